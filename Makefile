@@ -1,0 +1,28 @@
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: demo test install bench clean check
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+# Tests run against the installed package, as a user gets it.
+install: $(BIN)/python
+	$(BIN)/pip install -q ".[test]"
+
+demo: install
+	$(BIN)/mosnx run -c examples/quickstart/mosnx.yaml
+
+test: install
+	cd tests && ../$(BIN)/pytest -p no:cacheprovider $(PYTEST_ARGS)
+
+check: install
+	$(BIN)/mosnx check examples/quickstart/mosnx.yaml
+
+bench: install
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
+
+clean:
+	rm -rf $(VENV) build *.egg-info

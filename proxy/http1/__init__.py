@@ -1,0 +1,1 @@
+"""mosnx.proxy.http1"""

@@ -1,0 +1,140 @@
+"""StreamContext: everything the pipeline knows about one stream.
+
+One is made per HTTP request (or gRPC call, or TCP connection) by the proxy core,
+handed to every step, and read through the attribute table (runtime.attributes).
+It owns no I/O; steps mutate its heads and metadata, never the connection.
+"""
+from __future__ import annotations
+
+import time
+from http.cookies import SimpleCookie
+from typing import Any
+from urllib.parse import parse_qsl
+
+from .headers import Headers
+
+
+class RequestHead:
+    __slots__ = ("method", "path", "version", "headers", "scheme", "authority")
+
+    def __init__(self, method: str, path: str, headers: Headers, version: str = "1.1",
+                 scheme: str = "http", authority: str | None = None):
+        self.method = method
+        self.path = path            # the request target as sent: path and query
+        self.version = version      # "1.0", "1.1", "2"
+        self.headers = headers
+        self.scheme = scheme
+        self.authority = authority  # :authority for HTTP/2; None means use Host
+
+    @property
+    def host(self) -> str:
+        if self.authority is not None:
+            return self.authority
+        h = self.headers.getb(b"host")
+        return h.decode("latin-1") if h is not None else ""
+
+
+class ResponseHead:
+    __slots__ = ("status", "reason", "headers", "version")
+
+    def __init__(self, status: int, headers: Headers, reason: str = "", version: str = "1.1"):
+        self.status = status
+        self.headers = headers
+        self.reason = reason
+        self.version = version
+
+
+class StreamContext:
+    __slots__ = (
+        "request", "response", "listener", "protocol",
+        "source_address", "source_port", "destination_address", "destination_port",
+        "connection_sni", "connection_mtls", "peer_subject",
+        "vhost", "route", "cluster_name", "upstream_address",
+        "metadata", "filter_state", "start", "start_wall", "request_id",
+        "error_detail", "response_flags", "bytes_received", "bytes_sent",
+        "attempt_count", "timeout_override", "upstream_request_headers_sent",
+        "_url_path", "_query", "_cookies",
+    )
+
+    def __init__(self, request: RequestHead, listener: str = "", protocol: str = "HTTP/1.1",
+                 source: tuple[str, int] | None = None, destination: tuple[str, int] | None = None):
+        self.request = request
+        self.response: ResponseHead | None = None
+        self.listener = listener
+        self.protocol = protocol
+        self.source_address, self.source_port = source or ("", 0)
+        self.destination_address, self.destination_port = destination or ("", 0)
+        self.connection_sni = ""
+        self.connection_mtls = False
+        self.peer_subject = ""
+        self.vhost = None
+        self.route = None
+        self.cluster_name = ""
+        self.upstream_address = ""
+        self.metadata: dict[str, Any] | None = None
+        self.filter_state: dict[str, Any] | None = None
+        self.start = time.monotonic()
+        self.start_wall = time.time()
+        self.request_id = ""
+        self.error_detail = ""
+        self.response_flags = ""
+        self.bytes_received = 0
+        self.bytes_sent = 0
+        self.attempt_count = 0
+        self.timeout_override: float | None = None
+        self.upstream_request_headers_sent = False
+        self._url_path: str | None = None
+        self._query: dict[str, str] | None = None
+        self._cookies: dict[str, str] | None = None
+
+    # -- derived request facts, parsed once on first use --
+    @property
+    def url_path(self) -> str:
+        if self._url_path is None:
+            p = self.request.path
+            i = p.find("?")
+            self._url_path = p if i < 0 else p[:i]
+        return self._url_path
+
+    @property
+    def query(self) -> dict[str, str]:
+        if self._query is None:
+            p = self.request.path
+            i = p.find("?")
+            self._query = dict(parse_qsl(p[i + 1:], keep_blank_values=True)) if i >= 0 else {}
+        return self._query
+
+    @property
+    def cookies(self) -> dict[str, str]:
+        if self._cookies is None:
+            jar: dict[str, str] = {}
+            for raw in self.request.headers.get_all("cookie"):
+                c = SimpleCookie()
+                try:
+                    c.load(raw)
+                except Exception:
+                    continue
+                for k, m in c.items():
+                    jar.setdefault(k, m.value)
+            self._cookies = jar
+        return self._cookies
+
+    def set_path(self, path: str) -> None:
+        """Replace the request target (path and query); derived caches follow."""
+        self.request.path = path
+        self._url_path = None
+        self._query = None
+
+    def meta(self) -> dict[str, Any]:
+        if self.metadata is None:
+            self.metadata = {}
+        return self.metadata
+
+    def state(self) -> dict[str, Any]:
+        if self.filter_state is None:
+            self.filter_state = {}
+        return self.filter_state
+
+    @property
+    def duration_ms(self) -> float:
+        return (time.monotonic() - self.start) * 1000.0

@@ -1,0 +1,148 @@
+"""Validated configuration as frozen dataclasses, and the Snapshot the core executes.
+
+The YAML loader (runtime.config) produces a Config; build_snapshot() turns it into a
+Snapshot by adding what front ends compile (pipelines, route tables). Nothing here
+does I/O; constructors reject values that cannot be served.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from .diagnostics import Span
+from .pipeline import Pipeline
+from .routes import RouteAction, RouteTable
+
+KiB = 1024
+MiB = 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    host: str
+    port: int
+    weight: int = 1
+
+    def __post_init__(self) -> None:
+        if not 0 < self.port < 65536:
+            raise ValueError(f"port {self.port} is outside 1..65535")
+        if self.weight < 1:
+            raise ValueError("endpoint weight must be >= 1")
+
+    @property
+    def address(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class CircuitBreakers:
+    max_connections: int = 1024
+    max_pending_requests: int = 1024
+    max_requests: int = 1024
+    max_retries: int = 3
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterConfig:
+    name: str
+    endpoints: tuple[Endpoint, ...]
+    connect_timeout: float = 1.0
+    lb: str = "round_robin"
+    protocol: str = "http1"
+    circuit_breakers: CircuitBreakers = CircuitBreakers()
+    idle_timeout: float = 60.0                # pooled connection idle time before close
+    max_requests_per_connection: int = 0      # 0: unlimited
+    options: dict[str, Any] = field(default_factory=dict)  # extension settings (health, outlier, ...)
+    span: Span | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    request_headers: float = 10.0
+    idle: float = 60.0
+    drain: float = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    request_headers: int = 60 * KiB
+    retry_buffer: int = 64 * KiB              # request body kept for replay on retry
+    write_high_water: int = 256 * KiB         # pause the other side above this
+    write_low_water: int = 64 * KiB
+
+
+@dataclass(frozen=True, slots=True)
+class AccessLog:
+    path: str                                 # "stdout", "stderr" or a file path
+    format: str | None = None                 # None: the default format
+
+
+@dataclass(frozen=True, slots=True)
+class FilterSpec:
+    kind: str                                 # registry name, e.g. "wasm"
+    name: str                                 # instance name, used in stats and by .mdsl
+    config: dict[str, Any]
+    disabled: bool = False                    # Envoy's `disabled`: runs only where a route names it
+    span: Span | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ListenerConfig:
+    name: str
+    host: str
+    port: int
+    protocol: str = "http"
+    route: RouteAction | None = None          # the default route
+    rules: tuple[str, ...] = ()               # .mdsl files or folders, absolute paths
+    filters: tuple[FilterSpec, ...] = ()
+    access_log: AccessLog | None = None
+    timeouts: Timeouts = Timeouts()
+    limits: Limits = Limits()
+    span: Span | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AdminConfig:
+    host: str = "127.0.0.1"
+    port: int = 15000
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    path: str
+    admin: AdminConfig | None
+    listeners: tuple[ListenerConfig, ...]
+    clusters: tuple[ClusterConfig, ...]
+    workers: int | None = None                # None: one per core
+    raw: dict[str, Any] = field(default_factory=dict)   # the YAML as data, for config_dump
+    demo_upstream: tuple[tuple[str, int], ...] = ()     # quickstart: embedded demo upstreams
+
+
+@dataclass(frozen=True, slots=True)
+class Listener:
+    """A listener as the core serves it: config plus the compiled pipeline and routes."""
+    config: ListenerConfig
+    pipeline: Pipeline
+    routes: RouteTable
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    version: int
+    config: Config
+    listeners: dict[str, Listener]
+    clusters: dict[str, ClusterConfig]
+    sources: tuple[str, ...]                  # files whose change triggers a reload
+    built_at: float = field(default_factory=time.time)
+    extensions: dict[str, Any] = field(default_factory=dict)  # per-snapshot shared state of filters
+
+    def dump(self) -> dict[str, Any]:
+        return {
+            "version": self.version,
+            "built_at": self.built_at,
+            "path": self.config.path,
+            "sources": list(self.sources),
+            "config": self.config.raw,
+            "routes": {n: l.routes.describe() for n, l in self.listeners.items()},
+        }

@@ -1,0 +1,80 @@
+"""The registry of front ends and filters, looked up by name by build_snapshot().
+
+`dsl` registers the loader for `rules:`, `wasm` the factory for `wasm` filters,
+built-in filters theirs. runtime never imports them: the composition root (the
+CLI) imports the packages, whose import registers them.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable, Protocol
+
+from .diagnostics import Diagnostic
+from .pipeline import HttpFilter, Pipeline
+from .routes import RouteTable
+from .stats import Store
+
+
+@dataclass
+class Services:
+    """What the worker that builds a snapshot lends to front ends and filters."""
+    stats: Store = field(default_factory=Store)
+    # async http_call(cluster, headers: list[(str,str)], body: bytes, timeout: float)
+    #   -> (status: int, headers: list[(str,str)], body: bytes); raises on failure
+    http_call: Callable[..., Awaitable[Any]] | None = None
+    worker_id: int = 0
+    # emit(ctx, kind, record): structured records from `on log` steps; kind "access"
+    # goes to the listener's access log as one JSON line
+    emit: Callable[[Any, str, dict], None] | None = None
+
+
+@dataclass
+class BuildContext:
+    """What a front end may consult while building one listener."""
+    config: Any                       # runtime.model.Config
+    listener: Any                     # runtime.model.ListenerConfig
+    clusters: set[str]
+    filters: dict[str, HttpFilter]    # filters declared on the listener, by instance name
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+    sources: list[str] = field(default_factory=list)   # extra files to watch for reload
+    extensions: dict[str, Any] = field(default_factory=dict)
+    services: Services = field(default_factory=Services)
+
+
+@dataclass
+class RulesResult:
+    routes: RouteTable
+    pipeline: Pipeline = field(default_factory=Pipeline)   # listener-level steps from the rules
+
+
+class RulesLoader(Protocol):
+    def __call__(self, paths: tuple[str, ...], ctx: BuildContext) -> RulesResult | None:
+        """Compile rule files; on failure append diagnostics to ctx and return None."""
+
+
+FilterFactory = Callable[[str, dict, BuildContext], HttpFilter]
+
+_rules_loaders: dict[str, RulesLoader] = {}
+_filters: dict[str, FilterFactory] = {}
+_filter_schemas: dict[str, Callable[[dict], list[str]]] = {}
+
+
+def register_rules_loader(name: str, loader: RulesLoader) -> None:
+    _rules_loaders[name] = loader
+
+
+def rules_loader(name: str = "mdsl") -> RulesLoader | None:
+    return _rules_loaders.get(name)
+
+
+def register_filter(kind: str, factory: FilterFactory) -> None:
+    """`factory(instance_name, config, build_ctx) -> HttpFilter`; raise ValueError on bad config."""
+    _filters[kind] = factory
+
+
+def filter_factory(kind: str) -> FilterFactory | None:
+    return _filters.get(kind)
+
+
+def filter_kinds() -> list[str]:
+    return sorted(_filters)

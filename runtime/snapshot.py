@@ -1,0 +1,88 @@
+"""build_snapshot(): config in, immutable Snapshot out, or ConfigError with every finding.
+
+Pure: no sockets, no global state beyond the registry of front ends. Called by the
+CLI for `check`, by each worker at start and on reload, and by the reload path in
+the supervisor to validate before telling workers.
+"""
+from __future__ import annotations
+
+from typing import Iterable
+
+from . import registry
+from .diagnostics import ConfigError, Diagnostic, did_you_mean
+from .model import Config, Listener, Snapshot
+from .pipeline import Pipeline
+from .routes import Route, RouteAction, RouteTable, VirtualHost
+
+
+def default_route_table(action: RouteAction) -> RouteTable:
+    return RouteTable([VirtualHost("default", ["*"], [Route("default", action)])])
+
+
+def build_snapshot(config: Config | str, version: int = 1,
+                   services: registry.Services | None = None) -> Snapshot:
+    if isinstance(config, str):
+        from .config import load_config
+        config = load_config(config)
+    diags: list[Diagnostic] = []
+    clusters = {c.name: c for c in config.clusters}
+    listeners: dict[str, Listener] = {}
+    sources: list[str] = [config.path]
+    extensions: dict = {}
+    for lc in config.listeners:
+        ctx = registry.BuildContext(config=config, listener=lc, clusters=set(clusters),
+                                    filters={}, extensions=extensions,
+                                    services=services or registry.Services())
+        filters = []
+        for spec in lc.filters:
+            factory = registry.filter_factory(spec.kind)
+            if factory is None:
+                diags.append(Diagnostic(spec.span, "C201", f'unknown filter type "{spec.kind}"'
+                                        + did_you_mean(spec.kind, registry.filter_kinds())))
+                continue
+            try:
+                f = factory(spec.name, spec.config, ctx)
+            except (ValueError, OSError) as e:
+                diags.append(Diagnostic(spec.span, "C202", f'filter "{spec.name}": {e}'))
+                continue
+            ctx.filters[spec.name] = f
+            if not spec.disabled:
+                filters.append(f)
+        pipeline = Pipeline.of(filters)
+        routes: RouteTable | None = None
+        if lc.rules:
+            loader = registry.rules_loader("mdsl")
+            if loader is None:
+                diags.append(Diagnostic(lc.span, "C203", "rules: need the mdsl front end, which is not installed"))
+            else:
+                result = loader(lc.rules, ctx)
+                if result is not None:
+                    routes = result.routes
+                    pipeline = pipeline.then(result.pipeline)
+        elif lc.route is not None:
+            routes = default_route_table(lc.route)
+        else:
+            diags.append(Diagnostic(lc.span, "C204", f'listener "{lc.name}" has neither route: nor rules:'))
+        diags.extend(ctx.diagnostics)
+        sources.extend(ctx.sources)
+        if routes is None:
+            continue
+        diags.extend(_check_clusters(routes, clusters, lc))
+        listeners[lc.name] = Listener(lc, pipeline, routes.finalize(pipeline))
+    errors = [d for d in diags if d.severity == "error"]
+    if errors:
+        raise ConfigError(errors)
+    return Snapshot(version=version, config=config, listeners=listeners, clusters=clusters,
+                    sources=tuple(dict.fromkeys(sources)), extensions=extensions)
+
+
+def _check_clusters(routes: RouteTable, clusters: dict, lc) -> Iterable[Diagnostic]:
+    for vh in routes.vhosts:
+        for r in vh.routes:
+            if not isinstance(r.action, RouteAction):
+                continue
+            names = r.action.clusters() + [m.cluster for m in r.action.mirrors]
+            for name in names:
+                if name not in clusters:
+                    span = r.span or lc.span
+                    yield Diagnostic(span, "C101", f'unknown cluster "{name}"' + did_you_mean(name, clusters))

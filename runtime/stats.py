@@ -1,0 +1,130 @@
+"""Per-worker stats: counters, gauges and histograms under Envoy's names.
+
+Each worker owns one Store; hot paths hold direct references to Counter objects
+and bump `.value`. The admin process merges the workers' dumps (sum counters and
+gauges, add histogram buckets), so every number in /stats is across workers.
+"""
+from __future__ import annotations
+
+import bisect
+from typing import Any
+
+# Envoy's default histogram bucket bounds, in ms.
+BUCKETS = (0.5, 1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000,
+           60000, 300000, 600000, 1800000, 3600000)
+
+
+class Counter:
+    __slots__ = ("value",)
+
+    def __init__(self) -> None:
+        self.value = 0
+
+    def inc(self, n: int = 1) -> None:
+        self.value += n
+
+
+class Gauge:
+    __slots__ = ("value",)
+
+    def __init__(self) -> None:
+        self.value = 0
+
+    def inc(self, n: int = 1) -> None:
+        self.value += n
+
+    def dec(self, n: int = 1) -> None:
+        self.value -= n
+
+    def set(self, v: int) -> None:
+        self.value = v
+
+
+class Histogram:
+    __slots__ = ("counts", "sum", "count", "bounds")
+
+    def __init__(self, bounds: tuple[float, ...] = BUCKETS) -> None:
+        self.bounds = bounds
+        self.counts = [0] * (len(bounds) + 1)   # last slot: above the top bound
+        self.sum = 0.0
+        self.count = 0
+
+    def record(self, v: float) -> None:
+        self.counts[bisect.bisect_left(self.bounds, v)] += 1
+        self.sum += v
+        self.count += 1
+
+
+class Store:
+    def __init__(self) -> None:
+        self.counters: dict[str, Counter] = {}
+        self.gauges: dict[str, Gauge] = {}
+        self.histograms: dict[str, Histogram] = {}
+
+    def counter(self, name: str) -> Counter:
+        c = self.counters.get(name)
+        if c is None:
+            c = self.counters[name] = Counter()
+        return c
+
+    def gauge(self, name: str) -> Gauge:
+        g = self.gauges.get(name)
+        if g is None:
+            g = self.gauges[name] = Gauge()
+        return g
+
+    def histogram(self, name: str) -> Histogram:
+        h = self.histograms.get(name)
+        if h is None:
+            h = self.histograms[name] = Histogram()
+        return h
+
+    def inc(self, name: str, n: int = 1) -> None:
+        self.counter(name).value += n
+
+    def dump(self) -> dict[str, Any]:
+        """Plain data, picklable and JSON-able, for merging across workers."""
+        return {
+            "counters": {k: c.value for k, c in self.counters.items()},
+            "gauges": {k: g.value for k, g in self.gauges.items()},
+            "histograms": {k: {"bounds": list(h.bounds), "counts": list(h.counts),
+                               "sum": h.sum, "count": h.count}
+                           for k, h in self.histograms.items()},
+        }
+
+
+def merge(dumps: list[dict[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {"counters": {}, "gauges": {}, "histograms": {}}
+    for d in dumps:
+        for k, v in d.get("counters", {}).items():
+            out["counters"][k] = out["counters"].get(k, 0) + v
+        for k, v in d.get("gauges", {}).items():
+            out["gauges"][k] = out["gauges"].get(k, 0) + v
+        for k, h in d.get("histograms", {}).items():
+            cur = out["histograms"].get(k)
+            if cur is None:
+                out["histograms"][k] = {"bounds": list(h["bounds"]), "counts": list(h["counts"]),
+                                        "sum": h["sum"], "count": h["count"]}
+            else:
+                cur["counts"] = [a + b for a, b in zip(cur["counts"], h["counts"])]
+                cur["sum"] += h["sum"]
+                cur["count"] += h["count"]
+    return out
+
+
+def quantile(h: dict[str, Any], q: float) -> float | None:
+    """Estimate quantile q (0..1) of a dumped histogram by linear interpolation in its bucket."""
+    total = h["count"]
+    if not total:
+        return None
+    target = q * total
+    seen = 0
+    lower = 0.0
+    bounds = h["bounds"]
+    for i, c in enumerate(h["counts"]):
+        upper = bounds[i] if i < len(bounds) else bounds[-1]
+        if c and seen + c >= target:
+            return lower + (upper - lower) * ((target - seen) / c)
+        seen += c
+        lower = upper
+    return float(bounds[-1])
