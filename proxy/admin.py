@@ -1,0 +1,335 @@
+"""The admin HTTP API, on Envoy's paths and formats: /stats, /stats/prometheus,
+/clusters, /server_info, /config_dump, /ready, plus POST /reload.
+
+Runs in the supervisor, never in a worker, and holds no proxy state: every answer comes
+from an AdminBackend. A handler that raises costs one 500, a malformed request costs
+its connection; the server itself never goes down. Requests on a connection are
+answered one at a time, in order (pipelined requests wait their turn).
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+from collections import deque
+from dataclasses import dataclass
+from http import HTTPStatus
+from typing import Any, Awaitable, Callable, Protocol
+from urllib.parse import parse_qs
+
+import httptools
+
+from . import admin_format as fmt
+
+log = logging.getLogger("mosnx.admin")
+
+MAX_HEAD = 64 * 1024      # request line plus headers
+MAX_BODY = 64 * 1024      # no endpoint reads a body; this only bounds what we buffer
+MAX_PENDING = 8           # pipelined requests queued before we stop reading
+
+TEXT = "text/plain; charset=UTF-8"
+JSON = "application/json"
+PROMETHEUS = "text/plain; version=0.0.4; charset=UTF-8"
+
+_STATUS_LINES = {s.value: f"HTTP/1.1 {s.value} {s.phrase}\r\n".encode() for s in HTTPStatus}
+
+
+class AdminBackend(Protocol):
+    async def stats(self) -> dict: ...
+    async def clusters(self) -> dict: ...
+    async def config_dump(self) -> dict: ...
+    def server_info(self) -> dict: ...
+    async def reload(self) -> tuple[bool, dict]: ...
+    def ready(self) -> bool: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    status: int
+    body: bytes
+    content_type: str = TEXT
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+class BadRequest(Exception):
+    """A handler's answer to a bad query: becomes a 400 with the message."""
+
+
+def text(status: int, body: str, content_type: str = TEXT) -> Response:
+    return Response(status, body.encode(), content_type)
+
+
+def _jsonable(value: Any) -> Any:
+    # A stray set or Path in a dump should not cost the whole answer.
+    return list(value) if isinstance(value, (set, frozenset)) else str(value)
+
+
+def json_response(status: int, obj: Any, pretty: bool = False) -> Response:
+    body = json.dumps(obj, indent=2 if pretty else None, default=_jsonable) + "\n"
+    return Response(status, body.encode(), JSON)
+
+
+Query = dict[str, list[str]]
+Handler = Callable[[AdminBackend, Query], Awaitable[Response]]
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    method: str
+    help: str
+    handler: Handler
+
+
+def _param(query: Query, name: str) -> str | None:
+    values = query.get(name)
+    return values[-1] if values else None
+
+
+def _stats_selection(query: Query) -> tuple[re.Pattern[str] | None, bool]:
+    pattern = _param(query, "filter")
+    try:
+        compiled = re.compile(pattern) if pattern else None
+    except re.error as e:
+        raise BadRequest(f"invalid regex in filter: {e}") from None
+    return compiled, "usedonly" in query
+
+
+async def _home(backend: AdminBackend, query: Query) -> Response:
+    return text(200, help_text())
+
+
+async def _ready(backend: AdminBackend, query: Query) -> Response:
+    if backend.ready():
+        return text(200, "LIVE\n")
+    return text(503, f"{backend.server_info().get('state', 'PRE_INITIALIZING')}\n")
+
+
+async def _server_info(backend: AdminBackend, query: Query) -> Response:
+    return json_response(200, backend.server_info(), pretty=True)
+
+
+async def _config_dump(backend: AdminBackend, query: Query) -> Response:
+    return json_response(200, await backend.config_dump(), pretty=True)
+
+
+async def _clusters(backend: AdminBackend, query: Query) -> Response:
+    form = _param(query, "format")
+    if form not in (None, "text", "json"):
+        raise BadRequest(f"unknown format {form!r}: use text or json")
+    clusters = await backend.clusters()
+    if form == "json":
+        return json_response(200, fmt.clusters_json(clusters), pretty=True)
+    return text(200, fmt.clusters_text(clusters))
+
+
+async def _stats(backend: AdminBackend, query: Query) -> Response:
+    form = _param(query, "format")
+    if form not in (None, "text", "json", "prometheus"):
+        raise BadRequest(f"unknown format {form!r}: use text, json or prometheus")
+    pattern, used_only = _stats_selection(query)
+    dump = fmt.select(await backend.stats(), pattern, used_only)
+    if form == "json":
+        return json_response(200, fmt.stats_json(dump), pretty=True)
+    if form == "prometheus":
+        return text(200, fmt.prometheus(dump), PROMETHEUS)
+    return text(200, fmt.stats_text(dump))
+
+
+async def _prometheus(backend: AdminBackend, query: Query) -> Response:
+    pattern, used_only = _stats_selection(query)
+    return text(200, fmt.prometheus(fmt.select(await backend.stats(), pattern, used_only)), PROMETHEUS)
+
+
+async def _reload(backend: AdminBackend, query: Query) -> Response:
+    ok, details = await backend.reload()
+    return json_response(200 if ok else 400, {**details, "ok": ok}, pretty=True)
+
+
+ROUTES: dict[str, Route] = {
+    "/": Route("GET", "this list of admin endpoints", _home),
+    "/help": Route("GET", "this list of admin endpoints", _home),
+    "/ready": Route("GET", "200 LIVE when serving, else 503 with the server state", _ready),
+    "/server_info": Route("GET", "version, state, uptime, workers, snapshot version (JSON)", _server_info),
+    "/config_dump": Route("GET", "the live configuration snapshot (JSON)", _config_dump),
+    "/clusters": Route("GET", "upstream clusters and endpoint health; ?format=json", _clusters),
+    "/stats": Route("GET", "all stats; ?filter=<regex>, ?usedonly, ?format=json|prometheus", _stats),
+    "/stats/prometheus": Route("GET", "stats in Prometheus text format; ?filter=<regex>, ?usedonly",
+                               _prometheus),
+    "/reload": Route("POST", "rebuild the configuration from its sources; 400 with errors if it fails",
+                     _reload),
+}
+
+
+def help_text() -> str:
+    lines = ["admin commands are:\n"]
+    lines += [f"  {route.method} {path}: {route.help}\n" for path, route in ROUTES.items()]
+    return "".join(lines)
+
+
+async def dispatch(backend: AdminBackend, method: str, target: bytes) -> Response:
+    """The response to one request; never raises."""
+    try:
+        url = httptools.parse_url(target)
+    except httptools.HttpParserInvalidURLError:
+        return text(400, "invalid request target\n")
+    route = ROUTES.get((url.path or b"").decode("latin-1"))
+    if route is None:
+        return text(404, "invalid path. " + help_text())
+    allowed = (route.method, "HEAD") if route.method == "GET" else (route.method,)
+    if method not in allowed:
+        return Response(405, f"{route.method} required\n".encode(), TEXT, (("allow", ", ".join(allowed)),))
+    query = parse_qs(url.query.decode("latin-1"), keep_blank_values=True) if url.query else {}
+    try:
+        return await route.handler(backend, query)
+    except BadRequest as e:
+        return text(400, f"{e}\n")
+    except Exception as e:
+        log.exception("admin %s %s failed", method, target.decode("latin-1"))
+        return text(500, f"error: {type(e).__name__}: {e}\n")
+
+
+def encode(response: Response, keep_alive: bool, head_only: bool = False) -> bytes:
+    head = [_STATUS_LINES[response.status],
+            f"content-type: {response.content_type}\r\n"
+            f"content-length: {len(response.body)}\r\n"
+            "cache-control: no-cache, max-age=0\r\n"
+            "x-content-type-options: nosniff\r\n".encode()]
+    head += [f"{k}: {v}\r\n".encode("latin-1") for k, v in response.headers]
+    if not keep_alive:
+        head.append(b"connection: close\r\n")
+    head.append(b"\r\n")
+    if not head_only:
+        head.append(response.body)
+    return b"".join(head)
+
+
+@dataclass(frozen=True, slots=True)
+class _Request:
+    method: str
+    target: bytes
+    keep_alive: bool
+
+
+class _Reject(Exception):
+    """Raised from a parser callback; the parser reports it as a callback error."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class AdminProtocol(asyncio.Protocol):
+    def __init__(self, backend: AdminBackend) -> None:
+        self.backend = backend
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpRequestParser(self)
+        # A queue item is a parsed request, or a final error reply that closes the connection.
+        self.pending: deque[_Request | Response] = deque()
+        self.task: asyncio.Task[None] | None = None
+        self.closed = False       # stop parsing: the connection ends after what is queued
+        self.paused = False
+        self._target = bytearray()
+        self._head_size = 0
+        self._body_size = 0
+        self._reject: _Reject | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        if self.closed:
+            return
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            # The request is queued; what follows is another protocol we do not speak.
+            self._finish()
+        except httptools.HttpParserCallbackError:
+            reject = self._reject or _Reject(500, "request handling failed")
+            self._finish(text(reject.status, f"{reject}\n"))
+        except httptools.HttpParserError:
+            self._finish(text(400, "malformed request\n"))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        # The running request is left to finish: a client that hangs up must not cancel
+        # a reload halfway. Its answer is dropped.
+        self.closed = True
+        self.pending.clear()
+
+    def on_message_begin(self) -> None:
+        self._target.clear()
+        self._head_size = self._body_size = 0
+
+    def on_url(self, url: bytes) -> None:
+        self._target += url
+        self._grow_head(len(url))
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._grow_head(len(name) + len(value))
+
+    def on_body(self, body: bytes) -> None:
+        self._body_size += len(body)
+        if self._body_size > MAX_BODY:
+            self._reject = _Reject(413, "request body too large")
+            raise self._reject
+
+    def on_message_complete(self) -> None:
+        method = self.parser.get_method().decode("latin-1")
+        self._enqueue(_Request(method, bytes(self._target), self.parser.should_keep_alive()))
+
+    def _grow_head(self, n: int) -> None:
+        self._head_size += n
+        if self._head_size > MAX_HEAD:
+            self._reject = _Reject(431, "request header fields too large")
+            raise self._reject
+
+    def _finish(self, reply: Response | None = None) -> None:
+        """Stop reading; answer what is queued, then `reply` if given, then close."""
+        self.closed = True
+        if reply is not None:
+            self.pending.append(reply)
+        self._start()
+
+    def _enqueue(self, item: _Request) -> None:
+        self.pending.append(item)
+        if len(self.pending) >= MAX_PENDING and not self.paused:
+            self.paused = True
+            self.transport.pause_reading()
+        self._start()
+
+    def _start(self) -> None:
+        if self.task is None:
+            if self.pending:
+                self.task = asyncio.get_running_loop().create_task(self._serve())
+            elif self.closed:
+                self.transport.close()
+
+    async def _serve(self) -> None:
+        try:
+            while self.pending:
+                item = self.pending.popleft()
+                if isinstance(item, Response):
+                    self.transport.write(encode(item, keep_alive=False))
+                    self.transport.close()
+                    return
+                response = await dispatch(self.backend, item.method, item.target)
+                if self.transport.is_closing():
+                    return
+                # Once parsing has stopped, the last queued answer ends the connection.
+                keep_alive = item.keep_alive and not (self.closed and not self.pending)
+                self.transport.write(encode(response, keep_alive, head_only=item.method == "HEAD"))
+                if not keep_alive:
+                    self.transport.close()
+                    return
+                if self.paused and len(self.pending) < MAX_PENDING // 2:
+                    self.paused = False
+                    self.transport.resume_reading()
+        finally:
+            self.task = None
+
+
+async def start_admin(host: str, port: int, backend: AdminBackend) -> asyncio.AbstractServer:
+    """Listen on host:port (port 0 picks a free one; see `server.sockets`)."""
+    loop = asyncio.get_running_loop()
+    return await loop.create_server(lambda: AdminProtocol(backend), host, port)

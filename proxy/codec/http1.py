@@ -1,0 +1,290 @@
+"""HTTP/1.1 codec: strict request decoding, response decoding, and encoding.
+
+Sans-I/O: decoders take bytes and call a sink; encoders return bytes. No sockets,
+clocks or asyncio here. The request decoder is the smuggling boundary: anything
+ambiguous about where a message ends (Content-Length with Transfer-Encoding,
+differing Content-Lengths, codings other than a single final `chunked`, obs-fold,
+whitespace before a colon, control characters, bad chunk sizes, oversize heads)
+raises ParseError before a single byte of that request is handed on.
+llhttp (via httptools) rejects most of these itself; the rest is checked here.
+"""
+from __future__ import annotations
+
+import httptools
+
+from mosnx.runtime.headers import Headers
+
+
+class ParseError(Exception):
+    """A message that must not be proxied; `status` is what the client gets."""
+
+    def __init__(self, status: int, detail: str):
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+
+
+class RequestSink:
+    """What a RequestDecoder calls; the server protocol implements it."""
+
+    def on_request(self, method: str, target: str, version: str, headers: Headers,
+                   keep_alive: bool, body: int | None, upgrade: bool) -> None:
+        """Head complete. body: None = chunked, else the Content-Length (0 for none)."""
+
+    def on_request_body(self, data: bytes) -> None: ...
+
+    def on_request_end(self, trailers: Headers | None) -> None: ...
+
+
+_TOKEN = frozenset(b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+
+
+class RequestDecoder:
+    """Feeds bytes to llhttp and calls `sink` once per message, in order."""
+
+    __slots__ = ("sink", "max_head", "_parser", "_url", "_headers", "_head_bytes",
+                 "_in_head", "_trailers", "upgraded_offset")
+
+    def __init__(self, sink: RequestSink, max_head: int = 60 * 1024):
+        self.sink = sink
+        self.max_head = max_head
+        self._parser = httptools.HttpRequestParser(self)
+        self._url = b""
+        self._headers: list[tuple[bytes, bytes]] = []
+        self._head_bytes = 0
+        self._in_head = False
+        self._trailers: list[tuple[bytes, bytes]] | None = None
+        self.upgraded_offset = -1     # set when an Upgrade request's head ended the parse
+
+    def feed(self, data: bytes) -> None:
+        """Parse `data`; raises ParseError. After an upgrade, bytes past
+        `upgraded_offset` belong to the tunnel and are not parsed."""
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade as e:
+            self.upgraded_offset = e.args[0] if e.args else len(data)
+        except httptools.HttpParserInvalidMethodError as e:
+            raise ParseError(400, "invalid_method") from e
+        except httptools.HttpParserInvalidURLError as e:
+            raise ParseError(400, "invalid_url") from e
+        except httptools.HttpParserError as e:
+            if self._in_head and self._head_bytes > self.max_head:
+                raise ParseError(431, "request_headers_too_large") from e
+            raise ParseError(400, "http1_codec_error") from e
+
+    @property
+    def mid_head(self) -> bool:
+        """True while a request head has started but not ended (for the header timeout)."""
+        return self._in_head
+
+    # -- llhttp callbacks --
+    def on_message_begin(self) -> None:
+        self._url = b""
+        self._headers = []
+        self._head_bytes = 0
+        self._in_head = True
+        self._trailers = None
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+        self._head_bytes += len(url)
+        if self._head_bytes > self.max_head:
+            raise ParseError(431, "request_headers_too_large")
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._head_bytes += len(name) + len(value) + 4
+        if self._head_bytes > self.max_head:
+            raise ParseError(431, "request_headers_too_large")
+        if not self._in_head:
+            if self._trailers is None:
+                self._trailers = []
+            self._trailers.append((name.lower(), value))
+            return
+        self._headers.append((name.lower(), value))
+
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+        p = self._parser
+        version = p.get_http_version()
+        headers = self._headers
+        te = cl = host = None
+        n_host = 0
+        for k, v in headers:
+            # llhttp already refuses CL+TE, duplicate CL, bad CL digits and obs-fold
+            if k == b"transfer-encoding":
+                if te is not None:
+                    raise ParseError(400, "repeated_transfer_encoding")
+                te = v
+            elif k == b"content-length":
+                cl = v
+            elif k == b"host":
+                host = v
+                n_host += 1
+        if te is not None:
+            if te.strip().lower() != b"chunked":
+                raise ParseError(400, "unsupported_transfer_encoding")
+            if version == "1.0":
+                raise ParseError(400, "transfer_encoding_in_http10")
+        if version == "1.1" and n_host != 1:
+            raise ParseError(400, "missing_host" if n_host == 0 else "duplicate_host")
+        if host is not None and not _valid_host(host):
+            raise ParseError(400, "invalid_host")
+        body = None if te is not None else (int(cl) if cl is not None else 0)
+        try:
+            target = self._url.decode("ascii")
+        except UnicodeDecodeError:
+            raise ParseError(400, "invalid_url") from None
+        self.sink.on_request(p.get_method().decode("ascii"), target, version, Headers(headers),
+                             p.should_keep_alive(), body, p.should_upgrade())
+
+    def on_body(self, body: bytes) -> None:
+        self.sink.on_request_body(body)
+
+    def on_message_complete(self) -> None:
+        t = self._trailers
+        self.sink.on_request_end(Headers(t) if t else None)
+
+
+def _valid_host(h: bytes) -> bool:
+    # a Host with whitespace, '@' or '/' is a routing-confusion vector, never a real authority
+    return not any(c in b" \t@/\\" for c in h)
+
+
+class ResponseSink:
+    def on_response(self, status: int, reason: str, version: str, headers: Headers,
+                    keep_alive: bool, body: int | None) -> None:
+        """body: None = until close or chunked (see `chunked`), else the Content-Length."""
+
+    def on_response_body(self, data: bytes) -> None: ...
+
+    def on_response_end(self, trailers: Headers | None) -> None: ...
+
+
+class ResponseDecoder:
+    """Upstream responses. 1xx other than 101 are dropped (we answer Expect ourselves)."""
+
+    __slots__ = ("sink", "_parser", "_headers", "_in_head", "_trailers", "_informational",
+                 "head_only", "chunked", "upgraded_offset", "_skip")
+
+    def __init__(self, sink: ResponseSink):
+        self.sink = sink
+        self._parser = httptools.HttpResponseParser(self)
+        self._headers: list[tuple[bytes, bytes]] = []
+        self._in_head = False
+        self._trailers: list[tuple[bytes, bytes]] | None = None
+        self._informational = False
+        self.head_only = False       # the request was HEAD: the response has no body
+        self.chunked = False
+        self.upgraded_offset = -1
+        self._skip = False
+
+    def feed(self, data: bytes) -> None:
+        try:
+            self._parser.feed_data(data)
+            if self._skip:
+                # llhttp cannot know a HEAD response has no body: end it here and
+                # start the next response on a fresh parser
+                self._skip = False
+                self.head_only = False
+                self._parser = httptools.HttpResponseParser(self)
+        except httptools.HttpParserUpgrade as e:
+            self.upgraded_offset = e.args[0] if e.args else len(data)
+        except httptools.HttpParserError as e:
+            raise ParseError(502, "upstream_protocol_error") from e
+
+    def on_message_begin(self) -> None:
+        self._headers = []
+        self._in_head = True
+        self._trailers = None
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if self._in_head:
+            self._headers.append((name.lower(), value))
+        else:
+            if self._trailers is None:
+                self._trailers = []
+            self._trailers.append((name.lower(), value))
+
+    def on_status(self, status: bytes) -> None:
+        pass
+
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+        p = self._parser
+        status = p.get_status_code()
+        if 100 <= status < 200 and status != 101:
+            self._informational = True
+            return
+        self._informational = False
+        cl = None
+        chunked = False
+        for k, v in self._headers:
+            if k == b"content-length":
+                cl = v
+            elif k == b"transfer-encoding":
+                chunked = True
+        self.chunked = chunked
+        if self.head_only or status in (204, 304):
+            body: int | None = 0
+        elif chunked:
+            body = None
+        else:
+            body = int(cl) if cl is not None else None
+        self.sink.on_response(status, "", p.get_http_version(), Headers(self._headers),
+                              p.should_keep_alive(), body)
+        if self.head_only:
+            self._skip = True
+            self.sink.on_response_end(None)
+
+    def on_body(self, body: bytes) -> None:
+        self.sink.on_response_body(body)
+
+    def on_message_complete(self) -> None:
+        if self._informational:
+            self._informational = False
+            return
+        if self._skip:
+            return
+        t = self._trailers
+        self.sink.on_response_end(Headers(t) if t else None)
+
+
+# -- encoding --
+_REASONS = {
+    100: b"Continue", 101: b"Switching Protocols", 200: b"OK", 201: b"Created", 202: b"Accepted",
+    204: b"No Content", 206: b"Partial Content", 301: b"Moved Permanently", 302: b"Found",
+    303: b"See Other", 304: b"Not Modified", 307: b"Temporary Redirect", 308: b"Permanent Redirect",
+    400: b"Bad Request", 401: b"Unauthorized", 403: b"Forbidden", 404: b"Not Found",
+    405: b"Method Not Allowed", 408: b"Request Timeout", 409: b"Conflict", 413: b"Payload Too Large",
+    414: b"URI Too Long", 429: b"Too Many Requests", 431: b"Request Header Fields Too Large",
+    500: b"Internal Server Error", 501: b"Not Implemented", 502: b"Bad Gateway",
+    503: b"Service Unavailable", 504: b"Gateway Timeout",
+}
+# status lines are built once, not per response
+STATUS_LINES = {s: b"HTTP/1.1 %d %s\r\n" % (s, r) for s, r in _REASONS.items()}
+
+
+def status_line(status: int) -> bytes:
+    line = STATUS_LINES.get(status)
+    if line is None:
+        line = b"HTTP/1.1 %d %s\r\n" % (status, _REASONS.get(status, b"Unknown"))
+    return line
+
+
+def encode_headers(headers: Headers) -> bytes:
+    return b"".join([b"%s: %s\r\n" % kv for kv in headers.items])
+
+
+def encode_request_head(method: str, target: str, headers: Headers) -> bytes:
+    return b"%s %s HTTP/1.1\r\n%s\r\n" % (method.encode("ascii"), target.encode("ascii"),
+                                           encode_headers(headers))
+
+
+def encode_chunk(data: bytes) -> bytes:
+    return b"%x\r\n%s\r\n" % (len(data), data)
+
+
+def encode_last_chunk(trailers: Headers | None) -> bytes:
+    if trailers:
+        return b"0\r\n" + encode_headers(trailers) + b"\r\n"
+    return b"0\r\n\r\n"

@@ -1,0 +1,367 @@
+"""The downstream HTTP/1.1 connection: decode requests, run streams in order, encode responses.
+
+One asyncio.Protocol per client connection. Pipelined requests are queued and
+answered strictly in order; reading pauses while one is queued behind the active
+stream, so the queue never grows past what one read returned. Writes go straight
+to the transport; above its high-water mark the active stream's upstream is
+paused, and resumed on drain, so a slow reader never makes the proxy buffer a
+whole response.
+"""
+from __future__ import annotations
+
+import asyncio
+import socket
+
+from mosnx.runtime.context import RequestHead, StreamContext
+from mosnx.runtime.headers import Headers
+
+from ..codec.http1 import ParseError, RequestDecoder, encode_chunk, encode_headers, encode_last_chunk, status_line
+from ..stream import HttpStream
+
+_NO_BODY_STATUS = frozenset({204, 304})
+_CLOSE = (b"connection", b"close")
+_KEEP = (b"connection", b"keep-alive")
+_CHUNKED = (b"transfer-encoding", b"chunked")
+
+
+class Http1Server(asyncio.Protocol):
+    __slots__ = ("worker", "listener_name", "listener", "lstats", "transport", "decoder", "peer", "local",
+                 "queue", "parsing", "deferred", "paused_reasons", "write_paused", "chunked",
+                 "keep", "closing", "header_timer", "idle_timer", "tunnel", "error_after",
+                 "scheme", "version", "head_method")
+
+    def __init__(self, worker, listener_name: str):
+        self.worker = worker
+        self.listener_name = listener_name
+        self.listener = None
+        self.lstats = None
+        self.transport = None
+        self.decoder = None
+        self.queue: list[HttpStream] = []       # active stream first, then pipelined ones
+        self.parsing: HttpStream | None = None   # the stream whose request is being decoded
+        self.deferred: dict[HttpStream, list] = {}
+        self.paused_reasons = 0
+        self.write_paused = False
+        self.chunked = False
+        self.keep = True
+        self.closing = False
+        self.header_timer = None
+        self.idle_timer = None
+        self.tunnel: HttpStream | None = None
+        self.error_after = None
+        self.scheme = "http"
+        self.version = "1.1"
+        self.head_method = False
+
+    # ---------------------------------------------------------------- connection
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+        w = self.worker
+        listener = w.snapshot.listeners[self.listener_name]
+        self.listener = listener
+        self.lstats = w.listener_stats(self.listener_name)
+        self.lstats.cx_total.value += 1
+        self.lstats.cx_active.value += 1
+        cfg = listener.config
+        self.decoder = RequestDecoder(self, cfg.limits.request_headers)
+        transport.set_write_buffer_limits(cfg.limits.write_high_water, cfg.limits.write_low_water)
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except OSError:
+                pass
+        self.peer = transport.get_extra_info("peername") or ("", 0)
+        self.local = transport.get_extra_info("sockname") or ("", 0)
+        w.connections.add(self)
+        self._arm_idle()
+
+    def connection_lost(self, exc) -> None:
+        self.closing = True
+        self.lstats.cx_active.value -= 1
+        self.worker.connections.discard(self)
+        for t in (self.header_timer, self.idle_timer):
+            if t is not None:
+                t.cancel()
+        for s in self.queue:
+            s.reset()
+        if self.parsing is not None and self.parsing not in self.queue:
+            self.parsing.reset()
+        self.queue = []
+        self.deferred.clear()
+        if self.tunnel is not None:
+            t, self.tunnel = self.tunnel, None
+            t.on_tunnel_closed()
+
+    def data_received(self, data: bytes) -> None:
+        if self.tunnel is not None:
+            self.tunnel.on_tunnel_downstream_data(data)
+            return
+        if self.error_after is not None or self.closing:
+            return
+        if self.idle_timer is not None:
+            self.idle_timer.cancel()
+            self.idle_timer = None
+        dec = self.decoder
+        try:
+            dec.feed(data)
+        except ParseError as e:
+            self._protocol_error(e.status, e.detail)
+            return
+        if dec.upgraded_offset >= 0:
+            rest = data[dec.upgraded_offset:]
+            dec.upgraded_offset = -1
+            self._pause(1)       # nothing more is HTTP until the upstream answers the upgrade
+            if rest and self.parsing is not None:
+                self.deferred.setdefault(self.parsing, []).append(("raw", rest))
+        if dec.mid_head and self.header_timer is None:
+            t = self.listener.config.timeouts.request_headers
+            if t:
+                self.header_timer = asyncio.get_running_loop().call_later(t, self._header_timeout)
+
+    def eof_received(self):
+        # a half-closed client: finish what is in flight, then close
+        if not self.queue:
+            return False
+        self.keep = False
+        return True
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        if self.queue:
+            self.queue[0].on_downstream_drain()
+        elif self.tunnel is not None:
+            self.tunnel.on_downstream_drain()
+
+    # ---------------------------------------------------------------- requests
+    def on_request(self, method, target, version, headers, keep_alive, body, upgrade) -> None:
+        if self.header_timer is not None:
+            self.header_timer.cancel()
+            self.header_timer = None
+        w = self.worker
+        listener = w.snapshot.listeners.get(self.listener_name, self.listener)
+        if listener is not self.listener:
+            self.listener = listener
+        req = RequestHead(method, target, headers, version, self.scheme)
+        ctx = StreamContext(req, self.listener_name, "HTTP/1.0" if version == "1.0" else "HTTP/1.1",
+                            self.peer[:2], self.local[:2])
+        expect = headers.getb(b"expect")
+        expect_continue = expect is not None and expect.lower() == b"100-continue"
+        is_upgrade = bool(upgrade) and headers.has(b"upgrade")
+        stream = HttpStream(self, w, listener, self.lstats, ctx, body, keep_alive,
+                            is_upgrade, expect_continue)
+        self.parsing = stream
+        self.queue.append(stream)
+        if len(self.queue) == 1:
+            self._begin(stream)
+        else:
+            self.deferred[stream] = []
+            self._pause(2)
+
+    def on_request_body(self, data: bytes) -> None:
+        s = self.parsing
+        if s is None:
+            return
+        d = self.deferred.get(s)
+        if d is not None:
+            d.append(("body", data))
+        else:
+            s.on_request_body(data)
+
+    def on_request_end(self, trailers) -> None:
+        s = self.parsing
+        self.parsing = None
+        if s is None:
+            return
+        d = self.deferred.get(s)
+        if d is not None:
+            d.append(("end", trailers))
+        else:
+            s.on_request_end(trailers)
+
+    def _begin(self, stream: HttpStream) -> None:
+        self.version = stream.ctx.request.version
+        self.head_method = stream.ctx.request.method == "HEAD"
+        self.chunked = False
+        stream.start()
+
+    def stream_finished(self, stream: HttpStream) -> None:
+        """Both the request and the response of the active stream are done."""
+        q = self.queue
+        if not q or q[0] is not stream:
+            return
+        q.pop(0)
+        if not self.keep or self.closing or self.worker.draining:
+            self._close()
+            return
+        if q:
+            nxt = q[0]
+            events = self.deferred.pop(nxt, [])
+            self._begin(nxt)
+            for kind, arg in events:
+                if not nxt.rq_counted:
+                    break
+                if kind == "body":
+                    nxt.on_request_body(arg)
+                elif kind == "end":
+                    nxt.on_request_end(arg)
+            if len(q) == 1:
+                self._resume(2)
+            return
+        if self.error_after is not None:
+            status, detail = self.error_after
+            self._write_error(status, detail)
+            return
+        self._resume(2)
+        self._arm_idle()
+
+    # ---------------------------------------------------------------- Downstream
+    def send_head(self, stream, status: int, headers: Headers, body_len, end: bool) -> None:
+        items = headers.items
+        keep = self.keep and stream.client_keep_alive and not self.worker.draining
+        head_req = self.head_method
+        chunked = False
+        if status == 101:
+            items = [kv for kv in items if kv[0] != b"content-length"]
+            items.append((b"connection", b"upgrade"))
+            up = stream.ctx.response.headers.getb(b"upgrade")
+            if up is not None:
+                items.append((b"upgrade", up))
+        elif status in _NO_BODY_STATUS or status < 200:
+            items = [kv for kv in items if kv[0] != b"content-length"]
+        elif head_req:
+            pass   # HEAD: the upstream's Content-Length describes the GET; keep it
+        elif body_len is not None:
+            items = [kv for kv in items if kv[0] != b"content-length"]
+            items.append((b"content-length", b"%d" % body_len))
+        elif self.version == "1.1":
+            chunked = True
+            items.append(_CHUNKED)
+        else:
+            keep = False          # HTTP/1.0 client, unknown length: the close delimits the body
+        if status != 101:
+            if not keep:
+                items.append(_CLOSE)
+            elif self.version == "1.0":
+                items.append(_KEEP)
+        self.keep = keep
+        self.chunked = chunked
+        self.transport.write(status_line(status) + b"".join([b"%s: %s\r\n" % kv for kv in items]) + b"\r\n")
+
+    def send_data(self, stream, data: bytes) -> None:
+        if not data or self.head_method:
+            return
+        self.transport.write(encode_chunk(data) if self.chunked else data)
+
+    def send_end(self, stream, trailers) -> None:
+        if self.chunked:
+            self.chunked = False
+            self.transport.write(encode_last_chunk(trailers))
+
+    def send_continue(self, stream) -> None:
+        if self.version == "1.1":
+            self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+
+    def send_raw(self, stream, data: bytes) -> None:
+        self.transport.write(data)
+
+    def abort(self, stream) -> None:
+        self.keep = False
+        self._close(abort=True)
+
+    def pause_body(self, stream) -> None:
+        self._pause(4)
+
+    def resume_body(self, stream) -> None:
+        self._resume(4)
+
+    def writable(self) -> bool:
+        return not self.write_paused
+
+    def start_tunnel(self, stream) -> None:
+        self.tunnel = stream
+        events = self.deferred.pop(stream, [])
+        self._resume(1 | 2 | 4)
+        for kind, arg in events:
+            if kind == "raw":
+                stream.on_tunnel_downstream_data(arg)
+
+    # ---------------------------------------------------------------- helpers
+    def _pause(self, reason: int) -> None:
+        if not self.paused_reasons and not self.closing:
+            self.transport.pause_reading()
+        self.paused_reasons |= reason
+
+    def _resume(self, reasons: int) -> None:
+        if not self.paused_reasons:
+            return
+        self.paused_reasons &= ~reasons
+        if not self.paused_reasons and not self.closing:
+            self.transport.resume_reading()
+
+    def _arm_idle(self) -> None:
+        t = self.listener.config.timeouts.idle
+        if t and not self.closing:
+            if self.idle_timer is not None:
+                self.idle_timer.cancel()
+            self.idle_timer = asyncio.get_running_loop().call_later(t, self._idle_timeout)
+
+    def _idle_timeout(self) -> None:
+        self.idle_timer = None
+        if not self.queue and not self.decoder.mid_head:
+            self._close()
+
+    def _header_timeout(self) -> None:
+        self.header_timer = None
+        if self.queue:
+            return
+        self.worker.stats.counter(f"http.{self.listener_name}.downstream_rq_header_timeout").value += 1
+        self._write_error(408, "request_header_timeout")
+
+    def _protocol_error(self, status: int, detail: str) -> None:
+        self.worker.stats.counter(f"http.{self.listener_name}.downstream_cx_protocol_error").value += 1
+        if self.parsing is not None and self.parsing in self.queue:
+            # the broken message never reached an upstream unless its head was complete;
+            # then its stream is torn down before another byte is sent
+            bad = self.parsing
+            self.parsing = None
+            if bad is self.queue[0] and not bad.response_started:
+                bad.reset()
+                self.queue.pop(0)
+            elif bad is not self.queue[0]:
+                self.queue.remove(bad)
+                self.deferred.pop(bad, None)
+                bad.reset()
+        self._pause(8)
+        if self.queue:
+            self.error_after = (status, detail)
+            return
+        self._write_error(status, detail)
+
+    def _write_error(self, status: int, detail: str) -> None:
+        self.lstats.rq_total.value += 1
+        self.lstats.by_class["4xx" if status < 500 else "5xx"].value += 1
+        body = {400: b"bad request\n", 408: b"request timeout\n", 431: b"request headers too large\n"}.get(status, b"")
+        head = Headers([(b"content-type", b"text/plain"), (b"content-length", b"%d" % len(body)),
+                        (b"x-mosnx-error", detail.encode()), _CLOSE])
+        self.transport.write(status_line(status) + encode_headers(head) + b"\r\n" + body)
+        self.worker.access_log_error(self.listener_name, self.peer, status, detail)
+        self._close()
+
+    def _close(self, abort: bool = False) -> None:
+        if self.closing:
+            return
+        self.closing = True
+        if abort:
+            self.transport.abort()
+        else:
+            self.transport.close()
+
+    def drain(self) -> None:
+        """Server drain: close now when idle; otherwise after the stream in flight."""
+        self.keep = False
+        if not self.queue:
+            self._close()

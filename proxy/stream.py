@@ -1,0 +1,827 @@
+"""The stream executor: runs one request/response through a snapshot.
+
+Order (DESIGN.md): listener `request` steps → vhost → vhost `request` steps → route
+match → route `request` steps → action (local reply, redirect, or forward) →
+`upstream_request` → upstream (cluster → balancer → pool → send; retries re-run
+only this part) → `response` → `response_body` → `log`. Errors go through `error`.
+
+The decision part is a generator driven synchronously: it only suspends when a
+step returns Pause, so a request that needs no I/O before forwarding creates no
+coroutine or task. Upstream progress arrives as callbacks from the connection.
+The downstream side is a small interface (see Downstream) so HTTP/1.1 and HTTP/2
+share this code.
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import re
+import time
+
+from mosnx.runtime.actions import LocalReply, Pause
+from mosnx.runtime.context import ResponseHead, StreamContext
+from mosnx.runtime.headers import Headers
+from mosnx.runtime.routes import DirectResponse, RedirectAction, RouteAction
+
+from .codec.http1 import encode_chunk, encode_last_chunk, encode_request_head
+from .upstream.pool import OVERFLOW
+
+# Hop-by-hop headers (RFC 9110 §7.6.1) plus the framing we re-derive ourselves.
+HOP_BY_HOP = frozenset({b"connection", b"keep-alive", b"proxy-connection", b"te",
+                        b"transfer-encoding", b"upgrade", b"trailer", b"proxy-authenticate",
+                        b"expect"})
+RESP_HOP_BY_HOP = frozenset({b"connection", b"keep-alive", b"proxy-connection", b"te",
+                             b"transfer-encoding", b"upgrade", b"content-length"})
+
+_STATUS_DETAIL_CLASS = {1: "1xx", 2: "2xx", 3: "3xx", 4: "4xx", 5: "5xx"}
+
+
+def _new_request_id() -> str:
+    h = os.urandom(16).hex()
+    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{'89ab'[int(h[16], 16) & 3]}{h[17:20]}-{h[20:32]}"
+
+
+class Downstream:
+    """What a stream needs from the client side; http1.server and http2 implement it."""
+
+    def send_head(self, stream, status: int, headers: Headers, body_len: int | None, end: bool) -> None: ...
+    def send_data(self, stream, data: bytes) -> None: ...
+    def send_end(self, stream, trailers: Headers | None) -> None: ...
+    def send_continue(self, stream) -> None: ...
+    def abort(self, stream) -> None: ...
+    def pause_body(self, stream) -> None: ...
+    def resume_body(self, stream) -> None: ...
+    def writable(self) -> bool: ...
+    def start_tunnel(self, stream) -> None: ...
+
+
+class Worker:
+    """What streams need from the worker: the live snapshot, clusters, stats, logs."""
+    snapshot = None
+    clusters = None
+    stats = None
+    access_log = None
+
+
+class ListenerStats:
+    __slots__ = ("rq_total", "rq_active", "by_class", "rq_time", "local", "timeout",
+                 "cx_total", "cx_active", "rx_reset", "rq_retry_ok")
+
+    def __init__(self, store, listener: str):
+        p = f"http.{listener}."
+        self.rq_total = store.counter(p + "downstream_rq_total")
+        self.rq_active = store.gauge(p + "downstream_rq_active")
+        self.by_class = {c: store.counter(p + f"downstream_rq_{c}") for c in ("1xx", "2xx", "3xx", "4xx", "5xx")}
+        self.rq_time = store.histogram(p + "downstream_rq_time")
+        self.local = store
+        self.timeout = store.counter(p + "downstream_rq_timeout")
+        self.cx_total = store.counter(p + "downstream_cx_total")
+        self.cx_active = store.gauge(p + "downstream_cx_active")
+        self.rx_reset = store.counter(p + "downstream_rq_rx_reset")
+        self.rq_retry_ok = store.counter(p + "downstream_rq_retry_success")
+
+
+class HttpStream:
+    __slots__ = (
+        "ctx", "down", "worker", "listener", "lstats", "chain", "action", "cluster", "host",
+        "up", "alive", "response_started", "response_done", "request_done", "request_body",
+        "body_buf", "body_bytes", "replayable", "req_trailers", "req_chunked", "timer",
+        "try_timer", "attempts", "tried", "resp_body_steps", "resp_chunk", "expect_continue",
+        "upgrade", "tunnel_up", "head_bytes", "up_keep_alive", "upstream_start", "retrying",
+        "client_keep_alive", "paused_down", "gen", "resp_length", "resp_headers_out",
+        "wants_retry_5xx", "log_done", "rq_counted", "reused",
+    )
+
+    def __init__(self, down, worker, listener, lstats, ctx: StreamContext, body: int | None,
+                 keep_alive: bool, upgrade: bool, expect_continue: bool):
+        self.ctx = ctx
+        self.down = down
+        self.worker = worker
+        self.listener = listener
+        self.lstats = lstats
+        self.chain = listener.pipeline
+        self.action = None
+        self.cluster = None
+        self.host = None
+        self.up = None
+        self.alive = True
+        self.response_started = False
+        self.response_done = False
+        self.request_body = body            # None: chunked; else Content-Length
+        self.request_done = body == 0
+        self.body_buf: list[bytes] | None = None   # chunks not yet sent upstream (or kept for retry)
+        self.body_bytes = 0
+        self.replayable = True
+        self.req_trailers = None
+        self.req_chunked = body is None
+        self.timer = None
+        self.try_timer = None
+        self.attempts = 0
+        self.tried = None
+        self.resp_body_steps = ()
+        self.resp_chunk = False
+        self.expect_continue = expect_continue
+        self.upgrade = upgrade
+        self.tunnel_up = None
+        self.up_keep_alive = False
+        self.upstream_start = 0.0
+        self.retrying = False
+        self.client_keep_alive = keep_alive
+        self.paused_down = False
+        self.gen = None
+        self.resp_length = None
+        self.resp_headers_out = None
+        self.wants_retry_5xx = False
+        self.log_done = False
+        self.rq_counted = False
+        self.reused = False
+
+    # ------------------------------------------------------------------ decide
+    def start(self) -> None:
+        self.lstats.rq_total.value += 1
+        self.lstats.rq_active.value += 1
+        self.rq_counted = True
+        ctx = self.ctx
+        rid = ctx.request.headers.getb(b"x-request-id")
+        if rid is None:
+            rid_s = _new_request_id()
+            ctx.request.headers.items.append((b"x-request-id", rid_s.encode()))
+        else:
+            rid_s = rid.decode("latin-1")
+        ctx.request_id = rid_s
+        self.gen = self._decide()
+        self._drive(None)
+
+    def _drive(self, value) -> None:
+        gen = self.gen
+        while True:
+            try:
+                aw = gen.send(value)
+            except StopIteration:
+                self.gen = None
+                return
+            except Exception:
+                self.gen = None
+                self.worker.log_exception("stream decision failed")
+                self.fail(500, "internal_error")
+                return
+            try:
+                fut = asyncio.ensure_future(aw)
+            except TypeError:
+                value = None
+                continue
+            fut.add_done_callback(self._resumed)
+            return
+
+    def _resumed(self, fut) -> None:
+        if not self.alive:
+            return
+        try:
+            value = fut.result()
+        except Exception:
+            self.worker.log_exception("paused step failed")
+            value = LocalReply(500, b"", (), "filter_failure")
+        self._drive(value)
+
+    def _run(self, steps):
+        ctx = self.ctx
+        for step in steps:
+            r = step(ctx)
+            if r is None:
+                continue
+            if isinstance(r, Pause):
+                r = yield r.awaitable
+                if r is None or not self.alive:
+                    continue
+            return r
+        return None
+
+    def _decide(self):
+        ctx = self.ctx
+        listener = self.listener
+        if listener.pipeline.request:
+            r = yield from self._run(listener.pipeline.request)
+            if r is not None:
+                return self._act(r)
+        if not self.alive:
+            return
+        vh = listener.routes.vhost_for(ctx.request.host)
+        if vh is None:
+            return self.fail(404, "route_not_found")
+        ctx.vhost = vh
+        self.chain = vh.chain
+        if vh.pipeline.request:
+            r = yield from self._run(vh.pipeline.request)
+            if r is not None:
+                return self._act(r)
+        route = vh.match(ctx)
+        if route is None:
+            return self.fail(404, "route_not_found")
+        ctx.route = route
+        self.chain = route.chain
+        if route.pipeline.request:
+            r = yield from self._run(route.pipeline.request)
+            if r is not None:
+                return self._act(r)
+        action = route.action
+        if not isinstance(action, RouteAction):
+            if isinstance(action, DirectResponse):
+                return self.local_reply(LocalReply(action.status, action.body, action.headers, ""))
+            if isinstance(action, RedirectAction):
+                return self.local_reply(LocalReply(action.status, b"", (("location", action.location(ctx)),), ""))
+            return self.fail(500, "internal_error")
+        self.action = action
+        cname = action.cluster
+        if cname is None:
+            cname = _pick_weighted(action.weighted_clusters)
+        ctx.cluster_name = cname
+        cluster = self.worker.clusters.get(cname)
+        if cluster is None:
+            return self.fail(503, "cluster_not_found")
+        self.cluster = cluster
+        self._rewrite(action)
+        if self.chain.upstream_request:
+            r = yield from self._run(self.chain.upstream_request)
+            if r is not None:
+                return self._act(r)
+        if not self.alive:
+            return
+        if action.retry is not None and action.retry.num_retries:
+            self.body_buf = self.body_buf if self.body_buf is not None else []
+            self.wants_retry_5xx = bool(action.retry.retry_on & {"5xx", "gateway-error", "retriable-status-codes", "retriable-4xx"})
+        t = ctx.timeout_override if ctx.timeout_override is not None else action.timeout
+        if t:
+            self.timer = asyncio.get_running_loop().call_later(t, self._on_timeout)
+        if action.mirrors:
+            self.worker.mirror(self, action.mirrors)
+        if self.expect_continue:
+            self.expect_continue = False
+            self.down.send_continue(self)
+        self._forward()
+
+    def _act(self, r) -> None:
+        if isinstance(r, LocalReply):
+            self.local_reply(r)
+        else:
+            self.fail(500, "internal_error")
+
+    def _rewrite(self, action: RouteAction) -> None:
+        ctx = self.ctx
+        if action.prefix_rewrite is not None:
+            old, new = action.prefix_rewrite
+            path = ctx.request.path
+            if path.startswith(old):
+                p = new + path[len(old):]
+                if not p.startswith("/"):
+                    p = "/" + p
+                ctx.set_path(p)
+        if action.regex_rewrite is not None:
+            pat, sub = action.regex_rewrite
+            url_path = ctx.url_path
+            rest = ctx.request.path[len(url_path):]
+            ctx.set_path(pat.sub(sub, url_path) + rest)
+        if action.host_rewrite is not None:
+            ctx.request.headers.set(b"host", action.host_rewrite.encode("latin-1"))
+
+    # ---------------------------------------------------------------- upstream
+    def _forward(self) -> None:
+        cluster = self.cluster
+        ctx = self.ctx
+        if cluster.rq_active >= cluster.cb.max_requests:
+            cluster.c["upstream_rq_pending_overflow"].value += 1
+            return self.fail(503, "upstream_rq_overflow")
+        host = cluster.pick(ctx, self.tried)
+        if host is None:
+            return self.fail(503, "no_healthy_upstream")
+        self.host = host
+        self.attempts += 1
+        ctx.attempt_count = self.attempts
+        ctx.upstream_address = host.address
+        conn = host.pool.acquire(self)
+        if conn is OVERFLOW:
+            return self.fail(503, "upstream_overflow")
+        if conn is not None:
+            self.on_pool_ready(conn)
+
+    def on_pool_ready(self, conn) -> None:
+        if not self.alive:
+            conn.pool.release(conn, True)
+            return
+        self.up = conn
+        conn.stream = self
+        self.reused = conn.requests > 1
+        host = self.host
+        host.rq_active += 1
+        host.rq_total += 1
+        cluster = self.cluster
+        cluster.rq_active += 1
+        cluster.rq_active_gauge.value += 1
+        cluster.c["upstream_rq_total"].value += 1
+        self.upstream_start = time.monotonic()
+        retry = self.action.retry
+        if retry is not None and retry.per_try_timeout:
+            self.try_timer = asyncio.get_running_loop().call_later(retry.per_try_timeout, self._on_try_timeout)
+        head = self._upstream_head()
+        buf = self.body_buf
+        data = head + b"".join([self._frame(c) for c in buf]) if buf else head
+        if self.action.retry is None or not self.replayable:
+            self.body_buf = None      # nothing to replay: later chunks go straight through
+            self.body_bytes = 0
+        if self.request_done:
+            if self.req_chunked:
+                data += encode_last_chunk(self.req_trailers)
+        conn.send(data)
+        if self.paused_down and not conn.paused:
+            self.paused_down = False
+            self.down.resume_body(self)
+
+    def _frame(self, chunk: bytes) -> bytes:
+        return encode_chunk(chunk) if self.req_chunked else chunk
+
+    def _upstream_head(self) -> bytes:
+        ctx = self.ctx
+        req = ctx.request
+        items = req.headers.items
+        conn_tokens = None
+        for k, v in items:
+            if k == b"connection":
+                conn_tokens = {t.strip().lower() for t in v.split(b",")}
+                break
+        out = []
+        xff = None
+        has_proto = False
+        for kv in items:
+            k = kv[0]
+            if k in HOP_BY_HOP or (conn_tokens is not None and k in conn_tokens):
+                continue
+            if k == b"x-forwarded-for":
+                xff = kv[1]
+                continue
+            if k == b"x-forwarded-proto":
+                continue
+            out.append(kv)
+        addr = ctx.source_address.encode()
+        out.append((b"x-forwarded-for", xff + b", " + addr if xff else addr))
+        out.append((b"x-forwarded-proto", b"https" if req.scheme == "https" else b"http"))
+        if self.upgrade:
+            up = req.headers.getb(b"upgrade")
+            if up is not None:
+                out.append((b"connection", b"upgrade"))
+                out.append((b"upgrade", up))
+        if self.req_chunked:
+            out.append((b"transfer-encoding", b"chunked"))
+        head = encode_request_head(req.method, req.path, Headers(out))
+        self.head_bytes = len(head)
+        return head
+
+    # request body from downstream
+    def on_request_body(self, data: bytes) -> None:
+        self.ctx.bytes_received += len(data)
+        if self.response_done:
+            return      # the response is over: the rest of the body is read and dropped
+        steps = self.chain.request_body
+        if steps:
+            data = self._body_steps(steps, data, False)
+            if data is None:
+                return
+        buf = self.body_buf
+        if buf is not None and self.replayable:
+            if self.body_bytes + len(data) <= self.listener.config.limits.retry_buffer:
+                buf.append(data)
+                self.body_bytes += len(data)
+                if self.up is not None:
+                    self.up.send(self._frame(data))
+                    return
+                self._check_buffer_pressure()
+                return
+            self.replayable = False
+        up = self.up
+        if up is not None:
+            up.send(self._frame(data))
+            return
+        if buf is None:
+            self.body_buf = buf = []
+        buf.append(data)
+        self.body_bytes += len(data)
+        self._check_buffer_pressure()
+
+    def _check_buffer_pressure(self) -> None:
+        if self.body_bytes > self.listener.config.limits.write_high_water and not self.paused_down:
+            self.paused_down = True
+            self.down.pause_body(self)
+
+    def on_request_end(self, trailers: Headers | None) -> None:
+        self.request_done = True
+        self.req_trailers = trailers
+        steps = self.chain.request_body
+        if steps:
+            tail = self._body_steps(steps, b"", True)
+            if tail:
+                self.on_request_body(tail)
+        if self.up is not None and self.req_chunked:
+            self.up.send(encode_last_chunk(trailers))
+        if self.response_done:
+            self.down.stream_finished(self)
+
+    def _body_steps(self, steps, data: bytes, end: bool):
+        ctx = self.ctx
+        for step in steps:
+            r = step(ctx, data, end)
+            if r is None:
+                continue
+            if isinstance(r, bytes):
+                data = r
+                continue
+            if isinstance(r, LocalReply):
+                self.local_reply(r)
+            return None
+        return data
+
+    def on_upstream_pressure(self, high: bool) -> None:
+        """The upstream's write buffer crossed a watermark: hold or release the client."""
+        if high:
+            if not self.paused_down:
+                self.paused_down = True
+                self.down.pause_body(self)
+        elif self.paused_down:
+            self.paused_down = False
+            self.down.resume_body(self)
+
+    # response from upstream
+    def on_upstream_head(self, status: int, headers: Headers, keep_alive: bool, body: int | None) -> None:
+        self.up_keep_alive = keep_alive
+        if self.try_timer is not None:
+            self.try_timer.cancel()
+            self.try_timer = None
+        retry = self.action.retry
+        if self.wants_retry_5xx and self._retriable_status(status, retry) and self._can_retry():
+            self._release_upstream(False)
+            self.cluster.c["upstream_rq_" + _STATUS_DETAIL_CLASS.get(status // 100, "5xx")].value += 1
+            return self._retry()
+        if self.timer is not None:
+            # the route timeout bounds the wait for the response to start; the body streams
+            self.timer.cancel()
+            self.timer = None
+        self.cluster.c["upstream_rq_" + _STATUS_DETAIL_CLASS.get(status // 100, "5xx")].value += 1
+        self.cluster.rq_time.record((time.monotonic() - self.upstream_start) * 1000.0)
+        if status >= 500:
+            self.host.rq_error += 1
+        ctx = self.ctx
+        ctx.response = ResponseHead(status, headers)
+        if status == 101 and self.upgrade:
+            return self._start_tunnel(headers)
+        self.body_buf = None
+        chain = self.chain
+        if chain.response:
+            for step in chain.response:
+                r = step(ctx)
+                if isinstance(r, LocalReply):
+                    self._release_upstream(False)
+                    return self._send_local(r)
+        self.resp_body_steps = chain.response_body
+        if self.resp_body_steps:
+            body = None if body != 0 else 0
+        self._send_response_head(status, ctx.response.headers, body)
+
+    def _retriable_status(self, status: int, retry) -> bool:
+        on = retry.retry_on
+        if status >= 500 and "5xx" in on:
+            return True
+        if status in (502, 503, 504) and "gateway-error" in on:
+            return True
+        if status in retry.retriable_status_codes and "retriable-status-codes" in on:
+            return True
+        return status == 409 and "retriable-4xx" in on
+
+    def _send_response_head(self, status: int, headers: Headers, body: int | None) -> None:
+        self.response_started = True
+        items = []
+        for kv in headers.items:
+            if kv[0] not in RESP_HOP_BY_HOP:
+                items.append(kv)
+        if self.action is not None and self.action.retry is not None and self.attempts > 1:
+            items.append((b"x-envoy-attempt-count", str(self.attempts).encode()))
+        headers.items = items
+        self.down.send_head(self, status, headers, body, False)
+
+    def on_upstream_data(self, data: bytes) -> None:
+        if not self.response_started or self.response_done:
+            return
+        steps = self.resp_body_steps
+        if steps:
+            data = self._resp_body(steps, data, False)
+            if not data:
+                return
+        self.ctx.bytes_sent += len(data)
+        self.down.send_data(self, data)
+        if not self.down.writable():
+            up = self.up
+            if up is not None:
+                up.pause_reading()
+
+    def _resp_body(self, steps, data: bytes, end: bool):
+        ctx = self.ctx
+        for step in steps:
+            r = step(ctx, data, end)
+            if r is None:
+                continue
+            if isinstance(r, bytes):
+                data = r
+        return data
+
+    def on_downstream_drain(self) -> None:
+        up = self.up
+        if up is not None:
+            up.resume_reading()
+
+    def on_upstream_end(self, trailers: Headers | None) -> None:
+        self._release_upstream(self.up_keep_alive and self.request_done)
+        if not self.response_started or self.response_done:
+            return
+        steps = self.resp_body_steps
+        if steps:
+            tail = self._resp_body(steps, b"", True)
+            if tail:
+                self.ctx.bytes_sent += len(tail)
+                self.down.send_data(self, tail)
+        if trailers is not None and self.chain.response_trailers:
+            for step in self.chain.response_trailers:
+                step(self.ctx)
+        self.response_done = True
+        self.down.send_end(self, trailers)
+        self._finish()
+
+    def on_upstream_reset(self, detail: str, status: int) -> None:
+        self.up = None
+        self._after_upstream_gone(False)
+        if self.response_started:
+            # never end a response as if complete when the upstream died inside it
+            self.ctx.error_detail = detail
+            self.cluster.c["upstream_rq_rx_reset"].value += 1
+            self.response_done = True
+            self.down.abort(self)
+            self._finish()
+            return
+        retry = self.action.retry
+        if retry is not None and "reset" in retry.retry_on and self._can_retry():
+            return self._retry()
+        if (self.reused and self.attempts == 1 and self.ctx.request.method in _IDEMPOTENT
+                and self._can_replay()):
+            # a pooled keep-alive connection raced with the upstream closing it
+            self.reused = False
+            self.attempts = 0
+            return self._forward_later(0)
+        self.cluster.c["upstream_rq_rx_reset"].value += 1
+        self.fail(status, detail)
+
+    def on_pool_failure(self, detail: str, status: int) -> None:
+        retry = self.action.retry
+        if retry is not None and "connect-failure" in retry.retry_on and self._can_retry():
+            return self._retry()
+        self.fail(status, detail)
+
+    def _can_replay(self) -> bool:
+        return self.replayable and (self.request_body == 0 or (self.body_buf is not None and self.request_done))
+
+    def _can_retry(self) -> bool:
+        retry = self.action.retry
+        if self.attempts > retry.num_retries or not self._can_replay() or self.response_started:
+            return False
+        cluster = self.cluster
+        if cluster.retries_active >= cluster.cb.max_retries:
+            cluster.c["upstream_rq_retry_overflow"].value += 1
+            return False
+        return True
+
+    def _retry(self) -> None:
+        cluster = self.cluster
+        cluster.c["upstream_rq_retry"].value += 1
+        self.tried = self.host
+        retry = self.action.retry
+        backoff = min(retry.backoff_max, retry.backoff_base * (2 ** (self.attempts - 1)))
+        self._forward_later(random.uniform(0, backoff))
+
+    def _forward_later(self, delay: float) -> None:
+        self.retrying = True
+        self.cluster.retries_active += 1
+
+        def go():
+            self.cluster.retries_active -= 1
+            self.retrying = False
+            if self.alive and not self.response_started:
+                self._forward()
+        asyncio.get_running_loop().call_later(delay, go)
+
+    def _release_upstream(self, reusable: bool) -> None:
+        up = self.up
+        if up is None:
+            return
+        self.up = None
+        if up.stream is self:
+            up.stream = None
+        self._after_upstream_gone(reusable and not up.paused)
+        up.pool.release(up, reusable)
+
+    def _after_upstream_gone(self, _reusable: bool) -> None:
+        if self.try_timer is not None:
+            self.try_timer.cancel()
+            self.try_timer = None
+        h = self.host
+        if h is not None and self.upstream_start:
+            h.rq_active -= 1
+            self.cluster.rq_active -= 1
+            self.cluster.rq_active_gauge.value -= 1
+            self.upstream_start = 0.0
+
+    # ---------------------------------------------------------------- timeouts
+    def _on_timeout(self) -> None:
+        self.timer = None
+        if not self.alive or self.response_started:
+            return
+        if self.cluster is not None:
+            self.cluster.c["upstream_rq_timeout"].value += 1
+            if self.host is not None:
+                self.host.pool.cancel(self)
+        self.lstats.timeout.value += 1
+        up = self.up
+        self.up = None
+        if up is not None:
+            up.stream = None
+            self._after_upstream_gone(False)
+            up.close()
+        self.fail(504, "upstream_response_timeout")
+
+    def _on_try_timeout(self) -> None:
+        self.try_timer = None
+        if not self.alive or self.response_started:
+            return
+        self.cluster.c["upstream_rq_per_try_timeout"].value += 1
+        up = self.up
+        self.up = None
+        if up is not None:
+            up.stream = None
+            self._after_upstream_gone(False)
+            up.close()
+        if self._can_retry():
+            return self._retry()
+        self.fail(504, "upstream_per_try_timeout")
+
+    # ---------------------------------------------------------------- tunnel
+    def _start_tunnel(self, headers: Headers) -> None:
+        self.response_started = True
+        self.tunnel_up = self.up
+        self.down.send_head(self, 101, headers, None, False)
+        self.down.start_tunnel(self)
+
+    def on_tunnel_upstream_data(self, data: bytes) -> None:
+        self.ctx.bytes_sent += len(data)
+        self.down.send_raw(self, data)
+
+    def on_tunnel_downstream_data(self, data: bytes) -> None:
+        self.ctx.bytes_received += len(data)
+        up = self.tunnel_up
+        if up is not None:
+            up.send(data)
+
+    def on_tunnel_closed(self) -> None:
+        if self.response_done:
+            return
+        self.response_done = True
+        up, self.tunnel_up = self.tunnel_up, None
+        if up is not None:
+            up.close()
+        self._after_upstream_gone(False)
+        self.down.abort(self)
+        self._finish()
+
+    # ---------------------------------------------------------------- endings
+    def local_reply(self, r: LocalReply) -> None:
+        """A reply decided by a step or the route (not a proxy failure)."""
+        self._send_local(r)
+
+    def fail(self, status: int, detail: str) -> None:
+        """The proxy itself fails the stream: the `error` phase may replace the reply."""
+        if not self.alive or self.response_started:
+            return
+        ctx = self.ctx
+        ctx.error_detail = detail
+        reply = LocalReply(status, _ERROR_BODIES.get(status, b""), (), detail)
+        for step in self.chain.error:
+            r = step(ctx)
+            if isinstance(r, LocalReply):
+                reply = r
+        self._send_local(reply)
+
+    def _send_local(self, r: LocalReply) -> None:
+        if not self.alive or self.response_started:
+            return
+        ctx = self.ctx
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        if self.up is not None:
+            self._release_upstream(False)
+        if self.host is not None:
+            self.host.pool.cancel(self)
+        if r.detail:
+            ctx.error_detail = ctx.error_detail or r.detail
+            self.worker.stats.counter("http." + self.listener.config.name + ".local_reply." + r.detail).value += 1
+        headers = Headers([(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in r.headers])
+        if r.body and not headers.has(b"content-type"):
+            headers.items.append((b"content-type", b"text/plain"))
+        if r.detail:
+            headers.items.append((b"x-mosnx-error", r.detail.encode("latin-1")))
+        headers.items.append((b"x-request-id", ctx.request_id.encode("latin-1")))
+        ctx.response = ResponseHead(r.status, headers)
+        chain = self.chain
+        for step in chain.response:
+            try:
+                step(ctx)
+            except Exception:
+                self.worker.log_exception("response step failed on a local reply")
+        body = r.body if ctx.request.method != "HEAD" else b""
+        self.response_started = True
+        self.response_done = True
+        if not self.request_done:
+            # the client may still be sending a body we will never read: close after
+            self.client_keep_alive = False
+        self.down.send_head(self, r.status, headers, len(r.body), not body)
+        if body:
+            self.ctx.bytes_sent += len(body)
+            self.down.send_data(self, body)
+        self.down.send_end(self, None)
+        self._finish()
+
+    def _finish(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        self.alive = False
+        self._log()
+        if self.request_done or not self.client_keep_alive:
+            self.down.stream_finished(self)
+
+    def _log(self) -> None:
+        if self.log_done:
+            return
+        self.log_done = True
+        ctx = self.ctx
+        ls = self.lstats
+        ls.rq_active.value -= 1
+        status = ctx.response.status if ctx.response is not None else 0
+        c = ls.by_class.get(_STATUS_DETAIL_CLASS.get(status // 100, ""))
+        if c is not None:
+            c.value += 1
+        ls.rq_time.record((time.monotonic() - ctx.start) * 1000.0)
+        for step in self.chain.log:
+            try:
+                step(ctx)
+            except Exception:
+                self.worker.log_exception("log step failed")
+        al = self.worker.access_logs.get(self.listener.config.name)
+        if al is not None:
+            al.write(ctx)
+
+    def reset(self) -> None:
+        """The client went away mid-stream: release everything, log once."""
+        if not self.rq_counted:
+            return
+        if self.alive:
+            self.lstats.rx_reset.value += 1
+            self.ctx.error_detail = self.ctx.error_detail or "downstream_remote_disconnect"
+        self.alive = False
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        if self.host is not None:
+            self.host.pool.cancel(self)
+        if self.up is not None:
+            self._release_upstream(False)
+        if self.tunnel_up is not None:
+            up, self.tunnel_up = self.tunnel_up, None
+            up.close()
+        self._log()
+
+
+def _pick_weighted(weighted: tuple[tuple[str, int], ...]) -> str:
+    total = 0
+    for _, w in weighted:
+        total += w
+    r = random.random() * total
+    for name, w in weighted:
+        r -= w
+        if r < 0:
+            return name
+    return weighted[-1][0]
+
+
+_IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
+
+_ERROR_BODIES = {
+    404: b"route not found\n",
+    500: b"internal error\n",
+    502: b"upstream protocol error\n",
+    503: b"upstream unavailable\n",
+    504: b"upstream request timeout\n",
+}

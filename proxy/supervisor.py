@@ -1,0 +1,307 @@
+"""The supervisor: spawns workers, serves the admin API, reloads and drains.
+
+It validates every config before telling workers to load it, so a broken file is
+reported once (with file:line:col) and never reaches a worker; workers keep the
+snapshot they have. Workers are separate processes (spawned, not forked, so no
+event-loop state crosses the boundary); a worker that dies is replaced.
+"""
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import multiprocessing
+import os
+import signal
+import time
+
+from mosnx import __version__
+from mosnx.runtime.diagnostics import ConfigError
+from mosnx.runtime.snapshot import build_snapshot
+from mosnx.runtime.stats import Store, merge
+
+log = logging.getLogger("mosnx")
+
+
+class WorkerHandle:
+    def __init__(self, sup: "Supervisor", idx: int):
+        self.sup = sup
+        self.idx = idx
+        self.proc = None
+        self.conn = None
+        self.pending: dict[int, asyncio.Future] = {}
+        self.ready: asyncio.Future | None = None
+        self.final_stats = None
+        self.stopping = False
+
+    def start(self, version: int) -> None:
+        ctx = multiprocessing.get_context("spawn")
+        parent, child = ctx.Pipe()
+        self.proc = ctx.Process(target=self.sup.entry, args=(self.sup.config_path, self.idx, child, version),
+                                name=f"mosnx-worker-{self.idx}", daemon=False)
+        self.proc.start()
+        child.close()
+        self.conn = parent
+        loop = asyncio.get_running_loop()
+        self.ready = loop.create_future()
+        loop.add_reader(parent.fileno(), self._readable)
+
+    def _readable(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            msg = self.conn.recv()
+        except (EOFError, OSError):
+            loop.remove_reader(self.conn.fileno())
+            for f in self.pending.values():
+                if not f.done():
+                    f.set_exception(ConnectionError("worker exited"))
+            self.pending.clear()
+            if self.ready is not None and not self.ready.done():
+                self.ready.set_result({"ok": False, "errors": ["worker exited during start"]})
+            loop.create_task(self.sup.worker_exited(self))
+            return
+        op = msg.get("op")
+        if op == "ready":
+            if not self.ready.done():
+                self.ready.set_result(msg)
+            return
+        if op == "stopped":
+            self.final_stats = msg.get("stats")
+            return
+        f = self.pending.pop(msg.get("id"), None)
+        if f is not None and not f.done():
+            f.set_result(msg)
+
+    async def ask(self, op: str, timeout: float = 10.0, **kw) -> dict:
+        rid = next(self.sup.ids)
+        fut = asyncio.get_running_loop().create_future()
+        self.pending[rid] = fut
+        self.conn.send({"op": op, "id": rid, **kw})
+        async with asyncio.timeout(timeout):
+            return await fut
+
+    def tell(self, op: str, **kw) -> None:
+        try:
+            self.conn.send({"op": op, **kw})
+        except OSError:
+            pass
+
+
+class Supervisor:
+    def __init__(self, config_path: str, workers: int | None, entry):
+        self.config_path = os.path.abspath(config_path)
+        self.requested_workers = workers
+        self.entry = entry              # process entry: (config_path, idx, conn, version) -> None
+        self.ids = itertools.count(1)
+        self.snapshot = None
+        self.version = 1
+        self.workers: list[WorkerHandle] = []
+        self.state = "PRE_INITIALIZING"
+        self.started = time.time()
+        self.stats = Store()
+        self.reloads_ok = self.stats.counter("server.supervisor_reload_success")
+        self.reloads_bad = self.stats.counter("server.supervisor_reload_failure")
+        self.last_error: list[str] = []
+        self.mtimes: dict[str, float] = {}
+        self.stop_future: asyncio.Future | None = None
+        self.demo_servers = []
+        self.admin = None
+        self._reload_lock = asyncio.Lock()
+
+    # ----------------------------------------------------------- lifecycle
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        try:
+            self.snapshot = build_snapshot(self.config_path, self.version)
+        except ConfigError as e:
+            for d in e.diagnostics:
+                log.error("%s", d.render())
+            return 1
+        cfg = self.snapshot.config
+        n = self.requested_workers or cfg.workers or os.cpu_count() or 1
+        from .demo import start_demo
+        for host, port in cfg.demo_upstream:
+            self.demo_servers.append(await start_demo(host, port))
+            log.info("demo upstream listening on http://%s:%d", host, port)
+        self.stop_future = loop.create_future()
+        for i in range(n):
+            h = WorkerHandle(self, i)
+            h.start(self.version)
+            self.workers.append(h)
+        results = await asyncio.gather(*(h.ready for h in self.workers))
+        bad = [r for r in results if not r.get("ok")]
+        if bad:
+            for e in bad[0].get("errors", []):
+                log.error("%s", e)
+            await self._stop_workers(1.0)
+            return 1
+        if cfg.admin is not None:
+            from .admin import start_admin
+            self.admin = await start_admin(cfg.admin.host, cfg.admin.port, AdminBackend(self))
+            log.info("admin on http://%s:%d/", cfg.admin.host, cfg.admin.port)
+        self.state = "LIVE"
+        for lst in cfg.listeners:
+            log.info("listener %s on %s://%s:%d (%d workers)", lst.name, lst.protocol, lst.host, lst.port, n)
+        self._remember_mtimes()
+        loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(self.reload("SIGHUP")))
+        loop.add_signal_handler(signal.SIGTERM, self._request_stop)
+        loop.add_signal_handler(signal.SIGINT, self._request_stop)
+        watcher = loop.create_task(self._watch())
+        await self.stop_future
+        watcher.cancel()
+        self.state = "DRAINING"
+        timeout = self.snapshot.listeners and max(l.config.timeouts.drain for l in self.snapshot.listeners.values()) or 5.0
+        await self._stop_workers(timeout)
+        if self.admin is not None:
+            self.admin.close()
+        for s in self.demo_servers:
+            s.close()
+        return 0
+
+    def _request_stop(self) -> None:
+        if self.stop_future is not None and not self.stop_future.done():
+            log.info("draining")
+            self.stop_future.set_result(None)
+
+    async def _stop_workers(self, timeout: float) -> None:
+        for h in self.workers:
+            h.stopping = True
+            h.tell("drain", timeout=timeout)
+        deadline = time.monotonic() + timeout + 2.0
+        for h in self.workers:
+            while h.proc.is_alive() and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            if h.proc.is_alive():
+                h.proc.kill()
+            h.proc.join(timeout=1)
+
+    async def worker_exited(self, h: WorkerHandle) -> None:
+        if h.stopping or self.state != "LIVE":
+            return
+        h.proc.join(timeout=1)
+        log.error("worker %d exited with %s; starting a new one", h.idx, h.proc.exitcode)
+        await asyncio.sleep(0.5)
+        if self.state == "LIVE":
+            h.start(self.version)
+
+    # ----------------------------------------------------------- reload
+    def _remember_mtimes(self) -> None:
+        self.mtimes = {p: _mtime(p) for p in self.snapshot.sources}
+
+    async def _watch(self) -> None:
+        while True:
+            await asyncio.sleep(0.5)
+            if any(_mtime(p) != m for p, m in self.mtimes.items()):
+                await asyncio.sleep(0.1)      # let an editor finish writing
+                await self.reload("file change")
+
+    async def reload(self, why: str) -> tuple[bool, dict]:
+        async with self._reload_lock:
+            version = self.version + 1
+            try:
+                snap = build_snapshot(self.config_path, version)
+            except ConfigError as e:
+                self.reloads_bad.value += 1
+                self.last_error = [str(d) for d in e.diagnostics]
+                for d in e.diagnostics:
+                    log.error("reload (%s) rejected, still serving version %d:\n%s", why, self.version, d.render())
+                # watch the files of the failed attempt too, so fixing any of them retries
+                self.mtimes.update({p: _mtime(p) for p in self.snapshot.sources})
+                self.mtimes[self.config_path] = _mtime(self.config_path)
+                return False, {"errors": self.last_error, "version": self.version}
+            replies = []
+            for h in self.workers:
+                try:
+                    replies.append(await h.ask("reload", timeout=30.0, version=version))
+                except (ConnectionError, TimeoutError, OSError) as e:
+                    replies.append({"ok": False, "errors": [f"worker {h.idx}: {e}"]})
+            errors = [e for r in replies if not r.get("ok") for e in r.get("errors", [])]
+            if errors:
+                self.reloads_bad.value += 1
+                self.last_error = errors
+                log.error("reload (%s) failed in a worker: %s", why, "; ".join(errors))
+                return False, {"errors": errors, "version": self.version}
+            self.snapshot = snap
+            self.version = version
+            self.last_error = []
+            self.reloads_ok.value += 1
+            self._remember_mtimes()
+            log.info("reloaded (%s): version %d live", why, version)
+            return True, {"version": version}
+
+    # ----------------------------------------------------------- admin queries
+    async def gather(self, op: str) -> list[dict]:
+        out = []
+        for h in self.workers:
+            try:
+                out.append(await h.ask(op, timeout=5.0))
+            except (ConnectionError, TimeoutError, OSError):
+                continue
+        return out
+
+
+def _mtime(path: str) -> float:
+    try:
+        st = os.stat(path)
+        return st.st_mtime_ns + st.st_size
+    except OSError:
+        return -1.0
+
+
+class AdminBackend:
+    def __init__(self, sup: Supervisor):
+        self.sup = sup
+
+    async def stats(self) -> dict:
+        dumps = [r["stats"] for r in await self.sup.gather("stats") if "stats" in r]
+        dumps.append(self.sup.stats.dump())
+        return merge(dumps)
+
+    async def clusters(self) -> dict:
+        replies = [r["clusters"] for r in await self.sup.gather("clusters") if "clusters" in r]
+        return merge_clusters(replies)
+
+    async def config_dump(self) -> dict:
+        replies = await self.sup.gather("config_dump")
+        dump = self.sup.snapshot.dump()
+        dump["worker_versions"] = [r.get("dump", {}).get("version") for r in replies if r.get("dump")]
+        dump["last_reload_error"] = self.sup.last_error
+        return dump
+
+    def server_info(self) -> dict:
+        s = self.sup
+        return {"version": __version__, "state": s.state, "uptime_s": int(time.time() - s.started),
+                "workers": len(s.workers), "pid": os.getpid(), "config_path": s.config_path,
+                "snapshot_version": s.version}
+
+    async def reload(self) -> tuple[bool, dict]:
+        return await self.sup.reload("admin")
+
+    def ready(self) -> bool:
+        return self.sup.state == "LIVE"
+
+
+def merge_clusters(replies: list[dict]) -> dict:
+    """Sum per-endpoint numbers across workers; health is the worst any worker saw."""
+    out: dict = {}
+    for rep in replies:
+        for name, c in rep.items():
+            cur = out.get(name)
+            if cur is None:
+                out[name] = {k: v for k, v in c.items()}
+                out[name]["endpoints"] = [dict(e) for e in c["endpoints"]]
+                continue
+            for k in ("cx_active", "rq_active", "rq_pending"):
+                cur[k] = cur.get(k, 0) + c.get(k, 0)
+            by_addr = {e["address"]: e for e in cur["endpoints"]}
+            for e in c["endpoints"]:
+                m = by_addr.get(e["address"])
+                if m is None:
+                    cur["endpoints"].append(dict(e))
+                    continue
+                for k, v in e.items():
+                    if isinstance(v, int) and k != "weight":
+                        m[k] = m.get(k, 0) + v
+                if e.get("health") != "healthy":
+                    m["health"] = e.get("health")
+    return out

@@ -1,0 +1,81 @@
+"""One-shot HTTP/1.1 calls to a cluster, for filters (proxy_http_call) and mirroring.
+
+Uses the cluster's balancer and a fresh connection per call: these calls are off
+the request's own path, so sharing its pool's keep-alive state buys little and
+risks a call holding a connection a request needs.
+"""
+from __future__ import annotations
+
+import asyncio
+
+from mosnx.runtime.headers import Headers
+
+from ..codec.http1 import ParseError, ResponseDecoder, encode_request_head
+
+
+class CallError(Exception):
+    pass
+
+
+class _Collect:
+    def __init__(self):
+        self.status = 0
+        self.headers = None
+        self.body: list[bytes] = []
+        self.done = asyncio.get_running_loop().create_future()
+
+    def on_response(self, status, reason, version, headers, keep_alive, body):
+        self.status = status
+        self.headers = headers
+
+    def on_response_body(self, data):
+        self.body.append(data)
+
+    def on_response_end(self, trailers):
+        if not self.done.done():
+            self.done.set_result(None)
+
+
+async def http_call(clusters, cluster_name: str, headers: list[tuple[str, str]], body: bytes,
+                    timeout: float) -> tuple[int, list[tuple[str, str]], bytes]:
+    cluster = clusters.get(cluster_name)
+    if cluster is None:
+        raise CallError(f"unknown cluster {cluster_name!r}")
+    host = cluster.pick(None)
+    if host is None:
+        raise CallError(f"no healthy endpoint in cluster {cluster_name!r}")
+    method, path, authority = "GET", "/", host.address
+    out = []
+    for k, v in headers:
+        lk = k.lower()
+        if lk == ":method":
+            method = v
+        elif lk == ":path":
+            path = v
+        elif lk == ":authority":
+            authority = v
+        elif not lk.startswith(":") and lk not in ("content-length", "transfer-encoding", "connection"):
+            out.append((lk.encode("latin-1"), v.encode("latin-1")))
+    out.insert(0, (b"host", authority.encode("latin-1")))
+    out.append((b"content-length", b"%d" % len(body)))
+    out.append((b"connection", b"close"))
+    sink = _Collect()
+    dec = ResponseDecoder(sink)
+    dec.head_only = method == "HEAD"
+    async with asyncio.timeout(timeout):
+        reader, writer = await asyncio.open_connection(host.host, host.port)
+        try:
+            writer.write(encode_request_head(method, path, Headers(out)) + body)
+            while not sink.done.done():
+                data = await reader.read(65536)
+                if not data:
+                    if sink.headers is not None:
+                        break          # close-delimited body
+                    raise CallError("upstream closed before responding")
+                try:
+                    dec.feed(data)
+                except ParseError as e:
+                    raise CallError(e.detail) from e
+        finally:
+            writer.close()
+    return sink.status, [(k.decode("latin-1"), v.decode("latin-1")) for k, v in sink.headers.items], b"".join(sink.body)

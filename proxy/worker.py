@@ -1,0 +1,262 @@
+"""A worker process: one uvloop loop serving every listener of the live snapshot.
+
+Listeners are bound with SO_REUSEPORT so all workers accept on the same ports.
+The supervisor talks to a worker over a pipe (stats, clusters, config dump,
+reload, drain). A reload builds the new snapshot and swaps one reference:
+streams in flight keep the objects they started with, connections stay open.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import signal
+import sys
+import time
+import traceback
+
+from mosnx.runtime import registry
+from mosnx.runtime.diagnostics import ConfigError, Diagnostic
+from mosnx.runtime.snapshot import build_snapshot
+from mosnx.runtime.stats import Store
+
+from .access_log import AccessLogWriter
+from .http1.server import Http1Server
+from .stream import ListenerStats
+from .upstream.call import http_call
+from .upstream.cluster import ClusterManager
+
+log = logging.getLogger("mosnx.worker")
+
+
+class Worker:
+    def __init__(self, config_path: str, worker_id: int = 0, channel=None, version: int = 1):
+        self.config_path = config_path
+        self.worker_id = worker_id
+        self.channel = channel
+        self.version = version
+        self.stats = Store()
+        self.clusters = ClusterManager(self.stats)
+        self.snapshot = None
+        self.servers: dict[str, tuple[tuple, asyncio.AbstractServer]] = {}
+        self.connections: set = set()
+        self.access_logs: dict[str, AccessLogWriter] = {}
+        self._lstats: dict[str, ListenerStats] = {}
+        self.draining = False
+        self.stopped: asyncio.Future | None = None
+        self.reload_fail = self.stats.counter("server.reload_failure")
+        self.reload_ok = self.stats.counter("server.reload_success")
+        self.mirror_total = self.stats.counter("server.mirror_requests")
+
+    # ------------------------------------------------------------- snapshot
+    def services(self) -> registry.Services:
+        return registry.Services(stats=self.stats, http_call=self.http_call,
+                                 worker_id=self.worker_id, emit=self.emit)
+
+    def build(self, version: int):
+        return build_snapshot(self.config_path, version, self.services())
+
+    async def apply(self, snap) -> None:
+        """Swap in `snap`: clusters first (routes may name new ones), then listeners."""
+        old = self.snapshot
+        self.clusters.update(snap.clusters)
+        self.snapshot = snap
+        self.version = snap.version
+        for name, lst in snap.listeners.items():
+            cfg = lst.config
+            if cfg.access_log is not None:
+                cur = self.access_logs.get(name)
+                if cur is None or cur.cfg != cfg.access_log:
+                    if cur is not None:
+                        cur.close()
+                    self.access_logs[name] = AccessLogWriter(cfg.access_log, name)
+            elif name in self.access_logs:
+                self.access_logs.pop(name).close()
+            addr = (cfg.host, cfg.port, cfg.protocol)
+            have = self.servers.get(name)
+            if have is not None and have[0] == addr:
+                continue
+            if have is not None:
+                have[1].close()
+            self.servers[name] = (addr, await self._listen(name, cfg))
+        for name in list(self.servers):
+            if name not in snap.listeners:
+                self.servers.pop(name)[1].close()
+        for name in list(self.access_logs):
+            if name not in snap.listeners:
+                self.access_logs.pop(name).close()
+
+    async def _listen(self, name: str, cfg):
+        loop = asyncio.get_running_loop()
+        if cfg.protocol != "http":
+            raise ConfigError([Diagnostic(cfg.span, "C301",
+                                          f'listener "{name}": protocol {cfg.protocol} is not supported by this build')])
+        return await loop.create_server(lambda: Http1Server(self, name), cfg.host, cfg.port,
+                                        reuse_port=True, backlog=4096)
+
+    def listener_stats(self, name: str) -> ListenerStats:
+        s = self._lstats.get(name)
+        if s is None:
+            s = self._lstats[name] = ListenerStats(self.stats, name)
+        return s
+
+    # ------------------------------------------------------------- services
+    async def http_call(self, cluster: str, headers, body: bytes, timeout: float):
+        return await http_call(self.clusters, cluster, headers, body, timeout)
+
+    def emit(self, ctx, kind: str, record: dict) -> None:
+        al = self.access_logs.get(ctx.listener)
+        if al is not None and kind == "access":
+            al.emit(record)
+        elif kind == "access":
+            log.info("%s", record)
+
+    def mirror(self, stream, mirrors) -> None:
+        """Fire-and-forget copies of the request head to shadow clusters (bodyless requests)."""
+        ctx = stream.ctx
+        if stream.request_body != 0:
+            self.stats.counter("server.mirror_skipped_body").value += 1
+            return
+        req = ctx.request
+        host = req.host
+        for m in mirrors:
+            if m.percent < 100 and random.random() * 100 >= m.percent:
+                continue
+            self.mirror_total.value += 1
+            hdrs = [(":method", req.method), (":path", req.path), (":authority", _shadow(host))]
+            hdrs += [(k, v) for k, v in req.headers.pairs() if k != "host"]
+            task = asyncio.get_running_loop().create_task(self.http_call(m.cluster, hdrs, b"", 5.0))
+            task.add_done_callback(_ignore)
+
+    def log_exception(self, what: str) -> None:
+        log.error("%s\n%s", what, traceback.format_exc())
+
+    def access_log_error(self, listener: str, peer, status: int, detail: str) -> None:
+        al = self.access_logs.get(listener)
+        if al is not None:
+            al.error(peer, status, detail)
+
+    # ------------------------------------------------------------- control
+    def handle(self, msg: dict) -> dict:
+        op = msg.get("op")
+        if op == "stats":
+            return {"stats": self.stats.dump()}
+        if op == "clusters":
+            return {"clusters": self.clusters.describe()}
+        if op == "config_dump":
+            return {"dump": self.snapshot.dump() if self.snapshot else None}
+        return {"error": f"unknown op {op!r}"}
+
+    async def reload(self, version: int) -> dict:
+        try:
+            snap = self.build(version)
+        except ConfigError as e:
+            self.reload_fail.value += 1
+            return {"ok": False, "errors": [str(d) for d in e.diagnostics]}
+        try:
+            await self.apply(snap)
+        except OSError as e:
+            self.reload_fail.value += 1
+            return {"ok": False, "errors": [f"listen: {e}"]}
+        self.reload_ok.value += 1
+        return {"ok": True, "version": version}
+
+    async def drain(self, timeout: float) -> None:
+        self.draining = True
+        for _, srv in self.servers.values():
+            srv.close()
+        for c in list(self.connections):
+            c.drain()
+        deadline = time.monotonic() + timeout
+        while self.connections and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        for c in list(self.connections):
+            c.transport.abort()
+        for al in self.access_logs.values():
+            al.flush()
+        self.clusters.close()
+
+    def drain_timeout(self) -> float:
+        if not self.snapshot or not self.snapshot.listeners:
+            return 5.0
+        return max(l.config.timeouts.drain for l in self.snapshot.listeners.values())
+
+
+def _shadow(host: str) -> str:
+    name, sep, port = host.rpartition(":")
+    if sep and port.isdigit() and not host.endswith("]"):
+        return f"{name}-shadow:{port}"
+    return host + "-shadow"
+
+
+def _ignore(task: asyncio.Task) -> None:
+    if not task.cancelled():
+        task.exception()
+
+
+# ----------------------------------------------------------------- process entry
+def run_worker(config_path: str, worker_id: int, conn, version: int) -> None:
+    """Process entry: serve until told to drain. Exit 0 after a drain, 3 if start fails."""
+    import uvloop
+    logging.basicConfig(level=os.environ.get("MOSNX_LOG_LEVEL", "INFO"),
+                        format=f"%(asctime)s [worker {worker_id}] %(levelname)s %(name)s: %(message)s",
+                        stream=sys.stderr)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)   # the supervisor decides when we stop
+    uvloop.install()
+    asyncio.run(_serve(config_path, worker_id, conn, version))
+
+
+async def _serve(config_path: str, worker_id: int, conn, version: int) -> None:
+    loop = asyncio.get_running_loop()
+    w = Worker(config_path, worker_id, conn, version)
+    try:
+        snap = w.build(version)
+        await w.apply(snap)
+    except ConfigError as e:
+        conn.send({"op": "ready", "ok": False, "errors": [str(d) for d in e.diagnostics]})
+        return
+    except OSError as e:
+        conn.send({"op": "ready", "ok": False, "errors": [f"listen: {e}"]})
+        return
+    conn.send({"op": "ready", "ok": True, "pid": os.getpid()})
+    stop = loop.create_future()
+    w.stopped = stop
+
+    def on_sigterm():
+        if not stop.done():
+            stop.set_result(w.drain_timeout())
+
+    loop.add_signal_handler(signal.SIGTERM, on_sigterm)
+
+    def readable():
+        try:
+            msg = conn.recv()
+        except (EOFError, OSError):
+            loop.remove_reader(conn.fileno())
+            if not stop.done():
+                stop.set_result(w.drain_timeout())   # the supervisor is gone
+            return
+        op = msg.get("op")
+        if op == "reload":
+            async def do():
+                reply = await w.reload(msg["version"])
+                reply["id"] = msg.get("id")
+                conn.send(reply)
+            loop.create_task(do())
+            return
+        if op == "drain":
+            if not stop.done():
+                stop.set_result(msg.get("timeout", w.drain_timeout()))
+            return
+        reply = w.handle(msg)
+        reply["id"] = msg.get("id")
+        conn.send(reply)
+
+    loop.add_reader(conn.fileno(), readable)
+    timeout = await stop
+    await w.drain(timeout)
+    try:
+        conn.send({"op": "stopped", "stats": w.stats.dump()})
+    except OSError:
+        pass
