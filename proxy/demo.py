@@ -60,7 +60,7 @@ class DemoServer(asyncio.Protocol):
         head = (f"HTTP/1.1 {status} Demo\r\ncontent-type: application/json\r\n"
                 f"x-served-by: {self.name}\r\ncontent-length: {len(body)}\r\n"
                 f"{'' if keep else 'connection: close' + chr(13) + chr(10)}\r\n").encode()
-        self.transport.write(head + body)
+        self.transport.write(head if info["method"] == "HEAD" else head + body)
         if not keep:
             self.transport.close()
 

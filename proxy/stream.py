@@ -31,8 +31,9 @@ from .upstream.pool import OVERFLOW
 HOP_BY_HOP = frozenset({b"connection", b"keep-alive", b"proxy-connection", b"te",
                         b"transfer-encoding", b"upgrade", b"trailer", b"proxy-authenticate",
                         b"expect"})
+# content-length stays: the downstream codec re-frames, and a HEAD answer keeps it as sent
 RESP_HOP_BY_HOP = frozenset({b"connection", b"keep-alive", b"proxy-connection", b"te",
-                             b"transfer-encoding", b"upgrade", b"content-length"})
+                             b"transfer-encoding", b"upgrade"})
 
 _STATUS_DETAIL_CLASS = {1: "1xx", 2: "2xx", 3: "3xx", 4: "4xx", 5: "5xx"}
 
@@ -48,6 +49,8 @@ class Downstream:
     def send_head(self, stream, status: int, headers: Headers, body_len: int | None, end: bool) -> None: ...
     def send_data(self, stream, data: bytes) -> None: ...
     def send_end(self, stream, trailers: Headers | None) -> None: ...
+    def flush(self) -> None:
+        """Write out what send_head/send_data gathered (called after each upstream read)."""
     def send_continue(self, stream) -> None: ...
     def abort(self, stream) -> None: ...
     def pause_body(self, stream) -> None: ...
@@ -536,6 +539,8 @@ class HttpStream:
             up.resume_reading()
 
     def on_upstream_end(self, trailers: Headers | None) -> None:
+        if self.tunnel_up is not None:
+            return
         self._release_upstream(self.up_keep_alive and self.request_done)
         if not self.response_started or self.response_done:
             return
@@ -560,6 +565,7 @@ class HttpStream:
             self.ctx.error_detail = detail
             self.cluster.c["upstream_rq_rx_reset"].value += 1
             self.response_done = True
+            self.down.flush()
             self.down.abort(self)
             self._finish()
             return
@@ -677,6 +683,8 @@ class HttpStream:
     def on_tunnel_upstream_data(self, data: bytes) -> None:
         self.ctx.bytes_sent += len(data)
         self.down.send_raw(self, data)
+        if not self.down.writable() and self.up is not None:
+            self.up.pause_reading()
 
     def on_tunnel_downstream_data(self, data: bytes) -> None:
         self.ctx.bytes_received += len(data)

@@ -45,6 +45,7 @@ class Worker:
         self._lstats: dict[str, ListenerStats] = {}
         self.draining = False
         self.stopped: asyncio.Future | None = None
+        self.loop = None
         self.reload_fail = self.stats.counter("server.reload_failure")
         self.reload_ok = self.stats.counter("server.reload_success")
         self.mirror_total = self.stats.counter("server.mirror_requests")
@@ -56,6 +57,14 @@ class Worker:
 
     def build(self, version: int):
         return build_snapshot(self.config_path, version, self.services())
+
+    async def sweep(self) -> None:
+        """Idle and header timeouts for every connection, four times a second."""
+        while True:
+            await asyncio.sleep(0.25)
+            now = self.loop.time()
+            for c in list(self.connections):
+                c.check_deadline(now)
 
     async def apply(self, snap) -> None:
         """Swap in `snap`: clusters first (routes may name new ones), then listeners."""
@@ -210,6 +219,8 @@ def run_worker(config_path: str, worker_id: int, conn, version: int) -> None:
 async def _serve(config_path: str, worker_id: int, conn, version: int) -> None:
     loop = asyncio.get_running_loop()
     w = Worker(config_path, worker_id, conn, version)
+    w.loop = loop
+    sweeper = loop.create_task(w.sweep())
     try:
         snap = w.build(version)
         await w.apply(snap)
@@ -256,6 +267,7 @@ async def _serve(config_path: str, worker_id: int, conn, version: int) -> None:
     loop.add_reader(conn.fileno(), readable)
     timeout = await stop
     await w.drain(timeout)
+    sweeper.cancel()
     try:
         conn.send({"op": "stopped", "stats": w.stats.dump()})
     except OSError:

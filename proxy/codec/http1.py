@@ -70,7 +70,7 @@ class RequestDecoder:
         except httptools.HttpParserError as e:
             if self._in_head and self._head_bytes > self.max_head:
                 raise ParseError(431, "request_headers_too_large") from e
-            raise ParseError(400, "http1_codec_error") from e
+            raise ParseError(400, _detail(str(e))) from e
 
     @property
     def mid_head(self) -> bool:
@@ -143,6 +143,29 @@ class RequestDecoder:
     def on_message_complete(self) -> None:
         t = self._trailers
         self.sink.on_request_end(Headers(t) if t else None)
+
+
+# llhttp's reasons, as the detail a client and the stats see
+_LLHTTP_DETAILS = (
+    ("Content-Length can't be present with Transfer-Encoding", "content_length_with_transfer_encoding"),
+    ("Transfer-Encoding can't be present with Content-Length", "content_length_with_transfer_encoding"),
+    ("Duplicate Content-Length", "duplicate_content_length"),
+    ("Content-Length", "invalid_content_length"),
+    ("Transfer-Encoding", "invalid_transfer_encoding"),
+    ("chunk", "invalid_chunk"),
+    ("Chunk", "invalid_chunk"),
+    ("header value", "invalid_header_value"),
+    ("header token", "invalid_header_name"),
+    ("header field", "invalid_header_name"),
+    ("whitespace", "invalid_header_whitespace"),
+)
+
+
+def _detail(msg: str) -> str:
+    for needle, detail in _LLHTTP_DETAILS:
+        if needle in msg:
+            return detail
+    return "http1_codec_error"
 
 
 def _valid_host(h: bytes) -> bool:
@@ -243,8 +266,8 @@ class ResponseDecoder:
         if self._informational:
             self._informational = False
             return
-        if self._skip:
-            return
+        if self._skip or self._parser.get_status_code() == 101:
+            return      # HEAD already ended; a 101 hands the connection to a tunnel
         t = self._trailers
         self.sink.on_response_end(Headers(t) if t else None)
 

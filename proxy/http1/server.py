@@ -27,8 +27,8 @@ _CHUNKED = (b"transfer-encoding", b"chunked")
 class Http1Server(asyncio.Protocol):
     __slots__ = ("worker", "listener_name", "listener", "lstats", "transport", "decoder", "peer", "local",
                  "queue", "parsing", "deferred", "paused_reasons", "write_paused", "chunked",
-                 "keep", "closing", "header_timer", "idle_timer", "tunnel", "error_after",
-                 "scheme", "version", "head_method")
+                 "keep", "closing", "deadline", "deadline_kind", "tunnel", "error_after",
+                 "scheme", "version", "head_method", "out")
 
     def __init__(self, worker, listener_name: str):
         self.worker = worker
@@ -45,8 +45,11 @@ class Http1Server(asyncio.Protocol):
         self.chunked = False
         self.keep = True
         self.closing = False
-        self.header_timer = None
-        self.idle_timer = None
+        # idle and header timeouts are checked by the worker's sweep (Worker.sweep),
+        # so a request costs a float store, not a timer
+        self.deadline = 0.0
+        self.deadline_kind = ""
+        self.out: list[bytes] | None = None     # response bytes gathered for one write
         self.tunnel: HttpStream | None = None
         self.error_after = None
         self.scheme = "http"
@@ -80,9 +83,6 @@ class Http1Server(asyncio.Protocol):
         self.closing = True
         self.lstats.cx_active.value -= 1
         self.worker.connections.discard(self)
-        for t in (self.header_timer, self.idle_timer):
-            if t is not None:
-                t.cancel()
         for s in self.queue:
             s.reset()
         if self.parsing is not None and self.parsing not in self.queue:
@@ -99,9 +99,6 @@ class Http1Server(asyncio.Protocol):
             return
         if self.error_after is not None or self.closing:
             return
-        if self.idle_timer is not None:
-            self.idle_timer.cancel()
-            self.idle_timer = None
         dec = self.decoder
         try:
             dec.feed(data)
@@ -114,10 +111,10 @@ class Http1Server(asyncio.Protocol):
             self._pause(1)       # nothing more is HTTP until the upstream answers the upgrade
             if rest and self.parsing is not None:
                 self.deferred.setdefault(self.parsing, []).append(("raw", rest))
-        if dec.mid_head and self.header_timer is None:
+        if dec.mid_head and self.deadline_kind != "header":
             t = self.listener.config.timeouts.request_headers
-            if t:
-                self.header_timer = asyncio.get_running_loop().call_later(t, self._header_timeout)
+            self.deadline_kind = "header"
+            self.deadline = self.worker.loop.time() + t if t else 0.0
 
     def eof_received(self):
         # a half-closed client: finish what is in flight, then close
@@ -138,9 +135,8 @@ class Http1Server(asyncio.Protocol):
 
     # ---------------------------------------------------------------- requests
     def on_request(self, method, target, version, headers, keep_alive, body, upgrade) -> None:
-        if self.header_timer is not None:
-            self.header_timer.cancel()
-            self.header_timer = None
+        self.deadline = 0.0
+        self.deadline_kind = ""
         w = self.worker
         listener = w.snapshot.listeners.get(self.listener_name, self.listener)
         if listener is not self.listener:
@@ -151,6 +147,10 @@ class Http1Server(asyncio.Protocol):
         expect = headers.getb(b"expect")
         expect_continue = expect is not None and expect.lower() == b"100-continue"
         is_upgrade = bool(upgrade) and headers.has(b"upgrade")
+        if is_upgrade:
+            # after an Upgrade request nothing more on this connection is HTTP/1.1:
+            # a refused upgrade ends the connection with its response
+            self.keep = False
         stream = HttpStream(self, w, listener, self.lstats, ctx, body, keep_alive,
                             is_upgrade, expect_continue)
         self.parsing = stream
@@ -239,8 +239,10 @@ class Http1Server(asyncio.Protocol):
             items.append((b"content-length", b"%d" % body_len))
         elif self.version == "1.1":
             chunked = True
+            items = [kv for kv in items if kv[0] != b"content-length"]
             items.append(_CHUNKED)
         else:
+            items = [kv for kv in items if kv[0] != b"content-length"]
             keep = False          # HTTP/1.0 client, unknown length: the close delimits the body
         if status != 101:
             if not keep:
@@ -249,17 +251,36 @@ class Http1Server(asyncio.Protocol):
                 items.append(_KEEP)
         self.keep = keep
         self.chunked = chunked
-        self.transport.write(status_line(status) + b"".join([b"%s: %s\r\n" % kv for kv in items]) + b"\r\n")
+        head = status_line(status) + b"".join([b"%s: %s\r\n" % kv for kv in items]) + b"\r\n"
+        if status == 101:
+            self.transport.write(head)
+        else:
+            self.out = [head]
 
     def send_data(self, stream, data: bytes) -> None:
         if not data or self.head_method:
             return
-        self.transport.write(encode_chunk(data) if self.chunked else data)
+        if self.chunked:
+            data = encode_chunk(data)
+        if self.out is not None:
+            self.out.append(data)
+        else:
+            self.transport.write(data)
 
     def send_end(self, stream, trailers) -> None:
         if self.chunked:
             self.chunked = False
-            self.transport.write(encode_last_chunk(trailers))
+            if self.out is None:
+                self.out = []
+            self.out.append(encode_last_chunk(trailers))
+        self.flush()
+
+    def flush(self) -> None:
+        """Write what send_head/send_data gathered during one upstream read, in one write."""
+        out = self.out
+        if out is not None:
+            self.out = None
+            self.transport.write(out[0] if len(out) == 1 else b"".join(out))
 
     def send_continue(self, stream) -> None:
         if self.version == "1.1":
@@ -269,8 +290,9 @@ class Http1Server(asyncio.Protocol):
         self.transport.write(data)
 
     def abort(self, stream) -> None:
+        # close, not reset: the client gets what was sent, then sees the body cut short
         self.keep = False
-        self._close(abort=True)
+        self._close()
 
     def pause_body(self, stream) -> None:
         self._pause(4)
@@ -304,18 +326,18 @@ class Http1Server(asyncio.Protocol):
 
     def _arm_idle(self) -> None:
         t = self.listener.config.timeouts.idle
-        if t and not self.closing:
-            if self.idle_timer is not None:
-                self.idle_timer.cancel()
-            self.idle_timer = asyncio.get_running_loop().call_later(t, self._idle_timeout)
+        self.deadline_kind = "idle"
+        self.deadline = self.worker.loop.time() + t if t else 0.0
 
-    def _idle_timeout(self) -> None:
-        self.idle_timer = None
-        if not self.queue and not self.decoder.mid_head:
-            self._close()
-
-    def _header_timeout(self) -> None:
-        self.header_timer = None
+    def check_deadline(self, now: float) -> None:
+        """Called by the worker's sweep; enforces the idle and request-header timeouts."""
+        if not self.deadline or now < self.deadline or self.closing:
+            return
+        self.deadline = 0.0
+        if self.deadline_kind == "idle":
+            if not self.queue and not self.decoder.mid_head:
+                self._close()
+            return
         if self.queue:
             return
         self.worker.stats.counter(f"http.{self.listener_name}.downstream_rq_header_timeout").value += 1

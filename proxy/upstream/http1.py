@@ -92,6 +92,8 @@ class UpstreamConnection(asyncio.Protocol):
             self.close()
             stream.on_upstream_reset(e.detail, 502)
             return
+        finally:
+            stream.down.flush()
         off = self.decoder.upgraded_offset
         if off >= 0 and self.stream is not None:
             self.tunnel = self.stream
