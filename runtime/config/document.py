@@ -1,0 +1,110 @@
+"""The shape of mosnx.yaml: admin, workers, listeners and clusters, declared once.
+
+A new setting is one Field here (and an attribute on its model dataclass; a
+cluster setting with no attribute lands in ClusterConfig.options). The loader
+walks DOCUMENT and builds Config from what it returns.
+"""
+from __future__ import annotations
+
+from ..model import (AccessLog, AdminConfig, CircuitBreakers, ClusterConfig, Endpoint, Limits,
+                     ListenerConfig, Timeouts)
+from .filters import FilterItem
+from .route import ROUTE
+from .compound import Either, ListOf, Mapped, Unique
+from .names import Distinct, Name
+from .scalars import Address, Duration, Enum, FilePath, Int, Size, Str
+from .schema import Field, Obj, exactly_one, ordered
+
+LB_POLICIES = ("round_robin", "random", "least_request")
+UPSTREAM_PROTOCOLS = ("http1",)
+LISTENER_PROTOCOLS = ("http", "tcp")
+LOG_STREAMS = ("stdout", "stderr")
+
+
+def _host_port(kwargs: dict) -> dict:
+    kwargs["host"], kwargs["port"] = kwargs.pop("address")
+    return kwargs
+
+
+def _address(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _show_size(n: int) -> str:
+    return f"{n // 1024}KiB" if n and n % 1024 == 0 else f"{n} bytes"
+
+
+ADMIN = Obj({
+    "address": Field(Address(), "where the admin API listens", default=("127.0.0.1", 15000)),
+}, build=AdminConfig, adapt=_host_port)
+
+ENDPOINT = Either(
+    Mapped(Address(), lambda hp: Endpoint(*hp)),
+    Obj({"address": Field(Address(), "host:port of the endpoint", required=True),
+         "weight": Field(Int(1), "share of requests under weighted load balancing")},
+        build=Endpoint, adapt=_host_port, label="a mapping {address, weight}"),
+)
+
+CIRCUIT_BREAKERS = Obj({
+    "max_connections": Field(Int(0), "open connections to the cluster"),
+    "max_pending_requests": Field(Int(0), "requests waiting for a connection"),
+    "max_requests": Field(Int(0), "requests in flight"),
+    "max_retries": Field(Int(0), "retries in flight"),
+}, build=CircuitBreakers)
+
+CLUSTER = Obj({
+    "name": Field(Name("cluster"), "the name routes use", required=True),
+    "endpoints": Field(ListOf(ENDPOINT, min_items=1), "host:port strings or {address, weight}",
+                       required=True),
+    "connect_timeout": Field(Duration(positive=True), "time allowed to open a connection"),
+    "lb": Field(Enum(*LB_POLICIES), "load-balancing policy"),
+    "protocol": Field(Enum(*UPSTREAM_PROTOCOLS), "protocol spoken to the endpoints"),
+    "idle_timeout": Field(Duration(), "pooled connection idle time before close"),
+    "max_requests_per_connection": Field(Int(0), "0: unlimited"),
+    "circuit_breakers": Field(CIRCUIT_BREAKERS, "limits that fail fast with 503 when reached"),
+}, build=ClusterConfig, extras="options")
+
+TIMEOUTS = Obj({
+    "request_headers": Field(Duration(positive=True), "time allowed for the request headers to arrive"),
+    "idle": Field(Duration(), "close a downstream connection idle this long; 0: never"),
+    "drain": Field(Duration(), "time in-flight streams get to finish on shutdown or reload"),
+}, build=Timeouts)
+
+LIMITS = Obj({
+    "request_headers": Field(Size(positive=True), "largest request head accepted (431 above)"),
+    "retry_buffer": Field(Size(), "request body kept for replay on retry"),
+    "write_high_water": Field(Size(positive=True), "pause the other side when this much is buffered"),
+    "write_low_water": Field(Size(), "resume it below this; less than write_high_water"),
+}, build=Limits, checks=[ordered("write_low_water", "write_high_water", show=_show_size)])
+
+ACCESS_LOG = Either(
+    Mapped(FilePath(keep=LOG_STREAMS), AccessLog),
+    Obj({"path": Field(FilePath(keep=LOG_STREAMS), "stdout, stderr or a file", required=True),
+         "format": Field(Str(), "line format; default: the built-in format")},
+        build=AccessLog, label="a mapping {path, format}"),
+    label="stdout, stderr, a file path or a mapping {path, format}",
+)
+
+LISTENER = Obj({
+    "name": Field(Name("listener"), "the listener's name, in stats and logs", required=True),
+    "address": Field(Distinct(Address(), "listener address", show=lambda hp: _address(*hp)),
+                     "host:port to listen on; [::1]:8080 for IPv6", required=True),
+    "protocol": Field(Enum(*LISTENER_PROTOCOLS), "what clients speak"),
+    "route": Field(ROUTE, "the one route every request takes"),
+    "rules": Field(ListOf(FilePath(must_exist=True), min_items=1, single=True),
+                   ".mdsl files or folders, relative to this file"),
+    "filters": Field(ListOf(FilterItem(), unique=[Unique("filter name", lambda f: f.name, "name")]),
+                     "HTTP filters in order, each {<kind>: {name, disabled, ...settings}}"),
+    "access_log": Field(ACCESS_LOG, "where to log each request"),
+    "timeouts": Field(TIMEOUTS, "downstream timeouts"),
+    "limits": Field(LIMITS, "buffer and header limits"),
+}, build=ListenerConfig, adapt=_host_port,
+   checks=[exactly_one("route", "rules", what="a default route, or .mdsl rules that declare the routes")])
+
+DOCUMENT = Obj({
+    "admin": Field(ADMIN, "admin API; absent: none", default=None),
+    "workers": Field(Int(1), "worker processes; absent: one per core", default=None),
+    "demo_upstream": Field(ListOf(Address()), "demo upstream servers `mosnx run` starts", default=()),
+    "listeners": Field(ListOf(LISTENER), "where mosnx accepts traffic", default=()),
+    "clusters": Field(ListOf(CLUSTER), "groups of upstream endpoints", default=()),
+})

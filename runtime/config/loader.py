@@ -1,0 +1,46 @@
+"""load_config(): mosnx.yaml in, a validated Config out, or ConfigError with every finding.
+
+Reads one file and checks that the files it names exist; otherwise no I/O.
+"""
+from __future__ import annotations
+
+import os
+
+from ..diagnostics import ConfigError, Diagnostic
+from ..model import Config
+from .document import DOCUMENT
+from .reader import NO_SUCH_FILE, YAML_SYNTAX, Reader
+from .schema import INVALID
+
+
+def load_config(path: str) -> Config:
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except OSError as e:
+        raise ConfigError([Diagnostic(None, NO_SUCH_FILE, f'cannot read "{path}": {e.strerror}')]) from None
+    except UnicodeDecodeError as e:
+        raise ConfigError([Diagnostic(None, YAML_SYNTAX, f'"{path}" is not UTF-8 text: {e.reason}')]) from None
+    return load_config_text(text, path)
+
+
+def load_config_text(text: str, path: str = "<string>") -> Config:
+    """`path` names the text in diagnostics; relative paths resolve against its folder
+    (the current folder for a <name> in angle brackets)."""
+    r = Reader(text, path)
+    root = r.compose()
+    if root is None and r.diagnostics:
+        raise ConfigError(r.findings())
+    values: dict = {}
+    raw: dict = {}
+    if root is not None:
+        r.positions[()] = r.span(root)
+        raw = r.data(root)
+        values = DOCUMENT.convert(root, r, ())
+        r.check_references()
+    if any(d.severity == "error" for d in r.diagnostics) or values is INVALID:
+        raise ConfigError(r.findings())
+    return Config(path=os.path.abspath(path) if r.named else path, admin=values.get("admin"),
+                  listeners=values.get("listeners", ()), clusters=values.get("clusters", ()),
+                  workers=values.get("workers"), raw=raw if isinstance(raw, dict) else {},
+                  demo_upstream=values.get("demo_upstream", ()))
