@@ -416,6 +416,15 @@ class HttpStream:
 
     def on_request_end(self, trailers: Headers | None) -> None:
         self.request_done = True
+        if trailers is not None:
+            ctx = self.ctx
+            ctx.request.trailers = trailers
+            for step in self.chain.request_trailers:
+                r = step(ctx)
+                if isinstance(r, LocalReply):
+                    self.local_reply(r)
+                    break
+            trailers = ctx.request.trailers
         self.req_trailers = trailers
         steps = self.chain.request_body
         if steps:
@@ -551,8 +560,11 @@ class HttpStream:
                 self.ctx.bytes_sent += len(tail)
                 self.down.send_data(self, tail)
         if trailers is not None and self.chain.response_trailers:
+            ctx = self.ctx
+            ctx.response.trailers = trailers
             for step in self.chain.response_trailers:
-                step(self.ctx)
+                step(ctx)
+            trailers = ctx.response.trailers
         self.response_done = True
         self.down.send_end(self, trailers)
         self._finish()

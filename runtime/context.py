@@ -15,7 +15,7 @@ from .headers import Headers
 
 
 class RequestHead:
-    __slots__ = ("method", "path", "version", "headers", "scheme", "authority")
+    __slots__ = ("method", "path", "version", "headers", "scheme", "authority", "trailers")
 
     def __init__(self, method: str, path: str, headers: Headers, version: str = "1.1",
                  scheme: str = "http", authority: str | None = None):
@@ -25,6 +25,7 @@ class RequestHead:
         self.headers = headers
         self.scheme = scheme
         self.authority = authority  # :authority for HTTP/2; None means use Host
+        self.trailers: Headers | None = None   # set by the core before request_trailers steps
 
     @property
     def host(self) -> str:
@@ -35,13 +36,14 @@ class RequestHead:
 
 
 class ResponseHead:
-    __slots__ = ("status", "reason", "headers", "version")
+    __slots__ = ("status", "reason", "headers", "version", "trailers")
 
     def __init__(self, status: int, headers: Headers, reason: str = "", version: str = "1.1"):
         self.status = status
         self.headers = headers
         self.reason = reason
         self.version = version
+        self.trailers: Headers | None = None   # set by the core before response_trailers steps
 
 
 class StreamContext:
