@@ -468,6 +468,7 @@ class HttpStream:
             self.try_timer = None
         retry = self.action.retry
         if self.wants_retry_5xx and self._retriable_status(status, retry) and self._can_retry():
+            self.host.observe(status, (time.monotonic() - self.upstream_start) * 1000.0)
             self._release_upstream(False)
             self.cluster.c["upstream_rq_" + _STATUS_DETAIL_CLASS.get(status // 100, "5xx")].value += 1
             return self._retry()
@@ -476,9 +477,9 @@ class HttpStream:
             self.timer.cancel()
             self.timer = None
         self.cluster.c["upstream_rq_" + _STATUS_DETAIL_CLASS.get(status // 100, "5xx")].value += 1
-        self.cluster.rq_time.record((time.monotonic() - self.upstream_start) * 1000.0)
-        if status >= 500:
-            self.host.rq_error += 1
+        elapsed = (time.monotonic() - self.upstream_start) * 1000.0
+        self.cluster.rq_time.record(elapsed)
+        self.host.observe(status, elapsed)
         ctx = self.ctx
         ctx.response = ResponseHead(status, headers)
         if status == 101 and self.upgrade:
@@ -571,6 +572,7 @@ class HttpStream:
 
     def on_upstream_reset(self, detail: str, status: int) -> None:
         self.up = None
+        self.host.observe_failure("reset")
         self._after_upstream_gone(False)
         if self.response_started:
             # never end a response as if complete when the upstream died inside it
@@ -594,6 +596,8 @@ class HttpStream:
         self.fail(status, detail)
 
     def on_pool_failure(self, detail: str, status: int) -> None:
+        if self.host is not None and detail != "upstream_removed":
+            self.host.observe_failure("connect_failure")
         retry = self.action.retry
         if retry is not None and "connect-failure" in retry.retry_on and self._can_retry():
             return self._retry()
@@ -665,6 +669,7 @@ class HttpStream:
         up = self.up
         self.up = None
         if up is not None:
+            self.host.observe_failure("timeout")
             up.stream = None
             self._after_upstream_gone(False)
             up.close()
@@ -675,6 +680,7 @@ class HttpStream:
         if not self.alive or self.response_started:
             return
         self.cluster.c["upstream_rq_per_try_timeout"].value += 1
+        self.host.observe_failure("timeout")
         up = self.up
         self.up = None
         if up is not None:

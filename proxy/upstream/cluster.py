@@ -31,6 +31,16 @@ class Host:
         self.rq_error = 0
         self.pool = Pool(self)
 
+    # -- what streams report about each attempt (outlier detection and balancers listen) --
+    def observe(self, status: int, elapsed_ms: float) -> None:
+        """An upstream answered this attempt with `status` after `elapsed_ms`."""
+        if status >= 500:
+            self.rq_error += 1
+
+    def observe_failure(self, kind: str) -> None:
+        """The attempt failed locally: "connect_failure", "reset" or "timeout"."""
+        self.rq_error += 1
+
     def describe(self) -> dict:
         return {"address": self.address, "weight": self.weight,
                 "health": "healthy" if self.healthy else "unhealthy",
