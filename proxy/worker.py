@@ -17,12 +17,12 @@ import time
 import traceback
 
 from mosnx.runtime import registry
-from mosnx.runtime.diagnostics import ConfigError, Diagnostic
+from mosnx.runtime.diagnostics import ConfigError
 from mosnx.runtime.snapshot import build_snapshot
 from mosnx.runtime.stats import Store
 
 from .access_log import AccessLogWriter
-from .http1.server import Http1Server
+from .listeners import listen
 from .stream import ListenerStats
 from .upstream.call import http_call
 from .upstream.cluster import ClusterManager
@@ -97,12 +97,7 @@ class Worker:
                 self.access_logs.pop(name).close()
 
     async def _listen(self, name: str, cfg):
-        loop = asyncio.get_running_loop()
-        if cfg.protocol != "http":
-            raise ConfigError([Diagnostic(cfg.span, "C301",
-                                          f'listener "{name}": protocol {cfg.protocol} is not supported by this build')])
-        return await loop.create_server(lambda: Http1Server(self, name), cfg.host, cfg.port,
-                                        reuse_port=True, backlog=4096)
+        return await listen(self, name, cfg)
 
     def listener_stats(self, name: str) -> ListenerStats:
         s = self._lstats.get(name)
