@@ -67,31 +67,45 @@ class Worker:
                 c.check_deadline(now)
 
     async def apply(self, snap) -> None:
-        """Swap in `snap`: clusters first (routes may name new ones), then listeners."""
-        old = self.snapshot
+        """Swap in `snap`. New listeners are bound first, so a port that cannot be
+        bound fails the reload with nothing changed; then clusters (routes may name
+        new ones), the snapshot reference, and what left is closed."""
+        bound: dict[str, tuple] = {}
+        try:
+            for name, lst in snap.listeners.items():
+                cfg = lst.config
+                addr = (cfg.host, cfg.port, cfg.protocol)
+                have = self.servers.get(name)
+                if have is None or have[0] != addr:
+                    if have is not None and (have[0][0], have[0][1]) == (cfg.host, cfg.port):
+                        have[1].close()          # same port, other protocol: free it first
+                        self.servers.pop(name)
+                    bound[name] = (addr, await self._listen(name, cfg))
+        except BaseException:
+            for _, srv in bound.values():
+                srv.close()
+            raise
         self.clusters.update(snap.clusters)
         self.snapshot = snap
         self.version = snap.version
-        for name, lst in snap.listeners.items():
-            cfg = lst.config
-            if cfg.access_log is not None:
-                cur = self.access_logs.get(name)
-                if cur is None or cur.cfg != cfg.access_log:
-                    if cur is not None:
-                        cur.close()
-                    self.access_logs[name] = AccessLogWriter(cfg.access_log, name)
-            elif name in self.access_logs:
-                self.access_logs.pop(name).close()
-            addr = (cfg.host, cfg.port, cfg.protocol)
-            have = self.servers.get(name)
-            if have is not None and have[0] == addr:
-                continue
-            if have is not None:
-                have[1].close()
-            self.servers[name] = (addr, await self._listen(name, cfg))
+        for name, entry in bound.items():
+            old = self.servers.get(name)
+            if old is not None:
+                old[1].close()
+            self.servers[name] = entry
         for name in list(self.servers):
             if name not in snap.listeners:
                 self.servers.pop(name)[1].close()
+        for name, lst in snap.listeners.items():
+            al = lst.config.access_log
+            cur = self.access_logs.get(name)
+            if al is None:
+                if cur is not None:
+                    self.access_logs.pop(name).close()
+            elif cur is None or cur.cfg != al:
+                if cur is not None:
+                    cur.close()
+                self.access_logs[name] = AccessLogWriter(al, name)
         for name in list(self.access_logs):
             if name not in snap.listeners:
                 self.access_logs.pop(name).close()
