@@ -14,7 +14,6 @@ share this code.
 from __future__ import annotations
 
 import asyncio
-import os
 import random
 import re
 import time
@@ -26,6 +25,8 @@ from mosnx.runtime.routes import DirectResponse, RedirectAction, RouteAction
 
 from .codec.http1 import encode_chunk, encode_last_chunk, encode_request_head
 from .upstream.pool import OVERFLOW
+
+_getrandbits = random.getrandbits
 
 # Hop-by-hop headers (RFC 9110 §7.6.1) plus the framing we re-derive ourselves.
 HOP_BY_HOP = frozenset({b"connection", b"keep-alive", b"proxy-connection", b"te",
@@ -39,8 +40,9 @@ _STATUS_DETAIL_CLASS = {1: "1xx", 2: "2xx", 3: "3xx", 4: "4xx", 5: "5xx"}
 
 
 def _new_request_id() -> str:
-    h = os.urandom(16).hex()
-    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{'89ab'[int(h[16], 16) & 3]}{h[17:20]}-{h[20:32]}"
+    # a version-4 UUID; request ids need uniqueness, not unpredictability
+    h = "%032x" % _getrandbits(128)
+    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-a{h[17:20]}-{h[20:]}"
 
 
 class Downstream:

@@ -65,6 +65,7 @@ class Worker:
             now = self.loop.time()
             for c in list(self.connections):
                 c.check_deadline(now)
+            self.clusters.sweep(time.monotonic())
 
     async def apply(self, snap) -> None:
         """Swap in `snap`. New listeners are bound first, so a port that cannot be

@@ -10,6 +10,8 @@ llhttp (via httptools) rejects most of these itself; the rest is checked here.
 """
 from __future__ import annotations
 
+import re
+
 import httptools
 
 from mosnx.runtime.headers import Headers
@@ -168,9 +170,12 @@ def _detail(msg: str) -> str:
     return "http1_codec_error"
 
 
+# a Host with whitespace, '@' or '/' is a routing-confusion vector, never a real authority
+_BAD_HOST = re.compile(rb"[ \t@/\\]")
+
+
 def _valid_host(h: bytes) -> bool:
-    # a Host with whitespace, '@' or '/' is a routing-confusion vector, never a real authority
-    return not any(c in b" \t@/\\" for c in h)
+    return _BAD_HOST.search(h) is None
 
 
 class ResponseSink:

@@ -128,6 +128,12 @@ class ClusterManager:
     def get(self, name: str) -> Cluster | None:
         return self.clusters.get(name)
 
+    def sweep(self, now: float) -> None:
+        for c in self.clusters.values():
+            for h in c.hosts:
+                if h.pool.idle:
+                    h.pool.sweep(now)
+
     def describe(self) -> dict:
         return {n: c.describe() for n, c in self.clusters.items()}
 

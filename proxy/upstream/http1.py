@@ -13,7 +13,7 @@ from ..codec.http1 import ParseError, ResponseDecoder
 
 class UpstreamConnection(asyncio.Protocol):
     __slots__ = ("pool", "transport", "decoder", "stream", "closed", "requests",
-                 "idle_timer", "tunnel", "paused", "_resp_framing_close", "got_bytes")
+                 "idle_since", "tunnel", "paused", "_resp_framing_close", "got_bytes")
 
     def __init__(self, pool):
         self.pool = pool
@@ -22,7 +22,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.stream = None
         self.closed = False
         self.requests = 0
-        self.idle_timer = None
+        self.idle_since = 0.0
         self.tunnel = None         # the stream, once an Upgrade switched to raw bytes
         self.paused = False
         self._resp_framing_close = False
@@ -33,18 +33,16 @@ class UpstreamConnection(asyncio.Protocol):
         return not self.closed and not self.transport.is_closing()
 
     def take(self) -> None:
-        if self.idle_timer is not None:
-            self.idle_timer.cancel()
-            self.idle_timer = None
+        self.idle_since = 0.0
         self.requests += 1
         self.got_bytes = False
 
-    def park(self, idle_timeout: float) -> None:
+    def park(self, now: float) -> None:
+        """Back in the pool; Pool.sweep closes it once idle longer than the cluster allows."""
         if self.paused:
             self.transport.resume_reading()
             self.paused = False
-        if idle_timeout:
-            self.idle_timer = asyncio.get_running_loop().call_later(idle_timeout, self.close)
+        self.idle_since = now
 
     def close(self) -> None:
         if not self.closed and self.transport is not None:
@@ -106,9 +104,6 @@ class UpstreamConnection(asyncio.Protocol):
 
     def connection_lost(self, exc) -> None:
         self.closed = True
-        if self.idle_timer is not None:
-            self.idle_timer.cancel()
-            self.idle_timer = None
         self.pool.on_closed(self)
         if self.tunnel is not None:
             t, self.tunnel = self.tunnel, None

@@ -8,7 +8,10 @@ calls stream.on_pool_ready(conn) or stream.on_pool_failure(detail, status).
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import deque
+
+_now = time.monotonic
 
 OVERFLOW = object()   # acquire() result: the cluster's breakers refused the request
 
@@ -65,7 +68,7 @@ class Pool:
             stream.on_pool_ready(conn)
             return
         self.idle.append(conn)
-        conn.park(cluster.config.idle_timeout)
+        conn.park(_now())
 
     def on_closed(self, conn) -> None:
         try:
@@ -118,6 +121,15 @@ class Pool:
         cluster.cx_active_gauge.value -= 1
         if stream.alive:
             stream.on_pool_failure(detail, 503)
+
+    def sweep(self, now: float) -> None:
+        """Close connections idle longer than the cluster's idle_timeout (oldest sit first)."""
+        limit = self.host.cluster.config.idle_timeout
+        if not limit:
+            return
+        idle = self.idle
+        while idle and now - idle[0].idle_since > limit:
+            idle.pop(0).close()
 
     def retire(self) -> None:
         """The endpoint left the cluster: close idle connections now, busy ones on release."""
