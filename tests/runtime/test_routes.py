@@ -1,0 +1,107 @@
+"""Route tables: domain selection, first-match order with indexes, redirects."""
+from mosnx.runtime.context import RequestHead, StreamContext
+from mosnx.runtime.headers import Headers
+from mosnx.runtime.pipeline import HttpFilter, Pipeline
+from mosnx.runtime.routes import (DirectResponse, RedirectAction, Route, RouteAction, RouteTable,
+                                  VirtualHost)
+
+
+def ctx(path="/", host="example.com", headers=()):
+    h = Headers.from_pairs([("host", host), *headers])
+    return StreamContext(RequestHead("GET", path, h))
+
+
+def fwd(c):
+    return RouteAction(cluster=c)
+
+
+def test_vhost_exact_then_suffix_then_prefix_then_default():
+    table = RouteTable([
+        VirtualHost("exact", ["shop.example.com"], [Route("a", fwd("a"))]),
+        VirtualHost("suffix", ["*.example.com"], [Route("b", fwd("b"))]),
+        VirtualHost("longer-suffix", ["*.api.example.com"], [Route("c", fwd("c"))]),
+        VirtualHost("prefix", ["internal.*"], [Route("d", fwd("d"))]),
+        VirtualHost("default", ["*"], [Route("e", fwd("e"))]),
+    ])
+    assert table.vhost_for("shop.example.com").name == "exact"
+    assert table.vhost_for("SHOP.example.com:8080").name == "exact"
+    assert table.vhost_for("x.example.com").name == "suffix"
+    assert table.vhost_for("v1.api.example.com").name == "longer-suffix"
+    assert table.vhost_for("internal.corp").name == "prefix"
+    assert table.vhost_for("other.org").name == "default"
+    # "*.example.com" does not match the bare domain
+    assert table.vhost_for("example.com").name == "default"
+
+
+def test_first_match_wins_across_index_kinds():
+    # more than 8 routes: the indexed path (exact dict + prefixes + guards) is used
+    routes = [Route(f"filler{i}", fwd("x"), path_exact=f"/f{i}") for i in range(8)]
+    routes += [
+        Route("guarded", fwd("g"), match=lambda c: c.request.headers.get("x-canary") == "1"),
+        Route("api-prefix", fwd("p"), path_prefix="/api"),
+        Route("api-exact", fwd("e"), path_exact="/api/items"),
+        Route("catch-all", fwd("z")),
+    ]
+    vh = VirtualHost("v", ["*"], routes)
+    assert vh.match(ctx("/api/items")).name == "api-prefix"           # declared before the exact one
+    assert vh.match(ctx("/api/items", headers=[("x-canary", "1")])).name == "guarded"
+    assert vh.match(ctx("/f3")).name == "filler3"
+    assert vh.match(ctx("/nothing")).name == "catch-all"
+    assert vh.match(ctx("/api/items?x=1")).name == "api-prefix"        # the query is not part of the path
+
+
+def test_linear_and_indexed_matching_agree():
+    def build(n_filler):
+        rs = [Route(f"f{i}", fwd("x"), path_exact=f"/only{i}") for i in range(n_filler)]
+        rs += [Route("p", fwd("p"), path_prefix="/a"), Route("e", fwd("e"), path_exact="/a/b"),
+               Route("last", fwd("l"))]
+        return VirtualHost("v", ["*"], rs)
+    small, big = build(0), build(9)
+    for path in ("/a/b", "/a", "/b", "/only1", "/"):
+        assert small.match(ctx(path)).name == big.match(ctx(path)).name or path == "/only1"
+
+
+def test_no_route_is_none():
+    vh = VirtualHost("v", ["*"], [Route("only", fwd("a"), path_exact="/x")])
+    assert vh.match(ctx("/y")) is None
+
+
+def test_redirect_location():
+    r = RedirectAction(301, prefix_rewrite=("/docs/v1/", "/docs/v2/"), strip_query=True)
+    assert r.location(ctx("/docs/v1/intro?a=1", host="h")) == "http://h/docs/v2/intro"
+    r = RedirectAction(302, scheme="https")
+    assert r.location(ctx("/p?q=1", host="h")) == "https://h/p?q=1"
+
+
+def test_finalize_nests_pipelines_listener_vhost_route():
+    order = []
+
+    class F(HttpFilter):
+        def __init__(self, n):
+            self.n = n
+
+        def on_request(self, c):
+            order.append(("req", self.n))
+
+        def on_response(self, c):
+            order.append(("resp", self.n))
+
+    route = Route("r", fwd("a"), pipeline=Pipeline.of([F("route")]))
+    vh = VirtualHost("v", ["*"], [route], pipeline=Pipeline.of([F("vhost")]))
+    RouteTable([vh]).finalize(Pipeline.of([F("listener")]))
+    c = ctx()
+    for s in route.chain.request:
+        s(c)
+    for s in route.chain.response:
+        s(c)
+    assert order == [("req", "listener"), ("req", "vhost"), ("req", "route"),
+                     ("resp", "route"), ("resp", "vhost"), ("resp", "listener")]
+
+
+def test_clusters_lists_every_reference():
+    from mosnx.runtime.routes import MirrorPolicy
+    table = RouteTable([VirtualHost("v", ["*"], [
+        Route("a", RouteAction(weighted_clusters=(("v1", 90), ("v2", 10)), mirrors=(MirrorPolicy("shadow"),))),
+        Route("b", DirectResponse(200, b"ok")),
+    ])])
+    assert table.clusters() == {"v1", "v2", "shadow"}
