@@ -1,0 +1,34 @@
+"""The `rules:` front end: load, check and compile .mdsl files for one listener.
+
+load_rules is what runtime's registry calls from build_snapshot(). It re-reads
+every file on each call (a reload must see the current text), reports every
+finding with its position into the BuildContext, and returns None when any is an
+error, so the previous snapshot keeps serving.
+"""
+from __future__ import annotations
+
+from mosnx.runtime.diagnostics import Diagnostic
+from mosnx.runtime.registry import BuildContext, RulesResult
+
+from .check import check
+from .compile import compile_program
+from .load import Program, load
+
+
+def analyze(paths, clusters: set[str] | None = None,
+            filters: set[str] | None = None) -> tuple[Program, list[Diagnostic]]:
+    """Load and check `paths`; the Program and every finding (errors and warnings)."""
+    prog = load(tuple(paths))
+    diags = list(prog.diagnostics)
+    if not any(d.severity == "error" for d in diags):
+        diags.extend(check(prog, clusters, filters))
+    return prog, diags
+
+
+def load_rules(paths: tuple[str, ...], ctx: BuildContext) -> RulesResult | None:
+    prog, diags = analyze(paths, set(ctx.clusters), set(ctx.filters))
+    ctx.sources.extend(prog.sources)
+    ctx.diagnostics.extend(diags)
+    if any(d.severity == "error" for d in diags):
+        return None
+    return compile_program(prog, ctx.filters, ctx.services)

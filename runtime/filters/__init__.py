@@ -1,0 +1,10 @@
+"""Built-in HTTP filters, each registered by kind in runtime's registry on import.
+
+stdlib only, like the rest of runtime. YAML listeners name them by kind
+(`fault`, `rate_limit`); the .mdsl compiler constructs them directly.
+"""
+from . import fault, ratelimit  # noqa: F401  (importing registers them)
+from .fault import FaultFilter
+from .ratelimit import RateLimitFilter
+
+__all__ = ["FaultFilter", "RateLimitFilter"]
