@@ -7,6 +7,8 @@ error, so the previous snapshot keeps serving.
 """
 from __future__ import annotations
 
+import os
+
 from mosnx.runtime.diagnostics import Diagnostic
 from mosnx.runtime.registry import BuildContext, RulesResult
 
@@ -28,6 +30,8 @@ def analyze(paths, clusters: set[str] | None = None,
 def load_rules(paths: tuple[str, ...], ctx: BuildContext) -> RulesResult | None:
     prog, diags = analyze(paths, set(ctx.clusters), set(ctx.filters))
     ctx.sources.extend(prog.sources)
+    # a folder's own mtime changes when a rule file is added or removed there
+    ctx.sources.extend(p for p in paths if os.path.isdir(p))
     ctx.diagnostics.extend(diags)
     if any(d.severity == "error" for d in diags):
         return None
