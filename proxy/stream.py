@@ -95,7 +95,7 @@ class HttpStream:
         "try_timer", "attempts", "tried", "resp_body_steps", "resp_chunk", "expect_continue",
         "upgrade", "tunnel_up", "head_bytes", "up_keep_alive", "upstream_start", "retrying",
         "client_keep_alive", "paused_down", "gen", "resp_length", "resp_headers_out",
-        "wants_retry_5xx", "log_done", "rq_counted", "reused",
+        "wants_retry_5xx", "log_done", "rq_counted", "reused", "idle_mark", "idle_since",
     )
 
     def __init__(self, down, worker, listener, lstats, ctx: StreamContext, body: int | None,
@@ -141,6 +141,8 @@ class HttpStream:
         self.log_done = False
         self.rq_counted = False
         self.reused = False
+        self.idle_mark = -1
+        self.idle_since = 0.0
 
     # ------------------------------------------------------------------ decide
     def start(self) -> None:
@@ -609,6 +611,7 @@ class HttpStream:
         return self.replayable and (self.request_body == 0 or (self.body_buf is not None and self.request_done))
 
     def _can_retry(self) -> bool:
+        self._release_retry()       # as Envoy: a retry holds its slot until the next decision
         retry = self.action.retry
         if self.attempts > retry.num_retries or not self._can_replay() or self.response_started:
             return False
@@ -621,18 +624,20 @@ class HttpStream:
     def _retry(self) -> None:
         cluster = self.cluster
         cluster.c["upstream_rq_retry"].value += 1
+        cluster.retries_active += 1
+        self.retrying = True
         self.tried = self.host
         retry = self.action.retry
         backoff = min(retry.backoff_max, retry.backoff_base * (2 ** (self.attempts - 1)))
         self._forward_later(random.uniform(0, backoff))
 
-    def _forward_later(self, delay: float) -> None:
-        self.retrying = True
-        self.cluster.retries_active += 1
-
-        def go():
-            self.cluster.retries_active -= 1
+    def _release_retry(self) -> None:
+        if self.retrying:
             self.retrying = False
+            self.cluster.retries_active -= 1
+
+    def _forward_later(self, delay: float) -> None:
+        def go():
             if self.alive and not self.response_started:
                 self._forward()
         asyncio.get_running_loop().call_later(delay, go)
@@ -692,6 +697,39 @@ class HttpStream:
         if self._can_retry():
             return self._retry()
         self.fail(504, "upstream_per_try_timeout")
+
+    def check_idle(self, now: float) -> None:
+        """Stream idle timeout, from the worker's sweep: no byte either way for too long.
+        Progress is read from counters the data path keeps anyway, so the hot path
+        pays nothing for it."""
+        if not self.alive:
+            return
+        ctx = self.ctx
+        mark = ctx.bytes_received + ctx.bytes_sent + self.attempts + (1 if self.response_started else 0)
+        if mark != self.idle_mark:
+            self.idle_mark = mark
+            self.idle_since = now
+            return
+        action = self.action
+        limit = action.idle_timeout if action is not None and action.idle_timeout else \
+            self.listener.config.timeouts.stream_idle
+        if not limit or now - self.idle_since < limit:
+            return
+        self.worker.stats.counter(f"http.{self.listener.config.name}.downstream_rq_idle_timeout").value += 1
+        if self.response_started:
+            ctx.error_detail = "stream_idle_timeout"
+            self.response_done = True
+            self._release_upstream(False)
+            self.down.abort(self)
+            self._finish()
+            return
+        up = self.up
+        self.up = None
+        if up is not None:
+            up.stream = None
+            self._after_upstream_gone(False)
+            up.close()
+        self.fail(504, "stream_idle_timeout")
 
     # ---------------------------------------------------------------- tunnel
     def _start_tunnel(self, headers: Headers) -> None:
@@ -794,6 +832,7 @@ class HttpStream:
         if self.log_done:
             return
         self.log_done = True
+        self._release_retry()
         ctx = self.ctx
         ls = self.lstats
         ls.rq_active.value -= 1

@@ -62,6 +62,7 @@ class Timeouts:
     request_headers: float = 10.0
     idle: float = 60.0
     drain: float = 5.0
+    stream_idle: float = 300.0                # Envoy's stream_idle_timeout default
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +100,7 @@ class ListenerConfig:
     access_log: AccessLog | None = None
     timeouts: Timeouts = Timeouts()
     limits: Limits = Limits()
+    options: dict[str, Any] = field(default_factory=dict)  # protocol settings (tls, http2, tcp)
     span: Span | None = None
 
 

@@ -330,7 +330,9 @@ class Http1Server(asyncio.Protocol):
         self.deadline = self.worker.loop.time() + t if t else 0.0
 
     def check_deadline(self, now: float) -> None:
-        """Called by the worker's sweep; enforces the idle and request-header timeouts."""
+        """Called by the worker's sweep; enforces the idle, request-header and stream-idle timeouts."""
+        if self.queue and not self.closing:
+            self.queue[0].check_idle(now)
         if not self.deadline or now < self.deadline or self.closing:
             return
         self.deadline = 0.0

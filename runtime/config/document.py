@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from ..model import (AccessLog, AdminConfig, CircuitBreakers, ClusterConfig, Endpoint, Limits,
                      ListenerConfig, Timeouts)
+from .cluster import FIELDS as CLUSTER_GOVERNANCE
+from .protocols import CLUSTER_FIELDS as CLUSTER_PROTOCOL, LISTENER_FIELDS as LISTENER_PROTOCOL
 from .filters import FilterItem
 from .route import ROUTE
 from .compound import Either, ListOf, Mapped, Unique
@@ -15,8 +17,9 @@ from .names import Distinct, Name
 from .scalars import Address, Duration, Enum, FilePath, Int, Size, Str
 from .schema import Field, Obj, exactly_one, ordered
 
-LB_POLICIES = ("round_robin", "random", "least_request")
-UPSTREAM_PROTOCOLS = ("http1",)
+LB_POLICIES = ("round_robin", "weighted_round_robin", "random", "least_request", "ring_hash", "maglev",
+               "peak_ewma")
+UPSTREAM_PROTOCOLS = ("http1", "http2")
 LISTENER_PROTOCOLS = ("http", "tcp")
 LOG_STREAMS = ("stdout", "stderr")
 
@@ -62,12 +65,15 @@ CLUSTER = Obj({
     "idle_timeout": Field(Duration(), "pooled connection idle time before close"),
     "max_requests_per_connection": Field(Int(0), "0: unlimited"),
     "circuit_breakers": Field(CIRCUIT_BREAKERS, "limits that fail fast with 503 when reached"),
+    **CLUSTER_GOVERNANCE,
+    **CLUSTER_PROTOCOL,
 }, build=ClusterConfig, extras="options")
 
 TIMEOUTS = Obj({
     "request_headers": Field(Duration(positive=True), "time allowed for the request headers to arrive"),
     "idle": Field(Duration(), "close a downstream connection idle this long; 0: never"),
     "drain": Field(Duration(), "time in-flight streams get to finish on shutdown or reload"),
+    "stream_idle": Field(Duration(), "reset a stream with no bytes either way for this long; 0: never"),
 }, build=Timeouts)
 
 LIMITS = Obj({
@@ -98,7 +104,8 @@ LISTENER = Obj({
     "access_log": Field(ACCESS_LOG, "where to log each request"),
     "timeouts": Field(TIMEOUTS, "downstream timeouts"),
     "limits": Field(LIMITS, "buffer and header limits"),
-}, build=ListenerConfig, adapt=_host_port,
+    **LISTENER_PROTOCOL,
+}, build=ListenerConfig, adapt=_host_port, extras="options",
    checks=[exactly_one("route", "rules", what="a default route, or .mdsl rules that declare the routes")])
 
 DOCUMENT = Obj({
