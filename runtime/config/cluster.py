@@ -1,0 +1,155 @@
+"""Cluster traffic-governance settings: health_check, outlier_detection, the balancers'
+own settings and DNS discovery, with Envoy's names and defaults.
+
+ClusterConfig has no attribute for these, so they land in ClusterConfig.options
+under their YAML key, as the frozen values built here (compared by value, so a
+reload that does not touch them keeps the cluster's running checkers).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .compound import ListOf, Mapped
+from .scalars import Duration, Enum, Int, Str, attribute_reference
+from .schema import Field, Obj, exactly_one
+
+
+@dataclass(frozen=True, slots=True)
+class HttpHealthCheck:
+    path: str = "/"
+    expected: frozenset[int] = frozenset({200})
+    host: str | None = None                   # None: the cluster's name, as Envoy
+
+
+@dataclass(frozen=True, slots=True)
+class HealthCheck:
+    interval: float = 5.0
+    timeout: float = 1.0
+    unhealthy_threshold: int = 3
+    healthy_threshold: int = 1
+    http: HttpHealthCheck | None = None       # None: a TCP connect check
+
+    def __post_init__(self) -> None:
+        if self.interval <= 0 or self.timeout <= 0:
+            raise ValueError("interval and timeout must be longer than 0")
+
+
+@dataclass(frozen=True, slots=True)
+class OutlierDetection:
+    """Envoy's OutlierDetection fields and defaults (percentages 0..100; the stdev factor
+    in thousandths, as Envoy's success_rate_stdev_factor)."""
+    consecutive_5xx: int = 5
+    consecutive_gateway_failure: int = 5
+    interval: float = 10.0
+    base_ejection_time: float = 30.0
+    max_ejection_time: float = 300.0
+    max_ejection_percent: int = 10
+    enforcing_consecutive_5xx: int = 100
+    enforcing_consecutive_gateway_failure: int = 0
+    enforcing_success_rate: int = 100
+    success_rate_minimum_hosts: int = 5
+    success_rate_request_volume: int = 100
+    success_rate_stdev_factor: int = 1900
+    enforcing_failure_percentage: int = 0
+    failure_percentage_threshold: int = 85
+    failure_percentage_minimum_hosts: int = 5
+    failure_percentage_request_volume: int = 50
+
+
+HTTP_HEALTH_CHECK = Obj({
+    "path": Field(Str(), "path requested by the check", required=True),
+    "expected": Field(Mapped(ListOf(Int(100, 599), min_items=1, single=True), frozenset),
+                      "statuses that count as healthy"),
+    "host": Field(Str(), "Host header of the check; default: the cluster's name"),
+}, build=HttpHealthCheck)
+
+def _drop_tcp(kwargs: dict) -> dict:
+    kwargs.pop("tcp", None)        # a TCP check is the absence of an http one
+    return kwargs
+
+
+def _drop_tcp(kwargs: dict) -> dict:
+    kwargs.pop("tcp", None)        # a TCP check is the absence of an http one
+    return kwargs
+
+
+HEALTH_CHECK = Obj({
+    "http": Field(HTTP_HEALTH_CHECK, "an HTTP GET check: {path, expected, host}"),
+    "tcp": Field(Obj({}, label="an empty mapping {}"), "a TCP connect check: {}"),
+    "interval": Field(Duration(positive=True), "time between checks of each endpoint"),
+    "timeout": Field(Duration(positive=True), "time a check may take before it fails"),
+    "unhealthy_threshold": Field(Int(1), "failed checks in a row that take an endpoint out of rotation"),
+    "healthy_threshold": Field(Int(1), "passed checks in a row that bring it back"),
+}, build=HealthCheck, adapt=_drop_tcp,
+   checks=[exactly_one("http", "tcp", what="the kind of check")])
+
+_PERCENT = Int(0, 100)
+
+OUTLIER_DETECTION = Obj({
+    "consecutive_5xx": Field(Int(1), "5xx answers (or local failures) in a row that eject an endpoint"),
+    "consecutive_gateway_failure": Field(Int(1), "502/503/504 (or local failures) in a row that eject "
+                                         "an endpoint, when enforcing_consecutive_gateway_failure > 0"),
+    "interval": Field(Duration(positive=True), "time between ejection sweeps (success rate, unejection)"),
+    "base_ejection_time": Field(Duration(positive=True), "first ejection time; multiplied by the "
+                                "number of recent ejections"),
+    "max_ejection_time": Field(Duration(positive=True), "longest ejection"),
+    "max_ejection_percent": Field(_PERCENT, "most endpoints ejected at once, in percent"),
+    "enforcing_consecutive_5xx": Field(_PERCENT, "chance, in percent, that a consecutive_5xx detection ejects"),
+    "enforcing_consecutive_gateway_failure": Field(_PERCENT, "chance, in percent, that a "
+                                                   "consecutive_gateway_failure detection ejects"),
+    "enforcing_success_rate": Field(_PERCENT, "chance, in percent, that a success-rate outlier is ejected"),
+    "success_rate_minimum_hosts": Field(Int(1), "endpoints with enough requests needed for success-rate detection"),
+    "success_rate_request_volume": Field(Int(1), "requests in an interval for an endpoint to count"),
+    "success_rate_stdev_factor": Field(Int(0), "ejected below mean - stdev × factor / 1000"),
+    "enforcing_failure_percentage": Field(_PERCENT, "chance, in percent, that a failure-percentage "
+                                          "outlier is ejected"),
+    "failure_percentage_threshold": Field(_PERCENT, "failure percentage at or above which an endpoint is ejected"),
+    "failure_percentage_minimum_hosts": Field(Int(1), "endpoints with enough requests needed for "
+                                              "failure-percentage detection"),
+    "failure_percentage_request_volume": Field(Int(1), "requests in an interval for an endpoint to count"),
+}, build=OutlierDetection)
+
+RING_HASH_LB_CONFIG = Obj({
+    "minimum_ring_size": Field(Int(1, 8 * 1024 * 1024), "fewest points on the ring"),
+    "maximum_ring_size": Field(Int(1, 8 * 1024 * 1024), "most points on the ring"),
+})
+
+
+def _prime(n: int) -> int:
+    if n < 2 or any(n % p == 0 for p in range(2, int(n ** 0.5) + 1)):
+        raise ValueError(f"{n} is not a prime number")
+    return n
+
+
+MAGLEV_LB_CONFIG = Obj({
+    "table_size": Field(Mapped(Int(2, 5_000_011), _prime), "lookup table size, a prime (default 65537)"),
+})
+
+LEAST_REQUEST_LB_CONFIG = Obj({
+    "choice_count": Field(Int(2, 100), "hosts compared per pick (default 2)"),
+})
+
+PEAK_EWMA_LB_CONFIG = Obj({
+    "decay_time": Field(Mapped(Duration(positive=True), float), "how fast a latency peak is forgotten"),
+    "default_rtt": Field(Mapped(Duration(positive=True), float), "latency assumed for an endpoint not yet measured"),
+})
+
+CLUSTER_TYPES = ("static", "strict_dns")
+DNS_LOOKUP_FAMILIES = ("v4_preferred", "v4_only", "v6_only", "auto", "all")
+
+# Merged into document.CLUSTER's fields.
+FIELDS = {
+    "hash_key": Field(Str(attribute_reference), 'attribute hashed by ring_hash and maglev, e.g. request.headers["x-user"]'),
+    "health_check": Field(HEALTH_CHECK, "active health checking of every endpoint"),
+    "outlier_detection": Field(OUTLIER_DETECTION, "passive ejection of failing endpoints, as Envoy's"),
+    "ring_hash_lb_config": Field(RING_HASH_LB_CONFIG, "ring_hash settings"),
+    "maglev_lb_config": Field(MAGLEV_LB_CONFIG, "maglev settings"),
+    "least_request_lb_config": Field(LEAST_REQUEST_LB_CONFIG, "least_request settings"),
+    "peak_ewma_lb_config": Field(PEAK_EWMA_LB_CONFIG, "peak_ewma settings"),
+    "type": Field(Enum(*CLUSTER_TYPES), "static: endpoints are addresses; strict_dns: names "
+                  "resolved every dns_refresh_rate, each address an endpoint"),
+    "dns_refresh_rate": Field(Duration(positive=True), "time between resolutions of a strict_dns cluster "
+                              "(default 5s)"),
+    "dns_lookup_family": Field(Enum(*DNS_LOOKUP_FAMILIES), "addresses a strict_dns cluster uses "
+                               "(default v4_preferred)"),
+}

@@ -1,0 +1,145 @@
+"""Protocol settings: listener TLS and HTTP/2 and TCP options, cluster TLS and HTTP/2 caps.
+
+Neither ListenerConfig nor ClusterConfig has an attribute for these: they land in
+the model's `options` under their YAML key, as the frozen values built here, so a
+reload compares them by value. Certificate files are checked to exist here; they
+are read (and so reloaded) when a worker applies a snapshot.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .compound import ListOf
+from .names import Ref
+from .scalars import Bool, Duration, Enum, FilePath, Int, Size, Str
+from .schema import Field, Obj, ordered
+
+ALPN_PROTOCOLS = ("h2", "http/1.1")
+
+
+@dataclass(frozen=True, slots=True)
+class SniCertificate:
+    server_names: tuple[str, ...]             # exact names or "*.suffix"
+    cert: str
+    key: str
+
+
+@dataclass(frozen=True, slots=True)
+class ServerTls:
+    cert: str
+    key: str
+    alpn: tuple[str, ...] = ALPN_PROTOCOLS
+    client_ca: str | None = None
+    require_client_cert: bool = False
+    sni: tuple[SniCertificate, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.require_client_cert and not self.client_ca:
+            raise ValueError("require_client_cert needs client_ca: the CA that signs client certificates")
+
+
+@dataclass(frozen=True, slots=True)
+class ClientTls:
+    ca: str | None = None                     # None: the system's trust store
+    sni: str | None = None                    # None: the endpoint's host name
+    cert: str | None = None
+    key: str | None = None
+    verify: bool = True
+    alpn: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if (self.cert is None) != (self.key is None):
+            raise ValueError("a client certificate needs both cert: and key:")
+
+
+@dataclass(frozen=True, slots=True)
+class Http2Options:
+    max_concurrent_streams: int = 100
+    initial_stream_window_size: int = 65535
+    initial_connection_window_size: int = 4 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class SniRoute:
+    server_names: tuple[str, ...]
+    cluster: str
+
+
+@dataclass(frozen=True, slots=True)
+class TcpOptions:
+    idle_timeout: float | None = 3600.0       # None: never
+    sni_routes: tuple[SniRoute, ...] = ()     # TLS passthrough: ClientHello SNI picks the cluster
+    original_dst: bool = False                # SO_ORIGINAL_DST: connect where the client was going
+    client_hello_timeout: float = 5.0
+    buffer: int = 256 * 1024                  # per direction, before reading pauses
+
+
+def _server_name(name: str) -> None:
+    if "*" in name and not (name.startswith("*.") and "*" not in name[2:]):
+        raise ValueError(f'"{name}": a wildcard is only allowed as a leading "*."')
+
+
+_NAMES = ListOf(Str(_server_name), min_items=1, single=True)
+
+SNI_CERT = Obj({
+    "server_names": Field(_NAMES, 'names served with this certificate; "*.example.com" for a wildcard',
+                          required=True),
+    "cert": Field(FilePath(must_exist=True), "PEM certificate chain", required=True),
+    "key": Field(FilePath(must_exist=True), "PEM private key", required=True),
+}, build=SniCertificate)
+
+SERVER_TLS = Obj({
+    "cert": Field(FilePath(must_exist=True), "PEM certificate chain", required=True),
+    "key": Field(FilePath(must_exist=True), "PEM private key", required=True),
+    "alpn": Field(ListOf(Enum(*ALPN_PROTOCOLS), min_items=1, single=True),
+                  "protocols offered by ALPN, preferred first"),
+    "client_ca": Field(FilePath(must_exist=True), "CA bundle that verifies client certificates (mTLS)"),
+    "require_client_cert": Field(Bool(), "refuse clients without a verified certificate"),
+    "sni": Field(ListOf(SNI_CERT), "certificates chosen by the server name the client asks for"),
+}, build=ServerTls)
+
+CLIENT_TLS = Obj({
+    "ca": Field(FilePath(must_exist=True), "CA bundle that verifies the endpoints; default: the system's"),
+    "sni": Field(Str(), "server name sent and verified; default: the endpoint's host"),
+    "cert": Field(FilePath(must_exist=True), "client certificate (for upstream mTLS)"),
+    "key": Field(FilePath(must_exist=True), "its private key"),
+    "verify": Field(Bool(), "verify the endpoint's certificate (false only for tests)"),
+    "alpn": Field(ListOf(Enum(*ALPN_PROTOCOLS), min_items=1, single=True), "protocols offered by ALPN"),
+}, build=ClientTls)
+
+HTTP2 = Obj({
+    "max_concurrent_streams": Field(Int(1, 2 ** 31 - 1), "streams a client may have open at once"),
+    "initial_stream_window_size": Field(Size(positive=True), "per-stream receive window"),
+    "initial_connection_window_size": Field(Size(positive=True), "whole-connection receive window"),
+}, build=Http2Options, checks=[ordered("initial_stream_window_size", "initial_connection_window_size",
+                                       strict=False)])
+
+SNI_ROUTE = Obj({
+    "server_names": Field(_NAMES, "names from the TLS ClientHello", required=True),
+    "cluster": Field(Ref("cluster"), "where those connections go", required=True),
+}, build=SniRoute)
+
+TCP = Obj({
+    "idle_timeout": Field(Duration(zero_is_none=True), "close a connection quiet this long; 0: never"),
+    "sni_routes": Field(ListOf(SNI_ROUTE), "TLS passthrough: the ClientHello's server name picks the "
+                        "cluster; others take the listener's route"),
+    "original_dst": Field(Bool(), "connect to the original destination (SO_ORIGINAL_DST) of "
+                          "connections redirected by iptables"),
+    "client_hello_timeout": Field(Duration(positive=True), "time allowed for the ClientHello when "
+                                  "sni_routes is set"),
+    "buffer": Field(Size(positive=True), "bytes buffered per direction before reading pauses"),
+}, build=TcpOptions)
+
+# Merged into document.LISTENER's fields.
+LISTENER_FIELDS = {
+    "tls": Field(SERVER_TLS, "terminate TLS: {cert, key, alpn, client_ca, require_client_cert, sni}"),
+    "http2": Field(HTTP2, "HTTP/2 limits and windows for clients"),
+    "tcp": Field(TCP, "protocol: tcp settings"),
+}
+
+# Merged into document.CLUSTER's fields.
+CLUSTER_FIELDS = {
+    "tls": Field(CLIENT_TLS, "originate TLS to the endpoints: {ca, sni, cert, key, verify, alpn}"),
+    "max_concurrent_streams": Field(Int(1, 2 ** 31 - 1), "protocol: http2: streams per connection, "
+                                    "at most what the endpoint allows (default 100)"),
+}
