@@ -24,6 +24,7 @@ from mosnx.runtime.headers import Headers
 from mosnx.runtime.routes import DirectResponse, RedirectAction, RouteAction
 
 from .codec.http1 import encode_chunk, encode_last_chunk, encode_request_head
+from .codec.http2 import grpc_local_reply, is_grpc, parse_grpc_timeout
 from .upstream.pool import OVERFLOW
 
 _getrandbits = random.getrandbits
@@ -96,6 +97,7 @@ class HttpStream:
         "upgrade", "tunnel_up", "head_bytes", "up_keep_alive", "upstream_start", "retrying",
         "client_keep_alive", "paused_down", "gen", "resp_length", "resp_headers_out",
         "wants_retry_5xx", "log_done", "rq_counted", "reused", "idle_mark", "idle_since",
+        "mirror_body",
     )
 
     def __init__(self, down, worker, listener, lstats, ctx: StreamContext, body: int | None,
@@ -143,6 +145,7 @@ class HttpStream:
         self.reused = False
         self.idle_mark = -1
         self.idle_since = 0.0
+        self.mirror_body = None             # worker.MirrorBody collecting a copy for shadow clusters
 
     # ------------------------------------------------------------------ decide
     def start(self) -> None:
@@ -157,6 +160,10 @@ class HttpStream:
         else:
             rid_s = rid.decode("latin-1")
         ctx.request_id = rid_s
+        if is_grpc(ctx.request.headers):
+            t = parse_grpc_timeout(ctx.request.headers.getb(b"grpc-timeout"))
+            if t is not None:
+                ctx.timeout_override = t      # the caller's deadline bounds the whole call
         self.gen = self._decide()
         self._drive(None)
 
@@ -259,7 +266,7 @@ class HttpStream:
             self.wants_retry_5xx = bool(action.retry.retry_on & {"5xx", "gateway-error", "retriable-status-codes", "retriable-4xx"})
         t = ctx.timeout_override if ctx.timeout_override is not None else action.timeout
         if t:
-            self.timer = asyncio.get_running_loop().call_later(t, self._on_timeout)
+            self.timer = self.worker.loop.call_later(t, self._on_timeout)
         if action.mirrors:
             self.worker.mirror(self, action.mirrors)
         if self.expect_continue:
@@ -328,7 +335,7 @@ class HttpStream:
         self.upstream_start = time.monotonic()
         retry = self.action.retry
         if retry is not None and retry.per_try_timeout:
-            self.try_timer = asyncio.get_running_loop().call_later(retry.per_try_timeout, self._on_try_timeout)
+            self.try_timer = self.worker.loop.call_later(retry.per_try_timeout, self._on_try_timeout)
         head = self._upstream_head()
         buf = self.body_buf
         data = head + b"".join([self._frame(c) for c in buf]) if buf else head
@@ -392,6 +399,8 @@ class HttpStream:
             data = self._body_steps(steps, data, False)
             if data is None:
                 return
+        if self.mirror_body is not None:
+            self.mirror_body.add(data)
         buf = self.body_buf
         if buf is not None and self.replayable:
             if self.body_bytes + len(data) <= self.listener.config.limits.retry_buffer:
@@ -437,6 +446,9 @@ class HttpStream:
                 self.on_request_body(tail)
         if self.up is not None and self.req_chunked:
             self.up.send(encode_last_chunk(trailers))
+        if self.mirror_body is not None:
+            mb, self.mirror_body = self.mirror_body, None
+            mb.send()
         if self.response_done:
             self.down.stream_finished(self)
 
@@ -640,7 +652,7 @@ class HttpStream:
         def go():
             if self.alive and not self.response_started:
                 self._forward()
-        asyncio.get_running_loop().call_later(delay, go)
+        self.worker.loop.call_later(delay, go)
 
     def _release_upstream(self, reusable: bool) -> None:
         up = self.up
@@ -783,6 +795,8 @@ class HttpStream:
         if not self.alive or self.response_started:
             return
         ctx = self.ctx
+        if r.status >= 300 and is_grpc(ctx.request.headers):
+            r = grpc_local_reply(r)
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
