@@ -3,7 +3,8 @@
 It validates every config before telling workers to load it, so a broken file is
 reported once (with file:line:col) and never reaches a worker; workers keep the
 snapshot they have. Workers are separate processes (spawned, not forked, so no
-event-loop state crosses the boundary); a worker that dies is replaced.
+event-loop state crosses the boundary); a worker that dies is replaced. With one
+worker there is one process: the worker runs in the supervisor's loop.
 """
 from __future__ import annotations
 
@@ -86,6 +87,68 @@ class WorkerHandle:
         except OSError:
             pass
 
+    async def stop(self, timeout: float) -> None:
+        """Drain, wait up to `timeout` (plus a grace period), then kill."""
+        self.stopping = True
+        self.tell("drain", timeout=timeout)
+        deadline = time.monotonic() + timeout + 2.0
+        while self.proc.is_alive() and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        if self.proc.is_alive():
+            self.proc.kill()
+        self.proc.join(timeout=1)
+
+
+class LocalWorker:
+    """The one worker, run inside the supervisor's own process and loop.
+
+    With a single worker a second process buys no parallelism, only memory and a
+    pipe hop per admin query; so the worker's objects live here and are called
+    directly. Same interface as WorkerHandle.
+    """
+
+    def __init__(self, sup: "Supervisor"):
+        from .worker import Worker
+        self.sup = sup
+        self.idx = 0
+        self.worker = Worker(sup.config_path, 0, None, sup.version)
+        self.ready: asyncio.Future | None = None
+        self.stopping = False
+        self._sweeper = None
+
+    def start(self, version: int) -> None:
+        loop = asyncio.get_running_loop()
+        self.worker.loop = loop
+        self.ready = loop.create_future()
+        loop.create_task(self._start(version))
+
+    async def _start(self, version: int) -> None:
+        w = self.worker
+        try:
+            await w.apply(w.build(version))
+        except ConfigError as e:
+            self.ready.set_result({"ok": False, "errors": [str(d) for d in e.diagnostics]})
+            return
+        except OSError as e:
+            self.ready.set_result({"ok": False, "errors": [f"listen: {e}"]})
+            return
+        self._sweeper = asyncio.get_running_loop().create_task(w.sweep())
+        self.ready.set_result({"ok": True, "pid": os.getpid()})
+
+    async def ask(self, op: str, timeout: float = 10.0, **kw) -> dict:
+        if op == "reload":
+            return await self.worker.reload(kw["version"])
+        return self.worker.handle({"op": op})
+
+    def tell(self, op: str, **kw) -> None:
+        pass
+
+    async def stop(self, timeout: float) -> None:
+        self.stopping = True
+        await self.worker.drain(timeout)
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+
 
 class Supervisor:
     def __init__(self, config_path: str, workers: int | None, entry):
@@ -125,7 +188,7 @@ class Supervisor:
             log.info("demo upstream listening on http://%s:%d", host, port)
         self.stop_future = loop.create_future()
         for i in range(n):
-            h = WorkerHandle(self, i)
+            h = LocalWorker(self) if n == 1 else WorkerHandle(self, i)
             h.start(self.version)
             self.workers.append(h)
         results = await asyncio.gather(*(h.ready for h in self.workers))
@@ -164,16 +227,7 @@ class Supervisor:
             self.stop_future.set_result(None)
 
     async def _stop_workers(self, timeout: float) -> None:
-        for h in self.workers:
-            h.stopping = True
-            h.tell("drain", timeout=timeout)
-        deadline = time.monotonic() + timeout + 2.0
-        for h in self.workers:
-            while h.proc.is_alive() and time.monotonic() < deadline:
-                await asyncio.sleep(0.05)
-            if h.proc.is_alive():
-                h.proc.kill()
-            h.proc.join(timeout=1)
+        await asyncio.gather(*(h.stop(timeout) for h in self.workers))
 
     async def worker_exited(self, h: WorkerHandle) -> None:
         if h.stopping or self.state != "LIVE":
