@@ -201,10 +201,15 @@ class Supervisor:
         if cfg.admin is not None:
             from .admin import start_admin
             self.admin = await start_admin(cfg.admin.host, cfg.admin.port, AdminBackend(self))
-            log.info("admin on http://%s:%d/", cfg.admin.host, cfg.admin.port)
         self.state = "LIVE"
         for lst in cfg.listeners:
             log.info("listener %s on %s://%s:%d (%d workers)", lst.name, lst.protocol, lst.host, lst.port, n)
+        first = next((l for l in cfg.listeners if l.protocol == "http"), None)
+        if first is not None:
+            host = f"[{first.host}]" if ":" in first.host else first.host
+            log.info("try: curl -i http://%s:%d/", host, first.port)
+        if cfg.admin is not None:
+            log.info("admin: http://%s:%d/ (stats: /stats, config: /config_dump)", cfg.admin.host, cfg.admin.port)
         self._remember_mtimes()
         loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(self.reload("SIGHUP")))
         loop.add_signal_handler(signal.SIGTERM, self._request_stop)
