@@ -2,7 +2,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test install bench clean check
+.PHONY: demo test install bench clean check wasm-examples
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -23,6 +23,11 @@ check: install
 
 bench: install
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
+
+# Rebuild the example proxy-wasm filters from their AssemblyScript sources (needs node and npm);
+# the built .wasm files are committed, so tests do not need this.
+wasm-examples:
+	examples/wasm/build.sh
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -383,6 +383,9 @@ class HttpStream:
             if up is not None:
                 out.append((b"connection", b"upgrade"))
                 out.append((b"upgrade", up))
+        if not self.req_chunked and self.request_body and not req.headers.has(b"content-length"):
+            # a filter removed Content-Length to resize the body: frame it chunked
+            self.req_chunked = True
         if self.req_chunked:
             out.append((b"transfer-encoding", b"chunked"))
         head = encode_request_head(req.method, req.path, Headers(out))
@@ -397,8 +400,13 @@ class HttpStream:
         steps = self.chain.request_body
         if steps:
             data = self._body_steps(steps, data, False)
-            if data is None:
-                return
+            if not data:
+                return      # a filter holds (buffers) the chunk, or ended the stream
+        self._send_body(data)
+
+    def _send_body(self, data: bytes) -> None:
+        """A request body chunk as filters left it: to the upstream, or kept until connected
+        (and for replay when a retry policy may need it)."""
         if self.mirror_body is not None:
             self.mirror_body.add(data)
         buf = self.body_buf
@@ -428,6 +436,11 @@ class HttpStream:
             self.down.pause_body(self)
 
     def on_request_end(self, trailers: Headers | None) -> None:
+        steps = self.chain.request_body
+        if steps and not self.response_done:
+            tail = self._body_steps(steps, b"", True)
+            if tail:
+                self._send_body(tail)
         self.request_done = True
         if trailers is not None:
             ctx = self.ctx
@@ -439,11 +452,6 @@ class HttpStream:
                     break
             trailers = ctx.request.trailers
         self.req_trailers = trailers
-        steps = self.chain.request_body
-        if steps:
-            tail = self._body_steps(steps, b"", True)
-            if tail:
-                self.on_request_body(tail)
         if self.up is not None and self.req_chunked:
             self.up.send(encode_last_chunk(trailers))
         if self.mirror_body is not None:
@@ -509,8 +517,10 @@ class HttpStream:
                     self._release_upstream(False)
                     return self._send_local(r)
         self.resp_body_steps = chain.response_body
-        if self.resp_body_steps:
-            body = None if body != 0 else 0
+        if self.resp_body_steps and body and not ctx.response.headers.has(b"content-length"):
+            # a body filter that may resize the body drops Content-Length (as Envoy asks
+            # of filters); the response is then re-framed as chunked
+            body = None
         self._send_response_head(status, ctx.response.headers, body)
 
     def _retriable_status(self, status: int, retry) -> bool:

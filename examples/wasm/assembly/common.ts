@@ -1,0 +1,116 @@
+// Helpers the SDK (@solo-io/proxy-runtime 0.1.8) lacks or gets wrong: its
+// RootContext.onConfigure passes the config size as an out-pointer, its
+// shared-data and get_metric wrappers call the wrong imports. These call the
+// host functions directly.
+import * as imports from "@solo-io/proxy-runtime/imports";
+import { free } from "@solo-io/proxy-runtime/malloc";
+import { get_buffer_bytes, BufferTypeValues, WasmResultValues } from "@solo-io/proxy-runtime/runtime";
+
+class U32Ref { value: u32; }
+class U64Ref { value: u64; }
+class BytesRef { ptr: usize; size: usize; }
+
+function u32Ptr(r: U32Ref): usize { return changetype<usize>(r) + offsetof<U32Ref>("value"); }
+function u64Ptr(r: U64Ref): usize { return changetype<usize>(r) + offsetof<U64Ref>("value"); }
+
+// The bytes the host returned through malloc, as an ArrayBuffer the GC owns.
+function takeBytes(r: BytesRef): ArrayBuffer {
+  if (r.size == 0) return new ArrayBuffer(0);
+  let out = new ArrayBuffer(<i32>r.size);
+  memory.copy(changetype<usize>(out), r.ptr, r.size);
+  free(r.ptr);
+  return out;
+}
+
+export function pluginConfig(size: u32): string {
+  if (size == 0) return "";
+  return String.UTF8.decode(get_buffer_bytes(BufferTypeValues.PluginConfiguration, 0, size));
+}
+
+// The string value of "key" in a flat JSON object, or `dflt`. Enough for the
+// examples' configs; values with escaped quotes are not supported.
+export function jsonString(json: string, key: string, dflt: string): string {
+  let at = json.indexOf("\"" + key + "\"");
+  if (at < 0) return dflt;
+  let colon = json.indexOf(":", at + key.length + 2);
+  if (colon < 0) return dflt;
+  let open = json.indexOf("\"", colon + 1);
+  if (open < 0) return dflt;
+  let close = json.indexOf("\"", open + 1);
+  if (close < 0) return dflt;
+  return json.substring(open + 1, close);
+}
+
+export class SharedValue {
+  result: WasmResultValues = 0;
+  value: string = "";
+  cas: u32 = 0;
+}
+
+export function getShared(key: string): SharedValue {
+  let k = String.UTF8.encode(key);
+  let r = new BytesRef();
+  let cas = new U32Ref();
+  let out = new SharedValue();
+  out.result = imports.proxy_get_shared_data(changetype<usize>(k), k.byteLength,
+    changetype<usize>(r) + offsetof<BytesRef>("ptr"), changetype<usize>(r) + offsetof<BytesRef>("size"),
+    u32Ptr(cas));
+  out.value = out.result == WasmResultValues.Ok ? String.UTF8.decode(takeBytes(r)) : "";
+  out.cas = out.result == WasmResultValues.Ok ? cas.value : 0;
+  return out;
+}
+
+export function setShared(key: string, value: string, cas: u32): WasmResultValues {
+  let k = String.UTF8.encode(key);
+  let v = String.UTF8.encode(value);
+  return imports.proxy_set_shared_data(changetype<usize>(k), k.byteLength,
+    changetype<usize>(v), v.byteLength, cas);
+}
+
+export function getMetric(id: u32): u64 {
+  let r = new U64Ref();
+  if (imports.proxy_get_metric(id, u64Ptr(r)) != WasmResultValues.Ok) return 0;
+  return r.value;
+}
+
+export class Property {
+  found: bool;
+  bytes: ArrayBuffer = new ArrayBuffer(0);
+}
+
+// proxy_get_property without the SDK's trap on NOT_FOUND; segments joined by NUL.
+export function getProperty(segments: string[]): Property {
+  let path = segments.join("\0");
+  let p = String.UTF8.encode(path);
+  let r = new BytesRef();
+  let out = new Property();
+  let rc = imports.proxy_get_property(changetype<usize>(p), p.byteLength,
+    changetype<usize>(r) + offsetof<BytesRef>("ptr"), changetype<usize>(r) + offsetof<BytesRef>("size"));
+  out.found = rc == WasmResultValues.Ok;
+  out.bytes = out.found ? takeBytes(r) : new ArrayBuffer(0);
+  return out;
+}
+
+export function propertyString(segments: string[]): string {
+  let p = getProperty(segments);
+  return p.found ? String.UTF8.decode(p.bytes) : "";
+}
+
+// int64 properties (response.code, ...) come as 8 little-endian bytes.
+export function propertyInt(segments: string[]): i64 {
+  let p = getProperty(segments);
+  if (!p.found || p.bytes.byteLength != 8) return -1;
+  return load<i64>(changetype<usize>(p.bytes));
+}
+
+// The SDK binds no proxy_set_buffer_bytes (it declares that signature under the
+// name proxy_get_buffer_status).
+// @ts-ignore: decorator
+@external("env", "proxy_set_buffer_bytes")
+declare function proxy_set_buffer_bytes(typ: u32, start: u32, length: u32, data: usize, size: usize): u32;
+
+// Edits a body buffer the way Envoy allows: start 0/length 0 prepends,
+// start >= size appends, start 0/length >= size replaces all.
+export function setBuffer(typ: u32, start: u32, length: u32, data: ArrayBuffer): WasmResultValues {
+  return proxy_set_buffer_bytes(typ, start, length, changetype<usize>(data), data.byteLength);
+}

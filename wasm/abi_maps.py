@@ -1,0 +1,101 @@
+"""Host functions: HTTP header and trailer maps (get, get all, add, replace, remove, set all)."""
+from __future__ import annotations
+
+from . import abi, memory
+from .header_maps import Unavailable, resolve
+
+
+def _map(vm, kind):
+    if not 0 <= kind <= 7:
+        return None, abi.BAD_ARGUMENT
+    st = vm.cur
+    try:
+        return resolve(kind, st.ctx if st is not None else None, vm.call_response), abi.OK
+    except Unavailable:
+        return None, abi.NOT_FOUND if (st is not None and st.in_log) else abi.BAD_ARGUMENT
+
+
+def proxy_get_header_map_pairs(vm, caller, kind, ret_ptr, ret_size):
+    m, rc = _map(vm, kind)
+    if m is None:
+        return rc
+    return memory.return_bytes(vm, caller, abi.encode_pairs(m.pairs()), ret_ptr, ret_size)
+
+
+def proxy_set_header_map_pairs(vm, caller, kind, ptr, size):
+    m, rc = _map(vm, kind)
+    if m is None:
+        return rc
+    if m.fixed is not None:
+        return abi.BAD_ARGUMENT
+    try:
+        pairs = abi.decode_pairs(memory.read(vm, caller, ptr, size))
+    except abi.PairsError:
+        return abi.PARSE_FAILURE
+    try:
+        m.set_all(pairs)
+    except ValueError:
+        return abi.BAD_ARGUMENT
+    return abi.OK
+
+
+def proxy_get_header_map_size(vm, caller, kind, ret_ptr):
+    m, rc = _map(vm, kind)
+    if m is None:
+        return rc
+    memory.write_u32(vm, caller, ret_ptr, m.byte_size())
+    return abi.OK
+
+
+def proxy_get_header_map_value(vm, caller, kind, key_ptr, key_len, ret_ptr, ret_size):
+    m, rc = _map(vm, kind)
+    if m is None:
+        return rc
+    v = m.get(memory.read(vm, caller, key_ptr, key_len).lower())
+    if v is None:
+        return abi.NOT_FOUND
+    return memory.return_bytes(vm, caller, v, ret_ptr, ret_size)
+
+
+def _edit(vm, caller, kind, key_ptr, key_len, op, value=None):
+    m, rc = _map(vm, kind)
+    if m is None:
+        return rc
+    if m.fixed is not None:
+        return abi.BAD_ARGUMENT
+    key = memory.read(vm, caller, key_ptr, key_len).lower()
+    try:
+        if op == "add":
+            m.add(key, value)
+        elif op == "replace":
+            m.replace(key, value)
+        else:
+            m.remove(key)
+    except ValueError:
+        return abi.BAD_ARGUMENT
+    return abi.OK
+
+
+def proxy_add_header_map_value(vm, caller, kind, key_ptr, key_len, val_ptr, val_len):
+    value = memory.read(vm, caller, val_ptr, val_len)
+    return _edit(vm, caller, kind, key_ptr, key_len, "add", value)
+
+
+def proxy_replace_header_map_value(vm, caller, kind, key_ptr, key_len, val_ptr, val_len):
+    value = memory.read(vm, caller, val_ptr, val_len)
+    return _edit(vm, caller, kind, key_ptr, key_len, "replace", value)
+
+
+def proxy_remove_header_map_value(vm, caller, kind, key_ptr, key_len):
+    return _edit(vm, caller, kind, key_ptr, key_len, "remove")
+
+
+FUNCS = {
+    "proxy_get_header_map_pairs": ("iii", "i", proxy_get_header_map_pairs),
+    "proxy_set_header_map_pairs": ("iii", "i", proxy_set_header_map_pairs),
+    "proxy_get_header_map_size": ("ii", "i", proxy_get_header_map_size),
+    "proxy_get_header_map_value": ("iiiii", "i", proxy_get_header_map_value),
+    "proxy_add_header_map_value": ("iiiii", "i", proxy_add_header_map_value),
+    "proxy_replace_header_map_value": ("iiiii", "i", proxy_replace_header_map_value),
+    "proxy_remove_header_map_value": ("iii", "i", proxy_remove_header_map_value),
+}

@@ -1,0 +1,225 @@
+"""Calls between Python and the guest through wasmtime's unchecked C entry points.
+
+wasmtime-py's generic Func.__call__ and host trampoline look up the function
+type, build Val objects and a Caller per call: ~15 µs per guest call and as much
+again per host call, several times the work of a typical filter. Signatures
+here are all known when a module is linked (i32/i64 only), so calls use raw
+value arrays, made once per function, instead.
+
+This reaches into wasmtime-py's private modules (_bindings, _ffi, the handles
+inside Func and Memory); it was written against wasmtime-py 50 and checks at
+import what it relies on.
+
+A Python exception raised by a host function becomes a trap (so the guest
+unwinds) and is re-raised from the guest call that was running: `pending` holds
+it in between. Calls are never re-entered for the same function (a host
+function only calls back into the guest's allocator), so each GuestFunc reuses
+its value array.
+"""
+from __future__ import annotations
+
+import ctypes
+from ctypes import POINTER, byref, c_void_p, cast
+
+import wasmtime
+from wasmtime import _bindings as _raw
+from wasmtime import _ffi as ffi
+
+_val_raw = ffi.wasmtime_val_raw_t
+# The ctypes functions themselves, not the bindings' Python wrappers around
+# them; the hot two take plain addresses (ints), which ctypes passes without
+# building pointer objects per call.
+_call_unchecked = _raw._wasmtime_func_call_unchecked
+_call_addr = _raw.dll["wasmtime_func_call_unchecked"]
+_call_addr.restype = c_void_p
+_call_addr.argtypes = [c_void_p, c_void_p, c_void_p, ctypes.c_size_t, c_void_p]
+_deadline_addr = _raw.dll["wasmtime_context_set_epoch_deadline"]
+_deadline_addr.restype = None
+_deadline_addr.argtypes = [c_void_p, ctypes.c_uint64]
+_memory_size = _raw._wasmtime_memory_data_size
+# a private handle on wasmtime_memory_data returning the address as an int
+_memory_data = _raw.dll["wasmtime_memory_data"]
+_memory_data.restype = c_void_p
+_memory_data.argtypes = _raw._wasmtime_memory_data.argtypes
+_trap_p = POINTER(ffi.wasm_trap_t)
+_Callback = ffi.wasmtime_func_unchecked_callback_t
+_NO_FINALIZER = ctypes.cast(None, ctypes.CFUNCTYPE(None, c_void_p))
+
+# a raw value is 16 bytes (v128 is the widest member): value i starts at int32 word 4*i
+if ctypes.sizeof(_val_raw) != 16:
+    raise ImportError(f"mosnx.wasm expects 16-byte wasmtime_val_raw_t, this wasmtime has "
+                      f"{ctypes.sizeof(_val_raw)}")
+
+_I32 = wasmtime.ValType.i32()
+_I64 = wasmtime.ValType.i64()
+
+
+class _Pending:
+    exc: BaseException | None = None
+
+
+pending = _Pending()
+
+
+def _raise(err, trap) -> None:
+    """Raise for a failed call: the host exception behind it, else the error or trap."""
+    exc, pending.exc = pending.exc, None
+    if err:
+        if not hasattr(err, "contents"):
+            err = cast(err, POINTER(ffi.wasmtime_error_t))
+        e = wasmtime.WasmtimeError._from_ptr(err)
+        raise (exc or e)
+    if not hasattr(trap, "contents"):
+        trap = cast(trap, _trap_p)
+    t = wasmtime.Trap._from_ptr(trap)
+    if exc is not None:
+        raise exc
+    raise t
+
+
+def kinds_of(types) -> str | None:
+    """'i'/'I' per i32/i64 type, or None if any other type appears."""
+    out = []
+    for t in types:
+        if t == _I32:
+            out.append("i")
+        elif t == _I64:
+            out.append("I")
+        else:
+            return None
+    return "".join(out)
+
+
+class GuestFunc:
+    """An exported guest function, called with ints and returning an int (or None)."""
+    __slots__ = ("ctx", "ref", "vals", "words", "n", "nparams", "slots", "result", "func",
+                 "ctx_addr", "func_addr", "vals_addr", "trap", "trap_addr")
+
+    def __init__(self, store: wasmtime.Store, func: wasmtime.Func):
+        ty = func.type(store)
+        pk = kinds_of(ty.params)
+        rk = kinds_of(ty.results)
+        if pk is None or rk is None or len(rk) > 1:
+            raise TypeError("only i32/i64 parameters and at most one i32/i64 result are supported")
+        self.func = func
+        self.ctx = store._context()
+        self.ref = byref(func._func)
+        self.nparams = len(pk)
+        self.n = max(len(pk), len(rk), 1)
+        self.vals = (_val_raw * self.n)()
+        # Each raw value is 16 bytes; an i32 is its first 4 and an i64 its first 8,
+        # so plain int arrays over the same bytes set and read them without
+        # building a ctypes union per value.
+        self.words = (ctypes.c_int32 * (4 * self.n)).from_buffer(self.vals)
+        longs = (ctypes.c_int64 * (2 * self.n)).from_buffer(self.vals)
+        self.slots = [(self.words, 4 * i) if k == "i" else (longs, 2 * i) for i, k in enumerate(pk)]
+        self.result = None if not rk else ((self.words, 0) if rk == "i" else (longs, 0))
+        self.ctx_addr = cast(self.ctx, c_void_p).value
+        self.func_addr = ctypes.addressof(func._func)
+        self.vals_addr = ctypes.addressof(self.vals)
+        self.trap = c_void_p()
+        self.trap_addr = ctypes.addressof(self.trap)
+
+    def call(self, ctx, *args):
+        """Call with the store context `ctx` (the store's own, or a host call's)."""
+        if len(args) != self.nparams:
+            raise TypeError(f"expected {self.nparams} arguments, got {len(args)}")
+        for (arr, i), v in zip(self.slots, args):
+            arr[i] = v
+        trap = _trap_p()
+        err = _call_unchecked(ctx, self.ref, self.vals, self.n, byref(trap))
+        if err or trap:
+            _raise(err, trap)
+        r = self.result
+        return None if r is None else r[0][r[1]]
+
+    def __call__(self, *args):
+        return self.call(self.ctx, *args)
+
+    def call_with_deadline(self, ticks: int, *args):
+        """A top-level call: arm the epoch deadline, then call (the hot path of vm.call)."""
+        ctx = self.ctx_addr
+        _deadline_addr(ctx, ticks)
+        if len(args) < self.nparams:
+            raise TypeError(f"expected {self.nparams} arguments, got {len(args)}")
+        # extra arguments are dropped: ABI 0.1.0 header callbacks take no end_of_stream
+        for (arr, i), v in zip(self.slots, args):
+            arr[i] = v
+        trap = self.trap
+        trap.value = None
+        err = _call_addr(ctx, self.func_addr, self.vals_addr, self.n, self.trap_addr)
+        if err or trap.value:
+            _raise(err, trap.value)
+        r = self.result
+        return None if r is None else r[0][r[1]]
+
+
+def memory_base(ctx, mem_ref) -> tuple[int, int]:
+    """(address, size) of a linear memory, for the store context `ctx`."""
+    return _memory_data(ctx, mem_ref) or 0, _memory_size(ctx, mem_ref)
+
+
+# The same C signature as wasmtime_func_unchecked_callback_t, but the values
+# arrive as a plain int32 array (raw value i at word 4*i), read without unions.
+_WordsCallback = ctypes.CFUNCTYPE(ctypes.c_size_t, c_void_p, c_void_p, POINTER(ctypes.c_int32), ctypes.c_size_t)
+
+
+def host_callback(fn, vm, params: str, results: str, on_error):
+    """A C callback running `fn(vm, ctx, *args)`, ctx being vm.ctx (a host call's caller
+    context is its store's context); `on_error(exc)` maps an exception to a status, or
+    None to trap."""
+    n = len(params)
+    all_i32 = params == "i" * n
+    has_result = bool(results)
+    res_i64 = results == "I"
+
+    def cb(env, caller, w, nvals):
+        try:
+            if all_i32:
+                if n == 0:
+                    r = fn(vm, vm.ctx)
+                elif n == 1:
+                    r = fn(vm, vm.ctx, w[0])
+                elif n == 2:
+                    r = fn(vm, vm.ctx, w[0], w[4])
+                elif n == 3:
+                    r = fn(vm, vm.ctx, w[0], w[4], w[8])
+                elif n == 4:
+                    r = fn(vm, vm.ctx, w[0], w[4], w[8], w[12])
+                elif n == 5:
+                    r = fn(vm, vm.ctx, w[0], w[4], w[8], w[12], w[16])
+                else:
+                    r = fn(vm, vm.ctx, *[w[4 * i] for i in range(n)])
+            else:
+                r = fn(vm, vm.ctx, *[w[4 * i] if params[i] == "i"
+                                     else (w[4 * i] & 0xFFFFFFFF) | (w[4 * i + 1] << 32)
+                                     for i in range(n)])
+        except BaseException as e:
+            r = on_error(e)
+            if r is None:
+                pending.exc = e
+                msg = b"host function failed"
+                return cast(ffi.wasmtime_trap_new(msg, len(msg)), c_void_p).value or 0
+        if has_result:
+            r = r or 0
+            if res_i64:
+                w[0] = r & 0xFFFFFFFF
+                w[1] = (r >> 32) & 0xFFFFFFFF
+            else:
+                w[0] = r
+        return 0
+
+    raw = _WordsCallback(cb)
+    return raw, ctypes.cast(raw, _Callback)
+
+
+def define(linker: wasmtime.Linker, module: str, name: str, ty: wasmtime.FuncType, callback) -> None:
+    """Define `callback` (the pair host_callback returns) as module.name in `linker`."""
+    callback = callback[1]
+    m = module.encode()
+    nm = name.encode()
+    err = ffi.wasmtime_linker_define_func_unchecked(
+        linker.ptr(), ctypes.create_string_buffer(m), len(m), ctypes.create_string_buffer(nm), len(nm),
+        ty.ptr(), callback, None, _NO_FINALIZER)
+    if err:
+        raise wasmtime.WasmtimeError._from_ptr(err)

@@ -1,0 +1,265 @@
+"""The `wasm` HTTP filter: mosnx pipeline hooks driving proxy-wasm stream callbacks.
+
+Three tiers, as other filters: PluginConfig parsed once; the module compiled once
+(cached on disk) and one VM per plugin per worker made by the factory; per stream
+only a small Stream record kept in ctx.state().
+
+A failing callback (trap, timeout, memory limit, proc_exit) fails only the
+stream it ran for: 500 with detail "wasm_failure" (or pass-through with
+fail_open); the VM is recreated for the next request.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+
+from mosnx.runtime.actions import Action, LocalReply, Pause
+from mosnx.runtime.context import StreamContext
+from mosnx.runtime.pipeline import HttpFilter
+from mosnx.runtime.registry import BuildContext
+
+from . import abi, config as config_mod, module_cache
+from .imports import check_imports
+from .vm import VM, Stream, VMError
+
+log = logging.getLogger("mosnx.wasm")
+
+# Stats this filter keeps, each exported as wasm.<plugin>.<stat>.
+STATS = ("failures", "timeouts", "vm_starts", "vm_recycles", "http_calls")
+
+_BUF_REQ, _BUF_RESP = abi.BUF_REQUEST_BODY, abi.BUF_RESPONSE_BODY
+
+
+class WasmFilter(HttpFilter):
+    def __init__(self, plugin: config_mod.PluginConfig, vm: VM):
+        self.name = plugin.name
+        self.plugin = plugin
+        self.vm = vm
+        self.has_req_body = vm.has("proxy_on_request_body")
+        self.has_resp_body = vm.has("proxy_on_response_body")
+
+    @property
+    def http_call(self):
+        """The async http_call used by proxy_http_call (settable: tests inject a fake)."""
+        return self.vm.http_call
+
+    @http_call.setter
+    def http_call(self, fn) -> None:
+        self.vm.http_call = fn
+
+    # -- helpers -------------------------------------------------------------
+    def _failed(self, exc: BaseException, where: str) -> LocalReply | None:
+        self.vm.fail(exc, where)
+        return self.vm.failure_outcome
+
+    def _stream(self, ctx: StreamContext) -> Stream | None:
+        fs = ctx.filter_state
+        st = fs.get(self) if fs is not None else None
+        if st is None or self.vm.contexts.get(st.id) is not st:
+            return None     # no context, or it belonged to a VM that has since failed
+        return st
+
+    def _headers_outcome(self, st: Stream, rc) -> Action | None:
+        reply = st.reply
+        if reply is not None:
+            st.reply = None
+            return reply
+        if rc is None or rc == abi.HEADERS_CONTINUE or rc == abi.HEADERS_CONTINUE_AND_END_STREAM:
+            return None
+        if st.continued:
+            st.continued = False
+            return None
+        fut = _new_future()
+        st.future = fut
+        return Pause(fut)
+
+    # -- hooks ---------------------------------------------------------------
+    def on_request(self, ctx: StreamContext) -> Action | None:
+        vm = self.vm
+        if not vm.alive:
+            if not vm.ensure():
+                return vm.failure_outcome
+        elif not vm.contexts and vm.memory_high() and not vm.recycle():
+            return vm.failure_outcome
+        h = ctx.request.headers
+        eos = not (h.has(b"content-length") and h.getb(b"content-length") != b"0"
+                   or h.has(b"transfer-encoding"))
+        # pseudo-headers count, HTTP/1 Host is folded into :authority
+        n = len(h) + (3 if ctx.request.authority is None and h.has(b"host") else 4)
+        try:
+            st, rc = vm.open_stream(ctx, n, eos)
+            ctx.state()[self] = st
+        except Exception as e:
+            return self._failed(e, "proxy_on_request_headers")
+        return self._headers_outcome(st, rc)
+
+    def on_request_body(self, ctx: StreamContext, data: bytes, end_stream: bool):
+        if not self.has_req_body:
+            return None
+        st = self._stream(ctx)
+        if st is None or (st.headers_only and not data):
+            return None     # as Envoy: no body callbacks for a request that has no body
+        return self._body(st, _BUF_REQ, "proxy_on_request_body", data, end_stream)
+
+    def on_response_body(self, ctx: StreamContext, data: bytes, end_stream: bool):
+        if not self.has_resp_body:
+            return None
+        st = self._stream(ctx)
+        if st is None:
+            return None
+        return self._body(st, _BUF_RESP, "proxy_on_response_body", data, end_stream)
+
+    def _body(self, st: Stream, i: int, callback: str, data: bytes, end_stream: bool):
+        buf = st.bufs[i]
+        if st.buffering[i] and buf is not None:
+            buf += data
+        else:
+            buf = st.bufs[i] = bytearray(data)
+            st.modified[i] = False
+        try:
+            rc = self.vm.stream_call(st, callback, st.id, len(buf), int(end_stream))
+        except Exception as e:
+            return self._failed(e, callback)
+        reply = st.reply
+        if reply is not None:
+            st.reply = None
+            st.bufs[i] = None
+            return reply
+        if rc in (abi.DATA_STOP_AND_BUFFER, abi.DATA_STOP_AND_WATERMARK) and not end_stream:
+            st.buffering[i] = True
+            return b""
+        if rc == abi.DATA_STOP_NO_BUFFER and not end_stream:
+            st.bufs[i] = None
+            st.buffering[i] = False
+            return b""
+        # Continue, or a stop at end of stream: nothing more will arrive, so the
+        # (possibly edited) buffer goes on rather than the stream hanging.
+        out = bytes(buf) if (st.buffering[i] or st.modified[i]) else None
+        st.bufs[i] = None
+        st.buffering[i] = False
+        st.modified[i] = False
+        return out
+
+    def on_request_trailers(self, ctx: StreamContext) -> Action | None:
+        return self._trailers(ctx, "proxy_on_request_trailers", ctx.request)
+
+    def on_response_trailers(self, ctx: StreamContext) -> Action | None:
+        return self._trailers(ctx, "proxy_on_response_trailers", ctx.response)
+
+    def _trailers(self, ctx: StreamContext, callback: str, head) -> Action | None:
+        if not self.vm.has(callback):
+            return None
+        st = self._stream(ctx)
+        if st is None:
+            return None
+        t = getattr(head, "trailers", None) if head is not None else None
+        try:
+            rc = self.vm.stream_call(st, callback, st.id, len(t) if t else 0)
+        except Exception as e:
+            return self._failed(e, callback)
+        return self._headers_outcome(st, rc)
+
+    def on_response(self, ctx: StreamContext) -> Action | None:
+        st = self._stream(ctx)
+        if st is None:
+            return None
+        resp = ctx.response
+        h = resp.headers
+        eos = (resp.status in (204, 304) or 100 <= resp.status < 200
+               or h.getb(b"content-length") == b"0" or ctx.request.method == "HEAD")
+        try:
+            rc = self.vm.stream_call(st, "proxy_on_response_headers", st.id, len(h) + 1, int(eos))
+        except Exception as e:
+            return self._failed(e, "proxy_on_response_headers")
+        return self._headers_outcome(st, rc)
+
+    def on_log(self, ctx: StreamContext) -> None:
+        fs = ctx.filter_state
+        st = fs.pop(self, None) if fs is not None else None
+        if st is None or self.vm.contexts.get(st.id) is not st:
+            return
+        if st.future is not None:
+            st.future.cancel()
+            st.future = None
+        try:
+            self.vm.finish(st)
+        except Exception as e:
+            self.vm.fail(e, "proxy_on_log")
+
+
+# Hooks that only matter when the module exports the callback behind them. A
+# filter whose module lacks one leaves the hook out (it is HttpFilter's no-op
+# again), so the pipeline has no step there: without a response_body step, for
+# one, the core can forward bodies untouched.
+_OPTIONAL_HOOKS = {
+    "on_request_body": "proxy_on_request_body",
+    "on_response_body": "proxy_on_response_body",
+    "on_request_trailers": "proxy_on_request_trailers",
+    "on_response_trailers": "proxy_on_response_trailers",
+}
+_classes: dict[frozenset, type] = {}
+
+
+def _filter_class(vm: VM) -> type:
+    unused = frozenset(h for h, cb in _OPTIONAL_HOOKS.items() if not vm.has(cb))
+    if not unused:
+        return WasmFilter
+    cls = _classes.get(unused)
+    if cls is None:
+        cls = _classes[unused] = type("WasmFilter", (WasmFilter,),
+                                      {h: getattr(HttpFilter, h) for h in unused})
+    return cls
+
+
+def _new_future() -> asyncio.Future:
+    try:
+        return asyncio.get_running_loop().create_future()
+    except RuntimeError:
+        return asyncio.get_event_loop_policy().get_event_loop().create_future()
+
+
+def load(name: str, raw: dict, build_ctx: BuildContext | None = None,
+         base_dir: str | None = None) -> WasmFilter:
+    """Parse options, compile the module (cached), start the VM; ValueError on any failure."""
+    if base_dir is None:
+        cfg_path = getattr(getattr(build_ctx, "config", None), "path", "") or ""
+        base_dir = os.path.dirname(os.path.abspath(cfg_path)) if cfg_path else os.getcwd()
+    plugin = config_mod.parse(name, raw, base_dir)
+    try:
+        with open(plugin.module_path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise ValueError(f"module {plugin.module_path}: {e.strerror or e}") from None
+    module = module_cache.compile_module(data, plugin.module_path)
+    base = os.path.basename(plugin.module_path)
+    if not any(e.name in abi.ABI_MARKERS for e in module.exports):
+        raise ValueError(f"{base} is not a proxy-wasm module: it exports none of "
+                         f"{', '.join(abi.ABI_MARKERS)}")
+    check_imports(module, base)
+    services = getattr(build_ctx, "services", None)
+    from mosnx.runtime.stats import Store
+    stats = services.stats if services is not None else Store()
+    http_call = services.http_call if services is not None else None
+    clusters = getattr(build_ctx, "clusters", None)
+    vm = VM(plugin, module, stats, http_call=http_call, clusters=clusters)
+    # a failure here is a config error (reported with its position), not a runtime one
+    try:
+        vm.start()
+    except VMError as e:
+        vm.retire()
+        raise ValueError(f"{os.path.basename(plugin.module_path)}: {e}") from None
+    except Exception as e:
+        vm.retire()
+        raise ValueError(f"{os.path.basename(plugin.module_path)}: plugin failed to start: "
+                         f"{_describe(e)}") from None
+    return _filter_class(vm)(plugin, vm)
+
+
+def _describe(e: BaseException) -> str:
+    from .vm import _first_line
+    return _first_line(e)
+
+
+def factory(name: str, config: dict, build_ctx: BuildContext) -> WasmFilter:
+    return load(name, config, build_ctx)
