@@ -3,23 +3,243 @@
 Each factory returns an asyncio server bound with SO_REUSEPORT, so every worker
 accepts on the same address. A protocol this build cannot serve is a config error
 positioned at the listener.
+
+An `http` listener serves HTTP/1.1 and HTTP/2 on the same port. A connection
+starts with an Accept protocol that decides once and then hands the transport to
+the codec's protocol: with TLS, by the ALPN the handshake chose; otherwise by the
+first bytes (the HTTP/2 client preface, an HTTP/1.1 request asking `Upgrade: h2c`,
+or anything else, which is HTTP/1.1). TLS settings are read from the live snapshot
+per connection, so a reload changes certificates without rebinding.
 """
 from __future__ import annotations
 
 import asyncio
+import re
+import ssl
 
 from mosnx.runtime.diagnostics import ConfigError, Diagnostic
+from mosnx.runtime.headers import Headers
 
+from .codec.http2 import PREFACE, H2HeadError, RequestFields
 from .http1.server import Http1Server
+from .http2.server import Http2Server
+from .tls import TlsInfo, info_from, server_context
+
+_H2C_UPGRADE = re.compile(rb"\r\nupgrade:[ \t]*h2c[ \t]*\r\n", re.I)
+_SWITCHING = b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n"
+_UPGRADE_DROP = frozenset({b"connection", b"upgrade", b"http2-settings", b"keep-alive",
+                           b"proxy-connection", b"te", b"transfer-encoding"})
+
+
+class TlsHttp1Server(Http1Server):
+    """HTTP/1.1 after a TLS handshake: streams learn the server name and the client certificate."""
+
+    def __init__(self, worker, listener_name: str, tls: TlsInfo):
+        super().__init__(worker, listener_name)
+        self.tls_info = tls
+        self.scheme = "https"
+
+    def on_request(self, *args) -> None:
+        # the stream is queued here and started once its bytes parsed cleanly, so its
+        # context learns the connection's TLS facts before any step reads them
+        super().on_request(*args)
+        if self.queue:
+            ctx = self.queue[-1].ctx
+            t = self.tls_info
+            ctx.connection_sni = t.sni
+            ctx.connection_mtls = t.mtls
+            ctx.peer_subject = t.subject
+
+
+class HttpAccept(asyncio.Protocol):
+    """Decides between HTTP/1.1 and HTTP/2 for one accepted connection, then steps aside."""
+
+    __slots__ = ("worker", "name", "transport", "buf", "timer", "tls_coro", "tls")
+
+    def __init__(self, worker, name: str):
+        self.worker = worker
+        self.name = name
+        self.transport = None
+        self.buf = b""
+        self.timer = None
+        self.tls_coro = None          # loop.start_tls, driven by _tls_step
+        self.tls: TlsInfo | None = None
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+        listener = self.worker.snapshot.listeners.get(self.name)
+        if listener is None:
+            transport.abort()
+            return
+        cfg = listener.config
+        t = cfg.timeouts.request_headers
+        loop = asyncio.get_running_loop()
+        self.timer = loop.call_later(t, self._too_slow)
+        tls = cfg.options.get("tls")
+        if tls is not None:
+            try:
+                ctx = server_context(tls)
+            except (ssl.SSLError, OSError) as e:
+                return self._tls_failed(e)
+            # start_tls hands the transport to the TLS layer before its first await;
+            # run that part now: as a task it would wait a loop turn, and a ClientHello
+            # read meanwhile would land here instead
+            self.tls_coro = loop.start_tls(transport, self, ctx, server_side=True, ssl_handshake_timeout=t)
+            self._tls_step(None)
+
+    def _tls_step(self, _fut) -> None:
+        coro = self.tls_coro
+        try:
+            fut = coro.send(None)
+        except StopIteration as done:
+            self.tls_coro = None
+            return self._tls_ready(done.value)
+        except (ssl.SSLError, OSError, ConnectionError, asyncio.TimeoutError, TimeoutError,
+                asyncio.CancelledError) as e:
+            self.tls_coro = None
+            return self._tls_failed(e)
+        if fut is None:
+            asyncio.get_running_loop().call_soon(self._tls_step, None)
+        else:
+            fut.add_done_callback(self._tls_step)
+
+    def _tls_failed(self, e) -> None:
+        stats = self.worker.stats
+        stats.counter(f"listener.{self.name}.ssl.connection_error").value += 1
+        if isinstance(e, ssl.SSLError) and "CERTIFICATE" in str(e).upper():
+            stats.counter(f"listener.{self.name}.ssl.fail_verify_cert").value += 1
+        self._cancel_timer()
+        self.transport.abort()
+
+    def _tls_ready(self, tr) -> None:
+        stats = self.worker.stats
+        stats.counter(f"listener.{self.name}.ssl.handshake").value += 1
+        self.transport = tr
+        info = info_from(tr)
+        self.tls = info
+        if info.mtls:
+            stats.counter(f"listener.{self.name}.ssl.mtls").value += 1
+        early, self.buf = self.buf, b""
+        if info.alpn == "h2":
+            self._hand_over(Http2Server(self.worker, self.name, info), early)
+        elif info.alpn == "http/1.1":
+            self._hand_over(TlsHttp1Server(self.worker, self.name, info), early)
+        elif early:
+            self.data_received(early)
+        # else: no ALPN; the first bytes decide, as in cleartext
+
+    def _too_slow(self) -> None:
+        self.timer = None
+        if self.transport is not None:
+            self.transport.abort()
+
+    def _cancel_timer(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
+    def data_received(self, data: bytes) -> None:
+        buf = self.buf + data if self.buf else data
+        if self.tls_coro is not None:
+            self.buf = buf        # decrypted bytes racing the end of the handshake
+            return
+        n = len(buf)
+        if n < 24 and PREFACE.startswith(buf):
+            self.buf = buf
+            return
+        self.buf = b""
+        if buf[:24] == PREFACE:
+            self._hand_over(Http2Server(self.worker, self.name, self.tls), buf)
+            return
+        end = buf.find(b"\r\n\r\n")
+        if end > 0 and _H2C_UPGRADE.search(buf, 0, end + 2) is not None:
+            up = _parse_upgrade(buf[:end + 4], self.tls)
+            if up is not None:
+                self._cancel_timer()
+                self.transport.write(_SWITCHING)
+                proto = Http2Server(self.worker, self.name, self.tls)
+                self.transport.set_protocol(proto)
+                proto.connection_made(self.transport, up)
+                rest = buf[end + 4:]
+                if rest:
+                    proto.data_received(rest)
+                return
+        self._hand_over(TlsHttp1Server(self.worker, self.name, self.tls) if self.tls is not None
+                        else Http1Server(self.worker, self.name), buf)
+
+    def _hand_over(self, proto, data: bytes) -> None:
+        self._cancel_timer()
+        self.transport.set_protocol(proto)
+        proto.connection_made(self.transport)
+        if data:
+            proto.data_received(data)
+
+    def eof_received(self):
+        return False
+
+    def connection_lost(self, exc) -> None:
+        self._cancel_timer()
+
+
+def _parse_upgrade(head: bytes, tls) -> tuple[bytes, RequestFields] | None:
+    """An `Upgrade: h2c` request without a body, as (HTTP2-Settings, request); None
+    leaves it to HTTP/1.1 (which forwards the Upgrade header like any other)."""
+    lines = head[:-4].split(b"\r\n")
+    parts = lines[0].split(b" ")
+    if len(parts) != 3 or parts[2] != b"HTTP/1.1":
+        return None
+    items = []
+    settings = host = None
+    upgrade_conn = False
+    for line in lines[1:]:
+        k, sep, v = line.partition(b":")
+        if not sep or k != k.strip():
+            return None
+        k = k.lower()
+        v = v.strip(b" \t")
+        if k == b"http2-settings":
+            settings = v
+        elif k == b"connection":
+            upgrade_conn = b"upgrade" in v.lower()
+        elif k == b"host":
+            host = v
+        elif k == b"content-length" and v != b"0":
+            return None
+        elif k == b"transfer-encoding":
+            return None
+        if k not in _UPGRADE_DROP:
+            items.append((k, v))
+    if settings is None or host is None or not upgrade_conn:
+        return None
+    try:
+        method = parts[0].decode("ascii")
+        path = parts[1].decode("ascii")
+    except UnicodeDecodeError:
+        return None
+    if method == "CONNECT" or not path.startswith("/"):
+        return None
+    try:
+        f = RequestFields(method, path, "https" if tls is not None else "http", host.decode("latin-1"),
+                          Headers(items), None, False)
+    except H2HeadError:
+        return None
+    return settings, f
 
 
 async def _http(worker, name: str, cfg):
     loop = asyncio.get_running_loop()
-    return await loop.create_server(lambda: Http1Server(worker, name), cfg.host, cfg.port,
+    return await loop.create_server(lambda: HttpAccept(worker, name), cfg.host, cfg.port,
                                     reuse_port=True, backlog=4096)
 
 
-FACTORIES = {"http": _http}
+async def _tcp(worker, name: str, cfg):
+    from .tcp.proxy import TcpDownstream
+    loop = asyncio.get_running_loop()
+    return await loop.create_server(lambda: TcpDownstream(worker, name), cfg.host, cfg.port,
+                                    reuse_port=True, backlog=4096)
+
+
+FACTORIES = {"http": _http, "tcp": _tcp}
 
 
 async def listen(worker, name: str, cfg):

@@ -96,7 +96,7 @@ class HttpStream:
         "try_timer", "attempts", "tried", "resp_body_steps", "resp_chunk", "expect_continue",
         "upgrade", "tunnel_up", "head_bytes", "up_keep_alive", "upstream_start", "retrying",
         "client_keep_alive", "paused_down", "gen", "resp_length", "resp_headers_out",
-        "wants_retry_5xx", "log_done", "rq_counted", "reused", "idle_mark", "idle_since",
+        "wants_retry_5xx", "log_done", "rq_counted", "reused", "idle_mark", "idle_since", "route_timeout",
         "mirror_body",
     )
 
@@ -145,6 +145,7 @@ class HttpStream:
         self.reused = False
         self.idle_mark = -1
         self.idle_since = 0.0
+        self.route_timeout = 0.0
         self.mirror_body = None             # worker.MirrorBody collecting a copy for shadow clusters
 
     # ------------------------------------------------------------------ decide
@@ -265,8 +266,13 @@ class HttpStream:
             self.body_buf = self.body_buf if self.body_buf is not None else []
             self.wants_retry_5xx = bool(action.retry.retry_on & {"5xx", "gateway-error", "retriable-status-codes", "retriable-4xx"})
         t = ctx.timeout_override if ctx.timeout_override is not None else action.timeout
+        if action.timeout and t and action.timeout < t and is_grpc(ctx.request.headers):
+            t = action.timeout      # a gRPC caller's deadline shortens the route timeout, never extends it
         if t:
-            self.timer = self.worker.loop.call_later(t, self._on_timeout)
+            # as Envoy's, the route timeout runs from the end of the downstream request
+            self.route_timeout = t
+            if self.request_done:
+                self.timer = self.worker.loop.call_later(t, self._on_timeout)
         if action.mirrors:
             self.worker.mirror(self, action.mirrors)
         if self.expect_continue:
@@ -325,6 +331,8 @@ class HttpStream:
         self.up = conn
         conn.stream = self
         self.reused = conn.requests > 1
+        if self.ctx.request.method == "HEAD":
+            conn.expect_head()
         host = self.host
         host.rq_active += 1
         host.rq_total += 1
@@ -370,7 +378,7 @@ class HttpStream:
             if k in HOP_BY_HOP or (conn_tokens is not None and k in conn_tokens):
                 continue
             if k == b"x-forwarded-for":
-                xff = kv[1]
+                xff = kv[1] if xff is None else xff + b", " + kv[1]
                 continue
             if k == b"x-forwarded-proto":
                 continue
@@ -452,6 +460,8 @@ class HttpStream:
                     break
             trailers = ctx.request.trailers
         self.req_trailers = trailers
+        if self.route_timeout and self.timer is None and self.alive and not self.response_started:
+            self.timer = self.worker.loop.call_later(self.route_timeout, self._on_timeout)
         if self.up is not None and self.req_chunked:
             self.up.send(encode_last_chunk(trailers))
         if self.mirror_body is not None:
@@ -496,11 +506,15 @@ class HttpStream:
             self._release_upstream(False)
             self.cluster.c["upstream_rq_" + _STATUS_DETAIL_CLASS.get(status // 100, "5xx")].value += 1
             return self._retry()
+        if self.retrying and not (self.wants_retry_5xx and self._retriable_status(status, retry)):
+            self.cluster.c["upstream_rq_retry_success"].value += 1
         if self.timer is not None:
             # the route timeout bounds the wait for the response to start; the body streams
             self.timer.cancel()
             self.timer = None
-        self.cluster.c["upstream_rq_" + _STATUS_DETAIL_CLASS.get(status // 100, "5xx")].value += 1
+        c = self.cluster.c.get("upstream_rq_" + _STATUS_DETAIL_CLASS.get(status // 100, "5xx"))
+        if c is not None:
+            c.value += 1
         elapsed = (time.monotonic() - self.upstream_start) * 1000.0
         self.cluster.rq_time.record(elapsed)
         self.host.observe(status, elapsed)
@@ -536,9 +550,17 @@ class HttpStream:
     def _send_response_head(self, status: int, headers: Headers, body: int | None) -> None:
         self.response_started = True
         items = []
+        listed = None
         for kv in headers.items:
-            if kv[0] not in RESP_HOP_BY_HOP:
-                items.append(kv)
+            k = kv[0]
+            if k in RESP_HOP_BY_HOP:
+                if k == b"connection":
+                    # headers the upstream names in Connection are hop-by-hop too
+                    listed = {t.strip().lower() for t in kv[1].split(b",")}
+                continue
+            items.append(kv)
+        if listed:
+            items = [kv for kv in items if kv[0] not in listed]
         if self.action is not None and self.action.retry is not None and self.attempts > 1:
             items.append((b"x-envoy-attempt-count", str(self.attempts).encode()))
         headers.items = items
@@ -757,6 +779,11 @@ class HttpStream:
     def _start_tunnel(self, headers: Headers) -> None:
         self.response_started = True
         self.tunnel_up = self.up
+        up = headers.getb(b"upgrade")
+        headers.items = [kv for kv in headers.items if kv[0] not in RESP_HOP_BY_HOP]
+        headers.items.append((b"connection", b"upgrade"))
+        if up is not None:
+            headers.items.append((b"upgrade", up))
         self.down.send_head(self, 101, headers, None, False)
         self.down.start_tunnel(self)
 
@@ -822,6 +849,8 @@ class HttpStream:
             headers.items.append((b"content-type", b"text/plain"))
         if r.detail:
             headers.items.append((b"x-mosnx-error", r.detail.encode("latin-1")))
+            if r.detail in _OVERLOADED:
+                headers.items.append((b"x-envoy-overloaded", b"true"))
         headers.items.append((b"x-request-id", ctx.request_id.encode("latin-1")))
         ctx.response = ResponseHead(r.status, headers)
         chain = self.chain
@@ -908,6 +937,9 @@ def _pick_weighted(weighted: tuple[tuple[str, int], ...]) -> str:
 
 
 _IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
+
+# Local replies for circuit-breaker overflow; Envoy marks them with x-envoy-overloaded.
+_OVERLOADED = frozenset({"upstream_overflow", "upstream_rq_overflow"})
 
 _ERROR_BODIES = {
     404: b"route not found\n",

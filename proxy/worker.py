@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import random
 import signal
 import sys
 import time
@@ -25,6 +24,7 @@ from .access_log import AccessLogWriter
 from .listeners import listen
 from .stream import ListenerStats
 from .upstream.call import http_call
+from .upstream import mirror as mirroring
 from .upstream.cluster import ClusterManager
 
 log = logging.getLogger("mosnx.worker")
@@ -62,10 +62,14 @@ class Worker:
         """Idle and header timeouts for every connection, four times a second."""
         while True:
             await asyncio.sleep(0.25)
-            now = self.loop.time()
-            for c in list(self.connections):
-                c.check_deadline(now)
-            self.clusters.sweep(time.monotonic())
+            try:
+                now = self.loop.time()
+                for c in list(self.connections):
+                    c.check_deadline(now)
+                self.clusters.sweep(time.monotonic())
+            except Exception:
+                # the sweep enforces every timeout of this worker: log, never stop it
+                self.log_exception("sweep failed")
 
     async def apply(self, snap) -> None:
         """Swap in `snap`. New listeners are bound first, so a port that cannot be
@@ -87,6 +91,7 @@ class Worker:
                 srv.close()
             raise
         self.clusters.update(snap.clusters)
+        await self.clusters.warm()          # strict_dns clusters: their first answer
         self.snapshot = snap
         self.version = snap.version
         for name, entry in bound.items():
@@ -132,21 +137,9 @@ class Worker:
             log.info("%s", record)
 
     def mirror(self, stream, mirrors) -> None:
-        """Fire-and-forget copies of the request head to shadow clusters (bodyless requests)."""
-        ctx = stream.ctx
-        if stream.request_body != 0:
-            self.stats.counter("server.mirror_skipped_body").value += 1
-            return
-        req = ctx.request
-        host = req.host
-        for m in mirrors:
-            if m.percent < 100 and random.random() * 100 >= m.percent:
-                continue
-            self.mirror_total.value += 1
-            hdrs = [(":method", req.method), (":path", req.path), (":authority", _shadow(host))]
-            hdrs += [(k, v) for k, v in req.headers.pairs() if k != "host"]
-            task = asyncio.get_running_loop().create_task(self.http_call(m.cluster, hdrs, b"", 5.0))
-            task.add_done_callback(_ignore)
+        """Fire-and-forget copies of the request (and its body, within limits.retry_buffer)
+        to shadow clusters; see upstream.mirror."""
+        mirroring.start(self, stream, mirrors)
 
     def log_exception(self, what: str) -> None:
         log.error("%s\n%s", what, traceback.format_exc())
@@ -200,18 +193,6 @@ class Worker:
         if not self.snapshot or not self.snapshot.listeners:
             return 5.0
         return max(l.config.timeouts.drain for l in self.snapshot.listeners.values())
-
-
-def _shadow(host: str) -> str:
-    name, sep, port = host.rpartition(":")
-    if sep and port.isdigit() and not host.endswith("]"):
-        return f"{name}-shadow:{port}"
-    return host + "-shadow"
-
-
-def _ignore(task: asyncio.Task) -> None:
-    if not task.cancelled():
-        task.exception()
 
 
 # ----------------------------------------------------------------- process entry

@@ -70,6 +70,9 @@ class RequestDecoder:
         except httptools.HttpParserInvalidURLError as e:
             raise ParseError(400, "invalid_url") from e
         except httptools.HttpParserError as e:
+            # a ParseError raised by one of our callbacks arrives wrapped by httptools
+            if isinstance(e.__context__, ParseError):
+                raise e.__context__ from None
             if self._in_head and self._head_bytes > self.max_head:
                 raise ParseError(431, "request_headers_too_large") from e
             raise ParseError(400, _detail(str(e))) from e

@@ -105,23 +105,26 @@ class Http1Server(asyncio.Protocol):
         except ParseError as e:
             self._protocol_error(e.status, e.detail)
             return
+        q = self.queue
         if dec.upgraded_offset >= 0:
             rest = data[dec.upgraded_offset:]
             dec.upgraded_offset = -1
             self._pause(1)       # nothing more is HTTP until the upstream answers the upgrade
-            if rest and self.parsing is not None:
-                self.deferred.setdefault(self.parsing, []).append(("raw", rest))
+            if rest and q:
+                self.deferred.setdefault(q[-1], []).append(("raw", rest))
+        # streams start only once the bytes that carried them parsed cleanly, so a
+        # request whose body turns out malformed in the same read never reaches an upstream
+        if q and not q[0].rq_counted:
+            self._start(q[0])
         if dec.mid_head and self.deadline_kind != "header":
             t = self.listener.config.timeouts.request_headers
             self.deadline_kind = "header"
             self.deadline = self.worker.loop.time() + t if t else 0.0
 
     def eof_received(self):
-        # a half-closed client: finish what is in flight, then close
-        if not self.queue:
-            return False
-        self.keep = False
-        return True
+        # a client that closes its side has gone away (as Envoy and nginx read it):
+        # in-flight streams are reset and their upstream requests released
+        return False
 
     def pause_writing(self) -> None:
         self.write_paused = True
@@ -155,38 +158,43 @@ class Http1Server(asyncio.Protocol):
                             is_upgrade, expect_continue)
         self.parsing = stream
         self.queue.append(stream)
-        if len(self.queue) == 1:
-            self._begin(stream)
-        else:
-            self.deferred[stream] = []
+        self.deferred[stream] = []        # until data_received sees the read parse cleanly
+        if len(self.queue) > 1:
             self._pause(2)
 
     def on_request_body(self, data: bytes) -> None:
         s = self.parsing
         if s is None:
             return
-        d = self.deferred.get(s)
-        if d is not None:
-            d.append(("body", data))
-        else:
+        if s.rq_counted:
             s.on_request_body(data)
+        else:
+            self.deferred[s].append(("body", data))
 
     def on_request_end(self, trailers) -> None:
         s = self.parsing
         self.parsing = None
         if s is None:
             return
-        d = self.deferred.get(s)
-        if d is not None:
-            d.append(("end", trailers))
-        else:
+        if s.rq_counted:
             s.on_request_end(trailers)
+        else:
+            self.deferred[s].append(("end", trailers))
 
-    def _begin(self, stream: HttpStream) -> None:
+    def _start(self, stream: HttpStream) -> None:
+        """Start the stream at the head of the queue and hand it what was decoded for it."""
+        events = self.deferred.pop(stream, ())
         self.version = stream.ctx.request.version
         self.head_method = stream.ctx.request.method == "HEAD"
         self.chunked = False
         stream.start()
+        for kind, arg in events:
+            if kind == "body":
+                stream.on_request_body(arg)
+            elif kind == "end":
+                stream.on_request_end(arg)
+            else:
+                self.deferred.setdefault(stream, []).append((kind, arg))   # tunnel bytes
 
     def stream_finished(self, stream: HttpStream) -> None:
         """Both the request and the response of the active stream are done."""
@@ -198,16 +206,7 @@ class Http1Server(asyncio.Protocol):
             self._close()
             return
         if q:
-            nxt = q[0]
-            events = self.deferred.pop(nxt, [])
-            self._begin(nxt)
-            for kind, arg in events:
-                if not nxt.rq_counted:
-                    break
-                if kind == "body":
-                    nxt.on_request_body(arg)
-                elif kind == "end":
-                    nxt.on_request_end(arg)
+            self._start(q[0])
             if len(q) == 1:
                 self._resume(2)
             return
@@ -226,10 +225,6 @@ class Http1Server(asyncio.Protocol):
         chunked = False
         if status == 101:
             items = [kv for kv in items if kv[0] != b"content-length"]
-            items.append((b"connection", b"upgrade"))
-            up = stream.ctx.response.headers.getb(b"upgrade")
-            if up is not None:
-                items.append((b"upgrade", up))
         elif status in _NO_BODY_STATUS or status < 200:
             items = [kv for kv in items if kv[0] != b"content-length"]
         elif head_req:
@@ -347,21 +342,24 @@ class Http1Server(asyncio.Protocol):
 
     def _protocol_error(self, status: int, detail: str) -> None:
         self.worker.stats.counter(f"http.{self.listener_name}.downstream_cx_protocol_error").value += 1
-        if self.parsing is not None and self.parsing in self.queue:
-            # the broken message never reached an upstream unless its head was complete;
-            # then its stream is torn down before another byte is sent
-            bad = self.parsing
-            self.parsing = None
-            if bad is self.queue[0] and not bad.response_started:
+        bad, self.parsing = self.parsing, None
+        if bad is not None and bad in self.queue:
+            self.queue.remove(bad)
+            self.deferred.pop(bad, None)
+            if bad.rq_counted:
+                # started in an earlier read: its head went upstream, its body is broken;
+                # the upstream request is abandoned (that connection is not reused)
                 bad.reset()
-                self.queue.pop(0)
-            elif bad is not self.queue[0]:
-                self.queue.remove(bad)
-                self.deferred.pop(bad, None)
-                bad.reset()
+                if bad.response_started:
+                    self._close()
+                    return
         self._pause(8)
-        if self.queue:
+        q = self.queue
+        if q:
+            # requests decoded cleanly before the broken one are answered first
             self.error_after = (status, detail)
+            if not q[0].rq_counted:
+                self._start(q[0])
             return
         self._write_error(status, detail)
 

@@ -2,21 +2,34 @@
 
 Snapshots are immutable; this is the mutable side. On a snapshot swap the manager
 reconciles: a cluster whose config is unchanged is kept as is; a changed one keeps
-the Host (and pooled connections) of every endpoint that stayed, drops the pools of
-endpoints that left once their active requests finish, and builds a new balancer.
+the Host (and pooled connections, health and ejection state) of every endpoint that
+stayed, drops the pools of endpoints that left once their active requests finish,
+and builds a new balancer. A strict_dns cluster reconciles the same way each time
+its names resolve to another set of addresses.
+
+Each cluster owns its background work (active health checks, the outlier
+detector's sweep, DNS refresh): started when the cluster is made, stopped when it
+is replaced or removed, so a reload never leaves a task behind.
 """
 from __future__ import annotations
+
+import asyncio
+from operator import attrgetter
 
 from mosnx.runtime.model import ClusterConfig, Endpoint
 from mosnx.runtime.stats import Store
 
 from . import lb as lbs
+from .http2 import H2Pool
 from .pool import Pool
 
 
 class Host:
     __slots__ = ("endpoint", "address", "host", "port", "weight", "healthy", "rq_active",
-                 "rq_total", "rq_error", "pool", "cluster")
+                 "rq_total", "rq_error", "pool", "cluster",
+                 "hc_failed", "hc_checked", "hc_fails", "hc_oks",
+                 "ejected", "ejected_at", "ejections", "od_5xx", "od_gw", "od_local", "od_total", "od_ok",
+                 "success_rate", "ewma", "ewma_at")
 
     def __init__(self, cluster: "Cluster", ep: Endpoint):
         self.cluster = cluster
@@ -25,41 +38,113 @@ class Host:
         self.host = ep.host
         self.port = ep.port
         self.weight = ep.weight
-        self.healthy = True
+        self.healthy = True              # in rotation: not failing active checks, not ejected
         self.rq_active = 0
         self.rq_total = 0
         self.rq_error = 0
-        self.pool = Pool(self)
+        self.pool = H2Pool(self) if cluster.config.protocol == "http2" else Pool(self)
+        # active health checking (health.py)
+        self.hc_failed = False
+        self.hc_checked = False
+        self.hc_fails = 0
+        self.hc_oks = 0
+        # outlier detection (outlier.py)
+        self.ejected = False
+        self.ejected_at = 0.0
+        self.ejections = 0               # Envoy's ejection time back-off multiplier
+        self.od_5xx = 0
+        self.od_gw = 0
+        self.od_local = 0                # local-origin failures in a row, when split
+        self.od_total = 0                # this interval's requests and successes
+        self.od_ok = 0
+        self.success_rate = -1.0         # last interval's, as /clusters shows it
+        # peak EWMA balancer
+        self.ewma: float | None = None
+        self.ewma_at = 0.0
+
+    def set_health(self) -> None:
+        """hc_failed or ejected changed: recompute who is in rotation."""
+        self.cluster.rotation()
 
     # -- what streams report about each attempt (outlier detection and balancers listen) --
     def observe(self, status: int, elapsed_ms: float) -> None:
         """An upstream answered this attempt with `status` after `elapsed_ms`."""
         if status >= 500:
             self.rq_error += 1
+        c = self.cluster
+        if c.outlier is not None:
+            c.outlier.on_result(self, status)
+        if c.latency_tau:
+            lbs.observe_latency(self, elapsed_ms, c.latency_tau)
 
     def observe_failure(self, kind: str) -> None:
         """The attempt failed locally: "connect_failure", "reset" or "timeout"."""
         self.rq_error += 1
+        c = self.cluster
+        if c.outlier is not None:
+            c.outlier.on_local_failure(self, kind)
+        if c.latency_tau:
+            # a failure is as bad as the slowest answer we would tolerate: the connect timeout
+            lbs.observe_latency(self, c.config.connect_timeout * 1000.0, c.latency_tau)
+
+    @property
+    def health(self) -> str:
+        if self.hc_failed:
+            return "unhealthy"
+        if self.ejected:
+            return "ejected"
+        return "healthy"
 
     def describe(self) -> dict:
-        return {"address": self.address, "weight": self.weight,
-                "health": "healthy" if self.healthy else "unhealthy",
-                "cx_active": self.pool.cx_active, "cx_idle": len(self.pool.idle),
-                "rq_active": self.rq_active, "rq_total": self.rq_total, "rq_error": self.rq_error}
+        d = {"address": self.address, "weight": self.weight, "health": self.health,
+             "cx_active": self.pool.cx_active, "cx_idle": len(self.pool.idle),
+             "rq_active": self.rq_active, "rq_total": self.rq_total, "rq_error": self.rq_error}
+        if self.success_rate >= 0:
+            d["success_rate"] = self.success_rate
+        return d
 
 
 # Stats every cluster keeps, under cluster.<name>.<stat> (Envoy's names).
 CLUSTER_STATS = (
     "upstream_rq_total", "upstream_rq_2xx", "upstream_rq_3xx", "upstream_rq_4xx", "upstream_rq_5xx",
-    "upstream_rq_timeout", "upstream_rq_per_try_timeout", "upstream_rq_retry",
+    "upstream_rq_timeout", "upstream_rq_per_try_timeout", "upstream_rq_retry", "upstream_rq_retry_success",
     "upstream_rq_retry_overflow", "upstream_rq_pending_overflow", "upstream_rq_pending_total",
     "upstream_cx_total", "upstream_cx_connect_fail", "upstream_cx_connect_timeout",
     "upstream_cx_overflow", "upstream_cx_destroy_remote", "upstream_rq_rx_reset",
-    "upstream_cx_protocol_error", "upstream_rq_maintenance_mode",
+    "upstream_cx_protocol_error", "upstream_rq_maintenance_mode", "lb_healthy_panic",
 )
 
 
+def _running_loop():
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
+class Resources:
+    """What the circuit breakers count, for one cluster name across its versions."""
+    __slots__ = ("cx_active", "rq_pending", "rq_active", "retries_active")
+
+    def __init__(self):
+        self.cx_active = 0
+        self.rq_pending = 0
+        self.rq_active = 0
+        self.retries_active = 0
+
+
+def _resource(name: str) -> property:
+    def set_(self, v):
+        setattr(self.res, name, v)
+    return property(attrgetter("res." + name), set_)
+
+
 class Cluster:
+    cx_active = _resource("cx_active")
+    rq_pending = _resource("rq_pending")
+    rq_active = _resource("rq_active")
+    retries_active = _resource("retries_active")
+
     def __init__(self, config: ClusterConfig, stats: Store, old: "Cluster | None" = None):
         self.name = config.name
         self.config = config
@@ -69,29 +154,121 @@ class Cluster:
         self.c = {s: stats.counter(prefix + s) for s in CLUSTER_STATS}
         self.cx_active_gauge = stats.gauge(prefix + "upstream_cx_active")
         self.rq_active_gauge = stats.gauge(prefix + "upstream_rq_active")
+        self.membership_gauge = stats.gauge(prefix + "membership_total")
+        self.healthy_gauge = stats.gauge(prefix + "membership_healthy")
         self.rq_time = stats.histogram(prefix + "upstream_rq_time")
-        # circuit-breaker accounting across all hosts
-        self.cx_active = old.cx_active if old else 0
-        self.rq_pending = old.rq_pending if old else 0
-        self.rq_active = old.rq_active if old else 0
-        self.retries_active = old.retries_active if old else 0
-        kept = {h.address: h for h in old.hosts} if old else {}
+        # circuit-breaker accounting across all hosts, shared with the cluster's earlier
+        # versions: streams and pools still holding one of those settle their counts here
+        self.res = old.res if old else Resources()
+        opts = config.options
+        self.outlier = None
+        self.health = None
+        self.dns = None
+        lb_cfg = opts.get("peak_ewma_lb_config") or {}
+        self.latency_tau = float(lb_cfg.get("decay_time", 10.0)) if config.lb == "peak_ewma" else 0.0
         self.hosts: list[Host] = []
-        for ep in config.endpoints:
+        self.lb = None
+        self.panic = False
+        common = opts.get("common_lb_config") or {}
+        self.panic_threshold = float(common.get("healthy_panic_threshold", 50.0))
+        if opts.get("type") == "strict_dns":
+            # the named endpoints are resolved by the DNS task; until then keep what the
+            # previous version of this cluster had resolved
+            eps = tuple(h.endpoint for h in old.hosts) if old is not None and old.dns is not None else ()
+        else:
+            eps = config.endpoints
+        self._reconcile(eps, old.hosts if old else ())
+        self._start(old)
+
+    def _reconcile(self, endpoints, current) -> None:
+        kept = {h.address: h for h in current}
+        hosts: list[Host] = []
+        for ep in endpoints:
             h = kept.pop(ep.address, None)
-            if h is not None and h.weight == ep.weight:
+            same_pool = h is not None and h.cluster.config.protocol == self.config.protocol
+            if h is not None and h.weight == ep.weight and same_pool:
                 h.cluster = self
             else:
                 if h is not None:
                     h.pool.retire()
                 h = Host(self, ep)
-            self.hosts.append(h)
+            hosts.append(h)
         for gone in kept.values():
             gone.pool.retire()
-        self.lb = lbs.make(config.lb, self.hosts, config.options)
+        self.hosts = hosts
+        self.membership_gauge.value = len(hosts)
+        self.lb = lbs.make(self.config.lb, hosts, self.config.options)
+        self.rotation()
+
+    def rotation(self) -> None:
+        """Set each host's `healthy` (in rotation) from its checks and ejection. Below
+        healthy_panic_threshold percent of healthy hosts, every host is in rotation,
+        as Envoy's panic mode: spreading load over all beats crushing the few left."""
+        hosts = self.hosts
+        ok = sum(1 for h in hosts if not (h.hc_failed or h.ejected))
+        self.healthy_gauge.value = ok
+        self.panic = bool(hosts) and ok * 100.0 < self.panic_threshold * len(hosts)
+        for h in hosts:
+            h.healthy = self.panic or not (h.hc_failed or h.ejected)
+
+    def set_endpoints(self, endpoints) -> None:
+        """Membership changed at run time (DNS): reuse the Hosts of endpoints that stayed."""
+        endpoints = tuple(endpoints)
+        if tuple(h.endpoint for h in self.hosts) == endpoints:
+            return
+        self._reconcile(endpoints, self.hosts)
+        if self.outlier is not None:
+            self.outlier.refresh()
+
+    def _start(self, old: "Cluster | None") -> None:
+        opts = self.config.options
+        od = opts.get("outlier_detection")
+        hc = opts.get("health_check")
+        if od is None or hc is None:
+            # state a removed checker can no longer clear must not keep hosts out of rotation
+            for h in self.hosts:
+                if od is None:
+                    h.ejected = False
+                if hc is None:
+                    h.hc_failed = False
+                    h.hc_checked = False
+            self.rotation()
+        if od is not None:
+            from .outlier import OutlierDetector
+            self.outlier = OutlierDetector(self, od)
+        elif old is not None and old.outlier is not None:
+            old.outlier.clear_gauge()
+        loop = _running_loop()
+        if loop is None:
+            return            # built outside a worker (config checks, unit tests): nothing runs
+        if self.outlier is not None:
+            self.outlier.start(loop)
+        if hc is not None:
+            from .health import HealthChecker
+            self.health = HealthChecker(self, hc)
+            self.health.start(loop)
+        if opts.get("type") == "strict_dns":
+            from .dns import DnsResolver
+            self.dns = DnsResolver(self)
+            self.dns.start(loop)
+
+    def _stop(self) -> None:
+        if self.health is not None:
+            self.health.stop()
+        if self.outlier is not None:
+            self.outlier.stop()
+        if self.dns is not None:
+            self.dns.stop()
 
     def pick(self, ctx, exclude=None) -> Host | None:
+        if self.panic:
+            self.c["lb_healthy_panic"].value += 1
         return self.lb.pick(ctx, exclude)
+
+    async def warm(self, timeout: float) -> None:
+        """Wait (bounded) for what the cluster needs before serving: its first DNS answer."""
+        if self.dns is not None:
+            await self.dns.first(timeout)
 
     def describe(self) -> dict:
         return {"lb": self.config.lb, "endpoints": [h.describe() for h in self.hosts],
@@ -103,6 +280,10 @@ class Cluster:
                 "rq_pending": self.rq_pending}
 
     def close(self) -> None:
+        self._stop()
+        if self.outlier is not None:
+            self.outlier.clear_gauge()
+        self.membership_gauge.value = self.healthy_gauge.value = 0
         for h in self.hosts:
             h.pool.retire()
 
@@ -119,11 +300,17 @@ class ClusterManager:
             if old is not None and old.config == cfg:
                 new[name] = old
             else:
+                if old is not None:
+                    old._stop()
                 new[name] = Cluster(cfg, self.stats, old)
         for name, old in self.clusters.items():
             if name not in new:
                 old.close()
         self.clusters = new
+
+    async def warm(self, timeout: float = 5.0) -> None:
+        for c in list(self.clusters.values()):
+            await c.warm(timeout)
 
     def get(self, name: str) -> Cluster | None:
         return self.clusters.get(name)
@@ -131,8 +318,10 @@ class ClusterManager:
     def sweep(self, now: float) -> None:
         for c in self.clusters.values():
             for h in c.hosts:
-                if h.pool.idle:
-                    h.pool.sweep(now)
+                pool = h.pool
+                # HTTP/2 pools time their idle connections themselves and have no sweep
+                if pool.idle and hasattr(pool, "sweep"):
+                    pool.sweep(now)
 
     def describe(self) -> dict:
         return {n: c.describe() for n, c in self.clusters.items()}

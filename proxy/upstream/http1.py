@@ -49,6 +49,10 @@ class UpstreamConnection(asyncio.Protocol):
             self.transport.close()
 
     # -- stream side --
+    def expect_head(self) -> None:
+        """The request is HEAD: its response has no body whatever its framing says."""
+        self.decoder.head_only = True
+
     def send(self, data: bytes) -> None:
         self.transport.write(data)
 
@@ -111,8 +115,8 @@ class UpstreamConnection(asyncio.Protocol):
             return
         stream, self.stream = self.stream, None
         if stream is not None:
-            if self._resp_framing_close:
-                stream.on_upstream_end(None)      # close-delimited body: EOF is its end
+            if self._resp_framing_close and exc is None:
+                stream.on_upstream_end(None)      # close-delimited body: a clean EOF is its end
             else:
                 self.pool.host.cluster.c["upstream_cx_destroy_remote"].value += 1
                 stream.on_upstream_reset("upstream_reset_before_response_started"

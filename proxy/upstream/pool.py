@@ -11,6 +11,8 @@ import asyncio
 import time
 from collections import deque
 
+from ..tls import client_connect_args
+
 _now = time.monotonic
 
 OVERFLOW = object()   # acquire() result: the cluster's breakers refused the request
@@ -38,6 +40,12 @@ class Pool:
         if cluster.cx_active < cluster.cb.max_connections:
             self._connect(stream)
             return None
+        if self.cx_active == 0:
+            # as Envoy: the limit is the cluster's, but a host with no connection at all
+            # gets one, or its queued requests would wait on other hosts' connections
+            cluster.c["upstream_cx_overflow"].value += 1
+            self._connect(stream)
+            return None
         if cluster.rq_pending >= cluster.cb.max_pending_requests:
             cluster.c["upstream_cx_overflow"].value += 1
             cluster.c["upstream_rq_pending_overflow"].value += 1
@@ -57,10 +65,11 @@ class Pool:
         self.host.cluster.rq_pending -= 1
 
     def release(self, conn, reusable: bool) -> None:
-        if not reusable or self.retired or conn.closed:
+        cluster = self.host.cluster
+        limit = cluster.config.max_requests_per_connection
+        if not reusable or self.retired or conn.closed or (limit and conn.requests >= limit):
             conn.close()
             return
-        cluster = self.host.cluster
         if self.waiters:
             stream = self.waiters.popleft()
             cluster.rq_pending -= 1
@@ -99,7 +108,8 @@ class Pool:
         try:
             async with asyncio.timeout(cluster.config.connect_timeout):
                 _, conn = await loop.create_connection(lambda: UpstreamConnection(self),
-                                                       self.host.host, self.host.port)
+                                                       self.host.host, self.host.port,
+                                                       **client_connect_args(cluster.config, self.host.host))
         except (TimeoutError, asyncio.TimeoutError):
             self._failed(stream, "upstream_connect_timeout")
             cluster.c["upstream_cx_connect_timeout"].value += 1

@@ -10,14 +10,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .compound import ListOf, Mapped
-from .scalars import Duration, Enum, Int, Str, attribute_reference
-from .schema import Field, Obj, exactly_one
+from .scalars import Bool, Duration, Enum, Int, Number, Str, attribute_reference
+from .schema import Field, Obj, exactly_one, ordered
 
 
 @dataclass(frozen=True, slots=True)
 class HttpHealthCheck:
     path: str = "/"
-    expected: frozenset[int] = frozenset({200})
+    expected: frozenset[int] | None = None    # None: 200 only, as Envoy
     host: str | None = None                   # None: the cluster's name, as Envoy
 
 
@@ -54,18 +54,32 @@ class OutlierDetection:
     failure_percentage_threshold: int = 85
     failure_percentage_minimum_hosts: int = 5
     failure_percentage_request_volume: int = 50
+    split_external_local_origin_errors: bool = False
+    consecutive_local_origin_failure: int = 5
+    enforcing_consecutive_local_origin_failure: int = 100
+
+
+STATUS_RANGE = Obj({
+    "start": Field(Int(100, 599), "first status of the range", required=True),
+    "end": Field(Int(101, 600), "status after the last one (exclusive, as Envoy's)", required=True),
+}, build=lambda v, span: range(v["start"], v["end"]), checks=[ordered("start", "end")])
+
+
+def _statuses(kwargs: dict) -> dict:
+    ranges = kwargs.pop("expected_statuses", None)
+    if ranges:
+        kwargs["expected"] = frozenset(kwargs.get("expected") or ()).union(*ranges)
+    return kwargs
 
 
 HTTP_HEALTH_CHECK = Obj({
     "path": Field(Str(), "path requested by the check", required=True),
     "expected": Field(Mapped(ListOf(Int(100, 599), min_items=1, single=True), frozenset),
-                      "statuses that count as healthy"),
+                      "statuses that count as healthy (default [200])"),
+    "expected_statuses": Field(ListOf(STATUS_RANGE, min_items=1), "Envoy's ranges [{start, end}], "
+                               "end exclusive; added to expected"),
     "host": Field(Str(), "Host header of the check; default: the cluster's name"),
-}, build=HttpHealthCheck)
-
-def _drop_tcp(kwargs: dict) -> dict:
-    kwargs.pop("tcp", None)        # a TCP check is the absence of an http one
-    return kwargs
+}, build=HttpHealthCheck, adapt=_statuses)
 
 
 def _drop_tcp(kwargs: dict) -> dict:
@@ -107,6 +121,12 @@ OUTLIER_DETECTION = Obj({
     "failure_percentage_minimum_hosts": Field(Int(1), "endpoints with enough requests needed for "
                                               "failure-percentage detection"),
     "failure_percentage_request_volume": Field(Int(1), "requests in an interval for an endpoint to count"),
+    "split_external_local_origin_errors": Field(Bool(), "count connect failures, resets and timeouts apart "
+                                                "(consecutive_local_origin_failure) instead of as 503/504"),
+    "consecutive_local_origin_failure": Field(Int(1), "local failures in a row that eject an endpoint, "
+                                              "when split_external_local_origin_errors"),
+    "enforcing_consecutive_local_origin_failure": Field(_PERCENT, "chance, in percent, that a "
+                                                        "consecutive_local_origin_failure detection ejects"),
 }, build=OutlierDetection)
 
 RING_HASH_LB_CONFIG = Obj({
@@ -126,12 +146,19 @@ MAGLEV_LB_CONFIG = Obj({
 })
 
 LEAST_REQUEST_LB_CONFIG = Obj({
-    "choice_count": Field(Int(2, 100), "hosts compared per pick (default 2)"),
+    "choice_count": Field(Int(2, 100), "hosts compared per pick when weights are equal (default 2)"),
+    "active_request_bias": Field(Number(0, 10), "how strongly active requests lower a host's weight "
+                                 "when weights differ (default 1.0)"),
 })
 
 PEAK_EWMA_LB_CONFIG = Obj({
     "decay_time": Field(Mapped(Duration(positive=True), float), "how fast a latency peak is forgotten"),
     "default_rtt": Field(Mapped(Duration(positive=True), float), "latency assumed for an endpoint not yet measured"),
+})
+
+COMMON_LB_CONFIG = Obj({
+    "healthy_panic_threshold": Field(Number(0, 100), "below this percentage of healthy endpoints, "
+                                     "all endpoints take traffic (default 50; 0 disables panic mode)"),
 })
 
 CLUSTER_TYPES = ("static", "strict_dns")
@@ -146,6 +173,7 @@ FIELDS = {
     "maglev_lb_config": Field(MAGLEV_LB_CONFIG, "maglev settings"),
     "least_request_lb_config": Field(LEAST_REQUEST_LB_CONFIG, "least_request settings"),
     "peak_ewma_lb_config": Field(PEAK_EWMA_LB_CONFIG, "peak_ewma settings"),
+    "common_lb_config": Field(COMMON_LB_CONFIG, "settings of every policy: healthy_panic_threshold"),
     "type": Field(Enum(*CLUSTER_TYPES), "static: endpoints are addresses; strict_dns: names "
                   "resolved every dns_refresh_rate, each address an endpoint"),
     "dns_refresh_rate": Field(Duration(positive=True), "time between resolutions of a strict_dns cluster "

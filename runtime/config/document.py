@@ -11,7 +11,7 @@ from ..model import (AccessLog, AdminConfig, CircuitBreakers, ClusterConfig, End
 from .cluster import FIELDS as CLUSTER_GOVERNANCE
 from .protocols import CLUSTER_FIELDS as CLUSTER_PROTOCOL, LISTENER_FIELDS as LISTENER_PROTOCOL
 from .filters import FilterItem
-from .route import ROUTE
+from .route import ROUTE, RouteWithFilters
 from .compound import Either, ListOf, Mapped, Unique
 from .names import Distinct, Name
 from .scalars import Address, Duration, Enum, FilePath, Int, Size, Str
@@ -27,6 +27,15 @@ LOG_STREAMS = ("stdout", "stderr")
 def _host_port(kwargs: dict) -> dict:
     kwargs["host"], kwargs["port"] = kwargs.pop("address")
     return kwargs
+
+
+def _listener(kwargs: dict) -> dict:
+    route = kwargs.get("route")
+    if isinstance(route, RouteWithFilters):
+        # the default route's policy filters run after the listener's own
+        kwargs["route"] = route.action
+        kwargs["filters"] = tuple(kwargs.get("filters") or ()) + route.filters
+    return _host_port(kwargs)
 
 
 def _address(host: str, port: int) -> str:
@@ -57,7 +66,7 @@ CIRCUIT_BREAKERS = Obj({
 
 CLUSTER = Obj({
     "name": Field(Name("cluster"), "the name routes use", required=True),
-    "endpoints": Field(ListOf(ENDPOINT, min_items=1), "host:port strings or {address, weight}",
+    "endpoints": Field(ListOf(ENDPOINT), "host:port strings or {address, weight}; may be empty",
                        required=True),
     "connect_timeout": Field(Duration(positive=True), "time allowed to open a connection"),
     "lb": Field(Enum(*LB_POLICIES), "load-balancing policy"),
@@ -105,7 +114,7 @@ LISTENER = Obj({
     "timeouts": Field(TIMEOUTS, "downstream timeouts"),
     "limits": Field(LIMITS, "buffer and header limits"),
     **LISTENER_PROTOCOL,
-}, build=ListenerConfig, adapt=_host_port, extras="options",
+}, build=ListenerConfig, adapt=_listener, extras="options",
    checks=[exactly_one("route", "rules", what="a default route, or .mdsl rules that declare the routes")])
 
 DOCUMENT = Obj({

@@ -6,8 +6,12 @@ and is kept as None, as RouteAction expects.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
+from ..model import FilterSpec
 from ..routes import RETRY_ON, MirrorPolicy, RetryPolicy, RouteAction
-from .compound import Either, ListOf, Mapped, MapOf
+from .compound import Data, Either, ListOf, Mapped, MapOf
 from .names import Ref
 from .scalars import Duration, Enum, Int, Number, Str, attribute_reference, regex
 from .schema import Field, Obj, exactly_one, ordered
@@ -70,7 +74,27 @@ REGEX_REWRITE = Obj({
     "substitution": Field(Str(empty=True), r"replacement; \1 refers to a group", required=True),
 }, build=lambda v, span: (v["pattern"], v["substitution"]))
 
-ROUTE = Obj({
+# Policies of the default route that are filters: `fault: {...}` here is the `fault`
+# filter for this listener's one route, settings as in `filters:`.
+ROUTE_FILTERS = ("fault", "rate_limit")
+
+
+@dataclass(frozen=True, slots=True)
+class RouteWithFilters:
+    """A default route with filter policies; the listener unpacks it (document._listener)."""
+    action: RouteAction
+    filters: tuple[FilterSpec, ...]
+
+
+class _Route(Obj):
+    def make(self, values: dict[str, Any], span: Any) -> Any:
+        specs = tuple(FilterSpec(kind=k, name=k, config=values.pop(k), span=span)
+                      for k in ROUTE_FILTERS if k in values)
+        action = super().make(values, span)
+        return RouteWithFilters(action, specs) if specs else action
+
+
+ROUTE = _Route({
     "cluster": Field(Ref("cluster"), "cluster the request goes to"),
     "weighted_clusters": Field(WEIGHTED_CLUSTERS, "split across clusters: a list of {name, weight} "
                                "or a mapping of name to weight"),
@@ -85,4 +109,8 @@ ROUTE = Obj({
                     attr="mirrors"),
     "hash_key": Field(Str(attribute_reference), 'attribute to hash for consistent load balancing, '
                       'e.g. request.headers["x-user"]'),
+    "fault": Field(Data(), "fault injection: {delay: {fixed_delay, percentage}, abort: {http_status, "
+                   "percentage}}, as the fault filter"),
+    "rate_limit": Field(Data(), "local rate limit: {token_bucket: {max_tokens, tokens_per_fill, "
+                        "fill_interval}, key, algorithm}, as the rate_limit filter"),
 }, build=RouteAction, checks=[exactly_one("cluster", "weighted_clusters")])

@@ -461,11 +461,18 @@ def test_every_finding_is_reported_at_once_in_document_order():
             route: {cluster: nope}
         clusters:
           - name: web
-            endpoints: []
+            endpoints: [nohost]
             conect_timeout: 1s
     """)
     assert [(c, line, col) for c, line, col, _ in found] == [
-        ("C004", 1, 10), ("C002", 2, 9), ("C004", 5, 14), ("C101", 6, 22), ("C004", 9, 16), ("C002", 10, 5)]
+        ("C004", 1, 10), ("C002", 2, 9), ("C004", 5, 14), ("C101", 6, 22), ("C004", 9, 17), ("C002", 10, 5)]
+
+
+def test_a_cluster_may_have_no_endpoints_yet():
+    cfg = load_config_text("""        clusters:
+          - {name: web, endpoints: []}
+    """)
+    assert cfg.clusters[0].endpoints == ()
 
 
 # -- YAML syntax --

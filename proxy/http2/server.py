@@ -1,0 +1,597 @@
+"""The downstream HTTP/2 connection: one h2 state machine, one HttpStream per HTTP/2 stream.
+
+Invariants:
+- Bytes leave in one transport.write per data_received, and one per loop turn for
+  frames made outside it (upstream answers): streams gather frames in h2's buffer
+  and `flush` schedules the write. A stream's newest DATA chunk waits for that write,
+  so when the end arrives first the two share one frame (DATA with END_STREAM).
+- Received DATA is acknowledged to the client only once the stream has taken it
+  (forwarded, or buffered under its limit); a stream whose upstream is congested
+  holds its window, so a slow upstream stalls only that stream's sender.
+- Response DATA is sent only within the client's window for that stream; what does
+  not fit waits on that stream and pauses its upstream (writable() is per stream),
+  so a slow reader stalls only its own stream.
+- A GOAWAY we send is written as a raw frame, leaving h2's state open so streams in
+  flight finish; new streams after it are refused.
+"""
+from __future__ import annotations
+
+import asyncio
+import socket
+
+import h2.events
+import h2.exceptions
+from h2.errors import ErrorCodes
+from hyperframe.frame import GoAwayFrame
+
+from mosnx.runtime.context import RequestHead, StreamContext
+from mosnx.runtime.headers import Headers
+
+from ..codec.http2 import (H2HeadError, new_connection, request_from_block, response_block, settings,
+                           trailer_block, trailers_from_block)
+from ..stream import HttpStream
+
+_NO_ERROR = ErrorCodes.NO_ERROR
+_REFUSED = ErrorCodes.REFUSED_STREAM
+_INTERNAL = ErrorCodes.INTERNAL_ERROR
+_PROTOCOL = ErrorCodes.PROTOCOL_ERROR
+
+DEFAULT_MAX_STREAMS = 100
+DEFAULT_STREAM_WINDOW = 65535
+DEFAULT_CONNECTION_WINDOW = 4 * 1024 * 1024
+
+
+class H2Down:
+    """The Downstream of one HTTP/2 stream (see proxy.stream.Downstream)."""
+
+    __slots__ = ("conn", "h2", "sid", "http", "pending", "end_pending", "trailers_pending",
+                 "sent_end", "closed", "unacked", "body_paused", "head", "req_ended", "finished",
+                 "trailers", "held", "tail")
+
+    def __init__(self, conn: "Http2Server", sid: int, head: bool):
+        self.conn = conn
+        self.h2 = conn.h2
+        self.sid = sid
+        self.http: HttpStream | None = None
+        self.pending: list[bytes] = []        # response DATA beyond the client's window
+        self.end_pending = False
+        self.trailers_pending = None
+        self.sent_end = False
+        self.closed = False                   # reset, either way
+        self.unacked = 0                      # request bytes taken while paused, not yet acknowledged
+        self.body_paused = False
+        self.head = head
+        self.req_ended = False
+        self.finished = False
+        self.trailers = None
+        self.held = None                      # a bodiless response's HEADERS, until its end
+        self.tail = None                      # the newest DATA chunk, until the write or the end
+
+    # -- Downstream --
+    # h2 refuses frames for a stream the client has just closed in ways the events
+    # have not told us yet; such a stream is over, whatever was being sent.
+    def send_head(self, stream, status: int, headers: Headers, body_len, end: bool) -> None:
+        try:
+            self._send_head(stream, status, headers, body_len, end)
+        except h2.exceptions.ProtocolError:
+            self._broken()
+
+    def send_data(self, stream, data: bytes) -> None:
+        try:
+            self._send_data(stream, data)
+        except h2.exceptions.ProtocolError:
+            self._broken()
+
+    def send_end(self, stream, trailers) -> None:
+        try:
+            self._send_end(stream, trailers)
+        except h2.exceptions.ProtocolError:
+            self._broken()
+
+    def _broken(self) -> None:
+        http = self.http
+        self._reset(_INTERNAL)
+        if http is not None:
+            http.reset()
+        self.conn.flush()
+
+    def _send_head(self, stream, status: int, headers: Headers, body_len, end: bool) -> None:
+        if self.closed or self.sent_end:
+            return
+        if status == 101:
+            return self.abort(stream)
+        if self.head:
+            block = response_block(status, headers, None)
+            cl = headers.getb(b"content-length")
+            if cl is not None:
+                block.append((b"content-length", cl))
+            end = True
+        else:
+            block = response_block(status, headers, body_len)
+            if body_len == 0 and not end:
+                # held until the end arrives, so an empty response (gRPC's trailers-only
+                # answer in particular) stays one HEADERS frame with END_STREAM
+                self.held = block
+                return
+        self.h2.send_headers(self.sid, block, end_stream=end)
+        if end:
+            self.sent_end = True
+
+    def _release_held(self) -> None:
+        block, self.held = self.held, None
+        self.h2.send_headers(self.sid, block)
+
+    def _send_data(self, stream, data: bytes) -> None:
+        if self.sent_end or self.closed or not data:
+            return
+        if self.held is not None:
+            self._release_held()
+        if self.pending:
+            if self.tail is not None:
+                self.pending.append(self.tail)
+                self.tail = None
+            self.pending.append(data)
+            return
+        # the newest chunk waits for the write: if the end comes first, they share a frame
+        tail = self.tail
+        self.tail = data
+        if tail is None:
+            self.conn.tails.append(self)
+        else:
+            self._push(tail)
+
+    def release_tail(self) -> None:
+        tail, self.tail = self.tail, None
+        if tail is not None and not self.closed and not self.sent_end:
+            if self.pending:
+                self.pending.append(tail)
+                return
+            try:
+                self._push(tail)
+            except h2.exceptions.ProtocolError:
+                self._broken()
+
+    def _push(self, data: bytes, end: bool = False) -> bool:
+        """Send what the windows allow; keep the rest. True when all of it went."""
+        h2c = self.h2
+        sid = self.sid
+        n = len(data)
+        off = 0
+        maxf = h2c.max_outbound_frame_size
+        while off < n:
+            w = h2c.local_flow_control_window(sid)
+            if w <= 0:
+                break
+            if w > maxf:
+                w = maxf
+            if off == 0 and w >= n:
+                h2c.send_data(sid, data, end_stream=end)
+                return True
+            h2c.send_data(sid, data[off:off + w])
+            off += w
+        if off < n:
+            self.pending.append(data[off:] if off else data)
+            return False
+        return True
+
+    def _send_end(self, stream, trailers) -> None:
+        if self.closed or self.sent_end:
+            self.conn.flush()
+            return
+        tail = self.tail
+        if tail is not None:
+            self.tail = None
+            if not self.pending and not trailers and self.held is None:
+                if self._push(tail, True):
+                    self.sent_end = True
+                    self._maybe_done()
+                    self.conn.flush()
+                    return
+            elif self.pending:
+                self.pending.append(tail)
+            else:
+                self._push(tail)
+        if self.pending:
+            self.end_pending = True
+            self.trailers_pending = trailers
+            self.conn.flush()
+            return
+        self._end(trailers)
+        self.conn.flush()
+
+    def _end(self, trailers) -> None:
+        self.sent_end = True
+        if self.held is not None:
+            block, self.held = self.held, None
+            if trailers:
+                block += trailer_block(trailers)
+            self.h2.send_headers(self.sid, block, end_stream=True)
+        elif trailers:
+            self.h2.send_headers(self.sid, trailer_block(trailers), end_stream=True)
+        else:
+            self.h2.end_stream(self.sid)
+        self._maybe_done()
+
+    def flush(self) -> None:
+        if self.held is not None and not self.closed:
+            self._release_held()
+        self.conn.flush()
+
+    def send_continue(self, stream) -> None:
+        if not self.closed and not self.sent_end:
+            self.h2.send_headers(self.sid, [(b":status", b"100")])
+            self.conn.flush()
+
+    def abort(self, stream) -> None:
+        self._reset(_INTERNAL)
+        self.conn.flush()
+
+    def pause_body(self, stream) -> None:
+        self.body_paused = True
+
+    def resume_body(self, stream) -> None:
+        self.body_paused = False
+        n = self.unacked
+        if n and not self.closed:
+            self.unacked = 0
+            self.h2.acknowledge_received_data(n, self.sid)
+            self.conn.flush()
+
+    def writable(self) -> bool:
+        return not self.pending and not self.conn.write_paused
+
+    def start_tunnel(self, stream) -> None:
+        self.abort(stream)       # Upgrade has no meaning inside an HTTP/2 stream
+
+    def send_raw(self, stream, data: bytes) -> None:
+        pass
+
+    def stream_finished(self, stream) -> None:
+        self.finished = True
+        self._maybe_done()
+
+    # -- connection side --
+    def drain_pending(self) -> None:
+        """The client opened its window: send what waited, then let the upstream go on."""
+        if self.closed or not self.pending:
+            return
+        try:
+            self._drain_pending()
+        except h2.exceptions.ProtocolError:
+            self._broken()
+
+    def _drain_pending(self) -> None:
+        pend = self.pending
+        self.pending = []
+        for i, data in enumerate(pend):
+            if not self._push(data):
+                self.pending.extend(pend[i + 1:])
+                return
+        if self.end_pending:
+            self.end_pending = False
+            self._end(self.trailers_pending)
+            return
+        if self.http is not None and not self.conn.write_paused:
+            self.http.on_downstream_drain()
+
+    def _maybe_done(self) -> None:
+        if not (self.sent_end and self.finished):
+            return
+        if not self.req_ended and not self.closed:
+            # the response is complete; tell the client to stop sending (RFC 9113 §8.1)
+            self._reset(_NO_ERROR)
+            return
+        self.conn.stream_closed(self)
+
+    def _reset(self, code) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self.pending = []
+        self.tail = None
+        try:
+            self.h2.reset_stream(self.sid, code)
+        except h2.exceptions.ProtocolError:
+            pass      # already closed on the wire
+        self.conn.stream_closed(self)
+
+
+class Http2Server(asyncio.Protocol):
+    """HTTP/2 on one client connection (h2c prior knowledge, h2c upgrade, or h2 by ALPN)."""
+
+    def __init__(self, worker, listener_name: str, tls=None):
+        self.worker = worker
+        self.listener_name = listener_name
+        self.listener = None
+        self.lstats = None
+        self.transport = None
+        self.h2 = None
+        self.streams: dict[int, H2Down] = {}
+        self.receiving = False
+        self.write_soon = False
+        self.tails: list[H2Down] = []       # streams holding a last DATA chunk until the write
+        self.write_paused = False
+        self.closing = False
+        self.goaway_sent = False
+        self.goaway_received = False
+        self.deadline = 0.0
+        self.deadline_kind = ""
+        self.peer = ("", 0)
+        self.local = ("", 0)
+        self.tls = tls                 # TlsInfo or None
+        self.scheme = "https" if tls is not None else "http"
+        self.max_streams = DEFAULT_MAX_STREAMS
+        self._dispatch = {
+            h2.events.RequestReceived: self._on_request,
+            h2.events.DataReceived: self._on_data,
+            h2.events.StreamEnded: self._on_stream_ended,
+            h2.events.TrailersReceived: self._on_trailers,
+            h2.events.StreamReset: self._on_reset,
+            h2.events.WindowUpdated: self._on_window,
+            h2.events.RemoteSettingsChanged: self._on_settings,
+            h2.events.ConnectionTerminated: self._on_goaway,
+        }
+
+    # ---------------------------------------------------------------- connection
+    def connection_made(self, transport, upgrade=None) -> None:
+        """`upgrade`: (HTTP2-Settings value, request fields, body?) of an h2c Upgrade request."""
+        self.transport = transport
+        w = self.worker
+        listener = w.snapshot.listeners[self.listener_name]
+        self.listener = listener
+        self.lstats = w.listener_stats(self.listener_name)
+        self.lstats.cx_total.value += 1
+        self.lstats.cx_active.value += 1
+        w.stats.counter(f"http.{self.listener_name}.downstream_cx_http2_total").value += 1
+        cfg = listener.config
+        opts = cfg.options.get("http2")
+        self.max_streams = opts.max_concurrent_streams if opts else DEFAULT_MAX_STREAMS
+        stream_window = opts.initial_stream_window_size if opts else DEFAULT_STREAM_WINDOW
+        conn_window = opts.initial_connection_window_size if opts else DEFAULT_CONNECTION_WINDOW
+        transport.set_write_buffer_limits(cfg.limits.write_high_water, cfg.limits.write_low_water)
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except OSError:
+                pass
+        self.peer = transport.get_extra_info("peername") or ("", 0)
+        self.local = transport.get_extra_info("sockname") or ("", 0)
+        self.h2 = c = new_connection(False, settings(self.max_streams, cfg.limits.request_headers, stream_window))
+        if upgrade is not None:
+            c.initiate_upgrade_connection(upgrade[0])
+        else:
+            c.initiate_connection()
+        if conn_window > 65535:
+            c.increment_flow_control_window(conn_window - 65535)
+        w.connections.add(self)
+        self._arm_idle()
+        if upgrade is not None:
+            self._start_stream(1, upgrade[1], ended=True)
+        self.flush()
+
+    def connection_lost(self, exc) -> None:
+        self.closing = True
+        self.lstats.cx_active.value -= 1
+        self.worker.connections.discard(self)
+        streams = list(self.streams.values())
+        self.streams.clear()
+        for d in streams:
+            d.closed = True
+            if d.http is not None:
+                d.http.reset()
+
+    def data_received(self, data: bytes) -> None:
+        if self.closing:
+            return
+        self.receiving = True
+        try:
+            try:
+                events = self.h2.receive_data(data)
+            except h2.exceptions.ProtocolError as e:
+                self.worker.stats.counter(f"http.{self.listener_name}.downstream_cx_protocol_error").value += 1
+                self.receiving = False
+                self._write_now()
+                self._close_after_flush(getattr(e, "error_code", _PROTOCOL))
+                return
+            dispatch = self._dispatch
+            for ev in events:
+                fn = dispatch.get(type(ev))
+                if fn is not None:
+                    fn(ev)
+        finally:
+            self.receiving = False
+        self._write_now()
+
+    def eof_received(self):
+        return False
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        for d in list(self.streams.values()):
+            if not d.pending and d.http is not None and not d.closed:
+                d.http.on_downstream_drain()
+
+    def flush(self) -> None:
+        """Frames gathered outside data_received go out once per loop turn: the answers of
+        many upstreams arriving together share one write."""
+        if self.receiving or self.transport is None or self.write_soon:
+            return
+        self.write_soon = True
+        self.worker.loop.call_soon(self._write_now)
+
+    def _write_now(self) -> None:
+        self.write_soon = False
+        if self.closing or self.transport is None:
+            return
+        for d in self.tails:
+            d.release_tail()
+        self.tails.clear()
+        out = self.h2.data_to_send()
+        if out:
+            self.transport.write(out)
+
+    # ---------------------------------------------------------------- events
+    def _on_request(self, ev) -> None:
+        sid = ev.stream_id
+        if self.goaway_sent or self.closing or len(self.streams) >= self.max_streams:
+            self.worker.stats.counter(f"http.{self.listener_name}.downstream_rq_refused").value += 1
+            self.h2.reset_stream(sid, _REFUSED)
+            return
+        try:
+            f = request_from_block(ev.headers)
+        except H2HeadError as e:
+            self.worker.stats.counter(f"http.{self.listener_name}.downstream_rq_malformed." + e.detail).value += 1
+            self.h2.reset_stream(sid, _PROTOCOL)
+            return
+        self._start_stream(sid, f, ev.stream_ended)
+
+    def _start_stream(self, sid: int, f, ended: bool) -> None:
+        w = self.worker
+        listener = w.snapshot.listeners.get(self.listener_name, self.listener)
+        if listener is not self.listener:
+            self.listener = listener
+        # the connection, not the client, says whether this arrived over TLS
+        req = RequestHead(f.method, f.path, f.headers, "2", self.scheme, f.authority)
+        ctx = StreamContext(req, self.listener_name, "HTTP/2", self.peer[:2], self.local[:2])
+        tls = self.tls
+        if tls is not None:
+            ctx.connection_sni = tls.sni
+            ctx.connection_mtls = tls.mtls
+            ctx.peer_subject = tls.subject
+        if f.te_trailers:
+            # kept for the upstream side: an HTTP/2 upstream re-sends `te: trailers`
+            f.headers.items.append((b"te", b"trailers"))
+        body = 0 if ended else f.content_length
+        d = H2Down(self, sid, f.method == "HEAD")
+        d.req_ended = ended
+        http = HttpStream(d, w, listener, self.lstats, ctx, body, True, False, False)
+        d.http = http
+        self.streams[sid] = d
+        self.deadline = 0.0
+        http.start()
+
+    def _on_data(self, ev) -> None:
+        sid = ev.stream_id
+        n = ev.flow_controlled_length
+        d = self.streams.get(sid)
+        if d is None or d.closed or d.http is None or not ev.data:
+            # an empty DATA (END_STREAM alone) is no body chunk: to HTTP/1.1 it would be the last chunk
+            if n:
+                self.h2.acknowledge_received_data(n, sid)
+            return
+        d.http.on_request_body(ev.data)
+        if d.body_paused:
+            d.unacked += n
+        elif not d.closed:
+            self.h2.acknowledge_received_data(n, sid)
+
+    def _on_trailers(self, ev) -> None:
+        d = self.streams.get(ev.stream_id)
+        if d is not None:
+            try:
+                d.trailers = trailers_from_block(ev.headers, validate=True)
+            except H2HeadError:
+                d.trailers = None
+                if d.http is not None:
+                    d.http.reset()
+                d._reset(_PROTOCOL)
+
+    def _on_stream_ended(self, ev) -> None:
+        d = self.streams.get(ev.stream_id)
+        if d is None or d.req_ended:
+            return
+        d.req_ended = True
+        http = d.http
+        if http is not None and http.request_body != 0 and not d.closed:
+            http.on_request_end(d.trailers)
+        d._maybe_done()
+
+    def _on_reset(self, ev) -> None:
+        d = self.streams.pop(ev.stream_id, None)
+        if d is None:
+            return
+        d.closed = True
+        d.pending = []
+        if d.http is not None:
+            d.http.reset()
+        self._after_close()
+
+    def _on_window(self, ev) -> None:
+        sid = ev.stream_id
+        if sid:
+            d = self.streams.get(sid)
+            if d is not None:
+                d.drain_pending()
+            return
+        for d in list(self.streams.values()):
+            if d.pending:
+                d.drain_pending()
+
+    def _on_settings(self, ev) -> None:
+        for d in list(self.streams.values()):
+            if d.pending:
+                d.drain_pending()
+
+    def _on_goaway(self, ev) -> None:
+        self.goaway_received = True
+        if ev.error_code:
+            self._close_after_flush(None)
+            return
+        if not self.streams:
+            self._close_after_flush(None)
+
+    # ---------------------------------------------------------------- streams
+    def stream_closed(self, d: H2Down) -> None:
+        if self.streams.get(d.sid) is d:
+            del self.streams[d.sid]
+            self._after_close()
+
+    def _after_close(self) -> None:
+        if self.streams:
+            return
+        if self.goaway_sent or self.goaway_received or self.worker.draining:
+            self._write_now()
+            self._close_after_flush(None)
+        else:
+            self._arm_idle()
+
+    # ---------------------------------------------------------------- lifecycle
+    def _arm_idle(self) -> None:
+        t = self.listener.config.timeouts.idle
+        self.deadline_kind = "idle"
+        self.deadline = self.worker.loop.time() + t if t else 0.0
+
+    def check_deadline(self, now: float) -> None:
+        if not self.deadline or now < self.deadline or self.closing or self.streams:
+            return
+        self.deadline = 0.0
+        self._goaway()
+        self._close_after_flush(None)
+
+    def _goaway(self, code: int = 0) -> None:
+        if self.goaway_sent or self.closing:
+            return
+        self.goaway_sent = True
+        f = GoAwayFrame(0)
+        f.last_stream_id = self.h2.highest_inbound_stream_id
+        f.error_code = code
+        self._write_now()
+        self.transport.write(f.serialize())
+
+    def drain(self) -> None:
+        """Server drain: GOAWAY now; close once the streams in flight are done."""
+        self._goaway()
+        if not self.streams:
+            self._close_after_flush(None)
+
+    def _close_after_flush(self, code) -> None:
+        if self.closing:
+            return
+        # what is queued (a final response, or h2's own GOAWAY after a connection error) goes first
+        self._write_now()
+        self.closing = True
+        self.transport.close()

@@ -1,0 +1,650 @@
+"""HTTP/2 upstream: multiplexed connections per host, and the per-stream handle a
+stream holds as its `up` (the same surface as http1.UpstreamConnection).
+
+Invariants:
+- A connection carries at most min(the endpoint's SETTINGS_MAX_CONCURRENT_STREAMS,
+  the cluster's max_concurrent_streams) streams; the pool opens another connection
+  (under the cluster's max_connections) when every one is full, and queues the
+  stream otherwise (under max_pending_requests).
+- The stream speaks HTTP/1.1 message bytes to its `up` (head, body framed as it
+  would be on HTTP/1.1, last chunk with trailers); the handle decodes them with the
+  HTTP/1.1 codec and sends HEADERS/DATA/trailers. One code path in the stream
+  serves both upstream protocols.
+- Response DATA is acknowledged to the endpoint only while the stream's downstream
+  takes it (pause_reading holds that stream's window, not the connection).
+- Releasing a handle ends its stream only; a connection closes when the endpoint
+  sends GOAWAY and its streams are done, on idle timeout, or when its host retires.
+"""
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import socket
+from collections import deque
+
+import h2.events
+import h2.exceptions
+import h2.settings
+from h2.errors import ErrorCodes
+
+from ..codec.http1 import ParseError, RequestDecoder
+from ..codec.http2 import (new_connection, request_block, response_from_block, trailer_block,
+                           trailers_from_block)
+from ..tls import client_context
+from .pool import OVERFLOW
+
+DEFAULT_STREAM_CAP = 100
+_WINDOW = 4 * 1024 * 1024
+
+
+class H2Pool:
+    """Per-host HTTP/2 connections; acquire() mirrors Pool.acquire()."""
+
+    __slots__ = ("host", "conns", "idle", "cx_active", "connecting", "waiters", "retired")
+
+    def __init__(self, host):
+        self.host = host
+        self.conns: list[H2UpstreamConnection] = []   # open, ready for new streams or busy
+        self.idle: list = []                          # open connections with no stream
+        self.cx_active = 0
+        self.connecting = 0
+        self.waiters: deque = deque()
+        self.retired = False
+
+    def _cap(self) -> int:
+        return self.host.cluster.config.options.get("max_concurrent_streams") or DEFAULT_STREAM_CAP
+
+    def acquire(self, stream):
+        for conn in reversed(self.conns):
+            if conn.has_room():
+                return conn.open_stream(stream)
+        cluster = self.host.cluster
+        if self.connecting * self._cap() <= len(self.waiters):
+            if cluster.cx_active < cluster.cb.max_connections:
+                self.waiters.append(stream)
+                cluster.rq_pending += 1
+                cluster.c["upstream_rq_pending_total"].value += 1
+                self._connect()
+                return None
+        elif cluster.rq_pending < cluster.cb.max_pending_requests:
+            # a connection on its way has room for this one
+            self.waiters.append(stream)
+            cluster.rq_pending += 1
+            cluster.c["upstream_rq_pending_total"].value += 1
+            return None
+        if cluster.rq_pending >= cluster.cb.max_pending_requests:
+            cluster.c["upstream_cx_overflow"].value += 1
+            cluster.c["upstream_rq_pending_overflow"].value += 1
+            return OVERFLOW
+        cluster.c["upstream_cx_overflow"].value += 1
+        cluster.c["upstream_rq_pending_total"].value += 1
+        cluster.rq_pending += 1
+        self.waiters.append(stream)
+        return None
+
+    def cancel(self, stream) -> None:
+        try:
+            self.waiters.remove(stream)
+        except ValueError:
+            return
+        self.host.cluster.rq_pending -= 1
+
+    def release(self, handle, reusable: bool) -> None:
+        handle.finish(reusable)
+
+    def dispatch(self) -> None:
+        """Hand queued streams to connections with room; open another if none has."""
+        waiters = self.waiters
+        cluster = self.host.cluster
+        while waiters:
+            conn = None
+            for c in reversed(self.conns):
+                if c.has_room():
+                    conn = c
+                    break
+            if conn is None:
+                break
+            stream = waiters.popleft()
+            cluster.rq_pending -= 1
+            if stream.alive:
+                stream.on_pool_ready(conn.open_stream(stream))
+        if (waiters and not self.retired and self.connecting * self._cap() < len(waiters)
+                and cluster.cx_active < cluster.cb.max_connections):
+            self._connect()
+
+    def _connect(self) -> None:
+        cluster = self.host.cluster
+        cluster.cx_active += 1
+        cluster.cx_active_gauge.value += 1
+        cluster.c["upstream_cx_total"].value += 1
+        self.cx_active += 1
+        self.connecting += 1
+        asyncio.get_running_loop().create_task(self._open())
+
+    async def _open(self) -> None:
+        cluster = self.host.cluster
+        loop = asyncio.get_running_loop()
+        kw = {}
+        tls = cluster.config.options.get("tls")
+        if tls is not None:
+            if not tls.alpn:
+                tls = dataclasses.replace(tls, alpn=("h2",))
+            kw = {"ssl": client_context(tls), "server_hostname": tls.sni or self.host.host}
+        conn = None
+        try:
+            async with asyncio.timeout(cluster.config.connect_timeout):
+                _, conn = await loop.create_connection(lambda: H2UpstreamConnection(self),
+                                                       self.host.host, self.host.port, **kw)
+                # streams go out once the endpoint's SETTINGS say how many it takes
+                await conn.settled
+        except (TimeoutError, asyncio.TimeoutError):
+            cluster.c["upstream_cx_connect_timeout"].value += 1
+            if conn is not None:
+                conn.settled.cancel()
+                conn.transport.abort()
+            return self._failed("upstream_connect_timeout")
+        except (OSError, ConnectionError):
+            if conn is not None:
+                conn.transport.abort()
+            return self._failed("upstream_connect_failure")
+        self.connecting -= 1
+        conn.opened = True
+        self.conns.append(conn)
+        self.idle.append(conn)
+        if self.retired:
+            conn.close()
+            return
+        self.dispatch()
+        if not conn.streams:
+            conn.arm_idle()
+
+    def _failed(self, detail: str) -> None:
+        cluster = self.host.cluster
+        cluster.c["upstream_cx_connect_fail"].value += 1
+        self.connecting -= 1
+        self.cx_active -= 1
+        cluster.cx_active -= 1
+        cluster.cx_active_gauge.value -= 1
+        # the streams this connection was meant for fail; others keep waiting for theirs
+        n = max(0, len(self.waiters) - self.connecting * self._cap())
+        for _ in range(n):
+            s = self.waiters.popleft()
+            cluster.rq_pending -= 1
+            if s.alive:
+                s.on_pool_failure(detail, 503)
+
+    def on_closed(self, conn) -> None:
+        try:
+            self.conns.remove(conn)
+        except ValueError:
+            pass
+        try:
+            self.idle.remove(conn)
+        except ValueError:
+            pass
+        self.cx_active -= 1
+        cluster = self.host.cluster
+        cluster.cx_active -= 1
+        cluster.cx_active_gauge.value -= 1
+        if self.waiters and not self.retired:
+            self.dispatch()
+
+    def sweep(self, now: float) -> None:
+        """Idle connections close on their own timers (H2UpstreamConnection.arm_idle)."""
+
+    def retire(self) -> None:
+        self.retired = True
+        for conn in list(self.conns):
+            conn.draining = True
+            if not conn.streams:
+                conn.close()
+        while self.waiters:
+            s = self.waiters.popleft()
+            self.host.cluster.rq_pending -= 1
+            if s.alive:
+                s.on_pool_failure("upstream_removed", 503)
+
+
+class H2UpstreamConnection(asyncio.Protocol):
+    def __init__(self, pool: H2Pool):
+        self.pool = pool
+        self.transport = None
+        self.h2 = new_connection(True, {h2.settings.SettingCodes.ENABLE_PUSH: 0,
+                                        h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 1024 * 1024})
+        self.streams: dict[int, H2UpStream] = {}   # by stream id, once HEADERS went out
+        self.active = 0                            # handles given out, sent or not
+        self.total = 0
+        self.closed = False
+        self.draining = False
+        self.write_paused = False
+        self.receiving = False
+        self.write_soon = False
+        self.idle_timer = None
+        self.cap = pool._cap()
+        self.settled = asyncio.get_running_loop().create_future()
+        self.opened = False          # the pool counts it among its connections
+        self._dispatch = {
+            h2.events.ResponseReceived: self._on_response,
+            h2.events.DataReceived: self._on_data,
+            h2.events.TrailersReceived: self._on_trailers,
+            h2.events.StreamEnded: self._on_ended,
+            h2.events.StreamReset: self._on_reset,
+            h2.events.WindowUpdated: self._on_window,
+            h2.events.RemoteSettingsChanged: self._on_settings,
+            h2.events.ConnectionTerminated: self._on_goaway,
+        }
+
+    # -- pool side --
+    def has_room(self) -> bool:
+        if self.closed or self.draining:
+            return False
+        cap = self.cap
+        remote = self.h2.remote_settings.max_concurrent_streams
+        if remote < cap:
+            cap = remote
+        return self.active < cap
+
+    def open_stream(self, stream) -> "H2UpStream":
+        if self.idle_timer is not None:
+            self.idle_timer.cancel()
+            self.idle_timer = None
+        if self.active == 0:
+            try:
+                self.pool.idle.remove(self)
+            except ValueError:
+                pass
+        self.active += 1
+        self.total += 1
+        return H2UpStream(self, stream)
+
+    def handle_done(self, handle: "H2UpStream") -> None:
+        if handle.counted:
+            handle.counted = False
+            self.active -= 1
+        if handle.sid and self.streams.get(handle.sid) is handle:
+            del self.streams[handle.sid]
+        if self.active == 0:
+            if self.draining or self.pool.retired:
+                self.close()
+                return
+            self.pool.idle.append(self)
+            self.arm_idle()
+        elif self.pool.waiters:
+            self.pool.dispatch()
+
+    def arm_idle(self) -> None:
+        t = self.pool.host.cluster.config.idle_timeout
+        if t and self.idle_timer is None and not self.closed:
+            self.idle_timer = asyncio.get_running_loop().call_later(t, self._idle)
+
+    def _idle(self) -> None:
+        self.idle_timer = None
+        if self.active == 0:
+            self.close()
+
+    def close(self) -> None:
+        if not self.closed and self.transport is not None:
+            try:
+                self.h2.close_connection()
+                self._write_now()
+            except h2.exceptions.ProtocolError:
+                pass
+            self.transport.close()
+
+    def flush(self) -> None:
+        """Frames of many streams started in one loop turn share one write."""
+        if self.receiving or self.closed or self.write_soon:
+            return
+        self.write_soon = True
+        asyncio.get_running_loop().call_soon(self._write_now)
+
+    def _write_now(self) -> None:
+        self.write_soon = False
+        if self.closed:
+            return
+        out = self.h2.data_to_send()
+        if out:
+            self.transport.write(out)
+
+    # -- asyncio.Protocol --
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except OSError:
+                pass
+        c = self.h2
+        c.initiate_connection()
+        c.increment_flow_control_window(_WINDOW - 65535)
+        transport.write(c.data_to_send())
+
+    def data_received(self, data: bytes) -> None:
+        self.receiving = True
+        touched = set()
+        try:
+            try:
+                events = self.h2.receive_data(data)
+            except h2.exceptions.ProtocolError:
+                self.pool.host.cluster.c["upstream_cx_protocol_error"].value += 1
+                self.receiving = False
+                self._write_now()
+                self.transport.close()
+                return
+            dispatch = self._dispatch
+            streams = self.streams
+            for ev in events:
+                fn = dispatch.get(type(ev))
+                if fn is None:
+                    continue
+                sid = getattr(ev, "stream_id", 0)
+                h = streams.get(sid) if sid else None
+                if h is not None and h.stream is not None:
+                    touched.add(h.stream.down)
+                fn(ev, h)
+        finally:
+            self.receiving = False
+        self._write_now()
+        for down in touched:
+            down.flush()
+
+    def eof_received(self):
+        return False
+
+    def connection_lost(self, exc) -> None:
+        self.closed = True
+        if self.idle_timer is not None:
+            self.idle_timer.cancel()
+            self.idle_timer = None
+        if not self.opened:
+            # the pool is still opening this one and counts the failure itself
+            if not self.settled.done():
+                self.settled.set_exception(ConnectionError("closed before SETTINGS"))
+            return
+        handles = list(self.streams.values())
+        self.streams.clear()
+        self.pool.on_closed(self)
+        for h in handles:
+            h.lost("upstream_reset_before_response_started")
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+        for h in list(self.streams.values()):
+            if h.stream is not None:
+                h.stream.on_upstream_pressure(True)
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        for h in list(self.streams.values()):
+            if h.stream is not None and not h.pending:
+                h.stream.on_upstream_pressure(False)
+
+    # -- events --
+    def _on_response(self, ev, h) -> None:
+        if h is None or h.stream is None:
+            return
+        status, headers, body = response_from_block(ev.headers)
+        if ev.stream_ended:
+            body = 0       # trailers-only (gRPC errors): nothing follows the head
+        h.got_head = True
+        h.stream.on_upstream_head(status, headers, True, body)
+
+    def _on_data(self, ev, h) -> None:
+        n = ev.flow_controlled_length
+        if h is None or h.stream is None or not ev.data:
+            if n:
+                self.h2.acknowledge_received_data(n, ev.stream_id)
+            return
+        h.stream.on_upstream_data(ev.data)
+        if h.paused:
+            h.unacked += n
+        else:
+            self.h2.acknowledge_received_data(n, ev.stream_id)
+
+    def _on_trailers(self, ev, h) -> None:
+        if h is not None:
+            h.trailers = trailers_from_block(ev.headers)
+
+    def _on_ended(self, ev, h) -> None:
+        if h is None:
+            return
+        h.remote_closed = True
+        s, h.stream = h.stream, None
+        if s is not None:
+            s.on_upstream_end(h.trailers)
+        if h.local_closed:
+            h.finish(True)
+
+    def _on_reset(self, ev, h) -> None:
+        if h is None:
+            return
+        h.remote_closed = h.local_closed = True
+        code = ev.error_code
+        detail = "upstream_refused_stream" if code == ErrorCodes.REFUSED_STREAM else (
+            "upstream_reset_after_response_started" if h.got_head else "upstream_reset_before_response_started")
+        h.lost(detail)
+
+    def _on_window(self, ev, h) -> None:
+        sid = getattr(ev, "stream_id", 0)
+        if sid and h is not None:
+            h.drain()
+            return
+        for x in list(self.streams.values()):
+            if x.pending:
+                x.drain()
+
+    def _on_settings(self, ev, h) -> None:
+        if not self.settled.done():
+            self.settled.set_result(None)
+            return
+        self._on_window(ev, h)
+
+    def _on_goaway(self, ev, _h) -> None:
+        self.draining = True
+        try:
+            self.pool.idle.remove(self)
+        except ValueError:
+            pass
+        last = ev.last_stream_id if ev.last_stream_id is not None else 0
+        for h in [x for x in self.streams.values() if x.sid > last]:
+            # never processed by the endpoint: safe for the stream to try elsewhere
+            h.lost("upstream_refused_stream")
+        if not self.streams and self.active == 0:
+            self.close()
+        if self.pool.waiters:
+            self.pool.dispatch()
+
+
+class H2UpStream:
+    """One request on an HTTP/2 connection, as the stream sees its upstream."""
+
+    __slots__ = ("conn", "pool", "stream", "sid", "paused", "requests", "closed", "decoder",
+                 "body_len", "local_closed", "remote_closed", "pending", "end_pending",
+                 "trailers_pending", "unacked", "trailers", "got_head", "counted", "pressure")
+
+    def __init__(self, conn: H2UpstreamConnection, stream):
+        self.conn = conn
+        self.pool = conn.pool
+        self.stream = stream
+        self.sid = 0
+        self.paused = False
+        # the stream's own retry of a reused HTTP/1.1 connection that raced its close has
+        # no HTTP/2 counterpart: a refused stream is retried by the route's retry policy
+        self.requests = 1
+        self.closed = False
+        self.decoder = RequestDecoder(self, 1 << 30)
+        self.body_len = None
+        self.local_closed = False
+        self.remote_closed = False
+        self.pending: list[bytes] = []
+        self.end_pending = False
+        self.trailers_pending = None
+        self.unacked = 0
+        self.trailers = None
+        self.got_head = False
+        self.counted = True
+        self.pressure = False
+
+    # -- what the stream calls --
+    def expect_head(self) -> None:
+        """HEAD needs nothing here: HTTP/2 ends a bodiless response with END_STREAM."""
+
+    def send(self, data: bytes) -> None:
+        if self.closed or self.local_closed:
+            return
+        try:
+            self.decoder.feed(data)
+        except ParseError as e:
+            s = self.stream
+            self.finish(False)
+            if s is not None:
+                s.on_upstream_reset(e.detail, 502)
+            return
+        except h2.exceptions.ProtocolError:
+            # the endpoint closed this stream (or the connection) under us
+            self.lost("upstream_reset_before_response_started" if not self.got_head
+                      else "upstream_reset_after_response_started")
+            return
+        self.conn.flush()
+
+    def pause_reading(self) -> None:
+        self.paused = True
+
+    def resume_reading(self) -> None:
+        if not self.paused:
+            return
+        self.paused = False
+        n = self.unacked
+        if n and not self.closed and self.sid:
+            self.unacked = 0
+            self.conn.h2.acknowledge_received_data(n, self.sid)
+            self.conn.flush()
+
+    def close(self) -> None:
+        """The stream gave up on this attempt (timeout): reset it, keep the connection."""
+        self.stream = None
+        self.finish(False)
+
+    # -- RequestSink: the stream's HTTP/1.1 bytes become frames --
+    def on_request(self, method, target, version, headers, keep_alive, body, upgrade) -> None:
+        conn = self.conn
+        s = self.stream
+        te = False
+        if s is not None:
+            rh = s.ctx.request.headers
+            v = rh.getb(b"te")
+            te = v is not None and b"trailers" in v.lower()
+        tls = conn.pool.host.cluster.config.options.get("tls")
+        block = request_block(method, target, headers, "https" if tls is not None else "http", te)
+        sid = conn.h2.get_next_available_stream_id()
+        self.sid = sid
+        self.body_len = body
+        end = body == 0
+        conn.h2.send_headers(sid, block, end_stream=end)
+        conn.streams[sid] = self
+        if end:
+            self.local_closed = True
+
+    def on_request_body(self, data: bytes) -> None:
+        if self.local_closed or self.closed:
+            return
+        if self.pending:
+            self.pending.append(data)
+            return
+        self._push(data)
+
+    def on_request_end(self, trailers) -> None:
+        if self.local_closed or self.closed:
+            return
+        if self.pending:
+            self.end_pending = True
+            self.trailers_pending = trailers
+            return
+        self._end(trailers)
+
+    def _end(self, trailers) -> None:
+        self.local_closed = True
+        if trailers:
+            self.conn.h2.send_headers(self.sid, trailer_block(trailers), end_stream=True)
+        else:
+            self.conn.h2.end_stream(self.sid)
+        if self.remote_closed:
+            self.finish(True)
+
+    def _push(self, data: bytes) -> bool:
+        c = self.conn.h2
+        sid = self.sid
+        n = len(data)
+        off = 0
+        maxf = c.max_outbound_frame_size
+        while off < n:
+            w = c.local_flow_control_window(sid)
+            if w <= 0:
+                break
+            if w > maxf:
+                w = maxf
+            if off == 0 and w >= n:
+                c.send_data(sid, data)
+                return True
+            c.send_data(sid, data[off:off + w])
+            off += w
+        if off < n:
+            self.pending.append(data[off:] if off else data)
+            if not self.pressure and self.stream is not None:
+                self.pressure = True
+                self.stream.on_upstream_pressure(True)
+            return False
+        return True
+
+    def drain(self) -> None:
+        if self.closed or not self.pending:
+            return
+        try:
+            self._drain()
+        except h2.exceptions.ProtocolError:
+            self.lost("upstream_reset_after_response_started" if self.got_head
+                      else "upstream_reset_before_response_started")
+
+    def _drain(self) -> None:
+        pend = self.pending
+        self.pending = []
+        for i, data in enumerate(pend):
+            if not self._push(data):
+                self.pending.extend(pend[i + 1:])
+                self.conn.flush()
+                return
+        if self.end_pending:
+            self.end_pending = False
+            self._end(self.trailers_pending)
+        self.conn.flush()
+        if self.pressure and self.stream is not None and not self.conn.write_paused:
+            self.pressure = False
+            self.stream.on_upstream_pressure(False)
+
+    # -- endings --
+    def finish(self, reusable: bool) -> None:
+        """Release: reset the stream if either side is still open; the connection stays."""
+        if self.closed:
+            return
+        self.closed = True
+        self.stream = None
+        self.pending = []
+        conn = self.conn
+        if self.sid and not (self.local_closed and self.remote_closed) and not conn.closed:
+            try:
+                conn.h2.reset_stream(self.sid, ErrorCodes.NO_ERROR if self.remote_closed else ErrorCodes.CANCEL)
+            except h2.exceptions.ProtocolError:
+                pass
+            conn.flush()
+        conn.handle_done(self)
+
+    def lost(self, detail: str) -> None:
+        """The stream died on the connection (reset, GOAWAY, connection gone)."""
+        s, self.stream = self.stream, None
+        self.local_closed = self.remote_closed = True
+        if not self.closed:
+            self.closed = True
+            self.conn.handle_done(self)
+        if s is not None:
+            s.on_upstream_reset(detail, 503)

@@ -1,0 +1,198 @@
+"""proxy/codec/http2.py, proxy/tcp/sni.py and the protocol settings of the config:
+request blocks validated and mapped, gRPC statuses and timeouts, ClientHello SNI."""
+from __future__ import annotations
+
+import ssl
+
+import pytest
+
+from mosnx.proxy.codec.http2 import (H2HeadError, grpc_local_reply, grpc_status_for, parse_grpc_timeout,
+                                     request_block, request_from_block, response_block, trailers_from_block)
+from mosnx.proxy.tcp.sni import NEED_MORE, match_route, parse_sni
+from mosnx.runtime.actions import LocalReply
+from mosnx.runtime.config import load_config_text
+from mosnx.runtime.config.protocols import SniRoute
+from mosnx.runtime.diagnostics import ConfigError
+from mosnx.runtime.headers import Headers
+
+BASE = [(b":method", b"GET"), (b":scheme", b"http"), (b":authority", b"api.test"), (b":path", b"/a?b=1")]
+
+
+def test_request_block_maps_pseudo_headers_and_adds_host():
+    f = request_from_block(BASE + [(b"x-a", b"1"), (b"cookie", b"a=1"), (b"cookie", b"b=2")])
+    assert (f.method, f.path, f.scheme, f.authority) == ("GET", "/a?b=1", "http", "api.test")
+    assert f.headers.items == [(b"host", b"api.test"), (b"x-a", b"1"), (b"cookie", b"a=1; b=2")]
+    assert f.content_length is None and not f.te_trailers
+
+
+def test_request_block_keeps_content_length_and_te_trailers():
+    f = request_from_block(BASE + [(b"content-length", b"12"), (b"te", b"trailers")])
+    assert f.content_length == 12 and f.te_trailers
+    assert not f.headers.has(b"te")
+
+
+@pytest.mark.parametrize("block,detail", [
+    ([(b":scheme", b"http"), (b":authority", b"a"), (b":path", b"/")], "missing_method"),
+    ([(b":method", b"GET"), (b":scheme", b"http"), (b":authority", b"a")], "missing_path"),
+    ([(b":method", b"GET"), (b":scheme", b"http"), (b":path", b"/")], "missing_authority"),
+    ([(b":method", b"GET")] + BASE, "duplicate_pseudo_header"),
+    ([(b"x-a", b"1")] + BASE, "pseudo_header_after_regular"),
+    (BASE + [(b":status", b"200")], "unknown_pseudo_header"),
+    (BASE + [(b"X-Upper", b"1")], "invalid_header_name"),
+    (BASE + [(b"x-a", b"evil\r\nInjected: 1")], "invalid_header_value"),
+    (BASE + [(b"x-a", b"nul\x00")], "invalid_header_value"),
+    (BASE + [(b"connection", b"close")], "connection_specific_header"),
+    (BASE + [(b"transfer-encoding", b"chunked")], "connection_specific_header"),
+    (BASE + [(b"te", b"gzip")], "invalid_te"),
+    (BASE + [(b"content-length", b"x")], "invalid_content_length"),
+    ([(b":method", b"CONNECT"), (b":authority", b"a:443")], "connect_not_supported"),
+    ([(b":method", b"GET"), (b":scheme", b"http"), (b":authority", b"a"), (b":path", b"no-slash")], "invalid_path"),
+])
+def test_malformed_request_blocks_are_refused(block, detail):
+    with pytest.raises(H2HeadError) as e:
+        request_from_block(block)
+    assert e.value.detail == detail
+
+
+def test_trailers_are_validated_when_asked():
+    assert trailers_from_block([(b"grpc-status", b"0")], validate=True).items == [(b"grpc-status", b"0")]
+    with pytest.raises(H2HeadError):
+        trailers_from_block([(b":path", b"/")], validate=True)
+    with pytest.raises(H2HeadError):
+        trailers_from_block([(b"x-a", b"a\nb")], validate=True)
+
+
+def test_response_block_drops_connection_headers_and_sets_length():
+    block = response_block(200, Headers([(b"connection", b"keep-alive"), (b"content-length", b"9"),
+                                         (b"x-a", b"1")]), 5)
+    assert block == [(b":status", b"200"), (b"x-a", b"1"), (b"content-length", b"5")]
+    assert response_block(204, Headers(), 0) == [(b":status", b"204")]
+
+
+def test_request_block_from_an_http1_head():
+    block = request_block("POST", "/svc/M", Headers([(b"host", b"h:1"), (b"connection", b"x"),
+                                                     (b"content-type", b"application/grpc")]), "https", True)
+    assert block == [(b":method", b"POST"), (b":scheme", b"https"), (b":authority", b"h:1"),
+                     (b":path", b"/svc/M"), (b"content-type", b"application/grpc"), (b"te", b"trailers")]
+
+
+@pytest.mark.parametrize("status,code", [(404, 12), (503, 14), (504, 4), (429, 8), (502, 14), (500, 13),
+                                         (401, 16), (403, 7), (418, 2), (200, 0)])
+def test_grpc_status_for_http_status(status, code):
+    assert grpc_status_for(status) == code
+
+
+def test_grpc_local_reply_is_trailers_only():
+    r = grpc_local_reply(LocalReply(503, b"upstream unavailable\n", (("x-keep", "1"),), "no_healthy_upstream"))
+    assert r.status == 200 and r.body == b"" and r.detail == "no_healthy_upstream"
+    h = dict(r.headers)
+    assert h["grpc-status"] == "14" and h["grpc-message"] == "no_healthy_upstream"
+    assert h["content-type"] == "application/grpc" and h["x-keep"] == "1"
+    r = grpc_local_reply(LocalReply(429, "too many, 100%", (), ""))
+    assert dict(r.headers)["grpc-message"] == "too many, 100%25"
+
+
+@pytest.mark.parametrize("value,seconds", [(b"1S", 1.0), (b"250m", 0.25), (b"2M", 120.0), (b"1H", 3600.0),
+                                           (b"500u", 0.0005), (b"7n", 7e-9), (b"", None), (b"S", None),
+                                           (b"12x", None), (b"123456789S", None), (None, None)])
+def test_grpc_timeout_parsing(value, seconds):
+    got = parse_grpc_timeout(value)
+    assert got == seconds if seconds is None else got == pytest.approx(seconds)
+
+
+def _client_hello(name: str | None) -> bytes:
+    ctx = ssl.create_default_context()
+    if name is None:
+        ctx.check_hostname = False
+    inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+    obj = ctx.wrap_bio(inc, out, server_hostname=name)
+    with pytest.raises(ssl.SSLWantReadError):
+        obj.do_handshake()
+    return out.read()
+
+
+def test_sni_from_a_client_hello():
+    hello = _client_hello("API.Example.com")
+    assert parse_sni(hello) == "api.example.com"
+    assert parse_sni(hello + b"more bytes") == "api.example.com"
+    for cut in (0, 3, 5, 40, len(hello) - 1):
+        assert parse_sni(hello[:cut]) is NEED_MORE
+
+
+def test_sni_absent_or_not_tls():
+    assert parse_sni(_client_hello(None)) is None
+    assert parse_sni(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n") is None
+    assert parse_sni(b"\x16\x03\x01\x00\x05\x02\x00\x00\x01\x00") is None     # not a ClientHello
+
+
+def test_sni_spanning_two_records():
+    hello = _client_hello("split.test")
+    body = hello[5:]
+    half = len(body) // 2
+    rec = lambda b: b"\x16\x03\x01" + len(b).to_bytes(2, "big") + b
+    assert parse_sni(rec(body[:half]) + rec(body[half:])) == "split.test"
+    assert parse_sni(rec(body[:half])) is NEED_MORE
+
+
+def test_sni_routes_exact_before_wildcard():
+    routes = (SniRoute(("*.b.test",), "wild"), SniRoute(("x.b.test", "a.test"), "exact"))
+    assert match_route(routes, "x.b.test") == "exact"
+    assert match_route(routes, "y.b.test") == "wild"
+    assert match_route(routes, "z.y.b.test") is None
+    assert match_route(routes, None) is None
+
+
+CONFIG = """
+listeners:
+  - name: edge
+    address: 127.0.0.1:8443
+    route: {cluster: api}
+    tls: {cert: %(cert)s, key: %(key)s, alpn: [h2], client_ca: %(cert)s, require_client_cert: true}
+    http2: {max_concurrent_streams: 50, initial_stream_window_size: 1MiB}
+  - name: l4
+    address: 127.0.0.1:9000
+    protocol: tcp
+    route: {cluster: api}
+    tcp: {idle_timeout: 30s, original_dst: true, sni_routes: [{server_names: [a.test], cluster: grpc}]}
+clusters:
+  - name: api
+    endpoints: [127.0.0.1:9001]
+  - name: grpc
+    protocol: http2
+    max_concurrent_streams: 10
+    endpoints: [127.0.0.1:9002]
+    tls: {ca: %(cert)s, sni: grpc.internal}
+"""
+
+
+def test_protocol_settings_load(tmp_path):
+    cert = tmp_path / "c.pem"
+    cert.write_text("x")
+    cfg = load_config_text(CONFIG % {"cert": cert, "key": cert}, str(tmp_path / "m.yaml"))
+    edge, l4 = cfg.listeners
+    tls = edge.options["tls"]
+    assert tls.alpn == ("h2",) and tls.require_client_cert and tls.client_ca == str(cert)
+    assert edge.options["http2"].max_concurrent_streams == 50
+    assert edge.options["http2"].initial_stream_window_size == 1024 * 1024
+    tcp = l4.options["tcp"]
+    assert tcp.idle_timeout == 30 and tcp.original_dst and tcp.sni_routes[0].cluster == "grpc"
+    grpc = cfg.clusters[1]
+    assert grpc.protocol == "http2" and grpc.options["max_concurrent_streams"] == 10
+    assert grpc.options["tls"].sni == "grpc.internal"
+
+
+@pytest.mark.parametrize("bad,message", [
+    ("tls: {cert: /nonexistent.pem, key: /nonexistent.key}", "no such file"),
+    ("tls: {cert: %(cert)s, key: %(cert)s, require_client_cert: true}", "client_ca"),
+    ("tls: {cert: %(cert)s, key: %(cert)s, alpn: [h3]}", "unknown value"),
+    ("tcp: {sni_routes: [{server_names: ['a.*'], cluster: api}]}", "wildcard"),
+    ("tcp: {sni_routes: [{server_names: [a.test], cluster: nope}]}", "unknown cluster"),
+])
+def test_protocol_settings_errors(tmp_path, bad, message):
+    cert = tmp_path / "c.pem"
+    cert.write_text("x")
+    text = ("listeners:\n  - name: l\n    address: 127.0.0.1:1\n    route: {cluster: api}\n    "
+            + (bad % {"cert": cert}) + "\nclusters:\n  - name: api\n    endpoints: [127.0.0.1:2]\n")
+    with pytest.raises(ConfigError) as e:
+        load_config_text(text, str(tmp_path / "m.yaml"))
+    assert message in str(e.value) or any(message in str(d) for d in e.value.diagnostics)
