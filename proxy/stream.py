@@ -235,11 +235,16 @@ class HttpStream:
             return self.fail(404, "route_not_found")
         ctx.route = route
         self.chain = route.chain
+        action = route.action
+        if isinstance(action, RouteAction):
+            # the cluster (a weighted split's pick too) is known with the route, as in
+            # Envoy, so replies made by the route's own steps still log and expose it
+            cname = action.cluster
+            ctx.cluster_name = cname if cname is not None else _pick_weighted(action.weighted_clusters)
         if route.pipeline.request:
             r = yield from self._run(route.pipeline.request)
             if r is not None:
                 return self._act(r)
-        action = route.action
         if not isinstance(action, RouteAction):
             if isinstance(action, DirectResponse):
                 return self.local_reply(LocalReply(action.status, action.body, action.headers, ""))
@@ -247,10 +252,7 @@ class HttpStream:
                 return self.local_reply(LocalReply(action.status, b"", (("location", action.location(ctx)),), ""))
             return self.fail(500, "internal_error")
         self.action = action
-        cname = action.cluster
-        if cname is None:
-            cname = _pick_weighted(action.weighted_clusters)
-        ctx.cluster_name = cname
+        cname = ctx.cluster_name
         cluster = self.worker.clusters.get(cname)
         if cluster is None:
             return self.fail(503, "cluster_not_found")

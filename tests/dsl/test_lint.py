@@ -128,6 +128,6 @@ def test_yaml_config_errors_in_the_same_formats(rules):
 
 def test_examples_pass(rules):
     here = os.path.dirname(__file__)
-    ex = os.path.normpath(os.path.join(here, "..", "..", "examples", "rules"))
-    assert run(ex) == (0, "All checks passed!\n", "")
+    ex = os.path.normpath(os.path.join(here, "..", "..", "examples", "shop"))
+    assert run(os.path.join(ex, "rules")) == (0, "All checks passed!\n", "")
     assert run(os.path.join(ex, "mosnx.yaml"))[:2] == (0, "All checks passed!\n")

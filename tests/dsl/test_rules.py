@@ -120,7 +120,7 @@ def test_build_snapshot_reports_rule_errors_with_positions(rules):
 
 def test_shop_example_builds(rules):
     here = os.path.dirname(__file__)
-    cfg = os.path.normpath(os.path.join(here, "..", "..", "examples", "rules", "mosnx.yaml"))
+    cfg = os.path.normpath(os.path.join(here, "..", "..", "examples", "shop", "mosnx.yaml"))
     snap = build_snapshot(cfg)
     vh = snap.listeners["shop"].routes.vhost_for("www.shop.example.com")
     assert [r.name for r in vh.routes] == ["health", "old-docs", "items", "beta", "api", "default"]
