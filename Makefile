@@ -25,6 +25,13 @@ bench: install
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 # 1,000 .mdsl routes against one: route decision in process, req/s with wrk.
+# h2load (nghttp2-client) and HAProxy come from Debian when missing
+.PHONY: bench-h2
+bench-h2: install
+	command -v h2load >/dev/null || (apt-get update -qq && apt-get install -y -qq nghttp2-client)
+	command -v haproxy >/dev/null || apt-get install -y -qq haproxy
+	$(BIN)/python bench/h2_bench.py --mosnx $(BIN)/mosnx $(BENCH_ARGS)
+
 .PHONY: bench-routing
 bench-routing: install
 	$(BIN)/python bench/routing.py --mosnx $(BIN)/mosnx $(BENCH_ARGS)
