@@ -154,9 +154,10 @@ class VirtualHost:
                 prefix.setdefault(r.path_prefix, []).append(r)
             else:
                 always.append(r)
-        self._exact = exact
-        # prefixes checked longest first is irrelevant for order: we merge by index
-        self._prefix = sorted(prefix.items(), key=lambda kv: -len(kv[0]))
+        # per exact path, its routes and the unconditional ones already in declared
+        # order, so a request whose path matches no prefix route sorts nothing
+        self._exact = {p: sorted(rs + always, key=_by_index) for p, rs in exact.items()}
+        self._prefix = list(prefix.items())
         self._always = always
         # small tables: a straight scan is faster than merging candidate lists
         self._linear = len(self.routes) <= 8
@@ -177,12 +178,13 @@ class VirtualHost:
                     return r
             return None
         path = ctx.url_path
-        cands = list(self._exact.get(path, ()))
+        cands = self._exact.get(path, self._always)
+        pre = None
         for p, rs in self._prefix:
             if path.startswith(p):
-                cands.extend(rs)
-        cands.extend(self._always)
-        cands.sort(key=_by_index)
+                pre = rs if pre is None else pre + rs
+        if pre is not None:
+            cands = sorted(cands + pre, key=_by_index)
         for r in cands:
             m = r.match
             if m is None or m(ctx):

@@ -105,3 +105,29 @@ def test_clusters_lists_every_reference():
         Route("b", DirectResponse(200, b"ok")),
     ])])
     assert table.clusters() == {"v1", "v2", "shadow"}
+
+
+def test_indexed_matching_agrees_with_a_plain_first_match_scan():
+    import random
+    rnd = random.Random(7)
+    paths = ["/", "/a", "/a/b", "/a/bc", "/b", "/b/c/d", "/c"]
+    for _ in range(300):
+        routes = []
+        for i in range(rnd.randint(9, 20)):       # above the linear-scan size
+            kind = rnd.choice(["exact", "prefix", "guard", "always"])
+            p = rnd.choice(paths)
+            want = rnd.choice(["0", "1"])
+            guard = (lambda w: lambda c: c.request.headers.get("x-g") == w)(want)
+            routes.append(Route(f"r{i}", fwd("x"),
+                                match=guard if kind == "guard" or rnd.random() < 0.3 else None,
+                                path_exact=p if kind == "exact" else None,
+                                path_prefix=p if kind == "prefix" else None))
+        vh = VirtualHost("v", ["*"], routes)
+        for path in paths + ["/zz", "/a/b/c"]:
+            for g in ("0", "1"):
+                c = ctx(path, headers=[("x-g", g)])
+                expect = next((r for r in routes
+                               if (r.path_exact is None or c.url_path == r.path_exact)
+                               and (r.path_prefix is None or c.url_path.startswith(r.path_prefix))
+                               and (r.match is None or r.match(c))), None)
+                assert vh.match(c) is expect
