@@ -96,7 +96,7 @@ class HttpStream:
         "try_timer", "attempts", "tried", "resp_body_steps", "resp_chunk", "expect_continue",
         "upgrade", "tunnel_up", "head_bytes", "up_keep_alive", "upstream_start", "retrying",
         "client_keep_alive", "paused_down", "gen", "resp_length", "resp_headers_out",
-        "wants_retry_5xx", "log_done", "rq_counted", "reused", "idle_mark", "idle_since", "route_timeout",
+        "wants_retry_5xx", "log_done", "rq_counted", "reused", "idle_mark", "idle_since", "route_timeout", "resp_left",
         "mirror_body",
     )
 
@@ -146,6 +146,7 @@ class HttpStream:
         self.idle_mark = -1
         self.idle_since = 0.0
         self.route_timeout = 0.0
+        self.resp_left = -1      # response body bytes still due by Content-Length; -2: ended
         self.mirror_body = None             # worker.MirrorBody collecting a copy for shadow clusters
 
     # ------------------------------------------------------------------ decide
@@ -533,6 +534,7 @@ class HttpStream:
                     self._release_upstream(False)
                     return self._send_local(r)
         self.resp_body_steps = chain.response_body
+        self.resp_left = body if body else -1
         if self.resp_body_steps and body and not ctx.response.headers.has(b"content-length"):
             # a body filter that may resize the body drops Content-Length (as Envoy asks
             # of filters); the response is then re-framed as chunked
@@ -573,7 +575,15 @@ class HttpStream:
             return
         steps = self.resp_body_steps
         if steps:
-            data = self._resp_body(steps, data, False)
+            # the chunk that completes a Content-Length body carries end_stream, as in
+            # Envoy, so body filters are not called once more with nothing
+            end = False
+            left = self.resp_left
+            if left > 0:
+                left -= len(data)
+                end = left <= 0
+                self.resp_left = -2 if end else left
+            data = self._resp_body(steps, data, end)
             if not data:
                 return
         self.ctx.bytes_sent += len(data)
@@ -605,7 +615,7 @@ class HttpStream:
         if not self.response_started or self.response_done:
             return
         steps = self.resp_body_steps
-        if steps:
+        if steps and self.resp_left != -2:
             tail = self._resp_body(steps, b"", True)
             if tail:
                 self.ctx.bytes_sent += len(tail)

@@ -80,7 +80,7 @@ class WasmFilter(HttpFilter):
         if not vm.alive:
             if not vm.ensure():
                 return vm.failure_outcome
-        elif not vm.contexts and vm.memory_high() and not vm.recycle():
+        elif not vm.contexts and vm.memory_check_due() and vm.memory_high() and not vm.recycle():
             return vm.failure_outcome
         h = ctx.request.headers
         eos = not (h.has(b"content-length") and h.getb(b"content-length") != b"0"

@@ -106,6 +106,7 @@ class VM:
         # grows ~60 bytes a request); an idle VM above this is replaced before it
         # reaches the limit and fails a request.
         self.recycle_at = plugin.max_memory * 3 // 4
+        self.memory_checks = 0
         self.http_call = http_call
         self.clusters = clusters
         self.failure_outcome = None if plugin.fail_open else LocalReply(
@@ -189,6 +190,12 @@ class VM:
             self.fail(e, "start")
             return False
         return True
+
+    def memory_check_due(self) -> bool:
+        """True every 32nd idle moment: reading the memory size is two C calls, and
+        a guest's leak grows by bytes per request, so sampling is enough."""
+        self.memory_checks = n = self.memory_checks + 1
+        return n & 31 == 0
 
     def memory_high(self) -> bool:
         return fastcall.memory_base(self.ctx, self.mem_ref)[1] > self.recycle_at
