@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import re
 import time
 
 from mosnx.runtime.actions import LocalReply, Pause
@@ -375,7 +374,6 @@ class HttpStream:
                 break
         out = []
         xff = None
-        has_proto = False
         for kv in items:
             k = kv[0]
             if k in HOP_BY_HOP or (conn_tokens is not None and k in conn_tokens):

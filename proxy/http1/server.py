@@ -10,13 +10,13 @@ whole response.
 from __future__ import annotations
 
 import asyncio
-import socket
 
 from mosnx.runtime.context import RequestHead, StreamContext
 from mosnx.runtime.headers import Headers
 
 from ..codec.http1 import ParseError, RequestDecoder, encode_chunk, encode_headers, encode_last_chunk, status_line
 from ..stream import HttpStream
+from ..sockets import set_nodelay
 
 _NO_BODY_STATUS = frozenset({204, 304})
 _CLOSE = (b"connection", b"close")
@@ -68,12 +68,7 @@ class Http1Server(asyncio.Protocol):
         cfg = listener.config
         self.decoder = RequestDecoder(self, cfg.limits.request_headers)
         transport.set_write_buffer_limits(cfg.limits.write_high_water, cfg.limits.write_low_water)
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            try:
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            except OSError:
-                pass
+        set_nodelay(transport)
         self.peer = transport.get_extra_info("peername") or ("", 0)
         self.local = transport.get_extra_info("sockname") or ("", 0)
         w.connections.add(self)

@@ -17,7 +17,6 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
-import socket
 
 import h2.events
 import h2.exceptions
@@ -30,6 +29,7 @@ from mosnx.runtime.headers import Headers
 from ..codec.http2 import (H2HeadError, new_connection, request_from_block, response_block, settings,
                            trailer_block, trailers_from_block)
 from ..stream import HttpStream
+from ..sockets import set_nodelay
 
 _NO_ERROR = ErrorCodes.NO_ERROR
 _REFUSED = ErrorCodes.REFUSED_STREAM
@@ -349,12 +349,7 @@ class Http2Server(asyncio.Protocol):
         stream_window = opts.initial_stream_window_size if opts else DEFAULT_STREAM_WINDOW
         conn_window = opts.initial_connection_window_size if opts else DEFAULT_CONNECTION_WINDOW
         transport.set_write_buffer_limits(cfg.limits.write_high_water, cfg.limits.write_low_water)
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            try:
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            except OSError:
-                pass
+        set_nodelay(transport)
         self.peer = transport.get_extra_info("peername") or ("", 0)
         self.local = transport.get_extra_info("sockname") or ("", 0)
         self.h2 = c = new_connection(False, settings(self.max_streams, cfg.limits.request_headers, stream_window))

@@ -23,6 +23,7 @@ from mosnx.runtime.headers import Headers
 
 from ..stream import _pick_weighted
 from .sni import NEED_MORE, match_route, parse_sni
+from ..sockets import set_nodelay
 
 SO_ORIGINAL_DST = 80
 _DEFAULT = TcpOptions()
@@ -110,11 +111,7 @@ class TcpDownstream(asyncio.Protocol):
                                        peer[:2], local[:2])
         w.connections.add(self)
         self.last = w.loop.time()
-        if sock is not None:
-            try:
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            except OSError:
-                pass
+        set_nodelay(transport)
         if opts.original_dst and sock is not None:
             dst = original_dst(sock)
             if dst is not None and dst != tuple(local[:2]):
@@ -348,12 +345,7 @@ class TcpUpstream(asyncio.Protocol):
         self.transport = transport
         d = self.down
         transport.set_write_buffer_limits(d.opts.buffer, d.opts.buffer // 4)
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            try:
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            except OSError:
-                pass
+        set_nodelay(transport)
 
     def data_received(self, data: bytes) -> None:
         self.down.on_upstream_data(data)

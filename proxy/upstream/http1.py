@@ -6,9 +6,9 @@ Exactly one stream uses a connection at a time; the pool owns it otherwise.
 from __future__ import annotations
 
 import asyncio
-import socket
 
 from ..codec.http1 import ParseError, ResponseDecoder
+from ..sockets import set_nodelay
 
 
 class UpstreamConnection(asyncio.Protocol):
@@ -69,12 +69,7 @@ class UpstreamConnection(asyncio.Protocol):
     # -- asyncio.Protocol --
     def connection_made(self, transport) -> None:
         self.transport = transport
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            try:
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            except OSError:
-                pass
+        set_nodelay(transport)
 
     def data_received(self, data: bytes) -> None:
         if self.tunnel is not None:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import socket
 from collections import deque
 
 import h2.events
@@ -32,6 +31,7 @@ from ..codec.http2 import (new_connection, request_block, response_from_block, t
                            trailers_from_block)
 from ..tls import client_context
 from .pool import OVERFLOW
+from ..sockets import set_nodelay
 
 DEFAULT_STREAM_CAP = 100
 _WINDOW = 4 * 1024 * 1024
@@ -309,12 +309,7 @@ class H2UpstreamConnection(asyncio.Protocol):
     # -- asyncio.Protocol --
     def connection_made(self, transport) -> None:
         self.transport = transport
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            try:
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            except OSError:
-                pass
+        set_nodelay(transport)
         c = self.h2
         c.initiate_connection()
         c.increment_flow_control_window(_WINDOW - 65535)
