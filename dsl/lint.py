@@ -68,11 +68,9 @@ def run(paths: list[str]) -> list[Diagnostic]:
 
 
 def check_config(path: str) -> list[Diagnostic]:
-    import mosnx.dsl  # noqa: F401  (registers the rules loader)
-    try:
-        import mosnx.wasm  # noqa: F401  (registers the wasm filter kind, when installed)
-    except Exception:
-        pass
+    # the CLI (the composition root) has registered every front end and filter;
+    # this package registers only its own rules loader
+    import mosnx.dsl  # noqa: F401
     from mosnx.runtime.snapshot import build_snapshot
 
     from .rules import analyze

@@ -7,7 +7,7 @@ own except ConfigError, which carries a list of them.
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Iterable, Sequence
 
 

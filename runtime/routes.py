@@ -8,7 +8,7 @@ Every route's guard is a compiled predicate; nothing here walks an AST.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Iterable
 
 from .context import StreamContext

@@ -7,7 +7,11 @@ from dataclasses import dataclass, field
 
 import pytest
 
-import mosnx.dsl  # noqa: F401  (registers the rules loader)
+from mosnx import plugins
+
+# the tests stand where the CLI does: the composition root registers every front end
+# and filter (the examples' configs use wasm and built-in filters beside the rules)
+plugins.load()
 from mosnx.dsl.compile import compile_program
 from mosnx.dsl.rules import analyze
 from mosnx.runtime.actions import Action, Pause
