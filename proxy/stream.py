@@ -472,6 +472,8 @@ class HttpStream:
             self.down.stream_finished(self)
 
     def _body_steps(self, steps, data: bytes, end: bool):
+        """Run body steps over one chunk (request or response): the chunk as they left
+        it, or None when one of them ended the stream with a local reply."""
         ctx = self.ctx
         for step in steps:
             r = step(ctx, data, end)
@@ -479,10 +481,10 @@ class HttpStream:
                 continue
             if isinstance(r, bytes):
                 data = r
-                continue
-            if isinstance(r, LocalReply):
+            elif isinstance(r, LocalReply) and not self.response_started:
                 self.local_reply(r)
-            return None
+                return None
+            # once the response head is out, an action can no longer be honoured
         return data
 
     def on_upstream_pressure(self, high: bool) -> None:
@@ -581,7 +583,7 @@ class HttpStream:
                 left -= len(data)
                 end = left <= 0
                 self.resp_left = -2 if end else left
-            data = self._resp_body(steps, data, end)
+            data = self._body_steps(steps, data, end)
             if not data:
                 return
         self.ctx.bytes_sent += len(data)
@@ -590,16 +592,6 @@ class HttpStream:
             up = self.up
             if up is not None:
                 up.pause_reading()
-
-    def _resp_body(self, steps, data: bytes, end: bool):
-        ctx = self.ctx
-        for step in steps:
-            r = step(ctx, data, end)
-            if r is None:
-                continue
-            if isinstance(r, bytes):
-                data = r
-        return data
 
     def on_downstream_drain(self) -> None:
         up = self.up
@@ -614,7 +606,7 @@ class HttpStream:
             return
         steps = self.resp_body_steps
         if steps and self.resp_left != -2:
-            tail = self._resp_body(steps, b"", True)
+            tail = self._body_steps(steps, b"", True)
             if tail:
                 self.ctx.bytes_sent += len(tail)
                 self.down.send_data(self, tail)

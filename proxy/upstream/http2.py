@@ -30,7 +30,7 @@ from ..codec.http1 import ParseError, RequestDecoder
 from ..codec.http2 import (new_connection, request_block, response_from_block, trailer_block,
                            trailers_from_block)
 from ..tls import client_context
-from .pool import OVERFLOW
+from .pool import cancel_wait, wait_for_connection
 from ..sockets import set_nodelay
 
 DEFAULT_STREAM_CAP = 100
@@ -72,22 +72,10 @@ class H2Pool:
             cluster.rq_pending += 1
             cluster.c["upstream_rq_pending_total"].value += 1
             return None
-        if cluster.rq_pending >= cluster.cb.max_pending_requests:
-            cluster.c["upstream_cx_overflow"].value += 1
-            cluster.c["upstream_rq_pending_overflow"].value += 1
-            return OVERFLOW
-        cluster.c["upstream_cx_overflow"].value += 1
-        cluster.c["upstream_rq_pending_total"].value += 1
-        cluster.rq_pending += 1
-        self.waiters.append(stream)
-        return None
+        return wait_for_connection(self, stream)
 
     def cancel(self, stream) -> None:
-        try:
-            self.waiters.remove(stream)
-        except ValueError:
-            return
-        self.host.cluster.rq_pending -= 1
+        cancel_wait(self, stream)
 
     def release(self, handle, reusable: bool) -> None:
         handle.finish(reusable)

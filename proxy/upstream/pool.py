@@ -18,6 +18,29 @@ _now = time.monotonic
 OVERFLOW = object()   # acquire() result: the cluster's breakers refused the request
 
 
+def wait_for_connection(pool, stream):
+    """At the connection limit: queue `stream` on `pool` under the cluster's
+    max_pending_requests (None), or refuse it (OVERFLOW). Shared by both pools."""
+    cluster = pool.host.cluster
+    cluster.c["upstream_cx_overflow"].value += 1
+    if cluster.rq_pending >= cluster.cb.max_pending_requests:
+        cluster.c["upstream_rq_pending_overflow"].value += 1
+        return OVERFLOW
+    cluster.c["upstream_rq_pending_total"].value += 1
+    cluster.rq_pending += 1
+    pool.waiters.append(stream)
+    return None
+
+
+def cancel_wait(pool, stream) -> None:
+    """The stream gave up waiting (timeout, client gone)."""
+    try:
+        pool.waiters.remove(stream)
+    except ValueError:
+        return
+    pool.host.cluster.rq_pending -= 1
+
+
 class Pool:
     __slots__ = ("host", "idle", "cx_active", "waiters", "retired", "connecting")
 
@@ -46,23 +69,10 @@ class Pool:
             cluster.c["upstream_cx_overflow"].value += 1
             self._connect(stream)
             return None
-        if cluster.rq_pending >= cluster.cb.max_pending_requests:
-            cluster.c["upstream_cx_overflow"].value += 1
-            cluster.c["upstream_rq_pending_overflow"].value += 1
-            return OVERFLOW
-        cluster.c["upstream_cx_overflow"].value += 1
-        cluster.c["upstream_rq_pending_total"].value += 1
-        cluster.rq_pending += 1
-        self.waiters.append(stream)
-        return None
+        return wait_for_connection(self, stream)
 
     def cancel(self, stream) -> None:
-        """The stream gave up waiting (timeout, client gone)."""
-        try:
-            self.waiters.remove(stream)
-        except ValueError:
-            return
-        self.host.cluster.rq_pending -= 1
+        cancel_wait(self, stream)
 
     def release(self, conn, reusable: bool) -> None:
         cluster = self.host.cluster
