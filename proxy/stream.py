@@ -95,7 +95,7 @@ class HttpStream:
         "try_timer", "attempts", "tried", "resp_body_steps", "resp_chunk", "expect_continue",
         "upgrade", "tunnel_up", "head_bytes", "up_keep_alive", "upstream_start", "retrying",
         "client_keep_alive", "paused_down", "gen", "resp_length", "resp_headers_out",
-        "wants_retry_5xx", "log_done", "rq_counted", "reused", "idle_mark", "idle_since", "route_timeout", "resp_left",
+        "wants_retry_5xx", "log_done", "rq_counted", "reused", "idle_mark", "idle_since", "route_timeout", "resp_left", "held", "held_body",
         "mirror_body",
     )
 
@@ -146,6 +146,8 @@ class HttpStream:
         self.idle_since = 0.0
         self.route_timeout = 0.0
         self.resp_left = -1      # response body bytes still due by Content-Length; -2: ended
+        self.held = None         # upstream events kept while a response step is paused
+        self.held_body = None
         self.mirror_body = None             # worker.MirrorBody collecting a copy for shadow clusters
 
     # ------------------------------------------------------------------ decide
@@ -526,20 +528,73 @@ class HttpStream:
         if status == 101 and self.upgrade:
             return self._start_tunnel(headers)
         self.body_buf = None
-        chain = self.chain
-        if chain.response:
-            for step in chain.response:
-                r = step(ctx)
-                if isinstance(r, LocalReply):
-                    self._release_upstream(False)
-                    return self._send_local(r)
-        self.resp_body_steps = chain.response_body
+        if self.chain.response and not self._response_steps(0, body):
+            return
+        self._send_upstream_head(body)
+
+    def _response_steps(self, start: int, body: int | None) -> bool:
+        """Response-header steps from index `start`; False when the head must not go out
+        now: a step ended the stream, or paused it (its I/O resumes it)."""
+        ctx = self.ctx
+        steps = self.chain.response
+        for i in range(start, len(steps)):
+            r = steps[i](ctx)
+            if r is None:
+                continue
+            if isinstance(r, LocalReply):
+                self._release_upstream(False)
+                self._send_local(r)
+                return False
+            if isinstance(r, Pause):
+                self._hold_response(r.awaitable, i + 1, body)
+                return False
+        return True
+
+    def _hold_response(self, awaitable, resume_at: int, body: int | None) -> None:
+        # the head waits for the step's I/O; body bytes already read wait with it, and
+        # the upstream is not read further until then
+        self.held = []
+        self.held_body = body
+        if self.up is not None:
+            self.up.pause_reading()
+        asyncio.ensure_future(awaitable).add_done_callback(
+            lambda f: self._response_resumed(f, resume_at))
+
+    def _response_resumed(self, fut, resume_at: int) -> None:
+        if not self.alive:
+            return
+        try:
+            r = fut.result()
+        except Exception:
+            self.worker.log_exception("paused response step failed")
+            r = LocalReply(500, b"", (), "filter_failure")
+        if isinstance(r, LocalReply):
+            self.held = None
+            self._release_upstream(False)
+            return self._send_local(r)
+        body = self.held_body
+        if not self._response_steps(resume_at, body):
+            return
+        held, self.held = self.held, None
+        self._send_upstream_head(body)
+        for kind, arg in held:
+            if kind == "data":
+                self.on_upstream_data(arg)
+            else:
+                self.on_upstream_end(arg)
+        self.down.flush()
+        if self.up is not None:
+            self.up.resume_reading()
+
+    def _send_upstream_head(self, body: int | None) -> None:
+        ctx = self.ctx
+        self.resp_body_steps = self.chain.response_body
         self.resp_left = body if body else -1
         if self.resp_body_steps and body and not ctx.response.headers.has(b"content-length"):
             # a body filter that may resize the body drops Content-Length (as Envoy asks
             # of filters); the response is then re-framed as chunked
             body = None
-        self._send_response_head(status, ctx.response.headers, body)
+        self._send_response_head(ctx.response.status, ctx.response.headers, body)
 
     def _retriable_status(self, status: int, retry) -> bool:
         on = retry.retry_on
@@ -571,6 +626,9 @@ class HttpStream:
         self.down.send_head(self, status, headers, body, False)
 
     def on_upstream_data(self, data: bytes) -> None:
+        if self.held is not None:
+            self.held.append(("data", data))
+            return
         if not self.response_started or self.response_done:
             return
         steps = self.resp_body_steps
@@ -602,6 +660,9 @@ class HttpStream:
         if self.tunnel_up is not None:
             return
         self._release_upstream(self.up_keep_alive and self.request_done)
+        if self.held is not None:
+            self.held.append(("end", trailers))
+            return
         if not self.response_started or self.response_done:
             return
         steps = self.resp_body_steps
@@ -858,9 +919,16 @@ class HttpStream:
         chain = self.chain
         for step in chain.response:
             try:
-                step(ctx)
+                res = step(ctx)
             except Exception:
                 self.worker.log_exception("response step failed on a local reply")
+                continue
+            if isinstance(res, Pause):
+                # a local reply is not held for a step's I/O: drop what the step started
+                aw = res.awaitable
+                stop = getattr(aw, "close", None) or getattr(aw, "cancel", None)
+                if stop is not None:
+                    stop()
         body = r.body if ctx.request.method != "HEAD" else b""
         self.response_started = True
         self.response_done = True
