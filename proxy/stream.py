@@ -192,14 +192,16 @@ class HttpStream:
             return
 
     def _resumed(self, fut) -> None:
-        if not self.alive:
-            return
+        if self.alive:
+            self._drive(self._paused_result(fut))
+
+    def _paused_result(self, fut):
+        """What a paused step's I/O ended with: None, an Action, or a 500 if it failed."""
         try:
-            value = fut.result()
+            return fut.result()
         except Exception:
             self.worker.log_exception("paused step failed")
-            value = LocalReply(500, b"", (), "filter_failure")
-        self._drive(value)
+            return LocalReply(500, b"", (), "filter_failure")
 
     def _run(self, steps):
         ctx = self.ctx
@@ -563,11 +565,7 @@ class HttpStream:
     def _response_resumed(self, fut, resume_at: int) -> None:
         if not self.alive:
             return
-        try:
-            r = fut.result()
-        except Exception:
-            self.worker.log_exception("paused response step failed")
-            r = LocalReply(500, b"", (), "filter_failure")
+        r = self._paused_result(fut)
         if isinstance(r, LocalReply):
             self.held = None
             self._release_upstream(False)

@@ -68,6 +68,31 @@ class RoundRobin(LoadBalancer):
         return None
 
 
+def _edf_pick(lb, exclude, step_of):
+    """Earliest-deadline-first pick over `lb.heap` ([deadline, seq, host] entries):
+    the chosen host's deadline moves on by step_of(host). A host out of rotation
+    is passed over but keeps its place, so it does not come back owed a burst."""
+    heap = lb.heap
+    skipped = []
+    chosen = None
+    for _ in range(len(heap)):
+        e = heapq.heappop(heap)
+        h = e[2]
+        e[0] += step_of(h)
+        lb.seq += 1
+        e[1] = lb.seq
+        if h.healthy and h is not exclude:
+            chosen = h
+            heapq.heappush(heap, e)
+            break
+        skipped.append(e)
+    for e in skipped:
+        heapq.heappush(heap, e)
+    if chosen is None and exclude is not None and exclude.healthy:
+        return exclude
+    return chosen
+
+
 class WeightedRoundRobin(LoadBalancer):
     """Earliest deadline first, as Envoy's EDF scheduler: each host's next deadline
     is 1/weight after its last pick, so a heavy host's picks are spread evenly
@@ -94,29 +119,8 @@ class WeightedRoundRobin(LoadBalancer):
         heapq.heapify(self.heap)
 
     def pick(self, ctx, exclude=None):
-        heap = self.heap
-        skipped = None
-        chosen = None
-        for _ in range(len(heap)):
-            e = heapq.heappop(heap)
-            h = e[2]
-            e[0] += self.steps[id(h)]
-            self.seq += 1
-            e[1] = self.seq
-            if h.healthy and h is not exclude:
-                chosen = h
-                heapq.heappush(heap, e)
-                break
-            if skipped is None:
-                skipped = []
-            skipped.append(e)
-        if skipped:
-            for e in skipped:
-                # a host out of rotation keeps its place: it should not come back owed a burst
-                heapq.heappush(heap, e)
-        if chosen is None and exclude is not None and exclude.healthy:
-            return exclude
-        return chosen
+        steps = self.steps
+        return _edf_pick(self, exclude, lambda h: steps[id(h)])
 
 
 class Random(LoadBalancer):
@@ -168,29 +172,9 @@ class LeastRequest(LoadBalancer):
         return best
 
     def _pick_edf(self, exclude):
-        heap = self.heap
-        skipped = None
-        chosen = None
-        for _ in range(len(heap)):
-            e = heapq.heappop(heap)
-            h = e[2]
-            load = (h.rq_active + 1) ** self.bias if self.bias else 1.0
-            e[0] += load / h.weight
-            self.seq += 1
-            e[1] = self.seq
-            if h.healthy and h is not exclude:
-                chosen = h
-                heapq.heappush(heap, e)
-                break
-            if skipped is None:
-                skipped = []
-            skipped.append(e)
-        if skipped:
-            for e in skipped:
-                heapq.heappush(heap, e)
-        if chosen is None and exclude is not None and exclude.healthy:
-            return exclude
-        return chosen
+        bias = self.bias
+        return _edf_pick(self, exclude,
+                         lambda h: ((h.rq_active + 1) ** bias if bias else 1.0) / h.weight)
 
 
 class PeakEwma(LoadBalancer):
