@@ -57,6 +57,8 @@ def proxy_set_buffer_bytes(vm, caller, kind, start, size, val_ptr, val_len):
     if st is None or st.bufs[kind] is None:
         return abi.NOT_FOUND
     buf = st.bufs[kind]
+    if not isinstance(buf, bytearray):
+        buf = st.bufs[kind] = bytearray(buf)
     value = memory.read(vm, caller, val_ptr, val_len)
     start &= 0xFFFFFFFF
     size &= 0xFFFFFFFF

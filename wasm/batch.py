@@ -54,7 +54,7 @@ def _wat(present: list[str]) -> str:
     return "\n".join(lines)
 
 
-def build(store: wasmtime.Store, exports) -> tuple[fastcall.GuestFunc, fastcall.GuestFunc] | None:
+def build(store: wasmtime.Store, exports, watch: fastcall.Watchdog) -> tuple[fastcall.GuestFunc, fastcall.GuestFunc] | None:
     """(open(id, root, n_headers, eos) -> action, close(id) -> done) for this instance, or
     None when an export has a type of its own (an ABI 0.1.0 module): then calls go one by one."""
     present = []
@@ -71,4 +71,4 @@ def build(store: wasmtime.Store, exports) -> tuple[fastcall.GuestFunc, fastcall.
     module = module_cache.compile_module(_wat(present).encode(), "callback batch")
     inst = wasmtime.Instance(store, module, [exports[n] for n in present])
     ex = inst.exports(store)
-    return fastcall.GuestFunc(store, ex["open"]), fastcall.GuestFunc(store, ex["close"])
+    return fastcall.GuestFunc(store, ex["open"], watch), fastcall.GuestFunc(store, ex["close"], watch)

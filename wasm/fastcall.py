@@ -19,6 +19,8 @@ its value array.
 from __future__ import annotations
 
 import ctypes
+import time
+import weakref
 from ctypes import POINTER, byref, c_void_p, cast
 
 import wasmtime
@@ -26,6 +28,7 @@ from wasmtime import _bindings as _raw
 from wasmtime import _ffi as ffi
 
 _val_raw = ffi.wasmtime_val_raw_t
+_monotonic = time.monotonic
 # The ctypes functions themselves, not the bindings' Python wrappers around
 # them; the hot two take plain addresses (ints), which ctypes passes without
 # building pointer objects per call.
@@ -33,9 +36,6 @@ _call_unchecked = _raw._wasmtime_func_call_unchecked
 _call_addr = _raw.dll["wasmtime_func_call_unchecked"]
 _call_addr.restype = c_void_p
 _call_addr.argtypes = [c_void_p, c_void_p, c_void_p, ctypes.c_size_t, c_void_p]
-_deadline_addr = _raw.dll["wasmtime_context_set_epoch_deadline"]
-_deadline_addr.restype = None
-_deadline_addr.argtypes = [c_void_p, ctypes.c_uint64]
 _memory_size = _raw._wasmtime_memory_data_size
 # a private handle on wasmtime_memory_data returning the address as an int
 _memory_data = _raw.dll["wasmtime_memory_data"]
@@ -90,12 +90,63 @@ def kinds_of(types) -> str | None:
     return "".join(out)
 
 
+# wasmtime_store_epoch_deadline_callback's callback: (context, data, *delta, *kind) -> error
+_DeadlineCallback = _raw._wasmtime_store_epoch_deadline_callback.argtypes[1]
+_UPDATE_CONTINUE = 0
+
+
+class Watchdog:
+    """Bounds each top-level guest call of one store in time, without a C call per call.
+
+    Re-arming the epoch deadline before every call costs a C call; instead the
+    deadline stays armed `period` ticks ahead and wasmtime calls back here when
+    the epoch passes it. A top-level call only bumps `calls`. When the callback
+    finds the same call running that it saw at an earlier callback, the call has
+    run at least since then; once that reaches `limit` seconds it fails (an
+    `expired` error), else the deadline moves on. A call is thus stopped after
+    between `limit` and `limit` plus one period.
+    """
+    __slots__ = ("calls", "seen", "seen_at", "limit", "period", "expired", "_cb", "__weakref__")
+
+    def __init__(self, store: wasmtime.Store, limit: float, period: int):
+        self.calls = 0
+        self.seen = -1
+        self.seen_at = 0.0
+        self.limit = limit
+        self.period = period
+        self.expired = False
+        ref = weakref.ref(self)
+
+        def on_deadline(ctx, data, delta, kind):
+            w = ref()
+            if w is None:
+                delta[0] = period
+                kind[0] = _UPDATE_CONTINUE
+                return 0
+            now = _monotonic()
+            if w.calls != w.seen:
+                w.seen = w.calls
+                w.seen_at = now
+            elif now - w.seen_at >= w.limit:
+                w.expired = True
+                msg = b"wasm callback exceeded its time limit"
+                return cast(ffi.wasmtime_error_new(msg), c_void_p).value or 0
+            delta[0] = w.period
+            kind[0] = _UPDATE_CONTINUE
+            return 0
+
+        self._cb = _DeadlineCallback(on_deadline)       # kept alive with the store's VM
+        _raw._wasmtime_store_epoch_deadline_callback(store.ptr(), self._cb, None, _NO_FINALIZER)
+        store.set_epoch_deadline(period)
+
+
 class GuestFunc:
     """An exported guest function, called with ints and returning an int (or None)."""
     __slots__ = ("ctx", "ref", "vals", "words", "n", "nparams", "slots", "result", "func",
-                 "ctx_addr", "func_addr", "vals_addr", "trap", "trap_addr")
+                 "ctx_addr", "func_addr", "vals_addr", "trap", "trap_addr", "watch")
 
-    def __init__(self, store: wasmtime.Store, func: wasmtime.Func):
+    def __init__(self, store: wasmtime.Store, func: wasmtime.Func, watch: Watchdog | None = None):
+        self.watch = watch
         ty = func.type(store)
         pk = kinds_of(ty.params)
         rk = kinds_of(ty.results)
@@ -136,10 +187,9 @@ class GuestFunc:
     def __call__(self, *args):
         return self.call(self.ctx, *args)
 
-    def call_with_deadline(self, ticks: int, *args):
-        """A top-level call: arm the epoch deadline, then call (the hot path of vm.call)."""
-        ctx = self.ctx_addr
-        _deadline_addr(ctx, ticks)
+    def call_top(self, *args):
+        """A top-level call, bounded by the store's Watchdog (the hot path of vm.call)."""
+        self.watch.calls += 1
         if len(args) < self.nparams:
             raise TypeError(f"expected {self.nparams} arguments, got {len(args)}")
         # extra arguments are dropped: ABI 0.1.0 header callbacks take no end_of_stream
@@ -147,7 +197,7 @@ class GuestFunc:
             arr[i] = v
         trap = self.trap
         trap.value = None
-        err = _call_addr(ctx, self.func_addr, self.vals_addr, self.n, self.trap_addr)
+        err = _call_addr(self.ctx_addr, self.func_addr, self.vals_addr, self.n, self.trap_addr)
         if err or trap.value:
             _raise(err, trap.value)
         r = self.result

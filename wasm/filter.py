@@ -113,9 +113,13 @@ class WasmFilter(HttpFilter):
     def _body(self, st: Stream, i: int, callback: str, data: bytes, end_stream: bool):
         buf = st.bufs[i]
         if st.buffering[i] and buf is not None:
+            if not isinstance(buf, bytearray):
+                buf = bytearray(buf)
             buf += data
+            st.bufs[i] = buf
         else:
-            buf = st.bufs[i] = bytearray(data)
+            # the chunk as it came: copied only if the filter edits it (abi_buffers)
+            buf = st.bufs[i] = data
             st.modified[i] = False
         try:
             rc = self.vm.stream_call(st, callback, st.id, len(buf), int(end_stream))
@@ -135,6 +139,7 @@ class WasmFilter(HttpFilter):
             return b""
         # Continue, or a stop at end of stream: nothing more will arrive, so the
         # (possibly edited) buffer goes on rather than the stream hanging.
+        buf = st.bufs[i]        # an edit replaced it with a bytearray
         out = bytes(buf) if (st.buffering[i] or st.modified[i]) else None
         st.bufs[i] = None
         st.buffering[i] = False

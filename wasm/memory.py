@@ -1,11 +1,15 @@
 """Guest memory access for host functions: bounds-checked reads and writes, and
 returning bytes to the guest through its allocator.
 
-`caller` is the raw store context of the running host call (fastcall.py).
-All pointers come from the guest as signed i32 and are masked to u32 here. The
-memory base address is fetched per access because a guest allocation may grow
-(and move) the linear memory. Reads copy out once; nothing keeps a view alive
-across a call into the guest.
+The Engine is configured so that linear memory never moves (module_cache:
+`memory_may_move` off, inside wasmtime's 4 GiB reservation for a 32-bit memory),
+so a VM maps its memory once, at start, as a memoryview (`vm.mem`) and keeps the
+size it last saw (`vm.mem_size`). Memory only grows, so an access within that
+size is in bounds without asking wasmtime; one beyond it re-reads the size
+first. Nothing past the current size is ever touched: those pages are reserved,
+not accessible. Reads copy out; no view escapes a host call.
+
+All pointers come from the guest as signed i32 and are masked to u32 here.
 """
 from __future__ import annotations
 
@@ -17,8 +21,6 @@ from .fastcall import memory_base
 
 _U32 = struct.Struct("<I")
 _U64 = struct.Struct("<Q")
-_string_at = ctypes.string_at
-_memmove = ctypes.memmove
 
 
 class OutOfBounds(Exception):
@@ -29,8 +31,23 @@ class AllocationFailed(Exception):
     """The guest allocator returned 0 or is missing."""
 
 
-def _base(vm, ctx) -> tuple[int, int]:
-    return memory_base(ctx, vm.mem_ref)
+def map_memory(ctx, mem_ref, limit: int) -> tuple[memoryview, int, int]:
+    """(view, base address, current size) of a linear memory that never moves; the
+    view spans `limit` bytes (the store's memory limit), of which only the current
+    size may be touched."""
+    base, size = memory_base(ctx, mem_ref)
+    if not base:
+        raise OutOfBounds
+    view = memoryview((ctypes.c_ubyte * max(limit, size, 1)).from_address(base)).cast("B")
+    return view, base, size
+
+
+def _check(vm, end: int) -> None:
+    """Make sure [.., end) is inside linear memory, re-reading its size if needed."""
+    if end > vm.mem_size:
+        vm.mem_size = memory_base(vm.ctx, vm.mem_ref)[1]
+        if end > vm.mem_size:
+            raise OutOfBounds
 
 
 def read(vm, caller, ptr: int, size: int) -> bytes:
@@ -38,44 +55,48 @@ def read(vm, caller, ptr: int, size: int) -> bytes:
     size &= 0xFFFFFFFF
     if size == 0:
         return b""
-    base, n = _base(vm, caller)
-    if ptr + size > n:
-        raise OutOfBounds
-    return _string_at(base + ptr, size)
+    end = ptr + size
+    if end > vm.mem_size:
+        _check(vm, end)
+    return vm.mem[ptr:end].tobytes()
 
 
 def write(vm, caller, ptr: int, data: bytes) -> None:
     ptr &= 0xFFFFFFFF
-    if not data:
+    n = len(data)
+    if not n:
         return
-    base, n = _base(vm, caller)
-    if ptr + len(data) > n:
-        raise OutOfBounds
-    _memmove(base + ptr, data, len(data))
+    end = ptr + n
+    if end > vm.mem_size:
+        _check(vm, end)
+    vm.mem[ptr:end] = data
 
 
 def write_u32(vm, caller, ptr: int, value: int) -> None:
-    write(vm, caller, ptr, _U32.pack(value & 0xFFFFFFFF))
+    ptr &= 0xFFFFFFFF
+    if ptr + 4 > vm.mem_size:
+        _check(vm, ptr + 4)
+    _U32.pack_into(vm.mem, ptr, value & 0xFFFFFFFF)
 
 
 def write_u64(vm, caller, ptr: int, value: int) -> None:
-    write(vm, caller, ptr, _U64.pack(value & 0xFFFFFFFFFFFFFFFF))
+    ptr &= 0xFFFFFFFF
+    if ptr + 8 > vm.mem_size:
+        _check(vm, ptr + 8)
+    _U64.pack_into(vm.mem, ptr, value & 0xFFFFFFFFFFFFFFFF)
 
 
 def return_bytes(vm, caller, data: bytes, ptr_ptr: int, size_ptr: int) -> int:
     """Copy `data` into a guest allocation and write its (ptr, size); empty: (0, 0), no allocation."""
     if not data:
-        write(vm, caller, ptr_ptr, b"\0\0\0\0")
-        write(vm, caller, size_ptr, b"\0\0\0\0")
+        write_u32(vm, caller, ptr_ptr, 0)
+        write_u32(vm, caller, size_ptr, 0)
         return abi.OK
     n = len(data)
     p = vm.alloc.call(caller, n) & 0xFFFFFFFF
     if p == 0:
         raise AllocationFailed
-    base, size = _base(vm, caller)
-    if p + n > size:
-        raise OutOfBounds
-    _memmove(base + p, data, n)
-    write(vm, caller, ptr_ptr, _U32.pack(p))
-    write(vm, caller, size_ptr, _U32.pack(n))
+    write(vm, caller, p, data)      # the allocation may have grown the memory: write re-checks
+    write_u32(vm, caller, ptr_ptr, p)
+    write_u32(vm, caller, size_ptr, n)
     return abi.OK

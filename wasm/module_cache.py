@@ -3,7 +3,7 @@
 A restart (or another worker) deserializes the native code instead of compiling it
 again. The cache key covers the module bytes and the wasmtime build, so an upgrade
 never loads stale code. Epoch interruption is on in the Engine; a daemon thread
-ticks the epoch so each callback can be given a deadline (see vm.py).
+ticks the epoch so running callbacks can be bounded in time (fastcall.Watchdog).
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ log = logging.getLogger("mosnx.wasm")
 # Epoch tick period: a callback deadline is rounded up to a multiple of this.
 TICK = 0.005
 # The engine settings compiled code depends on; part of the cache key.
-_ENGINE_TAG = "epoch-interruption,opt=speed"
+_ENGINE_TAG = "epoch-interruption,opt=speed,memory-fixed"
 
 _engine: wasmtime.Engine | None = None
 _engine_pid = 0
@@ -37,6 +37,9 @@ def engine() -> wasmtime.Engine:
         cfg = wasmtime.Config()
         cfg.epoch_interruption = True
         cfg.cranelift_opt_level = "speed"
+        # Linear memory grows in place (wasmtime reserves 4 GiB of address space
+        # for a 32-bit memory), so host functions map it once per instance.
+        cfg.memory_may_move = False
         _engine = wasmtime.Engine(cfg)
         _engine_pid = pid
         _memo.clear()
@@ -61,9 +64,10 @@ def start_ticker() -> None:
     threading.Thread(target=run, name="mosnx-wasm-epoch", daemon=True).start()
 
 
-def deadline_ticks(timeout: float) -> int:
-    """Epoch ticks that guarantee at least `timeout` seconds before an interrupt."""
-    return max(1, -(-int(timeout * 1e6) // int(TICK * 1e6))) + 1
+def watch_period(timeout: float) -> int:
+    """Epoch ticks between a Watchdog's looks at a running call: about a quarter of
+    the timeout, so a call overruns it by at most that much."""
+    return max(1, int(timeout / 4 / TICK))
 
 
 def cache_dir() -> str:

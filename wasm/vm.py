@@ -4,8 +4,8 @@ and its stream contexts.
 Invariants:
 - The Linker is built once per plugin; a Store and Instance are made at start and
   again only after a failure (trap, timeout, memory limit), never per request.
-- Every call into the guest gets an epoch deadline (plugin timeout), so no
-  callback can hold the worker longer than that.
+- Every call into the guest is bounded by the plugin timeout (fastcall.Watchdog,
+  on wasmtime's epochs), so no callback can hold the worker much longer than that.
 - `cur` is the effective context of the running callback (None: the root).
 - A failed VM is not reused: its streams are stale (their later callbacks are
   skipped), paused ones are resolved with the failure outcome, and the next
@@ -23,7 +23,7 @@ import wasmtime
 from mosnx.runtime.actions import LocalReply
 from mosnx.runtime.stats import Store
 
-from . import abi, batch, fastcall, log_gate, module_cache
+from . import abi, batch, fastcall, log_gate, memory, module_cache
 from .config import PluginConfig
 from .abi_wasi import ProcExit
 from .imports import GuestAbort, build_linker
@@ -58,7 +58,7 @@ class Stream:
         self.future: asyncio.Future | None = None   # set while the stream is paused
         self.reply: LocalReply | None = None        # a local reply sent in the running callback
         self.continued = False                      # proxy_continue_stream before the pause began
-        self.bufs: list[bytearray | None] = [None, None]    # request, response body in view
+        self.bufs: list[bytes | bytearray | None] = [None, None]    # request, response body in view
         self.modified = [False, False]
         self.buffering = [False, False]
         self.props: dict[bytes, bytes] | None = None
@@ -91,7 +91,8 @@ class VM:
         self.module = module
         self.engine = module_cache.engine()
         module_cache.start_ticker()
-        self.ticks = module_cache.deadline_ticks(plugin.timeout)
+        self.period = module_cache.watch_period(plugin.timeout)
+        self.watch: fastcall.Watchdog | None = None
         self.host_callbacks: list = []      # C callbacks must outlive the Linker
         self.log_gate = False
         self.linker = build_linker(self, module)
@@ -118,6 +119,8 @@ class VM:
         self.exports = None
         self.memory = None
         self.mem_ref = None
+        self.mem: memoryview | None = None     # linear memory, mapped once (memory.py)
+        self.mem_size = 0
         self.alloc: fastcall.GuestFunc | None = None
         self.cb: dict[str, fastcall.GuestFunc] = {}
         self.batch: tuple[fastcall.GuestFunc, fastcall.GuestFunc] | None = None
@@ -139,7 +142,7 @@ class VM:
         self.gen += 1
         store = wasmtime.Store(self.engine)
         store.set_limits(memory_size=self.plugin.max_memory)
-        store.set_epoch_deadline(self.ticks)
+        self.watch = watch = fastcall.Watchdog(store, self.plugin.timeout, self.period)
         self.store = store
         self.ctx = store._context()     # before instantiation: a start function may call imports
         try:
@@ -156,13 +159,14 @@ class VM:
         if not isinstance(alloc, wasmtime.Func):
             raise VMError('the module exports no allocator ("malloc" or "proxy_on_memory_allocate")')
         self.memory, self.mem_ref = mem, ctypes.byref(mem._memory)
+        self.mem, _, self.mem_size = memory.map_memory(self.ctx, self.mem_ref, self.plugin.max_memory)
         try:
-            self.alloc = fastcall.GuestFunc(store, alloc)
-            self.cb = {n: fastcall.GuestFunc(store, f) for n in CALLBACKS
+            self.alloc = fastcall.GuestFunc(store, alloc, watch)
+            self.cb = {n: fastcall.GuestFunc(store, f, watch) for n in CALLBACKS
                        if isinstance(f := ex.get(n), wasmtime.Func)}
         except TypeError as e:
             raise VMError(f"an exported callback has an unexpected type: {e}") from None
-        self.batch = batch.build(store, ex)
+        self.batch = batch.build(store, ex, watch)
         self.cur = None
         self.stat_starts.inc()
         init = ex.get("_initialize")
@@ -198,7 +202,8 @@ class VM:
         return n & 31 == 0
 
     def memory_high(self) -> bool:
-        return fastcall.memory_base(self.ctx, self.mem_ref)[1] > self.recycle_at
+        self.mem_size = fastcall.memory_base(self.ctx, self.mem_ref)[1]
+        return self.mem_size > self.recycle_at
 
     def recycle(self) -> bool:
         """Replace an idle instance whose memory is near its limit; False if the new one failed."""
@@ -215,7 +220,8 @@ class VM:
     def fail(self, exc: BaseException, where: str) -> None:
         """Record a failure and retire the instance; paused streams get the failure outcome."""
         self.stat_failures.inc()
-        timeout = isinstance(exc, wasmtime.Trap) and exc.trap_code == wasmtime.TrapCode.INTERRUPT
+        timeout = (self.watch is not None and self.watch.expired
+                   or isinstance(exc, wasmtime.Trap) and exc.trap_code == wasmtime.TrapCode.INTERRUPT)
         if timeout:
             self.stat_timeouts.inc()
             why = f"exceeded its {self.plugin.timeout * 1000:g} ms time limit"
@@ -242,20 +248,21 @@ class VM:
             if st.future is not None:
                 st.resume(self.failure_outcome)
         self.store = self.ctx = self.exports = None
-        self.memory = self.mem_ref = self.alloc = None
+        self.memory = self.mem_ref = self.alloc = self.mem = None
+        self.mem_size = 0
         self.cb = {}
         self.batch = None
 
     # -- calling into the guest ---------------------------------------------
     def _enter(self, func: wasmtime.Func, *args):
-        self.store.set_epoch_deadline(self.ticks)
+        self.watch.calls += 1
         return func(self.store, *args)
 
     def call(self, name: str, *args):
         f = self.cb.get(name)
         if f is None:
             return None
-        return f.call_with_deadline(self.ticks, *args)
+        return f.call_top(*args)
 
     def has(self, name: str) -> bool:
         return name in self.cb
@@ -291,7 +298,7 @@ class VM:
             self._schedule_tick()
         self.cur = st
         try:
-            return st, b[0].call_with_deadline(self.ticks, sid, self.ROOT_ID, n_headers, int(end_of_stream))
+            return st, b[0].call_top(sid, self.ROOT_ID, n_headers, int(end_of_stream))
         finally:
             self.cur = None
 
@@ -314,7 +321,7 @@ class VM:
         try:
             b = self.batch
             if b is not None:
-                done = b[1].call_with_deadline(self.ticks, st.id)
+                done = b[1].call_top(st.id)
             else:
                 self.call("proxy_on_log", st.id)
                 done = self.call("proxy_on_done", st.id) != 0

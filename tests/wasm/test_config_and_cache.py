@@ -32,9 +32,10 @@ def test_bad_options(raw, message):
         config.parse("f", raw, "/")
 
 
-def test_deadline_ticks_cover_the_timeout():
-    ticks = module_cache.deadline_ticks(0.020)
-    assert (ticks - 1) * module_cache.TICK >= 0.020
+def test_watch_period_is_a_fraction_of_the_timeout():
+    assert module_cache.watch_period(0.020) * module_cache.TICK <= 0.020 / 4 + 1e-9
+    assert module_cache.watch_period(0.0001) == 1
+    assert module_cache.watch_period(1.0) * module_cache.TICK == pytest.approx(0.25)
 
 
 def test_compiled_module_is_cached_on_disk(tmp_path, monkeypatch):

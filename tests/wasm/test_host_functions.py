@@ -95,6 +95,21 @@ def test_bad_guest_pointers_are_invalid_memory_access(p):
     assert p("get_buffer_bytes", 1, 0, 1, 0x7FFFFFF0, RET_SIZE) == abi.INVALID_MEMORY_ACCESS
 
 
+def test_memory_grown_after_start_is_reachable_at_the_same_address(p):
+    from mosnx.wasm.fastcall import memory_base
+    base = memory_base(p.vm.ctx, p.vm.mem_ref)[0]
+    end = p.vm.mem_size                         # 2 pages, as declared
+    key, n = p.put(b"k")
+    assert p("set_property", key, n, end + 16, 4) == abi.INVALID_MEMORY_ACCESS
+    p.vm.memory.grow(p.vm.store, 1)             # as a guest's memory.grow would
+    p.vm.memory.write(p.vm.store, b"grow", end + 16)
+    assert p("set_property", key, n, end + 16, 4) == abi.OK
+    assert p.vm.mem_size == end + 65536
+    assert memory_base(p.vm.ctx, p.vm.mem_ref)[0] == base
+    assert p("get_property", key, n, RET_PTR, RET_SIZE) == abi.OK
+    assert p.returned() == b"grow"
+
+
 def test_header_values(p):
     k, n = p.put(b"X-A")
     assert p("get_header_map_value", 0, k, n, RET_PTR, RET_SIZE) == abi.OK
