@@ -41,7 +41,7 @@ REPO = BENCH_DIR.parent
 ENVOY_VENV = BENCH_DIR / ".envoy-venv"
 RESULTS_DIR = BENCH_DIR / "results"
 
-TARGETS = ("direct", "mosnx", "nginx", "envoy")
+TARGETS = ("direct", "mosnx", "nginx", "envoy", "bare")
 BODY = "hello world\n"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 MIB = 1024 * 1024
@@ -706,6 +706,11 @@ def build_server(target: str, workdir: Path, ports: dict[str, int], tools: dict,
     elif target == "mosnx":
         conf = mosnx_conf(workdir, port, up)
         argv = [str(tools["mosnx"]), "run", "-c", str(conf), "--workers", "1"]
+    elif target == "bare":
+        # mosnx's own interpreter, which has uvloop and httptools
+        py = Path(tools["mosnx"]).resolve().parent / "python"
+        argv = [str(py if py.exists() else sys.executable), str(BENCH_DIR / "bare_forwarder.py"),
+                str(port), str(up)]
     else:
         raise ValueError(target)
     return Server(target, argv, port, st.proxy_cpu, workdir)
@@ -732,7 +737,7 @@ def ratios(points: list[dict]) -> list[dict]:
         m = by.get(("mosnx", conns))
         if not m:
             continue
-        for other in ("nginx", "envoy"):
+        for other in ("nginx", "envoy", "bare"):
             o = by.get((other, conns))
             if not o:
                 continue
@@ -1013,7 +1018,7 @@ def main(argv: list[str]) -> int:
     interrupted = False
     workdir = Path(tempfile.mkdtemp(prefix="mosnx-bench-"))
     try:
-        ports = {name: free_port() for name in ("upstream", "mosnx", "nginx", "envoy", "envoy_admin")}
+        ports = {name: free_port() for name in ("upstream", "mosnx", "nginx", "envoy", "envoy_admin", "bare")}
         ports["direct"] = ports["upstream"]
         upstream = Server("upstream", [tools["nginx"], "-p", str(workdir),
                                        "-e", str(workdir / "upstream.error.log"),

@@ -14,6 +14,7 @@ share this code.
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import time
 
@@ -32,17 +33,33 @@ _getrandbits = random.getrandbits
 HOP_BY_HOP = frozenset({b"connection", b"keep-alive", b"proxy-connection", b"te",
                         b"transfer-encoding", b"upgrade", b"trailer", b"proxy-authenticate",
                         b"expect"})
+# request headers never forwarded as received: hop-by-hop, and the forwarding headers
+# the proxy writes itself
+_REQ_SPECIAL = HOP_BY_HOP | {b"x-forwarded-for", b"x-forwarded-proto"}
 # content-length stays: the downstream codec re-frames, and a HEAD answer keeps it as sent
 RESP_HOP_BY_HOP = frozenset({b"connection", b"keep-alive", b"proxy-connection", b"te",
                              b"transfer-encoding", b"upgrade"})
 
 _STATUS_DETAIL_CLASS = {1: "1xx", 2: "2xx", 3: "3xx", 4: "4xx", 5: "5xx"}
+# route timeouts at least this long are enforced by the worker's sweep, not a timer
+SWEPT_TIMEOUT = 2.0
+
+
+def _id_prefix() -> str:
+    h = "%020x" % _getrandbits(80)
+    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-a{h[17:20]}-"
+
+
+# Request ids need uniqueness, not unpredictability: UUID-shaped, 80 random bits
+# drawn once per process (again in a forked worker) and a 48-bit counter.
+_id_state = [_id_prefix(), 0]
+os.register_at_fork(after_in_child=lambda: _id_state.__setitem__(0, _id_prefix()))
 
 
 def _new_request_id() -> str:
-    # a version-4 UUID; request ids need uniqueness, not unpredictability
-    h = "%032x" % _getrandbits(128)
-    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-a{h[17:20]}-{h[20:]}"
+    st = _id_state
+    n = st[1] = (st[1] + 1) & 0xFFFFFFFFFFFF
+    return "%s%012x" % (st[0], n)
 
 
 class Downstream:
@@ -96,7 +113,7 @@ class HttpStream:
         "upgrade", "tunnel_up", "head_bytes", "up_keep_alive", "upstream_start", "retrying",
         "client_keep_alive", "paused_down", "gen", "resp_length", "resp_headers_out",
         "wants_retry_5xx", "log_done", "rq_counted", "reused", "idle_mark", "idle_since", "route_timeout", "resp_left", "held", "held_body",
-        "mirror_body",
+        "mirror_body", "timeout_at",
     )
 
     def __init__(self, down, worker, listener, lstats, ctx: StreamContext, body: int | None,
@@ -122,6 +139,7 @@ class HttpStream:
         self.req_trailers = None
         self.req_chunked = body is None
         self.timer = None
+        self.timeout_at = 0.0       # a long route timeout, kept by the worker's sweep
         self.try_timer = None
         self.attempts = 0
         self.tried = None
@@ -225,7 +243,8 @@ class HttpStream:
                 return self._act(r)
         if not self.alive:
             return
-        vh = listener.routes.vhost_for(ctx.request.host)
+        routes = listener.routes
+        vh = routes.only_vhost if routes.only_vhost is not None else routes.vhost_for(ctx.request.host)
         if vh is None:
             return self.fail(404, "route_not_found")
         ctx.vhost = vh
@@ -278,7 +297,7 @@ class HttpStream:
             # as Envoy's, the route timeout runs from the end of the downstream request
             self.route_timeout = t
             if self.request_done:
-                self.timer = self.worker.loop.call_later(t, self._on_timeout)
+                self._arm_timeout(t)
         if action.mirrors:
             self.worker.mirror(self, action.mirrors)
         if self.expect_continue:
@@ -370,24 +389,21 @@ class HttpStream:
     def _upstream_head(self) -> bytes:
         ctx = self.ctx
         req = ctx.request
-        items = req.headers.items
-        conn_tokens = None
-        for k, v in items:
-            if k == b"connection":
-                conn_tokens = {t.strip().lower() for t in v.split(b",")}
-                break
         out = []
         xff = None
-        for kv in items:
+        conn_tokens = None
+        for kv in req.headers.items:
             k = kv[0]
-            if k in HOP_BY_HOP or (conn_tokens is not None and k in conn_tokens):
-                continue
-            if k == b"x-forwarded-for":
-                xff = kv[1] if xff is None else xff + b", " + kv[1]
-                continue
-            if k == b"x-forwarded-proto":
+            if k in _REQ_SPECIAL:
+                if k == b"x-forwarded-for":
+                    xff = kv[1] if xff is None else xff + b", " + kv[1]
+                elif k == b"connection" and conn_tokens is None:
+                    conn_tokens = {t.strip().lower() for t in kv[1].split(b",")}
                 continue
             out.append(kv)
+        if conn_tokens:
+            # headers the client names in Connection are hop-by-hop too
+            out = [kv for kv in out if kv[0] not in conn_tokens]
         addr = ctx.source_address.encode()
         out.append((b"x-forwarded-for", xff + b", " + addr if xff else addr))
         out.append((b"x-forwarded-proto", b"https" if req.scheme == "https" else b"http"))
@@ -465,8 +481,9 @@ class HttpStream:
                     break
             trailers = ctx.request.trailers
         self.req_trailers = trailers
-        if self.route_timeout and self.timer is None and self.alive and not self.response_started:
-            self.timer = self.worker.loop.call_later(self.route_timeout, self._on_timeout)
+        if (self.route_timeout and self.timer is None and not self.timeout_at and self.alive
+                and not self.response_started):
+            self._arm_timeout(self.route_timeout)
         if self.up is not None and self.req_chunked:
             self.up.send(encode_last_chunk(trailers))
         if self.mirror_body is not None:
@@ -515,10 +532,9 @@ class HttpStream:
             return self._retry()
         if self.retrying and not (self.wants_retry_5xx and self._retriable_status(status, retry)):
             self.cluster.c["upstream_rq_retry_success"].value += 1
-        if self.timer is not None:
+        if self.timer is not None or self.timeout_at:
             # the route timeout bounds the wait for the response to start; the body streams
-            self.timer.cancel()
-            self.timer = None
+            self._disarm_timeout()
         c = self.cluster.c.get("upstream_rq_" + _STATUS_DETAIL_CLASS.get(status // 100, "5xx"))
         if c is not None:
             c.value += 1
@@ -769,8 +785,28 @@ class HttpStream:
             self.upstream_start = 0.0
 
     # ---------------------------------------------------------------- timeouts
+    def _arm_timeout(self, t: float) -> None:
+        if t >= SWEPT_TIMEOUT:
+            # a timer costs more than the rest of the stream's bookkeeping; a long
+            # timeout is checked by the worker's sweep instead, at most 250 ms late
+            self.timeout_at = self.worker.loop.time() + t
+            self.worker.timed_streams.add(self)
+        else:
+            self.timer = self.worker.loop.call_later(t, self._on_timeout)
+
+    def _disarm_timeout(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        if self.timeout_at:
+            self.timeout_at = 0.0
+            self.worker.timed_streams.discard(self)
+
     def _on_timeout(self) -> None:
         self.timer = None
+        if self.timeout_at:
+            self.timeout_at = 0.0
+            self.worker.timed_streams.discard(self)
         if not self.alive or self.response_started:
             return
         if self.cluster is not None:
@@ -895,9 +931,8 @@ class HttpStream:
         ctx = self.ctx
         if r.status >= 300 and is_grpc(ctx.request.headers):
             r = grpc_local_reply(r)
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
+        if self.timer is not None or self.timeout_at:
+            self._disarm_timeout()
         if self.up is not None:
             self._release_upstream(False)
         if self.host is not None:
@@ -941,9 +976,8 @@ class HttpStream:
         self._finish()
 
     def _finish(self) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
+        if self.timer is not None or self.timeout_at:
+            self._disarm_timeout()
         self.alive = False
         self._log()
         if self.request_done or not self.client_keep_alive:
@@ -979,9 +1013,8 @@ class HttpStream:
             self.lstats.rx_reset.value += 1
             self.ctx.error_detail = self.ctx.error_detail or "downstream_remote_disconnect"
         self.alive = False
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
+        if self.timer is not None or self.timeout_at:
+            self._disarm_timeout()
         if self.host is not None:
             self.host.pool.cancel(self)
         if self.up is not None:

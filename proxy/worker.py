@@ -41,6 +41,7 @@ class Worker:
         self.snapshot = None
         self.servers: dict[str, tuple[tuple, asyncio.AbstractServer]] = {}
         self.connections: set = set()
+        self.timed_streams: set = set()     # streams whose route timeout the sweep keeps
         self.access_logs: dict[str, AccessLogWriter] = {}
         self._lstats: dict[str, ListenerStats] = {}
         self.draining = False
@@ -59,13 +60,17 @@ class Worker:
         return build_snapshot(self.config_path, version, self.services())
 
     async def sweep(self) -> None:
-        """Idle and header timeouts for every connection, four times a second."""
+        """Idle and header timeouts for every connection, and long route timeouts,
+        four times a second."""
         while True:
             await asyncio.sleep(0.25)
             try:
                 now = self.loop.time()
                 for c in list(self.connections):
                     c.check_deadline(now)
+                if self.timed_streams:
+                    for st in [s for s in self.timed_streams if s.timeout_at <= now]:
+                        st._on_timeout()
                 self.clusters.sweep(time.monotonic())
             except Exception:
                 # the sweep enforces every timeout of this worker: log, never stop it

@@ -198,7 +198,7 @@ def _by_index(r: Route) -> int:
 
 class RouteTable:
     """Virtual hosts by domain: exact, then `*.suffix` (longest first), `prefix.*`, then `*`."""
-    __slots__ = ("vhosts", "_exact", "_suffix", "_prefix", "_default")
+    __slots__ = ("vhosts", "_exact", "_suffix", "_prefix", "_default", "only_vhost")
 
     def __init__(self, vhosts: Iterable[VirtualHost]):
         self.vhosts = tuple(vhosts)
@@ -219,6 +219,9 @@ class RouteTable:
                     self._exact.setdefault(d, vh)
         self._suffix = sorted(suffix, key=lambda kv: -len(kv[0]))
         self._prefix = sorted(prefix, key=lambda kv: -len(kv[0]))
+        # the vhost every request gets when only `*` is served: no Host to look at
+        self.only_vhost = (self._default if not self._exact and not suffix and not prefix
+                           else None)
 
     def vhost_for(self, host: str) -> VirtualHost | None:
         if not self._exact and not self._suffix and not self._prefix:

@@ -20,8 +20,6 @@ from ..sockets import set_nodelay
 
 _NO_BODY_STATUS = frozenset({204, 304})
 _CLOSE = (b"connection", b"close")
-_KEEP = (b"connection", b"keep-alive")
-_CHUNKED = (b"transfer-encoding", b"chunked")
 
 
 class Http1Server(asyncio.Protocol):
@@ -214,34 +212,37 @@ class Http1Server(asyncio.Protocol):
 
     # ---------------------------------------------------------------- Downstream
     def send_head(self, stream, status: int, headers: Headers, body_len, end: bool) -> None:
-        items = headers.items
         keep = self.keep and stream.client_keep_alive and not self.worker.draining
-        head_req = self.head_method
         chunked = False
-        if status == 101:
-            items = [kv for kv in items if kv[0] != b"content-length"]
-        elif status in _NO_BODY_STATUS or status < 200:
-            items = [kv for kv in items if kv[0] != b"content-length"]
-        elif head_req:
-            pass   # HEAD: the upstream's Content-Length describes the GET; keep it
+        # the framing header this response gets goes after the others, which lose any
+        # Content-Length of their own (but for a HEAD answer's)
+        framing = None
+        strip_length = True
+        if status == 101 or status in _NO_BODY_STATUS or status < 200:
+            pass
+        elif self.head_method:
+            strip_length = False   # HEAD: the upstream's Content-Length describes the GET; keep it
         elif body_len is not None:
-            items = [kv for kv in items if kv[0] != b"content-length"]
-            items.append((b"content-length", b"%d" % body_len))
+            framing = b"content-length: %d\r\n" % body_len
         elif self.version == "1.1":
             chunked = True
-            items = [kv for kv in items if kv[0] != b"content-length"]
-            items.append(_CHUNKED)
+            framing = b"transfer-encoding: chunked\r\n"
         else:
-            items = [kv for kv in items if kv[0] != b"content-length"]
             keep = False          # HTTP/1.0 client, unknown length: the close delimits the body
+        if strip_length:
+            lines = [b"%s: %s\r\n" % kv for kv in headers.items if kv[0] != b"content-length"]
+        else:
+            lines = [b"%s: %s\r\n" % kv for kv in headers.items]
+        if framing is not None:
+            lines.append(framing)
         if status != 101:
             if not keep:
-                items.append(_CLOSE)
+                lines.append(b"connection: close\r\n")
             elif self.version == "1.0":
-                items.append(_KEEP)
+                lines.append(b"connection: keep-alive\r\n")
         self.keep = keep
         self.chunked = chunked
-        head = status_line(status) + b"".join([b"%s: %s\r\n" % kv for kv in items]) + b"\r\n"
+        head = status_line(status) + b"".join(lines) + b"\r\n"
         if status == 101:
             self.transport.write(head)
         else:

@@ -128,6 +128,24 @@ def test_route_timeout_is_504_and_upstream_connection_closed(upstream, mosnx):
     assert s["http.ingress.local_reply.upstream_response_timeout"] == 1
 
 
+def test_long_route_timeout_kept_by_the_sweep_is_504_on_time(upstream, mosnx):
+    # timeouts of 2 s and more are checked by the worker's 250 ms sweep, not a timer
+    up = upstream(handler=lambda conn: (conn.read_request(), conn.closed_by_peer(20)))
+    proxy = mosnx(up, route={"timeout": "2s"})
+    t0 = time.monotonic()
+    r = proxy.request("GET", "/slow")
+    elapsed = time.monotonic() - t0
+    _local_reply(r, 504, "upstream_response_timeout")
+    assert 1.95 <= elapsed < 4, elapsed
+    assert proxy.stats()["cluster.web.upstream_rq_timeout"] == 1
+    ok = upstream(on_request=lambda conn, req: conn.respond(200, b"fast"))
+    fast = mosnx(ok, route={"timeout": "2s"})
+    for _ in range(3):      # answered requests leave nothing behind to time out
+        assert fast.request("GET", "/").status == 200
+    time.sleep(2.5)
+    assert fast.stats().get("cluster.web.upstream_rq_timeout", 0) == 0
+
+
 def test_route_timeout_starts_when_request_body_is_complete(upstream, mosnx):
     # Envoy's route timeout spans from the end of the downstream request to the end of
     # the response: a slow upload to a healthy upstream is not an upstream timeout
