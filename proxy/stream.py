@@ -113,12 +113,13 @@ class HttpStream:
         "upgrade", "tunnel_up", "head_bytes", "up_keep_alive", "upstream_start", "retrying",
         "client_keep_alive", "paused_down", "gen", "resp_length", "resp_headers_out",
         "wants_retry_5xx", "log_done", "rq_counted", "reused", "idle_mark", "idle_since", "route_timeout", "resp_left", "held", "held_body",
-        "mirror_body", "timeout_at",
+        "mirror_body", "timeout_at", "req_held",
     )
 
     def __init__(self, down, worker, listener, lstats, ctx: StreamContext, body: int | None,
                  keep_alive: bool, upgrade: bool, expect_continue: bool):
         self.ctx = ctx
+        ctx.request_bodyless = body == 0
         self.down = down
         self.worker = worker
         self.listener = listener
@@ -167,6 +168,7 @@ class HttpStream:
         self.held = None         # upstream events kept while a response step is paused
         self.held_body = None
         self.mirror_body = None             # worker.MirrorBody collecting a copy for shadow clusters
+        self.req_held = None     # request body events kept while a request body step is paused
 
     # ------------------------------------------------------------------ decide
     def start(self) -> None:
@@ -424,13 +426,19 @@ class HttpStream:
     # request body from downstream
     def on_request_body(self, data: bytes) -> None:
         self.ctx.bytes_received += len(data)
+        self._request_chunk(data)
+
+    def _request_chunk(self, data: bytes) -> None:
         if self.response_done:
             return      # the response is over: the rest of the body is read and dropped
+        if self.req_held is not None:
+            self.req_held.append((data, None, False))
+            return
         steps = self.chain.request_body
         if steps:
-            data = self._body_steps(steps, data, False)
+            data = self._body_steps(steps, data, False, self._hold_request)
             if not data:
-                return      # a filter holds (buffers) the chunk, or ended the stream
+                return      # a filter holds (buffers or awaits) the chunk, or ended the stream
         self._send_body(data)
 
     def _send_body(self, data: bytes) -> None:
@@ -465,11 +473,20 @@ class HttpStream:
             self.down.pause_body(self)
 
     def on_request_end(self, trailers: Headers | None) -> None:
+        if self.req_held is not None:
+            self.req_held.append((b"", trailers, True))
+            return
         steps = self.chain.request_body
         if steps and not self.response_done:
-            tail = self._body_steps(steps, b"", True)
+            tail = self._body_steps(steps, b"", True, self._hold_request)
+            if self.req_held is not None:
+                self.req_held.append((None, trailers, True))     # the end waits for the step
+                return
             if tail:
                 self._send_body(tail)
+        self._request_ended(trailers)
+
+    def _request_ended(self, trailers: Headers | None) -> None:
         self.request_done = True
         if trailers is not None:
             ctx = self.ctx
@@ -492,21 +509,69 @@ class HttpStream:
         if self.response_done:
             self.down.stream_finished(self)
 
-    def _body_steps(self, steps, data: bytes, end: bool):
-        """Run body steps over one chunk (request or response): the chunk as they left
-        it, or None when one of them ended the stream with a local reply."""
+    def _body_steps(self, steps, data: bytes, end: bool, hold, start: int = 0):
+        """Run body steps from `start` over one chunk (request or response): the chunk
+        as they left it, or None when one of them ended the stream with a local reply
+        or paused it (then `hold(awaitable, next_step, chunk, end)` keeps it)."""
         ctx = self.ctx
-        for step in steps:
-            r = step(ctx, data, end)
+        for i in range(start, len(steps)):
+            r = steps[i](ctx, data, end)
             if r is None:
                 continue
             if isinstance(r, bytes):
                 data = r
+            elif isinstance(r, Pause):
+                hold(r.awaitable, i + 1, data, end)
+                return None
             elif isinstance(r, LocalReply) and not self.response_started:
                 self.local_reply(r)
                 return None
-            # once the response head is out, an action can no longer be honoured
+            # once the response head is out, a reply can no longer be honoured
         return data
+
+    def _hold_request(self, awaitable, resume_at: int, data: bytes, end: bool) -> None:
+        # the chunk, and what the client sends meanwhile, wait for the step's I/O;
+        # the client is not read further until then
+        self.req_held = []
+        if not self.paused_down:
+            self.paused_down = True
+            self.down.pause_body(self)
+        asyncio.ensure_future(awaitable).add_done_callback(
+            lambda f: self._request_resumed(f, resume_at, data, end))
+
+    def _request_resumed(self, fut, resume_at: int, data: bytes, end: bool) -> None:
+        if not self.alive:
+            return
+        r = self._paused_result(fut)
+        held, self.req_held = self.req_held, None
+        if isinstance(r, bytes):
+            data = r        # a body step's I/O may settle on a new chunk
+        elif isinstance(r, LocalReply):
+            if not self.response_started:
+                self.local_reply(r)
+            data = None
+        if data is not None and not self.response_done:
+            data = self._body_steps(self.chain.request_body, data, end, self._hold_request, resume_at)
+            if self.req_held is not None:
+                self.req_held.extend(held)      # paused again by a later step
+                return
+            if data:
+                self._send_body(data)
+        if end:
+            # the end of the request was what waited: its trailers are the first held event
+            self._request_ended(held.pop(0)[1] if held else None)
+        for chunk, trailers, is_end in held:
+            # what arrived meanwhile, in order (should a step pause again, the rest
+            # queues behind it)
+            if is_end:
+                self.on_request_end(trailers)
+            else:
+                self._request_chunk(chunk)
+        if self.req_held is None and self.paused_down and (
+                self.up is not None and not self.up.paused
+                or self.up is None and self.body_bytes <= self.listener.config.limits.write_high_water):
+            self.paused_down = False
+            self.down.resume_body(self)
 
     def on_upstream_pressure(self, high: bool) -> None:
         """The upstream's write buffer crossed a watermark: hold or release the client."""
@@ -591,14 +656,7 @@ class HttpStream:
             return
         held, self.held = self.held, None
         self._send_upstream_head(body)
-        for kind, arg in held:
-            if kind == "data":
-                self.on_upstream_data(arg)
-            else:
-                self.on_upstream_end(arg)
-        self.down.flush()
-        if self.up is not None:
-            self.up.resume_reading()
+        self._replay_response(held)
 
     def _send_upstream_head(self, body: int | None) -> None:
         ctx = self.ctx
@@ -655,9 +713,12 @@ class HttpStream:
                 left -= len(data)
                 end = left <= 0
                 self.resp_left = -2 if end else left
-            data = self._body_steps(steps, data, end)
+            data = self._body_steps(steps, data, end, self._hold_response_body)
             if not data:
                 return
+        self._deliver(data)
+
+    def _deliver(self, data: bytes) -> None:
         self.ctx.bytes_sent += len(data)
         self.down.send_data(self, data)
         if not self.down.writable():
@@ -665,9 +726,56 @@ class HttpStream:
             if up is not None:
                 up.pause_reading()
 
+    def _hold_response_body(self, awaitable, resume_at: int, data: bytes, end: bool) -> None:
+        # as for a paused head: the chunk and what the upstream sends meanwhile wait
+        self.held = []
+        if self.up is not None:
+            self.up.pause_reading()
+        asyncio.ensure_future(awaitable).add_done_callback(
+            lambda f: self._response_body_resumed(f, resume_at, data, end))
+
+    def _response_body_resumed(self, fut, resume_at: int, data: bytes, end: bool) -> None:
+        if not self.alive:
+            return
+        r = self._paused_result(fut)
+        held, self.held = self.held, None
+        if isinstance(r, bytes):
+            data = r
+        elif r is not None:
+            # the head is out, so a reply can no longer be given: the response is cut
+            # short, never ended as if complete
+            self.ctx.error_detail = self.ctx.error_detail or getattr(r, "detail", "") or "filter_failure"
+            self.response_done = True
+            self._release_upstream(False)
+            self.down.flush()
+            self.down.abort(self)
+            self._finish()
+            return
+        data = self._body_steps(self.resp_body_steps, data, end, self._hold_response_body, resume_at)
+        if self.held is not None:
+            self.held.extend(held)      # paused again by a later step
+            return
+        if data:
+            self._deliver(data)
+        if end:
+            self.resp_left = -2         # the end's body steps have run
+        self._replay_response(held)
+
+    def _replay_response(self, held) -> None:
+        """Upstream events kept while a response step was paused, in order (should a
+        step pause again, the rest queues behind it); then reading goes on."""
+        for kind, arg in held:
+            if kind == "data":
+                self.on_upstream_data(arg)
+            else:
+                self.on_upstream_end(arg)
+        self.down.flush()
+        if self.held is None and self.up is not None:
+            self.up.resume_reading()
+
     def on_downstream_drain(self) -> None:
         up = self.up
-        if up is not None:
+        if up is not None and self.held is None:
             up.resume_reading()
 
     def on_upstream_end(self, trailers: Headers | None) -> None:
@@ -681,10 +789,12 @@ class HttpStream:
             return
         steps = self.resp_body_steps
         if steps and self.resp_left != -2:
-            tail = self._body_steps(steps, b"", True)
+            tail = self._body_steps(steps, b"", True, self._hold_response_body)
+            if self.held is not None:
+                self.held.append(("end", trailers))     # the end waits for the step
+                return
             if tail:
-                self.ctx.bytes_sent += len(tail)
-                self.down.send_data(self, tail)
+                self._deliver(tail)
         if trailers is not None and self.chain.response_trailers:
             ctx = self.ctx
             ctx.response.trailers = trailers

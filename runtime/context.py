@@ -54,7 +54,7 @@ class StreamContext:
         "vhost", "route", "cluster_name", "upstream_address",
         "metadata", "filter_state", "start", "start_wall", "request_id",
         "error_detail", "response_flags", "bytes_received", "bytes_sent",
-        "attempt_count", "timeout_override", "upstream_request_headers_sent",
+        "attempt_count", "timeout_override", "upstream_request_headers_sent", "request_bodyless",
         "_url_path", "_query", "_cookies",
     )
 
@@ -85,6 +85,9 @@ class StreamContext:
         self.attempt_count = 0
         self.timeout_override: float | None = None
         self.upstream_request_headers_sent = False
+        # set by the core: True when the request head ended the request (no body
+        # follows), False when a body follows, None when not known
+        self.request_bodyless: bool | None = None
         self._url_path: str | None = None
         self._query: dict[str, str] | None = None
         self._cookies: dict[str, str] | None = None

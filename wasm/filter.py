@@ -83,8 +83,10 @@ class WasmFilter(HttpFilter):
         elif not vm.contexts and vm.memory_check_due() and vm.memory_high() and not vm.recycle():
             return vm.failure_outcome
         h = ctx.request.headers
-        eos = not (h.has(b"content-length") and h.getb(b"content-length") != b"0"
-                   or h.has(b"transfer-encoding"))
+        eos = ctx.request_bodyless
+        if eos is None:     # a context the core did not make: judge by the framing headers
+            eos = not (h.has(b"content-length") and h.getb(b"content-length") != b"0"
+                       or h.has(b"transfer-encoding"))
         # pseudo-headers count, HTTP/1 Host is folded into :authority
         n = len(h) + (3 if ctx.request.authority is None and h.has(b"host") else 4)
         try:
@@ -137,14 +139,33 @@ class WasmFilter(HttpFilter):
             st.bufs[i] = None
             st.buffering[i] = False
             return b""
-        # Continue, or a stop at end of stream: nothing more will arrive, so the
-        # (possibly edited) buffer goes on rather than the stream hanging.
+        if rc != abi.DATA_CONTINUE and not st.continued and self.vm.has_calls(st):
+            # a stop at the end while the filter's http_call is out: the body waits for
+            # its answer (proxy_continue_stream or a local reply), as in Envoy
+            st.buffering[i] = True
+            fut = st.future = _new_future()
+            return Pause(self._released(st, i, fut))
+        # Continue, or a stop at end of stream that nothing can resume: nothing more
+        # will arrive, so the (possibly edited) buffer goes on rather than the stream hanging.
+        return self._take(st, i)
+
+    @staticmethod
+    def _take(st: Stream, i: int) -> bytes | None:
         buf = st.bufs[i]        # an edit replaced it with a bytearray
-        out = bytes(buf) if (st.buffering[i] or st.modified[i]) else None
+        out = bytes(buf) if buf is not None and (st.buffering[i] or st.modified[i]) else None
         st.bufs[i] = None
         st.buffering[i] = False
         st.modified[i] = False
         return out
+
+    async def _released(self, st: Stream, i: int, fut: asyncio.Future):
+        """The body a paused end-of-stream callback held, once the filter lets it go."""
+        r = await fut
+        if r is not None:
+            st.bufs[i] = None
+            return r
+        out = self._take(st, i)
+        return out if out is not None else b""
 
     def on_request_trailers(self, ctx: StreamContext) -> Action | None:
         return self._trailers(ctx, "proxy_on_request_trailers", ctx.request)

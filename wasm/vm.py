@@ -267,6 +267,11 @@ class VM:
     def has(self, name: str) -> bool:
         return name in self.cb
 
+    def has_calls(self, st: Stream) -> bool:
+        """True while an http_call made for the stream is out."""
+        sid = st.id
+        return any(s == sid for s in self.calls.values())
+
     # -- stream contexts -----------------------------------------------------
     def new_stream(self, ctx) -> Stream:
         sid = self.next_id

@@ -1,0 +1,82 @@
+// Asks an auth cluster about a request's body before letting the request on: the
+// body is buffered to its end, then sent in a proxy_http_call (POST) while the
+// stream waits. 200 lets the request continue, body unchanged; anything else (or
+// no answer) is a local 403.
+// config: {"cluster": "auth", "path": "/check-body"}
+export * from "@solo-io/proxy-runtime/proxy";
+import { RootContext, Context, registerRootContext, FilterHeadersStatusValues, FilterDataStatusValues,
+         stream_context, send_local_response, GrpcStatusValues, HeaderPair, Headers, WasmResultValues,
+         LogLevelValues, log } from "@solo-io/proxy-runtime";
+import { get_buffer_bytes, BufferTypeValues } from "@solo-io/proxy-runtime/runtime";
+import { pluginConfig, jsonString } from "./common";
+
+class BodyAuthRoot extends RootContext {
+  cluster: string = "auth";
+  path: string = "/check-body";
+
+  onConfigure(size: u32): bool {
+    let cfg = pluginConfig(size);
+    this.cluster = jsonString(cfg, "cluster", this.cluster);
+    this.path = jsonString(cfg, "path", this.path);
+    return true;
+  }
+
+  createContext(context_id: u32): Context {
+    return new BodyAuth(context_id, this);
+  }
+}
+
+function pair(k: string, v: string): HeaderPair {
+  return new HeaderPair(String.UTF8.encode(k), String.UTF8.encode(v));
+}
+
+function deny(reason: string): void {
+  send_local_response(403, "body denied by auth service", String.UTF8.encode("forbidden: " + reason + "\n"),
+                      [], GrpcStatusValues.InvalidCode);
+}
+
+function onVerdict(origin: Context, headers: u32, body_size: usize, trailers: u32): void {
+  if (headers == 0) {
+    deny("auth service unavailable");
+    return;
+  }
+  let status = stream_context.headers.http_callback.get(":status");
+  if (status != "200") {
+    deny("auth service said " + status);
+    return;
+  }
+  origin.continueRequest();
+}
+
+class BodyAuth extends Context {
+  root: BodyAuthRoot;
+
+  constructor(context_id: u32, root: BodyAuthRoot) {
+    super(context_id, root);
+    this.root = root;
+  }
+
+  onRequestHeaders(count: u32, end_of_stream: bool): FilterHeadersStatusValues {
+    return FilterHeadersStatusValues.Continue;
+  }
+
+  onRequestBody(size: usize, end_of_stream: bool): FilterDataStatusValues {
+    if (!end_of_stream) {
+      return FilterDataStatusValues.StopIterationAndBuffer;
+    }
+    let body = get_buffer_bytes(BufferTypeValues.HttpRequestBody, 0, <u32>size);
+    let headers: Headers = [
+      pair(":method", "POST"),
+      pair(":path", this.root.path),
+      pair(":authority", this.root.cluster),
+    ];
+    let rc = this.root.httpCall(this.root.cluster, headers, body, [], 2000, this, onVerdict);
+    if (rc != WasmResultValues.Ok) {
+      log(LogLevelValues.error, "http_call failed: " + rc.toString());
+      deny("auth service not reachable");
+    }
+    return FilterDataStatusValues.StopIterationAndBuffer;
+  }
+}
+
+registerRootContext((context_id: u32) => { return new BodyAuthRoot(context_id); }, "body_auth");
