@@ -147,7 +147,8 @@ class EchoHandler(http.server.BaseHTTPRequestHandler):
 
 
 class AuthHandler(http.server.BaseHTTPRequestHandler):
-    """200 with x-user: alice for `authorization: Bearer good`, else 401."""
+    """200 with x-user: alice for `authorization: Bearer good`, else 401; a POSTed body
+    starting with "ok" gets 200, any other 403."""
     protocol_version = "HTTP/1.1"
 
     def do_GET(self) -> None:
@@ -156,6 +157,13 @@ class AuthHandler(http.server.BaseHTTPRequestHandler):
             self.send_header("x-user", "alice")
         else:
             self.send_response(401)
+        self.send_header("content-length", "0")
+        self.end_headers()
+
+    def do_POST(self) -> None:
+        # the body check of body_auth.wasm: a body starting with "ok" passes
+        body = self.rfile.read(int(self.headers.get("content-length") or 0))
+        self.send_response(200 if body.startswith(b"ok") else 403)
         self.send_header("content-length", "0")
         self.end_headers()
 
