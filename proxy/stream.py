@@ -487,16 +487,21 @@ class HttpStream:
         self._request_ended(trailers)
 
     def _request_ended(self, trailers: Headers | None) -> None:
-        self.request_done = True
         if trailers is not None:
-            ctx = self.ctx
-            ctx.request.trailers = trailers
-            for step in self.chain.request_trailers:
-                r = step(ctx)
-                if isinstance(r, LocalReply):
-                    self.local_reply(r)
-                    break
-            trailers = ctx.request.trailers
+            self.ctx.request.trailers = trailers
+            if self.chain.request_trailers:
+                self._trailer_steps(self.chain.request_trailers, 0, self._request_trailers_done)
+                return
+        self._request_complete(trailers)
+
+    def _request_trailers_done(self, reply: LocalReply | None) -> None:
+        self.request_done = True
+        if reply is not None:
+            self.local_reply(reply)
+        self._request_complete(self.ctx.request.trailers)
+
+    def _request_complete(self, trailers: Headers | None) -> None:
+        self.request_done = True
         self.req_trailers = trailers
         if (self.route_timeout and self.timer is None and not self.timeout_at and self.alive
                 and not self.response_started):
@@ -796,14 +801,46 @@ class HttpStream:
             if tail:
                 self._deliver(tail)
         if trailers is not None and self.chain.response_trailers:
-            ctx = self.ctx
-            ctx.response.trailers = trailers
-            for step in self.chain.response_trailers:
-                step(ctx)
-            trailers = ctx.response.trailers
+            self.ctx.response.trailers = trailers
+            self._trailer_steps(self.chain.response_trailers, 0, self._response_trailers_done)
+            return
+        self._response_complete(trailers)
+
+    def _response_trailers_done(self, reply: LocalReply | None) -> None:
+        # the head is out: a reply from a trailers step can no longer be honoured
+        self._response_complete(self.ctx.response.trailers)
+
+    def _response_complete(self, trailers: Headers | None) -> None:
         self.response_done = True
         self.down.send_end(self, trailers)
         self._finish()
+
+    def _trailer_steps(self, steps, start: int, then) -> None:
+        """Run trailer steps from `start`, then `then(reply)` (reply: the LocalReply a
+        step answered with, or None). A step that pauses holds the rest, and the end
+        of the stream, until its I/O settles."""
+        ctx = self.ctx
+        for i in range(start, len(steps)):
+            r = steps[i](ctx)
+            if r is None:
+                continue
+            if isinstance(r, Pause):
+                asyncio.ensure_future(r.awaitable).add_done_callback(
+                    lambda f, nxt=i + 1: self._trailers_resumed(f, steps, nxt, then))
+                return
+            if isinstance(r, LocalReply):
+                then(r)
+                return
+        then(None)
+
+    def _trailers_resumed(self, fut, steps, start: int, then) -> None:
+        if not self.alive:
+            return
+        r = self._paused_result(fut)
+        if isinstance(r, LocalReply):
+            then(r)
+            return
+        self._trailer_steps(steps, start, then)
 
     def on_upstream_reset(self, detail: str, status: int) -> None:
         self.up = None
