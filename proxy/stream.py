@@ -45,21 +45,24 @@ _STATUS_DETAIL_CLASS = {1: "1xx", 2: "2xx", 3: "3xx", 4: "4xx", 5: "5xx"}
 SWEPT_TIMEOUT = 2.0
 
 
-def _id_prefix() -> str:
+def _id_state() -> list:
     h = "%020x" % _getrandbits(80)
-    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-a{h[17:20]}-"
+    # prefix, counter, and an odd multiplier and a key that scramble the counter
+    return [f"{h[:8]}-{h[8:12]}-4{h[13:16]}-a{h[17:20]}-", 0,
+            _getrandbits(48) | 1, _getrandbits(48)]
 
 
 # Request ids need uniqueness, not unpredictability: UUID-shaped, 80 random bits
-# drawn once per process (again in a forked worker) and a 48-bit counter.
-_id_state = [_id_prefix(), 0]
-os.register_at_fork(after_in_child=lambda: _id_state.__setitem__(0, _id_prefix()))
+# drawn once per process (again in a forked worker), then a 48-bit counter passed
+# through a bijection, so ids do not show how many requests a worker has served.
+_ids = _id_state()
+os.register_at_fork(after_in_child=lambda: _ids.__setitem__(slice(None), _id_state()))
 
 
 def _new_request_id() -> str:
-    st = _id_state
-    n = st[1] = (st[1] + 1) & 0xFFFFFFFFFFFF
-    return "%s%012x" % (st[0], n)
+    st = _ids
+    n = st[1] = st[1] + 1
+    return "%s%012x" % (st[0], ((n * st[2]) ^ st[3]) & 0xFFFFFFFFFFFF)
 
 
 class Downstream:
