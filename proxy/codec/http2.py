@@ -1,43 +1,18 @@
 """HTTP/2 header translation: pseudo-headers to request and response heads and back.
 
-Sans-I/O and stateless: the framing, HPACK and flow control are h2's. What lives
-here is the mapping between an HTTP/2 header block and the proxy's heads, so the
-HTTP/2 server and the HTTP/2 upstream agree on it, and the gRPC status mapping a
-proxy-made reply uses. Header names arrive lower-case (h2 refuses anything else).
+Sans-I/O and stateless: framing, HPACK and flow control are http2_connection's.
+What lives here is the mapping between an HTTP/2 header block and the proxy's
+heads, with the validation RFC 9113 §8.2-8.3 asks of a block in either direction
+(the connection codec passes blocks through untouched), so the HTTP/2 server and
+the HTTP/2 upstream agree on it; and the gRPC status mapping a proxy-made reply uses.
 """
 from __future__ import annotations
 
-import logging
 import re
-
-import h2.config
-import h2.connection
-import h2.settings
-from h2.connection import ConnectionInputs, ConnectionState, H2ConnectionStateMachine
 
 from mosnx.runtime.headers import Headers
 
-PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
-
-
-class _Quiet:
-    """hpack logs every field it codes at debug level; the calls alone cost a few
-    percent of a request. Its module logger is replaced by this no-op."""
-
-    def debug(self, *args, **kwargs) -> None:
-        pass
-
-    def isEnabledFor(self, level) -> bool:
-        return False
-
-
-def _silence_hpack() -> None:
-    import hpack.hpack
-    if not logging.getLogger("hpack.hpack").isEnabledFor(logging.DEBUG):
-        hpack.hpack.log = _Quiet()
-
-
-_silence_hpack()
+from .http2_connection import PREFACE  # noqa: F401  (the listener sniffs for it)
 
 # Connection-specific headers (RFC 9113 §8.2.2) never cross into an HTTP/2 block;
 # `te` is the exception when it says exactly "trailers".
@@ -54,23 +29,6 @@ class H2HeadError(Exception):
     def __init__(self, detail: str):
         super().__init__(detail)
         self.detail = detail
-
-
-def server_config() -> h2.config.H2Configuration:
-    # request blocks are validated by request_from_block and trailers_from_block, in one
-    # pass each (h2's own checks walk every header several times); outbound blocks are
-    # built here from already-lower-cased, filtered headers
-    return h2.config.H2Configuration(client_side=False, header_encoding=None,
-                                     validate_outbound_headers=False,
-                                     normalize_outbound_headers=False,
-                                     validate_inbound_headers=False)
-
-
-def client_config() -> h2.config.H2Configuration:
-    return h2.config.H2Configuration(client_side=True, header_encoding=None,
-                                     validate_outbound_headers=False,
-                                     normalize_outbound_headers=False,
-                                     validate_inbound_headers=True)
 
 
 class RequestFields:
@@ -93,6 +51,17 @@ _REQUEST_FORBIDDEN = frozenset({b"connection", b"keep-alive", b"proxy-connection
                                 b"upgrade", b"http2-settings"})
 
 
+# Fields already found valid, as (name, value) tuples: a repeated field (most of them,
+# with HPACK's tables) costs a set lookup instead of two regexes. Bounded; values
+# longer than _OK_VALUE_MAX are checked every time rather than kept.
+_ok_fields: set[tuple[bytes, bytes]] = set()
+_ok_pseudo: set[tuple[bytes, bytes]] = set()
+_OK_MAX = 4096
+_OK_VALUE_MAX = 256
+# regular fields request_from_block treats specially; every other valid one is kept as is
+_REQUEST_SPECIAL = frozenset({b"cookie", b"host", b"content-length", b"te"})
+
+
 def _check_field(k: bytes, v: bytes) -> None:
     # RFC 9113 §8.2.1: a name with upper case or a value with CR, LF or NUL is malformed;
     # passed on to HTTP/1.1 such a field would split or smuggle a message
@@ -102,61 +71,95 @@ def _check_field(k: bytes, v: bytes) -> None:
         raise H2HeadError("invalid_header_value")
 
 
+def _check_regular(kv: tuple[bytes, bytes]) -> None:
+    """A regular field of a block in either direction (never a pseudo-header)."""
+    k, v = kv
+    if k[:1] == b":":
+        raise H2HeadError("pseudo_header_after_regular")
+    _check_field(k, v)
+    if k in _REQUEST_FORBIDDEN:
+        raise H2HeadError("connection_specific_header")
+    if len(v) <= _OK_VALUE_MAX:
+        if len(_ok_fields) >= _OK_MAX:
+            _ok_fields.clear()
+        _ok_fields.add(kv)
+
+
+def _check_pseudo(kv: tuple[bytes, bytes]) -> None:
+    k, v = kv
+    if k not in _PSEUDO:
+        raise H2HeadError("unknown_pseudo_header")
+    if _VALUE_BAD(v) is not None or b" " in v:
+        raise H2HeadError("invalid_pseudo_header")
+    if len(v) <= _OK_VALUE_MAX:
+        if len(_ok_pseudo) >= _OK_MAX:
+            _ok_pseudo.clear()
+        _ok_pseudo.add(kv)
+
+
 def request_from_block(block) -> RequestFields:
     """An inbound request block as a head, validated as RFC 9113 §8.2-8.3 asks. A
     `host` header is added from :authority so an HTTP/1.1 upstream gets one; cookies
     split by HPACK are joined again."""
     method = path = scheme = authority = None
+    n = len(block)
+    i = 0
+    ok = _ok_pseudo
+    while i < n:
+        kv = block[i]
+        k = kv[0]
+        if k[:1] != b":":
+            break
+        i += 1
+        if kv not in ok:
+            _check_pseudo(kv)
+        v = kv[1]
+        if k == b":method":
+            if method is not None:
+                raise H2HeadError("duplicate_pseudo_header")
+            method = v
+        elif k == b":path":
+            if path is not None:
+                raise H2HeadError("duplicate_pseudo_header")
+            path = v
+        elif k == b":scheme":
+            if scheme is not None:
+                raise H2HeadError("duplicate_pseudo_header")
+            scheme = v
+        else:
+            if authority is not None:
+                raise H2HeadError("duplicate_pseudo_header")
+            authority = v
     items: list[tuple[bytes, bytes]] = []
+    append = items.append
     cookies = None
     host = None
     cl = None
     te = False
-    regular = False
-    for k, v in block:
-        if k[:1] == b":":
-            if regular:
-                raise H2HeadError("pseudo_header_after_regular")
-            if k not in _PSEUDO:
-                raise H2HeadError("unknown_pseudo_header")
-            if k == b":method":
-                if method is not None:
-                    raise H2HeadError("duplicate_pseudo_header")
-                method = v
-            elif k == b":path":
-                if path is not None:
-                    raise H2HeadError("duplicate_pseudo_header")
-                path = v
-            elif k == b":scheme":
-                if scheme is not None:
-                    raise H2HeadError("duplicate_pseudo_header")
-                scheme = v
-            else:
-                if authority is not None:
-                    raise H2HeadError("duplicate_pseudo_header")
-                authority = v
-            if _VALUE_BAD(v) is not None or b" " in v:
-                raise H2HeadError("invalid_pseudo_header")
-            continue
-        regular = True
-        _check_field(k, v)
-        if k in _REQUEST_FORBIDDEN:
-            raise H2HeadError("connection_specific_header")
-        if k == b"cookie":
+    ok = _ok_fields
+    special = _REQUEST_SPECIAL
+    while i < n:
+        kv = block[i]
+        i += 1
+        if kv not in ok:
+            _check_regular(kv)
+        k = kv[0]
+        if k not in special:
+            append(kv)
+        elif k == b"cookie":
             if cookies is None:
                 cookies = []
-            cookies.append(v)
-            continue
-        if k == b"host":
-            host = v
-        elif k == b"content-length":
-            cl = v
+            cookies.append(kv[1])
         elif k == b"te":
-            if v.strip().lower() != b"trailers":
+            if kv[1].strip().lower() != b"trailers":
                 raise H2HeadError("invalid_te")
             te = True
-            continue
-        items.append((k, v))
+        else:
+            if k == b"host":
+                host = kv[1]
+            else:
+                cl = kv[1]
+            append(kv)
     if method is None:
         raise H2HeadError("missing_method")
     if method == b"CONNECT":
@@ -172,7 +175,7 @@ def request_from_block(block) -> RequestFields:
     if host is None:
         items.insert(0, (b"host", authority))
     if cookies is not None:
-        items.append((b"cookie", b"; ".join(cookies)))
+        append((b"cookie", b"; ".join(cookies)))
     content_length = None
     if cl is not None:
         try:
@@ -221,25 +224,38 @@ def request_block(method: str, target: str, headers: Headers, scheme: str,
 
 
 def response_from_block(block) -> tuple[int, Headers, int | None]:
-    """An inbound response block: status, headers, content-length (None: unknown)."""
-    status = 0
+    """An inbound final response block: status, headers, content-length (None: unknown).
+    Validated as a request block is: it is about to become HTTP/1.1 bytes."""
+    status = None
     items = []
     cl = None
-    for k, v in block:
-        if k == b":status":
-            status = int(v)
-            continue
-        if k[0] == 58:
-            continue
+    regular = False
+    ok = _ok_fields
+    for kv in block:
+        k, v = kv
+        if kv not in ok:
+            if k[:1] == b":":
+                if k != b":status" or status is not None or regular:
+                    raise H2HeadError("invalid_pseudo_header")
+                if len(v) != 3 or not v.isdigit():
+                    raise H2HeadError("invalid_status")
+                status = int(v)
+                continue
+            _check_regular(kv)
+        regular = True
         if k == b"content-length":
             cl = v
-        items.append((k, v))
+        items.append(kv)
+    if status is None:
+        raise H2HeadError("missing_status")
     body = None
     if cl is not None:
         try:
             body = int(cl)
         except ValueError:
-            body = None
+            raise H2HeadError("invalid_content_length") from None
+        if body < 0:
+            raise H2HeadError("invalid_content_length")
     return status, Headers(items), body
 
 
@@ -249,46 +265,7 @@ def trailers_from_block(block, validate: bool = False) -> Headers:
             if k[:1] == b":":
                 raise H2HeadError("pseudo_header_in_trailers")
             _check_field(k, v)
-    return Headers([(k, v) for k, v in block if k[:1] != b":"])
-
-
-def settings(max_streams: int, max_header_list: int, window: int) -> dict:
-    return {h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: max_streams,
-            h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE: max_header_list,
-            h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: window}
-
-
-class _GracefulMachine(H2ConnectionStateMachine):
-    """h2 closes a connection on any GOAWAY; RFC 9113 §6.8 lets the streams the peer
-    already accepted finish. Receiving GOAWAY leaves the connection open here, and the
-    owner refuses new streams itself."""
-    _transitions = dict(H2ConnectionStateMachine._transitions)
-    _transitions[(ConnectionState.CLIENT_OPEN, ConnectionInputs.RECV_GOAWAY)] = (None, ConnectionState.CLIENT_OPEN)
-    _transitions[(ConnectionState.SERVER_OPEN, ConnectionInputs.RECV_GOAWAY)] = (None, ConnectionState.SERVER_OPEN)
-
-
-class _ServerConnection(h2.connection.H2Connection):
-    """h2 answers a stream over SETTINGS_MAX_CONCURRENT_STREAMS with a connection
-    error, which would kill every stream in flight; the server refuses that one
-    stream (REFUSED_STREAM) instead, so h2's own count is hidden from its check."""
-
-    @property
-    def open_inbound_streams(self) -> int:
-        return 0
-
-
-def new_connection(client: bool, initial: dict) -> h2.connection.H2Connection:
-    """An H2Connection whose first SETTINGS frame carries `initial` (h2's update_settings
-    would only take effect after a round trip) and which survives a graceful GOAWAY."""
-    c = h2.connection.H2Connection(client_config()) if client else _ServerConnection(server_config())
-    c.state_machine = _GracefulMachine()
-    values = {h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: 100,
-              h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE: c.DEFAULT_MAX_HEADER_LIST_SIZE}
-    values.update(initial)
-    c.local_settings = h2.settings.Settings(client=client, initial_values=values)
-    c.decoder.max_header_list_size = c.local_settings.max_header_list_size
-    c.max_inbound_frame_size = c.local_settings.max_frame_size
-    return c
+    return Headers([kv for kv in block if kv[0][:1] != b":"])
 
 
 # -- gRPC --------------------------------------------------------------------

@@ -1,40 +1,37 @@
-"""The downstream HTTP/2 connection: one h2 state machine, one HttpStream per HTTP/2 stream.
+"""The downstream HTTP/2 connection: one HTTP/2 codec, one HttpStream per HTTP/2 stream.
 
 Invariants:
 - Bytes leave in one transport.write per data_received, and one per loop turn for
-  frames made outside it (upstream answers): streams gather frames in h2's buffer
-  and `flush` schedules the write. A stream's newest DATA chunk waits for that write,
-  so when the end arrives first the two share one frame (DATA with END_STREAM).
+  frames made outside it (upstream answers): streams gather frames in the codec's
+  buffer and `flush` schedules the write. A stream's newest DATA chunk waits for that
+  write, so when the end arrives first the two share one frame (DATA with END_STREAM).
 - Received DATA is acknowledged to the client only once the stream has taken it
   (forwarded, or buffered under its limit); a stream whose upstream is congested
   holds its window, so a slow upstream stalls only that stream's sender.
 - Response DATA is sent only within the client's window for that stream; what does
   not fit waits on that stream and pauses its upstream (writable() is per stream),
   so a slow reader stalls only its own stream.
-- A GOAWAY we send is written as a raw frame, leaving h2's state open so streams in
-  flight finish; new streams after it are refused.
+- A GOAWAY we send leaves the connection open so streams in flight finish; new
+  streams after it, and streams over the limit, are refused (REFUSED_STREAM).
 """
 from __future__ import annotations
 
 import asyncio
 
-import h2.events
-import h2.exceptions
-from h2.errors import ErrorCodes
-from hyperframe.frame import GoAwayFrame
-
 from mosnx.runtime.context import RequestHead, StreamContext
 from mosnx.runtime.headers import Headers
 
-from ..codec.http2 import (H2HeadError, new_connection, request_from_block, response_block, settings,
-                           trailer_block, trailers_from_block)
+from ..codec.http2 import H2HeadError, request_from_block, response_block, trailer_block, trailers_from_block
+from ..codec.http2_connection import (INITIAL_WINDOW_SIZE, INTERNAL_ERROR, MAX_CONCURRENT_STREAMS,
+                                      MAX_HEADER_LIST_SIZE, NO_ERROR, PROTOCOL_ERROR, REFUSED_STREAM,
+                                      H2Connection, H2ConnectionError, StreamGone)
 from ..stream import HttpStream
 from ..sockets import set_nodelay
 
-_NO_ERROR = ErrorCodes.NO_ERROR
-_REFUSED = ErrorCodes.REFUSED_STREAM
-_INTERNAL = ErrorCodes.INTERNAL_ERROR
-_PROTOCOL = ErrorCodes.PROTOCOL_ERROR
+_NO_ERROR = NO_ERROR
+_REFUSED = REFUSED_STREAM
+_INTERNAL = INTERNAL_ERROR
+_PROTOCOL = PROTOCOL_ERROR
 
 DEFAULT_MAX_STREAMS = 100
 DEFAULT_STREAM_WINDOW = 65535
@@ -68,24 +65,24 @@ class H2Down:
         self.tail = None                      # the newest DATA chunk, until the write or the end
 
     # -- Downstream --
-    # h2 refuses frames for a stream the client has just closed in ways the events
-    # have not told us yet; such a stream is over, whatever was being sent.
+    # the codec refuses frames for a stream the client has just closed in ways its
+    # calls have not told us yet; such a stream is over, whatever was being sent.
     def send_head(self, stream, status: int, headers: Headers, body_len, end: bool) -> None:
         try:
             self._send_head(stream, status, headers, body_len, end)
-        except h2.exceptions.ProtocolError:
+        except StreamGone:
             self._broken()
 
     def send_data(self, stream, data: bytes) -> None:
         try:
             self._send_data(stream, data)
-        except h2.exceptions.ProtocolError:
+        except StreamGone:
             self._broken()
 
     def send_end(self, stream, trailers) -> None:
         try:
             self._send_end(stream, trailers)
-        except h2.exceptions.ProtocolError:
+        except StreamGone:
             self._broken()
 
     def _broken(self) -> None:
@@ -113,7 +110,7 @@ class H2Down:
                 # answer in particular) stays one HEADERS frame with END_STREAM
                 self.held = block
                 return
-        self.h2.send_headers(self.sid, block, end_stream=end)
+        self.h2.send_headers(self.sid, block, end)
         if end:
             self.sent_end = True
 
@@ -148,31 +145,16 @@ class H2Down:
                 return
             try:
                 self._push(tail)
-            except h2.exceptions.ProtocolError:
+            except StreamGone:
                 self._broken()
 
     def _push(self, data: bytes, end: bool = False) -> bool:
         """Send what the windows allow; keep the rest. True when all of it went."""
-        h2c = self.h2
-        sid = self.sid
-        n = len(data)
-        off = 0
-        maxf = h2c.max_outbound_frame_size
-        while off < n:
-            w = h2c.local_flow_control_window(sid)
-            if w <= 0:
-                break
-            if w > maxf:
-                w = maxf
-            if off == 0 and w >= n:
-                h2c.send_data(sid, data, end_stream=end)
-                return True
-            h2c.send_data(sid, data[off:off + w])
-            off += w
-        if off < n:
-            self.pending.append(data[off:] if off else data)
-            return False
-        return True
+        sent = self.h2.send_data(self.sid, data, end)
+        if sent == len(data):
+            return True
+        self.pending.append(data[sent:] if sent else data)
+        return False
 
     def _send_end(self, stream, trailers) -> None:
         if self.closed or self.sent_end:
@@ -205,21 +187,27 @@ class H2Down:
             block, self.held = self.held, None
             if trailers:
                 block += trailer_block(trailers)
-            self.h2.send_headers(self.sid, block, end_stream=True)
+            self.h2.send_headers(self.sid, block, True)
         elif trailers:
-            self.h2.send_headers(self.sid, trailer_block(trailers), end_stream=True)
+            self.h2.send_headers(self.sid, trailer_block(trailers), True)
         else:
             self.h2.end_stream(self.sid)
         self._maybe_done()
 
     def flush(self) -> None:
         if self.held is not None and not self.closed:
-            self._release_held()
+            try:
+                self._release_held()
+            except StreamGone:
+                return self._broken()
         self.conn.flush()
 
     def send_continue(self, stream) -> None:
         if not self.closed and not self.sent_end:
-            self.h2.send_headers(self.sid, [(b":status", b"100")])
+            try:
+                self.h2.send_headers(self.sid, [(b":status", b"100")])
+            except StreamGone:
+                return self._broken()
             self.conn.flush()
 
     def abort(self, stream) -> None:
@@ -234,7 +222,7 @@ class H2Down:
         n = self.unacked
         if n and not self.closed:
             self.unacked = 0
-            self.h2.acknowledge_received_data(n, self.sid)
+            self.h2.ack(self.sid, n)
             self.conn.flush()
 
     def writable(self) -> bool:
@@ -257,7 +245,7 @@ class H2Down:
             return
         try:
             self._drain_pending()
-        except h2.exceptions.ProtocolError:
+        except StreamGone:
             self._broken()
 
     def _drain_pending(self) -> None:
@@ -289,15 +277,13 @@ class H2Down:
         self.closed = True
         self.pending = []
         self.tail = None
-        try:
-            self.h2.reset_stream(self.sid, code)
-        except h2.exceptions.ProtocolError:
-            pass      # already closed on the wire
+        self.h2.reset_stream(self.sid, code)     # nothing is sent for a stream already closed
         self.conn.stream_closed(self)
 
 
 class Http2Server(asyncio.Protocol):
-    """HTTP/2 on one client connection (h2c prior knowledge, h2c upgrade, or h2 by ALPN)."""
+    """HTTP/2 on one client connection (h2c prior knowledge, h2c upgrade, or h2 by ALPN).
+    It is the codec's sink: the codec calls on_headers, on_data, ... from feed()."""
 
     def __init__(self, worker, listener_name: str, tls=None):
         self.worker = worker
@@ -321,16 +307,6 @@ class Http2Server(asyncio.Protocol):
         self.tls = tls                 # TlsInfo or None
         self.scheme = "https" if tls is not None else "http"
         self.max_streams = DEFAULT_MAX_STREAMS
-        self._dispatch = {
-            h2.events.RequestReceived: self._on_request,
-            h2.events.DataReceived: self._on_data,
-            h2.events.StreamEnded: self._on_stream_ended,
-            h2.events.TrailersReceived: self._on_trailers,
-            h2.events.StreamReset: self._on_reset,
-            h2.events.WindowUpdated: self._on_window,
-            h2.events.RemoteSettingsChanged: self._on_settings,
-            h2.events.ConnectionTerminated: self._on_goaway,
-        }
 
     # ---------------------------------------------------------------- connection
     def connection_made(self, transport, upgrade=None) -> None:
@@ -352,17 +328,20 @@ class Http2Server(asyncio.Protocol):
         set_nodelay(transport)
         self.peer = transport.get_extra_info("peername") or ("", 0)
         self.local = transport.get_extra_info("sockname") or ("", 0)
-        self.h2 = c = new_connection(False, settings(self.max_streams, cfg.limits.request_headers, stream_window))
-        if upgrade is not None:
-            c.initiate_upgrade_connection(upgrade[0])
-        else:
-            c.initiate_connection()
-        if conn_window > 65535:
-            c.increment_flow_control_window(conn_window - 65535)
+        self.h2 = c = H2Connection(self, False, {MAX_CONCURRENT_STREAMS: self.max_streams,
+                                                 MAX_HEADER_LIST_SIZE: cfg.limits.request_headers,
+                                                 INITIAL_WINDOW_SIZE: stream_window}, conn_window)
         w.connections.add(self)
         self._arm_idle()
         if upgrade is not None:
+            try:
+                c.initiate_upgrade(upgrade[0])
+            except H2ConnectionError:
+                self._protocol_error()
+                return
             self._start_stream(1, upgrade[1], ended=True)
+        else:
+            c.initiate()
         self.flush()
 
     def connection_lost(self, exc) -> None:
@@ -381,22 +360,19 @@ class Http2Server(asyncio.Protocol):
             return
         self.receiving = True
         try:
-            try:
-                events = self.h2.receive_data(data)
-            except h2.exceptions.ProtocolError as e:
-                self.worker.stats.counter(f"http.{self.listener_name}.downstream_cx_protocol_error").value += 1
-                self.receiving = False
-                self._write_now()
-                self._close_after_flush(getattr(e, "error_code", _PROTOCOL))
-                return
-            dispatch = self._dispatch
-            for ev in events:
-                fn = dispatch.get(type(ev))
-                if fn is not None:
-                    fn(ev)
+            self.h2.feed(data)
+        except H2ConnectionError:
+            self.receiving = False
+            self._protocol_error()
+            return
         finally:
             self.receiving = False
         self._write_now()
+
+    def _protocol_error(self) -> None:
+        self.worker.stats.counter(f"http.{self.listener_name}.downstream_cx_protocol_error").value += 1
+        # the codec queued its GOAWAY; it goes out before the close
+        self._close_after_flush(None)
 
     def eof_received(self):
         return False
@@ -422,27 +398,40 @@ class Http2Server(asyncio.Protocol):
         self.write_soon = False
         if self.closing or self.transport is None:
             return
-        for d in self.tails:
-            d.release_tail()
-        self.tails.clear()
+        tails = self.tails
+        if tails:
+            for d in tails:
+                d.release_tail()
+            tails.clear()
         out = self.h2.data_to_send()
         if out:
             self.transport.write(out)
 
-    # ---------------------------------------------------------------- events
-    def _on_request(self, ev) -> None:
-        sid = ev.stream_id
+    # ---------------------------------------------------------------- codec calls
+    def on_headers(self, sid: int, fields, end: bool) -> None:
         if self.goaway_sent or self.closing or len(self.streams) >= self.max_streams:
             self.worker.stats.counter(f"http.{self.listener_name}.downstream_rq_refused").value += 1
             self.h2.reset_stream(sid, _REFUSED)
             return
         try:
-            f = request_from_block(ev.headers)
+            f = request_from_block(fields)
         except H2HeadError as e:
             self.worker.stats.counter(f"http.{self.listener_name}.downstream_rq_malformed." + e.detail).value += 1
             self.h2.reset_stream(sid, _PROTOCOL)
             return
-        self._start_stream(sid, f, ev.stream_ended)
+        if f.content_length is not None and not end:
+            self.h2.expect_length(sid, f.content_length)
+        self._start_stream(sid, f, end)
+
+    def on_header_list_too_large(self, sid: int) -> None:
+        # answered here, before any stream exists: what an HTTP/1.1 client gets for the same
+        self.worker.stats.counter(f"http.{self.listener_name}.downstream_rq_malformed.header_list_too_large").value += 1
+        h2c = self.h2
+        try:
+            h2c.send_headers(sid, [(b":status", b"431"), (b"content-length", b"0")], True)
+        except StreamGone:
+            return
+        h2c.reset_stream(sid, _NO_ERROR)    # no-op unless the client is still sending
 
     def _start_stream(self, sid: int, f, ended: bool) -> None:
         w = self.worker
@@ -469,35 +458,37 @@ class Http2Server(asyncio.Protocol):
         self.deadline = 0.0
         http.start()
 
-    def _on_data(self, ev) -> None:
-        sid = ev.stream_id
-        n = ev.flow_controlled_length
+    def on_data(self, sid: int, data: bytes, n: int, end: bool) -> None:
         d = self.streams.get(sid)
-        if d is None or d.closed or d.http is None or not ev.data:
+        if d is None or d.closed or d.http is None or not data:
             # an empty DATA (END_STREAM alone) is no body chunk: to HTTP/1.1 it would be the last chunk
             if n:
-                self.h2.acknowledge_received_data(n, sid)
+                self.h2.ack(sid, n)
+        else:
+            d.http.on_request_body(data)
+            if d.body_paused:
+                d.unacked += n
+            elif not d.closed:
+                self.h2.ack(sid, n)
+        if end and d is not None:
+            self._request_ended(d)
+
+    def on_trailers(self, sid: int, fields) -> None:
+        d = self.streams.get(sid)
+        if d is None:
             return
-        d.http.on_request_body(ev.data)
-        if d.body_paused:
-            d.unacked += n
-        elif not d.closed:
-            self.h2.acknowledge_received_data(n, sid)
+        try:
+            d.trailers = trailers_from_block(fields, validate=True)
+        except H2HeadError:
+            d.trailers = None
+            if d.http is not None:
+                d.http.reset()
+            d._reset(_PROTOCOL)
+            return
+        self._request_ended(d)
 
-    def _on_trailers(self, ev) -> None:
-        d = self.streams.get(ev.stream_id)
-        if d is not None:
-            try:
-                d.trailers = trailers_from_block(ev.headers, validate=True)
-            except H2HeadError:
-                d.trailers = None
-                if d.http is not None:
-                    d.http.reset()
-                d._reset(_PROTOCOL)
-
-    def _on_stream_ended(self, ev) -> None:
-        d = self.streams.get(ev.stream_id)
-        if d is None or d.req_ended:
+    def _request_ended(self, d: H2Down) -> None:
+        if d.req_ended:
             return
         d.req_ended = True
         http = d.http
@@ -505,8 +496,8 @@ class Http2Server(asyncio.Protocol):
             http.on_request_end(d.trailers)
         d._maybe_done()
 
-    def _on_reset(self, ev) -> None:
-        d = self.streams.pop(ev.stream_id, None)
+    def on_reset(self, sid: int, code: int) -> None:
+        d = self.streams.pop(sid, None)
         if d is None:
             return
         d.closed = True
@@ -515,25 +506,22 @@ class Http2Server(asyncio.Protocol):
             d.http.reset()
         self._after_close()
 
-    def _on_window(self, ev) -> None:
-        sid = ev.stream_id
+    def on_window(self, sid: int) -> None:
         if sid:
             d = self.streams.get(sid)
-            if d is not None:
+            if d is not None and d.pending:
                 d.drain_pending()
             return
         for d in list(self.streams.values()):
             if d.pending:
                 d.drain_pending()
 
-    def _on_settings(self, ev) -> None:
-        for d in list(self.streams.values()):
-            if d.pending:
-                d.drain_pending()
+    def on_settings(self) -> None:
+        pass      # a larger initial window arrives as on_window(0)
 
-    def _on_goaway(self, ev) -> None:
+    def on_goaway(self, last_stream_id: int, code: int) -> None:
         self.goaway_received = True
-        if ev.error_code:
+        if code:
             self._close_after_flush(None)
             return
         if not self.streams:
@@ -571,11 +559,8 @@ class Http2Server(asyncio.Protocol):
         if self.goaway_sent or self.closing:
             return
         self.goaway_sent = True
-        f = GoAwayFrame(0)
-        f.last_stream_id = self.h2.highest_inbound_stream_id
-        f.error_code = code
+        self.h2.goaway(code)
         self._write_now()
-        self.transport.write(f.serialize())
 
     def drain(self) -> None:
         """Server drain: GOAWAY now; close once the streams in flight are done."""
@@ -586,7 +571,7 @@ class Http2Server(asyncio.Protocol):
     def _close_after_flush(self, code) -> None:
         if self.closing:
             return
-        # what is queued (a final response, or h2's own GOAWAY after a connection error) goes first
+        # what is queued (a final response, or the codec's GOAWAY after a connection error) goes first
         self._write_now()
         self.closing = True
         self.transport.close()

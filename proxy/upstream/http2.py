@@ -21,14 +21,10 @@ import asyncio
 import dataclasses
 from collections import deque
 
-import h2.events
-import h2.exceptions
-import h2.settings
-from h2.errors import ErrorCodes
-
 from ..codec.http1 import ParseError, RequestDecoder
-from ..codec.http2 import (new_connection, request_block, response_from_block, trailer_block,
-                           trailers_from_block)
+from ..codec.http2 import H2HeadError, request_block, response_from_block, trailer_block, trailers_from_block
+from ..codec.http2_connection import (CANCEL, ENABLE_PUSH, INITIAL_WINDOW_SIZE, NO_ERROR, PROTOCOL_ERROR,
+                                      REFUSED_STREAM, H2Connection, H2ConnectionError, StreamGone)
 from ..tls import client_context
 from .pool import cancel_wait, wait_for_connection
 from ..sockets import set_nodelay
@@ -194,11 +190,12 @@ class H2Pool:
 
 
 class H2UpstreamConnection(asyncio.Protocol):
+    """One connection to an endpoint; the sink of its HTTP/2 codec."""
+
     def __init__(self, pool: H2Pool):
         self.pool = pool
         self.transport = None
-        self.h2 = new_connection(True, {h2.settings.SettingCodes.ENABLE_PUSH: 0,
-                                        h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 1024 * 1024})
+        self.h2 = H2Connection(self, True, {ENABLE_PUSH: 0, INITIAL_WINDOW_SIZE: 1024 * 1024}, _WINDOW)
         self.streams: dict[int, H2UpStream] = {}   # by stream id, once HEADERS went out
         self.active = 0                            # handles given out, sent or not
         self.total = 0
@@ -211,23 +208,14 @@ class H2UpstreamConnection(asyncio.Protocol):
         self.cap = pool._cap()
         self.settled = asyncio.get_running_loop().create_future()
         self.opened = False          # the pool counts it among its connections
-        self._dispatch = {
-            h2.events.ResponseReceived: self._on_response,
-            h2.events.DataReceived: self._on_data,
-            h2.events.TrailersReceived: self._on_trailers,
-            h2.events.StreamEnded: self._on_ended,
-            h2.events.StreamReset: self._on_reset,
-            h2.events.WindowUpdated: self._on_window,
-            h2.events.RemoteSettingsChanged: self._on_settings,
-            h2.events.ConnectionTerminated: self._on_goaway,
-        }
+        self.touched: set = set()    # downstreams that got something in this read
 
     # -- pool side --
     def has_room(self) -> bool:
         if self.closed or self.draining:
             return False
         cap = self.cap
-        remote = self.h2.remote_settings.max_concurrent_streams
+        remote = self.h2.remote_max_streams
         if remote < cap:
             cap = remote
         return self.active < cap
@@ -272,11 +260,8 @@ class H2UpstreamConnection(asyncio.Protocol):
 
     def close(self) -> None:
         if not self.closed and self.transport is not None:
-            try:
-                self.h2.close_connection()
-                self._write_now()
-            except h2.exceptions.ProtocolError:
-                pass
+            self.h2.goaway(NO_ERROR, 0)
+            self._write_now()
             self.transport.close()
 
     def flush(self) -> None:
@@ -299,38 +284,27 @@ class H2UpstreamConnection(asyncio.Protocol):
         self.transport = transport
         set_nodelay(transport)
         c = self.h2
-        c.initiate_connection()
-        c.increment_flow_control_window(_WINDOW - 65535)
+        c.initiate()
         transport.write(c.data_to_send())
 
     def data_received(self, data: bytes) -> None:
         self.receiving = True
-        touched = set()
+        touched = self.touched
         try:
-            try:
-                events = self.h2.receive_data(data)
-            except h2.exceptions.ProtocolError:
-                self.pool.host.cluster.c["upstream_cx_protocol_error"].value += 1
-                self.receiving = False
-                self._write_now()
-                self.transport.close()
-                return
-            dispatch = self._dispatch
-            streams = self.streams
-            for ev in events:
-                fn = dispatch.get(type(ev))
-                if fn is None:
-                    continue
-                sid = getattr(ev, "stream_id", 0)
-                h = streams.get(sid) if sid else None
-                if h is not None and h.stream is not None:
-                    touched.add(h.stream.down)
-                fn(ev, h)
+            self.h2.feed(data)
+        except H2ConnectionError:
+            self.pool.host.cluster.c["upstream_cx_protocol_error"].value += 1
+            self.receiving = False
+            self._write_now()
+            self.transport.close()
+            # the streams learn of it in connection_lost
         finally:
             self.receiving = False
         self._write_now()
-        for down in touched:
-            down.flush()
+        if touched:
+            for down in touched:
+                down.flush()
+            touched.clear()
 
     def eof_received(self):
         return False
@@ -363,35 +337,60 @@ class H2UpstreamConnection(asyncio.Protocol):
             if h.stream is not None and not h.pending:
                 h.stream.on_upstream_pressure(False)
 
-    # -- events --
-    def _on_response(self, ev, h) -> None:
+    # -- codec calls --
+    def _handle(self, sid: int):
+        h = self.streams.get(sid)
+        if h is not None and h.stream is not None:
+            self.touched.add(h.stream.down)
+        return h
+
+    def on_headers(self, sid: int, fields, end: bool) -> None:
+        h = self._handle(sid)
         if h is None or h.stream is None:
             return
-        status, headers, body = response_from_block(ev.headers)
-        if ev.stream_ended:
+        try:
+            status, headers, body = response_from_block(fields)
+        except H2HeadError:
+            return h.malformed()
+        if end:
             body = 0       # trailers-only (gRPC errors): nothing follows the head
+        elif body is not None:
+            self.h2.expect_length(sid, body)
         h.got_head = True
         h.stream.on_upstream_head(status, headers, True, body)
+        if end:
+            self._ended(h)
 
-    def _on_data(self, ev, h) -> None:
-        n = ev.flow_controlled_length
-        if h is None or h.stream is None or not ev.data:
-            if n:
-                self.h2.acknowledge_received_data(n, ev.stream_id)
-            return
-        h.stream.on_upstream_data(ev.data)
-        if h.paused:
-            h.unacked += n
-        else:
-            self.h2.acknowledge_received_data(n, ev.stream_id)
-
-    def _on_trailers(self, ev, h) -> None:
+    def on_header_list_too_large(self, sid: int) -> None:
+        h = self._handle(sid)
         if h is not None:
-            h.trailers = trailers_from_block(ev.headers)
+            h.malformed()
 
-    def _on_ended(self, ev, h) -> None:
+    def on_data(self, sid: int, data: bytes, n: int, end: bool) -> None:
+        h = self._handle(sid)
+        if h is None or h.stream is None or not data:
+            if n:
+                self.h2.ack(sid, n)
+        else:
+            h.stream.on_upstream_data(data)
+            if h.paused:
+                h.unacked += n
+            else:
+                self.h2.ack(sid, n)
+        if end and h is not None:
+            self._ended(h)
+
+    def on_trailers(self, sid: int, fields) -> None:
+        h = self._handle(sid)
         if h is None:
             return
+        try:
+            h.trailers = trailers_from_block(fields, validate=True)
+        except H2HeadError:
+            return h.malformed()
+        self._ended(h)
+
+    def _ended(self, h) -> None:
         h.remote_closed = True
         s, h.stream = h.stream, None
         if s is not None:
@@ -399,38 +398,36 @@ class H2UpstreamConnection(asyncio.Protocol):
         if h.local_closed:
             h.finish(True)
 
-    def _on_reset(self, ev, h) -> None:
+    def on_reset(self, sid: int, code: int) -> None:
+        h = self._handle(sid)
         if h is None:
             return
         h.remote_closed = h.local_closed = True
-        code = ev.error_code
-        detail = "upstream_refused_stream" if code == ErrorCodes.REFUSED_STREAM else (
+        detail = "upstream_refused_stream" if code == REFUSED_STREAM else (
             "upstream_reset_after_response_started" if h.got_head else "upstream_reset_before_response_started")
         h.lost(detail)
 
-    def _on_window(self, ev, h) -> None:
-        sid = getattr(ev, "stream_id", 0)
-        if sid and h is not None:
-            h.drain()
+    def on_window(self, sid: int) -> None:
+        if sid:
+            h = self.streams.get(sid)
+            if h is not None and h.pending:
+                h.drain()
             return
         for x in list(self.streams.values()):
             if x.pending:
                 x.drain()
 
-    def _on_settings(self, ev, h) -> None:
+    def on_settings(self) -> None:
         if not self.settled.done():
             self.settled.set_result(None)
-            return
-        self._on_window(ev, h)
 
-    def _on_goaway(self, ev, _h) -> None:
+    def on_goaway(self, last_stream_id: int, code: int) -> None:
         self.draining = True
         try:
             self.pool.idle.remove(self)
         except ValueError:
             pass
-        last = ev.last_stream_id if ev.last_stream_id is not None else 0
-        for h in [x for x in self.streams.values() if x.sid > last]:
+        for h in [x for x in self.streams.values() if x.sid > last_stream_id]:
             # never processed by the endpoint: safe for the stream to try elsewhere
             h.lost("upstream_refused_stream")
         if not self.streams and self.active == 0:
@@ -484,7 +481,7 @@ class H2UpStream:
             if s is not None:
                 s.on_upstream_reset(e.detail, 502)
             return
-        except h2.exceptions.ProtocolError:
+        except StreamGone:
             # the endpoint closed this stream (or the connection) under us
             self.lost("upstream_reset_before_response_started" if not self.got_head
                       else "upstream_reset_after_response_started")
@@ -501,7 +498,7 @@ class H2UpStream:
         n = self.unacked
         if n and not self.closed and self.sid:
             self.unacked = 0
-            self.conn.h2.acknowledge_received_data(n, self.sid)
+            self.conn.h2.ack(self.sid, n)
             self.conn.flush()
 
     def close(self) -> None:
@@ -520,11 +517,11 @@ class H2UpStream:
             te = v is not None and b"trailers" in v.lower()
         tls = conn.pool.host.cluster.config.options.get("tls")
         block = request_block(method, target, headers, "https" if tls is not None else "http", te)
-        sid = conn.h2.get_next_available_stream_id()
+        sid = conn.h2.next_stream_id()
         self.sid = sid
         self.body_len = body
         end = body == 0
-        conn.h2.send_headers(sid, block, end_stream=end)
+        conn.h2.send_headers(sid, block, end)
         conn.streams[sid] = self
         if end:
             self.local_closed = True
@@ -549,43 +546,28 @@ class H2UpStream:
     def _end(self, trailers) -> None:
         self.local_closed = True
         if trailers:
-            self.conn.h2.send_headers(self.sid, trailer_block(trailers), end_stream=True)
+            self.conn.h2.send_headers(self.sid, trailer_block(trailers), True)
         else:
             self.conn.h2.end_stream(self.sid)
         if self.remote_closed:
             self.finish(True)
 
     def _push(self, data: bytes) -> bool:
-        c = self.conn.h2
-        sid = self.sid
-        n = len(data)
-        off = 0
-        maxf = c.max_outbound_frame_size
-        while off < n:
-            w = c.local_flow_control_window(sid)
-            if w <= 0:
-                break
-            if w > maxf:
-                w = maxf
-            if off == 0 and w >= n:
-                c.send_data(sid, data)
-                return True
-            c.send_data(sid, data[off:off + w])
-            off += w
-        if off < n:
-            self.pending.append(data[off:] if off else data)
-            if not self.pressure and self.stream is not None:
-                self.pressure = True
-                self.stream.on_upstream_pressure(True)
-            return False
-        return True
+        sent = self.conn.h2.send_data(self.sid, data)
+        if sent == len(data):
+            return True
+        self.pending.append(data[sent:] if sent else data)
+        if not self.pressure and self.stream is not None:
+            self.pressure = True
+            self.stream.on_upstream_pressure(True)
+        return False
 
     def drain(self) -> None:
         if self.closed or not self.pending:
             return
         try:
             self._drain()
-        except h2.exceptions.ProtocolError:
+        except StreamGone:
             self.lost("upstream_reset_after_response_started" if self.got_head
                       else "upstream_reset_before_response_started")
 
@@ -615,12 +597,24 @@ class H2UpStream:
         self.pending = []
         conn = self.conn
         if self.sid and not (self.local_closed and self.remote_closed) and not conn.closed:
-            try:
-                conn.h2.reset_stream(self.sid, ErrorCodes.NO_ERROR if self.remote_closed else ErrorCodes.CANCEL)
-            except h2.exceptions.ProtocolError:
-                pass
+            conn.h2.reset_stream(self.sid, NO_ERROR if self.remote_closed else CANCEL)
             conn.flush()
         conn.handle_done(self)
+
+    def malformed(self) -> None:
+        """The endpoint's answer cannot be passed on (RFC 9113 §8.1.1): a stream error for
+        the endpoint, a 502 for the stream, as a malformed HTTP/1.1 response is."""
+        s, self.stream = self.stream, None
+        conn = self.conn
+        if self.sid and not conn.closed:
+            conn.h2.reset_stream(self.sid, PROTOCOL_ERROR)
+            conn.flush()
+        self.local_closed = self.remote_closed = True
+        if not self.closed:
+            self.closed = True
+            conn.handle_done(self)
+        if s is not None:
+            s.on_upstream_reset("upstream_protocol_error", 502)
 
     def lost(self, detail: str) -> None:
         """The stream died on the connection (reset, GOAWAY, connection gone)."""

@@ -1,0 +1,673 @@
+"""One HTTP/2 connection (RFC 9113), either end: frames in, sink calls out; calls in, bytes out.
+
+Sans-I/O: `feed(bytes)` parses frames and calls the sink (the server or upstream
+protocol); `send_*` queue frames and `data_to_send()` hands them over. No
+sockets, no clocks, no asyncio.
+
+What it owns: framing (padding, CONTINUATION, frame-size limits), HPACK state,
+the stream-state table, flow-control windows both ways, SETTINGS and their ACK,
+PING answers, GOAWAY, and turning protocol violations into GOAWAY (connection
+errors, raised as H2ConnectionError after the GOAWAY is queued) or RST_STREAM
+(stream errors, reported to the sink as on_reset). What it never does: look
+inside header blocks beyond `:status` of a 1xx on the client side (the block's
+meaning and validation are proxy/codec/http2.py's), refuse a stream for
+concurrency (the owner refuses with REFUSED_STREAM, which keeps the others
+alive), or close the connection on a GOAWAY it receives (streams the peer
+accepted may finish, RFC 9113 §6.8).
+
+Stream states are a table (_RECV_OK/_SEND_OK below): a stream is in the table
+from its first HEADERS until both halves are closed or it is reset; an id not in
+the table is idle (above the highest seen) or closed.
+
+The sink implements:
+    on_headers(sid, fields, end_stream)   first header block (request or final response)
+    on_trailers(sid, fields)              a block after it; the stream's remote half ends
+    on_data(sid, data, flow_len, end_stream)
+    on_reset(sid, code)                   peer RST_STREAM, or a stream error found here
+    on_window(sid)                        send window grew (0: the connection, or all streams)
+    on_settings()                         peer SETTINGS applied
+    on_goaway(last_stream_id, code)
+    on_header_list_too_large(sid)         a block over SETTINGS_MAX_HEADER_LIST_SIZE
+"""
+from __future__ import annotations
+
+import base64
+import struct
+
+from .http2_hpack import Decoder, Encoder, HeaderListTooLarge, HpackError
+
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
+# frame types
+DATA, HEADERS, PRIORITY, RST_STREAM, SETTINGS, PUSH_PROMISE, PING, GOAWAY, WINDOW_UPDATE, CONTINUATION = range(10)
+# flags
+END_STREAM = 0x1
+ACK = 0x1
+END_HEADERS = 0x4
+PADDED = 0x8
+PRIORITY_FLAG = 0x20
+
+# error codes
+NO_ERROR = 0x0
+PROTOCOL_ERROR = 0x1
+INTERNAL_ERROR = 0x2
+FLOW_CONTROL_ERROR = 0x3
+STREAM_CLOSED = 0x5
+FRAME_SIZE_ERROR = 0x6
+REFUSED_STREAM = 0x7
+CANCEL = 0x8
+COMPRESSION_ERROR = 0x9
+ENHANCE_YOUR_CALM = 0xB
+
+# settings
+HEADER_TABLE_SIZE = 0x1
+ENABLE_PUSH = 0x2
+MAX_CONCURRENT_STREAMS = 0x3
+INITIAL_WINDOW_SIZE = 0x4
+MAX_FRAME_SIZE = 0x5
+MAX_HEADER_LIST_SIZE = 0x6
+
+DEFAULT_WINDOW = 65535
+MAX_WINDOW = 2 ** 31 - 1
+DEFAULT_FRAME = 16384
+# a header block may span CONTINUATION frames; beyond this much compressed, the peer is abusing it
+MAX_BLOCK = 1 << 20
+
+_unpack_u32 = struct.Struct(">I").unpack_from
+_unpack_setting = struct.Struct(">HI").unpack_from
+_pack_setting = struct.Struct(">HI").pack
+_pack_u32 = struct.Struct(">I").pack
+_pack_goaway = struct.Struct(">II").pack
+
+# stream halves
+OPEN, CLOSED = 0, 1
+
+
+class H2ConnectionError(Exception):
+    """A connection error: a GOAWAY with `code` is queued; the owner flushes and closes."""
+
+    def __init__(self, code: int, detail: str):
+        super().__init__(f"{detail} (error {code})")
+        self.code = code
+        self.detail = detail
+
+
+def frame(ftype: int, flags: int, sid: int, payload: bytes = b"") -> bytes:
+    n = len(payload)
+    return bytes((n >> 16, (n >> 8) & 0xFF, n & 0xFF, ftype, flags)) + _pack_u32(sid) + payload
+
+
+class Stream:
+    """Per-stream state: the two halves, the windows, the body accounting."""
+
+    __slots__ = ("sid", "local", "remote", "send_window", "recv_window", "unacked", "got_head",
+                 "expect_len", "seen_len", "reset_sent")
+
+    def __init__(self, sid: int, send_window: int, recv_window: int):
+        self.sid = sid
+        self.local = OPEN              # our half: END_STREAM not sent yet
+        self.remote = OPEN             # the peer's half
+        self.send_window = send_window
+        self.recv_window = recv_window  # what the peer may still send before our WINDOW_UPDATE
+        self.unacked = 0               # consumed by the owner, not yet given back
+        self.got_head = False          # a final header block arrived: the next one is trailers
+        self.expect_len = -1           # content-length the peer announced (-1: none)
+        self.seen_len = 0
+        self.reset_sent = False
+
+
+class H2Connection:
+    __slots__ = ("client", "sink", "out", "buf", "streams", "preface_left", "settings_seen",
+                 "decoder", "encoder", "send_window", "recv_window", "recv_unacked", "conn_window_target",
+                 "remote_initial_window", "remote_max_frame", "remote_max_streams", "remote_max_header_list",
+                 "local_initial_window", "pending_local", "local_max_frame", "highest_inbound",
+                 "next_sid", "block_sid", "block_flags", "block_parts", "block_size", "goaway_received",
+                 "closed", "local_settings")
+
+    def __init__(self, sink, client: bool, settings: dict[int, int] | None = None,
+                 connection_window: int = DEFAULT_WINDOW):
+        self.client = client
+        self.sink = sink
+        self.out: list[bytes] = []
+        self.buf = b""
+        self.streams: dict[int, Stream] = {}
+        # a server first reads the client's preface; a client sees the server's SETTINGS first
+        self.preface_left = 0 if client else len(PREFACE)
+        self.settings_seen = False
+        local = {MAX_CONCURRENT_STREAMS: 100, INITIAL_WINDOW_SIZE: DEFAULT_WINDOW}
+        if client:
+            local[ENABLE_PUSH] = 0
+        if settings:
+            local.update(settings)
+        self.local_settings = local
+        self.decoder = Decoder(limit=local.get(MAX_HEADER_LIST_SIZE, 1 << 30))
+        self.encoder = Encoder()
+        self.send_window = DEFAULT_WINDOW
+        self.recv_window = DEFAULT_WINDOW    # what the peer may still send on the connection
+        self.recv_unacked = 0
+        self.conn_window_target = max(connection_window, DEFAULT_WINDOW)
+        self.remote_initial_window = DEFAULT_WINDOW
+        self.remote_max_frame = DEFAULT_FRAME
+        self.remote_max_streams = 2 ** 31
+        self.remote_max_header_list = 1 << 30
+        # our INITIAL_WINDOW_SIZE binds the peer once it acknowledges our SETTINGS (RFC 9113 §6.9.2)
+        self.local_initial_window = DEFAULT_WINDOW
+        self.pending_local: list[int] = []
+        self.local_max_frame = DEFAULT_FRAME
+        self.highest_inbound = 0
+        self.next_sid = 1
+        self.block_sid = 0                   # a header block waiting for CONTINUATION
+        self.block_flags = 0
+        self.block_parts: list[bytes] = []
+        self.block_size = 0
+        self.goaway_received = False
+        self.closed = False
+
+    # ------------------------------------------------------------------ starting
+    def initiate(self) -> None:
+        """Queue our preface (client) and SETTINGS, and the connection window beyond the default."""
+        if self.client:
+            self.out.append(PREFACE)
+        self._send_settings(self.local_settings)
+        if self.conn_window_target > DEFAULT_WINDOW:
+            grow = self.conn_window_target - DEFAULT_WINDOW
+            self.recv_window += grow
+            self.out.append(frame(WINDOW_UPDATE, 0, 0, _pack_u32(grow)))
+
+    def initiate_upgrade(self, http2_settings: bytes) -> None:
+        """Server side of `Upgrade: h2c`: the HTTP2-Settings header is the client's SETTINGS,
+        and stream 1 is the upgraded request, already complete from the client's side."""
+        try:
+            raw = base64.urlsafe_b64decode(http2_settings + b"=" * (-len(http2_settings) % 4))
+        except ValueError:
+            raw = b""
+        self.initiate()
+        if len(raw) % 6 == 0:
+            self._apply_settings(raw, notify=False)
+        s = Stream(1, self.remote_initial_window, self.local_initial_window)
+        s.remote = CLOSED
+        s.got_head = True
+        self.streams[1] = s
+        self.highest_inbound = 1
+
+    def _send_settings(self, values: dict[int, int]) -> None:
+        payload = b"".join(_pack_setting(k, v) for k, v in values.items())
+        self.out.append(frame(SETTINGS, 0, 0, payload))
+        self.pending_local.append(values.get(INITIAL_WINDOW_SIZE, -1))
+
+    # ------------------------------------------------------------------ sending
+    def data_to_send(self) -> bytes:
+        out = self.out
+        if not out:
+            return b""
+        if len(out) == 1:
+            data = out[0]
+        else:
+            data = b"".join(out)
+        out.clear()
+        return data
+
+    def next_stream_id(self) -> int:
+        sid = self.next_sid
+        self.next_sid = sid + 2
+        return sid
+
+    def send_headers(self, sid: int, fields, end_stream: bool = False) -> None:
+        s = self.streams.get(sid)
+        if s is None:
+            if not self.client or sid % 2 == 0:
+                raise StreamGone(sid)
+            s = Stream(sid, self.remote_initial_window, self.local_initial_window)
+            self.streams[sid] = s
+        elif s.local:
+            raise StreamGone(sid)
+        block = self.encoder.encode(fields)
+        flags = END_STREAM if end_stream else 0
+        maxf = self.remote_max_frame
+        if len(block) <= maxf:
+            self.out.append(frame(HEADERS, flags | END_HEADERS, sid, block))
+        else:
+            self.out.append(frame(HEADERS, flags, sid, block[:maxf]))
+            off = maxf
+            n = len(block)
+            while off < n:
+                chunk = block[off:off + maxf]
+                off += maxf
+                self.out.append(frame(CONTINUATION, END_HEADERS if off >= n else 0, sid, chunk))
+        if end_stream:
+            self._close_local(s)
+
+    def window(self, sid: int) -> int:
+        """How many DATA bytes may go out on `sid` now."""
+        s = self.streams.get(sid)
+        if s is None or s.local:
+            return 0
+        w = s.send_window
+        c = self.send_window
+        return w if w < c else c
+
+    def send_data(self, sid: int, data: bytes, end_stream: bool = False) -> int:
+        """Send what the windows allow of `data`, in frames the peer accepts; END_STREAM
+        goes with the last byte if all of it went. The number of bytes sent."""
+        s = self.streams.get(sid)
+        if s is None or s.local:
+            raise StreamGone(sid)
+        n = len(data)
+        if not n:
+            if end_stream:
+                self.out.append(frame(DATA, END_STREAM, sid))
+                self._close_local(s)
+            return 0
+        w = s.send_window
+        c = self.send_window
+        if c < w:
+            w = c
+        maxf = self.remote_max_frame
+        out = self.out
+        if n <= w and n <= maxf:
+            # the common case: one frame
+            out.append(bytes((n >> 16, (n >> 8) & 0xFF, n & 0xFF, DATA, END_STREAM if end_stream else 0))
+                       + _pack_u32(sid) + data)
+            s.send_window -= n
+            self.send_window -= n
+            if end_stream:
+                self._close_local(s)
+            return n
+        if w <= 0:
+            return 0
+        take = n if n < w else w
+        off = 0
+        while off < take:
+            step = take - off
+            if step > maxf:
+                step = maxf
+            last = off + step >= n
+            out.append(frame(DATA, END_STREAM if (end_stream and last) else 0, sid, data[off:off + step]))
+            off += step
+        s.send_window -= take
+        self.send_window -= take
+        if end_stream and take == n:
+            self._close_local(s)
+        return take
+
+    def end_stream(self, sid: int) -> None:
+        s = self.streams.get(sid)
+        if s is None or s.local:
+            raise StreamGone(sid)
+        self.out.append(frame(DATA, END_STREAM, sid))
+        self._close_local(s)
+
+    def reset_stream(self, sid: int, code: int) -> None:
+        """RST_STREAM, unless the stream is already closed both ways or reset."""
+        s = self.streams.pop(sid, None)
+        if s is None:
+            return
+        self.out.append(frame(RST_STREAM, 0, sid, _pack_u32(code)))
+
+    def ack(self, sid: int, n: int) -> None:
+        """The owner consumed `n` flow-controlled bytes of `sid`: give the window back,
+        in updates of at least half a window so a busy stream is not a frame per DATA."""
+        if n <= 0:
+            return
+        u = self.recv_unacked + n
+        if u >= self.conn_window_target >> 1:
+            self.recv_unacked = 0
+            self.recv_window += u
+            self.out.append(frame(WINDOW_UPDATE, 0, 0, _pack_u32(u)))
+        else:
+            self.recv_unacked = u
+        s = self.streams.get(sid)
+        if s is None or s.remote:
+            return       # nothing more will come on it
+        u = s.unacked + n
+        if u >= self.local_initial_window >> 1:
+            s.unacked = 0
+            s.recv_window += u
+            self.out.append(frame(WINDOW_UPDATE, 0, sid, _pack_u32(u)))
+        else:
+            s.unacked = u
+
+    def goaway(self, code: int = NO_ERROR, last_stream_id: int | None = None) -> None:
+        """GOAWAY; the connection stays usable for the streams already accepted."""
+        if last_stream_id is None:
+            last_stream_id = self.highest_inbound
+        self.out.append(frame(GOAWAY, 0, 0, _pack_goaway(last_stream_id, code)))
+
+    def _close_local(self, s: Stream) -> None:
+        s.local = CLOSED
+        if s.remote:
+            del self.streams[s.sid]
+
+    def _close_remote(self, s: Stream) -> None:
+        s.remote = CLOSED
+        if s.local:
+            self.streams.pop(s.sid, None)
+
+    # ------------------------------------------------------------------ receiving
+    def feed(self, data: bytes) -> None:
+        """Parse what arrived; raises H2ConnectionError after queuing the GOAWAY it warrants."""
+        if self.closed:
+            return
+        buf = self.buf + data if self.buf else data
+        pos = 0
+        if self.preface_left:
+            need = self.preface_left
+            got = buf[:need]
+            start = len(PREFACE) - need
+            if got != PREFACE[start:start + len(got)]:
+                self._fail(PROTOCOL_ERROR, "invalid connection preface")
+            if len(got) < need:
+                self.preface_left = need - len(got)
+                self.buf = b""
+                return
+            self.preface_left = 0
+            pos = need
+        n = len(buf)
+        maxf = self.local_max_frame
+        try:
+            while n - pos >= 9:
+                length = (buf[pos] << 16) | (buf[pos + 1] << 8) | buf[pos + 2]
+                if length > maxf:
+                    self._fail(FRAME_SIZE_ERROR, "frame larger than SETTINGS_MAX_FRAME_SIZE")
+                end = pos + 9 + length
+                if end > n:
+                    break
+                ftype = buf[pos + 3]
+                flags = buf[pos + 4]
+                sid = _unpack_u32(buf, pos + 5)[0] & 0x7FFFFFFF
+                payload = buf[pos + 9:end]
+                pos = end
+                if not self.settings_seen:
+                    if ftype != SETTINGS or flags & ACK:
+                        self._fail(PROTOCOL_ERROR, "the first frame must be SETTINGS")
+                    self.settings_seen = True
+                if self.block_sid and ftype != CONTINUATION:
+                    self._fail(PROTOCOL_ERROR, "header block interrupted")
+                if ftype == DATA:
+                    self._on_data(sid, flags, payload)
+                elif ftype == HEADERS:
+                    self._on_headers(sid, flags, payload)
+                elif ftype == WINDOW_UPDATE:
+                    self._on_window_update(sid, payload)
+                elif ftype == SETTINGS:
+                    self._on_settings(sid, flags, payload)
+                elif ftype == RST_STREAM:
+                    self._on_rst(sid, payload)
+                elif ftype == PING:
+                    if sid:
+                        self._fail(PROTOCOL_ERROR, "PING on a stream")
+                    if length != 8:
+                        self._fail(FRAME_SIZE_ERROR, "PING length")
+                    if not flags & ACK:
+                        self.out.append(frame(PING, ACK, 0, payload))
+                elif ftype == CONTINUATION:
+                    self._on_continuation(sid, flags, payload)
+                elif ftype == PRIORITY:
+                    if not sid:
+                        self._fail(PROTOCOL_ERROR, "PRIORITY on stream 0")
+                    if length != 5:
+                        self._fail(FRAME_SIZE_ERROR, "PRIORITY length")
+                elif ftype == GOAWAY:
+                    if sid:
+                        self._fail(PROTOCOL_ERROR, "GOAWAY on a stream")
+                    if length < 8:
+                        self._fail(FRAME_SIZE_ERROR, "GOAWAY length")
+                    last, code = struct.unpack_from(">II", payload)
+                    self.goaway_received = True
+                    self.sink.on_goaway(last & 0x7FFFFFFF, code)
+                elif ftype == PUSH_PROMISE:
+                    # we never allow push (ENABLE_PUSH 0), and a client may not push at all
+                    self._fail(PROTOCOL_ERROR, "PUSH_PROMISE")
+                # unknown frame types are ignored (RFC 9113 §5.5)
+        finally:
+            if not self.closed:
+                self.buf = buf[pos:] if pos < n else b""
+
+    def _fail(self, code: int, detail: str):
+        if not self.closed:
+            self.closed = True
+            self.buf = b""
+            self.out.append(frame(GOAWAY, 0, 0, _pack_goaway(self.highest_inbound, code)))
+        raise H2ConnectionError(code, detail)
+
+    def _stream_error(self, sid: int, code: int) -> None:
+        s = self.streams.pop(sid, None)
+        self.out.append(frame(RST_STREAM, 0, sid, _pack_u32(code)))
+        if s is not None:
+            self.sink.on_reset(sid, code)
+
+    def _is_idle(self, sid: int) -> bool:
+        if self.client:
+            return sid >= self.next_sid if sid % 2 else True
+        return sid > self.highest_inbound if sid % 2 else True
+
+    def _on_data(self, sid: int, flags: int, payload: bytes) -> None:
+        if not sid:
+            self._fail(PROTOCOL_ERROR, "DATA on stream 0")
+        flow = len(payload)
+        if flow > self.recv_window:
+            self._fail(FLOW_CONTROL_ERROR, "connection window exceeded")
+        self.recv_window -= flow
+        if flags & PADDED:
+            if not payload:
+                self._fail(FRAME_SIZE_ERROR, "padded DATA without a pad length")
+            pad = payload[0]
+            if pad >= flow:
+                self._fail(PROTOCOL_ERROR, "padding longer than the frame")
+            payload = payload[1:flow - pad]
+        s = self.streams.get(sid)
+        if s is None or s.remote:
+            if s is None and self._is_idle(sid):
+                self._fail(PROTOCOL_ERROR, "DATA on an idle stream")
+            # a stream closed or reset: its bytes still count on the connection (RFC 9113 §6.9)
+            self.ack(0, flow)
+            if s is not None:
+                self._stream_error(sid, STREAM_CLOSED)
+            return
+        if flow > s.recv_window:
+            self.ack(0, flow)
+            self._stream_error(sid, FLOW_CONTROL_ERROR)
+            return
+        s.recv_window -= flow
+        end = flags & END_STREAM
+        if s.expect_len >= 0:
+            seen = s.seen_len + len(payload)
+            s.seen_len = seen
+            if seen > s.expect_len or (end and seen != s.expect_len):
+                # malformed (RFC 9113 §8.1.1): the body disagrees with its content-length
+                self.ack(0, flow)
+                self._stream_error(sid, PROTOCOL_ERROR)
+                return
+        if end:
+            self._close_remote(s)
+        self.sink.on_data(sid, payload, flow, end)
+
+    def _on_headers(self, sid: int, flags: int, payload: bytes) -> None:
+        if not sid:
+            self._fail(PROTOCOL_ERROR, "HEADERS on stream 0")
+        if flags & (PADDED | PRIORITY_FLAG):
+            start = 0
+            end = len(payload)
+            if flags & PADDED:
+                if not payload:
+                    self._fail(FRAME_SIZE_ERROR, "padded HEADERS without a pad length")
+                end -= payload[0]
+                start = 1
+            if flags & PRIORITY_FLAG:
+                if end - start < 5:
+                    self._fail(FRAME_SIZE_ERROR, "HEADERS priority fields truncated")
+                start += 5
+            if end < start:
+                self._fail(PROTOCOL_ERROR, "padding longer than the frame")
+            payload = payload[start:end]
+        if flags & END_HEADERS:
+            self._on_block(sid, flags, payload)
+        else:
+            self.block_sid = sid
+            self.block_flags = flags
+            self.block_parts = [payload]
+            self.block_size = len(payload)
+
+    def _on_continuation(self, sid: int, flags: int, payload: bytes) -> None:
+        if not self.block_sid or sid != self.block_sid:
+            self._fail(PROTOCOL_ERROR, "unexpected CONTINUATION")
+        self.block_parts.append(payload)
+        self.block_size += len(payload)
+        if self.block_size > MAX_BLOCK:
+            self._fail(ENHANCE_YOUR_CALM, "header block too large")
+        if flags & END_HEADERS:
+            block = b"".join(self.block_parts)
+            self.block_sid = 0
+            self.block_parts = []
+            self._on_block(sid, self.block_flags, block)
+
+    def _on_block(self, sid: int, flags: int, block: bytes) -> None:
+        # decoded whatever becomes of the stream: the HPACK tables must stay in step
+        too_large = False
+        try:
+            fields = self.decoder.decode(block)
+        except HpackError as e:
+            self._fail(COMPRESSION_ERROR, str(e))
+        except HeaderListTooLarge:
+            fields = None
+            too_large = True
+        end = flags & END_STREAM
+        s = self.streams.get(sid)
+        if s is None:
+            if self.client or sid % 2 == 0:
+                if self._is_idle(sid):
+                    self._fail(PROTOCOL_ERROR, "HEADERS on an idle stream")
+                return      # a stream we reset or finished: ignored
+            if sid <= self.highest_inbound:
+                return      # closed or reset by us: ignored (RFC 9113 §5.1)
+            self.highest_inbound = sid
+            s = Stream(sid, self.remote_initial_window, self.local_initial_window)
+            self.streams[sid] = s
+        elif s.remote:
+            self._stream_error(sid, STREAM_CLOSED)
+            return
+        if too_large:
+            if end:
+                self._close_remote(s)
+            self.sink.on_header_list_too_large(sid)
+            return
+        if not s.got_head:
+            if self.client and fields and fields[0][0] == b":status" and fields[0][1][:1] == b"1":
+                if end:
+                    self._stream_error(sid, PROTOCOL_ERROR)
+                return      # informational (1xx): the final head is still to come
+            s.got_head = True
+            if end:
+                self._close_remote(s)
+            self.sink.on_headers(sid, fields, bool(end))
+            return
+        if not end:
+            # a second block must be trailers, and trailers end the stream (RFC 9113 §8.1)
+            self._stream_error(sid, PROTOCOL_ERROR)
+            return
+        self._close_remote(s)
+        self.sink.on_trailers(sid, fields)
+
+    def expect_length(self, sid: int, n: int) -> None:
+        """The peer announced content-length `n` for the body of `sid`: a body that
+        disagrees is a stream error."""
+        s = self.streams.get(sid)
+        if s is not None:
+            s.expect_len = n
+
+    def _on_window_update(self, sid: int, payload: bytes) -> None:
+        if len(payload) != 4:
+            self._fail(FRAME_SIZE_ERROR, "WINDOW_UPDATE length")
+        inc = _unpack_u32(payload)[0] & 0x7FFFFFFF
+        if not sid:
+            if inc == 0:
+                self._fail(PROTOCOL_ERROR, "WINDOW_UPDATE of 0")
+            w = self.send_window + inc
+            if w > MAX_WINDOW:
+                self._fail(FLOW_CONTROL_ERROR, "connection window above 2^31-1")
+            self.send_window = w
+            self.sink.on_window(0)
+            return
+        s = self.streams.get(sid)
+        if s is None:
+            if self._is_idle(sid):
+                self._fail(PROTOCOL_ERROR, "WINDOW_UPDATE on an idle stream")
+            return
+        if inc == 0:
+            self._stream_error(sid, PROTOCOL_ERROR)
+            return
+        w = s.send_window + inc
+        if w > MAX_WINDOW:
+            self._stream_error(sid, FLOW_CONTROL_ERROR)
+            return
+        s.send_window = w
+        self.sink.on_window(sid)
+
+    def _on_rst(self, sid: int, payload: bytes) -> None:
+        if not sid:
+            self._fail(PROTOCOL_ERROR, "RST_STREAM on stream 0")
+        if len(payload) != 4:
+            self._fail(FRAME_SIZE_ERROR, "RST_STREAM length")
+        s = self.streams.pop(sid, None)
+        if s is None:
+            if self._is_idle(sid):
+                self._fail(PROTOCOL_ERROR, "RST_STREAM on an idle stream")
+            return
+        self.sink.on_reset(sid, _unpack_u32(payload)[0])
+
+    def _on_settings(self, sid: int, flags: int, payload: bytes) -> None:
+        if sid:
+            self._fail(PROTOCOL_ERROR, "SETTINGS on a stream")
+        if flags & ACK:
+            if payload:
+                self._fail(FRAME_SIZE_ERROR, "SETTINGS ACK with a payload")
+            if self.pending_local:
+                w = self.pending_local.pop(0)
+                if w >= 0 and w != self.local_initial_window:
+                    delta = w - self.local_initial_window
+                    self.local_initial_window = w
+                    for s in self.streams.values():
+                        s.recv_window += delta
+            return
+        if len(payload) % 6:
+            self._fail(FRAME_SIZE_ERROR, "SETTINGS length")
+        self._apply_settings(payload, notify=True)
+        self.out.append(frame(SETTINGS, ACK, 0))
+
+    def _apply_settings(self, payload: bytes, notify: bool) -> None:
+        window_changed = False
+        for off in range(0, len(payload), 6):
+            k, v = _unpack_setting(payload, off)
+            if k == INITIAL_WINDOW_SIZE:
+                if v > MAX_WINDOW:
+                    self._fail(FLOW_CONTROL_ERROR, "SETTINGS_INITIAL_WINDOW_SIZE above 2^31-1")
+                delta = v - self.remote_initial_window
+                if delta:
+                    self.remote_initial_window = v
+                    for s in self.streams.values():
+                        w = s.send_window + delta
+                        if w > MAX_WINDOW:
+                            self._fail(FLOW_CONTROL_ERROR, "stream window above 2^31-1")
+                        s.send_window = w
+                    window_changed = delta > 0
+            elif k == MAX_FRAME_SIZE:
+                if v < DEFAULT_FRAME or v > 16777215:
+                    self._fail(PROTOCOL_ERROR, "SETTINGS_MAX_FRAME_SIZE out of range")
+                self.remote_max_frame = v
+            elif k == MAX_CONCURRENT_STREAMS:
+                self.remote_max_streams = v
+            elif k == HEADER_TABLE_SIZE:
+                self.encoder.set_max_table(v)
+            elif k == ENABLE_PUSH:
+                if v > 1:
+                    self._fail(PROTOCOL_ERROR, "SETTINGS_ENABLE_PUSH not 0 or 1")
+            elif k == MAX_HEADER_LIST_SIZE:
+                self.remote_max_header_list = v
+        if notify:
+            self.sink.on_settings()
+            if window_changed:
+                self.sink.on_window(0)
+
+
+class StreamGone(Exception):
+    """A frame was asked for on a stream that is closed on our side or reset."""

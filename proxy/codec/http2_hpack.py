@@ -1,0 +1,309 @@
+"""HPACK (RFC 7541): header blocks to field lists and back.
+
+Sans-I/O, one Encoder and one Decoder per connection direction; each owns its
+dynamic table and nothing else. Names and values are bytes and never re-cased
+here: validation is the caller's (proxy/codec/http2.py). Only the static table
+and the Huffman state machine come from the `hpack` package; both are data.
+
+Invariants:
+- A Decoder decodes every block it is given in full, even one it then refuses
+  (HeaderListTooLarge), so its dynamic table stays in step with the peer's.
+- The Encoder never emits Huffman strings (legal, and cheaper in CPU than the
+  bytes it would save on a proxy's loopback-heavy paths); it indexes a field
+  unless it is per-request noise or sensitive (see _NO_INDEX, _NEVER_INDEX).
+"""
+from __future__ import annotations
+
+from hpack.exceptions import HPACKDecodingError
+from hpack.huffman_table import decode_huffman
+from hpack.table import HeaderTable
+
+STATIC = HeaderTable.STATIC_TABLE            # index 1 is STATIC[0]
+_STATIC_FULL: dict[tuple[bytes, bytes], int] = {}
+_STATIC_NAME: dict[bytes, int] = {}
+for _i, _kv in enumerate(STATIC, 1):
+    _STATIC_FULL.setdefault(_kv, _i)
+    _STATIC_NAME.setdefault(_kv[0], _i)
+_STATIC_LEN = len(STATIC)
+DEFAULT_TABLE_SIZE = 4096
+
+# fields whose values differ per request: indexing them only churns the table
+_NO_INDEX = frozenset({b":path", b"content-length", b"etag", b"if-modified-since", b"if-none-match",
+                       b"location", b"age", b"last-modified", b"x-request-id", b"grpc-message",
+                       b"grpc-timeout", b"set-cookie", b"content-range", b"range"})
+# secrets an intermediary must not let a compressor index (RFC 7541 §7.1.3)
+_NEVER_INDEX = frozenset({b"authorization", b"proxy-authorization", b"cookie"})
+
+
+class HpackError(Exception):
+    """A block that cannot be decoded: a COMPRESSION_ERROR for the connection."""
+
+
+class HeaderListTooLarge(Exception):
+    """The decoded list exceeds the limit; the table was still updated."""
+
+    def __init__(self, size: int):
+        super().__init__(size)
+        self.size = size
+
+
+def _int(data: bytes, pos: int, prefix_mask: int) -> tuple[int, int]:
+    """An HPACK integer whose prefix is data[pos] & prefix_mask; (value, next pos)."""
+    v = data[pos] & prefix_mask
+    pos += 1
+    if v < prefix_mask:
+        return v, pos
+    shift = 0
+    n = len(data)
+    while True:
+        if pos >= n:
+            raise HpackError("truncated integer")
+        b = data[pos]
+        pos += 1
+        v += (b & 0x7F) << shift
+        if not b & 0x80:
+            return v, pos
+        shift += 7
+        if shift > 28:
+            raise HpackError("integer too large")
+
+
+_huffman_cache: dict[bytes, bytes] = {}
+
+
+def _huffman(raw: bytes) -> bytes:
+    # literals repeat across requests (user agents, hosts): decode each one once
+    v = _huffman_cache.get(raw)
+    if v is None:
+        try:
+            v = decode_huffman(raw)
+        except HPACKDecodingError:
+            raise HpackError("invalid Huffman string") from None
+        if len(_huffman_cache) >= 4096:
+            _huffman_cache.clear()
+        _huffman_cache[raw] = v
+    return v
+
+
+class Decoder:
+    """Blocks that only reference table entries (what a client repeating its headers
+    sends) are remembered with the table state they were decoded against, so the
+    next identical block is a dict lookup; the result is then shared, so callers
+    must treat it as read-only."""
+
+    __slots__ = ("table", "size", "max_size", "allowed", "limit", "version", "memo")
+
+    def __init__(self, allowed: int = DEFAULT_TABLE_SIZE, limit: int = 1 << 30):
+        self.table: list[tuple[bytes, bytes]] = []   # newest first: index 62 is table[0]
+        self.size = 0
+        self.max_size = allowed      # the size the peer's encoder last chose
+        self.allowed = allowed       # our SETTINGS_HEADER_TABLE_SIZE
+        self.limit = limit           # SETTINGS_MAX_HEADER_LIST_SIZE we advertised
+        self.version = 0             # bumped on every table change: memo entries carry it
+        self.memo: dict[bytes, tuple] = {}
+
+    def _string(self, data: bytes, pos: int) -> tuple[bytes, int]:
+        huff = data[pos] & 0x80
+        n, pos = _int(data, pos, 0x7F)
+        end = pos + n
+        if end > len(data):
+            raise HpackError("truncated string")
+        s = data[pos:end]
+        return (_huffman(s) if huff else s), end
+
+    def _add(self, kv: tuple[bytes, bytes]) -> None:
+        sz = len(kv[0]) + len(kv[1]) + 32
+        table = self.table
+        if sz > self.max_size:
+            table.clear()
+            self.size = 0
+            return
+        size = self.size + sz
+        while size > self.max_size:
+            k, v = table.pop()
+            size -= len(k) + len(v) + 32
+        table.insert(0, kv)
+        self.size = size
+        self.version += 1
+
+    def _resize(self, n: int) -> None:
+        if n > self.allowed:
+            raise HpackError("table size update above the limit")
+        table = self.table
+        size = self.size
+        while size > n:
+            k, v = table.pop()
+            size -= len(k) + len(v) + 32
+        self.size = size
+        self.max_size = n
+        self.version += 1
+
+    def decode(self, data: bytes):
+        hit = self.memo.get(data)
+        if hit is not None and hit[0] == self.version:
+            if hit[2] > self.limit:
+                raise HeaderListTooLarge(hit[2])
+            return hit[1]
+        version = self.version
+        out: list[tuple[bytes, bytes]] = []
+        append = out.append
+        table = self.table
+        pos = 0
+        n = len(data)
+        total = 0
+        fields_seen = False
+        try:
+            while pos < n:
+                b = data[pos]
+                if b & 0x80:                                 # indexed field
+                    if b != 0xFF:
+                        idx = b & 0x7F
+                        pos += 1
+                    else:
+                        idx, pos = _int(data, pos, 0x7F)
+                    if idx <= _STATIC_LEN:
+                        if idx == 0:
+                            raise HpackError("index 0")
+                        kv = STATIC[idx - 1]
+                    else:
+                        kv = table[idx - 62]
+                elif b & 0x40:                               # literal, incremental indexing
+                    idx, pos = _int(data, pos, 0x3F)
+                    if idx:
+                        name = STATIC[idx - 1][0] if idx <= _STATIC_LEN else table[idx - 62][0]
+                    else:
+                        name, pos = self._string(data, pos)
+                    value, pos = self._string(data, pos)
+                    kv = (name, value)
+                    self._add(kv)
+                elif b & 0x20:                               # dynamic table size update
+                    if fields_seen:
+                        raise HpackError("table size update after a field")
+                    size, pos = _int(data, pos, 0x1F)
+                    self._resize(size)
+                    continue
+                else:                                        # literal without / never indexed
+                    idx, pos = _int(data, pos, 0x0F)
+                    if idx:
+                        name = STATIC[idx - 1][0] if idx <= _STATIC_LEN else table[idx - 62][0]
+                    else:
+                        name, pos = self._string(data, pos)
+                    value, pos = self._string(data, pos)
+                    kv = (name, value)
+                fields_seen = True
+                total += len(kv[0]) + len(kv[1]) + 32
+                append(kv)
+        except IndexError:
+            raise HpackError("index out of range or truncated block") from None
+        if version == self.version and len(data) <= 512:
+            memo = self.memo
+            if len(memo) >= 256:
+                memo.clear()
+            out = tuple(out)          # shared from now on: read-only
+            memo[data] = (version, out, total)
+        if total > self.limit:
+            raise HeaderListTooLarge(total)
+        return out
+
+
+def _enc_int(v: int, prefix_bits: int, first: int) -> bytes:
+    mask = (1 << prefix_bits) - 1
+    if v < mask:
+        return bytes((first | v,))
+    out = bytearray((first | mask,))
+    v -= mask
+    while v >= 0x80:
+        out.append((v & 0x7F) | 0x80)
+        v >>= 7
+    out.append(v)
+    return bytes(out)
+
+
+_INDEXED = [bytes((0x80 | i,)) for i in range(127)]
+_LEN7 = [bytes((i,)) for i in range(127)]                      # a raw string's length byte
+_HEAD_PLAIN = [_enc_int(i, 4, 0x00) for i in range(_STATIC_LEN + 1)]
+_HEAD_NEVER = [_enc_int(i, 4, 0x10) for i in range(_STATIC_LEN + 1)]
+_HEAD_INDEX = [_enc_int(i, 6, 0x40) for i in range(_STATIC_LEN + 1)]
+
+
+class Encoder:
+    __slots__ = ("index", "entries", "seq", "size", "max_size", "pending_resize")
+
+    def __init__(self):
+        self.index: dict[tuple[bytes, bytes], int] = {}   # field -> insertion number
+        self.entries: list = []                            # oldest first: (field, number, size)
+        self.seq = 0
+        self.size = 0
+        self.max_size = DEFAULT_TABLE_SIZE
+        self.pending_resize: int | None = None
+
+    def set_max_table(self, n: int) -> None:
+        """The peer's SETTINGS_HEADER_TABLE_SIZE: a smaller table is announced in the next block."""
+        n = min(n, DEFAULT_TABLE_SIZE)      # a larger table is allowed, never required
+        if n == self.max_size:
+            return
+        self.max_size = n
+        self.pending_resize = n if self.pending_resize is None else min(self.pending_resize, n)
+        self._evict()
+
+    def _evict(self) -> None:
+        entries = self.entries
+        while self.size > self.max_size and entries:
+            kv, seq, sz = entries.pop(0)
+            self.size -= sz
+            if self.index.get(kv) == seq:
+                del self.index[kv]
+
+    def encode(self, fields) -> bytes:
+        out = []
+        append = out.append
+        if self.pending_resize is not None:
+            append(_enc_int(self.pending_resize, 5, 0x20))
+            if self.pending_resize != self.max_size:
+                append(_enc_int(self.max_size, 5, 0x20))
+            self.pending_resize = None
+        static_full = _STATIC_FULL
+        index = self.index
+        for kv in fields:
+            i = static_full.get(kv)
+            if i is not None:
+                append(_INDEXED[i])
+                continue
+            seq = index.get(kv)
+            if seq is not None:
+                i = 61 + self.seq - seq       # the newest entry (seq - 1) is 62
+                append(_INDEXED[i] if i < 127 else _enc_int(i, 7, 0x80))
+                continue
+            name, value = kv
+            ni = _STATIC_NAME.get(name, 0)
+            if name in _NO_INDEX:
+                head = _HEAD_PLAIN[ni]
+            elif name in _NEVER_INDEX:
+                head = _HEAD_NEVER[ni]
+            else:
+                sz = len(name) + len(value) + 32
+                head = _HEAD_INDEX[ni]
+                if sz <= self.max_size:
+                    self.entries.append((kv, self.seq, sz))
+                    index[kv] = self.seq
+                    self.seq += 1
+                    self.size += sz
+                    if self.size > self.max_size:
+                        self._evict()
+                else:
+                    # too large for any table: still a legal literal with indexing (RFC 7541 §4.4)
+                    self._clear()
+            append(head)
+            if not ni:
+                n = len(name)
+                append(_LEN7[n] if n < 127 else _enc_int(n, 7, 0))
+                append(name)
+            n = len(value)
+            append(_LEN7[n] if n < 127 else _enc_int(n, 7, 0))
+            append(value)
+        return b"".join(out)
+
+    def _clear(self) -> None:
+        self.entries.clear()
+        self.index.clear()
+        self.size = 0

@@ -1,0 +1,98 @@
+"""proxy/codec/http2_hpack.py: RFC 7541's examples, agreement with the `hpack`
+package both ways, table sizes, and the memo of repeated blocks."""
+from __future__ import annotations
+
+import random
+
+import hpack
+import pytest
+
+from mosnx.proxy.codec.http2_hpack import Decoder, Encoder, HeaderListTooLarge, HpackError
+
+# RFC 7541 C.3 (no Huffman) and C.4 (Huffman): three requests on one connection
+C3 = ["828684410f7777772e6578616d706c652e636f6d",
+      "828684be58086e6f2d6361636865",
+      "828785bf400a637573746f6d2d6b65790c637573746f6d2d76616c7565"]
+C4 = ["828684418cf1e3c2e5f23a6ba0ab90f4ff",
+      "828684be5886a8eb10649cbf",
+      "828785bf408825a849e95ba97d7f8925a849e95bb8e8b4bf"]
+C_FIELDS = [
+    [(b":method", b"GET"), (b":scheme", b"http"), (b":path", b"/"), (b":authority", b"www.example.com")],
+    [(b":method", b"GET"), (b":scheme", b"http"), (b":path", b"/"), (b":authority", b"www.example.com"),
+     (b"cache-control", b"no-cache")],
+    [(b":method", b"GET"), (b":scheme", b"https"), (b":path", b"/index.html"),
+     (b":authority", b"www.example.com"), (b"custom-key", b"custom-value")],
+]
+
+
+@pytest.mark.parametrize("blocks", [C3, C4])
+def test_rfc7541_request_examples(blocks):
+    d = Decoder()
+    for hexblock, fields in zip(blocks, C_FIELDS):
+        assert list(d.decode(bytes.fromhex(hexblock))) == fields
+    assert d.size == 164
+
+
+def test_agrees_with_the_hpack_package_both_ways():
+    rnd = random.Random(7)
+    names = [b":status", b"content-type", b"x-a", b"user-agent", b"date", b"cookie", b"authorization", b":path"]
+    ours_enc, ours_dec = Encoder(), Decoder()
+    ref_enc, ref_dec = hpack.Encoder(), hpack.Decoder()
+    for i in range(1500):
+        fields = [(rnd.choice(names), b"v%d" % rnd.randint(0, 40) * rnd.randint(0, 3))
+                  for _ in range(rnd.randint(0, 10))]
+        if i == 300:
+            ours_enc.set_max_table(256)
+            ref_dec.header_table_size = 256
+        assert ref_dec.decode(ours_enc.encode(fields), raw=True) == fields
+        assert list(ours_dec.decode(ref_enc.encode(fields, huffman=bool(i % 2)))) == fields
+
+
+def test_sensitive_fields_are_never_indexed():
+    e = Encoder()
+    block = e.encode([(b"authorization", b"secret")])
+    assert block[0] & 0xF0 == 0x10
+    assert e.encode([(b"authorization", b"secret")]) == block      # nothing entered the table
+
+
+def test_repeated_block_is_remembered_only_while_the_table_is_unchanged():
+    d = Decoder()
+    first = bytes.fromhex("400178" + "0161")     # literal with indexing: x = a
+    assert list(d.decode(first)) == [(b"x", b"a")]
+    again = bytes.fromhex("be")                  # index 62: the newest entry
+    assert list(d.decode(again)) == [(b"x", b"a")]
+    assert list(d.decode(again)) == [(b"x", b"a")]
+    d.decode(bytes.fromhex("400179" + "0162"))   # y = b becomes index 62
+    assert list(d.decode(again)) == [(b"y", b"b")]
+
+
+def test_header_list_limit_still_updates_the_table():
+    d = Decoder(limit=100)
+    with pytest.raises(HeaderListTooLarge):
+        d.decode(hpack.Encoder().encode([(b"x-big", b"v" * 200)], huffman=False))
+    assert d.table == [(b"x-big", b"v" * 200)]
+
+
+@pytest.mark.parametrize("hexblock", [
+    "80",                  # index 0
+    "ff8001",              # far past the tables
+    "41",                  # truncated literal
+    "418aff",              # Huffman string cut short
+    "3fe21f",              # table size update above the limit
+    "82" + "20",           # table size update after a field
+])
+def test_invalid_blocks(hexblock):
+    with pytest.raises(HpackError):
+        Decoder().decode(bytes.fromhex(hexblock))
+
+
+def test_smaller_peer_table_is_announced_and_respected():
+    e = Encoder()
+    e.encode([(b"x-a", b"1" * 100)])
+    e.set_max_table(0)
+    block = e.encode([(b"x-a", b"1" * 100)])
+    assert block[0] == 0x20                      # size update to 0 first
+    assert e.size == 0
+    ref = hpack.Decoder()
+    ref.decode(Encoder().encode([(b"x-a", b"1" * 100)]))
+    assert ref.decode(block, raw=True) == [(b"x-a", b"1" * 100)]
