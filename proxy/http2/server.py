@@ -549,6 +549,11 @@ class Http2Server(asyncio.Protocol):
         self.deadline = self.worker.loop.time() + t if t else 0.0
 
     def check_deadline(self, now: float) -> None:
+        """Called by the worker's sweep: each stream's idle timeout, then the connection's."""
+        if self.streams and not self.closing:
+            for d in list(self.streams.values()):
+                if d.http is not None:
+                    d.http.check_idle(now)
         if not self.deadline or now < self.deadline or self.closing or self.streams:
             return
         self.deadline = 0.0
