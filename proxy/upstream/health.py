@@ -1,18 +1,25 @@
-"""Active health checks: a TCP connect or an HTTP GET to every endpoint, each interval.
+"""Active health checks: a connect, an HTTP GET or a gRPC Health/Check to every endpoint, each interval.
 
-One task per cluster (per worker) checks all its hosts concurrently, each check
-bounded by `timeout`. A host that has never been checked is in rotation; its
-first result decides at once, later ones move it only after unhealthy_threshold
-failures (or healthy_threshold passes) in a row, so one lost probe does not flap
-it. The task reads cluster.hosts each round, so DNS membership changes are
-followed; stop() cancels it and with it every check in flight.
+A check speaks what the cluster's traffic speaks, as Envoy's do: TLS with the
+cluster's own settings when it originates TLS, HTTP/2 when its protocol is http2
+(prior knowledge in cleartext, ALPN h2 over TLS), on a connection of its own that
+it closes when done. One task per cluster (per worker) checks all its hosts
+concurrently, each check bounded by `timeout`. A host that has never been checked
+is in rotation; its first result decides at once, later ones move it only after
+unhealthy_threshold failures (or healthy_threshold passes) in a row, so one lost
+probe does not flap it. The task reads cluster.hosts each round, so DNS membership
+changes are followed; stop() cancels it and with it every check in flight.
 """
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 
 from mosnx.runtime.config.cluster import HealthCheck
+
+from ..tls import client_context
+from . import health_h2
 
 log = logging.getLogger("mosnx.health")
 
@@ -28,12 +35,33 @@ class HealthChecker:
         self.task: asyncio.Task | None = None
         http = config.http
         self.expected = http.expected if http is not None and http.expected is not None else frozenset({200})
-        if http is not None:
-            host = http.host or cluster.name
-            self.request = (f"GET {http.path} HTTP/1.1\r\nHost: {host}\r\n"
-                            "User-Agent: mosnx-health-check\r\nConnection: close\r\n\r\n").encode("latin-1")
-        else:
-            self.request = None
+        self.h2 = cluster.config.protocol == "http2"
+        self.tls = cluster.config.options.get("tls")
+        if self.h2 and self.tls is not None and not self.tls.alpn:
+            # as the HTTP/2 pool: an endpoint must be told we speak h2
+            self.tls = dataclasses.replace(self.tls, alpn=("h2",))
+        self.request = None                  # HTTP/1.1: the request's bytes
+        self.h2_request = None               # HTTP/2 and gRPC: the request's header block
+        self.grpc_body = b""
+        self.probe = self._probe_for(config)
+
+    def _probe_for(self, config: HealthCheck):
+        """The coroutine function that judges one open connection."""
+        scheme = b"https" if self.tls is not None else b"http"
+        if config.kind == "grpc":
+            self.h2_request = health_h2.grpc_request(config.grpc.authority or self.cluster.name, scheme)
+            self.grpc_body = health_h2.health_check_request(config.grpc.service_name)
+            return self._grpc
+        if config.kind == "tcp":
+            return self._tcp
+        http = config.http
+        host = http.host or self.cluster.name
+        if self.h2:
+            self.h2_request = health_h2.get_request(http.path, host, scheme)
+            return self._http2
+        self.request = (f"GET {http.path} HTTP/1.1\r\nHost: {host}\r\n"
+                        "User-Agent: mosnx-health-check\r\nConnection: close\r\n\r\n").encode("latin-1")
+        return self._http1
 
     def start(self, loop) -> None:
         self.task = loop.create_task(self._run())
@@ -60,23 +88,47 @@ class HealthChecker:
         writer = None
         try:
             async with asyncio.timeout(self.config.timeout):
-                reader, writer = await asyncio.open_connection(h.host, h.port)
-                if self.request is None:
-                    return True
-                writer.write(self.request)
-                line = await reader.readline()
+                reader, writer = await asyncio.open_connection(h.host, h.port, **self._connect_args(h))
+                ok = await self.probe(reader, writer)
         except (OSError, TimeoutError, asyncio.TimeoutError):
             self.c["network_failure"].value += 1
-            return False
-        finally:
             if writer is not None:
-                writer.close()
+                # a hung or broken endpoint must not keep the connection (or a TLS shutdown) alive
+                writer.transport.abort()
+            return False
+        except BaseException:
+            if writer is not None:
+                writer.transport.abort()
+            raise
+        writer.close()
+        return ok
+
+    def _connect_args(self, h) -> dict:
+        if self.tls is None:
+            return {}
+        # looked up per check, as the pools do, so a certificate replaced on disk is used
+        return {"ssl": client_context(self.tls), "server_hostname": self.tls.sni or h.host}
+
+    async def _tcp(self, reader, writer) -> bool:
+        return True
+
+    async def _http1(self, reader, writer) -> bool:
+        writer.write(self.request)
+        line = await reader.readline()
         parts = line.split(None, 2)
         try:
             status = int(parts[1]) if len(parts) >= 2 and parts[0].startswith(b"HTTP/") else 0
         except ValueError:
             status = 0
         return status in self.expected
+
+    async def _http2(self, reader, writer) -> bool:
+        r = await health_h2.exchange(reader, writer, self.h2_request, whole=False)
+        return r.status in self.expected
+
+    async def _grpc(self, reader, writer) -> bool:
+        r = await health_h2.exchange(reader, writer, self.h2_request, self.grpc_body)
+        return health_h2.grpc_serving(r)
 
     def _record(self, h, ok: bool) -> None:
         cfg = self.config

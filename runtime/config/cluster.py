@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .compound import ListOf, Mapped
+from .reader import BAD_VALUE, KeyPath, Reader, dotted
 from .scalars import Bool, Duration, Enum, Int, Number, Str, attribute_reference
 from .schema import Field, Obj, exactly_one, ordered
 
@@ -22,16 +23,30 @@ class HttpHealthCheck:
 
 
 @dataclass(frozen=True, slots=True)
+class GrpcHealthCheck:
+    """Envoy's grpc_health_check: grpc.health.v1.Health/Check for one service."""
+    service_name: str = ""                    # "": the server's overall health
+    authority: str | None = None              # None: the cluster's name, as Envoy
+
+
+@dataclass(frozen=True, slots=True)
 class HealthCheck:
     interval: float = 5.0
     timeout: float = 1.0
     unhealthy_threshold: int = 3
     healthy_threshold: int = 1
-    http: HttpHealthCheck | None = None       # None: a TCP connect check
+    http: HttpHealthCheck | None = None       # neither http nor grpc: a TCP connect check
+    grpc: GrpcHealthCheck | None = None
 
     def __post_init__(self) -> None:
         if self.interval <= 0 or self.timeout <= 0:
             raise ValueError("interval and timeout must be longer than 0")
+        if self.http is not None and self.grpc is not None:
+            raise ValueError("a check is http or grpc, not both")
+
+    @property
+    def kind(self) -> str:
+        return "http" if self.http is not None else "grpc" if self.grpc is not None else "tcp"
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,20 +97,28 @@ HTTP_HEALTH_CHECK = Obj({
 }, build=HttpHealthCheck, adapt=_statuses)
 
 
+GRPC_HEALTH_CHECK = Obj({
+    "service_name": Field(Str(empty=True), 'service asked about; default "": the whole server'),
+    "authority": Field(Str(), ":authority of the check; default: the cluster's name"),
+}, build=GrpcHealthCheck)
+
+
 def _drop_tcp(kwargs: dict) -> dict:
-    kwargs.pop("tcp", None)        # a TCP check is the absence of an http one
+    kwargs.pop("tcp", None)        # a TCP check is the absence of an http or grpc one
     return kwargs
 
 
 HEALTH_CHECK = Obj({
     "http": Field(HTTP_HEALTH_CHECK, "an HTTP GET check: {path, expected, host}"),
+    "grpc": Field(GRPC_HEALTH_CHECK, "grpc.health.v1.Health/Check, needs protocol: http2: "
+                  "{service_name, authority}"),
     "tcp": Field(Obj({}, label="an empty mapping {}"), "a TCP connect check: {}"),
     "interval": Field(Duration(positive=True), "time between checks of each endpoint"),
     "timeout": Field(Duration(positive=True), "time a check may take before it fails"),
     "unhealthy_threshold": Field(Int(1), "failed checks in a row that take an endpoint out of rotation"),
     "healthy_threshold": Field(Int(1), "passed checks in a row that bring it back"),
 }, build=HealthCheck, adapt=_drop_tcp,
-   checks=[exactly_one("http", "tcp", what="the kind of check")])
+   checks=[exactly_one("http", "grpc", "tcp", what="the kind of check")])
 
 _PERCENT = Int(0, 100)
 
@@ -163,6 +186,20 @@ COMMON_LB_CONFIG = Obj({
 
 CLUSTER_TYPES = ("static", "strict_dns")
 DNS_LOOKUP_FAMILIES = ("v4_preferred", "v4_only", "v6_only", "auto", "all")
+
+
+def _grpc_needs_http2(values: dict, present: set, r: Reader, path: KeyPath) -> bool:
+    hc = values.get("health_check")
+    if not isinstance(hc, HealthCheck) or hc.grpc is None or values.get("protocol") != "http1":
+        return True
+    r.error(r.at(path + ("health_check", "grpc")), BAD_VALUE,
+            f"{dotted(path + ('health_check', 'grpc'))}: a gRPC health check needs protocol: http2 "
+            "(this cluster speaks http1)")
+    return False
+
+
+# Merged into document.CLUSTER's checks: settings here that depend on the cluster's others.
+CHECKS = (_grpc_needs_http2,)
 
 # Merged into document.CLUSTER's fields.
 FIELDS = {

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from ..model import (AccessLog, AdminConfig, CircuitBreakers, ClusterConfig, Endpoint, Limits,
                      ListenerConfig, Timeouts)
-from .cluster import FIELDS as CLUSTER_GOVERNANCE
+from .cluster import CHECKS as CLUSTER_GOVERNANCE_CHECKS, FIELDS as CLUSTER_GOVERNANCE
 from .protocols import CLUSTER_FIELDS as CLUSTER_PROTOCOL, LISTENER_FIELDS as LISTENER_PROTOCOL
 from .filters import FilterItem
 from .route import ROUTE, RouteWithFilters
@@ -76,7 +76,7 @@ CLUSTER = Obj({
     "circuit_breakers": Field(CIRCUIT_BREAKERS, "limits that fail fast with 503 when reached"),
     **CLUSTER_GOVERNANCE,
     **CLUSTER_PROTOCOL,
-}, build=ClusterConfig, extras="options")
+}, build=ClusterConfig, extras="options", checks=CLUSTER_GOVERNANCE_CHECKS)
 
 TIMEOUTS = Obj({
     "request_headers": Field(Duration(positive=True), "time allowed for the request headers to arrive"),

@@ -3,8 +3,12 @@ rotation and come back, /clusters shows why, and the stats use Envoy's names."""
 from __future__ import annotations
 
 import collections
+import os
+import sys
 import threading
 import time
+
+import pytest
 
 WAIT = 15.0
 
@@ -109,6 +113,29 @@ def test_reloads_do_not_multiply_health_checkers(upstream, mosnx):
     after = sum(1 for m in a.requests if m.target == "/health")
     # one checker at 5 checks a second; six would send about thirty
     assert after - before <= 10, after - before
+
+
+def test_grpc_health_check_keeps_traffic_on_the_serving_endpoint(mosnx):
+    grpc = pytest.importorskip("grpc")
+    sys.path.insert(0, os.path.dirname(__file__))
+    from grpchealth import ECHO, NOT_SERVING, HealthServer
+    good = HealthServer(name="good")
+    bad = HealthServer({"": NOT_SERVING}, name="bad")
+    try:
+        proxy = mosnx([good.address, bad.address], cluster={"protocol": "http2", "health_check": {
+            "grpc": {"service_name": ""}, "interval": "100ms", "timeout": "1s"}})
+        wait_for(lambda: health_flags(proxy).get(bad.address) == "/failed_active_hc", "bad to fail its checks")
+        assert health_flags(proxy)[good.address] == "healthy"
+        with grpc.insecure_channel(f"127.0.0.1:{proxy.port}") as ch:
+            echo = ch.unary_unary(f"/{ECHO}/Echo")
+            got = collections.Counter(echo(b"", timeout=10) for _ in range(20))
+        assert got == {b"good": 20}
+        assert proxy.stat("cluster.web.health_check.success") >= 1
+        assert proxy.stat("cluster.web.health_check.failure") >= 1
+        assert proxy.stat("cluster.web.health_check.network_failure") == 0
+    finally:
+        good.stop()
+        bad.stop()
 
 
 # ------------------------------------------------------------------ outlier detection

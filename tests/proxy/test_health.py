@@ -1,17 +1,30 @@
-"""Active health checks against real sockets on 127.0.0.1: TCP and HTTP checks, thresholds,
-endpoints leaving and rejoining rotation, and the checkers' lifecycle with the cluster."""
+"""Active health checks against real sockets on 127.0.0.1: TCP, HTTP and gRPC checks over
+the cluster's own transport (cleartext or TLS) and protocol (HTTP/1.1 or HTTP/2),
+thresholds, endpoints leaving and rejoining rotation, and the checkers' lifecycle
+with the cluster. Certificates are made for each test."""
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
+import sys
 from dataclasses import replace
 
 import pytest
 
 from mosnx.proxy.upstream.cluster import Cluster, ClusterManager
-from mosnx.runtime.config.cluster import HealthCheck, HttpHealthCheck
+from mosnx.runtime.config.cluster import GrpcHealthCheck, HealthCheck, HttpHealthCheck
+from mosnx.runtime.config.protocols import ClientTls
 from mosnx.runtime.model import ClusterConfig, Endpoint
 from mosnx.runtime.stats import Store
+
+import h2.config
+import h2.connection
+import h2.events
+import h2.exceptions
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "e2e"))
+from h2kit import CA  # noqa: E402
 
 FAST = HealthCheck(interval=0.05, timeout=0.5, unhealthy_threshold=2, healthy_threshold=2)
 
@@ -31,8 +44,8 @@ class HttpServer:
         self.server = None
         self.port = 0
 
-    async def start(self, port: int = 0) -> "HttpServer":
-        self.server = await asyncio.start_server(self._serve, "127.0.0.1", port)
+    async def start(self, port: int = 0, ssl=None) -> "HttpServer":
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", port, ssl=ssl)
         self.port = self.server.sockets[0].getsockname()[1]
         return self
 
@@ -52,6 +65,66 @@ class HttpServer:
         await self.server.wait_closed()
 
 
+class H2Request:
+    def __init__(self, headers):
+        self.headers = {k.decode(): v.decode() for k, v in headers}
+        self.body = b""
+
+    @property
+    def line(self) -> tuple:
+        h = self.headers
+        return h[":method"], h[":path"], h[":authority"], h[":scheme"]
+
+
+class H2Server:
+    """An HTTP/2-only endpoint (h2c, or h2 by ALPN with `ssl`). `answer(request)` gives
+    (headers, body, trailers) for each request once it has ended."""
+
+    def __init__(self, answer):
+        self.answer = answer
+        self.requests: list[H2Request] = []
+        self.server = None
+        self.port = 0
+
+    async def start(self, ssl=None) -> "H2Server":
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0, ssl=ssl)
+        self.port = self.server.sockets[0].getsockname()[1]
+        return self
+
+    async def _serve(self, reader, writer):
+        conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False, header_encoding=None))
+        conn.initiate_connection()
+        writer.write(conn.data_to_send())
+        pending: dict[int, H2Request] = {}
+        try:
+            while data := await reader.read(65536):
+                for ev in conn.receive_data(data):
+                    if isinstance(ev, h2.events.RequestReceived):
+                        pending[ev.stream_id] = H2Request(ev.headers)
+                    elif isinstance(ev, h2.events.DataReceived):
+                        pending[ev.stream_id].body += ev.data
+                    if getattr(ev, "stream_ended", None) is not None:
+                        self._respond(conn, ev.stream_id, pending.pop(ev.stream_id))
+                writer.write(conn.data_to_send())
+        except (ConnectionError, h2.exceptions.ProtocolError):
+            pass
+        finally:
+            writer.close()
+
+    def _respond(self, conn, sid: int, req: H2Request) -> None:
+        self.requests.append(req)
+        headers, body, trailers = self.answer(req)
+        conn.send_headers(sid, headers, end_stream=not body and not trailers)
+        if body:
+            conn.send_data(sid, body, end_stream=not trailers)
+        if trailers:
+            conn.send_headers(sid, trailers, end_stream=True)
+
+    async def stop(self) -> None:
+        self.server.close()
+        await self.server.wait_closed()
+
+
 async def until(pred, timeout=10.0, what="condition"):
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
@@ -61,11 +134,18 @@ async def until(pred, timeout=10.0, what="condition"):
         await asyncio.sleep(0.02)
 
 
-def config(ports, hc: HealthCheck, name="web", panic: float = 0.0) -> ClusterConfig:
+def config(ports, hc: HealthCheck, name="web", panic: float = 0.0, protocol: str = "http1",
+           tls: ClientTls | None = None) -> ClusterConfig:
     """Panic mode off unless asked for: these tests watch single hosts leave rotation."""
     eps = tuple(Endpoint("127.0.0.1", p) for p in ports)
-    return ClusterConfig(name, eps, options={"health_check": hc,
-                                             "common_lb_config": {"healthy_panic_threshold": panic}})
+    options = {"health_check": hc, "common_lb_config": {"healthy_panic_threshold": panic}}
+    if tls is not None:
+        options["tls"] = tls
+    return ClusterConfig(name, eps, protocol=protocol, options=options)
+
+
+def counter(c: Cluster, stat: str) -> int:
+    return c.stats.counters[f"cluster.{c.name}.health_check.{stat}"].value
 
 
 def run(coro):
@@ -238,3 +318,234 @@ clusters:
     assert hc.http.expected == frozenset({204, 300, 301})
     plain = Cluster(config([1], replace(hc, http=HttpHealthCheck("/"))), Store())
     assert HealthChecker(plain, plain.config.options["health_check"]).expected == frozenset({200})
+
+
+# ------------------------------------------------------------------ the cluster's transport and protocol
+@pytest.fixture
+def ca(tmp_path):
+    pytest.importorskip("cryptography")
+    return CA(tmp_path)
+
+
+@pytest.fixture
+def grpc_kit():
+    pytest.importorskip("grpc")
+    import grpchealth
+    return grpchealth
+
+
+def _h2_server(status: dict, tls=None):
+    """An HTTP/2-only endpoint (h2c, or h2 by ALPN with `tls`) answering status["code"]."""
+    return H2Server(lambda req: ([(":status", str(status["code"]))], b"ok", None)).start(tls)
+
+
+def test_http_check_over_tls_uses_the_clusters_ca_sni_and_client_certificate(ca):
+    async def main():
+        server_ctx = ca.server_context(ca.issue("web.test"), alpn=("http/1.1",), client_ca=True)
+        srv = await HttpServer(200).start(ssl=server_ctx)
+        client = ca.issue("mosnx", client=True)
+        hc = replace(FAST, http=HttpHealthCheck("/healthz"))
+        tls = ClientTls(ca=str(ca.path), sni="web.test", cert=client[0], key=client[1])
+        good = Cluster(config([srv.port], hc, tls=tls), Store())
+        no_cert = Cluster(config([srv.port], hc, name="nocert", tls=replace(tls, cert=None, key=None)), Store())
+        plain = Cluster(config([srv.port], hc, name="plain"), Store())
+        try:
+            await until(lambda: counter(good, "success") >= 2, what="checks over TLS to pass")
+            assert srv.heads[0].startswith(b"GET /healthz HTTP/1.1\r\n")
+            assert good.hosts[0].healthy and counter(good, "failure") == 0
+            await until(lambda: not no_cert.hosts[0].healthy, what="the server to refuse a check without a certificate")
+            await until(lambda: not plain.hosts[0].healthy, what="a cleartext check of a TLS endpoint to fail")
+            srv.status = 503
+            await until(lambda: not good.hosts[0].healthy, what="503 over TLS to fail the check")
+        finally:
+            for c in (good, no_cert, plain):
+                c.close()
+            await srv.stop()
+    run(main())
+
+
+def test_http_check_on_an_http2_cluster_speaks_h2c():
+    async def main():
+        status = {"code": 200}
+        srv = await _h2_server(status)
+        hc = replace(FAST, http=HttpHealthCheck("/healthz", host="reviews.svc"))
+        c = Cluster(config([srv.port], hc, protocol="http2"), Store())
+        h = c.hosts[0]
+        try:
+            await until(lambda: counter(c, "success") >= 1, what="an HTTP/2 check to pass")
+            assert srv.requests[0].line == ("GET", "/healthz", "reviews.svc", "http")
+            status["code"] = 503
+            await until(lambda: not h.healthy, what=":status 503 to fail the check")
+            status["code"] = 200
+            await until(lambda: h.healthy, what=":status 200 to pass it")
+            assert counter(c, "network_failure") == 0
+        finally:
+            c.close()
+            await srv.stop()
+    run(main())
+
+
+def test_http_check_on_an_http2_cluster_over_tls_offers_h2_by_alpn(ca):
+    async def main():
+        srv = await _h2_server({"code": 200}, tls=ca.server_context(ca.issue("web.test"), alpn=("h2",)))
+        hc = replace(FAST, http=HttpHealthCheck("/ready"))
+        c = Cluster(config([srv.port], hc, protocol="http2", tls=ClientTls(ca=str(ca.path), sni="web.test")),
+                    Store())
+        try:
+            await until(lambda: counter(c, "success") >= 1, what="an h2 check over TLS to pass")
+            assert srv.requests[0].line == ("GET", "/ready", "web", "https")
+            assert c.hosts[0].healthy
+        finally:
+            c.close()
+            await srv.stop()
+    run(main())
+
+
+def test_grpc_check_asks_each_service_and_needs_serving(grpc_kit):
+    async def main():
+        srv = grpc_kit.HealthServer({"": grpc_kit.SERVING, "reviews": grpc_kit.SERVING,
+                                     "ratings": grpc_kit.NOT_SERVING})
+
+        def cluster(name, service):
+            hc = replace(FAST, grpc=GrpcHealthCheck(service))
+            return Cluster(config([srv.port], hc, name=name, protocol="http2"), Store())
+        whole, reviews, ratings, unknown = (cluster("whole", ""), cluster("reviews", "reviews"),
+                                            cluster("ratings", "ratings"), cluster("unknown", "nope"))
+        try:
+            await until(lambda: not ratings.hosts[0].healthy, what="NOT_SERVING to fail the check")
+            await until(lambda: not unknown.hosts[0].healthy, what="an unknown service (NOT_FOUND) to fail")
+            await until(lambda: counter(reviews, "success") >= 2 and counter(whole, "success") >= 2,
+                        what="SERVING to pass")
+            assert reviews.hosts[0].healthy and whole.hosts[0].healthy
+            assert {"", "reviews", "ratings", "nope"} <= set(srv.asked)
+            srv.statuses["reviews"] = grpc_kit.NOT_SERVING
+            await until(lambda: not reviews.hosts[0].healthy, what="reviews to stop serving")
+            srv.statuses["reviews"] = grpc_kit.SERVING
+            await until(lambda: reviews.hosts[0].healthy, what="reviews to serve again")
+            # an answer that says "not serving" is a failed check, not a network failure
+            assert all(counter(c, "network_failure") == 0 for c in (whole, reviews, ratings, unknown))
+        finally:
+            for c in (whole, reviews, ratings, unknown):
+                c.close()
+            srv.stop()
+    run(main())
+
+
+def test_grpc_check_over_tls(ca, grpc_kit):
+    async def main():
+        srv = grpc_kit.HealthServer(tls=ca.issue("web.test"))
+        hc = replace(FAST, grpc=GrpcHealthCheck())
+        c = Cluster(config([srv.port], hc, protocol="http2", tls=ClientTls(ca=str(ca.path), sni="web.test")),
+                    Store())
+        try:
+            await until(lambda: counter(c, "success") >= 1, what="a gRPC check over TLS to pass")
+            assert c.hosts[0].healthy and counter(c, "failure") == 0
+        finally:
+            c.close()
+            srv.stop()
+    run(main())
+
+
+def test_grpc_check_request_and_trailers_only_answers():
+    async def main():
+        answer = {"status": "12"}
+
+        def health(req):
+            head = [(":status", "200"), ("content-type", "application/grpc")]
+            if answer["status"] != "0":     # trailers-only: grpc-status in the head
+                return head + [("grpc-status", answer["status"])], b"", None
+            return head, b"\x00\x00\x00\x00\x02\x08\x01", [("grpc-status", "0")]
+        srv = await H2Server(health).start()
+        hc = replace(FAST, grpc=GrpcHealthCheck("reviews", authority="health.svc"))
+        c = Cluster(config([srv.port], hc, protocol="http2"), Store())
+        try:
+            await until(lambda: not c.hosts[0].healthy, what="grpc-status 12 to fail the check")
+            req = srv.requests[0]
+            assert req.line == ("POST", "/grpc.health.v1.Health/Check", "health.svc", "http")
+            assert req.headers["content-type"] == "application/grpc" and req.headers["te"] == "trailers"
+            assert req.body == b"\x00\x00\x00\x00\x09\x0a\x07reviews"
+            answer["status"] = "0"
+            await until(lambda: c.hosts[0].healthy, what="SERVING with grpc-status 0 to pass")
+        finally:
+            c.close()
+            await srv.stop()
+    run(main())
+
+
+def test_a_check_that_gets_no_answer_is_bounded_and_closes_its_connection():
+    async def main():
+        ended = []
+
+        async def silent(reader, writer):
+            ended.append(await reader.read() is not None)     # read until the checker goes away
+            writer.close()
+        srv = await asyncio.start_server(silent, "127.0.0.1", 0)
+        port = srv.sockets[0].getsockname()[1]
+        hc = replace(FAST, timeout=0.2, grpc=GrpcHealthCheck())
+        c = Cluster(config([port], hc, protocol="http2"), Store())
+        try:
+            await until(lambda: not c.hosts[0].healthy, what="the silent endpoint to fail its check")
+            assert counter(c, "network_failure") >= 1
+            await until(lambda: len(ended) >= 1, timeout=2.0, what="the timed-out check's connection to close")
+        finally:
+            c.close()
+            srv.close()
+            await srv.wait_closed()
+    run(main())
+
+
+def test_an_http1_endpoint_fails_the_check_of_an_http2_cluster():
+    async def main():
+        srv = await HttpServer(200).start()
+        c = Cluster(config([srv.port], replace(FAST, http=HttpHealthCheck("/")), protocol="http2"), Store())
+        try:
+            await until(lambda: not c.hosts[0].healthy, what="the HTTP/1.1 endpoint to fail an HTTP/2 check")
+            assert counter(c, "network_failure") >= 1 and counter(c, "success") == 0
+        finally:
+            c.close()
+            await srv.stop()
+    run(main())
+
+
+def test_grpc_health_check_config_from_yaml():
+    from mosnx.runtime.config import load_config_text
+    c = load_config_text("""\
+clusters:
+  - name: reviews
+    protocol: http2
+    endpoints: ["127.0.0.1:9081"]
+    health_check: { grpc: { service_name: reviews.v1, authority: reviews.svc }, interval: 100ms }
+  - name: whole
+    protocol: http2
+    endpoints: ["127.0.0.1:9082"]
+    health_check: { grpc: {} }
+  - name: named
+    protocol: http2
+    endpoints: ["127.0.0.1:9083"]
+    health_check: { grpc: { service_name: "" } }
+""")
+    a, b, c = (cl.options["health_check"] for cl in c.clusters)
+    assert a == HealthCheck(interval=0.1, grpc=GrpcHealthCheck("reviews.v1", "reviews.svc"))
+    assert b.grpc == GrpcHealthCheck("", None) and b.kind == "grpc"
+    assert c == b, 'service_name "" is the default: the whole server, as Envoy'
+
+
+
+def test_grpc_check_config_errors_are_positioned():
+    from mosnx.runtime.config import load_config_text
+    from mosnx.runtime.diagnostics import ConfigError
+    with pytest.raises(ConfigError) as e:
+        load_config_text("""\
+clusters:
+  - name: a
+    endpoints: ["127.0.0.1:9081"]
+    health_check:
+      grpc: { service_name: a }
+  - name: b
+    protocol: http2
+    endpoints: ["127.0.0.1:9082"]
+    health_check: {grpc: {}, tcp: {}}
+""", "mosnx.yaml")
+    text = str(e.value)
+    assert "mosnx.yaml:5:13:" in text and "gRPC health check needs protocol: http2" in text
+    assert "mosnx.yaml:9:" in text and "has both grpc: and tcp:" in text
