@@ -5,7 +5,8 @@ import asyncio
 import pytest
 
 from mosnx.runtime import HttpFilter, LocalReply, Pause, register_filter
-from mosnx.proxy.worker import Worker
+
+from .inproc import proxied, read_head, read_message_body, read_response
 
 UP_BODY = b"upstream body\n" * 100
 
@@ -63,19 +64,8 @@ register_filter("test_tag", lambda name, cfg, ctx: Tag())
 async def upstream(reader, writer, received):
     try:
         while True:
-            head = await reader.readuntil(b"\r\n\r\n")
-            lines = head.decode("latin-1").split("\r\n")
-            headers = dict(l.lower().split(": ", 1) for l in lines[1:] if l)
-            if headers.get("transfer-encoding") == "chunked":
-                body = b""
-                while True:
-                    size = int((await reader.readuntil(b"\r\n"))[:-2], 16)
-                    chunk = await reader.readexactly(size + 2)
-                    if size == 0:
-                        break
-                    body += chunk[:-2]
-            else:
-                body = await reader.readexactly(int(headers.get("content-length", "0")))
+            _, headers = await read_head(reader)
+            body, _ = await read_message_body(reader, headers)
             received.append(body)
             writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n%s" % (len(UP_BODY), UP_BODY))
             await writer.drain()
@@ -83,45 +73,10 @@ async def upstream(reader, writer, received):
         pass
 
 
-async def read_response(reader):
-    head = await reader.readuntil(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    status = int(lines[0].split()[1])
-    headers = dict(l.lower().split(": ", 1) for l in lines[1:] if l)
-    if headers.get("transfer-encoding") == "chunked":
-        body = b""
-        while True:
-            size = int((await reader.readuntil(b"\r\n"))[:-2], 16)
-            chunk = await reader.readexactly(size + 2)
-            if size == 0:
-                break
-            body += chunk[:-2]
-        return status, headers, body
-    return status, headers, await reader.readexactly(int(headers.get("content-length", "0")))
-
-
 async def run(tmp_path, side, mode, request_body_parts):
     received: list[bytes] = []
-    up = await asyncio.start_server(lambda r, w: upstream(r, w, received), "127.0.0.1", 0)
-    up_port = up.sockets[0].getsockname()[1]
-    probe = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
-    port = probe.sockets[0].getsockname()[1]
-    probe.close()
-    await probe.wait_closed()
-    cfg = tmp_path / "m.yaml"
-    cfg.write_text(f"""
-listeners:
-  - name: l
-    address: 127.0.0.1:{port}
-    route: {{ cluster: up }}
-    filters: [{{test_late_body: {{side: {side}, mode: {mode}}}}}, {{test_tag: {{}}}}]
-clusters:
-  - {{name: up, endpoints: ["127.0.0.1:{up_port}"]}}
-""")
-    w = Worker(str(cfg))
-    w.loop = asyncio.get_running_loop()
-    await w.apply(w.build(1))
-    try:
+    filters = f"{{test_late_body: {{side: {side}, mode: {mode}}}}}, {{test_tag: {{}}}}"
+    async with proxied(tmp_path, lambda r, w: upstream(r, w, received), filters) as port:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         results = []
         for _ in range(2):          # the connection stays usable after a held body
@@ -131,17 +86,15 @@ clusters:
                 await asyncio.sleep(0.01)
             writer.write(b"0\r\n\r\n")
             try:
-                results.append(await asyncio.wait_for(read_response(reader), 10))
+                status, headers, body, _ = await asyncio.wait_for(read_response(reader), 10)
             except asyncio.IncompleteReadError as e:
                 results.append(("cut", e.partial))
                 break
+            results.append((status, headers, body))
             if mode == "deny":
                 break
         writer.close()
         return results, received
-    finally:
-        await w.drain(1.0)
-        up.close()
 
 
 PARTS = [b"one,", b"two,", b"three"]

@@ -5,9 +5,9 @@
 // config: {"cluster": "auth", "path": "/check"}
 export * from "@solo-io/proxy-runtime/proxy";
 import { RootContext, Context, registerRootContext, FilterHeadersStatusValues, stream_context,
-         send_local_response, GrpcStatusValues, HeaderPair, Headers, WasmResultValues,
+         Headers, WasmResultValues,
          LogLevelValues, log } from "@solo-io/proxy-runtime";
-import { pluginConfig, jsonString } from "./common";
+import { pluginConfig, jsonString, headerPair, forbid } from "./common";
 
 class AuthRoot extends RootContext {
   cluster: string = "auth";
@@ -25,13 +25,8 @@ class AuthRoot extends RootContext {
   }
 }
 
-function pair(k: string, v: string): HeaderPair {
-  return new HeaderPair(String.UTF8.encode(k), String.UTF8.encode(v));
-}
-
 function deny(reason: string): void {
-  send_local_response(403, "denied by auth service", String.UTF8.encode("forbidden: " + reason + "\n"),
-                      [], GrpcStatusValues.InvalidCode);
+  forbid("denied by auth service", reason);
 }
 
 // The SDK has no closures: the callback gets its stream context back as an argument.
@@ -60,10 +55,10 @@ class Auth extends Context {
 
   onRequestHeaders(count: u32, end_of_stream: bool): FilterHeadersStatusValues {
     let headers: Headers = [
-      pair(":method", "GET"),
-      pair(":path", this.root.path),
-      pair(":authority", this.root.cluster),
-      pair("authorization", stream_context.headers.request.get("authorization")),
+      headerPair(":method", "GET"),
+      headerPair(":path", this.root.path),
+      headerPair(":authority", this.root.cluster),
+      headerPair("authorization", stream_context.headers.request.get("authorization")),
     ];
     let rc = this.root.httpCall(this.root.cluster, headers, new ArrayBuffer(0), [], 2000, this,
                                 onAuthResponse);

@@ -5,10 +5,10 @@
 // config: {"cluster": "auth", "path": "/check-body"}
 export * from "@solo-io/proxy-runtime/proxy";
 import { RootContext, Context, registerRootContext, FilterHeadersStatusValues, FilterDataStatusValues,
-         stream_context, send_local_response, GrpcStatusValues, HeaderPair, Headers, WasmResultValues,
+         stream_context, Headers, WasmResultValues,
          LogLevelValues, log } from "@solo-io/proxy-runtime";
 import { get_buffer_bytes, BufferTypeValues } from "@solo-io/proxy-runtime/runtime";
-import { pluginConfig, jsonString } from "./common";
+import { pluginConfig, jsonString, headerPair, forbid } from "./common";
 
 class BodyAuthRoot extends RootContext {
   cluster: string = "auth";
@@ -26,13 +26,8 @@ class BodyAuthRoot extends RootContext {
   }
 }
 
-function pair(k: string, v: string): HeaderPair {
-  return new HeaderPair(String.UTF8.encode(k), String.UTF8.encode(v));
-}
-
 function deny(reason: string): void {
-  send_local_response(403, "body denied by auth service", String.UTF8.encode("forbidden: " + reason + "\n"),
-                      [], GrpcStatusValues.InvalidCode);
+  forbid("body denied by auth service", reason);
 }
 
 function onVerdict(origin: Context, headers: u32, body_size: usize, trailers: u32): void {
@@ -66,9 +61,9 @@ class BodyAuth extends Context {
     }
     let body = get_buffer_bytes(BufferTypeValues.HttpRequestBody, 0, <u32>size);
     let headers: Headers = [
-      pair(":method", "POST"),
-      pair(":path", this.root.path),
-      pair(":authority", this.root.cluster),
+      headerPair(":method", "POST"),
+      headerPair(":path", this.root.path),
+      headerPair(":authority", this.root.cluster),
     ];
     let rc = this.root.httpCall(this.root.cluster, headers, body, [], 2000, this, onVerdict);
     if (rc != WasmResultValues.Ok) {

@@ -5,6 +5,7 @@
 import * as imports from "@solo-io/proxy-runtime/imports";
 import { free } from "@solo-io/proxy-runtime/malloc";
 import { get_buffer_bytes, BufferTypeValues, WasmResultValues } from "@solo-io/proxy-runtime/runtime";
+import { HeaderPair, send_local_response, GrpcStatusValues } from "@solo-io/proxy-runtime";
 
 class U32Ref { value: u32; }
 class U64Ref { value: u64; }
@@ -113,4 +114,14 @@ declare function proxy_set_buffer_bytes(typ: u32, start: u32, length: u32, data:
 // start >= size appends, start 0/length >= size replaces all.
 export function setBuffer(typ: u32, start: u32, length: u32, data: ArrayBuffer): WasmResultValues {
   return proxy_set_buffer_bytes(typ, start, length, changetype<usize>(data), data.byteLength);
+}
+
+export function headerPair(k: string, v: string): HeaderPair {
+  return new HeaderPair(String.UTF8.encode(k), String.UTF8.encode(v));
+}
+
+// A local 403 whose body says why; `details` is what access logs and stats see.
+export function forbid(details: string, reason: string): void {
+  send_local_response(403, details, String.UTF8.encode("forbidden: " + reason + "\n"),
+                      [], GrpcStatusValues.InvalidCode);
 }
