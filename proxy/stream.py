@@ -5,11 +5,11 @@ match → route `request` steps → action (local reply, redirect, or forward) �
 `upstream_request` → upstream (cluster → balancer → pool → send; retries re-run
 only this part) → `response` → `response_body` → `log`. Errors go through `error`.
 
-The decision part is a generator driven synchronously: it only suspends when a
-step returns Pause, so a request that needs no I/O before forwarding creates no
-coroutine or task. Upstream progress arrives as callbacks from the connection.
-The downstream side is a small interface (see Downstream) so HTTP/1.1 and HTTP/2
-share this code.
+The decision part is plain calls: only a step that returns Pause stops it (its
+I/O resumes it), so a request that needs no I/O before forwarding creates no
+coroutine, task or generator. Upstream progress arrives as callbacks from the
+connection. The downstream side is a small interface (see Downstream) so HTTP/1.1
+and HTTP/2 share this code.
 """
 from __future__ import annotations
 
@@ -62,7 +62,7 @@ os.register_at_fork(after_in_child=lambda: _ids.__setitem__(slice(None), _id_sta
 def _new_request_id() -> str:
     st = _ids
     n = st[1] = st[1] + 1
-    return "%s%012x" % (st[0], ((n * st[2]) ^ st[3]) & 0xFFFFFFFFFFFF)
+    return st[0] + "%012x" % (((n * st[2]) ^ st[3]) & 0xFFFFFFFFFFFF)
 
 
 class Downstream:
@@ -90,7 +90,7 @@ class Worker:
 
 
 class ListenerStats:
-    __slots__ = ("rq_total", "rq_active", "by_class", "rq_time", "local", "timeout",
+    __slots__ = ("rq_total", "rq_active", "by_class", "class_counters", "rq_time", "local", "timeout",
                  "cx_total", "cx_active", "rx_reset", "rq_retry_ok")
 
     def __init__(self, store, listener: str):
@@ -98,6 +98,8 @@ class ListenerStats:
         self.rq_total = store.counter(p + "downstream_rq_total")
         self.rq_active = store.gauge(p + "downstream_rq_active")
         self.by_class = {c: store.counter(p + f"downstream_rq_{c}") for c in ("1xx", "2xx", "3xx", "4xx", "5xx")}
+        # the same counters by status // 100 (none for statuses out of range)
+        self.class_counters = (None,) + tuple(self.by_class.values()) + (None,) * 4
         self.rq_time = store.histogram(p + "downstream_rq_time")
         self.local = store
         self.timeout = store.counter(p + "downstream_rq_timeout")
@@ -112,11 +114,11 @@ class HttpStream:
         "ctx", "down", "worker", "listener", "lstats", "chain", "action", "cluster", "host",
         "up", "alive", "response_started", "response_done", "request_done", "request_body",
         "body_buf", "body_bytes", "replayable", "req_trailers", "req_chunked", "timer",
-        "try_timer", "attempts", "tried", "resp_body_steps", "resp_chunk", "expect_continue",
-        "upgrade", "tunnel_up", "head_bytes", "up_keep_alive", "upstream_start", "retrying",
-        "client_keep_alive", "paused_down", "gen", "resp_length", "resp_headers_out",
-        "wants_retry_5xx", "log_done", "rq_counted", "reused", "idle_mark", "idle_since", "route_timeout", "resp_left", "held", "held_body",
-        "mirror_body", "timeout_at", "req_held",
+        "try_timer", "attempts", "tried", "resp_body_steps", "expect_continue",
+        "upgrade", "tunnel_up", "up_keep_alive", "upstream_start", "retrying",
+        "client_keep_alive", "paused_down", "wants_retry_5xx", "log_done", "rq_counted", "reused",
+        "idle_mark", "idle_since", "route_timeout", "resp_left", "held", "held_body", "mirror_body",
+        "timeout_at", "req_held",
     )
 
     def __init__(self, down, worker, listener, lstats, ctx: StreamContext, body: int | None,
@@ -148,7 +150,6 @@ class HttpStream:
         self.attempts = 0
         self.tried = None
         self.resp_body_steps = ()
-        self.resp_chunk = False
         self.expect_continue = expect_continue
         self.upgrade = upgrade
         self.tunnel_up = None
@@ -157,9 +158,6 @@ class HttpStream:
         self.retrying = False
         self.client_keep_alive = keep_alive
         self.paused_down = False
-        self.gen = None
-        self.resp_length = None
-        self.resp_headers_out = None
         self.wants_retry_5xx = False
         self.log_done = False
         self.rq_counted = False
@@ -179,44 +177,75 @@ class HttpStream:
         self.lstats.rq_active.value += 1
         self.rq_counted = True
         ctx = self.ctx
-        rid = ctx.request.headers.getb(b"x-request-id")
+        headers = ctx.request.headers
+        # one pass for both facts, the first of each as getb would find it
+        rid = ctype = None
+        for k, v in headers.items:
+            if k == b"x-request-id":
+                if rid is None:
+                    rid = v
+            elif k == b"content-type":
+                if ctype is None:
+                    ctype = v
         if rid is None:
             rid_s = _new_request_id()
-            ctx.request.headers.items.append((b"x-request-id", rid_s.encode()))
+            headers.items.append((b"x-request-id", rid_s.encode()))
         else:
             rid_s = rid.decode("latin-1")
         ctx.request_id = rid_s
-        if is_grpc(ctx.request.headers):
-            t = parse_grpc_timeout(ctx.request.headers.getb(b"grpc-timeout"))
+        if ctype is not None and ctype[:16] == b"application/grpc":
+            t = parse_grpc_timeout(headers.getb(b"grpc-timeout"))
             if t is not None:
                 ctx.timeout_override = t      # the caller's deadline bounds the whole call
-        self.gen = self._decide()
-        self._drive(None)
+        try:
+            self._decide()
+        except Exception:
+            self._decision_failed()
 
-    def _drive(self, value) -> None:
-        gen = self.gen
-        while True:
-            try:
-                aw = gen.send(value)
-            except StopIteration:
-                self.gen = None
-                return
-            except Exception:
-                self.gen = None
-                self.worker.log_exception("stream decision failed")
-                self.fail(500, "internal_error")
-                return
-            try:
-                fut = asyncio.ensure_future(aw)
-            except TypeError:
-                value = None
+    # The decision runs as four chains of request steps, each followed by what it
+    # leads to. It is plain calls: a step that pauses stops it, and its I/O resumes
+    # it at the chain's next step, so a request no step pauses costs no coroutine,
+    # task or generator.
+    def _decide(self) -> None:
+        steps = self.listener.pipeline.request
+        if not steps or self._run(steps, 0, self._pick_vhost):
+            self._pick_vhost()
+
+    def _run(self, steps, start: int, then) -> bool:
+        """Request steps from `start`: True when all let the request go on; False when
+        one answered it (the reply is sent) or paused it (its I/O runs the rest of
+        the chain, then `then`)."""
+        ctx = self.ctx
+        for i in range(start, len(steps)):
+            r = steps[i](ctx)
+            if r is None:
                 continue
-            fut.add_done_callback(self._resumed)
-            return
+            if isinstance(r, Pause):
+                try:
+                    fut = asyncio.ensure_future(r.awaitable)
+                except TypeError:
+                    continue        # nothing to wait for
+                fut.add_done_callback(lambda f, nxt=i + 1: self._resumed(f, steps, nxt, then))
+                return False
+            self._act(r)
+            return False
+        return True
 
-    def _resumed(self, fut) -> None:
-        if self.alive:
-            self._drive(self._paused_result(fut))
+    def _resumed(self, fut, steps, start: int, then) -> None:
+        if not self.alive:
+            return
+        r = self._paused_result(fut)
+        try:
+            if r is not None:
+                self._act(r)
+            elif self._run(steps, start, then):
+                then()
+        except Exception:
+            self._decision_failed()
+
+    def _decision_failed(self) -> None:
+        self.worker.log_exception("stream decision failed")
+        self.fail(500, "internal_error")
 
     def _paused_result(self, fut):
         """What a paused step's I/O ended with: None, an Action, or a 500 if it failed."""
@@ -226,39 +255,23 @@ class HttpStream:
             self.worker.log_exception("paused step failed")
             return LocalReply(500, b"", (), "filter_failure")
 
-    def _run(self, steps):
-        ctx = self.ctx
-        for step in steps:
-            r = step(ctx)
-            if r is None:
-                continue
-            if isinstance(r, Pause):
-                r = yield r.awaitable
-                if r is None or not self.alive:
-                    continue
-            return r
-        return None
-
-    def _decide(self):
-        ctx = self.ctx
-        listener = self.listener
-        if listener.pipeline.request:
-            r = yield from self._run(listener.pipeline.request)
-            if r is not None:
-                return self._act(r)
+    def _pick_vhost(self) -> None:
         if not self.alive:
             return
-        routes = listener.routes
+        ctx = self.ctx
+        routes = self.listener.routes
         vh = routes.only_vhost if routes.only_vhost is not None else routes.vhost_for(ctx.request.host)
         if vh is None:
             return self.fail(404, "route_not_found")
         ctx.vhost = vh
         self.chain = vh.chain
-        if vh.pipeline.request:
-            r = yield from self._run(vh.pipeline.request)
-            if r is not None:
-                return self._act(r)
-        route = vh.match(ctx)
+        steps = vh.pipeline.request
+        if not steps or self._run(steps, 0, self._pick_route):
+            self._pick_route()
+
+    def _pick_route(self) -> None:
+        ctx = self.ctx
+        route = ctx.vhost.match(ctx)
         if route is None:
             return self.fail(404, "route_not_found")
         ctx.route = route
@@ -269,10 +282,13 @@ class HttpStream:
             # Envoy, so replies made by the route's own steps still log and expose it
             cname = action.cluster
             ctx.cluster_name = cname if cname is not None else _pick_weighted(action.weighted_clusters)
-        if route.pipeline.request:
-            r = yield from self._run(route.pipeline.request)
-            if r is not None:
-                return self._act(r)
+        steps = route.pipeline.request
+        if not steps or self._run(steps, 0, self._take_action):
+            self._take_action()
+
+    def _take_action(self) -> None:
+        ctx = self.ctx
+        action = ctx.route.action
         if not isinstance(action, RouteAction):
             if isinstance(action, DirectResponse):
                 return self.local_reply(LocalReply(action.status, action.body, action.headers, ""))
@@ -280,18 +296,20 @@ class HttpStream:
                 return self.local_reply(LocalReply(action.status, b"", (("location", action.location(ctx)),), ""))
             return self.fail(500, "internal_error")
         self.action = action
-        cname = ctx.cluster_name
-        cluster = self.worker.clusters.get(cname)
+        cluster = self.worker.clusters.get(ctx.cluster_name)
         if cluster is None:
             return self.fail(503, "cluster_not_found")
         self.cluster = cluster
         self._rewrite(action)
-        if self.chain.upstream_request:
-            r = yield from self._run(self.chain.upstream_request)
-            if r is not None:
-                return self._act(r)
+        steps = self.chain.upstream_request
+        if not steps or self._run(steps, 0, self._go_upstream):
+            self._go_upstream()
+
+    def _go_upstream(self) -> None:
         if not self.alive:
             return
+        ctx = self.ctx
+        action = self.action
         if action.retry is not None and action.retry.num_retries:
             self.body_buf = self.body_buf if self.body_buf is not None else []
             self.wants_retry_5xx = bool(action.retry.retry_on & {"5xx", "gateway-error", "retriable-status-codes", "retriable-4xx"})
@@ -338,7 +356,7 @@ class HttpStream:
     def _forward(self) -> None:
         cluster = self.cluster
         ctx = self.ctx
-        if cluster.rq_active >= cluster.cb.max_requests:
+        if cluster.res.rq_active >= cluster.cb.max_requests:
             cluster.c["upstream_rq_pending_overflow"].value += 1
             return self.fail(503, "upstream_rq_overflow")
         host = cluster.pick(ctx, self.tried)
@@ -367,9 +385,11 @@ class HttpStream:
         host.rq_active += 1
         host.rq_total += 1
         cluster = self.cluster
-        cluster.rq_active += 1
+        # the circuit-breaker counts straight on the shared Resources: each of Cluster's
+        # properties over them costs a Python call
+        cluster.res.rq_active += 1
         cluster.rq_active_gauge.value += 1
-        cluster.c["upstream_rq_total"].value += 1
+        cluster.rq_total_counter.value += 1
         self.upstream_start = time.monotonic()
         retry = self.action.retry
         if retry is not None and retry.per_try_timeout:
@@ -422,9 +442,7 @@ class HttpStream:
             self.req_chunked = True
         if self.req_chunked:
             out.append((b"transfer-encoding", b"chunked"))
-        head = encode_request_head(req.method, req.path, Headers(out))
-        self.head_bytes = len(head)
-        return head
+        return encode_request_head(req.method, req.path, out)
 
     # request body from downstream
     def on_request_body(self, data: bytes) -> None:
@@ -608,11 +626,13 @@ class HttpStream:
         if self.timer is not None or self.timeout_at:
             # the route timeout bounds the wait for the response to start; the body streams
             self._disarm_timeout()
-        c = self.cluster.c.get("upstream_rq_" + _STATUS_DETAIL_CLASS.get(status // 100, "5xx"))
+        cluster = self.cluster
+        cls = status // 100
+        c = cluster.rq_class_counters[cls if cls < 6 else 5]
         if c is not None:
             c.value += 1
         elapsed = (time.monotonic() - self.upstream_start) * 1000.0
-        self.cluster.rq_time.record(elapsed)
+        cluster.rq_time.record(elapsed)
         self.host.observe(status, elapsed)
         ctx = self.ctx
         ctx.response = ResponseHead(status, headers)
@@ -667,14 +687,34 @@ class HttpStream:
         self._replay_response(held)
 
     def _send_upstream_head(self, body: int | None) -> None:
-        ctx = self.ctx
+        """The upstream's response head, as the response steps left it, to the client."""
+        self.response_started = True
+        response = self.ctx.response
+        headers = response.headers
         self.resp_body_steps = self.chain.response_body
         self.resp_left = body if body else -1
-        if self.resp_body_steps and body and not ctx.response.headers.has(b"content-length"):
+        if self.resp_body_steps and body and not headers.has(b"content-length"):
             # a body filter that may resize the body drops Content-Length (as Envoy asks
             # of filters); the response is then re-framed as chunked
             body = None
-        self._send_response_head(ctx.response.status, ctx.response.headers, body)
+        items = []
+        listed = None
+        for kv in headers.items:
+            k = kv[0]
+            if k in RESP_HOP_BY_HOP:
+                if k == b"connection":
+                    # headers the upstream names in Connection are hop-by-hop too (the
+                    # usual "keep-alive" names one that goes anyway)
+                    v = kv[1].lower()
+                    listed = None if v == b"keep-alive" else {t.strip() for t in v.split(b",")}
+                continue
+            items.append(kv)
+        if listed:
+            items = [kv for kv in items if kv[0] not in listed]
+        if self.attempts > 1 and self.action is not None and self.action.retry is not None:
+            items.append((b"x-envoy-attempt-count", str(self.attempts).encode()))
+        headers.items = items
+        self.down.send_head(self, response.status, headers, body, False)
 
     def _retriable_status(self, status: int, retry) -> bool:
         on = retry.retry_on
@@ -685,25 +725,6 @@ class HttpStream:
         if status in retry.retriable_status_codes and "retriable-status-codes" in on:
             return True
         return status == 409 and "retriable-4xx" in on
-
-    def _send_response_head(self, status: int, headers: Headers, body: int | None) -> None:
-        self.response_started = True
-        items = []
-        listed = None
-        for kv in headers.items:
-            k = kv[0]
-            if k in RESP_HOP_BY_HOP:
-                if k == b"connection":
-                    # headers the upstream names in Connection are hop-by-hop too
-                    listed = {t.strip().lower() for t in kv[1].split(b",")}
-                continue
-            items.append(kv)
-        if listed:
-            items = [kv for kv in items if kv[0] not in listed]
-        if self.action is not None and self.action.retry is not None and self.attempts > 1:
-            items.append((b"x-envoy-attempt-count", str(self.attempts).encode()))
-        headers.items = items
-        self.down.send_head(self, status, headers, body, False)
 
     def on_upstream_data(self, data: bytes) -> None:
         if self.held is not None:
@@ -930,8 +951,9 @@ class HttpStream:
         h = self.host
         if h is not None and self.upstream_start:
             h.rq_active -= 1
-            self.cluster.rq_active -= 1
-            self.cluster.rq_active_gauge.value -= 1
+            cluster = self.cluster
+            cluster.res.rq_active -= 1
+            cluster.rq_active_gauge.value -= 1
             self.upstream_start = 0.0
 
     # ---------------------------------------------------------------- timeouts
@@ -1137,14 +1159,16 @@ class HttpStream:
         if self.log_done:
             return
         self.log_done = True
-        self._release_retry()
+        if self.retrying:
+            self._release_retry()
         ctx = self.ctx
         ls = self.lstats
         ls.rq_active.value -= 1
-        status = ctx.response.status if ctx.response is not None else 0
-        c = ls.by_class.get(_STATUS_DETAIL_CLASS.get(status // 100, ""))
-        if c is not None:
-            c.value += 1
+        if ctx.response is not None:
+            cls = ctx.response.status // 100
+            c = ls.class_counters[cls] if cls < 10 else None
+            if c is not None:
+                c.value += 1
         ls.rq_time.record((time.monotonic() - ctx.start) * 1000.0)
         for step in self.chain.log:
             try:

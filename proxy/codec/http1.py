@@ -45,7 +45,7 @@ class RequestDecoder:
     """Feeds bytes to llhttp and calls `sink` once per message, in order."""
 
     __slots__ = ("sink", "max_head", "_parser", "_url", "_headers", "_head_bytes",
-                 "_in_head", "_trailers", "upgraded_offset")
+                 "mid_head", "_trailers", "upgraded_offset", "expect_continue")
 
     def __init__(self, sink: RequestSink, max_head: int = 60 * 1024):
         self.sink = sink
@@ -54,9 +54,12 @@ class RequestDecoder:
         self._url = b""
         self._headers: list[tuple[bytes, bytes]] = []
         self._head_bytes = 0
-        self._in_head = False
+        self.mid_head = False         # a request head has started but not ended (header timeout)
         self._trailers: list[tuple[bytes, bytes]] | None = None
         self.upgraded_offset = -1     # set when an Upgrade request's head ended the parse
+        # whether the request just handed to on_request asks for `100 Continue` (its
+        # first Expect is 100-continue): noted while its headers are checked anyway
+        self.expect_continue = False
 
     def feed(self, data: bytes) -> None:
         """Parse `data`; raises ParseError. After an upgrade, bytes past
@@ -73,21 +76,16 @@ class RequestDecoder:
             # a ParseError raised by one of our callbacks arrives wrapped by httptools
             if isinstance(e.__context__, ParseError):
                 raise e.__context__ from None
-            if self._in_head and self._head_bytes > self.max_head:
+            if self.mid_head and self._head_bytes > self.max_head:
                 raise ParseError(431, "request_headers_too_large") from e
             raise ParseError(400, _detail(str(e))) from e
-
-    @property
-    def mid_head(self) -> bool:
-        """True while a request head has started but not ended (for the header timeout)."""
-        return self._in_head
 
     # -- llhttp callbacks --
     def on_message_begin(self) -> None:
         self._url = b""
         self._headers = []
         self._head_bytes = 0
-        self._in_head = True
+        self.mid_head = True
         self._trailers = None
 
     def on_url(self, url: bytes) -> None:
@@ -100,7 +98,7 @@ class RequestDecoder:
         self._head_bytes += len(name) + len(value) + 4
         if self._head_bytes > self.max_head:
             raise ParseError(431, "request_headers_too_large")
-        if not self._in_head:
+        if not self.mid_head:
             if self._trailers is None:
                 self._trailers = []
             self._trailers.append((name.lower(), value))
@@ -108,11 +106,11 @@ class RequestDecoder:
         self._headers.append((name.lower(), value))
 
     def on_headers_complete(self) -> None:
-        self._in_head = False
+        self.mid_head = False
         p = self._parser
         version = p.get_http_version()
         headers = self._headers
-        te = cl = host = None
+        te = cl = host = expect = None
         n_host = 0
         for k, v in headers:
             # llhttp already refuses CL+TE, duplicate CL, bad CL digits and obs-fold
@@ -125,6 +123,8 @@ class RequestDecoder:
             elif k == b"host":
                 host = v
                 n_host += 1
+            elif k == b"expect" and expect is None:
+                expect = v
         if te is not None:
             if te.strip().lower() != b"chunked":
                 raise ParseError(400, "unsupported_transfer_encoding")
@@ -132,13 +132,14 @@ class RequestDecoder:
                 raise ParseError(400, "transfer_encoding_in_http10")
         if version == "1.1" and n_host != 1:
             raise ParseError(400, "missing_host" if n_host == 0 else "duplicate_host")
-        if host is not None and not _valid_host(host):
+        if host is not None and _BAD_HOST.search(host) is not None:
             raise ParseError(400, "invalid_host")
         body = None if te is not None else (int(cl) if cl is not None else 0)
         try:
             target = self._url.decode("ascii")
         except UnicodeDecodeError:
             raise ParseError(400, "invalid_url") from None
+        self.expect_continue = expect is not None and expect.lower() == b"100-continue"
         self.sink.on_request(p.get_method().decode("ascii"), target, version, Headers(headers),
                              p.should_keep_alive(), body, p.should_upgrade())
 
@@ -177,10 +178,6 @@ def _detail(msg: str) -> str:
 _BAD_HOST = re.compile(rb"[ \t@/\\]")
 
 
-def _valid_host(h: bytes) -> bool:
-    return _BAD_HOST.search(h) is None
-
-
 class ResponseSink:
     def on_response(self, status: int, reason: str, version: str, headers: Headers,
                     keep_alive: bool, body: int | None) -> None:
@@ -200,8 +197,10 @@ class ResponseDecoder:
     def __init__(self, sink: ResponseSink):
         self.sink = sink
         self._parser = httptools.HttpResponseParser(self)
+        # what a response collects is reset when the previous one ends, not in an
+        # on_message_begin llhttp would have to call back for every response
         self._headers: list[tuple[bytes, bytes]] = []
-        self._in_head = False
+        self._in_head = True
         self._trailers: list[tuple[bytes, bytes]] | None = None
         self._informational = False
         self.head_only = False       # the request was HEAD: the response has no body
@@ -217,13 +216,14 @@ class ResponseDecoder:
                 # start the next response on a fresh parser
                 self._skip = False
                 self.head_only = False
+                self._next_message()
                 self._parser = httptools.HttpResponseParser(self)
         except httptools.HttpParserUpgrade as e:
             self.upgraded_offset = e.args[0] if e.args else len(data)
         except httptools.HttpParserError as e:
             raise ParseError(502, "upstream_protocol_error") from e
 
-    def on_message_begin(self) -> None:
+    def _next_message(self) -> None:
         self._headers = []
         self._in_head = True
         self._trailers = None
@@ -235,9 +235,6 @@ class ResponseDecoder:
             if self._trailers is None:
                 self._trailers = []
             self._trailers.append((name.lower(), value))
-
-    def on_status(self, status: bytes) -> None:
-        pass
 
     def on_headers_complete(self) -> None:
         self._in_head = False
@@ -271,12 +268,13 @@ class ResponseDecoder:
         self.sink.on_response_body(body)
 
     def on_message_complete(self) -> None:
+        t = self._trailers
+        self._next_message()
         if self._informational:
             self._informational = False
             return
         if self._skip or self._parser.get_status_code() == 101:
             return      # HEAD already ended; a 101 hands the connection to a tunnel
-        t = self._trailers
         self.sink.on_response_end(Headers(t) if t else None)
 
 
@@ -306,9 +304,14 @@ def encode_headers(headers: Headers) -> bytes:
     return b"".join([b"%s: %s\r\n" % kv for kv in headers.items])
 
 
-def encode_request_head(method: str, target: str, headers: Headers) -> bytes:
+def encode_request_head(method: str, target: str,
+                        headers: Headers | list[tuple[bytes, bytes]]) -> bytes:
+    items = headers.items if isinstance(headers, Headers) else headers
+    # header lines are joined, not %-formatted: bytes formatting costs more
+    lines = [b": ".join(kv) for kv in items]
+    lines.append(b"")      # the empty line that ends the head
     return b"%s %s HTTP/1.1\r\n%s\r\n" % (method.encode("ascii"), target.encode("ascii"),
-                                           encode_headers(headers))
+                                           b"\r\n".join(lines))
 
 
 def encode_chunk(data: bytes) -> bytes:

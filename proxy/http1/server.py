@@ -24,7 +24,7 @@ _CLOSE = (b"connection", b"close")
 
 class Http1Server(asyncio.Protocol):
     __slots__ = ("worker", "listener_name", "listener", "lstats", "transport", "decoder", "peer", "local",
-                 "queue", "parsing", "deferred", "paused_reasons", "write_paused", "chunked",
+                 "addrs", "queue", "parsing", "deferred", "paused_reasons", "write_paused", "chunked",
                  "keep", "closing", "deadline", "deadline_kind", "tunnel", "error_after",
                  "scheme", "version", "head_method", "out")
 
@@ -69,6 +69,7 @@ class Http1Server(asyncio.Protocol):
         set_nodelay(transport)
         self.peer = transport.get_extra_info("peername") or ("", 0)
         self.local = transport.get_extra_info("sockname") or ("", 0)
+        self.addrs = (self.peer[:2], self.local[:2])    # (source, destination) of every stream
         w.connections.add(self)
         self._arm_idle()
 
@@ -139,16 +140,14 @@ class Http1Server(asyncio.Protocol):
             self.listener = listener
         req = RequestHead(method, target, headers, version, self.scheme)
         ctx = StreamContext(req, self.listener_name, "HTTP/1.0" if version == "1.0" else "HTTP/1.1",
-                            self.peer[:2], self.local[:2])
-        expect = headers.getb(b"expect")
-        expect_continue = expect is not None and expect.lower() == b"100-continue"
+                            self.addrs[0], self.addrs[1])
         is_upgrade = bool(upgrade) and headers.has(b"upgrade")
         if is_upgrade:
             # after an Upgrade request nothing more on this connection is HTTP/1.1:
             # a refused upgrade ends the connection with its response
             self.keep = False
         stream = HttpStream(self, w, listener, self.lstats, ctx, body, keep_alive,
-                            is_upgrade, expect_continue)
+                            is_upgrade, self.decoder.expect_continue)
         self.parsing = stream
         self.queue.append(stream)
         self.deferred[stream] = []        # until data_received sees the read parse cleanly
@@ -223,26 +222,28 @@ class Http1Server(asyncio.Protocol):
         elif self.head_method:
             strip_length = False   # HEAD: the upstream's Content-Length describes the GET; keep it
         elif body_len is not None:
-            framing = b"content-length: %d\r\n" % body_len
+            framing = b"content-length: %d" % body_len
         elif self.version == "1.1":
             chunked = True
-            framing = b"transfer-encoding: chunked\r\n"
+            framing = b"transfer-encoding: chunked"
         else:
             keep = False          # HTTP/1.0 client, unknown length: the close delimits the body
+        # header lines are joined, not %-formatted: bytes formatting costs more
         if strip_length:
-            lines = [b"%s: %s\r\n" % kv for kv in headers.items if kv[0] != b"content-length"]
+            lines = [b": ".join(kv) for kv in headers.items if kv[0] != b"content-length"]
         else:
-            lines = [b"%s: %s\r\n" % kv for kv in headers.items]
+            lines = [b": ".join(kv) for kv in headers.items]
         if framing is not None:
             lines.append(framing)
         if status != 101:
             if not keep:
-                lines.append(b"connection: close\r\n")
+                lines.append(b"connection: close")
             elif self.version == "1.0":
-                lines.append(b"connection: keep-alive\r\n")
+                lines.append(b"connection: keep-alive")
         self.keep = keep
         self.chunked = chunked
-        head = status_line(status) + b"".join(lines) + b"\r\n"
+        lines.append(b"")      # the empty line that ends the head
+        head = status_line(status) + b"\r\n".join(lines) + b"\r\n"
         if status == 101:
             self.transport.write(head)
         else:

@@ -151,7 +151,12 @@ class Cluster:
         self.cb = config.circuit_breakers
         self.stats = stats
         prefix = f"cluster.{config.name}."
-        self.c = {s: stats.counter(prefix + s) for s in CLUSTER_STATS}
+        self.c = c = {s: stats.counter(prefix + s) for s in CLUSTER_STATS}
+        # the counters every request bumps, without a name lookup
+        self.rq_total_counter = c["upstream_rq_total"]
+        # upstream_rq_<class> by status // 100: none for 1xx, and 5xx for what is out of range
+        self.rq_class_counters = (c["upstream_rq_5xx"], None, c["upstream_rq_2xx"], c["upstream_rq_3xx"],
+                                  c["upstream_rq_4xx"], c["upstream_rq_5xx"])
         self.cx_active_gauge = stats.gauge(prefix + "upstream_cx_active")
         self.rq_active_gauge = stats.gauge(prefix + "upstream_rq_active")
         self.membership_gauge = stats.gauge(prefix + "membership_total")

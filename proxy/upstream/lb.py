@@ -58,11 +58,16 @@ class RoundRobin(LoadBalancer):
     def pick(self, ctx, exclude=None):
         ring = self.ring
         n = len(ring)
-        for _ in range(n):
-            self.i = (self.i + 1) % n
-            h = ring[self.i]
+        i = self.i
+        for _ in ring:      # one lap at most
+            i += 1
+            if i >= n:
+                i = 0
+            h = ring[i]
             if h.healthy and h is not exclude:
+                self.i = i
                 return h
+        self.i = i
         if exclude is not None and exclude.healthy:
             return exclude
         return None
