@@ -4,40 +4,22 @@
 // anything else (or no answer) is a local 403.
 // config: {"cluster": "auth", "path": "/check"}
 export * from "@solo-io/proxy-runtime/proxy";
-import { RootContext, Context, registerRootContext, FilterHeadersStatusValues, stream_context,
+import { Context, registerRootContext, FilterHeadersStatusValues, stream_context,
          Headers, WasmResultValues,
          LogLevelValues, log } from "@solo-io/proxy-runtime";
-import { pluginConfig, jsonString, headerPair, forbid } from "./common";
+import { ClusterCallRoot, authorized, headerPair, forbid } from "./common";
 
-class AuthRoot extends RootContext {
-  cluster: string = "auth";
-  path: string = "/check";
+const DETAILS = "denied by auth service";
 
-  onConfigure(size: u32): bool {
-    let cfg = pluginConfig(size);
-    this.cluster = jsonString(cfg, "cluster", this.cluster);
-    this.path = jsonString(cfg, "path", this.path);
-    return true;
-  }
-
+class AuthRoot extends ClusterCallRoot {
   createContext(context_id: u32): Context {
     return new Auth(context_id, this);
   }
 }
 
-function deny(reason: string): void {
-  forbid("denied by auth service", reason);
-}
-
 // The SDK has no closures: the callback gets its stream context back as an argument.
 function onAuthResponse(origin: Context, headers: u32, body_size: usize, trailers: u32): void {
-  if (headers == 0) {
-    deny("auth service unavailable");
-    return;
-  }
-  let status = stream_context.headers.http_callback.get(":status");
-  if (status != "200") {
-    deny("auth service said " + status);
+  if (!authorized(headers, DETAILS)) {
     return;
   }
   let user = stream_context.headers.http_callback.get("x-user");
@@ -64,10 +46,10 @@ class Auth extends Context {
                                 onAuthResponse);
     if (rc != WasmResultValues.Ok) {
       log(LogLevelValues.error, "http_call failed: " + rc.toString());
-      deny("auth service not reachable");
+      forbid(DETAILS, "auth service not reachable");
     }
     return FilterHeadersStatusValues.StopIteration;
   }
 }
 
-registerRootContext((context_id: u32) => { return new AuthRoot(context_id); }, "auth_call");
+registerRootContext((context_id: u32) => { return new AuthRoot(context_id, "/check"); }, "auth_call");

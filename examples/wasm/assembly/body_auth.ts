@@ -4,43 +4,24 @@
 // no answer) is a local 403.
 // config: {"cluster": "auth", "path": "/check-body"}
 export * from "@solo-io/proxy-runtime/proxy";
-import { RootContext, Context, registerRootContext, FilterHeadersStatusValues, FilterDataStatusValues,
-         stream_context, Headers, WasmResultValues,
+import { Context, registerRootContext, FilterHeadersStatusValues, FilterDataStatusValues,
+         Headers, WasmResultValues,
          LogLevelValues, log } from "@solo-io/proxy-runtime";
 import { get_buffer_bytes, BufferTypeValues } from "@solo-io/proxy-runtime/runtime";
-import { pluginConfig, jsonString, headerPair, forbid } from "./common";
+import { ClusterCallRoot, authorized, headerPair, forbid } from "./common";
 
-class BodyAuthRoot extends RootContext {
-  cluster: string = "auth";
-  path: string = "/check-body";
+const DETAILS = "body denied by auth service";
 
-  onConfigure(size: u32): bool {
-    let cfg = pluginConfig(size);
-    this.cluster = jsonString(cfg, "cluster", this.cluster);
-    this.path = jsonString(cfg, "path", this.path);
-    return true;
-  }
-
+class BodyAuthRoot extends ClusterCallRoot {
   createContext(context_id: u32): Context {
     return new BodyAuth(context_id, this);
   }
 }
 
-function deny(reason: string): void {
-  forbid("body denied by auth service", reason);
-}
-
 function onVerdict(origin: Context, headers: u32, body_size: usize, trailers: u32): void {
-  if (headers == 0) {
-    deny("auth service unavailable");
-    return;
+  if (authorized(headers, DETAILS)) {
+    origin.continueRequest();
   }
-  let status = stream_context.headers.http_callback.get(":status");
-  if (status != "200") {
-    deny("auth service said " + status);
-    return;
-  }
-  origin.continueRequest();
 }
 
 class BodyAuth extends Context {
@@ -68,10 +49,10 @@ class BodyAuth extends Context {
     let rc = this.root.httpCall(this.root.cluster, headers, body, [], 2000, this, onVerdict);
     if (rc != WasmResultValues.Ok) {
       log(LogLevelValues.error, "http_call failed: " + rc.toString());
-      deny("auth service not reachable");
+      forbid(DETAILS, "auth service not reachable");
     }
     return FilterDataStatusValues.StopIterationAndBuffer;
   }
 }
 
-registerRootContext((context_id: u32) => { return new BodyAuthRoot(context_id); }, "body_auth");
+registerRootContext((context_id: u32) => { return new BodyAuthRoot(context_id, "/check-body"); }, "body_auth");

@@ -5,7 +5,7 @@
 import * as imports from "@solo-io/proxy-runtime/imports";
 import { free } from "@solo-io/proxy-runtime/malloc";
 import { get_buffer_bytes, BufferTypeValues, WasmResultValues } from "@solo-io/proxy-runtime/runtime";
-import { HeaderPair, send_local_response, GrpcStatusValues } from "@solo-io/proxy-runtime";
+import { HeaderPair, send_local_response, GrpcStatusValues, RootContext, stream_context } from "@solo-io/proxy-runtime";
 
 class U32Ref { value: u32; }
 class U64Ref { value: u64; }
@@ -124,4 +124,37 @@ export function headerPair(k: string, v: string): HeaderPair {
 export function forbid(details: string, reason: string): void {
   send_local_response(403, details, String.UTF8.encode("forbidden: " + reason + "\n"),
                       [], GrpcStatusValues.InvalidCode);
+}
+
+// A root context whose streams call a cluster: {"cluster": ..., "path": ...} in the plugin config.
+export class ClusterCallRoot extends RootContext {
+  cluster: string = "auth";
+  path: string;
+
+  constructor(context_id: u32, path: string) {
+    super(context_id);
+    this.path = path;
+  }
+
+  onConfigure(size: u32): bool {
+    let cfg = pluginConfig(size);
+    this.cluster = jsonString(cfg, "cluster", this.cluster);
+    this.path = jsonString(cfg, "path", this.path);
+    return true;
+  }
+}
+
+// Whether the auth service's answer to an http_call (`headers`: its header count, 0
+// for no answer) lets the stream on; if not, the stream gets a 403 saying why.
+export function authorized(headers: u32, details: string): bool {
+  if (headers == 0) {
+    forbid(details, "auth service unavailable");
+    return false;
+  }
+  let status = stream_context.headers.http_callback.get(":status");
+  if (status != "200") {
+    forbid(details, "auth service said " + status);
+    return false;
+  }
+  return true;
 }
