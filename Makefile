@@ -30,7 +30,7 @@ bench: install
 bench-h2: install
 	command -v h2load >/dev/null || (apt-get update -qq && apt-get install -y -qq nghttp2-client)
 	command -v haproxy >/dev/null || apt-get install -y -qq haproxy
-	$(BIN)/python bench/h2_bench.py --mosnx $(BIN)/mosnx $(BENCH_ARGS)
+	$(BIN)/python bench/h2_bench.py $(BENCH_ARGS)
 
 .PHONY: bench-routing
 bench-routing: install

@@ -13,7 +13,7 @@ Pinning is the HTTP/1.1 bench's (bench/run.py, whose helpers this imports): load
 generator and upstream on one CPU, the proxy under test on another. Every proxy
 runs one worker. Results land in bench/results/h2-<time>.{json,md}.
 
-    python bench/h2_bench.py                      # everything that is installed
+    python bench/h2_bench.py                      # everything that is installed (mosnx: this interpreter's)
     python bench/h2_bench.py --targets mosnx,haproxy --duration 5
 """
 from __future__ import annotations
