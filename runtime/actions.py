@@ -32,7 +32,8 @@ class LocalReply(Action):
 
 @dataclass(frozen=True, slots=True)
 class Pause(Action):
-    """Await `awaitable`, then continue with its result (None or an Action)."""
+    """Await `awaitable`, then continue with its result: None (go on), an Action (a
+    LocalReply answers the stream), or, for a body step, bytes (the chunk to go on with)."""
     awaitable: Awaitable[Any]
 
 

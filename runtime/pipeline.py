@@ -2,7 +2,9 @@
 
 Phases run in the order of DESIGN.md. A header step is `step(ctx) -> None | Action`;
 a body step is `step(ctx, data, end_stream) -> None | bytes | Action` (None leaves
-the chunk as it is). Filters are written against HttpFilter, a hook per phase;
+the chunk as it is). Any step may return Pause: its stream waits for the awaitable
+(a body step's chunk, and all that follows it, is held), then goes on at the next
+step. Filters are written against HttpFilter, a hook per phase;
 Pipeline.of() keeps only the hooks a filter overrides, so a no-op costs nothing.
 """
 from __future__ import annotations
