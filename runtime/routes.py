@@ -157,7 +157,8 @@ class VirtualHost:
         # per exact path, its routes and the unconditional ones already in declared
         # order, so a request whose path matches no prefix route sorts nothing
         self._exact = {p: sorted(rs + always, key=_by_index) for p, rs in exact.items()}
-        self._prefix = list(prefix.items())
+        # likewise per prefix, for a path that only that prefix takes
+        self._prefix = [(p, rs, sorted(rs + always, key=_by_index)) for p, rs in prefix.items()]
         self._always = always
         # small tables: a straight scan is faster than merging candidate lists
         self._linear = len(self.routes) <= 8
@@ -178,13 +179,16 @@ class VirtualHost:
                     return r
             return None
         path = ctx.url_path
-        cands = self._exact.get(path, self._always)
-        pre = None
-        for p, rs in self._prefix:
+        exact = self._exact.get(path)
+        cands = None
+        for p, rs, merged in self._prefix:
             if path.startswith(p):
-                pre = rs if pre is None else pre + rs
-        if pre is not None:
-            cands = sorted(cands + pre, key=_by_index)
+                if cands is None:
+                    cands = merged if exact is None else sorted(exact + rs, key=_by_index)
+                else:       # another prefix too: its routes join in declared order
+                    cands = sorted(cands + rs, key=_by_index)
+        if cands is None:
+            cands = exact if exact is not None else self._always
         for r in cands:
             m = r.match
             if m is None or m(ctx):
