@@ -24,7 +24,7 @@ from mosnx.runtime.headers import Headers
 from mosnx.runtime.routes import DirectResponse, RedirectAction, RouteAction
 
 from .codec.http1 import encode_chunk, encode_last_chunk, encode_request_head
-from .codec.http2 import grpc_local_reply, is_grpc, parse_grpc_timeout
+from .codec.http2 import grpc_local_reply, is_grpc, is_grpc_type, parse_grpc_timeout
 from .upstream.pool import OVERFLOW
 
 _getrandbits = random.getrandbits
@@ -40,7 +40,6 @@ _REQ_SPECIAL = HOP_BY_HOP | {b"x-forwarded-for", b"x-forwarded-proto"}
 RESP_HOP_BY_HOP = frozenset({b"connection", b"keep-alive", b"proxy-connection", b"te",
                              b"transfer-encoding", b"upgrade"})
 
-_STATUS_DETAIL_CLASS = {1: "1xx", 2: "2xx", 3: "3xx", 4: "4xx", 5: "5xx"}
 # route timeouts at least this long are enforced by the worker's sweep, not a timer
 SWEPT_TIMEOUT = 2.0
 
@@ -193,7 +192,7 @@ class HttpStream:
         else:
             rid_s = rid.decode("latin-1")
         ctx.request_id = rid_s
-        if ctype is not None and ctype[:16] == b"application/grpc":
+        if is_grpc_type(ctype):
             t = parse_grpc_timeout(headers.getb(b"grpc-timeout"))
             if t is not None:
                 ctx.timeout_override = t      # the caller's deadline bounds the whole call
@@ -222,19 +221,15 @@ class HttpStream:
                 continue
             if isinstance(r, Pause):
                 try:
-                    fut = asyncio.ensure_future(r.awaitable)
+                    self._when_settled(r.awaitable, lambda res, nxt=i + 1: self._resumed(res, steps, nxt, then))
                 except TypeError:
                     continue        # nothing to wait for
-                fut.add_done_callback(lambda f, nxt=i + 1: self._resumed(f, steps, nxt, then))
                 return False
             self._act(r)
             return False
         return True
 
-    def _resumed(self, fut, steps, start: int, then) -> None:
-        if not self.alive:
-            return
-        r = self._paused_result(fut)
+    def _resumed(self, r, steps, start: int, then) -> None:
         try:
             if r is not None:
                 self._act(r)
@@ -246,6 +241,14 @@ class HttpStream:
     def _decision_failed(self) -> None:
         self.worker.log_exception("stream decision failed")
         self.fail(500, "internal_error")
+
+    def _when_settled(self, awaitable, then) -> None:
+        """Once a paused step's I/O settles, `then(result)`: None, an Action, bytes (a
+        body step's), or a 500 reply if it failed; nothing if the stream ended meanwhile."""
+        def settled(fut) -> None:
+            if self.alive:
+                then(self._paused_result(fut))
+        asyncio.ensure_future(awaitable).add_done_callback(settled)
 
     def _paused_result(self, fut):
         """What a paused step's I/O ended with: None, an Action, or a 500 if it failed."""
@@ -562,13 +565,9 @@ class HttpStream:
         if not self.paused_down:
             self.paused_down = True
             self.down.pause_body(self)
-        asyncio.ensure_future(awaitable).add_done_callback(
-            lambda f: self._request_resumed(f, resume_at, data, end))
+        self._when_settled(awaitable, lambda r: self._request_resumed(r, resume_at, data, end))
 
-    def _request_resumed(self, fut, resume_at: int, data: bytes, end: bool) -> None:
-        if not self.alive:
-            return
-        r = self._paused_result(fut)
+    def _request_resumed(self, r, resume_at: int, data: bytes, end: bool) -> None:
         held, self.req_held = self.req_held, None
         if isinstance(r, bytes):
             data = r        # a body step's I/O may settle on a new chunk
@@ -619,7 +618,9 @@ class HttpStream:
         if self.wants_retry_5xx and self._retriable_status(status, retry) and self._can_retry():
             self.host.observe(status, (time.monotonic() - self.upstream_start) * 1000.0)
             self._release_upstream(False)
-            self.cluster.c["upstream_rq_" + _STATUS_DETAIL_CLASS.get(status // 100, "5xx")].value += 1
+            c = self.cluster.rq_class_counters[min(status // 100, 5)]
+            if c is not None:
+                c.value += 1
             return self._retry()
         if self.retrying and not (self.wants_retry_5xx and self._retriable_status(status, retry)):
             self.cluster.c["upstream_rq_retry_success"].value += 1
@@ -628,7 +629,7 @@ class HttpStream:
             self._disarm_timeout()
         cluster = self.cluster
         cls = status // 100
-        c = cluster.rq_class_counters[cls if cls < 6 else 5]
+        c = cluster.rq_class_counters[min(cls, 5)]
         if c is not None:
             c.value += 1
         elapsed = (time.monotonic() - self.upstream_start) * 1000.0
@@ -668,13 +669,9 @@ class HttpStream:
         self.held_body = body
         if self.up is not None:
             self.up.pause_reading()
-        asyncio.ensure_future(awaitable).add_done_callback(
-            lambda f: self._response_resumed(f, resume_at))
+        self._when_settled(awaitable, lambda r: self._response_resumed(r, resume_at))
 
-    def _response_resumed(self, fut, resume_at: int) -> None:
-        if not self.alive:
-            return
-        r = self._paused_result(fut)
+    def _response_resumed(self, r, resume_at: int) -> None:
         if isinstance(r, LocalReply):
             self.held = None
             self._release_upstream(False)
@@ -760,13 +757,9 @@ class HttpStream:
         self.held = []
         if self.up is not None:
             self.up.pause_reading()
-        asyncio.ensure_future(awaitable).add_done_callback(
-            lambda f: self._response_body_resumed(f, resume_at, data, end))
+        self._when_settled(awaitable, lambda r: self._response_body_resumed(r, resume_at, data, end))
 
-    def _response_body_resumed(self, fut, resume_at: int, data: bytes, end: bool) -> None:
-        if not self.alive:
-            return
-        r = self._paused_result(fut)
+    def _response_body_resumed(self, r, resume_at: int, data: bytes, end: bool) -> None:
         held, self.held = self.held, None
         if isinstance(r, bytes):
             data = r
@@ -849,18 +842,15 @@ class HttpStream:
             if r is None:
                 continue
             if isinstance(r, Pause):
-                asyncio.ensure_future(r.awaitable).add_done_callback(
-                    lambda f, nxt=i + 1: self._trailers_resumed(f, steps, nxt, then))
+                self._when_settled(r.awaitable,
+                                   lambda res, nxt=i + 1: self._trailers_resumed(res, steps, nxt, then))
                 return
             if isinstance(r, LocalReply):
                 then(r)
                 return
         then(None)
 
-    def _trailers_resumed(self, fut, steps, start: int, then) -> None:
-        if not self.alive:
-            return
-        r = self._paused_result(fut)
+    def _trailers_resumed(self, r, steps, start: int, then) -> None:
         if isinstance(r, LocalReply):
             then(r)
             return
@@ -975,10 +965,7 @@ class HttpStream:
             self.worker.timed_streams.discard(self)
 
     def _on_timeout(self) -> None:
-        self.timer = None
-        if self.timeout_at:
-            self.timeout_at = 0.0
-            self.worker.timed_streams.discard(self)
+        self._disarm_timeout()      # the timer that fired, or the sweep's entry
         if not self.alive or self.response_started:
             return
         if self.cluster is not None:

@@ -7,6 +7,8 @@ reload, and a handshake otherwise costs no file I/O beyond a stat.
 """
 from __future__ import annotations
 
+import dataclasses
+
 import os
 import ssl
 
@@ -135,10 +137,14 @@ def client_context(tls) -> ssl.SSLContext:
 
 
 def client_connect_args(cluster_config, host: str) -> dict:
-    """Keyword arguments for loop.create_connection to one endpoint of the cluster."""
+    """Keyword arguments for loop.create_connection to one endpoint of the cluster: its
+    TLS settings, offering h2 by ALPN when an HTTP/2 cluster names no protocols (an
+    endpoint must be told the connection speaks h2)."""
     tls = cluster_config.options.get("tls")
     if tls is None:
         return {}
+    if cluster_config.protocol == "http2" and not tls.alpn:
+        tls = dataclasses.replace(tls, alpn=("h2",))
     return {"ssl": client_context(tls), "server_hostname": tls.sni or host}
 
 

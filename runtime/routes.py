@@ -228,8 +228,8 @@ class RouteTable:
                            else None)
 
     def vhost_for(self, host: str) -> VirtualHost | None:
-        if not self._exact and not self._suffix and not self._prefix:
-            return self._default
+        if self.only_vhost is not None:
+            return self.only_vhost
         h = host.lower()
         vh = self._exact.get(h)
         if vh is not None:

@@ -31,15 +31,15 @@ class AllocationFailed(Exception):
     """The guest allocator returned 0 or is missing."""
 
 
-def map_memory(ctx, mem_ref, limit: int) -> tuple[memoryview, int, int]:
-    """(view, base address, current size) of a linear memory that never moves; the
-    view spans `limit` bytes (the store's memory limit), of which only the current
-    size may be touched."""
+def map_memory(ctx, mem_ref, limit: int) -> tuple[memoryview, int]:
+    """(view, current size) of a linear memory that never moves; the view spans
+    `limit` bytes (the store's memory limit), of which only the current size may be
+    touched."""
     base, size = memory_base(ctx, mem_ref)
     if not base:
         raise OutOfBounds
     view = memoryview((ctypes.c_ubyte * max(limit, size, 1)).from_address(base)).cast("B")
-    return view, base, size
+    return view, size
 
 
 def _check(vm, end: int) -> None:

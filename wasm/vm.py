@@ -159,7 +159,7 @@ class VM:
         if not isinstance(alloc, wasmtime.Func):
             raise VMError('the module exports no allocator ("malloc" or "proxy_on_memory_allocate")')
         self.memory, self.mem_ref = mem, ctypes.byref(mem._memory)
-        self.mem, _, self.mem_size = memory.map_memory(self.ctx, self.mem_ref, self.plugin.max_memory)
+        self.mem, self.mem_size = memory.map_memory(self.ctx, self.mem_ref, self.plugin.max_memory)
         try:
             self.alloc = fastcall.GuestFunc(store, alloc, watch)
             self.cb = {n: fastcall.GuestFunc(store, f, watch) for n in CALLBACKS

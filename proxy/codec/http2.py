@@ -278,8 +278,12 @@ GRPC_STATUS_FOR_HTTP = {
 
 
 def is_grpc(headers: Headers) -> bool:
-    ct = headers.getb(b"content-type")
-    return ct is not None and ct[:16] == b"application/grpc"
+    return is_grpc_type(headers.getb(b"content-type"))
+
+
+def is_grpc_type(content_type: bytes | None) -> bool:
+    """A gRPC request's content type: application/grpc, or application/grpc+proto etc."""
+    return content_type is not None and content_type[:16] == b"application/grpc"
 
 
 def grpc_status_for(status: int) -> int:

@@ -167,29 +167,23 @@ class Decoder:
                         kv = STATIC[idx - 1]
                     else:
                         kv = table[idx - 62]
-                elif b & 0x40:                               # literal, incremental indexing
-                    idx, pos = _int(data, pos, 0x3F)
-                    if idx:
-                        name = STATIC[idx - 1][0] if idx <= _STATIC_LEN else table[idx - 62][0]
-                    else:
-                        name, pos = self._string(data, pos)
-                    value, pos = self._string(data, pos)
-                    kv = (name, value)
-                    self._add(kv)
-                elif b & 0x20:                               # dynamic table size update
+                elif b & 0x60 == 0x20:                       # dynamic table size update
                     if fields_seen:
                         raise HpackError("table size update after a field")
                     size, pos = _int(data, pos, 0x1F)
                     self._resize(size)
                     continue
-                else:                                        # literal without / never indexed
-                    idx, pos = _int(data, pos, 0x0F)
+                else:       # a literal: with incremental indexing (01), without / never (000)
+                    indexing = b & 0x40
+                    idx, pos = _int(data, pos, 0x3F if indexing else 0x0F)
                     if idx:
                         name = STATIC[idx - 1][0] if idx <= _STATIC_LEN else table[idx - 62][0]
                     else:
                         name, pos = self._string(data, pos)
                     value, pos = self._string(data, pos)
                     kv = (name, value)
+                    if indexing:
+                        self._add(kv)
                 fields_seen = True
                 total += len(kv[0]) + len(kv[1]) + 32
                 append(kv)

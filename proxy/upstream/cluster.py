@@ -154,7 +154,7 @@ class Cluster:
         self.c = c = {s: stats.counter(prefix + s) for s in CLUSTER_STATS}
         # the counters every request bumps, without a name lookup
         self.rq_total_counter = c["upstream_rq_total"]
-        # upstream_rq_<class> by status // 100: none for 1xx, and 5xx for what is out of range
+        # upstream_rq_<class> by min(status // 100, 5): none for 1xx, 5xx for what is out of range
         self.rq_class_counters = (c["upstream_rq_5xx"], None, c["upstream_rq_2xx"], c["upstream_rq_3xx"],
                                   c["upstream_rq_4xx"], c["upstream_rq_5xx"])
         self.cx_active_gauge = stats.gauge(prefix + "upstream_cx_active")

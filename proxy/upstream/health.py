@@ -13,12 +13,11 @@ changes are followed; stop() cancels it and with it every check in flight.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 
 from mosnx.runtime.config.cluster import HealthCheck
 
-from ..tls import client_context
+from ..tls import client_connect_args
 from . import health_h2
 
 log = logging.getLogger("mosnx.health")
@@ -37,9 +36,6 @@ class HealthChecker:
         self.expected = http.expected if http is not None and http.expected is not None else frozenset({200})
         self.h2 = cluster.config.protocol == "http2"
         self.tls = cluster.config.options.get("tls")
-        if self.h2 and self.tls is not None and not self.tls.alpn:
-            # as the HTTP/2 pool: an endpoint must be told we speak h2
-            self.tls = dataclasses.replace(self.tls, alpn=("h2",))
         self.request = None                  # HTTP/1.1: the request's bytes
         self.h2_request = None               # HTTP/2 and gRPC: the request's header block
         self.grpc_body = b""
@@ -88,7 +84,7 @@ class HealthChecker:
         writer = None
         try:
             async with asyncio.timeout(self.config.timeout):
-                reader, writer = await asyncio.open_connection(h.host, h.port, **self._connect_args(h))
+                reader, writer = await asyncio.open_connection(h.host, h.port, **client_connect_args(self.cluster.config, h.host))
                 ok = await self.probe(reader, writer)
         except (OSError, TimeoutError, asyncio.TimeoutError):
             self.c["network_failure"].value += 1
@@ -102,12 +98,6 @@ class HealthChecker:
             raise
         writer.close()
         return ok
-
-    def _connect_args(self, h) -> dict:
-        if self.tls is None:
-            return {}
-        # looked up per check, as the pools do, so a certificate replaced on disk is used
-        return {"ssl": client_context(self.tls), "server_hostname": self.tls.sni or h.host}
 
     async def _tcp(self, reader, writer) -> bool:
         return True

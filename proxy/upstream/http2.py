@@ -18,14 +18,13 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 from collections import deque
 
 from ..codec.http1 import ParseError, RequestDecoder
 from ..codec.http2 import H2HeadError, request_block, response_from_block, trailer_block, trailers_from_block
 from ..codec.http2_connection import (CANCEL, ENABLE_PUSH, INITIAL_WINDOW_SIZE, NO_ERROR, PROTOCOL_ERROR,
                                       REFUSED_STREAM, H2Connection, H2ConnectionError, StreamGone)
-from ..tls import client_context
+from ..tls import client_connect_args
 from .pool import cancel_wait, wait_for_connection
 from ..sockets import set_nodelay
 
@@ -108,12 +107,7 @@ class H2Pool:
     async def _open(self) -> None:
         cluster = self.host.cluster
         loop = asyncio.get_running_loop()
-        kw = {}
-        tls = cluster.config.options.get("tls")
-        if tls is not None:
-            if not tls.alpn:
-                tls = dataclasses.replace(tls, alpn=("h2",))
-            kw = {"ssl": client_context(tls), "server_hostname": tls.sni or self.host.host}
+        kw = client_connect_args(cluster.config, self.host.host)
         conn = None
         try:
             async with asyncio.timeout(cluster.config.connect_timeout):
