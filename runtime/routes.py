@@ -107,7 +107,7 @@ class Route:
     vhost and route steps merged), set once by RouteTable.finalize().
     """
     __slots__ = ("name", "match", "path_exact", "path_prefix", "action", "pipeline",
-                 "span", "chain", "index")
+                 "span", "chain", "index", "plain")
 
     def __init__(self, name: str, action: RouteAction | DirectResponse | RedirectAction,
                  match: Predicate | None = None, path_exact: str | None = None,
@@ -122,6 +122,8 @@ class Route:
         self.span = span
         self.chain: Pipeline = pipeline
         self.index = 0
+        # the action, when forwarding is all this route does (set by finalize)
+        self.plain: RouteAction | None = None
 
     def __repr__(self) -> str:
         return f"Route({self.name!r})"
@@ -196,6 +198,14 @@ class VirtualHost:
         return None
 
 
+def _plain(r: Route) -> bool:
+    """No step in any phase, and an action that only forwards: the core may take
+    such a route's requests through a shorter path (proxy.express)."""
+    a = r.action
+    return (not r.chain and isinstance(a, RouteAction) and a.retry is None and not a.mirrors
+            and a.prefix_rewrite is None and a.regex_rewrite is None and a.host_rewrite is None)
+
+
 def _by_index(r: Route) -> int:
     return r.index
 
@@ -255,6 +265,7 @@ class RouteTable:
             vh.chain = listener.then(vh.pipeline)
             for r in vh.routes:
                 r.chain = vh.chain.then(r.pipeline)
+                r.plain = r.action if _plain(r) else None
         return self
 
     def clusters(self) -> set[str]:

@@ -2,10 +2,11 @@
 
 One asyncio.Protocol per client connection. Pipelined requests are queued and
 answered strictly in order; reading pauses while one is queued behind the active
-stream, so the queue never grows past what one read returned. Writes go straight
-to the transport; above its high-water mark the active stream's upstream is
-paused, and resumed on drain, so a slow reader never makes the proxy buffer a
-whole response.
+stream, so the queue never grows past what one read returned. Writes go out at
+the end of the loop pass (proxy.write_batch); above the transport's high-water
+mark the active stream's upstream is paused, and resumed on drain, so a slow
+reader never makes the proxy buffer a whole response. A bodiless request on a
+listener with no request step starts as an ExpressStream (proxy.express).
 """
 from __future__ import annotations
 
@@ -15,8 +16,10 @@ from mosnx.runtime.context import RequestHead, StreamContext
 from mosnx.runtime.headers import Headers
 
 from ..codec.http1 import ParseError, RequestDecoder, encode_chunk, encode_headers, encode_last_chunk, status_line
-from ..stream import HttpStream
+from .. import write_batch
+from ..express import ExpressStream
 from ..sockets import set_nodelay
+from ..stream import HttpStream
 
 _NO_BODY_STATUS = frozenset({204, 304})
 _CLOSE = (b"connection", b"close")
@@ -146,12 +149,21 @@ class Http1Server(asyncio.Protocol):
             # after an Upgrade request nothing more on this connection is HTTP/1.1:
             # a refused upgrade ends the connection with its response
             self.keep = False
-        stream = HttpStream(self, w, listener, self.lstats, ctx, body, keep_alive,
-                            is_upgrade, self.decoder.expect_continue)
+        dec = self.decoder
+        expect = dec.expect_continue
+        # a request with no body and no step on its listener may take the short path
+        if body == 0 and not is_upgrade and not expect and not listener.pipeline.request:
+            cls = ExpressStream
+            stream = ExpressStream(self, w, listener, self.lstats, ctx, 0, keep_alive, False, False)
+        else:
+            cls = HttpStream
+            stream = HttpStream(self, w, listener, self.lstats, ctx, body, keep_alive, is_upgrade, expect)
         self.parsing = stream
-        self.queue.append(stream)
-        self.deferred[stream] = []        # until data_received sees the read parse cleanly
-        if len(self.queue) > 1:
+        q = self.queue
+        if q or cls is HttpStream:
+            self.deferred[stream] = []        # until data_received sees the read parse cleanly
+        q.append(stream)
+        if len(q) > 1:
             self._pause(2)
 
     def on_request_body(self, data: bytes) -> None:
@@ -170,16 +182,17 @@ class Http1Server(asyncio.Protocol):
             return
         if s.rq_counted:
             s.on_request_end(trailers)
-        else:
+        elif s in self.deferred:
             self.deferred[s].append(("end", trailers))
+        else:
+            # a short-path request first in line: its head was all of it, and it
+            # parsed cleanly, so it starts now
+            self._begin(s)
 
     def _start(self, stream: HttpStream) -> None:
         """Start the stream at the head of the queue and hand it what was decoded for it."""
         events = self.deferred.pop(stream, ())
-        self.version = stream.ctx.request.version
-        self.head_method = stream.ctx.request.method == "HEAD"
-        self.chunked = False
-        stream.start()
+        self._begin(stream)
         for kind, arg in events:
             if kind == "body":
                 stream.on_request_body(arg)
@@ -187,6 +200,13 @@ class Http1Server(asyncio.Protocol):
                 stream.on_request_end(arg)
             else:
                 self.deferred.setdefault(stream, []).append((kind, arg))   # tunnel bytes
+
+    def _begin(self, stream: HttpStream) -> None:
+        req = stream.ctx.request
+        self.version = req.version
+        self.head_method = req.method == "HEAD"
+        self.chunked = False
+        stream.start()
 
     def stream_finished(self, stream: HttpStream) -> None:
         """Both the request and the response of the active stream are done."""
@@ -245,7 +265,7 @@ class Http1Server(asyncio.Protocol):
         lines.append(b"")      # the empty line that ends the head
         head = status_line(status) + b"\r\n".join(lines) + b"\r\n"
         if status == 101:
-            self.transport.write(head)
+            write_batch.write(self.transport, head)
         else:
             self.out = [head]
 
@@ -257,7 +277,7 @@ class Http1Server(asyncio.Protocol):
         if self.out is not None:
             self.out.append(data)
         else:
-            self.transport.write(data)
+            write_batch.write(self.transport, data)
 
     def send_end(self, stream, trailers) -> None:
         if self.chunked:
@@ -272,14 +292,14 @@ class Http1Server(asyncio.Protocol):
         out = self.out
         if out is not None:
             self.out = None
-            self.transport.write(out[0] if len(out) == 1 else b"".join(out))
+            write_batch.write(self.transport, out[0] if len(out) == 1 else b"".join(out))
 
     def send_continue(self, stream) -> None:
         if self.version == "1.1":
-            self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            write_batch.write(self.transport, b"HTTP/1.1 100 Continue\r\n\r\n")
 
     def send_raw(self, stream, data: bytes) -> None:
-        self.transport.write(data)
+        write_batch.write(self.transport, data)
 
     def abort(self, stream) -> None:
         # close, not reset: the client gets what was sent, then sees the body cut short
@@ -366,7 +386,7 @@ class Http1Server(asyncio.Protocol):
         body = {400: b"bad request\n", 408: b"request timeout\n", 431: b"request headers too large\n"}.get(status, b"")
         head = Headers([(b"content-type", b"text/plain"), (b"content-length", b"%d" % len(body)),
                         (b"x-mosnx-error", detail.encode()), _CLOSE])
-        self.transport.write(status_line(status) + encode_headers(head) + b"\r\n" + body)
+        write_batch.write(self.transport, status_line(status) + encode_headers(head) + b"\r\n" + body)
         self.worker.access_log_error(self.listener_name, self.peer, status, detail)
         self._close()
 
@@ -374,6 +394,7 @@ class Http1Server(asyncio.Protocol):
         if self.closing:
             return
         self.closing = True
+        write_batch.flush()
         if abort:
             self.transport.abort()
         else:

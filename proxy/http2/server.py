@@ -25,6 +25,7 @@ from ..codec.http2 import H2HeadError, request_from_block, response_block, trail
 from ..codec.http2_connection import (INITIAL_WINDOW_SIZE, INTERNAL_ERROR, MAX_CONCURRENT_STREAMS,
                                       MAX_HEADER_LIST_SIZE, NO_ERROR, PROTOCOL_ERROR, REFUSED_STREAM,
                                       H2Connection, H2ConnectionError, StreamGone)
+from ..express import ExpressStream
 from ..stream import HttpStream
 from ..sockets import set_nodelay
 
@@ -452,7 +453,9 @@ class Http2Server(asyncio.Protocol):
         body = 0 if ended else f.content_length
         d = H2Down(self, sid, f.method == "HEAD")
         d.req_ended = ended
-        http = HttpStream(d, w, listener, self.lstats, ctx, body, True, False, False)
+        # a request with no body and no step on its listener may take the short path
+        cls = ExpressStream if ended and not listener.pipeline.request else HttpStream
+        http = cls(d, w, listener, self.lstats, ctx, body, True, False, False)
         d.http = http
         self.streams[sid] = d
         self.deadline = 0.0

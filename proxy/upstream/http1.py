@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 
+from .. import write_batch
 from ..codec.http1 import ParseError, ResponseDecoder
 from ..sockets import set_nodelay
 
@@ -46,6 +47,7 @@ class UpstreamConnection(asyncio.Protocol):
 
     def close(self) -> None:
         if not self.closed and self.transport is not None:
+            write_batch.flush()
             self.transport.close()
 
     # -- stream side --
@@ -54,7 +56,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.decoder.head_only = True
 
     def send(self, data: bytes) -> None:
-        self.transport.write(data)
+        write_batch.write(self.transport, data)
 
     def pause_reading(self) -> None:
         if not self.paused and not self.closed:

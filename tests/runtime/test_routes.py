@@ -2,8 +2,8 @@
 from mosnx.runtime.context import RequestHead, StreamContext
 from mosnx.runtime.headers import Headers
 from mosnx.runtime.pipeline import HttpFilter, Pipeline
-from mosnx.runtime.routes import (DirectResponse, RedirectAction, Route, RouteAction, RouteTable,
-                                  VirtualHost)
+from mosnx.runtime.routes import (DirectResponse, MirrorPolicy, RedirectAction, RetryPolicy, Route,
+                                  RouteAction, RouteTable, VirtualHost)
 
 
 def ctx(path="/", host="example.com", headers=()):
@@ -131,3 +131,25 @@ def test_indexed_matching_agrees_with_a_plain_first_match_scan():
                                and (r.path_prefix is None or c.url_path.startswith(r.path_prefix))
                                and (r.match is None or r.match(c))), None)
                 assert vh.match(c) is expect
+
+
+def test_finalize_marks_the_routes_that_only_forward():
+    class OnlyResponse(HttpFilter):
+        def on_response(self, c):
+            return None
+
+    plain = fwd("a")
+    routes = [Route("plain", plain),
+              Route("retry", RouteAction(cluster="a", retry=RetryPolicy())),
+              Route("mirror", RouteAction(cluster="a", mirrors=(MirrorPolicy("b"),))),
+              Route("rewrite", RouteAction(cluster="a", prefix_rewrite=("/a", "/b"))),
+              Route("host", RouteAction(cluster="a", host_rewrite="h")),
+              Route("steps", fwd("a"), pipeline=Pipeline.of([OnlyResponse()])),
+              Route("direct", DirectResponse(200))]
+    RouteTable([VirtualHost("v", ["*"], routes)]).finalize(Pipeline())
+    assert [r.name for r in routes if r.plain is not None] == ["plain"]
+    assert routes[0].plain is plain
+    # a listener step, in any phase, reaches every route's chain
+    again = Route("plain", fwd("a"))
+    RouteTable([VirtualHost("v", ["*"], [again])]).finalize(Pipeline.of([OnlyResponse()]))
+    assert again.plain is None

@@ -1,0 +1,105 @@
+"""The short path for a request that only needs forwarding.
+
+Most requests on a plain reverse-proxy listener meet no step at all: no listener,
+vhost or route filter, a route that forwards to a cluster without retries, mirrors
+or rewrites, and no request body. For those the phase machinery of HttpStream is
+pure overhead, so ExpressStream decides in one call and reads the response without
+looking for steps. It keeps every field HttpStream keeps, so anything off the
+short path is HttpStream's own code picking up the same state: failures, timeouts
+and resets through the methods this class does not override, and a route with
+steps (or a gRPC call) by turning the stream into an HttpStream outright.
+"""
+from __future__ import annotations
+
+from mosnx.runtime.context import ResponseHead
+
+from .stream import HttpStream, _monotonic, _pick_weighted
+
+
+class ExpressStream(HttpStream):
+    __slots__ = ()
+
+    def start(self) -> None:
+        try:
+            if self._admit():
+                # a gRPC call's deadline and trailers-only errors take the full path
+                self._full()
+            else:
+                self._express()
+        except Exception:
+            self._decision_failed()
+
+    def _full(self) -> None:
+        """Off the short path for good: from here on this is an HttpStream (the
+        classes share one layout), deciding from the top."""
+        self.__class__ = HttpStream
+        self._decide()
+
+    def _express(self) -> None:
+        ctx = self.ctx
+        routes = self.listener.routes
+        vh = routes.only_vhost
+        if vh is None:
+            vh = routes.vhost_for(ctx.request.host)
+            if vh is None:
+                return self.fail(404, "route_not_found")
+        route = vh.match(ctx)
+        action = route.plain if route is not None else None
+        if action is None:
+            # no route (the vhost's steps may still answer) or one with steps: the
+            # route was only looked at, so nothing is undone
+            return self._full()
+        ctx.vhost = vh
+        ctx.route = route
+        self.chain = route.chain
+        name = action.cluster
+        if name is None:
+            name = _pick_weighted(action.weighted_clusters)
+        ctx.cluster_name = name
+        self.action = action
+        cluster = self.worker.clusters.clusters.get(name)
+        if cluster is None:
+            return self.fail(503, "cluster_not_found")
+        self.cluster = cluster
+        t = action.timeout
+        if t:
+            # the request has no body: it is complete, so its timeout runs from now
+            self.route_timeout = t
+            self._arm_timeout(t)
+        self._forward()
+
+    def on_pool_ready(self, conn) -> None:
+        # no retry timer and no body to frame or replay: the head is the request
+        if self._attach(conn):
+            conn.send(self._upstream_head())
+
+    def on_upstream_head(self, status: int, headers, keep_alive: bool, body: int | None) -> None:
+        # no retry policy and no response step: stats, then the head goes out
+        self.up_keep_alive = keep_alive
+        if self.timer is not None or self.timeout_at:
+            self._disarm_timeout()
+        cluster = self.cluster
+        c = cluster.rq_class_counters[min(status // 100, 5)]
+        if c is not None:
+            c.value += 1
+        elapsed = (_monotonic() - self.upstream_start) * 1000.0
+        cluster.rq_time.record(elapsed)
+        self.host.observe(status, elapsed)
+        self.ctx.response = ResponseHead(status, headers)
+        self._send_upstream_head(body)
+
+    def on_upstream_data(self, data: bytes) -> None:
+        if self.response_done:
+            return
+        self.ctx.bytes_sent += len(data)
+        down = self.down
+        down.send_data(self, data)
+        if not down.writable():
+            up = self.up
+            if up is not None:
+                up.pause_reading()
+
+    def on_upstream_end(self, trailers) -> None:
+        self._release_upstream(self.up_keep_alive)
+        if self.response_started and not self.response_done:
+            self._response_complete(trailers)

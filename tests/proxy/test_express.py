@@ -1,0 +1,87 @@
+"""The short path: a bodiless request on a route that only forwards is decided and
+answered by ExpressStream; anything else (a body, a step in any phase, gRPC) is
+HttpStream's, with the same result on the wire. Real sockets, in process."""
+import asyncio
+
+from mosnx.proxy.express import ExpressStream
+from mosnx.proxy.stream import HttpStream
+from mosnx.runtime import HttpFilter, register_filter
+
+from .inproc import proxied, read_head, read_response
+
+
+class TagResponse(HttpFilter):
+    """A response step only: the request side has nothing to run."""
+    name = "tag_response"
+
+    def on_response(self, ctx):
+        ctx.response.headers.set("x-tagged", "1")
+
+
+register_filter("test_tag_response", lambda name, cfg, ctx: TagResponse())
+
+
+async def upstream(reader, writer):
+    try:
+        while True:
+            start, headers = await read_head(reader)
+            body = await reader.readexactly(int(headers.get("content-length", "0")))
+            reply = f"{start.split()[0]} {len(body)} {headers.get('x-forwarded-for')}".encode()
+            writer.write(b"HTTP/1.1 200 OK\r\nconnection: keep-alive\r\nkeep-alive: timeout=5\r\n"
+                         b"content-length: %d\r\n\r\n%s" % (len(reply), reply))
+            await writer.drain()
+    except (asyncio.IncompleteReadError, ConnectionError):
+        pass
+
+
+def watch_paths(monkeypatch) -> list:
+    """The class of each stream as its response head leaves (after any switch)."""
+    seen = []
+    orig = HttpStream._send_upstream_head
+
+    def spy(self, body):
+        seen.append(type(self))
+        return orig(self, body)
+    monkeypatch.setattr(HttpStream, "_send_upstream_head", spy)
+    return seen
+
+
+async def exchange(port, requests):
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    out = []
+    for raw in requests:
+        writer.write(raw)
+        out.append(await asyncio.wait_for(read_response(reader), 10))
+    writer.close()
+    return out
+
+
+GET = b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n"
+POST = b"POST /a HTTP/1.1\r\nHost: x\r\ncontent-length: 3\r\n\r\nabc"
+GRPC = b"GET /a HTTP/1.1\r\nHost: x\r\ncontent-type: application/grpc\r\n\r\n"
+
+
+def test_plain_requests_take_the_short_path_and_others_the_full_one(tmp_path, monkeypatch):
+    seen = watch_paths(monkeypatch)
+
+    async def run():
+        async with proxied(tmp_path, upstream, "") as port:
+            return await exchange(port, [GET, POST, GRPC, GET])
+    results = asyncio.run(run())
+    assert [r[2] for r in results] == [b"GET 0 127.0.0.1", b"POST 3 127.0.0.1",
+                                       b"GET 0 127.0.0.1", b"GET 0 127.0.0.1"]
+    for status, headers, _, _ in results:
+        # either path strips the upstream's hop-by-hop headers and adds a request id
+        assert status == 200 and "keep-alive" not in headers and "connection" not in headers
+    assert seen == [ExpressStream, HttpStream, HttpStream, ExpressStream]
+
+
+def test_a_step_in_any_phase_keeps_a_request_off_the_short_path(tmp_path, monkeypatch):
+    seen = watch_paths(monkeypatch)
+
+    async def run():
+        async with proxied(tmp_path, upstream, "{test_tag_response: {}}") as port:
+            return await exchange(port, [GET, GET])
+    results = asyncio.run(run())
+    assert all(r[0] == 200 and r[1]["x-tagged"] == "1" for r in results)
+    assert seen == [HttpStream, HttpStream]
