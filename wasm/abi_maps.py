@@ -4,6 +4,8 @@ from __future__ import annotations
 from . import abi, memory
 from .header_maps import Unavailable, resolve
 
+_REQ, _RESP = abi.MAP_REQUEST_HEADERS, abi.MAP_RESPONSE_HEADERS
+
 
 def _map(vm, kind):
     if not 0 <= kind <= 7:
@@ -78,6 +80,16 @@ def _edit(vm, caller, kind, key_ptr, key_len, op, value=None):
 
 def proxy_add_header_map_value(vm, caller, kind, key_ptr, key_len, val_ptr, val_len):
     value = memory.read(vm, caller, val_ptr, val_len)
+    st = vm.cur
+    if st is not None and (kind == _REQ or kind == _RESP):
+        # the usual edit, a regular header added to the stream's own request or
+        # response: appended without building a HeaderMap
+        head = st.ctx.request if kind == _REQ else st.ctx.response
+        if head is not None:
+            key = memory.read(vm, caller, key_ptr, key_len).lower()
+            if key[:1] != b":":
+                head.headers.items.append((key, value))
+                return abi.OK
     return _edit(vm, caller, kind, key_ptr, key_len, "add", value)
 
 

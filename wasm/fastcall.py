@@ -4,7 +4,12 @@ wasmtime-py's generic Func.__call__ and host trampoline look up the function
 type, build Val objects and a Caller per call: ~15 µs per guest call and as much
 again per host call, several times the work of a typical filter. Signatures
 here are all known when a module is linked (i32/i64 only), so calls use raw
-value arrays, made once per function, instead.
+value arrays, made once per function, instead. Both directions go further and
+generate, per function, a small Python function for its exact signature: the
+arguments are stored into (or read out of) the value array by index, and the C
+call gets ctypes objects built once, so ctypes converts nothing per call. A
+request through a filter makes a few guest calls, each worth a few hundred
+nanoseconds of Python at most this way.
 
 This reaches into wasmtime-py's private modules (_bindings, _ffi, the handles
 inside Func and Memory); it was written against wasmtime-py 50 and checks at
@@ -29,13 +34,8 @@ from wasmtime import _ffi as ffi
 
 _val_raw = ffi.wasmtime_val_raw_t
 _monotonic = time.monotonic
-# The ctypes functions themselves, not the bindings' Python wrappers around
-# them; the hot two take plain addresses (ints), which ctypes passes without
-# building pointer objects per call.
+# The ctypes functions themselves, not the bindings' Python wrappers around them.
 _call_unchecked = _raw._wasmtime_func_call_unchecked
-_call_addr = _raw.dll["wasmtime_func_call_unchecked"]
-_call_addr.restype = c_void_p
-_call_addr.argtypes = [c_void_p, c_void_p, c_void_p, ctypes.c_size_t, c_void_p]
 _memory_size = _raw._wasmtime_memory_data_size
 # a private handle on wasmtime_memory_data returning the address as an int
 _memory_data = _raw.dll["wasmtime_memory_data"]
@@ -141,9 +141,16 @@ class Watchdog:
 
 
 class GuestFunc:
-    """An exported guest function, called with ints and returning an int (or None)."""
+    """An exported guest function, called with ints and returning an int (or None).
+
+    `top` and `nested` are the hot entry points: closures made for this function's
+    arity, whose arguments go straight into the value array and whose C call
+    passes ctypes objects built once (ctypes converts nothing per call). `top` is a
+    top-level call, bounded by the store's Watchdog; `nested` a call made from a
+    host function (the guest's allocator), already inside one.
+    """
     __slots__ = ("ctx", "ref", "vals", "words", "n", "nparams", "slots", "result", "func",
-                 "ctx_addr", "func_addr", "vals_addr", "trap", "trap_addr", "watch")
+                 "ctx_addr", "func_addr", "vals_addr", "trap", "trap_addr", "watch", "top", "nested")
 
     def __init__(self, store: wasmtime.Store, func: wasmtime.Func, watch: Watchdog | None = None):
         self.watch = watch
@@ -168,8 +175,10 @@ class GuestFunc:
         self.ctx_addr = cast(self.ctx, c_void_p).value
         self.func_addr = ctypes.addressof(func._func)
         self.vals_addr = ctypes.addressof(self.vals)
-        self.trap = c_void_p()
+        self.trap = c_void_p()      # stays null but for the moment a trap is read out of it
         self.trap_addr = ctypes.addressof(self.trap)
+        self.top = _specialise(self, pk, rk, counted=watch is not None)
+        self.nested = _specialise(self, pk, rk, counted=False)
 
     def call(self, ctx, *args):
         """Call with the store context `ctx` (the store's own, or a host call's)."""
@@ -188,20 +197,46 @@ class GuestFunc:
         return self.call(self.ctx, *args)
 
     def call_top(self, *args):
-        """A top-level call, bounded by the store's Watchdog (the hot path of vm.call)."""
-        self.watch.calls += 1
-        if len(args) < self.nparams:
-            raise TypeError(f"expected {self.nparams} arguments, got {len(args)}")
-        # extra arguments are dropped: ABI 0.1.0 header callbacks take no end_of_stream
-        for (arr, i), v in zip(self.slots, args):
-            arr[i] = v
-        trap = self.trap
-        trap.value = None
-        err = _call_addr(self.ctx_addr, self.func_addr, self.vals_addr, self.n, self.trap_addr)
-        if err or trap.value:
-            _raise(err, trap.value)
-        r = self.result
-        return None if r is None else r[0][r[1]]
+        """A top-level call, bounded by the store's Watchdog."""
+        return self.top(*args)
+
+
+# wasmtime_func_call_unchecked without argtypes: every argument is passed as a
+# ready ctypes object, which ctypes hands over as is.
+_call_prebuilt = ctypes.CFUNCTYPE(c_void_p)(ctypes.cast(_raw.dll["wasmtime_func_call_unchecked"], c_void_p).value)
+
+
+def _specialise(g: GuestFunc, pk: str, rk: str, counted: bool):
+    """A caller for `g` taking exactly its parameters (extra arguments are dropped:
+    ABI 0.1.0 header callbacks take no end_of_stream), generated once per function."""
+    names = [f"p{i}" for i in range(len(pk))]
+    sets = [f"    words[{4 * i}] = {n}" if k == "i" else f"    longs[{2 * i}] = {n}"
+            for i, (k, n) in enumerate(zip(pk, names))]
+    ret = "None" if not rk else ("words[0]" if rk == "i" else "longs[0]")
+    src = "\n".join([
+        f"def call({', '.join(names + ['*_'])}):",
+        *(["    watch.calls += 1"] if counted else []),
+        *sets,
+        "    err = raw(a_ctx, a_func, a_vals, a_n, a_trap)",
+        "    if err or trap.value:",
+        "        fail(trap, err)",
+        f"    return {ret}",
+    ])
+    env = {
+        "watch": g.watch, "words": g.words, "longs": (ctypes.c_int64 * (2 * g.n)).from_buffer(g.vals),
+        "raw": _call_prebuilt, "a_ctx": c_void_p(g.ctx_addr), "a_func": c_void_p(g.func_addr),
+        "a_vals": c_void_p(g.vals_addr), "a_n": ctypes.c_size_t(g.n), "a_trap": c_void_p(g.trap_addr),
+        "trap": g.trap, "fail": _fail,
+        "guest": g,     # keeps the Func (whose handle a_func points into) alive with the caller
+    }
+    exec(src, env)
+    return env["call"]
+
+
+def _fail(trap: c_void_p, err) -> None:
+    t = trap.value
+    trap.value = None
+    _raise(err, t)
 
 
 def memory_base(ctx, mem_ref) -> tuple[int, int]:
@@ -217,50 +252,37 @@ _WordsCallback = ctypes.CFUNCTYPE(ctypes.c_size_t, c_void_p, c_void_p, POINTER(c
 def host_callback(fn, vm, params: str, results: str, on_error):
     """A C callback running `fn(vm, ctx, *args)`, ctx being vm.ctx (a host call's caller
     context is its store's context); `on_error(exc)` maps an exception to a status, or
-    None to trap."""
-    n = len(params)
-    all_i32 = params == "i" * n
-    has_result = bool(results)
-    res_i64 = results == "I"
-
-    def cb(env, caller, w, nvals):
-        try:
-            if all_i32:
-                if n == 0:
-                    r = fn(vm, vm.ctx)
-                elif n == 1:
-                    r = fn(vm, vm.ctx, w[0])
-                elif n == 2:
-                    r = fn(vm, vm.ctx, w[0], w[4])
-                elif n == 3:
-                    r = fn(vm, vm.ctx, w[0], w[4], w[8])
-                elif n == 4:
-                    r = fn(vm, vm.ctx, w[0], w[4], w[8], w[12])
-                elif n == 5:
-                    r = fn(vm, vm.ctx, w[0], w[4], w[8], w[12], w[16])
-                else:
-                    r = fn(vm, vm.ctx, *[w[4 * i] for i in range(n)])
-            else:
-                r = fn(vm, vm.ctx, *[w[4 * i] if params[i] == "i"
-                                     else (w[4 * i] & 0xFFFFFFFF) | (w[4 * i + 1] << 32)
-                                     for i in range(n)])
-        except BaseException as e:
-            r = on_error(e)
-            if r is None:
-                pending.exc = e
-                msg = b"host function failed"
-                return cast(ffi.wasmtime_trap_new(msg, len(msg)), c_void_p).value or 0
-        if has_result:
-            r = r or 0
-            if res_i64:
-                w[0] = r & 0xFFFFFFFF
-                w[1] = (r >> 32) & 0xFFFFFFFF
-            else:
-                w[0] = r
-        return 0
-
-    raw = _WordsCallback(cb)
+    None to trap. Generated for the signature, so the arguments are read straight
+    out of the value array."""
+    args = "".join(f", w[{4 * i}]" if k == "i" else f", (w[{4 * i}] & 0xFFFFFFFF) | (w[{4 * i + 1}] << 32)"
+                   for i, k in enumerate(params))
+    if results == "I":
+        store = ["    r = r or 0", "    w[0] = r & 0xFFFFFFFF", "    w[1] = (r >> 32) & 0xFFFFFFFF"]
+    elif results:
+        store = ["    w[0] = r or 0"]
+    else:
+        store = []
+    src = "\n".join([
+        "def cb(env, caller, w, nvals):",
+        "    try:",
+        f"        r = fn(vm, vm.ctx{args})",
+        "    except BaseException as e:",
+        "        r = on_error(e)",
+        "        if r is None:",
+        "            pending.exc = e",
+        "            return trap()",
+        *store,
+        "    return 0",
+    ])
+    env = {"fn": fn, "vm": vm, "on_error": on_error, "pending": pending, "trap": _host_trap}
+    exec(src, env)
+    raw = _WordsCallback(env["cb"])
     return raw, ctypes.cast(raw, _Callback)
+
+
+def _host_trap() -> int:
+    msg = b"host function failed"
+    return cast(ffi.wasmtime_trap_new(msg, len(msg)), c_void_p).value or 0
 
 
 def define(linker: wasmtime.Linker, module: str, name: str, ty: wasmtime.FuncType, callback) -> None:

@@ -29,6 +29,8 @@ log = logging.getLogger("mosnx.wasm")
 STATS = ("failures", "timeouts", "vm_starts", "vm_recycles", "http_calls")
 
 _BUF_REQ, _BUF_RESP = abi.BUF_REQUEST_BODY, abi.BUF_RESPONSE_BODY
+_CONTINUE, _CONTINUE_AND_END = abi.HEADERS_CONTINUE, abi.HEADERS_CONTINUE_AND_END_STREAM
+_DATA_CONTINUE = abi.DATA_CONTINUE
 
 
 class WasmFilter(HttpFilter):
@@ -82,18 +84,24 @@ class WasmFilter(HttpFilter):
                 return vm.failure_outcome
         elif not vm.contexts and vm.memory_check_due() and vm.memory_high() and not vm.recycle():
             return vm.failure_outcome
-        h = ctx.request.headers
+        req = ctx.request
+        h = req.headers
         eos = ctx.request_bodyless
         if eos is None:     # a context the core did not make: judge by the framing headers
             eos = not (h.has(b"content-length") and h.getb(b"content-length") != b"0"
                        or h.has(b"transfer-encoding"))
         # pseudo-headers count, HTTP/1 Host is folded into :authority
-        n = len(h) + (3 if ctx.request.authority is None and h.has(b"host") else 4)
+        n = len(h.items) + (3 if req.authority is None and h.has(b"host") else 4)
         try:
             st, rc = vm.open_stream(ctx, n, eos)
-            ctx.state()[self] = st
         except Exception as e:
             return self._failed(e, "proxy_on_request_headers")
+        fs = ctx.filter_state
+        if fs is None:
+            fs = ctx.filter_state = {}
+        fs[self] = st
+        if st.reply is None and (rc is None or rc == _CONTINUE or rc == _CONTINUE_AND_END):
+            return None
         return self._headers_outcome(st, rc)
 
     def on_request_body(self, ctx: StreamContext, data: bytes, end_stream: bool):
@@ -110,6 +118,23 @@ class WasmFilter(HttpFilter):
         st = self._stream(ctx)
         if st is None:
             return None
+        if not st.buffering[_BUF_RESP]:
+            # the common case, a chunk the filter lets through as it is
+            bufs = st.bufs
+            bufs[_BUF_RESP] = data
+            st.modified[_BUF_RESP] = False
+            vm = self.vm
+            vm.cur = st
+            try:
+                rc = vm.on_response_body(st.id, len(data), end_stream)
+            except Exception as e:
+                vm.cur = None
+                return self._failed(e, "proxy_on_response_body")
+            vm.cur = None
+            if rc == _DATA_CONTINUE and st.reply is None and not st.modified[_BUF_RESP]:
+                bufs[_BUF_RESP] = None
+                return None
+            return self._body_outcome(st, _BUF_RESP, rc, end_stream)
         return self._body(st, _BUF_RESP, "proxy_on_response_body", data, end_stream)
 
     def _body(self, st: Stream, i: int, callback: str, data: bytes, end_stream: bool):
@@ -127,6 +152,9 @@ class WasmFilter(HttpFilter):
             rc = self.vm.stream_call(st, callback, st.id, len(buf), int(end_stream))
         except Exception as e:
             return self._failed(e, callback)
+        return self._body_outcome(st, i, rc, end_stream)
+
+    def _body_outcome(self, st: Stream, i: int, rc, end_stream: bool):
         reply = st.reply
         if reply is not None:
             st.reply = None
@@ -190,14 +218,24 @@ class WasmFilter(HttpFilter):
         st = self._stream(ctx)
         if st is None:
             return None
+        vm = self.vm
+        f = vm.on_response_headers
+        if f is None:
+            return self._headers_outcome(st, None)
         resp = ctx.response
         h = resp.headers
-        eos = (resp.status in (204, 304) or 100 <= resp.status < 200
+        status = resp.status
+        eos = (status == 204 or status == 304 or 100 <= status < 200
                or h.getb(b"content-length") == b"0" or ctx.request.method == "HEAD")
+        vm.cur = st
         try:
-            rc = self.vm.stream_call(st, "proxy_on_response_headers", st.id, len(h) + 1, int(eos))
+            rc = f(st.id, len(h.items) + 1, eos)
         except Exception as e:
+            vm.cur = None
             return self._failed(e, "proxy_on_response_headers")
+        vm.cur = None
+        if st.reply is None and (rc == _CONTINUE or rc == _CONTINUE_AND_END):
+            return None
         return self._headers_outcome(st, rc)
 
     def on_log(self, ctx: StreamContext) -> None:

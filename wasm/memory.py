@@ -93,7 +93,7 @@ def return_bytes(vm, caller, data: bytes, ptr_ptr: int, size_ptr: int) -> int:
         write_u32(vm, caller, size_ptr, 0)
         return abi.OK
     n = len(data)
-    p = vm.alloc.call(caller, n) & 0xFFFFFFFF
+    p = vm.alloc.nested(n) & 0xFFFFFFFF     # caller is the store's own context
     if p == 0:
         raise AllocationFailed
     write(vm, caller, p, data)      # the allocation may have grown the memory: write re-checks

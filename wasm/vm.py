@@ -122,8 +122,10 @@ class VM:
         self.mem: memoryview | None = None     # linear memory, mapped once (memory.py)
         self.mem_size = 0
         self.alloc: fastcall.GuestFunc | None = None
-        self.cb: dict[str, fastcall.GuestFunc] = {}
-        self.batch: tuple[fastcall.GuestFunc, fastcall.GuestFunc] | None = None
+        self.cb: dict = {}      # callback name -> its top-level caller (GuestFunc.top)
+        self.batch: tuple | None = None     # (open, close) top-level callers (batch.py)
+        # the per-stream callbacks the filter calls by themselves, None when not exported
+        self.on_response_headers = self.on_response_body = None
         self.cur: Stream | None = None
         self.props: dict[bytes, bytes] = {}
         self.contexts: dict[int, Stream] = {}
@@ -162,11 +164,15 @@ class VM:
         self.mem, self.mem_size = memory.map_memory(self.ctx, self.mem_ref, self.plugin.max_memory)
         try:
             self.alloc = fastcall.GuestFunc(store, alloc, watch)
-            self.cb = {n: fastcall.GuestFunc(store, f, watch) for n in CALLBACKS
+            self.cb = {n: fastcall.GuestFunc(store, f, watch).top for n in CALLBACKS
                        if isinstance(f := ex.get(n), wasmtime.Func)}
         except TypeError as e:
             raise VMError(f"an exported callback has an unexpected type: {e}") from None
-        self.batch = batch.build(store, ex, watch)
+        cb = self.cb
+        self.on_response_headers = cb.get("proxy_on_response_headers")
+        self.on_response_body = cb.get("proxy_on_response_body")
+        b = batch.build(store, ex, watch)
+        self.batch = None if b is None else (b[0].top, b[1].top)
         self.cur = None
         self.stat_starts.inc()
         init = ex.get("_initialize")
@@ -252,6 +258,7 @@ class VM:
         self.mem_size = 0
         self.cb = {}
         self.batch = None
+        self.on_response_headers = self.on_response_body = None
 
     # -- calling into the guest ---------------------------------------------
     def _enter(self, func: wasmtime.Func, *args):
@@ -262,7 +269,7 @@ class VM:
         f = self.cb.get(name)
         if f is None:
             return None
-        return f.call_top(*args)
+        return f(*args)
 
     def has(self, name: str) -> bool:
         return name in self.cb
@@ -303,7 +310,7 @@ class VM:
             self._schedule_tick()
         self.cur = st
         try:
-            return st, b[0].call_top(sid, self.ROOT_ID, n_headers, int(end_of_stream))
+            return st, b[0](sid, self.ROOT_ID, n_headers, end_of_stream)
         finally:
             self.cur = None
 
@@ -317,7 +324,8 @@ class VM:
     def finish(self, st: Stream) -> None:
         """proxy_on_log, proxy_on_done, proxy_on_delete (unless the plugin defers with proxy_done)."""
         st.in_log = True
-        st.bufs = [None, None]
+        bufs = st.bufs
+        bufs[0] = bufs[1] = None
         if self.calls:
             # as Envoy: the stream's pending http calls are cancelled, their answers never delivered
             for cid in [c for c, sid in self.calls.items() if sid == st.id]:
@@ -326,7 +334,7 @@ class VM:
         try:
             b = self.batch
             if b is not None:
-                done = b[1].call_top(st.id)
+                done = b[1](st.id)
             else:
                 self.call("proxy_on_log", st.id)
                 done = self.call("proxy_on_done", st.id) != 0

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from mosnx.runtime import Headers, RequestHead, StreamContext, Store
+from mosnx.runtime import Headers, RequestHead, ResponseHead, StreamContext, Store
 from mosnx.runtime.registry import BuildContext, Services
 from mosnx.wasm import abi, load
 from mosnx.wasm.fastcall import GuestFunc
@@ -124,6 +124,22 @@ def test_header_values(p):
     assert p("get_header_map_pairs", 0, RET_PTR, RET_SIZE) == abi.OK
     assert (b"x-b", b"2") in abi.decode_pairs(p.returned())
 
+
+
+def test_add_header_value(p):
+    k, n = p.put(b"X-A")
+    v, m = p.put(b"2")
+    assert p("add_header_map_value", 0, k, n, v, m) == abi.OK          # a second value, key lowercased
+    assert p.ctx.request.headers.items[-2:] == [(b"x-a", b"1"), (b"x-a", b"2")]
+    path, pn = p.put(b":path")
+    np, nn = p.put(b"/added")
+    assert p("add_header_map_value", 0, path, pn, np, nn) == abi.OK    # a pseudo-header sets the head
+    assert p.ctx.request.path == "/added" and not p.ctx.request.headers.has(b":path")
+    assert p("add_header_map_value", abi.MAP_RESPONSE_HEADERS, k, n, v, m) == abi.BAD_ARGUMENT   # no response yet
+    assert p("add_header_map_value", 0, 0x7FFFFFF0, 100, v, m) == abi.INVALID_MEMORY_ACCESS
+    p.ctx.response = ResponseHead(200, Headers.from_pairs([("content-length", "0")]))
+    assert p("add_header_map_value", abi.MAP_RESPONSE_HEADERS, k, n, v, m) == abi.OK
+    assert p.ctx.response.headers.getb(b"x-a") == b"2"
 
 def test_properties_round_trip_and_empty_values(p):
     k, n = p.put(b"request\0path")

@@ -179,3 +179,33 @@ def test_abi_0_1_0_two_argument_header_callbacks(tmp_path):
     r = run(f)
     assert r.upstream_headers.get("x-old-abi") == "yes" and r.headers.get("x-old-abi") == "yes"
     assert not f.vm.contexts
+
+
+BODY_TRAP_WAT = """
+(module
+  (memory (export "memory") 1)
+  (func (export "malloc") (param i32) (result i32) (i32.const 1024))
+  (func (export "proxy_abi_version_0_2_1"))
+  (func (export "proxy_on_context_create") (param i32 i32))
+  (func (export "proxy_on_vm_start") (param i32 i32) (result i32) (i32.const 1))
+  (func (export "proxy_on_configure") (param i32 i32) (result i32) (i32.const 1))
+  ;; traps on a response body of 4 bytes, lets any other through
+  (func (export "proxy_on_response_body") (param i32 i32 i32) (result i32)
+    (if (i32.eq (local.get 1) (i32.const 4)) (then unreachable))
+    (i32.const 0)))
+"""
+
+
+def test_trap_in_the_response_body_callback_fails_that_response_only(tmp_path):
+    from mosnx.runtime.registry import BuildContext, Services
+    from mosnx.wasm import load
+    (tmp_path / "body_trap.wat").write_text(BODY_TRAP_WAT)
+    stats = Store()
+    bctx = BuildContext(config=None, listener=None, clusters=None, filters={}, services=Services(stats=stats))
+    f = load("bt", {"module": "body_trap.wat"}, bctx, base_dir=str(tmp_path))
+    r = run(f, upstream=(200, (), b"boom"))
+    assert r.status == 500 and r.detail == "wasm_failure"
+    assert stats.counters["wasm.bt.failures"].value == 1 and not f.vm.alive
+    ok = run(f, upstream=(200, (), b"fine!"))
+    assert ok.status == 200 and ok.body == b"fine!"
+    assert stats.counters["wasm.bt.vm_starts"].value == 2
