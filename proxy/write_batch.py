@@ -5,6 +5,10 @@ inter-processor interrupt, and a proxy that writes as it goes pays one for nearl
 every message. Made together at the end of the pass (after every read the pass
 delivered), the writes of all those messages wake each peer about once.
 
+A pass with a single write gains nothing from waiting, and waiting costs a loop
+turn: after 16 such passes in a row, writes go out at once again, and every 16th
+write probes (by waiting) whether passes carry more than one write once more.
+
 Order holds per transport as long as everything written to it goes through here;
 whoever closes a transport calls flush() first, so nothing queued is lost.
 """
@@ -14,14 +18,25 @@ from asyncio import _get_running_loop
 
 _pending: list = []
 _loop = None        # the loop a flush is scheduled on, while one is
+_direct = False     # writes go out at once (recent passes had one write each)
+_solo = 0           # flushes in a row that had a single write
+_count = 0          # writes made at once, for the probe's rhythm
+
+SOLO_PASSES = 16
 
 
 def write(transport, data: bytes) -> None:
-    global _loop
+    global _loop, _count
     loop = _get_running_loop()
     if loop is None:
         transport.write(data)          # no loop to wait for: sans-I/O use, tests
         return
+    if _direct and not _pending:
+        _count += 1
+        if _count % SOLO_PASSES:
+            transport.write(data)
+            return
+        # this write waits: the pass it ends up in tells whether batching pays again
     if loop is not _loop:
         # (a loop that closed with writes queued never ran its flush: this one does,
         # and skips their transports, which are closed)
@@ -31,11 +46,18 @@ def write(transport, data: bytes) -> None:
 
 
 def flush() -> None:
-    global _loop, _pending
+    global _loop, _pending, _direct, _solo
     _loop = None
     pending = _pending
     if pending:
         _pending = []
+        if len(pending) > 1:
+            _solo = 0
+            _direct = False
+        else:
+            _solo += 1
+            if _solo >= SOLO_PASSES:
+                _direct = True
         for t, d in pending:
             if not t.is_closing():
                 try:

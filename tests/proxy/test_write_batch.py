@@ -1,8 +1,19 @@
 """Writes gathered over one loop pass: made together at its end, in order per
-transport, never after a close, and at once when no loop runs."""
+transport, never after a close, and at once when no loop runs or when passes
+carry one write each."""
 import asyncio
 
+import pytest
+
 from mosnx.proxy import write_batch
+
+
+@pytest.fixture(autouse=True)
+def batching(monkeypatch):
+    """Each test starts batching, whatever traffic earlier tests in this process made."""
+    monkeypatch.setattr(write_batch, "_direct", False)
+    monkeypatch.setattr(write_batch, "_solo", 0)
+    monkeypatch.setattr(write_batch, "_count", 0)
 
 
 class Transport:
@@ -70,3 +81,29 @@ def test_writes_left_by_a_loop_that_closed_do_not_block_the_next_one():
         await asyncio.sleep(0)
     asyncio.run(run())
     assert log == [("a", b"fresh")] and stale_log == []
+
+
+def test_single_write_passes_go_direct_and_a_probe_brings_batching_back():
+    async def run():
+        log = []
+        a, b = Transport(log, "a"), Transport(log, "b")
+        for i in range(write_batch.SOLO_PASSES):
+            write_batch.write(a, b"%d" % i)
+            assert log[-1:] != [("a", b"%d" % i)]       # still waiting for the pass
+            await asyncio.sleep(0)
+        assert write_batch._direct
+        write_batch.write(a, b"now")
+        assert log[-1] == ("a", b"now")                 # one write a pass: no wait
+        for _ in range(write_batch.SOLO_PASSES - 2):
+            write_batch.write(a, b"direct")
+        write_batch.write(a, b"probe")                  # every 16th write waits...
+        write_batch.write(b, b"same pass")              # ...and what follows it queues behind
+        assert log[-1] == ("a", b"direct")
+        await asyncio.sleep(0)
+        assert log[-2:] == [("a", b"probe"), ("b", b"same pass")]
+        assert not write_batch._direct                  # two writes in one pass: batching again
+        write_batch.write(a, b"batched")
+        assert log[-1] != ("a", b"batched")
+        await asyncio.sleep(0)
+        assert log[-1] == ("a", b"batched")
+    asyncio.run(run())
