@@ -1,0 +1,184 @@
+#!/usr/bin/env python3
+"""The HTTP/1.1 proxy path in process: what one request costs in Python alone.
+
+A real worker, codecs, stream and pool; fake transports on both sides, so no
+kernel and no other process takes part. Three ways to read it:
+
+    python bench/h1_inprocess.py                    # µs per request, best of 5 rounds
+    python bench/h1_inprocess.py --opcodes          # bytecode operations per request, by function
+    python bench/h1_inprocess.py --count 1000       # just run N requests (for callgrind:
+        valgrind --tool=callgrind python bench/h1_inprocess.py --count 1000, minus --count 200)
+
+`--filter nop` puts a Python filter with every hook doing nothing on the listener,
+which shows what the generic pipeline costs over the short path. Opcode and
+instruction counts are deterministic, so they compare changes on a busy machine
+where timings do not.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import uvloop
+
+from mosnx import plugins
+from mosnx.proxy import write_batch
+from mosnx.proxy.http1.server import Http1Server
+from mosnx.proxy.upstream.http1 import UpstreamConnection
+from mosnx.proxy.worker import Worker
+from mosnx.runtime import HttpFilter, register_filter
+
+REQUEST = b"GET / HTTP/1.1\r\nHost: 127.0.0.1:18081\r\n\r\n"
+# what nginx answers the benchmark's upstream request with
+RESPONSE = (b"HTTP/1.1 200 OK\r\nServer: nginx/1.22.1\r\nDate: Thu, 26 Nov 2026 00:29:08 GMT\r\n"
+            b"Content-Type: text/plain\r\nContent-Length: 12\r\nConnection: keep-alive\r\n\r\nhello world\n")
+
+CONFIG = """
+listeners:
+  - name: bench
+    address: 127.0.0.1:18091
+    route: {{ cluster: up, timeout: 15s }}
+    filters: [{filters}]
+clusters:
+  - name: up
+    endpoints: ["127.0.0.1:18080"]
+"""
+
+
+class Nop(HttpFilter):
+    name = "nop"
+
+    def on_request(self, ctx):
+        return None
+
+    def on_upstream_request(self, ctx):
+        return None
+
+    def on_request_body(self, ctx, data, end_stream):
+        return None
+
+    def on_response(self, ctx):
+        return None
+
+    def on_response_body(self, ctx, data, end_stream):
+        return None
+
+    def on_log(self, ctx):
+        return None
+
+
+class Transport:
+    """Just enough of an asyncio transport: writes are kept, nothing is sent."""
+
+    def __init__(self):
+        self.out: list[bytes] = []
+        self.closing = False
+
+    def write(self, data):
+        self.out.append(data)
+
+    def get_extra_info(self, key, default=None):
+        return {"peername": ("127.0.0.1", 40000), "sockname": ("127.0.0.1", 18091)}.get(key, default)
+
+    def set_write_buffer_limits(self, high=None, low=None):
+        pass
+
+    def get_write_buffer_size(self):
+        return 0
+
+    def is_closing(self):
+        return self.closing
+
+    def pause_reading(self):
+        pass
+
+    def resume_reading(self):
+        pass
+
+    def close(self):
+        self.closing = True
+
+
+async def setup(filters: str):
+    plugins.load()
+    register_filter("nop", lambda name, cfg, ctx: Nop())
+    path = Path(tempfile.mkdtemp(prefix="mosnx-h1-inproc-")) / "mosnx.yaml"
+    path.write_text(CONFIG.format(filters=filters))
+    w = Worker(str(path))
+    w.loop = asyncio.get_running_loop()
+    await w.apply(w.build(1))
+    down = Http1Server(w, "bench")
+    dt = Transport()
+    down.connection_made(dt)
+    host = w.clusters.get("up").hosts[0]
+    conn = UpstreamConnection(host.pool)
+    ut = Transport()
+    conn.connection_made(ut)
+    host.pool.cx_active += 1
+    host.cluster.cx_active += 1
+    host.pool.idle.append(conn)
+
+    def one():
+        down.data_received(REQUEST)
+        write_batch.flush()         # the loop pass ends
+        conn.data_received(RESPONSE)
+        write_batch.flush()
+    for _ in range(300):
+        one()
+    if not (dt.out and dt.out[-1].startswith(b"HTTP/1.1 200") and ut.out):
+        raise SystemExit(f"the path did not answer: {dt.out[-1:]!r}")
+    return one, dt, ut
+
+
+def opcodes(one, n: int) -> None:
+    counts: collections.Counter = collections.Counter()
+
+    def trace(frame, event, arg):
+        frame.f_trace_opcodes = True
+        if event == "opcode":
+            co = frame.f_code
+            counts["/".join(Path(co.co_filename).parts[-2:]) + ":" + co.co_name] += 1
+        return trace
+    sys.settrace(trace)
+    for _ in range(n):
+        one()
+    sys.settrace(None)
+    print(f"{sum(counts.values()) / n:.0f} bytecode operations per request")
+    for name, c in counts.most_common(40):
+        print(f"{c / n:8.1f}  {name}")
+
+
+async def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--filter", choices=["none", "nop"], default="none")
+    ap.add_argument("--opcodes", action="store_true", help="count bytecode operations by function")
+    ap.add_argument("--count", type=int, help="run this many requests and stop (for callgrind)")
+    ap.add_argument("--requests", type=int, default=20000, help="requests per timed round")
+    args = ap.parse_args()
+    one, dt, ut = await setup("{nop: {}}" if args.filter == "nop" else "")
+    if args.count is not None:
+        for _ in range(args.count):
+            one()
+        return
+    if args.opcodes:
+        opcodes(one, 200)
+        return
+    best = float("inf")
+    for _ in range(5):
+        dt.out.clear()
+        ut.out.clear()
+        t = time.perf_counter()
+        for _ in range(args.requests):
+            one()
+        best = min(best, time.perf_counter() - t)
+    print(f"{best / args.requests * 1e6:.2f} µs per request (best of 5 rounds of {args.requests})")
+
+
+if __name__ == "__main__":
+    uvloop.install()
+    asyncio.run(main())
