@@ -3,17 +3,17 @@
 Most requests on a plain reverse-proxy listener meet no step at all: no listener,
 vhost or route filter, a route that forwards to a cluster without retries, mirrors
 or rewrites, and no request body. For those the phase machinery of HttpStream is
-pure overhead, so ExpressStream decides in one call and reads the response without
-looking for steps. It keeps every field HttpStream keeps, so anything off the
-short path is HttpStream's own code picking up the same state: failures, timeouts
-and resets through the methods this class does not override, and a route with
-steps (or a gRPC call) by turning the stream into an HttpStream outright.
+pure overhead, so ExpressStream decides in one call, sends the head without
+framing or replaying a body, and takes the response head without looking for
+steps or retries. It keeps every field HttpStream keeps, so anything off the
+short path is HttpStream's own code picking up the same state: the body, the end,
+failures, timeouts and resets through the methods this class does not override,
+and a route with steps (or a gRPC call) by turning the stream into an HttpStream
+outright.
 """
 from __future__ import annotations
 
-from mosnx.runtime.context import ResponseHead
-
-from .stream import HttpStream, _monotonic, _pick_weighted
+from .stream import HttpStream, _pick_weighted
 
 
 class ExpressStream(HttpStream):
@@ -37,12 +37,9 @@ class ExpressStream(HttpStream):
 
     def _express(self) -> None:
         ctx = self.ctx
-        routes = self.listener.routes
-        vh = routes.only_vhost
+        vh = self.listener.routes.vhost_of(ctx.request)
         if vh is None:
-            vh = routes.vhost_for(ctx.request.host)
-            if vh is None:
-                return self.fail(404, "route_not_found")
+            return self.fail(404, "route_not_found")
         route = vh.match(ctx)
         action = route.plain if route is not None else None
         if action is None:
@@ -57,7 +54,7 @@ class ExpressStream(HttpStream):
             name = _pick_weighted(action.weighted_clusters)
         ctx.cluster_name = name
         self.action = action
-        cluster = self.worker.clusters.clusters.get(name)
+        cluster = self.worker.clusters.get(name)
         if cluster is None:
             return self.fail(503, "cluster_not_found")
         self.cluster = cluster
@@ -74,32 +71,7 @@ class ExpressStream(HttpStream):
             conn.send(self._upstream_head())
 
     def on_upstream_head(self, status: int, headers, keep_alive: bool, body: int | None) -> None:
-        # no retry policy and no response step: stats, then the head goes out
+        # no retry policy and no response step: the head goes out as it came
         self.up_keep_alive = keep_alive
-        if self.timer is not None or self.timeout_at:
-            self._disarm_timeout()
-        cluster = self.cluster
-        c = cluster.rq_class_counters[min(status // 100, 5)]
-        if c is not None:
-            c.value += 1
-        elapsed = (_monotonic() - self.upstream_start) * 1000.0
-        cluster.rq_time.record(elapsed)
-        self.host.observe(status, elapsed)
-        self.ctx.response = ResponseHead(status, headers)
+        self._head_arrived(status, headers)
         self._send_upstream_head(body)
-
-    def on_upstream_data(self, data: bytes) -> None:
-        if self.response_done:
-            return
-        self.ctx.bytes_sent += len(data)
-        down = self.down
-        down.send_data(self, data)
-        if not down.writable():
-            up = self.up
-            if up is not None:
-                up.pause_reading()
-
-    def on_upstream_end(self, trailers) -> None:
-        self._release_upstream(self.up_keep_alive)
-        if self.response_started and not self.response_done:
-            self._response_complete(trailers)

@@ -270,8 +270,7 @@ class HttpStream:
         if not self.alive:
             return
         ctx = self.ctx
-        routes = self.listener.routes
-        vh = routes.only_vhost if routes.only_vhost is not None else routes.vhost_for(ctx.request.host)
+        vh = self.listener.routes.vhost_of(ctx.request)
         if vh is None:
             return self.fail(404, "route_not_found")
         ctx.vhost = vh
@@ -638,25 +637,27 @@ class HttpStream:
             return self._retry()
         if self.retrying and not (self.wants_retry_5xx and self._retriable_status(status, retry)):
             self.cluster.c["upstream_rq_retry_success"].value += 1
-        if self.timer is not None or self.timeout_at:
-            # the route timeout bounds the wait for the response to start; the body streams
-            self._disarm_timeout()
-        cluster = self.cluster
-        cls = status // 100
-        c = cluster.rq_class_counters[min(cls, 5)]
-        if c is not None:
-            c.value += 1
-        elapsed = (time.monotonic() - self.upstream_start) * 1000.0
-        cluster.rq_time.record(elapsed)
-        self.host.observe(status, elapsed)
-        ctx = self.ctx
-        ctx.response = ResponseHead(status, headers)
+        self._head_arrived(status, headers)
         if status == 101 and self.upgrade:
             return self._start_tunnel(headers)
         self.body_buf = None
         if self.chain.response and not self._response_steps(0, body):
             return
         self._send_upstream_head(body)
+
+    def _head_arrived(self, status: int, headers: Headers) -> None:
+        """The attempt that stands has its answer: the route timeout stops (the body
+        streams), the cluster and host count it, and it becomes the response."""
+        if self.timer is not None or self.timeout_at:
+            self._disarm_timeout()
+        cluster = self.cluster
+        c = cluster.rq_class_counters[min(status // 100, 5)]
+        if c is not None:
+            c.value += 1
+        elapsed = (_monotonic() - self.upstream_start) * 1000.0
+        cluster.rq_time.record(elapsed)
+        self.host.observe(status, elapsed)
+        self.ctx.response = ResponseHead(status, headers)
 
     def _response_steps(self, start: int, body: int | None) -> bool:
         """Response-header steps from index `start`; False when the head must not go out

@@ -237,6 +237,12 @@ class RouteTable:
         self.only_vhost = (self._default if not self._exact and not suffix and not prefix
                            else None)
 
+    def vhost_of(self, request) -> VirtualHost | None:
+        """The vhost for a request; its Host is read only when more than `*` is served."""
+        if self.only_vhost is not None:
+            return self.only_vhost
+        return self.vhost_for(request.host)
+
     def vhost_for(self, host: str) -> VirtualHost | None:
         if self.only_vhost is not None:
             return self.only_vhost

@@ -196,10 +196,6 @@ class GuestFunc:
     def __call__(self, *args):
         return self.call(self.ctx, *args)
 
-    def call_top(self, *args):
-        """A top-level call, bounded by the store's Watchdog."""
-        return self.top(*args)
-
 
 # wasmtime_func_call_unchecked without argtypes: every argument is passed as a
 # ready ctypes object, which ctypes hands over as is.

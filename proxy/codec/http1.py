@@ -304,9 +304,7 @@ def encode_headers(headers: Headers) -> bytes:
     return b"".join([b"%s: %s\r\n" % kv for kv in headers.items])
 
 
-def encode_request_head(method: str, target: str,
-                        headers: Headers | list[tuple[bytes, bytes]]) -> bytes:
-    items = headers.items if isinstance(headers, Headers) else headers
+def encode_request_head(method: str, target: str, items: list[tuple[bytes, bytes]]) -> bytes:
     # header lines are joined, not %-formatted: bytes formatting costs more
     lines = [b": ".join(kv) for kv in items]
     lines.append(b"")      # the empty line that ends the head

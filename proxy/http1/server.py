@@ -152,15 +152,12 @@ class Http1Server(asyncio.Protocol):
         dec = self.decoder
         expect = dec.expect_continue
         # a request with no body and no step on its listener may take the short path
-        if body == 0 and not is_upgrade and not expect and not listener.pipeline.request:
-            cls = ExpressStream
-            stream = ExpressStream(self, w, listener, self.lstats, ctx, 0, keep_alive, False, False)
-        else:
-            cls = HttpStream
-            stream = HttpStream(self, w, listener, self.lstats, ctx, body, keep_alive, is_upgrade, expect)
+        express = body == 0 and not is_upgrade and not expect and not listener.pipeline.request
+        stream = (ExpressStream if express else HttpStream)(self, w, listener, self.lstats, ctx, body,
+                                                            keep_alive, is_upgrade, expect)
         self.parsing = stream
         q = self.queue
-        if q or cls is HttpStream:
+        if q or not express:
             self.deferred[stream] = []        # until data_received sees the read parse cleanly
         q.append(stream)
         if len(q) > 1:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 
-from mosnx.runtime.headers import Headers
 
 from ..codec.http1 import ParseError, ResponseDecoder, encode_request_head
 
@@ -65,7 +64,7 @@ async def http_call(clusters, cluster_name: str, headers: list[tuple[str, str]],
     async with asyncio.timeout(timeout):
         reader, writer = await asyncio.open_connection(host.host, host.port)
         try:
-            writer.write(encode_request_head(method, path, Headers(out)) + body)
+            writer.write(encode_request_head(method, path, out) + body)
             while not sink.done.done():
                 data = await reader.read(65536)
                 if not data:

@@ -270,4 +270,4 @@ def test_encoders():
     assert encode_chunk(b"hello") == b"5\r\nhello\r\n"
     assert encode_last_chunk(None) == b"0\r\n\r\n"
     assert encode_last_chunk(Headers([(b"x-t", b"1")])) == b"0\r\nx-t: 1\r\n\r\n"
-    assert encode_request_head("GET", "/p", Headers([(b"host", b"h")])) == b"GET /p HTTP/1.1\r\nhost: h\r\n\r\n"
+    assert encode_request_head("GET", "/p", [(b"host", b"h")]) == b"GET /p HTTP/1.1\r\nhost: h\r\n\r\n"
