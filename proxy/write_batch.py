@@ -27,21 +27,26 @@ SOLO_PASSES = 16
 
 def write(transport, data: bytes) -> None:
     global _loop, _count
-    loop = _get_running_loop()
-    if loop is None:
-        transport.write(data)          # no loop to wait for: sans-I/O use, tests
+    loop = _loop
+    if loop is not None and loop.is_running():
+        # a flush is already due this pass (asking asyncio for the running loop
+        # instead would cost a getpid() system call per write)
+        _pending.append((transport, data))
         return
-    if _direct and not _pending:
+    if _direct:
         _count += 1
         if _count % SOLO_PASSES:
             transport.write(data)
             return
         # this write waits: the pass it ends up in tells whether batching pays again
-    if loop is not _loop:
-        # (a loop that closed with writes queued never ran its flush: this one does,
-        # and skips their transports, which are closed)
-        _loop = loop
-        loop.call_soon(flush)
+    loop = _get_running_loop()
+    if loop is None:
+        transport.write(data)          # no loop to wait for: sans-I/O use, tests
+        return
+    # (a loop that stopped with writes queued never ran its flush: this one does,
+    # and skips their transports, which are closed)
+    _loop = loop
+    loop.call_soon(flush)
     _pending.append((transport, data))
 
 
