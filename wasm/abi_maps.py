@@ -50,6 +50,19 @@ def proxy_get_header_map_size(vm, caller, kind, ret_ptr):
 
 
 def proxy_get_header_map_value(vm, caller, kind, key_ptr, key_len, ret_ptr, ret_size):
+    st = vm.cur
+    if st is not None and (kind == _REQ or kind == _RESP) and (key_ptr | key_len) >= 0 \
+            and key_ptr + key_len <= vm.mem_size:
+        # the usual read, a regular header of the stream's own request or response,
+        # its name inside the memory already known (no masking or size check needed)
+        head = st.ctx.request if kind == _REQ else st.ctx.response
+        if head is not None:
+            key = vm.mem[key_ptr:key_ptr + key_len].tobytes().lower()
+            if key[:1] != b":":
+                for k, v in head.headers.items:
+                    if k == key:
+                        return memory.return_bytes(vm, caller, v, ret_ptr, ret_size)
+                return abi.NOT_FOUND
     m, rc = _map(vm, kind)
     if m is None:
         return rc
@@ -79,21 +92,33 @@ def _edit(vm, caller, kind, key_ptr, key_len, op, value=None):
 
 
 def proxy_add_header_map_value(vm, caller, kind, key_ptr, key_len, val_ptr, val_len):
-    value = memory.read(vm, caller, val_ptr, val_len)
     st = vm.cur
-    if st is not None and (kind == _REQ or kind == _RESP):
+    if st is not None and (kind == _REQ or kind == _RESP) and (key_ptr | key_len | val_ptr | val_len) >= 0 \
+            and key_ptr + key_len <= vm.mem_size and val_ptr + val_len <= vm.mem_size:
         # the usual edit, a regular header added to the stream's own request or
         # response: appended without building a HeaderMap
         head = st.ctx.request if kind == _REQ else st.ctx.response
         if head is not None:
-            key = memory.read(vm, caller, key_ptr, key_len).lower()
+            mem = vm.mem
+            key = mem[key_ptr:key_ptr + key_len].tobytes().lower()
             if key[:1] != b":":
-                head.headers.items.append((key, value))
+                head.headers.items.append((key, mem[val_ptr:val_ptr + val_len].tobytes()))
                 return abi.OK
+    value = memory.read(vm, caller, val_ptr, val_len)
     return _edit(vm, caller, kind, key_ptr, key_len, "add", value)
 
 
 def proxy_replace_header_map_value(vm, caller, kind, key_ptr, key_len, val_ptr, val_len):
+    st = vm.cur
+    if st is not None and (kind == _REQ or kind == _RESP) and (key_ptr | key_len | val_ptr | val_len) >= 0 \
+            and key_ptr + key_len <= vm.mem_size and val_ptr + val_len <= vm.mem_size:
+        head = st.ctx.request if kind == _REQ else st.ctx.response
+        if head is not None:
+            mem = vm.mem
+            key = mem[key_ptr:key_ptr + key_len].tobytes().lower()
+            if key[:1] != b":":
+                head.headers.set(key, mem[val_ptr:val_ptr + val_len].tobytes())
+                return abi.OK
     value = memory.read(vm, caller, val_ptr, val_len)
     return _edit(vm, caller, kind, key_ptr, key_len, "replace", value)
 

@@ -202,6 +202,13 @@ class GuestFunc:
 _call_prebuilt = ctypes.CFUNCTYPE(c_void_p)(ctypes.cast(_raw.dll["wasmtime_func_call_unchecked"], c_void_p).value)
 
 
+def _word(value: int):
+    """A ready argument passing `value` as a pointer-sized word. ctypes takes a byref()
+    object as it is, where a c_void_p or c_size_t argument is first wrapped in a new
+    object on every call; the object at that "address" is never read."""
+    return byref(ctypes.c_char.from_address(value))
+
+
 def _specialise(g: GuestFunc, pk: str, rk: str, counted: bool):
     """A caller for `g` taking exactly its parameters (extra arguments are dropped:
     ABI 0.1.0 header callbacks take no end_of_stream), generated once per function."""
@@ -220,8 +227,8 @@ def _specialise(g: GuestFunc, pk: str, rk: str, counted: bool):
     ])
     env = {
         "watch": g.watch, "words": g.words, "longs": (ctypes.c_int64 * (2 * g.n)).from_buffer(g.vals),
-        "raw": _call_prebuilt, "a_ctx": c_void_p(g.ctx_addr), "a_func": c_void_p(g.func_addr),
-        "a_vals": c_void_p(g.vals_addr), "a_n": ctypes.c_size_t(g.n), "a_trap": c_void_p(g.trap_addr),
+        "raw": _call_prebuilt, "a_ctx": _word(g.ctx_addr), "a_func": byref(g.func._func),
+        "a_vals": byref(g.vals), "a_n": _word(g.n), "a_trap": byref(g.trap),
         "trap": g.trap, "fail": _fail,
         "guest": g,     # keeps the Func (whose handle a_func points into) alive with the caller
     }

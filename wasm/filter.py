@@ -51,14 +51,15 @@ class WasmFilter(HttpFilter):
         self.vm.http_call = fn
 
     # -- helpers -------------------------------------------------------------
-    def _failed(self, exc: BaseException, where: str) -> LocalReply | None:
-        self.vm.fail(exc, where)
-        return self.vm.failure_outcome
+    def _failed(self, exc: BaseException, where: str, vm: VM | None = None) -> LocalReply | None:
+        vm = vm or self.vm
+        vm.fail(exc, where)
+        return vm.failure_outcome
 
     def _stream(self, ctx: StreamContext) -> Stream | None:
         fs = ctx.filter_state
         st = fs.get(self) if fs is not None else None
-        if st is None or self.vm.contexts.get(st.id) is not st:
+        if st is None or not st.live:
             return None     # no context, or it belonged to a VM that has since failed
         return st
 
@@ -82,16 +83,27 @@ class WasmFilter(HttpFilter):
         if not vm.alive:
             if not vm.ensure():
                 return vm.failure_outcome
-        elif not vm.contexts and vm.memory_check_due() and vm.memory_high() and not vm.recycle():
-            return vm.failure_outcome
+        else:
+            # every 32nd request: reading the memory size is two C calls, and a
+            # guest's leak grows by bytes per request, so sampling is enough
+            vm.memory_checks = n = vm.memory_checks + 1
+            if not n & 31 and vm.memory_high():
+                if not vm.contexts:
+                    if not vm.recycle():
+                        return vm.failure_outcome
+                else:
+                    vm = self._successor(vm)
         req = ctx.request
         h = req.headers
         eos = ctx.request_bodyless
         if eos is None:     # a context the core did not make: judge by the framing headers
             eos = not (h.has(b"content-length") and h.getb(b"content-length") != b"0"
                        or h.has(b"transfer-encoding"))
-        # pseudo-headers count, HTTP/1 Host is folded into :authority
-        n = len(h.items) + (3 if req.authority is None and h.has(b"host") else 4)
+        # pseudo-headers count, HTTP/1 Host is folded into :authority (clients send
+        # Host first, so one look usually settles it)
+        items = h.items
+        n = len(items) + (3 if req.authority is None and (items and items[0][0] == b"host" or h.has(b"host"))
+                          else 4)
         try:
             st, rc = vm.open_stream(ctx, n, eos)
         except Exception as e:
@@ -104,32 +116,44 @@ class WasmFilter(HttpFilter):
             return None
         return self._headers_outcome(st, rc)
 
+    def _successor(self, vm: VM) -> VM:
+        """Hand new streams to a fresh VM (the busy one keeps its own); if that cannot
+        start, the old one carries on."""
+        try:
+            self.vm = vm.successor()
+        except Exception as e:
+            log.error('wasm filter "%s": a fresh VM failed to start: %s', self.name, _describe(e))
+            vm.stat_failures.inc()
+        return self.vm
+
     def on_request_body(self, ctx: StreamContext, data: bytes, end_stream: bool):
         if not self.has_req_body:
             return None
-        st = self._stream(ctx)
-        if st is None or (st.headers_only and not data):
+        fs = ctx.filter_state
+        st = fs.get(self) if fs is not None else None
+        if st is None or not st.live or (st.headers_only and not data):
             return None     # as Envoy: no body callbacks for a request that has no body
         return self._body(st, _BUF_REQ, "proxy_on_request_body", data, end_stream)
 
     def on_response_body(self, ctx: StreamContext, data: bytes, end_stream: bool):
         if not self.has_resp_body:
             return None
-        st = self._stream(ctx)
-        if st is None:
-            return None
+        fs = ctx.filter_state
+        st = fs.get(self) if fs is not None else None
+        if st is None or not st.live or (st.response_headers_only and not data):
+            return None     # as Envoy: no body callbacks for a response that has no body
         if not st.buffering[_BUF_RESP]:
             # the common case, a chunk the filter lets through as it is
             bufs = st.bufs
             bufs[_BUF_RESP] = data
             st.modified[_BUF_RESP] = False
-            vm = self.vm
+            vm = st.vm
             vm.cur = st
             try:
                 rc = vm.on_response_body(st.id, len(data), end_stream)
             except Exception as e:
                 vm.cur = None
-                return self._failed(e, "proxy_on_response_body")
+                return self._failed(e, "proxy_on_response_body", vm)
             vm.cur = None
             if rc == _DATA_CONTINUE and st.reply is None and not st.modified[_BUF_RESP]:
                 bufs[_BUF_RESP] = None
@@ -149,9 +173,9 @@ class WasmFilter(HttpFilter):
             buf = st.bufs[i] = data
             st.modified[i] = False
         try:
-            rc = self.vm.stream_call(st, callback, st.id, len(buf), int(end_stream))
+            rc = st.vm.stream_call(st, callback, st.id, len(buf), int(end_stream))
         except Exception as e:
-            return self._failed(e, callback)
+            return self._failed(e, callback, st.vm)
         return self._body_outcome(st, i, rc, end_stream)
 
     def _body_outcome(self, st: Stream, i: int, rc, end_stream: bool):
@@ -167,7 +191,7 @@ class WasmFilter(HttpFilter):
             st.bufs[i] = None
             st.buffering[i] = False
             return b""
-        if rc != abi.DATA_CONTINUE and not st.continued and self.vm.has_calls(st):
+        if rc != abi.DATA_CONTINUE and not st.continued and st.vm.has_calls(st):
             # a stop at the end while the filter's http_call is out: the body waits for
             # its answer (proxy_continue_stream or a local reply), as in Envoy
             st.buffering[i] = True
@@ -209,30 +233,32 @@ class WasmFilter(HttpFilter):
             return None
         t = getattr(head, "trailers", None) if head is not None else None
         try:
-            rc = self.vm.stream_call(st, callback, st.id, len(t) if t else 0)
+            rc = st.vm.stream_call(st, callback, st.id, len(t) if t else 0)
         except Exception as e:
-            return self._failed(e, callback)
+            return self._failed(e, callback, st.vm)
         return self._headers_outcome(st, rc)
 
     def on_response(self, ctx: StreamContext) -> Action | None:
-        st = self._stream(ctx)
-        if st is None:
+        fs = ctx.filter_state
+        st = fs.get(self) if fs is not None else None
+        if st is None or not st.live:
             return None
-        vm = self.vm
-        f = vm.on_response_headers
-        if f is None:
-            return self._headers_outcome(st, None)
         resp = ctx.response
         h = resp.headers
         status = resp.status
-        eos = (status == 204 or status == 304 or 100 <= status < 200
-               or h.getb(b"content-length") == b"0" or ctx.request.method == "HEAD")
+        eos = st.response_headers_only = (
+            status == 204 or status == 304 or 100 <= status < 200
+            or ctx.request.method == "HEAD" or h.getb(b"content-length") == b"0")
+        vm = st.vm
+        f = vm.on_response_headers
+        if f is None:
+            return self._headers_outcome(st, None)
         vm.cur = st
         try:
             rc = f(st.id, len(h.items) + 1, eos)
         except Exception as e:
             vm.cur = None
-            return self._failed(e, "proxy_on_response_headers")
+            return self._failed(e, "proxy_on_response_headers", vm)
         vm.cur = None
         if st.reply is None and (rc == _CONTINUE or rc == _CONTINUE_AND_END):
             return None
@@ -241,15 +267,15 @@ class WasmFilter(HttpFilter):
     def on_log(self, ctx: StreamContext) -> None:
         fs = ctx.filter_state
         st = fs.pop(self, None) if fs is not None else None
-        if st is None or self.vm.contexts.get(st.id) is not st:
+        if st is None or not st.live:
             return
         if st.future is not None:
             st.future.cancel()
             st.future = None
         try:
-            self.vm.finish(st)
+            st.vm.finish(st)
         except Exception as e:
-            self.vm.fail(e, "proxy_on_log")
+            st.vm.fail(e, "proxy_on_log")
 
 
 # Hooks that only matter when the module exports the callback behind them. A

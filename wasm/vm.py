@@ -10,6 +10,8 @@ Invariants:
 - A failed VM is not reused: its streams are stale (their later callbacks are
   skipped), paused ones are resolved with the failure outcome, and the next
   request starts a fresh instance.
+- A VM whose memory nears its limit while streams are open hands new streams to
+  a successor and is retired once its own have finished (`draining`).
 """
 from __future__ import annotations
 
@@ -48,13 +50,15 @@ class VMError(Exception):
 
 class Stream:
     """Host-side state of one HTTP stream context."""
-    __slots__ = ("id", "ctx", "gen", "future", "reply", "continued", "bufs", "modified",
-                 "buffering", "props", "in_log", "done_pending", "headers_only")
+    __slots__ = ("id", "ctx", "vm", "live", "future", "reply", "continued", "bufs", "modified",
+                 "buffering", "props", "in_log", "done_pending", "headers_only",
+                 "response_headers_only")
 
-    def __init__(self, sid: int, ctx, gen: int):
+    def __init__(self, sid: int, ctx, vm: "VM"):
         self.id = sid
         self.ctx = ctx
-        self.gen = gen
+        self.vm = vm            # the VM the context lives in
+        self.live = True        # in its VM's contexts: False once removed or the VM failed
         self.future: asyncio.Future | None = None   # set while the stream is paused
         self.reply: LocalReply | None = None        # a local reply sent in the running callback
         self.continued = False                      # proxy_continue_stream before the pause began
@@ -65,6 +69,7 @@ class Stream:
         self.in_log = False
         self.done_pending = False
         self.headers_only = False     # the request headers callback was told end_of_stream
+        self.response_headers_only = False    # and the response headers callback
 
     def resume(self, outcome) -> None:
         """Continue the stream (outcome None) or end it with a LocalReply."""
@@ -96,6 +101,7 @@ class VM:
         self.host_callbacks: list = []      # C callbacks must outlive the Linker
         self.log_gate = False
         self.linker = build_linker(self, module)
+        self.stats = stats
         self.metrics = Metrics(stats, plugin.name)
         prefix = f"wasm.{plugin.name}."
         self.stat_failures = stats.counter(prefix + "failures")
@@ -104,10 +110,11 @@ class VM:
         self.stat_calls = stats.counter(prefix + "http_calls")
         self.stat_recycles = stats.counter(prefix + "vm_recycles")
         # Some SDK runtimes never give linear memory back (the AssemblyScript SDK
-        # grows ~60 bytes a request); an idle VM above this is replaced before it
+        # grows ~40-60 bytes a request); a VM above this is replaced before it
         # reaches the limit and fails a request.
         self.recycle_at = plugin.max_memory * 3 // 4
         self.memory_checks = 0
+        self.draining = False       # a successor takes new streams; retired when idle
         self.http_call = http_call
         self.clusters = clusters
         self.failure_outcome = None if plugin.fail_open else LocalReply(
@@ -201,12 +208,6 @@ class VM:
             return False
         return True
 
-    def memory_check_due(self) -> bool:
-        """True every 32nd idle moment: reading the memory size is two C calls, and
-        a guest's leak grows by bytes per request, so sampling is enough."""
-        self.memory_checks = n = self.memory_checks + 1
-        return n & 31 == 0
-
     def memory_high(self) -> bool:
         self.mem_size = fastcall.memory_base(self.ctx, self.mem_ref)[1]
         return self.mem_size > self.recycle_at
@@ -222,6 +223,22 @@ class VM:
             self.fail(e, "start")
             return False
         return True
+
+    def successor(self) -> "VM":
+        """A fresh, started VM of the same plugin for new streams, while the streams
+        open in this one finish here (it is retired after the last); raises as start()."""
+        self.stat_recycles.inc()
+        log.info('wasm filter "%s": memory above %d bytes with streams open, starting a fresh '
+                 'VM for new streams', self.plugin.name, self.recycle_at)
+        new = VM(self.plugin, self.module, self.stats, http_call=self.http_call, clusters=self.clusters)
+        try:
+            new.start()
+        except BaseException:
+            new.retire()
+            raise
+        self.draining = True
+        self.set_tick(0)        # the successor's root context ticks now
+        return new
 
     def fail(self, exc: BaseException, where: str) -> None:
         """Record a failure and retire the instance; paused streams get the failure outcome."""
@@ -245,6 +262,8 @@ class VM:
         self.call_response = None
         streams = list(self.contexts.values())
         self.contexts.clear()
+        for st in streams:
+            st.live = False
         self.calls.clear()
         if self.tick_handle is not None:
             self.tick_handle.cancel()
@@ -283,7 +302,7 @@ class VM:
     def new_stream(self, ctx) -> Stream:
         sid = self.next_id
         self.next_id = sid + 1 if sid < 0xFFFFFFFF else 2
-        st = Stream(sid, ctx, self.gen)
+        st = Stream(sid, ctx, self)
         self.contexts[sid] = st
         if self.tick_period and self.tick_handle is None:
             self._schedule_tick()
@@ -303,7 +322,7 @@ class VM:
             return st, self.stream_call(st, "proxy_on_request_headers", st.id, n_headers, int(end_of_stream))
         sid = self.next_id
         self.next_id = sid + 1 if sid < 0xFFFFFFFF else 2
-        st = Stream(sid, ctx, self.gen)
+        st = Stream(sid, ctx, self)
         st.headers_only = end_of_stream
         self.contexts[sid] = st
         if self.tick_period and self.tick_handle is None:
@@ -345,7 +364,10 @@ class VM:
                 return
         finally:
             self.cur = None
+        st.live = False
         self.contexts.pop(st.id, None)
+        if self.draining and not self.contexts:
+            self.retire()
 
     def context_done(self) -> int:
         st = self.cur
@@ -355,17 +377,24 @@ class VM:
         try:
             asyncio.get_running_loop().call_soon(self._delete_later, self.gen, st.id)
         except RuntimeError:
+            st.live = False
             self.contexts.pop(st.id, None)
+            if self.draining and not self.contexts:
+                self.retire()
         return abi.OK
 
     def _delete_later(self, gen: int, sid: int) -> None:
         if gen != self.gen or not self.alive or sid not in self.contexts:
             return
         st = self.contexts.pop(sid)
+        st.live = False
         try:
             self.stream_call(st, "proxy_on_delete", sid)
         except Exception as e:
             self.fail(e, "proxy_on_delete")
+            return
+        if self.draining and not self.contexts:
+            self.retire()
 
     def set_effective(self, cid: int) -> int:
         if cid == self.ROOT_ID:

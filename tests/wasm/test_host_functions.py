@@ -110,6 +110,19 @@ def test_memory_grown_after_start_is_reachable_at_the_same_address(p):
     assert p.returned() == b"grow"
 
 
+def test_header_edits_reach_memory_grown_after_start(p):
+    end = p.vm.mem_size
+    p.vm.memory.grow(p.vm.store, 1)
+    p.vm.memory.write(p.vm.store, b"x-grown" + b"yes", end + 16)
+    assert p("add_header_map_value", 0, end + 16, 7, end + 23, 3) == abi.OK
+    assert p("replace_header_map_value", 0, end + 16, 7, end + 24, 2) == abi.OK
+    assert p.ctx.request.headers.get_all("x-grown") == ["es"]
+    assert p("get_header_map_value", 0, end + 16, 7, RET_PTR, RET_SIZE) == abi.OK
+    assert p.returned() == b"es"
+    assert p("add_header_map_value", 0, end + 65536, 4, end + 16, 3) == abi.INVALID_MEMORY_ACCESS
+    assert p("add_header_map_value", 0, -16, 4, end + 16, 3) == abi.INVALID_MEMORY_ACCESS
+
+
 def test_header_values(p):
     k, n = p.put(b"X-A")
     assert p("get_header_map_value", 0, k, n, RET_PTR, RET_SIZE) == abi.OK

@@ -152,6 +152,35 @@ def test_idle_vm_near_its_memory_limit_is_replaced_before_it_fails():
     assert stats.counters["wasm.noop.failures"].value == 0
 
 
+def test_busy_vm_near_its_memory_limit_is_replaced_while_its_streams_finish():
+    # streams are always open here, so the VM is never idle: a new one takes the new
+    # streams while those already open finish on the old one
+    from collections import deque
+    from mosnx.runtime import Headers, RequestHead, ResponseHead, StreamContext
+    stats = Store()
+    f = make("ah", "add_header.wasm", stats=stats, root_id="add_header", max_memory="256KiB")
+    first = f.vm
+    live = deque()
+    for i in range(10000):
+        ctx = StreamContext(RequestHead("GET", "/", Headers.from_pairs([("host", "h")])))
+        ctx.request_bodyless = True
+        assert f.on_request(ctx) is None
+        assert ctx.request.headers.get("x-wasm-request") == "mosnx"
+        live.append(ctx)
+        if len(live) == 8:
+            old = live.popleft()
+            old.response = ResponseHead(200, Headers.from_pairs([("content-length", "2")]))
+            assert f.on_response(old) is None
+            assert old.response.headers.get("x-wasm-response") == "mosnx"
+            assert f.on_response_body(old, b"ok", True) is None
+            f.on_log(old)
+    while live:
+        f.on_log(live.popleft())
+    assert stats.counters["wasm.ah.vm_recycles"].value >= 1
+    assert stats.counters["wasm.ah.failures"].value == 0
+    assert f.vm is not first and not first.alive and not first.contexts
+
+
 ABI_010_WAT = """
 (module
   (import "env" "proxy_add_header_map_value" (func $add (param i32 i32 i32 i32 i32) (result i32)))
