@@ -166,7 +166,7 @@ class HttpStream:
         self.idle_mark = -1
         self.idle_since = 0.0
         self.route_timeout = 0.0
-        self.resp_left = -1      # response body bytes still due by Content-Length; -2: ended
+        self.resp_left = -1      # response body bytes still due by Content-Length; -2: ended or none
         self.held = None         # upstream events kept while a response step is paused
         self.held_body = None
         self.mirror_body = None             # worker.MirrorBody collecting a copy for shadow clusters
@@ -514,7 +514,9 @@ class HttpStream:
             self.req_held.append((b"", trailers, True))
             return
         steps = self.chain.request_body
-        if steps and not self.response_done:
+        # a request whose head ended it has no body to end: as in Envoy, body steps
+        # are not called for it
+        if steps and not self.response_done and not self.ctx.request_bodyless:
             tail = self._body_steps(steps, b"", True, self._hold_request)
             if self.req_held is not None:
                 self.req_held.append((None, trailers, True))     # the end waits for the step
@@ -704,7 +706,9 @@ class HttpStream:
         response = self.ctx.response
         headers = response.headers
         self.resp_body_steps = self.chain.response_body
-        self.resp_left = body if body else -1
+        # -2 for a response without a body (HEAD, 204, 304, Content-Length: 0): as in
+        # Envoy, body steps are not called for it
+        self.resp_left = body if body else (-2 if body == 0 else -1)
         if self.resp_body_steps and body and not headers.has(b"content-length"):
             # a body filter that may resize the body drops Content-Length (as Envoy asks
             # of filters); the response is then re-framed as chunked

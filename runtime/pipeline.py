@@ -40,7 +40,8 @@ class HttpFilter:
         """After the route and cluster are chosen, before the request is sent."""
 
     def on_request_body(self, ctx: StreamContext, data: bytes, end_stream: bool) -> bytes | Action | None:
-        """Each request body chunk as it streams."""
+        """Each request body chunk as it streams (end_stream on the last). Not called
+        for a request without a body, as Envoy's decodeData is not."""
 
     def on_request_trailers(self, ctx: StreamContext) -> Action | None:
         """Request trailers (HTTP/2, chunked HTTP/1.1)."""
@@ -49,7 +50,8 @@ class HttpFilter:
         """Response headers from the upstream (or a local reply); no blocking I/O."""
 
     def on_response_body(self, ctx: StreamContext, data: bytes, end_stream: bool) -> bytes | Action | None:
-        """Each response body chunk as it streams."""
+        """Each response body chunk as it streams (end_stream on the last). Not called
+        for a response without a body (HEAD, 204, 304, Content-Length: 0)."""
 
     def on_response_trailers(self, ctx: StreamContext) -> Action | None:
         """Response trailers."""
