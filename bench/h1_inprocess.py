@@ -135,22 +135,31 @@ async def setup(filters: str):
     return one, dt, ut
 
 
-def opcodes(one, n: int) -> None:
+def count_calls(one, n: int) -> dict[str, float]:
+    """Bytecode operations per call of `one`, by function."""
     counts: collections.Counter = collections.Counter()
 
     def trace(frame, event, arg):
         frame.f_trace_opcodes = True
+        frame.f_trace_lines = False
         if event == "opcode":
             co = frame.f_code
             counts["/".join(Path(co.co_filename).parts[-2:]) + ":" + co.co_name] += 1
         return trace
     sys.settrace(trace)
-    for _ in range(n):
-        one()
-    sys.settrace(None)
-    print(f"{sum(counts.values()) / n:.0f} bytecode operations per request")
-    for name, c in counts.most_common(40):
-        print(f"{c / n:8.1f}  {name}")
+    try:
+        for _ in range(n):
+            one()
+    finally:
+        sys.settrace(None)
+    return collections.defaultdict(float, {k: v / n for k, v in counts.items()})
+
+
+def opcodes(one, n: int) -> None:
+    counts = count_calls(one, n)
+    print(f"{sum(counts.values()):.0f} bytecode operations per request")
+    for name, c in sorted(counts.items(), key=lambda kv: -kv[1])[:40]:
+        print(f"{c:8.1f}  {name}")
 
 
 async def main() -> None:

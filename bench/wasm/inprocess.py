@@ -180,26 +180,6 @@ def h1_inprocess():
     return mod
 
 
-def count_calls(one, n: int) -> dict[str, float]:
-    """Bytecode operations per call of `one`, by function."""
-    counts: collections.Counter = collections.Counter()
-
-    def trace(frame, event, arg):
-        frame.f_trace_opcodes = True
-        frame.f_trace_lines = False
-        if event == "opcode":
-            co = frame.f_code
-            counts["/".join(Path(co.co_filename).parts[-2:]) + ":" + co.co_name] += 1
-        return trace
-    sys.settrace(trace)
-    try:
-        for _ in range(n):
-            one()
-    finally:
-        sys.settrace(None)
-    return collections.defaultdict(float, {k: v / n for k, v in counts.items()})
-
-
 async def server(names: list[str], n: int | None, repeats: int, count_opcodes: bool) -> None:
     """The whole proxied GET in process, with no filter and with each filter."""
     h1 = h1_inprocess()
@@ -211,7 +191,7 @@ async def server(names: list[str], n: int | None, repeats: int, count_opcodes: b
             filters = json.dumps(common.mosnx_filter(name, module, root_id, config))
         one, dt, ut = await h1.setup(filters)
         if count_opcodes:
-            counts = count_calls(one, n or 500)
+            counts = h1.count_calls(one, n or 500)
             total = sum(counts.values())
             if name == "none":
                 base = counts
