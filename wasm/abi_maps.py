@@ -91,38 +91,36 @@ def _edit(vm, caller, kind, key_ptr, key_len, op, value=None):
     return abi.OK
 
 
-def _own_header(vm, kind, key_ptr, key_len, val_ptr, val_len):
-    """The usual edit, a regular header on the stream's own request or response, read
-    straight from guest memory without building a HeaderMap: (headers, name, value),
-    or None for anything else (the checked path handles it)."""
-    st = vm.cur
-    if st is not None and (kind == _REQ or kind == _RESP) and (key_ptr | key_len | val_ptr | val_len) >= 0 \
-            and key_ptr + key_len <= vm.mem_size and val_ptr + val_len <= vm.mem_size:
-        head = st.ctx.request if kind == _REQ else st.ctx.response
-        if head is not None:
-            mem = vm.mem
-            key = mem[key_ptr:key_ptr + key_len].tobytes().lower()
-            if key[:1] != b":":
-                return head.headers, key, mem[val_ptr:val_ptr + val_len].tobytes()
-    return None
+def _header_edit(op: str):
+    """proxy_add/replace_header_map_value. The usual edit, a regular header on the
+    stream's own request or response, is read straight from guest memory and made
+    without building a HeaderMap (inline: it runs on most requests); anything else
+    takes the checked path."""
+    add = op == "add"
+
+    def edit(vm, caller, kind, key_ptr, key_len, val_ptr, val_len):
+        st = vm.cur
+        if st is not None and (kind == _REQ or kind == _RESP) and (key_ptr | key_len | val_ptr | val_len) >= 0 \
+                and key_ptr + key_len <= vm.mem_size and val_ptr + val_len <= vm.mem_size:
+            head = st.ctx.request if kind == _REQ else st.ctx.response
+            if head is not None:
+                mem = vm.mem
+                key = mem[key_ptr:key_ptr + key_len].tobytes().lower()
+                if key[:1] != b":":
+                    value = mem[val_ptr:val_ptr + val_len].tobytes()
+                    if add:
+                        head.headers.items.append((key, value))
+                    else:
+                        head.headers.set(key, value)
+                    return abi.OK
+        value = memory.read(vm, caller, val_ptr, val_len)
+        return _edit(vm, caller, kind, key_ptr, key_len, op, value)
+    edit.__name__ = edit.__qualname__ = f"proxy_{op}_header_map_value"
+    return edit
 
 
-def proxy_add_header_map_value(vm, caller, kind, key_ptr, key_len, val_ptr, val_len):
-    own = _own_header(vm, kind, key_ptr, key_len, val_ptr, val_len)
-    if own is not None:
-        own[0].items.append((own[1], own[2]))
-        return abi.OK
-    value = memory.read(vm, caller, val_ptr, val_len)
-    return _edit(vm, caller, kind, key_ptr, key_len, "add", value)
-
-
-def proxy_replace_header_map_value(vm, caller, kind, key_ptr, key_len, val_ptr, val_len):
-    own = _own_header(vm, kind, key_ptr, key_len, val_ptr, val_len)
-    if own is not None:
-        own[0].set(own[1], own[2])
-        return abi.OK
-    value = memory.read(vm, caller, val_ptr, val_len)
-    return _edit(vm, caller, kind, key_ptr, key_len, "replace", value)
+proxy_add_header_map_value = _header_edit("add")
+proxy_replace_header_map_value = _header_edit("replace")
 
 
 def proxy_remove_header_map_value(vm, caller, kind, key_ptr, key_len):
