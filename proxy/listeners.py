@@ -20,7 +20,8 @@ import ssl
 from mosnx.runtime.diagnostics import ConfigError, Diagnostic
 from mosnx.runtime.headers import Headers
 
-from .codec.http2 import PREFACE, H2HeadError, RequestFields
+from .codec.http2 import H2HeadError, RequestFields
+from .codec.http2_connection import PREFACE
 from .http1.server import Http1Server
 from .http2.server import Http2Server
 from .tls import TlsInfo, info_from, server_context

@@ -1,6 +1,8 @@
 """HTTP/2 header translation: pseudo-headers to request and response heads and back.
 
-Sans-I/O and stateless: framing, HPACK and flow control are http2_connection's.
+Sans-I/O, and pure: the only state is bounded memos of results, so a request
+block or response head that repeats is mapped once. Framing, HPACK and flow
+control are http2_connection's.
 What lives here is the mapping between an HTTP/2 header block and the proxy's
 heads, with the validation RFC 9113 §8.2-8.3 asks of a block in either direction
 (the connection codec passes blocks through untouched), so the HTTP/2 server and
@@ -12,7 +14,6 @@ import re
 
 from mosnx.runtime.headers import Headers
 
-from .http2_connection import PREFACE  # noqa: F401  (the listener sniffs for it)
 
 # Connection-specific headers (RFC 9113 §8.2.2) never cross into an HTTP/2 block;
 # `te` is the exception when it says exactly "trailers".
@@ -21,6 +22,10 @@ CONNECTION_SPECIFIC = frozenset({b"connection", b"keep-alive", b"proxy-connectio
                                  b"http2-settings"})
 
 _STATUS = {s: str(s).encode() for s in range(100, 600)}
+_STATUS_FIELD = {s: (b":status", v) for s, v in _STATUS.items()}
+# what a response block never carries from the head: its own content-length comes from body_len
+_RESPONSE_DROP = CONNECTION_SPECIFIC | {b"content-length"}
+_BODYLESS = frozenset({204, 304})
 
 
 class H2HeadError(Exception):
@@ -101,6 +106,35 @@ def request_from_block(block) -> RequestFields:
     """An inbound request block as a head, validated as RFC 9113 §8.2-8.3 asks. A
     `host` header is added from :authority so an HTTP/1.1 upstream gets one; cookies
     split by HPACK are joined again."""
+    method, path, scheme, authority, items, content_length, te = request_parts(block)
+    return RequestFields(method, path, scheme, authority, Headers(list(items)), content_length, te)
+
+
+# A block the HPACK decoder remembered comes back as the same tuple (a client
+# repeating its headers): what it means as a request is remembered with it, so a
+# repeated request costs a dict lookup. Bounded; lists (blocks that changed the
+# decoder's table, or were too long to remember) are parsed every time.
+_parts_memo: dict[tuple, tuple] = {}
+_response_memo: dict[tuple, tuple] = {}
+_PARTS_MAX = 256
+
+
+def request_parts(block) -> tuple:
+    """(method, path, scheme, authority, header items as a tuple, content-length or
+    None, te: trailers?) of a request block; the items are shared, callers copy them."""
+    if type(block) is tuple:
+        hit = _parts_memo.get(block)
+        if hit is not None:
+            return hit
+        parts = _request_parts(block)
+        if len(_parts_memo) >= _PARTS_MAX:
+            _parts_memo.clear()
+        _parts_memo[block] = parts
+        return parts
+    return _request_parts(block)
+
+
+def _request_parts(block) -> tuple:
     method = path = scheme = authority = None
     n = len(block)
     i = 0
@@ -185,22 +219,41 @@ def request_from_block(block) -> RequestFields:
         if content_length < 0:
             raise H2HeadError("invalid_content_length")
     try:
-        return RequestFields(method.decode("ascii"), path.decode("ascii"), scheme.decode("ascii"),
-                             authority.decode("latin-1"), Headers(items), content_length, te)
+        return (method.decode("ascii"), path.decode("ascii"), scheme.decode("ascii"),
+                authority.decode("latin-1"), tuple(items), content_length, te)
     except UnicodeDecodeError:
         raise H2HeadError("invalid_path") from None
 
 
 def response_block(status: int, headers: Headers, body_len: int | None) -> list[tuple[bytes, bytes]]:
     """A response head as an HTTP/2 block; `body_len` replaces any content-length."""
-    out = [(b":status", _STATUS.get(status) or str(status).encode())]
-    for kv in headers.items:
-        k = kv[0]
-        if k in CONNECTION_SPECIFIC or k == b"content-length":
-            continue
-        out.append(kv)
-    if body_len is not None and status >= 200 and status not in (204, 304):
+    return list(response_fields(status, headers.items, body_len))
+
+
+# An upstream repeating a response head (same status, headers and length: most
+# answers within the second of their Date) gets the same block back, shared.
+# Bounded in entries and in fields per entry.
+_fields_memo: dict[tuple, tuple] = {}
+_FIELDS_MEMO_MAX = 64
+_FIELDS_MEMO_FIELDS = 16
+
+
+def response_fields(status: int, items, body_len: int | None) -> tuple:
+    """response_block's fields as a tuple the caller must not change."""
+    key = (status, body_len, *items)
+    hit = _fields_memo.get(key)
+    if hit is not None:
+        return hit
+    drop = _RESPONSE_DROP
+    out = [kv for kv in items if kv[0] not in drop]
+    out.insert(0, _STATUS_FIELD.get(status) or (b":status", str(status).encode()))
+    if body_len is not None and status >= 200 and status not in _BODYLESS:
         out.append((b"content-length", b"%d" % body_len))
+    out = tuple(out)
+    if len(items) <= _FIELDS_MEMO_FIELDS:
+        if len(_fields_memo) >= _FIELDS_MEMO_MAX:
+            _fields_memo.clear()
+        _fields_memo[key] = out
     return out
 
 
@@ -226,6 +279,22 @@ def request_block(method: str, target: str, headers: Headers, scheme: str,
 def response_from_block(block) -> tuple[int, Headers, int | None]:
     """An inbound final response block: status, headers, content-length (None: unknown).
     Validated as a request block is: it is about to become HTTP/1.1 bytes."""
+    if type(block) is tuple:
+        # a block the decoder remembered, as for request_parts
+        hit = _response_memo.get(block)
+        if hit is None:
+            status, items, body = _response_parts(block)
+            hit = (status, tuple(items), body)
+            if len(_response_memo) >= _PARTS_MAX:
+                _response_memo.clear()
+            _response_memo[block] = hit
+        status, items, body = hit
+        return status, Headers(list(items)), body
+    status, items, body = _response_parts(block)
+    return status, Headers(items), body
+
+
+def _response_parts(block) -> tuple:
     status = None
     items = []
     cl = None
@@ -256,7 +325,7 @@ def response_from_block(block) -> tuple[int, Headers, int | None]:
             raise H2HeadError("invalid_content_length") from None
         if body < 0:
             raise H2HeadError("invalid_content_length")
-    return status, Headers(items), body
+    return status, items, body
 
 
 def trailers_from_block(block, validate: bool = False) -> Headers:

@@ -78,6 +78,12 @@ _unpack_setting = struct.Struct(">HI").unpack_from
 _pack_setting = struct.Struct(">HI").pack
 _pack_u32 = struct.Struct(">I").pack
 _pack_goaway = struct.Struct(">II").pack
+_END_BLOCK_AND_STREAM = END_HEADERS | END_STREAM
+# of these flags, a block in one frame without padding or priority has END_HEADERS alone
+_PLAIN_BLOCK = END_HEADERS | PADDED | PRIORITY_FLAG
+# a frame header: the 24-bit length as a byte and a 16-bit half, type, flags, stream id
+_pack_head = struct.Struct(">BHBBI").pack
+_unpack_head = struct.Struct(">BHBBI").unpack_from
 
 # stream halves
 OPEN, CLOSED = 0, 1
@@ -94,26 +100,25 @@ class H2ConnectionError(Exception):
 
 def frame(ftype: int, flags: int, sid: int, payload: bytes = b"") -> bytes:
     n = len(payload)
-    return bytes((n >> 16, (n >> 8) & 0xFF, n & 0xFF, ftype, flags)) + _pack_u32(sid) + payload
+    return _pack_head(n >> 16, n & 0xFFFF, ftype, flags, sid) + payload
 
 
 class Stream:
     """Per-stream state: the two halves, the windows, the body accounting."""
 
     __slots__ = ("sid", "local", "remote", "send_window", "recv_window", "unacked", "got_head",
-                 "expect_len", "seen_len", "reset_sent")
+                 "body_left")
 
-    def __init__(self, sid: int, send_window: int, recv_window: int):
+    def __init__(self, sid: int, send_window: int, recv_window: int, remote: int = OPEN,
+                 got_head: bool = False):
         self.sid = sid
         self.local = OPEN              # our half: END_STREAM not sent yet
-        self.remote = OPEN             # the peer's half
+        self.remote = remote           # the peer's half
         self.send_window = send_window
         self.recv_window = recv_window  # what the peer may still send before our WINDOW_UPDATE
         self.unacked = 0               # consumed by the owner, not yet given back
-        self.got_head = False          # a final header block arrived: the next one is trailers
-        self.expect_len = -1           # content-length the peer announced (-1: none)
-        self.seen_len = 0
-        self.reset_sent = False
+        self.got_head = got_head       # a final header block arrived: the next one is trailers
+        self.body_left = None          # body bytes still due by the peer's content-length
 
 
 class H2Connection:
@@ -222,14 +227,14 @@ class H2Connection:
         elif s.local:
             raise StreamGone(sid)
         block = self.encoder.encode(fields)
-        flags = END_STREAM if end_stream else 0
-        maxf = self.remote_max_frame
-        if len(block) <= maxf:
-            self.out.append(frame(HEADERS, flags | END_HEADERS, sid, block))
+        n = len(block)
+        if n <= self.remote_max_frame:
+            self.out.append(_pack_head(n >> 16, n & 0xFFFF, HEADERS,
+                                       _END_BLOCK_AND_STREAM if end_stream else END_HEADERS, sid) + block)
         else:
-            self.out.append(frame(HEADERS, flags, sid, block[:maxf]))
+            maxf = self.remote_max_frame
+            self.out.append(frame(HEADERS, END_STREAM if end_stream else 0, sid, block[:maxf]))
             off = maxf
-            n = len(block)
             while off < n:
                 chunk = block[off:off + maxf]
                 off += maxf
@@ -253,6 +258,16 @@ class H2Connection:
         if s is None or s.local:
             raise StreamGone(sid)
         n = len(data)
+        if n and n <= s.send_window and n <= self.send_window and n <= self.remote_max_frame:
+            # the common case: one frame
+            self.out.append(_pack_head(n >> 16, n & 0xFFFF, DATA, END_STREAM if end_stream else 0, sid) + data)
+            s.send_window -= n
+            self.send_window -= n
+            if end_stream:
+                s.local = CLOSED
+                if s.remote:
+                    del self.streams[sid]
+            return n
         if not n:
             if end_stream:
                 self.out.append(frame(DATA, END_STREAM, sid))
@@ -264,15 +279,6 @@ class H2Connection:
             w = c
         maxf = self.remote_max_frame
         out = self.out
-        if n <= w and n <= maxf:
-            # the common case: one frame
-            out.append(bytes((n >> 16, (n >> 8) & 0xFF, n & 0xFF, DATA, END_STREAM if end_stream else 0))
-                       + _pack_u32(sid) + data)
-            s.send_window -= n
-            self.send_window -= n
-            if end_stream:
-                self._close_local(s)
-            return n
         if w <= 0:
             return 0
         take = n if n < w else w
@@ -366,15 +372,14 @@ class H2Connection:
         maxf = self.local_max_frame
         try:
             while n - pos >= 9:
-                length = (buf[pos] << 16) | (buf[pos + 1] << 8) | buf[pos + 2]
+                high, low, ftype, flags, sid = _unpack_head(buf, pos)
+                length = (high << 16) | low
                 if length > maxf:
                     self._fail(FRAME_SIZE_ERROR, "frame larger than SETTINGS_MAX_FRAME_SIZE")
                 end = pos + 9 + length
                 if end > n:
                     break
-                ftype = buf[pos + 3]
-                flags = buf[pos + 4]
-                sid = _unpack_u32(buf, pos + 5)[0] & 0x7FFFFFFF
+                sid &= 0x7FFFFFFF
                 payload = buf[pos + 9:end]
                 pos = end
                 if not self.settings_seen:
@@ -386,7 +391,10 @@ class H2Connection:
                 if ftype == DATA:
                     self._on_data(sid, flags, payload)
                 elif ftype == HEADERS:
-                    self._on_headers(sid, flags, payload)
+                    if flags & _PLAIN_BLOCK == END_HEADERS and sid:
+                        self._on_block(sid, flags, payload)      # the usual block: one plain frame
+                    else:
+                        self._on_headers(sid, flags, payload)
                 elif ftype == WINDOW_UPDATE:
                     self._on_window_update(sid, payload)
                 elif ftype == SETTINGS:
@@ -470,10 +478,11 @@ class H2Connection:
             return
         s.recv_window -= flow
         end = flags & END_STREAM
-        if s.expect_len >= 0:
-            seen = s.seen_len + len(payload)
-            s.seen_len = seen
-            if seen > s.expect_len or (end and seen != s.expect_len):
+        left = s.body_left
+        if left is not None:
+            left -= len(payload)
+            s.body_left = left
+            if left < 0 or (end and left):
                 # malformed (RFC 9113 §8.1.1): the body disagrees with its content-length
                 self.ack(0, flow)
                 self._stream_error(sid, PROTOCOL_ERROR)
@@ -541,6 +550,12 @@ class H2Connection:
             if sid <= self.highest_inbound:
                 return      # closed or reset by us: ignored (RFC 9113 §5.1)
             self.highest_inbound = sid
+            if not too_large:
+                # a new request, the usual block: the stream starts with its head
+                self.streams[sid] = Stream(sid, self.remote_initial_window, self.local_initial_window,
+                                           CLOSED if end else OPEN, True)
+                self.sink.on_headers(sid, fields, end == END_STREAM)
+                return
             s = Stream(sid, self.remote_initial_window, self.local_initial_window)
             self.streams[sid] = s
         elif s.remote:
@@ -573,7 +588,7 @@ class H2Connection:
         disagrees is a stream error."""
         s = self.streams.get(sid)
         if s is not None:
-            s.expect_len = n
+            s.body_left = n
 
     def _on_window_update(self, sid: int, payload: bytes) -> None:
         if len(payload) != 4:

@@ -11,6 +11,8 @@ Invariants:
 - The Encoder never emits Huffman strings (legal, and cheaper in CPU than the
   bytes it would save on a proxy's loopback-heavy paths); it indexes a field
   unless it is per-request noise or sensitive (see _NO_INDEX, _NEVER_INDEX).
+- A remembered block (either direction) is used only against the table version it
+  was made with; anything that changes a table bumps its version.
 """
 from __future__ import annotations
 
@@ -141,8 +143,6 @@ class Decoder:
     def decode(self, data: bytes):
         hit = self.memo.get(data)
         if hit is not None and hit[0] == self.version:
-            if hit[2] > self.limit:
-                raise HeaderListTooLarge(hit[2])
             return hit[1]
         version = self.version
         out: list[tuple[bytes, bytes]] = []
@@ -189,14 +189,14 @@ class Decoder:
                 append(kv)
         except IndexError:
             raise HpackError("index out of range or truncated block") from None
+        if total > self.limit:
+            raise HeaderListTooLarge(total)     # (not remembered: such a block is decoded each time)
         if version == self.version and len(data) <= 512:
             memo = self.memo
             if len(memo) >= 256:
                 memo.clear()
             out = tuple(out)          # shared from now on: read-only
-            memo[data] = (version, out, total)
-        if total > self.limit:
-            raise HeaderListTooLarge(total)
+            memo[data] = (version, out)
         return out
 
 
@@ -221,7 +221,11 @@ _HEAD_INDEX = [_enc_int(i, 6, 0x40) for i in range(_STATIC_LEN + 1)]
 
 
 class Encoder:
-    __slots__ = ("index", "entries", "seq", "size", "max_size", "pending_resize")
+    """A field list that changed nothing in the table when it was encoded (every field
+    static, already indexed, or never indexed) encodes the same way until the table
+    changes: its block is remembered against the table's version."""
+
+    __slots__ = ("index", "entries", "seq", "size", "max_size", "pending_resize", "version", "memo")
 
     def __init__(self):
         self.index: dict[tuple[bytes, bytes], int] = {}   # field -> insertion number
@@ -230,6 +234,8 @@ class Encoder:
         self.size = 0
         self.max_size = DEFAULT_TABLE_SIZE
         self.pending_resize: int | None = None
+        self.version = 0             # bumped on every table change: memo entries carry it
+        self.memo: dict[tuple, tuple[int, bytes]] = {}
 
     def set_max_table(self, n: int) -> None:
         """The peer's SETTINGS_HEADER_TABLE_SIZE: a smaller table is announced in the next block."""
@@ -238,6 +244,7 @@ class Encoder:
             return
         self.max_size = n
         self.pending_resize = n if self.pending_resize is None else min(self.pending_resize, n)
+        self.version += 1
         self._evict()
 
     def _evict(self) -> None:
@@ -249,6 +256,21 @@ class Encoder:
                 del self.index[kv]
 
     def encode(self, fields) -> bytes:
+        key = tuple(fields)
+        hit = self.memo.get(key)
+        version = self.version
+        if hit is not None and hit[0] == version:
+            return hit[1]
+        resize = self.pending_resize       # (set_max_table bumped the version)
+        block = self._encode(key)
+        if version == self.version and resize is None and len(block) <= 1024 and len(key) <= 16:
+            memo = self.memo
+            if len(memo) >= 64:
+                memo.clear()
+            memo[key] = (version, block)
+        return block
+
+    def _encode(self, fields) -> bytes:
         out = []
         append = out.append
         if self.pending_resize is not None:
@@ -277,6 +299,7 @@ class Encoder:
             else:
                 sz = len(name) + len(value) + 32
                 head = _HEAD_INDEX[ni]
+                self.version += 1
                 if sz <= self.max_size:
                     self.entries.append((kv, self.seq, sz))
                     index[kv] = self.seq

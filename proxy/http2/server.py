@@ -21,7 +21,7 @@ import asyncio
 from mosnx.runtime.context import RequestHead, StreamContext
 from mosnx.runtime.headers import Headers
 
-from ..codec.http2 import H2HeadError, request_from_block, response_block, trailer_block, trailers_from_block
+from ..codec.http2 import H2HeadError, request_parts, response_fields, trailer_block, trailers_from_block
 from ..codec.http2_connection import (INITIAL_WINDOW_SIZE, INTERNAL_ERROR, MAX_CONCURRENT_STREAMS,
                                       MAX_HEADER_LIST_SIZE, NO_ERROR, PROTOCOL_ERROR, REFUSED_STREAM,
                                       H2Connection, H2ConnectionError, StreamGone)
@@ -44,9 +44,9 @@ class H2Down:
 
     __slots__ = ("conn", "h2", "sid", "http", "pending", "end_pending", "trailers_pending",
                  "sent_end", "closed", "unacked", "body_paused", "head", "req_ended", "finished",
-                 "trailers", "held", "tail")
+                 "held", "tail")
 
-    def __init__(self, conn: "Http2Server", sid: int, head: bool):
+    def __init__(self, conn: "Http2Server", sid: int, head: bool, req_ended: bool):
         self.conn = conn
         self.h2 = conn.h2
         self.sid = sid
@@ -59,9 +59,8 @@ class H2Down:
         self.unacked = 0                      # request bytes taken while paused, not yet acknowledged
         self.body_paused = False
         self.head = head
-        self.req_ended = False
+        self.req_ended = req_ended
         self.finished = False
-        self.trailers = None
         self.held = None                      # a bodiless response's HEADERS, until its end
         self.tail = None                      # the newest DATA chunk, until the write or the end
 
@@ -69,22 +68,29 @@ class H2Down:
     # the codec refuses frames for a stream the client has just closed in ways its
     # calls have not told us yet; such a stream is over, whatever was being sent.
     def send_head(self, stream, status: int, headers: Headers, body_len, end: bool) -> None:
+        if self.closed or self.sent_end:
+            return
+        if status == 101:
+            return self.abort(stream)
+        if self.head:
+            block = response_fields(status, headers.items, None)
+            cl = headers.getb(b"content-length")
+            if cl is not None:
+                block += ((b"content-length", cl),)
+            end = True
+        else:
+            block = response_fields(status, headers.items, body_len)
+            if body_len == 0 and not end:
+                # held until the end arrives, so an empty response (gRPC's trailers-only
+                # answer in particular) stays one HEADERS frame with END_STREAM
+                self.held = block
+                return
         try:
-            self._send_head(stream, status, headers, body_len, end)
+            self.h2.send_headers(self.sid, block, end)
         except StreamGone:
-            self._broken()
-
-    def send_data(self, stream, data: bytes) -> None:
-        try:
-            self._send_data(stream, data)
-        except StreamGone:
-            self._broken()
-
-    def send_end(self, stream, trailers) -> None:
-        try:
-            self._send_end(stream, trailers)
-        except StreamGone:
-            self._broken()
+            return self._broken()
+        if end:
+            self.sent_end = True
 
     def _broken(self) -> None:
         http = self.http
@@ -93,50 +99,31 @@ class H2Down:
             http.reset()
         self.conn.flush()
 
-    def _send_head(self, stream, status: int, headers: Headers, body_len, end: bool) -> None:
-        if self.closed or self.sent_end:
-            return
-        if status == 101:
-            return self.abort(stream)
-        if self.head:
-            block = response_block(status, headers, None)
-            cl = headers.getb(b"content-length")
-            if cl is not None:
-                block.append((b"content-length", cl))
-            end = True
-        else:
-            block = response_block(status, headers, body_len)
-            if body_len == 0 and not end:
-                # held until the end arrives, so an empty response (gRPC's trailers-only
-                # answer in particular) stays one HEADERS frame with END_STREAM
-                self.held = block
-                return
-        self.h2.send_headers(self.sid, block, end)
-        if end:
-            self.sent_end = True
-
     def _release_held(self) -> None:
         block, self.held = self.held, None
         self.h2.send_headers(self.sid, block)
 
-    def _send_data(self, stream, data: bytes) -> None:
+    def send_data(self, stream, data: bytes) -> None:
         if self.sent_end or self.closed or not data:
             return
-        if self.held is not None:
-            self._release_held()
-        if self.pending:
-            if self.tail is not None:
-                self.pending.append(self.tail)
-                self.tail = None
-            self.pending.append(data)
-            return
-        # the newest chunk waits for the write: if the end comes first, they share a frame
-        tail = self.tail
-        self.tail = data
-        if tail is None:
-            self.conn.tails.append(self)
-        else:
-            self._push(tail)
+        try:
+            if self.held is not None:
+                self._release_held()
+            if self.pending:
+                if self.tail is not None:
+                    self.pending.append(self.tail)
+                    self.tail = None
+                self.pending.append(data)
+                return
+            # the newest chunk waits for the write: if the end comes first, they share a frame
+            tail = self.tail
+            self.tail = data
+            if tail is None:
+                self.conn.tails.append(self)
+            else:
+                self._push(tail)
+        except StreamGone:
+            self._broken()
 
     def release_tail(self) -> None:
         tail, self.tail = self.tail, None
@@ -157,29 +144,36 @@ class H2Down:
         self.pending.append(data[sent:] if sent else data)
         return False
 
-    def _send_end(self, stream, trailers) -> None:
+    def send_end(self, stream, trailers) -> None:
         if self.closed or self.sent_end:
             self.conn.flush()
             return
-        tail = self.tail
-        if tail is not None:
-            self.tail = None
-            if not self.pending and not trailers and self.held is None:
-                if self._push(tail, True):
-                    self.sent_end = True
-                    self._maybe_done()
-                    self.conn.flush()
-                    return
-            elif self.pending:
-                self.pending.append(tail)
-            else:
-                self._push(tail)
-        if self.pending:
-            self.end_pending = True
-            self.trailers_pending = trailers
-            self.conn.flush()
-            return
-        self._end(trailers)
+        try:
+            tail = self.tail
+            if tail is not None:
+                self.tail = None
+                if not self.pending and not trailers and self.held is None:
+                    # the usual end: the last chunk carries END_STREAM
+                    sent = self.h2.send_data(self.sid, tail, True)
+                    if sent == len(tail):
+                        self.sent_end = True
+                        if self.finished:
+                            self._maybe_done()
+                        self.conn.flush()
+                        return
+                    self.pending.append(tail[sent:] if sent else tail)
+                elif self.pending:
+                    self.pending.append(tail)
+                else:
+                    self._push(tail)
+            if self.pending:
+                self.end_pending = True
+                self.trailers_pending = trailers
+                self.conn.flush()
+                return
+            self._end(trailers)
+        except StreamGone:
+            return self._broken()
         self.conn.flush()
 
     def _end(self, trailers) -> None:
@@ -187,7 +181,7 @@ class H2Down:
         if self.held is not None:
             block, self.held = self.held, None
             if trailers:
-                block += trailer_block(trailers)
+                block += tuple(trailer_block(trailers))
             self.h2.send_headers(self.sid, block, True)
         elif trailers:
             self.h2.send_headers(self.sid, trailer_block(trailers), True)
@@ -294,15 +288,15 @@ class Http2Server(asyncio.Protocol):
         self.transport = None
         self.h2 = None
         self.streams: dict[int, H2Down] = {}
-        self.receiving = False
-        self.write_soon = False
+        # a write is coming (the one ending data_received, or one scheduled), or there is
+        # no transport yet: a flush has nothing to do
+        self.write_soon = True
         self.tails: list[H2Down] = []       # streams holding a last DATA chunk until the write
         self.write_paused = False
         self.closing = False
         self.goaway_sent = False
         self.goaway_received = False
         self.deadline = 0.0
-        self.deadline_kind = ""
         self.peer = ("", 0)
         self.local = ("", 0)
         self.tls = tls                 # TlsInfo or None
@@ -313,6 +307,7 @@ class Http2Server(asyncio.Protocol):
     def connection_made(self, transport, upgrade=None) -> None:
         """`upgrade`: (HTTP2-Settings value, request fields, body?) of an h2c Upgrade request."""
         self.transport = transport
+        self.write_soon = False
         w = self.worker
         listener = w.snapshot.listeners[self.listener_name]
         self.listener = listener
@@ -327,8 +322,8 @@ class Http2Server(asyncio.Protocol):
         conn_window = opts.initial_connection_window_size if opts else DEFAULT_CONNECTION_WINDOW
         transport.set_write_buffer_limits(cfg.limits.write_high_water, cfg.limits.write_low_water)
         set_nodelay(transport)
-        self.peer = transport.get_extra_info("peername") or ("", 0)
-        self.local = transport.get_extra_info("sockname") or ("", 0)
+        self.peer = (transport.get_extra_info("peername") or ("", 0))[:2]
+        self.local = (transport.get_extra_info("sockname") or ("", 0))[:2]
         self.h2 = c = H2Connection(self, False, {MAX_CONCURRENT_STREAMS: self.max_streams,
                                                  MAX_HEADER_LIST_SIZE: cfg.limits.request_headers,
                                                  INITIAL_WINDOW_SIZE: stream_window}, conn_window)
@@ -340,7 +335,9 @@ class Http2Server(asyncio.Protocol):
             except H2ConnectionError:
                 self._protocol_error()
                 return
-            self._start_stream(1, upgrade[1], ended=True)
+            f = upgrade[1]
+            self._start_stream(1, (f.method, f.path, f.scheme, f.authority, f.headers.items,
+                                   f.content_length, f.te_trailers), True)
         else:
             c.initiate()
         self.flush()
@@ -353,22 +350,24 @@ class Http2Server(asyncio.Protocol):
         self.streams.clear()
         for d in streams:
             d.closed = True
-            if d.http is not None:
-                d.http.reset()
+            http = d.http
+            if http is not None:
+                d.http = None
+                http.reset()
 
     def data_received(self, data: bytes) -> None:
         if self.closing:
             return
-        self.receiving = True
+        self.write_soon = True          # what the codec's calls queue goes out below, at once
         try:
             self.h2.feed(data)
         except H2ConnectionError:
-            self.receiving = False
             self._protocol_error()
             return
         finally:
-            self.receiving = False
-        self._write_now()
+            self.write_soon = False
+        if self.h2.out or self.tails:
+            self._write_now()
 
     def _protocol_error(self) -> None:
         self.worker.stats.counter(f"http.{self.listener_name}.downstream_cx_protocol_error").value += 1
@@ -390,19 +389,19 @@ class Http2Server(asyncio.Protocol):
     def flush(self) -> None:
         """Frames gathered outside data_received go out once per loop turn: the answers of
         many upstreams arriving together share one write."""
-        if self.receiving or self.transport is None or self.write_soon:
-            return
-        self.write_soon = True
-        self.worker.loop.call_soon(self._write_now)
+        if not self.write_soon:
+            self.write_soon = True
+            self.worker.loop.call_soon(self._write_now)
 
     def _write_now(self) -> None:
         self.write_soon = False
-        if self.closing or self.transport is None:
+        if self.closing:
             return
         tails = self.tails
         if tails:
             for d in tails:
-                d.release_tail()
+                if d.tail is not None:      # (most went out with their stream's end)
+                    d.release_tail()
             tails.clear()
         out = self.h2.data_to_send()
         if out:
@@ -415,14 +414,14 @@ class Http2Server(asyncio.Protocol):
             self.h2.reset_stream(sid, _REFUSED)
             return
         try:
-            f = request_from_block(fields)
+            parts = request_parts(fields)
         except H2HeadError as e:
             self.worker.stats.counter(f"http.{self.listener_name}.downstream_rq_malformed." + e.detail).value += 1
             self.h2.reset_stream(sid, _PROTOCOL)
             return
-        if f.content_length is not None and not end:
-            self.h2.expect_length(sid, f.content_length)
-        self._start_stream(sid, f, end)
+        if not end and parts[5] is not None:
+            self.h2.expect_length(sid, parts[5])
+        self._start_stream(sid, parts, end)
 
     def on_header_list_too_large(self, sid: int) -> None:
         # answered here, before any stream exists: what an HTTP/1.1 client gets for the same
@@ -434,25 +433,27 @@ class Http2Server(asyncio.Protocol):
             return
         h2c.reset_stream(sid, _NO_ERROR)    # no-op unless the client is still sending
 
-    def _start_stream(self, sid: int, f, ended: bool) -> None:
+    def _start_stream(self, sid: int, parts: tuple, ended: bool) -> None:
+        """`parts`: a request as codec.http2.request_parts gives it."""
+        method, path, _, authority, items, content_length, te = parts
         w = self.worker
         listener = w.snapshot.listeners.get(self.listener_name, self.listener)
         if listener is not self.listener:
             self.listener = listener
+        items = list(items)       # the stream's own: steps edit them
+        if te:
+            # kept for the upstream side: an HTTP/2 upstream re-sends `te: trailers`
+            items.append((b"te", b"trailers"))
         # the connection, not the client, says whether this arrived over TLS
-        req = RequestHead(f.method, f.path, f.headers, "2", self.scheme, f.authority)
-        ctx = StreamContext(req, self.listener_name, "HTTP/2", self.peer[:2], self.local[:2])
+        req = RequestHead(method, path, Headers(items), "2", self.scheme, authority)
+        ctx = StreamContext(req, self.listener_name, "HTTP/2", self.peer, self.local)
         tls = self.tls
         if tls is not None:
             ctx.connection_sni = tls.sni
             ctx.connection_mtls = tls.mtls
             ctx.peer_subject = tls.subject
-        if f.te_trailers:
-            # kept for the upstream side: an HTTP/2 upstream re-sends `te: trailers`
-            f.headers.items.append((b"te", b"trailers"))
-        body = 0 if ended else f.content_length
-        d = H2Down(self, sid, f.method == "HEAD")
-        d.req_ended = ended
+        body = 0 if ended else content_length
+        d = H2Down(self, sid, method == "HEAD", ended)
         # a request with no body and no step on its listener may take the short path
         cls = ExpressStream if ended and not listener.pipeline.request else HttpStream
         http = cls(d, w, listener, self.lstats, ctx, body, True, False, False)
@@ -474,29 +475,28 @@ class Http2Server(asyncio.Protocol):
             elif not d.closed:
                 self.h2.ack(sid, n)
         if end and d is not None:
-            self._request_ended(d)
+            self._request_ended(d, None)
 
     def on_trailers(self, sid: int, fields) -> None:
         d = self.streams.get(sid)
         if d is None:
             return
         try:
-            d.trailers = trailers_from_block(fields, validate=True)
+            trailers = trailers_from_block(fields, validate=True)
         except H2HeadError:
-            d.trailers = None
             if d.http is not None:
                 d.http.reset()
             d._reset(_PROTOCOL)
             return
-        self._request_ended(d)
+        self._request_ended(d, trailers)
 
-    def _request_ended(self, d: H2Down) -> None:
+    def _request_ended(self, d: H2Down, trailers) -> None:
         if d.req_ended:
             return
         d.req_ended = True
         http = d.http
         if http is not None and http.request_body != 0 and not d.closed:
-            http.on_request_end(d.trailers)
+            http.on_request_end(trailers)
         d._maybe_done()
 
     def on_reset(self, sid: int, code: int) -> None:
@@ -505,9 +505,12 @@ class Http2Server(asyncio.Protocol):
             return
         d.closed = True
         d.pending = []
-        if d.http is not None:
-            d.http.reset()
-        self._after_close()
+        http = d.http
+        if http is not None:
+            d.http = None
+            http.reset()
+        if not self.streams:
+            self._after_close()
 
     def on_window(self, sid: int) -> None:
         if sid:
@@ -532,13 +535,17 @@ class Http2Server(asyncio.Protocol):
 
     # ---------------------------------------------------------------- streams
     def stream_closed(self, d: H2Down) -> None:
-        if self.streams.get(d.sid) is d:
-            del self.streams[d.sid]
-            self._after_close()
+        streams = self.streams
+        if streams.get(d.sid) is d:
+            del streams[d.sid]
+            # the stream and its Downstream refer to each other: without this they, and
+            # all the stream holds, would wait for the cycle collector
+            d.http = None
+            if not streams:
+                self._after_close()
 
     def _after_close(self) -> None:
-        if self.streams:
-            return
+        """The last stream closed."""
         if self.goaway_sent or self.goaway_received or self.worker.draining:
             self._write_now()
             self._close_after_flush(None)
@@ -548,7 +555,6 @@ class Http2Server(asyncio.Protocol):
     # ---------------------------------------------------------------- lifecycle
     def _arm_idle(self) -> None:
         t = self.listener.config.timeouts.idle
-        self.deadline_kind = "idle"
         self.deadline = self.worker.loop.time() + t if t else 0.0
 
     def check_deadline(self, now: float) -> None:

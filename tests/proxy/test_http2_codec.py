@@ -7,7 +7,8 @@ import ssl
 import pytest
 
 from mosnx.proxy.codec.http2 import (H2HeadError, grpc_local_reply, grpc_status_for, parse_grpc_timeout,
-                                     request_block, request_from_block, response_block, trailers_from_block)
+                                     request_block, request_from_block, request_parts, response_block,
+                                     response_fields, response_from_block, trailers_from_block)
 from mosnx.proxy.tcp.sni import NEED_MORE, match_route, parse_sni
 from mosnx.runtime.actions import LocalReply
 from mosnx.runtime.config import load_config_text
@@ -52,6 +53,22 @@ def test_malformed_request_blocks_are_refused(block, detail):
     with pytest.raises(H2HeadError) as e:
         request_from_block(block)
     assert e.value.detail == detail
+
+
+def test_a_repeated_request_block_gives_each_request_its_own_headers():
+    block = tuple(BASE + [(b"x-a", b"1")])       # the decoder hands a repeated block back as one tuple
+    first = request_from_block(block)
+    first.headers.items.append((b"x-added", b"1"))
+    second = request_from_block(block)
+    assert second.headers.items == [(b"host", b"api.test"), (b"x-a", b"1")]
+    assert request_parts(block) is request_parts(block)
+
+
+def test_a_repeated_malformed_block_is_refused_every_time():
+    block = tuple(BASE + [(b"x-a", b"evil\r\nInjected: 1")])
+    for _ in range(3):
+        with pytest.raises(H2HeadError):
+            request_from_block(block)
 
 
 def test_trailers_are_validated_when_asked():
@@ -196,3 +213,24 @@ def test_protocol_settings_errors(tmp_path, bad, message):
     with pytest.raises(ConfigError) as e:
         load_config_text(text, str(tmp_path / "m.yaml"))
     assert message in str(e.value) or any(message in str(d) for d in e.value.diagnostics)
+
+
+def test_a_repeated_response_head_shares_its_fields_and_callers_get_their_own_block():
+    h = Headers([(b"server", b"x"), (b"content-length", b"9"), (b"connection", b"keep-alive")])
+    block = response_block(200, h, 5)
+    block.append((b"x-b", b"2"))
+    assert response_block(200, h, 5) == [(b":status", b"200"), (b"server", b"x"), (b"content-length", b"5")]
+    assert response_fields(200, h.items, 5) is response_fields(200, list(h.items), 5)
+    assert response_fields(200, h.items, 6)[-1] == (b"content-length", b"6")
+    assert response_fields(304, h.items, 6) == ((b":status", b"304"), (b"server", b"x"))
+
+
+def test_a_repeated_response_block_gives_each_response_its_own_headers():
+    block = ((b":status", b"200"), (b"content-type", b"application/grpc"), (b"content-length", b"7"))
+    status, headers, body = response_from_block(block)
+    headers.items.append((b"x-added", b"1"))
+    assert response_from_block(block)[0:3:2] == (200, 7)
+    assert response_from_block(block)[1].items == [(b"content-type", b"application/grpc"), (b"content-length", b"7")]
+    for _ in range(2):
+        with pytest.raises(H2HeadError):
+            response_from_block(((b":status", b"20x"),))

@@ -96,3 +96,24 @@ def test_smaller_peer_table_is_announced_and_respected():
     ref = hpack.Decoder()
     ref.decode(Encoder().encode([(b"x-a", b"1" * 100)]))
     assert ref.decode(block, raw=True) == [(b"x-a", b"1" * 100)]
+
+
+def test_a_repeated_field_list_encodes_against_the_table_as_it_is_now():
+    e = Encoder()
+    ref = hpack.Decoder()
+    head = [(b":status", b"200"), (b"server", b"nginx"), (b"date", b"d1")]
+    blocks = []
+    # the large field evicts what `head` was indexed as; a smaller table is announced
+    for step in ["head", "head", "head", "big", "head", "head", "shrink", "head", "head"]:
+        if step == "shrink":
+            e.set_max_table(64)
+            ref.header_table_size = 64
+            continue
+        fields = [(b"x-big", b"v" * 4000)] if step == "big" else head
+        block = e.encode(fields)
+        assert ref.decode(block, raw=True) == fields
+        blocks.append(block)
+    assert blocks[1] == blocks[2] != blocks[0]         # literals first, then table references
+    assert blocks[4] != blocks[2] and blocks[5] == blocks[2]
+    assert blocks[6][0] & 0xE0 == 0x20                 # the size update leads the next block
+    assert blocks[7][0] & 0xE0 != 0x20
