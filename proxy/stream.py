@@ -713,20 +713,19 @@ class HttpStream:
             # a body filter that may resize the body drops Content-Length (as Envoy asks
             # of filters); the response is then re-framed as chunked
             body = None
-        items = []
-        listed = None
-        for kv in headers.items:
-            k = kv[0]
-            if k in RESP_HOP_BY_HOP:
-                if k == b"connection":
-                    # headers the upstream names in Connection are hop-by-hop too (the
-                    # usual "keep-alive" names one that goes anyway)
-                    v = kv[1].lower()
-                    listed = None if v == b"keep-alive" else {t.strip() for t in v.split(b",")}
-                continue
-            items.append(kv)
-        if listed:
-            items = [kv for kv in items if kv[0] not in listed]
+        got = headers.items
+        try:
+            key = tuple(got)
+            kept = _KEPT.get(key)
+        except TypeError:       # a step left something unhashable: no memo
+            key = kept = None
+        if kept is None:
+            kept = _end_to_end(got)
+            if key is not None and len(key) <= _MEMO_FIELDS:
+                if len(_KEPT) >= _MEMO_ENTRIES:
+                    _KEPT.clear()
+                _KEPT[key] = kept
+        items = list(kept)
         if self.attempts > 1 and self.action is not None and self.action.retry is not None:
             items.append((b"x-envoy-attempt-count", str(self.attempts).encode()))
         headers.items = items
@@ -1203,6 +1202,32 @@ class HttpStream:
             up, self.tunnel_up = self.tunnel_up, None
             up.close()
         self._log()
+
+
+def _end_to_end(items) -> tuple:
+    """A response's headers without the hop-by-hop ones."""
+    out = []
+    listed = None
+    for kv in items:
+        k = kv[0]
+        if k in RESP_HOP_BY_HOP:
+            if k == b"connection":
+                # headers the upstream names in Connection are hop-by-hop too (the
+                # usual "keep-alive" names one that goes anyway)
+                v = kv[1].lower()
+                listed = None if v == b"keep-alive" else {t.strip() for t in v.split(b",")}
+            continue
+        out.append(kv)
+    if listed:
+        out = [kv for kv in out if kv[0] not in listed]
+    return tuple(out)
+
+
+# An upstream repeats its response heads (the same headers for a resource until the
+# Date changes, a second later): what they keep end to end is remembered, bounded.
+_KEPT: dict[tuple, tuple] = {}
+_MEMO_ENTRIES = 64
+_MEMO_FIELDS = 16
 
 
 def _pick_weighted(weighted: tuple[tuple[str, int], ...]) -> str:

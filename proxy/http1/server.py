@@ -23,6 +23,10 @@ from ..stream import HttpStream
 
 _NO_BODY_STATUS = frozenset({204, 304})
 _CLOSE = (b"connection", b"close")
+# encoded response heads by (status, length, header fields), bounded
+_HEADS: dict[tuple, bytes] = {}
+_HEADS_ENTRIES = 64
+_HEADS_FIELDS = 18
 
 
 class Http1Server(asyncio.Protocol):
@@ -229,6 +233,20 @@ class Http1Server(asyncio.Protocol):
     # ---------------------------------------------------------------- Downstream
     def send_head(self, stream, status: int, headers: Headers, body_len, end: bool) -> None:
         keep = self.keep and stream.client_keep_alive and not self.worker.draining
+        # the usual head (keep-alive HTTP/1.1, a length, a body) is remembered: an
+        # upstream repeats its heads until the Date changes
+        key = None
+        if keep and body_len is not None and status >= 200 and not self.head_method \
+                and status not in _NO_BODY_STATUS and self.version == "1.1":
+            try:
+                key = (status, body_len, *headers.items)
+                head = _HEADS.get(key)
+            except TypeError:       # a step left something unhashable: no memo
+                key = head = None
+            if head is not None:
+                self.chunked = False
+                self.out = [head]
+                return
         chunked = False
         # the framing header this response gets goes after the others, which lose any
         # Content-Length of their own (but for a HEAD answer's)
@@ -261,6 +279,10 @@ class Http1Server(asyncio.Protocol):
         self.chunked = chunked
         lines.append(b"")      # the empty line that ends the head
         head = status_line(status) + b"\r\n".join(lines) + b"\r\n"
+        if key is not None and len(key) <= _HEADS_FIELDS:
+            if len(_HEADS) >= _HEADS_ENTRIES:
+                _HEADS.clear()
+            _HEADS[key] = head
         if status == 101:
             write_batch.write(self.transport, head)
         else:
