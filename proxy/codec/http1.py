@@ -45,7 +45,7 @@ class RequestDecoder:
     """Feeds bytes to llhttp and calls `sink` once per message, in order."""
 
     __slots__ = ("sink", "max_head", "_parser", "_url", "_headers", "_head_bytes",
-                 "mid_head", "_trailers", "upgraded_offset", "expect_continue")
+                 "mid_head", "_trailers", "upgraded_offset", "expect_continue", "_idle", "_keep", "_raw")
 
     def __init__(self, sink: RequestSink, max_head: int = 60 * 1024):
         self.sink = sink
@@ -60,10 +60,25 @@ class RequestDecoder:
         # whether the request just handed to on_request asks for `100 Continue` (its
         # first Expect is 100-continue): noted while its headers are checked anyway
         self.expect_continue = False
+        self._idle = True             # between messages: a read may start a new one
+        self._keep = True             # the current message leaves the connection open
+        self._raw = None              # this read, while it may be one whole head to remember
 
     def feed(self, data: bytes) -> None:
         """Parse `data`; raises ParseError. After an upgrade, bytes past
         `upgraded_offset` belong to the tunnel and are not parsed."""
+        if self._idle and data[-4:] == b"\r\n\r\n" and len(data) <= _MEMO_HEAD:
+            hit = _REQUESTS.get(data)
+            if hit is not None and len(data) <= self.max_head:
+                # exactly a head this process parsed and checked before, of a request
+                # without a body: the same request again
+                method, target, version, items, keep_alive = hit
+                self.expect_continue = False
+                sink = self.sink
+                sink.on_request(method, target, version, Headers(list(items)), keep_alive, 0, False)
+                sink.on_request_end(None)
+                return
+            self._raw = data
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade as e:
@@ -79,9 +94,12 @@ class RequestDecoder:
             if self.mid_head and self._head_bytes > self.max_head:
                 raise ParseError(431, "request_headers_too_large") from e
             raise ParseError(400, _detail(str(e))) from e
+        finally:
+            self._raw = None
 
     # -- llhttp callbacks --
     def on_message_begin(self) -> None:
+        self._idle = False
         self._url = b""
         self._headers = []
         self._head_bytes = 0
@@ -140,15 +158,41 @@ class RequestDecoder:
         except UnicodeDecodeError:
             raise ParseError(400, "invalid_url") from None
         self.expect_continue = expect is not None and expect.lower() == b"100-continue"
-        self.sink.on_request(p.get_method().decode("ascii"), target, version, Headers(headers),
-                             p.should_keep_alive(), body, p.should_upgrade())
+        method = p.get_method().decode("ascii")
+        keep_alive = p.should_keep_alive()
+        upgrade = p.should_upgrade()
+        raw = self._raw
+        self._keep = keep_alive
+        if raw is not None and body == 0 and keep_alive and not upgrade and expect is None \
+                and raw.find(b"\r\n\r\n") == len(raw) - 4:
+            # the read was this head and nothing else, and the connection stays open
+            # after it (llhttp refuses what follows a closing request): it may come again
+            if len(_REQUESTS) >= _MEMO_ENTRIES:
+                _REQUESTS.clear()
+            _REQUESTS[raw] = (method, target, version, tuple(headers), keep_alive)
+        self.sink.on_request(method, target, version, Headers(headers), keep_alive, body, upgrade)
 
     def on_body(self, body: bytes) -> None:
         self.sink.on_request_body(body)
 
     def on_message_complete(self) -> None:
+        # between messages again, unless this one ended the connection: after it,
+        # llhttp judges what follows
+        self._idle = self._keep
         t = self._trailers
         self.sink.on_request_end(Headers(t) if t else None)
+
+
+# Heads seen before, parsed and checked as the strict path would (llhttp and the
+# checks above, which depend on the bytes alone): a client repeating a request, or an
+# upstream repeating a response (until its Date changes), costs a dict lookup. Only
+# a read that is exactly one message is remembered or answered from here, and only
+# messages with no body to frame (requests) or a Content-Length body (responses)
+# that leave the connection open; bounded in entries and in bytes per head.
+_REQUESTS: dict[bytes, tuple] = {}
+_RESPONSES: dict[bytes, tuple] = {}
+_MEMO_ENTRIES = 128
+_MEMO_HEAD = 2048
 
 
 # llhttp's reasons, as the detail a client and the stats see
@@ -192,7 +236,7 @@ class ResponseDecoder:
     """Upstream responses. 1xx other than 101 are dropped (we answer Expect ourselves)."""
 
     __slots__ = ("sink", "_parser", "_headers", "_in_head", "_trailers", "_informational",
-                 "head_only", "chunked", "upgraded_offset", "_skip")
+                 "head_only", "chunked", "upgraded_offset", "_skip", "_idle", "_raw")
 
     def __init__(self, sink: ResponseSink):
         self.sink = sink
@@ -207,8 +251,27 @@ class ResponseDecoder:
         self.chunked = False
         self.upgraded_offset = -1
         self._skip = False
+        self._idle = True             # between messages (see RequestDecoder)
+        self._raw = None              # the head of this read, while it may be remembered
 
     def feed(self, data: bytes) -> None:
+        if self._idle and not self.head_only:
+            end = data.find(b"\r\n\r\n") + 4
+            if 4 <= end <= _MEMO_HEAD:
+                head = data[:end]
+                hit = _RESPONSES.get(head)
+                if hit is None:
+                    self._raw = head
+                elif len(data) - end == hit[4]:
+                    # a head parsed before, and exactly its body: the same answer again
+                    status, version, items, keep_alive, n = hit
+                    self.chunked = False
+                    sink = self.sink
+                    sink.on_response(status, "", version, Headers(list(items)), keep_alive, n)
+                    if n:
+                        sink.on_response_body(data[end:])
+                    sink.on_response_end(None)
+                    return
         try:
             self._parser.feed_data(data)
             if self._skip:
@@ -218,10 +281,16 @@ class ResponseDecoder:
                 self.head_only = False
                 self._next_message()
                 self._parser = httptools.HttpResponseParser(self)
+                self._idle = True
         except httptools.HttpParserUpgrade as e:
             self.upgraded_offset = e.args[0] if e.args else len(data)
         except httptools.HttpParserError as e:
             raise ParseError(502, "upstream_protocol_error") from e
+        finally:
+            self._raw = None
+
+    def on_message_begin(self) -> None:
+        self._idle = False
 
     def _next_message(self) -> None:
         self._headers = []
@@ -258,8 +327,16 @@ class ResponseDecoder:
             body = None
         else:
             body = int(cl) if cl is not None else None
-        self.sink.on_response(status, "", p.get_http_version(), Headers(self._headers),
-                              p.should_keep_alive(), body)
+        version = p.get_http_version()
+        keep_alive = p.should_keep_alive()
+        raw = self._raw
+        if raw is not None and body is not None and keep_alive and not self.head_only \
+                and 200 <= status and status not in (204, 304):
+            # a Content-Length answer read from the start of a read: it may come again
+            if len(_RESPONSES) >= _MEMO_ENTRIES:
+                _RESPONSES.clear()
+            _RESPONSES[raw] = (status, version, tuple(self._headers), keep_alive, body)
+        self.sink.on_response(status, "", version, Headers(self._headers), keep_alive, body)
         if self.head_only:
             self._skip = True
             self.sink.on_response_end(None)
@@ -268,6 +345,7 @@ class ResponseDecoder:
         self.sink.on_response_body(body)
 
     def on_message_complete(self) -> None:
+        self._idle = True
         t = self._trailers
         self._next_message()
         if self._informational:
