@@ -430,35 +430,12 @@ class HttpStream:
     def _upstream_head(self) -> bytes:
         ctx = self.ctx
         req = ctx.request
-        out = []
-        xff = None
-        conn_tokens = None
-        for kv in req.headers.items:
-            k = kv[0]
-            if k in _REQ_SPECIAL:
-                if k == b"x-forwarded-for":
-                    xff = kv[1] if xff is None else xff + b", " + kv[1]
-                elif k == b"connection" and conn_tokens is None:
-                    conn_tokens = {t.strip().lower() for t in kv[1].split(b",")}
-                continue
-            out.append(kv)
-        if conn_tokens:
-            # headers the client names in Connection are hop-by-hop too
-            out = [kv for kv in out if kv[0] not in conn_tokens]
-        addr = ctx.source_address.encode()
-        out.append((b"x-forwarded-for", xff + b", " + addr if xff else addr))
-        out.append((b"x-forwarded-proto", b"https" if req.scheme == "https" else b"http"))
-        if self.upgrade:
-            up = req.headers.getb(b"upgrade")
-            if up is not None:
-                out.append((b"connection", b"upgrade"))
-                out.append((b"upgrade", up))
         if not self.req_chunked and self.request_body and not req.headers.has(b"content-length"):
             # a filter removed Content-Length to resize the body: frame it chunked
             self.req_chunked = True
-        if self.req_chunked:
-            out.append((b"transfer-encoding", b"chunked"))
-        return encode_request_head(req.method, req.path, out)
+        if self.upgrade or self.req_chunked or self.request_body:
+            return request_head(req, ctx.source_address, self.upgrade, self.req_chunked)
+        return bodiless_request_head(req, ctx.source_address)
 
     # request body from downstream
     def on_request_body(self, data: bytes) -> None:
@@ -1204,6 +1181,74 @@ class HttpStream:
         self._log()
 
 
+def _request_fields(items) -> tuple[list, bytes | None, set | None]:
+    """(the fields a request sends upstream as it received them, the X-Forwarded-For it
+    came with, the names its Connection header lists)."""
+    out = []
+    xff = None
+    conn_tokens = None
+    for kv in items:
+        k = kv[0]
+        if k in _REQ_SPECIAL:
+            if k == b"x-forwarded-for":
+                xff = kv[1] if xff is None else xff + b", " + kv[1]
+            elif k == b"connection" and conn_tokens is None:
+                conn_tokens = {t.strip().lower() for t in kv[1].split(b",")}
+            continue
+        out.append(kv)
+    if conn_tokens:
+        # headers the client names in Connection are hop-by-hop too
+        out = [kv for kv in out if kv[0] not in conn_tokens]
+    return out, xff, conn_tokens
+
+
+def request_head(req, source: str, upgrade: bool, chunked: bool) -> bytes:
+    """The HTTP/1.1 head that goes upstream for `req`."""
+    out, xff, _ = _request_fields(req.headers.items)
+    addr = source.encode()
+    out.append((b"x-forwarded-for", xff + b", " + addr if xff else addr))
+    out.append((b"x-forwarded-proto", b"https" if req.scheme == "https" else b"http"))
+    if upgrade:
+        up = req.headers.getb(b"upgrade")
+        if up is not None:
+            out.append((b"connection", b"upgrade"))
+            out.append((b"upgrade", up))
+    if chunked:
+        out.append((b"transfer-encoding", b"chunked"))
+    return encode_request_head(req.method, req.path, out)
+
+
+def bodiless_request_head(req, source: str) -> bytes:
+    """request_head for a request without a body or upgrade. Clients repeat their
+    requests but for the request id (which the proxy appends last when it makes one):
+    the rest is encoded once and remembered."""
+    items = req.headers.items
+    rid = items[-1] if items and items[-1][0] == b"x-request-id" else None
+    fields = items[:-1] if rid is not None else items
+    try:
+        key = (req.method, req.path, *fields)
+        hit = _UPSTREAM_HEADS.get(key)
+    except TypeError:       # a step left something unhashable: no memo
+        key = hit = None
+    if hit is None:
+        out, xff, listed = _request_fields(fields)
+        lines = [b"%s %s HTTP/1.1\r\n" % (req.method.encode("ascii"), req.path.encode("ascii"))]
+        lines += [b": ".join(kv) + b"\r\n" for kv in out]
+        # (what it may not keep: a request id the client's Connection names)
+        hit = (b"".join(lines), xff, not (listed and b"x-request-id" in listed))
+        if key is not None and len(key) <= _MEMO_FIELDS:
+            if len(_UPSTREAM_HEADS) >= _MEMO_ENTRIES:
+                _UPSTREAM_HEADS.clear()
+            _UPSTREAM_HEADS[key] = hit
+    prefix, xff, keeps_rid = hit
+    addr = source.encode()
+    return b"".join((prefix,
+                     b"x-request-id: " + rid[1] + b"\r\n" if rid is not None and keeps_rid else b"",
+                     b"x-forwarded-for: ", xff + b", " + addr if xff else addr,
+                     b"\r\nx-forwarded-proto: https\r\n\r\n" if req.scheme == "https"
+                     else b"\r\nx-forwarded-proto: http\r\n\r\n"))
+
+
 def _end_to_end(items) -> tuple:
     """A response's headers without the hop-by-hop ones."""
     out = []
@@ -1226,6 +1271,8 @@ def _end_to_end(items) -> tuple:
 # An upstream repeats its response heads (the same headers for a resource until the
 # Date changes, a second later): what they keep end to end is remembered, bounded.
 _KEPT: dict[tuple, tuple] = {}
+# request heads as they go upstream, but for the request id and forwarding headers
+_UPSTREAM_HEADS: dict[tuple, tuple] = {}
 _MEMO_ENTRIES = 64
 _MEMO_FIELDS = 16
 

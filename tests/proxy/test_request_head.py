@@ -1,0 +1,39 @@
+"""The head a bodiless request sends upstream comes from memory after the first
+time (all but its request id and forwarding headers); it must be byte for byte what
+the general encoding gives."""
+import pytest
+
+from mosnx.proxy import stream
+from mosnx.proxy.stream import bodiless_request_head, request_head
+from mosnx.runtime.context import RequestHead
+from mosnx.runtime.headers import Headers
+
+CASES = [
+    [(b"host", b"a"), (b"x-request-id", b"id-1")],
+    [(b"host", b"a"), (b"accept", b"*/*"), (b"x-request-id", b"id-2")],
+    [(b"x-request-id", b"client-id"), (b"host", b"a")],          # the client's own, not last
+    [(b"host", b"a"), (b"x-forwarded-for", b"10.0.0.1"), (b"x-forwarded-proto", b"https"),
+     (b"x-request-id", b"id-3")],
+    [(b"host", b"a"), (b"connection", b"keep-alive, x-secret"), (b"x-secret", b"1"),
+     (b"te", b"trailers"), (b"x-request-id", b"id-4")],
+    [(b"host", b"a"), (b"connection", b"x-request-id"), (b"x-request-id", b"id-5")],
+    [(b"host", b"a")],
+    [],
+]
+
+
+@pytest.mark.parametrize("items", CASES)
+@pytest.mark.parametrize("scheme", ["http", "https"])
+def test_the_remembered_head_is_the_general_one(items, scheme):
+    stream._UPSTREAM_HEADS.clear()
+
+    def req():
+        return RequestHead("GET", "/p?q=1", Headers(list(items)), "1.1", scheme)
+    want = request_head(req(), "127.0.0.9", False, False)
+    assert bodiless_request_head(req(), "127.0.0.9") == want
+    assert bodiless_request_head(req(), "127.0.0.9") == want     # from memory
+    # another request id, another client: the same memory, their own lines
+    other = [(k, b"id-9" if k == b"x-request-id" else v) for k, v in items]
+    assert (bodiless_request_head(RequestHead("GET", "/p?q=1", Headers(other), "1.1", scheme), "10.1.1.1")
+            == request_head(RequestHead("GET", "/p?q=1", Headers(list(other)), "1.1", scheme), "10.1.1.1",
+                            False, False))
