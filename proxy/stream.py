@@ -1151,7 +1151,7 @@ class HttpStream:
             c = ls.class_counters[cls] if cls < 10 else None
             if c is not None:
                 c.value += 1
-        ls.rq_time.record((time.monotonic() - ctx.start) * 1000.0)
+        ls.rq_time.record((_monotonic() - ctx.start) * 1000.0)
         for step in self.chain.log:
             try:
                 step(ctx)

@@ -13,6 +13,9 @@ from urllib.parse import parse_qsl
 
 from .headers import Headers
 
+_monotonic = time.monotonic
+_time = time.time
+
 
 class RequestHead:
     __slots__ = ("method", "path", "version", "headers", "scheme", "authority", "trailers")
@@ -75,8 +78,8 @@ class StreamContext:
         self.upstream_address = ""
         self.metadata: dict[str, Any] | None = None
         self.filter_state: dict[str, Any] | None = None
-        self.start = time.monotonic()
-        self.start_wall = time.time()
+        self.start = _monotonic()
+        self.start_wall = _time()
         self.request_id = ""
         self.error_detail = ""
         self.response_flags = ""

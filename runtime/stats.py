@@ -40,8 +40,11 @@ class Gauge:
         self.value = v
 
 
+_bisect_left = bisect.bisect_left
+
+
 class Histogram:
-    __slots__ = ("counts", "sum", "count", "bounds", "_search")
+    __slots__ = ("counts", "sum", "bounds", "_search")
 
     def __init__(self, bounds: tuple[float, ...] = BUCKETS) -> None:
         self.bounds = bounds                    # as given: dumps show them so
@@ -50,12 +53,15 @@ class Histogram:
         self._search = tuple(float(b) for b in bounds)
         self.counts = [0] * (len(bounds) + 1)   # last slot: above the top bound
         self.sum = 0.0
-        self.count = 0
+
+    @property
+    def count(self) -> int:
+        # summed when read, not kept per record: records are many, reads rare
+        return sum(self.counts)
 
     def record(self, v: float) -> None:
-        self.counts[bisect.bisect_left(self._search, v)] += 1
+        self.counts[_bisect_left(self._search, v)] += 1
         self.sum += v
-        self.count += 1
 
 
 class Store:
