@@ -155,11 +155,12 @@ def count_calls(one, n: int) -> dict[str, float]:
     return collections.defaultdict(float, {k: v / n for k, v in counts.items()})
 
 
-def opcodes(one, n: int) -> None:
+def opcodes(one, n: int, per_call: int = 1, top: int = 40) -> None:
+    """Print bytecode operations per request by function; `one` answers `per_call` requests."""
     counts = count_calls(one, n)
-    print(f"{sum(counts.values()):.0f} bytecode operations per request")
-    for name, c in sorted(counts.items(), key=lambda kv: -kv[1])[:40]:
-        print(f"{c:8.1f}  {name}")
+    print(f"{sum(counts.values()) / per_call:.0f} bytecode operations per request")
+    for name, c in sorted(counts.items(), key=lambda kv: -kv[1])[:top]:
+        print(f"{c / per_call:8.1f}  {name}")
 
 
 async def main() -> None:

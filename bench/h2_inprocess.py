@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import collections
 import struct
 import sys
 import tempfile
@@ -38,7 +37,7 @@ from mosnx.proxy.upstream.http1 import UpstreamConnection
 from mosnx.proxy.worker import Worker
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from h1_inprocess import CONFIG, RESPONSE, Transport  # noqa: E402
+from h1_inprocess import CONFIG, RESPONSE, Transport, opcodes  # noqa: E402
 
 BODY = b"hello world\n"
 IN_FLIGHT = 32
@@ -215,25 +214,6 @@ async def setup(streams: int):
     return one, check, conns
 
 
-def opcodes(one, n: int) -> None:
-    counts: collections.Counter = collections.Counter()
-
-    def trace(frame, event, arg):
-        frame.f_trace_opcodes = True
-        if event == "opcode":
-            co = frame.f_code
-            counts["/".join(Path(co.co_filename).parts[-2:]) + ":" + co.co_name] += 1
-        return trace
-    sys.settrace(trace)
-    for _ in range(n):
-        one()
-    sys.settrace(None)
-    requests = n * IN_FLIGHT
-    print(f"{sum(counts.values()) / requests:.0f} bytecode operations per request")
-    for name, c in counts.most_common(120):
-        print(f"{c / requests:8.1f}  {name}")
-
-
 async def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--streams", type=int, choices=[1, 32], default=32,
@@ -249,7 +229,7 @@ async def main() -> None:
             one()
         return
     if args.opcodes:
-        opcodes(one, 50)
+        opcodes(one, 50, IN_FLIGHT, 120)
         check()
         return
     passes = max(1, args.requests // IN_FLIGHT)

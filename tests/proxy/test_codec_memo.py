@@ -25,27 +25,26 @@ def empty_memos():
     http1._RESPONSES.clear()
 
 
-def requests(reads: list[bytes], max_head: int = 60 * 1024):
-    sink = Requests()
-    dec = RequestDecoder(sink, max_head)
+def events(decoder, sink, reads: list[bytes]) -> list:
+    """What the sink got from `reads`, and the error that ended them, if one did."""
     try:
         for r in reads:
-            dec.feed(r)
+            decoder.feed(r)
     except ParseError as e:
         sink.events.append(("error", e.status, e.detail))
     return sink.events
+
+
+def requests(reads: list[bytes], max_head: int = 60 * 1024):
+    sink = Requests()
+    return events(RequestDecoder(sink, max_head), sink, reads)
 
 
 def responses(reads: list[bytes], head_only: bool = False):
     sink = Responses()
     dec = ResponseDecoder(sink)
     dec.head_only = head_only
-    try:
-        for r in reads:
-            dec.feed(r)
-    except ParseError as e:
-        sink.events.append(("error", e.status, e.detail))
-    return sink.events
+    return events(dec, sink, reads)
 
 
 @pytest.mark.parametrize("reads", [
