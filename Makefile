@@ -32,6 +32,11 @@ bench-h2: install
 	command -v haproxy >/dev/null || apt-get install -y -qq haproxy
 	$(BIN)/python bench/h2_bench.py $(BENCH_ARGS)
 
+# WASM filter overhead: no filter, a no-op and a header-adding filter, on mosnx and Envoy
+.PHONY: bench-wasm
+bench-wasm: install
+	$(BIN)/python bench/wasm/run.py --mosnx $(BIN)/mosnx $(BENCH_ARGS)
+
 .PHONY: bench-routing
 bench-routing: install
 	$(BIN)/python bench/routing.py --mosnx $(BIN)/mosnx $(BENCH_ARGS)
