@@ -13,7 +13,7 @@ outright.
 """
 from __future__ import annotations
 
-from .stream import HttpStream, _pick_weighted
+from .stream import HttpStream, _pick_weighted, bodiless_request_head
 
 
 class ExpressStream(HttpStream):
@@ -66,9 +66,11 @@ class ExpressStream(HttpStream):
         self._forward()
 
     def on_pool_ready(self, conn) -> None:
-        # no retry timer and no body to frame or replay: the head is the request
+        # no retry timer and no body to frame or replay: the head is the request, and
+        # it has no body or upgrade by the short path's own terms
         if self._attach(conn):
-            conn.send(self._upstream_head())
+            ctx = self.ctx
+            conn.send(bodiless_request_head(ctx.request, ctx.source_address))
 
     def on_upstream_head(self, status: int, headers, keep_alive: bool, body: int | None) -> None:
         # no retry policy and no response step: the head goes out as it came

@@ -419,7 +419,6 @@ class HttpStream:
         # the circuit-breaker counts straight on the shared Resources: each of Cluster's
         # properties over them costs a Python call
         cluster.res.rq_active += 1
-        cluster.rq_active_gauge.value += 1
         cluster.rq_total_counter.value += 1
         self.upstream_start = _monotonic()
         return True
@@ -938,7 +937,6 @@ class HttpStream:
             h.rq_active -= 1
             cluster = self.cluster
             cluster.res.rq_active -= 1
-            cluster.rq_active_gauge.value -= 1
             self.upstream_start = 0.0
 
     # ---------------------------------------------------------------- timeouts

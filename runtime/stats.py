@@ -40,6 +40,19 @@ class Gauge:
         self.value = v
 
 
+class ReadGauge(Gauge):
+    """A gauge read, when stats are taken, from a count the hot path keeps anyway, so
+    the count is not kept twice."""
+    __slots__ = ("read",)
+
+    def __init__(self, read) -> None:
+        self.read = read
+
+    @property
+    def value(self) -> int:
+        return self.read()
+
+
 _bisect_left = bisect.bisect_left
 
 
@@ -80,6 +93,11 @@ class Store:
         g = self.gauges.get(name)
         if g is None:
             g = self.gauges[name] = Gauge()
+        return g
+
+    def gauge_reading(self, name: str, read) -> Gauge:
+        """The gauge `name`, from now on read through `read()`."""
+        g = self.gauges[name] = ReadGauge(read)
         return g
 
     def histogram(self, name: str) -> Histogram:

@@ -158,7 +158,8 @@ class Cluster:
         self.rq_class_counters = (c["upstream_rq_5xx"], None, c["upstream_rq_2xx"], c["upstream_rq_3xx"],
                                   c["upstream_rq_4xx"], c["upstream_rq_5xx"])
         self.cx_active_gauge = stats.gauge(prefix + "upstream_cx_active")
-        self.rq_active_gauge = stats.gauge(prefix + "upstream_rq_active")
+        # the circuit breaker's own count (shared across versions, see res below)
+        stats.gauge_reading(prefix + "upstream_rq_active", lambda: self.res.rq_active)
         self.membership_gauge = stats.gauge(prefix + "membership_total")
         self.healthy_gauge = stats.gauge(prefix + "membership_healthy")
         self.rq_time = stats.histogram(prefix + "upstream_rq_time")
