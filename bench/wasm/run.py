@@ -44,6 +44,8 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--load-cpu", type=int, default=0)
     ap.add_argument("--proxy-cpu", type=int, default=1)
     args = ap.parse_args(argv)
+    # the servers run in a scratch directory: a relative path would not find mosnx there
+    args.mosnx = os.path.abspath(args.mosnx)
     br = common.bench_run()
     wrk, nginx = br.ensure_apt_tools()
     proxies = [p.strip() for p in args.proxies.split(",") if p.strip()]
