@@ -26,6 +26,7 @@ from mosnx.runtime.routes import DirectResponse, RedirectAction, RouteAction
 
 from .codec.http1 import encode_chunk, encode_last_chunk, encode_request_head
 from .codec.http2 import grpc_local_reply, is_grpc, is_grpc_type, parse_grpc_timeout
+from .codec.memo import remember
 from .upstream.pool import OVERFLOW
 
 _getrandbits = random.getrandbits
@@ -698,9 +699,7 @@ class HttpStream:
         if kept is None:
             kept = _end_to_end(got)
             if key is not None and len(key) <= _MEMO_FIELDS:
-                if len(_KEPT) >= _MEMO_ENTRIES:
-                    _KEPT.clear()
-                _KEPT[key] = kept
+                remember(_KEPT, _MEMO_ENTRIES, key, kept)
         items = list(kept)
         if self.attempts > 1 and self.action is not None and self.action.retry is not None:
             items.append((b"x-envoy-attempt-count", str(self.attempts).encode()))
@@ -1235,9 +1234,7 @@ def bodiless_request_head(req, source: str) -> bytes:
         # (what it may not keep: a request id the client's Connection names)
         hit = (b"".join(lines), xff, not (listed and b"x-request-id" in listed))
         if key is not None and len(key) <= _MEMO_FIELDS:
-            if len(_UPSTREAM_HEADS) >= _MEMO_ENTRIES:
-                _UPSTREAM_HEADS.clear()
-            _UPSTREAM_HEADS[key] = hit
+            remember(_UPSTREAM_HEADS, _MEMO_ENTRIES, key, hit)
     prefix, xff, keeps_rid = hit
     addr = source.encode()
     return b"".join((prefix,

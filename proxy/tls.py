@@ -8,7 +8,6 @@ reload, and a handshake otherwise costs no file I/O beyond a stat.
 from __future__ import annotations
 
 import dataclasses
-
 import os
 import ssl
 

@@ -16,6 +16,8 @@ import httptools
 
 from mosnx.runtime.headers import Headers
 
+from .memo import remember
+
 
 class ParseError(Exception):
     """A message that must not be proxied; `status` is what the client gets."""
@@ -167,9 +169,7 @@ class RequestDecoder:
                 and raw.find(b"\r\n\r\n") == len(raw) - 4:
             # the read was this head and nothing else, and the connection stays open
             # after it (llhttp refuses what follows a closing request): it may come again
-            if len(_REQUESTS) >= _MEMO_ENTRIES:
-                _REQUESTS.clear()
-            _REQUESTS[raw] = (method, target, version, tuple(headers), keep_alive)
+            remember(_REQUESTS, _MEMO_ENTRIES, raw, (method, target, version, tuple(headers), keep_alive))
         self.sink.on_request(method, target, version, Headers(headers), keep_alive, body, upgrade)
 
     def on_body(self, body: bytes) -> None:
@@ -333,9 +333,7 @@ class ResponseDecoder:
         if raw is not None and body is not None and keep_alive and not self.head_only \
                 and 200 <= status and status not in (204, 304):
             # a Content-Length answer read from the start of a read: it may come again
-            if len(_RESPONSES) >= _MEMO_ENTRIES:
-                _RESPONSES.clear()
-            _RESPONSES[raw] = (status, version, tuple(self._headers), keep_alive, body)
+            remember(_RESPONSES, _MEMO_ENTRIES, raw, (status, version, tuple(self._headers), keep_alive, body))
         self.sink.on_response(status, "", version, Headers(self._headers), keep_alive, body)
         if self.head_only:
             self._skip = True

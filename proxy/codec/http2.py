@@ -14,6 +14,8 @@ import re
 
 from mosnx.runtime.headers import Headers
 
+from .memo import remember
+
 
 # Connection-specific headers (RFC 9113 §8.2.2) never cross into an HTTP/2 block;
 # `te` is the exception when it says exactly "trailers".
@@ -126,11 +128,7 @@ def request_parts(block) -> tuple:
         hit = _parts_memo.get(block)
         if hit is not None:
             return hit
-        parts = _request_parts(block)
-        if len(_parts_memo) >= _PARTS_MAX:
-            _parts_memo.clear()
-        _parts_memo[block] = parts
-        return parts
+        return remember(_parts_memo, _PARTS_MAX, block, _request_parts(block))
     return _request_parts(block)
 
 
@@ -251,9 +249,7 @@ def response_fields(status: int, items, body_len: int | None) -> tuple:
         out.append((b"content-length", b"%d" % body_len))
     out = tuple(out)
     if len(items) <= _FIELDS_MEMO_FIELDS:
-        if len(_fields_memo) >= _FIELDS_MEMO_MAX:
-            _fields_memo.clear()
-        _fields_memo[key] = out
+        remember(_fields_memo, _FIELDS_MEMO_MAX, key, out)
     return out
 
 
@@ -284,10 +280,7 @@ def response_from_block(block) -> tuple[int, Headers, int | None]:
         hit = _response_memo.get(block)
         if hit is None:
             status, items, body = _response_parts(block)
-            hit = (status, tuple(items), body)
-            if len(_response_memo) >= _PARTS_MAX:
-                _response_memo.clear()
-            _response_memo[block] = hit
+            hit = remember(_response_memo, _PARTS_MAX, block, (status, tuple(items), body))
         status, items, body = hit
         return status, Headers(list(items)), body
     status, items, body = _response_parts(block)

@@ -20,6 +20,9 @@ from hpack.exceptions import HPACKDecodingError
 from hpack.huffman_table import decode_huffman
 from hpack.table import HeaderTable
 
+from .memo import remember
+
+
 STATIC = HeaderTable.STATIC_TABLE            # index 1 is STATIC[0]
 _STATIC_FULL: dict[tuple[bytes, bytes], int] = {}
 _STATIC_NAME: dict[bytes, int] = {}
@@ -81,9 +84,7 @@ def _huffman(raw: bytes) -> bytes:
             v = decode_huffman(raw)
         except HPACKDecodingError:
             raise HpackError("invalid Huffman string") from None
-        if len(_huffman_cache) >= 4096:
-            _huffman_cache.clear()
-        _huffman_cache[raw] = v
+        remember(_huffman_cache, 4096, raw, v)
     return v
 
 
@@ -192,11 +193,8 @@ class Decoder:
         if total > self.limit:
             raise HeaderListTooLarge(total)     # (not remembered: such a block is decoded each time)
         if version == self.version and len(data) <= 512:
-            memo = self.memo
-            if len(memo) >= 256:
-                memo.clear()
             out = tuple(out)          # shared from now on: read-only
-            memo[data] = (version, out)
+            remember(self.memo, 256, data, (version, out))
         return out
 
 
@@ -264,10 +262,7 @@ class Encoder:
         resize = self.pending_resize       # (set_max_table bumped the version)
         block = self._encode(key)
         if version == self.version and resize is None and len(block) <= 1024 and len(key) <= 16:
-            memo = self.memo
-            if len(memo) >= 64:
-                memo.clear()
-            memo[key] = (version, block)
+            remember(self.memo, 64, key, (version, block))
         return block
 
     def _encode(self, fields) -> bytes:

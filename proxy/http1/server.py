@@ -16,6 +16,7 @@ from mosnx.runtime.context import RequestHead, StreamContext
 from mosnx.runtime.headers import Headers
 
 from ..codec.http1 import ParseError, RequestDecoder, encode_chunk, encode_headers, encode_last_chunk, status_line
+from ..codec.memo import remember
 from .. import write_batch
 from ..express import ExpressStream
 from ..sockets import set_nodelay
@@ -280,9 +281,7 @@ class Http1Server(asyncio.Protocol):
         lines.append(b"")      # the empty line that ends the head
         head = status_line(status) + b"\r\n".join(lines) + b"\r\n"
         if key is not None and len(key) <= _HEADS_FIELDS:
-            if len(_HEADS) >= _HEADS_ENTRIES:
-                _HEADS.clear()
-            _HEADS[key] = head
+            remember(_HEADS, _HEADS_ENTRIES, key, head)
         if status == 101:
             write_batch.write(self.transport, head)
         else:

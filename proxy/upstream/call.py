@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 
-
 from ..codec.http1 import ParseError, ResponseDecoder, encode_request_head
 
 
