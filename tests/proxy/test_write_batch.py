@@ -1,6 +1,6 @@
-"""Writes gathered over one loop pass: made together at its end, in order per
-transport, never after a close, and at once when no loop runs or when passes
-carry one write each."""
+"""Writes gathered over a loop pass (two when the first has several): made
+together, in order per transport, never after a close, and at once when no loop
+runs or when passes carry one write each."""
 import asyncio
 
 import pytest
@@ -32,16 +32,36 @@ class Transport:
 def test_writes_wait_for_the_end_of_the_pass_and_keep_their_order():
     async def run():
         log = []
+        a = Transport(log, "a")
+        write_batch.write(a, b"1")
+        assert log == []                  # nothing yet: the pass is not over
+        await asyncio.sleep(0)
+        assert log == [("a", b"1")]       # a pass with one write: out at its end
+        write_batch.write(a, b"2")        # a later pass gets a flush of its own
+        await asyncio.sleep(0)
+        assert log[-1] == ("a", b"2")
+    asyncio.run(run())
+
+
+def test_a_pass_with_several_writes_waits_one_pass_more_and_keeps_order():
+    async def run():
+        log = []
         a, b = Transport(log, "a"), Transport(log, "b")
         write_batch.write(a, b"1")
         write_batch.write(b, b"x")
         write_batch.write(a, b"2")
-        assert log == []                  # nothing yet: the pass is not over
         await asyncio.sleep(0)
-        assert log == [("a", b"1"), ("b", b"x"), ("a", b"2")]
-        write_batch.write(a, b"3")        # a later pass gets a flush of its own
+        assert log == []                  # held for the next pass's writes
+        write_batch.write(b, b"y")        # made in that next pass: same batch, after
         await asyncio.sleep(0)
-        assert log[-1] == ("a", b"3")
+        assert log == [("a", b"1"), ("b", b"x"), ("a", b"2"), ("b", b"y")]
+        write_batch.write(a, b"3")
+        write_batch.write(a, b"4")
+        write_batch.flush()               # a close does not wait for the held pass
+        assert log[-2:] == [("a", b"3"), ("a", b"4")]
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        assert len(log) == 6              # and nothing is written twice
     asyncio.run(run())
 
 
@@ -100,6 +120,7 @@ def test_single_write_passes_go_direct_and_a_probe_brings_batching_back():
         write_batch.write(b, b"same pass")              # ...and what follows it queues behind
         assert log[-1] == ("a", b"direct")
         await asyncio.sleep(0)
+        await asyncio.sleep(0)                          # two writes: one pass more
         assert log[-2:] == [("a", b"probe"), ("b", b"same pass")]
         assert not write_batch._direct                  # two writes in one pass: batching again
         write_batch.write(a, b"batched")
