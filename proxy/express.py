@@ -77,3 +77,16 @@ class ExpressStream(HttpStream):
         self.up_keep_alive = keep_alive
         self._head_arrived(status, headers)
         self._send_upstream_head(body)
+
+    def on_upstream_whole(self, conn, status: int, headers, keep_alive: bool, body_len: int,
+                          body: bytes) -> None:
+        # head, body and end at once, with no step to see them in between: what
+        # on_upstream_head, on_upstream_data and on_upstream_end do, in one call
+        conn.stream = None
+        self.up_keep_alive = keep_alive
+        self._head_arrived(status, headers)
+        self.ctx.bytes_sent += body_len
+        self._send_upstream_head(body_len, body)
+        self._release_upstream(keep_alive and self.request_done)
+        self.response_done = True
+        self._finish()

@@ -73,6 +73,8 @@ class Downstream:
     def send_head(self, stream, status: int, headers: Headers, body_len: int | None, end: bool) -> None: ...
     def send_data(self, stream, data: bytes) -> None: ...
     def send_end(self, stream, trailers: Headers | None) -> None: ...
+    def send_whole(self, stream, status: int, headers: Headers, body_len: int, body: bytes) -> None:
+        """send_head, send_data and send_end at once, for a body of known length."""
     def flush(self) -> None:
         """Write out what send_head/send_data gathered (called after each upstream read)."""
     def send_continue(self, stream) -> None: ...
@@ -624,10 +626,20 @@ class HttpStream:
             return
         self._send_upstream_head(body)
 
+    def on_upstream_whole(self, conn, status: int, headers: Headers, keep_alive: bool,
+                          body_len: int, body: bytes) -> None:
+        """A whole response in one read: its head, body and end as separate events,
+        each of which a step may act on."""
+        conn.on_response(status, "", "1.1", headers, keep_alive, body_len)
+        if body_len:
+            conn.on_response_body(body)
+        conn.on_response_end(None)
+
     def _head_arrived(self, status: int, headers: Headers) -> None:
         """The attempt that stands has its answer: the route timeout stops (the body
         streams), the cluster and host count it, and it becomes the response."""
-        if self.timer is not None or self.timeout_at:
+        self.timeout_at = 0.0
+        if self.timer is not None:
             self._disarm_timeout()
         cluster = self.cluster
         c = cluster.rq_class_counters[min(status // 100, 5)]
@@ -677,8 +689,9 @@ class HttpStream:
         self._send_upstream_head(body)
         self._replay_response(held)
 
-    def _send_upstream_head(self, body: int | None) -> None:
-        """The upstream's response head, as the response steps left it, to the client."""
+    def _send_upstream_head(self, body: int | None, whole: bytes | None = None) -> None:
+        """The upstream's response head, as the response steps left it, to the client
+        (with `whole`: the body of `body` bytes too, and the end)."""
         self.response_started = True
         response = self.ctx.response
         headers = response.headers
@@ -704,7 +717,10 @@ class HttpStream:
         if self.attempts > 1 and self.action is not None and self.action.retry is not None:
             items.append((b"x-envoy-attempt-count", str(self.attempts).encode()))
         headers.items = items
-        self.down.send_head(self, response.status, headers, body, False)
+        if whole is None:
+            self.down.send_head(self, response.status, headers, body, False)
+        else:
+            self.down.send_whole(self, response.status, headers, body, whole)
 
     def _retriable_status(self, status: int, retry) -> bool:
         on = retry.retry_on
@@ -942,9 +958,9 @@ class HttpStream:
     def _arm_timeout(self, t: float) -> None:
         if t >= SWEPT_TIMEOUT:
             # a timer costs more than the rest of the stream's bookkeeping; a long
-            # timeout is checked by the worker's sweep instead, at most 250 ms late
+            # timeout is checked by the worker's sweep instead (check_timeouts), at
+            # most 250 ms late
             self.timeout_at = self.worker.loop.time() + t
-            self.worker.timed_streams.add(self)
         else:
             self.timer = self.worker.loop.call_later(t, self._on_timeout)
 
@@ -952,9 +968,7 @@ class HttpStream:
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
-        if self.timeout_at:
-            self.timeout_at = 0.0
-            self.worker.timed_streams.discard(self)
+        self.timeout_at = 0.0
 
     def _on_timeout(self) -> None:
         self._disarm_timeout()      # the timer that fired, or the sweep's entry
@@ -990,11 +1004,16 @@ class HttpStream:
             return self._retry()
         self.fail(504, "upstream_per_try_timeout")
 
-    def check_idle(self, now: float) -> None:
-        """Stream idle timeout, from the worker's sweep: no byte either way for too long.
-        Progress is read from counters the data path keeps anyway, so the hot path
-        pays nothing for it."""
+    def check_timeouts(self, now: float) -> None:
+        """From the worker's sweep, for a stream its connection has started: a long
+        route timeout that has passed, and the stream idle timeout (no byte either
+        way for too long). Progress is read from counters the data path keeps
+        anyway, so the hot path pays nothing for it."""
         if not self.alive:
+            return
+        t = self.timeout_at
+        if t and t <= now:
+            self._on_timeout()
             return
         ctx = self.ctx
         mark = ctx.bytes_received + ctx.bytes_sent + self.attempts + (1 if self.response_started else 0)

@@ -41,7 +41,6 @@ class Worker:
         self.snapshot = None
         self.servers: dict[str, tuple[tuple, asyncio.AbstractServer]] = {}
         self.connections: set = set()
-        self.timed_streams: set = set()     # streams whose route timeout the sweep keeps
         self.access_logs: dict[str, AccessLogWriter] = {}
         self._lstats: dict[str, ListenerStats] = {}
         self.draining = False
@@ -68,9 +67,6 @@ class Worker:
                 now = self.loop.time()
                 for c in list(self.connections):
                     c.check_deadline(now)
-                if self.timed_streams:
-                    for st in [s for s in self.timed_streams if s.timeout_at <= now]:
-                        st._on_timeout()
                 self.clusters.sweep(time.monotonic())
             except Exception:
                 # the sweep enforces every timeout of this worker: log, never stop it

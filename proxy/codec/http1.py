@@ -231,6 +231,15 @@ class ResponseSink:
 
     def on_response_end(self, trailers: Headers | None) -> None: ...
 
+    def on_whole_response(self, status: int, version: str, headers: Headers, keep_alive: bool,
+                          body_len: int, body: bytes) -> None:
+        """A response whose head, whole Content-Length body and end came in one read
+        (remembered heads only); a sink may take it in one step."""
+        self.on_response(status, "", version, headers, keep_alive, body_len)
+        if body_len:
+            self.on_response_body(body)
+        self.on_response_end(None)
+
 
 class ResponseDecoder:
     """Upstream responses. 1xx other than 101 are dropped (we answer Expect ourselves)."""
@@ -266,11 +275,8 @@ class ResponseDecoder:
                     # a head parsed before, and exactly its body: the same answer again
                     status, version, items, keep_alive, n = hit
                     self.chunked = False
-                    sink = self.sink
-                    sink.on_response(status, "", version, Headers(list(items)), keep_alive, n)
-                    if n:
-                        sink.on_response_body(data[end:])
-                    sink.on_response_end(None)
+                    self.sink.on_whole_response(status, version, Headers(list(items)), keep_alive, n,
+                                                data[end:] if n else b"")
                     return
         try:
             self._parser.feed_data(data)

@@ -305,6 +305,17 @@ class Http1Server(asyncio.Protocol):
             self.out.append(encode_last_chunk(trailers))
         self.flush()
 
+    def send_whole(self, stream, status: int, headers: Headers, body_len: int, body: bytes) -> None:
+        self.send_head(stream, status, headers, body_len, False)
+        out = self.out
+        if out is not None and len(out) == 1 and not self.chunked and not self.head_method:
+            # the usual answer: the head just made, then the body, in one write
+            self.out = None
+            write_batch.write(self.transport, out[0] + body)
+            return
+        self.send_data(stream, body)
+        self.send_end(stream, None)
+
     def flush(self) -> None:
         """Write what send_head/send_data gathered during one upstream read, in one write."""
         out = self.out
@@ -360,9 +371,9 @@ class Http1Server(asyncio.Protocol):
         self.deadline = self.worker.loop.time() + t if t else 0.0
 
     def check_deadline(self, now: float) -> None:
-        """Called by the worker's sweep; enforces the idle, request-header and stream-idle timeouts."""
+        """Called by the worker's sweep; enforces the idle and request-header timeouts, and the active stream's."""
         if self.queue and not self.closing:
-            self.queue[0].check_idle(now)
+            self.queue[0].check_timeouts(now)
         if not self.deadline or now < self.deadline or self.closing:
             return
         self.deadline = 0.0

@@ -176,6 +176,11 @@ class H2Down:
             return self._broken()
         self.conn.flush()
 
+    def send_whole(self, stream, status: int, headers: Headers, body_len: int, body: bytes) -> None:
+        self.send_head(stream, status, headers, body_len, False)
+        self.send_data(stream, body)
+        self.send_end(stream, None)
+
     def _end(self, trailers) -> None:
         self.sent_end = True
         if self.held is not None:
@@ -558,11 +563,11 @@ class Http2Server(asyncio.Protocol):
         self.deadline = self.worker.loop.time() + t if t else 0.0
 
     def check_deadline(self, now: float) -> None:
-        """Called by the worker's sweep: each stream's idle timeout, then the connection's."""
+        """Called by the worker's sweep: each stream's timeouts, then the connection's."""
         if self.streams and not self.closing:
             for d in list(self.streams.values()):
                 if d.http is not None:
-                    d.http.check_idle(now)
+                    d.http.check_timeouts(now)
         if not self.deadline or now < self.deadline or self.closing or self.streams:
             return
         self.deadline = 0.0

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import asyncio
 
-from ..codec.http1 import ParseError, ResponseDecoder, encode_request_head
+from ..codec.http1 import ParseError, ResponseDecoder, ResponseSink, encode_request_head
 
 
 class CallError(Exception):
     pass
 
 
-class _Collect:
+class _Collect(ResponseSink):
     def __init__(self):
         self.status = 0
         self.headers = None

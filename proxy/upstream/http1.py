@@ -140,6 +140,10 @@ class UpstreamConnection(asyncio.Protocol):
         if s is not None:
             s.on_upstream_data(data)
 
+    def on_whole_response(self, status, version, headers, keep_alive, body_len, body) -> None:
+        # the stream decides whether it takes the three events in one step
+        self.stream.on_upstream_whole(self, status, headers, keep_alive, body_len, body)
+
     def on_response_end(self, trailers) -> None:
         s, self.stream = self.stream, None
         self._resp_framing_close = False

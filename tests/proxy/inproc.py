@@ -10,9 +10,9 @@ from mosnx.proxy.worker import Worker
 
 
 @contextlib.asynccontextmanager
-async def proxied(tmp_path, handle, filters: str):
+async def proxied(tmp_path, handle, filters: str, workers: list | None = None):
     """Yield the port of a listener running `filters` (YAML flow list items) in front of
-    an upstream served by `handle(reader, writer)`."""
+    an upstream served by `handle(reader, writer)`; the worker goes into `workers`."""
     up = await asyncio.start_server(handle, "127.0.0.1", 0)
     up_port = up.sockets[0].getsockname()[1]
     probe = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
@@ -32,6 +32,8 @@ clusters:
     w = Worker(str(cfg))
     w.loop = asyncio.get_running_loop()
     await w.apply(w.build(1))
+    if workers is not None:
+        workers.append(w)
     try:
         yield port
     finally:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mosnx.proxy.codec.http1 import (ParseError, RequestDecoder, ResponseDecoder, encode_chunk,
+from mosnx.proxy.codec.http1 import (ParseError, RequestDecoder, ResponseDecoder, ResponseSink, encode_chunk,
                                      encode_last_chunk, encode_request_head, status_line)
 from mosnx.runtime.headers import Headers
 
@@ -31,7 +31,7 @@ class Requests:
         return b"".join(e[1] for e in self.events if e[0] == "body")
 
 
-class Responses:
+class Responses(ResponseSink):
     def __init__(self):
         self.events: list[tuple] = []
 

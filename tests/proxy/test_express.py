@@ -3,6 +3,7 @@ answered by ExpressStream; anything else (a body, a step in any phase, gRPC) is
 HttpStream's, with the same result on the wire. Real sockets, in process."""
 import asyncio
 
+from mosnx.proxy.codec import http1
 from mosnx.proxy.express import ExpressStream
 from mosnx.proxy.stream import HttpStream
 from mosnx.runtime import HttpFilter, register_filter
@@ -39,9 +40,9 @@ def watch_paths(monkeypatch) -> list:
     seen = []
     orig = HttpStream._send_upstream_head
 
-    def spy(self, body):
+    def spy(self, body, whole=None):
         seen.append(type(self))
-        return orig(self, body)
+        return orig(self, body, whole)
     monkeypatch.setattr(HttpStream, "_send_upstream_head", spy)
     return seen
 
@@ -85,3 +86,44 @@ def test_a_step_in_any_phase_keeps_a_request_off_the_short_path(tmp_path, monkey
     results = asyncio.run(run())
     assert all(r[0] == 200 and r[1]["x-tagged"] == "1" for r in results)
     assert seen == [HttpStream, HttpStream]
+
+
+async def same_answer(reader, writer):
+    """One fixed response, written at once: the codec reads it whole from the second on."""
+    try:
+        while True:
+            await read_head(reader)
+            writer.write(b"HTTP/1.1 200 OK\r\nServer: up\r\nConnection: keep-alive\r\n"
+                         b"Content-Length: 5\r\n\r\nhello")
+            await writer.drain()
+    except (asyncio.IncompleteReadError, ConnectionError):
+        pass
+
+
+def test_a_response_read_whole_is_taken_in_one_call_with_the_same_result(tmp_path, monkeypatch):
+    http1._RESPONSES.clear()            # so the first answer is parsed whatever ran before
+    whole = []
+    orig = ExpressStream.on_upstream_whole
+
+    def spy(self, *args):
+        whole.append(args[1])
+        return orig(self, *args)
+    monkeypatch.setattr(ExpressStream, "on_upstream_whole", spy)
+    workers = []
+
+    async def run():
+        async with proxied(tmp_path, same_answer, "", workers) as port:
+            return await exchange(port, [GET, GET, GET])
+    results = asyncio.run(run())
+    assert whole == [200, 200]          # the first response was parsed, not remembered
+    for status, headers, body, _ in results:
+        assert (status, body) == (200, b"hello")
+        assert headers["content-length"] == "5" and "connection" not in headers
+    assert [r[1] for r in results[1:]] == [results[0][1]] * 2
+    dump = workers[0].stats.dump()
+    counters = dump["counters"]
+    assert counters["http.l.downstream_rq_2xx"] == 3
+    assert counters["cluster.up.upstream_rq_2xx"] == 3
+    assert dump["gauges"]["http.l.downstream_rq_active"] == 0
+    assert dump["gauges"]["cluster.up.upstream_rq_active"] == 0
+    assert dump["histograms"]["cluster.up.upstream_rq_time"]["count"] == 3
