@@ -39,6 +39,13 @@ class RequestSink:
 
     def on_request_end(self, trailers: Headers | None) -> None: ...
 
+    def on_bodiless_request(self, method: str, target: str, version: str, headers: Headers,
+                            keep_alive: bool) -> None:
+        """A request that is its head alone (remembered heads only); a sink may take
+        it in one step."""
+        self.on_request(method, target, version, headers, keep_alive, 0, False)
+        self.on_request_end(None)
+
 
 _TOKEN = frozenset(b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 
@@ -76,9 +83,7 @@ class RequestDecoder:
                 # without a body: the same request again
                 method, target, version, items, keep_alive = hit
                 self.expect_continue = False
-                sink = self.sink
-                sink.on_request(method, target, version, Headers(list(items)), keep_alive, 0, False)
-                sink.on_request_end(None)
+                self.sink.on_bodiless_request(method, target, version, Headers(list(items)), keep_alive)
                 return
             self._raw = data
         try:

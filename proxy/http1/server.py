@@ -168,6 +168,16 @@ class Http1Server(asyncio.Protocol):
         if len(q) > 1:
             self._pause(2)
 
+    def on_bodiless_request(self, method, target, version, headers, keep_alive) -> None:
+        self.on_request(method, target, version, headers, keep_alive, 0, False)
+        s = self.parsing
+        if s.__class__ is ExpressStream and not self.deferred and self.queue[0] is s:
+            # on_request_end's usual case: a short-path request first in line starts now
+            self.parsing = None
+            self._begin(s)
+            return
+        self.on_request_end(None)
+
     def on_request_body(self, data: bytes) -> None:
         s = self.parsing
         if s is None:
@@ -228,7 +238,8 @@ class Http1Server(asyncio.Protocol):
             status, detail = self.error_after
             self._write_error(status, detail)
             return
-        self._resume(2)
+        if self.paused_reasons:
+            self._resume(2)
         self._arm_idle()
 
     # ---------------------------------------------------------------- Downstream

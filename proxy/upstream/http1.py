@@ -30,9 +30,6 @@ class UpstreamConnection(asyncio.Protocol):
         self.got_bytes = False     # any response byte for the current request
 
     # -- pool side --
-    def usable(self) -> bool:
-        return not self.closed and not self.transport.is_closing()
-
     def take(self) -> None:
         self.idle_since = 0.0
         self.requests += 1

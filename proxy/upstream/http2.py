@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 
-from ..codec.http1 import ParseError, RequestDecoder
+from ..codec.http1 import ParseError, RequestDecoder, RequestSink
 from ..codec.http2 import H2HeadError, request_block, response_from_block, trailer_block, trailers_from_block
 from ..codec.http2_connection import (CANCEL, ENABLE_PUSH, INITIAL_WINDOW_SIZE, NO_ERROR, PROTOCOL_ERROR,
                                       REFUSED_STREAM, H2Connection, H2ConnectionError, StreamGone)
@@ -430,7 +430,7 @@ class H2UpstreamConnection(asyncio.Protocol):
             self.pool.dispatch()
 
 
-class H2UpStream:
+class H2UpStream(RequestSink):
     """One request on an HTTP/2 connection, as the stream sees its upstream."""
 
     __slots__ = ("conn", "pool", "stream", "sid", "paused", "requests", "closed", "decoder",

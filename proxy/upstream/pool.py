@@ -56,7 +56,7 @@ class Pool:
         idle = self.idle
         while idle:
             conn = idle.pop()
-            if conn.usable():
+            if not conn.closed and not conn.transport.is_closing():     # still usable
                 conn.take()
                 return conn
         cluster = self.host.cluster

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from mosnx.proxy.codec.http1 import (ParseError, RequestDecoder, ResponseDecoder, ResponseSink, encode_chunk,
-                                     encode_last_chunk, encode_request_head, status_line)
+from mosnx.proxy.codec.http1 import (ParseError, RequestDecoder, RequestSink, ResponseDecoder, ResponseSink,
+                                     encode_chunk, encode_last_chunk, encode_request_head, status_line)
 from mosnx.runtime.headers import Headers
 
 
-class Requests:
+class Requests(RequestSink):
     """A RequestSink that records every call."""
 
     def __init__(self):
