@@ -646,7 +646,7 @@ class HttpStream:
         if c is not None:
             c.value += 1
         elapsed = (_monotonic() - self.upstream_start) * 1000.0
-        cluster.rq_time.record(elapsed)
+        cluster.rq_time.add(elapsed)
         self.host.observe(status, elapsed)
         self.ctx.response = ResponseHead(status, headers)
 
@@ -1167,7 +1167,7 @@ class HttpStream:
             c = ls.class_counters[cls] if cls < 10 else None
             if c is not None:
                 c.value += 1
-        ls.rq_time.record((_monotonic() - ctx.start) * 1000.0)
+        ls.rq_time.add((_monotonic() - ctx.start) * 1000.0)
         for step in self.chain.log:
             try:
                 step(ctx)

@@ -59,8 +59,8 @@ class Worker:
         return build_snapshot(self.config_path, version, self.services())
 
     async def sweep(self) -> None:
-        """Idle and header timeouts for every connection, and long route timeouts,
-        four times a second."""
+        """Idle and header timeouts for every connection, long route timeouts, and
+        the histogram samples the hot path kept unbucketed, four times a second."""
         while True:
             await asyncio.sleep(0.25)
             try:
@@ -68,6 +68,7 @@ class Worker:
                 for c in list(self.connections):
                     c.check_deadline(now)
                 self.clusters.sweep(time.monotonic())
+                self.stats.fold()
             except Exception:
                 # the sweep enforces every timeout of this worker: log, never stop it
                 self.log_exception("sweep failed")

@@ -94,3 +94,19 @@ def test_stats_merge_and_quantile():
     assert m["histograms"]["h"]["count"] == 5
     q50 = quantile(m["histograms"]["h"], 0.5)
     assert 1 <= q50 <= 5
+
+
+def test_histogram_samples_kept_by_add_count_once_read_or_folded():
+    now, later = Store(), Store()
+    samples = (0.2, 0.5, 3, 3, 7.5, 40, 1e9)
+    for v in samples:
+        now.histogram("h").record(v)
+        later.histogram("h").add(v)
+    h = later.histogram("h")
+    assert h.count == len(samples)              # reading buckets what add kept
+    assert later.dump() == now.dump()
+    h.add(2)
+    later.fold()                                # what the worker's sweep does
+    assert h._held == [] and h.count == len(samples) + 1
+    h.add(2)                                    # add still feeds the same histogram
+    assert h.counts[2] == 4 and h.sum == sum(samples) + 4     # 3, 3, 2, 2
