@@ -133,7 +133,7 @@ async def setup(filters: str):
         write_batch.flush()
         served += 1
         if not served % 1024:
-            w.stats.fold()          # what the worker's sweep does four times a second
+            w.stats.fold()          # what the worker does every 20 ms under load
     for _ in range(300):
         one()
     if not (dt.out and dt.out[-1].startswith(b"HTTP/1.1 200") and ut.out):

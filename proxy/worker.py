@@ -27,6 +27,10 @@ from .upstream.call import http_call
 from .upstream import mirror as mirroring
 from .upstream.cluster import ClusterManager
 
+# how often kept histogram samples are bucketed, in s: while requests come, and not
+FOLD_BUSY = 0.02
+FOLD_IDLE = 0.25
+
 log = logging.getLogger("mosnx.worker")
 
 
@@ -59,8 +63,8 @@ class Worker:
         return build_snapshot(self.config_path, version, self.services())
 
     async def sweep(self) -> None:
-        """Idle and header timeouts for every connection, long route timeouts, and
-        the histogram samples the hot path kept unbucketed, four times a second."""
+        """Idle and header timeouts for every connection, and long route timeouts,
+        four times a second."""
         while True:
             await asyncio.sleep(0.25)
             try:
@@ -68,10 +72,15 @@ class Worker:
                 for c in list(self.connections):
                     c.check_deadline(now)
                 self.clusters.sweep(time.monotonic())
-                self.stats.fold()
             except Exception:
                 # the sweep enforces every timeout of this worker: log, never stop it
                 self.log_exception("sweep failed")
+
+    def fold_stats(self) -> None:
+        """Bucket the histogram samples the hot path kept (runtime.stats.Histogram.add):
+        often while they come, so each fold is short; seldom when none came."""
+        busy = self.stats.fold()
+        self.loop.call_later(FOLD_BUSY if busy else FOLD_IDLE, self.fold_stats)
 
     async def apply(self, snap) -> None:
         """Swap in `snap`. New listeners are bound first, so a port that cannot be
@@ -214,6 +223,7 @@ async def _serve(config_path: str, worker_id: int, conn, version: int) -> None:
     w = Worker(config_path, worker_id, conn, version)
     w.loop = loop
     sweeper = loop.create_task(w.sweep())
+    w.fold_stats()
     try:
         snap = w.build(version)
         await w.apply(snap)

@@ -60,9 +60,9 @@ _bisect_left = bisect.bisect_left
 
 class Histogram:
     """Bucketed samples. `add` is the hot path's record: it only keeps the sample, and
-    the samples kept are bucketed when the histogram is read or folded (the worker's
-    sweep folds four times a second, which bounds how many wait). `record` buckets
-    at once."""
+    the samples kept are bucketed when the histogram is read or folded (a worker
+    folds every 20 ms while samples come, which bounds how many wait and how long
+    a fold takes). `record` buckets at once."""
 
     __slots__ = ("_counts", "_sum", "bounds", "_search", "_held", "add")
 
@@ -76,15 +76,18 @@ class Histogram:
         self._held: list[float] = []
         self.add = self._held.append            # a C call: no Python frame per sample
 
-    def fold(self) -> None:
+    def fold(self) -> int:
+        """Bucket the samples `add` kept; how many there were."""
         held = self._held
-        if held:
-            vals = held[:]
-            del held[:]                         # in place: `add` is bound to this list
-            counts = self._counts
-            for i, n in _Tally(map(_bisect_left, _repeat(self._search), vals)).items():
-                counts[i] += n
-            self._sum += sum(vals)
+        if not held:
+            return 0
+        vals = held[:]
+        del held[:]                             # in place: `add` is bound to this list
+        counts = self._counts
+        for i, n in _Tally(map(_bisect_left, _repeat(self._search), vals)).items():
+            counts[i] += n
+        self._sum += sum(vals)
+        return len(vals)
 
     @property
     def counts(self) -> list[int]:
@@ -135,10 +138,9 @@ class Store:
             h = self.histograms[name] = Histogram()
         return h
 
-    def fold(self) -> None:
-        """Bucket every histogram's kept samples (see Histogram.add)."""
-        for h in self.histograms.values():
-            h.fold()
+    def fold(self) -> int:
+        """Bucket every histogram's kept samples (see Histogram.add); how many there were."""
+        return sum([h.fold() for h in self.histograms.values()])
 
     def inc(self, name: str, n: int = 1) -> None:
         self.counter(name).value += n

@@ -1,0 +1,27 @@
+"""A worker buckets the histogram samples its hot path kept: soon while they come,
+seldom when none came."""
+from mosnx.proxy import worker as worker_mod
+from mosnx.proxy.worker import Worker
+
+
+class Loop:
+    def __init__(self):
+        self.later = []
+
+    def call_later(self, delay, cb):
+        self.later.append((delay, cb))
+
+
+def test_fold_stats_buckets_kept_samples_and_rearms(tmp_path):
+    cfg = tmp_path / "m.yaml"
+    cfg.write_text("listeners: []\nclusters: []\n")
+    w = Worker(str(cfg))
+    w.loop = Loop()
+    h = w.stats.histogram("cluster.web.upstream_rq_time")
+    h.add(3.0)
+    h.add(7.0)
+    w.fold_stats()
+    assert h._held == [] and h._counts[2] == 1 and h._counts[3] == 1
+    assert w.loop.later == [(worker_mod.FOLD_BUSY, w.fold_stats)]
+    w.loop.later[0][1]()                     # the timer fires: nothing came since
+    assert w.loop.later[-1] == (worker_mod.FOLD_IDLE, w.fold_stats)
