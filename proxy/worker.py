@@ -64,7 +64,8 @@ class Worker:
 
     async def sweep(self) -> None:
         """Idle and header timeouts for every connection, and long route timeouts,
-        four times a second."""
+        four times a second (and, on a timer of its own, the stats fold)."""
+        self.fold_stats()
         while True:
             await asyncio.sleep(0.25)
             try:
@@ -223,7 +224,6 @@ async def _serve(config_path: str, worker_id: int, conn, version: int) -> None:
     w = Worker(config_path, worker_id, conn, version)
     w.loop = loop
     sweeper = loop.create_task(w.sweep())
-    w.fold_stats()
     try:
         snap = w.build(version)
         await w.apply(snap)
