@@ -58,7 +58,14 @@ class RoundRobin(LoadBalancer):
     def pick(self, ctx, exclude=None):
         ring = self.ring
         n = len(ring)
-        i = self.i
+        i = self.i + 1
+        if i < n:
+            # the usual pick: the next host is in rotation
+            h = ring[i]
+            if h.healthy and h is not exclude:
+                self.i = i
+                return h
+        i -= 1
         for _ in ring:      # one lap at most
             i += 1
             if i >= n:
