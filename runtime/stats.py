@@ -7,8 +7,6 @@ gauges, add histogram buckets), so every number in /stats is across workers.
 from __future__ import annotations
 
 import bisect
-from collections import Counter as _Tally
-from itertools import repeat as _repeat
 from typing import Any
 
 # Envoy's default histogram bucket bounds, in ms.
@@ -56,6 +54,7 @@ class ReadGauge(Gauge):
 
 
 _bisect_left = bisect.bisect_left
+_bisect_right = bisect.bisect_right
 
 
 class Histogram:
@@ -81,13 +80,22 @@ class Histogram:
         held = self._held
         if not held:
             return 0
-        vals = held[:]
+        vals = sorted(held)
         del held[:]                             # in place: `add` is bound to this list
+        # sorted, each bucket is a run: (bounds[i-1], bounds[i]], found by bisection
         counts = self._counts
-        for i, n in _Tally(map(_bisect_left, _repeat(self._search), vals)).items():
-            counts[i] += n
+        n = len(vals)
+        prev = 0
+        for i, b in enumerate(self._search):
+            j = _bisect_right(vals, b, prev)
+            counts[i] += j - prev
+            prev = j
+            if j == n:
+                break
+        else:
+            counts[-1] += n - prev
         self._sum += sum(vals)
-        return len(vals)
+        return n
 
     @property
     def counts(self) -> list[int]:
