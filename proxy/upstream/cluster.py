@@ -216,6 +216,12 @@ class Cluster:
         self.panic = bool(hosts) and ok * 100.0 < self.panic_threshold * len(hosts)
         for h in hosts:
             h.healthy = self.panic or not (h.hc_failed or h.ejected)
+        # out of panic a pick is the balancer's alone: streams call it without the
+        # frame of pick() below, which only adds the panic count
+        if self.panic:
+            self.__dict__.pop("pick", None)
+        else:
+            self.pick = self.lb.pick
 
     def set_endpoints(self, endpoints) -> None:
         """Membership changed at run time (DNS): reuse the Hosts of endpoints that stayed."""
