@@ -62,19 +62,25 @@ def free_port() -> int:
     """A port on 127.0.0.1 that nothing listens on at the time of the call.
 
     Drawn below the kernel's ephemeral range (32768 and up here), so that the local
-    port of some outgoing connection cannot take it before mosnx binds it."""
+    port of some outgoing connection cannot take it before mosnx binds it; and never
+    the same port twice in a run, so an endpoint meant to be unreachable cannot turn
+    out to be the listener drawn right after it."""
     for _ in range(200):
         port = _ports.randrange(20000, 32000)
+        if port in _given:
+            continue
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
             try:
                 s.bind((HOST, port))
             except OSError:
                 continue
+            _given.add(port)
             return port
     raise RuntimeError("no free port in 20000-32000")
 
 
 _ports = random.Random(os.getpid() ^ int(time.time() * 1000))
+_given: set[int] = set()      # ports free_port has handed out in this run
 
 
 def wait_until(pred: Callable[[], object], timeout: float = WAIT, what: str = "condition",
