@@ -13,7 +13,13 @@ outright.
 """
 from __future__ import annotations
 
-from .stream import HttpStream, _pick_weighted, bodiless_request_head
+from .codec.memo import remember
+from .stream import HttpStream, _end_to_end, _pick_weighted, bodiless_request_head
+
+# what a remembered upstream response head (the codec's memo entry, by identity)
+# becomes: [entry, its end-to-end fields, the client head once a downstream makes it]
+_WHOLE: dict[int, list] = {}
+_WHOLE_ENTRIES = 64
 
 
 class ExpressStream(HttpStream):
@@ -79,14 +85,27 @@ class ExpressStream(HttpStream):
         self._send_upstream_head(body)
 
     def on_upstream_whole(self, conn, status: int, headers, keep_alive: bool, body_len: int,
-                          body: bytes) -> None:
+                          body: bytes, origin=None) -> None:
         # head, body and end at once, with no step to see them in between: what
         # on_upstream_head, on_upstream_data and on_upstream_end do, in one call
         conn.stream = None
         self.up_keep_alive = keep_alive
         self._head_arrived(status, headers)
         self.ctx.bytes_sent += body_len
-        self._send_upstream_head(body_len, body)
+        if origin is None:
+            self._send_upstream_head(body_len, body)
+        else:
+            # a head the codec remembers: its end-to-end fields (and, once made, the
+            # client's head) are kept by the memo entry's identity. No response step
+            # and no retry here, so nothing else shapes the head.
+            m = _WHOLE.get(id(origin))
+            if m is None or m[0] is not origin:
+                m = [origin, _end_to_end(headers.items), None]
+                remember(_WHOLE, _WHOLE_ENTRIES, id(origin), m)
+            self.response_started = True
+            self.resp_left = -2
+            headers.items = list(m[1])
+            self.down.send_whole(self, status, headers, body_len, body, m)
         self._release_upstream(keep_alive and self.request_done)
         self.response_done = True
         self._finish()

@@ -73,8 +73,11 @@ class Downstream:
     def send_head(self, stream, status: int, headers: Headers, body_len: int | None, end: bool) -> None: ...
     def send_data(self, stream, data: bytes) -> None: ...
     def send_end(self, stream, trailers: Headers | None) -> None: ...
-    def send_whole(self, stream, status: int, headers: Headers, body_len: int, body: bytes) -> None:
-        """send_head, send_data and send_end at once, for a body of known length."""
+    def send_whole(self, stream, status: int, headers: Headers, body_len: int, body: bytes,
+                   memo: list | None = None) -> None:
+        """send_head, send_data and send_end at once, for a body of known length. With
+        `memo` (a list whose slot 2 the downstream may fill), the same response head
+        comes again: the downstream may keep what it made of it there."""
     def flush(self) -> None:
         """Write out what send_head/send_data gathered (called after each upstream read)."""
     def send_continue(self, stream) -> None: ...
@@ -627,7 +630,7 @@ class HttpStream:
         self._send_upstream_head(body)
 
     def on_upstream_whole(self, conn, status: int, headers: Headers, keep_alive: bool,
-                          body_len: int, body: bytes) -> None:
+                          body_len: int, body: bytes, origin=None) -> None:
         """A whole response in one read: its head, body and end as separate events,
         each of which a step may act on."""
         conn.on_response(status, "", "1.1", headers, keep_alive, body_len)

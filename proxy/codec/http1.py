@@ -237,9 +237,11 @@ class ResponseSink:
     def on_response_end(self, trailers: Headers | None) -> None: ...
 
     def on_whole_response(self, status: int, version: str, headers: Headers, keep_alive: bool,
-                          body_len: int, body: bytes) -> None:
+                          body_len: int, body: bytes, origin=None) -> None:
         """A response whose head, whole Content-Length body and end came in one read
-        (remembered heads only); a sink may take it in one step."""
+        (remembered heads only); a sink may take it in one step. `origin` is the
+        codec's memory of that head: the same object each time the head comes again
+        while remembered, so a sink may key memories of its own on it (by identity)."""
         self.on_response(status, "", version, headers, keep_alive, body_len)
         if body_len:
             self.on_response_body(body)
@@ -281,7 +283,7 @@ class ResponseDecoder:
                     status, version, items, keep_alive, n = hit
                     self.chunked = False
                     self.sink.on_whole_response(status, version, Headers(list(items)), keep_alive, n,
-                                                data[end:] if n else b"")
+                                                data[end:] if n else b"", hit)
                     return
         try:
             self._parser.feed_data(data)

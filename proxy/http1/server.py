@@ -316,7 +316,21 @@ class Http1Server(asyncio.Protocol):
             self.out.append(encode_last_chunk(trailers))
         self.flush()
 
-    def send_whole(self, stream, status: int, headers: Headers, body_len: int, body: bytes) -> None:
+    def send_whole(self, stream, status: int, headers: Headers, body_len: int, body: bytes,
+                   memo: list | None = None) -> None:
+        if memo is not None and self.out is None and self.keep and stream.client_keep_alive \
+                and not self.worker.draining and not self.head_method and self.version == "1.1":
+            # a remembered response head (a 2xx-5xx but 204/304, with a length: the
+            # codec remembers no other) to a keep-alive HTTP/1.1 client: its encoding
+            # depends on nothing else, so it is made once and kept with the memo
+            head = memo[2]
+            if head is None:
+                self.send_head(stream, status, headers, body_len, False)
+                head = memo[2] = self.out[0]
+                self.out = None
+            self.chunked = False
+            write_batch.write(self.transport, head + body)
+            return
         self.send_head(stream, status, headers, body_len, False)
         out = self.out
         if out is not None and len(out) == 1 and not self.chunked and not self.head_method:

@@ -176,7 +176,8 @@ class H2Down:
             return self._broken()
         self.conn.flush()
 
-    def send_whole(self, stream, status: int, headers: Headers, body_len: int, body: bytes) -> None:
+    def send_whole(self, stream, status: int, headers: Headers, body_len: int, body: bytes,
+                   memo: list | None = None) -> None:
         self.send_head(stream, status, headers, body_len, False)
         self.send_data(stream, body)
         self.send_end(stream, None)

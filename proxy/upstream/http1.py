@@ -137,9 +137,9 @@ class UpstreamConnection(asyncio.Protocol):
         if s is not None:
             s.on_upstream_data(data)
 
-    def on_whole_response(self, status, version, headers, keep_alive, body_len, body) -> None:
+    def on_whole_response(self, status, version, headers, keep_alive, body_len, body, origin=None) -> None:
         # the stream decides whether it takes the three events in one step
-        self.stream.on_upstream_whole(self, status, headers, keep_alive, body_len, body)
+        self.stream.on_upstream_whole(self, status, headers, keep_alive, body_len, body, origin)
 
     def on_response_end(self, trailers) -> None:
         s, self.stream = self.stream, None

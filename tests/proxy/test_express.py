@@ -36,14 +36,14 @@ async def upstream(reader, writer):
 
 
 def watch_paths(monkeypatch) -> list:
-    """The class of each stream as its response head leaves (after any switch)."""
+    """The class of each stream as its response head arrives (after any switch)."""
     seen = []
-    orig = HttpStream._send_upstream_head
+    orig = HttpStream._head_arrived
 
-    def spy(self, body, whole=None):
+    def spy(self, status, headers):
         seen.append(type(self))
-        return orig(self, body, whole)
-    monkeypatch.setattr(HttpStream, "_send_upstream_head", spy)
+        return orig(self, status, headers)
+    monkeypatch.setattr(HttpStream, "_head_arrived", spy)
     return seen
 
 
@@ -111,19 +111,24 @@ def test_a_response_read_whole_is_taken_in_one_call_with_the_same_result(tmp_pat
     monkeypatch.setattr(ExpressStream, "on_upstream_whole", spy)
     workers = []
 
+    closing = b"GET /a HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+
     async def run():
         async with proxied(tmp_path, same_answer, "", workers) as port:
-            return await exchange(port, [GET, GET, GET])
+            return await exchange(port, [GET, GET, GET, closing])
     results = asyncio.run(run())
-    assert whole == [200, 200]          # the first response was parsed, not remembered
+    assert whole == [200, 200, 200]     # the first response was parsed, not remembered
     for status, headers, body, _ in results:
         assert (status, body) == (200, b"hello")
-        assert headers["content-length"] == "5" and "connection" not in headers
-    assert [r[1] for r in results[1:]] == [results[0][1]] * 2
+        assert headers["content-length"] == "5" and headers["server"] == "up"
+    # the second made the client's head, the third reused it: the same as parsed
+    assert [r[1] for r in results[1:3]] == [results[0][1]] * 2
+    # a client that closes gets its own head, not the remembered keep-alive one
+    assert "connection" not in results[0][1] and results[3][1]["connection"] == "close"
     dump = workers[0].stats.dump()
     counters = dump["counters"]
-    assert counters["http.l.downstream_rq_2xx"] == 3
-    assert counters["cluster.up.upstream_rq_2xx"] == 3
+    assert counters["http.l.downstream_rq_2xx"] == 4
+    assert counters["cluster.up.upstream_rq_2xx"] == 4
     assert dump["gauges"]["http.l.downstream_rq_active"] == 0
     assert dump["gauges"]["cluster.up.upstream_rq_active"] == 0
-    assert dump["histograms"]["cluster.up.upstream_rq_time"]["count"] == 3
+    assert dump["histograms"]["cluster.up.upstream_rq_time"]["count"] == 4
