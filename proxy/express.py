@@ -76,7 +76,8 @@ class ExpressStream(HttpStream):
         # it has no body or upgrade by the short path's own terms
         if self._attach(conn):
             ctx = self.ctx
-            conn.send(bodiless_request_head(ctx.request, ctx.source_address))
+            # (with no step, nothing but the request id was added since the decode)
+            conn.send(bodiless_request_head(ctx.request, ctx.source_address, self.origin))
 
     def on_upstream_head(self, status: int, headers, keep_alive: bool, body: int | None) -> None:
         # no retry policy and no response step: the head goes out as it came

@@ -125,7 +125,7 @@ class HttpStream:
         "upgrade", "tunnel_up", "up_keep_alive", "upstream_start", "retrying",
         "client_keep_alive", "paused_down", "wants_retry_5xx", "log_done", "rq_counted", "reused",
         "idle_mark", "idle_since", "route_timeout", "resp_left", "held", "held_body", "mirror_body",
-        "timeout_at", "req_held",
+        "timeout_at", "req_held", "origin",
     )
 
     def __init__(self, down, worker, listener, lstats, ctx: StreamContext, body: int | None,
@@ -177,6 +177,7 @@ class HttpStream:
         self.held_body = None
         self.mirror_body = None             # worker.MirrorBody collecting a copy for shadow clusters
         self.req_held = None     # request body events kept while a request body step is paused
+        self.origin = None       # the codec's memory of the request head, when it came from one
 
     # ------------------------------------------------------------------ decide
     def start(self) -> None:
@@ -1237,26 +1238,36 @@ def request_head(req, source: str, upgrade: bool, chunked: bool) -> bytes:
     return encode_request_head(req.method, req.path, out)
 
 
-def bodiless_request_head(req, source: str) -> bytes:
+def bodiless_request_head(req, source: str, origin=None) -> bytes:
     """request_head for a request without a body or upgrade. Clients repeat their
     requests but for the request id (which the proxy appends last when it makes one):
-    the rest is encoded once and remembered."""
+    the rest is encoded once and remembered. `origin`: the codec's memory of the head
+    `req` was decoded from, given only when nothing but the request id was added to
+    it since; what it encodes to is then also found by that memory's identity."""
     items = req.headers.items
     rid = items[-1] if items and items[-1][0] == b"x-request-id" else None
-    fields = items[:-1] if rid is not None else items
-    try:
-        key = (req.method, req.path, *fields)
-        hit = _UPSTREAM_HEADS.get(key)
-    except TypeError:       # a step left something unhashable: no memo
-        key = hit = None
+    hit = None
+    if origin is not None:
+        m = _BY_ORIGIN.get(id(origin))
+        if m is not None and m[0] is origin:
+            hit = m[1]
     if hit is None:
-        out, xff, listed = _request_fields(fields)
-        lines = [b"%s %s HTTP/1.1\r\n" % (req.method.encode("ascii"), req.path.encode("ascii"))]
-        lines += [b": ".join(kv) + b"\r\n" for kv in out]
-        # (what it may not keep: a request id the client's Connection names)
-        hit = (b"".join(lines), xff, not (listed and b"x-request-id" in listed))
-        if key is not None and len(key) <= _MEMO_FIELDS:
-            remember(_UPSTREAM_HEADS, _MEMO_ENTRIES, key, hit)
+        fields = items[:-1] if rid is not None else items
+        try:
+            key = (req.method, req.path, *fields)
+            hit = _UPSTREAM_HEADS.get(key)
+        except TypeError:       # a step left something unhashable: no memo
+            key = hit = None
+        if hit is None:
+            out, xff, listed = _request_fields(fields)
+            lines = [b"%s %s HTTP/1.1\r\n" % (req.method.encode("ascii"), req.path.encode("ascii"))]
+            lines += [b": ".join(kv) + b"\r\n" for kv in out]
+            # (what it may not keep: a request id the client's Connection names)
+            hit = (b"".join(lines), xff, not (listed and b"x-request-id" in listed))
+            if key is not None and len(key) <= _MEMO_FIELDS:
+                remember(_UPSTREAM_HEADS, _MEMO_ENTRIES, key, hit)
+        if origin is not None:
+            remember(_BY_ORIGIN, _MEMO_ENTRIES, id(origin), (origin, hit))
     prefix, xff, keeps_rid = hit
     addr = source.encode()
     return b"".join((prefix,
@@ -1290,6 +1301,8 @@ def _end_to_end(items) -> tuple:
 _KEPT: dict[tuple, tuple] = {}
 # request heads as they go upstream, but for the request id and forwarding headers
 _UPSTREAM_HEADS: dict[tuple, tuple] = {}
+# the same, by the identity of the codec's memory of the request head: (memory, entry)
+_BY_ORIGIN: dict[int, tuple] = {}
 _MEMO_ENTRIES = 64
 _MEMO_FIELDS = 16
 

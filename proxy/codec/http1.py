@@ -40,9 +40,10 @@ class RequestSink:
     def on_request_end(self, trailers: Headers | None) -> None: ...
 
     def on_bodiless_request(self, method: str, target: str, version: str, headers: Headers,
-                            keep_alive: bool) -> None:
+                            keep_alive: bool, origin=None) -> None:
         """A request that is its head alone (remembered heads only); a sink may take
-        it in one step."""
+        it in one step. `origin`: the codec's memory of that head, as for
+        ResponseSink.on_whole_response."""
         self.on_request(method, target, version, headers, keep_alive, 0, False)
         self.on_request_end(None)
 
@@ -83,7 +84,7 @@ class RequestDecoder:
                 # without a body: the same request again
                 method, target, version, items, keep_alive = hit
                 self.expect_continue = False
-                self.sink.on_bodiless_request(method, target, version, Headers(list(items)), keep_alive)
+                self.sink.on_bodiless_request(method, target, version, Headers(list(items)), keep_alive, hit)
                 return
             self._raw = data
         try:

@@ -168,9 +168,10 @@ class Http1Server(asyncio.Protocol):
         if len(q) > 1:
             self._pause(2)
 
-    def on_bodiless_request(self, method, target, version, headers, keep_alive) -> None:
+    def on_bodiless_request(self, method, target, version, headers, keep_alive, origin=None) -> None:
         self.on_request(method, target, version, headers, keep_alive, 0, False)
         s = self.parsing
+        s.origin = origin
         if s.__class__ is ExpressStream and not self.deferred and self.queue[0] is s:
             # on_request_end's usual case: a short-path request first in line starts now
             self.parsing = None

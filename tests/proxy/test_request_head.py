@@ -37,3 +37,21 @@ def test_the_remembered_head_is_the_general_one(items, scheme):
     assert (bodiless_request_head(RequestHead("GET", "/p?q=1", Headers(other), "1.1", scheme), "10.1.1.1")
             == request_head(RequestHead("GET", "/p?q=1", Headers(list(other)), "1.1", scheme), "10.1.1.1",
                             False, False))
+
+
+@pytest.mark.parametrize("items", CASES)
+def test_the_head_remembered_by_the_codecs_memory_is_the_general_one(items):
+    """What the codec decoded is `items` less a request id the proxy appended; the
+    proxy appends one only when the client sent none."""
+    stream._UPSTREAM_HEADS.clear()
+    stream._BY_ORIGIN.clear()
+    decoded = items[:-1] if items and items[-1][0] == b"x-request-id" else items
+    origin = ("the codec's memory of", tuple(decoded))
+    for rid, source in ((b"id-7", "127.0.0.9"), (b"id-8", "10.1.1.1"), (b"id-9", "127.0.0.9")):
+        fields = list(decoded)
+        if not any(k == b"x-request-id" for k, _ in fields):
+            fields.append((b"x-request-id", rid))
+        want = request_head(RequestHead("GET", "/p", Headers(list(fields)), "1.1"), source, False, False)
+        got = bodiless_request_head(RequestHead("GET", "/p", Headers(fields), "1.1"), source, origin)
+        assert got == want
+    assert list(stream._BY_ORIGIN.values())[0][0] is origin
