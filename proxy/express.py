@@ -13,13 +13,7 @@ outright.
 """
 from __future__ import annotations
 
-from .codec.memo import remember
-from .stream import HttpStream, _end_to_end, _pick_weighted, bodiless_request_head
-
-# what a remembered upstream response head (the codec's memo entry, by identity)
-# becomes: [entry, its end-to-end fields, the client head once a downstream makes it]
-_WHOLE: dict[int, list] = {}
-_WHOLE_ENTRIES = 64
+from .stream import HttpStream, _pick_weighted, bodiless_request_head
 
 
 class ExpressStream(HttpStream):
@@ -93,20 +87,8 @@ class ExpressStream(HttpStream):
         self.up_keep_alive = keep_alive
         self._head_arrived(status, headers)
         self.ctx.bytes_sent += body_len
-        if origin is None:
-            self._send_upstream_head(body_len, body)
-        else:
-            # a head the codec remembers: its end-to-end fields (and, once made, the
-            # client's head) are kept by the memo entry's identity. No response step
-            # and no retry here, so nothing else shapes the head.
-            m = _WHOLE.get(id(origin))
-            if m is None or m[0] is not origin:
-                m = [origin, _end_to_end(headers.items), None]
-                remember(_WHOLE, _WHOLE_ENTRIES, id(origin), m)
-            self.response_started = True
-            self.resp_left = -2
-            headers.items = list(m[1])
-            self.down.send_whole(self, status, headers, body_len, body, m)
+        # no response step could have changed the head: the codec's memory stands for it
+        self._send_upstream_head(body_len, body, origin)
         self._release_upstream(keep_alive and self.request_done)
         self.response_done = True
         self._finish()

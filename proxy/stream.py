@@ -693,9 +693,11 @@ class HttpStream:
         self._send_upstream_head(body)
         self._replay_response(held)
 
-    def _send_upstream_head(self, body: int | None, whole: bytes | None = None) -> None:
+    def _send_upstream_head(self, body: int | None, whole: bytes | None = None, origin=None) -> None:
         """The upstream's response head, as the response steps left it, to the client
-        (with `whole`: the body of `body` bytes too, and the end)."""
+        (with `whole`: the body of `body` bytes too, and the end). `origin`: the codec's
+        memory of the head, given only when no step can have changed it since; what
+        the head becomes is then kept by that memory's identity."""
         self.response_started = True
         response = self.ctx.response
         headers = response.headers
@@ -708,23 +710,31 @@ class HttpStream:
             # of filters); the response is then re-framed as chunked
             body = None
         got = headers.items
-        try:
-            key = tuple(got)
-            kept = _KEPT.get(key)
-        except TypeError:       # a step left something unhashable: no memo
-            key = kept = None
-        if kept is None:
-            kept = _end_to_end(got)
-            if key is not None and len(key) <= _MEMO_FIELDS:
-                remember(_KEPT, _MEMO_ENTRIES, key, kept)
+        memo = None
+        if origin is not None:
+            memo = _BY_RESPONSE_ORIGIN.get(id(origin))
+            if memo is None or memo[0] is not origin:
+                memo = remember(_BY_RESPONSE_ORIGIN, _MEMO_ENTRIES, id(origin), [origin, _end_to_end(got), None])
+            kept = memo[1]
+        else:
+            try:
+                key = tuple(got)
+                kept = _KEPT.get(key)
+            except TypeError:       # a step left something unhashable: no memo
+                key = kept = None
+            if kept is None:
+                kept = _end_to_end(got)
+                if key is not None and len(key) <= _MEMO_FIELDS:
+                    remember(_KEPT, _MEMO_ENTRIES, key, kept)
         items = list(kept)
         if self.attempts > 1 and self.action is not None and self.action.retry is not None:
             items.append((b"x-envoy-attempt-count", str(self.attempts).encode()))
+            memo = None         # a head of this attempt's own
         headers.items = items
         if whole is None:
             self.down.send_head(self, response.status, headers, body, False)
         else:
-            self.down.send_whole(self, response.status, headers, body, whole)
+            self.down.send_whole(self, response.status, headers, body, whole, memo)
 
     def _retriable_status(self, status: int, retry) -> bool:
         on = retry.retry_on
@@ -1303,6 +1313,9 @@ _KEPT: dict[tuple, tuple] = {}
 _UPSTREAM_HEADS: dict[tuple, tuple] = {}
 # the same, by the identity of the codec's memory of the request head: (memory, entry)
 _BY_ORIGIN: dict[int, tuple] = {}
+# by the identity of the codec's memory of a response head: [memory, its end-to-end
+# fields, what the downstream made of them (send_whole's memo)]
+_BY_RESPONSE_ORIGIN: dict[int, list] = {}
 _MEMO_ENTRIES = 64
 _MEMO_FIELDS = 16
 

@@ -170,13 +170,7 @@ class Http1Server(asyncio.Protocol):
 
     def on_bodiless_request(self, method, target, version, headers, keep_alive, origin=None) -> None:
         self.on_request(method, target, version, headers, keep_alive, 0, False)
-        s = self.parsing
-        s.origin = origin
-        if s.__class__ is ExpressStream and not self.deferred and self.queue[0] is s:
-            # on_request_end's usual case: a short-path request first in line starts now
-            self.parsing = None
-            self._begin(s)
-            return
+        self.parsing.origin = origin
         self.on_request_end(None)
 
     def on_request_body(self, data: bytes) -> None:
@@ -244,18 +238,24 @@ class Http1Server(asyncio.Protocol):
         self._arm_idle()
 
     # ---------------------------------------------------------------- Downstream
-    def send_head(self, stream, status: int, headers: Headers, body_len, end: bool) -> None:
+    def send_head(self, stream, status: int, headers: Headers, body_len, end: bool,
+                  memo: list | None = None) -> None:
         keep = self.keep and stream.client_keep_alive and not self.worker.draining
         # the usual head (keep-alive HTTP/1.1, a length, a body) is remembered: an
-        # upstream repeats its heads until the Date changes
+        # upstream repeats its heads until the Date changes. With a `memo` (see
+        # Downstream.send_whole) it is kept there, else by its fields.
+        usual = keep and body_len is not None and status >= 200 and not self.head_method \
+            and status not in _NO_BODY_STATUS and self.version == "1.1"
         key = None
-        if keep and body_len is not None and status >= 200 and not self.head_method \
-                and status not in _NO_BODY_STATUS and self.version == "1.1":
-            try:
-                key = (status, body_len, *headers.items)
-                head = _HEADS.get(key)
-            except TypeError:       # a step left something unhashable: no memo
-                key = head = None
+        if usual:
+            if memo is not None:
+                head = memo[2]
+            else:
+                try:
+                    key = (status, body_len, *headers.items)
+                    head = _HEADS.get(key)
+                except TypeError:       # a step left something unhashable: no memo
+                    key = head = None
             if head is not None:
                 self.chunked = False
                 self.out = [head]
@@ -292,7 +292,9 @@ class Http1Server(asyncio.Protocol):
         self.chunked = chunked
         lines.append(b"")      # the empty line that ends the head
         head = status_line(status) + b"\r\n".join(lines) + b"\r\n"
-        if key is not None and len(key) <= _HEADS_FIELDS:
+        if usual and memo is not None:
+            memo[2] = head
+        elif key is not None and len(key) <= _HEADS_FIELDS:
             remember(_HEADS, _HEADS_ENTRIES, key, head)
         if status == 101:
             write_batch.write(self.transport, head)
@@ -319,20 +321,7 @@ class Http1Server(asyncio.Protocol):
 
     def send_whole(self, stream, status: int, headers: Headers, body_len: int, body: bytes,
                    memo: list | None = None) -> None:
-        if memo is not None and self.out is None and self.keep and stream.client_keep_alive \
-                and not self.worker.draining and not self.head_method and self.version == "1.1":
-            # a remembered response head (a 2xx-5xx but 204/304, with a length: the
-            # codec remembers no other) to a keep-alive HTTP/1.1 client: its encoding
-            # depends on nothing else, so it is made once and kept with the memo
-            head = memo[2]
-            if head is None:
-                self.send_head(stream, status, headers, body_len, False)
-                head = memo[2] = self.out[0]
-                self.out = None
-            self.chunked = False
-            write_batch.write(self.transport, head + body)
-            return
-        self.send_head(stream, status, headers, body_len, False)
+        self.send_head(stream, status, headers, body_len, False, memo)
         out = self.out
         if out is not None and len(out) == 1 and not self.chunked and not self.head_method:
             # the usual answer: the head just made, then the body, in one write
