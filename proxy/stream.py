@@ -1250,41 +1250,69 @@ def request_head(req, source: str, upgrade: bool, chunked: bool) -> bytes:
 
 def bodiless_request_head(req, source: str, origin=None) -> bytes:
     """request_head for a request without a body or upgrade. Clients repeat their
-    requests but for the request id (which the proxy appends last when it makes one):
-    the rest is encoded once and remembered. `origin`: the codec's memory of the head
-    `req` was decoded from, given only when nothing but the request id was added to
-    it since; what it encodes to is then also found by that memory's identity."""
+    requests but for the request id: the rest is encoded once and remembered, with
+    the id's place in it. The id is most often the last field (the proxy appends its
+    own), but a client's own, or a header a step added after it, leaves it elsewhere;
+    keyed by its place, such requests are remembered too. `origin`: the codec's
+    memory of the head `req` was decoded from, given only when nothing but the
+    request id was added to it since; what it encodes to is then also found by that
+    memory's identity."""
     items = req.headers.items
-    rid = items[-1] if items and items[-1][0] == b"x-request-id" else None
+    at = last = len(items) - 1
+    if at >= 0 and items[at][0] != b"x-request-id":
+        at -= 1
+        while at >= 0 and items[at][0] != b"x-request-id":
+            at -= 1
     hit = None
     if origin is not None:
         m = _BY_ORIGIN.get(id(origin))
         if m is not None and m[0] is origin:
             hit = m[1]
     if hit is None:
-        fields = items[:-1] if rid is not None else items
         try:
-            key = (req.method, req.path, *fields)
+            if at == last:
+                key = (req.method, req.path, at, *items[:at])
+            elif at >= 0:
+                key = (req.method, req.path, at, *items[:at], *items[at + 1:])
+            else:
+                key = (req.method, req.path, at, *items)
             hit = _UPSTREAM_HEADS.get(key)
         except TypeError:       # a step left something unhashable: no memo
             key = hit = None
         if hit is None:
-            out, xff, listed = _request_fields(fields)
-            lines = [b"%s %s HTTP/1.1\r\n" % (req.method.encode("ascii"), req.path.encode("ascii"))]
-            lines += [b": ".join(kv) + b"\r\n" for kv in out]
-            # (what it may not keep: a request id the client's Connection names)
-            hit = (b"".join(lines), xff, not (listed and b"x-request-id" in listed))
-            if key is not None and len(key) <= _MEMO_FIELDS:
+            hit = _bodiless_parts(req, items, at)
+            if key is not None and len(key) <= _MEMO_FIELDS + 1:
                 remember(_UPSTREAM_HEADS, _MEMO_ENTRIES, key, hit)
         if origin is not None:
             remember(_BY_ORIGIN, _MEMO_ENTRIES, id(origin), (origin, hit))
-    prefix, xff, keeps_rid = hit
+    before, after, xff = hit
     addr = source.encode()
-    return b"".join((prefix,
-                     b"x-request-id: " + rid[1] + b"\r\n" if rid is not None and keeps_rid else b"",
+    return b"".join((before,
+                     b"x-request-id: " + items[at][1] + b"\r\n" + after if after is not None else b"",
                      b"x-forwarded-for: ", xff + b", " + addr if xff else addr,
                      b"\r\nx-forwarded-proto: https\r\n\r\n" if req.scheme == "https"
                      else b"\r\nx-forwarded-proto: http\r\n\r\n"))
+
+
+# where the request id stands among the fields of a head being remembered
+_RID_MARK = (b"x-request-id", None)
+
+
+def _bodiless_parts(req, items, at: int) -> tuple[bytes, bytes | None, bytes | None]:
+    """(the start line and the fields before the request id, encoded; those after it,
+    or None when no request id goes upstream; the X-Forwarded-For the request came
+    with) for the request id at `at` (-1: none)."""
+    if at >= 0:
+        items = list(items)
+        items[at] = _RID_MARK
+    out, xff, _ = _request_fields(items)
+    start = b"%s %s HTTP/1.1\r\n" % (req.method.encode("ascii"), req.path.encode("ascii"))
+    for j, kv in enumerate(out):
+        if kv is _RID_MARK:
+            return (b"".join([start, *[b": ".join(f) + b"\r\n" for f in out[:j]]]),
+                    b"".join([b": ".join(f) + b"\r\n" for f in out[j + 1:]]), xff)
+    # no request id, or one the client's Connection names (it may not keep it)
+    return b"".join([start, *[b": ".join(f) + b"\r\n" for f in out]]), None, xff
 
 
 def _end_to_end(items) -> tuple:

@@ -17,6 +17,8 @@ CASES = [
     [(b"host", b"a"), (b"connection", b"keep-alive, x-secret"), (b"x-secret", b"1"),
      (b"te", b"trailers"), (b"x-request-id", b"id-4")],
     [(b"host", b"a"), (b"connection", b"x-request-id"), (b"x-request-id", b"id-5")],
+    [(b"host", b"a"), (b"x-request-id", b"id-6"), (b"x-added", b"by a step")],   # a step's, after it
+    [(b"host", b"a"), (b"connection", b"x-request-id"), (b"x-request-id", b"id-7"), (b"x-added", b"1")],
     [(b"host", b"a")],
     [],
 ]
@@ -55,3 +57,12 @@ def test_the_head_remembered_by_the_codecs_memory_is_the_general_one(items):
         got = bodiless_request_head(RequestHead("GET", "/p", Headers(fields), "1.1"), source, origin)
         assert got == want
     assert list(stream._BY_ORIGIN.values())[0][0] is origin
+
+
+def test_a_header_added_after_the_request_id_still_finds_the_head_in_memory():
+    stream._UPSTREAM_HEADS.clear()
+    for rid in (b"id-1", b"id-2", b"id-3"):
+        fields = [(b"host", b"a"), (b"x-request-id", rid), (b"x-added", b"v")]
+        want = request_head(RequestHead("GET", "/", Headers(list(fields)), "1.1"), "127.0.0.9", False, False)
+        assert bodiless_request_head(RequestHead("GET", "/", Headers(fields), "1.1"), "127.0.0.9") == want
+    assert len(stream._UPSTREAM_HEADS) == 1
