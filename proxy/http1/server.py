@@ -157,12 +157,13 @@ class Http1Server(asyncio.Protocol):
         dec = self.decoder
         expect = dec.expect_continue
         # a request with no body and no step on its listener may take the short path
-        express = body == 0 and not is_upgrade and not expect and not listener.pipeline.request
+        bodiless = body == 0 and not is_upgrade and not expect
+        express = bodiless and not listener.pipeline.request
         stream = (ExpressStream if express else HttpStream)(self, w, listener, self.lstats, ctx, body,
                                                             keep_alive, is_upgrade, expect)
         self.parsing = stream
         q = self.queue
-        if q or not express:
+        if q or not bodiless:
             self.deferred[stream] = []        # until data_received sees the read parse cleanly
         q.append(stream)
         if len(q) > 1:
@@ -192,8 +193,8 @@ class Http1Server(asyncio.Protocol):
         elif s in self.deferred:
             self.deferred[s].append(("end", trailers))
         else:
-            # a short-path request first in line: its head was all of it, and it
-            # parsed cleanly, so it starts now
+            # a bodiless request first in line: its head was all of it, and it parsed
+            # cleanly, so it starts now (with no body, its end has nothing to deliver)
             self._begin(s)
 
     def _start(self, stream: HttpStream) -> None:
