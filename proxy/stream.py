@@ -632,8 +632,42 @@ class HttpStream:
 
     def on_upstream_whole(self, conn, status: int, headers: Headers, keep_alive: bool,
                           body_len: int, body: bytes, origin=None) -> None:
-        """A whole response in one read: its head, body and end as separate events,
-        each of which a step may act on."""
+        """A whole response in one read. Its steps see the head, the body (one chunk
+        carrying end_stream) and the end as they would as three events; while none
+        pauses or answers, and no retry, per-try timer or upgrade may act on it,
+        they are run here rather than relayed one by one through the connection."""
+        if (self.wants_retry_5xx or self.retrying or self.try_timer is not None or self.upgrade
+                or self.held is not None or self.response_started):
+            return self._three_events(conn, status, headers, keep_alive, body_len, body)
+        self.up_keep_alive = keep_alive
+        self._head_arrived(status, headers)
+        self.body_buf = None
+        if self.chain.response and not self._response_steps(0, body_len):
+            # a step answered (the upstream is let go, so the rest is dropped) or
+            # paused (the rest waits with the head)
+            if body_len:
+                conn.on_response_body(body)
+            conn.on_response_end(None)
+            return
+        self._send_upstream_head(body_len)
+        if body_len:
+            steps = self.resp_body_steps
+            if steps:
+                self.resp_left = -2
+                body = self._body_steps(steps, body, True, self._hold_response_body)
+                if self.held is not None:
+                    conn.on_response_end(None)      # the end waits behind the chunk
+                    return
+            if body:
+                self._deliver(body)
+        # what the connection's end of response and on_upstream_end do for it
+        conn.stream = None
+        self._release_upstream(keep_alive and self.request_done)
+        self._response_complete(None)
+
+    @staticmethod
+    def _three_events(conn, status: int, headers: Headers, keep_alive: bool, body_len: int,
+                      body: bytes) -> None:
         conn.on_response(status, "", "1.1", headers, keep_alive, body_len)
         if body_len:
             conn.on_response_body(body)

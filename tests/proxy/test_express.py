@@ -3,10 +3,13 @@ answered by ExpressStream; anything else (a body, a step in any phase, gRPC) is
 HttpStream's, with the same result on the wire. Real sockets, in process."""
 import asyncio
 
+import pytest
+
 from mosnx.proxy.codec import http1
 from mosnx.proxy.express import ExpressStream
 from mosnx.proxy.stream import HttpStream
 from mosnx.runtime import HttpFilter, register_filter
+from mosnx.runtime.actions import Pause
 
 from .inproc import proxied, read_head, read_response
 
@@ -132,3 +135,87 @@ def test_a_response_read_whole_is_taken_in_one_call_with_the_same_result(tmp_pat
     assert dump["gauges"]["http.l.downstream_rq_active"] == 0
     assert dump["gauges"]["cluster.up.upstream_rq_active"] == 0
     assert dump["histograms"]["cluster.up.upstream_rq_time"]["count"] == 4
+
+
+class Record(HttpFilter):
+    """Response steps that change the head and the body (at once, or after a pause),
+    and write down what each step was given."""
+    name = "record"
+
+    def __init__(self, pause: bool):
+        self.pause = pause
+        self.seen = []
+
+    def on_response(self, ctx):
+        self.seen.append(("head", ctx.response.status))
+        ctx.response.headers.set("x-stepped", "1")
+
+    def on_response_body(self, ctx, data, end_stream):
+        self.seen.append(("body", data, end_stream))
+        if self.pause:
+            async def later():
+                await asyncio.sleep(0.01)
+                return data.upper()
+            return Pause(later())
+        return data.upper()
+
+    def on_log(self, ctx):
+        self.seen.append(("log", ctx.response.status))
+
+
+async def split_answer(reader, writer):
+    """same_answer's response, its body written apart, so the codec never reads it whole."""
+    try:
+        while True:
+            await read_head(reader)
+            writer.write(b"HTTP/1.1 200 OK\r\nServer: up\r\nConnection: keep-alive\r\n"
+                         b"Content-Length: 5\r\n\r\n")
+            await writer.drain()
+            await asyncio.sleep(0.02)
+            writer.write(b"hello")
+            await writer.drain()
+    except (asyncio.IncompleteReadError, ConnectionError):
+        pass
+
+
+@pytest.mark.parametrize("pause", [False, True])
+def test_a_response_read_whole_meets_the_steps_as_one_read_in_parts_does(tmp_path, monkeypatch, pause):
+    """HttpStream takes a whole response in one call too: its steps must see the same
+    calls, and the client get the same answer, as when head and body come apart."""
+    relayed = []
+    orig = HttpStream._three_events
+
+    def spy(*args):
+        relayed.append(args[1])
+        return orig(*args)
+    monkeypatch.setattr(HttpStream, "_three_events", staticmethod(spy))
+    whole = []
+    orig_whole = HttpStream.on_upstream_whole
+
+    def spy_whole(self, *args):
+        whole.append(handle.__name__)
+        return orig_whole(self, *args)
+    monkeypatch.setattr(HttpStream, "on_upstream_whole", spy_whole)
+    outcomes = []
+    for handle in (split_answer, same_answer):
+        http1._RESPONSES.clear()
+        f = Record(pause)
+        register_filter("test_record", lambda name, cfg, ctx, f=f: f)
+        workers = []
+
+        async def run():
+            async with proxied(tmp_path, handle, "{test_record: {}}", workers) as port:
+                return await exchange(port, [GET, GET, GET])
+        results = asyncio.run(run())
+        answers = [(s, {k: v for k, v in h.items() if k not in ("date", "x-request-id")}, b)
+                   for s, h, b, _ in results]
+        gauges = workers[0].stats.dump()["gauges"]
+        outcomes.append((answers, f.seen, gauges["http.l.downstream_rq_active"],
+                         gauges["cluster.up.upstream_rq_active"]))
+    # the first answer is parsed; the next two are read whole, and taken in one call
+    assert whole == ["same_answer"] * 2 and relayed == []
+    assert outcomes[0] == outcomes[1]
+    answers, seen, active, up_active = outcomes[1]
+    assert answers == [(200, {"server": "up", "x-stepped": "1", "content-length": "5"}, b"HELLO")] * 3
+    assert seen == [("head", 200), ("body", b"hello", True), ("log", 200)] * 3
+    assert (active, up_active) == (0, 0)
