@@ -317,7 +317,8 @@ class HttpStream:
         if cluster is None:
             return self.fail(503, "cluster_not_found")
         self.cluster = cluster
-        self._rewrite(action)
+        if action.rewrites:
+            self._rewrite(action)
         steps = self.chain.upstream_request
         if not steps or self._run(steps, 0, self._go_upstream):
             self._go_upstream()
@@ -390,9 +391,15 @@ class HttpStream:
             self.on_pool_ready(conn)
 
     def on_pool_ready(self, conn) -> None:
+        retry = self.action.retry
+        if retry is None and self.request_body == 0 and not self.upgrade:
+            # nothing to frame, replay or time per try: the head is the request
+            if self._attach(conn):
+                ctx = self.ctx
+                conn.send(bodiless_request_head(ctx.request, ctx.source_address))
+            return
         if not self._attach(conn):
             return
-        retry = self.action.retry
         if retry is not None and retry.per_try_timeout:
             self.try_timer = self.worker.loop.call_later(retry.per_try_timeout, self._on_try_timeout)
         head = self._upstream_head()

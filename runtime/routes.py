@@ -8,7 +8,7 @@ Every route's guard is a compiled predicate; nothing here walks an AST.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
 from .context import StreamContext
@@ -57,12 +57,16 @@ class RouteAction:
     host_rewrite: str | None = None
     mirrors: tuple[MirrorPolicy, ...] = ()
     hash_key: str | None = None           # attribute reference for consistent hashing
+    # whether any rewrite applies: known once, so a request without one looks once
+    rewrites: bool = field(init=False, repr=False, compare=False, default=False)
 
     def __post_init__(self) -> None:
         if (self.cluster is None) == (not self.weighted_clusters):
             raise ValueError("a route action names a cluster or a weighted split, exactly one")
         if self.weighted_clusters and sum(w for _, w in self.weighted_clusters) <= 0:
             raise ValueError("weighted split needs a positive total weight")
+        object.__setattr__(self, "rewrites", self.prefix_rewrite is not None or self.regex_rewrite is not None
+                           or self.host_rewrite is not None)
 
     def clusters(self) -> list[str]:
         return [self.cluster] if self.cluster else [c for c, _ in self.weighted_clusters]
