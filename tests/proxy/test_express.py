@@ -91,16 +91,31 @@ def test_a_step_in_any_phase_keeps_a_request_off_the_short_path(tmp_path, monkey
     assert seen == [HttpStream, HttpStream]
 
 
-async def same_answer(reader, writer):
-    """One fixed response, written at once: the codec reads it whole from the second on."""
-    try:
-        while True:
-            await read_head(reader)
-            writer.write(b"HTTP/1.1 200 OK\r\nServer: up\r\nConnection: keep-alive\r\n"
-                         b"Content-Length: 5\r\n\r\nhello")
-            await writer.drain()
-    except (asyncio.IncompleteReadError, ConnectionError):
-        pass
+ANSWER = b"HTTP/1.1 200 OK\r\nServer: up\r\nConnection: keep-alive\r\nContent-Length: 5\r\n\r\n"
+
+
+def fixed_answer(apart: bool):
+    """An upstream giving one fixed response: written at once, so the codec reads it
+    whole from the second on, or with its body written `apart`, so it never does."""
+    async def answer(reader, writer):
+        try:
+            while True:
+                await read_head(reader)
+                if apart:
+                    writer.write(ANSWER)
+                    await writer.drain()
+                    await asyncio.sleep(0.02)
+                    writer.write(b"hello")
+                else:
+                    writer.write(ANSWER + b"hello")
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+    return answer
+
+
+same_answer = fixed_answer(apart=False)
+split_answer = fixed_answer(apart=True)
 
 
 def test_a_response_read_whole_is_taken_in_one_call_with_the_same_result(tmp_path, monkeypatch):
@@ -163,21 +178,6 @@ class Record(HttpFilter):
         self.seen.append(("log", ctx.response.status))
 
 
-async def split_answer(reader, writer):
-    """same_answer's response, its body written apart, so the codec never reads it whole."""
-    try:
-        while True:
-            await read_head(reader)
-            writer.write(b"HTTP/1.1 200 OK\r\nServer: up\r\nConnection: keep-alive\r\n"
-                         b"Content-Length: 5\r\n\r\n")
-            await writer.drain()
-            await asyncio.sleep(0.02)
-            writer.write(b"hello")
-            await writer.drain()
-    except (asyncio.IncompleteReadError, ConnectionError):
-        pass
-
-
 @pytest.mark.parametrize("pause", [False, True])
 def test_a_response_read_whole_meets_the_steps_as_one_read_in_parts_does(tmp_path, monkeypatch, pause):
     """HttpStream takes a whole response in one call too: its steps must see the same
@@ -193,7 +193,7 @@ def test_a_response_read_whole_meets_the_steps_as_one_read_in_parts_does(tmp_pat
     orig_whole = HttpStream.on_upstream_whole
 
     def spy_whole(self, *args):
-        whole.append(handle.__name__)
+        whole.append(handle)
         return orig_whole(self, *args)
     monkeypatch.setattr(HttpStream, "on_upstream_whole", spy_whole)
     outcomes = []
@@ -213,7 +213,7 @@ def test_a_response_read_whole_meets_the_steps_as_one_read_in_parts_does(tmp_pat
         outcomes.append((answers, f.seen, gauges["http.l.downstream_rq_active"],
                          gauges["cluster.up.upstream_rq_active"]))
     # the first answer is parsed; the next two are read whole, and taken in one call
-    assert whole == ["same_answer"] * 2 and relayed == []
+    assert whole == [same_answer] * 2 and relayed == []
     assert outcomes[0] == outcomes[1]
     answers, seen, active, up_active = outcomes[1]
     assert answers == [(200, {"server": "up", "x-stepped": "1", "content-length": "5"}, b"HELLO")] * 3
