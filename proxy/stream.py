@@ -657,6 +657,8 @@ class HttpStream:
             conn.on_response_end(None)
             return
         self._send_upstream_head(body_len)
+        if self.up is not conn:
+            return      # the stream let go of the connection meanwhile: the rest is dropped
         if body_len:
             steps = self.resp_body_steps
             if steps:
