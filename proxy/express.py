@@ -13,7 +13,7 @@ outright.
 """
 from __future__ import annotations
 
-from .stream import HttpStream, _pick_weighted, bodiless_request_head
+from .stream import HttpStream, _pick_weighted, bodiless_request_head, upstream_fields
 
 
 class ExpressStream(HttpStream):
@@ -70,8 +70,11 @@ class ExpressStream(HttpStream):
         # it has no body or upgrade by the short path's own terms
         if self._attach(conn):
             ctx = self.ctx
-            # (with no step, nothing but the request id was added since the decode)
-            conn.send(bodiless_request_head(ctx.request, ctx.source_address, self.origin))
+            if conn.structured:
+                conn.send_request(ctx.request, upstream_fields(ctx.request, ctx.source_address), 0)
+            else:
+                # (with no step, nothing but the request id was added since the decode)
+                conn.send(bodiless_request_head(ctx.request, ctx.source_address, self.origin))
 
     def on_upstream_head(self, status: int, headers, keep_alive: bool, body: int | None) -> None:
         # no retry policy and no response step: the head goes out as it came

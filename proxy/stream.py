@@ -396,22 +396,27 @@ class HttpStream:
             # nothing to frame, replay or time per try: the head is the request
             if self._attach(conn):
                 ctx = self.ctx
-                conn.send(bodiless_request_head(ctx.request, ctx.source_address))
+                if conn.structured:
+                    conn.send_request(ctx.request, upstream_fields(ctx.request, ctx.source_address), 0)
+                else:
+                    conn.send(bodiless_request_head(ctx.request, ctx.source_address))
             return
         if not self._attach(conn):
             return
         if retry is not None and retry.per_try_timeout:
             self.try_timer = self.worker.loop.call_later(retry.per_try_timeout, self._on_try_timeout)
-        head = self._upstream_head()
         buf = self.body_buf
-        data = head + b"".join([self._frame(c) for c in buf]) if buf else head
+        if conn.structured and not self.upgrade:
+            self._send_request_to(conn, buf)
+        else:
+            head = self._upstream_head()
+            data = head + b"".join([self._frame(c) for c in buf]) if buf else head
+            if self.request_done and self.req_chunked:
+                data += encode_last_chunk(self.req_trailers)
+            conn.send(data)
         if self.action.retry is None or not self.replayable:
             self.body_buf = None      # nothing to replay: later chunks go straight through
             self.body_bytes = 0
-        if self.request_done:
-            if self.req_chunked:
-                data += encode_last_chunk(self.req_trailers)
-        conn.send(data)
         if self.paused_down and not conn.paused:
             self.paused_down = False
             self.down.resume_body(self)
@@ -443,12 +448,30 @@ class HttpStream:
     def _upstream_head(self) -> bytes:
         ctx = self.ctx
         req = ctx.request
-        if not self.req_chunked and self.request_body and not req.headers.has(b"content-length"):
-            # a filter removed Content-Length to resize the body: frame it chunked
-            self.req_chunked = True
+        self._check_length()
         if self.upgrade or self.req_chunked or self.request_body:
             return request_head(req, ctx.source_address, self.upgrade, self.req_chunked)
         return bodiless_request_head(req, ctx.source_address)
+
+    def _check_length(self) -> None:
+        if not self.req_chunked and self.request_body and not self.ctx.request.headers.has(b"content-length"):
+            # a filter removed Content-Length to resize the body: its length is unknown
+            # (HTTP/1.1 frames it chunked)
+            self.req_chunked = True
+
+    def _send_request_to(self, conn, buf) -> None:
+        """The request so far to an upstream that takes it as fields and chunks (HTTP/2)
+        rather than HTTP/1.1 bytes: the head, the body read so far, and its end if
+        it came."""
+        ctx = self.ctx
+        self._check_length()
+        conn.send_request(ctx.request, upstream_fields(ctx.request, ctx.source_address),
+                          None if self.req_chunked else self.request_body)
+        if buf:
+            for c in buf:
+                conn.send_body(c)
+        if self.request_done:
+            conn.send_end(self.req_trailers)
 
     # request body from downstream
     def on_request_body(self, data: bytes) -> None:
@@ -479,20 +502,26 @@ class HttpStream:
                 buf.append(data)
                 self.body_bytes += len(data)
                 if self.up is not None:
-                    self.up.send(self._frame(data))
+                    self._body_to(self.up, data)
                     return
                 self._check_buffer_pressure()
                 return
             self.replayable = False
         up = self.up
         if up is not None:
-            up.send(self._frame(data))
+            self._body_to(up, data)
             return
         if buf is None:
             self.body_buf = buf = []
         buf.append(data)
         self.body_bytes += len(data)
         self._check_buffer_pressure()
+
+    def _body_to(self, up, data: bytes) -> None:
+        if up.structured and not self.upgrade:
+            up.send_body(data)
+        else:
+            up.send(self._frame(data))
 
     def _check_buffer_pressure(self) -> None:
         if self.body_bytes > self.listener.config.limits.write_high_water and not self.paused_down:
@@ -535,8 +564,12 @@ class HttpStream:
         if (self.route_timeout and self.timer is None and not self.timeout_at and self.alive
                 and not self.response_started):
             self._arm_timeout(self.route_timeout)
-        if self.up is not None and self.req_chunked:
-            self.up.send(encode_last_chunk(trailers))
+        up = self.up
+        if up is not None:
+            if up.structured and not self.upgrade:
+                up.send_end(trailers)
+            elif self.req_chunked:
+                up.send(encode_last_chunk(trailers))
         if self.mirror_body is not None:
             mb, self.mirror_body = self.mirror_body, None
             mb.send()
@@ -1275,12 +1308,19 @@ def _request_fields(items) -> tuple[list, bytes | None, set | None]:
     return out, xff, conn_tokens
 
 
-def request_head(req, source: str, upgrade: bool, chunked: bool) -> bytes:
-    """The HTTP/1.1 head that goes upstream for `req`."""
+def upstream_fields(req, source: str) -> list:
+    """The fields `req` carries upstream, framing aside: its end-to-end fields, then
+    X-Forwarded-For (with `source`) and X-Forwarded-Proto."""
     out, xff, _ = _request_fields(req.headers.items)
     addr = source.encode()
     out.append((b"x-forwarded-for", xff + b", " + addr if xff else addr))
     out.append((b"x-forwarded-proto", b"https" if req.scheme == "https" else b"http"))
+    return out
+
+
+def request_head(req, source: str, upgrade: bool, chunked: bool) -> bytes:
+    """The HTTP/1.1 head that goes upstream for `req`."""
+    out = upstream_fields(req, source)
     if upgrade:
         up = req.headers.getb(b"upgrade")
         if up is not None:

@@ -15,6 +15,7 @@ from ..sockets import set_nodelay
 class UpstreamConnection(asyncio.Protocol):
     __slots__ = ("pool", "transport", "decoder", "stream", "closed", "requests",
                  "idle_since", "tunnel", "paused", "_resp_framing_close", "got_bytes")
+    structured = False      # takes the request as HTTP/1.1 bytes (send)
 
     def __init__(self, pool):
         self.pool = pool

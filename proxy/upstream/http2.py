@@ -6,10 +6,10 @@ Invariants:
   the cluster's max_concurrent_streams) streams; the pool opens another connection
   (under the cluster's max_connections) when every one is full, and queues the
   stream otherwise (under max_pending_requests).
-- The stream speaks HTTP/1.1 message bytes to its `up` (head, body framed as it
-  would be on HTTP/1.1, last chunk with trailers); the handle decodes them with the
-  HTTP/1.1 codec and sends HEADERS/DATA/trailers. One code path in the stream
-  serves both upstream protocols.
+- The stream hands its `up` the request as fields, body chunks and an end
+  (send_request/send_body/send_end: `structured`), which become HEADERS/DATA/
+  trailers; nothing is encoded as HTTP/1.1 only to be decoded again. An upgrade
+  request alone still comes as HTTP/1.1 bytes (send), through the HTTP/1.1 codec.
 - Response DATA is acknowledged to the endpoint only while the stream's downstream
   takes it (pause_reading holds that stream's window, not the connection).
 - Releasing a handle ends its stream only; a connection closes when the endpoint
@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+
+from mosnx.runtime.headers import Headers
 
 from ..codec.http1 import ParseError, RequestDecoder, RequestSink
 from ..codec.http2 import H2HeadError, request_block, response_from_block, trailer_block, trailers_from_block
@@ -431,7 +433,12 @@ class H2UpstreamConnection(asyncio.Protocol):
 
 
 class H2UpStream(RequestSink):
-    """One request on an HTTP/2 connection, as the stream sees its upstream."""
+    """One request on an HTTP/2 connection, as the stream sees its upstream.
+
+    The stream hands it the request as fields and body chunks (send_request,
+    send_body, send_end), which become frames. Only an upgrade request still comes
+    as HTTP/1.1 bytes (send), decoded back into the same calls."""
+    structured = True
 
     __slots__ = ("conn", "pool", "stream", "sid", "paused", "requests", "closed", "decoder",
                  "body_len", "local_closed", "remote_closed", "pending", "end_pending",
@@ -447,7 +454,7 @@ class H2UpStream(RequestSink):
         # no HTTP/2 counterpart: a refused stream is retried by the route's retry policy
         self.requests = 1
         self.closed = False
-        self.decoder = RequestDecoder(self, 1 << 30)
+        self.decoder = None         # for HTTP/1.1 bytes, made on first use
         self.body_len = None
         self.local_closed = False
         self.remote_closed = False
@@ -464,11 +471,35 @@ class H2UpStream(RequestSink):
     def expect_head(self) -> None:
         """HEAD needs nothing here: HTTP/2 ends a bodiless response with END_STREAM."""
 
-    def send(self, data: bytes) -> None:
+    def send_request(self, req, fields: list, body_len: int | None) -> None:
+        """The request head: `fields` as they go upstream (framing aside); `body_len`
+        None for a body of unknown length, 0 for none."""
+        self._framed(self.on_request, req.method, req.path, "1.1", Headers(fields), True, body_len, False)
+
+    def send_body(self, data: bytes) -> None:
+        self._framed(self.on_request_body, data)
+
+    def send_end(self, trailers) -> None:
+        self._framed(self.on_request_end, trailers)
+
+    def _framed(self, fn, *args) -> None:
         if self.closed or self.local_closed:
             return
         try:
-            self.decoder.feed(data)
+            fn(*args)
+        except StreamGone:
+            self._gone()
+            return
+        self.conn.flush()
+
+    def send(self, data: bytes) -> None:
+        if self.closed or self.local_closed:
+            return
+        dec = self.decoder
+        if dec is None:
+            dec = self.decoder = RequestDecoder(self, 1 << 30)
+        try:
+            dec.feed(data)
         except ParseError as e:
             s = self.stream
             self.finish(False)
@@ -476,11 +507,14 @@ class H2UpStream(RequestSink):
                 s.on_upstream_reset(e.detail, 502)
             return
         except StreamGone:
-            # the endpoint closed this stream (or the connection) under us
-            self.lost("upstream_reset_before_response_started" if not self.got_head
-                      else "upstream_reset_after_response_started")
+            self._gone()
             return
         self.conn.flush()
+
+    def _gone(self) -> None:
+        # the endpoint closed this stream (or the connection) under us
+        self.lost("upstream_reset_before_response_started" if not self.got_head
+                  else "upstream_reset_after_response_started")
 
     def pause_reading(self) -> None:
         self.paused = True
@@ -500,7 +534,7 @@ class H2UpStream(RequestSink):
         self.stream = None
         self.finish(False)
 
-    # -- RequestSink: the stream's HTTP/1.1 bytes become frames --
+    # -- the request becoming frames (RequestSink, for the HTTP/1.1 codec too) --
     def on_request(self, method, target, version, headers, keep_alive, body, upgrade) -> None:
         conn = self.conn
         s = self.stream

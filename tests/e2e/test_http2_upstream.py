@@ -181,3 +181,26 @@ def test_refused_endpoint_is_a_503(mosnx, free_port):
     proxy = mosnx(free_port(), cluster=_h2_cluster())
     r = proxy.request("GET", "/")
     assert r.status == 503 and r.header("x-mosnx-error") == "upstream_connect_failure"
+
+
+def test_a_retried_request_replays_its_head_and_body_to_the_next_http2_stream(h2_upstream, mosnx):
+    """The request goes to an HTTP/2 upstream as fields and chunks; a retry sends the
+    same head and the kept body again, on a new stream."""
+    seen = []
+
+    def handler(ex):
+        req = ex.wait_end()
+        seen.append((req.header("x-a"), req.header("content-length"), req.body))
+        if len(seen) == 1:
+            ex.respond(503, body=b"busy")
+        else:
+            ex.respond(200, body=b"got:" + req.body)
+    up = h2_upstream(handler)
+    proxy = mosnx(up.address, cluster=_h2_cluster(), route={"retry": {"num_retries": 2, "retry_on": "5xx"}})
+    with proxy.connect() as c:
+        c.send(b"POST /r HTTP/1.1\r\nHost: r\r\nX-A: 1\r\nContent-Length: 6\r\n\r\nabc")
+        time.sleep(0.1)         # the body arrives in two reads, after the head has gone upstream
+        c.send(b"def")
+        r = c.read_response()
+    assert r.status == 200 and r.body == b"got:abcdef"
+    assert seen == [("1", "6", b"abcdef")] * 2
