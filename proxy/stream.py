@@ -125,7 +125,7 @@ class HttpStream:
         "upgrade", "tunnel_up", "up_keep_alive", "upstream_start", "retrying",
         "client_keep_alive", "paused_down", "wants_retry_5xx", "log_done", "rq_counted", "reused",
         "idle_mark", "idle_since", "route_timeout", "resp_left", "held", "held_body", "mirror_body",
-        "timeout_at", "req_held", "origin",
+        "timeout_at", "req_held", "origin", "refused",
     )
 
     def __init__(self, down, worker, listener, lstats, ctx: StreamContext, body: int | None,
@@ -178,6 +178,7 @@ class HttpStream:
         self.mirror_body = None             # worker.MirrorBody collecting a copy for shadow clusters
         self.req_held = None     # request body events kept while a request body step is paused
         self.origin = None       # the codec's memory of the request head, when it came from one
+        self.refused = False     # an attempt the upstream never processed was made again
 
     # ------------------------------------------------------------------ decide
     def start(self) -> None:
@@ -957,6 +958,16 @@ class HttpStream:
 
     def on_upstream_reset(self, detail: str, status: int) -> None:
         self.up = None
+        if (detail == "upstream_refused_stream" and not self.refused and not self.response_started
+                and self._can_replay()):
+            # An HTTP/2 endpoint guarantees it never processed this stream (past its
+            # GOAWAY's last stream, or REFUSED_STREAM; RFC 9113 §8.7), as nginx does
+            # every 1,000 requests: made once more, whatever the method, it is no failure
+            # of the host's and no attempt of the retry policy's.
+            self.refused = True
+            self._after_upstream_gone(False)
+            self.attempts -= 1
+            return self._forward_later(0)
         self.host.observe_failure("reset")
         self._after_upstream_gone(False)
         if self.response_started:

@@ -204,3 +204,25 @@ def test_a_retried_request_replays_its_head_and_body_to_the_next_http2_stream(h2
         r = c.read_response()
     assert r.status == 200 and r.body == b"got:abcdef"
     assert seen == [("1", "6", b"abcdef")] * 2
+
+
+@pytest.mark.parametrize("refusals, status", [(1, 200), (2, 503)])
+def test_a_stream_the_upstream_never_processed_is_made_once_more(h2_upstream, mosnx, refusals, status):
+    """REFUSED_STREAM (as a GOAWAY's unprocessed streams) promises the request was not
+    acted on: it is sent once more without a retry policy, but not forever."""
+    def handler(ex):
+        req = ex.wait_end()
+        if len(up.requests) <= refusals:
+            ex.reset(code=7)        # REFUSED_STREAM
+        else:
+            ex.respond(200, body=b"took " + req.path.encode())
+    up = h2_upstream(handler)
+    proxy = mosnx(up.address, cluster=_h2_cluster())
+    r = proxy.request("DELETE", "/item")
+    assert r.status == status
+    if status == 200:
+        assert r.body == b"took /item" and len(up.requests) == 2
+    else:
+        assert r.header("x-mosnx-error") == "upstream_refused_stream" and len(up.requests) == 2
+    retries = [v for k, v in proxy.stats().items() if k.endswith(".upstream_rq_retry")]
+    assert retries == [0]
