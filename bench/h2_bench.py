@@ -6,6 +6,9 @@ One run measures:
 * h2c with h2load, prior knowledge, against each proxy fronting the same HTTP/1.1
   upstream (nginx returning a 12-byte body): 32 streams on 1 connection, and 1
   stream on each of 32 connections;
+* h2c to an HTTP/2 upstream (nginx `listen ... http2`, prior knowledge): mosnx with a
+  `protocol: http2` cluster against Envoy with `http2_protocol_options`, the same two
+  shapes (nginx and HAProxy do not proxy HTTP/2 to an upstream);
 * TCP throughput: bytes pushed through a `protocol: tcp` listener (HAProxy `mode
   tcp`, Envoy `tcp_proxy`) to a sink, and straight to the sink (the ceiling).
 
@@ -78,9 +81,22 @@ class TcpServer(base.Server):
 
 
 # ------------------------------------------------------------------ configs
-def mosnx_h2_conf(workdir: Path, port: int, up: int) -> list[str]:
+def mosnx_h2_conf(workdir: Path, port: int, up: int, h2_upstream: bool = False) -> list[str]:
     path = base.mosnx_conf(workdir, port, up)      # `protocol: http` serves h2c by the preface
+    if h2_upstream:
+        text = path.read_text().replace("    connect_timeout: 1s\n", "    connect_timeout: 1s\n    protocol: http2\n")
+        path = workdir / "mosnx-h2-upstream.yaml"
+        path.write_text(text)
     return [sys.executable, "-m", "mosnx", "run", "-c", str(path), "--workers", "1"]
+
+
+def h2_upstream_conf(workdir: Path, port: int, nginx: str) -> list[str]:
+    """The HTTP/1.1 bench upstream's answer, served over h2c (prior knowledge)."""
+    conf = base.upstream_conf(workdir, port)
+    path = workdir / "upstream-h2.conf"
+    path.write_text(conf.read_text().replace(f"listen 127.0.0.1:{port};", f"listen 127.0.0.1:{port} http2;")
+                    .replace(f"{workdir}/upstream.pid", f"{workdir}/upstream-h2.pid"))
+    return [nginx, "-c", str(path), "-p", str(workdir)]
 
 
 def nginx_h2_conf(workdir: Path, port: int, up: int, nginx: str) -> list[str]:
@@ -116,10 +132,19 @@ backend be
     return [haproxy, "-f", str(path), "-db"]
 
 
-def envoy_args(workdir: Path, port: int, up: int, envoy: str, tcp: bool = False) -> list[str]:
+def envoy_args(workdir: Path, port: int, up: int, envoy: str, tcp: bool = False,
+               h2_upstream: bool = False) -> list[str]:
     admin = base.free_port()
     if not tcp:
         path = base.envoy_conf(workdir, port, up, admin)
+        if h2_upstream:
+            boot = json.loads(path.read_text())
+            boot["static_resources"]["clusters"][0]["typed_extension_protocol_options"] = {
+                "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                    "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+                    "explicit_http_config": {"http2_protocol_options": {}}}}
+            path = workdir / "envoy-h2-upstream.json"
+            path.write_text(json.dumps(boot))
     else:
         def addr(p: int) -> dict:
             return {"socket_address": {"address": "127.0.0.1", "port_value": p}}
@@ -226,7 +251,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--load-cpu", type=int, default=0)
     p.add_argument("--proxy-cpu", type=int, default=1)
     p.add_argument("--no-tcp", action="store_true", help="skip the TCP throughput run")
-    p.add_argument("--no-h2", action="store_true", help="skip the h2load runs")
+    p.add_argument("--no-h2", action="store_true", help="skip the h2load runs to an HTTP/1.1 upstream")
+    p.add_argument("--no-h2-upstream", action="store_true", help="skip the h2load runs to an HTTP/2 upstream")
     p.add_argument("--quiet-threshold", type=float, default=30.0,
                    help="wait until others use less than this %% of a core")
     p.add_argument("--push", type=int, help=argparse.SUPPRESS)
@@ -252,6 +278,30 @@ def tools(targets: list[str], skipped: dict[str, str]) -> dict:
     return found
 
 
+def h2_points(section: str, makers: dict, work: Path, args, load_cpu, proxy_cpu, skipped: dict) -> list[dict]:
+    """Each SHAPE through each proxy `makers` starts (target -> argv for a port)."""
+    points = []
+    for t, make in makers.items():
+        port = base.free_port()
+        srv = H2Server(t, make(port), port, proxy_cpu, work)
+        try:
+            srv.start(60)
+        except base.StartError as e:
+            skipped[f"{section} {t}"] = f"did not start: {e}"
+            continue
+        for label, conns, streams in SHAPES:
+            noise = base.wait_quiet(60, args.quiet_threshold)
+            cpu0 = base.tree_cpu_s(srv.pid)
+            point = run_h2load(port, conns, streams, args.duration, load_cpu)
+            point.update(target=t, shape=label, conns=conns, streams=streams,
+                         proxy_cpu_s=round(base.tree_cpu_s(srv.pid) - cpu0, 2),
+                         idle_before_pct=round(noise, 1))
+            base.log(f"{section} {t:8} {label:22} {point['rps']:>10.0f} req/s  failed {point['failed']}")
+            points.append(point)
+        srv.stop()
+    return points
+
+
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
     if args.push:
@@ -266,7 +316,7 @@ def main(argv: list[str]) -> int:
     report = {"when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "host": base.host_info(),
               "revision": base.mosnx_revision(), "duration_s": args.duration,
               "pinning": {"load_cpu": load_cpu, "proxy_cpu": proxy_cpu},
-              "h2": [], "tcp": [], "skipped": skipped, "warnings": warnings}
+              "h2": [], "h2_upstream": [], "tcp": [], "skipped": skipped, "warnings": warnings}
     with tempfile.TemporaryDirectory(prefix="mosnx-h2-bench-") as tmp:
         work = Path(tmp)
         try:
@@ -275,31 +325,22 @@ def main(argv: list[str]) -> int:
                 upstream = base.Server("upstream", [nginx, "-c", str(base.upstream_conf(work, up_port)),
                                                     "-p", str(work)], up_port, load_cpu, work)
                 upstream.start(30)
-                for t in targets:
-                    if t != "mosnx" and t not in exes:
-                        continue
-                    port = base.free_port()
-                    argv_ = {"mosnx": lambda: mosnx_h2_conf(work, port, up_port),
-                             "nginx": lambda: nginx_h2_conf(work, port, up_port, exes["nginx"]),
-                             "haproxy": lambda: haproxy_conf(work, port, up_port, exes["haproxy"]),
-                             "envoy": lambda: envoy_args(work, port, up_port, exes["envoy"])}[t]()
-                    srv = H2Server(t, argv_, port, proxy_cpu, work)
-                    try:
-                        srv.start(60)
-                    except base.StartError as e:
-                        skipped[t] = f"did not start: {e}"
-                        continue
-                    for label, conns, streams in SHAPES:
-                        noise = base.wait_quiet(60, args.quiet_threshold)
-                        cpu0 = base.tree_cpu_s(srv.pid)
-                        point = run_h2load(port, conns, streams, args.duration, load_cpu)
-                        point.update(target=t, shape=label, conns=conns, streams=streams,
-                                     proxy_cpu_s=round(base.tree_cpu_s(srv.pid) - cpu0, 2),
-                                     idle_before_pct=round(noise, 1))
-                        base.log(f"h2c {t:8} {label:22} {point['rps']:>10.0f} req/s  "
-                                 f"failed {point['failed']}")
-                        report["h2"].append(point)
-                    srv.stop()
+                makers = {"mosnx": lambda p: mosnx_h2_conf(work, p, up_port),
+                          "nginx": lambda p: nginx_h2_conf(work, p, up_port, exes["nginx"]),
+                          "haproxy": lambda p: haproxy_conf(work, p, up_port, exes["haproxy"]),
+                          "envoy": lambda p: envoy_args(work, p, up_port, exes["envoy"])}
+                report["h2"] = h2_points("h2c", {t: makers[t] for t in targets if t == "mosnx" or t in exes},
+                                         work, args, load_cpu, proxy_cpu, skipped)
+                upstream.stop()
+            if not args.no_h2_upstream:
+                up_port = base.free_port()
+                upstream = H2Server("upstream-h2", h2_upstream_conf(work, up_port, nginx), up_port, load_cpu, work)
+                upstream.start(30)
+                makers = {"mosnx": lambda p: mosnx_h2_conf(work, p, up_port, h2_upstream=True),
+                          "envoy": lambda p: envoy_args(work, p, up_port, exes["envoy"], h2_upstream=True)}
+                report["h2_upstream"] = h2_points(
+                    "h2c to h2", {t: makers[t] for t in targets if t in makers and (t == "mosnx" or t in exes)},
+                    work, args, load_cpu, proxy_cpu, skipped)
                 upstream.stop()
             if not args.no_tcp:
                 sink_port = base.free_port()
@@ -358,6 +399,19 @@ def markdown(report: dict) -> str:
                     o = pts.get(other)
                     return f"{p['rps'] / o['rps']:.2f}x" if o and o["rps"] else "-"
                 lines.append(f"| {shape} | {t} | {p['rps']:.0f} | {ratio('nginx')} | {ratio('haproxy')} | "
+                             f"{p['mean_ms'] if p['mean_ms'] is not None else '-'} | {p['failed']} | "
+                             f"{p['proxy_cpu_s']} |")
+        lines.append("")
+    if report.get("h2_upstream"):
+        lines += ["## h2c to an HTTP/2 upstream (h2load, nginx h2c upstream)", "",
+                  "| shape | target | req/s | vs envoy | mean ms | failed | proxy CPU s |",
+                  "|---|---|---:|---:|---:|---:|---:|"]
+        for shape, _, _ in SHAPES:
+            pts = {p["target"]: p for p in report["h2_upstream"] if p["shape"] == shape}
+            for t, p in pts.items():
+                o = pts.get("envoy")
+                vs = f"{p['rps'] / o['rps']:.2f}x" if o and o["rps"] else "-"
+                lines.append(f"| {shape} | {t} | {p['rps']:.0f} | {vs} | "
                              f"{p['mean_ms'] if p['mean_ms'] is not None else '-'} | {p['failed']} | "
                              f"{p['proxy_cpu_s']} |")
         lines.append("")
