@@ -384,37 +384,32 @@ def main(argv: list[str]) -> int:
     return 0
 
 
+def _h2_table(points: list[dict], title: str, against: tuple[str, ...]) -> list[str]:
+    if not points:
+        return []
+    lines = [f"## {title}", "",
+             "| shape | target | req/s | " + " | ".join(f"vs {a}" for a in against) + " | mean ms | failed | proxy CPU s |",
+             "|---|---|---:|" + "---:|" * len(against) + "---:|---:|---:|"]
+    for shape, _, _ in SHAPES:
+        pts = {p["target"]: p for p in points if p["shape"] == shape}
+        for t, p in pts.items():
+            vs = []
+            for other in against:
+                o = pts.get(other)
+                vs.append(f"{p['rps'] / o['rps']:.2f}x" if o and o["rps"] else "-")
+            lines.append(f"| {shape} | {t} | {p['rps']:.0f} | " + " | ".join(vs) + " | "
+                         f"{p['mean_ms'] if p['mean_ms'] is not None else '-'} | {p['failed']} | "
+                         f"{p['proxy_cpu_s']} |")
+    return lines + [""]
+
+
 def markdown(report: dict) -> str:
     lines = [f"# h2c and TCP proxy bench, {report['when']}", "",
              f"one worker each; load on CPU {report['pinning']['load_cpu']}, proxy on CPU "
              f"{report['pinning']['proxy_cpu']}; {report['duration_s']} s per point", ""]
-    if report["h2"]:
-        lines += ["## h2c (h2load, HTTP/1.1 upstream)", "",
-                  "| shape | target | req/s | vs nginx | vs haproxy | mean ms | failed | proxy CPU s |",
-                  "|---|---|---:|---:|---:|---:|---:|---:|"]
-        for shape, _, _ in SHAPES:
-            pts = {p["target"]: p for p in report["h2"] if p["shape"] == shape}
-            for t, p in pts.items():
-                def ratio(other):
-                    o = pts.get(other)
-                    return f"{p['rps'] / o['rps']:.2f}x" if o and o["rps"] else "-"
-                lines.append(f"| {shape} | {t} | {p['rps']:.0f} | {ratio('nginx')} | {ratio('haproxy')} | "
-                             f"{p['mean_ms'] if p['mean_ms'] is not None else '-'} | {p['failed']} | "
-                             f"{p['proxy_cpu_s']} |")
-        lines.append("")
-    if report.get("h2_upstream"):
-        lines += ["## h2c to an HTTP/2 upstream (h2load, nginx h2c upstream)", "",
-                  "| shape | target | req/s | vs envoy | mean ms | failed | proxy CPU s |",
-                  "|---|---|---:|---:|---:|---:|---:|"]
-        for shape, _, _ in SHAPES:
-            pts = {p["target"]: p for p in report["h2_upstream"] if p["shape"] == shape}
-            for t, p in pts.items():
-                o = pts.get("envoy")
-                vs = f"{p['rps'] / o['rps']:.2f}x" if o and o["rps"] else "-"
-                lines.append(f"| {shape} | {t} | {p['rps']:.0f} | {vs} | "
-                             f"{p['mean_ms'] if p['mean_ms'] is not None else '-'} | {p['failed']} | "
-                             f"{p['proxy_cpu_s']} |")
-        lines.append("")
+    lines += _h2_table(report["h2"], "h2c (h2load, HTTP/1.1 upstream)", ("nginx", "haproxy"))
+    lines += _h2_table(report.get("h2_upstream", []), "h2c to an HTTP/2 upstream (h2load, nginx h2c upstream)",
+                       ("envoy",))
     if report["tcp"]:
         pts = {p["target"]: p for p in report["tcp"]}
         lines += ["## TCP throughput (4 connections, 256 KiB writes)", "",
