@@ -13,7 +13,7 @@ outright.
 """
 from __future__ import annotations
 
-from .stream import HttpStream, _pick_weighted, bodiless_request_head, upstream_fields
+from .stream import HttpStream, _pick_weighted
 
 
 class ExpressStream(HttpStream):
@@ -69,12 +69,8 @@ class ExpressStream(HttpStream):
         # no retry timer and no body to frame or replay: the head is the request, and
         # it has no body or upgrade by the short path's own terms
         if self._attach(conn):
-            ctx = self.ctx
-            if conn.structured:
-                conn.send_request(ctx.request, upstream_fields(ctx.request, ctx.source_address), 0)
-            else:
-                # (with no step, nothing but the request id was added since the decode)
-                conn.send(bodiless_request_head(ctx.request, ctx.source_address, self.origin))
+            # (with no step, nothing but the request id was added since the decode)
+            self._send_bodiless(conn, self.origin)
 
     def on_upstream_head(self, status: int, headers, keep_alive: bool, body: int | None) -> None:
         # no retry policy and no response step: the head goes out as it came

@@ -396,18 +396,14 @@ class HttpStream:
         if retry is None and self.request_body == 0 and not self.upgrade:
             # nothing to frame, replay or time per try: the head is the request
             if self._attach(conn):
-                ctx = self.ctx
-                if conn.structured:
-                    conn.send_request(ctx.request, upstream_fields(ctx.request, ctx.source_address), 0)
-                else:
-                    conn.send(bodiless_request_head(ctx.request, ctx.source_address))
+                self._send_bodiless(conn)
             return
         if not self._attach(conn):
             return
         if retry is not None and retry.per_try_timeout:
             self.try_timer = self.worker.loop.call_later(retry.per_try_timeout, self._on_try_timeout)
         buf = self.body_buf
-        if conn.structured and not self.upgrade:
+        if conn.structured:
             self._send_request_to(conn, buf)
         else:
             head = self._upstream_head()
@@ -460,6 +456,15 @@ class HttpStream:
             # (HTTP/1.1 frames it chunked)
             self.req_chunked = True
 
+    def _send_bodiless(self, conn, origin=None) -> None:
+        """The head of a request without a body, retry policy or upgrade, which is all of
+        it. `origin`: as for bodiless_request_head."""
+        ctx = self.ctx
+        if conn.structured:
+            conn.send_request(ctx.request, upstream_fields(ctx.request, ctx.source_address), 0)
+        else:
+            conn.send(bodiless_request_head(ctx.request, ctx.source_address, origin))
+
     def _send_request_to(self, conn, buf) -> None:
         """The request so far to an upstream that takes it as fields and chunks (HTTP/2)
         rather than HTTP/1.1 bytes: the head, the body read so far, and its end if
@@ -468,9 +473,8 @@ class HttpStream:
         self._check_length()
         conn.send_request(ctx.request, upstream_fields(ctx.request, ctx.source_address),
                           None if self.req_chunked else self.request_body)
-        if buf:
-            for c in buf:
-                conn.send_body(c)
+        for c in buf or ():
+            conn.send_body(c)
         if self.request_done:
             conn.send_end(self.req_trailers)
 
@@ -519,7 +523,7 @@ class HttpStream:
         self._check_buffer_pressure()
 
     def _body_to(self, up, data: bytes) -> None:
-        if up.structured and not self.upgrade:
+        if up.structured:
             up.send_body(data)
         else:
             up.send(self._frame(data))
@@ -567,7 +571,7 @@ class HttpStream:
             self._arm_timeout(self.route_timeout)
         up = self.up
         if up is not None:
-            if up.structured and not self.upgrade:
+            if up.structured:
                 up.send_end(trailers)
             elif self.req_chunked:
                 up.send(encode_last_chunk(trailers))

@@ -8,8 +8,8 @@ Invariants:
   stream otherwise (under max_pending_requests).
 - The stream hands its `up` the request as fields, body chunks and an end
   (send_request/send_body/send_end: `structured`), which become HEADERS/DATA/
-  trailers; nothing is encoded as HTTP/1.1 only to be decoded again. An upgrade
-  request alone still comes as HTTP/1.1 bytes (send), through the HTTP/1.1 codec.
+  trailers; nothing is encoded as HTTP/1.1 only to be decoded again. (An Upgrade
+  has no HTTP/2 form: its Connection and Upgrade fields are hop-by-hop and dropped.)
 - Response DATA is acknowledged to the endpoint only while the stream's downstream
   takes it (pause_reading holds that stream's window, not the connection).
 - Releasing a handle ends its stream only; a connection closes when the endpoint
@@ -22,7 +22,6 @@ from collections import deque
 
 from mosnx.runtime.headers import Headers
 
-from ..codec.http1 import ParseError, RequestDecoder, RequestSink
 from ..codec.http2 import H2HeadError, request_block, response_from_block, trailer_block, trailers_from_block
 from ..codec.http2_connection import (CANCEL, ENABLE_PUSH, INITIAL_WINDOW_SIZE, NO_ERROR, PROTOCOL_ERROR,
                                       REFUSED_STREAM, H2Connection, H2ConnectionError, StreamGone)
@@ -432,15 +431,13 @@ class H2UpstreamConnection(asyncio.Protocol):
             self.pool.dispatch()
 
 
-class H2UpStream(RequestSink):
-    """One request on an HTTP/2 connection, as the stream sees its upstream.
-
-    The stream hands it the request as fields and body chunks (send_request,
-    send_body, send_end), which become frames. Only an upgrade request still comes
-    as HTTP/1.1 bytes (send), decoded back into the same calls."""
+class H2UpStream:
+    """One request on an HTTP/2 connection, as the stream sees its upstream: the
+    stream hands it the request as fields and body chunks (send_request, send_body,
+    send_end), which become frames."""
     structured = True
 
-    __slots__ = ("conn", "pool", "stream", "sid", "paused", "requests", "closed", "decoder",
+    __slots__ = ("conn", "pool", "stream", "sid", "paused", "requests", "closed",
                  "body_len", "local_closed", "remote_closed", "pending", "end_pending",
                  "trailers_pending", "unacked", "trailers", "got_head", "counted", "pressure")
 
@@ -451,10 +448,10 @@ class H2UpStream(RequestSink):
         self.sid = 0
         self.paused = False
         # the stream's own retry of a reused HTTP/1.1 connection that raced its close has
-        # no HTTP/2 counterpart: a refused stream is retried by the route's retry policy
+        # no HTTP/2 counterpart (a stream the endpoint never processed is made again by
+        # the stream itself, once)
         self.requests = 1
         self.closed = False
-        self.decoder = None         # for HTTP/1.1 bytes, made on first use
         self.body_len = None
         self.local_closed = False
         self.remote_closed = False
@@ -492,25 +489,6 @@ class H2UpStream(RequestSink):
             return
         self.conn.flush()
 
-    def send(self, data: bytes) -> None:
-        if self.closed or self.local_closed:
-            return
-        dec = self.decoder
-        if dec is None:
-            dec = self.decoder = RequestDecoder(self, 1 << 30)
-        try:
-            dec.feed(data)
-        except ParseError as e:
-            s = self.stream
-            self.finish(False)
-            if s is not None:
-                s.on_upstream_reset(e.detail, 502)
-            return
-        except StreamGone:
-            self._gone()
-            return
-        self.conn.flush()
-
     def _gone(self) -> None:
         # the endpoint closed this stream (or the connection) under us
         self.lost("upstream_reset_before_response_started" if not self.got_head
@@ -534,7 +512,7 @@ class H2UpStream(RequestSink):
         self.stream = None
         self.finish(False)
 
-    # -- the request becoming frames (RequestSink, for the HTTP/1.1 codec too) --
+    # -- the request becoming frames --
     def on_request(self, method, target, version, headers, keep_alive, body, upgrade) -> None:
         conn = self.conn
         s = self.stream
