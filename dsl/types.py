@@ -186,7 +186,8 @@ class TypeChecker:
         return result
 
     def t_Not(self, e: A.Not, phase):
-        return self.logical(e.operand, "not", phase) and S.BOOL
+        # a type or None, like every t_ method: never the bool that logical() answers
+        return S.BOOL if self.logical(e.operand, "not", phase) else None
 
     def t_And(self, e: A.And, phase):
         a = self.logical(e.left, "and", phase)

@@ -233,3 +233,38 @@ def test_every_finding_carries_its_source_line(rules):
     (d,) = rules.diagnose('route a when request.pth == "/" { to web }')
     assert d.render().splitlines()[1:] == ['  route a when request.pth == "/" { to web }',
                                            "               ^^^^^^^^^^^"]
+
+
+# ---- mistakes under `not` (the docs' own `A and not B`): a positioned finding, once ----
+NOT_TAIL = 'route r when request.path segment_prefix "/admin" and not source.address in {} {{ to web }}'
+
+
+@pytest.mark.parametrize("const, use, expected", [
+    ("const internal = {10.0.0.0/33, 192.168.0.0/16}", "internal",
+     '1:19: T103 bad IP address or CIDR "10.0.0.0/33"'),
+    ("const internal = 10.0.0.0/33", "internal", '1:18: T103 bad IP address or CIDR "10.0.0.0/33"'),
+    ("const internal = {10.0.0.0/8}", "intrnal", '2:77: E002 unknown field "intrnal" (did you mean "internal"?)'),
+    ("const internal = {10.0.0.0/8}", "{10.0.0.0/33}", '2:78: T103 bad IP address or CIDR "10.0.0.0/33"'),
+    ('const internal = {"a", "b"}', "internal",
+     "2:59: T101 type mismatch: source.address is an ip but the set holds string values"),
+    ("const internal = request.path", "internal", '2:77: T101 "in" needs a set ({"a", "b"}), not a string'),
+])
+def test_mistake_inside_and_not_is_reported_where_it_is(rules, const, use, expected):
+    assert rules.lines(const + "\n" + NOT_TAIL.format(use)) == [expected]
+
+
+@pytest.mark.parametrize("cond, expected", [
+    ('not source.adress == 10.0.0.1', '1:18: E002 unknown field "source.adress" (did you mean "source.address"?)'),
+    ('not request.path == 3', '1:18: T101 type mismatch: request.path is a string but 3 is an int (write "3")'),
+    ('not not request.path', '1:22: T101 "not" combines conditions, not a string'),
+    ('request.path == "/" or not 10.0.0.0/33 == source.address',
+     '1:41: T103 bad IP address or CIDR "10.0.0.0/33"'),
+    ('not (request.path == "/" and not 5x == 1s)', '1:47: T103 bad duration "5x": units are ms, s, m, h (800ms, 2s)'),
+])
+def test_mistake_under_not_in_any_position(rules, cond, expected):
+    assert rules.lines(f"route r when {cond} {{ to web }}") == [expected]
+
+
+def test_not_of_a_good_condition_still_checks_clean(rules):
+    assert rules.lines('const internal = {10.0.0.0/8}\n' + NOT_TAIL.format("internal")) == []
+    assert rules.lines('route r when not not request.path == "/" { to web }') == []
