@@ -1,13 +1,36 @@
-"""The mosnx command line: run, check, demo-upstream, version."""
+"""The mosnx command line: run, check, demo-upstream, version.
+
+No input a user can write makes this print a traceback. Every mistake in a
+config or rule file is a positioned diagnostic from its front end; should an
+unexpected exception still escape one (a bug of mosnx), `check` and `run` say
+so in one line naming the file, and exit EXIT_BUG (the traceback only with
+--debug, or for run also at --log-level debug).
+
+Exit status of `check`: 0 clean, 1 findings (errors or warnings), 2 usage
+error, 3 a bug. `run`: 0 after a drain, 1 a config that does not build or a
+listener that cannot bind, 2 usage error, 3 a bug.
+"""
 from __future__ import annotations
 
 import argparse
 import asyncio
 import logging
 import os
+import re
 import sys
+import traceback
 
 from mosnx import __version__
+
+EXIT_FINDINGS, EXIT_USAGE, EXIT_BUG = 1, 2, 3
+log = logging.getLogger("mosnx")
+
+
+def _bug(cmd: str, what: str, e: BaseException, debug: bool) -> int:
+    if debug:
+        traceback.print_exception(e, file=sys.stderr)
+    print(f"mosnx {cmd}: bug: {what}: {type(e).__name__}: {e} \u2014 please report", file=sys.stderr)
+    return EXIT_BUG
 
 
 def _run(args) -> int:
@@ -20,17 +43,132 @@ def _run(args) -> int:
     os.environ["MOSNX_LOG_LEVEL"] = args.log_level.upper()
     if not os.path.exists(args.config):
         print(f"mosnx: {args.config}: no such file", file=sys.stderr)
-        return 2
-    sup = Supervisor(args.config, args.workers, plugins.worker_entry)
-    uvloop.install()
-    return asyncio.run(sup.run())
+        return EXIT_USAGE
+    debug = args.debug or args.log_level == "debug"
+    try:
+        empty = empty_config(args.config)
+        if empty is not None:
+            log.warning("%s", empty)
+        sup = Supervisor(args.config, args.workers, plugins.worker_entry)
+        uvloop.install()
+        return asyncio.run(sup.run())
+    except Exception as e:   # not a mistake in the config: those are diagnostics, exit 1
+        return _bug("run", args.config, e, debug)
+
+
+# ---- check ----
+RULE_ITEMS = frozenset({"import", "const", "clusters", "vhost", "on", "route"})
+_YAML_START = re.compile(r"""(---|%|\{|\[|-\s|["']?[\w.-]+["']?\s*:(\s|$))""")
+
+
+def kind_of(path: str) -> str:
+    """"config" or "rules", by content: a YAML or JSON document (a `key:`, `{`, `---`
+    first) is a config; a file opening with an .mdsl item keyword is rules. Only a file
+    that is neither, empty, or unreadable (its loader reports why) goes by extension."""
+    if os.path.isdir(path):
+        return "rules"
+    ext = os.path.splitext(path)[1].lower()
+    by_ext = "rules" if ext == ".mdsl" else "config" if ext in (".yaml", ".yml", ".json") else None
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            head = f.read(65536)
+    except OSError:
+        return by_ext or "rules"
+    for line in head.lstrip("\ufeff").splitlines():
+        s = line.strip()
+        if not s or s.startswith("#"):
+            continue
+        word = re.match(r"[A-Za-z_]\w*", s)
+        if word and word.group() in RULE_ITEMS and not re.match(r"\w+\s*:(\s|$)", s):
+            return "rules"
+        if _YAML_START.match(s):
+            return "config"
+        return by_ext or "rules"
+    return by_ext or "config"      # an empty file: a config that serves nothing, said in a warning
+
+
+def empty_config(path: str):
+    """The C205 warning for a config that loads but declares no listener, else None."""
+    from mosnx.runtime.config.loader import load_config
+    from mosnx.runtime.diagnostics import ConfigError, Diagnostic, Span
+    try:
+        cfg = load_config(path)
+    except ConfigError:
+        return None             # its errors are reported where it is built
+    if cfg.listeners:
+        return None
+    return Diagnostic(Span(path, 1, 1), "C205", "this config declares no listeners: it serves nothing",
+                      "warning")
+
+
+class Bug(Exception):
+    """An unexpected exception while checking `what` (a file, or a rule set's files)."""
+
+    def __init__(self, what: str, exc: Exception):
+        super().__init__(f"{what}: {type(exc).__name__}: {exc}")
+        self.what, self.exc = what, exc
+
+
+def check_paths(paths: list[str]) -> list:
+    """Every finding for `paths`: configs are built as `run` builds them, rule files are
+    checked together as one set and, when clean, compiled. A mistake in the input is a
+    Diagnostic; anything else that escapes is raised as Bug naming the file."""
+    from mosnx.dsl import lint
+    from mosnx.dsl.compile import compile_program
+    from mosnx.dsl.rules import analyze
+    diags: list = []
+    rules: list[str] = []
+    for p in paths:
+        if kind_of(p) == "rules":
+            rules.append(p)
+            continue
+        try:
+            found = lint.check_config(p)
+            if not any(d.severity == "error" for d in found):
+                found.extend(filter(None, [empty_config(p)]))
+        except lint._Usage:
+            raise
+        except Exception as e:
+            raise Bug(p, e) from e
+        diags.extend(found)
+    if rules:
+        try:
+            prog, found = analyze(rules)
+            if not any(d.severity == "error" for d in found):
+                compile_program(prog)   # a rule set that checks clean must also compile
+        except Exception as e:
+            raise Bug(", ".join(rules), e) from e
+        diags.extend(found)
+    return diags
 
 
 def _check(args) -> int:
     from mosnx import plugins
     plugins.load()
     from mosnx.dsl import lint
-    return lint.main(args.rest)
+    ap = argparse.ArgumentParser(prog="mosnx check",
+                                 description="Lint .mdsl rules and validate mosnx configs (YAML or JSON).")
+    ap.add_argument("paths", nargs="+", help=".mdsl files, folders of them, or configs")
+    ap.add_argument("--format", choices=lint.FORMATS, default="text", help="output format (default: text)")
+    ap.add_argument("--debug", action="store_true", help="print the traceback of a bug")
+    try:
+        a = ap.parse_args(args.rest)
+    except SystemExit as e:       # argparse has printed the usage already
+        return 0 if e.code in (0, None) else EXIT_USAGE
+    for p in a.paths:
+        if not os.path.exists(p):
+            print(f"mosnx check: {p}: no such file or folder", file=sys.stderr)
+            return EXIT_USAGE
+    try:
+        diags = check_paths(a.paths)
+    except lint._Usage as e:
+        print(f"mosnx check: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except Bug as b:
+        return _bug("check", b.what, b.exc, a.debug)
+    diags.sort(key=lambda d: (d.span.path, d.span.line, d.span.column) if d.span else ("", 0, 0))
+    sys.stdout.write(lint.render(diags, a.format))
+    return EXIT_FINDINGS if diags else 0
 
 
 def _demo(args) -> int:
@@ -60,6 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("-c", "--config", required=True, help="the YAML configuration file")
     r.add_argument("--workers", type=int, default=None, help="worker processes (default: config, else one per core)")
     r.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    r.add_argument("--debug", action="store_true", help="print the traceback of a bug")
     r.set_defaults(fn=_run)
     c = sub.add_parser("check", help="lint .mdsl rules and validate YAML configs without serving",
                        add_help=False)
