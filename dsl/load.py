@@ -4,16 +4,23 @@ A folder means every *.mdsl directly in it, sorted by name. An import brings the
 imported file's declarations (consts, clusters) into scope; its vhosts and routes
 are served only when the file is itself loaded. Files are read afresh on every
 call, so a reload sees the current text; nothing is cached across calls.
+
+A const used in a condition stands for its whole value, so a chain of consts
+nests as deep as their values together: each const's depth, consts inlined, is
+bounded by parse.MAX_NESTING too (E005), measured without recursion over the
+chain, so the checker and the compiler never meet an expression deeper than
+twice that bound.
 """
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
 
+from mosnx.runtime.attributes import ATTRIBUTES
 from mosnx.runtime.diagnostics import Diagnostic, Span
 
 from . import ast as A
-from .parse import parse
+from .parse import MAX_NESTING, parse, too_deep_message
 
 
 @dataclass
@@ -68,6 +75,7 @@ def load(paths: tuple[str, ...] | list[str]) -> Program:
             prog.roots.append(f)
     for path in list(prog.files):
         _scope(prog, path, ())
+    _bound_const_depth(prog)
     return prog
 
 
@@ -131,3 +139,75 @@ def _scope(prog: Program, path: str, stack: tuple[str, ...]) -> dict[str, tuple[
                 continue
             scope[it.name] = (it, path)
     return scope
+
+
+# ---- const depth ----
+Key = tuple[str, str]        # (path of the defining file, const name)
+
+
+def _const_refs(e: A.Expr, scope: dict[str, tuple[A.Const, str]]) -> list[Key]:
+    """The consts `e` names (as keys), from a walk bounded by parse's nesting limit."""
+    out: list[Key] = []
+    stack = [e]
+    while stack:
+        x = stack.pop()
+        if isinstance(x, A.Ref):
+            if x.key is None and x.name not in ATTRIBUTES and x.name in scope:
+                out.append((scope[x.name][1], x.name))
+        else:
+            stack.extend(_children(x))
+    return out
+
+
+def _children(e: A.Expr) -> tuple[A.Expr, ...]:
+    if isinstance(e, (A.And, A.Or, A.Compare, A.In)):
+        return (e.left, e.right)
+    if isinstance(e, A.Not):
+        return (e.operand,)
+    if isinstance(e, A.Call):
+        return tuple(e.args)
+    if isinstance(e, A.SetLit):
+        return tuple(e.items)
+    return ()
+
+
+def _depth(e: A.Expr, scope: dict, depths: dict[Key, int]) -> int:
+    """Levels of `e` with each const counted as one more than its own depth."""
+    if isinstance(e, A.Ref):
+        if e.key is None and e.name not in ATTRIBUTES and e.name in scope:
+            return 1 + depths.get((scope[e.name][1], e.name), 0)   # absent: a cycle, E004 elsewhere
+        return 1
+    return 1 + max((_depth(c, scope, depths) for c in _children(e)), default=0)
+
+
+def _bound_const_depth(prog: Program) -> None:
+    consts: dict[Key, A.Const] = {}
+    for path, f in prog.files.items():
+        for it in f.items:
+            if isinstance(it, A.Const):
+                consts.setdefault((path, it.name), it)
+    depths: dict[Key, int] = {}
+    for root in consts:
+        stack, open_ = [root], set()
+        while stack:                     # depth-first over the chain, without recursion
+            k = stack[-1]
+            if k in depths:
+                stack.pop()
+                continue
+            scope = prog.scopes.get(k[0], {})
+            todo = [d for d in _const_refs(consts[k].value, scope)
+                    if d in consts and d not in depths and d not in open_]
+            if todo and k not in open_:
+                open_.add(k)
+                stack.extend(todo)
+                continue
+            depths[k] = _depth(consts[k].value, scope, depths)
+            open_.discard(k)
+            stack.pop()
+    for k, c in consts.items():
+        if depths[k] <= MAX_NESTING:
+            continue
+        scope = prog.scopes.get(k[0], {})
+        # report only where the chain first crosses the bound, not at every const above it
+        if all(depths.get(d, 0) <= MAX_NESTING for d in _const_refs(c.value, scope)):
+            prog.diagnostics.append(prog.diag(c.span, "E005", too_deep_message()))

@@ -5,10 +5,15 @@ _Build, which makes one AST node with its span. The Lark parser is built once
 per process (building it is the slow part); parsing itself keeps no state, so a
 reload always sees the file as it is now. Syntax errors never escape as
 exceptions: dsl.syntax_errors turns them into diagnostics.
+
+Nesting is bounded (MAX_NESTING, E005): the tree builder, the checker and the
+compiler walk conditions and blocks recursively, so a file nested deeper than
+any rule a person writes is refused here, with its position, before any of them
+could exhaust the interpreter's stack.
 """
 from __future__ import annotations
 
-from lark import Lark, Token, Transformer, v_args
+from lark import Lark, Token, Transformer, Tree, v_args
 from lark.exceptions import UnexpectedInput, VisitError
 
 from mosnx.grammar import grammar_text
@@ -18,6 +23,11 @@ from . import ast as A
 from .syntax_errors import syntax_error
 
 _parser: Lark | None = None
+
+# Levels of and, or, not, parentheses, sets, calls and `when` blocks, counted from
+# the file: far above what a rule needs, far below the interpreter's stack limit
+# even with consts inlined (dsl.load bounds those to the same depth).
+MAX_NESTING = 64
 
 
 def parser() -> Lark:
@@ -35,10 +45,44 @@ def parse(text: str, path: str = "<string>") -> A.File | Diagnostic:
         tree = p.parse(text)
     except UnexpectedInput as e:
         return syntax_error(e, p, text, path)
+    deep = _too_deep(tree)
+    if deep is not None:
+        return Diagnostic(_meta_span(path, deep.meta), "E005", too_deep_message(), source_line=_line(text, deep.meta))
     try:
         return _Build(path, text).transform(tree)
     except VisitError as e:  # a node constructor rejected a shape: report it, do not crash
         return Diagnostic(Span(path, 1, 1), "E001", f"cannot read this file: {e.orig_exc}")
+
+
+def too_deep_message() -> str:
+    return (f"nested more than {MAX_NESTING} levels deep (each and, or, not, parenthesis, call and "
+            f"when block is a level, consts counted where they are used); "
+            f'many alternatives read better as a set: field in {{"a", "b"}}')
+
+
+def _too_deep(tree: Tree) -> Tree | None:
+    """The first node, in source order, deeper than MAX_NESTING; found without recursion."""
+    stack = [(tree, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_NESTING:
+            return node
+        stack.extend((c, depth + 1) for c in reversed(node.children) if isinstance(c, Tree))
+    return None
+
+
+def _meta_span(path: str, meta) -> Span:
+    if getattr(meta, "empty", True):
+        return Span(path, 1, 1)
+    return Span(path, meta.line, meta.column, meta.line,
+                meta.end_column if meta.end_line == meta.line else meta.column + 1)
+
+
+def _line(text: str, meta) -> str | None:
+    if getattr(meta, "empty", True):
+        return None
+    lines = text.splitlines()
+    return lines[meta.line - 1] if 0 < meta.line <= len(lines) else None
 
 
 # ---- tree -> AST ----

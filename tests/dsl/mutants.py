@@ -106,6 +106,8 @@ def mutants(src: str, seed: int = 0) -> list[tuple[str, str]]:
         if t.text in ("when", "and", "or", "not", "("):
             out.append((f"not after {at}", src[:t.end] + " not" + src[t.end:]))
             out.append((f"not not after {at}", src[:t.end] + " not not" + src[t.end:]))
+            out.append((f"deep not after {at}", src[:t.end] + " not" * 300 + src[t.end:]))
+            out.append((f"deep parentheses after {at}", src[:t.end] + " (" * 300 + src[t.end:]))
         if t.text == "when":
             close = next((u for u in toks[i + 1:] if u.text == "{" and toks[toks.index(u) - 1].text != "in"), None)
             if close is not None:

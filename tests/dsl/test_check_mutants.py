@@ -4,7 +4,7 @@ diagnostics, and nothing else ever escapes.
 
 The mutator (tests/dsl/mutants.py) deletes, duplicates and misspells tokens,
 swaps operators, renames fields, consts, clusters and keywords, corrupts
-literals, wraps conditions in `not` and truncates at token boundaries. A fixed
+literals, wraps conditions in `not` (once, twice, or 300 deep) and truncates at token boundaries. A fixed
 seed and an even sample keep the run deterministic and to a few seconds; a
 failure names the mutant, which replays with mutants(src, seed).
 """
@@ -25,8 +25,8 @@ from .test_docs import WRAPPERS, snippets
 ROOT = os.path.join(os.path.dirname(__file__), "..", "..")
 EXAMPLES = os.path.join(ROOT, "examples")
 SEED = 20261206
-PER_FILE = 450           # mutants checked per example file (all of them when fewer)
-PER_SNIPPET = 30
+PER_FILE = 400           # mutants checked per example file (all of them when fewer)
+PER_SNIPPET = 25
 
 
 def example_rule_files() -> list[str]:
@@ -65,7 +65,7 @@ def test_the_mutator_covers_every_example():
         assert kinds >= {"delete", "duplicate", "misspell", "rename", "keyword", "field", "truncate"}, f
     shop = open(os.path.join(EXAMPLES, "shop", "rules", "shop.mdsl"), encoding="utf-8").read()
     kinds = {name.split()[0] for name, _ in mutants(shop, SEED)}
-    assert kinds >= {"swap", "corrupt", "retype", "not", "wrap"}
+    assert kinds >= {"swap", "corrupt", "retype", "not", "wrap", "deep"}
 
 
 @pytest.mark.parametrize("example", example_rule_files(), ids=os.path.basename)

@@ -202,3 +202,26 @@ def test_expected_duration():
 def test_parse_never_raises_on_garbage():
     for src in ["{{{", "route", "vhost v { on nope { } }", "\x00", 'route a when x ~ { to b }', "const = 1"]:
         assert isinstance(parse(src, "g.mdsl"), Diagnostic)
+
+
+# ---- nesting is bounded: E005 at the first node too deep, never a RecursionError ----
+from mosnx.dsl.parse import MAX_NESTING  # noqa: E402
+
+
+@pytest.mark.parametrize("what, src, line, col", [
+    ("not", "route r when " + "not " * 3000 + 'request.path == "/" { to c }', 1, 14 + 4 * (MAX_NESTING - 1)),
+    ("parentheses", "route r when " + "(" * 3000 + "true" + ")" * 3000 + " { to c }", 1, 14 + MAX_NESTING - 1),
+    ("and chain", "route r when " + " and ".join(['request.path == "/"'] * 5000) + " { to c }", 1, 14),
+    ("when blocks", "route r {" + "when true {" * 2000 + "respond 200" + "}" * 2000 + "}", 1, 10 + 11 * (MAX_NESTING - 2) + 5),
+    ("calls", "route r when " + "lower(" * 2000 + "request.path" + ")" * 2000 + ' == "x" { to c }', 1, 14 + 6 * (MAX_NESTING - 2)),
+])
+def test_nesting_too_deep_is_E005_where_it_crosses_the_bound(what, src, line, col):
+    d = parse(src, "t.mdsl")
+    assert isinstance(d, Diagnostic), what
+    assert (d.code, d.span.line) == ("E005", line), d
+    assert d.span.column == col, (what, d.span.column)
+    assert "nested more than 64 levels deep" in d.message
+
+
+def test_nesting_up_to_the_bound_parses():
+    assert isinstance(parse("route r when " + "not " * (MAX_NESTING - 3) + "true { to c }", "t.mdsl"), A.File)
