@@ -34,6 +34,21 @@ MISSING = "C005"
 DUPLICATE = "C006"
 NO_SUCH_FILE = "C007"
 UNKNOWN_REFERENCE = {"cluster": "C101"}
+# PyYAML composes nodes recursively; a document nested deeper than any config is
+# refused (C001) from its event stream, which is read without recursion.
+MAX_YAML_DEPTH = 64
+
+
+def _too_deep(text: str) -> yaml.Mark | None:
+    depth = 0
+    for ev in yaml.parse(text, Loader=yaml.SafeLoader):
+        if isinstance(ev, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+            depth += 1
+            if depth > MAX_YAML_DEPTH:
+                return ev.start_mark
+        elif isinstance(ev, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+            depth -= 1
+    return None
 
 
 def kind_of(node: Node) -> str:
@@ -124,6 +139,11 @@ class Reader:
     def compose(self) -> Node | None:
         """The root node, with duplicate keys reported; None on a YAML syntax error."""
         try:
+            deep = _too_deep(self.text)
+            if deep is not None:
+                self.error(self.mark_span(deep), YAML_SYNTAX,
+                           f"YAML syntax: nested more than {MAX_YAML_DEPTH} levels deep")
+                return None
             root = yaml.compose(self.text, Loader=yaml.SafeLoader)
             if root is not None:
                 self._report_duplicate_keys(root)

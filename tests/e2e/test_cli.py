@@ -306,3 +306,18 @@ def test_a_bug_at_run_startup_is_one_line_naming_the_config_exit_3(tmp_path, fre
     assert r.stderr.strip().splitlines()[-1] == f"mosnx run: bug: {cfg}: RuntimeError: boom \u2014 please report"
     r = _buggy("mosnx.proxy.supervisor", "build_snapshot", "run", "-c", cfg, "--workers", "1", "--debug")
     assert r.returncode == 3 and "Traceback" in r.stderr
+
+
+@needs_check
+@pytest.mark.parametrize("name, text, where", [
+    ("deep.mdsl", "route r when " + "not " * 3000 + 'request.path == "/" { to web }\n', r"deep\.mdsl:1:\d+: E005 "),
+    ("chain.mdsl", "".join(f"const c{i} = c{i + 1}\n" for i in range(3000)) + "const c3000 = true\n",
+     r"chain\.mdsl:\d+:1: E005 "),
+    ("deep.yaml", "listeners: " + "[" * 3000 + "]" * 3000 + "\n", r"deep\.yaml:1:\d+: C001 .*nested"),
+])
+def test_check_on_input_nested_past_any_stack_is_a_positioned_error(tmp_path, name, text, where):
+    p = tmp_path / name
+    p.write_text(text)
+    r = mosnx_cli("check", str(p))
+    out = _no_traceback(r)
+    assert r.returncode == 1 and re.search(where, out), out
