@@ -29,7 +29,8 @@ log = logging.getLogger("mosnx")
 def _bug(cmd: str, what: str, e: BaseException, debug: bool) -> int:
     if debug:
         traceback.print_exception(e, file=sys.stderr)
-    print(f"mosnx {cmd}: bug: {what}: {type(e).__name__}: {e} \u2014 please report", file=sys.stderr)
+    msg = " ".join(str(e).split())     # one line, whatever the exception's text holds
+    print(f"mosnx {cmd}: bug: {what}: {type(e).__name__}: {msg} \u2014 please report", file=sys.stderr)
     return EXIT_BUG
 
 
