@@ -92,3 +92,22 @@ def test_mutants_of_doc_snippets(tmp_path):
         for name, text in sample(mutants(src, SEED + i), PER_SNIPPET, SEED + i):
             path.write_text(text, encoding="utf-8")
             assert_only_diagnostics([str(path)], f"docs snippet {i}: {name}")
+
+
+CONFIGS = ["quickstart/mosnx.yaml", "bookinfo/mosnx.yaml"]   # the others load WASM modules: slow per mutant
+PER_CONFIG = 250
+
+
+@pytest.mark.parametrize("config", CONFIGS)
+def test_mutants_of_example_configs(tmp_path, config):
+    """The same mutator over a YAML config (its rules beside it), built as `mosnx check
+    CONFIG` builds it: C-coded findings with positions, or a clean build."""
+    folder = tmp_path / "ex"
+    shutil.copytree(os.path.join(EXAMPLES, os.path.dirname(config)), folder)
+    target = folder / os.path.basename(config)
+    src = target.read_text(encoding="utf-8")
+    for name, text in sample(mutants(src, SEED), PER_CONFIG, SEED):
+        target.write_text(text, encoding="utf-8")
+        for d in check_paths([str(target)]):
+            assert d.code[:1] in "CETRUDP" and d.code[1:].isdigit(), f"{config}: {name}: {d}"
+            assert d.span is None or d.span.line >= 1, f"{config}: {name}: {d}"
