@@ -199,12 +199,17 @@ def _rules_config(tmp_path, port: int, rules: str) -> Path:
 
 def test_run_on_broken_rules_exits_1_with_a_positioned_error_and_no_traceback(tmp_path, free_port):
     port = free_port()
-    for name, text in [("and not", NOT_BAD_CIDR)] + _cli_mutants()[:4]:
+    from mosnx.__main__ import check_paths
+    broken = []
+    for name, text in _cli_mutants():       # those with an error: a clean one would serve
+        (tmp_path / "probe.mdsl").write_text("clusters web\n" + text)
+        if any(d.severity == "error" for d in check_paths([str(tmp_path / "probe.mdsl")])):
+            broken.append((name, text))
+    assert len(broken) >= 4
+    for name, text in [("and not", NOT_BAD_CIDR)] + broken[:4]:
         cfg = _rules_config(tmp_path, port, text)
         r = mosnx_cli("run", "-c", str(cfg), "--workers", "1", timeout=30)
         out = _no_traceback(r)
-        if r.returncode == 0:
-            continue        # a mutant that still builds; not expected with these, but not a crash
         assert r.returncode == 1, (name, out)
         assert re.search(r"r\.mdsl:\d+:\d+: [A-Z]\d{3} ", out), (name, out)
     r = mosnx_cli("run", "-c", str(_rules_config(tmp_path, port, NOT_BAD_CIDR)), "--workers", "1", timeout=30)
