@@ -4,13 +4,40 @@ and the Prometheus text exposition format 0.0.4.
 Pure functions from the plain data an AdminBackend returns (a merged stats dump, the
 clusters dict) to text or JSON-able dicts; no I/O. Names, separators and orderings
 follow Envoy's admin so scripts, dashboards and scrapers written for Envoy keep working.
+
+A `filter` a client sends is compiled by RE2, never by `re`: RE2 matches in time linear
+in the name, so no pattern can make /stats spin (`(a+)+$` backtracks exponentially in
+`re`). Patterns are capped in length and RE2's program memory is capped too.
 """
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, Protocol
+
+import re2
 
 from mosnx.runtime.stats import quantile
+
+MAX_FILTER = 1024          # characters in a ?filter= pattern
+
+_RE2_OPTIONS = re2.Options()
+_RE2_OPTIONS.log_errors = False        # a bad pattern is the client's 400, not our stderr
+_RE2_OPTIONS.max_mem = 8 << 20
+
+
+class Pattern(Protocol):
+    def search(self, text: str) -> Any: ...
+
+
+def compile_filter(pattern: str) -> Pattern:
+    """An RE2 pattern for searching stat names; ValueError with a message for the client."""
+    if len(pattern) > MAX_FILTER:
+        raise ValueError(f"the pattern is {len(pattern)} characters; at most {MAX_FILTER} are accepted")
+    try:
+        return re2.compile(pattern, _RE2_OPTIONS)
+    except re2.error as e:
+        why = e.args[0] if e.args else "invalid pattern"
+        raise ValueError(why.decode("utf-8", "replace") if isinstance(why, bytes) else str(why)) from None
 
 # Envoy's supported quantiles, in percent: the P0 ... P100 of its summaries.
 PERCENTS = (0, 25, 50, 75, 90, 95, 99, 99.5, 99.9, 100)
@@ -43,7 +70,7 @@ def estimate(v: float | None) -> float | None:
     return None if v is None else float(f"{v:.12g}")
 
 
-def select(dump: dict[str, Any], pattern: re.Pattern[str] | None = None,
+def select(dump: dict[str, Any], pattern: Pattern | None = None,
            used_only: bool = False) -> dict[str, Any]:
     """The stats whose name matches `pattern` (searched, as Envoy's `filter`).
 

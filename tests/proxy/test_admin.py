@@ -353,9 +353,9 @@ def test_backend_failure_is_500_and_the_connection_lives_on(client, backend):
 
 
 def test_pipelined_requests_are_answered_in_order(port):
-    raw = exchange(port, b"GET /ready HTTP/1.1\r\nHost: a\r\n\r\n"
-                         b"GET /nope HTTP/1.1\r\nHost: a\r\n\r\n"
-                         b"GET /ready HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+    raw = exchange(port, b"GET /ready HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+                         b"GET /nope HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+                         b"GET /ready HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
     assert raw.count(b"HTTP/1.1 ") == 3
     first, second, third = raw.split(b"HTTP/1.1 ")[1:]
     assert first.startswith(b"200 OK") and first.endswith(b"\r\n\r\nLIVE\n")
@@ -370,7 +370,7 @@ def test_http10_closes_after_the_response(port):
 
 
 def test_malformed_request_is_400_and_closes(port, client):
-    raw = exchange(port, b"GET /ready HTTP/1.1\r\nHost: a\r\n\r\nNOT HTTP AT ALL\r\n\r\n")
+    raw = exchange(port, b"GET /ready HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\nNOT HTTP AT ALL\r\n\r\n")
     assert raw.startswith(b"HTTP/1.1 200 OK")
     assert raw.split(b"HTTP/1.1 ")[-1].startswith(b"400 Bad Request")
     assert raw.endswith(b"malformed request\n")
