@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 import socket
 import threading
 
@@ -533,3 +534,23 @@ def test_reloaded_token_replaces_the_old(guarded, tmp_path):
     access.update(load_config_text("admin: {token_file: t}\n", str(tmp_path / "m.yaml")).admin)
     assert client.get("/stats", headers={"authorization": "Bearer s3cret-token"}).status_code == 401
     assert client.get("/stats", headers={"authorization": "Bearer rotated"}).status_code == 200
+
+
+FILTER_PIECES = ["(", ")", "a", "+", "*", "?", "{", "}", "1001", ",", "|", "[", "]", "^", "$", "\\", "\\1",
+                 "(?", "(?P<n>", "(?=", "(?i)", ".", "\\p{Greek}", "\\C", "é", "\x00", "\ud800", "{2,}", "-"]
+
+
+def test_any_filter_is_a_pattern_or_a_400_reason():
+    """A seeded mutator over regex syntax: compile_filter returns a pattern or raises
+    ValueError with a message, never anything else; a returned pattern searches a long
+    name at once."""
+    rnd = random.Random(11)
+    name = "cluster." + "a" * 200 + ".upstream_rq_total"
+    for _ in range(3000):
+        pattern = "".join(rnd.choice(FILTER_PIECES) for _ in range(rnd.randint(1, 12)))
+        try:
+            compiled = admin_format.compile_filter(pattern)
+        except ValueError as e:
+            assert str(e), pattern
+            continue
+        compiled.search(name)
