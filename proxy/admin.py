@@ -16,9 +16,9 @@ endpoint but /ready; bound to loopback, only loopback Host names are answered.
 from __future__ import annotations
 
 import asyncio
-import sys
 import json
 import logging
+import sys
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -49,8 +49,9 @@ _executor: ThreadPoolExecutor | None = None
 
 # While the admin thread renders, the loop waits for the GIL at each wakeup for up to
 # the interpreter's switch interval (5 ms by default): that wait is the whole cost the
-# admin puts on the data plane. 0.5 ms bounds it (loop lag p50 5.2 -> 0.7 ms in
-# bench/admin_load.py's measurement); with no admin thread busy, nothing changes.
+# admin puts on the data plane. 0.5 ms bounds it (a 1 ms timer's lag, p50, from about
+# 5 ms to under 2 ms: bench/admin_load.py --part lag); with no admin thread busy,
+# nothing changes.
 GIL_SWITCH_INTERVAL = 0.0005
 
 

@@ -5,9 +5,10 @@ Pure functions from the plain data an AdminBackend returns (a merged stats dump,
 clusters dict) to text or JSON-able dicts; no I/O. Names, separators and orderings
 follow Envoy's admin so scripts, dashboards and scrapers written for Envoy keep working.
 
-A `filter` a client sends is compiled by RE2, never by `re`: RE2 matches in time linear
-in the name, so no pattern can make /stats spin (`(a+)+$` backtracks exponentially in
-`re`). Patterns are capped in length and RE2's program memory is capped too.
+A `filter` a client sends is compiled by RE2 (as Envoy's is), never by `re`: RE2
+matches in time linear in the name, so no pattern can make /stats spin (`(a+)+$`
+backtracks exponentially in `re`). Patterns are capped in length, and so is RE2's
+program memory.
 """
 from __future__ import annotations
 
