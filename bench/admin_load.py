@@ -6,10 +6,9 @@
     python bench/admin_load.py --part proxy --clusters 400 --rounds 6
 
 `lag`: a uvloop loop measures how late a 1 ms timer fires (its lag is what every
-proxied request waits on top of its own work) while the Prometheus rendering of a
-5,000-stat dump runs: never (idle), on the loop itself (the admin before it moved
-off the loop), on a thread at the interpreter's default GIL switch interval, and on
-a thread at the admin's interval (admin.GIL_SWITCH_INTERVAL).
+proxied request waits on top of its own work) while filtered Prometheus renderings of
+a 1,600-stat dump run back to back on the same loop: never (idle), each whole (the
+admin before), or in slices with pauses between them (admin.render).
 
 `proxy`: a one-worker mosnx (its admin shares the worker's loop) with many clusters;
 rounds of a bounded sequential keep-alive request loop alternate between no admin
@@ -28,7 +27,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
+import multiprocessing as mp
 import time
 import urllib.request
 from pathlib import Path
@@ -80,13 +79,19 @@ def run_requests(port: int, count: int, stop_after: float) -> list[float]:
     return out
 
 
-def admin_loop(port: int, stop: threading.Event, answered: list[int]) -> None:
+def admin_loop(port: int, stop, answered, bad) -> None:
+    """In a process of its own: reading big admin answers in this process would take
+    the GIL from the thread that times the proxied requests."""
     i = 0
     while not stop.is_set():
         path = ADMIN_QUERIES[i % len(ADMIN_QUERIES)]
         with urllib.request.urlopen(f"http://{HOST}:{port}{path}", timeout=30) as r:
             r.read()
-            answered.append(r.status)
+            with answered.get_lock():
+                answered.value += 1
+            if r.status != 200:
+                with bad.get_lock():
+                    bad.value += 1
         i += 1
 
 
@@ -118,54 +123,46 @@ def lag_part(seconds: float) -> None:
         for h in ("upstream_rq_time", "upstream_cx_length", "upstream_cx_connect_ms"):
             store.histogram(f"cluster.{'a' * 48}{i}.{h}").record(i)
     dump = store.dump()
+    pattern = fmt.compile_filter("(a+)+$|upstream")
 
-    def render() -> None:
-        fmt.prometheus(fmt.select(dump))
+    def whole() -> None:
+        fmt.prometheus(fmt.select(dump, pattern))
 
     t0 = time.perf_counter()
-    render()
-    print(f"one Prometheus rendering of {len(dump['counters']) + len(dump['histograms'])} stats: "
+    whole()
+    print(f"one filtered Prometheus rendering of {len(dump['counters']) + len(dump['histograms'])} stats: "
           f"{(time.perf_counter() - t0) * 1000:.1f} ms")
 
-    async def lag(on_loop: bool) -> list[float]:
+    async def lag(how: str) -> list[float]:
         loop = asyncio.get_running_loop()
+        stop = False
 
-        def admin_query() -> None:           # what an on-loop admin does once per query
-            render()
-            handle[0] = loop.call_later(0.05, admin_query)
+        async def admin_queries() -> None:       # one query after another, as a scraper loop would
+            while not stop:
+                if how == "whole":
+                    whole()
+                    await asyncio.sleep(0)
+                else:
+                    await admin.render(fmt.stats_pieces(dump, pattern, False, "prometheus"))
 
-        handle = [loop.call_later(0.05, admin_query)] if on_loop else [None]
+        task = loop.create_task(admin_queries()) if how != "idle" else None
         out: list[float] = []
         end = time.perf_counter() + seconds
         while time.perf_counter() < end:
             t = time.perf_counter()
             await asyncio.sleep(0.001)
             out.append((time.perf_counter() - t - 0.001) * 1000)
-        if handle[0] is not None:
-            handle[0].cancel()
+        stop = True
+        if task is not None:
+            await task
         return out
 
-    def run(name: str, thread_interval: float | None, on_loop: bool = False) -> None:
-        stop = threading.Event()
-        t = None
-        if thread_interval is not None:
-            sys.setswitchinterval(thread_interval)
-            t = threading.Thread(target=lambda: [render() for _ in iter(stop.is_set, True)])
-            t.start()
-        out = sorted(uvloop.run(lag(on_loop)))
-        stop.set()
-        if t is not None:
-            t.join()
+    print("lag of a 1 ms timer on the loop while the admin renders back to back:")
+    for how, name in (("idle", "no admin work"), ("whole", "each answer rendered whole (before)"),
+                      ("slices", f"in {admin.SLICE * 1000:g} ms slices, {admin.PAUSE * 1000:g} ms apart (admin.render)")):
+        out = sorted(uvloop.run(lag(how)))
         print(f"  {name:<40} p50={statistics.median(out):6.3f}  p99={out[int(len(out) * 0.99)]:6.3f}  "
               f"max={out[-1]:6.3f} ms")
-
-    print("loop lag of a 1 ms timer:")
-    default = sys.getswitchinterval()
-    run("idle", None)
-    run("rendering on the loop every 50 ms", None, on_loop=True)
-    run(f"rendering on a thread, switch {default * 1000:g} ms", default)
-    run(f"rendering on a thread, switch {admin.GIL_SWITCH_INTERVAL * 1000:g} ms", admin.GIL_SWITCH_INTERVAL)
-    sys.setswitchinterval(default)
 
 
 def main() -> int:
@@ -206,20 +203,25 @@ def proxy_part(args) -> None:
             with urllib.request.urlopen(f"http://{HOST}:{admin}/stats", timeout=30) as r:
                 n_stats = r.read().count(b"\n")
             print(f"through mosnx, 1 worker, {args.clusters} clusters, {n_stats} stat lines:")
+            for path in ADMIN_QUERIES:
+                t0 = time.perf_counter()
+                with urllib.request.urlopen(f"http://{HOST}:{admin}{path}", timeout=30) as r:
+                    size = len(r.read())
+                print(f"  admin {path:<40} {size / 1024:7.0f} KiB in {(time.perf_counter() - t0) * 1000:6.1f} ms")
             p99s: dict[str, list[float]] = {"idle": [], "admin": []}
             for _ in range(args.rounds):
                 idle = run_requests(port, args.requests, args.seconds)
                 print("  " + describe("no admin traffic", idle))
                 p99s["idle"].append(p99(idle))
-                stop, answered = threading.Event(), []
-                t = threading.Thread(target=admin_loop, args=(admin, stop, answered), daemon=True)
-                t.start()
-                time.sleep(0.1)
+                stop, answered, bad = mp.Event(), mp.Value("i", 0), mp.Value("i", 0)
+                hammer = mp.Process(target=admin_loop, args=(admin, stop, answered, bad), daemon=True)
+                hammer.start()
+                time.sleep(0.3)
                 loaded = run_requests(port, args.requests, args.seconds)
                 stop.set()
-                t.join(60)
-                print("  " + describe("admin queries looping", loaded) + f"  ({len(answered)} admin answers, "
-                      f"all 200: {set(answered) <= {200}})")
+                hammer.join(60)
+                print("  " + describe("admin queries looping", loaded) + f"  ({answered.value} admin answers, "
+                      f"{bad.value} not 200)")
                 p99s["admin"].append(p99(loaded))
             print(f"median p99: idle {statistics.median(p99s['idle']):.3f} ms, "
                   f"under admin load {statistics.median(p99s['admin']):.3f} ms")

@@ -7,8 +7,10 @@ its connection; the server itself never goes down. Requests on a connection are
 answered one at a time, in order (pipelined requests wait their turn).
 
 With one worker the supervisor's loop is also the data plane's, so the admin must never
-hold it: filtering, rendering and JSON encoding run on one admin thread (`off_loop`),
-and a stats filter is an RE2 pattern of bounded length, which matches in linear time.
+hold it: filtering, rendering and JSON encoding run in slices of at most SLICE seconds
+(`render`), and a stats filter is an RE2 pattern of bounded length, which matches in
+linear time. Slices on the loop rather than a thread: a thread would hold the GIL
+while the OS preempts it, and the loop would wait out its time slice.
 Access is admin_access.py's (its rules are written out there): a mutating endpoint is
 POST only and refuses cross-site requests; a configured token is needed for every
 endpoint but /ready; bound to loopback, only loopback Host names are answered.
@@ -16,14 +18,12 @@ endpoint but /ready; bound to loopback, only loopback Host names are answered.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import sys
+import time
 from collections import deque
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from http import HTTPStatus
-from typing import Any, Awaitable, Callable, Protocol
+from typing import Any, Awaitable, Callable, Iterable, Protocol
 from urllib.parse import parse_qs
 
 import httptools
@@ -43,26 +43,15 @@ PROMETHEUS = "text/plain; version=0.0.4; charset=UTF-8"
 
 _STATUS_LINES = {s.value: f"HTTP/1.1 {s.value} {s.phrase}\r\n".encode() for s in HTTPStatus}
 
-# One thread for all admin rendering: admin answers are serialised anyway, and a
-# single thread keeps the admin's share of the GIL to one contender.
-_executor: ThreadPoolExecutor | None = None
-
-# While the admin thread renders, the loop waits for the GIL at each wakeup for up to
-# the interpreter's switch interval (5 ms by default): that wait is the whole cost the
-# admin puts on the data plane. 0.5 ms bounds it (a 1 ms timer's lag, p50, from about
-# 5 ms to under 2 ms: bench/admin_load.py --part lag); with no admin thread busy,
-# nothing changes.
-GIL_SWITCH_INTERVAL = 0.0005
-
-
-async def off_loop(fn: Callable[..., Any], *args: Any) -> Any:
-    """fn(*args) on the admin thread, so the loop (the data plane's, with one worker)
-    keeps serving while big dumps are filtered, rendered and encoded."""
-    global _executor
-    if _executor is None:
-        sys.setswitchinterval(min(sys.getswitchinterval(), GIL_SWITCH_INTERVAL))
-        _executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mosnx-admin")
-    return await asyncio.get_running_loop().run_in_executor(_executor, fn, *args)
+# The longest the admin holds the loop before letting it serve I/O again, and the
+# pause it then takes: the admin gets at most about a fifth of the loop, so a
+# scraper polling back to back neither delays a request by more than a slice nor
+# keeps the process busy enough for the OS to start preempting it. The clock is read
+# every CHECK pieces; a piece is one stat, one line or one JSON token, a few
+# microseconds at most.
+SLICE = 0.0005
+PAUSE = 0.002
+CHECK = 8
 
 
 class AdminBackend(Protocol):
@@ -90,14 +79,22 @@ def text(status: int, body: str, content_type: str = TEXT) -> Response:
     return Response(status, body.encode(), content_type)
 
 
-def _jsonable(value: Any) -> Any:
-    # A stray set or Path in a dump should not cost the whole answer.
-    return list(value) if isinstance(value, (set, frozenset)) else str(value)
-
-
 def json_response(status: int, obj: Any, pretty: bool = False) -> Response:
-    body = json.dumps(obj, indent=2 if pretty else None, default=_jsonable) + "\n"
-    return Response(status, body.encode(), JSON)
+    """For small answers; a dump that grows with the config goes through `render`."""
+    return Response(status, "".join(fmt.json_pieces(obj, pretty)).encode(), JSON)
+
+
+async def render(pieces: Iterable[str], content_type: str = TEXT) -> Response:
+    """A 200 whose body is `pieces` joined, pausing PAUSE for the loop after each SLICE."""
+    out: list[str] = []
+    clock = time.perf_counter
+    deadline = clock() + SLICE
+    for n, piece in enumerate(pieces, 1):
+        out.append(piece)
+        if not n % CHECK and clock() > deadline:
+            await asyncio.sleep(PAUSE)
+            deadline = clock() + SLICE
+    return Response(200, "".join(out).encode(), content_type)
 
 
 Query = dict[str, list[str]]
@@ -140,42 +137,33 @@ async def _server_info(backend: AdminBackend, query: Query) -> Response:
 
 
 async def _config_dump(backend: AdminBackend, query: Query) -> Response:
-    return await off_loop(json_response, 200, await backend.config_dump(), True)
-
-
-def _render_clusters(clusters: dict, form: str | None) -> Response:
-    if form == "json":
-        return json_response(200, fmt.clusters_json(clusters), pretty=True)
-    return text(200, fmt.clusters_text(clusters))
+    return await render(fmt.json_pieces(await backend.config_dump()), JSON)
 
 
 async def _clusters(backend: AdminBackend, query: Query) -> Response:
     form = _param(query, "format")
     if form not in (None, "text", "json"):
         raise BadRequest(f"unknown format {form!r}: use text or json")
-    return await off_loop(_render_clusters, await backend.clusters(), form)
-
-
-def _render_stats(stats: dict, pattern: fmt.Pattern | None, used_only: bool, form: str | None) -> Response:
-    dump = fmt.select(stats, pattern, used_only)
+    clusters = await backend.clusters()
     if form == "json":
-        return json_response(200, fmt.stats_json(dump), pretty=True)
-    if form == "prometheus":
-        return text(200, fmt.prometheus(dump), PROMETHEUS)
-    return text(200, fmt.stats_text(dump))
+        return await render(fmt.clusters_json_pieces(clusters), JSON)
+    return await render(fmt.clusters_text_pieces(clusters))
+
+
+_STATS_TYPES = {None: TEXT, "text": TEXT, "json": JSON, "prometheus": PROMETHEUS}
 
 
 async def _stats(backend: AdminBackend, query: Query) -> Response:
     form = _param(query, "format")
-    if form not in (None, "text", "json", "prometheus"):
+    if form not in _STATS_TYPES:
         raise BadRequest(f"unknown format {form!r}: use text, json or prometheus")
     pattern, used_only = _stats_selection(query)
-    return await off_loop(_render_stats, await backend.stats(), pattern, used_only, form)
+    return await render(fmt.stats_pieces(await backend.stats(), pattern, used_only, form), _STATS_TYPES[form])
 
 
 async def _prometheus(backend: AdminBackend, query: Query) -> Response:
     pattern, used_only = _stats_selection(query)
-    return await off_loop(_render_stats, await backend.stats(), pattern, used_only, "prometheus")
+    return await render(fmt.stats_pieces(await backend.stats(), pattern, used_only, "prometheus"), PROMETHEUS)
 
 
 async def _reload(backend: AdminBackend, query: Query) -> Response:

@@ -384,17 +384,18 @@ class AdminBackend:
     def __init__(self, sup: Supervisor):
         self.sup = sup
 
-    # Dumps are taken on the loop (they are copies); merging runs on the admin thread.
     async def stats(self) -> dict:
-        from .admin import off_loop
         dumps = [r["stats"] for r in await self.sup.gather("stats") if "stats" in r]
+        if len(dumps) == 1:
+            # One worker shares this loop: its dump is already a copy, so the
+            # supervisor's few stats are added to it rather than copying it whole.
+            return merge_into(dumps[0], self.sup.stats.dump())
         dumps.append(self.sup.stats.dump())
-        return await off_loop(merge, dumps)
+        return merge(dumps)
 
     async def clusters(self) -> dict:
-        from .admin import off_loop
         replies = [r["clusters"] for r in await self.sup.gather("clusters") if "clusters" in r]
-        return await off_loop(merge_clusters, replies)
+        return merge_clusters(replies)
 
     async def config_dump(self) -> dict:
         replies = await self.sup.gather("config_dump")
@@ -414,6 +415,25 @@ class AdminBackend:
 
     def ready(self) -> bool:
         return self.sup.state == "LIVE"
+
+
+def merge_into(dump: dict, small: dict) -> dict:
+    """`dump` with `small`'s stats added (summed, as merge() does); changes `dump`."""
+    for section in ("counters", "gauges"):
+        into = dump.setdefault(section, {})
+        for k, v in small.get(section, {}).items():
+            into[k] = into.get(k, 0) + v
+    histograms = dump.setdefault("histograms", {})
+    for k, h in small.get("histograms", {}).items():
+        cur = histograms.get(k)
+        if cur is None:
+            histograms[k] = {"bounds": list(h["bounds"]), "counts": list(h["counts"]),
+                             "sum": h["sum"], "count": h["count"]}
+        else:
+            cur["counts"] = [a + b for a, b in zip(cur["counts"], h["counts"])]
+            cur["sum"] += h["sum"]
+            cur["count"] += h["count"]
+    return dump
 
 
 def merge_clusters(replies: list[dict]) -> dict:

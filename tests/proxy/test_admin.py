@@ -7,6 +7,7 @@ import json
 import random
 import socket
 import threading
+import time
 
 import httpx
 import pytest
@@ -434,13 +435,35 @@ def test_filter_at_the_length_cap_is_accepted(client):
     assert r.status_code == 200 and r.text == "wasm.authz.denied: 1\n"
 
 
-def test_rendering_runs_off_the_loop():
+def test_rendering_pauses_for_the_loop():
+    """A long answer is rendered in slices: other work on the loop runs in between."""
+    def slow_pieces():
+        for _ in range(100):
+            end = time.perf_counter() + 0.0002
+            while time.perf_counter() < end:
+                pass
+            yield "x"
+
     async def main():
-        loop_thread = threading.get_ident()
-        worker_thread = await admin.off_loop(threading.get_ident)
-        return loop_thread, worker_thread
-    loop_thread, worker_thread = uvloop.run(main())
-    assert worker_thread != loop_thread
+        ticks = 0
+        stop = False
+
+        async def other_work():
+            nonlocal ticks
+            while not stop:
+                ticks += 1
+                await asyncio.sleep(0)
+
+        task = asyncio.get_running_loop().create_task(other_work())
+        await asyncio.sleep(0)
+        response = await admin.render(slow_pieces())
+        stop = True
+        await task
+        return response, ticks
+
+    response, ticks = uvloop.run(main())
+    assert (response.status, response.body) == (200, b"x" * 100)
+    assert ticks >= 10, f"the loop ran only {ticks} times during a 20 ms rendering"
 
 
 # --- access: cross-site, Host, token -------------------------------------------------
