@@ -71,6 +71,7 @@ def check_config(path: str) -> list[Diagnostic]:
     # the CLI (the composition root) has registered every front end and filter;
     # this package registers only its own rules loader
     import mosnx.dsl  # noqa: F401
+    from mosnx.runtime.config import admin_exposure
     from mosnx.runtime.snapshot import build_snapshot
 
     from .rules import analyze
@@ -82,6 +83,9 @@ def check_config(path: str) -> list[Diagnostic]:
         raise _Usage(f"{path}: cannot load YAML configs here ({e})") from None
     # the build keeps only errors; the rules' warnings are found again here
     warnings: list[Diagnostic] = []
+    exposed = admin_exposure(snap.config.admin)
+    if exposed is not None:
+        warnings.append(_with_source(exposed))
     for lc in snap.config.listeners:
         if lc.rules:
             _, found = analyze(lc.rules, set(snap.clusters))

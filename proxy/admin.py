@@ -5,22 +5,31 @@ Runs in the supervisor, never in a worker, and holds no proxy state: every answe
 from an AdminBackend. A handler that raises costs one 500, a malformed request costs
 its connection; the server itself never goes down. Requests on a connection are
 answered one at a time, in order (pipelined requests wait their turn).
+
+With one worker the supervisor's loop is also the data plane's, so the admin must never
+hold it: filtering, rendering and JSON encoding run in slices of at most SLICE seconds
+(`render`), and a stats filter is an RE2 pattern of bounded length, which matches in
+linear time. Slices on the loop rather than a thread: a thread would hold the GIL
+while the OS preempts it, and the loop would wait out its time slice.
+Access is admin_access.py's (its rules are written out there): a mutating endpoint is
+POST only and refuses cross-site requests; a configured token is needed for every
+endpoint but /ready; bound to loopback, only loopback Host names are answered.
 """
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import re
+import time
 from collections import deque
 from dataclasses import dataclass
 from http import HTTPStatus
-from typing import Any, Awaitable, Callable, Protocol
+from typing import Any, Awaitable, Callable, Iterable, Protocol
 from urllib.parse import parse_qs
 
 import httptools
 
 from . import admin_format as fmt
+from .admin_access import HEADERS, Access, Refusal
 
 log = logging.getLogger("mosnx.admin")
 
@@ -33,6 +42,16 @@ JSON = "application/json"
 PROMETHEUS = "text/plain; version=0.0.4; charset=UTF-8"
 
 _STATUS_LINES = {s.value: f"HTTP/1.1 {s.value} {s.phrase}\r\n".encode() for s in HTTPStatus}
+
+# The longest the admin holds the loop before letting it serve I/O again, and the
+# pause it then takes: the admin gets at most about a fifth of the loop, so a
+# scraper polling back to back neither delays a request by more than a slice nor
+# keeps the process busy enough for the OS to start preempting it. The clock is read
+# every CHECK pieces; a piece is one stat, one line or one JSON token, a few
+# microseconds at most.
+SLICE = 0.0005
+PAUSE = 0.002
+CHECK = 8
 
 
 class AdminBackend(Protocol):
@@ -60,14 +79,22 @@ def text(status: int, body: str, content_type: str = TEXT) -> Response:
     return Response(status, body.encode(), content_type)
 
 
-def _jsonable(value: Any) -> Any:
-    # A stray set or Path in a dump should not cost the whole answer.
-    return list(value) if isinstance(value, (set, frozenset)) else str(value)
-
-
 def json_response(status: int, obj: Any, pretty: bool = False) -> Response:
-    body = json.dumps(obj, indent=2 if pretty else None, default=_jsonable) + "\n"
-    return Response(status, body.encode(), JSON)
+    """For small answers; a dump that grows with the config goes through `render`."""
+    return Response(status, "".join(fmt.json_pieces(obj, pretty)).encode(), JSON)
+
+
+async def render(pieces: Iterable[str], content_type: str = TEXT) -> Response:
+    """A 200 whose body is `pieces` joined, pausing PAUSE for the loop after each SLICE."""
+    out: list[str] = []
+    clock = time.perf_counter
+    deadline = clock() + SLICE
+    for n, piece in enumerate(pieces, 1):
+        out.append(piece)
+        if not n % CHECK and clock() > deadline:
+            await asyncio.sleep(PAUSE)
+            deadline = clock() + SLICE
+    return Response(200, "".join(out).encode(), content_type)
 
 
 Query = dict[str, list[str]]
@@ -86,11 +113,11 @@ def _param(query: Query, name: str) -> str | None:
     return values[-1] if values else None
 
 
-def _stats_selection(query: Query) -> tuple[re.Pattern[str] | None, bool]:
+def _stats_selection(query: Query) -> tuple[fmt.Pattern | None, bool]:
     pattern = _param(query, "filter")
     try:
-        compiled = re.compile(pattern) if pattern else None
-    except re.error as e:
+        compiled = fmt.compile_filter(pattern) if pattern else None
+    except ValueError as e:
         raise BadRequest(f"invalid regex in filter: {e}") from None
     return compiled, "usedonly" in query
 
@@ -110,7 +137,7 @@ async def _server_info(backend: AdminBackend, query: Query) -> Response:
 
 
 async def _config_dump(backend: AdminBackend, query: Query) -> Response:
-    return json_response(200, await backend.config_dump(), pretty=True)
+    return await render(fmt.json_pieces(await backend.config_dump()), JSON)
 
 
 async def _clusters(backend: AdminBackend, query: Query) -> Response:
@@ -119,29 +146,29 @@ async def _clusters(backend: AdminBackend, query: Query) -> Response:
         raise BadRequest(f"unknown format {form!r}: use text or json")
     clusters = await backend.clusters()
     if form == "json":
-        return json_response(200, fmt.clusters_json(clusters), pretty=True)
-    return text(200, fmt.clusters_text(clusters))
+        return await render(fmt.clusters_json_pieces(clusters), JSON)
+    return await render(fmt.clusters_text_pieces(clusters))
+
+
+_STATS_TYPES = {None: TEXT, "text": TEXT, "json": JSON, "prometheus": PROMETHEUS}
 
 
 async def _stats(backend: AdminBackend, query: Query) -> Response:
     form = _param(query, "format")
-    if form not in (None, "text", "json", "prometheus"):
+    if form not in _STATS_TYPES:
         raise BadRequest(f"unknown format {form!r}: use text, json or prometheus")
     pattern, used_only = _stats_selection(query)
-    dump = fmt.select(await backend.stats(), pattern, used_only)
-    if form == "json":
-        return json_response(200, fmt.stats_json(dump), pretty=True)
-    if form == "prometheus":
-        return text(200, fmt.prometheus(dump), PROMETHEUS)
-    return text(200, fmt.stats_text(dump))
+    return await render(fmt.stats_pieces(await backend.stats(), pattern, used_only, form), _STATS_TYPES[form])
 
 
 async def _prometheus(backend: AdminBackend, query: Query) -> Response:
     pattern, used_only = _stats_selection(query)
-    return text(200, fmt.prometheus(fmt.select(await backend.stats(), pattern, used_only)), PROMETHEUS)
+    return await render(fmt.stats_pieces(await backend.stats(), pattern, used_only, "prometheus"), PROMETHEUS)
 
 
 async def _reload(backend: AdminBackend, query: Query) -> Response:
+    """200 with the new version, or 400 with every finding (file:line:col: code message)
+    while the previous version keeps serving."""
     ok, details = await backend.reload()
     return json_response(200 if ok else 400, {**details, "ok": ok}, pretty=True)
 
@@ -167,13 +194,23 @@ def help_text() -> str:
     return "".join(lines)
 
 
-async def dispatch(backend: AdminBackend, method: str, target: bytes) -> Response:
-    """The response to one request; never raises."""
+_OPEN = Access()      # dispatch without a policy: loopback rules, no token
+
+
+async def dispatch(backend: AdminBackend, method: str, target: bytes,
+                   headers: dict[bytes, bytes] | None = None, access: Access | None = None) -> Response:
+    """The response to one request; never raises. `headers` holds the request's
+    access-relevant headers (admin_access.HEADERS), names lower-cased."""
     try:
         url = httptools.parse_url(target)
     except httptools.HttpParserInvalidURLError:
         return text(400, "invalid request target\n")
-    route = ROUTES.get((url.path or b"").decode("latin-1"))
+    path = (url.path or b"").decode("latin-1")
+    route = ROUTES.get(path)
+    try:
+        (access or _OPEN).check(path, route is not None and route.method != "GET", headers or {})
+    except Refusal as e:
+        return Response(e.status, f"{e}\n".encode(), TEXT, e.headers)
     if route is None:
         return text(404, "invalid path. " + help_text())
     allowed = (route.method, "HEAD") if route.method == "GET" else (route.method,)
@@ -209,6 +246,7 @@ class _Request:
     method: str
     target: bytes
     keep_alive: bool
+    headers: dict[bytes, bytes]
 
 
 class _Reject(Exception):
@@ -220,8 +258,9 @@ class _Reject(Exception):
 
 
 class AdminProtocol(asyncio.Protocol):
-    def __init__(self, backend: AdminBackend) -> None:
+    def __init__(self, backend: AdminBackend, access: Access) -> None:
         self.backend = backend
+        self.access = access
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpRequestParser(self)
         # A queue item is a parsed request, or a final error reply that closes the connection.
@@ -230,6 +269,7 @@ class AdminProtocol(asyncio.Protocol):
         self.closed = False       # stop parsing: the connection ends after what is queued
         self.paused = False
         self._target = bytearray()
+        self._headers: dict[bytes, bytes] = {}
         self._head_size = 0
         self._body_size = 0
         self._reject: _Reject | None = None
@@ -259,6 +299,7 @@ class AdminProtocol(asyncio.Protocol):
 
     def on_message_begin(self) -> None:
         self._target.clear()
+        self._headers = {}
         self._head_size = self._body_size = 0
 
     def on_url(self, url: bytes) -> None:
@@ -267,6 +308,11 @@ class AdminProtocol(asyncio.Protocol):
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._grow_head(len(name) + len(value))
+        name = name.lower()
+        if name in HEADERS:
+            # a repeated header is kept whole, so it matches no single expected value
+            seen = self._headers.get(name)
+            self._headers[name] = value if seen is None else seen + b", " + value
 
     def on_body(self, body: bytes) -> None:
         self._body_size += len(body)
@@ -276,7 +322,7 @@ class AdminProtocol(asyncio.Protocol):
 
     def on_message_complete(self) -> None:
         method = self.parser.get_method().decode("latin-1")
-        self._enqueue(_Request(method, bytes(self._target), self.parser.should_keep_alive()))
+        self._enqueue(_Request(method, bytes(self._target), self.parser.should_keep_alive(), self._headers))
 
     def _grow_head(self, n: int) -> None:
         self._head_size += n
@@ -313,7 +359,7 @@ class AdminProtocol(asyncio.Protocol):
                     self.transport.write(encode(item, keep_alive=False))
                     self.transport.close()
                     return
-                response = await dispatch(self.backend, item.method, item.target)
+                response = await dispatch(self.backend, item.method, item.target, item.headers, self.access)
                 if self.transport.is_closing():
                     return
                 # Once parsing has stopped, the last queued answer ends the connection.
@@ -329,7 +375,10 @@ class AdminProtocol(asyncio.Protocol):
             self.task = None
 
 
-async def start_admin(host: str, port: int, backend: AdminBackend) -> asyncio.AbstractServer:
-    """Listen on host:port (port 0 picks a free one; see `server.sockets`)."""
+async def start_admin(host: str, port: int, backend: AdminBackend,
+                      access: Access | None = None) -> asyncio.AbstractServer:
+    """Listen on host:port (port 0 picks a free one; see `server.sockets`). `access`
+    defaults to the rules for `host` with no token; the caller may `update` it later."""
     loop = asyncio.get_running_loop()
-    return await loop.create_server(lambda: AdminProtocol(backend), host, port)
+    access = access or Access(host)
+    return await loop.create_server(lambda: AdminProtocol(backend, access), host, port)

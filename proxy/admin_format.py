@@ -2,15 +2,50 @@
 and the Prometheus text exposition format 0.0.4.
 
 Pure functions from the plain data an AdminBackend returns (a merged stats dump, the
-clusters dict) to text or JSON-able dicts; no I/O. Names, separators and orderings
-follow Envoy's admin so scripts, dashboards and scrapers written for Envoy keep working.
+clusters dict) to text or JSON; no I/O. Names, separators and orderings follow Envoy's
+admin so scripts, dashboards and scrapers written for Envoy keep working.
+
+Each renderer that grows with the number of stats, clusters or config entries is a
+generator of text pieces (`*_pieces`); an empty piece marks a point where the caller
+may pause. The admin drives them in slices on the loop it shares with the data plane
+(admin.render), so no answer holds the loop for longer than a slice; the plain
+functions (`stats_text`, `prometheus`, ...) join the same pieces at once.
+
+A `filter` a client sends is compiled by RE2 (as Envoy's is), never by `re`: RE2
+matches in time linear in the name, so no pattern can make /stats spin (`(a+)+$`
+backtracks exponentially in `re`). Patterns are capped in length, and so is RE2's
+program memory.
 """
 from __future__ import annotations
 
+import json
 import re
-from typing import Any
+from typing import Any, Callable, Iterator, Protocol
+
+import re2
 
 from mosnx.runtime.stats import quantile
+
+MAX_FILTER = 1024          # characters in a ?filter= pattern
+
+_RE2_OPTIONS = re2.Options()
+_RE2_OPTIONS.log_errors = False        # a bad pattern is the client's 400, not our stderr
+_RE2_OPTIONS.max_mem = 8 << 20
+
+
+class Pattern(Protocol):
+    def search(self, text: str) -> Any: ...
+
+
+def compile_filter(pattern: str) -> Pattern:
+    """An RE2 pattern for searching stat names; ValueError with a message for the client."""
+    if len(pattern) > MAX_FILTER:
+        raise ValueError(f"the pattern is {len(pattern)} characters; at most {MAX_FILTER} are accepted")
+    try:
+        return re2.compile(pattern, _RE2_OPTIONS)
+    except re2.error as e:
+        why = e.args[0] if e.args else "invalid pattern"
+        raise ValueError(why.decode("utf-8", "replace") if isinstance(why, bytes) else str(why)) from None
 
 # Envoy's supported quantiles, in percent: the P0 ... P100 of its summaries.
 PERCENTS = (0, 25, 50, 75, 90, 95, 99, 99.5, 99.9, 100)
@@ -43,21 +78,48 @@ def estimate(v: float | None) -> float | None:
     return None if v is None else float(f"{v:.12g}")
 
 
-def select(dump: dict[str, Any], pattern: re.Pattern[str] | None = None,
-           used_only: bool = False) -> dict[str, Any]:
-    """The stats whose name matches `pattern` (searched, as Envoy's `filter`).
+Pieces = Iterator[str]
+
+# What "used" means per section of a dump, for ?usedonly.
+_SECTIONS: tuple[tuple[str, Callable[[Any], bool]], ...] = (
+    ("counters", lambda v: v != 0), ("gauges", lambda v: v != 0), ("histograms", lambda h: h["count"] > 0))
+
+
+def _jsonable(value: Any) -> Any:
+    # A stray set or Path in a dump should not cost the whole answer.
+    return list(value) if isinstance(value, (set, frozenset)) else str(value)
+
+
+_PRETTY = json.JSONEncoder(indent=2, default=_jsonable)
+_COMPACT = json.JSONEncoder(default=_jsonable)
+
+
+def json_pieces(obj: Any, pretty: bool = True) -> Pieces:
+    """`obj` as JSON text and a final newline, in small pieces."""
+    yield from (_PRETTY if pretty else _COMPACT).iterencode(obj)
+    yield "\n"
+
+
+def selecting(dump: dict[str, Any], pattern: Pattern | None, used_only: bool, into: dict[str, Any]) -> Pieces:
+    """Fill `into` with the stats whose name matches `pattern` (searched, as Envoy's
+    `filter`); yields a pause point per stat.
 
     `used_only` keeps non-zero counters and gauges and histograms with samples: the
     merged dump carries no "ever written" flag, so zero stands in for unused.
     """
-    def keep(name: str, used: bool) -> bool:
-        return (not used_only or used) and (pattern is None or pattern.search(name) is not None)
+    for section, used in _SECTIONS:
+        kept = into[section] = {}
+        for name, value in dump.get(section, {}).items():
+            if (not used_only or used(value)) and (pattern is None or pattern.search(name) is not None):
+                kept[name] = value
+            yield ""
 
-    return {
-        "counters": {k: v for k, v in dump.get("counters", {}).items() if keep(k, v != 0)},
-        "gauges": {k: v for k, v in dump.get("gauges", {}).items() if keep(k, v != 0)},
-        "histograms": {k: h for k, h in dump.get("histograms", {}).items() if keep(k, h["count"] > 0)},
-    }
+
+def select(dump: dict[str, Any], pattern: Pattern | None = None, used_only: bool = False) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for _ in selecting(dump, pattern, used_only, out):
+        pass
+    return out
 
 
 # --- /stats -----------------------------------------------------------------------
@@ -70,26 +132,63 @@ def histogram_summary(h: dict[str, Any]) -> str:
     return " ".join(f"P{p:g}(nan,{num(estimate(quantile(h, p / 100)))})" for p in PERCENTS)
 
 
-def stats_text(dump: dict[str, Any]) -> str:
+def _scalars(dump: dict[str, Any]) -> list[tuple[str, Any]]:
+    """Counters and gauges, sorted by name (names are unique across both)."""
+    scalars = {**dump["counters"], **dump["gauges"]}
+    return [(name, scalars[name]) for name in sorted(scalars)]
+
+
+def stats_text_pieces(dump: dict[str, Any]) -> Pieces:
     """Counters and gauges sorted by name, then histograms sorted by name, as Envoy does."""
-    scalars = sorted([*dump["counters"].items(), *dump["gauges"].items()])
-    lines = [f"{name}: {value}\n" for name, value in scalars]
-    lines += [f"{name}: {histogram_summary(h)}\n" for name, h in sorted(dump["histograms"].items())]
-    return "".join(lines)
+    for name, value in _scalars(dump):
+        yield f"{name}: {value}\n"
+    histograms = dump["histograms"]
+    for name in sorted(histograms):
+        yield f"{name}: {histogram_summary(histograms[name])}\n"
+
+
+def stats_text(dump: dict[str, Any]) -> str:
+    return "".join(stats_text_pieces(dump))
+
+
+def _building_stats_json(dump: dict[str, Any], into: dict[str, Any]) -> Pieces:
+    stats: list[dict[str, Any]] = [{"name": name, "value": value} for name, value in _scalars(dump)]
+    into["stats"] = stats
+    histograms = dump["histograms"]
+    if not histograms:
+        return
+    computed = []
+    for name in sorted(histograms):
+        h = histograms[name]
+        computed.append({"name": name, "values": [{"interval": None, "cumulative": estimate(quantile(h, p / 100))}
+                                                  for p in PERCENTS]})
+        yield ""
+    stats.append({"histograms": {"supported_quantiles": list(PERCENTS), "computed_quantiles": computed}})
 
 
 def stats_json(dump: dict[str, Any]) -> dict[str, Any]:
-    scalars = sorted([*dump["counters"].items(), *dump["gauges"].items()])
-    stats: list[dict[str, Any]] = [{"name": name, "value": value} for name, value in scalars]
-    if dump["histograms"]:
-        stats.append({"histograms": {
-            "supported_quantiles": list(PERCENTS),
-            "computed_quantiles": [
-                {"name": name, "values": [{"interval": None, "cumulative": estimate(quantile(h, p / 100))}
-                                          for p in PERCENTS]}
-                for name, h in sorted(dump["histograms"].items())],
-        }})
-    return {"stats": stats}
+    out: dict[str, Any] = {}
+    for _ in _building_stats_json(dump, out):
+        pass
+    return out
+
+
+def stats_json_pieces(dump: dict[str, Any]) -> Pieces:
+    out: dict[str, Any] = {}
+    yield from _building_stats_json(dump, out)
+    yield from json_pieces(out)
+
+
+def stats_pieces(stats: dict[str, Any], pattern: Pattern | None, used_only: bool, form: str | None) -> Pieces:
+    """/stats in `form` (text, json or prometheus) for the stats `select` keeps."""
+    dump: dict[str, Any] = {}
+    yield from selecting(stats, pattern, used_only, dump)
+    if form == "json":
+        yield from stats_json_pieces(dump)
+    elif form == "prometheus":
+        yield from prometheus_pieces(dump)
+    else:
+        yield from stats_text_pieces(dump)
 
 
 # --- /stats/prometheus ------------------------------------------------------------
@@ -115,37 +214,46 @@ def _labels(labels: tuple[tuple[str, str], ...]) -> str:
     return "{" + ",".join(f'{k}="{_escape(v)}"' for k, v in labels) + "}"
 
 
-def _families(section: dict[str, Any]) -> dict[str, list[tuple[tuple[tuple[str, str], ...], Any]]]:
-    """Group stats into metric families: after tag extraction many stats share one name."""
-    families: dict[str, list[tuple[tuple[tuple[str, str], ...], Any]]] = {}
+Families = dict[str, list[tuple[tuple[tuple[str, str], ...], Any]]]
+
+
+def _grouping(section: dict[str, Any], families: Families) -> Pieces:
+    """Group stats into metric families (after tag extraction many stats share one
+    name), each family's series sorted by labels; yields a pause point per stat."""
     for stat, value in section.items():
         name, labels = prometheus_name(stat)
         families.setdefault(name, []).append((labels, value))
+        yield ""
     for series in families.values():
         series.sort(key=lambda s: s[0])
-    return families
+
+
+def _histogram_series(name: str, labels: tuple[tuple[str, str], ...], h: dict[str, Any]) -> str:
+    out = []
+    cumulative = 0
+    for bound, count in zip(h["bounds"], h["counts"]):
+        cumulative += count
+        out.append(f"{name}_bucket{_labels(labels + (('le', num(bound)),))} {cumulative}\n")
+    out.append(f"{name}_bucket{_labels(labels + (('le', '+Inf'),))} {h['count']}\n")
+    out.append(f"{name}_sum{_labels(labels)} {num(h['sum'])}\n")
+    out.append(f"{name}_count{_labels(labels)} {h['count']}\n")
+    return "".join(out)
+
+
+def prometheus_pieces(dump: dict[str, Any]) -> Pieces:
+    """One `# TYPE` line per family; counters, then gauges, then histograms, as Envoy emits."""
+    for kind in ("counter", "gauge", "histogram"):
+        families: Families = {}
+        yield from _grouping(dump[kind + "s"], families)
+        for name in sorted(families):
+            yield f"# TYPE {name} {kind}\n"
+            for labels, v in families[name]:
+                yield (_histogram_series(name, labels, v) if kind == "histogram"
+                       else f"{name}{_labels(labels)} {num(v)}\n")
 
 
 def prometheus(dump: dict[str, Any]) -> str:
-    """One `# TYPE` line per family; counters, then gauges, then histograms, as Envoy emits."""
-    out: list[str] = []
-    for kind in ("counter", "gauge"):
-        families = _families(dump[kind + "s"])
-        for name in sorted(families):
-            out.append(f"# TYPE {name} {kind}\n")
-            out += [f"{name}{_labels(labels)} {num(v)}\n" for labels, v in families[name]]
-    families = _families(dump["histograms"])
-    for name in sorted(families):
-        out.append(f"# TYPE {name} histogram\n")
-        for labels, h in families[name]:
-            cumulative = 0
-            for bound, count in zip(h["bounds"], h["counts"]):
-                cumulative += count
-                out.append(f"{name}_bucket{_labels(labels + (('le', num(bound)),))} {cumulative}\n")
-            out.append(f"{name}_bucket{_labels(labels + (('le', '+Inf'),))} {h['count']}\n")
-            out.append(f"{name}_sum{_labels(labels)} {num(h['sum'])}\n")
-            out.append(f"{name}_count{_labels(labels)} {h['count']}\n")
-    return "".join(out)
+    return "".join(prometheus_pieces(dump))
 
 
 # --- /clusters --------------------------------------------------------------------
@@ -193,8 +301,13 @@ def _host_stats(ep: dict[str, Any]) -> list[tuple[str, Any]]:
 
 
 def clusters_text(clusters: dict[str, Any]) -> str:
-    lines: list[str] = []
+    return "".join(clusters_text_pieces(clusters))
+
+
+def clusters_text_pieces(clusters: dict[str, Any]) -> Pieces:
+    """Envoy's `/clusters` text: one piece per cluster's settings, one per endpoint."""
     for cluster, info in sorted(clusters.items()):
+        lines: list[str] = []
         for key, value in sorted(info.items()):
             if key == "endpoints":
                 continue
@@ -204,16 +317,17 @@ def clusters_text(clusters: dict[str, Any]) -> str:
                 lines += [f"{cluster}::{key}::{k}::{_text(v)}\n" for k, v in sorted(value.items())]
             else:
                 lines.append(f"{cluster}::{key}::{_text(value)}\n")
+        yield "".join(lines)
         for ep in info.get("endpoints", ()):
             prefix = f"{cluster}::{ep['address']}::"
-            lines += [f"{prefix}{k}::{_text(v)}\n" for k, v in _host_stats(ep)]
+            lines = [f"{prefix}{k}::{_text(v)}\n" for k, v in _host_stats(ep)]
             for key, default in _HOST_INFO:
                 if key == "health_flags":
                     value = "".join("/" + f for f in health_flags(ep.get("health"))) or "healthy"
                 else:
                     value = _text(ep.get(key, default))
                 lines.append(f"{prefix}{key}::{value}\n")
-    return "".join(lines)
+            yield "".join(lines)
 
 
 def _socket_address(address: str) -> dict[str, Any]:
@@ -225,7 +339,21 @@ def _socket_address(address: str) -> dict[str, Any]:
 
 def clusters_json(clusters: dict[str, Any]) -> dict[str, Any]:
     """Envoy's `/clusters?format=json` shape (admin.v3.Clusters)."""
-    statuses = []
+    out: dict[str, Any] = {}
+    for _ in _building_clusters_json(clusters, out):
+        pass
+    return out
+
+
+def clusters_json_pieces(clusters: dict[str, Any]) -> Pieces:
+    out: dict[str, Any] = {}
+    yield from _building_clusters_json(clusters, out)
+    yield from json_pieces(out)
+
+
+def _building_clusters_json(clusters: dict[str, Any], into: dict[str, Any]) -> Pieces:
+    statuses: list[dict[str, Any]] = []
+    into["cluster_statuses"] = statuses
     for cluster, info in sorted(clusters.items()):
         hosts = []
         for ep in info.get("endpoints", ()):
@@ -242,6 +370,6 @@ def clusters_json(clusters: dict[str, Any]) -> dict[str, Any]:
                 if key in ep:
                     host[key] = ep[key]
             hosts.append(host)
+            yield ""
         statuses.append({"name": cluster, "added_via_api": bool(info.get("added_via_api", False)),
                          "host_statuses": hosts})
-    return {"cluster_statuses": statuses}

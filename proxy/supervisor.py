@@ -5,6 +5,10 @@ reported once (with file:line:col) and never reaches a worker; workers keep the
 snapshot they have. Workers are separate processes (spawned, not forked, so no
 event-loop state crosses the boundary); a worker that dies is replaced. With one
 worker there is one process: the worker runs in the supervisor's loop.
+
+A reload never takes the supervisor down: whatever a build raises is reported (a
+ConfigError as its findings, anything else as a bug naming the file), the old snapshot
+keeps serving and the file watcher keeps watching.
 """
 from __future__ import annotations
 
@@ -17,6 +21,7 @@ import signal
 import time
 
 from mosnx import __version__
+from mosnx.runtime.config import admin_exposure
 from mosnx.runtime.diagnostics import ConfigError
 from mosnx.runtime.snapshot import build_snapshot
 from mosnx.runtime.stats import Store, merge
@@ -169,6 +174,8 @@ class Supervisor:
         self.stop_future: asyncio.Future | None = None
         self.demo_servers = []
         self.admin = None
+        self.admin_access = None        # admin_access.Access, its token refreshed on reload
+        self.admin_bound = None         # the AdminConfig the admin was bound with
         self._reload_lock = asyncio.Lock()
 
     # ----------------------------------------------------------- lifecycle
@@ -200,7 +207,12 @@ class Supervisor:
             return 1
         if cfg.admin is not None:
             from .admin import start_admin
-            self.admin = await start_admin(cfg.admin.host, cfg.admin.port, AdminBackend(self))
+            from .admin_access import Access
+            self.admin_access = Access.of(cfg.admin)
+            self.admin_bound = cfg.admin
+            self.admin = await start_admin(cfg.admin.host, cfg.admin.port, AdminBackend(self), self.admin_access)
+            if (exposed := admin_exposure(cfg.admin)) is not None:
+                log.warning("%s", exposed)
         self.state = "LIVE"
         for lst in cfg.listeners:
             log.info("listener %s on %s://%s:%d (%d workers)", lst.name, lst.protocol, lst.host, lst.port, n)
@@ -245,48 +257,88 @@ class Supervisor:
 
     # ----------------------------------------------------------- reload
     def _remember_mtimes(self) -> None:
-        self.mtimes = {p: _mtime(p) for p in self.snapshot.sources}
+        self.mtimes = {p: _mtime(p) for p in _watched(self.snapshot)}
 
     async def _watch(self) -> None:
         while True:
             await asyncio.sleep(0.5)
-            if any(_mtime(p) != m for p, m in self.mtimes.items()):
-                await asyncio.sleep(0.1)      # let an editor finish writing
-                await self.reload("file change")
+            try:
+                if any(_mtime(p) != m for p, m in self.mtimes.items()):
+                    await asyncio.sleep(0.1)      # let an editor finish writing
+                    await self.reload("file change")
+            except Exception:
+                # reload() reports its own failures; this is the last guard that keeps
+                # later edits noticed
+                log.exception("config watcher: checking for changes failed; still watching")
+
+    def build(self, version: int):
+        """The snapshot of the config as it is on disk now; ConfigError if it is invalid."""
+        return build_snapshot(self.config_path, version)
 
     async def reload(self, why: str) -> tuple[bool, dict]:
+        """Build, validate and hand the new snapshot to every worker. Never raises:
+        (True, {"version"}) when live, else (False, {"errors", "version"}) with the
+        version still serving; the errors are also /config_dump's last_reload_error."""
         async with self._reload_lock:
             version = self.version + 1
             try:
-                snap = build_snapshot(self.config_path, version)
+                snap = self.build(version)
             except ConfigError as e:
-                self.reloads_bad.value += 1
-                self.last_error = [str(d) for d in e.diagnostics]
                 for d in e.diagnostics:
                     log.error("reload (%s) rejected, still serving version %d:\n%s", why, self.version, d.render())
-                # watch the files of the failed attempt too, so fixing any of them retries
-                self.mtimes.update({p: _mtime(p) for p in self.snapshot.sources})
-                self.mtimes[self.config_path] = _mtime(self.config_path)
-                return False, {"errors": self.last_error, "version": self.version}
+                return self._rejected([str(d) for d in e.diagnostics])
+            except Exception as e:
+                return self._rejected([self._crashed(why, e)])
             replies = []
             for h in self.workers:
                 try:
                     replies.append(await h.ask("reload", timeout=30.0, version=version))
                 except (ConnectionError, TimeoutError, OSError) as e:
                     replies.append({"ok": False, "errors": [f"worker {h.idx}: {e}"]})
+                except Exception as e:
+                    replies.append({"ok": False, "errors": [self._crashed(why, e, f"worker {h.idx}")]})
             errors = [e for r in replies if not r.get("ok") for e in r.get("errors", [])]
             if errors:
-                self.reloads_bad.value += 1
-                self.last_error = errors
                 log.error("reload (%s) failed in a worker: %s", why, "; ".join(errors))
-                return False, {"errors": errors, "version": self.version}
+                return self._rejected(errors)
             self.snapshot = snap
             self.version = version
             self.last_error = []
             self.reloads_ok.value += 1
             self._remember_mtimes()
+            self._refresh_admin(snap.config.admin)
             log.info("reloaded (%s): version %d live", why, version)
             return True, {"version": version}
+
+    def _rejected(self, errors: list[str]) -> tuple[bool, dict]:
+        self.reloads_bad.value += 1
+        self.last_error = errors
+        # watch the files of the failed attempt too, so fixing any of them retries
+        self.mtimes.update({p: _mtime(p) for p in _watched(self.snapshot)})
+        self.mtimes[self.config_path] = _mtime(self.config_path)
+        return False, {"errors": errors, "version": self.version}
+
+    def _crashed(self, why: str, e: Exception, who: str = "") -> str:
+        """Report a build that raised something other than ConfigError: a bug in mosnx,
+        set off by this config. One error line; the traceback at debug level."""
+        where = _position(e) or self.config_path
+        message = (f"{where}: mosnx failed to build this configuration ({type(e).__name__}: {e}); "
+                   "this is a bug, please report it with the files")
+        if who:
+            message = f"{who}: {message}"
+        log.error("reload (%s) rejected, still serving version %d: %s", why, self.version, message)
+        log.debug("reload (%s): the build raised", why, exc_info=e)
+        return message
+
+    def _refresh_admin(self, admin) -> None:
+        """A reload re-reads the admin token; the admin's address is bound once, at start."""
+        if self.admin_access is None or admin is None:
+            return
+        self.admin_access.update(admin)
+        bound = self.admin_bound
+        if (admin.host, admin.port) != (bound.host, bound.port):
+            log.warning("admin.address changed to %s:%d: it applies at restart; the admin stays on %s:%d",
+                        admin.host, admin.port, bound.host, bound.port)
 
     # ----------------------------------------------------------- admin queries
     async def gather(self, op: str) -> list[dict]:
@@ -297,6 +349,27 @@ class Supervisor:
             except (ConnectionError, TimeoutError, OSError):
                 continue
         return out
+
+
+def _watched(snapshot) -> list[str]:
+    """The files whose change triggers a reload: the snapshot's sources and the admin token."""
+    paths = list(snapshot.sources)
+    admin = snapshot.config.admin
+    if admin is not None and admin.token is not None:
+        paths.append(admin.token.path)
+    return paths
+
+
+def _position(e: BaseException) -> str | None:
+    """file[:line[:col]] when the exception says where it happened (an OSError's file,
+    a SyntaxError's line), else None."""
+    path = getattr(e, "filename", None)
+    if not isinstance(path, str) or not path:
+        return None
+    line, col = getattr(e, "lineno", None), getattr(e, "offset", None)
+    if isinstance(line, int) and line > 0:
+        return f"{path}:{line}:{col}" if isinstance(col, int) and col > 0 else f"{path}:{line}"
+    return path
 
 
 def _mtime(path: str) -> float:
@@ -313,6 +386,10 @@ class AdminBackend:
 
     async def stats(self) -> dict:
         dumps = [r["stats"] for r in await self.sup.gather("stats") if "stats" in r]
+        if len(dumps) == 1:
+            # One worker shares this loop: its dump is already a copy, so the
+            # supervisor's few stats are added to it rather than copying it whole.
+            return merge_into(dumps[0], self.sup.stats.dump())
         dumps.append(self.sup.stats.dump())
         return merge(dumps)
 
@@ -338,6 +415,25 @@ class AdminBackend:
 
     def ready(self) -> bool:
         return self.sup.state == "LIVE"
+
+
+def merge_into(dump: dict, small: dict) -> dict:
+    """`dump` with `small`'s stats added (summed, as merge() does); changes `dump`."""
+    for section in ("counters", "gauges"):
+        into = dump.setdefault(section, {})
+        for k, v in small.get(section, {}).items():
+            into[k] = into.get(k, 0) + v
+    histograms = dump.setdefault("histograms", {})
+    for k, h in small.get("histograms", {}).items():
+        cur = histograms.get(k)
+        if cur is None:
+            histograms[k] = {"bounds": list(h["bounds"]), "counts": list(h["counts"]),
+                             "sum": h["sum"], "count": h["count"]}
+        else:
+            cur["counts"] = [a + b for a, b in zip(cur["counts"], h["counts"])]
+            cur["sum"] += h["sum"]
+            cur["count"] += h["count"]
+    return dump
 
 
 def merge_clusters(replies: list[dict]) -> dict:

@@ -105,9 +105,19 @@ class ListenerConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class AdminToken:
+    """The admin's bearer token, read from `path` when the config is loaded. Its value
+    never appears in a repr, a log line or a dump."""
+    path: str
+    value: bytes = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
 class AdminConfig:
     host: str = "127.0.0.1"
     port: int = 15000
+    token: AdminToken | None = None           # None: no token asked for (loopback is the guard)
+    span: Span | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,6 +8,7 @@ cluster.
 """
 from typing import Any
 
+from .admin import exposure as admin_exposure
 from .document import DOCUMENT
 from .loader import load_config, load_config_text
 from .schema import describe
@@ -20,4 +21,4 @@ def describe_schema() -> list[dict[str, Any]]:
 
 
 __all__ = ["load_config", "load_config_text", "parse_duration", "parse_size", "parse_address",
-           "describe_schema"]
+           "describe_schema", "admin_exposure"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from ..model import (AccessLog, AdminConfig, CircuitBreakers, ClusterConfig, Endpoint, Limits,
                      ListenerConfig, Timeouts)
+from .admin import TokenFile
 from .cluster import CHECKS as CLUSTER_GOVERNANCE_CHECKS, FIELDS as CLUSTER_GOVERNANCE
 from .protocols import CLUSTER_FIELDS as CLUSTER_PROTOCOL, LISTENER_FIELDS as LISTENER_PROTOCOL
 from .filters import FilterItem
@@ -47,7 +48,10 @@ def _show_size(n: int) -> str:
 
 
 ADMIN = Obj({
-    "address": Field(Address(), "where the admin API listens", default=("127.0.0.1", 15000)),
+    "address": Field(Address(), "where the admin API listens; beyond loopback, set token_file",
+                     default=("127.0.0.1", 15000)),
+    "token_file": Field(TokenFile(), "file holding the bearer token every admin request but /ready "
+                        "must carry; read at start and on reload", attr="token"),
 }, build=AdminConfig, adapt=_host_port)
 
 ENDPOINT = Either(

@@ -1,6 +1,7 @@
 """load_config(): mosnx.yaml in, a validated Config out, or ConfigError with every finding.
 
-Reads one file and checks that the files it names exist; otherwise no I/O.
+Reads one file, checks that the files it names exist and reads the admin token file;
+otherwise no I/O.
 """
 from __future__ import annotations
 

@@ -1,12 +1,32 @@
-"""The admin API of a running mosnx: every endpoint answers from the live workers.
+"""The admin API of a running mosnx: every endpoint answers from the live workers, no
+admin query can stall the data plane, and only the admin's own callers may use it.
 
 One two-worker proxy that served three requests is shared by the read-only checks."""
 from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
 
 import pytest
+
+from .conftest import HOST, free_port
+
+
+def call(proxy, path: str, method: str = "GET", headers: dict | None = None) -> tuple[int, dict, bytes]:
+    """One admin request with the given headers (Mosnx.admin sends none)."""
+    req = urllib.request.Request(f"http://{HOST}:{proxy.admin_port}{path}", method=method,
+                                 data=b"" if method == "POST" else None, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status, {k.lower(): v for k, v in r.headers.items()}, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, {k.lower(): v for k, v in e.headers.items()}, e.read()
 
 
 @pytest.fixture(scope="module")
@@ -116,3 +136,99 @@ def test_unknown_admin_path_is_404(served):
     proxy, _ = served
     status, _, body = proxy.admin("/nope")
     assert status == 404 and b"/stats" in body
+
+
+def test_stats_filter_that_is_not_a_valid_re2_pattern_is_400(served):
+    proxy, _ = served
+    status, _, body = proxy.admin("/stats?filter=rq_(2xx")
+    assert status == 400 and body.startswith(b"invalid regex in filter: missing ): ")
+    status, _, body = proxy.admin("/stats?filter=" + "x" * 2000)
+    assert status == 400 and b"at most 1024" in body
+
+
+LONG = "a" * 48      # a cluster name that makes `(a+)+$` backtrack 2^48 ways in a backtracking engine
+
+
+def test_backtracking_filter_does_not_stall_proxied_requests(upstream, mosnx):
+    """With one worker the admin shares the data plane's loop: a hostile filter and big
+    renders must leave proxied requests served promptly."""
+    proxy = mosnx(upstream(), route={"cluster": LONG}, clusters={LONG: [upstream()]})
+    for _ in range(3):
+        assert proxy.request().status == 200
+    admin_times: list[float] = []
+    answers: list[tuple[int, bytes]] = []
+
+    def hammer_admin():
+        for _ in range(10):
+            t0 = time.monotonic()
+            status, _, body = proxy.admin("/stats?filter=(a%2B)%2B%24", timeout=30)
+            admin_times.append(time.monotonic() - t0)
+            answers.append((status, body))
+
+    t = threading.Thread(target=hammer_admin)
+    t.start()
+    worst = 0.0
+    with proxy.connect() as c:
+        while t.is_alive():
+            t0 = time.monotonic()
+            assert c.request().status == 200
+            worst = max(worst, time.monotonic() - t0)
+    t.join(60)
+    assert all(status == 200 for status, _ in answers), answers
+    assert all(LONG not in body.decode() for _, body in answers), "no stat name ends in a's"
+    assert max(admin_times) < 10, admin_times
+    assert worst < 2.0, f"a proxied request waited {worst:.3f}s behind the admin"
+
+
+def test_cross_site_reload_is_refused(served):
+    proxy, _ = served
+    before = proxy.snapshot_version()
+    for headers in ({"Origin": "http://evil.example"}, {"Sec-Fetch-Site": "cross-site"}):
+        status, _, body = call(proxy, "/reload", "POST", headers)
+        assert status == 403, (headers, body)
+    status, _, body = call(proxy, "/config_dump", headers={"Host": "evil.example"})
+    assert status == 403, "a loopback admin answers no foreign Host (DNS rebinding)"
+    assert proxy.snapshot_version() == before
+    own = f"http://{HOST}:{proxy.admin_port}"
+    status, _, body = call(proxy, "/reload", "POST", {"Origin": own, "Sec-Fetch-Site": "same-origin"})
+    assert status == 200 and json.loads(body)["version"] == before + 1
+
+
+def test_token_file_guards_the_admin_and_is_re_read_on_change(upstream, mosnx, tmp_path):
+    token = tmp_path / "admin.token"
+    token.write_text("first-token-0123456789\n")
+    config = {"admin": {"address": f"{HOST}:{free_port()}", "token_file": str(token)},
+              "listeners": [{"name": "ingress", "route": {"cluster": "web"}}],
+              "clusters": [{"name": "web", "endpoints": [upstream().address]}]}
+    proxy = mosnx(config=config)       # started: /ready needs no token
+    status, headers, _ = call(proxy, "/stats")
+    assert status == 401 and headers["www-authenticate"].startswith("Bearer")
+    assert call(proxy, "/reload", "POST")[0] == 401
+    assert call(proxy, "/stats", headers={"Authorization": "Bearer wrong"})[0] == 401
+    first = {"Authorization": "Bearer first-token-0123456789"}
+    assert call(proxy, "/stats", headers=first)[0] == 200
+    status, _, body = call(proxy, "/reload", "POST", first)
+    assert status == 200 and json.loads(body) == {"ok": True, "version": 2}
+    # rotating the file is a reload: the new token works, the old one no longer does
+    token.write_text("second-token-9876543210\n")
+    second = {"Authorization": "Bearer second-token-9876543210"}
+    proxy.wait_until(lambda: call(proxy, "/stats", headers=second)[0] == 200, 10, "the rotated token")
+    assert call(proxy, "/stats", headers=first)[0] == 401
+    # an emptied file is a config error at its position; the last good token stays
+    token.write_text("")
+    proxy.wait_until(lambda: json.loads(call(proxy, "/config_dump", headers=second)[2])["last_reload_error"],
+                     10, "the emptied token file to be reported")
+    err = json.loads(call(proxy, "/config_dump", headers=second)[2])["last_reload_error"][0]
+    assert re.match(re.escape(str(proxy.config_path)) + r":\d+:\d+: C004 admin.token_file: .* is empty", err), err
+    assert call(proxy, "/stats", headers=second)[0] == 200
+
+
+def test_check_warns_about_an_admin_beyond_loopback_without_token(tmp_path):
+    cfg = tmp_path / "exposed.yaml"
+    cfg.write_text("admin: {address: 0.0.0.0:15000}\n"
+                   "listeners: [{name: l, address: 127.0.0.1:18080, route: {cluster: web}}]\n"
+                   "clusters: [{name: web, endpoints: [127.0.0.1:9000]}]\n")
+    r = subprocess.run([sys.executable, "-m", "mosnx", "check", str(cfg)], capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 1, r.stderr
+    assert f"{cfg}:1:8: C401 the admin API listens on 0.0.0.0:15000" in r.stdout + r.stderr

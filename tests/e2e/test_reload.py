@@ -9,6 +9,7 @@ tested with an edit the watcher cannot see (Mosnx.write_config(unnoticed=True)).
 """
 from __future__ import annotations
 
+import json
 import re
 import signal
 import socket
@@ -193,3 +194,52 @@ def test_reload_that_moves_the_listener_port(mosnx, pair, free_port):
     assert proxy.request().body == from_b
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", old_port), timeout=2).close()
+
+
+def test_watched_reload_broken_in_several_ways_then_fixed(mosnx, pair):
+    """Each broken edit is reported in /config_dump while the old snapshot serves; the
+    watcher survives all of them, including one the YAML reader raises on, and applies
+    the fix."""
+    a, b = pair
+    proxy = _start(mosnx, a, b)
+    good = proxy.config_path.read_text()
+    broken = [
+        good.replace("listeners:", "listeners: [\n  unclosed: {", 1),            # YAML syntax
+        good.replace("connect_timeout", "conect_timeout", 1),                   # unknown key
+        good.replace("cluster: aaa", "cluster: ccc", 1),                        # unknown cluster
+        good + "workers: " + "9" * 5000 + "\n",                                 # a number int() refuses
+    ]
+    for n, text in enumerate(broken, 1):
+        proxy.write_text(text)
+        proxy.wait_until(lambda: proxy.stat("server.supervisor_reload_failure") >= n, 10,
+                         f"broken edit {n} to be reported")
+        dump = proxy.admin_json("/config_dump")
+        assert dump["version"] == 1 and dump["last_reload_error"], dump
+        assert all(e.startswith(str(proxy.config_path)) for e in dump["last_reload_error"]), dump
+        assert proxy.request().body == from_a
+    proxy.write_config(_to_b(proxy, a, b))
+    _wait_version(proxy, 2)
+    assert proxy.request().body == from_b
+    assert proxy.admin_json("/config_dump")["last_reload_error"] == []
+    assert "Traceback" not in proxy.log(), "a failed reload is reported, not dumped"
+
+
+def test_post_reload_of_a_bad_config_answers_400_json_with_positions(mosnx, pair):
+    a, b = pair
+    proxy = _start(mosnx, a, b)
+    cfg = _to_b(proxy, a, b)
+    cfg["clusters"][1]["lb"] = "round_robbin"
+    cfg["listeners"][0]["route"]["cluster"] = "zzz"
+    proxy.write_config(cfg)
+    status, headers, body = proxy.admin("/reload", "POST", b"")
+    assert status == 400 and headers["content-type"] == "application/json"
+    reply = json.loads(body)
+    assert reply["ok"] is False and reply["version"] == 1
+    name = re.escape(str(proxy.config_path))
+    assert len(reply["errors"]) == 2, reply
+    assert any(re.match(name + r":\d+:\d+: C004 .*round_robbin", e) for e in reply["errors"]), reply
+    assert any(re.match(name + r":\d+:\d+: C101 .*zzz", e) for e in reply["errors"]), reply
+    assert proxy.request().body == from_a
+    proxy.write_config(_to_b(proxy, a, b))
+    status, reply = proxy.reload()
+    assert status == 200 and reply == {"ok": True, "version": 2}

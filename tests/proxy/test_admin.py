@@ -1,17 +1,21 @@
-"""The admin API over real sockets: every endpoint, its status, content type and body."""
+"""The admin API over real sockets: every endpoint, its status, content type and body,
+and who may call it (Host, Origin, token)."""
 from __future__ import annotations
 
 import asyncio
 import json
+import random
 import socket
 import threading
+import time
 
 import httpx
 import pytest
 import uvloop
 
-from mosnx.proxy import admin_format
+from mosnx.proxy import admin, admin_format
 from mosnx.proxy.admin import start_admin
+from mosnx.proxy.admin_access import Access, Refusal
 from mosnx.runtime.stats import Store, merge
 
 HIST = "cluster.web.upstream_rq_time"
@@ -353,9 +357,9 @@ def test_backend_failure_is_500_and_the_connection_lives_on(client, backend):
 
 
 def test_pipelined_requests_are_answered_in_order(port):
-    raw = exchange(port, b"GET /ready HTTP/1.1\r\nHost: a\r\n\r\n"
-                         b"GET /nope HTTP/1.1\r\nHost: a\r\n\r\n"
-                         b"GET /ready HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+    raw = exchange(port, b"GET /ready HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+                         b"GET /nope HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+                         b"GET /ready HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
     assert raw.count(b"HTTP/1.1 ") == 3
     first, second, third = raw.split(b"HTTP/1.1 ")[1:]
     assert first.startswith(b"200 OK") and first.endswith(b"\r\n\r\nLIVE\n")
@@ -370,7 +374,7 @@ def test_http10_closes_after_the_response(port):
 
 
 def test_malformed_request_is_400_and_closes(port, client):
-    raw = exchange(port, b"GET /ready HTTP/1.1\r\nHost: a\r\n\r\nNOT HTTP AT ALL\r\n\r\n")
+    raw = exchange(port, b"GET /ready HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\nNOT HTTP AT ALL\r\n\r\n")
     assert raw.startswith(b"HTTP/1.1 200 OK")
     assert raw.split(b"HTTP/1.1 ")[-1].startswith(b"400 Bad Request")
     assert raw.endswith(b"malformed request\n")
@@ -389,3 +393,187 @@ def test_config_dump_survives_values_json_cannot_encode(client, backend):
     r = client.get("/config_dump")
     assert r.status_code == 200
     assert json.loads(r.text) == {"version": 5, "sources": ["/etc/mosnx.yaml"]}
+
+
+# --- the stats filter: RE2, bounded --------------------------------------------------
+
+class ManyNames(FakeBackend):
+    """Stat names that make a backtracking engine try 2^60 ways for `(a+)+$`."""
+
+    async def stats(self) -> dict:
+        s = Store()
+        for i in range(200):
+            s.inc(f"cluster.{'a' * 60}.upstream_rq_{i}", 1)
+        s.inc("server.aaa", 1)
+        return s.dump()
+
+
+def test_backtracking_filter_is_answered(port, client, backend):
+    backend.__class__ = ManyNames
+    r = client.get("/stats", params={"filter": "(a+)+$"})
+    assert r.status_code == 200
+    assert r.text == "server.aaa: 1\n"
+    r = client.get("/stats/prometheus", params={"filter": "(a+)+$"})
+    assert r.text == "# TYPE mosnx_server_aaa counter\nmosnx_server_aaa 1\n"
+
+
+@pytest.mark.parametrize("pattern, message", [
+    ("upstream_rq_(total", "invalid regex in filter: missing ): upstream_rq_(total"),
+    (r"(web)\1", r"invalid regex in filter: invalid escape sequence: \1"),
+    ("(?=web)", "invalid regex in filter: invalid perl operator: (?="),
+    ("a{1001}", "invalid regex in filter: invalid repetition size: {1001}"),
+    ("x" * 1025, "invalid regex in filter: the pattern is 1025 characters; at most 1024 are accepted"),
+])
+def test_filter_that_re2_cannot_take_is_400_with_the_reason(client, pattern, message):
+    for path in ("/stats", "/stats/prometheus"):
+        r = client.get(path, params={"filter": pattern})
+        assert (r.status_code, r.text) == (400, message + "\n")
+
+
+def test_filter_at_the_length_cap_is_accepted(client):
+    r = client.get("/stats", params={"filter": "(?:denied|" + "x" * 1013 + ")"})
+    assert r.status_code == 200 and r.text == "wasm.authz.denied: 1\n"
+
+
+def test_rendering_pauses_for_the_loop():
+    """A long answer is rendered in slices: other work on the loop runs in between."""
+    def slow_pieces():
+        for _ in range(100):
+            end = time.perf_counter() + 0.0002
+            while time.perf_counter() < end:
+                pass
+            yield "x"
+
+    async def main():
+        ticks = 0
+        stop = False
+
+        async def other_work():
+            nonlocal ticks
+            while not stop:
+                ticks += 1
+                await asyncio.sleep(0)
+
+        task = asyncio.get_running_loop().create_task(other_work())
+        await asyncio.sleep(0)
+        response = await admin.render(slow_pieces())
+        stop = True
+        await task
+        return response, ticks
+
+    response, ticks = uvloop.run(main())
+    assert (response.status, response.body) == (200, b"x" * 100)
+    assert ticks >= 10, f"the loop ran only {ticks} times during a 20 ms rendering"
+
+
+# --- access: cross-site, Host, token -------------------------------------------------
+
+def test_cross_site_reload_is_403(client, port, backend):
+    own = f"http://127.0.0.1:{port}"
+    for headers in ({"origin": "http://evil.example"}, {"origin": "null"},
+                    {"origin": f"http://127.0.0.1:{port + 1}"}, {"origin": f"https://127.0.0.1:{port}"},
+                    {"sec-fetch-site": "cross-site"}, {"sec-fetch-site": "same-site"},
+                    {"origin": own, "sec-fetch-site": "cross-site"}):
+        r = client.post("/reload", headers=headers)
+        assert r.status_code == 403, headers
+        assert r.text.startswith(("cross-site request refused", "cross-origin request refused"))
+    assert backend.reloads == 0
+    for headers in ({}, {"origin": own}, {"sec-fetch-site": "same-origin"}, {"sec-fetch-site": "none"}):
+        assert client.post("/reload", headers=headers).status_code == 200, headers
+    assert backend.reloads == 4
+
+
+def test_reads_carry_no_cross_site_check(client):
+    r = client.get("/stats", headers={"origin": "http://evil.example", "sec-fetch-site": "cross-site"})
+    assert r.status_code == 200
+
+
+def test_loopback_admin_answers_only_loopback_host_names(port):
+    for host in (b"evil.example", b"evil.example:%d" % port, b"10.0.0.1", b"127.0.0.1.evil.example"):
+        raw = exchange(port, b"GET /config_dump HTTP/1.1\r\nHost: " + host + b"\r\nConnection: close\r\n\r\n")
+        assert raw.startswith(b"HTTP/1.1 403 Forbidden\r\n"), host
+    for host in (b"127.0.0.1", b"localhost:%d" % port, b"[::1]:%d" % port, b"127.1.2.3"):
+        raw = exchange(port, b"GET /ready HTTP/1.1\r\nHost: " + host + b"\r\nConnection: close\r\n\r\n")
+        assert raw.startswith(b"HTTP/1.1 200 OK\r\n"), host
+
+
+def test_access_rules_for_a_wildcard_address():
+    access = Access("0.0.0.0")
+    access.check("/stats", False, {b"host": b"proxy.internal:15000"})       # any name: no rebinding guard
+    access.check("/reload", True, {b"host": b"proxy.internal:15000", b"origin": b"http://proxy.internal:15000"})
+    with pytest.raises(Refusal) as e:
+        access.check("/reload", True, {b"host": b"proxy.internal:15000", b"origin": b"http://evil.example"})
+    assert e.value.status == 403
+    with pytest.raises(Refusal):
+        access.check("/reload", True, {b"origin": b"http://proxy.internal:15000"})    # no Host to match
+
+
+@pytest.fixture
+def guarded(backend):
+    """An admin with a token, on its own loop thread; yields (client, access)."""
+    access = Access("127.0.0.1", b"s3cret-token")
+    loop = uvloop.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    server = asyncio.run_coroutine_threadsafe(start_admin("127.0.0.1", 0, backend, access), loop).result(5)
+    port = server.sockets[0].getsockname()[1]
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=5) as c:
+        yield c, access
+    loop.call_soon_threadsafe(server.close)
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join(5)
+    loop.close()
+
+
+def test_token_is_needed_everywhere_but_ready(guarded, backend):
+    client, _ = guarded
+    for method, path in (("GET", "/"), ("GET", "/stats"), ("GET", "/config_dump"), ("GET", "/clusters"),
+                         ("GET", "/server_info"), ("GET", "/stats/prometheus"), ("POST", "/reload"),
+                         ("GET", "/nope")):
+        for auth in (None, "Bearer wrong", "Bearer s3cret-toke", "Bearer s3cret-token2", "Basic s3cret-token",
+                     "s3cret-token"):
+            r = client.request(method, path, headers={"authorization": auth} if auth else {})
+            assert r.status_code == 401, (method, path, auth)
+            assert r.headers["www-authenticate"] == 'Bearer realm="mosnx admin"'
+    assert backend.reloads == 0
+    assert client.get("/ready").status_code == 200
+    ok = {"authorization": "Bearer s3cret-token"}
+    assert client.get("/stats", headers=ok).status_code == 200
+    assert client.get("/config_dump", headers={"authorization": "bearer  s3cret-token"}).status_code == 200
+    assert client.post("/reload", headers=ok).status_code == 200 and backend.reloads == 1
+    assert client.get("/reload", headers=ok).status_code == 405
+
+
+def test_token_does_not_lift_the_cross_site_check(guarded, backend):
+    client, _ = guarded
+    r = client.post("/reload", headers={"authorization": "Bearer s3cret-token", "origin": "http://evil.example"})
+    assert r.status_code == 403 and backend.reloads == 0
+
+
+def test_reloaded_token_replaces_the_old(guarded, tmp_path):
+    from mosnx.runtime.config import load_config_text
+    client, access = guarded
+    (tmp_path / "t").write_text("rotated\n")
+    access.update(load_config_text("admin: {token_file: t}\n", str(tmp_path / "m.yaml")).admin)
+    assert client.get("/stats", headers={"authorization": "Bearer s3cret-token"}).status_code == 401
+    assert client.get("/stats", headers={"authorization": "Bearer rotated"}).status_code == 200
+
+
+FILTER_PIECES = ["(", ")", "a", "+", "*", "?", "{", "}", "1001", ",", "|", "[", "]", "^", "$", "\\", "\\1",
+                 "(?", "(?P<n>", "(?=", "(?i)", ".", "\\p{Greek}", "\\C", "é", "\x00", "\ud800", "{2,}", "-"]
+
+
+def test_any_filter_is_a_pattern_or_a_400_reason():
+    """A seeded mutator over regex syntax: compile_filter returns a pattern or raises
+    ValueError with a message, never anything else; a returned pattern searches a long
+    name at once."""
+    rnd = random.Random(11)
+    name = "cluster." + "a" * 200 + ".upstream_rq_total"
+    for _ in range(3000):
+        pattern = "".join(rnd.choice(FILTER_PIECES) for _ in range(rnd.randint(1, 12)))
+        try:
+            compiled = admin_format.compile_filter(pattern)
+        except ValueError as e:
+            assert str(e), pattern
+            continue
+        compiled.search(name)
