@@ -80,16 +80,20 @@ class PathNormalizer:
     @staticmethod
     def of(settings) -> "PathNormalizer":
         """The shared normaliser for settings with `normalize`, `merge_slashes` and
-        `escaped_slashes` (the listener's path_normalization); None: the defaults."""
-        hit = _SHARED.get(settings)
-        if hit is None:
-            value = (True, True, "keep") if settings is None else \
-                (settings.normalize, settings.merge_slashes, settings.escaped_slashes)
-            hit = _SHARED.get(value)
-            if hit is None:
-                hit = _SHARED[value] = PathNormalizer(*value)
-            _SHARED[settings] = hit
-        return hit
+        `escaped_slashes` (the listener's path_normalization); None: the defaults.
+        Called per stream: a settings object seen before is found by its identity
+        (no hashing of its fields), its value only the first time."""
+        hit = _BY_ID.get(id(settings))
+        if hit is not None and hit[0] is settings:
+            return hit[1]
+        value = (True, True, "keep") if settings is None else \
+            (settings.normalize, settings.merge_slashes, settings.escaped_slashes)
+        n = _SHARED.get(value)
+        if n is None:
+            n = _SHARED[value] = PathNormalizer(*value)
+        # (the settings object is held, so its id names no other object meanwhile)
+        remember(_BY_ID, _MEMO_ENTRIES, id(settings), (settings, n))
+        return n
 
     def target(self, method: str, target: str) -> tuple[str, str | None]:
         """(the origin-form target, the authority of an absolute-form one or None)."""
@@ -108,6 +112,11 @@ class PathNormalizer:
 
     def path(self, method: str, target: str) -> str:
         """A target that may only be origin-form or `*` (HTTP/2's :path)."""
+        # (target's own test, repeated: one call less for every canonical :path)
+        if target[:1] == "/" and target.isascii() and target.isprintable() and "%" not in target \
+                and "/." not in target and "//" not in target and "\\" not in target \
+                and "#" not in target and " " not in target:
+            return target
         out, authority = self.target(method, target)
         if authority is not None:
             raise PathError(400, "invalid_request_target")
@@ -227,6 +236,7 @@ def _remove_dot_segments(path: str) -> str:
     return "/" + "/".join(out)
 
 
-# settings (and their values) -> the one normaliser for them; as many entries as
-# distinct settings ever configured
-_SHARED: dict = {}
+# settings values -> the one normaliser for them (as many as distinct settings ever
+# configured); id(settings object) -> (that object, its normaliser), bounded
+_SHARED: dict[tuple, PathNormalizer] = {}
+_BY_ID: dict[int, tuple] = {}
