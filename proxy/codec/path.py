@@ -36,6 +36,7 @@ _UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz012
 _HEX = frozenset("0123456789abcdefABCDEF")
 _ABSOLUTE = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://([^/?]*)(.*)", re.S)
 _AUTHORITY_BAD = re.compile(r"[\s\\/@]")
+_CONNECT_AUTHORITY = re.compile(r"(?:[A-Za-z0-9._~!$&'()*+,;=%-]+|\[[0-9A-Fa-f:.]+\]):[0-9]{1,5}")
 _SLASHES = re.compile(r"/{2,}")
 # an escaped slash in keep mode that hides a dot segment from us but not from an
 # upstream that decodes it: `..%2F`, `%2F..`, `.%5C`
@@ -134,8 +135,8 @@ class PathNormalizer:
                 if method != "OPTIONS":
                     raise PathError(400, "invalid_request_target")
                 return target, None
-            if method == "CONNECT":
-                if _AUTHORITY_BAD.search(target) is not None or ":" not in target or "?" in target:
+            if method == "CONNECT" and "://" not in target:
+                if _CONNECT_AUTHORITY.fullmatch(target) is None:
                     raise PathError(400, "invalid_request_target")
                 return target, None
             m = _ABSOLUTE.fullmatch(target)

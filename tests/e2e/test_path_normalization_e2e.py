@@ -7,6 +7,8 @@ fields is refused without disturbing other clients."""
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 import sys
 import threading
 
@@ -186,3 +188,14 @@ def test_header_count_limit_is_a_listener_setting(upstream, mosnx):
     r = m.request("GET", "/no", headers=five + [("x-more", "v")])
     assert (r.status, r.header("x-mosnx-error")) == (431, "too_many_request_headers")
     assert [q.target for q in up.requests] == ["/ok"]
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
+def test_an_h2c_upgrade_request_is_normalised_too(proxy):
+    m, up = proxy
+    for target, status in (("/x/../private/x", 403), ("/x/..;/private/x", 400), ("/a/./b", 200)):
+        out = subprocess.run(["curl", "-sS", "--http2", "--path-as-is", "-o", "/dev/null", "-w",
+                              "%{http_version} %{http_code}", f"{m.url}{target}"],
+                             capture_output=True, timeout=30, text=True)
+        assert out.stdout == f"2 {status}", (target, out.stdout, out.stderr)
+    assert [r.target for r in up.requests] == ["/a/b"]

@@ -165,8 +165,10 @@ def test_targets_that_cannot_be_normalised_are_refused(target, detail):
 def test_asterisk_only_for_options_and_authority_only_for_connect():
     assert DEFAULT.target("OPTIONS", "*") == ("*", None)
     assert DEFAULT.target("CONNECT", "example.com:443") == ("example.com:443", None)
+    assert DEFAULT.target("CONNECT", "[::1]:8443") == ("[::1]:8443", None)
     for method, target in [("GET", "*"), ("GET", "example.com:443"), ("CONNECT", "example.com"),
-                           ("CONNECT", "a@b:443")]:
+                           ("CONNECT", "a@b:443"), ("CONNECT", ":"), ("CONNECT", "h:"), ("CONNECT", ":80"),
+                           ("CONNECT", "h:80/x")]:
         with pytest.raises(PathError) as e:
             DEFAULT.target(method, target)
         assert e.value.detail == "invalid_request_target"
@@ -245,7 +247,8 @@ def _canonical_path(out: str, n: PathNormalizer) -> None:
 
 
 @settings(max_examples=400, deadline=None)
-@given(target=TARGETS, which=st.integers(0, len(ALL_SETTINGS) - 1), method=st.sampled_from(["GET", "OPTIONS"]))
+@given(target=TARGETS, which=st.integers(0, len(ALL_SETTINGS) - 1),
+       method=st.sampled_from(["GET", "OPTIONS", "CONNECT"]))
 def test_generated_targets_come_back_canonical_or_refused(target, which, method):
     n = ALL_SETTINGS[which]
     try:
@@ -259,6 +262,10 @@ def test_generated_targets_come_back_canonical_or_refused(target, which, method)
         return
     if out == "*":
         assert method == "OPTIONS"
+        return
+    if method == "CONNECT" and not target.startswith("/") and "://" not in target:
+        host, _, port = out.rpartition(":")         # authority-form, as sent
+        assert out == target and host and port.isdigit()
         return
     _canonical_path(out, n)
     assert n.target(method, out) == (out, None)           # idempotent
