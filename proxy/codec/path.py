@@ -28,9 +28,9 @@ from __future__ import annotations
 
 import re
 
-from .memo import remember
+from mosnx.runtime.model import ESCAPED_SLASH_ACTIONS as ESCAPED_SLASHES
 
-ESCAPED_SLASHES = ("keep", "reject", "unescape_and_redirect", "unescape_and_forward")
+from .memo import remember
 
 _UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
 _HEX = frozenset("0123456789abcdefABCDEF")
@@ -68,7 +68,7 @@ class PathNormalizer:
     """One configuration's normaliser. Shared by every listener with those settings
     (see `of`), so a memo keyed by it is shared only between equal settings."""
 
-    __slots__ = ("normalize", "merge_slashes", "escaped_slashes", "_memo", "__weakref__")
+    __slots__ = ("normalize", "merge_slashes", "escaped_slashes", "_memo")
 
     def __init__(self, normalize: bool = True, merge_slashes: bool = True, escaped_slashes: str = "keep"):
         if escaped_slashes not in ESCAPED_SLASHES:
