@@ -63,7 +63,7 @@ _TOKEN = frozenset(b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGH
 class RequestDecoder:
     """Feeds bytes to llhttp and calls `sink` once per message, in order."""
 
-    __slots__ = ("sink", "max_head", "max_headers", "paths", "_memo", "_parser", "_url", "_headers",
+    __slots__ = ("sink", "max_head", "max_headers", "_check_at", "paths", "_memo", "_parser", "_url", "_headers",
                  "_head_bytes", "mid_head", "_trailers", "upgraded_offset", "expect_continue", "_idle",
                  "_keep", "_raw")
 
@@ -72,6 +72,9 @@ class RequestDecoder:
         self.sink = sink
         self.max_head = max_head
         self.max_headers = max_headers
+        # every field counts at least 4 bytes (": ", CRLF) towards _head_bytes, so below
+        # this many neither limit can have been passed: one comparison per field
+        self._check_at = min(max_head, 4 * max_headers)
         self.paths = paths = paths or PathNormalizer.of(None)
         self._memo = _MEMOS.get(paths)
         if self._memo is None:
@@ -138,19 +141,23 @@ class RequestDecoder:
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._head_bytes += len(name) + len(value) + 4
-        if self._head_bytes > self.max_head:
-            raise ParseError(431, "request_headers_too_large")
+        if self._head_bytes > self._check_at:
+            self._check_limits()
         if not self.mid_head:
             if self._trailers is None:
                 self._trailers = []
-            elif len(self._trailers) >= self.max_headers:
-                raise ParseError(431, "too_many_request_headers")
             self._trailers.append((name.lower(), value))
             return
-        headers = self._headers
-        if len(headers) >= self.max_headers:
+        self._headers.append((name.lower(), value))
+
+    def _check_limits(self) -> None:
+        """Before a field is added: the head's size, then its count of fields (or of
+        trailers), each against its limit."""
+        if self._head_bytes > self.max_head:
+            raise ParseError(431, "request_headers_too_large")
+        fields = self._headers if self.mid_head else self._trailers
+        if fields is not None and len(fields) >= self.max_headers:
             raise ParseError(431, "too_many_request_headers")
-        headers.append((name.lower(), value))
 
     def on_headers_complete(self) -> None:
         self.mid_head = False
