@@ -213,6 +213,21 @@ def test_header_count_limit_is_431_before_the_head_is_handed_on():
     assert len(decode(_with_headers(5), max_head=1024).heads()) == 1
 
 
+def test_header_count_limit_is_exact_for_the_smallest_fields():
+    # one-letter names, empty values: the fewest bytes a field can take
+    def head(n):
+        return b"GET / HTTP/1.1\r\nhost:x\r\n" + b"a:\r\n" * (n - 1) + b"\r\n"
+    for bytewise in (False, True):
+        sink = Requests()
+        dec = RequestDecoder(sink, max_headers=5)
+        for b in ([head(5)] if not bytewise else [head(5)[i:i + 1] for i in range(len(head(5)))]):
+            dec.feed(b)
+        assert len(sink.heads()[0][4]) == 5
+    with pytest.raises(ParseError) as e:
+        RequestDecoder(Requests(), max_headers=5).feed(head(6))
+    assert e.value.detail == "too_many_request_headers"
+
+
 def test_header_count_limit_applies_to_trailers():
     raw = (b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n"
            + b"".join(b"T-%d: v\r\n" % i for i in range(4)) + b"\r\n")
