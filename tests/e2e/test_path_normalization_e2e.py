@@ -199,3 +199,16 @@ def test_an_h2c_upgrade_request_is_normalised_too(proxy):
                              capture_output=True, timeout=30, text=True)
         assert out.stdout == f"2 {status}", (target, out.stdout, out.stderr)
     assert [r.target for r in up.requests] == ["/a/b"]
+
+
+def test_a_bad_path_behind_a_pipelined_request_is_answered_after_it(proxy):
+    m, up = proxy
+    with m.connect() as c:
+        c.send(encode_request("GET", "/a/./first") + encode_request("GET", "/x/..;/private/x")
+               + encode_request("GET", "/never"))
+        first = c.read_response()
+        second = c.read_response()
+        assert first.status == 200
+        assert (second.status, second.header("x-mosnx-error")) == (400, "dot_segment_with_parameters")
+        assert c.closed()
+    assert [r.target for r in up.requests] == ["/a/first"]
