@@ -23,7 +23,9 @@ class RequestHead:
     def __init__(self, method: str, path: str, headers: Headers, version: str = "1.1",
                  scheme: str = "http", authority: str | None = None):
         self.method = method
-        self.path = path            # the request target as sent: path and query
+        # path and query, origin-form: as the listener's path normalisation made it
+        # (proxy.codec.path) before any step ran, or as a step set it since
+        self.path = path
         self.version = version      # "1.0", "1.1", "2"
         self.headers = headers
         self.scheme = scheme

@@ -71,6 +71,24 @@ class Limits:
     retry_buffer: int = 64 * KiB              # request body kept for replay on retry
     write_high_water: int = 256 * KiB         # pause the other side above this
     write_low_water: int = 64 * KiB
+    # header fields in a request head (and in its trailers), as Envoy's max_headers_count
+    request_headers_count: int = 100
+
+
+ESCAPED_SLASH_ACTIONS = ("keep", "reject", "unescape_and_redirect", "unescape_and_forward")
+
+
+@dataclass(frozen=True, slots=True)
+class PathNormalization:
+    """How a listener makes the one request path rules, routes and upstreams see
+    (Envoy's normalize_path, merge_slashes and path_with_escaped_slashes_action)."""
+    normalize: bool = True                    # RFC 3986 dot segments, unreserved escapes decoded
+    merge_slashes: bool = True
+    escaped_slashes: str = "keep"             # what %2F and %5C do: one of ESCAPED_SLASH_ACTIONS
+
+    def __post_init__(self) -> None:
+        if self.escaped_slashes not in ESCAPED_SLASH_ACTIONS:
+            raise ValueError(f"escaped_slashes: expected one of {', '.join(ESCAPED_SLASH_ACTIONS)}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +118,7 @@ class ListenerConfig:
     access_log: AccessLog | None = None
     timeouts: Timeouts = Timeouts()
     limits: Limits = Limits()
+    path_normalization: PathNormalization = PathNormalization()
     options: dict[str, Any] = field(default_factory=dict)  # protocol settings (tls, http2, tcp)
     span: Span | None = None
 

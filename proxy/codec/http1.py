@@ -7,6 +7,12 @@ differing Content-Lengths, codings other than a single final `chunked`, obs-fold
 whitespace before a colon, control characters, bad chunk sizes, oversize heads)
 raises ParseError before a single byte of that request is handed on.
 llhttp (via httptools) rejects most of these itself; the rest is checked here.
+A request has at most `max_headers` header fields (and as many trailers), counted
+as they arrive. Its target is normalised here (codec.path), once: what a sink gets,
+and what the memo of heads below remembers, is the canonical origin-form target
+(an absolute-form target's authority replacing Host), so no later stage ever sees
+the target as sent. The memo is one per normaliser, so listeners with different
+path settings never answer from each other's memory.
 """
 from __future__ import annotations
 
@@ -17,15 +23,18 @@ import httptools
 from mosnx.runtime.headers import Headers
 
 from .memo import remember
+from .path import PathError, PathNormalizer
 
 
 class ParseError(Exception):
     """A message that must not be proxied; `status` is what the client gets."""
 
-    def __init__(self, status: int, detail: str):
+    def __init__(self, status: int, detail: str, location: str | None = None, stat: str | None = None):
         super().__init__(detail)
         self.status = status
         self.detail = detail
+        self.location = location      # a 307's Location (path normalisation's redirect)
+        self.stat = stat              # a counter of its own, besides the per-detail one
 
 
 class RequestSink:
@@ -54,12 +63,22 @@ _TOKEN = frozenset(b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGH
 class RequestDecoder:
     """Feeds bytes to llhttp and calls `sink` once per message, in order."""
 
-    __slots__ = ("sink", "max_head", "_parser", "_url", "_headers", "_head_bytes",
-                 "mid_head", "_trailers", "upgraded_offset", "expect_continue", "_idle", "_keep", "_raw")
+    __slots__ = ("sink", "max_head", "max_headers", "_check_at", "paths", "_memo", "_parser", "_url", "_headers",
+                 "_head_bytes", "mid_head", "_trailers", "upgraded_offset", "expect_continue", "_idle",
+                 "_keep", "_raw")
 
-    def __init__(self, sink: RequestSink, max_head: int = 60 * 1024):
+    def __init__(self, sink: RequestSink, max_head: int = 60 * 1024, max_headers: int = 100,
+                 paths: PathNormalizer | None = None):
         self.sink = sink
         self.max_head = max_head
+        self.max_headers = max_headers
+        # every field counts at least 4 bytes (": ", CRLF) towards _head_bytes, so below
+        # this many neither limit can have been passed: one comparison per field
+        self._check_at = min(max_head, 4 * max_headers)
+        self.paths = paths = paths or PathNormalizer.of(None)
+        self._memo = _MEMOS.get(paths)
+        if self._memo is None:
+            self._memo = _MEMOS[paths] = {}
         self._parser = httptools.HttpRequestParser(self)
         self._url = b""
         self._headers: list[tuple[bytes, bytes]] = []
@@ -78,8 +97,8 @@ class RequestDecoder:
         """Parse `data`; raises ParseError. After an upgrade, bytes past
         `upgraded_offset` belong to the tunnel and are not parsed."""
         if self._idle and data[-4:] == b"\r\n\r\n" and len(data) <= _MEMO_HEAD:
-            hit = _REQUESTS.get(data)
-            if hit is not None and len(data) <= self.max_head:
+            hit = self._memo.get(data)
+            if hit is not None and len(data) <= self.max_head and len(hit[3]) <= self.max_headers:
                 # exactly a head this process parsed and checked before, of a request
                 # without a body: the same request again
                 method, target, version, items, keep_alive = hit
@@ -122,14 +141,23 @@ class RequestDecoder:
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._head_bytes += len(name) + len(value) + 4
-        if self._head_bytes > self.max_head:
-            raise ParseError(431, "request_headers_too_large")
+        if self._head_bytes > self._check_at:
+            self._check_limits()
         if not self.mid_head:
             if self._trailers is None:
                 self._trailers = []
             self._trailers.append((name.lower(), value))
             return
         self._headers.append((name.lower(), value))
+
+    def _check_limits(self) -> None:
+        """Before a field is added: the head's size, then its count of fields (or of
+        trailers), each against its limit."""
+        if self._head_bytes > self.max_head:
+            raise ParseError(431, "request_headers_too_large")
+        fields = self._headers if self.mid_head else self._trailers
+        if fields is not None and len(fields) >= self.max_headers:
+            raise ParseError(431, "too_many_request_headers")
 
     def on_headers_complete(self) -> None:
         self.mid_head = False
@@ -165,8 +193,16 @@ class RequestDecoder:
             target = self._url.decode("ascii")
         except UnicodeDecodeError:
             raise ParseError(400, "invalid_url") from None
-        self.expect_continue = expect is not None and expect.lower() == b"100-continue"
         method = p.get_method().decode("ascii")
+        try:
+            target, authority = self.paths.target(method, target)
+        except PathError as e:
+            raise ParseError(e.status, e.detail, e.location,
+                             "downstream_rq_redirected_with_normalized_path" if e.location is not None
+                             else "downstream_rq_failed_path_normalization") from None
+        if authority is not None:
+            _replace_host(headers, authority.encode("ascii"))
+        self.expect_continue = expect is not None and expect.lower() == b"100-continue"
         keep_alive = p.should_keep_alive()
         upgrade = p.should_upgrade()
         raw = self._raw
@@ -175,7 +211,7 @@ class RequestDecoder:
                 and raw.find(b"\r\n\r\n") == len(raw) - 4:
             # the read was this head and nothing else, and the connection stays open
             # after it (llhttp refuses what follows a closing request): it may come again
-            remember(_REQUESTS, _MEMO_ENTRIES, raw, (method, target, version, tuple(headers), keep_alive))
+            remember(self._memo, _MEMO_ENTRIES, raw, (method, target, version, tuple(headers), keep_alive))
         self.sink.on_request(method, target, version, Headers(headers), keep_alive, body, upgrade)
 
     def on_body(self, body: bytes) -> None:
@@ -189,13 +225,24 @@ class RequestDecoder:
         self.sink.on_request_end(Headers(t) if t else None)
 
 
+def _replace_host(headers: list, authority: bytes) -> None:
+    """An absolute-form target's authority is the Host (RFC 9112 §3.2.2)."""
+    for i, kv in enumerate(headers):
+        if kv[0] == b"host":
+            headers[i] = (b"host", authority)
+            return
+    headers.insert(0, (b"host", authority))
+
+
 # Heads seen before, parsed and checked as the strict path would (llhttp and the
-# checks above, which depend on the bytes alone): a client repeating a request, or an
+# checks above, which depend on the bytes and the decoder's path settings alone; the
+# limits, which differ by listener, are checked again on a hit): a client repeating a request, or an
 # upstream repeating a response (until its Date changes), costs a dict lookup. Only
 # a read that is exactly one message is remembered or answered from here, and only
 # messages with no body to frame (requests) or a Content-Length body (responses)
 # that leave the connection open; bounded in entries and in bytes per head.
-_REQUESTS: dict[bytes, tuple] = {}
+_REQUESTS: dict[bytes, tuple] = {}           # for the default path settings
+_MEMOS: dict[PathNormalizer, dict[bytes, tuple]] = {PathNormalizer.of(None): _REQUESTS}
 _RESPONSES: dict[bytes, tuple] = {}
 _MEMO_ENTRIES = 128
 _MEMO_HEAD = 2048

@@ -17,6 +17,7 @@ from mosnx.runtime.headers import Headers
 
 from ..codec.http1 import ParseError, RequestDecoder, encode_chunk, encode_headers, encode_last_chunk, status_line
 from ..codec.memo import remember
+from ..codec.path import PathNormalizer
 from .. import write_batch
 from ..express import ExpressStream
 from ..sockets import set_nodelay
@@ -72,7 +73,8 @@ class Http1Server(asyncio.Protocol):
         self.lstats.cx_total.value += 1
         self.lstats.cx_active.value += 1
         cfg = listener.config
-        self.decoder = RequestDecoder(self, cfg.limits.request_headers)
+        self.decoder = RequestDecoder(self, cfg.limits.request_headers, cfg.limits.request_headers_count,
+                                      PathNormalizer.of(cfg.path_normalization))
         transport.set_write_buffer_limits(cfg.limits.write_high_water, cfg.limits.write_low_water)
         set_nodelay(transport)
         self.peer = transport.get_extra_info("peername") or ("", 0)
@@ -105,7 +107,7 @@ class Http1Server(asyncio.Protocol):
         try:
             dec.feed(data)
         except ParseError as e:
-            self._protocol_error(e.status, e.detail)
+            self._protocol_error(e.status, e.detail, e.location, e.stat)
             return
         q = self.queue
         if dec.upgraded_offset >= 0:
@@ -231,8 +233,7 @@ class Http1Server(asyncio.Protocol):
                 self._resume(2)
             return
         if self.error_after is not None:
-            status, detail = self.error_after
-            self._write_error(status, detail)
+            self._write_error(*self.error_after)
             return
         if self.paused_reasons:
             self._resume(2)
@@ -402,8 +403,18 @@ class Http1Server(asyncio.Protocol):
         self.worker.stats.counter(f"http.{self.listener_name}.downstream_rq_header_timeout").value += 1
         self._write_error(408, "request_header_timeout")
 
-    def _protocol_error(self, status: int, detail: str) -> None:
-        self.worker.stats.counter(f"http.{self.listener_name}.downstream_cx_protocol_error").value += 1
+    def _protocol_error(self, status: int, detail: str, location: str | None = None,
+                        stat: str | None = None) -> None:
+        """A request that must not be proxied: answered after those before it, then
+        the connection closes. A redirect (path normalisation's 307) is no protocol
+        error, but its connection ends the same way: its body was never framed."""
+        counter = self.worker.stats.counter
+        prefix = f"http.{self.listener_name}."
+        if stat is not None:
+            counter(prefix + stat).value += 1
+        if status >= 400:
+            counter(prefix + "downstream_cx_protocol_error").value += 1
+            counter(prefix + "downstream_rq_malformed." + detail).value += 1
         bad, self.parsing = self.parsing, None
         if bad is not None and bad in self.queue:
             self.queue.remove(bad)
@@ -419,18 +430,20 @@ class Http1Server(asyncio.Protocol):
         q = self.queue
         if q:
             # requests decoded cleanly before the broken one are answered first
-            self.error_after = (status, detail)
+            self.error_after = (status, detail, location)
             if not q[0].rq_counted:
                 self._start(q[0])
             return
-        self._write_error(status, detail)
+        self._write_error(status, detail, location)
 
-    def _write_error(self, status: int, detail: str) -> None:
+    def _write_error(self, status: int, detail: str, location: str | None = None) -> None:
         self.lstats.rq_total.value += 1
-        self.lstats.by_class["4xx" if status < 500 else "5xx"].value += 1
+        self.lstats.by_class["3xx" if status < 400 else "4xx" if status < 500 else "5xx"].value += 1
         body = {400: b"bad request\n", 408: b"request timeout\n", 431: b"request headers too large\n"}.get(status, b"")
         head = Headers([(b"content-type", b"text/plain"), (b"content-length", b"%d" % len(body)),
                         (b"x-mosnx-error", detail.encode()), _CLOSE])
+        if location is not None:
+            head.add(b"location", location.encode("ascii"))
         write_batch.write(self.transport, status_line(status) + encode_headers(head) + b"\r\n" + body)
         self.worker.access_log_error(self.listener_name, self.peer, status, detail)
         self._close()

@@ -25,6 +25,7 @@ from ..codec.http2 import H2HeadError, request_parts, response_fields, trailer_b
 from ..codec.http2_connection import (INITIAL_WINDOW_SIZE, INTERNAL_ERROR, MAX_CONCURRENT_STREAMS,
                                       MAX_HEADER_LIST_SIZE, NO_ERROR, PROTOCOL_ERROR, REFUSED_STREAM,
                                       H2Connection, H2ConnectionError, StreamGone)
+from ..codec.path import PathError, PathNormalizer
 from ..express import ExpressStream
 from ..stream import HttpStream
 from ..sockets import set_nodelay
@@ -439,6 +440,24 @@ class Http2Server(asyncio.Protocol):
             return
         h2c.reset_stream(sid, _NO_ERROR)    # no-op unless the client is still sending
 
+    def _refuse_path(self, sid: int, e: PathError) -> None:
+        # a path that cannot be normalised (codec.path) fails its stream alone: a 400
+        # (or the 307 of escaped_slashes: unescape_and_redirect), as HTTP/1.1 answers it
+        w, prefix = self.worker, f"http.{self.listener_name}."
+        fields = [(b":status", b"%d" % e.status), (b"content-length", b"0"), (b"x-mosnx-error", e.detail.encode())]
+        if e.location is None:
+            w.stats.counter(prefix + "downstream_rq_failed_path_normalization").value += 1
+            w.stats.counter(prefix + "downstream_rq_malformed." + e.detail).value += 1
+        else:
+            w.stats.counter(prefix + "downstream_rq_redirected_with_normalized_path").value += 1
+            fields.append((b"location", e.location.encode("ascii")))
+        w.access_log_error(self.listener_name, self.peer, e.status, e.detail)
+        try:
+            self.h2.send_headers(sid, fields, True)
+        except StreamGone:
+            return
+        self.h2.reset_stream(sid, _NO_ERROR)    # no-op unless the client is still sending
+
     def _start_stream(self, sid: int, parts: tuple, ended: bool) -> None:
         """`parts`: a request as codec.http2.request_parts gives it."""
         method, path, _, authority, items, content_length, te = parts
@@ -446,6 +465,10 @@ class Http2Server(asyncio.Protocol):
         listener = w.snapshot.listeners.get(self.listener_name, self.listener)
         if listener is not self.listener:
             self.listener = listener
+        try:        # the one canonical path every later stage sees (codec.path)
+            path = PathNormalizer.of(listener.config.path_normalization).path(method, path)
+        except PathError as e:
+            return self._refuse_path(sid, e)
         items = list(items)       # the stream's own: steps edit them
         if te:
             # kept for the upstream side: an HTTP/2 upstream re-sends `te: trailers`

@@ -6,8 +6,8 @@ walks DOCUMENT and builds Config from what it returns.
 """
 from __future__ import annotations
 
-from ..model import (AccessLog, AdminConfig, CircuitBreakers, ClusterConfig, Endpoint, Limits,
-                     ListenerConfig, Timeouts)
+from ..model import (ESCAPED_SLASH_ACTIONS, AccessLog, AdminConfig, CircuitBreakers, ClusterConfig, Endpoint,
+                     Limits, ListenerConfig, PathNormalization, Timeouts)
 from .admin import TokenFile
 from .cluster import CHECKS as CLUSTER_GOVERNANCE_CHECKS, FIELDS as CLUSTER_GOVERNANCE
 from .protocols import CLUSTER_FIELDS as CLUSTER_PROTOCOL, LISTENER_FIELDS as LISTENER_PROTOCOL
@@ -15,7 +15,7 @@ from .filters import FilterItem
 from .route import ROUTE, RouteWithFilters
 from .compound import Either, ListOf, Mapped, Unique
 from .names import Distinct, Name
-from .scalars import Address, Duration, Enum, FilePath, Int, Size, Str
+from .scalars import Address, Bool, Duration, Enum, FilePath, Int, Size, Str
 from .schema import Field, Obj, exactly_one, ordered
 
 LB_POLICIES = ("round_robin", "weighted_round_robin", "random", "least_request", "ring_hash", "maglev",
@@ -94,7 +94,15 @@ LIMITS = Obj({
     "retry_buffer": Field(Size(), "request body kept for replay on retry"),
     "write_high_water": Field(Size(positive=True), "pause the other side when this much is buffered"),
     "write_low_water": Field(Size(), "resume it below this; less than write_high_water"),
+    "request_headers_count": Field(Int(1, 10_000), "header fields a request head (or its trailers) may "
+                                   "have (431 above); as Envoy's max_headers_count"),
 }, build=Limits, checks=[ordered("write_low_water", "write_high_water", show=_show_size)])
+
+PATH_NORMALIZATION = Obj({
+    "normalize": Field(Bool(), "RFC 3986 dot-segment removal and decoding of unreserved escapes"),
+    "merge_slashes": Field(Bool(), "merge repeated slashes into one"),
+    "escaped_slashes": Field(Enum(*ESCAPED_SLASH_ACTIONS), "what %2F and %5C in a path do"),
+}, build=PathNormalization)
 
 ACCESS_LOG = Either(
     Mapped(FilePath(keep=LOG_STREAMS), AccessLog),
@@ -117,6 +125,8 @@ LISTENER = Obj({
     "access_log": Field(ACCESS_LOG, "where to log each request"),
     "timeouts": Field(TIMEOUTS, "downstream timeouts"),
     "limits": Field(LIMITS, "buffer and header limits"),
+    "path_normalization": Field(PATH_NORMALIZATION, "the one request path rules, routes and upstreams "
+                                "see: {normalize, merge_slashes, escaped_slashes}"),
     **LISTENER_PROTOCOL,
 }, build=ListenerConfig, adapt=_listener, extras="options",
    checks=[exactly_one("route", "rules", what="a default route, or .mdsl rules that declare the routes")])

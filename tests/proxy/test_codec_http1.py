@@ -47,7 +47,7 @@ class Responses(ResponseSink):
 
 def decode(data: bytes, max_head: int = 60 * 1024, bytewise: bool = False) -> Requests:
     sink = Requests()
-    dec = RequestDecoder(sink, max_head)
+    dec = RequestDecoder(sink, max_head, 100)
     if bytewise:
         for i in range(len(data)):
             dec.feed(data[i:i + 1])
@@ -195,6 +195,90 @@ def test_trailers_count_towards_the_head_limit_only_per_message():
     # the limit is per message: many small pipelined requests never add up to a 431
     raw = b"".join(b"GET /%d HTTP/1.1\r\nHost: x\r\nX-Pad: %s\r\n\r\n" % (i, b"p" * 200) for i in range(20))
     assert len(decode(raw, max_head=1024).heads()) == 20
+
+
+def _with_headers(n: int) -> bytes:
+    return b"GET / HTTP/1.1\r\nHost: x\r\n" + b"".join(b"X-%d: v\r\n" % i for i in range(n - 1)) + b"\r\n"
+
+
+def test_header_count_limit_is_431_before_the_head_is_handed_on():
+    assert len(decode(_with_headers(100)).heads()[0][4]) == 100
+    sink = Requests()
+    with pytest.raises(ParseError) as e:
+        RequestDecoder(sink, max_headers=100).feed(_with_headers(101))
+    assert (e.value.status, e.value.detail) == (431, "too_many_request_headers")
+    assert sink.heads() == []
+    with pytest.raises(ParseError):
+        decode(_with_headers(10_000), bytewise=False)
+    assert len(decode(_with_headers(5), max_head=1024).heads()) == 1
+
+
+def test_header_count_limit_is_exact_for_the_smallest_fields():
+    # one-letter names, empty values: the fewest bytes a field can take
+    def head(n):
+        return b"GET / HTTP/1.1\r\nhost:x\r\n" + b"a:\r\n" * (n - 1) + b"\r\n"
+    for bytewise in (False, True):
+        sink = Requests()
+        dec = RequestDecoder(sink, max_headers=5)
+        for b in ([head(5)] if not bytewise else [head(5)[i:i + 1] for i in range(len(head(5)))]):
+            dec.feed(b)
+        assert len(sink.heads()[0][4]) == 5
+    with pytest.raises(ParseError) as e:
+        RequestDecoder(Requests(), max_headers=5).feed(head(6))
+    assert e.value.detail == "too_many_request_headers"
+
+
+def test_header_count_limit_applies_to_trailers():
+    raw = (b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n"
+           + b"".join(b"T-%d: v\r\n" % i for i in range(4)) + b"\r\n")
+    sink = Requests()
+    with pytest.raises(ParseError) as e:
+        RequestDecoder(sink, max_headers=3).feed(raw)
+    assert e.value.detail == "too_many_request_headers"
+    assert not any(ev[0] == "end" for ev in sink.events)
+
+
+# ---------------------------------------------------------------- the request target
+@pytest.mark.parametrize("target,expected", [
+    (b"//private/x", "/private/x"), (b"/./private/x", "/private/x"), (b"/x/../private/x", "/private/x"),
+    (b"/x/%2e%2e/private/x", "/private/x"), (b"/%70rivate/x?a=/../", "/private/x?a=/../"),
+    (b"/a/b", "/a/b"),
+])
+def test_the_sink_gets_the_normalised_target(target, expected):
+    for bytewise in (False, True):
+        s = decode(b"GET " + target + b" HTTP/1.1\r\nHost: x\r\n\r\n", bytewise=bytewise)
+        assert s.heads()[0][2] == expected
+
+
+@pytest.mark.parametrize("target,detail", [
+    (b"/x/..;/private", "dot_segment_with_parameters"), (b"/a%zz", "invalid_percent_encoding"),
+    (b"/a#f", "path_with_fragment"), (b"http://u@h/", "userinfo_in_authority"), (b"ftp://h/a", "invalid_request_target"),
+])
+def test_a_target_that_cannot_be_normalised_is_400_before_the_sink(target, detail):
+    sink = Requests()
+    with pytest.raises(ParseError) as e:
+        RequestDecoder(sink).feed(b"GET " + target + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert (e.value.status, e.value.detail, e.value.stat) == (400, detail, "downstream_rq_failed_path_normalization")
+    assert sink.heads() == []
+
+
+def test_absolute_form_becomes_origin_form_and_its_authority_the_host():
+    s = decode(b"GET http://real.example:8080/private/./x?q=1 HTTP/1.1\r\nHost: other\r\nX-A: 1\r\n\r\n")
+    [head] = s.heads()
+    assert head[2] == "/private/x?q=1"
+    assert head[4] == [(b"host", b"real.example:8080"), (b"x-a", b"1")]
+    s = decode(b"GET http://h/a HTTP/1.0\r\n\r\n")     # HTTP/1.0 may come without a Host
+    assert s.heads()[0][2] == "/a" and s.heads()[0][4] == [(b"host", b"h")]
+
+
+def test_unescape_and_redirect_is_a_307_with_the_location():
+    from mosnx.proxy.codec.path import PathNormalizer
+    sink = Requests()
+    with pytest.raises(ParseError) as e:
+        RequestDecoder(sink, paths=PathNormalizer(escaped_slashes="unescape_and_redirect")).feed(
+            b"GET /a%2Fb?x HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert (e.value.status, e.value.location, e.value.stat) == (307, "/a/b?x", "downstream_rq_redirected_with_normalized_path")
+    assert sink.heads() == []
 
 
 # ---------------------------------------------------------------- responses

@@ -7,6 +7,8 @@ import pytest
 
 from mosnx.proxy.codec import http1
 from mosnx.proxy.codec.http1 import ParseError, RequestDecoder, ResponseDecoder
+from mosnx.proxy.codec.path import PathNormalizer
+from mosnx.runtime.model import PathNormalization
 
 from .test_codec_http1 import Requests, Responses
 
@@ -18,10 +20,12 @@ OK = b"HTTP/1.1 200 OK\r\nServer: up\r\nContent-Length: 5\r\n\r\nhello"
 
 @pytest.fixture(autouse=True)
 def empty_memos():
-    http1._REQUESTS.clear()
+    for m in http1._MEMOS.values():
+        m.clear()
     http1._RESPONSES.clear()
     yield
-    http1._REQUESTS.clear()
+    for m in http1._MEMOS.values():
+        m.clear()
     http1._RESPONSES.clear()
 
 
@@ -35,9 +39,9 @@ def events(decoder, sink, reads: list[bytes]) -> list:
     return sink.events
 
 
-def requests(reads: list[bytes], max_head: int = 60 * 1024):
+def requests(reads: list[bytes], max_head: int = 60 * 1024, max_headers: int = 100, paths=None):
     sink = Requests()
-    return events(RequestDecoder(sink, max_head), sink, reads)
+    return events(RequestDecoder(sink, max_head, max_headers, paths), sink, reads)
 
 
 def responses(reads: list[bytes], head_only: bool = False):
@@ -90,6 +94,25 @@ def test_a_remembered_head_still_meets_a_smaller_limit():
     requests([GET])
     events = requests([GET], max_head=20)
     assert events[-1] == ("error", 431, "request_headers_too_large")
+
+
+def test_a_remembered_head_still_meets_a_smaller_header_count_limit():
+    requests([GET])
+    assert requests([GET], max_headers=1)[-1] == ("error", 431, "too_many_request_headers")
+
+
+def test_the_memory_holds_the_normalised_target_per_path_settings():
+    raw = b"GET /x/%2e%2e/a%2Fb HTTP/1.1\r\nHost: example.com\r\n\r\n"
+    keep = PathNormalizer.of(PathNormalization())
+    forward = PathNormalizer.of(PathNormalization(escaped_slashes="unescape_and_forward"))
+    reject = PathNormalizer.of(PathNormalization(escaped_slashes="reject"))
+    for _ in range(2):       # the second time from memory, each settings' own
+        assert requests([raw], paths=keep)[0][2] == "/a%2Fb"
+        assert requests([raw], paths=forward)[0][2] == "/a/b"
+        assert requests([raw], paths=reject)[-1] == ("error", 400, "escaped_slash_in_path")
+    assert http1._REQUESTS[raw][1] == "/a%2Fb"
+    assert http1._MEMOS[forward][raw][1] == "/a/b"
+    assert raw not in http1._MEMOS[reject]
 
 
 @pytest.mark.parametrize("reads,head_only", [

@@ -7,6 +7,7 @@ import pytest
 from mosnx.runtime import (AccessLog, AdminConfig, CircuitBreakers, ConfigError, Endpoint, Limits,
                            MirrorPolicy, RetryPolicy, Timeouts)
 from mosnx.runtime.config import load_config, load_config_text
+from mosnx.runtime.model import PathNormalization
 
 # appended to test documents, which are indented as the test source is
 CLUSTER = """
@@ -586,3 +587,40 @@ def test_filter_settings_do_not_alias_the_raw_document():
     """ + CLUSTER)
     c.listeners[0].filters[0].config["config"]["a"] = 2
     assert c.raw["listeners"][0]["filters"][0]["wasm"]["config"] == {"a": 1}
+
+
+def test_path_normalization_and_header_count_settings():
+    cfg = load("""\
+        listeners:
+          - name: l
+            address: 127.0.0.1:8080
+            route: {cluster: web}
+            limits: {request_headers_count: 200}
+            path_normalization: {normalize: false, merge_slashes: false, escaped_slashes: reject}
+    """ + CLUSTER)
+    lc = cfg.listeners[0]
+    assert lc.limits.request_headers_count == 200
+    assert lc.path_normalization == PathNormalization(False, False, "reject")
+    default = load("""\
+        listeners:
+          - {name: l, address: 127.0.0.1:8080, route: {cluster: web}}
+    """ + CLUSTER).listeners[0]
+    assert default.path_normalization == PathNormalization(True, True, "keep")
+    assert default.limits.request_headers_count == 100
+
+
+def test_path_normalization_errors_are_positioned():
+    assert findings("""\
+        listeners:
+          - name: l
+            address: 127.0.0.1:8080
+            route: {cluster: web}
+            limits: {request_headers_count: 0}
+            path_normalization: {normalize: yes please, escaped_slashes: unescape, merge: true}
+    """ + CLUSTER) == [
+        ("C004", 5, 37, "listeners[0].limits.request_headers_count: 0 is below the minimum 1"),
+        ("C003", 6, 37, 'listeners[0].path_normalization.normalize: expected true or false, got "yes please"'),
+        ("C004", 6, 66, 'listeners[0].path_normalization.escaped_slashes: unknown value "unescape"; expected '
+                        'one of keep, reject, unescape_and_redirect, unescape_and_forward'),
+        ("C002", 6, 76, 'unknown key "merge" in listeners[0].path_normalization'),
+    ]
