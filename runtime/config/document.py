@@ -6,22 +6,22 @@ walks DOCUMENT and builds Config from what it returns.
 """
 from __future__ import annotations
 
-from ..model import (AccessLog, AdminConfig, CircuitBreakers, ClusterConfig, Endpoint, Limits,
+from ..model import (AdminConfig, CircuitBreakers, ClusterConfig, Endpoint, Limits,
                      ListenerConfig, Timeouts)
 from .cluster import CHECKS as CLUSTER_GOVERNANCE_CHECKS, FIELDS as CLUSTER_GOVERNANCE
 from .protocols import CLUSTER_FIELDS as CLUSTER_PROTOCOL, LISTENER_FIELDS as LISTENER_PROTOCOL
 from .filters import FilterItem
 from .route import ROUTE, RouteWithFilters
+from .access_log import ACCESS_LOG
 from .compound import Either, ListOf, Mapped, Unique
 from .names import Distinct, Name
-from .scalars import Address, Duration, Enum, FilePath, Int, Size, Str
+from .scalars import Address, Duration, Enum, FilePath, Int, Size
 from .schema import Field, Obj, exactly_one, ordered
 
 LB_POLICIES = ("round_robin", "weighted_round_robin", "random", "least_request", "ring_hash", "maglev",
                "peak_ewma")
 UPSTREAM_PROTOCOLS = ("http1", "http2")
 LISTENER_PROTOCOLS = ("http", "tcp")
-LOG_STREAMS = ("stdout", "stderr")
 
 
 def _host_port(kwargs: dict) -> dict:
@@ -92,13 +92,6 @@ LIMITS = Obj({
     "write_low_water": Field(Size(), "resume it below this; less than write_high_water"),
 }, build=Limits, checks=[ordered("write_low_water", "write_high_water", show=_show_size)])
 
-ACCESS_LOG = Either(
-    Mapped(FilePath(keep=LOG_STREAMS), AccessLog),
-    Obj({"path": Field(FilePath(keep=LOG_STREAMS), "stdout, stderr or a file", required=True),
-         "format": Field(Str(), "line format; default: the built-in format")},
-        build=AccessLog, label="a mapping {path, format}"),
-    label="stdout, stderr, a file path or a mapping {path, format}",
-)
 
 LISTENER = Obj({
     "name": Field(Name("listener"), "the listener's name, in stats and logs", required=True),
