@@ -107,15 +107,16 @@ def time_run(mosnx: str, config: Path, admin_port: int, timeout: float,
                 break
             time.sleep(0.05)
     finally:
-        if p.poll() is None:
+        exited = p.poll() is not None       # before ready: it refused to start
+        if not exited:
             p.send_signal(signal.SIGINT)
             try:
                 p.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 os.killpg(p.pid, signal.SIGKILL)
                 p.wait()
-    note = "" if took is not None else ("timed out" if p.returncode in (0, -2, 130) else f"exit {p.returncode}")
-    if took is None and note != "timed out":
+    note = "" if took is not None else (f"exit {p.returncode}" if exited else "timed out")
+    if took is None and exited:
         log.seek(0)
         tail = log.read().decode(errors="replace").strip().splitlines()[-1:]
         note += f": {tail[0]}" if tail else ""
