@@ -76,8 +76,9 @@ def build_snapshot(config: Config | str, version: int = 1,
                 if result is not None:
                     routes = result.routes
                     pipeline = pipeline.then(result.pipeline)
-                    _took(start, 'listener "%s": %d routes in %d vhosts loaded, checked and compiled',
-                          lc.name, sum(len(vh.routes) for vh in routes.vhosts), len(routes.vhosts))
+                    n = len(routes.vhosts)
+                    _took(start, 'listener "%s": %d routes in %d vhost%s loaded, checked and compiled',
+                          lc.name, sum(len(vh.routes) for vh in routes.vhosts), n, "" if n == 1 else "s")
         elif lc.route is not None:
             routes = default_route_table(lc.route)
         else:
