@@ -93,3 +93,24 @@ def test_the_error_renders_like_a_compiler():
         mosnx.yaml:5:43: C004 listeners[0].access_log.format: unknown attribute "response.flagz" (did you mean "response.flags"?)
               access_log: { path: stdout, format: "%response.flagz%" }
                                                     ^^^^^^^^^^^^^^""")
+
+
+def test_generated_formats_load_or_fail_with_a_positioned_c004():
+    """Mutated formats in a YAML string: the config loads with a compiled format, or
+    fails with C004 findings on the format's line, inside it; never another error."""
+    import random
+    pieces = ["%", "%%", "request.path", "request.headers", '[\\"x\\"]', "['y']", "[", "]", " ",
+              "response.code", ".", "x", "REQ(", ")", "start_time", "é", "response.flagz"]
+    rnd = random.Random(11)
+    for _ in range(300):
+        fmt = "".join(rnd.choice(pieces) for _ in range(rnd.randrange(1, 10)))
+        log = f'{{ path: stdout, format: "{fmt}" }}'
+        line = f"    access_log: {log}"
+        try:
+            c = load(log)
+        except ConfigError as e:
+            for d in e.diagnostics:
+                assert d.code == "C004" and d.span.line == 5, (fmt, str(d))
+                assert col(log, '"') <= d.span.column <= len(line), (fmt, str(d))
+        else:
+            assert isinstance(c.listeners[0].access_log.format, LogFormat)
