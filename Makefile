@@ -37,6 +37,11 @@ bench-h2: install
 bench-wasm: install
 	$(BIN)/python bench/wasm/run.py --mosnx $(BIN)/mosnx $(BENCH_ARGS)
 
+# `mosnx check` and `mosnx run` to ready at 500 to 20,000 routes (bench/check_scale.py)
+.PHONY: bench-check
+bench-check: install
+	$(BIN)/python bench/check_scale.py --mosnx $(BIN)/mosnx $(BENCH_ARGS)
+
 .PHONY: bench-routing
 bench-routing: install
 	$(BIN)/python bench/routing.py --mosnx $(BIN)/mosnx $(BENCH_ARGS)

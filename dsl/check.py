@@ -16,7 +16,7 @@ from mosnx.runtime.routes import RETRY_ON
 from . import ast as A
 from . import scheme as S
 from .load import Program
-from .shadow import implies, inline, is_catch_all, path_prefix_of
+from .shadow import ShadowIndex, inline, is_catch_all, path_prefix_of
 from .types import TypeChecker, _a
 
 # Where a statement may appear. "route" is a route's body, "route_when" a `when`
@@ -137,6 +137,7 @@ class _Checker(TypeChecker):
                 seen[r.name] = r
         catch_all: A.RouteDecl | None = None
         conds = [self.inline(r.cond, s) if r.cond is not None else None for r, s in zip(routes, scopes)]
+        earlier = ShadowIndex()     # only routes that could match the same requests are compared
         for j, r in enumerate(routes):
             if catch_all is not None:
                 self.warn(r.name_span, "R201", f'route "{r.name}" is unreachable: route "{catch_all.name}" '
@@ -145,11 +146,11 @@ class _Checker(TypeChecker):
             if is_catch_all(conds[j]):
                 catch_all = r
                 continue
-            for i in range(j):
-                if conds[i] is not None and implies(conds[j], conds[i]):
-                    self.warn(r.name_span, "R202", f'route "{r.name}" is shadowed by route "{routes[i].name}" '
-                                                   f'(line {routes[i].span.line}), which matches all its requests first')
-                    break
+            i = earlier.first_implied(conds[j])
+            if i is not None:
+                self.warn(r.name_span, "R202", f'route "{r.name}" is shadowed by route "{routes[i].name}" '
+                                               f'(line {routes[i].span.line}), which matches all its requests first')
+            earlier.add(j, conds[j])
 
     def inline(self, e: A.Expr, scope: dict) -> A.Expr:
         return inline(e, scope, self.prog.scopes)

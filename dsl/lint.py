@@ -71,26 +71,37 @@ def check_config(path: str) -> list[Diagnostic]:
     # the CLI (the composition root) has registered every front end and filter;
     # this package registers only its own rules loader
     import mosnx.dsl  # noqa: F401
+    from mosnx.runtime import registry
     from mosnx.runtime.config import admin_exposure
     from mosnx.runtime.snapshot import build_snapshot
 
-    from .rules import analyze
+    # the build keeps only errors: the rules' warnings are taken as the rules loader
+    # reports them, so each rule set is parsed and checked once
+    warnings: dict[Diagnostic, None] = {}
+    loader = registry.rules_loader("mdsl")
+
+    def keep_warnings(paths, ctx):
+        start = len(ctx.diagnostics)
+        result = loader(paths, ctx)
+        warnings.update((d, None) for d in ctx.diagnostics[start:] if d.severity == "warning")
+        return result
+
+    if loader is not None:
+        registry.register_rules_loader("mdsl", keep_warnings)
     try:
         snap = build_snapshot(path)
     except ConfigError as e:
         return [_with_source(d) for d in e.diagnostics]
     except ModuleNotFoundError as e:
         raise _Usage(f"{path}: cannot load YAML configs here ({e})") from None
-    # the build keeps only errors; the rules' warnings are found again here
-    warnings: list[Diagnostic] = []
+    finally:
+        if loader is not None:
+            registry.register_rules_loader("mdsl", loader)
+    found = list(warnings)
     exposed = admin_exposure(snap.config.admin)
     if exposed is not None:
-        warnings.append(_with_source(exposed))
-    for lc in snap.config.listeners:
-        if lc.rules:
-            _, found = analyze(lc.rules, set(snap.clusters))
-            warnings.extend(d for d in found if d.severity == "warning" and d not in warnings)
-    return warnings
+        found.insert(0, _with_source(exposed))
+    return found
 
 
 def _with_source(d: Diagnostic) -> Diagnostic:

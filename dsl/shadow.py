@@ -4,6 +4,11 @@ Used by the checker (R201 catch-all, R202 shadowing, R207 redirect prefix) and b
 the compiler (exact-path and prefix index hints). Conservative by design: `implies`
 answers True only when it can prove it from the top-level `and` chain, so a lint
 never fires on a route that can in fact match.
+
+ShadowIndex finds, for each route, the first earlier route that matches all its
+requests: the same answer as trying `implies` against every earlier route in
+order, but it tries only the earlier routes that one of the route's own tests
+could imply (see ShadowIndex), so thousands of routes check in about n log n.
 """
 from __future__ import annotations
 
@@ -138,3 +143,112 @@ def path_prefix_of(e: A.Expr | None) -> str | None:
         if t and t[0] in ("prefix", "segment_prefix") and t[1][1] in PATH_FIELDS:
             return t[2]
     return None
+
+
+# ---- the shadowing index ----
+# A route can be shadowed by an earlier one only if each of the earlier route's tests
+# is implied by one of its own (implies()). So each earlier route is filed under ONE
+# of its tests (its key), in the bucket where every test that could imply that key
+# looks: an exact-form dict for any test (implied by an identical test), a prefix map
+# for `prefix`/`segment_prefix` (implied by `==`/`prefix`/`segment_prefix` on a value
+# that starts with it), a suffix map, a per-field list for `contains`, and a per-member
+# map for `in {set}` (implied by `==` one member, or a subset). Looking up a route's
+# own tests then yields a superset of the earlier routes that can shadow it; each is
+# confirmed with implies(), in declared order, so the first confirmed one is the answer
+# the full scan would give.
+_PREFIX_OPS = ("prefix", "segment_prefix")
+_IMPLIES_PREFIX = ("prefix", "==", "segment_prefix")     # tests that can imply a prefix test
+_IMPLIES_SUFFIX = ("suffix", "==")
+_IMPLIES_CONTAINS = ("contains", "==", "prefix", "suffix", "segment_prefix")
+# a key's rank breaks ties between equally full buckets: the narrower lookups first
+_RANK = {"eq": 0, "prefix": 1, "suffix": 2, "in": 3, "contains": 4}
+
+
+class ShadowIndex:
+    """Earlier routes' conditions, filed for `first_implied`.
+
+    `add(i, cond)` files route `i` (positions must grow); `first_implied(cond)` is the
+    smallest filed `i` with implies(cond, cond_i), or None. A route is filed under the
+    test whose bucket is emptiest when it is added, so routes that share a path prefix
+    but differ by a header are filed by the header and stay out of each other's way.
+    """
+    __slots__ = ("_conds", "_eq", "_prefix", "_suffix", "_contains", "_member", "_in_left")
+
+    def __init__(self) -> None:
+        self._conds: dict[int, A.Expr] = {}
+        self._eq: dict[Any, list[int]] = {}
+        self._prefix: dict[tuple, list[int]] = {}
+        self._suffix: dict[tuple, list[int]] = {}
+        self._contains: dict[Any, list[tuple[str, int]]] = {}
+        self._member: dict[tuple, list[int]] = {}
+        self._in_left: dict[Any, list[int]] = {}
+
+    def _slot(self, y: A.Expr) -> tuple[str, Any, int]:
+        """(bucket kind, key, current size) where test `y` would be filed."""
+        t = _str_test(y)
+        if t is not None and t[0] in _PREFIX_OPS:
+            key = (t[1], t[2])
+            return "prefix", key, len(self._prefix.get(key, ()))
+        if t is not None and t[0] == "suffix":
+            key = (t[1], t[2])
+            return "suffix", key, len(self._suffix.get(key, ()))
+        if t is not None and t[0] == "contains":
+            return "contains", t[1], len(self._contains.get(t[1], ()))
+        if isinstance(y, A.In) and isinstance(y.right, A.SetLit):
+            key = norm(y.left)
+            return "in", key, len(self._in_left.get(key, ()))
+        key = norm(y)
+        return "eq", key, len(self._eq.get(key, ()))
+
+    def add(self, i: int, cond: A.Expr) -> None:
+        atoms = conjuncts(cond)
+        if not atoms:
+            return
+        self._conds[i] = cond
+        slots = [self._slot(y) + (y,) for y in atoms]
+        kind, key, _, y = min(slots, key=lambda s: (s[2], _RANK[s[0]]))
+        if kind == "eq":
+            self._eq.setdefault(key, []).append(i)
+        elif kind == "prefix":
+            self._prefix.setdefault(key, []).append(i)
+        elif kind == "suffix":
+            self._suffix.setdefault(key, []).append(i)
+        elif kind == "contains":
+            self._contains.setdefault(key, []).append((_str_test(y)[2], i))
+        else:
+            self._in_left.setdefault(key, []).append(i)
+            for m in {norm(m) for m in y.right.items}:
+                self._member.setdefault((key, m), []).append(i)
+
+    def candidates(self, cond: A.Expr | None) -> set[int]:
+        """Every filed route whose key some test of `cond` could imply (a superset of
+        the routes `cond` implies)."""
+        out: set[int] = set()
+        for x in conjuncts(cond):
+            out.update(self._eq.get(norm(x), ()))
+            t = _str_test(x)
+            if t is not None:
+                op, f, v = t
+                if op in _IMPLIES_PREFIX and self._prefix:
+                    for k in range(len(v) + 1):
+                        out.update(self._prefix.get((f, v[:k]), ()))
+                if op in _IMPLIES_SUFFIX and self._suffix:
+                    for k in range(len(v) + 1):
+                        out.update(self._suffix.get((f, v[k:]), ()))
+                if op in _IMPLIES_CONTAINS:
+                    out.update(i for s, i in self._contains.get(f, ()) if s in v)
+            if isinstance(x, A.Compare) and x.op == "==":
+                out.update(self._member.get((norm(x.left), norm(x.right)), ()))
+            elif isinstance(x, A.In) and isinstance(x.right, A.SetLit):
+                left = norm(x.left)
+                if x.right.items:
+                    out.update(self._member.get((left, norm(x.right.items[0])), ()))
+                else:       # the empty set is a subset of every set
+                    out.update(self._in_left.get(left, ()))
+        return out
+
+    def first_implied(self, cond: A.Expr | None) -> int | None:
+        for i in sorted(self.candidates(cond)):
+            if implies(cond, self._conds[i]):
+                return i
+        return None

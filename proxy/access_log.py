@@ -1,61 +1,28 @@
 """Access logs: one line per stream, formatted from the attribute table.
 
-A format is a string with `%attribute%` references (`%request.path%`,
-`%request.headers["user-agent"]%`, `%response.code%`), compiled once into a list of
-getters. Lines are buffered and flushed every 100 ms or at 64 KiB, so a request
-costs a string build, not a syscall. `emit access {...}` records from rules are
-written as JSON lines to the same target.
+The format (`%request.path%`, `%request.headers["user-agent"]%`, `%response.code%`)
+was parsed and compiled when the config loaded (runtime.logformat, checked by
+runtime.config.access_log), so nothing here can meet an unknown attribute: a line
+is one join over literal strings and getters. Lines are buffered and flushed
+every 100 ms or at 64 KiB, so a request costs a string build, not a syscall.
+`emit access {...}` records from rules are written as JSON lines to the same target.
 """
 from __future__ import annotations
 
 import asyncio
 import json
-import re
 import sys
 import time
 
-from mosnx.runtime.attributes import getter_for
+from mosnx.runtime.logformat import DEFAULT
 from mosnx.runtime.model import AccessLog
-
-DEFAULT_FORMAT = ('[%start_time%] "%request.method% %request.path% %request.protocol%" %response.code% '
-                  '%response.flags% %request.size% %response.size% %duration_ms% "%upstream.address%" '
-                  '"%request.headers["x-forwarded-for"]%" "%request.headers["user-agent"]%" '
-                  '"%request.id%" "%request.host%" "%route.name%" "%cluster.name%"')
-
-_REF = re.compile(r"%([^%]+)%")
-
-
-def compile_format(fmt: str):
-    """-> list of literal strings and getters; raises KeyError for an unknown attribute."""
-    parts: list = []
-    pos = 0
-    for m in _REF.finditer(fmt):
-        if m.start() > pos:
-            parts.append(fmt[pos:m.start()])
-        ref = m.group(1)
-        if ref == "start_time":
-            parts.append(lambda c: time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(c.start_wall))
-                         + ".%03dZ" % int((c.start_wall % 1) * 1000))
-        else:
-            g = getter_for(ref)
-            parts.append(lambda c, g=g: _show(g(c)))
-        pos = m.end()
-    if pos < len(fmt):
-        parts.append(fmt[pos:])
-    return parts
-
-
-def _show(v) -> str:
-    if v is None or v == "":
-        return "-"
-    return str(v)
 
 
 class AccessLogWriter:
     def __init__(self, cfg: AccessLog, listener: str):
         self.cfg = cfg
         self.listener = listener
-        self.parts = compile_format(cfg.format or DEFAULT_FORMAT)
+        self.parts = (cfg.format or DEFAULT).parts
         if cfg.path == "stdout":
             self.f = sys.stdout
         elif cfg.path == "stderr":

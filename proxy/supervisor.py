@@ -194,11 +194,14 @@ class Supervisor:
             self.demo_servers.append(await start_demo(host, port))
             log.info("demo upstream listening on http://%s:%d", host, port)
         self.stop_future = loop.create_future()
+        start = time.perf_counter()
         for i in range(n):
             h = LocalWorker(self) if n == 1 else WorkerHandle(self, i)
             h.start(self.version)
             self.workers.append(h)
         results = await asyncio.gather(*(h.ready for h in self.workers))
+        if time.perf_counter() - start > 1.0:      # a large config: say where start-up time went
+            log.info("%d worker%s started in %.1f s", n, "s" if n > 1 else "", time.perf_counter() - start)
         bad = [r for r in results if not r.get("ok")]
         if bad:
             for e in bad[0].get("errors", []):

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .diagnostics import Span
 from .pipeline import Pipeline
 from .routes import RouteAction, RouteTable
+
+if TYPE_CHECKING:
+    from .logformat import LogFormat
 
 KiB = 1024
 MiB = 1024 * 1024
@@ -94,7 +97,7 @@ class PathNormalization:
 @dataclass(frozen=True, slots=True)
 class AccessLog:
     path: str                                 # "stdout", "stderr" or a file path
-    format: str | None = None                 # None: the default format
+    format: LogFormat | None = None           # compiled at load (runtime.logformat); None: the default
 
 
 @dataclass(frozen=True, slots=True)

@@ -135,7 +135,7 @@ class Route:
 
 class VirtualHost:
     __slots__ = ("name", "domains", "routes", "pipeline", "chain", "span",
-                 "_exact", "_prefix", "_always", "_linear")
+                 "_exact", "_prefix", "_always", "_linear", "_merge")
 
     def __init__(self, name: str, domains: Iterable[str], routes: Iterable[Route],
                  pipeline: Pipeline = EMPTY, span: Span | None = None):
@@ -161,10 +161,18 @@ class VirtualHost:
             else:
                 always.append(r)
         # per exact path, its routes and the unconditional ones already in declared
-        # order, so a request whose path matches no prefix route sorts nothing
-        self._exact = {p: sorted(rs + always, key=_by_index) for p, rs in exact.items()}
-        # likewise per prefix, for a path that only that prefix takes
-        self._prefix = [(p, rs, sorted(rs + always, key=_by_index)) for p, rs in prefix.items()]
+        # order, so a request whose path matches no prefix route sorts nothing; likewise
+        # per prefix, for a path that only that prefix takes. That copies every
+        # unconditional route into every entry, so with many of them (thousands of
+        # header- or regex-only routes beside thousands of paths) the entries keep their
+        # own routes and match() merges the unconditional ones in as it goes.
+        self._merge = len(always) > _MERGE_ABOVE
+        if self._merge:
+            self._exact = exact
+            self._prefix = [(p, rs, rs) for p, rs in prefix.items()]
+        else:
+            self._exact = {p: sorted(rs + always, key=_by_index) for p, rs in exact.items()}
+            self._prefix = [(p, rs, sorted(rs + always, key=_by_index)) for p, rs in prefix.items()]
         self._always = always
         # small tables: a straight scan is faster than merging candidate lists
         self._linear = len(self.routes) <= 8
@@ -194,12 +202,40 @@ class VirtualHost:
                 else:       # another prefix too: its routes join in declared order
                     cands = sorted(cands + rs, key=_by_index)
         if cands is None:
-            cands = exact if exact is not None else self._always
+            if exact is None:
+                cands = self._always
+            elif self._merge:
+                return _first_of(exact, self._always, ctx)
+            else:
+                cands = exact
+        elif self._merge:
+            return _first_of(cands, self._always, ctx)
         for r in cands:
             m = r.match
             if m is None or m(ctx):
                 return r
         return None
+
+
+def _first_of(a: list[Route], b: list[Route], ctx: StreamContext) -> Route | None:
+    """The first matching route of two index-ordered lists, tried in index order."""
+    i = j = 0
+    na, nb = len(a), len(b)
+    while i < na or j < nb:
+        if j >= nb or (i < na and a[i].index < b[j].index):
+            r = a[i]
+            i += 1
+        else:
+            r = b[j]
+            j += 1
+        m = r.match
+        if m is None or m(ctx):
+            return r
+    return None
+
+
+# more unconditional routes than this in a vhost are merged in at match time
+_MERGE_ABOVE = 64
 
 
 def _plain(r: Route) -> bool:

@@ -2,10 +2,14 @@
 
 Pure: no sockets, no global state beyond the registry of front ends. Called by the
 CLI for `check`, by each worker at start and on reload, and by the reload path in
-the supervisor to validate before telling workers.
+the supervisor to validate before telling workers. A step that takes more than
+SLOW seconds (loading the YAML, one listener's rules) says so in the log at INFO,
+with what it did, so a large config does not look like a hang.
 """
 from __future__ import annotations
 
+import logging
+import time
 from typing import Iterable
 
 from . import registry
@@ -13,6 +17,16 @@ from .diagnostics import ConfigError, Diagnostic, did_you_mean
 from .model import Config, Listener, Snapshot
 from .pipeline import Pipeline
 from .routes import Route, RouteAction, RouteTable, VirtualHost
+
+
+log = logging.getLogger("mosnx")
+SLOW = 1.0
+
+
+def _took(start: float, what: str, *args) -> None:
+    took = time.perf_counter() - start
+    if took > SLOW:
+        log.info(what + " in %.1f s", *args, took)
 
 
 def default_route_table(action: RouteAction) -> RouteTable:
@@ -23,7 +37,9 @@ def build_snapshot(config: Config | str, version: int = 1,
                    services: registry.Services | None = None) -> Snapshot:
     if isinstance(config, str):
         from .config import load_config
+        start = time.perf_counter()
         config = load_config(config)
+        _took(start, "%s loaded", config.path)
     diags: list[Diagnostic] = []
     clusters = {c.name: c for c in config.clusters}
     listeners: dict[str, Listener] = {}
@@ -55,10 +71,14 @@ def build_snapshot(config: Config | str, version: int = 1,
             if loader is None:
                 diags.append(Diagnostic(lc.span, "C203", "rules: need the mdsl front end, which is not installed"))
             else:
+                start = time.perf_counter()
                 result = loader(lc.rules, ctx)
                 if result is not None:
                     routes = result.routes
                     pipeline = pipeline.then(result.pipeline)
+                    n = len(routes.vhosts)
+                    _took(start, 'listener "%s": %d routes in %d vhost%s loaded, checked and compiled',
+                          lc.name, sum(len(vh.routes) for vh in routes.vhosts), n, "" if n == 1 else "s")
         elif lc.route is not None:
             routes = default_route_table(lc.route)
         else:

@@ -6,23 +6,23 @@ walks DOCUMENT and builds Config from what it returns.
 """
 from __future__ import annotations
 
-from ..model import (ESCAPED_SLASH_ACTIONS, AccessLog, AdminConfig, CircuitBreakers, ClusterConfig, Endpoint,
+from ..model import (ESCAPED_SLASH_ACTIONS, AdminConfig, CircuitBreakers, ClusterConfig, Endpoint,
                      Limits, ListenerConfig, PathNormalization, Timeouts)
 from .admin import TokenFile
 from .cluster import CHECKS as CLUSTER_GOVERNANCE_CHECKS, FIELDS as CLUSTER_GOVERNANCE
 from .protocols import CLUSTER_FIELDS as CLUSTER_PROTOCOL, LISTENER_FIELDS as LISTENER_PROTOCOL
 from .filters import FilterItem
 from .route import ROUTE, RouteWithFilters
+from .access_log import ACCESS_LOG
 from .compound import Either, ListOf, Mapped, Unique
 from .names import Distinct, Name
-from .scalars import Address, Bool, Duration, Enum, FilePath, Int, Size, Str
+from .scalars import Address, Bool, Duration, Enum, FilePath, Int, Size
 from .schema import Field, Obj, exactly_one, ordered
 
 LB_POLICIES = ("round_robin", "weighted_round_robin", "random", "least_request", "ring_hash", "maglev",
                "peak_ewma")
 UPSTREAM_PROTOCOLS = ("http1", "http2")
 LISTENER_PROTOCOLS = ("http", "tcp")
-LOG_STREAMS = ("stdout", "stderr")
 
 
 def _host_port(kwargs: dict) -> dict:
@@ -103,14 +103,6 @@ PATH_NORMALIZATION = Obj({
     "merge_slashes": Field(Bool(), "merge repeated slashes into one"),
     "escaped_slashes": Field(Enum(*ESCAPED_SLASH_ACTIONS), "what %2F and %5C in a path do"),
 }, build=PathNormalization)
-
-ACCESS_LOG = Either(
-    Mapped(FilePath(keep=LOG_STREAMS), AccessLog),
-    Obj({"path": Field(FilePath(keep=LOG_STREAMS), "stdout, stderr or a file", required=True),
-         "format": Field(Str(), "line format; default: the built-in format")},
-        build=AccessLog, label="a mapping {path, format}"),
-    label="stdout, stderr, a file path or a mapping {path, format}",
-)
 
 LISTENER = Obj({
     "name": Field(Name("listener"), "the listener's name, in stats and logs", required=True),

@@ -8,6 +8,7 @@ from mosnx.runtime import (AccessLog, AdminConfig, CircuitBreakers, ConfigError,
                            MirrorPolicy, RetryPolicy, Timeouts)
 from mosnx.runtime.config import load_config, load_config_text
 from mosnx.runtime.model import PathNormalization
+from mosnx.runtime.logformat import compile_format
 
 # appended to test documents, which are indented as the test source is
 CLUSTER = """
@@ -67,7 +68,7 @@ listeners:
   - name: shop
     address: "[::1]:8081"
     rules: [rules/shop.mdsl, rules/more]
-    access_log: { path: stderr, format: "%REQ(:PATH)%" }
+    access_log: { path: stderr, format: "%request.path% %response.code%" }
 clusters:
   - name: web
     endpoints: ["127.0.0.1:9000", {address: "127.0.0.1:9001", weight: 2}]
@@ -121,7 +122,7 @@ def test_full_config_builds_the_model(project):
 
     assert (shop.host, shop.port, shop.route) == ("::1", 8081, None)
     assert shop.rules == (str(project / "rules" / "shop.mdsl"), str(project / "rules" / "more"))
-    assert shop.access_log == AccessLog("stderr", "%REQ(:PATH)%")
+    assert shop.access_log == AccessLog("stderr", compile_format("%request.path% %response.code%"))
 
     web, shadow = c.clusters
     assert web.endpoints == (Endpoint("127.0.0.1", 9000), Endpoint("127.0.0.1", 9001, 2))

@@ -1,4 +1,7 @@
 """Route tables: domain selection, first-match order with indexes, redirects."""
+import pytest
+
+from mosnx.runtime import routes as routes_module
 from mosnx.runtime.context import RequestHead, StreamContext
 from mosnx.runtime.headers import Headers
 from mosnx.runtime.pipeline import HttpFilter, Pipeline
@@ -107,8 +110,12 @@ def test_clusters_lists_every_reference():
     assert table.clusters() == {"v1", "v2", "shadow"}
 
 
-def test_indexed_matching_agrees_with_a_plain_first_match_scan():
+@pytest.mark.parametrize("merge_above", [64, 0], ids=["merged-at-build", "merged-at-match"])
+def test_indexed_matching_agrees_with_a_plain_first_match_scan(monkeypatch, merge_above):
+    """Also with the unconditional routes merged in at match time, as a vhost with
+    many of them does (no entry copies them all)."""
     import random
+    monkeypatch.setattr(routes_module, "_MERGE_ABOVE", merge_above)
     rnd = random.Random(7)
     paths = ["/", "/a", "/a/b", "/a/bc", "/b", "/b/c/d", "/c"]
     for _ in range(300):

@@ -53,3 +53,26 @@ def test_unknown_filter_kind_is_reported_at_the_filter_item(tmp_path):
         build_snapshot(path)
     (d,) = e.value.diagnostics
     assert (d.code, d.span.line, d.span.column) == ("C201", 4, 15)
+
+
+def test_a_slow_step_says_what_it_did_in_the_log(tmp_path, monkeypatch, caplog):
+    """Every step over SLOW seconds logs one line; here SLOW is 0 so each one does."""
+    from mosnx import plugins
+    from mosnx.runtime import snapshot
+    plugins.load()
+    (tmp_path / "r.mdsl").write_text('vhost a domains "a" { route x when request.path == "/x" { to web } '
+                                     'route y { to web } }\nroute z { to web }\n')
+    monkeypatch.setattr(snapshot, "SLOW", 0.0)
+    cfg = CONFIG.replace("    route: {cluster: web, timeout: 2s}", "    rules: r.mdsl")
+    with caplog.at_level("INFO", logger="mosnx"):
+        build_snapshot(write(tmp_path, cfg))
+    lines = [r.getMessage() for r in caplog.records]
+    assert any(m.startswith(f"{tmp_path / 'mosnx.yaml'} loaded in ") for m in lines), lines
+    assert any(m.startswith('listener "ingress": 3 routes in 2 vhosts loaded, checked and compiled in ')
+               for m in lines), lines
+
+
+def test_a_quick_build_logs_nothing(tmp_path, caplog):
+    with caplog.at_level("INFO", logger="mosnx"):
+        build_snapshot(write(tmp_path, CONFIG))
+    assert not caplog.records

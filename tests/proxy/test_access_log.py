@@ -1,0 +1,47 @@
+"""The access-log writer: lines from the format compiled at config load, buffered, to a file."""
+from __future__ import annotations
+
+from mosnx.proxy.access_log import AccessLogWriter
+from mosnx.runtime.config import load_config_text
+from mosnx.runtime.context import RequestHead, ResponseHead, StreamContext
+from mosnx.runtime.headers import Headers
+
+
+def config(tmp_path, log: str):
+    return load_config_text(f"""\
+listeners:
+  - name: ingress
+    address: 127.0.0.1:8080
+    route: {{ cluster: web }}
+    access_log: {log}
+clusters:
+  - {{ name: web, endpoints: ["127.0.0.1:9000"] }}
+""", str(tmp_path / "mosnx.yaml")).listeners[0].access_log
+
+
+def ctx(path: str = "/a") -> StreamContext:
+    c = StreamContext(RequestHead("POST", path, Headers.from_pairs([("host", "x.test"), ("x-id", "7")])),
+                      listener="ingress", source=("192.0.2.1", 40000), destination=("127.0.0.1", 8080))
+    c.response = ResponseHead(201, Headers.from_pairs([]))
+    return c
+
+
+def test_lines_follow_the_configured_format(tmp_path):
+    al = config(tmp_path, '{ path: access.log, format: "%request.method% %request.path% %response.code% '
+                          'id=%request.headers[\\"x-id\\"]% ua=%request.headers[\\"user-agent\\"]% 5%%" }')
+    w = AccessLogWriter(al, "ingress")
+    assert w.parts is al.format.parts          # compiled once, at load
+    w.write(ctx("/a"))
+    w.write(ctx("/b?q=1"))
+    w.close()
+    assert (tmp_path / "access.log").read_text() == ("POST /a 201 id=7 ua=- 5%\n"
+                                                     "POST /b?q=1 201 id=7 ua=- 5%\n")
+
+
+def test_the_default_format_when_none_is_given(tmp_path):
+    al = config(tmp_path, "access.log")
+    w = AccessLogWriter(al, "ingress")
+    w.write(ctx("/a"))
+    w.close()
+    line = (tmp_path / "access.log").read_text()
+    assert '"POST /a ' in line and " 201 " in line and '"x.test"' in line
