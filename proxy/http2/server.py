@@ -493,6 +493,7 @@ class Http2Server(asyncio.Protocol):
             parts = request_parts(fields)
         except H2HeadError as e:
             self.worker.stats.counter(f"http.{self.listener_name}.downstream_rq_malformed." + e.detail).value += 1
+            self._h2_stat("rx_messaging_error")
             self.h2.reset_stream(sid, _PROTOCOL)
             return
         if not end and parts[5] is not None:
@@ -502,6 +503,7 @@ class Http2Server(asyncio.Protocol):
     def on_header_list_too_large(self, sid: int) -> None:
         # answered here, before any stream exists: what an HTTP/1.1 client gets for the same
         self.worker.stats.counter(f"http.{self.listener_name}.downstream_rq_malformed.header_list_too_large").value += 1
+        self._h2_stat(self.h2.refusal or "header_overflow")
         h2c = self.h2
         try:
             h2c.send_headers(sid, [(b":status", b"431"), (b"content-length", b"0")], True)
@@ -690,7 +692,7 @@ class Http2Server(asyncio.Protocol):
             return
         self.deadline = 0.0
         self._goaway()
-        self._close_after_flush(None)
+        self._close_after_flush(None, True)
 
     def _goaway(self, code: int = 0) -> None:
         if self.goaway_sent or self.closing:
