@@ -7,7 +7,7 @@ import random
 import hpack
 import pytest
 
-from mosnx.proxy.codec.http2_hpack import Decoder, Encoder, HeaderListTooLarge, HpackError
+from mosnx.proxy.codec.http2_hpack import Decoder, Encoder, HeaderListTooLarge, HpackError, TooManyHeaders
 
 # RFC 7541 C.3 (no Huffman) and C.4 (Huffman): three requests on one connection
 C3 = ["828684410f7777772e6578616d706c652e636f6d",
@@ -117,3 +117,74 @@ def test_a_repeated_field_list_encodes_against_the_table_as_it_is_now():
     assert blocks[4] != blocks[2] and blocks[5] == blocks[2]
     assert blocks[6][0] & 0xE0 == 0x20                 # the size update leads the next block
     assert blocks[7][0] & 0xE0 != 0x20
+
+
+def _big_entry_then_references(refs: int, value: bytes = b"A" * 4000) -> tuple[bytes, bytes]:
+    """A literal with indexing (one table entry of about 4 KB), then `refs` one-byte
+    references to it: a block of a few KB that decodes to refs * 4 KB."""
+    enc = hpack.Encoder()
+    first = enc.encode([(b"x-big", value)], huffman=False)
+    return first, bytes((0x80 | 62,)) * refs
+
+
+def test_a_block_referencing_a_big_entry_stops_at_the_limit_and_keeps_the_table():
+    d = Decoder(limit=60 * 1024)
+    first, refs = _big_entry_then_references(50_000)
+    assert list(d.decode(first)) == [(b"x-big", b"A" * 4000)]
+    # after the refused part, a literal with indexing: it must still enter the table
+    tail = bytes.fromhex("400178" + "0161")
+    with pytest.raises(HeaderListTooLarge) as e:
+        d.decode(refs + tail)
+    assert 60 * 1024 < e.value.size < 70 * 1024       # counted until the limit, not to 200 MB
+    assert d.table[0] == (b"x", b"a")
+    assert list(d.decode(bytes((0x80 | 62, 0x80 | 63)))) == [(b"x", b"a"), (b"x-big", b"A" * 4000)]
+
+
+def test_a_refused_block_still_checks_its_indexes():
+    d = Decoder(limit=100)
+    first, refs = _big_entry_then_references(2)
+    with pytest.raises(HpackError):
+        d.decode(first + refs + bytes((0x80 | 70,)))
+
+
+def test_too_many_fields():
+    d = Decoder(max_fields=10)
+    d.decode(bytes((0x82,)) * 10)
+    with pytest.raises(TooManyHeaders) as e:
+        d.decode(bytes((0x82,)) * 11)
+    assert e.value.count == 11
+
+
+def test_the_huffman_cache_keeps_only_short_strings_and_a_bounded_number():
+    from mosnx.proxy.codec import http2_hpack as mod
+    rnd = random.Random(3)
+    enc = hpack.Encoder()
+    enc.header_table_size = 0
+    d = Decoder()
+    for i in range(3000):
+        long_value = bytes(rnd.choice(b"abcdefghijklmnopqrstuvwxyz") for _ in range(200))
+        short_value = b"v%d" % i
+        block = enc.encode([(b"x-l", long_value), (b"x-s", short_value)], huffman=True)
+        assert list(d.decode(block))[-2:] == [(b"x-l", long_value), (b"x-s", short_value)]
+    assert len(mod._huffman_cache) <= mod._HUFFMAN_CACHE_ENTRIES
+    assert max(len(k) for k in mod._huffman_cache) <= mod._HUFFMAN_CACHE_RAW
+
+
+def test_only_small_blocks_are_remembered():
+    d = Decoder()
+    first, refs = _big_entry_then_references(20)
+    d.decode(first)
+    out = d.decode(refs)
+    assert len(out) == 20 and refs not in d.memo        # 80 KB decoded: not kept
+    assert d.decode(bytes((0x82, 0x84))) == ((b":method", b"GET"), (b":path", b"/"))
+
+
+def test_a_table_cleared_by_an_oversized_entry_forgets_remembered_blocks():
+    d = Decoder(allowed=4096)
+    d.decode(bytes.fromhex("400178" + "0161"))
+    assert list(d.decode(bytes((0xBE,)))) == [(b"x", b"a")]
+    enc = hpack.Encoder()
+    big = enc.encode([(b"y", b"B" * 5000)], huffman=False)       # larger than the table: clears it
+    d.decode(big)
+    with pytest.raises(HpackError):
+        d.decode(bytes((0xBE,)))
