@@ -21,7 +21,8 @@ Invariants:
 from __future__ import annotations
 
 from hpack.exceptions import HPACKDecodingError
-from hpack.huffman_table import decode_huffman
+from hpack.huffman_table import HUFFMAN_COMPLETE, HUFFMAN_EMIT_SYMBOL, HUFFMAN_FAIL, HUFFMAN_TABLE
+from hpack.huffman_table import decode_huffman as _decode_huffman_nibbles
 from hpack.table import HeaderTable
 
 from .memo import remember
@@ -86,13 +87,72 @@ def _int(data: bytes, pos: int, prefix_mask: int) -> tuple[int, int]:
             raise HpackError("integer too large")
 
 
+# Huffman decoding a byte at a time: the `hpack` package's state machine (nghttp2's)
+# steps per 4-bit nibble; two steps folded into one table entry per (state, byte)
+# make a long string three times cheaper to decode, which bounds what the largest
+# header block a client may send costs the worker. The tables (about 2 MB) are built
+# at import (some 50 ms, once per process: built on first use, they would stall the
+# first request that needs them); short strings, which the cache below mostly
+# answers, keep the nibble machine.
+_H_NEXT: list[int] = []          # state * 256 + byte -> next state * 256, or -1: invalid
+_H_OUT: list[bytes] = []         # ... -> the 0, 1 or 2 bytes that byte completes
+_H_DONE: list[bool] = []         # ... -> the string may end here (RFC 7541 §5.2 padding)
+_HUFFMAN_SHORT = 64
+
+
+def _build_huffman_tables() -> None:
+    one = [bytes((i,)) for i in range(256)]
+    base = [st * 256 for st in range(256)]       # shared ints, not 65,536 of them
+    interned: dict[bytes, bytes] = {}
+    nxt, out, done = [], [], []
+    for state in range(256):
+        for byte in range(256):
+            st, emitted, ok = state, b"", True
+            flags = 0
+            for nib in (byte >> 4, byte & 0x0F):
+                st, flags, sym = HUFFMAN_TABLE[st * 16 + nib]
+                if flags & HUFFMAN_FAIL:
+                    ok = False
+                    break
+                if flags & HUFFMAN_EMIT_SYMBOL:
+                    emitted += one[sym]
+            nxt.append(base[st] if ok else -1)
+            out.append(interned.setdefault(emitted, emitted))
+            done.append(ok and bool(flags & HUFFMAN_COMPLETE))
+    _H_OUT.extend(out)
+    _H_DONE.extend(done)
+    _H_NEXT.extend(nxt)
+
+
+_build_huffman_tables()
+
+
+def decode_huffman(raw: bytes) -> bytes:
+    if len(raw) <= _HUFFMAN_SHORT:
+        return _decode_huffman_nibbles(raw)
+    nxt = _H_NEXT
+    out = _H_OUT
+    parts = []
+    append = parts.append
+    st = 0
+    for b in raw:
+        i = st + b
+        st = nxt[i]
+        if st < 0:
+            raise HPACKDecodingError("invalid Huffman string")
+        append(out[i])
+    if not _H_DONE[i]:
+        raise HPACKDecodingError("incomplete Huffman string")
+    return b"".join(parts)
+
+
 # Huffman literals repeat across connections (user agents, hosts, paths): each short one
 # is decoded once per process. Bounded in entry size and in entries, so what a peer can
 # leave here is a fixed few hundred KiB however many distinct strings it sends; longer
 # strings (rare, and what a peer would use to fill memory) are decoded every time.
 _huffman_cache: dict[bytes, bytes] = {}
 _HUFFMAN_CACHE_ENTRIES = 1024
-_HUFFMAN_CACHE_RAW = 64          # encoded bytes: at most 102 decoded
+_HUFFMAN_CACHE_RAW = _HUFFMAN_SHORT   # encoded bytes: at most 102 decoded
 
 
 def _huffman(raw: bytes) -> bytes:
@@ -249,14 +309,18 @@ class Decoder:
         """The rest of a block already refused: only what changes the table is built."""
         table = self.table
         n = len(data)
+        top = _STATIC_LEN + len(table)        # the highest valid index (changes only on _add)
         try:
             while pos < n:
                 b = data[pos]
                 if b & 0x80:
+                    if b != 0xFF:                     # the usual one-byte index: a bomb's fuel
+                        pos += 1
+                        if b == 0x80 or b & 0x7F > top:
+                            raise HpackError("index out of range")
+                        continue
                     idx, pos = _int(data, pos, 0x7F)
-                    if idx == 0:
-                        raise HpackError("index 0")
-                    if idx > _STATIC_LEN and idx - 62 >= len(table):
+                    if idx > top:
                         raise HpackError("index out of range")
                 elif b & 0x60 == 0x20:
                     raise HpackError("table size update after a field")
@@ -276,6 +340,7 @@ class Decoder:
                         name, pos = self._string(data, pos)
                     value, pos = self._string(data, pos)
                     self._add((name, value))
+                    top = _STATIC_LEN + len(table)
         except IndexError:
             raise HpackError("index out of range or truncated block") from None
 

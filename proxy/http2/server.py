@@ -53,6 +53,8 @@ DEFAULT_CONNECTION_WINDOW = 4 * 1024 * 1024
 _DEFAULT_OPTIONS = Http2Options()
 # limits whose breach means the client does not read what it asks for
 _FLOODS = frozenset({"outbound_flood", "outbound_control_flood"})
+# bytes parsed per loop turn: about one largest header block's decoding
+_FEED_SLICE = 64 * 1024
 
 
 def _limits(opts: Http2Options, header_bytes: int) -> H2Limits:
@@ -336,6 +338,9 @@ class Http2Server(asyncio.Protocol):
         self.max_streams = DEFAULT_MAX_STREAMS
         self.opts = _DEFAULT_OPTIONS
         self.feeding = False           # inside h2.feed: streams wait in `starting`
+        self.backlog = b""             # the part of a large read not parsed yet
+        self.backlog_soon = False
+        self.read_paused = False
         self.starting: list[H2Down] = []
         self.block_since = 0.0         # loop time an unfinished header block was first seen
         self.streams_done = 0          # streams closed or reset, for the premature-reset ratio
@@ -397,6 +402,41 @@ class Http2Server(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self.closing:
             return
+        if len(data) > _FEED_SLICE or self.backlog:
+            self.backlog += data
+            self._feed_backlog()
+            return
+        self._feed(data)
+
+    def _feed_backlog(self) -> None:
+        """A large read is parsed a slice per loop turn, reading paused meanwhile, so
+        one client's read (of header blocks to decode, say) holds the worker for a
+        slice's worth of work, not a read's. Stops while writes are paused."""
+        self.backlog_soon = False
+        data = self.backlog
+        if self.closing or not data or self.write_paused:
+            self._update_reading()
+            return
+        self.backlog = data[_FEED_SLICE:]
+        self._update_reading()
+        self._feed(data[:_FEED_SLICE])
+        if self.backlog and not self.closing and not self.write_paused and not self.backlog_soon:
+            self.backlog_soon = True
+            self.worker.loop.call_soon(self._feed_backlog)
+
+    def _update_reading(self) -> None:
+        """Read while writes flow and no backlog waits."""
+        if self.closing:
+            return
+        paused = self.write_paused or bool(self.backlog)
+        if paused != self.read_paused:
+            self.read_paused = paused
+            if paused:
+                self.transport.pause_reading()
+            else:
+                self.transport.resume_reading()
+
+    def _feed(self, data: bytes) -> None:
         self.write_soon = True          # what the codec's calls queue goes out below, at once
         self.feeding = True
         h2 = self.h2
@@ -409,7 +449,8 @@ class Http2Server(asyncio.Protocol):
         finally:
             self.write_soon = False
             self.feeding = False
-        if self.starting:
+        if self.starting and not self.backlog:
+            # (streams of a read split in slices start once all of it is parsed)
             self._start_pending()
         if h2.block_sid:
             if not self.block_since:
@@ -443,14 +484,18 @@ class Http2Server(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         self.write_paused = True
-        if not self.closing:
-            self.transport.pause_reading()
+        self._update_reading()
 
     def resume_writing(self) -> None:
         self.write_paused = False
         if not self.closing:
             self.h2.written()
-            self.transport.resume_reading()
+            if self.backlog:
+                if not self.backlog_soon:
+                    self.backlog_soon = True
+                    self.worker.loop.call_soon(self._feed_backlog)
+            else:
+                self._update_reading()
         for d in list(self.streams.values()):
             if not d.pending and d.http is not None and not d.closed:
                 d.http.on_downstream_drain()

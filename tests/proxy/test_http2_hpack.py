@@ -188,3 +188,27 @@ def test_a_table_cleared_by_an_oversized_entry_forgets_remembered_blocks():
     d.decode(big)
     with pytest.raises(HpackError):
         d.decode(bytes((0xBE,)))
+
+
+def test_bytewise_huffman_agrees_with_the_hpack_package_on_valid_and_invalid_strings():
+    from hpack.huffman import HuffmanEncoder
+    from hpack.huffman_constants import REQUEST_CODES, REQUEST_CODES_LENGTH
+    from hpack.huffman_table import decode_huffman as reference
+
+    from mosnx.proxy.codec.http2_hpack import decode_huffman
+    enc = HuffmanEncoder(REQUEST_CODES, REQUEST_CODES_LENGTH)
+    rnd = random.Random(11)
+    for _ in range(400):
+        s = bytes(rnd.randrange(256) for _ in range(rnd.randrange(60, 400)))
+        assert decode_huffman(enc.encode(s)) == s
+    for _ in range(2000):
+        raw = enc.encode(b"x" * 100)[:rnd.randrange(65, 76)] + bytes(rnd.randrange(256) for _ in range(3))
+        try:
+            want = reference(raw)
+        except Exception:  # noqa: BLE001
+            want = "error"
+        try:
+            got = decode_huffman(raw)
+        except Exception:  # noqa: BLE001
+            got = "error"
+        assert got == want, raw.hex()
