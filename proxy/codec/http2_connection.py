@@ -35,11 +35,12 @@ server does from its listener's `http2:` options; names and defaults are Envoy's
 - an unfinished header block (HEADERS + CONTINUATION) holds at most `max_block`
   encoded bytes, checked as each fragment arrives; the HPACK decoder bounds what a
   block may decode to (http2_hpack.Decoder);
-- frames queued for a peer that does not read: the owner reports each write the
-  transport took in full (`written()`); until then queued frames, and control
-  frames (SETTINGS/PING ACKs, RST_STREAMs) apart, are counted against
-  `max_outbound_frames` / `max_outbound_control_frames`; checked once per feed, so
-  one read's worth at most goes beyond them;
+- frames queued for a peer that does not read: control frames (SETTINGS/PING
+  ACKs, RST_STREAMs) count from the last write the transport took whole (the owner
+  calls `written()`, or zeroes `control`), and the owner adds to `held_frames` the
+  frames it hands to a transport whose writes are paused; the frames queued here
+  count too. Checked against `max_outbound_control_frames` / `max_outbound_frames`
+  once per feed (one read's worth at most goes beyond them) and by `flooded()`;
 - empty DATA/HEADERS/CONTINUATION in a row, PRIORITY frames per stream opened, and
   WINDOW_UPDATEs per DATA frame sent, as Envoy counts them;
 - a request header block on a stream id at or below one already used is a
@@ -195,7 +196,7 @@ class H2Connection:
         self.max_frames = lim.max_outbound_frames or _HUGE
         self.max_control = lim.max_outbound_control_frames or _HUGE
         self.max_empty = _HUGE if lim.max_empty_frames is None else lim.max_empty_frames
-        self.held_frames = 0          # frames handed over since the owner last saw a write taken whole
+        self.held_frames = 0          # frames handed to a paused transport (kept by the owner)
         self.control = 0              # of which control frames, counted as queued
         self.empty_run = 0            # empty frames in a row
         self.priority_frames = 0
@@ -262,7 +263,6 @@ class H2Connection:
         out = self.out
         if not out:
             return b""
-        self.held_frames += len(out)
         if len(out) == 1:
             data = out[0]
         else:

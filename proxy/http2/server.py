@@ -340,6 +340,7 @@ class Http2Server(asyncio.Protocol):
         self.feeding = False           # inside h2.feed: streams wait in `starting`
         self.backlog = b""             # the part of a large read not parsed yet
         self.backlog_soon = False
+        self.slicing = False           # data_received is given a slice of the backlog
         self.read_paused = False
         self.starting: list[H2Down] = []
         self.block_since = 0.0         # loop time an unfinished header block was first seen
@@ -402,11 +403,38 @@ class Http2Server(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self.closing:
             return
-        if len(data) > _FEED_SLICE or self.backlog:
+        if (len(data) > _FEED_SLICE or self.backlog) and not self.slicing:
             self.backlog += data
             self._feed_backlog()
             return
-        self._feed(data)
+        self.write_soon = True          # what the codec's calls queue goes out below, at once
+        self.feeding = True
+        h2 = self.h2
+        try:
+            h2.feed(data)
+        except H2ConnectionError as e:
+            if not self.closing:
+                self._protocol_error(e.kind)
+            return
+        finally:
+            self.write_soon = False
+            self.feeding = False
+        starting = self.starting
+        if starting and not self.backlog:
+            # (streams of a read split in slices start once all of it is parsed)
+            if len(starting) == 1:
+                d = starting.pop()
+                if d.http is not None and not d.closed:
+                    d.http.start()
+            else:
+                self._start_pending()
+        if h2.block_sid:
+            if not self.block_since:
+                self.block_since = self.worker.loop.time()
+        elif self.block_since:
+            self.block_since = 0.0
+        if h2.out or self.tails:
+            self._write_now()
 
     def _feed_backlog(self) -> None:
         """A large read is parsed a slice per loop turn, reading paused meanwhile, so
@@ -419,7 +447,11 @@ class Http2Server(asyncio.Protocol):
             return
         self.backlog = data[_FEED_SLICE:]
         self._update_reading()
-        self._feed(data[:_FEED_SLICE])
+        self.slicing = True
+        try:
+            self.data_received(data[:_FEED_SLICE])
+        finally:
+            self.slicing = False
         if self.backlog and not self.closing and not self.write_paused and not self.backlog_soon:
             self.backlog_soon = True
             self.worker.loop.call_soon(self._feed_backlog)
@@ -435,30 +467,6 @@ class Http2Server(asyncio.Protocol):
                 self.transport.pause_reading()
             else:
                 self.transport.resume_reading()
-
-    def _feed(self, data: bytes) -> None:
-        self.write_soon = True          # what the codec's calls queue goes out below, at once
-        self.feeding = True
-        h2 = self.h2
-        try:
-            h2.feed(data)
-        except H2ConnectionError as e:
-            if not self.closing:
-                self._protocol_error(e.kind)
-            return
-        finally:
-            self.write_soon = False
-            self.feeding = False
-        if self.starting and not self.backlog:
-            # (streams of a read split in slices start once all of it is parsed)
-            self._start_pending()
-        if h2.block_sid:
-            if not self.block_since:
-                self.block_since = self.worker.loop.time()
-        elif self.block_since:
-            self.block_since = 0.0
-        if h2.out or self.tails:
-            self._write_now()
 
     def _protocol_error(self, kind: str | None = None) -> None:
         self.worker.stats.counter(f"http.{self.listener_name}.downstream_cx_protocol_error").value += 1
@@ -518,15 +526,18 @@ class Http2Server(asyncio.Protocol):
                     d.release_tail()
             tails.clear()
         h2 = self.h2
+        if self.write_paused:
+            # what the transport holds already: these frames queue behind it
+            h2.held_frames += len(h2.out)
+            kind = h2.flooded()
+            if kind is not None and not h2.closed:
+                self._calm_down(kind)
+                return
+        elif h2.control:
+            h2.control = 0              # the transport took everything so far
         out = h2.data_to_send()
         if out:
             self.transport.write(out)
-            if not self.write_paused:
-                h2.written()
-            else:
-                kind = h2.flooded()
-                if kind is not None and not h2.closed:
-                    self._calm_down(kind)
 
     # ---------------------------------------------------------------- codec calls
     def on_headers(self, sid: int, fields, end: bool) -> None:
