@@ -17,6 +17,9 @@ Invariants:
   paused, reading is paused, so what it sends (PINGs, SETTINGS, requests) cannot
   queue answers without bound; the codec's outbound frame limits close it when one
   read's worth already does.
+- A read larger than _FEED_SLICE is parsed a slice per loop turn, reading paused
+  until the rest is parsed, so one connection's read delays the others by a slice's
+  work, not a read's.
 - A stream is started (routed, sent upstream) once the read that opened it has been
   parsed, unless that same read reset it: a HEADERS + RST_STREAM pair costs no
   upstream work. Streams the client resets early (premature resets, as Envoy counts

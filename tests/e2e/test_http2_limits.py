@@ -282,3 +282,27 @@ def test_a_stream_id_not_above_those_used_is_a_connection_error(upstream, mosnx)
             assert g.error_code == PROTOCOL_ERROR
             assert c.wait_closed()
     assert not up.requests_for("/again")
+
+
+def test_a_large_read_parsed_in_slices_keeps_every_stream_whole(upstream, mosnx):
+    def echo_length(conn, req):
+        conn.respond(200, b"%d %s" % (len(req.body), req.body[:1]))
+    up = upstream(on_request=echo_length)
+    proxy = mosnx(up)
+    with RawH2(proxy.port) as c:
+        c.settle()
+        sids = [1, 3, 5, 7, 9]
+        wire = [c.headers(s, request_fields(f"/up/{s}", method="POST",
+                                            extra=[("content-length", "60000")]), end_stream=False)
+                for s in sids]
+        # 300 KB in one write, DATA of the five streams interleaved: slices split frames
+        for off in range(0, 60000, 15000):
+            for s in sids:
+                last = off + 15000 >= 60000
+                wire.append(raw_frame(DATA, 0x1 if last else 0, s, bytes((0x40 + s,)) * 15000))
+        assert c.send(b"".join(wire))
+        c.wait(lambda: all(c.status(s) for s in sids) and all(
+            any(f.type == DATA and f.flags & 0x1 for f in c.stream(s)) for s in sids))
+        for s in sids:
+            body = b"".join(f.payload for f in c.stream(s) if f.type == DATA)
+            assert c.status(s) == 200 and body == b"60000 " + bytes((0x40 + s,)), (s, body)
