@@ -31,12 +31,11 @@ from __future__ import annotations
 
 import asyncio
 
+from mosnx.runtime.config.protocols import Http2Options
 from mosnx.runtime.context import RequestHead, StreamContext
 from mosnx.runtime.headers import Headers
 
 from ..codec.http2 import H2HeadError, request_parts, response_fields, trailer_block, trailers_from_block
-from mosnx.runtime.config.protocols import Http2Options
-
 from ..codec.http2_connection import (ENHANCE_YOUR_CALM, INITIAL_WINDOW_SIZE, INTERNAL_ERROR,
                                       MAX_CONCURRENT_STREAMS, MAX_HEADER_LIST_SIZE, NO_ERROR,
                                       PROTOCOL_ERROR, REFUSED_STREAM, H2Connection, H2ConnectionError,
@@ -482,13 +481,14 @@ class Http2Server(asyncio.Protocol):
         self.worker.stats.counter(f"http.{self.listener_name}.http2.{name}").value += 1
 
     def _calm_down(self, kind: str) -> None:
-        """A limit a client broke outside the codec: GOAWAY ENHANCE_YOUR_CALM, then close."""
+        """A limit a client broke outside the codec: GOAWAY ENHANCE_YOUR_CALM, then close
+        (abort, if it does not read: it would keep the closing transport open)."""
         self._h2_stat(kind)
         self.goaway_sent = True
         h2 = self.h2
         h2.goaway(ENHANCE_YOUR_CALM)
         h2.closed = True               # nothing more it sends is parsed
-        self._close_after_flush(None, kind in _FLOODS)
+        self._close_after_flush(None, True)
 
     def eof_received(self):
         return False
