@@ -53,10 +53,10 @@ DEFAULT_MAX_STREAMS = 100
 DEFAULT_STREAM_WINDOW = 65535
 DEFAULT_CONNECTION_WINDOW = 4 * 1024 * 1024
 _DEFAULT_OPTIONS = Http2Options()
-# limits whose breach means the client does not read what it asks for
-_FLOODS = frozenset({"outbound_flood", "outbound_control_flood"})
 # bytes parsed per loop turn: about one largest header block's decoding
 _FEED_SLICE = 64 * 1024
+# seconds a connection closed for an error gets to take its last frames (the GOAWAY)
+_LINGER = 1.0
 
 
 def _limits(opts: Http2Options, header_bytes: int) -> H2Limits:
@@ -474,15 +474,15 @@ class Http2Server(asyncio.Protocol):
         self.worker.stats.counter(f"http.{self.listener_name}.downstream_cx_protocol_error").value += 1
         if kind is not None:
             self._h2_stat(kind)
-        # the codec queued its GOAWAY; it goes out before the close (if the client reads)
-        self._close_after_flush(None, kind in _FLOODS)
+        # the codec queued its GOAWAY; it goes out before the close
+        self._close_after_flush(None, True)
 
     def _h2_stat(self, name: str) -> None:
         self.worker.stats.counter(f"http.{self.listener_name}.http2.{name}").value += 1
 
     def _calm_down(self, kind: str) -> None:
         """A limit a client broke outside the codec: GOAWAY ENHANCE_YOUR_CALM, then close
-        (abort, if it does not read: it would keep the closing transport open)."""
+        (cut off soon after, if it does not read: see _close_after_flush)."""
         self._h2_stat(kind)
         self.goaway_sent = True
         h2 = self.h2
@@ -766,7 +766,12 @@ class Http2Server(asyncio.Protocol):
         if not self.streams:
             self._close_after_flush(None)
 
-    def _close_after_flush(self, code, abort: bool = False) -> None:
+    def _close_after_flush(self, code, linger: bool = False) -> None:
+        """Close once what is queued is written. `linger` (a connection closed for an
+        error): send FIN after the GOAWAY and discard what the client still sends, so
+        bytes left unread do not turn the close into an RST that destroys the GOAWAY
+        before the client reads it (Envoy's delayed close); and cut it off after
+        _LINGER either way, so a client that does not read cannot hold it open."""
         if self.closing:
             return
         # what is queued (a final response, or the codec's GOAWAY after a connection error) goes first
@@ -774,8 +779,15 @@ class Http2Server(asyncio.Protocol):
         if self.closing:
             return
         self.closing = True
-        if abort and self.write_paused:
-            # a client that does not read would hold a closing transport open for ever
-            self.transport.abort()
+        t = self.transport
+        if not linger:
+            t.close()
+            return
+        if t.can_write_eof():
+            t.write_eof()
+            if self.read_paused:
+                self.read_paused = False
+                t.resume_reading()          # data_received discards it: we are closing
         else:
-            self.transport.close()
+            t.close()
+        self.worker.loop.call_later(_LINGER, t.abort)
