@@ -254,7 +254,7 @@ def continuation_flood(port: int) -> str:
                     break
                 sent += 1
         results = [outcome(c, 2.0) for c in conns]
-        return f"{sent} CONTINUATIONs taken; {results.count(results[0])}x {results[0]}"
+        return f"{sent} CONTINUATIONs sent; {results.count(results[0])}x {results[0]}"
     finally:
         for c in conns:
             c.close()
@@ -304,7 +304,7 @@ def ping_flood(port: int) -> str:
         sent = 0
         while sent < 64 * MiB and c.send(frames, timeout=2):
             sent += len(frames)
-        return f"{sent / MiB:.1f} MiB taken; " + outcome(c, 2.0)
+        return f"{sent / MiB:.1f} MiB sent; " + outcome(c, 2.0)
 
 
 def settings_flood(port: int) -> str:
@@ -313,7 +313,7 @@ def settings_flood(port: int) -> str:
         sent = 0
         while sent < 64 * MiB and c.send(frames, timeout=2):
             sent += len(frames)
-        return f"{sent / MiB:.1f} MiB taken; " + outcome(c, 2.0)
+        return f"{sent / MiB:.1f} MiB sent; " + outcome(c, 2.0)
 
 
 def bad_authority(port: int) -> str:
