@@ -483,3 +483,30 @@ def test_window_updates_per_data_frame_sent():
     wu = frame(8, 0, 0, struct.pack(">I", 1))
     c.feed(wu * 5)
     assert flood_kind(c, wu * 3) == "inbound_window_update_frames_flood"
+
+
+def test_mutated_frame_sequences_meet_only_connection_errors_and_the_limits():
+    """Generated input: valid frames, mutated and reordered; the codec answers with its
+    own error, never another exception, and never holds more than its limits."""
+    import random
+    rnd = random.Random(2024)
+    p = Peer()
+    pieces = [p.headers(1, REQ, end=False), p.headers(3, REQ), frame(0, 0, 1, b"abc"), frame(0, 1, 1),
+              frame(6, 0, 0, b"12345678"), frame(4, 0, 0), frame(8, 0, 1, struct.pack(">I", 10)),
+              frame(3, 0, 1, struct.pack(">I", 8)), frame(2, 0, 5, b"\0\0\0\1\x10"),
+              frame(1, 0, 5, p.enc.encode(REQ)[:3]), frame(9, 4, 5, b"\x84"), frame(9, 0, 5, b"x" * 400)]
+    for _ in range(1500):
+        c, sink, _ = limited()
+        wire = b"".join(rnd.choice(pieces) for _ in range(rnd.randrange(1, 12)))
+        wire = bytearray(wire)
+        for _ in range(rnd.randrange(0, 4)):
+            if wire:
+                wire[rnd.randrange(len(wire))] = rnd.randrange(256)
+        step = rnd.choice((1, 7, 4096))
+        try:
+            for off in range(0, len(wire), step):
+                c.feed(bytes(wire[off:off + step]))
+        except H2ConnectionError:
+            continue
+        assert sum(len(x) for x in c.block_parts) <= LIMITS["max_block"]
+        assert c.control <= LIMITS["max_outbound_control_frames"]

@@ -212,3 +212,21 @@ def test_bytewise_huffman_agrees_with_the_hpack_package_on_valid_and_invalid_str
         except Exception:  # noqa: BLE001
             got = "error"
         assert got == want, raw.hex()
+
+
+def test_mutated_blocks_meet_only_hpack_errors():
+    """Generated input: real blocks with bytes changed; the decoder answers with its own
+    errors and stays within its limits."""
+    rnd = random.Random(5)
+    enc = hpack.Encoder()
+    for _ in range(3000):
+        fields = [(b":method", b"GET"), (b"x-%d" % rnd.randrange(5), b"v" * rnd.randrange(0, 300))]
+        block = bytearray(enc.encode(fields, huffman=rnd.random() < 0.5))
+        for _ in range(rnd.randrange(1, 4)):
+            block[rnd.randrange(len(block))] = rnd.randrange(256)
+        d = Decoder(limit=2048, max_fields=8)
+        try:
+            out = d.decode(bytes(block))
+        except (HpackError, HeaderListTooLarge):
+            continue
+        assert len(out) <= 8 and sum(len(k) + len(v) + 32 for k, v in out) <= 2048
