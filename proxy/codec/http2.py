@@ -54,6 +54,11 @@ class RequestFields:
 _NAME_OK = re.compile(rb"[!#$%&'*+\-.^_`|~0-9a-z]+\Z").match
 _VALUE_BAD = re.compile(rb"[\x00\r\n]|\A[ \t]|[ \t]\Z").search
 _PSEUDO = frozenset({b":method", b":path", b":scheme", b":authority"})
+# RFC 3986 authority without userinfo: a reg-name or an IP literal, then an optional port
+# (no "@", "/", "?", "#": a proxy that routes on the host must not forward another one)
+_AUTHORITY_OK = re.compile(rb"(?:[A-Za-z0-9\-._~%!$&'()*+,;=]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{0,5})?\Z").match
+_METHOD_OK = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z").match
+_SCHEME_OK = re.compile(rb"[A-Za-z][A-Za-z0-9+\-.]*\Z").match
 _REQUEST_FORBIDDEN = frozenset({b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding",
                                 b"upgrade", b"http2-settings"})
 
@@ -98,6 +103,15 @@ def _check_pseudo(kv: tuple[bytes, bytes]) -> None:
         raise H2HeadError("unknown_pseudo_header")
     if _VALUE_BAD(v) is not None or b" " in v:
         raise H2HeadError("invalid_pseudo_header")
+    if k == b":authority":
+        if _AUTHORITY_OK(v) is None:
+            raise H2HeadError("invalid_authority")
+    elif k == b":method":
+        if _METHOD_OK(v) is None:
+            raise H2HeadError("invalid_method")
+    elif k == b":scheme":
+        if _SCHEME_OK(v) is None:
+            raise H2HeadError("invalid_scheme")
     if len(v) <= _OK_VALUE_MAX:
         if len(_ok_pseudo) >= _OK_MAX:
             _ok_pseudo.clear()
@@ -188,8 +202,12 @@ def _request_parts(block) -> tuple:
             te = True
         else:
             if k == b"host":
+                if host is not None:
+                    raise H2HeadError("duplicate_host")
                 host = kv[1]
             else:
+                if cl is not None and cl != kv[1]:
+                    raise H2HeadError("invalid_content_length")
                 cl = kv[1]
             append(kv)
     if method is None:
@@ -198,12 +216,17 @@ def _request_parts(block) -> tuple:
         raise H2HeadError("connect_not_supported")
     if path is None or scheme is None:
         raise H2HeadError("missing_path" if path is None else "missing_scheme")
-    if not path or (path[0] != 47 and path != b"*"):
+    if not path or (path[0] != 47 and (path != b"*" or method != b"OPTIONS")):
         raise H2HeadError("invalid_path")
     if authority is None:
         authority = host
-    if authority is None:
-        raise H2HeadError("missing_authority")
+        if authority is None:
+            raise H2HeadError("missing_authority")
+        if _AUTHORITY_OK(authority) is None:
+            raise H2HeadError("invalid_authority")
+    elif host is not None and host.lower() != authority.lower():
+        # the upstream would get one host and the route be chosen by the other (RFC 9113 §8.3.1)
+        raise H2HeadError("host_authority_mismatch")
     if host is None:
         items.insert(0, (b"host", authority))
     if cookies is not None:

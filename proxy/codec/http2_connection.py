@@ -27,14 +27,32 @@ The sink implements:
     on_window(sid)                        send window grew (0: the connection, or all streams)
     on_settings()                         peer SETTINGS applied
     on_goaway(last_stream_id, code)
-    on_header_list_too_large(sid)         a block over SETTINGS_MAX_HEADER_LIST_SIZE
+    on_header_list_too_large(sid)         a block over SETTINGS_MAX_HEADER_LIST_SIZE, or over
+                                          the field count (`refusal` says which)
+
+Limits against a hostile peer (H2Limits; all off unless the owner sets them, as the
+server does from its listener's `http2:` options; names and defaults are Envoy's):
+- an unfinished header block (HEADERS + CONTINUATION) holds at most `max_block`
+  encoded bytes, checked as each fragment arrives; the HPACK decoder bounds what a
+  block may decode to (http2_hpack.Decoder);
+- frames queued for a peer that does not read: control frames (SETTINGS/PING
+  ACKs, RST_STREAMs) count from the last write the transport took whole (the owner
+  calls `written()`, or zeroes `control`), and the owner adds to `held_frames` the
+  frames it hands to a transport whose writes are paused; the frames queued here
+  count too. Checked against `max_outbound_control_frames` / `max_outbound_frames`
+  once per feed (one read's worth at most goes beyond them) and by `flooded()`;
+- empty DATA/HEADERS/CONTINUATION in a row, PRIORITY frames per stream opened, and
+  WINDOW_UPDATEs per DATA frame sent, as Envoy counts them;
+- a request header block on a stream id at or below one already used is a
+  connection error (RFC 9113 §5.1.1); trailers for a stream we closed are ignored.
+A limit exceeded is an H2ConnectionError whose `kind` names the stat it counts.
 """
 from __future__ import annotations
 
 import base64
 import struct
 
-from .http2_hpack import Decoder, Encoder, HeaderListTooLarge, HpackError
+from .http2_hpack import Decoder, Encoder, HeaderListTooLarge, HpackError, TooManyHeaders
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
@@ -90,12 +108,37 @@ OPEN, CLOSED = 0, 1
 
 
 class H2ConnectionError(Exception):
-    """A connection error: a GOAWAY with `code` is queued; the owner flushes and closes."""
+    """A connection error: a GOAWAY with `code` is queued; the owner flushes and closes.
+    `kind`: the stat a limit counts (Envoy's http2.* name), or None for other violations."""
 
-    def __init__(self, code: int, detail: str):
+    def __init__(self, code: int, detail: str, kind: str | None = None):
         super().__init__(f"{detail} (error {code})")
         self.code = code
         self.detail = detail
+        self.kind = kind
+
+
+class H2Limits:
+    """Abuse limits of one connection (see the module docstring); None: no limit."""
+
+    __slots__ = ("max_block", "max_fields", "max_outbound_frames", "max_outbound_control_frames",
+                 "max_empty_frames", "max_priority_per_stream", "max_window_updates_per_data")
+
+    def __init__(self, max_block: int = MAX_BLOCK, max_fields: int = 1 << 30,
+                 max_outbound_frames: int | None = None, max_outbound_control_frames: int | None = None,
+                 max_empty_frames: int | None = None, max_priority_per_stream: int | None = None,
+                 max_window_updates_per_data: int | None = None):
+        self.max_block = max_block
+        self.max_fields = max_fields
+        self.max_outbound_frames = max_outbound_frames
+        self.max_outbound_control_frames = max_outbound_control_frames
+        self.max_empty_frames = max_empty_frames
+        self.max_priority_per_stream = max_priority_per_stream
+        self.max_window_updates_per_data = max_window_updates_per_data
+
+
+_NO_LIMITS = H2Limits()
+_HUGE = 1 << 62
 
 
 def frame(ftype: int, flags: int, sid: int, payload: bytes = b"") -> bytes:
@@ -127,10 +170,12 @@ class H2Connection:
                  "remote_initial_window", "remote_max_frame", "remote_max_streams", "remote_max_header_list",
                  "local_initial_window", "pending_local", "local_max_frame", "highest_inbound",
                  "next_sid", "block_sid", "block_flags", "block_parts", "block_size", "goaway_received",
-                 "closed", "local_settings")
+                 "closed", "local_settings", "limits", "max_block", "max_frames", "max_control",
+                 "max_empty", "held_frames", "control", "empty_run", "priority_frames",
+                 "window_updates", "data_sent", "refusal", "peer_reset")
 
     def __init__(self, sink, client: bool, settings: dict[int, int] | None = None,
-                 connection_window: int = DEFAULT_WINDOW):
+                 connection_window: int = DEFAULT_WINDOW, limits: H2Limits | None = None):
         self.client = client
         self.sink = sink
         self.out: list[bytes] = []
@@ -145,7 +190,20 @@ class H2Connection:
         if settings:
             local.update(settings)
         self.local_settings = local
-        self.decoder = Decoder(limit=local.get(MAX_HEADER_LIST_SIZE, 1 << 30))
+        lim = self.limits = limits or _NO_LIMITS
+        self.decoder = Decoder(limit=local.get(MAX_HEADER_LIST_SIZE, 1 << 30), max_fields=lim.max_fields)
+        self.max_block = lim.max_block
+        self.max_frames = lim.max_outbound_frames or _HUGE
+        self.max_control = lim.max_outbound_control_frames or _HUGE
+        self.max_empty = _HUGE if lim.max_empty_frames is None else lim.max_empty_frames
+        self.held_frames = 0          # frames handed to a paused transport (kept by the owner)
+        self.control = 0              # of which control frames, counted as queued
+        self.empty_run = 0            # empty frames in a row
+        self.priority_frames = 0
+        self.window_updates = 0
+        self.data_sent = 0            # DATA frames queued, for the WINDOW_UPDATE allowance
+        self.refusal = ""             # why the last on_header_list_too_large
+        self.peer_reset = False       # during on_reset: the peer sent the RST_STREAM
         self.encoder = Encoder()
         self.send_window = DEFAULT_WINDOW
         self.recv_window = DEFAULT_WINDOW    # what the peer may still send on the connection
@@ -212,6 +270,19 @@ class H2Connection:
         out.clear()
         return data
 
+    def written(self) -> None:
+        """The owner's transport took everything handed over so far: nothing is queued."""
+        self.held_frames = 0
+        self.control = 0
+
+    def flooded(self) -> str | None:
+        """The outbound limit exceeded, as the stat that counts it, or None."""
+        if self.control > self.max_control:
+            return "outbound_control_flood"
+        if self.held_frames + len(self.out) > self.max_frames:
+            return "outbound_flood"
+        return None
+
     def next_stream_id(self) -> int:
         sid = self.next_sid
         self.next_sid = sid + 2
@@ -261,6 +332,7 @@ class H2Connection:
         if n and n <= s.send_window and n <= self.send_window and n <= self.remote_max_frame:
             # the common case: one frame
             self.out.append(_pack_head(n >> 16, n & 0xFFFF, DATA, END_STREAM if end_stream else 0, sid) + data)
+            self.data_sent += 1
             s.send_window -= n
             self.send_window -= n
             if end_stream:
@@ -289,6 +361,7 @@ class H2Connection:
                 step = maxf
             last = off + step >= n
             out.append(frame(DATA, END_STREAM if (end_stream and last) else 0, sid, data[off:off + step]))
+            self.data_sent += 1
             off += step
         s.send_window -= take
         self.send_window -= take
@@ -309,6 +382,7 @@ class H2Connection:
         if s is None:
             return
         self.out.append(frame(RST_STREAM, 0, sid, _pack_u32(code)))
+        self.control += 1
 
     def ack(self, sid: int, n: int) -> None:
         """The owner consumed `n` flow-controlled bytes of `sid`: give the window back,
@@ -392,6 +466,7 @@ class H2Connection:
                     self._on_data(sid, flags, payload)
                 elif ftype == HEADERS:
                     if flags & _PLAIN_BLOCK == END_HEADERS and sid:
+                        self.empty_run = 0
                         self._on_block(sid, flags, payload)      # the usual block: one plain frame
                     else:
                         self._on_headers(sid, flags, payload)
@@ -408,6 +483,7 @@ class H2Connection:
                         self._fail(FRAME_SIZE_ERROR, "PING length")
                     if not flags & ACK:
                         self.out.append(frame(PING, ACK, 0, payload))
+                        self.control += 1
                 elif ftype == CONTINUATION:
                     self._on_continuation(sid, flags, payload)
                 elif ftype == PRIORITY:
@@ -415,6 +491,12 @@ class H2Connection:
                         self._fail(PROTOCOL_ERROR, "PRIORITY on stream 0")
                     if length != 5:
                         self._fail(FRAME_SIZE_ERROR, "PRIORITY length")
+                    lim = self.limits.max_priority_per_stream
+                    if lim is not None:
+                        self.priority_frames += 1
+                        if self.priority_frames > lim * (1 + ((self.highest_inbound + 1) >> 1)):
+                            self._fail(ENHANCE_YOUR_CALM, "too many PRIORITY frames",
+                                       "inbound_priority_frames_flood")
                 elif ftype == GOAWAY:
                     if sid:
                         self._fail(PROTOCOL_ERROR, "GOAWAY on a stream")
@@ -427,20 +509,33 @@ class H2Connection:
                     # we never allow push (ENABLE_PUSH 0), and a client may not push at all
                     self._fail(PROTOCOL_ERROR, "PUSH_PROMISE")
                 # unknown frame types are ignored (RFC 9113 §5.5)
+            if self.control > self.max_control or self.held_frames + len(self.out) > self.max_frames:
+                self._fail(ENHANCE_YOUR_CALM, "peer does not read what it asks for", self.flooded())
         finally:
             if not self.closed:
                 self.buf = buf[pos:] if pos < n else b""
 
-    def _fail(self, code: int, detail: str):
+    def _fail(self, code: int, detail: str, kind: str | None = None):
         if not self.closed:
             self.closed = True
             self.buf = b""
+            self.block_parts = []
             self.out.append(frame(GOAWAY, 0, 0, _pack_goaway(self.highest_inbound, code)))
-        raise H2ConnectionError(code, detail)
+        raise H2ConnectionError(code, detail, kind)
+
+    def _empty(self, empty: bool) -> None:
+        """An empty DATA/HEADERS/CONTINUATION without END_STREAM extends the run."""
+        if not empty:
+            self.empty_run = 0
+            return
+        self.empty_run += 1
+        if self.empty_run > self.max_empty:
+            self._fail(ENHANCE_YOUR_CALM, "empty frames in a row", "inbound_empty_frames_flood")
 
     def _stream_error(self, sid: int, code: int) -> None:
         s = self.streams.pop(sid, None)
         self.out.append(frame(RST_STREAM, 0, sid, _pack_u32(code)))
+        self.control += 1
         if s is not None:
             self.sink.on_reset(sid, code)
 
@@ -463,6 +558,7 @@ class H2Connection:
             if pad >= flow:
                 self._fail(PROTOCOL_ERROR, "padding longer than the frame")
             payload = payload[1:flow - pad]
+        self._empty(not payload and not flags & END_STREAM)
         s = self.streams.get(sid)
         if s is None or s.remote:
             if s is None and self._is_idle(sid):
@@ -509,9 +605,12 @@ class H2Connection:
             if end < start:
                 self._fail(PROTOCOL_ERROR, "padding longer than the frame")
             payload = payload[start:end]
+        self._empty(not payload and not flags & END_STREAM)
         if flags & END_HEADERS:
             self._on_block(sid, flags, payload)
         else:
+            if len(payload) > self.max_block:
+                self._fail(ENHANCE_YOUR_CALM, "header block too large", "header_overflow")
             self.block_sid = sid
             self.block_flags = flags
             self.block_parts = [payload]
@@ -520,10 +619,12 @@ class H2Connection:
     def _on_continuation(self, sid: int, flags: int, payload: bytes) -> None:
         if not self.block_sid or sid != self.block_sid:
             self._fail(PROTOCOL_ERROR, "unexpected CONTINUATION")
-        self.block_parts.append(payload)
+        self._empty(not payload)
         self.block_size += len(payload)
-        if self.block_size > MAX_BLOCK:
-            self._fail(ENHANCE_YOUR_CALM, "header block too large")
+        if self.block_size > self.max_block:
+            # refused before it is kept: an unfinished block pins at most max_block bytes
+            self._fail(ENHANCE_YOUR_CALM, "header block too large", "header_overflow")
+        self.block_parts.append(payload)
         if flags & END_HEADERS:
             block = b"".join(self.block_parts)
             self.block_sid = 0
@@ -537,9 +638,14 @@ class H2Connection:
             fields = self.decoder.decode(block)
         except HpackError as e:
             self._fail(COMPRESSION_ERROR, str(e))
+        except TooManyHeaders:
+            fields = None
+            too_large = True
+            self.refusal = "too_many_headers"
         except HeaderListTooLarge:
             fields = None
             too_large = True
+            self.refusal = "header_overflow"
         end = flags & END_STREAM
         s = self.streams.get(sid)
         if s is None:
@@ -548,7 +654,11 @@ class H2Connection:
                     self._fail(PROTOCOL_ERROR, "HEADERS on an idle stream")
                 return      # a stream we reset or finished: ignored
             if sid <= self.highest_inbound:
-                return      # closed or reset by us: ignored (RFC 9113 §5.1)
+                if fields and fields[0][0][:1] == b":":
+                    # a new request on a used id (trailers carry no pseudo-header)
+                    self._fail(PROTOCOL_ERROR, "stream id not above those used (RFC 9113 §5.1.1)",
+                               "rx_messaging_error")
+                return      # trailers of a stream closed or reset by us: ignored (RFC 9113 §5.1)
             self.highest_inbound = sid
             if not too_large:
                 # a new request, the usual block: the stream starts with its head
@@ -594,6 +704,12 @@ class H2Connection:
         if len(payload) != 4:
             self._fail(FRAME_SIZE_ERROR, "WINDOW_UPDATE length")
         inc = _unpack_u32(payload)[0] & 0x7FFFFFFF
+        lim = self.limits.max_window_updates_per_data
+        if lim is not None:
+            self.window_updates += 1
+            if self.window_updates > 5 + 2 * ((self.highest_inbound + 1) // 2 + lim * self.data_sent):
+                self._fail(ENHANCE_YOUR_CALM, "too many WINDOW_UPDATE frames",
+                           "inbound_window_update_frames_flood")
         if not sid:
             if inc == 0:
                 self._fail(PROTOCOL_ERROR, "WINDOW_UPDATE of 0")
@@ -628,7 +744,11 @@ class H2Connection:
             if self._is_idle(sid):
                 self._fail(PROTOCOL_ERROR, "RST_STREAM on an idle stream")
             return
-        self.sink.on_reset(sid, _unpack_u32(payload)[0])
+        self.peer_reset = True
+        try:
+            self.sink.on_reset(sid, _unpack_u32(payload)[0])
+        finally:
+            self.peer_reset = False
 
     def _on_settings(self, sid: int, flags: int, payload: bytes) -> None:
         if sid:
@@ -648,6 +768,7 @@ class H2Connection:
             self._fail(FRAME_SIZE_ERROR, "SETTINGS length")
         self._apply_settings(payload, notify=True)
         self.out.append(frame(SETTINGS, ACK, 0))
+        self.control += 1
 
     def _apply_settings(self, payload: bytes, notify: bool) -> None:
         window_changed = False

@@ -7,7 +7,11 @@ and the Huffman state machine come from the `hpack` package; both are data.
 
 Invariants:
 - A Decoder decodes every block it is given in full, even one it then refuses
-  (HeaderListTooLarge), so its dynamic table stays in step with the peer's.
+  (HeaderListTooLarge), so its dynamic table stays in step with the peer's; the
+  work and memory a block costs are bounded by its encoded length and the limits,
+  never by what it would decode to (see Decoder).
+- What outlives a connection is bounded whatever the peer sends: the process-wide
+  Huffman cache keeps short strings only, and a bounded number of them.
 - The Encoder never emits Huffman strings (legal, and cheaper in CPU than the
   bytes it would save on a proxy's loopback-heavy paths); it indexes a field
   unless it is per-request noise or sensitive (see _NO_INDEX, _NEVER_INDEX).
@@ -17,7 +21,8 @@ Invariants:
 from __future__ import annotations
 
 from hpack.exceptions import HPACKDecodingError
-from hpack.huffman_table import decode_huffman
+from hpack.huffman_table import HUFFMAN_COMPLETE, HUFFMAN_EMIT_SYMBOL, HUFFMAN_FAIL, HUFFMAN_TABLE
+from hpack.huffman_table import decode_huffman as _decode_huffman_nibbles
 from hpack.table import HeaderTable
 
 from .memo import remember
@@ -45,11 +50,20 @@ class HpackError(Exception):
 
 
 class HeaderListTooLarge(Exception):
-    """The decoded list exceeds the limit; the table was still updated."""
+    """The decoded list exceeds the limit; the table was still updated. `size` is
+    what was counted when decoding stopped keeping fields (at least the limit)."""
 
     def __init__(self, size: int):
         super().__init__(size)
         self.size = size
+
+
+class TooManyHeaders(HeaderListTooLarge):
+    """The block holds more fields than allowed; the table was still updated."""
+
+    def __init__(self, size: int, count: int):
+        super().__init__(size)
+        self.count = count
 
 
 def _int(data: bytes, pos: int, prefix_mask: int) -> tuple[int, int]:
@@ -73,35 +87,117 @@ def _int(data: bytes, pos: int, prefix_mask: int) -> tuple[int, int]:
             raise HpackError("integer too large")
 
 
+# Huffman decoding a byte at a time: the `hpack` package's state machine (nghttp2's)
+# steps per 4-bit nibble; two steps folded into one table entry per (state, byte)
+# make a long string three times cheaper to decode, which bounds what the largest
+# header block a client may send costs the worker. The tables (about 2 MB) are built
+# at import (some 50 ms, once per process: built on first use, they would stall the
+# first request that needs them); short strings, which the cache below mostly
+# answers, keep the nibble machine.
+_H_NEXT: list[int] = []          # state * 256 + byte -> next state * 256, or -1: invalid
+_H_OUT: list[bytes] = []         # ... -> the 0, 1 or 2 bytes that byte completes
+_H_DONE: list[bool] = []         # ... -> the string may end here (RFC 7541 §5.2 padding)
+_HUFFMAN_SHORT = 64
+
+
+def _build_huffman_tables() -> None:
+    one = [bytes((i,)) for i in range(256)]
+    base = [st * 256 for st in range(256)]       # shared ints, not 65,536 of them
+    interned: dict[bytes, bytes] = {}
+    nxt, out, done = [], [], []
+    for state in range(256):
+        for byte in range(256):
+            st, emitted, ok = state, b"", True
+            flags = 0
+            for nib in (byte >> 4, byte & 0x0F):
+                st, flags, sym = HUFFMAN_TABLE[st * 16 + nib]
+                if flags & HUFFMAN_FAIL:
+                    ok = False
+                    break
+                if flags & HUFFMAN_EMIT_SYMBOL:
+                    emitted += one[sym]
+            nxt.append(base[st] if ok else -1)
+            out.append(interned.setdefault(emitted, emitted))
+            done.append(ok and bool(flags & HUFFMAN_COMPLETE))
+    _H_OUT.extend(out)
+    _H_DONE.extend(done)
+    _H_NEXT.extend(nxt)
+
+
+_build_huffman_tables()
+
+
+def decode_huffman(raw: bytes) -> bytes:
+    if len(raw) <= _HUFFMAN_SHORT:
+        return _decode_huffman_nibbles(raw)
+    nxt = _H_NEXT
+    out = _H_OUT
+    parts = []
+    append = parts.append
+    st = 0
+    for b in raw:
+        i = st + b
+        st = nxt[i]
+        if st < 0:
+            raise HPACKDecodingError("invalid Huffman string")
+        append(out[i])
+    if not _H_DONE[i]:
+        raise HPACKDecodingError("incomplete Huffman string")
+    return b"".join(parts)
+
+
+# Huffman literals repeat across connections (user agents, hosts, paths): each short one
+# is decoded once per process. Bounded in entry size and in entries, so what a peer can
+# leave here is a fixed few hundred KiB however many distinct strings it sends; longer
+# strings (rare, and what a peer would use to fill memory) are decoded every time.
 _huffman_cache: dict[bytes, bytes] = {}
+_HUFFMAN_CACHE_ENTRIES = 1024
+_HUFFMAN_CACHE_RAW = _HUFFMAN_SHORT   # encoded bytes: at most 102 decoded
 
 
 def _huffman(raw: bytes) -> bytes:
-    # literals repeat across requests (user agents, hosts): decode each one once
     v = _huffman_cache.get(raw)
     if v is None:
         try:
             v = decode_huffman(raw)
         except HPACKDecodingError:
             raise HpackError("invalid Huffman string") from None
-        remember(_huffman_cache, 4096, raw, v)
+        if len(raw) <= _HUFFMAN_CACHE_RAW:
+            remember(_huffman_cache, _HUFFMAN_CACHE_ENTRIES, raw, v)
     return v
+
+
+# A decoded block is remembered (per Decoder) only when small in fields and bytes: the
+# memo, and the callers' memos keyed by its result, then stay small too.
+_MEMO_ENTRIES = 128
+_MEMO_BLOCK = 512
+_MEMO_FIELDS = 32
+_MEMO_TOTAL = 4096
 
 
 class Decoder:
     """Blocks that only reference table entries (what a client repeating its headers
     sends) are remembered with the table state they were decoded against, so the
     next identical block is a dict lookup; the result is then shared, so callers
-    must treat it as read-only."""
+    must treat it as read-only.
 
-    __slots__ = ("table", "size", "max_size", "allowed", "limit", "version", "memo")
+    Work and memory per block are bounded by the block's own length, whatever it
+    decodes to: once the list passes `limit` bytes (RFC 7541 §4.1 sizes) or
+    `max_fields` fields, no more fields are kept and no string is built that the
+    table does not need; the rest of the block is still read, to keep the table in
+    step, and the call raises HeaderListTooLarge / TooManyHeaders. A reference to a
+    table entry counts its size before it is appended, so a small block referencing
+    a large entry thousands of times costs a comparison per reference."""
 
-    def __init__(self, allowed: int = DEFAULT_TABLE_SIZE, limit: int = 1 << 30):
+    __slots__ = ("table", "size", "max_size", "allowed", "limit", "max_fields", "version", "memo")
+
+    def __init__(self, allowed: int = DEFAULT_TABLE_SIZE, limit: int = 1 << 30, max_fields: int = 1 << 30):
         self.table: list[tuple[bytes, bytes]] = []   # newest first: index 62 is table[0]
         self.size = 0
         self.max_size = allowed      # the size the peer's encoder last chose
         self.allowed = allowed       # our SETTINGS_HEADER_TABLE_SIZE
         self.limit = limit           # SETTINGS_MAX_HEADER_LIST_SIZE we advertised
+        self.max_fields = max_fields
         self.version = 0             # bumped on every table change: memo entries carry it
         self.memo: dict[bytes, tuple] = {}
 
@@ -114,9 +210,17 @@ class Decoder:
         s = data[pos:end]
         return (_huffman(s) if huff else s), end
 
+    def _skip_string(self, data: bytes, pos: int) -> int:
+        n, pos = _int(data, pos, 0x7F)
+        end = pos + n
+        if end > len(data):
+            raise HpackError("truncated string")
+        return end
+
     def _add(self, kv: tuple[bytes, bytes]) -> None:
         sz = len(kv[0]) + len(kv[1]) + 32
         table = self.table
+        self.version += 1
         if sz > self.max_size:
             table.clear()
             self.size = 0
@@ -127,7 +231,6 @@ class Decoder:
             size -= len(k) + len(v) + 32
         table.insert(0, kv)
         self.size = size
-        self.version += 1
 
     def _resize(self, n: int) -> None:
         if n > self.allowed:
@@ -152,6 +255,7 @@ class Decoder:
         pos = 0
         n = len(data)
         total = 0
+        limit = self.limit
         fields_seen = False
         try:
             while pos < n:
@@ -187,15 +291,58 @@ class Decoder:
                         self._add(kv)
                 fields_seen = True
                 total += len(kv[0]) + len(kv[1]) + 32
+                if total > limit:
+                    self._drain(data, pos)
+                    raise HeaderListTooLarge(total)
                 append(kv)
         except IndexError:
             raise HpackError("index out of range or truncated block") from None
-        if total > self.limit:
-            raise HeaderListTooLarge(total)     # (not remembered: such a block is decoded each time)
-        if version == self.version and len(data) <= 512:
+        if len(out) > self.max_fields:
+            raise TooManyHeaders(total, len(out))
+        if (version == self.version and n <= _MEMO_BLOCK and total <= _MEMO_TOTAL
+                and len(out) <= _MEMO_FIELDS):
             out = tuple(out)          # shared from now on: read-only
-            remember(self.memo, 256, data, (version, out))
+            remember(self.memo, _MEMO_ENTRIES, data, (version, out))
         return out
+
+    def _drain(self, data: bytes, pos: int) -> None:
+        """The rest of a block already refused: only what changes the table is built."""
+        table = self.table
+        n = len(data)
+        top = _STATIC_LEN + len(table)        # the highest valid index (changes only on _add)
+        try:
+            while pos < n:
+                b = data[pos]
+                if b & 0x80:
+                    if b != 0xFF:                     # the usual one-byte index: a bomb's fuel
+                        pos += 1
+                        if b == 0x80 or b & 0x7F > top:
+                            raise HpackError("index out of range")
+                        continue
+                    idx, pos = _int(data, pos, 0x7F)
+                    if idx > top:
+                        raise HpackError("index out of range")
+                elif b & 0x60 == 0x20:
+                    raise HpackError("table size update after a field")
+                else:
+                    indexing = b & 0x40
+                    idx, pos = _int(data, pos, 0x3F if indexing else 0x0F)
+                    if not indexing:
+                        if not idx:
+                            pos = self._skip_string(data, pos)
+                        elif idx > _STATIC_LEN and idx - 62 >= len(table):
+                            raise HpackError("index out of range")
+                        pos = self._skip_string(data, pos)
+                        continue
+                    if idx:
+                        name = STATIC[idx - 1][0] if idx <= _STATIC_LEN else table[idx - 62][0]
+                    else:
+                        name, pos = self._string(data, pos)
+                    value, pos = self._string(data, pos)
+                    self._add((name, value))
+                    top = _STATIC_LEN + len(table)
+        except IndexError:
+            raise HpackError("index out of range or truncated block") from None
 
 
 def _enc_int(v: int, prefix_bits: int, first: int) -> bytes:

@@ -13,18 +13,33 @@ Invariants:
   so a slow reader stalls only its own stream.
 - A GOAWAY we send leaves the connection open so streams in flight finish; new
   streams after it, and streams over the limit, are refused (REFUSED_STREAM).
+- A client that does not read is not read either: while the transport's writes are
+  paused, reading is paused, so what it sends (PINGs, SETTINGS, requests) cannot
+  queue answers without bound; the codec's outbound frame limits close it when one
+  read's worth already does.
+- A read larger than _FEED_SLICE is parsed a slice per loop turn, reading paused
+  until the rest is parsed, so one connection's read delays the others by a slice's
+  work, not a read's.
+- A stream is started (routed, sent upstream) once the read that opened it has been
+  parsed, unless that same read reset it: a HEADERS + RST_STREAM pair costs no
+  upstream work. Streams the client resets early (premature resets, as Envoy counts
+  them) close the connection once they outnumber the others.
+- A header block left unfinished (CONTINUATION pending) longer than the listener's
+  `timeouts.request_headers` closes the connection.
 """
 from __future__ import annotations
 
 import asyncio
 
+from mosnx.runtime.config.protocols import Http2Options
 from mosnx.runtime.context import RequestHead, StreamContext
 from mosnx.runtime.headers import Headers
 
 from ..codec.http2 import H2HeadError, request_parts, response_fields, trailer_block, trailers_from_block
-from ..codec.http2_connection import (INITIAL_WINDOW_SIZE, INTERNAL_ERROR, MAX_CONCURRENT_STREAMS,
-                                      MAX_HEADER_LIST_SIZE, NO_ERROR, PROTOCOL_ERROR, REFUSED_STREAM,
-                                      H2Connection, H2ConnectionError, StreamGone)
+from ..codec.http2_connection import (ENHANCE_YOUR_CALM, INITIAL_WINDOW_SIZE, INTERNAL_ERROR,
+                                      MAX_CONCURRENT_STREAMS, MAX_HEADER_LIST_SIZE, NO_ERROR,
+                                      PROTOCOL_ERROR, REFUSED_STREAM, H2Connection, H2ConnectionError,
+                                      H2Limits, StreamGone)
 from ..codec.path import PathError, PathNormalizer
 from ..express import ExpressStream
 from ..stream import HttpStream
@@ -38,6 +53,22 @@ _PROTOCOL = PROTOCOL_ERROR
 DEFAULT_MAX_STREAMS = 100
 DEFAULT_STREAM_WINDOW = 65535
 DEFAULT_CONNECTION_WINDOW = 4 * 1024 * 1024
+_DEFAULT_OPTIONS = Http2Options()
+# bytes parsed per loop turn: about one largest header block's decoding
+_FEED_SLICE = 64 * 1024
+# seconds a connection closed for an error gets to take its last frames (the GOAWAY)
+_LINGER = 1.0
+
+
+def _limits(opts: Http2Options, limits) -> H2Limits:
+    fields = opts.max_headers_count
+    return H2Limits(max_block=limits.request_headers,
+                    max_fields=limits.request_headers_count if fields is None else fields,
+                    max_outbound_frames=opts.max_outbound_frames,
+                    max_outbound_control_frames=opts.max_outbound_control_frames,
+                    max_empty_frames=opts.max_consecutive_inbound_frames_with_empty_payload,
+                    max_priority_per_stream=opts.max_inbound_priority_frames_per_stream,
+                    max_window_updates_per_data=opts.max_inbound_window_update_frames_per_data_frame_sent)
 
 
 class H2Down:
@@ -45,7 +76,7 @@ class H2Down:
 
     __slots__ = ("conn", "h2", "sid", "http", "pending", "end_pending", "trailers_pending",
                  "sent_end", "closed", "unacked", "body_paused", "head", "req_ended", "finished",
-                 "held", "tail")
+                 "held", "tail", "born")
 
     def __init__(self, conn: "Http2Server", sid: int, head: bool, req_ended: bool):
         self.conn = conn
@@ -64,6 +95,7 @@ class H2Down:
         self.finished = False
         self.held = None                      # a bodiless response's HEADERS, until its end
         self.tail = None                      # the newest DATA chunk, until the write or the end
+        self.born = 0.0                       # loop time of its start, for premature resets
 
     # -- Downstream --
     # the codec refuses frames for a stream the client has just closed in ways its
@@ -309,6 +341,16 @@ class Http2Server(asyncio.Protocol):
         self.tls = tls                 # TlsInfo or None
         self.scheme = "https" if tls is not None else "http"
         self.max_streams = DEFAULT_MAX_STREAMS
+        self.opts = _DEFAULT_OPTIONS
+        self.feeding = False           # inside h2.feed: streams wait in `starting`
+        self.backlog = b""             # the part of a large read not parsed yet
+        self.backlog_soon = False
+        self.slicing = False           # data_received is given a slice of the backlog
+        self.read_paused = False
+        self.starting: list[H2Down] = []
+        self.block_since = 0.0         # loop time an unfinished header block was first seen
+        self.streams_done = 0          # streams closed or reset, for the premature-reset ratio
+        self.premature = 0
 
     # ---------------------------------------------------------------- connection
     def connection_made(self, transport, upgrade=None) -> None:
@@ -323,17 +365,18 @@ class Http2Server(asyncio.Protocol):
         self.lstats.cx_active.value += 1
         w.stats.counter(f"http.{self.listener_name}.downstream_cx_http2_total").value += 1
         cfg = listener.config
-        opts = cfg.options.get("http2")
-        self.max_streams = opts.max_concurrent_streams if opts else DEFAULT_MAX_STREAMS
-        stream_window = opts.initial_stream_window_size if opts else DEFAULT_STREAM_WINDOW
-        conn_window = opts.initial_connection_window_size if opts else DEFAULT_CONNECTION_WINDOW
+        opts = self.opts = cfg.options.get("http2") or _DEFAULT_OPTIONS
+        self.max_streams = opts.max_concurrent_streams
+        stream_window = opts.initial_stream_window_size
+        conn_window = opts.initial_connection_window_size
         transport.set_write_buffer_limits(cfg.limits.write_high_water, cfg.limits.write_low_water)
         set_nodelay(transport)
         self.peer = (transport.get_extra_info("peername") or ("", 0))[:2]
         self.local = (transport.get_extra_info("sockname") or ("", 0))[:2]
         self.h2 = c = H2Connection(self, False, {MAX_CONCURRENT_STREAMS: self.max_streams,
                                                  MAX_HEADER_LIST_SIZE: cfg.limits.request_headers,
-                                                 INITIAL_WINDOW_SIZE: stream_window}, conn_window)
+                                                 INITIAL_WINDOW_SIZE: stream_window}, conn_window,
+                                  _limits(opts, cfg.limits))
         w.connections.add(self)
         self._arm_idle()
         if upgrade is not None:
@@ -365,30 +408,108 @@ class Http2Server(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self.closing:
             return
+        if (len(data) > _FEED_SLICE or self.backlog) and not self.slicing:
+            self.backlog += data
+            self._feed_backlog()
+            return
         self.write_soon = True          # what the codec's calls queue goes out below, at once
+        self.feeding = True
+        h2 = self.h2
         try:
-            self.h2.feed(data)
-        except H2ConnectionError:
-            self._protocol_error()
+            h2.feed(data)
+        except H2ConnectionError as e:
+            if not self.closing:
+                self._protocol_error(e.kind)
             return
         finally:
             self.write_soon = False
-        if self.h2.out or self.tails:
+            self.feeding = False
+        starting = self.starting
+        if starting and not self.backlog:
+            # (streams of a read split in slices start once all of it is parsed)
+            if len(starting) == 1:
+                d = starting.pop()
+                if d.http is not None and not d.closed:
+                    d.http.start()
+            else:
+                self._start_pending()
+        if h2.block_sid:
+            if not self.block_since:
+                self.block_since = self.worker.loop.time()
+        elif self.block_since:
+            self.block_since = 0.0
+        if h2.out or self.tails:
             self._write_now()
 
-    def _protocol_error(self) -> None:
+    def _feed_backlog(self) -> None:
+        """A large read is parsed a slice per loop turn, reading paused meanwhile, so
+        one client's read (of header blocks to decode, say) holds the worker for a
+        slice's worth of work, not a read's. Stops while writes are paused."""
+        self.backlog_soon = False
+        data = self.backlog
+        if self.closing or not data or self.write_paused:
+            self._update_reading()
+            return
+        self.backlog = data[_FEED_SLICE:]
+        self._update_reading()
+        self.slicing = True
+        try:
+            self.data_received(data[:_FEED_SLICE])
+        finally:
+            self.slicing = False
+        if self.backlog and not self.closing and not self.write_paused and not self.backlog_soon:
+            self.backlog_soon = True
+            self.worker.loop.call_soon(self._feed_backlog)
+
+    def _update_reading(self) -> None:
+        """Read while writes flow and no backlog waits."""
+        if self.closing:
+            return
+        paused = self.write_paused or bool(self.backlog)
+        if paused != self.read_paused:
+            self.read_paused = paused
+            if paused:
+                self.transport.pause_reading()
+            else:
+                self.transport.resume_reading()
+
+    def _protocol_error(self, kind: str | None = None) -> None:
         self.worker.stats.counter(f"http.{self.listener_name}.downstream_cx_protocol_error").value += 1
+        if kind is not None:
+            self._h2_stat(kind)
         # the codec queued its GOAWAY; it goes out before the close
-        self._close_after_flush(None)
+        self._close_after_flush(None, True)
+
+    def _h2_stat(self, name: str) -> None:
+        self.worker.stats.counter(f"http.{self.listener_name}.http2.{name}").value += 1
+
+    def _calm_down(self, kind: str) -> None:
+        """A limit a client broke outside the codec: GOAWAY ENHANCE_YOUR_CALM, then close
+        (cut off soon after, if it does not read: see _close_after_flush)."""
+        self._h2_stat(kind)
+        self.goaway_sent = True
+        h2 = self.h2
+        h2.goaway(ENHANCE_YOUR_CALM)
+        h2.closed = True               # nothing more it sends is parsed
+        self._close_after_flush(None, True)
 
     def eof_received(self):
         return False
 
     def pause_writing(self) -> None:
         self.write_paused = True
+        self._update_reading()
 
     def resume_writing(self) -> None:
         self.write_paused = False
+        if not self.closing:
+            self.h2.written()
+            if self.backlog:
+                if not self.backlog_soon:
+                    self.backlog_soon = True
+                    self.worker.loop.call_soon(self._feed_backlog)
+            else:
+                self._update_reading()
         for d in list(self.streams.values()):
             if not d.pending and d.http is not None and not d.closed:
                 d.http.on_downstream_drain()
@@ -410,7 +531,17 @@ class Http2Server(asyncio.Protocol):
                 if d.tail is not None:      # (most went out with their stream's end)
                     d.release_tail()
             tails.clear()
-        out = self.h2.data_to_send()
+        h2 = self.h2
+        if self.write_paused:
+            # what the transport holds already: these frames queue behind it
+            h2.held_frames += len(h2.out)
+            kind = h2.flooded()
+            if kind is not None and not h2.closed:
+                self._calm_down(kind)
+                return
+        elif h2.control:
+            h2.control = 0              # the transport took everything so far
+        out = h2.data_to_send()
         if out:
             self.transport.write(out)
 
@@ -424,6 +555,7 @@ class Http2Server(asyncio.Protocol):
             parts = request_parts(fields)
         except H2HeadError as e:
             self.worker.stats.counter(f"http.{self.listener_name}.downstream_rq_malformed." + e.detail).value += 1
+            self._h2_stat("rx_messaging_error")
             self.h2.reset_stream(sid, _PROTOCOL)
             return
         if not end and parts[5] is not None:
@@ -433,6 +565,7 @@ class Http2Server(asyncio.Protocol):
     def on_header_list_too_large(self, sid: int) -> None:
         # answered here, before any stream exists: what an HTTP/1.1 client gets for the same
         self.worker.stats.counter(f"http.{self.listener_name}.downstream_rq_malformed.header_list_too_large").value += 1
+        self._h2_stat(self.h2.refusal or "header_overflow")
         h2c = self.h2
         try:
             h2c.send_headers(sid, [(b":status", b"431"), (b"content-length", b"0")], True)
@@ -489,9 +622,24 @@ class Http2Server(asyncio.Protocol):
         d.http = http
         self.streams[sid] = d
         self.deadline = 0.0
-        http.start()
+        d.born = w.loop.time()
+        if self.feeding:
+            self.starting.append(d)     # unless this read also resets it (see the module docstring)
+        else:
+            http.start()
+
+    def _start_pending(self) -> None:
+        """Start the streams the current read opened, in order, but those it reset."""
+        pend = self.starting
+        self.starting = []
+        for d in pend:
+            http = d.http
+            if http is not None and not d.closed:
+                http.start()
 
     def on_data(self, sid: int, data: bytes, n: int, end: bool) -> None:
+        if self.starting:
+            self._start_pending()
         d = self.streams.get(sid)
         if d is None or d.closed or d.http is None or not data:
             # an empty DATA (END_STREAM alone) is no body chunk: to HTTP/1.1 it would be the last chunk
@@ -507,6 +655,8 @@ class Http2Server(asyncio.Protocol):
             self._request_ended(d, None)
 
     def on_trailers(self, sid: int, fields) -> None:
+        if self.starting:
+            self._start_pending()
         d = self.streams.get(sid)
         if d is None:
             return
@@ -529,6 +679,9 @@ class Http2Server(asyncio.Protocol):
         d._maybe_done()
 
     def on_reset(self, sid: int, code: int) -> None:
+        peer = self.h2.peer_reset
+        if peer:
+            self._h2_stat("rx_reset")
         d = self.streams.pop(sid, None)
         if d is None:
             return
@@ -538,8 +691,28 @@ class Http2Server(asyncio.Protocol):
         if http is not None:
             d.http = None
             http.reset()
+        self.streams_done += 1
+        if peer and self.worker.loop.time() - d.born < self.opts.premature_reset_min_stream_lifetime:
+            self.premature += 1
+            if self._too_many_premature_resets():
+                return
         if not self.streams:
             self._after_close()
+
+    def _too_many_premature_resets(self) -> bool:
+        """Envoy's rule: with `total` the configured stream count, close when premature
+        resets reach half of it before that many streams were seen, or half of the
+        streams seen after. A rapid-reset client is cut off after total/2 streams."""
+        total = self.opts.premature_reset_total_stream_count
+        bad = self.premature * 2
+        if bad < total if self.streams_done < total else bad < self.streams_done:
+            return False
+        if not self.closing:
+            self.worker.stats.counter(
+                f"http.{self.listener_name}.downstream_rq_too_many_premature_resets").value += 1
+            self._calm_down("premature_resets")
+            raise H2ConnectionError(ENHANCE_YOUR_CALM, "too many premature resets")
+        return True
 
     def on_window(self, sid: int) -> None:
         if sid:
@@ -567,6 +740,7 @@ class Http2Server(asyncio.Protocol):
         streams = self.streams
         if streams.get(d.sid) is d:
             del streams[d.sid]
+            self.streams_done += 1
             # the stream and its Downstream refer to each other: without this they, and
             # all the stream holds, would wait for the cycle collector
             d.http = None
@@ -588,6 +762,12 @@ class Http2Server(asyncio.Protocol):
 
     def check_deadline(self, now: float) -> None:
         """Called by the worker's sweep: each stream's timeouts, then the connection's."""
+        if self.block_since and not self.closing:
+            if now - self.block_since > self.listener.config.timeouts.request_headers:
+                # a header block (CONTINUATION) left unfinished: the HPACK state waits on it
+                self.worker.stats.counter(f"http.{self.listener_name}.downstream_rq_header_timeout").value += 1
+                self._calm_down("header_block_timeout")
+                return
         if self.streams and not self.closing:
             for d in list(self.streams.values()):
                 if d.http is not None:
@@ -596,7 +776,7 @@ class Http2Server(asyncio.Protocol):
             return
         self.deadline = 0.0
         self._goaway()
-        self._close_after_flush(None)
+        self._close_after_flush(None, True)
 
     def _goaway(self, code: int = 0) -> None:
         if self.goaway_sent or self.closing:
@@ -611,10 +791,28 @@ class Http2Server(asyncio.Protocol):
         if not self.streams:
             self._close_after_flush(None)
 
-    def _close_after_flush(self, code) -> None:
+    def _close_after_flush(self, code, linger: bool = False) -> None:
+        """Close once what is queued is written. `linger` (a connection closed for an
+        error): send FIN after the GOAWAY and discard what the client still sends, so
+        bytes left unread do not turn the close into an RST that destroys the GOAWAY
+        before the client reads it (Envoy's delayed close); and cut it off after
+        _LINGER either way, so a client that does not read cannot hold it open."""
         if self.closing:
             return
         # what is queued (a final response, or the codec's GOAWAY after a connection error) goes first
         self._write_now()
+        if self.closing:
+            return
         self.closing = True
-        self.transport.close()
+        t = self.transport
+        if not linger:
+            t.close()
+            return
+        if t.can_write_eof():
+            t.write_eof()
+            if self.read_paused:
+                self.read_paused = False
+                t.resume_reading()          # data_received discards it: we are closing
+        else:
+            t.close()
+        self.worker.loop.call_later(_LINGER, t.abort)

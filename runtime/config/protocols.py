@@ -54,9 +54,23 @@ class ClientTls:
 
 @dataclass(frozen=True, slots=True)
 class Http2Options:
+    """A client connection's windows and the limits a hostile client meets (the names
+    and defaults are Envoy's; docs/security.md, HTTP/2)."""
     max_concurrent_streams: int = 100
     initial_stream_window_size: int = 65535
     initial_connection_window_size: int = 4 * 1024 * 1024
+    # fields in one header block, pseudo-headers included; None: the listener's
+    # limits.request_headers_count, the one limit both protocols share
+    max_headers_count: int | None = None
+    # a stream the client resets within this long of its start is a premature reset
+    premature_reset_min_stream_lifetime: float = 1.0
+    # from this many streams on, more premature resets than good streams close the connection
+    premature_reset_total_stream_count: int = 500
+    max_outbound_frames: int = 10000          # frames queued and not yet written
+    max_outbound_control_frames: int = 1000   # of which SETTINGS/PING ACKs and RST_STREAMs
+    max_consecutive_inbound_frames_with_empty_payload: int = 1
+    max_inbound_priority_frames_per_stream: int = 100
+    max_inbound_window_update_frames_per_data_frame_sent: int = 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +125,22 @@ HTTP2 = Obj({
     "max_concurrent_streams": Field(Int(1, 2 ** 31 - 1), "streams a client may have open at once"),
     "initial_stream_window_size": Field(Size(positive=True), "per-stream receive window"),
     "initial_connection_window_size": Field(Size(positive=True), "whole-connection receive window"),
+    "max_headers_count": Field(Int(1, 10000), "fields in one request header block (stream refused "
+                               "with 431 above); default: the listener's limits.request_headers_count"),
+    "premature_reset_min_stream_lifetime": Field(Duration(), "a stream reset by the client sooner "
+                                                 "than this after it began counts as premature"),
+    "premature_reset_total_stream_count": Field(Int(1), "once this many streams were seen (or half as "
+                                                "many premature resets), more premature resets than "
+                                                "other streams close the connection"),
+    "max_outbound_frames": Field(Int(1), "frames queued for a client that does not read, before "
+                                 "the connection is closed"),
+    "max_outbound_control_frames": Field(Int(1), "SETTINGS/PING ACKs and RST_STREAMs queued for a "
+                                         "client that does not read, before the connection is closed"),
+    "max_consecutive_inbound_frames_with_empty_payload": Field(
+        Int(0), "empty DATA/HEADERS/CONTINUATION frames in a row (without END_STREAM) allowed"),
+    "max_inbound_priority_frames_per_stream": Field(Int(0), "PRIORITY frames allowed per stream opened"),
+    "max_inbound_window_update_frames_per_data_frame_sent": Field(
+        Int(1), "WINDOW_UPDATE frames allowed per DATA frame sent"),
 }, build=Http2Options, checks=[ordered("initial_stream_window_size", "initial_connection_window_size",
                                        strict=False)])
 

@@ -1,4 +1,5 @@
 """HTTP/2 and TLS test kit for the end-to-end tests: a blocking HTTP/2 client, a
+frame-level client that sends whatever frames a test writes (abuse included), a
 scripted HTTP/2 upstream, and a throwaway CA that signs certificates at run time.
 
 Everything listens on or connects to 127.0.0.1; every wait is bounded.
@@ -6,7 +7,9 @@ Everything listens on or connects to 127.0.0.1; every wait is bounded.
 from __future__ import annotations
 
 import datetime
+import select
 import socket
+import struct
 import ssl
 import threading
 import time
@@ -19,6 +22,7 @@ import h2.connection
 import h2.events
 import h2.exceptions
 import h2.settings
+import hpack
 
 HOST = "127.0.0.1"
 WAIT = 10.0
@@ -210,6 +214,191 @@ class H2Client:
                 trailers=None, timeout: float = WAIT, authority: str = "test") -> H2Response:
         sid = self.start(method, path, headers, body, authority=authority, trailers=trailers)
         return self.response(sid, timeout)
+
+    def close(self) -> None:
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+# ------------------------------------------------------------------ a frame-level client
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+DATA, HEADERS, PRIORITY, RST_STREAM, SETTINGS, PUSH_PROMISE, PING, GOAWAY, WINDOW_UPDATE, CONTINUATION = range(10)
+END_STREAM = ACK = 0x1
+END_HEADERS = 0x4
+NO_ERROR, PROTOCOL_ERROR, ENHANCE_YOUR_CALM, CANCEL = 0x0, 0x1, 0xB, 0x8
+
+
+def raw_frame(ftype: int, flags: int, sid: int, payload: bytes = b"") -> bytes:
+    n = len(payload)
+    return struct.pack(">BHBBI", n >> 16, n & 0xFFFF, ftype, flags, sid) + payload
+
+
+def request_fields(path: str = "/", authority: str = "test", method: str = "GET", extra=()) -> list:
+    return [(":method", method), (":scheme", "http"), (":authority", authority), (":path", path), *extra]
+
+
+@dataclass
+class RawFrame:
+    type: int
+    flags: int
+    sid: int
+    payload: bytes
+    fields: list | None = None        # a HEADERS block, decoded
+
+    @property
+    def error_code(self) -> int:
+        """RST_STREAM's code, or GOAWAY's."""
+        off = 4 if self.type == GOAWAY else 0
+        return struct.unpack_from(">I", self.payload, off)[0]
+
+
+class RawH2:
+    """HTTP/2 as raw frames (h2c prior knowledge): `send` writes bytes as given, so a
+    test can write any sequence, valid or not; `frames` reads what came back. A test
+    that never calls a read method is a client that never reads."""
+
+    def __init__(self, port: int, host: str = HOST, timeout: float = WAIT, settings: bytes = b"",
+                 preface: bool = True):
+        self.sock = socket.create_connection((host, port), timeout=timeout)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.enc = hpack.Encoder()
+        self.dec = hpack.Decoder()
+        self.buf = b""
+        self.got: list[RawFrame] = []
+        self.closed = False
+        if preface:
+            self.send(PREFACE + raw_frame(SETTINGS, 0, 0, settings))
+
+    def send(self, data: bytes, timeout: float = WAIT) -> bool:
+        """Write all of `data`; False when the peer stopped reading for `timeout` or closed."""
+        view = memoryview(data)
+        deadline = time.monotonic() + timeout
+        self.sock.setblocking(False)
+        try:
+            while view:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                _, w, _ = select.select([], [self.sock], [], left)
+                if not w:
+                    return False
+                try:
+                    n = self.sock.send(view)
+                except BlockingIOError:
+                    continue
+                except OSError:
+                    return False
+                view = view[n:]
+            return True
+        finally:
+            self.sock.setblocking(True)
+
+    def block(self, fields) -> bytes:
+        return self.enc.encode(list(fields))
+
+    def headers(self, sid: int, fields, end_stream: bool = True) -> bytes:
+        """A HEADERS frame (bytes, not sent) for a whole block."""
+        return raw_frame(HEADERS, END_HEADERS | (END_STREAM if end_stream else 0), sid, self.block(fields))
+
+    def request(self, sid: int, path: str = "/", authority: str = "test", extra=()) -> None:
+        self.send(self.headers(sid, request_fields(path, authority, extra=extra)))
+
+    def _parse(self) -> None:
+        buf = self.buf
+        pos = 0
+        while len(buf) - pos >= 9:
+            hi, lo, ftype, flags, sid = struct.unpack_from(">BHBBI", buf, pos)
+            n = (hi << 16) | lo
+            if len(buf) - pos < 9 + n:
+                break
+            f = RawFrame(ftype, flags, sid & 0x7FFFFFFF, buf[pos + 9:pos + 9 + n])
+            pos += 9 + n
+            if ftype == HEADERS:
+                f.fields = [(_s(k), _s(v)) for k, v in self.dec.decode(f.payload, raw=True)]
+            elif ftype == SETTINGS and not flags & ACK:
+                try:
+                    self.sock.sendall(raw_frame(SETTINGS, ACK, 0))
+                except OSError:
+                    pass
+            self.got.append(f)
+        self.buf = buf[pos:]
+
+    def read(self, timeout: float = WAIT) -> bool:
+        """One read; False once the connection is closed (EOF or reset)."""
+        if self.closed:
+            return False
+        self.sock.settimeout(max(timeout, 0.001))
+        try:
+            data = self.sock.recv(1 << 20)
+        except socket.timeout:
+            return True
+        except OSError:
+            data = b""
+        if not data:
+            self.closed = True
+            return False
+        self.buf += data
+        self._parse()
+        return True
+
+    def wait(self, pred: Callable[[], object], timeout: float = WAIT, what: str = "frames"):
+        deadline = time.monotonic() + timeout
+        while True:
+            got = pred()
+            if got:
+                return got
+            left = deadline - time.monotonic()
+            if left <= 0 or self.closed:
+                raise TimeoutError(f"{what}: not seen within {timeout}s (closed={self.closed}, "
+                                   f"frames={[(f.type, f.sid) for f in self.got[-10:]]})")
+            self.read(min(left, 0.5))
+
+    def settle(self, timeout: float = WAIT) -> None:
+        """Read the server's SETTINGS (and so acknowledge them) before a test sends a
+        sequence that nothing, not even that ACK, may interrupt."""
+        self.wait(lambda: any(f.type == SETTINGS and not f.flags & ACK for f in self.got), timeout,
+                  "the server's SETTINGS")
+
+    def goaway(self) -> RawFrame | None:
+        for f in self.got:
+            if f.type == GOAWAY:
+                return f
+        return None
+
+    def wait_goaway(self, timeout: float = WAIT) -> RawFrame:
+        return self.wait(self.goaway, timeout, "GOAWAY")
+
+    def wait_closed(self, timeout: float = WAIT) -> bool:
+        """Read (and keep) until the peer closes; True if it did within `timeout`."""
+        deadline = time.monotonic() + timeout
+        while not self.closed and time.monotonic() < deadline:
+            self.read(min(deadline - time.monotonic(), 0.5))
+        return self.closed
+
+    def stream(self, sid: int) -> list[RawFrame]:
+        return [f for f in self.got if f.sid == sid]
+
+    def status(self, sid: int) -> int | None:
+        for f in self.stream(sid):
+            if f.type == HEADERS and f.fields:
+                for k, v in f.fields:
+                    if k == ":status":
+                        return int(v)
+        return None
+
+    def rst(self, sid: int) -> int | None:
+        for f in self.stream(sid):
+            if f.type == RST_STREAM:
+                return f.error_code
+        return None
 
     def close(self) -> None:
         try:

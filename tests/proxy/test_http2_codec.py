@@ -48,11 +48,34 @@ def test_request_block_keeps_content_length_and_te_trailers():
     (BASE + [(b"content-length", b"x")], "invalid_content_length"),
     ([(b":method", b"CONNECT"), (b":authority", b"a:443")], "connect_not_supported"),
     ([(b":method", b"GET"), (b":scheme", b"http"), (b":authority", b"a"), (b":path", b"no-slash")], "invalid_path"),
+    ([(b":method", b"GET"), (b":scheme", b"http"), (b":authority", b"a"), (b":path", b"")], "invalid_path"),
+    ([(b":method", b"GET"), (b":scheme", b"http"), (b":authority", b"a"), (b":path", b"*")], "invalid_path"),
+    ([(b":method", b"GET"), (b":scheme", b"http"), (b":authority", b"u@a.test"), (b":path", b"/")],
+     "invalid_authority"),
+    ([(b":method", b"GET"), (b":scheme", b"http"), (b":authority", b"a.test/private"), (b":path", b"/")],
+     "invalid_authority"),
+    ([(b":method", b"GET"), (b":scheme", b"http"), (b":authority", b"a.test:80x"), (b":path", b"/")],
+     "invalid_authority"),
+    ([(b":method", b"GET"), (b":scheme", b"http"), (b":authority", b""), (b":path", b"/")], "invalid_authority"),
+    ([(b":method", b"GET"), (b":scheme", b"http"), (b":path", b"/"), (b"host", b"u@a.test")], "invalid_authority"),
+    ([(b":method", b"G(T"), (b":scheme", b"http"), (b":authority", b"a"), (b":path", b"/")], "invalid_method"),
+    ([(b":method", b"GET"), (b":scheme", b"1http"), (b":authority", b"a"), (b":path", b"/")], "invalid_scheme"),
+    (BASE + [(b"host", b"other.test")], "host_authority_mismatch"),
+    ([(b":method", b"GET"), (b":scheme", b"http"), (b":path", b"/"), (b"host", b"a"), (b"host", b"b")],
+     "duplicate_host"),
+    (BASE + [(b"content-length", b"1"), (b"content-length", b"2")], "invalid_content_length"),
 ])
 def test_malformed_request_blocks_are_refused(block, detail):
     with pytest.raises(H2HeadError) as e:
         request_from_block(block)
     assert e.value.detail == detail
+
+
+@pytest.mark.parametrize("authority", [b"a.test", b"a.test:8080", b"[::1]:443", b"10.0.0.1", b"xn--bcher-kva.test"])
+def test_valid_authorities_pass(authority):
+    f = request_from_block([(b":method", b"OPTIONS"), (b":scheme", b"https"), (b":authority", authority),
+                            (b":path", b"*"), (b"host", authority.upper())])
+    assert f.authority == authority.decode() and f.path == "*"
 
 
 def test_a_repeated_request_block_gives_each_request_its_own_headers():
@@ -198,7 +221,23 @@ def test_protocol_settings_load(tmp_path):
     assert grpc.options["tls"].sni == "grpc.internal"
 
 
+def test_http2_limits_load_with_envoy_defaults(tmp_path):
+    text = ("listeners:\n  - name: l\n    address: 127.0.0.1:1\n    route: {cluster: api}\n"
+            "    http2: {max_headers_count: 50, premature_reset_total_stream_count: 20,\n"
+            "            premature_reset_min_stream_lifetime: 2s, max_outbound_control_frames: 10}\n"
+            "  - name: m\n    address: 127.0.0.1:3\n    route: {cluster: api}\n"
+            "clusters:\n  - name: api\n    endpoints: [127.0.0.1:2]\n")
+    a, b = load_config_text(text, str(tmp_path / "m.yaml")).listeners
+    h = a.options["http2"]
+    assert (h.max_headers_count, h.premature_reset_total_stream_count) == (50, 20)
+    assert (h.premature_reset_min_stream_lifetime, h.max_outbound_control_frames) == (2.0, 10)
+    assert h.max_outbound_frames == 10000 and h.max_consecutive_inbound_frames_with_empty_payload == 1
+    assert "http2" not in b.options
+
+
 @pytest.mark.parametrize("bad,message", [
+    ("http2: {max_headers_count: 0}", "below the minimum 1"),
+    ("http2: {max_outbound_frames: lots}", "whole number"),
     ("tls: {cert: /nonexistent.pem, key: /nonexistent.key}", "no such file"),
     ("tls: {cert: %(cert)s, key: %(cert)s, require_client_cert: true}", "client_ca"),
     ("tls: {cert: %(cert)s, key: %(cert)s, alpn: [h3]}", "unknown value"),

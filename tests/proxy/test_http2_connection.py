@@ -379,3 +379,134 @@ def test_client_reset_stream_and_late_response_ignored():
     c.feed(p.headers(1, [(b":status", b"200")]))
     assert sink.calls[-1] == ("settings",)
     errors(c, p.headers(5, [(b":status", b"200")]), h2c.PROTOCOL_ERROR)     # a stream never opened
+
+
+# ------------------------------------------------------------------ abuse limits
+LIMITS = dict(max_block=1000, max_fields=20, max_outbound_frames=50, max_outbound_control_frames=10,
+              max_empty_frames=1, max_priority_per_stream=3, max_window_updates_per_data=2)
+
+
+def limited(**over):
+    c, sink, out = server(limits=h2c.H2Limits(**{**LIMITS, **over}))
+    c.written()                           # the transport took the preface and the ACK
+    return c, sink, out
+
+
+def flood_kind(c, data, code=h2c.ENHANCE_YOUR_CALM):
+    with pytest.raises(H2ConnectionError) as e:
+        c.feed(data)
+    assert e.value.code == code
+    frames = parse(c.data_to_send())
+    assert frames[-1][0] == 7 and struct.unpack(">II", frames[-1][3])[1] == code
+    return e.value.kind
+
+
+def test_an_unfinished_block_is_refused_as_its_fragments_pass_the_limit():
+    c, sink, _ = limited()
+    c.feed(frame(1, 1, 1, b"x" * 600))
+    assert c.block_sid == 1 and sink.calls == [("settings",)]
+    assert flood_kind(c, frame(9, 0, 1, b"x" * 401)) == "header_overflow"
+    assert c.block_parts == []            # nothing of it is kept
+    c2, _, _ = limited()
+    assert flood_kind(c2, frame(1, 1, 1, b"x" * 1001)) == "header_overflow"
+
+
+def test_too_many_fields_refuse_the_stream_not_the_connection():
+    c, sink, _ = limited()
+    p = Peer()
+    c.feed(p.headers(1, REQ + [(b"x-%d" % i, b"v") for i in range(20)]))
+    assert sink.calls[-1] == ("header_list_too_large", 1) and c.refusal == "too_many_headers"
+    c.feed(p.headers(3, REQ))
+    assert sink.calls[-1] == ("headers", 3, REQ, True)
+
+
+def test_a_lower_or_reused_stream_id_for_a_request_is_a_connection_error():
+    for reuse in (3, 5):
+        c, sink, _ = server()
+        p = Peer()
+        c.feed(p.headers(5, REQ))
+        c.send_headers(5, [(b":status", b"200")], True)
+        c.data_to_send()
+        assert flood_kind(c, p.headers(reuse, REQ), h2c.PROTOCOL_ERROR) == "rx_messaging_error"
+
+
+def test_trailers_for_a_stream_we_reset_are_ignored():
+    c, sink, _ = server()
+    p = Peer()
+    c.feed(p.headers(1, REQ, end=False))
+    c.reset_stream(1, h2c.CANCEL)
+    c.feed(p.headers(1, [(b"x-t", b"1")], end=True))
+    assert not c.closed and sink.calls[-1] == ("headers", 1, REQ, False)
+
+
+def test_control_frames_past_the_limit_in_one_read_close_the_connection():
+    c, sink, _ = limited()
+    c.feed(frame(6, 0, 0, b"12345678") * 10)
+    c.data_to_send()
+    c.written()                           # the transport took them
+    c.feed(frame(6, 0, 0, b"12345678") * 10)
+    c.data_to_send()                      # ... and these it did not
+    assert flood_kind(c, frame(4, 0, 0)) == "outbound_control_flood"
+
+
+def test_frames_not_written_count_toward_the_outbound_limit():
+    c, sink, _ = limited(max_outbound_control_frames=1000)
+    p = Peer()
+    c.feed(p.headers(1, REQ))
+    for _ in range(50):
+        c.send_data(1, b"x")
+    assert c.flooded() is None
+    c.send_data(1, b"x")
+    assert c.flooded() == "outbound_flood"
+    c.data_to_send()
+    c.written()
+    assert c.flooded() is None
+
+
+def test_empty_frames_in_a_row():
+    c, sink, _ = limited()
+    p = Peer()
+    c.feed(p.headers(1, REQ, end=False) + frame(0, 0, 1) + frame(0, 0, 1, b"x") + frame(0, 0, 1))
+    assert flood_kind(c, frame(0, 0, 1)) == "inbound_empty_frames_flood"
+
+
+def test_priority_frames_per_stream():
+    c, sink, _ = limited()
+    prio = frame(2, 0, 3, b"\0\0\0\0\x10")
+    c.feed(prio * 3)                      # 3 per stream opened, plus one stream's worth
+    c.feed(Peer().headers(1, REQ) + prio * 3)
+    assert flood_kind(c, prio * 3) == "inbound_priority_frames_flood"
+
+
+def test_window_updates_per_data_frame_sent():
+    c, sink, _ = limited()
+    wu = frame(8, 0, 0, struct.pack(">I", 1))
+    c.feed(wu * 5)
+    assert flood_kind(c, wu * 3) == "inbound_window_update_frames_flood"
+
+
+def test_mutated_frame_sequences_meet_only_connection_errors_and_the_limits():
+    """Generated input: valid frames, mutated and reordered; the codec answers with its
+    own error, never another exception, and never holds more than its limits."""
+    import random
+    rnd = random.Random(2024)
+    p = Peer()
+    pieces = [p.headers(1, REQ, end=False), p.headers(3, REQ), frame(0, 0, 1, b"abc"), frame(0, 1, 1),
+              frame(6, 0, 0, b"12345678"), frame(4, 0, 0), frame(8, 0, 1, struct.pack(">I", 10)),
+              frame(3, 0, 1, struct.pack(">I", 8)), frame(2, 0, 5, b"\0\0\0\1\x10"),
+              frame(1, 0, 5, p.enc.encode(REQ)[:3]), frame(9, 4, 5, b"\x84"), frame(9, 0, 5, b"x" * 400)]
+    for _ in range(1500):
+        c, sink, _ = limited()
+        wire = b"".join(rnd.choice(pieces) for _ in range(rnd.randrange(1, 12)))
+        wire = bytearray(wire)
+        for _ in range(rnd.randrange(0, 4)):
+            if wire:
+                wire[rnd.randrange(len(wire))] = rnd.randrange(256)
+        step = rnd.choice((1, 7, 4096))
+        try:
+            for off in range(0, len(wire), step):
+                c.feed(bytes(wire[off:off + step]))
+        except H2ConnectionError:
+            continue
+        assert sum(len(x) for x in c.block_parts) <= LIMITS["max_block"]
+        assert c.control <= LIMITS["max_outbound_control_frames"]

@@ -7,7 +7,7 @@ import random
 import hpack
 import pytest
 
-from mosnx.proxy.codec.http2_hpack import Decoder, Encoder, HeaderListTooLarge, HpackError
+from mosnx.proxy.codec.http2_hpack import Decoder, Encoder, HeaderListTooLarge, HpackError, TooManyHeaders
 
 # RFC 7541 C.3 (no Huffman) and C.4 (Huffman): three requests on one connection
 C3 = ["828684410f7777772e6578616d706c652e636f6d",
@@ -117,3 +117,116 @@ def test_a_repeated_field_list_encodes_against_the_table_as_it_is_now():
     assert blocks[4] != blocks[2] and blocks[5] == blocks[2]
     assert blocks[6][0] & 0xE0 == 0x20                 # the size update leads the next block
     assert blocks[7][0] & 0xE0 != 0x20
+
+
+def _big_entry_then_references(refs: int, value: bytes = b"A" * 4000) -> tuple[bytes, bytes]:
+    """A literal with indexing (one table entry of about 4 KB), then `refs` one-byte
+    references to it: a block of a few KB that decodes to refs * 4 KB."""
+    enc = hpack.Encoder()
+    first = enc.encode([(b"x-big", value)], huffman=False)
+    return first, bytes((0x80 | 62,)) * refs
+
+
+def test_a_block_referencing_a_big_entry_stops_at_the_limit_and_keeps_the_table():
+    d = Decoder(limit=60 * 1024)
+    first, refs = _big_entry_then_references(50_000)
+    assert list(d.decode(first)) == [(b"x-big", b"A" * 4000)]
+    # after the refused part, a literal with indexing: it must still enter the table
+    tail = bytes.fromhex("400178" + "0161")
+    with pytest.raises(HeaderListTooLarge) as e:
+        d.decode(refs + tail)
+    assert 60 * 1024 < e.value.size < 70 * 1024       # counted until the limit, not to 200 MB
+    assert d.table[0] == (b"x", b"a")
+    assert list(d.decode(bytes((0x80 | 62, 0x80 | 63)))) == [(b"x", b"a"), (b"x-big", b"A" * 4000)]
+
+
+def test_a_refused_block_still_checks_its_indexes():
+    d = Decoder(limit=100)
+    first, refs = _big_entry_then_references(2)
+    with pytest.raises(HpackError):
+        d.decode(first + refs + bytes((0x80 | 70,)))
+
+
+def test_too_many_fields():
+    d = Decoder(max_fields=10)
+    d.decode(bytes((0x82,)) * 10)
+    with pytest.raises(TooManyHeaders) as e:
+        d.decode(bytes((0x82,)) * 11)
+    assert e.value.count == 11
+
+
+def test_the_huffman_cache_keeps_only_short_strings_and_a_bounded_number():
+    from mosnx.proxy.codec import http2_hpack as mod
+    rnd = random.Random(3)
+    enc = hpack.Encoder()
+    enc.header_table_size = 0
+    d = Decoder()
+    for i in range(3000):
+        long_value = bytes(rnd.choice(b"abcdefghijklmnopqrstuvwxyz") for _ in range(200))
+        short_value = b"v%d" % i
+        block = enc.encode([(b"x-l", long_value), (b"x-s", short_value)], huffman=True)
+        assert list(d.decode(block))[-2:] == [(b"x-l", long_value), (b"x-s", short_value)]
+    assert len(mod._huffman_cache) <= mod._HUFFMAN_CACHE_ENTRIES
+    assert max(len(k) for k in mod._huffman_cache) <= mod._HUFFMAN_CACHE_RAW
+
+
+def test_only_small_blocks_are_remembered():
+    d = Decoder()
+    first, refs = _big_entry_then_references(20)
+    d.decode(first)
+    out = d.decode(refs)
+    assert len(out) == 20 and refs not in d.memo        # 80 KB decoded: not kept
+    assert d.decode(bytes((0x82, 0x84))) == ((b":method", b"GET"), (b":path", b"/"))
+
+
+def test_a_table_cleared_by_an_oversized_entry_forgets_remembered_blocks():
+    d = Decoder(allowed=4096)
+    d.decode(bytes.fromhex("400178" + "0161"))
+    assert list(d.decode(bytes((0xBE,)))) == [(b"x", b"a")]
+    enc = hpack.Encoder()
+    big = enc.encode([(b"y", b"B" * 5000)], huffman=False)       # larger than the table: clears it
+    d.decode(big)
+    with pytest.raises(HpackError):
+        d.decode(bytes((0xBE,)))
+
+
+def test_bytewise_huffman_agrees_with_the_hpack_package_on_valid_and_invalid_strings():
+    from hpack.huffman import HuffmanEncoder
+    from hpack.huffman_constants import REQUEST_CODES, REQUEST_CODES_LENGTH
+    from hpack.huffman_table import decode_huffman as reference
+
+    from mosnx.proxy.codec.http2_hpack import decode_huffman
+    enc = HuffmanEncoder(REQUEST_CODES, REQUEST_CODES_LENGTH)
+    rnd = random.Random(11)
+    for _ in range(400):
+        s = bytes(rnd.randrange(256) for _ in range(rnd.randrange(60, 400)))
+        assert decode_huffman(enc.encode(s)) == s
+    for _ in range(2000):
+        raw = enc.encode(b"x" * 100)[:rnd.randrange(65, 76)] + bytes(rnd.randrange(256) for _ in range(3))
+        try:
+            want = reference(raw)
+        except Exception:  # noqa: BLE001
+            want = "error"
+        try:
+            got = decode_huffman(raw)
+        except Exception:  # noqa: BLE001
+            got = "error"
+        assert got == want, raw.hex()
+
+
+def test_mutated_blocks_meet_only_hpack_errors():
+    """Generated input: real blocks with bytes changed; the decoder answers with its own
+    errors and stays within its limits."""
+    rnd = random.Random(5)
+    enc = hpack.Encoder()
+    for _ in range(3000):
+        fields = [(b":method", b"GET"), (b"x-%d" % rnd.randrange(5), b"v" * rnd.randrange(0, 300))]
+        block = bytearray(enc.encode(fields, huffman=rnd.random() < 0.5))
+        for _ in range(rnd.randrange(1, 4)):
+            block[rnd.randrange(len(block))] = rnd.randrange(256)
+        d = Decoder(limit=2048, max_fields=8)
+        try:
+            out = d.decode(bytes(block))
+        except (HpackError, HeaderListTooLarge):
+            continue
+        assert len(out) <= 8 and sum(len(k) + len(v) + 32 for k, v in out) <= 2048
