@@ -103,15 +103,22 @@ def test_one_worker_and_two_report_the_same_stats(tmp_path, upstream, mosnx):
 
 
 def test_http2_refusals_count_as_http1_ones(upstream, mosnx):
-    proxy = mosnx(upstream(), listener={"limits": {"request_headers": "4KiB"}})
+    proxy = mosnx(upstream(), listener={"limits": {"request_headers": "4KiB"},
+                                        "path_normalization": {"escaped_slashes": "reject"}})
     big = [(f"x-h{i}", "v" * 200) for i in range(40)]
-    assert proxy.request("GET", "/big", headers=big).status == 431
+    r = proxy.request("GET", "/big", headers=big)
+    assert (r.status, r.header("x-mosnx-error")) == (431, "request_headers_too_large")
+    r = proxy.request("GET", "/a%2Fb")
+    assert (r.status, r.header("x-mosnx-error")) == (400, "escaped_slash_in_path")
     h1 = proxy.stats()
     with H2Client(proxy.port) as c:
         c.wait(lambda: c.remote_settings_seen, what="server SETTINGS")
         r = c.request("GET", "/big", headers=big)
-    assert r.status == 431 and r.header("x-mosnx-error") == "request_headers_too_large"
+        assert (r.status, r.header("x-mosnx-error")) == (431, "request_headers_too_large")
+        r = c.request("GET", "/a%2Fb")
+        assert (r.status, r.header("x-mosnx-error")) == (400, "escaped_slash_in_path")
     h2 = proxy.stats()
-    for name in ("http.ingress.downstream_rq_total", "http.ingress.downstream_rq_4xx",
-                 "http.ingress.local_reply.request_headers_too_large"):
-        assert (h1[name], h2[name]) == (1, 2), name
+    for name, each in (("downstream_rq_total", 2), ("downstream_rq_4xx", 2),
+                       ("local_reply.request_headers_too_large", 1), ("local_reply.escaped_slash_in_path", 1)):
+        name = "http.ingress." + name
+        assert (h1[name], h2[name]) == (each, 2 * each), name
