@@ -24,7 +24,7 @@ from mosnx import __version__
 from mosnx.runtime.config import admin_exposure
 from mosnx.runtime.diagnostics import ConfigError
 from mosnx.runtime.snapshot import build_snapshot
-from mosnx.runtime.stats import Store, merge
+from mosnx.runtime.stats import Store, merge, merge_into
 
 log = logging.getLogger("mosnx")
 
@@ -420,46 +420,33 @@ class AdminBackend:
         return self.sup.state == "LIVE"
 
 
-def merge_into(dump: dict, small: dict) -> dict:
-    """`dump` with `small`'s stats added (summed, as merge() does); changes `dump`."""
-    for section in ("counters", "gauges"):
-        into = dump.setdefault(section, {})
-        for k, v in small.get(section, {}).items():
-            into[k] = into.get(k, 0) + v
-    histograms = dump.setdefault("histograms", {})
-    for k, h in small.get("histograms", {}).items():
-        cur = histograms.get(k)
-        if cur is None:
-            histograms[k] = {"bounds": list(h["bounds"]), "counts": list(h["counts"]),
-                             "sum": h["sum"], "count": h["count"]}
-        else:
-            cur["counts"] = [a + b for a, b in zip(cur["counts"], h["counts"])]
-            cur["sum"] += h["sum"]
-            cur["count"] += h["count"]
-    return dump
-
-
 def merge_clusters(replies: list[dict]) -> dict:
-    """Sum per-endpoint numbers across workers; health is the worst any worker saw."""
+    """One /clusters answer from the workers'. Only the numbers each worker keeps of
+    its own traffic (CLUSTER_TRAFFIC, HOST_TRAFFIC) add up; everything else (the
+    endpoint list, weights, settings, flags) describes the proxy and is reported
+    once, from the first worker that names it; an endpoint's health is the worst any
+    worker saw."""
+    from .upstream.cluster import CLUSTER_TRAFFIC, HOST_TRAFFIC     # what a worker counts: the describe()s
     out: dict = {}
     for rep in replies:
         for name, c in rep.items():
             cur = out.get(name)
             if cur is None:
                 out[name] = {k: v for k, v in c.items()}
-                out[name]["endpoints"] = [dict(e) for e in c["endpoints"]]
+                out[name]["endpoints"] = [dict(e) for e in c.get("endpoints", ())]
                 continue
-            for k in ("cx_active", "rq_active", "rq_pending"):
-                cur[k] = cur.get(k, 0) + c.get(k, 0)
+            for k in CLUSTER_TRAFFIC:
+                if k in c:
+                    cur[k] = cur.get(k, 0) + c[k]
             by_addr = {e["address"]: e for e in cur["endpoints"]}
-            for e in c["endpoints"]:
+            for e in c.get("endpoints", ()):
                 m = by_addr.get(e["address"])
                 if m is None:
                     cur["endpoints"].append(dict(e))
                     continue
-                for k, v in e.items():
-                    if isinstance(v, int) and k != "weight":
-                        m[k] = m.get(k, 0) + v
-                if e.get("health") != "healthy":
-                    m["health"] = e.get("health")
+                for k in HOST_TRAFFIC:
+                    if k in e:
+                        m[k] = m.get(k, 0) + e[k]
+                if e.get("health", "healthy") != "healthy":
+                    m["health"] = e["health"]
     return out

@@ -1,8 +1,22 @@
 """Per-worker stats: counters, gauges and histograms under Envoy's names.
 
 Each worker owns one Store; hot paths hold direct references to Counter objects
-and bump `.value`. The admin process merges the workers' dumps (sum counters and
-gauges, add histogram buckets), so every number in /stats is across workers.
+and bump `.value`. The admin process merges the workers' dumps, so every number in
+/stats describes the whole proxy: counters and histograms add up across workers;
+a gauge merges by the mode it was declared with (as Envoy's Gauge::ImportMode),
+never by its name:
+
+- ACCUMULATE: the worker's share of something the proxy holds as a whole
+  (connections and requests in flight): summed, as Envoy sums them across
+  threads and across a hot restart.
+- PER_PROXY: a fact about the proxy every worker sees for itself (cluster
+  membership, healthy and ejected hosts, a measured latency): reported once.
+  Workers agree on it but for the moment an update or a check reaches one before
+  another; then the largest value stands (never a sum, which would count one host
+  once per worker).
+
+A dump carries the mode of every gauge not declared ACCUMULATE, so merging needs no
+knowledge of which gauge is which.
 """
 from __future__ import annotations
 
@@ -24,11 +38,17 @@ class Counter:
         self.value += n
 
 
-class Gauge:
-    __slots__ = ("value",)
+ACCUMULATE = "accumulate"
+PER_PROXY = "per_proxy"
+GAUGE_MODES = (ACCUMULATE, PER_PROXY)
 
-    def __init__(self) -> None:
+
+class Gauge:
+    __slots__ = ("value", "mode")
+
+    def __init__(self, mode: str = ACCUMULATE) -> None:
         self.value = 0
+        self.mode = mode
 
     def inc(self, n: int = 1) -> None:
         self.value += n
@@ -45,8 +65,9 @@ class ReadGauge(Gauge):
     the count is not kept twice."""
     __slots__ = ("read",)
 
-    def __init__(self, read) -> None:
+    def __init__(self, read, mode: str = ACCUMULATE) -> None:
         self.read = read
+        self.mode = mode
 
     @property
     def value(self) -> int:
@@ -129,15 +150,23 @@ class Store:
             c = self.counters[name] = Counter()
         return c
 
-    def gauge(self, name: str) -> Gauge:
+    def gauge(self, name: str, mode: str = ACCUMULATE) -> Gauge:
+        """The gauge `name`, merged across workers by `mode` (ACCUMULATE or PER_PROXY).
+        A name keeps the mode it was first declared with; declaring it again with
+        another is a ValueError, since the merge could honour only one of them."""
         g = self.gauges.get(name)
         if g is None:
-            g = self.gauges[name] = Gauge()
+            if mode not in GAUGE_MODES:
+                raise ValueError(f"gauge {name!r}: unknown mode {mode!r} (one of {', '.join(GAUGE_MODES)})")
+            g = self.gauges[name] = Gauge(mode)
+        elif g.mode != mode:
+            raise ValueError(f"gauge {name!r} is declared {g.mode}, not {mode}")
         return g
 
-    def gauge_reading(self, name: str, read) -> Gauge:
+    def gauge_reading(self, name: str, read, mode: str = ACCUMULATE) -> Gauge:
         """The gauge `name`, from now on read through `read()`."""
-        g = self.gauges[name] = ReadGauge(read)
+        self.gauge(name, mode)              # the same checks of the mode as a plain gauge
+        g = self.gauges[name] = ReadGauge(read, mode)
         return g
 
     def histogram(self, name: str) -> Histogram:
@@ -154,10 +183,12 @@ class Store:
         self.counter(name).value += n
 
     def dump(self) -> dict[str, Any]:
-        """Plain data, picklable and JSON-able, for merging across workers."""
+        """Plain data, picklable and JSON-able, for merging across workers.
+        `gauge_modes` names the mode of each gauge that is not ACCUMULATE."""
         return {
             "counters": {k: c.value for k, c in self.counters.items()},
             "gauges": {k: g.value for k, g in self.gauges.items()},
+            "gauge_modes": {k: g.mode for k, g in self.gauges.items() if g.mode != ACCUMULATE},
             "histograms": {k: {"bounds": list(h.bounds), "counts": list(h.counts),
                                "sum": h.sum, "count": h.count}
                            for k, h in self.histograms.items()},
@@ -165,22 +196,43 @@ class Store:
 
 
 def merge(dumps: list[dict[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {"counters": {}, "gauges": {}, "histograms": {}}
+    """One dump for the whole proxy from the workers' dumps (see the module's rules)."""
+    out: dict[str, Any] = {"counters": {}, "gauges": {}, "gauge_modes": {}, "histograms": {}}
+    # every dump's modes first: a gauge is merged by one rule whichever worker answers first
     for d in dumps:
-        for k, v in d.get("counters", {}).items():
-            out["counters"][k] = out["counters"].get(k, 0) + v
-        for k, v in d.get("gauges", {}).items():
-            out["gauges"][k] = out["gauges"].get(k, 0) + v
-        for k, h in d.get("histograms", {}).items():
-            cur = out["histograms"].get(k)
-            if cur is None:
-                out["histograms"][k] = {"bounds": list(h["bounds"]), "counts": list(h["counts"]),
-                                        "sum": h["sum"], "count": h["count"]}
-            else:
-                cur["counts"] = [a + b for a, b in zip(cur["counts"], h["counts"])]
-                cur["sum"] += h["sum"]
-                cur["count"] += h["count"]
+        out["gauge_modes"].update(d.get("gauge_modes", ()))
+    for d in dumps:
+        merge_into(out, d)
     return out
+
+
+def merge_into(into: dict[str, Any], dump: dict[str, Any]) -> dict[str, Any]:
+    """`into` with `dump` merged in, by the rules of `merge`; changes and returns `into`."""
+    counters = into.setdefault("counters", {})
+    for k, v in dump.get("counters", {}).items():
+        counters[k] = counters.get(k, 0) + v
+    modes = into.setdefault("gauge_modes", {})
+    modes.update(dump.get("gauge_modes", ()))
+    gauges = into.setdefault("gauges", {})
+    for k, v in dump.get("gauges", {}).items():
+        cur = gauges.get(k)
+        if cur is None:
+            gauges[k] = v
+        elif modes.get(k, ACCUMULATE) == PER_PROXY:
+            gauges[k] = max(cur, v)
+        else:
+            gauges[k] = cur + v
+    histograms = into.setdefault("histograms", {})
+    for k, h in dump.get("histograms", {}).items():
+        cur = histograms.get(k)
+        if cur is None:
+            histograms[k] = {"bounds": list(h["bounds"]), "counts": list(h["counts"]),
+                             "sum": h["sum"], "count": h["count"]}
+        else:
+            cur["counts"] = [a + b for a, b in zip(cur["counts"], h["counts"])]
+            cur["sum"] += h["sum"]
+            cur["count"] += h["count"]
+    return into
 
 
 def quantile(h: dict[str, Any], q: float) -> float | None:

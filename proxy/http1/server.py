@@ -437,8 +437,8 @@ class Http1Server(asyncio.Protocol):
         self._write_error(status, detail, location)
 
     def _write_error(self, status: int, detail: str, location: str | None = None) -> None:
-        self.lstats.rq_total.value += 1
-        self.lstats.by_class["3xx" if status < 400 else "4xx" if status < 500 else "5xx"].value += 1
+        # a request answered, and a local reply under the cause its x-mosnx-error names
+        self.lstats.refused(status, detail)
         body = {400: b"bad request\n", 408: b"request timeout\n", 431: b"request headers too large\n"}.get(status, b"")
         head = Headers([(b"content-type", b"text/plain"), (b"content-length", b"%d" % len(body)),
                         (b"x-mosnx-error", detail.encode()), _CLOSE])

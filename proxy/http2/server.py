@@ -565,10 +565,15 @@ class Http2Server(asyncio.Protocol):
     def on_header_list_too_large(self, sid: int) -> None:
         # answered here, before any stream exists: what an HTTP/1.1 client gets for the same
         self.worker.stats.counter(f"http.{self.listener_name}.downstream_rq_malformed.header_list_too_large").value += 1
-        self._h2_stat(self.h2.refusal or "header_overflow")
+        refusal = self.h2.refusal or "header_overflow"
+        self._h2_stat(refusal)
+        # the cause an HTTP/1.1 client gets for the same head
+        cause = b"too_many_request_headers" if refusal == "too_many_headers" else b"request_headers_too_large"
+        self.lstats.refused(431, cause.decode())
         h2c = self.h2
         try:
-            h2c.send_headers(sid, [(b":status", b"431"), (b"content-length", b"0")], True)
+            h2c.send_headers(sid, [(b":status", b"431"), (b"content-length", b"0"),
+                                   (b"x-mosnx-error", cause)], True)
         except StreamGone:
             return
         h2c.reset_stream(sid, _NO_ERROR)    # no-op unless the client is still sending
@@ -585,6 +590,7 @@ class Http2Server(asyncio.Protocol):
             w.stats.counter(prefix + "downstream_rq_redirected_with_normalized_path").value += 1
             fields.append((b"location", e.location.encode("ascii")))
         w.access_log_error(self.listener_name, self.peer, e.status, e.detail)
+        self.lstats.refused(e.status, e.detail)
         try:
             self.h2.send_headers(sid, fields, True)
         except StreamGone:

@@ -35,7 +35,10 @@ class _Collect(ResponseSink):
 
 
 async def http_call(clusters, cluster_name: str, headers: list[tuple[str, str]], body: bytes,
-                    timeout: float) -> tuple[int, list[tuple[str, str]], bytes]:
+                    timeout: float, observer=None) -> tuple[int, list[tuple[str, str]], bytes]:
+    """`observer`, when given, is told how the call goes, to count it on the cluster:
+    begin(cluster, host) once a host is picked, connected(), then answered(status) or
+    failed(exception); upstream.mirror's ShadowStats is one."""
     cluster = clusters.get(cluster_name)
     if cluster is None:
         raise CallError(f"unknown cluster {cluster_name!r}")
@@ -57,11 +60,27 @@ async def http_call(clusters, cluster_name: str, headers: list[tuple[str, str]],
     out.insert(0, (b"host", authority.encode("latin-1")))
     out.append((b"content-length", b"%d" % len(body)))
     out.append((b"connection", b"close"))
+    if observer is None:
+        return await _exchange(host, method, path, out, body, timeout, None)
+    observer.begin(cluster, host)
+    try:
+        answer = await _exchange(host, method, path, out, body, timeout, observer)
+    except BaseException as e:
+        observer.failed(e)
+        raise
+    observer.answered(answer[0])
+    return answer
+
+
+async def _exchange(host, method: str, path: str, out, body: bytes, timeout: float,
+                    observer) -> tuple[int, list[tuple[str, str]], bytes]:
     sink = _Collect()
     dec = ResponseDecoder(sink)
     dec.head_only = method == "HEAD"
     async with asyncio.timeout(timeout):
         reader, writer = await asyncio.open_connection(host.host, host.port)
+        if observer is not None:
+            observer.connected()
         try:
             writer.write(encode_request_head(method, path, out) + body)
             while not sink.done.done():

@@ -17,7 +17,7 @@ import asyncio
 from operator import attrgetter
 
 from mosnx.runtime.model import ClusterConfig, Endpoint
-from mosnx.runtime.stats import Store
+from mosnx.runtime.stats import ACCUMULATE, PER_PROXY, Store
 
 from . import lb as lbs
 from .http2 import H2Pool
@@ -95,6 +95,10 @@ class Host:
             return "ejected"
         return "healthy"
 
+    # of describe()'s numbers, those counting this worker's own traffic: summed across
+    # workers for /clusters; the rest describe the host and are reported once
+    TRAFFIC = ("cx_active", "cx_idle", "rq_active", "rq_total", "rq_error")
+
     def describe(self) -> dict:
         d = {"address": self.address, "weight": self.weight, "health": self.health,
              "cx_active": self.pool.cx_active, "cx_idle": len(self.pool.idle),
@@ -113,6 +117,11 @@ CLUSTER_STATS = (
     "upstream_cx_overflow", "upstream_cx_destroy_remote", "upstream_rq_rx_reset",
     "upstream_cx_protocol_error", "upstream_rq_maintenance_mode", "lb_healthy_panic",
 )
+
+
+# of Cluster.describe()'s numbers, those counting this worker's own traffic (see Host.TRAFFIC)
+CLUSTER_TRAFFIC = ("cx_active", "rq_active", "rq_pending")
+HOST_TRAFFIC = Host.TRAFFIC
 
 
 def _running_loop():
@@ -157,11 +166,12 @@ class Cluster:
         # upstream_rq_<class> by min(status // 100, 5): none for 1xx, 5xx for what is out of range
         self.rq_class_counters = (c["upstream_rq_5xx"], None, c["upstream_rq_2xx"], c["upstream_rq_3xx"],
                                   c["upstream_rq_4xx"], c["upstream_rq_5xx"])
-        self.cx_active_gauge = stats.gauge(prefix + "upstream_cx_active")
+        self.cx_active_gauge = stats.gauge(prefix + "upstream_cx_active", ACCUMULATE)
         # the circuit breaker's own count (shared across versions, see res below)
-        stats.gauge_reading(prefix + "upstream_rq_active", lambda: self.res.rq_active)
-        self.membership_gauge = stats.gauge(prefix + "membership_total")
-        self.healthy_gauge = stats.gauge(prefix + "membership_healthy")
+        stats.gauge_reading(prefix + "upstream_rq_active", lambda: self.res.rq_active, ACCUMULATE)
+        # every worker holds the whole membership: reported once, not per worker
+        self.membership_gauge = stats.gauge(prefix + "membership_total", PER_PROXY)
+        self.healthy_gauge = stats.gauge(prefix + "membership_healthy", PER_PROXY)
         self.rq_time = stats.histogram(prefix + "upstream_rq_time")
         # circuit-breaker accounting across all hosts, shared with the cluster's earlier
         # versions: streams and pools still holding one of those settle their counts here

@@ -6,11 +6,19 @@ its answer and errors are dropped. A body is copied only when it fits the
 listener's limits.retry_buffer; a larger one skips the copy (counted) rather
 than holding memory or the request. The copy's Host gets the `-shadow` suffix,
 as Envoy's, so the shadow service can tell copies from live traffic.
+
+A copy is counted on the shadow cluster as Envoy counts shadow traffic there:
+upstream_rq_total, upstream_rq_<class>, upstream_rq_time, upstream_rq_timeout,
+upstream_cx_total, upstream_cx_active and the connect failures, and the host's
+rq_total in /clusters (see ShadowStats). The real request's cluster never counts it.
 """
 from __future__ import annotations
 
 import asyncio
 import random
+import time
+
+from .call import http_call
 
 MIRROR_TIMEOUT = 5.0
 
@@ -77,11 +85,52 @@ def start(worker, stream, mirrors) -> None:
     stream.mirror_body = MirrorBody(worker, stream, clusters, list(stream.body_buf or ()), limit)
 
 
+class ShadowStats:
+    """Counts one copy on the cluster it goes to (an upstream.call observer). Each
+    copy opens its own connection, so a copy is one upstream_cx_total too."""
+    __slots__ = ("cluster", "started", "up")
+
+    def __init__(self) -> None:
+        self.cluster = None
+        self.started = 0.0
+        self.up = False                   # connected: a failure from now on is no connect failure
+
+    def begin(self, cluster, host) -> None:
+        self.cluster = cluster
+        self.started = time.monotonic()
+        host.rq_total += 1
+        cluster.rq_total_counter.value += 1
+        cluster.c["upstream_cx_total"].value += 1
+        cluster.cx_active_gauge.value += 1
+
+    def connected(self) -> None:
+        self.up = True
+
+    def answered(self, status: int) -> None:
+        c = self.cluster
+        c.cx_active_gauge.value -= 1
+        counter = c.rq_class_counters[min(status // 100, 5)]
+        if counter is not None:
+            counter.value += 1
+        c.rq_time.add((time.monotonic() - self.started) * 1000.0)
+
+    def failed(self, e: BaseException) -> None:
+        c = self.cluster
+        c.cx_active_gauge.value -= 1
+        timed_out = isinstance(e, TimeoutError)
+        if not self.up:
+            c.c["upstream_cx_connect_fail"].value += 1
+            if timed_out:
+                c.c["upstream_cx_connect_timeout"].value += 1
+        elif timed_out:
+            c.c["upstream_rq_timeout"].value += 1
+
+
 def send(worker, req, clusters: list[str], body: bytes) -> None:
     hdrs = [(":method", req.method), (":path", req.path), (":authority", shadow_host(req.host))]
     hdrs += [(k, v) for k, v in req.headers.pairs() if k != "host"]
     loop = asyncio.get_running_loop()
     for cluster in clusters:
         worker.mirror_total.value += 1
-        task = loop.create_task(worker.http_call(cluster, hdrs, body, MIRROR_TIMEOUT))
+        task = loop.create_task(http_call(worker.clusters, cluster, hdrs, body, MIRROR_TIMEOUT, ShadowStats()))
         task.add_done_callback(_ignore)

@@ -20,6 +20,7 @@ import random
 import time
 
 from mosnx.runtime.config.cluster import OutlierDetection
+from mosnx.runtime.stats import PER_PROXY
 
 # Stats under cluster.<name>.outlier_detection.<stat>, Envoy's names.
 STATS = (
@@ -58,7 +59,8 @@ class OutlierDetector:
         self.clock = clock
         prefix = f"cluster.{cluster.name}.outlier_detection."
         self.c = {s: cluster.stats.counter(prefix + s) for s in STATS}
-        self.active = cluster.stats.gauge(prefix + "ejections_active")
+        # hosts out of rotation: a fact about the cluster, reported once across workers
+        self.active = cluster.stats.gauge(prefix + "ejections_active", PER_PROXY)
         self.timer = None
         self.loop = None
         self.refresh()

@@ -23,7 +23,7 @@ from ..actions import Action, LocalReply
 from ..context import StreamContext
 from ..pipeline import HttpFilter
 from ..registry import BuildContext, register_filter
-from ..stats import Store
+from ..stats import ACCUMULATE, PER_PROXY, Store
 from . import _config as C
 
 STATS = ("gradient_controller.rq_blocked", "gradient_controller.min_rtt_calculation_active")
@@ -117,9 +117,11 @@ class AdaptiveConcurrencyFilter(HttpFilter):
         p = f"{name}."
         self._blocked = stats.counter(p + "gradient_controller.rq_blocked")
         self._calc = stats.counter(p + "gradient_controller.min_rtt_calculation_active")
-        self._g_limit = stats.gauge(p + "gradient_controller.concurrency_limit")
-        self._g_min = stats.gauge(p + "gradient_controller.min_rtt_msecs")
-        self._g_sample = stats.gauge(p + "gradient_controller.sample_rtt_msecs")
+        # each worker admits up to its own limit, so the proxy's is their sum; the
+        # latencies are measurements of one upstream, reported once (not summed)
+        self._g_limit = stats.gauge(p + "gradient_controller.concurrency_limit", ACCUMULATE)
+        self._g_min = stats.gauge(p + "gradient_controller.min_rtt_msecs", PER_PROXY)
+        self._g_sample = stats.gauge(p + "gradient_controller.sample_rtt_msecs", PER_PROXY)
         self.in_flight = 0
         self.limit = config.min_concurrency
         self.min_rtt: float | None = None
