@@ -82,3 +82,55 @@ def test_the_filter_kinds_mosnx_ships_are_listed_and_no_others(rendered):
         registry._filters.pop("test_reference_only")
     for kind in ("fault", "rate_limit", "wasm", "adaptive_concurrency", "success_rate_breaker", "system_guard"):
         assert f"- `{kind}`: " in rendered
+
+
+README = DOC.parents[1] / "README.md"
+
+
+def _configuration_section() -> str:
+    text = README.read_text()
+    start = text.index("## Configuration")
+    return text[start:text.index("\n## ", start + 1)]
+
+
+def test_the_readme_links_the_references():
+    text = README.read_text()
+    for doc in ("docs/config.md", "docs/diagnostics.md", "docs/metrics.md"):
+        assert f"]({doc})" in text
+
+
+def test_the_readme_example_config_loads():
+    section = _configuration_section()
+    block = section.split("```yaml\n", 1)[1].split("```", 1)[0]
+    cfg = load_config_text(block)
+    assert cfg.listeners and cfg.clusters
+
+
+def _obj_at(key: str):
+    """The object a key such as `retry` or `circuit_breakers` holds, wherever it sits."""
+    found = [s.obj for s in sections() if s.path == key or s.path.endswith("." + key)
+             or s.path.endswith("." + key + "[]")]
+    return found[0] if found else None
+
+
+def test_keys_the_readme_names_in_mappings_are_schema_keys():
+    import re
+    import yaml
+    checked = 0
+    for span in re.findall(r"`([a-z_]+: \{[^`]*\})`", _configuration_section()):
+        data = yaml.safe_load("{" + " ".join(span.split()) + "}")
+        for key, inner in data.items():
+            obj = _obj_at(key)
+            assert obj is not None, f"README names `{key}:`, which is no mapping of the schema"
+            for k in inner:
+                assert k in obj.fields, f"README names `{key}.{k}`, which the schema does not declare"
+                checked += 1
+    assert checked >= 10
+
+
+def test_balancers_the_readme_names_exist():
+    import re
+    from mosnx.runtime.config.document import LB_POLICIES
+    section = _configuration_section()
+    named = re.findall(r"`(\w+)`", section.split("`lb`", 1)[1].split(")", 1)[0])
+    assert named and set(named) <= set(LB_POLICIES)
