@@ -15,6 +15,7 @@ itself imports none of them.)
 from __future__ import annotations
 
 import dataclasses
+import re
 import sys
 from typing import Any, Callable, Iterator
 
@@ -235,6 +236,33 @@ def _doc_paragraph(doc: str | None) -> str:
     return " ".join(doc.strip().split("\n\n")[0].split())
 
 
+_PROBE = "zz_reference_probe"
+_KNOWN = re.compile(r"known: ([\w, ]+)")
+
+
+def filter_settings(kind: str) -> list[str]:
+    """The settings `kind` accepts, as its factory says when given one it does not know
+    (every shipped filter refuses unknown settings and names the known ones)."""
+    factory = registry.filter_factory(kind)
+    ctx = registry.BuildContext(config=None, listener=None, clusters=set(), filters={})
+    try:
+        factory("reference", {_PROBE: None}, ctx)
+    except Exception as e:        # the refusal is the answer; anything else says nothing
+        m = _KNOWN.search(str(e))
+        if m and _PROBE in str(e):
+            return [k.strip() for k in m.group(1).split(",") if k.strip()]
+    return []
+
+
+def _shape(module: Any) -> str:
+    """The docstring of the module's config parser (a `from_dict`), which spells the shape."""
+    for value in vars(module).values() if module else ():
+        parse = getattr(value, "from_dict", None)
+        if isinstance(value, type) and value.__module__ == module.__name__ and parse and parse.__doc__:
+            return " ".join(parse.__doc__.split())
+    return ""
+
+
 def render_filters(kinds: list[str]) -> list[str]:
     lines = [f'<a id="{FILTERS_ANCHOR}"></a>', "", "## Filters", "",
              "A listener's `filters:` is a list; each item is a one-key mapping from the filter's",
@@ -245,11 +273,18 @@ def render_filters(kinds: list[str]) -> list[str]:
         default = default_words(f.type, FILTER_BODY.default_of(key))
         lines.append(f"| `{key}` | {_cell(type_words(f.type, lambda o: ''))} | {_cell(default)} | {_cell(f.doc)} |")
     lines += ["", "The other settings belong to the kind and are checked by its factory when the",
-              "snapshot is built (C202 names the filter and the setting). The kinds registered:", ""]
+              "snapshot is built (C202 names the filter and the setting); the lists below are what",
+              "each factory accepts. The kinds registered:", ""]
     for kind in kinds:
         factory = registry.filter_factory(kind)
         module = sys.modules.get(getattr(factory, "__module__", ""), None)
-        lines.append(f"- `{kind}`: {_doc_paragraph(getattr(module, '__doc__', None))}")
+        lines += [f"### `{kind}`", "", _doc_paragraph(getattr(module, "__doc__", None)), ""]
+        settings = filter_settings(kind)
+        if settings:
+            lines += ["Settings: " + ", ".join(f"`{k}`" for k in settings) + ".", ""]
+        shape = _shape(module)
+        if shape:
+            lines += [shape, ""]
     return lines + [""]
 
 

@@ -81,7 +81,7 @@ def test_the_filter_kinds_mosnx_ships_are_listed_and_no_others(rendered):
     finally:
         registry._filters.pop("test_reference_only")
     for kind in ("fault", "rate_limit", "wasm", "adaptive_concurrency", "success_rate_breaker", "system_guard"):
-        assert f"- `{kind}`: " in rendered
+        assert f"### `{kind}`" in rendered
 
 
 README = DOC.parents[1] / "README.md"
@@ -134,3 +134,12 @@ def test_balancers_the_readme_names_exist():
     section = _configuration_section()
     named = re.findall(r"`(\w+)`", section.split("`lb`", 1)[1].split(")", 1)[0])
     assert named and set(named) <= set(LB_POLICIES)
+
+
+def test_each_shipped_filter_names_the_settings_it_accepts(rendered):
+    from mosnx.runtime.config.reference import filter_settings, shipped_filter_kinds
+    for kind in shipped_filter_kinds():
+        settings = filter_settings(kind)
+        assert settings, f"{kind}: its factory does not name the settings it knows"
+        assert "Settings: " + ", ".join(f"`{k}`" for k in settings) + "." in rendered
+    assert "`fixed_delay`" not in filter_settings("fault") and "delay" in filter_settings("fault")
