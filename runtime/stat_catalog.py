@@ -35,6 +35,7 @@ class Section:
 _H = "http.<listener>."
 _C = "cluster.<cluster>."
 _OD = _C + "outlier_detection."
+_E = "<cluster>::<address>::"
 
 SECTIONS: tuple[Section, ...] = (
     Section("HTTP listeners", "Per `protocol: http` listener, HTTP/1.1 and HTTP/2 together; Envoy's "
@@ -128,6 +129,17 @@ SECTIONS: tuple[Section, ...] = (
         Stat(_C + "membership_healthy", GAUGE, "endpoints passing health checks and not ejected"),
         Stat(_C + "update_success", COUNTER, "strict_dns resolutions that succeeded"),
         Stat(_C + "update_failure", COUNTER, "strict_dns resolutions that failed (the last endpoints are kept)"),
+    )),
+    Section("Endpoints (/clusters)", "Per endpoint, on the admin's `/clusters` (text, as "
+            "`<cluster>::<address>::<stat>`, or `?format=json`), not in /stats; Envoy's per-host stats.", (
+        Stat(_E + "cx_active", GAUGE, "connections open to the endpoint"),
+        Stat(_E + "cx_idle", GAUGE, "of those, pooled and idle", NONE),
+        Stat(_E + "rq_active", GAUGE, "requests in flight to the endpoint"),
+        Stat(_E + "rq_total", COUNTER, "requests sent to the endpoint"),
+        Stat(_E + "rq_error", COUNTER, "attempts answered 5xx or failed locally (connect failure, reset, "
+             "timeout)"),
+        Stat(_E + "success_rate", GAUGE, "the last outlier-detection interval's success rate, in percent "
+             "(-1: not computed)"),
     )),
     Section("Health checks", "Per cluster with `health_check:`.", (
         Stat(_C + "health_check.attempt", COUNTER, "checks started"),

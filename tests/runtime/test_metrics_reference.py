@@ -42,6 +42,21 @@ DYNAMIC = {
     "runtime/stats.py": None,                               # Store.inc(name): the store's own helper
 }
 ANY = object()
+# the per-endpoint numbers /clusters shows: Host.describe()'s keys, less the ones that are no stat
+ENDPOINT = ("proxy/upstream/cluster.py", "Host", "describe", "<cluster>::<address>::")
+NOT_ENDPOINT_STATS = {"address", "weight", "health"}
+
+
+def endpoint_stats() -> list[str]:
+    path, cls, method, prefix = ENDPOINT
+    tree = ast.parse((ROOT / path).read_text())
+    c = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == cls)
+    fn = next(n for n in c.body if isinstance(n, ast.FunctionDef) and n.name == method)
+    keys = [k.value for n in ast.walk(fn) if isinstance(n, ast.Dict) for k in n.keys
+            if isinstance(k, ast.Constant)]
+    keys += [n.slice.value for n in ast.walk(fn) if isinstance(n, ast.Subscript)
+             and isinstance(n.ctx, ast.Store) and isinstance(n.slice, ast.Constant)]
+    return [prefix + k for k in keys if k not in NOT_ENDPOINT_STATS]
 
 
 def _pieces(node, names: dict) -> list:
@@ -150,10 +165,18 @@ def test_every_name_of_a_declared_list_is_documented(file):
     assert not missing, f"{module}.{attr}: {missing} ({HOW})"
 
 
+def test_every_endpoint_number_of_the_admin_is_documented():
+    names = endpoint_stats()
+    assert "<cluster>::<address>::rq_total" in names
+    missing = [n for n in names if not _documented(n)]
+    assert not missing, f"/clusters shows {missing} undocumented ({HOW})"
+
+
 def test_every_documented_stat_is_made_somewhere():
     made = [_site_regex(p) for _, _, p in SITES if _literal(p)]
     declared = [_sample(prefix + n) for module, attr, prefix in DECLARED.values()
                 for n in getattr(importlib.import_module(module), attr)]
+    declared += [_sample(n) for n in endpoint_stats()]
     families = {v for v in DYNAMIC.values() if v}
     stale = []
     for s in STATS:
