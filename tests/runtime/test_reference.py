@@ -143,3 +143,12 @@ def test_each_shipped_filter_names_the_settings_it_accepts(rendered):
         assert settings, f"{kind}: its factory does not name the settings it knows"
         assert "Settings: " + ", ".join(f"`{k}`" for k in settings) + "." in rendered
     assert "`fixed_delay`" not in filter_settings("fault") and "delay" in filter_settings("fault")
+
+
+@pytest.mark.parametrize("name", ["config.md", "diagnostics.md"])
+def test_every_link_inside_a_reference_has_its_target(name):
+    import re
+    text = (DOC.parent / name).read_text()
+    targets = set(re.findall(r'<a id="([^"]+)"></a>', text))
+    links = set(re.findall(r"\]\(#([^)]+)\)", text))
+    assert links and links <= targets, sorted(links - targets)
