@@ -1,4 +1,4 @@
-"""The mosnx command line: run, check, demo-upstream, version.
+"""The mosnx command line: run, check, demo-upstream, docs, version.
 
 No input a user can write makes this print a traceback. Every mistake in a
 config or rule file is a positioned diagnostic from its front end; should an
@@ -190,6 +190,24 @@ def _demo(args) -> int:
     return 0
 
 
+# ---- docs ----
+DOCS = ("config", "diagnostics", "metrics")
+
+
+def _docs(args) -> int:
+    """Print a reference document, generated from the declarations the code runs on."""
+    from mosnx import plugins
+    plugins.load()
+    if args.doc == "config":
+        from mosnx.runtime.config.reference import render
+    elif args.doc == "diagnostics":
+        from mosnx.reference.diagnostics import render
+    else:
+        from mosnx.reference.metrics import render
+    sys.stdout.write(render())
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     p = argparse.ArgumentParser(prog="mosnx", description="A programmable cloud-native network proxy.")
@@ -208,6 +226,9 @@ def main(argv: list[str] | None = None) -> int:
     d = sub.add_parser("demo-upstream", help="run the demo upstream HTTP server")
     d.add_argument("--listen", action="append", default=[], help="host:port (repeatable)")
     d.set_defaults(fn=_demo)
+    g = sub.add_parser("docs", help="print a generated reference: config, diagnostics or metrics")
+    g.add_argument("doc", choices=DOCS)
+    g.set_defaults(fn=_docs)
     v = sub.add_parser("version", help="print the version")
     v.set_defaults(fn=lambda a: print(f"mosnx {__version__}") or 0)
     if argv[:1] == ["check"]:

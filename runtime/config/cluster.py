@@ -129,7 +129,7 @@ OUTLIER_DETECTION = Obj({
     "interval": Field(Duration(positive=True), "time between ejection sweeps (success rate, unejection)"),
     "base_ejection_time": Field(Duration(positive=True), "first ejection time; multiplied by the "
                                 "number of recent ejections"),
-    "max_ejection_time": Field(Duration(positive=True), "longest ejection"),
+    "max_ejection_time": Field(Duration(positive=True), "longest ejection, however many recent ejections"),
     "max_ejection_percent": Field(_PERCENT, "most endpoints ejected at once, in percent"),
     "enforcing_consecutive_5xx": Field(_PERCENT, "chance, in percent, that a consecutive_5xx detection ejects"),
     "enforcing_consecutive_gateway_failure": Field(_PERCENT, "chance, in percent, that a "
@@ -153,8 +153,8 @@ OUTLIER_DETECTION = Obj({
 }, build=OutlierDetection)
 
 RING_HASH_LB_CONFIG = Obj({
-    "minimum_ring_size": Field(Int(1, 8 * 1024 * 1024), "fewest points on the ring"),
-    "maximum_ring_size": Field(Int(1, 8 * 1024 * 1024), "most points on the ring"),
+    "minimum_ring_size": Field(Int(1, 8 * 1024 * 1024), "fewest points on the ring; default: 256 per unit of weight"),
+    "maximum_ring_size": Field(Int(1, 8 * 1024 * 1024), "most points on the ring; default: no bound"),
 })
 
 
@@ -175,8 +175,8 @@ LEAST_REQUEST_LB_CONFIG = Obj({
 })
 
 PEAK_EWMA_LB_CONFIG = Obj({
-    "decay_time": Field(Mapped(Duration(positive=True), float), "how fast a latency peak is forgotten"),
-    "default_rtt": Field(Mapped(Duration(positive=True), float), "latency assumed for an endpoint not yet measured"),
+    "decay_time": Field(Mapped(Duration(positive=True), float), "how fast a latency peak is forgotten (default 10s)"),
+    "default_rtt": Field(Mapped(Duration(positive=True), float), "latency assumed for an endpoint not yet measured (default 10ms)"),
 })
 
 COMMON_LB_CONFIG = Obj({
@@ -206,12 +206,12 @@ FIELDS = {
     "hash_key": Field(Str(attribute_reference), 'attribute hashed by ring_hash and maglev, e.g. request.headers["x-user"]'),
     "health_check": Field(HEALTH_CHECK, "active health checking of every endpoint"),
     "outlier_detection": Field(OUTLIER_DETECTION, "passive ejection of failing endpoints, as Envoy's"),
-    "ring_hash_lb_config": Field(RING_HASH_LB_CONFIG, "ring_hash settings"),
-    "maglev_lb_config": Field(MAGLEV_LB_CONFIG, "maglev settings"),
-    "least_request_lb_config": Field(LEAST_REQUEST_LB_CONFIG, "least_request settings"),
-    "peak_ewma_lb_config": Field(PEAK_EWMA_LB_CONFIG, "peak_ewma settings"),
+    "ring_hash_lb_config": Field(RING_HASH_LB_CONFIG, "ring_hash settings: bounds on the ring's size"),
+    "maglev_lb_config": Field(MAGLEV_LB_CONFIG, "maglev settings: the lookup table size"),
+    "least_request_lb_config": Field(LEAST_REQUEST_LB_CONFIG, "least_request settings: choice_count, active_request_bias"),
+    "peak_ewma_lb_config": Field(PEAK_EWMA_LB_CONFIG, "peak_ewma settings: decay_time, default_rtt"),
     "common_lb_config": Field(COMMON_LB_CONFIG, "settings of every policy: healthy_panic_threshold"),
-    "type": Field(Enum(*CLUSTER_TYPES), "static: endpoints are addresses; strict_dns: names "
+    "type": Field(Enum(*CLUSTER_TYPES), "static (the default): endpoints are addresses; strict_dns: names "
                   "resolved every dns_refresh_rate, each address an endpoint"),
     "dns_refresh_rate": Field(Duration(positive=True), "time between resolutions of a strict_dns cluster "
                               "(default 5s)"),

@@ -62,10 +62,10 @@ ENDPOINT = Either(
 )
 
 CIRCUIT_BREAKERS = Obj({
-    "max_connections": Field(Int(0), "open connections to the cluster"),
-    "max_pending_requests": Field(Int(0), "requests waiting for a connection"),
-    "max_requests": Field(Int(0), "requests in flight"),
-    "max_retries": Field(Int(0), "retries in flight"),
+    "max_connections": Field(Int(0), "open connections to the cluster; above it a new request fails with 503 (upstream_cx_overflow)"),
+    "max_pending_requests": Field(Int(0), "requests waiting for a connection; above it 503 (upstream_rq_pending_overflow)"),
+    "max_requests": Field(Int(0), "requests in flight to the cluster; above it 503"),
+    "max_retries": Field(Int(0), "retries in flight to the cluster; above it a retry is not made (upstream_rq_retry_overflow)"),
 }, build=CircuitBreakers)
 
 CLUSTER = Obj({
@@ -73,10 +73,10 @@ CLUSTER = Obj({
     "endpoints": Field(ListOf(ENDPOINT), "host:port strings or {address, weight}; may be empty",
                        required=True),
     "connect_timeout": Field(Duration(positive=True), "time allowed to open a connection"),
-    "lb": Field(Enum(*LB_POLICIES), "load-balancing policy"),
-    "protocol": Field(Enum(*UPSTREAM_PROTOCOLS), "protocol spoken to the endpoints"),
-    "idle_timeout": Field(Duration(), "pooled connection idle time before close"),
-    "max_requests_per_connection": Field(Int(0), "0: unlimited"),
+    "lb": Field(Enum(*LB_POLICIES), "load-balancing policy: how an endpoint is picked for each request"),
+    "protocol": Field(Enum(*UPSTREAM_PROTOCOLS), "protocol spoken to the endpoints: HTTP/1.1 or HTTP/2 (prior knowledge, or ALPN with tls)"),
+    "idle_timeout": Field(Duration(), "close a pooled upstream connection idle this long"),
+    "max_requests_per_connection": Field(Int(0), "requests sent on one upstream connection before it is closed; 0: unlimited"),
     "circuit_breakers": Field(CIRCUIT_BREAKERS, "limits that fail fast with 503 when reached"),
     **CLUSTER_GOVERNANCE,
     **CLUSTER_PROTOCOL,
@@ -108,15 +108,15 @@ LISTENER = Obj({
     "name": Field(Name("listener"), "the listener's name, in stats and logs", required=True),
     "address": Field(Distinct(Address(), "listener address", show=lambda hp: _address(*hp)),
                      "host:port to listen on; [::1]:8080 for IPv6", required=True),
-    "protocol": Field(Enum(*LISTENER_PROTOCOLS), "what clients speak"),
-    "route": Field(ROUTE, "the one route every request takes"),
+    "protocol": Field(Enum(*LISTENER_PROTOCOLS), "http: HTTP/1.1 and HTTP/2 (h2c, prior knowledge, or ALPN with tls); tcp: L4 proxying to the route's cluster"),
+    "route": Field(ROUTE, "the default route every request takes (Envoy's names); give either route: or rules:"),
     "rules": Field(ListOf(FilePath(must_exist=True), min_items=1, single=True),
-                   ".mdsl files or folders, relative to this file"),
+                   ".mdsl rule files or folders, relative to this file, declaring the routes (docs/mdsl.md); reloaded on change"),
     "filters": Field(ListOf(FilterItem(), unique=[Unique("filter name", lambda f: f.name, "name")]),
                      "HTTP filters in order, each {<kind>: {name, disabled, ...settings}}"),
-    "access_log": Field(ACCESS_LOG, "where to log each request"),
-    "timeouts": Field(TIMEOUTS, "downstream timeouts"),
-    "limits": Field(LIMITS, "buffer and header limits"),
+    "access_log": Field(ACCESS_LOG, "where to log each request: stdout, stderr, a file path, or {path, format}; absent: no access log"),
+    "timeouts": Field(TIMEOUTS, "timeouts on the client side: {request_headers, idle, drain, stream_idle}"),
+    "limits": Field(LIMITS, "request head, header count and buffer limits"),
     "path_normalization": Field(PATH_NORMALIZATION, "the one request path rules, routes and upstreams "
                                 "see: {normalize, merge_slashes, escaped_slashes}"),
     **LISTENER_PROTOCOL,
@@ -124,9 +124,9 @@ LISTENER = Obj({
    checks=[exactly_one("route", "rules", what="a default route, or .mdsl rules that declare the routes")])
 
 DOCUMENT = Obj({
-    "admin": Field(ADMIN, "admin API; absent: none", default=None),
-    "workers": Field(Int(1), "worker processes; absent: one per core", default=None),
-    "demo_upstream": Field(ListOf(Address()), "demo upstream servers `mosnx run` starts", default=()),
+    "admin": Field(ADMIN, "the admin API (/stats, /clusters, /config_dump, reload, ...); absent: no admin API", default=None),
+    "workers": Field(Int(1), "worker processes sharing the listeners; absent: one per core (mosnx run --workers overrides)", default=None),
+    "demo_upstream": Field(ListOf(Address()), "addresses where `mosnx run` starts its built-in demo upstream servers (for the quickstart)", default=()),
     "listeners": Field(ListOf(LISTENER), "where mosnx accepts traffic", default=()),
     "clusters": Field(ListOf(CLUSTER), "groups of upstream endpoints", default=()),
 })

@@ -116,15 +116,15 @@ CLIENT_TLS = Obj({
     "ca": Field(FilePath(must_exist=True), "CA bundle that verifies the endpoints; default: the system's"),
     "sni": Field(Str(), "server name sent and verified; default: the endpoint's host"),
     "cert": Field(FilePath(must_exist=True), "client certificate (for upstream mTLS)"),
-    "key": Field(FilePath(must_exist=True), "its private key"),
+    "key": Field(FilePath(must_exist=True), "PEM private key of cert"),
     "verify": Field(Bool(), "verify the endpoint's certificate (false only for tests)"),
     "alpn": Field(ListOf(Enum(*ALPN_PROTOCOLS), min_items=1, single=True), "protocols offered by ALPN"),
 }, build=ClientTls)
 
 HTTP2 = Obj({
     "max_concurrent_streams": Field(Int(1, 2 ** 31 - 1), "streams a client may have open at once"),
-    "initial_stream_window_size": Field(Size(positive=True), "per-stream receive window"),
-    "initial_connection_window_size": Field(Size(positive=True), "whole-connection receive window"),
+    "initial_stream_window_size": Field(Size(positive=True), "receive window of each stream (SETTINGS_INITIAL_WINDOW_SIZE)"),
+    "initial_connection_window_size": Field(Size(positive=True), "receive window of the whole connection; at least initial_stream_window_size"),
     "max_headers_count": Field(Int(1, 10000), "fields in one request header block (stream refused "
                                "with 431 above); default: the listener's limits.request_headers_count"),
     "premature_reset_min_stream_lifetime": Field(Duration(), "a stream reset by the client sooner "
@@ -163,8 +163,8 @@ TCP = Obj({
 # Merged into document.LISTENER's fields.
 LISTENER_FIELDS = {
     "tls": Field(SERVER_TLS, "terminate TLS: {cert, key, alpn, client_ca, require_client_cert, sni}"),
-    "http2": Field(HTTP2, "HTTP/2 limits and windows for clients"),
-    "tcp": Field(TCP, "protocol: tcp settings"),
+    "http2": Field(HTTP2, "HTTP/2 limits and flow-control windows offered to clients"),
+    "tcp": Field(TCP, "settings of a protocol: tcp listener: idle timeout, SNI routing, original_dst, buffer"),
 }
 
 # Merged into document.CLUSTER's fields.

@@ -54,7 +54,7 @@ def _weighted(pairs: tuple[tuple[str, int], ...]) -> tuple[tuple[str, int], ...]
 
 
 WEIGHTED_CLUSTERS = Mapped(Either(
-    ListOf(Obj({"name": Field(Ref("cluster"), "a cluster", required=True),
+    ListOf(Obj({"name": Field(Ref("cluster"), "the cluster given this share", required=True),
                 "weight": Field(Int(0), "its share of requests, relative to the others", required=True)},
                build=lambda v, span: (v["name"], v["weight"]), label="a mapping {name, weight}"),
            min_items=1),
@@ -95,16 +95,16 @@ class _Route(Obj):
 
 
 ROUTE = _Route({
-    "cluster": Field(Ref("cluster"), "cluster the request goes to"),
+    "cluster": Field(Ref("cluster"), "cluster the request goes to; give cluster: or weighted_clusters:"),
     "weighted_clusters": Field(WEIGHTED_CLUSTERS, "split across clusters: a list of {name, weight} "
                                "or a mapping of name to weight"),
-    "timeout": Field(Duration(zero_is_none=True), "whole-request timeout; 0 disables it"),
+    "timeout": Field(Duration(zero_is_none=True), "from the end of the request until the response starts; 0 disables it"),
     "idle_timeout": Field(Duration(zero_is_none=True), "longest quiet time on the stream; 0 disables it"),
-    "retry": Field(RETRY, "retry policy"),
+    "retry": Field(RETRY, "retry policy, as Envoy's: {retry_on, num_retries, per_try_timeout, retriable_status_codes, backoff}"),
     "prefix_rewrite": Field(Mapped(Str(), _prefix_rewrite), "replaces the path prefix (the whole path's "
                             "leading /) before forwarding"),
     "regex_rewrite": Field(REGEX_REWRITE, "rewrites the path with a regular expression"),
-    "host_rewrite": Field(Str(), "Host header sent upstream"),
+    "host_rewrite": Field(Str(), "Host header (:authority) sent upstream instead of the client's"),
     "mirror": Field(ListOf(MIRROR, single=True), "shadow traffic: one {cluster, percent} or a list",
                     attr="mirrors"),
     "hash_key": Field(Str(attribute_reference), 'attribute to hash for consistent load balancing, '

@@ -1,0 +1,208 @@
+"""Every stat mosnx exports, with its type, meaning and Envoy counterpart: the one list.
+
+Code makes stats where it counts (Store.counter(name), lists such as
+CLUSTER_STATS); this list says what each one means, for docs/metrics.md
+(mosnx.reference.metrics renders it, `mosnx docs metrics` prints it). A name holds
+<placeholders> for the parts code fills in: `http.<listener>.downstream_rq_total`.
+tests/runtime/test_metrics_reference.py reads the source for every place a stat
+name is made and fails when one has no line here, or a line here names a stat
+nothing makes; so a new stat is one line below, in its section.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+COUNTER, GAUGE, HISTOGRAM = "counter", "gauge", "histogram"
+SAME = "="               # envoy: the same name as Envoy's
+NONE = ""                # envoy: Envoy has none; mosnx's own
+
+
+@dataclass(frozen=True, slots=True)
+class Stat:
+    name: str
+    type: str
+    meaning: str
+    envoy: str = SAME
+
+
+@dataclass(frozen=True, slots=True)
+class Section:
+    title: str
+    intro: str
+    stats: tuple[Stat, ...]
+
+
+_H = "http.<listener>."
+_C = "cluster.<cluster>."
+_OD = _C + "outlier_detection."
+_E = "<cluster>::<address>::"
+
+SECTIONS: tuple[Section, ...] = (
+    Section("HTTP listeners", "Per `protocol: http` listener, HTTP/1.1 and HTTP/2 together; Envoy's "
+            "`http.<stat_prefix>.` with the listener's name as the prefix.", (
+        Stat(_H + "downstream_cx_total", COUNTER, "client connections accepted"),
+        Stat(_H + "downstream_cx_active", GAUGE, "client connections open"),
+        Stat(_H + "downstream_cx_protocol_error", COUNTER, "connections ended by a request that broke the "
+             "protocol (answered 400/431 or reset, then closed)"),
+        Stat(_H + "downstream_rq_total", COUNTER, "requests received"),
+        Stat(_H + "downstream_rq_active", GAUGE, "requests in flight"),
+        Stat(_H + "downstream_rq_<class>", COUNTER, "responses sent by status class: `1xx`, `2xx`, `3xx`, "
+             "`4xx`, `5xx`", "downstream_rq_1xx … downstream_rq_5xx"),
+        Stat(_H + "downstream_rq_time", HISTOGRAM, "request duration in ms, from the request's start to the end of the stream"),
+        Stat(_H + "downstream_rq_timeout", COUNTER, "requests whose route timeout fired (504)"),
+        Stat(_H + "downstream_rq_idle_timeout", COUNTER, "streams reset after timeouts.stream_idle or the "
+             "route's idle_timeout with no bytes either way"),
+        Stat(_H + "downstream_rq_header_timeout", COUNTER, "connections closed with 408 because the request "
+             "head did not arrive within timeouts.request_headers"),
+        Stat(_H + "downstream_rq_rx_reset", COUNTER, "requests the client reset or abandoned before the "
+             "response ended"),
+        Stat(_H + "downstream_rq_retry_success", COUNTER, "declared for Envoy's upstream_rq_retry_success "
+             "seen from the listener; not counted yet (always 0): see the cluster's", NONE),
+        Stat(_H + "downstream_rq_malformed.<detail>", COUNTER, "requests refused as malformed, by the "
+             "detail the x-mosnx-error header and the access log show (`invalid_url`, "
+             "`request_headers_too_large`, `header_list_too_large`, `invalid_pseudo_header`, …)", "Envoy's response code details, as stats"),
+        Stat(_H + "downstream_rq_failed_path_normalization", COUNTER, "requests refused (400) because "
+             "their path cannot be normalised or escaped_slashes: reject"),
+        Stat(_H + "downstream_rq_redirected_with_normalized_path", COUNTER, "requests redirected (307) to "
+             "their normalised path under escaped_slashes: unescape_and_redirect"),
+        Stat(_H + "local_reply.<cause>", COUNTER, "replies mosnx made itself instead of an upstream's, by "
+             "cause, the x-mosnx-error value (`route_not_found`, `no_healthy_upstream`, "
+             "`upstream_overflow`, `upstream_response_timeout`, `rate_limited`, `fault_abort`, `circuit_open`, …)", NONE),
+    )),
+    Section("HTTP/2", "Per `protocol: http` listener, for the connections that speak HTTP/2 "
+            "(the listener's `http2:` limits).", (
+        Stat(_H + "downstream_cx_http2_total", COUNTER, "client connections that speak HTTP/2"),
+        Stat(_H + "downstream_rq_refused", COUNTER, "HTTP/2 streams refused (REFUSED_STREAM) above "
+             "max_concurrent_streams or while the connection drains", NONE),
+    )),
+    Section("TLS on listeners", "Per listener with `tls:`.", (
+        Stat("listener.<listener>.ssl.handshake", COUNTER, "TLS handshakes completed"),
+        Stat("listener.<listener>.ssl.connection_error", COUNTER, "TLS handshakes that failed"),
+        Stat("listener.<listener>.ssl.fail_verify_cert", COUNTER, "handshakes that failed on the client's "
+             "certificate", "listener.<address>.ssl.fail_verify_error"),
+        Stat("listener.<listener>.ssl.mtls", COUNTER, "handshakes with a verified client certificate", NONE),
+    )),
+    Section("TCP listeners", "Per `protocol: tcp` listener; Envoy's tcp_proxy `tcp.<stat_prefix>.`.", (
+        Stat("tcp.<listener>.downstream_cx_total", COUNTER, "connections accepted"),
+        Stat("tcp.<listener>.downstream_cx_active", GAUGE, "connections open"),
+        Stat("tcp.<listener>.downstream_cx_rx_bytes_total", COUNTER, "bytes received from clients"),
+        Stat("tcp.<listener>.downstream_cx_tx_bytes_total", COUNTER, "bytes sent to clients"),
+        Stat("tcp.<listener>.downstream_cx_no_route", COUNTER, "connections closed because no cluster "
+             "matched (no SNI route and no default)"),
+        Stat("tcp.<listener>.upstream_cx_connect_fail", COUNTER, "connections closed because the upstream "
+             "could not be reached", "cluster.<cluster>.upstream_cx_connect_fail"),
+        Stat("tcp.<listener>.idle_timeout", COUNTER, "connections closed after tcp.idle_timeout"),
+        Stat("tcp.<listener>.sni_routed", COUNTER, "connections routed by the ClientHello's server name",
+             "tls_inspector.sni_found"),
+        Stat("tcp.<listener>.original_dst", COUNTER, "connections sent to their original destination "
+             "(tcp.original_dst)", NONE),
+    )),
+    Section("Clusters", "Per cluster, Envoy's names under `cluster.<name>.`.", (
+        Stat(_C + "upstream_rq_total", COUNTER, "requests sent to the cluster (each attempt)"),
+        Stat(_C + "upstream_rq_<class>", COUNTER, "upstream responses by status class: `2xx`, `3xx`, `4xx`, "
+             "`5xx` (a status outside 100..599 counts as 5xx)", "upstream_rq_2xx … upstream_rq_5xx"),
+        Stat(_C + "upstream_rq_active", GAUGE, "requests in flight (the circuit breaker's count)"),
+        Stat(_C + "upstream_rq_time", HISTOGRAM, "time from sending a request upstream to its response headers, in ms"),
+        Stat(_C + "upstream_rq_timeout", COUNTER, "requests whose route timeout fired while waiting on "
+             "the upstream"),
+        Stat(_C + "upstream_rq_per_try_timeout", COUNTER, "attempts that hit per_try_timeout"),
+        Stat(_C + "upstream_rq_retry", COUNTER, "retries made"),
+        Stat(_C + "upstream_rq_retry_success", COUNTER, "retries that got a response not retried again"),
+        Stat(_C + "upstream_rq_retry_overflow", COUNTER, "retries not made because max_retries were in flight"),
+        Stat(_C + "upstream_rq_pending_total", COUNTER, "requests that waited for a connection"),
+        Stat(_C + "upstream_rq_pending_overflow", COUNTER, "requests failed (503) because max_pending_requests "
+             "or max_requests was reached"),
+        Stat(_C + "upstream_rq_rx_reset", COUNTER, "requests whose upstream reset the stream or connection"),
+        Stat(_C + "upstream_rq_maintenance_mode", COUNTER, "declared for Envoy parity; mosnx has no maintenance "
+             "mode, so always 0 (no endpoint to send to is local_reply.no_healthy_upstream)"),
+        Stat(_C + "upstream_cx_total", COUNTER, "connections opened to endpoints"),
+        Stat(_C + "upstream_cx_active", GAUGE, "connections open to endpoints"),
+        Stat(_C + "upstream_cx_connect_fail", COUNTER, "connection attempts that failed"),
+        Stat(_C + "upstream_cx_connect_timeout", COUNTER, "connection attempts that hit connect_timeout"),
+        Stat(_C + "upstream_cx_overflow", COUNTER, "connections not opened because max_connections was reached"),
+        Stat(_C + "upstream_cx_destroy_remote", COUNTER, "connections the endpoint closed"),
+        Stat(_C + "upstream_cx_protocol_error", COUNTER, "connections closed on a response that broke the "
+             "protocol"),
+        Stat(_C + "lb_healthy_panic", COUNTER, "picks made in panic mode (healthy endpoints below "
+             "healthy_panic_threshold)"),
+        Stat(_C + "membership_total", GAUGE, "endpoints in the cluster"),
+        Stat(_C + "membership_healthy", GAUGE, "endpoints passing health checks and not ejected"),
+        Stat(_C + "update_success", COUNTER, "strict_dns resolutions that succeeded"),
+        Stat(_C + "update_failure", COUNTER, "strict_dns resolutions that failed (the last endpoints are kept)"),
+    )),
+    Section("Endpoints (/clusters)", "Per endpoint, on the admin's `/clusters` (text, as "
+            "`<cluster>::<address>::<stat>`, or `?format=json`), not in /stats; Envoy's per-host stats.", (
+        Stat(_E + "cx_active", GAUGE, "connections open to the endpoint"),
+        Stat(_E + "cx_idle", GAUGE, "of those, pooled and idle", NONE),
+        Stat(_E + "rq_active", GAUGE, "requests in flight to the endpoint"),
+        Stat(_E + "rq_total", COUNTER, "requests sent to the endpoint"),
+        Stat(_E + "rq_error", COUNTER, "attempts answered 5xx or failed locally (connect failure, reset, "
+             "timeout)"),
+        Stat(_E + "success_rate", GAUGE, "the last outlier-detection interval's success rate, in percent "
+             "(-1: not computed)"),
+    )),
+    Section("Health checks", "Per cluster with `health_check:`.", (
+        Stat(_C + "health_check.attempt", COUNTER, "checks started"),
+        Stat(_C + "health_check.success", COUNTER, "checks passed"),
+        Stat(_C + "health_check.failure", COUNTER, "checks failed (a wrong status, or a network failure)"),
+        Stat(_C + "health_check.network_failure", COUNTER, "checks that could not connect or timed out"),
+    )),
+    Section("Outlier detection", "Per cluster with `outlier_detection:`; `detected` counts every "
+            "detection, `enforced` those that ejected (see the enforcing_* percentages).", (
+        Stat(_OD + "ejections_active", GAUGE, "endpoints ejected now"),
+        Stat(_OD + "ejections_total", COUNTER, "ejections made (as Envoy's deprecated ejections_total: the same as ejections_enforced_total)"),
+        Stat(_OD + "ejections_enforced_total", COUNTER, "ejections made"),
+        Stat(_OD + "ejections_overflow", COUNTER, "ejections not made because max_ejection_percent was reached"),
+        Stat(_OD + "ejections_consecutive_5xx", COUNTER, "consecutive-5xx ejections (Envoy's deprecated name)"),
+        Stat(_OD + "ejections_detected_<detector>", COUNTER, "detections by detector: `consecutive_5xx`, "
+             "`consecutive_gateway_failure`, `success_rate`, `failure_percentage`, "
+             "`consecutive_local_origin_failure`"),
+        Stat(_OD + "ejections_enforced_<detector>", COUNTER, "ejections made by detector (same detectors)"),
+    )),
+    Section("Filters", "Per filter instance, under the filter's `name` (its kind when unnamed), as "
+            "`<name>.<stat>`; Envoy puts them under `http.<stat_prefix>.<filter>.`.", (
+        Stat("<fault>.delays_injected", COUNTER, "requests delayed by the fault filter"),
+        Stat("<fault>.aborts_injected", COUNTER, "requests aborted by the fault filter"),
+        Stat("<rate_limit>.ok", COUNTER, "requests the rate limit let through", "http_local_rate_limit.ok"),
+        Stat("<rate_limit>.rate_limited", COUNTER, "requests refused by the rate limit",
+             "http_local_rate_limit.rate_limited"),
+        Stat("<rate_limit>.delayed", COUNTER, "requests queued by the leaky bucket before passing", NONE),
+        Stat("<adaptive_concurrency>.gradient_controller.rq_blocked", COUNTER, "requests refused (503) "
+             "above the concurrency limit"),
+        Stat("<adaptive_concurrency>.gradient_controller.min_rtt_calculation_active", COUNTER,
+             "min_rtt measurements started (a gauge in Envoy)"),
+        Stat("<adaptive_concurrency>.gradient_controller.concurrency_limit", GAUGE, "the current limit"),
+        Stat("<adaptive_concurrency>.gradient_controller.min_rtt_msecs", GAUGE, "the measured idle latency, ms"),
+        Stat("<adaptive_concurrency>.gradient_controller.sample_rtt_msecs", GAUGE, "the latest sampled "
+             "latency, ms"),
+        Stat("<success_rate_breaker>.opened", COUNTER, "breakers that opened", NONE),
+        Stat("<success_rate_breaker>.closed", COUNTER, "breakers that closed after good probes", NONE),
+        Stat("<success_rate_breaker>.half_opened", COUNTER, "breakers that started probing", NONE),
+        Stat("<success_rate_breaker>.rejected", COUNTER, "requests refused (503) by an open breaker", NONE),
+        Stat("<system_guard>.rejected_<limit>", COUNTER, "requests refused (503) by a system limit: `load`, "
+             "`cpu`, `concurrency`, `rt`", NONE),
+    )),
+    Section("WASM filters", "Per `wasm` filter, under `wasm.<name>.`.", (
+        Stat("wasm.<plugin>.failures", COUNTER, "callbacks that trapped or failed (the request failed, or "
+             "passed with fail_open)", NONE),
+        Stat("wasm.<plugin>.timeouts", COUNTER, "callbacks stopped at the time limit", NONE),
+        Stat("wasm.<plugin>.vm_starts", COUNTER, "VMs started (one per worker, and after a failure)", NONE),
+        Stat("wasm.<plugin>.vm_recycles", COUNTER, "VMs replaced because their memory neared max_memory", NONE),
+        Stat("wasm.<plugin>.http_calls", COUNTER, "proxy_http_call requests the plugin made", NONE),
+        Stat("wasm.<plugin>.<metric>", "as defined", "metrics the plugin defines (proxy_define_metric): "
+             "counter, gauge or histogram", "wasmcustom.<metric>"),
+    )),
+    Section("Server", "Once per worker, summed in /stats.", (
+        Stat("server.reload_success", COUNTER, "snapshots a worker built and swapped in", NONE),
+        Stat("server.reload_failure", COUNTER, "snapshots a worker could not build (the old one serves on)",
+             NONE),
+        Stat("server.supervisor_reload_success", COUNTER, "reloads the supervisor validated and handed to "
+             "workers", NONE),
+        Stat("server.supervisor_reload_failure", COUNTER, "reloads the supervisor refused", NONE),
+        Stat("server.mirror_requests", COUNTER, "mirrored (shadow) requests sent", NONE),
+        Stat("server.mirror_skipped_body", COUNTER, "mirrors not sent because the request body was larger "
+             "than the mirror buffer", NONE),
+    )),
+)
+
+STATS: tuple[Stat, ...] = tuple(s for sec in SECTIONS for s in sec.stats)
