@@ -74,6 +74,29 @@ SECTIONS: tuple[Section, ...] = (
         Stat(_H + "downstream_cx_http2_total", COUNTER, "client connections that speak HTTP/2"),
         Stat(_H + "downstream_rq_refused", COUNTER, "HTTP/2 streams refused (REFUSED_STREAM) above "
              "max_concurrent_streams or while the connection drains", NONE),
+        Stat(_H + "downstream_rq_too_many_premature_resets", COUNTER, "connections closed for resetting "
+             "too many streams before their response (Rapid Reset)"),
+        Stat(_H + "http2.rx_reset", COUNTER, "streams the client reset (RST_STREAM)", "http2.rx_reset"),
+        Stat(_H + "http2.premature_resets", COUNTER, "connections closed with GOAWAY ENHANCE_YOUR_CALM "
+             "for premature resets", NONE),
+        Stat(_H + "http2.header_overflow", COUNTER, "header blocks over limits.request_headers, encoded "
+             "(connection closed) or decoded (431)", "http2.header_overflow"),
+        Stat(_H + "http2.too_many_headers", COUNTER, "request header blocks over the field count limit "
+             "(431)", "http2.too_many_headers"),
+        Stat(_H + "http2.header_block_timeout", COUNTER, "connections closed because a header block did "
+             "not complete within timeouts.request_headers", NONE),
+        Stat(_H + "http2.outbound_flood", COUNTER, "connections closed with more than max_outbound_frames "
+             "frames unwritten", "http2.outbound_flood"),
+        Stat(_H + "http2.outbound_control_flood", COUNTER, "connections closed with more than "
+             "max_outbound_control_frames control frames unwritten", "http2.outbound_control_flood"),
+        Stat(_H + "http2.inbound_empty_frames_flood", COUNTER, "connections closed for empty frames in a "
+             "row", "http2.inbound_empty_frames_flood"),
+        Stat(_H + "http2.inbound_priority_frames_flood", COUNTER, "connections closed for too many "
+             "PRIORITY frames", "http2.inbound_priority_frames_flood"),
+        Stat(_H + "http2.inbound_window_update_frames_flood", COUNTER, "connections closed for too many "
+             "WINDOW_UPDATE frames", "http2.inbound_window_update_frames_flood"),
+        Stat(_H + "http2.rx_messaging_error", COUNTER, "malformed request blocks (stream reset) and reused "
+             "stream ids (connection closed)", "http2.rx_messaging_error"),
     )),
     Section("TLS on listeners", "Per listener with `tls:`.", (
         Stat("listener.<listener>.ssl.handshake", COUNTER, "TLS handshakes completed"),

@@ -60,6 +60,13 @@ _FEED_SLICE = 64 * 1024
 _LINGER = 1.0
 
 
+# the http.<listener>.http2.<name> counters (Envoy's names), each a limit or a
+# protocol error a client met; docs/metrics.md lists them from here
+HTTP2_STATS = ("rx_reset", "premature_resets", "header_overflow", "too_many_headers", "header_block_timeout",
+               "outbound_flood", "outbound_control_flood", "inbound_empty_frames_flood",
+               "inbound_priority_frames_flood", "inbound_window_update_frames_flood", "rx_messaging_error")
+
+
 def _limits(opts: Http2Options, limits) -> H2Limits:
     fields = opts.max_headers_count
     return H2Limits(max_block=limits.request_headers,

@@ -34,6 +34,7 @@ DECLARED = {
     "runtime/filters/ratelimit.py": ("mosnx.runtime.filters.ratelimit", "STATS", "<rate_limit>."),
     "runtime/filters/adaptive.py": ("mosnx.runtime.filters.adaptive", "STATS", "<adaptive_concurrency>."),
     "wasm/filter.py": ("mosnx.wasm.filter", "STATS", "wasm.<plugin>."),
+    "proxy/http2/server.py": ("mosnx.proxy.http2.server", "HTTP2_STATS", "http.<listener>.http2."),
 }
 # file -> the catalogue family its run-time names belong to (None: makes no stat of its own)
 DYNAMIC = {
