@@ -71,7 +71,7 @@ class Segment:
             raise ValueError(f"{path}: not a mosnx shared-limits file")
         self.q = memoryview(mm).cast("q")     # int64 words
         self.d = memoryview(mm).cast("d")     # float64 words, same bytes
-        self._regions: dict[str, int] = {}
+        self._regions: dict[tuple, int] = {}
 
     @classmethod
     def create(cls, workers: int, size: int = DEFAULT_SIZE, directory: str | None = None) -> "Segment":
@@ -105,11 +105,11 @@ class Segment:
 
     def region(self, name: str, kind: int, length: int) -> int:
         """Byte offset of the region called `name`, made zeroed on first use."""
-        off = self._regions.get(name)
+        length = (length + 7) & ~7
+        off = self._regions.get((name, kind, length))
         if off is not None:
             return off
         digest = hashlib.blake2b(name.encode(), digest_size=16).digest()
-        length = (length + 7) & ~7
         self.lock()
         try:
             i = int.from_bytes(digest[:4], "little") % DIR_ENTRIES
@@ -133,7 +133,7 @@ class Segment:
                 raise SegmentFull(name)
         finally:
             self.unlock()
-        self._regions[name] = off
+        self._regions[(name, kind, length)] = off
         return off
 
     def zero_worker(self, worker: int) -> int:
