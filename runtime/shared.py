@@ -30,6 +30,7 @@ Invariants:
 from __future__ import annotations
 
 import fcntl
+import logging
 import hashlib
 import mmap
 import os
@@ -40,7 +41,7 @@ ENV = "MOSNX_SHARED_LIMITS"
 MAGIC = b"MOSNXSL1"
 HEADER = struct.Struct("<8sqqq")          # magic, workers, size, next free byte
 DIRENT = struct.Struct("<16sqqq")         # name digest, kind, offset, length
-DIR_ENTRIES = 4096
+DIR_ENTRIES = 16384                       # regions: four per cluster, one per rate limit filter
 DIR_AT = 64
 DATA_AT = DIR_AT + DIR_ENTRIES * DIRENT.size
 DEFAULT_SIZE = 64 << 20                   # sparse: pages exist only once touched
@@ -228,6 +229,30 @@ class Lease:
         return sum(self.seg.q[self.base:self.base + self.workers])
 
 
+class Board:
+    """One number per worker that the others read: what each worker reports of
+    itself (how many of its requests wait for a connection it may not open).
+    Written by its worker only; zeroed with the worker's leases when it dies."""
+
+    __slots__ = ("seg", "base", "slot", "workers", "value")
+
+    def __init__(self, seg: Segment, name: str):
+        self.seg = seg
+        self.workers = seg.workers
+        self.base = seg.region(name, LEASES, 8 * seg.workers) // 8
+        self.slot = self.base + seg.worker
+        self.value = 0
+        seg.q[self.slot] = 0
+
+    def publish(self, n: int) -> None:
+        if n != self.value:
+            self.value = n
+            self.seg.q[self.slot] = n
+
+    def total(self) -> int:
+        return sum(self.seg.q[self.base:self.base + self.workers])
+
+
 # ------------------------------------------------------------------ buckets
 ROW = 3            # words per bucket row: key hash (int64), a, b (float64)
 PROBES = 8
@@ -305,11 +330,16 @@ def current() -> Segment | None:
 
 
 def attach_from_env(worker: int) -> Segment | None:
-    """In a worker process: map the segment the supervisor named in ENV."""
+    """In a worker process: map the segment the supervisor named in ENV. A
+    segment that cannot be mapped leaves this worker's limits its own, and says so."""
     global _current
     path = os.environ.get(ENV)
     if path and _current is None:
-        _current = Segment.attach(path, worker)
+        try:
+            _current = Segment.attach(path, worker)
+        except (OSError, ValueError) as e:
+            logging.getLogger("mosnx.worker").error(
+                "shared limits unavailable (%s): this worker enforces circuit breakers and rate limits alone", e)
     return _current
 
 

@@ -167,7 +167,7 @@ class SharedResources:
     """Resources whose limits hold across worker processes: each count is local,
     each has a Lease on the proxy-wide limit (runtime.shared)."""
     __slots__ = ("_cx_active", "_rq_pending", "_rq_active", "_retries_active",
-                 "cx_active_lease", "rq_pending_lease", "rq_active_lease", "retries_active_lease")
+                 "cx_active_lease", "rq_pending_lease", "rq_active_lease", "retries_active_lease", "starved")
     cx_active = _counted("cx_active")
     rq_pending = _counted("rq_pending")
     rq_active = _counted("rq_active")
@@ -177,6 +177,8 @@ class SharedResources:
         for setting, count in LIMITED:
             setattr(self, "_" + count, 0)
             setattr(self, count + "_lease", sh.Lease(seg, f"cluster/{name}/{count}", getattr(cb, setting)))
+        # requests of each worker that wait for a connection their pool may not open
+        self.starved = sh.Board(seg, f"cluster/{name}/starved")
 
     def configure(self, cb: CircuitBreakers) -> None:
         for setting, count in LIMITED:
@@ -440,11 +442,31 @@ class ClusterManager:
         if self.shared is not None:
             for res in self.resources.values():
                 res.settle()
-            # another worker's connection closing does not wake this worker's waiters
             for c in self.clusters.values():
-                for h in c.hosts:
-                    if h.pool.waiters:
-                        h.pool.wake()
+                if c.shared:
+                    self._share_connections(c)
+
+    @staticmethod
+    def _share_connections(c: Cluster) -> None:
+        """With N workers, at max_connections: a pool with no connection queues
+        (pool.py), and connections idle in some worker would keep it waiting for
+        ever. Each worker reports its starved requests; while any worker has some
+        and the proxy is at the limit, workers close idle connections, and every
+        worker retries its queued requests (another worker's closed connection
+        does not wake them)."""
+        res = c.res
+        res.starved.publish(sum(len(h.pool.waiters) for h in c.hosts if h.pool.cx_active == 0))
+        want = res.starved.total()
+        if want and res.cx_active_lease.total() >= c.config.circuit_breakers.max_connections:
+            for h in c.hosts:
+                for conn in list(h.pool.idle):
+                    if want <= 0:
+                        break
+                    conn.close()
+                    want -= 1
+        for h in c.hosts:
+            if h.pool.waiters:
+                h.pool.wake()
 
     def describe(self) -> dict:
         return {n: c.describe() for n, c in self.clusters.items()}

@@ -255,3 +255,13 @@ def test_a_full_segment_leaves_the_filter_its_local_bucket(segment):
     fs = _filters(views, RateLimitConfig(rate=0.001, burst=3, max_keys=1000), key=lambda ctx: 1)
     assert fs[0].table is None
     assert _admitted(fs[:1], 10) == 3
+
+
+def test_a_board_shows_each_workers_report_to_all_and_forgets_the_dead(segment):
+    sup, (a, b) = segment()
+    ba, bb = sh.Board(a, "cluster/web/starved"), sh.Board(b, "cluster/web/starved")
+    ba.publish(3)
+    bb.publish(1)
+    assert ba.total() == bb.total() == 4
+    sup.zero_worker(0)
+    assert bb.total() == 1
