@@ -22,6 +22,7 @@ slots in shared memory are never held twice.
 from __future__ import annotations
 
 import asyncio
+import logging
 from operator import attrgetter
 
 from mosnx.runtime import shared as sh
@@ -405,7 +406,9 @@ class ClusterManager:
             try:
                 res = self.resources[cfg.name] = SharedResources(self.shared, cfg.name, cfg.circuit_breakers)
             except sh.SegmentFull:
-                return None              # this cluster's breakers stay per worker
+                logging.getLogger("mosnx").warning(
+                    "cluster %s: the shared limits file is full; its circuit breakers are per worker", cfg.name)
+                return None
         else:
             res.configure(cfg.circuit_breakers)
         return res

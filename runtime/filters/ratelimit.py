@@ -19,6 +19,7 @@ the segment is full, the buckets are local as before.
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import time
 from collections import OrderedDict
@@ -116,6 +117,8 @@ class RateLimitFilter(HttpFilter):
         try:
             self.table = sh.BucketTable(seg, f"rate_limit/{ordinal}/{cfg.algorithm}", rows, version)
         except sh.SegmentFull:
+            logging.getLogger("mosnx").warning(
+                "%s: the shared limits file is full; this filter's buckets are per worker", self.name)
             return                         # local buckets: better than none
         self._seg = seg
         self._lease = 0                    # tokens taken from the shared bucket, not yet spent
