@@ -10,7 +10,10 @@ kernel and no other process takes part. Three ways to read it:
         valgrind --tool=callgrind python bench/h1_inprocess.py --count 1000, minus --count 200)
 
 `--filter nop` puts a Python filter with every hook doing nothing on the listener,
-which shows what the generic pipeline costs over the short path. Opcode and
+which shows what the generic pipeline costs over the short path; `--filter
+rate_limit` a token bucket that admits everything. `--shared N` runs as worker
+0 of N, with circuit breakers and rate limits in the shared segment
+(runtime.shared), as a worker of `mosnx run --workers N` does. Opcode and
 instruction counts are deterministic, so they compare changes on a busy machine
 where timings do not.
 """
@@ -32,6 +35,7 @@ from mosnx.proxy.http1.server import Http1Server
 from mosnx.proxy.upstream.http1 import UpstreamConnection
 from mosnx.proxy.worker import Worker
 from mosnx.runtime import HttpFilter, register_filter
+from mosnx.runtime import shared
 
 REQUEST = b"GET / HTTP/1.1\r\nHost: 127.0.0.1:18081\r\n\r\n"
 # what nginx answers the benchmark's upstream request with
@@ -104,8 +108,14 @@ class Transport:
         self.closing = True
 
 
-async def setup(filters: str):
+RATE_LIMIT = "{rate_limit: {token_bucket: {max_tokens: 1000000, tokens_per_fill: 1000000, fill_interval: 1s}}}"
+
+
+async def setup(filters: str, workers: int = 1):
     plugins.load()
+    if workers > 1:
+        seg = shared.Segment.create(workers)
+        shared.set_current(shared.Segment.attach(seg.path, 0))
     register_filter("nop", lambda name, cfg, ctx: Nop())
     path = Path(tempfile.mkdtemp(prefix="mosnx-h1-inproc-")) / "mosnx.yaml"
     path.write_text(CONFIG.format(filters=filters))
@@ -171,12 +181,14 @@ def opcodes(one, n: int, per_call: int = 1, top: int = 40) -> None:
 
 async def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--filter", choices=["none", "nop"], default="none")
+    ap.add_argument("--filter", choices=["none", "nop", "rate_limit"], default="none")
+    ap.add_argument("--shared", type=int, default=1, metavar="N", help="run as worker 0 of N (shared limits)")
     ap.add_argument("--opcodes", action="store_true", help="count bytecode operations by function")
     ap.add_argument("--count", type=int, help="run this many requests and stop (for callgrind)")
     ap.add_argument("--requests", type=int, default=20000, help="requests per timed round")
     args = ap.parse_args()
-    one, dt, ut = await setup("{nop: {}}" if args.filter == "nop" else "")
+    filters = {"nop": "{nop: {}}", "rate_limit": RATE_LIMIT}.get(args.filter, "")
+    one, dt, ut = await setup(filters, args.shared)
     if args.count is not None:
         for _ in range(args.count):
             one()

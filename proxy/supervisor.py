@@ -22,6 +22,7 @@ import time
 
 from mosnx import __version__
 from mosnx.runtime.config import admin_exposure
+from mosnx.runtime import shared
 from mosnx.runtime.diagnostics import ConfigError
 from mosnx.runtime.snapshot import build_snapshot
 from mosnx.runtime.stats import Store, merge, merge_into
@@ -195,6 +196,7 @@ class Supervisor:
             log.info("demo upstream listening on http://%s:%d", host, port)
         self.stop_future = loop.create_future()
         start = time.perf_counter()
+        self._share_limits(n)
         for i in range(n):
             h = LocalWorker(self) if n == 1 else WorkerHandle(self, i)
             h.start(self.version)
@@ -207,6 +209,7 @@ class Supervisor:
             for e in bad[0].get("errors", []):
                 log.error("%s", e)
             await self._stop_workers(1.0)
+            self._unshare_limits()
             return 1
         if cfg.admin is not None:
             from .admin import start_admin
@@ -235,6 +238,7 @@ class Supervisor:
         self.state = "DRAINING"
         timeout = self.snapshot.listeners and max(l.config.timeouts.drain for l in self.snapshot.listeners.values()) or 5.0
         await self._stop_workers(timeout)
+        self._unshare_limits()
         if self.admin is not None:
             self.admin.close()
         for s in self.demo_servers:
@@ -249,7 +253,27 @@ class Supervisor:
     async def _stop_workers(self, timeout: float) -> None:
         await asyncio.gather(*(h.stop(timeout) for h in self.workers))
 
+    def _share_limits(self, n: int) -> None:
+        """With N workers, the segment that makes circuit breakers and rate limits
+        per proxy (runtime.shared); workers find it through the environment."""
+        self.shared = shared.Segment.create(n) if n > 1 else None
+        if self.shared is not None:
+            os.environ[shared.ENV] = self.shared.path
+
+    def _unshare_limits(self) -> None:
+        seg = getattr(self, "shared", None)
+        if seg is not None:
+            os.environ.pop(shared.ENV, None)
+            seg.unlink()
+            seg.close()
+            self.shared = None
+
     async def worker_exited(self, h: WorkerHandle) -> None:
+        seg = getattr(self, "shared", None)
+        if seg is not None:
+            h.proc.join(timeout=1)
+            if not h.proc.is_alive():
+                seg.zero_worker(h.idx)      # what the dead worker held is free again
         if h.stopping or self.state != "LIVE":
             return
         h.proc.join(timeout=1)

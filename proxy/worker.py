@@ -16,6 +16,7 @@ import time
 import traceback
 
 from mosnx.runtime import registry
+from mosnx.runtime import shared
 from mosnx.runtime.diagnostics import ConfigError
 from mosnx.runtime.snapshot import build_snapshot
 from mosnx.runtime.stats import Store
@@ -41,7 +42,9 @@ class Worker:
         self.channel = channel
         self.version = version
         self.stats = Store()
-        self.clusters = ClusterManager(self.stats)
+        # with N workers, circuit breakers and rate limits are held in the segment
+        # the supervisor shares (runtime.shared); None with one worker
+        self.clusters = ClusterManager(self.stats, shared.current())
         self.snapshot = None
         self.servers: dict[str, tuple[tuple, asyncio.AbstractServer]] = {}
         self.connections: set = set()
@@ -60,6 +63,7 @@ class Worker:
                                  worker_id=self.worker_id, emit=self.emit)
 
     def build(self, version: int):
+        shared.begin_build(version)     # rate limits find their shared buckets by build order
         return build_snapshot(self.config_path, version, self.services())
 
     async def sweep(self) -> None:
@@ -221,6 +225,7 @@ def run_worker(config_path: str, worker_id: int, conn, version: int) -> None:
 
 async def _serve(config_path: str, worker_id: int, conn, version: int) -> None:
     loop = asyncio.get_running_loop()
+    shared.attach_from_env(worker_id)
     w = Worker(config_path, worker_id, conn, version)
     w.loop = loop
     sweeper = loop.create_task(w.sweep())

@@ -10,13 +10,23 @@ its names resolve to another set of addresses.
 Each cluster owns its background work (active health checks, the outlier
 detector's sweep, DNS refresh): started when the cluster is made, stopped when it
 is replaced or removed, so a reload never leaves a task behind.
+
+Circuit breakers are per proxy. With one worker, Resources are plain counts
+and `cb` is the config. With N workers (a shared segment, runtime.shared),
+each resource of a cluster name is a Lease on a proxy-wide count: the counts
+stay local ints, `cb.max_*` reads the worker's lease (grown from shared memory
+only when used up) and a count going down gives back unused lease. The
+worker keeps a cluster name's Resources across reloads and removals, so its
+slots in shared memory are never held twice.
 """
 from __future__ import annotations
 
 import asyncio
+import logging
 from operator import attrgetter
 
-from mosnx.runtime.model import ClusterConfig, Endpoint
+from mosnx.runtime import shared as sh
+from mosnx.runtime.model import CircuitBreakers, ClusterConfig, Endpoint
 from mosnx.runtime.stats import ACCUMULATE, PER_PROXY, Store
 
 from . import lb as lbs
@@ -142,6 +152,82 @@ class Resources:
         self.retries_active = 0
 
 
+# circuit-breaker setting -> the Resources count it bounds
+LIMITED = (("max_connections", "cx_active"), ("max_pending_requests", "rq_pending"),
+           ("max_requests", "rq_active"), ("max_retries", "retries_active"))
+
+
+def _counted(name: str) -> property:
+    own = "_" + name
+    lease_of = attrgetter(name + "_lease")
+    get = attrgetter(own)
+
+    def set_(self, v):
+        old = getattr(self, own)
+        setattr(self, own, v)
+        lease = lease_of(self)
+        if v < old:
+            lease.settle(v)
+        elif v > lease.lease:
+            lease.cover(v)
+    return property(get, set_)
+
+
+class SharedResources:
+    """Resources whose limits hold across worker processes: each count is local,
+    each has a Lease on the proxy-wide limit (runtime.shared)."""
+    __slots__ = ("_cx_active", "_rq_pending", "_rq_active", "_retries_active",
+                 "cx_active_lease", "rq_pending_lease", "rq_active_lease", "retries_active_lease", "starved")
+    cx_active = _counted("cx_active")
+    rq_pending = _counted("rq_pending")
+    rq_active = _counted("rq_active")
+    retries_active = _counted("retries_active")
+
+    def __init__(self, seg: "sh.Segment", name: str, cb: CircuitBreakers):
+        for setting, count in LIMITED:
+            setattr(self, "_" + count, 0)
+            setattr(self, count + "_lease", sh.Lease(seg, f"cluster/{name}/{count}", getattr(cb, setting)))
+        # requests of each worker that wait for a connection their pool may not open
+        self.starved = sh.Board(seg, f"cluster/{name}/starved")
+
+    def configure(self, cb: CircuitBreakers) -> None:
+        for setting, count in LIMITED:
+            getattr(self, count + "_lease").configure(getattr(cb, setting))
+
+    def settle(self) -> None:
+        """Give back lease taken by a check that no count followed (a request that
+        then found no healthy host): without it the slack would wait for this
+        worker's next release."""
+        for _, count in LIMITED:
+            getattr(self, count + "_lease").settle(getattr(self, "_" + count))
+
+
+def _room(count: str) -> property:
+    own = "_" + count
+    lease_of = attrgetter("res." + count + "_lease")
+    used = attrgetter("res." + own)
+
+    def get(self):
+        lease = lease_of(self)
+        n = used(self)
+        return lease.lease if n < lease.lease else lease.grant(n)
+    return property(get)
+
+
+class SharedBreakers:
+    """A cluster's `cb` with N workers: each max_* is how far this worker's count
+    may go now, so the checks `count >= cb.max_*` elsewhere read the same."""
+    __slots__ = ("config", "res")
+    max_connections = _room("cx_active")
+    max_pending_requests = _room("rq_pending")
+    max_requests = _room("rq_active")
+    max_retries = _room("retries_active")
+
+    def __init__(self, config: CircuitBreakers, res: SharedResources):
+        self.config = config
+        self.res = res
+
+
 def _resource(name: str) -> property:
     def set_(self, v):
         setattr(self.res, name, v)
@@ -154,10 +240,11 @@ class Cluster:
     rq_active = _resource("rq_active")
     retries_active = _resource("retries_active")
 
-    def __init__(self, config: ClusterConfig, stats: Store, old: "Cluster | None" = None):
+    def __init__(self, config: ClusterConfig, stats: Store, old: "Cluster | None" = None,
+                 res: "SharedResources | None" = None):
         self.name = config.name
         self.config = config
-        self.cb = config.circuit_breakers
+        self.cb = config.circuit_breakers if res is None else SharedBreakers(config.circuit_breakers, res)
         self.stats = stats
         prefix = f"cluster.{config.name}."
         self.c = c = {s: stats.counter(prefix + s) for s in CLUSTER_STATS}
@@ -175,7 +262,8 @@ class Cluster:
         self.rq_time = stats.histogram(prefix + "upstream_rq_time")
         # circuit-breaker accounting across all hosts, shared with the cluster's earlier
         # versions: streams and pools still holding one of those settle their counts here
-        self.res = old.res if old else Resources()
+        self.res = res if res is not None else old.res if old else Resources()
+        self.shared = res is not None      # breakers held across worker processes
         opts = config.options
         self.outlier = None
         self.health = None
@@ -293,11 +381,12 @@ class Cluster:
             await self.dns.first(timeout)
 
     def describe(self) -> dict:
+        cb = self.config.circuit_breakers
         return {"lb": self.config.lb, "endpoints": [h.describe() for h in self.hosts],
-                "circuit_breakers": {"max_connections": self.cb.max_connections,
-                                     "max_pending_requests": self.cb.max_pending_requests,
-                                     "max_requests": self.cb.max_requests,
-                                     "max_retries": self.cb.max_retries},
+                "circuit_breakers": {"max_connections": cb.max_connections,
+                                     "max_pending_requests": cb.max_pending_requests,
+                                     "max_requests": cb.max_requests,
+                                     "max_retries": cb.max_retries},
                 "cx_active": self.cx_active, "rq_active": self.rq_active,
                 "rq_pending": self.rq_pending}
 
@@ -311,9 +400,28 @@ class Cluster:
 
 
 class ClusterManager:
-    def __init__(self, stats: Store):
+    def __init__(self, stats: Store, shared: "sh.Segment | None" = None):
         self.stats = stats
         self.clusters: dict[str, Cluster] = {}
+        self.shared = shared
+        # with N workers: each cluster name's Resources, kept while the process lives
+        # (a removed cluster's streams still settle there; a re-added one reuses it)
+        self.resources: dict[str, SharedResources] = {}
+
+    def _resources(self, cfg: ClusterConfig) -> "SharedResources | None":
+        if self.shared is None:
+            return None
+        res = self.resources.get(cfg.name)
+        if res is None:
+            try:
+                res = self.resources[cfg.name] = SharedResources(self.shared, cfg.name, cfg.circuit_breakers)
+            except sh.SegmentFull:
+                logging.getLogger("mosnx").warning(
+                    "cluster %s: the shared limits file is full; its circuit breakers are per worker", cfg.name)
+                return None
+        else:
+            res.configure(cfg.circuit_breakers)
+        return res
 
     def update(self, configs: dict[str, ClusterConfig]) -> None:
         new: dict[str, Cluster] = {}
@@ -324,7 +432,7 @@ class ClusterManager:
             else:
                 if old is not None:
                     old._stop()
-                new[name] = Cluster(cfg, self.stats, old)
+                new[name] = Cluster(cfg, self.stats, old, self._resources(cfg))
         for name, old in self.clusters.items():
             if name not in new:
                 old.close()
@@ -344,6 +452,34 @@ class ClusterManager:
                 # HTTP/2 pools time their idle connections themselves and have no sweep
                 if pool.idle and hasattr(pool, "sweep"):
                     pool.sweep(now)
+        if self.shared is not None:
+            for res in self.resources.values():
+                res.settle()
+            for c in self.clusters.values():
+                if c.shared:
+                    self._share_connections(c)
+
+    @staticmethod
+    def _share_connections(c: Cluster) -> None:
+        """With N workers, at max_connections: a pool with no connection queues
+        (pool.py), and connections idle in some worker would keep it waiting for
+        ever. Each worker reports its starved requests; while any worker has some
+        and the proxy is at the limit, workers close idle connections, and every
+        worker retries its queued requests (another worker's closed connection
+        does not wake them)."""
+        res = c.res
+        res.starved.publish(sum(len(h.pool.waiters) for h in c.hosts if h.pool.cx_active == 0))
+        want = res.starved.total()
+        if want and res.cx_active_lease.total() >= c.config.circuit_breakers.max_connections:
+            for h in c.hosts:
+                for conn in list(h.pool.idle):
+                    if want <= 0:
+                        break
+                    conn.close()
+                    want -= 1
+        for h in c.hosts:
+            if h.pool.waiters:
+                h.pool.wake()
 
     def describe(self) -> dict:
         return {n: c.describe() for n, c in self.clusters.items()}

@@ -96,6 +96,11 @@ class H2Pool:
                 and cluster.cx_active < cluster.cb.max_connections):
             self._connect()
 
+    def wake(self) -> None:
+        """The cluster may have room again (another worker closed a connection)."""
+        if self.waiters and not self.retired:
+            self.dispatch()
+
     def _connect(self) -> None:
         cluster = self.host.cluster
         cluster.cx_active += 1

@@ -4,6 +4,9 @@ acquire() is synchronous on the hot path: it hands back an idle connection when
 there is one. Otherwise it starts a connect (if the cluster is under
 max_connections) or queues the stream (if under max_pending_requests), and later
 calls stream.on_pool_ready(conn) or stream.on_pool_failure(detail, status).
+The breakers' counts and limits are the cluster's (cluster.py): with N workers
+they are proxy-wide, and a queued stream is also woken by wake() when another
+worker gave room back.
 """
 from __future__ import annotations
 
@@ -63,9 +66,11 @@ class Pool:
         if cluster.cx_active < cluster.cb.max_connections:
             self._connect(stream)
             return None
-        if self.cx_active == 0:
+        if self.cx_active == 0 and not cluster.shared:
             # as Envoy: the limit is the cluster's, but a host with no connection at all
-            # gets one, or its queued requests would wait on other hosts' connections
+            # gets one, or its queued requests would wait on other hosts' connections.
+            # Not with N workers: there every worker's pool would get one past a
+            # proxy-wide limit; the request queues and the sweep's wake() retries.
             cluster.c["upstream_cx_overflow"].value += 1
             self._connect(stream)
             return None
@@ -99,6 +104,15 @@ class Pool:
         cluster.cx_active -= 1
         cluster.cx_active_gauge.value -= 1
         if self.waiters and not self.retired and cluster.cx_active < cluster.cb.max_connections:
+            stream = self.waiters.popleft()
+            cluster.rq_pending -= 1
+            self._connect(stream)
+
+    def wake(self) -> None:
+        """Connect queued streams while the cluster has room (with N workers, the
+        room another worker's closed connection gave back)."""
+        cluster = self.host.cluster
+        while self.waiters and not self.retired and cluster.cx_active < cluster.cb.max_connections:
             stream = self.waiters.popleft()
             cluster.rq_pending -= 1
             self._connect(stream)

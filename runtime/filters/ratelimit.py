@@ -6,10 +6,20 @@ attribute reference in YAML, any expression in .mdsl); the table is bounded and
 evicts the least recently seen key, so a flood of distinct keys costs memory only
 up to max_keys. A token bucket rejects at once; a leaky bucket (queue) delays a
 request until its slot, with a Pause, and rejects only when the queue is full.
+
+With N worker processes the buckets are the proxy's, not each worker's: their
+state lives in the shared segment (runtime.shared), read and written under its
+lock, so N workers admit what one would. One exception keeps the hot path
+local: an unkeyed token bucket whose burst is at least CHUNK_DIV × workers
+takes its tokens from the shared bucket in chunks of burst // (CHUNK_DIV ×
+workers) and spends them locally; a worker's leftover tokens (under one chunk)
+are the tolerance, documented in docs/governance.md. With one worker, or when
+the segment is full, the buckets are local as before.
 """
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import time
 from collections import OrderedDict
@@ -21,6 +31,7 @@ from ..attributes import getter_for
 from ..context import StreamContext
 from ..pipeline import HttpFilter
 from ..registry import BuildContext, register_filter
+from .. import shared as sh
 from ..stats import Counter, Store
 from . import _config as C
 
@@ -93,6 +104,28 @@ class RateLimitFilter(HttpFilter):
         self._delayed: Counter = stats.counter(f"{name}.delayed")
         self._interval = 1.0 / config.rate
         self._queue = config.algorithm == "leaky_bucket"
+        self.table: sh.BucketTable | None = None
+        seg = sh.current()
+        if seg is not None:
+            self._share(seg, key is None)
+
+    def _share(self, seg, unkeyed: bool) -> None:
+        """Put the buckets in the shared segment (see the module docstring)."""
+        cfg = self.config
+        version, ordinal = sh.next_filter_id()
+        rows = 1 if unkeyed else 2 * cfg.max_keys
+        try:
+            self.table = sh.BucketTable(seg, f"rate_limit/{ordinal}/{cfg.algorithm}", rows, version)
+        except sh.SegmentFull:
+            logging.getLogger("mosnx").warning(
+                "%s: the shared limits file is full; this filter's buckets are per worker", self.name)
+            return                         # local buckets: better than none
+        self._seg = seg
+        self._lease = 0                    # tokens taken from the shared bucket, not yet spent
+        self._chunk = 1
+        if unkeyed and not self._queue:
+            self._chunk = max(1, cfg.burst // (sh.CHUNK_DIV * seg.workers))
+        self.on_request = self._on_request_shared
 
     def _bucket(self, key: Any, now: float) -> list[float]:
         b = self.buckets.get(key)
@@ -121,6 +154,53 @@ class RateLimitFilter(HttpFilter):
         b[0] = tokens
         return self._reject((1.0 - tokens) * self._interval)
 
+    def _on_request_shared(self, ctx: StreamContext) -> Action | None:
+        if self._lease > 0:
+            self._lease -= 1
+            self._ok.value += 1
+            return None
+        h = sh.key_hash(self.key(ctx)) if self.key is not None else 1
+        now = self.clock()
+        cfg = self.config
+        seg = self._seg
+        d = seg.d
+        seg.lock()
+        try:
+            if self._queue:
+                w = self.table.row(h, now, _drained)
+                start = max(d[w + 1], now)
+                wait = start - now
+                limit = (cfg.burst - 1) * self._interval + 1e-9
+                if wait <= limit:
+                    d[w + 1] = start + self._interval
+            else:
+                w = self.table.row(h, now, self._refilled)
+                last = d[w + 2]
+                tokens = float(cfg.burst) if last == 0.0 else min(float(cfg.burst),
+                                                                   d[w + 1] + (now - last) * cfg.rate)
+                take = min(self._chunk, int(tokens))
+                d[w + 1] = tokens - take
+                d[w + 2] = now
+        finally:
+            seg.unlock()
+        if self._queue:
+            if wait > limit:
+                return self._reject(wait - (cfg.burst - 1) * self._interval)
+            self._ok.value += 1
+            if wait > 0:
+                self._delayed.value += 1
+                return Pause(asyncio.sleep(wait))
+            return None
+        if take >= 1:
+            self._lease = take - 1
+            self._ok.value += 1
+            return None
+        return self._reject((1.0 - tokens) * self._interval)
+
+    def _refilled(self, tokens: float, last: float, now: float) -> float:
+        """>= 0 when a shared bucket row has refilled to its burst (it holds no state)."""
+        return tokens + (now - last) * self.config.rate - self.config.burst
+
     def _leaky(self, b: list[float], now: float) -> Action | None:
         # b[0] is when the next request may leave the bucket (GCRA's theoretical arrival time)
         start = max(b[0], now)
@@ -139,6 +219,11 @@ class RateLimitFilter(HttpFilter):
         retry_after = str(max(1, math.ceil(wait)))
         return LocalReply(self.config.status, b"rate limited\n", (("retry-after", retry_after),),
                           detail="rate_limited")
+
+
+def _drained(tat: float, _unused: float, now: float) -> float:
+    """>= 0 when a shared leaky bucket row's queue is empty."""
+    return now - tat
 
 
 def _factory(name: str, cfg: dict, ctx: BuildContext) -> RateLimitFilter:

@@ -1,0 +1,122 @@
+"""proxy/upstream/cluster.py with N workers: circuit-breaker counts held per proxy.
+
+Two ClusterManagers, each on its own attachment of one shared segment, stand for
+two worker processes; the checks are the ones streams and pools make
+(`count >= cluster.cb.max_*`, then the count goes up)."""
+from __future__ import annotations
+
+import pytest
+
+from mosnx.proxy.upstream.cluster import ClusterManager, Resources, SharedBreakers
+from mosnx.runtime import shared as sh
+from mosnx.runtime.model import CircuitBreakers, ClusterConfig, Endpoint
+from mosnx.runtime.stats import Store
+
+
+def config(name="web", **limits) -> ClusterConfig:
+    return ClusterConfig(name=name, endpoints=(Endpoint("127.0.0.1", 9),),
+                         circuit_breakers=CircuitBreakers(**limits))
+
+
+@pytest.fixture
+def workers():
+    seg = sh.Segment.create(2)
+    views = [sh.Segment.attach(seg.path, i) for i in range(2)]
+    managers = [ClusterManager(Store(), v) for v in views]
+    yield seg, managers
+    for m in managers:
+        m.close()
+    for s in views + [seg]:
+        s.close()
+
+
+def admit(cluster) -> bool:
+    """What stream._forward and _attach do for one request."""
+    if cluster.res.rq_active >= cluster.cb.max_requests:
+        return False
+    cluster.res.rq_active += 1
+    return True
+
+
+def test_one_worker_keeps_plain_counts_and_the_config():
+    m = ClusterManager(Store())
+    m.update({"web": config(max_requests=1)})
+    c = m.get("web")
+    assert type(c.res) is Resources and c.cb is c.config.circuit_breakers and not c.shared
+
+
+def test_max_requests_holds_across_workers(workers):
+    _, (a, b) = workers
+    for m in (a, b):
+        m.update({"web": config(max_requests=1)})
+    ca, cb = a.get("web"), b.get("web")
+    assert isinstance(ca.cb, SharedBreakers) and ca.shared
+    assert admit(ca)
+    assert not admit(cb), "the proxy's one request is in worker a"
+    ca.res.rq_active -= 1
+    assert admit(cb)
+    assert ca.describe()["circuit_breakers"]["max_requests"] == 1
+
+
+def test_each_resource_has_its_own_count(workers):
+    _, (a, b) = workers
+    for m in (a, b):
+        m.update({"web": config(max_connections=1, max_pending_requests=1, max_retries=1)})
+    ca, cb = a.get("web"), b.get("web")
+    assert ca.cx_active < ca.cb.max_connections
+    ca.cx_active += 1
+    assert not cb.cx_active < cb.cb.max_connections
+    assert cb.rq_pending < cb.cb.max_pending_requests
+    cb.rq_pending += 1
+    assert not ca.rq_pending < ca.cb.max_pending_requests
+    assert ca.retries_active < ca.cb.max_retries
+
+
+def test_a_reload_keeps_the_share_and_applies_the_new_limit(workers):
+    _, (a, b) = workers
+    for m in (a, b):
+        m.update({"web": config(max_requests=1)})
+    assert admit(a.get("web"))
+    for m in (a, b):
+        m.update({"web": config(max_requests=2)})
+    assert a.get("web").res is a.resources["web"]
+    assert admit(b.get("web")), "the new limit has room for one more"
+    assert not admit(b.get("web"))
+
+
+def test_a_removed_cluster_coming_back_finds_its_counts(workers):
+    _, (a, b) = workers
+    for m in (a, b):
+        m.update({"web": config(max_requests=1)})
+    held = a.get("web")
+    assert admit(held)
+    for m in (a, b):
+        m.update({})
+        m.update({"web": config(max_requests=1)})
+    assert a.get("web").res is held.res
+    assert not admit(b.get("web")), "the request in flight on the removed version still counts"
+    held.res.rq_active -= 1
+    assert admit(b.get("web"))
+
+
+def test_the_sweep_gives_back_a_share_no_count_followed(workers):
+    _, (a, b) = workers
+    for m in (a, b):
+        m.update({"web": config(max_requests=1)})
+    ca = a.get("web")
+    assert ca.res.rq_active < ca.cb.max_requests      # checked, then no healthy host: never counted
+    assert not admit(b.get("web"))
+    a.sweep(0.0)
+    assert admit(b.get("web"))
+
+
+def test_a_dead_workers_counts_are_freed(workers):
+    seg, (a, b) = workers
+    for m in (a, b):
+        m.update({"web": config(max_requests=1, max_connections=1)})
+    ca = a.get("web")
+    assert admit(ca)
+    ca.cx_active += 1
+    seg.zero_worker(0)
+    cb = b.get("web")
+    assert admit(cb) and cb.cx_active < cb.cb.max_connections
