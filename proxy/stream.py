@@ -448,13 +448,21 @@ class HttpStream:
         self.reused = conn.requests > 1
         if self.ctx.request.method == "HEAD":
             conn.expect_head()
+        cluster = self.cluster
+        res = cluster.res
+        if res.rq_active >= cluster.cb.max_requests:
+            # checked again as the request takes its connection, as Envoy's pools do:
+            # requests that waited for connections opened together must not all pass
+            conn.pool.release(conn, True)
+            cluster.c["upstream_rq_pending_overflow"].value += 1
+            self.fail(503, "upstream_rq_overflow")
+            return False
         host = self.host
         host.rq_active += 1
         host.rq_total += 1
-        cluster = self.cluster
         # the circuit-breaker counts straight on the shared Resources: each of Cluster's
         # properties over them costs a Python call
-        cluster.res.rq_active += 1
+        res.rq_active += 1
         cluster.rq_total_counter.value += 1
         self.upstream_start = _monotonic()
         return True

@@ -172,3 +172,19 @@ def _holds_upstream(pid: int, port: int) -> bool:
                 return True
     return False
 
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_max_requests_alone_holds_while_connections_open(upstream, mosnx, workers):
+    # no connection or pending limit: requests that waited for connections opened
+    # together are checked again as each takes its connection
+    up, seen = counting(upstream)
+    proxy = mosnx([up], workers=workers, cluster={"circuit_breakers": {"max_requests": 2}})
+    results = at_once(proxy, CLIENTS)
+    errors = [r for r in results if isinstance(r, Exception)]
+    assert not errors, errors
+    statuses = sorted(r.status for r in results)
+    assert set(statuses) <= {200, 503}, statuses
+    assert seen["max"] <= 2, f"the upstream saw {seen['max']} requests at once"
+    assert statuses.count(200) >= 2
+    assert proxy.request("GET", "/after").status == 200
