@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
+import errno
 import itertools
 import logging
 import multiprocessing
@@ -247,7 +247,7 @@ class Supervisor:
                 later.cancel()
             return await self._drain()
         finally:
-            await self._release()
+            self._release()
 
     async def _start(self) -> int:
         """Build, claim and bind every address, spawn the workers and wait for them:
@@ -269,7 +269,10 @@ class Supervisor:
         from .demo import start_demo
         for host, port in cfg.demo_upstream:
             try:
-                self.demo_servers.append(await start_demo(host, port))
+                if not self.takeover and sockets.listening(host, port):
+                    raise OSError(errno.EADDRINUSE, "in use")
+                # SO_REUSEPORT so that a --takeover can join it; the lock keeps others out
+                self.demo_servers.append(await start_demo(host, port, reuse_port=True))
             except OSError as e:
                 raise StartupError(f"cannot listen on {sockets.show(host, port)} (demo upstream): "
                                    f"{sockets.reason(e)}") from None
@@ -405,6 +408,7 @@ class Supervisor:
         name = signal.Signals(sig).name
         if self.state == "LIVE" and not self.stop_future.done():
             log.info("draining (%s; send it again to stop at once)", name)
+            self.state = "DRAINING"         # now: a second signal may come before run() resumes
             self.stop_future.set_result(sig)
         elif self.state == "DRAINING":
             if not self._force.done():
@@ -413,9 +417,6 @@ class Supervisor:
             self._interrupted = sig
             if self._startup is not None and not self._startup.done():
                 self._startup.cancel()
-
-    def _request_stop(self) -> None:
-        self._on_stop_signal(signal.SIGTERM)
 
     def _on_sighup(self) -> None:
         if self.state == "LIVE":
@@ -453,7 +454,7 @@ class Supervisor:
             if proc is not None and proc.pid is not None:
                 proc.join(timeout=2)
 
-    async def _release(self) -> None:
+    def _release(self) -> None:
         """Whatever way run() ends: no worker process left, every socket closed."""
         self._kill_workers()
         for h in self.workers:

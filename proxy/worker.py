@@ -223,7 +223,9 @@ def freeze(again: bool = False) -> None:
     """Keep the snapshot just swapped in (and all else alive now) out of every later
     full collection, which would otherwise walk it all, as a pause of every request in
     flight. `again` (after a reload) first thaws what the last call froze, so the
-    replaced snapshot can be collected."""
+    replaced snapshot can be collected. MOSNX_GC_FREEZE=0 switches it off."""
+    if os.environ.get("MOSNX_GC_FREEZE") == "0":
+        return
     if again:
         gc.unfreeze()
     gc.collect()
