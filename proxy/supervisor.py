@@ -259,6 +259,7 @@ class Supervisor:
             for d in e.diagnostics:
                 log.error("%s", d.render())
             return 1
+        self._remember_mtimes()         # now: an edit made while workers start is seen
         cfg = self.snapshot.config
         n = self.requested_workers or cfg.workers or os.cpu_count() or 1
         self._claim(cfg)

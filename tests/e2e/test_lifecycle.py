@@ -196,10 +196,12 @@ def _children(pid: int) -> list[int]:
 class Run:
     """`mosnx run` in a session of its own, so every process it made is found by its group."""
 
-    def __init__(self, tmp_path, config: dict, workers: int, *extra: str, name: str = "mosnx"):
+    def __init__(self, tmp_path, config: dict, workers: int, *extra: str, name: str = "mosnx",
+                 prelude: str = ""):
         self.path = tmp_path / f"{name}.yaml"
         self.path.write_text(yaml.safe_dump(config, sort_keys=False))
-        self.proc = subprocess.Popen([sys.executable, "-m", "mosnx", "run", "-c", str(self.path),
+        main = prelude + "\nimport sys\nfrom mosnx.__main__ import main\nsys.exit(main(sys.argv[1:]))\n"
+        self.proc = subprocess.Popen([sys.executable, "-c", main, "run", "-c", str(self.path),
                                       "--workers", str(workers), *extra],
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                      stdin=subprocess.DEVNULL, start_new_session=True)
@@ -370,12 +372,35 @@ def _admin_answers(m) -> bool:
         return False
 
 
-def test_sigint_while_workers_start_stops_at_once_and_leaves_no_process(upstream, runs, tmp_path):
+# The supervisor never reads its workers' "ready" here, so the start is still going on
+# (workers spawned and alive) whenever the signal comes; "spawned" is printed once
+# the supervisor takes SIGINT again after starting a worker.
+STARTING_FOREVER = """
+import asyncio, contextlib
+from mosnx.proxy import supervisor
+spawn, ignored = supervisor.WorkerHandle.start, supervisor._sigint_ignored
+def start(self, version):
+    spawn(self, version)
+    asyncio.get_running_loop().remove_reader(self.conn.fileno())
+@contextlib.contextmanager
+def spawning():
+    with ignored():
+        yield
+    print("spawned", flush=True)
+supervisor.WorkerHandle.start = start
+supervisor._sigint_ignored = spawning
+"""
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_while_workers_start_stops_at_once_and_leaves_no_process(upstream, runs, tmp_path, sig):
     up = upstream()
-    r = runs(tmp_path, build_config(free_port(), free_port(), [up.address]), 2)
-    wait_until(lambda: len(_children(r.proc.pid)) >= 2, 30, "workers to be spawned", interval=0.01)
-    r.proc.send_signal(signal.SIGINT)
-    assert r.finish() == 130, r.err
+    r = runs(tmp_path, build_config(free_port(), free_port(), [up.address]), 2, prelude=STARTING_FOREVER)
+    for _ in range(2):
+        assert r.proc.stdout.readline().startswith("spawned"), r.proc.stderr.read()
+    wait_until(lambda: len(_group(r.proc.pid)) >= 3, 10, "the workers to run")
+    r.proc.send_signal(sig)
+    assert r.finish() == 128 + sig, r.err
     assert "Traceback" not in r.err, r.err
     assert r.left() == []
 
