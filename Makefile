@@ -12,7 +12,9 @@ $(BIN)/python:
 install: $(BIN)/python
 	$(BIN)/pip install -q ".[test]"
 
+# .venv/bin is not on PATH: say where the command is, and how to put it there
 demo: install
+	@echo "mosnx is $(BIN)/mosnx; to run it as plain \`mosnx\`: source $(BIN)/activate (or export PATH=\$$PWD/$(BIN):\$$PATH)"
 	$(BIN)/mosnx run -c examples/quickstart/mosnx.yaml
 
 test: install

@@ -7,8 +7,10 @@ so in one line naming the file, and exit EXIT_BUG (the traceback only with
 --debug, or for run also at --log-level debug).
 
 Exit status of `check`: 0 clean, 1 findings (errors or warnings), 2 usage
-error, 3 a bug. `run`: 0 after a drain, 1 a config that does not build or a
-listener that cannot bind, 2 usage error, 3 a bug.
+error, 3 a bug. `run`: 0 after a drain, 1 a config that does not build or an
+address (listener, admin, demo upstream) that cannot be bound or that another
+mosnx serves, 2 usage error, 3 a bug, 128 + the signal when stopped by a signal
+while starting or by a second one while draining (130 for Ctrl-C).
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ import asyncio
 import logging
 import os
 import re
+import signal
 import sys
 import traceback
 
@@ -35,24 +38,34 @@ def _bug(cmd: str, what: str, e: BaseException, debug: bool) -> int:
 
 
 def _run(args) -> int:
+    debug = args.debug or args.log_level == "debug"
+    try:
+        return _serve(args, debug)
+    except KeyboardInterrupt:     # Ctrl-C before the supervisor's own handler (importing)
+        return 128 + signal.SIGINT
+
+
+def _serve(args, debug: bool) -> int:
     from mosnx import plugins
     plugins.load()
     import uvloop
-    from mosnx.proxy.supervisor import Supervisor
+    from mosnx.proxy.supervisor import StartupError, Supervisor
     logging.basicConfig(level=args.log_level.upper(),
                         format="%(asctime)s [main] %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     os.environ["MOSNX_LOG_LEVEL"] = args.log_level.upper()
     if not os.path.exists(args.config):
         print(f"mosnx: {args.config}: no such file", file=sys.stderr)
         return EXIT_USAGE
-    debug = args.debug or args.log_level == "debug"
     try:
         empty = empty_config(args.config)
         if empty is not None:
             log.warning("%s", empty)
-        sup = Supervisor(args.config, args.workers, plugins.worker_entry)
+        sup = Supervisor(args.config, args.workers, plugins.worker_entry, takeover=args.takeover)
         uvloop.install()
         return asyncio.run(sup.run())
+    except StartupError as e:
+        print(f"mosnx run: {e}", file=sys.stderr)
+        return e.code
     except Exception as e:   # not a mistake in the config: those are diagnostics, exit 1
         return _bug("run", args.config, e, debug)
 
@@ -218,6 +231,9 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--workers", type=int, default=None, help="worker processes (default: config, else one per core)")
     r.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     r.add_argument("--debug", action="store_true", help="print the traceback of a bug")
+    r.add_argument("--takeover", action="store_true",
+                   help="share the listeners of another mosnx that serves them (it keeps a share of the "
+                        "connections until it stops) instead of refusing to start")
     r.set_defaults(fn=_run)
     c = sub.add_parser("check", help="lint .mdsl rules and validate YAML configs without serving",
                        add_help=False)

@@ -65,6 +65,9 @@ class DemoServer(asyncio.Protocol):
             self.transport.close()
 
 
-async def start_demo(host: str, port: int):
+async def start_demo(host: str, port: int, reuse_port: bool = False):
+    """Serve on host:port. `reuse_port` lets another process join (mosnx run --takeover);
+    the caller is then the one that keeps strangers out."""
     loop = asyncio.get_running_loop()
-    return await loop.create_server(lambda: DemoServer(f"demo-{port}"), host, port, reuse_address=True)
+    return await loop.create_server(lambda: DemoServer(f"demo-{port}"), host, port, reuse_address=True,
+                                    reuse_port=reuse_port or None)

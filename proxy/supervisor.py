@@ -6,6 +6,13 @@ snapshot they have. Workers are separate processes (spawned, not forked, so no
 event-loop state crosses the boundary); a worker that dies is replaced. With one
 worker there is one process: the worker runs in the supervisor's loop.
 
+Startup is all or nothing: every address the proxy serves (listeners, admin, demo
+upstreams) is claimed and bound, or checked bindable, before any worker is spawned;
+whatever stops a start (an address in use, another mosnx holding it, a worker that
+fails, a bug, a signal) ends the process with one line and no worker left behind.
+SIGINT/SIGTERM stop a start at once, drain a running proxy, and a second one during
+the drain kills the workers and exits 128 + the signal.
+
 A reload never takes the supervisor down: whatever a build raises is reported (a
 ConfigError as its findings, anything else as a bug naming the file), the old snapshot
 keeps serving and the file watcher keeps watching.
@@ -13,6 +20,8 @@ keeps serving and the file watcher keeps watching.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import errno
 import itertools
 import logging
 import multiprocessing
@@ -27,7 +36,19 @@ from mosnx.runtime.diagnostics import ConfigError
 from mosnx.runtime.snapshot import build_snapshot
 from mosnx.runtime.stats import Store, merge, merge_into
 
+from . import sockets
+from .hint import curl_hint
+
 log = logging.getLogger("mosnx")
+EXIT_BUG = 3
+
+
+class StartupError(Exception):
+    """The proxy cannot start: `str(self)` is the one line the user sees, `code` the exit status."""
+
+    def __init__(self, message: str, code: int = 1):
+        super().__init__(message)
+        self.code = code
 
 
 class WorkerHandle:
@@ -121,25 +142,36 @@ class LocalWorker:
         self.ready: asyncio.Future | None = None
         self.stopping = False
         self._sweeper = None
+        self._starting = None
 
     def start(self, version: int) -> None:
         loop = asyncio.get_running_loop()
         self.worker.loop = loop
         self.ready = loop.create_future()
-        loop.create_task(self._start(version))
+        self._starting = loop.create_task(self._start(version))
 
     async def _start(self, version: int) -> None:
+        """Build and bind; `ready` always gets an answer, whatever is raised."""
+        from .worker import start_failure
         w = self.worker
         try:
             await w.apply(w.build(version))
-        except ConfigError as e:
-            self.ready.set_result({"ok": False, "errors": [str(d) for d in e.diagnostics]})
-            return
-        except OSError as e:
-            self.ready.set_result({"ok": False, "errors": [f"listen: {e}"]})
+        except Exception as e:
+            self.ready.set_result(start_failure(e))
             return
         self._sweeper = asyncio.get_running_loop().create_task(w.sweep())
         self.ready.set_result({"ok": True, "pid": os.getpid()})
+
+    def close(self) -> None:
+        """Stop at once, without draining: listeners closed, connections reset."""
+        if self._starting is not None:
+            self._starting.cancel()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+        for _, srv in self.worker.servers.values():
+            srv.close()
+        for c in list(self.worker.connections):
+            c.transport.abort()
 
     async def ask(self, op: str, timeout: float = 10.0, **kw) -> dict:
         if op == "reload":
@@ -157,7 +189,7 @@ class LocalWorker:
 
 
 class Supervisor:
-    def __init__(self, config_path: str, workers: int | None, entry):
+    def __init__(self, config_path: str, workers: int | None, entry, takeover: bool = False):
         self.config_path = os.path.abspath(config_path)
         self.requested_workers = workers
         self.entry = entry              # process entry: (config_path, idx, conn, version) -> None
@@ -178,80 +210,275 @@ class Supervisor:
         self.admin_access = None        # admin_access.Access, its token refreshed on reload
         self.admin_bound = None         # the AdminConfig the admin was bound with
         self._reload_lock = asyncio.Lock()
+        self.takeover = takeover        # join listeners another mosnx holds (--takeover)
+        self.locks: list = []           # sockets.lock sockets held for every served address
+        self._later: list[tuple[str, str, int]] = []   # --takeover: (what, host, port) to claim later
+        self._startup: asyncio.Task | None = None
+        self._force: asyncio.Future | None = None      # a second stop signal while draining
+        self._interrupted: int | None = None           # the signal that stopped the start
 
     # ----------------------------------------------------------- lifecycle
     async def run(self) -> int:
+        """Start, serve until SIGTERM/SIGINT, drain; the exit status. A startup that
+        cannot complete raises StartupError (one line for the user) or, for a bug,
+        whatever it raised; either way no worker, admin or demo upstream is left."""
         loop = asyncio.get_running_loop()
+        self.stop_future = loop.create_future()
+        self._force = loop.create_future()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self._on_stop_signal, sig)
+        loop.add_signal_handler(signal.SIGHUP, self._on_sighup)
+        try:
+            self._startup = loop.create_task(self._start())
+            try:
+                code = await self._startup
+            except asyncio.CancelledError:
+                if self._interrupted is None:
+                    raise
+                log.warning("interrupted while starting (%s): stopped", signal.Signals(self._interrupted).name)
+                return 128 + self._interrupted
+            if code:
+                return code
+            self._announce()
+            watcher = loop.create_task(self._watch())
+            later = loop.create_task(self._claim_later()) if self._later else None
+            await self.stop_future
+            watcher.cancel()
+            if later is not None:
+                later.cancel()
+            return await self._drain()
+        finally:
+            self._release()
+
+    async def _start(self) -> int:
+        """Build, claim and bind every address, spawn the workers and wait for them:
+        0 when live, 1 for a config that does not build. Nothing is spawned before
+        every address this proxy serves is known to be its own."""
         try:
             self.snapshot = build_snapshot(self.config_path, self.version)
         except ConfigError as e:
             for d in e.diagnostics:
                 log.error("%s", d.render())
             return 1
+        self._remember_mtimes()         # now: an edit made while workers start is seen
         cfg = self.snapshot.config
         n = self.requested_workers or cfg.workers or os.cpu_count() or 1
+        self._claim(cfg)
+        if cfg.admin is not None and not any(w == "admin" for w, _, _ in self._later):
+            await self._bind_admin(cfg.admin)
+        for lst in cfg.listeners:
+            self._probe(f"listener {lst.name}", lst.host, lst.port)
         from .demo import start_demo
         for host, port in cfg.demo_upstream:
-            self.demo_servers.append(await start_demo(host, port))
-            log.info("demo upstream listening on http://%s:%d", host, port)
-        self.stop_future = loop.create_future()
+            try:
+                if not self.takeover and sockets.listening(host, port):
+                    raise OSError(errno.EADDRINUSE, "in use")
+                # SO_REUSEPORT so that a --takeover can join it; the lock keeps others out
+                self.demo_servers.append(await start_demo(host, port, reuse_port=True))
+            except OSError as e:
+                raise StartupError(f"cannot listen on {sockets.show(host, port)} (demo upstream): "
+                                   f"{sockets.reason(e)}") from None
+            log.info("demo upstream listening on http://%s", sockets.show(host, port))
         start = time.perf_counter()
         self._share_limits(n)
         for i in range(n):
             h = LocalWorker(self) if n == 1 else WorkerHandle(self, i)
-            h.start(self.version)
             self.workers.append(h)
+            with _sigint_ignored():
+                # a terminal's Ctrl-C reaches the whole process group; a worker starts
+                # with SIGINT ignored (it survives exec), so it never dies half-imported
+                # and only the supervisor decides when workers stop
+                h.start(self.version)
         results = await asyncio.gather(*(h.ready for h in self.workers))
         if time.perf_counter() - start > 1.0:      # a large config: say where start-up time went
             log.info("%d worker%s started in %.1f s", n, "s" if n > 1 else "", time.perf_counter() - start)
-        bad = [r for r in results if not r.get("ok")]
-        if bad:
-            for e in bad[0].get("errors", []):
-                log.error("%s", e)
-            await self._stop_workers(1.0)
-            self._unshare_limits()
-            return 1
-        if cfg.admin is not None:
-            from .admin import start_admin
-            from .admin_access import Access
-            self.admin_access = Access.of(cfg.admin)
-            self.admin_bound = cfg.admin
-            self.admin = await start_admin(cfg.admin.host, cfg.admin.port, AdminBackend(self), self.admin_access)
-            if (exposed := admin_exposure(cfg.admin)) is not None:
-                log.warning("%s", exposed)
+        for h, r in zip(self.workers, results):
+            if r.get("ok"):
+                continue
+            errors = r.get("errors") or ["no reason given"]
+            kind = r.get("kind")
+            if kind == "config":
+                for e in errors:
+                    log.error("%s", e)
+                return 1
+            if kind == "bug":
+                raise StartupError(f"bug: {self.config_path}: worker {h.idx}: {errors[0]} \u2014 please report",
+                                   EXIT_BUG)
+            if kind == "listen":
+                raise StartupError(errors[0])
+            raise StartupError(f"worker {h.idx} failed to start: {'; '.join(errors)}")
+        _freeze()
         self.state = "LIVE"
-        for lst in cfg.listeners:
-            log.info("listener %s on %s://%s:%d (%d workers)", lst.name, lst.protocol, lst.host, lst.port, n)
-        first = next((l for l in cfg.listeners if l.protocol == "http"), None)
-        if first is not None:
-            host = f"[{first.host}]" if ":" in first.host else first.host
-            log.info("try: curl -i http://%s:%d/", host, first.port)
+        return 0
+
+    def _claim(self, cfg) -> None:
+        """Lock every address this proxy will serve (sockets.lock). Another mosnx holding
+        one refuses the start, unless --takeover: then this one joins its listeners and
+        claims the locks once it is gone (the admin address too, bound then)."""
+        wanted = [(f"listener {l.name}", l.host, l.port) for l in cfg.listeners]
         if cfg.admin is not None:
-            log.info("admin: http://%s:%d/ (stats: /stats, config: /config_dump)", cfg.admin.host, cfg.admin.port)
-        self._remember_mtimes()
-        loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(self.reload("SIGHUP")))
-        loop.add_signal_handler(signal.SIGTERM, self._request_stop)
-        loop.add_signal_handler(signal.SIGINT, self._request_stop)
-        watcher = loop.create_task(self._watch())
-        await self.stop_future
-        watcher.cancel()
+            wanted.append(("admin", cfg.admin.host, cfg.admin.port))
+        wanted += [("demo upstream", h, p) for h, p in cfg.demo_upstream]
+        loop = asyncio.get_running_loop()
+        for what, host, port in wanted:
+            try:
+                held = sockets.lock(host, port)
+            except sockets.AddressInUse as e:
+                if not self.takeover:
+                    raise StartupError(f"cannot listen on {sockets.show(host, port)} ({what}): {e} "
+                                       "(stop it first, or pass --takeover to share its listeners)") from None
+                if what == "admin":
+                    log.warning("admin %s is held by mosnx pid %s: it is bound here once that process exits",
+                                sockets.show(host, port), e.pid)
+                else:
+                    log.warning("--takeover: %s on %s joins mosnx pid %s, which keeps a share of the "
+                                "connections until it stops", what, sockets.show(host, port), e.pid)
+                self._later.append((what, host, port))
+                continue
+            except OSError as e:
+                raise StartupError(f"cannot listen on {sockets.show(host, port)} ({what}): "
+                                   f"{sockets.reason(e)}") from None
+            for s in held:
+                loop.add_reader(s.fileno(), sockets.dismiss, s)
+            self.locks.extend(held)
+
+    async def _claim_later(self) -> None:
+        """--takeover: claim what the other process held, as soon as it lets go."""
+        loop = asyncio.get_running_loop()
+        while self._later:
+            await asyncio.sleep(0.5)
+            for item in list(self._later):
+                what, host, port = item
+                try:
+                    held = sockets.lock(host, port)
+                except (sockets.AddressInUse, OSError):
+                    continue
+                if what == "admin":
+                    try:
+                        await self._bind_admin(self.snapshot.config.admin)
+                    except StartupError as e:
+                        log.debug("admin not bound yet: %s", e)
+                        for s in held:
+                            s.close()
+                        continue
+                    log.info("admin: http://%s/ (the other process has exited)", sockets.show(host, port))
+                for s in held:
+                    loop.add_reader(s.fileno(), sockets.dismiss, s)
+                self.locks.extend(held)
+                self._later.remove(item)
+
+    async def _bind_admin(self, admin) -> None:
+        from .admin import start_admin
+        from .admin_access import Access
+        access = Access.of(admin)
+        try:
+            # exclusive: no SO_REUSEPORT, so no other process can ever answer for this admin
+            self.admin = await start_admin(admin.host, admin.port, AdminBackend(self), access)
+        except OSError as e:
+            raise StartupError(f"cannot listen on {sockets.show(admin.host, admin.port)} (admin): "
+                               f"{sockets.reason(e)}") from None
+        self.admin_access = access
+        self.admin_bound = admin
+        if (exposed := admin_exposure(admin)) is not None:
+            log.warning("%s", exposed)
+
+    def _probe(self, what: str, host: str, port: int) -> None:
+        """A listener's address, bound here the way workers bind it (SO_REUSEPORT) and let
+        go: a port another socket holds fails now, before any worker exists."""
+        try:
+            sockets.probe(host, port, reuse_port=True)
+            busy = not self.takeover and sockets.listening(host, port)
+        except OSError as e:
+            raise StartupError(f"cannot listen on {sockets.show(host, port)} ({what}): "
+                               f"{sockets.reason(e)}") from None
+        if busy:
+            raise StartupError(f"cannot listen on {sockets.show(host, port)} ({what}): address already in use "
+                               "(another process listens on it with SO_REUSEPORT; pass --takeover to share it)")
+
+    def _announce(self) -> None:
+        cfg = self.snapshot.config
+        n = len(self.workers)
+        for lst in cfg.listeners:
+            log.info("listener %s on %s://%s (%d workers)", lst.name, lst.protocol,
+                     sockets.show(lst.host, lst.port), n)
+        hint = curl_hint(self.snapshot)
+        if hint is not None:
+            log.info("try: %s", hint)
+        if self.admin is not None:
+            log.info("admin: http://%s/ (stats: /stats, config: /config_dump)",
+                     sockets.show(self.admin_bound.host, self.admin_bound.port))
+
+    def _on_stop_signal(self, sig: int) -> None:
+        """SIGINT/SIGTERM: while starting, stop at once; while serving, drain; while
+        draining, stop at once (the workers are killed)."""
+        name = signal.Signals(sig).name
+        if self.state == "LIVE" and not self.stop_future.done():
+            log.info("draining (%s; send it again to stop at once)", name)
+            self.state = "DRAINING"         # now: a second signal may come before run() resumes
+            self.stop_future.set_result(sig)
+        elif self.state == "DRAINING":
+            if not self._force.done():
+                self._force.set_result(sig)
+        elif self._interrupted is None:
+            self._interrupted = sig
+            if self._startup is not None and not self._startup.done():
+                self._startup.cancel()
+
+    def _on_sighup(self) -> None:
+        if self.state == "LIVE":
+            asyncio.get_running_loop().create_task(self.reload("SIGHUP"))
+        else:
+            log.warning("SIGHUP ignored: the proxy is %s", self.state.lower())
+
+    async def _drain(self) -> int:
+        """Drain every worker up to the listeners' drain timeout: 0. A second signal
+        meanwhile kills them: 128 + that signal."""
         self.state = "DRAINING"
         timeout = self.snapshot.listeners and max(l.config.timeouts.drain for l in self.snapshot.listeners.values()) or 5.0
-        await self._stop_workers(timeout)
+        stopping = asyncio.ensure_future(self._stop_workers(timeout))
+        await asyncio.wait({stopping, self._force}, return_when=asyncio.FIRST_COMPLETED)
+        if not stopping.done():
+            stopping.cancel()
+            sig = self._force.result()
+            log.warning("%s again: stopping without finishing the drain", signal.Signals(sig).name)
+            self._kill_workers()
+            return 128 + sig
+        stopping.result()
+        return 0
+
+    async def _stop_workers(self, timeout: float) -> None:
+        await asyncio.gather(*(h.stop(timeout) for h in self.workers))
+
+    def _kill_workers(self) -> None:
+        for h in self.workers:
+            proc = getattr(h, "proc", None)
+            if proc is not None and proc.pid is not None and proc.exitcode is None:
+                h.stopping = True
+                proc.kill()
+        for h in self.workers:
+            proc = getattr(h, "proc", None)
+            if proc is not None and proc.pid is not None:
+                proc.join(timeout=2)
+
+    def _release(self) -> None:
+        """Whatever way run() ends: no worker process left, every socket closed."""
+        self._kill_workers()
         self._unshare_limits()
+        for h in self.workers:
+            if isinstance(h, LocalWorker):
+                h.close()
         if self.admin is not None:
             self.admin.close()
         for s in self.demo_servers:
             s.close()
-        return 0
-
-    def _request_stop(self) -> None:
-        if self.stop_future is not None and not self.stop_future.done():
-            log.info("draining")
-            self.stop_future.set_result(None)
-
-    async def _stop_workers(self, timeout: float) -> None:
-        await asyncio.gather(*(h.stop(timeout) for h in self.workers))
+        loop = asyncio.get_running_loop()
+        for s in self.locks:
+            try:
+                loop.remove_reader(s.fileno())
+            except (ValueError, OSError):
+                pass
+            s.close()
+        self.locks.clear()
 
     def _share_limits(self, n: int) -> None:
         """With N workers, the segment that makes circuit breakers and rate limits
@@ -332,6 +559,7 @@ class Supervisor:
             self.version = version
             self.last_error = []
             self.reloads_ok.value += 1
+            _freeze(again=True)
             self._remember_mtimes()
             self._refresh_admin(snap.config.admin)
             log.info("reloaded (%s): version %d live", why, version)
@@ -376,6 +604,20 @@ class Supervisor:
             except (ConnectionError, TimeoutError, OSError):
                 continue
         return out
+
+
+@contextlib.contextmanager
+def _sigint_ignored():
+    old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old)
+
+
+def _freeze(again: bool = False) -> None:
+    from .worker import freeze          # the same as a worker process does; see there
+    freeze(again)
 
 
 def _watched(snapshot) -> list[str]:

@@ -8,6 +8,7 @@ streams in flight keep the objects they started with, connections stay open.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import signal
@@ -23,6 +24,7 @@ from mosnx.runtime.stats import Store
 
 from .access_log import AccessLogWriter
 from .listeners import listen
+from .sockets import reason, show
 from .stream import ListenerStats
 from .upstream.call import http_call
 from .upstream import mirror as mirroring
@@ -133,7 +135,11 @@ class Worker:
                 self.access_logs.pop(name).close()
 
     async def _listen(self, name: str, cfg):
-        return await listen(self, name, cfg)
+        try:
+            return await listen(self, name, cfg)
+        except OSError as e:
+            raise ListenError(e.errno, f"cannot listen on {show(cfg.host, cfg.port)} (listener {name}): "
+                                       f"{reason(e)}") from None
 
     def listener_stats(self, name: str) -> ListenerStats:
         s = self._lstats.get(name)
@@ -182,11 +188,17 @@ class Worker:
         except ConfigError as e:
             self.reload_fail.value += 1
             return {"ok": False, "errors": [str(d) for d in e.diagnostics]}
+        except Exception as e:
+            self.reload_fail.value += 1
+            return {"ok": False, "errors": [_bug(e, "reload")]}
         try:
             await self.apply(snap)
         except OSError as e:
             self.reload_fail.value += 1
             return {"ok": False, "errors": [f"listen: {e}"]}
+        except Exception as e:
+            self.reload_fail.value += 1
+            return {"ok": False, "errors": [_bug(e, "reload")]}
         self.reload_ok.value += 1
         return {"ok": True, "version": version}
 
@@ -211,6 +223,44 @@ class Worker:
         return max(l.config.timeouts.drain for l in self.snapshot.listeners.values())
 
 
+def freeze(again: bool = False) -> None:
+    """Keep the snapshot just swapped in (and all else alive now) out of every later
+    full collection, which would otherwise walk it all, as a pause of every request in
+    flight. `again` (after a reload) first thaws what the last call froze, so the
+    replaced snapshot can be collected. MOSNX_GC_FREEZE=0 switches it off."""
+    if os.environ.get("MOSNX_GC_FREEZE") == "0":
+        return
+    if again:
+        gc.unfreeze()
+    gc.collect()
+    gc.freeze()
+
+
+class ListenError(OSError):
+    """A listener that cannot be bound; its text names the address and the listener."""
+
+
+def _bug(e: BaseException, when: str) -> str:
+    """One line for an exception no config should cause; the traceback at debug level."""
+    log.debug("worker %s raised", when, exc_info=e)
+    msg = " ".join(str(e).split())
+    return f"bug: {type(e).__name__}: {msg}"
+
+
+def start_failure(e: Exception) -> dict:
+    """The `ready` answer of a worker whose start raised `e`: kind "config" (the
+    diagnostics), "listen" (one line naming the address) or "bug"."""
+    if isinstance(e, ConfigError):
+        return {"op": "ready", "ok": False, "kind": "config", "errors": [str(d) for d in e.diagnostics]}
+    if isinstance(e, ListenError):
+        return {"op": "ready", "ok": False, "kind": "listen", "errors": [str(e)]}
+    if isinstance(e, OSError):
+        return {"op": "ready", "ok": False, "kind": "listen", "errors": [f"cannot listen: {reason(e)}"]}
+    log.debug("worker start raised", exc_info=e)
+    msg = " ".join(str(e).split())
+    return {"op": "ready", "ok": False, "kind": "bug", "errors": [f"{type(e).__name__}: {msg}"]}
+
+
 # ----------------------------------------------------------------- process entry
 def run_worker(config_path: str, worker_id: int, conn, version: int) -> None:
     """Process entry: serve until told to drain. Exit 0 after a drain, 3 if start fails."""
@@ -232,12 +282,10 @@ async def _serve(config_path: str, worker_id: int, conn, version: int) -> None:
     try:
         snap = w.build(version)
         await w.apply(snap)
-    except ConfigError as e:
-        conn.send({"op": "ready", "ok": False, "errors": [str(d) for d in e.diagnostics]})
+    except Exception as e:
+        conn.send(start_failure(e))
         return
-    except OSError as e:
-        conn.send({"op": "ready", "ok": False, "errors": [f"listen: {e}"]})
-        return
+    freeze()
     conn.send({"op": "ready", "ok": True, "pid": os.getpid()})
     stop = loop.create_future()
     w.stopped = stop
@@ -260,6 +308,8 @@ async def _serve(config_path: str, worker_id: int, conn, version: int) -> None:
         if op == "reload":
             async def do():
                 reply = await w.reload(msg["version"])
+                if reply.get("ok"):
+                    freeze(again=True)
                 reply["id"] = msg.get("id")
                 conn.send(reply)
             loop.create_task(do())

@@ -4,12 +4,15 @@ from __future__ import annotations
 import importlib.util
 import json
 import re
+import shlex
 import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -326,3 +329,109 @@ def test_check_on_input_nested_past_any_stack_is_a_positioned_error(tmp_path, na
     r = mosnx_cli("check", str(p))
     out = _no_traceback(r)
     assert r.returncode == 1 and re.search(where, out), out
+
+
+# ---- the startup hint: a curl that works for the config being served
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+def _served_example(tmp_path, name: str):
+    """examples/<name> copied to tmp_path (with the wasm filters beside it, as in the
+    repository) on free ports; (folder, config, cleanup)."""
+    from .conftest import free_port
+    shutil.copytree(EXAMPLES / name, tmp_path / name, ignore=shutil.ignore_patterns("*.log", "node_modules"))
+    if name != "wasm":
+        shutil.copytree(EXAMPLES / "wasm" / "filters", tmp_path / "wasm" / "filters")
+    folder = tmp_path / name
+    cfg = yaml.safe_load((folder / "mosnx.yaml").read_text())
+    cleanup = lambda: None      # noqa: E731
+    moved: dict[str, str] = {}
+    for addr in cfg.get("demo_upstream", []):
+        moved[addr] = f"127.0.0.1:{free_port()}"
+    cfg["demo_upstream"] = [moved[a] for a in cfg.get("demo_upstream", [])]
+    if name == "bookinfo":
+        import importlib.util
+        spec = importlib.util.spec_from_file_location("bookinfo_services", folder / "services.py")
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        ports = {n: free_port() for n in mod.SERVICES}
+        services = mod.start(ports)
+        cleanup = lambda: mod.stop(services)        # noqa: E731
+        for c in cfg["clusters"]:
+            c["endpoints"] = [f"127.0.0.1:{ports[c['name']]}"]
+    for c in cfg["clusters"]:
+        c["endpoints"] = [moved.get(e, e) for e in c["endpoints"]]
+    cfg["admin"]["address"] = f"127.0.0.1:{free_port()}"
+    for lst in cfg["listeners"]:
+        lst["address"] = f"127.0.0.1:{free_port()}"
+    return folder, cfg, cleanup
+
+
+def _hint(m) -> list[str]:
+    lines = [l for l in m.log().splitlines() if " try: " in l]
+    assert len(lines) == 1, m.log()
+    return shlex.split(lines[0].split(" try: ", 1)[1])
+
+
+def _send(argv: list[str]) -> int:
+    """The status the hinted command gets: run by curl itself when there is one."""
+    assert argv[:2] == ["curl", "-i"], argv
+    if shutil.which("curl"):
+        r = subprocess.run([*argv, "-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "20"],
+                           capture_output=True, text=True, timeout=30)
+        return int(r.stdout)
+    headers = dict(h.split(": ", 1) for flag, h in zip(argv, argv[1:]) if flag == "-H")
+    req = urllib.request.Request(argv[-1], headers=headers)
+    try:
+        with urllib.request.urlopen(req, timeout=20) as resp:
+            return resp.status
+    except urllib.error.HTTPError as e:
+        return e.code
+
+
+@pytest.mark.parametrize("name, host, path", [
+    ("quickstart", None, "/"),
+    ("shop", "shop.example.com", "/healthz"),
+    ("bookinfo", "reviews", "/"),
+    ("wasm", None, "/"),
+])
+def test_the_startup_hint_is_a_curl_that_does_not_404(tmp_path, name, host, path):
+    from .conftest import Mosnx
+    folder, cfg, cleanup = _served_example(tmp_path, name)
+    m = Mosnx(folder, cfg, workers=1, name="hinted")
+    try:
+        m.start()
+        argv = _hint(m)
+        assert argv[-1] == f"http://127.0.0.1:{m.port}{path}", argv
+        assert (["-H", f"Host: {host}"] if host else []) == argv[2:-1], argv
+        status = _send(argv)
+        assert status == 200, (argv, status, m.log())
+    finally:
+        m.kill()
+        cleanup()
+
+
+def test_no_hint_when_no_route_takes_a_plain_get(tmp_path, free_port):
+    from .conftest import Mosnx
+    rules = tmp_path / "r.mdsl"
+    rules.write_text('vhost api domains "api.example.com" {\n'
+                     '  route r when request.headers["x-key"] == "k" { to web }\n'
+                     '}\n')
+    cfg = {"listeners": [{"name": "ingress", "rules": str(rules)}],
+           "clusters": [{"name": "web", "endpoints": ["127.0.0.1:9"]}]}
+    m = Mosnx(tmp_path, cfg, workers=1, name="nohint")
+    try:
+        m.start()
+        assert " try: " not in m.log(), m.log()
+        assert m.request("GET", "/", headers=[("Host", "api.example.com")]).status == 404
+    finally:
+        m.kill()
+
+
+def test_a_bug_in_a_starting_worker_is_one_line_exit_3(tmp_path, free_port):
+    cfg = _good(tmp_path, free_port)
+    r = _buggy("mosnx.proxy.worker", "build_snapshot", "run", "-c", cfg, "--workers", "1")
+    assert r.returncode == 3, r.stderr
+    assert "Traceback" not in r.stderr
+    assert r.stderr.strip().splitlines()[-1] == (f"mosnx run: bug: {cfg}: worker 0: RuntimeError: boom "
+                                                 "\u2014 please report")

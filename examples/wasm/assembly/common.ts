@@ -28,18 +28,123 @@ export function pluginConfig(size: u32): string {
   return String.UTF8.decode(get_buffer_bytes(BufferTypeValues.PluginConfiguration, 0, size));
 }
 
-// The string value of "key" in a flat JSON object, or `dflt`. Enough for the
-// examples' configs; values with escaped quotes are not supported.
+// The string value of "key" in a flat JSON object (the plugin config, as the host
+// serialises it), or `dflt` when the key is absent or its value is not a string.
+// Strings are unescaped as JSON says: \n \t \r \b \f \" \\ \/ and \uXXXX (a
+// surrogate pair stays a pair, so UTF-8 encoding joins it). Nested values of other
+// keys are skipped whole.
 export function jsonString(json: string, key: string, dflt: string): string {
-  let at = json.indexOf("\"" + key + "\"");
-  if (at < 0) return dflt;
-  let colon = json.indexOf(":", at + key.length + 2);
-  if (colon < 0) return dflt;
-  let open = json.indexOf("\"", colon + 1);
-  if (open < 0) return dflt;
-  let close = json.indexOf("\"", open + 1);
-  if (close < 0) return dflt;
-  return json.substring(open + 1, close);
+  let i = skipSpace(json, 0);
+  if (i >= json.length || json.charCodeAt(i) != 0x7B) return dflt;        // {
+  i = skipSpace(json, i + 1);
+  while (i < json.length && json.charCodeAt(i) == 0x22) {                  // "key"
+    let name = readString(json, i);
+    if (scanEnd < 0) return dflt;
+    i = skipSpace(json, scanEnd);
+    if (i >= json.length || json.charCodeAt(i) != 0x3A) return dflt;      // :
+    i = skipSpace(json, i + 1);
+    if (i < json.length && json.charCodeAt(i) == 0x22) {
+      let value = readString(json, i);
+      if (scanEnd < 0) return dflt;
+      if (name == key) return value;
+      i = scanEnd;
+    } else {
+      if (name == key) return dflt;
+      i = skipValue(json, i);
+      if (i < 0) return dflt;
+    }
+    i = skipSpace(json, i);
+    if (i >= json.length || json.charCodeAt(i) != 0x2C) return dflt;      // ,
+    i = skipSpace(json, i + 1);
+  }
+  return dflt;
+}
+
+// Where the last readString or skipValue stopped: the index after it, -1 if malformed.
+let scanEnd: i32 = -1;
+
+function skipSpace(s: string, i: i32): i32 {
+  while (i < s.length) {
+    let c = s.charCodeAt(i);
+    if (c != 0x20 && c != 0x09 && c != 0x0A && c != 0x0D) break;
+    i++;
+  }
+  return i;
+}
+
+function hexDigit(c: i32): i32 {
+  if (c >= 0x30 && c <= 0x39) return c - 0x30;
+  if (c >= 0x61 && c <= 0x66) return c - 0x61 + 10;
+  if (c >= 0x41 && c <= 0x46) return c - 0x41 + 10;
+  return -1;
+}
+
+// The JSON string whose opening quote is at `open`, unescaped; sets scanEnd.
+function readString(s: string, open: i32): string {
+  let out = "";
+  let n = s.length;
+  let i = open + 1;
+  let start = i;
+  while (i < n) {
+    let c = s.charCodeAt(i);
+    if (c == 0x22) {
+      scanEnd = i + 1;
+      return out + s.substring(start, i);
+    }
+    if (c != 0x5C) {
+      i++;
+      continue;
+    }
+    out += s.substring(start, i);
+    if (i + 1 >= n) break;
+    let e = s.charCodeAt(i + 1);
+    i += 2;
+    if (e == 0x6E) out += "\n";
+    else if (e == 0x74) out += "\t";
+    else if (e == 0x72) out += "\r";
+    else if (e == 0x62) out += "\b";
+    else if (e == 0x66) out += "\f";
+    else if (e == 0x22 || e == 0x5C || e == 0x2F) out += String.fromCharCode(e);
+    else if (e == 0x75) {                                                   // uXXXX
+      if (i + 4 > n) break;
+      let code = 0;
+      for (let k = 0; k < 4; k++) {
+        let d = hexDigit(s.charCodeAt(i + k));
+        if (d < 0) { scanEnd = -1; return ""; }
+        code = code * 16 + d;
+      }
+      out += String.fromCharCode(code);
+      i += 4;
+    } else {
+      scanEnd = -1;
+      return "";
+    }
+    start = i;
+  }
+  scanEnd = -1;
+  return "";
+}
+
+// The index after the (non-string-led) JSON value at `i`: a number, literal, object
+// or array, brackets balanced and strings inside skipped; -1 if malformed.
+function skipValue(s: string, i: i32): i32 {
+  let depth = 0;
+  while (i < s.length) {
+    let c = s.charCodeAt(i);
+    if (c == 0x22) {
+      readString(s, i);
+      if (scanEnd < 0) return -1;
+      i = scanEnd;
+      continue;
+    }
+    if (c == 0x7B || c == 0x5B) depth++;
+    else if (c == 0x7D || c == 0x5D) {
+      if (depth == 0) return i;
+      depth--;
+    } else if (c == 0x2C && depth == 0) return i;
+    i++;
+  }
+  return depth == 0 ? i : -1;
 }
 
 export class SharedValue {
