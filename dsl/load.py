@@ -85,10 +85,11 @@ def _read(prog: Program, path: str, at: A.Import | None) -> A.File | None:
     try:
         with open(path, encoding="utf-8") as fh:
             text = fh.read()
-    except (OSError, UnicodeDecodeError) as e:
+    except (OSError, ValueError) as e:     # ValueError: undecodable text, or a NUL in the path
         span = at.span if at is not None else Span(path, 1, 1)
         why = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
-        prog.diagnostics.append(prog.diag(span, "E003", f'cannot read "{path}": {why}'))
+        shown = path.replace("\0", "\\0")
+        prog.diagnostics.append(prog.diag(span, "E003", f'cannot read "{shown}": {why}'))
         return None
     prog.sources.append(path)
     tree = parse(text, path)
