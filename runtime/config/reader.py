@@ -35,6 +35,9 @@ DUPLICATE = "C006"
 NO_SUCH_FILE = "C007"
 UNKNOWN_REFERENCE = {"cluster": "C101"}
 
+# what PyYAML counts as one line break when it marks a position
+_LINE_BREAK = re.compile("\r\n|[\r\n\x85\u2028\u2029]")
+
 
 def kind_of(node: Node) -> str:
     """What a YAML user calls the node: a mapping, a list or a scalar's type."""
@@ -62,7 +65,7 @@ class Reader:
     def __init__(self, text: str, path: str):
         self.text = text
         self.path = path
-        self.lines = re.split(r"\r\n|\r|\n", text)    # YAML's line breaks, as its marks count them
+        self.lines = _LINE_BREAK.split(text)    # YAML's line breaks, as its marks count them
         self.named = not (path.startswith("<") and path.endswith(">"))   # "<string>" is no file
         # relative paths in the config are relative to the config file's folder
         self.base_dir = os.path.dirname(os.path.abspath(path)) if self.named else os.getcwd()
@@ -79,6 +82,13 @@ class Reader:
 
     def mark_span(self, mark: yaml.Mark) -> Span:
         return Span(self.path, mark.line + 1, mark.column + 1)
+
+    def index_span(self, index: int) -> Span:
+        """The position of text[index], with lines counted as YAML's marks count them."""
+        before = self.text[:index]
+        breaks = _LINE_BREAK.findall(before)
+        last = max(before.rfind(b) for b in ("\n", "\r", "\x85", "\u2028", "\u2029"))
+        return Span(self.path, len(breaks) + 1, index - last)
 
     def at(self, path: KeyPath) -> Span | None:
         """The span recorded for `path`, or for its nearest recorded ancestor."""
@@ -132,6 +142,12 @@ class Reader:
                 self._constructor.construct_document(root)
         except yaml.MarkedYAMLError as e:
             self.syntax_error(e)
+            return None
+        except yaml.reader.ReaderError as e:
+            # a character YAML refuses anywhere in the text (a control character, a
+            # lone surrogate): it carries an index, not a mark
+            self.error(self.index_span(e.position), YAML_SYNTAX,
+                       f"YAML syntax: unacceptable character #x{e.character:04x}: {e.reason}")
             return None
         return root
 

@@ -586,3 +586,29 @@ def test_filter_settings_do_not_alias_the_raw_document():
     """ + CLUSTER)
     c.listeners[0].filters[0].config["config"]["a"] = 2
     assert c.raw["listeners"][0]["filters"][0]["wasm"]["config"] == {"a": 1}
+
+
+def test_yaml_refused_character_is_positioned():
+    # PyYAML refuses control characters before it parses, with an index rather than a mark
+    assert only("workers: 1\nlisteners:\n  - name: a\x0bb\n") == (
+        "C001", 3, 12, "YAML syntax: unacceptable character #x000b: special characters are not allowed")
+    assert only("\x00")[:3] == ("C001", 1, 1)
+
+
+def test_yaml_positions_count_every_line_break_yaml_counts():
+    # NEL and the Unicode line and paragraph separators end a line for YAML's marks:
+    # the source line shown is the one the mark names
+    with pytest.raises(ConfigError) as e:
+        load_config_text("workers: 1\u2028nope: 2\n")
+    d = e.value.diagnostics[0]
+    assert (d.code, d.span.line, d.span.column, d.source_line) == ("C002", 2, 1, "nope: 2")
+
+
+def test_a_file_that_is_not_utf8_is_positioned_at_the_first_bad_byte(tmp_path):
+    p = tmp_path / "mosnx.yaml"
+    p.write_bytes(b"workers: 1\nlisteners:\n  - name: caf\xe9\n")
+    with pytest.raises(ConfigError) as e:
+        load_config(str(p))
+    (d,) = e.value.diagnostics
+    assert (d.code, d.span.path, d.span.line, d.span.column) == ("C001", str(p), 3, 14)
+    assert "is not UTF-8 text" in d.message and "0xe9" in d.message
