@@ -15,6 +15,7 @@ import re
 from typing import Any, Iterable, Iterator, Union
 
 import yaml
+from yaml.composer import ComposerError
 from yaml.constructor import SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
@@ -37,6 +38,57 @@ UNKNOWN_REFERENCE = {"cluster": "C101"}
 
 # what PyYAML counts as one line break when it marks a position
 _LINE_BREAK = re.compile("\r\n|[\r\n\x85\u2028\u2029]")
+
+
+# deeper than any config, and shallow enough for PyYAML's recursive composer and
+# constructor, and the schema walk, to stay well inside Python's recursion limit
+MAX_DEPTH = 64
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader refusing nesting deeper than MAX_DEPTH with a positioned error,
+    where PyYAML would exhaust the stack (RecursionError)."""
+
+    _depth = 0
+
+    def compose_node(self, parent, index):
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                raise ComposerError(None, None, f"nested deeper than {MAX_DEPTH} levels",
+                                    self.peek_event().start_mark)
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+
+def _children(node: Node) -> list[Node]:
+    if isinstance(node, MappingNode):
+        return [n for kv in node.value for n in kv]
+    if isinstance(node, SequenceNode):
+        return list(node.value)
+    return []
+
+
+def _contains_itself(root: Node) -> Node | None:
+    """A node that an alias makes its own descendant (`&a [*a]`), or None."""
+    open_: set[int] = set()      # on the current path
+    done: set[int] = set()
+    stack = [(root, iter(_children(root)))]
+    open_.add(id(root))
+    while stack:
+        node, rest = stack[-1]
+        child = next(rest, None)
+        if child is None:
+            stack.pop()
+            open_.discard(id(node))
+            done.add(id(node))
+        elif id(child) in open_:
+            return child
+        elif id(child) not in done:
+            open_.add(id(child))
+            stack.append((child, iter(_children(child))))
+    return None
 
 
 def kind_of(node: Node) -> str:
@@ -134,8 +186,14 @@ class Reader:
     def compose(self) -> Node | None:
         """The root node, with duplicate keys reported; None on a YAML syntax error."""
         try:
-            root = yaml.compose(self.text, Loader=yaml.SafeLoader)
+            root = yaml.compose(self.text, Loader=_Loader)
             if root is not None:
+                inside = _contains_itself(root)
+                if inside is not None:
+                    # the walks below (and Config.raw) would never end
+                    self.error(inside, YAML_SYNTAX, "YAML: an alias inside its own anchor makes this node "
+                                                    "contain itself")
+                    return None
                 self._report_duplicate_keys(root)
                 # constructing once proves the document is plain data (no python tags,
                 # no unhashable keys) and resolves merge keys (<<) in place

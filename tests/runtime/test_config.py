@@ -612,3 +612,20 @@ def test_a_file_that_is_not_utf8_is_positioned_at_the_first_bad_byte(tmp_path):
     (d,) = e.value.diagnostics
     assert (d.code, d.span.path, d.span.line, d.span.column) == ("C001", str(p), 3, 14)
     assert "is not UTF-8 text" in d.message and "0xe9" in d.message
+
+
+def test_yaml_nested_too_deep_is_positioned():
+    # PyYAML composes recursively: a deep enough document would exhaust the stack
+    found = only("workers: 1\nlisteners: " + "[" * 3000 + "]" * 3000 + "\n")
+    assert found == ("C001", 2, 75, "YAML syntax: nested deeper than 64 levels")     # the 65th level
+
+
+@pytest.mark.parametrize("text, line, col", [
+    ("listeners: &a [*a]\n", 1, 12),
+    ("clusters:\n  - &c {name: c, endpoints: [], x: *c}\n", 2, 5),
+    ("a: &m\n  b: 1\n  c: {<<: *m}\n", 1, 4),
+])
+def test_yaml_alias_inside_its_own_anchor_is_refused(text, line, col):
+    code, l, c, msg = only(text)
+    assert (code, l, c) == ("C001", line, col)
+    assert "contain itself" in msg
