@@ -21,7 +21,7 @@ import tempfile
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _fuzzing import fuzz, instrumented  # noqa: E402
 
-with instrumented(__name__ == "__main__", "mosnx", "lark"):
+with instrumented(__name__ == "__main__", "mosnx"):
     from mosnx import plugins
     from mosnx.dsl import lint
     from mosnx.runtime.diagnostics import Diagnostic
