@@ -10,7 +10,10 @@ instrumented and the modules are the ordinary installed ones.
 from __future__ import annotations
 
 import contextlib
+import os
+import shlex
 import sys
+import tempfile
 import traceback
 
 
@@ -54,8 +57,23 @@ def fuzz(test_one_input, known: tuple[tuple[str, str, str], ...] = ()) -> None:
                     return
             raise
 
-    atheris.Setup(sys.argv, one)
+    atheris.Setup(_self_command(sys.argv), one)
     atheris.Fuzz()
+
+
+def _self_command(argv: list[str]) -> list[str]:
+    """argv, with argv[0] a command that runs this target again: libFuzzer's -merge
+    and -fork run argv[0] as a program, and a script needs its interpreter (this
+    one, the project's virtualenv). One small wrapper per target, rewritten each time."""
+    if not any(a.startswith(("-merge=", "-set_cover_merge=", "-fork=")) for a in argv[1:]):
+        return argv
+    script = os.path.abspath(argv[0])
+    name = os.path.splitext(os.path.basename(script))[0]
+    path = os.path.join(tempfile.gettempdir(), f"mosnx-{name}-{os.getuid()}.sh")
+    with open(path, "w") as f:
+        f.write(f'#!/bin/sh\nexec {shlex.quote(sys.executable)} {shlex.quote(script)} "$@"\n')
+    os.chmod(path, 0o700)
+    return [path, *argv[1:]]
 
 
 def split(data: bytes, cuts: bytes) -> list[bytes]:

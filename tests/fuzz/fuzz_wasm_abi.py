@@ -20,7 +20,9 @@ Properties:
 """
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import struct
 import sys
 import tempfile
@@ -46,7 +48,9 @@ DATA, DATA_END = 1024, 32768    # where the input's bytes go; the heap starts at
 NAMES = [b":path", b":method", b":authority", b":scheme", b":status", b"host", b"x-a", b"X-A", b"content-length",
          b":unknown", b""]
 
-os.environ.setdefault("MOSNX_CACHE_DIR", tempfile.mkdtemp(prefix="mosnx-fuzz-wasm-"))
+if "MOSNX_CACHE_DIR" not in os.environ:      # compiled modules go to a folder of our own
+    os.environ["MOSNX_CACHE_DIR"] = tempfile.mkdtemp(prefix="mosnx-fuzz-wasm-")
+    atexit.register(shutil.rmtree, os.environ["MOSNX_CACHE_DIR"], True)
 _filter = load("abi-probe", {"module": PROBE}, BuildContext(config=None, listener=None, clusters=set(), filters={},
                                                               services=Services(stats=Store())), base_dir="/")
 VM = _filter.vm

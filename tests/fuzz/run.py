@@ -8,8 +8,9 @@ crash is written to tests/fuzz/crashes/<target>/. The log of each run is
 build/fuzz/<target>.log; the table printed at the end gives, per target, the
 inputs executed (libFuzzer's `#N DONE` line), their rate, and the coverage.
 
---merge instead minimises each committed corpus: libFuzzer's -merge=1 keeps, of
-the committed and the working corpus, the smallest set with the same coverage.
+--merge instead minimises each committed corpus: libFuzzer's -set_cover_merge=1
+keeps, of the committed and the working corpus, a small set with the same
+coverage; regress-* files (fixed crashes) are kept whatever they cover.
 """
 from __future__ import annotations
 
@@ -66,13 +67,39 @@ def merge(target: str) -> None:
     shutil.rmtree(fresh, ignore_errors=True)
     os.makedirs(fresh)
     inputs = [corpus] + [d for d in (os.path.join(WORK, target),) if os.path.isdir(d)]
-    subprocess.run(_cmd(target, "-merge=1", fresh, *inputs), check=True, stdout=subprocess.DEVNULL,
+    subprocess.run(_cmd(target, "-set_cover_merge=1", fresh, *inputs), check=True, stdout=subprocess.DEVNULL,
                    stderr=subprocess.DEVNULL)
+    dropped = _drop_failing(target, fresh)
+    if not os.listdir(fresh):
+        sys.exit(f"{target}: the merge kept nothing; {os.path.relpath(corpus, ROOT)} left as it was")
     before = len(os.listdir(corpus))
+    for n in os.listdir(corpus):
+        if n.startswith("regress-"):        # fixed crashes stay, named, whatever they cover
+            shutil.copy(os.path.join(corpus, n), fresh)
     shutil.rmtree(corpus)
     shutil.move(fresh, corpus)
     size = sum(os.path.getsize(os.path.join(corpus, n)) for n in os.listdir(corpus))
-    print(f"{target}: {before} -> {len(os.listdir(corpus))} files, {size} bytes")
+    print(f"{target}: {before} -> {len(os.listdir(corpus))} files, {size} bytes"
+          + (f" ({dropped} failing like an open finding left out)" if dropped else ""))
+
+
+def _drop_failing(target: str, folder: str) -> int:
+    """Remove the inputs that fail (fuzzing keeps those that fail like an open
+    finding, for their coverage); the committed corpus must replay clean."""
+    import importlib
+    sys.path.insert(0, HERE)
+    run = importlib.import_module(f"fuzz_{target}").test_one_input
+    n = 0
+    for name in os.listdir(folder):
+        path = os.path.join(folder, name)
+        with open(path, "rb") as f:
+            data = f.read()
+        try:
+            run(data)
+        except Exception:
+            os.remove(path)
+            n += 1
+    return n
 
 
 def main(argv: list[str]) -> int:
