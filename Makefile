@@ -53,5 +53,16 @@ bench-routing: install
 wasm-examples:
 	examples/wasm/build.sh
 
+# Coverage-guided fuzzing (atheris) of every parser, one target after the other,
+# FUZZ_TIME seconds each; prints the inputs executed per target. tests/fuzz/README.md
+FUZZ_TIME ?= 300
+.PHONY: fuzz fuzz-merge
+fuzz: install
+	$(BIN)/python tests/fuzz/run.py --time $(FUZZ_TIME) $(FUZZ_TARGETS)
+
+# Minimise tests/fuzz/corpus/ with what `make fuzz` found (libFuzzer -merge=1)
+fuzz-merge: install
+	$(BIN)/python tests/fuzz/run.py --merge $(FUZZ_TARGETS)
+
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 
-from ..diagnostics import ConfigError, Diagnostic
+from ..diagnostics import ConfigError, Diagnostic, Span
 from ..model import Config
 from .document import DOCUMENT
 from .reader import NO_SUCH_FILE, YAML_SYNTAX, Reader
@@ -16,12 +16,20 @@ from .schema import INVALID
 
 def load_config(path: str) -> Config:
     try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
+        with open(path, "rb") as f:
+            raw = f.read()
     except OSError as e:
         raise ConfigError([Diagnostic(None, NO_SUCH_FILE, f'cannot read "{path}": {e.strerror}')]) from None
+    try:
+        # newlines as text mode reads them, so positions are the same either way
+        text = raw.decode("utf-8").replace("\r\n", "\n").replace("\r", "\n")
     except UnicodeDecodeError as e:
-        raise ConfigError([Diagnostic(None, YAML_SYNTAX, f'"{path}" is not UTF-8 text: {e.reason}')]) from None
+        # the first byte that is not UTF-8, positioned as a character would be
+        # (lines by newline, columns by byte: the line is not text to count in)
+        line_start = raw.rfind(b"\n", 0, e.start) + 1
+        span = Span(path, raw.count(b"\n", 0, e.start) + 1, e.start - line_start + 1)
+        raise ConfigError([Diagnostic(span, YAML_SYNTAX, f'"{path}" is not UTF-8 text: {e.reason} '
+                                      f"(byte 0x{raw[e.start]:02x})")]) from None
     return load_config_text(text, path)
 
 

@@ -15,6 +15,7 @@ import re
 from typing import Any, Iterable, Iterator, Union
 
 import yaml
+from yaml.composer import ComposerError
 from yaml.constructor import SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
@@ -34,20 +35,59 @@ MISSING = "C005"
 DUPLICATE = "C006"
 NO_SUCH_FILE = "C007"
 UNKNOWN_REFERENCE = {"cluster": "C101"}
-# PyYAML composes nodes recursively; a document nested deeper than any config is
-# refused (C001) from its event stream, which is read without recursion.
-MAX_YAML_DEPTH = 64
+
+# what PyYAML counts as one line break when it marks a position
+_LINE_BREAK = re.compile("\r\n|[\r\n\x85\u2028\u2029]")
 
 
-def _too_deep(text: str) -> yaml.Mark | None:
-    depth = 0
-    for ev in yaml.parse(text, Loader=yaml.SafeLoader):
-        if isinstance(ev, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
-            depth += 1
-            if depth > MAX_YAML_DEPTH:
-                return ev.start_mark
-        elif isinstance(ev, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
-            depth -= 1
+# deeper than any config, and shallow enough for PyYAML's recursive composer and
+# constructor, and the schema walk, to stay well inside Python's recursion limit
+MAX_DEPTH = 64
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader refusing nesting deeper than MAX_DEPTH with a positioned error,
+    where PyYAML would exhaust the stack (RecursionError)."""
+
+    _depth = 0
+
+    def compose_node(self, parent, index):
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                raise ComposerError(None, None, f"nested deeper than {MAX_DEPTH} levels",
+                                    self.peek_event().start_mark)
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+
+def _children(node: Node) -> list[Node]:
+    if isinstance(node, MappingNode):
+        return [n for kv in node.value for n in kv]
+    if isinstance(node, SequenceNode):
+        return list(node.value)
+    return []
+
+
+def _contains_itself(root: Node) -> Node | None:
+    """A node that an alias makes its own descendant (`&a [*a]`), or None."""
+    open_: set[int] = set()      # on the current path
+    done: set[int] = set()
+    stack = [(root, iter(_children(root)))]
+    open_.add(id(root))
+    while stack:
+        node, rest = stack[-1]
+        child = next(rest, None)
+        if child is None:
+            stack.pop()
+            open_.discard(id(node))
+            done.add(id(node))
+        elif id(child) in open_:
+            return child
+        elif id(child) not in done:
+            open_.add(id(child))
+            stack.append((child, iter(_children(child))))
     return None
 
 
@@ -77,7 +117,7 @@ class Reader:
     def __init__(self, text: str, path: str):
         self.text = text
         self.path = path
-        self.lines = re.split(r"\r\n|\r|\n", text)    # YAML's line breaks, as its marks count them
+        self.lines = _LINE_BREAK.split(text)    # YAML's line breaks, as its marks count them
         self.named = not (path.startswith("<") and path.endswith(">"))   # "<string>" is no file
         # relative paths in the config are relative to the config file's folder
         self.base_dir = os.path.dirname(os.path.abspath(path)) if self.named else os.getcwd()
@@ -94,6 +134,13 @@ class Reader:
 
     def mark_span(self, mark: yaml.Mark) -> Span:
         return Span(self.path, mark.line + 1, mark.column + 1)
+
+    def index_span(self, index: int) -> Span:
+        """The position of text[index], with lines counted as YAML's marks count them."""
+        before = self.text[:index]
+        breaks = _LINE_BREAK.findall(before)
+        last = max(before.rfind(b) for b in ("\n", "\r", "\x85", "\u2028", "\u2029"))
+        return Span(self.path, len(breaks) + 1, index - last)
 
     def at(self, path: KeyPath) -> Span | None:
         """The span recorded for `path`, or for its nearest recorded ancestor."""
@@ -139,19 +186,26 @@ class Reader:
     def compose(self) -> Node | None:
         """The root node, with duplicate keys reported; None on a YAML syntax error."""
         try:
-            deep = _too_deep(self.text)
-            if deep is not None:
-                self.error(self.mark_span(deep), YAML_SYNTAX,
-                           f"YAML syntax: nested more than {MAX_YAML_DEPTH} levels deep")
-                return None
-            root = yaml.compose(self.text, Loader=yaml.SafeLoader)
+            root = yaml.compose(self.text, Loader=_Loader)
             if root is not None:
+                inside = _contains_itself(root)
+                if inside is not None:
+                    # the walks below (and Config.raw) would never end
+                    self.error(inside, YAML_SYNTAX, "YAML: an alias inside its own anchor makes this node "
+                                                    "contain itself")
+                    return None
                 self._report_duplicate_keys(root)
                 # constructing once proves the document is plain data (no python tags,
                 # no unhashable keys) and resolves merge keys (<<) in place
                 self._constructor.construct_document(root)
         except yaml.MarkedYAMLError as e:
             self.syntax_error(e)
+            return None
+        except yaml.reader.ReaderError as e:
+            # a character YAML refuses anywhere in the text (a control character, a
+            # lone surrogate): it carries an index, not a mark
+            self.error(self.index_span(e.position), YAML_SYNTAX,
+                       f"YAML syntax: unacceptable character #x{e.character:04x}: {e.reason}")
             return None
         return root
 

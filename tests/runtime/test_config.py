@@ -625,3 +625,46 @@ def test_path_normalization_errors_are_positioned():
                         'one of keep, reject, unescape_and_redirect, unescape_and_forward'),
         ("C002", 6, 76, 'unknown key "merge" in listeners[0].path_normalization'),
     ]
+
+
+def test_yaml_refused_character_is_positioned():
+    # PyYAML refuses control characters before it parses, with an index rather than a mark
+    assert only("workers: 1\nlisteners:\n  - name: a\x0bb\n") == (
+        "C001", 3, 12, "YAML syntax: unacceptable character #x000b: special characters are not allowed")
+    assert only("\x00")[:3] == ("C001", 1, 1)
+
+
+def test_yaml_positions_count_every_line_break_yaml_counts():
+    # NEL and the Unicode line and paragraph separators end a line for YAML's marks:
+    # the source line shown is the one the mark names
+    with pytest.raises(ConfigError) as e:
+        load_config_text("workers: 1\u2028nope: 2\n")
+    d = e.value.diagnostics[0]
+    assert (d.code, d.span.line, d.span.column, d.source_line) == ("C002", 2, 1, "nope: 2")
+
+
+def test_a_file_that_is_not_utf8_is_positioned_at_the_first_bad_byte(tmp_path):
+    p = tmp_path / "mosnx.yaml"
+    p.write_bytes(b"workers: 1\nlisteners:\n  - name: caf\xe9\n")
+    with pytest.raises(ConfigError) as e:
+        load_config(str(p))
+    (d,) = e.value.diagnostics
+    assert (d.code, d.span.path, d.span.line, d.span.column) == ("C001", str(p), 3, 14)
+    assert "is not UTF-8 text" in d.message and "0xe9" in d.message
+
+
+def test_yaml_nested_too_deep_is_positioned():
+    # PyYAML composes recursively: a deep enough document would exhaust the stack
+    found = only("workers: 1\nlisteners: " + "[" * 3000 + "]" * 3000 + "\n")
+    assert found == ("C001", 2, 75, "YAML syntax: nested deeper than 64 levels")     # the 65th level
+
+
+@pytest.mark.parametrize("text, line, col", [
+    ("listeners: &a [*a]\n", 1, 12),
+    ("clusters:\n  - &c {name: c, endpoints: [], x: *c}\n", 2, 5),
+    ("a: &m\n  b: 1\n  c: {<<: *m}\n", 1, 4),
+])
+def test_yaml_alias_inside_its_own_anchor_is_refused(text, line, col):
+    code, l, c, msg = only(text)
+    assert (code, l, c) == ("C001", line, col)
+    assert "contain itself" in msg
