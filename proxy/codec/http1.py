@@ -335,20 +335,24 @@ class ResponseDecoder:
                     return
         try:
             self._parser.feed_data(data)
-            if self._skip:
-                # llhttp cannot know a HEAD response has no body: end it here and
-                # start the next response on a fresh parser
-                self._skip = False
-                self.head_only = False
-                self._next_message()
-                self._parser = httptools.HttpResponseParser(self)
-                self._idle = True
         except httptools.HttpParserUpgrade as e:
-            self.upgraded_offset = e.args[0] if e.args else len(data)
+            if not self._skip:
+                self.upgraded_offset = e.args[0] if e.args else len(data)
         except httptools.HttpParserError as e:
-            raise ParseError(502, "upstream_protocol_error") from e
+            if not self._skip:
+                raise ParseError(502, "upstream_protocol_error") from e
         finally:
             self._raw = None
+        if self._skip:
+            # llhttp cannot be told a HEAD answer has no body: the answer ended at its
+            # head, and whatever the upstream sent after it in the same read (a body it
+            # should not have sent, or anything else) is dropped unseen; the next read
+            # starts the next response on a fresh parser
+            self._skip = False
+            self.head_only = False
+            self._next_message()
+            self._parser = httptools.HttpResponseParser(self)
+            self._idle = True
 
     def on_message_begin(self) -> None:
         self._idle = False
@@ -367,6 +371,8 @@ class ResponseDecoder:
             self._trailers.append((name.lower(), value))
 
     def on_headers_complete(self) -> None:
+        if self._skip:
+            return          # after a HEAD answer, in its read: dropped (see feed)
         self._in_head = False
         p = self._parser
         status = p.get_status_code()
@@ -401,6 +407,11 @@ class ResponseDecoder:
             self.sink.on_response_end(None)
 
     def on_body(self, body: bytes) -> None:
+        if self._skip:
+            return          # after a HEAD answer, in its read: dropped (see feed)
+        if self._informational:
+            # a 1xx has no body (RFC 9112 §6.3): this connection can no longer be framed
+            raise ParseError(502, "upstream_protocol_error")
         self.sink.on_response_body(body)
 
     def on_message_complete(self) -> None:

@@ -85,9 +85,12 @@ class UpstreamConnection(asyncio.Protocol):
             self.decoder.feed(data)
         except ParseError as e:
             self.pool.host.cluster.c["upstream_cx_protocol_error"].value += 1
-            self.stream = None
+            # the stream this read was for may have ended within it and the connection
+            # gone back to the pool, or on to a waiting stream: only one still on it is told
+            current, self.stream = self.stream, None
             self.close()
-            stream.on_upstream_reset(e.detail, 502)
+            if current is not None:
+                current.on_upstream_reset(e.detail, 502)
             return
         finally:
             stream.down.flush()

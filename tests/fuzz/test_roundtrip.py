@@ -63,7 +63,11 @@ _value = st.binary(max_size=40).map(lambda b: bytes(c for c in b if 0x21 <= c <=
 _extra = st.lists(st.tuples(_token.filter(lambda t: t not in ("host", "content-length", "transfer-encoding",
                                                               "connection", "upgrade", "expect", "te"))
                             .map(str.encode), _value), max_size=8)
-_target = st.text("abcdefghijklmnopqrstuvwxyz0123456789-._~/?=&%", max_size=40).map(lambda t: "/" + t)
+# targets already in the one normalised form the decoder hands on (codec.path)
+_segment = st.text("abcdefghijklmnopqrstuvwxyz0123456789-_~", min_size=1, max_size=8)
+_target = st.tuples(st.lists(_segment, max_size=5), st.text("abcdefghijklmnopqrstuvwxyz0123456789=&%./",
+                                                            max_size=12)) \
+    .map(lambda t: "/" + "/".join(t[0]) + ("?" + t[1] if t[1] else ""))
 
 
 class _Req(RequestSink):

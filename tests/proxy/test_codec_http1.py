@@ -324,6 +324,25 @@ def test_head_response_ends_at_the_head_despite_content_length():
     assert [e[0] for e in sink.events] == ["head", "end", "head", "body", "end"]
 
 
+def test_a_body_sent_with_a_head_answer_in_its_read_is_dropped_not_handed_on():
+    # the answer has ended at its head: nothing reaches the sink after its end
+    sink = Responses()
+    dec = ResponseDecoder(sink)
+    dec.head_only = True
+    dec.feed(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabc")
+    assert [e[0] for e in sink.events] == ["head", "end"]
+    dec.feed(b"HTTP/1.1 204 No Content\r\n\r\n")
+    assert [e[0] for e in sink.events] == ["head", "end", "head", "end"]
+
+
+def test_an_interim_response_with_a_body_is_502():
+    sink = Responses()
+    with pytest.raises(ParseError) as e:
+        ResponseDecoder(sink).feed(b"HTTP/1.1 199 Odd\r\nContent-Length: 2\r\n\r\nok")
+    assert (e.value.status, e.value.detail) == (502, "upstream_protocol_error")
+    assert sink.events == []
+
+
 def test_interim_responses_are_dropped():
     sink = Responses()
     ResponseDecoder(sink).feed(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: x\r\n\r\n"
