@@ -15,6 +15,7 @@ from mosnx.runtime.routes import RETRY_ON
 
 from . import ast as A
 from . import scheme as S
+from .gcpause import paused
 from .load import Program
 from .shadow import ShadowIndex, inline, is_catch_all, path_prefix_of
 from .types import TypeChecker, _a
@@ -64,7 +65,8 @@ def check(prog: Program, clusters: set[str] | None = None,
     """Every finding for `prog`. `clusters`/`filters` None means unknown (not checked),
     except that clusters declared in the rules are checked when no set is given."""
     c = _Checker(prog, clusters, filters)
-    c.run()
+    with paused():
+        c.run()
     return c.diags
 
 

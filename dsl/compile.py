@@ -24,6 +24,7 @@ from mosnx.runtime.routes import (DirectResponse, MirrorPolicy, RedirectAction, 
 from . import ast as A
 from . import scheme as S
 from .expr import _NOTHING, ExprCompiler, text
+from .gcpause import paused
 from .load import Program
 from .shadow import inline, is_catch_all, path_hint, path_prefix_of
 
@@ -59,7 +60,8 @@ class Steps:
 
 def compile_program(prog: Program, filters: dict[str, HttpFilter] | None = None,
                     services: Services | None = None) -> RulesResult:
-    return _Compiler(prog, filters, services or Services()).run()
+    with paused():
+        return _Compiler(prog, filters, services or Services()).run()
 
 
 def _enc(s: str) -> bytes:

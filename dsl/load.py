@@ -20,6 +20,7 @@ from mosnx.runtime.attributes import ATTRIBUTES
 from mosnx.runtime.diagnostics import Diagnostic, Span
 
 from . import ast as A
+from .gcpause import paused
 from .parse import MAX_NESTING, parse, too_deep_message
 
 
@@ -66,6 +67,11 @@ def expand(paths: tuple[str, ...] | list[str]) -> tuple[list[str], list[Diagnost
 
 
 def load(paths: tuple[str, ...] | list[str]) -> Program:
+    with paused():
+        return _load(paths)
+
+
+def _load(paths: tuple[str, ...] | list[str]) -> Program:
     prog = Program()
     files, diags = expand(paths)
     prog.diagnostics.extend(diags)

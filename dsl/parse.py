@@ -32,6 +32,7 @@ from mosnx.grammar import grammar_text
 from mosnx.runtime.diagnostics import Diagnostic, Span
 
 from . import ast as A
+from .gcpause import paused
 from .syntax_errors import syntax_error
 
 _parser: Lark | None = None
@@ -59,7 +60,8 @@ def parse(text: str, path: str = "<string>") -> A.File | Diagnostic:
     p = parser()
     build = _Build(path, text)
     try:
-        root = _frontend(p, build.callbacks(_plan)).parse(text)
+        with paused():
+            root = _frontend(p, build.callbacks(_plan)).parse(text)
     except UnexpectedInput as e:
         return syntax_error(e, p, text, path)
     if root.height - 1 > MAX_NESTING:
@@ -239,7 +241,10 @@ class _Build:
                     c += [None] * nones
                 x = s[i]
                 if splice:
-                    c += x.value
+                    if c:
+                        c += x.value
+                    else:       # left recursion (a repetition): grow its list in place, not a copy
+                        c = x.value
                 else:
                     c.append(x.value if type(x) is _At else x)
             if tail:
