@@ -33,10 +33,12 @@ from mosnx.runtime.diagnostics import Diagnostic, Span
 
 from . import ast as A
 from .gcpause import paused
+from .lalr_drive import Stuck, Tables, drive
 from .syntax_errors import syntax_error
 
 _parser: Lark | None = None
 _plan: list | None = None
+_tables: Tables | None = None
 
 # Levels of and, or, not, parentheses, sets, calls and `when` blocks, counted from
 # the file: far above what a rule needs, far below the interpreter's stack limit
@@ -47,10 +49,14 @@ MAX_NESTING = 64
 def parser() -> Lark:
     """The Lark parser: its tables and lexer drive parse(); it also replays snippets
     for syntax_errors. Built without positions: _At carries them."""
-    global _parser, _plan
+    global _parser, _plan, _tables
     if _parser is None:
         p = Lark(grammar_text("mdsl.lark"), parser="lalr", maybe_placeholders=True)
         _plan = _rule_plan(p)
+        try:
+            _tables = Tables(p)
+        except Exception:  # a Lark laid out otherwise: its own parser loop does the same, slower
+            _tables = None
         _parser = p
     return _parser
 
@@ -61,7 +67,7 @@ def parse(text: str, path: str = "<string>") -> A.File | Diagnostic:
     build = _Build(path, text)
     try:
         with paused():
-            root = _frontend(p, build.callbacks(_plan)).parse(text)
+            root = _run(p, build, text)
     except UnexpectedInput as e:
         return syntax_error(e, p, text, path)
     if root.height - 1 > MAX_NESTING:
@@ -70,6 +76,17 @@ def parse(text: str, path: str = "<string>") -> A.File | Diagnostic:
     if build.failed is not None:  # a node constructor rejected a shape: report it, do not crash
         return Diagnostic(Span(path, 1, 1), "E001", f"cannot read this file: {build.failed}")
     return root.value
+
+
+def _run(p: Lark, build: "_Build", text: str) -> "_At":
+    """The root _At: from the fast loop, or where it stops (a syntax error), from
+    Lark's parser, which raises the error as Lark words it."""
+    if _tables is not None:
+        try:
+            return drive(_tables, text, build.callbacks(_plan))
+        except Stuck:
+            build.failed = None
+    return _frontend(p, build.callbacks(_plan)).parse(text)
 
 
 def too_deep_message() -> str:
