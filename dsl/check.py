@@ -8,6 +8,7 @@ references, D4xx duplicates, P5xx phases.
 """
 from __future__ import annotations
 
+import re
 from typing import Iterable
 
 from mosnx.runtime.diagnostics import Diagnostic, Span, did_you_mean
@@ -76,6 +77,12 @@ class _Checker(TypeChecker):
         declared = prog.declared_clusters()
         self.clusters = clusters if clusters is not None else (declared or None)
         self.filters = filters
+
+    def regex(self, s: A.Str) -> None:
+        try:
+            self.prog.regexes[s.value] = re.compile(s.value)   # kept for the compiler
+        except re.error:
+            super().regex(s)        # which words the error
 
     # ---- program ----
     def run(self) -> None:

@@ -32,6 +32,9 @@ class Program:
     scopes: dict[str, dict[str, tuple[A.Const, str]]] = field(default_factory=dict)
     sources: list[str] = field(default_factory=list)         # every file read
     diagnostics: list[Diagnostic] = field(default_factory=list)
+    # regexes the checker compiled, by text, for the compiler: re's own cache holds 512,
+    # so a table of thousands of regex routes was otherwise compiled twice
+    regexes: dict = field(default_factory=dict)
 
     def source_line(self, span: Span | None) -> str | None:
         if span is None:
