@@ -97,3 +97,22 @@ def test_nesting_at_the_bound_parses_the_same(depth, shape):
 ])
 def test_error_order_is_the_same(src):
     same(src)
+
+
+def test_lark_s_own_loop_gives_the_same_result(monkeypatch):
+    """Where the fast loop cannot read Lark's tables (another Lark version), Lark's
+    parser loop runs the same callbacks: same ASTs and diagnostics."""
+    import mosnx.dsl.parse as P
+    P.parser()
+    monkeypatch.setattr(P, "_tables", None)
+    texts = [src for _, src in sources()] + [_routes(30), "route a when " + "not " * 70 + "x { to b }\n",
+                                             "route a when f(" + "9" * 5000 + ") { to b }\n", "route { to b }"]
+    for src in texts:
+        same(src)
+
+
+def test_mutants_of_a_generated_table_parse_the_same():
+    src = _routes(6)
+    for what, text in sample(mutants(src, SEED), PER_FILE, SEED):
+        new, old = parse(text, "g.mdsl"), legacy_parse.parse(text, "g.mdsl")
+        assert new == old, f"{what}:\nnew: {new!r}\nold: {old!r}"
