@@ -17,6 +17,19 @@ from lark import Lark, Token
 from lark.parsers.lalr_analysis import Shift
 
 
+# A Token is a str with these slots, which its constructor fills; when a Lark release
+# lays it out so, the loop fills them itself, skipping the constructor's keyword
+# handling (a fifth of the loop's time); otherwise it calls the constructor.
+_TOKEN_SLOTS = frozenset({"type", "start_pos", "value", "line", "column", "end_line", "end_column", "end_pos"})
+_str_new = str.__new__
+
+
+def pass_child(s: list):
+    """The callback of a rule whose value is its one child's (a `?rule` alternative):
+    the loop then leaves the value on the stack and only changes the state."""
+    return s[0]
+
+
 class Stuck(Exception):
     """The fast loop cannot go on; Lark's parser decides."""
 
@@ -36,6 +49,7 @@ class Tables:
             state: {str(t): (arg if action is Shift else ~number[arg]) for t, (action, arg) in acts.items()}
             for state, acts in table.states.items()}
         self.shapes = [(len(r.expansion), str(r.origin.name)) for r in self.rules]
+        self.own_tokens = frozenset(getattr(Token, "__slots__", ())) == _TOKEN_SLOTS
         self.start_state = table.start_states[start]
         self.end_state = table.end_states[start]
         self.lexers = {}
@@ -51,13 +65,15 @@ class Tables:
 def drive(t: Tables, text: str, callbacks: dict):
     """The start rule's value for `text`; Stuck where Lark would raise or differ."""
     actions, lexers, end_state = t.actions, t.lexers, t.end_state
-    reduce = [(size, origin, callbacks[r]) for r, (size, origin) in zip(t.rules, t.shapes)]
+    reduce = [(size, origin, None if callbacks[r] is pass_child and size == 1 else callbacks[r])
+              for r, (size, origin) in zip(t.rules, t.shapes)]
     state_stack = [t.start_state]
     value_stack: list = []
     push_state, push_value = state_stack.append, value_stack.append
     pos, line, line_start, end = 0, 1, 0, len(text)
     tok = None
     at_end = False
+    own_tokens = t.own_tokens
     while True:
         if pos < end:
             mres, ignore, newline_types, unless = lexers[state_stack[-1]]
@@ -78,7 +94,18 @@ def drive(t: Tables, text: str, callbacks: dict):
                     line_start = start + value.rindex("\n") + 1
             if type_ in ignore and type_ not in unless:
                 continue
-            tok = Token(type_, value, start, start_line, column, line, pos - line_start + 1, pos)
+            if own_tokens:
+                tok = _str_new(Token, value)
+                tok.type = type_
+                tok.value = value
+                tok.start_pos = start
+                tok.line = start_line
+                tok.column = column
+                tok.end_line = line
+                tok.end_column = pos - line_start + 1
+                tok.end_pos = pos
+            else:
+                tok = Token(type_, value, start, start_line, column, line, pos - line_start + 1, pos)
             if type_ in unless:
                 tok = unless[type_](tok)
                 if type_ in ignore:
@@ -100,6 +127,12 @@ def drive(t: Tables, text: str, callbacks: dict):
                 push_value(tok)
                 break
             size, origin, cb = reduce[~act]
+            if cb is None:
+                del state_stack[-1]
+                push_state(actions[state_stack[-1]][origin])
+                if at_end and state_stack[-1] == end_state:
+                    return value_stack[-1]
+                continue
             if size:
                 s = value_stack[-size:]
                 del state_stack[-size:]

@@ -33,7 +33,7 @@ from mosnx.runtime.diagnostics import Diagnostic, Span
 
 from . import ast as A
 from .gcpause import paused
-from .lalr_drive import Stuck, Tables, drive
+from .lalr_drive import Stuck, Tables, drive, pass_child
 from .syntax_errors import syntax_error
 
 _parser: Lark | None = None
@@ -190,10 +190,6 @@ def _rule_plan(p: Lark) -> list:
     return plan
 
 
-def _pass(s):
-    return s[0]
-
-
 # ---- AST ----
 def _unquote(tok: str) -> str:
     """Decode a "..." literal: \\n \\t \\r \\" \\\\ are escapes; any other backslash
@@ -230,7 +226,7 @@ class _Build:
         self.failed: Exception | None = None
 
     def callbacks(self, plan: list) -> dict:
-        return {rule: (_pass if kind == "pass" else self._reducer(include, tail, kind))
+        return {rule: (pass_child if kind == "pass" else self._reducer(include, tail, kind))
                 for rule, include, tail, kind in plan}
 
     def _reducer(self, include: tuple, tail: int, kind: str):
