@@ -13,7 +13,8 @@ Shapes: `exact` is one vhost of exact-path routes (`request.path == "/svcN/items
 regexes, in first-match order. Every run is bounded (`--timeout`, 60 s by default):
 one that has not finished by then is stopped and reported as `>60 s`. Point
 `--mosnx` at another checkout's executable to time older code on the same files.
-Only 127.0.0.1 is used. The table is printed and saved as
+The machine's 1-minute load average is noted before each row (timings on a shared
+machine mean little without it). Only 127.0.0.1 is used. The table is printed and saved as
 bench/results/check-scale-<timestamp>.md (and .json).
 """
 from __future__ import annotations
@@ -147,6 +148,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="mosnx-check-scale-") as tmp:
         for shape in shapes:
             for n in sizes:
+                load = os.getloadavg()[0]
                 port, admin_port = free_port(), free_port()
                 config = write_config(Path(tmp), n, shape, port, admin_port)
                 check, check_note = time_check(args.mosnx, config, args.timeout)
@@ -154,18 +156,19 @@ def main() -> int:
                 if not args.skip_run:
                     run, run_note = time_run(args.mosnx, config, admin_port, args.timeout, args.workers)
                 row = {"shape": shape, "routes": n, "check_s": check, "check_note": check_note,
-                       "run_ready_s": run, "run_note": run_note}
+                       "run_ready_s": run, "run_note": run_note, "load": load}
                 rows.append(row)
                 print(f"{shape:>5} {n:>6} routes: check {show(check, args.timeout)}"
                       + ("" if args.skip_run else f", run ready {show(run, args.timeout)}")
-                      + (f"  ({run_note})" if run_note else ""), flush=True)
+                      + (f"  ({run_note})" if run_note else "") + f"  [load {load:.2f}]", flush=True)
     label = args.label or "mosnx"
     md = [f"# mosnx check / run to ready by route count ({label})", "",
           f"mosnx: `{args.mosnx}`; workers: {args.workers or 'default'}; cap {args.timeout:.0f} s", "",
-          "| shape | routes | check | run to ready |", "|---|---:|---:|---:|"]
+          "| shape | routes | check | run to ready | load (1 min) |", "|---|---:|---:|---:|---:|"]
     for r in rows:
         runs = "-" if args.skip_run else show(r["run_ready_s"], args.timeout)
-        md.append(f"| {r['shape']} | {r['routes']:,} | {show(r['check_s'], args.timeout)} | {runs} |")
+        md.append(f"| {r['shape']} | {r['routes']:,} | {show(r['check_s'], args.timeout)} | {runs} "
+                  f"| {r['load']:.2f} |")
     text = "\n".join(md) + "\n"
     print("\n" + text)
     out = BENCH_DIR / "results"

@@ -8,6 +8,7 @@ references, D4xx duplicates, P5xx phases.
 """
 from __future__ import annotations
 
+import re
 from typing import Iterable
 
 from mosnx.runtime.diagnostics import Diagnostic, Span, did_you_mean
@@ -15,6 +16,7 @@ from mosnx.runtime.routes import RETRY_ON
 
 from . import ast as A
 from . import scheme as S
+from .gcpause import paused
 from .load import Program
 from .shadow import ShadowIndex, inline, is_catch_all, path_prefix_of
 from .types import TypeChecker, _a
@@ -64,7 +66,8 @@ def check(prog: Program, clusters: set[str] | None = None,
     """Every finding for `prog`. `clusters`/`filters` None means unknown (not checked),
     except that clusters declared in the rules are checked when no set is given."""
     c = _Checker(prog, clusters, filters)
-    c.run()
+    with paused():
+        c.run()
     return c.diags
 
 
@@ -74,6 +77,12 @@ class _Checker(TypeChecker):
         declared = prog.declared_clusters()
         self.clusters = clusters if clusters is not None else (declared or None)
         self.filters = filters
+
+    def regex(self, s: A.Str) -> None:
+        try:
+            self.prog.regexes[s.value] = re.compile(s.value)   # kept for the compiler
+        except re.error:
+            super().regex(s)        # which words the error
 
     # ---- program ----
     def run(self) -> None:

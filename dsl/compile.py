@@ -24,6 +24,7 @@ from mosnx.runtime.routes import (DirectResponse, MirrorPolicy, RedirectAction, 
 from . import ast as A
 from . import scheme as S
 from .expr import _NOTHING, ExprCompiler, text
+from .gcpause import paused
 from .load import Program
 from .shadow import inline, is_catch_all, path_hint, path_prefix_of
 
@@ -59,7 +60,8 @@ class Steps:
 
 def compile_program(prog: Program, filters: dict[str, HttpFilter] | None = None,
                     services: Services | None = None) -> RulesResult:
-    return _Compiler(prog, filters, services or Services()).run()
+    with paused():
+        return _Compiler(prog, filters, services or Services()).run()
 
 
 def _enc(s: str) -> bytes:
@@ -74,7 +76,8 @@ class _Compiler:
         self.prog = prog
         self.filters = filters
         self.services = services
-        self.cache: dict = {}
+        # (re.Pattern, text) -> the pattern the checker compiled; no (path, const) key is a type
+        self.cache: dict = {(re.Pattern, p): c for p, c in prog.regexes.items()}
         self.scope: dict = {}
         self.ex: ExprCompiler = ExprCompiler({}, prog.scopes, self.cache)
 
@@ -95,6 +98,9 @@ class _Compiler:
         if default_routes:
             vhosts.append(VirtualHost("default", ["*"], default_routes))
         return RulesResult(RouteTable(vhosts), listener.pipeline())
+
+    def regex(self, text: str) -> re.Pattern:
+        return self.cache.get((re.Pattern, text)) or re.compile(text)
 
     def vhost(self, vh: A.VHostDecl) -> VirtualHost:
         steps = Steps()
@@ -139,7 +145,7 @@ class _Compiler:
             elif isinstance(s, A.RewritePrefix):
                 kw["prefix_rewrite"] = (s.old, s.new)
             elif isinstance(s, A.RewriteRegex):
-                kw["regex_rewrite"] = (re.compile(s.pattern.value), s.substitution)
+                kw["regex_rewrite"] = (self.regex(s.pattern.value), s.substitution)
         if isinstance(a, A.To):
             kw["cluster"] = a.cluster
         else:

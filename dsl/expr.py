@@ -164,7 +164,8 @@ class ExprCompiler:
         if op == "segment_prefix":
             return _segment_prefix(left, v)
         if op == "~":
-            match = re.compile(v).fullmatch
+            # the checker's compiled pattern when there is one (dsl.compile puts it in the cache)
+            match = (self.cache.get((re.Pattern, v)) or re.compile(v)).fullmatch
             return lambda ctx: match(left(ctx)) is not None
         cmp = _ORDER[op]
         return lambda ctx: cmp(left(ctx), v)

@@ -20,6 +20,7 @@ from mosnx.runtime.attributes import ATTRIBUTES
 from mosnx.runtime.diagnostics import Diagnostic, Span
 
 from . import ast as A
+from .gcpause import paused
 from .parse import MAX_NESTING, parse, too_deep_message
 
 
@@ -31,6 +32,9 @@ class Program:
     scopes: dict[str, dict[str, tuple[A.Const, str]]] = field(default_factory=dict)
     sources: list[str] = field(default_factory=list)         # every file read
     diagnostics: list[Diagnostic] = field(default_factory=list)
+    # regexes the checker compiled, by text, for the compiler: re's own cache holds 512,
+    # so a table of thousands of regex routes was otherwise compiled twice
+    regexes: dict = field(default_factory=dict)
 
     def source_line(self, span: Span | None) -> str | None:
         if span is None:
@@ -66,6 +70,11 @@ def expand(paths: tuple[str, ...] | list[str]) -> tuple[list[str], list[Diagnost
 
 
 def load(paths: tuple[str, ...] | list[str]) -> Program:
+    with paused():
+        return _load(paths)
+
+
+def _load(paths: tuple[str, ...] | list[str]) -> Program:
     prog = Program()
     files, diags = expand(paths)
     prog.diagnostics.extend(diags)

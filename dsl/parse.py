@@ -1,28 +1,44 @@
 """Parse .mdsl text into a dsl.ast.File, or into an E001 diagnostic.
 
 The grammar is grammar/mdsl.lark; each of its aliases maps to one method of
-_Build, which makes one AST node with its span. The Lark parser is built once
-per process (building it is the slow part); parsing itself keeps no state, so a
-reload always sees the file as it is now. Syntax errors never escape as
-exceptions: dsl.syntax_errors turns them into diagnostics.
+_Build, which makes one AST node with its span. The LALR tables are built once
+per process (building them is the slow part); each parse gets callbacks of its
+own, so it keeps no state and a reload always sees the file as it is now.
+Syntax errors never escape as exceptions: dsl.syntax_errors turns them into
+diagnostics.
 
-Nesting is bounded (MAX_NESTING, E005): the tree builder, the checker and the
-compiler walk conditions and blocks recursively, so a file nested deeper than
-any rule a person writes is refused here, with its position, before any of them
-could exhaust the interpreter's stack.
+No parse tree is built: the parser calls _Build as it reduces each rule (an
+LALR reduction sees its children already made, so nothing here recurses).
+Every value on the parser's stack is an _At holding the node with the first and
+last token it covers, which is the span Lark's propagate_positions gave a tree
+node, and its height in tree levels, which is what the nesting bound counts.
+
+Nesting is bounded (MAX_NESTING, E005): the checker and the compiler walk
+conditions and blocks recursively, so a file nested deeper than any rule a
+person writes is refused here, with its position, before any of them could
+exhaust the interpreter's stack. A syntax error is reported before E005, and
+E005 before a node its constructor rejected, as a tree walked after parsing
+would order them.
 """
 from __future__ import annotations
 
-from lark import Lark, Token, Transformer, Tree, v_args
-from lark.exceptions import UnexpectedInput, VisitError
+import copy
+
+from lark import Lark, Token
+from lark.exceptions import UnexpectedInput
+from lark.parsers.lalr_parser import _Parser
 
 from mosnx.grammar import grammar_text
 from mosnx.runtime.diagnostics import Diagnostic, Span
 
 from . import ast as A
+from .gcpause import paused
+from .lalr_drive import Stuck, Tables, drive, pass_child
 from .syntax_errors import syntax_error
 
 _parser: Lark | None = None
+_plan: list | None = None
+_tables: Tables | None = None
 
 # Levels of and, or, not, parentheses, sets, calls and `when` blocks, counted from
 # the file: far above what a rule needs, far below the interpreter's stack limit
@@ -31,27 +47,46 @@ MAX_NESTING = 64
 
 
 def parser() -> Lark:
-    global _parser
+    """The Lark parser: its tables and lexer drive parse(); it also replays snippets
+    for syntax_errors. Built without positions: _At carries them."""
+    global _parser, _plan, _tables
     if _parser is None:
-        _parser = Lark(grammar_text("mdsl.lark"), parser="lalr", propagate_positions=True,
-                       maybe_placeholders=True)
+        p = Lark(grammar_text("mdsl.lark"), parser="lalr", maybe_placeholders=True)
+        _plan = _rule_plan(p)
+        try:
+            _tables = Tables(p)
+        except Exception:  # a Lark laid out otherwise: its own parser loop does the same, slower
+            _tables = None
+        _parser = p
     return _parser
 
 
 def parse(text: str, path: str = "<string>") -> A.File | Diagnostic:
-    """The file's AST, or the E001 diagnostic of its first syntax error."""
+    """The file's AST, or the diagnostic (E001, E005) of what stops it."""
     p = parser()
+    build = _Build(path, text)
     try:
-        tree = p.parse(text)
+        with paused():
+            root = _run(p, build, text)
     except UnexpectedInput as e:
         return syntax_error(e, p, text, path)
-    deep = _too_deep(tree)
-    if deep is not None:
-        return Diagnostic(_meta_span(path, deep.meta), "E005", too_deep_message(), source_line=_line(text, deep.meta))
-    try:
-        return _Build(path, text).transform(tree)
-    except VisitError as e:  # a node constructor rejected a shape: report it, do not crash
-        return Diagnostic(Span(path, 1, 1), "E001", f"cannot read this file: {e.orig_exc}")
+    if root.height - 1 > MAX_NESTING:
+        deep = _too_deep(root)
+        return Diagnostic(_at_span(path, deep), "E005", too_deep_message(), source_line=_line(text, deep))
+    if build.failed is not None:  # a node constructor rejected a shape: report it, do not crash
+        return Diagnostic(Span(path, 1, 1), "E001", f"cannot read this file: {build.failed}")
+    return root.value
+
+
+def _run(p: Lark, build: "_Build", text: str) -> "_At":
+    """The root _At: from the fast loop, or where it stops (a syntax error), from
+    Lark's parser, which raises the error as Lark words it."""
+    if _tables is not None:
+        try:
+            return drive(_tables, text, build.callbacks(_plan))
+        except Stuck:
+            build.failed = None
+    return _frontend(p, build.callbacks(_plan)).parse(text)
 
 
 def too_deep_message() -> str:
@@ -60,32 +95,102 @@ def too_deep_message() -> str:
             f'many alternatives read better as a set: field in {{"a", "b"}}')
 
 
-def _too_deep(tree: Tree) -> Tree | None:
+# ---- the parser's values ----
+class _At:
+    """A reduced rule: its value, the first and last token it covers (None: none),
+    its height in tree levels, and the raw children it was reduced from. A rule
+    that makes no tree node (a `?rule` passing its one child up, or Lark's
+    internal repetition rules) is not a level."""
+    __slots__ = ("value", "first", "last", "height", "kids", "level")
+
+    def __init__(self, first, last, height: int, kids: list, level: bool):
+        self.value = None
+        self.first = first
+        self.last = last
+        self.height = height
+        self.kids = kids
+        self.level = level
+
+
+def _too_deep(root: _At) -> _At:
     """The first node, in source order, deeper than MAX_NESTING; found without recursion."""
-    stack = [(tree, 0)]
+    stack = [(root, 0)]
     while stack:
         node, depth = stack.pop()
-        if depth > MAX_NESTING:
-            return node
-        stack.extend((c, depth + 1) for c in reversed(node.children) if isinstance(c, Tree))
-    return None
+        if node.level:
+            if depth > MAX_NESTING:
+                return node
+            depth += 1
+        stack.extend((k, depth) for k in reversed(node.kids) if type(k) is _At)
+    raise AssertionError("no node below the nesting bound")  # height said there is one
 
 
-def _meta_span(path: str, meta) -> Span:
-    if getattr(meta, "empty", True):
+def _at_span(path: str, at: _At) -> Span:
+    if at.first is None:
         return Span(path, 1, 1)
-    return Span(path, meta.line, meta.column, meta.line,
-                meta.end_column if meta.end_line == meta.line else meta.column + 1)
+    first, last = at.first, at.last
+    return Span(path, first.line, first.column, first.line,
+                last.end_column if last.end_line == first.line else first.column + 1)
 
 
-def _line(text: str, meta) -> str | None:
-    if getattr(meta, "empty", True):
+def _line(text: str, at: _At) -> str | None:
+    if at.first is None:
         return None
     lines = text.splitlines()
-    return lines[meta.line - 1] if 0 < meta.line <= len(lines) else None
+    n = at.first.line
+    return lines[n - 1] if 0 < n <= len(lines) else None
 
 
-# ---- tree -> AST ----
+def _frontend(p: Lark, callbacks: dict):
+    """p's lexer and tables with these reduction callbacks, for one parse."""
+    front = copy.copy(p.parser)
+    lalr = copy.copy(front.parser)
+    lalr.parser = _Parser(lalr._parse_table, callbacks)
+    front.parser = lalr
+    return front
+
+
+def _rule_plan(p: Lark) -> list:
+    """Per grammar rule, how its children become the arguments of its _Build method,
+    as Lark's tree builder would pass them (maybe_placeholders=True): which raw
+    children are kept (anonymous tokens are dropped), which are internal rules to
+    splice in, and where the Nones of absent [optional] parts go."""
+    plan = []
+    for rule in p.rules:
+        expansion = rule.expansion
+        name = rule.origin.name
+        if isinstance(name, Token):
+            name = str(name)
+        empty = rule.options.empty_indices
+        if empty:
+            s = "".join(str(int(b)) for b in empty)
+            nones = [len(ones) for ones in s.split("0")]
+        else:
+            nones = [0] * (len(expansion) + 1)
+        include = []
+        pending = 0
+        for i, sym in enumerate(expansion):
+            pending += nones[i]
+            if rule.options.keep_all_tokens or not (sym.is_term and sym.filter_out):
+                include.append((i, not sym.is_term and sym.name.startswith("_"), pending))
+                pending = 0
+        tail = pending + nones[len(expansion)]
+        if name.startswith("_"):
+            kind = "splice"
+        elif rule.options.expand1 and not rule.alias:
+            # a `?rule` alternative that passes its one child up: the grammar has no other kind
+            if len(include) != 1 or include[0][1] or include[0][2] or tail or len(expansion) != 1:
+                raise AssertionError(f"grammar rule {rule} would build a bare tree node")
+            kind = "pass"
+        else:
+            kind = rule.alias or rule.options.template_source or name
+            if not hasattr(_Build, kind):
+                raise AssertionError(f"grammar rule {rule} has no _Build method {kind!r}")
+        plan.append((rule, tuple(include), tail, kind))
+    return plan
+
+
+# ---- AST ----
 def _unquote(tok: str) -> str:
     """Decode a "..." literal: \\n \\t \\r \\" \\\\ are escapes; any other backslash
     is kept, so regexes ("\\d+") read as written."""
@@ -110,74 +215,127 @@ def _unquote(tok: str) -> str:
     return "".join(out)
 
 
-@v_args(meta=True)
-class _Build(Transformer):
+class _Build:
+    """The AST node of each grammar alias, from the kept children `c`; `at` gives
+    the span. A constructor that raises is recorded in `failed` (the first one)
+    and the parse goes on, so a later syntax error still comes first."""
+
     def __init__(self, path: str, text: str):
-        super().__init__()
         self.path = path
         self.text = text
+        self.failed: Exception | None = None
 
-    def _span(self, meta) -> Span:
-        if getattr(meta, "empty", True):
+    def callbacks(self, plan: list) -> dict:
+        return {rule: (pass_child if kind == "pass" else self._reducer(include, tail, kind))
+                for rule, include, tail, kind in plan}
+
+    def _reducer(self, include: tuple, tail: int, kind: str):
+        method = None if kind == "splice" else getattr(self, kind)
+        level = method is not None
+
+        def reduce(s):
+            first = last = None
+            height = 0
+            for x in s:
+                if type(x) is _At:
+                    if x.height > height:
+                        height = x.height
+                    if x.first is not None:
+                        if first is None:
+                            first = x.first
+                        last = x.last
+                else:
+                    if first is None:
+                        first = x
+                    last = x
+            c = []
+            for i, splice, nones in include:
+                if nones:
+                    c += [None] * nones
+                x = s[i]
+                if splice:
+                    if c:
+                        c += x.value
+                    else:       # left recursion (a repetition): grow its list in place, not a copy
+                        c = x.value
+                else:
+                    c.append(x.value if type(x) is _At else x)
+            if tail:
+                c += [None] * tail
+            at = _At(first, last, height + 1 if level else height, s, level)
+            if method is None:
+                at.value = c
+            elif self.failed is None:
+                try:
+                    at.value = method(at, c)
+                except Exception as e:
+                    self.failed = e
+            return at
+        return reduce
+
+    def _span(self, at: _At) -> Span:
+        first = at.first
+        if first is None:
             return Span(self.path, 1, 1)
-        return Span(self.path, meta.line, meta.column, meta.end_line, meta.end_column)
+        last = at.last
+        return Span(self.path, first.line, first.column, last.end_line, last.end_column)
 
     def _tspan(self, tok: Token) -> Span:
         return Span(self.path, tok.line, tok.column, tok.end_line, tok.end_column)
 
     # ---- declarations ----
-    def file(self, meta, items):
+    def file(self, at, items):
         return A.File(self.path, self.text, tuple(items))
 
-    def import_(self, meta, c):
-        return A.Import(self._span(meta), _unquote(c[0]))
+    def import_(self, at, c):
+        return A.Import(self._span(at), _unquote(c[0]))
 
-    def const(self, meta, c):
-        return A.Const(self._span(meta), str(c[0]), c[1])
+    def const(self, at, c):
+        return A.Const(self._span(at), str(c[0]), c[1])
 
-    def clusters(self, meta, c):
-        return A.Clusters(self._span(meta), tuple(str(t) for t in c[0]))
+    def clusters(self, at, c):
+        return A.Clusters(self._span(at), tuple(str(t) for t in c[0]))
 
-    def name_list(self, meta, c):
+    def name_list(self, at, c):
         return list(c)
 
-    def domains(self, meta, c):
+    def domains(self, at, c):
         return [A.Domain(self._tspan(t), _unquote(t)) for t in c]
 
-    def vhost(self, meta, c):
+    def vhost(self, at, c):
         name = c[0]
         rest = c[1:]
         domains: list[A.Domain] = []
         if rest and isinstance(rest[0], list):
             domains = rest[0]
             rest = rest[1:]
-        return A.VHostDecl(self._span(meta), str(name), self._tspan(name), tuple(domains), tuple(rest))
+        return A.VHostDecl(self._span(at), str(name), self._tspan(name), tuple(domains), tuple(rest))
 
-    def on_block(self, meta, c):
-        return A.OnBlock(self._span(meta), str(c[0]), tuple(c[1:]))
+    def on_block(self, at, c):
+        return A.OnBlock(self._span(at), str(c[0]), tuple(c[1:]))
 
-    def route(self, meta, c):
+    def route(self, at, c):
         name = c[0]
         rest = list(c[1:])
         cond = None
         if rest and not isinstance(rest[0], _STMT_TYPES):
             cond = rest.pop(0)
-        return A.RouteDecl(self._span(meta), str(name), self._tspan(name), cond, tuple(rest))
+        return A.RouteDecl(self._span(at), str(name), self._tspan(name), cond, tuple(rest))
 
     # ---- statements ----
-    def to(self, meta, c):
-        return A.To(self._span(meta), str(c[0]))
+    def to(self, at, c):
+        return A.To(self._span(at), str(c[0]))
 
-    def weight(self, meta, c):
-        return A.Weight(self._span(meta), str(c[0]), int(c[1]))
+    def weight(self, at, c):
+        return A.Weight(self._span(at), str(c[0]), int(c[1]))
 
-    def split(self, meta, c):
-        return A.Split(self._span(meta), tuple(c))
+    def split(self, at, c):
+        return A.Split(self._span(at), tuple(c))
 
-    def timeout(self, meta, c):
-        return A.Timeout(self._span(meta), self._duration(c[0]))
+    def timeout(self, at, c):
+        return A.Timeout(self._span(at), self._duration(c[0]))
 
-    def retry(self, meta, c):
+    def retry(self, at, c):
         on: tuple = ()
         per_try = None
         for x in c[1:]:
@@ -185,79 +343,79 @@ class _Build(Transformer):
                 on = tuple(x)
             elif isinstance(x, A.Duration):
                 per_try = x
-        return A.Retry(self._span(meta), int(c[0]), on, per_try)
+        return A.Retry(self._span(at), int(c[0]), on, per_try)
 
-    def retry_on(self, meta, c):
+    def retry_on(self, at, c):
         return list(c)
 
-    def retry_name(self, meta, c):
-        return A.RetryOn(self._span(meta), str(c[0]))
+    def retry_name(self, at, c):
+        return A.RetryOn(self._span(at), str(c[0]))
 
-    def retry_5xx(self, meta, c):
-        return A.RetryOn(self._span(meta), "5xx")
+    def retry_5xx(self, at, c):
+        return A.RetryOn(self._span(at), "5xx")
 
-    def retry_status(self, meta, c):
-        return A.RetryOn(self._span(meta), "retriable-status-codes", tuple(int(t) for t in c))
+    def retry_status(self, at, c):
+        return A.RetryOn(self._span(at), "retriable-status-codes", tuple(int(t) for t in c))
 
-    def per_try(self, meta, c):
+    def per_try(self, at, c):
         return self._duration(c[0])
 
-    def mirror(self, meta, c):
+    def mirror(self, at, c):
         pct = self._percent(c[1]) if len(c) > 1 and c[1] is not None else None
-        return A.Mirror(self._span(meta), str(c[0]), pct)
+        return A.Mirror(self._span(at), str(c[0]), pct)
 
-    def host_rewrite(self, meta, c):
-        return A.HostRewrite(self._span(meta), _unquote(c[0]))
+    def host_rewrite(self, at, c):
+        return A.HostRewrite(self._span(at), _unquote(c[0]))
 
-    def rewrite_prefix(self, meta, c):
-        return A.RewritePrefix(self._span(meta), _unquote(c[0]), _unquote(c[1]))
+    def rewrite_prefix(self, at, c):
+        return A.RewritePrefix(self._span(at), _unquote(c[0]), _unquote(c[1]))
 
-    def rewrite_regex(self, meta, c):
-        return A.RewriteRegex(self._span(meta), A.Str(self._tspan(c[0]), _unquote(c[0])), _unquote(c[1]))
+    def rewrite_regex(self, at, c):
+        return A.RewriteRegex(self._span(at), A.Str(self._tspan(c[0]), _unquote(c[0])), _unquote(c[1]))
 
-    def set_(self, meta, c):
-        return A.Assign(self._span(meta), "set", c[0], c[1])
+    def set_(self, at, c):
+        return A.Assign(self._span(at), "set", c[0], c[1])
 
-    def add(self, meta, c):
-        return A.Assign(self._span(meta), "add", c[0], c[1])
+    def add(self, at, c):
+        return A.Assign(self._span(at), "add", c[0], c[1])
 
-    def remove(self, meta, c):
-        return A.Remove(self._span(meta), c[0])
+    def remove(self, at, c):
+        return A.Remove(self._span(at), c[0])
 
-    def fault(self, meta, c):
+    def fault(self, at, c):
         delay = next((x for x in c if isinstance(x, A.FaultDelay)), None)
         abort = next((x for x in c if isinstance(x, A.FaultAbort)), None)
-        return A.Fault(self._span(meta), delay, abort)
+        return A.Fault(self._span(at), delay, abort)
 
-    def fault_delay(self, meta, c):
+    def fault_delay(self, at, c):
         pct = self._percent(c[1]) if len(c) > 1 and c[1] is not None else None
-        return A.FaultDelay(self._span(meta), self._duration(c[0]), pct)
+        return A.FaultDelay(self._span(at), self._duration(c[0]), pct)
 
-    def fault_abort(self, meta, c):
+    def fault_abort(self, at, c):
         pct = self._percent(c[1]) if len(c) > 1 and c[1] is not None else None
-        return A.FaultAbort(self._span(meta), A.Int(self._tspan(c[0]), int(c[0])), pct)
+        return A.FaultAbort(self._span(at), A.Int(self._tspan(c[0]), int(c[0])), pct)
 
-    def limit(self, meta, c):
+    def limit(self, at, c):
         opts = dict(c[1:])
-        return A.Limit(self._span(meta), str(c[0]), self._tspan(c[0]), opts.get("burst"),
+        return A.Limit(self._span(at), str(c[0]), self._tspan(c[0]), opts.get("burst"),
                        opts.get("key"), opts.get("status"), bool(opts.get("queue")))
 
-    def limit_burst(self, meta, c):
+    def limit_burst(self, at, c):
         return ("burst", int(c[0]))
 
-    def limit_key(self, meta, c):
+    def limit_key(self, at, c):
         return ("key", c[0])
 
-    def limit_status(self, meta, c):
+    def limit_status(self, at, c):
         return ("status", A.Int(self._tspan(c[0]), int(c[0])))
 
-    def limit_queue(self, meta, c):
+    def limit_queue(self, at, c):
         return ("queue", True)
 
-    def wasm(self, meta, c):
-        return A.Wasm(self._span(meta), _unquote(c[0]))
+    def wasm(self, at, c):
+        return A.Wasm(self._span(at), _unquote(c[0]))
 
-    def respond(self, meta, c):
+    def respond(self, at, c):
         status = A.Int(self._tspan(c[0]), int(c[0]))
         body = ""
         headers = []
@@ -266,109 +424,109 @@ class _Build(Transformer):
                 body = _unquote(x)
             elif isinstance(x, tuple):
                 headers.append(x)
-        return A.Respond(self._span(meta), status, body, tuple(headers))
+        return A.Respond(self._span(at), status, body, tuple(headers))
 
-    def header_opt(self, meta, c):
+    def header_opt(self, at, c):
         return (c[0], _unquote(c[1]))
 
-    def header_name(self, meta, c):
+    def header_name(self, at, c):
         return str(c[0]).lower()
 
-    def header_name_str(self, meta, c):
+    def header_name_str(self, at, c):
         return _unquote(c[0]).lower()
 
-    def redirect(self, meta, c):
+    def redirect(self, at, c):
         opts: dict = dict(x for x in c[1:])
-        return A.Redirect(self._span(meta), A.Int(self._tspan(c[0]), int(c[0])), **opts)
+        return A.Redirect(self._span(at), A.Int(self._tspan(c[0]), int(c[0])), **opts)
 
-    def redirect_prefix(self, meta, c):
+    def redirect_prefix(self, at, c):
         return ("prefix", _unquote(c[0]))
 
-    def redirect_path(self, meta, c):
+    def redirect_path(self, at, c):
         return ("path", _unquote(c[0]))
 
-    def redirect_host(self, meta, c):
+    def redirect_host(self, at, c):
         return ("host", _unquote(c[0]))
 
-    def redirect_scheme(self, meta, c):
+    def redirect_scheme(self, at, c):
         return ("scheme", _unquote(c[0]))
 
-    def redirect_strip_query(self, meta, c):
+    def redirect_strip_query(self, at, c):
         return ("strip_query", True)
 
-    def emit(self, meta, c):
-        return A.Emit(self._span(meta), str(c[0]), tuple(c[1:]))
+    def emit(self, at, c):
+        return A.Emit(self._span(at), str(c[0]), tuple(c[1:]))
 
-    def emit_field(self, meta, c):
-        return A.EmitField(self._span(meta), str(c[0]), c[1])
+    def emit_field(self, at, c):
+        return A.EmitField(self._span(at), str(c[0]), c[1])
 
-    def when(self, meta, c):
+    def when(self, at, c):
         cond = c[0]
         body = list(c[1:])
         orelse: tuple = ()
         if body and isinstance(body[-1], _Else):
             orelse = body.pop().body
-        return A.When(self._span(meta), cond, tuple(body), orelse)
+        return A.When(self._span(at), cond, tuple(body), orelse)
 
-    def else_block(self, meta, c):
+    def else_block(self, at, c):
         return _Else(tuple(c))
 
     # ---- expressions ----
-    def or_(self, meta, c):
-        return A.Or(self._span(meta), c[0], c[1])
+    def or_(self, at, c):
+        return A.Or(self._span(at), c[0], c[1])
 
-    def and_(self, meta, c):
-        return A.And(self._span(meta), c[0], c[1])
+    def and_(self, at, c):
+        return A.And(self._span(at), c[0], c[1])
 
-    def not_(self, meta, c):
-        return A.Not(self._span(meta), c[0])
+    def not_(self, at, c):
+        return A.Not(self._span(at), c[0])
 
-    def compare(self, meta, c):
-        return A.Compare(self._span(meta), str(c[1]), c[0], c[2])
+    def compare(self, at, c):
+        return A.Compare(self._span(at), str(c[1]), c[0], c[2])
 
-    def word_op(self, meta, c):
+    def word_op(self, at, c):
         return str(c[0])
 
-    def in_(self, meta, c):
-        return A.In(self._span(meta), c[0], c[1])
+    def in_(self, at, c):
+        return A.In(self._span(at), c[0], c[1])
 
-    def call(self, meta, c):
+    def call(self, at, c):
         args = tuple(x for x in c[1:] if x is not None)
-        return A.Call(self._span(meta), str(c[0]), args)
+        return A.Call(self._span(at), str(c[0]), args)
 
-    def group(self, meta, c):
+    def group(self, at, c):
         return c[0]
 
-    def ref(self, meta, c):
+    def ref(self, at, c):
         key = None
         names = list(c)
         if names and names[-1].type == "STRING":
             key = _unquote(names.pop())
-        return A.Ref(self._span(meta), ".".join(str(n) for n in names), key)
+        return A.Ref(self._span(at), ".".join(str(n) for n in names), key)
 
-    def set_lit(self, meta, c):
-        return A.SetLit(self._span(meta), tuple(x for x in c if x is not None))
+    def set_lit(self, at, c):
+        return A.SetLit(self._span(at), tuple(x for x in c if x is not None))
 
-    def string(self, meta, c):
-        return A.Str(self._span(meta), _unquote(c[0]))
+    def string(self, at, c):
+        return A.Str(self._span(at), _unquote(c[0]))
 
-    def int(self, meta, c):
-        return A.Int(self._span(meta), int(c[0]))
+    def int(self, at, c):
+        return A.Int(self._span(at), int(c[0]))
 
-    def duration(self, meta, c):
+    def duration(self, at, c):
         return self._duration(c[0])
 
-    def percent(self, meta, c):
+    def percent(self, at, c):
         return self._percent(c[0])
 
-    def ip(self, meta, c):
-        return A.Ip(self._span(meta), str(c[0]))
+    def ip(self, at, c):
+        return A.Ip(self._span(at), str(c[0]))
 
-    def true(self, meta, c):
-        return A.Bool(self._span(meta), True)
+    def true(self, at, c):
+        return A.Bool(self._span(at), True)
 
-    def false(self, meta, c):
-        return A.Bool(self._span(meta), False)
+    def false(self, at, c):
+        return A.Bool(self._span(at), False)
 
     def _duration(self, tok: Token) -> A.Duration:
         return A.Duration(self._tspan(tok), str(tok))
