@@ -166,17 +166,27 @@ def _building_stats_json(dump: dict[str, Any], into: dict[str, Any]) -> Pieces:
     stats.append({"histograms": {"supported_quantiles": list(PERCENTS), "computed_quantiles": computed}})
 
 
-def stats_json(dump: dict[str, Any]) -> dict[str, Any]:
+def _built(building, source) -> dict[str, Any]:
+    """What a `_building_*` generator makes, made in one go."""
     out: dict[str, Any] = {}
-    for _ in _building_stats_json(dump, out):
+    for _ in building(source, out):
         pass
     return out
 
 
-def stats_json_pieces(dump: dict[str, Any]) -> Pieces:
+def _built_pieces(building, source) -> Pieces:
+    """The same made in slices (the admin yields between them), then its JSON in pieces."""
     out: dict[str, Any] = {}
-    yield from _building_stats_json(dump, out)
+    yield from building(source, out)
     yield from json_pieces(out)
+
+
+def stats_json(dump: dict[str, Any]) -> dict[str, Any]:
+    return _built(_building_stats_json, dump)
+
+
+def stats_json_pieces(dump: dict[str, Any]) -> Pieces:
+    return _built_pieces(_building_stats_json, dump)
 
 
 def stats_pieces(stats: dict[str, Any], pattern: Pattern | None, used_only: bool, form: str | None) -> Pieces:
@@ -339,16 +349,11 @@ def _socket_address(address: str) -> dict[str, Any]:
 
 def clusters_json(clusters: dict[str, Any]) -> dict[str, Any]:
     """Envoy's `/clusters?format=json` shape (admin.v3.Clusters)."""
-    out: dict[str, Any] = {}
-    for _ in _building_clusters_json(clusters, out):
-        pass
-    return out
+    return _built(_building_clusters_json, clusters)
 
 
 def clusters_json_pieces(clusters: dict[str, Any]) -> Pieces:
-    out: dict[str, Any] = {}
-    yield from _building_clusters_json(clusters, out)
-    yield from json_pieces(out)
+    return _built_pieces(_building_clusters_json, clusters)
 
 
 def _building_clusters_json(clusters: dict[str, Any], into: dict[str, Any]) -> Pieces:
