@@ -35,7 +35,8 @@ from mosnx.runtime.config.protocols import Http2Options
 from mosnx.runtime.context import RequestHead, StreamContext
 from mosnx.runtime.headers import Headers
 
-from ..codec.http2 import H2HeadError, request_parts, response_fields, trailer_block, trailers_from_block
+from ..codec.http2 import (H2HeadError, grpc_message_escape, is_grpc_type, request_parts, response_fields,
+                           trailer_block, trailers_from_block)
 from ..codec.http2_connection import (ENHANCE_YOUR_CALM, INITIAL_WINDOW_SIZE, INTERNAL_ERROR,
                                       MAX_CONCURRENT_STREAMS, MAX_HEADER_LIST_SIZE, NO_ERROR,
                                       PROTOCOL_ERROR, REFUSED_STREAM, H2Connection, H2ConnectionError,
@@ -585,7 +586,7 @@ class Http2Server(asyncio.Protocol):
             return
         h2c.reset_stream(sid, _NO_ERROR)    # no-op unless the client is still sending
 
-    def _refuse_path(self, sid: int, e: PathError) -> None:
+    def _refuse_path(self, sid: int, e: PathError, grpc: bool = False) -> None:
         # a path that cannot be normalised (codec.path) fails its stream alone: a 400
         # (or the 307 of escaped_slashes: unescape_and_redirect), as HTTP/1.1 answers it
         w, prefix = self.worker, f"http.{self.listener_name}."
@@ -596,6 +597,11 @@ class Http2Server(asyncio.Protocol):
         else:
             w.stats.counter(prefix + "downstream_rq_redirected_with_normalized_path").value += 1
             fields.append((b"location", e.location.encode("ascii")))
+        if grpc:
+            # a gRPC client follows no redirect and reads no 400: it gets a trailers-only
+            # INTERNAL, as Envoy answers a gRPC call under UNESCAPE_AND_REDIRECT
+            fields = [(b":status", b"200"), (b"content-type", b"application/grpc"), (b"grpc-status", b"13"),
+                      (b"grpc-message", grpc_message_escape(e.detail)), (b"x-mosnx-error", e.detail.encode())]
         w.access_log_error(self.listener_name, self.peer, e.status, e.detail)
         self.lstats.refused(e.status, e.detail)
         try:
@@ -614,7 +620,8 @@ class Http2Server(asyncio.Protocol):
         try:        # the one canonical path every later stage sees (codec.path)
             path = PathNormalizer.of(listener.config.path_normalization).path(method, path)
         except PathError as e:
-            return self._refuse_path(sid, e)
+            ctype = next((v for k, v in items if k == b"content-type"), None)
+            return self._refuse_path(sid, e, is_grpc_type(ctype))
         items = list(items)       # the stream's own: steps edit them
         if te:
             # kept for the upstream side: an HTTP/2 upstream re-sends `te: trailers`
