@@ -11,11 +11,17 @@ coroutine, task or generator. Upstream progress arrives as callbacks from the
 connection. The downstream side is a small interface (see Downstream) so HTTP/1.1
 and HTTP/2 share this code. A request no step can touch takes a shorter path
 over the same state (proxy.express).
+
+Why one module: what is left here is HttpStream, the lifecycle of one stream, and
+its methods are that lifecycle's transitions (decide, forward, retry, answer,
+time out, reset, log) over one set of fields; each reads state the others set,
+in an order only this class knows. What stands apart from it lives elsewhere: the
+upstream request head (proxy.request_head), request ids (proxy.request_id), the
+listener's counters (proxy.listener_stats), the short path (proxy.express).
 """
 from __future__ import annotations
 
 import asyncio
-import os
 import random
 import time
 
@@ -23,49 +29,22 @@ from mosnx.runtime.actions import LocalReply, Pause
 from mosnx.runtime.context import ResponseHead, StreamContext
 from mosnx.runtime.headers import Headers
 from mosnx.runtime.routes import DirectResponse, RedirectAction, RouteAction
-from mosnx.runtime.stats import ACCUMULATE
 
-from .codec.http1 import encode_chunk, encode_last_chunk, encode_request_head
+from .codec.http1 import encode_chunk, encode_last_chunk
 from .codec.http2 import grpc_local_reply, is_grpc, is_grpc_type, parse_grpc_timeout
 from .codec.memo import remember
+from .request_head import bodiless_request_head, request_head, upstream_fields
+from .request_id import new_request_id
 from .upstream.pool import OVERFLOW
 
-_getrandbits = random.getrandbits
 _monotonic = time.monotonic
 
-# Hop-by-hop headers (RFC 9110 §7.6.1) plus the framing we re-derive ourselves.
-HOP_BY_HOP = frozenset({b"connection", b"keep-alive", b"proxy-connection", b"te",
-                        b"transfer-encoding", b"upgrade", b"trailer", b"proxy-authenticate",
-                        b"expect"})
-# request headers never forwarded as received: hop-by-hop, and the forwarding headers
-# the proxy writes itself
-_REQ_SPECIAL = HOP_BY_HOP | {b"x-forwarded-for", b"x-forwarded-proto"}
 # content-length stays: the downstream codec re-frames, and a HEAD answer keeps it as sent
 RESP_HOP_BY_HOP = frozenset({b"connection", b"keep-alive", b"proxy-connection", b"te",
                              b"transfer-encoding", b"upgrade"})
 
 # route timeouts at least this long are enforced by the worker's sweep, not a timer
 SWEPT_TIMEOUT = 2.0
-
-
-def _id_state() -> list:
-    h = "%020x" % _getrandbits(80)
-    # prefix, counter, and an odd multiplier and a key that scramble the counter
-    return [f"{h[:8]}-{h[8:12]}-4{h[13:16]}-a{h[17:20]}-", 0,
-            _getrandbits(48) | 1, _getrandbits(48)]
-
-
-# Request ids need uniqueness, not unpredictability: UUID-shaped, 80 random bits
-# drawn once per process (again in a forked worker), then a 48-bit counter passed
-# through a bijection, so ids do not show how many requests a worker has served.
-_ids = _id_state()
-os.register_at_fork(after_in_child=lambda: _ids.__setitem__(slice(None), _id_state()))
-
-
-def _new_request_id() -> str:
-    st = _ids
-    n = st[1] = st[1] + 1
-    return st[0] + "%012x" % (((n * st[2]) ^ st[3]) & 0xFFFFFFFFFFFF)
 
 
 class Downstream:
@@ -95,45 +74,6 @@ class Worker:
     clusters = None
     stats = None
     access_log = None
-
-
-class ListenerStats:
-    __slots__ = ("rq_total", "rq_active", "by_class", "class_counters", "rq_time", "local", "timeout",
-                 "cx_total", "cx_active", "rx_reset", "rq_retry_ok", "prefix", "local_replies")
-
-    def __init__(self, store, listener: str):
-        p = f"http.{listener}."
-        self.prefix = p
-        self.rq_total = store.counter(p + "downstream_rq_total")
-        self.rq_active = store.gauge(p + "downstream_rq_active", ACCUMULATE)
-        self.by_class = {c: store.counter(p + f"downstream_rq_{c}") for c in ("1xx", "2xx", "3xx", "4xx", "5xx")}
-        # the same counters by status // 100 (none for statuses out of range)
-        self.class_counters = (None,) + tuple(self.by_class.values()) + (None,) * 4
-        self.rq_time = store.histogram(p + "downstream_rq_time")
-        self.local = store
-        self.timeout = store.counter(p + "downstream_rq_timeout")
-        self.cx_total = store.counter(p + "downstream_cx_total")
-        self.cx_active = store.gauge(p + "downstream_cx_active", ACCUMULATE)
-        self.rx_reset = store.counter(p + "downstream_rq_rx_reset")
-        self.rq_retry_ok = store.counter(p + "downstream_rq_retry_success")
-        self.local_replies: dict[str, object] = {}      # cause -> its local_reply.<cause> counter
-
-    def local_reply(self, cause: str) -> None:
-        """Count a local reply under local_reply.<cause>, the cause its x-mosnx-error names."""
-        c = self.local_replies.get(cause)
-        if c is None:
-            c = self.local_replies[cause] = self.local.counter(self.prefix + "local_reply." + cause)
-        c.value += 1
-
-    def refused(self, status: int, cause: str) -> None:
-        """A reply the connection writes itself, before or instead of a stream (a
-        malformed request, a header block over the limits, a header timeout, a path
-        that cannot be normalised): counted as a request answered with `status`, as a
-        stream's local reply is, whichever protocol carried it."""
-        self.rq_total.value += 1
-        c = self.class_counters[status // 100] if 100 <= status < 600 else self.by_class["5xx"]
-        c.value += 1
-        self.local_reply(cause)
 
 
 class HttpStream:
@@ -225,7 +165,7 @@ class HttpStream:
                 if ctype is None:
                     ctype = v
         if rid is None:
-            rid_s = _new_request_id()
+            rid_s = new_request_id()
             ctx.request.headers.items.append((b"x-request-id", rid_s.encode()))
         else:
             rid_s = rid.decode("latin-1")
@@ -1330,117 +1270,6 @@ class HttpStream:
         self._log()
 
 
-def _request_fields(items) -> tuple[list, bytes | None, set | None]:
-    """(the fields a request sends upstream as it received them, the X-Forwarded-For it
-    came with, the names its Connection header lists)."""
-    out = []
-    xff = None
-    conn_tokens = None
-    for kv in items:
-        k = kv[0]
-        if k in _REQ_SPECIAL:
-            if k == b"x-forwarded-for":
-                xff = kv[1] if xff is None else xff + b", " + kv[1]
-            elif k == b"connection" and conn_tokens is None:
-                conn_tokens = {t.strip().lower() for t in kv[1].split(b",")}
-            continue
-        out.append(kv)
-    if conn_tokens:
-        # headers the client names in Connection are hop-by-hop too
-        out = [kv for kv in out if kv[0] not in conn_tokens]
-    return out, xff, conn_tokens
-
-
-def upstream_fields(req, source: str) -> list:
-    """The fields `req` carries upstream, framing aside: its end-to-end fields, then
-    X-Forwarded-For (with `source`) and X-Forwarded-Proto."""
-    out, xff, _ = _request_fields(req.headers.items)
-    addr = source.encode()
-    out.append((b"x-forwarded-for", xff + b", " + addr if xff else addr))
-    out.append((b"x-forwarded-proto", b"https" if req.scheme == "https" else b"http"))
-    return out
-
-
-def request_head(req, source: str, upgrade: bool, chunked: bool) -> bytes:
-    """The HTTP/1.1 head that goes upstream for `req`."""
-    out = upstream_fields(req, source)
-    if upgrade:
-        up = req.headers.getb(b"upgrade")
-        if up is not None:
-            out.append((b"connection", b"upgrade"))
-            out.append((b"upgrade", up))
-    if chunked:
-        out.append((b"transfer-encoding", b"chunked"))
-    return encode_request_head(req.method, req.path, out)
-
-
-def bodiless_request_head(req, source: str, origin=None) -> bytes:
-    """request_head for a request without a body or upgrade. Clients repeat their
-    requests but for the request id: the rest is encoded once and remembered, with
-    the id's place in it. The id is most often the last field (the proxy appends its
-    own), but a client's own, or a header a step added after it, leaves it elsewhere;
-    keyed by its place, such requests are remembered too. `origin`: the codec's
-    memory of the head `req` was decoded from, given only when nothing but the
-    request id was added to it since; what it encodes to is then also found by that
-    memory's identity."""
-    items = req.headers.items
-    at = last = len(items) - 1
-    if at >= 0 and items[at][0] != b"x-request-id":
-        at -= 1
-        while at >= 0 and items[at][0] != b"x-request-id":
-            at -= 1
-    hit = None
-    if origin is not None:
-        m = _BY_ORIGIN.get(id(origin))
-        if m is not None and m[0] is origin:
-            hit = m[1]
-    if hit is None:
-        try:
-            if at == last:
-                key = (req.method, req.path, at, *items[:at])
-            elif at >= 0:
-                key = (req.method, req.path, at, *items[:at], *items[at + 1:])
-            else:
-                key = (req.method, req.path, at, *items)
-            hit = _UPSTREAM_HEADS.get(key)
-        except TypeError:       # a step left something unhashable: no memo
-            key = hit = None
-        if hit is None:
-            hit = _bodiless_parts(req, items, at)
-            if key is not None and len(key) <= _MEMO_FIELDS + 1:
-                remember(_UPSTREAM_HEADS, _MEMO_ENTRIES, key, hit)
-        if origin is not None:
-            remember(_BY_ORIGIN, _MEMO_ENTRIES, id(origin), (origin, hit))
-    before, after, xff = hit
-    addr = source.encode()
-    return b"".join((before,
-                     b"x-request-id: " + items[at][1] + b"\r\n" + after if after is not None else b"",
-                     b"x-forwarded-for: ", xff + b", " + addr if xff else addr,
-                     b"\r\nx-forwarded-proto: https\r\n\r\n" if req.scheme == "https"
-                     else b"\r\nx-forwarded-proto: http\r\n\r\n"))
-
-
-# where the request id stands among the fields of a head being remembered
-_RID_MARK = (b"x-request-id", None)
-
-
-def _bodiless_parts(req, items, at: int) -> tuple[bytes, bytes | None, bytes | None]:
-    """(the start line and the fields before the request id, encoded; those after it,
-    or None when no request id goes upstream; the X-Forwarded-For the request came
-    with) for the request id at `at` (-1: none)."""
-    if at >= 0:
-        items = list(items)
-        items[at] = _RID_MARK
-    out, xff, _ = _request_fields(items)
-    start = b"%s %s HTTP/1.1\r\n" % (req.method.encode("ascii"), req.path.encode("ascii"))
-    for j, kv in enumerate(out):
-        if kv is _RID_MARK:
-            return (b"".join([start, *[b": ".join(f) + b"\r\n" for f in out[:j]]]),
-                    b"".join([b": ".join(f) + b"\r\n" for f in out[j + 1:]]), xff)
-    # no request id, or one the client's Connection names (it may not keep it)
-    return b"".join([start, *[b": ".join(f) + b"\r\n" for f in out]]), None, xff
-
-
 def _end_to_end(items) -> tuple:
     """A response's headers without the hop-by-hop ones."""
     out = []
@@ -1463,10 +1292,6 @@ def _end_to_end(items) -> tuple:
 # An upstream repeats its response heads (the same headers for a resource until the
 # Date changes, a second later): what they keep end to end is remembered, bounded.
 _KEPT: dict[tuple, tuple] = {}
-# request heads as they go upstream, but for the request id and forwarding headers
-_UPSTREAM_HEADS: dict[tuple, tuple] = {}
-# the same, by the identity of the codec's memory of the request head: (memory, entry)
-_BY_ORIGIN: dict[int, tuple] = {}
 # by the identity of the codec's memory of a response head: [memory, its end-to-end
 # fields, what the downstream made of them (send_whole's memo)]
 _BY_RESPONSE_ORIGIN: dict[int, list] = {}

@@ -25,7 +25,7 @@ from mosnx.runtime.stats import Store
 from .access_log import AccessLogWriter
 from .listeners import listen
 from .sockets import reason, show
-from .stream import ListenerStats
+from .listener_stats import ListenerStats
 from .upstream.call import http_call
 from .upstream import mirror as mirroring
 from .upstream.cluster import ClusterManager

@@ -46,6 +46,13 @@ server does from its listener's `http2:` options; names and defaults are Envoy's
 - a request header block on a stream id at or below one already used is a
   connection error (RFC 9113 §5.1.1); trailers for a stream we closed are ignored.
 A limit exceeded is an H2ConnectionError whose `kind` names the stat it counts.
+
+Why one module: every frame handler here reads and moves the same state (the
+stream table, both directions' windows, the HPACK contexts, the header block in
+progress, the flood counters), and the order of those moves is RFC 9113's state
+machine; spread over modules, each handler would reach into another's state. What
+does not need that state lives apart: header-block meaning and validation in
+codec.http2, HPACK in codec.http2_hpack.
 """
 from __future__ import annotations
 

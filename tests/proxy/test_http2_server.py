@@ -7,7 +7,7 @@ import h2.connection
 import h2.events
 import h2.settings
 
-from mosnx.proxy.http2.server import H2Down
+from mosnx.proxy.http2.downstream import H2Down
 
 from .inproc import proxied, read_head
 

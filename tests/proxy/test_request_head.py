@@ -3,8 +3,8 @@ time (all but its request id and forwarding headers); it must be byte for byte w
 the general encoding gives."""
 import pytest
 
-from mosnx.proxy import stream
-from mosnx.proxy.stream import bodiless_request_head, request_head
+from mosnx.proxy import request_head as heads
+from mosnx.proxy.request_head import bodiless_request_head, request_head
 from mosnx.runtime.context import RequestHead
 from mosnx.runtime.headers import Headers
 
@@ -27,7 +27,7 @@ CASES = [
 @pytest.mark.parametrize("items", CASES)
 @pytest.mark.parametrize("scheme", ["http", "https"])
 def test_the_remembered_head_is_the_general_one(items, scheme):
-    stream._UPSTREAM_HEADS.clear()
+    heads._UPSTREAM_HEADS.clear()
 
     def req():
         return RequestHead("GET", "/p?q=1", Headers(list(items)), "1.1", scheme)
@@ -45,8 +45,8 @@ def test_the_remembered_head_is_the_general_one(items, scheme):
 def test_the_head_remembered_by_the_codecs_memory_is_the_general_one(items):
     """What the codec decoded is `items` less a request id the proxy appended; the
     proxy appends one only when the client sent none."""
-    stream._UPSTREAM_HEADS.clear()
-    stream._BY_ORIGIN.clear()
+    heads._UPSTREAM_HEADS.clear()
+    heads._BY_ORIGIN.clear()
     decoded = items[:-1] if items and items[-1][0] == b"x-request-id" else items
     origin = ("the codec's memory of", tuple(decoded))
     for rid, source in ((b"id-7", "127.0.0.9"), (b"id-8", "10.1.1.1"), (b"id-9", "127.0.0.9")):
@@ -56,13 +56,13 @@ def test_the_head_remembered_by_the_codecs_memory_is_the_general_one(items):
         want = request_head(RequestHead("GET", "/p", Headers(list(fields)), "1.1"), source, False, False)
         got = bodiless_request_head(RequestHead("GET", "/p", Headers(fields), "1.1"), source, origin)
         assert got == want
-    assert list(stream._BY_ORIGIN.values())[0][0] is origin
+    assert list(heads._BY_ORIGIN.values())[0][0] is origin
 
 
 def test_a_header_added_after_the_request_id_still_finds_the_head_in_memory():
-    stream._UPSTREAM_HEADS.clear()
+    heads._UPSTREAM_HEADS.clear()
     for rid in (b"id-1", b"id-2", b"id-3"):
         fields = [(b"host", b"a"), (b"x-request-id", rid), (b"x-added", b"v")]
         want = request_head(RequestHead("GET", "/", Headers(list(fields)), "1.1"), "127.0.0.9", False, False)
         assert bodiless_request_head(RequestHead("GET", "/", Headers(fields), "1.1"), "127.0.0.9") == want
-    assert len(stream._UPSTREAM_HEADS) == 1
+    assert len(heads._UPSTREAM_HEADS) == 1

@@ -2,13 +2,13 @@
 import os
 import re
 
-from mosnx.proxy.stream import _new_request_id
+from mosnx.proxy.request_id import new_request_id
 
 UUID4 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 
 
 def test_ids_are_uuid_shaped_unique_and_not_sequential():
-    ids = [_new_request_id() for _ in range(100_000)]
+    ids = [new_request_id() for _ in range(100_000)]
     assert all(UUID4.match(i) for i in ids[:1000])
     assert len(set(ids)) == len(ids)
     tails = [int(i[-12:], 16) for i in ids[:100]]
@@ -16,11 +16,11 @@ def test_ids_are_uuid_shaped_unique_and_not_sequential():
 
 
 def test_a_forked_worker_draws_its_own_prefix():
-    parent = _new_request_id()
+    parent = new_request_id()
     r, w = os.pipe()
     pid = os.fork()
     if pid == 0:        # the child reports its first id and leaves at once
-        os.write(w, _new_request_id().encode())
+        os.write(w, new_request_id().encode())
         os._exit(0)
     os.close(w)
     child = os.read(r, 100).decode()

@@ -2,14 +2,14 @@
 traffic adds up: /stats (supervisor.AdminBackend.stats over runtime.stats.merge) and
 /clusters (supervisor.merge_clusters). Also the counts behind those numbers: a
 copy counted on its shadow cluster (upstream.mirror.ShadowStats) and a reply the
-connection writes itself counted as a local reply (stream.ListenerStats.refused)."""
+connection writes itself counted as a local reply (listener_stats.ListenerStats.refused)."""
 from __future__ import annotations
 
 import asyncio
 import socket
 from dataclasses import replace
 
-from mosnx.proxy.stream import ListenerStats
+from mosnx.proxy.listener_stats import ListenerStats
 from mosnx.proxy.supervisor import merge_clusters
 from mosnx.proxy.upstream import mirror
 from mosnx.proxy.upstream.call import CallError, http_call
