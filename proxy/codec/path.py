@@ -82,18 +82,12 @@ class PathNormalizer:
     def of(settings) -> "PathNormalizer":
         """The shared normaliser for settings with `normalize`, `merge_slashes` and
         `escaped_slashes` (the listener's path_normalization); None: the defaults.
-        Called per stream: a settings object seen before is found by its identity
-        (no hashing of its fields), its value only the first time."""
-        hit = _BY_ID.get(id(settings))
-        if hit is not None and hit[0] is settings:
-            return hit[1]
+        Taken once per connection (and again when its listener's config changes)."""
         value = (True, True, "keep") if settings is None else \
             (settings.normalize, settings.merge_slashes, settings.escaped_slashes)
         n = _SHARED.get(value)
         if n is None:
             n = _SHARED[value] = PathNormalizer(*value)
-        # (the settings object is held, so its id names no other object meanwhile)
-        remember(_BY_ID, _MEMO_ENTRIES, id(settings), (settings, n))
         return n
 
     def target(self, method: str, target: str) -> tuple[str, str | None]:
@@ -240,4 +234,3 @@ def _remove_dot_segments(path: str) -> str:
 # settings values -> the one normaliser for them (as many as distinct settings ever
 # configured); id(settings object) -> (that object, its normaliser), bounded
 _SHARED: dict[tuple, PathNormalizer] = {}
-_BY_ID: dict[int, tuple] = {}

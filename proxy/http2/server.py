@@ -89,6 +89,7 @@ class Http2Server(asyncio.Protocol):
         self.worker = worker
         self.listener_name = listener_name
         self.listener = None
+        self.paths: PathNormalizer | None = None    # the listener's, kept with it
         self.lstats = None
         self.transport = None
         self.h2 = None
@@ -126,6 +127,7 @@ class Http2Server(asyncio.Protocol):
         w = self.worker
         listener = w.snapshot.listeners[self.listener_name]
         self.listener = listener
+        self.paths = PathNormalizer.of(listener.config.path_normalization)
         self.lstats = w.listener_stats(self.listener_name)
         self.lstats.cx_total.value += 1
         self.lstats.cx_active.value += 1
@@ -375,8 +377,9 @@ class Http2Server(asyncio.Protocol):
         listener = w.snapshot.listeners.get(self.listener_name, self.listener)
         if listener is not self.listener:
             self.listener = listener
+            self.paths = PathNormalizer.of(listener.config.path_normalization)
         try:        # the one canonical path every later stage sees (codec.path)
-            path = PathNormalizer.of(listener.config.path_normalization).path(method, path)
+            path = self.paths.path(method, path)
         except PathError as e:
             ctype = next((v for k, v in items if k == b"content-type"), None)
             return self._refuse_path(sid, e, is_grpc_type(ctype))
