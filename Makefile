@@ -10,6 +10,7 @@ $(BIN)/python:
 
 # Tests run against the installed package, as a user gets it.
 install: $(BIN)/python
+	rm -rf build/lib build/bdist.*    # a build folder left from before a module moved would install it again
 	$(BIN)/pip install -q ".[test]"
 
 # .venv/bin is not on PATH: say where the command is, and how to put it there

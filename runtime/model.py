@@ -151,6 +151,7 @@ class Config:
     workers: int | None = None                # None: one per core
     raw: dict[str, Any] = field(default_factory=dict)   # the YAML as data, for config_dump
     demo_upstream: tuple[tuple[str, int], ...] = ()     # quickstart: embedded demo upstreams
+    fast_path: bool = True                    # the express path and memos (proxy.fastpath)
 
 
 @dataclass(frozen=True, slots=True)

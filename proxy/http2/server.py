@@ -44,7 +44,7 @@ from ..codec.http2_connection import (ENHANCE_YOUR_CALM, INITIAL_WINDOW_SIZE,
                                       PROTOCOL_ERROR, REFUSED_STREAM, H2Connection, H2ConnectionError,
                                       H2Limits, StreamGone)
 from ..codec.path import PathError, PathNormalizer
-from ..express import ExpressStream
+from ..fastpath.eligibility import listener_express
 from ..stream import HttpStream
 from ..sockets import set_nodelay
 from .downstream import H2Down
@@ -90,6 +90,7 @@ class Http2Server(asyncio.Protocol):
         self.listener_name = listener_name
         self.listener = None
         self.paths: PathNormalizer | None = None    # the listener's, kept with it
+        self.express_ok = False     # its requests may take the express path (fastpath.eligibility)
         self.lstats = None
         self.transport = None
         self.h2 = None
@@ -128,6 +129,7 @@ class Http2Server(asyncio.Protocol):
         listener = w.snapshot.listeners[self.listener_name]
         self.listener = listener
         self.paths = PathNormalizer.of(listener.config.path_normalization)
+        self.express_ok = listener_express(listener)
         self.lstats = w.listener_stats(self.listener_name)
         self.lstats.cx_total.value += 1
         self.lstats.cx_active.value += 1
@@ -378,6 +380,7 @@ class Http2Server(asyncio.Protocol):
         if listener is not self.listener:
             self.listener = listener
             self.paths = PathNormalizer.of(listener.config.path_normalization)
+            self.express_ok = listener_express(listener)
         try:        # the one canonical path every later stage sees (codec.path)
             path = self.paths.path(method, path)
         except PathError as e:
@@ -397,9 +400,9 @@ class Http2Server(asyncio.Protocol):
             ctx.peer_subject = tls.subject
         body = 0 if ended else content_length
         d = H2Down(self, sid, method == "HEAD", ended)
-        # a request with no body and no step on its listener may take the short path
-        cls = ExpressStream if ended and not listener.pipeline.request else HttpStream
-        http = cls(d, w, listener, self.lstats, ctx, body, True, False, False)
+        # a request with no body on a listener with no request step may take the
+        # express path (fastpath.eligibility)
+        http = HttpStream(d, w, listener, self.lstats, ctx, body, True, False, False, ended and self.express_ok)
         d.http = http
         self.streams[sid] = d
         self.deadline = 0.0

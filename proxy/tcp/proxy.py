@@ -21,7 +21,7 @@ from mosnx.runtime.config.protocols import TcpOptions
 from mosnx.runtime.context import RequestHead, StreamContext
 from mosnx.runtime.headers import Headers
 
-from ..stream import _pick_weighted
+from ..stream.decide import pick_weighted
 from .sni import NEED_MORE, match_route, parse_sni
 from ..sockets import set_nodelay
 
@@ -211,7 +211,7 @@ class TcpDownstream(asyncio.Protocol):
             listener = self.worker.snapshot.listeners.get(self.name)
             action = listener.config.route if listener is not None else None
             if action is not None:
-                cname = action.cluster or _pick_weighted(action.weighted_clusters)
+                cname = action.cluster or pick_weighted(action.weighted_clusters)
         cluster = self.worker.clusters.get(cname) if cname else None
         if cluster is None:
             self.stats.no_route.value += 1

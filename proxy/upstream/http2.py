@@ -1,5 +1,5 @@
 """HTTP/2 upstream: multiplexed connections per host, and the per-stream handle a
-stream holds as its `up` (the same surface as http1.UpstreamConnection).
+stream holds as its `up` (contracts.Upstream, as http1.UpstreamConnection is).
 
 Invariants:
 - A connection carries at most min(the endpoint's SETTINGS_MAX_CONCURRENT_STREAMS,
@@ -7,8 +7,7 @@ Invariants:
   (under the cluster's max_connections) when every one is full, and queues the
   stream otherwise (under max_pending_requests).
 - The stream hands its `up` the request as fields, body chunks and an end
-  (send_request/send_body/send_end: `structured`), which become HEADERS/DATA/
-  trailers; nothing is encoded as HTTP/1.1 only to be decoded again. (An Upgrade
+  (send_request/send_body/send_end), which become HEADERS/DATA/trailers; nothing is encoded as HTTP/1.1 only to be decoded again. (An Upgrade
   has no HTTP/2 form: its Connection and Upgrade fields are hop-by-hop and dropped.)
 - Response DATA is acknowledged to the endpoint only while the stream's downstream
   takes it (pause_reading holds that stream's window, not the connection).
@@ -23,6 +22,7 @@ from collections import deque
 from mosnx.runtime.headers import Headers
 
 from ..codec.http2 import H2HeadError, request_block, response_from_block, trailer_block, trailers_from_block
+from ..forwarding import upstream_fields
 from ..codec.http2_connection import (CANCEL, ENABLE_PUSH, INITIAL_WINDOW_SIZE, NO_ERROR, PROTOCOL_ERROR,
                                       REFUSED_STREAM, H2Connection, H2ConnectionError, StreamGone)
 from ..tls import client_connect_args
@@ -440,9 +440,11 @@ class H2UpStream:
     """One request on an HTTP/2 connection, as the stream sees its upstream: the
     stream hands it the request as fields and body chunks (send_request, send_body,
     send_end), which become frames."""
-    structured = True
+    # a pooled HTTP/1.1 connection's race with its close has no HTTP/2 counterpart (a
+    # stream the endpoint never processed is made again by the stream itself, once)
+    reused = False
 
-    __slots__ = ("conn", "pool", "stream", "sid", "paused", "requests", "closed",
+    __slots__ = ("conn", "pool", "stream", "sid", "paused", "closed",
                  "body_len", "local_closed", "remote_closed", "pending", "end_pending",
                  "trailers_pending", "unacked", "trailers", "got_head", "counted", "pressure")
 
@@ -452,10 +454,6 @@ class H2UpStream:
         self.stream = stream
         self.sid = 0
         self.paused = False
-        # the stream's own retry of a reused HTTP/1.1 connection that raced its close has
-        # no HTTP/2 counterpart (a stream the endpoint never processed is made again by
-        # the stream itself, once)
-        self.requests = 1
         self.closed = False
         self.body_len = None
         self.local_closed = False
@@ -469,20 +467,26 @@ class H2UpStream:
         self.counted = True
         self.pressure = False
 
-    # -- what the stream calls --
-    def expect_head(self) -> None:
-        """HEAD needs nothing here: HTTP/2 ends a bodiless response with END_STREAM."""
-
-    def send_request(self, req, fields: list, body_len: int | None) -> None:
-        """The request head: `fields` as they go upstream (framing aside); `body_len`
-        None for a body of unknown length, 0 for none."""
-        self._framed(self.on_request, req.method, req.path, "1.1", Headers(fields), True, body_len, False)
+    # -- what the stream calls (contracts.Upstream) --
+    def send_request(self, req, source: str, body: int | None, upgrade: bool, chunks,
+                     ended: bool, trailers, decoded=None) -> None:
+        """The request so far: its head (`body`: the Content-Length, 0 for none, None
+        for a length unknown), the body `chunks` read so far, and its end when `ended`.
+        An Upgrade has no HTTP/2 form (its fields are hop-by-hop and dropped). HEAD
+        needs nothing: HTTP/2 ends a bodiless answer with END_STREAM."""
+        self._framed(self._head, req, upstream_fields(req, source), body)
+        if self.closed:
+            return
+        for c in chunks or ():
+            self.send_body(c)
+        if ended and body != 0:
+            self.send_end(trailers)
 
     def send_body(self, data: bytes) -> None:
-        self._framed(self.on_request_body, data)
+        self._framed(self._body, data)
 
     def send_end(self, trailers) -> None:
-        self._framed(self.on_request_end, trailers)
+        self._framed(self._end_of_request, trailers)
 
     def _framed(self, fn, *args) -> None:
         if self.closed or self.local_closed:
@@ -518,16 +522,12 @@ class H2UpStream:
         self.finish(False)
 
     # -- the request becoming frames --
-    def on_request(self, method, target, version, headers, keep_alive, body, upgrade) -> None:
+    def _head(self, req, fields: list, body: int | None) -> None:
         conn = self.conn
-        s = self.stream
-        te = False
-        if s is not None:
-            rh = s.ctx.request.headers
-            v = rh.getb(b"te")
-            te = v is not None and b"trailers" in v.lower()
+        v = req.headers.getb(b"te")
+        te = v is not None and b"trailers" in v.lower()
         tls = conn.pool.host.cluster.config.options.get("tls")
-        block = request_block(method, target, headers, "https" if tls is not None else "http", te)
+        block = request_block(req.method, req.path, Headers(fields), "https" if tls is not None else "http", te)
         sid = conn.h2.next_stream_id()
         self.sid = sid
         self.body_len = body
@@ -537,7 +537,7 @@ class H2UpStream:
         if end:
             self.local_closed = True
 
-    def on_request_body(self, data: bytes) -> None:
+    def _body(self, data: bytes) -> None:
         if self.local_closed or self.closed:
             return
         if self.pending:
@@ -545,7 +545,7 @@ class H2UpStream:
             return
         self._push(data)
 
-    def on_request_end(self, trailers) -> None:
+    def _end_of_request(self, trailers) -> None:
         if self.local_closed or self.closed:
             return
         if self.pending:
