@@ -2,7 +2,7 @@
 """mosnx's HTTP/2 stack against the `h2` library, per request, in process and socket-free.
 
 Why mosnx keeps its own codec (proxy/codec/http2*.py) rather than python-hyper's
-h2 is a claim about per-request cost; this script measures it. Both stacks do the
+h2 is a claim about per-request cost; this script measures it. The stacks do the
 same work on one warm connection, driven the way the proxy drives its codec:
 
 * server role (proxy/http2/server.py + downstream.py): parse one read holding N
@@ -19,13 +19,18 @@ same work on one warm connection, driven the way the proxy drives its codec:
 
 The head translation around the codec (proxy head to HTTP/2 fields:
 `response_fields`, `request_block`) is shared code both stacks would need and is
-run for both. Inbound, mosnx's `request_parts`/`response_from_block` (its RFC 9113
-§8 checks and the split into the request the proxy routes on) are its own; on the
-h2 side, h2's own header validation runs and a minimal split follows, which is
-lighter than what mosnx checks (authority syntax, host/:authority agreement), so
-the gap measured is, if anything, understated. h2 runs with header_encoding=None
-(bytes, what a proxy wants) and, unless --h2-defaults, without outbound header
-validation and normalisation: the proxy's fields are already lower-case and checked.
+run for all. Three stacks:
+* `mosnx`: the project's codec; `request_parts`/`response_from_block` (its RFC 9113
+  §8 checks and the split into the request the proxy routes on) included.
+* `h2`: h2 checks the header blocks itself and a minimal split follows, lighter
+  than what mosnx checks (authority syntax, host/:authority agreement), so the gap
+  measured is, if anything, understated.
+* `h2-lean`: h2's inbound and outbound header checks off; h2 frames, keeps HPACK
+  and stream state, and mosnx's `request_parts`/`response_from_block` check the
+  blocks: what a mosnx built on h2 would run.
+h2 runs with header_encoding=None (bytes, what a proxy wants); the `h2` stack
+leaves outbound validation and normalisation off unless --h2-defaults: the
+proxy's fields are already lower-case and checked.
 
 Workloads: `same` repeats one request (what load generators and RPC stubs send;
 mosnx's HPACK and head memos then answer most of the work), `vary` gives every
@@ -38,8 +43,8 @@ interleaved rounds on a pinned CPU (--cpu, default 1, as `taskset -c 1`), and
 Python bytecode operations per request (sys.settrace opcode events, as
 h1_inprocess.py --opcodes counts them), which do not depend on machine noise.
 
-    python bench/h2_codec.py              # every cell, well under a minute
-    python bench/h2_codec.py --quick      # a few seconds, for a smoke check
+    python bench/h2_codec.py              # every cell: about 30 s of CPU
+    python bench/h2_codec.py --quick      # about 13 s, a smoke check
     python bench/h2_codec.py --top 12     # also the functions with most bytecode per request
 """
 from __future__ import annotations
