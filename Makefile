@@ -45,6 +45,12 @@ bench-wasm: install
 bench-check: install
 	$(BIN)/python bench/check_scale.py --mosnx $(BIN)/mosnx $(BENCH_ARGS)
 
+# The HTTP/2 codec against the h2 library, per request, in process (bench/h2_codec.py)
+.PHONY: bench-h2codec
+bench-h2codec: $(BIN)/python
+	$(BIN)/pip install -q ".[bench]"
+	$(BIN)/python bench/h2_codec.py $(BENCH_ARGS)
+
 .PHONY: bench-routing
 bench-routing: install
 	$(BIN)/python bench/routing.py --mosnx $(BIN)/mosnx $(BENCH_ARGS)
