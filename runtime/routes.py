@@ -4,6 +4,11 @@ The same RouteTable is built from YAML, .mdsl and xDS. Matching is indexed (exac
 domain dict then wildcards; exact-path dict and a prefix map per vhost) while
 keeping first-match order: candidate routes are tried by their declared index.
 Every route's guard is a compiled predicate; nothing here walks an AST.
+
+Nothing here changes once constructed: a snapshot's table is read by every stream
+in flight. Route, VirtualHost and RouteTable refuse assignment; finalize() returns a
+new table of new objects bound to their listener, each route's `plain` (may it take
+the short path) decided as it is made, and leaves the compiled table as it was.
 """
 from __future__ import annotations
 

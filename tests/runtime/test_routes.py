@@ -8,7 +8,7 @@ from mosnx.runtime import routes as routes_module
 from mosnx.runtime.context import RequestHead, StreamContext
 from mosnx.runtime.headers import Headers
 from mosnx.runtime.pipeline import PHASES, HttpFilter, Pipeline
-from mosnx.runtime.routes import (DirectResponse, MirrorPolicy, RedirectAction, RetryPolicy, Route,
+from mosnx.runtime.routes import (DirectResponse, MirrorPolicy, RedirectAction, Route,
                                   RouteAction, RouteTable, VirtualHost)
 
 
@@ -171,18 +171,15 @@ def test_finalize_returns_new_objects_and_leaves_the_declared_table_alone():
 # the route only forwards and no step of any phase runs for it, else None. Built from
 # real YAML and .mdsl through build_snapshot, as the proxy builds them.
 
-class _OnlyOne(HttpFilter):
-    """A filter with one hook, for the phase named by the subclass."""
-
-
 def _only(phase: str) -> type:
-    hook = f"on_{phase}"
-    body = (lambda self, c, data=None, end=None: None)
-    return type(f"Only_{phase}", (_OnlyOne,), {"name": f"only_{phase}", hook: body})
+    """A filter class with a no-op hook for `phase` and no other."""
+    def hook(self, ctx, data=None, end_stream=None):
+        return None
+    return type(f"Only_{phase}", (HttpFilter,), {"name": f"only_{phase}", f"on_{phase}": hook})
 
 
 for _phase in PHASES:
-    register_filter(f"test_only_{_phase}", (lambda cls: lambda name, cfg, bctx: cls())(_only(_phase)))
+    register_filter(f"test_only_{_phase}", lambda name, cfg, bctx, cls=_only(_phase): cls())
 
 RULES = '''
 vhost shop domains "shop.test" {
