@@ -176,12 +176,21 @@ def fingerprint(root) -> list:
     return out
 
 
-def test_serving_traffic_changes_nothing_in_the_snapshot(tmp_path):
+def test_serving_traffic_changes_nothing_in_the_snapshot(tmp_path, monkeypatch):
     import asyncio
 
     from mosnx import plugins
+    from mosnx.proxy.express import ExpressStream
+    from mosnx.proxy.stream import HttpStream
     from mosnx.proxy.worker import Worker
     plugins.load()
+    paths = set()         # which stream classes saw a response head: the short path and the full one
+    head_arrived = HttpStream._head_arrived
+
+    def spy(self, status, headers):
+        paths.add(type(self))
+        return head_arrived(self, status, headers)
+    monkeypatch.setattr(HttpStream, "_head_arrived", spy)
 
     async def upstream(reader, writer):
         try:
@@ -243,6 +252,7 @@ def test_serving_traffic_changes_nothing_in_the_snapshot(tmp_path):
     assert [s for s, _ in got[:8]] == [200, 301, 200, 200, 200, 200, 200, 200]
     assert got[0][1] == b"ok" and got[2][1] == b"/items"         # the rewrite went upstream
     assert [s for s, _ in got[16:]] == [200, 418, 200, 200, 200, 200]
+    assert paths == {ExpressStream, HttpStream}
     # what the executor reads, once more by hand: vhost, route, chains, plain, describe
     for lst in snap.listeners.values():
         t = lst.routes
