@@ -24,6 +24,7 @@ from mosnx.runtime.headers import Headers
 from ..stream import _pick_weighted
 from .sni import NEED_MORE, match_route, parse_sni
 from ..sockets import set_nodelay
+from ..upstream.pool_base import count_cx_closed, count_cx_open
 
 SO_ORIGINAL_DST = 80
 _DEFAULT = TcpOptions()
@@ -228,9 +229,7 @@ class TcpDownstream(asyncio.Protocol):
             return self.close()
         self.cluster = cluster
         self.host = host
-        cluster.cx_active += 1
-        cluster.cx_active_gauge.value += 1
-        cluster.c["upstream_cx_total"].value += 1
+        count_cx_open(cluster)
         host.rq_active += 1
         host.rq_total += 1
         self._connect_to(host.host, host.port, cluster.config.connect_timeout)
@@ -275,8 +274,7 @@ class TcpDownstream(asyncio.Protocol):
 
     def _release_host(self) -> None:
         if self.cluster is not None:
-            self.cluster.cx_active -= 1
-            self.cluster.cx_active_gauge.value -= 1
+            count_cx_closed(self.cluster)
             self.host.rq_active -= 1
             self.cluster = None
 

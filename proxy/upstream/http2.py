@@ -18,34 +18,29 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
-from collections import deque
 
 from mosnx.runtime.headers import Headers
 
 from ..codec.http2 import H2HeadError, request_block, response_from_block, trailer_block, trailers_from_block
 from ..codec.http2_connection import (CANCEL, ENABLE_PUSH, INITIAL_WINDOW_SIZE, NO_ERROR, PROTOCOL_ERROR,
                                       REFUSED_STREAM, H2Connection, H2ConnectionError, StreamGone)
-from ..tls import client_connect_args
-from .pool import cancel_wait, wait_for_connection
 from ..sockets import set_nodelay
+from ..tls import client_connect_args
+from .pool_base import PoolBase
 
 DEFAULT_STREAM_CAP = 100
 _WINDOW = 4 * 1024 * 1024
 
 
-class H2Pool:
-    """Per-host HTTP/2 connections; acquire() mirrors Pool.acquire()."""
+class H2Pool(PoolBase):
+    """Per-host HTTP/2 connections; acquire() mirrors Pool.acquire(). `idle` holds the
+    open connections with no stream."""
 
-    __slots__ = ("host", "conns", "idle", "cx_active", "connecting", "waiters", "retired")
+    __slots__ = ("conns",)
 
     def __init__(self, host):
-        self.host = host
+        super().__init__(host)
         self.conns: list[H2UpstreamConnection] = []   # open, ready for new streams or busy
-        self.idle: list = []                          # open connections with no stream
-        self.cx_active = 0
-        self.connecting = 0
-        self.waiters: deque = deque()
-        self.retired = False
 
     def _cap(self) -> int:
         return self.host.cluster.config.options.get("max_concurrent_streams") or DEFAULT_STREAM_CAP
@@ -54,24 +49,16 @@ class H2Pool:
         for conn in reversed(self.conns):
             if conn.has_room():
                 return conn.open_stream(stream)
-        cluster = self.host.cluster
         if self.connecting * self._cap() <= len(self.waiters):
-            if cluster.cx_active < cluster.cb.max_connections:
-                self.waiters.append(stream)
-                cluster.rq_pending += 1
-                cluster.c["upstream_rq_pending_total"].value += 1
+            if self.cluster_has_room():
+                self._queue(stream)
                 self._connect()
                 return None
-        elif cluster.rq_pending < cluster.cb.max_pending_requests:
+        elif self.host.cluster.rq_pending < self.host.cluster.cb.max_pending_requests:
             # a connection on its way has room for this one
-            self.waiters.append(stream)
-            cluster.rq_pending += 1
-            cluster.c["upstream_rq_pending_total"].value += 1
+            self._queue(stream)
             return None
-        return wait_for_connection(self, stream)
-
-    def cancel(self, stream) -> None:
-        cancel_wait(self, stream)
+        return self._wait(stream)
 
     def release(self, handle, reusable: bool) -> None:
         handle.finish(reusable)
@@ -79,7 +66,6 @@ class H2Pool:
     def dispatch(self) -> None:
         """Hand queued streams to connections with room; open another if none has."""
         waiters = self.waiters
-        cluster = self.host.cluster
         while waiters:
             conn = None
             for c in reversed(self.conns):
@@ -88,12 +74,11 @@ class H2Pool:
                     break
             if conn is None:
                 break
-            stream = waiters.popleft()
-            cluster.rq_pending -= 1
+            stream = self._next_waiter()
             if stream.alive:
                 stream.on_pool_ready(conn.open_stream(stream))
         if (waiters and not self.retired and self.connecting * self._cap() < len(waiters)
-                and cluster.cx_active < cluster.cb.max_connections):
+                and self.cluster_has_room()):
             self._connect()
 
     def wake(self) -> None:
@@ -102,11 +87,7 @@ class H2Pool:
             self.dispatch()
 
     def _connect(self) -> None:
-        cluster = self.host.cluster
-        cluster.cx_active += 1
-        cluster.cx_active_gauge.value += 1
-        cluster.c["upstream_cx_total"].value += 1
-        self.cx_active += 1
+        self._cx_opening()
         self.connecting += 1
         asyncio.get_running_loop().create_task(self._open())
 
@@ -143,50 +124,29 @@ class H2Pool:
             conn.arm_idle()
 
     def _failed(self, detail: str) -> None:
-        cluster = self.host.cluster
-        cluster.c["upstream_cx_connect_fail"].value += 1
         self.connecting -= 1
-        self.cx_active -= 1
-        cluster.cx_active -= 1
-        cluster.cx_active_gauge.value -= 1
+        self._cx_failed()
         # the streams this connection was meant for fail; others keep waiting for theirs
-        n = max(0, len(self.waiters) - self.connecting * self._cap())
-        for _ in range(n):
-            s = self.waiters.popleft()
-            cluster.rq_pending -= 1
-            if s.alive:
-                s.on_pool_failure(detail, 503)
+        self._fail_waiters(max(0, len(self.waiters) - self.connecting * self._cap()), detail)
 
     def on_closed(self, conn) -> None:
         try:
             self.conns.remove(conn)
         except ValueError:
             pass
-        try:
-            self.idle.remove(conn)
-        except ValueError:
-            pass
-        self.cx_active -= 1
-        cluster = self.host.cluster
-        cluster.cx_active -= 1
-        cluster.cx_active_gauge.value -= 1
+        self._cx_closed(conn)
         if self.waiters and not self.retired:
             self.dispatch()
 
     def sweep(self, now: float) -> None:
         """Idle connections close on their own timers (H2UpstreamConnection.arm_idle)."""
 
-    def retire(self) -> None:
-        self.retired = True
+    def _retire_connections(self) -> None:
+        """Connections without streams close now, the others when their streams are done."""
         for conn in list(self.conns):
             conn.draining = True
             if not conn.streams:
                 conn.close()
-        while self.waiters:
-            s = self.waiters.popleft()
-            self.host.cluster.rq_pending -= 1
-            if s.alive:
-                s.on_pool_failure("upstream_removed", 503)
 
 
 class H2UpstreamConnection(asyncio.Protocol):
