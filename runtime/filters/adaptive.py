@@ -25,6 +25,7 @@ from ..pipeline import HttpFilter
 from ..registry import BuildContext, register_filter
 from ..stats import ACCUMULATE, PER_PROXY, Store
 from . import _config as C
+from .in_flight import InFlight
 
 STATS = ("gradient_controller.rq_blocked", "gradient_controller.min_rtt_calculation_active")
 GAUGES = ("gradient_controller.concurrency_limit", "gradient_controller.min_rtt_msecs",
@@ -122,7 +123,7 @@ class AdaptiveConcurrencyFilter(HttpFilter):
         self._g_limit = stats.gauge(p + "gradient_controller.concurrency_limit", ACCUMULATE)
         self._g_min = stats.gauge(p + "gradient_controller.min_rtt_msecs", PER_PROXY)
         self._g_sample = stats.gauge(p + "gradient_controller.sample_rtt_msecs", PER_PROXY)
-        self.in_flight = 0
+        self.in_flight = InFlight(self.key)
         self.limit = config.min_concurrency
         self.min_rtt: float | None = None
         self.samples: list[float] = []
@@ -138,19 +139,16 @@ class AdaptiveConcurrencyFilter(HttpFilter):
         now = self.clock()
         if now >= self.next_update:
             self._update(now)
-        if self.in_flight >= self.limit:
+        if self.in_flight.count >= self.limit:
             self._blocked.value += 1
             return self._reply
-        self.in_flight += 1
-        ctx.state()[self.key] = now
+        self.in_flight.admit(ctx, now)
         return None
 
     def on_log(self, ctx: StreamContext) -> None:
-        st = ctx.filter_state
-        t0 = st.pop(self.key, None) if st else None
+        t0 = self.in_flight.done(ctx)
         if t0 is None:
             return
-        self.in_flight -= 1
         r = ctx.response
         if r is None or r.status >= 500 and ctx.error_detail:
             return          # the proxy's own failures say nothing about the upstream's latency
