@@ -43,6 +43,7 @@ from ..codec.http2_connection import (ENHANCE_YOUR_CALM, INITIAL_WINDOW_SIZE,
                                       MAX_CONCURRENT_STREAMS, MAX_HEADER_LIST_SIZE, NO_ERROR,
                                       PROTOCOL_ERROR, REFUSED_STREAM, H2Connection, H2ConnectionError,
                                       H2Limits, StreamGone)
+from ..codec.http2_pending import WindowedStreams
 from ..codec.path import PathError, PathNormalizer
 from ..express import ExpressStream
 from ..stream import HttpStream
@@ -81,7 +82,7 @@ def _limits(opts: Http2Options, limits) -> H2Limits:
                     max_window_updates_per_data=opts.max_inbound_window_update_frames_per_data_frame_sent)
 
 
-class Http2Server(asyncio.Protocol):
+class Http2Server(WindowedStreams, asyncio.Protocol):
     """HTTP/2 on one client connection (h2c prior knowledge, h2c upgrade, or h2 by ALPN).
     It is the codec's sink: the codec calls on_headers, on_data, ... from feed()."""
 
@@ -494,16 +495,6 @@ class Http2Server(asyncio.Protocol):
             self._calm_down("premature_resets")
             raise H2ConnectionError(ENHANCE_YOUR_CALM, "too many premature resets")
         return True
-
-    def on_window(self, sid: int) -> None:
-        if sid:
-            d = self.streams.get(sid)
-            if d is not None and d.pending:
-                d.drain_pending()
-            return
-        for d in list(self.streams.values()):
-            if d.pending:
-                d.drain_pending()
 
     def on_settings(self) -> None:
         pass      # a larger initial window arrives as on_window(0)

@@ -24,6 +24,7 @@ from mosnx.runtime.headers import Headers
 from ..codec.http2 import H2HeadError, request_block, response_from_block, trailer_block, trailers_from_block
 from ..codec.http2_connection import (CANCEL, ENABLE_PUSH, INITIAL_WINDOW_SIZE, NO_ERROR, PROTOCOL_ERROR,
                                       REFUSED_STREAM, H2Connection, H2ConnectionError, StreamGone)
+from ..codec.http2_pending import WindowedStream, WindowedStreams
 from ..sockets import set_nodelay
 from ..tls import client_connect_args
 from .pool_base import PoolBase
@@ -149,7 +150,7 @@ class H2Pool(PoolBase):
                 conn.close()
 
 
-class H2UpstreamConnection(asyncio.Protocol):
+class H2UpstreamConnection(WindowedStreams, asyncio.Protocol):
     """One connection to an endpoint; the sink of its HTTP/2 codec."""
 
     def __init__(self, pool: H2Pool):
@@ -367,16 +368,6 @@ class H2UpstreamConnection(asyncio.Protocol):
             "upstream_reset_after_response_started" if h.got_head else "upstream_reset_before_response_started")
         h.lost(detail)
 
-    def on_window(self, sid: int) -> None:
-        if sid:
-            h = self.streams.get(sid)
-            if h is not None and h.pending:
-                h.drain()
-            return
-        for x in list(self.streams.values()):
-            if x.pending:
-                x.drain()
-
     def on_settings(self) -> None:
         if not self.settled.done():
             self.settled.set_result(None)
@@ -396,7 +387,7 @@ class H2UpstreamConnection(asyncio.Protocol):
             self.pool.dispatch()
 
 
-class H2UpStream:
+class H2UpStream(WindowedStream):
     """One request on an HTTP/2 connection, as the stream sees its upstream: the
     stream hands it the request as fields and body chunks (send_request, send_body,
     send_end), which become frames."""
@@ -450,11 +441,11 @@ class H2UpStream:
         try:
             fn(*args)
         except StreamGone:
-            self._gone()
+            self._broken()
             return
         self.conn.flush()
 
-    def _gone(self) -> None:
+    def _broken(self) -> None:
         # the endpoint closed this stream (or the connection) under us
         self.lost("upstream_reset_before_response_started" if not self.got_head
                   else "upstream_reset_after_response_started")
@@ -533,16 +524,9 @@ class H2UpStream:
             self.stream.on_upstream_pressure(True)
         return False
 
-    def drain(self) -> None:
-        if self.closed or not self.pending:
-            return
-        try:
-            self._drain()
-        except StreamGone:
-            self.lost("upstream_reset_after_response_started" if self.got_head
-                      else "upstream_reset_before_response_started")
-
-    def _drain(self) -> None:
+    def _drain_pending(self) -> None:
+        """The endpoint opened its window (drain_pending): send what waited, then lift
+        the stream's back-pressure."""
         pend = self.pending
         self.pending = []
         for i, data in enumerate(pend):
