@@ -420,6 +420,7 @@ class Http2Server(WindowedStreams, asyncio.Protocol):
                 http.start()
 
     def on_data(self, sid: int, data: bytes, n: int, end: bool) -> None:
+        # the upstream's on_data acknowledges by the same rule, kept inline there too: it runs per frame
         if self.starting:
             self._start_pending()
         d = self.streams.get(sid)

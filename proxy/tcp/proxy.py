@@ -301,6 +301,7 @@ class TcpDownstream(asyncio.Protocol):
 
     # ---------------------------------------------------------------- lifecycle
     def close(self) -> None:
+        # alike HttpStream.on_tunnel_closed only in shape: this ends the connection itself, both sides
         if self.closing:
             return
         self.closing = True
@@ -340,6 +341,7 @@ class TcpUpstream(asyncio.Protocol):
         self.closed = False
 
     def connection_made(self, transport) -> None:
+        # alike TcpDownstream's start only in shape: the upstream side takes the client's buffer settings
         self.transport = transport
         d = self.down
         transport.set_write_buffer_limits(d.opts.buffer, d.opts.buffer // 4)

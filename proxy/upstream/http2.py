@@ -328,6 +328,7 @@ class H2UpstreamConnection(WindowedStreams, asyncio.Protocol):
             h.malformed()
 
     def on_data(self, sid: int, data: bytes, n: int, end: bool) -> None:
+        # Http2Server.on_data's acknowledgement rule on the response side, kept inline: it runs per frame
         h = self._handle(sid)
         if h is None or h.stream is None or not data:
             if n:
@@ -398,6 +399,7 @@ class H2UpStream(WindowedStream):
                  "trailers_pending", "unacked", "trailers", "got_head", "counted", "pressure")
 
     def __init__(self, conn: H2UpstreamConnection, stream):
+        # fields like H2Down's and HttpStream's only in looks: each is this handle's own state
         self.conn = conn
         self.pool = conn.pool
         self.stream = stream
