@@ -61,22 +61,20 @@ class AdaptiveConfig:
         min_rtt_calc_params {interval, request_count, jitter, min_concurrency, buffer}}."""
         C.known_keys(cfg, {"gradient_controller_config", "concurrency_limit_exceeded_status"},
                      "adaptive_concurrency")
-        g = cfg.get("gradient_controller_config") or {}
-        if not isinstance(g, dict):
-            raise ValueError("adaptive_concurrency.gradient_controller_config: expected a mapping")
-        C.known_keys(g, {"sample_aggregate_percentile", "concurrency_limit_params", "min_rtt_calc_params"},
-                     "adaptive_concurrency.gradient_controller_config")
+        g = C.section(cfg, "gradient_controller_config",
+                      {"sample_aggregate_percentile", "concurrency_limit_params", "min_rtt_calc_params"},
+                      "adaptive_concurrency.gradient_controller_config") or {}
         kw: dict = {}
         if "sample_aggregate_percentile" in g:
             kw["percentile"] = C.percent(g["sample_aggregate_percentile"], "sample_aggregate_percentile")
-        lp = g.get("concurrency_limit_params") or {}
-        C.known_keys(lp, {"max_concurrency_limit", "concurrency_update_interval"}, "concurrency_limit_params")
+        lp = C.section(g, "concurrency_limit_params", {"max_concurrency_limit", "concurrency_update_interval"},
+                       "concurrency_limit_params") or {}
         if "max_concurrency_limit" in lp:
             kw["max_limit"] = _int(lp["max_concurrency_limit"], "max_concurrency_limit")
         if "concurrency_update_interval" in lp:
             kw["update_interval"] = C.duration(lp["concurrency_update_interval"], "concurrency_update_interval")
-        mp = g.get("min_rtt_calc_params") or {}
-        C.known_keys(mp, {"interval", "request_count", "jitter", "min_concurrency", "buffer"}, "min_rtt_calc_params")
+        mp = C.section(g, "min_rtt_calc_params", {"interval", "request_count", "jitter", "min_concurrency", "buffer"},
+                       "min_rtt_calc_params") or {}
         if "interval" in mp:
             kw["min_rtt_interval"] = C.duration(mp["interval"], "min_rtt_calc_params.interval")
         if "request_count" in mp:
