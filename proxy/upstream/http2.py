@@ -50,12 +50,13 @@ class H2Pool(PoolBase):
         for conn in reversed(self.conns):
             if conn.has_room():
                 return conn.open_stream(stream)
+        cluster = self.host.cluster
         if self.connecting * self._cap() <= len(self.waiters):
-            if self.cluster_has_room():
+            if cluster.cx_active < cluster.cb.max_connections:
                 self._queue(stream)
                 self._connect()
                 return None
-        elif self.host.cluster.rq_pending < self.host.cluster.cb.max_pending_requests:
+        elif cluster.rq_pending < cluster.cb.max_pending_requests:
             # a connection on its way has room for this one
             self._queue(stream)
             return None
@@ -67,6 +68,7 @@ class H2Pool(PoolBase):
     def dispatch(self) -> None:
         """Hand queued streams to connections with room; open another if none has."""
         waiters = self.waiters
+        cluster = self.host.cluster
         while waiters:
             conn = None
             for c in reversed(self.conns):
@@ -75,11 +77,13 @@ class H2Pool(PoolBase):
                     break
             if conn is None:
                 break
-            stream = self._next_waiter()
+            # _next_waiter() inline: with streams queued, each one's handoff passes here
+            stream = waiters.popleft()
+            cluster.rq_pending -= 1
             if stream.alive:
                 stream.on_pool_ready(conn.open_stream(stream))
         if (waiters and not self.retired and self.connecting * self._cap() < len(waiters)
-                and self.cluster_has_room()):
+                and cluster.cx_active < cluster.cb.max_connections):
             self._connect()
 
     def wake(self) -> None:

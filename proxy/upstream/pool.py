@@ -6,7 +6,8 @@ max_connections) or queues the stream (if under max_pending_requests), and later
 calls stream.on_pool_ready(conn) or stream.on_pool_failure(detail, status).
 The breakers' counts and limits are the cluster's (cluster.py): with N workers
 they are proxy-wide, and a queued stream is also woken by wake() when another
-worker gave room back.
+worker gave room back. How connections and queued streams are counted against
+those breakers is pool_base's, shared with the HTTP/2 pool and the TCP proxy.
 """
 from __future__ import annotations
 
