@@ -24,6 +24,7 @@ from mosnx.runtime.headers import Headers
 
 from ..fastpath import memo
 from ..fastpath.memo import remember
+from .framing import ContentLengthError, content_length
 from .path import PathError, PathNormalizer
 
 
@@ -190,7 +191,15 @@ class RequestDecoder:
             raise ParseError(400, "missing_host" if n_host == 0 else "duplicate_host")
         if host is not None and _BAD_HOST.search(host) is not None:
             raise ParseError(400, "invalid_host")
-        body = None if te is not None else (int(cl) if cl is not None else 0)
+        if te is not None:
+            body = None
+        elif cl is None:
+            body = 0
+        else:
+            try:
+                body = content_length(cl)
+            except ContentLengthError:
+                raise ParseError(400, "invalid_content_length") from None
         try:
             target = self._url.decode("ascii")
         except UnicodeDecodeError:
@@ -396,8 +405,13 @@ class ResponseDecoder:
             body: int | None = 0
         elif chunked:
             body = None
+        elif cl is None:
+            body = None
         else:
-            body = int(cl) if cl is not None else None
+            try:
+                body = content_length(cl)
+            except ContentLengthError:
+                raise ParseError(502, "upstream_protocol_error") from None
         version = p.get_http_version()
         keep_alive = p.should_keep_alive()
         raw = self._raw

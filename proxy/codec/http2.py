@@ -16,6 +16,7 @@ from mosnx.runtime.headers import Headers
 
 from ..fastpath import memo
 from ..fastpath.memo import remember
+from .framing import ContentLengthError, content_length
 
 
 # Connection-specific headers (RFC 9113 §8.2.2) never cross into an HTTP/2 block;
@@ -208,11 +209,18 @@ def _request_parts(block) -> tuple:
                 if host is not None:
                     raise H2HeadError("duplicate_host")
                 host = kv[1]
+                append(kv)
             else:
-                if cl is not None and cl != kv[1]:
+                try:
+                    m = content_length(kv[1])
+                except ContentLengthError:
+                    raise H2HeadError("invalid_content_length") from None
+                if cl is None:
+                    cl = m
+                    # a list of one value repeated goes on as that value (RFC 9110 §8.6)
+                    append(kv if kv[1].isdigit() else (b"content-length", b"%d" % m))
+                elif m != cl:
                     raise H2HeadError("invalid_content_length")
-                cl = kv[1]
-            append(kv)
     if method is None:
         raise H2HeadError("missing_method")
     if method == b"CONNECT":
@@ -234,17 +242,9 @@ def _request_parts(block) -> tuple:
         items.insert(0, (b"host", authority))
     if cookies is not None:
         append((b"cookie", b"; ".join(cookies)))
-    content_length = None
-    if cl is not None:
-        try:
-            content_length = int(cl)
-        except ValueError:
-            raise H2HeadError("invalid_content_length") from None
-        if content_length < 0:
-            raise H2HeadError("invalid_content_length")
     try:
         return (method.decode("ascii"), path.decode("ascii"), scheme.decode("ascii"),
-                authority.decode("latin-1"), tuple(items), content_length, te)
+                authority.decode("latin-1"), tuple(items), cl, te)
     except UnicodeDecodeError:
         raise H2HeadError("invalid_path") from None
 
@@ -335,19 +335,17 @@ def _response_parts(block) -> tuple:
             _check_regular(kv)
         regular = True
         if k == b"content-length":
-            cl = v
+            try:
+                m = content_length(v)
+            except ContentLengthError:
+                raise H2HeadError("invalid_content_length") from None
+            if cl is not None and m != cl:
+                raise H2HeadError("invalid_content_length")
+            cl = m
         items.append(kv)
     if status is None:
         raise H2HeadError("missing_status")
-    body = None
-    if cl is not None:
-        try:
-            body = int(cl)
-        except ValueError:
-            raise H2HeadError("invalid_content_length") from None
-        if body < 0:
-            raise H2HeadError("invalid_content_length")
-    return status, items, body
+    return status, items, cl
 
 
 def trailers_from_block(block, validate: bool = False) -> Headers:

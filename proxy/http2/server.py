@@ -43,6 +43,7 @@ from ..codec.http2_connection import (ENHANCE_YOUR_CALM, INITIAL_WINDOW_SIZE,
                                       MAX_CONCURRENT_STREAMS, MAX_HEADER_LIST_SIZE, NO_ERROR,
                                       PROTOCOL_ERROR, REFUSED_STREAM, H2Connection, H2ConnectionError,
                                       H2Limits, StreamGone)
+from ..codec.http2_pending import WindowedStreams
 from ..codec.path import PathError, PathNormalizer
 from ..fastpath.eligibility import listener_express
 from ..stream import HttpStream
@@ -81,7 +82,7 @@ def _limits(opts: Http2Options, limits) -> H2Limits:
                     max_window_updates_per_data=opts.max_inbound_window_update_frames_per_data_frame_sent)
 
 
-class Http2Server(asyncio.Protocol):
+class Http2Server(WindowedStreams, asyncio.Protocol):
     """HTTP/2 on one client connection (h2c prior knowledge, h2c upgrade, or h2 by ALPN).
     It is the codec's sink: the codec calls on_headers, on_data, ... from feed()."""
 
@@ -422,6 +423,7 @@ class Http2Server(asyncio.Protocol):
                 http.start()
 
     def on_data(self, sid: int, data: bytes, n: int, end: bool) -> None:
+        # the upstream's on_data acknowledges by the same rule, kept inline there too: it runs per frame
         if self.starting:
             self._start_pending()
         d = self.streams.get(sid)
@@ -497,16 +499,6 @@ class Http2Server(asyncio.Protocol):
             self._calm_down("premature_resets")
             raise H2ConnectionError(ENHANCE_YOUR_CALM, "too many premature resets")
         return True
-
-    def on_window(self, sid: int) -> None:
-        if sid:
-            d = self.streams.get(sid)
-            if d is not None and d.pending:
-                d.drain_pending()
-            return
-        for d in list(self.streams.values()):
-            if d.pending:
-                d.drain_pending()
 
     def on_settings(self) -> None:
         pass      # a larger initial window arrives as on_window(0)
