@@ -159,7 +159,7 @@ class _Checker(TypeChecker):
             if i is not None:
                 self.warn(r.name_span, "R202", f'route "{r.name}" is shadowed by route "{routes[i].name}" '
                                                f'(line {routes[i].span.line}), which matches all its requests first')
-            earlier.add(j, conds[j])
+            earlier.add(j, conds[j])  # type: ignore[arg-type]  # no cond is a catch-all, above
 
     def inline(self, e: A.Expr, scope: dict) -> A.Expr:
         return inline(e, scope, self.prog.scopes)

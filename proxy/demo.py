@@ -14,7 +14,7 @@ import httptools
 class DemoServer(asyncio.Protocol):
     def __init__(self, name: str):
         self.name = name
-        self.transport = None
+        self.transport: asyncio.Transport = None  # type: ignore[assignment]  # set in connection_made
         self.parser = httptools.HttpRequestParser(self)
         self.url = b""
         self.headers: list[tuple[str, str]] = []

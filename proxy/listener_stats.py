@@ -2,7 +2,7 @@
 per listener and worker so the hot path never builds a stat name."""
 from __future__ import annotations
 
-from mosnx.runtime.stats import ACCUMULATE
+from mosnx.runtime.stats import ACCUMULATE, Counter
 
 
 class ListenerStats:
@@ -24,7 +24,7 @@ class ListenerStats:
         self.cx_active = store.gauge(p + "downstream_cx_active", ACCUMULATE)
         self.rx_reset = store.counter(p + "downstream_rq_rx_reset")
         self.rq_retry_ok = store.counter(p + "downstream_rq_retry_success")
-        self.local_replies: dict[str, object] = {}      # cause -> its local_reply.<cause> counter
+        self.local_replies: dict[str, Counter] = {}      # cause -> its local_reply.<cause> counter
 
     def local_reply(self, cause: str) -> None:
         """Count a local reply under local_reply.<cause>, the cause its x-mosnx-error names."""

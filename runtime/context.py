@@ -79,7 +79,7 @@ class StreamContext:
         self.cluster_name = ""
         self.upstream_address = ""
         self.metadata: dict[str, Any] | None = None
-        self.filter_state: dict[str, Any] | None = None
+        self.filter_state: dict[object, Any] | None = None   # keyed by the filter (or a key it owns)
         self.start = _monotonic()
         self.start_wall = _time()
         self.request_id = ""
@@ -140,7 +140,7 @@ class StreamContext:
             self.metadata = {}
         return self.metadata
 
-    def state(self) -> dict[str, Any]:
+    def state(self) -> dict[object, Any]:
         if self.filter_state is None:
             self.filter_state = {}
         return self.filter_state

@@ -72,7 +72,8 @@ class LogFormat:
     parts: tuple[str | Callable[[Any], str], ...] = field(compare=False, repr=False)
 
     def render(self, ctx) -> str:
-        return "".join([p if p.__class__ is str else p(ctx) for p in self.parts])
+        # `p.__class__ is str` tells the getters apart, cheaper than isinstance
+        return "".join([p if p.__class__ is str else p(ctx) for p in self.parts])  # type: ignore[operator]
 
 
 def _start_time(ctx) -> str:

@@ -311,7 +311,7 @@ class RouteTable:
             vh.chain = listener.then(vh.pipeline)
             for r in vh.routes:
                 r.chain = vh.chain.then(r.pipeline)
-                r.plain = r.action if _plain(r) else None
+                r.plain = r.action if _plain(r) else None  # type: ignore[assignment]  # _plain: a RouteAction
         return self
 
     def clusters(self) -> set[str]:

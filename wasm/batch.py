@@ -71,4 +71,6 @@ def build(store: wasmtime.Store, exports, watch: fastcall.Watchdog) -> tuple[fas
     module = module_cache.compile_module(_wat(present).encode(), "callback batch")
     inst = wasmtime.Instance(store, module, [exports[n] for n in present])
     ex = inst.exports(store)
-    return fastcall.GuestFunc(store, ex["open"], watch), fastcall.GuestFunc(store, ex["close"], watch)
+    # _wat(present) exports the two as functions
+    return (fastcall.GuestFunc(store, ex["open"], watch),  # type: ignore[arg-type]
+            fastcall.GuestFunc(store, ex["close"], watch))  # type: ignore[arg-type]

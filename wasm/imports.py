@@ -63,6 +63,8 @@ def build_linker(vm, module: wasmtime.Module) -> wasmtime.Linker:
     keep = vm.host_callbacks
     for imp in module.imports:
         ty = imp.type
+        # check_imports refused every import but a named function
+        assert isinstance(ty, wasmtime.FuncType) and imp.name is not None
         table = ENV if imp.module == "env" else WASI
         entry = table.get(imp.name)
         params, results = fastcall.kinds_of(ty.params), fastcall.kinds_of(ty.results)
@@ -75,7 +77,7 @@ def build_linker(vm, module: wasmtime.Module) -> wasmtime.Linker:
         cb = fastcall.host_callback(fn, vm, params, results, _on_error)
         keep.append(cb)
         module_name = imp.module
-        if imp.module == "env" and imp.name == "proxy_log" and fn is entry[2]:
+        if imp.module == "env" and imp.name == "proxy_log" and entry is not None and fn is entry[2]:
             module_name = log_gate.HOST_MODULE      # reached through the gate (log_gate.py)
             vm.log_gate = True
         fastcall.define(linker, module_name, imp.name, ty, cb)

@@ -23,6 +23,7 @@ class Metrics:
         mid = self.ids.get((kind, name))
         if mid is None:
             full = self.prefix + name
+            obj: object
             if kind == abi.METRIC_COUNTER:
                 obj = self.store.counter(full)
             elif kind == abi.METRIC_GAUGE:

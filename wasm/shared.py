@@ -42,7 +42,7 @@ class Queue:
 
     def __init__(self) -> None:
         self.items: deque[bytes] = deque()
-        self.owner = None           # weakref to the VM whose root context is told of new items
+        self.owner: weakref.ref | None = None  # weakref to the VM whose root context is told of new items
         self.root_id = 0
 
 

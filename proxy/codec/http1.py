@@ -17,6 +17,7 @@ path settings never answer from each other's memory.
 from __future__ import annotations
 
 import re
+from typing import Protocol
 
 import httptools
 
@@ -37,7 +38,7 @@ class ParseError(Exception):
         self.stat = stat              # a counter of its own, besides the per-detail one
 
 
-class RequestSink:
+class RequestSink(Protocol):
     """What a RequestDecoder calls; the server protocol implements it."""
 
     def on_request(self, method: str, target: str, version: str, headers: Headers,
@@ -76,9 +77,10 @@ class RequestDecoder:
         # this many neither limit can have been passed: one comparison per field
         self._check_at = min(max_head, 4 * max_headers)
         self.paths = paths = paths or PathNormalizer.of(None)
-        self._memo = _MEMOS.get(paths)
-        if self._memo is None:
-            self._memo = _MEMOS[paths] = {}
+        memo = _MEMOS.get(paths)
+        if memo is None:
+            memo = _MEMOS[paths] = {}
+        self._memo = memo
         self._parser = httptools.HttpRequestParser(self)
         self._url = b""
         self._headers: list[tuple[bytes, bytes]] = []
@@ -91,7 +93,7 @@ class RequestDecoder:
         self.expect_continue = False
         self._idle = True             # between messages: a read may start a new one
         self._keep = True             # the current message leaves the connection open
-        self._raw = None              # this read, while it may be one whole head to remember
+        self._raw: bytes | None = None  # this read, while it may be one whole head to remember
 
     def feed(self, data: bytes) -> None:
         """Parse `data`; raises ParseError. After an upgrade, bytes past
@@ -275,7 +277,7 @@ def _detail(msg: str) -> str:
 _BAD_HOST = re.compile(rb"[ \t@/\\]")
 
 
-class ResponseSink:
+class ResponseSink(Protocol):
     def on_response(self, status: int, reason: str, version: str, headers: Headers,
                     keep_alive: bool, body: int | None) -> None:
         """body: None = until close or chunked (see `chunked`), else the Content-Length."""
@@ -316,7 +318,7 @@ class ResponseDecoder:
         self.upgraded_offset = -1
         self._skip = False
         self._idle = True             # between messages (see RequestDecoder)
-        self._raw = None              # the head of this read, while it may be remembered
+        self._raw: bytes | None = None  # the head of this read, while it may be remembered
 
     def feed(self, data: bytes) -> None:
         if self._idle and not self.head_only:

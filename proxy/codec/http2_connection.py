@@ -168,7 +168,7 @@ class Stream:
         self.recv_window = recv_window  # what the peer may still send before our WINDOW_UPDATE
         self.unacked = 0               # consumed by the owner, not yet given back
         self.got_head = got_head       # a final header block arrived: the next one is trailers
-        self.body_left = None          # body bytes still due by the peer's content-length
+        self.body_left: int | None = None  # body bytes still due by the peer's content-length
 
 
 class H2Connection:

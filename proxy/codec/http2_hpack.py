@@ -132,7 +132,7 @@ def decode_huffman(raw: bytes) -> bytes:
         return _decode_huffman_nibbles(raw)
     nxt = _H_NEXT
     out = _H_OUT
-    parts = []
+    parts: list[bytes] = []
     append = parts.append
     st = 0
     for b in raw:
@@ -301,8 +301,9 @@ class Decoder:
             raise TooManyHeaders(total, len(out))
         if (version == self.version and n <= _MEMO_BLOCK and total <= _MEMO_TOTAL
                 and len(out) <= _MEMO_FIELDS):
-            out = tuple(out)          # shared from now on: read-only
-            remember(self.memo, _MEMO_ENTRIES, data, (version, out))
+            shared = tuple(out)       # shared from now on: read-only
+            remember(self.memo, _MEMO_ENTRIES, data, (version, shared))
+            return shared
         return out
 
     def _drain(self, data: bytes, pos: int) -> None:
@@ -413,7 +414,7 @@ class Encoder:
         return block
 
     def _encode(self, fields) -> bytes:
-        out = []
+        out: list[bytes] = []
         append = out.append
         if self.pending_resize is not None:
             append(_enc_int(self.pending_resize, 5, 0x20))

@@ -11,6 +11,7 @@ listener with no request step starts as an ExpressStream (proxy.express).
 from __future__ import annotations
 
 import asyncio
+from typing import TYPE_CHECKING
 
 from mosnx.runtime.context import RequestHead, StreamContext
 from mosnx.runtime.headers import Headers
@@ -22,6 +23,10 @@ from .. import write_batch
 from ..express import ExpressStream
 from ..sockets import set_nodelay
 from ..stream import HttpStream
+
+if TYPE_CHECKING:
+    from mosnx.runtime.model import Listener
+    from ..listener_stats import ListenerStats
 
 _NO_BODY_STATUS = frozenset({204, 304})
 _CLOSE = (b"connection", b"close")
@@ -40,10 +45,11 @@ class Http1Server(asyncio.Protocol):
     def __init__(self, worker, listener_name: str):
         self.worker = worker
         self.listener_name = listener_name
-        self.listener = None
-        self.lstats = None
-        self.transport = None
-        self.decoder = None
+        # set in connection_made, before any other callback
+        self.listener: Listener = None  # type: ignore[assignment]
+        self.lstats: ListenerStats = None  # type: ignore[assignment]
+        self.transport: asyncio.Transport = None  # type: ignore[assignment]
+        self.decoder: RequestDecoder = None  # type: ignore[assignment]
         self.queue: list[HttpStream] = []       # active stream first, then pipelined ones
         self.parsing: HttpStream | None = None   # the stream whose request is being decoded
         self.deferred: dict[HttpStream, list] = {}
@@ -58,7 +64,7 @@ class Http1Server(asyncio.Protocol):
         self.deadline_kind = ""
         self.out: list[bytes] | None = None     # response bytes gathered for one write
         self.tunnel: HttpStream | None = None
-        self.error_after = None
+        self.error_after: tuple[int, str, str | None] | None = None
         self.scheme = "http"
         self.version = "1.1"
         self.head_method = False
@@ -173,7 +179,7 @@ class Http1Server(asyncio.Protocol):
 
     def on_bodiless_request(self, method, target, version, headers, keep_alive, origin=None) -> None:
         self.on_request(method, target, version, headers, keep_alive, 0, False)
-        self.parsing.origin = origin
+        self.parsing.origin = origin  # type: ignore[union-attr]  # on_request just set it
         self.on_request_end(None)
 
     def on_request_body(self, data: bytes) -> None:

@@ -46,8 +46,8 @@ class H2Down:
         self.head = head
         self.req_ended = req_ended
         self.finished = False
-        self.held = None                      # a bodiless response's HEADERS, until its end
-        self.tail = None                      # the newest DATA chunk, until the write or the end
+        self.held: tuple | None = None        # a bodiless response's HEADERS, until its end
+        self.tail: bytes | None = None        # the newest DATA chunk, until the write or the end
         self.born = 0.0                       # loop time of its start, for premature resets
 
     # -- Downstream --

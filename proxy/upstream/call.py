@@ -95,4 +95,6 @@ async def _exchange(host, method: str, path: str, out, body: bytes, timeout: flo
                     raise CallError(e.detail) from e
         finally:
             writer.close()
-    return sink.status, [(k.decode("latin-1"), v.decode("latin-1")) for k, v in sink.headers.items], b"".join(sink.body)
+    # the loop ends on a whole response or a close-delimited one: both have headers
+    return (sink.status, [(k.decode("latin-1"), v.decode("latin-1")) for k, v in sink.headers.items],  # type: ignore[union-attr]
+            b"".join(sink.body))

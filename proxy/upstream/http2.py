@@ -194,7 +194,7 @@ class H2UpstreamConnection(asyncio.Protocol):
 
     def __init__(self, pool: H2Pool):
         self.pool = pool
-        self.transport = None
+        self.transport: asyncio.Transport = None  # type: ignore[assignment]  # set in connection_made
         self.h2 = H2Connection(self, True, {ENABLE_PUSH: 0, INITIAL_WINDOW_SIZE: 1024 * 1024}, _WINDOW)
         self.streams: dict[int, H2UpStream] = {}   # by stream id, once HEADERS went out
         self.active = 0                            # handles given out, sent or not
@@ -204,7 +204,7 @@ class H2UpstreamConnection(asyncio.Protocol):
         self.write_paused = False
         self.receiving = False
         self.write_soon = False
-        self.idle_timer = None
+        self.idle_timer: asyncio.TimerHandle | None = None
         self.cap = pool._cap()
         self.settled = asyncio.get_running_loop().create_future()
         self.opened = False          # the pool counts it among its connections

@@ -48,7 +48,7 @@ class RoundRobin(LoadBalancer):
 
     def __init__(self, hosts, options=None):
         super().__init__(hosts, options)
-        ring = []
+        ring: list = []
         top = max((h.weight for h in self.hosts), default=1)
         for round_ in range(top):
             ring.extend(h for h in self.hosts if h.weight > round_)
