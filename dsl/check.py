@@ -44,8 +44,8 @@ KEYWORD = {
     A.Assign: "set", A.Remove: "remove", A.When: "when", A.Respond: "respond",
     A.Redirect: "redirect", A.Fault: "fault", A.Limit: "limit", A.Wasm: "wasm", A.Emit: "emit",
 }
-ROUTE_ACTIONS = (A.To, A.Split, A.Respond, A.Redirect)
-FORWARD_ONLY = (A.Timeout, A.Retry, A.Mirror, A.HostRewrite, A.RewritePrefix, A.RewriteRegex)
+ROUTE_ACTIONS = A.ROUTE_ACTIONS
+FORWARD_ONLY = A.FORWARD
 RETRY_NAMES = sorted(RETRY_ON - {"retriable-status-codes"})
 EMIT_STREAMS = ("access",)
 REDIRECT_CODES = (301, 302, 303, 307, 308)

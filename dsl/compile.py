@@ -30,8 +30,8 @@ from .shadow import inline, is_catch_all, path_hint, path_prefix_of
 
 BODY_PHASES = frozenset({"request_body", "response_body"})
 DEFAULT_RETRY_ON = frozenset({"connect-failure", "refused-stream"})
-ROUTE_ACTIONS = (A.To, A.Split, A.Respond, A.Redirect)
-FORWARD = (A.Timeout, A.Retry, A.Mirror, A.HostRewrite, A.RewritePrefix, A.RewriteRegex)
+ROUTE_ACTIONS = A.ROUTE_ACTIONS
+FORWARD = A.FORWARD
 # Where header and metadata edits run, by the place they are written.
 _EDIT_PHASE = {"request": "request", "route": "request", "route_when": "request", "response": "response"}
 

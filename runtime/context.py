@@ -58,8 +58,8 @@ class StreamContext:
         "connection_sni", "connection_mtls", "peer_subject",
         "vhost", "route", "cluster_name", "upstream_address",
         "metadata", "filter_state", "start", "start_wall", "request_id",
-        "error_detail", "response_flags", "bytes_received", "bytes_sent",
-        "attempt_count", "timeout_override", "upstream_request_headers_sent", "request_bodyless",
+        "error_detail", "bytes_received", "bytes_sent",
+        "attempt_count", "timeout_override", "request_bodyless",
         "_url_path", "_query", "_cookies",
     )
 
@@ -84,12 +84,10 @@ class StreamContext:
         self.start_wall = _time()
         self.request_id = ""
         self.error_detail = ""
-        self.response_flags = ""
         self.bytes_received = 0
         self.bytes_sent = 0
         self.attempt_count = 0
         self.timeout_override: float | None = None
-        self.upstream_request_headers_sent = False
         # set by the core: True when the request head ended the request (no body
         # follows), False when a body follows, None when not known
         self.request_bodyless: bool | None = None

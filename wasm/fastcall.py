@@ -150,7 +150,7 @@ class GuestFunc:
     host function (the guest's allocator), already inside one.
     """
     __slots__ = ("ctx", "ref", "vals", "words", "n", "nparams", "slots", "result", "func",
-                 "ctx_addr", "func_addr", "vals_addr", "trap", "trap_addr", "watch", "top", "nested")
+                 "ctx_addr", "trap", "watch", "top", "nested")
 
     def __init__(self, store: wasmtime.Store, func: wasmtime.Func, watch: Watchdog | None = None):
         self.watch = watch
@@ -173,10 +173,7 @@ class GuestFunc:
         self.slots = [(self.words, 4 * i) if k == "i" else (longs, 2 * i) for i, k in enumerate(pk)]
         self.result = None if not rk else ((self.words, 0) if rk == "i" else (longs, 0))
         self.ctx_addr: int = cast(self.ctx, c_void_p).value  # type: ignore[assignment]  # a live store's context is not null
-        self.func_addr = ctypes.addressof(func._func)
-        self.vals_addr = ctypes.addressof(self.vals)
         self.trap = c_void_p()      # stays null but for the moment a trap is read out of it
-        self.trap_addr = ctypes.addressof(self.trap)
         self.top = _specialise(self, pk, rk, counted=watch is not None)
         self.nested = _specialise(self, pk, rk, counted=False)
 

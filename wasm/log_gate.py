@@ -29,6 +29,7 @@ GATE_WAT = """
     (call $log (local.get $level) (local.get $ptr) (local.get $len))))
 """
 
+# proxy-wasm levels 0..5 (trace..critical) as Python logging levels; proxy_log maps with it too
 _PY_LEVELS = (5, logging.DEBUG, logging.INFO, logging.WARNING, logging.ERROR, logging.CRITICAL)
 
 
