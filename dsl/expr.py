@@ -38,7 +38,7 @@ def _const(v: Any) -> Fn:
     return lambda ctx: v
 
 
-def _ip(v: Any):
+def _ip(v: Any) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     try:
         return ipaddress.ip_address(v)
     except ValueError:

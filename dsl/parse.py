@@ -23,7 +23,7 @@ would order them.
 from __future__ import annotations
 
 import copy
-from typing import Any
+from typing import Any, Callable
 
 from lark import Lark, Token
 from lark.exceptions import UnexpectedInput
@@ -104,7 +104,7 @@ class _At:
     internal repetition rules) is not a level."""
     __slots__ = ("value", "first", "last", "height", "kids", "level")
 
-    def __init__(self, first, last, height: int, kids: list, level: bool):
+    def __init__(self, first: Any, last: Any, height: int, kids: list, level: bool):
         self.value: Any = None
         self.first = first
         self.last = last
@@ -142,7 +142,7 @@ def _line(text: str, at: _At) -> str | None:
     return lines[n - 1] if 0 < n <= len(lines) else None
 
 
-def _frontend(p: Lark, callbacks: dict):
+def _frontend(p: Lark, callbacks: dict) -> Any:
     """p's lexer and tables with these reduction callbacks, for one parse."""
     front = copy.copy(p.parser)
     lalr = copy.copy(front.parser)
@@ -230,7 +230,7 @@ class _Build:
         return {rule: (pass_child if kind == "pass" else self._reducer(include, tail, kind))
                 for rule, include, tail, kind in plan}
 
-    def _reducer(self, include: tuple, tail: int, kind: str):
+    def _reducer(self, include: tuple, tail: int, kind: str) -> Callable[[list], _At]:
         method = None if kind == "splice" else getattr(self, kind)
         level = method is not None
 

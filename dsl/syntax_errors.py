@@ -7,7 +7,7 @@ token (or character) must be of the same kind too. Nothing here raises.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Iterable
 
 from lark import Lark
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
@@ -91,7 +91,7 @@ _TOKEN_NAMES = {
 }
 
 
-def _describe_expected(p: Lark, expected) -> str:
+def _describe_expected(p: Lark, expected: Iterable[str]) -> str:
     names = set()
     for t in expected:
         if t in _TOKEN_NAMES:

@@ -13,9 +13,13 @@ import asyncio
 import json
 import sys
 import time
+from typing import TYPE_CHECKING
 
 from mosnx.runtime.logformat import DEFAULT
 from mosnx.runtime.model import AccessLog
+
+if TYPE_CHECKING:
+    from mosnx.runtime.context import StreamContext
 
 
 class AccessLogWriter:
@@ -33,7 +37,7 @@ class AccessLogWriter:
         self.size = 0
         self.handle: asyncio.TimerHandle | None = None
 
-    def write(self, ctx) -> None:
+    def write(self, ctx: StreamContext) -> None:
         # `p.__class__ is str` tells the getters apart, cheaper than isinstance
         line = "".join([p if p.__class__ is str else p(ctx) for p in self.parts])  # type: ignore[operator]
         self._add(line)
@@ -41,7 +45,7 @@ class AccessLogWriter:
     def emit(self, record: dict) -> None:
         self._add(json.dumps(record, default=str, separators=(",", ":")))
 
-    def error(self, peer, status: int, detail: str) -> None:
+    def error(self, peer: tuple | None, status: int, detail: str) -> None:
         ts = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime())
         self._add(f'[{ts}] "- - -" {status} {detail} 0 0 0 "-" "{peer[0] if peer else "-"}" "-" "-" "-" "-" "-"')
 

@@ -162,7 +162,7 @@ def _building_stats_json(dump: dict[str, Any], into: dict[str, Any]) -> Pieces:
     stats.append({"histograms": {"supported_quantiles": list(PERCENTS), "computed_quantiles": computed}})
 
 
-def _built_pieces(building, source) -> Pieces:
+def _built_pieces(building: Callable[[Any, dict[str, Any]], Pieces], source: Any) -> Pieces:
     """What a `_building_*` generator makes, in slices (the admin yields between them),
     then its JSON in pieces."""
     out: dict[str, Any] = {}

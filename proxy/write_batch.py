@@ -20,6 +20,7 @@ whoever closes a transport calls flush() first, so nothing queued is lost.
 """
 from __future__ import annotations
 
+import asyncio
 from asyncio import _get_running_loop
 
 _pending: list = []
@@ -32,7 +33,7 @@ _held = False       # the due flush already waited one pass
 SOLO_PASSES = 16
 
 
-def write(transport, data: bytes) -> None:
+def write(transport: asyncio.WriteTransport, data: bytes) -> None:
     global _loop, _count
     loop = _loop
     if loop is not None and loop.is_running():

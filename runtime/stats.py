@@ -21,7 +21,7 @@ knowledge of which gauge is which.
 from __future__ import annotations
 
 import bisect
-from typing import Any
+from typing import Any, Callable
 
 # Envoy's default histogram bucket bounds, in ms.
 BUCKETS = (0.5, 1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000,
@@ -65,7 +65,7 @@ class ReadGauge(Gauge):
     the count is not kept twice."""
     __slots__ = ("read",)
 
-    def __init__(self, read, mode: str = ACCUMULATE) -> None:
+    def __init__(self, read: Callable[[], int], mode: str = ACCUMULATE) -> None:
         self.read = read
         self.mode = mode
 
@@ -163,7 +163,7 @@ class Store:
             raise ValueError(f"gauge {name!r} is declared {g.mode}, not {mode}")
         return g
 
-    def gauge_reading(self, name: str, read, mode: str = ACCUMULATE) -> Gauge:
+    def gauge_reading(self, name: str, read: Callable[[], int], mode: str = ACCUMULATE) -> Gauge:
         """The gauge `name`, from now on read through `read()`."""
         self.gauge(name, mode)              # the same checks of the mode as a plain gauge
         g = self.gauges[name] = ReadGauge(read, mode)

@@ -138,7 +138,7 @@ class HeaderMap:
         return sum(len(k) + len(v) for k, v in self.pairs())
 
 
-def resolve(kind: int, ctx: StreamContext | None, call_response=None) -> HeaderMap:
+def resolve(kind: int, ctx: StreamContext | None, call_response: tuple | None = None) -> HeaderMap:
     """The map `kind` for the current callback; raises Unavailable."""
     if kind in (abi.MAP_CALL_RESPONSE_HEADERS, abi.MAP_CALL_RESPONSE_TRAILERS):
         if call_response is None:

@@ -8,6 +8,8 @@ Any other import fails the load with an error that names it.
 """
 from __future__ import annotations
 
+from typing import Any, Callable
+
 import wasmtime
 
 from . import abi, abi_buffers, abi_calls, abi_core, abi_maps, abi_state, abi_wasi, fastcall, log_gate
@@ -28,7 +30,7 @@ ENV = {**abi_core.FUNCS, **abi_maps.FUNCS, **abi_buffers.FUNCS, **abi_state.FUNC
        **abi_calls.FUNCS, "abort": ("iiii", "", _abort)}
 WASI = abi_wasi.FUNCS
 
-def _on_error(exc: BaseException):
+def _on_error(exc: BaseException) -> int | None:
     if isinstance(exc, OutOfBounds):
         return abi.INVALID_MEMORY_ACCESS
     if isinstance(exc, AllocationFailed):
@@ -36,7 +38,7 @@ def _on_error(exc: BaseException):
     return None         # trap: the callback fails
 
 
-def _stub_for(status: int):
+def _stub_for(status: int) -> Callable[..., int]:
     def stub(vm, ctx, *args):
         return status
     return stub
@@ -56,7 +58,7 @@ def check_imports(module: wasmtime.Module, path: str) -> None:
                              f'(expected "env", "wasi_snapshot_preview1" or "wasi_unstable")')
 
 
-def build_linker(vm, module: wasmtime.Module) -> wasmtime.Linker:
+def build_linker(vm: Any, module: wasmtime.Module) -> wasmtime.Linker:
     """A Linker with the module's imports bound to `vm`; the callbacks are kept on vm."""
     linker = wasmtime.Linker(vm.engine)
     linker.allow_shadowing = True       # the log gate is redefined in each new store

@@ -50,7 +50,7 @@ class RequestSink(Protocol):
     def on_request_end(self, trailers: Headers | None) -> None: ...
 
     def on_bodiless_request(self, method: str, target: str, version: str, headers: Headers,
-                            keep_alive: bool, origin=None) -> None:
+                            keep_alive: bool, origin: object = None) -> None:
         """A request that is its head alone (remembered heads only); a sink may take
         it in one step. `origin`: the codec's memory of that head, as for
         ResponseSink.on_whole_response."""
@@ -287,7 +287,7 @@ class ResponseSink(Protocol):
     def on_response_end(self, trailers: Headers | None) -> None: ...
 
     def on_whole_response(self, status: int, version: str, headers: Headers, keep_alive: bool,
-                          body_len: int, body: bytes, origin=None) -> None:
+                          body_len: int, body: bytes, origin: object = None) -> None:
         """A response whose head, whole Content-Length body and end came in one read
         (remembered heads only); a sink may take it in one step. `origin` is the
         codec's memory of that head: the same object each time the head comes again

@@ -20,6 +20,8 @@ Invariants:
 """
 from __future__ import annotations
 
+from typing import Iterable, Sequence
+
 from hpack.exceptions import HPACKDecodingError
 from hpack.huffman_table import HUFFMAN_COMPLETE, HUFFMAN_EMIT_SYMBOL, HUFFMAN_FAIL, HUFFMAN_TABLE
 from hpack.huffman_table import decode_huffman as _decode_huffman_nibbles
@@ -244,7 +246,7 @@ class Decoder:
         self.max_size = n
         self.version += 1
 
-    def decode(self, data: bytes):
+    def decode(self, data: bytes) -> Sequence[tuple[bytes, bytes]]:
         hit = self.memo.get(data)
         if hit is not None and hit[0] == self.version:
             return hit[1]
@@ -401,7 +403,7 @@ class Encoder:
             if self.index.get(kv) == seq:
                 del self.index[kv]
 
-    def encode(self, fields) -> bytes:
+    def encode(self, fields: Iterable[tuple[bytes, bytes]]) -> bytes:
         key = tuple(fields)
         hit = self.memo.get(key)
         version = self.version
@@ -413,7 +415,7 @@ class Encoder:
             remember(self.memo, 64, key, (version, block))
         return block
 
-    def _encode(self, fields) -> bytes:
+    def _encode(self, fields: Iterable[tuple[bytes, bytes]]) -> bytes:
         out: list[bytes] = []
         append = out.append
         if self.pending_resize is not None:

@@ -6,8 +6,12 @@ cheaper than tracking use, and traffic that repeats fills it again at once.
 """
 from __future__ import annotations
 
+from typing import Hashable, TypeVar
 
-def remember(memo: dict, limit: int, key, value):
+V = TypeVar("V")
+
+
+def remember(memo: dict, limit: int, key: Hashable, value: V) -> V:
     """memo[key] = value, emptying the memo first when it holds `limit` entries;
     returns `value`."""
     if len(memo) >= limit:

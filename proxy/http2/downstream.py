@@ -87,7 +87,7 @@ class H2Down:
 
     def _release_held(self) -> None:
         block, self.held = self.held, None
-        self.h2.send_headers(self.sid, block)
+        self.h2.send_headers(self.sid, block)  # type: ignore[arg-type]  # called only while a block is held
 
     def send_data(self, stream, data: bytes) -> None:
         if self.sent_end or self.closed or not data:

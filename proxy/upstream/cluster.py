@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from operator import attrgetter
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Iterable
 
 from mosnx.runtime import shared as sh
 from mosnx.runtime.model import CircuitBreakers, ClusterConfig, Endpoint
@@ -35,6 +35,7 @@ from .http2 import H2Pool
 from .pool import Pool
 
 if TYPE_CHECKING:
+    from mosnx.runtime.context import StreamContext
     from .dns import DnsResolver
     from .health import HealthChecker
     from .outlier import OutlierDetector
@@ -296,7 +297,7 @@ class Cluster:
         self._reconcile(eps, old.hosts if old else ())
         self._start(old)
 
-    def _reconcile(self, endpoints, current) -> None:
+    def _reconcile(self, endpoints: Iterable[Endpoint], current: Iterable[Host]) -> None:
         kept = {h.address: h for h in current}
         hosts: list[Host] = []
         for ep in endpoints:
@@ -333,7 +334,7 @@ class Cluster:
         else:
             self.pick = self.lb.pick  # type: ignore[method-assign]  # the balancer's own, without this frame
 
-    def set_endpoints(self, endpoints) -> None:
+    def set_endpoints(self, endpoints: Iterable[Endpoint]) -> None:
         """Membership changed at run time (DNS): reuse the Hosts of endpoints that stayed."""
         endpoints = tuple(endpoints)
         if tuple(h.endpoint for h in self.hosts) == endpoints:
@@ -382,7 +383,7 @@ class Cluster:
         if self.dns is not None:
             self.dns.stop()
 
-    def pick(self, ctx, exclude=None) -> Host | None:
+    def pick(self, ctx: StreamContext | None, exclude: Host | None = None) -> Host | None:
         if self.panic:
             self.c["lb_healthy_panic"].value += 1
         return self.lb.pick(ctx, exclude)

@@ -28,7 +28,7 @@ class DnsResolver:
         self.task: asyncio.Task | None = None
         self.resolved: asyncio.Event | None = None
 
-    def start(self, loop) -> None:
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self.resolved = asyncio.Event()
         self.task = loop.create_task(self._run())
 
