@@ -244,6 +244,8 @@ def filter_settings(kind: str) -> list[str]:
     """The settings `kind` accepts, as its factory says when given one it does not know
     (every shipped filter refuses unknown settings and names the known ones)."""
     factory = registry.filter_factory(kind)
+    if factory is None:
+        return []
     ctx = registry.BuildContext(config=None, listener=None, clusters=set(), filters={})
     try:
         factory("reference", {_PROBE: None}, ctx)
