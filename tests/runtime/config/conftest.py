@@ -25,3 +25,14 @@ def findings(text: str) -> list[tuple[str, int, int, str]]:
 def listener(settings: str, clusters: str = CLUSTER) -> str:
     """The document with `settings` (lines of the listener, 4 spaces in) under listener `l`."""
     return LISTENER + settings + clusters
+
+
+def convert(type_, text: str):
+    """`type_` converting the YAML `text` read as the value of key `k`: (value or INVALID,
+    findings as (code, line, column, message))."""
+    from mosnx.runtime.config.reader import Reader
+    r = Reader(text, "m.yaml")
+    root = r.compose()
+    assert root is not None, r.findings()
+    value = type_.convert(root, r, ("k",))
+    return value, [(d.code, d.span.line, d.span.column, d.message) for d in r.findings()]
