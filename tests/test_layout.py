@@ -56,9 +56,6 @@ EXEMPT: dict[str, str] = {
     "proxy/http1/server.py": "end to end: tests/e2e/test_http1_flow.py, tests/e2e/test_http1_errors.py and the other "
                              "test_http1_* files",
     "proxy/tcp/proxy.py": "end to end: tests/e2e/test_tcp_proxy.py",
-    "proxy/tls.py": "end to end: tests/e2e/test_tls.py",
-    "proxy/upstream/call.py": "end to end: proxy_http_call in tests/e2e/test_wasm_e2e.py, mirror copies in "
-                              "tests/e2e/test_governance_mirror.py",
     "proxy/upstream/http2.py": "end to end: tests/e2e/test_http2_upstream.py and tests/e2e/test_grpc_proxy.py",
     "proxy/upstream/pool.py": "end to end: reuse in tests/e2e/test_http1_keepalive.py, limits in "
                               "tests/e2e/test_governance_breakers.py",
