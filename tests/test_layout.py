@@ -43,13 +43,11 @@ EXEMPT: dict[str, str] = {
                          "in tests/dsl/test_parse_equivalence.py",
     "dsl/types.py": "expression typing: each of its codes from a broken script in tests/dsl/test_check.py",
     "runtime/config/document.py": "the shape of mosnx.yaml as a whole, loaded in tests/runtime/config/test_loader.py",
-    "proxy/admin_format.py": "the admin's JSON and text answers, through the admin in tests/proxy/test_admin.py",
     "proxy/http2/downstream.py": "an HTTP/2 stream's downstream, with its connection in tests/proxy/http2/test_server.py "
                                  "and end to end in tests/e2e/test_http2_downstream.py",
     "wasm/batch.py": "the batched stream callbacks every wasm filter test drives: tests/wasm/test_filter.py",
     "wasm/fastcall.py": "the guest call path under every wasm test; its contract in tests/wasm/test_imports.py",
     "wasm/memory.py": "guest memory, with bad pointers and grown memory through probe.wat in tests/wasm/test_imports.py",
-    "wasm/shared.py": "shared data (CAS) and queues through probe.wat in tests/wasm/test_imports.py",
     # end to end only: real sockets and real peers
     "proxy/demo.py": "end to end: the quickstart's demo upstreams in tests/e2e/test_shop_e2e.py",
     "proxy/listeners.py": "end to end: binding and serving each protocol in tests/e2e/test_lifecycle.py",
