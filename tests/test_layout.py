@@ -47,7 +47,6 @@ EXEMPT: dict[str, str] = {
                                  "and end to end in tests/e2e/test_http2_downstream.py",
     "wasm/batch.py": "the batched stream callbacks every wasm filter test drives: tests/wasm/test_filter.py",
     "wasm/fastcall.py": "the guest call path under every wasm test; its contract in tests/wasm/test_imports.py",
-    "wasm/memory.py": "guest memory, with bad pointers and grown memory through probe.wat in tests/wasm/test_imports.py",
     # end to end only: real sockets and real peers
     "proxy/demo.py": "end to end: the quickstart's demo upstreams in tests/e2e/test_shop_e2e.py",
     "proxy/listeners.py": "end to end: binding and serving each protocol in tests/e2e/test_lifecycle.py",
