@@ -93,7 +93,7 @@ def test_defaults_and_a_close_delimited_body():
 
 @pytest.mark.parametrize("reply,message", [
     (b"", "upstream closed before responding"),
-    (b"NOT HTTP\r\n\r\n", ""),
+    (b"NOT HTTP\r\n\r\n", "upstream_protocol_error"),
 ])
 def test_a_bad_or_missing_answer_is_a_call_error(reply, message):
     async def go():
