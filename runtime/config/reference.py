@@ -5,7 +5,7 @@ when it runs), so it says what the loader accepts and nothing else: a key, its
 type, default and description come from the one Field that declares it. Every
 object gets a section, in the order the document declares it; an object reached
 twice is described once and linked. The committed docs/config.md must equal
-render(); tests/runtime/test_reference.py holds them together.
+render(); tests/runtime/config/test_reference.py holds them together.
 
     mosnx docs config > docs/config.md
 
