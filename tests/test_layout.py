@@ -19,8 +19,6 @@ REPO = Path(__file__).resolve().parent.parent
 TESTS = REPO / "tests"
 ROOTS = ("dsl", "runtime", "wasm", "proxy")
 
-STREAM = "reorganised with proxy/stream"
-
 # module (path from the repository root) -> why it has no test file at its mirrored path
 EXEMPT: dict[str, str] = {
     # package markers: re-exports and registration, exercised by every import of the package
@@ -35,9 +33,8 @@ EXEMPT: dict[str, str] = {
     "proxy/http2/__init__.py": "package marker",
     "proxy/tcp/__init__.py": "package marker",
     "proxy/upstream/__init__.py": "package marker: re-exports the cluster manager",
-    # the stream executor is being split into a package; its tests move with it
-    "proxy/listener_stats.py": STREAM,
-    "proxy/upstream/http1.py": STREAM,
+    "proxy/stream/__init__.py": "package marker: HttpStream, loaded when first asked for",
+    "proxy/fastpath/__init__.py": "package marker",
     # tested through the module that drives them, in the named test
     "dsl/lalr_drive.py": "the LALR driver under dsl.parse, held equal to the parser it replaced on every input "
                          "in tests/dsl/test_parse_equivalence.py",
@@ -50,8 +47,6 @@ EXEMPT: dict[str, str] = {
     # end to end only: real sockets and real peers
     "proxy/demo.py": "end to end: the quickstart's demo upstreams in tests/e2e/test_shop_e2e.py",
     "proxy/listeners.py": "end to end: binding and serving each protocol in tests/e2e/test_lifecycle.py",
-    "proxy/http1/server.py": "end to end: tests/e2e/test_http1_flow.py, tests/e2e/test_http1_errors.py and the other "
-                             "test_http1_* files",
     "proxy/tcp/proxy.py": "end to end: tests/e2e/test_tcp_proxy.py",
     "proxy/upstream/http2.py": "end to end: tests/e2e/test_http2_upstream.py and tests/e2e/test_grpc_proxy.py",
     "proxy/upstream/pool.py": "end to end: reuse in tests/e2e/test_http1_keepalive.py, limits in "
@@ -70,17 +65,11 @@ HELPERS: dict[str, str] = {
     "tests/proxy/inproc.py": "a proxy worker in process, with real sockets",
     "tests/dsl/legacy_parse.py": "the parser dsl/parse.py replaced, the reference of test_parse_equivalence.py",
     "tests/dsl/mutants.py": "the rule-file mutator of test_check_mutants.py",
+    "tests/proxy/stream/fakes.py": "fakes of the executor's Protocols (Downstream, Upstream, pool, loop) for its unit tests",
 }
 
-# test files that will move with the stream executor's reorganisation
-PENDING: dict[str, str] = {
-    "tests/proxy/test_body_hooks.py": STREAM,
-    "tests/proxy/test_body_pause.py": STREAM,
-    "tests/proxy/test_request_pause.py": STREAM,
-    "tests/proxy/test_trailer_pause.py": STREAM,
-    "tests/proxy/test_head_memo.py": STREAM,
-    "tests/proxy/test_codec_memo.py": STREAM,
-}
+# test files that will move elsewhere (none now)
+PENDING: dict[str, str] = {}
 
 
 def source_modules() -> list[str]:

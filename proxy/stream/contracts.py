@@ -148,11 +148,5 @@ if TYPE_CHECKING:
     from .executor import HttpStream
 
     def _implementations(h1: Http1Server, h2: H2Down, up1: UpstreamConnection, up2: H2UpStream,
-                         stream: HttpStream) -> None:
-        down: Downstream = h1
-        down = h2
-        up: Upstream = up1
-        up = up2
-        tunnel: Tunnel = up1
-        s: Stream = stream
-        del down, up, tunnel, s
+                         stream: HttpStream) -> tuple[Downstream, Downstream, Upstream, Upstream, Tunnel, Stream]:
+        return h1, h2, up1, up2, up1, stream

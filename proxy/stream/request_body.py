@@ -88,23 +88,8 @@ class RequestBodyMixin(StreamFields):
             self.ctx.request.trailers = trailers
             steps = self.chain.request_trailers
             if steps:
-                r = self._steps(REQUEST_TRAILERS, steps, 0, True, False, self._hold_request_trailers)
-                if r is None:
-                    return      # failed, or paused: its I/O goes on
-                if r is not True:
-                    return self._request_trailers_done(r)
+                return self._trailer_steps(REQUEST_TRAILERS, steps, 0, self._request_trailers_done)
         self._request_complete(trailers)
-
-    def _hold_request_trailers(self, fut: Future[Any], start: int, _data: Any, _end: bool) -> None:
-        def resumed(r: Any) -> None:
-            r = self._settled(REQUEST_TRAILERS, r, True)
-            if r is True:
-                r = self._steps(REQUEST_TRAILERS, self.chain.request_trailers, start, True, False,
-                                self._hold_request_trailers)
-                if r is None:
-                    return
-            self._request_trailers_done(None if r is True else r)
-        self._when_settled(fut, resumed)
 
     def _request_trailers_done(self, reply: Any) -> None:
         # the request is whole (its trailers came) before a trailers step's reply is

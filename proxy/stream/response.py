@@ -249,23 +249,9 @@ class ResponseMixin(StreamFields):
                 self._deliver(tail)
         if trailers is not None and self.chain.response_trailers:
             self.ctx.response.trailers = trailers  # type: ignore[union-attr]  # the head came first
-            r = self._steps(RESPONSE_TRAILERS, self.chain.response_trailers, 0, True, False,
-                            self._hold_response_trailers)
-            if r is None:
-                return
-            return self._response_trailers_done(None if r is True else r)
+            return self._trailer_steps(RESPONSE_TRAILERS, self.chain.response_trailers, 0,
+                                       self._response_trailers_done)
         self._response_complete(trailers)
-
-    def _hold_response_trailers(self, fut: Future[Any], start: int, _data: Any, _end: bool) -> None:
-        def resumed(r: Any) -> None:
-            r = self._settled(RESPONSE_TRAILERS, r, True)
-            if r is True:
-                r = self._steps(RESPONSE_TRAILERS, self.chain.response_trailers, start, True, False,
-                                self._hold_response_trailers)
-                if r is None:
-                    return
-            self._response_trailers_done(None if r is True else r)
-        self._when_settled(fut, resumed)
 
     def _response_trailers_done(self, reply: Any) -> None:
         if reply is not None:

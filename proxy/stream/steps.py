@@ -122,6 +122,24 @@ class StepsMixin(StreamFields):
                 return r
         return data
 
+    def _trailer_steps(self, phase: Phase, steps: Sequence[Callable[..., Any]], start: int,
+                       done: Callable[[Any], None]) -> None:
+        """A trailers phase from `start`, then `done(reply)` (the LocalReply a step
+        answered with, or None). A step that pauses holds the rest of the phase, and
+        with it the end of the stream, until its I/O settles; one that fails the
+        stream ends it here."""
+        def hold(fut: Future[Any], nxt: int, _data: Any, _end: bool) -> None:
+            def resumed(r: Any) -> None:
+                r = self._settled(phase, r, True)
+                if r is True:
+                    self._trailer_steps(phase, steps, nxt, done)
+                else:
+                    done(r)
+            self._when_settled(fut, resumed)
+        r = self._steps(phase, steps, start, True, False, hold)
+        if r is not None:
+            done(None if r is True else r)
+
     def _answer(self, r: Any) -> None:
         """A step answered with the Action `r`: the stream's reply, or (the head being
         out) the response is cut short."""

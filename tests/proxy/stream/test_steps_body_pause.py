@@ -6,7 +6,7 @@ import pytest
 
 from mosnx.runtime import HttpFilter, LocalReply, Pause, register_filter
 
-from .inproc import proxied, read_head, read_message_body, read_response
+from ..inproc import proxied, read_head, read_message_body, read_response
 
 UP_BODY = b"upstream body\n" * 100
 

@@ -3,7 +3,7 @@ what the client gets must be exactly what the full work would give, whatever the
 connection's state (keep-alive or closing, HEAD or GET)."""
 import asyncio
 
-from .inproc import proxied, read_head
+from ..inproc import proxied, read_head
 
 HEADS = {
     "/a": b"HTTP/1.1 200 OK\r\nConnection: keep-alive, X-Hop\r\nX-Hop: 1\r\nX-Same: a\r\nContent-Length: 2\r\n\r\n",

@@ -7,7 +7,7 @@ import pytest
 
 from mosnx.runtime import HttpFilter, LocalReply, Pause, register_filter
 
-from .inproc import proxied, read_head, read_response
+from ..inproc import proxied, read_head, read_response
 
 
 async def later(result=None, fail=False):

@@ -4,7 +4,7 @@ import asyncio
 
 from mosnx.runtime import HttpFilter, LocalReply, Pause, register_filter
 
-from .inproc import proxied, read_chunked, read_head, read_message_body
+from ..inproc import proxied, read_chunked, read_head, read_message_body
 
 
 class LateTrailers(HttpFilter):

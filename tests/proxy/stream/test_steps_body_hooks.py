@@ -5,7 +5,7 @@ import asyncio
 
 from mosnx.runtime import HttpFilter, register_filter
 
-from .inproc import proxied, read_head, read_response
+from ..inproc import proxied, read_head, read_response
 
 CALLS: list = []
 
