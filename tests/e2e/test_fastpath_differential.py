@@ -1,0 +1,511 @@
+# A new shortcut (express stream, memo, batched call) lands only with its entry in
+# the corpus this test plays (tests/e2e/fastpath_corpus.py).
+"""The fast path against the general path: the same traffic, byte for byte.
+
+mosnx answers plain requests through a short path (proxy.express) and remembers
+heads in memo tables (codec, request-head and response-head memos); the general
+path (HttpStream, every memo missing) is the specification. DESIGN.md: a shortcut
+can be switched off with MOSNX_FASTPATH=0 and must then change nothing a user can
+see. So this module starts the real proxy twice, one run after the other on the same
+ports, with the shortcuts on (MOSNX_FASTPATH unset) and off (MOSNX_FASTPATH=0),
+each in front of a fresh recording upstream (a raw asyncio server that records
+every byte it receives per connection and answers with scripted raw bytes), plays
+the same corpus against both over raw client sockets, and requires the same:
+
+- bytes on both wires: what every client received (HTTP/2: every frame, header
+  blocks compared decoded, since HPACK may Huffman-code an id) and what the
+  upstream received on each of its connections;
+- /stats: every counter and gauge, and every histogram's sample count (not its
+  timings), leaving out the fast path's own `fastpath.` counters;
+- access-log lines (a format with no time in it), `emit` records of `on log`
+  rules included, and rule effects (response headers rules set);
+- and that the switch took effect: the fast path's counters show hits with the
+  shortcuts on, none with them off.
+
+The only normalisation: request ids the proxy generates (UUID-shaped) become
+`<rid-N>`, numbered by first appearance over everything a run produced, in one
+fixed order, so an id that should travel from one place to another still must.
+
+Corpus (fastpath_corpus.summary()): 32 conversations, 157 exchanges (141 over
+HTTP/1.1 in 6,063 request bytes, 16 over HTTP/2), on 7 listeners.
+"""
+from __future__ import annotations
+
+import asyncio
+import difflib
+import os
+import re
+import socket
+import sys
+import threading
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import yaml
+
+sys.path.insert(0, os.path.dirname(__file__))
+import fastpath_corpus as corpus  # noqa: E402
+from conftest import HOST, WAIT, Closed, Mosnx, Wire, free_port, read_message, wait_until  # noqa: E402
+from h2kit import (DATA, END_HEADERS, END_STREAM, HEADERS, RST_STREAM, RawH2, raw_frame,  # noqa: E402
+                   request_fields)
+
+SWITCH = "MOSNX_FASTPATH"
+FASTPATH_STAT = "fastpath."
+FASTPATH_PROM = "mosnx_fastpath"
+
+
+# ---------------------------------------------------------------- the recording upstream
+class _UpConn(asyncio.Protocol):
+    """One upstream connection: records what arrives, answers each whole request."""
+
+    def __init__(self, up: "RecordingUpstream"):
+        self.up = up
+        self.buf = bytearray()
+        self.record = bytearray()
+        self.transport = None
+        self.closed = False
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+        self.up.conns.append(self)
+
+    def data_received(self, data: bytes) -> None:
+        self.record += data
+        if self.closed:
+            return
+        self.buf += data
+        while not self.closed:
+            got = _take_request(self.buf)
+            if got is None:
+                return
+            self._answer(got)
+
+    def _answer(self, path: str) -> None:
+        n = self.up.counts.get(path, 0)
+        self.up.counts[path] = n + 1
+        answers = corpus.ANSWERS.get(path, (corpus.DEFAULT_ANSWER,))
+        a = answers[min(n, len(answers) - 1)]
+        if isinstance(a, corpus.Drop):
+            self._close()
+        elif isinstance(a, corpus.Close):
+            self.transport.write(a.data)
+            self._close()
+        else:
+            self.transport.write(a)
+
+    def _close(self) -> None:
+        self.closed = True
+        self.transport.close()
+
+    def connection_lost(self, exc) -> None:
+        self.closed = True
+
+
+def _take_request(buf: bytearray) -> str | None:
+    """Remove one whole request from `buf` and return its path, or None while it is
+    incomplete. The proxy sends well-formed requests; this reads no more of them
+    than framing needs (Content-Length, or chunks and trailers)."""
+    end = buf.find(b"\r\n\r\n")
+    if end < 0:
+        return None
+    lines = bytes(buf[:end]).split(b"\r\n")
+    target = lines[0].split(b" ")[1].decode("latin-1")
+    fields = {}
+    for line in lines[1:]:
+        k, _, v = line.partition(b":")
+        fields[k.strip().lower()] = v.strip().lower()
+    pos = end + 4
+    if fields.get(b"transfer-encoding") == b"chunked":
+        while True:
+            eol = buf.find(b"\r\n", pos)
+            if eol < 0:
+                return None
+            size = int(bytes(buf[pos:eol]).split(b";")[0], 16)
+            pos = eol + 2
+            if size == 0:
+                while True:              # trailers, up to the empty line
+                    eol = buf.find(b"\r\n", pos)
+                    if eol < 0:
+                        return None
+                    blank = eol == pos
+                    pos = eol + 2
+                    if blank:
+                        break
+                break
+            if len(buf) < pos + size + 2:
+                return None
+            pos += size + 2
+    else:
+        n = int(fields.get(b"content-length", b"0"))
+        if len(buf) < pos + n:
+            return None
+        pos += n
+    del buf[:pos]
+    return target.split("?", 1)[0]
+
+
+class RecordingUpstream:
+    """A raw asyncio server on 127.0.0.1:`port`, in a thread of its own, answering
+    with corpus.ANSWERS. `conns` lists connections in the order they were accepted."""
+
+    def __init__(self, port: int):
+        self.port = port
+        self.conns: list[_UpConn] = []
+        self.counts: dict[str, int] = {}
+        self.loop = asyncio.new_event_loop()
+        self.server = None
+        started = threading.Event()
+        self.error: BaseException | None = None
+
+        def run() -> None:
+            asyncio.set_event_loop(self.loop)
+            try:
+                self.server = self.loop.run_until_complete(
+                    self.loop.create_server(lambda: _UpConn(self), HOST, port, reuse_address=True))
+            except BaseException as e:      # noqa: BLE001  (reported by the constructor)
+                self.error = e
+                started.set()
+                return
+            started.set()
+            self.loop.run_forever()
+
+        self.thread = threading.Thread(target=run, daemon=True, name=f"recording-upstream-{port}")
+        self.thread.start()
+        if not started.wait(WAIT) or self.error is not None:
+            raise RuntimeError(f"recording upstream did not start on {port}: {self.error}")
+
+    def stop(self) -> list[bytes]:
+        """Stop, and return what each connection received."""
+        def halt() -> None:
+            if self.server is not None:
+                self.server.close()
+            for c in self.conns:
+                if c.transport is not None:
+                    c.transport.abort()
+            self.loop.call_soon(self.loop.stop)
+        if self.thread.is_alive():
+            self.loop.call_soon_threadsafe(halt)
+            self.thread.join(WAIT)
+        if not self.thread.is_alive():
+            self.loop.close()
+        return [bytes(c.record) for c in self.conns]
+
+
+# ---------------------------------------------------------------- clients
+@dataclass
+class Played:
+    """What one conversation left: the bytes (HTTP/1.1) or frames (HTTP/2) received,
+    the final statuses read, and how reading ended when it ended early."""
+    name: str
+    received: object
+    statuses: list[int] = field(default_factory=list)
+    interim: list[int] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def play_h1(port: int, conv: corpus.H1) -> Played:
+    out = Played(conv.name, b"")
+    sock = socket.create_connection((HOST, port), timeout=WAIT)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    wire = Wire(sock)
+    try:
+        for step in conv.steps:
+            if isinstance(step, corpus.Send):
+                sock.sendall(step.data)
+                continue
+            for m in step.methods:
+                msg = read_message(wire, request=False, method=m, timeout=WAIT)
+                if msg is None:
+                    out.notes.append("closed before a response")
+                    raise Closed("response")
+                (out.interim if msg.status < 200 else out.statuses).append(msg.status)
+                if not msg.complete:
+                    out.notes.append("body cut short")
+            if isinstance(step, corpus.ReadClose):
+                try:
+                    # the proxy must end the connection now: nothing more may arrive
+                    wire.fill(WAIT, "the proxy's close")
+                    out.notes.append("data after the expected close")
+                except Closed:
+                    out.notes.append("closed")
+    except (Closed, TimeoutError, OSError) as e:
+        out.notes.append(f"{type(e).__name__}: {e}")
+    finally:
+        sock.close()
+    out.received = bytes(wire.data)
+    return out
+
+
+def play_h2(port: int, conv: corpus.H2) -> Played:
+    out = Played(conv.name, [])
+    h2 = RawH2(port)
+    try:
+        for i, r in enumerate(conv.requests):
+            sid = 1 + 2 * i
+            fields = request_fields(r.path, r.authority, r.method, extra=r.extra)
+            if r.body is None:
+                h2.send(h2.headers(sid, fields))
+            else:
+                h2.send(h2.headers(sid, fields, end_stream=False) + raw_frame(DATA, END_STREAM, sid, r.body))
+
+            def ended(sid=sid):
+                return any(f.sid == sid and (f.type == RST_STREAM or f.type in (HEADERS, DATA)
+                                             and f.flags & END_STREAM) for f in h2.got)
+            h2.wait(ended, WAIT, f"the end of stream {sid}")
+            status = h2.status(sid)
+            out.statuses.append(status if status is not None else -h2.rst(sid))
+    except (TimeoutError, OSError) as e:
+        out.notes.append(f"{type(e).__name__}: {e}")
+    finally:
+        h2.close()
+    # every frame as received; a header block as its fields (see the module docstring)
+    out.received = [(f.type, f.flags, f.sid, f.fields if f.type == HEADERS else f.payload) for f in h2.got]
+    assert all(f[0] != HEADERS or f[1] & END_HEADERS for f in out.received), "CONTINUATION is not expected here"
+    return out
+
+
+# ---------------------------------------------------------------- one run
+@dataclass
+class Ports:
+    admin: int
+    upstream: int
+    dead: int
+    listeners: dict[str, int]
+
+
+@dataclass
+class Run:
+    played: list[Played]
+    upstream: list[bytes]
+    stats: dict[str, float]           # counters and gauges, `fastpath.` ones left out
+    histograms: dict[str, float]      # sample counts, by Prometheus series
+    fastpath: dict[str, float]        # the `fastpath.` counters
+    logs: dict[str, list[str]]
+
+
+def config(directory: Path, ports: Ports) -> dict:
+    def endpoint(e: str) -> str:
+        return f"{HOST}:{ports.upstream if e == 'up' else ports.dead}"
+    listeners = []
+    for name, settings in corpus.LISTENERS.items():
+        lst = {"name": name, "address": f"{HOST}:{ports.listeners[name]}", **settings}
+        if "rules" in lst:
+            lst["rules"] = str(directory / lst["rules"])
+        if "access_log" in lst:
+            del lst["access_log"]
+        else:
+            lst["access_log"] = {"path": str(directory / f"{name}.access.log"), "format": corpus.ACCESS_FORMAT}
+        listeners.append(lst)
+    clusters = [{"name": name, "endpoints": [endpoint(e) for e in eps], "connect_timeout": "1s"}
+                for name, eps in corpus.CLUSTERS.items()]
+    return {"admin": {"address": f"{HOST}:{ports.admin}"}, "listeners": listeners, "clusters": clusters}
+
+
+def _admin(m: Mosnx, path: str) -> bytes:
+    with urllib.request.urlopen(f"http://{HOST}:{m.admin_port}{path}", timeout=WAIT) as r:
+        return r.read()
+
+
+_COUNT = re.compile(r"^(mosnx_\S+_count(?:\{[^}]*\})?) (\S+)$", re.M)
+
+
+def _counts(m: Mosnx) -> dict[str, float]:
+    """Each histogram's number of samples (its _count series); what they measured is time."""
+    text = _admin(m, "/stats?format=prometheus").decode()
+    return {k: float(v) for k, v in _COUNT.findall(text)}
+
+
+def _settled(m: Mosnx) -> tuple[dict, dict]:
+    """Stats once every stream and connection the clients opened is over and two
+    readings in a row agree (the log phase and connection ends run after the last
+    byte a client reads)."""
+    last = None
+
+    def steady():
+        nonlocal last
+        now = (m.stats(), _counts(m))
+        busy = any(v for k, v in now[0].items() if k.endswith(("downstream_cx_active", "downstream_rq_active",
+                                                                "upstream_rq_active")))
+        same = now == last
+        last = now
+        return not busy and same and now
+    return wait_until(steady, WAIT, "stats to settle", interval=0.1)
+
+
+def play(directory: Path, ports: Ports, fastpath: bool) -> Run:
+    directory.mkdir()
+    for name, text in corpus.RULES.items():
+        (directory / name).write_text(text)
+    up = RecordingUpstream(ports.upstream)
+    m = Mosnx(directory, config(directory, ports), workers=1, name="mosnx")
+    saved = os.environ.get(SWITCH)
+    try:
+        if fastpath:
+            os.environ.pop(SWITCH, None)
+        else:
+            os.environ[SWITCH] = "0"
+        try:
+            m.start()
+        finally:
+            if saved is None:
+                os.environ.pop(SWITCH, None)
+            else:
+                os.environ[SWITCH] = saved
+        played = []
+        for conv in corpus.CONVERSATIONS:
+            port = ports.listeners[conv.listener]
+            played.append(play_h1(port, conv) if isinstance(conv, corpus.H1) else play_h2(port, conv))
+        stats, hist = _settled(m)
+        rc = m.stop()
+        assert rc == 0, f"mosnx exited with {rc}:\n{m.log()}"
+    except BaseException:
+        print(f"---- mosnx ({'fast path on' if fastpath else SWITCH + '=0'}) ----\n{m.log()}")
+        raise
+    finally:
+        m.kill()
+        received = up.stop()
+    logs = {}
+    for name in corpus.LISTENERS:
+        p = directory / f"{name}.access.log"
+        if p.exists():
+            logs[name] = p.read_text().splitlines()
+    return Run(played, received,
+               {k: v for k, v in stats.items() if not k.startswith(FASTPATH_STAT)},
+               {k: v for k, v in hist.items() if not k.startswith(FASTPATH_PROM)},
+               {k: v for k, v in stats.items() if k.startswith(FASTPATH_STAT)},
+               logs)
+
+
+# ---------------------------------------------------------------- normalising request ids
+class Ids:
+    """Generated request ids -> `<rid-N>`, N by first appearance."""
+
+    def __init__(self):
+        self.seen: dict[bytes, bytes] = {}
+
+    def _sub(self, m: re.Match) -> bytes:
+        return self.seen.setdefault(m.group(0), b"<rid-%d>" % (len(self.seen) + 1))
+
+    def b(self, data: bytes) -> bytes:
+        return corpus.GENERATED_ID.sub(self._sub, data)
+
+    def s(self, text: str) -> str:
+        return self.b(text.encode("latin-1")).decode("latin-1")
+
+    def frames(self, frames: list) -> list:
+        return [(t, fl, sid, [(k, self.s(v)) for k, v in p] if t == HEADERS else self.b(p))
+                for t, fl, sid, p in frames]
+
+
+@dataclass
+class Normal:
+    downstream: dict[str, object]
+    upstream: list[bytes]
+    logs: dict[str, list[str]]
+
+
+def normalise(run: Run) -> Normal:
+    """Everything a run produced with generated ids replaced, in one fixed order:
+    downstream in corpus order, then upstream connections, then access logs."""
+    ids = Ids()
+    down = {}
+    for p in run.played:
+        down[p.name] = ids.frames(p.received) if isinstance(p.received, list) else ids.b(p.received)
+    upstream = [ids.b(c) for c in run.upstream]
+    logs = {k: [ids.s(line) for line in v] for k, v in run.logs.items()}
+    return Normal(down, upstream, logs)
+
+
+# ---------------------------------------------------------------- the two runs
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    base = tmp_path_factory.mktemp("fastpath")
+    ports = Ports(free_port(), free_port(), free_port(), {name: free_port() for name in corpus.LISTENERS})
+    on = play(base / "on", ports, fastpath=True)
+    off = play(base / "off", ports, fastpath=False)
+    return on, off
+
+
+def _render(x) -> list[str]:
+    if isinstance(x, (bytes, bytearray)):
+        return bytes(x).decode("latin-1").splitlines(keepends=True)
+    if isinstance(x, list):
+        return [repr(i) + "\n" for i in x]
+    return [repr(x) + "\n"]
+
+
+def _diff(what: str, on, off) -> str:
+    lines = difflib.unified_diff(_render(on), _render(off), "fast path on", f"{SWITCH}=0", n=2)
+    return f"{what} differs:\n" + "".join(list(lines)[:120])
+
+
+def _sent(name: str) -> bytes:
+    conv = next(c for c in corpus.CONVERSATIONS if c.name == name)
+    if isinstance(conv, corpus.H1):
+        return b"".join(s.data for s in conv.steps if isinstance(s, corpus.Send))
+    return repr(conv.requests).encode()
+
+
+def test_corpus_does_what_it_says(runs):
+    """Each conversation got the answers its entry expects, in both runs, so the
+    corpus still exercises what it claims to (a broken fixture would also agree)."""
+    for label, run in zip(("fast path on", f"{SWITCH}=0"), runs):
+        for conv, p in zip(corpus.CONVERSATIONS, run.played):
+            got = (tuple(p.statuses), tuple(p.interim))
+            assert got == (conv.statuses, getattr(conv, "interim", ())), \
+                f"{label}: {conv.name}: statuses {got}, notes {p.notes}"
+            assert not [n for n in p.notes if n != "closed"], f"{label}: {conv.name}: {p.notes}"
+
+
+def test_clients_receive_the_same_bytes(runs):
+    on, off = (normalise(r) for r in runs)
+    for name in on.downstream:
+        assert on.downstream[name] == off.downstream[name], (
+            _diff(f"what the client of {name!r} received", on.downstream[name], off.downstream[name])
+            + f"\nthe client sent: {_sent(name)!r}")
+
+
+def test_upstream_receives_the_same_bytes(runs):
+    on, off = (normalise(r) for r in runs)
+    assert len(on.upstream) == len(off.upstream), (
+        f"upstream connections: {len(on.upstream)} with the fast path, {len(off.upstream)} without\n"
+        + _diff("the upstream connections", on.upstream, off.upstream))
+    for i, (a, b) in enumerate(zip(on.upstream, off.upstream)):
+        assert a == b, _diff(f"upstream connection {i}", a, b)
+
+
+def test_stats_are_the_same(runs):
+    on, off = runs
+    assert on.stats, "no stats read"
+    diff = {k: (on.stats.get(k), off.stats.get(k)) for k in on.stats.keys() | off.stats.keys()
+            if on.stats.get(k) != off.stats.get(k)}
+    assert not diff, f"stats differ (fast path on, {SWITCH}=0): {dict(sorted(diff.items()))}"
+    hdiff = {k: (on.histograms.get(k), off.histograms.get(k)) for k in on.histograms.keys() | off.histograms.keys()
+             if on.histograms.get(k) != off.histograms.get(k)}
+    assert not hdiff, f"histogram sample counts differ (fast path on, {SWITCH}=0): {dict(sorted(hdiff.items()))}"
+
+
+def test_access_logs_and_rule_records_are_the_same(runs):
+    on, off = (normalise(r) for r in runs)
+    assert set(on.logs) == set(corpus.LISTENERS) - {"raw"}, sorted(on.logs)
+    for name in on.logs:
+        assert on.logs[name] == off.logs.get(name), _diff(f"the access log of {name!r}", on.logs[name],
+                                                          off.logs.get(name))
+    # the rules' own records are there to compare: `emit` lines, and headers rules set
+    assert any(line.startswith("{") for line in on.logs["rules"])
+    assert any(line.startswith("{") for line in on.logs["global"])
+    rules_down = b"".join(v for k, v in on.downstream.items() if k.startswith("rules-") and isinstance(v, bytes))
+    assert b"x-route-id: " in rules_down and b"x-code: 200" in rules_down
+
+
+def test_the_switch_turns_the_fast_path_off(runs):
+    on, off = runs
+    if not on.fastpath:
+        pytest.skip(f"this mosnx has no {SWITCH} switch yet: /stats shows no `{FASTPATH_STAT}` counters")
+    hits = {k: v for k, v in on.fastpath.items() if k.endswith(".hits")}
+    assert any(hits.values()), f"the fast path took nothing in the default run: {on.fastpath}"
+    off_hits = {k: v for k, v in off.fastpath.items() if k.endswith(".hits") and v}
+    assert not off_hits, f"with {SWITCH}=0 a shortcut was still taken: {off_hits}"
