@@ -24,7 +24,7 @@ Invariants:
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 # ---------------------------------------------------------------- what the upstream says
 DATE = b"Date: Sun, 06 Dec 2026 00:00:00 GMT\r\n"
@@ -60,6 +60,13 @@ BUSY = _resp(b"503 Service Unavailable", b"Content-Type: text/plain\r\n", b"busy
 CREATED = _resp(b"201 Created", b"Location: /post/1\r\n", b"made\n")
 HOPS = _resp(b"200 OK", b"Connection: keep-alive, x-hop\r\nKeep-Alive: timeout=5\r\nX-Hop: 1\r\n"
              b"X-Multi: a\r\nX-Multi: b\r\n", b"hops\n")
+EARLY = (b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n"
+         + _resp(b"200 OK", b"Content-Type: text/plain\r\n", b"after hints\n"))
+ODD = (b"HTTP/1.1 299 Custom Reason Here\r\n" + DATE + b"SERVER: rec\r\nx-MiXeD-CaSe: Value With  Spaces\r\n"
+       b"Set-Cookie: a=1; Path=/\r\nSet-Cookie: b=2; HttpOnly\r\nX-Empty:\r\nX-Tab:\tvalue\t\r\n"
+       b"Content-Length: 4\r\n\r\nodd\n")
+EMPTY_BODY = _resp(b"200 OK", b"Content-Type: text/plain\r\n", b"")
+NO_UPGRADE = _resp(b"426 Upgrade Required", b"Content-Type: text/plain\r\n", b"no\n")
 
 # path the upstream receives -> its answers, in order (the last repeats)
 ANSWERS: dict[str, tuple] = {
@@ -75,6 +82,10 @@ ANSWERS: dict[str, tuple] = {
     "/eof": (Close(b"HTTP/1.1 200 OK\r\n" + DATE + b"Server: rec\r\nContent-Type: text/plain\r\n\r\n"
                    b"body until close\n"),),
     "/drop": (Drop(),),
+    "/early": (EARLY,),
+    "/odd": (ODD,),
+    "/empty-body": (EMPTY_BODY,),
+    "/ws": (NO_UPGRADE,),
     "/garbage": (Close(b"NOT HTTP AT ALL\r\n\r\n"),),
     "/retry/a": (BUSY, OK),            # retried: 503, then 200
     "/retry/b": (BUSY,),               # retried, and 503 again
@@ -104,6 +115,10 @@ LISTENERS: dict[str, dict] = {
                         "retry": {"retry_on": "5xx", "num_retries": 1}}},
     "weighted": {"route": {"weighted_clusters": {"web": 100, "other": 0}, "timeout": "10s"}},
     "empty": {"route": {"cluster": "empty"}},
+    # a listener filter (three tokens, never refilled in a run): requests 4 on get 429
+    "filtered": {"route": {"cluster": "web", "timeout": "10s"},
+                 "filters": [{"rate_limit": {"token_bucket": {"max_tokens": 3, "tokens_per_fill": 3,
+                                                              "fill_interval": "1h"}}}]},
     # requests malformed before they are streams (not access-logged, see above)
     "raw": {"route": {"cluster": "web", "timeout": "10s"}, "access_log": None},
 }
@@ -152,6 +167,8 @@ vhost steps domains "steps.test" {
     to web
   }
   route old when request.path prefix "/old/" { redirect 301 prefix "/new/" }
+  route fault when request.path prefix "/fault" { fault abort 418  to web }
+  route limited when request.path prefix "/limited" { limit rate 2/h burst 2  to web }
   route rest when request.path prefix "/" { to web }
   on response { set response.headers["x-code"] = response.code }
   on log { emit access { id: request.id, code: response.code, route: route.name, flags: response.flags } }
@@ -317,6 +334,30 @@ CONVERSATIONS: tuple = (
         Send(req("GET", "/chunked", version="HTTP/1.0", headers=(("Connection", "keep-alive"),))),
         ReadClose(),
     ), (200, 200)),
+    # --- unusual heads either way, each twice (the second time from the memos)
+    H1("odd-heads", "plain", _twice(
+        Send(req("GET", "/early")), Read(),         # the 103 is not passed on
+        Send(req("GET", "/odd")), Read(),
+        Send(req("GET", "/empty-body")), Read(),
+        Send(req("GET", "/x/../a")), Read(),
+        Send(req("GET", "//a///b/./c")), Read(),
+        Send(req("GET", "/%61?%62=%63")), Read(),
+        Send(req("GET", "http://test/a?abs=1")), Read(),
+        Send(req("GET", "/a", headers=tuple((f"X-Many-{i}", str(i)) for i in range(20)))), Read(),
+        Send(req("GET", "/a", headers=(("X-Long", "v" * 3000),))), Read(),
+        Send(req("GET", "/a", headers=(("x-request-id", ""),))), Read(),
+        Send(b"GET /a HTTP/1.1\r\nHOST: test\r\nUser-Agent:  spaced  \r\nAccept:*/*\r\n\r\n"), Read(),
+    ), (200, 299, 200, 200, 200, 200, 200, 200, 200, 200, 200) * 2),
+    H1("refused-upgrade", "plain", (
+        Send(req("GET", "/ws", headers=(("Connection", "Upgrade"), ("Upgrade", "websocket"),
+                                        ("Sec-WebSocket-Version", "13"), ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==")))),
+        ReadClose(),
+    ), (426,)),
+    # more distinct heads than a memo holds (128), then the first ones again
+    H1("memo-churn", "plain",
+       tuple(x for i in range(140) for x in (Send(req("GET", f"/n/{i}")), Read()))
+       + tuple(x for i in range(4) for x in (Send(req("GET", f"/n/{i}")), Read())),
+       (200,) * 144),
     # --- the client's own request id, where it stands in the head
     H1("client-ids", "plain", (
         Send(req("GET", "/a", headers=(CID,))), Read(),
@@ -356,7 +397,11 @@ CONVERSATIONS: tuple = (
         Send(req("GET", "/204", host="steps.test")), Read(),
         Send(req("POST", "/post", host="steps.test", chunks=(b"abc",))), Read(),
         Send(req("GET", "/chunked", host="steps.test")), Read(),
-    ), (200, 200, 200, 200, 200, 200, 200, 200, 200, 301, 200, 200, 204, 201, 200)),
+        Send(req("GET", "/fault", host="steps.test")), Read(),
+        Send(req("GET", "/limited", host="steps.test")), Read(),
+        Send(req("GET", "/limited", host="steps.test")), Read(),
+        Send(req("GET", "/limited", host="steps.test")), Read(),
+    ), (200, 200, 200, 200, 200, 200, 200, 200, 200, 301, 200, 200, 204, 201, 200, 418, 200, 200, 429)),
     H1("rules-pipelined", "rules", (
         Send(req("GET", "/x", host="express.test") + req("GET", "/stamp", host="steps.test")
              + req("GET", "/x", host="express.test") + req("GET", "/nope", host="only.test")),
@@ -400,6 +445,13 @@ CONVERSATIONS: tuple = (
         Send(req("GET", "/a")), Read(),
         Send(req("GET", "/a")), Read(),
     ), (200, 503, 201, 200, 200)),
+    H1("listener-filter", "filtered", (
+        Send(req("GET", "/a")), Read(),
+        Send(req("GET", "/a")), Read(),
+        Send(req("POST", "/post", body=b"f=1")), Read(),
+        Send(req("GET", "/a")), Read(),
+        Send(req("GET", "/a")), Read(),
+    ), (200, 200, 201, 429, 429)),
     # --- a weighted split that always picks the same cluster
     H1("weighted", "weighted", (
         Send(req("GET", "/w")), Read(),
@@ -424,8 +476,13 @@ CONVERSATIONS: tuple = (
     H2("h2-plain", "plain", (
         H2Req("/a"), H2Req("/a"), H2Req("/head", method="HEAD"), H2Req("/chunked"),
         H2Req("/post", method="POST", body=b"h2 body"), H2Req("/204"), H2Req("/a", extra=(CID,)),
-        H2Req("/a"),
-    ), (200, 200, 200, 200, 201, 204, 200, 200)),
+        H2Req("/a"), H2Req("/trailers", extra=(("te", "trailers"),)), H2Req("/big"), H2Req("/odd"),
+        H2Req("/early"), H2Req("/a", extra=(("x-request-id", "dup-1"), ("x-request-id", "dup-2"))),
+        H2Req("/x/../a?q=1"),
+    ), (200, 200, 200, 200, 201, 204, 200, 200, 200, 200, 299, 200, 200, 200)),
+    H2("h2-global-and-filtered", "global", (
+        H2Req("/g"), H2Req("/g"), H2Req("/post", method="POST", body=b"g"),
+    ), (200, 200, 201)),
     H2("h2-rules", "rules", (
         H2Req("/x", authority="express.test"), H2Req("/x", authority="express.test"),
         H2Req("/stamp", authority="steps.test"), H2Req("/stamp", authority="steps.test"),
@@ -435,22 +492,14 @@ CONVERSATIONS: tuple = (
 )
 
 
-@dataclass
-class Size:
-    conversations: int = 0
-    exchanges: int = 0             # requests a client sends (final responses it expects)
-    request_bytes: int = 0
-    by_listener: dict = field(default_factory=dict)
-
-
-def summary() -> Size:
-    """How big the corpus is: conversations, request/response exchanges, bytes sent by
-    HTTP/1.1 clients (HTTP/2 requests counted as exchanges, their frames not in bytes)."""
-    s = Size()
-    for c in CONVERSATIONS:
-        s.conversations += 1
-        s.exchanges += len(c.statuses)
-        s.by_listener[c.listener] = s.by_listener.get(c.listener, 0) + len(c.statuses)
-        if isinstance(c, H1):
-            s.request_bytes += sum(len(st.data) for st in c.steps if isinstance(st, Send))
-    return s
+def summary() -> str:
+    """The corpus's size in one line (the test module's docstring quotes it): its
+    conversations, its exchanges (final responses clients read), and the bytes
+    HTTP/1.1 clients send (HTTP/2 requests are counted as exchanges only)."""
+    h1 = [c for c in CONVERSATIONS if isinstance(c, H1)]
+    h2 = [c for c in CONVERSATIONS if isinstance(c, H2)]
+    n1 = sum(len(c.statuses) for c in h1)
+    n2 = sum(len(c.statuses) for c in h2)
+    sent = sum(len(st.data) for c in h1 for st in c.steps if isinstance(st, Send))
+    return (f"{len(CONVERSATIONS)} conversations, {n1 + n2} exchanges ({n1} over HTTP/1.1 in "
+            f"{sent:,} request bytes, {n2} over HTTP/2), on {len(LISTENERS)} listeners")

@@ -26,8 +26,9 @@ The only normalisation: request ids the proxy generates (UUID-shaped) become
 `<rid-N>`, numbered by first appearance over everything a run produced, in one
 fixed order, so an id that should travel from one place to another still must.
 
-Corpus (fastpath_corpus.summary()): 32 conversations, 157 exchanges (141 over
-HTTP/1.1 in 6,063 request bytes, 16 over HTTP/2), on 7 listeners.
+Corpus (fastpath_corpus.summary(), checked below): 35 conversations, 315
+exchanges (290 over HTTP/1.1 in 23,318 request bytes, 25 over HTTP/2), on 8
+listeners. Both runs take about 4 s together.
 """
 from __future__ import annotations
 
@@ -335,12 +336,17 @@ def _settled(m: Mosnx) -> tuple[dict, dict]:
     return wait_until(steady, WAIT, "stats to settle", interval=0.1)
 
 
-def play(directory: Path, ports: Ports, fastpath: bool) -> Run:
+def play(directory: Path, ports: Ports, fastpath: bool, config_switch: bool = False) -> Run:
+    """One run of the corpus: shortcuts on, or off by the environment (fastpath=False)
+    or by the config (config_switch=True)."""
     directory.mkdir()
     for name, text in corpus.RULES.items():
         (directory / name).write_text(text)
     up = RecordingUpstream(ports.upstream)
-    m = Mosnx(directory, config(directory, ports), workers=1, name="mosnx")
+    doc = config(directory, ports)
+    if config_switch:
+        doc = {"fast_path": False, **doc}
+    m = Mosnx(directory, doc, workers=1, name="mosnx")
     saved = os.environ.get(SWITCH)
     try:
         if fastpath:
@@ -362,7 +368,7 @@ def play(directory: Path, ports: Ports, fastpath: bool) -> Run:
         rc = m.stop()
         assert rc == 0, f"mosnx exited with {rc}:\n{m.log()}"
     except BaseException:
-        print(f"---- mosnx ({'fast path on' if fastpath else SWITCH + '=0'}) ----\n{m.log()}")
+        print(f"---- mosnx ({OFF_BY_CONFIG if config_switch else ON if fastpath else OFF}) ----\n{m.log()}")
         raise
     finally:
         m.kill()
@@ -419,14 +425,36 @@ def normalise(run: Run) -> Normal:
     return Normal(down, upstream, logs)
 
 
-# ---------------------------------------------------------------- the two runs
+# ---------------------------------------------------------------- the runs
+ON = "fast path on"
+OFF = f"{SWITCH}=0"
+OFF_BY_CONFIG = "fast_path: false"
+
+
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-    base = tmp_path_factory.mktemp("fastpath")
-    ports = Ports(free_port(), free_port(), free_port(), {name: free_port() for name in corpus.LISTENERS})
+def ports():
+    return Ports(free_port(), free_port(), free_port(), {name: free_port() for name in corpus.LISTENERS})
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory):
+    return tmp_path_factory.mktemp("fastpath")
+
+
+@pytest.fixture(scope="module")
+def runs(base, ports):
     on = play(base / "on", ports, fastpath=True)
     off = play(base / "off", ports, fastpath=False)
     return on, off
+
+
+@pytest.fixture(scope="module")
+def by_config(runs, base, ports):
+    """A third run, with the shortcuts off by the config's `fast_path: false`; only
+    once the proxy has the switch (an unknown key would stop it from starting)."""
+    if not runs[0].fastpath:
+        pytest.skip(f"this mosnx has no fast-path switch yet: /stats shows no `{FASTPATH_STAT}` counters")
+    return play(base / "by-config", ports, fastpath=True, config_switch=True)
 
 
 def _render(x) -> list[str]:
@@ -437,8 +465,8 @@ def _render(x) -> list[str]:
     return [repr(x) + "\n"]
 
 
-def _diff(what: str, on, off) -> str:
-    lines = difflib.unified_diff(_render(on), _render(off), "fast path on", f"{SWITCH}=0", n=2)
+def _diff(what: str, a, b, label: str) -> str:
+    lines = difflib.unified_diff(_render(a), _render(b), ON, label, n=2)
     return f"{what} differs:\n" + "".join(list(lines)[:120])
 
 
@@ -449,51 +477,77 @@ def _sent(name: str) -> bytes:
     return repr(conv.requests).encode()
 
 
-def test_corpus_does_what_it_says(runs):
-    """Each conversation got the answers its entry expects, in both runs, so the
-    corpus still exercises what it claims to (a broken fixture would also agree)."""
-    for label, run in zip(("fast path on", f"{SWITCH}=0"), runs):
-        for conv, p in zip(corpus.CONVERSATIONS, run.played):
-            got = (tuple(p.statuses), tuple(p.interim))
-            assert got == (conv.statuses, getattr(conv, "interim", ())), \
-                f"{label}: {conv.name}: statuses {got}, notes {p.notes}"
-            assert not [n for n in p.notes if n != "closed"], f"{label}: {conv.name}: {p.notes}"
+def check_statuses(run: Run, label: str) -> None:
+    for conv, p in zip(corpus.CONVERSATIONS, run.played):
+        got = (tuple(p.statuses), tuple(p.interim))
+        assert got == (conv.statuses, getattr(conv, "interim", ())), \
+            f"{label}: {conv.name}: statuses {got}, notes {p.notes}"
+        assert not [n for n in p.notes if n != "closed"], f"{label}: {conv.name}: {p.notes}"
 
 
-def test_clients_receive_the_same_bytes(runs):
-    on, off = (normalise(r) for r in runs)
-    for name in on.downstream:
-        assert on.downstream[name] == off.downstream[name], (
-            _diff(f"what the client of {name!r} received", on.downstream[name], off.downstream[name])
+def check_downstream(a: Normal, b: Normal, label: str) -> None:
+    for name in a.downstream:
+        assert a.downstream[name] == b.downstream[name], (
+            _diff(f"what the client of {name!r} received", a.downstream[name], b.downstream[name], label)
             + f"\nthe client sent: {_sent(name)!r}")
 
 
+def check_upstream(a: Normal, b: Normal, label: str) -> None:
+    assert len(a.upstream) == len(b.upstream), (
+        f"upstream connections: {len(a.upstream)} ({ON}), {len(b.upstream)} ({label})\n"
+        + _diff("the upstream connections", a.upstream, b.upstream, label))
+    for i, (x, y) in enumerate(zip(a.upstream, b.upstream)):
+        assert x == y, _diff(f"upstream connection {i}", x, y, label)
+
+
+def check_stats(a: Run, b: Run, label: str) -> None:
+    assert a.stats, "no stats read"
+    for what, x, y in (("stats", a.stats, b.stats), ("histogram sample counts", a.histograms, b.histograms)):
+        diff = {k: (x.get(k), y.get(k)) for k in x.keys() | y.keys() if x.get(k) != y.get(k)}
+        assert not diff, f"{what} differ ({ON}, {label}): {dict(sorted(diff.items()))}"
+
+
+def check_logs(a: Normal, b: Normal, label: str) -> None:
+    assert set(a.logs) == set(corpus.LISTENERS) - {"raw"}, sorted(a.logs)
+    for name in a.logs:
+        assert a.logs[name] == b.logs.get(name), _diff(f"the access log of {name!r}", a.logs[name],
+                                                       b.logs.get(name), label)
+
+
+def check_switched_off(a: Run, b: Run, label: str) -> None:
+    hits = {k: v for k, v in a.fastpath.items() if k.endswith(".hits")}
+    assert any(hits.values()), f"the fast path took nothing in the default run: {a.fastpath}"
+    still = {k: v for k, v in b.fastpath.items() if k.endswith(".hits") and v}
+    assert not still, f"with {label} a shortcut was still taken: {still}"
+
+
+def test_the_docstring_gives_the_corpus_size():
+    assert corpus.summary() in " ".join(__doc__.split()), \
+        f"the module docstring should quote the corpus size: {corpus.summary()}"
+
+
+def test_corpus_does_what_it_says(runs):
+    """Each conversation got the answers its entry expects, in both runs, so the
+    corpus still exercises what it claims to (a broken fixture would also agree)."""
+    for label, run in zip((ON, OFF), runs):
+        check_statuses(run, label)
+
+
+def test_clients_receive_the_same_bytes(runs):
+    check_downstream(*(normalise(r) for r in runs), OFF)
+
+
 def test_upstream_receives_the_same_bytes(runs):
-    on, off = (normalise(r) for r in runs)
-    assert len(on.upstream) == len(off.upstream), (
-        f"upstream connections: {len(on.upstream)} with the fast path, {len(off.upstream)} without\n"
-        + _diff("the upstream connections", on.upstream, off.upstream))
-    for i, (a, b) in enumerate(zip(on.upstream, off.upstream)):
-        assert a == b, _diff(f"upstream connection {i}", a, b)
+    check_upstream(*(normalise(r) for r in runs), OFF)
 
 
 def test_stats_are_the_same(runs):
-    on, off = runs
-    assert on.stats, "no stats read"
-    diff = {k: (on.stats.get(k), off.stats.get(k)) for k in on.stats.keys() | off.stats.keys()
-            if on.stats.get(k) != off.stats.get(k)}
-    assert not diff, f"stats differ (fast path on, {SWITCH}=0): {dict(sorted(diff.items()))}"
-    hdiff = {k: (on.histograms.get(k), off.histograms.get(k)) for k in on.histograms.keys() | off.histograms.keys()
-             if on.histograms.get(k) != off.histograms.get(k)}
-    assert not hdiff, f"histogram sample counts differ (fast path on, {SWITCH}=0): {dict(sorted(hdiff.items()))}"
+    check_stats(*runs, OFF)
 
 
 def test_access_logs_and_rule_records_are_the_same(runs):
     on, off = (normalise(r) for r in runs)
-    assert set(on.logs) == set(corpus.LISTENERS) - {"raw"}, sorted(on.logs)
-    for name in on.logs:
-        assert on.logs[name] == off.logs.get(name), _diff(f"the access log of {name!r}", on.logs[name],
-                                                          off.logs.get(name))
+    check_logs(on, off, OFF)
     # the rules' own records are there to compare: `emit` lines, and headers rules set
     assert any(line.startswith("{") for line in on.logs["rules"])
     assert any(line.startswith("{") for line in on.logs["global"])
@@ -505,7 +559,16 @@ def test_the_switch_turns_the_fast_path_off(runs):
     on, off = runs
     if not on.fastpath:
         pytest.skip(f"this mosnx has no {SWITCH} switch yet: /stats shows no `{FASTPATH_STAT}` counters")
-    hits = {k: v for k, v in on.fastpath.items() if k.endswith(".hits")}
-    assert any(hits.values()), f"the fast path took nothing in the default run: {on.fastpath}"
-    off_hits = {k: v for k, v in off.fastpath.items() if k.endswith(".hits") and v}
-    assert not off_hits, f"with {SWITCH}=0 a shortcut was still taken: {off_hits}"
+    check_switched_off(on, off, OFF)
+
+
+def test_the_config_key_turns_the_fast_path_off_too(runs, by_config):
+    """`fast_path: false` in the config does what MOSNX_FASTPATH=0 does."""
+    on = runs[0]
+    check_statuses(by_config, OFF_BY_CONFIG)
+    a, b = normalise(on), normalise(by_config)
+    check_downstream(a, b, OFF_BY_CONFIG)
+    check_upstream(a, b, OFF_BY_CONFIG)
+    check_stats(on, by_config, OFF_BY_CONFIG)
+    check_logs(a, b, OFF_BY_CONFIG)
+    check_switched_off(on, by_config, OFF_BY_CONFIG)
