@@ -121,6 +121,11 @@ LISTENERS: dict[str, dict] = {
                                                               "fill_interval": "1h"}}}]},
     # requests malformed before they are streams (not access-logged, see above)
     "raw": {"route": {"cluster": "web", "timeout": "10s"}, "access_log": None},
+    # other limits and path settings than `plain`, for heads `plain` has seen before:
+    # what a codec remembers must not carry one listener's verdict to another
+    "tight": {"route": {"cluster": "web", "timeout": "10s"}, "access_log": None,
+              "limits": {"request_headers_count": 5, "request_headers": "1KiB"},
+              "path_normalization": {"merge_slashes": False}},
 }
 
 # cluster -> endpoints: "up" is the recording upstream, "dead" a port nothing listens on
@@ -353,6 +358,18 @@ CONVERSATIONS: tuple = (
                                         ("Sec-WebSocket-Version", "13"), ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==")))),
         ReadClose(),
     ), (426,)),
+    # heads `odd-heads` sent to `plain`, now to a listener with other settings
+    H1("tight-paths", "tight", (
+        Send(req("GET", "//a///b/./c")), Read(),
+        Send(req("GET", "//a///b/./c")), Read(),
+        Send(req("GET", "/x/../a")), Read(),
+    ), (200, 200, 200)),
+    H1("tight-count", "tight", (
+        Send(req("GET", "/a", headers=tuple((f"X-Many-{i}", str(i)) for i in range(20)))), ReadClose(),
+    ), (431,)),
+    H1("tight-size", "tight", (
+        Send(req("GET", "/a", headers=(("X-Long", "v" * 3000),))), ReadClose(),
+    ), (431,)),
     # more distinct heads than a memo holds (128), then the first ones again
     H1("memo-churn", "plain",
        tuple(x for i in range(140) for x in (Send(req("GET", f"/n/{i}")), Read()))
