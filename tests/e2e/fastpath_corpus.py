@@ -104,6 +104,36 @@ ANSWERS: dict[str, tuple] = {
 }
 DEFAULT_ANSWER = OK
 
+
+# ---------------------------------------------------------------- what the HTTP/2 upstream says
+@dataclass(frozen=True)
+class H2Answer:
+    """HEADERS (then DATA with the body, then trailers), each frame as the upstream's own
+    HPACK encoder makes it (deterministic: the same answers in the same order)."""
+    status: int
+    headers: tuple = ()
+    body: bytes = b""
+    trailers: tuple = ()
+
+
+@dataclass(frozen=True)
+class H2Reset:
+    """RST_STREAM with this error code instead of an answer."""
+    code: int = 2
+
+
+_H2_FIXED = (("date", "Sun, 06 Dec 2026 00:00:00 GMT"), ("server", "rec2"))
+H2_OK = H2Answer(200, _H2_FIXED + (("content-type", "text/plain"), ("content-length", "6")), b"hello\n")
+H2_ANSWERS: dict[str, tuple] = {
+    "/h2up/nolength": (H2Answer(200, _H2_FIXED, b"no length given\n"),),
+    "/h2up/trailers": (H2Answer(200, _H2_FIXED + (("content-length", "4"),), b"body", (("x-checksum", "1"),)),),
+    "/h2up/204": (H2Answer(204, _H2_FIXED),),
+    "/h2up/head": (H2Answer(200, _H2_FIXED + (("content-length", "6"),)),),
+    "/h2up/reset": (H2Reset(),),
+    "/h2steps/retry": (H2Answer(503, _H2_FIXED + (("content-length", "0"),)), H2_OK),
+}
+H2_DEFAULT_ANSWER = H2_OK
+
 # ---------------------------------------------------------------- listeners and rules
 # Each listener but `raw` logs in ACCESS_FORMAT (nothing timed) to its own file.
 ACCESS_FORMAT = ('%listener.name% "%request.method% %request.path% %request.protocol%" %response.code% '
@@ -143,7 +173,10 @@ CLUSTERS: dict[str, tuple[str, ...]] = {
     "other": ("up",),
     "empty": (),
     "dead": ("dead",),
+    "h2web": ("up2",),
 }
+# cluster settings beyond its endpoints; "up2" is the recording HTTP/2 upstream
+CLUSTER_SETTINGS: dict[str, dict] = {"h2web": {"protocol": "http2"}}
 
 RULES: dict[str, str] = {
     "routes.mdsl": """\
@@ -153,6 +186,7 @@ vhost express domains "express.test" {
   route dead when request.path prefix "/dead" { to dead }
   route split when request.path prefix "/split" { split { web: 100, other: 0 } }
   route local when request.path == "/local" { respond 200 "local\\n" header content-type = "text/plain" }
+  route h2up when request.path prefix "/h2up" { to h2web }
   route rest when request.path prefix "/" { to web }
 }
 
@@ -181,6 +215,11 @@ vhost steps domains "steps.test" {
     to web
   }
   route old when request.path prefix "/old/" { redirect 301 prefix "/new/" }
+  route h2steps when request.path prefix "/h2steps" {
+    retry 1 on 5xx
+    set response.headers["x-route-id"] = request.id
+    to h2web
+  }
   route fault when request.path prefix "/fault" { fault abort 418  to web }
   route limited when request.path prefix "/limited" { limit rate 2/h burst 2  to web }
   route rest when request.path prefix "/" { to web }
@@ -460,6 +499,23 @@ CONVERSATIONS: tuple = (
         Send(req("HEAD", "/head")), Read(("HEAD",)),
         Send(req("POST", "/post", body=b"g=1")), Read(),
     ), (200, 200, 200, 200, 201)),
+    # --- an HTTP/2 upstream (the same answer three times: its block is remembered)
+    H1("h2-upstream", "rules", (
+        Send(req("GET", "/h2up/a", host="express.test")), Read(),
+        Send(req("GET", "/h2up/a", host="express.test")), Read(),
+        Send(req("GET", "/h2up/a", host="express.test")), Read(),
+        Send(req("GET", "/h2up/nolength", host="express.test")), Read(),
+        Send(req("GET", "/h2up/trailers", host="express.test", headers=(("TE", "trailers"),))), Read(),
+        Send(req("GET", "/h2up/204", host="express.test")), Read(),
+        Send(req("HEAD", "/h2up/head", host="express.test")), Read(("HEAD",)),
+        Send(req("POST", "/h2up/a", host="express.test", body=b"to h2")), Read(),
+        Send(req("POST", "/h2up/a", host="express.test", chunks=(b"to", b" h2"))), Read(),
+        Send(req("GET", "/h2up/reset", host="express.test")), Read(),
+        Send(req("GET", "/h2up/a", host="express.test", headers=(CID,))), Read(),
+        Send(req("GET", "/h2steps/a", host="steps.test")), Read(),
+        Send(req("GET", "/h2steps/a", host="steps.test")), Read(),
+        Send(req("GET", "/h2steps/retry", host="steps.test")), Read(),
+    ), (200, 200, 200, 200, 200, 204, 200, 200, 200, 503, 200, 200, 200, 200)),
     # --- errors the proxy answers itself
     H1("not-found", "rules", (
         Send(req("GET", "/x", host="nowhere.test")), Read(),
@@ -528,6 +584,12 @@ CONVERSATIONS: tuple = (
         H2Req("/x/../a?q=1"),
         H2Req("/x/../a?q=1"),
     ), (200, 200, 200, 200, 200, 200, 201, 204, 200, 200, 200, 200, 299, 200, 200, 200, 200)),
+    H2("h2-to-h2-upstream", "rules", (
+        H2Req("/h2up/a", authority="express.test"), H2Req("/h2up/a", authority="express.test"),
+        H2Req("/h2up/a", authority="express.test"), H2Req("/h2up/trailers", authority="express.test"),
+        H2Req("/h2up/a", authority="express.test", method="POST", body=b"h2 to h2"),
+        H2Req("/h2steps/a", authority="steps.test"),
+    ), (200, 200, 200, 200, 200, 200)),
     H2("h2-global", "global", (
         H2Req("/g"), H2Req("/g"), H2Req("/post", method="POST", body=b"g"),
     ), (200, 200, 201)),

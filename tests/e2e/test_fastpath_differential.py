@@ -26,8 +26,8 @@ The only normalisation: request ids the proxy generates (UUID-shaped) become
 `<rid-N>`, numbered by first appearance over everything a run produced, in one
 fixed order, so an id that should travel from one place to another still must.
 
-Corpus (fastpath_corpus.summary(), checked below): 40 conversations, 361 exchanges
-(333 over HTTP/1.1 in 28,479 request bytes, 28 over HTTP/2), on 9 listeners. Both
+Corpus (fastpath_corpus.summary(), checked below): 42 conversations, 381 exchanges
+(347 over HTTP/1.1 in 29,241 request bytes, 34 over HTTP/2), on 9 listeners. Both
 runs take about 4 s together.
 """
 from __future__ import annotations
@@ -44,14 +44,14 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import hpack
 import pytest
-import yaml
 
 sys.path.insert(0, os.path.dirname(__file__))
 import fastpath_corpus as corpus  # noqa: E402
 from conftest import HOST, WAIT, Closed, Mosnx, Wire, free_port, read_message, wait_until  # noqa: E402
-from h2kit import (DATA, END_HEADERS, END_STREAM, HEADERS, RST_STREAM, RawH2, raw_frame,  # noqa: E402
-                   request_fields)
+from h2kit import (ACK, DATA, END_HEADERS, END_STREAM, HEADERS, PING, PREFACE, RST_STREAM, SETTINGS,  # noqa: E402
+                   RawH2, raw_frame, request_fields)
 
 SWITCH = "MOSNX_FASTPATH"
 FASTPATH_STAT = "fastpath."
@@ -152,9 +152,10 @@ class RecordingUpstream:
     """A raw asyncio server on 127.0.0.1:`port`, in a thread of its own, answering
     with corpus.ANSWERS. `conns` lists connections in the order they were accepted."""
 
-    def __init__(self, port: int):
+    def __init__(self, port: int, protocol=None):
         self.port = port
-        self.conns: list[_UpConn] = []
+        protocol = protocol or _UpConn
+        self.conns: list = []
         self.counts: dict[str, int] = {}
         self.loop = asyncio.new_event_loop()
         self.server = None
@@ -165,7 +166,7 @@ class RecordingUpstream:
             asyncio.set_event_loop(self.loop)
             try:
                 self.server = self.loop.run_until_complete(
-                    self.loop.create_server(lambda: _UpConn(self), HOST, port, reuse_address=True))
+                    self.loop.create_server(lambda: protocol(self), HOST, port, reuse_address=True))
             except BaseException as e:      # noqa: BLE001  (reported by the constructor)
                 self.error = e
                 started.set()
@@ -178,8 +179,8 @@ class RecordingUpstream:
         if not started.wait(WAIT) or self.error is not None:
             raise RuntimeError(f"recording upstream did not start on {port}: {self.error}")
 
-    def stop(self) -> list[bytes]:
-        """Stop, and return what each connection received."""
+    def stop(self) -> list:
+        """Stop, and return what each connection received (bytes, or HTTP/2 frames)."""
         def halt() -> None:
             if self.server is not None:
                 self.server.close()
@@ -192,7 +193,94 @@ class RecordingUpstream:
             self.thread.join(WAIT)
         if not self.thread.is_alive():
             self.loop.close()
-        return [bytes(c.record) for c in self.conns]
+        return [bytes(c.record) if isinstance(c.record, bytearray) else list(c.record) for c in self.conns]
+
+
+class _H2UpConn(asyncio.Protocol):
+    """One HTTP/2 upstream connection: records every frame the proxy sends (a header
+    block decoded, as for clients) and answers each request once it has ended."""
+
+    def __init__(self, up: "RecordingUpstream"):
+        self.up = up
+        self.buf = bytearray()
+        self.record: list = []
+        self.transport = None
+        self.preface = False
+        self.dec = hpack.Decoder()
+        self.enc = hpack.Encoder()
+        self.paths: dict[int, str] = {}
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+        self.up.conns.append(self)
+        transport.write(raw_frame(SETTINGS, 0, 0))
+
+    def data_received(self, data: bytes) -> None:
+        self.buf += data
+        if not self.preface:
+            if len(self.buf) < len(PREFACE):
+                return
+            if self.buf[:len(PREFACE)] != PREFACE:
+                self.record.append(("not a preface", bytes(self.buf)))
+                self.transport.close()
+                return
+            del self.buf[:len(PREFACE)]
+            self.preface = True
+        while len(self.buf) >= 9:
+            n = int.from_bytes(self.buf[:3], "big")
+            if len(self.buf) < 9 + n:
+                return
+            ftype, flags = self.buf[3], self.buf[4]
+            sid = int.from_bytes(self.buf[5:9], "big") & 0x7FFFFFFF
+            payload = bytes(self.buf[9:9 + n])
+            del self.buf[:9 + n]
+            self._frame(ftype, flags, sid, payload)
+
+    def _frame(self, ftype: int, flags: int, sid: int, payload: bytes) -> None:
+        if ftype == HEADERS:
+            fields = [(k.decode("latin-1"), v.decode("latin-1"))
+                      for k, v in self.dec.decode(_unpad(flags, payload, headers=True), raw=True)]
+            self.record.append((ftype, flags, sid, fields))
+            if sid not in self.paths:
+                self.paths[sid] = dict(fields).get(":path", "").split("?", 1)[0]
+        else:
+            self.record.append((ftype, flags, sid, payload))
+        if ftype == SETTINGS and not flags & ACK:
+            self.transport.write(raw_frame(SETTINGS, ACK, 0))
+        elif ftype == PING and not flags & ACK:
+            self.transport.write(raw_frame(PING, ACK, 0, payload))
+        if ftype in (HEADERS, DATA) and flags & END_STREAM and sid in self.paths:
+            self._answer(sid, self.paths[sid])
+
+    def _answer(self, sid: int, path: str) -> None:
+        n = self.up.counts.get(path, 0)
+        self.up.counts[path] = n + 1
+        answers = corpus.H2_ANSWERS.get(path, (corpus.H2_DEFAULT_ANSWER,))
+        a = answers[min(n, len(answers) - 1)]
+        if isinstance(a, corpus.H2Reset):
+            self.transport.write(raw_frame(RST_STREAM, 0, sid, a.code.to_bytes(4, "big")))
+            return
+        head = [(":status", str(a.status)), *a.headers]
+        last = not a.body and not a.trailers
+        out = raw_frame(HEADERS, END_HEADERS | (END_STREAM if last else 0), sid, self.enc.encode(head))
+        if a.body:
+            out += raw_frame(DATA, 0 if a.trailers else END_STREAM, sid, a.body)
+        if a.trailers:
+            out += raw_frame(HEADERS, END_HEADERS | END_STREAM, sid, self.enc.encode(list(a.trailers)))
+        self.transport.write(out)
+
+    def connection_lost(self, exc) -> None:
+        pass
+
+
+def _unpad(flags: int, payload: bytes, headers: bool = False) -> bytes:
+    """A frame's payload without its padding (and a HEADERS frame's priority fields)."""
+    if flags & 0x8:
+        pad = payload[0]
+        payload = payload[1:len(payload) - pad]
+    if headers and flags & 0x20:
+        payload = payload[5:]
+    return payload
 
 
 # ---------------------------------------------------------------- clients
@@ -273,6 +361,7 @@ def play_h2(port: int, conv: corpus.H2) -> Played:
 class Ports:
     admin: int
     upstream: int
+    upstream2: int        # the HTTP/2 one
     dead: int
     listeners: dict[str, int]
 
@@ -280,7 +369,7 @@ class Ports:
 @dataclass
 class Run:
     played: list[Played]
-    upstream: list[bytes]
+    upstream: dict[str, list]         # "h1"/"h2" upstream -> what each connection received
     stats: dict[str, float]           # counters and gauges, `fastpath.` ones left out
     histograms: dict[str, float]      # sample counts, by Prometheus series
     fastpath: dict[str, float]        # the `fastpath.` counters
@@ -289,7 +378,7 @@ class Run:
 
 def config(directory: Path, ports: Ports) -> dict:
     def endpoint(e: str) -> str:
-        return f"{HOST}:{ports.upstream if e == 'up' else ports.dead}"
+        return f"{HOST}:{ {'up': ports.upstream, 'up2': ports.upstream2, 'dead': ports.dead}[e]}"
     listeners = []
     for name, settings in corpus.LISTENERS.items():
         lst = {"name": name, "address": f"{HOST}:{ports.listeners[name]}", **settings}
@@ -300,8 +389,8 @@ def config(directory: Path, ports: Ports) -> dict:
         else:
             lst["access_log"] = {"path": str(directory / f"{name}.access.log"), "format": corpus.ACCESS_FORMAT}
         listeners.append(lst)
-    clusters = [{"name": name, "endpoints": [endpoint(e) for e in eps], "connect_timeout": "1s"}
-                for name, eps in corpus.CLUSTERS.items()]
+    clusters = [{"name": name, "endpoints": [endpoint(e) for e in eps], "connect_timeout": "1s",
+                 **corpus.CLUSTER_SETTINGS.get(name, {})} for name, eps in corpus.CLUSTERS.items()]
     return {"admin": {"address": f"{HOST}:{ports.admin}"}, "listeners": listeners, "clusters": clusters}
 
 
@@ -343,6 +432,7 @@ def play(directory: Path, ports: Ports, fastpath: bool, config_switch: bool = Fa
     for name, text in corpus.RULES.items():
         (directory / name).write_text(text)
     up = RecordingUpstream(ports.upstream)
+    up2 = RecordingUpstream(ports.upstream2, _H2UpConn)
     doc = config(directory, ports)
     if config_switch:
         doc = {"fast_path": False, **doc}
@@ -372,7 +462,7 @@ def play(directory: Path, ports: Ports, fastpath: bool, config_switch: bool = Fa
         raise
     finally:
         m.kill()
-        received = up.stop()
+        received = {"h1": up.stop(), "h2": up2.stop()}
     logs = {}
     for name in corpus.LISTENERS:
         p = directory / f"{name}.access.log"
@@ -409,7 +499,7 @@ class Ids:
 @dataclass
 class Normal:
     downstream: dict[str, object]
-    upstream: list[bytes]
+    upstream: dict[str, list]
     logs: dict[str, list[str]]
 
 
@@ -420,7 +510,8 @@ def normalise(run: Run) -> Normal:
     down = {}
     for p in run.played:
         down[p.name] = ids.frames(p.received) if isinstance(p.received, list) else ids.b(p.received)
-    upstream = [ids.b(c) for c in run.upstream]
+    upstream = {k: [ids.frames(c) if isinstance(c, list) else ids.b(c) for c in conns]
+                for k, conns in run.upstream.items()}
     logs = {k: [ids.s(line) for line in v] for k, v in run.logs.items()}
     return Normal(down, upstream, logs)
 
@@ -433,7 +524,7 @@ OFF_BY_CONFIG = "fast_path: false"
 
 @pytest.fixture(scope="module")
 def ports():
-    return Ports(free_port(), free_port(), free_port(), {name: free_port() for name in corpus.LISTENERS})
+    return Ports(free_port(), free_port(), free_port(), free_port(), {name: free_port() for name in corpus.LISTENERS})
 
 
 @pytest.fixture(scope="module")
@@ -493,11 +584,14 @@ def check_downstream(a: Normal, b: Normal, label: str) -> None:
 
 
 def check_upstream(a: Normal, b: Normal, label: str) -> None:
-    assert len(a.upstream) == len(b.upstream), (
-        f"upstream connections: {len(a.upstream)} ({ON}), {len(b.upstream)} ({label})\n"
-        + _diff("the upstream connections", a.upstream, b.upstream, label))
-    for i, (x, y) in enumerate(zip(a.upstream, b.upstream)):
-        assert x == y, _diff(f"upstream connection {i}", x, y, label)
+    for kind in a.upstream:
+        x, y = a.upstream[kind], b.upstream[kind]
+        assert x, f"the {kind} upstream received nothing"
+        assert len(x) == len(y), (
+            f"{kind} upstream connections: {len(x)} ({ON}), {len(y)} ({label})\n"
+            + _diff(f"the {kind} upstream connections", x, y, label))
+        for i, (c, d) in enumerate(zip(x, y)):
+            assert c == d, _diff(f"{kind} upstream connection {i}", c, d, label)
 
 
 def check_stats(a: Run, b: Run, label: str) -> None:
