@@ -14,13 +14,23 @@ the same corpus against both over raw client sockets, and requires the same:
 
 - bytes on both wires: what every client received (HTTP/2: every frame, header
   blocks compared decoded, since HPACK may Huffman-code an id) and what the
-  upstream received on each of its connections;
+  upstreams received on each of their connections (an HTTP/1.1 one, bytes; an
+  HTTP/2 one, frames);
 - /stats: every counter and gauge, and every histogram's sample count (not its
   timings), leaving out the fast path's own `fastpath.` counters;
 - access-log lines (a format with no time in it), `emit` records of `on log`
   rules included, and rule effects (response headers rules set);
 - and that the switch took effect: the fast path's counters show hits with the
-  shortcuts on, none with them off.
+  shortcuts on, none with them off. Once the proxy has the switch, a third run
+  turns the shortcuts off with the config's `fast_path: false` and must match too.
+
+The corpus reaches the hit of every memo (HTTP/1.1 request and response heads,
+paths, upstream request heads, downstream response heads and kept fields, HTTP/2
+request parts, response fields and response blocks, the HPACK encoder's and
+decoder's blocks) and each way out of the express stream: a hit that answered
+differently from a miss fails the test, naming the conversation and showing the
+diff. What only timing shows (the express stream arming its route timeout) is
+beyond a test without timing.
 
 The only normalisation: request ids the proxy generates (UUID-shaped) become
 `<rid-N>`, numbered by first appearance over everything a run produced, in one
@@ -39,7 +49,6 @@ import re
 import socket
 import sys
 import threading
-import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
