@@ -17,7 +17,8 @@ the same corpus against both over raw client sockets, and requires the same:
   upstreams received on each of their connections (an HTTP/1.1 one, bytes; an
   HTTP/2 one, frames);
 - /stats: every counter and gauge, and every histogram's sample count (not its
-  timings), leaving out the fast path's own `fastpath.` counters;
+  timings), leaving out the fast path's own `fastpath.` counters; and /clusters,
+  with each endpoint's own counters;
 - access-log lines (a format with no time in it), `emit` records of `on log`
   rules included, and rule effects (response headers rules set);
 - and that the switch took effect: the fast path's counters show hits with the
@@ -44,6 +45,7 @@ from __future__ import annotations
 
 import asyncio
 import difflib
+import json
 import os
 import re
 import socket
@@ -383,6 +385,7 @@ class Run:
     histograms: dict[str, float]      # sample counts, by Prometheus series
     fastpath: dict[str, float]        # the `fastpath.` counters
     logs: dict[str, list[str]]
+    clusters: dict                    # /clusters: each endpoint's own counters
 
 
 def config(directory: Path, ports: Ports) -> dict:
@@ -417,7 +420,7 @@ def _counts(m: Mosnx) -> dict[str, float]:
     return {k: float(v) for k, v in _COUNT.findall(text)}
 
 
-def _settled(m: Mosnx) -> tuple[dict, dict]:
+def _settled(m: Mosnx) -> tuple[dict, dict, dict]:
     """Stats once every stream and connection the clients opened is over and two
     readings in a row agree (the log phase and connection ends run after the last
     byte a client reads)."""
@@ -425,7 +428,7 @@ def _settled(m: Mosnx) -> tuple[dict, dict]:
 
     def steady():
         nonlocal last
-        now = (m.stats(), _counts(m))
+        now = (m.stats(), _counts(m), json.loads(_admin(m, "/clusters?format=json")))
         busy = any(v for k, v in now[0].items() if k.endswith(("downstream_cx_active", "downstream_rq_active",
                                                                 "upstream_rq_active")))
         same = now == last
@@ -463,7 +466,7 @@ def play(directory: Path, ports: Ports, fastpath: bool, config_switch: bool = Fa
         for conv in corpus.CONVERSATIONS:
             port = ports.listeners[conv.listener]
             played.append(play_h1(port, conv) if isinstance(conv, corpus.H1) else play_h2(port, conv))
-        stats, hist = _settled(m)
+        stats, hist, clusters = _settled(m)
         rc = m.stop()
         assert rc == 0, f"mosnx exited with {rc}:\n{m.log()}"
     except BaseException:
@@ -481,7 +484,7 @@ def play(directory: Path, ports: Ports, fastpath: bool, config_switch: bool = Fa
                {k: v for k, v in stats.items() if not k.startswith(FASTPATH_STAT)},
                {k: v for k, v in hist.items() if not k.startswith(FASTPATH_PROM)},
                {k: v for k, v in stats.items() if k.startswith(FASTPATH_STAT)},
-               logs)
+               logs, clusters)
 
 
 # ---------------------------------------------------------------- normalising request ids
@@ -608,6 +611,8 @@ def check_stats(a: Run, b: Run, label: str) -> None:
     for what, x, y in (("stats", a.stats, b.stats), ("histogram sample counts", a.histograms, b.histograms)):
         diff = {k: (x.get(k), y.get(k)) for k in x.keys() | y.keys() if x.get(k) != y.get(k)}
         assert not diff, f"{what} differ ({ON}, {label}): {dict(sorted(diff.items()))}"
+    assert a.clusters == b.clusters, _diff("/clusters", json.dumps(a.clusters, indent=1).encode(),
+                                           json.dumps(b.clusters, indent=1).encode(), label)
 
 
 def check_logs(a: Normal, b: Normal, label: str) -> None:
