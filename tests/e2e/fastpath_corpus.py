@@ -138,7 +138,7 @@ H2_DEFAULT_ANSWER = H2_OK
 # Each listener but `raw` logs in ACCESS_FORMAT (nothing timed) to its own file.
 ACCESS_FORMAT = ('%listener.name% "%request.method% %request.path% %request.protocol%" %response.code% '
                  '%response.flags% %request.size% %response.size% "%upstream.address%" %request.id% '
-                 '"%request.host%" "%route.name%" "%cluster.name%" %upstream.attempt_count% '
+                 '"%request.host%" %request.scheme% "%route.name%" "%cluster.name%" %upstream.attempt_count% '
                  '"%request.headers["x-forwarded-for"]%" "%request.headers["x-mark"]%"')
 
 # listener name -> its settings (address and access log are added by the test);
@@ -160,6 +160,8 @@ LISTENERS: dict[str, dict] = {
                                                               "fill_interval": "1h"}}}]},
     # requests malformed before they are streams (not access-logged, see above)
     "raw": {"route": {"cluster": "web", "timeout": "10s"}, "access_log": None},
+    # TLS (the test fills in a certificate): the heads `plain` has seen, now https
+    "tls": {"route": {"cluster": "web", "timeout": "10s"}, "tls": "test certificate"},
     # other limits and path settings than `plain`, for heads `plain` has seen before:
     # what a codec remembers must not carry one listener's verdict to another
     "tight": {"route": {"cluster": "web", "timeout": "10s"}, "access_log": None,
@@ -438,6 +440,15 @@ CONVERSATIONS: tuple = (
     H1("tight-size", "tight", (
         Send(req("GET", "/a", headers=(("X-Long", "v" * 3000),))), ReadClose(),
     ), (431,)),
+    H1("tls-heads", "tls", (
+        Send(req("GET", "/a")), Read(),
+        Send(req("GET", "/a")), Read(),
+        Send(req("GET", "/a", headers=(("User-Agent", "corpus/1"), ("Accept", "*/*")))), Read(),
+        Send(req("HEAD", "/head")), Read(("HEAD",)),
+        Send(req("GET", "/a", headers=(CID,))), Read(),
+        Send(req("GET", "/x/../a")), Read(),
+        Send(req("POST", "/post", body=b"over tls")), Read(),
+    ), (200, 200, 200, 200, 200, 200, 201)),
     # more distinct heads than a memo holds (128), then the first ones again
     H1("memo-churn", "plain",
        tuple(x for i in range(140) for x in (Send(req("GET", f"/n/{i}")), Read()))

@@ -37,8 +37,8 @@ The only normalisation: request ids the proxy generates (UUID-shaped) become
 `<rid-N>`, numbered by first appearance over everything a run produced, in one
 fixed order, so an id that should travel from one place to another still must.
 
-Corpus (fastpath_corpus.summary(), checked below): 42 conversations, 381 exchanges
-(347 over HTTP/1.1 in 29,241 request bytes, 34 over HTTP/2), on 9 listeners. Both
+Corpus (fastpath_corpus.summary(), checked below): 43 conversations, 388 exchanges
+(354 over HTTP/1.1 in 29,560 request bytes, 34 over HTTP/2), on 10 listeners. Both
 runs take about 4 s together.
 """
 from __future__ import annotations
@@ -49,6 +49,7 @@ import json
 import os
 import re
 import socket
+import ssl
 import sys
 import threading
 import urllib.request
@@ -61,10 +62,11 @@ import pytest
 sys.path.insert(0, os.path.dirname(__file__))
 import fastpath_corpus as corpus  # noqa: E402
 from conftest import HOST, WAIT, Closed, Mosnx, Wire, free_port, read_message, wait_until  # noqa: E402
-from h2kit import (ACK, DATA, END_HEADERS, END_STREAM, HEADERS, PING, PREFACE, RST_STREAM, SETTINGS,  # noqa: E402
+from h2kit import (CA, ACK, DATA, END_HEADERS, END_STREAM, HEADERS, PING, PREFACE, RST_STREAM, SETTINGS,  # noqa: E402
                    RawH2, raw_frame, request_fields)
 
 SWITCH = "MOSNX_FASTPATH"
+TLS_NAME = "tls.test"
 FASTPATH_STAT = "fastpath."
 FASTPATH_PROM = "mosnx_fastpath"
 
@@ -306,10 +308,12 @@ class Played:
     notes: list[str] = field(default_factory=list)
 
 
-def play_h1(port: int, conv: corpus.H1) -> Played:
+def play_h1(port: int, conv: corpus.H1, tls: ssl.SSLContext | None = None) -> Played:
     out = Played(conv.name, b"")
     sock = socket.create_connection((HOST, port), timeout=WAIT)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    if tls is not None:
+        sock = tls.wrap_socket(sock, server_hostname=TLS_NAME)
     wire = Wire(sock)
     try:
         for step in conv.steps:
@@ -378,6 +382,14 @@ class Ports:
 
 
 @dataclass
+class Certs:
+    """One certificate for every run (made once: the runs must not differ in it)."""
+    cert: str
+    key: str
+    client: ssl.SSLContext
+
+
+@dataclass
 class Run:
     played: list[Played]
     upstream: dict[str, list]         # "h1"/"h2" upstream -> what each connection received
@@ -388,7 +400,7 @@ class Run:
     clusters: dict                    # /clusters: each endpoint's own counters
 
 
-def config(directory: Path, ports: Ports) -> dict:
+def config(directory: Path, ports: Ports, certs: Certs) -> dict:
     def endpoint(e: str) -> str:
         return f"{HOST}:{ {'up': ports.upstream, 'up2': ports.upstream2, 'dead': ports.dead}[e]}"
     listeners = []
@@ -396,6 +408,8 @@ def config(directory: Path, ports: Ports) -> dict:
         lst = {"name": name, "address": f"{HOST}:{ports.listeners[name]}", **settings}
         if "rules" in lst:
             lst["rules"] = str(directory / lst["rules"])
+        if "tls" in lst:
+            lst["tls"] = {"cert": certs.cert, "key": certs.key, "alpn": ["http/1.1"]}
         if "access_log" in lst:
             del lst["access_log"]           # not logged (see fastpath_corpus)
         else:
@@ -437,7 +451,7 @@ def _settled(m: Mosnx) -> tuple[dict, dict, dict]:
     return wait_until(steady, WAIT, "stats to settle", interval=0.1)
 
 
-def play(directory: Path, ports: Ports, fastpath: bool, config_switch: bool = False) -> Run:
+def play(directory: Path, ports: Ports, certs: Certs, fastpath: bool, config_switch: bool = False) -> Run:
     """One run of the corpus: shortcuts on, or off by the environment (fastpath=False)
     or by the config (config_switch=True)."""
     directory.mkdir()
@@ -445,7 +459,7 @@ def play(directory: Path, ports: Ports, fastpath: bool, config_switch: bool = Fa
         (directory / name).write_text(text)
     up = RecordingUpstream(ports.upstream)
     up2 = RecordingUpstream(ports.upstream2, _H2UpConn)
-    doc = config(directory, ports)
+    doc = config(directory, ports, certs)
     if config_switch:
         doc = {"fast_path": False, **doc}
     m = Mosnx(directory, doc, workers=1, name="mosnx")
@@ -465,7 +479,11 @@ def play(directory: Path, ports: Ports, fastpath: bool, config_switch: bool = Fa
         played = []
         for conv in corpus.CONVERSATIONS:
             port = ports.listeners[conv.listener]
-            played.append(play_h1(port, conv) if isinstance(conv, corpus.H1) else play_h2(port, conv))
+            if isinstance(conv, corpus.H2):
+                played.append(play_h2(port, conv))
+            else:
+                tls = certs.client if "tls" in corpus.LISTENERS[conv.listener] else None
+                played.append(play_h1(port, conv, tls))
         stats, hist, clusters = _settled(m)
         rc = m.stop()
         assert rc == 0, f"mosnx exited with {rc}:\n{m.log()}"
@@ -545,19 +563,27 @@ def base(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def runs(base, ports):
-    on = play(base / "on", ports, fastpath=True)
-    off = play(base / "off", ports, fastpath=False)
+def certs(base):
+    pytest.importorskip("cryptography")
+    ca = CA(base)
+    cert, key = ca.issue(TLS_NAME, dns=(TLS_NAME,))
+    return Certs(cert, key, ca.client_context(alpn=("http/1.1",)))
+
+
+@pytest.fixture(scope="module")
+def runs(base, ports, certs):
+    on = play(base / "on", ports, certs, fastpath=True)
+    off = play(base / "off", ports, certs, fastpath=False)
     return on, off
 
 
 @pytest.fixture(scope="module")
-def by_config(runs, base, ports):
+def by_config(runs, base, ports, certs):
     """A third run, with the shortcuts off by the config's `fast_path: false`; only
     once the proxy has the switch (an unknown key would stop it from starting)."""
     if not runs[0].fastpath:
         pytest.skip(f"this mosnx has no fast-path switch yet: /stats shows no `{FASTPATH_STAT}` counters")
-    return play(base / "by-config", ports, fastpath=True, config_switch=True)
+    return play(base / "by-config", ports, certs, fastpath=True, config_switch=True)
 
 
 def _render(x) -> list[str]:
