@@ -180,10 +180,18 @@ CLUSTERS: dict[str, tuple[str, ...]] = {
 # cluster settings beyond its endpoints; "up2" is the recording HTTP/2 upstream
 CLUSTER_SETTINGS: dict[str, dict] = {"h2web": {"protocol": "http2"}}
 
+# A reload (Reload below) rewrites rules in place, keeping each file's size (and the
+# test its mtime) so that only the explicit reload sees the change, never the watcher
+# as well, which would count a second reload in one run and not in the other.
+RELOAD_STEP = '  on response { set response.headers["x-reloaded"] = "1" }'
+RELOAD_SLOT = "  #" + " " * (len(RELOAD_STEP) - 3)
+
 RULES: dict[str, str] = {
     "routes.mdsl": """\
 # no step anywhere in this vhost: its forwarding routes are express-eligible
+# (until the reload puts a response step in the slot below)
 vhost express domains "express.test" {
+""" + RELOAD_SLOT + """
   route empty when request.path prefix "/empty" { to empty }
   route dead when request.path prefix "/dead" { to dead }
   route split when request.path prefix "/split" { split { web: 100, other: 0 } }
@@ -280,6 +288,16 @@ class Read:
 class ReadClose:
     """Read these responses, then the proxy must close the connection."""
     methods: tuple[str, ...] = ("GET",)
+
+
+@dataclass(frozen=True)
+class Reload:
+    """Rewrite a rules file (each replacement keeps its length) and reload the proxy."""
+    file: str
+    edits: tuple[tuple[str, str], ...]
+
+    def __post_init__(self):
+        assert all(len(a) == len(b) for a, b in self.edits), "a reload edit must keep the file's size"
 
 
 @dataclass(frozen=True)
@@ -610,6 +628,25 @@ CONVERSATIONS: tuple = (
         H2Req("/retry/h2", authority="steps.test"), H2Req("/x", authority="nowhere.test"),
         H2Req("/empty", authority="express.test"), H2Req("/drop", authority="express.test"),
     ), (200, 200, 200, 200, 200, 404, 503, 503)),
+    # --- last, since it changes the rules: a reload on a connection kept open across
+    # it. The express vhost gets a response step and the split turns around: nothing
+    # remembered may answer as before
+    H1("reload", "rules", (
+        Send(req("GET", "/x", host="express.test")), Read(),
+        Send(req("GET", "/x", host="express.test")), Read(),
+        Send(req("GET", "/split/1", host="express.test")), Read(),
+        Send(req("GET", "/h2up/a", host="express.test")), Read(),
+        Reload("routes.mdsl", ((RELOAD_SLOT, RELOAD_STEP), ("web: 100, other: 0", "web: 0, other: 100"))),
+        Send(req("GET", "/x", host="express.test")), Read(),
+        Send(req("GET", "/x", host="express.test")), Read(),
+        Send(req("GET", "/split/1", host="express.test")), Read(),
+        Send(req("GET", "/h2up/a", host="express.test")), Read(),
+        Send(req("HEAD", "/head", host="express.test")), Read(("HEAD",)),
+    ), (200,) * 9),
+    H2("h2-after-reload", "rules", (
+        H2Req("/x", authority="express.test"), H2Req("/x", authority="express.test"),
+        H2Req("/split/1", authority="express.test"),
+    ), (200, 200, 200)),
 )
 
 
