@@ -10,6 +10,7 @@ $(BIN)/python:
 
 # Tests run against the installed package, as a user gets it.
 install: $(BIN)/python
+	rm -rf build/lib build/bdist.*    # a build folder left from before a module moved would install it again
 	$(BIN)/pip install -q ".[test]"
 
 # .venv/bin is not on PATH: say where the command is, and how to put it there
@@ -43,6 +44,12 @@ bench-wasm: install
 .PHONY: bench-check
 bench-check: install
 	$(BIN)/python bench/check_scale.py --mosnx $(BIN)/mosnx $(BENCH_ARGS)
+
+# The HTTP/2 codec against the h2 library, per request, in process (bench/h2_codec.py)
+.PHONY: bench-h2codec
+bench-h2codec: $(BIN)/python
+	$(BIN)/pip install -q ".[bench]"
+	$(BIN)/python bench/h2_codec.py $(BENCH_ARGS)
 
 .PHONY: bench-routing
 bench-routing: install

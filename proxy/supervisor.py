@@ -16,6 +16,12 @@ the drain kills the workers and exits 128 + the signal.
 A reload never takes the supervisor down: whatever a build raises is reported (a
 ConfigError as its findings, anything else as a bug naming the file), the old snapshot
 keeps serving and the file watcher keeps watching.
+
+Why one module: what is here is the one supervisor's lifecycle (claim, spawn,
+watch, reload, drain, stop) over its one set of state (the workers, the current
+snapshot, the claimed addresses); each step reads what the others set, in an
+order only this class knows. What stands apart from it lives elsewhere: the admin
+API (proxy.admin), startup hints (proxy.hint), the shared limits (runtime.shared).
 """
 from __future__ import annotations
 

@@ -108,31 +108,30 @@ def build_client_context(tls) -> ssl.SSLContext:
     return ctx
 
 
-_server_cache: dict = {}
-_client_cache: dict = {}
+# one context per settings object and kind: (build, settings) -> (file mtimes, context)
+_contexts: dict = {}
+
+
+def _cached(build, tls, files) -> ssl.SSLContext:
+    """The context `build(tls)` made, rebuilt when a file it read changed on disk; a
+    settings object keeps one entry, so replaced certificates don't pile up."""
+    key = (build, tls)
+    mtimes = _mtimes(*files)
+    hit = _contexts.get(key)
+    if hit is not None and hit[0] == mtimes:
+        return hit[1]
+    ctx = build(tls)
+    _contexts[key] = (mtimes, ctx)
+    return ctx
 
 
 def server_context(tls) -> ssl.SSLContext:
-    files = [tls.cert, tls.key, tls.client_ca] + [p for e in tls.sni for p in (e.cert, e.key)]
-    key = (tls, _mtimes(*files))
-    ctx = _server_cache.get(key)
-    if ctx is None:
-        ctx = build_server_context(tls)
-        for k in [k for k in _server_cache if k[0] == tls]:
-            del _server_cache[k]
-        _server_cache[key] = ctx
-    return ctx
+    return _cached(build_server_context, tls,
+                   [tls.cert, tls.key, tls.client_ca] + [p for e in tls.sni for p in (e.cert, e.key)])
 
 
 def client_context(tls) -> ssl.SSLContext:
-    key = (tls, _mtimes(tls.ca, tls.cert, tls.key))
-    ctx = _client_cache.get(key)
-    if ctx is None:
-        ctx = build_client_context(tls)
-        for k in [k for k in _client_cache if k[0] == tls]:
-            del _client_cache[k]
-        _client_cache[key] = ctx
-    return ctx
+    return _cached(build_client_context, tls, (tls.ca, tls.cert, tls.key))
 
 
 def client_connect_args(cluster_config, host: str) -> dict:

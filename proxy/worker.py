@@ -23,6 +23,7 @@ from mosnx.runtime.snapshot import build_snapshot
 from mosnx.runtime.stats import Store
 
 from .access_log import AccessLogWriter
+from .fastpath import memo as fastpath_memo
 from .listeners import listen
 from .sockets import reason, show
 from .listener_stats import ListenerStats
@@ -44,6 +45,7 @@ class Worker:
         self.channel = channel
         self.version = version
         self.stats = Store()
+        fastpath_memo.register_stats(self.stats)
         # with N workers, circuit breakers and rate limits are held in the segment
         # the supervisor shares (runtime.shared); None with one worker
         self.clusters = ClusterManager(self.stats, shared.current())
@@ -110,6 +112,7 @@ class Worker:
             raise
         self.clusters.update(snap.clusters)
         await self.clusters.warm()          # strict_dns clusters: their first answer
+        fastpath_memo.configure(snap.config.fast_path)
         self.snapshot = snap
         self.version = snap.version
         for name, entry in bound.items():

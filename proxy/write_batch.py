@@ -17,10 +17,15 @@ write probes (by waiting) whether passes carry more than one write once more.
 
 Order holds per transport as long as everything written to it goes through here;
 whoever closes a transport calls flush() first, so nothing queued is lost.
+
+This defers writes to the end of a pass; it does not join them. Joining the pieces
+of one message (a head and its body) is the writer's: the HTTP/1.1 server gathers
+a response in its `out` list and hands over one buffer, so each message costs one
+transport write either way.
 """
 from __future__ import annotations
 
-from asyncio import _get_running_loop
+from asyncio import get_running_loop
 
 _pending: list = []
 _loop = None        # the loop a flush is scheduled on, while one is
@@ -46,8 +51,9 @@ def write(transport, data: bytes) -> None:
             transport.write(data)
             return
         # this write waits: the pass it ends up in tells whether batching pays again
-    loop = _get_running_loop()
-    if loop is None:
+    try:
+        loop = get_running_loop()
+    except RuntimeError:
         transport.write(data)          # no loop to wait for: sans-I/O use, tests
         return
     # (a loop that stopped with writes queued never ran its flush: this one does,

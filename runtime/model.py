@@ -3,9 +3,19 @@
 The YAML loader (runtime.config) produces a Config; build_snapshot() turns it into a
 Snapshot by adding what front ends compile (pipelines, route tables). Nothing here
 does I/O; constructors reject values that cannot be served.
+
+A Snapshot is shared by every stream in flight and never changes once built: every
+class here is frozen, and so are the route tables (runtime.routes). The few dicts
+(Snapshot.listeners/.clusters, Config.raw, the `options` and filter `config`
+mappings) stay plain dicts because the core reads some of them per request
+or per connection, where a read-only proxy costs a lookup more; nothing writes them
+after build_snapshot() returns, and Snapshot.dump() hands out a copy of Config.raw.
+The filters built for a snapshot (and Snapshot.extensions) keep their own state:
+buckets, counters; that is shared state by design, not configuration.
 """
 from __future__ import annotations
 
+import copy
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -151,6 +161,7 @@ class Config:
     workers: int | None = None                # None: one per core
     raw: dict[str, Any] = field(default_factory=dict)   # the YAML as data, for config_dump
     demo_upstream: tuple[tuple[str, int], ...] = ()     # quickstart: embedded demo upstreams
+    fast_path: bool = True                    # the express path and memos (proxy.fastpath)
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,11 +183,12 @@ class Snapshot:
     extensions: dict[str, Any] = field(default_factory=dict)  # per-snapshot shared state of filters
 
     def dump(self) -> dict[str, Any]:
+        """Plain data for /config_dump, the caller's to change: the YAML is a copy."""
         return {
             "version": self.version,
             "built_at": self.built_at,
             "path": self.config.path,
             "sources": list(self.sources),
-            "config": self.config.raw,
+            "config": copy.deepcopy(self.config.raw),
             "routes": {n: l.routes.describe() for n, l in self.listeners.items()},
         }

@@ -4,12 +4,17 @@ The same RouteTable is built from YAML, .mdsl and xDS. Matching is indexed (exac
 domain dict then wildcards; exact-path dict and a prefix map per vhost) while
 keeping first-match order: candidate routes are tried by their declared index.
 Every route's guard is a compiled predicate; nothing here walks an AST.
+
+Nothing here changes once constructed: a snapshot's table is read by every stream
+in flight. Route, VirtualHost and RouteTable refuse assignment; finalize() returns a
+new table of new objects bound to their listener, each route's `plain` (may it take
+the short path) decided as it is made, and leaves the compiled table as it was.
 """
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
-from typing import Callable, Iterable
+from dataclasses import FrozenInstanceError, dataclass, field
+from typing import Callable, Iterable, Sequence
 
 from .context import StreamContext
 from .diagnostics import Span
@@ -104,50 +109,123 @@ class RedirectAction:
         return f"{scheme}://{host}{path}"
 
 
-class Route:
+class _Frozen:
+    """Refuses assignment once constructed: a snapshot is shared by every stream in
+    flight, so what one of them reads can never change under another. Constructors
+    write their slots with object.__setattr__; reading a slot costs what it always does."""
+    __slots__ = ()
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise FrozenInstanceError(f"cannot assign to {type(self).__name__}.{name}: it is part of a snapshot")
+
+    def __delattr__(self, name: str) -> None:
+        raise FrozenInstanceError(f"cannot delete {type(self).__name__}.{name}: it is part of a snapshot")
+
+
+_ACTIONS = (RouteAction, DirectResponse, RedirectAction)
+
+
+class Route(_Frozen):
     """One route: guard, action, and its own pipeline steps.
 
-    `chain` is the effective pipeline for the phases after routing (listener,
-    vhost and route steps merged), set once by RouteTable.finalize().
+    As declared, `chain` is the route's own pipeline and `plain` is None. A
+    finalized table (RouteTable.finalize) holds new routes made with `chain`, the
+    effective pipeline for the phases after routing (listener ⊃ vhost ⊃ route), and
+    `plain` decided from it once, at construction. `index` is the route's place in
+    its vhost, given by the VirtualHost that holds it.
     """
     __slots__ = ("name", "match", "path_exact", "path_prefix", "action", "pipeline",
                  "span", "chain", "index", "plain")
+    name: str
+    match: Predicate | None
+    path_exact: str | None
+    path_prefix: str | None
+    action: RouteAction | DirectResponse | RedirectAction
+    pipeline: Pipeline
+    span: Span | None
+    chain: Pipeline
+    index: int
+    plain: RouteAction | None
 
     def __init__(self, name: str, action: RouteAction | DirectResponse | RedirectAction,
                  match: Predicate | None = None, path_exact: str | None = None,
                  path_prefix: str | None = None, pipeline: Pipeline = EMPTY,
-                 span: Span | None = None):
-        self.name = name
-        self.match = match            # full guard; path_exact/prefix are index hints implied by it
-        self.path_exact = path_exact
-        self.path_prefix = path_prefix
-        self.action = action
-        self.pipeline = pipeline
-        self.span = span
-        self.chain: Pipeline = pipeline
-        self.index = 0
-        # the action, when forwarding is all this route does (set by finalize)
-        self.plain: RouteAction | None = None
+                 span: Span | None = None, *, index: int = 0, chain: Pipeline | None = None):
+        if not isinstance(action, _ACTIONS):
+            raise TypeError(f"route {name!r}: action must be a RouteAction, DirectResponse or "
+                            f"RedirectAction, not {type(action).__name__}")
+        set_ = object.__setattr__
+        set_(self, "name", name)
+        set_(self, "match", match)      # full guard; path_exact/prefix are index hints implied by it
+        set_(self, "path_exact", path_exact)
+        set_(self, "path_prefix", path_prefix)
+        set_(self, "action", action)
+        set_(self, "pipeline", pipeline)
+        set_(self, "span", span)
+        set_(self, "index", index)
+        if chain is None:
+            # not bound to a listener yet: its steps are unknown, so no short path
+            set_(self, "chain", pipeline)
+            set_(self, "plain", None)
+        else:
+            set_(self, "chain", chain)
+            # the action, when forwarding is all this route does
+            set_(self, "plain", action if _plain(chain, action) else None)
+
+    def _bound(self, chain: Pipeline) -> "Route":
+        """This route as a finalized table holds it: same declaration, effective chain."""
+        return Route(self.name, self.action, self.match, self.path_exact, self.path_prefix,
+                     self.pipeline, self.span, index=self.index, chain=chain)
+
+    def _renumbered(self, index: int) -> "Route":
+        """This route at another place in a vhost; chain and plain as they are."""
+        new = object.__new__(Route)
+        for k in Route.__slots__:
+            object.__setattr__(new, k, getattr(self, k))
+        object.__setattr__(new, "index", index)
+        return new
 
     def __repr__(self) -> str:
         return f"Route({self.name!r})"
 
 
-class VirtualHost:
+class VirtualHost(_Frozen):
+    """Domains and routes. It holds its own numbered copies of the routes it is given
+    (a route given at its place already is kept as it is); the match index is built
+    here and never changes. `chain` is the vhost's own pipeline, or, in a finalized
+    table, listener ⊃ vhost."""
     __slots__ = ("name", "domains", "routes", "pipeline", "chain", "span",
                  "_exact", "_prefix", "_always", "_linear", "_merge")
+    name: str
+    domains: tuple[str, ...]
+    routes: tuple[Route, ...]
+    pipeline: Pipeline
+    chain: Pipeline
+    span: Span | None
+    # exact path -> candidates; a dict for the lookup's sake, written here only
+    _exact: dict[str, tuple[Route, ...]]
+    _prefix: tuple[tuple[str, tuple[Route, ...], tuple[Route, ...]], ...]
+    _always: tuple[Route, ...]
+    _linear: bool
+    _merge: bool
 
     def __init__(self, name: str, domains: Iterable[str], routes: Iterable[Route],
-                 pipeline: Pipeline = EMPTY, span: Span | None = None):
-        self.name = name
-        self.domains = tuple(domains) or ("*",)
-        self.routes = tuple(routes)
-        self.pipeline = pipeline
-        self.chain = pipeline
-        self.span = span
-        for i, r in enumerate(self.routes):
-            r.index = i
+                 pipeline: Pipeline = EMPTY, span: Span | None = None, *,
+                 chain: Pipeline | None = None):
+        set_ = object.__setattr__
+        set_(self, "name", name)
+        set_(self, "domains", tuple(domains) or ("*",))
+        set_(self, "routes", tuple(r if r.index == i else r._renumbered(i) for i, r in enumerate(routes)))
+        set_(self, "pipeline", pipeline)
+        set_(self, "chain", pipeline if chain is None else chain)
+        set_(self, "span", span)
         self._index()
+
+    def _bound(self, listener: Pipeline) -> "VirtualHost":
+        """This vhost as a finalized table holds it: its chain and its routes' bound."""
+        chain = listener.then(self.pipeline)
+        return VirtualHost(self.name, self.domains, [r._bound(chain.then(r.pipeline)) for r in self.routes],
+                           self.pipeline, self.span, chain=chain)
 
     def _index(self) -> None:
         exact: dict[str, list[Route]] = {}
@@ -166,16 +244,22 @@ class VirtualHost:
         # unconditional route into every entry, so with many of them (thousands of
         # header- or regex-only routes beside thousands of paths) the entries keep their
         # own routes and match() merges the unconditional ones in as it goes.
-        self._merge = len(always) > _MERGE_ABOVE
-        if self._merge:
-            self._exact = exact
-            self._prefix = [(p, rs, rs) for p, rs in prefix.items()]
+        set_ = object.__setattr__
+        merge = len(always) > _MERGE_ABOVE
+        set_(self, "_merge", merge)
+        if merge:
+            set_(self, "_exact", {p: tuple(rs) for p, rs in exact.items()})
+            set_(self, "_prefix", tuple((p, tuple(rs), tuple(rs)) for p, rs in prefix.items()))
         else:
-            self._exact = {p: sorted(rs + always, key=_by_index) for p, rs in exact.items()}
-            self._prefix = [(p, rs, sorted(rs + always, key=_by_index)) for p, rs in prefix.items()]
-        self._always = always
+            set_(self, "_exact", {p: tuple(sorted(rs + always, key=_by_index)) for p, rs in exact.items()})
+            set_(self, "_prefix", tuple((p, tuple(rs), tuple(sorted(rs + always, key=_by_index)))
+                                        for p, rs in prefix.items()))
+        set_(self, "_always", tuple(always))
         # small tables: a straight scan is faster than merging candidate lists
-        self._linear = len(self.routes) <= 8
+        set_(self, "_linear", len(self.routes) <= 8)
+
+    def __repr__(self) -> str:
+        return f"VirtualHost({self.name!r})"
 
     def match(self, ctx: StreamContext) -> Route | None:
         if self._linear:
@@ -194,13 +278,13 @@ class VirtualHost:
             return None
         path = ctx.url_path
         exact = self._exact.get(path)
-        cands = None
+        cands: Sequence[Route] | None = None
         for p, rs, merged in self._prefix:
             if path.startswith(p):
                 if cands is None:
                     cands = merged if exact is None else sorted(exact + rs, key=_by_index)
                 else:       # another prefix too: its routes join in declared order
-                    cands = sorted(cands + rs, key=_by_index)
+                    cands = sorted([*cands, *rs], key=_by_index)
         if cands is None:
             if exact is None:
                 cands = self._always
@@ -217,7 +301,7 @@ class VirtualHost:
         return None
 
 
-def _first_of(a: list[Route], b: list[Route], ctx: StreamContext) -> Route | None:
+def _first_of(a: Sequence[Route], b: Sequence[Route], ctx: StreamContext) -> Route | None:
     """The first matching route of two index-ordered lists, tried in index order."""
     i = j = 0
     na, nb = len(a), len(b)
@@ -238,11 +322,13 @@ def _first_of(a: list[Route], b: list[Route], ctx: StreamContext) -> Route | Non
 _MERGE_ABOVE = 64
 
 
-def _plain(r: Route) -> bool:
-    """No step in any phase, and an action that only forwards: the core may take
-    such a route's requests through a shorter path (proxy.express)."""
-    a = r.action
-    return (not r.chain and isinstance(a, RouteAction) and a.retry is None and not a.mirrors
+def _plain(chain: Pipeline, action: object) -> bool:
+    """No step in any phase of the effective chain, and an action that only forwards
+    (a cluster or a weighted split; a timeout, idle timeout or hash key is fine):
+    the core may take such a route's requests through a shorter path (proxy.express),
+    which runs no step, retries nothing, mirrors nothing and rewrites nothing."""
+    a = action
+    return (not chain and isinstance(a, RouteAction) and a.retry is None and not a.mirrors
             and a.prefix_rewrite is None and a.regex_rewrite is None and a.host_rewrite is None)
 
 
@@ -250,32 +336,43 @@ def _by_index(r: Route) -> int:
     return r.index
 
 
-class RouteTable:
-    """Virtual hosts by domain: exact, then `*.suffix` (longest first), `prefix.*`, then `*`."""
+class RouteTable(_Frozen):
+    """Virtual hosts by domain: exact, then `*.suffix` (longest first), `prefix.*`, then `*`.
+
+    Immutable: finalize() returns a new table, the one a Snapshot holds."""
     __slots__ = ("vhosts", "_exact", "_suffix", "_prefix", "_default", "only_vhost")
+    vhosts: tuple[VirtualHost, ...]
+    # domain -> vhost; a dict for the lookup's sake, written here only
+    _exact: dict[str, VirtualHost]
+    _suffix: tuple[tuple[str, VirtualHost], ...]
+    _prefix: tuple[tuple[str, VirtualHost], ...]
+    _default: VirtualHost | None
+    only_vhost: VirtualHost | None
 
     def __init__(self, vhosts: Iterable[VirtualHost]):
-        self.vhosts = tuple(vhosts)
-        self._exact: dict[str, VirtualHost] = {}
+        set_ = object.__setattr__
+        set_(self, "vhosts", tuple(vhosts))
+        exact: dict[str, VirtualHost] = {}
         suffix: list[tuple[str, VirtualHost]] = []
         prefix: list[tuple[str, VirtualHost]] = []
-        self._default: VirtualHost | None = None
+        default: VirtualHost | None = None
         for vh in self.vhosts:
             for d in vh.domains:
                 d = d.lower()
                 if d == "*":
-                    self._default = self._default or vh
+                    default = default or vh
                 elif d.startswith("*"):
                     suffix.append((d[1:], vh))
                 elif d.endswith("*"):
                     prefix.append((d[:-1], vh))
                 else:
-                    self._exact.setdefault(d, vh)
-        self._suffix = sorted(suffix, key=lambda kv: -len(kv[0]))
-        self._prefix = sorted(prefix, key=lambda kv: -len(kv[0]))
+                    exact.setdefault(d, vh)
+        set_(self, "_exact", exact)
+        set_(self, "_suffix", tuple(sorted(suffix, key=lambda kv: -len(kv[0]))))
+        set_(self, "_prefix", tuple(sorted(prefix, key=lambda kv: -len(kv[0]))))
+        set_(self, "_default", default)
         # the vhost every request gets when only `*` is served: no Host to look at
-        self.only_vhost = (self._default if not self._exact and not suffix and not prefix
-                           else None)
+        set_(self, "only_vhost", default if not exact and not suffix and not prefix else None)
 
     def vhost_of(self, request) -> VirtualHost | None:
         """The vhost for a request; its Host is read only when more than `*` is served."""
@@ -306,13 +403,10 @@ class RouteTable:
         return self._default
 
     def finalize(self, listener: Pipeline) -> "RouteTable":
-        """Bind each vhost and route to its effective pipeline (listener ⊃ vhost ⊃ route)."""
-        for vh in self.vhosts:
-            vh.chain = listener.then(vh.pipeline)
-            for r in vh.routes:
-                r.chain = vh.chain.then(r.pipeline)
-                r.plain = r.action if _plain(r) else None
-        return self
+        """A new table whose vhosts and routes are new objects bound to their effective
+        pipeline (listener ⊃ vhost ⊃ route), each route's `plain` decided with it. This
+        table and its objects are left as they are."""
+        return RouteTable([vh._bound(listener) for vh in self.vhosts])
 
     def clusters(self) -> set[str]:
         out: set[str] = set()

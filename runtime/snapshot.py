@@ -88,6 +88,7 @@ def build_snapshot(config: Config | str, version: int = 1,
         if routes is None:
             continue
         diags.extend(_check_clusters(routes, clusters, lc))
+        # a new table, bound to this listener's steps; the compiled one is left as it is
         listeners[lc.name] = Listener(lc, pipeline, routes.finalize(pipeline))
     errors = [d for d in diags if d.severity == "error"]
     if errors:

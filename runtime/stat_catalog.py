@@ -226,6 +226,17 @@ SECTIONS: tuple[Section, ...] = (
         Stat("server.mirror_skipped_body", COUNTER, "mirrors not sent because the request body was larger "
              "than the mirror buffer", NONE),
     )),
+    Section("Fast path", "Per process, summed in /stats: the express path and the memos of repeated "
+            "heads (docs/architecture.md). `<memo>` is a memo's name, e.g. `http1.request_head`; "
+            "MOSNX_FASTPATH=0 or `fast_path: false` turns them all off.", (
+        Stat("fastpath.enabled", GAUGE, "1 while the express path and the memos are on", NONE),
+        Stat("fastpath.express_rq", COUNTER, "requests the express path forwarded", NONE),
+        Stat("fastpath.memo.<memo>.hits", COUNTER, "lookups that found their result", NONE),
+        Stat("fastpath.memo.<memo>.misses", COUNTER, "results computed and kept (inputs too large to keep "
+             "are not looked up)", NONE),
+        Stat("fastpath.memo.<memo>.evictions", COUNTER, "entries forgotten when a full memo started again",
+             NONE),
+    )),
 )
 
 STATS: tuple[Stat, ...] = tuple(s for sec in SECTIONS for s in sec.stats)

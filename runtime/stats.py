@@ -38,6 +38,19 @@ class Counter:
         self.value += n
 
 
+class ReadCounter(Counter):
+    """A counter read, when stats are taken, from a count kept elsewhere (the memo
+    registry's), so the count is not kept twice."""
+    __slots__ = ("read",)
+
+    def __init__(self, read) -> None:
+        self.read = read
+
+    @property  # type: ignore[override]  # read-only: the count is kept where it is read from
+    def value(self) -> int:
+        return self.read()
+
+
 ACCUMULATE = "accumulate"
 PER_PROXY = "per_proxy"
 GAUGE_MODES = (ACCUMULATE, PER_PROXY)
@@ -168,6 +181,11 @@ class Store:
         self.gauge(name, mode)              # the same checks of the mode as a plain gauge
         g = self.gauges[name] = ReadGauge(read, mode)
         return g
+
+    def counter_reading(self, name: str, read) -> Counter:
+        """The counter `name`, from now on read through `read()`."""
+        c = self.counters[name] = ReadCounter(read)
+        return c
 
     def histogram(self, name: str) -> Histogram:
         h = self.histograms.get(name)

@@ -22,7 +22,9 @@ import httptools
 
 from mosnx.runtime.headers import Headers
 
-from .memo import remember
+from ..fastpath import memo
+from ..fastpath.memo import remember
+from .framing import ContentLengthError, content_length
 from .path import PathError, PathNormalizer
 
 
@@ -49,9 +51,9 @@ class RequestSink:
     def on_request_end(self, trailers: Headers | None) -> None: ...
 
     def on_bodiless_request(self, method: str, target: str, version: str, headers: Headers,
-                            keep_alive: bool, origin=None) -> None:
+                            keep_alive: bool, decoded=None) -> None:
         """A request that is its head alone (remembered heads only); a sink may take
-        it in one step. `origin`: the codec's memory of that head, as for
+        it in one step. `decoded`: the memo entry of that head, as for
         ResponseSink.on_whole_response."""
         self.on_request(method, target, version, headers, keep_alive, 0, False)
         self.on_request_end(None)
@@ -78,7 +80,7 @@ class RequestDecoder:
         self.paths = paths = paths or PathNormalizer.of(None)
         self._memo = _MEMOS.get(paths)
         if self._memo is None:
-            self._memo = _MEMOS[paths] = {}
+            self._memo = _MEMOS[paths] = REQUEST_HEADS.table()
         self._parser = httptools.HttpRequestParser(self)
         self._url = b""
         self._headers: list[tuple[bytes, bytes]] = []
@@ -101,6 +103,7 @@ class RequestDecoder:
             if hit is not None and len(data) <= self.max_head and len(hit[3]) <= self.max_headers:
                 # exactly a head this process parsed and checked before, of a request
                 # without a body: the same request again
+                REQUEST_HEADS.hits += 1
                 method, target, version, items, keep_alive = hit
                 self.expect_continue = False
                 self.sink.on_bodiless_request(method, target, version, Headers(list(items)), keep_alive, hit)
@@ -188,7 +191,15 @@ class RequestDecoder:
             raise ParseError(400, "missing_host" if n_host == 0 else "duplicate_host")
         if host is not None and _BAD_HOST.search(host) is not None:
             raise ParseError(400, "invalid_host")
-        body = None if te is not None else (int(cl) if cl is not None else 0)
+        if te is not None:
+            body = None
+        elif cl is None:
+            body = 0
+        else:
+            try:
+                body = content_length(cl)
+            except ContentLengthError:
+                raise ParseError(400, "invalid_content_length") from None
         try:
             target = self._url.decode("ascii")
         except UnicodeDecodeError:
@@ -211,7 +222,7 @@ class RequestDecoder:
                 and raw.find(b"\r\n\r\n") == len(raw) - 4:
             # the read was this head and nothing else, and the connection stays open
             # after it (llhttp refuses what follows a closing request): it may come again
-            remember(self._memo, _MEMO_ENTRIES, raw, (method, target, version, tuple(headers), keep_alive))
+            remember(self._memo, REQUEST_HEADS, raw, (method, target, version, tuple(headers), keep_alive))
         self.sink.on_request(method, target, version, Headers(headers), keep_alive, body, upgrade)
 
     def on_body(self, body: bytes) -> None:
@@ -241,10 +252,11 @@ def _replace_host(headers: list, authority: bytes) -> None:
 # a read that is exactly one message is remembered or answered from here, and only
 # messages with no body to frame (requests) or a Content-Length body (responses)
 # that leave the connection open; bounded in entries and in bytes per head.
-_REQUESTS: dict[bytes, tuple] = {}           # for the default path settings
+REQUEST_HEADS = memo.kind("http1.request_head", 128, "HTTP/1.1 request heads, decoded and checked, by their bytes (a table per path setting)")
+RESPONSE_HEADS = memo.kind("http1.response_head", 128, "HTTP/1.1 response heads with a Content-Length body, decoded, by their bytes")
+_REQUESTS: dict[bytes, tuple] = REQUEST_HEADS.table()     # for the default path settings
 _MEMOS: dict[PathNormalizer, dict[bytes, tuple]] = {PathNormalizer.of(None): _REQUESTS}
-_RESPONSES: dict[bytes, tuple] = {}
-_MEMO_ENTRIES = 128
+_RESPONSES: dict[bytes, tuple] = RESPONSE_HEADS.table()
 _MEMO_HEAD = 2048
 
 
@@ -285,11 +297,11 @@ class ResponseSink:
     def on_response_end(self, trailers: Headers | None) -> None: ...
 
     def on_whole_response(self, status: int, version: str, headers: Headers, keep_alive: bool,
-                          body_len: int, body: bytes, origin=None) -> None:
+                          body_len: int, body: bytes, decoded=None) -> None:
         """A response whose head, whole Content-Length body and end came in one read
-        (remembered heads only); a sink may take it in one step. `origin` is the
-        codec's memory of that head: the same object each time the head comes again
-        while remembered, so a sink may key memories of its own on it (by identity)."""
+        (remembered heads only); a sink may take it in one step. `decoded` is the
+        decoder's memo entry of that head: the same object each time the head comes
+        again while remembered, so a sink may key memos of its own on it (by identity)."""
         self.on_response(status, "", version, headers, keep_alive, body_len)
         if body_len:
             self.on_response_body(body)
@@ -328,6 +340,7 @@ class ResponseDecoder:
                     self._raw = head
                 elif len(data) - end == hit[4]:
                     # a head parsed before, and exactly its body: the same answer again
+                    RESPONSE_HEADS.hits += 1
                     status, version, items, keep_alive, n = hit
                     self.chunked = False
                     self.sink.on_whole_response(status, version, Headers(list(items)), keep_alive, n,
@@ -392,15 +405,20 @@ class ResponseDecoder:
             body: int | None = 0
         elif chunked:
             body = None
+        elif cl is None:
+            body = None
         else:
-            body = int(cl) if cl is not None else None
+            try:
+                body = content_length(cl)
+            except ContentLengthError:
+                raise ParseError(502, "upstream_protocol_error") from None
         version = p.get_http_version()
         keep_alive = p.should_keep_alive()
         raw = self._raw
         if raw is not None and body is not None and keep_alive and not self.head_only \
                 and 200 <= status and status not in (204, 304):
             # a Content-Length answer read from the start of a read: it may come again
-            remember(_RESPONSES, _MEMO_ENTRIES, raw, (status, version, tuple(self._headers), keep_alive, body))
+            remember(_RESPONSES, RESPONSE_HEADS, raw, (status, version, tuple(self._headers), keep_alive, body))
         self.sink.on_response(status, "", version, Headers(self._headers), keep_alive, body)
         if self.head_only:
             self._skip = True

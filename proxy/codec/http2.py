@@ -14,7 +14,9 @@ import re
 
 from mosnx.runtime.headers import Headers
 
-from .memo import remember
+from ..fastpath import memo
+from ..fastpath.memo import remember
+from .framing import ContentLengthError, content_length
 
 
 # Connection-specific headers (RFC 9113 §8.2.2) never cross into an HTTP/2 block;
@@ -130,9 +132,10 @@ def request_from_block(block) -> RequestFields:
 # repeating its headers): what it means as a request is remembered with it, so a
 # repeated request costs a dict lookup. Bounded; lists (blocks that changed the
 # decoder's table, or were too long to remember) are parsed every time.
-_parts_memo: dict[tuple, tuple] = {}
-_response_memo: dict[tuple, tuple] = {}
-_PARTS_MAX = 256
+REQUEST_PARTS = memo.kind("http2.request_parts", 256, "HTTP/2 request blocks, as requests, by their decoded fields")
+RESPONSE_PARTS = memo.kind("http2.response_parts", 256, "HTTP/2 response blocks, as responses, by their decoded fields")
+_parts_memo: dict[tuple, tuple] = REQUEST_PARTS.table()
+_response_memo: dict[tuple, tuple] = RESPONSE_PARTS.table()
 
 
 def request_parts(block) -> tuple:
@@ -141,8 +144,9 @@ def request_parts(block) -> tuple:
     if type(block) is tuple:
         hit = _parts_memo.get(block)
         if hit is not None:
+            REQUEST_PARTS.hits += 1
             return hit
-        return remember(_parts_memo, _PARTS_MAX, block, _request_parts(block))
+        return remember(_parts_memo, REQUEST_PARTS, block, _request_parts(block))
     return _request_parts(block)
 
 
@@ -205,11 +209,18 @@ def _request_parts(block) -> tuple:
                 if host is not None:
                     raise H2HeadError("duplicate_host")
                 host = kv[1]
+                append(kv)
             else:
-                if cl is not None and cl != kv[1]:
+                try:
+                    m = content_length(kv[1])
+                except ContentLengthError:
+                    raise H2HeadError("invalid_content_length") from None
+                if cl is None:
+                    cl = m
+                    # a list of one value repeated goes on as that value (RFC 9110 §8.6)
+                    append(kv if kv[1].isdigit() else (b"content-length", b"%d" % m))
+                elif m != cl:
                     raise H2HeadError("invalid_content_length")
-                cl = kv[1]
-            append(kv)
     if method is None:
         raise H2HeadError("missing_method")
     if method == b"CONNECT":
@@ -231,17 +242,9 @@ def _request_parts(block) -> tuple:
         items.insert(0, (b"host", authority))
     if cookies is not None:
         append((b"cookie", b"; ".join(cookies)))
-    content_length = None
-    if cl is not None:
-        try:
-            content_length = int(cl)
-        except ValueError:
-            raise H2HeadError("invalid_content_length") from None
-        if content_length < 0:
-            raise H2HeadError("invalid_content_length")
     try:
         return (method.decode("ascii"), path.decode("ascii"), scheme.decode("ascii"),
-                authority.decode("latin-1"), tuple(items), content_length, te)
+                authority.decode("latin-1"), tuple(items), cl, te)
     except UnicodeDecodeError:
         raise H2HeadError("invalid_path") from None
 
@@ -254,8 +257,8 @@ def response_block(status: int, headers: Headers, body_len: int | None) -> list[
 # An upstream repeating a response head (same status, headers and length: most
 # answers within the second of their Date) gets the same block back, shared.
 # Bounded in entries and in fields per entry.
-_fields_memo: dict[tuple, tuple] = {}
-_FIELDS_MEMO_MAX = 64
+RESPONSE_FIELDS = memo.kind("http2.response_fields", 64, "HTTP/2 response fields, by status, length and headers")
+_fields_memo: dict[tuple, tuple] = RESPONSE_FIELDS.table()
 _FIELDS_MEMO_FIELDS = 16
 
 
@@ -264,6 +267,7 @@ def response_fields(status: int, items, body_len: int | None) -> tuple:
     key = (status, body_len, *items)
     hit = _fields_memo.get(key)
     if hit is not None:
+        RESPONSE_FIELDS.hits += 1
         return hit
     drop = _RESPONSE_DROP
     out = [kv for kv in items if kv[0] not in drop]
@@ -272,7 +276,7 @@ def response_fields(status: int, items, body_len: int | None) -> tuple:
         out.append((b"content-length", b"%d" % body_len))
     out = tuple(out)
     if len(items) <= _FIELDS_MEMO_FIELDS:
-        remember(_fields_memo, _FIELDS_MEMO_MAX, key, out)
+        remember(_fields_memo, RESPONSE_FIELDS, key, out)
     return out
 
 
@@ -303,7 +307,9 @@ def response_from_block(block) -> tuple[int, Headers, int | None]:
         hit = _response_memo.get(block)
         if hit is None:
             status, items, body = _response_parts(block)
-            hit = remember(_response_memo, _PARTS_MAX, block, (status, tuple(items), body))
+            hit = remember(_response_memo, RESPONSE_PARTS, block, (status, tuple(items), body))
+        else:
+            RESPONSE_PARTS.hits += 1
         status, items, body = hit
         return status, Headers(list(items)), body
     status, items, body = _response_parts(block)
@@ -329,19 +335,17 @@ def _response_parts(block) -> tuple:
             _check_regular(kv)
         regular = True
         if k == b"content-length":
-            cl = v
+            try:
+                m = content_length(v)
+            except ContentLengthError:
+                raise H2HeadError("invalid_content_length") from None
+            if cl is not None and m != cl:
+                raise H2HeadError("invalid_content_length")
+            cl = m
         items.append(kv)
     if status is None:
         raise H2HeadError("missing_status")
-    body = None
-    if cl is not None:
-        try:
-            body = int(cl)
-        except ValueError:
-            raise H2HeadError("invalid_content_length") from None
-        if body < 0:
-            raise H2HeadError("invalid_content_length")
-    return status, items, body
+    return status, items, cl
 
 
 def trailers_from_block(block, validate: bool = False) -> Headers:

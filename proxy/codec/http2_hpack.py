@@ -25,7 +25,8 @@ from hpack.huffman_table import HUFFMAN_COMPLETE, HUFFMAN_EMIT_SYMBOL, HUFFMAN_F
 from hpack.huffman_table import decode_huffman as _decode_huffman_nibbles
 from hpack.table import HeaderTable
 
-from .memo import remember
+from ..fastpath import memo
+from ..fastpath.memo import remember
 
 
 STATIC = HeaderTable.STATIC_TABLE            # index 1 is STATIC[0]
@@ -150,26 +151,29 @@ def decode_huffman(raw: bytes) -> bytes:
 # is decoded once per process. Bounded in entry size and in entries, so what a peer can
 # leave here is a fixed few hundred KiB however many distinct strings it sends; longer
 # strings (rare, and what a peer would use to fill memory) are decoded every time.
-_huffman_cache: dict[bytes, bytes] = {}
-_HUFFMAN_CACHE_ENTRIES = 1024
+HUFFMAN = memo.kind("hpack.huffman", 1024, "Huffman-coded HPACK strings, decoded")
+_huffman_cache: dict[bytes, bytes] = HUFFMAN.table()
 _HUFFMAN_CACHE_RAW = _HUFFMAN_SHORT   # encoded bytes: at most 102 decoded
 
 
 def _huffman(raw: bytes) -> bytes:
     v = _huffman_cache.get(raw)
-    if v is None:
+    if v is not None:
+        HUFFMAN.hits += 1
+    else:
         try:
             v = decode_huffman(raw)
         except HPACKDecodingError:
             raise HpackError("invalid Huffman string") from None
         if len(raw) <= _HUFFMAN_CACHE_RAW:
-            remember(_huffman_cache, _HUFFMAN_CACHE_ENTRIES, raw, v)
+            remember(_huffman_cache, HUFFMAN, raw, v)
     return v
 
 
 # A decoded block is remembered (per Decoder) only when small in fields and bytes: the
 # memo, and the callers' memos keyed by its result, then stay small too.
-_MEMO_ENTRIES = 128
+DECODED = memo.kind("hpack.decoded_block", 128, "HPACK header blocks, decoded (a table per connection, valid while its dynamic table is unchanged)")
+ENCODED = memo.kind("hpack.encoded_block", 64, "HPACK header blocks, encoded (a table per connection, valid while its dynamic table is unchanged)")
 _MEMO_BLOCK = 512
 _MEMO_FIELDS = 32
 _MEMO_TOTAL = 4096
@@ -247,6 +251,7 @@ class Decoder:
     def decode(self, data: bytes):
         hit = self.memo.get(data)
         if hit is not None and hit[0] == self.version:
+            DECODED.hits += 1
             return hit[1]
         version = self.version
         out: list[tuple[bytes, bytes]] = []
@@ -302,7 +307,7 @@ class Decoder:
         if (version == self.version and n <= _MEMO_BLOCK and total <= _MEMO_TOTAL
                 and len(out) <= _MEMO_FIELDS):
             out = tuple(out)          # shared from now on: read-only
-            remember(self.memo, _MEMO_ENTRIES, data, (version, out))
+            remember(self.memo, DECODED, data, (version, out))
         return out
 
     def _drain(self, data: bytes, pos: int) -> None:
@@ -405,11 +410,12 @@ class Encoder:
         hit = self.memo.get(key)
         version = self.version
         if hit is not None and hit[0] == version:
+            ENCODED.hits += 1
             return hit[1]
         resize = self.pending_resize       # (set_max_table bumped the version)
         block = self._encode(key)
         if version == self.version and resize is None and len(block) <= 1024 and len(key) <= 16:
-            remember(self.memo, 64, key, (version, block))
+            remember(self.memo, ENCODED, key, (version, block))
         return block
 
     def _encode(self, fields) -> bytes:

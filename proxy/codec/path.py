@@ -30,7 +30,8 @@ import re
 
 from mosnx.runtime.model import ESCAPED_SLASH_ACTIONS as ESCAPED_SLASHES
 
-from .memo import remember
+from ..fastpath import memo
+from ..fastpath.memo import remember
 
 _UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
 _HEX = frozenset("0123456789abcdefABCDEF")
@@ -42,7 +43,7 @@ _SLASHES = re.compile(r"/{2,}")
 # upstream that decodes it: `..%2F`, `%2F..`, `.%5C`
 _HIDDEN_DOT = re.compile(r"(?:%2F|%5C)\.\.?(?:/|%2F|%5C|$)|(?:^|/)\.\.?(?:%2F|%5C)", re.I)
 
-_MEMO_ENTRIES = 256
+TARGETS = memo.kind("path.target", 256, "request targets that are not already canonical, normalised (a table per path setting)")
 _MEMO_TARGET = 2048
 
 
@@ -76,7 +77,7 @@ class PathNormalizer:
         self.normalize = normalize
         self.merge_slashes = merge_slashes
         self.escaped_slashes = escaped_slashes
-        self._memo: dict[str, tuple[str, str | None]] = {}    # canonical results of targets seen
+        self._memo: dict[str, tuple[str, str | None]] = TARGETS.table()    # canonical results of targets seen
 
     @staticmethod
     def of(settings) -> "PathNormalizer":
@@ -98,11 +99,12 @@ class PathNormalizer:
             return target, None
         hit = self._memo.get(target)
         if hit is not None:
+            TARGETS.hits += 1
             return hit
         out = self._slow(method, target)
         # what `*` and authority-form give depends on the method: not remembered
         if (target[:1] == "/" or out[1] is not None) and len(target) <= _MEMO_TARGET:
-            remember(self._memo, _MEMO_ENTRIES, target, out)
+            remember(self._memo, TARGETS, target, out)
         return out
 
     def path(self, method: str, target: str) -> str:

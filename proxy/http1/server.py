@@ -16,23 +16,33 @@ from mosnx.runtime.context import RequestHead, StreamContext
 from mosnx.runtime.headers import Headers
 
 from ..codec.http1 import ParseError, RequestDecoder, encode_chunk, encode_headers, encode_last_chunk, status_line
-from ..codec.memo import remember
 from ..codec.path import PathNormalizer
 from .. import write_batch
-from ..express import ExpressStream
+from ..fastpath import memo
+from ..fastpath.memo import remember
+from ..fastpath.eligibility import listener_express
 from ..sockets import set_nodelay
 from ..stream import HttpStream
+from ..stream.state import PENDING
 
 _NO_BODY_STATUS = frozenset({204, 304})
 _CLOSE = (b"connection", b"close")
 # encoded response heads by (status, length, header fields), bounded
-_HEADS: dict[tuple, bytes] = {}
-_HEADS_ENTRIES = 64
+HEADS = memo.kind("http1.downstream_head", 64, "HTTP/1.1 response heads as sent to clients, by status, length and fields")
+_HEADS: dict[tuple, bytes] = HEADS.table()
 _HEADS_FIELDS = 18
 
 
+# Why the connection is not read (paused_reasons, a bit each): reading resumes when
+# none is left.
+UPGRADING = 1       # an Upgrade request waits for the upstream's answer
+PIPELINED = 2       # requests queue behind the one being answered
+BODY_HELD = 4       # the stream holds the request body (a step's I/O, upstream pressure)
+BROKEN = 8          # a request broke the protocol: nothing after it is read
+
+
 class Http1Server(asyncio.Protocol):
-    __slots__ = ("worker", "listener_name", "listener", "lstats", "transport", "decoder", "peer", "local",
+    __slots__ = ("worker", "listener_name", "listener", "express_ok", "lstats", "transport", "decoder", "peer", "local",
                  "addrs", "queue", "parsing", "deferred", "paused_reasons", "write_paused", "chunked",
                  "keep", "closing", "deadline", "deadline_kind", "tunnel", "error_after",
                  "scheme", "version", "head_method", "out")
@@ -41,6 +51,7 @@ class Http1Server(asyncio.Protocol):
         self.worker = worker
         self.listener_name = listener_name
         self.listener = None
+        self.express_ok = False     # its requests may take the express path (fastpath.eligibility)
         self.lstats = None
         self.transport = None
         self.decoder = None
@@ -69,6 +80,7 @@ class Http1Server(asyncio.Protocol):
         w = self.worker
         listener = w.snapshot.listeners[self.listener_name]
         self.listener = listener
+        self.express_ok = listener_express(listener)
         self.lstats = w.listener_stats(self.listener_name)
         self.lstats.cx_total.value += 1
         self.lstats.cx_active.value += 1
@@ -113,12 +125,12 @@ class Http1Server(asyncio.Protocol):
         if dec.upgraded_offset >= 0:
             rest = data[dec.upgraded_offset:]
             dec.upgraded_offset = -1
-            self._pause(1)       # nothing more is HTTP until the upstream answers the upgrade
+            self._pause(UPGRADING)       # nothing more is HTTP until the upstream answers the upgrade
             if rest and q:
                 self.deferred.setdefault(q[-1], []).append(("raw", rest))
         # streams start only once the bytes that carried them parsed cleanly, so a
         # request whose body turns out malformed in the same read never reaches an upstream
-        if q and not q[0].rq_counted:
+        if q and q[0].req is PENDING:
             self._start(q[0])
         if dec.mid_head and self.deadline_kind != "header":
             t = self.listener.config.timeouts.request_headers
@@ -148,6 +160,7 @@ class Http1Server(asyncio.Protocol):
         listener = w.snapshot.listeners.get(self.listener_name, self.listener)
         if listener is not self.listener:
             self.listener = listener
+            self.express_ok = listener_express(listener)
         req = RequestHead(method, target, headers, version, self.scheme)
         ctx = StreamContext(req, self.listener_name, "HTTP/1.0" if version == "1.0" else "HTTP/1.1",
                             self.addrs[0], self.addrs[1])
@@ -158,29 +171,29 @@ class Http1Server(asyncio.Protocol):
             self.keep = False
         dec = self.decoder
         expect = dec.expect_continue
-        # a request with no body and no step on its listener may take the short path
+        # a request with no body on a listener with no request step may take the
+        # express path (fastpath.eligibility)
         bodiless = body == 0 and not is_upgrade and not expect
-        express = bodiless and not listener.pipeline.request
-        stream = (ExpressStream if express else HttpStream)(self, w, listener, self.lstats, ctx, body,
-                                                            keep_alive, is_upgrade, expect)
+        stream = HttpStream(self, w, listener, self.lstats, ctx, body, keep_alive, is_upgrade, expect,
+                            bodiless and self.express_ok)
         self.parsing = stream
         q = self.queue
         if q or not bodiless:
             self.deferred[stream] = []        # until data_received sees the read parse cleanly
         q.append(stream)
         if len(q) > 1:
-            self._pause(2)
+            self._pause(PIPELINED)
 
-    def on_bodiless_request(self, method, target, version, headers, keep_alive, origin=None) -> None:
+    def on_bodiless_request(self, method, target, version, headers, keep_alive, decoded=None) -> None:
         self.on_request(method, target, version, headers, keep_alive, 0, False)
-        self.parsing.origin = origin
+        self.parsing.decoded = decoded
         self.on_request_end(None)
 
     def on_request_body(self, data: bytes) -> None:
         s = self.parsing
         if s is None:
             return
-        if s.rq_counted:
+        if s.req is not PENDING:
             s.on_request_body(data)
         else:
             self.deferred[s].append(("body", data))
@@ -190,7 +203,7 @@ class Http1Server(asyncio.Protocol):
         self.parsing = None
         if s is None:
             return
-        if s.rq_counted:
+        if s.req is not PENDING:
             s.on_request_end(trailers)
         elif s in self.deferred:
             self.deferred[s].append(("end", trailers))
@@ -230,13 +243,13 @@ class Http1Server(asyncio.Protocol):
         if q:
             self._start(q[0])
             if len(q) == 1:
-                self._resume(2)
+                self._resume(PIPELINED)
             return
         if self.error_after is not None:
             self._write_error(*self.error_after)
             return
         if self.paused_reasons:
-            self._resume(2)
+            self._resume(PIPELINED)
         self._arm_idle()
 
     # ---------------------------------------------------------------- Downstream
@@ -259,6 +272,8 @@ class Http1Server(asyncio.Protocol):
                 except TypeError:       # a step left something unhashable: no memo
                     key = head = None
             if head is not None:
+                if key is not None:
+                    HEADS.hits += 1
                 self.chunked = False
                 self.out = [head]
                 return
@@ -297,7 +312,7 @@ class Http1Server(asyncio.Protocol):
         if usual and memo is not None:
             memo[2] = head
         elif key is not None and len(key) <= _HEADS_FIELDS:
-            remember(_HEADS, _HEADS_ENTRIES, key, head)
+            remember(_HEADS, HEADS, key, head)
         if status == 101:
             write_batch.write(self.transport, head)
         else:
@@ -353,10 +368,10 @@ class Http1Server(asyncio.Protocol):
         self._close()
 
     def pause_body(self, stream) -> None:
-        self._pause(4)
+        self._pause(BODY_HELD)
 
     def resume_body(self, stream) -> None:
-        self._resume(4)
+        self._resume(BODY_HELD)
 
     def writable(self) -> bool:
         return not self.write_paused
@@ -364,7 +379,7 @@ class Http1Server(asyncio.Protocol):
     def start_tunnel(self, stream) -> None:
         self.tunnel = stream
         events = self.deferred.pop(stream, [])
-        self._resume(1 | 2 | 4)
+        self._resume(UPGRADING | PIPELINED | BODY_HELD)
         for kind, arg in events:
             if kind == "raw":
                 stream.on_tunnel_downstream_data(arg)
@@ -419,19 +434,20 @@ class Http1Server(asyncio.Protocol):
         if bad is not None and bad in self.queue:
             self.queue.remove(bad)
             self.deferred.pop(bad, None)
-            if bad.rq_counted:
+            if bad.req is not PENDING:
                 # started in an earlier read: its head went upstream, its body is broken;
                 # the upstream request is abandoned (that connection is not reused)
+                answered = bad.response_started
                 bad.reset()
-                if bad.response_started:
+                if answered:
                     self._close()
                     return
-        self._pause(8)
+        self._pause(BROKEN)
         q = self.queue
         if q:
             # requests decoded cleanly before the broken one are answered first
             self.error_after = (status, detail, location)
-            if not q[0].rq_counted:
+            if q[0].req is PENDING:
                 self._start(q[0])
             return
         self._write_error(status, detail, location)

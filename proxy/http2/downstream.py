@@ -15,6 +15,7 @@ from mosnx.runtime.headers import Headers
 
 from ..codec.http2 import response_fields, trailer_block
 from ..codec.http2_connection import INTERNAL_ERROR, NO_ERROR, StreamGone
+from ..codec.http2_pending import WindowedStream
 from ..stream import HttpStream
 
 if TYPE_CHECKING:
@@ -24,7 +25,7 @@ _NO_ERROR = NO_ERROR
 _INTERNAL = INTERNAL_ERROR
 
 
-class H2Down:
+class H2Down(WindowedStream):
     """The Downstream of one HTTP/2 stream (see proxy.stream.Downstream)."""
 
     __slots__ = ("conn", "h2", "sid", "http", "pending", "end_pending", "trailers_pending",
@@ -226,16 +227,9 @@ class H2Down:
         self._maybe_done()
 
     # -- connection side --
-    def drain_pending(self) -> None:
-        """The client opened its window: send what waited, then let the upstream go on."""
-        if self.closed or not self.pending:
-            return
-        try:
-            self._drain_pending()
-        except StreamGone:
-            self._broken()
-
     def _drain_pending(self) -> None:
+        """The client opened its window (drain_pending): send what waited, then let
+        the upstream go on."""
         pend = self.pending
         self.pending = []
         for i, data in enumerate(pend):

@@ -43,8 +43,9 @@ from ..codec.http2_connection import (ENHANCE_YOUR_CALM, INITIAL_WINDOW_SIZE,
                                       MAX_CONCURRENT_STREAMS, MAX_HEADER_LIST_SIZE, NO_ERROR,
                                       PROTOCOL_ERROR, REFUSED_STREAM, H2Connection, H2ConnectionError,
                                       H2Limits, StreamGone)
+from ..codec.http2_pending import WindowedStreams
 from ..codec.path import PathError, PathNormalizer
-from ..express import ExpressStream
+from ..fastpath.eligibility import listener_express
 from ..stream import HttpStream
 from ..sockets import set_nodelay
 from .downstream import H2Down
@@ -81,7 +82,7 @@ def _limits(opts: Http2Options, limits) -> H2Limits:
                     max_window_updates_per_data=opts.max_inbound_window_update_frames_per_data_frame_sent)
 
 
-class Http2Server(asyncio.Protocol):
+class Http2Server(WindowedStreams, asyncio.Protocol):
     """HTTP/2 on one client connection (h2c prior knowledge, h2c upgrade, or h2 by ALPN).
     It is the codec's sink: the codec calls on_headers, on_data, ... from feed()."""
 
@@ -90,6 +91,7 @@ class Http2Server(asyncio.Protocol):
         self.listener_name = listener_name
         self.listener = None
         self.paths: PathNormalizer | None = None    # the listener's, kept with it
+        self.express_ok = False     # its requests may take the express path (fastpath.eligibility)
         self.lstats = None
         self.transport = None
         self.h2 = None
@@ -128,6 +130,7 @@ class Http2Server(asyncio.Protocol):
         listener = w.snapshot.listeners[self.listener_name]
         self.listener = listener
         self.paths = PathNormalizer.of(listener.config.path_normalization)
+        self.express_ok = listener_express(listener)
         self.lstats = w.listener_stats(self.listener_name)
         self.lstats.cx_total.value += 1
         self.lstats.cx_active.value += 1
@@ -378,6 +381,7 @@ class Http2Server(asyncio.Protocol):
         if listener is not self.listener:
             self.listener = listener
             self.paths = PathNormalizer.of(listener.config.path_normalization)
+            self.express_ok = listener_express(listener)
         try:        # the one canonical path every later stage sees (codec.path)
             path = self.paths.path(method, path)
         except PathError as e:
@@ -397,9 +401,9 @@ class Http2Server(asyncio.Protocol):
             ctx.peer_subject = tls.subject
         body = 0 if ended else content_length
         d = H2Down(self, sid, method == "HEAD", ended)
-        # a request with no body and no step on its listener may take the short path
-        cls = ExpressStream if ended and not listener.pipeline.request else HttpStream
-        http = cls(d, w, listener, self.lstats, ctx, body, True, False, False)
+        # a request with no body on a listener with no request step may take the
+        # express path (fastpath.eligibility)
+        http = HttpStream(d, w, listener, self.lstats, ctx, body, True, False, False, ended and self.express_ok)
         d.http = http
         self.streams[sid] = d
         self.deadline = 0.0
@@ -419,6 +423,7 @@ class Http2Server(asyncio.Protocol):
                 http.start()
 
     def on_data(self, sid: int, data: bytes, n: int, end: bool) -> None:
+        # the upstream's on_data acknowledges by the same rule, kept inline there too: it runs per frame
         if self.starting:
             self._start_pending()
         d = self.streams.get(sid)
@@ -494,16 +499,6 @@ class Http2Server(asyncio.Protocol):
             self._calm_down("premature_resets")
             raise H2ConnectionError(ENHANCE_YOUR_CALM, "too many premature resets")
         return True
-
-    def on_window(self, sid: int) -> None:
-        if sid:
-            d = self.streams.get(sid)
-            if d is not None and d.pending:
-                d.drain_pending()
-            return
-        for d in list(self.streams.values()):
-            if d.pending:
-                d.drain_pending()
 
     def on_settings(self) -> None:
         pass      # a larger initial window arrives as on_window(0)

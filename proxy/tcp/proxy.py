@@ -21,9 +21,10 @@ from mosnx.runtime.config.protocols import TcpOptions
 from mosnx.runtime.context import RequestHead, StreamContext
 from mosnx.runtime.headers import Headers
 
-from ..stream import _pick_weighted
+from ..stream.decide import pick_weighted
 from .sni import NEED_MORE, match_route, parse_sni
 from ..sockets import set_nodelay
+from ..upstream.pool_base import count_cx_closed, count_cx_open
 
 SO_ORIGINAL_DST = 80
 _DEFAULT = TcpOptions()
@@ -211,7 +212,7 @@ class TcpDownstream(asyncio.Protocol):
             listener = self.worker.snapshot.listeners.get(self.name)
             action = listener.config.route if listener is not None else None
             if action is not None:
-                cname = action.cluster or _pick_weighted(action.weighted_clusters)
+                cname = action.cluster or pick_weighted(action.weighted_clusters)
         cluster = self.worker.clusters.get(cname) if cname else None
         if cluster is None:
             self.stats.no_route.value += 1
@@ -228,9 +229,7 @@ class TcpDownstream(asyncio.Protocol):
             return self.close()
         self.cluster = cluster
         self.host = host
-        cluster.cx_active += 1
-        cluster.cx_active_gauge.value += 1
-        cluster.c["upstream_cx_total"].value += 1
+        count_cx_open(cluster)
         host.rq_active += 1
         host.rq_total += 1
         self._connect_to(host.host, host.port, cluster.config.connect_timeout)
@@ -275,8 +274,7 @@ class TcpDownstream(asyncio.Protocol):
 
     def _release_host(self) -> None:
         if self.cluster is not None:
-            self.cluster.cx_active -= 1
-            self.cluster.cx_active_gauge.value -= 1
+            count_cx_closed(self.cluster)
             self.host.rq_active -= 1
             self.cluster = None
 
@@ -303,6 +301,7 @@ class TcpDownstream(asyncio.Protocol):
 
     # ---------------------------------------------------------------- lifecycle
     def close(self) -> None:
+        # alike HttpStream.on_tunnel_closed only in shape: this ends the connection itself, both sides
         if self.closing:
             return
         self.closing = True
@@ -342,6 +341,7 @@ class TcpUpstream(asyncio.Protocol):
         self.closed = False
 
     def connection_made(self, transport) -> None:
+        # alike TcpDownstream's start only in shape: the upstream side takes the client's buffer settings
         self.transport = transport
         d = self.down
         transport.set_write_buffer_limits(d.opts.buffer, d.opts.buffer // 4)

@@ -1,5 +1,7 @@
-"""One upstream HTTP/1.1 connection: encodes nothing itself, decodes responses into
-callbacks on the stream that holds it, and tells the stream about write pressure.
+"""One upstream HTTP/1.1 connection: takes the request from the stream that holds it
+as fields and chunks and frames it (Content-Length or chunked, an Upgrade's
+Connection and Upgrade), decodes responses into callbacks on that stream, and
+tells the stream about write pressure.
 
 Exactly one stream uses a connection at a time; the pool owns it otherwise.
 """
@@ -8,14 +10,14 @@ from __future__ import annotations
 import asyncio
 
 from .. import write_batch
-from ..codec.http1 import ParseError, ResponseDecoder
+from ..codec.http1 import ParseError, ResponseDecoder, encode_chunk, encode_last_chunk
 from ..sockets import set_nodelay
+from .http1_head import bodiless_request_head, request_head
 
 
 class UpstreamConnection(asyncio.Protocol):
-    __slots__ = ("pool", "transport", "decoder", "stream", "closed", "requests",
-                 "idle_since", "tunnel", "paused", "_resp_framing_close", "got_bytes")
-    structured = False      # takes the request as HTTP/1.1 bytes (send)
+    __slots__ = ("pool", "transport", "decoder", "stream", "closed", "requests", "reused",
+                 "idle_since", "tunnel", "paused", "_resp_framing_close", "got_bytes", "chunked")
 
     def __init__(self, pool):
         self.pool = pool
@@ -24,6 +26,8 @@ class UpstreamConnection(asyncio.Protocol):
         self.stream = None
         self.closed = False
         self.requests = 0
+        self.reused = False        # the current request is not the connection's first
+        self.chunked = False       # the current request's body is framed chunked
         self.idle_since = 0.0
         self.tunnel = None         # the stream, once an Upgrade switched to raw bytes
         self.paused = False
@@ -34,6 +38,7 @@ class UpstreamConnection(asyncio.Protocol):
     def take(self) -> None:
         self.idle_since = 0.0
         self.requests += 1
+        self.reused = self.requests > 1
         self.got_bytes = False
 
     def park(self, now: float) -> None:
@@ -48,12 +53,35 @@ class UpstreamConnection(asyncio.Protocol):
             write_batch.flush()
             self.transport.close()
 
-    # -- stream side --
-    def expect_head(self) -> None:
-        """The request is HEAD: its response has no body whatever its framing says."""
-        self.decoder.head_only = True
+    # -- stream side (contracts.Upstream) --
+    def send_request(self, req, source: str, body: int | None, upgrade: bool, chunks,
+                     ended: bool, trailers, decoded=None) -> None:
+        """The request so far, in one write: its head (`body`: the Content-Length, 0
+        for none, None for a length unknown, framed chunked), the body `chunks` read
+        so far, and its end when `ended`. `decoded`: as for bodiless_request_head."""
+        if req.method == "HEAD":
+            self.decoder.head_only = True      # no body in the answer, whatever its framing says
+        if body == 0 and not upgrade:
+            self.chunked = False
+            data = bodiless_request_head(req, source, decoded)
+        else:
+            chunked = self.chunked = body is None
+            data = request_head(req, source, upgrade, chunked)
+            if chunks:
+                data += b"".join([encode_chunk(c) for c in chunks] if chunked else chunks)
+            if ended and chunked:
+                data += encode_last_chunk(trailers)
+        write_batch.write(self.transport, data)
+
+    def send_body(self, data: bytes) -> None:
+        write_batch.write(self.transport, encode_chunk(data) if self.chunked else data)
+
+    def send_end(self, trailers) -> None:
+        if self.chunked:
+            write_batch.write(self.transport, encode_last_chunk(trailers))
 
     def send(self, data: bytes) -> None:
+        """Raw bytes: an upgraded connection's tunnel."""
         write_batch.write(self.transport, data)
 
     def pause_reading(self) -> None:
@@ -141,9 +169,13 @@ class UpstreamConnection(asyncio.Protocol):
         if s is not None:
             s.on_upstream_data(data)
 
-    def on_whole_response(self, status, version, headers, keep_alive, body_len, body, origin=None) -> None:
-        # the stream decides whether it takes the three events in one step
-        self.stream.on_upstream_whole(self, status, headers, keep_alive, body_len, body, origin)
+    def on_whole_response(self, status, version, headers, keep_alive, body_len, body, decoded=None) -> None:
+        # the stream takes the three events in one step when it can, else they come one by one
+        if not self.stream.on_upstream_whole(self, status, headers, keep_alive, body_len, body, decoded):
+            self.on_response(status, "", version, headers, keep_alive, body_len)
+            if body_len:
+                self.on_response_body(body)
+            self.on_response_end(None)
 
     def on_response_end(self, trailers) -> None:
         s, self.stream = self.stream, None

@@ -1,5 +1,5 @@
 """HTTP/2 upstream: multiplexed connections per host, and the per-stream handle a
-stream holds as its `up` (the same surface as http1.UpstreamConnection).
+stream holds as its `up` (contracts.Upstream, as http1.UpstreamConnection is).
 
 Invariants:
 - A connection carries at most min(the endpoint's SETTINGS_MAX_CONCURRENT_STREAMS,
@@ -7,8 +7,7 @@ Invariants:
   (under the cluster's max_connections) when every one is full, and queues the
   stream otherwise (under max_pending_requests).
 - The stream hands its `up` the request as fields, body chunks and an end
-  (send_request/send_body/send_end: `structured`), which become HEADERS/DATA/
-  trailers; nothing is encoded as HTTP/1.1 only to be decoded again. (An Upgrade
+  (send_request/send_body/send_end), which become HEADERS/DATA/trailers; nothing is encoded as HTTP/1.1 only to be decoded again. (An Upgrade
   has no HTTP/2 form: its Connection and Upgrade fields are hop-by-hop and dropped.)
 - Response DATA is acknowledged to the endpoint only while the stream's downstream
   takes it (pause_reading holds that stream's window, not the connection).
@@ -18,34 +17,31 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
-from collections import deque
 
 from mosnx.runtime.headers import Headers
 
 from ..codec.http2 import H2HeadError, request_block, response_from_block, trailer_block, trailers_from_block
+from ..forwarding import upstream_fields
 from ..codec.http2_connection import (CANCEL, ENABLE_PUSH, INITIAL_WINDOW_SIZE, NO_ERROR, PROTOCOL_ERROR,
                                       REFUSED_STREAM, H2Connection, H2ConnectionError, StreamGone)
-from ..tls import client_connect_args
-from .pool import cancel_wait, wait_for_connection
+from ..codec.http2_pending import WindowedStream, WindowedStreams
 from ..sockets import set_nodelay
+from ..tls import client_connect_args
+from .pool_base import PoolBase
 
 DEFAULT_STREAM_CAP = 100
 _WINDOW = 4 * 1024 * 1024
 
 
-class H2Pool:
-    """Per-host HTTP/2 connections; acquire() mirrors Pool.acquire()."""
+class H2Pool(PoolBase):
+    """Per-host HTTP/2 connections; acquire() mirrors Pool.acquire(). `idle` holds the
+    open connections with no stream."""
 
-    __slots__ = ("host", "conns", "idle", "cx_active", "connecting", "waiters", "retired")
+    __slots__ = ("conns",)
 
     def __init__(self, host):
-        self.host = host
+        super().__init__(host)
         self.conns: list[H2UpstreamConnection] = []   # open, ready for new streams or busy
-        self.idle: list = []                          # open connections with no stream
-        self.cx_active = 0
-        self.connecting = 0
-        self.waiters: deque = deque()
-        self.retired = False
 
     def _cap(self) -> int:
         return self.host.cluster.config.options.get("max_concurrent_streams") or DEFAULT_STREAM_CAP
@@ -57,21 +53,14 @@ class H2Pool:
         cluster = self.host.cluster
         if self.connecting * self._cap() <= len(self.waiters):
             if cluster.cx_active < cluster.cb.max_connections:
-                self.waiters.append(stream)
-                cluster.rq_pending += 1
-                cluster.c["upstream_rq_pending_total"].value += 1
+                self._queue(stream)
                 self._connect()
                 return None
         elif cluster.rq_pending < cluster.cb.max_pending_requests:
             # a connection on its way has room for this one
-            self.waiters.append(stream)
-            cluster.rq_pending += 1
-            cluster.c["upstream_rq_pending_total"].value += 1
+            self._queue(stream)
             return None
-        return wait_for_connection(self, stream)
-
-    def cancel(self, stream) -> None:
-        cancel_wait(self, stream)
+        return self._wait(stream)
 
     def release(self, handle, reusable: bool) -> None:
         handle.finish(reusable)
@@ -88,6 +77,7 @@ class H2Pool:
                     break
             if conn is None:
                 break
+            # _next_waiter() inline: with streams queued, each one's handoff passes here
             stream = waiters.popleft()
             cluster.rq_pending -= 1
             if stream.alive:
@@ -102,11 +92,7 @@ class H2Pool:
             self.dispatch()
 
     def _connect(self) -> None:
-        cluster = self.host.cluster
-        cluster.cx_active += 1
-        cluster.cx_active_gauge.value += 1
-        cluster.c["upstream_cx_total"].value += 1
-        self.cx_active += 1
+        self._cx_opening()
         self.connecting += 1
         asyncio.get_running_loop().create_task(self._open())
 
@@ -143,53 +129,32 @@ class H2Pool:
             conn.arm_idle()
 
     def _failed(self, detail: str) -> None:
-        cluster = self.host.cluster
-        cluster.c["upstream_cx_connect_fail"].value += 1
         self.connecting -= 1
-        self.cx_active -= 1
-        cluster.cx_active -= 1
-        cluster.cx_active_gauge.value -= 1
+        self._cx_failed()
         # the streams this connection was meant for fail; others keep waiting for theirs
-        n = max(0, len(self.waiters) - self.connecting * self._cap())
-        for _ in range(n):
-            s = self.waiters.popleft()
-            cluster.rq_pending -= 1
-            if s.alive:
-                s.on_pool_failure(detail, 503)
+        self._fail_waiters(max(0, len(self.waiters) - self.connecting * self._cap()), detail)
 
     def on_closed(self, conn) -> None:
         try:
             self.conns.remove(conn)
         except ValueError:
             pass
-        try:
-            self.idle.remove(conn)
-        except ValueError:
-            pass
-        self.cx_active -= 1
-        cluster = self.host.cluster
-        cluster.cx_active -= 1
-        cluster.cx_active_gauge.value -= 1
+        self._cx_closed(conn)
         if self.waiters and not self.retired:
             self.dispatch()
 
     def sweep(self, now: float) -> None:
         """Idle connections close on their own timers (H2UpstreamConnection.arm_idle)."""
 
-    def retire(self) -> None:
-        self.retired = True
+    def _retire_connections(self) -> None:
+        """Connections without streams close now, the others when their streams are done."""
         for conn in list(self.conns):
             conn.draining = True
             if not conn.streams:
                 conn.close()
-        while self.waiters:
-            s = self.waiters.popleft()
-            self.host.cluster.rq_pending -= 1
-            if s.alive:
-                s.on_pool_failure("upstream_removed", 503)
 
 
-class H2UpstreamConnection(asyncio.Protocol):
+class H2UpstreamConnection(WindowedStreams, asyncio.Protocol):
     """One connection to an endpoint; the sink of its HTTP/2 codec."""
 
     def __init__(self, pool: H2Pool):
@@ -367,6 +332,7 @@ class H2UpstreamConnection(asyncio.Protocol):
             h.malformed()
 
     def on_data(self, sid: int, data: bytes, n: int, end: bool) -> None:
+        # Http2Server.on_data's acknowledgement rule on the response side, kept inline: it runs per frame
         h = self._handle(sid)
         if h is None or h.stream is None or not data:
             if n:
@@ -407,16 +373,6 @@ class H2UpstreamConnection(asyncio.Protocol):
             "upstream_reset_after_response_started" if h.got_head else "upstream_reset_before_response_started")
         h.lost(detail)
 
-    def on_window(self, sid: int) -> None:
-        if sid:
-            h = self.streams.get(sid)
-            if h is not None and h.pending:
-                h.drain()
-            return
-        for x in list(self.streams.values()):
-            if x.pending:
-                x.drain()
-
     def on_settings(self) -> None:
         if not self.settled.done():
             self.settled.set_result(None)
@@ -436,26 +392,25 @@ class H2UpstreamConnection(asyncio.Protocol):
             self.pool.dispatch()
 
 
-class H2UpStream:
+class H2UpStream(WindowedStream):
     """One request on an HTTP/2 connection, as the stream sees its upstream: the
     stream hands it the request as fields and body chunks (send_request, send_body,
     send_end), which become frames."""
-    structured = True
+    # a pooled HTTP/1.1 connection's race with its close has no HTTP/2 counterpart (a
+    # stream the endpoint never processed is made again by the stream itself, once)
+    reused = False
 
-    __slots__ = ("conn", "pool", "stream", "sid", "paused", "requests", "closed",
+    __slots__ = ("conn", "pool", "stream", "sid", "paused", "closed",
                  "body_len", "local_closed", "remote_closed", "pending", "end_pending",
                  "trailers_pending", "unacked", "trailers", "got_head", "counted", "pressure")
 
     def __init__(self, conn: H2UpstreamConnection, stream):
+        # fields like H2Down's and HttpStream's only in looks: each is this handle's own state
         self.conn = conn
         self.pool = conn.pool
         self.stream = stream
         self.sid = 0
         self.paused = False
-        # the stream's own retry of a reused HTTP/1.1 connection that raced its close has
-        # no HTTP/2 counterpart (a stream the endpoint never processed is made again by
-        # the stream itself, once)
-        self.requests = 1
         self.closed = False
         self.body_len = None
         self.local_closed = False
@@ -469,20 +424,26 @@ class H2UpStream:
         self.counted = True
         self.pressure = False
 
-    # -- what the stream calls --
-    def expect_head(self) -> None:
-        """HEAD needs nothing here: HTTP/2 ends a bodiless response with END_STREAM."""
-
-    def send_request(self, req, fields: list, body_len: int | None) -> None:
-        """The request head: `fields` as they go upstream (framing aside); `body_len`
-        None for a body of unknown length, 0 for none."""
-        self._framed(self.on_request, req.method, req.path, "1.1", Headers(fields), True, body_len, False)
+    # -- what the stream calls (contracts.Upstream) --
+    def send_request(self, req, source: str, body: int | None, upgrade: bool, chunks,
+                     ended: bool, trailers, decoded=None) -> None:
+        """The request so far: its head (`body`: the Content-Length, 0 for none, None
+        for a length unknown), the body `chunks` read so far, and its end when `ended`.
+        An Upgrade has no HTTP/2 form (its fields are hop-by-hop and dropped). HEAD
+        needs nothing: HTTP/2 ends a bodiless answer with END_STREAM."""
+        self._framed(self._head, req, upstream_fields(req, source), body)
+        if self.closed:
+            return
+        for c in chunks or ():
+            self.send_body(c)
+        if ended and body != 0:
+            self.send_end(trailers)
 
     def send_body(self, data: bytes) -> None:
-        self._framed(self.on_request_body, data)
+        self._framed(self._body, data)
 
     def send_end(self, trailers) -> None:
-        self._framed(self.on_request_end, trailers)
+        self._framed(self._end_of_request, trailers)
 
     def _framed(self, fn, *args) -> None:
         if self.closed or self.local_closed:
@@ -490,11 +451,11 @@ class H2UpStream:
         try:
             fn(*args)
         except StreamGone:
-            self._gone()
+            self._broken()
             return
         self.conn.flush()
 
-    def _gone(self) -> None:
+    def _broken(self) -> None:
         # the endpoint closed this stream (or the connection) under us
         self.lost("upstream_reset_before_response_started" if not self.got_head
                   else "upstream_reset_after_response_started")
@@ -518,16 +479,12 @@ class H2UpStream:
         self.finish(False)
 
     # -- the request becoming frames --
-    def on_request(self, method, target, version, headers, keep_alive, body, upgrade) -> None:
+    def _head(self, req, fields: list, body: int | None) -> None:
         conn = self.conn
-        s = self.stream
-        te = False
-        if s is not None:
-            rh = s.ctx.request.headers
-            v = rh.getb(b"te")
-            te = v is not None and b"trailers" in v.lower()
+        v = req.headers.getb(b"te")
+        te = v is not None and b"trailers" in v.lower()
         tls = conn.pool.host.cluster.config.options.get("tls")
-        block = request_block(method, target, headers, "https" if tls is not None else "http", te)
+        block = request_block(req.method, req.path, Headers(fields), "https" if tls is not None else "http", te)
         sid = conn.h2.next_stream_id()
         self.sid = sid
         self.body_len = body
@@ -537,7 +494,7 @@ class H2UpStream:
         if end:
             self.local_closed = True
 
-    def on_request_body(self, data: bytes) -> None:
+    def _body(self, data: bytes) -> None:
         if self.local_closed or self.closed:
             return
         if self.pending:
@@ -545,7 +502,7 @@ class H2UpStream:
             return
         self._push(data)
 
-    def on_request_end(self, trailers) -> None:
+    def _end_of_request(self, trailers) -> None:
         if self.local_closed or self.closed:
             return
         if self.pending:
@@ -573,16 +530,9 @@ class H2UpStream:
             self.stream.on_upstream_pressure(True)
         return False
 
-    def drain(self) -> None:
-        if self.closed or not self.pending:
-            return
-        try:
-            self._drain()
-        except StreamGone:
-            self.lost("upstream_reset_after_response_started" if self.got_head
-                      else "upstream_reset_before_response_started")
-
-    def _drain(self) -> None:
+    def _drain_pending(self) -> None:
+        """The endpoint opened its window (drain_pending): send what waited, then lift
+        the stream's back-pressure."""
         pend = self.pending
         self.pending = []
         for i, data in enumerate(pend):

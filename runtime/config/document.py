@@ -127,6 +127,8 @@ DOCUMENT = Obj({
     "admin": Field(ADMIN, "the admin API (/stats, /clusters, /config_dump, reload, ...); absent: no admin API", default=None),
     "workers": Field(Int(1), "worker processes sharing the listeners; absent: one per core (mosnx run --workers overrides)", default=None),
     "demo_upstream": Field(ListOf(Address()), "addresses where `mosnx run` starts its built-in demo upstream servers (for the quickstart)", default=()),
+    "fast_path": Field(Bool(), "the express path and the memos of repeated heads; false: every request takes the "
+                       "general path and nothing is remembered (as MOSNX_FASTPATH=0 in the environment)", default=True),
     "listeners": Field(ListOf(LISTENER), "where mosnx accepts traffic", default=()),
     "clusters": Field(ListOf(CLUSTER), "groups of upstream endpoints", default=()),
 })

@@ -52,4 +52,4 @@ def load_config_text(text: str, path: str = "<string>") -> Config:
     return Config(path=os.path.abspath(path) if r.named else path, admin=values.get("admin"),
                   listeners=values.get("listeners", ()), clusters=values.get("clusters", ()),
                   workers=values.get("workers"), raw=raw if isinstance(raw, dict) else {},
-                  demo_upstream=values.get("demo_upstream", ()))
+                  demo_upstream=values.get("demo_upstream", ()), fast_path=values.get("fast_path", True))

@@ -55,6 +55,17 @@ def status(value: Any, key: str, lo: int = 200, hi: int = 599) -> int:
     return value
 
 
+def section(cfg: dict, key: str, allowed: set[str], where: str) -> dict | None:
+    """The mapping `cfg[key]` with only `allowed` keys, or None when it is absent."""
+    value = cfg.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise ValueError(f"{where}: expected a mapping")
+    known_keys(value, allowed, where)
+    return value
+
+
 def known_keys(cfg: dict, allowed: set[str], where: str) -> None:
     extra = set(cfg) - allowed
     if extra:

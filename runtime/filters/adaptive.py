@@ -25,6 +25,7 @@ from ..pipeline import HttpFilter
 from ..registry import BuildContext, register_filter
 from ..stats import ACCUMULATE, PER_PROXY, Store
 from . import _config as C
+from .in_flight import InFlight
 
 STATS = ("gradient_controller.rq_blocked", "gradient_controller.min_rtt_calculation_active")
 GAUGES = ("gradient_controller.concurrency_limit", "gradient_controller.min_rtt_msecs",
@@ -60,22 +61,20 @@ class AdaptiveConfig:
         min_rtt_calc_params {interval, request_count, jitter, min_concurrency, buffer}}."""
         C.known_keys(cfg, {"gradient_controller_config", "concurrency_limit_exceeded_status"},
                      "adaptive_concurrency")
-        g = cfg.get("gradient_controller_config") or {}
-        if not isinstance(g, dict):
-            raise ValueError("adaptive_concurrency.gradient_controller_config: expected a mapping")
-        C.known_keys(g, {"sample_aggregate_percentile", "concurrency_limit_params", "min_rtt_calc_params"},
-                     "adaptive_concurrency.gradient_controller_config")
+        g = C.section(cfg, "gradient_controller_config",
+                      {"sample_aggregate_percentile", "concurrency_limit_params", "min_rtt_calc_params"},
+                      "adaptive_concurrency.gradient_controller_config") or {}
         kw: dict = {}
         if "sample_aggregate_percentile" in g:
             kw["percentile"] = C.percent(g["sample_aggregate_percentile"], "sample_aggregate_percentile")
-        lp = g.get("concurrency_limit_params") or {}
-        C.known_keys(lp, {"max_concurrency_limit", "concurrency_update_interval"}, "concurrency_limit_params")
+        lp = C.section(g, "concurrency_limit_params", {"max_concurrency_limit", "concurrency_update_interval"},
+                       "concurrency_limit_params") or {}
         if "max_concurrency_limit" in lp:
             kw["max_limit"] = _int(lp["max_concurrency_limit"], "max_concurrency_limit")
         if "concurrency_update_interval" in lp:
             kw["update_interval"] = C.duration(lp["concurrency_update_interval"], "concurrency_update_interval")
-        mp = g.get("min_rtt_calc_params") or {}
-        C.known_keys(mp, {"interval", "request_count", "jitter", "min_concurrency", "buffer"}, "min_rtt_calc_params")
+        mp = C.section(g, "min_rtt_calc_params", {"interval", "request_count", "jitter", "min_concurrency", "buffer"},
+                       "min_rtt_calc_params") or {}
         if "interval" in mp:
             kw["min_rtt_interval"] = C.duration(mp["interval"], "min_rtt_calc_params.interval")
         if "request_count" in mp:
@@ -122,7 +121,7 @@ class AdaptiveConcurrencyFilter(HttpFilter):
         self._g_limit = stats.gauge(p + "gradient_controller.concurrency_limit", ACCUMULATE)
         self._g_min = stats.gauge(p + "gradient_controller.min_rtt_msecs", PER_PROXY)
         self._g_sample = stats.gauge(p + "gradient_controller.sample_rtt_msecs", PER_PROXY)
-        self.in_flight = 0
+        self.in_flight = InFlight(self.key)
         self.limit = config.min_concurrency
         self.min_rtt: float | None = None
         self.samples: list[float] = []
@@ -138,19 +137,16 @@ class AdaptiveConcurrencyFilter(HttpFilter):
         now = self.clock()
         if now >= self.next_update:
             self._update(now)
-        if self.in_flight >= self.limit:
+        if self.in_flight.count >= self.limit:
             self._blocked.value += 1
             return self._reply
-        self.in_flight += 1
-        ctx.state()[self.key] = now
+        self.in_flight.admit(ctx, now)
         return None
 
     def on_log(self, ctx: StreamContext) -> None:
-        st = ctx.filter_state
-        t0 = st.pop(self.key, None) if st else None
+        t0 = self.in_flight.done(ctx)
         if t0 is None:
             return
-        self.in_flight -= 1
         r = ctx.response
         if r is None or r.status >= 500 and ctx.error_detail:
             return          # the proxy's own failures say nothing about the upstream's latency

@@ -23,6 +23,7 @@ from ..pipeline import HttpFilter
 from ..registry import BuildContext, register_filter
 from ..stats import Store
 from . import _config as C
+from .in_flight import take_mark
 
 STATS = ("opened", "closed", "half_opened", "rejected")
 
@@ -164,8 +165,7 @@ class SuccessRateBreakerFilter(HttpFilter):
         return None
 
     def on_log(self, ctx: StreamContext) -> None:
-        st = ctx.filter_state
-        mark = st.pop(self.key, None) if st else None
+        mark = take_mark(ctx, self.key)
         if mark is None:
             return
         cluster, probe = mark

@@ -52,21 +52,16 @@ class FaultConfig:
         """Envoy's names: delay {fixed_delay, percentage, header_delay}, abort {http_status, percentage, header_abort}."""
         C.known_keys(cfg, {"delay", "abort"}, "fault")
         kw: dict = {}
-        d = cfg.get("delay")
+        d = C.section(cfg, "delay", {"fixed_delay", "percentage", "header_delay"}, "fault.delay")
         if d is not None:
-            if not isinstance(d, dict):
-                raise ValueError("fault.delay: expected a mapping")
-            C.known_keys(d, {"fixed_delay", "percentage", "header_delay"}, "fault.delay")
             if "fixed_delay" in d:
                 kw["delay"] = C.duration(d["fixed_delay"], "fault.delay.fixed_delay")
             if "percentage" in d:
                 kw["delay_percent"] = C.percent(d["percentage"], "fault.delay.percentage")
             kw["header_delay"] = "header_delay" in d
-        a = cfg.get("abort")
+        # the abort section reads like the delay one only in shape: its own keys and fields
+        a = C.section(cfg, "abort", {"http_status", "percentage", "header_abort"}, "fault.abort")
         if a is not None:
-            if not isinstance(a, dict):
-                raise ValueError("fault.abort: expected a mapping")
-            C.known_keys(a, {"http_status", "percentage", "header_abort"}, "fault.abort")
             if "http_status" in a:
                 kw["abort_status"] = C.status(a["http_status"], "fault.abort.http_status")
             if "percentage" in a:

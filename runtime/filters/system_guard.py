@@ -24,6 +24,7 @@ from ..pipeline import HttpFilter
 from ..registry import BuildContext, register_filter
 from ..stats import Store
 from . import _config as C
+from .in_flight import InFlight
 
 STATS = ("rejected_load", "rejected_cpu", "rejected_concurrency", "rejected_rt")
 WINDOW = 10                       # seconds of history for successes per second and response times
@@ -102,7 +103,7 @@ class SystemGuardFilter(HttpFilter):
         self.key = f"system_guard:{name}"
         stats = stats or Store()
         self.c = {s: stats.counter(f"{name}.{s}") for s in STATS}
-        self.in_flight = 0
+        self.in_flight = InFlight(self.key)
         self.sampled_at = -1.0
         self.load = 0.0
         self.cpu = 0.0
@@ -147,28 +148,25 @@ class SystemGuardFilter(HttpFilter):
             if cfg.max_cpu is not None:
                 self.cpu = self.read_cpu()
         reject = None
-        if cfg.max_concurrency is not None and self.in_flight >= cfg.max_concurrency:
+        if cfg.max_concurrency is not None and self.in_flight.count >= cfg.max_concurrency:
             reject = "rejected_concurrency"
         elif cfg.max_rt is not None and self.avg_rt(now) > cfg.max_rt:
             reject = "rejected_rt"
-        elif (cfg.max_load is not None and self.load > cfg.max_load and self.in_flight > 1
-              and self.in_flight > self.capacity(now)):
+        elif (cfg.max_load is not None and self.load > cfg.max_load and self.in_flight.count > 1
+              and self.in_flight.count > self.capacity(now)):
             reject = "rejected_load"
         elif cfg.max_cpu is not None and self.cpu > cfg.max_cpu:
             reject = "rejected_cpu"
         if reject is not None:
             self.c[reject].value += 1
             return self._reply
-        self.in_flight += 1
-        ctx.state()[self.key] = now
+        self.in_flight.admit(ctx, now)
         return None
 
     def on_log(self, ctx: StreamContext) -> None:
-        st = ctx.filter_state
-        t0 = st.pop(self.key, None) if st else None
+        t0 = self.in_flight.done(ctx)
         if t0 is None:
             return
-        self.in_flight -= 1
         now = self.clock()
         rt = now - t0
         b = self._bucket(now)

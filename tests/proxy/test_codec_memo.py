@@ -146,6 +146,6 @@ def test_a_head_answer_is_never_taken_from_memory():
 
 
 def test_the_memory_is_bounded():
-    for i in range(http1._MEMO_ENTRIES + 10):
+    for i in range(http1.REQUEST_HEADS.limit + 10):
         requests([b"GET /%d HTTP/1.1\r\nHost: a\r\n\r\n" % i])
-    assert len(http1._REQUESTS) <= http1._MEMO_ENTRIES
+    assert len(http1._REQUESTS) <= http1.REQUEST_HEADS.limit

@@ -166,7 +166,7 @@ def test_the_huffman_cache_keeps_only_short_strings_and_a_bounded_number():
         short_value = b"v%d" % i
         block = enc.encode([(b"x-l", long_value), (b"x-s", short_value)], huffman=True)
         assert list(d.decode(block))[-2:] == [(b"x-l", long_value), (b"x-s", short_value)]
-    assert len(mod._huffman_cache) <= mod._HUFFMAN_CACHE_ENTRIES
+    assert len(mod._huffman_cache) <= mod.HUFFMAN.limit
     assert max(len(k) for k in mod._huffman_cache) <= mod._HUFFMAN_CACHE_RAW
 
 

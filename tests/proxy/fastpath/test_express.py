@@ -1,17 +1,17 @@
-"""The short path: a bodiless request on a route that only forwards is decided and
-answered by ExpressStream; anything else (a body, a step in any phase, gRPC) is
-HttpStream's, with the same result on the wire. Real sockets, in process."""
+"""The express path: a bodiless request on a route that only forwards is decided and
+answered by fastpath.express; anything else (a body, a step in any phase, gRPC) takes
+the general path, with the same result on the wire. Which path a request took is
+read from the fast path's own counts in /stats. Real sockets, in process."""
 import asyncio
 
 import pytest
 
 from mosnx.proxy.codec import http1
-from mosnx.proxy.express import ExpressStream
-from mosnx.proxy.stream import HttpStream
+from mosnx.proxy.fastpath import express
 from mosnx.runtime import HttpFilter, register_filter
 from mosnx.runtime.actions import Pause
 
-from .inproc import proxied, read_head, read_response
+from ..inproc import proxied, read_head, read_response
 
 
 class TagResponse(HttpFilter):
@@ -38,16 +38,23 @@ async def upstream(reader, writer):
         pass
 
 
-def watch_paths(monkeypatch) -> list:
-    """The class of each stream as its response head arrives (after any switch)."""
-    seen = []
-    orig = HttpStream._head_arrived
+class Delta:
+    """How much a fast-path count grew over a block."""
 
-    def spy(self, status, headers):
-        seen.append(type(self))
-        return orig(self, status, headers)
-    monkeypatch.setattr(HttpStream, "_head_arrived", spy)
-    return seen
+    def __init__(self, count):
+        self.count = count
+        self.start = self.value = 0
+
+    def __enter__(self):
+        self.start = self.count.value
+        return self
+
+    def __exit__(self, *exc):
+        self.value = self.count.value - self.start
+
+
+def express_requests() -> Delta:
+    return Delta(express.EXPRESS_RQ)
 
 
 async def exchange(port, requests):
@@ -65,30 +72,48 @@ POST = b"POST /a HTTP/1.1\r\nHost: x\r\ncontent-length: 3\r\n\r\nabc"
 GRPC = b"GET /a HTTP/1.1\r\nHost: x\r\ncontent-type: application/grpc\r\n\r\n"
 
 
-def test_plain_requests_take_the_short_path_and_others_the_full_one(tmp_path, monkeypatch):
-    seen = watch_paths(monkeypatch)
-
+def test_plain_requests_take_the_short_path_and_others_the_full_one(tmp_path):
     async def run():
         async with proxied(tmp_path, upstream, "") as port:
-            return await exchange(port, [GET, POST, GRPC, GET])
-    results = asyncio.run(run())
+            return [await exchange(port, [raw]) for raw in (GET, POST, GRPC, GET)]
+    with express_requests() as seen:
+        results = [r[0] for r in asyncio.run(run())]
     assert [r[2] for r in results] == [b"GET 0 127.0.0.1", b"POST 3 127.0.0.1",
                                        b"GET 0 127.0.0.1", b"GET 0 127.0.0.1"]
     for status, headers, _, _ in results:
         # either path strips the upstream's hop-by-hop headers and adds a request id
         assert status == 200 and "keep-alive" not in headers and "connection" not in headers
-    assert seen == [ExpressStream, HttpStream, HttpStream, ExpressStream]
+    assert seen.value == 2      # the two plain GETs; not the body, not the gRPC call
 
 
-def test_a_step_in_any_phase_keeps_a_request_off_the_short_path(tmp_path, monkeypatch):
-    seen = watch_paths(monkeypatch)
+def test_the_switch_sends_every_request_the_general_way(tmp_path, monkeypatch):
+    from mosnx.proxy.fastpath import memo
+    monkeypatch.setenv(memo.ENV, "0")
+    try:
+        memo.configure(True)
 
+        async def run():
+            async with proxied(tmp_path, upstream, "") as port:
+                return await exchange(port, [GET, GET])
+        with express_requests() as seen:
+            results = asyncio.run(run())
+        assert [r[2] for r in results] == [b"GET 0 127.0.0.1"] * 2
+        assert seen.value == 0 and not memo.enabled()
+        assert all(k.limit == 0 and not any(k.tables) for k in memo.KINDS.values())
+    finally:
+        monkeypatch.delenv(memo.ENV)
+        memo.configure(True)
+    assert memo.enabled()
+
+
+def test_a_step_in_any_phase_keeps_a_request_off_the_short_path(tmp_path):
     async def run():
         async with proxied(tmp_path, upstream, "{test_tag_response: {}}") as port:
             return await exchange(port, [GET, GET])
-    results = asyncio.run(run())
+    with express_requests() as seen:
+        results = asyncio.run(run())
     assert all(r[0] == 200 and r[1]["x-tagged"] == "1" for r in results)
-    assert seen == [HttpStream, HttpStream]
+    assert seen.value == 0
 
 
 ANSWER = b"HTTP/1.1 200 OK\r\nServer: up\r\nConnection: keep-alive\r\nContent-Length: 5\r\n\r\n"
@@ -118,15 +143,10 @@ same_answer = fixed_answer(apart=False)
 split_answer = fixed_answer(apart=True)
 
 
-def test_a_response_read_whole_is_taken_in_one_call_with_the_same_result(tmp_path, monkeypatch):
+def test_a_response_read_whole_is_taken_in_one_call_with_the_same_result(tmp_path):
     http1._RESPONSES.clear()            # so the first answer is parsed whatever ran before
-    whole = []
-    orig = ExpressStream.on_upstream_whole
-
-    def spy(self, *args):
-        whole.append(args[1])
-        return orig(self, *args)
-    monkeypatch.setattr(ExpressStream, "on_upstream_whole", spy)
+    kind = express.BY_RESPONSE
+    taken = kind.hits + kind.misses     # each whole response the express path took counts once
     workers = []
 
     closing = b"GET /a HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
@@ -135,7 +155,7 @@ def test_a_response_read_whole_is_taken_in_one_call_with_the_same_result(tmp_pat
         async with proxied(tmp_path, same_answer, "", workers) as port:
             return await exchange(port, [GET, GET, GET, closing])
     results = asyncio.run(run())
-    assert whole == [200, 200, 200]     # the first response was parsed, not remembered
+    assert kind.hits + kind.misses - taken == 3     # the first response was parsed, not remembered
     for status, headers, body, _ in results:
         assert (status, body) == (200, b"hello")
         assert headers["content-length"] == "5" and headers["server"] == "up"
@@ -179,26 +199,14 @@ class Record(HttpFilter):
 
 
 @pytest.mark.parametrize("pause", [False, True])
-def test_a_response_read_whole_meets_the_steps_as_one_read_in_parts_does(tmp_path, monkeypatch, pause):
-    """HttpStream takes a whole response in one call too: its steps must see the same
-    calls, and the client get the same answer, as when head and body come apart."""
-    relayed = []
-    orig = HttpStream._three_events
-
-    def spy(*args):
-        relayed.append(args[1])
-        return orig(*args)
-    monkeypatch.setattr(HttpStream, "_three_events", staticmethod(spy))
-    whole = []
-    orig_whole = HttpStream.on_upstream_whole
-
-    def spy_whole(self, *args):
-        whole.append(handle)
-        return orig_whole(self, *args)
-    monkeypatch.setattr(HttpStream, "on_upstream_whole", spy_whole)
+def test_a_response_read_whole_meets_the_steps_as_one_read_in_parts_does(tmp_path, pause):
+    """The general path takes a whole response in one call too: its steps must see the
+    same calls, and the client get the same answer, as when head and body come apart."""
     outcomes = []
+    whole = []
     for handle in (split_answer, same_answer):
         http1._RESPONSES.clear()
+        before = http1.RESPONSE_HEADS.hits
         f = Record(pause)
         register_filter("test_record", lambda name, cfg, ctx, f=f: f)
         workers = []
@@ -207,13 +215,15 @@ def test_a_response_read_whole_meets_the_steps_as_one_read_in_parts_does(tmp_pat
             async with proxied(tmp_path, handle, "{test_record: {}}", workers) as port:
                 return await exchange(port, [GET, GET, GET])
         results = asyncio.run(run())
+        whole.append(http1.RESPONSE_HEADS.hits - before)
         answers = [(s, {k: v for k, v in h.items() if k not in ("date", "x-request-id")}, b)
                    for s, h, b, _ in results]
         gauges = workers[0].stats.dump()["gauges"]
         outcomes.append((answers, f.seen, gauges["http.l.downstream_rq_active"],
                          gauges["cluster.up.upstream_rq_active"]))
-    # the first answer is parsed; the next two are read whole, and taken in one call
-    assert whole == [same_answer] * 2 and relayed == []
+    # apart, no answer is read whole; at once, the first is parsed and the next two are
+    # read whole (from the decoder's memo)
+    assert whole == [0, 2]
     assert outcomes[0] == outcomes[1]
     answers, seen, active, up_active = outcomes[1]
     assert answers == [(200, {"server": "up", "x-stepped": "1", "content-length": "5"}, b"HELLO")] * 3

@@ -3,8 +3,8 @@ time (all but its request id and forwarding headers); it must be byte for byte w
 the general encoding gives."""
 import pytest
 
-from mosnx.proxy import request_head as heads
-from mosnx.proxy.request_head import bodiless_request_head, request_head
+from mosnx.proxy.upstream import http1_head as heads
+from mosnx.proxy.upstream.http1_head import bodiless_request_head, request_head
 from mosnx.runtime.context import RequestHead
 from mosnx.runtime.headers import Headers
 
@@ -46,17 +46,17 @@ def test_the_head_remembered_by_the_codecs_memory_is_the_general_one(items):
     """What the codec decoded is `items` less a request id the proxy appended; the
     proxy appends one only when the client sent none."""
     heads._UPSTREAM_HEADS.clear()
-    heads._BY_ORIGIN.clear()
+    heads._BY_DECODED.clear()
     decoded = items[:-1] if items and items[-1][0] == b"x-request-id" else items
-    origin = ("the codec's memory of", tuple(decoded))
+    entry = ("the decoder's memo entry of", tuple(decoded))
     for rid, source in ((b"id-7", "127.0.0.9"), (b"id-8", "10.1.1.1"), (b"id-9", "127.0.0.9")):
         fields = list(decoded)
         if not any(k == b"x-request-id" for k, _ in fields):
             fields.append((b"x-request-id", rid))
         want = request_head(RequestHead("GET", "/p", Headers(list(fields)), "1.1"), source, False, False)
-        got = bodiless_request_head(RequestHead("GET", "/p", Headers(fields), "1.1"), source, origin)
+        got = bodiless_request_head(RequestHead("GET", "/p", Headers(fields), "1.1"), source, entry)
         assert got == want
-    assert list(heads._BY_ORIGIN.values())[0][0] is origin
+    assert list(heads._BY_DECODED.values())[0][0] is entry
 
 
 def test_a_header_added_after_the_request_id_still_finds_the_head_in_memory():

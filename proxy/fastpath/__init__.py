@@ -1,0 +1,1 @@
+"""The fast path: what lets a request skip work the general path would do for it."""

@@ -1,0 +1,24 @@
+"""Who may take the express path (fastpath.express), decided once per thing decided:
+
+- per listener, when a connection takes it (and again when its config changes):
+  the fast path is on, and the listener has no request step;
+- per request, when its stream is made: it has no body, no upgrade and no
+  `Expect: 100-continue`;
+- per route, when the snapshot is built: runtime.routes gives a route its `plain`
+  action (no step in any phase of its chain, no retry, mirror or rewrite) or None;
+- per call, when the express stream starts: not gRPC (a deadline and trailers-only
+  errors are the general path's).
+"""
+from __future__ import annotations
+
+from . import memo
+
+
+def listener_express(listener) -> bool:
+    """Whether requests on `listener` may take the express path at all."""
+    return memo.enabled() and not listener.pipeline.request
+
+
+def request_express(listener_ok: bool, body: int | None, upgrade: bool, expect_continue: bool) -> bool:
+    """Whether a request on a listener that allows it may take the express path."""
+    return listener_ok and body == 0 and not upgrade and not expect_continue

@@ -1,0 +1,104 @@
+"""The express path: a request that only needs forwarding, decided and answered in
+as few calls as the work allows.
+
+Most requests on a plain reverse-proxy listener meet no step at all: no listener,
+vhost or route filter, a route that forwards to a cluster without retries, mirrors
+or rewrites, and no request body. For those the phase machinery of HttpStream is
+pure overhead. Eligibility is decided in fastpath.eligibility (the listener and
+the request, when the stream is made; the route, when the snapshot is built); a
+stream that may take this path has `express` set, and HttpStream hands these
+three moments to this mixin:
+
+- start: the route is matched here; a gRPC call, a route with steps or a missing
+  route clears `express` and the general decision takes over from the top (the
+  route was only looked at, so nothing is undone);
+- the pool's connection: the head is the request (no body, framing, replay or
+  per-try timer);
+- a whole response in one read: head, body and end go out in one call, the head
+  by the decoder's memo entry (no step could have changed it).
+
+Everything else (the end of the request, failures, timeouts, resets, a response
+in pieces) is HttpStream's own code over the same fields. With the fast path
+switched off (fastpath.memo) no stream is express, and the differential test
+(tests/e2e/test_fastpath_differential.py) requires both paths to put the same
+bytes on both wires.
+"""
+from __future__ import annotations
+
+from ..forwarding import end_to_end
+from . import memo
+from .memo import remember
+
+# What a response head keeps end to end and what the downstream made of it, by the
+# identity of the upstream decoder's memo entry: [entry, end-to-end fields, slot the
+# downstream fills (Downstream.send_whole's memo)].
+BY_RESPONSE = memo.kind("express.response_head", 64, "response heads on the express path: end-to-end fields and the downstream's encoding, by the identity of the decoded head's memo entry")
+_BY_RESPONSE: dict[int, list] = BY_RESPONSE.table()
+EXPRESS_RQ = memo.EXPRESS_RQ
+
+
+class ExpressMixin:
+    __slots__ = ()
+
+    def _express(self) -> None:
+        ctx = self.ctx
+        vh = self.listener.routes.vhost_of(ctx.request)
+        if vh is None:
+            return self.fail(404, "route_not_found")
+        route = vh.match(ctx)
+        action = route.plain if route is not None else None
+        if action is None:
+            # no route (the vhost's steps may still answer) or one with steps
+            self.express = False
+            return self._decide()
+        EXPRESS_RQ.value += 1
+        ctx.vhost = vh
+        ctx.route = route
+        self.chain = route.chain
+        name = action.cluster
+        if name is None:
+            name = pick_weighted(action.weighted_clusters)
+        ctx.cluster_name = name
+        self.action = action
+        cluster = self.worker.clusters.get(name)
+        if cluster is None:
+            return self.fail(503, "cluster_not_found")
+        self.cluster = cluster
+        t = action.timeout
+        if t:
+            # the request has no body: it is complete, so its timeout runs from now
+            self.route_timeout = t
+            self._arm_timeout(t)
+        self._forward()
+
+    def _express_ready(self, conn) -> None:
+        if self._attach(conn):
+            # with no step, nothing but the request id was added since the decode
+            conn.send_request(self.ctx.request, self.ctx.source_address, 0, False, None, True, None,
+                              self.decoded)
+
+    def _express_whole(self, conn, status: int, headers, keep_alive: bool, body_len: int,
+                       body: bytes, decoded) -> bool:
+        # what on_upstream_head, on_upstream_data and on_upstream_end do, in one call
+        conn.stream = None
+        self.up_keep_alive = keep_alive
+        self._head_arrived(status, headers)
+        self.ctx.bytes_sent += body_len
+        self.resp = DONE
+        if decoded is not None:
+            m = _BY_RESPONSE.get(id(decoded))
+            if m is None or m[0] is not decoded:
+                m = remember(_BY_RESPONSE, BY_RESPONSE, id(decoded), [decoded, end_to_end(headers.items), None])
+            else:
+                BY_RESPONSE.hits += 1
+        else:
+            m = [None, end_to_end(headers.items), None]
+        headers.items = list(m[1])
+        self.down.send_whole(self, status, headers, body_len, body, m)
+        self._release_upstream(keep_alive)
+        self._finish()
+        return True
+
+
+from ..stream.decide import pick_weighted  # noqa: E402  (the stream package imports this module)
+from ..stream.state import DONE  # noqa: E402

@@ -1,0 +1,186 @@
+"""Deciding what a request becomes: its id, the vhost, the route, the route's action.
+
+Order (DESIGN.md): listener `request` steps → vhost → vhost `request` steps → route
+match → route `request` steps → action (local reply, redirect, or forward) →
+`upstream_request` → upstream. The decision is plain calls: a step that pauses
+stops it, and its I/O resumes it at the chain's next step, so a request no step
+pauses costs no coroutine, task or generator.
+"""
+from __future__ import annotations
+
+import random
+
+from mosnx.runtime.actions import LocalReply
+from mosnx.runtime.routes import DirectResponse, RedirectAction, RouteAction
+
+from ..codec.http2 import is_grpc, is_grpc_type, parse_grpc_timeout
+from ..request_id import new_request_id
+from .retry import STATUS_CONDITIONS
+from .state import COMPLETE, ENDED, RECEIVING
+from .steps import REQUEST
+
+
+class DecideMixin:
+    __slots__ = ()
+
+    def start(self) -> None:
+        try:
+            if self._admit() or not self.express:
+                # a gRPC call's deadline and trailers-only errors take the general path
+                self.express = False
+                self._decide()
+            else:
+                self._express()
+        except Exception:
+            self._decision_failed()
+
+    def _admit(self) -> bool:
+        """Count the request and give it its id; True when it is a gRPC call."""
+        ls = self.lstats
+        ls.rq_total.value += 1
+        ls.rq_active.value += 1
+        self.req = COMPLETE if self.request_body == 0 else RECEIVING
+        ctx = self.ctx
+        # one pass for both facts, the first of each as getb would find it
+        rid = ctype = None
+        for k, v in ctx.request.headers.items:
+            if k == b"x-request-id":
+                if rid is None:
+                    rid = v
+            elif k == b"content-type":
+                if ctype is None:
+                    ctype = v
+        if rid is None:
+            rid_s = new_request_id()
+            ctx.request.headers.items.append((b"x-request-id", rid_s.encode()))
+        else:
+            rid_s = rid.decode("latin-1")
+        ctx.request_id = rid_s
+        if ctype is not None and is_grpc_type(ctype):
+            t = parse_grpc_timeout(ctx.request.headers.getb(b"grpc-timeout"))
+            if t is not None:
+                ctx.timeout_override = t      # the caller's deadline bounds the whole call
+            return True
+        return False
+
+    # The decision runs as four chains of request steps, each followed by what it
+    # leads to; a chain a step paused goes on (then leads on) when its I/O settles.
+    def _decide(self) -> None:
+        self._chain(self.listener.pipeline.request, self._pick_vhost)
+
+    def _chain(self, steps, then) -> None:
+        if not steps or self._steps(REQUEST, steps, 0, True, False,
+                                    lambda fut, nxt, _d, _e: self._hold_decision(fut, steps, nxt, then)):
+            then()
+
+    def _hold_decision(self, fut, steps, start: int, then) -> None:
+        def resumed(r) -> None:
+            try:
+                if self._settled(REQUEST, r, True) is not None and self._steps(
+                        REQUEST, steps, start, True, False,
+                        lambda f, nxt, _d, _e: self._hold_decision(f, steps, nxt, then)):
+                    then()
+            except Exception:
+                self._decision_failed()
+        self._when_settled(fut, resumed)
+
+    def _decision_failed(self) -> None:
+        self.worker.log_exception("stream decision failed")
+        self.fail(500, "internal_error")
+
+    def _pick_vhost(self) -> None:
+        if self.resp >= ENDED:
+            return
+        ctx = self.ctx
+        vh = self.listener.routes.vhost_of(ctx.request)
+        if vh is None:
+            return self.fail(404, "route_not_found")
+        ctx.vhost = vh
+        self.chain = vh.chain
+        self._chain(vh.pipeline.request, self._pick_route)
+
+    def _pick_route(self) -> None:
+        ctx = self.ctx
+        route = ctx.vhost.match(ctx)
+        if route is None:
+            return self.fail(404, "route_not_found")
+        ctx.route = route
+        self.chain = route.chain
+        action = route.action
+        if isinstance(action, RouteAction):
+            # the cluster (a weighted split's pick too) is known with the route, as in
+            # Envoy, so replies made by the route's own steps still log and expose it
+            cname = action.cluster
+            ctx.cluster_name = cname if cname is not None else pick_weighted(action.weighted_clusters)
+        self._chain(route.pipeline.request, self._take_action)
+
+    def _take_action(self) -> None:
+        ctx = self.ctx
+        action = ctx.route.action
+        if not isinstance(action, RouteAction):
+            if isinstance(action, DirectResponse):
+                return self.local_reply(LocalReply(action.status, action.body, action.headers, ""))
+            if isinstance(action, RedirectAction):
+                return self.local_reply(LocalReply(action.status, b"", (("location", action.location(ctx)),), ""))
+            return self.fail(500, "internal_error")
+        self.action = action
+        cluster = self.worker.clusters.get(ctx.cluster_name)
+        if cluster is None:
+            return self.fail(503, "cluster_not_found")
+        self.cluster = cluster
+        if action.rewrites:
+            self._rewrite(action)
+        self._chain(self.chain.upstream_request, self._go_upstream)
+
+    def _go_upstream(self) -> None:
+        if self.resp >= ENDED:
+            return
+        ctx = self.ctx
+        action = self.action
+        if action.retry is not None and action.retry.num_retries:
+            self.body_buf = self.body_buf if self.body_buf is not None else []
+            self.wants_retry_5xx = not action.retry.retry_on.isdisjoint(STATUS_CONDITIONS)
+        t = ctx.timeout_override if ctx.timeout_override is not None else action.timeout
+        if action.timeout and t and action.timeout < t and is_grpc(ctx.request.headers):
+            t = action.timeout      # a gRPC caller's deadline shortens the route timeout, never extends it
+        if t:
+            # as Envoy's, the route timeout runs from the end of the downstream request
+            self.route_timeout = t
+            if self.req is COMPLETE:
+                self._arm_timeout(t)
+        if action.mirrors:
+            self.worker.mirror(self, action.mirrors)
+        if self.expect_continue:
+            self.expect_continue = False
+            self.down.send_continue(self)
+        self._forward()
+
+    def _rewrite(self, action: RouteAction) -> None:
+        ctx = self.ctx
+        if action.prefix_rewrite is not None:
+            old, new = action.prefix_rewrite
+            path = ctx.request.path
+            if path.startswith(old):
+                p = new + path[len(old):]
+                if not p.startswith("/"):
+                    p = "/" + p
+                ctx.set_path(p)
+        if action.regex_rewrite is not None:
+            pat, sub = action.regex_rewrite
+            url_path = ctx.url_path
+            rest = ctx.request.path[len(url_path):]
+            ctx.set_path(pat.sub(sub, url_path) + rest)
+        if action.host_rewrite is not None:
+            ctx.request.headers.set(b"host", action.host_rewrite.encode("latin-1"))
+
+
+def pick_weighted(weighted: tuple[tuple[str, int], ...]) -> str:
+    total = 0
+    for _, w in weighted:
+        total += w
+    r = random.random() * total
+    for name, w in weighted:
+        r -= w
+        if r < 0:
+            return name
+    return weighted[-1][0]

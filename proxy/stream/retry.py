@@ -1,0 +1,75 @@
+"""Retries: which answers and failures may be tried again (pure decisions over the
+route's retry policy), and making the next attempt.
+
+As in Envoy, a retry holds one of the cluster's retry slots (max_retries) from the
+moment it is decided until the next decision on the stream, or its end.
+"""
+from __future__ import annotations
+
+import random
+
+from .state import COMPLETE, HEAD_SENT
+
+# retry_on conditions that look at the status of an answer
+STATUS_CONDITIONS = frozenset({"5xx", "gateway-error", "retriable-status-codes", "retriable-4xx"})
+
+
+def retriable_status(status: int, retry) -> bool:
+    """Whether an answer with `status` may be tried again under `retry`."""
+    on = retry.retry_on
+    if status >= 500 and "5xx" in on:
+        return True
+    if status in (502, 503, 504) and "gateway-error" in on:
+        return True
+    if status in retry.retriable_status_codes and "retriable-status-codes" in on:
+        return True
+    return status == 409 and "retriable-4xx" in on
+
+
+def backoff(retry, attempts: int) -> float:
+    """The most the attempt after `attempts` waits (fully jittered, as Envoy's)."""
+    return min(retry.backoff_max, retry.backoff_base * (2 ** (attempts - 1)))
+
+
+def replayable(request_body: int | None, kept_whole: bool, fits: bool) -> bool:
+    """Whether the request can be sent again: it has no body, or all of it is kept
+    (it ended, and every chunk fitted the retry buffer)."""
+    return fits and (request_body == 0 or kept_whole)
+
+
+class RetryMixin:
+    __slots__ = ()
+
+    def _can_replay(self) -> bool:
+        return replayable(self.request_body, self.body_buf is not None and self.req is COMPLETE,
+                          self.replayable)
+
+    def _can_retry(self) -> bool:
+        self._release_retry()       # as Envoy: a retry holds its slot until the next decision
+        retry = self.action.retry
+        if self.attempts > retry.num_retries or not self._can_replay() or self.resp >= HEAD_SENT:
+            return False
+        cluster = self.cluster
+        if cluster.retries_active >= cluster.cb.max_retries:
+            cluster.c["upstream_rq_retry_overflow"].value += 1
+            return False
+        return True
+
+    def _retry(self) -> None:
+        cluster = self.cluster
+        cluster.c["upstream_rq_retry"].value += 1
+        cluster.retries_active += 1
+        self.retrying = True
+        self.tried = self.host
+        self._forward_later(random.uniform(0, backoff(self.action.retry, self.attempts)))
+
+    def _release_retry(self) -> None:
+        if self.retrying:
+            self.retrying = False
+            self.cluster.retries_active -= 1
+
+    def _forward_later(self, delay: float) -> None:
+        def go():
+            if self.resp < HEAD_SENT:
+                self._forward()
+        self.worker.loop.call_later(delay, go)
