@@ -2,15 +2,16 @@
 # the corpus this test plays (tests/e2e/fastpath_corpus.py).
 """The fast path against the general path: the same traffic, byte for byte.
 
-mosnx answers plain requests through a short path (proxy.express) and remembers
-heads in memo tables (codec, request-head and response-head memos); the general
-path (HttpStream, every memo missing) is the specification. DESIGN.md: a shortcut
-can be switched off with MOSNX_FASTPATH=0 and must then change nothing a user can
-see. So this module starts the real proxy twice, one run after the other on the same
-ports, with the shortcuts on (MOSNX_FASTPATH unset) and off (MOSNX_FASTPATH=0),
-each in front of a fresh recording upstream (a raw asyncio server that records
-every byte it receives per connection and answers with scripted raw bytes), plays
-the same corpus against both over raw client sockets, and requires the same:
+mosnx answers plain requests through a short path (proxy.fastpath.express) and
+remembers heads in memo tables (the kinds registered in proxy.fastpath.memo); the
+general path (HttpStream, every memo missing) is the specification. DESIGN.md: a
+shortcut can be switched off with MOSNX_FASTPATH=0 and must then change nothing a
+user can see. So this module starts the real proxy (`mosnx run --workers 1`) one
+run after the other on the same ports, with the shortcuts on (MOSNX_FASTPATH unset)
+and off (MOSNX_FASTPATH=0), each in front of fresh recording upstreams (raw asyncio
+servers that record everything they receive per connection and answer with
+scripted bytes), plays the same corpus against both over raw client sockets, and
+requires the same:
 
 - bytes on both wires: what every client received (HTTP/2: every frame, header
   blocks compared decoded, since HPACK may Huffman-code an id) and what the
@@ -21,9 +22,10 @@ the same corpus against both over raw client sockets, and requires the same:
   with each endpoint's own counters;
 - access-log lines (a format with no time in it), `emit` records of `on log`
   rules included, and rule effects (response headers rules set);
-- and that the switch took effect: the fast path's counters show hits with the
-  shortcuts on, none with them off. Once the proxy has the switch, a third run
-  turns the shortcuts off with the config's `fast_path: false` and must match too.
+- and that the switch took effect: with the shortcuts on, the express stream
+  forwarded and every memo the proxy registers was hit; off, none of them. A third
+  run turns the shortcuts off with the config's `fast_path: false` instead, and
+  must match the first in all of the above too.
 
 The corpus reaches the hit of every memo (HTTP/1.1 request and response heads,
 paths, upstream request heads, downstream response heads and kept fields, HTTP/2
@@ -38,8 +40,8 @@ The only normalisation: request ids the proxy generates (UUID-shaped) become
 fixed order, so an id that should travel from one place to another still must.
 
 Corpus (fastpath_corpus.summary(), checked below): 45 conversations, 400 exchanges
-(363 over HTTP/1.1 in 29,937 request bytes, 37 over HTTP/2), on 10 listeners. Both
-runs take about 4 s together.
+(363 over HTTP/1.1 in 29,937 request bytes, 37 over HTTP/2), on 10 listeners. The
+three runs take about 4 s together.
 """
 from __future__ import annotations
 
@@ -599,11 +601,8 @@ def runs(base, ports, certs):
 
 
 @pytest.fixture(scope="module")
-def by_config(runs, base, ports, certs):
-    """A third run, with the shortcuts off by the config's `fast_path: false`; only
-    once the proxy has the switch (an unknown key would stop it from starting)."""
-    if not runs[0].fastpath:
-        pytest.skip(f"this mosnx has no fast-path switch yet: /stats shows no `{FASTPATH_STAT}` counters")
+def by_config(base, ports, certs):
+    """A third run, with the shortcuts off by the config's `fast_path: false`."""
     return play(base / "by-config", ports, certs, fastpath=True, config_switch=True)
 
 
@@ -671,10 +670,17 @@ def check_logs(a: Normal, b: Normal, label: str) -> None:
 
 
 def check_switched_off(a: Run, b: Run, label: str) -> None:
-    hits = {k: v for k, v in a.fastpath.items() if k.endswith(".hits")}
-    assert any(hits.values()), f"the fast path took nothing in the default run: {a.fastpath}"
-    still = {k: v for k, v in b.fastpath.items() if k.endswith(".hits") and v}
-    assert not still, f"with {label} a shortcut was still taken: {still}"
+    """With the shortcuts on, the express stream forwarded and every memo the proxy
+    registers was hit (the corpus reaches each one: a new memo without its corpus
+    entry fails here); switched off, none was taken and nothing was remembered."""
+    on, off = a.fastpath, b.fastpath
+    assert on.get("fastpath.enabled") == 1 and on.get("fastpath.express_rq"), on
+    unreached = sorted(k[:-len(".hits")] for k, v in on.items() if k.endswith(".hits") and not v)
+    assert not unreached, f"memos the corpus never hits (add their traffic to fastpath_corpus): {unreached}"
+    assert off.get("fastpath.enabled", 0) == 0, f"{label}: fastpath.enabled is {off.get('fastpath.enabled')}"
+    taken = {k: v for k, v in off.items()
+             if v and (k == "fastpath.express_rq" or k.endswith((".hits", ".evictions")))}
+    assert not taken, f"with {label} a shortcut was still taken: {taken}"
 
 
 def test_the_docstring_gives_the_corpus_size():
@@ -712,10 +718,7 @@ def test_access_logs_and_rule_records_are_the_same(runs):
 
 
 def test_the_switch_turns_the_fast_path_off(runs):
-    on, off = runs
-    if not on.fastpath:
-        pytest.skip(f"this mosnx has no {SWITCH} switch yet: /stats shows no `{FASTPATH_STAT}` counters")
-    check_switched_off(on, off, OFF)
+    check_switched_off(*runs, OFF)
 
 
 def test_the_config_key_turns_the_fast_path_off_too(runs, by_config):
