@@ -3,23 +3,27 @@
 """The traffic of the fast-path differential test (test_fastpath_differential.py), as data.
 
 The same conversations are played against mosnx with its shortcuts on (the default)
-and off (MOSNX_FASTPATH=0); everything either run puts on a wire, in /stats or in an
-access log must be the same. So everything here is fixed: the bytes each client
-sends, the listeners and rules they meet, and the raw bytes the recording upstream
-answers with (a fixed Date, no clock, no randomness). `summary()` gives the corpus
-size (the test module's docstring quotes it).
+and off (MOSNX_FASTPATH=0, or `fast_path: false`); everything a run puts on a wire,
+in /stats or in an access log must be the same. So everything here is fixed: the
+bytes each client sends, the listeners and rules they meet, and what the recording
+upstreams answer with (raw HTTP/1.1 bytes with a fixed Date, scripted HTTP/2
+frames; no clock, no randomness). `summary()` gives the corpus size (the test
+module's docstring quotes it).
 
 Invariants:
 - each client message is one buffer sent in one write, and each upstream answer one
   write, so what the proxy reads, and therefore what it forwards (chunk boundaries
   included), does not depend on timing;
 - an upstream answer is chosen by the path it receives and by how many requests
-  that path has had in this run (ANSWERS: the last entry repeats), never by timing;
+  that path has had in this run (ANSWERS, H2_ANSWERS: the last entry repeats),
+  never by timing;
 - request ids clients supply are not UUID-shaped, so only the ids the proxy makes
   are normalised (GENERATED_ID);
 - listeners whose access log is compared never see a request malformed before it
   is a stream: such a request is logged with a wall-clock time whatever the format
-  says (proxy.access_log.AccessLogWriter.error), so those go to `raw`, unlogged.
+  says (proxy.access_log.AccessLogWriter.error), so those go to `raw` and `tight`,
+  which log nothing;
+- a conversation that changes the rules (Reload) comes last.
 """
 from __future__ import annotations
 
