@@ -115,7 +115,6 @@ class Not:
 
 
 Expr = Union[Ref, Str, Int, Bool, Duration, Percent, Ip, SetLit, Call, Compare, In, And, Or, Not]
-LITERALS = (Str, Int, Bool, Duration, Percent, Ip)
 
 
 # ---- statements ----
@@ -286,6 +285,10 @@ class When:
 
 Stmt = Union[To, Split, Timeout, Retry, Mirror, HostRewrite, RewritePrefix, RewriteRegex,
              Assign, Remove, Fault, Limit, Wasm, Respond, Redirect, Emit, When]
+# what ends a route (exactly one per route), and what only a forwarding route may carry:
+# the checker and the compiler read the same two lists
+ROUTE_ACTIONS = (To, Split, Respond, Redirect)
+FORWARD = (Timeout, Retry, Mirror, HostRewrite, RewritePrefix, RewriteRegex)
 
 
 # ---- declarations ----

@@ -44,8 +44,8 @@ KEYWORD = {
     A.Assign: "set", A.Remove: "remove", A.When: "when", A.Respond: "respond",
     A.Redirect: "redirect", A.Fault: "fault", A.Limit: "limit", A.Wasm: "wasm", A.Emit: "emit",
 }
-ROUTE_ACTIONS = (A.To, A.Split, A.Respond, A.Redirect)
-FORWARD_ONLY = (A.Timeout, A.Retry, A.Mirror, A.HostRewrite, A.RewritePrefix, A.RewriteRegex)
+ROUTE_ACTIONS = A.ROUTE_ACTIONS
+FORWARD_ONLY = A.FORWARD
 RETRY_NAMES = sorted(RETRY_ON - {"retriable-status-codes"})
 EMIT_STREAMS = ("access",)
 REDIRECT_CODES = (301, 302, 303, 307, 308)
@@ -159,7 +159,7 @@ class _Checker(TypeChecker):
             if i is not None:
                 self.warn(r.name_span, "R202", f'route "{r.name}" is shadowed by route "{routes[i].name}" '
                                                f'(line {routes[i].span.line}), which matches all its requests first')
-            earlier.add(j, conds[j])
+            earlier.add(j, conds[j])  # type: ignore[arg-type]  # no cond is a catch-all, above
 
     def inline(self, e: A.Expr, scope: dict) -> A.Expr:
         return inline(e, scope, self.prog.scopes)

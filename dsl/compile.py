@@ -30,8 +30,8 @@ from .shadow import inline, is_catch_all, path_hint, path_prefix_of
 
 BODY_PHASES = frozenset({"request_body", "response_body"})
 DEFAULT_RETRY_ON = frozenset({"connect-failure", "refused-stream"})
-ROUTE_ACTIONS = (A.To, A.Split, A.Respond, A.Redirect)
-FORWARD = (A.Timeout, A.Retry, A.Mirror, A.HostRewrite, A.RewritePrefix, A.RewriteRegex)
+ROUTE_ACTIONS = A.ROUTE_ACTIONS
+FORWARD = A.FORWARD
 # Where header and metadata edits run, by the place they are written.
 _EDIT_PHASE = {"request": "request", "route": "request", "route_when": "request", "response": "response"}
 
@@ -118,14 +118,14 @@ class _Compiler:
         exact, prefix = path_hint(cond)
         # the hints only narrow the candidates: the guard stays complete, so a route
         # matched without the index (an admin route test) answers the same
-        guard = None if is_catch_all(cond) else self.ex.pred(r.cond)
+        guard = None if is_catch_all(cond) else self.ex.pred(r.cond)  # type: ignore[arg-type]  # no cond is a catch-all
         body = [s for s in r.body if not isinstance(s, ROUTE_ACTIONS + FORWARD)]
         pipeline = self.block(body, "route", cond).pipeline()
         action = next(s for s in r.body if isinstance(s, ROUTE_ACTIONS))
         return Route(r.name, self.action(action, r.body, cond), guard, path_exact=exact,
                      path_prefix=prefix, pipeline=pipeline, span=r.span)
 
-    def action(self, a: A.Stmt, body: tuple[A.Stmt, ...], cond: A.Expr | None):
+    def action(self, a: A.To | A.Split | A.Respond | A.Redirect, body: tuple[A.Stmt, ...], cond: A.Expr | None):
         if isinstance(a, A.Respond):
             return DirectResponse(a.status.value, _enc_body(a.body), a.headers)
         if isinstance(a, A.Redirect):
@@ -139,7 +139,7 @@ class _Compiler:
                 kw["retry"] = self.retry(s)
             elif isinstance(s, A.Mirror):
                 pct = S.parse_percent(s.percent.text) if s.percent is not None else 100.0
-                mirrors.append(MirrorPolicy(s.cluster, pct))
+                mirrors.append(MirrorPolicy(s.cluster, pct))  # type: ignore[arg-type]  # the checker refused a bad percent
             elif isinstance(s, A.HostRewrite):
                 kw["host_rewrite"] = s.host
             elif isinstance(s, A.RewritePrefix):
@@ -178,7 +178,7 @@ class _Compiler:
         value = self.ex.value(s.value)
         lit = self.ex.literal(s.value)
         if t.name == "metadata":
-            key = t.key
+            key: str = t.key  # type: ignore[assignment]  # metadata["k"] has its key
 
             def set_meta(ctx: StreamContext) -> None:
                 ctx.meta()[key] = value(ctx)
@@ -189,7 +189,7 @@ class _Compiler:
                 ctx.set_path(text(value(ctx)))
             out.add("request", set_path)
             return
-        name = t.key.lower().encode("latin-1")
+        name = t.key.lower().encode("latin-1")  # type: ignore[union-attr]  # a header target has its name
         add = s.mode == "add"
         const = _enc(text(lit)) if lit is not _NOTHING else None
         if t.name == "request.headers":
@@ -217,14 +217,14 @@ class _Compiler:
     def s_Remove(self, s: A.Remove, place: str, cond, out: Steps) -> None:
         t = s.target
         if t.name == "metadata":
-            key = t.key
+            key: str = t.key  # type: ignore[assignment]  # metadata["k"] has its key
 
             def del_meta(ctx: StreamContext) -> None:
                 if ctx.metadata:
                     ctx.metadata.pop(key, None)
             out.add(_EDIT_PHASE[place], del_meta)
             return
-        name = t.key.lower().encode("latin-1")
+        name = t.key.lower().encode("latin-1")  # type: ignore[union-attr]  # a header target has its name
         if t.name == "request.headers":
             def req(ctx: StreamContext) -> None:
                 ctx.request.headers.remove(name)
@@ -269,7 +269,7 @@ class _Compiler:
         out.add_pipeline(Pipeline.of([FaultFilter(FaultConfig(**kw), "fault", self.services.stats)]))
 
     def s_Limit(self, s: A.Limit, place: str, cond, out: Steps) -> None:
-        count, per = S.parse_rate(s.rate)
+        count, per = S.parse_rate(s.rate)  # type: ignore[misc]  # the checker refused a bad rate
         cfg = RateLimitConfig(rate=count / per, burst=s.burst or count,
                               status=s.status.value if s.status is not None else 429,
                               algorithm="leaky_bucket" if s.queue else "token_bucket")

@@ -38,7 +38,7 @@ def _const(v: Any) -> Fn:
     return lambda ctx: v
 
 
-def _ip(v: Any):
+def _ip(v: Any) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     try:
         return ipaddress.ip_address(v)
     except ValueError:
@@ -201,7 +201,7 @@ class ExprCompiler:
         return lambda ctx: left(ctx) in members
 
 
-def _flatten(e: A.Expr, kind: type) -> list[A.Expr]:
+def _flatten(e: A.Expr, kind: type[A.And] | type[A.Or]) -> list[A.Expr]:
     if isinstance(e, kind):
         return _flatten(e.left, kind) + _flatten(e.right, kind)
     return [e]

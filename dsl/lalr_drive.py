@@ -13,6 +13,8 @@ exact error Lark reports: this loop never makes an error of its own.
 """
 from __future__ import annotations
 
+from typing import Any
+
 from lark import Lark, Token
 from lark.parsers.lalr_analysis import Shift
 
@@ -24,7 +26,7 @@ _TOKEN_SLOTS = frozenset({"type", "start_pos", "value", "line", "column", "end_l
 _str_new = str.__new__
 
 
-def pass_child(s: list):
+def pass_child(s: list) -> Any:
     """The callback of a rule whose value is its one child's (a `?rule` alternative):
     the loop then leaves the value on the stack and only changes the state."""
     return s[0]
@@ -62,7 +64,7 @@ class Tables:
             self.lexers[state] = by_lexer[key]
 
 
-def drive(t: Tables, text: str, callbacks: dict):
+def drive(t: Tables, text: str, callbacks: dict) -> Any:
     """The start rule's value for `text`; Stuck where Lark would raise or differ."""
     actions, lexers, end_state = t.actions, t.lexers, t.end_state
     reduce = [(size, origin, None if callbacks[r] is pass_child and size == 1 else callbacks[r])

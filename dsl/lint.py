@@ -82,7 +82,7 @@ def check_config(path: str) -> list[Diagnostic]:
 
     def keep_warnings(paths, ctx):
         start = len(ctx.diagnostics)
-        result = loader(paths, ctx)
+        result = loader(paths, ctx)  # type: ignore[misc]  # this package registers "mdsl"
         warnings.update((d, None) for d in ctx.diagnostics[start:] if d.severity == "warning")
         return result
 

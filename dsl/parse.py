@@ -23,6 +23,7 @@ would order them.
 from __future__ import annotations
 
 import copy
+from typing import Any, Callable
 
 from lark import Lark, Token
 from lark.exceptions import UnexpectedInput
@@ -83,10 +84,10 @@ def _run(p: Lark, build: "_Build", text: str) -> "_At":
     Lark's parser, which raises the error as Lark words it."""
     if _tables is not None:
         try:
-            return drive(_tables, text, build.callbacks(_plan))
+            return drive(_tables, text, build.callbacks(_plan))  # type: ignore[arg-type]  # parser() made the plan
         except Stuck:
             build.failed = None
-    return _frontend(p, build.callbacks(_plan)).parse(text)
+    return _frontend(p, build.callbacks(_plan)).parse(text)  # type: ignore[arg-type]  # as above
 
 
 def too_deep_message() -> str:
@@ -103,8 +104,8 @@ class _At:
     internal repetition rules) is not a level."""
     __slots__ = ("value", "first", "last", "height", "kids", "level")
 
-    def __init__(self, first, last, height: int, kids: list, level: bool):
-        self.value = None
+    def __init__(self, first: Any, last: Any, height: int, kids: list, level: bool):
+        self.value: Any = None
         self.first = first
         self.last = last
         self.height = height
@@ -141,7 +142,7 @@ def _line(text: str, at: _At) -> str | None:
     return lines[n - 1] if 0 < n <= len(lines) else None
 
 
-def _frontend(p: Lark, callbacks: dict):
+def _frontend(p: Lark, callbacks: dict) -> Any:
     """p's lexer and tables with these reduction callbacks, for one parse."""
     front = copy.copy(p.parser)
     lalr = copy.copy(front.parser)
@@ -171,7 +172,7 @@ def _rule_plan(p: Lark) -> list:
         pending = 0
         for i, sym in enumerate(expansion):
             pending += nones[i]
-            if rule.options.keep_all_tokens or not (sym.is_term and sym.filter_out):
+            if rule.options.keep_all_tokens or not (sym.is_term and sym.filter_out):  # type: ignore[attr-defined]  # a Terminal's
                 include.append((i, not sym.is_term and sym.name.startswith("_"), pending))
                 pending = 0
         tail = pending + nones[len(expansion)]
@@ -229,7 +230,7 @@ class _Build:
         return {rule: (pass_child if kind == "pass" else self._reducer(include, tail, kind))
                 for rule, include, tail, kind in plan}
 
-    def _reducer(self, include: tuple, tail: int, kind: str):
+    def _reducer(self, include: tuple, tail: int, kind: str) -> Callable[[list], _At]:
         method = None if kind == "splice" else getattr(self, kind)
         level = method is not None
 
@@ -281,7 +282,8 @@ class _Build:
         return Span(self.path, first.line, first.column, last.end_line, last.end_column)
 
     def _tspan(self, tok: Token) -> Span:
-        return Span(self.path, tok.line, tok.column, tok.end_line, tok.end_column)
+        # the lexer's tokens carry their positions
+        return Span(self.path, tok.line, tok.column, tok.end_line, tok.end_column)  # type: ignore[arg-type]
 
     # ---- declarations ----
     def file(self, at, items):

@@ -8,6 +8,7 @@ error, so the previous snapshot keeps serving.
 from __future__ import annotations
 
 import os
+from typing import Iterable
 
 from mosnx.runtime.diagnostics import Diagnostic
 from mosnx.runtime.registry import BuildContext, RulesResult
@@ -17,7 +18,7 @@ from .compile import compile_program
 from .load import Program, load
 
 
-def analyze(paths, clusters: set[str] | None = None,
+def analyze(paths: Iterable[str], clusters: set[str] | None = None,
             filters: set[str] | None = None) -> tuple[Program, list[Diagnostic]]:
     """Load and check `paths`; the Program and every finding (errors and warnings)."""
     prog = load(tuple(paths))

@@ -63,7 +63,7 @@ def parse_rate(text: str) -> tuple[int, float] | None:
     return int(m.group(1)), _UNIT[m.group(2)]
 
 
-def parse_ip(text: str):
+def parse_ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | ipaddress.IPv4Network | ipaddress.IPv6Network | None:
     """An ip_address, an ip_network (for a /len), or None when malformed."""
     try:
         if "/" in text:

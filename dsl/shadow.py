@@ -12,13 +12,21 @@ could imply (see ShadowIndex), so thousands of routes check in about n log n.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, overload
 
 from mosnx.runtime.attributes import ATTRIBUTES
 
 from . import ast as A
 
 PATH_FIELDS = ("request.path", "request.url_path")
+
+
+@overload
+def inline(e: A.Expr, scope: dict, scopes: dict, seen: frozenset = ...) -> A.Expr: ...
+@overload
+def inline(e: None, scope: dict, scopes: dict, seen: frozenset = ...) -> None: ...
+@overload
+def inline(e: A.Expr | None, scope: dict, scopes: dict, seen: frozenset = ...) -> A.Expr | None: ...
 
 
 def inline(e: A.Expr | None, scope: dict, scopes: dict, seen: frozenset = frozenset()) -> A.Expr | None:
@@ -214,10 +222,10 @@ class ShadowIndex:
         elif kind == "suffix":
             self._suffix.setdefault(key, []).append(i)
         elif kind == "contains":
-            self._contains.setdefault(key, []).append((_str_test(y)[2], i))
+            self._contains.setdefault(key, []).append((_str_test(y)[2], i))  # type: ignore[index]  # _slot filed it so
         else:
             self._in_left.setdefault(key, []).append(i)
-            for m in {norm(m) for m in y.right.items}:
+            for m in {norm(m) for m in y.right.items}:  # type: ignore[union-attr]  # _slot: an In over a SetLit
                 self._member.setdefault((key, m), []).append(i)
 
     def candidates(self, cond: A.Expr | None) -> set[int]:

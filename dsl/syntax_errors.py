@@ -7,6 +7,8 @@ token (or character) must be of the same kind too. Nothing here raises.
 """
 from __future__ import annotations
 
+from typing import Any, Iterable
+
 from lark import Lark
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
@@ -73,9 +75,10 @@ def _friendly(e: UnexpectedInput, p: Lark) -> str | None:
             except UnexpectedInput as ut:
                 if type(ut) is not type(e) or getattr(ut, "state", None) != state:
                     continue
-                if isinstance(e, UnexpectedToken) and ut.token.type != e.token.type:
+                # type(ut) is type(e), from here on
+                if isinstance(e, UnexpectedToken) and ut.token.type != e.token.type:  # type: ignore[attr-defined]
                     continue
-                if isinstance(e, UnexpectedCharacters) and ut.char != e.char:
+                if isinstance(e, UnexpectedCharacters) and ut.char != e.char:  # type: ignore[attr-defined]
                     continue
                 return label
     return None
@@ -88,7 +91,7 @@ _TOKEN_NAMES = {
 }
 
 
-def _describe_expected(p: Lark, expected) -> str:
+def _describe_expected(p: Lark, expected: Iterable[str]) -> str:
     names = set()
     for t in expected:
         if t in _TOKEN_NAMES:
@@ -128,7 +131,8 @@ def syntax_error(e: UnexpectedInput, p: Lark, text: str, path: str) -> Diagnosti
         line = max(len(lines), 1)
         col = len(lines[-1]) + 1 if lines else 1
         what = "unexpected end of file"
-        expected = e.expected
+        # an error at no line need not be an EOF: UnexpectedCharacters has no `expected`
+        expected: Any = getattr(e, "expected", set())
     elif isinstance(e, UnexpectedToken):
         tok = e.token
         if tok.type == "$END":
@@ -140,7 +144,7 @@ def syntax_error(e: UnexpectedInput, p: Lark, text: str, path: str) -> Diagnosti
             width = max(len(str(tok)), 1)
         expected = _accepts(e)
     elif isinstance(e, UnexpectedCharacters):
-        ch = text[e.pos_in_stream] if 0 <= e.pos_in_stream < len(text) else ""
+        ch = text[e.pos_in_stream] if 0 <= e.pos_in_stream < len(text) else ""  # type: ignore[index,operator]  # set by the lexer
         what = f'unexpected character "{ch}"' if ch != '"' else "unexpected character '\"'"
         expected = e.allowed or set()
     else:

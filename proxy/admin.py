@@ -261,7 +261,7 @@ class AdminProtocol(asyncio.Protocol):
     def __init__(self, backend: AdminBackend, access: Access) -> None:
         self.backend = backend
         self.access = access
-        self.transport: asyncio.Transport | None = None
+        self.transport: asyncio.Transport = None  # type: ignore[assignment]  # set in connection_made
         self.parser = httptools.HttpRequestParser(self)
         # A queue item is a parsed request, or a final error reply that closes the connection.
         self.pending: deque[_Request | Response] = deque()

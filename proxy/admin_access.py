@@ -71,7 +71,8 @@ class Access:
     def _authorized(self, headers: dict[bytes, bytes]) -> bool:
         scheme, _, given = headers.get(b"authorization", b"").strip().partition(b" ")
         # compare_digest takes the same time for any guess of the token's length or bytes
-        return scheme.lower() == b"bearer" and hmac.compare_digest(given.strip(), self.token)
+        return (scheme.lower() == b"bearer" and self.token is not None
+                and hmac.compare_digest(given.strip(), self.token))
 
 
 def _loopback_host(host: bytes) -> bool:

@@ -8,8 +8,8 @@ admin so scripts, dashboards and scrapers written for Envoy keep working.
 Each renderer that grows with the number of stats, clusters or config entries is a
 generator of text pieces (`*_pieces`); an empty piece marks a point where the caller
 may pause. The admin drives them in slices on the loop it shares with the data plane
-(admin.render), so no answer holds the loop for longer than a slice; the plain
-functions (`stats_text`, `prometheus`, ...) join the same pieces at once.
+(admin.render), so no answer holds the loop for longer than a slice; `prometheus`
+joins the same pieces at once.
 
 A `filter` a client sends is compiled by RE2 (as Envoy's is), never by `re`: RE2
 matches in time linear in the name, so no pattern can make /stats spin (`(a+)+$`
@@ -147,10 +147,6 @@ def stats_text_pieces(dump: dict[str, Any]) -> Pieces:
         yield f"{name}: {histogram_summary(histograms[name])}\n"
 
 
-def stats_text(dump: dict[str, Any]) -> str:
-    return "".join(stats_text_pieces(dump))
-
-
 def _building_stats_json(dump: dict[str, Any], into: dict[str, Any]) -> Pieces:
     stats: list[dict[str, Any]] = [{"name": name, "value": value} for name, value in _scalars(dump)]
     into["stats"] = stats
@@ -166,23 +162,12 @@ def _building_stats_json(dump: dict[str, Any], into: dict[str, Any]) -> Pieces:
     stats.append({"histograms": {"supported_quantiles": list(PERCENTS), "computed_quantiles": computed}})
 
 
-def _built(building, source) -> dict[str, Any]:
-    """What a `_building_*` generator makes, made in one go."""
-    out: dict[str, Any] = {}
-    for _ in building(source, out):
-        pass
-    return out
-
-
-def _built_pieces(building, source) -> Pieces:
-    """The same made in slices (the admin yields between them), then its JSON in pieces."""
+def _built_pieces(building: Callable[[Any, dict[str, Any]], Pieces], source: Any) -> Pieces:
+    """What a `_building_*` generator makes, in slices (the admin yields between them),
+    then its JSON in pieces."""
     out: dict[str, Any] = {}
     yield from building(source, out)
     yield from json_pieces(out)
-
-
-def stats_json(dump: dict[str, Any]) -> dict[str, Any]:
-    return _built(_building_stats_json, dump)
 
 
 def stats_json_pieces(dump: dict[str, Any]) -> Pieces:
@@ -310,10 +295,6 @@ def _host_stats(ep: dict[str, Any]) -> list[tuple[str, Any]]:
                   if k not in _NOT_STATS and isinstance(v, (int, float)) and not isinstance(v, bool))
 
 
-def clusters_text(clusters: dict[str, Any]) -> str:
-    return "".join(clusters_text_pieces(clusters))
-
-
 def clusters_text_pieces(clusters: dict[str, Any]) -> Pieces:
     """Envoy's `/clusters` text: one piece per cluster's settings, one per endpoint."""
     for cluster, info in sorted(clusters.items()):
@@ -347,12 +328,8 @@ def _socket_address(address: str) -> dict[str, Any]:
     return {"socket_address": {"address": host.strip("[]"), "port_value": int(port)}}
 
 
-def clusters_json(clusters: dict[str, Any]) -> dict[str, Any]:
-    """Envoy's `/clusters?format=json` shape (admin.v3.Clusters)."""
-    return _built(_building_clusters_json, clusters)
-
-
 def clusters_json_pieces(clusters: dict[str, Any]) -> Pieces:
+    """Envoy's `/clusters?format=json` shape (admin.v3.Clusters)."""
     return _built_pieces(_building_clusters_json, clusters)
 
 

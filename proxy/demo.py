@@ -14,7 +14,7 @@ import httptools
 class DemoServer(asyncio.Protocol):
     def __init__(self, name: str):
         self.name = name
-        self.transport = None
+        self.transport: asyncio.Transport = None  # type: ignore[assignment]  # set in connection_made
         self.parser = httptools.HttpRequestParser(self)
         self.url = b""
         self.headers: list[tuple[str, str]] = []
@@ -65,7 +65,7 @@ class DemoServer(asyncio.Protocol):
             self.transport.close()
 
 
-async def start_demo(host: str, port: int, reuse_port: bool = False):
+async def start_demo(host: str, port: int, reuse_port: bool = False) -> asyncio.AbstractServer:
     """Serve on host:port. `reuse_port` lets another process join (mosnx run --takeover);
     the caller is then the one that keeps strangers out."""
     loop = asyncio.get_running_loop()

@@ -5,6 +5,10 @@ goes downstream. Pure functions over header items; framing is the codecs'.
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
+
+from mosnx.runtime.context import RequestHead
+
 from .fastpath import memo
 from .fastpath.memo import remember
 
@@ -17,7 +21,7 @@ HOP_BY_HOP = frozenset({b"connection", b"keep-alive", b"proxy-connection", b"te"
 _REQ_SPECIAL = HOP_BY_HOP | {b"x-forwarded-for", b"x-forwarded-proto"}
 
 
-def request_fields(items) -> tuple[list, bytes | None, set | None]:
+def request_fields(items: Iterable[tuple[bytes, bytes]]) -> tuple[list, bytes | None, set | None]:
     """(the fields a request sends upstream as it received them, the X-Forwarded-For it
     came with, the names its Connection header lists)."""
     out = []
@@ -38,7 +42,7 @@ def request_fields(items) -> tuple[list, bytes | None, set | None]:
     return out, xff, conn_tokens
 
 
-def upstream_fields(req, source: str) -> list:
+def upstream_fields(req: RequestHead, source: str) -> list:
     """The fields `req` carries upstream, framing aside: its end-to-end fields, then
     X-Forwarded-For (with `source`) and X-Forwarded-Proto."""
     out, xff, _ = request_fields(req.headers.items)
@@ -54,7 +58,7 @@ RESP_HOP_BY_HOP = frozenset({b"connection", b"keep-alive", b"proxy-connection", 
                              b"transfer-encoding", b"upgrade"})
 
 
-def end_to_end(items) -> tuple:
+def end_to_end(items: Iterable[tuple[bytes, bytes]]) -> tuple:
     """A response's headers without the hop-by-hop ones."""
     out = []
     listed = None
@@ -80,7 +84,7 @@ _KEPT: dict[tuple, tuple] = KEPT.table()
 _KEPT_FIELDS = 16
 
 
-def kept_end_to_end(items) -> tuple:
+def kept_end_to_end(items: list[tuple[bytes, bytes]]) -> tuple:
     """end_to_end(items), remembered for heads that repeat."""
     try:
         key = tuple(items)

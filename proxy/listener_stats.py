@@ -2,14 +2,14 @@
 per listener and worker so the hot path never builds a stat name."""
 from __future__ import annotations
 
-from mosnx.runtime.stats import ACCUMULATE
+from mosnx.runtime.stats import ACCUMULATE, Counter, Store
 
 
 class ListenerStats:
     __slots__ = ("rq_total", "rq_active", "by_class", "class_counters", "rq_time", "local", "timeout",
                  "cx_total", "cx_active", "rx_reset", "rq_retry_ok", "prefix", "local_replies")
 
-    def __init__(self, store, listener: str):
+    def __init__(self, store: Store, listener: str):
         p = f"http.{listener}."
         self.prefix = p
         self.rq_total = store.counter(p + "downstream_rq_total")
@@ -24,7 +24,7 @@ class ListenerStats:
         self.cx_active = store.gauge(p + "downstream_cx_active", ACCUMULATE)
         self.rx_reset = store.counter(p + "downstream_rq_rx_reset")
         self.rq_retry_ok = store.counter(p + "downstream_rq_retry_success")
-        self.local_replies: dict[str, object] = {}      # cause -> its local_reply.<cause> counter
+        self.local_replies: dict[str, Counter] = {}      # cause -> its local_reply.<cause> counter
 
     def local_reply(self, cause: str) -> None:
         """Count a local reply under local_reply.<cause>, the cause its x-mosnx-error names."""
@@ -40,5 +40,5 @@ class ListenerStats:
         stream's local reply is, whichever protocol carried it."""
         self.rq_total.value += 1
         c = self.class_counters[status // 100] if 100 <= status < 600 else self.by_class["5xx"]
-        c.value += 1
+        c.value += 1  # type: ignore[union-attr]  # statuses 100..599 have a counter each
         self.local_reply(cause)

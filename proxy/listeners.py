@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import re
 import ssl
+from typing import Any, Coroutine
 
 from mosnx.runtime.diagnostics import ConfigError, Diagnostic
 from mosnx.runtime.headers import Headers
@@ -60,10 +61,10 @@ class HttpAccept(asyncio.Protocol):
     def __init__(self, worker, name: str):
         self.worker = worker
         self.name = name
-        self.transport = None
+        self.transport: asyncio.Transport = None  # type: ignore[assignment]  # set in connection_made
         self.buf = b""
-        self.timer = None
-        self.tls_coro = None          # loop.start_tls, driven by _tls_step
+        self.timer: asyncio.TimerHandle | None = None
+        self.tls_coro: Coroutine[Any, Any, Any] | None = None  # loop.start_tls, driven by _tls_step
         self.tls: TlsInfo | None = None
 
     def connection_made(self, transport) -> None:
@@ -91,7 +92,7 @@ class HttpAccept(asyncio.Protocol):
     def _tls_step(self, _fut) -> None:
         coro = self.tls_coro
         try:
-            fut = coro.send(None)
+            fut = coro.send(None)  # type: ignore[union-attr]  # called only while it runs
         except StopIteration as done:
             self.tls_coro = None
             return self._tls_ready(done.value)

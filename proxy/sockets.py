@@ -16,13 +16,14 @@ and the probe alone guards.
 """
 from __future__ import annotations
 
+import asyncio
 import errno
 import os
 import socket
 import struct
 
 
-def set_nodelay(transport) -> None:
+def set_nodelay(transport: asyncio.BaseTransport) -> None:
     """Disable Nagle: a proxy writes whole messages and must not wait for an ACK to send the next."""
     sock = transport.get_extra_info("socket")
     if sock is not None:
@@ -65,7 +66,7 @@ def resolve(host: str, port: int) -> list[tuple]:
     return out
 
 
-def _lock_name(sa) -> bytes:
+def _lock_name(sa: tuple) -> bytes:
     return b"\0mosnx/tcp/" + show(sa[0], sa[1]).encode()
 
 

@@ -34,6 +34,7 @@ import multiprocessing
 import os
 import signal
 import time
+from typing import TYPE_CHECKING
 
 from mosnx import __version__
 from mosnx.runtime.config import admin_exposure
@@ -44,6 +45,13 @@ from mosnx.runtime.stats import Store, merge, merge_into
 
 from . import sockets
 from .hint import curl_hint
+
+if TYPE_CHECKING:
+    from multiprocessing.connection import Connection
+    from multiprocessing.process import BaseProcess
+    from mosnx.runtime.model import AdminConfig
+    from mosnx.runtime.snapshot import Snapshot
+    from .admin_access import Access
 
 log = logging.getLogger("mosnx")
 EXIT_BUG = 3
@@ -61,11 +69,12 @@ class WorkerHandle:
     def __init__(self, sup: "Supervisor", idx: int):
         self.sup = sup
         self.idx = idx
-        self.proc = None
-        self.conn = None
+        # made by start(), before any other use
+        self.proc: BaseProcess = None  # type: ignore[assignment]
+        self.conn: Connection = None  # type: ignore[assignment]
         self.pending: dict[int, asyncio.Future] = {}
-        self.ready: asyncio.Future | None = None
-        self.final_stats = None
+        self.ready: asyncio.Future = None  # type: ignore[assignment]
+        self.final_stats: dict | None = None
         self.stopping = False
 
     def start(self, version: int) -> None:
@@ -86,9 +95,9 @@ class WorkerHandle:
             msg = self.conn.recv()
         except (EOFError, OSError):
             loop.remove_reader(self.conn.fileno())
-            for f in self.pending.values():
-                if not f.done():
-                    f.set_exception(ConnectionError("worker exited"))
+            for fut in self.pending.values():
+                if not fut.done():
+                    fut.set_exception(ConnectionError("worker exited"))
             self.pending.clear()
             if self.ready is not None and not self.ready.done():
                 self.ready.set_result({"ok": False, "errors": ["worker exited during start"]})
@@ -145,10 +154,10 @@ class LocalWorker:
         self.sup = sup
         self.idx = 0
         self.worker = Worker(sup.config_path, 0, None, sup.version)
-        self.ready: asyncio.Future | None = None
+        self.ready: asyncio.Future = None  # type: ignore[assignment]  # made by start()
         self.stopping = False
-        self._sweeper = None
-        self._starting = None
+        self._sweeper: asyncio.Task | None = None
+        self._starting: asyncio.Task | None = None
 
     def start(self, version: int) -> None:
         loop = asyncio.get_running_loop()
@@ -200,9 +209,9 @@ class Supervisor:
         self.requested_workers = workers
         self.entry = entry              # process entry: (config_path, idx, conn, version) -> None
         self.ids = itertools.count(1)
-        self.snapshot = None
+        self.snapshot: Snapshot = None  # type: ignore[assignment]  # built first thing in _start
         self.version = 1
-        self.workers: list[WorkerHandle] = []
+        self.workers: list[WorkerHandle | LocalWorker] = []
         self.state = "PRE_INITIALIZING"
         self.started = time.time()
         self.stats = Store()
@@ -210,17 +219,18 @@ class Supervisor:
         self.reloads_bad = self.stats.counter("server.supervisor_reload_failure")
         self.last_error: list[str] = []
         self.mtimes: dict[str, float] = {}
-        self.stop_future: asyncio.Future | None = None
-        self.demo_servers = []
-        self.admin = None
-        self.admin_access = None        # admin_access.Access, its token refreshed on reload
-        self.admin_bound = None         # the AdminConfig the admin was bound with
+        self.stop_future: asyncio.Future = None  # type: ignore[assignment]  # made by run()
+        self.demo_servers: list[asyncio.AbstractServer] = []
+        self.admin: asyncio.AbstractServer | None = None
+        self.admin_access: Access | None = None       # admin_access.Access, its token refreshed on reload
+        # the AdminConfig the admin was bound with; read only when there is an admin
+        self.admin_bound: AdminConfig = None  # type: ignore[assignment]
         self._reload_lock = asyncio.Lock()
         self.takeover = takeover        # join listeners another mosnx holds (--takeover)
         self.locks: list = []           # sockets.lock sockets held for every served address
         self._later: list[tuple[str, str, int]] = []   # --takeover: (what, host, port) to claim later
         self._startup: asyncio.Task | None = None
-        self._force: asyncio.Future | None = None      # a second stop signal while draining
+        self._force: asyncio.Future = None  # type: ignore[assignment]  # made by run(); a second stop signal while draining
         self._interrupted: int | None = None           # the signal that stopped the start
 
     # ----------------------------------------------------------- lifecycle
@@ -304,8 +314,8 @@ class Supervisor:
             errors = r.get("errors") or ["no reason given"]
             kind = r.get("kind")
             if kind == "config":
-                for e in errors:
-                    log.error("%s", e)
+                for err in errors:
+                    log.error("%s", err)
                 return 1
             if kind == "bug":
                 raise StartupError(f"bug: {self.config_path}: worker {h.idx}: {errors[0]} \u2014 please report",

@@ -56,7 +56,7 @@ class Worker:
         self._lstats: dict[str, ListenerStats] = {}
         self.draining = False
         self.stopped: asyncio.Future | None = None
-        self.loop = None
+        self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]  # the loop run() or LocalWorker gives it
         self.reload_fail = self.stats.counter("server.reload_failure")
         self.reload_ok = self.stats.counter("server.reload_success")
         self.mirror_total = self.stats.counter("server.mirror_requests")

@@ -25,6 +25,7 @@ transport write either way.
 """
 from __future__ import annotations
 
+import asyncio
 from asyncio import get_running_loop
 
 _pending: list = []
@@ -37,7 +38,7 @@ _held = False       # the due flush already waited one pass
 SOLO_PASSES = 16
 
 
-def write(transport, data: bytes) -> None:
+def write(transport: asyncio.WriteTransport, data: bytes) -> None:
     global _loop, _count
     loop = _loop
     if loop is not None and loop.is_running():

@@ -4,7 +4,7 @@ Front ends emit codes as string literals next to their message (the message
 carries the particulars); this table says what each code means in general, for
 docs/diagnostics.md (rendered by mosnx.reference.diagnostics, with a real example
 of each) and for tools that show a code's title. A code emitted anywhere in the
-source and missing here fails tests/runtime/test_diagnostics_reference.py, so a
+source and missing here fails tests/runtime/test_codes.py, so a
 new code is one line here plus its example there.
 
 `reachable` is False for a guard no config `mosnx check` accepts can reach (the

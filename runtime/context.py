@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import time
 from http.cookies import SimpleCookie
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
 from .headers import Headers
+
+if TYPE_CHECKING:
+    from .routes import Route, VirtualHost
 
 _monotonic = time.monotonic
 _time = time.time
@@ -58,8 +61,8 @@ class StreamContext:
         "connection_sni", "connection_mtls", "peer_subject",
         "vhost", "route", "cluster_name", "upstream_address",
         "metadata", "filter_state", "start", "start_wall", "request_id",
-        "error_detail", "response_flags", "bytes_received", "bytes_sent",
-        "attempt_count", "timeout_override", "upstream_request_headers_sent", "request_bodyless",
+        "error_detail", "bytes_received", "bytes_sent",
+        "attempt_count", "timeout_override", "request_bodyless",
         "_url_path", "_query", "_cookies",
     )
 
@@ -74,22 +77,20 @@ class StreamContext:
         self.connection_sni = ""
         self.connection_mtls = False
         self.peer_subject = ""
-        self.vhost = None
-        self.route = None
+        self.vhost: VirtualHost | None = None
+        self.route: Route | None = None
         self.cluster_name = ""
         self.upstream_address = ""
         self.metadata: dict[str, Any] | None = None
-        self.filter_state: dict[str, Any] | None = None
+        self.filter_state: dict[object, Any] | None = None   # keyed by the filter (or a key it owns)
         self.start = _monotonic()
         self.start_wall = _time()
         self.request_id = ""
         self.error_detail = ""
-        self.response_flags = ""
         self.bytes_received = 0
         self.bytes_sent = 0
         self.attempt_count = 0
         self.timeout_override: float | None = None
-        self.upstream_request_headers_sent = False
         # set by the core: True when the request head ended the request (no body
         # follows), False when a body follows, None when not known
         self.request_bodyless: bool | None = None
@@ -140,7 +141,7 @@ class StreamContext:
             self.metadata = {}
         return self.metadata
 
-    def state(self) -> dict[str, Any]:
+    def state(self) -> dict[object, Any]:
         if self.filter_state is None:
             self.filter_state = {}
         return self.filter_state

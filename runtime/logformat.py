@@ -13,10 +13,13 @@ from __future__ import annotations
 import re
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from .attributes import ATTRIBUTES
 from .diagnostics import did_you_mean
+
+if TYPE_CHECKING:
+    from .context import StreamContext
 
 DEFAULT_FORMAT = ('[%start_time%] "%request.method% %request.path% %request.protocol%" %response.code% '
                   '%response.flags% %request.size% %response.size% %duration_ms% "%upstream.address%" '
@@ -71,17 +74,18 @@ class LogFormat:
     text: str
     parts: tuple[str | Callable[[Any], str], ...] = field(compare=False, repr=False)
 
-    def render(self, ctx) -> str:
-        return "".join([p if p.__class__ is str else p(ctx) for p in self.parts])
+    def render(self, ctx: StreamContext) -> str:
+        # `p.__class__ is str` tells the getters apart, cheaper than isinstance
+        return "".join([p if p.__class__ is str else p(ctx) for p in self.parts])  # type: ignore[operator]
 
 
-def _start_time(ctx) -> str:
+def _start_time(ctx: StreamContext) -> str:
     w = ctx.start_wall
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(w)) + ".%03dZ" % int((w % 1) * 1000)
 
 
-def _show(g):
-    def get(ctx) -> str:
+def _show(g: Callable[[StreamContext], Any]) -> Callable[[StreamContext], str]:
+    def get(ctx: StreamContext) -> str:
         v = g(ctx)
         return "-" if v is None or v == "" else str(v)
     return get
@@ -113,7 +117,7 @@ def _reference(ref: str, at: int) -> tuple[Callable | None, FormatError | None]:
     if attr.keyed is None:
         if key is not None:
             return None, FormatError(at + len(name), end, f"{name} takes no key")
-        return _show(attr.getter), None
+        return _show(attr.getter), None  # type: ignore[arg-type]  # an attribute without a key has a getter
     if key is None:
         return None, FormatError(at, end, f'{name} needs a key, as {name}["..."]')
     if not key:

@@ -36,6 +36,7 @@ import mmap
 import os
 import struct
 import tempfile
+from typing import Callable
 
 ENV = "MOSNX_SHARED_LIMITS"
 MAGIC = b"MOSNXSL1"
@@ -258,7 +259,7 @@ ROW = 3            # words per bucket row: key hash (int64), a, b (float64)
 PROBES = 8
 
 
-def key_hash(key) -> int:
+def key_hash(key: object) -> int:
     """A key's hash, the same in every process (str's hash() is salted per process)."""
     if key is None:
         return 1
@@ -297,7 +298,7 @@ class BucketTable:
         finally:
             seg.unlock()
 
-    def row(self, h: int, now: float, score) -> int:
+    def row(self, h: int, now: float, score: Callable[[float, float, float], float]) -> int:
         """Word index of the row for key hash `h` (call with the lock held). A
         row new to its key has a = b = 0."""
         q = self.seg.q

@@ -4,7 +4,7 @@ Code makes stats where it counts (Store.counter(name), lists such as
 CLUSTER_STATS); this list says what each one means, for docs/metrics.md
 (mosnx.reference.metrics renders it, `mosnx docs metrics` prints it). A name holds
 <placeholders> for the parts code fills in: `http.<listener>.downstream_rq_total`.
-tests/runtime/test_metrics_reference.py reads the source for every place a stat
+tests/runtime/test_stat_catalog.py reads the source for every place a stat
 name is made and fails when one has no line here, or a line here names a stat
 nothing makes; so a new stat is one line below, in its section.
 """

@@ -21,7 +21,7 @@ knowledge of which gauge is which.
 from __future__ import annotations
 
 import bisect
-from typing import Any
+from typing import Any, Callable
 
 # Envoy's default histogram bucket bounds, in ms.
 BUCKETS = (0.5, 1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000,
@@ -43,11 +43,11 @@ class ReadCounter(Counter):
     registry's), so the count is not kept twice."""
     __slots__ = ("read",)
 
-    def __init__(self, read) -> None:
+    def __init__(self, read: Callable[[], int]) -> None:
         self.read = read
 
-    @property  # type: ignore[override]  # read-only: the count is kept where it is read from
-    def value(self) -> int:
+    @property
+    def value(self) -> int:  # type: ignore[override]  # read where stats are taken, never written
         return self.read()
 
 
@@ -78,12 +78,12 @@ class ReadGauge(Gauge):
     the count is not kept twice."""
     __slots__ = ("read",)
 
-    def __init__(self, read, mode: str = ACCUMULATE) -> None:
+    def __init__(self, read: Callable[[], int], mode: str = ACCUMULATE) -> None:
         self.read = read
         self.mode = mode
 
     @property
-    def value(self) -> int:
+    def value(self) -> int:  # type: ignore[override]  # read where stats are taken, never written
         return self.read()
 
 
@@ -176,13 +176,13 @@ class Store:
             raise ValueError(f"gauge {name!r} is declared {g.mode}, not {mode}")
         return g
 
-    def gauge_reading(self, name: str, read, mode: str = ACCUMULATE) -> Gauge:
+    def gauge_reading(self, name: str, read: Callable[[], int], mode: str = ACCUMULATE) -> Gauge:
         """The gauge `name`, from now on read through `read()`."""
         self.gauge(name, mode)              # the same checks of the mode as a plain gauge
         g = self.gauges[name] = ReadGauge(read, mode)
         return g
 
-    def counter_reading(self, name: str, read) -> Counter:
+    def counter_reading(self, name: str, read: Callable[[], int]) -> Counter:
         """The counter `name`, from now on read through `read()`."""
         c = self.counters[name] = ReadCounter(read)
         return c

@@ -9,11 +9,9 @@ import logging
 import time
 
 from . import abi, memory
-from .log_gate import min_level
+from .log_gate import _PY_LEVELS, min_level
 
 log = logging.getLogger("mosnx.wasm")
-
-_PY_LEVELS = (5, logging.DEBUG, logging.INFO, logging.WARNING, logging.ERROR, logging.CRITICAL)
 
 
 def proxy_log(vm, caller, level, ptr, size):

@@ -1,6 +1,8 @@
 """Host functions: HTTP header and trailer maps (get, get all, add, replace, remove, set all)."""
 from __future__ import annotations
 
+from typing import Callable
+
 from . import abi, memory
 from .header_maps import Unavailable, resolve
 
@@ -91,7 +93,7 @@ def _edit(vm, caller, kind, key_ptr, key_len, op, value=None):
     return abi.OK
 
 
-def _header_edit(op: str):
+def _header_edit(op: str) -> Callable[..., int]:
     """proxy_add/replace_header_map_value. The usual edit, a regular header on the
     stream's own request or response, is read straight from guest memory and made
     without building a HeaderMap (inline: it runs on most requests); anything else

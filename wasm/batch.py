@@ -9,6 +9,8 @@ and arguments are exactly those of separate calls; the row shares one deadline.
 """
 from __future__ import annotations
 
+from typing import Any, Mapping
+
 import wasmtime
 
 from . import fastcall, module_cache
@@ -54,7 +56,7 @@ def _wat(present: list[str]) -> str:
     return "\n".join(lines)
 
 
-def build(store: wasmtime.Store, exports, watch: fastcall.Watchdog) -> tuple[fastcall.GuestFunc, fastcall.GuestFunc] | None:
+def build(store: wasmtime.Store, exports: Mapping[str, Any], watch: fastcall.Watchdog) -> tuple[fastcall.GuestFunc, fastcall.GuestFunc] | None:
     """(open(id, root, n_headers, eos) -> action, close(id) -> done) for this instance, or
     None when an export has a type of its own (an ABI 0.1.0 module): then calls go one by one."""
     present = []
@@ -71,4 +73,6 @@ def build(store: wasmtime.Store, exports, watch: fastcall.Watchdog) -> tuple[fas
     module = module_cache.compile_module(_wat(present).encode(), "callback batch")
     inst = wasmtime.Instance(store, module, [exports[n] for n in present])
     ex = inst.exports(store)
-    return fastcall.GuestFunc(store, ex["open"], watch), fastcall.GuestFunc(store, ex["close"], watch)
+    # _wat(present) exports the two as functions
+    return (fastcall.GuestFunc(store, ex["open"], watch),  # type: ignore[arg-type]
+            fastcall.GuestFunc(store, ex["close"], watch))  # type: ignore[arg-type]

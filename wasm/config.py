@@ -43,7 +43,7 @@ class PluginConfig:
             raise ValueError("max_memory must be at least 64KiB (one wasm page)")
 
 
-def parse_duration(v, what: str) -> float:
+def parse_duration(v: object, what: str) -> float:
     if isinstance(v, (int, float)) and not isinstance(v, bool):
         return float(v)
     m = _DURATION.match(str(v))
@@ -52,7 +52,7 @@ def parse_duration(v, what: str) -> float:
     return float(m.group(1)) * _UNITS[m.group(2)]
 
 
-def parse_size(v, what: str) -> int:
+def parse_size(v: object, what: str) -> int:
     if isinstance(v, int) and not isinstance(v, bool):
         return v
     m = _SIZE.match(str(v))
@@ -61,7 +61,7 @@ def parse_size(v, what: str) -> int:
     return int(m.group(1)) * _SIZES[m.group(2)]
 
 
-def _as_bytes(v) -> bytes:
+def _as_bytes(v: object) -> bytes:
     if v is None:
         return b""
     if isinstance(v, bytes):

@@ -43,7 +43,7 @@ _memory_data.restype = c_void_p
 _memory_data.argtypes = _raw._wasmtime_memory_data.argtypes
 _trap_p = POINTER(ffi.wasm_trap_t)
 _Callback = ffi.wasmtime_func_unchecked_callback_t
-_NO_FINALIZER = ctypes.cast(None, ctypes.CFUNCTYPE(None, c_void_p))
+_NO_FINALIZER = ctypes.cast(None, ctypes.CFUNCTYPE(None, c_void_p))  # type: ignore[arg-type]  # a null pointer
 
 # a raw value is 16 bytes (v128 is the widest member): value i starts at int32 word 4*i
 if ctypes.sizeof(_val_raw) != 16:
@@ -150,7 +150,7 @@ class GuestFunc:
     host function (the guest's allocator), already inside one.
     """
     __slots__ = ("ctx", "ref", "vals", "words", "n", "nparams", "slots", "result", "func",
-                 "ctx_addr", "func_addr", "vals_addr", "trap", "trap_addr", "watch", "top", "nested")
+                 "ctx_addr", "trap", "watch", "top", "nested")
 
     def __init__(self, store: wasmtime.Store, func: wasmtime.Func, watch: Watchdog | None = None):
         self.watch = watch
@@ -172,11 +172,8 @@ class GuestFunc:
         longs = (ctypes.c_int64 * (2 * self.n)).from_buffer(self.vals)
         self.slots = [(self.words, 4 * i) if k == "i" else (longs, 2 * i) for i, k in enumerate(pk)]
         self.result = None if not rk else ((self.words, 0) if rk == "i" else (longs, 0))
-        self.ctx_addr = cast(self.ctx, c_void_p).value
-        self.func_addr = ctypes.addressof(func._func)
-        self.vals_addr = ctypes.addressof(self.vals)
+        self.ctx_addr: int = cast(self.ctx, c_void_p).value  # type: ignore[assignment]  # a live store's context is not null
         self.trap = c_void_p()      # stays null but for the moment a trap is read out of it
-        self.trap_addr = ctypes.addressof(self.trap)
         self.top = _specialise(self, pk, rk, counted=watch is not None)
         self.nested = _specialise(self, pk, rk, counted=False)
 
@@ -199,7 +196,8 @@ class GuestFunc:
 
 # wasmtime_func_call_unchecked without argtypes: every argument is passed as a
 # ready ctypes object, which ctypes hands over as is.
-_call_prebuilt = ctypes.CFUNCTYPE(c_void_p)(ctypes.cast(_raw.dll["wasmtime_func_call_unchecked"], c_void_p).value)
+_call_prebuilt = ctypes.CFUNCTYPE(c_void_p)(
+    ctypes.cast(_raw.dll["wasmtime_func_call_unchecked"], c_void_p).value)  # type: ignore[arg-type]  # a found symbol is not null
 
 
 def _word(value: int):

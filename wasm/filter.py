@@ -244,8 +244,8 @@ class WasmFilter(HttpFilter):
         if st is None or not st.live:
             return None
         resp = ctx.response
-        h = resp.headers
-        status = resp.status
+        h = resp.headers  # type: ignore[union-attr]  # the response phase has a response
+        status = resp.status  # type: ignore[union-attr]
         eos = st.response_headers_only = (
             status == 204 or status == 304 or 100 <= status < 200
             or ctx.request.method == "HEAD" or h.getb(b"content-length") == b"0")

@@ -8,7 +8,7 @@ folded into `:authority`. Writes to a pseudo-header go to the head field, so a
 """
 from __future__ import annotations
 
-from mosnx.runtime.context import StreamContext
+from mosnx.runtime.context import RequestHead, ResponseHead, StreamContext
 from mosnx.runtime.headers import Headers
 
 from . import abi
@@ -59,8 +59,9 @@ class HeaderMap:
     def __init__(self, kind: int, ctx: StreamContext | None, headers: Headers | None,
                  fixed: list[tuple[bytes, bytes]] | None = None):
         self.kind = kind
-        self.ctx = ctx
-        self.headers = headers
+        # None only in a map of fixed pairs, which every method answers from first
+        self.ctx: StreamContext = ctx  # type: ignore[assignment]
+        self.headers: Headers = headers  # type: ignore[assignment]
         self.fixed = fixed          # read-only pairs (http_call response)
 
     def pairs(self) -> list[tuple[bytes, bytes]]:
@@ -68,10 +69,11 @@ class HeaderMap:
             return self.fixed
         if self.kind == abi.MAP_REQUEST_HEADERS:
             ctx = self.ctx
+            # every name in REQUEST_PSEUDO has a value
             pseudo = [(n, _req_pseudo_get(ctx, n)) for n in REQUEST_PSEUDO]
-            return pseudo + [kv for kv in self.headers.items if kv[0] != b"host"]
+            return pseudo + [kv for kv in self.headers.items if kv[0] != b"host"]  # type: ignore[return-value]
         if self.kind == abi.MAP_RESPONSE_HEADERS:
-            return [(b":status", str(self.ctx.response.status).encode())] + self.headers.items
+            return [(b":status", str(self.ctx.response.status).encode())] + self.headers.items  # type: ignore[union-attr]  # resolve: a response map has a response
         return list(self.headers.items)
 
     def get(self, name: bytes) -> bytes | None:
@@ -84,7 +86,7 @@ class HeaderMap:
             if self.kind == abi.MAP_REQUEST_HEADERS:
                 return _req_pseudo_get(self.ctx, name)
             if self.kind == abi.MAP_RESPONSE_HEADERS and name == b":status":
-                return str(self.ctx.response.status).encode()
+                return str(self.ctx.response.status).encode()  # type: ignore[union-attr]  # as in pairs
             return None
         return self.headers.getb(name)
 
@@ -98,7 +100,7 @@ class HeaderMap:
                 raise ValueError("bad :status") from None
             if not 100 <= status <= 999:
                 raise ValueError("bad :status")
-            self.ctx.response.status = status
+            self.ctx.response.status = status  # type: ignore[union-attr]  # as in pairs
             return True
         return False
 
@@ -118,8 +120,8 @@ class HeaderMap:
         self.headers.remove(name)
 
     def set_all(self, pairs: list[tuple[bytes, bytes]]) -> None:
-        regular = []
-        pseudo = []
+        regular: list[tuple[bytes, bytes]] = []
+        pseudo: list[tuple[bytes, bytes]] = []
         for k, v in pairs:
             k = k.lower()
             (pseudo if k[:1] == b":" else regular).append((k, v))
@@ -136,7 +138,7 @@ class HeaderMap:
         return sum(len(k) + len(v) for k, v in self.pairs())
 
 
-def resolve(kind: int, ctx: StreamContext | None, call_response=None, writable_log: bool = True) -> HeaderMap:
+def resolve(kind: int, ctx: StreamContext | None, call_response: tuple | None = None) -> HeaderMap:
     """The map `kind` for the current callback; raises Unavailable."""
     if kind in (abi.MAP_CALL_RESPONSE_HEADERS, abi.MAP_CALL_RESPONSE_TRAILERS):
         if call_response is None:
@@ -151,6 +153,7 @@ def resolve(kind: int, ctx: StreamContext | None, call_response=None, writable_l
         if ctx.response is None:
             raise Unavailable
         return HeaderMap(kind, ctx, ctx.response.headers)
+    head: RequestHead | ResponseHead | None
     if kind == abi.MAP_REQUEST_TRAILERS:
         head = ctx.request
     elif kind == abi.MAP_RESPONSE_TRAILERS:

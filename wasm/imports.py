@@ -8,6 +8,8 @@ Any other import fails the load with an error that names it.
 """
 from __future__ import annotations
 
+from typing import Any, Callable
+
 import wasmtime
 
 from . import abi, abi_buffers, abi_calls, abi_core, abi_maps, abi_state, abi_wasi, fastcall, log_gate
@@ -28,7 +30,7 @@ ENV = {**abi_core.FUNCS, **abi_maps.FUNCS, **abi_buffers.FUNCS, **abi_state.FUNC
        **abi_calls.FUNCS, "abort": ("iiii", "", _abort)}
 WASI = abi_wasi.FUNCS
 
-def _on_error(exc: BaseException):
+def _on_error(exc: BaseException) -> int | None:
     if isinstance(exc, OutOfBounds):
         return abi.INVALID_MEMORY_ACCESS
     if isinstance(exc, AllocationFailed):
@@ -36,7 +38,7 @@ def _on_error(exc: BaseException):
     return None         # trap: the callback fails
 
 
-def _stub_for(status: int):
+def _stub_for(status: int) -> Callable[..., int]:
     def stub(vm, ctx, *args):
         return status
     return stub
@@ -56,13 +58,15 @@ def check_imports(module: wasmtime.Module, path: str) -> None:
                              f'(expected "env", "wasi_snapshot_preview1" or "wasi_unstable")')
 
 
-def build_linker(vm, module: wasmtime.Module) -> wasmtime.Linker:
+def build_linker(vm: Any, module: wasmtime.Module) -> wasmtime.Linker:
     """A Linker with the module's imports bound to `vm`; the callbacks are kept on vm."""
     linker = wasmtime.Linker(vm.engine)
     linker.allow_shadowing = True       # the log gate is redefined in each new store
     keep = vm.host_callbacks
     for imp in module.imports:
         ty = imp.type
+        # check_imports refused every import but a named function
+        assert isinstance(ty, wasmtime.FuncType) and imp.name is not None
         table = ENV if imp.module == "env" else WASI
         entry = table.get(imp.name)
         params, results = fastcall.kinds_of(ty.params), fastcall.kinds_of(ty.results)
@@ -75,7 +79,7 @@ def build_linker(vm, module: wasmtime.Module) -> wasmtime.Linker:
         cb = fastcall.host_callback(fn, vm, params, results, _on_error)
         keep.append(cb)
         module_name = imp.module
-        if imp.module == "env" and imp.name == "proxy_log" and fn is entry[2]:
+        if imp.module == "env" and imp.name == "proxy_log" and entry is not None and fn is entry[2]:
             module_name = log_gate.HOST_MODULE      # reached through the gate (log_gate.py)
             vm.log_gate = True
         fastcall.define(linker, module_name, imp.name, ty, cb)

@@ -29,6 +29,7 @@ GATE_WAT = """
     (call $log (local.get $level) (local.get $ptr) (local.get $len))))
 """
 
+# proxy-wasm levels 0..5 (trace..critical) as Python logging levels; proxy_log maps with it too
 _PY_LEVELS = (5, logging.DEBUG, logging.INFO, logging.WARNING, logging.ERROR, logging.CRITICAL)
 
 
@@ -44,5 +45,5 @@ def install(store: wasmtime.Store, linker: wasmtime.Linker, logger: logging.Logg
     """Instantiate the gate in `store` and make it the linker's env.proxy_log."""
     gate = linker.instantiate(store, module_cache.compile_module(GATE_WAT.encode(), "log gate"))
     ex = gate.exports(store)
-    ex["min_level"].set_value(store, wasmtime.Val.i32(min_level(logger)))
+    ex["min_level"].set_value(store, wasmtime.Val.i32(min_level(logger)))  # type: ignore[union-attr]  # GATE_WAT's global
     linker.define(store, "env", "proxy_log", ex["proxy_log"])

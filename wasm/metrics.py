@@ -5,6 +5,8 @@ re-defines its metrics and keeps counting where the old one stopped.
 """
 from __future__ import annotations
 
+from typing import Any
+
 from mosnx.runtime.stats import Store
 
 from . import abi
@@ -17,12 +19,13 @@ class Metrics:
         self.store = store
         self.prefix = f"wasm.{plugin}."
         self.ids: dict[tuple[int, str], int] = {}
-        self.objs: list[tuple[int, object]] = []
+        self.objs: list[tuple[int, Any]] = []
 
     def define(self, kind: int, name: str) -> int:
         mid = self.ids.get((kind, name))
         if mid is None:
             full = self.prefix + name
+            obj: Any
             if kind == abi.METRIC_COUNTER:
                 obj = self.store.counter(full)
             elif kind == abi.METRIC_GAUGE:
@@ -33,7 +36,7 @@ class Metrics:
             mid = self.ids[(kind, name)] = len(self.objs)   # ids start at 1
         return mid
 
-    def _get(self, mid: int):
+    def _get(self, mid: int) -> tuple[int, Any] | tuple[None, None]:
         if 1 <= mid <= len(self.objs):
             return self.objs[mid - 1]
         return None, None

@@ -90,7 +90,7 @@ def to_binary(data: bytes, path: str = "") -> bytes:
     if data[:4] == b"\0asm":
         return data
     try:
-        return wasmtime.wat2wasm(data.decode("utf-8"))
+        return bytes(wasmtime.wat2wasm(data.decode("utf-8")))
     except (UnicodeDecodeError, wasmtime.WasmtimeError) as e:
         raise ValueError(f"{path or 'module'} is neither a wasm binary nor valid WAT: {_first_line(e)}") from None
 

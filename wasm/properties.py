@@ -9,11 +9,15 @@ so a filter written for Envoy reads the same bytes here.
 from __future__ import annotations
 
 import struct
+from typing import TYPE_CHECKING
 
 from mosnx.runtime.attributes import property_path
 from mosnx.runtime.context import StreamContext
 
 from . import abi
+
+if TYPE_CHECKING:
+    from .config import PluginConfig
 
 _I64 = struct.Struct("<q")
 _D = struct.Struct("<d")
@@ -26,7 +30,7 @@ _ALIASES = {
 }
 
 
-def encode(value) -> bytes | None:
+def encode(value: object) -> bytes | None:
     if value is None:
         return None
     if isinstance(value, bytes):
@@ -87,7 +91,7 @@ def _req_pairs(ctx: StreamContext) -> list[tuple[bytes, bytes]]:
     return HeaderMap(abi.MAP_REQUEST_HEADERS, ctx, ctx.request.headers).pairs()
 
 
-def get(path: bytes, ctx: StreamContext | None, plugin, overrides: dict[bytes, bytes]) -> bytes | None:
+def get(path: bytes, ctx: StreamContext | None, plugin: PluginConfig, overrides: dict[bytes, bytes]) -> bytes | None:
     """The encoded property at `path`, or None (NOT_FOUND)."""
     v = overrides.get(path)
     if v is not None:

@@ -42,7 +42,7 @@ class Queue:
 
     def __init__(self) -> None:
         self.items: deque[bytes] = deque()
-        self.owner = None           # weakref to the VM whose root context is told of new items
+        self.owner: weakref.ref | None = None  # weakref to the VM whose root context is told of new items
         self.root_id = 0
 
 
@@ -51,7 +51,7 @@ _queue_ids: dict[tuple[str, bytes], int] = {}
 _next_queue = itertools.count(1)
 
 
-def register_queue(vm_id: str, name: bytes, vm, root_id: int) -> int:
+def register_queue(vm_id: str, name: bytes, vm: object, root_id: int) -> int:
     qid = _queue_ids.get((vm_id, name))
     if qid is None:
         qid = _queue_ids[(vm_id, name)] = next(_next_queue)

@@ -19,6 +19,7 @@ import asyncio
 import ctypes
 import logging
 import weakref
+from typing import Any, Mapping
 
 import wasmtime
 
@@ -122,10 +123,10 @@ class VM:
         self.gen = 0
         self.alive = False
         self.store: wasmtime.Store | None = None
-        self.ctx = None                 # the store's raw context (fastcall)
-        self.exports = None
-        self.memory = None
-        self.mem_ref = None
+        self.ctx: Any = None            # the store's raw context (fastcall)
+        self.exports: Mapping[str, Any] | None = None
+        self.memory: wasmtime.Memory | None = None
+        self.mem_ref: Any = None
         self.mem: memoryview | None = None     # linear memory, mapped once (memory.py)
         self.mem_size = 0
         self.alloc: fastcall.GuestFunc | None = None
@@ -139,10 +140,10 @@ class VM:
         self.next_id = 2
         self.calls: dict[int, int] = {}
         self.next_call = 1
-        self.call_response = None       # (headers, body, trailers) during on_http_call_response
-        self.call_status = None
+        self.call_response: tuple | None = None  # (headers, body, trailers) during on_http_call_response
+        self.call_status: tuple[int, bytes] | None = None
         self.tick_period = 0.0
-        self.tick_handle = None
+        self.tick_handle: asyncio.TimerHandle | None = None
 
     # -- lifecycle ---------------------------------------------------------
     def start(self) -> None:
@@ -281,8 +282,9 @@ class VM:
 
     # -- calling into the guest ---------------------------------------------
     def _enter(self, func: wasmtime.Func, *args):
-        self.watch.calls += 1
-        return func(self.store, *args)
+        # only a started VM calls in: it has its watchdog and store
+        self.watch.calls += 1  # type: ignore[union-attr]
+        return func(self.store, *args)  # type: ignore[arg-type]
 
     def call(self, name: str, *args):
         f = self.cb.get(name)
@@ -437,7 +439,7 @@ class VM:
     async def _run_call(self, cid, gen, fn, cluster, headers, body, timeout) -> None:
         try:
             status, rh, rb = await asyncio.wait_for(fn(cluster, headers, body, timeout), timeout)
-            resp = ([(b":status", str(status).encode())]
+            resp: tuple | None = ([(b":status", str(status).encode())]
                     + [(_b(k).lower(), _b(v)) for k, v in rh], bytes(rb or b""), [])
         except Exception as e:
             log.info('wasm filter "%s": http_call to %s failed: %s', self.plugin.name, cluster,

@@ -11,6 +11,8 @@ Pure: no I/O, no state.
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 MAX_CONTENT_LENGTH = (1 << 63) - 1
 _MAX_DIGITS = len(str(MAX_CONTENT_LENGTH))
 
@@ -30,7 +32,7 @@ def content_length(value: bytes) -> int:
     return _list_value(value)
 
 
-def content_length_of(values) -> int | None:
+def content_length_of(values: Iterable[bytes]) -> int | None:
     """The body length several Content-Length field lines announce (None for none):
     as one list, every member the same number."""
     n = None
@@ -45,16 +47,16 @@ def content_length_of(values) -> int | None:
 def _list_value(value: bytes) -> int:
     if b"," not in value:
         raise ContentLengthError("Content-Length is not a number")
-    n = None
+    n = -1
     for member in value.split(b","):
         # only the list's own optional white space (OWS: SP / HTAB) around a member
-        m = member.strip(b" \t")
-        if not m.isdigit() or len(m) > _MAX_DIGITS:
+        digits = member.strip(b" \t")
+        if not digits.isdigit() or len(digits) > _MAX_DIGITS:
             raise ContentLengthError("Content-Length is not a number")
-        m = int(m)
+        m = int(digits)
         if m > MAX_CONTENT_LENGTH:
             raise ContentLengthError("Content-Length too large")
-        if n is not None and m != n:
+        if n >= 0 and m != n:
             raise ContentLengthError("Content-Length values differ")
         n = m
     return n

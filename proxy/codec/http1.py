@@ -17,6 +17,7 @@ path settings never answer from each other's memory.
 from __future__ import annotations
 
 import re
+from typing import Protocol
 
 import httptools
 
@@ -39,7 +40,7 @@ class ParseError(Exception):
         self.stat = stat              # a counter of its own, besides the per-detail one
 
 
-class RequestSink:
+class RequestSink(Protocol):
     """What a RequestDecoder calls; the server protocol implements it."""
 
     def on_request(self, method: str, target: str, version: str, headers: Headers,
@@ -51,7 +52,7 @@ class RequestSink:
     def on_request_end(self, trailers: Headers | None) -> None: ...
 
     def on_bodiless_request(self, method: str, target: str, version: str, headers: Headers,
-                            keep_alive: bool, decoded=None) -> None:
+                            keep_alive: bool, decoded: object = None) -> None:
         """A request that is its head alone (remembered heads only); a sink may take
         it in one step. `decoded`: the memo entry of that head, as for
         ResponseSink.on_whole_response."""
@@ -78,9 +79,10 @@ class RequestDecoder:
         # this many neither limit can have been passed: one comparison per field
         self._check_at = min(max_head, 4 * max_headers)
         self.paths = paths = paths or PathNormalizer.of(None)
-        self._memo = _MEMOS.get(paths)
-        if self._memo is None:
-            self._memo = _MEMOS[paths] = REQUEST_HEADS.table()
+        table = _MEMOS.get(paths)
+        if table is None:
+            table = _MEMOS[paths] = REQUEST_HEADS.table()
+        self._memo = table
         self._parser = httptools.HttpRequestParser(self)
         self._url = b""
         self._headers: list[tuple[bytes, bytes]] = []
@@ -93,7 +95,7 @@ class RequestDecoder:
         self.expect_continue = False
         self._idle = True             # between messages: a read may start a new one
         self._keep = True             # the current message leaves the connection open
-        self._raw = None              # this read, while it may be one whole head to remember
+        self._raw: bytes | None = None  # this read, while it may be one whole head to remember
 
     def feed(self, data: bytes) -> None:
         """Parse `data`; raises ParseError. After an upgrade, bytes past
@@ -287,7 +289,7 @@ def _detail(msg: str) -> str:
 _BAD_HOST = re.compile(rb"[ \t@/\\]")
 
 
-class ResponseSink:
+class ResponseSink(Protocol):
     def on_response(self, status: int, reason: str, version: str, headers: Headers,
                     keep_alive: bool, body: int | None) -> None:
         """body: None = until close or chunked (see `chunked`), else the Content-Length."""
@@ -297,7 +299,7 @@ class ResponseSink:
     def on_response_end(self, trailers: Headers | None) -> None: ...
 
     def on_whole_response(self, status: int, version: str, headers: Headers, keep_alive: bool,
-                          body_len: int, body: bytes, decoded=None) -> None:
+                          body_len: int, body: bytes, decoded: object = None) -> None:
         """A response whose head, whole Content-Length body and end came in one read
         (remembered heads only); a sink may take it in one step. `decoded` is the
         decoder's memo entry of that head: the same object each time the head comes
@@ -328,7 +330,7 @@ class ResponseDecoder:
         self.upgraded_offset = -1
         self._skip = False
         self._idle = True             # between messages (see RequestDecoder)
-        self._raw = None              # the head of this read, while it may be remembered
+        self._raw: bytes | None = None  # the head of this read, while it may be remembered
 
     def feed(self, data: bytes) -> None:
         if self._idle and not self.head_only:

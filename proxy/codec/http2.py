@@ -274,10 +274,10 @@ def response_fields(status: int, items, body_len: int | None) -> tuple:
     out.insert(0, _STATUS_FIELD.get(status) or (b":status", str(status).encode()))
     if body_len is not None and status >= 200 and status not in _BODYLESS:
         out.append((b"content-length", b"%d" % body_len))
-    out = tuple(out)
+    fields = tuple(out)
     if len(items) <= _FIELDS_MEMO_FIELDS:
-        remember(_fields_memo, RESPONSE_FIELDS, key, out)
-    return out
+        remember(_fields_memo, RESPONSE_FIELDS, key, fields)
+    return fields
 
 
 def trailer_block(trailers: Headers) -> list[tuple[bytes, bytes]]:

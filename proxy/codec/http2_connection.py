@@ -58,6 +58,7 @@ from __future__ import annotations
 
 import base64
 import struct
+from typing import NoReturn, Protocol, Sequence
 
 from .http2_hpack import Decoder, Encoder, HeaderListTooLarge, HpackError, TooManyHeaders
 
@@ -168,7 +169,28 @@ class Stream:
         self.recv_window = recv_window  # what the peer may still send before our WINDOW_UPDATE
         self.unacked = 0               # consumed by the owner, not yet given back
         self.got_head = got_head       # a final header block arrived: the next one is trailers
-        self.body_left = None          # body bytes still due by the peer's content-length
+        self.body_left: int | None = None  # body bytes still due by the peer's content-length
+
+
+class H2Sink(Protocol):
+    """What a connection calls (the module docstring says when); the server connection
+    and the upstream connection implement it."""
+
+    def on_headers(self, sid: int, fields: Sequence[tuple[bytes, bytes]], end_stream: bool, /) -> None: ...
+
+    def on_trailers(self, sid: int, fields: Sequence[tuple[bytes, bytes]], /) -> None: ...
+
+    def on_data(self, sid: int, data: bytes, flow_len: int, end_stream: bool, /) -> None: ...
+
+    def on_reset(self, sid: int, code: int, /) -> None: ...
+
+    def on_window(self, sid: int, /) -> None: ...
+
+    def on_settings(self) -> None: ...
+
+    def on_goaway(self, last_stream_id: int, code: int, /) -> None: ...
+
+    def on_header_list_too_large(self, sid: int, /) -> None: ...
 
 
 class H2Connection:
@@ -181,7 +203,7 @@ class H2Connection:
                  "max_empty", "held_frames", "control", "empty_run", "priority_frames",
                  "window_updates", "data_sent", "refusal", "peer_reset")
 
-    def __init__(self, sink, client: bool, settings: dict[int, int] | None = None,
+    def __init__(self, sink: H2Sink, client: bool, settings: dict[int, int] | None = None,
                  connection_window: int = DEFAULT_WINDOW, limits: H2Limits | None = None):
         self.client = client
         self.sink = sink
@@ -295,7 +317,7 @@ class H2Connection:
         self.next_sid = sid + 2
         return sid
 
-    def send_headers(self, sid: int, fields, end_stream: bool = False) -> None:
+    def send_headers(self, sid: int, fields: Sequence[tuple[bytes, bytes]], end_stream: bool = False) -> None:
         s = self.streams.get(sid)
         if s is None:
             if not self.client or sid % 2 == 0:
@@ -522,7 +544,7 @@ class H2Connection:
             if not self.closed:
                 self.buf = buf[pos:] if pos < n else b""
 
-    def _fail(self, code: int, detail: str, kind: str | None = None):
+    def _fail(self, code: int, detail: str, kind: str | None = None) -> NoReturn:
         if not self.closed:
             self.closed = True
             self.buf = b""
@@ -592,7 +614,7 @@ class H2Connection:
                 return
         if end:
             self._close_remote(s)
-        self.sink.on_data(sid, payload, flow, end)
+        self.sink.on_data(sid, payload, flow, end == END_STREAM)
 
     def _on_headers(self, sid: int, flags: int, payload: bytes) -> None:
         if not sid:
@@ -671,7 +693,8 @@ class H2Connection:
                 # a new request, the usual block: the stream starts with its head
                 self.streams[sid] = Stream(sid, self.remote_initial_window, self.local_initial_window,
                                            CLOSED if end else OPEN, True)
-                self.sink.on_headers(sid, fields, end == END_STREAM)
+                # fields is None only with too_large, answered below
+                self.sink.on_headers(sid, fields, end == END_STREAM)  # type: ignore[arg-type]
                 return
             s = Stream(sid, self.remote_initial_window, self.local_initial_window)
             self.streams[sid] = s
@@ -691,14 +714,14 @@ class H2Connection:
             s.got_head = True
             if end:
                 self._close_remote(s)
-            self.sink.on_headers(sid, fields, bool(end))
+            self.sink.on_headers(sid, fields, bool(end))  # type: ignore[arg-type]  # too_large returned above
             return
         if not end:
             # a second block must be trailers, and trailers end the stream (RFC 9113 §8.1)
             self._stream_error(sid, PROTOCOL_ERROR)
             return
         self._close_remote(s)
-        self.sink.on_trailers(sid, fields)
+        self.sink.on_trailers(sid, fields)  # type: ignore[arg-type]  # as above
 
     def expect_length(self, sid: int, n: int) -> None:
         """The peer announced content-length `n` for the body of `sid`: a body that

@@ -20,6 +20,8 @@ Invariants:
 """
 from __future__ import annotations
 
+from typing import Iterable, Sequence
+
 from hpack.exceptions import HPACKDecodingError
 from hpack.huffman_table import HUFFMAN_COMPLETE, HUFFMAN_EMIT_SYMBOL, HUFFMAN_FAIL, HUFFMAN_TABLE
 from hpack.huffman_table import decode_huffman as _decode_huffman_nibbles
@@ -133,7 +135,7 @@ def decode_huffman(raw: bytes) -> bytes:
         return _decode_huffman_nibbles(raw)
     nxt = _H_NEXT
     out = _H_OUT
-    parts = []
+    parts: list[bytes] = []
     append = parts.append
     st = 0
     for b in raw:
@@ -248,7 +250,7 @@ class Decoder:
         self.max_size = n
         self.version += 1
 
-    def decode(self, data: bytes):
+    def decode(self, data: bytes) -> Sequence[tuple[bytes, bytes]]:
         hit = self.memo.get(data)
         if hit is not None and hit[0] == self.version:
             DECODED.hits += 1
@@ -306,8 +308,9 @@ class Decoder:
             raise TooManyHeaders(total, len(out))
         if (version == self.version and n <= _MEMO_BLOCK and total <= _MEMO_TOTAL
                 and len(out) <= _MEMO_FIELDS):
-            out = tuple(out)          # shared from now on: read-only
-            remember(self.memo, DECODED, data, (version, out))
+            shared = tuple(out)       # shared from now on: read-only
+            remember(self.memo, DECODED, data, (version, shared))
+            return shared
         return out
 
     def _drain(self, data: bytes, pos: int) -> None:
@@ -405,7 +408,7 @@ class Encoder:
             if self.index.get(kv) == seq:
                 del self.index[kv]
 
-    def encode(self, fields) -> bytes:
+    def encode(self, fields: Iterable[tuple[bytes, bytes]]) -> bytes:
         key = tuple(fields)
         hit = self.memo.get(key)
         version = self.version
@@ -418,8 +421,8 @@ class Encoder:
             remember(self.memo, ENCODED, key, (version, block))
         return block
 
-    def _encode(self, fields) -> bytes:
-        out = []
+    def _encode(self, fields: Iterable[tuple[bytes, bytes]]) -> bytes:
+        out: list[bytes] = []
         append = out.append
         if self.pending_resize is not None:
             append(_enc_int(self.pending_resize, 5, 0x20))

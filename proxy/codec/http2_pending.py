@@ -10,6 +10,8 @@ per-frame path costs no extra call. Sans-I/O: these only call their owners.
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from .http2_connection import StreamGone
 
 
@@ -17,6 +19,7 @@ class WindowedStreams:
     """Mixin for a connection sink whose `streams` (by stream id) are WindowedStream."""
 
     __slots__ = ()
+    streams: dict[int, Any]
 
     def on_window(self, sid: int) -> None:
         """A stream's send window grew, or the connection's (sid 0: every stream's)."""
@@ -35,6 +38,12 @@ class WindowedStream:
     waited) and `_broken()` (the peer closed the stream under us)."""
 
     __slots__ = ()
+    closed: bool
+    pending: list[bytes]
+
+    if TYPE_CHECKING:
+        def _drain_pending(self) -> None: ...
+        def _broken(self) -> None: ...
 
     def drain_pending(self) -> None:
         """The peer opened its window: send what waited."""

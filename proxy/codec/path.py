@@ -27,11 +27,15 @@ already canonical and is recognised by a few C-level string scans, unchanged.
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
 from mosnx.runtime.model import ESCAPED_SLASH_ACTIONS as ESCAPED_SLASHES
 
 from ..fastpath import memo
 from ..fastpath.memo import remember
+
+if TYPE_CHECKING:
+    from mosnx.runtime.model import PathNormalization
 
 _UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
 _HEX = frozenset("0123456789abcdefABCDEF")
@@ -80,7 +84,7 @@ class PathNormalizer:
         self._memo: dict[str, tuple[str, str | None]] = TARGETS.table()    # canonical results of targets seen
 
     @staticmethod
-    def of(settings) -> "PathNormalizer":
+    def of(settings: PathNormalization | None) -> "PathNormalizer":
         """The shared normaliser for settings with `normalize`, `merge_slashes` and
         `escaped_slashes` (the listener's path_normalization); None: the defaults.
         Taken once per connection (and again when its listener's config changes)."""
@@ -150,11 +154,11 @@ class PathNormalizer:
         new = self._path(path)
         if new is None:
             return target, authority
-        if type(new) is tuple:
+        if isinstance(new, tuple):
             raise PathRedirect(new[0] + query)
         return new + query, authority
 
-    def _path(self, path: str):
+    def _path(self, path: str) -> str | tuple[str] | None:
         """The canonical path; None when `path` is already canonical; (path,) when
         the client is to be redirected there."""
         original = path

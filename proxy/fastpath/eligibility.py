@@ -11,10 +11,15 @@
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from mosnx.runtime.model import Listener
+
 from . import memo
 
 
-def listener_express(listener) -> bool:
+def listener_express(listener: Listener) -> bool:
     """Whether requests on `listener` may take the express path at all."""
     return memo.enabled() and not listener.pipeline.request
 

@@ -25,7 +25,15 @@ bytes on both wires.
 """
 from __future__ import annotations
 
+from typing import Any
+
 from ..forwarding import end_to_end
+from ..stream.decide import pick_weighted
+from mosnx.runtime.headers import Headers
+
+from ..stream.contracts import Upstream
+from ..stream.fields import StreamFields
+from ..stream.state import DONE
 from . import memo
 from .memo import remember
 
@@ -33,11 +41,11 @@ from .memo import remember
 # identity of the upstream decoder's memo entry: [entry, end-to-end fields, slot the
 # downstream fills (Downstream.send_whole's memo)].
 BY_RESPONSE = memo.kind("express.response_head", 64, "response heads on the express path: end-to-end fields and the downstream's encoding, by the identity of the decoded head's memo entry")
-_BY_RESPONSE: dict[int, list] = BY_RESPONSE.table()
+_BY_RESPONSE: dict[int, list[Any]] = BY_RESPONSE.table()
 EXPRESS_RQ = memo.EXPRESS_RQ
 
 
-class ExpressMixin:
+class ExpressMixin(StreamFields):
     __slots__ = ()
 
     def _express(self) -> None:
@@ -47,7 +55,7 @@ class ExpressMixin:
             return self.fail(404, "route_not_found")
         route = vh.match(ctx)
         action = route.plain if route is not None else None
-        if action is None:
+        if route is None or action is None:
             # no route (the vhost's steps may still answer) or one with steps
             self.express = False
             return self._decide()
@@ -71,34 +79,30 @@ class ExpressMixin:
             self._arm_timeout(t)
         self._forward()
 
-    def _express_ready(self, conn) -> None:
+    def _express_ready(self, conn: Upstream) -> None:
         if self._attach(conn):
             # with no step, nothing but the request id was added since the decode
             conn.send_request(self.ctx.request, self.ctx.source_address, 0, False, None, True, None,
                               self.decoded)
 
-    def _express_whole(self, conn, status: int, headers, keep_alive: bool, body_len: int,
-                       body: bytes, decoded) -> bool:
+    def _express_whole(self, conn: Upstream, status: int, headers: Headers, keep_alive: bool,
+                       body_len: int, body: bytes, decoded: object) -> bool:
         # what on_upstream_head, on_upstream_data and on_upstream_end do, in one call
         conn.stream = None
         self.up_keep_alive = keep_alive
         self._head_arrived(status, headers)
         self.ctx.bytes_sent += body_len
         self.resp = DONE
-        if decoded is not None:
-            m = _BY_RESPONSE.get(id(decoded))
-            if m is None or m[0] is not decoded:
-                m = remember(_BY_RESPONSE, BY_RESPONSE, id(decoded), [decoded, end_to_end(headers.items), None])
-            else:
-                BY_RESPONSE.hits += 1
+        m: list[Any] | None = _BY_RESPONSE.get(id(decoded)) if decoded is not None else None
+        if m is not None and m[0] is decoded:
+            BY_RESPONSE.hits += 1
         else:
-            m = [None, end_to_end(headers.items), None]
+            m = [decoded, end_to_end(headers.items), None]
+            if decoded is not None:
+                remember(_BY_RESPONSE, BY_RESPONSE, id(decoded), m)
         headers.items = list(m[1])
         self.down.send_whole(self, status, headers, body_len, body, m)
         self._release_upstream(keep_alive)
         self._finish()
         return True
 
-
-from ..stream.decide import pick_weighted  # noqa: E402  (the stream package imports this module)
-from ..stream.state import DONE  # noqa: E402

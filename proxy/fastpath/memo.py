@@ -23,6 +23,12 @@ ends.
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    from mosnx.runtime.stats import Store
+
+V = TypeVar("V")
 
 ENV = "MOSNX_FASTPATH"
 
@@ -64,7 +70,7 @@ def kind(name: str, bound: int, doc: str) -> MemoKind:
     return k
 
 
-def remember(table: dict, k: MemoKind, key, value):
+def remember(table: dict, k: MemoKind, key: Any, value: V) -> V:
     """A miss of kind `k`: table[key] = value (emptying the table first when it holds
     k.limit entries; nothing is kept while the fast path is off). Returns `value`."""
     k.misses += 1
@@ -133,7 +139,7 @@ EXPRESS_RQ = Count()
 _stores: list = []
 
 
-def register_stats(store) -> None:
+def register_stats(store: Store) -> None:
     """Expose the counts of every kind, and of kinds registered later, in a worker's
     stats store (read when stats are taken, so the hot path keeps one count, not two)."""
     _stores.append(store)
@@ -143,7 +149,7 @@ def register_stats(store) -> None:
     store.counter_reading("fastpath.express_rq", lambda: EXPRESS_RQ.value)
 
 
-def _expose(store, k: MemoKind) -> None:
+def _expose(store: Store, k: MemoKind) -> None:
     p = "fastpath.memo." + k.name
     store.counter_reading(p + ".hits", lambda: k.hits)
     store.counter_reading(p + ".misses", lambda: k.misses)

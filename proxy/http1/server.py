@@ -11,6 +11,7 @@ listener with no request step starts as an ExpressStream (proxy.express).
 from __future__ import annotations
 
 import asyncio
+from typing import TYPE_CHECKING
 
 from mosnx.runtime.context import RequestHead, StreamContext
 from mosnx.runtime.headers import Headers
@@ -24,6 +25,10 @@ from ..fastpath.eligibility import listener_express
 from ..sockets import set_nodelay
 from ..stream import HttpStream
 from ..stream.state import PENDING
+
+if TYPE_CHECKING:
+    from mosnx.runtime.model import Listener
+    from ..listener_stats import ListenerStats
 
 _NO_BODY_STATUS = frozenset({204, 304})
 _CLOSE = (b"connection", b"close")
@@ -50,11 +55,12 @@ class Http1Server(asyncio.Protocol):
     def __init__(self, worker, listener_name: str):
         self.worker = worker
         self.listener_name = listener_name
-        self.listener = None
+        # set in connection_made, before any other callback
+        self.listener: Listener = None  # type: ignore[assignment]
         self.express_ok = False     # its requests may take the express path (fastpath.eligibility)
-        self.lstats = None
-        self.transport = None
-        self.decoder = None
+        self.lstats: ListenerStats = None  # type: ignore[assignment]
+        self.transport: asyncio.Transport = None  # type: ignore[assignment]
+        self.decoder: RequestDecoder = None  # type: ignore[assignment]
         self.queue: list[HttpStream] = []       # active stream first, then pipelined ones
         self.parsing: HttpStream | None = None   # the stream whose request is being decoded
         self.deferred: dict[HttpStream, list] = {}
@@ -69,7 +75,7 @@ class Http1Server(asyncio.Protocol):
         self.deadline_kind = ""
         self.out: list[bytes] | None = None     # response bytes gathered for one write
         self.tunnel: HttpStream | None = None
-        self.error_after = None
+        self.error_after: tuple[int, str, str | None] | None = None
         self.scheme = "http"
         self.version = "1.1"
         self.head_method = False
@@ -186,7 +192,7 @@ class Http1Server(asyncio.Protocol):
 
     def on_bodiless_request(self, method, target, version, headers, keep_alive, decoded=None) -> None:
         self.on_request(method, target, version, headers, keep_alive, 0, False)
-        self.parsing.decoded = decoded
+        self.parsing.decoded = decoded  # type: ignore[union-attr]  # on_request just set it
         self.on_request_end(None)
 
     def on_request_body(self, data: bytes) -> None:

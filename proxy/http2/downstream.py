@@ -47,8 +47,8 @@ class H2Down(WindowedStream):
         self.head = head
         self.req_ended = req_ended
         self.finished = False
-        self.held = None                      # a bodiless response's HEADERS, until its end
-        self.tail = None                      # the newest DATA chunk, until the write or the end
+        self.held: tuple | None = None        # a bodiless response's HEADERS, until its end
+        self.tail: bytes | None = None        # the newest DATA chunk, until the write or the end
         self.born = 0.0                       # loop time of its start, for premature resets
 
     # -- Downstream --
@@ -88,7 +88,7 @@ class H2Down(WindowedStream):
 
     def _release_held(self) -> None:
         block, self.held = self.held, None
-        self.h2.send_headers(self.sid, block)
+        self.h2.send_headers(self.sid, block)  # type: ignore[arg-type]  # called only while a block is held
 
     def send_data(self, stream, data: bytes) -> None:
         if self.sent_end or self.closed or not data:

@@ -33,6 +33,7 @@ proxy.http2.downstream's H2Down; this module is the connection around them.
 from __future__ import annotations
 
 import asyncio
+from typing import TYPE_CHECKING
 
 from mosnx.runtime.config.protocols import Http2Options
 from mosnx.runtime.context import RequestHead, StreamContext
@@ -49,6 +50,10 @@ from ..fastpath.eligibility import listener_express
 from ..stream import HttpStream
 from ..sockets import set_nodelay
 from .downstream import H2Down
+
+if TYPE_CHECKING:
+    from mosnx.runtime.model import Listener
+    from ..listener_stats import ListenerStats
 
 _NO_ERROR = NO_ERROR
 _REFUSED = REFUSED_STREAM
@@ -89,12 +94,13 @@ class Http2Server(WindowedStreams, asyncio.Protocol):
     def __init__(self, worker, listener_name: str, tls=None):
         self.worker = worker
         self.listener_name = listener_name
-        self.listener = None
-        self.paths: PathNormalizer | None = None    # the listener's, kept with it
+        # set in connection_made, before any other callback
+        self.listener: Listener = None  # type: ignore[assignment]
+        self.paths: PathNormalizer = None  # type: ignore[assignment]  # the listener's, kept with it
         self.express_ok = False     # its requests may take the express path (fastpath.eligibility)
-        self.lstats = None
-        self.transport = None
-        self.h2 = None
+        self.lstats: ListenerStats = None  # type: ignore[assignment]
+        self.transport: asyncio.Transport = None  # type: ignore[assignment]
+        self.h2: H2Connection = None  # type: ignore[assignment]
         self.streams: dict[int, H2Down] = {}
         # a write is coming (the one ending data_received, or one scheduled), or there is
         # no transport yet: a flush has nothing to do

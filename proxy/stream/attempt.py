@@ -12,12 +12,14 @@ import time
 
 from ..upstream.pool import OVERFLOW
 from .state import A_ACTIVE, A_IDLE, A_WAITING, ENDED, HEAD_SENT, COMPLETE
+from .contracts import Upstream
+from .fields import StreamFields
 
 _monotonic = time.monotonic
 _IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
 
 
-class AttemptMixin:
+class AttemptMixin(StreamFields):
     __slots__ = ()
 
     def _forward(self) -> None:
@@ -41,7 +43,7 @@ class AttemptMixin:
         if conn is not None:
             self.on_pool_ready(conn)
 
-    def on_pool_ready(self, conn) -> None:
+    def on_pool_ready(self, conn: Upstream) -> None:
         if self.express:
             return self._express_ready(conn)
         if not self._attach(conn):
@@ -64,7 +66,7 @@ class AttemptMixin:
             self.paused_down = False
             self.down.resume_body(self)
 
-    def _attach(self, conn) -> bool:
+    def _attach(self, conn: Upstream) -> bool:
         """Take the pool's connection for this attempt (False: the stream is gone)."""
         if self.resp >= ENDED:
             self.att = A_IDLE

@@ -10,7 +10,7 @@ even where no type is declared.
 """
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from mosnx.runtime.context import RequestHead, StreamContext
 from mosnx.runtime.headers import Headers
@@ -136,3 +136,23 @@ class Stream(Protocol):
     def on_upstream_reset(self, detail: str, status: int) -> None: ...
     def on_upstream_pressure(self, high: bool) -> None: ...
     def on_tunnel_upstream_data(self, data: bytes) -> None: ...
+
+
+if TYPE_CHECKING:
+    # The type checker holds each implementation to its Protocol here, whether or not
+    # a call site happens to name the Protocol.
+    from ..http1.server import Http1Server
+    from ..http2.downstream import H2Down
+    from ..upstream.http1 import UpstreamConnection
+    from ..upstream.http2 import H2UpStream
+    from .executor import HttpStream
+
+    def _implementations(h1: Http1Server, h2: H2Down, up1: UpstreamConnection, up2: H2UpStream,
+                         stream: HttpStream) -> None:
+        down: Downstream = h1
+        down = h2
+        up: Upstream = up1
+        up = up2
+        tunnel: Tunnel = up1
+        s: Stream = stream
+        del down, up, tunnel, s

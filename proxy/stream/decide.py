@@ -8,6 +8,10 @@ pauses costs no coroutine, task or generator.
 """
 from __future__ import annotations
 
+from asyncio import Future
+from collections.abc import Callable
+from typing import Any
+
 import random
 
 from mosnx.runtime.actions import LocalReply
@@ -18,9 +22,10 @@ from ..request_id import new_request_id
 from .retry import STATUS_CONDITIONS
 from .state import COMPLETE, ENDED, RECEIVING
 from .steps import REQUEST
+from .fields import StreamFields
 
 
-class DecideMixin:
+class DecideMixin(StreamFields):
     __slots__ = ()
 
     def start(self) -> None:
@@ -68,13 +73,13 @@ class DecideMixin:
     def _decide(self) -> None:
         self._chain(self.listener.pipeline.request, self._pick_vhost)
 
-    def _chain(self, steps, then) -> None:
+    def _chain(self, steps: tuple, then: Callable[[], None]) -> None:
         if not steps or self._steps(REQUEST, steps, 0, True, False,
                                     lambda fut, nxt, _d, _e: self._hold_decision(fut, steps, nxt, then)):
             then()
 
-    def _hold_decision(self, fut, steps, start: int, then) -> None:
-        def resumed(r) -> None:
+    def _hold_decision(self, fut: Future[Any], steps: tuple, start: int, then: Callable[[], None]) -> None:
+        def resumed(r: Any) -> None:
             try:
                 if self._settled(REQUEST, r, True) is not None and self._steps(
                         REQUEST, steps, start, True, False,
@@ -101,7 +106,7 @@ class DecideMixin:
 
     def _pick_route(self) -> None:
         ctx = self.ctx
-        route = ctx.vhost.match(ctx)
+        route = ctx.vhost.match(ctx)  # type: ignore[union-attr]  # _pick_vhost set it
         if route is None:
             return self.fail(404, "route_not_found")
         ctx.route = route
@@ -116,7 +121,7 @@ class DecideMixin:
 
     def _take_action(self) -> None:
         ctx = self.ctx
-        action = ctx.route.action
+        action = ctx.route.action  # type: ignore[union-attr]  # _pick_route set it
         if not isinstance(action, RouteAction):
             if isinstance(action, DirectResponse):
                 return self.local_reply(LocalReply(action.status, action.body, action.headers, ""))

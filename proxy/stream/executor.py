@@ -20,10 +20,13 @@ from __future__ import annotations
 
 import time
 
+from typing import TYPE_CHECKING, Any
+
 from mosnx.runtime.context import StreamContext
 
 from ..fastpath.express import ExpressMixin
 from .attempt import AttemptMixin
+from .contracts import Downstream
 from .decide import DecideMixin
 from .local_reply import LocalReplyMixin
 from .request_body import RequestBodyMixin
@@ -34,24 +37,21 @@ from .steps import LOG, StepsMixin
 from .timeouts import TimeoutsMixin
 from .tunnel import TunnelMixin
 
+if TYPE_CHECKING:
+    from mosnx.runtime.model import Listener
+
+    from ..listener_stats import ListenerStats
+
 _monotonic = time.monotonic
 
 
 class HttpStream(DecideMixin, StepsMixin, AttemptMixin, RequestBodyMixin, ResponseMixin,
                  RetryMixin, TimeoutsMixin, TunnelMixin, LocalReplyMixin, ExpressMixin):
-    __slots__ = (
-        "ctx", "down", "worker", "listener", "lstats", "chain", "action", "cluster", "host",
-        "up", "req", "resp", "att", "request_body",
-        "body_buf", "body_bytes", "replayable", "req_trailers", "req_chunked", "timer",
-        "try_timer", "attempts", "tried", "resp_body_steps", "expect_continue",
-        "upgrade", "tunnel_up", "up_keep_alive", "upstream_start", "retrying",
-        "client_keep_alive", "paused_down", "wants_retry_5xx", "reused", "express",
-        "idle_mark", "idle_since", "route_timeout", "resp_left", "held", "held_body", "mirror_body",
-        "timeout_at", "req_held", "decoded", "refused",
-    )
+    __slots__ = ()      # the fields are StreamFields's (fields.py)
 
-    def __init__(self, down, worker, listener, lstats, ctx: StreamContext, body: int | None,
-                 keep_alive: bool, upgrade: bool, expect_continue: bool, express: bool = False):
+    def __init__(self, down: Downstream, worker: Any, listener: Listener, lstats: ListenerStats,
+                 ctx: StreamContext, body: int | None, keep_alive: bool, upgrade: bool,
+                 expect_continue: bool, express: bool = False) -> None:
         self.ctx = ctx
         ctx.request_bodyless = body == 0
         self.down = down
@@ -59,9 +59,10 @@ class HttpStream(DecideMixin, StepsMixin, AttemptMixin, RequestBodyMixin, Respon
         self.listener = listener
         self.lstats = lstats
         self.chain = listener.pipeline
-        self.action = None
-        self.cluster = None
-        self.host = None
+        # set by the decision and the attempt before anything reads them
+        self.action = None  # type: ignore[assignment]
+        self.cluster = None  # type: ignore[assignment]
+        self.host = None  # type: ignore[assignment]
         self.up = None
         self.req = PENDING
         self.resp = WAITING

@@ -11,6 +11,7 @@ from mosnx.runtime.headers import Headers
 from ..codec.http2 import grpc_local_reply, is_grpc
 from .state import COMPLETE, DONE, HEAD_SENT
 from .steps import ERROR, LOCAL_REPLY
+from .fields import StreamFields
 
 # Local replies for circuit-breaker overflow; Envoy marks them with x-envoy-overloaded.
 _OVERLOADED = frozenset({"upstream_overflow", "upstream_rq_overflow"})
@@ -24,7 +25,7 @@ _ERROR_BODIES = {
 }
 
 
-class LocalReplyMixin:
+class LocalReplyMixin(StreamFields):
     __slots__ = ()
 
     def local_reply(self, r: LocalReply) -> None:

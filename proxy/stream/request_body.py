@@ -6,13 +6,17 @@ every request event after it wait in order, and the client is not read further.
 """
 from __future__ import annotations
 
+from asyncio import Future
+from typing import Any
+
 from mosnx.runtime.headers import Headers
 
 from .state import COMPLETE, DONE, HEAD_SENT
 from .steps import REQUEST_BODY, REQUEST_TRAILERS
+from .fields import StreamFields
 
 
-class RequestBodyMixin:
+class RequestBodyMixin(StreamFields):
     __slots__ = ()
 
     def on_request_body(self, data: bytes) -> None:
@@ -91,8 +95,8 @@ class RequestBodyMixin:
                     return self._request_trailers_done(r)
         self._request_complete(trailers)
 
-    def _hold_request_trailers(self, fut, start: int, _data, _end) -> None:
-        def resumed(r) -> None:
+    def _hold_request_trailers(self, fut: Future[Any], start: int, _data: Any, _end: bool) -> None:
+        def resumed(r: Any) -> None:
             r = self._settled(REQUEST_TRAILERS, r, True)
             if r is True:
                 r = self._steps(REQUEST_TRAILERS, self.chain.request_trailers, start, True, False,
@@ -102,7 +106,7 @@ class RequestBodyMixin:
             self._request_trailers_done(None if r is True else r)
         self._when_settled(fut, resumed)
 
-    def _request_trailers_done(self, reply) -> None:
+    def _request_trailers_done(self, reply: Any) -> None:
         # the request is whole (its trailers came) before a trailers step's reply is
         # given, so the reply leaves the connection open
         self.req = COMPLETE
@@ -124,7 +128,7 @@ class RequestBodyMixin:
         if self.resp >= DONE:
             self.down.stream_finished(self)
 
-    def _hold_request(self, fut, resume_at: int, data: bytes, end: bool) -> None:
+    def _hold_request(self, fut: Future[Any], resume_at: int, data: Any, end: bool) -> None:
         # the chunk, and what the client sends meanwhile, wait for the step's I/O;
         # the client is not read further until then
         self.req_held = []
@@ -133,7 +137,7 @@ class RequestBodyMixin:
             self.down.pause_body(self)
         self._when_settled(fut, lambda r: self._request_resumed(r, resume_at, data, end))
 
-    def _request_resumed(self, r, resume_at: int, data: bytes, end: bool) -> None:
+    def _request_resumed(self, r: Any, resume_at: int, data: bytes, end: bool) -> None:
         held, self.req_held = self.req_held, None
         data = self._settled(REQUEST_BODY, r, data)
         if data is not None and self.resp < DONE:
@@ -147,7 +151,7 @@ class RequestBodyMixin:
         if end:
             # the end of the request was what waited: its trailers are the first held event
             self._request_ended(held.pop(0)[1] if held else None)
-        for chunk, trailers, is_end in held:
+        for chunk, trailers, is_end in held or ():
             # what arrived meanwhile, in order (should a step pause again, the rest
             # queues behind it)
             if is_end:

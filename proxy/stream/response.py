@@ -7,6 +7,9 @@ read further.
 """
 from __future__ import annotations
 
+from asyncio import Future
+from typing import Any
+
 import time
 
 from mosnx.runtime.context import ResponseHead
@@ -16,11 +19,13 @@ from ..forwarding import kept_end_to_end
 from .retry import retriable_status
 from .state import BODY_ENDED, COMPLETE, DONE, HEAD_SENT
 from .steps import RESPONSE, RESPONSE_BODY, RESPONSE_TRAILERS
+from .contracts import Upstream
+from .fields import StreamFields
 
 _monotonic = time.monotonic
 
 
-class ResponseMixin:
+class ResponseMixin(StreamFields):
     __slots__ = ()
 
     def on_upstream_head(self, status: int, headers: Headers, keep_alive: bool, body: int | None) -> None:
@@ -48,8 +53,8 @@ class ResponseMixin:
             return
         self._send_upstream_head(body)
 
-    def on_upstream_whole(self, conn, status: int, headers: Headers, keep_alive: bool,
-                          body_len: int, body: bytes, decoded=None) -> bool:
+    def on_upstream_whole(self, conn: Upstream, status: int, headers: Headers, keep_alive: bool,
+                          body_len: int, body: bytes, decoded: object = None) -> bool:
         """A whole response in one read: True when the stream took it in one step,
         False when the connection must hand it over as three events (a retry, a
         per-try timer, an upgrade or a held step may act between them). Its steps see
@@ -108,7 +113,7 @@ class ResponseMixin:
         self.host.observe(status, elapsed)
         self.ctx.response = ResponseHead(status, headers)
 
-    def _hold_response(self, fut, resume_at: int, _data, _end) -> None:
+    def _hold_response(self, fut: Future[Any], resume_at: int, _data: Any, _end: bool) -> None:
         # the head waits for the step's I/O; body bytes already read wait with it, and
         # the upstream is not read further until then
         self.held = []
@@ -116,7 +121,7 @@ class ResponseMixin:
             self.up.pause_reading()
         self._when_settled(fut, lambda r: self._response_resumed(r, resume_at))
 
-    def _response_resumed(self, r, resume_at: int) -> None:
+    def _response_resumed(self, r: Any, resume_at: int) -> None:
         if self._settled(RESPONSE, r, True) is None:
             self.held = None
             return
@@ -128,7 +133,7 @@ class ResponseMixin:
 
     def _send_upstream_head(self, body: int | None) -> None:
         """The upstream's response head, as the response steps left it, to the client."""
-        response = self.ctx.response
+        response: ResponseHead = self.ctx.response  # type: ignore[assignment]  # _head_arrived set it
         headers = response.headers
         self.resp_body_steps = steps = self.chain.response_body
         if body:
@@ -183,14 +188,14 @@ class ResponseMixin:
             if up is not None:
                 up.pause_reading()
 
-    def _hold_response_body(self, fut, resume_at: int, data: bytes, end: bool) -> None:
+    def _hold_response_body(self, fut: Future[Any], resume_at: int, data: Any, end: bool) -> None:
         # as for a paused head: the chunk and what the upstream sends meanwhile wait
         self.held = []
         if self.up is not None:
             self.up.pause_reading()
         self._when_settled(fut, lambda r: self._response_body_resumed(r, resume_at, data, end))
 
-    def _response_body_resumed(self, r, resume_at: int, data: bytes, end: bool) -> None:
+    def _response_body_resumed(self, r: Any, resume_at: int, data: bytes, end: bool) -> None:
         held, self.held = self.held, None
         data = self._settled(RESPONSE_BODY, r, data)
         if data is None:
@@ -205,10 +210,10 @@ class ResponseMixin:
             self.resp = BODY_ENDED      # the end's body steps have run
         self._replay_response(held)
 
-    def _replay_response(self, held) -> None:
+    def _replay_response(self, held: list[tuple[str, Any]] | None) -> None:
         """Upstream events kept while a response step was paused, in order (should a
         step pause again, the rest queues behind it); then reading goes on."""
-        for kind, arg in held:
+        for kind, arg in held or ():
             if kind == "data":
                 self.on_upstream_data(arg)
             else:
@@ -243,7 +248,7 @@ class ResponseMixin:
             if tail:
                 self._deliver(tail)
         if trailers is not None and self.chain.response_trailers:
-            self.ctx.response.trailers = trailers
+            self.ctx.response.trailers = trailers  # type: ignore[union-attr]  # the head came first
             r = self._steps(RESPONSE_TRAILERS, self.chain.response_trailers, 0, True, False,
                             self._hold_response_trailers)
             if r is None:
@@ -251,8 +256,8 @@ class ResponseMixin:
             return self._response_trailers_done(None if r is True else r)
         self._response_complete(trailers)
 
-    def _hold_response_trailers(self, fut, start: int, _data, _end) -> None:
-        def resumed(r) -> None:
+    def _hold_response_trailers(self, fut: Future[Any], start: int, _data: Any, _end: bool) -> None:
+        def resumed(r: Any) -> None:
             r = self._settled(RESPONSE_TRAILERS, r, True)
             if r is True:
                 r = self._steps(RESPONSE_TRAILERS, self.chain.response_trailers, start, True, False,
@@ -262,11 +267,11 @@ class ResponseMixin:
             self._response_trailers_done(None if r is True else r)
         self._when_settled(fut, resumed)
 
-    def _response_trailers_done(self, reply) -> None:
+    def _response_trailers_done(self, reply: Any) -> None:
         if reply is not None:
             # the head is out: a trailers step's reply can no longer be given
             return self._cut(getattr(reply, "detail", "") or "filter_failure")
-        self._response_complete(self.ctx.response.trailers)
+        self._response_complete(self.ctx.response.trailers)  # type: ignore[union-attr]  # the head came first
 
     def _response_complete(self, trailers: Headers | None) -> None:
         self.resp = DONE

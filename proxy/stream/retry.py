@@ -8,14 +8,19 @@ from __future__ import annotations
 
 import random
 
+from mosnx.runtime.routes import RetryPolicy
+
 from .state import COMPLETE, HEAD_SENT
+from .fields import StreamFields
 
 # retry_on conditions that look at the status of an answer
 STATUS_CONDITIONS = frozenset({"5xx", "gateway-error", "retriable-status-codes", "retriable-4xx"})
 
 
-def retriable_status(status: int, retry) -> bool:
+def retriable_status(status: int, retry: RetryPolicy | None) -> bool:
     """Whether an answer with `status` may be tried again under `retry`."""
+    if retry is None:
+        return False
     on = retry.retry_on
     if status >= 500 and "5xx" in on:
         return True
@@ -26,7 +31,7 @@ def retriable_status(status: int, retry) -> bool:
     return status == 409 and "retriable-4xx" in on
 
 
-def backoff(retry, attempts: int) -> float:
+def backoff(retry: RetryPolicy, attempts: int) -> float:
     """The most the attempt after `attempts` waits (fully jittered, as Envoy's)."""
     return min(retry.backoff_max, retry.backoff_base * (2 ** (attempts - 1)))
 
@@ -37,7 +42,7 @@ def replayable(request_body: int | None, kept_whole: bool, fits: bool) -> bool:
     return fits and (request_body == 0 or kept_whole)
 
 
-class RetryMixin:
+class RetryMixin(StreamFields):
     __slots__ = ()
 
     def _can_replay(self) -> bool:
@@ -47,7 +52,7 @@ class RetryMixin:
     def _can_retry(self) -> bool:
         self._release_retry()       # as Envoy: a retry holds its slot until the next decision
         retry = self.action.retry
-        if self.attempts > retry.num_retries or not self._can_replay() or self.resp >= HEAD_SENT:
+        if retry is None or self.attempts > retry.num_retries or not self._can_replay() or self.resp >= HEAD_SENT:
             return False
         cluster = self.cluster
         if cluster.retries_active >= cluster.cb.max_retries:
@@ -61,7 +66,8 @@ class RetryMixin:
         cluster.retries_active += 1
         self.retrying = True
         self.tried = self.host
-        self._forward_later(random.uniform(0, backoff(self.action.retry, self.attempts)))
+        retry = self.action.retry
+        self._forward_later(random.uniform(0, backoff(retry, self.attempts)) if retry is not None else 0.0)
 
     def _release_retry(self) -> None:
         if self.retrying:

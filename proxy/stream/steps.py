@@ -23,11 +23,15 @@ Envoy resets a stream whose filter answers after the headers went out.
 from __future__ import annotations
 
 import asyncio
+from asyncio import Future
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from mosnx.runtime.actions import LocalReply, Pause
 
 from .state import ENDED, HEAD_SENT
+from .fields import Hold, StreamFields
 
 ANSWER = "answer"       # the reply ends the stream (a local reply, or a cut once the head is out)
 REPLACE = "replace"     # the reply becomes the one to send (the error phase)
@@ -60,7 +64,7 @@ PHASES = (REQUEST, REQUEST_BODY, REQUEST_TRAILERS, RESPONSE, RESPONSE_BODY, RESP
 FILTER_FAILURE = LocalReply(500, b"", (), "filter_failure")
 
 
-def future_of(awaitable):
+def future_of(awaitable: Any) -> Future[Any] | None:
     """The future of a Pause's awaitable; None when there is nothing to wait for."""
     try:
         return asyncio.ensure_future(awaitable)
@@ -68,17 +72,18 @@ def future_of(awaitable):
         return None
 
 
-def drop(awaitable) -> None:
+def drop(awaitable: Any) -> None:
     """Stop the I/O of a Pause nothing will wait for."""
     stop = getattr(awaitable, "close", None) or getattr(awaitable, "cancel", None)
     if stop is not None:
         stop()
 
 
-class StepsMixin:
+class StepsMixin(StreamFields):
     __slots__ = ()
 
-    def _steps(self, phase: Phase, steps, start: int, data, end: bool = False, hold=None):
+    def _steps(self, phase: Phase, steps: Sequence[Callable[..., Any]], start: int, data: Any,
+               end: bool = False, hold: Hold | None = None) -> Any:
         """Run `steps` from `start` for `phase`. Returns `data` as the steps left it
         (a body phase's chunk; for REPLACE, the reply to send) once every step went on;
         None when the stream stopped here: a step answered, or paused, and then
@@ -105,7 +110,7 @@ class StepsMixin:
                 fut = future_of(r.awaitable)
                 if fut is None:
                     continue        # nothing to wait for
-                hold(fut, i + 1, data, end)
+                hold(fut, i + 1, data, end)  # type: ignore[misc]  # a phase that waits is given a hold
                 return None
             elif phase.reply is ANSWER:
                 self._answer(r)
@@ -117,7 +122,7 @@ class StepsMixin:
                 return r
         return data
 
-    def _answer(self, r) -> None:
+    def _answer(self, r: Any) -> None:
         """A step answered with the Action `r`: the stream's reply, or (the head being
         out) the response is cut short."""
         if self.resp >= HEAD_SENT:
@@ -133,11 +138,11 @@ class StepsMixin:
         else:
             self.fail(500, "internal_error")
 
-    def _when_settled(self, fut, then) -> None:
+    def _when_settled(self, fut: Future[Any], then: Callable[[Any], None]) -> None:
         """Once a paused step's I/O settles, `then(result)`: None, an Action, bytes (a
         body step's), or FILTER_FAILURE if it failed; nothing if the stream ended
         meanwhile."""
-        def settled(f) -> None:
+        def settled(f: Future[Any]) -> None:
             if self.resp < ENDED:
                 try:
                     r = f.result()
@@ -147,7 +152,7 @@ class StepsMixin:
                 then(r)
         fut.add_done_callback(settled)
 
-    def _settled(self, phase: Phase, r, data):
+    def _settled(self, phase: Phase, r: Any, data: Any) -> Any:
         """What a paused step's result means: the chunk to go on with (or True for a
         phase without one), or None when it answered (and the answer is given)."""
         if r is None:

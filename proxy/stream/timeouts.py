@@ -7,12 +7,13 @@ reads progress from counters the data path keeps anyway.
 from __future__ import annotations
 
 from .state import DONE, ENDED, HEAD_SENT
+from .fields import StreamFields
 
 # route timeouts at least this long are enforced by the worker's sweep, not a timer
 SWEPT_TIMEOUT = 2.0
 
 
-class TimeoutsMixin:
+class TimeoutsMixin(StreamFields):
     __slots__ = ()
 
     def _arm_timeout(self, t: float) -> None:

@@ -6,14 +6,15 @@ from mosnx.runtime.headers import Headers
 
 from ..forwarding import RESP_HOP_BY_HOP
 from .state import DONE, TUNNEL
+from .fields import StreamFields
 
 
-class TunnelMixin:
+class TunnelMixin(StreamFields):
     __slots__ = ()
 
     def _start_tunnel(self, headers: Headers) -> None:
         self.resp = TUNNEL
-        self.tunnel_up = self.up
+        self.tunnel_up = self.up  # type: ignore[assignment]  # an upgrade is HTTP/1.1's: its connection takes bytes
         up = headers.getb(b"upgrade")
         headers.items = [kv for kv in headers.items if kv[0] not in RESP_HOP_BY_HOP]
         headers.items.append((b"connection", b"upgrade"))

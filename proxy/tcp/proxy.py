@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import struct
+from typing import TYPE_CHECKING
 
 from mosnx.runtime.config.protocols import TcpOptions
 from mosnx.runtime.context import RequestHead, StreamContext
@@ -25,6 +26,9 @@ from ..stream.decide import pick_weighted
 from .sni import NEED_MORE, match_route, parse_sni
 from ..sockets import set_nodelay
 from ..upstream.pool_base import count_cx_closed, count_cx_open
+
+if TYPE_CHECKING:
+    from ..upstream.cluster import Cluster, Host
 
 SO_ORIGINAL_DST = 80
 _DEFAULT = TcpOptions()
@@ -72,23 +76,24 @@ class TcpDownstream(asyncio.Protocol):
     def __init__(self, worker, name: str):
         self.worker = worker
         self.name = name
-        self.transport = None
+        # set in connection_made; None only on a connection refused there
+        self.transport: asyncio.Transport = None  # type: ignore[assignment]
         self.up: TcpUpstream | None = None
         self.opts = _DEFAULT
-        self.stats: TcpStats | None = None
+        self.stats: TcpStats = None  # type: ignore[assignment]
         self.pending: list[bytes] = []      # client bytes before the upstream is connected
         self.pending_len = 0
         self.hello = b""                    # bytes held while waiting for a ClientHello
-        self.hello_timer = None
+        self.hello_timer: asyncio.TimerHandle | None = None
         self.closing = False
         self.down_eof = False
         self.up_eof = False
         self.deadline = 0.0
         self.last = 0.0
-        self.ctx: StreamContext | None = None
-        self.cluster = None
-        self.host = None
-        self.task = None
+        self.ctx: StreamContext = None  # type: ignore[assignment]  # as stats
+        self.cluster: Cluster | None = None
+        self.host: Host = None  # type: ignore[assignment]  # set with cluster, read while it is
+        self.task: asyncio.Task | None = None
         self.reading = True
 
     # ---------------------------------------------------------------- client side
@@ -218,7 +223,7 @@ class TcpDownstream(asyncio.Protocol):
             self.stats.no_route.value += 1
             ctx.error_detail = "cluster_not_found"
             return self.close()
-        ctx.cluster_name = cname
+        ctx.cluster_name = cname  # type: ignore[assignment]  # a cluster was found by this name
         if cluster.cx_active >= cluster.cb.max_connections:
             cluster.c["upstream_cx_overflow"].value += 1
             ctx.error_detail = "upstream_cx_overflow"
@@ -241,7 +246,7 @@ class TcpDownstream(asyncio.Protocol):
 
     async def _open(self, host: str, port: int, timeout: float) -> None:
         loop = self.worker.loop
-        up = self.up
+        up: TcpUpstream = self.up  # type: ignore[assignment]  # _connect_to set it for this task
         try:
             async with asyncio.timeout(timeout):
                 await loop.create_connection(lambda: up, host, port)
@@ -336,7 +341,7 @@ class TcpUpstream(asyncio.Protocol):
 
     def __init__(self, down: TcpDownstream):
         self.down = down
-        self.transport = None
+        self.transport: asyncio.Transport = None  # type: ignore[assignment]  # set in connection_made
         self.connected = False
         self.closed = False
 

@@ -7,8 +7,12 @@ risks a call holding a connection a request needs.
 from __future__ import annotations
 
 import asyncio
+from typing import TYPE_CHECKING, Any
 
 from ..codec.http1 import ParseError, ResponseDecoder, ResponseSink, encode_request_head
+
+if TYPE_CHECKING:
+    from .cluster import ClusterManager, Host
 
 
 class CallError(Exception):
@@ -34,8 +38,8 @@ class _Collect(ResponseSink):
             self.done.set_result(None)
 
 
-async def http_call(clusters, cluster_name: str, headers: list[tuple[str, str]], body: bytes,
-                    timeout: float, observer=None) -> tuple[int, list[tuple[str, str]], bytes]:
+async def http_call(clusters: ClusterManager, cluster_name: str, headers: list[tuple[str, str]], body: bytes,
+                    timeout: float, observer: Any = None) -> tuple[int, list[tuple[str, str]], bytes]:
     """`observer`, when given, is told how the call goes, to count it on the cluster:
     begin(cluster, host) once a host is picked, connected(), then answered(status) or
     failed(exception); upstream.mirror's ShadowStats is one."""
@@ -72,8 +76,8 @@ async def http_call(clusters, cluster_name: str, headers: list[tuple[str, str]],
     return answer
 
 
-async def _exchange(host, method: str, path: str, out, body: bytes, timeout: float,
-                    observer) -> tuple[int, list[tuple[str, str]], bytes]:
+async def _exchange(host: Host, method: str, path: str, out: list[tuple[bytes, bytes]], body: bytes, timeout: float,
+                    observer: Any) -> tuple[int, list[tuple[str, str]], bytes]:
     sink = _Collect()
     dec = ResponseDecoder(sink)
     dec.head_only = method == "HEAD"
@@ -95,4 +99,6 @@ async def _exchange(host, method: str, path: str, out, body: bytes, timeout: flo
                     raise CallError(e.detail) from e
         finally:
             writer.close()
-    return sink.status, [(k.decode("latin-1"), v.decode("latin-1")) for k, v in sink.headers.items], b"".join(sink.body)
+    # the loop ends on a whole response or a close-delimited one: both have headers
+    return (sink.status, [(k.decode("latin-1"), v.decode("latin-1")) for k, v in sink.headers.items],  # type: ignore[union-attr]
+            b"".join(sink.body))

@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from operator import attrgetter
+from typing import TYPE_CHECKING, Iterable
 
 from mosnx.runtime import shared as sh
 from mosnx.runtime.model import CircuitBreakers, ClusterConfig, Endpoint
@@ -32,6 +33,12 @@ from mosnx.runtime.stats import ACCUMULATE, PER_PROXY, Store
 from . import lb as lbs
 from .http2 import H2Pool
 from .pool import Pool
+
+if TYPE_CHECKING:
+    from mosnx.runtime.context import StreamContext
+    from .dns import DnsResolver
+    from .health import HealthChecker
+    from .outlier import OutlierDetector
 
 
 class Host:
@@ -178,6 +185,11 @@ class SharedResources:
     each has a Lease on the proxy-wide limit (runtime.shared)."""
     __slots__ = ("_cx_active", "_rq_pending", "_rq_active", "_retries_active",
                  "cx_active_lease", "rq_pending_lease", "rq_active_lease", "retries_active_lease", "starved")
+    # set by name in __init__, one per LIMITED count
+    cx_active_lease: sh.Lease
+    rq_pending_lease: sh.Lease
+    rq_active_lease: sh.Lease
+    retries_active_lease: sh.Lease
     cx_active = _counted("cx_active")
     rq_pending = _counted("rq_pending")
     rq_active = _counted("rq_active")
@@ -262,19 +274,20 @@ class Cluster:
         self.rq_time = stats.histogram(prefix + "upstream_rq_time")
         # circuit-breaker accounting across all hosts, shared with the cluster's earlier
         # versions: streams and pools still holding one of those settle their counts here
-        self.res = res if res is not None else old.res if old else Resources()
+        self.res: Resources | SharedResources = res if res is not None else old.res if old else Resources()
         self.shared = res is not None      # breakers held across worker processes
         opts = config.options
-        self.outlier = None
-        self.health = None
-        self.dns = None
+        self.outlier: OutlierDetector | None = None
+        self.health: HealthChecker | None = None
+        self.dns: DnsResolver | None = None
         lb_cfg = opts.get("peak_ewma_lb_config") or {}
         self.latency_tau = float(lb_cfg.get("decay_time", 10.0)) if config.lb == "peak_ewma" else 0.0
         self.hosts: list[Host] = []
-        self.lb = None
+        self.lb: lbs.LoadBalancer = None  # type: ignore[assignment]  # _reconcile sets it, below
         self.panic = False
         common = opts.get("common_lb_config") or {}
         self.panic_threshold = float(common.get("healthy_panic_threshold", 50.0))
+        eps: tuple[Endpoint, ...]
         if opts.get("type") == "strict_dns":
             # the named endpoints are resolved by the DNS task; until then keep what the
             # previous version of this cluster had resolved
@@ -284,7 +297,7 @@ class Cluster:
         self._reconcile(eps, old.hosts if old else ())
         self._start(old)
 
-    def _reconcile(self, endpoints, current) -> None:
+    def _reconcile(self, endpoints: Iterable[Endpoint], current: Iterable[Host]) -> None:
         kept = {h.address: h for h in current}
         hosts: list[Host] = []
         for ep in endpoints:
@@ -319,9 +332,9 @@ class Cluster:
         if self.panic:
             self.__dict__.pop("pick", None)
         else:
-            self.pick = self.lb.pick
+            self.pick = self.lb.pick  # type: ignore[method-assign]  # the balancer's own, without this frame
 
-    def set_endpoints(self, endpoints) -> None:
+    def set_endpoints(self, endpoints: Iterable[Endpoint]) -> None:
         """Membership changed at run time (DNS): reuse the Hosts of endpoints that stayed."""
         endpoints = tuple(endpoints)
         if tuple(h.endpoint for h in self.hosts) == endpoints:
@@ -370,7 +383,7 @@ class Cluster:
         if self.dns is not None:
             self.dns.stop()
 
-    def pick(self, ctx, exclude=None) -> Host | None:
+    def pick(self, ctx: StreamContext | None, exclude: Host | None = None) -> Host | None:
         if self.panic:
             self.c["lb_healthy_panic"].value += 1
         return self.lb.pick(ctx, exclude)
@@ -467,7 +480,7 @@ class ClusterManager:
         and the proxy is at the limit, workers close idle connections, and every
         worker retries its queued requests (another worker's closed connection
         does not wake them)."""
-        res = c.res
+        res: SharedResources = c.res  # type: ignore[assignment]  # c.shared: its counts are shared
         res.starved.publish(sum(len(h.pool.waiters) for h in c.hosts if h.pool.cx_active == 0))
         want = res.starved.total()
         if want and res.cx_active_lease.total() >= c.config.circuit_breakers.max_connections:

@@ -28,7 +28,7 @@ class DnsResolver:
         self.task: asyncio.Task | None = None
         self.resolved: asyncio.Event | None = None
 
-    def start(self, loop) -> None:
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self.resolved = asyncio.Event()
         self.task = loop.create_task(self._run())
 
@@ -57,7 +57,7 @@ class DnsResolver:
             else:
                 self.ok.value += 1
                 self.cluster.set_endpoints(eps)
-            self.resolved.set()
+            self.resolved.set()  # type: ignore[union-attr]  # start() made it before this task
             await asyncio.sleep(self.refresh)
 
     async def resolve(self) -> list[Endpoint]:
@@ -67,8 +67,8 @@ class DnsResolver:
         seen: set[tuple[str, int]] = set()
         for ep in self.cluster.config.endpoints:
             infos = await loop.getaddrinfo(ep.host, ep.port, family=fam, type=socket.SOCK_STREAM)
-            v4 = [i[4][0] for i in infos if i[0] == socket.AF_INET]
-            v6 = [i[4][0] for i in infos if i[0] == socket.AF_INET6]
+            v4 = [str(i[4][0]) for i in infos if i[0] == socket.AF_INET]
+            v6 = [str(i[4][0]) for i in infos if i[0] == socket.AF_INET6]
             if self.family == "v4_preferred":
                 addrs = v4 or v6
             elif self.family == "auto":

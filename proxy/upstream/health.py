@@ -36,26 +36,28 @@ class HealthChecker:
         self.expected = http.expected if http is not None and http.expected is not None else frozenset({200})
         self.h2 = cluster.config.protocol == "http2"
         self.tls = cluster.config.options.get("tls")
-        self.request = None                  # HTTP/1.1: the request's bytes
-        self.h2_request = None               # HTTP/2 and gRPC: the request's header block
+        self.request: bytes | None = None    # HTTP/1.1: the request's bytes
+        self.h2_request: list[tuple[bytes, bytes]] | None = None  # HTTP/2 and gRPC: the request's header block
         self.grpc_body = b""
         self.probe = self._probe_for(config)
 
     def _probe_for(self, config: HealthCheck):
         """The coroutine function that judges one open connection."""
         scheme = b"https" if self.tls is not None else b"http"
+        # HealthCheck.kind is "grpc" when grpc is set, "http" when http is
         if config.kind == "grpc":
-            self.h2_request = health_h2.grpc_request(config.grpc.authority or self.cluster.name, scheme)
-            self.grpc_body = health_h2.health_check_request(config.grpc.service_name)
+            grpc = config.grpc
+            self.h2_request = health_h2.grpc_request(grpc.authority or self.cluster.name, scheme)  # type: ignore[union-attr]
+            self.grpc_body = health_h2.health_check_request(grpc.service_name)  # type: ignore[union-attr]
             return self._grpc
         if config.kind == "tcp":
             return self._tcp
         http = config.http
-        host = http.host or self.cluster.name
+        host = http.host or self.cluster.name  # type: ignore[union-attr]
         if self.h2:
-            self.h2_request = health_h2.get_request(http.path, host, scheme)
+            self.h2_request = health_h2.get_request(http.path, host, scheme)  # type: ignore[union-attr]
             return self._http2
-        self.request = (f"GET {http.path} HTTP/1.1\r\nHost: {host}\r\n"
+        self.request = (f"GET {http.path} HTTP/1.1\r\nHost: {host}\r\n"  # type: ignore[union-attr]
                         "User-Agent: mosnx-health-check\r\nConnection: close\r\n\r\n").encode("latin-1")
         return self._http1
 
@@ -113,11 +115,12 @@ class HealthChecker:
         return status in self.expected
 
     async def _http2(self, reader, writer) -> bool:
-        r = await health_h2.exchange(reader, writer, self.h2_request, whole=False)
+        # _probe_for built the request of the probe it chose
+        r = await health_h2.exchange(reader, writer, self.h2_request, whole=False)  # type: ignore[arg-type]
         return r.status in self.expected
 
     async def _grpc(self, reader, writer) -> bool:
-        r = await health_h2.exchange(reader, writer, self.h2_request, self.grpc_body)
+        r = await health_h2.exchange(reader, writer, self.h2_request, self.grpc_body)  # type: ignore[arg-type]
         return health_h2.grpc_serving(r)
 
     def _record(self, h, ok: bool) -> None:

@@ -10,6 +10,8 @@ they are encoded and parsed here by hand rather than with a protobuf runtime.
 """
 from __future__ import annotations
 
+import asyncio
+
 import h2.config
 import h2.connection
 import h2.events
@@ -74,7 +76,7 @@ class Exchange:
             self._event(ev)
         return self.conn.data_to_send()
 
-    def _event(self, ev) -> None:
+    def _event(self, ev: h2.events.Event) -> None:
         r = self.response
         if getattr(ev, "stream_id", _STREAM) != _STREAM:
             return
@@ -107,7 +109,8 @@ class Exchange:
         return self.conn.data_to_send()
 
 
-async def exchange(reader, writer, headers, body: bytes = b"", whole: bool = True) -> Response:
+async def exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, headers: list[tuple[bytes, bytes]],
+                   body: bytes = b"", whole: bool = True) -> Response:
     """Send one request and read its response: the head only unless `whole`.
     The caller bounds the time and closes the connection."""
     alpn = _alpn(writer)
@@ -126,7 +129,7 @@ async def exchange(reader, writer, headers, body: bytes = b"", whole: bool = Tru
     return x.response
 
 
-def _alpn(writer) -> str | None:
+def _alpn(writer: asyncio.StreamWriter) -> str | None:
     obj = writer.get_extra_info("ssl_object")
     return obj.selected_alpn_protocol() if obj is not None else None
 

@@ -8,6 +8,7 @@ Exactly one stream uses a connection at a time; the pool owns it otherwise.
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from .. import write_batch
 from ..codec.http1 import ParseError, ResponseDecoder, encode_chunk, encode_last_chunk
@@ -21,9 +22,9 @@ class UpstreamConnection(asyncio.Protocol):
 
     def __init__(self, pool):
         self.pool = pool
-        self.transport = None
+        self.transport: asyncio.Transport = None  # type: ignore[assignment]  # set in connection_made
         self.decoder = ResponseDecoder(self)
-        self.stream = None
+        self.stream: Any = None    # the stream being answered, None when idle
         self.closed = False
         self.requests = 0
         self.reused = False        # the current request is not the connection's first

@@ -7,13 +7,15 @@ byte for byte what the general encoder makes (tests/proxy/upstream/test_http1_he
 """
 from __future__ import annotations
 
+from mosnx.runtime.context import RequestHead
+
 from ..codec.http1 import encode_request_head
 from ..fastpath import memo
 from ..fastpath.memo import remember
 from ..forwarding import request_fields, upstream_fields
 
 
-def request_head(req, source: str, upgrade: bool, chunked: bool) -> bytes:
+def request_head(req: RequestHead, source: str, upgrade: bool, chunked: bool) -> bytes:
     """The HTTP/1.1 head that goes upstream for `req`."""
     out = upstream_fields(req, source)
     if upgrade:
@@ -26,7 +28,7 @@ def request_head(req, source: str, upgrade: bool, chunked: bool) -> bytes:
     return encode_request_head(req.method, req.path, out)
 
 
-def bodiless_request_head(req, source: str, decoded=None) -> bytes:
+def bodiless_request_head(req: RequestHead, source: str, decoded: object = None) -> bytes:
     """request_head for a request without a body or upgrade. Clients repeat their
     requests but for the request id: the rest is encoded once and remembered, with
     the id's place in it. The id is most often the last field (the proxy appends its
@@ -57,7 +59,8 @@ def bodiless_request_head(req, source: str, decoded=None) -> bytes:
                 key = (req.method, req.path, at, *items)
             hit = _UPSTREAM_HEADS.get(key)
         except TypeError:       # a step left something unhashable: no memo
-            key = hit = None
+            key = None
+            hit = None
         if hit is None:
             hit = _bodiless_parts(req, items, at)
             if key is not None and len(key) <= _MEMO_FIELDS + 1:
@@ -79,7 +82,7 @@ def bodiless_request_head(req, source: str, decoded=None) -> bytes:
 _RID_MARK = (b"x-request-id", None)
 
 
-def _bodiless_parts(req, items, at: int) -> tuple[bytes, bytes | None, bytes | None]:
+def _bodiless_parts(req: RequestHead, items: list, at: int) -> tuple[bytes, bytes | None, bytes | None]:
     """(the start line and the fields before the request id, encoded; those after it,
     or None when no request id goes upstream; the X-Forwarded-For the request came
     with) for the request id at `at` (-1: none)."""

@@ -159,7 +159,7 @@ class H2UpstreamConnection(WindowedStreams, asyncio.Protocol):
 
     def __init__(self, pool: H2Pool):
         self.pool = pool
-        self.transport = None
+        self.transport: asyncio.Transport = None  # type: ignore[assignment]  # set in connection_made
         self.h2 = H2Connection(self, True, {ENABLE_PUSH: 0, INITIAL_WINDOW_SIZE: 1024 * 1024}, _WINDOW)
         self.streams: dict[int, H2UpStream] = {}   # by stream id, once HEADERS went out
         self.active = 0                            # handles given out, sent or not
@@ -169,7 +169,7 @@ class H2UpstreamConnection(WindowedStreams, asyncio.Protocol):
         self.write_paused = False
         self.receiving = False
         self.write_soon = False
-        self.idle_timer = None
+        self.idle_timer: asyncio.TimerHandle | None = None
         self.cap = pool._cap()
         self.settled = asyncio.get_running_loop().create_future()
         self.opened = False          # the pool counts it among its connections
@@ -412,7 +412,7 @@ class H2UpStream(WindowedStream):
         self.sid = 0
         self.paused = False
         self.closed = False
-        self.body_len = None
+        self.body_len: int | None = None
         self.local_closed = False
         self.remote_closed = False
         self.pending: list[bytes] = []

@@ -27,7 +27,6 @@ from mosnx.runtime.attributes import getter_for
 
 class LoadBalancer:
     name = "base"
-    wants_latency = False          # Host.observe feeds latency samples only when True
 
     def __init__(self, hosts: Sequence, options: dict | None = None):
         self.hosts = list(hosts)
@@ -48,7 +47,7 @@ class RoundRobin(LoadBalancer):
 
     def __init__(self, hosts, options=None):
         super().__init__(hosts, options)
-        ring = []
+        ring: list = []
         top = max((h.weight for h in self.hosts), default=1)
         for round_ in range(top):
             ring.extend(h for h in self.hosts if h.weight > round_)
@@ -198,7 +197,6 @@ class PeakEwma(LoadBalancer):
     is that average times (active requests + 1). A host with no sample yet costs
     `default_rtt`, so new hosts are tried without being flooded."""
     name = "peak_ewma"
-    wants_latency = True
 
     def __init__(self, hosts, options=None):
         super().__init__(hosts, options)

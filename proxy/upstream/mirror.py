@@ -17,8 +17,12 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from typing import TYPE_CHECKING
 
 from .call import http_call
+
+if TYPE_CHECKING:
+    from .cluster import Cluster
 
 MIRROR_TIMEOUT = 5.0
 
@@ -43,7 +47,7 @@ class MirrorBody:
         self.worker = worker
         self.stream = stream
         self.clusters = clusters
-        self.chunks = chunks
+        self.chunks: list[bytes] | None = chunks
         self.size = sum(len(c) for c in chunks)
         self.limit = limit
 
@@ -91,7 +95,7 @@ class ShadowStats:
     __slots__ = ("cluster", "started", "up")
 
     def __init__(self) -> None:
-        self.cluster = None
+        self.cluster: Cluster = None  # type: ignore[assignment]  # set by begin(), the first call
         self.started = 0.0
         self.up = False                   # connected: a failure from now on is no connect failure
 

@@ -13,19 +13,21 @@ with room): only when a connection opens or closes, or a stream must wait.
 """
 from __future__ import annotations
 
+from typing import Any
+
 from collections import deque
 
 OVERFLOW = object()   # acquire() result: the cluster's breakers refused the request
 
 
-def count_cx_open(cluster) -> None:
+def count_cx_open(cluster: Any) -> None:
     """A connection to one of the cluster's endpoints starts connecting."""
     cluster.cx_active += 1
     cluster.cx_active_gauge.value += 1
     cluster.c["upstream_cx_total"].value += 1
 
 
-def count_cx_closed(cluster) -> None:
+def count_cx_closed(cluster: Any) -> None:
     """A connection counted by count_cx_open closed, or never connected."""
     cluster.cx_active -= 1
     cluster.cx_active_gauge.value -= 1
@@ -58,7 +60,7 @@ class PoolBase:
         self.host.cluster.c["upstream_cx_connect_fail"].value += 1
         self._cx_gone()
 
-    def _cx_closed(self, conn) -> None:
+    def _cx_closed(self, conn: Any) -> None:
         """An open connection closed: it leaves the idle list and the counts."""
         try:
             self.idle.remove(conn)
@@ -71,7 +73,7 @@ class PoolBase:
         return cluster.cx_active < cluster.cb.max_connections
 
     # -- streams waiting for a connection --
-    def _queue(self, stream) -> None:
+    def _queue(self, stream: Any) -> None:
         cluster = self.host.cluster
         cluster.c["upstream_rq_pending_total"].value += 1
         cluster.rq_pending += 1
@@ -92,7 +94,7 @@ class PoolBase:
         self.host.cluster.rq_pending -= 1
         return self.waiters.popleft()
 
-    def cancel(self, stream) -> None:
+    def cancel(self, stream: Any) -> None:
         """The stream gave up waiting (timeout, client gone)."""
         try:
             self.waiters.remove(stream)

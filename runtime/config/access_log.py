@@ -35,7 +35,9 @@ class Format(Str):
             return INVALID
         parts, errors = parse_format(text)
         for e in errors:
-            r.error(_inside(node, r, text, e.start, e.end), BAD_VALUE, f"{dotted(path)}: {e.message}")
+            # Str took the node: it is a scalar
+            r.error(_inside(node, r, text, e.start, e.end), BAD_VALUE,  # type: ignore[arg-type]
+                    f"{dotted(path)}: {e.message}")
         return INVALID if errors else LogFormat(text, tuple(parts))
 
 

@@ -183,8 +183,8 @@ def _split_scalar(node: ScalarNode, sep: str) -> list[ScalarNode]:
             s, e = node.start_mark, node.end_mark
             if one_line:
                 col = start + offset + lead
-                s = yaml.Mark(s.name, s.index, s.line, col, None, None)
-                e = yaml.Mark(s.name, s.index, s.line, col + len(text), None, None)
+                s = yaml.Mark(s.name, s.index, s.line, col, None, 0)
+                e = yaml.Mark(s.name, s.index, s.line, col + len(text), None, 0)
             out.append(ScalarNode(node.tag, text, s, e))
         offset += len(piece) + len(sep)
     return out

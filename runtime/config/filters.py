@@ -32,21 +32,25 @@ class FilterItem(Type):
     body = BODY
 
     def convert(self, node: Node, r: Reader, path: KeyPath) -> Any:
+        kind: str
+        kind_node: Node
+        body: Node | None
         if isinstance(node, ScalarNode) and node.tag.endswith(":str") and node.value:
             kind, kind_node, body = node.value, node, None
         elif isinstance(node, MappingNode) and len(node.value) == 1:
-            kind, kind_node, body = next(r.entries(node), (None, None, None))
-            if kind is None:
+            entry = next(r.entries(node), None)
+            if entry is None:
                 return INVALID
+            kind, kind_node, body = entry
         elif isinstance(node, MappingNode):
             keys = ", ".join(str(k.value) for k, _ in node.value) or "none"
             r.error(node, BAD_VALUE, f"{dotted(path)}: a filter is {SHAPE}; got keys {keys}")
             return INVALID
         else:
             return self.wrong_type(node, r, path)
-        settings = {"config": {}, "disabled": False}
+        settings: dict[str, Any] = {"config": {}, "disabled": False}
         r.positions[path + ("name",)] = r.span(kind_node)
-        if not is_null(body):
+        if body is not None and not is_null(body):
             r.positions[path + (kind,)] = r.span(body)
             settings = self.body.convert(body, r, path + (kind,))
             if settings is INVALID:

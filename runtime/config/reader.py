@@ -99,7 +99,7 @@ def kind_of(node: Node) -> str:
         return "a list"
     tag = node.tag.rsplit(":", 1)[-1]
     return {"str": f'"{node.value}"', "null": "nothing (null)", "bool": f"{node.value} (a boolean)",
-            "int": f"{node.value} (a number)", "float": f"{node.value} (a number)"}.get(tag, node.value)
+            "int": f"{node.value} (a number)", "float": f"{node.value} (a number)"}.get(tag, str(node.value))
 
 
 def is_null(node: Node | None) -> bool:

@@ -5,7 +5,7 @@ when it runs), so it says what the loader accepts and nothing else: a key, its
 type, default and description come from the one Field that declares it. Every
 object gets a section, in the order the document declares it; an object reached
 twice is described once and linked. The committed docs/config.md must equal
-render(); tests/runtime/test_reference.py holds them together.
+render(); tests/runtime/config/test_reference.py holds them together.
 
     mosnx docs config > docs/config.md
 
@@ -244,6 +244,8 @@ def filter_settings(kind: str) -> list[str]:
     """The settings `kind` accepts, as its factory says when given one it does not know
     (every shipped filter refuses unknown settings and names the known ones)."""
     factory = registry.filter_factory(kind)
+    if factory is None:
+        return []
     ctx = registry.BuildContext(config=None, listener=None, clusters=set(), filters={})
     try:
         factory("reference", {_PROBE: None}, ctx)

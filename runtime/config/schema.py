@@ -95,7 +95,7 @@ class Obj(Type):
                  checks: Sequence[Check] = (), adapt: Callable[[dict], dict] | None = None,
                  extras: str | None = None, rest: str | None = None, label: str | None = None):
         self.fields = fields
-        self.build = build
+        self.build: Callable[..., Any] | None = build      # a dataclass or a Build
         self.checks = checks
         self.adapt = adapt
         self.extras = extras

@@ -125,7 +125,7 @@ class RateLimitFilter(HttpFilter):
         self._chunk = 1
         if unkeyed and not self._queue:
             self._chunk = max(1, cfg.burst // (sh.CHUNK_DIV * seg.workers))
-        self.on_request = self._on_request_shared
+        self.on_request = self._on_request_shared  # type: ignore[method-assign]  # this instance's buckets are shared
 
     def _bucket(self, key: Any, now: float) -> list[float]:
         b = self.buckets.get(key)
@@ -167,14 +167,14 @@ class RateLimitFilter(HttpFilter):
         seg.lock()
         try:
             if self._queue:
-                w = self.table.row(h, now, _drained)
+                w = self.table.row(h, now, _drained)  # type: ignore[union-attr]  # _share made it, then this method
                 start = max(d[w + 1], now)
                 wait = start - now
                 limit = (cfg.burst - 1) * self._interval + 1e-9
                 if wait <= limit:
                     d[w + 1] = start + self._interval
             else:
-                w = self.table.row(h, now, self._refilled)
+                w = self.table.row(h, now, self._refilled)  # type: ignore[union-attr]  # as above
                 last = d[w + 2]
                 tokens = float(cfg.burst) if last == 0.0 else min(float(cfg.burst),
                                                                    d[w + 1] + (now - last) * cfg.rate)

@@ -20,7 +20,7 @@ from mosnx.dsl import ast as A
 from mosnx.dsl.parse import parse
 
 from .mutants import mutants, sample, tokens
-from .test_docs import WRAPPERS, snippets
+from .test_parse_docs import WRAPPERS, snippets
 
 ROOT = os.path.join(os.path.dirname(__file__), "..", "..")
 EXAMPLES = os.path.join(ROOT, "examples")

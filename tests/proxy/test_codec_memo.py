@@ -10,7 +10,7 @@ from mosnx.proxy.codec.http1 import ParseError, RequestDecoder, ResponseDecoder
 from mosnx.proxy.codec.path import PathNormalizer
 from mosnx.runtime.model import PathNormalization
 
-from .test_codec_http1 import Requests, Responses
+from .codec.test_http1 import Requests, Responses
 
 GET = b"GET /a?b=1 HTTP/1.1\r\nHost: example.com\r\nAccept: */*\r\n\r\n"
 CLOSE = b"GET /c HTTP/1.1\r\nHost: example.com\r\nConnection: close\r\n\r\n"

@@ -1,22 +1,21 @@
-"""proxy/tls.py's one cache of SSL contexts: a context is built once per settings
-(listener or cluster, server or client side) and again only when a file it read
-changed on disk, and a settings object never holds more than one."""
+"""proxy/tls.py: listener and cluster TLS contexts, driven through in-memory handshakes
+(no sockets): the certificate SNI picks (exact names before wildcards), what a
+handshake tells the stream (server name, client certificate, its subject, ALPN),
+contexts reused until a file changes, and a cluster's connect arguments."""
 from __future__ import annotations
 
 import os
 import ssl
 import sys
-from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
-pytest.importorskip("cryptography")
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "e2e"))
+from mosnx.proxy import tls
+from mosnx.runtime.config.protocols import ClientTls, ServerTls, SniCertificate
 
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "e2e"))
 from h2kit import CA  # noqa: E402
-
-from mosnx.proxy import tls as T  # noqa: E402
-from mosnx.runtime.config.protocols import ClientTls, ServerTls  # noqa: E402
 
 
 @pytest.fixture
@@ -24,56 +23,94 @@ def ca(tmp_path):
     return CA(tmp_path)
 
 
-def _touch_later(path: str) -> None:
-    st = os.stat(path)
-    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
+def handshake(server_ctx: ssl.SSLContext, client_ctx: ssl.SSLContext, name: str | None):
+    """Both ends of one TLS handshake over memory buffers: (server, client) SSLObjects."""
+    s_in, s_out, c_in, c_out = ssl.MemoryBIO(), ssl.MemoryBIO(), ssl.MemoryBIO(), ssl.MemoryBIO()
+    server = server_ctx.wrap_bio(s_in, s_out, server_side=True)
+    client = client_ctx.wrap_bio(c_in, c_out, server_hostname=name)
+    done = {"s": False, "c": False}
+    for _ in range(20):
+        for key, obj in (("c", client), ("s", server)):
+            if not done[key]:
+                try:
+                    obj.do_handshake()
+                    done[key] = True
+                except ssl.SSLWantReadError:
+                    pass
+        s_in.write(c_out.read())
+        c_in.write(s_out.read())
+        if all(done.values()):
+            return server, client
+    raise AssertionError("handshake did not finish")
 
 
-def _entries(tls) -> int:
-    return sum(1 for key in T._contexts if key[1] == tls)
+def peer_cn(client: ssl.SSLObject) -> str:
+    return dict(x[0] for x in client.getpeercert()["subject"])["commonName"]
 
 
-def test_server_context_is_built_once_per_settings(ca):
-    cert, key = ca.issue("proxy.test", ("proxy.test",))
-    tls = ServerTls(cert, key)
-    ctx = T.server_context(tls)
-    assert isinstance(ctx, ssl.SSLContext)
-    assert T.server_context(ServerTls(cert, key)) is ctx, "equal settings share the context"
+def test_sni_picks_the_exact_certificate_before_the_wildcard(ca):
+    default = ca.issue("default.test")
+    wild = ca.issue("*.api.test", dns=("*.api.test",))
+    exact = ca.issue("pay.api.test")
+    server = tls.build_server_context(ServerTls(*default, sni=(
+        SniCertificate(("*.api.test",), *wild), SniCertificate(("pay.api.test",), *exact))))
+    client = ca.client_context(alpn=("http/1.1",))
+    for name, cn in (("pay.api.test", "pay.api.test"), ("shop.api.test", "*.api.test"),
+                     ("Shop.API.test", "*.api.test"), ("default.test", "default.test")):
+        _, c = handshake(server, client, name)
+        assert peer_cn(c) == cn, name
+    # a wildcard covers one label only
+    client.check_hostname = False
+    _, c = handshake(server, client, "a.b.api.test")
+    assert peer_cn(c) == "default.test"
 
 
-def test_a_certificate_replaced_on_disk_gives_a_new_context(ca):
-    cert, key = ca.issue("proxy.test", ("proxy.test",))
-    tls = ServerTls(cert, key)
-    first = T.server_context(tls)
-    _touch_later(cert)
-    second = T.server_context(tls)
-    assert second is not first
-    assert T.server_context(tls) is second
-    assert _entries(tls) == 1, "the outdated context is not kept"
+def test_a_handshake_tells_the_stream_its_name_client_and_protocol(ca):
+    cert, key = ca.issue("proxy.test")
+    server = tls.build_server_context(ServerTls(cert, key, alpn=("h2", "http/1.1"), client_ca=str(ca.path),
+                                                require_client_cert=True))
+    client = ca.client_context(alpn=("h2",), cert=ca.issue("svc-a", client=True, org="Shop"))
+    s, _ = handshake(server, client, "Proxy.Test")
+    info = tls.info_from(SimpleNamespace(get_extra_info=lambda k: s if k == "ssl_object" else None))
+    assert (info.sni, info.mtls, info.subject, info.alpn) == ("proxy.test", True, "CN=svc-a,O=Shop", "h2")
+    plain = tls.info_from(SimpleNamespace(get_extra_info=lambda k: None), sni="from.hello")
+    assert (plain.sni, plain.mtls, plain.subject, plain.alpn) == ("from.hello", False, "", None)
 
 
-def test_client_context_follows_its_ca_file(ca):
-    tls = ClientTls(ca=str(ca.path))
-    first = T.client_context(tls)
-    assert first.verify_mode == ssl.CERT_REQUIRED
-    assert T.client_context(tls) is first
-    _touch_later(str(ca.path))
-    assert T.client_context(tls) is not first
-    assert _entries(tls) == 1
+def test_a_required_client_certificate_is_required(ca):
+    cert, key = ca.issue("proxy.test")
+    server = tls.build_server_context(ServerTls(cert, key, client_ca=str(ca.path), require_client_cert=True))
+    with pytest.raises(ssl.SSLError):
+        s, c = handshake(server, ca.client_context(), "proxy.test")
+        c.write(b"x")                       # TLS 1.3 reports the refusal on the first read or write
+        s.read()
 
 
-def test_server_and_client_contexts_never_answer_for_each_other(ca):
-    cert, key = ca.issue("proxy.test", ("proxy.test",))
-    server = T.server_context(ServerTls(cert, key))
-    client = T.client_context(ClientTls(ca=str(ca.path), cert=cert, key=key))
-    assert server is not client
-    assert server.protocol == ssl.PROTOCOL_TLS_SERVER and client.protocol == ssl.PROTOCOL_TLS_CLIENT
+def test_contexts_are_reused_until_a_file_changes(ca):
+    cert, key = ca.issue("proxy.test")
+    settings = ServerTls(cert, key)
+    first = tls.server_context(settings)
+    assert tls.server_context(settings) is first
+    st = os.stat(cert)
+    os.utime(cert, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))   # the certificate is replaced
+    second = tls.server_context(settings)
+    assert second is not first and tls.server_context(settings) is second
+    client = ClientTls(ca=str(ca.path))
+    assert tls.client_context(client) is tls.client_context(client)
 
 
-def test_client_connect_args_offer_h2_to_an_http2_cluster(ca):
-    from mosnx.runtime.model import ClusterConfig, Endpoint
-    cfg = ClusterConfig(name="web", endpoints=(Endpoint("127.0.0.1", 9),), protocol="http2",
-                        options={"tls": ClientTls(ca=str(ca.path))})
-    kw = T.client_connect_args(cfg, "127.0.0.1")
-    assert kw["server_hostname"] == "127.0.0.1"
-    assert kw["ssl"] is T.client_context(ClientTls(ca=str(ca.path), alpn=("h2",)))
+def test_a_clusters_connect_arguments(ca):
+    plain = SimpleNamespace(options={}, protocol="http1")
+    assert tls.client_connect_args(plain, "10.0.0.1") == {}
+    h1 = SimpleNamespace(options={"tls": ClientTls(ca=str(ca.path))}, protocol="http1")
+    args = tls.client_connect_args(h1, "api.internal")
+    assert args["server_hostname"] == "api.internal" and args["ssl"].verify_mode == ssl.CERT_REQUIRED
+    named = SimpleNamespace(options={"tls": ClientTls(ca=str(ca.path), sni="grpc.internal")}, protocol="http2")
+    args = tls.client_connect_args(named, "10.0.0.1")
+    assert args["server_hostname"] == "grpc.internal"
+    # an HTTP/2 cluster that names no protocol offers h2, so the endpoint knows what is spoken
+    server = tls.build_server_context(ServerTls(*ca.issue("grpc.internal"), alpn=("h2", "http/1.1")))
+    _, c = handshake(server, args["ssl"], "grpc.internal")
+    assert c.selected_alpn_protocol() == "h2"
+    unverified = tls.build_client_context(ClientTls(verify=False))
+    assert unverified.verify_mode == ssl.CERT_NONE and not unverified.check_hostname

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mosnx.runtime.stats import ACCUMULATE, PER_PROXY, Store, merge, merge_into
+from mosnx.runtime.stats import ACCUMULATE, BUCKETS, PER_PROXY, Store, merge, merge_into, quantile
 
 
 def workers(n: int) -> list[Store]:
@@ -100,3 +100,35 @@ def test_a_read_gauge_carries_its_mode_into_the_dump():
     d = s.dump()
     assert d["gauges"] == {"cluster.web.upstream_rq_active": 4, "filter.limit": 9}
     assert d["gauge_modes"] == {"filter.limit": PER_PROXY}
+
+
+def test_stats_merge_and_quantile():
+    a, b = Store(), Store()
+    a.counter("x").inc(2)
+    b.counter("x").inc(3)
+    b.gauge("g").set(4)
+    for v in (1, 2, 3, 4, 40):
+        a.histogram("h").record(v)
+    m = merge([a.dump(), b.dump()])
+    assert m["counters"]["x"] == 5 and m["gauges"]["g"] == 4
+    assert m["histograms"]["h"]["count"] == 5
+    q50 = quantile(m["histograms"]["h"], 0.5)
+    assert 1 <= q50 <= 5
+
+
+def test_histogram_samples_kept_by_add_count_once_read_or_folded():
+    now, later = Store(), Store()
+    # every bound exactly (a bound's own bucket holds it), just above each, and beyond
+    samples = (0.2, 3, 3, 7.5, 40, 1e9) + BUCKETS + tuple(b * 1.001 for b in BUCKETS)
+    for v in samples:
+        now.histogram("h").record(v)
+        later.histogram("h").add(v)
+    h = later.histogram("h")
+    assert h.count == len(samples)              # reading buckets what add kept
+    assert later.dump() == now.dump()
+    h.add(2)
+    later.fold()                                # what the worker's sweep does
+    assert h._held == [] and h.count == len(samples) + 1
+    h.add(2)                                    # add still feeds the same histogram
+    assert h.counts[2] == now.histogram("h").counts[2] + 2
+    assert abs(h.sum - (sum(samples) + 4)) < 1e-6 * h.sum

@@ -7,6 +7,7 @@ import pytest
 
 from mosnx.proxy.stream import HttpStream
 from mosnx.proxy.stream import state
+from mosnx.proxy.stream.fields import StreamFields
 from mosnx.proxy.stream.state import Attempt, Req, Resp
 from mosnx.runtime import HttpFilter, register_filter
 from mosnx.runtime.headers import Headers
@@ -24,7 +25,7 @@ class Upper(HttpFilter):
 
 register_filter("test_state_upper", lambda name, cfg, ctx: Upper())
 
-_SLOTS = {name: HttpStream.__dict__[name] for name in ("req", "resp", "att")}
+_SLOTS = {name: StreamFields.__dict__[name] for name in ("req", "resp", "att")}
 
 
 class Traced(HttpStream):

@@ -12,7 +12,7 @@ from mosnx.runtime.config.compound import ListOf
 from mosnx.runtime.config.scalars import Duration, Enum, Int, Size
 from mosnx.runtime.diagnostics import ConfigError
 
-DOC = pathlib.Path(__file__).resolve().parents[2] / "docs" / "config.md"
+DOC = pathlib.Path(__file__).resolve().parents[3] / "docs" / "config.md"
 
 
 @pytest.fixture(scope="module")

@@ -23,7 +23,7 @@ import h2.connection
 import h2.events
 import h2.exceptions
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "e2e"))
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "e2e"))
 from h2kit import CA  # noqa: E402
 
 FAST = HealthCheck(interval=0.05, timeout=0.5, unhealthy_threshold=2, healthy_threshold=2)

@@ -1,19 +1,13 @@
-"""proxy/codec/http2.py, proxy/tcp/sni.py and the protocol settings of the config:
-request blocks validated and mapped, gRPC statuses and timeouts, ClientHello SNI."""
+"""proxy/codec/http2.py: request and response blocks validated and mapped, gRPC statuses
+and timeouts."""
 from __future__ import annotations
-
-import ssl
 
 import pytest
 
 from mosnx.proxy.codec.http2 import (H2HeadError, grpc_local_reply, grpc_status_for, parse_grpc_timeout,
                                      request_block, request_from_block, request_parts, response_block,
                                      response_fields, response_from_block, trailers_from_block)
-from mosnx.proxy.tcp.sni import NEED_MORE, match_route, parse_sni
 from mosnx.runtime.actions import LocalReply
-from mosnx.runtime.config import load_config_text
-from mosnx.runtime.config.protocols import SniRoute
-from mosnx.runtime.diagnostics import ConfigError
 from mosnx.runtime.headers import Headers
 
 BASE = [(b":method", b"GET"), (b":scheme", b"http"), (b":authority", b"api.test"), (b":path", b"/a?b=1")]
@@ -138,120 +132,6 @@ def test_grpc_local_reply_is_trailers_only():
 def test_grpc_timeout_parsing(value, seconds):
     got = parse_grpc_timeout(value)
     assert got == seconds if seconds is None else got == pytest.approx(seconds)
-
-
-def _client_hello(name: str | None) -> bytes:
-    ctx = ssl.create_default_context()
-    if name is None:
-        ctx.check_hostname = False
-    inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
-    obj = ctx.wrap_bio(inc, out, server_hostname=name)
-    with pytest.raises(ssl.SSLWantReadError):
-        obj.do_handshake()
-    return out.read()
-
-
-def test_sni_from_a_client_hello():
-    hello = _client_hello("API.Example.com")
-    assert parse_sni(hello) == "api.example.com"
-    assert parse_sni(hello + b"more bytes") == "api.example.com"
-    for cut in (0, 3, 5, 40, len(hello) - 1):
-        assert parse_sni(hello[:cut]) is NEED_MORE
-
-
-def test_sni_absent_or_not_tls():
-    assert parse_sni(_client_hello(None)) is None
-    assert parse_sni(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n") is None
-    assert parse_sni(b"\x16\x03\x01\x00\x05\x02\x00\x00\x01\x00") is None     # not a ClientHello
-
-
-def test_sni_spanning_two_records():
-    hello = _client_hello("split.test")
-    body = hello[5:]
-    half = len(body) // 2
-    rec = lambda b: b"\x16\x03\x01" + len(b).to_bytes(2, "big") + b
-    assert parse_sni(rec(body[:half]) + rec(body[half:])) == "split.test"
-    assert parse_sni(rec(body[:half])) is NEED_MORE
-
-
-def test_sni_routes_exact_before_wildcard():
-    routes = (SniRoute(("*.b.test",), "wild"), SniRoute(("x.b.test", "a.test"), "exact"))
-    assert match_route(routes, "x.b.test") == "exact"
-    assert match_route(routes, "y.b.test") == "wild"
-    assert match_route(routes, "z.y.b.test") is None
-    assert match_route(routes, None) is None
-
-
-CONFIG = """
-listeners:
-  - name: edge
-    address: 127.0.0.1:8443
-    route: {cluster: api}
-    tls: {cert: %(cert)s, key: %(key)s, alpn: [h2], client_ca: %(cert)s, require_client_cert: true}
-    http2: {max_concurrent_streams: 50, initial_stream_window_size: 1MiB}
-  - name: l4
-    address: 127.0.0.1:9000
-    protocol: tcp
-    route: {cluster: api}
-    tcp: {idle_timeout: 30s, original_dst: true, sni_routes: [{server_names: [a.test], cluster: grpc}]}
-clusters:
-  - name: api
-    endpoints: [127.0.0.1:9001]
-  - name: grpc
-    protocol: http2
-    max_concurrent_streams: 10
-    endpoints: [127.0.0.1:9002]
-    tls: {ca: %(cert)s, sni: grpc.internal}
-"""
-
-
-def test_protocol_settings_load(tmp_path):
-    cert = tmp_path / "c.pem"
-    cert.write_text("x")
-    cfg = load_config_text(CONFIG % {"cert": cert, "key": cert}, str(tmp_path / "m.yaml"))
-    edge, l4 = cfg.listeners
-    tls = edge.options["tls"]
-    assert tls.alpn == ("h2",) and tls.require_client_cert and tls.client_ca == str(cert)
-    assert edge.options["http2"].max_concurrent_streams == 50
-    assert edge.options["http2"].initial_stream_window_size == 1024 * 1024
-    tcp = l4.options["tcp"]
-    assert tcp.idle_timeout == 30 and tcp.original_dst and tcp.sni_routes[0].cluster == "grpc"
-    grpc = cfg.clusters[1]
-    assert grpc.protocol == "http2" and grpc.options["max_concurrent_streams"] == 10
-    assert grpc.options["tls"].sni == "grpc.internal"
-
-
-def test_http2_limits_load_with_envoy_defaults(tmp_path):
-    text = ("listeners:\n  - name: l\n    address: 127.0.0.1:1\n    route: {cluster: api}\n"
-            "    http2: {max_headers_count: 50, premature_reset_total_stream_count: 20,\n"
-            "            premature_reset_min_stream_lifetime: 2s, max_outbound_control_frames: 10}\n"
-            "  - name: m\n    address: 127.0.0.1:3\n    route: {cluster: api}\n"
-            "clusters:\n  - name: api\n    endpoints: [127.0.0.1:2]\n")
-    a, b = load_config_text(text, str(tmp_path / "m.yaml")).listeners
-    h = a.options["http2"]
-    assert (h.max_headers_count, h.premature_reset_total_stream_count) == (50, 20)
-    assert (h.premature_reset_min_stream_lifetime, h.max_outbound_control_frames) == (2.0, 10)
-    assert h.max_outbound_frames == 10000 and h.max_consecutive_inbound_frames_with_empty_payload == 1
-    assert "http2" not in b.options
-
-
-@pytest.mark.parametrize("bad,message", [
-    ("http2: {max_headers_count: 0}", "below the minimum 1"),
-    ("http2: {max_outbound_frames: lots}", "whole number"),
-    ("tls: {cert: /nonexistent.pem, key: /nonexistent.key}", "no such file"),
-    ("tls: {cert: %(cert)s, key: %(cert)s, require_client_cert: true}", "client_ca"),
-    ("tls: {cert: %(cert)s, key: %(cert)s, alpn: [h3]}", "unknown value"),
-    ("tcp: {sni_routes: [{server_names: ['a.*'], cluster: api}]}", "wildcard"),
-    ("tcp: {sni_routes: [{server_names: [a.test], cluster: nope}]}", "unknown cluster"),
-])
-def test_protocol_settings_errors(tmp_path, bad, message):
-    cert = tmp_path / "c.pem"
-    cert.write_text("x")
-    text = ("listeners:\n  - name: l\n    address: 127.0.0.1:1\n    route: {cluster: api}\n    "
-            + (bad % {"cert": cert}) + "\nclusters:\n  - name: api\n    endpoints: [127.0.0.1:2]\n")
-    with pytest.raises(ConfigError) as e:
-        load_config_text(text, str(tmp_path / "m.yaml"))
-    assert message in str(e.value) or any(message in str(d) for d in e.value.diagnostics)
 
 
 def test_a_repeated_response_head_shares_its_fields_and_callers_get_their_own_block():

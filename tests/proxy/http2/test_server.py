@@ -9,7 +9,7 @@ import h2.settings
 
 from mosnx.proxy.http2.downstream import H2Down
 
-from .inproc import proxied, read_head
+from ..inproc import proxied, read_head
 
 
 async def upstream(reader, writer):
