@@ -18,6 +18,11 @@ write probes (by waiting) whether passes carry more than one write once more.
 Order holds per transport as long as everything written to it goes through here;
 whoever closes a transport calls flush() first, so nothing queued is lost.
 
+A shortcut of the fast path's (proxy.fastpath): switched off (MOSNX_FASTPATH=0,
+`fast_path: false`), every write goes out at once. Counted in /stats as
+fastpath.write_batch.flushes (passes that made queued writes) and
+fastpath.write_batch.deferred (writes that waited for the end of their pass).
+
 This defers writes to the end of a pass; it does not join them. Joining the pieces
 of one message (a head and its body) is the writer's: the HTTP/1.1 server gathers
 a response in its `out` list and hands over one buffer, so each message costs one
@@ -28,14 +33,29 @@ from __future__ import annotations
 import asyncio
 from asyncio import get_running_loop
 
+from .fastpath import memo
+
 _pending: list = []
 _loop = None        # the loop a flush is scheduled on, while one is
 _direct = False     # writes go out at once (recent passes had one write each)
 _solo = 0           # flushes in a row that had a single write
 _count = 0          # writes made at once, for the probe's rhythm
 _held = False       # the due flush already waited one pass
+_off = False        # the fast path is off: every write goes out at once
 
 SOLO_PASSES = 16
+_FLUSHES = memo.WRITE_FLUSHES
+_DEFERRED = memo.WRITES_DEFERRED
+
+
+def switch(on: bool) -> None:
+    """The fast path went on or off (memo.configure): off, what waits goes out now
+    and every later write at once."""
+    global _off, _direct
+    if not on:
+        flush()
+        _direct = True
+    _off = not on
 
 
 def write(transport: asyncio.WriteTransport, data: bytes) -> None:
@@ -48,7 +68,7 @@ def write(transport: asyncio.WriteTransport, data: bytes) -> None:
         return
     if _direct:
         _count += 1
-        if _count % SOLO_PASSES:
+        if _count % SOLO_PASSES or _off:
             transport.write(data)
             return
         # this write waits: the pass it ends up in tells whether batching pays again
@@ -81,6 +101,8 @@ def flush() -> None:
     pending = _pending
     if pending:
         _pending = []
+        _FLUSHES.value += 1
+        _DEFERRED.value += len(pending)
         if len(pending) > 1:
             _solo = 0
             _direct = False
@@ -94,3 +116,6 @@ def flush() -> None:
                     t.write(d)
                 except RuntimeError:
                     pass        # its loop is gone (tests run loops one after another)
+
+
+memo.on_switch(switch)

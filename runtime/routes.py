@@ -325,7 +325,7 @@ _MERGE_ABOVE = 64
 def _plain(chain: Pipeline, action: object) -> bool:
     """No step in any phase of the effective chain, and an action that only forwards
     (a cluster or a weighted split; a timeout, idle timeout or hash key is fine):
-    the core may take such a route's requests through a shorter path (proxy.express),
+    the core may take such a route's requests through a shorter path (proxy.fastpath.express),
     which runs no step, retries nothing, mirrors nothing and rewrites nothing."""
     a = action
     return (not chain and isinstance(a, RouteAction) and a.retry is None and not a.mirrors

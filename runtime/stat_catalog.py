@@ -231,6 +231,10 @@ SECTIONS: tuple[Section, ...] = (
             "MOSNX_FASTPATH=0 or `fast_path: false` turns them all off.", (
         Stat("fastpath.enabled", GAUGE, "1 while the express path and the memos are on", NONE),
         Stat("fastpath.express_rq", COUNTER, "requests the express path forwarded", NONE),
+        Stat("fastpath.write_batch.flushes", COUNTER, "loop passes whose socket writes waited for the end "
+             "of the pass and were made together", NONE),
+        Stat("fastpath.write_batch.deferred", COUNTER, "socket writes that waited for the end of their pass",
+             NONE),
         Stat("fastpath.memo.<memo>.hits", COUNTER, "lookups that found their result", NONE),
         Stat("fastpath.memo.<memo>.misses", COUNTER, "results computed and kept (inputs too large to keep "
              "are not looked up)", NONE),

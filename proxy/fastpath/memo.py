@@ -15,7 +15,8 @@ Counts (per process, added up across workers in /stats as
 - evictions: entries forgotten when a full table started again.
 
 Switched off (MOSNX_FASTPATH=0 in the environment, or `fast_path: false` in the
-config), every bound is 0: tables shared by the process are emptied and remember()
+config), the express path is not taken, writes are not batched (proxy.write_batch,
+told through on_switch), and every bound is 0: tables shared by the process are emptied and remember()
 keeps nothing, so every lookup misses and every result is computed afresh. Tables
 that belong to one connection (HPACK's) keep what they hold until that connection
 ends.
@@ -23,7 +24,7 @@ ends.
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
 if TYPE_CHECKING:
     from mosnx.runtime.stats import Store
@@ -111,6 +112,8 @@ def configure(config_enabled: bool) -> None:
         if not on:
             for t in k.tables:
                 t.clear()
+    for fn in _switches:
+        fn(on)
 
 
 def counts() -> dict[str, int]:
@@ -134,6 +137,18 @@ class Count:
 
 # requests the express path forwarded
 EXPRESS_RQ = Count()
+# proxy.write_batch: passes that made queued writes, and the writes that waited
+WRITE_FLUSHES = Count()
+WRITES_DEFERRED = Count()
+
+# other shortcuts' switches (proxy.write_batch), told when the fast path goes on or off
+_switches: list[Callable[[bool], None]] = []
+
+
+def on_switch(fn: Callable[[bool], None]) -> None:
+    """Call fn(enabled) now and whenever the fast path goes on or off."""
+    _switches.append(fn)
+    fn(_enabled)
 
 
 _stores: list = []
@@ -147,6 +162,8 @@ def register_stats(store: Store) -> None:
     for k in KINDS.values():
         _expose(store, k)
     store.counter_reading("fastpath.express_rq", lambda: EXPRESS_RQ.value)
+    store.counter_reading("fastpath.write_batch.flushes", lambda: WRITE_FLUSHES.value)
+    store.counter_reading("fastpath.write_batch.deferred", lambda: WRITES_DEFERRED.value)
 
 
 def _expose(store: Store, k: MemoKind) -> None:

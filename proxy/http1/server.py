@@ -6,7 +6,7 @@ stream, so the queue never grows past what one read returned. Writes go out at
 the end of the loop pass (proxy.write_batch); above the transport's high-water
 mark the active stream's upstream is paused, and resumed on drain, so a slow
 reader never makes the proxy buffer a whole response. A bodiless request on a
-listener with no request step starts as an ExpressStream (proxy.express).
+listener with no request step may take the express path (proxy.fastpath).
 """
 from __future__ import annotations
 

@@ -26,7 +26,7 @@ _INTERNAL = INTERNAL_ERROR
 
 
 class H2Down(WindowedStream):
-    """The Downstream of one HTTP/2 stream (see proxy.stream.Downstream)."""
+    """The Downstream of one HTTP/2 stream (see proxy.stream.contracts.Downstream)."""
 
     __slots__ = ("conn", "h2", "sid", "http", "pending", "end_pending", "trailers_pending",
                  "sent_end", "closed", "unacked", "body_paused", "head", "req_ended", "finished",

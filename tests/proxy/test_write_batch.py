@@ -128,3 +128,41 @@ def test_single_write_passes_go_direct_and_a_probe_brings_batching_back():
         await asyncio.sleep(0)
         assert log[-1] == ("a", b"batched")
     asyncio.run(run())
+
+
+def test_with_the_fast_path_off_every_write_goes_out_at_once():
+    from mosnx.proxy.fastpath import memo
+
+    async def run():
+        log = []
+        a = Transport(log, "a")
+        write_batch.write(a, b"queued")
+        memo.configure(False)          # what waited goes out, and nothing waits any more
+        assert log == [("a", b"queued")]
+        for i in range(40):
+            write_batch.write(a, b"%d" % i)
+            assert log[-1] == ("a", b"%d" % i)
+        return log
+    try:
+        flushes = memo.WRITE_FLUSHES.value
+        asyncio.run(run())
+        assert memo.WRITE_FLUSHES.value == flushes + 1     # the one that emptied the queue
+    finally:
+        memo.configure(True)
+    assert not write_batch._off
+
+
+def test_flushes_and_deferred_writes_are_counted():
+    from mosnx.proxy.fastpath import memo
+
+    async def run():
+        log = []
+        a, b = Transport(log, "a"), Transport(log, "b")
+        write_batch.write(a, b"1")
+        write_batch.write(b, b"2")
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        return log
+    flushes, deferred = memo.WRITE_FLUSHES.value, memo.WRITES_DEFERRED.value
+    assert asyncio.run(run()) == [("a", b"1"), ("b", b"2")]
+    assert (memo.WRITE_FLUSHES.value - flushes, memo.WRITES_DEFERRED.value - deferred) == (1, 2)

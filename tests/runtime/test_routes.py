@@ -167,7 +167,7 @@ def test_finalize_returns_new_objects_and_leaves_the_declared_table_alone():
 
 
 # ---------------------------------------------------------------------------------------
-# Which routes take the short path (proxy.express): `route.plain` is the action when
+# Which routes take the short path (proxy.fastpath.express): `route.plain` is the action when
 # the route only forwards and no step of any phase runs for it, else None. Built from
 # real YAML and .mdsl through build_snapshot, as the proxy builds them.
 
