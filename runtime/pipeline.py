@@ -99,14 +99,25 @@ class Pipeline:
     def then(self, inner: "Pipeline") -> "Pipeline":
         """Nest `inner` inside self: request-side steps of self run first,
         response-side steps of inner run first (an encoder chain unwinds)."""
+        if not inner:
+            return self         # frozen: sharing it changes nothing
+        if not self:
+            return inner
         kw = {}
-        for f in fields(self):
-            a, b = getattr(self, f.name), getattr(inner, f.name)
-            kw[f.name] = b + a if f.name in REVERSED else a + b
+        for name in PHASES:
+            a, b = getattr(self, name), getattr(inner, name)
+            kw[name] = b + a if name in REVERSED else a + b
         return Pipeline(**kw)
 
     def __bool__(self) -> bool:
-        return any(getattr(self, f.name) for f in fields(self))
+        # (a snapshot build asks this of every vhost and route: PHASES, not fields())
+        for name in PHASES:
+            if getattr(self, name):
+                return True
+        return False
 
+
+# then() and __bool__ walk PHASES: they must be the fields, in order
+assert PHASES == tuple(f.name for f in fields(Pipeline)), "PHASES and Pipeline's fields differ"
 
 EMPTY = Pipeline()
