@@ -71,19 +71,27 @@ class DecideMixin(StreamFields):
     # The decision runs as four chains of request steps, each followed by what it
     # leads to; a chain a step paused goes on (then leads on) when its I/O settles.
     def _decide(self) -> None:
-        self._chain(self.listener.pipeline.request, self._pick_vhost)
+        steps = self.listener.pipeline.request
+        if not steps or self._steps(REQUEST, steps, 0, True):
+            self._pick_vhost()
 
-    def _chain(self, steps: tuple, then: Callable[[], None]) -> None:
-        if not steps or self._steps(REQUEST, steps, 0, True, False,
-                                    lambda fut, nxt, _d, _e: self._hold_decision(fut, steps, nxt, then)):
-            then()
+    def _chain_at(self) -> tuple[tuple, Callable[[], None]]:
+        """The chain the decision is in (its steps, and what it leads to), read from
+        how far it got: each stage sets what the next one finds."""
+        ctx = self.ctx
+        if ctx.vhost is None:
+            return self.listener.pipeline.request, self._pick_vhost
+        if ctx.route is None:
+            return ctx.vhost.pipeline.request, self._pick_route
+        if self.action is None:
+            return ctx.route.pipeline.request, self._take_action
+        return self.chain.upstream_request, self._go_upstream
 
-    def _hold_decision(self, fut: Future[Any], steps: tuple, start: int, then: Callable[[], None]) -> None:
+    def _hold_decision(self, fut: Future[Any], start: int, _data: Any, _end: bool) -> None:
         def resumed(r: Any) -> None:
             try:
-                if self._settled(REQUEST, r, True) is not None and self._steps(
-                        REQUEST, steps, start, True, False,
-                        lambda f, nxt, _d, _e: self._hold_decision(f, steps, nxt, then)):
+                steps, then = self._chain_at()
+                if self._settled(REQUEST, r, True) is not None and self._steps(REQUEST, steps, start, True):
                     then()
             except Exception:
                 self._decision_failed()
@@ -102,7 +110,9 @@ class DecideMixin(StreamFields):
             return self.fail(404, "route_not_found")
         ctx.vhost = vh
         self.chain = vh.chain
-        self._chain(vh.pipeline.request, self._pick_route)
+        steps = vh.pipeline.request
+        if not steps or self._steps(REQUEST, steps, 0, True):
+            self._pick_route()
 
     def _pick_route(self) -> None:
         ctx = self.ctx
@@ -117,7 +127,9 @@ class DecideMixin(StreamFields):
             # Envoy, so replies made by the route's own steps still log and expose it
             cname = action.cluster
             ctx.cluster_name = cname if cname is not None else pick_weighted(action.weighted_clusters)
-        self._chain(route.pipeline.request, self._take_action)
+        steps = route.pipeline.request
+        if not steps or self._steps(REQUEST, steps, 0, True):
+            self._take_action()
 
     def _take_action(self) -> None:
         ctx = self.ctx
@@ -135,7 +147,9 @@ class DecideMixin(StreamFields):
         self.cluster = cluster
         if action.rewrites:
             self._rewrite(action)
-        self._chain(self.chain.upstream_request, self._go_upstream)
+        steps = self.chain.upstream_request
+        if not steps or self._steps(REQUEST, steps, 0, True):
+            self._go_upstream()
 
     def _go_upstream(self) -> None:
         if self.resp >= ENDED:

@@ -31,7 +31,7 @@ class RequestBodyMixin(StreamFields):
             return
         steps = self.chain.request_body
         if steps:
-            data = self._steps(REQUEST_BODY, steps, 0, data, False, self._hold_request)
+            data = self._steps(REQUEST_BODY, steps, 0, data, False)
             if not data:
                 return      # a filter holds (buffers or awaits) the chunk, or ended the stream
         self._send_body(data)
@@ -75,7 +75,7 @@ class RequestBodyMixin(StreamFields):
         # a request whose head ended it has no body to end: as in Envoy, body steps
         # are not called for it
         if steps and self.resp < DONE and not self.ctx.request_bodyless:
-            tail = self._steps(REQUEST_BODY, steps, 0, b"", True, self._hold_request)
+            tail = self._steps(REQUEST_BODY, steps, 0, b"", True)
             if self.req_held is not None:
                 self.req_held.append((None, trailers, True))     # the end waits for the step
                 return
@@ -126,8 +126,7 @@ class RequestBodyMixin(StreamFields):
         held, self.req_held = self.req_held, None
         data = self._settled(REQUEST_BODY, r, data)
         if data is not None and self.resp < DONE:
-            data = self._steps(REQUEST_BODY, self.chain.request_body, resume_at, data, end,
-                               self._hold_request)
+            data = self._steps(REQUEST_BODY, self.chain.request_body, resume_at, data, end)
             if self.req_held is not None:
                 self.req_held.extend(held)      # paused again by a later step
                 return

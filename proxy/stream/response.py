@@ -48,7 +48,7 @@ class ResponseMixin(StreamFields):
             return self._start_tunnel(headers)
         self.body_buf = None
         steps = self.chain.response
-        if steps and self._steps(RESPONSE, steps, 0, True, False, self._hold_response) is None:
+        if steps and self._steps(RESPONSE, steps, 0, True, False) is None:
             self.held_body = body
             return
         self._send_upstream_head(body)
@@ -69,7 +69,7 @@ class ResponseMixin(StreamFields):
         self._head_arrived(status, headers)
         self.body_buf = None
         steps = self.chain.response
-        if steps and self._steps(RESPONSE, steps, 0, True, False, self._hold_response) is None:
+        if steps and self._steps(RESPONSE, steps, 0, True, False) is None:
             # a step answered (the upstream is let go, so the rest is dropped) or
             # paused (the rest waits with the head)
             self.held_body = body_len
@@ -85,7 +85,7 @@ class ResponseMixin(StreamFields):
             steps = self.resp_body_steps
             if steps:
                 self.resp = BODY_ENDED
-                body = self._steps(RESPONSE_BODY, steps, 0, body, True, self._hold_response_body)
+                body = self._steps(RESPONSE_BODY, steps, 0, body, True)
                 if self.held is not None:
                     conn.stream = None
                     self.on_upstream_end(None)      # the end waits behind the chunk
@@ -125,7 +125,7 @@ class ResponseMixin(StreamFields):
         if self._settled(RESPONSE, r, True) is None:
             self.held = None
             return
-        if self._steps(RESPONSE, self.chain.response, resume_at, True, False, self._hold_response) is None:
+        if self._steps(RESPONSE, self.chain.response, resume_at, True, False) is None:
             return
         held, self.held = self.held, None
         self._send_upstream_head(self.held_body)
@@ -175,7 +175,7 @@ class ResponseMixin(StreamFields):
                 self.resp_left = left
                 if end:
                     self.resp = BODY_ENDED
-            data = self._steps(RESPONSE_BODY, steps, 0, data, end, self._hold_response_body)
+            data = self._steps(RESPONSE_BODY, steps, 0, data, end)
             if not data:
                 return
         self._deliver(data)
@@ -200,7 +200,7 @@ class ResponseMixin(StreamFields):
         data = self._settled(RESPONSE_BODY, r, data)
         if data is None:
             return      # the head is out: the answer cut the response short
-        data = self._steps(RESPONSE_BODY, self.resp_body_steps, resume_at, data, end, self._hold_response_body)
+        data = self._steps(RESPONSE_BODY, self.resp_body_steps, resume_at, data, end)
         if self.held is not None:
             self.held.extend(held)      # paused again by a later step
             return
@@ -239,7 +239,7 @@ class ResponseMixin(StreamFields):
             return
         steps = self.resp_body_steps
         if steps and resp is not BODY_ENDED:
-            tail = self._steps(RESPONSE_BODY, steps, 0, b"", True, self._hold_response_body)
+            tail = self._steps(RESPONSE_BODY, steps, 0, b"", True)
             if self.held is not None:
                 self.held.append(("end", trailers))     # the end waits for the step
                 return

@@ -46,13 +46,16 @@ class Phase:
     waits: bool         # a Pause holds the stream until its I/O settles; else the I/O is dropped
     reply: str          # ANSWER, REPLACE or IGNORE
     fatal: bool         # an exception fails the stream (else it is logged and the step skipped)
+    # the stream's method that keeps what waits for a paused step (the hold, when the
+    # caller gives none): named, not bound, so a run that does not pause makes nothing
+    holder: str = ""
 
 
-REQUEST = Phase("request", False, True, ANSWER, True)
-REQUEST_BODY = Phase("request_body", True, True, ANSWER, True)
+REQUEST = Phase("request", False, True, ANSWER, True, "_hold_decision")
+REQUEST_BODY = Phase("request_body", True, True, ANSWER, True, "_hold_request")
 REQUEST_TRAILERS = Phase("request_trailers", False, True, RETURN, True)
-RESPONSE = Phase("response", False, True, ANSWER, True)
-RESPONSE_BODY = Phase("response_body", True, True, ANSWER, True)
+RESPONSE = Phase("response", False, True, ANSWER, True, "_hold_response")
+RESPONSE_BODY = Phase("response_body", True, True, ANSWER, True, "_hold_response_body")
 RESPONSE_TRAILERS = Phase("response_trailers", False, True, RETURN, True)
 ERROR = Phase("error", False, False, REPLACE, False)
 LOCAL_REPLY = Phase("response (local reply)", False, False, IGNORE, False)
@@ -87,7 +90,8 @@ class StepsMixin(StreamFields):
         """Run `steps` from `start` for `phase`. Returns `data` as the steps left it
         (a body phase's chunk; for REPLACE, the reply to send) once every step went on;
         None when the stream stopped here: a step answered, or paused, and then
-        `hold(future, next_step, data, end)` keeps what waits for its I/O."""
+        `hold(future, next_step, data, end)` (the phase's holder when None) keeps what
+        waits for its I/O."""
         ctx = self.ctx
         body = phase.body
         for i in range(start, len(steps)):
@@ -110,7 +114,7 @@ class StepsMixin(StreamFields):
                 fut = future_of(r.awaitable)
                 if fut is None:
                     continue        # nothing to wait for
-                hold(fut, i + 1, data, end)  # type: ignore[misc]  # a phase that waits is given a hold
+                (hold or getattr(self, phase.holder))(fut, i + 1, data, end)
                 return None
             elif phase.reply is ANSWER:
                 self._answer(r)
