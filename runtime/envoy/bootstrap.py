@@ -198,7 +198,7 @@ def _admin(msg: Any, f: Findings) -> AdminConfig | None:
         return None
     a = msg.admin
     fa = f.at("admin")
-    fa.only(a, {"address", "access_log", "access_log_path"}, "not supported for the admin API; ignored")
+    fa.only(a, {"address"}, "not supported for the admin API; ignored")
     if not a.HasField("address"):
         return None
     sa = a.address.socket_address
