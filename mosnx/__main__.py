@@ -115,6 +115,27 @@ def empty_config(path: str):
                       "warning")
 
 
+def envoy_warnings(path: str) -> list:
+    """What an Envoy bootstrap sets that mosnx does not serve (warnings), or [] for
+    any other config."""
+    import yaml
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+        data = yaml.safe_load(text)
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return []
+    from mosnx.runtime.config.loader import _is_envoy
+    if not _is_envoy(data):
+        return []
+    from mosnx.runtime.diagnostics import ConfigError
+    from mosnx.runtime.envoy.bootstrap import load_bootstrap_text
+    try:
+        return load_bootstrap_text(text, path)[1]
+    except ConfigError:
+        return []
+
+
 class Bug(Exception):
     """An unexpected exception while checking `what` (a file, or a rule set's files)."""
 
@@ -139,6 +160,7 @@ def check_paths(paths: list[str]) -> list:
         try:
             found = lint.check_config(p)
             if not any(d.severity == "error" for d in found):
+                found.extend(envoy_warnings(p))
                 found.extend(filter(None, [empty_config(p)]))
         except lint._Usage:
             raise

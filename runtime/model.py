@@ -134,6 +134,10 @@ class ListenerConfig:
     path_normalization: PathNormalization = PathNormalization()
     options: dict[str, Any] = field(default_factory=dict)  # protocol settings (tls, http2, tcp)
     span: Span | None = None
+    # routes built elsewhere (an Envoy RouteConfiguration, inline or from RDS): used as
+    # they are, instead of route: or rules:; route_config names where they came from
+    route_table: RouteTable | None = None
+    route_config: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,6 +156,41 @@ class AdminConfig:
     span: Span | None = field(default=None, compare=False)
 
 
+XDS_MODES = ("sotw", "delta")
+
+
+@dataclass(frozen=True, slots=True)
+class XdsNode:
+    """Who this proxy says it is to the control plane (Envoy's Node)."""
+    id: str = ""
+    cluster: str = ""
+    metadata: dict[str, Any] = field(default_factory=dict, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class XdsConfig:
+    """One aggregated (ADS) stream to a control plane: where, how, and as whom.
+    From mosnx.yaml's `xds:` or an Envoy bootstrap's dynamic_resources.ads_config."""
+    host: str
+    port: int
+    mode: str = "sotw"                        # "sotw" (GRPC) or "delta" (DELTA_GRPC)
+    node: XdsNode = XdsNode()
+    initial_fetch_timeout: float = 15.0       # Envoy's default; 0: wait forever
+    set_node_on_first_message_only: bool = False
+    lds: bool = True                          # listeners come over the stream (lds_config: {ads: {}})
+    cds: bool = True                          # clusters come over the stream (cds_config: {ads: {}})
+    cluster: str | None = None                # the bootstrap's static cluster naming the server
+    span: Span | None = field(default=None, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.mode not in XDS_MODES:
+            raise ValueError(f"xds mode must be one of {', '.join(XDS_MODES)}, not {self.mode!r}")
+        if not 0 < self.port < 65536:
+            raise ValueError(f"port {self.port} is outside 1..65535")
+        if self.initial_fetch_timeout < 0:
+            raise ValueError("initial_fetch_timeout cannot be negative")
+
+
 @dataclass(frozen=True, slots=True)
 class Config:
     path: str
@@ -162,6 +201,7 @@ class Config:
     raw: dict[str, Any] = field(default_factory=dict)   # the YAML as data, for config_dump
     demo_upstream: tuple[tuple[str, int], ...] = ()     # quickstart: embedded demo upstreams
     fast_path: bool = True                    # the express path and memos (proxy.fastpath)
+    xds: XdsConfig | None = None              # a control plane to take resources from
 
 
 @dataclass(frozen=True, slots=True)

@@ -66,7 +66,9 @@ def build_snapshot(config: Config | str, version: int = 1,
                 filters.append(f)
         pipeline = Pipeline.of(filters)
         routes: RouteTable | None = None
-        if lc.rules:
+        if lc.route_table is not None:
+            routes = lc.route_table
+        elif lc.rules:
             loader = registry.rules_loader("mdsl")
             if loader is None:
                 diags.append(Diagnostic(lc.span, "C203", "rules: need the mdsl front end, which is not installed"))

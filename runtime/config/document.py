@@ -6,17 +6,17 @@ walks DOCUMENT and builds Config from what it returns.
 """
 from __future__ import annotations
 
-from ..model import (ESCAPED_SLASH_ACTIONS, AdminConfig, CircuitBreakers, ClusterConfig, Endpoint,
-                     Limits, ListenerConfig, PathNormalization, Timeouts)
+from ..model import (ESCAPED_SLASH_ACTIONS, XDS_MODES, AdminConfig, CircuitBreakers, ClusterConfig, Endpoint,
+                     Limits, ListenerConfig, PathNormalization, Timeouts, XdsConfig, XdsNode)
 from .admin import TokenFile
 from .cluster import CHECKS as CLUSTER_GOVERNANCE_CHECKS, FIELDS as CLUSTER_GOVERNANCE
 from .protocols import CLUSTER_FIELDS as CLUSTER_PROTOCOL, LISTENER_FIELDS as LISTENER_PROTOCOL
 from .filters import FilterItem
 from .route import ROUTE, RouteWithFilters
 from .access_log import ACCESS_LOG
-from .compound import Either, ListOf, Mapped, Unique
+from .compound import Data, Either, ListOf, Mapped, Unique
 from .names import Distinct, Name
-from .scalars import Address, Bool, Duration, Enum, FilePath, Int, Size
+from .scalars import Address, Bool, Duration, Enum, FilePath, Int, Size, Str
 from .schema import Field, Obj, exactly_one, ordered
 
 LB_POLICIES = ("round_robin", "weighted_round_robin", "random", "least_request", "ring_hash", "maglev",
@@ -123,6 +123,20 @@ LISTENER = Obj({
 }, build=ListenerConfig, adapt=_listener, extras="options",
    checks=[exactly_one("route", "rules", what="a default route, or .mdsl rules that declare the routes")])
 
+XDS_NODE = Obj({
+    "id": Field(Str(), "the node id the control plane knows this proxy by"),
+    "cluster": Field(Str(), "the service cluster this proxy belongs to"),
+    "metadata": Field(Data(), "free-form metadata sent to the control plane (Envoy's node.metadata)"),
+}, build=XdsNode)
+
+XDS = Obj({
+    "address": Field(Address(), "host:port of the control plane's ADS (gRPC) server", required=True),
+    "node": Field(XDS_NODE, "who this proxy is: {id, cluster, metadata}"),
+    "mode": Field(Enum(*XDS_MODES), "sotw: state of the world (Envoy's GRPC); delta: incremental (DELTA_GRPC)"),
+    "initial_fetch_timeout": Field(Mapped(Duration(), float), "how long to wait for the first resources "
+                                   "before serving without them; 0: wait forever"),
+}, build=XdsConfig, adapt=_host_port)
+
 DOCUMENT = Obj({
     "admin": Field(ADMIN, "the admin API (/stats, /clusters, /config_dump, reload, ...); absent: no admin API", default=None),
     "workers": Field(Int(1), "worker processes sharing the listeners; absent: one per core (mosnx run --workers overrides)", default=None),
@@ -131,4 +145,6 @@ DOCUMENT = Obj({
                        "general path and nothing is remembered (as MOSNX_FASTPATH=0 in the environment)", default=True),
     "listeners": Field(ListOf(LISTENER), "where mosnx accepts traffic", default=()),
     "clusters": Field(ListOf(CLUSTER), "groups of upstream endpoints", default=()),
+    "xds": Field(XDS, "take listeners, routes, clusters and endpoints from a control plane over one ADS "
+                 "stream (Envoy's xDS); the file's own listeners and clusters stay", default=None),
 })

@@ -1,7 +1,8 @@
 """load_config(): mosnx.yaml in, a validated Config out, or ConfigError with every finding.
 
 Reads one file, checks that the files it names exist and reads the admin token file;
-otherwise no I/O.
+otherwise no I/O. An Envoy v3 bootstrap (recognised by its top-level keys) is handed
+to runtime.envoy.bootstrap, which also reads the xDS resource files it names.
 """
 from __future__ import annotations
 
@@ -45,6 +46,8 @@ def load_config_text(text: str, path: str = "<string>") -> Config:
     if root is not None:
         r.positions[()] = r.span(root)
         raw = r.data(root)
+        if _is_envoy(raw) and not r.diagnostics:
+            return _envoy(r, root, raw, path)
         values = DOCUMENT.convert(root, r, ())
         r.check_references()
     if any(d.severity == "error" for d in r.diagnostics) or values is INVALID:
@@ -52,4 +55,20 @@ def load_config_text(text: str, path: str = "<string>") -> Config:
     return Config(path=os.path.abspath(path) if r.named else path, admin=values.get("admin"),
                   listeners=values.get("listeners", ()), clusters=values.get("clusters", ()),
                   workers=values.get("workers"), raw=raw if isinstance(raw, dict) else {},
-                  demo_upstream=values.get("demo_upstream", ()), fast_path=values.get("fast_path", True))
+                  demo_upstream=values.get("demo_upstream", ()), fast_path=values.get("fast_path", True),
+                  xds=values.get("xds"))
+
+
+def _is_envoy(data: object) -> bool:
+    """An Envoy bootstrap, by its top-level keys (runtime.envoy.bootstrap decides)."""
+    if not isinstance(data, dict) or not {"static_resources", "dynamic_resources", "node"} & set(data):
+        return False        # cheap test first: protobuf is imported only for a bootstrap
+    from ..envoy.bootstrap import is_bootstrap
+    return is_bootstrap(data)
+
+
+def _envoy(r: Reader, root: object, raw: dict, path: str) -> Config:
+    from ..envoy.bootstrap import load_bootstrap_data
+    from ..envoy.decode import Positions
+    config, _warnings = load_bootstrap_data(raw, Positions(r, root), path)  # type: ignore[arg-type]
+    return config

@@ -1,0 +1,82 @@
+"""apply(): a base Config plus Envoy resources from a control plane -> a new Config.
+
+`resources` maps a type URL (protos.LISTENER, ROUTE, CLUSTER, ENDPOINT) to the
+resources of that type by name, as the xDS client holds them. The result keeps the
+base's static listeners and clusters and adds every dynamic resource that
+translates; a resource that does not is left out and reported as a Rejection (one
+bad resource never keeps the others out). A dynamic resource named like a static
+one is rejected: the file's own resources win, as in Envoy. A listener whose
+RouteConfiguration is missing or rejected is rejected too (it waits for it, as
+Envoy's listener warming does). An EDS cluster with no ClusterLoadAssignment yet
+has no endpoints. Pure: the messages are only read.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from ..model import ClusterConfig, Config, ListenerConfig
+from ..routes import RouteTable
+from .findings import Findings, Rejected, Rejection, Sink
+from .protos import CLUSTER, ENDPOINT, LISTENER, ROUTE
+from .translate import eds_name, is_eds, rds_name, translate_cluster, translate_listener, translate_route_config
+
+Resources = dict[str, dict[str, Any]]
+
+
+def needed_names(resources: Resources) -> dict[str, set[str]]:
+    """The RouteConfigurations the listeners use and the ClusterLoadAssignments the
+    EDS clusters use, by type URL: what the client should subscribe to next."""
+    routes = {n for lst in resources.get(LISTENER, {}).values() if (n := rds_name(lst))}
+    eds = {eds_name(c) for c in resources.get(CLUSTER, {}).values() if is_eds(c)}
+    return {ROUTE: routes, ENDPOINT: eds}
+
+
+def apply(base: Config, resources: Resources, sink: Sink | None = None) -> tuple[Config, list[Rejection]]:
+    """`sink` collects the warnings (valid Envoy mosnx ignores), when given."""
+    sink = sink if sink is not None else Sink()
+    rejected: list[Rejection] = []
+    tables: dict[str, RouteTable] = {}
+    for name, rc in resources.get(ROUTE, {}).items():
+        try:
+            tables[name] = translate_route_config(rc, Findings(ROUTE, name, "", sink))
+        except Rejected as e:
+            rejected.append(e.rejection)
+    static_clusters = {c.name for c in base.clusters}
+    assignments = resources.get(ENDPOINT, {})
+    clusters: list[ClusterConfig] = list(base.clusters)
+    for name, c in resources.get(CLUSTER, {}).items():
+        f = Findings(CLUSTER, name, "", sink)
+        try:
+            if name in static_clusters:
+                f.reject("a static cluster of the same name is in the bootstrap", "name")
+            if c.name != name:
+                f.reject(f'the resource is named "{name}" but the cluster "{c.name}"', "name")
+            clusters.append(translate_cluster(c, f, assignments.get(eds_name(c)) if is_eds(c) else None))
+        except Rejected as e:
+            rejected.append(e.rejection)
+    static_listeners = {lc.name for lc in base.listeners}
+    ports = {(lc.host, lc.port) for lc in base.listeners}
+    listeners: list[ListenerConfig] = list(base.listeners)
+    for name, lst in resources.get(LISTENER, {}).items():
+        f = Findings(LISTENER, name, "", sink)
+        try:
+            if name in static_listeners:
+                f.reject("a static listener of the same name is in the bootstrap", "name")
+            lc = translate_listener(lst, f, tables)
+            if (lc.host, lc.port) in ports:
+                f.reject(f"another listener is at {lc.host}:{lc.port}", "address")
+            ports.add((lc.host, lc.port))
+            listeners.append(lc)
+        except Rejected as e:
+            rejected.append(e.rejection)
+    # a route naming a cluster that is not there is not served: its listener waits
+    known = {c.name for c in clusters}
+    kept = []
+    for lc in listeners:
+        missing = sorted(lc.route_table.clusters() - known) if lc.route_table is not None else []
+        if missing and lc.name not in static_listeners:
+            rejected.append(Rejection(LISTENER, lc.name, "", f'its routes name unknown cluster "{missing[0]}"'))
+            continue
+        kept.append(lc)
+    return dataclasses.replace(base, listeners=tuple(kept), clusters=tuple(clusters)), rejected

@@ -1,0 +1,245 @@
+"""Envoy v3 bootstraps as mosnx configs: recognised by their top-level keys, decoded
+with the generated Bootstrap message, translated into runtime.model.Config.
+
+is_bootstrap() decides by keys alone (Envoy's static_resources, dynamic_resources,
+node, admin, ... and none of mosnx's own). load_bootstrap_text() returns the Config
+and the warnings (valid Envoy that mosnx ignores), or raises ConfigError whose
+diagnostics name file:line:col of the offending key: a json_format error is mapped
+back through the document's positions, and a translation Rejection through its
+field path. Static listeners and clusters come from static_resources; resources in
+files (lds_config / cds_config / rds / eds `path_config_source`) are read and
+translated the same way, as Envoy's file-based xDS does; dynamic_resources.ads_config
+becomes Config.xds. Reads only the files the bootstrap names.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from ..diagnostics import ConfigError, Diagnostic, Span
+from ..model import AdminConfig, Config, XdsConfig, XdsNode
+from .apply import apply
+from .common import seconds
+from .decode import Path, Positions, parse, read
+from .findings import INVALID, REJECTED, UNSUPPORTED, Findings, Rejected, Sink
+from .protos import CLUSTER, ENDPOINT, LISTENER, RESOURCE_TYPES, ROUTE, Bootstrap, HttpConnectionManager
+
+ENVOY_KEYS = frozenset({"static_resources", "dynamic_resources", "node", "admin", "layered_runtime",
+                        "cluster_manager", "stats_sinks", "stats_config", "overload_manager", "tracing",
+                        "node_context_params", "hds_config", "flags_path", "watchdogs", "bootstrap_extensions",
+                        "default_regex_engine", "stats_flush_interval", "fatal_actions", "header_prefix"})
+# keys only mosnx.yaml has: a document with any of them is mosnx's own
+MOSNX_KEYS = frozenset({"listeners", "clusters", "workers", "demo_upstream", "fast_path", "xds"})
+SUPPORTED = frozenset({"static_resources", "dynamic_resources", "node", "admin"})
+ADS_MODES = {2: "sotw", 3: "delta"}
+
+
+def is_bootstrap(data: Any) -> bool:
+    return (isinstance(data, dict) and bool(ENVOY_KEYS & set(data))
+            and not (MOSNX_KEYS & set(data)) and (set(data) - {"admin"}) != set())
+
+
+def _name_of(type_url: str, msg: Any) -> str:
+    return str(msg.cluster_name if type_url == ENDPOINT else msg.name)
+
+
+class _Load:
+    """One bootstrap load: the resources met so far, where each came from, findings."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self.base_dir = os.path.dirname(os.path.abspath(path)) if not path.startswith("<") else os.getcwd()
+        self.errors: list[Diagnostic] = []
+        self.sink = Sink()
+        self.resources: dict[str, dict[str, Any]] = {t: {} for t in RESOURCE_TYPES}
+        self.where: dict[tuple[str, str], tuple[Positions | None, Path]] = {}
+        self.files: set[str] = set()
+
+    def add(self, type_url: str, msg: Any, positions: Positions | None, base: Path) -> None:
+        name = _name_of(type_url, msg)
+        self.resources[type_url][name] = msg
+        self.where[(type_url, name)] = (positions, base)
+
+    def locate(self, type_url: str, name: str, field_path: str) -> Span | None:
+        positions, base = self.where.get((type_url, name), (None, ()))
+        return positions.locate(field_path, base) if positions is not None else None
+
+    def resource_file(self, file: str, span: Span | None) -> None:
+        """A file of xDS resources ({version_info, resources: [{"@type": ...}, ...]})."""
+        full = os.path.join(self.base_dir, file)
+        if full in self.files:
+            return
+        self.files.add(full)
+        try:
+            with open(full, encoding="utf-8") as fh:
+                text = fh.read()
+        except (OSError, UnicodeDecodeError) as e:
+            self.errors.append(Diagnostic(span, "C007", f'cannot read "{file}": {e}'))
+            return
+        data, positions, errs = read(text, full)
+        self.errors.extend(errs)
+        if data is None or errs:
+            return
+        items = data.get("resources") if isinstance(data, dict) else None
+        if not isinstance(items, list):
+            self.errors.append(Diagnostic(positions.at(()) if positions else None, INVALID,
+                                          "an xDS resource file needs resources: [...]"))
+            return
+        for i, item in enumerate(items):
+            t = item.get("@type") if isinstance(item, dict) else None
+            cls = RESOURCE_TYPES.get(t) if isinstance(t, str) else None
+            if cls is None or not isinstance(item, dict):
+                self.errors.append(Diagnostic(positions.at(("resources", i)) if positions else None, INVALID,
+                                              f'resources[{i}]: "@type" must be one of {", ".join(RESOURCE_TYPES)}'))
+                continue
+            body = {k: v for k, v in item.items() if k != "@type"}
+            msg, errs = parse(body, cls, positions, ("resources", i), f"resources[{i}]")
+            self.errors.extend(errs)
+            if msg is not None and t is not None:
+                self.add(t, msg, positions, ("resources", i))
+                self.follow(t, msg, positions, ("resources", i))
+
+    def follow(self, type_url: str, msg: Any, positions: Positions | None, base: Path) -> None:
+        """The files an HCM's rds or an EDS cluster's eds_config name."""
+        if type_url == CLUSTER and msg.eds_cluster_config.eds_config.HasField("path_config_source"):
+            p = msg.eds_cluster_config.eds_config.path_config_source.path
+            self.resource_file(p, positions.at(base + ("eds_cluster_config",)) if positions else None)
+        if type_url == LISTENER:
+            for fc in msg.filter_chains:
+                for nf in fc.filters:
+                    hcm = HttpConnectionManager()
+                    if nf.typed_config.Unpack(hcm) and hcm.WhichOneof("route_specifier") == "rds":
+                        cs = hcm.rds.config_source
+                        if cs.HasField("path_config_source"):
+                            self.resource_file(cs.path_config_source.path,
+                                               positions.at(base + ("filter_chains",)) if positions else None)
+
+
+def load_bootstrap_text(text: str, path: str = "<string>") -> tuple[Config, list[Diagnostic]]:
+    data, positions, errs = read(text, path)
+    if data is None or errs:
+        raise ConfigError(errs)
+    return load_bootstrap_data(data, positions, path)
+
+
+def load_bootstrap_data(data: Any, positions: Positions | None, path: str) -> tuple[Config, list[Diagnostic]]:
+    msg, errs = parse(data, Bootstrap, positions, (), "bootstrap")
+    if msg is None:
+        raise ConfigError(errs)
+    ld = _Load(path)
+    ld.sink.locate = lambda p: positions.locate(p) if positions else None
+    f = Findings("bootstrap", os.path.basename(path), "", ld.sink)
+    f.only(msg, SUPPORTED)
+    sr = msg.static_resources
+    f.at("static_resources").only(sr, {"listeners", "clusters"})
+    for i, c in enumerate(sr.clusters):
+        ld.add(CLUSTER, c, positions, ("static_resources", "clusters", i))
+        ld.follow(CLUSTER, c, positions, ("static_resources", "clusters", i))
+    for i, lst in enumerate(sr.listeners):
+        ld.add(LISTENER, lst, positions, ("static_resources", "listeners", i))
+        ld.follow(LISTENER, lst, positions, ("static_resources", "listeners", i))
+    dr = msg.dynamic_resources
+    fd = f.at("dynamic_resources")
+    fd.only(dr, {"lds_config", "cds_config", "ads_config"})
+    for key in ("lds_config", "cds_config"):
+        if dr.HasField(key):
+            cs = getattr(dr, key)
+            kind = cs.WhichOneof("config_source_specifier")
+            if kind == "path_config_source" or kind == "path":
+                p = cs.path_config_source.path if kind == "path_config_source" else cs.path
+                ld.resource_file(p, positions.at(("dynamic_resources", key)) if positions else None)
+            elif kind != "ads":
+                fd.at(key).warn(f"{kind} config sources are not supported (ads and path_config_source are)")
+    admin = _admin(msg, f)
+    base = Config(path=os.path.abspath(path) if not path.startswith("<") else path, admin=admin,
+                  listeners=(), clusters=(), raw=data if isinstance(data, dict) else {})
+    # the locator of warnings in resource files: by the resource the warning names
+    ld.sink.locate = lambda p: positions.locate(p) if positions else None
+    sink = Sink(locate=None)
+    config, rejections = apply(base, ld.resources, sink)
+    errors = list(ld.errors)
+    for rj in rejections:
+        span = ld.locate(rj.type_url, rj.name, rj.field_path)
+        errors.append(Diagnostic(span, REJECTED, str(rj), source_line=_line(span)))
+    warnings = [_placed(d, ld) for d in ld.sink.warnings + sink.warnings]
+    try:
+        xds = _xds(msg, f, config)
+    except Rejected as e:
+        errors.append(Diagnostic(positions.locate(e.rejection.field_path) if positions else None, REJECTED,
+                                 e.rejection.message))
+        xds = None
+    if errors:
+        raise ConfigError(errors + warnings)
+    import dataclasses
+    return dataclasses.replace(config, xds=xds), warnings
+
+
+def _line(span: Span | None) -> str | None:
+    from ..diagnostics import source_line
+    return source_line(span.path, span.line) if span is not None and not span.path.startswith("<") else None
+
+
+def _placed(d: Diagnostic, ld: _Load) -> Diagnostic:
+    """A warning from apply() carries its resource in the message; place it by the field path."""
+    if d.span is not None or d.code != UNSUPPORTED:
+        return d
+    for (t, name), (positions, base) in ld.where.items():
+        what = f'{t.rsplit(".", 1)[-1]} "{name}"'
+        if d.message.startswith(what) and positions is not None:
+            rest = d.message[len(what):].lstrip()
+            field = rest.split(":", 1)[0] if not rest.startswith(":") else ""
+            span = positions.locate(field, base)
+            return Diagnostic(span, d.code, d.message, d.severity, _line(span))
+    return d
+
+
+def _admin(msg: Any, f: Findings) -> AdminConfig | None:
+    if not msg.HasField("admin"):
+        return None
+    a = msg.admin
+    fa = f.at("admin")
+    fa.only(a, {"address"}, "not supported for the admin API; ignored")
+    if not a.HasField("address"):
+        return None
+    sa = a.address.socket_address
+    return AdminConfig(host=sa.address or "127.0.0.1", port=sa.port_value)
+
+
+def _xds(msg: Any, f: Findings, config: Config) -> XdsConfig | None:
+    dr = msg.dynamic_resources
+    if not dr.HasField("ads_config"):
+        return None
+    ads = dr.ads_config
+    fa = f.at("dynamic_resources").at("ads_config")
+    fa.only(ads, {"api_type", "transport_api_version", "grpc_services", "set_node_on_first_message_only"})
+    mode = ADS_MODES.get(ads.api_type)
+    if mode is None:
+        fa.reject("api_type must be GRPC or DELTA_GRPC", "api_type")
+    if not ads.grpc_services:
+        fa.reject("ads_config needs grpc_services", "grpc_services")
+    gs = ads.grpc_services[0]
+    fg = fa.at("grpc_services").at(0)
+    if gs.WhichOneof("target_specifier") != "envoy_grpc":
+        fg.reject("only envoy_grpc (a static cluster) is supported", "google_grpc")
+    name = gs.envoy_grpc.cluster_name
+    cluster = next((c for c in config.clusters if c.name == name), None)
+    if cluster is None or not cluster.endpoints:
+        fg.at("envoy_grpc").reject(f'cluster_name "{name}" names no static cluster with an endpoint',
+                                   "cluster_name")
+    ep = cluster.endpoints[0]
+    node = XdsNode(id=msg.node.id, cluster=msg.node.cluster, metadata=_struct(msg.node.metadata))
+    timeout = 15.0
+    for key in ("lds_config", "cds_config"):
+        cs = getattr(dr, key)
+        if dr.HasField(key) and cs.HasField("initial_fetch_timeout"):
+            timeout = seconds(cs.initial_fetch_timeout)
+    return XdsConfig(host=ep.host, port=ep.port, mode=mode, node=node, initial_fetch_timeout=timeout,
+                     set_node_on_first_message_only=ads.set_node_on_first_message_only,
+                     lds=dr.lds_config.WhichOneof("config_source_specifier") == "ads",
+                     cds=dr.cds_config.WhichOneof("config_source_specifier") == "ads", cluster=name)
+
+
+def _struct(s: Any) -> dict[str, Any]:
+    from google.protobuf import json_format
+    d = json_format.MessageToDict(s)
+    return d if isinstance(d, dict) else {}
