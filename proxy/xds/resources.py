@@ -117,7 +117,7 @@ def unpack(rtype: ResourceType, items: Iterable[tuple[str, any_pb2.Any]]
         name, msg, why = unpack_one(rtype, any_msg)
         if msg is not None and expected and expected != name:
             msg, why = None, f"named {expected!r} in the response but {name!r} in the resource"
-        name = name or expected
+        name = expected or name         # delta bookkeeping goes by the response's names
         if not name:
             rejected.append(Rejection(f"#{i}", why))
             continue
