@@ -1,0 +1,136 @@
+"""The resource types the client knows, and the contract with whoever applies them.
+
+One table, `TYPES`, maps each type URL to its generated message class, the field
+holding a resource's name, whether it is subscribed by wildcard (LDS and CDS, as
+Envoy does) and the prefix of its stats (Envoy's names where Envoy has one stream
+per type: listener_manager.lds, cluster_manager.cds; Envoy keeps RDS, EDS and SDS
+stats per resource, here they are one prefix each: rds, eds, sds).
+
+`unpack` turns the resources of one response into `{name: message}` plus the
+rejections it found itself: an Any of another type than the response's, one that
+does not parse, one without a name, and a name given twice (neither copy is kept).
+It never raises on what a control plane sends. The `Resource` wrapper
+(envoy.service.discovery.v3.Resource) is accepted in state-of-the-world responses
+too, which is what the "xds.config.resource-in-sotw" client feature announces.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable, Protocol
+
+from google.protobuf import any_pb2
+from google.protobuf.message import DecodeError, Message
+
+from envoy.config.cluster.v3 import cluster_pb2
+from envoy.config.endpoint.v3 import endpoint_pb2
+from envoy.config.listener.v3 import listener_pb2
+from envoy.config.route.v3 import route_pb2
+from envoy.extensions.transport_sockets.tls.v3 import secret_pb2
+from envoy.service.discovery.v3 import discovery_pb2
+
+_PREFIX = "type.googleapis.com/"
+LDS = _PREFIX + "envoy.config.listener.v3.Listener"
+RDS = _PREFIX + "envoy.config.route.v3.RouteConfiguration"
+CDS = _PREFIX + "envoy.config.cluster.v3.Cluster"
+EDS = _PREFIX + "envoy.config.endpoint.v3.ClusterLoadAssignment"
+SDS = _PREFIX + "envoy.extensions.transport_sockets.tls.v3.Secret"
+_RESOURCE_WRAPPER = _PREFIX + "envoy.service.discovery.v3.Resource"
+
+
+@dataclass(frozen=True, slots=True)
+class ResourceType:
+    type_url: str
+    message: type[Message]
+    name_field: str
+    wildcard: bool
+    stat_prefix: str
+
+
+TYPES: dict[str, ResourceType] = {t.type_url: t for t in (
+    ResourceType(CDS, cluster_pb2.Cluster, "name", True, "cluster_manager.cds"),
+    ResourceType(EDS, endpoint_pb2.ClusterLoadAssignment, "cluster_name", False, "eds"),
+    ResourceType(LDS, listener_pb2.Listener, "name", True, "listener_manager.lds"),
+    ResourceType(RDS, route_pb2.RouteConfiguration, "name", False, "rds"),
+    ResourceType(SDS, secret_pb2.Secret, "name", False, "sds"),
+)}
+
+# The order of first requests on a new stream: clusters before listeners, each before
+# what it names (ADS's make-before-break order: CDS, EDS, LDS, RDS, then SDS).
+ORDER: tuple[str, ...] = (CDS, EDS, LDS, RDS, SDS)
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """One resource the sink (or the client) would not take, and why."""
+    name: str
+    detail: str
+
+
+class XdsSink(Protocol):
+    """Whoever turns resources into configuration (the supervisor's translator)."""
+
+    def subscriptions(self, type_url: str) -> set[str] | None:
+        """The resource names wanted of `type_url` now; None means every one (wildcard)."""
+        ...
+
+    def apply(self, type_url: str, version: str, resources: dict[str, Message],
+              removed: set[str]) -> list[Rejection]:
+        """Take `resources` (name -> message) and drop `removed`; the rejected ones, or []
+        to accept all. The good resources of a partly bad update are the sink's to keep."""
+        ...
+
+
+def unpack_one(rtype: ResourceType, any_msg: any_pb2.Any) -> tuple[str, Message | None, str]:
+    """(name, message, "") or (name or "", None, why) for one Any of a response of `rtype`."""
+    if any_msg.type_url == _RESOURCE_WRAPPER:
+        wrapper = discovery_pb2.Resource()
+        try:
+            wrapper.ParseFromString(any_msg.value)
+        except DecodeError as e:
+            return "", None, f"Resource wrapper does not parse: {e}"
+        name, msg, why = unpack_one(rtype, wrapper.resource)
+        if msg is not None and wrapper.name and wrapper.name != name:
+            return wrapper.name, None, f"Resource wrapper names {wrapper.name!r}, its resource {name!r}"
+        return name or wrapper.name, msg, why
+    if any_msg.type_url != rtype.type_url:
+        return "", None, f"resource of type {any_msg.type_url!r} in a response of type {rtype.type_url!r}"
+    msg = rtype.message()
+    try:
+        msg.ParseFromString(any_msg.value)
+    except DecodeError as e:
+        return "", None, f"does not parse as {rtype.message.DESCRIPTOR.full_name}: {e}"
+    name = getattr(msg, rtype.name_field)
+    if not name:
+        return "", None, f"{rtype.message.DESCRIPTOR.full_name} without a {rtype.name_field}"
+    return name, msg, ""
+
+
+def unpack(rtype: ResourceType, items: Iterable[tuple[str, any_pb2.Any]]
+           ) -> tuple[dict[str, Message], list[Rejection], set[str]]:
+    """Unpack (expected name or "", Any) pairs: (resources, rejections, every name seen).
+    An expected name (a delta Resource's) must agree with the message's own."""
+    good: dict[str, Message] = {}
+    rejected: list[Rejection] = []
+    seen: set[str] = set()
+    dup: set[str] = set()
+    for i, (expected, any_msg) in enumerate(items):
+        name, msg, why = unpack_one(rtype, any_msg)
+        if msg is not None and expected and expected != name:
+            msg, why = None, f"named {expected!r} in the response but {name!r} in the resource"
+        name = expected or name         # delta bookkeeping goes by the response's names
+        if not name:
+            rejected.append(Rejection(f"#{i}", why))
+            continue
+        if name in seen:
+            dup.add(name)
+            continue
+        seen.add(name)
+        if msg is None:
+            rejected.append(Rejection(name, why))
+        else:
+            good[name] = msg
+    for name in sorted(dup):
+        good.pop(name, None)
+        rejected = [r for r in rejected if r.name != name]
+        rejected.append(Rejection(name, "named more than once in one response"))
+    return good, rejected, seen
