@@ -34,10 +34,10 @@ import multiprocessing
 import os
 import signal
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from mosnx import __version__
-from mosnx.runtime.config import admin_exposure
+from mosnx.runtime.config import admin_exposure, load_config
 from mosnx.runtime import shared
 from mosnx.runtime.diagnostics import ConfigError
 from mosnx.runtime.snapshot import build_snapshot
@@ -190,7 +190,7 @@ class LocalWorker:
 
     async def ask(self, op: str, timeout: float = 10.0, **kw) -> dict:
         if op == "reload":
-            return await self.worker.reload(kw["version"])
+            return await self.worker.reload(kw["version"], kw.get("dynamic"))
         return self.worker.handle({"op": op})
 
     def tell(self, op: str, **kw) -> None:
@@ -232,6 +232,10 @@ class Supervisor:
         self._startup: asyncio.Task | None = None
         self._force: asyncio.Future = None  # type: ignore[assignment]  # made by run(); a second stop signal while draining
         self._interrupted: int | None = None           # the signal that stopped the start
+        self.xds: Any = None            # xds.dynamic.DynamicConfig, with an xds: config
+        self.ads: Any = None            # xds.ads.AdsClient
+        self._xds_push: asyncio.Task | None = None
+        self._xds_dirty = False
 
     # ----------------------------------------------------------- lifecycle
     async def run(self) -> int:
@@ -256,12 +260,15 @@ class Supervisor:
             if code:
                 return code
             self._announce()
+            self._start_xds()
             watcher = loop.create_task(self._watch())
             later = loop.create_task(self._claim_later()) if self._later else None
             await self.stop_future
             watcher.cancel()
             if later is not None:
                 later.cancel()
+            if self.ads is not None:
+                await self.ads.close()
             return await self._drain()
         finally:
             self._release()
@@ -524,6 +531,11 @@ class Supervisor:
         await asyncio.sleep(0.5)
         if self.state == "LIVE":
             h.start(self.version)
+            if self.xds is not None:
+                # it started from the file alone: the control plane's resources follow
+                reply = await h.ready
+                if reply.get("ok"):
+                    await h.ask("reload", timeout=30.0, version=self.version, dynamic=self.xds.payload())
 
     # ----------------------------------------------------------- reload
     def _remember_mtimes(self) -> None:
@@ -542,8 +554,45 @@ class Supervisor:
                 log.exception("config watcher: checking for changes failed; still watching")
 
     def build(self, version: int):
-        """The snapshot of the config as it is on disk now; ConfigError if it is invalid."""
-        return build_snapshot(self.config_path, version)
+        """The snapshot of the config as it is on disk now, with the control plane's
+        resources; ConfigError if it is invalid."""
+        if self.xds is None:
+            return build_snapshot(self.config_path, version)
+        from .xds.dynamic import effective
+        return build_snapshot(effective(load_config(self.config_path), self.xds.payload()), version)
+
+    # ----------------------------------------------------------- xDS
+    def _start_xds(self) -> None:
+        """With an xds: config (or an Envoy bootstrap's ADS), one stream for the whole
+        proxy; workers get what it brings as reloads."""
+        x = self.snapshot.config.xds
+        if x is None:
+            return
+        from .xds.ads import AdsClient, make_node
+        from .xds.dynamic import DynamicConfig
+        self.xds = DynamicConfig(lambda: load_config(self.config_path), self._validate, self._xds_changed)
+        self.xds.initial_fetch_timeout = x.initial_fetch_timeout
+        node = make_node(x.node.id, x.node.cluster, x.node.metadata)
+        self.ads = AdsClient(sockets.show(x.host, x.port), node, self.xds, self.stats, mode=x.mode,  # type: ignore[arg-type]
+                             set_node_on_first_message_only=x.set_node_on_first_message_only)
+        self.xds.resubscribe = self.ads.resubscribe
+        self.ads.start()
+        log.info("xds: %s stream to %s as node %r", x.mode, sockets.show(x.host, x.port), x.node.id)
+
+    def _validate(self, config) -> None:
+        build_snapshot(config, self.version + 1)
+
+    def _xds_changed(self) -> None:
+        # updates that come together are pushed to the workers once; one that comes
+        # while a push is under way is pushed after it
+        self._xds_dirty = True
+        if self._xds_push is None or self._xds_push.done():
+            self._xds_push = asyncio.get_running_loop().create_task(self._push_xds())
+
+    async def _push_xds(self) -> None:
+        while self._xds_dirty:
+            self._xds_dirty = False
+            await self.reload("xds")
 
     async def reload(self, why: str) -> tuple[bool, dict]:
         """Build, validate and hand the new snapshot to every worker. Never raises:
@@ -560,9 +609,10 @@ class Supervisor:
             except Exception as e:
                 return self._rejected([self._crashed(why, e)])
             replies = []
+            dynamic = self.xds.payload() if self.xds is not None else None
             for h in self.workers:
                 try:
-                    replies.append(await h.ask("reload", timeout=30.0, version=version))
+                    replies.append(await h.ask("reload", timeout=30.0, version=version, dynamic=dynamic))
                 except (ConnectionError, TimeoutError, OSError) as e:
                     replies.append({"ok": False, "errors": [f"worker {h.idx}: {e}"]})
                 except Exception as e:
@@ -687,6 +737,8 @@ class AdminBackend:
         dump = self.sup.snapshot.dump()
         dump["worker_versions"] = [r.get("dump", {}).get("version") for r in replies if r.get("dump")]
         dump["last_reload_error"] = self.sup.last_error
+        if self.sup.xds is not None:
+            dump["xds"] = self.sup.xds.dump()
         return dump
 
     def server_info(self) -> dict:
@@ -699,7 +751,8 @@ class AdminBackend:
         return await self.sup.reload("admin")
 
     def ready(self) -> bool:
-        return self.sup.state == "LIVE"
+        # with a control plane, not before its first listeners and clusters came
+        return self.sup.state == "LIVE" and (self.sup.xds is None or self.sup.xds.ready())
 
 
 def merge_clusters(replies: list[dict]) -> dict:

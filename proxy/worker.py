@@ -19,6 +19,7 @@ import traceback
 from mosnx.runtime import registry
 from mosnx.runtime import shared
 from mosnx.runtime.diagnostics import ConfigError
+from mosnx.runtime.config import load_config
 from mosnx.runtime.snapshot import build_snapshot
 from mosnx.runtime.stats import Store
 
@@ -45,6 +46,7 @@ class Worker:
         self.channel = channel
         self.version = version
         self.stats = Store()
+        self.dynamic: dict | None = None     # the control plane's resources (serialized), when any
         fastpath_memo.register_stats(self.stats)
         # with N workers, circuit breakers and rate limits are held in the segment
         # the supervisor shares (runtime.shared); None with one worker
@@ -68,7 +70,11 @@ class Worker:
 
     def build(self, version: int):
         shared.begin_build(version)     # rate limits find their shared buckets by build order
-        return build_snapshot(self.config_path, version, self.services())
+        if self.dynamic is None:
+            return build_snapshot(self.config_path, version, self.services())
+        from .xds.dynamic import effective
+        config = effective(load_config(self.config_path), self.dynamic)
+        return build_snapshot(config, version, self.services())
 
     async def sweep(self) -> None:
         """Idle and header timeouts for every connection, and long route timeouts,
@@ -185,7 +191,11 @@ class Worker:
             return {"dump": self.snapshot.dump() if self.snapshot else None}
         return {"error": f"unknown op {op!r}"}
 
-    async def reload(self, version: int) -> dict:
+    async def reload(self, version: int, dynamic: dict | None = None) -> dict:
+        """Build `version` (the file, plus the control plane's resources when it sends
+        them: serialized, by type URL and name) and swap it in."""
+        if dynamic is not None:
+            self.dynamic = dynamic
         try:
             snap = self.build(version)
         except ConfigError as e:
@@ -310,7 +320,7 @@ async def _serve(config_path: str, worker_id: int, conn, version: int) -> None:
         op = msg.get("op")
         if op == "reload":
             async def do():
-                reply = await w.reload(msg["version"])
+                reply = await w.reload(msg["version"], msg.get("dynamic"))
                 if reply.get("ok"):
                     freeze(again=True)
                 reply["id"] = msg.get("id")

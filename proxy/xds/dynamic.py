@@ -1,0 +1,153 @@
+"""The control plane's resources as the proxy holds them, and what they become.
+
+DynamicConfig is the ADS client's sink (resources.XdsSink), kept by the supervisor:
+- It holds the last good resources of each type (listeners, route configurations,
+  clusters, cluster load assignments). An update is merged into a candidate,
+  translated with the file's own config (runtime.envoy.apply) and built into a
+  snapshot before it is answered: what fails that is NACKed, naming each bad
+  resource, and the last good resources keep serving.
+- A listener whose route configuration has not arrived, or whose routes name a
+  cluster that has not, is warming, not wrong: it is left out until what it needs
+  comes (as Envoy's listener warming), and the update is ACKed.
+- What the listeners and EDS clusters name decides the RDS and EDS subscriptions;
+  when that changes, the client asks again.
+- Every accepted update reaches the workers as serialized resources (payload());
+  each worker translates them itself, so nothing but bytes crosses the pipe.
+- `ready` once the first listeners and clusters came (or `initial_fetch_timeout`
+  passed): /ready answers 503 until then.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import TYPE_CHECKING, Any, Callable
+
+from google.protobuf.message import Message
+
+from mosnx.runtime.diagnostics import ConfigError
+from mosnx.runtime.envoy.apply import apply, needed_names
+from mosnx.runtime.envoy.protos import CLUSTER, ENDPOINT, LISTENER, RESOURCE_TYPES, ROUTE
+from mosnx.runtime.model import Config
+
+from .resources import Rejection
+
+if TYPE_CHECKING:
+    from mosnx.runtime.envoy.findings import Rejection as Rejected
+
+log = logging.getLogger("mosnx.xds")
+
+Resources = dict[str, dict[str, Message]]
+Payload = dict[str, dict[str, bytes]]
+
+# a dependency not yet received: the resource waits (is not part of the config) but
+# is not refused
+_WAITING = ("has not been received", "name unknown cluster")
+
+
+def waiting(r: Rejected) -> bool:
+    return any(w in r.message for w in _WAITING)
+
+
+def decode(payload: Payload) -> Resources:
+    """Serialized resources (payload()) back into their messages."""
+    out: Resources = {}
+    for type_url, named in payload.items():
+        cls = RESOURCE_TYPES[type_url]
+        msgs: dict[str, Message] = {}
+        for name, data in named.items():
+            m = cls()
+            m.ParseFromString(data)
+            msgs[name] = m
+        out[type_url] = msgs
+    return out
+
+
+def effective(base: Config, payload: Payload | None) -> Config:
+    """The file's config with the control plane's resources (what a worker builds)."""
+    if not payload:
+        return base
+    return apply(base, decode(payload))[0]
+
+
+class DynamicConfig:
+    def __init__(self, base: Callable[[], Config], validate: Callable[[Config], None],
+                 changed: Callable[[], None]) -> None:
+        """`base()`: the file's config now; `validate(config)`: raises ConfigError when
+        it does not build; `changed()`: the resources changed (push them to workers)."""
+        self.base = base
+        self.validate = validate
+        self.changed = changed
+        self.resources: Resources = {t: {} for t in RESOURCE_TYPES}
+        self.received: set[str] = set()     # types that had a first response
+        self.resubscribe: Callable[[str], None] | None = None
+        self.started = time.monotonic()
+        self.initial_fetch_timeout = 15.0
+        self.last_errors: list[str] = []
+        self.versions: dict[str, str] = {}
+        self.updated: dict[str, float] = {}
+
+    # -- resources.XdsSink --
+    def subscriptions(self, type_url: str) -> set[str] | None:
+        if type_url in (LISTENER, CLUSTER):
+            return None
+        return set(needed_names(self.resources).get(type_url, set()))
+
+    def apply(self, type_url: str, version: str, resources: dict[str, Message],
+              removed: set[str]) -> list[Rejection]:
+        if type_url not in self.resources:
+            return [Rejection(name, f"mosnx does not take {type_url} resources") for name in resources]
+        candidate = {t: dict(v) for t, v in self.resources.items()}
+        mine = candidate[type_url]
+        mine.update(resources)
+        for name in removed:
+            mine.pop(name, None)
+        config, rejected = apply(self.base(), candidate)
+        bad = {r.name: r for r in rejected if r.type_url == type_url and r.name in resources and not waiting(r)}
+        for name in bad:
+            # the last good version of that resource (if any) keeps serving
+            if name in self.resources[type_url]:
+                mine[name] = self.resources[type_url][name]
+            else:
+                del mine[name]
+        if bad:
+            config, rejected = apply(self.base(), candidate)
+        try:
+            self.validate(config)
+        except ConfigError as e:
+            why = "; ".join(str(d) for d in e.diagnostics)[:1000]
+            self.last_errors = [why]
+            return [Rejection(name, f"the configuration it makes does not build: {why}") for name in resources]
+        before = needed_names(self.resources)
+        self.resources = candidate
+        self.received.add(type_url)
+        self.versions[type_url] = version
+        self.updated[type_url] = time.time()
+        self.last_errors = [str(r) for r in bad.values()]
+        for r in rejected:
+            if waiting(r):
+                log.info("xds: %s", r)
+        after = needed_names(self.resources)
+        if self.resubscribe is not None:
+            for t in (ROUTE, ENDPOINT):
+                if before.get(t) != after.get(t):
+                    asyncio.get_running_loop().call_soon(self.resubscribe, t)
+        self.changed()
+        return [Rejection(name, str(r)) for name, r in bad.items()]
+
+    # -- for the supervisor --
+    def payload(self) -> Payload:
+        return {t: {n: m.SerializeToString() for n, m in named.items()}
+                for t, named in self.resources.items() if named}
+
+    def ready(self) -> bool:
+        """The first listeners and clusters came, or waiting for them timed out."""
+        if {LISTENER, CLUSTER} <= self.received:
+            return True
+        t = self.initial_fetch_timeout
+        return bool(t) and time.monotonic() - self.started > t
+
+    def dump(self) -> dict[str, Any]:
+        return {"versions": dict(self.versions), "last_updated": dict(self.updated),
+                "resources": {t.rsplit(".", 1)[-1]: sorted(named) for t, named in self.resources.items()},
+                "error_state": list(self.last_errors)}
