@@ -4,7 +4,9 @@ Invariants (the xDS protocol as Envoy speaks it):
 - One request answers one response and carries its nonce; nothing else asks on its
   own, except `resubscribe` (the sink's names changed) and the first requests of a
   new stream. Answers wait per type in a deque of at most `MAX_QUEUED`; a newer
-  response supersedes answers that are still held, so nothing grows without bound.
+  response supersedes answers that are still held and subscriptions not yet sent
+  (its answer carries the names as they are then), so nothing is asked twice and
+  nothing grows without bound.
 - `version_info` (SotW) is the last version of that type the client accepted: an ACK
   echoes the response's, a NACK keeps the previous and carries `error_detail`
   (google.rpc.Status INVALID_ARGUMENT, naming each rejected resource and why).
@@ -172,7 +174,8 @@ class AdsClient:
         self._connected = stats.gauge("control_plane.connected_state", PER_PROXY)
         self._rate_limited = stats.counter("control_plane.rate_limit_enforced")
         stats.gauge_reading("control_plane.pending_requests",
-                            lambda: sum(len(s.queue) for s in self.types.values()) + len(self._stray))
+                            lambda: sum(len(s.queue) for s in self.types.values()) + len(self._stray),
+                            PER_PROXY)
         self._stray: deque[discovery_pb2.DiscoveryRequest | discovery_pb2.DeltaDiscoveryRequest] = \
             deque(maxlen=MAX_STRAY)
         self._wake = asyncio.Event()
@@ -453,8 +456,9 @@ class AdsClient:
 
     def _answer(self, st: TypeState, a: _Answer) -> None:
         now = asyncio.get_running_loop().time()
-        # answers still held are superseded by this one (its nonce is the newer)
-        kept = [x for x in st.queue if x.not_before <= now]
+        # answers still held are superseded by this one (its nonce is the newer), and so
+        # are subscriptions not yet sent: this answer carries the names as they are now
+        kept = [x for x in st.queue if x.not_before <= now and x.nonce is not None]
         st.queue.clear()
         st.queue.extend(kept)
         st.queue.append(a)

@@ -234,6 +234,16 @@ def test_resubscribe_asks_for_the_routes_a_new_listener_names() -> None:
             await server.wait(lambda: [r for r in server.of(RDS) if r.names == ("r-a", "r-b")], "RDS names grow")
             await server.wait(lambda: "r-b" in sink.held[RDS], "route r-b applied")
             assert "r-other" not in sink.held[RDS]
+            # a listener update and a route update back to back: the route answer carries the
+            # new names, and no response is answered twice
+            server.push(LDS, "3", [listener("l1", "r-a"), listener("l2", "r-b"), listener("l3", "r-other")])
+            server.push(RDS, "r2", [route("r-a"), route("r-b"), route("r-other")])
+            await server.wait(lambda: "r-other" in sink.held[RDS] and [
+                r for r in server.of(RDS) if r.version == "r2" and r.names == ("r-a", "r-b", "r-other")], "r2 ACK")
+            await asyncio.sleep(0.1)
+            # (a request repeating a nonce is a new subscription, so its names differ)
+            asked = [(r.nonce, r.version, r.names) for r in server.of(RDS)]
+            assert len(asked) == len(set(asked)), asked
             # nothing new named: no request
             n = len(server.of(RDS))
             client.resubscribe(RDS)
