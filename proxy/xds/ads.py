@@ -31,6 +31,8 @@ Invariants (the xDS protocol as Envoy speaks it):
   `<prefix>.update_attempt|update_success|update_rejected|update_failure`, the
   `<prefix>.version` gauge (a 63-bit hash of the last accepted version, as Envoy's
   is a hash) and `<prefix>.update_time` (ms since the epoch of the last success).
+  An attempt is a response taken (ACK or NACK) or a stream lost with the type
+  subscribed (a failure); control_plane.pending_requests counts answers waiting.
 """
 from __future__ import annotations
 
@@ -147,6 +149,8 @@ class AdsClient:
                  channel_options: Sequence[tuple[str, Any]] = (),
                  backoff: Backoff | None = None, nack_backoff: Backoff | None = None,
                  types: Sequence[str] = ORDER) -> None:
+        if not target or target.startswith(":") or ":" not in target:
+            raise ValueError(f"xDS target must be host:port (or a gRPC target such as unix:/path), not {target!r}")
         if mode not in ("sotw", "delta"):
             raise ValueError(f"ADS mode must be 'sotw' or 'delta', not {mode!r}")
         unknown = [t for t in types if t not in TYPES]

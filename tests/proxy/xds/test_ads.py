@@ -377,3 +377,14 @@ def test_unknown_type_and_a_failing_sink_cost_a_nack_not_the_stream() -> None:
             assert "l1: internal error" in lds.error.message
             assert client.streams == 1
     run(main())
+
+
+@pytest.mark.parametrize("target,mode,why", [("", "sotw", "host:port"), ("localhost", "sotw", "host:port"),
+                                             (":1", "sotw", "host:port"), ("127.0.0.1:1", "incremental", "mode")])
+def test_bad_settings_are_refused_with_a_clear_error(target: str, mode: str, why: str) -> None:
+    with pytest.raises(ValueError, match=why):
+        AdsClient(target, make_node("n"), Sink(), Store(), mode=mode)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="unknown xDS type"):
+        AdsClient("127.0.0.1:1", make_node("n"), Sink(), Store(), types=["type.googleapis.com/foo.Bar"])
+    with pytest.raises(ValueError, match="JSON values"):
+        make_node("n", metadata={"k": object()})
