@@ -25,6 +25,8 @@ Invariants (the xDS protocol as Envoy speaks it):
   back-off (reset once a stream has carried a response) and opens a new one, asking
   again for what it holds. The sink is never told to drop anything because the
   control plane went away: its last good state keeps serving.
+- `initial_fetch(timeout)` ends once every type the sink wants (wildcard, or named
+  with names) has had one response, ACKed or NACKed, as Envoy's initial fetch does.
 - Node goes on the first request of each stream only, when
   `set_node_on_first_message_only`; on every request otherwise.
 - Stats under Envoy's names: control_plane.connected_state (1/0), and per type
@@ -132,6 +134,7 @@ class TypeState:
     nonce: str = ""             # last response nonce on the current stream
     held: dict[str, str] = field(default_factory=dict)  # names the sink holds -> resource version
     last_error: str = ""        # error_detail of the last NACK; "" since an ACK
+    received: bool = False      # a response of this type came, on any stream
     # per stream
     started: bool = False       # a request of this type went out on this stream
     sent_names: frozenset[str] = frozenset()
@@ -183,6 +186,7 @@ class AdsClient:
         self._stray: deque[discovery_pb2.DiscoveryRequest | discovery_pb2.DeltaDiscoveryRequest] = \
             deque(maxlen=MAX_STRAY)
         self._wake = asyncio.Event()
+        self._initial = asyncio.Event()
         self._channel: grpc.aio.Channel | None = None
         self._task: asyncio.Task[None] | None = None
         self._closing = False
@@ -207,6 +211,26 @@ class AdsClient:
         if self._channel is not None:
             await self._channel.close(grace=None)
         self._connected.set(0)
+
+    async def initial_fetch(self, timeout: float) -> bool:
+        """Wait (at most `timeout` s) until every type the sink wants has had a response,
+        ACKed or not (as Envoy's initial fetch: a rejected first update still ends it);
+        whether that happened. A proxy starts serving after this or after the timeout."""
+        self._check_initial()
+        try:
+            await asyncio.wait_for(self._initial.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+    def _check_initial(self) -> None:
+        if self._initial.is_set():
+            return
+        for st in self.types.values():
+            names = self._names(st)
+            if not st.received and (names is None or names):
+                return
+        self._initial.set()
 
     @property
     def connected(self) -> bool:
@@ -417,6 +441,7 @@ class AdsClient:
                 bad: list[Rejection], removed: set[str], versions: dict[str, str] | None) -> None:
         type_url = st.rtype.type_url
         st.nonce = nonce
+        st.received = True
         st.stats.attempt.inc()
         names = self._names(st)
         if names is not None:           # what was not asked for is not passed on
@@ -434,6 +459,7 @@ class AdsClient:
         for n in good:
             if n not in refused:
                 st.held[n] = versions.get(n, "") if versions is not None else ""
+        self._check_initial()
         loop = asyncio.get_running_loop()
         if not rejected:
             st.version, st.last_error = version, ""

@@ -110,8 +110,11 @@ def answers(server: AdsServer, type_url: str, **kw: Any) -> list[Any]:
 def test_ack_echoes_version_and_nonce() -> None:
     async def main() -> None:
         async with rig() as (server, client, sink, stats):
+            assert not await client.initial_fetch(0.2)   # nothing to fetch yet
             server.push(CDS, "v1", [cluster("c1"), cluster("c2")])
+            assert not await client.initial_fetch(0.2)   # listeners still missing
             server.push(LDS, "7", [listener("l1")])
+            assert await client.initial_fetch(5)
             ack = await server.wait(lambda: [r for r in server.of(CDS) if r.version == "v1"], "CDS ACK")
             first = server.of(CDS)[0]
             assert (first.version, first.nonce, first.names, first.error) == ("", "", (), None)
