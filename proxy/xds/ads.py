@@ -4,7 +4,9 @@ Invariants (the xDS protocol as Envoy speaks it):
 - One request answers one response and carries its nonce; nothing else asks on its
   own, except `resubscribe` (the sink's names changed) and the first requests of a
   new stream. Answers wait per type in a deque of at most `MAX_QUEUED`; a newer
-  response supersedes answers that are still held, so nothing grows without bound.
+  response supersedes answers that are still held and subscriptions not yet sent
+  (its answer carries the names as they are then), so nothing is asked twice and
+  nothing grows without bound.
 - `version_info` (SotW) is the last version of that type the client accepted: an ACK
   echoes the response's, a NACK keeps the previous and carries `error_detail`
   (google.rpc.Status INVALID_ARGUMENT, naming each rejected resource and why).
@@ -23,12 +25,16 @@ Invariants (the xDS protocol as Envoy speaks it):
   back-off (reset once a stream has carried a response) and opens a new one, asking
   again for what it holds. The sink is never told to drop anything because the
   control plane went away: its last good state keeps serving.
+- `initial_fetch(timeout)` ends once every type the sink wants (wildcard, or named
+  with names) has had one response, ACKed or NACKed, as Envoy's initial fetch does.
 - Node goes on the first request of each stream only, when
   `set_node_on_first_message_only`; on every request otherwise.
 - Stats under Envoy's names: control_plane.connected_state (1/0), and per type
   `<prefix>.update_attempt|update_success|update_rejected|update_failure`, the
   `<prefix>.version` gauge (a 63-bit hash of the last accepted version, as Envoy's
   is a hash) and `<prefix>.update_time` (ms since the epoch of the last success).
+  An attempt is a response taken (ACK or NACK) or a stream lost with the type
+  subscribed (a failure); control_plane.pending_requests counts answers waiting.
 """
 from __future__ import annotations
 
@@ -128,6 +134,7 @@ class TypeState:
     nonce: str = ""             # last response nonce on the current stream
     held: dict[str, str] = field(default_factory=dict)  # names the sink holds -> resource version
     last_error: str = ""        # error_detail of the last NACK; "" since an ACK
+    received: bool = False      # a response of this type came, on any stream
     # per stream
     started: bool = False       # a request of this type went out on this stream
     sent_names: frozenset[str] = frozenset()
@@ -145,6 +152,8 @@ class AdsClient:
                  channel_options: Sequence[tuple[str, Any]] = (),
                  backoff: Backoff | None = None, nack_backoff: Backoff | None = None,
                  types: Sequence[str] = ORDER) -> None:
+        if not target or target.startswith(":") or ":" not in target:
+            raise ValueError(f"xDS target must be host:port (or a gRPC target such as unix:/path), not {target!r}")
         if mode not in ("sotw", "delta"):
             raise ValueError(f"ADS mode must be 'sotw' or 'delta', not {mode!r}")
         unknown = [t for t in types if t not in TYPES]
@@ -172,10 +181,12 @@ class AdsClient:
         self._connected = stats.gauge("control_plane.connected_state", PER_PROXY)
         self._rate_limited = stats.counter("control_plane.rate_limit_enforced")
         stats.gauge_reading("control_plane.pending_requests",
-                            lambda: sum(len(s.queue) for s in self.types.values()) + len(self._stray))
+                            lambda: sum(len(s.queue) for s in self.types.values()) + len(self._stray),
+                            PER_PROXY)
         self._stray: deque[discovery_pb2.DiscoveryRequest | discovery_pb2.DeltaDiscoveryRequest] = \
             deque(maxlen=MAX_STRAY)
         self._wake = asyncio.Event()
+        self._initial = asyncio.Event()
         self._channel: grpc.aio.Channel | None = None
         self._task: asyncio.Task[None] | None = None
         self._closing = False
@@ -200,6 +211,26 @@ class AdsClient:
         if self._channel is not None:
             await self._channel.close(grace=None)
         self._connected.set(0)
+
+    async def initial_fetch(self, timeout: float) -> bool:
+        """Wait (at most `timeout` s) until every type the sink wants has had a response,
+        ACKed or not (as Envoy's initial fetch: a rejected first update still ends it);
+        whether that happened. A proxy starts serving after this or after the timeout."""
+        self._check_initial()
+        try:
+            await asyncio.wait_for(self._initial.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+    def _check_initial(self) -> None:
+        if self._initial.is_set():
+            return
+        for st in self.types.values():
+            names = self._names(st)
+            if not st.received and (names is None or names):
+                return
+        self._initial.set()
 
     @property
     def connected(self) -> bool:
@@ -410,6 +441,7 @@ class AdsClient:
                 bad: list[Rejection], removed: set[str], versions: dict[str, str] | None) -> None:
         type_url = st.rtype.type_url
         st.nonce = nonce
+        st.received = True
         st.stats.attempt.inc()
         names = self._names(st)
         if names is not None:           # what was not asked for is not passed on
@@ -427,6 +459,7 @@ class AdsClient:
         for n in good:
             if n not in refused:
                 st.held[n] = versions.get(n, "") if versions is not None else ""
+        self._check_initial()
         loop = asyncio.get_running_loop()
         if not rejected:
             st.version, st.last_error = version, ""
@@ -453,8 +486,9 @@ class AdsClient:
 
     def _answer(self, st: TypeState, a: _Answer) -> None:
         now = asyncio.get_running_loop().time()
-        # answers still held are superseded by this one (its nonce is the newer)
-        kept = [x for x in st.queue if x.not_before <= now]
+        # answers still held are superseded by this one (its nonce is the newer), and so
+        # are subscriptions not yet sent: this answer carries the names as they are now
+        kept = [x for x in st.queue if x.not_before <= now and x.nonce is not None]
         st.queue.clear()
         st.queue.extend(kept)
         st.queue.append(a)

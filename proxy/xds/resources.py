@@ -76,7 +76,9 @@ class XdsSink(Protocol):
     def apply(self, type_url: str, version: str, resources: dict[str, Message],
               removed: set[str]) -> list[Rejection]:
         """Take `resources` (name -> message) and drop `removed`; the rejected ones, or []
-        to accept all. The good resources of a partly bad update are the sink's to keep."""
+        to accept all. The good resources of a partly bad update are the sink's to keep.
+        Called in the client's loop, one response at a time; it may call the client's
+        `resubscribe` (a new listener names a new route), never block."""
         ...
 
 

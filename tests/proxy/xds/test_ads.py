@@ -110,8 +110,11 @@ def answers(server: AdsServer, type_url: str, **kw: Any) -> list[Any]:
 def test_ack_echoes_version_and_nonce() -> None:
     async def main() -> None:
         async with rig() as (server, client, sink, stats):
+            assert not await client.initial_fetch(0.2)   # nothing to fetch yet
             server.push(CDS, "v1", [cluster("c1"), cluster("c2")])
+            assert not await client.initial_fetch(0.2)   # listeners still missing
             server.push(LDS, "7", [listener("l1")])
+            assert await client.initial_fetch(5)
             ack = await server.wait(lambda: [r for r in server.of(CDS) if r.version == "v1"], "CDS ACK")
             first = server.of(CDS)[0]
             assert (first.version, first.nonce, first.names, first.error) == ("", "", (), None)
@@ -234,6 +237,16 @@ def test_resubscribe_asks_for_the_routes_a_new_listener_names() -> None:
             await server.wait(lambda: [r for r in server.of(RDS) if r.names == ("r-a", "r-b")], "RDS names grow")
             await server.wait(lambda: "r-b" in sink.held[RDS], "route r-b applied")
             assert "r-other" not in sink.held[RDS]
+            # a listener update and a route update back to back: the route answer carries the
+            # new names, and no response is answered twice
+            server.push(LDS, "3", [listener("l1", "r-a"), listener("l2", "r-b"), listener("l3", "r-other")])
+            server.push(RDS, "r2", [route("r-a"), route("r-b"), route("r-other")])
+            await server.wait(lambda: "r-other" in sink.held[RDS] and [
+                r for r in server.of(RDS) if r.version == "r2" and r.names == ("r-a", "r-b", "r-other")], "r2 ACK")
+            await asyncio.sleep(0.1)
+            # (a request repeating a nonce is a new subscription, so its names differ)
+            asked = [(r.nonce, r.version, r.names) for r in server.of(RDS)]
+            assert len(asked) == len(set(asked)), asked
             # nothing new named: no request
             n = len(server.of(RDS))
             client.resubscribe(RDS)
@@ -367,3 +380,14 @@ def test_unknown_type_and_a_failing_sink_cost_a_nack_not_the_stream() -> None:
             assert "l1: internal error" in lds.error.message
             assert client.streams == 1
     run(main())
+
+
+@pytest.mark.parametrize("target,mode,why", [("", "sotw", "host:port"), ("localhost", "sotw", "host:port"),
+                                             (":1", "sotw", "host:port"), ("127.0.0.1:1", "incremental", "mode")])
+def test_bad_settings_are_refused_with_a_clear_error(target: str, mode: str, why: str) -> None:
+    with pytest.raises(ValueError, match=why):
+        AdsClient(target, make_node("n"), Sink(), Store(), mode=mode)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="unknown xDS type"):
+        AdsClient("127.0.0.1:1", make_node("n"), Sink(), Store(), types=["type.googleapis.com/foo.Bar"])
+    with pytest.raises(ValueError, match="JSON values"):
+        make_node("n", metadata={"k": object()})
