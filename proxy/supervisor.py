@@ -738,7 +738,8 @@ class AdminBackend:
         dump["worker_versions"] = [r.get("dump", {}).get("version") for r in replies if r.get("dump")]
         dump["last_reload_error"] = self.sup.last_error
         if self.sup.xds is not None:
-            dump["xds"] = self.sup.xds.dump()
+            # Envoy's own shape of the control plane's resources, for Envoy's tools
+            dump["configs"] = self.sup.xds.dump()["configs"]
         return dump
 
     def server_info(self) -> dict:

@@ -86,6 +86,9 @@ class DynamicConfig:
         self.last_errors: list[str] = []
         self.versions: dict[str, str] = {}
         self.updated: dict[str, float] = {}
+        # (type_url, name) -> (the refused message, when, why, its version): the error
+        # state /config_dump shows until a version of that resource is accepted
+        self.failed: dict[tuple[str, str], tuple[Message, float, str, str]] = {}
 
     # -- resources.XdsSink --
     def subscriptions(self, type_url: str) -> set[str] | None:
@@ -104,6 +107,9 @@ class DynamicConfig:
             mine.pop(name, None)
         config, rejected = apply(self.base(), candidate)
         bad = {r.name: r for r in rejected if r.type_url == type_url and r.name in resources and not waiting(r)}
+        now = time.time()
+        for name, r in bad.items():
+            self.failed[(type_url, name)] = (resources[name], now, str(r), version)
         for name in bad:
             # the last good version of that resource (if any) keeps serving
             if name in self.resources[type_url]:
@@ -120,6 +126,11 @@ class DynamicConfig:
             return [Rejection(name, f"the configuration it makes does not build: {why}") for name in resources]
         before = needed_names(self.resources)
         self.resources = candidate
+        for name in resources:
+            if name not in bad:
+                self.failed.pop((type_url, name), None)
+        for name in removed:
+            self.failed.pop((type_url, name), None)
         self.received.add(type_url)
         self.versions[type_url] = version
         self.updated[type_url] = time.time()
@@ -148,6 +159,6 @@ class DynamicConfig:
         return bool(t) and time.monotonic() - self.started > t
 
     def dump(self) -> dict[str, Any]:
-        return {"versions": dict(self.versions), "last_updated": dict(self.updated),
-                "resources": {t.rsplit(".", 1)[-1]: sorted(named) for t, named in self.resources.items()},
-                "error_state": list(self.last_errors)}
+        """Envoy's typed dump of what the control plane sent ({"configs": [...]})."""
+        from .dump import config_dump
+        return config_dump(self.resources, self.versions, self.updated, self.failed)

@@ -174,3 +174,108 @@ def _status(c, path: str) -> int:
         return c.request("GET", path, headers=[("host", "example.com")]).status
     except Exception:  # noqa: BLE001  (not serving yet: a refused or reset connection)
         return 0
+
+
+def eds_cluster(name: str):
+    return json_format.ParseDict({
+        "name": name, "type": "EDS", "connect_timeout": "1s",
+        "eds_cluster_config": {"eds_config": {"ads": {}}},
+    }, cluster_pb2.Cluster())
+
+
+def assignment(name: str, *ports: int):
+    from envoy.config.endpoint.v3 import endpoint_pb2
+    return json_format.ParseDict({
+        "cluster_name": name,
+        "endpoints": [{"lb_endpoints": [{"endpoint": {"address": {"socket_address": {
+            "address": HOST, "port_value": p}}}} for p in ports]}],
+    }, endpoint_pb2.ClusterLoadAssignment())
+
+
+@pytest.mark.parametrize("mode", ["sotw", "delta"])
+def test_eds_endpoints_follow_the_control_plane(mosnx, control, upstream, mode):
+    from mosnx.runtime.envoy.protos import ENDPOINT
+    first, second = upstream(), upstream()
+    dyn = free_port()
+    control.push(CLUSTER, "1", [eds_cluster("xds-up")])
+    control.push(ENDPOINT, "1", [assignment("xds-up", first.port)])
+    control.push(ROUTE, "1", [routes("r1")])
+    control.push(LISTENER, "1", [listener("dyn", dyn, "r1")])
+    static = free_port()
+    proxy = mosnx(config={
+        "listeners": [{"name": "static", "address": f"{HOST}:{static}", "route": {"cluster": "web"}}],
+        "clusters": [{"name": "web", "endpoints": [first.address]}],
+        "xds": {"address": f"{HOST}:{control.port}", "node": {"id": "eds"}, "mode": mode},
+    })
+    proxy.wait_until(lambda: _get(dyn, "/one") == 200, what="the EDS cluster serving")
+    assert first.requests_for("/one")
+    # the endpoint moves: requests follow it, and the subscription named the cluster
+    control.push(ENDPOINT, "2", [assignment("xds-up", second.port)])
+    proxy.wait_until(lambda: _get(dyn, "/two") == 200 and second.requests_for("/two"),
+                     what="requests on the new endpoint")
+    if mode == "sotw":
+        assert any("xds-up" in r.names for r in control.server.of(ENDPOINT))
+    else:
+        assert any("xds-up" in r.subscribe for r in control.server.of(ENDPOINT))
+
+
+def test_not_ready_until_the_first_listeners_and_clusters_came(mosnx, control, upstream):
+    up = upstream()
+    static = free_port()
+    proxy = mosnx(config={
+        "listeners": [{"name": "static", "address": f"{HOST}:{static}", "route": {"cluster": "web"}}],
+        "clusters": [{"name": "web", "endpoints": [up.address]}],
+        "xds": {"address": f"{HOST}:{control.port}", "node": {"id": "late"}, "initial_fetch_timeout": "0s"},
+    }, wait=False)
+    proxy.wait_until(lambda: _admin_status(proxy, "/server_info") == 200, what="the admin API")
+    assert _admin_status(proxy, "/ready") == 503
+    dyn = free_port()
+    control.push(CLUSTER, "1", [cluster("xds-up", up.port)])
+    control.push(ROUTE, "1", [routes("r1")])
+    control.push(LISTENER, "1", [listener("dyn", dyn, "r1")])
+    proxy.wait_until(lambda: _admin_status(proxy, "/ready") == 200, what="ready once the resources came")
+    proxy.wait_until(lambda: _get(dyn, "/x") == 200, what="the xDS listener serving")
+
+
+def test_a_lost_control_plane_keeps_the_last_config_serving_and_is_found_again(mosnx, control, upstream):
+    up = upstream()
+    proxy, dyn = start(mosnx, control, up.port, 1)
+    proxy.wait_until(lambda: _get(dyn, "/before") == 200, what="the xDS listener serving")
+    streams = len({r.stream for r in control.server.requests})
+    control.call(control.server.stop())
+    proxy.wait_until(lambda: proxy.stats().get("control_plane.connected_state") == 0, what="the stream lost")
+    for i in range(5):
+        assert _get(dyn, f"/meanwhile{i}") == 200
+    control.call(control.server.start())
+    proxy.wait_until(lambda: len({r.stream for r in control.server.requests}) > streams, timeout=30,
+                     what="a new stream to the control plane")
+    proxy.wait_until(lambda: proxy.stats().get("control_plane.connected_state") == 1, what="connected again")
+    assert _get(dyn, "/after") == 200
+
+
+def _admin_status(proxy, path: str) -> int:
+    try:
+        return proxy.admin(path, timeout=2)[0]
+    except OSError:
+        return 0
+
+
+def test_config_dump_is_envoys_typed_dump_with_the_refused_resource(mosnx, control, upstream):
+    from envoy.admin.v3 import config_dump_pb2, config_dump_shared_pb2
+    up = upstream()
+    proxy, dyn = start(mosnx, control, up.port, 1)
+    proxy.wait_until(lambda: _get(dyn, "/a") == 200, what="the xDS listener serving")
+    control.push(CLUSTER, "2", [cluster("xds-up", up.port), cluster("xds-bad", up.port, lb_policy="CLUSTER_PROVIDED")])
+    proxy.wait_until(lambda: control.nacks(CLUSTER), what="a NACK of the cluster update")
+    dump = proxy.admin_json("/config_dump")
+    parsed = json_format.ParseDict({"configs": dump["configs"]}, config_dump_pb2.ConfigDump())
+    kinds = [c.type_url.rsplit(".", 1)[-1] for c in parsed.configs]
+    assert kinds == ["ClustersConfigDump", "ListenersConfigDump", "RoutesConfigDump", "EndpointsConfigDump"]
+    clusters = config_dump_shared_pb2.ClustersConfigDump()
+    parsed.configs[0].Unpack(clusters)
+    active = [c for c in clusters.dynamic_active_clusters if c.HasField("cluster")]
+    refused = [c for c in clusters.dynamic_active_clusters if c.HasField("error_state")]
+    assert len(active) == 1 and refused and "lb_policy" in refused[0].error_state.details
+    listeners = config_dump_shared_pb2.ListenersConfigDump()
+    parsed.configs[1].Unpack(listeners)
+    assert [d.name for d in listeners.dynamic_listeners] == ["dyn"] and listeners.version_info == "1"
