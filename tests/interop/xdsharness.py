@@ -165,6 +165,10 @@ class Procs:
 
     def start(self, name: str, argv: list[str], *, cwd: Path | None = None) -> Proc:
         log = self.workdir / f"{name}.log"
+        for n in range(2, 100):             # a restarted program gets a log of its own
+            if not log.exists():
+                break
+            log = self.workdir / f"{name}-{n}.log"
         with open(log, "ab") as out:
             popen = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                      cwd=str(cwd or self.workdir), start_new_session=True)
