@@ -17,6 +17,7 @@ import re
 import signal
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -69,7 +70,7 @@ def plane(request: pytest.FixtureRequest, procs: Procs, proxy_kind: str, tmp_pat
     for name, port in (("backend_a", port_a), ("backend_b", port_b)):
         up = procs.start(f"upstream-{name}", [str(xds_bin("gcp-upstream")), "-upstream", str(port),
                                               "-message", name])
-        wait_until(f"{name} listening", lambda port=port: port_open(port), timeout=20, alive=(up,))
+        wait_until(f"{name} listening", partial(port_open, port), timeout=20, alive=(up,))
     resources = write_json(tmp_path / "resources.json", example_resources("v1", listener, port_a, port_b))
     p = Plane(procs, resources, xds, listener, port_a, port_b, fileserver=None, proxy=None)  # type: ignore[arg-type]
     p.start_fileserver()
