@@ -5,11 +5,11 @@
 # and are unpacked with dpkg -x under DEST. Nothing is installed system-wide.
 #
 # Origin: the xds-fileserver build recipe of the mosnx xDS test kit (build.sh + fileserver/), carried here
-# unchanged but for this header and the gocache cleanup at the end, so the interop suite builds from the
-# repository alone. fileserver/src/xdsfileserver/main.go is that kit's file server, unchanged.
+# unchanged but for this header and the cleanup at the end (only DEST/bin, 66 MB, stays), so the interop
+# suite builds from the repository alone. fileserver/src/xdsfileserver/main.go is that kit's server, unchanged.
 #
 # Usage: tests/interop/build.sh [DEST]   DEST defaults to $MOSNX_XDS_HOME or /var/cache/mosnx-xds
-#                                        (first run: 5-10 min, about 700 MB downloaded; later runs return at once)
+#                                        (first run: 1-10 min, about 700 MB downloaded; later runs return at once)
 # Gives DEST/bin/:
 #   xds-fileserver   serves the resources of a YAML/JSON file over ADS/xDS (SotW and delta), logs REQ/ACK/NACK
 #   gcp-test-server  go-control-plane's own integration harness (generates listeners/clusters, pushes updates,
@@ -49,6 +49,7 @@ go version
 GCP=$R/usr/share/gocode/src/github.com/envoyproxy/go-control-plane
 (cd $GCP && go build -o $DEST/bin/gcp-test-server ./pkg/test/main && go build -o $DEST/bin/gcp-upstream ./internal/upstream)
 (cd $HERE/fileserver/src/xdsfileserver && go build -o $DEST/bin/xds-fileserver .)
-# the Go build cache (about 230 MB) only speeds up a rebuild, and a DEST with the binaries is never rebuilt
-rm -rf $DEST/debs $DEST/apt-sid/cache $DEST/gocache
+# a DEST with the binaries is never rebuilt: the unpacked sources (2.2 GB), the Go build cache and the apt
+# state only took space
+rm -rf $DEST/debs $DEST/apt-sid $DEST/gocache $DEST/goroot
 ls -la $DEST/bin
