@@ -49,3 +49,20 @@ def test_what_a_listener_cannot_be():
     with pytest.raises(Rejected) as e:
         translate_listener(no_router, Findings(L, "edge"), {})
     assert "has not been received" in e.value.rejection.message
+
+
+def test_wasm_filter_becomes_mosnx_wasm():
+    d = {"name": "authz", "typed_config": {
+        "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
+        "config": {"name": "authz", "root_id": "root", "configuration": {
+            "@type": "type.googleapis.com/google.protobuf.StringValue", "value": '{"deny": "/admin"}'},
+            "vm_config": {"vm_id": "vm1", "runtime": "envoy.wasm.runtime.v8",
+                          "code": {"local": {"filename": "filters/authz.wasm"}}}}}}
+    hcm_msg = msg(L, {**LISTENER, "filter_chains": [{"filters": [{"name": "hcm", "typed_config": {
+        **LISTENER["filter_chains"][0]["filters"][0]["typed_config"],
+        "http_filters": [d, LISTENER["filter_chains"][0]["filters"][0]["typed_config"]["http_filters"][-1]]}}]}]})
+    lc = translate_listener(hcm_msg, Findings(L, "edge"), {"main": table()})
+    [w] = lc.filters
+    assert (w.kind, w.name) == ("wasm", "authz")
+    assert w.config == {"module": "filters/authz.wasm", "root_id": "root", "vm_id": "vm1", "fail_open": False,
+                        "config": '{"deny": "/admin"}'}
