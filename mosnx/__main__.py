@@ -1,4 +1,4 @@
-"""The mosnx command line: run, check, demo-upstream, docs, version.
+"""The mosnx command line: run, check, convert, demo-upstream, docs, version.
 
 No input a user can write makes this print a traceback. Every mistake in a
 config or rule file is a positioned diagnostic from its front end; should an
@@ -225,6 +225,49 @@ def _demo(args) -> int:
     return 0
 
 
+# ---- convert ----
+def _convert(args) -> int:
+    """An Envoy bootstrap as mosnx.yaml (stdout, or -o FILE) and the .mdsl files its
+    routes need (beside -o's file, else in the current folder)."""
+    import yaml
+    from mosnx.dsl import lint
+    from mosnx.runtime.diagnostics import ConfigError
+    from mosnx.runtime.envoy.bootstrap import load_bootstrap_resources
+    from mosnx.runtime.envoy.convert import convert
+    try:
+        with open(args.file, encoding="utf-8") as f:
+            text = f.read()
+    except (OSError, UnicodeDecodeError) as e:
+        print(f"mosnx convert: {args.file}: cannot read: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        config, _msg, resources = load_bootstrap_resources(text, args.file)
+    except ConfigError as e:
+        sys.stderr.write(lint.render(e.diagnostics, "text"))
+        return EXIT_FINDINGS
+    except Exception as e:
+        return _bug("convert", args.file, e, args.debug)
+    out_dir = os.path.dirname(os.path.abspath(args.output)) if args.output else os.getcwd()
+    stem = os.path.splitext(os.path.basename(args.output or args.file))[0]
+    result = convert(config, resources, stem)
+    for name, rules in result.rules.items():
+        path = os.path.join(out_dir, name)
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(rules)
+        print(f"mosnx convert: wrote {path}", file=sys.stderr)
+    text = f"# converted from {os.path.basename(args.file)} by mosnx convert\n" + \
+        yaml.safe_dump(result.yaml, sort_keys=False, allow_unicode=True)
+    if args.output:
+        with open(args.output, "w", encoding="utf-8") as f:
+            f.write(text)
+        print(f"mosnx convert: wrote {args.output}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    for note in result.notes:
+        print(f"mosnx convert: note: {note}", file=sys.stderr)
+    return 0
+
+
 # ---- docs ----
 DOCS = ("config", "diagnostics", "metrics")
 
@@ -267,6 +310,12 @@ def main(argv: list[str] | None = None) -> int:
     g = sub.add_parser("docs", help="print a generated reference: config, diagnostics or metrics")
     g.add_argument("doc", choices=DOCS)
     g.set_defaults(fn=_docs)
+    cv = sub.add_parser("convert", help="rewrite an Envoy v3 bootstrap as mosnx YAML (+ .mdsl rules)")
+    cv.add_argument("file", help="the Envoy bootstrap (YAML or JSON)")
+    cv.add_argument("-o", "--output", default=None, help="write the YAML here (and the .mdsl files beside it) "
+                    "instead of to standard output")
+    cv.add_argument("--debug", action="store_true", help="print the traceback of a bug")
+    cv.set_defaults(fn=_convert)
     v = sub.add_parser("version", help="print the version")
     v.set_defaults(fn=lambda a: print(f"mosnx {__version__}") or 0)
     if argv[:1] == ["check"]:

@@ -26,6 +26,8 @@ EXEMPT: dict[str, str] = {
     "runtime/__init__.py": "package marker: re-exports the contract, used by every runtime test",
     "runtime/config/__init__.py": "package marker: re-exports load_config, tested in tests/runtime/config/test_loader.py",
     "runtime/filters/__init__.py": "package marker: registers the built-in filters (tests/runtime/filters/conftest.py)",
+    "runtime/envoy/__init__.py": "package marker: the Envoy translators, tested module by module in tests/runtime/envoy/",
+    "runtime/envoy/translate.py": "re-exports the translators, each tested at its own path: tests/runtime/envoy/test_routes.py",
     "wasm/__init__.py": "package marker: registers the wasm filter factory, used by every wasm test",
     "proxy/__init__.py": "package marker",
     "proxy/codec/__init__.py": "package marker",
@@ -66,6 +68,7 @@ HELPERS: dict[str, str] = {
     "tests/proxy/inproc.py": "a proxy worker in process, with real sockets",
     "tests/dsl/legacy_parse.py": "the parser dsl/parse.py replaced, the reference of test_parse_equivalence.py",
     "tests/dsl/mutants.py": "the rule-file mutator of test_check_mutants.py",
+    "tests/runtime/envoy/envoy_samples.py": "the Envoy resources and request helpers the runtime/envoy tests share",
     "tests/proxy/stream/fakes.py": "fakes of the executor's Protocols (Downstream, Upstream, pool, loop) for its unit tests",
     "tests/proxy/xds/ads_server.py": "an ADS control plane (SotW and delta) on loopback, for the xDS client's tests",
 }

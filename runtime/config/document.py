@@ -14,7 +14,7 @@ from .protocols import CLUSTER_FIELDS as CLUSTER_PROTOCOL, LISTENER_FIELDS as LI
 from .filters import FilterItem
 from .route import ROUTE, RouteWithFilters
 from .access_log import ACCESS_LOG
-from .compound import Data, Either, ListOf, Mapped, Unique
+from .compound import Data, Either, ListOf, MapOf, Mapped, Unique
 from .names import Distinct, Name
 from .scalars import Address, Bool, Duration, Enum, FilePath, Int, Size, Str
 from .schema import Field, Obj, exactly_one, ordered
@@ -126,7 +126,7 @@ LISTENER = Obj({
 XDS_NODE = Obj({
     "id": Field(Str(), "the node id the control plane knows this proxy by"),
     "cluster": Field(Str(), "the service cluster this proxy belongs to"),
-    "metadata": Field(Data(), "free-form metadata sent to the control plane (Envoy's node.metadata)"),
+    "metadata": Field(MapOf(Data()), "free-form metadata sent to the control plane (Envoy's node.metadata)"),
 }, build=XdsNode)
 
 XDS = Obj({

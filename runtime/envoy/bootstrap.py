@@ -13,6 +13,7 @@ becomes Config.xds. Reads only the files the bootstrap names.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 from typing import Any
 
@@ -123,6 +124,22 @@ def load_bootstrap_text(text: str, path: str = "<string>") -> tuple[Config, list
 
 
 def load_bootstrap_data(data: Any, positions: Positions | None, path: str) -> tuple[Config, list[Diagnostic]]:
+    config, warnings, _msg, _resources = _load(data, positions, path)
+    return config, warnings
+
+
+def load_bootstrap_resources(text: str, path: str) -> tuple[Config, Any, dict[str, dict[str, Any]]]:
+    """The Config, the decoded Bootstrap and every resource (static and from files),
+    by type URL and name; ConfigError as load_bootstrap_text()."""
+    data, positions, errs = read(text, path)
+    if data is None or errs:
+        raise ConfigError(errs)
+    config, _warnings, msg, resources = _load(data, positions, path)
+    return config, msg, resources
+
+
+def _load(data: Any, positions: Positions | None,
+          path: str) -> tuple[Config, list[Diagnostic], Any, dict[str, dict[str, Any]]]:
     msg, errs = parse(data, Bootstrap, positions, (), "bootstrap")
     if msg is None:
         raise ConfigError(errs)
@@ -153,9 +170,7 @@ def load_bootstrap_data(data: Any, positions: Positions | None, path: str) -> tu
     admin = _admin(msg, f)
     base = Config(path=os.path.abspath(path) if not path.startswith("<") else path, admin=admin,
                   listeners=(), clusters=(), raw=data if isinstance(data, dict) else {})
-    # the locator of warnings in resource files: by the resource the warning names
-    ld.sink.locate = lambda p: positions.locate(p) if positions else None
-    sink = Sink(locate=None)
+    sink = Sink()          # apply()'s warnings, placed by the resource they name (_placed)
     config, rejections = apply(base, ld.resources, sink)
     errors = list(ld.errors)
     for rj in rejections:
@@ -170,8 +185,7 @@ def load_bootstrap_data(data: Any, positions: Positions | None, path: str) -> tu
         xds = None
     if errors:
         raise ConfigError(errors + warnings)
-    import dataclasses
-    return dataclasses.replace(config, xds=xds), warnings
+    return dataclasses.replace(config, xds=xds), warnings, msg, ld.resources
 
 
 def _line(span: Span | None) -> str | None:

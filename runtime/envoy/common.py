@@ -12,6 +12,7 @@ from typing import Any, Callable
 
 from ..actions import Action
 from ..context import StreamContext
+from ..headers import Headers
 from ..pipeline import Pipeline
 from .findings import Findings
 
@@ -94,7 +95,7 @@ def header_edits(adds: list, removes: list, f: Findings, add_key: str) -> list[t
     return out
 
 
-def _apply(headers, edits: tuple[tuple[str, str, int], ...]) -> None:
+def _apply(headers: Headers, edits: tuple[tuple[str, str, int], ...]) -> None:
     for name, value, action in edits:
         if action < 0:
             headers.remove(name)

@@ -16,12 +16,13 @@ from ..model import FilterSpec, Limits, ListenerConfig, PathNormalization, Timeo
 from ..routes import RouteAction, RouteTable
 from .common import seconds, socket_address
 from .findings import Findings
-from .protos import HCM, TCP_PROXY, HttpConnectionManager, fault_pb2, local_rate_limit_pb2, tcp_proxy_pb2
+from .protos import HCM, TCP_PROXY, HttpConnectionManager, fault_pb2, local_rate_limit_pb2, tcp_proxy_pb2, wasm_pb2
 from .routes import translate_route_config
 
 ROUTER = "envoy.extensions.filters.http.router.v3.Router"
 FAULT = "envoy.extensions.filters.http.fault.v3.HTTPFault"
 RATELIMIT = "envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit"
+WASM = "envoy.extensions.filters.http.wasm.v3.Wasm"
 ESCAPED = {0: "keep", 1: "keep", 2: "reject", 3: "unescape_and_redirect", 4: "unescape_and_forward"}
 DENOMINATOR = {0: 100, 1: 10_000, 2: 1_000_000}
 
@@ -159,6 +160,10 @@ def _filters(hcm: Any, f: Findings) -> list[FilterSpec]:
             cfg = _ratelimit(rl, fh.at("typed_config"))
             if cfg is not None:
                 out.append(FilterSpec("rate_limit", hf.name or "rate_limit", cfg, disabled=hf.disabled))
+        elif url == WASM:
+            wf = wasm_pb2.Wasm()
+            hf.typed_config.Unpack(wf)
+            out.append(FilterSpec("wasm", hf.name or "wasm", _wasm(wf, fh.at("typed_config")), disabled=hf.disabled))
         elif hf.is_optional:
             fh.warn(f"HTTP filter {url or hf.name} is not available in mosnx; skipped (is_optional)")
         else:
@@ -213,4 +218,37 @@ def _ratelimit(rl: Any, f: Findings) -> dict[str, Any] | None:
         "fill_interval": seconds(tb.fill_interval)}}
     if rl.HasField("status") and rl.status.code:
         cfg["status"] = rl.status.code
+    return cfg
+
+
+def _any_text(a: Any) -> str | None:
+    """A plugin's configuration: a StringValue's text (what Envoy hands the plugin)."""
+    if not a.type_url:
+        return None
+    from google.protobuf import wrappers_pb2
+    sv = wrappers_pb2.StringValue()
+    if a.Unpack(sv):
+        return str(sv.value)
+    return None
+
+
+def _wasm(w: Any, f: Findings) -> dict[str, Any]:
+    """Envoy's Wasm filter as mosnx's wasm filter: the module from a local file."""
+    f.only(w, {"config"})
+    c = w.config
+    fc = f.at("config")
+    fc.only(c, {"name", "root_id", "vm_config", "configuration", "fail_open", "failure_policy"})
+    vm = c.vm_config
+    fv = fc.at("vm_config")
+    fv.only(vm, {"vm_id", "runtime", "code", "configuration"})
+    if vm.code.WhichOneof("specifier") != "local" or vm.code.local.WhichOneof("specifier") != "filename":
+        fv.reject("the module must be a local filename (code.local.filename)", "code")
+    cfg: dict[str, Any] = {"module": vm.code.local.filename, "root_id": c.root_id, "vm_id": vm.vm_id,
+                           "fail_open": c.fail_open or c.failure_policy == 3}
+    for key, a, at in (("config", c.configuration, fc), ("vm_config", vm.configuration, fv)):
+        text = _any_text(a)
+        if text is not None:
+            cfg[key] = text
+        elif a.type_url:
+            at.warn("only a google.protobuf.StringValue configuration reaches the plugin; ignored", "configuration")
     return cfg

@@ -3,12 +3,14 @@ upstream on 127.0.0.1, routes, rewrites, header edits and a direct response as t
 bootstrap declares them; and `mosnx check` lists what it ignores."""
 from __future__ import annotations
 
+import contextlib
 import http.client
 import os
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -81,35 +83,42 @@ def _get(port: int, path: str, host: str, timeout: float = 10.0) -> tuple[int, d
         c.close()
 
 
+@contextlib.contextmanager
+def serving(config: Path, admin_port: int) -> Iterator[subprocess.Popen]:
+    """`mosnx run -c config` until the block ends; ready when its admin API says so."""
+    log_path = config.with_suffix(".log")
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "mosnx", "run", "-c", str(config), "--workers", "1"],
+                                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=config.parent)
+        try:
+            deadline = time.monotonic() + START_WAIT
+            while True:
+                assert proc.poll() is None, log_path.read_text()
+                try:
+                    if _get(admin_port, "/ready", f"127.0.0.1:{admin_port}", timeout=2)[0] == 200:
+                        break
+                except OSError:
+                    pass
+                assert time.monotonic() < deadline, "mosnx was not ready in time:\n" + log_path.read_text()
+                time.sleep(0.1)
+            yield proc
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
 @pytest.fixture
 def envoy_mosnx(tmp_path: Path, upstream):
     api, web = upstream(), upstream()
     ports = {"admin": free_port(), "listen": free_port(), "api": api.port, "web": web.port}
     path = tmp_path / "envoy.yaml"
     path.write_text(BOOTSTRAP.format(**ports))
-    log = open(tmp_path / "mosnx.log", "wb")
-    proc = subprocess.Popen([sys.executable, "-m", "mosnx", "run", "-c", str(path), "--workers", "1"],
-                            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=tmp_path)
-    try:
-        deadline = time.monotonic() + START_WAIT
-        while True:
-            assert proc.poll() is None, (tmp_path / "mosnx.log").read_text()
-            try:
-                if _get(ports["admin"], "/ready", f"127.0.0.1:{ports['admin']}", timeout=2)[0] == 200:
-                    break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, "mosnx was not ready in time"
-            time.sleep(0.1)
+    with serving(path, ports["admin"]):
         yield path, ports, api, web
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
 
 
 def test_bootstrap_routes_real_requests(envoy_mosnx):

@@ -2,6 +2,8 @@
 warnings for what mosnx ignores, static and file-based resources, ads_config."""
 from __future__ import annotations
 
+import os
+import sys
 import textwrap
 
 import pytest
@@ -11,66 +13,10 @@ from mosnx.runtime.diagnostics import ConfigError
 from mosnx.runtime.envoy.bootstrap import is_bootstrap, load_bootstrap_text
 from mosnx.runtime.snapshot import build_snapshot
 
+sys.path.insert(0, os.path.dirname(__file__))
+from envoy_samples import STATIC  # noqa: E402
 
-STATIC = textwrap.dedent("""\
-    node:
-      id: edge-1
-      cluster: edge
-      metadata: {zone: a, canary: true}
-    admin:
-      address: {socket_address: {address: 127.0.0.1, port_value: 19000}}
-    dynamic_resources:
-      ads_config:
-        api_type: DELTA_GRPC
-        transport_api_version: V3
-        set_node_on_first_message_only: true
-        grpc_services:
-        - envoy_grpc: {cluster_name: xds}
-      lds_config: {ads: {}, initial_fetch_timeout: 3s}
-      cds_config: {ads: {}}
-    static_resources:
-      listeners:
-      - name: web
-        address: {socket_address: {address: 127.0.0.1, port_value: 18000}}
-        filter_chains:
-        - filters:
-          - name: envoy.filters.network.http_connection_manager
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-              stat_prefix: web
-              route_config:
-                name: local
-                virtual_hosts:
-                - name: all
-                  domains: ["*"]
-                  routes:
-                  - match: {prefix: "/"}
-                    route: {cluster: app, timeout: 2s}
-              http_filters:
-              - name: envoy.filters.http.router
-                typed_config:
-                  "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
-      clusters:
-      - name: app
-        type: STATIC
-        connect_timeout: {seconds: 2}
-        load_assignment:
-          cluster_name: app
-          endpoints:
-          - lb_endpoints:
-            - endpoint: {address: {socket_address: {address: 127.0.0.1, port_value: 18001}}}
-      - name: xds
-        type: STATIC
-        typed_extension_protocol_options:
-          envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
-            "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
-            explicit_http_config: {http2_protocol_options: {}}
-        load_assignment:
-          cluster_name: xds
-          endpoints:
-          - lb_endpoints:
-            - endpoint: {address: {socket_address: {address: 127.0.0.1, port_value: 18002}}}
-    """)
+
 
 
 def test_recognised_by_top_level_keys():

@@ -19,8 +19,7 @@ from mosnx.runtime.envoy.apply import apply
 from mosnx.runtime.envoy.decode import parse
 
 sys.path.insert(0, os.path.dirname(__file__))
-from test_bootstrap import STATIC  # noqa: E402
-from test_translate import ASSIGNMENT, CLUSTER, LISTENER, ROUTES  # noqa: E402
+from envoy_samples import ASSIGNMENT, CLUSTER, LISTENER, ROUTES, STATIC  # noqa: E402
 
 BASE = yaml.safe_load(STATIC)
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])

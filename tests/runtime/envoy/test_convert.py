@@ -1,0 +1,44 @@
+"""convert(): what the YAML and the .mdsl say for a bootstrap, and the names and
+constructs .mdsl cannot spell."""
+from __future__ import annotations
+
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(__file__))
+from envoy_samples import ROUTES, STATIC, R, msg  # noqa: E402
+from mosnx.runtime.envoy.bootstrap import load_bootstrap_resources  # noqa: E402
+from mosnx.runtime.envoy.convert import convert  # noqa: E402
+
+
+def test_a_catch_all_route_stays_in_yaml():
+    config, _, resources = load_bootstrap_resources(STATIC, "<envoy>")
+    out = convert(config, resources)
+    assert out.rules == {}
+    [web] = out.yaml["listeners"]
+    assert web["route"] == {"cluster": "app", "timeout": "2s"} and web["address"] == "127.0.0.1:18000"
+    assert out.yaml["admin"] == {"address": "127.0.0.1:19000"}
+    assert out.yaml["xds"]["mode"] == "delta" and out.yaml["xds"]["address"] == "127.0.0.1:18002"
+    assert [c["name"] for c in out.yaml["clusters"]] == ["app", "xds"]
+    assert out.yaml["clusters"][1]["protocol"] == "http2"
+
+
+def test_routes_become_mdsl():
+    text = STATIC.replace("name: local", "name: main")
+    config, _, resources = load_bootstrap_resources(text, "<envoy>")
+    resources[R]["main"] = msg(R, ROUTES)
+    config = config.__class__(**{**{f: getattr(config, f) for f in config.__dataclass_fields__},
+                                 "listeners": tuple(lc.__class__(**{**{f: getattr(lc, f) for f in lc.__dataclass_fields__},
+                                                                    "route_config": "main"})
+                                                    for lc in config.listeners)})
+    out = convert(config, resources, "edge")
+    [(name, rules)] = out.rules.items()
+    assert name == "edge.web.mdsl" and out.yaml["listeners"][0]["rules"] == [name]
+    assert 'vhost api domains "api.example.com", "*.api.test" {' in rules
+    assert 'route r0 when request.url_path prefix "/v1" and request.headers["x-canary"] == "yes" {' in rules
+    assert 'split { a: 3, b: 1 }' in rules and 'rewrite prefix "/v1" => "/api"' in rules
+    assert "retry 2 on 5xx, connect-failure per_try 500ms" in rules and "mirror shadow 25%" in rules
+    assert 'not (request.method == "POST")' in rules and 'redirect 308 prefix "/new"' in rules
+    assert 'lower(request.url_path) prefix "/old"' in rules
+    assert 'set request.headers["x-vhost"] = "api"' in rules and 'add response.headers["x-config"] = "1"' in rules
+    assert any("hash_policy" in n for n in out.notes)

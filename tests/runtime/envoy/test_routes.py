@@ -1,0 +1,70 @@
+"""Envoy RouteConfiguration -> RouteTable: vhosts by domain, first-match order, every
+match kind, the route actions, header edits per level, and rejections naming the field."""
+from __future__ import annotations
+
+import os
+import sys
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(__file__))
+from envoy_samples import (ASSIGNMENT, CLUSTER, LISTENER, ROUTES, C, E, L, R, ctx, msg, pick,  # noqa: E402,F401
+                           table)
+from mosnx.runtime.envoy.findings import Findings, Rejected, Sink  # noqa: E402
+from mosnx.runtime.envoy.routes import translate_route_config  # noqa: E402
+from mosnx.runtime.routes import DirectResponse, RedirectAction, RouteAction  # noqa: E402
+
+
+def test_vhosts_by_domain_and_routes_in_order():
+    t = table()
+    assert pick(t, ctx("/v1/x", "api.example.com", x_canary="yes")).action.cluster == "canary"
+    assert pick(t, ctx("/v1/x", "a.api.test", x_canary="no")).action.weighted_clusters == (("a", 3), ("b", 1))
+    assert pick(t, ctx("/v1?debug", "api.example.com")).action.cluster == "debug"
+    assert pick(t, ctx("/v1x", "api.example.com")) is None          # path_separated_prefix needs / or end
+    health = pick(t, ctx("/health", "api.example.com")).action
+    assert isinstance(health, DirectResponse) and (health.status, health.body) == (200, b"ok")
+    users = pick(t, ctx("/users/42", "api.example.com")).action
+    assert users.cluster == "users" and users.regex_rewrite[1] == "/u/"
+    assert pick(t, ctx("/users/x", "api.example.com")) is None
+    assert pick(t, ctx("/anything", "other.host")).action.cluster == "web"
+    assert pick(t, ctx("/anything", "other.host", method="POST")) is None    # inverted :method match
+    redirect = pick(t, ctx("/OLD/page", "other.host")).action
+    assert isinstance(redirect, RedirectAction) and redirect.status == 308
+
+
+def test_route_actions():
+    a = pick(table(), ctx("/v1/x", "api.example.com")).action
+    assert isinstance(a, RouteAction)
+    assert a.prefix_rewrite == ("/v1", "/api") and a.host_rewrite == "backend"
+    assert a.retry.retry_on == frozenset({"5xx", "connect-failure"}) and a.retry.num_retries == 2
+    assert a.retry.per_try_timeout == 0.5
+    assert [(m.cluster, m.percent) for m in a.mirrors] == [("shadow", 25.0)]
+    assert a.hash_key == 'request.headers["x-user"]' and a.timeout == 15.0
+    assert pick(table(), ctx("/v1?debug", "api.example.com")).action.timeout is None
+
+
+def test_unsupported_retry_condition_is_a_warning():
+    sink = Sink()
+    table(sink)
+    [w] = sink.warnings
+    assert w.severity == "warning" and "unknown-thing" in w.message and "retry_policy.retry_on" in w.message
+
+
+def test_header_edits_run_at_each_level():
+    t = table()
+    c = ctx("/v1/x", "api.example.com", x_vhost="client")
+    route = pick(t, c)
+    vh = t.vhost_of(c.request)
+    for step in vh.pipeline.upstream_request + route.pipeline.upstream_request:
+        step(c)
+    assert c.request.headers.get_all("x-vhost") == ["api"]         # append: false overwrites
+
+
+def test_bad_regex_is_a_rejection_naming_the_field():
+    bad = {"name": "r", "virtual_hosts": [{"name": "v", "domains": ["*"], "routes": [
+        {"match": {"safe_regex": {"regex": "(unclosed"}}, "route": {"cluster": "c"}}]}]}
+    with pytest.raises(Rejected) as e:
+        translate_route_config(msg(R, bad), Findings(R, "r"))
+    rj = e.value.rejection
+    assert (rj.type_url, rj.name) == (R, "r")
+    assert rj.field_path == "virtual_hosts[0].routes[0].match.safe_regex.regex"
