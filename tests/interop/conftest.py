@@ -5,9 +5,8 @@ Not part of `make test`: pyproject's `norecursedirs` leaves this folder out of a
 
   --proxy envoy|mosnx|both   which proxy the scenarios drive (default both). Envoy is the
                              reference client that proves a scenario right; mosnx runs the
-                             same scenario and bootstrap, and is an expected failure (not
-                             strict) while its xDS client is not wired in: set
-                             MOSNX_XDS_READY=1 to hold it to passing.
+                             same scenario and bootstrap and must pass it (but for the
+                             harness's scoped-route listeners: see test_gcp_harness.py).
   procs                      starts programs (logs in tmp_path), kills them all at teardown
                              and prints their logs when the test failed.
   proxy_kind                 "envoy" or "mosnx", parametrised from --proxy.
@@ -45,10 +44,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     kinds = PROXIES if chosen == "both" else (chosen,)
     params = []
     for kind in kinds:
-        marks = []
-        if kind == "mosnx" and not os.environ.get("MOSNX_XDS_READY"):
-            marks.append(pytest.mark.xfail(strict=False, reason="xDS client not yet wired"))
-        params.append(pytest.param(kind, id=kind, marks=marks))
+        params.append(pytest.param(kind, id=kind))
     metafunc.parametrize("proxy_kind", params)
 
 

@@ -19,10 +19,22 @@ from xdsharness import (Procs, bootstrap, free_port, free_port_block, port_open,
 
 LISTENERS = 8      # -http 2, -scopedhttp 2, -tcp 2 and (delta only) -vhdshttp 2, from -base upward
 
+# The harness's resource mix: "full" is its default; "rds-tcp" leaves out the listeners
+# that need scoped routes (SRDS) and on-demand virtual hosts (VHDS), which mosnx does
+# not take (it NACKs such listeners by name): HTTP listeners with RDS, TCP listeners,
+# EDS clusters, over several rounds whose names all change.
+PROFILES = {"full": [], "rds-tcp": ["-scopedhttp", "0", "-vhdshttp", "0"]}
+
 
 @pytest.mark.timeout(240)
+@pytest.mark.parametrize("profile", list(PROFILES))
 @pytest.mark.parametrize("mode", ["ads", "delta-ads"])
-def test_gcp_test_server_rounds_pass(procs: Procs, proxy_kind: str, mode: str, tmp_path: Path) -> None:
+def test_gcp_test_server_rounds_pass(procs: Procs, proxy_kind: str, mode: str, profile: str,
+                                     tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    if proxy_kind == "mosnx" and profile == "full":
+        request.applymarker(pytest.mark.xfail(
+            reason="mosnx takes no scoped routes (SRDS) or VHDS: the harness's scoped listeners are NACKed",
+            strict=False))
     xds, gateway, als, upstream, admin = (free_port() for _ in range(5))
     base = free_port_block(LISTENERS)
     up = procs.start("gcp-upstream", [str(xds_bin("gcp-upstream")), "-upstream", str(upstream),
@@ -30,7 +42,8 @@ def test_gcp_test_server_rounds_pass(procs: Procs, proxy_kind: str, mode: str, t
     wait_until("gcp-upstream listening", lambda: port_open(upstream), timeout=20, alive=(up,))
     server = procs.start("gcp-test-server", [
         str(xds_bin("gcp-test-server")), "-xds", mode, "-port", str(xds), "-gateway", str(gateway),
-        "-upstream", str(upstream), "-als", str(als), "-base", str(base), "-u", "3", "-r", "5"])
+        "-upstream", str(upstream), "-als", str(als), "-base", str(base), "-u", "3", "-r", "5",
+        *PROFILES[profile]])
     wait_until("gcp-test-server listening", lambda: port_open(xds), timeout=20, alive=(server,))
 
     boot = write_json(tmp_path / "bootstrap.yaml", bootstrap(
