@@ -102,14 +102,15 @@ def kind_of(path: str) -> str:
 
 
 def empty_config(path: str):
-    """The C205 warning for a config that loads but declares no listener, else None."""
+    """The C205 warning for a config that loads but declares no listener (nor a control
+    plane to send some), else None."""
     from mosnx.runtime.config.loader import load_config
     from mosnx.runtime.diagnostics import ConfigError, Diagnostic, Span
     try:
         cfg = load_config(path)
     except ConfigError:
         return None             # its errors are reported where it is built
-    if cfg.listeners:
+    if cfg.listeners or cfg.xds is not None:
         return None
     return Diagnostic(Span(path, 1, 1), "C205", "this config declares no listeners: it serves nothing",
                       "warning")

@@ -48,7 +48,7 @@ CODES: tuple[Code, ...] = (
     Code("C203", "`rules:` on a listener when the .mdsl front end is not installed"),
     Code("C204", "a listener with neither `route:` nor `rules:` (the schema reports C005 first)",
          reachable=False),
-    Code("C205", "a config that loads but declares no listener: it serves nothing", "warning"),
+    Code("C205", "a config that loads but declares no listener and no control plane (xds:): it serves nothing", "warning"),
     Code("C301", "a listener protocol this build cannot serve (the schema reports C004 first)",
          reachable=False),
     Code("C401", "the admin API listening beyond loopback with no token_file", "warning"),

@@ -279,3 +279,30 @@ def test_config_dump_is_envoys_typed_dump_with_the_refused_resource(mosnx, contr
     listeners = config_dump_shared_pb2.ListenersConfigDump()
     parsed.configs[1].Unpack(listeners)
     assert [d.name for d in listeners.dynamic_listeners] == ["dyn"] and listeners.version_info == "1"
+
+
+def test_the_example_runs_under_a_control_plane(mosnx, control, tmp_path):
+    """examples/xds: its mosnx.yaml, with the resources of its resources.yaml served by
+    the in-repo ADS server (ports moved to free ones), answers from both demo upstreams."""
+    import yaml
+    from mosnx.runtime.envoy.protos import ENDPOINT, RESOURCE_TYPES
+    root = Path(__file__).resolve().parents[2] / "examples" / "xds"
+    listen, up_a, up_b, admin = free_port(), free_port(), free_port(), free_port()
+    text = (root / "resources.yaml").read_text()
+    text = text.replace("10300", str(listen)).replace("18381", str(up_a)).replace("18382", str(up_b))
+    by_type: dict[str, list] = {}
+    for r in yaml.safe_load(text)["resources"]:
+        r = dict(r)
+        t = r.pop("@type")
+        by_type.setdefault(t, []).append(json_format.ParseDict(r, RESOURCE_TYPES[t]()))
+    for t in (CLUSTER, ENDPOINT, ROUTE, LISTENER):
+        control.push(t, "v1", by_type[t])
+    config = yaml.safe_load((root / "mosnx.yaml").read_text())
+    config["admin"] = {"address": f"{HOST}:{admin}"}
+    config["demo_upstream"] = [f"{HOST}:{up_a}", f"{HOST}:{up_b}"]
+    config["xds"]["address"] = f"{HOST}:{control.port}"
+    config["listeners"] = [{"name": "health", "address": f"{HOST}:{free_port()}", "route": {"cluster": "a"}}]
+    config["clusters"] = [{"name": "a", "endpoints": [f"{HOST}:{up_a}"]}]
+    proxy = mosnx(config=config)
+    proxy.wait_until(lambda: _get(listen, "/hello") == 200, what="the example's listener serving")
+    assert _get(listen, "/b/x") == 200
