@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import hashlib
 import itertools
 import logging
 import multiprocessing
@@ -119,6 +120,11 @@ class WorkerHandle:
         rid = next(self.sup.ids)
         fut = asyncio.get_running_loop().create_future()
         self.pending[rid] = fut
+        dynamic = kw.pop("dynamic", None)
+        if dynamic is not None:
+            # the control plane's resources can be megabytes: more than the pipe takes
+            # at once, and the loop's pipe does not block. They go by a private file.
+            kw["dynamic_file"] = self.sup.spill(dynamic)
         self.conn.send({"op": op, "id": rid, **kw})
         async with asyncio.timeout(timeout):
             return await fut
@@ -236,6 +242,8 @@ class Supervisor:
         self.ads: Any = None            # xds.ads.AdsClient
         self._xds_push: asyncio.Task | None = None
         self._xds_dirty = False
+        self._spill_dir: str | None = None
+        self._spilled: str | None = None
 
     # ----------------------------------------------------------- lifecycle
     async def run(self) -> int:
@@ -487,6 +495,9 @@ class Supervisor:
         """Whatever way run() ends: no worker process left, every socket closed."""
         self._kill_workers()
         self._unshare_limits()
+        if self._spill_dir is not None:
+            import shutil
+            shutil.rmtree(self._spill_dir, ignore_errors=True)
         for h in self.workers:
             if isinstance(h, LocalWorker):
                 h.close()
@@ -578,6 +589,26 @@ class Supervisor:
         self.xds.resubscribe = self.ads.resubscribe
         self.ads.start()
         log.info("xds: %s stream to %s as node %r", x.mode, sockets.show(x.host, x.port), x.node.id)
+
+    def spill(self, payload: dict) -> str:
+        """`payload` in a file only this user can read, for a worker to load; the one
+        file of each content is kept until the next payload replaces it."""
+        import pickle
+        import tempfile
+        if self._spill_dir is None:
+            self._spill_dir = tempfile.mkdtemp(prefix="mosnx-xds-")      # mode 0700
+        data = pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL)
+        path = os.path.join(self._spill_dir, f"resources-{hashlib.sha256(data).hexdigest()[:16]}")
+        if path != self._spilled:
+            tmp = path + ".tmp"
+            with open(tmp, "wb") as f:
+                f.write(data)
+            os.replace(tmp, path)
+            if self._spilled is not None:
+                with contextlib.suppress(OSError):
+                    os.unlink(self._spilled)
+            self._spilled = path
+        return path
 
     def _validate(self, config) -> None:
         build_snapshot(config, self.version + 1)

@@ -11,6 +11,7 @@ import asyncio
 import gc
 import logging
 import os
+import pickle
 import signal
 import sys
 import time
@@ -320,7 +321,12 @@ async def _serve(config_path: str, worker_id: int, conn, version: int) -> None:
         op = msg.get("op")
         if op == "reload":
             async def do():
-                reply = await w.reload(msg["version"], msg.get("dynamic"))
+                dynamic = None
+                if msg.get("dynamic_file"):
+                    with open(msg["dynamic_file"], "rb") as f:
+                        # written by this proxy's own supervisor, in its private folder
+                        dynamic = pickle.load(f)
+                reply = await w.reload(msg["version"], dynamic)
                 if reply.get("ok"):
                     freeze(again=True)
                 reply["id"] = msg.get("id")

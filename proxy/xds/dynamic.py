@@ -100,6 +100,13 @@ class DynamicConfig:
               removed: set[str]) -> list[Rejection]:
         if type_url not in self.resources:
             return [Rejection(name, f"mosnx does not take {type_url} resources") for name in resources]
+        held = self.resources[type_url]
+        if not removed and all(held.get(name) == msg for name, msg in resources.items()):
+            # a state-of-the-world response repeats every resource of its type: one that
+            # brings nothing new is taken as it is (no translation, build or push)
+            self.received.add(type_url)
+            self.versions[type_url] = version
+            return []
         candidate = {t: dict(v) for t, v in self.resources.items()}
         mine = candidate[type_url]
         mine.update(resources)
