@@ -3,7 +3,8 @@
 A listener serves one filter chain whose last network filter is either an
 http_connection_manager or a tcp_proxy. HTTP routes come inline (route_config) or
 by RDS name: `routes` maps names to the tables already translated, and a name not
-in it is a Rejection (the caller holds the listener back until it arrives). HTTP
+in it raises Waiting (a Rejected that is not an error: the caller holds the
+listener back until it arrives, as Envoy warms it). HTTP
 filters mosnx has (router, fault, local_ratelimit) are kept; another filter is
 skipped with a warning when is_optional, otherwise the listener is rejected.
 Envoy's defaults win where they differ from mosnx's (no path normalisation).
