@@ -60,6 +60,8 @@ def _serve(args, debug: bool) -> int:
         empty = empty_config(args.config)
         if empty is not None:
             log.warning("%s", empty)
+        for w in envoy_warnings(args.config):      # what an Envoy bootstrap sets that is not served
+            log.warning("%s", w)
         sup = Supervisor(args.config, args.workers, plugins.worker_entry, takeover=args.takeover)
         uvloop.install()
         return asyncio.run(sup.run())

@@ -180,6 +180,9 @@ class XdsConfig:
     lds: bool = True                          # listeners come over the stream (lds_config: {ads: {}})
     cds: bool = True                          # clusters come over the stream (cds_config: {ads: {}})
     cluster: str | None = None                # the bootstrap's static cluster naming the server
+    # the bootstrap's own listeners and clusters that wait on the stream (RDS or EDS over
+    # ADS): decoded Envoy messages by type URL and name, translated by runtime.envoy.apply
+    static_resources: dict[str, dict[str, Any]] = field(default_factory=dict, compare=False, repr=False)
     span: Span | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
@@ -202,6 +205,7 @@ class Config:
     demo_upstream: tuple[tuple[str, int], ...] = ()     # quickstart: embedded demo upstreams
     fast_path: bool = True                    # the express path and memos (proxy.fastpath)
     xds: XdsConfig | None = None              # a control plane to take resources from
+    sources: tuple[str, ...] = ()             # other files read with it (an Envoy bootstrap's xDS files)
 
 
 @dataclass(frozen=True, slots=True)

@@ -43,7 +43,7 @@ def build_snapshot(config: Config | str, version: int = 1,
     diags: list[Diagnostic] = []
     clusters = {c.name: c for c in config.clusters}
     listeners: dict[str, Listener] = {}
-    sources: list[str] = [config.path]
+    sources: list[str] = [config.path, *config.sources]
     extensions: dict = {}
     for lc in config.listeners:
         ctx = registry.BuildContext(config=config, listener=lc, clusters=set(clusters),

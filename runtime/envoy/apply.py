@@ -6,8 +6,10 @@ base's static listeners and clusters and adds every dynamic resource that
 translates; a resource that does not is left out and reported as a Rejection (one
 bad resource never keeps the others out). A dynamic resource named like a static
 one is rejected: the file's own resources win, as in Envoy. A listener whose
-RouteConfiguration is missing or rejected is rejected too (it waits for it, as
-Envoy's listener warming does). An EDS cluster with no ClusterLoadAssignment yet
+RouteConfiguration has not arrived (or was rejected) is left out without a Rejection:
+it waits, as Envoy warms a listener, with a warning (X004) in the sink; needed_names()
+names what it waits for. A listener whose routes name a cluster that is not there is
+rejected (mosnx cannot build it). An EDS cluster with no ClusterLoadAssignment yet
 has no endpoints. Pure: the messages are only read.
 """
 from __future__ import annotations
@@ -17,18 +19,23 @@ from typing import Any
 
 from ..model import ClusterConfig, Config, ListenerConfig
 from ..routes import RouteTable
-from .findings import Findings, Rejected, Rejection, Sink
+from ..diagnostics import Diagnostic
+from .findings import WAITING, Findings, Rejected, Rejection, Sink, Waiting
 from .protos import CLUSTER, ENDPOINT, LISTENER, ROUTE
 from .translate import eds_name, is_eds, rds_name, translate_cluster, translate_listener, translate_route_config
 
 Resources = dict[str, dict[str, Any]]
 
 
-def needed_names(resources: Resources) -> dict[str, set[str]]:
+def needed_names(resources: Resources, base: Config | None = None) -> dict[str, set[str]]:
     """The RouteConfigurations the listeners use and the ClusterLoadAssignments the
-    EDS clusters use, by type URL: what the client should subscribe to next."""
-    routes = {n for lst in resources.get(LISTENER, {}).values() if (n := rds_name(lst))}
-    eds = {eds_name(c) for c in resources.get(CLUSTER, {}).values() if is_eds(c)}
+    EDS clusters use, by type URL: what the client should subscribe to next. With
+    `base`, its bootstrap's waiting listeners and EDS clusters count too."""
+    waiting = base.xds.static_resources if base is not None and base.xds is not None else {}
+    listeners = [*resources.get(LISTENER, {}).values(), *waiting.get(LISTENER, {}).values()]
+    clusters = [*resources.get(CLUSTER, {}).values(), *waiting.get(CLUSTER, {}).values()]
+    routes = {n for lst in listeners if (n := rds_name(lst))}
+    eds = {eds_name(c) for c in clusters if is_eds(c)}
     return {ROUTE: routes, ENDPOINT: eds}
 
 
@@ -44,7 +51,17 @@ def apply(base: Config, resources: Resources, sink: Sink | None = None) -> tuple
             rejected.append(e.rejection)
     static_clusters = {c.name for c in base.clusters}
     assignments = resources.get(ENDPOINT, {})
+    waiting = base.xds.static_resources if base.xds is not None else {}
     clusters: list[ClusterConfig] = list(base.clusters)
+    # the bootstrap's EDS clusters fed over the stream: their endpoints, once sent
+    for i, c in enumerate(clusters):
+        msg = waiting.get(CLUSTER, {}).get(c.name)
+        if msg is not None and eds_name(msg) in assignments:
+            try:
+                clusters[i] = translate_cluster(msg, Findings(CLUSTER, c.name, "", sink),
+                                                assignments[eds_name(msg)])
+            except Rejected as e:
+                rejected.append(e.rejection)
     for name, c in resources.get(CLUSTER, {}).items():
         f = Findings(CLUSTER, name, "", sink)
         try:
@@ -55,19 +72,26 @@ def apply(base: Config, resources: Resources, sink: Sink | None = None) -> tuple
             clusters.append(translate_cluster(c, f, assignments.get(eds_name(c)) if is_eds(c) else None))
         except Rejected as e:
             rejected.append(e.rejection)
-    static_listeners = {lc.name for lc in base.listeners}
+    base_listeners = {lc.name for lc in base.listeners}
+    static_listeners = base_listeners | set(waiting.get(LISTENER, {}))
     ports = {(lc.host, lc.port) for lc in base.listeners}
     listeners: list[ListenerConfig] = list(base.listeners)
-    for name, lst in resources.get(LISTENER, {}).items():
+    offered = [(n, m, True) for n, m in waiting.get(LISTENER, {}).items()]
+    offered += [(n, m, False) for n, m in resources.get(LISTENER, {}).items()]
+    for name, lst, own in offered:
         f = Findings(LISTENER, name, "", sink)
         try:
-            if name in static_listeners:
+            if name in static_listeners and not own:
                 f.reject("a static listener of the same name is in the bootstrap", "name")
             lc = translate_listener(lst, f, tables)
             if (lc.host, lc.port) in ports:
                 f.reject(f"another listener is at {lc.host}:{lc.port}", "address")
             ports.add((lc.host, lc.port))
             listeners.append(lc)
+        except Waiting as e:
+            rj = e.rejection
+            sink.waiting.append(rj)
+            sink.warnings.append(Diagnostic(None, WAITING, f"{rj}; the listener waits for it", "warning"))
         except Rejected as e:
             rejected.append(e.rejection)
     # a route naming a cluster that is not there is not served: its listener waits
@@ -75,7 +99,7 @@ def apply(base: Config, resources: Resources, sink: Sink | None = None) -> tuple
     kept = []
     for lc in listeners:
         missing = sorted(lc.route_table.clusters() - known) if lc.route_table is not None else []
-        if missing and lc.name not in static_listeners:
+        if missing and lc.name not in base_listeners:
             rejected.append(Rejection(LISTENER, lc.name, "", f'its routes name unknown cluster "{missing[0]}"'))
             continue
         kept.append(lc)

@@ -20,9 +20,10 @@ from typing import Any
 from ..diagnostics import ConfigError, Diagnostic, Span
 from ..model import AdminConfig, Config, XdsConfig, XdsNode
 from .apply import apply
+from .clusters import eds_name, is_eds
 from .common import seconds
 from .decode import Path, Positions, parse, read
-from .findings import INVALID, REJECTED, UNSUPPORTED, Findings, Rejected, Sink
+from .findings import INVALID, REJECTED, UNSUPPORTED, WAITING, Findings, Rejected, Sink
 from .protos import CLUSTER, ENDPOINT, LISTENER, RESOURCE_TYPES, ROUTE, Bootstrap, HttpConnectionManager
 
 ENVOY_KEYS = frozenset({"static_resources", "dynamic_resources", "node", "admin", "layered_runtime",
@@ -171,12 +172,19 @@ def _load(data: Any, positions: Positions | None,
     base = Config(path=os.path.abspath(path) if not path.startswith("<") else path, admin=admin,
                   listeners=(), clusters=(), raw=data if isinstance(data, dict) else {})
     sink = Sink()          # apply()'s warnings, placed by the resource they name (_placed)
-    config, rejections = apply(base, ld.resources, sink)
+    waiting = _waiting(ld, dr.HasField("ads_config"))
+    resources = {t: {n: m for n, m in rs.items() if n not in waiting.get(t, {}) or t == CLUSTER}
+                 for t, rs in ld.resources.items()}
+    config, rejections = apply(base, resources, sink)
     errors = list(ld.errors)
     for rj in rejections:
         span = ld.locate(rj.type_url, rj.name, rj.field_path)
         errors.append(Diagnostic(span, REJECTED, str(rj), source_line=_line(span)))
-    warnings = [_placed(d, ld) for d in ld.sink.warnings + sink.warnings]
+    # nothing will bring what a listener outside the stream waits for: an error here
+    for rj in sink.waiting:
+        span = ld.locate(rj.type_url, rj.name, rj.field_path)
+        errors.append(Diagnostic(span, REJECTED, str(rj), source_line=_line(span)))
+    warnings = [_placed(d, ld) for d in ld.sink.warnings + [d for d in sink.warnings if d.code != WAITING]]
     try:
         xds = _xds(msg, f, config)
     except Rejected as e:
@@ -185,7 +193,36 @@ def _load(data: Any, positions: Positions | None,
         xds = None
     if errors:
         raise ConfigError(errors + warnings)
-    return dataclasses.replace(config, xds=xds), warnings, msg, ld.resources
+    if xds is not None:
+        xds = dataclasses.replace(xds, static_resources=waiting)
+    return (dataclasses.replace(config, xds=xds, sources=tuple(sorted(ld.files))), warnings, msg,
+            ld.resources)
+
+
+def _waiting(ld: _Load, ads: bool) -> dict[str, dict[str, Any]]:
+    """The listeners whose routes and the EDS clusters whose endpoints come over the
+    ADS stream: a listener waits for its RouteConfiguration (left out until apply()
+    has it), a cluster starts with no endpoints. Said in a warning at each."""
+    out: dict[str, dict[str, Any]] = {LISTENER: {}, CLUSTER: {}}
+    if not ads:
+        return out
+    for name, lst in ld.resources[LISTENER].items():
+        for fc in lst.filter_chains[:1]:
+            for nf in fc.filters:
+                hcm = HttpConnectionManager()
+                if (nf.typed_config.Unpack(hcm) and hcm.WhichOneof("route_specifier") == "rds"
+                        and hcm.rds.config_source.WhichOneof("config_source_specifier") == "ads"
+                        and hcm.rds.route_config_name not in ld.resources[ROUTE]):
+                    out[LISTENER][name] = lst
+                    ld.sink.warnings.append(Diagnostic(
+                        ld.locate(LISTENER, name, "name"), WAITING,
+                        f'listener "{name}" serves once RouteConfiguration "{hcm.rds.route_config_name}" '
+                        "comes over the ADS stream", "warning"))
+    for name, c in ld.resources[CLUSTER].items():
+        if is_eds(c) and c.eds_cluster_config.eds_config.WhichOneof("config_source_specifier") == "ads" \
+                and eds_name(c) not in ld.resources[ENDPOINT]:
+            out[CLUSTER][name] = c
+    return out
 
 
 def _line(span: Span | None) -> str | None:

@@ -16,6 +16,7 @@ from ..diagnostics import Diagnostic, Span
 UNSUPPORTED = "X001"     # valid Envoy that mosnx ignores (a warning)
 REJECTED = "X002"        # a resource mosnx cannot serve (an error)
 INVALID = "X003"         # a document that is not valid Envoy (an error)
+WAITING = "X004"         # a bootstrap resource that serves once the control plane sends more (a warning)
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +37,11 @@ class Rejected(Exception):
         self.rejection = rejection
 
 
+class Waiting(Rejected):
+    """Not wrong, only early: the resource needs another that has not arrived (a
+    listener its RouteConfiguration). Envoy warms such a listener; nothing is NACKed."""
+
+
 Locate = Callable[[str], "Span | None"]
 
 
@@ -46,6 +52,7 @@ class Sink:
     from a file."""
     warnings: list[Diagnostic] = field(default_factory=list)
     locate: Locate | None = None
+    waiting: list[Rejection] = field(default_factory=list)    # what apply() held back, and why
 
 
 class Findings:

@@ -3,7 +3,8 @@
 A listener serves one filter chain whose last network filter is either an
 http_connection_manager or a tcp_proxy. HTTP routes come inline (route_config) or
 by RDS name: `routes` maps names to the tables already translated, and a name not
-in it is a Rejection (the caller holds the listener back until it arrives). HTTP
+in it raises Waiting (a Rejected that is not an error: the caller holds the
+listener back until it arrives, as Envoy warms it). HTTP
 filters mosnx has (router, fault, local_ratelimit) are kept; another filter is
 skipped with a warning when is_optional, otherwise the listener is rejected.
 Envoy's defaults win where they differ from mosnx's (no path normalisation).
@@ -15,7 +16,7 @@ from typing import Any
 from ..model import FilterSpec, Limits, ListenerConfig, PathNormalization, Timeouts
 from ..routes import RouteAction, RouteTable
 from .common import seconds, socket_address
-from .findings import Findings
+from .findings import Findings, Rejection, Waiting
 from .protos import HCM, TCP_PROXY, HttpConnectionManager, fault_pb2, local_rate_limit_pb2, tcp_proxy_pb2, wasm_pb2
 from .routes import translate_route_config
 
@@ -105,7 +106,8 @@ def _http(hcm: Any, f: Findings, base: dict[str, Any], routes: dict[str, RouteTa
             f.at("rds").reject("rds needs a route_config_name", "route_config_name")
         got = routes.get(name)
         if got is None:
-            f.at("rds").reject(f'RouteConfiguration "{name}" has not been received', "route_config_name")
+            fr = f.at("rds").at("route_config_name")
+            raise Waiting(Rejection(fr.type_url, fr.name, fr.path, f'RouteConfiguration "{name}" has not been received'))
         table = got
     else:
         f.reject("http_connection_manager needs route_config or rds" + (f" ({kind} is not supported)" if kind else ""))

@@ -7,10 +7,12 @@ import sys
 import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from envoy_samples import (ASSIGNMENT, CLUSTER, LISTENER, ROUTES, C, E, L, R, ctx, msg, pick,  # noqa: E402,F401
-                           table)
+from envoy_samples import (ASSIGNMENT, CLUSTER, LISTENER, ROUTES, STATIC, C, E, L, R, ctx, msg,  # noqa: E402,F401
+                           pick, table)
 from mosnx.runtime.config import load_config_text  # noqa: E402
 from mosnx.runtime.envoy.apply import apply, needed_names  # noqa: E402
+from mosnx.runtime.envoy.bootstrap import load_bootstrap_text  # noqa: E402
+from mosnx.runtime.envoy.findings import Sink  # noqa: E402
 from mosnx.runtime.snapshot import build_snapshot  # noqa: E402
 
 
@@ -41,7 +43,49 @@ def test_apply_adds_good_resources_and_names_the_bad():
 
 
 def test_apply_holds_a_listener_back_until_its_routes_and_clusters_come():
-    config, rejected = apply(_base(), {L: {"edge": msg(L, LISTENER)}})
-    assert config.listeners == () and "has not been received" in rejected[0].message
+    sink = Sink()
+    config, rejected = apply(_base(), {L: {"edge": msg(L, LISTENER)}}, sink)
+    # waiting for RDS is not an error (nothing to NACK): a warning, and the name to ask for
+    assert config.listeners == () and rejected == []
+    assert [r.field_path for r in sink.waiting] == ["filter_chains[0].filters[0].typed_config.rds.route_config_name"]
+    assert sink.warnings[0].code == "X004" and needed_names({L: {"edge": msg(L, LISTENER)}})[R] == {"main"}
     config, rejected = apply(_base(), {L: {"edge": msg(L, LISTENER)}, R: {"main": msg(R, ROUTES)}})
     assert config.listeners == () and 'unknown cluster "a"' in rejected[0].message
+
+
+ADS_BOOTSTRAP = STATIC.replace("route_config:\n", "rds: {route_config_name: main, config_source: {ads: {}}}\n"
+                               "          unused_route_config:\n").replace("""  - name: app
+    type: STATIC
+""", """  - name: app
+    type: EDS
+    eds_cluster_config: {service_name: app-eps, eds_config: {ads: {}}}
+""")
+
+
+def test_the_bootstraps_own_resources_wait_for_the_stream():
+    base, warnings = load_bootstrap_text(_strip_inline_routes(ADS_BOOTSTRAP), "<envoy>")
+    assert base.listeners == () and [c.name for c in base.clusters] == ["app", "xds"]
+    assert base.clusters[0].endpoints == ()
+    assert any(w.code == "X004" and '"main"' in w.message for w in warnings)
+    assert needed_names({}, base) == {R: {"main"}, E: {"app-eps"}}
+    routes = {"name": "main", "virtual_hosts": [{"name": "all", "domains": ["*"], "routes": [
+        {"match": {"prefix": "/"}, "route": {"cluster": "app"}}]}]}
+    config, rejected = apply(base, {R: {"main": msg(R, routes)}, E: {"app-eps": msg(E, ASSIGNMENT)}})
+    assert rejected == []
+    assert [lc.name for lc in config.listeners] == ["web"]
+    assert [e.address for e in config.clusters[0].endpoints] == ["127.0.0.1:9001"]
+    build_snapshot(config)
+
+
+def _strip_inline_routes(text: str) -> str:
+    """The bootstrap with its inline route_config (now under an unused key) cut out."""
+    out, skipping = [], False
+    for line in text.splitlines():
+        if line.startswith("          unused_route_config:"):
+            skipping = True
+            continue
+        if skipping and line.startswith("            "):
+            continue
+        skipping = False
+        out.append(line)
+    return "\n".join(out) + "\n"
