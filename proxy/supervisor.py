@@ -243,6 +243,7 @@ class Supervisor:
         self._xds_push: asyncio.Task | None = None
         self._xds_dirty = False
         self._spill_dir: str | None = None
+        self._file_cfg: tuple[float, Any] | None = None
         self._spilled: str | None = None
 
     # ----------------------------------------------------------- lifecycle
@@ -581,7 +582,7 @@ class Supervisor:
             return
         from .xds.ads import AdsClient, make_node
         from .xds.dynamic import DynamicConfig
-        self.xds = DynamicConfig(lambda: load_config(self.config_path), self._validate, self._xds_changed)
+        self.xds = DynamicConfig(self._file_config, self._validate, self._xds_changed)
         self.xds.initial_fetch_timeout = x.initial_fetch_timeout
         node = make_node(x.node.id, x.node.cluster, x.node.metadata)
         self.ads = AdsClient(sockets.show(x.host, x.port), node, self.xds, self.stats, mode=x.mode,  # type: ignore[arg-type]
@@ -589,6 +590,13 @@ class Supervisor:
         self.xds.resubscribe = self.ads.resubscribe
         self.ads.start()
         log.info("xds: %s stream to %s as node %r", x.mode, sockets.show(x.host, x.port), x.node.id)
+
+    def _file_config(self):
+        """The config file as it is now (read again only when it changed on disk)."""
+        m = _mtime(self.config_path)
+        if self._file_cfg is None or self._file_cfg[0] != m:
+            self._file_cfg = (m, load_config(self.config_path))
+        return self._file_cfg[1]
 
     def spill(self, payload: dict) -> str:
         """`payload` in a file only this user can read, for a worker to load; the one

@@ -94,7 +94,7 @@ class DynamicConfig:
     def subscriptions(self, type_url: str) -> set[str] | None:
         if type_url in (LISTENER, CLUSTER):
             return None
-        return set(needed_names(self.resources).get(type_url, set()))
+        return set(needed_names(self.resources, self.base()).get(type_url, set()))
 
     def apply(self, type_url: str, version: str, resources: dict[str, Message],
               removed: set[str]) -> list[Rejection]:
@@ -131,7 +131,7 @@ class DynamicConfig:
             why = "; ".join(str(d) for d in e.diagnostics)[:1000]
             self.last_errors = [why]
             return [Rejection(name, f"the configuration it makes does not build: {why}") for name in resources]
-        before = needed_names(self.resources)
+        before = needed_names(self.resources, self.base())
         self.resources = candidate
         for name in resources:
             if name not in bad:
@@ -145,7 +145,7 @@ class DynamicConfig:
         for r in rejected:
             if waiting(r):
                 log.info("xds: %s", r)
-        after = needed_names(self.resources)
+        after = needed_names(self.resources, self.base())
         if self.resubscribe is not None:
             for t in (ROUTE, ENDPOINT):
                 if before.get(t) != after.get(t):

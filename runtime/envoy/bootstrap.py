@@ -148,7 +148,7 @@ def _load(data: Any, positions: Positions | None,
     ld.sink.locate = lambda p: positions.locate(p) if positions else None
     f = Findings("bootstrap", os.path.basename(path), "", ld.sink)
     f.only(msg, SUPPORTED)
-    sr = msg.static_resources
+    sr = msg.static_resources  # type: ignore[attr-defined]  # a Bootstrap
     f.at("static_resources").only(sr, {"listeners", "clusters"})
     for i, c in enumerate(sr.clusters):
         ld.add(CLUSTER, c, positions, ("static_resources", "clusters", i))
@@ -156,7 +156,7 @@ def _load(data: Any, positions: Positions | None,
     for i, lst in enumerate(sr.listeners):
         ld.add(LISTENER, lst, positions, ("static_resources", "listeners", i))
         ld.follow(LISTENER, lst, positions, ("static_resources", "listeners", i))
-    dr = msg.dynamic_resources
+    dr = msg.dynamic_resources  # type: ignore[attr-defined]  # a Bootstrap
     fd = f.at("dynamic_resources")
     fd.only(dr, {"lds_config", "cds_config", "ads_config"})
     for key in ("lds_config", "cds_config"):

@@ -110,7 +110,7 @@ def normalize(data: Any, desc: Descriptor, depth: int = 0) -> Any:
         if fd is None or fd.type != FieldDescriptor.TYPE_MESSAGE:
             out[k] = v
             continue
-        sub = fd.message_type
+        sub: Any = fd.message_type      # set for a message field (checked above)
         if fd.is_repeated and not sub.GetOptions().map_entry:
             out[k] = [_one(x, sub, depth) for x in v] if isinstance(v, list) else v
         elif sub.GetOptions().map_entry:
@@ -198,7 +198,8 @@ def parse(data: Any, cls: type[Message], positions: Positions | None, base: Path
         span = positions.at(base) if positions else None
         return None, [Diagnostic(span, INVALID, f"{label}: expected a mapping")]
     try:
-        json_format.ParseDict(normalize(data, cls.DESCRIPTOR), msg, ignore_unknown_fields=False)
+        json_format.ParseDict(normalize(data, cls.DESCRIPTOR), msg,  # type: ignore[arg-type]  # upb's Descriptor
+                              ignore_unknown_fields=False)
         return msg, []
     except json_format.ParseError as e:
         path, point = _error_path(str(e), data)
