@@ -226,6 +226,20 @@ SECTIONS: tuple[Section, ...] = (
         Stat("server.mirror_skipped_body", COUNTER, "mirrors not sent because the request body was larger "
              "than the mirror buffer", NONE),
     )),
+    Section("xDS", "With an `xds:` block or an Envoy bootstrap's ADS (docs/xds.md); Envoy's names. "
+            "`<xds>` is the type's prefix: `listener_manager.lds`, `cluster_manager.cds` (as Envoy's), "
+            "or `rds`, `eds`, `sds` (Envoy keeps these per resource).", (
+        Stat("control_plane.connected_state", GAUGE, "1 while the ADS stream to the control plane is up"),
+        Stat("control_plane.rate_limit_enforced", COUNTER, "NACKs held back because the control plane "
+             "sent the refused version again"),
+        Stat("control_plane.pending_requests", GAUGE, "answers waiting to be sent on the stream"),
+        Stat("<xds>.update_attempt", COUNTER, "responses of that type received"),
+        Stat("<xds>.update_success", COUNTER, "responses accepted (ACKed)"),
+        Stat("<xds>.update_rejected", COUNTER, "responses refused, in whole or in part (NACKed)"),
+        Stat("<xds>.update_failure", COUNTER, "streams that failed while that type was subscribed"),
+        Stat("<xds>.version", GAUGE, "a hash of the last accepted version_info"),
+        Stat("<xds>.update_time", GAUGE, "when the last update was accepted, ms since the epoch"),
+    )),
     Section("Fast path", "Per process, summed in /stats: the express path and the memos of repeated "
             "heads (docs/architecture.md). `<memo>` is a memo's name, e.g. `http1.request_head`; "
             "MOSNX_FASTPATH=0 or `fast_path: false` turns them all off.", (

@@ -49,7 +49,6 @@ from typing import Any, Literal, Mapping, Sequence
 
 import grpc
 import grpc.aio
-from google.protobuf import struct_pb2
 from google.protobuf.message import Message
 from google.rpc import status_pb2
 

@@ -53,16 +53,25 @@ def config_dump(resources: dict[str, dict[str, Message]], versions: dict[str, st
             d.error_state.CopyFrom(err)
     cds = shared.ClustersConfigDump(version_info=versions.get(CLUSTER, ""))
     for name, c in sorted(resources.get(CLUSTER, {}).items()):
-        cds.dynamic_active_clusters.add(version_info=versions.get(CLUSTER, ""), cluster=_any(c),
-                                        last_updated=_when(updated.get(CLUSTER)))
+        e = cds.dynamic_active_clusters.add(version_info=versions.get(CLUSTER, ""), cluster=_any(c),
+                                            last_updated=_when(updated.get(CLUSTER)))
+        err = failure(CLUSTER, name)
+        if err is not None:
+            e.error_state.CopyFrom(err)
     rds = shared.RoutesConfigDump()
     for name, rc in sorted(resources.get(ROUTE, {}).items()):
-        rds.dynamic_route_configs.add(version_info=versions.get(ROUTE, ""), route_config=_any(rc),
-                                      last_updated=_when(updated.get(ROUTE)))
+        r = rds.dynamic_route_configs.add(version_info=versions.get(ROUTE, ""), route_config=_any(rc),
+                                          last_updated=_when(updated.get(ROUTE)))
+        err = failure(ROUTE, name)
+        if err is not None:
+            r.error_state.CopyFrom(err)
     eds = shared.EndpointsConfigDump()
     for name, cla in sorted(resources.get(ENDPOINT, {}).items()):
-        eds.dynamic_endpoint_configs.add(version_info=versions.get(ENDPOINT, ""), endpoint_config=_any(cla),
-                                         last_updated=_when(updated.get(ENDPOINT)))
+        d = eds.dynamic_endpoint_configs.add(version_info=versions.get(ENDPOINT, ""), endpoint_config=_any(cla),
+                                             last_updated=_when(updated.get(ENDPOINT)))
+        err = failure(ENDPOINT, name)
+        if err is not None:
+            d.error_state.CopyFrom(err)
     # refused resources never accepted show with their error alone (Envoy lists them too)
     for (t, name), _ in sorted(failed.items()):
         if name in resources.get(t, {}):

@@ -20,7 +20,6 @@ from envoy.config.cluster.v3 import cluster_pb2  # noqa: E402
 from envoy.config.listener.v3 import listener_pb2  # noqa: E402
 from envoy.config.route.v3 import route_pb2  # noqa: E402
 
-import mosnx.runtime.envoy.protos  # noqa: E402,F401  (the HCM and router types, for json_format)
 from mosnx.runtime.envoy.protos import CLUSTER, LISTENER, ROUTE  # noqa: E402
 
 from .conftest import HOST, free_port  # noqa: E402

@@ -1,0 +1,36 @@
+"""The control plane's resources as Envoy's typed /config_dump: envoy.admin.v3.ConfigDump
+parses it, clusters come before listeners, and a refused resource carries its error
+state beside the version that still serves."""
+from __future__ import annotations
+
+from google.protobuf import json_format
+
+from envoy.admin.v3 import config_dump_pb2, config_dump_shared_pb2 as shared
+
+from mosnx.proxy.xds.dump import config_dump
+from mosnx.runtime.envoy.protos import CLUSTER, LISTENER, RESOURCE_TYPES
+
+
+def cluster(name: str, policy: str = "ROUND_ROBIN"):
+    return json_format.ParseDict({"name": name, "type": "STATIC", "lb_policy": policy}, RESOURCE_TYPES[CLUSTER]())
+
+
+def test_envoys_tools_read_it():
+    failed = {(CLUSTER, "up"): (cluster("up", "CLUSTER_PROVIDED"), 1700000000.5, "lb_policy: not supported", "3"),
+              (CLUSTER, "new"): (cluster("new", "CLUSTER_PROVIDED"), 1700000001.0, "lb_policy: not supported", "3")}
+    dump = config_dump({CLUSTER: {"up": cluster("up")}, LISTENER: {}}, {CLUSTER: "2"}, {CLUSTER: 1700000000.0}, failed)
+    parsed = json_format.ParseDict(dump, config_dump_pb2.ConfigDump())
+    assert [c.type_url.rsplit(".", 1)[-1] for c in parsed.configs] == [
+        "ClustersConfigDump", "ListenersConfigDump", "RoutesConfigDump", "EndpointsConfigDump"]
+    cds = shared.ClustersConfigDump()
+    parsed.configs[0].Unpack(cds)
+    assert cds.version_info == "2"
+    serving = [c for c in cds.dynamic_active_clusters if c.HasField("cluster")]
+    assert len(serving) == 1 and serving[0].version_info == "2"
+    assert serving[0].last_updated.seconds == 1700000000
+    errors = sorted(c.error_state.details for c in cds.dynamic_active_clusters if c.HasField("error_state"))
+    assert errors == ["lb_policy: not supported"] * 2
+    refused = next(c for c in cds.dynamic_active_clusters if c.HasField("error_state"))
+    back = RESOURCE_TYPES[CLUSTER]()
+    refused.error_state.failed_configuration.Unpack(back)
+    assert back.lb_policy == cluster("x", "CLUSTER_PROVIDED").lb_policy and refused.error_state.version_info == "3"
