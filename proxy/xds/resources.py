@@ -28,11 +28,10 @@ from envoy.config.route.v3 import route_pb2
 from envoy.extensions.transport_sockets.tls.v3 import secret_pb2
 from envoy.service.discovery.v3 import discovery_pb2
 
-_PREFIX = "type.googleapis.com/"
-LDS = _PREFIX + "envoy.config.listener.v3.Listener"
-RDS = _PREFIX + "envoy.config.route.v3.RouteConfiguration"
-CDS = _PREFIX + "envoy.config.cluster.v3.Cluster"
-EDS = _PREFIX + "envoy.config.endpoint.v3.ClusterLoadAssignment"
+from mosnx.runtime.envoy.protos import CLUSTER as CDS, ENDPOINT as EDS, LISTENER as LDS, PREFIX as _PREFIX, \
+    ROUTE as RDS
+
+# the type URLs are the translator's (runtime.envoy.protos), under the xDS names
 SDS = _PREFIX + "envoy.extensions.transport_sockets.tls.v3.Secret"
 _RESOURCE_WRAPPER = _PREFIX + "envoy.service.discovery.v3.Resource"
 
