@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from google.protobuf.message import Message
 
 from mosnx.runtime.diagnostics import ConfigError
-from mosnx.runtime.envoy.apply import apply, needed_names
+from mosnx.runtime.envoy.apply import Translations, apply, needed_names
 from mosnx.runtime.envoy.protos import CLUSTER, ENDPOINT, LISTENER, RESOURCE_TYPES, ROUTE
 from mosnx.runtime.model import Config
 
@@ -49,25 +49,42 @@ def waiting(r: Rejected) -> bool:
     return any(w in r.message for w in _WAITING)
 
 
-def decode(payload: Payload) -> Resources:
+class Decoded:
+    """A worker's memory of the resources it decoded: a resource whose bytes did not
+    change keeps its message object, so the translation of it is kept too."""
+
+    def __init__(self) -> None:
+        self.messages: dict[tuple[str, str], tuple[bytes, Message]] = {}
+        self.translations = Translations()
+
+
+def decode(payload: Payload, memory: Decoded | None = None) -> Resources:
     """Serialized resources (payload()) back into their messages."""
     out: Resources = {}
+    kept: dict[tuple[str, str], tuple[bytes, Message]] = {}
     for type_url, named in payload.items():
         cls = RESOURCE_TYPES[type_url]
         msgs: dict[str, Message] = {}
         for name, data in named.items():
-            m = cls()
-            m.ParseFromString(data)
+            hit = memory.messages.get((type_url, name)) if memory is not None else None
+            if hit is not None and hit[0] == data:
+                m = hit[1]
+            else:
+                m = cls()
+                m.ParseFromString(data)
             msgs[name] = m
+            kept[(type_url, name)] = (data, m)
         out[type_url] = msgs
+    if memory is not None:
+        memory.messages = kept
     return out
 
 
-def effective(base: Config, payload: Payload | None) -> Config:
+def effective(base: Config, payload: Payload | None, memory: Decoded | None = None) -> Config:
     """The file's config with the control plane's resources (what a worker builds)."""
     if not payload:
         return base
-    return apply(base, decode(payload))[0]
+    return apply(base, decode(payload, memory), cache=memory.translations if memory is not None else None)[0]
 
 
 class DynamicConfig:
@@ -79,6 +96,7 @@ class DynamicConfig:
         self.validate = validate
         self.changed = changed
         self.resources: Resources = {t: {} for t in RESOURCE_TYPES}
+        self.translations = Translations()      # what apply() made of the resources held
         self.received: set[str] = set()     # types that had a first response
         self.resubscribe: Callable[[str], None] | None = None
         self.started = time.monotonic()
@@ -112,7 +130,7 @@ class DynamicConfig:
         mine.update(resources)
         for name in removed:
             mine.pop(name, None)
-        config, rejected = apply(self.base(), candidate)
+        config, rejected = apply(self.base(), candidate, cache=self.translations)
         bad = {r.name: r for r in rejected if r.type_url == type_url and r.name in resources and not waiting(r)}
         now = time.time()
         for name, r in bad.items():
@@ -124,7 +142,7 @@ class DynamicConfig:
             else:
                 del mine[name]
         if bad:
-            config, rejected = apply(self.base(), candidate)
+            config, rejected = apply(self.base(), candidate, cache=self.translations)
         try:
             self.validate(config)
         except ConfigError as e:

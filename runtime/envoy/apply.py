@@ -39,16 +39,46 @@ def needed_names(resources: Resources, base: Config | None = None) -> dict[str, 
     return {ROUTE: routes, ENDPOINT: eds}
 
 
-def apply(base: Config, resources: Resources, sink: Sink | None = None) -> tuple[Config, list[Rejection]]:
-    """`sink` collects the warnings (valid Envoy mosnx ignores), when given."""
+class Translations:
+    """What apply() translated, by resource name, with the messages it came from: a
+    later apply() given the same message objects (the xDS client keeps those it did
+    not replace) takes the translation, or the rejection, as it was, so an update
+    costs the resources that changed. Warnings are given when a resource is first
+    translated."""
+
+    def __init__(self) -> None:
+        self.base: Config | None = None     # what they were translated beside
+        self.routes: dict[str, tuple[Any, Any]] = {}
+        self.clusters: dict[str, tuple[Any, Any, Any]] = {}
+
+
+def apply(base: Config, resources: Resources, sink: Sink | None = None,
+          cache: Translations | None = None) -> tuple[Config, list[Rejection]]:
+    """`sink` collects the warnings (valid Envoy mosnx ignores), when given; `cache`
+    keeps translations from one call to the next."""
     sink = sink if sink is not None else Sink()
+    if cache is not None and cache.base is not base:
+        # another file config (its static names decide some rejections): start again
+        cache.base, cache.routes, cache.clusters = base, {}, {}
     rejected: list[Rejection] = []
     tables: dict[str, RouteTable] = {}
+    seen_routes: dict[str, tuple[Any, Any]] = {}
     for name, rc in resources.get(ROUTE, {}).items():
-        try:
-            tables[name] = translate_route_config(rc, Findings(ROUTE, name, "", sink))
-        except Rejected as e:
-            rejected.append(e.rejection)
+        hit = cache.routes.get(name) if cache is not None else None
+        if hit is not None and hit[0] is rc:
+            got = hit[1]
+        else:
+            try:
+                got = translate_route_config(rc, Findings(ROUTE, name, "", sink))
+            except Rejected as e:
+                got = e
+        seen_routes[name] = (rc, got)
+        if isinstance(got, Rejected):
+            rejected.append(got.rejection)
+        else:
+            tables[name] = got
+    if cache is not None:
+        cache.routes = seen_routes
     static_clusters = {c.name for c in base.clusters}
     assignments = resources.get(ENDPOINT, {})
     waiting = base.xds.static_resources if base.xds is not None else {}
@@ -62,16 +92,29 @@ def apply(base: Config, resources: Resources, sink: Sink | None = None) -> tuple
                                                 assignments[eds_name(msg)])
             except Rejected as e:
                 rejected.append(e.rejection)
+    seen_clusters: dict[str, tuple[Any, Any, Any]] = {}
     for name, c in resources.get(CLUSTER, {}).items():
-        f = Findings(CLUSTER, name, "", sink)
-        try:
-            if name in static_clusters:
-                f.reject("a static cluster of the same name is in the bootstrap", "name")
-            if c.name != name:
-                f.reject(f'the resource is named "{name}" but the cluster "{c.name}"', "name")
-            clusters.append(translate_cluster(c, f, assignments.get(eds_name(c)) if is_eds(c) else None))
-        except Rejected as e:
-            rejected.append(e.rejection)
+        cla = assignments.get(eds_name(c)) if is_eds(c) else None
+        was = cache.clusters.get(name) if cache is not None else None
+        if was is not None and was[0] is c and was[1] is cla:
+            got = was[2]
+        else:
+            f = Findings(CLUSTER, name, "", sink)
+            try:
+                if name in static_clusters:
+                    f.reject("a static cluster of the same name is in the bootstrap", "name")
+                if c.name != name:
+                    f.reject(f'the resource is named "{name}" but the cluster "{c.name}"', "name")
+                got = translate_cluster(c, f, cla)
+            except Rejected as e:
+                got = e
+        seen_clusters[name] = (c, cla, got)
+        if isinstance(got, Rejected):
+            rejected.append(got.rejection)
+        else:
+            clusters.append(got)
+    if cache is not None:
+        cache.clusters = seen_clusters
     base_listeners = {lc.name for lc in base.listeners}
     static_listeners = base_listeners | set(waiting.get(LISTENER, {}))
     ports = {(lc.host, lc.port) for lc in base.listeners}

@@ -133,3 +133,16 @@ def test_the_payload_round_trips():
     run(lambda: h.d.apply(CLUSTER, "1", {"up": cluster("up")}, set()))
     back = decode(h.d.payload())
     assert back[CLUSTER]["up"] == cluster("up")
+
+
+def test_a_worker_keeps_the_messages_whose_bytes_did_not_change():
+    from mosnx.proxy.xds.dynamic import Decoded
+    h = Harness()
+    run(lambda: h.d.apply(CLUSTER, "1", {"up": cluster("up"), "b": cluster("b")}, set()))
+    memory = Decoded()
+    first = decode(h.d.payload(), memory)
+    again = decode(h.d.payload(), memory)
+    assert again[CLUSTER]["up"] is first[CLUSTER]["up"]
+    run(lambda: h.d.apply(CLUSTER, "2", {"up": cluster("up", connect_timeout="3s"), "b": cluster("b")}, set()))
+    third = decode(h.d.payload(), memory)
+    assert third[CLUSTER]["up"] is not first[CLUSTER]["up"] and third[CLUSTER]["b"] is first[CLUSTER]["b"]

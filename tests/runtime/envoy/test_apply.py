@@ -89,3 +89,31 @@ def _strip_inline_routes(text: str) -> str:
         skipping = False
         out.append(line)
     return "\n".join(out) + "\n"
+
+
+def test_translations_are_kept_for_the_messages_that_did_not_change():
+    from mosnx.runtime.envoy.apply import Translations
+    base = _base()
+    eds = {"name": "app", "type": "EDS", "eds_cluster_config": {"eds_config": {"ads": {}}}}
+    one = {"cluster_name": "app", "endpoints": [{"lb_endpoints": [
+        {"endpoint": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 9201}}}}]}]}
+    two = {"cluster_name": "app", "endpoints": [{"lb_endpoints": [
+        {"endpoint": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 9202}}}}]}]}
+    resources = {C: {"app": msg(C, eds), "other": msg(C, {"name": "other", "lb_policy": "CLUSTER_PROVIDED"})},
+                 E: {"app": msg(E, one)}}
+    cache = Translations()
+    first, rejected = apply(base, resources, cache=cache)
+    again, rejected_again = apply(base, resources, cache=cache)
+    app = next(c for c in first.clusters if c.name == "app")
+    # the same messages: the same translations (and the same rejection), not made again
+    assert next(c for c in again.clusters if c.name == "app") is app
+    assert [r.name for r in rejected_again] == [r.name for r in rejected] == ["other"]
+    # a new assignment: that cluster alone is translated again, with its new endpoint
+    resources[E] = {"app": msg(E, two)}
+    moved, _ = apply(base, resources, cache=cache)
+    new = next(c for c in moved.clusters if c.name == "app")
+    assert new is not app and [e.port for e in new.endpoints] == [9202]
+    # another file config: nothing is taken from before
+    other_base = _base()
+    fresh, _ = apply(other_base, resources, cache=cache)
+    assert next(c for c in fresh.clusters if c.name == "app") is not new
