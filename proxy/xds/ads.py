@@ -141,6 +141,8 @@ class TypeState:
     # repeated NACKs
     nack_key: tuple[str, frozenset[str]] | None = None
     nack_repeats: int = 0
+    # the last response's resources by their bytes (resources.unpack): not parsed again
+    known: dict[bytes, tuple[str, Message]] = field(default_factory=dict)
 
 
 class AdsClient:
@@ -421,7 +423,7 @@ class AdsClient:
         if st is None:
             self._stray_answer(resp.type_url, resp.nonce)
             return
-        good, bad, seen = unpack(st.rtype, (("", r) for r in resp.resources))
+        good, bad, seen = unpack(st.rtype, (("", r) for r in resp.resources), st.known)
         names = self._names(st)
         removed: set[str] = set(st.held) - seen if names is None else set()
         self._update(st, resp.nonce, resp.version_info, good, bad, removed, None)
@@ -431,7 +433,7 @@ class AdsClient:
         if st is None:
             self._stray_answer(resp.type_url, resp.nonce)
             return
-        good, bad, seen = unpack(st.rtype, ((r.name, r.resource) for r in resp.resources))
+        good, bad, seen = unpack(st.rtype, ((r.name, r.resource) for r in resp.resources), st.known)
         versions = {r.name: r.version for r in resp.resources}
         removed = set(resp.removed_resources) - seen
         self._update(st, resp.nonce, resp.system_version_info, good, bad, removed, versions)

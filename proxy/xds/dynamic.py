@@ -119,7 +119,7 @@ class DynamicConfig:
         if type_url not in self.resources:
             return [Rejection(name, f"mosnx does not take {type_url} resources") for name in resources]
         held = self.resources[type_url]
-        if not removed and all(held.get(name) == msg for name, msg in resources.items()):
+        if not removed and all((h := held.get(name)) is msg or h == msg for name, msg in resources.items()):
             # a state-of-the-world response repeats every resource of its type: one that
             # brings nothing new is taken as it is (no translation, build or push)
             self.received.add(type_url)

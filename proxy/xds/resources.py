@@ -106,16 +106,28 @@ def unpack_one(rtype: ResourceType, any_msg: any_pb2.Any) -> tuple[str, Message 
     return name, msg, ""
 
 
-def unpack(rtype: ResourceType, items: Iterable[tuple[str, any_pb2.Any]]
+def unpack(rtype: ResourceType, items: Iterable[tuple[str, any_pb2.Any]],
+           known: dict[bytes, tuple[str, Message]] | None = None
            ) -> tuple[dict[str, Message], list[Rejection], set[str]]:
     """Unpack (expected name or "", Any) pairs: (resources, rejections, every name seen).
-    An expected name (a delta Resource's) must agree with the message's own."""
+    An expected name (a delta Resource's) must agree with the message's own. `known`:
+    the last response's resources by their bytes; a resource sent again unchanged (a
+    state-of-the-world response repeats them all) is that same message, not parsed
+    again. It is replaced by this response's."""
     good: dict[str, Message] = {}
+    now: dict[bytes, tuple[str, Message]] = {}
     rejected: list[Rejection] = []
     seen: set[str] = set()
     dup: set[str] = set()
     for i, (expected, any_msg) in enumerate(items):
-        name, msg, why = unpack_one(rtype, any_msg)
+        hit = known.get(any_msg.value) if known is not None and any_msg.type_url == rtype.type_url else None
+        msg: Message | None
+        if hit is not None:
+            name, msg, why = hit[0], hit[1], ""
+        else:
+            name, msg, why = unpack_one(rtype, any_msg)
+        if msg is not None and known is not None and any_msg.type_url == rtype.type_url:
+            now[any_msg.value] = (name, msg)
         if msg is not None and expected and expected != name:
             msg, why = None, f"named {expected!r} in the response but {name!r} in the resource"
         name = expected or name         # delta bookkeeping goes by the response's names
@@ -134,4 +146,7 @@ def unpack(rtype: ResourceType, items: Iterable[tuple[str, any_pb2.Any]]
         good.pop(name, None)
         rejected = [r for r in rejected if r.name != name]
         rejected.append(Rejection(name, "named more than once in one response"))
+    if known is not None:
+        known.clear()
+        known.update(now)
     return good, rejected, seen

@@ -62,3 +62,18 @@ def test_garbage_is_rejected_never_raised(items: list[tuple[str, str, bytes]]) -
     assert set(good) <= seen
     assert not set(good) & {r.name for r in bad}
     assert all(isinstance(m, cluster_pb2.Cluster) for m in good.values())
+
+
+def test_a_resource_sent_again_unchanged_is_the_same_message_not_parsed_again() -> None:
+    def packed(name: str, timeout: int) -> any_pb2.Any:
+        a = any_pb2.Any()
+        c = cluster_pb2.Cluster(name=name)
+        c.connect_timeout.seconds = timeout
+        a.Pack(c)
+        return a
+    known: dict = {}
+    first, _, _ = unpack(TYPES[CDS], [("", packed("a", 1)), ("", packed("b", 1))], known)
+    again, _, _ = unpack(TYPES[CDS], [("", packed("a", 1)), ("", packed("b", 2))], known)
+    assert again["a"] is first["a"]                       # the same bytes: the same message
+    assert again["b"] is not first["b"] and again["b"].connect_timeout.seconds == 2
+    assert len(known) == 2                                # only the last response's are kept
