@@ -285,7 +285,27 @@ class UpstreamBytes:
 
 
 # -------------------------------------------------------------- the two stacks
-class _MosnxServerSink:
+class _Strict:
+    """What both benchmark sinks answer alike: anything but the exchange under test
+    ends the run."""
+
+    def on_reset(self, sid, code):
+        raise SystemExit(f"stream {sid} reset ({code})")
+
+    def on_header_list_too_large(self, sid):
+        raise SystemExit(f"stream {sid}: header list too large")
+
+    def on_window(self, sid):
+        pass
+
+    def on_settings(self):
+        pass
+
+    def on_goaway(self, last, code):
+        raise SystemExit("GOAWAY")
+
+
+class _MosnxServerSink(_Strict):
     """proxy/http2/server.py's codec calls, reduced to what a GET asks of them."""
 
     def __init__(self):
@@ -303,20 +323,6 @@ class _MosnxServerSink:
     def on_trailers(self, sid, fields):
         raise SystemExit("the server role got trailers")
 
-    def on_reset(self, sid, code):
-        raise SystemExit(f"stream {sid} reset ({code})")
-
-    def on_header_list_too_large(self, sid):
-        raise SystemExit(f"stream {sid}: header list too large")
-
-    def on_window(self, sid):
-        pass
-
-    def on_settings(self):
-        pass
-
-    def on_goaway(self, last, code):
-        raise SystemExit("GOAWAY")
 
 
 def mosnx_server(app: App):
@@ -382,7 +388,7 @@ def h2_server(app: App, lean: bool, defaults: bool):
     return read, conn.data_to_send()
 
 
-class _MosnxClientSink:
+class _MosnxClientSink(_Strict):
     """proxy/upstream/http2.py's codec calls, reduced to one answer per stream."""
 
     def __init__(self, app: App):
@@ -401,20 +407,6 @@ class _MosnxClientSink:
     def on_trailers(self, sid, fields):
         raise SystemExit("the client role got trailers")
 
-    def on_reset(self, sid, code):
-        raise SystemExit(f"stream {sid} reset ({code})")
-
-    def on_header_list_too_large(self, sid):
-        raise SystemExit(f"stream {sid}: header list too large")
-
-    def on_window(self, sid):
-        pass
-
-    def on_settings(self):
-        pass
-
-    def on_goaway(self, last, code):
-        raise SystemExit("GOAWAY")
 
 
 # the stream's request head as the upstream side gets it (host first, as request_parts makes it)
