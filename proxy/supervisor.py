@@ -20,36 +20,35 @@ keeps serving and the file watcher keeps watching.
 Why one module: what is here is the one supervisor's lifecycle (claim, spawn,
 watch, reload, drain, stop) over its one set of state (the workers, the current
 snapshot, the claimed addresses); each step reads what the others set, in an
-order only this class knows. What stands apart from it lives elsewhere: the admin
-API (proxy.admin), startup hints (proxy.hint), the shared limits (runtime.shared).
+order only this class knows. What stands apart from it lives elsewhere: the handles
+on its workers (proxy.worker_handles), what the admin API reads of the whole proxy
+(proxy.admin_backend) and the API itself (proxy.admin), the control plane's stream
+(proxy.xds.control), startup hints (proxy.hint), the shared limits (runtime.shared).
 """
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import errno
-import hashlib
 import itertools
 import logging
-import multiprocessing
 import os
 import signal
 import time
 from typing import TYPE_CHECKING, Any
 
-from mosnx import __version__
-from mosnx.runtime.config import admin_exposure, load_config
+from mosnx.runtime.config import admin_exposure
 from mosnx.runtime import shared
 from mosnx.runtime.diagnostics import ConfigError
 from mosnx.runtime.snapshot import build_snapshot
-from mosnx.runtime.stats import Store, merge, merge_into
+from mosnx.runtime.stats import Store
 
 from . import sockets
+from .admin_backend import AdminBackend
 from .hint import curl_hint
+from .worker_handles import LocalWorker, WorkerHandle
 
 if TYPE_CHECKING:
-    from multiprocessing.connection import Connection
-    from multiprocessing.process import BaseProcess
     from mosnx.runtime.model import AdminConfig
     from mosnx.runtime.snapshot import Snapshot
     from .admin_access import Access
@@ -64,149 +63,6 @@ class StartupError(Exception):
     def __init__(self, message: str, code: int = 1):
         super().__init__(message)
         self.code = code
-
-
-class WorkerHandle:
-    def __init__(self, sup: "Supervisor", idx: int):
-        self.sup = sup
-        self.idx = idx
-        # made by start(), before any other use
-        self.proc: BaseProcess = None  # type: ignore[assignment]
-        self.conn: Connection = None  # type: ignore[assignment]
-        self.pending: dict[int, asyncio.Future] = {}
-        self.ready: asyncio.Future = None  # type: ignore[assignment]
-        self.final_stats: dict | None = None
-        self.stopping = False
-
-    def start(self, version: int) -> None:
-        ctx = multiprocessing.get_context("spawn")
-        parent, child = ctx.Pipe()
-        self.proc = ctx.Process(target=self.sup.entry, args=(self.sup.config_path, self.idx, child, version),
-                                name=f"mosnx-worker-{self.idx}", daemon=False)
-        self.proc.start()
-        child.close()
-        self.conn = parent
-        loop = asyncio.get_running_loop()
-        self.ready = loop.create_future()
-        loop.add_reader(parent.fileno(), self._readable)
-
-    def _readable(self) -> None:
-        loop = asyncio.get_running_loop()
-        try:
-            msg = self.conn.recv()
-        except (EOFError, OSError):
-            loop.remove_reader(self.conn.fileno())
-            for fut in self.pending.values():
-                if not fut.done():
-                    fut.set_exception(ConnectionError("worker exited"))
-            self.pending.clear()
-            if self.ready is not None and not self.ready.done():
-                self.ready.set_result({"ok": False, "errors": ["worker exited during start"]})
-            loop.create_task(self.sup.worker_exited(self))
-            return
-        op = msg.get("op")
-        if op == "ready":
-            if not self.ready.done():
-                self.ready.set_result(msg)
-            return
-        if op == "stopped":
-            self.final_stats = msg.get("stats")
-            return
-        f = self.pending.pop(msg.get("id"), None)
-        if f is not None and not f.done():
-            f.set_result(msg)
-
-    async def ask(self, op: str, timeout: float = 10.0, **kw) -> dict:
-        rid = next(self.sup.ids)
-        fut = asyncio.get_running_loop().create_future()
-        self.pending[rid] = fut
-        dynamic = kw.pop("dynamic", None)
-        if dynamic is not None:
-            # the control plane's resources can be megabytes: more than the pipe takes
-            # at once, and the loop's pipe does not block. They go by a private file.
-            kw["dynamic_file"] = self.sup.spill(dynamic)
-        self.conn.send({"op": op, "id": rid, **kw})
-        async with asyncio.timeout(timeout):
-            return await fut
-
-    def tell(self, op: str, **kw) -> None:
-        try:
-            self.conn.send({"op": op, **kw})
-        except OSError:
-            pass
-
-    async def stop(self, timeout: float) -> None:
-        """Drain, wait up to `timeout` (plus a grace period), then kill."""
-        self.stopping = True
-        self.tell("drain", timeout=timeout)
-        deadline = time.monotonic() + timeout + 2.0
-        while self.proc.is_alive() and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
-        if self.proc.is_alive():
-            self.proc.kill()
-        self.proc.join(timeout=1)
-
-
-class LocalWorker:
-    """The one worker, run inside the supervisor's own process and loop.
-
-    With a single worker a second process buys no parallelism, only memory and a
-    pipe hop per admin query; so the worker's objects live here and are called
-    directly. Same interface as WorkerHandle.
-    """
-
-    def __init__(self, sup: "Supervisor"):
-        from .worker import Worker
-        self.sup = sup
-        self.idx = 0
-        self.worker = Worker(sup.config_path, 0, None, sup.version)
-        self.ready: asyncio.Future = None  # type: ignore[assignment]  # made by start()
-        self.stopping = False
-        self._sweeper: asyncio.Task | None = None
-        self._starting: asyncio.Task | None = None
-
-    def start(self, version: int) -> None:
-        loop = asyncio.get_running_loop()
-        self.worker.loop = loop
-        self.ready = loop.create_future()
-        self._starting = loop.create_task(self._start(version))
-
-    async def _start(self, version: int) -> None:
-        """Build and bind; `ready` always gets an answer, whatever is raised."""
-        from .worker import start_failure
-        w = self.worker
-        try:
-            await w.apply(w.build(version))
-        except Exception as e:
-            self.ready.set_result(start_failure(e))
-            return
-        self._sweeper = asyncio.get_running_loop().create_task(w.sweep())
-        self.ready.set_result({"ok": True, "pid": os.getpid()})
-
-    def close(self) -> None:
-        """Stop at once, without draining: listeners closed, connections reset."""
-        if self._starting is not None:
-            self._starting.cancel()
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-        for _, srv in self.worker.servers.values():
-            srv.close()
-        for c in list(self.worker.connections):
-            c.transport.abort()
-
-    async def ask(self, op: str, timeout: float = 10.0, **kw) -> dict:
-        if op == "reload":
-            return await self.worker.reload(kw["version"], kw.get("dynamic"))
-        return self.worker.handle({"op": op})
-
-    def tell(self, op: str, **kw) -> None:
-        pass
-
-    async def stop(self, timeout: float) -> None:
-        self.stopping = True
-        await self.worker.drain(timeout)
-        if self._sweeper is not None:
-            self._sweeper.cancel()
 
 
 class Supervisor:
@@ -238,13 +94,7 @@ class Supervisor:
         self._startup: asyncio.Task | None = None
         self._force: asyncio.Future = None  # type: ignore[assignment]  # made by run(); a second stop signal while draining
         self._interrupted: int | None = None           # the signal that stopped the start
-        self.xds: Any = None            # xds.dynamic.DynamicConfig, with an xds: config
-        self.ads: Any = None            # xds.ads.AdsClient
-        self._xds_push: asyncio.Task | None = None
-        self._xds_dirty = False
-        self._spill_dir: str | None = None
-        self._file_cfg: tuple[float, Any] | None = None
-        self._spilled: str | None = None
+        self.xds: Any = None            # xds.control.XdsControl, with an xds: config
 
     # ----------------------------------------------------------- lifecycle
     async def run(self) -> int:
@@ -276,8 +126,8 @@ class Supervisor:
             watcher.cancel()
             if later is not None:
                 later.cancel()
-            if self.ads is not None:
-                await self.ads.close()
+            if self.xds is not None:
+                await self.xds.close()
             return await self._drain()
         finally:
             self._release()
@@ -496,9 +346,8 @@ class Supervisor:
         """Whatever way run() ends: no worker process left, every socket closed."""
         self._kill_workers()
         self._unshare_limits()
-        if self._spill_dir is not None:
-            import shutil
-            shutil.rmtree(self._spill_dir, ignore_errors=True)
+        if self.xds is not None:
+            self.xds.release()
         for h in self.workers:
             if isinstance(h, LocalWorker):
                 h.close()
@@ -570,68 +419,17 @@ class Supervisor:
         resources; ConfigError if it is invalid."""
         if self.xds is None:
             return build_snapshot(self.config_path, version)
-        from .xds.dynamic import effective
-        return build_snapshot(effective(load_config(self.config_path), self.xds.payload()), version)
+        return build_snapshot(self.xds.config(), version)
 
-    # ----------------------------------------------------------- xDS
     def _start_xds(self) -> None:
         """With an xds: config (or an Envoy bootstrap's ADS), one stream for the whole
-        proxy; workers get what it brings as reloads."""
+        proxy (xds.control); workers get what it brings as reloads."""
         x = self.snapshot.config.xds
         if x is None:
             return
-        from .xds.ads import AdsClient, make_node
-        from .xds.dynamic import DynamicConfig
-        self.xds = DynamicConfig(self._file_config, self._validate, self._xds_changed)
-        self.xds.initial_fetch_timeout = x.initial_fetch_timeout
-        node = make_node(x.node.id, x.node.cluster, x.node.metadata)
-        self.ads = AdsClient(sockets.show(x.host, x.port), node, self.xds, self.stats, mode=x.mode,  # type: ignore[arg-type]
-                             set_node_on_first_message_only=x.set_node_on_first_message_only)
-        self.xds.resubscribe = self.ads.resubscribe
-        self.ads.start()
-        log.info("xds: %s stream to %s as node %r", x.mode, sockets.show(x.host, x.port), x.node.id)
-
-    def _file_config(self):
-        """The config file as it is now (read again only when it changed on disk)."""
-        m = _mtime(self.config_path)
-        if self._file_cfg is None or self._file_cfg[0] != m:
-            self._file_cfg = (m, load_config(self.config_path))
-        return self._file_cfg[1]
-
-    def spill(self, payload: dict) -> str:
-        """`payload` in a file only this user can read, for a worker to load; the one
-        file of each content is kept until the next payload replaces it."""
-        import pickle
-        import tempfile
-        if self._spill_dir is None:
-            self._spill_dir = tempfile.mkdtemp(prefix="mosnx-xds-")      # mode 0700
-        data = pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL)
-        path = os.path.join(self._spill_dir, f"resources-{hashlib.sha256(data).hexdigest()[:16]}")
-        if path != self._spilled:
-            tmp = path + ".tmp"
-            with open(tmp, "wb") as f:
-                f.write(data)
-            os.replace(tmp, path)
-            if self._spilled is not None:
-                with contextlib.suppress(OSError):
-                    os.unlink(self._spilled)
-            self._spilled = path
-        return path
-
-    def _validate(self, config) -> None:
-        build_snapshot(config, self.version + 1)
-
-    def _xds_changed(self) -> None:
-        # updates that come together are pushed to the workers once; one that comes
-        # while a push is under way is pushed after it
-        self._xds_dirty = True
-        if self._xds_push is None or self._xds_push.done():
-            self._xds_push = asyncio.get_running_loop().create_task(self._push_xds())
-
-    async def _push_xds(self) -> None:
-        while self._xds_dirty:
-            self._xds_dirty = False
-            await self.reload("xds")
+        from .xds.control import XdsControl
+        self.xds = XdsControl(self.config_path, x, self.stats, self.reload, lambda: self.version + 1)
+        self.xds.start()
 
     async def reload(self, why: str) -> tuple[bool, dict]:
         """Build, validate and hand the new snapshot to every worker. Never raises:
@@ -752,76 +550,3 @@ def _mtime(path: str) -> float:
         return st.st_mtime_ns + st.st_size
     except OSError:
         return -1.0
-
-
-class AdminBackend:
-    def __init__(self, sup: Supervisor):
-        self.sup = sup
-
-    async def stats(self) -> dict:
-        dumps = [r["stats"] for r in await self.sup.gather("stats") if "stats" in r]
-        if len(dumps) == 1:
-            # One worker shares this loop: its dump is already a copy, so the
-            # supervisor's few stats are added to it rather than copying it whole.
-            return merge_into(dumps[0], self.sup.stats.dump())
-        dumps.append(self.sup.stats.dump())
-        return merge(dumps)
-
-    async def clusters(self) -> dict:
-        replies = [r["clusters"] for r in await self.sup.gather("clusters") if "clusters" in r]
-        return merge_clusters(replies)
-
-    async def config_dump(self) -> dict:
-        replies = await self.sup.gather("config_dump")
-        dump = self.sup.snapshot.dump()
-        dump["worker_versions"] = [r.get("dump", {}).get("version") for r in replies if r.get("dump")]
-        dump["last_reload_error"] = self.sup.last_error
-        if self.sup.xds is not None:
-            # Envoy's own shape of the control plane's resources, for Envoy's tools
-            dump["configs"] = self.sup.xds.dump()["configs"]
-        return dump
-
-    def server_info(self) -> dict:
-        s = self.sup
-        return {"version": __version__, "state": s.state, "uptime_s": int(time.time() - s.started),
-                "workers": len(s.workers), "pid": os.getpid(), "config_path": s.config_path,
-                "snapshot_version": s.version}
-
-    async def reload(self) -> tuple[bool, dict]:
-        return await self.sup.reload("admin")
-
-    def ready(self) -> bool:
-        # with a control plane, not before its first listeners and clusters came
-        return self.sup.state == "LIVE" and (self.sup.xds is None or self.sup.xds.ready())
-
-
-def merge_clusters(replies: list[dict]) -> dict:
-    """One /clusters answer from the workers'. Only the numbers each worker keeps of
-    its own traffic (CLUSTER_TRAFFIC, HOST_TRAFFIC) add up; everything else (the
-    endpoint list, weights, settings, flags) describes the proxy and is reported
-    once, from the first worker that names it; an endpoint's health is the worst any
-    worker saw."""
-    from .upstream.cluster import CLUSTER_TRAFFIC, HOST_TRAFFIC     # what a worker counts: the describe()s
-    out: dict = {}
-    for rep in replies:
-        for name, c in rep.items():
-            cur = out.get(name)
-            if cur is None:
-                out[name] = {k: v for k, v in c.items()}
-                out[name]["endpoints"] = [dict(e) for e in c.get("endpoints", ())]
-                continue
-            for k in CLUSTER_TRAFFIC:
-                if k in c:
-                    cur[k] = cur.get(k, 0) + c[k]
-            by_addr = {e["address"]: e for e in cur["endpoints"]}
-            for e in c.get("endpoints", ()):
-                m = by_addr.get(e["address"])
-                if m is None:
-                    cur["endpoints"].append(dict(e))
-                    continue
-                for k in HOST_TRAFFIC:
-                    if k in e:
-                        m[k] = m.get(k, 0) + e[k]
-                if e.get("health", "healthy") != "healthy":
-                    m["health"] = e["health"]
-    return out

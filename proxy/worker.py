@@ -21,7 +21,6 @@ from typing import Any
 from mosnx.runtime import registry
 from mosnx.runtime import shared
 from mosnx.runtime.diagnostics import ConfigError
-from mosnx.runtime.config import load_config
 from mosnx.runtime.snapshot import build_snapshot
 from mosnx.runtime.stats import Store
 
@@ -49,8 +48,9 @@ class Worker:
         self.version = version
         self.stats = Store()
         self.dynamic: dict | None = None     # the control plane's resources (serialized), when any
-        self._decoded: Any = None            # xds.dynamic.Decoded: what was decoded and translated of them
-        self._file_cfg: tuple[float, Any] | None = None
+        # (xds.dynamic.FileConfig, xds.dynamic.Decoded): the file, and what was decoded
+        # and translated of the resources, kept from one reload to the next
+        self._decoded: Any = None
         fastpath_memo.register_stats(self.stats)
         # with N workers, circuit breakers and rate limits are held in the segment
         # the supervisor shares (runtime.shared); None with one worker
@@ -76,10 +76,11 @@ class Worker:
         shared.begin_build(version)     # rate limits find their shared buckets by build order
         if self.dynamic is None:
             return build_snapshot(self.config_path, version, self.services())
-        from .xds.dynamic import Decoded, effective
+        from .xds.dynamic import Decoded, FileConfig, effective
         if self._decoded is None:
-            self._decoded = Decoded()
-        config = effective(self._file_config(), self.dynamic, self._decoded)
+            self._decoded = (FileConfig(self.config_path), Decoded())
+        file_config, decoded = self._decoded
+        config = effective(file_config(), self.dynamic, decoded)
         return build_snapshot(config, version, self.services())
 
     async def sweep(self) -> None:
@@ -196,16 +197,6 @@ class Worker:
         if op == "config_dump":
             return {"dump": self.snapshot.dump() if self.snapshot else None}
         return {"error": f"unknown op {op!r}"}
-
-    def _file_config(self):
-        """The config file as it is now (read again only when it changed on disk)."""
-        try:
-            m = os.stat(self.config_path).st_mtime
-        except OSError:
-            m = -1.0
-        if self._file_cfg is None or self._file_cfg[0] != m:
-            self._file_cfg = (m, load_config(self.config_path))
-        return self._file_cfg[1]
 
     async def reload(self, version: int, dynamic: dict | None = None) -> dict:
         """Build `version` (the file, plus the control plane's resources when it sends

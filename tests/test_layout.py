@@ -48,6 +48,8 @@ EXEMPT: dict[str, str] = {
     "wasm/batch.py": "the batched stream callbacks every wasm filter test drives: tests/wasm/test_filter.py",
     "wasm/fastcall.py": "the guest call path under every wasm test; its contract in tests/wasm/test_imports.py",
     # end to end only: real sockets and real peers
+    "proxy/worker_handles.py": "end to end: every `mosnx run` test starts workers through them; a worker's death "
+                                "and respawn in tests/e2e/test_lifecycle.py",
     "proxy/demo.py": "end to end: the quickstart's demo upstreams in tests/e2e/test_shop_e2e.py",
     "proxy/listeners.py": "end to end: binding and serving each protocol in tests/e2e/test_lifecycle.py",
     "proxy/tcp/proxy.py": "end to end: tests/e2e/test_tcp_proxy.py",

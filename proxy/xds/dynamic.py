@@ -20,11 +20,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from typing import TYPE_CHECKING, Any, Callable
 
 from google.protobuf.message import Message
 
+from mosnx.runtime.config import load_config
 from mosnx.runtime.diagnostics import ConfigError
 from mosnx.runtime.envoy.apply import Translations, apply, needed_names
 from mosnx.runtime.envoy.protos import CLUSTER, ENDPOINT, LISTENER, RESOURCE_TYPES, ROUTE
@@ -47,6 +49,25 @@ _WAITING = ("has not been received", "name unknown cluster")
 
 def waiting(r: Rejected) -> bool:
     return any(w in r.message for w in _WAITING)
+
+
+class FileConfig:
+    """A config file, read again only when it changed on disk (its mtime or size):
+    the base each update is applied to, on both sides of the pipe."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._seen: tuple[float, Config] | None = None
+
+    def __call__(self) -> Config:
+        try:
+            st = os.stat(self.path)
+            mark = float(st.st_mtime_ns + st.st_size)
+        except OSError:
+            mark = -1.0
+        if self._seen is None or self._seen[0] != mark:
+            self._seen = (mark, load_config(self.path))
+        return self._seen[1]
 
 
 class Decoded:

@@ -1,6 +1,6 @@
 """What workers report about the proxy is reported once; what they count of their own
-traffic adds up: /stats (supervisor.AdminBackend.stats over runtime.stats.merge) and
-/clusters (supervisor.merge_clusters). Also the counts behind those numbers: a
+traffic adds up: /stats (admin_backend.AdminBackend.stats over runtime.stats.merge) and
+/clusters (admin_backend.merge_clusters). Also the counts behind those numbers: a
 copy counted on its shadow cluster (upstream.mirror.ShadowStats) and a reply the
 connection writes itself counted as a local reply (listener_stats.ListenerStats.refused)."""
 from __future__ import annotations
@@ -10,7 +10,7 @@ import socket
 from dataclasses import replace
 
 from mosnx.proxy.listener_stats import ListenerStats
-from mosnx.proxy.supervisor import merge_clusters
+from mosnx.proxy.admin_backend import merge_clusters
 from mosnx.proxy.upstream import mirror
 from mosnx.proxy.upstream.call import CallError, http_call
 from mosnx.proxy.upstream.cluster import ClusterManager
