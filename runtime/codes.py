@@ -29,6 +29,7 @@ FAMILIES = {
     "C3": "config: serving", "C4": "config: exposure",
     "E0": "rules: syntax, names and files", "T1": "rules: types and values", "R2": "rules: routing lints",
     "U3": "rules: unknown references", "D4": "rules: duplicates", "P5": "rules: phases and places",
+    "X0": "Envoy bootstraps and xDS resources",
 }
 
 CODES: tuple[Code, ...] = (
@@ -78,6 +79,13 @@ CODES: tuple[Code, ...] = (
     Code("D403", "a route setting given twice (`timeout`, a split cluster, an `emit` field)"),
     Code("P501", "a statement not allowed in this phase or place (`to` in `on response`)"),
     Code("P502", "a field read before the phase that knows it (`response.code` in a route condition)"),
+    Code("X001", "valid Envoy that mosnx does not serve: the resource loads without that field, "
+                 "or an optional HTTP filter is skipped", "warning"),
+    Code("X002", "valid Envoy that mosnx cannot serve: the resource would behave differently or not at all; "
+                 "a bootstrap is refused, a control plane's resource is NACKed by name"),
+    Code("X003", "not valid Envoy: an unknown field, a wrong type, a bad enum value or duration"),
+    Code("X004", "a bootstrap resource that serves once the control plane sends what it needs "
+                 "(a route configuration or endpoints over ADS)", "warning"),
 )
 
 BY_CODE = {c.code: c for c in CODES}

@@ -31,6 +31,58 @@ listeners:
     address: 127.0.0.1:8080
 """
 
+# an Envoy bootstrap: one TCP listener to cluster web; {cluster} is the cluster's extra fields
+_ENVOY = """\
+static_resources:
+  listeners:
+  - name: ingress
+    address: {{socket_address: {{address: 127.0.0.1, port_value: 8080}}}}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.tcp_proxy
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy
+          stat_prefix: ingress
+          cluster: web
+  clusters:
+  - name: web
+{cluster}    load_assignment:
+      cluster_name: web
+      endpoints:
+      - lb_endpoints:
+        - endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: 9000}}}}}}
+"""
+_ENVOY_ADS = """\
+node: {id: edge-1, cluster: edge}
+dynamic_resources:
+  ads_config:
+    api_type: GRPC
+    grpc_services: [{envoy_grpc: {cluster_name: xds}}]
+  cds_config: {ads: {}}
+static_resources:
+  listeners:
+  - name: ingress
+    address: {socket_address: {address: 127.0.0.1, port_value: 8080}}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: ingress
+          rds: {route_config_name: routes, config_source: {ads: {}}}
+          http_filters:
+          - name: envoy.filters.http.router
+            typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}
+  clusters:
+  - name: xds
+    http2_protocol_options: {}
+    load_assignment:
+      cluster_name: xds
+      endpoints:
+      - lb_endpoints:
+        - endpoint: {address: {socket_address: {address: 127.0.0.1, port_value: 18000}}}
+"""
+
 
 def _rules_config(extra: str = "") -> str:
     return _LISTENER + "    rules: rules.mdsl\n" + extra + _CLUSTER
@@ -117,6 +169,10 @@ clusters:
     "D403": _rules("route all { to web  timeout 2s  timeout 3s }\n"),
     "P501": _rules("route all { to web }\non response { to web }\n"),
     "P502": _rules("route err when response.code == 500 { to web }\n"),
+    "X001": Example({"envoy.yaml": _ENVOY.format(cluster="    per_connection_buffer_limit_bytes: 32768\n")}),
+    "X002": Example({"envoy.yaml": _ENVOY.format(cluster="    lb_policy: CLUSTER_PROVIDED\n")}),
+    "X003": Example({"envoy.yaml": _ENVOY.format(cluster="    conect_timeout: 1s\n")}),
+    "X004": Example({"envoy.yaml": _ENVOY_ADS}),
 }
 
 

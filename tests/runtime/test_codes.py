@@ -13,7 +13,7 @@ from mosnx.runtime.codes import BY_CODE, CODES
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs" / "diagnostics.md"
 SOURCES = ("runtime", "dsl", "proxy", "wasm", "mosnx")
-CODE = re.compile(r"[CETRUDP][0-9]{3}")
+CODE = re.compile(r"[CETRUDPX][0-9]{3}")
 
 
 def emitted_codes() -> dict[str, str]:
