@@ -56,8 +56,8 @@ SECTIONS: tuple[Section, ...] = (
              "head did not arrive within timeouts.request_headers"),
         Stat(_H + "downstream_rq_rx_reset", COUNTER, "requests the client reset or abandoned before the "
              "response ended"),
-        Stat(_H + "downstream_rq_retry_success", COUNTER, "declared for Envoy's upstream_rq_retry_success "
-             "seen from the listener; not counted yet (always 0): see the cluster's", NONE),
+        Stat(_H + "downstream_rq_retry_success", COUNTER, "requests whose retry got a response not retried "
+             "again (the cluster's upstream_rq_retry_success, seen from the listener)", NONE),
         Stat(_H + "downstream_rq_malformed.<detail>", COUNTER, "requests refused as malformed, by the "
              "detail the x-mosnx-error header and the access log show (`invalid_url`, "
              "`request_headers_too_large`, `header_list_too_large`, `invalid_pseudo_header`, …)", "Envoy's response code details, as stats"),

@@ -43,6 +43,7 @@ class ResponseMixin(StreamFields):
             return self._retry()
         if self.retrying and not (self.wants_retry_5xx and retriable_status(status, retry)):
             self.cluster.c["upstream_rq_retry_success"].value += 1
+            self.lstats.rq_retry_ok.value += 1
         self._head_arrived(status, headers)
         if status == 101 and self.upgrade:
             return self._start_tunnel(headers)

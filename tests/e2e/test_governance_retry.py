@@ -34,6 +34,7 @@ def test_5xx_is_retried_and_the_attempt_count_shown(upstream, mosnx):
     assert len(up.requests) == 2
     assert proxy.stat("cluster.web.upstream_rq_retry") == 1
     assert proxy.stat("cluster.web.upstream_rq_retry_success") == 1
+    assert proxy.stat("http.ingress.downstream_rq_retry_success") == 1
 
 
 def test_retries_run_out_and_the_last_answer_is_returned(upstream, mosnx):

@@ -68,6 +68,7 @@ def test_a_503_is_tried_again_on_another_host_and_the_second_answer_stands(rig):
     assert down.status() == 200 and down.body() == b"ok"
     assert rig.counter("cluster.up.upstream_rq_retry") == 1
     assert rig.counter("cluster.up.upstream_rq_retry_success") == 1
+    assert rig.counter("http.l.downstream_rq_retry_success") == 1
     assert dict(down.head())[b"x-envoy-attempt-count"] == b"2"
     cluster = rig.worker.clusters.get("up")
     assert cluster.retries_active == 0 and cluster.res.rq_active == 0
