@@ -13,13 +13,12 @@ import asyncio
 import json
 import sys
 import time
-from typing import TYPE_CHECKING
 
+from mosnx.runtime.context import RequestHead, ResponseHead, StreamContext
+from mosnx.runtime.headers import Headers
 from mosnx.runtime.logformat import DEFAULT
 from mosnx.runtime.model import AccessLog
 
-if TYPE_CHECKING:
-    from mosnx.runtime.context import StreamContext
 
 
 class AccessLogWriter:
@@ -45,9 +44,19 @@ class AccessLogWriter:
     def emit(self, record: dict) -> None:
         self._add(json.dumps(record, default=str, separators=(",", ":")))
 
-    def error(self, peer: tuple | None, status: int, detail: str) -> None:
-        ts = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime())
-        self._add(f'[{ts}] "- - -" {status} {detail} 0 0 0 "-" "{peer[0] if peer else "-"}" "-" "-" "-" "-" "-"')
+    def error(self, peer: tuple | None, status: int, detail: str, protocol: str = "-") -> None:
+        """A request refused before it was one (malformed, too large, too slow): with a
+        configured format, that format over what is known (no method, path or headers;
+        the status, the detail as response.flags, the peer); else the default's shape."""
+        if self.cfg.format is None:
+            ts = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime())
+            self._add(f'[{ts}] "- - -" {status} {detail} 0 0 0 "-" "{peer[0] if peer else "-"}" "-" "-" "-" "-" "-"')
+            return
+        ctx = StreamContext(RequestHead("-", "-", Headers()), self.listener, protocol,
+                            (peer[0], peer[1]) if peer else None)
+        ctx.response = ResponseHead(status, Headers())
+        ctx.error_detail = detail
+        self.write(ctx)
 
     def _add(self, line: str) -> None:
         self.buf.append(line)

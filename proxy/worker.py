@@ -182,10 +182,10 @@ class Worker:
     def log_exception(self, what: str) -> None:
         log.error("%s\n%s", what, traceback.format_exc())
 
-    def access_log_error(self, listener: str, peer, status: int, detail: str) -> None:
+    def access_log_error(self, listener: str, peer, status: int, detail: str, protocol: str = "-") -> None:
         al = self.access_logs.get(listener)
         if al is not None:
-            al.error(peer, status, detail)
+            al.error(peer, status, detail, protocol)
 
     # ------------------------------------------------------------- control
     def handle(self, msg: dict) -> dict:

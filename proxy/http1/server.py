@@ -467,7 +467,7 @@ class Http1Server(asyncio.Protocol):
         if location is not None:
             head.add(b"location", location.encode("ascii"))
         write_batch.write(self.transport, status_line(status) + encode_headers(head) + b"\r\n" + body)
-        self.worker.access_log_error(self.listener_name, self.peer, status, detail)
+        self.worker.access_log_error(self.listener_name, self.peer, status, detail, "HTTP/1.1")
         self._close()
 
     def _close(self, abort: bool = False) -> None:

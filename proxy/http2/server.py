@@ -371,7 +371,7 @@ class Http2Server(WindowedStreams, asyncio.Protocol):
             # INTERNAL, as Envoy answers a gRPC call under UNESCAPE_AND_REDIRECT
             fields = [(b":status", b"200"), (b"content-type", b"application/grpc"), (b"grpc-status", b"13"),
                       (b"grpc-message", grpc_message_escape(e.detail)), (b"x-mosnx-error", e.detail.encode())]
-        w.access_log_error(self.listener_name, self.peer, e.status, e.detail)
+        w.access_log_error(self.listener_name, self.peer, e.status, e.detail, "HTTP/2")
         self.lstats.refused(e.status, e.detail)
         try:
             self.h2.send_headers(sid, fields, True)

@@ -45,3 +45,20 @@ def test_the_default_format_when_none_is_given(tmp_path):
     w.close()
     line = (tmp_path / "access.log").read_text()
     assert '"POST /a ' in line and " 201 " in line and '"x.test"' in line
+
+
+def test_a_refused_request_is_logged_in_the_configured_format(tmp_path):
+    al = config(tmp_path, '{ path: access.log, format: "%request.method% %request.path% %request.protocol% '
+                          '%response.code% %response.flags% %source.address% %request.headers[\\"x-id\\"]%" }')
+    w = AccessLogWriter(al, "ingress")
+    w.error(("192.0.2.9", 5555), 400, "invalid_url", "HTTP/1.1")
+    w.close()
+    assert (tmp_path / "access.log").read_text() == "- - HTTP/1.1 400 invalid_url 192.0.2.9 -\n"
+
+
+def test_a_refused_request_keeps_the_default_shape_without_a_format(tmp_path):
+    w = AccessLogWriter(config(tmp_path, "access.log"), "ingress")
+    w.error(None, 431, "header_too_large")
+    w.close()
+    line = (tmp_path / "access.log").read_text()
+    assert '"- - -" 431 header_too_large 0 0 0 "-" "-"' in line
