@@ -81,7 +81,7 @@ def test_routes_split_shift_and_roll_back_under_load_without_a_failed_request(mo
     proxy = start_proxy(mosnx, control)
     proxy.wait_until(lambda: _probe_abort(port) == 200, timeout=30, what="the xDS listener serving")
 
-    load = Load(port, clients=4, seconds=90, max_requests=20000).start()
+    load = Load(port, clients=4, seconds=60, max_requests=5000).start()
     try:
         def served(phase: str, n: int = PER_PHASE) -> None:
             load.wait(lambda: load.count(lambda a: a.headers.get("x-phase") == phase) >= n,
@@ -173,7 +173,7 @@ def test_an_endpoint_removed_under_load_gets_no_more_requests_and_none_fails(mos
     }, workers=2)
     proxy.wait_until(lambda: _probe_abort(port) == 200, timeout=30, what="the xDS listener serving")
 
-    load = Load(port, clients=4, seconds=90, max_requests=20000).start()
+    load = Load(port, clients=4, seconds=60, max_requests=5000).start()
     try:
         load.wait(lambda: {"e1", "e2", "e3"} <= {a.body for a in load.snapshot()}, "answers from all three")
         load.wait(lambda: len(load.snapshot()) >= 100, "100 answers")
@@ -187,6 +187,9 @@ def test_an_endpoint_removed_under_load_gets_no_more_requests_and_none_fails(mos
             got = load.snapshot()
             return len(got) >= n and all(a.body != "e3" for a in got[-n:])
         load.wait(lambda: e3_absent_from_last(60), "60 answers in a row without e3")
+        # the update goes to every worker at once; a worker that only the held client uses
+        # shows nothing in the answers, so it gets a generous moment to take it too
+        time.sleep(1.0)
         e3_requests = len(e3.requests)
         released = time.monotonic()
         held.release()
