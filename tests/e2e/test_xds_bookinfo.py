@@ -183,6 +183,7 @@ class Mesh:
         self.ups: dict[str, Any] = {}
         clusters, endpoints = [], []
         for service, subsets in SERVICES.items():
+            # the service's own cluster (no subset), which istiod's default route names: an upstream of its own
             clusters.append(subset_cluster(service, ""))
             self.ups[service] = upstream(on_request=answer_with(f"{service}-v1"))
             endpoints.append(subset_endpoints(service, "", self.ups[service].port))
@@ -191,7 +192,6 @@ class Mesh:
                 self.ups[f"{service}-{subset}"] = up
                 clusters.append(subset_cluster(service, subset))
                 endpoints.append(subset_endpoints(service, subset, up.port))
-        # a service's own cluster (no subset) holds all of its versions' endpoints, as in Kubernetes
         self.port = free_port()
         self.version = 0
         control.push(CLUSTER, "1", clusters)
