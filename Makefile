@@ -82,6 +82,13 @@ bench-xds: install
 	tests/interop/build.sh $(MOSNX_XDS_HOME)
 	MOSNX_XDS_HOME=$(MOSNX_XDS_HOME) $(BIN)/python bench/xds_scale.py $(BENCH_ARGS)
 
+# The same listener, route and cluster from mosnx YAML and from go-control-plane over ADS:
+# wrk req/s of each, median of 3 runs (bench/xds_vs_yaml.py)
+.PHONY: bench-xds-yaml
+bench-xds-yaml: install
+	tests/interop/build.sh $(MOSNX_XDS_HOME)
+	MOSNX_XDS_HOME=$(MOSNX_XDS_HOME) $(BIN)/python bench/xds_vs_yaml.py --mosnx $(BIN)/mosnx $(BENCH_ARGS)
+
 # Rebuild the example proxy-wasm filters from their AssemblyScript sources (needs node and npm);
 # the built .wasm files are committed, so tests do not need this.
 wasm-examples:

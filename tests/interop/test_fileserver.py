@@ -7,14 +7,18 @@ Upstreams are two gcp-upstream echo servers answering "backend_a" and "backend_b
 
 Scenarios: the example listener -> RDS route -> EDS cluster serves; a route change pushed
 by replacing the file is followed; a resource the client must reject is NACKed and the
-old configuration keeps serving; the control plane killed for 10 s and restarted does not
-stop traffic, and the client reconnects and takes updates again.
+old configuration keeps serving; the control plane killed for 30 s and restarted does not
+stop traffic (keep-alive clients meanwhile see no failure), and the client reconnects and
+takes updates again; a delta client reconnecting with initial_resource_versions is sent
+nothing it already has.
 """
 from __future__ import annotations
 
+import http.client
 import os
 import re
 import signal
+import threading
 import time
 from dataclasses import dataclass
 from functools import partial
@@ -124,19 +128,81 @@ def test_bad_resource_is_nacked_and_old_config_serves(plane: Plane) -> None:
     assert [plane.get() for _ in range(10)] == ["backend_a"] * 10
 
 
-@pytest.mark.timeout(180)
+class KeepAliveLoad:
+    """`clients` threads, each on one keep-alive connection to the listener, sending GET /
+    every `pause` seconds until `stop()`, `seconds` or `max_requests` each. A failure is
+    any answer but 200 with the expected body, or a connection error (then it reconnects)."""
+
+    def __init__(self, port: int, expect: str, clients: int = 2, seconds: float = 60.0,
+                 max_requests: int = 3000, pause: float = 0.02) -> None:
+        self.port, self.expect, self.seconds, self.max_requests, self.pause = port, expect, seconds, max_requests, pause
+        self.ok = 0
+        self.failures: list[str] = []
+        self.connects = 0
+        self.lock = threading.Lock()
+        self.halt = threading.Event()
+        self.threads = [threading.Thread(target=self._run, daemon=True) for _ in range(clients)]
+        for t in self.threads:
+            t.start()
+
+    def _run(self) -> None:
+        deadline = time.monotonic() + self.seconds
+        conn: http.client.HTTPConnection | None = None
+        for _ in range(self.max_requests):
+            if self.halt.is_set() or time.monotonic() >= deadline:
+                break
+            try:
+                if conn is None:
+                    conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
+                    with self.lock:
+                        self.connects += 1
+                conn.request("GET", "/")
+                r = conn.getresponse()
+                body = r.read().decode(errors="replace")
+                with self.lock:
+                    if r.status == 200 and body == self.expect:
+                        self.ok += 1
+                    else:
+                        self.failures.append(f"{r.status} {body[:80]}")
+            except (OSError, http.client.HTTPException) as e:
+                with self.lock:
+                    self.failures.append(f"{type(e).__name__}: {e}")
+                if conn is not None:
+                    conn.close()
+                conn = None
+            self.halt.wait(self.pause)
+        if conn is not None:
+            conn.close()
+
+    def stop(self) -> KeepAliveLoad:
+        self.halt.set()
+        for t in self.threads:
+            t.join(15)
+        return self
+
+
+DOWN = 30.0     # seconds the control plane stays dead
+
+
+@pytest.mark.timeout(300)
 @pytest.mark.parametrize("plane", MODES, indirect=True)
 def test_control_plane_restart(plane: Plane) -> None:
-    os.killpg(plane.fileserver.pid, signal.SIGKILL)
-    plane.fileserver.popen.wait(timeout=10)
-    down_until = time.monotonic() + 10
-    answers = []
-    for _ in range(100):                    # 10 s at most, a request every 0.2 s or so
-        if time.monotonic() >= down_until:
-            break
-        answers.append(plane.get())
-        time.sleep(0.2)
+    load = KeepAliveLoad(plane.listener_port, "backend_a", seconds=DOWN + 20)
+    try:
+        os.killpg(plane.fileserver.pid, signal.SIGKILL)
+        plane.fileserver.popen.wait(timeout=10)
+        down_until = time.monotonic() + DOWN
+        answers = []
+        for _ in range(int(DOWN / 0.2) + 1):    # DOWN s at most, a request on a new connection every 0.2 s or so
+            if time.monotonic() >= down_until:
+                break
+            answers.append(plane.get())
+            time.sleep(0.2)
+    finally:
+        load.stop()
     assert answers and set(answers) == {"backend_a"}, answers
+    # the keep-alive clients: no failed request while the control plane was gone
+    assert not load.failures and load.ok > 100, (load.ok, load.failures[:10])
 
     # the same file, now announcing the change to backend_b: taken only over a new stream
     write_json(plane.resources, example_resources("v2", plane.listener_port, plane.port_a, plane.port_b,
@@ -148,3 +214,31 @@ def test_control_plane_restart(plane: Plane) -> None:
     wait_until("the proxy to reconnect", lambda: re.search(r"\] REQ type=", fs.output()), timeout=60,
                interval=0.2, alive=(plane.proxy,))
     plane.serves("backend_b", timeout=30)
+
+
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize("plane", ["delta"], indirect=True)
+def test_delta_reconnect_resends_nothing_the_proxy_has(plane: Plane) -> None:
+    """A delta client that reconnects names the versions it has (initial_resource_versions);
+    go-control-plane, restarted with the same resources (so the same version hashes), then
+    sends none of them again: its log shows no response with resources on the new stream,
+    but a change made afterwards arrives."""
+    os.killpg(plane.fileserver.pid, signal.SIGKILL)
+    plane.fileserver.popen.wait(timeout=10)
+    assert plane.get() == "backend_a"
+    fs = plane.start_fileserver()
+    subscribed = re.compile(r"\[delta \d+\] REQ type=\S*ClusterLoadAssignment ")
+    wait_until("the proxy to reconnect and ask for endpoints", lambda: subscribed.search(fs.output()), timeout=60,
+               interval=0.2, alive=(plane.proxy,))
+    time.sleep(2)       # what the server would resend, it sends at once
+    resent = re.findall(r"\[delta \d+\] RESP type=(\S+) .*resources=([1-9]\d*)", fs.output())
+    assert not resent, f"resent after reconnecting: {resent}\n{fs.output()[-3000:]}"
+    # the wildcard types were answered on the new stream, with nothing in them
+    for kind in ("Listener", "Cluster"):
+        assert re.search(rf"\[delta \d+\] RESP type=\S*\.{kind} .*resources=0 ", fs.output()), fs.output()[-3000:]
+    assert plane.get() == "backend_a"
+
+    plane.push(example_resources("v2", plane.listener_port, plane.port_a, plane.port_b, route_to="backend_b"))
+    plane.serves("backend_b")
+    changed = re.findall(r"\[delta \d+\] RESP type=\S*\.(\w+) .*resources=([1-9]\d*)", fs.output())
+    assert changed == [("RouteConfiguration", "1")], changed
