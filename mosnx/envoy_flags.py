@@ -29,9 +29,7 @@ import tempfile
 from dataclasses import dataclass, field
 from typing import Any
 
-# Envoy's log levels -> Python's
-LOG_LEVELS = {"trace": "debug", "debug": "debug", "info": "info", "warn": "warning", "warning": "warning",
-              "error": "error", "critical": "critical", "off": "critical"}
+from mosnx.proxy.admin_backend import ENVOY_LEVELS as LOG_LEVELS    # Envoy's level names -> Python's
 
 # flags taken for Envoy's sake that change nothing in mosnx, and why
 ACCEPTED_ONLY = {

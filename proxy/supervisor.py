@@ -307,6 +307,15 @@ class Supervisor:
             if self._startup is not None and not self._startup.done():
                 self._startup.cancel()
 
+    def stop(self, why: str) -> bool:
+        """Drain and exit 0, as on SIGTERM (the admin's /quitquitquit); False unless serving."""
+        if self.state != "LIVE" or self.stop_future.done():
+            return False
+        log.info("draining (%s)", why)
+        self.state = "DRAINING"
+        self.stop_future.set_result(signal.SIGTERM)
+        return True
+
     def _on_sighup(self) -> None:
         if self.state == "LIVE":
             asyncio.get_running_loop().create_task(self.reload("SIGHUP"))
