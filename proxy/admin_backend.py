@@ -107,7 +107,7 @@ class AdminBackend:
         names = [l["name"] for l in self.listeners()
                  if not inbound_only or l["traffic_direction"] == "INBOUND"]
         timeout = self.sup.drain_timeout() if graceful else 0.0
-        await self._tell_all("drain_listeners", names=names, graceful=graceful, timeout=timeout)
+        await self._tell_all("drain_listeners", names=names, graceful=graceful, after=timeout)
         return names
 
     async def set_log_levels(self, levels: dict[str, str]) -> dict[str, str]:

@@ -200,7 +200,7 @@ class Worker:
         if op == "config_dump":
             return {"dump": self.snapshot.dump() if self.snapshot else None}
         if op == "drain_listeners":
-            return {"drained": self.drain_listeners(msg["names"], msg["graceful"], msg["timeout"])}
+            return {"drained": self.drain_listeners(msg["names"], msg["graceful"], msg["after"])}
         if op == "log_levels":
             for name, level in msg["levels"].items():
                 logging.getLogger(name).setLevel(level.upper())
