@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import tempfile
 from dataclasses import dataclass, field
@@ -107,8 +108,8 @@ def take(args: argparse.Namespace) -> EnvoyFlags:
         if args.workers is None:
             args.workers = args.concurrency
     if args.drain_time_s is not None:
-        if args.drain_time_s < 0:
-            raise UsageError(f"--drain-time-s {args.drain_time_s:g}: cannot be negative")
+        if not 0 <= args.drain_time_s < math.inf:
+            raise UsageError(f"--drain-time-s {args.drain_time_s:g}: must be 0 or more seconds")
         out.drain_time_s = args.drain_time_s
     if args.restart_epoch < 0:
         raise UsageError(f"--restart-epoch {args.restart_epoch}: cannot be negative")

@@ -9,6 +9,8 @@ import subprocess
 import sys
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from mosnx import envoy_flags
 from mosnx.__main__ import _parse_run
@@ -59,7 +61,8 @@ def test_unknown_flags_are_named(capsys, argv, says):
     (["-c", "b.yaml", "-l", "loud"], "--log-level 'loud'"),
     (["-c", "b.yaml", "--component-log-level", "misc"], "write name:level"),
     (["-c", "b.yaml", "--concurrency", "0"], "--concurrency 0"),
-    (["-c", "b.yaml", "--drain-time-s", "-1"], "cannot be negative"),
+    (["-c", "b.yaml", "--drain-time-s", "-1"], "must be 0 or more seconds"),
+    (["-c", "b.yaml", "--drain-time-s", "nan"], "must be 0 or more seconds"),
 ])
 def test_bad_values_are_usage_errors(argv, says):
     args = _parse_run(argv)
@@ -91,3 +94,25 @@ def test_the_command_line_without_a_subcommand_is_run():
     r = subprocess.run([sys.executable, "-m", "mosnx", "-c", "x.json", "--bogus-flag", "1"],
                        capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
     assert r.returncode == 2 and "unknown flag --bogus-flag" in r.stderr and "Traceback" not in r.stderr
+
+
+FLAG_WORDS = ["-c", "--config-path", "--config-yaml", "--concurrency", "--drain-time-s", "--restart-epoch",
+              "-l", "--component-log-level", "--drain-strategy", "--local-address-ip-version",
+              "--service-node", "--disable-hot-restart", "--bogus", "x", "0", "-1", "a:b", "misc:warn,", ":",
+              "{", "[1]", "trace", "v7", "1e9", "nan"]
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.one_of(st.sampled_from(FLAG_WORDS), st.text(max_size=8)), max_size=8))
+def test_any_command_line_is_taken_or_a_usage_error(capsys, argv):
+    args = _parse_run(argv)
+    capsys.readouterr()
+    if isinstance(args, int):
+        assert args in (0, 2)
+        return
+    try:
+        flags = envoy_flags.take(args)
+    except envoy_flags.UsageError:
+        return
+    assert args.log_level in ("debug", "info", "warning", "error", "critical")
+    assert flags.drain_time_s is None or 0 <= flags.drain_time_s < float("inf")
