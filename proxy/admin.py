@@ -219,11 +219,14 @@ async def _logging(backend: AdminBackend, query: Query) -> Response:
     L is one of Envoy's names (trace ... off)."""
     from .admin_backend import ENVOY_LEVELS, ROOT
     levels: dict[str, str] = {}
+    known = backend.log_levels()
     for key, values in query.items():
         value = values[-1].lower()
         if value not in ENVOY_LEVELS:
             raise BadRequest(f"unknown level {values[-1]!r} for {key}: use one of {', '.join(ENVOY_LEVELS)}")
         name = ROOT if key == "level" else key if key == ROOT or key.startswith(ROOT + ".") else f"{ROOT}.{key}"
+        if name not in known:
+            raise BadRequest(f"unknown logger {key!r}: use level=, or one of {', '.join(known)}")
         levels[name] = ENVOY_LEVELS[value]
     now = await backend.set_log_levels(levels) if levels else backend.log_levels()
     return text(200, "active loggers:\n" + "".join(f"  {n}: {lvl}\n" for n, lvl in now.items()))

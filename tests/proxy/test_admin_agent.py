@@ -26,7 +26,7 @@ class AgentBackend:
         self.failed = False
         self.quits = 0
         self.drains: list[tuple[bool, bool]] = []
-        self.levels: dict[str, str] = {"mosnx": "info"}
+        self.levels: dict[str, str] = {"mosnx": "info", "mosnx.upstream": "info"}
 
     def ready(self) -> bool:
         return not self.failed
@@ -124,6 +124,9 @@ def test_logging_sets_levels_by_envoys_names(client, backend):
     assert client.post("/logging").text.startswith("active loggers:\n")
     r = client.post("/logging?level=loud")
     assert r.status_code == 400 and "loud" in r.text
+    r = client.post("/logging?nosuch=info")
+    assert r.status_code == 400 and "unknown logger 'nosuch'" in r.text
+    assert "mosnx.nosuch" not in backend.levels
 
 
 # --- the backend --------------------------------------------------------------------
