@@ -37,7 +37,6 @@ class AdminBackend:
         st = sup.stats
         st.gauge_reading("server.state", lambda: STATES[self.state()], PER_PROXY)
         st.gauge_reading("server.live", lambda: int(self.state() == "LIVE"), PER_PROXY)
-        st.gauge_reading("server.concurrency", lambda: len(self.sup.workers), PER_PROXY)
         st.gauge_reading("listener_manager.workers_started",
                          lambda: int(self.sup.state in ("LIVE", "DRAINING")), PER_PROXY)
 

@@ -231,7 +231,6 @@ SECTIONS: tuple[Section, ...] = (
         Stat("server.state", GAUGE, "0 LIVE, 1 DRAINING (stopping, or /healthcheck/fail), 2 PRE_INITIALIZING, "
              "3 INITIALIZING (the control plane's first listeners and clusters not yet in)"),
         Stat("server.live", GAUGE, "1 while LIVE and not failed by /healthcheck/fail"),
-        Stat("server.concurrency", GAUGE, "worker processes"),
         Stat("listener_manager.workers_started", GAUGE, "1 once every worker has started"),
     )),
     Section("xDS", "With an `xds:` block or an Envoy bootstrap's ADS (docs/xds.md); Envoy's names. "
