@@ -2,7 +2,8 @@
 
 Listeners are bound with SO_REUSEPORT so all workers accept on the same ports.
 The supervisor talks to a worker over a pipe (stats, clusters, config dump,
-reload, drain). A reload builds the new snapshot and swaps one reference:
+reload, drain, and for the admin: drain_listeners, log_levels). A listener the
+admin drained stays unbound whatever later snapshots say. A reload builds the new snapshot and swaps one reference:
 streams in flight keep the objects they started with, connections stay open.
 """
 from __future__ import annotations
