@@ -38,14 +38,24 @@ def _bug(cmd: str, what: str, e: BaseException, debug: bool) -> int:
 
 
 def _run(args) -> int:
+    from mosnx import envoy_flags
+    try:
+        flags = envoy_flags.take(args)
+        if args.config is not None and not os.path.exists(args.config):
+            print(f"mosnx: {args.config}: no such file", file=sys.stderr)
+            return EXIT_USAGE
+        args.config = envoy_flags.effective_config(args.config, flags)
+    except envoy_flags.UsageError as e:
+        print(f"mosnx run: {e}", file=sys.stderr)
+        return EXIT_USAGE
     debug = args.debug or args.log_level == "debug"
     try:
-        return _serve(args, debug)
+        return _serve(args, debug, flags)
     except KeyboardInterrupt:     # Ctrl-C before the supervisor's own handler (importing)
         return 128 + signal.SIGINT
 
 
-def _serve(args, debug: bool) -> int:
+def _serve(args, debug: bool, flags) -> int:
     from mosnx import plugins
     plugins.load()
     import uvloop
@@ -53,9 +63,10 @@ def _serve(args, debug: bool) -> int:
     logging.basicConfig(level=args.log_level.upper(),
                         format="%(asctime)s [main] %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     os.environ["MOSNX_LOG_LEVEL"] = args.log_level.upper()
-    if not os.path.exists(args.config):
-        print(f"mosnx: {args.config}: no such file", file=sys.stderr)
-        return EXIT_USAGE
+    for name, level in flags.component_levels.items():
+        logging.getLogger(f"mosnx.{name}").setLevel(level.upper())
+    for note in flags.notes:
+        log.debug("%s", note)
     try:
         empty = empty_config(args.config)
         if empty is not None:
@@ -63,6 +74,7 @@ def _serve(args, debug: bool) -> int:
         for w in envoy_warnings(args.config):      # what an Envoy bootstrap sets that is not served
             log.warning("%s", w)
         sup = Supervisor(args.config, args.workers, plugins.worker_entry, takeover=args.takeover)
+        sup.drain_time = flags.drain_time_s
         uvloop.install()
         return asyncio.run(sup.run())
     except StartupError as e:
@@ -289,20 +301,52 @@ def _docs(args) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    p = argparse.ArgumentParser(prog="mosnx", description="A programmable cloud-native network proxy.")
-    p.add_argument("--version", action="version", version=f"mosnx {__version__}")
-    sub = p.add_subparsers(dest="cmd", required=True)
-    r = sub.add_parser("run", help="serve a configuration")
-    r.add_argument("-c", "--config", required=True, help="the YAML configuration file")
+def run_parser() -> argparse.ArgumentParser:
+    """`mosnx run`'s flags: mosnx's own and Envoy's (envoy_flags)."""
+    from mosnx import envoy_flags
+    r = argparse.ArgumentParser(prog="mosnx run", description="Serve a configuration (mosnx YAML or an Envoy "
+                                "bootstrap). Without a subcommand, `mosnx -c FILE ...` is `mosnx run`.",
+                                allow_abbrev=False)
+    r.add_argument("-c", "--config", "--config-path", dest="config", default=None,
+                   help="the configuration file (mosnx YAML, or an Envoy bootstrap in YAML or JSON)")
     r.add_argument("--workers", type=int, default=None, help="worker processes (default: config, else one per core)")
-    r.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    r.add_argument("-l", "--log-level", default="info",
+                   help="debug, info, warning, error (and Envoy's trace, warn, critical, off)")
     r.add_argument("--debug", action="store_true", help="print the traceback of a bug")
     r.add_argument("--takeover", action="store_true",
                    help="share the listeners of another mosnx that serves them (it keeps a share of the "
                         "connections until it stops) instead of refusing to start")
-    r.set_defaults(fn=_run)
+    envoy_flags.add_flags(r)
+    return r
+
+
+def _parse_run(argv: list[str]) -> argparse.Namespace | int:
+    from mosnx import envoy_flags
+    try:
+        args, extra = run_parser().parse_known_args(argv)
+    except SystemExit as e:       # argparse has printed the usage already
+        return 0 if e.code in (0, None) else EXIT_USAGE
+    if extra:
+        print(f"mosnx run: {envoy_flags.unknown(extra)}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.config is None and args.config_yaml is None:
+        print("mosnx run: a config is needed: -c FILE (or --config-yaml)", file=sys.stderr)
+        return EXIT_USAGE
+    args.fn = _run
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["run"] or (argv[:1] and argv[0].startswith("-")
+                               and argv[0] not in ("--version", "-h", "--help")):
+        # `mosnx -c FILE ...` (Envoy's form, as Istio's agent starts it) is `mosnx run`
+        parsed = _parse_run(argv[1:] if argv[:1] == ["run"] else argv)
+        return parsed if isinstance(parsed, int) else _run(parsed)
+    p = argparse.ArgumentParser(prog="mosnx", description="A programmable cloud-native network proxy.")
+    p.add_argument("--version", action="version", version=f"mosnx {__version__}")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("run", help="serve a configuration (mosnx run --help; Envoy's flags too)", add_help=False)
     c = sub.add_parser("check", help="lint .mdsl rules and validate YAML configs without serving",
                        add_help=False)
     c.add_argument("rest", nargs=argparse.REMAINDER)

@@ -1,5 +1,7 @@
 """The admin HTTP API, on Envoy's paths and formats: /stats, /stats/prometheus,
-/clusters, /server_info, /config_dump, /ready, plus POST /reload.
+/clusters, /listeners, /server_info, /config_dump, /ready, plus POST /reload, and the
+mutating endpoints Istio's agent calls: POST /quitquitquit, /healthcheck/fail,
+/healthcheck/ok, /drain_listeners, /logging (docs/istio.md).
 
 Runs in the supervisor, never in a worker, and holds no proxy state: every answer comes
 from an AdminBackend. A handler that raises costs one 500, a malformed request costs
@@ -61,6 +63,12 @@ class AdminBackend(Protocol):
     def server_info(self) -> dict: ...
     async def reload(self) -> tuple[bool, dict]: ...
     def ready(self) -> bool: ...
+    def fail_health_check(self, failed: bool) -> None: ...
+    def quit(self) -> bool: ...
+    def listeners(self) -> list[dict[str, Any]]: ...
+    async def drain_listeners(self, inbound_only: bool, graceful: bool) -> list[str]: ...
+    async def set_log_levels(self, levels: dict[str, str]) -> dict[str, str]: ...
+    def log_levels(self) -> dict[str, str]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,6 +181,57 @@ async def _reload(backend: AdminBackend, query: Query) -> Response:
     return json_response(200 if ok else 400, {**details, "ok": ok}, pretty=True)
 
 
+async def _quit(backend: AdminBackend, query: Query) -> Response:
+    backend.quit()
+    return text(200, "OK\n")
+
+
+async def _healthcheck_fail(backend: AdminBackend, query: Query) -> Response:
+    backend.fail_health_check(True)
+    return text(200, "OK\n")
+
+
+async def _healthcheck_ok(backend: AdminBackend, query: Query) -> Response:
+    backend.fail_health_check(False)
+    return text(200, "OK\n")
+
+
+async def _drain_listeners(backend: AdminBackend, query: Query) -> Response:
+    unknown = set(query) - {"inboundonly", "graceful", "skip_exit"}
+    if unknown:
+        raise BadRequest(f"unknown parameter {sorted(unknown)[0]!r}: use inboundonly, graceful")
+    await backend.drain_listeners("inboundonly" in query, "graceful" in query)
+    return text(200, "OK\n")
+
+
+async def _listeners(backend: AdminBackend, query: Query) -> Response:
+    form = _param(query, "format")
+    if form not in (None, "text", "json"):
+        raise BadRequest(f"unknown format {form!r}: use text or json")
+    found = backend.listeners()
+    if form == "json":
+        return json_response(200, fmt.listeners_json(found), pretty=True)
+    return text(200, fmt.listeners_text(found))
+
+
+async def _logging(backend: AdminBackend, query: Query) -> Response:
+    """?level=L sets every logger; ?<logger>=L one (mosnx.<logger>); none: the list.
+    L is one of Envoy's names (trace ... off)."""
+    from .admin_backend import ENVOY_LEVELS, ROOT
+    levels: dict[str, str] = {}
+    known = backend.log_levels()
+    for key, values in query.items():
+        value = values[-1].lower()
+        if value not in ENVOY_LEVELS:
+            raise BadRequest(f"unknown level {values[-1]!r} for {key}: use one of {', '.join(ENVOY_LEVELS)}")
+        name = ROOT if key == "level" else key if key == ROOT or key.startswith(ROOT + ".") else f"{ROOT}.{key}"
+        if name not in known:
+            raise BadRequest(f"unknown logger {key!r}: use level=, or one of {', '.join(known)}")
+        levels[name] = ENVOY_LEVELS[value]
+    now = await backend.set_log_levels(levels) if levels else backend.log_levels()
+    return text(200, "active loggers:\n" + "".join(f"  {n}: {lvl}\n" for n, lvl in now.items()))
+
+
 ROUTES: dict[str, Route] = {
     "/": Route("GET", "this list of admin endpoints", _home),
     "/help": Route("GET", "this list of admin endpoints", _home),
@@ -185,6 +244,15 @@ ROUTES: dict[str, Route] = {
                                _prometheus),
     "/reload": Route("POST", "rebuild the configuration from its sources; 400 with errors if it fails",
                      _reload),
+    "/listeners": Route("GET", "listener names and addresses; ?format=json", _listeners),
+    "/quitquitquit": Route("POST", "drain, then exit 0", _quit),
+    "/healthcheck/fail": Route("POST", "fail the server's health check: /ready answers 503 DRAINING", _healthcheck_fail),
+    "/healthcheck/ok": Route("POST", "pass the server's health check again", _healthcheck_ok),
+    "/drain_listeners": Route("POST", "stop accepting on every listener; ?inboundonly (traffic_direction "
+                              "INBOUND), ?graceful (after the drain time, connections told to close)",
+                              _drain_listeners),
+    "/logging": Route("POST", "?level=<level> for every logger, ?<logger>=<level> for one; the levels",
+                      _logging),
 }
 
 

@@ -2,15 +2,26 @@
 (counters and histograms add up, per-proxy gauges are reported once; see
 runtime.stats), the snapshot's dump (with the control plane's resources in Envoy's
 typed form when there is one), and readiness.
+
+It also acts on the proxy for the mutating endpoints Istio's agent calls, as Envoy
+does: stop (/quitquitquit: drain, exit 0), fail the health check (the server's
+state reads DRAINING and /ready 503 until /healthcheck/ok; traffic is served as
+before), drain listeners (the workers stop accepting on them, graceful or at once),
+and set log levels (here and in every worker).
+
+The server state is Envoy's: PRE_INITIALIZING until the workers are up, INITIALIZING
+while the control plane's first listeners and clusters are awaited, LIVE, DRAINING
+when stopping or failed by /healthcheck/fail.
 """
 from __future__ import annotations
 
+import logging
 import os
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from mosnx import __version__
-from mosnx.runtime.stats import merge, merge_into
+from mosnx.runtime.stats import PER_PROXY, merge, merge_into
 
 if TYPE_CHECKING:
     from .supervisor import Supervisor
@@ -22,6 +33,20 @@ class AdminBackend:
 
     def __init__(self, sup: Supervisor):
         self.sup = sup
+        self.health_check_failed = False
+        st = sup.stats
+        st.gauge_reading("server.state", lambda: STATES[self.state()], PER_PROXY)
+        st.gauge_reading("server.live", lambda: int(self.state() == "LIVE"), PER_PROXY)
+        st.gauge_reading("listener_manager.workers_started",
+                         lambda: int(self.sup.state in ("LIVE", "DRAINING")), PER_PROXY)
+
+    def state(self) -> str:
+        s = self.sup.state
+        if s == "LIVE" and self.sup.xds is not None and not self.sup.xds.ready():
+            return "INITIALIZING"
+        if s == "LIVE" and self.health_check_failed:
+            return "DRAINING"
+        return s
 
     async def stats(self) -> dict:
         dumps = [r["stats"] for r in await self.sup.gather("stats") if "stats" in r]
@@ -48,7 +73,7 @@ class AdminBackend:
 
     def server_info(self) -> dict:
         s = self.sup
-        return {"version": __version__, "state": s.state, "uptime_s": int(time.time() - s.started),
+        return {"version": __version__, "state": self.state(), "uptime_s": int(time.time() - s.started),
                 "workers": len(s.workers), "pid": os.getpid(), "config_path": s.config_path,
                 "snapshot_version": s.version}
 
@@ -57,7 +82,67 @@ class AdminBackend:
 
     def ready(self) -> bool:
         # with a control plane, not before its first listeners and clusters came
-        return self.sup.state == "LIVE" and (self.sup.xds is None or self.sup.xds.ready())
+        return self.state() == "LIVE"
+
+    def fail_health_check(self, failed: bool) -> None:
+        self.health_check_failed = failed
+
+    def quit(self) -> bool:
+        """Drain and exit 0, as on SIGTERM; False when not serving yet (or already stopping)."""
+        return self.sup.stop("admin /quitquitquit")
+
+    def listeners(self) -> list[dict[str, Any]]:
+        snap = self.sup.snapshot
+        if snap is None:
+            return []
+        return [{"name": name, "host": l.config.host, "port": l.config.port,
+                 "traffic_direction": l.config.options.get("traffic_direction")}
+                for name, l in snap.listeners.items()]
+
+    async def drain_listeners(self, inbound_only: bool, graceful: bool) -> list[str]:
+        """Envoy's /drain_listeners: every listener, or those whose traffic_direction is
+        INBOUND; the workers stop accepting on them at once, or with `graceful` after the
+        drain time, their connections told to close meanwhile. The names drained."""
+        names = [l["name"] for l in self.listeners()
+                 if not inbound_only or l["traffic_direction"] == "INBOUND"]
+        timeout = self.sup.drain_timeout() if graceful else 0.0
+        await self._tell_all("drain_listeners", names=names, graceful=graceful, after=timeout)
+        return names
+
+    async def set_log_levels(self, levels: dict[str, str]) -> dict[str, str]:
+        """{logger: level} set here and in every worker; the levels now, by logger."""
+        set_levels(levels)
+        await self._tell_all("log_levels", levels=levels)
+        return log_levels()
+
+    def log_levels(self) -> dict[str, str]:
+        return log_levels()
+
+    async def _tell_all(self, op: str, **kw: Any) -> None:
+        for h in self.sup.workers:
+            try:
+                await h.ask(op, timeout=5.0, **kw)
+            except (ConnectionError, TimeoutError, OSError):
+                continue
+
+
+STATES = {"LIVE": 0, "DRAINING": 1, "PRE_INITIALIZING": 2, "INITIALIZING": 3}
+# Envoy's log level names -> Python's (the command line's -l and the admin's /logging)
+ENVOY_LEVELS = {"trace": "debug", "debug": "debug", "info": "info", "warn": "warning", "warning": "warning",
+                "error": "error", "critical": "critical", "off": "critical"}
+ROOT = "mosnx"
+
+
+def set_levels(levels: dict[str, str]) -> None:
+    """Python levels by logger name ("mosnx" is every logger of the proxy)."""
+    for name, level in levels.items():
+        logging.getLogger(name).setLevel(level.upper())
+
+
+def log_levels() -> dict[str, str]:
+    """The effective level of mosnx's loggers, by name."""
+    names = [ROOT] + sorted(n for n in logging.root.manager.loggerDict if n.startswith(ROOT + "."))
+    return {n: logging.getLevelName(logging.getLogger(n).getEffectiveLevel()).lower() for n in names}
 
 
 def merge_clusters(replies: list[dict]) -> dict:

@@ -80,9 +80,14 @@ def estimate(v: float | None) -> float | None:
 
 Pieces = Iterator[str]
 
+# Gauges set when the proxy starts: "used" even at 0, as in Envoy (Istio's agent asks
+# for server.state with ?usedonly, and 0 is LIVE)
+SET_AT_START = frozenset({"server.state", "server.live"})
+
 # What "used" means per section of a dump, for ?usedonly.
-_SECTIONS: tuple[tuple[str, Callable[[Any], bool]], ...] = (
-    ("counters", lambda v: v != 0), ("gauges", lambda v: v != 0), ("histograms", lambda h: h["count"] > 0))
+_SECTIONS: tuple[tuple[str, Callable[[str, Any], bool]], ...] = (
+    ("counters", lambda k, v: v != 0), ("gauges", lambda k, v: v != 0 or k in SET_AT_START),
+    ("histograms", lambda k, h: h["count"] > 0))
 
 
 def _jsonable(value: Any) -> Any:
@@ -105,12 +110,13 @@ def selecting(dump: dict[str, Any], pattern: Pattern | None, used_only: bool, in
     `filter`); yields a pause point per stat.
 
     `used_only` keeps non-zero counters and gauges and histograms with samples: the
-    merged dump carries no "ever written" flag, so zero stands in for unused.
+    merged dump carries no "ever written" flag, so zero stands in for unused (but for
+    SET_AT_START).
     """
     for section, used in _SECTIONS:
         kept = into[section] = {}
         for name, value in dump.get(section, {}).items():
-            if (not used_only or used(value)) and (pattern is None or pattern.search(name) is not None):
+            if (not used_only or used(name, value)) and (pattern is None or pattern.search(name) is not None):
                 kept[name] = value
             yield ""
 
@@ -184,6 +190,24 @@ def stats_pieces(stats: dict[str, Any], pattern: Pattern | None, used_only: bool
         yield from prometheus_pieces(dump)
     else:
         yield from stats_text_pieces(dump)
+
+
+# --- /listeners --------------------------------------------------------------------
+
+def listeners_text(listeners: list[dict[str, Any]]) -> str:
+    """Envoy's text form: `name::address:port`, one a line."""
+    return "".join(f"{l['name']}::{_hostport(l['host'], l['port'])}\n" for l in listeners)
+
+
+def listeners_json(listeners: list[dict[str, Any]]) -> dict[str, Any]:
+    """Envoy's admin.v3.Listeners."""
+    return {"listener_statuses": [
+        {"name": l["name"], "local_address": {"socket_address": {"address": l["host"], "port_value": l["port"]}}}
+        for l in listeners]}
+
+
+def _hostport(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 # --- /stats/prometheus ------------------------------------------------------------

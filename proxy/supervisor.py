@@ -95,6 +95,7 @@ class Supervisor:
         self._force: asyncio.Future = None  # type: ignore[assignment]  # made by run(); a second stop signal while draining
         self._interrupted: int | None = None           # the signal that stopped the start
         self.xds: Any = None            # xds.control.XdsControl, with an xds: config
+        self.drain_time: float | None = None    # --drain-time-s: a drain's wait, over the listeners' own
 
     # ----------------------------------------------------------- lifecycle
     async def run(self) -> int:
@@ -306,6 +307,15 @@ class Supervisor:
             if self._startup is not None and not self._startup.done():
                 self._startup.cancel()
 
+    def stop(self, why: str) -> bool:
+        """Drain and exit 0, as on SIGTERM (the admin's /quitquitquit); False unless serving."""
+        if self.state != "LIVE" or self.stop_future.done():
+            return False
+        log.info("draining (%s)", why)
+        self.state = "DRAINING"
+        self.stop_future.set_result(signal.SIGTERM)
+        return True
+
     def _on_sighup(self) -> None:
         if self.state == "LIVE":
             asyncio.get_running_loop().create_task(self.reload("SIGHUP"))
@@ -316,7 +326,7 @@ class Supervisor:
         """Drain every worker up to the listeners' drain timeout: 0. A second signal
         meanwhile kills them: 128 + that signal."""
         self.state = "DRAINING"
-        timeout = self.snapshot.listeners and max(l.config.timeouts.drain for l in self.snapshot.listeners.values()) or 5.0
+        timeout = self.drain_timeout()
         stopping = asyncio.ensure_future(self._stop_workers(timeout))
         await asyncio.wait({stopping, self._force}, return_when=asyncio.FIRST_COMPLETED)
         if not stopping.done():
@@ -327,6 +337,13 @@ class Supervisor:
             return 128 + sig
         stopping.result()
         return 0
+
+    def drain_timeout(self) -> float:
+        """How long a drain waits for open connections: --drain-time-s, else the
+        longest of the listeners' drain timeouts (5 s without listeners)."""
+        if self.drain_time is not None:
+            return self.drain_time
+        return self.snapshot.listeners and max(l.config.timeouts.drain for l in self.snapshot.listeners.values()) or 5.0
 
     async def _stop_workers(self, timeout: float) -> None:
         await asyncio.gather(*(h.stop(timeout) for h in self.workers))

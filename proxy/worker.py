@@ -2,7 +2,8 @@
 
 Listeners are bound with SO_REUSEPORT so all workers accept on the same ports.
 The supervisor talks to a worker over a pipe (stats, clusters, config dump,
-reload, drain). A reload builds the new snapshot and swaps one reference:
+reload, drain, and for the admin: drain_listeners, log_levels). A listener the
+admin drained stays unbound whatever later snapshots say. A reload builds the new snapshot and swaps one reference:
 streams in flight keep the objects they started with, connections stay open.
 """
 from __future__ import annotations
@@ -61,6 +62,7 @@ class Worker:
         self.access_logs: dict[str, AccessLogWriter] = {}
         self._lstats: dict[str, ListenerStats] = {}
         self.draining = False
+        self.stopped_listeners: set[str] = set()      # drained by the admin: never bound again
         self.stopped: asyncio.Future | None = None
         self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]  # the loop run() or LocalWorker gives it
         self.reload_fail = self.stats.counter("server.reload_failure")
@@ -111,6 +113,8 @@ class Worker:
         bound: dict[str, tuple] = {}
         try:
             for name, lst in snap.listeners.items():
+                if name in self.stopped_listeners:      # by /drain_listeners
+                    continue
                 cfg = lst.config
                 addr = (cfg.host, cfg.port, cfg.protocol)
                 have = self.servers.get(name)
@@ -196,7 +200,34 @@ class Worker:
             return {"clusters": self.clusters.describe()}
         if op == "config_dump":
             return {"dump": self.snapshot.dump() if self.snapshot else None}
+        if op == "drain_listeners":
+            return {"drained": self.drain_listeners(msg["names"], msg["graceful"], msg["after"])}
+        if op == "log_levels":
+            for name, level in msg["levels"].items():
+                logging.getLogger(name).setLevel(level.upper())
+            return {"ok": True}
         return {"error": f"unknown op {op!r}"}
+
+    def drain_listeners(self, names: list[str], graceful: bool, timeout: float) -> list[str]:
+        """Envoy's /drain_listeners: stop accepting on `names`, at once or (graceful)
+        after `timeout`, their open connections told to close meanwhile. They stay
+        stopped whatever a reload brings. The names that were listening."""
+        wanted = set(names)
+        self.stopped_listeners |= wanted
+        if graceful:
+            for c in list(self.connections):
+                if getattr(c, "listener_name", None) in wanted:
+                    c.drain()
+            self.loop.call_later(timeout, self._close_listeners, wanted)
+        else:
+            self._close_listeners(wanted)
+        return sorted(wanted & set(self.servers))
+
+    def _close_listeners(self, names: set[str]) -> None:
+        for name in names:
+            entry = self.servers.pop(name, None)
+            if entry is not None:
+                entry[1].close()
 
     async def reload(self, version: int, dynamic: dict | None = None) -> dict:
         """Build `version` (the file, plus the control plane's resources when it sends

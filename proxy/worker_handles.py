@@ -153,7 +153,7 @@ class LocalWorker:
     async def ask(self, op: str, timeout: float = 10.0, **kw) -> dict:
         if op == "reload":
             return await self.worker.reload(kw["version"], kw.get("dynamic"))
-        return self.worker.handle({"op": op})
+        return self.worker.handle({"op": op, **kw})
 
     def tell(self, op: str, **kw) -> None:
         pass

@@ -180,6 +180,9 @@ class XdsConfig:
     lds: bool = True                          # listeners come over the stream (lds_config: {ads: {}})
     cds: bool = True                          # clusters come over the stream (cds_config: {ads: {}})
     cluster: str | None = None                # the bootstrap's static cluster naming the server
+    # the server's Unix socket (an Envoy pipe address): used instead of host and port,
+    # which are then "" and 0
+    unix_path: str | None = None
     # the bootstrap's own listeners and clusters that wait on the stream (RDS or EDS over
     # ADS): decoded Envoy messages by type URL and name, translated by runtime.envoy.apply
     static_resources: dict[str, dict[str, Any]] = field(default_factory=dict, compare=False, repr=False)
@@ -188,7 +191,10 @@ class XdsConfig:
     def __post_init__(self) -> None:
         if self.mode not in XDS_MODES:
             raise ValueError(f"xds mode must be one of {', '.join(XDS_MODES)}, not {self.mode!r}")
-        if not 0 < self.port < 65536:
+        if self.unix_path is not None:
+            if not self.unix_path:
+                raise ValueError("a Unix socket path cannot be empty")
+        elif not 0 < self.port < 65536:
             raise ValueError(f"port {self.port} is outside 1..65535")
         if self.initial_fetch_timeout < 0:
             raise ValueError("initial_fetch_timeout cannot be negative")

@@ -226,6 +226,13 @@ SECTIONS: tuple[Section, ...] = (
         Stat("server.mirror_skipped_body", COUNTER, "mirrors not sent because the request body was larger "
              "than the mirror buffer", NONE),
     )),
+    Section("Server state", "Once per proxy, from the supervisor; Envoy's names, which Istio's agent reads "
+            "for readiness (docs/istio.md).", (
+        Stat("server.state", GAUGE, "0 LIVE, 1 DRAINING (stopping, or /healthcheck/fail), 2 PRE_INITIALIZING, "
+             "3 INITIALIZING (the control plane's first listeners and clusters not yet in)"),
+        Stat("server.live", GAUGE, "1 while LIVE and not failed by /healthcheck/fail"),
+        Stat("listener_manager.workers_started", GAUGE, "1 once every worker has started"),
+    )),
     Section("xDS", "With an `xds:` block or an Envoy bootstrap's ADS (docs/xds.md); Envoy's names. "
             "`<xds>` is the type's prefix: `listener_manager.lds`, `cluster_manager.cds` (as Envoy's), "
             "or `rds`, `eds`, `sds` (Envoy keeps these per resource).", (

@@ -34,6 +34,12 @@ from .dynamic import Decoded, DynamicConfig, FileConfig, Payload, effective
 log = logging.getLogger("mosnx")
 
 
+def target(x: XdsConfig) -> str:
+    """The gRPC target of the control plane: host:port, or unix:<path> (grpcio's form
+    for a Unix socket, as Envoy's pipe address)."""
+    return f"unix:{x.unix_path}" if x.unix_path is not None else sockets.show(x.host, x.port)
+
+
 class XdsControl:
     def __init__(self, config_path: str, x: XdsConfig, stats: Store,
                  reload: Callable[[str], Awaitable[Any]], next_version: Callable[[], int]) -> None:
@@ -48,7 +54,7 @@ class XdsControl:
         self.dynamic = DynamicConfig(self.file_config, self._validate, self._changed)
         self.dynamic.initial_fetch_timeout = x.initial_fetch_timeout
         node = make_node(x.node.id, x.node.cluster, x.node.metadata)
-        self.ads = AdsClient(sockets.show(x.host, x.port), node, self.dynamic, stats,
+        self.ads = AdsClient(target(x), node, self.dynamic, stats,
                              mode=x.mode,  # type: ignore[arg-type]  # XdsConfig checks it is sotw or delta
                              set_node_on_first_message_only=x.set_node_on_first_message_only)
         self.dynamic.resubscribe = self.ads.resubscribe
@@ -60,7 +66,7 @@ class XdsControl:
     def start(self) -> None:
         self.ads.start()
         x = self.x
-        log.info("xds: %s stream to %s as node %r", x.mode, sockets.show(x.host, x.port), x.node.id)
+        log.info("xds: %s stream to %s as node %r", x.mode, target(x), x.node.id)
 
     async def close(self) -> None:
         await self.ads.close()

@@ -10,6 +10,13 @@ field path. Static listeners and clusters come from static_resources; resources 
 files (lds_config / cds_config / rds / eds `path_config_source`) are read and
 translated the same way, as Envoy's file-based xDS does; dynamic_resources.ads_config
 becomes Config.xds. Reads only the files the bootstrap names.
+
+Two things Istio's agent writes into every bootstrap are taken here, before translation,
+and said in a warning each: a static cluster whose endpoints are all Unix sockets
+(`pipe`) is left out, since mosnx's clusters connect over TCP only; the ADS cluster
+among them becomes XdsConfig.unix_path, a socket the gRPC client does reach. A response
+compressor HTTP filter in a static listener is skipped as if it were is_optional: it
+changes only the encoding of what is sent, never what.
 """
 from __future__ import annotations
 
@@ -24,7 +31,7 @@ from .clusters import eds_name, is_eds
 from .common import seconds
 from .decode import Path, Positions, parse, read
 from .findings import INVALID, REJECTED, UNSUPPORTED, WAITING, Findings, Rejected, Sink
-from .protos import CLUSTER, ENDPOINT, LISTENER, RESOURCE_TYPES, ROUTE, Bootstrap, HttpConnectionManager
+from .protos import CLUSTER, ENDPOINT, HCM, LISTENER, RESOURCE_TYPES, ROUTE, Bootstrap, HttpConnectionManager
 
 ENVOY_KEYS = frozenset({"static_resources", "dynamic_resources", "node", "admin", "layered_runtime",
                         "cluster_manager", "stats_sinks", "stats_config", "overload_manager", "tracing",
@@ -34,6 +41,8 @@ ENVOY_KEYS = frozenset({"static_resources", "dynamic_resources", "node", "admin"
 MOSNX_KEYS = frozenset({"listeners", "clusters", "workers", "demo_upstream", "fast_path", "xds"})
 SUPPORTED = frozenset({"static_resources", "dynamic_resources", "node", "admin"})
 ADS_MODES = {2: "sotw", 3: "delta"}
+# HTTP filters that only re-encode a response: skipped, with a warning, when mosnx lacks them
+COMPRESSOR = "type.googleapis.com/envoy.extensions.filters.http.compressor.v3.Compressor"
 
 
 def is_bootstrap(data: Any) -> bool:
@@ -150,10 +159,17 @@ def _load(data: Any, positions: Positions | None,
     f.only(msg, SUPPORTED)
     sr = msg.static_resources  # type: ignore[attr-defined]  # a Bootstrap
     f.at("static_resources").only(sr, {"listeners", "clusters"})
+    pipes: dict[str, str] = {}      # static clusters of Unix sockets only: name -> the first path
     for i, c in enumerate(sr.clusters):
+        pipe = _pipe_only(c)
+        if pipe is not None:
+            pipes[c.name] = pipe
+            ld.where[(CLUSTER, c.name)] = (positions, ("static_resources", "clusters", i))
+            continue
         ld.add(CLUSTER, c, positions, ("static_resources", "clusters", i))
         ld.follow(CLUSTER, c, positions, ("static_resources", "clusters", i))
     for i, lst in enumerate(sr.listeners):
+        lst = _compressors_optional(lst)
         ld.add(LISTENER, lst, positions, ("static_resources", "listeners", i))
         ld.follow(LISTENER, lst, positions, ("static_resources", "listeners", i))
     dr = msg.dynamic_resources  # type: ignore[attr-defined]  # a Bootstrap
@@ -185,8 +201,16 @@ def _load(data: Any, positions: Positions | None,
         span = ld.locate(rj.type_url, rj.name, rj.field_path)
         errors.append(Diagnostic(span, REJECTED, str(rj), source_line=_line(span)))
     warnings = [_placed(d, ld) for d in ld.sink.warnings + [d for d in sink.warnings if d.code != WAITING]]
+    ads_cluster = _ads_cluster(msg)
+    for name, pipe in pipes.items():
+        span = ld.locate(CLUSTER, name, "load_assignment")
+        what = (f"the ADS stream connects to unix:{pipe}" if name == ads_cluster
+                else "routes cannot name it")
+        warnings.append(Diagnostic(span, UNSUPPORTED, f'Cluster "{name}" load_assignment: its endpoints are Unix '
+                                   f"sockets (pipe), which mosnx's clusters do not connect to: left out ({what})",
+                                   "warning", _line(span)))
     try:
-        xds = _xds(msg, f, config)
+        xds = _xds(msg, f, config, pipes)
     except Rejected as e:
         errors.append(Diagnostic(positions.locate(e.rejection.field_path) if positions else None, REJECTED,
                                  e.rejection.message))
@@ -256,7 +280,47 @@ def _admin(msg: Any, f: Findings) -> AdminConfig | None:
     return AdminConfig(host=sa.address or "127.0.0.1", port=sa.port_value)
 
 
-def _xds(msg: Any, f: Findings, config: Config) -> XdsConfig | None:
+def _pipe_only(c: Any) -> str | None:
+    """The first Unix socket path of a STATIC cluster whose endpoints are all pipes, else None."""
+    if c.WhichOneof("cluster_discovery_type") != "type" or c.type != 0:
+        return None
+    addrs = [lbe.endpoint.address for loc in c.load_assignment.endpoints for lbe in loc.lb_endpoints]
+    if not addrs or any(a.WhichOneof("address") != "pipe" for a in addrs):
+        return None
+    return str(addrs[0].pipe.path)
+
+
+def _compressors_optional(lst: Any) -> Any:
+    """`lst`, or a copy whose HCMs mark their compressor filters is_optional (so the
+    translator skips them with a warning at their own index)."""
+    out = None
+    for i, fc in enumerate(lst.filter_chains):
+        for j, nf in enumerate(fc.filters):
+            if nf.typed_config.type_url != HCM:
+                continue
+            hcm = HttpConnectionManager()
+            nf.typed_config.Unpack(hcm)
+            marked = [hf for hf in hcm.http_filters
+                      if hf.typed_config.type_url == COMPRESSOR and not hf.is_optional]
+            if not marked:
+                continue
+            for hf in marked:
+                hf.is_optional = True
+            if out is None:
+                out = type(lst)()
+                out.CopyFrom(lst)
+            out.filter_chains[i].filters[j].typed_config.Pack(hcm)
+    return lst if out is None else out
+
+
+def _ads_cluster(msg: Any) -> str | None:
+    ads = msg.dynamic_resources.ads_config
+    if not ads.grpc_services or ads.grpc_services[0].WhichOneof("target_specifier") != "envoy_grpc":
+        return None
+    return str(ads.grpc_services[0].envoy_grpc.cluster_name)
+
+
+def _xds(msg: Any, f: Findings, config: Config, pipes: dict[str, str]) -> XdsConfig | None:
     dr = msg.dynamic_resources
     if not dr.HasField("ads_config"):
         return None
@@ -274,17 +338,18 @@ def _xds(msg: Any, f: Findings, config: Config) -> XdsConfig | None:
         fg.reject("only envoy_grpc (a static cluster) is supported", "google_grpc")
     name = gs.envoy_grpc.cluster_name
     cluster = next((c for c in config.clusters if c.name == name), None)
-    if cluster is None or not cluster.endpoints:
+    if name not in pipes and (cluster is None or not cluster.endpoints):
         fg.at("envoy_grpc").reject(f'cluster_name "{name}" names no static cluster with an endpoint',
                                    "cluster_name")
-    ep = cluster.endpoints[0]
+    host, port = (cluster.endpoints[0].host, cluster.endpoints[0].port) if cluster is not None else ("", 0)
     node = XdsNode(id=msg.node.id, cluster=msg.node.cluster, metadata=_struct(msg.node.metadata))
     timeout = 15.0
     for key in ("lds_config", "cds_config"):
         cs = getattr(dr, key)
         if dr.HasField(key) and cs.HasField("initial_fetch_timeout"):
             timeout = seconds(cs.initial_fetch_timeout)
-    return XdsConfig(host=ep.host, port=ep.port, mode=mode, node=node, initial_fetch_timeout=timeout,
+    return XdsConfig(host=host, port=port, unix_path=pipes.get(name), mode=mode, node=node,
+                     initial_fetch_timeout=timeout,
                      set_node_on_first_message_only=ads.set_node_on_first_message_only,
                      lds=dr.lds_config.WhichOneof("config_source_specifier") == "ads",
                      cds=dr.cds_config.WhichOneof("config_source_specifier") == "ads", cluster=name)

@@ -28,6 +28,9 @@ ESCAPED = {0: "keep", 1: "keep", 2: "reject", 3: "unescape_and_redirect", 4: "un
 DENOMINATOR = {0: 100, 1: 10_000, 2: 1_000_000}
 
 
+DIRECTIONS = {1: "INBOUND", 2: "OUTBOUND"}      # envoy.config.core.v3.TrafficDirection
+
+
 def rds_name(listener: Any) -> str | None:
     """The RouteConfiguration an HTTP listener asks RDS for, if any."""
     for fc in listener.filter_chains[:1]:
@@ -42,7 +45,7 @@ def rds_name(listener: Any) -> str | None:
 def translate_listener(lst: Any, f: Findings, routes: dict[str, RouteTable] | None = None) -> ListenerConfig:
     if not lst.name:
         f.reject("a listener needs a name", "name")
-    f.only(lst, {"name", "address", "filter_chains", "stat_prefix"})
+    f.only(lst, {"name", "address", "filter_chains", "stat_prefix", "traffic_direction"})
     if not lst.HasField("address"):
         f.reject("a listener needs an address", "address")
     host, port = socket_address(lst.address, f.at("address"))
@@ -62,7 +65,9 @@ def translate_listener(lst: Any, f: Findings, routes: dict[str, RouteTable] | No
     if last.WhichOneof("config_type") != "typed_config":
         fl.reject("a network filter needs a typed_config")
     url = last.typed_config.type_url
-    base = {"name": lst.name, "host": host, "port": port}
+    base: dict[str, Any] = {"name": lst.name, "host": host, "port": port}
+    if lst.traffic_direction:       # what /drain_listeners?inboundonly selects
+        base["options"] = {"traffic_direction": DIRECTIONS[lst.traffic_direction]}
     if url == HCM:
         hcm = HttpConnectionManager()
         last.typed_config.Unpack(hcm)

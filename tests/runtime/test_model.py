@@ -50,3 +50,12 @@ def test_the_admin_token_never_shows_in_a_repr():
     assert "s3cret" not in repr(token) and "s3cret" not in repr(admin)
     assert "/etc/mosnx/token" in repr(token)
     assert admin.host == "127.0.0.1" and admin.port == 15000
+
+
+def test_an_xds_stream_on_a_unix_socket_needs_no_port_but_a_path():
+    from mosnx.runtime.model import XdsConfig
+    assert XdsConfig("", 0, unix_path="/tmp/XDS").unix_path == "/tmp/XDS"
+    with pytest.raises(ValueError, match="Unix socket path"):
+        XdsConfig("", 0, unix_path="")
+    with pytest.raises(ValueError, match="port 0"):
+        XdsConfig("", 0)

@@ -42,3 +42,9 @@ def test_resources_go_by_a_private_file_one_per_content(tmp_path):
     assert other != path and not os.path.exists(path)     # the next payload replaces it
     c.release()
     assert not os.path.exists(os.path.dirname(other))
+
+
+def test_the_stream_targets_a_unix_socket_when_the_config_names_one():
+    from mosnx.proxy.xds.control import target
+    assert target(XdsConfig("127.0.0.1", 18000)) == "127.0.0.1:18000"
+    assert target(XdsConfig("", 0, unix_path="/tmp/XDS")) == "unix:/tmp/XDS"

@@ -141,3 +141,84 @@ def test_envoy_typed_struct_listener_is_rejected_by_name(envoy_testdata):
         load_config(str(path))
     [d] = [d for d in e.value.diagnostics if d.code == "X002"]
     assert "TypedStruct" in d.message and d.span.path.endswith("server_xds.lds.typed_struct.yaml")
+
+
+PIPE_ADS = textwrap.dedent("""\
+    node: {id: sidecar~1.2.3.4~foo~bar, cluster: istio-proxy}
+    admin: {address: {socket_address: {address: 127.0.0.1, port_value: 15000}}}
+    dynamic_resources:
+      lds_config: {ads: {}}
+      cds_config: {ads: {}}
+      ads_config:
+        api_type: DELTA_GRPC
+        grpc_services: [{envoy_grpc: {cluster_name: xds-grpc}}]
+    static_resources:
+      clusters:
+      - name: xds-grpc
+        type: STATIC
+        load_assignment:
+          cluster_name: xds-grpc
+          endpoints: [{lb_endpoints: [{endpoint: {address: {pipe: {path: /tmp/XDS}}}}]}]
+      - name: sds-grpc
+        type: STATIC
+        load_assignment:
+          cluster_name: sds-grpc
+          endpoints: [{lb_endpoints: [{endpoint: {address: {pipe: {path: ./sds.sock}}}}]}]
+      - name: agent
+        type: STATIC
+        load_assignment:
+          cluster_name: agent
+          endpoints: [{lb_endpoints: [{endpoint: {address: {socket_address: {address: 127.0.0.1, port_value: 15020}}}}]}]
+      listeners:
+      - name: stats
+        traffic_direction: OUTBOUND
+        address: {socket_address: {address: 127.0.0.1, port_value: 15090}}
+        filter_chains:
+        - filters:
+          - name: hcm
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+              stat_prefix: stats
+              route_config:
+                virtual_hosts: [{name: b, domains: ["*"], routes: [{match: {prefix: /}, route: {cluster: agent}}]}]
+              http_filters:
+              - name: envoy.filters.http.compressor.gzip
+                typed_config:
+                  "@type": type.googleapis.com/envoy.extensions.filters.http.compressor.v3.Compressor
+                  compressor_library:
+                    name: gzip
+                    typed_config: {"@type": type.googleapis.com/envoy.extensions.compression.gzip.compressor.v3.Gzip}
+              - name: envoy.filters.http.router
+                typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}
+    """)
+
+
+def test_ads_over_a_unix_socket_and_pipe_clusters_left_out_with_a_warning():
+    cfg, warnings = load_bootstrap_text(PIPE_ADS, "<istio>")
+    assert [c.name for c in cfg.clusters] == ["agent"]
+    x = cfg.xds
+    assert (x.unix_path, x.host, x.port, x.mode, x.cluster) == ("/tmp/XDS", "", 0, "delta", "xds-grpc")
+    text = [d.message for d in warnings]
+    assert any('Cluster "xds-grpc"' in m and "unix:/tmp/XDS" in m for m in text)
+    assert any('Cluster "sds-grpc"' in m and "left out" in m for m in text)
+    assert all(d.severity == "warning" for d in warnings)
+
+
+def test_a_compressor_filter_is_skipped_with_a_warning_at_its_index():
+    cfg, warnings = load_bootstrap_text(PIPE_ADS, "<istio>")
+    (stats,) = cfg.listeners
+    assert [f.name for f in stats.filters] == []
+    hit = [d for d in warnings if "Compressor" in d.message]
+    assert len(hit) == 1 and "http_filters[0]" in hit[0].message and "skipped" in hit[0].message
+
+
+def test_traffic_direction_is_kept_for_the_admin():
+    cfg, _ = load_bootstrap_text(PIPE_ADS, "<istio>")
+    assert cfg.listeners[0].options == {"traffic_direction": "OUTBOUND"}
+
+
+def test_a_route_to_a_pipe_cluster_is_an_error_naming_it():
+    text = PIPE_ADS.replace("route: {cluster: agent}", "route: {cluster: sds-grpc}")
+    with pytest.raises(ConfigError) as e:
+        load_bootstrap_text(text, "<istio>")
+    assert "sds-grpc" in str(e.value)
