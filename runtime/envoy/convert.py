@@ -109,9 +109,12 @@ def _listener(lc: ListenerConfig, resources: dict[str, dict[str, Any]], out: Con
                      "stream_idle": _dur(t.stream_idle)}
     d["limits"] = {"request_headers": lc.limits.request_headers,
                    "request_headers_count": lc.limits.request_headers_count}
-    if lc.filters:
+    if any(not f.own for f in lc.filters) or (lc.route_table is not None and lc.route_table.filter_names()):
+        out.notes.append(f'listener "{lc.name}": per-route filter settings (typed_per_filter_config, cors) '
+                         "have no mosnx.yaml form; left out")
+    if any(f.own for f in lc.filters):
         d["filters"] = [{f.kind: {"name": f.name, **({"disabled": True} if f.disabled else {}), **f.config}}
-                        for f in lc.filters]
+                        for f in lc.filters if f.own]
     rc = _route_config(lc, resources)
     if rc is None:
         out.notes.append(f'listener "{lc.name}": its routes were not found; none written')
@@ -359,6 +362,9 @@ def _action(r: Any, vh: Any, clusters: _Names, matched: str, notes: list[str], w
         return [" ".join(parts)]
     a = r.route
     out: list[str] = []
+    if a.cluster_header:
+        notes.append(f"{where}: cluster_header has no .mdsl form; the route answers 503")
+        return ["respond 503"]
     if a.cluster:
         out.append(f"to {clusters(a.cluster)}")
     else:

@@ -29,7 +29,7 @@ def test_a_weighted_split_with_rewrite_and_retry():
 
 
 def test_a_route_needs_exactly_one_destination():
-    assert findings(route("{}")) == [("C005", 4, 12, "listeners[0].route needs cluster: or weighted_clusters:")]
+    assert findings(route("{}")) == [("C005", 4, 12, "listeners[0].route needs cluster: or weighted_clusters: or cluster_header:")]
     assert findings(route("{cluster: api, weighted_clusters: [{name: api, weight: 1}]}")) == [
         ("C004", 4, 46, "listeners[0].route has both cluster: and weighted_clusters:; keep only one")]
 
