@@ -144,8 +144,9 @@ def _override(a: Any, f: Findings, optional: bool) -> FilterOverride:
             inner = _override(fc.config, f.at("config"), fc.is_optional)
             return FilterOverride(inner.kind, inner.config, fc.disabled if fc.disabled else None,
                                   inner.type_name, fc.is_optional)
-        # FilterConfig with no config: it only says whether the filter runs here
-        return FilterOverride(disabled=fc.disabled, optional=fc.is_optional)
+        if not fc.disabled:
+            f.reject("a FilterConfig needs config, or disabled: true (Envoy refuses it empty too)")
+        return FilterOverride(disabled=True, optional=fc.is_optional)
     if url == FAULT:
         return FilterOverride("fault", fault_config(_unpacked(a, fault_pb2.HTTPFault()), f))
     if url == RATELIMIT:

@@ -166,8 +166,8 @@ class CorsFilter(HttpFilter):
         # what every accepted response carries besides the origin, and a preflight's reply
         self._response: tuple[tuple[bytes, bytes], ...] = tuple(
             (k, v.encode("latin-1")) for k, v in (
-                ("access-control-allow-credentials", "true" if c.allow_credentials else ""),
-                ("access-control-expose-headers", c.expose_headers)) if v)
+                (b"access-control-allow-credentials", "true" if c.allow_credentials else ""),
+                (b"access-control-expose-headers", c.expose_headers)) if v)
         self._preflight: tuple[tuple[str, str], ...] = tuple((k, v) for k, v in (
             ("access-control-allow-credentials", "true" if c.allow_credentials else ""),
             ("access-control-allow-methods", c.allow_methods),

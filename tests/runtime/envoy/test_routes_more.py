@@ -125,10 +125,10 @@ def test_typed_per_filter_config_at_each_level():
 def test_filter_config_wrapping_and_unknown_types():
     buf = {"@type": T + "envoy.extensions.filters.http.buffer.v3.BufferPerRoute", "disabled": True}
     r = translate(config([{"match": {"prefix": "/"}, "route": {"cluster": "a"}, "typed_per_filter_config": {
-        "on": {"@type": FC},
+        "off": {"@type": FC, "disabled": True},
         "buf": buf,
         "opt": {"@type": FC, "is_optional": True, "config": buf}}}])).vhosts[0].routes[0]
-    assert r.filters["on"] == FilterOverride(disabled=False)
+    assert r.filters["off"] == FilterOverride(disabled=True)
     assert r.filters["buf"].kind is None and r.filters["buf"].type_name.endswith("BufferPerRoute")
     assert r.filters["opt"].optional and r.filters["opt"].kind is None
 
@@ -150,6 +150,9 @@ def test_cors_fields_merge_route_over_vhost_and_skip_direct_responses():
 
 
 def test_bad_per_filter_settings_are_rejections_at_their_field():
+    rj = rejection(config([{"match": {"prefix": "/"}, "route": {"cluster": "a"}, "typed_per_filter_config": {
+        "f": {"@type": FC}}}]))
+    assert rj.field_path == "virtual_hosts[0].routes[0].typed_per_filter_config.f" and "needs config" in rj.message
     rj = rejection(config([{"match": {"prefix": "/"}, "route": {"cluster": "a"}, "typed_per_filter_config": {
         "cors": {"@type": CORS, "allow_origin_string_match": [{"safe_regex": {"regex": "("}}]}}}]))
     assert rj.field_path == ("virtual_hosts[0].routes[0].typed_per_filter_config.cors"
