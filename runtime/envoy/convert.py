@@ -164,10 +164,14 @@ def _default_route(rc: Any, clusters: _Names) -> dict[str, Any] | None:
         return None
     a = r.route
     if a.hash_policy or a.HasField("idle_timeout") or a.WhichOneof("cluster_specifier") not in \
-            ("cluster", "weighted_clusters"):
+            ("cluster", "weighted_clusters", "cluster_header") or m.HasField("runtime_fraction") \
+            or r.typed_per_filter_config or vh.typed_per_filter_config or vh.HasField("cors") \
+            or a.HasField("cors"):
         return None
     d: dict[str, Any] = {}
-    if a.cluster:
+    if a.cluster_header:
+        d["cluster_header"] = a.cluster_header.lower()
+    elif a.cluster:
         d["cluster"] = clusters(a.cluster)
     else:
         d["weighted_clusters"] = [{"name": clusters(c.name), "weight": c.weight.value}
@@ -288,6 +292,8 @@ def _conditions(m: Any, notes: list[str], where: str) -> tuple[list[str], str]:
             conds.append(f"exists({field})")
     if m.HasField("grpc"):
         conds.append('request.headers["content-type"] prefix "application/grpc"')
+    if m.HasField("runtime_fraction"):
+        notes.append(f"{where}: runtime_fraction has no .mdsl form; the route takes every request it matches")
     return conds, matched
 
 

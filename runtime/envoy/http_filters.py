@@ -104,6 +104,8 @@ def check_route_filters(table: RouteTable, specs: list[FilterSpec], skipped: set
                                else "is not among the listener's HTTP filters")
                         f.warn(f'route "{r.name}": typed_per_filter_config for "{name}", which {why}; ignored',
                                "http_filters")
+                    elif ov.disabled:
+                        continue            # off there: what else it says does not matter
                     elif ov.kind is None and ov.type_name:
                         msg = (f'route "{r.name}": typed_per_filter_config "{name}" of type {ov.type_name} '
                                f"cannot configure the {spec.kind} filter")
