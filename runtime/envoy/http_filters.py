@@ -150,7 +150,11 @@ def _override(a: Any, f: Findings, optional: bool) -> FilterOverride:
             f.reject("a FilterConfig needs config, or disabled: true (Envoy refuses it empty too)")
         return FilterOverride(disabled=True, optional=fc.is_optional)
     if url == FAULT:
-        return FilterOverride("fault", fault_config(_unpacked(a, fault_pb2.HTTPFault()), f))
+        fl = _unpacked(a, fault_pb2.HTTPFault())
+        if not fl.HasField("delay") and not fl.HasField("abort"):
+            f.only(fl, set())
+            return FilterOverride("fault", disabled=True)       # no fault to inject there
+        return FilterOverride("fault", fault_config(fl, f))
     if url == RATELIMIT:
         cfg = ratelimit_config(_unpacked(a, local_rate_limit_pb2.LocalRateLimit()), f, per_route=True)
         # no token bucket on a route: nothing to limit there

@@ -135,3 +135,63 @@ def test_a_cors_policy_without_a_cors_filter_is_a_warning():
     sink = Sink()
     translate(listener(r, FILTERS[1:]), sink)
     assert any("has a CORS policy but the listener has no CORS filter" in w.message for w in sink.warnings)
+
+
+def test_over_xds_a_route_update_is_met_with_its_listeners_filters():
+    """RDS brings the settings: apply() serves them, and refuses by the listener's name
+    the listener whose filter cannot take a later table's settings."""
+    from mosnx.runtime.config import load_config_text
+    from mosnx.runtime.envoy.apply import apply
+    base = load_config_text("clusters:\n- {name: a, endpoints: [127.0.0.1:9100]}\n", "<base>")
+    lst = listener()
+    hcm = lst["filter_chains"][0]["filters"][0]["typed_config"]
+    del hcm["route_config"]
+    hcm["rds"] = {"route_config_name": "local", "config_source": {"ads": {}}}
+    R = protos.ROUTE
+    config, rejected = apply(base, {L: {"edge": msg(L, lst)}, R: {"local": msg(R, ROUTES)}})
+    assert rejected == [] and [lc.name for lc in config.listeners] == ["edge"]
+    snap = build_snapshot(config)
+    assert snap.listeners["edge"].routes.vhosts[1].routes[0].pipeline.request
+    bad = with_route_settings({"envoy.filters.http.fault": BUCKET})
+    config, rejected = apply(base, {L: {"edge": msg(L, lst)}, R: {"local": msg(R, bad)}})
+    [rj] = rejected
+    assert config.listeners == () and (rj.type_url, rj.name) == (L, "edge")
+    assert "is rate_limit settings, but that filter is fault" in rj.message
+
+
+def test_mutated_per_route_settings_are_served_or_refused():
+    """Generated input: the listener and routes above, mutated anywhere (a value
+    replaced, a key dropped or added), give apply() a listener or a Rejection, and a
+    snapshot or a ConfigError, never another exception."""
+    from hypothesis import HealthCheck, given, settings, strategies as st
+    from mosnx.runtime.config import load_config_text
+    from mosnx.runtime.diagnostics import ConfigError
+    from mosnx.runtime.envoy.apply import apply
+    from mosnx.runtime.envoy.decode import parse
+    from test_decode_generated import _mutate, _paths, values
+
+    doc = listener()
+    paths = _paths(doc)[1:]
+    base = load_config_text("clusters:\n- {name: a, endpoints: [127.0.0.1:9100]}\n", "<base>")
+
+    @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(st.lists(st.tuples(st.sampled_from(paths), st.sampled_from(["replace", "drop", "add"]), values,
+                              st.text(min_size=1, max_size=8)), min_size=1, max_size=3))
+    def check(mutations):
+        d = doc
+        for path, how, value, key in mutations:
+            try:
+                d = _mutate(d, path, how, value, key)
+            except (KeyError, IndexError, TypeError):
+                continue
+        m, errors = parse(d, protos.RESOURCE_TYPES[L], None)
+        if m is None:
+            assert errors
+            return
+        config, rejected = apply(base, {L: {m.name or "edge": m}})
+        assert all(r.message for r in rejected)
+        try:
+            build_snapshot(config)
+        except ConfigError as e:
+            assert all(x.code and x.message for x in e.diagnostics)
+    check()

@@ -158,5 +158,11 @@ def test_bad_per_filter_settings_are_rejections_at_their_field():
     assert rj.field_path == ("virtual_hosts[0].routes[0].typed_per_filter_config.cors"
                              ".allow_origin_string_match[0].safe_regex.regex")
     rj = rejection(config([{"match": {"prefix": "/"}, "route": {"cluster": "a"}, "typed_per_filter_config": {
-        "f": {"@type": FAULT}}}]))
-    assert rj.field_path == "virtual_hosts[0].routes[0].typed_per_filter_config.f"
+        "f": {"@type": FAULT, "abort": {"grpc_status": 14}}}}]))
+    assert rj.field_path == "virtual_hosts[0].routes[0].typed_per_filter_config.f.abort"
+
+
+def test_a_route_fault_without_delay_or_abort_injects_nothing_there():
+    r = translate(config([{"match": {"prefix": "/"}, "route": {"cluster": "a"}, "typed_per_filter_config": {
+        "f": {"@type": FAULT}}}])).vhosts[0].routes[0]
+    assert r.filters["f"] == FilterOverride("fault", disabled=True)
