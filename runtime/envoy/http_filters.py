@@ -56,8 +56,13 @@ def http_filters(hcm: Any, f: Findings) -> tuple[list[FilterSpec], set[str]]:
         if url == FAULT:
             fault = fault_pb2.HTTPFault()
             hf.typed_config.Unpack(fault)
-            out.append(FilterSpec("fault", hf.name or "fault", fault_config(fault, fh.at("typed_config")),
-                                  disabled=hf.disabled))
+            if fault.HasField("delay") or fault.HasField("abort"):
+                out.append(FilterSpec("fault", hf.name or "fault", fault_config(fault, fh.at("typed_config")),
+                                      disabled=hf.disabled))
+            else:
+                # as Istio sends it: no fault of its own, only the routes' (typed_per_filter_config)
+                fh.at("typed_config").only(fault, set())
+                out.append(FilterSpec("fault", hf.name or "fault", {}, disabled=hf.disabled, own=False))
         elif url == RATELIMIT:
             rl = local_rate_limit_pb2.LocalRateLimit()
             hf.typed_config.Unpack(rl)

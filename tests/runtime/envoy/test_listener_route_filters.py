@@ -195,3 +195,17 @@ def test_mutated_per_route_settings_are_served_or_refused():
         except ConfigError as e:
             assert all(x.code and x.message for x in e.diagnostics)
     check()
+
+
+def test_a_fault_filter_without_a_fault_of_its_own_waits_for_the_routes():
+    """Istio puts an empty HTTPFault on every listener, and faults on routes."""
+    filters = copy.deepcopy(FILTERS)
+    filters[1]["typed_config"] = {"@type": FAULT}
+    lc = translate(listener(filters=filters))
+    assert [(s.kind, s.own) for s in lc.filters][1] == ("fault", False)
+    snap = build_snapshot(Config("<t>", None, (lc,), (ClusterConfig("a", (Endpoint("127.0.0.1", 9),)),)))
+    routes = snap.listeners["edge"].routes
+    faulty, rest = routes.vhosts
+    c = ctx("/", "faulty.test")
+    assert faulty.routes[1].pipeline.request[0](c).status == 418
+    assert rest.routes[2].plain is not None        # nothing runs there: the short path stays open
