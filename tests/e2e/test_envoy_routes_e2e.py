@@ -220,6 +220,18 @@ def test_cors_by_typed_policy_and_by_the_cors_field(edge):
     assert after["http.edge.cors.origin_invalid"] - before.get("http.edge.cors.origin_invalid", 0) == 2
 
 
+def test_a_route_bucket_is_the_proxys_with_two_workers(tmp_path, upstream):
+    """One connection per request, so both workers take some: the route's bucket of 4
+    admits 4 in all, not 4 per worker."""
+    a, b = upstream(), upstream()
+    ports = {"admin": free_port(), "listen": free_port(), "a": a.port, "b": b.port}
+    path = tmp_path / "envoy.yaml"
+    path.write_text(BOOTSTRAP.format(hf=HF, t=T, **ports).replace("max_tokens: 2", "max_tokens: 4"))
+    with serving(path, ports["admin"], workers=2):
+        got = [request(ports["listen"], "/limited")[0] for _ in range(16)]
+    assert got.count(200) == 4 and got.count(429) == 12, got
+
+
 def test_yaml_cors_filter_and_cluster_header(upstream, mosnx):
     web, other = upstream(), upstream()
     proxy = mosnx([web.address], route={"cluster": None, "timeout": None, "cluster_header": "x-cluster"},
