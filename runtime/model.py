@@ -117,6 +117,9 @@ class FilterSpec:
     config: dict[str, Any]
     disabled: bool = False                    # Envoy's `disabled`: runs only where a route names it
     span: Span | None = None
+    # False: no settings of its own (Envoy's cors, local_ratelimit without a token bucket):
+    # it runs only on routes that give it theirs (runtime.route_filters)
+    own: bool = True
 
 
 @dataclass(frozen=True, slots=True)

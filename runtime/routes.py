@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import FrozenInstanceError, dataclass, field
-from typing import Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from .context import StreamContext
 from .diagnostics import Span
@@ -51,7 +51,9 @@ class MirrorPolicy:
 
 @dataclass(frozen=True, slots=True)
 class RouteAction:
-    """Forward to a cluster (or a weighted split of clusters)."""
+    """Forward to a cluster, a weighted split of clusters, or the cluster a request
+    header names (cluster_header: a request without it, or naming no cluster, is
+    answered 503 cluster_not_found, as Envoy's NC)."""
     cluster: str | None = None
     weighted_clusters: tuple[tuple[str, int], ...] = ()
     timeout: float | None = 15.0          # whole-request timeout; None or 0 disables
@@ -62,19 +64,47 @@ class RouteAction:
     host_rewrite: str | None = None
     mirrors: tuple[MirrorPolicy, ...] = ()
     hash_key: str | None = None           # attribute reference for consistent hashing
+    cluster_header: str | None = None     # lower-case request header whose value names the cluster
     # whether any rewrite applies: known once, so a request without one looks once
     rewrites: bool = field(init=False, repr=False, compare=False, default=False)
+    # cluster_header as the bytes a request's header names are kept in
+    cluster_header_b: bytes = field(init=False, repr=False, compare=False, default=b"")
 
     def __post_init__(self) -> None:
-        if (self.cluster is None) == (not self.weighted_clusters):
-            raise ValueError("a route action names a cluster or a weighted split, exactly one")
+        if (self.cluster is not None) + bool(self.weighted_clusters) + (self.cluster_header is not None) != 1:
+            raise ValueError("a route action names a cluster, a weighted split or a cluster_header, exactly one")
+        if self.cluster_header is not None:
+            if not self.cluster_header or self.cluster_header != self.cluster_header.lower():
+                raise ValueError("cluster_header must be a non-empty lower-case header name")
+            object.__setattr__(self, "cluster_header_b", self.cluster_header.encode("latin-1"))
         if self.weighted_clusters and sum(w for _, w in self.weighted_clusters) <= 0:
             raise ValueError("weighted split needs a positive total weight")
         object.__setattr__(self, "rewrites", self.prefix_rewrite is not None or self.regex_rewrite is not None
                            or self.host_rewrite is not None)
 
     def clusters(self) -> list[str]:
+        """The clusters named in the config (a cluster_header's are known per request only)."""
         return [self.cluster] if self.cluster else [c for c, _ in self.weighted_clusters]
+
+
+@dataclass(frozen=True, slots=True)
+class FilterOverride:
+    """A route's own settings for one of its listener's HTTP filters (Envoy's
+    typed_per_filter_config, the most specific level's). `config`, when given,
+    replaces the filter's settings on this route (a filter of `kind`); `disabled`,
+    when given, turns the filter off (True) or on (False) here. `kind` None with a
+    `type_name` is a setting of a type mosnx cannot apply (the listener decides:
+    a warning, or a rejection when the filter runs)."""
+    kind: str | None = None
+    config: Mapping[str, Any] | None = None
+    disabled: bool | None = None
+    type_name: str = ""
+    optional: bool = False              # FilterConfig.is_optional: unknown settings are only a warning
+
+
+# Route.filters key of the CORS policy given by Envoy's `cors` fields (vhost and
+# route merged), for the listener's filter of kind "cors", whatever its name
+CORS_POLICY = "*cors"
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +153,7 @@ class _Frozen:
 
 
 _ACTIONS = (RouteAction, DirectResponse, RedirectAction)
+_NONE: Mapping[str, Any] = {}       # shared, never written: a route without filter settings
 
 
 class Route(_Frozen):
@@ -135,7 +166,7 @@ class Route(_Frozen):
     its vhost, given by the VirtualHost that holds it.
     """
     __slots__ = ("name", "match", "path_exact", "path_prefix", "action", "pipeline",
-                 "span", "chain", "index", "plain")
+                 "span", "chain", "index", "plain", "filters", "cluster_filters")
     name: str
     match: Predicate | None
     path_exact: str | None
@@ -146,11 +177,17 @@ class Route(_Frozen):
     chain: Pipeline
     index: int
     plain: RouteAction | None
+    # filter name -> this route's settings for that listener filter (vhost's and its own,
+    # the route's winning); cluster -> the same, from a weighted cluster's own settings
+    filters: Mapping[str, FilterOverride]
+    cluster_filters: Mapping[str, Mapping[str, FilterOverride]]
 
     def __init__(self, name: str, action: RouteAction | DirectResponse | RedirectAction,
                  match: Predicate | None = None, path_exact: str | None = None,
                  path_prefix: str | None = None, pipeline: Pipeline = EMPTY,
-                 span: Span | None = None, *, index: int = 0, chain: Pipeline | None = None):
+                 span: Span | None = None, *, index: int = 0, chain: Pipeline | None = None,
+                 filters: Mapping[str, FilterOverride] | None = None,
+                 cluster_filters: Mapping[str, Mapping[str, FilterOverride]] | None = None):
         if not isinstance(action, _ACTIONS):
             raise TypeError(f"route {name!r}: action must be a RouteAction, DirectResponse or "
                             f"RedirectAction, not {type(action).__name__}")
@@ -163,6 +200,8 @@ class Route(_Frozen):
         set_(self, "pipeline", pipeline)
         set_(self, "span", span)
         set_(self, "index", index)
+        set_(self, "filters", filters or _NONE)
+        set_(self, "cluster_filters", cluster_filters or _NONE)
         if chain is None:
             # not bound to a listener yet: its steps are unknown, so no short path
             set_(self, "chain", pipeline)
@@ -175,7 +214,15 @@ class Route(_Frozen):
     def _bound(self, chain: Pipeline) -> "Route":
         """This route as a finalized table holds it: same declaration, effective chain."""
         return Route(self.name, self.action, self.match, self.path_exact, self.path_prefix,
-                     self.pipeline, self.span, index=self.index, chain=chain)
+                     self.pipeline, self.span, index=self.index, chain=chain, filters=self.filters,
+                     cluster_filters=self.cluster_filters)
+
+    def with_pipeline(self, pipeline: Pipeline) -> "Route":
+        """This route, not yet bound, with its own pipeline replaced (its listener's
+        filters placed on it: runtime.route_filters)."""
+        return Route(self.name, self.action, self.match, self.path_exact, self.path_prefix,
+                     pipeline, self.span, index=self.index, filters=self.filters,
+                     cluster_filters=self.cluster_filters)
 
     def _renumbered(self, index: int) -> "Route":
         """This route at another place in a vhost; chain and plain as they are."""
@@ -329,7 +376,8 @@ def _plain(chain: Pipeline, action: object) -> bool:
     which runs no step, retries nothing, mirrors nothing and rewrites nothing."""
     a = action
     return (not chain and isinstance(a, RouteAction) and a.retry is None and not a.mirrors
-            and a.prefix_rewrite is None and a.regex_rewrite is None and a.host_rewrite is None)
+            and a.prefix_rewrite is None and a.regex_rewrite is None and a.host_rewrite is None
+            and a.cluster_header is None)
 
 
 def _by_index(r: Route) -> int:
@@ -408,6 +456,21 @@ class RouteTable(_Frozen):
         table and its objects are left as they are."""
         return RouteTable([vh._bound(listener) for vh in self.vhosts])
 
+    def filter_names(self) -> set[str]:
+        """Names of the listener filters some route has settings for (Route.filters, cluster_filters)."""
+        out: set[str] = set()
+        for vh in self.vhosts:
+            for r in vh.routes:
+                out.update(r.filters)
+                for per in r.cluster_filters.values():
+                    out.update(per)
+        return out
+
+    def with_routes(self, routes: Callable[[Route], Route]) -> "RouteTable":
+        """A new table, not yet finalized, whose routes are `routes(route)`."""
+        return RouteTable([VirtualHost(vh.name, vh.domains, [routes(r) for r in vh.routes], vh.pipeline, vh.span)
+                           for vh in self.vhosts])
+
     def clusters(self) -> set[str]:
         out: set[str] = set()
         for vh in self.vhosts:
@@ -426,7 +489,8 @@ class RouteTable(_Frozen):
 
 def _describe_action(a: object) -> dict:
     if isinstance(a, RouteAction):
-        d: dict = {"cluster": a.cluster} if a.cluster else {"weighted_clusters": dict(a.weighted_clusters)}
+        d: dict = ({"cluster": a.cluster} if a.cluster else {"cluster_header": a.cluster_header}
+                   if a.cluster_header else {"weighted_clusters": dict(a.weighted_clusters)})
         d["timeout"] = a.timeout
         if a.retry:
             d["retry"] = {"retry_on": sorted(a.retry.retry_on), "num_retries": a.retry.num_retries}

@@ -12,7 +12,7 @@ import logging
 import time
 from typing import Iterable
 
-from . import registry
+from . import registry, route_filters
 from .diagnostics import ConfigError, Diagnostic, did_you_mean
 from .model import Config, Listener, Snapshot
 from .pipeline import Pipeline
@@ -50,17 +50,22 @@ def build_snapshot(config: Config | str, version: int = 1,
                                     filters={}, extensions=extensions,
                                     services=services or registry.Services())
         filters = []
+        built: list = []            # per spec, its filter (None: not built, or no settings of its own)
         for spec in lc.filters:
+            built.append(None)
             factory = registry.filter_factory(spec.kind)
             if factory is None:
                 diags.append(Diagnostic(spec.span, "C201", f'unknown filter type "{spec.kind}"'
                                         + did_you_mean(spec.kind, registry.filter_kinds())))
                 continue
+            if not spec.own:
+                continue            # it runs only with the settings routes give it (route_filters)
             try:
                 f = factory(spec.name, spec.config, ctx)
             except (ValueError, OSError) as e:
                 diags.append(Diagnostic(spec.span, "C202", f'filter "{spec.name}": {e}'))
                 continue
+            built[-1] = f
             ctx.filters[spec.name] = f
             if not spec.disabled:
                 filters.append(f)
@@ -68,6 +73,12 @@ def build_snapshot(config: Config | str, version: int = 1,
         routes: RouteTable | None = None
         if lc.route_table is not None:
             routes = lc.route_table
+            if routes.filter_names():
+                try:
+                    head, routes = route_filters.bind(routes, lc.filters, built, _maker(ctx))
+                    pipeline = Pipeline.of(head)
+                except ValueError as e:
+                    diags.append(Diagnostic(lc.span, "C202", f'listener "{lc.name}": a route\'s filter settings: {e}'))
         elif lc.rules:
             loader = registry.rules_loader("mdsl")
             if loader is None:
@@ -97,6 +108,16 @@ def build_snapshot(config: Config | str, version: int = 1,
         raise ConfigError(errors)
     return Snapshot(version=version, config=config, listeners=listeners, clusters=clusters,
                     sources=tuple(dict.fromkeys(sources)), extensions=extensions)
+
+
+def _maker(ctx: registry.BuildContext) -> route_filters.Make:
+    """Builds a listener filter with a route's settings, as its own are built."""
+    def make(spec, config):
+        factory = registry.filter_factory(spec.kind)
+        if factory is None:
+            raise ValueError(f'unknown filter type "{spec.kind}"')
+        return factory(spec.name, dict(config), ctx)
+    return make
 
 
 def _check_clusters(routes: RouteTable, clusters: dict, lc) -> Iterable[Diagnostic]:

@@ -190,6 +190,8 @@ SECTIONS: tuple[Section, ...] = (
         Stat("<rate_limit>.rate_limited", COUNTER, "requests refused by the rate limit",
              "http_local_rate_limit.rate_limited"),
         Stat("<rate_limit>.delayed", COUNTER, "requests queued by the leaky bucket before passing", NONE),
+        Stat(_H + "cors.origin_valid", COUNTER, "requests whose Origin the cors filter's policy accepts"),
+        Stat(_H + "cors.origin_invalid", COUNTER, "requests with an Origin the cors filter's policy does not accept"),
         Stat("<adaptive_concurrency>.gradient_controller.rq_blocked", COUNTER, "requests refused (503) "
              "above the concurrency limit"),
         Stat("<adaptive_concurrency>.gradient_controller.min_rtt_calculation_active", COUNTER,

@@ -126,7 +126,10 @@ class DecideMixin(StreamFields):
             # the cluster (a weighted split's pick too) is known with the route, as in
             # Envoy, so replies made by the route's own steps still log and expose it
             cname = action.cluster
-            ctx.cluster_name = cname if cname is not None else pick_weighted(action.weighted_clusters)
+            if cname is None:
+                cname = (pick_weighted(action.weighted_clusters) if action.cluster_header is None
+                         else cluster_from_header(ctx, action.cluster_header_b))
+            ctx.cluster_name = cname
         steps = route.pipeline.request
         if not steps or self._steps(REQUEST, steps, 0, True):
             self._take_action()
@@ -191,6 +194,13 @@ class DecideMixin(StreamFields):
             ctx.set_path(pat.sub(sub, url_path) + rest)
         if action.host_rewrite is not None:
             ctx.request.headers.set(b"host", action.host_rewrite.encode("latin-1"))
+
+
+def cluster_from_header(ctx: Any, name: bytes) -> str:
+    """The cluster a request header names (its first value), or "" when absent: no
+    cluster has that name, so the request is answered 503 cluster_not_found (Envoy's NC)."""
+    v = ctx.request.headers.getb(name)
+    return v.decode("latin-1") if v is not None else ""
 
 
 def pick_weighted(weighted: tuple[tuple[str, int], ...]) -> str:

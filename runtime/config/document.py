@@ -36,6 +36,9 @@ def _listener(kwargs: dict) -> dict:
         # the default route's policy filters run after the listener's own
         kwargs["route"] = route.action
         kwargs["filters"] = tuple(kwargs.get("filters") or ()) + route.filters
+    action = kwargs.get("route")
+    if kwargs.get("protocol") == "tcp" and action is not None and action.cluster_header is not None:
+        raise ValueError("route.cluster_header needs an HTTP listener (a TCP connection has no headers)")
     return _host_port(kwargs)
 
 

@@ -62,6 +62,12 @@ WEIGHTED_CLUSTERS = Mapped(Either(
 ), _weighted)
 
 
+def _header_name(value: str) -> str:
+    if not value or any(c in value for c in " :\t\r\n"):
+        raise ValueError(f'"{value}" is not a header name')
+    return value.lower()
+
+
 def _prefix_rewrite(value: str) -> tuple[str, str]:
     if not value.startswith("/"):
         raise ValueError(f'"{value}" must start with "/"')
@@ -98,6 +104,9 @@ ROUTE = _Route({
     "cluster": Field(Ref("cluster"), "cluster the request goes to; give cluster: or weighted_clusters:"),
     "weighted_clusters": Field(WEIGHTED_CLUSTERS, "split across clusters: a list of {name, weight} "
                                "or a mapping of name to weight"),
+    "cluster_header": Field(Mapped(Str(), _header_name), "request header whose value names the cluster "
+                            "(Envoy's cluster_header); a request without it, or naming no cluster, "
+                            "is answered 503 (HTTP listeners only)"),
     "timeout": Field(Duration(zero_is_none=True), "from the end of the request until the response starts; 0 disables it"),
     "idle_timeout": Field(Duration(zero_is_none=True), "longest quiet time on the stream; 0 disables it"),
     "retry": Field(RETRY, "retry policy, as Envoy's: {retry_on, num_retries, per_try_timeout, retriable_status_codes, backoff}"),
@@ -113,4 +122,4 @@ ROUTE = _Route({
                    "percentage}}, as the fault filter"),
     "rate_limit": Field(Data(), "local rate limit: {token_bucket: {max_tokens, tokens_per_fill, "
                         "fill_interval}, key, algorithm}, as the rate_limit filter"),
-}, build=RouteAction, checks=[exactly_one("cluster", "weighted_clusters")])
+}, build=RouteAction, checks=[exactly_one("cluster", "weighted_clusters", "cluster_header")])

@@ -112,9 +112,12 @@ def _listener(lc: ListenerConfig, resources: dict[str, dict[str, Any]], out: Con
                      "stream_idle": _dur(t.stream_idle)}
     d["limits"] = {"request_headers": lc.limits.request_headers,
                    "request_headers_count": lc.limits.request_headers_count}
-    if lc.filters:
+    if any(not f.own for f in lc.filters) or (lc.route_table is not None and lc.route_table.filter_names()):
+        out.notes.append(f'listener "{lc.name}": per-route filter settings (typed_per_filter_config, cors) '
+                         "have no mosnx.yaml form; left out")
+    if any(f.own for f in lc.filters):
         d["filters"] = [{f.kind: {"name": f.name, **({"disabled": True} if f.disabled else {}), **f.config}}
-                        for f in lc.filters]
+                        for f in lc.filters if f.own]
     rc = _route_config(lc, resources)
     if rc is None:
         out.notes.append(f'listener "{lc.name}": its routes were not found; none written')
@@ -164,10 +167,14 @@ def _default_route(rc: Any, clusters: _Names) -> dict[str, Any] | None:
         return None
     a = r.route
     if a.hash_policy or a.HasField("idle_timeout") or a.WhichOneof("cluster_specifier") not in \
-            ("cluster", "weighted_clusters"):
+            ("cluster", "weighted_clusters", "cluster_header") or m.HasField("runtime_fraction") \
+            or r.typed_per_filter_config or vh.typed_per_filter_config or vh.HasField("cors") \
+            or a.HasField("cors"):
         return None
     d: dict[str, Any] = {}
-    if a.cluster:
+    if a.cluster_header:
+        d["cluster_header"] = a.cluster_header.lower()
+    elif a.cluster:
         d["cluster"] = clusters(a.cluster)
     else:
         d["weighted_clusters"] = [{"name": clusters(c.name), "weight": c.weight.value}
@@ -288,6 +295,8 @@ def _conditions(m: Any, notes: list[str], where: str) -> tuple[list[str], str]:
             conds.append(f"exists({field})")
     if m.HasField("grpc"):
         conds.append('request.headers["content-type"] prefix "application/grpc"')
+    if m.HasField("runtime_fraction"):
+        notes.append(f"{where}: runtime_fraction has no .mdsl form; the route takes every request it matches")
     return conds, matched
 
 
@@ -362,6 +371,9 @@ def _action(r: Any, vh: Any, clusters: _Names, matched: str, notes: list[str], w
         return [" ".join(parts)]
     a = r.route
     out: list[str] = []
+    if a.cluster_header:
+        notes.append(f"{where}: cluster_header has no .mdsl form; the route answers 503")
+        return ["respond 503"]
     if a.cluster:
         out.append(f"to {clusters(a.cluster)}")
     else:

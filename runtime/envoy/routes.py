@@ -6,38 +6,57 @@ than the hint decides (case-insensitive, separated prefix, regex, headers, query
 parameters), a compiled guard. Header edits at config, vhost and route level become
 steps: the config's and the vhost's on the vhost's pipeline, the route's on its own,
 so the innermost level edits last on the request and first on the response.
+
+typed_per_filter_config (configuration, vhost, route, weighted cluster) and the
+`cors` fields become each route's FilterOverrides (runtime.routes), the most
+specific level winning per filter; runtime.route_filters runs them. A
+runtime_fraction match draws one number per request (kept in its filter state),
+as Envoy takes one random value per stream, so routes with growing fractions split
+traffic as they do in Envoy; `random_source` is what draws it.
 """
 from __future__ import annotations
 
+import random
 import re
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 from ..context import StreamContext
 from ..pipeline import EMPTY, Pipeline
-from ..routes import (RETRY_ON, DirectResponse, MirrorPolicy, RedirectAction, RetryPolicy, Route, RouteAction,
-                      RouteTable, VirtualHost)
+from ..routes import (CORS_POLICY, RETRY_ON, DirectResponse, FilterOverride, MirrorPolicy, RedirectAction,
+                      RetryPolicy, Route, RouteAction, RouteTable, VirtualHost)
 from .common import StrPred, header_edits, header_pipeline, regex_of, seconds, string_matcher
 from .findings import Findings
+from .http_filters import cors_policy, per_filter_configs
 
 Pred = Callable[[StreamContext], bool]
 
 REDIRECT_CODES = {0: 301, 1: 302, 2: 303, 3: 307, 4: 308}
+DENOMINATOR = {0: 100, 1: 10_000, 2: 1_000_000}
+Overrides = Mapping[str, FilterOverride]
+
+# draws the number a runtime_fraction match compares, in [0, 1): read when a route
+# is translated, so a test may put a seeded one here first
+random_source: Callable[[], float] = random.random
 
 
 def translate_route_config(rc: Any, f: Findings) -> RouteTable:
     f.only(rc, {"name", "virtual_hosts", "request_headers_to_add", "request_headers_to_remove",
-                "response_headers_to_add", "response_headers_to_remove", "validate_clusters"})
+                "response_headers_to_add", "response_headers_to_remove", "validate_clusters",
+                "typed_per_filter_config"})
     top_req = header_edits(list(rc.request_headers_to_add), list(rc.request_headers_to_remove), f,
                            "request_headers_to_add")
     top_resp = header_edits(list(rc.response_headers_to_add), list(rc.response_headers_to_remove), f,
                             "response_headers_to_add")
-    vhosts = [_vhost(vh, f.at("virtual_hosts").at(i), top_req, top_resp) for i, vh in enumerate(rc.virtual_hosts)]
+    top_filters = per_filter_configs(rc.typed_per_filter_config, f.at("typed_per_filter_config"))
+    vhosts = [_vhost(vh, f.at("virtual_hosts").at(i), top_req, top_resp, top_filters)
+              for i, vh in enumerate(rc.virtual_hosts)]
     return RouteTable(vhosts)
 
 
-def _vhost(vh: Any, f: Findings, top_req: list, top_resp: list) -> VirtualHost:
+def _vhost(vh: Any, f: Findings, top_req: list, top_resp: list, top_filters: Overrides) -> VirtualHost:
     f.only(vh, {"name", "domains", "routes", "request_headers_to_add", "request_headers_to_remove",
-                "response_headers_to_add", "response_headers_to_remove", "retry_policy"})
+                "response_headers_to_add", "response_headers_to_remove", "retry_policy",
+                "typed_per_filter_config", "cors"})
     if not vh.domains:
         f.reject("a virtual host needs domains", "domains")
     req = top_req + header_edits(list(vh.request_headers_to_add), list(vh.request_headers_to_remove), f,
@@ -46,19 +65,31 @@ def _vhost(vh: Any, f: Findings, top_req: list, top_resp: list) -> VirtualHost:
     resp = header_edits(list(vh.response_headers_to_add), list(vh.response_headers_to_remove), f,
                         "response_headers_to_add") + top_resp
     default_retry = _retry(vh.retry_policy, f.at("retry_policy")) if vh.HasField("retry_policy") else None
-    routes = [_route(r, f.at("routes").at(i), default_retry) for i, r in enumerate(vh.routes)]
+    filters = {**top_filters, **per_filter_configs(vh.typed_per_filter_config, f.at("typed_per_filter_config"))}
+    cors = cors_policy(vh.cors, f.at("cors")) if vh.HasField("cors") else None
+    routes = [_route(r, f.at("routes").at(i), default_retry, filters, cors) for i, r in enumerate(vh.routes)]
     pipeline = header_pipeline(req, resp) if (req or resp) else EMPTY
     return VirtualHost(vh.name or "default", list(vh.domains), routes, pipeline)
 
 
-def _route(r: Any, f: Findings, default_retry: RetryPolicy | None) -> Route:
+def _route(r: Any, f: Findings, default_retry: RetryPolicy | None, vh_filters: Overrides,
+           vh_cors: dict[str, Any] | None) -> Route:
     f.only(r, {"name", "match", "route", "redirect", "direct_response", "request_headers_to_add",
-               "request_headers_to_remove", "response_headers_to_add", "response_headers_to_remove"})
+               "request_headers_to_remove", "response_headers_to_add", "response_headers_to_remove",
+               "typed_per_filter_config"})
     exact, prefix, guard, matched = _match(r.match, f.at("match"))
     kind = r.WhichOneof("action")
     action: RouteAction | DirectResponse | RedirectAction
+    filters = {**vh_filters, **per_filter_configs(r.typed_per_filter_config, f.at("typed_per_filter_config"))}
+    cluster_filters: dict[str, Overrides] = {}
+    cors = vh_cors
     if kind == "route":
         action = _forward(r.route, f.at("route"), matched, default_retry)
+        if r.route.HasField("cors"):
+            # Envoy reads each CORS setting from the route's policy, else the vhost's
+            cors = {**(vh_cors or {}), **cors_policy(r.route.cors, f.at("route").at("cors"))}
+        if r.route.WhichOneof("cluster_specifier") == "weighted_clusters":
+            cluster_filters = _cluster_filters(r.route.weighted_clusters, f.at("route").at("weighted_clusters"))
     elif kind == "redirect":
         action = _redirect(r.redirect, f.at("redirect"), matched)
     elif kind == "direct_response":
@@ -75,14 +106,33 @@ def _route(r: Any, f: Findings, default_retry: RetryPolicy | None) -> Route:
     req = header_edits(list(r.request_headers_to_add), list(r.request_headers_to_remove), f, "request_headers_to_add")
     resp = header_edits(list(r.response_headers_to_add), list(r.response_headers_to_remove), f,
                         "response_headers_to_add")
+    if cors is not None and not isinstance(action, RouteAction):
+        cors = None         # Envoy's CORS filter passes by direct responses and redirects
+    if cors is not None:
+        filters[CORS_POLICY] = FilterOverride("cors", cors)
     return Route(r.name or f.path, action, guard, exact, prefix,
-                 header_pipeline(req, resp) if (req or resp) else EMPTY)
+                 header_pipeline(req, resp) if (req or resp) else EMPTY,
+                 filters=filters, cluster_filters=cluster_filters)
+
+
+def _cluster_filters(wc: Any, f: Findings) -> dict[str, Overrides]:
+    """Each weighted cluster's own typed_per_filter_config, by cluster name."""
+    out: dict[str, Overrides] = {}
+    for i, c in enumerate(wc.clusters):
+        if not c.typed_per_filter_config:
+            continue
+        fc = f.at("clusters").at(i)
+        got = per_filter_configs(c.typed_per_filter_config, fc.at("typed_per_filter_config"))
+        if c.name in out and out[c.name] != got:
+            fc.reject(f'cluster "{c.name}" is weighted twice with different typed_per_filter_config')
+        out[c.name] = got
+    return out
 
 
 def _match(m: Any, f: Findings) -> tuple[str | None, str | None, Pred | None, str]:
     """(path_exact hint, path_prefix hint, guard, the path or prefix matched, for rewrites)."""
     f.only(m, {"prefix", "path", "safe_regex", "path_separated_prefix", "case_sensitive", "headers",
-               "query_parameters", "grpc"})
+               "query_parameters", "grpc", "runtime_fraction"})
     preds: list[Pred] = []
     cs = m.case_sensitive.value if m.HasField("case_sensitive") else True
     kind = m.WhichOneof("path_specifier")
@@ -128,6 +178,19 @@ def _match(m: Any, f: Findings) -> tuple[str | None, str | None, Pred | None, st
         preds.append(_query(q, f.at("query_parameters").at(i)))
     if m.HasField("grpc"):
         preds.append(lambda ctx: (ctx.request.headers.get("content-type") or "").startswith("application/grpc"))
+    if m.HasField("runtime_fraction"):
+        rf = m.runtime_fraction
+        if rf.runtime_key:
+            f.at("runtime_fraction").warn("runtime_key is not served (no runtime): default_value applies",
+                                          "runtime_key")
+        d = rf.default_value
+        share = min(1.0, d.numerator / DENOMINATOR.get(d.denominator, 100))
+        # first among the guards when it decides alone (0 or all); otherwise last, so
+        # a request the other conditions refuse draws nothing
+        if share <= 0.0:
+            preds.insert(0, lambda ctx: False)
+        elif share < 1.0:
+            preds.append(fraction_guard(share, random_source))
     guard: Pred | None = None
     if len(preds) == 1:
         guard = preds[0]
@@ -135,6 +198,21 @@ def _match(m: Any, f: Findings) -> tuple[str | None, str | None, Pred | None, st
         ps = tuple(preds)
         guard = lambda ctx: all(p(ctx) for p in ps)   # noqa: E731
     return exact, prefix, guard, matched
+
+
+_DRAW = object()        # the filter-state key of a request's one runtime_fraction draw
+
+
+def fraction_guard(share: float, rand: Callable[[], float]) -> Pred:
+    """True for `share` (0..1) of requests: one draw per request, shared by every
+    fractional route it meets, as Envoy compares one random value per stream."""
+    def pred(ctx: StreamContext) -> bool:
+        st = ctx.state()
+        v = st.get(_DRAW)
+        if v is None:
+            v = st[_DRAW] = rand()
+        return v < share
+    return pred
 
 
 def _header_value(name: str) -> Callable[[StreamContext], str | None]:
@@ -259,23 +337,34 @@ def _hash_key(hp: list, f: Findings) -> str | None:
 
 def _forward(a: Any, f: Findings, matched: str, default_retry: RetryPolicy | None) -> RouteAction:
     f.only(a, {"cluster", "weighted_clusters", "prefix_rewrite", "regex_rewrite", "host_rewrite_literal",
-               "timeout", "idle_timeout", "retry_policy", "request_mirror_policies", "hash_policy"})
+               "timeout", "idle_timeout", "retry_policy", "request_mirror_policies", "hash_policy",
+               "cluster_header", "cors", "cluster_not_found_response_code"})
     kind = a.WhichOneof("cluster_specifier")
     kw: dict[str, Any] = {}
+    if a.cluster_not_found_response_code != 0:
+        f.warn("cluster_not_found_response_code other than SERVICE_UNAVAILABLE is not served: "
+               "a missing cluster is answered 503", "cluster_not_found_response_code")
     if kind == "cluster":
         kw["cluster"] = a.cluster
+    elif kind == "cluster_header":
+        name = a.cluster_header.lower()
+        if not name or name.startswith(":") or any(c in name for c in " \t\r\n"):
+            f.reject("cluster_header must name a request header", "cluster_header")
+        kw["cluster_header"] = name
     elif kind == "weighted_clusters":
         wc = a.weighted_clusters
         pairs = []
         for i, c in enumerate(wc.clusters):
             fc = f.at("weighted_clusters").at("clusters").at(i)
-            fc.only(c, {"name", "weight"})
+            fc.only(c, {"name", "weight", "typed_per_filter_config"})
+            if not c.name:
+                fc.reject("a weighted cluster needs a name (cluster_header here is not supported)", "name")
             pairs.append((c.name, c.weight.value if c.HasField("weight") else 0))
         if sum(w for _, w in pairs) <= 0:
             f.reject("the weights must add up to more than 0", "weighted_clusters")
         kw["weighted_clusters"] = tuple(pairs)
     else:
-        f.reject(f"a route needs cluster or weighted_clusters ({kind or 'none'} is not supported)")
+        f.reject(f"a route needs cluster, cluster_header or weighted_clusters ({kind or 'none'} is not supported)")
     if a.prefix_rewrite:
         kw["prefix_rewrite"] = (matched or "/", a.prefix_rewrite)
     if a.HasField("regex_rewrite"):

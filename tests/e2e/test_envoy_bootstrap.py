@@ -84,11 +84,11 @@ def _get(port: int, path: str, host: str, timeout: float = 10.0) -> tuple[int, d
 
 
 @contextlib.contextmanager
-def serving(config: Path, admin_port: int) -> Iterator[subprocess.Popen]:
+def serving(config: Path, admin_port: int, workers: int = 1) -> Iterator[subprocess.Popen]:
     """`mosnx run -c config` until the block ends; ready when its admin API says so."""
     log_path = config.with_suffix(".log")
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "mosnx", "run", "-c", str(config), "--workers", "1"],
+        proc = subprocess.Popen([sys.executable, "-m", "mosnx", "run", "-c", str(config), "--workers", str(workers)],
                                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=config.parent)
         try:
             deadline = time.monotonic() + START_WAIT

@@ -314,7 +314,7 @@ def test_route_needs_a_cluster_or_a_split():
           - name: l
             address: 127.0.0.1:8080
             route: {timeout: 1s}
-    """) == ("C005", 4, 12, "listeners[0].route needs cluster: or weighted_clusters:")
+    """) == ("C005", 4, 12, "listeners[0].route needs cluster: or weighted_clusters: or cluster_header:")
 
 
 def test_split_weights_must_add_up():

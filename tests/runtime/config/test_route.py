@@ -29,7 +29,7 @@ def test_a_weighted_split_with_rewrite_and_retry():
 
 
 def test_a_route_needs_exactly_one_destination():
-    assert findings(route("{}")) == [("C005", 4, 12, "listeners[0].route needs cluster: or weighted_clusters:")]
+    assert findings(route("{}")) == [("C005", 4, 12, "listeners[0].route needs cluster: or weighted_clusters: or cluster_header:")]
     assert findings(route("{cluster: api, weighted_clusters: [{name: api, weight: 1}]}")) == [
         ("C004", 4, 46, "listeners[0].route has both cluster: and weighted_clusters:; keep only one")]
 
@@ -48,3 +48,18 @@ def test_a_route_needs_exactly_one_destination():
 def test_each_bad_part_is_one_finding_on_line_4(text, message):
     (code, line, column, got), = findings(route(text))
     assert code == "C004" and line == 4 and column > 12 and got.startswith(message)
+
+
+def test_a_route_names_its_cluster_by_a_header():
+    r = load(route("{cluster_header: X-Cluster}")).listeners[0].route
+    assert (r.cluster, r.weighted_clusters, r.cluster_header) == (None, (), "x-cluster")
+    assert r.clusters() == []                   # known per request only
+    assert findings(route("{cluster: api, cluster_header: x-c}")) == [
+        ("C004", 4, 43, "listeners[0].route has both cluster: and cluster_header:; keep only one")]
+    [(code, line, _, message)] = findings(route("{cluster_header: 'x c'}"))
+    assert (code, line) == ("C004", 4) and '"x c" is not a header name' in message
+
+
+def test_cluster_header_needs_an_http_listener():
+    [(code, _, _, message)] = findings(listener("    protocol: tcp\n    route: {cluster_header: x-c}\n"))
+    assert code == "C004" and "cluster_header needs an HTTP listener" in message

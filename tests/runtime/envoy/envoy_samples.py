@@ -158,7 +158,8 @@ LISTENER = {"name": "edge", "address": {"socket_address": {"address": "127.0.0.1
                     {"name": "fault", "typed_config": {
                         "@type": "type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault",
                         "abort": {"http_status": 503, "percentage": {"numerator": 10}}}},
-                    {"name": "cors", "is_optional": True, "typed_config": {
-                        "@type": "type.googleapis.com/envoy.extensions.filters.http.cors.v3.Cors"}},
+                    {"name": "buffer", "is_optional": True, "typed_config": {
+                        "@type": "type.googleapis.com/envoy.extensions.filters.http.buffer.v3.Buffer",
+                        "max_request_bytes": 1024}},
                     {"name": "router", "typed_config": {
                         "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}]}}]}]}

@@ -79,11 +79,11 @@ def test_unsupported_fields_are_warnings():
 
 
 def test_a_rejected_listener_is_an_error_at_its_field():
-    text = STATIC.replace("route: {cluster: app, timeout: 2s}", "route: {cluster_header: x-to}")
+    text = STATIC.replace("route: {cluster: app, timeout: 2s}", "route: {cluster_specifier_plugin: p}")
     msgs = _error(text)
     [msg] = [m for m in msgs if "X002" in m]
-    line = text.splitlines().index(next(s for s in text.splitlines() if "cluster_header" in s)) + 1
-    assert msg.startswith(f"<envoy>:{line}:") and "cluster_header is not supported" in msg
+    line = text.splitlines().index(next(s for s in text.splitlines() if "cluster_specifier_plugin" in s)) + 1
+    assert msg.startswith(f"<envoy>:{line}:") and "cluster_specifier_plugin is not supported" in msg
 
 
 def test_mosnx_xds_block():

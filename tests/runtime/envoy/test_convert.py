@@ -42,3 +42,21 @@ def test_routes_become_mdsl():
     assert 'lower(request.url_path) prefix "/old"' in rules
     assert 'set request.headers["x-vhost"] = "api"' in rules and 'add response.headers["x-config"] = "1"' in rules
     assert any("hash_policy" in n for n in out.notes)
+
+
+def test_cluster_header_stays_in_yaml_and_per_route_settings_are_noted():
+    text = STATIC.replace("route: {cluster: app, timeout: 2s}", "route: {cluster_header: X-To}")
+    config, _, resources = load_bootstrap_resources(text, "<envoy>")
+    out = convert(config, resources)
+    assert out.yaml["listeners"][0]["route"] == {"cluster_header": "x-to", "timeout": "15s"} and out.notes == []
+    text = STATIC.replace("route: {cluster: app, timeout: 2s}", (
+        "route: {cluster: app}\n"
+        "                typed_per_filter_config:\n"
+        "                  cors: {'@type': type.googleapis.com/envoy.extensions.filters.http.cors.v3.CorsPolicy,"
+        " allow_origin_string_match: [{exact: 'https://a.example'}]}")).replace(
+        "          http_filters:\n", "          http_filters:\n          - name: cors\n"
+        "            typed_config: {'@type': type.googleapis.com/envoy.extensions.filters.http.cors.v3.Cors}\n")
+    config, _, resources = load_bootstrap_resources(text, "<envoy>")
+    out = convert(config, resources)
+    assert "filters" not in out.yaml["listeners"][0]
+    assert any("per-route filter settings" in n for n in out.notes)

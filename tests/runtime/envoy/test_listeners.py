@@ -20,7 +20,7 @@ def test_listener_filters_and_rds():
     [fault] = lc.filters
     assert fault.kind == "fault" and fault.config == {"abort": {"percentage": 10.0, "http_status": 503}}
     assert lc.path_normalization.merge_slashes and not lc.path_normalization.normalize
-    assert any("Cors" in w.message and "skipped" in w.message for w in sink.warnings)
+    assert any("Buffer" in w.message and "skipped" in w.message for w in sink.warnings)
     required = dict(LISTENER)
     hcm = required["filter_chains"][0]["filters"][0]["typed_config"]
     del hcm["http_filters"][1]["is_optional"]
