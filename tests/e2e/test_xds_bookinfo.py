@@ -300,11 +300,6 @@ def _ratings_fault_routes(**fault: Any) -> dict[str, list[dict[str, Any]]]:
         http_route("ratings.default.svc.cluster.local:9080", to("ratings", "v1"), vs="ratings")]}
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "istiod's fault injection is per route: the listener has an empty envoy.filters.http.fault and each "
-    "route carries its HTTPFault in typed_per_filter_config. runtime/envoy/listeners.py _fault() rejects an "
-    "empty HTTPFault ('per-route fault settings are not supported'), so the whole listener 0.0.0.0_9080 is "
-    "refused, and runtime/envoy/routes.py drops typed_per_filter_config with a warning"))
 def test_fault_injection_for_jason_as_istiod_writes_it(mesh: Mesh):
     mesh.routes(_ratings_fault_routes(abort=500))
     mesh.control.push(LISTENER, "2", [outbound_listener(mesh.port, fault_filter={
@@ -321,8 +316,7 @@ def test_fault_injection_for_jason_as_istiod_writes_it(mesh: Mesh):
 
 
 def test_fault_injection_from_a_listener_level_fault_filter(mesh: Mesh):
-    """What mosnx serves today of the fault tasks: the HTTPFault at the listener (so it
-    applies to every request of the listener, jason's or not)."""
+    """The HTTPFault at the listener applies to every request of the listener, jason's or not."""
     def with_fault(version: str, fault: dict[str, Any]) -> None:
         mesh.control.push(LISTENER, version, [outbound_listener(
             mesh.port, fault_filter={"name": FAULT, "typed_config": {"@type": FAULT_TYPE, **fault}})])
