@@ -18,6 +18,7 @@ from ..routes import RouteAction, RouteTable
 from .common import seconds, socket_address
 from .findings import Findings, Rejection, Waiting
 from .protos import HCM, TCP_PROXY, HttpConnectionManager, fault_pb2, local_rate_limit_pb2, tcp_proxy_pb2, wasm_pb2
+from .rbac import HTTP_RBAC, http_filter as rbac_filter
 from .routes import translate_route_config
 
 ROUTER = "envoy.extensions.filters.http.router.v3.Router"
@@ -166,6 +167,8 @@ def _filters(hcm: Any, f: Findings) -> list[FilterSpec]:
             wf = wasm_pb2.Wasm()
             hf.typed_config.Unpack(wf)
             out.append(FilterSpec("wasm", hf.name or "wasm", _wasm(wf, fh.at("typed_config")), disabled=hf.disabled))
+        elif url == HTTP_RBAC:
+            out.append(rbac_filter(hf, fh))
         elif hf.is_optional:
             fh.warn(f"HTTP filter {url or hf.name} is not available in mosnx; skipped (is_optional)")
         else:
