@@ -21,8 +21,10 @@ What a matcher reads of the stream (runtime.context.StreamContext):
   `:authority` (and `host`), `:scheme` read the request line.
 - url_path, uri_template: the path without query and fragment.
 - destination_ip / destination_port(_range): destination_address / destination_port.
-- source_ip, direct_remote_ip, remote_ip: source_address (mosnx does not rewrite the
-  remote address from x-forwarded-for, so the three are the peer's address).
+- source_ip, direct_remote_ip: source_address, the peer. remote_ip: the last address of
+  x-forwarded-for when the request has one, else the peer (Envoy's downstream remote
+  address with use_remote_address off and no trusted hops, as on Istio's sidecar
+  inbound); for the network filter, the peer.
 - authenticated: ctx.tls (None in cleartext); the principal name is each URI SAN of the
   peer certificate, then each DNS SAN, then its subject, as Envoy.
 - requested_server_name: connection_sni.
@@ -455,6 +457,16 @@ def _source(ctx: StreamContext) -> str:
     return ctx.source_address
 
 
+def _forwarded(ctx: StreamContext) -> str:
+    last: bytes | None = None
+    for k, v in ctx.request.headers.items:
+        if k == b"x-forwarded-for":
+            last = v
+    if last is None:
+        return ctx.source_address
+    return last.rpartition(b",")[2].strip().decode("latin-1")
+
+
 def _destination(ctx: StreamContext) -> str:
     return ctx.destination_address
 
@@ -644,8 +656,10 @@ def compile_principal(value: Any, path: str = "", network: bool = False) -> Pred
         return ALWAYS
     if kind == "authenticated":
         return authenticated(v, p)
-    if kind in ("source_ip", "direct_remote_ip", "remote_ip"):
+    if kind in ("source_ip", "direct_remote_ip") or (kind == "remote_ip" and network):
         return cidr(v, p, _source)
+    if kind == "remote_ip":
+        return cidr(v, p, _forwarded)
     if kind == "header":
         return header(v, p, network)
     if kind == "url_path":
