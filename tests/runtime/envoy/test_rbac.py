@@ -266,3 +266,37 @@ def test_matcher_trees_and_conditions_reject_the_listener():
     msg = json_format.ParseDict({"rules": {}, "track_per_rule_stats": True}, rbac_pb2.RBAC())
     assert R.http_rbac(msg, Findings("Listener", "l", "x", sink)) == {"rules": {}}
     assert [w.code for w in sink.warnings] == ["X001"]
+
+
+
+def _listener(rbac: dict) -> Any:
+    from envoy.config.listener.v3 import listener_pb2
+    router = {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}
+    return json_format.ParseDict({
+        "name": "inbound", "address": {"socket_address": {"address": "127.0.0.1", "port_value": 15006}},
+        "filter_chains": [{"filters": [{"name": "hcm", "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3."
+                     "HttpConnectionManager",
+            "stat_prefix": "inbound", "route_config": {"virtual_hosts": [
+                {"name": "all", "domains": ["*"], "routes": [{"match": {"prefix": "/"}, "route": {"cluster": "c"}}]}]},
+            "http_filters": [{"name": "envoy.filters.http.rbac", "typed_config": rbac},
+                             {"name": "envoy.filters.http.router", "typed_config": router}]}}]}]},
+        listener_pb2.Listener())
+
+
+def test_a_listener_keeps_the_rbac_filter_in_its_place():
+    from mosnx.runtime.envoy.listeners import translate_listener
+    from mosnx.runtime.envoy.protos import LISTENER
+    rbac = {"@type": "type.googleapis.com/" + R.HTTP_RBAC, "rules": {"action": "DENY", "policies": {
+        "no-admin": {"permissions": [{"url_path": {"path": {"prefix": "/admin"}}}], "principals": [{"any": True}]}}}}
+    sink = Sink()
+    lc = translate_listener(_listener(rbac), Findings(LISTENER, "inbound", "", sink))
+    [spec] = lc.filters
+    assert (spec.kind, spec.name) == ("rbac", "envoy.filters.http.rbac") and not sink.warnings
+    f = RbacFilter(RbacConfig.from_dict(spec.config), spec.name, Store(), lc.name)
+    assert f.on_request(stream(path="/admin/x")) is not None and f.on_request(stream(path="/x")) is None
+    rbac["rules"]["policies"]["no-admin"]["condition"] = {"const_expr": {"bool_value": True}}
+    with pytest.raises(Rejected) as e:
+        translate_listener(_listener(rbac), Findings(LISTENER, "inbound"))
+    assert e.value.rejection.field_path == ("filter_chains[0].filters[0].typed_config.http_filters[0].typed_config"
+                                            '.rules.policies["no-admin"].condition')
