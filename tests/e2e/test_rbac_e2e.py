@@ -5,7 +5,6 @@ several AuthorizationPolicies; and mTLS clients whose certificates carry SPIFFE 
 allowed or denied by principal over HTTP/1.1 and HTTP/2."""
 from __future__ import annotations
 
-import datetime
 import json
 import os
 import socket
@@ -163,27 +162,6 @@ def test_envoy_bootstrap_runs_istios_rbac_filter(upstream, tmp_path):
 
 # ---------------------------------------------------------------- mTLS and SPIFFE principals
 
-def spiffe_cert(ca: CA, name: str, uri: str) -> tuple[str, str]:
-    """A client certificate signed by `ca` whose one URI SAN is `uri` (as Istio's workload certificates)."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
-            .issuer_name(ca.name).public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(days=1)).not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
-            .add_extension(x509.SubjectAlternativeName([x509.UniformResourceIdentifier(uri)]), critical=False)
-            .sign(ca.key, hashes.SHA256()))
-    cp, kp = ca.dir / f"{name}.crt", ca.dir / f"{name}.key"
-    cp.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    kp.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                     serialization.NoEncryption()))
-    return str(cp), str(kp)
-
-
 def https_status(port: int, ctx: ssl.SSLContext, path: str = "/") -> int:
     raw = socket.create_connection(("127.0.0.1", port), timeout=10)
     s = ctx.wrap_socket(raw, server_hostname="proxy.test")
@@ -211,9 +189,10 @@ def test_spiffe_principals_over_mtls(upstream, mosnx, tmp_path):
         "tls": {"cert": cert, "key": key, "client_ca": str(ca.path), "require_client_cert": True},
         "filters": [{"rbac": {"rules": rules}}],
         "access_log": {"path": str(log), "format": LOG}})
-    good = spiffe_cert(ca, "good", "spiffe://cluster.local/ns/foo/sa/sleep")
-    partner = spiffe_cert(ca, "partner", "spiffe://partner.example/ns/pay/sa/api")
-    stranger = spiffe_cert(ca, "stranger", "spiffe://untrusted/ns/foo/sa/sleep")
+    # client certificates as Istio's workloads carry them: the SPIFFE id is the one URI SAN
+    good = ca.issue("good", client=True, uris=("spiffe://cluster.local/ns/foo/sa/sleep",))
+    partner = ca.issue("partner", client=True, uris=("spiffe://partner.example/ns/pay/sa/api",))
+    stranger = ca.issue("stranger", client=True, uris=("spiffe://untrusted/ns/foo/sa/sleep",))
     ctx = lambda c: ca.client_context(alpn=("http/1.1",), cert=c)  # noqa: E731
     assert https_status(proxy.port, ctx(good)) == 200
     assert https_status(proxy.port, ctx(partner), "/pay/1") == 200
