@@ -249,6 +249,10 @@ def header(value: Any, path: str, network: bool = False) -> Pred:
                              "prefix_match", "suffix_match", "contains_match", "string_match",
                              "invert_match", "treat_missing_header_as_empty"))
     name = _str(m.get("name"), at(path, "name"), 1).lower()
+    try:
+        name.encode("latin-1")
+    except UnicodeEncodeError:
+        raise RbacError(at(path, "name"), f"{name!r} is no header name") from None
     get = _header_getter(name, network)
     invert = m.get("invert_match", False) is True
     missing_empty = m.get("treat_missing_header_as_empty", False) is True

@@ -139,3 +139,34 @@ def test_and_or_not_short_circuit_and_camel_case_names():
     assert perm(p, port=81, path="/x") and not perm(p, port=81, path="/admin/x") and not perm(p, port=82)
     ids = {"orIds": {"ids": [{"notId": {"any": True}}, {"sourceIp": {"addressPrefix": "1.2.3.4", "prefixLen": 32}}]}}
     assert who(ids, source="1.2.3.4") and not who(ids, source="1.2.3.5")
+
+
+# ---------------------------------------------------------------- generated input
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+from mosnx.runtime.filters.rbac_match import PERMISSION_KINDS, PRINCIPAL_KINDS, RbacError  # noqa: E402
+
+_KEYS = sorted(set(PERMISSION_KINDS + PRINCIPAL_KINDS) | {
+    "rules", "ids", "path", "exact", "prefix", "suffix", "contains", "safe_regex", "regex", "ignore_case",
+    "name", "string_match", "present_match", "invert_match", "range_match", "start", "end", "address_prefix",
+    "prefix_len", "principal_name", "filter", "key", "value", "typed_config", "@type", "path_template",
+    "list_match", "one_of", "or_match", "value_matchers", "double_match", "bool_match", "null_match"})
+_SCALARS = st.one_of(st.none(), st.booleans(), st.integers(-5, 70000), st.floats(allow_nan=False), st.text(max_size=4),
+                     st.sampled_from(["", "/", "/a/*", "/{**}/b", "(", ".+", "10.0.0.0", "::1", "GET", "x",
+                                      "type.googleapis.com/envoy.extensions.path.match.uri_template.v3."
+                                      "UriTemplateMatchConfig"]))
+_DATA = st.recursive(_SCALARS, lambda inner: st.one_of(
+    st.lists(inner, max_size=3), st.dictionaries(st.sampled_from(_KEYS), inner, max_size=3)), max_leaves=12)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_DATA, st.booleans())
+def test_any_permission_or_principal_compiles_or_is_refused_with_a_path(data, network):
+    for compile_ in (compile_permission, compile_principal):
+        try:
+            pred = compile_(data, "p", network)
+        except RbacError as e:
+            assert e.path.startswith("p") and e.message
+            continue
+        assert pred(stream(sans=["spiffe://a"], headers=[("x", "1")])) in (True, False)
