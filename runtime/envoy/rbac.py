@@ -25,6 +25,7 @@ from ..stats import Store
 from .findings import Findings
 
 HTTP_RBAC = "envoy.extensions.filters.http.rbac.v3.RBAC"
+HTTP_RBAC_PER_ROUTE = "envoy.extensions.filters.http.rbac.v3.RBACPerRoute"
 NETWORK_RBAC = "envoy.extensions.filters.network.rbac.v3.RBAC"
 _RULES = ("rules", "shadow_rules")
 
@@ -63,6 +64,16 @@ def http_filter(hf: Any, f: Findings) -> FilterSpec:
     msg = http_rbac_pb2.RBAC()
     hf.typed_config.Unpack(msg)
     return FilterSpec("rbac", hf.name or "rbac", http_rbac(msg, f.at("typed_config")), disabled=hf.disabled)
+
+
+def http_rbac_per_route(per_route: Any, f: Findings) -> dict[str, Any] | None:
+    """An envoy.extensions.filters.http.rbac.v3.RBACPerRoute (a route's, vhost's or weighted
+    cluster's typed_per_filter_config) as the `rbac` config that replaces the filter's own for
+    that route's requests; None when it has no `rbac`, which turns the filter off there, as
+    in Envoy. The routes translation calls it where it reads typed_per_filter_config."""
+    if not per_route.HasField("rbac"):
+        return None
+    return http_rbac(per_route.rbac, f.at("rbac"))
 
 
 def network_rbac_config(msg: Any, f: Findings) -> dict[str, Any]:

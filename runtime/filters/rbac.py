@@ -27,6 +27,7 @@ may go on, counting `<stat_prefix>rbac.allowed|denied`.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,7 +36,7 @@ from ..context import StreamContext
 from ..pipeline import HttpFilter
 from ..registry import BuildContext, register_filter
 from ..stats import Counter, Store
-from .rbac_match import RbacError, at, compile_permission, compile_principal, any_of, fields, Pred
+from .rbac_match import Pred, RbacError, any_of, at, compile_permission, compile_principal, fields, snake
 
 STATS = ("allowed", "denied", "shadow_allowed", "shadow_denied")
 
@@ -43,6 +44,7 @@ ACTIONS = {"ALLOW": "ALLOW", "DENY": "DENY", "LOG": "LOG", 0: "ALLOW", 1: "DENY"
 DENIED_BODY = b"RBAC: access denied"
 DETAIL = "rbac_access_denied"
 METADATA = "envoy.filters.http.rbac"
+_SPACE = re.compile(r"\s")     # Envoy writes a policy name into the response detail with _ for each space
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,12 +114,13 @@ class RbacConfig:
         {name: {permissions, principals}}}), rules_stat_prefix, shadow_rules_stat_prefix; proto field
         names or their camelCase JSON names."""
         known = ("rules", "shadow_rules", "rules_stat_prefix", "shadow_rules_stat_prefix")
-        try:
-            m = fields(cfg, "", known + (("stat_prefix",) if network else ()))
-        except RbacError as e:
-            # the same wording as the other filters, so the reference lists the settings
-            extra = ", ".join(sorted(set(cfg) - set(known))) if isinstance(cfg, dict) else str(cfg)
-            raise ValueError(f"rbac: unknown option(s) {extra}; known: {', '.join(known)}") from e
+        allowed = known + (("stat_prefix",) if network else ())
+        if isinstance(cfg, dict):
+            extra = sorted(str(k) for k in cfg if snake(str(k)) not in allowed)
+            if extra:
+                # the other filters' wording, which the config reference reads the settings from
+                raise ValueError(f"rbac: unknown option(s) {', '.join(extra)}; known: {', '.join(known)}")
+        m = fields(cfg, "", allowed)
         kw: dict[str, Any] = {}
         for key in ("rules", "shadow_rules"):
             if key in m and m[key] is not None:
@@ -164,7 +167,7 @@ class RbacFilter(HttpFilter):
         # the response detail of each policy, made once (Envoy replaces whitespace in the name)
         self._details: dict[str | None, str] = {None: f"{DETAIL}_matched_policy[none]"}
         for pname, _ in rules.policies if rules is not None else ():
-            self._details[pname] = f"{DETAIL}_matched_policy[{'_'.join(pname.split()) or pname}]"
+            self._details[pname] = f"{DETAIL}_matched_policy[{_SPACE.sub('_', pname)}]"
         self._allow_if_matched = rules is not None and rules.action == "ALLOW"
         self._log = rules is not None and rules.action == "LOG"
         sp = config.shadow_rules_stat_prefix

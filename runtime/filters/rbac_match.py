@@ -66,7 +66,8 @@ def NEVER(ctx: StreamContext) -> bool:
 _CAMEL = re.compile(r"(?<=[a-z0-9])([A-Z])")
 
 
-def _snake(key: str) -> str:
+def snake(key: str) -> str:
+    """A JSON field name (`andRules`) as the proto's (`and_rules`)."""
     return _CAMEL.sub(r"_\1", key).lower()
 
 
@@ -77,7 +78,7 @@ def fields(value: Any, path: str, allowed: Iterable[str]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     known = set(allowed)
     for k, v in value.items():
-        key = k if k == "@type" else _snake(str(k))
+        key = k if k == "@type" else snake(str(k))
         if key not in known:
             raise RbacError(path, f"unknown or unsupported field {k!r} (known: {', '.join(sorted(known))})")
         if key in out:

@@ -300,3 +300,12 @@ def test_a_listener_keeps_the_rbac_filter_in_its_place():
         translate_listener(_listener(rbac), Findings(LISTENER, "inbound"))
     assert e.value.rejection.field_path == ("filter_chains[0].filters[0].typed_config.http_filters[0].typed_config"
                                             '.rules.policies["no-admin"].condition')
+
+
+def test_a_per_route_config_translates_or_turns_the_filter_off():
+    from envoy.extensions.filters.http.rbac.v3 import rbac_pb2
+    per = json_format.ParseDict({"rbac": {"rules": {"action": "DENY", "policies": {
+        "p": {"permissions": [{"any": True}], "principals": [{"any": True}]}}}}}, rbac_pb2.RBACPerRoute())
+    cfg = R.http_rbac_per_route(per, Findings("RouteConfiguration", "r", "typed_per_filter_config"))
+    assert cfg is not None and not RbacConfig.from_dict(cfg).rules.allows(stream())  # type: ignore[union-attr]
+    assert R.http_rbac_per_route(rbac_pb2.RBACPerRoute(), Findings("RouteConfiguration", "r")) is None
