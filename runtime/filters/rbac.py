@@ -36,7 +36,7 @@ from ..context import StreamContext
 from ..pipeline import HttpFilter
 from ..registry import BuildContext, register_filter
 from ..stats import Counter, Store
-from .rbac_match import Pred, RbacError, any_of, at, compile_permission, compile_principal, fields, snake
+from .rbac_match import Pred, RbacError, all_of, any_of, at, compile_permission, compile_principal, fields, snake
 
 STATS = ("allowed", "denied", "shadow_allowed", "shadow_denied")
 
@@ -93,12 +93,8 @@ def compile_rbac(value: Any, path: str = "", network: bool = False) -> Engine:
             raise RbacError(at(p, "principals"), "a policy needs at least one principal")
         perm = any_of([compile_permission(x, at(at(p, "permissions"), i), network) for i, x in enumerate(perms)])
         who = any_of([compile_principal(x, at(at(p, "principals"), i), network) for i, x in enumerate(ids)])
-        policies.append((str(name), _both(perm, who)))
+        policies.append((str(name), all_of([perm, who])))
     return Engine(action, tuple(policies))
-
-
-def _both(perm: Pred, who: Pred) -> Pred:
-    return lambda ctx: perm(ctx) and who(ctx)
 
 
 @dataclass(frozen=True, slots=True)
