@@ -19,7 +19,8 @@ Invariants:
 What a matcher reads of the stream (runtime.context.StreamContext):
 - header: request.headers (several values joined with ","); `:method`, `:path`,
   `:authority` (and `host`), `:scheme` read the request line.
-- url_path, uri_template: the path without query and fragment.
+- url_path, uri_template: the path without query and fragment (uri_template.py has the
+  template syntax).
 - destination_ip / destination_port(_range): destination_address / destination_port.
 - source_ip, direct_remote_ip: source_address, the peer. remote_ip: the last address of
   x-forwarded-for when the request has one, else the peer (Envoy's downstream remote
@@ -39,6 +40,7 @@ import re
 from typing import Any, Callable, Iterable
 
 from ..context import StreamContext
+from .uri_template import template_regex
 
 Pred = Callable[[StreamContext], bool]
 StrPred = Callable[[str], bool]
@@ -325,81 +327,6 @@ def url_path(value: Any, path: str, network: bool = False) -> Pred:
 
 
 URI_TEMPLATE = "envoy.extensions.path.match.uri_template.v3.UriTemplateMatchConfig"
-# RFC 3986 pchar less '*' and '=' (the operators): what one path segment may hold
-_PCHAR = r"a-zA-Z0-9\-._~%!$&'()+,;:@"
-_SEGMENT, _SEGMENTS = f"[{_PCHAR}]+", f"[{_PCHAR}/]*"
-_LITERAL = re.compile(f"[{_PCHAR}]+")
-_VARIABLE = re.compile(r"[a-zA-Z][a-zA-Z0-9_]*")
-
-
-def template_regex(template: str) -> str:
-    """The regex of Envoy's path template (`/a/*/b`, `/{**}/x`, `/v1/{name=shelves/*}`): `*` is one
-    segment, `**` any number of segments (no operator may follow it), `{name}` one segment,
-    `{name=...}` what its own pattern says. Raises ValueError for a template Envoy refuses."""
-    if not re.fullmatch(r"/[\x21-\x7e]*", template):
-        raise ValueError("a path template starts with / and holds printable characters only")
-    rest = template[1:]
-    parts: list[str] = []
-    text_glob = False
-    names: set[str] = set()
-
-    def glob(op: str) -> str:
-        nonlocal text_glob
-        if text_glob:
-            raise ValueError("no operator may follow **")
-        text_glob = op == "**"
-        return _SEGMENTS if op == "**" else _SEGMENT
-
-    def literal(s: str) -> str:
-        if not _LITERAL.fullmatch(s):
-            raise ValueError(f"{s!r} is not a valid path literal")
-        return re.escape(s)
-
-    suffix = ""
-    while rest:
-        if rest.startswith("**"):
-            parts.append(glob("**"))
-            rest = rest[2:]
-        elif rest.startswith("*"):
-            parts.append(glob("*"))
-            rest = rest[1:]
-        elif rest.startswith("{"):
-            end = rest.find("}")
-            if end < 0:
-                raise ValueError("unmatched { in the path template")
-            name, eq, inner = rest[1:end].partition("=")
-            if not _VARIABLE.fullmatch(name) or len(name) > 16:
-                raise ValueError(f"bad variable name {name!r}")
-            if name in names:
-                raise ValueError(f"variable {name!r} repeated")
-            names.add(name)
-            if eq and not inner:
-                raise ValueError(f"variable {name!r} has an empty pattern")
-            sub = [glob(s) if s in ("*", "**") else literal(s) for s in inner.split("/")] if eq else [glob("*")]
-            parts.append("(?:" + "/".join(sub) + ")")
-            rest = rest[end + 1:]
-        else:
-            seg, _, _ = rest.partition("/")
-            parts.append(literal(seg))
-            rest = rest[len(seg):]
-        if not rest:
-            break
-        if rest == "/":
-            parts.append("")
-            break
-        if rest[0] == "/":
-            rest = rest[1:]
-            continue
-        seg = rest
-        if "/" in seg:
-            raise ValueError("a suffix after an operator cannot hold /")
-        suffix = literal(seg)
-        break
-    if len(names) > 5:
-        raise ValueError("at most 5 variables in a path template")
-    return "/" + "/".join(parts) + suffix
-
-
 def uri_template(value: Any, path: str, network: bool = False) -> Pred:
     """A TypedExtensionConfig holding envoy.extensions.path.match.uri_template.v3.UriTemplateMatchConfig."""
     m = fields(value, path, ("name", "typed_config"))

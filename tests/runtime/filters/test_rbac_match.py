@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from mosnx.runtime.filters.rbac_match import compile_permission, compile_principal, template_regex
+from mosnx.runtime.filters.rbac_match import compile_permission, compile_principal
 
 sys.path.insert(0, os.path.dirname(__file__))
 from rbac_streams import jwt, stream  # noqa: E402
@@ -75,12 +75,6 @@ def test_uri_templates(template, yes, no):
         assert perm(p, path=path + "?q=1"), path
     for path in no:
         assert not perm(p, path=path), path
-
-
-@pytest.mark.parametrize("template", ["no-slash", "/**/a/*", "/{a}/{a}", "/{1x}", "/a b", "/{x=}"])
-def test_uri_templates_envoy_refuses(template):
-    with pytest.raises(ValueError):
-        template_regex(template)
 
 
 def test_addresses_and_ports():
