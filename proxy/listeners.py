@@ -51,6 +51,7 @@ class TlsHttp1Server(Http1Server):
             ctx.connection_sni = t.sni
             ctx.connection_mtls = t.mtls
             ctx.peer_subject = t.subject
+            ctx.tls = t
 
 
 class HttpAccept(asyncio.Protocol):

@@ -18,14 +18,18 @@ _SUBJECT_NAMES = {"commonName": "CN", "organizationName": "O", "organizationalUn
 
 
 class TlsInfo:
-    """What one TLS connection negotiated, as the stream context wants it."""
-    __slots__ = ("sni", "mtls", "subject", "alpn")
+    """What one TLS connection negotiated, as the stream context wants it (runtime's
+    TlsFacts): the peer certificate's URI and DNS SANs name its principal, as Envoy."""
+    __slots__ = ("sni", "mtls", "subject", "alpn", "uri_sans", "dns_sans")
 
-    def __init__(self, sni: str = "", mtls: bool = False, subject: str = "", alpn: str | None = None):
+    def __init__(self, sni: str = "", mtls: bool = False, subject: str = "", alpn: str | None = None,
+                 uri_sans: tuple[str, ...] = (), dns_sans: tuple[str, ...] = ()):
         self.sni = sni
         self.mtls = mtls
         self.subject = subject
         self.alpn = alpn
+        self.uri_sans = uri_sans
+        self.dns_sans = dns_sans
 
 
 def _mtimes(*paths) -> tuple:
@@ -154,5 +158,7 @@ def info_from(transport, sni: str = "") -> TlsInfo:
         cert = obj.getpeercert()
     except ValueError:
         cert = None
+    sans = cert.get("subjectAltName", ()) if cert else ()
     return TlsInfo(sni or getattr(obj, "mosnx_sni", "") or "", bool(cert),
-                   _subject(cert) if cert else "", obj.selected_alpn_protocol())
+                   _subject(cert) if cert else "", obj.selected_alpn_protocol(),
+                   tuple(v for k, v in sans if k == "URI"), tuple(v for k, v in sans if k == "DNS"))

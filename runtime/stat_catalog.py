@@ -192,6 +192,13 @@ SECTIONS: tuple[Section, ...] = (
         Stat("<rate_limit>.delayed", COUNTER, "requests queued by the leaky bucket before passing", NONE),
         Stat(_H + "cors.origin_valid", COUNTER, "requests whose Origin the cors filter's policy accepts"),
         Stat(_H + "cors.origin_invalid", COUNTER, "requests with an Origin the cors filter's policy does not accept"),
+        Stat(_H + "rbac.<rules_stat_prefix>allowed", COUNTER, "requests the rbac filter's rules allowed "
+             "(the prefix is the filter's rules_stat_prefix, often empty)"),
+        Stat(_H + "rbac.<rules_stat_prefix>denied", COUNTER, "requests the rbac filter's rules denied (403)"),
+        Stat(_H + "rbac.<shadow_rules_stat_prefix>shadow_allowed", COUNTER, "requests the rbac filter's "
+             "shadow rules would allow (Istio's prefix: istio_dry_run_allow_)"),
+        Stat(_H + "rbac.<shadow_rules_stat_prefix>shadow_denied", COUNTER, "requests the rbac filter's "
+             "shadow rules would deny; they pass all the same"),
         Stat("<adaptive_concurrency>.gradient_controller.rq_blocked", COUNTER, "requests refused (503) "
              "above the concurrency limit"),
         Stat("<adaptive_concurrency>.gradient_controller.min_rtt_calculation_active", COUNTER,

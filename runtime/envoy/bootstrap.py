@@ -342,7 +342,13 @@ def _xds(msg: Any, f: Findings, config: Config, pipes: dict[str, str]) -> XdsCon
         fg.at("envoy_grpc").reject(f'cluster_name "{name}" names no static cluster with an endpoint',
                                    "cluster_name")
     host, port = (cluster.endpoints[0].host, cluster.endpoints[0].port) if cluster is not None else ("", 0)
-    node = XdsNode(id=msg.node.id, cluster=msg.node.cluster, metadata=_struct(msg.node.metadata))
+    try:
+        metadata = _struct(msg.node.metadata)
+    except ValueError:
+        # YAML's .nan and .inf parse into a Struct, but have no JSON (nor control plane) form
+        f.at("node").reject("numbers in metadata must be finite (NaN and infinity have no JSON form)", "metadata")
+        metadata = {}
+    node = XdsNode(id=msg.node.id, cluster=msg.node.cluster, metadata=metadata)
     timeout = 15.0
     for key in ("lds_config", "cds_config"):
         cs = getattr(dr, key)
