@@ -181,22 +181,41 @@ def destination(transport: asyncio.BaseTransport) -> tuple[str, int]:
     return local[0], local[1]
 
 
-def stat_address(cfg: ListenerConfig) -> str:
-    """Envoy's listener stat name: `listener.<host>_<port>.`"""
-    return f"listener.{cfg.host}_{cfg.port}."
+class ChainStats:
+    """A chains listener's counters, by its address as Envoy names them: made once
+    per listener and worker store."""
+    __slots__ = ("cx_total", "no_match", "timeout")
+
+    def __init__(self, store: Any, cfg: ListenerConfig):
+        p = f"listener.{cfg.host}_{cfg.port}."
+        self.cx_total = store.counter(p + "downstream_cx_total")
+        self.no_match = store.counter(p + "no_filter_chain_match")
+        self.timeout = store.counter(p + "downstream_pre_cx_timeout")
+
+
+_stats: dict[tuple[int, str, int], ChainStats] = {}
+
+
+def chain_stats(store: Any, cfg: ListenerConfig) -> ChainStats:
+    key = (id(store), cfg.host, cfg.port)
+    s = _stats.get(key)
+    if s is None:
+        s = _stats[key] = ChainStats(store, cfg)
+    return s
 
 
 # ---------------------------------------------------------------- the connection
 class ChainAccept(asyncio.Protocol):
     """Inspects one accepted connection, picks its chain, hands it over, steps aside."""
 
-    __slots__ = ("worker", "name", "cfg", "transport", "buf", "timer", "tls", "http", "dst", "src",
+    __slots__ = ("worker", "name", "cfg", "stats", "transport", "buf", "timer", "tls", "http", "dst", "src",
                  "sni", "alpn", "transport_protocol", "eof")
 
-    def __init__(self, worker, name: str):
+    def __init__(self, worker: Any, name: str):
         self.worker = worker
         self.name = name
         self.cfg: ListenerConfig = None  # type: ignore[assignment]  # set in connection_made
+        self.stats: ChainStats = None  # type: ignore[assignment]  # as cfg
         self.transport: asyncio.Transport = None  # type: ignore[assignment]
         self.buf = b""
         self.timer: asyncio.TimerHandle | None = None
@@ -209,17 +228,15 @@ class ChainAccept(asyncio.Protocol):
         self.transport_protocol = "raw_buffer"
         self.eof = False
 
-    def _count(self, stat: str) -> None:
-        self.worker.stats.counter(stat_address(self.cfg) + stat).value += 1
-
-    def connection_made(self, transport) -> None:
+    def connection_made(self, transport: Any) -> None:
         self.transport = transport
         listener = self.worker.snapshot.listeners.get(self.name)
         if listener is None:
             transport.abort()
             return
         cfg = self.cfg = listener.config
-        self._count("downstream_cx_total")
+        self.stats = chain_stats(self.worker.stats, cfg)
+        self.stats.cx_total.value += 1
         self.dst = destination(transport)
         peer = transport.get_extra_info("peername") or ("", 0)
         self.src = (peer[0], peer[1])
@@ -263,7 +280,7 @@ class ChainAccept(asyncio.Protocol):
 
     def _timed_out(self) -> None:
         self.timer = None
-        self._count("downstream_pre_cx_timeout")
+        self.stats.timeout.value += 1
         if not self.cfg.continue_on_listener_filters_timeout:
             self.transport.abort()
             return
@@ -280,7 +297,7 @@ class ChainAccept(asyncio.Protocol):
             self.timer = None
         chain = choose(self.cfg, self.facts())
         if chain is None:
-            self._count("no_filter_chain_match")
+            self.stats.no_match.value += 1
             self.transport.abort()
             return
         stack = chain.stack
@@ -310,13 +327,13 @@ class ChainAccept(asyncio.Protocol):
         if self.eof and tr.get_protocol() is proto and not proto.eof_received():
             tr.close()
 
-    def eof_received(self):
+    def eof_received(self) -> bool:
         self.eof = True
         if self.tls or self.http:
             self._inspect()
         return True
 
-    def connection_lost(self, exc) -> None:
+    def connection_lost(self, exc: Exception | None) -> None:
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
