@@ -6,8 +6,8 @@ the connection's first bytes without consuming them, as Envoy's listener filters
 http_inspector: an HTTP/1.x request line or the HTTP/2 preface), for at most the
 listener's listener_filters_timeout; then select() picks the chain, and the
 connection is handed to that chain's stack (an `http` or `tcp` listener of its own,
-named "<listener>/<chain>", terminating TLS itself when it has TLS settings) with
-the bytes read so far replayed, as if they had just arrived.
+named "<listener>/<chain>"; an `http` stack terminates TLS itself, a `tcp` one behind
+TlsGate) with the bytes read so far replayed, as if they had just arrived.
 
 Invariants:
 - select() is pure: Envoy's order (destination port, destination IP, server name,
@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import re
+import ssl
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
@@ -34,6 +35,7 @@ from mosnx.runtime.model import ChainMatch, FilterChain, IPNetwork, ListenerConf
 
 from .codec.http2_connection import PREFACE
 from .tcp.sni import NEED_MORE, parse_hello
+from .tls import server_context
 
 MAX_PEEK = 64 * 1024          # a ClientHello or request line bigger than this decides with what is known
 
@@ -307,6 +309,9 @@ class ChainAccept(asyncio.Protocol):
         if stack.protocol == "tcp":
             from .tcp.proxy import TcpDownstream
             proto: asyncio.Protocol = TcpDownstream(self.worker, stack.name)
+            tls = stack.options.get("tls")
+            if tls is not None:
+                proto = TlsGate(self.worker, stack.name, proto, tls)
         else:
             from .listeners import HttpAccept
             proto = HttpAccept(self.worker, stack.name)
@@ -337,6 +342,78 @@ class ChainAccept(asyncio.Protocol):
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
+
+
+class TlsGate(asyncio.Protocol):
+    """TLS termination for a stack that does not terminate TLS itself (tcp_proxy): the
+    handshake with the chain's certificate, then the stack gets the plaintext transport
+    (connection_made, then what was decrypted meanwhile). Counted as an HTTP stack's
+    handshakes are, under listener.<stack>.ssl."""
+
+    __slots__ = ("worker", "name", "then", "tls", "transport", "coro", "buf", "eof")
+
+    def __init__(self, worker: Any, name: str, then: asyncio.Protocol, tls: Any):
+        self.worker = worker
+        self.name = name
+        self.then = then
+        self.tls = tls
+        self.transport: asyncio.Transport = None  # type: ignore[assignment]  # set in connection_made
+        self.coro: Any = None                     # loop.start_tls, driven by _step
+        self.buf = b""
+        self.eof = False
+
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport
+        try:
+            ctx = server_context(self.tls)
+        except (ssl.SSLError, OSError) as e:
+            return self._failed(e)
+        listener = self.worker.snapshot.listeners.get(self.name)
+        t = listener.config.timeouts.request_headers if listener is not None else 10.0
+        loop = asyncio.get_running_loop()
+        # as HttpAccept: the TLS layer takes the transport now, not a loop turn later
+        self.coro = loop.start_tls(transport, self, ctx, server_side=True, ssl_handshake_timeout=t or 10.0)
+        self._step(None)
+
+    def _step(self, _fut: Any) -> None:
+        try:
+            fut = self.coro.send(None)
+        except StopIteration as done:
+            self.coro = None
+            return self._ready(done.value)
+        except (ssl.SSLError, OSError, ConnectionError, asyncio.TimeoutError, TimeoutError,
+                asyncio.CancelledError) as e:
+            self.coro = None
+            return self._failed(e)
+        if fut is None:
+            asyncio.get_running_loop().call_soon(self._step, None)
+        else:
+            fut.add_done_callback(self._step)
+
+    def _failed(self, e: BaseException) -> None:
+        stats = self.worker.stats
+        stats.counter(f"listener.{self.name}.ssl.connection_error").value += 1
+        if isinstance(e, ssl.SSLError) and "CERTIFICATE" in str(e).upper():
+            stats.counter(f"listener.{self.name}.ssl.fail_verify_cert").value += 1
+        self.transport.abort()
+
+    def _ready(self, tr: Any) -> None:
+        self.worker.stats.counter(f"listener.{self.name}.ssl.handshake").value += 1
+        then = self.then
+        early, self.buf = self.buf, b""
+        tr.set_protocol(then)
+        then.connection_made(tr)
+        if early and not tr.is_closing():
+            then.data_received(early)
+        if self.eof and not tr.is_closing() and not then.eof_received():
+            tr.close()
+
+    def data_received(self, data: bytes) -> None:
+        self.buf += data          # decrypted bytes racing the end of the handshake
+
+    def eof_received(self) -> bool:
+        self.eof = True
+        return True
 
 
 def _feed(proto: Any, data: bytes) -> None:

@@ -96,8 +96,6 @@ def _stack(fc: Any, ff: Findings, base: dict[str, Any], routes: dict[str, RouteT
         ft = ff.at("transport_socket")
         tls = chain_tls(fc.transport_socket, ft)
         if tls is not None:
-            if lc.protocol != "http":
-                ft.reject("TLS is terminated for http_connection_manager chains only (not before tcp_proxy)")
             lc = dataclasses.replace(lc, options={**lc.options, "tls": tls})
     return lc
 

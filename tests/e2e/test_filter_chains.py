@@ -1,6 +1,6 @@
 """One Envoy listener, several filter chains, each connection served by the chain its
 first bytes and addresses match: TLS chains chosen by SNI (two names, two clusters,
-two certificates), a plaintext HTTP chain chosen by the http_inspector, a tcp_proxy
+two certificates; a third terminates TLS before a tcp_proxy), a plaintext HTTP chain chosen by the http_inspector, a tcp_proxy
 chain for one source address; a connection no chain takes is closed and counted,
 and a client that says nothing meets listener_filters_timeout."""
 from __future__ import annotations
@@ -18,7 +18,7 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
 from conftest import free_port, wait_until  # noqa: E402
-from h2kit import CA, cert_common_name  # noqa: E402
+from h2kit import CA, H2Client, cert_common_name  # noqa: E402
 from test_envoy_bootstrap import serving  # noqa: E402
 from test_tcp_proxy import TcpServer  # noqa: E402
 
@@ -51,8 +51,11 @@ def _cluster(name: str, port: int) -> dict:
             {"endpoint": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": port}}}}]}]}}
 
 
-def _bootstrap(admin: int, listen: int, a_cert, b_cert, ports: dict[str, int]) -> dict:
+def _bootstrap(admin: int, listen: int, a_cert, b_cert, db_cert, ports: dict[str, int]) -> dict:
     chains = [
+        {"name": "tls-db", "filter_chain_match": {"server_names": ["db.test"], "transport_protocol": "tls"},
+         "filters": [{"name": "envoy.filters.network.tcp_proxy", "typed_config": {
+             "@type": TCP, "stat_prefix": "db", "cluster": "echo"}}], "transport_socket": _tls(db_cert)},
         {"name": "tls-a", "filter_chain_match": {"server_names": ["a.test"], "transport_protocol": "tls"},
          "filters": [_hcm("a")], "transport_socket": _tls(a_cert)},
         {"name": "tls-b", "filter_chain_match": {"server_names": ["*.b.test"], "transport_protocol": "tls"},
@@ -88,11 +91,12 @@ def edge(tmp_path_factory, module_upstream):
     ca = CA(tmp)
     a_cert = ca.issue("a.test", dns=("a.test",))
     b_cert = ca.issue("api.b.test", dns=("*.b.test",))
+    db_cert = ca.issue("db.test", dns=("db.test",))
     ups = {n: module_upstream() for n in ("a", "b", "web")}
     echo = TcpServer()
     ports = {"admin": free_port(), "listen": free_port()}
     path = tmp / "envoy.json"
-    path.write_text(json.dumps(_bootstrap(ports["admin"], ports["listen"], a_cert, b_cert,
+    path.write_text(json.dumps(_bootstrap(ports["admin"], ports["listen"], a_cert, b_cert, db_cert,
                                           {**{n: u.port for n, u in ups.items()}, "echo": echo.port})))
     with serving(path, ports["admin"]):
         yield ports, ups, ca
@@ -142,6 +146,20 @@ def test_sni_picks_the_tls_chain_its_certificate_and_its_cluster(edge):
         _https(ports["listen"], ca, "c.test")
 
 
+def test_tls_terminated_before_tcp_proxy(edge):
+    ports, _, ca = edge
+    ctx = ssl.create_default_context(cafile=str(ca.path))
+    with socket.create_connection(("127.0.0.1", ports["listen"]), timeout=10) as raw:
+        with ctx.wrap_socket(raw, server_hostname="db.test") as s:
+            assert cert_common_name(s) == "db.test"
+            for line in (b"select 1;", b"select 2;"):     # the echo server answers in plaintext behind
+                s.sendall(line)
+                got = b""
+                while len(got) < len(line):
+                    got += s.recv(64)
+                assert got == line
+
+
 def test_plaintext_http_goes_to_the_http_chain(edge):
     ports, ups, _ = edge
     c = http.client.HTTPConnection("127.0.0.1", ports["listen"], timeout=10)
@@ -153,6 +171,14 @@ def test_plaintext_http_goes_to_the_http_chain(edge):
     finally:
         c.close()
     assert [r.target for r in ups["web"].requests][-2:] == ["/one", "/two"]
+
+
+def test_h2c_prior_knowledge_goes_to_the_http_chain(edge):
+    ports, ups, _ = edge
+    with H2Client(ports["listen"]) as c:          # the HTTP/2 preface is what the inspector sees
+        r = c.request("GET", "/h2c", authority="web.test")
+    assert (r.status, r.body) == (200, b"ok")
+    assert ups["web"].requests[-1].target == "/h2c"
 
 
 def test_tcp_chain_by_source_address_and_no_match_closes(edge):

@@ -99,7 +99,9 @@ def test_one_chain_without_a_match_is_a_plain_listener():
 @pytest.mark.parametrize("chain, path, words", [
     ({"filter_chain_match": {"prefix_ranges": [{"address_prefix": "not-an-ip", "prefix_len": 8}]},
       "filters": [tcp("pg")]}, "filter_chains[0].filter_chain_match.prefix_ranges[0]", "address range"),
-    ({"filters": [tcp("pg")], "transport_socket": tls()}, "filter_chains[0].transport_socket", "tcp_proxy"),
+    ({"filters": [tcp("pg")], "transport_socket": {"name": "alts", "typed_config": {
+        "@type": "type.googleapis.com/envoy.extensions.transport_sockets.alts.v3.Alts"}}},
+     "filter_chains[0].transport_socket", "DownstreamTlsContext"),
     ({"filters": [hcm("web")], "transport_socket": {"name": "tls", "typed_config": {
         "@type": TLS, "common_tls_context": {"tls_certificates": [
             {"certificate_chain": {"inline_string": "PEM"}, "private_key": {"filename": "/k"}}]}}}},
