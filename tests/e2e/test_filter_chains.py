@@ -2,7 +2,8 @@
 first bytes and addresses match: TLS chains chosen by SNI (two names, two clusters,
 two certificates; a third terminates TLS before a tcp_proxy), a plaintext HTTP chain chosen by the http_inspector, a tcp_proxy
 chain for one source address; a connection no chain takes is closed and counted,
-and a client that says nothing meets listener_filters_timeout."""
+and a client that says nothing meets listener_filters_timeout: closed, or, with
+continue_on_listener_filters_timeout, served by the default chain."""
 from __future__ import annotations
 
 import http.client
@@ -85,6 +86,24 @@ def _bootstrap(admin: int, listen: int, a_cert, b_cert, db_cert, ports: dict[str
             "clusters": [_cluster(n, p) for n, p in ports.items()]}}
 
 
+def _lazy(listen: int) -> dict:
+    """A listener that does not wait long for a client to speak: a server-first protocol
+    (the client waits for a greeting) goes to the default chain once the inspectors
+    give up, as Istio sets it (continue_on_listener_filters_timeout)."""
+    return {
+        "name": "lazy",
+        "address": {"socket_address": {"address": "127.0.0.1", "port_value": listen}},
+        "listener_filters": [{"name": "envoy.filters.listener.http_inspector", "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.listener.http_inspector.v3.HttpInspector"}}],
+        "listener_filters_timeout": "0.3s",
+        "continue_on_listener_filters_timeout": True,
+        "filter_chains": [{"name": "http", "filter_chain_match": {"application_protocols": ["http/1.1"]},
+                           "filters": [_hcm("web")]}],
+        "default_filter_chain": {"name": "greeter", "filters": [{
+            "name": "envoy.filters.network.tcp_proxy", "typed_config": {
+                "@type": TCP, "stat_prefix": "greeter", "cluster": "greeter"}}]}}
+
+
 @pytest.fixture(scope="module")
 def edge(tmp_path_factory, module_upstream):
     tmp = tmp_path_factory.mktemp("chains")
@@ -93,14 +112,17 @@ def edge(tmp_path_factory, module_upstream):
     b_cert = ca.issue("api.b.test", dns=("*.b.test",))
     db_cert = ca.issue("db.test", dns=("db.test",))
     ups = {n: module_upstream() for n in ("a", "b", "web")}
-    echo = TcpServer()
-    ports = {"admin": free_port(), "listen": free_port()}
+    echo, greeter = TcpServer(), TcpServer(greeting=b"220 hello\r\n")
+    ports = {"admin": free_port(), "listen": free_port(), "lazy": free_port()}
     path = tmp / "envoy.json"
-    path.write_text(json.dumps(_bootstrap(ports["admin"], ports["listen"], a_cert, b_cert, db_cert,
-                                          {**{n: u.port for n, u in ups.items()}, "echo": echo.port})))
+    doc = _bootstrap(ports["admin"], ports["listen"], a_cert, b_cert, db_cert,
+                     {**{n: u.port for n, u in ups.items()}, "echo": echo.port, "greeter": greeter.port})
+    doc["static_resources"]["listeners"].append(_lazy(ports["lazy"]))
+    path.write_text(json.dumps(doc))
     with serving(path, ports["admin"]):
         yield ports, ups, ca
     echo.stop()
+    greeter.stop()
 
 
 def _stats(admin: int) -> dict[str, float]:
@@ -205,3 +227,26 @@ def test_a_silent_client_meets_listener_filters_timeout(edge):
     with socket.create_connection(("127.0.0.1", ports["listen"]), timeout=10) as s:
         assert _closed(s)                         # after about 1 s, well within 10
     wait_until(lambda: _stats(ports["admin"]).get(name, 0) >= before + 1, what=name)
+
+
+def test_continue_on_timeout_serves_a_server_first_protocol_by_the_default_chain(edge):
+    ports, ups, _ = edge
+    with socket.create_connection(("127.0.0.1", ports["lazy"]), timeout=10) as s:
+        got = b""
+        while not got.endswith(b"\r\n"):
+            got += s.recv(64)                     # said nothing: the greeting comes after 0.3 s
+        assert got == b"220 hello\r\n"
+        s.sendall(b"HELO x\r\n")                 # the greeter echoes
+        got = b""
+        while len(got) < 8:
+            got += s.recv(64)
+        assert got == b"HELO x\r\n"
+    # an HTTP client on the same listener is told apart by its request line
+    c = http.client.HTTPConnection("127.0.0.1", ports["lazy"], timeout=10)
+    try:
+        c.request("GET", "/lazy", headers={"Host": "web.test"})
+        r = c.getresponse()
+        assert (r.status, r.read()) == (200, b"ok")
+    finally:
+        c.close()
+    assert ups["web"].requests[-1].target == "/lazy"
