@@ -42,3 +42,16 @@ def test_routes_become_mdsl():
     assert 'lower(request.url_path) prefix "/old"' in rules
     assert 'set request.headers["x-vhost"] = "api"' in rules and 'add response.headers["x-config"] = "1"' in rules
     assert any("hash_policy" in n for n in out.notes)
+
+
+def test_a_listener_with_filter_chains_is_left_out_with_a_note():
+    import dataclasses
+
+    from mosnx.runtime.model import ChainMatch, FilterChain
+    config, _, resources = load_bootstrap_resources(STATIC, "<envoy>")
+    [web] = config.listeners
+    stack = dataclasses.replace(web, name="web/0", chain_of="web")
+    chains = dataclasses.replace(web, protocol="chains", filter_chains=(FilterChain("0", ChainMatch(), stack),))
+    out = convert(dataclasses.replace(config, listeners=(chains,)), resources)
+    assert out.yaml["listeners"] == []
+    assert any("several filter chains" in n for n in out.notes)
