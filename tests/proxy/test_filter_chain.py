@@ -187,3 +187,14 @@ def test_ipv6_destination_misses_ipv4_ranges(virtual_inbound):
     _, matches, _, _ = virtual_inbound
     chains = [Chain(n, m) for n, m in matches]
     assert select(chains, facts(port=9080, dst="fd00::7", src="fd00::9")) is None
+
+
+def test_http_inspector_answers_any_bytes_with_a_verdict():
+    from hypothesis import given, settings, strategies as st
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.binary(max_size=64) | st.sampled_from([b"GET / HTTP/1.1\r\n", b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"]))
+    def check(buf):
+        got = inspect_http(buf)
+        assert got is NEED_MORE or got in (None, "h2c", "http/1.1", "http/1.0")
+    check()
