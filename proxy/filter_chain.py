@@ -16,6 +16,7 @@ Invariants:
   the others are dropped; no backtracking. None: no chain takes the connection (the
   default chain does, when there is one, else it is closed and counted).
 - Nothing is read beyond what the inspectors need, and never more than MAX_PEEK.
+  A client that closes before its bytes tell the chain gets none (as in Envoy).
 - A connection is handed over once; ChainAccept never sees its bytes afterwards.
 - The destination is the socket's local address (destination()): the one place an
   original destination (SO_ORIGINAL_DST, as Istio redirects) will be taken from.
@@ -211,7 +212,7 @@ class ChainAccept(asyncio.Protocol):
     """Inspects one accepted connection, picks its chain, hands it over, steps aside."""
 
     __slots__ = ("worker", "name", "cfg", "stats", "transport", "buf", "timer", "tls", "http", "dst", "src",
-                 "sni", "alpn", "transport_protocol", "eof")
+                 "sni", "alpn", "transport_protocol")
 
     def __init__(self, worker: Any, name: str):
         self.worker = worker
@@ -228,7 +229,6 @@ class ChainAccept(asyncio.Protocol):
         self.sni = ""
         self.alpn: tuple[str, ...] = ()
         self.transport_protocol = "raw_buffer"
-        self.eof = False
 
     def connection_made(self, transport: Any) -> None:
         self.transport = transport
@@ -260,7 +260,7 @@ class ChainAccept(asyncio.Protocol):
 
     def _inspect(self) -> None:
         buf = self.buf
-        final = self.eof or len(buf) >= MAX_PEEK
+        final = len(buf) >= MAX_PEEK
         if self.tls:
             got = parse_hello(buf)
             if got is NEED_MORE and not final:
@@ -329,14 +329,14 @@ class ChainAccept(asyncio.Protocol):
                 # the stack began a TLS handshake (loop.start_tls): its TLS layer takes
                 # the ClientHello, once its connection_made (already scheduled) has run
                 asyncio.get_running_loop().call_soon(_feed, now, data)
-        if self.eof and tr.get_protocol() is proto and not proto.eof_received():
-            tr.close()
 
     def eof_received(self) -> bool:
-        self.eof = True
-        if self.tls or self.http:
-            self._inspect()
-        return True
+        # the client went away before its first bytes told which chain it wants: as
+        # in Envoy, no chain is made for it
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        return False
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.timer is not None:

@@ -21,7 +21,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 from conftest import free_port, wait_until  # noqa: E402
 from h2kit import CA, H2Client, cert_common_name  # noqa: E402
 from test_envoy_bootstrap import serving  # noqa: E402
-from test_tcp_proxy import TcpServer  # noqa: E402
+from test_tcp_proxy import TcpServer, tcp_servers  # noqa: E402,F401  (a fixture)
 
 pytest.importorskip("cryptography")
 
@@ -250,3 +250,29 @@ def test_continue_on_timeout_serves_a_server_first_protocol_by_the_default_chain
     finally:
         c.close()
     assert ups["web"].requests[-1].target == "/lazy"
+
+
+def test_chains_from_mosnx_yaml(upstream, mosnx, tcp_servers):
+    """The same model from mosnx.yaml: an HTTP chain for what the http_inspector calls
+    HTTP, a tcp default chain for the rest; each chain's stack has its own stats."""
+    web, echo = upstream(), tcp_servers()
+    proxy = mosnx(config={
+        "listeners": [{"name": "edge", "listener_filters": ["http_inspector"], "listener_filters_timeout": "2s",
+                       "filter_chains": [{"name": "web", "match": {"application_protocols": ["http/1.1"]},
+                                          "route": {"cluster": "web"}}],
+                       "default_filter_chain": {"name": "raw", "protocol": "tcp", "route": {"cluster": "echo"}}}],
+        "clusters": [{"name": "web", "endpoints": [web.address]}, {"name": "echo", "endpoints": [echo.address]}]})
+    accepted = f"listener.127.0.0.1_{proxy.port}.downstream_cx_total"
+    before = proxy.stat(accepted)                # the fixture's readiness probe is one
+    with proxy.connect() as c:
+        r = c.request("GET", "/y", headers=[("Host", "web.test")])
+        assert (r.status, r.body) == (200, b"ok")
+    with socket.create_connection(("127.0.0.1", proxy.port), timeout=10) as s:
+        s.sendall(b"\x05\x01\x00")               # SOCKS-ish bytes: not HTTP
+        got = b""
+        while len(got) < 3:
+            got += s.recv(16)
+        assert got == b"\x05\x01\x00"
+    assert proxy.wait_stat("http.edge/web.downstream_rq_total", 1) == 1
+    assert proxy.wait_stat("tcp.edge/raw.downstream_cx_total", 1) == 1
+    assert proxy.stat(accepted) == before + 2
