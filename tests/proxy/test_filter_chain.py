@@ -198,3 +198,52 @@ def test_http_inspector_answers_any_bytes_with_a_verdict():
         got = inspect_http(buf)
         assert got is NEED_MORE or got in (None, "h2c", "http/1.1", "http/1.0")
     check()
+
+
+CHAINS_YAML = """\
+listeners:
+  - name: edge
+    address: 127.0.0.1:PORT
+    listener_filters: http_inspector
+    filter_chains:
+      - name: web
+        match: {application_protocols: [http/1.1]}
+        route: {cluster: web}
+clusters:
+  - name: web
+    endpoints: ["127.0.0.1:9"]
+"""
+
+
+def test_a_worker_binds_the_listener_once_and_dispatches_to_its_chain(tmp_path):
+    """Only the listener is bound (a chain's stack bound too would take connections
+    past the chain selection); an HTTP request reaches the chain's route; a reload
+    that changes a chain keeps the same socket."""
+    import asyncio
+    import socket
+
+    from mosnx.proxy.worker import Worker
+    path = tmp_path / "m.yaml"
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    path.write_text(CHAINS_YAML.replace("PORT", str(port)))
+
+    async def main():
+        w = Worker(str(path))
+        w.loop = asyncio.get_running_loop()
+        await w.apply(w.build(1))
+        bound = dict(w.servers)
+        r, wr = await asyncio.open_connection("127.0.0.1", port)
+        wr.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        head = await asyncio.wait_for(r.readuntil(b"\r\n\r\n"), 10)
+        wr.close()
+        path.write_text(CHAINS_YAML.replace("PORT", str(port)).replace("http/1.1]", "http/1.1, h2c]"))
+        reply = await w.reload(2)
+        same = w.servers["edge"][1] is bound["edge"][1]
+        await w.drain(0)
+        return set(bound), head, reply, same
+    bound, head, reply, same = asyncio.run(main())
+    assert bound == {"edge"}
+    assert head.startswith(b"HTTP/1.1 503")            # the chain's route: a cluster nobody answers for
+    assert reply["ok"] and same
