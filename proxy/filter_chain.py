@@ -35,6 +35,8 @@ from typing import Any, Callable, Sequence
 from mosnx.runtime.model import ChainMatch, FilterChain, IPNetwork, ListenerConfig
 
 from .codec.http2_connection import PREFACE
+from .listeners import HttpAccept
+from .tcp.proxy import TcpDownstream
 from .tcp.sni import NEED_MORE, parse_hello
 from .tls import server_context
 
@@ -307,13 +309,11 @@ class ChainAccept(asyncio.Protocol):
             self.transport.abort()        # the chain's stack did not build
             return
         if stack.protocol == "tcp":
-            from .tcp.proxy import TcpDownstream
             proto: asyncio.Protocol = TcpDownstream(self.worker, stack.name)
             tls = stack.options.get("tls")
             if tls is not None:
                 proto = TlsGate(self.worker, stack.name, proto, tls)
         else:
-            from .listeners import HttpAccept
             proto = HttpAccept(self.worker, stack.name)
         tr = self.transport
         data, self.buf = self.buf, b""
