@@ -1,13 +1,13 @@
 """Envoy Listener -> runtime.model.ListenerConfig.
 
 Each filter chain's last network filter is either an http_connection_manager or a
-tcp_proxy: that is the chain's protocol stack. A listener with one chain and no
-match is that stack; one with several chains (or a match, or a default chain) is a
-"chains" listener, translated by listener_chains. HTTP routes come inline (route_config) or
-by RDS name: `routes` maps names to the tables already translated, and a name not
-in it raises Waiting (a Rejected that is not an error: the caller holds the
-listener back until it arrives, as Envoy warms it). HTTP
-filters mosnx has (router, fault, local_ratelimit) are kept; another filter is
+tcp_proxy: that is the chain's protocol stack (_stack), with its TLS when its
+transport_socket has some. A listener with one chain and no match is that stack;
+one with several chains (or a match, or a default chain) is a "chains" listener,
+translated by listener_chains. HTTP routes come inline (route_config) or by RDS
+name: `routes` maps names to the tables already translated, and a name not in it
+raises Waiting (a Rejected that is not an error: the caller holds the listener back
+until it arrives, as Envoy warms it). HTTP filters mosnx has (router, fault, local_ratelimit) are kept; another filter is
 skipped with a warning when is_optional, otherwise the listener is rejected.
 Envoy's defaults win where they differ from mosnx's (no path normalisation).
 """
