@@ -10,6 +10,9 @@ the codec's protocol: with TLS, by the ALPN the handshake chose; otherwise by th
 first bytes (the HTTP/2 client preface, an HTTP/1.1 request asking `Upgrade: h2c`,
 or anything else, which is HTTP/1.1). TLS settings are read from the live snapshot
 per connection, so a reload changes certificates without rebinding.
+
+A `chains` listener (several filter chains) accepts with proxy.filter_chain, which
+hands each connection to one chain's `http` or `tcp` stack, served as here.
 """
 from __future__ import annotations
 
@@ -242,7 +245,14 @@ async def _tcp(worker, name: str, cfg):
                                     reuse_port=True, backlog=4096)
 
 
-FACTORIES = {"http": _http, "tcp": _tcp}
+async def _chains(worker, name: str, cfg):
+    from .filter_chain import ChainAccept
+    loop = asyncio.get_running_loop()
+    return await loop.create_server(lambda: ChainAccept(worker, name), cfg.host, cfg.port,
+                                    reuse_port=True, backlog=4096)
+
+
+FACTORIES = {"http": _http, "tcp": _tcp, "chains": _chains}
 
 
 async def listen(worker, name: str, cfg):

@@ -116,6 +116,8 @@ class Worker:
                 if name in self.stopped_listeners:      # by /drain_listeners
                     continue
                 cfg = lst.config
+                if cfg.chain_of is not None:
+                    continue                     # a filter chain's stack: its listener accepts for it
                 addr = (cfg.host, cfg.port, cfg.protocol)
                 have = self.servers.get(name)
                 if have is None or have[0] != addr:

@@ -105,6 +105,15 @@ SECTIONS: tuple[Section, ...] = (
              "certificate", "listener.<address>.ssl.fail_verify_error"),
         Stat("listener.<listener>.ssl.mtls", COUNTER, "handshakes with a verified client certificate", NONE),
     )),
+    Section("Listeners with filter chains", "Per listener with several filter chains, by its address "
+            "(`<host>_<port>`), as Envoy's `listener.<address>.`; the chain serving a connection counts it "
+            "again under its own stack's stats.", (
+        Stat("listener.<host>_<port>.downstream_cx_total", COUNTER, "connections accepted"),
+        Stat("listener.<host>_<port>.no_filter_chain_match", COUNTER, "connections closed because no filter "
+             "chain matched and there is no default chain"),
+        Stat("listener.<host>_<port>.downstream_pre_cx_timeout", COUNTER, "connections whose listener filters "
+             "did not finish within listener_filters_timeout"),
+    )),
     Section("TCP listeners", "Per `protocol: tcp` listener; Envoy's tcp_proxy `tcp.<stat_prefix>.`.", (
         Stat("tcp.<listener>.downstream_cx_total", COUNTER, "connections accepted"),
         Stat("tcp.<listener>.downstream_cx_active", GAUGE, "connections open"),

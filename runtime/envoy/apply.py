@@ -22,7 +22,7 @@ from ..routes import RouteTable
 from ..diagnostics import Diagnostic
 from .findings import WAITING, Findings, Rejected, Rejection, Sink, Waiting
 from .protos import CLUSTER, ENDPOINT, LISTENER, ROUTE
-from .translate import eds_name, is_eds, rds_name, translate_cluster, translate_listener, translate_route_config
+from .translate import eds_name, is_eds, rds_names, translate_cluster, translate_listener, translate_route_config
 
 Resources = dict[str, dict[str, Any]]
 
@@ -34,7 +34,7 @@ def needed_names(resources: Resources, base: Config | None = None) -> dict[str, 
     waiting = base.xds.static_resources if base is not None and base.xds is not None else {}
     listeners = [*resources.get(LISTENER, {}).values(), *waiting.get(LISTENER, {}).values()]
     clusters = [*resources.get(CLUSTER, {}).values(), *waiting.get(CLUSTER, {}).values()]
-    routes = {n for lst in listeners if (n := rds_name(lst))}
+    routes = {n for lst in listeners for n in rds_names(lst)}
     eds = {eds_name(c) for c in clusters if is_eds(c)}
     return {ROUTE: routes, ENDPOINT: eds}
 
@@ -141,7 +141,8 @@ def apply(base: Config, resources: Resources, sink: Sink | None = None,
     known = {c.name for c in clusters}
     kept = []
     for lc in listeners:
-        missing = sorted(lc.route_table.clusters() - known) if lc.route_table is not None else []
+        missing = sorted(set().union(*(st.route_table.clusters() for st in lc.stacks()
+                                       if st.route_table is not None)) - known)
         if missing and lc.name not in base_listeners:
             rejected.append(Rejection(LISTENER, lc.name, "", f'its routes name unknown cluster "{missing[0]}"'))
             continue

@@ -85,6 +85,10 @@ def convert(config: Config, resources: dict[str, dict[str, Any]], stem: str = "e
                            "node": {"id": x.node.id, "cluster": x.node.cluster, "metadata": dict(x.node.metadata)}}
     listeners: list[dict[str, Any]] = []
     for lc in config.listeners:
+        if lc.protocol == "chains":
+            out.notes.append(f'listener "{lc.name}" has several filter chains, which mosnx.yaml cannot say; '
+                             "left out")
+            continue
         listeners.append(_listener(lc, resources, out, clusters, stem))
     out.yaml["listeners"] = listeners
     out.yaml["clusters"] = [_cluster(c, clusters) for c in config.clusters]

@@ -60,3 +60,16 @@ def test_cluster_header_stays_in_yaml_and_per_route_settings_are_noted():
     out = convert(config, resources)
     assert "filters" not in out.yaml["listeners"][0]
     assert any("per-route filter settings" in n for n in out.notes)
+
+
+def test_a_listener_with_filter_chains_is_left_out_with_a_note():
+    import dataclasses
+
+    from mosnx.runtime.model import ChainMatch, FilterChain
+    config, _, resources = load_bootstrap_resources(STATIC, "<envoy>")
+    [web] = config.listeners
+    stack = dataclasses.replace(web, name="web/0", chain_of="web")
+    chains = dataclasses.replace(web, protocol="chains", filter_chains=(FilterChain("0", ChainMatch(), stack),))
+    out = convert(dataclasses.replace(config, listeners=(chains,)), resources)
+    assert out.yaml["listeners"] == []
+    assert any("several filter chains" in n for n in out.notes)
