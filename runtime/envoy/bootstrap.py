@@ -24,7 +24,7 @@ from .clusters import eds_name, is_eds
 from .common import seconds
 from .decode import Path, Positions, parse, read
 from .findings import INVALID, REJECTED, UNSUPPORTED, WAITING, Findings, Rejected, Sink
-from .protos import CLUSTER, ENDPOINT, LISTENER, RESOURCE_TYPES, ROUTE, Bootstrap, HttpConnectionManager
+from .protos import CLUSTER, ENDPOINT, LISTENER, RESOURCE_TYPES, ROUTE, SECRET, Bootstrap, HttpConnectionManager
 
 ENVOY_KEYS = frozenset({"static_resources", "dynamic_resources", "node", "admin", "layered_runtime",
                         "cluster_manager", "stats_sinks", "stats_config", "overload_manager", "tracing",
@@ -149,7 +149,9 @@ def _load(data: Any, positions: Positions | None,
     f = Findings("bootstrap", os.path.basename(path), "", ld.sink)
     f.only(msg, SUPPORTED)
     sr = msg.static_resources  # type: ignore[attr-defined]  # a Bootstrap
-    f.at("static_resources").only(sr, {"listeners", "clusters"})
+    f.at("static_resources").only(sr, {"listeners", "clusters", "secrets"})
+    for i, s in enumerate(sr.secrets):
+        ld.add(SECRET, s, positions, ("static_resources", "secrets", i))
     for i, c in enumerate(sr.clusters):
         ld.add(CLUSTER, c, positions, ("static_resources", "clusters", i))
         ld.follow(CLUSTER, c, positions, ("static_resources", "clusters", i))
@@ -174,8 +176,8 @@ def _load(data: Any, positions: Positions | None,
     sink = Sink()          # apply()'s warnings, placed by the resource they name (_placed)
     waiting = _waiting(ld, dr.HasField("ads_config"))
     resources = {t: {n: m for n, m in rs.items() if n not in waiting.get(t, {}) or t == CLUSTER}
-                 for t, rs in ld.resources.items()}
-    config, rejections = apply(base, resources, sink)
+                 for t, rs in ld.resources.items() if t != SECRET}
+    config, rejections = apply(base, resources, sink, static_secrets=ld.resources[SECRET])
     errors = list(ld.errors)
     for rj in rejections:
         span = ld.locate(rj.type_url, rj.name, rj.field_path)
@@ -206,6 +208,8 @@ def _waiting(ld: _Load, ads: bool) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {LISTENER: {}, CLUSTER: {}}
     if not ads:
         return out
+    # what the control plane's TLS contexts may name without an sds_config
+    out[SECRET] = dict(ld.resources[SECRET])
     for name, lst in ld.resources[LISTENER].items():
         for fc in lst.filter_chains[:1]:
             for nf in fc.filters:

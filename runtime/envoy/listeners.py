@@ -8,6 +8,8 @@ listener back until it arrives, as Envoy warms it). HTTP
 filters mosnx has (router, fault, local_ratelimit) are kept; another filter is
 skipped with a warning when is_optional, otherwise the listener is rejected.
 Envoy's defaults win where they differ from mosnx's (no path normalisation).
+The chain's transport_socket (a DownstreamTlsContext) becomes options["tls"]
+(tls.downstream_tls); a secret it names that has not come raises Waiting.
 """
 from __future__ import annotations
 
@@ -19,6 +21,8 @@ from .common import seconds, socket_address
 from .findings import Findings, Rejection, Waiting
 from .protos import HCM, TCP_PROXY, HttpConnectionManager, fault_pb2, local_rate_limit_pb2, tcp_proxy_pb2, wasm_pb2
 from .routes import translate_route_config
+from .secrets import SecretStore
+from .tls import downstream_tls
 
 ROUTER = "envoy.extensions.filters.http.router.v3.Router"
 FAULT = "envoy.extensions.filters.http.fault.v3.HTTPFault"
@@ -39,7 +43,8 @@ def rds_name(listener: Any) -> str | None:
     return None
 
 
-def translate_listener(lst: Any, f: Findings, routes: dict[str, RouteTable] | None = None) -> ListenerConfig:
+def translate_listener(lst: Any, f: Findings, routes: dict[str, RouteTable] | None = None,
+                       secrets: SecretStore | None = None) -> ListenerConfig:
     if not lst.name:
         f.reject("a listener needs a name", "name")
     f.only(lst, {"name", "address", "filter_chains", "stat_prefix"})
@@ -52,7 +57,9 @@ def translate_listener(lst: Any, f: Findings, routes: dict[str, RouteTable] | No
         f.reject("mosnx serves exactly one filter chain per listener", "filter_chains")
     fc = lst.filter_chains[0]
     ff = f.at("filter_chains").at(0)
-    ff.only(fc, {"filters", "name"})
+    ff.only(fc, {"filters", "name", "transport_socket"})
+    tls = downstream_tls(fc.transport_socket, ff.at("transport_socket"), secrets, lst.name) \
+        if fc.HasField("transport_socket") else None
     if not fc.filters:
         ff.reject("a filter chain needs a network filter", "filters")
     for i, nf in enumerate(fc.filters[:-1]):
@@ -62,12 +69,16 @@ def translate_listener(lst: Any, f: Findings, routes: dict[str, RouteTable] | No
     if last.WhichOneof("config_type") != "typed_config":
         fl.reject("a network filter needs a typed_config")
     url = last.typed_config.type_url
-    base = {"name": lst.name, "host": host, "port": port}
+    base: dict[str, Any] = {"name": lst.name, "host": host, "port": port}
+    if tls is not None:
+        base["options"] = {"tls": tls}
     if url == HCM:
         hcm = HttpConnectionManager()
         last.typed_config.Unpack(hcm)
         return _http(hcm, fl.at("typed_config"), base, routes or {})
     if url == TCP_PROXY:
+        if tls is not None:
+            ff.reject("TLS termination in front of tcp_proxy is not supported", "transport_socket")
         tp = tcp_proxy_pb2.TcpProxy()
         last.typed_config.Unpack(tp)
         return _tcp(tp, fl.at("typed_config"), base)
