@@ -210,4 +210,7 @@ class DynamicConfig:
     def dump(self) -> dict[str, Any]:
         """Envoy's typed dump of what the control plane sent ({"configs": [...]})."""
         from .dump import config_dump
-        return config_dump(self.resources, self.versions, self.updated, self.failed)
+        base = self.base()
+        static = base.xds.static_resources.get(SECRET, {}) if base.xds is not None else {}
+        return config_dump(self.resources, self.versions, self.updated, self.failed, static_secrets=static,
+                           warming_secrets=needed_names(self.resources, base).get(SECRET, set()))
