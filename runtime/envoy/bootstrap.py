@@ -25,6 +25,7 @@ from .common import seconds
 from .decode import Path, Positions, parse, read
 from .findings import INVALID, REJECTED, UNSUPPORTED, WAITING, Findings, Rejected, Sink
 from .protos import CLUSTER, ENDPOINT, LISTENER, RESOURCE_TYPES, ROUTE, SECRET, Bootstrap, HttpConnectionManager
+from .secrets import redact_document
 
 ENVOY_KEYS = frozenset({"static_resources", "dynamic_resources", "node", "admin", "layered_runtime",
                         "cluster_manager", "stats_sinks", "stats_config", "overload_manager", "tracing",
@@ -171,8 +172,9 @@ def _load(data: Any, positions: Positions | None,
             elif kind != "ads":
                 fd.at(key).warn(f"{kind} config sources are not supported (ads and path_config_source are)")
     admin = _admin(msg, f)
+    # what /config_dump shows of the document: private keys written inline are not shown
     base = Config(path=os.path.abspath(path) if not path.startswith("<") else path, admin=admin,
-                  listeners=(), clusters=(), raw=data if isinstance(data, dict) else {})
+                  listeners=(), clusters=(), raw=redact_document(data) if isinstance(data, dict) else {})
     sink = Sink()          # apply()'s warnings, placed by the resource they name (_placed)
     waiting = _waiting(ld, dr.HasField("ads_config"))
     resources = {t: {n: m for n, m in rs.items() if n not in waiting.get(t, {}) or t == CLUSTER}

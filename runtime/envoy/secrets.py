@@ -188,3 +188,29 @@ class SecretStore:
             f.reject(f'Secret "{name}" was refused: {got.message}', "name")
         return got
 
+
+
+# the fields Envoy's API marks (udpa.annotations.sensitive) where a document spells them:
+# alone, or (parent, field)
+_SENSITIVE = frozenset({"private_key", "pkcs12", "password"})
+_SENSITIVE_UNDER = frozenset({("generic_secret", "secret"), ("session_ticket_keys", "keys")})
+REDACTED = "[redacted]"
+
+
+def redact_document(data: Any, parent: str = "") -> Any:
+    """A copy of a decoded document (a bootstrap as /config_dump shows it) with every
+    sensitive field's strings replaced by "[redacted]", as Envoy's dump does."""
+    if isinstance(data, dict):
+        return {k: _hidden(v) if k in _SENSITIVE or (parent, k) in _SENSITIVE_UNDER else redact_document(v, k)
+                for k, v in data.items()}
+    if isinstance(data, list):
+        return [redact_document(v, parent) for v in data]
+    return data
+
+
+def _hidden(v: Any) -> Any:
+    if isinstance(v, dict):
+        return {k: _hidden(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_hidden(x) for x in v]
+    return REDACTED if isinstance(v, (str, bytes)) else v

@@ -287,6 +287,9 @@ def test_a_bootstrap_static_secret_serves_a_static_listener(ca, tmp_path):
     config, warnings = load_bootstrap_text(json.dumps(boot), str(tmp_path / "boot.json"))
     tls = config.listeners[0].options["tls"]
     assert isinstance(tls.cert, Pem) and tls.cert.source == "edge-cert" and not tls.client_ca
+    # what /config_dump shows of the bootstrap has the key redacted, the certificate not
+    shown = json.dumps(config.raw)
+    assert "PRIVATE KEY" not in shown and "[redacted]" in shown and "BEGIN CERTIFICATE" in shown
     boot["static_resources"]["secrets"] = []
     from mosnx.runtime.diagnostics import ConfigError
     with pytest.raises(ConfigError) as e:
