@@ -295,3 +295,46 @@ def test_a_bootstrap_static_secret_serves_a_static_listener(ca, tmp_path):
     with pytest.raises(ConfigError) as e:
         load_bootstrap_text(json.dumps(boot), str(tmp_path / "boot.json"))
     assert 'no static secret "edge-cert"' in str(e.value)
+
+
+# ---- generated input ----
+
+from hypothesis import given, strategies as st  # noqa: E402
+from test_decode_generated import SETTINGS, _mutate, _paths, values  # noqa: E402
+
+from mosnx.runtime.envoy.decode import parse  # noqa: E402
+from mosnx.runtime.envoy.protos import RESOURCE_TYPES  # noqa: E402
+
+_CA = PemCA()
+_TLS_DOCS = {
+    C: _cluster(transport_socket=_istio_upstream(), transport_socket_matches=[
+        {"name": "m", "match": {"tlsMode": "istio"}, "transport_socket": _upstream(_CA)}]),
+    L: _listener(_downstream(_CA, require_client_certificate=True)),
+    S: _secret_cert(_CA),
+}
+_TLS_PATHS = [(t, p) for t, d in _TLS_DOCS.items() for p in _paths(d)[1:]]
+
+
+@SETTINGS
+@given(st.lists(st.tuples(st.sampled_from(_TLS_PATHS), st.sampled_from(["replace", "drop", "add"]), values,
+                          st.text(min_size=1, max_size=8)), min_size=1, max_size=3))
+def test_mutated_tls_resources_are_applied_or_rejected(mutations):
+    docs = dict(_TLS_DOCS)
+    for (t, path), how, value, key in mutations:
+        try:
+            docs[t] = _mutate(docs[t], path, how, value, key)
+        except (KeyError, IndexError, TypeError):
+            continue
+    resources: dict = {}
+    for t, d in docs.items():
+        m, errors = parse(d, RESOURCE_TYPES[t], None)
+        if m is None:
+            assert errors
+            continue
+        resources.setdefault(t, {})[m.name] = m
+    resources.setdefault(S, {})["ROOTCA"] = msg(S, {"name": "ROOTCA", "validation_context": {
+        "trusted_ca": {"inline_string": _CA.pem.decode()}}})
+    needed_names(resources)
+    _, rejected = apply(_base(), resources, Sink())
+    for r in rejected:
+        assert r.type_url in RESOURCE_TYPES and r.message
