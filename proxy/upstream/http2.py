@@ -26,7 +26,7 @@ from ..codec.http2_connection import (CANCEL, ENABLE_PUSH, INITIAL_WINDOW_SIZE, 
                                       REFUSED_STREAM, H2Connection, H2ConnectionError, StreamGone)
 from ..codec.http2_pending import WindowedStream, WindowedStreams
 from ..sockets import set_nodelay
-from ..tls import client_connect_args, connect_failed
+from ..tls import client_connect_args, connect_failed, endpoint_tls
 from .pool_base import PoolBase
 
 DEFAULT_STREAM_CAP = 100
@@ -484,7 +484,8 @@ class H2UpStream(WindowedStream):
         conn = self.conn
         v = req.headers.getb(b"te")
         te = v is not None and b"trailers" in v.lower()
-        tls = conn.pool.host.cluster.config.options.get("tls")
+        host = conn.pool.host
+        tls = endpoint_tls(host.cluster.config, host.endpoint)      # the endpoint's transport socket
         block = request_block(req.method, req.path, Headers(fields), "https" if tls is not None else "http", te)
         sid = conn.h2.next_stream_id()
         self.sid = sid

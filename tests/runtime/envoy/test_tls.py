@@ -14,65 +14,23 @@ pytest.importorskip("cryptography")
 
 sys.path.insert(0, os.path.dirname(__file__))
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "e2e"))
-from envoy_samples import C, E, L, R, msg  # noqa: E402
+from envoy_samples import C, E, L, msg  # noqa: E402
 from pemkit import PemCA  # noqa: E402
+from tls_samples import (DOWN, RAW, SDS_ADS, SPIFFE, UP, _b64, _base, _cluster, _downstream,  # noqa: E402,F401
+                         _ep, _istio_upstream, _listener, _secret_cert, _upstream)
 
-from mosnx.runtime.config import load_config_text  # noqa: E402
 from mosnx.runtime.config.protocols import ClientTls, Pem, SanMatcher, ServerTls  # noqa: E402
-from mosnx.runtime.envoy.apply import Translations, apply, needed_names  # noqa: E402
-from mosnx.runtime.envoy.bootstrap import load_bootstrap_text  # noqa: E402
+from mosnx.runtime.envoy.apply import apply, needed_names  # noqa: E402
 from mosnx.runtime.envoy.findings import Findings, Rejected, Sink  # noqa: E402
 from mosnx.runtime.envoy.protos import SECRET as S  # noqa: E402
 from mosnx.runtime.envoy.tls import upstream_tls  # noqa: E402
 from mosnx.runtime.envoy.clusters import translate_cluster  # noqa: E402
 from mosnx.runtime.envoy.listeners import translate_listener  # noqa: E402
 
-UP = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext"
-DOWN = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext"
-RAW = "type.googleapis.com/envoy.extensions.transport_sockets.raw_buffer.v3.RawBuffer"
-SPIFFE = "spiffe://cluster.local/ns/default/sa/reviews"
-SDS_ADS = {"ads": {}, "resource_api_version": "V3"}
-
 
 @pytest.fixture(scope="module")
 def ca() -> PemCA:
     return PemCA()
-
-
-def _ep(port: int, match: dict | None = None) -> dict:
-    e: dict = {"endpoint": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": port}}}}
-    if match is not None:
-        e["metadata"] = {"filter_metadata": {"envoy.transport_socket_match": match}}
-    return e
-
-
-def _cluster(name: str = "reviews", **extra) -> dict:
-    return {"name": name, "type": "STATIC", "connect_timeout": "1s",
-            "load_assignment": {"cluster_name": name, "endpoints": [{"lb_endpoints": [_ep(9080)]}]}, **extra}
-
-
-def _upstream(ca: PemCA, **ctx) -> dict:
-    cert, key = ca.issue("client", uris=("spiffe://cluster.local/ns/default/sa/proxy",))
-    common = {
-        "tls_certificates": [{"certificate_chain": {"inline_bytes": _b64(cert)},
-                              "private_key": {"inline_string": key.decode()}}],
-        "validation_context": {"trusted_ca": {"inline_bytes": _b64(ca.pem)},
-                               "match_typed_subject_alt_names": [
-                                   {"san_type": "URI", "matcher": {"exact": SPIFFE}},
-                                   {"san_type": "DNS", "matcher": {"suffix": ".svc.cluster.local"}},
-                                   {"san_type": "URI", "matcher": {"safe_regex": {"regex": "spiffe://.*/sa/r.*"}}}]},
-        "alpn_protocols": ["istio-peer-exchange", "istio"],
-        "tls_params": {"tls_minimum_protocol_version": "TLSv1_2", "tls_maximum_protocol_version": "TLSv1_3"},
-    }
-    common.update(ctx.pop("common", {}))
-    return {"name": "envoy.transport_sockets.tls",
-            "typed_config": {"@type": UP, "sni": "outbound_.9080_._.reviews.default.svc.cluster.local",
-                             "common_tls_context": common, **ctx}}
-
-
-def _b64(b: bytes) -> str:
-    import base64
-    return base64.b64encode(b).decode()
 
 
 def _reject_message(fn) -> str:
@@ -149,35 +107,6 @@ def test_an_eds_endpoint_picks_its_socket_when_it_comes(ca):
     assert [e.tls_match for e in c.endpoints] == [0, None]
 
 
-def _listener(ts: dict, filt: str = "hcm") -> dict:
-    if filt == "hcm":
-        f = {"name": "hcm", "typed_config": {
-            "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
-            "stat_prefix": "in", "route_config": {"virtual_hosts": [{"name": "a", "domains": ["*"], "routes": [
-                {"match": {"prefix": "/"}, "direct_response": {"status": 200}}]}]},
-            "http_filters": [{"name": "router", "typed_config": {
-                "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}]}}
-    else:
-        f = {"name": "tcp", "typed_config": {
-            "@type": "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy",
-            "stat_prefix": "t", "cluster": "x"}}
-    return {"name": "in", "address": {"socket_address": {"address": "127.0.0.1", "port_value": 15006}},
-            "filter_chains": [{"filters": [f], "transport_socket": ts}]}
-
-
-def _downstream(ca: PemCA, **ctx) -> dict:
-    cert, key = ca.issue("server", dns=("reviews.default.svc.cluster.local",), uris=(SPIFFE,))
-    common = {"tls_certificates": [{"certificate_chain": {"inline_bytes": _b64(cert)},
-                                    "private_key": {"inline_bytes": _b64(key)}}],
-              "validation_context": {"trusted_ca": {"inline_bytes": _b64(ca.pem)},
-                                     "match_typed_subject_alt_names": [
-                                         {"san_type": "URI", "matcher": {"prefix": "spiffe://cluster.local/"}}]},
-              "alpn_protocols": ["h2", "http/1.1"]}
-    common.update(ctx.pop("common", {}))
-    return {"name": "envoy.transport_sockets.tls",
-            "typed_config": {"@type": DOWN, "common_tls_context": common, **ctx}}
-
-
 def test_a_downstream_tls_context_becomes_the_listener_tls(ca):
     lc = translate_listener(msg(L, _listener(_downstream(ca, require_client_certificate=True))), Findings(L, "in"))
     tls = lc.options["tls"]
@@ -193,108 +122,6 @@ def test_a_listener_tls_needs_a_certificate_and_no_tcp_proxy(ca):
         lambda: translate_listener(msg(L, _listener(no_cert)), Findings(L, "in")))
     assert "tcp_proxy" in _reject_message(
         lambda: translate_listener(msg(L, _listener(_downstream(ca), "tcp")), Findings(L, "in")))
-
-
-def _secret_cert(ca: PemCA, name: str = "default", serial: int | None = None) -> dict:
-    cert, key = ca.issue("workload", uris=(SPIFFE,), serial=serial)
-    return {"name": name, "tls_certificate": {"certificate_chain": {"inline_bytes": _b64(cert)},
-                                              "private_key": {"inline_bytes": _b64(key)}}}
-
-
-def _istio_upstream() -> dict:
-    """Istio's ISTIO_MUTUAL: the certificate by SDS, a combined validation context
-    whose CA is the ROOTCA secret and whose SAN matchers are inline."""
-    return {"name": "envoy.transport_sockets.tls", "typed_config": {
-        "@type": UP, "sni": "outbound_.9080_._.reviews.default.svc.cluster.local",
-        "common_tls_context": {
-            "alpn_protocols": ["istio-peer-exchange", "istio"],
-            "tls_certificate_sds_secret_configs": [{"name": "default", "sds_config": SDS_ADS}],
-            "combined_validation_context": {
-                "default_validation_context": {"match_typed_subject_alt_names": [
-                    {"san_type": "URI", "matcher": {"exact": SPIFFE}}]},
-                "validation_context_sds_secret_config": {"name": "ROOTCA", "sds_config": SDS_ADS}}}}}
-
-
-def _base():
-    return load_config_text("clusters:\n- {name: web, endpoints: [127.0.0.1:9100]}\n", "<base>")
-
-
-def test_a_cluster_waits_for_its_secrets_and_serves_once_they_come(ca):
-    resources = {C: {"reviews": msg(C, _cluster(transport_socket=_istio_upstream()))}}
-    assert needed_names(resources)[S] == {"default", "ROOTCA"}
-    sink = Sink()
-    config, rejected = apply(_base(), resources, sink)
-    assert not rejected and [c.name for c in config.clusters] == ["web"]
-    assert [w.message for w in sink.waiting] == ['Secret "default" has not been received']
-    resources[S] = {"default": msg(S, _secret_cert(ca)),
-                    "ROOTCA": msg(S, {"name": "ROOTCA", "validation_context": {
-                        "trusted_ca": {"inline_bytes": _b64(ca.pem)}}})}
-    cache = Translations()
-    base = _base()
-    config, rejected = apply(base, resources, Sink(), cache)
-    assert not rejected
-    tls = next(c for c in config.clusters if c.name == "reviews").options["tls"]
-    assert isinstance(tls.ca, Pem) and tls.ca.data == ca.pem and tls.ca.source == "ROOTCA"
-    assert tls.san == (SanMatcher("URI", "exact", SPIFFE),) and tls.key.source == "default"
-    # a rotated certificate: the cluster is translated again, with the new material
-    first = tls
-    resources[S] = dict(resources[S], default=msg(S, _secret_cert(ca, serial=77)))
-    config, _ = apply(base, resources, Sink(), cache)
-    again = next(c for c in config.clusters if c.name == "reviews").options["tls"]
-    assert again.cert != first.cert and again.ca == first.ca
-    # nothing changed: the translation is the one kept
-    config2, _ = apply(base, resources, Sink(), cache)
-    assert next(c for c in config2.clusters if c.name == "reviews").options["tls"] is again
-
-
-def test_a_listener_waits_for_its_secret(ca):
-    ts = _downstream(ca, common={"tls_certificates": [], "tls_certificate_sds_secret_configs": [
-        {"name": "server-cert", "sds_config": SDS_ADS}]})
-    resources = {L: {"in": msg(L, _listener(ts))}}
-    assert needed_names(resources)[S] == {"server-cert"}
-    sink = Sink()
-    config, rejected = apply(_base(), resources, sink)
-    assert not rejected and not config.listeners and sink.waiting[0].name == "in"
-    resources[S] = {"server-cert": msg(S, _secret_cert(ca, "server-cert"))}
-    config, rejected = apply(_base(), resources, Sink())
-    assert not rejected and isinstance(config.listeners[0].options["tls"].cert, Pem)
-
-
-def test_a_bad_secret_is_rejected_by_name(ca):
-    bad = {"name": "default", "tls_certificate": {"certificate_chain": {"inline_string": "junk"},
-                                                  "private_key": {"inline_string": "junk"}}}
-    resources = {S: {"default": msg(S, bad)}, C: {"reviews": msg(C, _cluster(transport_socket=_istio_upstream()))}}
-    _, rejected = apply(_base(), resources, Sink())
-    names = {(r.type_url, r.name) for r in rejected}
-    assert (S, "default") in names and (C, "reviews") in names
-    generic = {"name": "g", "generic_secret": {"secret": {"inline_string": "x"}}}
-    _, rejected = apply(_base(), {S: {"g": msg(S, generic)}}, Sink())
-    assert "only tls_certificate and validation_context" in rejected[0].message
-
-
-def test_a_bootstrap_static_secret_serves_a_static_listener(ca, tmp_path):
-    import json
-    cert, key = ca.issue("edge", dns=("edge.test",))
-    boot = {
-        "static_resources": {
-            "secrets": [{"name": "edge-cert", "tls_certificate": {
-                "certificate_chain": {"inline_string": cert.decode()},
-                "private_key": {"inline_string": key.decode()}}}],
-            "listeners": [_listener({"name": "envoy.transport_sockets.tls", "typed_config": {
-                "@type": DOWN, "common_tls_context": {
-                    "tls_certificate_sds_secret_configs": [{"name": "edge-cert"}]}}})],
-        }}
-    config, warnings = load_bootstrap_text(json.dumps(boot), str(tmp_path / "boot.json"))
-    tls = config.listeners[0].options["tls"]
-    assert isinstance(tls.cert, Pem) and tls.cert.source == "edge-cert" and not tls.client_ca
-    # what /config_dump shows of the bootstrap has the key redacted, the certificate not
-    shown = json.dumps(config.raw)
-    assert "PRIVATE KEY" not in shown and "[redacted]" in shown and "BEGIN CERTIFICATE" in shown
-    boot["static_resources"]["secrets"] = []
-    from mosnx.runtime.diagnostics import ConfigError
-    with pytest.raises(ConfigError) as e:
-        load_bootstrap_text(json.dumps(boot), str(tmp_path / "boot.json"))
-    assert 'no static secret "edge-cert"' in str(e.value)
 
 
 # ---- generated input ----
