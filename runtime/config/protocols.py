@@ -4,6 +4,12 @@ Neither ListenerConfig nor ClusterConfig has an attribute for these: they land i
 the model's `options` under their YAML key, as the frozen values built here, so a
 reload compares them by value. Certificate files are checked to exist here; they
 are read (and so reloaded) when a worker applies a snapshot.
+
+The TLS settings also carry what Envoy's TLS contexts say and mosnx's YAML does not
+(runtime/envoy/tls.py fills them): certificates and keys held in memory (`Pem`, from
+an inline DataSource or an SDS secret; a new secret is a new value, so a rotation is
+a changed setting), SAN matchers (`SanMatcher`), TLS versions, and for clusters
+whether the host name is checked (Envoy never checks it against the SNI).
 """
 from __future__ import annotations
 
