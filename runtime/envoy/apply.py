@@ -31,7 +31,7 @@ from ..diagnostics import Diagnostic
 from .findings import WAITING, Findings, Rejected, Rejection, Sink, Waiting
 from .protos import CLUSTER, ENDPOINT, LISTENER, ROUTE, SECRET
 from .secrets import Secret, SecretStore, translate_secret
-from .tls import cluster_secret_names, listener_secret_names
+from .tls import cluster_secret_names, needed_secrets
 from .translate import eds_name, is_eds, rds_name, translate_cluster, translate_listener, translate_route_config
 
 Resources = dict[str, dict[str, Any]]
@@ -47,12 +47,7 @@ def needed_names(resources: Resources, base: Config | None = None) -> dict[str, 
     clusters = [*resources.get(CLUSTER, {}).values(), *waiting.get(CLUSTER, {}).values()]
     routes = {n for lst in listeners if (n := rds_name(lst))}
     eds = {eds_name(c) for c in clusters if is_eds(c)}
-    secrets: set[str] = set()
-    for lst in listeners:
-        secrets |= listener_secret_names(lst)
-    for c in clusters:
-        secrets |= cluster_secret_names(c)
-    return {ROUTE: routes, ENDPOINT: eds, SECRET: secrets}
+    return {ROUTE: routes, ENDPOINT: eds, SECRET: needed_secrets(listeners, clusters)}
 
 
 class Translations:

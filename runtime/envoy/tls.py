@@ -254,14 +254,14 @@ def secret_names(ts: Any) -> frozenset[str]:
     return got
 
 
-def cluster_secret_names(c: Any) -> frozenset[str]:
+def _cluster_names(c: Any) -> frozenset[str]:
     names = secret_names(c.transport_socket) if c.HasField("transport_socket") else frozenset()
     for m in c.transport_socket_matches:
         names |= secret_names(m.transport_socket)
     return names
 
 
-def listener_secret_names(lst: Any) -> frozenset[str]:
+def _listener_names(lst: Any) -> frozenset[str]:
     names: frozenset[str] = frozenset()
     for fc in lst.filter_chains:
         if fc.HasField("transport_socket"):
@@ -269,3 +269,32 @@ def listener_secret_names(lst: Any) -> frozenset[str]:
     if lst.HasField("default_filter_chain") and lst.default_filter_chain.HasField("transport_socket"):
         names |= secret_names(lst.default_filter_chain.transport_socket)
     return names
+
+
+# the names of the last needed_secrets() call, by resource message: the xDS client hands
+# back the same message objects while their bytes do not change, and the subscriptions
+# are asked for at every request. Only that call's messages are held (so their ids are
+# not reused meanwhile), so it never outgrows the configuration.
+_last: dict[int, tuple[Any, frozenset[str]]] = {}
+
+
+def needed_secrets(listeners: Any, clusters: Any) -> set[str]:
+    """The SDS secrets the listeners' filter chains and the clusters' transport sockets name."""
+    global _last
+    old: dict[int, tuple[Any, frozenset[str]]] = _last
+    new: dict[int, tuple[Any, frozenset[str]]] = {}
+    out: set[str] = set()
+    for msgs, find in ((listeners, _listener_names), (clusters, _cluster_names)):
+        for m in msgs:
+            hit = old.get(id(m))
+            names = hit[1] if hit is not None and hit[0] is m else find(m)
+            new[id(m)] = (m, names)
+            out |= names
+    _last = new
+    return out
+
+
+def cluster_secret_names(c: Any) -> frozenset[str]:
+    """The SDS secrets a Cluster's transport sockets name."""
+    hit = _last.get(id(c))
+    return hit[1] if hit is not None and hit[0] is c else _cluster_names(c)
