@@ -296,19 +296,22 @@ def connect_failed(cluster: Any, address: str, e: BaseException) -> None:
         return
     stats, name = cluster.stats, cluster.name
     if isinstance(e, SanMismatch):
-        stat, why = "ssl.fail_verify_san", f"{e.args[0] if e.args else e}"
+        counter = stats.counter(f"cluster.{name}.ssl.fail_verify_san")
+        why = f"ssl.fail_verify_san: {e.args[0] if e.args else e}"
     elif isinstance(e, ssl.SSLCertVerificationError):
-        stat, why = "ssl.fail_verify_error", f"certificate not verified: {e.verify_message or e}"
+        counter = stats.counter(f"cluster.{name}.ssl.fail_verify_error")
+        why = f"ssl.fail_verify_error: certificate not verified: {e.verify_message or e}"
     else:
-        stat, why = "ssl.connection_error", str(e)
-    stats.counter(f"cluster.{name}.{stat}").value += 1
+        counter = stats.counter(f"cluster.{name}.ssl.connection_error")
+        why = f"ssl.connection_error: {e}"
+    counter.value += 1
     now = time.monotonic()
     key = (name, address)
     if now - _logged.get(key, -LOG_EVERY) >= LOG_EVERY:
         if len(_logged) > 4096:
             _logged.clear()
         _logged[key] = now
-        log.warning("cluster %s: TLS to %s failed (%s): %s", name, address, stat, why)
+        log.warning("cluster %s: TLS to %s failed (%s)", name, address, why)
 
 
 def info_from(transport: Any, sni: str = "") -> TlsInfo:
