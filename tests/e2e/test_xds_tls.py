@@ -154,14 +154,15 @@ def _get(port: int, path: str) -> tuple[int, bytes]:
         conn.close()
 
 
-def _config(control) -> dict:
+def _config(control, mode: str = "sotw") -> dict:
     return {"listeners": [{"name": "static", "address": f"{HOST}:{free_port()}", "route": {"cluster": "unused"}}],
             "clusters": [{"name": "unused", "endpoints": [f"{HOST}:{free_port()}"]}],
-            "xds": {"address": f"{HOST}:{control.port}", "node": {"id": "sidecar~127.0.0.1~p.default~x"},
+            "xds": {"address": f"{HOST}:{control.port}", "mode": mode, "node": {"id": "sidecar~127.0.0.1~p.default~x"},
                     "initial_fetch_timeout": "20s"}}
 
 
-def test_upstream_mtls_checks_the_spiffe_san_and_picks_tls_per_endpoint(mosnx, control, upstream, tmp_path):
+@pytest.mark.parametrize("mode", ["sotw", "delta"])
+def test_upstream_mtls_checks_the_spiffe_san_and_picks_tls_per_endpoint(mosnx, control, upstream, tmp_path, mode):
     ca = PemCA()
     tls_up = TlsUpstream(ca, REVIEWS, tmp_path)
     plain_up = upstream()
@@ -188,7 +189,7 @@ def test_upstream_mtls_checks_the_spiffe_san_and_picks_tls_per_endpoint(mosnx, c
         control.push(LISTENER, "1", [listener("outbound", port, [
             {"match": {"prefix": "/wrong"}, "route": {"cluster": "wrong"}},
             {"match": {"prefix": "/"}, "route": {"cluster": "mesh"}}])])
-        proxy = mosnx(config=_config(control))
+        proxy = mosnx(config=_config(control, mode))
         wait_until(lambda: _get(port, "/reviews")[0] == 200, what="the xDS listener serving")
         got = [_get(port, "/reviews") for _ in range(6)]
         assert all(status == 200 for status, _ in got), got
