@@ -28,7 +28,7 @@ from .codec.http2 import H2HeadError, RequestFields
 from .codec.http2_connection import PREFACE
 from .http1.server import Http1Server
 from .http2.server import Http2Server
-from .tls import TlsInfo, info_from, server_context
+from .tls import SanMismatch, TlsInfo, info_from, server_context
 
 _H2C_UPGRADE = re.compile(rb"\r\nupgrade:[ \t]*h2c[ \t]*\r\n", re.I)
 _SWITCHING = b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n"
@@ -112,7 +112,9 @@ class HttpAccept(asyncio.Protocol):
     def _tls_failed(self, e) -> None:
         stats = self.worker.stats
         stats.counter(f"listener.{self.name}.ssl.connection_error").value += 1
-        if isinstance(e, ssl.SSLError) and "CERTIFICATE" in str(e).upper():
+        if isinstance(e, SanMismatch):
+            stats.counter(f"listener.{self.name}.ssl.fail_verify_san").value += 1
+        elif isinstance(e, ssl.SSLError) and "CERTIFICATE" in str(e).upper():
             stats.counter(f"listener.{self.name}.ssl.fail_verify_cert").value += 1
         self._cancel_timer()
         self.transport.abort()

@@ -37,6 +37,9 @@ class Endpoint:
     host: str
     port: int
     weight: int = 1
+    # which of the cluster's options["tls_matches"] (Envoy's transport_socket_matches)
+    # this endpoint's metadata chose, by index; None: the cluster's own options["tls"]
+    tls_match: int | None = None
 
     def __post_init__(self) -> None:
         if not 0 < self.port < 65536:

@@ -104,6 +104,16 @@ SECTIONS: tuple[Section, ...] = (
         Stat("listener.<listener>.ssl.fail_verify_cert", COUNTER, "handshakes that failed on the client's "
              "certificate", "listener.<address>.ssl.fail_verify_error"),
         Stat("listener.<listener>.ssl.mtls", COUNTER, "handshakes with a verified client certificate", NONE),
+        Stat("listener.<listener>.ssl.fail_verify_san", COUNTER, "handshakes that failed because the client "
+             "certificate's SANs match none of the listener's SAN matchers (Envoy's DownstreamTlsContext)",
+             "listener.<address>.ssl.fail_verify_san"),
+    )),
+    Section("TLS to clusters", "Per cluster with TLS to its endpoints (`tls:`, or an Envoy transport socket).", (
+        Stat(_C + "ssl.fail_verify_san", COUNTER, "connections refused in the handshake because the "
+             "endpoint's certificate has none of the SANs asked for"),
+        Stat(_C + "ssl.fail_verify_error", COUNTER, "connections refused because the endpoint's certificate "
+             "chain does not verify"),
+        Stat(_C + "ssl.connection_error", COUNTER, "TLS connections that failed otherwise"),
     )),
     Section("Listeners with filter chains", "Per listener with several filter chains, by its address "
             "(`<host>_<port>`), as Envoy's `listener.<address>.`; the chain serving a connection counts it "

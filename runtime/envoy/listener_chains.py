@@ -9,7 +9,7 @@ listener whose filters mosnx cannot run still tells which chain a connection get
 
 Listener filters: tls_inspector and http_inspector are served (with filter_disabled
 port ranges); original_dst and others are skipped with a warning. A chain's TLS
-(transport_socket) is read by chain_tls(), from certificate files.
+(transport_socket) is runtime.envoy.tls' downstream_tls(), SDS included.
 """
 from __future__ import annotations
 
@@ -17,7 +17,6 @@ import dataclasses
 import ipaddress
 from typing import Any, Callable
 
-from ..config.protocols import ServerTls
 from ..model import ChainMatch, FilterChain, IPNetwork, ListenerConfig, ListenerFilter
 from ..routes import RouteTable
 from .common import seconds
@@ -35,7 +34,6 @@ _BY_NAME = {"envoy.filters.listener.tls_inspector": "tls_inspector", TLS_INSPECT
 DOWNSTREAM_TLS = "envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext"
 RAW_BUFFER = "envoy.extensions.transport_sockets.raw_buffer.v3.RawBuffer"
 SOURCE_TYPES = {0: "any", 1: "local", 2: "external"}
-SERVED_ALPN = ("h2", "http/1.1")
 
 # how a chain's stack is translated: listeners._stack (passed in, so this module
 # does not import the one that imports it)
@@ -172,49 +170,3 @@ def _port_ranges(p: Any) -> tuple[tuple[int, int], ...] | None:
         return tuple(out)
     return None
 
-
-def _file(ds: Any, f: Findings) -> str:
-    if ds.WhichOneof("specifier") != "filename":
-        f.reject("only a filename is supported here (inline certificates arrive with SDS support)")
-    return str(ds.filename)
-
-
-def chain_tls(ts: Any, f: Findings) -> ServerTls | None:
-    """A filter chain's transport_socket as a listener's TLS settings (mosnx YAML's
-    `listeners[].tls`), or None for plaintext. Certificates from files only.
-    (This is the one function to replace by runtime.envoy's full downstream TLS
-    translation, SDS included, when it lands.)"""
-    url = ts.typed_config.type_url.rsplit("/", 1)[-1] if ts.HasField("typed_config") else ""
-    if url == RAW_BUFFER or (not url and ts.name in ("raw_buffer", "envoy.transport_sockets.raw_buffer")):
-        return None
-    if url != DOWNSTREAM_TLS:
-        f.reject(f"transport socket {url or ts.name} is not supported (DownstreamTlsContext is)")
-    from envoy.extensions.transport_sockets.tls.v3 import tls_pb2
-    ctx = tls_pb2.DownstreamTlsContext()
-    ts.typed_config.Unpack(ctx)
-    fc = f.at("typed_config")
-    fc.only(ctx, {"common_tls_context", "require_client_certificate"})
-    c = ctx.common_tls_context
-    fcc = fc.at("common_tls_context")
-    fcc.only(c, {"tls_certificates", "alpn_protocols", "validation_context"})
-    if len(c.tls_certificates) != 1:
-        fcc.reject("exactly one certificate (tls_certificates) is needed here; SDS is not served yet",
-                   "tls_certificates")
-    cert = c.tls_certificates[0]
-    fcert = fcc.at("tls_certificates").at(0)
-    fcert.only(cert, {"certificate_chain", "private_key"})
-    alpn = tuple(p for p in c.alpn_protocols if p in SERVED_ALPN)
-    if len(alpn) != len(c.alpn_protocols):
-        fcc.warn(f"only {' and '.join(SERVED_ALPN)} are negotiated; the others are ignored", "alpn_protocols")
-    client_ca = None
-    if c.HasField("validation_context"):
-        v = c.validation_context
-        fcc.at("validation_context").only(v, {"trusted_ca"})
-        if v.HasField("trusted_ca"):
-            client_ca = _file(v.trusted_ca, fcc.at("validation_context").at("trusted_ca"))
-    try:
-        return ServerTls(cert=_file(cert.certificate_chain, fcert.at("certificate_chain")),
-                         key=_file(cert.private_key, fcert.at("private_key")), alpn=alpn, client_ca=client_ca,
-                         require_client_cert=ctx.require_client_certificate.value)
-    except ValueError as e:
-        f.reject(str(e))

@@ -10,6 +10,8 @@ raises Waiting (a Rejected that is not an error: the caller holds the listener b
 until it arrives, as Envoy warms it). HTTP filters and their per-route settings are
 runtime.envoy.http_filters' business.
 Envoy's defaults win where they differ from mosnx's (no path normalisation).
+The chain's transport_socket (a DownstreamTlsContext) becomes options["tls"]
+(tls.downstream_tls); a secret it names that has not come raises Waiting.
 """
 from __future__ import annotations
 
@@ -22,8 +24,10 @@ from .common import seconds, socket_address
 from .findings import Findings, Rejection, Waiting
 from .http_filters import check_route_filters, http_filters
 from .protos import HCM, TCP_PROXY, HttpConnectionManager, tcp_proxy_pb2
-from .listener_chains import CHAIN_FIELDS, chain_tls, one_chain, translate_chains
+from .listener_chains import CHAIN_FIELDS, one_chain, translate_chains
 from .routes import translate_route_config
+from .secrets import SecretStore
+from .tls import downstream_tls
 
 ESCAPED = {0: "keep", 1: "keep", 2: "reject", 3: "unescape_and_redirect", 4: "unescape_and_forward"}
 DIRECTIONS = {1: "INBOUND", 2: "OUTBOUND"}      # envoy.config.core.v3.TrafficDirection
@@ -51,7 +55,8 @@ def rds_names(listener: Any) -> list[str]:
     return out
 
 
-def translate_listener(lst: Any, f: Findings, routes: dict[str, RouteTable] | None = None) -> ListenerConfig:
+def translate_listener(lst: Any, f: Findings, routes: dict[str, RouteTable] | None = None,
+                       secrets: SecretStore | None = None) -> ListenerConfig:
     if not lst.name:
         f.reject("a listener needs a name", "name")
     f.only(lst, {"name", "address", "filter_chains", "stat_prefix", "traffic_direction", *CHAIN_FIELDS})
@@ -63,13 +68,18 @@ def translate_listener(lst: Any, f: Findings, routes: dict[str, RouteTable] | No
     base: dict[str, Any] = {"name": lst.name, "host": host, "port": port}
     if lst.traffic_direction:       # what /drain_listeners?inboundonly selects
         base["options"] = {"traffic_direction": DIRECTIONS[lst.traffic_direction]}
+
+    def stack(fc: Any, ff: Findings, b: dict[str, Any], r: dict[str, RouteTable]) -> ListenerConfig:
+        return _stack(fc, ff, b, r, secrets, lst.name)
     if not one_chain(lst):
-        return translate_chains(lst, f, base, routes or {}, _stack)
-    return _stack(lst.filter_chains[0], f.at("filter_chains").at(0), base, routes or {})
+        return translate_chains(lst, f, base, routes or {}, stack)
+    return stack(lst.filter_chains[0], f.at("filter_chains").at(0), base, routes or {})
 
 
-def _stack(fc: Any, ff: Findings, base: dict[str, Any], routes: dict[str, RouteTable]) -> ListenerConfig:
-    """One filter chain's protocol stack: its last network filter (and its TLS)."""
+def _stack(fc: Any, ff: Findings, base: dict[str, Any], routes: dict[str, RouteTable],
+           secrets: SecretStore | None, listener: str) -> ListenerConfig:
+    """One filter chain's protocol stack: its last network filter (and its TLS; a secret
+    it names that has not come raises Waiting)."""
     ff.only(fc, {"filters", "name", "filter_chain_match", "transport_socket"})
     if not fc.filters:
         ff.reject("a filter chain needs a network filter", "filters")
@@ -92,8 +102,7 @@ def _stack(fc: Any, ff: Findings, base: dict[str, Any], routes: dict[str, RouteT
         fl.reject(f"network filter {url.rsplit('/', 1)[-1]} is not supported "
                   "(http_connection_manager and tcp_proxy are)", "typed_config")
     if fc.HasField("transport_socket"):
-        ft = ff.at("transport_socket")
-        tls = chain_tls(fc.transport_socket, ft)
+        tls = downstream_tls(fc.transport_socket, ff.at("transport_socket"), secrets, listener)
         if tls is not None:
             lc = dataclasses.replace(lc, options={**lc.options, "tls": tls})
     return lc

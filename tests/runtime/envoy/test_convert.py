@@ -73,3 +73,26 @@ def test_a_listener_with_filter_chains_is_left_out_with_a_note():
     out = convert(dataclasses.replace(config, listeners=(chains,)), resources)
     assert out.yaml["listeners"] == []
     assert any("several filter chains" in n for n in out.notes)
+
+
+def test_tls_from_files_is_written_and_inline_tls_is_a_note(tmp_path):
+    import json
+    up = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext"
+    ep = {"cluster_name": "x", "endpoints": [{"lb_endpoints": [{"endpoint": {"address": {
+        "socket_address": {"address": "127.0.0.1", "port_value": 9000}}}}]}]}
+    files = {"name": "files", "type": "STATIC", "load_assignment": dict(ep, cluster_name="files"),
+             "transport_socket": {"name": "tls", "typed_config": {"@type": up, "sni": "up.test",
+                                  "common_tls_context": {"alpn_protocols": ["h2", "istio"], "validation_context": {
+                                      "trusted_ca": {"filename": "/etc/ca.pem"}}}}}}
+    inline = {"name": "inline", "type": "STATIC", "load_assignment": dict(ep, cluster_name="inline"),
+              "transport_socket": {"name": "tls", "typed_config": {"@type": up, "common_tls_context": {
+                  "validation_context": {"trusted_ca": {"inline_string":
+                                                        "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"}}}}}}
+    text = json.dumps({"static_resources": {"clusters": [files, inline]}})
+    config, _, resources = load_bootstrap_resources(text, str(tmp_path / "b.json"))
+    out = convert(config, resources)
+    by_name = {c["name"]: c for c in out.yaml["clusters"]}
+    assert by_name["files"]["tls"] == {"verify": True, "ca": "/etc/ca.pem", "sni": "up.test", "alpn": ["h2"]}
+    assert "tls" not in by_name["inline"]
+    assert any('cluster "inline": TLS certificates or keys given inline' in n for n in out.notes)
+    assert any('cluster "files": ALPN protocols other than h2' in n for n in out.notes)
