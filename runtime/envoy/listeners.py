@@ -15,6 +15,7 @@ from typing import Any
 
 from ..model import FilterSpec, Limits, ListenerConfig, PathNormalization, Timeouts
 from ..routes import RouteAction, RouteTable
+from . import authn
 from .common import seconds, socket_address
 from .findings import Findings, Rejection, Waiting
 from .protos import HCM, TCP_PROXY, HttpConnectionManager, fault_pb2, local_rate_limit_pb2, tcp_proxy_pb2, wasm_pb2
@@ -166,6 +167,10 @@ def _filters(hcm: Any, f: Findings) -> list[FilterSpec]:
             wf = wasm_pb2.Wasm()
             hf.typed_config.Unpack(wf)
             out.append(FilterSpec("wasm", hf.name or "wasm", _wasm(wf, fh.at("typed_config")), disabled=hf.disabled))
+        elif url in authn.FILTERS:
+            kind, translate = authn.FILTERS[url]
+            out.append(FilterSpec(kind, hf.name or kind, translate(hf.typed_config, fh.at("typed_config")),
+                                  disabled=hf.disabled))
         elif hf.is_optional:
             fh.warn(f"HTTP filter {url or hf.name} is not available in mosnx; skipped (is_optional)")
         else:

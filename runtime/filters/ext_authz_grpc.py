@@ -12,7 +12,6 @@ import time
 from typing import Any, Callable
 
 import grpc
-from envoy.config.core.v3 import base_pb2
 from envoy.service.auth.v3 import attribute_context_pb2, external_auth_pb2, external_auth_pb2_grpc
 
 from ..context import StreamContext
@@ -22,7 +21,6 @@ AttributeContext = attribute_context_pb2.AttributeContext
 CheckRequest = external_auth_pb2.CheckRequest
 CheckResponse = external_auth_pb2.CheckResponse
 OK = 0
-APPEND_IF_EXISTS_OR_ADD = base_pb2.HeaderValueOption.APPEND_IF_EXISTS_OR_ADD
 
 
 def _peer(address: str, port: int, principal: str = "") -> Any:
@@ -68,7 +66,8 @@ def verdict_of(resp: Any) -> Verdict:
             k, v = hv.header.key.lower(), hv.header.value
             if not k or k in NEVER_COPIED:
                 continue
-            appends = hv.append.value if hv.HasField("append") else hv.append_action == APPEND_IF_EXISTS_OR_ADD
+            # Envoy: in an OkHttpResponse `append` defaults to false (the header is set)
+            appends = hv.HasField("append") and hv.append.value
             (add_h if appends else set_h).append((k, v))
         return Verdict(True, set_headers=tuple(set_h), append_headers=tuple(add_h),
                        remove_headers=tuple(k.lower() for k in ok.headers_to_remove

@@ -1,0 +1,195 @@
+"""runtime/filters/ext_authz.py (and ext_authz_grpc.py): the check request each
+protocol sends, and every outcome: OK with headers, denied, error, timeout,
+failure_mode_allow."""
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from envoy.config.core.v3 import base_pb2
+from envoy.service.auth.v3 import external_auth_pb2
+from envoy.type.v3 import http_status_pb2
+from google.rpc import status_pb2
+
+from mosnx.runtime.actions import LocalReply, Pause
+from mosnx.runtime.context import RequestHead, StreamContext
+from mosnx.runtime.filters.ext_authz import ExtAuthzConfig, ExtAuthzFilter
+from mosnx.runtime.filters.ext_authz_grpc import build_check_request, verdict_of
+from mosnx.runtime.headers import Headers
+from mosnx.runtime.stats import Store
+
+
+def rq(path: str = "/api/x?q=1", headers: dict | None = None) -> StreamContext:
+    h = {"host": "shop.example", "authorization": "Bearer t", "x-user": "alice", "cookie": "c=1"}
+    h.update(headers or {})
+    ctx = StreamContext(RequestHead("POST", path, Headers.from_pairs(list(h.items()))),
+                        source=("10.0.0.7", 40000), destination=("10.0.0.1", 8080))
+    ctx.request_id = "rid-1"
+    return ctx
+
+
+HTTP = {"http_service": {"server_uri": {"uri": "http://authz.example", "cluster": "authz", "timeout": "1s"},
+                         "path_prefix": "/check",
+                         "authorization_request": {"allowed_headers": {"patterns": [{"exact": "x-user"}]},
+                                                   "headers_to_add": [{"key": "x-from", "value": "mosnx"}]},
+                         "authorization_response": {"allowed_upstream_headers": {"patterns": [{"prefix": "x-auth-"}]},
+                                                    "allowed_client_headers": {"patterns": [{"exact": "x-reason"}]}}}}
+
+
+class FakeAuthz:
+    def __init__(self, status=200, headers=(), body=b"", delay=0.0, fail=False):
+        self.status, self.headers, self.body, self.delay, self.fail = status, list(headers), body, delay, fail
+        self.calls: list = []
+
+    async def __call__(self, cluster, headers, body, timeout):
+        self.calls.append((cluster, headers, body, timeout))
+        await asyncio.sleep(self.delay)
+        if self.fail:
+            raise OSError("connection refused")
+        return self.status, self.headers, self.body
+
+
+def make(server, **over) -> tuple[ExtAuthzFilter, Store]:
+    stats = Store()
+    c = ExtAuthzConfig.from_dict({**HTTP, **over})
+    return ExtAuthzFilter(c, "ext_authz", stats, server, None, "http.l.ext_authz."), stats
+
+
+def run(f, ctx):
+    a = f.on_request(ctx)
+    assert isinstance(a, Pause)          # the check is always awaited, never made on the step
+
+    async def wait():
+        return await a.awaitable
+    return asyncio.run(wait())
+
+
+def count(stats, name):
+    return stats.counter("http.l.ext_authz." + name).value
+
+
+def test_http_check_request_shape():
+    server = FakeAuthz()
+    f, _ = make(server)
+    assert run(f, rq()) is None
+    cluster, headers, body, timeout = server.calls[0]
+    assert (cluster, body, timeout) == ("authz", b"", 1.0)
+    assert headers[:3] == [(":method", "POST"), (":path", "/check/api/x?q=1"), (":authority", "shop.example")]
+    names = {k for k, _ in headers[3:]}
+    assert names == {"authorization", "x-user", "x-from"}          # cookie is not allowed through
+
+
+def test_http_ok_adds_only_the_allowed_upstream_headers():
+    f, stats = make(FakeAuthz(200, [("x-auth-user", "alice"), ("x-other", "no"), ("content-length", "0")]))
+    ctx = rq()
+    assert run(f, ctx) is None
+    assert ctx.request.headers.get("x-auth-user") == "alice"
+    assert ctx.request.headers.get("x-other") is None
+    assert count(stats, "ok") == 1
+
+
+def test_http_denied_passes_status_body_and_allowed_client_headers():
+    f, stats = make(FakeAuthz(401, [("x-reason", "expired"), ("x-secret", "s")], b"go away"))
+    r = run(f, rq())
+    assert isinstance(r, LocalReply)
+    assert (r.status, r.body, r.headers, r.detail) == (401, b"go away", (("x-reason", "expired"),), "ext_authz_denied")
+    assert count(stats, "denied") == 1
+
+
+def test_http_denied_without_a_client_list_sends_every_header():
+    cfg = {"http_service": {"server_uri": {"uri": "http://a", "cluster": "authz", "timeout": "1s"}}}
+    f, _ = make(FakeAuthz(403, [("x-a", "1"), ("x-b", "2")]), **cfg)
+    assert run(f, rq()).headers == (("x-a", "1"), ("x-b", "2"))
+
+
+@pytest.mark.parametrize("server", [FakeAuthz(fail=True), FakeAuthz(delay=5.0)])
+def test_error_or_timeout_is_status_on_error(server):
+    f, stats = make(server, status_on_error=503)
+    f.config = ExtAuthzConfig(**{**{k: getattr(f.config, k) for k in f.config.__dataclass_fields__}, "timeout": 0.05})
+    r = run(f, rq())
+    assert (r.status, r.detail) == (503, "ext_authz_error")
+    assert count(stats, "error") == 1
+
+
+def test_error_default_is_403():
+    f, _ = make(FakeAuthz(fail=True))
+    assert run(f, rq()).status == 403
+
+
+def test_failure_mode_allow_continues_and_marks_the_request():
+    f, stats = make(FakeAuthz(fail=True), failure_mode_allow=True, failure_mode_allow_header_add=True)
+    ctx = rq()
+    assert run(f, ctx) is None
+    assert ctx.request.headers.get("x-envoy-auth-failure-mode-allowed") == "true"
+    assert (count(stats, "error"), count(stats, "failure_mode_allowed")) == (1, 1)
+    f, _ = make(FakeAuthz(fail=True), failure_mode_allow=True)
+    ctx = rq()
+    assert run(f, ctx) is None and ctx.request.headers.get("x-envoy-auth-failure-mode-allowed") is None
+
+
+@pytest.mark.parametrize("c,msg", [
+    ({}, "exactly one of grpc_service and http_service"),
+    ({"grpc_service": {"envoy_grpc": {}}}, "cluster_name"),
+    ({"http_service": {"server_uri": {"uri": "x", "cluster": "c"}}}, "http\\(s\\) URL"),
+    ({**HTTP, "with_request_body": {"max_request_bytes": 10}}, "with_request_body is not supported"),
+    ({**HTTP, "status_on_error": 99}, "status_on_error"),
+    ({"http_service": {"server_uri": {"uri": "http://a", "cluster": "c"},
+                       "authorization_request": {"allowed_headers": {"patterns": [{"regex": "x"}]}}}}, "unknown option"),
+])
+def test_bad_config_is_a_clear_error(c, msg):
+    with pytest.raises(ValueError, match=msg):
+        ExtAuthzConfig.from_dict(c)
+
+
+# -- gRPC -------------------------------------------------------------------------
+
+GRPC = ExtAuthzConfig.from_dict({"grpc_service": {"envoy_grpc": {"cluster_name": "authz"}},
+                                 "context_extensions": {"route": "shop"}})
+
+
+def test_grpc_check_request_carries_the_requests_attributes():
+    ctx = rq()
+    ctx.connection_mtls, ctx.peer_subject = True, "spiffe://cluster.local/ns/a/sa/b"
+    a = build_check_request(ctx, GRPC).attributes
+    assert (a.source.address.socket_address.address, a.source.address.socket_address.port_value) == ("10.0.0.7", 40000)
+    assert a.source.principal == "spiffe://cluster.local/ns/a/sa/b"
+    assert a.destination.address.socket_address.port_value == 8080
+    h = a.request.http
+    assert (h.method, h.path, h.host, h.id, h.query, h.scheme) == ("POST", "/api/x?q=1", "shop.example", "rid-1", "q=1", "http")
+    assert h.headers["x-user"] == "alice" and h.headers[":path"] == "/api/x?q=1"
+    assert a.context_extensions["route"] == "shop"
+    assert a.request.time.seconds > 0
+
+
+def _hv(k, v, append=None):
+    hv = base_pb2.HeaderValueOption(header=base_pb2.HeaderValue(key=k, value=v))
+    if append is not None:
+        hv.append.value = append
+    return hv
+
+
+def test_grpc_ok_response_to_verdict():
+    resp = external_auth_pb2.CheckResponse(status=status_pb2.Status(code=0))
+    resp.ok_response.headers.extend([_hv("x-set", "1"), _hv("x-add", "2", append=True), _hv("host", "evil")])
+    resp.ok_response.headers_to_remove.append("x-drop")
+    v = verdict_of(resp)
+    assert v.allowed and v.set_headers == (("x-set", "1"),) and v.append_headers == (("x-add", "2"),)
+    assert v.remove_headers == ("x-drop",)
+
+
+def test_grpc_denied_response_to_verdict():
+    resp = external_auth_pb2.CheckResponse(status=status_pb2.Status(code=7))
+    resp.denied_response.status.code = http_status_pb2.Unauthorized
+    resp.denied_response.body = "nope"
+    resp.denied_response.headers.append(_hv("x-reason", "r"))
+    v = verdict_of(resp)
+    assert (v.allowed, v.status, v.body, v.client_headers) == (False, 401, b"nope", (("x-reason", "r"),))
+    bare = verdict_of(external_auth_pb2.CheckResponse(status=status_pb2.Status(code=7)))
+    assert bare.status == 403
+
+
+def test_grpc_without_endpoint_is_an_error():
+    stats = Store()
+    f = ExtAuthzFilter(GRPC, "ext_authz", stats, None, lambda cluster: None, "http.l.ext_authz.")
+    assert run(f, rq()).status == 403
+    assert count(stats, "error") == 1
