@@ -73,6 +73,7 @@ HELPERS: dict[str, str] = {
     "tests/runtime/envoy/envoy_samples.py": "the Envoy resources and request helpers the runtime/envoy tests share",
     "tests/proxy/stream/fakes.py": "fakes of the executor's Protocols (Downstream, Upstream, pool, loop) for its unit tests",
     "tests/proxy/xds/ads_server.py": "an ADS control plane (SotW and delta) on loopback, for the xDS client's tests",
+    "tests/runtime/filters/jwtkit.py": "keys, JWKS documents and tokens the jwt_authn and jwt_verify tests share",
 }
 
 # test files that will move elsewhere (none now)

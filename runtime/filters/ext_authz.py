@@ -202,14 +202,14 @@ class ExtAuthzFilter(HttpFilter):
     def __init__(self, config: ExtAuthzConfig, name: str = "ext_authz", stats: Store | None = None,
                  http_call: Callable[..., Awaitable[Any]] | None = None,
                  endpoint: Callable[[str], tuple[str, int] | None] | None = None,
-                 stat_prefix: str = "http.ext_authz."):
+                 listener: str = "listener"):
         self.config = config
         self.name = name
         stats = stats or Store()
-        self._ok = stats.counter(stat_prefix + "ok")
-        self._denied = stats.counter(stat_prefix + "denied")
-        self._error = stats.counter(stat_prefix + "error")
-        self._failure_allowed = stats.counter(stat_prefix + "failure_mode_allowed")
+        self._ok = stats.counter(f"http.{listener}.ext_authz.ok")
+        self._denied = stats.counter(f"http.{listener}.ext_authz.denied")
+        self._error = stats.counter(f"http.{listener}.ext_authz.error")
+        self._failure_allowed = stats.counter(f"http.{listener}.ext_authz.failure_mode_allowed")
         self._http_call = http_call
         self._grpc: Any = None
         if config.grpc_cluster:
@@ -297,7 +297,7 @@ def _factory(name: str, cfg: dict, ctx: BuildContext) -> ExtAuthzFilter:
         raise ValueError(f'cluster "{config.cluster}" is not defined')
     listener = getattr(ctx.listener, "name", "") or "listener"
     return ExtAuthzFilter(config, name, ctx.services.stats, ctx.services.http_call, ctx.services.endpoint,
-                          stat_prefix=f"http.{listener}.ext_authz.")
+                          listener=listener)
 
 
 register_filter("ext_authz", _factory)

@@ -389,14 +389,14 @@ class JwtAuthnFilter(HttpFilter):
     name = "jwt_authn"
 
     def __init__(self, config: JwtAuthnConfig, name: str = "jwt_authn", stats: Store | None = None,
-                 http_call: Callable[..., Awaitable[Any]] | None = None, stat_prefix: str = "http.jwt_authn."):
+                 http_call: Callable[..., Awaitable[Any]] | None = None, listener: str = "listener"):
         self.config = config
         self.name = name
         stats = stats or Store()
-        self._allowed = stats.counter(stat_prefix + "allowed")
-        self._denied = stats.counter(stat_prefix + "denied")
-        self._fetch_ok = stats.counter(stat_prefix + "jwks_fetch_success")
-        self._fetch_failed = stats.counter(stat_prefix + "jwks_fetch_failed")
+        self._allowed = stats.counter(f"http.{listener}.jwt_authn.allowed")
+        self._denied = stats.counter(f"http.{listener}.jwt_authn.denied")
+        self._fetch_ok = stats.counter(f"http.{listener}.jwt_authn.jwks_fetch_success")
+        self._fetch_failed = stats.counter(f"http.{listener}.jwt_authn.jwks_fetch_failed")
         self._http_call = http_call
         self._cache: dict[str, _Cached] = {p.name: _Cached() for p in config.providers.values() if p.remote_jwks}
         self._rules = config.rules
@@ -537,7 +537,7 @@ def _factory(name: str, cfg: dict, ctx: BuildContext) -> JwtAuthnFilter:
             raise ValueError(f'provider {p.name!r}: remote_jwks cluster "{p.remote_jwks.cluster}" is not defined')
     listener = getattr(ctx.listener, "name", "") or "listener"
     return JwtAuthnFilter(config, name, ctx.services.stats, ctx.services.http_call,
-                          stat_prefix=f"http.{listener}.jwt_authn.")
+                          listener=listener)
 
 
 register_filter("jwt_authn", _factory)

@@ -1,20 +1,13 @@
-"""runtime/filters/ext_authz.py (and ext_authz_grpc.py): the check request each
-protocol sends, and every outcome: OK with headers, denied, error, timeout,
-failure_mode_allow."""
+"""runtime/filters/ext_authz.py: config, the HTTP service's check request, and every
+outcome: OK with headers, denied, error, timeout, failure_mode_allow."""
 from __future__ import annotations
 
 import asyncio
 
 import pytest
-from envoy.config.core.v3 import base_pb2
-from envoy.service.auth.v3 import external_auth_pb2
-from envoy.type.v3 import http_status_pb2
-from google.rpc import status_pb2
-
 from mosnx.runtime.actions import LocalReply, Pause
 from mosnx.runtime.context import RequestHead, StreamContext
 from mosnx.runtime.filters.ext_authz import ExtAuthzConfig, ExtAuthzFilter
-from mosnx.runtime.filters.ext_authz_grpc import build_check_request, verdict_of
 from mosnx.runtime.headers import Headers
 from mosnx.runtime.stats import Store
 
@@ -52,7 +45,7 @@ class FakeAuthz:
 def make(server, **over) -> tuple[ExtAuthzFilter, Store]:
     stats = Store()
     c = ExtAuthzConfig.from_dict({**HTTP, **over})
-    return ExtAuthzFilter(c, "ext_authz", stats, server, None, "http.l.ext_authz."), stats
+    return ExtAuthzFilter(c, "ext_authz", stats, server, None, "l"), stats
 
 
 def run(f, ctx):
@@ -139,57 +132,3 @@ def test_failure_mode_allow_continues_and_marks_the_request():
 def test_bad_config_is_a_clear_error(c, msg):
     with pytest.raises(ValueError, match=msg):
         ExtAuthzConfig.from_dict(c)
-
-
-# -- gRPC -------------------------------------------------------------------------
-
-GRPC = ExtAuthzConfig.from_dict({"grpc_service": {"envoy_grpc": {"cluster_name": "authz"}},
-                                 "context_extensions": {"route": "shop"}})
-
-
-def test_grpc_check_request_carries_the_requests_attributes():
-    ctx = rq()
-    ctx.connection_mtls, ctx.peer_subject = True, "spiffe://cluster.local/ns/a/sa/b"
-    a = build_check_request(ctx, GRPC).attributes
-    assert (a.source.address.socket_address.address, a.source.address.socket_address.port_value) == ("10.0.0.7", 40000)
-    assert a.source.principal == "spiffe://cluster.local/ns/a/sa/b"
-    assert a.destination.address.socket_address.port_value == 8080
-    h = a.request.http
-    assert (h.method, h.path, h.host, h.id, h.query, h.scheme) == ("POST", "/api/x?q=1", "shop.example", "rid-1", "q=1", "http")
-    assert h.headers["x-user"] == "alice" and h.headers[":path"] == "/api/x?q=1"
-    assert a.context_extensions["route"] == "shop"
-    assert a.request.time.seconds > 0
-
-
-def _hv(k, v, append=None):
-    hv = base_pb2.HeaderValueOption(header=base_pb2.HeaderValue(key=k, value=v))
-    if append is not None:
-        hv.append.value = append
-    return hv
-
-
-def test_grpc_ok_response_to_verdict():
-    resp = external_auth_pb2.CheckResponse(status=status_pb2.Status(code=0))
-    resp.ok_response.headers.extend([_hv("x-set", "1"), _hv("x-add", "2", append=True), _hv("host", "evil")])
-    resp.ok_response.headers_to_remove.append("x-drop")
-    v = verdict_of(resp)
-    assert v.allowed and v.set_headers == (("x-set", "1"),) and v.append_headers == (("x-add", "2"),)
-    assert v.remove_headers == ("x-drop",)
-
-
-def test_grpc_denied_response_to_verdict():
-    resp = external_auth_pb2.CheckResponse(status=status_pb2.Status(code=7))
-    resp.denied_response.status.code = http_status_pb2.Unauthorized
-    resp.denied_response.body = "nope"
-    resp.denied_response.headers.append(_hv("x-reason", "r"))
-    v = verdict_of(resp)
-    assert (v.allowed, v.status, v.body, v.client_headers) == (False, 401, b"nope", (("x-reason", "r"),))
-    bare = verdict_of(external_auth_pb2.CheckResponse(status=status_pb2.Status(code=7)))
-    assert bare.status == 403
-
-
-def test_grpc_without_endpoint_is_an_error():
-    stats = Store()
-    f = ExtAuthzFilter(GRPC, "ext_authz", stats, None, lambda cluster: None, "http.l.ext_authz.")
-    assert run(f, rq()).status == 403
-    assert count(stats, "error") == 1

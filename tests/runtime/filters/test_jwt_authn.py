@@ -300,7 +300,7 @@ def remote_filter(server: FakeJwks, cache: str = "300s") -> tuple[JwtAuthnFilter
     c = JwtAuthnConfig.from_dict(cfg({"issuer": ISS, "remote_jwks": {
         "http_uri": {"uri": "http://keys.example/jwks.json?v=1", "cluster": "keys", "timeout": "2s"},
         "cache_duration": cache}}))
-    return JwtAuthnFilter(c, "jwt_authn", stats, server, "http.l.jwt_authn."), stats
+    return JwtAuthnFilter(c, "jwt_authn", stats, server, "l"), stats
 
 
 def test_remote_jwks_fetched_once_for_concurrent_requests_then_cached():
