@@ -2,12 +2,14 @@
 
 Message classes and the service stub come from xds-protos; nothing is re-declared.
 The channel goes to an endpoint of the named cluster, picked by the worker's
-balancer (Services.endpoint), and is kept per endpoint for the life of the
-filter, on the worker's own loop. build_check_request is pure (a stream in, a
+balancer (Services.endpoint). Channels are kept per (loop, endpoint) for the
+life of the process, not of the filter: a snapshot swap builds new filters, and
+they reuse the connections the old ones opened instead of leaking a channel each. build_check_request is pure (a stream in, a
 CheckRequest out) so its shape is tested without a server.
 """
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any, Callable
 
@@ -21,6 +23,9 @@ AttributeContext = attribute_context_pb2.AttributeContext
 CheckRequest = external_auth_pb2.CheckRequest
 CheckResponse = external_auth_pb2.CheckResponse
 OK = 0
+# (id of the loop, target) -> (the loop, stub): a grpc.aio channel belongs to the loop it
+# was made on; holding the loop keeps its id from being reused by another
+_STUBS: dict[tuple[int, str], tuple[asyncio.AbstractEventLoop, Any]] = {}
 
 
 def _peer(address: str, port: int, principal: str = "") -> Any:
@@ -61,7 +66,8 @@ def build_check_request(ctx: StreamContext, config: ExtAuthzConfig) -> Any:
 def verdict_of(resp: Any) -> Verdict:
     if resp.status.code == OK:
         ok = resp.ok_response
-        set_h, add_h = [], []
+        set_h: list[tuple[str, str]] = []
+        add_h: list[tuple[str, str]] = []
         for hv in ok.headers:
             k, v = hv.header.key.lower(), hv.header.value
             if not k or k in NEVER_COPIED:
@@ -83,8 +89,6 @@ class GrpcCheck:
     def __init__(self, config: ExtAuthzConfig, endpoint: Callable[[str], tuple[str, int] | None] | None):
         self.config = config
         self._endpoint = endpoint
-        self._stubs: dict[tuple[str, int], Any] = {}
-        self._channels: list[Any] = []
 
     def _stub(self) -> Any:
         if self._endpoint is None:
@@ -92,14 +96,14 @@ class GrpcCheck:
         ep = self._endpoint(self.config.grpc_cluster)
         if ep is None:
             raise CheckError(f'no healthy endpoint in cluster "{self.config.grpc_cluster}"')
-        stub = self._stubs.get(ep)
-        if stub is None:
-            host, port = ep
-            target = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-            channel = grpc.aio.insecure_channel(target)
-            self._channels.append(channel)
-            stub = self._stubs[ep] = external_auth_pb2_grpc.AuthorizationStub(channel)
-        return stub
+        host, port = ep
+        target = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        loop = asyncio.get_running_loop()
+        key = (id(loop), target)
+        got = _STUBS.get(key)
+        if got is None or loop.is_closed():
+            got = _STUBS[key] = (loop, external_auth_pb2_grpc.AuthorizationStub(grpc.aio.insecure_channel(target)))
+        return got[1]
 
     async def check(self, ctx: StreamContext) -> Verdict:
         stub = self._stub()

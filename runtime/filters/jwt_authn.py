@@ -345,8 +345,8 @@ class Evaluation:
             if isinstance(tok, V.Failure):
                 fail = tok
             else:
-                p = next((p for p in self.cfg.providers.values() if p.issuer == tok.issuer), None)
-                fail = V.Failure(V.UNKNOWN_ISSUER) if p is None else self._verify(f, p)
+                owner = next((p for p in self.cfg.providers.values() if p.issuer == tok.issuer), None)
+                fail = V.Failure(V.UNKNOWN_ISSUER) if owner is None else self._verify(f, owner)
             if fail is None:
                 ok.append(f)
             elif not failed_ok:
