@@ -8,7 +8,8 @@ http_call). on_request always returns Pause: the check is I/O, awaited by the
 executor like any paused step, so the worker goes on serving other streams.
 The awaited coroutine gives None (OK: continue, with the headers the service
 said to add) or a LocalReply (denied: the service's status, default 403,
-headers and body; error or timeout: status_on_error, default 403). With
+headers and body; an error, a timeout or a 5xx from an HTTP service: status_on_error,
+default 403). With
 failure_mode_allow an error lets the request through, marked with
 `x-envoy-auth-failure-mode-allowed: true` when failure_mode_allow_header_add.
 with_request_body is not supported: the check is made on the request head.
@@ -34,6 +35,8 @@ DEFAULT_TIMEOUT = 0.2                 # Envoy's: 200 ms
 FAILURE_MODE_HEADER = "x-envoy-auth-failure-mode-allowed"
 # the HTTP check request always carries these, whatever allowed_headers says (Envoy's rule)
 ALWAYS_SENT = frozenset({"authorization", "host", "content-length"})
+# a denial's headers that reach the client even when allowed_client_headers does not name them
+CLIENT_ALWAYS = frozenset({"www-authenticate", "location"})
 # hop-by-hop and framing headers never copied between the request, the service and the client
 NEVER_COPIED = frozenset({"host", ":authority", "content-length", "transfer-encoding", "connection",
                           "keep-alive", "upgrade", "te", "trailer", "proxy-connection"})
@@ -165,7 +168,11 @@ class ExtAuthzConfig:
             aresp = C.section(h, "authorization_response", {"allowed_upstream_headers", "allowed_client_headers"},
                               "ext_authz.http_service.authorization_response") or {}
             add = []
-            for i, hv in enumerate(areq.get("headers_to_add") or []):
+            raw_add = areq.get("headers_to_add") or []
+            if not isinstance(raw_add, list):
+                raise ValueError("ext_authz.http_service.authorization_request.headers_to_add: expected a list "
+                                 "of {key, value}")
+            for i, hv in enumerate(raw_add):
                 if not isinstance(hv, dict) or not isinstance(hv.get("key"), str) or not hv["key"]:
                     raise ValueError(f"ext_authz.http_service.authorization_request.headers_to_add[{i}]: "
                                      "expected {key, value}")
@@ -278,6 +285,8 @@ class ExtAuthzFilter(HttpFilter):
             raise
         except Exception as e:
             raise CheckError(str(e)) from e
+        if 500 <= status <= 599:           # Envoy: a 5xx from the service is an error, not a denial
+            raise CheckError(f"authorization service answered {status}")
         pairs = [(k.lower(), v) for k, v in headers]
         if status == 200:
             up = tuple((k, v) for k, v in pairs
@@ -286,8 +295,8 @@ class ExtAuthzFilter(HttpFilter):
         if hs.allowed_client_headers is None:       # Envoy: all of them when no list is given
             client = tuple((k, v) for k, v in pairs if k not in NEVER_COPIED)
         else:
-            client = tuple((k, v) for k, v in pairs
-                           if k not in NEVER_COPIED and matches(hs.allowed_client_headers, k))
+            client = tuple((k, v) for k, v in pairs if k not in NEVER_COPIED
+                           and (k in CLIENT_ALWAYS or matches(hs.allowed_client_headers, k)))
         return Verdict(False, status if 100 <= status <= 599 else 403, client_headers=client, body=body)
 
 

@@ -161,7 +161,10 @@ def _provider(name: str, p: Any, base_dir: str) -> Provider:
             raise ValueError(f"{where}.clock_skew_seconds: expected a whole number of seconds >= 0")
         kw["clock_skew"] = float(skew)
     hdrs = []
-    for i, h in enumerate(p.get("from_headers") or []):
+    raw_headers = p.get("from_headers") or []
+    if not isinstance(raw_headers, list):
+        raise ValueError(f"{where}.from_headers: expected a list of {{name, value_prefix}}")
+    for i, h in enumerate(raw_headers):
         if not isinstance(h, dict) or not isinstance(h.get("name"), str) or not h["name"]:
             raise ValueError(f"{where}.from_headers[{i}]: expected {{name, value_prefix}}")
         C.known_keys(h, {"name", "value_prefix"}, f"{where}.from_headers[{i}]")
@@ -173,8 +176,11 @@ def _provider(name: str, p: Any, base_dir: str) -> Provider:
             text = str(local["inline_string"])
         elif "filename" in local:
             path = str(local["filename"])
-            with open(os.path.join(base_dir, path) if base_dir else path, "rb") as fh:
-                text = fh.read().decode("utf-8", "replace")
+            try:
+                with open(os.path.join(base_dir, path) if base_dir else path, "rb") as fh:
+                    text = fh.read().decode("utf-8", "replace")
+            except OSError as e:
+                raise ValueError(f"{where}.local_jwks.filename: cannot read {path}: {e.strerror}") from None
         else:
             raise ValueError(f"{where}.local_jwks: needs inline_string or filename")
         keys = V.load_jwks(text, allow_hmac=True)
@@ -204,7 +210,7 @@ def _requirement(r: Any, providers: dict[str, Provider], where: str) -> Requirem
                          "allow_missing, allow_missing_or_failed")
     (kind, v), = r.items()
     if kind == "provider_name":
-        if v not in providers:
+        if not isinstance(v, str) or v not in providers:
             raise ValueError(f"{where}.provider_name: no provider named {v!r} (known: {', '.join(sorted(providers))})")
         return str(v)
     if kind in ("requires_any", "requires_all"):
@@ -227,6 +233,8 @@ def _rule(r: Any, providers: dict[str, Provider], rmap: dict[str, Requirement], 
     if m is None or len(m) != 1:
         raise ValueError(f"{where}.match: needs one of prefix, path, safe_regex")
     (kind, value), = m.items()
+    if kind != "safe_regex" and not isinstance(value, str):
+        raise ValueError(f"{where}.match.{kind}: expected a string")
     regex = None
     if kind == "safe_regex":
         value = value.get("regex") if isinstance(value, dict) else value
@@ -499,7 +507,7 @@ class JwtAuthnFilter(HttpFilter):
         if self.config.strip_failure_response:
             return LocalReply(fail.status, b"", (), detail)
         r = ctx.request
-        value = f'Bearer realm="{r.headers.get("x-forwarded-proto") or r.scheme}://{r.host}{r.path[:MAX_URI]}"'
+        value = f'Bearer realm="{r.scheme}://{r.host}{r.path[:MAX_URI]}"'
         if fail.message != V.MISSING:
             value += ', error="invalid_token"'
         return LocalReply(fail.status, fail.message.encode(), (("www-authenticate", value),), detail)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from mosnx.runtime.actions import LocalReply, Pause
 from mosnx.runtime.context import RequestHead, StreamContext
 from mosnx.runtime.filters.ext_authz import ExtAuthzConfig, ExtAuthzFilter
@@ -127,8 +129,40 @@ def test_failure_mode_allow_continues_and_marks_the_request():
     ({**HTTP, "with_request_body": {"max_request_bytes": 10}}, "with_request_body is not supported"),
     ({**HTTP, "status_on_error": 99}, "status_on_error"),
     ({"http_service": {"server_uri": {"uri": "http://a", "cluster": "c"},
+                       "authorization_request": {"headers_to_add": 5}}}, "headers_to_add: expected a list"),
+    ({"http_service": {"server_uri": {"uri": "http://a", "cluster": "c"},
                        "authorization_request": {"allowed_headers": {"patterns": [{"regex": "x"}]}}}}, "unknown option"),
 ])
 def test_bad_config_is_a_clear_error(c, msg):
     with pytest.raises(ValueError, match=msg):
         ExtAuthzConfig.from_dict(c)
+
+
+def test_http_5xx_is_an_error_not_a_denial():
+    f, stats = make(FakeAuthz(503, [("x-reason", "busy")], b"overloaded"))
+    r = run(f, rq())
+    assert (r.status, r.body, r.detail) == (403, b"", "ext_authz_error")
+    assert (count(stats, "error"), count(stats, "denied")) == (1, 0)
+
+
+def test_http_denial_always_passes_www_authenticate_and_location():
+    f, _ = make(FakeAuthz(302, [("location", "https://login"), ("www-authenticate", "Basic"), ("x-other", "1")]))
+    assert run(f, rq()).headers == (("location", "https://login"), ("www-authenticate", "Basic"))
+
+
+_value = st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=8),
+                      lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=12), c, max_size=3),
+                      max_leaves=10)
+_keys = st.sampled_from(["grpc_service", "http_service", "failure_mode_allow", "status_on_error", "server_uri",
+                         "envoy_grpc", "cluster_name", "uri", "cluster", "timeout", "authorization_request",
+                         "allowed_headers", "patterns", "exact", "headers_to_add", "key", "context_extensions"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.recursive(_value, lambda c: st.dictionaries(_keys, c, max_size=4), max_leaves=12).filter(
+    lambda v: isinstance(v, dict)))
+def test_any_config_is_accepted_or_a_value_error(cfg):
+    try:
+        ExtAuthzConfig.from_dict(cfg)
+    except ValueError:
+        pass

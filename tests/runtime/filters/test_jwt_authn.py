@@ -8,6 +8,8 @@ import json
 import time
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mosnx.runtime.actions import LocalReply, Pause
 from mosnx.runtime.context import RequestHead, StreamContext
@@ -266,6 +268,10 @@ def test_cors_preflight_bypass():
     ({"providers": {"p": local(local_jwks={"inline_string": "{"})}}, "Jwks is an invalid JSON"),
     ({"providers": {"p": {"remote_jwks": {"http_uri": {"uri": "ftp://x", "cluster": "c"}}}}}, "http(s) URL"),
     ({"providers": {"p": local(bogus=1)}}, "unknown option"),
+    ({"providers": {"p": local(from_headers=5)}}, "from_headers: expected a list"),
+    ({"providers": {"p": local(local_jwks={"filename": "/nonexistent/jwks.json"})}}, "cannot read"),
+    ({"providers": {"p": local()}, "rules": [{"match": {"prefix": 5}}]}, "expected a string"),
+    ({"providers": {"p": local()}, "requirement_map": {"a": {"provider_name": {}}}}, "no provider named"),
     ({"providers": {"p": local()}, "rules": [{"match": {"prefix": "/"},
                                               "requires": {"requires_any": {"requirements": [{"provider_name": "p"}]}}}]},
      "at least two"),
@@ -366,3 +372,22 @@ def test_factory_checks_the_jwks_cluster():
 
 def test_metadata_namespace_is_envoys():
     assert J.METADATA_NAMESPACE == "envoy.filters.http.jwt_authn"
+
+
+_value = st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=8),
+                      lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=12), c, max_size=3),
+                      max_leaves=10)
+_keys = st.sampled_from(["providers", "rules", "requirement_map", "p", "issuer", "audiences", "local_jwks",
+                         "remote_jwks", "inline_string", "http_uri", "uri", "cluster", "from_headers", "name",
+                         "match", "prefix", "requires", "provider_name", "requires_any", "requirements",
+                         "clock_skew_seconds", "cache_duration", "requirement_name"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.recursive(_value, lambda c: st.dictionaries(_keys, c, max_size=4), max_leaves=12).filter(
+    lambda v: isinstance(v, dict)))
+def test_any_config_is_accepted_or_a_value_error(cfg):
+    try:
+        JwtAuthnConfig.from_dict(cfg)
+    except ValueError:
+        pass
