@@ -18,6 +18,7 @@ Stats (Envoy's names): http.<listener>.ext_authz.{ok,denied,error,failure_mode_a
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
@@ -31,6 +32,7 @@ from ..stats import Store
 from . import _config as C
 
 STATS = ("ok", "denied", "error", "failure_mode_allowed")
+log = logging.getLogger("mosnx.ext_authz")
 DEFAULT_TIMEOUT = 0.2                 # Envoy's: 200 ms
 FAILURE_MODE_HEADER = "x-envoy-auth-failure-mode-allowed"
 # the HTTP check request always carries these, whatever allowed_headers says (Envoy's rule)
@@ -231,7 +233,8 @@ class ExtAuthzFilter(HttpFilter):
         try:
             async with asyncio.timeout(self.config.timeout):
                 verdict = await (self._grpc.check(ctx) if self._grpc is not None else self._http_check(ctx))
-        except Exception:               # CheckError, TimeoutError, a refused connection, ...
+        except Exception as e:          # CheckError, TimeoutError, a refused connection, ...
+            log.debug("ext_authz check of %s %s failed: %r", ctx.request.method, ctx.request.path, e)
             return self._on_error(ctx)
         if verdict.allowed:
             self._ok.value += 1

@@ -18,6 +18,7 @@ from google.rpc import status_pb2
 
 sys.path.insert(0, os.path.dirname(__file__))
 from conftest import HOST  # noqa: E402
+from h2kit import H2Client  # noqa: E402
 
 SLOW = 2.0          # how long the "slow" answers take; the filter's timeout is far shorter
 TIMEOUT = "0.3s"
@@ -27,6 +28,7 @@ class Authz(external_auth_pb2_grpc.AuthorizationServicer):
     def __init__(self):
         self.seen: list = []
         self.lock = threading.Lock()
+        self.release = threading.Event()          # what "/hold" checks wait for
 
     def Check(self, request, context):
         with self.lock:
@@ -35,6 +37,8 @@ class Authz(external_auth_pb2_grpc.AuthorizationServicer):
         path = http.path.split("?")[0]
         if path.startswith("/slow"):
             time.sleep(SLOW)
+        if path.startswith("/hold"):
+            self.release.wait(10)
         if path.startswith("/deny"):
             resp = external_auth_pb2.CheckResponse(status=status_pb2.Status(code=7))
             resp.denied_response.status.code = 451
@@ -109,6 +113,25 @@ def test_grpc_authz_unreachable_is_status_on_error(mosnx, upstream, free_port):
               clusters={"authz": f"{HOST}:{free_port()}"})
     assert m.request("GET", "/").status == 503
     assert app.requests == []
+
+
+def test_a_pending_check_holds_only_its_own_stream(mosnx, upstream, grpc_authz):
+    """Two HTTP/2 streams on one connection: the first one's check is held by the
+    server; the second is checked, forwarded and answered meanwhile."""
+    app = upstream()
+    m = mosnx(app, listener={"filters": [{"ext_authz": {"grpc_service": {
+        "envoy_grpc": {"cluster_name": "authz"}, "timeout": "10s"}}}]}, clusters={"authz": grpc_authz.address})
+    with H2Client(m.port) as h2c:
+        held = h2c.start("GET", "/hold")
+        deadline = time.monotonic() + 10
+        while not grpc_authz.seen:                 # the server has the held check
+            assert time.monotonic() < deadline, "the held check never reached the server"
+            time.sleep(0.01)
+        quick = h2c.request("GET", "/ok", headers=[("x-user", "carol")])
+        assert quick.status == 200 and not h2c.responses[held].done
+        grpc_authz.release.set()
+        assert h2c.response(held).status == 200
+    assert [r.target for r in app.requests] == ["/ok", "/hold"]
 
 
 def http_authz_server(upstream):
