@@ -133,6 +133,10 @@ class ExtAuthzConfig:
 
     @classmethod
     def from_dict(cls, cfg: dict) -> "ExtAuthzConfig":
+        """Envoy's names: grpc_service {envoy_grpc {cluster_name}, timeout} or http_service {server_uri
+        {uri, cluster, timeout}, path_prefix, authorization_request {allowed_headers, headers_to_add},
+        authorization_response {allowed_upstream_headers, allowed_client_headers}}, failure_mode_allow,
+        failure_mode_allow_header_add, status_on_error; see docs/authn.md."""
         C.known_keys(cfg, {"grpc_service", "http_service", "failure_mode_allow", "failure_mode_allow_header_add",
                            "status_on_error", "include_peer_certificate", "transport_api_version",
                            "with_request_body", "stat_prefix", "context_extensions"}, "ext_authz")

@@ -117,6 +117,10 @@ class JwtAuthnConfig:
 
     @classmethod
     def from_dict(cls, cfg: dict, base_dir: str = "") -> "JwtAuthnConfig":
+        """Envoy's names: providers {<name>: {issuer, audiences, local_jwks {inline_string | filename},
+        remote_jwks {http_uri {uri, cluster, timeout}, cache_duration}, from_headers [{name, value_prefix}],
+        from_params, forward, forward_payload_header, payload_in_metadata, clock_skew_seconds}},
+        rules [{match {prefix | path | safe_regex}, requires | requirement_name}], requirement_map; see docs/authn.md."""
         C.known_keys(cfg, {"providers", "rules", "requirement_map", "bypass_cors_preflight",
                            "strip_failure_response"}, "jwt_authn")
         raw = cfg.get("providers")
