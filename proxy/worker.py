@@ -72,7 +72,7 @@ class Worker:
     # ------------------------------------------------------------- snapshot
     def services(self) -> registry.Services:
         return registry.Services(stats=self.stats, http_call=self.http_call,
-                                 worker_id=self.worker_id, emit=self.emit)
+                                 worker_id=self.worker_id, emit=self.emit, endpoint=self.endpoint)
 
     def build(self, version: int):
         shared.begin_build(version)     # rate limits find their shared buckets by build order
@@ -172,6 +172,11 @@ class Worker:
     # ------------------------------------------------------------- services
     async def http_call(self, cluster: str, headers, body: bytes, timeout: float):
         return await http_call(self.clusters, cluster, headers, body, timeout)
+
+    def endpoint(self, cluster: str) -> tuple[str, int] | None:
+        c = self.clusters.get(cluster)
+        host = c.pick(None) if c is not None else None
+        return (host.host, host.port) if host is not None else None
 
     def emit(self, ctx, kind: str, record: dict) -> None:
         al = self.access_logs.get(ctx.listener)

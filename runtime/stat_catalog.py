@@ -218,6 +218,15 @@ SECTIONS: tuple[Section, ...] = (
              "shadow rules would allow (Istio's prefix: istio_dry_run_allow_)"),
         Stat(_H + "rbac.<shadow_rules_stat_prefix>shadow_denied", COUNTER, "requests the rbac filter's "
              "shadow rules would deny; they pass all the same"),
+        Stat(_H + "jwt_authn.allowed", COUNTER, "requests jwt_authn let through (a met requirement, or none to meet)"),
+        Stat(_H + "jwt_authn.denied", COUNTER, "requests jwt_authn answered 401 or 403"),
+        Stat(_H + "jwt_authn.jwks_fetch_success", COUNTER, "remote JWKS fetched and cached"),
+        Stat(_H + "jwt_authn.jwks_fetch_failed", COUNTER, "remote JWKS fetches that failed (refused, timed out, "
+             "not 200, or no usable key)"),
+        Stat(_H + "ext_authz.ok", COUNTER, "requests the authorization service allowed"),
+        Stat(_H + "ext_authz.denied", COUNTER, "requests the authorization service denied"),
+        Stat(_H + "ext_authz.error", COUNTER, "checks that failed or timed out"),
+        Stat(_H + "ext_authz.failure_mode_allowed", COUNTER, "failed checks let through by failure_mode_allow"),
         Stat("<adaptive_concurrency>.gradient_controller.rq_blocked", COUNTER, "requests refused (503) "
              "above the concurrency limit"),
         Stat("<adaptive_concurrency>.gradient_controller.min_rtt_calculation_active", COUNTER,

@@ -75,6 +75,7 @@ HELPERS: dict[str, str] = {
     "tests/proxy/stream/fakes.py": "fakes of the executor's Protocols (Downstream, Upstream, pool, loop) for its unit tests",
     "tests/proxy/xds/ads_server.py": "an ADS control plane (SotW and delta) on loopback, for the xDS client's tests",
     "tests/runtime/filters/rbac_streams.py": "requests and connections with TLS peers, for the RBAC tests",
+    "tests/runtime/filters/jwtkit.py": "keys, JWKS documents and tokens the jwt_authn and jwt_verify tests share",
 }
 
 # test files that will move elsewhere (none now)

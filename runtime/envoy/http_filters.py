@@ -23,6 +23,7 @@ from envoy.extensions.filters.http.cors.v3 import cors_pb2
 
 from ..model import FilterSpec
 from ..routes import CORS_POLICY, FilterOverride, RouteTable
+from . import authn
 from .common import regex_of, seconds
 from .findings import Findings
 from .protos import fault_pb2, local_rate_limit_pb2, wasm_pb2
@@ -82,6 +83,10 @@ def http_filters(hcm: Any, f: Findings) -> tuple[list[FilterSpec], set[str]]:
             out.append(FilterSpec("wasm", hf.name or "wasm", _wasm(wf, fh.at("typed_config")), disabled=hf.disabled))
         elif url == HTTP_RBAC:
             out.append(rbac_filter(hf, fh))
+        elif url in authn.FILTERS:
+            kind, translate = authn.FILTERS[url]
+            out.append(FilterSpec(kind, hf.name or kind, translate(hf.typed_config, fh.at("typed_config")),
+                                  disabled=hf.disabled))
         elif hf.is_optional:
             skipped.add(hf.name)
             fh.warn(f"HTTP filter {url or hf.name} is not available in mosnx; skipped (is_optional)")
