@@ -56,23 +56,31 @@ def test_equal_by_text_only():
     ('%request.headers["a b"]%', [(16, 23, '"a b" is not a header name')]),
     ('%request.headers[""]%', [(16, 20, "request.headers needs a key, not an empty one")]),
     ('%request.path["x"]%', [(13, 18, "request.path takes no key")]),
-    ("%REQ(:PATH)%", [(1, 11, 'unknown attribute "REQ(:PATH)" (an Envoy operator; here write %request.path%)')]),
-    ("%REQ(X-Id)%", [(1, 10, 'unknown attribute "REQ(X-Id)" (an Envoy operator; here write %request.headers["x-id"]%)')]),
+    ("%RESPONSE_COD%", [(1, 13, 'unknown command operator "RESPONSE_COD" (did you mean "RESPONSE_CODE"?)')]),
+    ("%REQ(a b)%", [(5, 8, '"a b" is not a header name (or two, as X?Y)')]),
+    ("%REQ%", [(1, 4, "REQ needs a header name: %REQ(X-Name)% or %REQ(X-Name?Other)%")]),
+    ("%DURATION:5%", [(10, 11, "DURATION is a number: it takes no :length")]),
+    ("%PROTOCOL(x)%", [(10, 11, "PROTOCOL takes no argument")]),
+    ("a %START_TIME(%Y", [(13, 16, '"(" is never closed: end the argument with ")"')]),
+    ("%RESPONSE_CODE x", [(0, 16, "bad command operator: write %NAME%, %NAME(arg)% or %NAME(arg):length% "
+                                  "(or %% for a percent sign)")]),
     ("%request.pth% %response.cod%", [(1, 12, 'unknown attribute "request.pth" (did you mean "request.path"?)'),
                                       (15, 27, 'unknown attribute "response.cod" (did you mean "response.code"?)')]),
 ])
 def test_every_problem_with_its_place(text, want):
     assert problems(text) == want
-    with pytest.raises(ValueError, match="attribute|closed|key|header"):
+    with pytest.raises(ValueError, match="attribute|closed|key|header|operator|argument|length|never"):
         compile_format(text)
 
 
 def test_generated_formats_answer_with_problems_never_exceptions():
     """Mutated formats: parse_format returns parts or positioned problems, never raises."""
     alphabet = ['%', '%%', 'request.path', 'request.headers', '["x"]', "['y']", '[', ']', '"', "'", ' ',
-                'response.code', '.', 'x', 'REQ(', ')', 'start_time', '\\', 'é']
+                'response.code', '.', 'x', 'REQ(', ')', 'start_time', '\\', 'é', 'START_TIME', '(', ':',
+                '?', 'RESPONSE_CODE', ':PATH', 'X-A', '3', 'DYNAMIC_METADATA', 'FILTER_STATE', '%Y', '%3f',
+                'RESPONSE_FLAGS', 'A', '\n']
     rnd = random.Random(3)
-    for _ in range(3000):
+    for _ in range(6000):
         text = "".join(rnd.choice(alphabet) for _ in range(rnd.randrange(1, 12)))
         parts, errs = parse_format(text)
         for e in errs:
