@@ -11,11 +11,13 @@ the notes, with the warnings the bootstrap already gives.
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..config.cluster import HealthCheck, OutlierDetection
+from ..logformat import JsonFormat
 from ..model import ClusterConfig, Config, ListenerConfig
 from .common import seconds
 from .protos import HttpConnectionManager, ROUTE
@@ -98,6 +100,8 @@ def _addr(host: str, port: int) -> str:
 def _listener(lc: ListenerConfig, resources: dict[str, dict[str, Any]], out: Converted, clusters: _Names,
               stem: str) -> dict[str, Any]:
     d: dict[str, Any] = {"name": lc.name, "address": _addr(lc.host, lc.port), "protocol": lc.protocol}
+    if lc.access_log is not None:
+        d["access_log"] = _access_log(lc, out.notes)
     if lc.protocol == "tcp" and lc.route is not None:
         r = lc.route
         d["route"] = ({"cluster": clusters(r.cluster)} if r.cluster else
@@ -129,6 +133,23 @@ def _listener(lc: ListenerConfig, resources: dict[str, dict[str, Any]], out: Con
     file = f"{stem}.{re.sub(r'[^A-Za-z0-9_-]', '_', lc.name)}.mdsl"
     out.rules[file] = _mdsl(rc, clusters, out.notes, lc.name)
     d["rules"] = [file]
+    return d
+
+
+def _access_log(lc: ListenerConfig, notes: list[str]) -> dict[str, Any]:
+    al = lc.access_log
+    assert al is not None
+    d: dict[str, Any] = {"path": al.path}
+    fmt = al.format
+    if isinstance(fmt, JsonFormat):
+        d["json_format"] = json.loads(fmt.text)
+    elif fmt is not None:
+        d["format"] = fmt.text[:-1] if fmt.text.endswith("\n") else fmt.text
+    if fmt is not None and fmt.omit_empty:
+        d["omit_empty_values"] = True
+    if al.filter is not None:
+        notes.append(f'listener "{lc.name}": the access-log filter ({al.filter.text}) has no mosnx.yaml form; '
+                     "every stream is logged")
     return d
 
 
