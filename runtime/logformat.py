@@ -18,13 +18,12 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
 from .attributes import ATTRIBUTES, DURATION, INT
 from .diagnostics import did_you_mean
-from .log_operators import OperatorError, operator
+from .log_operators import OperatorError, operator, start_time
 
 if TYPE_CHECKING:
     from .context import StreamContext
@@ -123,11 +122,6 @@ def _render_fields(fields: tuple[tuple[str, Any], ...], ctx: StreamContext, omit
     return out
 
 
-def _start_time(ctx: StreamContext) -> str:
-    w = ctx.start_wall
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(w)) + ".%03dZ" % int((w % 1) * 1000)
-
-
 def _show(g: Callable[[StreamContext], Any], missing: str = "-") -> Callable[[StreamContext], str]:
     def get(ctx: StreamContext) -> str:
         v = g(ctx)
@@ -144,7 +138,7 @@ def _reference(ref: str, at: int) -> tuple[Ref | None, FormatError | None]:
                                           f'write %request.path% (or %% for a percent sign)')
     name, rest = m.group(), ref[m.end():]
     if name in SPECIAL and not rest:
-        return Ref(_start_time, False), None
+        return Ref(start_time(), False), None     # Envoy's default START_TIME, strftime cached per second
     attr = ATTRIBUTES.get(name)
     if attr is None:
         hint = did_you_mean(name, list(ATTRIBUTES) + list(SPECIAL))
