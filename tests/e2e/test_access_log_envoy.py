@@ -150,10 +150,10 @@ def _lines(path: Path, n: int) -> list[str]:
     return wait_until(ready, what=f"{n} lines in {path.name}")[:n]
 
 
-@pytest.fixture
-def proxy(tmp_path: Path, upstream):
+@pytest.fixture(params=[2])
+def proxy(request, tmp_path: Path, upstream):
     a = upstream()
-    with serving(tmp_path, a.port, workers=2) as (proc, ports):
+    with serving(tmp_path, a.port, workers=request.param) as (proc, ports):
         yield proc, ports, tmp_path, a
 
 
@@ -202,14 +202,18 @@ def test_istio_format_and_json_lines_for_ok_nr_uf_and_rl(proxy):
     assert re.fullmatch(TIME[2:-2], ok["start_time"]) and re.fullmatch(PEER, ok["downstream_remote_address"])
 
 
-def test_sigusr1_reopens_the_file_in_every_worker(proxy):
+@pytest.mark.parametrize("proxy", [1, 2], indirect=True, ids=["one-process", "two-workers"])
+def test_sigusr1_reopens_the_file_in_every_worker(proxy, request):
     proc, ports, tmp, a = proxy
+    n = request.node.callspec.params["proxy"]
     log = tmp / "text.log"
     assert _get(ports["text"], "/ok") == 200
     _lines(log, 1)
     rotated = tmp / "text.log.1"
     os.rename(log, rotated)
-    workers = wait_until(lambda: _children(proc.pid) if len(_children(proc.pid)) >= 2 else None, what="workers")
+    # one worker runs in the supervisor's own process
+    workers = [proc.pid] if n == 1 else wait_until(
+        lambda: _children(proc.pid) if len(_children(proc.pid)) >= 2 else None, what="workers")
     proc.send_signal(signal.SIGUSR1)
     # every worker has let go of the renamed file once it reopened the path
     wait_until(lambda: log.exists() and not any(_holds(w, rotated) for w in workers), what="logs reopened")
