@@ -203,6 +203,10 @@ class Worker:
         op = msg.get("op")
         if op == "stats":
             return {"stats": self.stats.dump()}
+        if op == "reopen_logs":         # SIGUSR1 at the supervisor: logrotate moved the files
+            for al in self.access_logs.values():
+                al.reopen()
+            return {"ok": True}
         if op == "clusters":
             return {"clusters": self.clusters.describe()}
         if op == "config_dump":
@@ -353,6 +357,8 @@ async def _serve(config_path: str, worker_id: int, conn, version: int) -> None:
             stop.set_result(w.drain_timeout())
 
     loop.add_signal_handler(signal.SIGTERM, on_sigterm)
+    # the supervisor passes SIGUSR1 on; one sent to the whole group must not kill us
+    loop.add_signal_handler(signal.SIGUSR1, w.handle, {"op": "reopen_logs"})
 
     def readable():
         try:

@@ -26,7 +26,8 @@ from .pipeline import Pipeline
 from .routes import RouteAction, RouteTable
 
 if TYPE_CHECKING:
-    from .logformat import LogFormat
+    from .logformat import JsonFormat, LogFormat
+    from .log_filter import LogFilter
 
 KiB = 1024
 MiB = 1024 * 1024
@@ -111,7 +112,8 @@ class PathNormalization:
 @dataclass(frozen=True, slots=True)
 class AccessLog:
     path: str                                 # "stdout", "stderr" or a file path
-    format: LogFormat | None = None           # compiled at load (runtime.logformat); None: the default
+    format: LogFormat | JsonFormat | None = None  # compiled at load (runtime.logformat); None: the default
+    filter: LogFilter | None = None           # which streams are logged (Envoy's access-log filter); None: all
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,12 +11,14 @@ the notes, with the warnings the bootstrap already gives.
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..config.cluster import HealthCheck, OutlierDetection
 from ..config.protocols import ALPN_PROTOCOLS, ClientTls, Pem, ServerTls
+from ..logformat import JsonFormat
 from ..model import ClusterConfig, Config, ListenerConfig
 from .common import seconds
 from .protos import HttpConnectionManager, ROUTE
@@ -108,6 +110,8 @@ def _listener(lc: ListenerConfig, resources: dict[str, dict[str, Any]], out: Con
         got = _server_tls(tls, f'listener "{lc.name}"', out.notes)
         if got is not None:
             d["tls"] = got
+    if lc.access_log is not None:
+        d["access_log"] = _access_log(lc, out.notes)
     if lc.protocol == "tcp" and lc.route is not None:
         r = lc.route
         d["route"] = ({"cluster": clusters(r.cluster)} if r.cluster else
@@ -139,6 +143,23 @@ def _listener(lc: ListenerConfig, resources: dict[str, dict[str, Any]], out: Con
     file = f"{stem}.{re.sub(r'[^A-Za-z0-9_-]', '_', lc.name)}.mdsl"
     out.rules[file] = _mdsl(rc, clusters, out.notes, lc.name)
     d["rules"] = [file]
+    return d
+
+
+def _access_log(lc: ListenerConfig, notes: list[str]) -> dict[str, Any]:
+    al = lc.access_log
+    assert al is not None
+    d: dict[str, Any] = {"path": al.path}
+    fmt = al.format
+    if isinstance(fmt, JsonFormat):
+        d["json_format"] = json.loads(fmt.text)
+    elif fmt is not None:
+        d["format"] = fmt.text[:-1] if fmt.text.endswith("\n") else fmt.text
+    if fmt is not None and fmt.omit_empty:
+        d["omit_empty_values"] = True
+    if al.filter is not None:
+        notes.append(f'listener "{lc.name}": the access-log filter ({al.filter.text}) has no mosnx.yaml form; '
+                     "every stream is logged")
     return d
 
 

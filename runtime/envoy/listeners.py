@@ -20,6 +20,7 @@ from typing import Any
 
 from ..model import Limits, ListenerConfig, PathNormalization, Timeouts
 from ..routes import RouteAction, RouteTable
+from .access_log import access_log
 from .common import seconds, socket_address
 from .findings import Findings, Rejection, Waiting
 from .http_filters import check_route_filters, http_filters
@@ -109,7 +110,9 @@ def _stack(fc: Any, ff: Findings, base: dict[str, Any], routes: dict[str, RouteT
 
 
 def _tcp(tp: Any, f: Findings, base: dict[str, Any]) -> ListenerConfig:
-    f.only(tp, {"stat_prefix", "cluster", "weighted_clusters", "idle_timeout"})
+    f.only(tp, {"stat_prefix", "cluster", "weighted_clusters", "idle_timeout", "access_log"})
+    if tp.access_log:
+        base["access_log"] = access_log(tp.access_log, f.at("access_log"))
     kind = tp.WhichOneof("cluster_specifier")
     if kind == "cluster":
         action = RouteAction(cluster=tp.cluster, timeout=None)
@@ -128,7 +131,7 @@ def _http(hcm: Any, f: Findings, base: dict[str, Any], routes: dict[str, RouteTa
     f.only(hcm, {"stat_prefix", "codec_type", "route_config", "rds", "http_filters", "normalize_path",
                  "merge_slashes", "path_with_escaped_slashes_action", "request_headers_timeout",
                  "stream_idle_timeout", "drain_timeout", "common_http_protocol_options",
-                 "max_request_headers_kb", "use_remote_address", "generate_request_id"})
+                 "max_request_headers_kb", "use_remote_address", "generate_request_id", "access_log"})
     kind = hcm.WhichOneof("route_specifier")
     if kind == "route_config":
         name = hcm.route_config.name or base["name"]
@@ -166,6 +169,8 @@ def _http(hcm: Any, f: Findings, base: dict[str, Any], routes: dict[str, RouteTa
             limits["request_headers_count"] = max(1, cp.max_headers_count.value)
     if hcm.HasField("max_request_headers_kb"):
         limits["request_headers"] = max(1, hcm.max_request_headers_kb.value) * 1024
+    if hcm.access_log:
+        base["access_log"] = access_log(hcm.access_log, f.at("access_log"))
     try:
         return ListenerConfig(protocol="http", filters=tuple(filters), path_normalization=pn,
                               timeouts=Timeouts(**t), limits=Limits(**limits), route_table=table,

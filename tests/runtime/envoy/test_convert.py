@@ -96,3 +96,27 @@ def test_tls_from_files_is_written_and_inline_tls_is_a_note(tmp_path):
     assert "tls" not in by_name["inline"]
     assert any('cluster "inline": TLS certificates or keys given inline' in n for n in out.notes)
     assert any('cluster "files": ALPN protocols other than h2' in n for n in out.notes)
+
+
+def test_an_access_log_is_kept_and_loads_back():
+    import dataclasses
+
+    from mosnx.runtime.config import load_config_text
+    from mosnx.runtime.log_filter import status_code
+    from mosnx.runtime.logformat import ENVOY_DEFAULT_FORMAT, compile_format, compile_json
+    from mosnx.runtime.model import AccessLog
+    import yaml
+
+    config, _, resources = load_bootstrap_resources(STATIC, "<envoy>")
+    for al, want in [
+        (AccessLog("stdout", compile_format(ENVOY_DEFAULT_FORMAT)), {"path": "stdout", "format": ENVOY_DEFAULT_FORMAT[:-1]}),
+        (AccessLog("/tmp/a.json", compile_json({"c": "%RESPONSE_CODE%"}, omit_empty=True), status_code("GE", 500)),
+         {"path": "/tmp/a.json", "json_format": {"c": "%RESPONSE_CODE%"}, "omit_empty_values": True}),
+    ]:
+        lc = dataclasses.replace(config.listeners[0], access_log=al)
+        out = convert(dataclasses.replace(config, listeners=(lc,)), resources)
+        assert out.yaml["listeners"][0]["access_log"] == want
+        assert any("access-log filter" in n for n in out.notes) == (al.filter is not None)
+        back = load_config_text(yaml.safe_dump(out.yaml), "/tmp/x/mosnx.yaml").listeners[0].access_log
+        assert back.format.text.rstrip("\n") == al.format.text.rstrip("\n")
+        assert (type(back.format), back.format.omit_empty) == (type(al.format), al.format.omit_empty)
