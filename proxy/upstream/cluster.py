@@ -5,7 +5,9 @@ reconciles: a cluster whose config is unchanged is kept as is; a changed one kee
 the Host (and pooled connections, health and ejection state) of every endpoint that
 stayed, drops the pools of endpoints that left once their active requests finish,
 and builds a new balancer. A strict_dns cluster reconciles the same way each time
-its names resolve to another set of addresses.
+its names resolve to another set of addresses, and so does an EDS cluster whose
+endpoints alone changed (ClusterManager.reassign): the Cluster stays, with its
+health checker, outlier detector and stats, and only its membership changes.
 
 Each cluster owns its background work (active health checks, the outlier
 detector's sweep, DNS refresh): started when the cluster is made, stopped when it
@@ -450,6 +452,18 @@ class ClusterManager:
             if name not in new:
                 old.close()
         self.clusters = new
+
+    def reassign(self, cfg: ClusterConfig) -> None:
+        """The cluster named `cfg.name` now has `cfg`, which differs from its config in
+        its endpoints alone (an EDS update): its membership changes in place, as
+        set_endpoints does (the Hosts, pools and health of endpoints that stay are
+        kept). A cluster not here is not made; one whose membership DNS decides keeps
+        it."""
+        c = self.clusters.get(cfg.name)
+        if c is None or c.dns is not None:
+            return
+        c.config = cfg
+        c.set_endpoints(cfg.endpoints)
 
     async def warm(self, timeout: float = 5.0) -> None:
         for c in list(self.clusters.values()):
