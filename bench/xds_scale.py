@@ -56,6 +56,10 @@ SETTLE_CPU = 0.05       # s of CPU in SETTLE_WINDOW (a tenth of a core): idle
 
 class _PortEcho(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # the head and the body go in two writes: with Nagle's algorithm the body could
+    # wait for the peer's delayed ACK of the head (40 ms), a stall of the upstream's
+    # own that the figures would count against the proxy
+    disable_nagle_algorithm = True
 
     def do_GET(self) -> None:
         body = str(self.connection.getsockname()[1]).encode()
