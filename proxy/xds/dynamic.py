@@ -143,26 +143,26 @@ class DynamicConfig:
         # None: every update goes by changed()
         self.reassigned: Callable[[dict[str, ClusterConfig]], None] | None = None
         # (listeners, clusters, base) -> what they make: kept while those objects stay
-        self._needed: tuple[Any, Any, Any, dict[str, set[str]]] | None = None
+        self._needed: tuple[Any, Any, Any, dict[str, frozenset[str]]] | None = None
         self._users: tuple[Any, Any, eds.Users] | None = None
         self._wire: dict[tuple[str, str], tuple[Message, bytes]] = {}
 
-    def needed(self) -> dict[str, set[str]]:
+    def needed(self) -> dict[str, frozenset[str]]:
         """needed_names() of what is held: worked out again only when the listeners, the
         clusters or the file's config changed (every accepted update of those replaces
         their dicts)."""
         lst, cl, base = self.resources[LISTENER], self.resources[CLUSTER], self.base()
         n = self._needed
         if n is None or n[0] is not lst or n[1] is not cl or n[2] is not base:
-            n = self._needed = (lst, cl, base, needed_names(self.resources, base))
+            names = {t: frozenset(v) for t, v in needed_names(self.resources, base).items()}
+            n = self._needed = (lst, cl, base, names)
         return n[3]
 
     # -- resources.XdsSink --
-    def subscriptions(self, type_url: str) -> set[str] | None:
-        """The names wanted of `type_url` (the caller's to read, not to change)."""
+    def subscriptions(self, type_url: str) -> frozenset[str] | None:
         if type_url in (LISTENER, CLUSTER):
             return None
-        return self.needed().get(type_url, set())
+        return self.needed().get(type_url, frozenset())
 
     def apply(self, type_url: str, version: str, resources: dict[str, Message],
               removed: set[str]) -> list[Rejection]:

@@ -16,7 +16,7 @@ too, which is what the "xds.config.resource-in-sotw" client feature announces.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable, Protocol
+from typing import AbstractSet, Iterable, Protocol
 
 from google.protobuf import any_pb2
 from google.protobuf.message import DecodeError, Message
@@ -68,8 +68,9 @@ class Rejection:
 class XdsSink(Protocol):
     """Whoever turns resources into configuration (the supervisor's translator)."""
 
-    def subscriptions(self, type_url: str) -> set[str] | None:
-        """The resource names wanted of `type_url` now; None means every one (wildcard)."""
+    def subscriptions(self, type_url: str) -> AbstractSet[str] | None:
+        """The resource names wanted of `type_url` now; None means every one (wildcard).
+        Called for every request and response: a frozenset is taken as it is."""
         ...
 
     def apply(self, type_url: str, version: str, resources: dict[str, Message],
