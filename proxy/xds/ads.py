@@ -449,7 +449,7 @@ class AdsClient:
         st.received = True
         st.stats.attempt.inc()
         names = self._names(st)
-        if names is not None:           # what was not asked for is not passed on
+        if names is not None and not good.keys() <= names:     # what was not asked for is not passed on
             good = {n: m for n, m in good.items() if n in names}
         try:
             rejected = list(self.sink.apply(type_url, version, good, removed))

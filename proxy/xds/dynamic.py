@@ -32,7 +32,7 @@ import asyncio
 import logging
 import os
 import time
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Container, Iterable
 
 from google.protobuf.message import Message
 
@@ -216,7 +216,8 @@ class DynamicConfig:
             self.failed[(type_url, name)] = (resources[name], now, str(r), version)
         before = self.needed()
         self.resources = candidate
-        self._clear_failed(type_url, {n for n in resources if n not in bad} | removed)
+        self._clear_failed(type_url, resources, bad)
+        self._clear_failed(type_url, removed)
         self.received.add(type_url)
         self.versions[type_url] = version
         self.updated[type_url] = now
@@ -241,10 +242,12 @@ class DynamicConfig:
             else:
                 mine.pop(name, None)
 
-    def _clear_failed(self, type_url: str, names: dict[str, Message] | set[str]) -> None:
+    def _clear_failed(self, type_url: str, names: Iterable[str], refused: Container[str] = ()) -> None:
+        """Accepted now (all of `names` but the `refused`): no error state to show."""
         if self.failed:
             for name in names:
-                self.failed.pop((type_url, name), None)
+                if name not in refused:
+                    self.failed.pop((type_url, name), None)
 
     def _in_place(self, version: str, resources: dict[str, Message], fresh: dict[str, Message],
                   removed: set[str], checked: dict[str, tuple[Endpoint, ...]],
@@ -273,7 +276,8 @@ class DynamicConfig:
                 held.pop(name, None)
             else:
                 held[name] = cla
-        self._clear_failed(ENDPOINT, {n for n in resources if n not in refused} | removed)
+        self._clear_failed(ENDPOINT, resources, refused)
+        self._clear_failed(ENDPOINT, removed)
         self.received.add(ENDPOINT)
         self.versions[ENDPOINT] = version
         self.updated[ENDPOINT] = now
