@@ -1,4 +1,5 @@
-"""EDS in place (proxy/xds/dynamic.py, runtime/envoy/eds.py, proxy/xds/control.py):
+"""EDS in place, as the sink and the supervisor see it (proxy/xds/dynamic.py; with
+proxy/xds/control.py, runtime/snapshot.py and the worker):
 an update that changes only ClusterLoadAssignments is handed on as the new configs
 of the clusters using them, with no translation or build of the rest; a state-of-the-
 world response counts only the assignments whose content changed; a bad assignment
