@@ -27,7 +27,7 @@ The fileserver keeps one version for the whole snapshot, so every change re-send
 types (SotW: every resource; delta: only what changed). Every wait is bounded
 (--timeout per step). Only 127.0.0.1 is used. Results print as a table (and --json).
 
-  bench/xds_scale.py [--proxy envoy|mosnx] [--sizes 500,5000] [--changes 20] [--delta]
+  bench/xds_scale.py [--proxy envoy|mosnx] [--sizes 500,5000] [--changes 20] [--delta] [--keep DIR]
 """
 from __future__ import annotations
 
