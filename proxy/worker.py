@@ -2,13 +2,18 @@
 
 Listeners are bound with SO_REUSEPORT so all workers accept on the same ports.
 The supervisor talks to a worker over a pipe (stats, clusters, config dump,
-reload, drain, and for the admin: drain_listeners, log_levels). A listener the
-admin drained stays unbound whatever later snapshots say. A reload builds the new snapshot and swaps one reference:
-streams in flight keep the objects they started with, connections stay open.
+reload, endpoints, drain, and for the admin: drain_listeners, log_levels). A
+listener the admin drained stays unbound whatever later snapshots say. A reload
+builds the new snapshot and swaps one reference: streams in flight keep the objects
+they started with, connections stay open. An endpoints message (EDS in place) builds
+nothing: the named clusters' membership changes where it is (ClusterManager.reassign)
+and the snapshot reference is swapped for one with those clusters' configs replaced.
+Reloads and endpoint changes are applied one at a time, in the order they came.
 """
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import gc
 import logging
 import os
@@ -22,7 +27,8 @@ from typing import Any
 from mosnx.runtime import registry
 from mosnx.runtime import shared
 from mosnx.runtime.diagnostics import ConfigError
-from mosnx.runtime.snapshot import build_snapshot
+from mosnx.runtime.model import Endpoint
+from mosnx.runtime.snapshot import build_snapshot, with_clusters
 from mosnx.runtime.stats import Store
 
 from .access_log import AccessLogWriter
@@ -68,6 +74,7 @@ class Worker:
         self.reload_fail = self.stats.counter("server.reload_failure")
         self.reload_ok = self.stats.counter("server.reload_success")
         self.mirror_total = self.stats.counter("server.mirror_requests")
+        self._changing = asyncio.Lock()     # one reload or endpoint change at a time, in order
 
     # ------------------------------------------------------------- snapshot
     def services(self) -> registry.Services:
@@ -240,9 +247,31 @@ class Worker:
             if entry is not None:
                 entry[1].close()
 
+    async def reassign(self, endpoints: dict[str, tuple[Endpoint, ...]]) -> dict:
+        """EDS in place: these clusters' endpoints change, nothing else (a cluster this
+        worker does not have is left alone: a reload will bring it)."""
+        async with self._changing:
+            snap = self.snapshot
+            if snap is None:
+                return {"ok": True, "changed": 0}
+            changed = {n: dataclasses.replace(c, endpoints=eps) for n, eps in endpoints.items()
+                       if (c := snap.clusters.get(n)) is not None and c.endpoints != eps}
+            try:
+                for cfg in changed.values():
+                    self.clusters.reassign(cfg)
+            except Exception as e:
+                return {"ok": False, "errors": [_bug(e, "endpoints")]}
+            if changed:
+                self.snapshot = with_clusters(snap, changed)
+            return {"ok": True, "changed": len(changed)}
+
     async def reload(self, version: int, dynamic: dict | None = None) -> dict:
         """Build `version` (the file, plus the control plane's resources when it sends
         them: serialized, by type URL and name) and swap it in."""
+        async with self._changing:
+            return await self._reload(version, dynamic)
+
+    async def _reload(self, version: int, dynamic: dict | None) -> dict:
         if dynamic is not None:
             self.dynamic = dynamic
         try:
@@ -382,6 +411,17 @@ async def _serve(config_path: str, worker_id: int, conn, version: int) -> None:
                 reply["id"] = msg.get("id")
                 conn.send(reply)
             loop.create_task(do())
+            return
+        if op == "endpoints":
+            async def eds():
+                endpoints = msg.get("endpoints")
+                if endpoints is None:
+                    with open(msg["endpoints_file"], "rb") as f:
+                        endpoints = pickle.load(f)      # the supervisor's, as dynamic_file above
+                reply = await w.reassign(endpoints)
+                reply["id"] = msg.get("id")
+                conn.send(reply)
+            loop.create_task(eds())
             return
         if op == "drain":
             if not stop.done():

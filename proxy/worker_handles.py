@@ -3,9 +3,12 @@ process, spoken to over a pipe (WorkerHandle), or the one worker run in the
 supervisor's own process and loop (LocalWorker).
 
 Both answer `start(version)`, `ready` (a future: the worker's first answer),
-`ask(op, ...)` (a reply), `tell(op, ...)` (no reply) and `stop(timeout)`. A message
-too large for the pipe (the control plane's resources) goes by a private file the
-supervisor writes (xds.control.XdsControl.spill).
+`ask(op, ...)` (a reply), `tell(op, ...)` (no reply) and `stop(timeout)`. The ops
+that change what a worker serves: "reload" (version, dynamic: the control plane's
+resources) and "endpoints" (endpoints: cluster name -> its new endpoints, EDS in
+place). A message too large for the pipe (the control plane's resources, a large
+endpoint change) goes to a worker process by a private file the supervisor writes
+(xds.control.XdsControl.spill): `dynamic_file`, `endpoints_file`.
 """
 from __future__ import annotations
 
@@ -153,6 +156,8 @@ class LocalWorker:
     async def ask(self, op: str, timeout: float = 10.0, **kw) -> dict:
         if op == "reload":
             return await self.worker.reload(kw["version"], kw.get("dynamic"))
+        if op == "endpoints":
+            return await self.worker.reassign(kw["endpoints"])
         return self.worker.handle({"op": op, **kw})
 
     def tell(self, op: str, **kw) -> None:

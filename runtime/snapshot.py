@@ -7,16 +7,21 @@ the supervisor to validate before telling workers. A listener with filter chains
 of its own, named "<listener>/<chain>", which workers serve but never bind. A step that takes more than
 SLOW seconds (loading the YAML, one listener's rules) says so in the log at INFO,
 with what it did, so a large config does not look like a hang.
+
+with_clusters() is the one change made without a build: clusters replaced by
+configs of the same names (an EDS update changes endpoints, on which no listener,
+route or pipeline depends).
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from typing import Iterable
 
 from . import registry, route_filters
 from .diagnostics import ConfigError, Diagnostic, did_you_mean
-from .model import Config, Listener, ListenerConfig, Snapshot
+from .model import ClusterConfig, Config, Listener, ListenerConfig, Snapshot
 from .pipeline import Pipeline
 from .routes import Route, RouteAction, RouteTable, VirtualHost
 
@@ -63,6 +68,23 @@ def build_snapshot(config: Config | str, version: int = 1,
         raise ConfigError(errors)
     return Snapshot(version=version, config=config, listeners=listeners, clusters=clusters,
                     sources=tuple(dict.fromkeys(sources)), extensions=extensions)
+
+
+def with_clusters(snap: Snapshot, changed: dict[str, ClusterConfig]) -> Snapshot:
+    """`snap` with the clusters in `changed` replaced (same version, listeners and
+    pipelines): copies of two references per cluster, no build. Names it does not
+    have are left out."""
+    clusters = dict(snap.clusters)
+    for name, cfg in changed.items():
+        if name in clusters:
+            clusters[name] = cfg
+    config = snap.config
+    if len(clusters) == len(config.clusters):
+        # build_snapshot() made the dict from config.clusters, in order, one per name
+        listed = tuple(clusters.values())
+    else:
+        listed = tuple(changed.get(c.name, c) for c in config.clusters)
+    return dataclasses.replace(snap, config=dataclasses.replace(config, clusters=listed), clusters=clusters)
 
 
 def _check_clusters(routes: RouteTable, clusters: dict, lc) -> Iterable[Diagnostic]:

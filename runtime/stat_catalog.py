@@ -283,6 +283,8 @@ SECTIONS: tuple[Section, ...] = (
         Stat("<xds>.update_failure", COUNTER, "streams that failed while that type was subscribed"),
         Stat("<xds>.version", GAUGE, "a hash of the last accepted version_info"),
         Stat("<xds>.update_time", GAUGE, "when the last update was accepted, ms since the epoch"),
+        Stat("eds.update_in_place", COUNTER, "EDS updates that changed only endpoints, applied to the workers "
+             "without a reload"),
     )),
     Section("Fast path", "Per process, summed in /stats: the express path and the memos of repeated "
             "heads (docs/architecture.md). `<memo>` is a memo's name, e.g. `http1.request_head`; "

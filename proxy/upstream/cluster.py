@@ -5,7 +5,9 @@ reconciles: a cluster whose config is unchanged is kept as is; a changed one kee
 the Host (and pooled connections, health and ejection state) of every endpoint that
 stayed, drops the pools of endpoints that left once their active requests finish,
 and builds a new balancer. A strict_dns cluster reconciles the same way each time
-its names resolve to another set of addresses.
+its names resolve to another set of addresses, and so does an EDS cluster whose
+endpoints alone changed (ClusterManager.reassign): the Cluster stays, with its
+health checker, outlier detector and stats, and only its membership changes.
 
 Each cluster owns its background work (active health checks, the outlier
 detector's sweep, DNS refresh): started when the cluster is made, stopped when it
@@ -186,6 +188,10 @@ class SharedResources:
     __slots__ = ("_cx_active", "_rq_pending", "_rq_active", "_retries_active",
                  "cx_active_lease", "rq_pending_lease", "rq_active_lease", "retries_active_lease", "starved")
     # set by name in __init__, one per LIMITED count
+    _cx_active: int
+    _rq_pending: int
+    _rq_active: int
+    _retries_active: int
     cx_active_lease: sh.Lease
     rq_pending_lease: sh.Lease
     rq_active_lease: sh.Lease
@@ -210,8 +216,11 @@ class SharedResources:
         """Give back lease taken by a check that no count followed (a request that
         then found no healthy host): without it the slack would wait for this
         worker's next release."""
-        for _, count in LIMITED:
-            getattr(self, count + "_lease").settle(getattr(self, "_" + count))
+        # each LIMITED count, written out: this runs for every cluster four times a second
+        self.cx_active_lease.settle(self._cx_active)
+        self.rq_pending_lease.settle(self._rq_pending)
+        self.rq_active_lease.settle(self._rq_active)
+        self.retries_active_lease.settle(self._retries_active)
 
 
 def _room(count: str) -> property:
@@ -420,17 +429,24 @@ class ClusterManager:
         # with N workers: each cluster name's Resources, kept while the process lives
         # (a removed cluster's streams still settle there; a re-added one reuses it)
         self.resources: dict[str, SharedResources] = {}
+        self.full = False       # the shared file had no room for a cluster's share
 
     def _resources(self, cfg: ClusterConfig) -> "SharedResources | None":
         if self.shared is None:
             return None
         res = self.resources.get(cfg.name)
         if res is None:
+            if self.full:
+                return None
             try:
                 res = self.resources[cfg.name] = SharedResources(self.shared, cfg.name, cfg.circuit_breakers)
             except sh.SegmentFull:
+                # regions are never freed: it stays full, and finding that out again
+                # walks its whole directory, so clusters named from now on do not ask
+                self.full = True
                 logging.getLogger("mosnx").warning(
-                    "cluster %s: the shared limits file is full; its circuit breakers are per worker", cfg.name)
+                    "the shared limits file is full (%d clusters hold a share): cluster %s and those named "
+                    "after it have circuit breakers per worker", len(self.resources), cfg.name)
                 return None
         else:
             res.configure(cfg.circuit_breakers)
@@ -451,6 +467,18 @@ class ClusterManager:
                 old.close()
         self.clusters = new
 
+    def reassign(self, cfg: ClusterConfig) -> None:
+        """The cluster named `cfg.name` now has `cfg`, which differs from its config in
+        its endpoints alone (an EDS update): its membership changes in place, as
+        set_endpoints does (the Hosts, pools and health of endpoints that stay are
+        kept). A cluster not here is not made; one whose membership DNS decides keeps
+        it."""
+        c = self.clusters.get(cfg.name)
+        if c is None or c.dns is not None:
+            return
+        c.config = cfg
+        c.set_endpoints(cfg.endpoints)
+
     async def warm(self, timeout: float = 5.0) -> None:
         for c in list(self.clusters.values()):
             await c.warm(timeout)
@@ -459,18 +487,27 @@ class ClusterManager:
         return self.clusters.get(name)
 
     def sweep(self, now: float) -> None:
+        """Idle connections timed out, and (N workers) unused lease given back and
+        connections shared out. Four times a second, so a cluster in which this
+        worker has no connection open and no request waiting costs one check: with
+        thousands of clusters, most are idle in any one worker."""
+        if self.shared is not None:
+            for share in self.resources.values():
+                share.settle()
         for c in self.clusters.values():
+            res = c.res
+            if not (res.cx_active or res.rq_pending):
+                # nothing to time out, close or wake here; nothing starved to report
+                if isinstance(res, SharedResources):
+                    res.starved.publish(0)
+                continue
             for h in c.hosts:
                 pool = h.pool
                 # HTTP/2 pools time their idle connections themselves and have no sweep
                 if pool.idle and hasattr(pool, "sweep"):
                     pool.sweep(now)
-        if self.shared is not None:
-            for res in self.resources.values():
-                res.settle()
-            for c in self.clusters.values():
-                if c.shared:
-                    self._share_connections(c)
+            if c.shared:
+                self._share_connections(c)
 
     @staticmethod
     def _share_connections(c: Cluster) -> None:

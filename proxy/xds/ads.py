@@ -375,8 +375,10 @@ class AdsClient:
                                              response_nonce=nonce)
         if names is not None:
             req.resource_names.extend(sorted(names))
+            if names is not st.sent_names and names != st.sent_names:
+                # what is held was asked for: it changes only with the names
+                st.held = {n: v for n, v in st.held.items() if n in names}
             st.sent_names = names
-            st.held = {n: v for n, v in st.held.items() if n in names}
         if a.error is not None:
             req.error_detail.CopyFrom(a.error)
         st.started = True
@@ -387,7 +389,7 @@ class AdsClient:
         first = not st.started
         add: list[str] = []
         drop: list[str] = []
-        if names is not None:
+        if names is not None and names is not st.sent_names:
             add = sorted(names - st.sent_names)
             drop = sorted(st.sent_names - names)
         if a.nonce is None and not (add or drop or (first and names is None)):
@@ -400,8 +402,10 @@ class AdsClient:
             held = st.held if names is None else {n: v for n, v in st.held.items() if n in names}
             req.initial_resource_versions.update(held)
         if names is not None:
+            if names is not st.sent_names and names != st.sent_names:
+                # what is held was asked for: it changes only with the names
+                st.held = {n: v for n, v in st.held.items() if n in names}
             st.sent_names = names
-            st.held = {n: v for n, v in st.held.items() if n in names}
         if a.error is not None:
             req.error_detail.CopyFrom(a.error)
         st.started = True
@@ -445,7 +449,7 @@ class AdsClient:
         st.received = True
         st.stats.attempt.inc()
         names = self._names(st)
-        if names is not None:           # what was not asked for is not passed on
+        if names is not None and not good.keys() <= names:     # what was not asked for is not passed on
             good = {n: m for n, m in good.items() if n in names}
         try:
             rejected = list(self.sink.apply(type_url, version, good, removed))

@@ -2,14 +2,20 @@
 brings (dynamic.DynamicConfig), and how they reach the workers.
 
 - One stream per proxy, opened once the workers are live; closed before they drain.
-- Every accepted update asks the supervisor for a reload; updates that come while
-  one is under way are pushed together after it.
-- The file's config is read again only when it changed on disk; what was decoded
-  and translated of the resources is kept (dynamic.Decoded), so a reload translates
-  only what changed.
+- An accepted update that changed only endpoints (dynamic.DynamicConfig.reassigned)
+  asks the supervisor to change those clusters' endpoints in place
+  (Supervisor.reassign: no build, no reload), counted as `eds.update_in_place`;
+  every other accepted update asks for a reload. Updates that come while one is
+  under way are pushed together after it, in the order they were accepted: a reload
+  reads every resource held then, so it takes the place of the endpoint changes
+  accepted before it. Endpoint changes that did not reach every worker are made
+  good by a reload.
+- The file's config is read again only when it changed on disk; the supervisor's
+  reload translates with the translations the sink keeps, so only what changed is
+  translated again.
 - A worker process gets the resources by a private file (spill): megabytes of them
-  are more than the loop's non-blocking pipe takes at once. One file per content,
-  in a folder only this user can read, removed when the proxy stops.
+  are more than the loop's non-blocking pipe takes at once. One file per content
+  and kind, in a folder only this user can read, removed when the proxy stops.
 """
 from __future__ import annotations
 
@@ -23,13 +29,16 @@ import shutil
 import tempfile
 from typing import Any, Awaitable, Callable
 
-from mosnx.runtime.model import Config, XdsConfig
+from mosnx.runtime.envoy.apply import apply
+from mosnx.runtime.model import ClusterConfig, Config, Endpoint, XdsConfig
 from mosnx.runtime.snapshot import build_snapshot
 from mosnx.runtime.stats import Store
 
 from .. import sockets
 from .ads import AdsClient, make_node
-from .dynamic import Decoded, DynamicConfig, FileConfig, Payload, effective
+from .dynamic import DynamicConfig, FileConfig, Payload
+
+Endpoints = dict[str, tuple[Endpoint, ...]]
 
 log = logging.getLogger("mosnx")
 
@@ -42,16 +51,22 @@ def target(x: XdsConfig) -> str:
 
 class XdsControl:
     def __init__(self, config_path: str, x: XdsConfig, stats: Store,
-                 reload: Callable[[str], Awaitable[Any]], next_version: Callable[[], int]) -> None:
+                 reload: Callable[[str], Awaitable[Any]], next_version: Callable[[], int],
+                 reassign: Callable[[Endpoints], Awaitable[bool]] | None = None) -> None:
         """`reload(why)`: the supervisor's reload; `next_version()`: the version an
-        update would become (for validating it)."""
+        update would become (for validating it); `reassign(endpoints)`: the
+        supervisor's change of these clusters' endpoints in place, True when every
+        worker took it (None: endpoint changes reload too)."""
         self.config_path = config_path
         self.x = x
         self._reload = reload
         self._next_version = next_version
+        self._reassign = reassign
         self.file_config = FileConfig(config_path)     # the config file as it is now
-        self._decoded = Decoded()
         self.dynamic = DynamicConfig(self.file_config, self._validate, self._changed)
+        if reassign is not None:
+            self.dynamic.reassigned = self._reassigned
+        self.in_place = stats.counter("eds.update_in_place")
         self.dynamic.initial_fetch_timeout = x.initial_fetch_timeout
         node = make_node(x.node.id, x.node.cluster, x.node.metadata)
         self.ads = AdsClient(target(x), node, self.dynamic, stats,
@@ -60,8 +75,9 @@ class XdsControl:
         self.dynamic.resubscribe = self.ads.resubscribe
         self._push: asyncio.Task | None = None
         self._dirty = False
+        self._endpoints: Endpoints = {}      # accepted in place, not yet pushed
         self._spill_dir: str | None = None
-        self._spilled: str | None = None
+        self._spilled: dict[str, str] = {}   # kind -> the file written last
 
     def start(self) -> None:
         self.ads.start()
@@ -81,8 +97,10 @@ class XdsControl:
         return self.dynamic.payload()
 
     def config(self) -> Config:
-        """The file's config with the resources held now (what a reload builds)."""
-        return effective(self.file_config(), self.payload(), self._decoded)
+        """The file's config with the resources held now (what a reload builds),
+        translated with the sink's translations: only what none holds is translated."""
+        d = self.dynamic
+        return apply(self.file_config(), d.resources, cache=d.translations)[0]
 
     def ready(self) -> bool:
         return self.dynamic.ready()
@@ -90,22 +108,25 @@ class XdsControl:
     def dump(self) -> dict[str, Any]:
         return self.dynamic.dump()
 
-    def spill(self, payload: Payload) -> str:
-        """`payload` in a file only this user can read, for a worker to load."""
+    def spill(self, payload: Payload | Endpoints, kind: str = "resources") -> str:
+        """`payload` in a file only this user can read, for a worker to load; it
+        replaces the last file of its `kind` (every worker has read that one: pushes
+        wait for every worker's answer)."""
         if self._spill_dir is None:
             self._spill_dir = tempfile.mkdtemp(prefix="mosnx-xds-")      # mode 0700
         data = pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL)
-        path = os.path.join(self._spill_dir, f"resources-{hashlib.sha256(data).hexdigest()[:16]}")
-        if path != self._spilled:
+        path = os.path.join(self._spill_dir, f"{kind}-{hashlib.sha256(data).hexdigest()[:16]}")
+        last = self._spilled.get(kind)
+        if path != last:
             tmp = path + ".tmp"
             # 0600 inside the 0700 folder: SDS secrets (private keys) travel in it
             with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as f:
                 f.write(data)
             os.replace(tmp, path)
-            if self._spilled is not None:
+            if last is not None:
                 with contextlib.suppress(OSError):
-                    os.unlink(self._spilled)
-            self._spilled = path
+                    os.unlink(last)
+            self._spilled[kind] = path
         return path
 
     # -- DynamicConfig's callbacks --
@@ -114,10 +135,28 @@ class XdsControl:
 
     def _changed(self) -> None:
         self._dirty = True
+        self._endpoints.clear()         # the reload reads them, with the rest
+        self._kick()
+
+    def _reassigned(self, configs: dict[str, ClusterConfig]) -> None:
+        self.in_place.value += 1
+        for name, cfg in configs.items():
+            self._endpoints[name] = cfg.endpoints
+        self._kick()
+
+    def _kick(self) -> None:
         if self._push is None or self._push.done():
             self._push = asyncio.get_running_loop().create_task(self._push_all())
 
     async def _push_all(self) -> None:
-        while self._dirty:
-            self._dirty = False
-            await self._reload("xds")
+        while self._dirty or self._endpoints:
+            if self._dirty:
+                self._dirty = False
+                self._endpoints.clear()
+                await self._reload("xds")
+                continue
+            batch, self._endpoints = self._endpoints, {}
+            assert self._reassign is not None       # only set by _reassigned, which needs it
+            if not await self._reassign(batch):
+                # a worker missed it: a reload brings every one to what is held
+                self._dirty = True

@@ -11,11 +11,21 @@ DynamicConfig is the ADS client's sink (resources.XdsSink), kept by the supervis
   comes (as Envoy's listener warming), and the update is ACKed.
 - What the listeners and EDS clusters name decides the RDS and EDS subscriptions,
   and what their TLS names the SDS (Secret) subscription; when that changes, the
-  client asks again. A listener or cluster whose secret has not come warms.
-  Secrets hold private keys: they stay in memory here, and cross to the workers only
-  in the payload (control.spill's private file).
-- Every accepted update reaches the workers as serialized resources (payload());
-  each worker translates them itself, so nothing but bytes crosses the pipe.
+  client asks again. Those names are worked out again only when the listeners, the
+  clusters or the file changed. A listener or cluster whose secret has not come
+  warms. Secrets hold private keys: they stay in memory here, and cross to the
+  workers only in the payload (control.spill's private file).
+- An update that changes only ClusterLoadAssignments (a state-of-the-world response
+  repeats them all: only those whose content changed count) is taken in place when
+  it can be: each changed assignment is checked on its own (a bad one is NACKed by
+  name and its last good version kept), the clusters that use it get new endpoints
+  (runtime.envoy.eds, from the translations already held) and `reassigned(configs)`
+  hands just those on, with no translation, build or reload of the rest. Held
+  resources and translations are updated as a full update would, so the next full
+  one starts from them.
+- Every other accepted update reaches the workers as serialized resources
+  (payload()); each worker translates them itself, so nothing but bytes crosses the
+  pipe. A message's bytes are made once.
 - `ready` once the first listeners and clusters came (or `initial_fetch_timeout`
   passed): /ready answers 503 until then.
 """
@@ -25,15 +35,16 @@ import asyncio
 import logging
 import os
 import time
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Container, Iterable
 
 from google.protobuf.message import Message
 
 from mosnx.runtime.config import load_config
 from mosnx.runtime.diagnostics import ConfigError
+from mosnx.runtime.envoy import eds
 from mosnx.runtime.envoy.apply import Translations, apply, needed_names
 from mosnx.runtime.envoy.protos import CLUSTER, ENDPOINT, LISTENER, RESOURCE_TYPES, ROUTE, SECRET
-from mosnx.runtime.model import Config
+from mosnx.runtime.model import ClusterConfig, Config, Endpoint
 
 from .resources import Rejection
 
@@ -131,63 +142,93 @@ class DynamicConfig:
         # (type_url, name) -> (the refused message, when, why, its version): the error
         # state /config_dump shows until a version of that resource is accepted
         self.failed: dict[tuple[str, str], tuple[Message, float, str, str]] = {}
+        # EDS in place: given the clusters whose endpoints changed (and nothing else did);
+        # None: every update goes by changed()
+        self.reassigned: Callable[[dict[str, ClusterConfig]], None] | None = None
+        # (listeners, clusters, base) -> what they make: kept while those objects stay
+        self._needed: tuple[Any, Any, Any, dict[str, frozenset[str]]] | None = None
+        self._users: tuple[Any, Any, eds.Users] | None = None
+        self._wire: dict[tuple[str, str], tuple[Message, bytes]] = {}
+
+    def needed(self) -> dict[str, frozenset[str]]:
+        """needed_names() of what is held: worked out again only when the listeners, the
+        clusters or the file's config changed (every accepted update of those replaces
+        their dicts)."""
+        lst, cl, base = self.resources[LISTENER], self.resources[CLUSTER], self.base()
+        n = self._needed
+        if n is None or n[0] is not lst or n[1] is not cl or n[2] is not base:
+            names = {t: frozenset(v) for t, v in needed_names(self.resources, base).items()}
+            n = self._needed = (lst, cl, base, names)
+        return n[3]
 
     # -- resources.XdsSink --
-    def subscriptions(self, type_url: str) -> set[str] | None:
+    def subscriptions(self, type_url: str) -> frozenset[str] | None:
         if type_url in (LISTENER, CLUSTER):
             return None
-        return set(needed_names(self.resources, self.base()).get(type_url, set()))
+        return self.needed().get(type_url, frozenset())
 
     def apply(self, type_url: str, version: str, resources: dict[str, Message],
               removed: set[str]) -> list[Rejection]:
         if type_url not in self.resources:
             return [Rejection(name, f"mosnx does not take {type_url} resources") for name in resources]
         held = self.resources[type_url]
-        if not removed and all((h := held.get(name)) is msg or h == msg for name, msg in resources.items()):
-            # a state-of-the-world response repeats every resource of its type: one that
-            # brings nothing new is taken as it is (no translation, build or push)
+        # a state-of-the-world response repeats every resource of its type, each one
+        # unchanged the very message held (resources.unpack keeps them by their bytes)
+        fresh = {name: msg for name, msg in resources.items() if (h := held.get(name)) is not msg and h != msg}
+        if not removed and not fresh:
+            # nothing new: taken as it is (no translation, build or push)
             self.received.add(type_url)
             self.versions[type_url] = version
+            self._clear_failed(type_url, resources)
             return []
+        refused: dict[str, Rejected] = {}
+        checked: dict[str, tuple[Endpoint, ...]] = {}
+        if type_url == ENDPOINT:
+            # each assignment on its own: a bad one is refused by its name, and the
+            # clusters using it keep their last good endpoints
+            for name, cla in fresh.items():
+                got = eds.check(name, cla)
+                if isinstance(got, tuple):
+                    checked[name] = got
+                else:
+                    refused[name] = got
+            if self.reassigned is not None:
+                done = self._in_place(version, resources, fresh, removed, checked, refused)
+                if done is not None:
+                    return done
         candidate = {t: dict(v) for t, v in self.resources.items()}
         mine = candidate[type_url]
         mine.update(resources)
         for name in removed:
             mine.pop(name, None)
+        self._keep_last_good(mine, type_url, refused)
         config, rejected = apply(self.base(), candidate, cache=self.translations)
-        bad = {r.name: r for r in rejected if r.type_url == type_url and r.name in resources and not waiting(r)}
-        now = time.time()
-        for name, r in bad.items():
-            self.failed[(type_url, name)] = (resources[name], now, str(r), version)
-        for name in bad:
-            # the last good version of that resource (if any) keeps serving
-            if name in self.resources[type_url]:
-                mine[name] = self.resources[type_url][name]
-            else:
-                del mine[name]
-        if bad:
+        found = {r.name: r for r in rejected if r.type_url == type_url and r.name in resources and not waiting(r)}
+        if found:
+            self._keep_last_good(mine, type_url, found)
             config, rejected = apply(self.base(), candidate, cache=self.translations)
+        bad = {**refused, **found}
+        now = time.time()
         try:
             self.validate(config)
         except ConfigError as e:
             why = "; ".join(str(d) for d in e.diagnostics)[:1000]
             self.last_errors = [why]
             return [Rejection(name, f"the configuration it makes does not build: {why}") for name in resources]
-        before = needed_names(self.resources, self.base())
+        for name, r in bad.items():
+            self.failed[(type_url, name)] = (resources[name], now, str(r), version)
+        before = self.needed()
         self.resources = candidate
-        for name in resources:
-            if name not in bad:
-                self.failed.pop((type_url, name), None)
-        for name in removed:
-            self.failed.pop((type_url, name), None)
+        self._clear_failed(type_url, resources, bad)
+        self._clear_failed(type_url, removed)
         self.received.add(type_url)
         self.versions[type_url] = version
-        self.updated[type_url] = time.time()
+        self.updated[type_url] = now
         self.last_errors = [str(r) for r in bad.values()]
         for r in rejected:
             if waiting(r):
                 log.info("xds: %s", r)
-        after = needed_names(self.resources, self.base())
+        after = self.needed()
         if self.resubscribe is not None:
             for t in (ROUTE, ENDPOINT, SECRET):
                 if before.get(t) != after.get(t):
@@ -195,10 +236,76 @@ class DynamicConfig:
         self.changed()
         return [Rejection(name, str(r)) for name, r in bad.items()]
 
+    def _keep_last_good(self, mine: dict[str, Message], type_url: str, bad: dict[str, Any]) -> None:
+        """The refused resources out of the candidate: their last good versions (if any) keep serving."""
+        for name in bad:
+            last = self.resources[type_url].get(name)
+            if last is not None:
+                mine[name] = last
+            else:
+                mine.pop(name, None)
+
+    def _clear_failed(self, type_url: str, names: Iterable[str], refused: Container[str] = ()) -> None:
+        """Accepted now (all of `names` but the `refused`): no error state to show."""
+        if self.failed:
+            for name in names:
+                if name not in refused:
+                    self.failed.pop((type_url, name), None)
+
+    def _in_place(self, version: str, resources: dict[str, Message], fresh: dict[str, Message],
+                  removed: set[str], checked: dict[str, tuple[Endpoint, ...]],
+                  refused: dict[str, Rejected]) -> list[Rejection] | None:
+        """An EDS update without a reload: the rejections (as apply() answers), or None
+        when it must be applied whole (then nothing was changed here). `checked`: the
+        endpoints of each fresh assignment that eds.check() passed; `refused`: the rest."""
+        base = self.base()
+        u = self._users
+        if u is None or u[0] is not self.resources[CLUSTER] or u[1] is not base:
+            u = self._users = (self.resources[CLUSTER], base, eds.users(self.resources, base))
+        held = self.resources[ENDPOINT]
+        changed: dict[str, tuple[Message | None, tuple[Endpoint, ...]]] = {
+            name: (fresh[name], eps) for name, eps in checked.items()}
+        for name in removed:
+            if name in held:
+                changed[name] = (None, ())
+        configs = eds.reassign(base, self.resources, changed, self.translations, u[2])
+        if configs is None:
+            return None
+        now = time.time()
+        for name, r in refused.items():
+            self.failed[(ENDPOINT, name)] = (fresh[name], now, str(r), version)
+        for name, (cla, _) in changed.items():
+            if cla is None:
+                held.pop(name, None)
+            else:
+                held[name] = cla
+        self._clear_failed(ENDPOINT, resources, refused)
+        self._clear_failed(ENDPOINT, removed)
+        self.received.add(ENDPOINT)
+        self.versions[ENDPOINT] = version
+        self.updated[ENDPOINT] = now
+        self.last_errors = [str(r) for r in refused.values()]
+        if configs:
+            self.reassigned(configs)  # type: ignore[misc]  # apply() checked it is set
+        return [Rejection(name, str(r)) for name, r in refused.items()]
+
     # -- for the supervisor --
     def payload(self) -> Payload:
-        return {t: {n: m.SerializeToString() for n, m in named.items()}
-                for t, named in self.resources.items() if named}
+        """Every resource held, serialized (a message's bytes are made once)."""
+        wire = self._wire
+        out: Payload = {}
+        kept: dict[tuple[str, str], tuple[Message, bytes]] = {}
+        for t, named in self.resources.items():
+            if not named:
+                continue
+            mine = out[t] = {}
+            for n, m in named.items():
+                hit = wire.get((t, n))
+                data = hit[1] if hit is not None and hit[0] is m else m.SerializeToString()
+                mine[n] = data
+                kept[(t, n)] = (m, data)
+        self._wire = kept
+        return out
 
     def ready(self) -> bool:
         """The first listeners and clusters came, or waiting for them timed out."""

@@ -16,7 +16,7 @@ too, which is what the "xds.config.resource-in-sotw" client feature announces.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable, Protocol
+from typing import AbstractSet, Iterable, Protocol
 
 from google.protobuf import any_pb2
 from google.protobuf.message import DecodeError, Message
@@ -68,8 +68,9 @@ class Rejection:
 class XdsSink(Protocol):
     """Whoever turns resources into configuration (the supervisor's translator)."""
 
-    def subscriptions(self, type_url: str) -> set[str] | None:
-        """The resource names wanted of `type_url` now; None means every one (wildcard)."""
+    def subscriptions(self, type_url: str) -> AbstractSet[str] | None:
+        """The resource names wanted of `type_url` now; None means every one (wildcard).
+        Called for every request and response: a frozenset is taken as it is."""
         ...
 
     def apply(self, type_url: str, version: str, resources: dict[str, Message],
@@ -119,15 +120,19 @@ def unpack(rtype: ResourceType, items: Iterable[tuple[str, any_pb2.Any]],
     rejected: list[Rejection] = []
     seen: set[str] = set()
     dup: set[str] = set()
+    own = rtype.type_url
     for i, (expected, any_msg) in enumerate(items):
-        hit = known.get(any_msg.value) if known is not None and any_msg.type_url == rtype.type_url else None
+        # each read of an Any's field makes a new object (the value, a copy of its
+        # bytes): read once, as a response may repeat thousands of resources
+        value = any_msg.value if known is not None and any_msg.type_url == own else None
+        hit = known.get(value) if known is not None and value is not None else None
         msg: Message | None
         if hit is not None:
             name, msg, why = hit[0], hit[1], ""
         else:
             name, msg, why = unpack_one(rtype, any_msg)
-        if msg is not None and known is not None and any_msg.type_url == rtype.type_url:
-            now[any_msg.value] = (name, msg)
+        if msg is not None and value is not None:
+            now[value] = (name, msg)
         if msg is not None and expected and expected != name:
             msg, why = None, f"named {expected!r} in the response but {name!r} in the resource"
         name = expected or name         # delta bookkeeping goes by the response's names

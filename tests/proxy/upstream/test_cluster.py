@@ -120,3 +120,21 @@ def test_a_dead_workers_counts_are_freed(workers):
     seg.zero_worker(0)
     cb = b.get("web")
     assert admit(cb) and cb.cx_active < cb.cb.max_connections
+
+
+def test_a_full_shared_file_is_found_out_once(caplog):
+    # room for the five regions (4 leases and a board, 16 bytes each with 2 workers) of two clusters
+    seg = sh.Segment.create(2, size=sh.DATA_AT + 2 * 5 * 16)
+    view = sh.Segment.attach(seg.path, 0)
+    m = ClusterManager(Store(), view)
+    try:
+        m.update({f"c{i}": config(f"c{i}") for i in range(5)})
+        assert [m.get(f"c{i}").shared for i in range(5)] == [True, True, False, False, False]
+        assert m.full and sum("shared limits file is full" in r.message for r in caplog.records) == 1
+        # a cluster that has its share keeps it through a change; the others stay per worker
+        m.update({f"c{i}": config(f"c{i}", max_requests=7) for i in range(5)})
+        assert m.get("c0").shared and not m.get("c4").shared
+    finally:
+        m.close()
+        view.close()
+        seg.close()
