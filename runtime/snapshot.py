@@ -17,6 +17,7 @@ from .diagnostics import ConfigError, Diagnostic, did_you_mean
 from .model import Config, Listener, Snapshot
 from .pipeline import Pipeline
 from .routes import Route, RouteAction, RouteTable, VirtualHost
+from .tracing.tracer import make_tracer
 
 
 log = logging.getLogger("mosnx")
@@ -102,7 +103,7 @@ def build_snapshot(config: Config | str, version: int = 1,
             continue
         diags.extend(_check_clusters(routes, clusters, lc))
         # a new table, bound to this listener's steps; the compiled one is left as it is
-        listeners[lc.name] = Listener(lc, pipeline, routes.finalize(pipeline))
+        listeners[lc.name] = Listener(lc, pipeline, routes.finalize(pipeline), tracer=make_tracer(lc, config.tracing))
     errors = [d for d in diags if d.severity == "error"]
     if errors:
         raise ConfigError(errors)

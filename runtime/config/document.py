@@ -14,6 +14,7 @@ from .protocols import CLUSTER_FIELDS as CLUSTER_PROTOCOL, LISTENER_FIELDS as LI
 from .filters import FilterItem
 from .route import ROUTE, RouteWithFilters
 from .access_log import ACCESS_LOG
+from .tracing import LISTENER_TRACING, TRACING
 from .compound import Data, Either, ListOf, MapOf, Mapped, Unique
 from .names import Distinct, Name
 from .scalars import Address, Bool, Duration, Enum, FilePath, Int, Size, Str
@@ -122,6 +123,8 @@ LISTENER = Obj({
     "limits": Field(LIMITS, "request head, header count and buffer limits"),
     "path_normalization": Field(PATH_NORMALIZATION, "the one request path rules, routes and upstreams "
                                 "see: {normalize, merge_slashes, escaped_slashes}"),
+    "tracing": Field(LISTENER_TRACING, "read, continue and write trace context, and record spans: "
+                     "{propagation, random_sampling, client_sampling, overall_sampling}"),
     **LISTENER_PROTOCOL,
 }, build=ListenerConfig, adapt=_listener, extras="options",
    checks=[exactly_one("route", "rules", what="a default route, or .mdsl rules that declare the routes")])
@@ -150,4 +153,6 @@ DOCUMENT = Obj({
     "clusters": Field(ListOf(CLUSTER), "groups of upstream endpoints", default=()),
     "xds": Field(XDS, "take listeners, routes, clusters and endpoints from a control plane over one ADS "
                  "stream (Envoy's xDS); the file's own listeners and clusters stay", default=None),
+    "tracing": Field(TRACING, "span export: {service_name, exporters: [{otlp|zipkin|skywalking: {endpoint}}]}; "
+                     "listeners choose to trace with their own tracing:", default=None),
 })
