@@ -132,7 +132,7 @@ def write(headers: Headers, formats: tuple[str, ...], trace_id: int, span_id: in
           sampled: bool, tracestate: tuple[tuple[str, str], ...], sw: sw8.Sw8 | None) -> None:
     """Put the context (`span_id` the proxy's client span, `parent_id` its server
     span) on the upstream request in every format of `formats`."""
-    drop = set()
+    drop: set[bytes] = set()
     for fmt in formats:
         drop.update(WRITTEN[fmt])
     items = [kv for kv in headers.items if kv[0] not in drop]
