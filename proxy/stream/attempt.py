@@ -173,8 +173,6 @@ class AttemptMixin(StreamFields):
             up.close()
 
     def _after_upstream_gone(self) -> None:
-        if self.ctx.trace is not None:
-            self.ctx.trace.attempt_end("")
         if self.try_timer is not None:
             self.try_timer.cancel()
             self.try_timer = None

@@ -1,11 +1,12 @@
 """The Tracer of one listener, and the trace of one stream.
 
-The stream calls four moments, each only when its listener traces (one attribute
+The stream calls these moments, each only when its listener traces (one attribute
 check otherwise): begin (the request is admitted: read the incoming context,
 decide sampling), attempt_start (an upstream attempt is about to send: a client
 span, and the context written on the upstream request in every configured
-format), attempt_status / attempt_end (the attempt's answer, its end), and finish
-(the stream is logged: the server span ends and the record goes to the sink).
+format), attempt_status (the attempt's answer), attempt_end (the attempt failed,
+or is given up for a retry), and finish (the stream is logged: the attempt still
+open ends with it, the server span ends, and the record goes to the sink).
 
 Sampling is Envoy's HCM: a decision the request carries (a sampled flag in any
 format) is honoured; otherwise a request with x-client-trace-id is sampled at
