@@ -128,27 +128,35 @@ def _read_one(fmt: str, found: dict[bytes, list[str]]) -> Parent | None:
     return None
 
 
+_DROP: dict[tuple[str, ...], frozenset[bytes]] = {}
+
+
 def write(headers: Headers, formats: tuple[str, ...], trace_id: int, span_id: int, parent_id: int,
-          sampled: bool, tracestate: tuple[tuple[str, str], ...], sw: sw8.Sw8 | None) -> None:
+          sampled: bool, tracestate: tuple[tuple[str, str], ...], sw: sw8.Sw8 | str | None) -> None:
     """Put the context (`span_id` the proxy's client span, `parent_id` its server
-    span) on the upstream request in every format of `formats`."""
-    drop: set[bytes] = set()
-    for fmt in formats:
-        drop.update(WRITTEN[fmt])
+    span) on the upstream request in every format of `formats`; `sw` is the sw8
+    to write (or its value, formatted already)."""
+    drop = _DROP.get(formats)
+    if drop is None:
+        drop = _DROP[formats] = frozenset(n for f in formats for n in WRITTEN[f])
     items = [kv for kv in headers.items if kv[0] not in drop]
+    tid = f"{trace_id:032x}".encode()
+    sid = f"{span_id:016x}".encode()
     for fmt in formats:
         if fmt == "w3c":
-            items.append((b"traceparent", w3c.format_traceparent(trace_id, span_id, sampled).encode()))
+            items.append((b"traceparent", b"00-" + tid + b"-" + sid + (b"-01" if sampled else b"-00")))
             if tracestate:
                 items.append((b"tracestate", w3c.format_tracestate(tracestate).encode("latin-1")))
         elif fmt == "b3":
             # the single header, and the multi-header form older Zipkin libraries read
-            items.append((b"b3", b3.format_single(trace_id, span_id, sampled, parent_id).encode()))
-            items.append((b"x-b3-traceid", f"{trace_id:032x}".encode()))
-            items.append((b"x-b3-spanid", f"{span_id:016x}".encode()))
-            if parent_id:
-                items.append((b"x-b3-parentspanid", f"{parent_id:016x}".encode()))
-            items.append((b"x-b3-sampled", b"1" if sampled else b"0"))
+            pid = f"{parent_id:016x}".encode() if parent_id else b""
+            flag = b"1" if sampled else b"0"
+            items.append((b"b3", tid + b"-" + sid + b"-" + flag + (b"-" + pid if pid else b"")))
+            items.append((b"x-b3-traceid", tid))
+            items.append((b"x-b3-spanid", sid))
+            if pid:
+                items.append((b"x-b3-parentspanid", pid))
+            items.append((b"x-b3-sampled", flag))
         elif fmt == "sw8" and sw is not None:
-            items.append((b"sw8", sw8.format_sw8(sw).encode()))
+            items.append((b"sw8", (sw if isinstance(sw, str) else sw8.format_sw8(sw)).encode()))
     headers.items = items

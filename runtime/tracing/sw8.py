@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+
+_b2a = binascii.b2a_base64
 from dataclasses import dataclass
 
 
@@ -35,8 +37,8 @@ def _b64d(s: str) -> str | None:
         return None
 
 
-def _b64e(s: str) -> str:
-    return base64.b64encode(s.encode("utf-8")).decode("ascii")
+def b64e(s: str) -> str:
+    return _b2a(s.encode("utf-8"), newline=False).decode("ascii")
 
 
 def parse_sw8(value: str) -> Sw8 | None:
@@ -54,5 +56,5 @@ def parse_sw8(value: str) -> Sw8 | None:
 
 
 def format_sw8(h: Sw8) -> str:
-    return "-".join(("1" if h.sampled else "0", _b64e(h.trace_id), _b64e(h.segment_id), str(h.span_id),
-                     _b64e(h.service), _b64e(h.instance), _b64e(h.endpoint), _b64e(h.address)))
+    return "-".join(("1" if h.sampled else "0", b64e(h.trace_id), b64e(h.segment_id), str(h.span_id),
+                     b64e(h.service), b64e(h.instance), b64e(h.endpoint), b64e(h.address)))

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from . import propagation
 from .span import CLIENT, SERVER, Span, TraceRecord
-from .sw8 import Sw8
+from .sw8 import Sw8, b64e
 
 if TYPE_CHECKING:
     from ..context import StreamContext
@@ -59,7 +59,7 @@ def _id64() -> int:
 
 class Tracer:
     __slots__ = ("formats", "random_sampling", "client_sampling", "overall_sampling", "service",
-                 "instance", "sink", "invalid", "sampled_total", "listener")
+                 "instance", "sink", "invalid", "sampled_total", "listener", "sw8", "sw_who")
 
     def __init__(self, listener: str, formats: tuple[str, ...], random_sampling: float = 100.0,
                  client_sampling: float = 100.0, overall_sampling: float = 100.0,
@@ -71,6 +71,9 @@ class Tracer:
         self.overall_sampling = overall_sampling
         self.service = service or listener
         self.instance = instance or default_instance()
+        self.sw8 = "sw8" in formats
+        # the parts of an sw8 value that never change: who the proxy is
+        self.sw_who = f"{b64e(self.service)}-{b64e(self.instance)}-"
         self.sink: Sink | None = None
         self.invalid: dict[str, Any] = {f: _Count() for f in propagation.FORMATS}
         self.sampled_total: Any = _Count()
@@ -118,7 +121,7 @@ class Tracer:
 class StreamTrace:
     """One stream's place in its trace, and the spans it records while sampled."""
     __slots__ = ("tracer", "trace_id", "span_id", "parent_id", "sampled", "tracestate", "sw_parent",
-                 "start_ns", "clients", "current", "segment_id", "sw_trace")
+                 "start_ns", "clients", "current", "segment_id", "sw_trace", "sw_ids")
 
     def __init__(self, tracer: Tracer, trace_id: int, span_id: int, parent_id: int, sampled: bool,
                  tracestate: tuple[tuple[str, str], ...], sw_parent: Sw8 | None, start_ns: int) -> None:
@@ -135,6 +138,7 @@ class StreamTrace:
         # SkyWalking's names for the same things: its trace id is kept as it came
         self.sw_trace = sw_parent.trace_id if sw_parent is not None else f"{trace_id:032x}"
         self.segment_id = f"{trace_id:032x}.{span_id:016x}"
+        self.sw_ids = f"{b64e(self.sw_trace)}-{b64e(self.segment_id)}" if tracer.sw8 else ""
 
     @property
     def trace_id_hex(self) -> str:
@@ -147,9 +151,10 @@ class StreamTrace:
         span_id = _id64()
         tracer = self.tracer
         sw = None
-        if "sw8" in tracer.formats:
-            sw = Sw8(self.sampled, self.sw_trace, self.segment_id, attempt, tracer.service, tracer.instance,
-                     ctx.url_path, host)
+        if tracer.sw8:
+            # sample-trace-segment-span(the exit span: the attempt)-service-instance-endpoint-peer
+            sw = (f"{'1' if self.sampled else '0'}-{self.sw_ids}-{attempt}-{tracer.sw_who}"
+                  f"{b64e(ctx.url_path)}-{b64e(host)}")
         propagation.write(ctx.request.headers, tracer.formats, self.trace_id, span_id, self.span_id,
                           self.sampled, self.tracestate, sw)
         if not self.sampled:
