@@ -88,3 +88,24 @@ def test_sw8_correlation_example_passes_through() -> None:
     hd = h(("sw8-correlation", corr))
     propagation.write(hd, ALL, 1, 2, 3, True, (), sw8.Sw8(True, "t", "s", 1, "a", "b", "c", "d"))
     assert hd.get("sw8-correlation") == corr
+
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+_NAMES = ["traceparent", "tracestate", "b3", "x-b3-traceid", "x-b3-spanid", "x-b3-parentspanid",
+          "x-b3-sampled", "x-b3-flags", "sw8"]
+_PIECES = st.sampled_from(["00", "ff", "-", TID, PID, "01", "=", ",", "@", "1", "d", "==", "dGVzdA==", " ", "\t",
+                           "zz", "0" * 16])
+_VALUE = st.one_of(st.text(st.characters(min_codepoint=0x20, max_codepoint=0xFF), max_size=80),
+                   st.lists(_PIECES, max_size=12).map("".join))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(_NAMES), _VALUE), max_size=6), st.permutations(ALL))
+def test_any_header_values_read_without_raising(pairs: list[tuple[str, str]], order: list[str]) -> None:
+    hd = Headers([(k.encode(), v.encode("latin-1")) for k, v in pairs])
+    p, bad = propagation.read(hd, tuple(order))
+    assert set(bad) <= set(ALL)
+    if p is not None:
+        assert p.fmt in ALL and p.trace_id >= 0 and p.span_id >= 0
+        assert len(p.tracestate) <= 32
