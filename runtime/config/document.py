@@ -40,6 +40,8 @@ def _listener(kwargs: dict) -> dict:
     action = kwargs.get("route")
     if kwargs.get("protocol") == "tcp" and action is not None and action.cluster_header is not None:
         raise ValueError("route.cluster_header needs an HTTP listener (a TCP connection has no headers)")
+    if kwargs.get("protocol") == "tcp" and kwargs.get("tracing") is not None:
+        raise ValueError("tracing needs an HTTP listener (a TCP connection carries no trace context)")
     return _host_port(kwargs)
 
 

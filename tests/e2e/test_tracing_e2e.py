@@ -16,6 +16,7 @@ import pytest
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 
 from .conftest import HOST, build_config, free_port, wait_until
+from .h2kit import H2Client
 
 TID = "4bf92f3577b34da6a3ce929d0e0e4736"
 PID = "00f067aa0ba902b7"
@@ -217,6 +218,30 @@ def test_sw8_enters_and_leaves_as_w3c(upstream, mosnx, collectors):
         "sw.trace.42", "sw.seg.7", 2, "caller")
     spans = wait_until(lambda: len(otlp.spans()) >= 2 and otlp.spans(), WAIT, "two OTLP spans")
     assert {s.trace_id.hex() for _, s in spans} == {tp[1]}
+
+
+def test_an_http2_request_is_traced_too(upstream, mosnx, collectors):
+    otlp = collectors[0]
+    up = upstream()
+    proxy = traced(mosnx, [up], collectors)
+    with H2Client(proxy.port) as c:
+        r = c.request("GET", "/h2", headers=[("traceparent", f"00-{TID}-{PID}-01")], authority="shop.test")
+    assert r.status == 200
+    assert up.requests[0].header("traceparent").split("-")[1] == TID
+    spans = wait_until(lambda: len(otlp.spans()) >= 2 and otlp.spans(), WAIT, "two OTLP spans")
+    server = next(s for _, s in spans if s.kind == 2)
+    attrs = {kv.key: kv.value.string_value for kv in server.attributes}
+    assert attrs["network.protocol.version"] == "2" and attrs["server.address"] == "shop.test"
+
+
+def test_a_proxy_failure_has_a_server_span_only_with_its_cause(mosnx, collectors):
+    otlp = collectors[0]
+    proxy = traced(mosnx, [], collectors)           # a cluster with no endpoint
+    r = proxy.request("GET", "/", headers=[("traceparent", f"00-{TID}-{PID}-01")])
+    assert r.status == 503 and r.header("x-mosnx-error") == "no_healthy_upstream"
+    spans = wait_until(lambda: otlp.spans(), WAIT, "the server span")
+    ((_, server),) = spans
+    assert server.kind == 2 and server.status.code == 2 and server.status.message == "no_healthy_upstream"
 
 
 def test_unreachable_collector_costs_a_counter(upstream, mosnx):

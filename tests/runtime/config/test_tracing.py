@@ -62,6 +62,13 @@ def test_snapshot_gives_a_traced_listener_its_tracer() -> None:
     assert build_snapshot(load(top="", listener="")).listeners["ingress"].tracer is None
 
 
+def test_a_tcp_listener_cannot_trace() -> None:
+    doc = DOC.replace("    route:", "    protocol: tcp\n    route:")
+    with pytest.raises(ConfigError) as e:
+        load_config_text(doc.format(top="", listener="{propagation: w3c}"))
+    assert any("tracing needs an HTTP listener" in d.message for d in e.value.diagnostics)
+
+
 @pytest.mark.parametrize("kw, needle, line", [
     ({"listener": "{propagation: [w3c, jaeger]}"}, 'unknown value "jaeger"', 6),
     ({"listener": "{random_sampling: 150%}"}, "outside 0%..100%", 6),
