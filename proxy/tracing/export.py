@@ -106,6 +106,8 @@ class ExportQueue:
         self.exported.value += n
 
     async def stop(self, timeout: float) -> None:
+        # streams still in flight on a replaced snapshot may offer more: dropped and counted
+        self.max_queue = 0
         if self.task is not None:
             self.task.cancel()
             self.task = None

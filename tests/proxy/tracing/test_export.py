@@ -33,6 +33,8 @@ def test_overflow_is_dropped_and_counted() -> None:
         await q.stop(5)
         assert sum(len(b) for b in sent) == 2
         assert store.counters["tracing.otlp.spans_exported"].value == 4
+        q.offer(record())               # after stop: nothing is kept
+        assert q.queued == 0 and store.counters["tracing.otlp.spans_dropped"].value == 4
     run(main())
 
 
