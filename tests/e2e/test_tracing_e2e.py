@@ -90,7 +90,7 @@ def collectors():
     sky.stop()
 
 
-def traced(mosnx, upstreams, collectors, route=None, listener_tracing=None):
+def traced(mosnx, upstreams, collectors, route=None, listener_tracing=None, workers=1):
     otlp, zipkin, sky = collectors
     cfg = build_config(free_port(), free_port(), upstreams, route=route)
     cfg["listeners"][0]["tracing"] = listener_tracing or {"propagation": ["w3c", "b3", "sw8"],
@@ -100,7 +100,7 @@ def traced(mosnx, upstreams, collectors, route=None, listener_tracing=None):
         {"zipkin": {"endpoint": f"http://{HOST}:{zipkin.port}/api/v2/spans"}},
         {"skywalking": {"endpoint": f"http://{HOST}:{sky.port}"}},
     ]}
-    return mosnx(config=cfg)
+    return mosnx(config=cfg, workers=workers)
 
 
 def b64d(s: str) -> str:
@@ -242,6 +242,18 @@ def test_a_proxy_failure_has_a_server_span_only_with_its_cause(mosnx, collectors
     spans = wait_until(lambda: otlp.spans(), WAIT, "the server span")
     ((_, server),) = spans
     assert server.kind == 2 and server.status.code == 2 and server.status.message == "no_healthy_upstream"
+
+
+def test_every_worker_exports(upstream, mosnx, collectors):
+    otlp = collectors[0]
+    up = upstream()
+    proxy = traced(mosnx, [up], collectors, workers=2)
+    for _ in range(6):
+        assert proxy.request("GET", "/w").status == 200
+    spans = wait_until(lambda: len(otlp.spans()) >= 12 and otlp.spans(), WAIT, "twelve OTLP spans")
+    assert len({s.trace_id for _, s in spans}) == 6
+    assert proxy.wait_stat("tracing.otlp.spans_exported", 12) == 12
+    assert proxy.stat("tracing.sampled") == 6
 
 
 def test_unreachable_collector_costs_a_counter(upstream, mosnx):
