@@ -11,7 +11,10 @@ kernel and no other process takes part. Three ways to read it:
 
 `--filter nop` puts a Python filter with every hook doing nothing on the listener,
 which shows what the generic pipeline costs over the short path; `--filter
-rate_limit` a token bucket that admits everything. `--shared N` runs as worker
+rate_limit` a token bucket that admits everything. `--tracing PCT` traces the
+listener (W3C, B3 and sw8 written upstream) sampling PCT percent, its records
+handed to an in-memory sink (the export queue's offer; encoding and sending are
+the export task's, off the request path). `--shared N` runs as worker
 0 of N, with circuit breakers and rate limits in the shared segment
 (runtime.shared), as a worker of `mosnx run --workers N` does. Opcode and
 instruction counts are deterministic, so they compare changes on a busy machine
@@ -47,7 +50,7 @@ listeners:
   - name: bench
     address: 127.0.0.1:18091
     route: {{ cluster: up, timeout: 15s }}
-    filters: [{filters}]
+    filters: [{filters}]{tracing}
 clusters:
   - name: up
     endpoints: ["127.0.0.1:18080"]
@@ -111,17 +114,21 @@ class Transport:
 RATE_LIMIT = "{rate_limit: {token_bucket: {max_tokens: 1000000, tokens_per_fill: 1000000, fill_interval: 1s}}}"
 
 
-async def setup(filters: str, workers: int = 1):
+async def setup(filters: str, workers: int = 1, tracing: float | None = None):
     plugins.load()
     if workers > 1:
         seg = shared.Segment.create(workers)
         shared.set_current(shared.Segment.attach(seg.path, 0))
     register_filter("nop", lambda name, cfg, ctx: Nop())
     path = Path(tempfile.mkdtemp(prefix="mosnx-h1-inproc-")) / "mosnx.yaml"
-    path.write_text(CONFIG.format(filters=filters))
+    traced = "" if tracing is None else f"\n    tracing: {{random_sampling: {tracing}%}}"
+    path.write_text(CONFIG.format(filters=filters, tracing=traced))
     w = Worker(str(path))
     w.loop = asyncio.get_running_loop()
     await w.apply(w.build(1))
+    if tracing is not None:
+        sink: collections.deque = collections.deque(maxlen=4096)
+        w.snapshot.listeners["bench"].tracer.bind(sink.append, w.stats)
     down = Http1Server(w, "bench")
     dt = Transport()
     down.connection_made(dt)
@@ -186,9 +193,10 @@ async def main() -> None:
     ap.add_argument("--opcodes", action="store_true", help="count bytecode operations by function")
     ap.add_argument("--count", type=int, help="run this many requests and stop (for callgrind)")
     ap.add_argument("--requests", type=int, default=20000, help="requests per timed round")
+    ap.add_argument("--tracing", type=float, metavar="PCT", help="trace the listener, sampling PCT percent")
     args = ap.parse_args()
     filters = {"nop": "{nop: {}}", "rate_limit": RATE_LIMIT}.get(args.filter, "")
-    one, dt, ut = await setup(filters, args.shared)
+    one, dt, ut = await setup(filters, args.shared, args.tracing)
     if args.count is not None:
         for _ in range(args.count):
             one()

@@ -36,6 +36,7 @@ from .fastpath import memo as fastpath_memo
 from .listeners import listen
 from .sockets import reason, show
 from .listener_stats import ListenerStats
+from .tracing.export import TraceExport
 from .upstream.call import http_call
 from .upstream import mirror as mirroring
 from .upstream.cluster import ClusterManager
@@ -75,6 +76,7 @@ class Worker:
         self.reload_ok = self.stats.counter("server.reload_success")
         self.mirror_total = self.stats.counter("server.mirror_requests")
         self._changing = asyncio.Lock()     # one reload or endpoint change at a time, in order
+        self.trace_export: TraceExport | None = None   # the span exporters of the live snapshot
 
     # ------------------------------------------------------------- snapshot
     def services(self) -> registry.Services:
@@ -162,6 +164,24 @@ class Worker:
         for name in list(self.access_logs):
             if name not in snap.listeners:
                 self.access_logs.pop(name).close()
+        self._bind_tracing(snap)
+
+    def _bind_tracing(self, snap) -> None:
+        """Exporters for the snapshot's tracing config (kept while it is unchanged), and
+        its listeners' tracers bound to them and to this worker's stats."""
+        cfg = snap.config.tracing
+        old = self.trace_export
+        if old is None or old.config != cfg:
+            self.trace_export = None
+            if cfg is not None and cfg.exporters:
+                self.trace_export = TraceExport(cfg, self.stats)
+                self.trace_export.start()
+            if old is not None:
+                self.loop.create_task(old.stop())
+        sink = self.trace_export.offer if self.trace_export is not None else None
+        for lst in snap.listeners.values():
+            if lst.tracer is not None:
+                lst.tracer.bind(sink, self.stats)
 
     async def _listen(self, name: str, cfg):
         try:
@@ -306,6 +326,9 @@ class Worker:
             c.transport.abort()
         for al in self.access_logs.values():
             al.flush()
+        if self.trace_export is not None:
+            await self.trace_export.stop()      # what is queued gets one last try
+            self.trace_export = None
         self.clusters.close()
 
     def drain_timeout(self) -> float:

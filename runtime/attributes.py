@@ -81,6 +81,21 @@ def _request_size(ctx: StreamContext) -> int:
     return ctx.bytes_received
 
 
+def _trace_id(ctx: StreamContext) -> str:
+    t = ctx.trace
+    return t.trace_id_hex if t is not None else ""
+
+
+def _span_id(ctx: StreamContext) -> str:
+    t = ctx.trace
+    return f"{t.span_id:016x}" if t is not None else ""
+
+
+def _trace_sampled(ctx: StreamContext) -> bool:
+    t = ctx.trace
+    return t is not None and t.sampled
+
+
 _ATTRS = [
     Attribute("request.method", STRING, "HTTP method, e.g. GET", lambda c: c.request.method),
     Attribute("request.path", STRING, "request target: path and query", lambda c: c.request.path),
@@ -116,6 +131,9 @@ _ATTRS = [
     Attribute("cluster.name", STRING, "target cluster", lambda c: c.cluster_name, phase="route"),
     Attribute("metadata", STRING, "stream metadata set by filters", keyed=_metadata),
     Attribute("duration_ms", INT, "time since the request started, ms", lambda c: int(c.duration_ms), phase="log"),
+    Attribute("trace.id", STRING, "the trace id, 32 hex digits ('' when the listener does not trace)", _trace_id),
+    Attribute("trace.span_id", STRING, "the proxy's server span id, 16 hex digits ('' untraced)", _span_id),
+    Attribute("trace.sampled", BOOL, "whether the stream's spans are recorded", _trace_sampled),
     Attribute("upstream.attempt_count", INT, "upstream attempts made", lambda c: c.attempt_count, phase="response"),
 ]
 

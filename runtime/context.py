@@ -72,7 +72,7 @@ class StreamContext:
         "vhost", "route", "cluster_name", "upstream_address",
         "metadata", "filter_state", "start", "start_wall", "request_id",
         "error_detail", "bytes_received", "bytes_sent",
-        "attempt_count", "timeout_override", "request_bodyless",
+        "attempt_count", "timeout_override", "request_bodyless", "trace",
         "_url_path", "_query", "_cookies",
     )
 
@@ -105,6 +105,8 @@ class StreamContext:
         # set by the core: True when the request head ended the request (no body
         # follows), False when a body follows, None when not known
         self.request_bodyless: bool | None = None
+        # the stream's trace (runtime.tracing.tracer.StreamTrace) when its listener traces
+        self.trace: Any = None
         self._url_path: str | None = None
         self._query: dict[str, str] | None = None
         self._cookies: dict[str, str] | None = None

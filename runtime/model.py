@@ -193,6 +193,58 @@ class FilterChain:
     stack: ListenerConfig
 
 
+TRACE_FORMATS = ("w3c", "b3", "sw8")
+TRACE_EXPORTERS = ("otlp", "zipkin", "skywalking")
+
+
+@dataclass(frozen=True, slots=True)
+class ListenerTracing:
+    """A listener's tracing: the propagation formats (read: the first present, in this
+    order; written: all of them) and Envoy's sampling percentages."""
+    propagation: tuple[str, ...] = TRACE_FORMATS
+    random_sampling: float = 100.0
+    client_sampling: float = 100.0
+    overall_sampling: float = 100.0
+
+    def __post_init__(self) -> None:
+        if not self.propagation:
+            raise ValueError("propagation needs at least one format")
+        for f in self.propagation:
+            if f not in TRACE_FORMATS:
+                raise ValueError(f"unknown propagation format {f!r}; expected {', '.join(TRACE_FORMATS)}")
+
+
+@dataclass(frozen=True, slots=True)
+class TraceExporter:
+    """One collector: OTLP (gRPC at host:port, or OTLP/HTTP protobuf at an http:// URL),
+    Zipkin v2 JSON (an http:// URL) or SkyWalking segments over its HTTP API (an
+    http:// base URL; /v3/segments is added)."""
+    kind: str
+    endpoint: str
+
+    def __post_init__(self) -> None:
+        if self.kind not in TRACE_EXPORTERS:
+            raise ValueError(f"unknown exporter {self.kind!r}; expected {', '.join(TRACE_EXPORTERS)}")
+        http = self.endpoint.startswith("http://")
+        if self.kind in ("zipkin", "skywalking") and not http:
+            what = ("SkyWalking segments go to its HTTP API (http://host:12800); its gRPC reporter "
+                    "is not supported" if self.kind == "skywalking" else "Zipkin takes an http:// URL")
+            raise ValueError(f"{self.kind} endpoint {self.endpoint!r}: {what}")
+        if not http and ":" not in self.endpoint:
+            raise ValueError(f"{self.kind} endpoint {self.endpoint!r}: expected host:port or an http:// URL")
+
+
+@dataclass(frozen=True, slots=True)
+class TracingConfig:
+    """Where spans go and who recorded them (top-level `tracing:`)."""
+    service_name: str | None = None           # None: each listener's name
+    service_instance: str | None = None       # None: pid@hostname of the worker
+    exporters: tuple[TraceExporter, ...] = ()
+    max_queue: int = 2048                     # spans waiting per exporter; more are dropped and counted
+    batch_size: int = 512                     # spans per export call
+    batch_delay: float = 1.0                  # longest a span waits for its batch to fill, s
+
+
 @dataclass(frozen=True, slots=True)
 class ListenerConfig:
     name: str
@@ -212,6 +264,7 @@ class ListenerConfig:
     # they are, instead of route: or rules:; route_config names where they came from
     route_table: RouteTable | None = None
     route_config: str | None = None
+    tracing: ListenerTracing | None = None    # None: no trace context read or written
     # several protocol stacks on one address (protocol "chains"): each connection
     # goes to the chain its facts match (proxy.filter_chain), else to the default
     # one, else it is closed. A listener with none serves its own stack, as above.
@@ -302,6 +355,7 @@ class Config:
     fast_path: bool = True                    # the express path and memos (proxy.fastpath)
     xds: XdsConfig | None = None              # a control plane to take resources from
     sources: tuple[str, ...] = ()             # other files read with it (an Envoy bootstrap's xDS files)
+    tracing: TracingConfig | None = None      # span export (listeners choose to trace)
 
 
 @dataclass(frozen=True, slots=True)
@@ -310,6 +364,9 @@ class Listener:
     config: ListenerConfig
     pipeline: Pipeline
     routes: RouteTable
+    # runtime.tracing.Tracer when the listener traces: the stream's one check; the
+    # worker serving the snapshot binds its sink and counters
+    tracer: Any = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,6 +24,7 @@ from .diagnostics import ConfigError, Diagnostic, did_you_mean
 from .model import ClusterConfig, Config, Listener, ListenerConfig, Snapshot
 from .pipeline import Pipeline
 from .routes import Route, RouteAction, RouteTable, VirtualHost
+from .tracing.tracer import make_tracer
 
 
 log = logging.getLogger("mosnx")
@@ -160,7 +161,7 @@ def _build_listener(lc: ListenerConfig, config: Config, clusters: dict, extensio
         return None
     diags.extend(_check_clusters(routes, clusters, lc))
     # a new table, bound to this listener's steps; the compiled one is left as it is
-    return Listener(lc, pipeline, routes.finalize(pipeline))
+    return Listener(lc, pipeline, routes.finalize(pipeline), tracer=make_tracer(lc, config.tracing))
 
 
 def _maker(ctx: registry.BuildContext) -> route_filters.Make:

@@ -301,6 +301,18 @@ SECTIONS: tuple[Section, ...] = (
         Stat("fastpath.memo.<memo>.evictions", COUNTER, "entries forgotten when a full memo started again",
              NONE),
     )),
+    Section("Tracing", "With a listener's `tracing:` (docs/observability.md). `<format>` is `w3c`, `b3` or "
+            "`sw8`; `<exporter>` is `otlp`, `zipkin` or `skywalking` (`zipkin_2`, … for a second one of "
+            "a kind).", (
+        Stat("tracing.<format>.invalid", COUNTER, "requests whose header of that format was malformed; "
+             "they started a fresh trace (or read the next format present)", NONE),
+        Stat("tracing.sampled", COUNTER, "requests whose spans were recorded", NONE),
+        Stat("tracing.<exporter>.spans_exported", COUNTER, "spans the collector accepted", NONE),
+        Stat("tracing.<exporter>.spans_dropped", COUNTER, "spans dropped: the exporter's queue was full "
+             "(max_queue) or its export failed", NONE),
+        Stat("tracing.<exporter>.export_failed", COUNTER, "export calls that failed (collector unreachable "
+             "or refusing); logged at most once a minute", NONE),
+    )),
 )
 
 STATS: tuple[Stat, ...] = tuple(s for sec in SECTIONS for s in sec.stats)

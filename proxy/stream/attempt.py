@@ -35,6 +35,9 @@ class AttemptMixin(StreamFields):
         self.attempts += 1
         ctx.attempt_count = self.attempts
         ctx.upstream_address = host.address
+        if ctx.trace is not None:
+            # its client span, and the trace context on the upstream request
+            ctx.trace.attempt_start(ctx, ctx.cluster_name, host.address, self.attempts)
         self.att = A_WAITING
         conn = host.pool.acquire(self)
         if conn is OVERFLOW:
@@ -99,6 +102,8 @@ class AttemptMixin(StreamFields):
 
     def on_pool_failure(self, detail: str, status: int) -> None:
         self.att = A_IDLE
+        if self.ctx.trace is not None:
+            self.ctx.trace.attempt_end(detail)
         if self.host is not None and detail != "upstream_removed":
             self.host.observe_failure("connect_failure")
         retry = self.action.retry
@@ -108,6 +113,8 @@ class AttemptMixin(StreamFields):
 
     def on_upstream_reset(self, detail: str, status: int) -> None:
         self.up = None
+        if self.ctx.trace is not None:
+            self.ctx.trace.attempt_end(detail)
         if (detail == "upstream_refused_stream" and not self.refused and self.resp < HEAD_SENT
                 and self._can_replay()):
             # An HTTP/2 endpoint guarantees it never processed this stream (past its

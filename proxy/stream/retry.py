@@ -61,6 +61,8 @@ class RetryMixin(StreamFields):
         return True
 
     def _retry(self) -> None:
+        if self.ctx.trace is not None:
+            self.ctx.trace.attempt_end("")      # the attempt's client span ends before the backoff
         cluster = self.cluster
         cluster.c["upstream_rq_retry"].value += 1
         cluster.retries_active += 1

@@ -15,6 +15,7 @@ from .filters import FilterItem
 from .route import ROUTE, RouteWithFilters
 from .access_log import ACCESS_LOG
 from .chains import chain_objects, finish, listener_fields as chain_fields, stack_or_chains
+from .tracing import LISTENER_TRACING, TRACING
 from .compound import Data, Either, ListOf, MapOf, Mapped, Unique
 from .names import Distinct, Name
 from .scalars import Address, Bool, Duration, Enum, FilePath, Int, Size, Str
@@ -40,6 +41,8 @@ def _route_filters(kwargs: dict) -> dict:
     action = kwargs.get("route")
     if kwargs.get("protocol") == "tcp" and action is not None and action.cluster_header is not None:
         raise ValueError("route.cluster_header needs an HTTP listener (a TCP connection has no headers)")
+    if kwargs.get("protocol") == "tcp" and kwargs.get("tracing") is not None:
+        raise ValueError("tracing needs an HTTP listener (a TCP connection carries no trace context)")
     return kwargs
 
 
@@ -125,6 +128,8 @@ STACK = {
     "limits": Field(LIMITS, "request head, header count and buffer limits"),
     "path_normalization": Field(PATH_NORMALIZATION, "the one request path rules, routes and upstreams "
                                 "see: {normalize, merge_slashes, escaped_slashes}"),
+    "tracing": Field(LISTENER_TRACING, "read, continue and write trace context, and record spans: "
+                     "{propagation, random_sampling, client_sampling, overall_sampling}"),
     **LISTENER_PROTOCOL,
 }
 CHAIN, DEFAULT_CHAIN = chain_objects(STACK, _route_filters)
@@ -161,4 +166,6 @@ DOCUMENT = Obj({
     "clusters": Field(ListOf(CLUSTER), "groups of upstream endpoints", default=()),
     "xds": Field(XDS, "take listeners, routes, clusters and endpoints from a control plane over one ADS "
                  "stream (Envoy's xDS); the file's own listeners and clusters stay", default=None),
+    "tracing": Field(TRACING, "span export: {service_name, exporters: [{otlp|zipkin|skywalking: {endpoint}}]}; "
+                     "listeners choose to trace with their own tracing:", default=None),
 })

@@ -7,13 +7,17 @@ from mosnx.proxy.fastpath import memo
 from mosnx.proxy.fastpath.eligibility import listener_express, request_express
 
 
-def listener(request_steps=()):
-    return SimpleNamespace(pipeline=SimpleNamespace(request=request_steps))
+def listener(request_steps=(), tracer=None):
+    return SimpleNamespace(pipeline=SimpleNamespace(request=request_steps), tracer=tracer)
 
 
 def test_a_listener_with_a_request_step_sends_everything_the_general_way():
     assert listener_express(listener())
     assert not listener_express(listener((lambda ctx: None,)))
+
+
+def test_a_traced_listener_sends_everything_the_general_way():
+    assert not listener_express(listener(tracer=object()))
 
 
 def test_the_switch_turns_every_listener_away():

@@ -1,0 +1,173 @@
+"""The export side of tracing: one bounded queue per exporter, drained by a task.
+
+A finished stream's record (runtime.tracing.span.TraceRecord) is offered to every
+exporter's queue; offering never blocks and never fails the request: when a queue
+already holds max_queue spans, the record is dropped and counted
+(tracing.<exporter>.spans_dropped). The task sends a batch when batch_size spans
+wait, or batch_delay after the first of them came. A failed export costs
+tracing.<exporter>.export_failed and its spans, and a log line at most once a
+minute per exporter; the task goes on. On stop, what is queued gets one last try.
+"""
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import time
+from typing import Awaitable, Callable
+
+from mosnx.runtime.model import TraceExporter, TracingConfig
+from mosnx.runtime.stats import Store
+from mosnx.runtime.tracing.span import TraceRecord
+
+log = logging.getLogger("mosnx.tracing")
+
+LOG_EVERY = 60.0            # s between two log lines about one exporter's failures
+Send = Callable[[list[TraceRecord]], Awaitable[None]]
+
+
+class ExportQueue:
+    def __init__(self, name: str, send: Send, store: Store, max_queue: int, batch_size: int,
+                 batch_delay: float) -> None:
+        self.name = name
+        self.send = send
+        self.records: collections.deque[TraceRecord] = collections.deque()
+        self.queued = 0                 # spans in records
+        self.max_queue = max_queue
+        self.batch_size = batch_size
+        self.batch_delay = batch_delay
+        p = f"tracing.{name}."
+        self.dropped = store.counter(p + "spans_dropped")
+        self.exported = store.counter(p + "spans_exported")
+        self.failed = store.counter(p + "export_failed")
+        self.wake = asyncio.Event()
+        self.last_log = -LOG_EVERY
+        self.task: asyncio.Task[None] | None = None
+
+    def offer(self, record: TraceRecord) -> None:
+        n = len(record.spans)
+        if self.queued + n > self.max_queue:
+            self.dropped.value += n
+            return
+        self.records.append(record)
+        self.queued += n
+        if self.queued >= self.batch_size or len(self.records) == 1:
+            self.wake.set()
+
+    def start(self) -> None:
+        self.task = asyncio.get_running_loop().create_task(self.run())
+
+    async def run(self) -> None:
+        while True:
+            await self.wake.wait()
+            self.wake.clear()
+            if self.queued < self.batch_size:
+                try:
+                    # the first span of a batch waits at most batch_delay for the rest
+                    await asyncio.wait_for(self._full(), self.batch_delay)
+                except asyncio.TimeoutError:
+                    pass
+            while self.records:
+                await self.flush_one()
+
+    async def _full(self) -> None:
+        while self.queued < self.batch_size:
+            await self.wake.wait()
+            self.wake.clear()
+
+    def take(self) -> list[TraceRecord]:
+        batch: list[TraceRecord] = []
+        n = 0
+        while self.records and n < self.batch_size:
+            r = self.records.popleft()
+            batch.append(r)
+            n += len(r.spans)
+        self.queued -= n
+        return batch
+
+    async def flush_one(self) -> None:
+        batch = self.take()
+        if not batch:
+            return
+        n = sum(len(r.spans) for r in batch)
+        try:
+            await self.send(batch)
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:
+            self.failed.value += 1
+            self.dropped.value += n
+            now = time.monotonic()
+            if now - self.last_log >= LOG_EVERY:
+                self.last_log = now
+                log.warning("tracing: %s export failed (%d spans dropped; next report in a minute at most): %s",
+                            self.name, n, e)
+            return
+        self.exported.value += n
+
+    async def stop(self, timeout: float) -> None:
+        # streams still in flight on a replaced snapshot may offer more: dropped and counted
+        self.max_queue = 0
+        if self.task is not None:
+            self.task.cancel()
+            self.task = None
+        try:
+            await asyncio.wait_for(self._drain(), timeout)
+        except (asyncio.TimeoutError, Exception):
+            pass
+
+    async def _drain(self) -> None:
+        while self.records:
+            await self.flush_one()
+
+
+def sender(exp: TraceExporter) -> tuple[Send, Callable[[], Awaitable[None]] | None]:
+    """The send function of an exporter, and what closes it (None: nothing)."""
+    if exp.kind == "otlp":
+        from .otlp import OtlpGrpc, otlp_http
+        if exp.endpoint.startswith("http://"):
+            return otlp_http(exp.endpoint), None
+        g = OtlpGrpc(exp.endpoint)
+        return g.send, g.close
+    if exp.kind == "zipkin":
+        from .zipkin import zipkin_http
+        return zipkin_http(exp.endpoint), None
+    from .skywalking import skywalking_http
+    return skywalking_http(exp.endpoint), None
+
+
+class TraceExport:
+    """Every exporter of a tracing config, for one worker; `offer` is the tracers' sink."""
+
+    def __init__(self, config: TracingConfig, store: Store) -> None:
+        self.config = config
+        self.queues: list[ExportQueue] = []
+        self.closers: list[Callable[[], Awaitable[None]]] = []
+        seen: dict[str, int] = {}
+        for exp in config.exporters:
+            seen[exp.kind] = seen.get(exp.kind, 0) + 1
+            name = exp.kind if seen[exp.kind] == 1 else f"{exp.kind}_{seen[exp.kind]}"
+            send, close = sender(exp)
+            if close is not None:
+                self.closers.append(close)
+            self.queues.append(ExportQueue(name, send, store, config.max_queue, config.batch_size,
+                                           config.batch_delay))
+        queues = tuple(self.queues)
+
+        def offer(record: TraceRecord) -> None:
+            for q in queues:
+                q.offer(record)
+        self.offer = offer
+
+    def start(self) -> None:
+        for q in self.queues:
+            q.start()
+
+    async def stop(self, timeout: float = 2.0) -> None:
+        for q in self.queues:
+            await q.stop(timeout)
+        for close in self.closers:
+            try:
+                await close()
+            except Exception:
+                pass

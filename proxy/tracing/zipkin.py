@@ -1,0 +1,56 @@
+"""Zipkin v2 JSON export (POST /api/v2/spans), which Jaeger's Zipkin endpoint takes too.
+
+Times are microseconds; tags are strings; the proxy's cause of a failure is the
+`error` tag, as Zipkin's UI reads it.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any, Awaitable, Callable
+
+from mosnx.runtime.tracing.span import SERVER, Span, TraceRecord
+
+from .http_post import post
+
+
+def _endpoint(peer: str) -> dict[str, Any] | None:
+    host, sep, port = peer.rpartition(":")
+    if not sep or not port.isdigit():
+        return None
+    host = host.strip("[]")
+    key = "ipv6" if ":" in host else ("ipv4" if host.replace(".", "").isdigit() else "serviceName")
+    out: dict[str, Any] = {key: host}
+    out["port"] = int(port)
+    return out
+
+
+def zipkin_span(s: Span, service: str) -> dict[str, Any]:
+    d: dict[str, Any] = {
+        "traceId": f"{s.trace_id:032x}",
+        "id": f"{s.span_id:016x}",
+        "name": s.name,
+        "kind": "SERVER" if s.kind == SERVER else "CLIENT",
+        "timestamp": s.start_ns // 1000,
+        "duration": max(1, (s.end_ns - s.start_ns) // 1000) if s.end_ns else 1,
+        "localEndpoint": {"serviceName": service},
+        "tags": {k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in s.attributes.items()},
+    }
+    if s.parent_id:
+        d["parentId"] = f"{s.parent_id:016x}"
+    remote = _endpoint(s.peer) if s.peer else None
+    if remote is not None:
+        d["remoteEndpoint"] = remote
+    if s.error:
+        d["tags"]["error"] = s.message or "true"
+    return d
+
+
+def encode(records: list[TraceRecord]) -> bytes:
+    return json.dumps([zipkin_span(s, r.service) for r in records for s in r.spans],
+                      separators=(",", ":")).encode("utf-8")
+
+
+def zipkin_http(url: str) -> Callable[[list[TraceRecord]], Awaitable[None]]:
+    async def send(records: list[TraceRecord]) -> None:
+        await post(url, encode(records), "application/json")
+    return send

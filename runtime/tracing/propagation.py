@@ -1,0 +1,162 @@
+"""Reading a trace context from request headers and writing one on the upstream
+request, in the formats a listener names (w3c, b3, sw8).
+
+Reading takes the formats in the configured order and keeps the first one present
+and well formed; a present but malformed one is reported (so it is counted) and the
+next is tried; with none, the stream starts a trace of its own. Writing replaces
+every header of the configured formats, so the upstream sees the proxy's client
+span as the parent in each; `baggage` and `sw8-correlation` are not touched and go
+through as they came.
+"""
+from __future__ import annotations
+
+import hashlib
+
+from ..headers import Headers
+from . import b3, sw8, w3c
+
+FORMATS = ("w3c", "b3", "sw8")
+
+_NAMES = {
+    b"traceparent": "w3c", b"tracestate": "w3c",
+    b"b3": "b3", b"x-b3-traceid": "b3", b"x-b3-spanid": "b3", b"x-b3-parentspanid": "b3",
+    b"x-b3-sampled": "b3", b"x-b3-flags": "b3",
+    b"sw8": "sw8",
+}
+# the headers each format writes (and so removes before writing)
+WRITTEN = {
+    "w3c": (b"traceparent", b"tracestate"),
+    "b3": (b"b3", b"x-b3-traceid", b"x-b3-spanid", b"x-b3-parentspanid", b"x-b3-sampled", b"x-b3-flags"),
+    "sw8": (b"sw8",),
+}
+
+
+class Parent:
+    """The trace a request arrived in: its ids, sampling decision (None: deferred to
+    the proxy), the W3C tracestate to forward and, from sw8, SkyWalking's own ids."""
+    __slots__ = ("fmt", "trace_id", "span_id", "sampled", "tracestate", "sw")
+
+    def __init__(self, fmt: str, trace_id: int, span_id: int, sampled: bool | None,
+                 tracestate: tuple[tuple[str, str], ...] = (), sw: sw8.Sw8 | None = None):
+        self.fmt = fmt
+        self.trace_id = trace_id
+        self.span_id = span_id
+        self.sampled = sampled
+        self.tracestate = tracestate
+        self.sw = sw
+
+
+def sw_trace_id(trace: str) -> int:
+    """A SkyWalking trace id as a 128-bit one: itself when it is 32 hex digits (as
+    the proxy writes them), else a digest of it, so every hop maps it the same."""
+    t = trace.replace("-", "").lower()
+    if len(t) == 32:
+        try:
+            v = int(t, 16)
+            if v:
+                return v
+        except ValueError:
+            pass
+    return int.from_bytes(hashlib.blake2b(trace.encode("utf-8"), digest_size=16).digest(), "big") or 1
+
+
+def sw_span_id(segment: str, span: int) -> int:
+    """A SkyWalking (segment, span) pair as a 64-bit span id."""
+    d = hashlib.blake2b(f"{segment}.{span}".encode("utf-8"), digest_size=8).digest()
+    return int.from_bytes(d, "big") or 1
+
+
+def read(headers: Headers, formats: tuple[str, ...]) -> tuple[Parent | None, list[str]]:
+    """The parent context (None: start a trace), and the formats found malformed."""
+    found: dict[bytes, list[str]] | None = None
+    for k, v in headers.items:
+        if k in _NAMES:
+            if found is None:
+                found = {}
+            found.setdefault(k, []).append(v.decode("latin-1"))
+    if found is None:
+        return None, []
+    bad: list[str] = []
+    for fmt in formats:
+        p = _read_one(fmt, found)
+        if p is None:
+            continue
+        if p is _BAD:
+            bad.append(fmt)
+            continue
+        return p, bad
+    return None, bad
+
+
+_BAD = Parent("", 0, 0, None)
+
+
+def _read_one(fmt: str, found: dict[bytes, list[str]]) -> Parent | None:
+    if fmt == "w3c":
+        tp = found.get(b"traceparent")
+        if tp is None:
+            return None
+        parsed = w3c.parse_traceparent(tp[0]) if len(tp) == 1 else None
+        if parsed is None:
+            return _BAD
+        trace_id, span_id, flags = parsed
+        return Parent("w3c", trace_id, span_id, bool(flags & 1),
+                      w3c.parse_tracestate(found.get(b"tracestate", [])))
+    if fmt == "b3":
+        single = found.get(b"b3")
+        if single is not None:
+            h = b3.parse_single(single[0])
+        else:
+            def one(n: bytes) -> str | None:
+                v = found.get(n)
+                return v[0] if v else None
+            if not any(n in found for n in WRITTEN["b3"][1:]):
+                return None
+            h = b3.parse_multi(one(b"x-b3-traceid"), one(b"x-b3-spanid"), one(b"x-b3-parentspanid"),
+                               one(b"x-b3-sampled"), one(b"x-b3-flags"))
+        if h is b3.INVALID:
+            return _BAD
+        return Parent("b3", h.trace_id, h.span_id, h.sampled)
+    if fmt == "sw8":
+        v = found.get(b"sw8")
+        if v is None:
+            return None
+        s = sw8.parse_sw8(v[0])
+        if s is None:
+            return _BAD
+        return Parent("sw8", sw_trace_id(s.trace_id), sw_span_id(s.segment_id, s.span_id), s.sampled, sw=s)
+    return None
+
+
+_DROP: dict[tuple[str, ...], frozenset[bytes]] = {}
+
+
+def write(headers: Headers, formats: tuple[str, ...], trace_id: int, span_id: int, parent_id: int,
+          sampled: bool, tracestate: tuple[tuple[str, str], ...], sw: sw8.Sw8 | str | None) -> None:
+    """Put the context (`span_id` the proxy's client span, `parent_id` its server
+    span) on the upstream request in every format of `formats`; `sw` is the sw8
+    to write (or its value, formatted already)."""
+    drop = _DROP.get(formats)
+    if drop is None:
+        drop = _DROP[formats] = frozenset(n for f in formats for n in WRITTEN[f])
+    items = [kv for kv in headers.items if kv[0] not in drop]
+    tid = f"{trace_id:032x}".encode()
+    sid = f"{span_id:016x}".encode()
+    for fmt in formats:
+        if fmt == "w3c":
+            items.append((b"traceparent", b"00-" + tid + b"-" + sid + (b"-01" if sampled else b"-00")))
+            if tracestate:
+                items.append((b"tracestate", w3c.format_tracestate(tracestate).encode("latin-1")))
+        elif fmt == "b3":
+            # the single header, and the multi-header form older Zipkin libraries read
+            pid = f"{parent_id:016x}".encode() if parent_id else b""
+            flag = b"1" if sampled else b"0"
+            items.append((b"b3", tid + b"-" + sid + b"-" + flag + (b"-" + pid if pid else b"")))
+            items.append((b"x-b3-traceid", tid))
+            items.append((b"x-b3-spanid", sid))
+            if pid:
+                items.append((b"x-b3-parentspanid", pid))
+            items.append((b"x-b3-sampled", flag))
+        elif fmt == "sw8" and sw is not None:
+            items.append((b"sw8", (sw if isinstance(sw, str) else sw8.format_sw8(sw)).encode()))
+    headers.items = items

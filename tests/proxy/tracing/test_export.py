@@ -1,0 +1,95 @@
+"""The export queue: bounded (overflow dropped and counted), batched by size and by
+delay, failures counted and logged at most once a minute, the rest sent on stop."""
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import pytest
+
+from mosnx.proxy.tracing.export import ExportQueue, TraceExport
+from mosnx.runtime.model import TraceExporter, TracingConfig
+from mosnx.runtime.stats import Store
+from mosnx.runtime.tracing.span import TraceRecord
+
+from .spans_data import record
+
+
+def run(coro):
+    return asyncio.run(asyncio.wait_for(coro, 30))
+
+
+def test_overflow_is_dropped_and_counted() -> None:
+    async def main() -> None:
+        store = Store()
+        sent: list[list[TraceRecord]] = []
+
+        async def send(batch: list[TraceRecord]) -> None:
+            sent.append(batch)
+        q = ExportQueue("otlp", send, store, max_queue=4, batch_size=100, batch_delay=10.0)
+        for _ in range(3):
+            q.offer(record())           # two spans each: the third does not fit
+        assert q.queued == 4 and store.counters["tracing.otlp.spans_dropped"].value == 2
+        await q.stop(5)
+        assert sum(len(b) for b in sent) == 2
+        assert store.counters["tracing.otlp.spans_exported"].value == 4
+        q.offer(record())               # after stop: nothing is kept
+        assert q.queued == 0 and store.counters["tracing.otlp.spans_dropped"].value == 4
+    run(main())
+
+
+def test_batches_by_size_then_by_delay() -> None:
+    async def main() -> None:
+        store = Store()
+        sent: list[int] = []
+        got = asyncio.Event()
+
+        async def send(batch: list[TraceRecord]) -> None:
+            sent.append(sum(len(r.spans) for r in batch))
+            got.set()
+        q = ExportQueue("zipkin", send, store, max_queue=100, batch_size=4, batch_delay=30.0)
+        q.start()
+        q.offer(record())
+        q.offer(record())               # 4 spans: a full batch goes at once
+        await asyncio.wait_for(got.wait(), 10)
+        assert sent == [4]
+        got.clear()
+        q.batch_delay = 0.05
+        q.offer(record())               # below the batch size: goes after the delay
+        await asyncio.wait_for(got.wait(), 10)
+        assert sent == [4, 2]
+        await q.stop(1)
+    run(main())
+
+
+def test_failures_count_and_log_once_a_minute(caplog: pytest.LogCaptureFixture) -> None:
+    async def main() -> None:
+        store = Store()
+
+        async def send(batch: list[TraceRecord]) -> None:
+            raise OSError("connection refused")
+        q = ExportQueue("skywalking", send, store, max_queue=100, batch_size=1, batch_delay=0.01)
+        for _ in range(3):
+            q.offer(record())
+            await q.flush_one()
+        assert store.counters["tracing.skywalking.export_failed"].value == 3
+        assert store.counters["tracing.skywalking.spans_dropped"].value == 6
+    with caplog.at_level(logging.WARNING, logger="mosnx.tracing"):
+        run(main())
+    assert sum("skywalking export failed" in r.getMessage() for r in caplog.records) == 1
+
+
+def test_trace_export_fans_out_and_names_duplicates() -> None:
+    async def main() -> None:
+        cfg = TracingConfig(exporters=(TraceExporter("zipkin", "http://127.0.0.1:1/a"),
+                                       TraceExporter("zipkin", "http://127.0.0.1:1/b")))
+        store = Store()
+        te = TraceExport(cfg, store)
+        assert [q.name for q in te.queues] == ["zipkin", "zipkin_2"]
+        te.offer(record())
+        assert [q.queued for q in te.queues] == [2, 2]
+        for q in te.queues:
+            q.records.clear()
+            q.queued = 0
+        await te.stop(1)
+    run(main())
