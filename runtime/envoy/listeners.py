@@ -17,6 +17,7 @@ from ..routes import RouteAction, RouteTable
 from .common import seconds, socket_address
 from .findings import Findings, Rejection, Waiting
 from .http_filters import check_route_filters, http_filters
+from .istio import network_filter
 from .protos import HCM, TCP_PROXY, HttpConnectionManager, tcp_proxy_pb2
 from .routes import translate_route_config
 
@@ -54,7 +55,7 @@ def translate_listener(lst: Any, f: Findings, routes: dict[str, RouteTable] | No
     if not fc.filters:
         ff.reject("a filter chain needs a network filter", "filters")
     for i, nf in enumerate(fc.filters[:-1]):
-        ff.at("filters").at(i).reject("network filters before the last are not supported")
+        network_filter(nf, ff.at("filters").at(i))      # Istio's are warned; any other rejects
     last = fc.filters[-1]
     fl = ff.at("filters").at(len(fc.filters) - 1)
     if last.WhichOneof("config_type") != "typed_config":
