@@ -1,0 +1,193 @@
+"""Istio's standard HTTP metrics (istio.stats): istio_requests_total and the
+request duration, request size and response size histograms, with Istio's labels.
+
+Every stream is recorded once, when it has ended (on_log: the metadata exchange has
+read both peers by then), from one side: the reporter, `source` on an OUTBOUND
+listener, `destination` on an INBOUND one (config `reporter` overrides). This node's
+metadata fills its own side's labels; the other side's come from the peer the
+peer_metadata filter read (unknown when there was none). destination_service is the
+host of the route's cluster (`outbound|9080|v1|reviews.default.svc.cluster.local`),
+else the Host header (unless disable_host_header_fallback), else unknown.
+
+A series is a stat whose name carries its labels as Istio's Envoy writes them
+(`reporter=.=source;.;source_workload=.=productpage-v1;.;...;.;istio_requests_total`):
+the stats store stays name -> value, workers merge as for any stat, and
+/stats/prometheus renders the labels back (proxy.admin_format). At most MAX_SERIES
+label sets are kept per filter; a stream that would make another counts
+`<name>.series_overflow` instead (cardinality is bounded, never the memory of a peer
+that sends random metadata). The label tuple of a peer is derived once and cached.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from ..actions import Action
+from ..context import StreamContext
+from ..pipeline import HttpFilter
+from ..registry import BuildContext, register_filter
+from ..stats import Counter, Histogram, Store
+from . import _config as C
+from .peer_metadata import DOWNSTREAM_PEER, UPSTREAM_PEER, exchanged, node_of
+
+STATS = ("series_overflow",)
+METRICS = ("istio_requests_total", "istio_request_duration_milliseconds", "istio_request_bytes",
+           "istio_response_bytes")
+LABELS = ("reporter", "source_workload", "source_workload_namespace", "source_principal", "source_app",
+          "source_version", "source_canonical_service", "source_canonical_revision", "source_cluster",
+          "destination_workload", "destination_workload_namespace", "destination_principal", "destination_app",
+          "destination_version", "destination_service", "destination_service_name",
+          "destination_service_namespace", "destination_canonical_service", "destination_canonical_revision",
+          "destination_cluster", "request_protocol", "response_code", "grpc_response_status", "response_flags",
+          "connection_security_policy")
+UNKNOWN = "unknown"
+MAX_SERIES = 4096
+SEP, EQ = ";.;", "=.="         # Istio's tag delimiters in a stat name
+# (workload, namespace, app, version, canonical service, canonical revision, cluster)
+Workload = tuple[str, str, str, str, str, str, str]
+UNKNOWN_WORKLOAD: Workload = (UNKNOWN,) * 7
+H_CONTENT_TYPE = b"content-type"
+H_GRPC_STATUS = b"grpc-status"
+
+
+def _clean(v: str) -> str:
+    return v.replace(SEP, "_").replace(EQ, "_") if ";" in v or "=" in v else v
+
+
+def workload_of(md: dict[str, Any] | None) -> Workload:
+    """Istio's workload labels from a node's (or peer's) exchanged metadata."""
+    if not md:
+        return UNKNOWN_WORKLOAD
+    labels = md.get("LABELS") or {}
+    if not isinstance(labels, dict):
+        labels = {}
+
+    def pick(*keys: str, default: str = UNKNOWN) -> str:
+        for k in keys:
+            v = labels.get(k)
+            if v:
+                return _clean(str(v))
+        return default
+    return (_clean(str(md.get("WORKLOAD_NAME") or UNKNOWN)), _clean(str(md.get("NAMESPACE") or UNKNOWN)),
+            pick("app", "app.kubernetes.io/name"), pick("version", "app.kubernetes.io/version"),
+            pick("service.istio.io/canonical-name", "app.kubernetes.io/name", "app"),
+            pick("service.istio.io/canonical-revision", "app.kubernetes.io/version", "version", default="latest"),
+            _clean(str(md.get("CLUSTER_ID") or UNKNOWN)))
+
+
+def service_of(cluster: str, host: str, fallback: bool) -> str:
+    """destination_service: the host of an Istio cluster name, else the Host header
+    (without its port), else unknown."""
+    parts = cluster.split("|")
+    if len(parts) == 4 and parts[3]:
+        return _clean(parts[3])
+    if fallback and host:
+        h = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+        return _clean(h) or UNKNOWN
+    return UNKNOWN
+
+
+def service_parts(service: str, namespace: str) -> tuple[str, str]:
+    """(destination_service_name, destination_service_namespace)."""
+    bits = service.split(".")
+    if len(bits) >= 3 and bits[2] == "svc":
+        return bits[0], bits[1]
+    return service, namespace
+
+
+def series_name(labels: tuple[str, ...], metric: str) -> str:
+    return "".join(f"{k}{EQ}{v}{SEP}" for k, v in zip(LABELS, labels)) + metric
+
+
+class IstioStatsFilter(HttpFilter):
+    name = "istio_stats"
+
+    def __init__(self, node: dict[str, Any], reporter: str = "source", host_fallback: bool = True,
+                 name: str = "istio_stats", stats: Store | None = None):
+        if reporter not in ("source", "destination"):
+            raise ValueError(f"istio_stats.reporter: expected source or destination, not {reporter!r}")
+        self.name = name
+        self.reporter = reporter
+        self.host_fallback = host_fallback
+        self.own = workload_of(exchanged(node)) if node else UNKNOWN_WORKLOAD
+        self.store = stats or Store()
+        self._overflow: Counter = self.store.counter(f"{name}.series_overflow")
+        self._series: dict[tuple[str, ...], tuple[Counter, Histogram, Histogram, Histogram]] = {}
+        self._peers: dict[int, tuple[dict[str, Any], Workload]] = {}
+
+    def _peer(self, md: dict[str, Any] | None) -> Workload:
+        if md is None:
+            return UNKNOWN_WORKLOAD
+        hit = self._peers.get(id(md))
+        if hit is not None and hit[0] is md:
+            return hit[1]
+        w = workload_of(md)
+        if len(self._peers) >= 1024:
+            self._peers.clear()
+        self._peers[id(md)] = (md, w)       # the dict is the peer cache's: kept alive here
+        return w
+
+    def labels(self, ctx: StreamContext) -> tuple[str, ...]:
+        st = ctx.filter_state or {}
+        src: Workload
+        dst: Workload
+        if self.reporter == "source":
+            src, dst = self.own, self._peer(st.get(UPSTREAM_PEER))
+            policy = UNKNOWN
+            src_principal = dst_principal = UNKNOWN
+        else:
+            src, dst = self._peer(st.get(DOWNSTREAM_PEER)), self.own
+            policy = "mutual_tls" if ctx.connection_mtls else "none"
+            src_principal = _clean(ctx.peer_subject) if ctx.connection_mtls and ctx.peer_subject else UNKNOWN
+            dst_principal = UNKNOWN
+        service = service_of(ctx.cluster_name, ctx.request.authority or ctx.request.headers.get("host") or "",
+                             self.host_fallback)
+        svc_name, svc_ns = service_parts(service, dst[1])
+        resp = ctx.response
+        ctype = ctx.request.headers.getb(H_CONTENT_TYPE) or b""
+        grpc = ctype.startswith(b"application/grpc")
+        grpc_status = ""
+        if grpc and resp is not None:
+            raw = resp.headers.getb(H_GRPC_STATUS)
+            if raw is None and resp.trailers is not None:
+                raw = resp.trailers.getb(H_GRPC_STATUS)
+            grpc_status = raw.decode("latin-1") if raw is not None else ""
+        return (self.reporter, src[0], src[1], src_principal, src[2], src[3], src[4], src[5], src[6],
+                dst[0], dst[1], dst_principal, dst[2], dst[3], service, svc_name, svc_ns, dst[4], dst[5], dst[6],
+                "grpc" if grpc else "http", str(resp.status) if resp is not None else "0", grpc_status,
+                _clean(ctx.error_detail) if ctx.error_detail else "-", policy)
+
+    def on_log(self, ctx: StreamContext) -> Action | None:
+        key = self.labels(ctx)
+        s = self._series.get(key)
+        if s is None:
+            if len(self._series) >= MAX_SERIES:
+                self._overflow.value += 1
+                return None
+            st = self.store
+            s = self._series[key] = (
+                st.counter(series_name(key, "istio_requests_total")),
+                st.histogram(series_name(key, "istio_request_duration_milliseconds")),
+                st.histogram(series_name(key, "istio_request_bytes")),
+                st.histogram(series_name(key, "istio_response_bytes")))
+        s[0].value += 1
+        s[1].add(ctx.duration_ms)
+        s[2].add(float(ctx.bytes_received))
+        s[3].add(float(ctx.bytes_sent))
+        return None
+
+
+def _factory(name: str, cfg: dict, ctx: BuildContext) -> IstioStatsFilter:
+    cfg = cfg or {}
+    C.known_keys(cfg, {"node", "reporter", "disable_host_header_fallback"}, "istio_stats")
+    _, md = node_of(cfg, ctx)
+    reporter = cfg.get("reporter")
+    if reporter is None:
+        direction = (getattr(ctx.listener, "options", None) or {}).get("traffic_direction", "")
+        reporter = "destination" if direction == "INBOUND" else "source"
+    fallback = cfg.get("disable_host_header_fallback", False)
+    if not isinstance(fallback, bool):
+        raise ValueError("istio_stats.disable_host_header_fallback: expected true or false")
+    return IstioStatsFilter(md, reporter, not fallback, name, ctx.services.stats)
+
+
+register_filter("istio_stats", _factory)
