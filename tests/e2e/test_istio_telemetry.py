@@ -1,0 +1,105 @@
+"""Istio telemetry between two sidecars: a client-side mosnx (outbound) in front of a
+server-side mosnx (inbound) in front of a real upstream, all on 127.0.0.1. Each has its
+workload's node metadata, the metadata exchange and Istio's stats. The outbound one
+reports istio_requests_total with reporter="source", the inbound one with
+reporter="destination", each naming both workloads; the application never sees the
+exchange's headers, and neither does the client."""
+from __future__ import annotations
+
+import re
+
+from .conftest import HOST, free_port
+
+PRODUCTPAGE = {"id": "sidecar~10.0.0.1~productpage-v1-6b746f74dc-9stp6.default~default.svc.cluster.local",
+               "metadata": {"NAME": "productpage-v1-6b746f74dc-9stp6", "NAMESPACE": "default",
+                            "WORKLOAD_NAME": "productpage-v1", "CLUSTER_ID": "Kubernetes",
+                            "MESH_ID": "cluster.local", "ISTIO_VERSION": "1.24.0",
+                            "LABELS": {"app": "productpage", "version": "v1"}}}
+REVIEWS = {"id": "sidecar~10.0.0.2~reviews-v2-7bf8c9648f-xk2bz.default~default.svc.cluster.local",
+           "metadata": {"NAME": "reviews-v2-7bf8c9648f-xk2bz", "NAMESPACE": "default",
+                        "WORKLOAD_NAME": "reviews-v2", "CLUSTER_ID": "Kubernetes", "MESH_ID": "cluster.local",
+                        "LABELS": {"app": "reviews", "version": "v2"}}}
+OUT_CLUSTER = "outbound|9080|v2|reviews.default.svc.cluster.local"
+IN_CLUSTER = "inbound|9080||"
+
+
+def _sidecar(mosnx, node: dict, direction: str, cluster: str, target: str):
+    filters = [{"peer_metadata": {"node": node, "direction": direction}},
+               {"istio_stats": {"node": node, "reporter": "source" if direction == "OUTBOUND" else "destination"}}]
+    return mosnx(config={
+        "listeners": [{"name": f"{direction.lower()}_9080", "address": f"{HOST}:{free_port()}",
+                       "route": {"cluster": cluster, "timeout": "10s"}, "filters": filters}],
+        "clusters": [{"name": cluster, "endpoints": [target], "connect_timeout": "1s"}]})
+
+
+def _series(text: str, metric: str) -> list[dict[str, str]]:
+    out = []
+    for line in text.splitlines():
+        if line.startswith(metric + "{"):
+            labels = dict(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', line[len(metric):line.rindex("}") + 1]))
+            labels["value"] = line.rsplit(" ", 1)[1]
+            out.append(labels)
+    return out
+
+
+def test_two_sidecars_report_istio_requests_total_with_both_workloads(mosnx, upstream, client):
+    app = upstream()
+    server = _sidecar(mosnx, REVIEWS, "INBOUND", IN_CLUSTER, app.address)
+    edge = _sidecar(mosnx, PRODUCTPAGE, "OUTBOUND", OUT_CLUSTER, f"{HOST}:{server.port}")
+    c = client(edge.port)
+    for _ in range(3):
+        resp = c.request("GET", "/reviews/0", headers=[("host", "reviews:9080")])
+        assert resp.status == 200
+        # what the client gets back carries no exchange headers (outbound strips them)
+        assert not any(k.startswith("x-envoy-peer-metadata") for k, _ in resp.headers)
+    # the application saw the request, and none of the exchange's headers
+    assert len(app.requests) == 3
+    for r in app.requests:
+        assert not any(k.startswith("x-envoy-peer-metadata") for k, _ in r.headers), r.headers
+
+    _, _, body = edge.admin("/stats/prometheus")
+    src = _series(body.decode(), "istio_requests_total")
+    assert len(src) == 1, src
+    s = src[0]
+    assert (s["reporter"], s["source_workload"], s["destination_workload"]) == \
+        ("source", "productpage-v1", "reviews-v2")
+    assert (s["source_app"], s["source_version"], s["destination_app"], s["destination_version"]) == \
+        ("productpage", "v1", "reviews", "v2")
+    assert (s["destination_service"], s["destination_service_name"], s["destination_service_namespace"]) == \
+        ("reviews.default.svc.cluster.local", "reviews", "default")
+    assert (s["request_protocol"], s["response_code"], s["response_flags"], s["value"]) == ("http", "200", "-", "3")
+    assert s["connection_security_policy"] == "unknown"
+    assert "# TYPE istio_request_duration_milliseconds histogram" in body.decode()
+
+    _, _, body = server.admin("/stats/prometheus")
+    dst = _series(body.decode(), "istio_requests_total")
+    assert len(dst) == 1, dst
+    d = dst[0]
+    assert (d["reporter"], d["source_workload"], d["source_workload_namespace"], d["destination_workload"]) == \
+        ("destination", "productpage-v1", "default", "reviews-v2")
+    assert (d["destination_service"], d["request_protocol"], d["response_code"], d["value"]) == \
+        ("reviews", "http", "200", "3")
+    assert d["connection_security_policy"] == "none"      # plain TCP between the sidecars here
+    sizes = _series(body.decode(), "istio_response_bytes_count")
+    assert sizes and sizes[0]["value"] == "3"
+
+
+def test_a_malformed_peer_header_and_a_plain_client_are_unknown_sources(mosnx, upstream, client):
+    app = upstream()
+    server = _sidecar(mosnx, REVIEWS, "INBOUND", IN_CLUSTER, app.address)
+    c = client(server.port)
+    resp = c.request("GET", "/", headers=[("host", "reviews"), ("x-envoy-peer-metadata", "@@not base64@@"),
+                                          ("x-envoy-peer-metadata-id", "someone")])
+    assert resp.status == 200               # a malformed header never fails the request
+    # it said it was a peer, so it is answered with this node's metadata, as Istio's exchange does
+    assert dict(resp.headers).get("x-envoy-peer-metadata-id") == REVIEWS["id"]
+    plain = c.request("GET", "/", headers=[("host", "reviews")])
+    assert plain.status == 200
+    assert not any(k.startswith("x-envoy-peer-metadata") for k, _ in plain.headers)   # nothing for a plain client
+    for r in app.requests:
+        assert not any(k.startswith("x-envoy-peer-metadata") for k, _ in r.headers)
+    _, _, body = server.admin("/stats/prometheus")
+    d = _series(body.decode(), "istio_requests_total")
+    assert [(x["reporter"], x["source_workload"], x["destination_workload"], x["value"]) for x in d] == \
+        [("destination", "unknown", "reviews-v2", "2")]
+    assert server.stat("peer_metadata.header_decode_failed") == 1
