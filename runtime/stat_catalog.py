@@ -36,6 +36,7 @@ _H = "http.<listener>."
 _C = "cluster.<cluster>."
 _OD = _C + "outlier_detection."
 _E = "<cluster>::<address>::"
+_IL = "<Istio labels as reporter=.=source;.;...>;.;"      # runtime.filters.istio_stats
 
 SECTIONS: tuple[Section, ...] = (
     Section("HTTP listeners", "Per `protocol: http` listener, HTTP/1.1 and HTTP/2 together; Envoy's "
@@ -190,6 +191,15 @@ SECTIONS: tuple[Section, ...] = (
         Stat("<rate_limit>.rate_limited", COUNTER, "requests refused by the rate limit",
              "http_local_rate_limit.rate_limited"),
         Stat("<rate_limit>.delayed", COUNTER, "requests queued by the leaky bucket before passing", NONE),
+        Stat("<peer_metadata>.header_decode_failed", COUNTER, "x-envoy-peer-metadata values from a peer that "
+             "are not base64 of a Struct (the peer is unknown; the request goes on)", NONE),
+        Stat("<istio_stats>.series_overflow", COUNTER, "streams not recorded because the filter already keeps "
+             "its most label sets (4096)", NONE),
+        Stat(_IL + "istio_requests_total", COUNTER, "Istio's request count, one series per label set "
+             "(rendered by /stats/prometheus as `istio_requests_total{reporter=...,...}`)"),
+        Stat(_IL + "istio_request_duration_milliseconds", HISTOGRAM, "Istio's request duration, ms"),
+        Stat(_IL + "istio_request_bytes", HISTOGRAM, "Istio's request body size, bytes"),
+        Stat(_IL + "istio_response_bytes", HISTOGRAM, "Istio's response body size, bytes"),
         Stat(_H + "cors.origin_valid", COUNTER, "requests whose Origin the cors filter's policy accepts"),
         Stat(_H + "cors.origin_invalid", COUNTER, "requests with an Origin the cors filter's policy does not accept"),
         Stat("<adaptive_concurrency>.gradient_controller.rq_blocked", COUNTER, "requests refused (503) "

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from google.protobuf import json_format, struct_pb2
+from google.protobuf import json_format
 
 from ..model import FilterSpec
 from .findings import Findings
@@ -186,9 +186,3 @@ def network_filter(nf: Any, f: Findings) -> None:
         return
     f.reject(f"network filter {nf.name or kind} ({kind}) is not available in mosnx "
              "(Envoy has no optional network filters: a listener with one it lacks is refused)")
-
-
-def struct_of(d: dict[str, Any]) -> struct_pb2.Struct:
-    s = struct_pb2.Struct()
-    s.update(d)
-    return s

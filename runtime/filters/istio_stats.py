@@ -21,7 +21,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..actions import Action
 from ..context import StreamContext
 from ..pipeline import HttpFilter
 from ..registry import BuildContext, register_filter
@@ -94,8 +93,9 @@ def service_parts(service: str, namespace: str) -> tuple[str, str]:
     return service, namespace
 
 
-def series_name(labels: tuple[str, ...], metric: str) -> str:
-    return "".join(f"{k}{EQ}{v}{SEP}" for k, v in zip(LABELS, labels)) + metric
+def series_prefix(labels: tuple[str, ...]) -> str:
+    """What goes before a metric's name to make the stat of one series."""
+    return "".join(f"{k}{EQ}{v}{SEP}" for k, v in zip(LABELS, labels))
 
 
 class IstioStatsFilter(HttpFilter):
@@ -156,24 +156,24 @@ class IstioStatsFilter(HttpFilter):
                 "grpc" if grpc else "http", str(resp.status) if resp is not None else "0", grpc_status,
                 _clean(ctx.error_detail) if ctx.error_detail else "-", policy)
 
-    def on_log(self, ctx: StreamContext) -> Action | None:
+    def on_log(self, ctx: StreamContext) -> None:
         key = self.labels(ctx)
         s = self._series.get(key)
         if s is None:
             if len(self._series) >= MAX_SERIES:
                 self._overflow.value += 1
-                return None
+                return
             st = self.store
+            prefix = series_prefix(key)
             s = self._series[key] = (
-                st.counter(series_name(key, "istio_requests_total")),
-                st.histogram(series_name(key, "istio_request_duration_milliseconds")),
-                st.histogram(series_name(key, "istio_request_bytes")),
-                st.histogram(series_name(key, "istio_response_bytes")))
+                st.counter(prefix + "istio_requests_total"),
+                st.histogram(prefix + "istio_request_duration_milliseconds"),
+                st.histogram(prefix + "istio_request_bytes"),
+                st.histogram(prefix + "istio_response_bytes"))
         s[0].value += 1
         s[1].add(ctx.duration_ms)
         s[2].add(float(ctx.bytes_received))
         s[3].add(float(ctx.bytes_sent))
-        return None
 
 
 def _factory(name: str, cfg: dict, ctx: BuildContext) -> IstioStatsFilter:
