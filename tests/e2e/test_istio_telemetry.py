@@ -103,3 +103,65 @@ def test_a_malformed_peer_header_and_a_plain_client_are_unknown_sources(mosnx, u
     assert [(x["reporter"], x["source_workload"], x["destination_workload"], x["value"]) for x in d] == \
         [("destination", "unknown", "reviews-v2", "2")]
     assert server.stat("peer_metadata.header_decode_failed") == 1
+
+
+# ---- the same pair from Envoy bootstraps shaped as istiod and pilot-agent write them ----
+
+T = "type.googleapis.com/"
+MX_WASM = {"name": "istio.metadata_exchange", "typed_config": {
+    "@type": T + "envoy.extensions.filters.http.wasm.v3.Wasm",
+    "config": {"vm_config": {"runtime": "envoy.wasm.runtime.null",
+                             "code": {"local": {"inline_string": "envoy.wasm.metadata_exchange"}}},
+               "configuration": {"@type": T + "envoy.tcp.metadataexchange.config.MetadataExchange"}}}}
+ALPN = {"name": "istio.alpn", "typed_config": {
+    "@type": T + "istio.envoy.config.filter.http.alpn.v2alpha1.FilterConfig",
+    "alpn_override": [{"upstream_protocol": "HTTP11", "alpn_override": ["istio-http/1.1", "istio", "http/1.1"]}]}}
+STATS = {"name": "istio.stats", "typed_config": {"@type": T + "stats.PluginConfig"}}
+AUTHN = {"name": "istio_authn", "typed_config": {"@type": T + "udpa.type.v1.TypedStruct",
+                                                 "type_url": T + "io.istio.network.authn.Config"}}
+ROUTER = {"name": "envoy.filters.http.router",
+          "typed_config": {"@type": T + "envoy.extensions.filters.http.router.v3.Router"}}
+
+
+def _bootstrap(node: dict, direction: str, port: int, admin: int, cluster: str, target: int) -> dict:
+    http_filters = [MX_WASM, ALPN, STATS, ROUTER] if direction == "OUTBOUND" else [MX_WASM, STATS, ROUTER]
+    network = [AUTHN] if direction == "INBOUND" else []
+    hcm = {"name": "envoy.filters.network.http_connection_manager", "typed_config": {
+        "@type": T + "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+        "stat_prefix": f"{direction.lower()}_9080", "http_filters": http_filters,
+        "route_config": {"name": "9080", "virtual_hosts": [{"name": "reviews", "domains": ["*"], "routes": [
+            {"match": {"prefix": "/"}, "route": {"cluster": cluster, "timeout": "0s"}}]}]}}}
+    return {
+        "node": node,
+        "admin": {"address": {"socket_address": {"address": HOST, "port_value": admin}}},
+        "static_resources": {
+            "listeners": [{"name": f"{direction.lower()}_9080", "traffic_direction": direction,
+                           "address": {"socket_address": {"address": HOST, "port_value": port}},
+                           "filter_chains": [{"filters": network + [hcm]}]}],
+            "clusters": [{"name": cluster, "type": "STATIC", "connect_timeout": "1s", "load_assignment": {
+                "cluster_name": cluster, "endpoints": [{"lb_endpoints": [{"endpoint": {"address": {
+                    "socket_address": {"address": HOST, "port_value": target}}}}]}]}}]}}
+
+
+def test_the_pair_from_istio_shaped_envoy_bootstraps(tmp_path, upstream):
+    import json
+
+    from .test_envoy_bootstrap import _get, serving
+    app = upstream()
+    s_port, s_admin, c_port, c_admin = free_port(), free_port(), free_port(), free_port()
+    server_cfg = tmp_path / "reviews.json"
+    server_cfg.write_text(json.dumps(_bootstrap(REVIEWS, "INBOUND", s_port, s_admin, IN_CLUSTER, app.port)))
+    client_cfg = tmp_path / "productpage.json"
+    client_cfg.write_text(json.dumps(_bootstrap(PRODUCTPAGE, "OUTBOUND", c_port, c_admin, OUT_CLUSTER, s_port)))
+    with serving(server_cfg, s_admin), serving(client_cfg, c_admin):
+        for _ in range(2):
+            status, headers, _ = _get(c_port, "/reviews/0", "reviews:9080")
+            assert status == 200 and not any(k.startswith("x-envoy-peer-metadata") for k in headers)
+        assert len(app.requests) == 2
+        assert not any(k.startswith("x-envoy-peer-metadata") for r in app.requests for k, _ in r.headers)
+        src = _series(_get(c_admin, "/stats/prometheus", HOST)[2].decode(), "istio_requests_total")
+        dst = _series(_get(s_admin, "/stats/prometheus", HOST)[2].decode(), "istio_requests_total")
+    assert [(s["reporter"], s["source_workload"], s["destination_workload"], s["response_code"], s["value"])
+            for s in src] == [("source", "productpage-v1", "reviews-v2", "200", "2")]
+    assert [(d["reporter"], d["source_workload"], d["destination_workload"], d["request_protocol"], d["value"])
+            for d in dst] == [("destination", "productpage-v1", "reviews-v2", "http", "2")]
