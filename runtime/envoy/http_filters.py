@@ -173,6 +173,8 @@ def _override(a: Any, f: Findings, optional: bool) -> FilterOverride:
         return FilterOverride("rate_limit", cfg) if cfg is not None else FilterOverride("rate_limit", disabled=True)
     if url == CORS_POLICY_TYPE:
         return FilterOverride("cors", cors_policy(_unpacked(a, cors_pb2.CorsPolicy()), f))
+    if url and istio.is_opaque(a):
+        url = istio.opaque_config(a)[0]         # the type it stands for, not TypedStruct
     return FilterOverride(type_name=url or "(none)", optional=optional)
 
 
