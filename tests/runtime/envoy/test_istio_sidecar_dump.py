@@ -73,7 +73,7 @@ def _row(data: dict) -> dict:
                for i, fc in enumerate(data["filter_chains"])]
         row["chain_rows"] = per
         row["why"] = (f"{why}; alone, {sum(r['outcome'] == 'translates' for r in per)} of {len(per)} chains translate"
-                      + "".join(f"; #{i}: {r['why'][:70]}" for i, r in enumerate(per) if r["why"]))
+                      + "".join(f"; #{i}: {r['why'][:110]}" for i, r in enumerate(per) if r["why"]))
     return row
 
 
@@ -95,7 +95,7 @@ def test_every_listener_of_the_sidecar_dump_decodes_and_is_accounted_for():
     print("|---|---|---|---|---|")
     for r in rows:
         ws = ", ".join(f"{k} ×{v}" for k, v in sorted(_reasons(r["warnings"]).items()))
-        print(f"| {r['name']} | {r['chains']} | {r['outcome']} | {len(r['warnings'])}: {ws} | {r['why'][:400]} |")
+        print(f"| {r['name']} | {r['chains']} | {r['outcome']} | {len(r['warnings'])}: {ws} | {r['why'][:1200]} |")
     totals = collections.Counter(r["outcome"] for r in rows)
     print(dict(totals))
     # the per-service outbound TCP listeners: istio.stats + tcp_proxy, translated with a warning
