@@ -44,12 +44,29 @@ SEP, EQ = ";.;", "=.="         # Istio's tag delimiters in a stat name
 # (workload, namespace, app, version, canonical service, canonical revision, cluster)
 Workload = tuple[str, str, str, str, str, str, str]
 UNKNOWN_WORKLOAD: Workload = (UNKNOWN,) * 7
+# mosnx's reason for ending a stream itself -> Envoy's response flag (what Istio's
+# response_flags label carries); a reason with no flag of its own is shown as it is
+RESPONSE_FLAGS = {
+    "upstream_connect_failure": "UF", "upstream_connect_timeout": "UF", "no_healthy_upstream": "UH",
+    "route_not_found": "NR", "cluster_not_found": "NC", "upstream_overflow": "UO", "upstream_rq_overflow": "UO",
+    "upstream_cx_overflow": "UO", "circuit_open": "UO", "upstream_response_timeout": "UT",
+    "upstream_per_try_timeout": "UT", "stream_idle_timeout": "SI", "idle_timeout": "SI",
+    "downstream_remote_disconnect": "DC", "upstream_reset_before_response_started": "UR",
+    "upstream_reset_after_response_started": "UR", "upstream_refused_stream": "UR",
+    "upstream_protocol_error": "UPE", "fault_abort": "FI", "rate_limited": "RL",
+}
 H_CONTENT_TYPE = b"content-type"
 H_GRPC_STATUS = b"grpc-status"
 
 
 def _clean(v: str) -> str:
     return v.replace(SEP, "_").replace(EQ, "_") if ";" in v or "=" in v else v
+
+
+def _flag(detail: str) -> str:
+    if not detail:
+        return "-"
+    return RESPONSE_FLAGS.get(detail) or _clean(detail)
 
 
 def workload_of(md: dict[str, Any] | None) -> Workload:
@@ -154,7 +171,7 @@ class IstioStatsFilter(HttpFilter):
         return (self.reporter, src[0], src[1], src_principal, src[2], src[3], src[4], src[5], src[6],
                 dst[0], dst[1], dst_principal, dst[2], dst[3], service, svc_name, svc_ns, dst[4], dst[5], dst[6],
                 "grpc" if grpc else "http", str(resp.status) if resp is not None else "0", grpc_status,
-                _clean(ctx.error_detail) if ctx.error_detail else "-", policy)
+                _flag(ctx.error_detail), policy)
 
     def on_log(self, ctx: StreamContext) -> None:
         key = self.labels(ctx)

@@ -82,7 +82,7 @@ def test_the_prometheus_text_of_a_known_series():
     ctx = req({"host": "reviews:9080"})
     ctx.cluster_name = "outbound|9080|v2|reviews.default.svc.cluster.local"
     ctx.response = ResponseHead(503, Headers())
-    ctx.error_detail = "UF"
+    ctx.error_detail = "upstream_connect_failure"
     ctx.state()[UPSTREAM_PEER] = REVIEWS
     f.on_log(ctx)
     text = prometheus(stats.dump())
@@ -100,6 +100,18 @@ def test_the_prometheus_text_of_a_known_series():
     assert want in text
     assert "# TYPE istio_request_duration_milliseconds histogram\n" in text
     assert 'istio_response_bytes_count{reporter="source",' in text
+
+
+def test_response_flags_are_envoys():
+    f, _ = build("istio_stats", {"node": {"metadata": PRODUCTPAGE}})
+    flags = {}
+    for detail in ("", "no_healthy_upstream", "route_not_found", "upstream_response_timeout", "fault_abort",
+                   "some_new_reason"):
+        ctx = req()
+        ctx.error_detail = detail
+        flags[detail] = dict(zip(LABELS, f.labels(ctx)))["response_flags"]
+    assert flags == {"": "-", "no_healthy_upstream": "UH", "route_not_found": "NR",
+                     "upstream_response_timeout": "UT", "fault_abort": "FI", "some_new_reason": "some_new_reason"}
 
 
 def test_series_are_bounded_and_the_overflow_counted(monkeypatch):
