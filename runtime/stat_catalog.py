@@ -200,6 +200,13 @@ SECTIONS: tuple[Section, ...] = (
         Stat(_IL + "istio_request_duration_milliseconds", HISTOGRAM, "Istio's request duration, ms"),
         Stat(_IL + "istio_request_bytes", HISTOGRAM, "Istio's request body size, bytes"),
         Stat(_IL + "istio_response_bytes", HISTOGRAM, "Istio's response body size, bytes"),
+        Stat(_IL + "istio_tcp_connections_opened_total", COUNTER, "Istio's TCP connections opened (upstream "
+             "connected), per label set"),
+        Stat(_IL + "istio_tcp_connections_closed_total", COUNTER, "Istio's TCP connections closed"),
+        Stat(_IL + "istio_tcp_sent_bytes_total", COUNTER, "bytes sent to the client, counted when the connection "
+             "closes"),
+        Stat(_IL + "istio_tcp_received_bytes_total", COUNTER, "bytes received from the client, counted when the "
+             "connection closes"),
         Stat(_H + "cors.origin_valid", COUNTER, "requests whose Origin the cors filter's policy accepts"),
         Stat(_H + "cors.origin_invalid", COUNTER, "requests with an Origin the cors filter's policy does not accept"),
         Stat("<adaptive_concurrency>.gradient_controller.rq_blocked", COUNTER, "requests refused (503) "

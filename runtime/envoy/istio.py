@@ -9,8 +9,8 @@ cannot be read without the type. opaque_config() gives both back as (type URL,
 fields or None).
 
 What each becomes, as Envoy would decide (a filter Envoy lacks fails the listener):
-- istio.stats (HTTP) -> the istio_stats filter; on a TCP chain it is recognised and
-  warned (TCP metrics are not served).
+- istio.stats (HTTP) -> the istio_stats filter; on a TCP chain, the listener option
+  `istio_stats` the TCP proxy records Istio's TCP metrics by.
 - istio.metadata_exchange: the HTTP one (Envoy's Wasm filter with the null VM's
   envoy.wasm.metadata_exchange) -> the peer_metadata filter; the network one is
   recognised and warned (it needs the istio-peer-exchange ALPN protocol).
@@ -168,21 +168,24 @@ def alpn_overrides(value: dict[str, Any] | None) -> dict[str, tuple[str, ...]]:
     return out
 
 
-def network_filter(nf: Any, f: Findings) -> None:
+def network_filter(nf: Any, f: Findings) -> dict[str, Any] | None:
     """A network filter before the chain's last (which is http_connection_manager
-    or tcp_proxy): recognised Istio ones are warned; any other rejects the listener."""
+    or tcp_proxy): the listener options it asks for (istio.stats: Istio's TCP
+    metrics), or None; recognised Istio ones that do nothing are warned; any other
+    rejects the listener."""
     a = nf.typed_config
     ft = f.at("typed_config")
     kind, value = opaque_config(a) if a.type_url and is_opaque(a) else (short(a.type_url), None)
     if kind == STATS:
-        ft.warn("istio.stats on a TCP chain is recognised; Istio's TCP metrics are not served yet")
-        return
+        for k in value or {}:
+            ft.warn(f"stats.PluginConfig {k} is not served (Istio's standard TCP metrics are); ignored")
+        return {"istio_stats": {}}
     if kind == MX:
         ft.warn("istio.metadata_exchange for TCP is recognised but not served (it needs the "
                 "istio-peer-exchange ALPN protocol); TCP peers stay unknown")
-        return
+        return None
     if kind == AUTHN:
         ft.warn("istio_authn is recognised: the mTLS peer is what mosnx's TLS layer records; nothing else to do")
-        return
+        return None
     f.reject(f"network filter {nf.name or kind} ({kind}) is not available in mosnx "
              "(Envoy has no optional network filters: a listener with one it lacks is refused)")

@@ -54,8 +54,9 @@ def translate_listener(lst: Any, f: Findings, routes: dict[str, RouteTable] | No
     ff.only(fc, {"filters", "name"})
     if not fc.filters:
         ff.reject("a filter chain needs a network filter", "filters")
+    extra: dict[str, Any] = {}          # options Istio's network filters ask for (runtime.envoy.istio)
     for i, nf in enumerate(fc.filters[:-1]):
-        network_filter(nf, ff.at("filters").at(i))      # Istio's are warned; any other rejects
+        extra.update(network_filter(nf, ff.at("filters").at(i)) or {})
     last = fc.filters[-1]
     fl = ff.at("filters").at(len(fc.filters) - 1)
     if last.WhichOneof("config_type") != "typed_config":
@@ -64,6 +65,8 @@ def translate_listener(lst: Any, f: Findings, routes: dict[str, RouteTable] | No
     base: dict[str, Any] = {"name": lst.name, "host": host, "port": port}
     if lst.traffic_direction:       # what /drain_listeners?inboundonly selects
         base["options"] = {"traffic_direction": DIRECTIONS[lst.traffic_direction]}
+    if extra:
+        base["options"] = {**base.get("options", {}), **extra}
     if url == HCM:
         hcm = HttpConnectionManager()
         last.typed_config.Unpack(hcm)

@@ -1,5 +1,6 @@
-"""Istio's standard HTTP metrics (istio.stats): istio_requests_total and the
-request duration, request size and response size histograms, with Istio's labels.
+"""Istio's standard metrics (istio.stats): for HTTP istio_requests_total and the
+request duration, request size and response size histograms; for TCP the
+connections opened and closed and the bytes each way; with Istio's labels.
 
 Every stream is recorded once, when it has ended (on_log: the metadata exchange has
 read both peers by then), from one side: the reporter, `source` on an OUTBOUND
@@ -16,6 +17,13 @@ the stats store stays name -> value, workers merge as for any stat, and
 label sets are kept per filter; a stream that would make another counts
 `<name>.series_overflow` instead (cardinality is bounded, never the memory of a peer
 that sends random metadata). The label tuple of a peer is derived once and cached.
+
+TCP (IstioTcpStats, which the TCP proxy holds for a listener whose Envoy chain has
+istio.stats before tcp_proxy: ListenerConfig.options["istio_stats"]): a connection
+counts as opened when its upstream connects (or, when it never does, as it closes),
+and its bytes and its close are counted when it closes (Istio also reports open
+connections every tcp_reporting_duration; mosnx does not). The peer side is unknown:
+the TCP metadata exchange is not served.
 """
 from __future__ import annotations
 
@@ -30,7 +38,8 @@ from .peer_metadata import DOWNSTREAM_PEER, UPSTREAM_PEER, exchanged, node_of
 
 STATS = ("series_overflow",)
 METRICS = ("istio_requests_total", "istio_request_duration_milliseconds", "istio_request_bytes",
-           "istio_response_bytes")
+           "istio_response_bytes", "istio_tcp_connections_opened_total", "istio_tcp_connections_closed_total",
+           "istio_tcp_sent_bytes_total", "istio_tcp_received_bytes_total")
 LABELS = ("reporter", "source_workload", "source_workload_namespace", "source_principal", "source_app",
           "source_version", "source_canonical_service", "source_canonical_revision", "source_cluster",
           "destination_workload", "destination_workload_namespace", "destination_principal", "destination_app",
@@ -110,9 +119,29 @@ def service_parts(service: str, namespace: str) -> tuple[str, str]:
     return service, namespace
 
 
-def series_prefix(labels: tuple[str, ...]) -> str:
+def _sides(reporter: str, own: Workload, peer: Workload, ctx: StreamContext, service: str) -> tuple[str, ...]:
+    """The labels from reporter to destination_cluster: this node on the reporter's
+    side, the peer on the other."""
+    if reporter == "source":
+        src, dst = own, peer
+        src_principal = UNKNOWN
+    else:
+        src, dst = peer, own
+        src_principal = _clean(ctx.peer_subject) if ctx.connection_mtls and ctx.peer_subject else UNKNOWN
+    svc_name, svc_ns = service_parts(service, dst[1])
+    return (reporter, src[0], src[1], src_principal, src[2], src[3], src[4], src[5], src[6],
+            dst[0], dst[1], UNKNOWN, dst[2], dst[3], service, svc_name, svc_ns, dst[4], dst[5], dst[6])
+
+
+def _policy(reporter: str, ctx: StreamContext) -> str:
+    if reporter == "source":
+        return UNKNOWN
+    return "mutual_tls" if ctx.connection_mtls else "none"
+
+
+def series_prefix(labels: tuple[str, ...], names: tuple[str, ...] = LABELS) -> str:
     """What goes before a metric's name to make the stat of one series."""
-    return "".join(f"{k}{EQ}{v}{SEP}" for k, v in zip(LABELS, labels))
+    return "".join(f"{k}{EQ}{v}{SEP}" for k, v in zip(names, labels))
 
 
 class IstioStatsFilter(HttpFilter):
@@ -145,20 +174,9 @@ class IstioStatsFilter(HttpFilter):
 
     def labels(self, ctx: StreamContext) -> tuple[str, ...]:
         st = ctx.filter_state or {}
-        src: Workload
-        dst: Workload
-        if self.reporter == "source":
-            src, dst = self.own, self._peer(st.get(UPSTREAM_PEER))
-            policy = UNKNOWN
-            src_principal = dst_principal = UNKNOWN
-        else:
-            src, dst = self._peer(st.get(DOWNSTREAM_PEER)), self.own
-            policy = "mutual_tls" if ctx.connection_mtls else "none"
-            src_principal = _clean(ctx.peer_subject) if ctx.connection_mtls and ctx.peer_subject else UNKNOWN
-            dst_principal = UNKNOWN
-        service = service_of(ctx.cluster_name, ctx.request.authority or ctx.request.headers.get("host") or "",
-                             self.host_fallback)
-        svc_name, svc_ns = service_parts(service, dst[1])
+        peer = self._peer(st.get(UPSTREAM_PEER if self.reporter == "source" else DOWNSTREAM_PEER))
+        host = ctx.request.authority or ctx.request.headers.get("host") or ""
+        sides = _sides(self.reporter, self.own, peer, ctx, service_of(ctx.cluster_name, host, self.host_fallback))
         resp = ctx.response
         ctype = ctx.request.headers.getb(H_CONTENT_TYPE) or b""
         grpc = ctype.startswith(b"application/grpc")
@@ -168,10 +186,8 @@ class IstioStatsFilter(HttpFilter):
             if raw is None and resp.trailers is not None:
                 raw = resp.trailers.getb(H_GRPC_STATUS)
             grpc_status = raw.decode("latin-1") if raw is not None else ""
-        return (self.reporter, src[0], src[1], src_principal, src[2], src[3], src[4], src[5], src[6],
-                dst[0], dst[1], dst_principal, dst[2], dst[3], service, svc_name, svc_ns, dst[4], dst[5], dst[6],
-                "grpc" if grpc else "http", str(resp.status) if resp is not None else "0", grpc_status,
-                _flag(ctx.error_detail), policy)
+        return sides + ("grpc" if grpc else "http", str(resp.status) if resp is not None else "0", grpc_status,
+                        _flag(ctx.error_detail), _policy(self.reporter, ctx))
 
     def on_log(self, ctx: StreamContext) -> None:
         key = self.labels(ctx)
@@ -191,6 +207,90 @@ class IstioStatsFilter(HttpFilter):
         s[1].add(ctx.duration_ms)
         s[2].add(float(ctx.bytes_received))
         s[3].add(float(ctx.bytes_sent))
+
+
+TCP_LABELS = LABELS[:20] + ("request_protocol", "response_flags", "connection_security_policy")
+
+
+class IstioTcpStats:
+    """Istio's TCP metrics for the connections of one listener (see the module docstring)."""
+
+    def __init__(self, node: dict[str, Any], reporter: str, store: Store, name: str = "istio_stats",
+                 want: dict[str, Any] | None = None):
+        self.want = want            # the listener option it serves (held: its id keys the cache)
+        self.reporter = reporter
+        self.own = workload_of(exchanged(node)) if node else UNKNOWN_WORKLOAD
+        self.store = store
+        self._overflow: Counter = store.counter(f"{name}.series_overflow")
+        self._series: dict[tuple[str, ...], tuple[Counter, Counter, Counter, Counter]] = {}
+
+    def labels(self, ctx: StreamContext) -> tuple[str, ...]:
+        sides = _sides(self.reporter, self.own, UNKNOWN_WORKLOAD, ctx, service_of(ctx.cluster_name, "", False))
+        return sides + ("tcp", _flag(ctx.error_detail), _policy(self.reporter, ctx))
+
+    def _of(self, key: tuple[str, ...]) -> tuple[Counter, Counter, Counter, Counter] | None:
+        s = self._series.get(key)
+        if s is None:
+            if len(self._series) >= MAX_SERIES:
+                self._overflow.value += 1
+                return None
+            st = self.store
+            prefix = series_prefix(key, TCP_LABELS)
+            s = self._series[key] = (
+                st.counter(prefix + "istio_tcp_connections_opened_total"),
+                st.counter(prefix + "istio_tcp_connections_closed_total"),
+                st.counter(prefix + "istio_tcp_sent_bytes_total"),
+                st.counter(prefix + "istio_tcp_received_bytes_total"))
+        return s
+
+    def opened(self, ctx: StreamContext) -> tuple[str, ...]:
+        """Count the connection opened; the labels its close is counted under."""
+        key = self.labels(ctx)
+        s = self._of(key)
+        if s is not None:
+            s[0].value += 1
+        return key
+
+    def closed(self, ctx: StreamContext, key: tuple[str, ...] | None) -> None:
+        """Count the connection closed with its bytes (opened too, when it never was)."""
+        if key is None:
+            key = self.opened(ctx)
+        s = self._of(key)
+        if s is not None:
+            s[1].value += 1
+            s[2].value += ctx.bytes_sent
+            s[3].value += ctx.bytes_received
+
+
+_tcp: dict[tuple[int, int], IstioTcpStats] = {}
+
+
+def tcp_stats(store: Store, config: Any, options: dict[str, Any]) -> IstioTcpStats | None:
+    """The TCP recorder of a listener whose options ask for Istio's stats, one per
+    stats store and config (so a new snapshot gets a new one); None when not asked."""
+    want = options.get("istio_stats")
+    if want is None:
+        return None
+    key = (id(store), id(want))
+    got = _tcp.get(key)
+    if got is None or got.store is not store or got.want is not want:
+        if len(_tcp) > 256:
+            _tcp.clear()
+        reporter = want.get("reporter") or (
+            "destination" if options.get("traffic_direction") == "INBOUND" else "source")
+        got = _tcp[key] = IstioTcpStats(node_metadata(config), reporter, store, want=want)
+    return got
+
+
+def node_metadata(config: Any) -> dict[str, Any]:
+    """The bootstrap node's metadata: xds.node, else the Envoy bootstrap's `node`."""
+    xds = getattr(config, "xds", None)
+    if xds is not None and xds.node.metadata:
+        return dict(xds.node.metadata)
+    raw = getattr(config, "raw", None) or {}
+    node = raw.get("node") if isinstance(raw, dict) else None
+    md = node.get("metadata") if isinstance(node, dict) else None
+    return md if isinstance(md, dict) else {}
 
 
 def _factory(name: str, cfg: dict, ctx: BuildContext) -> IstioStatsFilter:

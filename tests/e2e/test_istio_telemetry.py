@@ -165,3 +165,85 @@ def test_the_pair_from_istio_shaped_envoy_bootstraps(tmp_path, upstream):
             for s in src] == [("source", "productpage-v1", "reviews-v2", "200", "2")]
     assert [(d["reporter"], d["source_workload"], d["destination_workload"], d["request_protocol"], d["value"])
             for d in dst] == [("destination", "productpage-v1", "reviews-v2", "http", "2")]
+
+
+def _echo_server():
+    import socket
+    import threading
+    lsock = socket.socket()
+    lsock.bind((HOST, 0))
+    lsock.listen(8)
+
+    def serve(s):
+        with s:
+            while True:
+                d = s.recv(65536)
+                if not d:
+                    return
+                s.sendall(d)
+
+    def accept():
+        while True:
+            try:
+                s, _ = lsock.accept()
+            except OSError:
+                return
+            threading.Thread(target=serve, args=(s,), daemon=True).start()
+    threading.Thread(target=accept, daemon=True).start()
+    return lsock
+
+
+def test_istio_tcp_metrics_on_an_outbound_tcp_listener(tmp_path):
+    """An outbound TCP listener as istiod writes it (istio.stats, then tcp_proxy)."""
+    import json
+    import socket
+    import time
+
+    from .test_envoy_bootstrap import _get, serving
+    echo = _echo_server()
+    port, admin = free_port(), free_port()
+    cluster = "outbound|5432||db.default.svc.cluster.local"
+    boot = {
+        "node": PRODUCTPAGE,
+        "admin": {"address": {"socket_address": {"address": HOST, "port_value": admin}}},
+        "static_resources": {
+            "listeners": [{"name": "db_5432", "traffic_direction": "OUTBOUND",
+                           "address": {"socket_address": {"address": HOST, "port_value": port}},
+                           "filter_chains": [{"filters": [STATS, {
+                               "name": "envoy.filters.network.tcp_proxy", "typed_config": {
+                                   "@type": T + "envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy",
+                                   "stat_prefix": cluster, "cluster": cluster}}]}]}],
+            "clusters": [{"name": cluster, "type": "STATIC", "connect_timeout": "1s", "load_assignment": {
+                "cluster_name": cluster, "endpoints": [{"lb_endpoints": [{"endpoint": {"address": {
+                    "socket_address": {"address": HOST, "port_value": echo.getsockname()[1]}}}}]}]}}]}}
+    path = tmp_path / "db.json"
+    path.write_text(json.dumps(boot))
+    try:
+        with serving(path, admin):
+            for payload in (b"hello", b"world!"):
+                with socket.create_connection((HOST, port), timeout=10) as s:
+                    s.sendall(payload)
+                    got = b""
+                    while len(got) < len(payload):
+                        d = s.recv(100)
+                        assert d, got
+                        got += d
+                    assert got == payload
+            deadline = time.monotonic() + 20
+            while True:
+                text = _get(admin, "/stats/prometheus", HOST)[2].decode()
+                closed = _series(text, "istio_tcp_connections_closed_total")
+                if (closed and closed[0]["value"] == "2") or time.monotonic() > deadline:
+                    break
+                time.sleep(0.1)
+    finally:
+        echo.close()
+    [c] = closed
+    assert (c["reporter"], c["source_workload"], c["source_app"], c["destination_workload"]) == \
+        ("source", "productpage-v1", "productpage", "unknown")
+    assert (c["destination_service"], c["destination_service_name"], c["request_protocol"], c["response_flags"]) == \
+        ("db.default.svc.cluster.local", "db", "tcp", "-")
+    assert "response_code" not in c and c["value"] == "2"
+    assert _series(text, "istio_tcp_connections_opened_total")[0]["value"] == "2"
+    assert _series(text, "istio_tcp_received_bytes_total")[0]["value"] == "11"
+    assert _series(text, "istio_tcp_sent_bytes_total")[0]["value"] == "11"

@@ -101,9 +101,9 @@ def test_istio_network_filters_warn_and_another_network_filter_rejects():
     mx = {"name": "istio.metadata_exchange", "typed_config": {
         "@type": T + "envoy.tcp.metadataexchange.config.MetadataExchange", "protocol": "istio-peer-exchange"}}
     stats = {"name": "istio.stats", "typed_config": {"@type": T + "stats.PluginConfig"}}
-    lc, warnings = translate(listener([], network=[authn, mx, stats]))
-    assert lc.protocol == "http"
-    assert sum("is recognised" in w for w in warnings) == 3
+    lc, warnings = translate(listener([], network=[authn, mx, stats], direction="INBOUND"))
+    assert lc.protocol == "http" and lc.options == {"traffic_direction": "INBOUND", "istio_stats": {}}
+    assert sum("is recognised" in w for w in warnings) == 2
     magic = {"name": "acme.magic", "typed_config": {"@type": T + "acme.network.Magic"}}
     with pytest.raises(Rejected, match="Envoy has no optional network filters"):
         translate(listener([], network=[magic]))
@@ -159,4 +159,6 @@ filter_chains:
     lc = translate_listener(msg, Findings(protos.LISTENER, "l", "", sink))
     assert lc.protocol == "tcp"
     [w] = sink.warnings
+    assert "tcp_reporting_duration is not served" in w.message
     assert w.code == "X001" and w.span is not None and w.span.line == 6
+    assert lc.options == {"istio_stats": {}}

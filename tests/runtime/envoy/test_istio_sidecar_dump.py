@@ -60,13 +60,14 @@ def _row(data: dict) -> dict:
         routes[name] = RouteTable(())
     outcome = "translates"
     why = ""
+    lc = None
     try:
-        translate_listener(msg, Findings(LISTENER, data["name"], "", sink), routes)
+        lc = translate_listener(msg, Findings(LISTENER, data["name"], "", sink), routes)
     except Rejected as e:
         why = e.rejection.message
         outcome = "refused: chain count" if why == CHAINS else "refused"
     row = {"name": data["name"], "chains": len(data.get("filter_chains", [])), "outcome": outcome, "why": why,
-           "warnings": [d.message for d in sink.warnings]}
+           "warnings": [d.message for d in sink.warnings], "config": lc}
     if outcome == "refused: chain count":
         # each chain on its own, as the listener model with several chains will take them
         per = [_row({**data, "name": f"{data['name']}#{i}", "filter_chains": [fc]})
@@ -99,8 +100,9 @@ def test_every_listener_of_the_sidecar_dump_decodes_and_is_accounted_for():
     totals = collections.Counter(r["outcome"] for r in rows)
     print(dict(totals))
     # the per-service outbound TCP listeners: istio.stats + tcp_proxy, translated with a warning
-    tcp = [r for r in rows if any("istio.stats on a TCP chain" in w for w in r["warnings"])]
-    assert len(tcp) == 10 and all(r["outcome"] == "translates" for r in tcp)
+    tcp = [r for r in rows if r["config"] is not None and r["config"].protocol == "tcp"]
+    assert len(tcp) == 10
+    assert all(r["config"].options == {"traffic_direction": "OUTBOUND", "istio_stats": {}} for r in tcp)
     # no listener is refused for an Istio extension: what is left is RBAC, ext_authz,
     # HBONE's CONNECT filters and the chain count
     for r in rows:
@@ -110,6 +112,7 @@ def test_every_listener_of_the_sidecar_dump_decodes_and_is_accounted_for():
     chains = inbound["chain_rows"]
     # its chains carry the network metadata exchange and istio_authn: recognised, never the refusal
     assert any("istio.metadata_exchange for TCP is recognised" in w for r in chains for w in r["warnings"])
+    assert any("istio_authn is recognised" in w for r in chains for w in r["warnings"])
     for r in chains:
         assert not re.search(r"istio|stats\.PluginConfig|metadataexchange|alpn|grpc_stats", r["why"]), r
     assert totals["translates"] >= 20

@@ -131,3 +131,43 @@ def test_a_label_value_cannot_forge_another_label():
     f.on_log(ctx)
     text = prometheus(stats.dump())
     assert text.count('reporter="source"') >= 1 and 'reporter="destination"' not in text
+
+
+def test_tcp_connections_are_counted_opened_and_closed_with_their_bytes():
+    from mosnx.runtime.filters.istio_stats import TCP_LABELS, IstioTcpStats
+    from mosnx.runtime.stats import Store
+    store = Store()
+    rec = IstioTcpStats(PRODUCTPAGE, "source", store)
+    ok = req()
+    ok.cluster_name = "outbound|443||kubernetes.default.svc.cluster.local"
+    key = rec.opened(ok)
+    ok.bytes_sent, ok.bytes_received = 100, 7
+    rec.closed(ok, key)
+    failed = req()
+    failed.cluster_name = ok.cluster_name
+    failed.error_detail = "upstream_connect_failure"
+    rec.closed(failed, None)            # never connected: opened and closed at once
+    text = prometheus(store.dump())
+    series = {line.split("{")[0] + "|" + ("UF" if 'response_flags="UF"' in line else "-"): line.rsplit(" ", 1)[1]
+              for line in text.splitlines() if line.startswith("istio_tcp")}
+    assert series == {"istio_tcp_connections_opened_total|-": "1", "istio_tcp_connections_closed_total|-": "1",
+                      "istio_tcp_sent_bytes_total|-": "100", "istio_tcp_received_bytes_total|-": "7",
+                      "istio_tcp_connections_opened_total|UF": "1", "istio_tcp_connections_closed_total|UF": "1",
+                      "istio_tcp_sent_bytes_total|UF": "0", "istio_tcp_received_bytes_total|UF": "0"}
+    labels = dict(zip(TCP_LABELS, key))
+    assert (labels["destination_service"], labels["request_protocol"], labels["source_workload"]) == \
+        ("kubernetes.default.svc.cluster.local", "tcp", "productpage-v1")
+
+
+def test_a_listener_option_gives_one_tcp_recorder_per_store_and_config():
+    from mosnx.runtime.filters.istio_stats import tcp_stats
+    from mosnx.runtime.model import Config
+    from mosnx.runtime.stats import Store
+    store = Store()
+    cfg = Config("<t>", None, (), (), raw={"node": {"metadata": PRODUCTPAGE}})
+    opts = {"traffic_direction": "INBOUND", "istio_stats": {}}
+    rec = tcp_stats(store, cfg, opts)
+    assert rec is tcp_stats(store, cfg, opts) and rec.reporter == "destination"
+    assert rec.own[0] == "productpage-v1"
+    assert tcp_stats(store, cfg, {"traffic_direction": "INBOUND"}) is None
+    assert tcp_stats(store, cfg, {"istio_stats": {}}) is not rec
