@@ -27,7 +27,7 @@ import base64
 import binascii
 from typing import Any
 
-from google.protobuf import json_format, struct_pb2
+from google.protobuf import struct_pb2
 from google.protobuf.message import DecodeError
 
 from ..actions import Action
@@ -92,8 +92,30 @@ def decode(value: bytes) -> dict[str, Any]:
         s.ParseFromString(raw)
     except (DecodeError, RuntimeError, ValueError) as e:
         raise PeerMetadataError(f"not a serialized Struct: {e}") from None
-    d = json_format.MessageToDict(s)
-    return exchanged(d if isinstance(d, dict) else {})
+    return _fields(s)
+
+
+_MAPS = ("LABELS", "PLATFORM_METADATA")
+
+
+def _fields(s: struct_pb2.Struct) -> dict[str, Any]:
+    """The exchanged fields of a peer's Struct, read as Istio reads them: strings, and
+    maps of strings; a value of another kind is left out (never converted: a number
+    may be NaN, a nested Struct deep)."""
+    out: dict[str, Any] = {}
+    fields = s.fields
+    for k in EXCHANGED:
+        if k not in fields:
+            continue
+        v = fields[k]
+        kind = v.WhichOneof("kind")
+        if k in _MAPS:
+            if kind == "struct_value":
+                out[k] = {a: b.string_value for a, b in v.struct_value.fields.items()
+                          if b.WhichOneof("kind") == "string_value"}
+        elif kind == "string_value":
+            out[k] = v.string_value
+    return out
 
 
 def node_of(cfg: dict, ctx: BuildContext) -> tuple[str, dict[str, Any]]:

@@ -41,6 +41,19 @@ def test_a_malformed_value_is_a_peer_metadata_error(bad):
         decode(bad)
 
 
+def test_values_of_other_kinds_are_left_out_never_converted():
+    s = struct_pb2.Struct()
+    s.update({"NAME": float("nan"), "NAMESPACE": "default", "WORKLOAD_NAME": {"x": 1},
+              "LABELS": {"app": "a", "n": float("inf"), "l": [1]}, "CLUSTER_ID": None})
+    assert decode(base64.b64encode(s.SerializeToString())) == {"NAMESPACE": "default", "LABELS": {"app": "a"}}
+    deep = struct_pb2.Struct()
+    cur = deep
+    for _ in range(200):
+        cur = cur.get_or_create_struct("LABELS")
+    with pytest.raises(PeerMetadataError):
+        decode(base64.b64encode(deep.SerializeToString()))
+
+
 @settings(max_examples=200, deadline=None)
 @given(st.binary(max_size=200))
 def test_any_bytes_decode_or_raise_the_own_error(raw):
@@ -49,6 +62,22 @@ def test_any_bytes_decode_or_raise_the_own_error(raw):
             assert isinstance(decode(value), dict)
         except PeerMetadataError:
             pass
+
+
+_JSON = st.recursive(st.none() | st.booleans() | st.floats() | st.text(max_size=8),
+                     lambda kids: st.lists(kids, max_size=3) | st.dictionaries(st.text(max_size=6), kids, max_size=3),
+                     max_leaves=12)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.dictionaries(st.sampled_from(["NAME", "LABELS", "WORKLOAD_NAME", "PLATFORM_METADATA", "x"]), _JSON,
+                       max_size=5))
+def test_any_struct_from_a_peer_decodes_to_strings_and_string_maps(fields):
+    s = struct_pb2.Struct()
+    s.update(fields)
+    got = decode(base64.b64encode(s.SerializeToString()))
+    for k, v in got.items():
+        assert isinstance(v, dict) if k in ("LABELS", "PLATFORM_METADATA") else isinstance(v, str)
 
 
 def outbound():
