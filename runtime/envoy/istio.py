@@ -57,7 +57,7 @@ def short(type_url: str) -> str:
 def opaque_config(a: Any) -> tuple[str, dict[str, Any] | None]:
     """An Any as (the type it names, its fields): a TypedStruct's inner type and
     value; an Any of a type the pool lacks, its own type URL and None (its bytes
-    cannot be read); any other, its type and fields."""
+    cannot be read; {} when there are none); any other, its type and fields."""
     name = short(a.type_url)
     if name in TYPED_STRUCTS:
         ts = _typed_struct(name)
@@ -65,7 +65,7 @@ def opaque_config(a: Any) -> tuple[str, dict[str, Any] | None]:
         value = json_format.MessageToDict(ts.value) if ts.HasField("value") else {}
         return short(ts.type_url), value if isinstance(value, dict) else {}
     if not ensure_type(a.type_url):
-        return name, None
+        return name, ({} if not a.value else None)      # empty bytes: a message with nothing set
     from google.protobuf import descriptor_pool, message_factory
     desc = descriptor_pool.Default().FindMessageTypeByName(name)
     msg = message_factory.GetMessageClass(desc)()

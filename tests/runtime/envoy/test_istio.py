@@ -126,6 +126,8 @@ def test_from_a_control_plane_an_unknown_type_stays_bytes_and_is_still_recognise
     lc = translate_listener(wire, Findings(protos.LISTENER, "l", "", sink))
     assert [s.kind for s in lc.filters] == ["istio_stats"]
     assert any("kept opaque: its settings cannot be read" in d.message for d in sink.warnings)
+    # istiod's usual PluginConfig is empty: nothing to read, nothing to warn about
+    assert opaque_config(any_pb2.Any(type_url=T + "stats.PluginConfig")) == ("stats.PluginConfig", {})
 
 
 def test_alpn_overrides_are_read_by_upstream_protocol():
