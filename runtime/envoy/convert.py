@@ -18,6 +18,7 @@ from typing import Any
 from ..config.cluster import HealthCheck, OutlierDetection
 from ..model import ClusterConfig, Config, ListenerConfig
 from .common import seconds
+from .istio import converted_settings
 from .protos import HttpConnectionManager, ROUTE
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*\Z")
@@ -85,7 +86,11 @@ def convert(config: Config, resources: dict[str, dict[str, Any]], stem: str = "e
                            "node": {"id": x.node.id, "cluster": x.node.cluster, "metadata": dict(x.node.metadata)}}
     listeners: list[dict[str, Any]] = []
     for lc in config.listeners:
-        listeners.append(_listener(lc, resources, out, clusters, stem))
+        d = _listener(lc, resources, out, clusters, stem)
+        for item in d.get("filters", ()):           # Istio's keep their node and direction
+            for kind, body in item.items():
+                body.update(converted_settings(kind, lc, config))
+        listeners.append(d)
     out.yaml["listeners"] = listeners
     out.yaml["clusters"] = [_cluster(c, clusters) for c in config.clusters]
     return out

@@ -27,6 +27,7 @@ Nothing here reads node metadata: the filters take it from the bootstrap when bu
 """
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from google.protobuf import json_format
@@ -189,3 +190,23 @@ def network_filter(nf: Any, f: Findings) -> dict[str, Any] | None:
         return None
     f.reject(f"network filter {nf.name or kind} ({kind}) is not available in mosnx "
              "(Envoy has no optional network filters: a listener with one it lacks is refused)")
+
+
+def converted_settings(kind: str, listener: Any, config: Any) -> dict[str, Any]:
+    """What `mosnx convert` adds to an Istio filter's YAML so it keeps what the
+    bootstrap gave it: the node (when no xds: section will carry it) and the
+    listener's direction, which mosnx.yaml has no listener field for."""
+    if kind not in ("peer_metadata", "istio_stats"):
+        return {}
+    out: dict[str, Any] = {}
+    raw = getattr(config, "raw", None) or {}
+    node = raw.get("node") if isinstance(raw, dict) else None
+    if getattr(config, "xds", None) is None and isinstance(node, dict) and (node.get("id") or node.get("metadata")):
+        out["node"] = copy.deepcopy({k: node[k] for k in ("id", "metadata") if k in node})
+    direction = listener.options.get("traffic_direction")
+    if direction:
+        if kind == "peer_metadata":
+            out["direction"] = direction
+        else:
+            out["reporter"] = "destination" if direction == "INBOUND" else "source"
+    return out

@@ -164,3 +164,33 @@ filter_chains:
     assert "tcp_reporting_duration is not served" in w.message
     assert w.code == "X001" and w.span is not None and w.span.line == 6
     assert lc.options == {"istio_stats": {}}
+
+
+def test_convert_keeps_the_node_and_direction_of_istios_filters():
+    import json
+
+    import yaml
+
+    from mosnx.runtime.config.loader import load_config_text
+    from mosnx.runtime.envoy.bootstrap import load_bootstrap_resources
+    from mosnx.runtime.envoy.convert import convert
+    node = {"id": "sidecar~10.0.0.2~reviews-v2-1.default~default.svc.cluster.local",
+            "metadata": {"WORKLOAD_NAME": "reviews-v2", "NAMESPACE": "default"}}
+    mx = {"name": "istio.metadata_exchange", "typed_config": {
+        "@type": T + "envoy.extensions.filters.http.wasm.v3.Wasm",
+        "config": {"vm_config": {"runtime": "envoy.wasm.runtime.null",
+                                 "code": {"local": {"inline_string": "envoy.wasm.metadata_exchange"}}}}}}
+    stats = {"name": "istio.stats", "typed_config": {"@type": T + "stats.PluginConfig"}}
+    lst = listener([mx, stats], direction="INBOUND")
+    boot = {"node": node, "static_resources": {"listeners": [lst], "clusters": [
+        {"name": "a", "type": "STATIC", "load_assignment": {"cluster_name": "a", "endpoints": [{"lb_endpoints": [
+            {"endpoint": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 18702}}}}]}]}}]}}
+    config, _, resources = load_bootstrap_resources(json.dumps(boot), "<envoy>")
+    out = convert(config, resources)
+    [pm, ist] = out.yaml["listeners"][0]["filters"]
+    assert pm["peer_metadata"] == {"name": "istio.metadata_exchange", "node": node, "direction": "INBOUND"}
+    assert ist["istio_stats"] == {"name": "istio.stats", "node": node, "reporter": "destination"}
+    text = yaml.safe_dump(out.yaml)
+    assert "&id" not in text                     # each filter has its own copy, no YAML anchors
+    again = load_config_text(text)               # the converted file loads as mosnx.yaml
+    assert [f.kind for f in again.listeners[0].filters] == ["peer_metadata", "istio_stats"]
