@@ -191,6 +191,12 @@ SECTIONS: tuple[Section, ...] = (
         Stat("<rate_limit>.rate_limited", COUNTER, "requests refused by the rate limit",
              "http_local_rate_limit.rate_limited"),
         Stat("<rate_limit>.delayed", COUNTER, "requests queued by the leaky bucket before passing", NONE),
+        Stat(_C + "grpc.<service>.<method>.total", COUNTER, "gRPC calls to the cluster (the grpc_stats filter); "
+             "`cluster.<cluster>.grpc.total` unless stats_for_all_methods or the allowlist names the method"),
+        Stat(_C + "grpc.<service>.<method>.success", COUNTER, "gRPC calls that ended with grpc-status 0"),
+        Stat(_C + "grpc.<service>.<method>.failure", COUNTER, "gRPC calls that ended otherwise"),
+        Stat(_C + "grpc.<service>.<method>.request_message_count", COUNTER, "gRPC messages the clients sent"),
+        Stat(_C + "grpc.<service>.<method>.response_message_count", COUNTER, "gRPC messages the cluster sent back"),
         Stat("<peer_metadata>.header_decode_failed", COUNTER, "x-envoy-peer-metadata values from a peer that "
              "are not base64 of a Struct (the peer is unknown; the request goes on)", NONE),
         Stat("<istio_stats>.series_overflow", COUNTER, "streams not recorded because the filter already keeps "
@@ -200,6 +206,9 @@ SECTIONS: tuple[Section, ...] = (
         Stat(_IL + "istio_request_duration_milliseconds", HISTOGRAM, "Istio's request duration, ms"),
         Stat(_IL + "istio_request_bytes", HISTOGRAM, "Istio's request body size, bytes"),
         Stat(_IL + "istio_response_bytes", HISTOGRAM, "Istio's response body size, bytes"),
+        Stat(_IL + "istio_request_messages_total", COUNTER, "gRPC messages from the client, for a stream "
+             "grpc_stats counted (emit_filter_state)"),
+        Stat(_IL + "istio_response_messages_total", COUNTER, "gRPC messages from the server, likewise"),
         Stat(_IL + "istio_tcp_connections_opened_total", COUNTER, "Istio's TCP connections opened (upstream "
              "connected), per label set"),
         Stat(_IL + "istio_tcp_connections_closed_total", COUNTER, "Istio's TCP connections closed"),

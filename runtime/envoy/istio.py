@@ -16,10 +16,10 @@ What each becomes, as Envoy would decide (a filter Envoy lacks fails the listene
   recognised and warned (it needs the istio-peer-exchange ALPN protocol).
 - istio.alpn -> its ALPN overrides are read and kept in the warning: the upstream TLS
   layer has no per-cluster ALPN override to hand them to yet.
-- istio_authn (network) and grpc_stats (HTTP): recognised, warned. Neither changes
-  what the application or the peer sees (authn only records the mTLS peer, which
-  mosnx's TLS layer keeps; grpc_stats only counts), so skipping them serves the
-  traffic as Envoy would.
+- grpc_stats (HTTP) -> the grpc_stats filter.
+- istio_authn (network): recognised, warned. It does not change what the application
+  or the peer sees (it only records the mTLS peer, which mosnx's TLS layer keeps), so
+  skipping it serves the traffic as Envoy would.
 - Any other opaque HTTP filter: skipped with a warning naming its type URL when
   is_optional, otherwise the listener is rejected. A network filter has no
   is_optional: one mosnx lacks always rejects the listener, as in Envoy.
@@ -118,9 +118,9 @@ def http_filter(hf: Any, f: Findings, skipped: set[str]) -> tuple[bool, FilterSp
     if plugin is not None:
         return _lacking(hf, f, skipped, f"null-VM Wasm plugin {plugin}")
     if short(a.type_url) == GRPC_STATS:
-        ft.warn("grpc_stats is recognised but not served (it only counts gRPC messages); skipped")
-        skipped.add(hf.name)
-        return True, None
+        _, value = opaque_config(a)
+        return True, FilterSpec("grpc_stats", hf.name or "grpc_stats", grpc_stats_config(value or {}, ft),
+                                disabled=hf.disabled)
     if not is_opaque(a):
         return False, None
     kind, value = opaque_config(a)
@@ -144,6 +144,20 @@ def http_filter(hf: Any, f: Findings, skipped: set[str]) -> tuple[bool, FilterSp
         skipped.add(hf.name)
         return True, None
     return _lacking(hf, f, skipped, f"type {kind}", value is not None or short(a.type_url) in TYPED_STRUCTS)
+
+
+def grpc_stats_config(value: dict[str, Any], f: Findings) -> dict[str, Any]:
+    """Envoy's grpc_stats FilterConfig (as json_format writes it) as mosnx's grpc_stats settings."""
+    cfg: dict[str, Any] = {}
+    for k, v in value.items():
+        if k in ("stats_for_all_methods", "emit_filter_state"):
+            cfg[k] = bool(v)
+        elif k == "individual_method_stats_allowlist":
+            cfg[k] = {"services": [{"name": s.get("name", ""), "method_names": list(s.get("method_names", []))}
+                                   for s in v.get("services", []) if isinstance(s, dict)]}
+        else:
+            f.warn(f"grpc_stats {k} is not served; ignored")
+    return cfg
 
 
 def _lacking(hf: Any, f: Findings, skipped: set[str], what: str, kept: bool = True) -> tuple[bool, None]:

@@ -1,5 +1,6 @@
 """Istio's standard metrics (istio.stats): for HTTP istio_requests_total and the
-request duration, request size and response size histograms; for TCP the
+request duration, request size and response size histograms (and, for a gRPC
+stream that grpc_stats counted with emit_filter_state, the messages each way); for TCP the
 connections opened and closed and the bytes each way; with Istio's labels.
 
 Every stream is recorded once, when it has ended (on_log: the metadata exchange has
@@ -34,11 +35,12 @@ from ..pipeline import HttpFilter
 from ..registry import BuildContext, register_filter
 from ..stats import Counter, Histogram, Store
 from . import _config as C
+from .grpc_stats import FILTER_STATE as GRPC_COUNTS
 from .peer_metadata import DOWNSTREAM_PEER, UPSTREAM_PEER, exchanged, node_of
 
 STATS = ("series_overflow",)
 METRICS = ("istio_requests_total", "istio_request_duration_milliseconds", "istio_request_bytes",
-           "istio_response_bytes", "istio_tcp_connections_opened_total", "istio_tcp_connections_closed_total",
+           "istio_response_bytes", "istio_request_messages_total", "istio_response_messages_total", "istio_tcp_connections_opened_total", "istio_tcp_connections_closed_total",
            "istio_tcp_sent_bytes_total", "istio_tcp_received_bytes_total")
 LABELS = ("reporter", "source_workload", "source_workload_namespace", "source_principal", "source_app",
           "source_version", "source_canonical_service", "source_canonical_revision", "source_cluster",
@@ -158,6 +160,7 @@ class IstioStatsFilter(HttpFilter):
         self.store = stats or Store()
         self._overflow: Counter = self.store.counter(f"{name}.series_overflow")
         self._series: dict[tuple[str, ...], tuple[Counter, Histogram, Histogram, Histogram]] = {}
+        self._messages: dict[tuple[str, ...], tuple[Counter, Counter]] = {}
         self._peers: dict[int, tuple[dict[str, Any], Workload]] = {}
 
     def _peer(self, md: dict[str, Any] | None) -> Workload:
@@ -207,6 +210,15 @@ class IstioStatsFilter(HttpFilter):
         s[1].add(ctx.duration_ms)
         s[2].add(float(ctx.bytes_received))
         s[3].add(float(ctx.bytes_sent))
+        counts = ctx.filter_state.get(GRPC_COUNTS) if ctx.filter_state is not None else None
+        if counts is not None:          # a gRPC stream grpc_stats counted (emit_filter_state)
+            m = self._messages.get(key)
+            if m is None:
+                prefix = series_prefix(key)
+                m = self._messages[key] = (self.store.counter(prefix + "istio_request_messages_total"),
+                                           self.store.counter(prefix + "istio_response_messages_total"))
+            m[0].value += counts[0]
+            m[1].value += counts[1]
 
 
 TCP_LABELS = LABELS[:20] + ("request_protocol", "response_flags", "connection_security_policy")

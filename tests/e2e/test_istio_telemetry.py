@@ -117,6 +117,9 @@ ALPN = {"name": "istio.alpn", "typed_config": {
     "@type": T + "istio.envoy.config.filter.http.alpn.v2alpha1.FilterConfig",
     "alpn_override": [{"upstream_protocol": "HTTP11", "alpn_override": ["istio-http/1.1", "istio", "http/1.1"]}]}}
 STATS = {"name": "istio.stats", "typed_config": {"@type": T + "stats.PluginConfig"}}
+GRPC_STATS = {"name": "envoy.filters.http.grpc_stats", "typed_config": {
+    "@type": T + "envoy.extensions.filters.http.grpc_stats.v3.FilterConfig", "emit_filter_state": True,
+    "stats_for_all_methods": False}}
 AUTHN = {"name": "istio_authn", "typed_config": {"@type": T + "udpa.type.v1.TypedStruct",
                                                  "type_url": T + "io.istio.network.authn.Config"}}
 ROUTER = {"name": "envoy.filters.http.router",
@@ -124,7 +127,8 @@ ROUTER = {"name": "envoy.filters.http.router",
 
 
 def _bootstrap(node: dict, direction: str, port: int, admin: int, cluster: str, target: int) -> dict:
-    http_filters = [MX_WASM, ALPN, STATS, ROUTER] if direction == "OUTBOUND" else [MX_WASM, STATS, ROUTER]
+    http_filters = ([MX_WASM, GRPC_STATS, ALPN, STATS, ROUTER] if direction == "OUTBOUND"
+                    else [MX_WASM, GRPC_STATS, STATS, ROUTER])
     network = [AUTHN] if direction == "INBOUND" else []
     hcm = {"name": "envoy.filters.network.http_connection_manager", "typed_config": {
         "@type": T + "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",

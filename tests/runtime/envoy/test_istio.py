@@ -81,9 +81,9 @@ def test_istios_http_filters_become_peer_metadata_and_istio_stats():
     lc, warnings = translate(listener([mx, grpc, stats], direction="OUTBOUND"))
     assert [(s.kind, s.name, s.config) for s in lc.filters] == [
         ("peer_metadata", "istio.metadata_exchange", {}),
+        ("grpc_stats", "envoy.filters.http.grpc_stats", {"emit_filter_state": True}),
         ("istio_stats", "istio.stats", {"disable_host_header_fallback": True})]
     assert any("stats.PluginConfig metrics is not served" in w for w in warnings)
-    assert any("grpc_stats is recognised but not served" in w for w in warnings)
 
 
 def test_another_null_vm_plugin_is_a_filter_mosnx_lacks():

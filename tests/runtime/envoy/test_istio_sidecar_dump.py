@@ -82,7 +82,7 @@ def _reasons(warnings: list[str]) -> collections.Counter:
     """Warnings by what they are about: the Istio extension, else the field."""
     c: collections.Counter = collections.Counter()
     for w in warnings:
-        m = re.search(r"(istio\.\w+|istio_authn|grpc_stats)", w)
+        m = re.search(r"(istio\.\w+|istio_authn)", w)
         if m is None:
             m = re.search(r'" ([\w.\[\]]+):', w)
         c[m.group(1) if m else w[:40]] += 1
@@ -124,10 +124,11 @@ def test_the_outbound_http_listener_runs_peer_metadata_and_istio_stats():
     sink = Sink()
     lc = translate_listener(msg, Findings(LISTENER, data["name"], "", sink), {rds_name(msg): RouteTable(())})
     kinds = [s.kind for s in lc.filters]
-    assert kinds[0] == "peer_metadata" and "istio_stats" in kinds, kinds
+    assert kinds == ["peer_metadata", "grpc_stats", "fault", "cors", "istio_stats"], kinds
+    grpc = next(s for s in lc.filters if s.kind == "grpc_stats")
+    assert grpc.config == {"emit_filter_state": True, "stats_for_all_methods": False}
     stats = next(s for s in lc.filters if s.kind == "istio_stats")
     assert stats.config == {}          # istiod's empty PluginConfig: the standard metrics
     assert lc.options["traffic_direction"] == "OUTBOUND"
     text = "\n".join(d.message for d in sink.warnings)
     assert "istio.alpn is recognised" in text and "HTTP11: istio-http/1.1,istio,http/1.1" in text
-    assert "grpc_stats is recognised" in text
