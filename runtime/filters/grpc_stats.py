@@ -120,6 +120,11 @@ class GrpcStatsFilter(HttpFilter):
             s.response.feed(data)
         return None
 
+    def on_response_trailers(self, ctx: StreamContext) -> None:
+        """Nothing to do here: a filter with this hook makes the core keep the
+        trailers on ctx.response, where on_log reads grpc-status."""
+        return None
+
     def _counters(self, cluster: str, method: str) -> tuple[Counter, ...]:
         key = (cluster, method)
         got = self._named.get(key)

@@ -192,6 +192,11 @@ class IstioStatsFilter(HttpFilter):
         return sides + ("grpc" if grpc else "http", str(resp.status) if resp is not None else "0", grpc_status,
                         _flag(ctx.error_detail), _policy(self.reporter, ctx))
 
+    def on_response_trailers(self, ctx: StreamContext) -> None:
+        """Nothing to do here: a filter with this hook makes the core keep the
+        trailers on ctx.response, where on_log reads grpc-status."""
+        return None
+
     def on_log(self, ctx: StreamContext) -> None:
         key = self.labels(ctx)
         s = self._series.get(key)

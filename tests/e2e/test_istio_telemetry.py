@@ -251,3 +251,36 @@ def test_istio_tcp_metrics_on_an_outbound_tcp_listener(tmp_path):
     assert _series(text, "istio_tcp_connections_opened_total")[0]["value"] == "2"
     assert _series(text, "istio_tcp_received_bytes_total")[0]["value"] == "11"
     assert _series(text, "istio_tcp_sent_bytes_total")[0]["value"] == "11"
+
+
+def test_a_grpc_stream_reports_its_messages_and_status(mosnx):
+    """grpc_stats counts the messages of a real grpcio call; istio_stats reports them."""
+    from concurrent import futures
+
+    grpc = __import__("pytest").importorskip("grpc")
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("reviews.Reviews", {
+        "Collect": grpc.stream_unary_rpc_method_handler(lambda it, ctx: b"|".join(it))}),))
+    port = server.add_insecure_port(f"{HOST}:0")
+    server.start()
+    try:
+        proxy = mosnx(config={
+            "listeners": [{"name": "outbound_9080", "address": f"{HOST}:{free_port()}",
+                           "route": {"cluster": OUT_CLUSTER, "timeout": "20s"},
+                           "filters": [{"grpc_stats": {"emit_filter_state": True, "stats_for_all_methods": True}},
+                                       {"istio_stats": {"node": PRODUCTPAGE, "reporter": "source"}}]}],
+            "clusters": [{"name": OUT_CLUSTER, "endpoints": [f"{HOST}:{port}"], "connect_timeout": "1s",
+                          "protocol": "http2"}]})
+        with grpc.insecure_channel(f"{HOST}:{proxy.port}") as ch:
+            got = ch.stream_unary("/reviews.Reviews/Collect")(iter([b"a", b"b", b"c", b"d", b"e"]), timeout=20)
+        assert got == b"a|b|c|d|e"
+        text = proxy.admin("/stats/prometheus")[2].decode()
+    finally:
+        server.stop(grace=None)
+    [r] = _series(text, "istio_requests_total")
+    assert (r["request_protocol"], r["grpc_response_status"], r["response_code"], r["value"]) == \
+        ("grpc", "0", "200", "1")
+    assert _series(text, "istio_request_messages_total")[0]["value"] == "5"
+    assert _series(text, "istio_response_messages_total")[0]["value"] == "1"
+    assert proxy.stat(f"cluster.{OUT_CLUSTER}.grpc.reviews.Reviews.Collect.request_message_count") == 5
+    assert proxy.stat(f"cluster.{OUT_CLUSTER}.grpc.reviews.Reviews.Collect.success") == 1
