@@ -39,9 +39,6 @@ from .grpc_stats import FILTER_STATE as GRPC_COUNTS
 from .peer_metadata import DOWNSTREAM_PEER, UPSTREAM_PEER, exchanged, node_of
 
 STATS = ("series_overflow",)
-METRICS = ("istio_requests_total", "istio_request_duration_milliseconds", "istio_request_bytes",
-           "istio_response_bytes", "istio_request_messages_total", "istio_response_messages_total", "istio_tcp_connections_opened_total", "istio_tcp_connections_closed_total",
-           "istio_tcp_sent_bytes_total", "istio_tcp_received_bytes_total")
 LABELS = ("reporter", "source_workload", "source_workload_namespace", "source_principal", "source_app",
           "source_version", "source_canonical_service", "source_canonical_revision", "source_cluster",
           "destination_workload", "destination_workload_namespace", "destination_principal", "destination_app",
@@ -188,7 +185,7 @@ class IstioStatsFilter(HttpFilter):
             raw = resp.headers.getb(H_GRPC_STATUS)
             if raw is None and resp.trailers is not None:
                 raw = resp.trailers.getb(H_GRPC_STATUS)
-            grpc_status = raw.decode("latin-1") if raw is not None else ""
+            grpc_status = _clean(raw.decode("latin-1")) if raw is not None else ""
         return sides + ("grpc" if grpc else "http", str(resp.status) if resp is not None else "0", grpc_status,
                         _flag(ctx.error_detail), _policy(self.reporter, ctx))
 
