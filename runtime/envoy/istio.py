@@ -23,7 +23,8 @@ What each becomes, as Envoy would decide (a filter Envoy lacks fails the listene
 - Any other opaque HTTP filter: skipped with a warning naming its type URL when
   is_optional, otherwise the listener is rejected. A network filter has no
   is_optional: one mosnx lacks always rejects the listener, as in Envoy.
-Nothing here reads node metadata: the filters take it from the bootstrap when built.
+Translation reads no node metadata: the filters take it from the bootstrap when
+built (converted_settings() copies it into what `mosnx convert` writes).
 """
 from __future__ import annotations
 
