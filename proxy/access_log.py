@@ -1,10 +1,13 @@
-"""Access logs: one line per stream, formatted from the attribute table.
+"""Access logs: one line per stream, formatted from the attribute table and Envoy's operators.
 
-The format (`%request.path%`, `%request.headers["user-agent"]%`, `%response.code%`)
+The format (`%request.path%`, `%REQ(USER-AGENT)%`, `%RESPONSE_CODE%`, or a json_format)
 was parsed and compiled when the config loaded (runtime.logformat, checked by
-runtime.config.access_log), so nothing here can meet an unknown attribute: a line
-is one join over literal strings and getters. Lines are buffered and flushed
-every 100 ms or at 64 KiB, so a request costs a string build, not a syscall.
+runtime.config.access_log or runtime.envoy.access_log), so nothing here can meet an
+unknown attribute: a text line is one join over literal strings and getters. A
+filter (Envoy's access-log filters) decides first whether the stream is logged.
+Lines are buffered and flushed every 100 ms or at 64 KiB, so a request costs a
+string build, not a syscall. reopen() (on SIGUSR1, for logrotate) flushes and opens
+the path again, so the next line goes to a new file where the old one was renamed.
 `emit access {...}` records from rules are written as JSON lines to the same target.
 """
 from __future__ import annotations
@@ -16,7 +19,7 @@ import time
 
 from mosnx.runtime.context import RequestHead, ResponseHead, StreamContext
 from mosnx.runtime.headers import Headers
-from mosnx.runtime.logformat import DEFAULT
+from mosnx.runtime.logformat import DEFAULT, LogFormat
 from mosnx.runtime.model import AccessLog
 
 
@@ -25,21 +28,44 @@ class AccessLogWriter:
     def __init__(self, cfg: AccessLog, listener: str):
         self.cfg = cfg
         self.listener = listener
-        self.parts = (cfg.format or DEFAULT).parts
-        if cfg.path == "stdout":
-            self.f = sys.stdout
-        elif cfg.path == "stderr":
-            self.f = sys.stderr
-        else:
-            self.f = open(cfg.path, "a", encoding="utf-8")
+        fmt = cfg.format or DEFAULT
+        self.parts = fmt.parts if isinstance(fmt, LogFormat) else None
+        self.render = fmt.render
+        self.test = cfg.filter.test if cfg.filter is not None else None
+        self.f = self._open()
         self.buf: list[str] = []
         self.size = 0
         self.handle: asyncio.TimerHandle | None = None
 
+    def _open(self):
+        if self.cfg.path == "stdout":
+            return sys.stdout
+        if self.cfg.path == "stderr":
+            return sys.stderr
+        return open(self.cfg.path, "a", encoding="utf-8")
+
     def write(self, ctx: StreamContext) -> None:
-        # `p.__class__ is str` tells the getters apart, cheaper than isinstance
-        line = "".join([p if p.__class__ is str else p(ctx) for p in self.parts])  # type: ignore[operator]
+        if self.test is not None and not self.test(ctx):
+            return
+        parts = self.parts
+        if parts is not None:
+            # `p.__class__ is str` tells the getters apart, cheaper than isinstance
+            line = "".join([p if p.__class__ is str else p(ctx) for p in parts])  # type: ignore[operator]
+        else:
+            line = self.render(ctx)
         self._add(line)
+
+    def reopen(self) -> None:
+        """Flush, then open the path again (a file log: logrotate renamed the old one)."""
+        self.flush()
+        if self.f in (sys.stdout, sys.stderr):
+            return
+        try:
+            f = self._open()
+        except OSError:
+            return          # keep writing where we were rather than lose lines
+        old, self.f = self.f, f
+        old.close()
 
     def emit(self, record: dict) -> None:
         self._add(json.dumps(record, default=str, separators=(",", ":")))

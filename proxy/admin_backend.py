@@ -97,7 +97,8 @@ class AdminBackend:
             return []
         return [{"name": name, "host": l.config.host, "port": l.config.port,
                  "traffic_direction": l.config.options.get("traffic_direction")}
-                for name, l in snap.listeners.items()]
+                for name, l in snap.listeners.items()
+                if l.config.chain_of is None]     # a filter chain's stack is served, never bound
 
     async def drain_listeners(self, inbound_only: bool, graceful: bool) -> list[str]:
         """Envoy's /drain_listeners: every listener, or those whose traffic_direction is

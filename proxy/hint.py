@@ -23,7 +23,9 @@ _LOOPBACK = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1"}
 
 def curl_hint(snapshot) -> str | None:
     """`curl -i [-H 'Host: h'] http://addr:port/path` for the first HTTP listener, or None."""
-    listener = next((l for l in snapshot.listeners.values() if l.config.protocol == "http"), None)
+    # not a filter chain's stack: which chain a curl reaches depends on more than a URL
+    listener = next((l for l in snapshot.listeners.values()
+                     if l.config.protocol == "http" and l.config.chain_of is None), None)
     if listener is None:
         return None
     cfg = listener.config

@@ -10,6 +10,9 @@ the codec's protocol: with TLS, by the ALPN the handshake chose; otherwise by th
 first bytes (the HTTP/2 client preface, an HTTP/1.1 request asking `Upgrade: h2c`,
 or anything else, which is HTTP/1.1). TLS settings are read from the live snapshot
 per connection, so a reload changes certificates without rebinding.
+
+A `chains` listener (several filter chains) accepts with proxy.filter_chain, which
+hands each connection to one chain's `http` or `tcp` stack, served as here.
 """
 from __future__ import annotations
 
@@ -25,7 +28,7 @@ from .codec.http2 import H2HeadError, RequestFields
 from .codec.http2_connection import PREFACE
 from .http1.server import Http1Server
 from .http2.server import Http2Server
-from .tls import TlsInfo, info_from, server_context
+from .tls import SanMismatch, TlsInfo, info_from, server_context
 
 _H2C_UPGRADE = re.compile(rb"\r\nupgrade:[ \t]*h2c[ \t]*\r\n", re.I)
 _SWITCHING = b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n"
@@ -51,6 +54,7 @@ class TlsHttp1Server(Http1Server):
             ctx.connection_sni = t.sni
             ctx.connection_mtls = t.mtls
             ctx.peer_subject = t.subject
+            ctx.tls = t
 
 
 class HttpAccept(asyncio.Protocol):
@@ -108,7 +112,9 @@ class HttpAccept(asyncio.Protocol):
     def _tls_failed(self, e) -> None:
         stats = self.worker.stats
         stats.counter(f"listener.{self.name}.ssl.connection_error").value += 1
-        if isinstance(e, ssl.SSLError) and "CERTIFICATE" in str(e).upper():
+        if isinstance(e, SanMismatch):
+            stats.counter(f"listener.{self.name}.ssl.fail_verify_san").value += 1
+        elif isinstance(e, ssl.SSLError) and "CERTIFICATE" in str(e).upper():
             stats.counter(f"listener.{self.name}.ssl.fail_verify_cert").value += 1
         self._cancel_timer()
         self.transport.abort()
@@ -241,7 +247,14 @@ async def _tcp(worker, name: str, cfg):
                                     reuse_port=True, backlog=4096)
 
 
-FACTORIES = {"http": _http, "tcp": _tcp}
+async def _chains(worker, name: str, cfg):
+    from .filter_chain import ChainAccept
+    loop = asyncio.get_running_loop()
+    return await loop.create_server(lambda: ChainAccept(worker, name), cfg.host, cfg.port,
+                                    reuse_port=True, backlog=4096)
+
+
+FACTORIES = {"http": _http, "tcp": _tcp, "chains": _chains}
 
 
 async def listen(worker, name: str, cfg):

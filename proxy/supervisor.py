@@ -12,6 +12,7 @@ whatever stops a start (an address in use, another mosnx holding it, a worker th
 fails, a bug, a signal) ends the process with one line and no worker left behind.
 SIGINT/SIGTERM stop a start at once, drain a running proxy, and a second one during
 the drain kills the workers and exits 128 + the signal.
+SIGUSR1 has every worker reopen its access-log files (after logrotate moved them).
 
 A reload never takes the supervisor down: whatever a build raises is reported (a
 ConfigError as its findings, anything else as a bug naming the file), the old snapshot
@@ -108,6 +109,7 @@ class Supervisor:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self._on_stop_signal, sig)
         loop.add_signal_handler(signal.SIGHUP, self._on_sighup)
+        loop.add_signal_handler(signal.SIGUSR1, self._on_sigusr1)
         try:
             self._startup = loop.create_task(self._start())
             try:
@@ -315,6 +317,15 @@ class Supervisor:
         self.state = "DRAINING"
         self.stop_future.set_result(signal.SIGTERM)
         return True
+
+    def _on_sigusr1(self) -> None:
+        """SIGUSR1 (logrotate's postrotate): every worker reopens its access-log files."""
+        async def reopen() -> None:
+            results = await asyncio.gather(*(h.ask("reopen_logs") for h in self.workers), return_exceptions=True)
+            for r in results:
+                if isinstance(r, BaseException):
+                    log.warning("reopening access logs: a worker did not answer (%s)", type(r).__name__)
+        asyncio.get_running_loop().create_task(reopen())
 
     def _on_sighup(self) -> None:
         if self.state == "LIVE":

@@ -72,7 +72,7 @@ class Worker:
     # ------------------------------------------------------------- snapshot
     def services(self) -> registry.Services:
         return registry.Services(stats=self.stats, http_call=self.http_call,
-                                 worker_id=self.worker_id, emit=self.emit)
+                                 worker_id=self.worker_id, emit=self.emit, endpoint=self.endpoint)
 
     def build(self, version: int):
         shared.begin_build(version)     # rate limits find their shared buckets by build order
@@ -116,6 +116,8 @@ class Worker:
                 if name in self.stopped_listeners:      # by /drain_listeners
                     continue
                 cfg = lst.config
+                if cfg.chain_of is not None:
+                    continue                     # a filter chain's stack: its listener accepts for it
                 addr = (cfg.host, cfg.port, cfg.protocol)
                 have = self.servers.get(name)
                 if have is None or have[0] != addr:
@@ -171,6 +173,11 @@ class Worker:
     async def http_call(self, cluster: str, headers, body: bytes, timeout: float):
         return await http_call(self.clusters, cluster, headers, body, timeout)
 
+    def endpoint(self, cluster: str) -> tuple[str, int] | None:
+        c = self.clusters.get(cluster)
+        host = c.pick(None) if c is not None else None
+        return (host.host, host.port) if host is not None else None
+
     def emit(self, ctx, kind: str, record: dict) -> None:
         al = self.access_logs.get(ctx.listener)
         if al is not None and kind == "access":
@@ -196,6 +203,10 @@ class Worker:
         op = msg.get("op")
         if op == "stats":
             return {"stats": self.stats.dump()}
+        if op == "reopen_logs":         # SIGUSR1 at the supervisor: logrotate moved the files
+            for al in self.access_logs.values():
+                al.reopen()
+            return {"ok": True}
         if op == "clusters":
             return {"clusters": self.clusters.describe()}
         if op == "config_dump":
@@ -346,6 +357,8 @@ async def _serve(config_path: str, worker_id: int, conn, version: int) -> None:
             stop.set_result(w.drain_timeout())
 
     loop.add_signal_handler(signal.SIGTERM, on_sigterm)
+    # the supervisor passes SIGUSR1 on; one sent to the whole group must not kill us
+    loop.add_signal_handler(signal.SIGUSR1, w.handle, {"op": "reopen_logs"})
 
     def readable():
         try:

@@ -62,6 +62,16 @@ def _metadata(key: str) -> Getter:
     return lambda ctx: (ctx.metadata or {}).get(key, "")
 
 
+def _uri_san(ctx: StreamContext) -> str:
+    t = ctx.tls
+    return t.uri_sans[0] if t is not None and t.uri_sans else ""
+
+
+def _dns_san(ctx: StreamContext) -> str:
+    t = ctx.tls
+    return t.dns_sans[0] if t is not None and t.dns_sans else ""
+
+
 def _route_name(ctx: StreamContext) -> str:
     r = ctx.route
     return r.name if r is not None else ""
@@ -91,6 +101,10 @@ _ATTRS = [
     Attribute("connection.sni", STRING, "TLS server name", lambda c: c.connection_sni),
     Attribute("connection.mtls", BOOL, "client presented a verified certificate", lambda c: c.connection_mtls),
     Attribute("connection.subject_peer_certificate", STRING, "peer certificate subject", lambda c: c.peer_subject),
+    Attribute("connection.uri_san_peer_certificate", STRING, "the peer certificate's first URI SAN", _uri_san),
+    Attribute("connection.dns_san_peer_certificate", STRING, "the peer certificate's first DNS SAN", _dns_san),
+    Attribute("source.principal", STRING, "the peer's identity: its certificate's first URI SAN "
+              "(a SPIFFE id under Istio); '' without one", _uri_san),
     Attribute("listener.name", STRING, "listener that accepted the stream", lambda c: c.listener),
     Attribute("response.code", INT, "response status (0 before the response)",
               lambda c: c.response.status if c.response is not None else 0, phase="response"),

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from http.cookies import SimpleCookie
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import parse_qsl
 
 from .headers import Headers
@@ -18,6 +18,16 @@ if TYPE_CHECKING:
 
 _monotonic = time.monotonic
 _time = time.time
+
+
+class TlsFacts(Protocol):
+    """What a TLS connection tells its streams (the proxy's TlsInfo): the peer
+    certificate's names as Envoy reads them for a principal."""
+    sni: str
+    mtls: bool
+    subject: str
+    uri_sans: tuple[str, ...]
+    dns_sans: tuple[str, ...]
 
 
 class RequestHead:
@@ -58,7 +68,7 @@ class StreamContext:
     __slots__ = (
         "request", "response", "listener", "protocol",
         "source_address", "source_port", "destination_address", "destination_port",
-        "connection_sni", "connection_mtls", "peer_subject",
+        "connection_sni", "connection_mtls", "peer_subject", "tls",
         "vhost", "route", "cluster_name", "upstream_address",
         "metadata", "filter_state", "start", "start_wall", "request_id",
         "error_detail", "bytes_received", "bytes_sent",
@@ -77,6 +87,7 @@ class StreamContext:
         self.connection_sni = ""
         self.connection_mtls = False
         self.peer_subject = ""
+        self.tls: TlsFacts | None = None   # the connection's TLS facts; None in cleartext
         self.vhost: VirtualHost | None = None
         self.route: Route | None = None
         self.cluster_name = ""

@@ -16,6 +16,7 @@ buckets, counters; that is shared state by design, not configuration.
 from __future__ import annotations
 
 import copy
+import ipaddress
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -25,7 +26,8 @@ from .pipeline import Pipeline
 from .routes import RouteAction, RouteTable
 
 if TYPE_CHECKING:
-    from .logformat import LogFormat
+    from .logformat import JsonFormat, LogFormat
+    from .log_filter import LogFilter
 
 KiB = 1024
 MiB = 1024 * 1024
@@ -36,6 +38,9 @@ class Endpoint:
     host: str
     port: int
     weight: int = 1
+    # which of the cluster's options["tls_matches"] (Envoy's transport_socket_matches)
+    # this endpoint's metadata chose, by index; None: the cluster's own options["tls"]
+    tls_match: int | None = None
 
     def __post_init__(self) -> None:
         if not 0 < self.port < 65536:
@@ -107,7 +112,8 @@ class PathNormalization:
 @dataclass(frozen=True, slots=True)
 class AccessLog:
     path: str                                 # "stdout", "stderr" or a file path
-    format: LogFormat | None = None           # compiled at load (runtime.logformat); None: the default
+    format: LogFormat | JsonFormat | None = None  # compiled at load (runtime.logformat); None: the default
+    filter: LogFilter | None = None           # which streams are logged (Envoy's access-log filter); None: all
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +126,71 @@ class FilterSpec:
     # False: no settings of its own (Envoy's cors, local_ratelimit without a token bucket):
     # it runs only on routes that give it theirs (runtime.route_filters)
     own: bool = True
+
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+TRANSPORT_PROTOCOLS = ("", "raw_buffer", "tls")
+SOURCE_TYPES = ("any", "local", "external")
+LISTENER_FILTERS = ("tls_inspector", "http_inspector")
+
+
+@dataclass(frozen=True, slots=True)
+class ChainMatch:
+    """Which connections a filter chain takes (Envoy's FilterChainMatch). An empty
+    field takes every connection; proxy.filter_chain applies the fields in Envoy's
+    order, the most specific match winning at each step."""
+    destination_port: int = 0                 # 0: any
+    prefix_ranges: tuple[IPNetwork, ...] = ()               # of the destination address
+    server_names: tuple[str, ...] = ()        # lower-case; exact, or "*.suffix" (any depth)
+    transport_protocol: str = ""              # "", "raw_buffer" or "tls"
+    application_protocols: tuple[str, ...] = ()
+    direct_source_prefix_ranges: tuple[IPNetwork, ...] = ()
+    source_type: str = "any"                  # "any", "local" (same host) or "external"
+    source_prefix_ranges: tuple[IPNetwork, ...] = ()
+    source_ports: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.destination_port < 65536:
+            raise ValueError(f"destination_port {self.destination_port} is outside 1..65535")
+        if self.transport_protocol not in TRANSPORT_PROTOCOLS:
+            raise ValueError(f"transport_protocol: expected raw_buffer or tls, not {self.transport_protocol!r}")
+        if self.source_type not in SOURCE_TYPES:
+            raise ValueError(f"source_type: expected one of {', '.join(SOURCE_TYPES)}")
+        for p in self.source_ports:
+            if not 0 < p < 65536:
+                raise ValueError(f"source port {p} is outside 1..65535")
+        for n in self.server_names:
+            if not n or n != n.lower() or ("*" in n and not (n.startswith("*.") and "*" not in n[1:])):
+                raise ValueError(f"server name {n!r}: expected a lower-case name or *.suffix")
+
+
+@dataclass(frozen=True, slots=True)
+class ListenerFilter:
+    """A listener filter that reads a connection's first bytes before a chain is
+    chosen; `disabled_ports` are destination port ranges [start, end) it skips
+    (Envoy's filter_disabled, its port ranges only)."""
+    kind: str                                 # one of LISTENER_FILTERS
+    disabled_ports: tuple[tuple[int, int], ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.kind not in LISTENER_FILTERS:
+            raise ValueError(f"listener filter {self.kind!r}: expected one of {', '.join(LISTENER_FILTERS)}")
+
+    def runs_for(self, port: int) -> bool:
+        for start, end in self.disabled_ports:
+            if start <= port < end:
+                return False
+        return True
+
+
+@dataclass(frozen=True, slots=True)
+class FilterChain:
+    """One of a listener's filter chains: which connections it takes, and the
+    protocol stack that serves them. The stack is a whole ListenerConfig named
+    "<listener>/<chain>", with chain_of set: it is served, never bound."""
+    name: str
+    match: ChainMatch
+    stack: ListenerConfig
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +212,22 @@ class ListenerConfig:
     # they are, instead of route: or rules:; route_config names where they came from
     route_table: RouteTable | None = None
     route_config: str | None = None
+    # several protocol stacks on one address (protocol "chains"): each connection
+    # goes to the chain its facts match (proxy.filter_chain), else to the default
+    # one, else it is closed. A listener with none serves its own stack, as above.
+    filter_chains: tuple[FilterChain, ...] = ()
+    default_filter_chain: FilterChain | None = None
+    listener_filters: tuple[ListenerFilter, ...] = ()
+    listener_filters_timeout: float = 15.0    # 0: wait as long as it takes
+    continue_on_listener_filters_timeout: bool = False
+    chain_of: str | None = None               # a chain's stack: the listener it serves
+
+    def stacks(self) -> tuple[ListenerConfig, ...]:
+        """The protocol stacks serving this listener's connections: itself, or its chains'."""
+        if self.protocol != "chains":
+            return (self,)
+        chains = self.filter_chains + ((self.default_filter_chain,) if self.default_filter_chain else ())
+        return tuple(c.stack for c in chains)
 
 
 @dataclass(frozen=True, slots=True)

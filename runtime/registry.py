@@ -23,6 +23,9 @@ class Services:
     #   -> (status: int, headers: list[(str,str)], body: bytes); raises on failure
     http_call: Callable[..., Awaitable[Any]] | None = None
     worker_id: int = 0
+    # endpoint(cluster) -> (host, port) of a healthy endpoint the cluster's balancer
+    #   picks, or None: for filters that open their own channel (ext_authz's gRPC)
+    endpoint: Callable[[str], tuple[str, int] | None] | None = None
     # emit(ctx, kind, record): structured records from `on log` steps; kind "access"
     # goes to the listener's access log as one JSON line
     emit: Callable[[Any, str, dict], None] | None = None

@@ -2,7 +2,9 @@
 
 Pure: no sockets, no global state beyond the registry of front ends. Called by the
 CLI for `check`, by each worker at start and on reload, and by the reload path in
-the supervisor to validate before telling workers. A step that takes more than
+the supervisor to validate before telling workers. A listener with filter chains
+(protocol "chains") is kept as it is, and each chain's stack is built as a listener
+of its own, named "<listener>/<chain>", which workers serve but never bind. A step that takes more than
 SLOW seconds (loading the YAML, one listener's rules) says so in the log at INFO,
 with what it did, so a large config does not look like a hang.
 """
@@ -14,7 +16,7 @@ from typing import Iterable
 
 from . import registry, route_filters
 from .diagnostics import ConfigError, Diagnostic, did_you_mean
-from .model import Config, Listener, Snapshot
+from .model import Config, Listener, ListenerConfig, Snapshot
 from .pipeline import Pipeline
 from .routes import Route, RouteAction, RouteTable, VirtualHost
 
@@ -45,79 +47,22 @@ def build_snapshot(config: Config | str, version: int = 1,
     listeners: dict[str, Listener] = {}
     sources: list[str] = [config.path, *config.sources]
     extensions: dict = {}
-    for lc in config.listeners:
-        ctx = registry.BuildContext(config=config, listener=lc, clusters=set(clusters),
-                                    filters={}, extensions=extensions,
-                                    services=services or registry.Services())
-        filters = []
-        built: list = []            # per spec, its filter (None: not built, or no settings of its own)
-        for spec in lc.filters:
-            built.append(None)
-            factory = registry.filter_factory(spec.kind)
-            if factory is None:
-                diags.append(Diagnostic(spec.span, "C201", f'unknown filter type "{spec.kind}"'
-                                        + did_you_mean(spec.kind, registry.filter_kinds())))
+    for top in config.listeners:
+        if top.protocol == "chains":
+            # the listener itself runs nothing: its chains' stacks serve its connections
+            listeners[top.name] = Listener(top, Pipeline.of([]), RouteTable([]))
+        for lc in top.stacks():
+            if lc.chain_of is not None and lc.name in listeners:
+                diags.append(Diagnostic(lc.span, "C006", f'filter chain "{lc.name}": a listener has that name'))
                 continue
-            if not spec.own:
-                continue            # it runs only with the settings routes give it (route_filters)
-            try:
-                f = factory(spec.name, spec.config, ctx)
-            except (ValueError, OSError) as e:
-                diags.append(Diagnostic(spec.span, "C202", f'filter "{spec.name}": {e}'))
-                continue
-            built[-1] = f
-            ctx.filters[spec.name] = f
-            if not spec.disabled:
-                filters.append(f)
-        pipeline = Pipeline.of(filters)
-        routes: RouteTable | None = None
-        if lc.route_table is not None:
-            routes = lc.route_table
-            if routes.filter_names():
-                try:
-                    head, routes = route_filters.bind(routes, lc.filters, built, _maker(ctx))
-                    pipeline = Pipeline.of(head)
-                except ValueError as e:
-                    diags.append(Diagnostic(lc.span, "C202", f'listener "{lc.name}": a route\'s filter settings: {e}'))
-        elif lc.rules:
-            loader = registry.rules_loader("mdsl")
-            if loader is None:
-                diags.append(Diagnostic(lc.span, "C203", "rules: need the mdsl front end, which is not installed"))
-            else:
-                start = time.perf_counter()
-                result = loader(lc.rules, ctx)
-                if result is not None:
-                    routes = result.routes
-                    pipeline = pipeline.then(result.pipeline)
-                    n = len(routes.vhosts)
-                    _took(start, 'listener "%s": %d routes in %d vhost%s loaded, checked and compiled',
-                          lc.name, sum(len(vh.routes) for vh in routes.vhosts), n, "" if n == 1 else "s")
-        elif lc.route is not None:
-            routes = default_route_table(lc.route)
-        else:
-            diags.append(Diagnostic(lc.span, "C204", f'listener "{lc.name}" has neither route: nor rules:'))
-        diags.extend(ctx.diagnostics)
-        sources.extend(ctx.sources)
-        if routes is None:
-            continue
-        diags.extend(_check_clusters(routes, clusters, lc))
-        # a new table, bound to this listener's steps; the compiled one is left as it is
-        listeners[lc.name] = Listener(lc, pipeline, routes.finalize(pipeline))
+            built = _build_listener(lc, config, clusters, extensions, services, diags, sources)
+            if built is not None:
+                listeners[lc.name] = built
     errors = [d for d in diags if d.severity == "error"]
     if errors:
         raise ConfigError(errors)
     return Snapshot(version=version, config=config, listeners=listeners, clusters=clusters,
                     sources=tuple(dict.fromkeys(sources)), extensions=extensions)
-
-
-def _maker(ctx: registry.BuildContext) -> route_filters.Make:
-    """Builds a listener filter with a route's settings, as its own are built."""
-    def make(spec, config):
-        factory = registry.filter_factory(spec.kind)
-        if factory is None:
-            raise ValueError(f'unknown filter type "{spec.kind}"')
-        return factory(spec.name, dict(config), ctx)
-    return make
 
 
 def _check_clusters(routes: RouteTable, clusters: dict, lc) -> Iterable[Diagnostic]:
@@ -130,3 +75,77 @@ def _check_clusters(routes: RouteTable, clusters: dict, lc) -> Iterable[Diagnost
                 if name not in clusters:
                     span = r.span or lc.span
                     yield Diagnostic(span, "C101", f'unknown cluster "{name}"' + did_you_mean(name, clusters))
+
+
+def _build_listener(lc: ListenerConfig, config: Config, clusters: dict, extensions: dict,
+                    services: registry.Services | None, diags: list[Diagnostic],
+                    sources: list[str]) -> Listener | None:
+    """One protocol stack: its filters, pipeline and route table; None when it has
+    no routes (the reason is in `diags`)."""
+    ctx = registry.BuildContext(config=config, listener=lc, clusters=set(clusters),
+                                filters={}, extensions=extensions,
+                                services=services or registry.Services())
+    filters = []
+    built: list = []            # per spec, its filter (None: not built, or no settings of its own)
+    for spec in lc.filters:
+        built.append(None)
+        factory = registry.filter_factory(spec.kind)
+        if factory is None:
+            diags.append(Diagnostic(spec.span, "C201", f'unknown filter type "{spec.kind}"'
+                                    + did_you_mean(spec.kind, registry.filter_kinds())))
+            continue
+        if not spec.own:
+            continue            # it runs only with the settings routes give it (route_filters)
+        try:
+            f = factory(spec.name, spec.config, ctx)
+        except (ValueError, OSError) as e:
+            diags.append(Diagnostic(spec.span, "C202", f'filter "{spec.name}": {e}'))
+            continue
+        built[-1] = f
+        ctx.filters[spec.name] = f
+        if not spec.disabled:
+            filters.append(f)
+    pipeline = Pipeline.of(filters)
+    routes: RouteTable | None = None
+    if lc.route_table is not None:
+        routes = lc.route_table
+        if routes.filter_names():
+            try:
+                head, routes = route_filters.bind(routes, lc.filters, built, _maker(ctx))
+                pipeline = Pipeline.of(head)
+            except ValueError as e:
+                diags.append(Diagnostic(lc.span, "C202", f'listener "{lc.name}": a route\'s filter settings: {e}'))
+    elif lc.rules:
+        loader = registry.rules_loader("mdsl")
+        if loader is None:
+            diags.append(Diagnostic(lc.span, "C203", "rules: need the mdsl front end, which is not installed"))
+        else:
+            start = time.perf_counter()
+            result = loader(lc.rules, ctx)
+            if result is not None:
+                routes = result.routes
+                pipeline = pipeline.then(result.pipeline)
+                n = len(routes.vhosts)
+                _took(start, 'listener "%s": %d routes in %d vhost%s loaded, checked and compiled',
+                      lc.name, sum(len(vh.routes) for vh in routes.vhosts), n, "" if n == 1 else "s")
+    elif lc.route is not None:
+        routes = default_route_table(lc.route)
+    else:
+        diags.append(Diagnostic(lc.span, "C204", f'listener "{lc.name}" has neither route: nor rules:'))
+    diags.extend(ctx.diagnostics)
+    sources.extend(ctx.sources)
+    if routes is None:
+        return None
+    diags.extend(_check_clusters(routes, clusters, lc))
+    # a new table, bound to this listener's steps; the compiled one is left as it is
+    return Listener(lc, pipeline, routes.finalize(pipeline))
+
+
+def _maker(ctx: registry.BuildContext) -> route_filters.Make:
+    """Builds a listener filter with a route's settings, as its own are built."""
+    def make(spec, config):
+        factory = registry.filter_factory(spec.kind)
+        if factory is None:
+            raise ValueError(f'unknown filter type "{spec.kind}"')
+        return factory(spec.name, dict(config), ctx)
+    return make

@@ -105,6 +105,25 @@ SECTIONS: tuple[Section, ...] = (
         Stat("listener.<listener>.ssl.fail_verify_cert", COUNTER, "handshakes that failed on the client's "
              "certificate", "listener.<address>.ssl.fail_verify_error"),
         Stat("listener.<listener>.ssl.mtls", COUNTER, "handshakes with a verified client certificate", NONE),
+        Stat("listener.<listener>.ssl.fail_verify_san", COUNTER, "handshakes that failed because the client "
+             "certificate's SANs match none of the listener's SAN matchers (Envoy's DownstreamTlsContext)",
+             "listener.<address>.ssl.fail_verify_san"),
+    )),
+    Section("TLS to clusters", "Per cluster with TLS to its endpoints (`tls:`, or an Envoy transport socket).", (
+        Stat(_C + "ssl.fail_verify_san", COUNTER, "connections refused in the handshake because the "
+             "endpoint's certificate has none of the SANs asked for"),
+        Stat(_C + "ssl.fail_verify_error", COUNTER, "connections refused because the endpoint's certificate "
+             "chain does not verify"),
+        Stat(_C + "ssl.connection_error", COUNTER, "TLS connections that failed otherwise"),
+    )),
+    Section("Listeners with filter chains", "Per listener with several filter chains, by its address "
+            "(`<host>_<port>`), as Envoy's `listener.<address>.`; the chain serving a connection counts it "
+            "again under its own stack's stats.", (
+        Stat("listener.<host>_<port>.downstream_cx_total", COUNTER, "connections accepted"),
+        Stat("listener.<host>_<port>.no_filter_chain_match", COUNTER, "connections closed because no filter "
+             "chain matched and there is no default chain"),
+        Stat("listener.<host>_<port>.downstream_pre_cx_timeout", COUNTER, "connections whose listener filters "
+             "did not finish within listener_filters_timeout"),
     )),
     Section("TCP listeners", "Per `protocol: tcp` listener; Envoy's tcp_proxy `tcp.<stat_prefix>.`.", (
         Stat("tcp.<listener>.downstream_cx_total", COUNTER, "connections accepted"),
@@ -218,6 +237,22 @@ SECTIONS: tuple[Section, ...] = (
              "connection closes"),
         Stat(_H + "cors.origin_valid", COUNTER, "requests whose Origin the cors filter's policy accepts"),
         Stat(_H + "cors.origin_invalid", COUNTER, "requests with an Origin the cors filter's policy does not accept"),
+        Stat(_H + "rbac.<rules_stat_prefix>allowed", COUNTER, "requests the rbac filter's rules allowed "
+             "(the prefix is the filter's rules_stat_prefix, often empty)"),
+        Stat(_H + "rbac.<rules_stat_prefix>denied", COUNTER, "requests the rbac filter's rules denied (403)"),
+        Stat(_H + "rbac.<shadow_rules_stat_prefix>shadow_allowed", COUNTER, "requests the rbac filter's "
+             "shadow rules would allow (Istio's prefix: istio_dry_run_allow_)"),
+        Stat(_H + "rbac.<shadow_rules_stat_prefix>shadow_denied", COUNTER, "requests the rbac filter's "
+             "shadow rules would deny; they pass all the same"),
+        Stat(_H + "jwt_authn.allowed", COUNTER, "requests jwt_authn let through (a met requirement, or none to meet)"),
+        Stat(_H + "jwt_authn.denied", COUNTER, "requests jwt_authn answered 401 or 403"),
+        Stat(_H + "jwt_authn.jwks_fetch_success", COUNTER, "remote JWKS fetched and cached"),
+        Stat(_H + "jwt_authn.jwks_fetch_failed", COUNTER, "remote JWKS fetches that failed (refused, timed out, "
+             "not 200, or no usable key)"),
+        Stat(_H + "ext_authz.ok", COUNTER, "requests the authorization service allowed"),
+        Stat(_H + "ext_authz.denied", COUNTER, "requests the authorization service denied"),
+        Stat(_H + "ext_authz.error", COUNTER, "checks that failed or timed out"),
+        Stat(_H + "ext_authz.failure_mode_allowed", COUNTER, "failed checks let through by failure_mode_allow"),
         Stat("<adaptive_concurrency>.gradient_controller.rq_blocked", COUNTER, "requests refused (503) "
              "above the concurrency limit"),
         Stat("<adaptive_concurrency>.gradient_controller.min_rtt_calculation_active", COUNTER,

@@ -71,8 +71,11 @@ HELPERS: dict[str, str] = {
     "tests/dsl/legacy_parse.py": "the parser dsl/parse.py replaced, the reference of test_parse_equivalence.py",
     "tests/dsl/mutants.py": "the rule-file mutator of test_check_mutants.py",
     "tests/runtime/envoy/envoy_samples.py": "the Envoy resources and request helpers the runtime/envoy tests share",
+    "tests/runtime/envoy/tls_samples.py": "the Envoy TLS resources (transport sockets, secrets) of test_tls and test_secrets",
     "tests/proxy/stream/fakes.py": "fakes of the executor's Protocols (Downstream, Upstream, pool, loop) for its unit tests",
     "tests/proxy/xds/ads_server.py": "an ADS control plane (SotW and delta) on loopback, for the xDS client's tests",
+    "tests/runtime/filters/rbac_streams.py": "requests and connections with TLS peers, for the RBAC tests",
+    "tests/runtime/filters/jwtkit.py": "keys, JWKS documents and tokens the jwt_authn and jwt_verify tests share",
 }
 
 # test files that will move elsewhere (none now)

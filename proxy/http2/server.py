@@ -405,6 +405,7 @@ class Http2Server(WindowedStreams, asyncio.Protocol):
             ctx.connection_sni = tls.sni
             ctx.connection_mtls = tls.mtls
             ctx.peer_subject = tls.subject
+            ctx.tls = tls
         body = 0 if ended else content_length
         d = H2Down(self, sid, method == "HEAD", ended)
         # a request with no body on a listener with no request step may take the

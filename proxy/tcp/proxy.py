@@ -26,6 +26,7 @@ from mosnx.runtime.headers import Headers
 from ..stream.decide import pick_weighted
 from .sni import NEED_MORE, match_route, parse_sni
 from ..sockets import set_nodelay
+from ..tls import client_connect_args, connect_failed
 from ..upstream.pool_base import count_cx_closed, count_cx_open
 
 if TYPE_CHECKING:
@@ -253,12 +254,16 @@ class TcpDownstream(asyncio.Protocol):
     async def _open(self, host: str, port: int, timeout: float) -> None:
         loop = self.worker.loop
         up: TcpUpstream = self.up  # type: ignore[assignment]  # _connect_to set it for this task
+        # a cluster's TLS (its own, or what an endpoint's transport socket match chose)
+        kw = client_connect_args(self.cluster.config, host, self.host.endpoint) \
+            if self.cluster is not None and self.host is not None else {}
         try:
             async with asyncio.timeout(timeout):
-                await loop.create_connection(lambda: up, host, port)
+                await loop.create_connection(lambda: up, host, port, **kw)
         except (OSError, TimeoutError, asyncio.TimeoutError) as e:
             self.stats.connect_fail.value += 1
             if self.cluster is not None:
+                connect_failed(self.cluster, f"{host}:{port}", e)
                 c = self.cluster.c
                 c["upstream_cx_connect_fail"].value += 1
                 if isinstance(e, (TimeoutError, asyncio.TimeoutError)):

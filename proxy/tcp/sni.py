@@ -1,4 +1,4 @@
-"""Server name from a TLS ClientHello, without terminating TLS.
+"""Server name (and ALPN offer) from a TLS ClientHello, without terminating TLS.
 
 Sans-I/O: bytes in, a verdict out. Only the first handshake message is read, across
 as many TLS records as it spans (a post-quantum key share can push a ClientHello past
@@ -12,6 +12,23 @@ MAX_HELLO = 64 * 1024         # beyond this it is not a ClientHello worth waitin
 
 def parse_sni(data: bytes):
     """NEED_MORE, the server name (lower-case str), or None (not TLS, or no SNI)."""
+    body = _hello_body(data)
+    if body is NEED_MORE or body is None:
+        return body
+    return _hello_sni(body)
+
+
+def parse_hello(data: bytes):
+    """NEED_MORE, None (not a TLS ClientHello), or (server name or None, the ALPN
+    protocols offered, in the client's order): what Envoy's tls_inspector learns."""
+    body = _hello_body(data)
+    if body is NEED_MORE or body is None:
+        return body
+    return _hello_sni(body), _hello_alpn(body)
+
+
+def _hello_body(data: bytes):
+    """NEED_MORE, None, or the ClientHello's body (after its 4-byte header)."""
     hs = bytearray()
     off = 0
     n = len(data)
@@ -33,7 +50,42 @@ def parse_sni(data: bytes):
             if need > MAX_HELLO:
                 return None
         if need >= 0 and len(hs) >= need:
-            return _hello_sni(bytes(hs[4:need]))
+            return bytes(hs[4:need])
+
+
+def _extensions(h: bytes):
+    """(type, body) of each ClientHello extension; stops at a malformed one."""
+    p = 2 + 32                                   # client_version, random
+    p += 1 + h[p]                                # session id
+    p += 2 + ((h[p] << 8) | h[p + 1])            # cipher suites
+    p += 1 + h[p]                                # compression methods
+    if p + 2 > len(h):
+        return
+    end = min(len(h), p + 2 + ((h[p] << 8) | h[p + 1]))
+    p += 2
+    while p + 4 <= end:
+        etype = (h[p] << 8) | h[p + 1]
+        elen = (h[p + 2] << 8) | h[p + 3]
+        p += 4
+        yield etype, h[p:p + elen]
+        p += elen
+
+
+def _hello_alpn(h: bytes) -> tuple[str, ...]:
+    try:
+        for etype, ext in _extensions(h):
+            if etype == 16:                          # application_layer_protocol_negotiation
+                out = []
+                q = 2
+                stop = min(len(ext), 2 + ((ext[0] << 8) | ext[1]))
+                while q < stop:
+                    n = ext[q]
+                    out.append(ext[q + 1:q + 1 + n].decode("ascii"))
+                    q += 1 + n
+                return tuple(out)
+    except (IndexError, UnicodeDecodeError):
+        return ()
+    return ()
 
 
 def _hello_sni(h: bytes):

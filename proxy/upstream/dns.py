@@ -78,5 +78,5 @@ class DnsResolver:
             for a in addrs:
                 if (a, ep.port) not in seen:
                     seen.add((a, ep.port))
-                    out.append(Endpoint(a, ep.port, ep.weight))
+                    out.append(Endpoint(a, ep.port, ep.weight, ep.tls_match))
         return out

@@ -86,7 +86,7 @@ class HealthChecker:
         writer = None
         try:
             async with asyncio.timeout(self.config.timeout):
-                reader, writer = await asyncio.open_connection(h.host, h.port, **client_connect_args(self.cluster.config, h.host))
+                reader, writer = await asyncio.open_connection(h.host, h.port, **client_connect_args(self.cluster.config, h.host, h.endpoint))
                 ok = await self.probe(reader, writer)
         except (OSError, TimeoutError, asyncio.TimeoutError):
             self.c["network_failure"].value += 1

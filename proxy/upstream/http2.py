@@ -26,7 +26,7 @@ from ..codec.http2_connection import (CANCEL, ENABLE_PUSH, INITIAL_WINDOW_SIZE, 
                                       REFUSED_STREAM, H2Connection, H2ConnectionError, StreamGone)
 from ..codec.http2_pending import WindowedStream, WindowedStreams
 from ..sockets import set_nodelay
-from ..tls import client_connect_args
+from ..tls import client_connect_args, connect_failed, endpoint_tls
 from .pool_base import PoolBase
 
 DEFAULT_STREAM_CAP = 100
@@ -99,7 +99,7 @@ class H2Pool(PoolBase):
     async def _open(self) -> None:
         cluster = self.host.cluster
         loop = asyncio.get_running_loop()
-        kw = client_connect_args(cluster.config, self.host.host)
+        kw = client_connect_args(cluster.config, self.host.host, self.host.endpoint)
         conn = None
         try:
             async with asyncio.timeout(cluster.config.connect_timeout):
@@ -113,9 +113,10 @@ class H2Pool(PoolBase):
                 conn.settled.cancel()
                 conn.transport.abort()
             return self._failed("upstream_connect_timeout")
-        except (OSError, ConnectionError):
+        except (OSError, ConnectionError) as e:
             if conn is not None:
                 conn.transport.abort()
+            connect_failed(cluster, self.host.address, e)
             return self._failed("upstream_connect_failure")
         self.connecting -= 1
         conn.opened = True
@@ -483,7 +484,8 @@ class H2UpStream(WindowedStream):
         conn = self.conn
         v = req.headers.getb(b"te")
         te = v is not None and b"trailers" in v.lower()
-        tls = conn.pool.host.cluster.config.options.get("tls")
+        host = conn.pool.host
+        tls = endpoint_tls(host.cluster.config, host.endpoint)      # the endpoint's transport socket
         block = request_block(req.method, req.path, Headers(fields), "https" if tls is not None else "http", te)
         sid = conn.h2.next_stream_id()
         self.sid = sid

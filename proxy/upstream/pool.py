@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from ..tls import client_connect_args
+from ..tls import client_connect_args, connect_failed
 from .pool_base import OVERFLOW, PoolBase
 
 __all__ = ("OVERFLOW", "Pool")
@@ -85,12 +85,14 @@ class Pool(PoolBase):
             async with asyncio.timeout(cluster.config.connect_timeout):
                 _, conn = await loop.create_connection(lambda: UpstreamConnection(self),
                                                        self.host.host, self.host.port,
-                                                       **client_connect_args(cluster.config, self.host.host))
+                                                       **client_connect_args(cluster.config, self.host.host,
+                                                                             self.host.endpoint))
         except (TimeoutError, asyncio.TimeoutError):
             self._failed(stream, "upstream_connect_timeout")
             cluster.c["upstream_cx_connect_timeout"].value += 1
             return
-        except OSError:
+        except OSError as e:
+            connect_failed(cluster, self.host.address, e)
             self._failed(stream, "upstream_connect_failure")
             return
         conn.take()

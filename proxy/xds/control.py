@@ -98,7 +98,8 @@ class XdsControl:
         path = os.path.join(self._spill_dir, f"resources-{hashlib.sha256(data).hexdigest()[:16]}")
         if path != self._spilled:
             tmp = path + ".tmp"
-            with open(tmp, "wb") as f:
+            # 0600 inside the 0700 folder: SDS secrets (private keys) travel in it
+            with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as f:
                 f.write(data)
             os.replace(tmp, path)
             if self._spilled is not None:

@@ -1,26 +1,83 @@
 """The control plane's resources as Envoy's admin shows them: `configs` of an
 envoy.admin.v3.ConfigDump (ListenersConfigDump, ClustersConfigDump,
-RoutesConfigDump, EndpointsConfigDump), so tools written for Envoy's /config_dump
-read mosnx's. Each resource carries the version of the update that brought it and
-when; a resource refused by the last update carries its error_state (the refused
-message, when, and why) beside the version still serving, as Envoy's does.
+RoutesConfigDump, EndpointsConfigDump, SecretsConfigDump), so tools written for
+Envoy's /config_dump read mosnx's. Each resource carries the version of the update
+that brought it and when; a resource refused by the last update carries its
+error_state (the refused message, when, and why) beside the version still serving,
+as Envoy's does.
+
+Secrets never leave in the clear: every field the API marks
+`(udpa.annotations.sensitive)` (a private key, a password, session ticket keys) has
+its strings and bytes replaced by "[redacted]", as Envoy's MessageUtil::redact does,
+in the active secrets and in a refused one's error_state alike. Secrets asked for
+and not yet received are listed as dynamic_warming_secrets, by name.
 """
 from __future__ import annotations
 
 from typing import Any
 
-from google.protobuf import any_pb2, json_format, timestamp_pb2
+from google.protobuf import any_pb2, descriptor, json_format, timestamp_pb2
 from google.protobuf.message import Message
+from udpa.annotations import sensitive_pb2
 
 from envoy.admin.v3 import config_dump_pb2, config_dump_shared_pb2 as shared
 
-from mosnx.runtime.envoy.protos import CLUSTER, ENDPOINT, LISTENER, ROUTE
+from mosnx.runtime.envoy.protos import CLUSTER, ENDPOINT, LISTENER, ROUTE, SECRET
+
+REDACTED = "[redacted]"
+_FD = descriptor.FieldDescriptor
 
 
 def _any(msg: Message) -> any_pb2.Any:
     a = any_pb2.Any()
-    a.Pack(msg)
+    a.Pack(_redacted(msg) if _has_sensitive(msg.DESCRIPTOR) else msg)
     return a
+
+
+def _sensitive(fd: descriptor.FieldDescriptor) -> bool:
+    opts = fd.GetOptions()
+    return bool(opts.HasExtension(sensitive_pb2.sensitive) and opts.Extensions[sensitive_pb2.sensitive])
+
+
+_scanned: dict[str, bool] = {}
+
+
+def _has_sensitive(d: Any) -> bool:
+    """Whether a message of this type can hold a sensitive field (remembered by type)."""
+    got = _scanned.get(d.full_name)
+    if got is None:
+        _scanned[d.full_name] = False           # a recursive type answers for itself once
+        got = any(_sensitive(fd) or (fd.message_type is not None and _has_sensitive(fd.message_type))
+                  for fd in d.fields)
+        _scanned[d.full_name] = got
+    return got
+
+
+def _redacted(msg: Message) -> Message:
+    out = type(msg)()
+    out.CopyFrom(msg)
+    _redact(out, False)
+    return out
+
+
+def _redact(msg: Message, all_leaves: bool) -> None:
+    """Sensitive fields (and everything under them) get "[redacted]" for every string or bytes."""
+    for fd, value in msg.ListFields():
+        hide = all_leaves or _sensitive(fd)
+        repeated = fd.is_repeated
+        if fd.type == _FD.TYPE_MESSAGE:
+            if fd.message_type is None or fd.message_type.GetOptions().map_entry:
+                continue
+            for m in (value if repeated else [value]):
+                if hide or _has_sensitive(m.DESCRIPTOR):
+                    _redact(m, hide)
+        elif hide and fd.type in (_FD.TYPE_STRING, _FD.TYPE_BYTES):
+            leaf: Any = REDACTED if fd.type == _FD.TYPE_STRING else REDACTED.encode()
+            if repeated:
+                del value[:]
+                value.append(leaf)
+            else:
+                setattr(msg, fd.name, leaf)
 
 
 def _when(t: float | None) -> timestamp_pb2.Timestamp:
@@ -31,10 +88,12 @@ def _when(t: float | None) -> timestamp_pb2.Timestamp:
 
 
 def config_dump(resources: dict[str, dict[str, Message]], versions: dict[str, str],
-                updated: dict[str, float], failed: dict[tuple[str, str], tuple[Message, float, str, str]]
+                updated: dict[str, float], failed: dict[tuple[str, str], tuple[Message, float, str, str]],
+                static_secrets: dict[str, Message] | None = None, warming_secrets: set[str] | None = None
                 ) -> dict[str, Any]:
     """{"configs": [...]} as Envoy's /config_dump. `failed`: (type_url, name) -> (the
-    refused message, when, why, the refused version)."""
+    refused message, when, why, the refused version); `static_secrets`: the
+    bootstrap's; `warming_secrets`: the names asked for that have not come."""
     def failure(t: str, name: str) -> shared.UpdateFailureState | None:
         f = failed.get((t, name))
         if f is None:
@@ -72,6 +131,17 @@ def config_dump(resources: dict[str, dict[str, Message]], versions: dict[str, st
         err = failure(ENDPOINT, name)
         if err is not None:
             d.error_state.CopyFrom(err)
+    sds = config_dump_pb2.SecretsConfigDump()
+    for name, s in sorted((static_secrets or {}).items()):
+        sds.static_secrets.add(name=name, secret=_any(s))
+    for name, s in sorted(resources.get(SECRET, {}).items()):
+        d = sds.dynamic_active_secrets.add(name=name, version_info=versions.get(SECRET, ""), secret=_any(s),
+                                           last_updated=_when(updated.get(SECRET)))
+        err = failure(SECRET, name)
+        if err is not None:
+            d.error_state.CopyFrom(err)
+    for name in sorted((warming_secrets or set()) - set(resources.get(SECRET, {}))):
+        sds.dynamic_warming_secrets.add(name=name)
     # refused resources never accepted show with their error alone (Envoy lists them too)
     for (t, name), _ in sorted(failed.items()):
         if name in resources.get(t, {}):
@@ -85,7 +155,12 @@ def config_dump(resources: dict[str, dict[str, Message]], versions: dict[str, st
             eds.dynamic_endpoint_configs.add(error_state=err)
         elif t == LISTENER:
             lds.dynamic_listeners.add(name=name, error_state=err)
+        elif t == SECRET:
+            sds.dynamic_active_secrets.add(name=name, error_state=err)
     dump = config_dump_pb2.ConfigDump()
-    for part in (cds, lds, rds, eds):          # Envoy's order: clusters before listeners
+    parts: list[Message] = [cds, lds, rds, eds]     # Envoy's order: clusters before listeners
+    if sds.ListFields():
+        parts.append(sds)
+    for part in parts:
         dump.configs.add().Pack(part)
     return json_format.MessageToDict(dump)

@@ -9,8 +9,11 @@ DynamicConfig is the ADS client's sink (resources.XdsSink), kept by the supervis
 - A listener whose route configuration has not arrived, or whose routes name a
   cluster that has not, is warming, not wrong: it is left out until what it needs
   comes (as Envoy's listener warming), and the update is ACKed.
-- What the listeners and EDS clusters name decides the RDS and EDS subscriptions;
-  when that changes, the client asks again.
+- What the listeners and EDS clusters name decides the RDS and EDS subscriptions,
+  and what their TLS names the SDS (Secret) subscription; when that changes, the
+  client asks again. A listener or cluster whose secret has not come warms.
+  Secrets hold private keys: they stay in memory here, and cross to the workers only
+  in the payload (control.spill's private file).
 - Every accepted update reaches the workers as serialized resources (payload());
   each worker translates them itself, so nothing but bytes crosses the pipe.
 - `ready` once the first listeners and clusters came (or `initial_fetch_timeout`
@@ -29,7 +32,7 @@ from google.protobuf.message import Message
 from mosnx.runtime.config import load_config
 from mosnx.runtime.diagnostics import ConfigError
 from mosnx.runtime.envoy.apply import Translations, apply, needed_names
-from mosnx.runtime.envoy.protos import CLUSTER, ENDPOINT, LISTENER, RESOURCE_TYPES, ROUTE
+from mosnx.runtime.envoy.protos import CLUSTER, ENDPOINT, LISTENER, RESOURCE_TYPES, ROUTE, SECRET
 from mosnx.runtime.model import Config
 
 from .resources import Rejection
@@ -186,7 +189,7 @@ class DynamicConfig:
                 log.info("xds: %s", r)
         after = needed_names(self.resources, self.base())
         if self.resubscribe is not None:
-            for t in (ROUTE, ENDPOINT):
+            for t in (ROUTE, ENDPOINT, SECRET):
                 if before.get(t) != after.get(t):
                     asyncio.get_running_loop().call_soon(self.resubscribe, t)
         self.changed()
@@ -207,4 +210,7 @@ class DynamicConfig:
     def dump(self) -> dict[str, Any]:
         """Envoy's typed dump of what the control plane sent ({"configs": [...]})."""
         from .dump import config_dump
-        return config_dump(self.resources, self.versions, self.updated, self.failed)
+        base = self.base()
+        static = base.xds.static_resources.get(SECRET, {}) if base.xds is not None else {}
+        return config_dump(self.resources, self.versions, self.updated, self.failed, static_secrets=static,
+                           warming_secrets=needed_names(self.resources, base).get(SECRET, set()))

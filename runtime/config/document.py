@@ -14,10 +14,11 @@ from .protocols import CLUSTER_FIELDS as CLUSTER_PROTOCOL, LISTENER_FIELDS as LI
 from .filters import FilterItem
 from .route import ROUTE, RouteWithFilters
 from .access_log import ACCESS_LOG
+from .chains import chain_objects, finish, listener_fields as chain_fields, stack_or_chains
 from .compound import Data, Either, ListOf, MapOf, Mapped, Unique
 from .names import Distinct, Name
 from .scalars import Address, Bool, Duration, Enum, FilePath, Int, Size, Str
-from .schema import Field, Obj, exactly_one, ordered
+from .schema import Field, Obj, ordered
 
 LB_POLICIES = ("round_robin", "weighted_round_robin", "random", "least_request", "ring_hash", "maglev",
                "peak_ewma")
@@ -30,7 +31,7 @@ def _host_port(kwargs: dict) -> dict:
     return kwargs
 
 
-def _listener(kwargs: dict) -> dict:
+def _route_filters(kwargs: dict) -> dict:
     route = kwargs.get("route")
     if isinstance(route, RouteWithFilters):
         # the default route's policy filters run after the listener's own
@@ -39,7 +40,11 @@ def _listener(kwargs: dict) -> dict:
     action = kwargs.get("route")
     if kwargs.get("protocol") == "tcp" and action is not None and action.cluster_header is not None:
         raise ValueError("route.cluster_header needs an HTTP listener (a TCP connection has no headers)")
-    return _host_port(kwargs)
+    return kwargs
+
+
+def _listener(kwargs: dict) -> dict:
+    return finish(_host_port(_route_filters(kwargs)))
 
 
 def _address(host: str, port: int) -> str:
@@ -107,10 +112,8 @@ PATH_NORMALIZATION = Obj({
     "escaped_slashes": Field(Enum(*ESCAPED_SLASH_ACTIONS), "what %2F and %5C in a path do"),
 }, build=PathNormalization)
 
-LISTENER = Obj({
-    "name": Field(Name("listener"), "the listener's name, in stats and logs", required=True),
-    "address": Field(Distinct(Address(), "listener address", show=lambda hp: _address(*hp)),
-                     "host:port to listen on; [::1]:8080 for IPv6", required=True),
+# a listener's protocol stack: its own, or each of its filter chains' (config.chains)
+STACK = {
     "protocol": Field(Enum(*LISTENER_PROTOCOLS), "http: HTTP/1.1 and HTTP/2 (h2c, prior knowledge, or ALPN with tls); tcp: L4 proxying to the route's cluster"),
     "route": Field(ROUTE, "the default route every request takes (Envoy's names); give either route: or rules:"),
     "rules": Field(ListOf(FilePath(must_exist=True), min_items=1, single=True),
@@ -123,8 +126,16 @@ LISTENER = Obj({
     "path_normalization": Field(PATH_NORMALIZATION, "the one request path rules, routes and upstreams "
                                 "see: {normalize, merge_slashes, escaped_slashes}"),
     **LISTENER_PROTOCOL,
-}, build=ListenerConfig, adapt=_listener, extras="options",
-   checks=[exactly_one("route", "rules", what="a default route, or .mdsl rules that declare the routes")])
+}
+CHAIN, DEFAULT_CHAIN = chain_objects(STACK, _route_filters)
+
+LISTENER = Obj({
+    "name": Field(Name("listener"), "the listener's name, in stats and logs", required=True),
+    "address": Field(Distinct(Address(), "listener address", show=lambda hp: _address(*hp)),
+                     "host:port to listen on; [::1]:8080 for IPv6", required=True),
+    **STACK,
+    **chain_fields(CHAIN, DEFAULT_CHAIN),
+}, build=ListenerConfig, adapt=_listener, extras="options", checks=[stack_or_chains(set(STACK))])
 
 XDS_NODE = Obj({
     "id": Field(Str(), "the node id the control plane knows this proxy by"),

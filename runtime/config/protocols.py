@@ -4,10 +4,18 @@ Neither ListenerConfig nor ClusterConfig has an attribute for these: they land i
 the model's `options` under their YAML key, as the frozen values built here, so a
 reload compares them by value. Certificate files are checked to exist here; they
 are read (and so reloaded) when a worker applies a snapshot.
+
+The TLS settings also carry what Envoy's TLS contexts say and mosnx's YAML does not
+(runtime/envoy/tls.py fills them): certificates and keys held in memory (`Pem`, from
+an inline DataSource or an SDS secret; a new secret is a new value, so a rotation is
+a changed setting), SAN matchers (`SanMatcher`), TLS versions, and for clusters
+whether the host name is checked (Envoy never checks it against the SNI).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
+from typing import Callable
 
 from .compound import ListOf
 from .names import Ref
@@ -15,6 +23,78 @@ from .scalars import Bool, Duration, Enum, FilePath, Int, Size, Str
 from .schema import Field, Obj, ordered
 
 ALPN_PROTOCOLS = ("h2", "http/1.1")
+TLS_VERSIONS = ("1.0", "1.1", "1.2", "1.3")
+SAN_TYPES = ("", "DNS", "URI", "EMAIL", "IP")     # "": any type (Envoy's match_subject_alt_names)
+SAN_MATCHES = ("exact", "prefix", "suffix", "contains", "safe_regex")
+
+
+@dataclass(frozen=True, slots=True)
+class Pem:
+    """Certificate or key material held in memory (an Envoy inline DataSource, or a
+    secret from SDS) instead of a file path. Its bytes never show in a repr; `source`
+    says where it came from (a secret's name), for logs."""
+    data: bytes = field(repr=False)
+    source: str = ""
+
+    def __repr__(self) -> str:
+        return f"Pem({self.source!r}, {len(self.data)} bytes)"
+
+
+@dataclass(frozen=True, slots=True)
+class SanMatcher:
+    """One of Envoy's SubjectAltNameMatchers: a SAN of `san_type` ("" for any) whose
+    value matches (`kind` is a StringMatcher's: exact, prefix, suffix, contains,
+    safe_regex). A certificate passes a list of them when any one matches."""
+    san_type: str
+    kind: str
+    value: str
+    ignore_case: bool = False
+
+    def __post_init__(self) -> None:
+        if self.san_type not in SAN_TYPES:
+            raise ValueError(f"SAN type must be one of {', '.join(t for t in SAN_TYPES if t)}, not {self.san_type!r}")
+        if self.kind not in SAN_MATCHES:
+            raise ValueError(f"a SAN matcher is one of {', '.join(SAN_MATCHES)}, not {self.kind!r}")
+        if self.kind == "safe_regex":
+            try:
+                re.compile(self.value)
+            except re.error as e:
+                raise ValueError(f"bad regex {self.value!r}: {e}") from None
+
+    def predicate(self) -> Callable[[str, str], bool]:
+        """(type, value) of one SAN, as ssl's getpeercert() names them -> whether it matches."""
+        want_type = _PEER_SAN_TYPES.get(self.san_type)
+        kind, ic = self.kind, self.ignore_case
+        want = self.value.lower() if ic else self.value
+        if kind == "safe_regex":
+            rx = re.compile(self.value, re.IGNORECASE if ic else 0)
+            test: Callable[[str], bool] = lambda v: rx.fullmatch(v) is not None
+        elif kind == "exact":
+            test = lambda v: v == want
+        elif kind == "prefix":
+            test = lambda v: v.startswith(want)
+        elif kind == "suffix":
+            test = lambda v: v.endswith(want)
+        else:
+            test = lambda v: want in v
+        dns_wildcard = kind == "exact" and self.san_type in ("DNS", "")
+
+        def match(san_type: str, value: str) -> bool:
+            if want_type is not None and san_type != want_type:
+                return False
+            v = value.lower() if ic and kind != "safe_regex" else value
+            if test(v):
+                return True
+            # a certificate's "*.example.com" covers one label, as Envoy's DNS SAN match
+            if dns_wildcard and san_type == "DNS" and v.startswith("*.") and "." in want:
+                head, _, rest = want.partition(".")
+                return bool(head) and rest == v[2:]
+            return False
+        return match
+
+
+# SanMatcher.san_type -> the name ssl.SSLSocket.getpeercert() gives that SAN type
+_PEER_SAN_TYPES = {"DNS": "DNS", "URI": "URI", "EMAIL": "email", "IP": "IP Address"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,30 +106,55 @@ class SniCertificate:
 
 @dataclass(frozen=True, slots=True)
 class ServerTls:
-    cert: str
-    key: str
+    cert: str | Pem
+    key: str | Pem
     alpn: tuple[str, ...] = ALPN_PROTOCOLS
-    client_ca: str | None = None
+    client_ca: str | Pem | None = None
     require_client_cert: bool = False
     sni: tuple[SniCertificate, ...] = ()
+    # from Envoy's DownstreamTlsContext: a client certificate's SANs must match one
+    # (checked after the handshake), and the TLS versions allowed (None: 1.2 up)
+    client_san: tuple[SanMatcher, ...] = ()
+    min_version: str | None = None
+    max_version: str | None = None
 
     def __post_init__(self) -> None:
         if self.require_client_cert and not self.client_ca:
             raise ValueError("require_client_cert needs client_ca: the CA that signs client certificates")
+        if self.client_san and not self.client_ca:
+            raise ValueError("matching client certificate SANs needs client_ca: the CA that signs them")
+        _versions(self.min_version, self.max_version)
 
 
 @dataclass(frozen=True, slots=True)
 class ClientTls:
-    ca: str | None = None                     # None: the system's trust store
+    ca: str | Pem | None = None               # None: the system's trust store
     sni: str | None = None                    # None: the endpoint's host name
-    cert: str | None = None
-    key: str | None = None
+    cert: str | Pem | None = None
+    key: str | Pem | None = None
     verify: bool = True
     alpn: tuple[str, ...] = ()
+    # from Envoy's UpstreamTlsContext: Envoy verifies the chain and the SAN matchers,
+    # never the host name against the SNI (Istio's SNI is not a name in the certificate)
+    verify_hostname: bool = True
+    san: tuple[SanMatcher, ...] = ()
+    min_version: str | None = None
+    max_version: str | None = None
 
     def __post_init__(self) -> None:
         if (self.cert is None) != (self.key is None):
             raise ValueError("a client certificate needs both cert: and key:")
+        if self.san and not self.verify:
+            raise ValueError("matching the endpoint's SANs needs its certificate verified")
+        _versions(self.min_version, self.max_version)
+
+
+def _versions(low: str | None, high: str | None) -> None:
+    for v in (low, high):
+        if v is not None and v not in TLS_VERSIONS:
+            raise ValueError(f"TLS version must be one of {', '.join(TLS_VERSIONS)}, not {v!r}")
+    if low is not None and high is not None and TLS_VERSIONS.index(low) > TLS_VERSIONS.index(high):
+        raise ValueError(f"the lowest TLS version ({low}) is above the highest ({high})")
 
 
 @dataclass(frozen=True, slots=True)

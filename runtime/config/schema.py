@@ -211,17 +211,23 @@ def ordered(low: str, high: str, strict: bool = True, show: Callable[[Any], str]
 
 # -- documentation --
 
-def describe(t: Type, prefix: str = "") -> list[dict[str, Any]]:
-    """Every key under `t` as rows: key path, type, required, default, doc."""
+def describe(t: Type, prefix: str = "", seen: set[int] | None = None) -> list[dict[str, Any]]:
+    """Every key under `t` as rows: key path, type, required, default, doc. An object
+    met at two places (a listener's route and a filter chain's) is described at the
+    first, depth first, as the reference has its section there."""
     rows: list[dict[str, Any]] = []
+    seen = set() if seen is None else seen
     for obj, p in _objects(t, prefix):
+        if id(obj) in seen:
+            continue
+        seen.add(id(obj))
         for key, f in obj.fields.items():
             d = obj.default_of(key)
             if d is NOT_SET or dataclasses.is_dataclass(d):     # a nested object: see its keys
                 d = None
             rows.append({"key": f"{p}{key}", "type": f.type.name, "required": f.required,
                          "default": d, "doc": f.doc})
-            rows.extend(describe(f.type, f"{p}{key}."))
+            rows.extend(describe(f.type, f"{p}{key}.", seen))
     return rows
 
 

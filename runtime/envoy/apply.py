@@ -10,7 +10,15 @@ RouteConfiguration has not arrived (or was rejected) is left out without a Rejec
 it waits, as Envoy warms a listener, with a warning (X004) in the sink; needed_names()
 names what it waits for. A listener whose routes name a cluster that is not there is
 rejected (mosnx cannot build it). An EDS cluster with no ClusterLoadAssignment yet
-has no endpoints. Pure: the messages are only read.
+has no endpoints.
+
+Secrets (protos.SECRET, SDS) are translated first (secrets.py); a listener or
+cluster whose TLS names one that has not arrived waits, as a listener waits for its
+routes (left out, no Rejection; needed_names() names the secret). Static secrets (a
+bootstrap's static_resources.secrets) come as `static_secrets`, or with the base's
+xds.static_resources; a TLS context names them without an sds_config. A cluster's
+translation is kept while the secrets it names are the same messages. Pure: the
+messages are only read.
 """
 from __future__ import annotations
 
@@ -21,22 +29,25 @@ from ..model import ClusterConfig, Config, ListenerConfig
 from ..routes import RouteTable
 from ..diagnostics import Diagnostic
 from .findings import WAITING, Findings, Rejected, Rejection, Sink, Waiting
-from .protos import CLUSTER, ENDPOINT, LISTENER, ROUTE
-from .translate import eds_name, is_eds, rds_name, translate_cluster, translate_listener, translate_route_config
+from .protos import CLUSTER, ENDPOINT, LISTENER, ROUTE, SECRET
+from .secrets import Secret, SecretStore, translate_secret
+from .tls import cluster_secret_names, needed_secrets
+from .translate import eds_name, is_eds, rds_names, translate_cluster, translate_listener, translate_route_config
 
 Resources = dict[str, dict[str, Any]]
 
 
 def needed_names(resources: Resources, base: Config | None = None) -> dict[str, set[str]]:
-    """The RouteConfigurations the listeners use and the ClusterLoadAssignments the
-    EDS clusters use, by type URL: what the client should subscribe to next. With
-    `base`, its bootstrap's waiting listeners and EDS clusters count too."""
+    """The RouteConfigurations the listeners use, the ClusterLoadAssignments the EDS
+    clusters use and the Secrets (SDS) the TLS of both names, by type URL: what the
+    client should subscribe to next. With `base`, its bootstrap's waiting listeners
+    and EDS clusters count too."""
     waiting = base.xds.static_resources if base is not None and base.xds is not None else {}
     listeners = [*resources.get(LISTENER, {}).values(), *waiting.get(LISTENER, {}).values()]
     clusters = [*resources.get(CLUSTER, {}).values(), *waiting.get(CLUSTER, {}).values()]
-    routes = {n for lst in listeners if (n := rds_name(lst))}
+    routes = {n for lst in listeners for n in rds_names(lst)}
     eds = {eds_name(c) for c in clusters if is_eds(c)}
-    return {ROUTE: routes, ENDPOINT: eds}
+    return {ROUTE: routes, ENDPOINT: eds, SECRET: needed_secrets(listeners, clusters)}
 
 
 class Translations:
@@ -49,18 +60,48 @@ class Translations:
     def __init__(self) -> None:
         self.base: Config | None = None     # what they were translated beside
         self.routes: dict[str, tuple[Any, Any]] = {}
-        self.clusters: dict[str, tuple[Any, Any, Any]] = {}
+        # name -> (cluster, assignment, translation, the secrets it names as translated)
+        self.clusters: dict[str, tuple[Any, Any, Any, tuple]] = {}
+        self.secrets: dict[str, tuple[Any, Secret | Rejection]] = {}
+
+
+def _secrets(msgs: dict[str, Any], sink: Sink, kept: dict[str, tuple[Any, Secret | Rejection]] | None,
+             seen: dict[str, tuple[Any, Secret | Rejection]]) -> dict[str, Secret | Rejection]:
+    out: dict[str, Secret | Rejection] = {}
+    for name, s in msgs.items():
+        hit = kept.get(name) if kept is not None else None
+        if hit is not None and hit[0] is s:
+            got = hit[1]
+        else:
+            try:
+                got = translate_secret(s, Findings(SECRET, name, "", sink))
+            except Rejected as e:
+                got = e.rejection
+        seen[name] = (s, got)
+        out[name] = got
+    return out
 
 
 def apply(base: Config, resources: Resources, sink: Sink | None = None,
-          cache: Translations | None = None) -> tuple[Config, list[Rejection]]:
+          cache: Translations | None = None,
+          static_secrets: dict[str, Any] | None = None) -> tuple[Config, list[Rejection]]:
     """`sink` collects the warnings (valid Envoy mosnx ignores), when given; `cache`
-    keeps translations from one call to the next."""
+    keeps translations from one call to the next; `static_secrets`: Secrets by name
+    that TLS contexts name without an sds_config (a bootstrap's)."""
     sink = sink if sink is not None else Sink()
     if cache is not None and cache.base is not base:
         # another file config (its static names decide some rejections): start again
-        cache.base, cache.routes, cache.clusters = base, {}, {}
+        cache.base, cache.routes, cache.clusters, cache.secrets = base, {}, {}, {}
     rejected: list[Rejection] = []
+    waiting = base.xds.static_resources if base.xds is not None else {}
+    seen_secrets: dict[str, tuple[Any, Secret | Rejection]] = {}
+    dynamic = _secrets(resources.get(SECRET, {}), sink, cache.secrets if cache is not None else None, seen_secrets)
+    rejected.extend(r for r in dynamic.values() if isinstance(r, Rejection))
+    static = _secrets({**waiting.get(SECRET, {}), **(static_secrets or {})}, sink, None, {})
+    rejected.extend(r for r in static.values() if isinstance(r, Rejection) and static_secrets is not None)
+    store = SecretStore(static, dynamic)
+    if cache is not None:
+        cache.secrets = seen_secrets
     tables: dict[str, RouteTable] = {}
     seen_routes: dict[str, tuple[Any, Any]] = {}
     for name, rc in resources.get(ROUTE, {}).items():
@@ -81,7 +122,6 @@ def apply(base: Config, resources: Resources, sink: Sink | None = None,
         cache.routes = seen_routes
     static_clusters = {c.name for c in base.clusters}
     assignments = resources.get(ENDPOINT, {})
-    waiting = base.xds.static_resources if base.xds is not None else {}
     clusters: list[ClusterConfig] = list(base.clusters)
     # the bootstrap's EDS clusters fed over the stream: their endpoints, once sent
     for i, c in enumerate(clusters):
@@ -89,14 +129,19 @@ def apply(base: Config, resources: Resources, sink: Sink | None = None,
         if msg is not None and eds_name(msg) in assignments:
             try:
                 clusters[i] = translate_cluster(msg, Findings(CLUSTER, c.name, "", sink),
-                                                assignments[eds_name(msg)])
+                                                assignments[eds_name(msg)], store)
+            except Waiting as e:
+                _wait(sink, e.rejection, "cluster")
             except Rejected as e:
                 rejected.append(e.rejection)
-    seen_clusters: dict[str, tuple[Any, Any, Any]] = {}
+    seen_clusters: dict[str, tuple[Any, Any, Any, tuple]] = {}
     for name, c in resources.get(CLUSTER, {}).items():
         cla = assignments.get(eds_name(c)) if is_eds(c) else None
         was = cache.clusters.get(name) if cache is not None else None
-        if was is not None and was[0] is c and was[1] is cla:
+        names = cluster_secret_names(c)
+        deps = tuple(dynamic.get(n) for n in sorted(names)) if names else ()
+        if (was is not None and was[0] is c and was[1] is cla and len(was[3]) == len(deps)
+                and all(a is b for a, b in zip(was[3], deps))):
             got = was[2]
         else:
             f = Findings(CLUSTER, name, "", sink)
@@ -105,11 +150,13 @@ def apply(base: Config, resources: Resources, sink: Sink | None = None,
                     f.reject("a static cluster of the same name is in the bootstrap", "name")
                 if c.name != name:
                     f.reject(f'the resource is named "{name}" but the cluster "{c.name}"', "name")
-                got = translate_cluster(c, f, cla)
+                got = translate_cluster(c, f, cla, store)
             except Rejected as e:
                 got = e
-        seen_clusters[name] = (c, cla, got)
-        if isinstance(got, Rejected):
+        seen_clusters[name] = (c, cla, got, deps)
+        if isinstance(got, Waiting):
+            _wait(sink, got.rejection, "cluster")
+        elif isinstance(got, Rejected):
             rejected.append(got.rejection)
         else:
             clusters.append(got)
@@ -126,24 +173,28 @@ def apply(base: Config, resources: Resources, sink: Sink | None = None,
         try:
             if name in static_listeners and not own:
                 f.reject("a static listener of the same name is in the bootstrap", "name")
-            lc = translate_listener(lst, f, tables)
+            lc = translate_listener(lst, f, tables, store)
             if (lc.host, lc.port) in ports:
                 f.reject(f"another listener is at {lc.host}:{lc.port}", "address")
             ports.add((lc.host, lc.port))
             listeners.append(lc)
         except Waiting as e:
-            rj = e.rejection
-            sink.waiting.append(rj)
-            sink.warnings.append(Diagnostic(None, WAITING, f"{rj}; the listener waits for it", "warning"))
+            _wait(sink, e.rejection, "listener")
         except Rejected as e:
             rejected.append(e.rejection)
     # a route naming a cluster that is not there is not served: its listener waits
     known = {c.name for c in clusters}
     kept = []
     for lc in listeners:
-        missing = sorted(lc.route_table.clusters() - known) if lc.route_table is not None else []
+        missing = sorted(set().union(*(st.route_table.clusters() for st in lc.stacks()
+                                       if st.route_table is not None)) - known)
         if missing and lc.name not in base_listeners:
             rejected.append(Rejection(LISTENER, lc.name, "", f'its routes name unknown cluster "{missing[0]}"'))
             continue
         kept.append(lc)
     return dataclasses.replace(base, listeners=tuple(kept), clusters=tuple(clusters)), rejected
+
+
+def _wait(sink: Sink, rj: Rejection, what: str) -> None:
+    sink.waiting.append(rj)
+    sink.warnings.append(Diagnostic(None, WAITING, f"{rj}; the {what} waits for it", "warning"))

@@ -31,7 +31,8 @@ from .clusters import eds_name, is_eds
 from .common import seconds
 from .decode import Path, Positions, parse, read
 from .findings import INVALID, REJECTED, UNSUPPORTED, WAITING, Findings, Rejected, Sink
-from .protos import CLUSTER, ENDPOINT, HCM, LISTENER, RESOURCE_TYPES, ROUTE, Bootstrap, HttpConnectionManager
+from .protos import CLUSTER, ENDPOINT, HCM, LISTENER, RESOURCE_TYPES, ROUTE, SECRET, Bootstrap, HttpConnectionManager
+from .secrets import redact_document
 
 ENVOY_KEYS = frozenset({"static_resources", "dynamic_resources", "node", "admin", "layered_runtime",
                         "cluster_manager", "stats_sinks", "stats_config", "overload_manager", "tracing",
@@ -158,7 +159,9 @@ def _load(data: Any, positions: Positions | None,
     f = Findings("bootstrap", os.path.basename(path), "", ld.sink)
     f.only(msg, SUPPORTED)
     sr = msg.static_resources  # type: ignore[attr-defined]  # a Bootstrap
-    f.at("static_resources").only(sr, {"listeners", "clusters"})
+    f.at("static_resources").only(sr, {"listeners", "clusters", "secrets"})
+    for i, s in enumerate(sr.secrets):
+        ld.add(SECRET, s, positions, ("static_resources", "secrets", i))
     pipes: dict[str, str] = {}      # static clusters of Unix sockets only: name -> the first path
     for i, c in enumerate(sr.clusters):
         pipe = _pipe_only(c)
@@ -185,22 +188,31 @@ def _load(data: Any, positions: Positions | None,
             elif kind != "ads":
                 fd.at(key).warn(f"{kind} config sources are not supported (ads and path_config_source are)")
     admin = _admin(msg, f)
+    # what /config_dump shows of the document: private keys written inline are not shown
     base = Config(path=os.path.abspath(path) if not path.startswith("<") else path, admin=admin,
-                  listeners=(), clusters=(), raw=data if isinstance(data, dict) else {})
+                  listeners=(), clusters=(), raw=redact_document(data) if isinstance(data, dict) else {})
     sink = Sink()          # apply()'s warnings, placed by the resource they name (_placed)
     waiting = _waiting(ld, dr.HasField("ads_config"))
     resources = {t: {n: m for n, m in rs.items() if n not in waiting.get(t, {}) or t == CLUSTER}
-                 for t, rs in ld.resources.items()}
-    config, rejections = apply(base, resources, sink)
+                 for t, rs in ld.resources.items() if t != SECRET}
+    config, rejections = apply(base, resources, sink, static_secrets=ld.resources[SECRET])
     errors = list(ld.errors)
+    warnings_: list[Diagnostic] = []
     for rj in rejections:
         span = ld.locate(rj.type_url, rj.name, rj.field_path)
         errors.append(Diagnostic(span, REJECTED, str(rj), source_line=_line(span)))
-    # nothing will bring what a listener outside the stream waits for: an error here
+    # nothing will bring what a resource outside the stream waits for: an error here, but
+    # for a static cluster whose certificates come from an SDS server of its own (Istio's
+    # agent serves them on sds-grpc), which is left out with a warning
     for rj in sink.waiting:
         span = ld.locate(rj.type_url, rj.name, rj.field_path)
+        if rj.type_url == CLUSTER and rj.message.startswith('Secret "'):
+            warnings_.append(Diagnostic(span, UNSUPPORTED, f"{rj}: mosnx takes secrets from the bootstrap and "
+                                        "the ADS stream only, so this cluster is left out", "warning", _line(span)))
+            continue
         errors.append(Diagnostic(span, REJECTED, str(rj), source_line=_line(span)))
     warnings = [_placed(d, ld) for d in ld.sink.warnings + [d for d in sink.warnings if d.code != WAITING]]
+    warnings += warnings_
     ads_cluster = _ads_cluster(msg)
     for name, pipe in pipes.items():
         span = ld.locate(CLUSTER, name, "load_assignment")
@@ -230,6 +242,8 @@ def _waiting(ld: _Load, ads: bool) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {LISTENER: {}, CLUSTER: {}}
     if not ads:
         return out
+    # what the control plane's TLS contexts may name without an sds_config
+    out[SECRET] = dict(ld.resources[SECRET])
     for name, lst in ld.resources[LISTENER].items():
         for fc in lst.filter_chains[:1]:
             for nf in fc.filters:
@@ -342,7 +356,13 @@ def _xds(msg: Any, f: Findings, config: Config, pipes: dict[str, str]) -> XdsCon
         fg.at("envoy_grpc").reject(f'cluster_name "{name}" names no static cluster with an endpoint',
                                    "cluster_name")
     host, port = (cluster.endpoints[0].host, cluster.endpoints[0].port) if cluster is not None else ("", 0)
-    node = XdsNode(id=msg.node.id, cluster=msg.node.cluster, metadata=_struct(msg.node.metadata))
+    try:
+        metadata = _struct(msg.node.metadata)
+    except ValueError:
+        # YAML's .nan and .inf parse into a Struct, but have no JSON (nor control plane) form
+        f.at("node").reject("numbers in metadata must be finite (NaN and infinity have no JSON form)", "metadata")
+        metadata = {}
+    node = XdsNode(id=msg.node.id, cluster=msg.node.cluster, metadata=metadata)
     timeout = 15.0
     for key in ("lds_config", "cds_config"):
         cs = getattr(dr, key)

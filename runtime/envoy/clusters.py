@@ -5,6 +5,11 @@ ClusterLoadAssignment named by eds_cluster_config.service_name (or the cluster's
 name), which the caller passes in (None: not received yet, no endpoints). Envoy's
 defaults are kept where they differ from mosnx's (connect_timeout 5 s), so the
 same file behaves the same.
+
+TLS to the endpoints (tls.py): `transport_socket` becomes options["tls"];
+`transport_socket_matches` becomes options["tls_matches"] ((criteria, TLS or None)
+in order), and each endpoint's metadata picks one of them here, once, as
+Endpoint.tls_match. A secret the sockets name that has not come yet raises Waiting.
 """
 from __future__ import annotations
 
@@ -15,6 +20,8 @@ from ..model import CircuitBreakers, ClusterConfig, Endpoint
 from .common import seconds, socket_address
 from .findings import Findings
 from .protos import HTTP_PROTOCOL_OPTIONS, http_protocol_options_pb2
+from .secrets import SecretStore
+from .tls import Matches, match_index, socket_matches, upstream_tls
 
 LB = {0: "round_robin", 1: "least_request", 3: "random", 2: "ring_hash", 5: "maglev"}
 TYPES = {0: "static", 1: "strict_dns", 2: "logical_dns", 3: "eds", 4: "original_dst"}
@@ -23,7 +30,8 @@ DNS_FAMILY = {0: "auto", 1: "v4_only", 2: "v6_only", 3: "v4_preferred", 4: "all"
 SUPPORTED = frozenset({"name", "type", "connect_timeout", "lb_policy", "load_assignment", "eds_cluster_config",
                        "circuit_breakers", "outlier_detection", "health_checks", "typed_extension_protocol_options",
                        "http2_protocol_options", "dns_refresh_rate", "dns_lookup_family", "common_lb_config",
-                       "alt_stat_name", "per_connection_buffer_limit_bytes", "max_requests_per_connection"})
+                       "alt_stat_name", "per_connection_buffer_limit_bytes", "max_requests_per_connection",
+                       "transport_socket", "transport_socket_matches"})
 
 
 def eds_name(c: Any) -> str:
@@ -35,7 +43,8 @@ def is_eds(c: Any) -> bool:
     return c.WhichOneof("cluster_discovery_type") == "type" and c.type == 3
 
 
-def endpoints_of(cla: Any, f: Findings) -> tuple[Endpoint, ...]:
+def endpoints_of(cla: Any, f: Findings, matches: Matches = ()) -> tuple[Endpoint, ...]:
+    """`matches`: the cluster's options["tls_matches"], which each endpoint's metadata picks from."""
     out: list[Endpoint] = []
     for i, loc in enumerate(cla.endpoints):
         fl = f.at("endpoints").at(i)
@@ -52,12 +61,14 @@ def endpoints_of(cla: Any, f: Findings) -> tuple[Endpoint, ...]:
             if lbe.health_status in (2, 3, 4, 5):      # UNHEALTHY, DRAINING, TIMEOUT, DEGRADED
                 continue
             w = lbe.load_balancing_weight.value if lbe.HasField("load_balancing_weight") else 1
-            out.append(Endpoint(host, port, max(1, w)))
+            out.append(Endpoint(host, port, max(1, w), match_index(matches, lbe) if matches else None))
     return tuple(out)
 
 
-def translate_cluster(c: Any, f: Findings, assignment: Any | None = None) -> ClusterConfig:
-    """`assignment`: the ClusterLoadAssignment of an EDS cluster, when there is one."""
+def translate_cluster(c: Any, f: Findings, assignment: Any | None = None,
+                      secrets: SecretStore | None = None) -> ClusterConfig:
+    """`assignment`: the ClusterLoadAssignment of an EDS cluster, when there is one;
+    `secrets`: what SDS references in its transport sockets find."""
     if not c.name:
         f.reject("a cluster needs a name", "name")
     f.only(c, SUPPORTED)
@@ -68,6 +79,13 @@ def translate_cluster(c: Any, f: Findings, assignment: Any | None = None) -> Clu
     if t == "original_dst":
         f.reject("ORIGINAL_DST clusters are not supported", "type")
     options: dict[str, Any] = {}
+    if c.HasField("transport_socket"):
+        tls = upstream_tls(c.transport_socket, f.at("transport_socket"), secrets, c.name)
+        if tls is not None:
+            options["tls"] = tls
+    matches = socket_matches(c, f, secrets)
+    if matches:
+        options["tls_matches"] = matches
     if t in ("strict_dns", "logical_dns"):
         if t == "logical_dns":
             f.warn("LOGICAL_DNS is served as STRICT_DNS (every resolved address is an endpoint)", "type")
@@ -76,9 +94,9 @@ def translate_cluster(c: Any, f: Findings, assignment: Any | None = None) -> Clu
             options["dns_refresh_rate"] = seconds(c.dns_refresh_rate)
         options["dns_lookup_family"] = DNS_FAMILY.get(c.dns_lookup_family, "auto")
     if t == "eds":
-        endpoints = endpoints_of(assignment, f.at("load_assignment")) if assignment is not None else ()
+        endpoints = endpoints_of(assignment, f.at("load_assignment"), matches) if assignment is not None else ()
     else:
-        endpoints = endpoints_of(c.load_assignment, f.at("load_assignment"))
+        endpoints = endpoints_of(c.load_assignment, f.at("load_assignment"), matches)
     lb = LB.get(c.lb_policy)
     if lb is None:
         f.reject("this lb_policy is not supported (ROUND_ROBIN, LEAST_REQUEST, RANDOM, RING_HASH, MAGLEV are)",

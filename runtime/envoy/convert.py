@@ -11,11 +11,14 @@ the notes, with the warnings the bootstrap already gives.
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..config.cluster import HealthCheck, OutlierDetection
+from ..config.protocols import ALPN_PROTOCOLS, ClientTls, Pem, ServerTls
+from ..logformat import JsonFormat
 from ..model import ClusterConfig, Config, ListenerConfig
 from .common import seconds
 from .istio import converted_settings
@@ -86,13 +89,17 @@ def convert(config: Config, resources: dict[str, dict[str, Any]], stem: str = "e
                            "node": {"id": x.node.id, "cluster": x.node.cluster, "metadata": dict(x.node.metadata)}}
     listeners: list[dict[str, Any]] = []
     for lc in config.listeners:
+        if lc.protocol == "chains":
+            out.notes.append(f'listener "{lc.name}" has several filter chains, which mosnx.yaml cannot say; '
+                             "left out")
+            continue
         d = _listener(lc, resources, out, clusters, stem)
         for item in d.get("filters", ()):           # Istio's keep their node and direction
             for kind, body in item.items():
                 body.update(converted_settings(kind, lc, config))
         listeners.append(d)
     out.yaml["listeners"] = listeners
-    out.yaml["clusters"] = [_cluster(c, clusters) for c in config.clusters]
+    out.yaml["clusters"] = [_cluster(c, clusters, out.notes) for c in config.clusters]
     return out
 
 
@@ -103,6 +110,13 @@ def _addr(host: str, port: int) -> str:
 def _listener(lc: ListenerConfig, resources: dict[str, dict[str, Any]], out: Converted, clusters: _Names,
               stem: str) -> dict[str, Any]:
     d: dict[str, Any] = {"name": lc.name, "address": _addr(lc.host, lc.port), "protocol": lc.protocol}
+    tls = lc.options.get("tls")
+    if isinstance(tls, ServerTls):
+        got = _server_tls(tls, f'listener "{lc.name}"', out.notes)
+        if got is not None:
+            d["tls"] = got
+    if lc.access_log is not None:
+        d["access_log"] = _access_log(lc, out.notes)
     if lc.protocol == "tcp" and lc.route is not None:
         r = lc.route
         d["route"] = ({"cluster": clusters(r.cluster)} if r.cluster else
@@ -134,6 +148,23 @@ def _listener(lc: ListenerConfig, resources: dict[str, dict[str, Any]], out: Con
     file = f"{stem}.{re.sub(r'[^A-Za-z0-9_-]', '_', lc.name)}.mdsl"
     out.rules[file] = _mdsl(rc, clusters, out.notes, lc.name)
     d["rules"] = [file]
+    return d
+
+
+def _access_log(lc: ListenerConfig, notes: list[str]) -> dict[str, Any]:
+    al = lc.access_log
+    assert al is not None
+    d: dict[str, Any] = {"path": al.path}
+    fmt = al.format
+    if isinstance(fmt, JsonFormat):
+        d["json_format"] = json.loads(fmt.text)
+    elif fmt is not None:
+        d["format"] = fmt.text[:-1] if fmt.text.endswith("\n") else fmt.text
+    if fmt is not None and fmt.omit_empty:
+        d["omit_empty_values"] = True
+    if al.filter is not None:
+        notes.append(f'listener "{lc.name}": the access-log filter ({al.filter.text}) has no mosnx.yaml form; '
+                     "every stream is logged")
     return d
 
 
@@ -412,7 +443,53 @@ def _action(r: Any, vh: Any, clusters: _Names, matched: str, notes: list[str], w
 
 # ---- clusters ----
 
-def _cluster(c: ClusterConfig, names: _Names) -> dict[str, Any]:
+def _tls_files(where: str, notes: list[str], *material: Any) -> bool:
+    if any(isinstance(m, Pem) for m in material):
+        notes.append(f"{where}: TLS certificates or keys given inline (or by a secret) have no mosnx.yaml "
+                     "form, which takes file paths; tls: left out")
+        return False
+    return True
+
+
+def _alpn(alpn: tuple[str, ...], where: str, notes: list[str]) -> list[str]:
+    kept = [p for p in alpn if p in ALPN_PROTOCOLS]
+    if len(kept) != len(alpn):
+        notes.append(f"{where}: ALPN protocols other than h2 and http/1.1 have no mosnx.yaml form; left out")
+    return kept
+
+
+def _server_tls(t: ServerTls, where: str, notes: list[str]) -> dict[str, Any] | None:
+    if not _tls_files(where, notes, t.cert, t.key, t.client_ca):
+        return None
+    d: dict[str, Any] = {"cert": t.cert, "key": t.key}
+    alpn = _alpn(t.alpn, where, notes)
+    if alpn:
+        d["alpn"] = alpn
+    if t.client_ca:
+        d["client_ca"] = t.client_ca
+        d["require_client_cert"] = t.require_client_cert
+    if t.client_san or t.min_version or t.max_version:
+        notes.append(f"{where}: client certificate SAN matchers and TLS versions have no mosnx.yaml form; left out")
+    return d
+
+
+def _client_tls(t: ClientTls, where: str, notes: list[str]) -> dict[str, Any] | None:
+    if not _tls_files(where, notes, t.ca, t.cert, t.key):
+        return None
+    d: dict[str, Any] = {"verify": t.verify}
+    for key in ("ca", "sni", "cert", "key"):
+        if getattr(t, key):
+            d[key] = getattr(t, key)
+    alpn = _alpn(t.alpn, where, notes)
+    if alpn:
+        d["alpn"] = alpn
+    if t.san or t.min_version or t.max_version or (t.verify and not t.verify_hostname):
+        notes.append(f"{where}: SAN matchers and TLS versions have no mosnx.yaml form, and mosnx.yaml checks "
+                     "the endpoint's host name (Envoy does not); left as mosnx.yaml does it")
+    return d
+
+
+def _cluster(c: ClusterConfig, names: _Names, notes: list[str]) -> dict[str, Any]:
     d: dict[str, Any] = {"name": names(c.name),
                          "endpoints": [e.address if e.weight == 1 else {"address": e.address, "weight": e.weight}
                                        for e in c.endpoints],
@@ -428,6 +505,12 @@ def _cluster(c: ClusterConfig, names: _Names) -> dict[str, Any]:
                       for k, v in dataclasses.asdict(value).items()}
         elif isinstance(value, float) and key == "dns_refresh_rate":
             d[key] = _dur(value)
+        elif isinstance(value, ClientTls):
+            got = _client_tls(value, f'cluster "{c.name}"', notes)
+            if got is not None:
+                d[key] = got
+        elif key == "tls_matches":
+            notes.append(f'cluster "{c.name}": transport_socket_matches have no mosnx.yaml form; left out')
         else:
             d[key] = value
     return d

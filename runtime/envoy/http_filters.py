@@ -24,10 +24,13 @@ from envoy.extensions.filters.http.cors.v3 import cors_pb2
 
 from ..model import FilterSpec
 from ..routes import CORS_POLICY, FilterOverride, RouteTable
+from . import authn
 from .common import regex_of, seconds
 from . import istio
 from .findings import Findings
 from .protos import fault_pb2, local_rate_limit_pb2, wasm_pb2
+from .rbac import HTTP_RBAC, HTTP_RBAC_PER_ROUTE, http_rbac_pb2, http_rbac_per_route
+from .rbac import http_filter as rbac_filter
 
 ROUTER = "envoy.extensions.filters.http.router.v3.Router"
 FAULT = "envoy.extensions.filters.http.fault.v3.HTTPFault"
@@ -85,6 +88,12 @@ def http_filters(hcm: Any, f: Findings) -> tuple[list[FilterSpec], set[str]]:
             wf = wasm_pb2.Wasm()
             hf.typed_config.Unpack(wf)
             out.append(FilterSpec("wasm", hf.name or "wasm", _wasm(wf, fh.at("typed_config")), disabled=hf.disabled))
+        elif url == HTTP_RBAC:
+            out.append(rbac_filter(hf, fh))
+        elif url in authn.FILTERS:
+            kind, translate = authn.FILTERS[url]
+            out.append(FilterSpec(kind, hf.name or kind, translate(hf.typed_config, fh.at("typed_config")),
+                                  disabled=hf.disabled))
         elif hf.is_optional:
             skipped.add(hf.name)
             fh.warn(f"HTTP filter {url or hf.name} is not available in mosnx; skipped (is_optional)")
@@ -173,6 +182,10 @@ def _override(a: Any, f: Findings, optional: bool) -> FilterOverride:
         return FilterOverride("rate_limit", cfg) if cfg is not None else FilterOverride("rate_limit", disabled=True)
     if url == CORS_POLICY_TYPE:
         return FilterOverride("cors", cors_policy(_unpacked(a, cors_pb2.CorsPolicy()), f))
+    if url == HTTP_RBAC_PER_ROUTE:
+        cfg = http_rbac_per_route(_unpacked(a, http_rbac_pb2.RBACPerRoute()), f)
+        # no rbac on a route: the filter is off there, as in Envoy
+        return FilterOverride("rbac", cfg) if cfg is not None else FilterOverride("rbac", disabled=True)
     if url and istio.is_opaque(a):
         url = istio.opaque_config(a)[0]         # the type it stands for, not TypedStruct
     return FilterOverride(type_name=url or "(none)", optional=optional)

@@ -1,57 +1,88 @@
 """Envoy Listener -> runtime.model.ListenerConfig.
 
-A listener serves one filter chain whose last network filter is either an
-http_connection_manager or a tcp_proxy. HTTP routes come inline (route_config) or
-by RDS name: `routes` maps names to the tables already translated, and a name not
-in it raises Waiting (a Rejected that is not an error: the caller holds the
-listener back until it arrives, as Envoy warms it). HTTP filters and their
-per-route settings are runtime.envoy.http_filters' business.
+Each filter chain's last network filter is either an http_connection_manager or a
+tcp_proxy: that is the chain's protocol stack (_stack), with its TLS when its
+transport_socket has some. A listener with one chain and no match is that stack;
+one with several chains (or a match, or a default chain) is a "chains" listener,
+translated by listener_chains. HTTP routes come inline (route_config) or by RDS
+name: `routes` maps names to the tables already translated, and a name not in it
+raises Waiting (a Rejected that is not an error: the caller holds the listener back
+until it arrives, as Envoy warms it). HTTP filters and their per-route settings are
+runtime.envoy.http_filters' business.
 Envoy's defaults win where they differ from mosnx's (no path normalisation).
+The chain's transport_socket (a DownstreamTlsContext) becomes options["tls"]
+(tls.downstream_tls); a secret it names that has not come raises Waiting.
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from ..model import Limits, ListenerConfig, PathNormalization, Timeouts
 from ..routes import RouteAction, RouteTable
+from .access_log import access_log
 from .common import seconds, socket_address
 from .findings import Findings, Rejection, Waiting
 from .http_filters import check_route_filters, http_filters
 from .istio import network_filter
 from .protos import HCM, TCP_PROXY, HttpConnectionManager, tcp_proxy_pb2
+from .listener_chains import CHAIN_FIELDS, one_chain, translate_chains
 from .routes import translate_route_config
+from .secrets import SecretStore
+from .tls import downstream_tls
 
 ESCAPED = {0: "keep", 1: "keep", 2: "reject", 3: "unescape_and_redirect", 4: "unescape_and_forward"}
-
-
 DIRECTIONS = {1: "INBOUND", 2: "OUTBOUND"}      # envoy.config.core.v3.TrafficDirection
 
 
 def rds_name(listener: Any) -> str | None:
-    """The RouteConfiguration an HTTP listener asks RDS for, if any."""
-    for fc in listener.filter_chains[:1]:
+    """The RouteConfiguration an HTTP listener asks RDS for, if any (its first)."""
+    names = rds_names(listener)
+    return names[0] if names else None
+
+
+def rds_names(listener: Any) -> list[str]:
+    """The RouteConfigurations an HTTP listener asks RDS for, one per chain that does."""
+    out: list[str] = []
+    chains = list(listener.filter_chains)
+    if listener.HasField("default_filter_chain"):
+        chains.append(listener.default_filter_chain)
+    for fc in chains:
         for nf in fc.filters:
             if nf.typed_config.type_url.endswith("." + "HttpConnectionManager"):
                 hcm = HttpConnectionManager()
                 if nf.typed_config.Unpack(hcm) and hcm.WhichOneof("route_specifier") == "rds":
-                    return hcm.rds.route_config_name
-    return None
+                    if hcm.rds.route_config_name not in out:
+                        out.append(hcm.rds.route_config_name)
+    return out
 
 
-def translate_listener(lst: Any, f: Findings, routes: dict[str, RouteTable] | None = None) -> ListenerConfig:
+def translate_listener(lst: Any, f: Findings, routes: dict[str, RouteTable] | None = None,
+                       secrets: SecretStore | None = None) -> ListenerConfig:
     if not lst.name:
         f.reject("a listener needs a name", "name")
-    f.only(lst, {"name", "address", "filter_chains", "stat_prefix", "traffic_direction"})
+    f.only(lst, {"name", "address", "filter_chains", "stat_prefix", "traffic_direction", *CHAIN_FIELDS})
     if not lst.HasField("address"):
         f.reject("a listener needs an address", "address")
     host, port = socket_address(lst.address, f.at("address"))
     if not 0 < port < 65536:
         f.at("address").reject(f"port {port} is outside 1..65535 (mosnx binds the port it is given)")
-    if len(lst.filter_chains) != 1:
-        f.reject("mosnx serves exactly one filter chain per listener", "filter_chains")
-    fc = lst.filter_chains[0]
-    ff = f.at("filter_chains").at(0)
-    ff.only(fc, {"filters", "name"})
+    base: dict[str, Any] = {"name": lst.name, "host": host, "port": port}
+    if lst.traffic_direction:       # what /drain_listeners?inboundonly selects
+        base["options"] = {"traffic_direction": DIRECTIONS[lst.traffic_direction]}
+
+    def stack(fc: Any, ff: Findings, b: dict[str, Any], r: dict[str, RouteTable]) -> ListenerConfig:
+        return _stack(fc, ff, b, r, secrets, lst.name)
+    if not one_chain(lst):
+        return translate_chains(lst, f, base, routes or {}, stack)
+    return stack(lst.filter_chains[0], f.at("filter_chains").at(0), base, routes or {})
+
+
+def _stack(fc: Any, ff: Findings, base: dict[str, Any], routes: dict[str, RouteTable],
+           secrets: SecretStore | None, listener: str) -> ListenerConfig:
+    """One filter chain's protocol stack: its last network filter (and its TLS; a secret
+    it names that has not come raises Waiting)."""
+    ff.only(fc, {"filters", "name", "filter_chain_match", "transport_socket"})
     if not fc.filters:
         ff.reject("a filter chain needs a network filter", "filters")
     extra: dict[str, Any] = {}          # options Istio's network filters ask for (runtime.envoy.istio)
@@ -62,25 +93,30 @@ def translate_listener(lst: Any, f: Findings, routes: dict[str, RouteTable] | No
     if last.WhichOneof("config_type") != "typed_config":
         fl.reject("a network filter needs a typed_config")
     url = last.typed_config.type_url
-    base: dict[str, Any] = {"name": lst.name, "host": host, "port": port}
-    if lst.traffic_direction:       # what /drain_listeners?inboundonly selects
-        base["options"] = {"traffic_direction": DIRECTIONS[lst.traffic_direction]}
-    if extra:
-        base["options"] = {**base.get("options", {}), **extra}
+    if extra:       # a copy: the chains of one listener share `base`
+        base = {**base, "options": {**base.get("options", {}), **extra}}
     if url == HCM:
         hcm = HttpConnectionManager()
         last.typed_config.Unpack(hcm)
-        return _http(hcm, fl.at("typed_config"), base, routes or {})
-    if url == TCP_PROXY:
+        lc = _http(hcm, fl.at("typed_config"), base, routes)
+    elif url == TCP_PROXY:
         tp = tcp_proxy_pb2.TcpProxy()
         last.typed_config.Unpack(tp)
-        return _tcp(tp, fl.at("typed_config"), base)
-    fl.reject(f"network filter {url.rsplit('/', 1)[-1]} is not supported "
-              "(http_connection_manager and tcp_proxy are)", "typed_config")
+        lc = _tcp(tp, fl.at("typed_config"), base)
+    else:
+        fl.reject(f"network filter {url.rsplit('/', 1)[-1]} is not supported "
+                  "(http_connection_manager and tcp_proxy are)", "typed_config")
+    if fc.HasField("transport_socket"):
+        tls = downstream_tls(fc.transport_socket, ff.at("transport_socket"), secrets, listener)
+        if tls is not None:
+            lc = dataclasses.replace(lc, options={**lc.options, "tls": tls})
+    return lc
 
 
 def _tcp(tp: Any, f: Findings, base: dict[str, Any]) -> ListenerConfig:
-    f.only(tp, {"stat_prefix", "cluster", "weighted_clusters", "idle_timeout"})
+    f.only(tp, {"stat_prefix", "cluster", "weighted_clusters", "idle_timeout", "access_log"})
+    if tp.access_log:
+        base["access_log"] = access_log(tp.access_log, f.at("access_log"))
     kind = tp.WhichOneof("cluster_specifier")
     if kind == "cluster":
         action = RouteAction(cluster=tp.cluster, timeout=None)
@@ -99,7 +135,7 @@ def _http(hcm: Any, f: Findings, base: dict[str, Any], routes: dict[str, RouteTa
     f.only(hcm, {"stat_prefix", "codec_type", "route_config", "rds", "http_filters", "normalize_path",
                  "merge_slashes", "path_with_escaped_slashes_action", "request_headers_timeout",
                  "stream_idle_timeout", "drain_timeout", "common_http_protocol_options",
-                 "max_request_headers_kb", "use_remote_address", "generate_request_id"})
+                 "max_request_headers_kb", "use_remote_address", "generate_request_id", "access_log"})
     kind = hcm.WhichOneof("route_specifier")
     if kind == "route_config":
         name = hcm.route_config.name or base["name"]
@@ -137,9 +173,12 @@ def _http(hcm: Any, f: Findings, base: dict[str, Any], routes: dict[str, RouteTa
             limits["request_headers_count"] = max(1, cp.max_headers_count.value)
     if hcm.HasField("max_request_headers_kb"):
         limits["request_headers"] = max(1, hcm.max_request_headers_kb.value) * 1024
+    if hcm.access_log:
+        base["access_log"] = access_log(hcm.access_log, f.at("access_log"))
     try:
         return ListenerConfig(protocol="http", filters=tuple(filters), path_normalization=pn,
                               timeouts=Timeouts(**t), limits=Limits(**limits), route_table=table,
                               route_config=name, **base)
     except ValueError as e:
         f.reject(str(e))
+

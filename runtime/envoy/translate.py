@@ -10,8 +10,8 @@ cannot be served, and records a warning for what is valid but ignored.
 """
 from .clusters import eds_name, is_eds, translate_cluster
 from .findings import Findings, Rejected, Rejection, Sink
-from .listeners import rds_name, translate_listener
+from .listeners import rds_name, rds_names, translate_listener
 from .routes import translate_route_config
 
 __all__ = ["translate_listener", "translate_route_config", "translate_cluster", "Findings", "Rejected",
-           "Rejection", "Sink", "rds_name", "eds_name", "is_eds"]
+           "Rejection", "Sink", "rds_name", "rds_names", "eds_name", "is_eds"]

@@ -1,9 +1,13 @@
 """Built-in HTTP filters, each registered by kind in runtime's registry on import.
 
-stdlib only, like the rest of runtime. YAML listeners name them by kind
-(`fault`, `rate_limit`, `cors`, ...); the .mdsl compiler constructs them directly.
+YAML listeners name them by kind (`fault`, `rate_limit`, `cors`, `rbac`,
+`jwt_authn`, `ext_authz`, ...); the .mdsl compiler constructs them directly. They
+are stdlib only, but for jwt_authn's signatures (PyJWT) and ext_authz's gRPC form
+(grpcio and xds-protos, imported once a gRPC service is configured).
 """
-from . import adaptive, breaker, cors, fault, grpc_stats, istio_stats, peer_metadata, ratelimit, system_guard  # noqa: F401  (importing registers them)
+# importing registers them
+from . import (adaptive, breaker, cors, ext_authz, fault, grpc_stats, istio_stats, jwt_authn,  # noqa: F401
+               peer_metadata, ratelimit, rbac, system_guard)
 from .fault import FaultFilter
 from .ratelimit import RateLimitFilter
 

@@ -684,8 +684,9 @@ class CA:
         self.path.write_bytes(self.cert.public_bytes(serialization.Encoding.PEM))
 
     def issue(self, name: str, dns: tuple[str, ...] = (), client: bool = False,
-              org: str | None = None) -> tuple[str, str]:
-        """(cert path, key path) for `name` (CN), valid for `dns` names and 127.0.0.1."""
+              org: str | None = None, uris: tuple[str, ...] = ()) -> tuple[str, str]:
+        """(cert path, key path) for `name` (CN), valid for `dns` names and 127.0.0.1; a client
+        certificate names `uris` (SPIFFE ids) and `dns` as its SANs, or none."""
         import ipaddress
 
         from cryptography import x509
@@ -706,6 +707,9 @@ class CA:
         if not client:
             sans = [x509.DNSName(d) for d in (dns or (name,))] + [x509.IPAddress(ipaddress.ip_address(HOST))]
             b = b.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+        elif uris or dns:
+            b = b.add_extension(x509.SubjectAlternativeName(
+                [x509.UniformResourceIdentifier(u) for u in uris] + [x509.DNSName(d) for d in dns]), critical=False)
         cert = b.sign(self.key, hashes.SHA256())
         safe = name.replace("*", "star").replace(" ", "_")
         cp = self.dir / f"{safe}.crt"

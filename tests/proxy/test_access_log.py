@@ -1,10 +1,15 @@
 """The access-log writer: lines from the format compiled at config load, buffered, to a file."""
 from __future__ import annotations
 
+import dataclasses
+import json
+import os
+
 from mosnx.proxy.access_log import AccessLogWriter
 from mosnx.runtime.config import load_config_text
 from mosnx.runtime.context import RequestHead, ResponseHead, StreamContext
 from mosnx.runtime.headers import Headers
+from mosnx.runtime.log_filter import status_code
 
 
 def config(tmp_path, log: str):
@@ -62,3 +67,39 @@ def test_a_refused_request_keeps_the_default_shape_without_a_format(tmp_path):
     w.close()
     line = (tmp_path / "access.log").read_text()
     assert '"- - -" 431 header_too_large 0 0 0 "-" "-"' in line
+
+
+def test_json_lines_and_envoy_operators(tmp_path):
+    al = config(tmp_path, '{ path: access.log, json_format: { code: "%RESPONSE_CODE%", method: "%REQ(:METHOD)%", '
+                          'ua: "%REQ(USER-AGENT)%", line: "%REQ(:METHOD)% %REQ(USER-AGENT)%", n: 1 } }')
+    w = AccessLogWriter(al, "ingress")
+    assert w.parts is None
+    w.write(ctx("/a"))
+    w.close()
+    assert json.loads((tmp_path / "access.log").read_text()) == {
+        "code": 201, "method": "POST", "ua": None, "line": "POST -", "n": 1}
+
+
+def test_a_filter_leaves_streams_out(tmp_path):
+    al = dataclasses.replace(config(tmp_path, '{ path: access.log, format: "%REQ(:PATH)%" }'),
+                             filter=status_code("GE", 500))
+    w = AccessLogWriter(al, "ingress")
+    w.write(ctx("/ok"))
+    bad = ctx("/bad")
+    bad.response = ResponseHead(503, Headers())
+    w.write(bad)
+    w.close()
+    assert (tmp_path / "access.log").read_text() == "/bad\n"
+
+
+def test_reopen_starts_a_new_file_at_the_path(tmp_path):
+    w = AccessLogWriter(config(tmp_path, '{ path: access.log, format: "%REQ(:PATH)%" }'), "ingress")
+    w.write(ctx("/before"))
+    w.flush()
+    os.rename(tmp_path / "access.log", tmp_path / "access.log.1")
+    w.write(ctx("/buffered"))       # written before the file is reopened: to the renamed file
+    w.reopen()
+    w.write(ctx("/after"))
+    w.close()
+    assert (tmp_path / "access.log.1").read_text() == "/before\n/buffered\n"
+    assert (tmp_path / "access.log").read_text() == "/after\n"

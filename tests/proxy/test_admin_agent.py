@@ -134,8 +134,8 @@ def test_logging_sets_levels_by_envoys_names(client, backend):
 def supervisor(state: str = "LIVE", xds_ready: bool | None = None) -> Any:
     xds = None if xds_ready is None else SimpleNamespace(ready=lambda: xds_ready)
     lst = {"in": SimpleNamespace(config=SimpleNamespace(host="127.0.0.1", port=1,
-                                                        options={"traffic_direction": "INBOUND"})),
-           "out": SimpleNamespace(config=SimpleNamespace(host="127.0.0.1", port=2, options={}))}
+                                                        chain_of=None, options={"traffic_direction": "INBOUND"})),
+           "out": SimpleNamespace(config=SimpleNamespace(host="127.0.0.1", port=2, chain_of=None, options={}))}
     asked: list[tuple[str, dict]] = []
 
     class Handle:

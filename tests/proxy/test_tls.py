@@ -1,6 +1,6 @@
 """proxy/tls.py: listener and cluster TLS contexts, driven through in-memory handshakes
 (no sockets): the certificate SNI picks (exact names before wildcards), what a
-handshake tells the stream (server name, client certificate, its subject, ALPN),
+handshake tells the stream (server name, client certificate, its subject and SANs, ALPN),
 contexts reused until a file changes, and a cluster's connect arguments."""
 from __future__ import annotations
 
@@ -114,3 +114,16 @@ def test_a_clusters_connect_arguments(ca):
     assert c.selected_alpn_protocol() == "h2"
     unverified = tls.build_client_context(ClientTls(verify=False))
     assert unverified.verify_mode == ssl.CERT_NONE and not unverified.check_hostname
+
+
+def test_a_client_certificate_names_its_principal_by_uri_san(ca):
+    cert, key = ca.issue("proxy.test")
+    server = tls.build_server_context(ServerTls(cert, key, client_ca=str(ca.path), require_client_cert=True))
+    spiffe = "spiffe://cluster.local/ns/foo/sa/sleep"
+    client = ca.client_context(alpn=("http/1.1",), cert=ca.issue("sleep", client=True, uris=(spiffe,),
+                                                                 dns=("sleep.foo",)))
+    s, _ = handshake(server, client, "proxy.test")
+    info = tls.info_from(SimpleNamespace(get_extra_info=lambda k: s if k == "ssl_object" else None))
+    assert (info.uri_sans, info.dns_sans, info.subject) == ((spiffe,), ("sleep.foo",), "CN=sleep")
+    anonymous = tls.info_from(SimpleNamespace(get_extra_info=lambda k: None))
+    assert (anonymous.uri_sans, anonymous.dns_sans) == ((), ())

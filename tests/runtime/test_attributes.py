@@ -43,3 +43,15 @@ def test_property_paths_for_wasm():
     assert attributes.property_path(["request", "path"])(c) == "/v1/items/7?debug=1&q="
     assert attributes.property_path(["request", "headers", "x-api-key"])(c) == "k1"
     assert attributes.property_path(["request", "nope"]) is None
+
+
+def test_the_peer_principal_is_its_certificates_first_uri_san():
+    from types import SimpleNamespace
+    c = make_ctx()
+    g = attributes.getter
+    assert g("source.principal")(c) == "" and g("connection.uri_san_peer_certificate")(c) == ""
+    c.tls = SimpleNamespace(sni="", mtls=True, subject="CN=a", uri_sans=("spiffe://td/ns/a/sa/b", "spiffe://x"),
+                            dns_sans=("a.svc",))
+    assert g("source.principal")(c) == "spiffe://td/ns/a/sa/b"
+    assert g("connection.uri_san_peer_certificate")(c) == "spiffe://td/ns/a/sa/b"
+    assert g("connection.dns_san_peer_certificate")(c) == "a.svc"

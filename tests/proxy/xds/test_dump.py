@@ -34,3 +34,33 @@ def test_envoys_tools_read_it():
     back = RESOURCE_TYPES[CLUSTER]()
     refused.error_state.failed_configuration.Unpack(back)
     assert back.lb_policy == cluster("x", "CLUSTER_PROVIDED").lb_policy and refused.error_state.version_info == "3"
+
+
+def test_secrets_are_dumped_with_their_private_keys_redacted():
+    secret = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret"
+    key = "-----BEGIN PRIVATE KEY-----\nTOPSECRET\n-----END PRIVATE KEY-----\n"
+    s = json_format.ParseDict({"name": "default", "tls_certificate": {
+        "certificate_chain": {"inline_string": "-----BEGIN CERTIFICATE-----\nPUBLIC\n-----END CERTIFICATE-----\n"},
+        "private_key": {"inline_string": key}}}, RESOURCE_TYPES[secret]())
+    static = json_format.ParseDict({"name": "edge", "tls_certificate": {
+        "certificate_chain": {"filename": "/etc/edge.crt"}, "private_key": {"inline_bytes": "c2VjcmV0"}}},
+        RESOURCE_TYPES[secret]())
+    failed = {(secret, "default"): (s, 1700000002.0, "not PEM", "9")}
+    dump = config_dump({secret: {"default": s}}, {secret: "7"}, {secret: 1700000001.0}, failed,
+                       static_secrets={"edge": static}, warming_secrets={"default", "ROOTCA"})
+    text = json_format.MessageToJson(json_format.ParseDict(dump, config_dump_pb2.ConfigDump()))
+    assert "TOPSECRET" not in text and "c2VjcmV0" not in text and "PUBLIC" in text
+    parsed = json_format.ParseDict(dump, config_dump_pb2.ConfigDump())
+    sds = config_dump_pb2.SecretsConfigDump()
+    assert parsed.configs[-1].Unpack(sds)
+    active = sds.dynamic_active_secrets[0]
+    back = RESOURCE_TYPES[secret]()
+    active.secret.Unpack(back)
+    assert active.name == "default" and active.version_info == "7"
+    assert back.tls_certificate.private_key.inline_string == "[redacted]"
+    active.error_state.failed_configuration.Unpack(back)
+    assert back.tls_certificate.private_key.inline_string == "[redacted]"
+    sds.static_secrets[0].secret.Unpack(back)
+    assert back.tls_certificate.private_key.inline_bytes == b"[redacted]"
+    assert back.tls_certificate.certificate_chain.filename == "/etc/edge.crt"
+    assert [w.name for w in sds.dynamic_warming_secrets] == ["ROOTCA"]

@@ -123,7 +123,7 @@ def test_removal_and_unknown_types():
     run(lambda: h.d.apply(CLUSTER, "1", {"a": cluster("a"), "b": cluster("b")}, set()))
     run(lambda: h.d.apply(CLUSTER, "2", {}, {"a"}))
     assert set(h.d.resources[CLUSTER]) == {"b"}
-    rejected = h.d.apply("type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret", "1",
+    rejected = h.d.apply("type.googleapis.com/envoy.service.runtime.v3.Runtime", "1",
                          {"s": cluster("s")}, set())
     assert [r.name for r in rejected] == ["s"]
 
@@ -146,3 +146,59 @@ def test_a_worker_keeps_the_messages_whose_bytes_did_not_change():
     run(lambda: h.d.apply(CLUSTER, "2", {"up": cluster("up", connect_timeout="3s"), "b": cluster("b")}, set()))
     third = decode(h.d.payload(), memory)
     assert third[CLUSTER]["up"] is not first[CLUSTER]["up"] and third[CLUSTER]["b"] is first[CLUSTER]["b"]
+
+
+# ---- secrets (SDS) ----
+
+SDS = {"ads": {}}
+SECRET = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret"
+
+
+def tls_cluster(name, port):
+    return msg(CLUSTER, {"name": name, "type": "STATIC", "connect_timeout": "1s",
+                         "load_assignment": {"cluster_name": name, "endpoints": [{"lb_endpoints": [{"endpoint": {
+                             "address": {"socket_address": {"address": "127.0.0.1", "port_value": port}}}}]}]},
+                         "transport_socket": {"name": "tls", "typed_config": {
+                             "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+                             "common_tls_context": {
+                                 "tls_certificate_sds_secret_configs": [{"name": "default", "sds_config": SDS}],
+                                 "validation_context_sds_secret_config": {"name": "ROOTCA", "sds_config": SDS}}}}})
+
+
+def pem_secret(name, **kind):
+    import sys
+    from pathlib import Path
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "e2e"))
+    from pemkit import PemCA
+    ca = PemCA()
+    if kind.get("ca"):
+        return msg(SECRET, {"name": name, "validation_context": {"trusted_ca": {"inline_string": ca.pem.decode()}}})
+    cert, key = ca.issue("w", uris=("spiffe://cluster.local/ns/a/sa/b",))
+    return msg(SECRET, {"name": name, "tls_certificate": {"certificate_chain": {"inline_string": cert.decode()},
+                                                          "private_key": {"inline_string": key.decode()}}})
+
+
+def test_a_cluster_warms_until_its_secrets_come_and_the_subscription_follows():
+    import pytest
+    pytest.importorskip("cryptography")
+    h = Harness()
+    assert h.d.subscriptions(SECRET) == set()
+    assert run(lambda: h.d.apply(CLUSTER, "1", {"up": tls_cluster("up", 9000)}, set())) == []   # no NACK
+    assert h.d.subscriptions(SECRET) == {"default", "ROOTCA"} and SECRET in h.asked
+    assert "up" not in {c.name for c in effective(BASE, h.d.payload()).clusters}      # warming
+    assert run(lambda: h.d.apply(SECRET, "s1", {"default": pem_secret("default"),
+                                                "ROOTCA": pem_secret("ROOTCA", ca=True)}, set())) == []
+    up = next(c for c in effective(BASE, h.d.payload()).clusters if c.name == "up")
+    assert up.options["tls"].key.source == "default"
+    # a rotated certificate reaches the workers' translation too
+    run(lambda: h.d.apply(SECRET, "s2", {"default": pem_secret("default"),
+                                         "ROOTCA": h.d.resources[SECRET]["ROOTCA"]}, set()))
+    again = next(c for c in effective(BASE, h.d.payload()).clusters if c.name == "up")
+    assert again.options["tls"].cert != up.options["tls"].cert
+    # a secret that is not PEM is refused by name; the last good one keeps serving
+    bad = msg(SECRET, {"name": "default", "tls_certificate": {"certificate_chain": {"inline_string": "x"},
+                                                              "private_key": {"inline_string": "y"}}})
+    rejected = run(lambda: h.d.apply(SECRET, "s3", {"default": bad}, set()))
+    assert [r.name for r in rejected] == ["default"] and "not PEM" in rejected[0].detail
+    still = next(c for c in effective(BASE, h.d.payload()).clusters if c.name == "up")
+    assert still.options["tls"].cert == again.options["tls"].cert

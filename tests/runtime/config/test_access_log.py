@@ -8,7 +8,7 @@ import pytest
 
 from mosnx.runtime import AccessLog, ConfigError
 from mosnx.runtime.config import load_config_text
-from mosnx.runtime.logformat import LogFormat, compile_format
+from mosnx.runtime.logformat import JsonFormat, LogFormat, compile_format
 
 DOC = """\
 listeners:
@@ -100,7 +100,8 @@ def test_generated_formats_load_or_fail_with_a_positioned_c004():
     fails with C004 findings on the format's line, inside it; never another error."""
     import random
     pieces = ["%", "%%", "request.path", "request.headers", '[\\"x\\"]', "['y']", "[", "]", " ",
-              "response.code", ".", "x", "REQ(", ")", "start_time", "é", "response.flagz"]
+              "response.code", ".", "x", "REQ(", ")", "start_time", "é", "response.flagz",
+              "RESPONSE_CODE", "START_TIME(", "%Y", ":", "?", ":PATH", "X-A", "3", "NOPE"]
     rnd = random.Random(11)
     for _ in range(300):
         fmt = "".join(rnd.choice(pieces) for _ in range(rnd.randrange(1, 10)))
@@ -114,3 +115,37 @@ def test_generated_formats_load_or_fail_with_a_positioned_c004():
                 assert col(log, '"') <= d.span.column <= len(line), (fmt, str(d))
         else:
             assert isinstance(c.listeners[0].access_log.format, LogFormat)
+
+
+def test_envoy_operators_in_a_format_point_at_their_problem():
+    log = '{ path: stdout, format: "%REQ(:PATH)% %RESPONSE_FLAG%" }'
+    assert findings(log) == [
+        ("C004", 5, col(log, "RESPONSE_FLAG%"), col(log, "RESPONSE_FLAG%") + len("RESPONSE_FLAG"),
+         'listeners[0].access_log.format: unknown command operator "RESPONSE_FLAG" (did you mean "RESPONSE_FLAGS"?)')]
+
+
+def test_json_format_is_compiled_at_load():
+    al = load('{ path: stdout, json_format: { code: "%RESPONSE_CODE%", at: { path: "%REQ(:PATH)%" } } }'
+              ).listeners[0].access_log
+    assert isinstance(al.format, JsonFormat) and not al.format.omit_empty
+    omit = load('{ path: stdout, json_format: { code: "%RESPONSE_CODE%" }, omit_empty_values: true }')
+    assert omit.listeners[0].access_log.format.omit_empty
+
+
+def test_omit_empty_values_leaves_text_empty_not_dashed():
+    al = load('{ path: stdout, format: "[%UPSTREAM_HOST%]", omit_empty_values: true }').listeners[0].access_log
+    from mosnx.runtime.context import RequestHead, StreamContext
+    from mosnx.runtime.headers import Headers
+    assert al.format.render(StreamContext(RequestHead("GET", "/", Headers()))) == "[]"
+
+
+def test_json_format_problems_point_inside_their_value():
+    log = '{ path: stdout, json_format: { a: "%REQ(:PATH)%", b: "x %NOPE%" } }'
+    got = findings(log)
+    assert [(c, line, column) for c, line, column, _, _ in got] == [("C004", 5, col(log, "NOPE"))]
+    assert got[0][4] == 'listeners[0].access_log.json_format.b: unknown command operator "NOPE"'
+
+
+def test_format_and_json_format_exclude_each_other():
+    got = findings('{ path: stdout, format: "%REQ(:PATH)%", json_format: { a: "%REQ(:PATH)%" } }')
+    assert len(got) == 1 and "format or json_format, not both" in got[0][4]

@@ -13,6 +13,7 @@ from mosnx.runtime.config import load_config_text  # noqa: E402
 from mosnx.runtime.envoy.apply import apply, needed_names  # noqa: E402
 from mosnx.runtime.envoy.bootstrap import load_bootstrap_text  # noqa: E402
 from mosnx.runtime.envoy.findings import Sink  # noqa: E402
+from mosnx.runtime.envoy.protos import SECRET as S  # noqa: E402
 from mosnx.runtime.snapshot import build_snapshot  # noqa: E402
 
 
@@ -33,7 +34,7 @@ def test_apply_adds_good_resources_and_names_the_bad():
             "bad": msg(C, {"name": "bad", "lb_policy": "CLUSTER_PROVIDED"})},
         E: {"app-eps": msg(E, ASSIGNMENT)},
     }
-    assert needed_names(resources) == {R: {"main"}, E: {"app-eps"}}
+    assert needed_names(resources) == {R: {"main"}, E: {"app-eps"}, S: set()}
     config, rejected = apply(_base(), resources)
     assert [(r.type_url, r.name, r.field_path) for r in rejected] == [(C, "bad", "lb_policy")]
     assert {c.name for c in config.clusters} == {"web", "canary", "users", "debug", "a", "b", "shadow", "app"}
@@ -67,7 +68,7 @@ def test_the_bootstraps_own_resources_wait_for_the_stream():
     assert base.listeners == () and [c.name for c in base.clusters] == ["app", "xds"]
     assert base.clusters[0].endpoints == ()
     assert any(w.code == "X004" and '"main"' in w.message for w in warnings)
-    assert needed_names({}, base) == {R: {"main"}, E: {"app-eps"}}
+    assert needed_names({}, base) == {R: {"main"}, E: {"app-eps"}, S: set()}
     routes = {"name": "main", "virtual_hosts": [{"name": "all", "domains": ["*"], "routes": [
         {"match": {"prefix": "/"}, "route": {"cluster": "app"}}]}]}
     config, rejected = apply(base, {R: {"main": msg(R, routes)}, E: {"app-eps": msg(E, ASSIGNMENT)}})

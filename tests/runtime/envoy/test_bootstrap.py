@@ -222,3 +222,24 @@ def test_a_route_to_a_pipe_cluster_is_an_error_naming_it():
     with pytest.raises(ConfigError) as e:
         load_bootstrap_text(text, "<istio>")
     assert "sds-grpc" in str(e.value)
+
+
+def test_node_metadata_that_has_no_json_form_is_an_error_at_it():
+    text = textwrap.dedent("""\
+        node: {id: a, cluster: b, metadata: {x: .nan}}
+        dynamic_resources:
+          ads_config:
+            api_type: GRPC
+            grpc_services: [{envoy_grpc: {cluster_name: xds}}]
+          cds_config: {ads: {}}
+        static_resources:
+          clusters:
+          - name: xds
+            load_assignment:
+              cluster_name: xds
+              endpoints:
+              - lb_endpoints:
+                - endpoint: {address: {socket_address: {address: 127.0.0.1, port_value: 18000}}}
+        """)
+    msgs = _error(text)
+    assert len(msgs) == 1 and msgs[0].startswith("<envoy>:1:27: X002") and "finite" in msgs[0]

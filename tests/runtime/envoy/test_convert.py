@@ -60,3 +60,63 @@ def test_cluster_header_stays_in_yaml_and_per_route_settings_are_noted():
     out = convert(config, resources)
     assert "filters" not in out.yaml["listeners"][0]
     assert any("per-route filter settings" in n for n in out.notes)
+
+
+def test_a_listener_with_filter_chains_is_left_out_with_a_note():
+    import dataclasses
+
+    from mosnx.runtime.model import ChainMatch, FilterChain
+    config, _, resources = load_bootstrap_resources(STATIC, "<envoy>")
+    [web] = config.listeners
+    stack = dataclasses.replace(web, name="web/0", chain_of="web")
+    chains = dataclasses.replace(web, protocol="chains", filter_chains=(FilterChain("0", ChainMatch(), stack),))
+    out = convert(dataclasses.replace(config, listeners=(chains,)), resources)
+    assert out.yaml["listeners"] == []
+    assert any("several filter chains" in n for n in out.notes)
+
+
+def test_tls_from_files_is_written_and_inline_tls_is_a_note(tmp_path):
+    import json
+    up = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext"
+    ep = {"cluster_name": "x", "endpoints": [{"lb_endpoints": [{"endpoint": {"address": {
+        "socket_address": {"address": "127.0.0.1", "port_value": 9000}}}}]}]}
+    files = {"name": "files", "type": "STATIC", "load_assignment": dict(ep, cluster_name="files"),
+             "transport_socket": {"name": "tls", "typed_config": {"@type": up, "sni": "up.test",
+                                  "common_tls_context": {"alpn_protocols": ["h2", "istio"], "validation_context": {
+                                      "trusted_ca": {"filename": "/etc/ca.pem"}}}}}}
+    inline = {"name": "inline", "type": "STATIC", "load_assignment": dict(ep, cluster_name="inline"),
+              "transport_socket": {"name": "tls", "typed_config": {"@type": up, "common_tls_context": {
+                  "validation_context": {"trusted_ca": {"inline_string":
+                                                        "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"}}}}}}
+    text = json.dumps({"static_resources": {"clusters": [files, inline]}})
+    config, _, resources = load_bootstrap_resources(text, str(tmp_path / "b.json"))
+    out = convert(config, resources)
+    by_name = {c["name"]: c for c in out.yaml["clusters"]}
+    assert by_name["files"]["tls"] == {"verify": True, "ca": "/etc/ca.pem", "sni": "up.test", "alpn": ["h2"]}
+    assert "tls" not in by_name["inline"]
+    assert any('cluster "inline": TLS certificates or keys given inline' in n for n in out.notes)
+    assert any('cluster "files": ALPN protocols other than h2' in n for n in out.notes)
+
+
+def test_an_access_log_is_kept_and_loads_back():
+    import dataclasses
+
+    from mosnx.runtime.config import load_config_text
+    from mosnx.runtime.log_filter import status_code
+    from mosnx.runtime.logformat import ENVOY_DEFAULT_FORMAT, compile_format, compile_json
+    from mosnx.runtime.model import AccessLog
+    import yaml
+
+    config, _, resources = load_bootstrap_resources(STATIC, "<envoy>")
+    for al, want in [
+        (AccessLog("stdout", compile_format(ENVOY_DEFAULT_FORMAT)), {"path": "stdout", "format": ENVOY_DEFAULT_FORMAT[:-1]}),
+        (AccessLog("/tmp/a.json", compile_json({"c": "%RESPONSE_CODE%"}, omit_empty=True), status_code("GE", 500)),
+         {"path": "/tmp/a.json", "json_format": {"c": "%RESPONSE_CODE%"}, "omit_empty_values": True}),
+    ]:
+        lc = dataclasses.replace(config.listeners[0], access_log=al)
+        out = convert(dataclasses.replace(config, listeners=(lc,)), resources)
+        assert out.yaml["listeners"][0]["access_log"] == want
+        assert any("access-log filter" in n for n in out.notes) == (al.filter is not None)
+        back = load_config_text(yaml.safe_dump(out.yaml), "/tmp/x/mosnx.yaml").listeners[0].access_log
+        assert back.format.text.rstrip("\n") == al.format.text.rstrip("\n")
+        assert (type(back.format), back.format.omit_empty) == (type(al.format), al.format.omit_empty)

@@ -209,3 +209,37 @@ def test_a_fault_filter_without_a_fault_of_its_own_waits_for_the_routes():
     c = ctx("/", "faulty.test")
     assert faulty.routes[1].pipeline.request[0](c).status == 418
     assert rest.routes[2].plain is not None        # nothing runs there: the short path stays open
+
+
+RBAC_DENY_ALL = {"@type": T + HF + "rbac.v3.RBAC", "rules": {"action": "DENY", "policies": {
+    "all": {"permissions": [{"any": True}], "principals": [{"any": True}]}}}}
+RBAC_PER_ROUTE = T + HF + "rbac.v3.RBACPerRoute"
+
+
+def test_rbac_per_route_replaces_the_rules_or_turns_the_filter_off():
+    allow_admin = {"@type": RBAC_PER_ROUTE, "rbac": {"rules": {"action": "ALLOW", "policies": {"admin": {
+        "permissions": [{"any": True}],
+        "principals": [{"header": {"name": "x-role", "string_match": {"exact": "admin"}}}]}}}}}
+    routes = {"name": "local", "virtual_hosts": [{"name": "all", "domains": ["*"], "routes": [
+        {"match": {"prefix": "/open"}, "route": {"cluster": "a"},
+         "typed_per_filter_config": {"envoy.filters.http.rbac": {"@type": RBAC_PER_ROUTE}}},
+        {"match": {"prefix": "/admin"}, "route": {"cluster": "a"},
+         "typed_per_filter_config": {"envoy.filters.http.rbac": allow_admin}},
+        {"match": {"prefix": "/"}, "route": {"cluster": "a"}}]}]}
+    filters = [{"name": "envoy.filters.http.rbac", "typed_config": RBAC_DENY_ALL}, FILTERS[-1]]
+    lc = translate(listener(routes, filters))
+    snap = build_snapshot(Config("<t>", None, (lc,), (ClusterConfig("a", (Endpoint("127.0.0.1", 9),)),)))
+    lst = snap.listeners["edge"]
+
+    def status(path: str, **headers: str) -> int:
+        c = ctx(path, "x.test", **headers)
+        route = lst.routes.vhost_of(c.request).match(c)
+        c.cluster_name = "a"
+        for step in lst.pipeline.request + route.pipeline.request:
+            out = step(c)
+            if out is not None:
+                return out.status
+        return 200
+    assert status("/") == 403                          # the listener's own rules: deny all
+    assert status("/open") == 200                      # RBACPerRoute without rbac: off there
+    assert status("/admin") == 403 and status("/admin", x_role="admin") == 200

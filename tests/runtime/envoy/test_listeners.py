@@ -44,6 +44,10 @@ def test_what_a_listener_cannot_be():
            "filter_chains": [{"filters": []}, {"filters": []}]}
     with pytest.raises(Rejected) as e:
         translate_listener(msg(L, two), Findings(L, "x"))
+    assert e.value.rejection.field_path == "filter_chains[0].filters"
+    none = {**two, "filter_chains": []}
+    with pytest.raises(Rejected) as e:
+        translate_listener(msg(L, none), Findings(L, "x"))
     assert e.value.rejection.field_path == "filter_chains"
     no_router = msg(L, LISTENER)
     with pytest.raises(Rejected) as e:
