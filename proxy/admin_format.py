@@ -213,7 +213,13 @@ def _hostport(host: str, port: int) -> str:
 # --- /stats/prometheus ------------------------------------------------------------
 
 def prometheus_name(stat: str) -> tuple[str, tuple[tuple[str, str], ...]]:
-    """`cluster.web.upstream_rq_total` -> (`mosnx_cluster_upstream_rq_total`, (("cluster_name", "web"),))."""
+    """`cluster.web.upstream_rq_total` -> (`mosnx_cluster_upstream_rq_total`, (("cluster_name", "web"),)).
+    A stat that carries its labels as Istio's do (`reporter=.=source;.;...;.;istio_requests_total`)
+    keeps its own name, unprefixed, and those labels in their order."""
+    if _ISTIO_SEP in stat and _ISTIO_EQ in stat:
+        *pairs, metric = stat.split(_ISTIO_SEP)
+        return _INVALID.sub("_", metric), tuple(
+            (k, v) for k, _, v in (p.partition(_ISTIO_EQ) for p in pairs))
     labels = []
     for tag, rule in TAG_RULES:
         m = rule.match(stat)
@@ -221,6 +227,9 @@ def prometheus_name(stat: str) -> tuple[str, tuple[tuple[str, str], ...]]:
             labels.append((tag, m.group(2)))
             stat = stat[:m.start(1)] + stat[m.end(1):]
     return PROM_PREFIX + _INVALID.sub("_", stat), tuple(labels)
+
+
+_ISTIO_SEP, _ISTIO_EQ = ";.;", "=.="      # Istio's tag delimiters (runtime.filters.istio_stats)
 
 
 def _escape(value: str) -> str:

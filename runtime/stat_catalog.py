@@ -36,6 +36,7 @@ _H = "http.<listener>."
 _C = "cluster.<cluster>."
 _OD = _C + "outlier_detection."
 _E = "<cluster>::<address>::"
+_IL = "<Istio labels as reporter=.=source;.;...>;.;"      # runtime.filters.istio_stats
 
 SECTIONS: tuple[Section, ...] = (
     Section("HTTP listeners", "Per `protocol: http` listener, HTTP/1.1 and HTTP/2 together; Envoy's "
@@ -209,6 +210,31 @@ SECTIONS: tuple[Section, ...] = (
         Stat("<rate_limit>.rate_limited", COUNTER, "requests refused by the rate limit",
              "http_local_rate_limit.rate_limited"),
         Stat("<rate_limit>.delayed", COUNTER, "requests queued by the leaky bucket before passing", NONE),
+        Stat(_C + "grpc.<service>.<method>.total", COUNTER, "gRPC calls to the cluster (the grpc_stats filter); "
+             "`cluster.<cluster>.grpc.total` unless stats_for_all_methods or the allowlist names the method"),
+        Stat(_C + "grpc.<service>.<method>.success", COUNTER, "gRPC calls that ended with grpc-status 0"),
+        Stat(_C + "grpc.<service>.<method>.failure", COUNTER, "gRPC calls that ended otherwise"),
+        Stat(_C + "grpc.<service>.<method>.request_message_count", COUNTER, "gRPC messages the clients sent"),
+        Stat(_C + "grpc.<service>.<method>.response_message_count", COUNTER, "gRPC messages the cluster sent back"),
+        Stat("<peer_metadata>.header_decode_failed", COUNTER, "x-envoy-peer-metadata values from a peer that "
+             "are not base64 of a Struct (the peer is unknown; the request goes on)", NONE),
+        Stat("<istio_stats>.series_overflow", COUNTER, "streams not recorded because the filter already keeps "
+             "its most label sets (4096)", NONE),
+        Stat(_IL + "istio_requests_total", COUNTER, "Istio's request count, one series per label set "
+             "(rendered by /stats/prometheus as `istio_requests_total{reporter=...,...}`)"),
+        Stat(_IL + "istio_request_duration_milliseconds", HISTOGRAM, "Istio's request duration, ms"),
+        Stat(_IL + "istio_request_bytes", HISTOGRAM, "Istio's request body size, bytes"),
+        Stat(_IL + "istio_response_bytes", HISTOGRAM, "Istio's response body size, bytes"),
+        Stat(_IL + "istio_request_messages_total", COUNTER, "gRPC messages from the client, for a stream "
+             "grpc_stats counted (emit_filter_state)"),
+        Stat(_IL + "istio_response_messages_total", COUNTER, "gRPC messages from the server, likewise"),
+        Stat(_IL + "istio_tcp_connections_opened_total", COUNTER, "Istio's TCP connections opened (upstream "
+             "connected), per label set"),
+        Stat(_IL + "istio_tcp_connections_closed_total", COUNTER, "Istio's TCP connections closed"),
+        Stat(_IL + "istio_tcp_sent_bytes_total", COUNTER, "bytes sent to the client, counted when the connection "
+             "closes"),
+        Stat(_IL + "istio_tcp_received_bytes_total", COUNTER, "bytes received from the client, counted when the "
+             "connection closes"),
         Stat(_H + "cors.origin_valid", COUNTER, "requests whose Origin the cors filter's policy accepts"),
         Stat(_H + "cors.origin_invalid", COUNTER, "requests with an Origin the cors filter's policy does not accept"),
         Stat(_H + "rbac.<rules_stat_prefix>allowed", COUNTER, "requests the rbac filter's rules allowed "

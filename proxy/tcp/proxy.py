@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 from mosnx.runtime.config.protocols import TcpOptions
 from mosnx.runtime.context import RequestHead, StreamContext
+from mosnx.runtime.filters.istio_stats import IstioTcpStats, tcp_stats
 from mosnx.runtime.headers import Headers
 
 from ..stream.decide import pick_weighted
@@ -96,6 +97,8 @@ class TcpDownstream(asyncio.Protocol):
         self.host: Host = None  # type: ignore[assignment]  # set with cluster, read while it is
         self.task: asyncio.Task | None = None
         self.reading = True
+        self.istio: IstioTcpStats | None = None     # Istio's TCP metrics, when the listener asks
+        self.istio_key: tuple[str, ...] | None = None
 
     # ---------------------------------------------------------------- client side
     def connection_made(self, transport) -> None:
@@ -108,6 +111,7 @@ class TcpDownstream(asyncio.Protocol):
         cfg = listener.config
         self.opts = opts = cfg.options.get("tcp") or _DEFAULT
         self.stats = st = _tcp_stats(w, self.name)
+        self.istio = tcp_stats(w.stats, w.snapshot.config, cfg.options)
         st.cx_total.value += 1
         st.cx_active.value += 1
         transport.set_write_buffer_limits(opts.buffer, opts.buffer // 4)
@@ -186,6 +190,8 @@ class TcpDownstream(asyncio.Protocol):
         if up is not None:
             up.close()
         self._release_host()
+        if self.istio is not None:
+            self.istio.closed(self.ctx, self.istio_key)
         self._log()
 
     def pause_writing(self) -> None:
@@ -276,6 +282,8 @@ class TcpDownstream(asyncio.Protocol):
         if pending:
             up.transport.write(b"".join(pending))
         up.connected = True          # from here on client bytes go straight through, in order
+        if self.istio is not None:
+            self.istio_key = self.istio.opened(self.ctx)
         if not self.reading:
             self.reading = True
             self.transport.resume_reading()

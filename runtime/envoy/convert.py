@@ -21,6 +21,7 @@ from ..config.protocols import ALPN_PROTOCOLS, ClientTls, Pem, ServerTls
 from ..logformat import JsonFormat
 from ..model import ClusterConfig, Config, ListenerConfig
 from .common import seconds
+from .istio import converted_settings
 from .protos import HttpConnectionManager, ROUTE
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*\Z")
@@ -92,7 +93,11 @@ def convert(config: Config, resources: dict[str, dict[str, Any]], stem: str = "e
             out.notes.append(f'listener "{lc.name}" has several filter chains, which mosnx.yaml cannot say; '
                              "left out")
             continue
-        listeners.append(_listener(lc, resources, out, clusters, stem))
+        d = _listener(lc, resources, out, clusters, stem)
+        for item in d.get("filters", ()):           # Istio's keep their node and direction
+            for kind, body in item.items():
+                body.update(converted_settings(kind, lc, config))
+        listeners.append(d)
     out.yaml["listeners"] = listeners
     out.yaml["clusters"] = [_cluster(c, clusters, out.notes) for c in config.clusters]
     return out

@@ -4,7 +4,9 @@ The text is composed once by runtime.config's Reader (syntax errors, duplicate
 keys, depth limit), walked once to record where every key and value is, and turned
 into plain data. normalize() then rewrites the forms Envoy's own loader accepts but
 json_format does not (a Duration as {seconds, nanos}), guided by the message
-descriptors; json_format.ParseDict (ignore_unknown_fields=False) decodes. A
+descriptors; json_format.ParseDict (ignore_unknown_fields=False) decodes. An Any
+whose type the pool lacks is kept as a TypedStruct of the same type URL and fields
+(opaque()), so a document with another project's extensions still decodes. A
 ParseError names a field path: locate() maps it back to the key, so an unknown
 field, a wrong type or a bad enum reads `file:line:col: X003 ...`. Nothing here
 raises for bad input: every problem is a Diagnostic.
@@ -101,6 +103,8 @@ def normalize(data: Any, desc: Descriptor, depth: int = 0) -> Any:
             from google.protobuf import descriptor_pool
             inner = descriptor_pool.Default().FindMessageTypeByName(t.rsplit("/", 1)[-1])
             return normalize(data, inner, depth + 1) if not _wkt(inner) else data
+        if isinstance(t, str) and "/" in t and t.rsplit("/", 1)[-1]:
+            return opaque(t, data)
         return data
     out: dict = {}
     for k, v in data.items():
@@ -122,6 +126,18 @@ def normalize(data: Any, desc: Descriptor, depth: int = 0) -> Any:
         else:
             out[k] = _one(v, sub, depth)
     return out
+
+
+OPAQUE = "type.googleapis.com/xds.type.v3.TypedStruct"
+
+
+def opaque(type_url: str, data: dict) -> dict:
+    """An Any of a type the descriptor pool lacks (Istio's own extensions:
+    stats.PluginConfig, istio.envoy.config.filter.http.alpn...) as the TypedStruct
+    that says the same: its type URL and its fields as a Struct. It decodes as
+    valid Envoy; what reads it (runtime.envoy.istio.opaque_config) gets the type
+    URL and the fields back, and decides whether mosnx serves it."""
+    return {"@type": OPAQUE, "type_url": type_url, "value": {k: v for k, v in data.items() if k != "@type"}}
 
 
 def _wkt(desc: Descriptor) -> bool:

@@ -2,8 +2,9 @@
 
 An http_connection_manager's http_filters become the listener's FilterSpecs, by
 name (the name typed_per_filter_config keys use): router (last), fault,
-local_ratelimit, cors and wasm. Another filter is skipped with a warning when
-is_optional, otherwise the listener is rejected.
+local_ratelimit, cors and wasm; Istio's own (istio.stats, the metadata exchange,
+istio.alpn, grpc_stats and any opaque type) are runtime.envoy.istio's. Another
+filter is skipped with a warning when is_optional, otherwise the listener is rejected.
 
 typed_per_filter_config, at route-configuration, vhost, route and weighted-cluster
 level, becomes FilterOverrides (runtime.routes), translated here without knowing the
@@ -25,6 +26,7 @@ from ..model import FilterSpec
 from ..routes import CORS_POLICY, FilterOverride, RouteTable
 from . import authn
 from .common import regex_of, seconds
+from . import istio
 from .findings import Findings
 from .protos import fault_pb2, local_rate_limit_pb2, wasm_pb2
 from .rbac import HTTP_RBAC, HTTP_RBAC_PER_ROUTE, http_rbac_pb2, http_rbac_per_route
@@ -51,6 +53,11 @@ def http_filters(hcm: Any, f: Findings) -> tuple[list[FilterSpec], set[str]]:
     for i, hf in enumerate(hcm.http_filters):
         fh = f.at("http_filters").at(i)
         url = hf.typed_config.type_url.rsplit("/", 1)[-1] if hf.HasField("typed_config") else ""
+        handled, spec = istio.http_filter(hf, fh, skipped)
+        if handled:
+            if spec is not None:
+                out.append(spec)
+            continue
         if url == ROUTER:
             router = True
             if i != len(hcm.http_filters) - 1:
@@ -179,6 +186,8 @@ def _override(a: Any, f: Findings, optional: bool) -> FilterOverride:
         cfg = http_rbac_per_route(_unpacked(a, http_rbac_pb2.RBACPerRoute()), f)
         # no rbac on a route: the filter is off there, as in Envoy
         return FilterOverride("rbac", cfg) if cfg is not None else FilterOverride("rbac", disabled=True)
+    if url and istio.is_opaque(a):
+        url = istio.opaque_config(a)[0]         # the type it stands for, not TypedStruct
     return FilterOverride(type_name=url or "(none)", optional=optional)
 
 

@@ -24,6 +24,7 @@ from .access_log import access_log
 from .common import seconds, socket_address
 from .findings import Findings, Rejection, Waiting
 from .http_filters import check_route_filters, http_filters
+from .istio import network_filter
 from .protos import HCM, TCP_PROXY, HttpConnectionManager, tcp_proxy_pb2
 from .listener_chains import CHAIN_FIELDS, one_chain, translate_chains
 from .routes import translate_route_config
@@ -84,13 +85,16 @@ def _stack(fc: Any, ff: Findings, base: dict[str, Any], routes: dict[str, RouteT
     ff.only(fc, {"filters", "name", "filter_chain_match", "transport_socket"})
     if not fc.filters:
         ff.reject("a filter chain needs a network filter", "filters")
+    extra: dict[str, Any] = {}          # options Istio's network filters ask for (runtime.envoy.istio)
     for i, nf in enumerate(fc.filters[:-1]):
-        ff.at("filters").at(i).reject("network filters before the last are not supported")
+        extra.update(network_filter(nf, ff.at("filters").at(i)) or {})
     last = fc.filters[-1]
     fl = ff.at("filters").at(len(fc.filters) - 1)
     if last.WhichOneof("config_type") != "typed_config":
         fl.reject("a network filter needs a typed_config")
     url = last.typed_config.type_url
+    if extra:       # a copy: the chains of one listener share `base`
+        base = {**base, "options": {**base.get("options", {}), **extra}}
     if url == HCM:
         hcm = HttpConnectionManager()
         last.typed_config.Unpack(hcm)

@@ -6,7 +6,8 @@ are stdlib only, but for jwt_authn's signatures (PyJWT) and ext_authz's gRPC for
 (grpcio and xds-protos, imported once a gRPC service is configured).
 """
 # importing registers them
-from . import adaptive, breaker, cors, ext_authz, fault, jwt_authn, ratelimit, rbac, system_guard  # noqa: F401
+from . import (adaptive, breaker, cors, ext_authz, fault, grpc_stats, istio_stats, jwt_authn,  # noqa: F401
+               peer_metadata, ratelimit, rbac, system_guard)
 from .fault import FaultFilter
 from .ratelimit import RateLimitFilter
 

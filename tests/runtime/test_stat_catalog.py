@@ -33,6 +33,8 @@ DECLARED = {
     "runtime/filters/fault.py": ("mosnx.runtime.filters.fault", "STATS", "<fault>."),
     "runtime/filters/ratelimit.py": ("mosnx.runtime.filters.ratelimit", "STATS", "<rate_limit>."),
     "runtime/filters/adaptive.py": ("mosnx.runtime.filters.adaptive", "STATS", "<adaptive_concurrency>."),
+    "runtime/filters/peer_metadata.py": ("mosnx.runtime.filters.peer_metadata", "STATS", "<peer_metadata>."),
+    "runtime/filters/istio_stats.py": ("mosnx.runtime.filters.istio_stats", "STATS", "<istio_stats>."),
     "wasm/filter.py": ("mosnx.wasm.filter", "STATS", "wasm.<plugin>."),
     "proxy/http2/server.py": ("mosnx.proxy.http2.server", "HTTP2_STATS", "http.<listener>.http2."),
 }
