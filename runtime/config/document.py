@@ -11,6 +11,8 @@ from ..model import (ESCAPED_SLASH_ACTIONS, XDS_MODES, AdminConfig, CircuitBreak
 from .admin import TokenFile
 from .cluster import CHECKS as CLUSTER_GOVERNANCE_CHECKS, FIELDS as CLUSTER_GOVERNANCE
 from .protocols import CLUSTER_FIELDS as CLUSTER_PROTOCOL, LISTENER_FIELDS as LISTENER_PROTOCOL
+from .rpc import (CLUSTER_FIELDS as CLUSTER_RPC, LISTENER_FIELDS as LISTENER_RPC, RPC_PROTOCOLS,
+                  check_listener as check_rpc_listener)
 from .filters import FilterItem
 from .route import ROUTE, RouteWithFilters
 from .access_log import ACCESS_LOG
@@ -22,8 +24,8 @@ from .schema import Field, Obj, ordered
 
 LB_POLICIES = ("round_robin", "weighted_round_robin", "random", "least_request", "ring_hash", "maglev",
                "peak_ewma")
-UPSTREAM_PROTOCOLS = ("http1", "http2")
-LISTENER_PROTOCOLS = ("http", "tcp")
+UPSTREAM_PROTOCOLS = ("http1", "http2") + RPC_PROTOCOLS
+LISTENER_PROTOCOLS = ("http", "tcp") + RPC_PROTOCOLS
 
 
 def _host_port(kwargs: dict) -> dict:
@@ -40,7 +42,7 @@ def _route_filters(kwargs: dict) -> dict:
     action = kwargs.get("route")
     if kwargs.get("protocol") == "tcp" and action is not None and action.cluster_header is not None:
         raise ValueError("route.cluster_header needs an HTTP listener (a TCP connection has no headers)")
-    return kwargs
+    return check_rpc_listener(kwargs)
 
 
 def _listener(kwargs: dict) -> dict:
@@ -82,12 +84,14 @@ CLUSTER = Obj({
                        required=True),
     "connect_timeout": Field(Duration(positive=True), "time allowed to open a connection"),
     "lb": Field(Enum(*LB_POLICIES), "load-balancing policy: how an endpoint is picked for each request"),
-    "protocol": Field(Enum(*UPSTREAM_PROTOCOLS), "protocol spoken to the endpoints: HTTP/1.1 or HTTP/2 (prior knowledge, or ALPN with tls)"),
+    "protocol": Field(Enum(*UPSTREAM_PROTOCOLS), "protocol spoken to the endpoints: HTTP/1.1 or HTTP/2 (prior knowledge, or ALPN with tls), "
+                     "or an RPC protocol (docs/rpc.md)"),
     "idle_timeout": Field(Duration(), "close a pooled upstream connection idle this long"),
     "max_requests_per_connection": Field(Int(0), "requests sent on one upstream connection before it is closed; 0: unlimited"),
     "circuit_breakers": Field(CIRCUIT_BREAKERS, "limits that fail fast with 503 when reached"),
     **CLUSTER_GOVERNANCE,
     **CLUSTER_PROTOCOL,
+    **CLUSTER_RPC,
 }, build=ClusterConfig, extras="options", checks=CLUSTER_GOVERNANCE_CHECKS)
 
 TIMEOUTS = Obj({
@@ -114,7 +118,8 @@ PATH_NORMALIZATION = Obj({
 
 # a listener's protocol stack: its own, or each of its filter chains' (config.chains)
 STACK = {
-    "protocol": Field(Enum(*LISTENER_PROTOCOLS), "http: HTTP/1.1 and HTTP/2 (h2c, prior knowledge, or ALPN with tls); tcp: L4 proxying to the route's cluster"),
+    "protocol": Field(Enum(*LISTENER_PROTOCOLS), "http: HTTP/1.1 and HTTP/2 (h2c, prior knowledge, or ALPN with tls); tcp: L4 proxying to the route's cluster; "
+                     "bolt, dubbo: multiplexed RPC (docs/rpc.md)"),
     "route": Field(ROUTE, "the default route every request takes (Envoy's names); give either route: or rules:"),
     "rules": Field(ListOf(FilePath(must_exist=True), min_items=1, single=True),
                    ".mdsl rule files or folders, relative to this file, declaring the routes (docs/mdsl.md); reloaded on change"),
@@ -126,6 +131,7 @@ STACK = {
     "path_normalization": Field(PATH_NORMALIZATION, "the one request path rules, routes and upstreams "
                                 "see: {normalize, merge_slashes, escaped_slashes}"),
     **LISTENER_PROTOCOL,
+    **LISTENER_RPC,
 }
 CHAIN, DEFAULT_CHAIN = chain_objects(STACK, _route_filters)
 
