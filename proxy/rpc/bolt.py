@@ -9,9 +9,11 @@ then the class name, the header map and the content. type: 0 response, 1 request
 2 one-way; cmdcode: 0 heartbeat, 1 request, 2 response. The header map is SOFA's
 SimpleMapSerializer: (int32 key length, key, int32 value length, value)*, a value
 length of -1 meaning null. SOFARPC puts the service's unique name there as
-`service` ("interface:version[:uniqueId]"), and `sofa_head_method_name` when it
-knows it; the content (the Hessian SofaRequest) passes through undecoded, so a
-method is known to routing only through that header.
+`service` ("interface:version[:uniqueId]"), and the Java client the method as
+`sofa_head_method_name`; the content (the Hessian SofaRequest) passes through
+undecoded. A client that leaves the method out of the header (the Node one) is
+read only as far as the SofaRequest's first field, when that field is methodName
+(as the Node client writes it); otherwise the call has no method for routing.
 
 A local reply is a response with Bolt's status for the reason (TIMEOUT,
 SERVER_THREADPOOL_BUSY, NO_PROCESSOR, ...) and no content, as MOSN answers: a
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import struct
 
+from .hessian import HessianError, read_class_def, read_string
 from .codec import (CODEC_ERROR, HEARTBEAT, HEARTBEAT_ACK, NO_ROUTE, ONEWAY, OVERFLOW, RATE_LIMITED, REQUEST,
                     RESET, RESPONSE, TIMEOUT, UNAVAILABLE, Codec, Frame, FrameError, register)
 
@@ -50,6 +53,8 @@ _REASON_STATUS = {NO_ROUTE: NO_PROCESSOR, TIMEOUT: STATUS_TIMEOUT, OVERFLOW: SER
 _STATUS_HTTP = {SUCCESS: 200, SERVER_THREADPOOL_BUSY: 503, STATUS_TIMEOUT: 504, NO_PROCESSOR: 404,
                 CONNECTION_CLOSED: 503, CODEC_EXCEPTION: 400}
 RESPONSE_CLASS = b"com.alipay.sofa.rpc.core.response.SofaResponse"
+SOFA_REQUEST = "com.alipay.sofa.rpc.core.request.SofaRequest"
+HESSIAN2 = 1                    # the codec byte of Hessian 2 content
 
 _REQ = struct.Struct(">BBHBIBIHHI")
 _RESP = struct.Struct(">BBHBIBHHHI")
@@ -92,6 +97,19 @@ def parse_header_map(buf: bytes | bytearray, start: int, end: int) -> dict[str, 
     except UnicodeDecodeError:
         raise FrameError("bolt: a header is not UTF-8") from None
     return out
+
+
+def _first_field_method(raw: bytes, pos: int, codec: int) -> str | None:
+    if codec != HESSIAN2 or pos >= len(raw):
+        return None
+    try:
+        cls, fields, pos = read_class_def(raw, pos)
+        if cls != SOFA_REQUEST or not fields or fields[0] != "methodName":
+            return None
+        method, _ = read_string(raw, pos)
+    except HessianError:
+        return None
+    return method
 
 
 class BoltCodec(Codec):
@@ -151,7 +169,7 @@ class BoltCodec(Codec):
                 h[":version"] = parts[1]
             if len(parts) > 2:
                 h[":group"] = parts[2]
-        m = h.get("sofa_head_method_name")
+        m = h.get("sofa_head_method_name") or _first_field_method(frame.raw, start + hl, frame.raw[9])
         if m:
             h[":method"] = m
         return h

@@ -1,4 +1,4 @@
-"""The few Hessian 2 values the proxy reads or writes itself: strings, and skipping a null.
+"""The few Hessian 2 values the proxy reads or writes itself: strings, ints, a class definition.
 
 Routing needs only the leading strings of a Dubbo body (dubbo version, service path,
 service version, method name), and a local reply needs one string (the error
@@ -69,6 +69,60 @@ def read_string(buf: bytes | bytearray, pos: int) -> tuple[str | None, int]:
                 return b"".join(parts).decode("utf-8", "surrogatepass"), pos
             except UnicodeDecodeError:
                 raise HessianError("bad UTF-8 in a string") from None
+
+
+def read_int(buf: bytes | bytearray, pos: int) -> tuple[int, int]:
+    """The int at pos (compact or 'I'), and the position after it."""
+    try:
+        code = buf[pos]
+        if 0x80 <= code <= 0xBF:
+            return code - 0x90, pos + 1
+        if 0xC0 <= code <= 0xCF:
+            return ((code - 0xC8) << 8) | buf[pos + 1], pos + 2
+        if 0xD0 <= code <= 0xD7:
+            return ((code - 0xD4) << 16) | (buf[pos + 1] << 8) | buf[pos + 2], pos + 3
+        if code == 0x49:                        # 'I'
+            return int.from_bytes(buf[pos + 1:pos + 5], "big", signed=True), pos + 5
+    except IndexError:
+        raise HessianError("body ends inside an int") from None
+    raise HessianError(f"expected an int, found byte 0x{code:02x}")
+
+
+def read_class_def(buf: bytes | bytearray, pos: int) -> tuple[str, list[str], int]:
+    """A class definition and the first instance of it: (class name, field names, position
+    of the instance's first field). Both Hessian 2.0 ('C' name, then 'O' ref or 0x60+ref)
+    and the draft that hessian.js writes ('O' length raw-name, then 'o' ref) are read."""
+    if pos >= len(buf):
+        raise HessianError("body ends where an object was expected")
+    code = buf[pos]
+    draft = code == 0x4F
+    if code == 0x43:                            # 'C'
+        name, pos = read_string(buf, pos + 1)
+    elif code == 0x4F:                          # 'O': the draft's definition
+        n, pos = read_int(buf, pos + 1)
+        if n < 0:
+            raise HessianError("a negative class name length")
+        end = _utf8_span(buf, pos, n)
+        name, pos = bytes(buf[pos:end]).decode("utf-8", "replace"), end
+    else:
+        raise HessianError(f"expected a class definition, found byte 0x{code:02x}")
+    count, pos = read_int(buf, pos)
+    if not 0 <= count <= 256:
+        raise HessianError(f"a class of {count} fields")
+    fields = []
+    for _ in range(count):
+        f, pos = read_string(buf, pos)
+        fields.append(f or "")
+    if pos >= len(buf):
+        raise HessianError("body ends before the object")
+    code = buf[pos]
+    if code == (0x6F if draft else 0x4F):       # 'o' ref (draft), 'O' ref (2.0)
+        _, pos = read_int(buf, pos + 1)
+    elif 0x60 <= code <= 0x6F and not draft:    # 2.0's compact ref
+        pos += 1
+    else:
+        raise HessianError(f"expected an object, found byte 0x{code:02x}")
+    return name or "", fields, pos
 
 
 def write_string(s: str) -> bytes:

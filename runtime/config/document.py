@@ -12,7 +12,7 @@ from .admin import TokenFile
 from .cluster import CHECKS as CLUSTER_GOVERNANCE_CHECKS, FIELDS as CLUSTER_GOVERNANCE
 from .protocols import CLUSTER_FIELDS as CLUSTER_PROTOCOL, LISTENER_FIELDS as LISTENER_PROTOCOL
 from .rpc import (CLUSTER_FIELDS as CLUSTER_RPC, LISTENER_FIELDS as LISTENER_RPC, RPC_PROTOCOLS,
-                  check_listener as check_rpc_listener)
+                  check_listener as check_rpc_listener, routes_or)
 from .filters import FilterItem
 from .route import ROUTE, RouteWithFilters
 from .access_log import ACCESS_LOG
@@ -141,7 +141,7 @@ LISTENER = Obj({
                      "host:port to listen on; [::1]:8080 for IPv6", required=True),
     **STACK,
     **chain_fields(CHAIN, DEFAULT_CHAIN),
-}, build=ListenerConfig, adapt=_listener, extras="options", checks=[stack_or_chains(set(STACK))])
+}, build=ListenerConfig, adapt=_listener, extras="options", checks=[routes_or(stack_or_chains(set(STACK)))])
 
 XDS_NODE = Obj({
     "id": Field(Str(), "the node id the control plane knows this proxy by"),

@@ -25,7 +25,8 @@ from ..routes import RouteAction
 from .compound import ListOf, Mapped, MapOf
 from .route import ROUTE, RouteWithFilters
 from .scalars import Int, Size, Str
-from .schema import Field, Obj
+from .reader import KeyPath, Reader
+from .schema import Check, Field, Obj
 
 RPC_PROTOCOLS = ("bolt", "dubbo")
 MiB = 1024 * 1024
@@ -119,6 +120,18 @@ LISTENER_FIELDS = {
 CLUSTER_FIELDS = {
     "rpc": Field(CLUSTER, "protocol: bolt or dubbo: {connections, max_requests_per_connection}"),
 }
+
+
+def routes_or(check: Check) -> Check:
+    """A listener's route-or-rules check, except that an RPC listener's rpc.routes are
+    routes enough (a call none of them takes is answered "no route")."""
+    def wrapped(values: dict, present: set, r: Reader, path: KeyPath) -> bool:
+        opts = values.get("rpc")
+        if values.get("protocol") in RPC_PROTOCOLS and isinstance(opts, RpcOptions) and opts.routes \
+                and not present & {"route", "rules"}:
+            return True
+        return check(values, present, r, path)
+    return wrapped
 
 
 def check_listener(kwargs: dict) -> dict:
