@@ -65,10 +65,14 @@ def read_string(buf: bytes | bytearray, pos: int) -> tuple[str | None, int]:
         parts.append(bytes(buf[start:end]))
         pos = end
         if final:
+            raw = b"".join(parts)
             try:
-                return b"".join(parts).decode("utf-8", "surrogatepass"), pos
+                text = raw.decode("utf-8", "surrogatepass")
+                if b"\xed" in raw:         # surrogate halves, as Java writes a char above U+FFFF
+                    text = text.encode("utf-16-be", "surrogatepass").decode("utf-16-be", "surrogatepass")
             except UnicodeDecodeError:
                 raise HessianError("bad UTF-8 in a string") from None
+            return text, pos
 
 
 def read_int(buf: bytes | bytearray, pos: int) -> tuple[int, int]:
@@ -82,6 +86,8 @@ def read_int(buf: bytes | bytearray, pos: int) -> tuple[int, int]:
         if 0xD0 <= code <= 0xD7:
             return ((code - 0xD4) << 16) | (buf[pos + 1] << 8) | buf[pos + 2], pos + 3
         if code == 0x49:                        # 'I'
+            if pos + 5 > len(buf):
+                raise IndexError
             return int.from_bytes(buf[pos + 1:pos + 5], "big", signed=True), pos + 5
     except IndexError:
         raise HessianError("body ends inside an int") from None
@@ -125,18 +131,27 @@ def read_class_def(buf: bytes | bytearray, pos: int) -> tuple[str, list[str], in
     return name or "", fields, pos
 
 
+def _java_utf8(units: bytes) -> bytes:
+    """UTF-16 code units as Java's Hessian writes them: each unit (a surrogate half too) as UTF-8."""
+    text = units.decode("utf-16-be", "surrogatepass")
+    if len(text) * 2 == len(units):             # no pair: plain UTF-8
+        return text.encode("utf-8", "surrogatepass")
+    return "".join(chr(int.from_bytes(units[i:i + 2], "big")) for i in range(0, len(units), 2)) \
+        .encode("utf-8", "surrogatepass")
+
+
 def write_string(s: str) -> bytes:
-    """s as one Hessian 2 string (chunked above 65535 code units)."""
+    """s as one Hessian 2 string (chunked above 65535 code units); a char above U+FFFF is
+    written as its two surrogate halves, as Java does."""
     out = bytearray()
     data = s.encode("utf-16-be", "surrogatepass")
     units = len(data) // 2
     start = 0
     while units - start > 0xFFFF:
-        chunk = data[start * 2:(start + 0xFFFF) * 2].decode("utf-16-be", "surrogatepass")
-        out += b"R\xff\xff" + chunk.encode("utf-8", "surrogatepass")
+        out += b"R\xff\xff" + _java_utf8(data[start * 2:(start + 0xFFFF) * 2])
         start += 0xFFFF
     rest = units - start
-    text = data[start * 2:].decode("utf-16-be", "surrogatepass").encode("utf-8", "surrogatepass")
+    text = _java_utf8(data[start * 2:])
     if rest <= 0x1F:
         out.append(rest)
     elif rest <= 0x3FF:
