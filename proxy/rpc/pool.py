@@ -115,8 +115,8 @@ class RpcConnection(asyncio.Protocol):
             self.pool.slot_freed(self)
 
     # ------------------------------------------------------------- transport events
-    def connection_made(self, transport) -> None:  # type: ignore[override]
-        self.transport = transport
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # a stream connection's transport
         set_nodelay(transport)
 
     def opened(self) -> None:
@@ -174,7 +174,7 @@ class RpcConnection(asyncio.Protocol):
     def eof_received(self) -> bool:
         return False
 
-    def connection_lost(self, exc) -> None:
+    def connection_lost(self, exc: Exception | None) -> None:
         was_connected = self.connected
         self.closed = True
         self.connected = False

@@ -23,12 +23,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from mosnx.runtime.config.rpc import RpcOptions
 from mosnx.runtime.context import RequestHead, StreamContext
 from mosnx.runtime.headers import Headers
+from mosnx.runtime.model import ListenerConfig
 from mosnx.runtime.routes import RouteAction
+from mosnx.runtime.stats import Store
 
 from ..sockets import set_nodelay
 from ..stream.decide import pick_weighted
@@ -52,7 +54,7 @@ class RpcStats:
                  "active", "response", "success", "error", "local", "local_by", "retry",
                  "cx_destroy_local_with_active_rq", "time")
 
-    def __init__(self, store, proto: str, name: str):
+    def __init__(self, store: Store, proto: str, name: str):
         p = f"{proto}.{name}."
         self.cx_total = store.counter(p + "cx_total")
         self.cx_active = store.gauge(p + "cx_active")
@@ -75,7 +77,7 @@ class RpcStats:
 _stats: dict = {}
 
 
-def rpc_stats(worker, proto: str, name: str) -> RpcStats:
+def rpc_stats(worker: Any, proto: str, name: str) -> RpcStats:
     key = (id(worker.stats), proto, name)
     s = _stats.get(key)
     if s is None:
@@ -96,7 +98,7 @@ def match_route(opts: RpcOptions, frame: Frame) -> RouteAction | None:
 
 
 class RpcServer(asyncio.Protocol):
-    def __init__(self, worker, name: str, codec: Codec):
+    def __init__(self, worker: Any, name: str, codec: Codec):
         self.worker = worker
         self.name = name
         self.codec = codec
@@ -114,12 +116,12 @@ class RpcServer(asyncio.Protocol):
         self.local: tuple[str, int] = ("", 0)
 
     # ------------------------------------------------------------- connection
-    def connection_made(self, transport) -> None:  # type: ignore[override]
-        self.transport = transport
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # a stream connection's transport
         w = self.worker
         listener = w.snapshot.listeners.get(self.name)
         if listener is None:
-            transport.abort()
+            self.transport.abort()
             return
         cfg = listener.config
         self.opts = cfg.options.get("rpc") or _DEFAULT
@@ -130,7 +132,7 @@ class RpcServer(asyncio.Protocol):
         st.cx_active.value += 1
         peer = transport.get_extra_info("peername") or ("", 0)
         local = transport.get_extra_info("sockname") or ("", 0)
-        self.peer, self.local = tuple(peer[:2]), tuple(local[:2])  # type: ignore[assignment]
+        self.peer, self.local = (peer[0], peer[1]), (local[0], local[1])
         w.connections.add(self)
         self.last = w.loop.time()
         set_nodelay(transport)
@@ -206,7 +208,7 @@ class RpcServer(asyncio.Protocol):
     def eof_received(self):
         return False
 
-    def connection_lost(self, exc) -> None:
+    def connection_lost(self, exc: Exception | None) -> None:
         self.closing = True
         if self.stats is not None:
             self.stats.cx_active.value -= 1
@@ -464,7 +466,7 @@ class RpcCall:
             down.stats.time.record((_monotonic() - self.started) * 1000.0)
 
 
-async def listen(worker, name: str, cfg):
+async def listen(worker: Any, name: str, cfg: ListenerConfig) -> asyncio.Server:
     """The server of a listener whose protocol is a registered codec's name."""
     codec = rc.get(cfg.protocol)
     if codec is None:
