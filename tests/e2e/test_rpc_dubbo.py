@@ -206,3 +206,20 @@ def test_error_statuses_on_the_wire_and_heartbeat(mosnx, providers):
     # the connection's errors closed nothing: another client is served
     assert consumer(proxy.port, "com.example.OrderService").call("get", ["o8"], timeout=10) \
         == "P:com.example.OrderService:1.0.0:get:o8"
+
+
+def test_malformed_or_oversized_frame_closes_only_that_connection(mosnx, providers):
+    from mosnx.proxy.rpc import dubbo
+    p = providers("P")
+    proxy = mosnx(config=dubbo_config({"orders": [p.address]}, route={"cluster": "orders"},
+                                      rpc={"max_frame_size": "4KiB"}))
+    for bad in (b"GET / HTTP/1.1\r\n\r\n",                                    # not Dubbo at all
+                dubbo._HEAD.pack(b"\xda\xbb", 0xC2, 0, 1, 1 << 20)):          # above max_frame_size
+        with socket.create_connection(("127.0.0.1", proxy.port), timeout=10) as s:
+            s.sendall(bad)
+            s.settimeout(10)
+            assert s.recv(100) == b""                                        # closed, nothing answered
+    assert proxy.stat("dubbo.dubbo_in.request_decoding_error") == 2
+    assert p.requests == 0
+    assert consumer(proxy.port, "com.example.OrderService").call("get", ["ok"], timeout=10) \
+        == "P:com.example.OrderService:1.0.0:get:ok"
