@@ -17,6 +17,10 @@ Invariants:
   (each attempt's result or local failure), timeouts; a retry (route retry) only
   for a method in rpc.idempotent_methods, on a reset, a connect failure or a
   per-try timeout, never to the same endpoint twice in a row, under max_retries.
+- The listener's request-phase filters (`filters:`, the default route's rate_limit
+  and fault) run before routing, on a StreamContext made from the call only when
+  there are any (call_context); a filter's local reply is answered in the
+  protocol's error format, its HTTP status choosing the reason (429: rate limited).
 """
 from __future__ import annotations
 
@@ -25,10 +29,12 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
+from mosnx.runtime.actions import LocalReply, Pause
 from mosnx.runtime.config.rpc import RpcOptions
 from mosnx.runtime.context import RequestHead, StreamContext
 from mosnx.runtime.headers import Headers
 from mosnx.runtime.model import ListenerConfig
+from mosnx.runtime.pipeline import Step
 from mosnx.runtime.routes import RouteAction
 from mosnx.runtime.stats import Store
 
@@ -97,6 +103,22 @@ def match_route(opts: RpcOptions, frame: Frame) -> RouteAction | None:
     return None
 
 
+# a filter's local reply, by its HTTP status, as the reason an RPC protocol answers with
+_REASON_OF_STATUS = {429: rc.RATE_LIMITED, 503: rc.OVERFLOW, 504: rc.TIMEOUT, 404: rc.NO_ROUTE,
+                     400: rc.CODEC_ERROR}
+
+
+def call_context(down: "RpcServer", frame: Frame) -> StreamContext:
+    """A call as filters and balancers read a request: request.method is the RPC method,
+    request.path "/<service>/<method>", request.headers the attachments, request.protocol
+    the codec's name. Made only when a filter or a hashing balancer needs it."""
+    h = frame.headers
+    items = [(k.encode(), v.encode()) for k, v in h.items() if not k.startswith(":")]
+    method = h.get(rc.METHOD, "")
+    return StreamContext(RequestHead(method, f"/{h.get(rc.SERVICE, '')}/{method}", Headers(items), down.codec.name),
+                         down.name, down.codec.name, down.peer, down.local)
+
+
 class RpcServer(asyncio.Protocol):
     def __init__(self, worker: Any, name: str, codec: Codec):
         self.worker = worker
@@ -106,6 +128,7 @@ class RpcServer(asyncio.Protocol):
         self.opts = _DEFAULT
         self.default_route: RouteAction | None = None
         self.stats: RpcStats = None  # type: ignore[assignment]  # set in connection_made
+        self.steps: tuple[Step, ...] = ()     # the listener's request-phase filters
         self.buf = bytearray()
         self.calls: set[RpcCall] = set()
         self.closing = False
@@ -126,6 +149,7 @@ class RpcServer(asyncio.Protocol):
         cfg = listener.config
         self.opts = cfg.options.get("rpc") or _DEFAULT
         self.default_route = cfg.route
+        self.steps = listener.pipeline.request
         self.idle = cfg.timeouts.idle
         self.stats = st = rpc_stats(w, self.codec.name, self.name)
         st.cx_total.value += 1
@@ -176,6 +200,44 @@ class RpcServer(asyncio.Protocol):
         # a response or heartbeat ack from a client answers nothing the proxy asked: dropped
 
     def _dispatch(self, frame: Frame) -> None:
+        if self.steps:
+            try:
+                ctx = call_context(self, frame)
+            except FrameError:
+                self.stats.decode_error.value += 1
+                return self.local_reply(frame, rc.CODEC_ERROR, "the request could not be read")
+            return self._filter(frame, ctx, 0)
+        self._route(frame, None)
+
+    def _filter(self, frame: Frame, ctx: StreamContext, i: int) -> None:
+        """The listener's request-phase filters (rate limit, fault, ...) from step i on:
+        a local reply answers in the protocol's format, a pause waits, then goes on."""
+        steps = self.steps
+        while i < len(steps):
+            action = steps[i](ctx)
+            i += 1
+            if action is None:
+                continue
+            if isinstance(action, Pause):
+                task = asyncio.ensure_future(action.awaitable)
+                resume_at = i
+                task.add_done_callback(lambda t: self._resume(frame, ctx, resume_at, t))
+                return
+            if isinstance(action, LocalReply):
+                reason = _REASON_OF_STATUS.get(action.status, rc.UNAVAILABLE)
+                return self.local_reply(frame, reason, action.detail or f"local reply {action.status}")
+        self._route(frame, ctx)
+
+    def _resume(self, frame: Frame, ctx: StreamContext, i: int, task: asyncio.Future) -> None:
+        if self.closing:
+            return
+        action = None if task.cancelled() or task.exception() is not None else task.result()
+        if isinstance(action, LocalReply):
+            reason = _REASON_OF_STATUS.get(action.status, rc.UNAVAILABLE)
+            return self.local_reply(frame, reason, action.detail or f"local reply {action.status}")
+        self._filter(frame, ctx, i)
+
+    def _route(self, frame: Frame, ctx: StreamContext | None) -> None:
         oneway = frame.kind == rc.ONEWAY
         try:
             action = match_route(self.opts, frame) if self.opts.routes else None
@@ -191,6 +253,7 @@ class RpcServer(asyncio.Protocol):
         if cluster is None or cluster.config.protocol != self.codec.name:
             return self.local_reply(frame, rc.NO_ROUTE, f"no {self.codec.name} cluster {cname}")
         call = RpcCall(self, frame, action, cluster, oneway)
+        call.ctx = ctx
         call.start()
 
     def local_reply(self, frame: Frame, reason: str, message: str) -> None:
@@ -271,8 +334,11 @@ class RpcCall:
             cluster.c["upstream_rq_pending_overflow"].value += 1
             self.done = True
             return down.local_reply(self.frame, rc.OVERFLOW, f"cluster {cluster.name}: too many requests")
-        if cluster.config.lb in _HASHING:
-            self.ctx = self._context()
+        if cluster.config.lb in _HASHING and self.ctx is None:
+            try:
+                self.ctx = call_context(down, self.frame)
+            except FrameError:
+                pass
         cluster.rq_active += 1
         down.calls.add(self)
         down.stats.active.value += 1
@@ -280,16 +346,6 @@ class RpcCall:
         if t and not self.oneway:
             self.timer = down.worker.loop.call_later(t, self.on_timeout)
         self._attempt(None)
-
-    def _context(self) -> StreamContext:
-        """For a hashing balancer: the call's attachments as request.headers."""
-        try:
-            items = [(k.encode(), v.encode()) for k, v in self.frame.headers.items() if not k.startswith(":")]
-        except FrameError:
-            items = []
-        d = self.down
-        return StreamContext(RequestHead(self.frame.headers.get(rc.METHOD, "") if items else "", "",
-                                         Headers(items), d.codec.name), d.name, d.codec.name, d.peer, d.local)
 
     def _attempt(self, exclude: "Host | None") -> None:
         cluster = self.cluster

@@ -185,7 +185,9 @@ def test_retry_only_for_idempotent_methods(mosnx, providers):
         route={"cluster": "mixed", "retry": {"num_retries": 1}},
         rpc={"idempotent_methods": ["hello"],
              "routes": [{"match": {"service": "com.example.Billing"},
-                         "route": {"cluster": "gone", "retry": {"num_retries": 3}}}]}))
+                         "route": {"cluster": "gone", "retry": {"num_retries": 3}}}]},
+        # every call may meet the refused endpoint first: room for all their retries at once
+        cluster_extra={"circuit_breakers": {"max_retries": 100}}))
     # round robin over a refused endpoint and a live one: an idempotent call that meets the
     # refused one is retried on the other
     res = call(proxy.port, [greet(i) for i in range(6)])
@@ -206,3 +208,20 @@ def test_circuit_breaker_answers_busy(mosnx, providers):
     assert proxy.stat("bolt.rpc_in.local_reply_overflow") == 1
     # the breaker's count is given back: the next calls go through
     wait_until(lambda: call(proxy.port, [greet("y")])[0]["status"] == SUCCESS, what="a call after the burst")
+
+
+def test_rate_limit_and_fault_answer_in_bolt_format(mosnx, providers):
+    a = providers("A")
+    proxy = mosnx(config=bolt_config(
+        {"greeters": [a.address]},
+        route={"cluster": "greeters",
+               "rate_limit": {"token_bucket": {"max_tokens": 2, "tokens_per_fill": 1, "fill_interval": "1h"}}}))
+    res = call(proxy.port, [greet(i) for i in range(3)])
+    assert [r["status"] for r in res] == [SUCCESS, SUCCESS, SERVER_THREADPOOL_BUSY]
+    assert proxy.stat("bolt.rpc_in.local_reply_rate_limited") == 1
+    # a fault filter keyed on an attachment-free call: delayed, then answered
+    proxy2 = mosnx(config=bolt_config(
+        {"greeters": [a.address]},
+        route={"cluster": "greeters", "timeout": "5s",
+               "fault": {"delay": {"fixed_delay": "200ms", "percentage": 100}}}))
+    assert call(proxy2.port, [greet("d")]) == [{"ok": f"A:{SVC_A}:hello:d", "status": SUCCESS}]
