@@ -40,7 +40,6 @@ from mosnx.runtime.stats import Store
 
 from ..sockets import set_nodelay
 from ..stream.decide import pick_weighted
-from . import bolt, dubbo  # noqa: F401  (the shipped codecs register themselves)
 from . import codec as rc
 from .codec import Codec, Frame, FrameError
 from .pool import RpcConnection, RpcPool, pool_for
