@@ -145,6 +145,10 @@ def check_listener(kwargs: dict) -> dict:
     action = kwargs.get("route")
     if action is not None and getattr(action, "cluster_header", None) is not None:
         raise ValueError("route.cluster_header needs an HTTP listener (an RPC call has no HTTP headers)")
+    for key in ("tls", "http2", "tcp"):
+        if kwargs.get(key) is not None:
+            # refused rather than ignored: a listener thought to be TLS would serve plaintext
+            raise ValueError(f"{key}: is not served on a protocol: {proto} listener yet")
     if kwargs.get("rules"):
         raise ValueError(f"rules: (.mdsl) are not read for a protocol: {proto} listener yet; "
                          "give route: and rpc.routes")

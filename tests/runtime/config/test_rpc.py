@@ -128,3 +128,21 @@ clusters:
 """)
     assert [(code, msg) for code, _, _, msg in errs] == [
         ("C004", 'listeners[0].protocol: unknown value "thrift"; expected one of http, tcp, bolt, dubbo')]
+
+
+def test_tls_not_silently_dropped(tmp_path):
+    cert = tmp_path / "c.pem"
+    cert.write_text("x")
+    errs = findings(f"""
+listeners:
+  - name: r
+    address: 127.0.0.1:12200
+    protocol: dubbo
+    route: {{cluster: a}}
+    tls: {{cert: {cert}, key: {cert}}}
+clusters:
+  - name: a
+    protocol: dubbo
+    endpoints: [127.0.0.1:2]
+""")
+    assert len(errs) == 1 and "tls: is not served on a protocol: dubbo listener yet" in errs[0][3]
