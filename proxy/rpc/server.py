@@ -21,6 +21,8 @@ Invariants:
   and fault) run before routing, on a StreamContext made from the call only when
   there are any (call_context); a filter's local reply is answered in the
   protocol's error format, its HTTP status choosing the reason (429: rate limited).
+- A client whose answers pile up unread (the transport's write buffer above its
+  high-water mark) is not read until they drain, so it cannot queue more calls.
 """
 from __future__ import annotations
 
@@ -159,6 +161,7 @@ class RpcServer(asyncio.Protocol):
         w.connections.add(self)
         self.last = w.loop.time()
         set_nodelay(transport)
+        self.transport.set_write_buffer_limits(cfg.limits.write_high_water, cfg.limits.write_low_water)
 
     def data_received(self, data: bytes) -> None:
         if self.closing:
@@ -269,6 +272,14 @@ class RpcServer(asyncio.Protocol):
 
     def eof_received(self):
         return False
+
+    # a client that does not read its answers is not read either: its buffer stops growing
+    def pause_writing(self) -> None:
+        self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        if not self.closing:
+            self.transport.resume_reading()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closing = True
