@@ -18,8 +18,18 @@ demo: install
 	@echo "mosnx is $(BIN)/mosnx; to run it as plain \`mosnx\`: source $(BIN)/activate (or export PATH=\$$PWD/$(BIN):\$$PATH)"
 	$(BIN)/mosnx run -c examples/quickstart/mosnx.yaml
 
-test: install typecheck
+test: install typecheck test-peers
 	cd tests && ../$(BIN)/pytest -p no:cacheprovider $(PYTEST_ARGS)
+
+# The third-party RPC peers of tests/e2e/test_rpc_*.py (SOFARPC's sofa-bolt-node), pinned by
+# their package-lock.json; without node and npm those tests are skipped, and say why
+RPC_PEERS := tests/e2e/rpc_peers
+.PHONY: test-peers
+test-peers:
+	@if command -v npm >/dev/null; then \
+		[ $(RPC_PEERS)/node_modules/.package-lock.json -nt $(RPC_PEERS)/package-lock.json ] || \
+		(cd $(RPC_PEERS) && npm ci --no-audit --no-fund --loglevel=error); \
+	else echo "npm not found: the RPC end-to-end tests will be skipped"; fi
 
 # mypy over runtime/, dsl/, wasm/ and proxy/ ([tool.mypy] in pyproject.toml). It resolves
 # `mosnx.runtime...` imports through build/typecheck/mosnx/, links that lay the source

@@ -21,6 +21,7 @@ import re
 import ssl
 from typing import Any, Coroutine
 
+from mosnx.runtime.config.rpc import RPC_PROTOCOLS
 from mosnx.runtime.diagnostics import ConfigError, Diagnostic
 from mosnx.runtime.headers import Headers
 
@@ -254,7 +255,12 @@ async def _chains(worker, name: str, cfg):
                                     reuse_port=True, backlog=4096)
 
 
-FACTORIES = {"http": _http, "tcp": _tcp, "chains": _chains}
+async def _rpc(worker, name: str, cfg):
+    from .rpc.server import listen as rpc_listen
+    return await rpc_listen(worker, name, cfg)
+
+
+FACTORIES = {"http": _http, "tcp": _tcp, "chains": _chains, **dict.fromkeys(RPC_PROTOCOLS, _rpc)}
 
 
 async def listen(worker, name: str, cfg):

@@ -153,6 +153,8 @@ def _build_listener(lc: ListenerConfig, config: Config, clusters: dict, extensio
                       lc.name, sum(len(vh.routes) for vh in routes.vhosts), n, "" if n == 1 else "s")
     elif lc.route is not None:
         routes = default_route_table(lc.route)
+    elif getattr(lc.options.get("rpc"), "routes", None):
+        routes = RouteTable(())      # an RPC listener routed by its rpc.routes alone
     else:
         diags.append(Diagnostic(lc.span, "C204", f'listener "{lc.name}" has neither route: nor rules:'))
     diags.extend(ctx.diagnostics)

@@ -140,6 +140,39 @@ SECTIONS: tuple[Section, ...] = (
         Stat("tcp.<listener>.original_dst", COUNTER, "connections sent to their original destination "
              "(tcp.original_dst)", NONE),
     )),
+    Section("RPC listeners", "Per `protocol: bolt | dubbo` listener, `<proto>.<listener>.`; the names of "
+            "Envoy's dubbo_proxy `dubbo.<stat_prefix>.` where it has one (docs/rpc.md).", (
+        Stat("<proto>.<listener>.cx_total", COUNTER, "connections accepted", NONE),
+        Stat("<proto>.<listener>.cx_active", GAUGE, "connections open", NONE),
+        Stat("<proto>.<listener>.request", COUNTER, "requests decoded (two-way and one-way)"),
+        Stat("<proto>.<listener>.request_twoway", COUNTER, "requests that expect a response"),
+        Stat("<proto>.<listener>.request_oneway", COUNTER, "one-way requests"),
+        Stat("<proto>.<listener>.request_heartbeat", COUNTER, "heartbeats answered by the proxy",
+             "request_event"),
+        Stat("<proto>.<listener>.request_decoding_error", COUNTER, "frames that could not be read: the "
+             "connection closed (or, for an unreadable body, a codec error answered)"),
+        Stat("<proto>.<listener>.request_active", GAUGE, "requests in flight"),
+        Stat("<proto>.<listener>.request_retry", COUNTER, "retries of idempotent methods", NONE),
+        Stat("<proto>.<listener>.response", COUNTER, "upstream responses passed back"),
+        Stat("<proto>.<listener>.response_success", COUNTER, "of which the provider answered normally"),
+        Stat("<proto>.<listener>.response_error", COUNTER, "of which with an error status"),
+        Stat("<proto>.<listener>.local_reply", COUNTER, "requests the proxy answered itself, in the "
+             "protocol's error format", "local_response_error"),
+        Stat("<proto>.<listener>.local_reply_<reason>", COUNTER, "of which by reason: no_route, timeout, "
+             "overflow, unavailable, reset, rate_limited, codec_error", NONE),
+        Stat("<proto>.<listener>.cx_destroy_remote_with_active_rq", COUNTER, "connections closed with "
+             "requests in flight (those are not answered)"),
+        Stat("<proto>.<listener>.request_time_ms", HISTOGRAM, "time from a request decoded to its answer, in ms"),
+        Stat("cluster.<cluster>.<proto>.response_late", COUNTER, "responses after their request gave up "
+             "(timeout, client gone): dropped", NONE),
+        Stat("cluster.<cluster>.<proto>.response_unknown", COUNTER, "responses with a request id never "
+             "sent on that connection: dropped", NONE),
+        Stat("cluster.<cluster>.<proto>.response_decoding_error", COUNTER, "upstream bytes that were not a "
+             "frame: that connection closed, its requests failed", NONE),
+        Stat("cluster.<cluster>.<proto>.heartbeat", COUNTER, "heartbeats from endpoints, answered", NONE),
+        Stat("cluster.<cluster>.<proto>.cx_destroy_remote_with_active_rq", COUNTER, "upstream connections "
+             "that closed with requests in flight", NONE),
+    )),
     Section("Clusters", "Per cluster, Envoy's names under `cluster.<name>.`.", (
         Stat(_C + "upstream_rq_total", COUNTER, "requests sent to the cluster (each attempt)"),
         Stat(_C + "upstream_rq_<class>", COUNTER, "upstream responses by status class: `2xx`, `3xx`, `4xx`, "

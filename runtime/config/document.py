@@ -11,6 +11,8 @@ from ..model import (ESCAPED_SLASH_ACTIONS, XDS_MODES, AdminConfig, CircuitBreak
 from .admin import TokenFile
 from .cluster import CHECKS as CLUSTER_GOVERNANCE_CHECKS, FIELDS as CLUSTER_GOVERNANCE
 from .protocols import CLUSTER_FIELDS as CLUSTER_PROTOCOL, LISTENER_FIELDS as LISTENER_PROTOCOL
+from .rpc import (CLUSTER_FIELDS as CLUSTER_RPC, LISTENER_FIELDS as LISTENER_RPC, RPC_PROTOCOLS,
+                  check_listener as check_rpc_listener, routes_or)
 from .filters import FilterItem
 from .route import ROUTE, RouteWithFilters
 from .access_log import ACCESS_LOG
@@ -23,8 +25,8 @@ from .schema import Field, Obj, ordered
 
 LB_POLICIES = ("round_robin", "weighted_round_robin", "random", "least_request", "ring_hash", "maglev",
                "peak_ewma")
-UPSTREAM_PROTOCOLS = ("http1", "http2")
-LISTENER_PROTOCOLS = ("http", "tcp")
+UPSTREAM_PROTOCOLS = ("http1", "http2") + RPC_PROTOCOLS
+LISTENER_PROTOCOLS = ("http", "tcp") + RPC_PROTOCOLS
 
 
 def _host_port(kwargs: dict) -> dict:
@@ -41,9 +43,9 @@ def _route_filters(kwargs: dict) -> dict:
     action = kwargs.get("route")
     if kwargs.get("protocol") == "tcp" and action is not None and action.cluster_header is not None:
         raise ValueError("route.cluster_header needs an HTTP listener (a TCP connection has no headers)")
-    if kwargs.get("protocol") == "tcp" and kwargs.get("tracing") is not None:
-        raise ValueError("tracing needs an HTTP listener (a TCP connection carries no trace context)")
-    return kwargs
+    if kwargs.get("protocol", "http") != "http" and kwargs.get("tracing") is not None:
+        raise ValueError("tracing needs an HTTP listener (trace context is read from HTTP headers)")
+    return check_rpc_listener(kwargs)
 
 
 def _listener(kwargs: dict) -> dict:
@@ -85,12 +87,14 @@ CLUSTER = Obj({
                        required=True),
     "connect_timeout": Field(Duration(positive=True), "time allowed to open a connection"),
     "lb": Field(Enum(*LB_POLICIES), "load-balancing policy: how an endpoint is picked for each request"),
-    "protocol": Field(Enum(*UPSTREAM_PROTOCOLS), "protocol spoken to the endpoints: HTTP/1.1 or HTTP/2 (prior knowledge, or ALPN with tls)"),
+    "protocol": Field(Enum(*UPSTREAM_PROTOCOLS), "protocol spoken to the endpoints: HTTP/1.1 or HTTP/2 (prior knowledge, or ALPN with tls), "
+                     "or an RPC protocol (docs/rpc.md)"),
     "idle_timeout": Field(Duration(), "close a pooled upstream connection idle this long"),
     "max_requests_per_connection": Field(Int(0), "requests sent on one upstream connection before it is closed; 0: unlimited"),
     "circuit_breakers": Field(CIRCUIT_BREAKERS, "limits that fail fast with 503 when reached"),
     **CLUSTER_GOVERNANCE,
     **CLUSTER_PROTOCOL,
+    **CLUSTER_RPC,
 }, build=ClusterConfig, extras="options", checks=CLUSTER_GOVERNANCE_CHECKS)
 
 TIMEOUTS = Obj({
@@ -117,7 +121,8 @@ PATH_NORMALIZATION = Obj({
 
 # a listener's protocol stack: its own, or each of its filter chains' (config.chains)
 STACK = {
-    "protocol": Field(Enum(*LISTENER_PROTOCOLS), "http: HTTP/1.1 and HTTP/2 (h2c, prior knowledge, or ALPN with tls); tcp: L4 proxying to the route's cluster"),
+    "protocol": Field(Enum(*LISTENER_PROTOCOLS), "http: HTTP/1.1 and HTTP/2 (h2c, prior knowledge, or ALPN with tls); tcp: L4 proxying to the route's cluster; "
+                     "bolt, dubbo: multiplexed RPC (docs/rpc.md)"),
     "route": Field(ROUTE, "the default route every request takes (Envoy's names); give either route: or rules:"),
     "rules": Field(ListOf(FilePath(must_exist=True), min_items=1, single=True),
                    ".mdsl rule files or folders, relative to this file, declaring the routes (docs/mdsl.md); reloaded on change"),
@@ -131,6 +136,7 @@ STACK = {
     "tracing": Field(LISTENER_TRACING, "read, continue and write trace context, and record spans: "
                      "{propagation, random_sampling, client_sampling, overall_sampling}"),
     **LISTENER_PROTOCOL,
+    **LISTENER_RPC,
 }
 CHAIN, DEFAULT_CHAIN = chain_objects(STACK, _route_filters)
 
@@ -140,7 +146,7 @@ LISTENER = Obj({
                      "host:port to listen on; [::1]:8080 for IPv6", required=True),
     **STACK,
     **chain_fields(CHAIN, DEFAULT_CHAIN),
-}, build=ListenerConfig, adapt=_listener, extras="options", checks=[stack_or_chains(set(STACK))])
+}, build=ListenerConfig, adapt=_listener, extras="options", checks=[routes_or(stack_or_chains(set(STACK)))])
 
 XDS_NODE = Obj({
     "id": Field(Str(), "the node id the control plane knows this proxy by"),

@@ -125,6 +125,23 @@ def hpack() -> None:
         _save("hpack", data)
 
 
+def rpc() -> None:
+    from mosnx.proxy.rpc import bolt, dubbo
+    from mosnx.proxy.rpc.hessian import write_string
+    b_req = bolt.encode_request(1, {"service": "com.example.A:1.0", "sofa_head_method_name": "get"}, b"\x05hello")
+    sofa = (b"O\x93a.B\x91" + write_string("methodName") + b"o\x90" + write_string("hello"))
+    b_node = bolt.encode_request(2, {"service": "com.example.A:1.0"}, b"O\xbc" + bolt.SOFA_REQUEST.encode()
+                                 + b"\x91" + write_string("methodName") + b"o\x90" + write_string("hi"))
+    for data in (b_req, b_req + bolt.encode_heartbeat(3), bolt.encode_request(4, {}, sofa, oneway=True),
+                 bolt.encode_response(1, bolt.SUCCESS, write_string("ok")), b_node):
+        _save("rpc", b"\x00\x10" + data)
+    d_req = dubbo.encode_request(1, dubbo.request_body("com.example.S", "get", "1.0", write_string("a"),
+                                                       "Ljava/lang/String;"))
+    for data in (d_req, d_req + dubbo.encode_heartbeat(2), dubbo.encode_request(3, b"N", oneway=True),
+                 dubbo.encode(1, 0x02, dubbo.OK, b"\x91" + write_string("ok"))):
+        _save("rpc", b"\x01\x08" + data)
+
+
 def mdsl() -> None:
     for p in sorted(glob.glob(os.path.join(ROOT, "examples", "**", "*.mdsl"), recursive=True)):
         _save("mdsl", open(p, "rb").read())
@@ -172,5 +189,5 @@ def dictionaries() -> None:
 
 
 if __name__ == "__main__":
-    for step in (http1, http2, hpack, mdsl, config, wasm_abi, dictionaries):
+    for step in (http1, http2, hpack, rpc, mdsl, config, wasm_abi, dictionaries):
         step()

@@ -1,0 +1,7 @@
+"""Multiplexed request/response RPC (MOSN's X-Protocol): the codec contract, the
+downstream connection, the multiplexed upstream pool, and the codecs shipped.
+
+Importing this package registers the shipped codecs (Bolt, Dubbo); a protocol
+added later is one more module that calls codec.register().
+"""
+from . import bolt, dubbo  # noqa: F401  (each registers its codec)

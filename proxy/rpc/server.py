@@ -1,0 +1,544 @@
+"""The downstream side of an RPC listener: frames in, calls routed, governed and answered.
+
+Invariants:
+- One connection decodes frames in order with the listener's codec; a heartbeat is
+  answered here; each request becomes a Call, many in flight at once, answered in
+  whatever order upstreams answer (the protocols match by request id).
+- A frame that cannot be framed (bad magic, above rpc.max_frame_size) closes this
+  connection only, counted in `<proto>.<listener>.request_decoding_error`; a
+  request whose header map cannot be read (routing needed it) is answered with the
+  protocol's codec error, and the connection goes on.
+- Every request ends exactly once: the upstream's response (its id restored), or a
+  local reply in the protocol's error format (no route, overflow, no healthy
+  endpoint, reset, timeout), or nothing for a one-way call or a client gone. Its
+  breaker counts (the cluster's rq_active, the host's) are given back then.
+- Governance is the cluster's own: balancer pick (ring_hash/maglev hash an
+  attachment through request.headers[...]), circuit breakers, outlier detection
+  (each attempt's result or local failure), timeouts; a retry (route retry) only
+  for a method in rpc.idempotent_methods, on a reset, a connect failure or a
+  per-try timeout, never to the same endpoint twice in a row, under max_retries.
+- The listener's request-phase filters (`filters:`, the default route's rate_limit
+  and fault) run before routing, on a StreamContext made from the call only when
+  there are any (call_context); a filter's local reply is answered in the
+  protocol's error format, its HTTP status choosing the reason (429: rate limited).
+- A client whose answers pile up unread (the transport's write buffer above its
+  high-water mark) is not read until they drain, so it cannot queue more calls.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+from mosnx.runtime.actions import LocalReply, Pause
+from mosnx.runtime.config.rpc import RpcOptions
+from mosnx.runtime.context import RequestHead, StreamContext
+from mosnx.runtime.headers import Headers
+from mosnx.runtime.model import ListenerConfig
+from mosnx.runtime.pipeline import Step
+from mosnx.runtime.routes import RouteAction
+from mosnx.runtime.stats import Store
+
+from ..sockets import set_nodelay
+from ..stream.decide import pick_weighted
+from . import codec as rc
+from .codec import Codec, Frame, FrameError
+from .pool import RpcConnection, RpcPool, pool_for
+
+if TYPE_CHECKING:
+    from ..upstream.cluster import Cluster, Host
+
+log = logging.getLogger("mosnx.rpc")
+_DEFAULT = RpcOptions()
+_HASHING = frozenset({"ring_hash", "maglev"})
+_monotonic = time.monotonic
+
+
+class RpcStats:
+    """`<proto>.<listener>.<stat>`, the names of Envoy's dubbo_proxy where it has one."""
+    __slots__ = ("cx_total", "cx_active", "request", "twoway", "oneway", "heartbeat", "decode_error",
+                 "active", "response", "success", "error", "local", "local_by", "retry",
+                 "cx_destroy_local_with_active_rq", "time")
+
+    def __init__(self, store: Store, proto: str, name: str):
+        p = f"{proto}.{name}."
+        self.cx_total = store.counter(p + "cx_total")
+        self.cx_active = store.gauge(p + "cx_active")
+        self.request = store.counter(p + "request")
+        self.twoway = store.counter(p + "request_twoway")
+        self.oneway = store.counter(p + "request_oneway")
+        self.heartbeat = store.counter(p + "request_heartbeat")
+        self.decode_error = store.counter(p + "request_decoding_error")
+        self.active = store.gauge(p + "request_active")
+        self.response = store.counter(p + "response")
+        self.success = store.counter(p + "response_success")
+        self.error = store.counter(p + "response_error")
+        self.local = store.counter(p + "local_reply")
+        self.local_by = {r: store.counter(f"{p}local_reply_{r}") for r in rc.ERRORS}
+        self.retry = store.counter(p + "request_retry")
+        self.cx_destroy_local_with_active_rq = store.counter(p + "cx_destroy_remote_with_active_rq")
+        self.time = store.histogram(p + "request_time_ms")
+
+
+_stats: dict = {}
+
+
+def rpc_stats(worker: Any, proto: str, name: str) -> RpcStats:
+    key = (id(worker.stats), proto, name)
+    s = _stats.get(key)
+    if s is None:
+        s = _stats[key] = RpcStats(worker.stats, proto, name)
+    return s
+
+
+def match_route(opts: RpcOptions, frame: Frame) -> RouteAction | None:
+    """The first of opts.routes whose every condition holds for the call, or None."""
+    headers = frame.headers
+    for r in opts.routes:
+        for k, v in r.match.pairs():
+            if headers.get(k) != v:
+                break
+        else:
+            return r.route
+    return None
+
+
+# a filter's local reply, by its HTTP status, as the reason an RPC protocol answers with
+_REASON_OF_STATUS = {429: rc.RATE_LIMITED, 503: rc.OVERFLOW, 504: rc.TIMEOUT, 404: rc.NO_ROUTE,
+                     400: rc.CODEC_ERROR}
+
+
+def call_context(down: "RpcServer", frame: Frame) -> StreamContext:
+    """A call as filters and balancers read a request: request.method is the RPC method,
+    request.path "/<service>/<method>", request.headers the attachments, request.protocol
+    the codec's name. Made only when a filter or a hashing balancer needs it."""
+    h = frame.headers
+    items = [(k.encode(), v.encode()) for k, v in h.items() if not k.startswith(":")]
+    method = h.get(rc.METHOD, "")
+    return StreamContext(RequestHead(method, f"/{h.get(rc.SERVICE, '')}/{method}", Headers(items), down.codec.name),
+                         down.name, down.codec.name, down.peer, down.local)
+
+
+class RpcServer(asyncio.Protocol):
+    def __init__(self, worker: Any, name: str, codec: Codec):
+        self.worker = worker
+        self.name = name
+        self.codec = codec
+        self.transport: asyncio.Transport = None  # type: ignore[assignment]  # set in connection_made
+        self.opts = _DEFAULT
+        self.default_route: RouteAction | None = None
+        self.stats: RpcStats = None  # type: ignore[assignment]  # set in connection_made
+        self.steps: tuple[Step, ...] = ()     # the listener's request-phase filters
+        self.buf = bytearray()
+        self.calls: set[RpcCall] = set()
+        self.closing = False
+        self.draining = False
+        self.last = 0.0
+        self.idle = 0.0
+        self.peer: tuple[str, int] = ("", 0)
+        self.local: tuple[str, int] = ("", 0)
+
+    # ------------------------------------------------------------- connection
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # a stream connection's transport
+        w = self.worker
+        listener = w.snapshot.listeners.get(self.name)
+        if listener is None:
+            self.transport.abort()
+            return
+        cfg = listener.config
+        self.opts = cfg.options.get("rpc") or _DEFAULT
+        self.default_route = cfg.route
+        self.steps = listener.pipeline.request
+        self.idle = cfg.timeouts.idle
+        self.stats = st = rpc_stats(w, self.codec.name, self.name)
+        st.cx_total.value += 1
+        st.cx_active.value += 1
+        peer = transport.get_extra_info("peername") or ("", 0)
+        local = transport.get_extra_info("sockname") or ("", 0)
+        self.peer, self.local = (peer[0], peer[1]), (local[0], local[1])
+        w.connections.add(self)
+        self.last = w.loop.time()
+        set_nodelay(transport)
+        self.transport.set_write_buffer_limits(cfg.limits.write_high_water, cfg.limits.write_low_water)
+
+    def data_received(self, data: bytes) -> None:
+        if self.closing:
+            return
+        self.last = self.worker.loop.time()
+        buf = self.buf
+        buf += data
+        codec, limit = self.codec, self.opts.max_frame_size
+        start = 0
+        try:
+            while not self.closing:
+                frame = codec.decode(buf, start, limit)
+                if frame is None:
+                    break
+                start += len(frame.raw)
+                self._on_frame(frame)
+        except FrameError as e:
+            self.stats.decode_error.value += 1
+            log.debug("%s listener %s: %s; connection closed", codec.name, self.name, e)
+            self.close()
+            return
+        if start:
+            del buf[:start]
+
+    def _on_frame(self, frame: Frame) -> None:
+        kind = frame.kind
+        st = self.stats
+        if kind == rc.REQUEST or kind == rc.ONEWAY:
+            st.request.value += 1
+            if kind == rc.ONEWAY:
+                st.oneway.value += 1
+            else:
+                st.twoway.value += 1
+            self._dispatch(frame)
+        elif kind == rc.HEARTBEAT:
+            st.heartbeat.value += 1
+            self.transport.write(self.codec.heartbeat_reply(frame))
+        # a response or heartbeat ack from a client answers nothing the proxy asked: dropped
+
+    def _dispatch(self, frame: Frame) -> None:
+        if self.steps:
+            try:
+                ctx = call_context(self, frame)
+            except FrameError:
+                self.stats.decode_error.value += 1
+                return self.local_reply(frame, rc.CODEC_ERROR, "the request could not be read")
+            return self._filter(frame, ctx, 0)
+        self._route(frame, None)
+
+    def _filter(self, frame: Frame, ctx: StreamContext, i: int) -> None:
+        """The listener's request-phase filters (rate limit, fault, ...) from step i on:
+        a local reply answers in the protocol's format, a pause waits, then goes on."""
+        steps = self.steps
+        while i < len(steps):
+            action = steps[i](ctx)
+            i += 1
+            if action is None:
+                continue
+            if isinstance(action, Pause):
+                task = asyncio.ensure_future(action.awaitable)
+                resume_at = i
+                task.add_done_callback(lambda t: self._resume(frame, ctx, resume_at, t))
+                return
+            if isinstance(action, LocalReply):
+                reason = _REASON_OF_STATUS.get(action.status, rc.UNAVAILABLE)
+                return self.local_reply(frame, reason, action.detail or f"local reply {action.status}")
+        self._route(frame, ctx)
+
+    def _resume(self, frame: Frame, ctx: StreamContext, i: int, task: asyncio.Future) -> None:
+        if self.closing:
+            return
+        action = None if task.cancelled() or task.exception() is not None else task.result()
+        if isinstance(action, LocalReply):
+            reason = _REASON_OF_STATUS.get(action.status, rc.UNAVAILABLE)
+            return self.local_reply(frame, reason, action.detail or f"local reply {action.status}")
+        self._filter(frame, ctx, i)
+
+    def _route(self, frame: Frame, ctx: StreamContext | None) -> None:
+        oneway = frame.kind == rc.ONEWAY
+        try:
+            action = match_route(self.opts, frame) if self.opts.routes else None
+        except FrameError:
+            self.stats.decode_error.value += 1
+            return self.local_reply(frame, rc.CODEC_ERROR, "the request could not be read")
+        if action is None:
+            action = self.default_route
+        if action is None:
+            return self.local_reply(frame, rc.NO_ROUTE, "no route for the call")
+        cname = action.cluster or pick_weighted(action.weighted_clusters)
+        cluster = self.worker.clusters.get(cname)
+        if cluster is None or cluster.config.protocol != self.codec.name:
+            return self.local_reply(frame, rc.NO_ROUTE, f"no {self.codec.name} cluster {cname}")
+        call = RpcCall(self, frame, action, cluster, oneway)
+        call.ctx = ctx
+        call.start()
+
+    def local_reply(self, frame: Frame, reason: str, message: str) -> None:
+        st = self.stats
+        st.local.value += 1
+        st.local_by[reason].value += 1
+        if frame.kind == rc.ONEWAY or self.closing:
+            return
+        self.transport.write(self.codec.local_reply(frame, reason, f"mosnx: {message}"))
+
+    def respond(self, data: bytes) -> None:
+        if not self.closing:
+            self.transport.write(data)
+
+    def eof_received(self):
+        return False
+
+    # a client that does not read its answers is not read either: its buffer stops growing
+    def pause_writing(self) -> None:
+        self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        if not self.closing:
+            self.transport.resume_reading()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closing = True
+        if self.stats is not None:
+            self.stats.cx_active.value -= 1
+            if self.calls:
+                self.stats.cx_destroy_local_with_active_rq.value += 1
+        self.worker.connections.discard(self)
+        for call in list(self.calls):
+            call.abandon()
+
+    def close(self) -> None:
+        if not self.closing:
+            self.closing = True
+            for call in list(self.calls):
+                call.abandon()
+            self.transport.close()
+
+    def check_deadline(self, now: float) -> None:
+        """The worker's sweep: the idle timeout (only with nothing in flight)."""
+        if self.idle and not self.closing and not self.calls and now - self.last >= self.idle:
+            self.close()
+        elif self.draining and not self.calls:
+            self.close()
+
+    def drain(self) -> None:
+        """Stop taking calls once those in flight are answered (checked by the sweep)."""
+        self.draining = True
+        if not self.calls:
+            self.close()
+
+
+class RpcCall:
+    """One request, from routing to its answer; its attempts go through the pool."""
+
+    __slots__ = ("down", "frame", "route", "cluster", "oneway", "host", "conn", "up_id", "pool",
+                 "attempts", "timer", "try_timer", "started", "try_started", "done", "ctx", "retrying")
+
+    def __init__(self, down: RpcServer, frame: Frame, route: RouteAction, cluster: "Cluster", oneway: bool):
+        self.down = down
+        self.frame = frame
+        self.route = route
+        self.cluster = cluster
+        self.oneway = oneway
+        self.host: Host | None = None
+        self.conn: RpcConnection | None = None
+        self.up_id = 0
+        self.pool: RpcPool | None = None
+        self.attempts = 0
+        self.timer: asyncio.TimerHandle | None = None
+        self.try_timer: asyncio.TimerHandle | None = None
+        self.started = _monotonic()
+        self.try_started = self.started
+        self.done = False
+        self.ctx: StreamContext | None = None
+        self.retrying = False
+
+    def start(self) -> None:
+        cluster = self.cluster
+        down = self.down
+        if cluster.rq_active >= cluster.cb.max_requests:
+            cluster.c["upstream_rq_pending_overflow"].value += 1
+            self.done = True
+            return down.local_reply(self.frame, rc.OVERFLOW, f"cluster {cluster.name}: too many requests")
+        if cluster.config.lb in _HASHING and self.ctx is None:
+            try:
+                self.ctx = call_context(down, self.frame)
+            except FrameError:
+                pass
+        cluster.rq_active += 1
+        down.calls.add(self)
+        down.stats.active.value += 1
+        t = self.route.timeout
+        if t and not self.oneway:
+            self.timer = down.worker.loop.call_later(t, self.on_timeout)
+        self._attempt(None)
+
+    def _attempt(self, exclude: "Host | None") -> None:
+        cluster = self.cluster
+        host = cluster.pick(self.ctx, exclude)
+        if host is None:
+            return self._local(rc.UNAVAILABLE, f"cluster {cluster.name}: no healthy upstream")
+        self.host = host
+        self.attempts += 1
+        cluster.rq_total_counter.value += 1
+        host.rq_total += 1
+        self.pool = pool = pool_for(host, self.down.codec, self.down.opts.max_frame_size)
+        if self.oneway:
+            ok = pool.send_oneway(self.frame)
+            self.host = None
+            return self._finish() if ok else self._local(rc.OVERFLOW, f"cluster {cluster.name}: too many connections")
+        host.rq_active += 1
+        self.try_started = _monotonic()
+        retry = self.route.retry
+        if retry is not None and retry.per_try_timeout and self._idempotent():
+            self.try_timer = self.down.worker.loop.call_later(retry.per_try_timeout, self.on_try_timeout)
+        if not pool.send(self):
+            host.rq_active -= 1
+            self.host = None
+            self._local(rc.OVERFLOW, f"cluster {cluster.name}: too many pending requests")
+
+    def _idempotent(self) -> bool:
+        try:
+            return self.frame.headers.get(rc.METHOD) in self.down.opts.idempotent_methods
+        except FrameError:
+            return False
+
+    # ------------------------------------------------------------- pool events
+    def on_upstream_response(self, frame: Frame) -> None:
+        if self.done:
+            return
+        self.conn = None
+        codec = self.down.codec
+        status = codec.http_status(frame)
+        host = self.host
+        if host is not None:
+            host.rq_active -= 1
+            host.observe(status, (_monotonic() - self.try_started) * 1000.0)
+            self.host = None
+        c = self.cluster
+        klass = c.rq_class_counters[min(status // 100, 5)]
+        if klass is not None:
+            klass.value += 1
+        st = self.down.stats
+        st.response.value += 1
+        if codec.is_success(frame):
+            st.success.value += 1
+        else:
+            st.error.value += 1
+        if self.attempts > 1:
+            c.c["upstream_rq_retry_success"].value += 1
+        self.down.respond(codec.with_id(frame, self.frame.request_id))
+        self._finish()
+
+    def on_upstream_failure(self, kind: str) -> None:
+        """The attempt's connection reset or never opened ("reset", "connect_failure")."""
+        if self.done:
+            return
+        self.conn = None
+        self._attempt_failed(kind)
+
+    def on_pool_overflow(self) -> None:
+        self._local(rc.OVERFLOW, f"cluster {self.cluster.name}: too many pending requests")
+
+    def on_try_timeout(self) -> None:
+        self.try_timer = None
+        if self.done:
+            return
+        self.cluster.c["upstream_rq_per_try_timeout"].value += 1
+        self._detach()
+        self._attempt_failed("timeout")
+
+    def _attempt_failed(self, kind: str) -> None:
+        if self.try_timer is not None:
+            self.try_timer.cancel()
+            self.try_timer = None
+        host = self.host
+        if host is not None:
+            host.rq_active -= 1
+            host.observe_failure(kind)
+            self.host = None
+        if kind == "reset":
+            self.cluster.c["upstream_rq_rx_reset"].value += 1
+        if self._may_retry():
+            c = self.cluster
+            c.c["upstream_rq_retry"].value += 1
+            self.down.stats.retry.value += 1
+            if not self.retrying:
+                self.retrying = True
+                c.retries_active += 1
+            return self._attempt(host)
+        if kind == "timeout":
+            return self._timed_out()
+        reason = rc.RESET if kind == "reset" else rc.UNAVAILABLE
+        what = "upstream connection reset" if kind == "reset" else "upstream connect failure"
+        self._local(reason, f"cluster {self.cluster.name}: {what}")
+
+    def _may_retry(self) -> bool:
+        retry = self.route.retry
+        if retry is None or self.attempts > retry.num_retries or not self._idempotent():
+            return False
+        c = self.cluster
+        if c.retries_active >= c.cb.max_retries:
+            c.c["upstream_rq_retry_overflow"].value += 1
+            return False
+        return True
+
+    def on_timeout(self) -> None:
+        self.timer = None
+        if self.done:
+            return
+        host = self.host
+        self._detach()
+        if host is not None:
+            host.rq_active -= 1
+            host.observe_failure("timeout")
+            self.host = None
+        self._timed_out()
+
+    def _timed_out(self) -> None:
+        self.cluster.c["upstream_rq_timeout"].value += 1
+        self._local(rc.TIMEOUT, f"cluster {self.cluster.name}: upstream timeout")
+
+    # ------------------------------------------------------------- ending
+    def _detach(self) -> None:
+        """Stop waiting on the current attempt: its late response will be dropped."""
+        conn = self.conn
+        if conn is not None:
+            conn.detach(self)
+            self.conn = None
+        elif self.pool is not None:
+            self.pool.cancel(self)
+
+    def _local(self, reason: str, message: str) -> None:
+        if self.done:
+            return
+        c = self.cluster
+        klass = c.rq_class_counters[min(rc.HTTP_STATUS[reason] // 100, 5)]
+        if klass is not None and reason != rc.NO_ROUTE:
+            klass.value += 1
+        self.down.local_reply(self.frame, reason, message)
+        self._finish()
+
+    def abandon(self) -> None:
+        """The client is gone: no answer; an attempt in flight is left to come back late."""
+        if self.done:
+            return
+        host = self.host
+        self._detach()
+        if host is not None:
+            host.rq_active -= 1
+            self.host = None
+        self._finish()
+
+    def _finish(self) -> None:
+        if self.done:
+            return
+        self.done = True
+        for t in (self.timer, self.try_timer):
+            if t is not None:
+                t.cancel()
+        self.timer = self.try_timer = None
+        if self.retrying:
+            self.cluster.retries_active -= 1
+        down = self.down
+        if self in down.calls:
+            down.calls.discard(self)
+            down.stats.active.value -= 1
+            self.cluster.rq_active -= 1
+            down.stats.time.record((_monotonic() - self.started) * 1000.0)
+
+
+async def listen(worker: Any, name: str, cfg: ListenerConfig) -> asyncio.Server:
+    """The server of a listener whose protocol is a registered codec's name."""
+    codec = rc.get(cfg.protocol)
+    if codec is None:
+        from mosnx.runtime.diagnostics import ConfigError, Diagnostic
+        raise ConfigError([Diagnostic(cfg.span, "C301", f'listener "{name}": no codec serves protocol '
+                                      f'{cfg.protocol}; registered: {", ".join(sorted(rc.CODECS))}')])
+    loop = asyncio.get_running_loop()
+    return await loop.create_server(lambda: RpcServer(worker, name, codec), cfg.host, cfg.port,
+                                    reuse_port=True, backlog=4096)
