@@ -44,7 +44,7 @@ def test_unsupported_is_warned_and_unservable_rejected():
     assert w.severity == "warning" and 'Cluster "a" respect_dns_ttl' in w.message
     with pytest.raises(Rejected) as e:
         translate_cluster(msg(C, {"name": "a", "type": "ORIGINAL_DST"}), Findings(C, "a"))
-    assert e.value.rejection.field_path == "type"
+    assert e.value.rejection.field_path == "lb_policy"     # ORIGINAL_DST takes CLUSTER_PROVIDED
     with pytest.raises(Rejected) as e:
         translate_cluster(msg(C, {"name": "a", "load_assignment": {"cluster_name": "a", "endpoints": [
             {"lb_endpoints": [{"endpoint": {"address": {"pipe": {"path": "/tmp/s"}}}}]}]}}), Findings(C, "a"))
