@@ -253,7 +253,6 @@ class ChainAccept(asyncio.Protocol):
             transport.abort()
             return
         cfg = self.cfg = listener.config
-        self.stats = chain_stats(self.worker.stats, cfg)
         if self.handed is not None:
             self.dst = self.handed
         else:
@@ -264,6 +263,7 @@ class ChainAccept(asyncio.Protocol):
                     return self._hand_off(to)
         if cfg.protocol != "chains":
             return self._serve(cfg)
+        self.stats = chain_stats(self.worker.stats, cfg)
         self.stats.cx_total.value += 1
         peer = transport.get_extra_info("peername") or ("", 0)
         self.src = (peer[0], peer[1])
