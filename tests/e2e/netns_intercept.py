@@ -5,10 +5,13 @@ workload, send an application's traffic, print what happened as JSON.
 Usage: python netns_intercept.py MODE GOLDEN BOOTSTRAP MOSNX [MOSNX-ARGS...]
 MODE "iptables": apply GOLDEN's nat rules with the owner uid/gid 1337 rewritten to
 this process's (mosnx runs as root here; the application drops to uid/gid 65534).
+MODE "tproxy": GOLDEN is Istio's TPROXY golden: its IPv4 mangle, nat and raw tables,
+owner rewritten the same way (the marks stay), with the policy routing istio-iptables
+adds in that mode (fwmark 1337 -> table 133: local default dev lo).
 MODE "plain": no rules (a connection's destination is the address it reached).
 
 The network: lo up; a veth pair v0/v1 with the pod address 10.1.0.5/24 on v0 and
-the service range 10.96.0.0/16 routed out of v0, so an application's connection to
+the service ranges 10.96.0.0/16 and 9.9.0.0/16 routed out of v0, so an application's connection to
 a service leaves through an interface that is not lo, as in a pod. Nothing here
 touches the host's namespace.
 """
@@ -38,16 +41,20 @@ def network() -> None:
     sh("ip", "link", "set", "v1", "up")
     sh("ip", "addr", "add", f"{POD}/24", "dev", "v0")
     sh("ip", "route", "add", "10.96.0.0/16", "dev", "v0")
+    sh("ip", "route", "add", "9.9.0.0/16", "dev", "v0")
 
 
-def nat_rules(golden: str) -> str:
-    """The golden's first (IPv4) nat section, owner 1337 rewritten to ours."""
+def nat_rules(golden: str, tables: tuple[str, ...] = ("nat",)) -> str:
+    """The golden's IPv4 sections of `tables` (the first of each name: iptables-save
+    comes before ip6tables-save), owner 1337 rewritten to ours."""
     lines = open(golden).read().splitlines()
-    start = lines.index("* nat")
-    end = lines.index("COMMIT", start)
     me = str(os.getuid())
+    picked: list[str] = []
+    for table in tables:
+        start = lines.index(f"* {table}")
+        picked += lines[start:lines.index("COMMIT", start) + 1]
     out = []
-    for line in lines[start:end + 1]:
+    for line in picked:
         line = line.replace("--uid-owner 1337", f"--uid-owner {me}").replace("--gid-owner 1337",
                                                                             f"--gid-owner {os.getgid()}")
         out.append(line)
@@ -126,6 +133,12 @@ def main() -> int:
     network()
     if mode == "iptables":
         subprocess.run(["iptables-restore"], input=nat_rules(golden), text=True, check=True, capture_output=True)
+    elif mode == "tproxy":
+        subprocess.run(["iptables-restore"], input=nat_rules(golden, ("mangle", "nat", "raw")), text=True,
+                       check=True, capture_output=True)
+        sh("ip", "-f", "inet", "rule", "add", "fwmark", "1337", "lookup", "133")
+        sh("ip", "-f", "inet", "route", "add", "local", "default", "dev", "lo", "table", "133")
+    net = "9.9.0" if mode == "tproxy" else "10.96.0"
     work = Workload()
     admin = json.load(open(bootstrap))["admin"]["address"]["socket_address"]["port_value"]
     log = open(bootstrap + ".log", "w")
@@ -135,8 +148,8 @@ def main() -> int:
         if not wait_ready(admin):
             out["error"] = "mosnx did not become ready"
             return 0
-        out["outbound"] = app("10.96.0.10", 80)          # a service: captured to 15001
-        out["denied"] = app("10.96.0.11", 81)            # a service whose listener's RBAC denies
+        out["outbound"] = app(f"{net}.10", 80)           # a service: captured to 15001
+        out["denied"] = app(f"{net}.11", 81)             # a service whose listener's RBAC denies
         out["plain_pod"] = app(POD, 15001) if mode == "plain" else ""
         out["peers"] = list(work.peers)
         out["stats"] = stats(admin)

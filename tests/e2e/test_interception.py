@@ -87,7 +87,9 @@ def _static(name: str, host: str, port: int) -> dict:
             {"endpoint": {"address": {"socket_address": {"address": host, "port_value": port}}}}]}]}}
 
 
-def bootstrap(admin: int) -> dict:
+def bootstrap(admin: int, tproxy: bool = False) -> dict:
+    inbound_socket = {"transparent": True,       # as istiod's virtualInbound in TPROXY mode
+                      "socket_options": [{"level": 1, "name": 36, "int_value": 1337}]} if tproxy else {}
     listeners = [
         _listener("virtualOutbound", "0.0.0.0", 15001, [_tcp("virtualOutbound-catchall-tcp", "PassthroughCluster")],
                   use_original_dst=True, traffic_direction="OUTBOUND"),
@@ -102,7 +104,7 @@ def bootstrap(admin: int) -> dict:
             {**_tcp("virtualInbound-blackhole", "BlackHoleCluster"),
              "filter_chain_match": {"destination_port": 15006}}],
             listener_filters=[{"name": "envoy.filters.listener.original_dst", "typed_config": {"@type": ORIGINAL_DST}}],
-            traffic_direction="INBOUND"),
+            traffic_direction="INBOUND", **inbound_socket),
     ]
     clusters = [
         {"name": "PassthroughCluster", "type": "ORIGINAL_DST", "lb_policy": "CLUSTER_PROVIDED",
@@ -117,10 +119,10 @@ def bootstrap(admin: int) -> dict:
             "static_resources": {"listeners": listeners, "clusters": clusters}}
 
 
-def _run(tmp_path: Path, mode: str) -> dict:
+def _run(tmp_path: Path, mode: str, golden: Path = GOLDEN) -> dict:
     path = tmp_path / "bootstrap.json"
-    path.write_text(json.dumps(bootstrap(free_port())))
-    r = subprocess.run(["unshare", "-n", sys.executable, str(HELPER), mode, str(GOLDEN), str(path),
+    path.write_text(json.dumps(bootstrap(free_port(), tproxy=mode == "tproxy")))
+    r = subprocess.run(["unshare", "-n", sys.executable, str(HELPER), mode, str(golden), str(path),
                         sys.executable, "-m", "mosnx", "run", "--workers", "1"],
                        capture_output=True, text=True, timeout=120)
     log = (tmp_path / "bootstrap.json.log")
@@ -145,6 +147,19 @@ def test_istio_iptables_outbound_then_inbound(tmp_path):
     assert st.get("cluster.outbound|80||svc.upstream_cx_total", 0) >= 1, st
     assert st.get("cluster.inbound|9080||.upstream_cx_total", 0) >= 1, st
     assert st.get("tcp.rbac.allowed", 0) >= 1 and st.get("tcp.rbac.denied", 0) >= 1, st
+
+
+@in_namespace
+def test_istio_tproxy_rules(tmp_path):
+    """Istio's TPROXY mode: virtualInbound is transparent (IP_TRANSPARENT) with SO_MARK
+    1337, the golden's mangle, nat and raw tables apply; the same traffic goes through."""
+    golden = GOLDEN.with_name("tproxy.golden")
+    if not golden.exists():
+        pytest.skip(f"Istio's iptables goldens are absent ({golden})")
+    out = _run(tmp_path, "tproxy", golden)
+    assert out["outbound"] == "pod saw 127.0.0.6: hello", out
+    assert out["denied"] in ("", "error: ConnectionResetError: [Errno 104] Connection reset by peer"), out
+    assert out["peers"] == ["127.0.0.6"], out
 
 
 @in_namespace

@@ -119,3 +119,16 @@ def test_bad_source_address():
     with pytest.raises(Rejected) as e:
         cluster({"upstream_bind_config": {"source_address": {"address": "nowhere", "port_value": 0}}})
     assert "not an IP address" in str(e.value)
+
+
+def test_istio_filters_as_a_config_dump_shows_them_are_recognised_too():
+    """In a config dump the TypedStruct is unwrapped: the Any names Istio's own type."""
+    d = {"name": "l", "address": {"socket_address": {"address": "0.0.0.0", "port_value": 15006}},
+         "filter_chains": [{"filters": [{"name": "istio.stats", "typed_config": {
+             "@type": TYPED_STRUCT, "type_url": "x", "value": {}}}, TCP_PROXY]}]}
+    m = msg(L, d)
+    m.filter_chains[0].filters[0].typed_config.type_url = "type.googleapis.com/stats.PluginConfig"
+    m.filter_chains[0].filters[0].typed_config.value = b""
+    sink = Sink()
+    lc = translate_listener(m, Findings(L, "l", "", sink))
+    assert lc.network_filters == () and [w.code for w in sink.warnings] == ["X001"]
