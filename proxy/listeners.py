@@ -273,17 +273,24 @@ def _gated(cfg) -> bool:
     return cfg.original_dst or cfg.use_original_dst or bool(cfg.network_filters)
 
 
+def _gate(worker, name: str) -> asyncio.Protocol | None:
+    """ChainAccept for a connection of a plain listener that is gated now: decided per
+    connection, from the live snapshot, so a listener that gains network filters (or
+    use_original_dst) on a reload runs them without being bound again."""
+    lst = worker.snapshot.listeners.get(name)
+    if lst is not None and _gated(lst.config):
+        from .filter_chain import ChainAccept
+        return ChainAccept(worker, name)
+    return None
+
+
 async def _http(worker, name: str, cfg):
-    if _gated(cfg):
-        return await _chains(worker, name, cfg)
-    return await _serve(cfg, lambda: HttpAccept(worker, name))
+    return await _serve(cfg, lambda: _gate(worker, name) or HttpAccept(worker, name))
 
 
 async def _tcp(worker, name: str, cfg):
-    if _gated(cfg):
-        return await _chains(worker, name, cfg)
     from .tcp.proxy import TcpDownstream
-    return await _serve(cfg, lambda: TcpDownstream(worker, name))
+    return await _serve(cfg, lambda: _gate(worker, name) or TcpDownstream(worker, name))
 
 
 async def _chains(worker, name: str, cfg):

@@ -80,18 +80,24 @@ class Workload:
                 return
             self.peers.append(peer[0])
             data = c.recv(1024)
-            c.sendall(b"pod saw " + peer[0].encode() + b": " + data)
+            if data.startswith(b"GET "):           # HTTP: what it saw in the body
+                body = b"pod saw " + peer[0].encode() + b": " + data.split(b"\r\n", 1)[0]
+                c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n\r\n" % len(body)
+                          + body)
+            else:
+                c.sendall(b"pod saw " + peer[0].encode() + b": " + data)
             c.close()
 
 
 APP = r"""
 import os, socket, sys
 host, port = sys.argv[1].encode(), int(sys.argv[2])    # bytes: no idna codec to load
+payload = sys.argv[3].encode().replace(b"|", b"\r\n") if len(sys.argv) > 3 else b"hello"
 os.setgroups([]); os.setgid(65534); os.setuid(65534)   # not the proxy's: iptables captures this one
 s = socket.socket()                   # made after: a socket's owner is who made it
 s.settimeout(5)
 s.connect((host, port))
-s.sendall(b"hello")
+s.sendall(payload)
 buf = b""
 while True:
     d = s.recv(1024)
@@ -102,8 +108,9 @@ print(buf.decode())
 """
 
 
-def app(host: str, port: int) -> str:
-    r = subprocess.run([sys.executable, "-c", APP, host, str(port)], capture_output=True, timeout=20, text=True)
+def app(host: str, port: int, payload: str = "hello") -> str:
+    r = subprocess.run([sys.executable, "-c", APP, host, str(port), payload], capture_output=True, timeout=20,
+                       text=True)
     return (r.stdout.strip() or ("error: " + r.stderr.strip().splitlines()[-1] if r.stderr.strip() else ""))
 
 
@@ -150,6 +157,7 @@ def main() -> int:
             return 0
         out["outbound"] = app(f"{net}.10", 80)           # a service: captured to 15001
         out["denied"] = app(f"{net}.11", 81)             # a service whose listener's RBAC denies
+        out["http"] = app(f"{net}.12", 8080, "GET /reviews HTTP/1.1|Host: reviews|Connection: close||")
         out["plain_pod"] = app(POD, 15001) if mode == "plain" else ""
         out["peers"] = list(work.peers)
         out["stats"] = stats(admin)

@@ -87,6 +87,15 @@ def _static(name: str, host: str, port: int) -> dict:
             {"endpoint": {"address": {"socket_address": {"address": host, "port_value": port}}}}]}]}}
 
 
+HCM_8080 = {"name": "envoy.filters.network.http_connection_manager", "typed_config": {
+    "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+    "stat_prefix": "outbound_0.0.0.0_8080",
+    "http_filters": [{"name": "envoy.filters.http.router",
+                      "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}],
+    "route_config": {"name": "8080", "virtual_hosts": [{"name": "reviews", "domains": ["reviews"], "routes": [
+        {"match": {"prefix": "/"}, "route": {"cluster": "outbound|80||svc"}}]}]}}}
+
+
 def bootstrap(admin: int, tproxy: bool = False) -> dict:
     inbound_socket = {"transparent": True,       # as istiod's virtualInbound in TPROXY mode
                       "socket_options": [{"level": 1, "name": 36, "int_value": 1337}]} if tproxy else {}
@@ -97,6 +106,7 @@ def bootstrap(admin: int, tproxy: bool = False) -> dict:
                   bind_to_port=False),
         _listener("0.0.0.0_81", "0.0.0.0", 81, [_tcp("denied", "outbound|80||svc", [_rbac(False)])],
                   bind_to_port=False),
+        _listener("0.0.0.0_8080", "0.0.0.0", 8080, [{"filters": [HCM_8080]}], bind_to_port=False),
         # reached without NAT: the address the connection reached is its destination
         _listener("10.1.0.5_15001", "10.1.0.5", 15001, [_tcp("pod", "outbound|80||svc")], bind_to_port=False),
         _listener("virtualInbound", "0.0.0.0", 15006, [
@@ -142,7 +152,10 @@ def test_istio_iptables_outbound_then_inbound(tmp_path):
     # the second service's listener denied by network RBAC: closed (or reset, when the
     # app's bytes were on their way) before the workload saw anything
     assert out["denied"] in ("", "error: ConnectionResetError: [Errno 104] Connection reset by peer"), out
-    assert out["peers"] == ["127.0.0.6"], out
+    # HTTP to a service port: handed to its HTTP listener, routed, through the inbound side too
+    assert out["http"].startswith("HTTP/1.1 200"), out
+    assert out["http"].endswith("pod saw 127.0.0.6: GET /reviews HTTP/1.1"), out
+    assert out["peers"] == ["127.0.0.6", "127.0.0.6"], out
     st = out["stats"]
     assert st.get("cluster.outbound|80||svc.upstream_cx_total", 0) >= 1, st
     assert st.get("cluster.inbound|9080||.upstream_cx_total", 0) >= 1, st
@@ -159,7 +172,8 @@ def test_istio_tproxy_rules(tmp_path):
     out = _run(tmp_path, "tproxy", golden)
     assert out["outbound"] == "pod saw 127.0.0.6: hello", out
     assert out["denied"] in ("", "error: ConnectionResetError: [Errno 104] Connection reset by peer"), out
-    assert out["peers"] == ["127.0.0.6"], out
+    assert out["http"].endswith("pod saw 127.0.0.6: GET /reviews HTTP/1.1"), out
+    assert out["peers"] == ["127.0.0.6", "127.0.0.6"], out
 
 
 @in_namespace

@@ -19,8 +19,8 @@ TCP = "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProx
 RBAC = "type.googleapis.com/envoy.extensions.filters.network.rbac.v3.RBAC"
 TYPED_STRUCT = "type.googleapis.com/udpa.type.v1.TypedStruct"
 TCP_PROXY = {"name": "tcp", "typed_config": {"@type": TCP, "stat_prefix": "t", "cluster": "c"}}
-ORIGINAL_DST = {"name": "envoy.filters.listener.original_dst",
-                "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.listener.original_dst.v3.OriginalDst"}}
+ORIGINAL_DST = {"name": "envoy.filters.listener.original_dst", "typed_config": {
+    "@type": "type.googleapis.com/envoy.extensions.filters.listener.original_dst.v3.OriginalDst"}}
 
 
 def listener(before: list | None = None, **more) -> tuple:
