@@ -118,8 +118,8 @@ def translate_cluster(c: Any, f: Findings, assignment: Any | None = None,
         endpoints = endpoints_of(c.load_assignment, f.at("load_assignment"), matches)
     lb = LB.get(c.lb_policy)
     if lb is None:
-        f.reject("this lb_policy is not supported (ROUND_ROBIN, LEAST_REQUEST, RANDOM, RING_HASH, MAGLEV, "
-                 "CLUSTER_PROVIDED are)",
+        f.reject("this lb_policy is not supported (ROUND_ROBIN, LEAST_REQUEST, RANDOM, RING_HASH, MAGLEV are; "
+                 "CLUSTER_PROVIDED with ORIGINAL_DST)",
                  "lb_policy")
     kw: dict[str, Any] = {"lb": lb}
     kw["connect_timeout"] = seconds(c.connect_timeout) if c.HasField("connect_timeout") else 5.0
