@@ -18,10 +18,21 @@ Invariants:
 - Nothing is read beyond what the inspectors need, and never more than MAX_PEEK.
   A client that closes before its bytes tell the chain gets none (as in Envoy).
 - A connection is handed over once; ChainAccept never sees its bytes afterwards.
-- The destination is the socket's local address (destination()): the one place an
-  original destination (SO_ORIGINAL_DST, as Istio redirects) will be taken from.
+- The destination is taken once, in destination(): the original destination
+  (SO_ORIGINAL_DST, as Istio's iptables redirect) on a listener with the original_dst
+  filter or use_original_dst, else the socket's local address. Chains match on it,
+  and the stack's streams see it as destination.address.
+- use_original_dst: before any byte is read, a connection whose destination is
+  another listener's address (exact, then the wildcard of that port) is handed to
+  that listener (bind_to_port false ones included), which inspects and chooses as if
+  it had accepted it; else this listener's own chains serve it.
+- A stack's network filters (before its last: proxy.network_filters) decide once per
+  connection, when the chain is chosen, or after the TLS handshake of a stack that
+  terminates TLS (the peer's certificate is a fact they read); a deny closes it.
 - A listener with a single chain and no match is not a "chains" listener at all:
-  its stack serves the connection directly, at no extra cost.
+  its stack serves the connection directly, at no extra cost; ChainAccept serves it
+  (as its only chain) only when it needs the above: an original destination, a
+  hand-off or network filters.
 """
 from __future__ import annotations
 
@@ -34,11 +45,12 @@ from typing import Any, Callable, Sequence
 
 from mosnx.runtime.model import ChainMatch, FilterChain, IPNetwork, ListenerConfig
 
+from . import network_filters, original_dst
 from .codec.http2_connection import PREFACE
 from .listeners import HttpAccept
 from .tcp.proxy import TcpDownstream
 from .tcp.sni import NEED_MORE, parse_hello
-from .tls import server_context
+from .tls import info_from, server_context
 
 MAX_PEEK = 64 * 1024          # a ClientHello or request line bigger than this decides with what is known
 
@@ -179,11 +191,10 @@ def inspect_http(buf: bytes) -> Any:
     return "http/1.1" if m.group(1) == b"1" else "http/1.0"
 
 
-def destination(transport: asyncio.BaseTransport) -> tuple[str, int]:
-    """The address a connection was going to: the socket's local address. (Where an
-    original destination, once taken, replaces it.)"""
-    local = transport.get_extra_info("sockname") or ("", 0)
-    return local[0], local[1]
+def destination(transport: asyncio.BaseTransport, original: bool = False) -> tuple[str, int]:
+    """The address a connection was going to: its original destination (SO_ORIGINAL_DST)
+    when `original` and it was redirected, else the socket's local address."""
+    return original_dst.destination(transport, original)
 
 
 class ChainStats:
@@ -214,10 +225,13 @@ class ChainAccept(asyncio.Protocol):
     """Inspects one accepted connection, picks its chain, hands it over, steps aside."""
 
     __slots__ = ("worker", "name", "cfg", "stats", "transport", "buf", "timer", "tls", "http", "dst", "src",
-                 "sni", "alpn", "transport_protocol")
+                 "sni", "alpn", "transport_protocol", "handed")
 
-    def __init__(self, worker: Any, name: str):
+    def __init__(self, worker: Any, name: str, handed: tuple[str, int] | None = None):
+        """`handed`: the original destination of a connection another listener handed
+        over (use_original_dst), already read."""
         self.worker = worker
+        self.handed = handed
         self.name = name
         self.cfg: ListenerConfig = None  # type: ignore[assignment]  # set in connection_made
         self.stats: ChainStats = None  # type: ignore[assignment]  # as cfg
@@ -239,9 +253,18 @@ class ChainAccept(asyncio.Protocol):
             transport.abort()
             return
         cfg = self.cfg = listener.config
+        if self.handed is not None:
+            self.dst = self.handed
+        else:
+            self.dst = destination(transport, cfg.original_dst or cfg.use_original_dst)
+            if cfg.use_original_dst:
+                to = original_dst.handoff(self.dst, original_dst.table_of(self.worker.snapshot), self.name)
+                if to is not None:
+                    return self._hand_off(to)
+        if cfg.protocol != "chains":
+            return self._serve(cfg)
         self.stats = chain_stats(self.worker.stats, cfg)
         self.stats.cx_total.value += 1
-        self.dst = destination(transport)
         peer = transport.get_extra_info("peername") or ("", 0)
         self.src = (peer[0], peer[1])
         for lf in cfg.listener_filters:
@@ -295,6 +318,12 @@ class ChainAccept(asyncio.Protocol):
         return Facts(ip_of(self.dst[0]), self.dst[1], ip_of(self.src[0]), self.src[1], self.sni,
                      self.transport_protocol, self.alpn)
 
+    def _hand_off(self, name: str) -> None:
+        """Give the connection to listener `name` (use_original_dst): nothing was read."""
+        proto = ChainAccept(self.worker, name, self.dst)
+        self.transport.set_protocol(proto)
+        proto.connection_made(self.transport)
+
     def _decide(self) -> None:
         if self.timer is not None:
             self.timer.cancel()
@@ -304,17 +333,36 @@ class ChainAccept(asyncio.Protocol):
             self.stats.no_match.value += 1
             self.transport.abort()
             return
-        stack = chain.stack
+        self._serve(chain.stack)
+
+    def _serve(self, stack: ListenerConfig) -> None:
         if self.worker.snapshot.listeners.get(stack.name) is None:
             self.transport.abort()        # the chain's stack did not build
             return
+        tls = stack.options.get("tls")
+        check = None
+        if stack.network_filters:
+            src = self.src if self.src[0] else tuple((self.transport.get_extra_info("peername") or ("", 0))[:2])
+            check = network_filters.Check(self.worker, stack, src, self.dst, self.sni)
+            if tls is None and not check(None):
+                self.transport.abort()
+                return
+        redirected = self.dst != _local(self.transport)
+        proto: asyncio.Protocol
         if stack.protocol == "tcp":
-            proto: asyncio.Protocol = TcpDownstream(self.worker, stack.name)
-            tls = stack.options.get("tls")
+            down = TcpDownstream(self.worker, stack.name)
+            if redirected:
+                down.dst = self.dst
+            proto = down
             if tls is not None:
-                proto = TlsGate(self.worker, stack.name, proto, tls)
+                proto = TlsGate(self.worker, stack.name, proto, tls, check)
         else:
-            proto = HttpAccept(self.worker, stack.name)
+            accept = HttpAccept(self.worker, stack.name)
+            if redirected:
+                accept.dst = self.dst
+            if tls is not None:
+                accept.check = check
+            proto = accept
         tr = self.transport
         data, self.buf = self.buf, b""
         tr.set_protocol(proto)
@@ -344,16 +392,24 @@ class ChainAccept(asyncio.Protocol):
             self.timer = None
 
 
+def _local(transport: Any) -> tuple[str, int]:
+    local = transport.get_extra_info("sockname") or ("", 0)
+    return original_dst._plain(local[0]), local[1]
+
+
 class TlsGate(asyncio.Protocol):
     """TLS termination for a stack that does not terminate TLS itself (tcp_proxy): the
     handshake with the chain's certificate, then the stack gets the plaintext transport
     (connection_made, then what was decrypted meanwhile). Counted as an HTTP stack's
     handshakes are, under listener.<stack>.ssl."""
 
-    __slots__ = ("worker", "name", "then", "tls", "transport", "coro", "buf", "eof")
+    __slots__ = ("worker", "name", "then", "tls", "transport", "coro", "buf", "eof", "check")
 
-    def __init__(self, worker: Any, name: str, then: asyncio.Protocol, tls: Any):
+    def __init__(self, worker: Any, name: str, then: asyncio.Protocol, tls: Any,
+                 check: Callable[[Any], bool] | None = None):
+        """`check`: the stack's network filters, given the handshake's TlsInfo."""
         self.worker = worker
+        self.check = check
         self.name = name
         self.then = then
         self.tls = tls
@@ -399,6 +455,9 @@ class TlsGate(asyncio.Protocol):
 
     def _ready(self, tr: Any) -> None:
         self.worker.stats.counter(f"listener.{self.name}.ssl.handshake").value += 1
+        if self.check is not None and not self.check(info_from(tr)):
+            tr.abort()
+            return
         then = self.then
         early, self.buf = self.buf, b""
         tr.set_protocol(then)

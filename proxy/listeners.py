@@ -12,14 +12,20 @@ or anything else, which is HTTP/1.1). TLS settings are read from the live snapsh
 per connection, so a reload changes certificates without rebinding.
 
 A `chains` listener (several filter chains) accepts with proxy.filter_chain, which
-hands each connection to one chain's `http` or `tcp` stack, served as here.
+hands each connection to one chain's `http` or `tcp` stack, served as here. So does
+a listener that needs its connections' original destination (original_dst,
+use_original_dst) or runs network filters first: that work is filter_chain's alone.
+
+A listener with bind_to_port false is never bound (NotBound stands for its server):
+it takes only the connections a use_original_dst listener hands it. One that is
+transparent or has socket_options gets a socket made by proxy.original_dst.
 """
 from __future__ import annotations
 
 import asyncio
 import re
 import ssl
-from typing import Any, Coroutine
+from typing import Any, Callable, Coroutine
 
 from mosnx.runtime.config.rpc import RPC_PROTOCOLS
 from mosnx.runtime.diagnostics import ConfigError, Diagnostic
@@ -61,11 +67,13 @@ class TlsHttp1Server(Http1Server):
 class HttpAccept(asyncio.Protocol):
     """Decides between HTTP/1.1 and HTTP/2 for one accepted connection, then steps aside."""
 
-    __slots__ = ("worker", "name", "transport", "buf", "timer", "tls_coro", "tls")
+    __slots__ = ("worker", "name", "transport", "buf", "timer", "tls_coro", "tls", "dst", "check")
 
     def __init__(self, worker, name: str):
         self.worker = worker
         self.name = name
+        self.dst: tuple[str, int] | None = None      # an original destination, set by filter_chain
+        self.check: Any = None        # network filters to ask after the handshake (filter_chain)
         self.transport: asyncio.Transport = None  # type: ignore[assignment]  # set in connection_made
         self.buf = b""
         self.timer: asyncio.TimerHandle | None = None
@@ -126,6 +134,10 @@ class HttpAccept(asyncio.Protocol):
         self.transport = tr
         info = info_from(tr)
         self.tls = info
+        if self.check is not None and not self.check(info):
+            self._cancel_timer()
+            tr.abort()
+            return
         if info.mtls:
             stats.counter(f"listener.{self.name}.ssl.mtls").value += 1
         early, self.buf = self.buf, b""
@@ -169,6 +181,8 @@ class HttpAccept(asyncio.Protocol):
                 proto = Http2Server(self.worker, self.name, self.tls)
                 self.transport.set_protocol(proto)
                 proto.connection_made(self.transport, up)
+                if self.dst is not None:
+                    set_destination(proto, self.dst)
                 rest = buf[end + 4:]
                 if rest:
                     proto.data_received(rest)
@@ -180,6 +194,8 @@ class HttpAccept(asyncio.Protocol):
         self._cancel_timer()
         self.transport.set_protocol(proto)
         proto.connection_made(self.transport)
+        if self.dst is not None:
+            set_destination(proto, self.dst)
         if data:
             proto.data_received(data)
 
@@ -188,6 +204,15 @@ class HttpAccept(asyncio.Protocol):
 
     def connection_lost(self, exc) -> None:
         self._cancel_timer()
+
+
+def set_destination(proto: Any, dst: tuple[str, int]) -> None:
+    """An HTTP server protocol's streams see `dst` (a redirected connection's original
+    destination) as destination.address: set once its connection_made has run."""
+    proto.local = dst
+    addrs = getattr(proto, "addrs", None)
+    if addrs is not None:
+        proto.addrs = (addrs[0], dst)
 
 
 def _parse_upgrade(head: bytes, tls) -> tuple[bytes, RequestFields] | None:
@@ -235,24 +260,43 @@ def _parse_upgrade(head: bytes, tls) -> tuple[bytes, RequestFields] | None:
     return settings, f
 
 
-async def _http(worker, name: str, cfg):
+async def _serve(cfg, make: Callable[[], asyncio.Protocol]):
     loop = asyncio.get_running_loop()
-    return await loop.create_server(lambda: HttpAccept(worker, name), cfg.host, cfg.port,
-                                    reuse_port=True, backlog=4096)
+    if cfg.transparent or cfg.socket_options:
+        from .original_dst import listening_socket
+        sock = listening_socket(cfg.host, cfg.port, cfg.transparent, cfg.socket_options)
+        return await loop.create_server(make, sock=sock, backlog=4096)
+    return await loop.create_server(make, cfg.host, cfg.port, reuse_port=True, backlog=4096)
+
+
+def _gated(cfg) -> bool:
+    """Whether proxy.filter_chain must see each connection before its stack does."""
+    return cfg.original_dst or cfg.use_original_dst or bool(cfg.network_filters)
+
+
+def _gate(worker, name: str) -> asyncio.Protocol | None:
+    """ChainAccept for a connection of a plain listener that is gated now: decided per
+    connection, from the live snapshot, so a listener that gains network filters (or
+    use_original_dst) on a reload runs them without being bound again."""
+    lst = worker.snapshot.listeners.get(name)
+    if lst is not None and _gated(lst.config):
+        from .filter_chain import ChainAccept
+        return ChainAccept(worker, name)
+    return None
+
+
+async def _http(worker, name: str, cfg):
+    return await _serve(cfg, lambda: _gate(worker, name) or HttpAccept(worker, name))
 
 
 async def _tcp(worker, name: str, cfg):
     from .tcp.proxy import TcpDownstream
-    loop = asyncio.get_running_loop()
-    return await loop.create_server(lambda: TcpDownstream(worker, name), cfg.host, cfg.port,
-                                    reuse_port=True, backlog=4096)
+    return await _serve(cfg, lambda: _gate(worker, name) or TcpDownstream(worker, name))
 
 
 async def _chains(worker, name: str, cfg):
     from .filter_chain import ChainAccept
-    loop = asyncio.get_running_loop()
-    return await loop.create_server(lambda: ChainAccept(worker, name), cfg.host, cfg.port,
-                                    reuse_port=True, backlog=4096)
+    return await _serve(cfg, lambda: ChainAccept(worker, name))
 
 
 async def _rpc(worker, name: str, cfg):
@@ -263,10 +307,27 @@ async def _rpc(worker, name: str, cfg):
 FACTORIES = {"http": _http, "tcp": _tcp, "chains": _chains, **dict.fromkeys(RPC_PROTOCOLS, _rpc)}
 
 
+class NotBound:
+    """The server of a bind_to_port false listener: nothing listens, nothing to close."""
+
+    sockets: tuple = ()
+
+    def close(self) -> None:
+        pass
+
+    async def wait_closed(self) -> None:
+        pass
+
+    def is_serving(self) -> bool:
+        return False
+
+
 async def listen(worker, name: str, cfg):
     factory = FACTORIES.get(cfg.protocol)
     if factory is None:
         raise ConfigError([Diagnostic(cfg.span, "C301",
                                       f'listener "{name}": protocol {cfg.protocol} is not served by this build; '
                                       f'served: {", ".join(sorted(FACTORIES))}')])
+    if not cfg.bind_to_port:
+        return NotBound()
     return await factory(worker, name, cfg)

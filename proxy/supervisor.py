@@ -155,7 +155,8 @@ class Supervisor:
         if cfg.admin is not None and not any(w == "admin" for w, _, _ in self._later):
             await self._bind_admin(cfg.admin)
         for lst in cfg.listeners:
-            self._probe(f"listener {lst.name}", lst.host, lst.port)
+            if lst.bind_to_port:            # bind_to_port false: never bound, nothing to probe
+                self._probe(f"listener {lst.name}", lst.host, lst.port)
         from .demo import start_demo
         for host, port in cfg.demo_upstream:
             try:
@@ -203,7 +204,7 @@ class Supervisor:
         """Lock every address this proxy will serve (sockets.lock). Another mosnx holding
         one refuses the start, unless --takeover: then this one joins its listeners and
         claims the locks once it is gone (the admin address too, bound then)."""
-        wanted = [(f"listener {l.name}", l.host, l.port) for l in cfg.listeners]
+        wanted = [(f"listener {l.name}", l.host, l.port) for l in cfg.listeners if l.bind_to_port]
         if cfg.admin is not None:
             wanted.append(("admin", cfg.admin.host, cfg.admin.port))
         wanted += [("demo upstream", h, p) for h, p in cfg.demo_upstream]

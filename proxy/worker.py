@@ -127,7 +127,7 @@ class Worker:
                 cfg = lst.config
                 if cfg.chain_of is not None:
                     continue                     # a filter chain's stack: its listener accepts for it
-                addr = (cfg.host, cfg.port, cfg.protocol)
+                addr = (cfg.host, cfg.port, cfg.protocol, cfg.bind_to_port, cfg.transparent, cfg.socket_options)
                 have = self.servers.get(name)
                 if have is None or have[0] != addr:
                     if have is not None and (have[0][0], have[0][1]) == (cfg.host, cfg.port):

@@ -184,6 +184,24 @@ class ListenerFilter:
 
 
 @dataclass(frozen=True, slots=True)
+class NetworkFilter:
+    """A network filter that runs before a chain's stack gets the connection (Envoy's
+    network filters before the last): `kind` names its factory in
+    proxy.network_filters; `config` is plain data, compiled once per worker."""
+    kind: str                                 # e.g. "rbac"
+    name: str                                 # the Envoy entry's name, for stats and errors
+    config: dict[str, Any] = field(default_factory=dict, hash=False)
+
+
+@dataclass(frozen=True, slots=True)
+class SocketOption:
+    """A setsockopt on a listening socket (Envoy's socket_options, integer values)."""
+    level: int
+    name: int
+    value: int
+
+
+@dataclass(frozen=True, slots=True)
 class FilterChain:
     """One of a listener's filter chains: which connections it takes, and the
     protocol stack that serves them. The stack is a whole ListenerConfig named
@@ -274,6 +292,14 @@ class ListenerConfig:
     listener_filters_timeout: float = 15.0    # 0: wait as long as it takes
     continue_on_listener_filters_timeout: bool = False
     chain_of: str | None = None               # a chain's stack: the listener it serves
+    # transparent interception (proxy.original_dst): the destination a redirected
+    # connection had (SO_ORIGINAL_DST), read when original_dst or use_original_dst
+    original_dst: bool = False                # Envoy's original_dst listener filter
+    use_original_dst: bool = False            # hand each connection to the listener of its destination
+    bind_to_port: bool = True                 # False: never bound, reached only by that hand-off
+    transparent: bool = False                 # IP_TRANSPARENT on the listening socket (TPROXY)
+    socket_options: tuple[SocketOption, ...] = ()
+    network_filters: tuple[NetworkFilter, ...] = ()   # a stack's filters before its last
 
     def stacks(self) -> tuple[ListenerConfig, ...]:
         """The protocol stacks serving this listener's connections: itself, or its chains'."""

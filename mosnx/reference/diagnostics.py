@@ -170,7 +170,7 @@ clusters:
     "P501": _rules("route all { to web }\non response { to web }\n"),
     "P502": _rules("route err when response.code == 500 { to web }\n"),
     "X001": Example({"envoy.yaml": _ENVOY.format(cluster="    per_connection_buffer_limit_bytes: 32768\n")}),
-    "X002": Example({"envoy.yaml": _ENVOY.format(cluster="    lb_policy: CLUSTER_PROVIDED\n")}),
+    "X002": Example({"envoy.yaml": _ENVOY.format(cluster="    lb_policy: LOAD_BALANCING_POLICY_CONFIG\n")}),
     "X003": Example({"envoy.yaml": _ENVOY.format(cluster="    conect_timeout: 1s\n")}),
     "X004": Example({"envoy.yaml": _ENVOY_ADS}),
 }

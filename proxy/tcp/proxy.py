@@ -4,7 +4,8 @@ Invariants:
 - The destination is decided once: the original destination (SO_ORIGINAL_DST) when
   the listener asks for it and the connection was redirected; else the cluster of
   the SNI route the ClientHello names; else the listener's route. The balancer picks
-  the endpoint. Nothing is parsed past the ClientHello, and only when SNI routes exist.
+  the endpoint (an ORIGINAL_DST cluster's: the connection's destination, which
+  proxy.filter_chain sets in `dst` when the connection was redirected). Nothing is parsed past the ClientHello, and only when SNI routes exist.
 - Each direction is flow-controlled on its own: when one side's write buffer is
   above its high-water mark, the other side stops reading until it drains, so a slow
   peer never makes the proxy hold more than the buffer (plus one read).
@@ -99,6 +100,7 @@ class TcpDownstream(asyncio.Protocol):
         self.reading = True
         self.istio: IstioTcpStats | None = None     # Istio's TCP metrics, when the listener asks
         self.istio_key: tuple[str, ...] | None = None
+        self.dst: tuple[str, int] | None = None   # an original destination (filter_chain sets it)
 
     # ---------------------------------------------------------------- client side
     def connection_made(self, transport) -> None:
@@ -117,7 +119,7 @@ class TcpDownstream(asyncio.Protocol):
         transport.set_write_buffer_limits(opts.buffer, opts.buffer // 4)
         sock = transport.get_extra_info("socket")
         peer = transport.get_extra_info("peername") or ("", 0)
-        local = transport.get_extra_info("sockname") or ("", 0)
+        local = self.dst or transport.get_extra_info("sockname") or ("", 0)
         self.ctx = ctx = StreamContext(RequestHead("", "", Headers(), "tcp"), self.name, "TCP",
                                        peer[:2], local[:2])
         w.connections.add(self)
@@ -257,6 +259,10 @@ class TcpDownstream(asyncio.Protocol):
         # a cluster's TLS (its own, or what an endpoint's transport socket match chose)
         kw = client_connect_args(self.cluster.config, host, self.host.endpoint) \
             if self.cluster is not None and self.host is not None else {}
+        if self.cluster is not None:
+            source = self.cluster.config.options.get("source_address")
+            if source is not None:      # upstream_bind_config (Istio's 127.0.0.6 for inbound)
+                kw["local_addr"] = source
         try:
             async with asyncio.timeout(timeout):
                 await loop.create_connection(lambda: up, host, port, **kw)

@@ -323,7 +323,11 @@ class Cluster:
             gone.pool.retire()
         self.hosts = hosts
         self.membership_gauge.value = len(hosts)
-        self.lb = lbs.make(self.config.lb, hosts, self.config.options)
+        if self.config.lb == "cluster_provided":      # ORIGINAL_DST: hosts made per destination
+            from .original_dst import Balancer
+            self.lb = Balancer(self)  # type: ignore[assignment]  # a balancer of its own kind
+        else:
+            self.lb = lbs.make(self.config.lb, hosts, self.config.options)
         self.rotation()
 
     def rotation(self) -> None:

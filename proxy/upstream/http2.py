@@ -26,7 +26,8 @@ from ..codec.http2_connection import (CANCEL, ENABLE_PUSH, INITIAL_WINDOW_SIZE, 
                                       REFUSED_STREAM, H2Connection, H2ConnectionError, StreamGone)
 from ..codec.http2_pending import WindowedStream, WindowedStreams
 from ..sockets import set_nodelay
-from ..tls import client_connect_args, connect_failed, endpoint_tls
+from ..tls import connect_failed, endpoint_tls
+from .pool import connect_args
 from .pool_base import PoolBase
 
 DEFAULT_STREAM_CAP = 100
@@ -99,7 +100,7 @@ class H2Pool(PoolBase):
     async def _open(self) -> None:
         cluster = self.host.cluster
         loop = asyncio.get_running_loop()
-        kw = client_connect_args(cluster.config, self.host.host, self.host.endpoint)
+        kw = connect_args(cluster.config, self.host.host, self.host.endpoint)
         conn = None
         try:
             async with asyncio.timeout(cluster.config.connect_timeout):

@@ -22,6 +22,16 @@ __all__ = ("OVERFLOW", "Pool")
 _now = time.monotonic
 
 
+def connect_args(config, host: str, endpoint) -> dict:
+    """loop.create_connection's keywords for one endpoint: its TLS, and the local
+    address of the cluster's upstream_bind_config (options["source_address"])."""
+    kw = client_connect_args(config, host, endpoint)
+    source = config.options.get("source_address")
+    if source is not None:
+        kw["local_addr"] = source
+    return kw
+
+
 class Pool(PoolBase):
     __slots__ = ()
 
@@ -85,7 +95,7 @@ class Pool(PoolBase):
             async with asyncio.timeout(cluster.config.connect_timeout):
                 _, conn = await loop.create_connection(lambda: UpstreamConnection(self),
                                                        self.host.host, self.host.port,
-                                                       **client_connect_args(cluster.config, self.host.host,
+                                                       **connect_args(cluster.config, self.host.host,
                                                                              self.host.endpoint))
         except (TimeoutError, asyncio.TimeoutError):
             self._failed(stream, "upstream_connect_timeout")

@@ -10,9 +10,15 @@ TLS to the endpoints (tls.py): `transport_socket` becomes options["tls"];
 `transport_socket_matches` becomes options["tls_matches"] ((criteria, TLS or None)
 in order), and each endpoint's metadata picks one of them here, once, as
 Endpoint.tls_match. A secret the sockets name that has not come yet raises Waiting.
+
+ORIGINAL_DST (with lb_policy CLUSTER_PROVIDED, as Envoy insists) has no endpoints:
+options["original_dst"] says how proxy.upstream.original_dst finds the host (header,
+port override, cleanup_interval). upstream_bind_config's source_address becomes
+options["source_address"], the local address of every upstream connection.
 """
 from __future__ import annotations
 
+import ipaddress
 from typing import Any
 
 from ..config.cluster import GrpcHealthCheck, HealthCheck, HttpHealthCheck, OutlierDetection
@@ -23,7 +29,7 @@ from .protos import HTTP_PROTOCOL_OPTIONS, http_protocol_options_pb2
 from .secrets import SecretStore
 from .tls import Matches, match_index, socket_matches, upstream_tls
 
-LB = {0: "round_robin", 1: "least_request", 3: "random", 2: "ring_hash", 5: "maglev"}
+LB = {0: "round_robin", 1: "least_request", 3: "random", 2: "ring_hash", 5: "maglev", 6: "cluster_provided"}
 TYPES = {0: "static", 1: "strict_dns", 2: "logical_dns", 3: "eds", 4: "original_dst"}
 DNS_FAMILY = {0: "auto", 1: "v4_only", 2: "v6_only", 3: "v4_preferred", 4: "all"}
 
@@ -31,7 +37,8 @@ SUPPORTED = frozenset({"name", "type", "connect_timeout", "lb_policy", "load_ass
                        "circuit_breakers", "outlier_detection", "health_checks", "typed_extension_protocol_options",
                        "http2_protocol_options", "dns_refresh_rate", "dns_lookup_family", "common_lb_config",
                        "alt_stat_name", "per_connection_buffer_limit_bytes", "max_requests_per_connection",
-                       "transport_socket", "transport_socket_matches"})
+                       "transport_socket", "transport_socket_matches", "original_dst_lb_config", "cleanup_interval",
+                       "upstream_bind_config"})
 
 
 def eds_name(c: Any) -> str:
@@ -76,9 +83,16 @@ def translate_cluster(c: Any, f: Findings, assignment: Any | None = None,
     if kind == "cluster_type":
         f.reject("custom cluster types are not supported", "cluster_type")
     t = TYPES.get(c.type, "static")
-    if t == "original_dst":
-        f.reject("ORIGINAL_DST clusters are not supported", "type")
     options: dict[str, Any] = {}
+    if (t == "original_dst") != (c.lb_policy == 6):
+        f.reject("an ORIGINAL_DST cluster takes lb_policy CLUSTER_PROVIDED, and only it does", "lb_policy")
+    if t == "original_dst":
+        options["original_dst"] = _original_dst(c, f)
+    elif c.HasField("original_dst_lb_config") or c.HasField("cleanup_interval"):
+        f.warn("only an ORIGINAL_DST cluster uses this; ignored",
+               "original_dst_lb_config" if c.HasField("original_dst_lb_config") else "cleanup_interval")
+    if c.HasField("upstream_bind_config"):
+        options["source_address"] = _bind(c.upstream_bind_config, f.at("upstream_bind_config"))
     if c.HasField("transport_socket"):
         tls = upstream_tls(c.transport_socket, f.at("transport_socket"), secrets, c.name)
         if tls is not None:
@@ -95,11 +109,17 @@ def translate_cluster(c: Any, f: Findings, assignment: Any | None = None,
         options["dns_lookup_family"] = DNS_FAMILY.get(c.dns_lookup_family, "auto")
     if t == "eds":
         endpoints = endpoints_of(assignment, f.at("load_assignment"), matches) if assignment is not None else ()
+    elif t == "original_dst":
+        if c.HasField("load_assignment") and c.load_assignment.endpoints:
+            f.warn("an ORIGINAL_DST cluster's hosts are its connections' destinations; endpoints ignored",
+                   "load_assignment")
+        endpoints = ()
     else:
         endpoints = endpoints_of(c.load_assignment, f.at("load_assignment"), matches)
     lb = LB.get(c.lb_policy)
     if lb is None:
-        f.reject("this lb_policy is not supported (ROUND_ROBIN, LEAST_REQUEST, RANDOM, RING_HASH, MAGLEV are)",
+        f.reject("this lb_policy is not supported (ROUND_ROBIN, LEAST_REQUEST, RANDOM, RING_HASH, MAGLEV are; "
+                 "CLUSTER_PROVIDED with ORIGINAL_DST)",
                  "lb_policy")
     kw: dict[str, Any] = {"lb": lb}
     kw["connect_timeout"] = seconds(c.connect_timeout) if c.HasField("connect_timeout") else 5.0
@@ -129,6 +149,36 @@ def translate_cluster(c: Any, f: Findings, assignment: Any | None = None,
         return ClusterConfig(name=c.name, endpoints=endpoints, options=options, **kw)
     except ValueError as e:
         f.reject(str(e))
+
+
+def _original_dst(c: Any, f: Findings) -> dict[str, Any]:
+    out: dict[str, Any] = {"cleanup_interval": seconds(c.cleanup_interval) if c.HasField("cleanup_interval")
+                           else 5.0}
+    if c.HasField("original_dst_lb_config"):
+        o = c.original_dst_lb_config
+        fo = f.at("original_dst_lb_config")
+        fo.only(o, {"use_http_header", "http_header_name", "upstream_port_override"})
+        if o.use_http_header:
+            out["http_header"] = (o.http_header_name or "x-envoy-original-dst-host").lower()
+        if o.HasField("upstream_port_override"):
+            port = o.upstream_port_override.value
+            if not 0 < port < 65536:
+                fo.reject(f"port {port} is outside 1..65535", "upstream_port_override")
+            out["port_override"] = port
+    return out
+
+
+def _bind(b: Any, f: Findings) -> tuple[str, int]:
+    f.only(b, {"source_address"})
+    if not b.HasField("source_address"):
+        f.reject("upstream_bind_config needs a source_address", "source_address")
+    sa = b.source_address
+    f.at("source_address").only(sa, {"address", "port_value", "protocol"})
+    try:
+        ip = ipaddress.ip_address(sa.address)
+    except ValueError:
+        f.at("source_address").reject(f"not an IP address: {sa.address!r}", "address")
+    return str(ip), sa.port_value
 
 
 def _http2(c: Any, f: Findings) -> bool:

@@ -184,11 +184,21 @@ def alpn_overrides(value: dict[str, Any] | None) -> dict[str, tuple[str, ...]]:
     return out
 
 
+def network_kind(nf: Any) -> str | None:
+    """The Istio extension a network filter entry is (istio.stats, metadata exchange,
+    istio_authn), or None for any other."""
+    a = nf.typed_config
+    if not a.type_url:
+        return None
+    kind = opaque_config(a)[0] if is_opaque(a) else short(a.type_url)
+    return kind if kind in (STATS, MX, AUTHN) else None
+
+
 def network_filter(nf: Any, f: Findings) -> dict[str, Any] | None:
     """A network filter before the chain's last (which is http_connection_manager
     or tcp_proxy): the listener options it asks for (istio.stats: Istio's TCP
     metrics), or None; recognised Istio ones that do nothing are warned; any other
-    rejects the listener."""
+    (network_kind() None) rejects the listener."""
     a = nf.typed_config
     ft = f.at("typed_config")
     kind, value = opaque_config(a) if a.type_url and is_opaque(a) else (short(a.type_url), None)

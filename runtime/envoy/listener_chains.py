@@ -8,7 +8,8 @@ own (translate_chain_match, chain_matches), independent of the chain's filters, 
 listener whose filters mosnx cannot run still tells which chain a connection gets.
 
 Listener filters: tls_inspector and http_inspector are served (with filter_disabled
-port ranges); original_dst and others are skipped with a warning. A chain's TLS
+port ranges); original_dst is the listener's original_dst flag (has_original_dst);
+others are skipped with a warning. A chain's TLS
 (transport_socket) is runtime.envoy.tls' downstream_tls(), SDS included.
 """
 from __future__ import annotations
@@ -139,9 +140,7 @@ def listener_filters(lst: Any, f: Findings) -> tuple[ListenerFilter, ...]:
         url = lf.typed_config.type_url.rsplit("/", 1)[-1] if lf.HasField("typed_config") else ""
         kind = _BY_NAME.get(url) or (None if url else _BY_NAME.get(lf.name))
         if kind is None:
-            if url == ORIGINAL_DST or lf.name == "envoy.filters.listener.original_dst":
-                fl.warn("original_dst is not applied yet: a connection's destination is the address it reached")
-            else:
+            if not _is_original_dst(lf, url):
                 fl.warn(f"listener filter {url or lf.name} is not available in mosnx; skipped")
             continue
         ports: tuple[tuple[int, int], ...] = ()
@@ -154,6 +153,20 @@ def listener_filters(lst: Any, f: Findings) -> tuple[ListenerFilter, ...]:
                 ports = got
         out.append(ListenerFilter(kind, ports))
     return tuple(out)
+
+
+def _is_original_dst(lf: Any, url: str) -> bool:
+    return url == ORIGINAL_DST or (not url and lf.name in ("envoy.filters.listener.original_dst",
+                                                           "envoy.listener.original_dst"))
+
+
+def has_original_dst(lst: Any) -> bool:
+    """Whether the listener runs Envoy's original_dst listener filter."""
+    for lf in lst.listener_filters:
+        url = lf.typed_config.type_url.rsplit("/", 1)[-1] if lf.HasField("typed_config") else ""
+        if _is_original_dst(lf, url):
+            return True
+    return False
 
 
 def _port_ranges(p: Any) -> tuple[tuple[int, int], ...] | None:

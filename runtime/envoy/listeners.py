@@ -12,21 +12,28 @@ runtime.envoy.http_filters' business.
 Envoy's defaults win where they differ from mosnx's (no path normalisation).
 The chain's transport_socket (a DownstreamTlsContext) becomes options["tls"]
 (tls.downstream_tls); a secret it names that has not come raises Waiting.
+Network filters before the last: Istio's own (istio.stats, metadata exchange,
+istio_authn) are runtime.envoy.istio's, the rest network_filters' (run per
+connection, or recognised and warned about, or the listener is rejected).
+Transparent interception (use_original_dst, the original_dst listener filter,
+bind_to_port, transparent, socket_options) belongs to the listener, never to its
+chains' stacks.
 """
 from __future__ import annotations
 
 import dataclasses
 from typing import Any
 
-from ..model import Limits, ListenerConfig, PathNormalization, Timeouts
+from ..model import Limits, ListenerConfig, NetworkFilter, PathNormalization, SocketOption, Timeouts
 from ..routes import RouteAction, RouteTable
 from .access_log import access_log
 from .common import seconds, socket_address
 from .findings import Findings, Rejection, Waiting
 from .http_filters import check_route_filters, http_filters
-from .istio import network_filter
+from . import istio
 from .protos import HCM, TCP_PROXY, HttpConnectionManager, tcp_proxy_pb2
-from .listener_chains import CHAIN_FIELDS, one_chain, translate_chains
+from .listener_chains import CHAIN_FIELDS, has_original_dst, one_chain, translate_chains
+from .network_filters import network_filter
 from .routes import translate_route_config
 from .secrets import SecretStore
 from .tls import downstream_tls
@@ -61,7 +68,8 @@ def translate_listener(lst: Any, f: Findings, routes: dict[str, RouteTable] | No
                        secrets: SecretStore | None = None) -> ListenerConfig:
     if not lst.name:
         f.reject("a listener needs a name", "name")
-    f.only(lst, {"name", "address", "filter_chains", "stat_prefix", "traffic_direction", *CHAIN_FIELDS})
+    f.only(lst, {"name", "address", "filter_chains", "stat_prefix", "traffic_direction", "use_original_dst",
+                 "bind_to_port", "transparent", "socket_options", *CHAIN_FIELDS})
     if not lst.HasField("address"):
         f.reject("a listener needs an address", "address")
     host, port = socket_address(lst.address, f.at("address"))
@@ -74,8 +82,35 @@ def translate_listener(lst: Any, f: Findings, routes: dict[str, RouteTable] | No
     def stack(fc: Any, ff: Findings, b: dict[str, Any], r: dict[str, RouteTable]) -> ListenerConfig:
         return _stack(fc, ff, b, r, secrets, lst.name)
     if not one_chain(lst):
-        return translate_chains(lst, f, base, routes or {}, stack)
-    return stack(lst.filter_chains[0], f.at("filter_chains").at(0), base, routes or {})
+        lc = translate_chains(lst, f, base, routes or {}, stack)
+    else:
+        lc = stack(lst.filter_chains[0], f.at("filter_chains").at(0), base, routes or {})
+    own = _interception(lst, f)
+    return dataclasses.replace(lc, **own) if own else lc
+
+
+def _interception(lst: Any, f: Findings) -> dict[str, Any]:
+    """The listener's own fields of transparent interception, as ListenerConfig's."""
+    out: dict[str, Any] = {}
+    if lst.HasField("use_original_dst") and lst.use_original_dst.value:
+        out["use_original_dst"] = True
+    if has_original_dst(lst):
+        out["original_dst"] = True
+    if lst.HasField("bind_to_port") and not lst.bind_to_port.value:
+        out["bind_to_port"] = False
+    if lst.HasField("transparent") and lst.transparent.value:
+        out["transparent"] = True
+    opts = []
+    for i, so in enumerate(lst.socket_options):
+        fo = f.at("socket_options").at(i)
+        fo.only(so, {"description", "level", "name", "int_value", "buf_value", "state"})
+        if so.WhichOneof("value") != "int_value":
+            fo.warn("only int_value socket options are set; this one is not", "buf_value")
+            continue
+        opts.append(SocketOption(so.level, so.name, so.int_value))
+    if opts:
+        out["socket_options"] = tuple(opts)
+    return out
 
 
 def _stack(fc: Any, ff: Findings, base: dict[str, Any], routes: dict[str, RouteTable],
@@ -86,8 +121,15 @@ def _stack(fc: Any, ff: Findings, base: dict[str, Any], routes: dict[str, RouteT
     if not fc.filters:
         ff.reject("a filter chain needs a network filter", "filters")
     extra: dict[str, Any] = {}          # options Istio's network filters ask for (runtime.envoy.istio)
+    before: list[NetworkFilter] = []    # the filters run per connection (runtime.envoy.network_filters)
     for i, nf in enumerate(fc.filters[:-1]):
-        extra.update(network_filter(nf, ff.at("filters").at(i)) or {})
+        fi = ff.at("filters").at(i)
+        if istio.network_kind(nf) is not None:
+            extra.update(istio.network_filter(nf, fi) or {})
+            continue
+        got = network_filter(nf, fi)
+        if got is not None:
+            before.append(got)
     last = fc.filters[-1]
     fl = ff.at("filters").at(len(fc.filters) - 1)
     if last.WhichOneof("config_type") != "typed_config":
@@ -110,6 +152,8 @@ def _stack(fc: Any, ff: Findings, base: dict[str, Any], routes: dict[str, RouteT
         tls = downstream_tls(fc.transport_socket, ff.at("transport_socket"), secrets, listener)
         if tls is not None:
             lc = dataclasses.replace(lc, options={**lc.options, "tls": tls})
+    if before:
+        lc = dataclasses.replace(lc, network_filters=tuple(before))
     return lc
 
 

@@ -44,8 +44,45 @@ def test_unsupported_is_warned_and_unservable_rejected():
     assert w.severity == "warning" and 'Cluster "a" respect_dns_ttl' in w.message
     with pytest.raises(Rejected) as e:
         translate_cluster(msg(C, {"name": "a", "type": "ORIGINAL_DST"}), Findings(C, "a"))
-    assert e.value.rejection.field_path == "type"
+    assert e.value.rejection.field_path == "lb_policy"     # ORIGINAL_DST takes CLUSTER_PROVIDED
     with pytest.raises(Rejected) as e:
         translate_cluster(msg(C, {"name": "a", "load_assignment": {"cluster_name": "a", "endpoints": [
             {"lb_endpoints": [{"endpoint": {"address": {"pipe": {"path": "/tmp/s"}}}}]}]}}), Findings(C, "a"))
     assert e.value.rejection.field_path == "load_assignment.endpoints[0].lb_endpoints[0].endpoint.address"
+
+
+# ---------------------------------------------------------------- ORIGINAL_DST, upstream_bind_config
+
+def _cluster(d: dict) -> tuple:
+    sink = Sink()
+    return translate_cluster(msg(C, {"name": "c", **d}), Findings(C, "c", "", sink)), sink
+
+
+def test_original_dst_cluster():
+    c, sink = _cluster({"type": "ORIGINAL_DST", "lb_policy": "CLUSTER_PROVIDED", "cleanup_interval": "30s",
+                       "original_dst_lb_config": {"use_http_header": True, "upstream_port_override": 8080},
+                       "upstream_bind_config": {"source_address": {"address": "127.0.0.6", "port_value": 0}}})
+    assert c.lb == "cluster_provided" and c.endpoints == ()
+    assert c.options["original_dst"] == {"cleanup_interval": 30.0, "http_header": "x-envoy-original-dst-host",
+                                         "port_override": 8080}
+    assert c.options["source_address"] == ("127.0.0.6", 0)
+    assert not sink.warnings
+
+
+def test_cluster_provided_needs_original_dst_and_back():
+    with pytest.raises(Rejected) as e:
+        _cluster({"type": "STATIC", "lb_policy": "CLUSTER_PROVIDED"})
+    assert e.value.rejection.field_path == "lb_policy"
+    with pytest.raises(Rejected):
+        _cluster({"type": "ORIGINAL_DST", "lb_policy": "ROUND_ROBIN"})
+
+
+def test_black_hole_cluster_is_static_without_endpoints():
+    c, _ = _cluster({"name": "BlackHoleCluster", "type": "STATIC"})
+    assert c.endpoints == () and c.lb == "round_robin"
+
+
+def test_bad_source_address():
+    with pytest.raises(Rejected) as e:
+        _cluster({"upstream_bind_config": {"source_address": {"address": "nowhere", "port_value": 0}}})
+    assert "not an IP address" in str(e.value)

@@ -70,3 +70,40 @@ def test_wasm_filter_becomes_mosnx_wasm():
     assert (w.kind, w.name) == ("wasm", "authz")
     assert w.config == {"module": "filters/authz.wasm", "root_id": "root", "vm_id": "vm1", "fail_open": False,
                         "config": '{"deny": "/admin"}'}
+
+
+# ---------------------------------------------------------------- transparent interception
+_TCP_PROXY = {"name": "tcp", "typed_config": {
+    "@type": "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy", "stat_prefix": "t",
+    "cluster": "c"}}
+_ORIGINAL_DST = {"name": "envoy.filters.listener.original_dst", "typed_config": {
+    "@type": "type.googleapis.com/envoy.extensions.filters.listener.original_dst.v3.OriginalDst"}}
+
+def _capture(before: list | None = None, **more) -> tuple:
+    d = {"name": "l", "address": {"socket_address": {"address": "0.0.0.0", "port_value": 15001}},
+         "filter_chains": [{"filters": [*(before or []), _TCP_PROXY]}], **more}
+    sink = Sink()
+    return translate_listener(msg(L, d), Findings(L, "l", "", sink)), sink
+
+
+def test_capture_listener_fields():
+    lc, sink = _capture(use_original_dst=True, transparent=True, listener_filters=[_ORIGINAL_DST],
+                        socket_options=[{"level": 1, "name": 36, "int_value": 1337}])
+    assert lc.use_original_dst and lc.original_dst and lc.transparent and lc.bind_to_port
+    assert [(o.level, o.name, o.value) for o in lc.socket_options] == [(1, 36, 1337)]
+    assert not sink.warnings
+
+
+def test_bind_to_port_false_is_kept_and_defaults_hold():
+    lc, _ = _capture(bind_to_port=False)
+    assert not lc.bind_to_port and not lc.use_original_dst and not lc.original_dst and not lc.transparent
+
+
+def test_interception_belongs_to_the_listener_not_its_chains():
+    d = {"name": "vo", "address": {"socket_address": {"address": "0.0.0.0", "port_value": 15001}},
+         "use_original_dst": True,
+         "filter_chains": [{"name": "a", "filter_chain_match": {"destination_port": 15001}, "filters": [_TCP_PROXY]},
+                           {"name": "b", "filters": [_TCP_PROXY]}]}
+    lc = translate_listener(msg(L, d), Findings(L, "vo"))
+    assert lc.protocol == "chains" and lc.use_original_dst
+    assert not any(c.stack.use_original_dst for c in lc.filter_chains)
