@@ -303,7 +303,7 @@ class Rules:
         self.vhosts: dict[Span, tuple[A.VHostDecl, str]] = {}
         self.listener_blocks: list[tuple[A.OnBlock, str]] = []
         self.default_blocks: list[tuple[A.OnBlock, str]] = []
-        fake = {n: _AllHooks() for n in wasm_names}
+        fake: dict[str, HttpFilter] = {n: _AllHooks() for n in wasm_names}
         self.compiler = _Compiler(self.prog, fake, Services())
         self._preds: dict[int, tuple[A.Expr, Callable]] = {}
         self._values: dict[int, tuple[A.Expr, Callable]] = {}
@@ -423,7 +423,8 @@ def _heads(h: Headers) -> list[tuple[str, str]]:
 
 def _diff(before: list[tuple[str, str]], after: list[tuple[str, str]], what: str) -> list[str]:
     out = []
-    b, a = {}, {}
+    b: dict[str, list[str]] = {}
+    a: dict[str, list[str]] = {}
     for k, v in before:
         b.setdefault(k, []).append(v)
     for k, v in after:
@@ -541,16 +542,33 @@ def _filter_label(step: Any) -> str:
     f = getattr(step, "__self__", None)
     if isinstance(f, HttpFilter):
         return f'filter "{getattr(f, "name", type(f).__name__)}" ({type(f).__name__})'
-    return f"step {getattr(step, '__qualname__', type(step).__name__)}"
+    q = getattr(step, "__qualname__", type(step).__name__)
+    if "header_pipeline" in q:
+        return "header edits of the route configuration (headers to add or remove)"
+    return f"step {q}"
 
 
-def _describe_steps(steps: Iterable[Any], phase: str, st: _State, conditional: bool = False) -> None:
+def _describe_steps(steps: Iterable[Any], phase: str, st: _State, conditional: bool = False) -> LocalReply | None:
+    """Steps compiled elsewhere (YAML, an Envoy RouteConfiguration): a filter's hook is
+    described, never run; any other step is a compiled header edit and runs, unless
+    it belongs to a response not given."""
     for step in steps:
-        label = _filter_label(step)
         f = getattr(step, "__self__", None)
-        if type(f).__name__ == "WasmFilter":
-            st.ex.filters.append(str(getattr(f, "name", "")))
-        st.ex.steps.append(Step(phase, label, f"{label} would run (not run here)", [], False, conditional))
+        if isinstance(f, HttpFilter) or conditional:
+            label = _filter_label(step)
+            if type(f).__name__ == "WasmFilter":
+                st.ex.filters.append(str(getattr(f, "name", "")))
+            st.ex.steps.append(Step(phase, "", f"{label} would run" + ("" if conditional else " (not run here)"),
+                                    [], False, conditional))
+            continue
+        before = _snap(st.ctx)
+        a = step(st.ctx)
+        eff = _effects(before, st.ctx)
+        if isinstance(a, LocalReply):
+            st.ex.steps.append(Step(phase, "", _filter_label(step), eff + [f"local reply {a.status}"]))
+            return a
+        st.ex.steps.append(Step(phase, "", _filter_label(step), eff))
+    return None
 
 
 # ---- the explainer ----
@@ -661,7 +679,7 @@ class Explainer:
         ctx.vhost = vh
         ex.vhost = vh.name
         vdecl = rules.vhosts.get(vh.span) if rules is not None and vh.span is not None else None
-        ex.vhost_where = where(vh.span) + (f" (domains {', '.join(vh.domains)})")
+        ex.vhost_where = " ".join(filter(None, [where(vh.span), f"(domains {', '.join(vh.domains)})"]))
         if vdecl is not None:
             for it in vdecl[0].items:
                 if isinstance(it, A.OnBlock) and it.phase == "request":
@@ -669,7 +687,9 @@ class Explainer:
                     if r is not None:
                         return r
         elif vh.pipeline.request and rules is None:
-            _describe_steps(vh.pipeline.request, "request", st)
+            r = _describe_steps(vh.pipeline.request, "request", st)
+            if r is not None:
+                return r
         route = vh.match(ctx)
         self._tried(lst, vh, route, st)
         if route is None:
@@ -684,14 +704,13 @@ class Explainer:
         if rdecl is not None:
             decl, path = rdecl
             cond = inline(decl.cond, rules.prog.scopes.get(path, {}), rules.prog.scopes) if rules else None
-            body = [s for s in decl.body if not isinstance(s, A.ROUTE_ACTIONS + A.FORWARD)]
+            body: list[A.Stmt] = [s for s in decl.body if not isinstance(s, A.ROUTE_ACTIONS + A.FORWARD)]
             st.route_body = (body, cond, path)
             n = len(ex.steps)
             reply = _walk(body, "route", cond, "request", path, st)
         else:
             n = len(ex.steps)
-            _describe_steps(route.pipeline.request, "request", st)
-            reply = None
+            reply = _describe_steps(route.pipeline.request, "request", st)
         for s in ex.steps[n:]:
             if s.phase == "request":
                 s.phase = "route"       # the route's own request steps, shown apart
@@ -720,7 +739,8 @@ class Explainer:
                     why.append(f"path {path!r} is not {r.path_exact!r}" if r.path_exact is not None
                                else f"path {path!r} does not start with {r.path_prefix!r}")
                 elif not guard:
-                    why.append("its match (" + _describe_match(r) + ") is false")
+                    why.append(("path " + _describe_match(r) + " holds; " if r.path_exact or r.path_prefix else "")
+                               + "the route's other conditions (headers, query, method, ...) do not")
             if mine != core:
                 st.ex.mismatch.append(f"route {r.name}: the explanation says {mine}, the core's guard {core}")
             matched = r is chosen
@@ -816,14 +836,7 @@ class Explainer:
 
 
 def _describe_match(r: Route) -> str:
-    parts = []
-    if r.path_exact is not None:
-        parts.append(f"path == {r.path_exact!r}")
-    if r.path_prefix is not None:
-        parts.append(f"path prefix {r.path_prefix!r}")
-    if r.match is not None:
-        parts.append("headers, query or other conditions of the RouteConfiguration")
-    return ", ".join(parts) or "everything"
+    return f"== {r.path_exact!r}" if r.path_exact is not None else f"prefix {r.path_prefix!r}"
 
 
 # ---- text output ----
@@ -838,7 +851,7 @@ def render_text(ex: Explanation) -> str:
         out.append("routes tried, in order")
         for t in ex.tried:
             mark = "match" if t.matched else "no   "
-            out.append(f"  {mark} {t.route:<14} {t.where}" + ("" if t.matched else "  " + "; ".join(t.why)))
+            out.append(f"  {mark} {t.route:<14} {t.where}".rstrip() + ("" if t.matched else "  " + "; ".join(t.why)))
     out.append(f"route     {ex.route or '(none)'}" + (f"  {ex.route_where}" if ex.route_where else ""))
     for phase in ("request", "route", "rewrite", "upstream_request", "response", "log"):
         steps = [s for s in ex.steps if s.phase == phase]
@@ -850,7 +863,7 @@ def render_text(ex: Explanation) -> str:
         out.append(title)
         for s in steps:
             tag = "" if s.ran else " [not run]" if not s.conditional else " [conditional]"
-            out.append(f"  {s.where}  {s.what}{tag}")
+            out.append(f"  {s.where + '  ' if s.where else ''}{s.what}{tag}")
             for e in s.effect:
                 out.append(f"      -> {e}")
     if ex.action == "forward":

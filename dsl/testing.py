@@ -49,6 +49,7 @@ class _Map(dict):
     def __init__(self) -> None:
         super().__init__()
         self.at: dict[Any, tuple[int, int]] = {}
+        self.vat: dict[Any, tuple[int, int]] = {}      # where each value starts (inside its quote)
 
 
 class _Seq(list):
@@ -89,6 +90,8 @@ def _map(loader: _Loader, node: yaml.MappingNode) -> _Map:
             raise BadFile(Diagnostic(Span(loader.path, line, col), "X601", f"key {k!r} given twice"))
         d[k] = loader.construct_object(vn, deep=True)
         d.at[k] = (line, col)
+        vl, vc = _mark(vn)
+        d.vat[k] = (vl, vc + (1 if getattr(vn, "style", None) in ('"', "'") else 0))
     return d
 
 
@@ -266,10 +269,17 @@ def _case(c: _Map, path: str, at: tuple[int, int], file_listener: str | None, na
             v = _str(v, path, kat, k)
         expects.append(Expect(k, v, kat[0]))
     # parse now, so a bad request is reported before any config is built
+    for h in headers:
+        try:
+            parse_header(h, path, _where_in(c, "headers")[0])
+        except RequestError as e:
+            raise _err(path, _where_in(c, "headers"), e.message, "X603") from None
+    vline, vcol = c.vat.get("request", _where_in(c, "request"))
     try:
-        parse_request(request, headers, source, http2, path, _where_in(c, "request")[0])
+        parse_request(request, headers, source, http2, path, vline)
     except RequestError as e:
-        raise _err(path, (e.line, e.column + _where_in(c, "request")[1] - 1), e.message, "X603") from None
+        col = e.column + vcol - 1 if e.where == path and e.line == vline else 1
+        raise _err(path, (e.line, col), e.message, "X603") from None
     return Case(name, path, at[0], request, headers, source, http2, listener, response, expects,
                 _where_in(c, "request")[0])
 
@@ -349,7 +359,8 @@ class Run:
 
 
 def find(paths: list[str]) -> tuple[list[str], list[Diagnostic]]:
-    out, diags = [], []
+    out: list[str] = []
+    diags: list[Diagnostic] = []
     for p in paths:
         if os.path.isdir(p):
             for root, dirs, files in os.walk(p):
@@ -412,9 +423,9 @@ def _run_case(case: Case, ex: Explainer, reached: Reached, run: Run) -> Outcome:
     mine = Reached()
     try:
         got = ex.explain(req, case.listener, case.response, pick, mine)
-    except RequestError as e:
-        run.errors.append(Diagnostic(Span(case.path, case.request_line, 1), "X605", f"{case.name}: {e.message}"))
-        out.failures.append((case.request_line, e.message))
+    except RequestError as err:
+        run.errors.append(Diagnostic(Span(case.path, case.request_line, 1), "X605", f"{case.name}: {err.message}"))
+        out.failures.append((case.request_line, err.message))
         return out
     reached.merge(mine)
     for e in case.expects:
