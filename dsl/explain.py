@@ -534,7 +534,7 @@ def _walk(body: Iterable[A.Stmt], place: str, cond: A.Expr | None, phase: str, p
                     return None
                 st.ex.steps.append(Step(phase, w, what, _effects(before, st.ctx) + [f"local reply {a.status}"]))
                 return a
-        st.ex.steps.append(Step(phase, w, what, _effects(before, st.ctx)))
+        st.ex.steps.append(Step(phase, w, what, _effects(before, st.ctx) or ["no change"]))
     return None
 
 
@@ -567,7 +567,7 @@ def _describe_steps(steps: Iterable[Any], phase: str, st: _State, conditional: b
         if isinstance(a, LocalReply):
             st.ex.steps.append(Step(phase, "", _filter_label(step), eff + [f"local reply {a.status}"]))
             return a
-        st.ex.steps.append(Step(phase, "", _filter_label(step), eff))
+        st.ex.steps.append(Step(phase, "", _filter_label(step), eff or ["no change"]))
     return None
 
 
@@ -771,6 +771,8 @@ class Explainer:
                 st.reached.arms.add((key, pick))
             else:
                 ex.cluster = max(a.weighted_clusters, key=lambda cw: cw[1])[0]
+                if pick is not None:
+                    ex.notes.append(f"{pick} is not an arm of this split")
                 ex.notes.append(f"a split: later steps are shown with {ex.cluster}, its heaviest arm")
         elif a.cluster_header is not None:
             ex.cluster = ctx.request.headers.get(a.cluster_header) or ""
@@ -852,7 +854,8 @@ def render_text(ex: Explanation) -> str:
         for t in ex.tried:
             mark = "match" if t.matched else "no   "
             out.append(f"  {mark} {t.route:<14} {t.where}".rstrip() + ("" if t.matched else "  " + "; ".join(t.why)))
-    out.append(f"route     {ex.route or '(none)'}" + (f"  {ex.route_where}" if ex.route_where else ""))
+    none = "(none: answered before routing)" if ex.status is not None and ex.action != "reject" else "(none)"
+    out.append(f"route     {ex.route or none}" + (f"  {ex.route_where}" if ex.route_where else ""))
     for phase in ("request", "route", "rewrite", "upstream_request", "response", "log"):
         steps = [s for s in ex.steps if s.phase == phase]
         if not steps:

@@ -86,11 +86,18 @@ def _explain(argv: list[str]) -> int:
     except RequestError as e:
         print(f"mosnx explain: {e}", file=sys.stderr)
         return EXIT_USAGE
-    if a.format == "json":
-        print(json.dumps(ex.json(), indent=2))
-    else:
-        sys.stdout.write(render_text(ex))
+    _write(json.dumps(ex.json(), indent=2) + "\n" if a.format == "json" else render_text(ex))
     return 0
+
+
+def _write(text: str) -> None:
+    """Standard output, which a pager or `head` may close early: that is no error."""
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        import os
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 def _test(argv: list[str]) -> int:
@@ -106,7 +113,7 @@ def _test(argv: list[str]) -> int:
     except SystemExit as e:
         return 0 if e.code in (0, None) else EXIT_USAGE
     run = testing.run_paths(a.paths, snapshot, core())
-    sys.stdout.write(testing.render(run, a.format, a.coverage))
+    _write(testing.render(run, a.format, a.coverage))
     if run.errors:
         return EXIT_USAGE
     if run.failed or (a.coverage and a.fail_uncovered and run.uncovered()):
