@@ -8,7 +8,7 @@ Each config is built once, with runtime.build_snapshot as `run` builds it, and
 every case of every file naming it is explained against that one snapshot.
 
 Invariants: a malformed file or case is a Diagnostic with file:line:col (codes
-X601..X605), never an exception; a failed expectation names the line of the
+C601..C604), never an exception; a failed expectation names the line of the
 expectation. Coverage counts only what the explanations evaluated: routes taken,
 each operand of a condition seen true and seen false, each `when` seen to hold and
 not to hold, each split arm a case pinned with `cluster:`.
@@ -85,9 +85,9 @@ def _map(loader: _Loader, node: yaml.MappingNode) -> _Map:
         try:
             hash(k)
         except TypeError:
-            raise BadFile(Diagnostic(Span(loader.path, line, col), "X601", "a key must be a plain value")) from None
+            raise BadFile(Diagnostic(Span(loader.path, line, col), "C601", "a key must be a plain value")) from None
         if k in d:
-            raise BadFile(Diagnostic(Span(loader.path, line, col), "X601", f"key {k!r} given twice"))
+            raise BadFile(Diagnostic(Span(loader.path, line, col), "C601", f"key {k!r} given twice"))
         d[k] = loader.construct_object(vn, deep=True)
         d.at[k] = (line, col)
         vl, vc = _mark(vn)
@@ -118,9 +118,9 @@ def load_yaml(text: str, path: str) -> Any:
     except yaml.MarkedYAMLError as e:
         m = e.problem_mark or e.context_mark
         line, col = (m.line + 1, m.column + 1) if m is not None else (1, 1)
-        raise BadFile(Diagnostic(Span(path, line, col), "X601", f"not YAML: {e.problem or e.context}")) from None
+        raise BadFile(Diagnostic(Span(path, line, col), "C601", f"not YAML: {e.problem or e.context}")) from None
     except (yaml.YAMLError, ValueError, TypeError, RecursionError) as e:
-        raise BadFile(Diagnostic(Span(path, 1, 1), "X601", f"not YAML: {type(e).__name__}: {e}")) from None
+        raise BadFile(Diagnostic(Span(path, 1, 1), "C601", f"not YAML: {type(e).__name__}: {e}")) from None
     finally:
         loader.dispose()
 
@@ -155,7 +155,7 @@ class TestFile:
     cases: list[Case]
 
 
-def _err(path: str, at: tuple[int, int], msg: str, code: str = "X602") -> BadFile:
+def _err(path: str, at: tuple[int, int], msg: str, code: str = "C602") -> BadFile:
     return BadFile(Diagnostic(Span(path, at[0], at[1]), code, msg))
 
 
@@ -190,7 +190,7 @@ def load_file(path: str) -> TestFile:
         with open(path, encoding="utf-8") as f:
             text = f.read()
     except (OSError, UnicodeDecodeError) as e:
-        raise BadFile(Diagnostic(Span(path, 1, 1), "X601", f"cannot read: {e}")) from None
+        raise BadFile(Diagnostic(Span(path, 1, 1), "C601", f"cannot read: {e}")) from None
     doc = load_yaml(text, path)
     if not isinstance(doc, _Map):
         raise _err(path, (1, 1), "a test file is a mapping with `tests:` (and `config:`)")
@@ -244,7 +244,7 @@ def _case(c: _Map, path: str, at: tuple[int, int], file_listener: str | None, na
         try:
             response = UpstreamResponse(r["status"], [parse_header(h, path, _where_in(r, "headers")[0]) for h in hs])
         except RequestError as e:
-            raise _err(path, (e.line, 1), e.message, "X603") from None
+            raise _err(path, (e.line, 1), e.message, "C603") from None
     exp = c.get("expect")
     if not isinstance(exp, _Map) or not exp:
         raise _err(path, _where_in(c, "expect") if "expect" in c else at, "a case needs `expect:` with at least one "
@@ -273,13 +273,13 @@ def _case(c: _Map, path: str, at: tuple[int, int], file_listener: str | None, na
         try:
             parse_header(h, path, _where_in(c, "headers")[0])
         except RequestError as e:
-            raise _err(path, _where_in(c, "headers"), e.message, "X603") from None
+            raise _err(path, _where_in(c, "headers"), e.message, "C603") from None
     vline, vcol = c.vat.get("request", _where_in(c, "request"))
     try:
         parse_request(request, headers, source, http2, path, vline)
     except RequestError as e:
         col = e.column + vcol - 1 if e.where == path and e.line == vline else 1
-        raise _err(path, (e.line, col), e.message, "X603") from None
+        raise _err(path, (e.line, col), e.message, "C603") from None
     return Case(name, path, at[0], request, headers, source, http2, listener, response, expects,
                 _where_in(c, "request")[0])
 
@@ -369,8 +369,20 @@ def find(paths: list[str]) -> tuple[list[str], list[Diagnostic]]:
         elif os.path.isfile(p):
             out.append(p)
         else:
-            diags.append(Diagnostic(Span(p, 1, 1), "X601", "no such file or folder"))
+            diags.append(Diagnostic(Span(p, 1, 1), "C601", "no such file or folder"))
     return out, diags
+
+
+def check_file(path: str) -> list[Diagnostic]:
+    """What `mosnx check` reports for a test file: its shape, its requests, and
+    whether the config it names exists (the config is checked on its own)."""
+    try:
+        tf = load_file(path)
+    except BadFile as e:
+        return [e.diag]
+    if not os.path.isfile(tf.config):
+        return [Diagnostic(Span(path, 1, 1), "C604", f"config {tf.config} not found")]
+    return []
 
 
 def run_paths(paths: list[str], build: Callable[[str], Snapshot], core: Core) -> Run:
@@ -378,7 +390,7 @@ def run_paths(paths: list[str], build: Callable[[str], Snapshot], core: Core) ->
     run = Run()
     files, run.errors = find(paths)
     if not files and not run.errors:
-        run.errors.append(Diagnostic(Span(paths[0] if paths else ".", 1, 1), "X601",
+        run.errors.append(Diagnostic(Span(paths[0] if paths else ".", 1, 1), "C601",
                                      f"no test files (*{SUFFIX}) found"))
     loaded: list[TestFile] = []
     for f in files:
@@ -402,13 +414,13 @@ def run_paths(paths: list[str], build: Callable[[str], Snapshot], core: Core) ->
 
 def _explainer(tf: TestFile, build: Callable[[str], Snapshot], core: Core, run: Run) -> Explainer | None:
     if not os.path.isfile(tf.config):
-        run.errors.append(Diagnostic(Span(tf.path, 1, 1), "X604", f"config {tf.config} not found"))
+        run.errors.append(Diagnostic(Span(tf.path, 1, 1), "C604", f"config {tf.config} not found"))
         return None
     try:
         snap = build(tf.config)
     except ConfigError as e:
         run.errors.extend(e.diagnostics)
-        run.errors.append(Diagnostic(Span(tf.path, 1, 1), "X604", f"config {tf.config} does not build"))
+        run.errors.append(Diagnostic(Span(tf.path, 1, 1), "C604", f"config {tf.config} does not build"))
         return None
     ex = Explainer(snap, core)
     run.coverage[tf.config] = universe(ex)
@@ -424,7 +436,7 @@ def _run_case(case: Case, ex: Explainer, reached: Reached, run: Run) -> Outcome:
     try:
         got = ex.explain(req, case.listener, case.response, pick, mine)
     except RequestError as err:
-        run.errors.append(Diagnostic(Span(case.path, case.request_line, 1), "X605", f"{case.name}: {err.message}"))
+        run.errors.append(Diagnostic(Span(case.path, case.request_line, 1), "C604", f"{case.name}: {err.message}"))
         out.failures.append((case.request_line, err.message))
         return out
     reached.merge(mine)

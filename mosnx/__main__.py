@@ -169,6 +169,10 @@ def check_paths(paths: list[str]) -> list:
     diags: list = []
     rules: list[str] = []
     for p in paths:
+        if p.endswith("_test.yaml") and os.path.isfile(p):     # rule tests (mosnx test)
+            from mosnx.dsl.testing import check_file
+            diags.extend(check_file(p))
+            continue
         if kind_of(p) == "rules":
             rules.append(p)
             continue

@@ -1,6 +1,6 @@
 """dsl/testing.py: rule tests in *_test.yaml, their failures by line, and coverage.
 
-Malformed files answer with a positioned X60x diagnostic (generated input too),
+Malformed files answer with a positioned C60x diagnostic (generated input too),
 failures name the line of the expectation that failed, and coverage lists exactly
 what no case reached.
 """
@@ -135,7 +135,7 @@ def test_malformed_files_are_positioned(tmp_path, text, line, col, words):
     r = run(f)
     (d,) = r.errors
     assert (d.span.path, d.span.line, d.span.column) == (str(f), line, col), d
-    assert words in d.message and d.code.startswith("X60")
+    assert words in d.message and d.code.startswith("C60")
 
 
 def test_missing_config_and_a_config_that_does_not_build(tmp_path):
@@ -145,13 +145,13 @@ def test_missing_config_and_a_config_that_does_not_build(tmp_path):
     (tmp_path / "b" / "b_test.yaml").write_text("tests:\n  - {request: GET http://h/, expect: {route: a}}\n")
     r = run(tmp_path)
     codes = sorted(d.code for d in r.errors)
-    assert "X604" in codes and "C101" in codes
+    assert "C604" in codes and "C101" in codes
     assert r.outcomes == []
 
 
 def test_no_test_files(tmp_path):
     (d,) = run(tmp_path).errors
-    assert d.code == "X601" and "no test files" in d.message
+    assert d.code == "C601" and "no test files" in d.message
 
 
 SHOP_TEST = (ROOT / "examples" / "shop" / "shop_test.yaml").read_text()
@@ -180,7 +180,7 @@ def test_mutated_test_files_answer_with_diagnostics(tmp_path_factory, data):
         tf = testing.load_file(str(f))
     except testing.BadFile as e:
         assert e.diag.span is not None and e.diag.span.line >= 1 and e.diag.span.column >= 1
-        assert e.diag.code.startswith("X60")
+        assert e.diag.code.startswith("C60")
         return
     assert tf.cases
 
@@ -195,4 +195,4 @@ def test_generated_documents_answer_with_diagnostics(tmp_path_factory, doc):
     try:
         testing.load_file(str(f))
     except testing.BadFile as e:
-        assert e.diag.span is not None and e.diag.code.startswith("X60")
+        assert e.diag.span is not None and e.diag.code.startswith("C60")

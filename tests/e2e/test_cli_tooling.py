@@ -48,7 +48,7 @@ def test_failing_test_exits_1_and_bad_file_exits_2(tmp_path):
     f.write_text("tests:\n  - request: GET http://shop.example.com/healthz\n    expect: {route: [}\n")
     r = cli("test", str(f))
     assert r.returncode == 2 and "Traceback" not in r.stderr + r.stdout
-    assert f"{f}:3:" in r.stdout and "X601" in r.stdout
+    assert f"{f}:3:" in r.stdout and "C601" in r.stdout
 
 
 def test_explain_text_and_json():
