@@ -58,6 +58,7 @@ class RequestError(Exception):
         return f"{self.where}:{self.line}:{self.column}: {self.message}"
 
 
+HASHING = frozenset({"ring_hash", "maglev"})    # balancers that pick by a hash key
 METHOD = re.compile(r"[A-Z][A-Z0-9_-]*\Z")
 HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+\Z")
 
@@ -788,9 +789,13 @@ class Explainer:
                         "retriable_status_codes": sorted(a.retry.retriable_status_codes),
                         "per_try_timeout": a.retry.per_try_timeout}
         ex.mirrors = [(m.cluster, m.percent) for m in a.mirrors]
-        hk = a.hash_key
-        if hk is None and ex.cluster in self.snapshot.clusters:
-            hk = getattr(self.snapshot.clusters[ex.cluster], "hash_key", None)
+        # only a hashing balancer reads a key: the route's, else the cluster's (proxy.upstream.lb)
+        cc = self.snapshot.clusters.get(ex.cluster or "")
+        hk = None
+        if cc is not None and cc.lb in HASHING:
+            hk = a.hash_key or cc.options.get("hash_key")
+            if not hk:
+                ex.notes.append(f"{cc.lb} without a hash key: each request goes to a random healthy host")
         if hk:
             try:
                 ex.hash_key = (hk, text(getter_for(hk)(ctx)))

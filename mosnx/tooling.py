@@ -8,7 +8,8 @@ own code, so an explanation never follows a second implementation of either.
 Exit status: explain 0, or 2 for bad input (a request that cannot be parsed, a
 config that does not build); test 0 all passed, 1 a failure (or, with
 --fail-uncovered, something uncovered), 2 bad input. Never a traceback for input a
-user wrote.
+user wrote; an unexpected exception (a bug of mosnx) is one line and exit 3, as
+`mosnx check` says it.
 """
 from __future__ import annotations
 
@@ -81,11 +82,15 @@ def _explain(argv: list[str]) -> int:
     except ConfigError as e:
         sys.stderr.write(lint.render(e.diagnostics, "text"))
         return EXIT_USAGE
+    except Exception as e:
+        return _bug("explain", a.config, e)
     try:
         ex = Explainer(snap, core()).explain(req, a.listener, resp, a.cluster)
     except RequestError as e:
         print(f"mosnx explain: {e}", file=sys.stderr)
         return EXIT_USAGE
+    except Exception as e:      # not the input's fault: a bug, said in one line
+        return _bug("explain", a.config, e)
     _write(json.dumps(ex.json(), indent=2) + "\n" if a.format == "json" else render_text(ex))
     return 0
 
@@ -112,13 +117,21 @@ def _test(argv: list[str]) -> int:
         a = ap.parse_args(argv)
     except SystemExit as e:
         return 0 if e.code in (0, None) else EXIT_USAGE
-    run = testing.run_paths(a.paths, snapshot, core())
+    try:
+        run = testing.run_paths(a.paths, snapshot, core())
+    except Exception as e:      # not the input's fault: a bug, said in one line
+        return _bug("test", " ".join(a.paths), e)
     _write(testing.render(run, a.format, a.coverage))
     if run.errors:
         return EXIT_USAGE
     if run.failed or (a.coverage and a.fail_uncovered and run.uncovered()):
         return EXIT_FAIL
     return 0
+
+
+def _bug(cmd: str, what: str, e: Exception) -> int:
+    from mosnx.__main__ import _bug as said
+    return said(cmd, what, e, False)
 
 
 def add_commands(sub) -> None:

@@ -234,3 +234,25 @@ def test_copy_of_example_explains_from_its_own_folder(tmp_path):
     ex = Explainer(build_snapshot(str(tmp_path / "shop" / "mosnx.yaml")), tooling.core())
     got = explain(ex, f"GET {HOST}/api/cart", ["x-canary: 1"])
     assert got.route == "beta" and got.cluster == "shop-v2" and got.path == "/api/cart"
+
+
+def test_hash_key_of_a_hashing_cluster(tmp_path):
+    cfg = tmp_path / "m.yaml"
+    cfg.write_text("""listeners:
+  - name: l
+    address: 127.0.0.1:1
+    route: {cluster: c, hash_key: 'request.headers["x-user"]'}
+clusters:
+  - {name: c, endpoints: ["127.0.0.1:2", "127.0.0.1:3"], lb: ring_hash}
+  - {name: d, endpoints: ["127.0.0.1:2"], hash_key: 'request.headers["x-user"]'}
+""")
+    ex = Explainer(build_snapshot(str(cfg)), tooling.core())
+    got = explain(ex, "GET http://any/x", ["x-user: alice"])
+    assert got.cluster == "c" and got.hash_key == ('request.headers["x-user"]', "alice")
+    assert "hash key  request.headers[\"x-user\"] = 'alice'" in render_text(got)
+
+
+def test_http2_request_takes_its_vhost_from_the_authority(shop):
+    got = shop.explain(parse_request(f"GET {HOST}/v1/items/42", [], None, http2=True))
+    assert got.route == "items" and "host" not in dict(got.request_headers)
+    assert "(HTTP/2," in render_text(got)
