@@ -134,3 +134,19 @@ def test_explain_matches_the_proxy(tmp_path, upstream):
                     assert r.header("location") == got.location, what
     finally:
         shop.m.kill()
+
+
+@pytest.mark.parametrize("args", [
+    ["explain", "-c", "examples/shop/mosnx.yaml", "GET https://shop.example.com/api/items?id=3", "-H", "x-user: a",
+     "--source", "10.1.2.3"],
+    ["explain", "-c", "examples/shop/mosnx.yaml", "GET http://shop.example.com/admin/users"],
+    ["explain", "-c", "examples/envoy/envoy.yaml", "GET http://api.example.com/api/users", "--response", "200"],
+    ["test", "--coverage", "examples/shop"],
+])
+def test_docs_show_real_output(args):
+    """docs/tooling.md's console blocks are what these commands print today."""
+    import re
+    r = cli(*args, cwd=ROOT)
+    assert r.returncode == 0, r.stderr
+    doc = re.sub(r" in [0-9.]+s\n", " in Xs\n", (ROOT / "docs" / "tooling.md").read_text())
+    assert re.sub(r" in [0-9.]+s\n", " in Xs\n", r.stdout) in doc, "docs/tooling.md is out of date:\n" + r.stdout
