@@ -24,7 +24,8 @@ SHOP_DIR = ROOT / "examples" / "shop"
 
 
 def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "mosnx", *args], capture_output=True, text=True, timeout=120,
+    # -P: the repository root as cwd must not shadow the installed package with its mosnx/
+    return subprocess.run([sys.executable, "-P", "-m", "mosnx", *args], capture_output=True, text=True, timeout=120,
                           cwd=cwd)
 
 
