@@ -646,6 +646,8 @@ class Explainer:
             if ex.action == "":
                 ex.action = "respond"
             ex.reply_headers = list(reply.headers)
+            if ex.location is None:     # a `redirect` statement's reply, made before any route
+                ex.location = next((v for k, v in reply.headers if k.lower() == "location"), None)
             hdrs = Headers([(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in reply.headers])
             # as the core's local reply (proxy.stream.local_reply) makes its head
             if reply.body and not hdrs.has(b"content-type"):

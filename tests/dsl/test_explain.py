@@ -256,3 +256,17 @@ def test_http2_request_takes_its_vhost_from_the_authority(shop):
     got = shop.explain(parse_request(f"GET {HOST}/v1/items/42", [], None, http2=True))
     assert got.route == "items" and "host" not in dict(got.request_headers)
     assert "(HTTP/2," in render_text(got)
+
+
+def test_redirect_statement_before_routing(tmp_path):
+    (tmp_path / "r.mdsl").write_text('on request { when request.path prefix "/old/" { redirect 302 prefix "/new/" } }\n'
+                                     'route all { to c }\n')
+    cfg = tmp_path / "m.yaml"
+    cfg.write_text("listeners:\n  - {name: l, address: 127.0.0.1:1, rules: r.mdsl}\n"
+                   "clusters:\n  - {name: c, endpoints: ['127.0.0.1:2']}\n")
+    ex = Explainer(build_snapshot(str(cfg)), tooling.core())
+    got = explain(ex, "GET http://h/old/a?q=1")
+    assert (got.route, got.status, got.location) == (None, 302, "http://h/new/a?q=1")
+    assert [s.effect[-1] for s in got.steps if s.phase == "request"][-1] == "local reply 302"
+    got = explain(ex, "GET http://h/x")
+    assert (got.route, got.cluster, got.location) == ("all", "c", None)
