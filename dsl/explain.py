@@ -30,6 +30,8 @@ from mosnx.runtime.actions import Action, LocalReply
 from mosnx.runtime.attributes import ATTRIBUTES, getter_for
 from mosnx.runtime.context import RequestHead, ResponseHead, StreamContext
 from mosnx.runtime.diagnostics import Span
+from mosnx.runtime.filters.fault import FaultFilter
+from mosnx.runtime.filters.ratelimit import RateLimitFilter
 from mosnx.runtime.headers import Headers
 from mosnx.runtime.model import Listener, Snapshot
 from mosnx.runtime.pipeline import PHASES, HttpFilter
@@ -422,6 +424,29 @@ def _walk(body: Iterable[A.Stmt], place: str, cond: A.Expr | None, phase: str, p
     return None
 
 
+def _filter_facts(f: Any, st: _State) -> list[str]:
+    """What a built-in filter's settings say about this request, read, not run."""
+    if isinstance(f, FaultFilter):
+        c = f.config
+        out = []
+        if c.delay is not None:
+            out.append(f"delay {c.delay:g}s for {c.delay_percent:g}%")
+        if c.abort_status is not None:
+            out.append(f"abort {c.abort_status} for {c.abort_percent:g}%")
+        return out + (["delay or abort asked by request headers"] if c.header_delay or c.header_abort else [])
+    if isinstance(f, RateLimitFilter):
+        c = f.config
+        out = [f"{c.algorithm} {c.rate:g}/s, burst {c.burst}, over it {c.status}"]
+        if f.key is not None:
+            k = text(f.key(st.ctx))
+            st.ex.rate_limit_keys.append(k)
+            out.append(f"key = {k!r}")
+        else:
+            st.ex.rate_limit_keys.append("")
+        return out
+    return []
+
+
 def _filter_label(step: Any) -> str:
     f = getattr(step, "__self__", None)
     if isinstance(f, HttpFilter):
@@ -443,7 +468,7 @@ def _describe_steps(steps: Iterable[Any], phase: str, st: _State, conditional: b
             if type(f).__name__ == "WasmFilter":
                 st.ex.filters.append(str(getattr(f, "name", "")))
             st.ex.steps.append(Step(phase, "", f"{label} would run" + ("" if conditional else " (not run here)"),
-                                    [], False, conditional))
+                                    _filter_facts(f, st) if phase == "request" else [], False, conditional))
             continue
         before = _snap(st.ctx)
         a = step(st.ctx)
