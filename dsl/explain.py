@@ -435,8 +435,8 @@ def _filter_facts(f: Any, st: _State) -> list[str]:
             out.append(f"abort {c.abort_status} for {c.abort_percent:g}%")
         return out + (["delay or abort asked by request headers"] if c.header_delay or c.header_abort else [])
     if isinstance(f, RateLimitFilter):
-        c = f.config
-        out = [f"{c.algorithm} {c.rate:g}/s, burst {c.burst}, over it {c.status}"]
+        rc = f.config
+        out = [f"{rc.algorithm} {rc.rate:g}/s, burst {rc.burst}, over it {rc.status}"]
         if f.key is not None:
             k = text(f.key(st.ctx))
             st.ex.rate_limit_keys.append(k)
