@@ -169,6 +169,10 @@ def check_paths(paths: list[str]) -> list:
     diags: list = []
     rules: list[str] = []
     for p in paths:
+        if p.endswith("_test.yaml") and os.path.isfile(p):     # rule tests (mosnx test)
+            from mosnx.dsl.testing import check_file
+            diags.extend(check_file(p))
+            continue
         if kind_of(p) == "rules":
             rules.append(p)
             continue
@@ -363,11 +367,15 @@ def main(argv: list[str] | None = None) -> int:
                     "instead of to standard output")
     cv.add_argument("--debug", action="store_true", help="print the traceback of a bug")
     cv.set_defaults(fn=_convert)
+    from mosnx import tooling
+    tooling.add_commands(sub)
     v = sub.add_parser("version", help="print the version")
     v.set_defaults(fn=lambda a: print(f"mosnx {__version__}") or 0)
     if argv[:1] == ["check"]:
         # the linter owns its own flags (--format, ...)
         args = argparse.Namespace(rest=argv[1:], fn=_check)
+    elif argv[:1] and argv[0] in tooling.COMMANDS:      # explain, test: their own flags too
+        return tooling.COMMANDS[argv[0]](argv[1:])
     else:
         args = p.parse_args(argv)
         if args.cmd == "demo-upstream" and not args.listen:

@@ -26,7 +26,7 @@ class Code:
 
 FAMILIES = {
     "C0": "config: YAML and schema", "C1": "config: references", "C2": "config: building the snapshot",
-    "C3": "config: serving", "C4": "config: exposure",
+    "C3": "config: serving", "C4": "config: exposure", "C6": "rule tests: *_test.yaml files (mosnx test)",
     "E0": "rules: syntax, names and files", "T1": "rules: types and values", "R2": "rules: routing lints",
     "U3": "rules: unknown references", "D4": "rules: duplicates", "P5": "rules: phases and places",
     "X0": "Envoy bootstraps and xDS resources",
@@ -53,6 +53,12 @@ CODES: tuple[Code, ...] = (
     Code("C301", "a listener protocol this build cannot serve (the schema reports C004 first)",
          reachable=False),
     Code("C401", "the admin API listening beyond loopback with no token_file", "warning"),
+    Code("C601", "a rule test file that cannot be read or is not YAML, or gives a key twice"),
+    Code("C602", "a rule test file or case of the wrong shape: an unknown key, no `request:` or `expect:`, "
+                 "a bad status, split or header map, two cases of one name"),
+    Code("C603", "a rule test's request or header that cannot be parsed (the column points into it)"),
+    Code("C604", "the config a rule test file names is missing or does not build, or has no listener "
+                 "that takes the request"),
     Code("E001", "a syntax error, with the expected tokens and a hint for common mistakes "
                  "(`=` for `==`, missing braces or `when`, single quotes, `&&`)"),
     Code("E002", "an unknown field, function, retry condition or emit stream (with did-you-mean)"),

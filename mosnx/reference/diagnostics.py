@@ -141,6 +141,11 @@ clusters:
     "C205": Example({"mosnx.yaml": _CLUSTER}),
     "C401": Example({"mosnx.yaml": "admin: {address: 0.0.0.0:15000}\n" + _LISTENER
                      + "    route: {cluster: web}\n" + _CLUSTER}),
+    "C601": Example({"shop_test.yaml": "tests:\n  - request: GET http://h/\n    expect: {route: [}\n"}),
+    "C602": Example({"shop_test.yaml": "tests:\n  - request: GET http://h/\n    expect: {rout: api}\n"}),
+    "C603": Example({"shop_test.yaml": "tests:\n  - request: GET http://h/api extra\n    expect: {route: api}\n"}),
+    "C604": Example({"shop_test.yaml": "config: mosnx.yaml\ntests:\n  - request: GET http://h/\n"
+                                       "    expect: {route: api}\n"}),
     "E001": _rules('route api when request.path = "/api" { to web }\n'),
     "E002": _rules('route api when request.paht == "/api" { to web }\n'),
     "E003": _rules('import "common.mdsl"\nroute all { to web }\n'),
