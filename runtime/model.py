@@ -41,12 +41,15 @@ class Endpoint:
     # which of the cluster's options["tls_matches"] (Envoy's transport_socket_matches)
     # this endpoint's metadata chose, by index; None: the cluster's own options["tls"]
     tls_match: int | None = None
+    priority: int = 0                         # Envoy's EDS priority: 0 first, the others as it fails
 
     def __post_init__(self) -> None:
         if not 0 < self.port < 65536:
             raise ValueError(f"port {self.port} is outside 1..65535")
         if self.weight < 1:
             raise ValueError("endpoint weight must be >= 1")
+        if self.priority < 0:
+            raise ValueError("endpoint priority must be >= 0")
 
     @property
     def address(self) -> str:

@@ -37,6 +37,7 @@ from .http2 import H2Pool
 from .pool import Pool
 
 if TYPE_CHECKING:
+    from .priority import Levels
     from mosnx.runtime.context import StreamContext
     from .dns import DnsResolver
     from .health import HealthChecker
@@ -293,6 +294,7 @@ class Cluster:
         self.latency_tau = float(lb_cfg.get("decay_time", 10.0)) if config.lb == "peak_ewma" else 0.0
         self.hosts: list[Host] = []
         self.lb: lbs.LoadBalancer = None  # type: ignore[assignment]  # _reconcile sets it, below
+        self.levels: Levels | None = None  # endpoints of several priorities
         self.panic = False
         common = opts.get("common_lb_config") or {}
         self.panic_threshold = float(common.get("healthy_panic_threshold", 50.0))
@@ -312,8 +314,9 @@ class Cluster:
         for ep in endpoints:
             h = kept.pop(ep.address, None)
             same_pool = h is not None and h.cluster.config.protocol == self.config.protocol
-            if h is not None and h.weight == ep.weight and same_pool:
+            if h is not None and h.weight == ep.weight and same_pool and h.endpoint.tls_match == ep.tls_match:
                 h.cluster = self
+                h.endpoint = ep          # its priority may have changed
             else:
                 if h is not None:
                     h.pool.retire()
@@ -328,12 +331,24 @@ class Cluster:
             self.lb = Balancer(self)  # type: ignore[assignment]  # a balancer of its own kind
         else:
             self.lb = lbs.make(self.config.lb, hosts, self.config.options)
+        self.levels = None
+        if self.config.lb != "cluster_provided" and len({h.endpoint.priority for h in hosts}) > 1:
+            from .priority import Levels
+            self.levels = Levels(hosts, self.config.lb, self.config.options)
         self.rotation()
 
     def rotation(self) -> None:
         """Set each host's `healthy` (in rotation) from its checks and ejection. Below
         healthy_panic_threshold percent of healthy hosts, every host is in rotation,
-        as Envoy's panic mode: spreading load over all beats crushing the few left."""
+        as Envoy's panic mode: spreading load over all beats crushing the few left.
+        Endpoints of several priorities: their levels decide (priority.Levels)."""
+        levels = self.levels
+        if levels is not None:
+            levels.rotation(self.panic_threshold)
+            self.healthy_gauge.value = levels.healthy_count()
+            self.panic = levels.panic
+            self.pick = self._pick_by_level  # type: ignore[method-assign]
+            return
         hosts = self.hosts
         ok = sum(1 for h in hosts if not (h.hc_failed or h.ejected))
         self.healthy_gauge.value = ok
@@ -400,6 +415,12 @@ class Cluster:
         if self.panic:
             self.c["lb_healthy_panic"].value += 1
         return self.lb.pick(ctx, exclude)
+
+    def _pick_by_level(self, ctx: StreamContext | None, exclude: Host | None = None) -> Host | None:
+        if self.panic:
+            self.c["lb_healthy_panic"].value += 1
+        assert self.levels is not None          # rotation() chose this pick for levels
+        return self.levels.pick(ctx, exclude)
 
     async def warm(self, timeout: float) -> None:
         """Wait (bounded) for what the cluster needs before serving: its first DNS answer."""

@@ -70,8 +70,10 @@ ADMIN = Obj({
 ENDPOINT = Either(
     Mapped(Address(), lambda hp: Endpoint(*hp)),
     Obj({"address": Field(Address(), "host:port of the endpoint", required=True),
-         "weight": Field(Int(1), "share of requests under weighted load balancing")},
-        build=Endpoint, adapt=_host_port, label="a mapping {address, weight}"),
+         "weight": Field(Int(1), "share of requests under weighted load balancing"),
+         "priority": Field(Int(0), "priority level: level 0 takes the traffic while enough of it is healthy, "
+                           "then the next levels (Envoy's EDS priority, overprovisioning factor 1.4)")},
+        build=Endpoint, adapt=_host_port, label="a mapping {address, weight, priority}"),
 )
 
 CIRCUIT_BREAKERS = Obj({

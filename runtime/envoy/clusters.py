@@ -55,8 +55,6 @@ def endpoints_of(cla: Any, f: Findings, matches: Matches = ()) -> tuple[Endpoint
     out: list[Endpoint] = []
     for i, loc in enumerate(cla.endpoints):
         fl = f.at("endpoints").at(i)
-        if loc.priority:
-            fl.warn("priorities are not supported: these endpoints share priority 0", "priority")
         fl.only(loc, {"lb_endpoints", "priority", "locality", "load_balancing_weight"})
         for j, lbe in enumerate(loc.lb_endpoints):
             fe = fl.at("lb_endpoints").at(j)
@@ -68,7 +66,8 @@ def endpoints_of(cla: Any, f: Findings, matches: Matches = ()) -> tuple[Endpoint
             if lbe.health_status in (2, 3, 4, 5):      # UNHEALTHY, DRAINING, TIMEOUT, DEGRADED
                 continue
             w = lbe.load_balancing_weight.value if lbe.HasField("load_balancing_weight") else 1
-            out.append(Endpoint(host, port, max(1, w), match_index(matches, lbe) if matches else None))
+            out.append(Endpoint(host, port, max(1, w), match_index(matches, lbe) if matches else None,
+                                loc.priority))
     return tuple(out)
 
 

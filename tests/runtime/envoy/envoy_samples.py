@@ -143,11 +143,6 @@ ASSIGNMENT = {"cluster_name": "app-eps", "endpoints": [{"lb_endpoints": [
      "load_balancing_weight": 3},
     {"endpoint": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 9002}}},
      "health_status": "UNHEALTHY"}]}]}
-ASSIGNMENT = {"cluster_name": "app-eps", "endpoints": [{"lb_endpoints": [
-    {"endpoint": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 9001}}},
-     "load_balancing_weight": 3},
-    {"endpoint": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 9002}}},
-     "health_status": "UNHEALTHY"}]}]}
 
 
 LISTENER = {"name": "edge", "address": {"socket_address": {"address": "127.0.0.1", "port_value": 18500}},

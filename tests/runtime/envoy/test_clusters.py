@@ -23,6 +23,17 @@ def test_eds_cluster_with_its_assignment():
     assert translate_cluster(msg(C, CLUSTER), Findings(C, "app")).endpoints == ()
 
 
+def test_eds_priorities_reach_the_endpoints_without_a_warning():
+    two = {"cluster_name": "app-eps", "endpoints": [
+        {"lb_endpoints": [{"endpoint": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 9001}}}}]},
+        {"priority": 1, "lb_endpoints": [
+            {"endpoint": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 9002}}}}]}]}
+    sink = Sink()
+    c = translate_cluster(msg(C, CLUSTER), Findings(C, "app", "", sink), msg(E, two))
+    assert [(e.port, e.priority) for e in c.endpoints] == [(9001, 0), (9002, 1)]
+    assert not [w for w in sink.warnings if "priorit" in w.message]
+
+
 def test_strict_dns_http2_and_envoy_defaults():
     c = translate_cluster(msg(C, {
         "name": "dns", "type": "STRICT_DNS", "dns_refresh_rate": "3s", "dns_lookup_family": "V4_ONLY",
