@@ -128,6 +128,14 @@ def routes_of(a: Analysis) -> list[tuple[A.RouteDecl, str | None]]:
     return out
 
 
+def _imports(a: Analysis) -> dict[str, Span]:
+    """Files this one imports, resolved, with the span of each import."""
+    from .load import _resolve
+    f = a.prog.files.get(a.path)
+    return {_resolve(a.path, it.path): it.span for it in (f.items if f is not None else ())
+            if isinstance(it, A.Import)}
+
+
 def route_summary(a: Analysis, route: A.RouteDecl) -> str:
     """The compiled route, as dsl.compile makes it (or why it cannot be compiled)."""
     if any(d.severity == "error" for d in a.diagnostics):
@@ -202,11 +210,19 @@ def build_server() -> Any:
     def publish(ls: Any, uri: str) -> None:
         a = current(ls, uri)
         out = []
+        imports = _imports(a)
         for d in a.diagnostics:
-            if d.span is None or os.path.normpath(d.span.path) != a.path:
+            if d.span is None:
                 continue
+            span, message = d.span, d.message
+            where = os.path.normpath(d.span.path)
+            if where != a.path:     # a finding in an imported file: shown on its import
+                if where not in imports:
+                    continue
+                span = imports[where]
+                message = f"{os.path.basename(where)}:{d.span.line}:{d.span.column}: {d.message}"
             sev = types.DiagnosticSeverity.Warning if d.severity == "warning" else types.DiagnosticSeverity.Error
-            out.append(types.Diagnostic(range=_lsp_range(types, d.span), message=d.message, code=d.code,
+            out.append(types.Diagnostic(range=_lsp_range(types, span), message=message, code=d.code,
                                         severity=sev, source="mosnx"))
         ls.text_document_publish_diagnostics(types.PublishDiagnosticsParams(uri=uri, diagnostics=out))
 

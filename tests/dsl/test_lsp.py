@@ -136,6 +136,13 @@ def test_diagnostics_as_you_type_match_mosnx_check(project: Path):
             assert await s.wait_diagnostics(uri, lambda d: bool(d))
         s.change(uri, RULES)
         assert await s.wait_diagnostics(uri, lambda d: not d) == []
+        # an unsaved error in an imported file shows on the import
+        common = s.open(project / "common.mdsl", COMMON.replace("{10.0.0.0/8}", "{10.0.0.0/8"))
+        assert str((await s.wait_diagnostics(common, lambda d: bool(d)))[0].code) == "E001"
+        s.change(uri, RULES + "\n")
+        got = await s.wait_diagnostics(uri, lambda d: bool(d))
+        assert (got[0].range.start.line, str(got[0].code)) == (0, "E001")
+        assert got[0].message.startswith("common.mdsl:")
     run(project, body)
 
 
