@@ -35,6 +35,8 @@ class Program:
     # regexes the checker compiled, by text, for the compiler: re's own cache holds 512,
     # so a table of thousands of regex routes was otherwise compiled twice
     regexes: dict = field(default_factory=dict)
+    # text to read instead of the file at that path: an editor's unsaved buffers
+    overlay: dict[str, str] = field(default_factory=dict)
 
     def source_line(self, span: Span | None) -> str | None:
         if span is None:
@@ -69,14 +71,17 @@ def expand(paths: tuple[str, ...] | list[str]) -> tuple[list[str], list[Diagnost
     return out, diags
 
 
-def load(paths: tuple[str, ...] | list[str]) -> Program:
+def load(paths: tuple[str, ...] | list[str], overlay: dict[str, str] | None = None) -> Program:
+    """`overlay`: path -> text read in place of that file (the language server's
+    open documents); every other file is read from disk."""
     with paused():
-        return _load(paths)
+        return _load(paths, overlay or {})
 
 
-def _load(paths: tuple[str, ...] | list[str]) -> Program:
-    prog = Program()
-    files, diags = expand(paths)
+def _load(paths: tuple[str, ...] | list[str], overlay: dict[str, str]) -> Program:
+    prog = Program(overlay=overlay)
+    files, diags = expand([p for p in paths if p not in overlay])
+    files = [p for p in paths if p in overlay] + files
     prog.diagnostics.extend(diags)
     for path in dict.fromkeys(files):
         f = _read(prog, path, None)
@@ -92,8 +97,11 @@ def _read(prog: Program, path: str, at: A.Import | None) -> A.File | None:
     if path in prog.files:
         return prog.files[path]
     try:
-        with open(path, encoding="utf-8") as fh:
-            text = fh.read()
+        if path in prog.overlay:
+            text = prog.overlay[path]
+        else:
+            with open(path, encoding="utf-8") as fh:
+                text = fh.read()
     except (OSError, ValueError) as e:     # ValueError: undecodable text, or a NUL in the path
         span = at.span if at is not None else Span(path, 1, 1)
         why = e.strerror if isinstance(e, OSError) and e.strerror else str(e)

@@ -19,9 +19,11 @@ from .load import Program, load
 
 
 def analyze(paths: Iterable[str], clusters: set[str] | None = None,
-            filters: set[str] | None = None) -> tuple[Program, list[Diagnostic]]:
-    """Load and check `paths`; the Program and every finding (errors and warnings)."""
-    prog = load(tuple(paths))
+            filters: set[str] | None = None,
+            overlay: dict[str, str] | None = None) -> tuple[Program, list[Diagnostic]]:
+    """Load and check `paths`; the Program and every finding (errors and warnings).
+    `overlay` holds text to read instead of some files (dsl.load.load)."""
+    prog = load(tuple(paths), overlay)
     diags = list(prog.diagnostics)
     if not any(d.severity == "error" for d in diags):
         diags.extend(check(prog, clusters, filters))

@@ -305,6 +305,22 @@ def _docs(args) -> int:
     return 0
 
 
+_TOOLS = {"fmt": "rewrite .mdsl files in the canonical layout (--check, --diff)",
+          "lsp": "serve the .mdsl language server on standard input and output",
+          "schema": "print the JSON Schema of mosnx's YAML config"}
+
+
+def _tool(name: str, rest: list[str]) -> int:
+    if name == "fmt":
+        from mosnx.dsl.fmt import main as fmt_main
+        return fmt_main(rest)
+    if name == "lsp":
+        from mosnx.dsl.lsp import main as lsp_main
+        return lsp_main(rest)
+    from mosnx.runtime.config.json_schema import main as schema_main
+    return schema_main(rest)
+
+
 def run_parser() -> argparse.ArgumentParser:
     """`mosnx run`'s flags: mosnx's own and Envoy's (envoy_flags)."""
     from mosnx import envoy_flags
@@ -369,8 +385,12 @@ def main(argv: list[str] | None = None) -> int:
     cv.set_defaults(fn=_convert)
     from mosnx import tooling
     tooling.add_commands(sub)
+    for name, text in _TOOLS.items():   # each parses its own flags
+        sub.add_parser(name, help=text, add_help=False).add_argument("rest", nargs=argparse.REMAINDER)
     v = sub.add_parser("version", help="print the version")
     v.set_defaults(fn=lambda a: print(f"mosnx {__version__}") or 0)
+    if argv[:1] and argv[0] in _TOOLS:
+        return _tool(argv[0], argv[1:])
     if argv[:1] == ["check"]:
         # the linter owns its own flags (--format, ...)
         args = argparse.Namespace(rest=argv[1:], fn=_check)
