@@ -23,7 +23,31 @@ from .http_post import post
 
 _KIND = {SERVER: trace_pb2.Span.SPAN_KIND_SERVER}
 _CLIENT = trace_pb2.Span.SPAN_KIND_CLIENT
-_SCOPE = common_pb2.InstrumentationScope(name="mosnx", version=__version__)
+
+# xds-protos ships an older copy of these modules under the same names, and which copy
+# an install keeps depends on the order pip wrote them. On the wire the two are one:
+# ScopeSpans (field 2 of ResourceSpans) was InstrumentationLibrarySpans, its scope
+# (field 1) the InstrumentationLibrary {name, version}; so either copy serves.
+if hasattr(trace_pb2, "ScopeSpans"):
+    _SCOPE: Any = common_pb2.InstrumentationScope(name="mosnx", version=__version__)
+
+    def _scoped(spans: list[Any]) -> dict[str, Any]:
+        return {"scope_spans": [trace_pb2.ScopeSpans(scope=_SCOPE, spans=spans)]}
+else:                                   # the older copy
+    _SCOPE = common_pb2.InstrumentationLibrary(name="mosnx", version=__version__)
+
+    def _scoped(spans: list[Any]) -> dict[str, Any]:
+        return {"instrumentation_library_spans": [
+            trace_pb2.InstrumentationLibrarySpans(instrumentation_library=_SCOPE, spans=spans)]}
+
+
+def scope_spans(rs: Any) -> list[Any]:
+    """A ResourceSpans' scope spans, as either copy of the classes names them."""
+    return list(rs.scope_spans if hasattr(rs, "scope_spans") else rs.instrumentation_library_spans)
+
+
+def scope_name(ss: Any) -> str:
+    return str(ss.scope.name if hasattr(ss, "scope") else ss.instrumentation_library.name)
 
 
 def _value(v: Any) -> common_pb2.AnyValue:
@@ -67,8 +91,7 @@ def build_request(records: list[TraceRecord]) -> trace_service_pb2.ExportTraceSe
     for (service, instance), spans in groups.items():
         res = resource_pb2.Resource(attributes=_attrs({"service.name": service, "service.instance.id": instance,
                                                        "telemetry.sdk.name": "mosnx"}))
-        req.resource_spans.append(trace_pb2.ResourceSpans(
-            resource=res, scope_spans=[trace_pb2.ScopeSpans(scope=_SCOPE, spans=spans)]))
+        req.resource_spans.append(trace_pb2.ResourceSpans(resource=res, **_scoped(spans)))
     return req
 
 

@@ -15,6 +15,8 @@ import grpc
 import pytest
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 
+from mosnx.proxy.tracing.otlp import scope_spans
+
 from .conftest import HOST, build_config, free_port, wait_until
 from .h2kit import H2Client
 
@@ -45,7 +47,7 @@ class OtlpReceiver(trace_service_pb2_grpc.TraceServiceServicer):
             for req in self.requests:
                 for rs in req.resource_spans:
                     res = {kv.key: kv.value.string_value for kv in rs.resource.attributes}
-                    for ss in rs.scope_spans:
+                    for ss in scope_spans(rs):
                         out.extend((res, s) for s in ss.spans)
         return out
 

@@ -9,7 +9,7 @@ import grpc
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 from opentelemetry.proto.trace.v1 import trace_pb2
 
-from mosnx.proxy.tracing.otlp import OtlpGrpc, build_request, otlp_http
+from mosnx.proxy.tracing.otlp import OtlpGrpc, build_request, otlp_http, scope_name, scope_spans
 
 from .spans_data import TRACE, record
 
@@ -20,8 +20,8 @@ def test_request_groups_by_service_and_keeps_ids() -> None:
     rs = req.resource_spans[0]
     res = {kv.key: kv.value.string_value for kv in rs.resource.attributes}
     assert res["service.name"] == "edge" and res["service.instance.id"] == "1@host"
-    spans = rs.scope_spans[0].spans
-    assert len(spans) == 4 and rs.scope_spans[0].scope.name == "mosnx"
+    spans = scope_spans(rs)[0].spans
+    assert len(spans) == 4 and scope_name(scope_spans(rs)[0]) == "mosnx"
     server, client = spans[0], spans[1]
     assert server.kind == trace_pb2.Span.SPAN_KIND_SERVER and client.kind == trace_pb2.Span.SPAN_KIND_CLIENT
     assert server.trace_id == TRACE.to_bytes(16, "big")
@@ -32,7 +32,7 @@ def test_request_groups_by_service_and_keeps_ids() -> None:
 
 
 def test_error_status() -> None:
-    spans = build_request([record(attempts=2)]).resource_spans[0].scope_spans[0].spans
+    spans = scope_spans(build_request([record(attempts=2)]).resource_spans[0])[0].spans
     assert spans[1].status.code == trace_pb2.Status.STATUS_CODE_ERROR and spans[1].status.message == "upstream_reset"
     assert spans[2].status.code == trace_pb2.Status.STATUS_CODE_UNSET
 
@@ -60,7 +60,7 @@ def test_grpc_export_reaches_a_trace_service() -> None:
         asyncio.run(asyncio.wait_for(main(), 30))
     finally:
         server.stop(0)
-    assert len(recv.got) == 1 and len(recv.got[0].resource_spans[0].scope_spans[0].spans) == 2
+    assert len(recv.got) == 1 and len(scope_spans(recv.got[0].resource_spans[0])[0].spans) == 2
 
 
 def test_http_export_posts_protobuf() -> None:
@@ -81,4 +81,4 @@ def test_http_export_posts_protobuf() -> None:
         srv.close()
     asyncio.run(asyncio.wait_for(main(), 30))
     req = trace_service_pb2.ExportTraceServiceRequest.FromString(got[0])
-    assert len(req.resource_spans[0].scope_spans[0].spans) == 2
+    assert len(scope_spans(req.resource_spans[0])[0].spans) == 2
