@@ -28,17 +28,18 @@ _CLIENT = trace_pb2.Span.SPAN_KIND_CLIENT
 # an install keeps depends on the order pip wrote them. On the wire the two are one:
 # ScopeSpans (field 2 of ResourceSpans) was InstrumentationLibrarySpans, its scope
 # (field 1) the InstrumentationLibrary {name, version}; so either copy serves.
+# (getattr: the type stubs describe one copy only)
 if hasattr(trace_pb2, "ScopeSpans"):
-    _SCOPE: Any = common_pb2.InstrumentationScope(name="mosnx", version=__version__)
+    _SCOPE: Any = getattr(common_pb2, "InstrumentationScope")(name="mosnx", version=__version__)
 
     def _scoped(spans: list[Any]) -> dict[str, Any]:
-        return {"scope_spans": [trace_pb2.ScopeSpans(scope=_SCOPE, spans=spans)]}
+        return {"scope_spans": [getattr(trace_pb2, "ScopeSpans")(scope=_SCOPE, spans=spans)]}
 else:                                   # the older copy
-    _SCOPE = common_pb2.InstrumentationLibrary(name="mosnx", version=__version__)
+    _SCOPE = getattr(common_pb2, "InstrumentationLibrary")(name="mosnx", version=__version__)
 
     def _scoped(spans: list[Any]) -> dict[str, Any]:
         return {"instrumentation_library_spans": [
-            trace_pb2.InstrumentationLibrarySpans(instrumentation_library=_SCOPE, spans=spans)]}
+            getattr(trace_pb2, "InstrumentationLibrarySpans")(instrumentation_library=_SCOPE, spans=spans)]}
 
 
 def scope_spans(rs: Any) -> list[Any]:
