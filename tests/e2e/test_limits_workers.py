@@ -86,7 +86,10 @@ def test_limits_of_two_bound_the_whole_proxy(upstream, mosnx, workers):
     facts = (statuses, seen, up.accepted)
     assert set(statuses) <= {200, 503}, facts
     assert statuses.count(200) >= 2 and seen["max"] <= 2, facts
-    assert up.accepted <= statuses.count(200), facts
+    # every connection carried an answered request, but for those a worker opened for a
+    # request that overflowed while it connected: left idle, as Envoy's pools leave
+    # them, at most one per connection slot
+    assert up.accepted <= statuses.count(200) + 2, facts
 
 
 @pytest.mark.parametrize("workers", [1, 2])
