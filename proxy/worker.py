@@ -80,8 +80,8 @@ class Worker:
 
     # ------------------------------------------------------------- snapshot
     def services(self) -> registry.Services:
-        return registry.Services(stats=self.stats, http_call=self.http_call,
-                                 worker_id=self.worker_id, emit=self.emit, endpoint=self.endpoint)
+        return registry.Services(stats=self.stats, http_call=self.http_call, worker_id=self.worker_id,
+                                 emit=self.emit, endpoint=self.endpoint, memo=fastpath_memo.lend)
 
     def build(self, version: int):
         shared.begin_build(version)     # rate limits find their shared buckets by build order

@@ -29,6 +29,25 @@ class Services:
     # emit(ctx, kind, record): structured records from `on log` steps; kind "access"
     # goes to the listener's access log as one JSON line
     emit: Callable[[Any, str, dict], None] | None = None
+    # memo(name, bound, doc) -> a table with get(key) and put(key, value): the proxy's
+    #   memo registry (counted in /stats as fastpath.memo.<name>.*, emptied and unused
+    #   when the fast path is off); None: nothing is remembered
+    memo: Callable[[str, int, str], Any] | None = None
+
+    def memo_table(self, name: str, bound: int, doc: str) -> Any:
+        return self.memo(name, bound, doc) if self.memo is not None else NO_MEMO
+
+
+class _NoMemo:
+    """What a filter remembers where no memo registry is lent (checks, tests): nothing."""
+    def get(self, key: Any) -> Any:
+        return None
+
+    def put(self, key: Any, value: Any) -> Any:
+        return value
+
+
+NO_MEMO = _NoMemo()
 
 
 @dataclass

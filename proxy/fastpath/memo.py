@@ -71,6 +71,38 @@ def kind(name: str, bound: int, doc: str) -> MemoKind:
     return k
 
 
+class Lent:
+    """A memo table lent beyond the proxy (runtime.registry.Services.memo): a filter
+    keeps what it would otherwise compute again under this registry's counts, bound
+    and switch. One per kind and process, shared by the filters that ask for it."""
+    __slots__ = ("kind", "data")
+
+    def __init__(self, k: MemoKind) -> None:
+        self.kind = k
+        self.data = k.table()
+
+    def get(self, key: Any) -> Any:
+        got = self.data.get(key)
+        if got is not None:
+            self.kind.hits += 1
+        return got
+
+    def put(self, key: Any, value: V) -> V:
+        return remember(self.data, self.kind, key, value)
+
+
+_lent: dict[str, Lent] = {}
+
+
+def lend(name: str, bound: int, doc: str) -> Lent:
+    """The table of kind `name`, registered on first use (a filter built again on a
+    reload gets the same table)."""
+    got = _lent.get(name)
+    if got is None:
+        got = _lent[name] = Lent(kind(name, bound, doc))
+    return got
+
+
 def remember(table: dict, k: MemoKind, key: Any, value: V) -> V:
     """A miss of kind `k`: table[key] = value (emptying the table first when it holds
     k.limit entries; nothing is kept while the fast path is off). Returns `value`."""

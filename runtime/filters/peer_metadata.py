@@ -33,7 +33,7 @@ from google.protobuf.message import DecodeError
 from ..actions import Action
 from ..context import StreamContext
 from ..pipeline import HttpFilter
-from ..registry import BuildContext, register_filter
+from ..registry import NO_MEMO, BuildContext, register_filter
 from ..stats import Counter, Store
 from . import _config as C
 
@@ -48,7 +48,7 @@ EXCHANGED = ("NAME", "NAMESPACE", "OWNER", "WORKLOAD_NAME", "ISTIO_VERSION", "ME
              "LABELS", "PLATFORM_METADATA", "APP_CONTAINERS")
 DIRECTIONS = ("INBOUND", "OUTBOUND", "")
 MAX_HEADER = 16384          # a larger value is not decoded (counted as a failure)
-CACHE = 1024                # decoded peers kept, by header value
+CACHE = 1024                # decoded peers kept, by header value (the memo's bound)
 
 
 class PeerMetadataError(ValueError):
@@ -151,27 +151,24 @@ class PeerMetadataFilter(HttpFilter):
     name = "peer_metadata"
 
     def __init__(self, node_id: str, metadata: dict[str, Any], direction: str = "",
-                 name: str = "peer_metadata", stats: Store | None = None):
+                 name: str = "peer_metadata", stats: Store | None = None, memo: Any = NO_MEMO):
         self.name = name
         self.node_id = node_id.encode("latin-1", "replace")
         self.value = encode(metadata) if metadata else b""
         self.direction = direction
         self._failed: Counter = (stats or Store()).counter(f"{name}.header_decode_failed")
-        self._cache: dict[bytes, dict[str, Any]] = {}
+        # peers are few: their headers decoded, by value (the proxy's memo registry)
+        self._memo = memo
 
     def _peer(self, raw: bytes) -> dict[str, Any] | None:
-        got = self._cache.get(raw)
+        got = self._memo.get(raw)
         if got is not None:
             return got
         try:
-            got = decode(raw)
+            return self._memo.put(raw, decode(raw))
         except PeerMetadataError:
             self._failed.value += 1
             return None
-        if len(self._cache) >= CACHE:
-            self._cache.clear()         # peers are few; a flood of distinct values only costs decoding
-        self._cache[raw] = got
-        return got
 
     def _take(self, headers: Any, ctx: StreamContext, key: str) -> bool:
         """Read and strip a peer's headers; whether it sent metadata."""
@@ -223,7 +220,9 @@ def _factory(name: str, cfg: dict, ctx: BuildContext) -> PeerMetadataFilter:
     cfg = cfg or {}
     C.known_keys(cfg, {"node", "direction"}, "peer_metadata")
     node_id, md = node_of(cfg, ctx)
-    return PeerMetadataFilter(node_id, md, direction_of(cfg, ctx), name, ctx.services.stats)
+    return PeerMetadataFilter(node_id, md, direction_of(cfg, ctx), name, ctx.services.stats,
+                              ctx.services.memo_table("istio.peer_metadata", CACHE,
+                                                      "peers' x-envoy-peer-metadata headers, decoded, by value"))
 
 
 register_filter("peer_metadata", _factory)

@@ -171,6 +171,11 @@ LISTENERS: dict[str, dict] = {
     "tight": {"route": {"cluster": "web", "timeout": "10s"}, "access_log": None,
               "limits": {"request_headers_count": 5, "request_headers": "1KiB"},
               "path_normalization": {"merge_slashes": False}},
+    # Istio's metadata exchange: a peer's header decoded once, then remembered
+    "peer": {"route": {"cluster": "web", "timeout": "10s"},
+             "filters": [{"peer_metadata": {"node": {"id": "sidecar~10.0.0.2~reviews-v1.default",
+                                                     "metadata": {"WORKLOAD_NAME": "reviews-v1"}},
+                                            "direction": "INBOUND"}}]},
 }
 
 # cluster -> endpoints: "up" is the recording upstream, "dead" a port nothing listens on
@@ -337,6 +342,9 @@ def _twice(*steps):
 
 G = ("GET",)
 CID = ("x-request-id", "client-id-1")       # a client's own request id (not UUID-shaped)
+# a sidecar peer's metadata exchange headers (base64 of a Struct {WORKLOAD_NAME: productpage-v1})
+PEER = (("x-envoy-peer-metadata", "CiEKDVdPUktMT0FEX05BTUUSEBoOcHJvZHVjdHBhZ2UtdjE="),
+        ("x-envoy-peer-metadata-id", "sidecar~10.0.0.1~productpage-v1.default"))
 
 CONVERSATIONS: tuple = (
     # --- keep-alive: the same head again and again (codec and head memos hit)
@@ -632,6 +640,15 @@ CONVERSATIONS: tuple = (
         H2Req("/retry/h2", authority="steps.test"), H2Req("/x", authority="nowhere.test"),
         H2Req("/empty", authority="express.test"), H2Req("/drop", authority="express.test"),
     ), (200, 200, 200, 200, 200, 404, 503, 503)),
+    # --- a peer's metadata header, again and again (remembered), then one that is not
+    # metadata at all (counted, never remembered), then a plain client
+    H1("peer-metadata", "peer", (
+        Send(req("GET", "/p/1", headers=PEER)), Read(),
+        Send(req("GET", "/p/2", headers=PEER)), Read(),
+        Send(req("GET", "/p/3", headers=PEER)), Read(),
+        Send(req("GET", "/p/4", headers=(("x-envoy-peer-metadata", "!!not base64!!"),))), Read(),
+        Send(req("GET", "/p/5")), Read(),
+    ), (200,) * 5),
     # --- last, since it changes the rules: a reload on a connection kept open across
     # it. The express vhost gets a response step and the split turns around: nothing
     # remembered may answer as before

@@ -39,8 +39,8 @@ The only normalisation: request ids the proxy generates (UUID-shaped) become
 `<rid-N>`, numbered by first appearance over everything a run produced, in one
 fixed order, so an id that should travel from one place to another still must.
 
-Corpus (fastpath_corpus.summary(), checked below): 45 conversations, 400 exchanges
-(363 over HTTP/1.1 in 29,937 request bytes, 37 over HTTP/2), on 10 listeners. The
+Corpus (fastpath_corpus.summary(), checked below): 46 conversations, 405 exchanges
+(368 over HTTP/1.1 in 30,561 request bytes, 37 over HTTP/2), on 11 listeners. The
 three runs take about 4 s together.
 """
 from __future__ import annotations

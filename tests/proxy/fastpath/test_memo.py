@@ -66,3 +66,18 @@ def test_the_switch_off_empties_every_shared_table_and_keeps_nothing(monkeypatch
         monkeypatch.delenv(memo.ENV, raising=False)
         memo.configure(True)
     assert memo.enabled() and k.limit == k.bound
+
+
+def test_a_lent_table_counts_under_the_registry_and_is_one_per_kind():
+    t = memo.lend("test.lent", 2, "a table lent to a filter")
+    try:
+        assert memo.lend("test.lent", 2, "again, on a reload") is t
+        assert t.get("a") is None and t.put("a", 1) == 1 and t.get("a") == 1
+        k = memo.KINDS["test.lent"]
+        assert (k.hits, k.misses) == (1, 1)
+        memo.configure(False)
+        assert t.get("a") is None and t.put("b", 2) == 2 and t.get("b") is None     # off: nothing kept
+    finally:
+        memo.configure(True)
+        memo.KINDS.pop("test.lent")
+        memo._lent.pop("test.lent")

@@ -144,3 +144,35 @@ def test_the_node_comes_from_the_bootstrap_when_the_filter_names_none():
 def test_bad_settings_are_value_errors(cfg):
     with pytest.raises(ValueError):
         build("peer_metadata", cfg)
+
+
+def test_a_peer_header_seen_again_is_taken_from_the_lent_memo():
+    from mosnx.runtime.model import Config, ListenerConfig
+    from mosnx.runtime.registry import BuildContext, Services, filter_factory
+
+    class Table:
+        def __init__(self):
+            self.data, self.puts = {}, 0
+
+        def get(self, key):
+            return self.data.get(key)
+
+        def put(self, key, value):
+            self.puts += 1
+            self.data[key] = value
+            return value
+    table = Table()
+    lent: list = []
+    services = Services(memo=lambda name, bound, doc: lent.append((name, bound)) or table)
+    lc = ListenerConfig("l", "127.0.0.1", 1)
+    f = filter_factory("peer_metadata")("peer_metadata", {"node": {"id": "n", "metadata": {}}, "direction": "INBOUND"},
+                                        BuildContext(Config("<t>", None, (lc,), ()), lc, set(), {}, services=services))
+    peer = encode({"WORKLOAD_NAME": "productpage-v1"}).decode()
+    for _ in range(3):
+        ctx = req({"x-envoy-peer-metadata": peer, "x-envoy-peer-metadata-id": "p"})
+        f.on_request(ctx)
+        assert ctx.filter_state[DOWNSTREAM_PEER] == {"WORKLOAD_NAME": "productpage-v1"}
+    assert lent == [("istio.peer_metadata", 1024)] and table.puts == 1     # decoded once, then remembered
+    bad = req({"x-envoy-peer-metadata": "!!garbage!!"})
+    f.on_request(bad)
+    assert table.puts == 1                                                   # a bad header is never remembered
