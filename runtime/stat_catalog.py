@@ -201,6 +201,8 @@ SECTIONS: tuple[Section, ...] = (
              "protocol"),
         Stat(_C + "lb_healthy_panic", COUNTER, "picks made in panic mode (healthy endpoints below "
              "healthy_panic_threshold)"),
+        Stat(_C + "original_dst_host_invalid", COUNTER, "requests to an ORIGINAL_DST cluster whose "
+             "x-envoy-original-dst-host (or named) header is not an ip:port: no host, 503"),
         Stat(_C + "membership_total", GAUGE, "endpoints in the cluster"),
         Stat(_C + "membership_healthy", GAUGE, "endpoints passing health checks and not ejected"),
         Stat(_C + "update_success", COUNTER, "strict_dns resolutions that succeeded"),

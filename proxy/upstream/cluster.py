@@ -136,6 +136,7 @@ CLUSTER_STATS = (
     "upstream_cx_total", "upstream_cx_connect_fail", "upstream_cx_connect_timeout",
     "upstream_cx_overflow", "upstream_cx_destroy_remote", "upstream_rq_rx_reset",
     "upstream_cx_protocol_error", "upstream_rq_maintenance_mode", "lb_healthy_panic",
+    "original_dst_host_invalid",
 )
 
 

@@ -12,8 +12,9 @@ Invariants:
 - Hosts are made on demand, one per address, and join the cluster's hosts (so pools,
   /clusters and the idle sweep see them); a host unused for a whole cleanup_interval,
   with no request or connection open, is dropped (its pool retired), as Envoy does.
-- A header that is not an ip:port picks no host (the request gets 503), as in Envoy;
-  names are never resolved here.
+- A header that is not an ip:port picks no host (the request gets 503) and counts
+  cluster.<name>.original_dst_host_invalid, as in Envoy; names are never resolved
+  here.
 - The cleanup timer runs only while the cluster has hosts.
 """
 from __future__ import annotations
@@ -70,6 +71,7 @@ class Balancer:
             if value:
                 got = parse_host(value.decode("latin-1") if isinstance(value, bytes) else value)
                 if got is None:
+                    self.cluster.c["original_dst_host_invalid"].value += 1
                     return None
                 return (got[0], self.port_override or got[1])
         host, port = ctx.destination_address, ctx.destination_port

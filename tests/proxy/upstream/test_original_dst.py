@@ -61,6 +61,7 @@ def test_the_override_header_and_the_port_override():
         h = c.pick(ctx(("10.96.0.10", 80), **{"x-envoy-original-dst-host": "127.0.0.7:9000"}))
         assert (h.host, h.port) == ("127.0.0.7", 9000)
         assert c.pick(ctx(("10.96.0.10", 80), **{"x-envoy-original-dst-host": "reviews:9080"})) is None
+        assert c.c["original_dst_host_invalid"].value == 1                # counted, as Envoy does
         h = c.pick(ctx(("10.96.0.10", 80)))                          # no header: the destination
         assert (h.host, h.port) == ("10.96.0.10", 80)
         c.close()
