@@ -19,6 +19,7 @@ import copy
 import ipaddress
 import time
 from dataclasses import dataclass, field
+from importlib.util import find_spec
 from typing import TYPE_CHECKING, Any
 
 from .diagnostics import Span
@@ -235,11 +236,19 @@ class ListenerTracing:
                 raise ValueError(f"unknown propagation format {f!r}; expected {', '.join(TRACE_FORMATS)}")
 
 
+def _has_module(name: str) -> bool:
+    try:
+        return find_spec(name) is not None
+    except ImportError:                 # a parent package missing
+        return False
+
+
 @dataclass(frozen=True, slots=True)
 class TraceExporter:
     """One collector: OTLP (gRPC at host:port, or OTLP/HTTP protobuf at an http:// URL),
-    Zipkin v2 JSON (an http:// URL) or SkyWalking segments over its HTTP API (an
-    http:// base URL; /v3/segments is added)."""
+    Zipkin v2 JSON (an http:// URL) or SkyWalking segments (over its gRPC
+    TraceSegmentReportService at host:port, or its HTTP API at an http:// base URL,
+    /v3/segments added)."""
     kind: str
     endpoint: str
 
@@ -247,10 +256,12 @@ class TraceExporter:
         if self.kind not in TRACE_EXPORTERS:
             raise ValueError(f"unknown exporter {self.kind!r}; expected {', '.join(TRACE_EXPORTERS)}")
         http = self.endpoint.startswith("http://")
-        if self.kind in ("zipkin", "skywalking") and not http:
-            what = ("SkyWalking segments go to its HTTP API (http://host:12800); its gRPC reporter "
-                    "is not supported" if self.kind == "skywalking" else "Zipkin takes an http:// URL")
-            raise ValueError(f"{self.kind} endpoint {self.endpoint!r}: {what}")
+        if self.kind == "zipkin" and not http:
+            raise ValueError(f"zipkin endpoint {self.endpoint!r}: Zipkin takes an http:// URL")
+        if self.kind == "skywalking" and not http and not _has_module("skywalking.protocol.language_agent"):
+            raise ValueError(f"skywalking endpoint {self.endpoint!r}: SkyWalking's gRPC reporter needs its "
+                             "protocol classes: pip install 'mosnx[skywalking]' (or give the OAP's HTTP API, "
+                             "http://host:12800)")
         if not http and ":" not in self.endpoint:
             raise ValueError(f"{self.kind} endpoint {self.endpoint!r}: expected host:port or an http:// URL")
 

@@ -132,8 +132,12 @@ def sender(exp: TraceExporter) -> tuple[Send, Callable[[], Awaitable[None]] | No
     if exp.kind == "zipkin":
         from .zipkin import zipkin_http
         return zipkin_http(exp.endpoint), None
-    from .skywalking import skywalking_http
-    return skywalking_http(exp.endpoint), None
+    if exp.endpoint.startswith("http://"):
+        from .skywalking import skywalking_http
+        return skywalking_http(exp.endpoint), None
+    from .skywalking_grpc import SkyWalkingGrpc
+    s = SkyWalkingGrpc(exp.endpoint)
+    return s.send, s.close
 
 
 class TraceExport:

@@ -49,8 +49,9 @@ EXPORTER = Obj({
                   "(127.0.0.1:4317), or http://host:4318/v1/traces for OTLP/HTTP protobuf"),
     "zipkin": Field(Obj(dict(_ENDPOINT)), "Zipkin v2 JSON: http://127.0.0.1:9411/api/v2/spans "
                     "(Jaeger's Zipkin endpoint too)"),
-    "skywalking": Field(Obj(dict(_ENDPOINT)), "SkyWalking OAP's HTTP API: http://127.0.0.1:12800 "
-                        "(segments are posted to /v3/segments)"),
+    "skywalking": Field(Obj(dict(_ENDPOINT)), "SkyWalking OAP: host:port for its gRPC segment "
+                        "reporter (127.0.0.1:11800; needs mosnx[skywalking]), or its HTTP API "
+                        "http://127.0.0.1:12800 (segments are posted to /v3/segments)"),
 }, build=lambda kwargs, span: _exporter(kwargs),
    checks=[exactly_one(*TRACE_EXPORTERS, what="one exporter kind per item")],
    label="a mapping {otlp | zipkin | skywalking: {endpoint}}")

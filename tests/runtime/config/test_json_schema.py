@@ -49,7 +49,9 @@ BEYOND_SCHEMA = [
     r"call is not routed by", r"settings need protocol:", r"not per-route policies on an RPC listener",
     r"is not served on a protocol:",
     # a percentage written with its sign ("150%"), an exporter endpoint's form: text parsed by code
-    r"is outside 0%\.\.100%", r"takes an http:// URL", r"segments go to its HTTP API", r"expected host:port or an http",
+    r"is outside 0%\.\.100%", r"takes an http:// URL", r"expected host:port or an http",
+    # what is installed beside the proxy
+    r"needs its protocol classes: pip install",
     # a duration of 0 where the key needs a positive one (0 is a number the schema accepts)
     r"must be longer than 0",
 ]

@@ -77,10 +77,19 @@ def test_a_tcp_listener_cannot_trace() -> None:
     ({"top": "{exporters: [{jaeger: {endpoint: x}}]}"}, 'unknown key "jaeger"', 1),
     ({"top": "{exporters: [{otlp: {endpoint: a:1}, zipkin: {endpoint: 'http://b'}}]}"}, "has both", 1),
     ({"top": "{exporters: [{zipkin: {endpoint: '127.0.0.1:9411'}}]}"}, "Zipkin takes an http:// URL", 1),
-    ({"top": "{exporters: [{skywalking: {endpoint: '127.0.0.1:11800'}}]}"}, "gRPC reporter is not supported", 1),
+    ({"top": "{exporters: [{skywalking: {endpoint: oap}}]}"}, "expected host:port", 1),
     ({"top": "{exporters: [{otlp: {endpoint: collector}}]}"}, "expected host:port", 1),
     ({"top": "{exporters: [{otlp: {}}]}"}, 'missing required key "endpoint"', 1),
 ])
 def test_bad_values_are_positioned_errors(kw: dict, needle: str, line: int) -> None:
     found = messages(**kw)
     assert any(needle in m and ln == line for _, ln, m in found), found
+
+
+def test_skywalking_grpc_endpoint_needs_the_protocol_classes(monkeypatch: pytest.MonkeyPatch) -> None:
+    top = "{exporters: [{skywalking: {endpoint: '127.0.0.1:11800'}}]}"
+    monkeypatch.setattr("mosnx.runtime.model._has_module", lambda name: False)
+    found = messages(top=top)
+    assert any("pip install 'mosnx[skywalking]'" in m and ln == 1 for _, ln, m in found), found
+    monkeypatch.setattr("mosnx.runtime.model._has_module", lambda name: True)
+    assert load(top=top).tracing.exporters[0].endpoint == "127.0.0.1:11800"
