@@ -99,6 +99,11 @@ bench-xds-yaml: install
 	tests/interop/build.sh $(MOSNX_XDS_HOME)
 	MOSNX_XDS_HOME=$(MOSNX_XDS_HOME) $(BIN)/python bench/xds_vs_yaml.py --mosnx $(BIN)/mosnx $(BENCH_ARGS)
 
+# What tracing costs, mosnx beside Envoy: off, 1% sampling, 100% with OTLP export (bench/tracing.py)
+.PHONY: bench-tracing
+bench-tracing: install
+	$(BIN)/python bench/tracing.py --mosnx $(BIN)/mosnx $(BENCH_ARGS)
+
 # Rebuild the example proxy-wasm filters from their AssemblyScript sources (needs node and npm);
 # the built .wasm files are committed, so tests do not need this.
 wasm-examples:

@@ -346,6 +346,26 @@ class Server:
             self.stop()
             raise
 
+    def start_listening(self, ready_timeout: float) -> None:
+        """Start a server that does not speak HTTP/1.1 (a gRPC control plane or collector):
+        ready when its port accepts."""
+        argv = (["taskset", "-c", str(self.cpu)] if self.cpu is not None else []) + self.argv
+        with open(self.log_path, "wb") as logf:
+            self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT,
+                                         start_new_session=True, cwd=self.workdir)
+        _live.append(self)
+        deadline = time.monotonic() + ready_timeout
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                    return
+            except OSError:
+                pass
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise StartError(f"{self.name} did not listen:\n{self.log_tail()}")
+            time.sleep(0.1)
+
     def log_tail(self, lines: int = 15) -> str:
         try:
             text = self.log_path.read_text(errors="replace").strip().splitlines()

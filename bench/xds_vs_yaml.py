@@ -77,7 +77,7 @@ def start_proxy(way: str, workdir: Path, mosnx: str, upstream_port: int, cpu: in
     cp = wrkbench.Server("xds-fileserver", [str(xdsharness.xds_bin("xds-fileserver")), "-addr",
                                             f"127.0.0.1:{xds_port}", "-config", str(doc), "-ads=true",
                                             "-poll", "1s", "-v=false"], xds_port, load_cpu, workdir)
-    _start_no_http(cp, ready)
+    cp.start_listening(ready)
     boot = xdsharness.write_json(workdir / "bootstrap.yaml", xdsharness.bootstrap(
         node_id="bench", xds_port=xds_port, admin_port=admin))
     proxy = wrkbench.Server("mosnx-xds", [mosnx, "run", "-c", str(boot), *run_args], port, cpu, workdir)
@@ -90,21 +90,6 @@ def express_requests(admin: int) -> float:
     with urllib.request.urlopen(f"http://127.0.0.1:{admin}/stats?format=json", timeout=5) as r:
         stats = json.load(r)["stats"]
     return next((float(x["value"]) for x in stats if x.get("name") == "fastpath.express_rq"), 0.0)
-
-
-def _start_no_http(server: wrkbench.Server, timeout: float) -> None:
-    """Start a server that does not speak HTTP/1.1 (the gRPC control plane): ready when its port accepts."""
-    import subprocess
-    argv = (["taskset", "-c", str(server.cpu)] if server.cpu is not None else []) + server.argv
-    with open(server.log_path, "wb") as logf:
-        server.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT,
-                                       start_new_session=True, cwd=server.workdir)
-    wrkbench._live.append(server)
-    deadline = time.monotonic() + timeout
-    while not xdsharness.port_open(server.port):
-        if server.proc.poll() is not None or time.monotonic() > deadline:
-            raise wrkbench.StartError(f"{server.name} did not listen:\n{server.log_tail()}")
-        time.sleep(0.1)
 
 
 def main(argv: list[str]) -> int:

@@ -1,9 +1,9 @@
 """Who may take the express path (fastpath.express), decided once per thing decided:
 
 - per listener, when a connection takes it (and again when its config changes):
-  the fast path is on, the listener has no request step, and it does not trace
-  (a traced request reads and writes trace headers and records spans at each
-  attempt: the general path's work);
+  the fast path is on and the listener has no request step (a traced listener may:
+  the trace begins when the request is admitted and its context is written when
+  the attempt starts, on either path);
 - per request, when its stream is made: it has no body, no upgrade and no
   `Expect: 100-continue`;
 - per route, when the snapshot is built: runtime.routes gives a route its `plain`
@@ -23,7 +23,7 @@ from . import memo
 
 def listener_express(listener: Listener) -> bool:
     """Whether requests on `listener` may take the express path at all."""
-    return memo.enabled() and not listener.pipeline.request and listener.tracer is None
+    return memo.enabled() and not listener.pipeline.request
 
 
 def request_express(listener_ok: bool, body: int | None, upgrade: bool, expect_continue: bool) -> bool:

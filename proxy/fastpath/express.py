@@ -81,15 +81,21 @@ class ExpressMixin(StreamFields):
 
     def _express_ready(self, conn: Upstream) -> None:
         if self._attach(conn):
-            # with no step, nothing but the request id was added since the decode
-            conn.send_request(self.ctx.request, self.ctx.source_address, 0, False, None, True, None,
-                              self.decoded)
+            # with no step, nothing but the request id (and last, the trace context) was
+            # added since the decode; a trace context that replaced the request's own
+            # changed it
+            ctx = self.ctx
+            tr = ctx.trace
+            conn.send_request(ctx.request, ctx.source_address, 0, False, None, True, None,
+                              self.decoded if tr is None or not tr.replaced else None)
 
     def _express_whole(self, conn: Upstream, status: int, headers: Headers, keep_alive: bool,
                        body_len: int, body: bytes, decoded: object) -> bool:
         # what on_upstream_head, on_upstream_data and on_upstream_end do, in one call
         conn.stream = None
         self.up_keep_alive = keep_alive
+        if self.ctx.trace is not None:
+            self.ctx.trace.attempt_status(status)
         self._head_arrived(status, headers)
         self.ctx.bytes_sent += body_len
         self.resp = DONE

@@ -4,6 +4,9 @@ fields (proxy.forwarding) plus the framing, as bytes.
 Clients repeat their requests but for the request id, so a bodiless head is encoded
 once and remembered with the id's place in it (bounded memos, below); the result is
 byte for byte what the general encoder makes (tests/proxy/upstream/test_http1_head.py).
+The trace context a tracer writes on each attempt (runtime.tracing.propagation) is
+per request too: it stands last, so a memo entry stops before it and it is encoded
+afresh, in its place before the forwarding fields.
 """
 from __future__ import annotations
 
@@ -13,6 +16,10 @@ from ..codec.http1 import encode_request_head
 from ..fastpath import memo
 from ..fastpath.memo import remember
 from ..forwarding import request_fields, upstream_fields
+from mosnx.runtime.tracing.propagation import WRITTEN
+
+# the fields a tracer writes last on each attempt
+_PER_ATTEMPT = frozenset(n for names in WRITTEN.values() for n in names)
 
 
 def request_head(req: RequestHead, source: str, upgrade: bool, chunked: bool) -> bytes:
@@ -36,11 +43,18 @@ def bodiless_request_head(req: RequestHead, source: str, decoded: object = None)
     keyed by its place, such requests are remembered too. `decoded`: the decoder's
     memo entry for the head `req` was decoded from, given only when nothing but the
     request id was added to it since; what it encodes to is then also found by that
-    entry's identity."""
+    entry's identity (the trace context written last aside: `decoded` is then given only
+    when writing it removed nothing)."""
     items = req.headers.items
     at = last = len(items) - 1
+    tail = None
     if at >= 0 and items[at][0] != b"x-request-id":
-        at -= 1
+        if items[at][0] in _PER_ATTEMPT:
+            while at > 0 and items[at - 1][0] in _PER_ATTEMPT:
+                at -= 1
+            tail = items[at:]
+            items = items[:at]
+            at = last = at - 1
         while at >= 0 and items[at][0] != b"x-request-id":
             at -= 1
     hit = None
@@ -69,34 +83,44 @@ def bodiless_request_head(req: RequestHead, source: str, decoded: object = None)
             UPSTREAM_HEADS.hits += 1
         if decoded is not None:
             remember(_BY_DECODED, BY_DECODED, id(decoded), (decoded, hit))
-    before, after, xff = hit
+    before, after, xff, hop = hit
     addr = source.encode()
     return b"".join((before,
                      b"x-request-id: " + items[at][1] + b"\r\n" + after if after is not None else b"",
-                     b"x-forwarded-for: ", xff + b", " + addr if xff else addr,
+                     b"x-forwarded-for: " if tail is None else _fields(tail, hop) + b"x-forwarded-for: ",
+                     xff + b", " + addr if xff else addr,
                      b"\r\nx-forwarded-proto: https\r\n\r\n" if req.scheme == "https"
                      else b"\r\nx-forwarded-proto: http\r\n\r\n"))
+
+
+def _fields(items: list, hop: frozenset[bytes] | None) -> bytes:
+    return b"".join([k + b": " + v + b"\r\n" for k, v in items if hop is None or k not in hop])
 
 
 # where the request id stands among the fields of a head being remembered
 _RID_MARK = (b"x-request-id", None)
 
 
-def _bodiless_parts(req: RequestHead, items: list, at: int) -> tuple[bytes, bytes | None, bytes | None]:
+Parts = tuple[bytes, bytes | None, bytes | None, "frozenset[bytes] | None"]
+
+
+def _bodiless_parts(req: RequestHead, items: list, at: int) -> Parts:
     """(the start line and the fields before the request id, encoded; those after it,
     or None when no request id goes upstream; the X-Forwarded-For the request came
-    with) for the request id at `at` (-1: none)."""
+    with; the names its Connection header lists, which no later field may carry
+    upstream) for the request id at `at` (-1: none)."""
     if at >= 0:
         items = list(items)
         items[at] = _RID_MARK
-    out, xff, _ = request_fields(items)
+    out, xff, listed = request_fields(items)
+    hop = frozenset(listed) if listed else None
     start = b"%s %s HTTP/1.1\r\n" % (req.method.encode("ascii"), req.path.encode("ascii"))
     for j, kv in enumerate(out):
         if kv is _RID_MARK:
             return (b"".join([start, *[b": ".join(f) + b"\r\n" for f in out[:j]]]),
-                    b"".join([b": ".join(f) + b"\r\n" for f in out[j + 1:]]), xff)
+                    b"".join([b": ".join(f) + b"\r\n" for f in out[j + 1:]]), xff, hop)
     # no request id, or one the client's Connection names (it may not keep it)
-    return b"".join([start, *[b": ".join(f) + b"\r\n" for f in out]]), None, xff
+    return b"".join([start, *[b": ".join(f) + b"\r\n" for f in out]]), None, xff, hop
 
 
 # request heads as they go upstream, but for the request id and forwarding headers

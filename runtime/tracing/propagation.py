@@ -66,8 +66,14 @@ def sw_span_id(segment: str, span: int) -> int:
     return int.from_bytes(d, "big") or 1
 
 
+# what read() gives as the malformed formats when no header of any format was there
+# (compared by identity: the writer then has nothing to remove)
+NONE_PRESENT: list[str] = []
+
+
 def read(headers: Headers, formats: tuple[str, ...]) -> tuple[Parent | None, list[str]]:
-    """The parent context (None: start a trace), and the formats found malformed."""
+    """The parent context (None: start a trace), and the formats found malformed
+    (NONE_PRESENT itself when the request had no trace header at all)."""
     found: dict[bytes, list[str]] | None = None
     for k, v in headers.items:
         if k in _NAMES:
@@ -75,7 +81,7 @@ def read(headers: Headers, formats: tuple[str, ...]) -> tuple[Parent | None, lis
                 found = {}
             found.setdefault(k, []).append(v.decode("latin-1"))
     if found is None:
-        return None, []
+        return None, NONE_PRESENT
     bad: list[str] = []
     for fmt in formats:
         p = _read_one(fmt, found)
@@ -132,14 +138,23 @@ _DROP: dict[tuple[str, ...], frozenset[bytes]] = {}
 
 
 def write(headers: Headers, formats: tuple[str, ...], trace_id: int, span_id: int, parent_id: int,
-          sampled: bool, tracestate: tuple[tuple[str, str], ...], sw: sw8.Sw8 | str | None) -> None:
+          sampled: bool, tracestate: tuple[tuple[str, str], ...], sw: sw8.Sw8 | str | None,
+          fresh: bool = False) -> bool:
     """Put the context (`span_id` the proxy's client span, `parent_id` its server
-    span) on the upstream request in every format of `formats`; `sw` is the sw8
-    to write (or its value, formatted already)."""
-    drop = _DROP.get(formats)
-    if drop is None:
-        drop = _DROP[formats] = frozenset(n for f in formats for n in WRITTEN[f])
-    items = [kv for kv in headers.items if kv[0] not in drop]
+    span) last on the upstream request, in every format of `formats`; `sw` is the
+    sw8 to write (or its value, formatted already). `fresh`: the headers hold none of
+    these formats (nothing to remove). True when a header of those formats was there
+    before (and is replaced)."""
+    old = headers.items
+    if fresh:
+        items = old
+        replaced = False
+    else:
+        drop = _DROP.get(formats)
+        if drop is None:
+            drop = _DROP[formats] = frozenset(n for f in formats for n in WRITTEN[f])
+        items = [kv for kv in old if kv[0] not in drop]
+        replaced = len(items) != len(old)
     tid = f"{trace_id:032x}".encode()
     sid = f"{span_id:016x}".encode()
     for fmt in formats:
@@ -160,3 +175,4 @@ def write(headers: Headers, formats: tuple[str, ...], trace_id: int, span_id: in
         elif fmt == "sw8" and sw is not None:
             items.append((b"sw8", (sw if isinstance(sw, str) else sw8.format_sw8(sw)).encode()))
     headers.items = items
+    return replaced

@@ -111,17 +111,21 @@ class Tracer:
             parent_id = parent.span_id
             tracestate = parent.tracestate
             sw = parent.sw
-        sampled = self.decide(carried, headers.has(b"x-client-trace-id"))
+        # x-client-trace-id matters only to a request without a decision, and only
+        # when it changes the percentage
+        sampled = self.decide(carried, carried is None and self.client_sampling != self.random_sampling
+                              and headers.has(b"x-client-trace-id"))
         if sampled:
             self.sampled_total.value += 1
-        ctx.trace = StreamTrace(self, trace_id, _id64(), parent_id, sampled, tracestate, sw,
-                                int(ctx.start_wall * 1e9))
+        tr = ctx.trace = StreamTrace(self, trace_id, _id64(), parent_id, sampled, tracestate, sw,
+                                     int(ctx.start_wall * 1e9))
+        tr.clean = bad is propagation.NONE_PRESENT
 
 
 class StreamTrace:
     """One stream's place in its trace, and the spans it records while sampled."""
     __slots__ = ("tracer", "trace_id", "span_id", "parent_id", "sampled", "tracestate", "sw_parent",
-                 "start_ns", "clients", "current", "segment_id", "sw_trace", "sw_ids")
+                 "start_ns", "clients", "current", "segment_id", "sw_trace", "sw_ids", "replaced", "clean")
 
     def __init__(self, tracer: Tracer, trace_id: int, span_id: int, parent_id: int, sampled: bool,
                  tracestate: tuple[tuple[str, str], ...], sw_parent: Sw8 | None, start_ns: int) -> None:
@@ -135,10 +139,16 @@ class StreamTrace:
         self.start_ns = start_ns
         self.clients: list[Span] = []
         self.current: Span | None = None    # the client span of the attempt in flight
-        # SkyWalking's names for the same things: its trace id is kept as it came
-        self.sw_trace = sw_parent.trace_id if sw_parent is not None else f"{trace_id:032x}"
-        self.segment_id = f"{trace_id:032x}.{span_id:016x}"
-        self.sw_ids = f"{b64e(self.sw_trace)}-{b64e(self.segment_id)}" if tracer.sw8 else ""
+        self.replaced = False               # the last attempt's context replaced one the request had
+        self.clean = False                  # the request holds no trace header (none to remove)
+        # SkyWalking's names for the same things (its trace id kept as it came), made
+        # only when an sw8 header or a record needs them
+        if sampled or tracer.sw8:
+            self.sw_trace = sw_parent.trace_id if sw_parent is not None else f"{trace_id:032x}"
+            self.segment_id = f"{trace_id:032x}.{span_id:016x}"
+            self.sw_ids = f"{b64e(self.sw_trace)}-{b64e(self.segment_id)}" if tracer.sw8 else ""
+        else:
+            self.sw_trace = self.segment_id = self.sw_ids = ""
 
     @property
     def trace_id_hex(self) -> str:
@@ -155,8 +165,9 @@ class StreamTrace:
             # sample-trace-segment-span(the exit span: the attempt)-service-instance-endpoint-peer
             sw = (f"{'1' if self.sampled else '0'}-{self.sw_ids}-{attempt}-{tracer.sw_who}"
                   f"{b64e(ctx.url_path)}-{b64e(host)}")
-        propagation.write(ctx.request.headers, tracer.formats, self.trace_id, span_id, self.span_id,
-                          self.sampled, self.tracestate, sw)
+        self.replaced = propagation.write(ctx.request.headers, tracer.formats, self.trace_id, span_id,
+                                          self.span_id, self.sampled, self.tracestate, sw, self.clean)
+        self.clean = False                  # what was written now is there for the next attempt
         if not self.sampled:
             return
         req = ctx.request

@@ -18,7 +18,8 @@ Invariants:
   that path has had in this run (ANSWERS, H2_ANSWERS: the last entry repeats),
   never by timing;
 - request ids clients supply are not UUID-shaped, so only the ids the proxy makes
-  are normalised (GENERATED_ID);
+  are normalised (GENERATED_ID); trace and span ids (TRACE_IDS: the proxy draws its
+  own at random) are normalised wherever they stand in a trace header;
 - listeners whose access log is compared never see a request malformed before it
   is a stream: such a request is logged with a wall-clock time whatever the format
   says (proxy.access_log.AccessLogWriter.error), so those go to `raw` and `tight`,
@@ -176,6 +177,10 @@ LISTENERS: dict[str, dict] = {
              "filters": [{"peer_metadata": {"node": {"id": "sidecar~10.0.0.2~reviews-v1.default",
                                                      "metadata": {"WORKLOAD_NAME": "reviews-v1"}},
                                             "direction": "INBOUND"}}]},
+    # a traced listener (nothing sampled at random, so nothing recorded but what a
+    # client's sampled context asks for): express streams write the context last
+    "traced": {"route": {"cluster": "web", "timeout": "10s"},
+               "tracing": {"propagation": ["w3c", "b3"], "random_sampling": "0%"}},
 }
 
 # cluster -> endpoints: "up" is the recording upstream, "dead" a port nothing listens on
@@ -262,6 +267,8 @@ route all { to web }
 # ---------------------------------------------------------------- what clients send
 # Matches the ids the proxy makes (proxy.request_id): UUID-shaped, version 4, variant a.
 GENERATED_ID = re.compile(rb"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-a[0-9a-f]{3}-[0-9a-f]{12}")
+# Trace and span ids in the trace headers the proxy writes (W3C traceparent, B3)
+TRACE_IDS = re.compile(rb"(?<![0-9a-f])(?:[0-9a-f]{32}|[0-9a-f]{16})(?![0-9a-f])")
 
 
 def req(method: str, path: str, host: str = "test", headers: tuple = (), body: bytes | None = None,
@@ -649,6 +656,21 @@ CONVERSATIONS: tuple = (
         Send(req("GET", "/p/4", headers=(("x-envoy-peer-metadata", "!!not base64!!"),))), Read(),
         Send(req("GET", "/p/5")), Read(),
     ), (200,) * 5),
+    # --- a traced listener: requests with no context (a trace of their own, its context
+    # written last), one continuing a sampled W3C context (replaced in place), one whose
+    # Connection names traceparent (hop-by-hop: it must not go upstream), a client's
+    # own request id, and a body (the general path)
+    H1("traced", "traced", (
+        Send(req("GET", "/t/1")), Read(),
+        Send(req("GET", "/t/1")), Read(),
+        Send(req("GET", "/t/2", headers=(("traceparent", "00-" + "ab" * 16 + "-" + "cd" * 8 + "-01"),
+                                          ("tracestate", "k=v")))), Read(),
+        Send(req("GET", "/t/2", headers=(("traceparent", "00-" + "ab" * 16 + "-" + "cd" * 8 + "-01"),
+                                          ("tracestate", "k=v")))), Read(),
+        Send(req("GET", "/t/3", headers=(("connection", "traceparent"),))), Read(),
+        Send(req("GET", "/t/4", headers=(("x-request-id", "client-traced-1"), ("x-b3-sampled", "0")))), Read(),
+        Send(req("POST", "/t/5", body=b"traced body")), Read(),
+    ), (200,) * 7),
     # --- last, since it changes the rules: a reload on a connection kept open across
     # it. The express vhost gets a response step and the split turns around: nothing
     # remembered may answer as before

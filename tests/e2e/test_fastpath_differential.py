@@ -36,11 +36,12 @@ diff. What only timing shows (the express stream arming its route timeout) is
 beyond a test without timing.
 
 The only normalisation: request ids the proxy generates (UUID-shaped) become
-`<rid-N>`, numbered by first appearance over everything a run produced, in one
-fixed order, so an id that should travel from one place to another still must.
+`<rid-N>`, and trace and span ids `<tid-N>`, numbered by first appearance over
+everything a run produced, in one fixed order, so an id that should travel from one
+place to another still must.
 
-Corpus (fastpath_corpus.summary(), checked below): 46 conversations, 405 exchanges
-(368 over HTTP/1.1 in 30,561 request bytes, 37 over HTTP/2), on 11 listeners. The
+Corpus (fastpath_corpus.summary(), checked below): 47 conversations, 412 exchanges
+(375 over HTTP/1.1 in 31,071 request bytes, 37 over HTTP/2), on 12 listeners. The
 three runs take about 4 s together.
 """
 from __future__ import annotations
@@ -530,16 +531,21 @@ def play(directory: Path, ports: Ports, certs: Certs, fastpath: bool, config_swi
 
 # ---------------------------------------------------------------- normalising request ids
 class Ids:
-    """Generated request ids -> `<rid-N>`, N by first appearance."""
+    """Generated request ids -> `<rid-N>`, trace and span ids -> `<tid-N>`, N by first
+    appearance."""
 
     def __init__(self):
         self.seen: dict[bytes, bytes] = {}
+        self.traces: dict[bytes, bytes] = {}
 
     def _sub(self, m: re.Match) -> bytes:
         return self.seen.setdefault(m.group(0), b"<rid-%d>" % (len(self.seen) + 1))
 
+    def _trace(self, m: re.Match) -> bytes:
+        return self.traces.setdefault(m.group(0), b"<tid-%d>" % (len(self.traces) + 1))
+
     def b(self, data: bytes) -> bytes:
-        return corpus.GENERATED_ID.sub(self._sub, data)
+        return corpus.TRACE_IDS.sub(self._trace, corpus.GENERATED_ID.sub(self._sub, data))
 
     def s(self, text: str) -> str:
         return self.b(text.encode("latin-1")).decode("latin-1")

@@ -21,6 +21,15 @@ CASES = [
     [(b"host", b"a"), (b"connection", b"x-request-id"), (b"x-request-id", b"id-7"), (b"x-added", b"1")],
     [(b"host", b"a")],
     [],
+    # the trace context a tracer wrote last, after the request id
+    [(b"host", b"a"), (b"x-request-id", b"id-10"), (b"traceparent", b"00-" + b"1" * 32 + b"-" + b"2" * 16 + b"-00")],
+    [(b"host", b"a"), (b"x-request-id", b"id-11"), (b"traceparent", b"t"), (b"b3", b"b"),
+     (b"x-b3-traceid", b"t"), (b"x-b3-spanid", b"s"), (b"x-b3-sampled", b"0"), (b"sw8", b"w")],
+    # ... that the client's Connection names: hop-by-hop, it stays behind
+    [(b"host", b"a"), (b"connection", b"traceparent"), (b"x-request-id", b"id-12"), (b"traceparent", b"t")],
+    # ... after a client's own request id, and with nothing else at all
+    [(b"x-request-id", b"client-id"), (b"host", b"a"), (b"tracestate", b"k=v"), (b"traceparent", b"t")],
+    [(b"traceparent", b"t")],
 ]
 
 
@@ -65,4 +74,13 @@ def test_a_header_added_after_the_request_id_still_finds_the_head_in_memory():
         fields = [(b"host", b"a"), (b"x-request-id", rid), (b"x-added", b"v")]
         want = request_head(RequestHead("GET", "/", Headers(list(fields)), "1.1"), "127.0.0.9", False, False)
         assert bodiless_request_head(RequestHead("GET", "/", Headers(fields), "1.1"), "127.0.0.9") == want
+    assert len(heads._UPSTREAM_HEADS) == 1
+
+
+def test_a_trace_context_is_not_remembered():
+    heads._UPSTREAM_HEADS.clear()
+    for span in (b"1" * 16, b"2" * 16, b"3" * 16):
+        items = [(b"host", b"a"), (b"x-request-id", b"id"), (b"traceparent", b"00-" + b"a" * 32 + b"-" + span + b"-01")]
+        got = bodiless_request_head(RequestHead("GET", "/", Headers(list(items)), "1.1"), "127.0.0.1")
+        assert b"traceparent: 00-" + b"a" * 32 + b"-" + span + b"-01\r\n" in got
     assert len(heads._UPSTREAM_HEADS) == 1
