@@ -13,7 +13,6 @@ from typing import Any, Awaitable, Callable
 import grpc
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 from opentelemetry.proto.common.v1 import common_pb2
-from opentelemetry.proto.resource.v1 import resource_pb2
 from opentelemetry.proto.trace.v1 import trace_pb2
 
 from mosnx import __version__
@@ -23,6 +22,7 @@ from .http_post import post
 
 _KIND = {SERVER: trace_pb2.Span.SPAN_KIND_SERVER}
 _CLIENT = trace_pb2.Span.SPAN_KIND_CLIENT
+_ERROR = trace_pb2.Status.STATUS_CODE_ERROR
 
 # xds-protos ships an older copy of these modules under the same names, and which copy
 # an install keeps depends on the order pip wrote them. On the wire the two are one:
@@ -32,14 +32,17 @@ _CLIENT = trace_pb2.Span.SPAN_KIND_CLIENT
 if hasattr(trace_pb2, "ScopeSpans"):
     _SCOPE: Any = getattr(common_pb2, "InstrumentationScope")(name="mosnx", version=__version__)
 
-    def _scoped(spans: list[Any]) -> dict[str, Any]:
-        return {"scope_spans": [getattr(trace_pb2, "ScopeSpans")(scope=_SCOPE, spans=spans)]}
+    def _scope_group(rs: Any) -> Any:
+        g = rs.scope_spans.add()
+        g.scope.CopyFrom(_SCOPE)
+        return g
 else:                                   # the older copy
     _SCOPE = getattr(common_pb2, "InstrumentationLibrary")(name="mosnx", version=__version__)
 
-    def _scoped(spans: list[Any]) -> dict[str, Any]:
-        return {"instrumentation_library_spans": [
-            getattr(trace_pb2, "InstrumentationLibrarySpans")(instrumentation_library=_SCOPE, spans=spans)]}
+    def _scope_group(rs: Any) -> Any:
+        g = rs.instrumentation_library_spans.add()
+        g.instrumentation_library.CopyFrom(_SCOPE)
+        return g
 
 
 def scope_spans(rs: Any) -> list[Any]:
@@ -51,48 +54,53 @@ def scope_name(ss: Any) -> str:
     return str(ss.scope.name if hasattr(ss, "scope") else ss.instrumentation_library.name)
 
 
-def _value(v: Any) -> common_pb2.AnyValue:
-    if isinstance(v, bool):
-        return common_pb2.AnyValue(bool_value=v)
-    if isinstance(v, int):
-        return common_pb2.AnyValue(int_value=v)
-    if isinstance(v, float):
-        return common_pb2.AnyValue(double_value=v)
-    return common_pb2.AnyValue(string_value=str(v))
+# Messages are filled where they stand (add(), then field by field): building them
+# apart and handing them to a constructor copies each one again.
+def _set_attrs(repeated: Any, attrs: dict[str, Any]) -> None:
+    add = repeated.add
+    for k, v in attrs.items():
+        kv = add()
+        kv.key = k
+        if isinstance(v, str):
+            kv.value.string_value = v
+        elif isinstance(v, bool):
+            kv.value.bool_value = v
+        elif isinstance(v, int):
+            kv.value.int_value = v
+        elif isinstance(v, float):
+            kv.value.double_value = v
+        else:
+            kv.value.string_value = str(v)
 
 
-def _attrs(d: dict[str, Any]) -> list[common_pb2.KeyValue]:
-    return [common_pb2.KeyValue(key=k, value=_value(v)) for k, v in d.items()]
-
-
-def _span(s: Span) -> trace_pb2.Span:
-    p = trace_pb2.Span(
-        trace_id=s.trace_id.to_bytes(16, "big"),
-        span_id=s.span_id.to_bytes(8, "big"),
-        name=s.name,
-        kind=_KIND.get(s.kind, _CLIENT),
-        start_time_unix_nano=s.start_ns,
-        end_time_unix_nano=s.end_ns or s.start_ns,
-        attributes=_attrs(s.attributes),
-    )
+def _fill(p: Any, s: Span) -> None:
+    p.trace_id = s.trace_id.to_bytes(16, "big")
+    p.span_id = s.span_id.to_bytes(8, "big")
     if s.parent_id:
         p.parent_span_id = s.parent_id.to_bytes(8, "big")
+    p.name = s.name
+    p.kind = _KIND.get(s.kind, _CLIENT)
+    p.start_time_unix_nano = s.start_ns
+    p.end_time_unix_nano = s.end_ns or s.start_ns
+    _set_attrs(p.attributes, s.attributes)
     if s.error:
-        p.status.code = trace_pb2.Status.STATUS_CODE_ERROR
+        p.status.code = _ERROR
         p.status.message = s.message
-    return p
 
 
 def build_request(records: list[TraceRecord]) -> trace_service_pb2.ExportTraceServiceRequest:
-    groups: dict[tuple[str, str], list[trace_pb2.Span]] = {}
+    groups: dict[tuple[str, str], list[TraceRecord]] = {}
     for r in records:
-        spans = groups.setdefault((r.service, r.instance), [])
-        spans.extend(_span(s) for s in r.spans)
+        groups.setdefault((r.service, r.instance), []).append(r)
     req = trace_service_pb2.ExportTraceServiceRequest()
-    for (service, instance), spans in groups.items():
-        res = resource_pb2.Resource(attributes=_attrs({"service.name": service, "service.instance.id": instance,
-                                                       "telemetry.sdk.name": "mosnx"}))
-        req.resource_spans.append(trace_pb2.ResourceSpans(resource=res, **_scoped(spans)))
+    for (service, instance), recs in groups.items():
+        rs = req.resource_spans.add()
+        _set_attrs(rs.resource.attributes, {"service.name": service, "service.instance.id": instance,
+                                            "telemetry.sdk.name": "mosnx"})
+        add = _scope_group(rs).spans.add
+        for r in recs:
+            for s in r.spans:
+                _fill(add(), s)
     return req
 
 
