@@ -14,6 +14,10 @@ client_sampling percent, any other at random_sampling percent, and what that
 samples is kept at overall_sampling percent. An unsampled stream still carries its
 context upstream (with the flag off), records no span and costs no export.
 
+Rules may change two things per stream (dsl `trace` statements): force() replaces
+the sampling decision while no attempt has started, and tag() adds attributes to
+the server span; a stream that uses neither pays one None slot.
+
 Malformed incoming headers are counted (tracing.<format>.invalid) and start a
 fresh trace; they never fail the request. The sink is bound by the worker that
 serves the snapshot (proxy.tracing); it must not block.
@@ -121,7 +125,7 @@ class Tracer:
 class StreamTrace:
     """One stream's place in its trace, and the spans it records while sampled."""
     __slots__ = ("tracer", "trace_id", "span_id", "parent_id", "sampled", "tracestate", "sw_parent",
-                 "start_ns", "clients", "current", "segment_id", "sw_trace", "sw_ids")
+                 "start_ns", "clients", "current", "segment_id", "sw_trace", "sw_ids", "tags")
 
     def __init__(self, tracer: Tracer, trace_id: int, span_id: int, parent_id: int, sampled: bool,
                  tracestate: tuple[tuple[str, str], ...], sw_parent: Sw8 | None, start_ns: int) -> None:
@@ -139,6 +143,21 @@ class StreamTrace:
         self.sw_trace = sw_parent.trace_id if sw_parent is not None else f"{trace_id:032x}"
         self.segment_id = f"{trace_id:032x}.{span_id:016x}"
         self.sw_ids = f"{b64e(self.sw_trace)}-{b64e(self.segment_id)}" if tracer.sw8 else ""
+        self.tags: dict[str, Any] | None = None   # rules' span attributes (trace tag), if any
+
+    def tag(self, key: str, value: Any) -> None:
+        """An attribute of the server span, set by the rules (`trace tag`)."""
+        tags = self.tags
+        if tags is None:
+            tags = self.tags = {}
+        tags[key] = value
+
+    def force(self, sampled: bool) -> None:
+        """The rules' sampling decision (`trace sample`), made before any upstream
+        attempt: it replaces the one begin() made, the carried flag included."""
+        if sampled != self.sampled:
+            self.sampled = sampled
+            self.tracer.sampled_total.value += 1 if sampled else -1
 
     @property
     def trace_id_hex(self) -> str:
@@ -242,6 +261,8 @@ class StreamTrace:
         if ctx.error_detail:
             s.error = True
             s.message = ctx.error_detail
+        if self.tags:
+            a.update(self.tags)
         sink(TraceRecord(tracer.service, tracer.instance, [s] + self.clients, self.sw_parent,
                          self.sw_trace, self.segment_id))
 
