@@ -149,13 +149,13 @@ class _Compiler:
         return Route(r.name, self.action(action, r.body, cond), guard, path_exact=exact,
                      path_prefix=prefix, pipeline=pipeline, span=r.span)
 
-    def rpc_route(self, r: A.RouteDecl, ex: ExprCompiler) -> tuple[str, Any, Any]:
+    def rpc_route(self, r: A.RouteDecl, ex: ExprCompiler) -> tuple[str, Any, Any, Any]:
         cond = inline(r.cond, self.scope, self.prog.scopes)
         guard = None if is_catch_all(cond) else ex.pred(r.cond)  # type: ignore[arg-type]  # no cond is a catch-all
         a = next(s for s in r.body if isinstance(s, ROUTE_ACTIONS))
         if isinstance(a, A.Respond):
-            return r.name, guard, reply(a.status.value, a.body)
-        return r.name, guard, self.action(a, r.body, cond)
+            return r.name, r.span, guard, reply(a.status.value, a.body)
+        return r.name, r.span, guard, self.action(a, r.body, cond)
 
     def action(self, a: A.To | A.Split | A.Respond | A.Redirect, body: tuple[A.Stmt, ...], cond: A.Expr | None):
         if isinstance(a, A.Respond):

@@ -65,11 +65,12 @@ def rpc_getter(name: str, key: str | None) -> Callable[[Headers], str]:
 
 class RpcRouter:
     """The compiled rpc blocks of a listener: routes in order, first match wins."""
-    __slots__ = ("routes", "names")
+    __slots__ = ("routes", "names", "spans")
 
-    def __init__(self, routes: list[tuple[str, Guard | None, Decision]]) -> None:
-        self.names = tuple(n for n, _, _ in routes)
-        self.routes = tuple((g, d) for _, g, d in routes)
+    def __init__(self, routes: list[tuple[str, Any, Guard | None, Decision]]) -> None:
+        self.names = tuple(r[0] for r in routes)
+        self.spans = tuple(r[1] for r in routes)        # each route's declaration (mosnx explain)
+        self.routes = tuple((r[2], r[3]) for r in routes)
 
     def __call__(self, headers: Headers) -> Decision | None:
         for guard, decision in self.routes:
