@@ -58,8 +58,10 @@ def rpc_getter(name: str, key: str | None) -> Callable[[Headers], str]:
             return h.get(k, "")
         return attachment
 
+    pk: str = hkey
+
     def pseudo(h: Headers) -> str:
-        return h.get(hkey, "")   # type: ignore[arg-type]  # a plain field names its key
+        return h.get(pk, "")
     return pseudo
 
 
