@@ -4,7 +4,10 @@ It only reports; it never changes the AST and never compiles. The compiler runs
 only on a program with no error here, so it may assume every name resolves and
 every operand has the right type. Codes (docs/mdsl.md lists them all):
 E002 unknown name, T1xx types and values, R2xx routing lints, U3xx unknown
-references, D4xx duplicates, P5xx phases.
+references, D4xx duplicates, P5xx phases and places. HTTP rules and `rpc` blocks
+read disjoint fields (P503, TypeChecker.kind); under a config the listener's kind
+and tracing are known, and rules of the other kind (P504) or `trace` statements on
+a listener that does not trace (U303, a warning) are reported.
 """
 from __future__ import annotations
 

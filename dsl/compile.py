@@ -5,7 +5,9 @@ Runs only after dsl.check found no error, so it does not re-validate. Everything
 that can be decided here is: header names are lower-cased bytes, constant values
 are pre-encoded, filters are built once per snapshot. Statements run in the order
 they are written, in every phase; a `when` becomes one guarded step per phase its
-body touches.
+body touches. `rpc` blocks compile apart (RulesResult.rpc, a dsl.rpc.RpcRouter):
+their guards read a call's header map, never a StreamContext. `trace` statements
+act on ctx.trace only when the listener traces; without one they return at once.
 """
 from __future__ import annotations
 
