@@ -283,8 +283,24 @@ class When:
     orelse: tuple["Stmt", ...] = ()
 
 
+@dataclass(frozen=True, slots=True)
+class TraceTag:
+    """`trace tag "name" = value`: an attribute of the request's server span."""
+    span: Span
+    key: str
+    key_span: Span
+    value: "Expr"
+
+
+@dataclass(frozen=True, slots=True)
+class TraceSample:
+    """`trace sample 100%`: this request's sampling decision, drawn at that percentage."""
+    span: Span
+    percent: Percent
+
+
 Stmt = Union[To, Split, Timeout, Retry, Mirror, HostRewrite, RewritePrefix, RewriteRegex,
-             Assign, Remove, Fault, Limit, Wasm, Respond, Redirect, Emit, When]
+             Assign, Remove, Fault, Limit, Wasm, Respond, Redirect, Emit, When, TraceTag, TraceSample]
 # what ends a route (exactly one per route), and what only a forwarding route may carry:
 # the checker and the compiler read the same two lists
 ROUTE_ACTIONS = (To, Split, Respond, Redirect)
@@ -346,7 +362,17 @@ class VHostDecl:
     items: tuple[OnBlock | RouteDecl, ...]
 
 
-Item = Union[Import, Const, Clusters, OnBlock, RouteDecl, VHostDecl]
+@dataclass(frozen=True, slots=True)
+class RpcDecl:
+    """`rpc name { route ... }`: routes for the calls of an RPC listener (protocol bolt or
+    dubbo), read against rpc.* fields; tried in order, after the rpc blocks before it."""
+    span: Span
+    name: str
+    name_span: Span
+    routes: tuple[RouteDecl, ...]
+
+
+Item = Union[Import, Const, Clusters, OnBlock, RouteDecl, VHostDecl, RpcDecl]
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,7 +4,10 @@ It only reports; it never changes the AST and never compiles. The compiler runs
 only on a program with no error here, so it may assume every name resolves and
 every operand has the right type. Codes (docs/mdsl.md lists them all):
 E002 unknown name, T1xx types and values, R2xx routing lints, U3xx unknown
-references, D4xx duplicates, P5xx phases.
+references, D4xx duplicates, P5xx phases and places. HTTP rules and `rpc` blocks
+read disjoint fields (P503, TypeChecker.kind); under a config the listener's kind
+and tracing are known, and rules of the other kind (P504) or `trace` statements on
+a listener that does not trace (U303, a warning) are reported.
 """
 from __future__ import annotations
 
@@ -18,8 +21,9 @@ from . import ast as A
 from . import scheme as S
 from .gcpause import paused
 from .load import Program
+from .rpc import RPC_REPLY_STATUSES
 from .shadow import ShadowIndex, inline, is_catch_all, path_prefix_of
-from .types import TypeChecker, _a
+from .types import HTTP, RPC, TypeChecker, _a
 
 # Where a statement may appear. "route" is a route's body, "route_when" a `when`
 # inside it; a top-level or vhost `on` block is its phase.
@@ -37,12 +41,15 @@ _ALLOWED = {
     A.Redirect: {"request", "route", "route_when"},
     A.Fault: {"request", "route"}, A.Limit: {"request", "route"}, A.Wasm: {"request", "route"},
     A.Emit: {"log"},
+    A.TraceTag: {"request", "route", "route_when", "response", "log"},
+    A.TraceSample: {"request", "route", "route_when"},
 }
 KEYWORD = {
     A.To: "to", A.Split: "split", A.Timeout: "timeout", A.Retry: "retry", A.Mirror: "mirror",
     A.HostRewrite: "host_rewrite", A.RewritePrefix: "rewrite", A.RewriteRegex: "rewrite",
     A.Assign: "set", A.Remove: "remove", A.When: "when", A.Respond: "respond",
     A.Redirect: "redirect", A.Fault: "fault", A.Limit: "limit", A.Wasm: "wasm", A.Emit: "emit",
+    A.TraceTag: "trace tag", A.TraceSample: "trace sample",
 }
 ROUTE_ACTIONS = A.ROUTE_ACTIONS
 FORWARD_ONLY = A.FORWARD
@@ -59,13 +66,21 @@ TARGETS = {
 # The phase a statement's values are read in, by place (and target).
 _READ_PHASE = {"request": "request", "route": "route", "route_when": "route",
                "response": "response", "log": "log"}
+# What an RPC route may say: its action (to, split, respond) and the forwarding
+# settings the RPC server applies (timeout, retry without `on`).
+RPC_STMTS = (A.To, A.Split, A.Respond, A.Timeout, A.Retry)
+RPC_REPLIES = ", ".join(f"{c} {w}" for c, w in RPC_REPLY_STATUSES.items())
 
 
 def check(prog: Program, clusters: set[str] | None = None,
-          filters: set[str] | None = None) -> list[Diagnostic]:
+          filters: set[str] | None = None, tracing: bool | None = None,
+          rpc: bool | None = None) -> list[Diagnostic]:
     """Every finding for `prog`. `clusters`/`filters` None means unknown (not checked),
-    except that clusters declared in the rules are checked when no set is given."""
+    except that clusters declared in the rules are checked when no set is given.
+    `tracing`: whether the listener traces (False: trace statements warn U303);
+    `rpc`: whether it is an RPC listener (P504 for rules of the other kind); None: unknown."""
     c = _Checker(prog, clusters, filters)
+    c.tracing, c.rpc_listener = tracing, rpc
     with paused():
         c.run()
     return c.diags
@@ -77,6 +92,8 @@ class _Checker(TypeChecker):
         declared = prog.declared_clusters()
         self.clusters = clusters if clusters is not None else (declared or None)
         self.filters = filters
+        self.tracing: bool | None = None
+        self.rpc_listener: bool | None = None
 
     def regex(self, s: A.Str) -> None:
         try:
@@ -93,9 +110,28 @@ class _Checker(TypeChecker):
                     self.const_type(it.name, it.span)
         vhosts: list[A.VHostDecl] = []
         default_routes: list[tuple[A.RouteDecl, dict]] = []
+        rpcs: dict[str, A.RpcDecl] = {}
         for f in self.prog.roots:
             self.scope = self.prog.scopes.get(f.path, {})
             for it in f.items:
+                if isinstance(it, A.RpcDecl):
+                    self.kind = RPC
+                    if self.rpc_listener is False:
+                        self.err(it.name_span, "P504", f'rpc block "{it.name}" in rules of an HTTP listener: '
+                                                       "rpc blocks route the calls of a protocol: bolt or dubbo listener")
+                    prev = rpcs.get(it.name)
+                    if prev is not None:
+                        self.err(it.name_span, "D401", f'duplicate rpc block name "{it.name}" (first at {prev.span})')
+                    rpcs.setdefault(it.name, it)
+                    self.rpc_block(it)
+                    continue
+                self.kind = HTTP
+                if self.rpc_listener and isinstance(it, (A.OnBlock, A.RouteDecl, A.VHostDecl)):
+                    what = {A.OnBlock: f'"on {getattr(it, "phase", "")}" block', A.RouteDecl: "route",
+                            A.VHostDecl: "vhost"}[type(it)]
+                    self.err(getattr(it, "name_span", it.span), "P504",
+                             f"{what} in rules of an RPC listener: an RPC listener reads only rpc blocks "
+                             "(rpc NAME { route ... })")
                 if isinstance(it, A.OnBlock):
                     self.block(it.body, it.phase)
                 elif isinstance(it, A.RouteDecl):
@@ -104,8 +140,52 @@ class _Checker(TypeChecker):
                 elif isinstance(it, A.VHostDecl):
                     self.vhost(it)
                     vhosts.append(it)
+        self.kind = HTTP
         self.routes_lint([r for r, _ in default_routes], [s for _, s in default_routes])
         self.vhosts_lint(vhosts, bool(default_routes))
+        self.kind = None
+
+    def rpc_block(self, b: A.RpcDecl) -> None:
+        for r in b.routes:
+            self.rpc_route(r)
+        self.routes_lint(list(b.routes), [self.scope] * len(b.routes))
+
+    def rpc_route(self, r: A.RouteDecl) -> None:
+        if r.cond is not None:
+            self.condition(r.cond, "request")
+        actions = [s for s in r.body if isinstance(s, ROUTE_ACTIONS)]
+        if not actions:
+            self.err(r.name_span, "R205", f'route "{r.name}" has no action: add to, split or respond')
+        for extra in actions[1:]:
+            self.err(extra.span, "R206", f'route "{r.name}" already has an action ("{KEYWORD[type(actions[0])]}" '
+                                         f'at line {actions[0].span.line}); a route has exactly one')
+        forwards = bool(actions) and isinstance(actions[0], (A.To, A.Split))
+        seen: dict[type, A.Stmt] = {}
+        for s in r.body:
+            if not isinstance(s, RPC_STMTS):
+                kw = "add" if isinstance(s, A.Assign) and s.mode == "add" else KEYWORD[type(s)]
+                self.err(s.span, "P501", f'"{kw}" is not allowed in an RPC route; it takes to, split or respond, '
+                                         "with timeout and retry")
+                continue
+            if isinstance(s, (A.Timeout, A.Retry)):
+                if actions and not forwards:
+                    self.err(s.span, "P501", f'"{KEYWORD[type(s)]}" applies only to a route that forwards (to or split)')
+                if type(s) in seen:
+                    self.err(s.span, "D403", f'"{KEYWORD[type(s)]}" is already set for this route '
+                                             f'(line {seen[type(s)].span.line})')
+                seen.setdefault(type(s), s)
+            if isinstance(s, A.Retry) and s.on:
+                self.err(s.on[0].span, "P501", "an RPC retry takes no conditions: a call is retried on a reset, "
+                                               "a connect failure or a per-try timeout, and only for a method "
+                                               "in rpc.idempotent_methods")
+            elif isinstance(s, A.Respond):
+                if s.status.value not in RPC_REPLY_STATUSES:
+                    self.err(s.status.span, "T104", f"an RPC reply's status picks the protocol's error: "
+                                                    f"{RPC_REPLIES}; not {s.status.value}")
+                if s.headers:
+                    self.err(s.span, "P501", "an RPC reply carries no headers: it is the protocol's error response")
+            else:
+                self.stmt(s, "route", r)
 
     def vhost(self, vh: A.VHostDecl) -> None:
         routes = []
@@ -324,6 +404,23 @@ class _Checker(TypeChecker):
             t = self.typ(fld.value, "log")
             if t is not None and t.startswith("set"):
                 self.err(fld.value.span, "T101", f"a log field takes a single value, not {_a(t)}")
+
+    def s_TraceTag(self, s: A.TraceTag, place, phase, route) -> None:
+        self.untraced(s)
+        if not s.key.strip():
+            self.err(s.key_span, "T103", "a span attribute needs a name")
+        t = self.typ(s.value, phase)
+        if t is not None and t.startswith("set"):
+            self.err(s.value.span, "T101", f"a span attribute takes a single value, not {_a(t)}")
+
+    def s_TraceSample(self, s: A.TraceSample, place, phase, route) -> None:
+        self.untraced(s)
+        self.percent(s.percent)
+
+    def untraced(self, s: A.TraceTag | A.TraceSample) -> None:
+        if self.tracing is False:
+            self.warn(s.span, "U303", f'"{KEYWORD[type(s)]}" does nothing here: the listener does not trace '
+                                      "(give it tracing:)")
 
     # ---- values ----
     def cluster(self, name: str, span: Span) -> None:

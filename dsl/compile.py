@@ -5,10 +5,13 @@ Runs only after dsl.check found no error, so it does not re-validate. Everything
 that can be decided here is: header names are lower-cased bytes, constant values
 are pre-encoded, filters are built once per snapshot. Statements run in the order
 they are written, in every phase; a `when` becomes one guarded step per phase its
-body touches.
+body touches. `rpc` blocks compile apart (RulesResult.rpc, a dsl.rpc.RpcRouter):
+their guards read a call's header map, never a StreamContext. `trace` statements
+act on ctx.trace only when the listener traces; without one they return at once.
 """
 from __future__ import annotations
 
+import random
 import re
 from typing import Any, Callable
 
@@ -26,6 +29,7 @@ from . import scheme as S
 from .expr import _NOTHING, ExprCompiler, text
 from .gcpause import paused
 from .load import Program
+from .rpc import RpcRouter, reply, rpc_getter
 from .shadow import inline, is_catch_all, path_hint, path_prefix_of
 
 BODY_PHASES = frozenset({"request_body", "response_body"})
@@ -34,6 +38,19 @@ ROUTE_ACTIONS = A.ROUTE_ACTIONS
 FORWARD = A.FORWARD
 # Where header and metadata edits run, by the place they are written.
 _EDIT_PHASE = {"request": "request", "route": "request", "route_when": "request", "response": "response"}
+# Where a span attribute is set, by the place it is written (the server span is made at the end).
+_TAG_PHASE = dict(_EDIT_PHASE, log="log")
+_random = random.random
+
+
+class RpcExprCompiler(ExprCompiler):
+    """Expressions of RPC rules: closures over a call's header map (dsl.rpc)."""
+
+    def sub(self, path: str) -> ExprCompiler:
+        return RpcExprCompiler(self.scopes.get(path, {}), self.scopes, self.cache)
+
+    def field(self, e: A.Ref) -> Any:
+        return rpc_getter(e.name, e.key)
 
 
 class Steps:
@@ -85,11 +102,17 @@ class _Compiler:
         listener = Steps()
         vhosts: list[VirtualHost] = []
         default_routes: list[Route] = []
+        rpc_routes: list = []
+        # RPC rules get a cache of their own: a const compiles to a read of the header map there
+        rpc_cache: dict = {k: v for k, v in self.cache.items() if isinstance(k, tuple) and k[0] is re.Pattern}
         for f in self.prog.roots:
             self.scope = self.prog.scopes.get(f.path, {})
             self.ex = ExprCompiler(self.scope, self.prog.scopes, self.cache)
+            rpc_ex = RpcExprCompiler(self.scope, self.prog.scopes, rpc_cache)
             for it in f.items:
-                if isinstance(it, A.OnBlock):
+                if isinstance(it, A.RpcDecl):
+                    rpc_routes.extend(self.rpc_route(r, rpc_ex) for r in it.routes)
+                elif isinstance(it, A.OnBlock):
                     listener.extend(self.block(it.body, it.phase, None))
                 elif isinstance(it, A.RouteDecl):
                     default_routes.append(self.route(it))
@@ -97,7 +120,10 @@ class _Compiler:
                     vhosts.append(self.vhost(it))
         if default_routes:
             vhosts.append(VirtualHost("default", ["*"], default_routes))
-        return RulesResult(RouteTable(vhosts), listener.pipeline())
+        result = RulesResult(RouteTable(vhosts), listener.pipeline())
+        if rpc_routes:
+            result.rpc = RpcRouter(rpc_routes)
+        return result
 
     def regex(self, text: str) -> re.Pattern:
         return self.cache.get((re.Pattern, text)) or re.compile(text)
@@ -124,6 +150,14 @@ class _Compiler:
         action = next(s for s in r.body if isinstance(s, ROUTE_ACTIONS))
         return Route(r.name, self.action(action, r.body, cond), guard, path_exact=exact,
                      path_prefix=prefix, pipeline=pipeline, span=r.span)
+
+    def rpc_route(self, r: A.RouteDecl, ex: ExprCompiler) -> tuple[str, Any, Any, Any]:
+        cond = inline(r.cond, self.scope, self.prog.scopes)
+        guard = None if is_catch_all(cond) else ex.pred(r.cond)  # type: ignore[arg-type]  # no cond is a catch-all
+        a = next(s for s in r.body if isinstance(s, ROUTE_ACTIONS))
+        if isinstance(a, A.Respond):
+            return r.name, r.span, guard, reply(a.status.value, a.body)
+        return r.name, r.span, guard, self.action(a, r.body, cond)
 
     def action(self, a: A.To | A.Split | A.Respond | A.Redirect, body: tuple[A.Stmt, ...], cond: A.Expr | None):
         if isinstance(a, A.Respond):
@@ -292,6 +326,37 @@ class _Compiler:
             if sink is not None:
                 sink(ctx, stream, {k: v(ctx) for k, v in fields})
         out.add("log", emit)
+
+
+    def s_TraceTag(self, s: A.TraceTag, place: str, cond, out: Steps) -> None:
+        key = s.key
+        lit = self.ex.literal(s.value)
+        if lit is not _NOTHING and not isinstance(lit, (str, int, float)):
+            lit = text(lit)                        # an address literal is written as text
+        value = self.ex.value(s.value)
+
+        def tag(ctx: StreamContext) -> None:
+            t = ctx.trace
+            if t is not None:       # kept even while unsampled: a later `trace sample` may sample it
+                t.tag(key, lit if lit is not _NOTHING else value(ctx))
+        out.add(_TAG_PHASE[place], tag)
+
+    def s_TraceSample(self, s: A.TraceSample, place: str, cond, out: Steps) -> None:
+        pct: float = S.parse_percent(s.percent.text)  # type: ignore[assignment]  # the checker refused a bad one
+
+        if pct >= 100.0 or pct <= 0.0:
+            on = pct >= 100.0
+
+            def sample(ctx: StreamContext) -> None:
+                t = ctx.trace
+                if t is not None:
+                    t.force(on)
+        else:
+            def sample(ctx: StreamContext) -> None:
+                t = ctx.trace
+                if t is not None:
+                    t.force(_random() * 100.0 < pct)
+        out.add("request", sample)
 
 
 def _enc_body(s: str) -> bytes:

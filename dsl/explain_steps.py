@@ -128,6 +128,9 @@ def walk(body: Iterable[A.Stmt], place: str, cond: A.Expr | None, phase: str, pa
             label, eff = describe_filter_stmt(s, st, path)
             st.ex.steps.append(Step(phase, w, f"{what}: {label}", eff, False, conditional))
             continue
+        if isinstance(s, (A.TraceTag, A.TraceSample)) and not conditional:
+            st.ex.steps.append(Step(phase, w, what, trace_effects(steps[phase], st.ctx)))
+            continue
         if isinstance(s, A.Emit) or conditional:
             st.ex.steps.append(Step(phase, w, what, ["depends on the response"] if conditional else [],
                                     False, conditional))
@@ -143,6 +146,39 @@ def walk(body: Iterable[A.Stmt], place: str, cond: A.Expr | None, phase: str, pa
                 return a
         st.ex.steps.append(Step(phase, w, what, effects(before, st.ctx) or ["no change"]))
     return None
+
+
+class _TraceProbe:
+    """Stands for the stream's trace while a `trace` statement's compiled steps run:
+    records what they would do to it."""
+    __slots__ = ("sampled", "tags", "forced")
+
+    def __init__(self) -> None:
+        self.sampled = True
+        self.tags: dict[str, Any] = {}
+        self.forced: bool | None = None
+
+    def tag(self, key: str, value: Any) -> None:
+        self.tags[key] = value
+
+    def force(self, sampled: bool) -> None:
+        self.forced = self.sampled = sampled
+
+
+def trace_effects(steps: Iterable[Any], ctx: StreamContext) -> list[str]:
+    """A trace statement's effect, its compiled steps run against a probe (the
+    listener's tracer decides whether a span exists at all)."""
+    probe, saved = _TraceProbe(), ctx.trace
+    ctx.trace = probe
+    try:
+        for step in steps:
+            step(ctx)
+    finally:
+        ctx.trace = saved
+    out = [f"span attribute {k} = {text(v)!r}" for k, v in probe.tags.items()]
+    if probe.forced is not None:
+        out.append("this request is sampled" if probe.forced else "this request is not sampled")
+    return [o + " (when the listener traces)" for o in out] or ["no change"]
 
 
 def filter_facts(f: Any, st: WalkState) -> list[str]:

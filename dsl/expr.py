@@ -54,10 +54,17 @@ class ExprCompiler:
         self.scopes = scopes
         self.cache = cache if cache is not None else {}   # (path, const) -> compiled value
 
+    def sub(self, path: str) -> "ExprCompiler":
+        """The compiler of another file's scope (a const's), of the same kind."""
+        return ExprCompiler(self.scopes.get(path, {}), self.scopes, self.cache)
+
+    def field(self, e: A.Ref) -> Fn:
+        return getter(e.name, e.key)
+
     def _const_expr(self, e: A.Ref) -> tuple[A.Expr, "ExprCompiler", tuple[str, str]] | None:
         if e.key is None and e.name not in ATTRIBUTES and e.name in self.scope:
             c, path = self.scope[e.name]
-            return c.value, ExprCompiler(self.scopes.get(path, {}), self.scopes, self.cache), (path, e.name)
+            return c.value, self.sub(path), (path, e.name)
         return None
 
     # ---- constant folding: literals and consts bound to literals ----
@@ -103,7 +110,7 @@ class ExprCompiler:
                 if fn is None:
                     fn = self.cache[key] = sub.value(expr)
                 return fn
-            return getter(e.name, e.key)
+            return self.field(e)
         if isinstance(e, A.Call):
             return self.call(e)
         return self.pred(e)

@@ -281,6 +281,10 @@ class _Printer:
         if isinstance(s, A.Emit):
             return f"emit {s.stream} {{ " + ", ".join(
                 f"{f.name}: {x(f.value)}" for f in s.fields) + " }"
+        if isinstance(s, A.TraceTag):
+            return f"trace tag {quote(s.key)} = {x(s.value)}"
+        if isinstance(s, A.TraceSample):
+            return f"trace sample {s.percent.text}"
         if isinstance(s, A.Import):
             return f"import {quote(s.path)}"
         if isinstance(s, A.Const):
@@ -346,7 +350,7 @@ class _Printer:
 
     def node(self, s: Any, indent: str, limit: int) -> None:
         sp = s.span
-        if isinstance(s, (A.RouteDecl, A.VHostDecl, A.OnBlock, A.When)):
+        if isinstance(s, (A.RouteDecl, A.VHostDecl, A.RpcDecl, A.OnBlock, A.When)):
             self.block_node(s, indent, limit)
             return
         self.put([indent + self.simple(s)], sp.line, sp.end_line or sp.line, limit, indent)
@@ -366,6 +370,8 @@ class _Printer:
                 " domains " + ", ".join(quote(d.name) for d in s.domains) if s.domains else "")
             body = s.items
             after = s.domains[-1].span if s.domains else s.name_span
+        elif isinstance(s, A.RpcDecl):
+            head, body, after = f"rpc {s.name}", s.routes, s.name_span
         elif isinstance(s, A.OnBlock):
             head, body, after = f"on {s.phase}", s.body, s.span
         else:
@@ -390,7 +396,7 @@ class _Printer:
                 and not (isinstance(s, A.When) and s.orelse) and len(lines) == 1
                 and src.line_of(open_off) == src.line_of(close_off) == s.span.line
                 and not src.has_comment(open_off, close_off - 1)
-                and not isinstance(s, (A.VHostDecl, A.OnBlock))):
+                and not isinstance(s, (A.VHostDecl, A.RpcDecl, A.OnBlock))):
             one = f"{lines[0]} {self.simple(body[0])} }}"
             if len(one) <= WIDTH:
                 self.put([one], s.span.line, s.span.end_line, limit, indent)

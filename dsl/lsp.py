@@ -34,6 +34,7 @@ from mosnx.runtime.diagnostics import Diagnostic, Span
 
 from . import ast as A
 from .fmt import FormatBug, format_text
+from .rpc import RPC_FIELD_DOCS, RPC_FIELDS
 
 log = logging.getLogger("mosnx.lsp")
 CONFIG_NAMES = ("mosnx.yaml", "mosnx.yml")
@@ -42,7 +43,7 @@ KEYWORDS = ("import", "const", "clusters", "vhost", "domains", "route", "when", 
             "rewrite", "prefix", "regex", "set", "add", "remove", "fault", "delay", "abort", "limit", "rate",
             "burst", "key", "queue", "wasm", "respond", "header", "redirect", "path", "host", "scheme",
             "strip_query", "emit", "and", "or", "not", "in", "suffix", "contains", "segment_prefix",
-            "true", "false", "5xx", "status")
+            "true", "false", "5xx", "status", "rpc", "trace", "tag", "sample")
 _WORD = re.compile(r'[A-Za-z_][A-Za-z0-9_\-]*(?:\.[A-Za-z_][A-Za-z0-9_\-]*)*(?:\["[^"\n]*"\])?|"(?:\\.|[^"\\\n])*"')
 
 
@@ -125,6 +126,8 @@ def routes_of(a: Analysis) -> list[tuple[A.RouteDecl, str | None]]:
             out.append((it, None))
         elif isinstance(it, A.VHostDecl):
             out += [(r, it.name) for r in it.items if isinstance(r, A.RouteDecl)]
+        elif isinstance(it, A.RpcDecl):
+            out += [(r, f"rpc {it.name}") for r in it.routes]
     return out
 
 
@@ -142,9 +145,13 @@ def route_summary(a: Analysis, route: A.RouteDecl) -> str:
         return "not compiled: the file has errors"
     from .compile import compile_program
     try:
-        table = compile_program(a.prog).routes
+        result = compile_program(a.prog)
     except Exception as e:     # a rule set that checks clean compiles; say so if not
         return f"not compiled: {e}"
+    table = result.routes
+    if result.rpc is not None and route.span in result.rpc.spans:
+        from .explain_rpc import _decision
+        return "rpc route: " + _decision(result.rpc.routes[result.rpc.spans.index(route.span)][1])
     for vh in table.describe():
         for r in vh["routes"]:
             if r["name"] == route.name and r["source"] == str(route.span):
@@ -157,6 +164,9 @@ def attribute_hover(name: str) -> str | None:
     base = name.split("[", 1)[0]
     attr = ATTRIBUTES.get(base)
     if attr is None:
+        if base in RPC_FIELD_DOCS:
+            keyed = ' (keyed: `' + base + '["…"]`)' if RPC_FIELDS[base] is None else ""
+            return f"**{base}**: `string`{keyed}, read in an rpc block's routes\n\n{RPC_FIELD_DOCS[base]}"
         return None
     keyed = ' (keyed: `' + base + '["…"]`)' if attr.keyed is not None else ""
     return f"**{base}**: `{attr.type}`{keyed}, known from the {attr.phase} phase\n\n{attr.doc}"
@@ -282,6 +292,8 @@ def build_server() -> Any:
         K = types.CompletionItemKind
         items = [types.CompletionItem(label=n, kind=K.Field, detail=at.type, documentation=at.doc)
                  for n, at in ATTRIBUTES.items()]
+        items += [types.CompletionItem(label=n, kind=K.Field, detail="string (rpc block)", documentation=doc)
+                  for n, doc in RPC_FIELD_DOCS.items()]
         items += [types.CompletionItem(label=k, kind=K.Keyword) for k in KEYWORDS]
         _, clusters = load_clusters(a.path)
         items += [types.CompletionItem(label=c, kind=K.Module, detail="cluster")

@@ -313,6 +313,10 @@ class _Build:
             rest = rest[1:]
         return A.VHostDecl(self._span(at), str(name), self._tspan(name), tuple(domains), tuple(rest))
 
+    def rpc_block(self, at, c):
+        name = c[0]
+        return A.RpcDecl(self._span(at), str(name), self._tspan(name), tuple(c[1:]))
+
     def on_block(self, at, c):
         return A.OnBlock(self._span(at), str(c[0]), tuple(c[1:]))
 
@@ -470,6 +474,12 @@ class _Build:
             orelse = body.pop().body
         return A.When(self._span(at), cond, tuple(body), orelse)
 
+    def trace_tag(self, at, c):
+        return A.TraceTag(self._span(at), _unquote(c[0]), self._tspan(c[0]), c[1])
+
+    def trace_sample(self, at, c):
+        return A.TraceSample(self._span(at), self._percent(c[0]))
+
     def else_block(self, at, c):
         return _Else(tuple(c))
 
@@ -546,4 +556,4 @@ class _Else:
 
 _STMT_TYPES = (A.To, A.Split, A.Timeout, A.Retry, A.Mirror, A.HostRewrite, A.RewritePrefix,
                A.RewriteRegex, A.Assign, A.Remove, A.Fault, A.Limit, A.Wasm, A.Respond,
-               A.Redirect, A.Emit, A.When)
+               A.Redirect, A.Emit, A.When, A.TraceTag, A.TraceSample)

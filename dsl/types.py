@@ -15,6 +15,10 @@ from mosnx.runtime.diagnostics import Diagnostic, Span, did_you_mean
 from . import ast as A
 from . import scheme as S
 from .load import Program
+from .rpc import RPC_FIELDS, RPC_TYPE, is_rpc_field
+
+HTTP, RPC = "http", "rpc"
+RPC_READS = 'rpc.service, rpc.method, rpc.version, rpc.group and rpc.headers["name"]'
 
 
 class TypeChecker:
@@ -25,6 +29,10 @@ class TypeChecker:
         self._const_types: dict[tuple[str, str], str | None] = {}
         self._const_phase: dict[tuple[str, str], int] = {}
         self._resolving: set[tuple[str, str]] = set()
+        # the kind of rule being checked: HTTP fields and rpc.* fields do not mix (P503);
+        # None while consts are typed on their own (their kind is checked where used)
+        self.kind: str | None = None
+        self._const_kinds: dict[tuple[str, str], frozenset[tuple[str, str]]] = {}
 
     def err(self, span: Span | None, code: str, msg: str, severity: str = "error") -> None:
         self.diags.append(self.prog.diag(span, code, msg, severity))
@@ -107,8 +115,13 @@ class TypeChecker:
         return st
 
     def t_Ref(self, e: A.Ref, phase):
+        if is_rpc_field(e.name):
+            return self.rpc_ref(e)
         attr = S.attribute(e.name)
         if attr is not None:
+            if self.kind == RPC:
+                self.err(e.span, "P503", f"{e.name} is an HTTP field; an RPC rule reads {RPC_READS}")
+                return None
             if attr.keyed is not None and e.key is None:
                 self.err(e.span, "E002", f'{e.name} needs a key, as {e.name}["name"]')
                 return None
@@ -121,6 +134,12 @@ class TypeChecker:
             t = self.const_type(e.name, e.span)
             key = (self.scope[e.name][1], e.name)
             self.phase_ok(e, self._const_phase.get(key, 0), phase, f'const "{e.name}"')
+            if t is not None and self.kind is not None:
+                other = [f for k, f in sorted(self._const_kinds.get(key, frozenset())) if k != self.kind]
+                if other:
+                    what = "an HTTP rule" if self.kind == HTTP else "an RPC rule"
+                    self.err(e.span, "P503", f'const "{e.name}" reads {other[0]}, which {what} cannot read')
+                    return None
             return t
         head = e.name.rsplit(".", 1)[0]
         if head in ATTRIBUTES and ATTRIBUTES[head].keyed is not None:
@@ -130,6 +149,22 @@ class TypeChecker:
         self.err(e.span, "E002", f'unknown field "{e.name}"'
                  + did_you_mean(e.name, list(ATTRIBUTES) + list(self.scope)))
         return None
+
+    def rpc_ref(self, e: A.Ref) -> str | None:
+        if e.name not in RPC_FIELDS:
+            self.err(e.span, "E002", f'unknown field "{e.name}"' + did_you_mean(e.name, list(RPC_FIELDS)))
+            return None
+        if self.kind == HTTP:
+            self.err(e.span, "P503", f"{e.name} is a field of RPC calls; it is read only in an rpc block's routes")
+            return None
+        keyed = RPC_FIELDS[e.name] is None
+        if keyed and e.key is None:
+            self.err(e.span, "E002", f'{e.name} needs a key, as {e.name}["name"]')
+            return None
+        if not keyed and e.key is not None:
+            self.err(e.span, "E002", f"{e.name} takes no key")
+            return None
+        return RPC_TYPE
 
     def phase_ok(self, e: A.Ref, need: int, phase: str, what: str) -> None:
         if need > S.PHASE_ORDER[phase]:
@@ -146,6 +181,7 @@ class TypeChecker:
             return None
         self._resolving.add(key)
         outer, self.scope = self.scope, self.prog.scopes.get(path, {})
+        outer_kind, self.kind = self.kind, None     # a const's kind is checked where it is used
         n = len(self.diags)
         t = self.typ(const.value, "log")
         phase = max((S.PHASE_ORDER.get(ATTRIBUTES[r.name].phase, 0) for r in _refs(const.value)
@@ -153,7 +189,16 @@ class TypeChecker:
         for r in _refs(const.value):
             if r.name not in ATTRIBUTES and r.key is None and r.name in self.scope:
                 phase = max(phase, self._const_phase.get((self.scope[r.name][1], r.name), 0))
-        self.scope = outer
+        kinds = set()
+        for r in _refs(const.value):
+            if is_rpc_field(r.name):
+                kinds.add((RPC, r.name))
+            elif r.name in ATTRIBUTES:
+                kinds.add((HTTP, r.name))
+            elif r.key is None and r.name in self.scope:
+                kinds.update(self._const_kinds.get((self.scope[r.name][1], r.name), ()))
+        self._const_kinds[key] = frozenset(kinds)
+        self.scope, self.kind = outer, outer_kind
         self._resolving.discard(key)
         self._const_types[key] = t if len(self.diags) == n else None
         self._const_phase[key] = phase
@@ -171,7 +216,7 @@ class TypeChecker:
             return None
         for a, p in zip(e.args, params):
             if p == "field":
-                if not isinstance(a, A.Ref) or a.name not in ATTRIBUTES:
+                if not isinstance(a, A.Ref) or not (a.name in ATTRIBUTES or is_rpc_field(a.name)):
                     self.err(a.span, "T101", f'{e.name}() takes a field, as {e.name}(request.headers["x"])')
                     return None
                 if self.typ(a, phase) is None:

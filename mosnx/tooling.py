@@ -62,11 +62,15 @@ def _explain(argv: list[str]) -> int:
                     help="run the response phase as if the upstream answered STATUS")
     ap.add_argument("--response-header", action="append", default=[], help="a header of that response")
     ap.add_argument("--cluster", default=None, help="for a split: explain as if this arm were picked")
+    ap.add_argument("--rpc", action="store_true", help="explain an RPC call on a bolt or dubbo listener: "
+                    "the request is 'SERVICE METHOD', -H gives attachments (':version: 1.0', ':group: g')")
     ap.add_argument("--format", choices=("text", "json"), default="text")
     try:
         a = ap.parse_args(argv)
     except SystemExit as e:
         return 0 if e.code in (0, None) else EXIT_USAGE
+    if a.rpc:
+        return _explain_rpc(a)
     try:
         req = parse_request(a.request, a.header, a.source, a.http2)
         resp = None
@@ -92,6 +96,34 @@ def _explain(argv: list[str]) -> int:
     except Exception as e:      # not the input's fault: a bug, said in one line
         return _bug("explain", a.config, e)
     _write(json.dumps(ex.json(), indent=2) + "\n" if a.format == "json" else render_text(ex))
+    return 0
+
+
+def _explain_rpc(a: argparse.Namespace) -> int:
+    from mosnx.dsl import lint
+    from mosnx.dsl.explain_rpc import call_headers, explain_call, render_call
+    from mosnx.dsl.request import RequestError
+    from mosnx.runtime.diagnostics import ConfigError
+    try:
+        headers = call_headers(a.request, a.header)
+    except RequestError as e:
+        print(f"mosnx explain: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        snap = snapshot(a.config)
+    except ConfigError as e:
+        sys.stderr.write(lint.render(e.diagnostics, "text"))
+        return EXIT_USAGE
+    except Exception as e:
+        return _bug("explain", a.config, e)
+    try:
+        ex = explain_call(snap, a.listener, headers)
+    except RequestError as e:
+        print(f"mosnx explain: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except Exception as e:
+        return _bug("explain", a.config, e)
+    _write(json.dumps(ex, indent=2) + "\n" if a.format == "json" else render_call(ex))
     return 0
 
 

@@ -80,11 +80,16 @@ CODES: tuple[Code, ...] = (
     Code("R207", "`redirect prefix` in a route whose condition tests no path prefix"),
     Code("U301", "an unknown cluster (under a config, or when the rules declare `clusters`)"),
     Code("U302", "an unknown filter named by `wasm` (under a config)"),
+    Code("U303", "a `trace` statement under a listener that does not trace: it does nothing there", "warning"),
     Code("D401", "a duplicate route name in a vhost, or a duplicate vhost name"),
     Code("D402", "a const defined twice"),
     Code("D403", "a route setting given twice (`timeout`, a split cluster, an `emit` field)"),
     Code("P501", "a statement not allowed in this phase or place (`to` in `on response`)"),
     Code("P502", "a field read before the phase that knows it (`response.code` in a route condition)"),
+    Code("P503", "a field of the other kind of rule: an HTTP field (`request.path`) in an `rpc` block's route, "
+                 "or `rpc.*` in an HTTP rule"),
+    Code("P504", "rules of the other kind for the listener: an `rpc` block under an HTTP listener, or "
+                 "HTTP routes, vhosts or `on` blocks under a protocol: bolt or dubbo listener"),
     Code("X001", "valid Envoy that mosnx does not serve: the resource loads without that field, "
                  "or an optional HTTP filter is skipped", "warning"),
     Code("X002", "valid Envoy that mosnx cannot serve: the resource would behave differently or not at all; "

@@ -407,6 +407,8 @@ class Listener:
     # runtime.tracing.Tracer when the listener traces: the stream's one check; the
     # worker serving the snapshot binds its sink and counters
     tracer: Any = None
+    # an RPC listener's rules (dsl.rpc.RpcRouter: the call's header map -> its route), if any
+    rpc_rules: Any = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -67,6 +67,7 @@ class BuildContext:
 class RulesResult:
     routes: RouteTable
     pipeline: Pipeline = field(default_factory=Pipeline)   # listener-level steps from the rules
+    rpc: Any = None             # the rules' rpc blocks (dsl.rpc.RpcRouter), for an RPC listener
 
 
 class RulesLoader(Protocol):

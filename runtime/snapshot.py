@@ -130,6 +130,7 @@ def _build_listener(lc: ListenerConfig, config: Config, clusters: dict, extensio
             filters.append(f)
     pipeline = Pipeline.of(filters)
     routes: RouteTable | None = None
+    rpc_rules = None
     if lc.route_table is not None:
         routes = lc.route_table
         if routes.filter_names():
@@ -147,6 +148,7 @@ def _build_listener(lc: ListenerConfig, config: Config, clusters: dict, extensio
             result = loader(lc.rules, ctx)
             if result is not None:
                 routes = result.routes
+                rpc_rules = result.rpc
                 pipeline = pipeline.then(result.pipeline)
                 n = len(routes.vhosts)
                 _took(start, 'listener "%s": %d routes in %d vhost%s loaded, checked and compiled',
@@ -163,7 +165,8 @@ def _build_listener(lc: ListenerConfig, config: Config, clusters: dict, extensio
         return None
     diags.extend(_check_clusters(routes, clusters, lc))
     # a new table, bound to this listener's steps; the compiled one is left as it is
-    return Listener(lc, pipeline, routes.finalize(pipeline), tracer=make_tracer(lc, config.tracing))
+    return Listener(lc, pipeline, routes.finalize(pipeline), tracer=make_tracer(lc, config.tracing),
+                    rpc_rules=rpc_rules)
 
 
 def _maker(ctx: registry.BuildContext) -> route_filters.Make:

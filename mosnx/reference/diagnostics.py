@@ -167,6 +167,7 @@ clusters:
     "R207": _rules('route old when request.method == "GET" { redirect 301 prefix "/new" }\n'),
     "U301": _rules("clusters web\nroute all { to wbe }\n"),
     "U302": _with_config('route all { to web  wasm "authz" }\n'),
+    "U303": _with_config("route all { to web  trace sample 100% }\n"),
     "D401": _rules('route api when request.path prefix "/api" { to web }\n'
                    'route api when request.path prefix "/v2" { to web }\n'),
     "D402": _rules('const api = request.path prefix "/api"\nconst api = request.path prefix "/v2"\n'
@@ -174,6 +175,8 @@ clusters:
     "D403": _rules("route all { to web  timeout 2s  timeout 3s }\n"),
     "P501": _rules("route all { to web }\non response { to web }\n"),
     "P502": _rules("route err when response.code == 500 { to web }\n"),
+    "P503": _rules('rpc calls {\n  route billing when request.path prefix "/billing" { to web }\n}\n'),
+    "P504": _with_config("rpc calls {\n  route all { to web }\n}\n"),
     "X001": Example({"envoy.yaml": _ENVOY.format(cluster="    per_connection_buffer_limit_bytes: 32768\n")}),
     "X002": Example({"envoy.yaml": _ENVOY.format(cluster="    lb_policy: LOAD_BALANCING_POLICY_CONFIG\n")}),
     "X003": Example({"envoy.yaml": _ENVOY.format(cluster="    conect_timeout: 1s\n")}),

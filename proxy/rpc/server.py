@@ -21,6 +21,8 @@ Invariants:
   and fault) run before routing, on a StreamContext made from the call only when
   there are any (call_context); a filter's local reply is answered in the
   protocol's error format, its HTTP status choosing the reason (429: rate limited).
+- Routing is the listener's .mdsl rpc blocks when it has rules (dsl.rpc: a `respond`
+  answers with the protocol's error its status picks), else rpc.routes; then route:.
 - A client whose answers pile up unread (the transport's write buffer above its
   high-water mark) is not read until they drain, so it cannot queue more calls.
 """
@@ -130,6 +132,7 @@ class RpcServer(asyncio.Protocol):
         self.default_route: RouteAction | None = None
         self.stats: RpcStats = None  # type: ignore[assignment]  # set in connection_made
         self.steps: tuple[Step, ...] = ()     # the listener's request-phase filters
+        self.rules: Any = None                # the listener's .mdsl rpc blocks (dsl.rpc.RpcRouter)
         self.buf = bytearray()
         self.calls: set[RpcCall] = set()
         self.closing = False
@@ -151,6 +154,7 @@ class RpcServer(asyncio.Protocol):
         self.opts = cfg.options.get("rpc") or _DEFAULT
         self.default_route = cfg.route
         self.steps = listener.pipeline.request
+        self.rules = listener.rpc_rules
         self.idle = cfg.timeouts.idle
         self.stats = st = rpc_stats(w, self.codec.name, self.name)
         st.cx_total.value += 1
@@ -242,7 +246,14 @@ class RpcServer(asyncio.Protocol):
     def _route(self, frame: Frame, ctx: StreamContext | None) -> None:
         oneway = frame.kind == rc.ONEWAY
         try:
-            action = match_route(self.opts, frame) if self.opts.routes else None
+            rules = self.rules
+            if rules is not None:           # .mdsl rpc blocks, in place of rpc.routes
+                action = rules(frame.headers)
+                if isinstance(action, LocalReply):
+                    return self.local_reply(frame, _REASON_OF_STATUS.get(action.status, rc.UNAVAILABLE),
+                                            action.detail)
+            else:
+                action = match_route(self.opts, frame) if self.opts.routes else None
         except FrameError:
             self.stats.decode_error.value += 1
             return self.local_reply(frame, rc.CODEC_ERROR, "the request could not be read")

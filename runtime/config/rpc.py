@@ -149,9 +149,8 @@ def check_listener(kwargs: dict) -> dict:
         if kwargs.get(key) is not None:
             # refused rather than ignored: a listener thought to be TLS would serve plaintext
             raise ValueError(f"{key}: is not served on a protocol: {proto} listener yet")
-    if kwargs.get("rules"):
-        raise ValueError(f"rules: (.mdsl) are not read for a protocol: {proto} listener yet; "
-                         "give route: and rpc.routes")
+    if kwargs.get("rules") and isinstance(opts, RpcOptions) and opts.routes:
+        raise ValueError("rpc.routes and rules: both route the calls: give one (rules: route with rpc blocks)")
     if isinstance(opts, RpcOptions):
         bad = UNSUPPORTED.get(proto, frozenset())
         for i, r in enumerate(opts.routes):

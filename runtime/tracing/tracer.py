@@ -14,6 +14,10 @@ client_sampling percent, any other at random_sampling percent, and what that
 samples is kept at overall_sampling percent. An unsampled stream still carries its
 context upstream (with the flag off), records no span and costs no export.
 
+Rules may change two things per stream (dsl `trace` statements): force() replaces
+the sampling decision while no attempt has started, and tag() adds attributes to
+the server span; a stream that uses neither pays one None slot.
+
 Malformed incoming headers are counted (tracing.<format>.invalid) and start a
 fresh trace; they never fail the request. The sink is bound by the worker that
 serves the snapshot (proxy.tracing); it must not block.
@@ -125,7 +129,8 @@ class Tracer:
 class StreamTrace:
     """One stream's place in its trace, and the spans it records while sampled."""
     __slots__ = ("tracer", "trace_id", "span_id", "parent_id", "sampled", "tracestate", "sw_parent",
-                 "start_ns", "clients", "current", "segment_id", "sw_trace", "sw_ids", "replaced", "clean")
+                 "start_ns", "clients", "current", "segment_id", "sw_trace", "sw_ids", "replaced", "clean",
+                 "tags")
 
     def __init__(self, tracer: Tracer, trace_id: int, span_id: int, parent_id: int, sampled: bool,
                  tracestate: tuple[tuple[str, str], ...], sw_parent: Sw8 | None, start_ns: int) -> None:
@@ -141,14 +146,35 @@ class StreamTrace:
         self.current: Span | None = None    # the client span of the attempt in flight
         self.replaced = False               # the last attempt's context replaced one the request had
         self.clean = False                  # the request holds no trace header (none to remove)
+        self.tags: dict[str, Any] | None = None   # rules' span attributes (trace tag), if any
         # SkyWalking's names for the same things (its trace id kept as it came), made
         # only when an sw8 header or a record needs them
         if sampled or tracer.sw8:
-            self.sw_trace = sw_parent.trace_id if sw_parent is not None else f"{trace_id:032x}"
-            self.segment_id = f"{trace_id:032x}.{span_id:016x}"
-            self.sw_ids = f"{b64e(self.sw_trace)}-{b64e(self.segment_id)}" if tracer.sw8 else ""
+            self._sw_names()
         else:
             self.sw_trace = self.segment_id = self.sw_ids = ""
+
+    def _sw_names(self) -> None:
+        sw_parent = self.sw_parent
+        self.sw_trace = sw_parent.trace_id if sw_parent is not None else f"{self.trace_id:032x}"
+        self.segment_id = f"{self.trace_id:032x}.{self.span_id:016x}"
+        self.sw_ids = f"{b64e(self.sw_trace)}-{b64e(self.segment_id)}" if self.tracer.sw8 else ""
+
+    def tag(self, key: str, value: Any) -> None:
+        """An attribute of the server span, set by the rules (`trace tag`)."""
+        tags = self.tags
+        if tags is None:
+            tags = self.tags = {}
+        tags[key] = value
+
+    def force(self, sampled: bool) -> None:
+        """The rules' sampling decision (`trace sample`), made before any upstream
+        attempt: it replaces the one begin() made, the carried flag included."""
+        if sampled != self.sampled:
+            self.sampled = sampled
+            self.tracer.sampled_total.value += 1 if sampled else -1
+            if sampled and not self.segment_id:
+                self._sw_names()
 
     @property
     def trace_id_hex(self) -> str:
@@ -253,6 +279,8 @@ class StreamTrace:
         if ctx.error_detail:
             s.error = True
             s.message = ctx.error_detail
+        if self.tags:
+            a.update(self.tags)
         sink(TraceRecord(tracer.service, tracer.instance, [s] + self.clients, self.sw_parent,
                          self.sw_trace, self.segment_id))
 

@@ -138,6 +138,9 @@ class _Build(Transformer):
             rest = rest[1:]
         return A.VHostDecl(self._span(meta), str(name), self._tspan(name), tuple(domains), tuple(rest))
 
+    def rpc_block(self, meta, c):
+        return A.RpcDecl(self._span(meta), str(c[0]), self._tspan(c[0]), tuple(c[1:]))
+
     def on_block(self, meta, c):
         return A.OnBlock(self._span(meta), str(c[0]), tuple(c[1:]))
 
@@ -295,6 +298,12 @@ class _Build(Transformer):
             orelse = body.pop().body
         return A.When(self._span(meta), cond, tuple(body), orelse)
 
+    def trace_tag(self, meta, c):
+        return A.TraceTag(self._span(meta), _unquote(c[0]), self._tspan(c[0]), c[1])
+
+    def trace_sample(self, meta, c):
+        return A.TraceSample(self._span(meta), self._percent(c[0]))
+
     def else_block(self, meta, c):
         return _Else(tuple(c))
 
@@ -371,4 +380,4 @@ class _Else:
 
 _STMT_TYPES = (A.To, A.Split, A.Timeout, A.Retry, A.Mirror, A.HostRewrite, A.RewritePrefix,
                A.RewriteRegex, A.Assign, A.Remove, A.Fault, A.Limit, A.Wasm, A.Respond,
-               A.Redirect, A.Emit, A.When)
+               A.Redirect, A.Emit, A.When, A.TraceTag, A.TraceSample)

@@ -216,3 +216,24 @@ def test_formatting_is_fmt_and_leaves_a_broken_file_alone(project: Path):
                                                                                          insert_spaces=True)))
         assert not edits
     run(project, body)
+
+
+def test_rpc_fields_keywords_and_routes(project: Path):
+    from mosnx.dsl.lsp import KEYWORDS, attribute_hover
+    assert {"rpc", "trace", "tag", "sample"} <= set(KEYWORDS)
+    assert "read in an rpc block's routes" in (attribute_hover('rpc.headers["zone"]') or "")
+    assert "keyed" not in (attribute_hover("rpc.method") or "keyed")
+
+    async def body(s: Session) -> None:
+        calls = project / "calls.mdsl"
+        calls.write_text('rpc calls {\n  route billing when rpc.method == "pay" { to items }\n}\n')
+        uri = s.open(calls)
+        await s.wait_diagnostics(uri, lambda d: True)
+        got = await s.client.text_document_completion_async(T.CompletionParams(
+            text_document=T.TextDocumentIdentifier(uri=uri), position=T.Position(line=1, character=20)))
+        items: Any = got.items if isinstance(got, T.CompletionList) else got
+        assert {i.label: i.kind for i in items}["rpc.service"] == T.CompletionItemKind.Field
+        h = await s.client.text_document_hover_async(T.HoverParams(
+            text_document=T.TextDocumentIdentifier(uri=uri), position=T.Position(line=1, character=9)))
+        assert h is not None and "rpc route: to cluster items" in h.contents.value
+    run(project, body)

@@ -67,3 +67,14 @@ def test_scopes_of_a_route(engine):
 
 def test_a_character_the_language_has_not_is_invalid(engine):
     assert problems(engine, "route r { to c } $\n") == ["1:18: '$' is invalid"]
+
+
+def test_scopes_of_an_rpc_block_and_trace_statements(engine):
+    src = ('rpc calls { route a when rpc.headers["zone"] == "gz" { to billing } }\n'
+           'route r { trace tag "tenant" = request.headers["x-t"] trace sample 0.5% to web }\n')
+    assert problems(engine, src) == []
+    got = {c: s[-1] for _, c, s in tokens(engine, src) if c.strip()}
+    assert got["rpc"] == "keyword.control.declaration.mdsl" and got["calls"] == "entity.name.section.mdsl"
+    assert got["rpc.headers"] == "variable.other.attribute.mdsl"
+    assert got["trace"] == got["tag"] == got["sample"] == "keyword.other.statement.mdsl"
+    assert got["0.5%"] == "constant.numeric.percent.mdsl"

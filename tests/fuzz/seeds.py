@@ -174,7 +174,8 @@ def dictionaries() -> None:
     words |= {"request.path", "request.method", "request.host", "request.headers[\"x\"]", "request.query[\"k\"]",
               "request.cookies[\"c\"]", "source.address", "response.code", "response.headers[\"x\"]",
               "metadata[\"k\"]", "route.name", "cluster.name", "==", "!=", "~", "=>", "{", "}", "\"", "5xx",
-              "reset", "500ms", "3s", "10.0.0.0/8"}
+              "reset", "500ms", "3s", "10.0.0.0/8", "rpc.service", "rpc.method", "rpc.version", "rpc.group",
+              "rpc.headers[\"k\"]", "100%", "0%"}
     write("mdsl.dict", words)
     from mosnx.runtime.config import describe_schema
     keys = set()

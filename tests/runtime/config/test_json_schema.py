@@ -47,7 +47,7 @@ BEYOND_SCHEMA = [
     r"must be below", r"must add up to", r"needs protocol: http2", r"needs client_ca", r"needs an HTTP listener",
     r"give format or json_format, not both",
     r"call is not routed by", r"settings need protocol:", r"not per-route policies on an RPC listener",
-    r"is not served on a protocol:",
+    r"is not served on a protocol:", r"both route the calls",
     # a percentage written with its sign ("150%"), an exporter endpoint's form: text parsed by code
     r"is outside 0%\.\.100%", r"takes an http:// URL", r"expected host:port or an http",
     # what is installed beside the proxy

@@ -146,3 +146,24 @@ clusters:
     endpoints: [127.0.0.1:2]
 """)
     assert len(errs) == 1 and "tls: is not served on a protocol: dubbo listener yet" in errs[0][3]
+
+
+def test_rules_route_an_rpc_listener_in_place_of_rpc_routes(tmp_path):
+    rules = tmp_path / "calls.mdsl"
+    rules.write_text("rpc calls { route all { to a } }\n")
+    doc = f"""
+listeners:
+  - name: r
+    address: 127.0.0.1:12200
+    protocol: bolt
+    rules: {rules}
+%s
+clusters:
+  - name: a
+    protocol: bolt
+    endpoints: [127.0.0.1:2]
+"""
+    (lc,) = load(doc % "").listeners
+    assert lc.rules == (str(rules),)
+    errs = findings(doc % "    rpc: {routes: [{match: {}, route: {cluster: a}}]}")
+    assert len(errs) == 1 and "rpc.routes and rules: both route the calls" in errs[0][3]

@@ -162,3 +162,26 @@ def test_unbound_tracer_propagates_but_exports_nothing() -> None:
     assert ctx.request.headers.get("traceparent") is not None
     ctx.trace.finish(ctx)
     assert t.service == "ingress"               # the listener's name by default
+
+
+def test_rules_force_the_decision_and_tag_the_server_span() -> None:
+    t, out, store = bound(random_sampling=0.0)
+    ctx = ctx_with()
+    t.begin(ctx)
+    tr = ctx.trace
+    assert not tr.sampled and tr.tags is None
+    tr.tag("tenant", "acme")
+    tr.tag("url.path", "/replaced")          # a rule's attribute replaces the proxy's
+    tr.force(True)
+    tr.force(True)                           # counted once
+    assert tr.sampled and store.counter("tracing.sampled").value == 1
+    ctx.response = ResponseHead(200, Headers())
+    tr.finish(ctx)
+    (rec,) = out
+    assert rec.spans[0].attributes["tenant"] == "acme" and rec.spans[0].attributes["url.path"] == "/replaced"
+    ctx = ctx_with(("traceparent", f"00-{TID}-{PID}-01"))
+    t.begin(ctx)
+    ctx.trace.force(False)
+    assert store.counter("tracing.sampled").value == 1
+    ctx.trace.finish(ctx)
+    assert len(out) == 1
