@@ -7,7 +7,7 @@ walks DOCUMENT and builds Config from what it returns.
 from __future__ import annotations
 
 from ..model import (ESCAPED_SLASH_ACTIONS, XDS_MODES, AdminConfig, CircuitBreakers, ClusterConfig, Endpoint,
-                     Limits, ListenerConfig, PathNormalization, Timeouts, XdsConfig, XdsNode)
+                     Limits, ListenerConfig, PathNormalization, Timeouts, XdsConfig, XdsNode, XdsTls)
 from .admin import TokenFile
 from .cluster import CHECKS as CLUSTER_GOVERNANCE_CHECKS, FIELDS as CLUSTER_GOVERNANCE
 from .protocols import CLUSTER_FIELDS as CLUSTER_PROTOCOL, LISTENER_FIELDS as LISTENER_PROTOCOL
@@ -156,8 +156,18 @@ XDS_NODE = Obj({
     "metadata": Field(MapOf(Data()), "free-form metadata sent to the control plane (Envoy's node.metadata)"),
 }, build=XdsNode)
 
+XDS_TLS = Obj({
+    "ca": Field(FilePath(must_exist=True), "CA bundle the control plane's certificate must chain to; "
+                "default: the system's"),
+    "cert": Field(FilePath(must_exist=True), "client certificate chain, for mutual TLS (with key)"),
+    "key": Field(FilePath(must_exist=True), "PEM private key of cert"),
+    "sni": Field(Str(), "the name the server's certificate is checked against and sent as SNI; "
+                 "default: the address's host"),
+}, build=XdsTls)
+
 XDS = Obj({
     "address": Field(Address(), "host:port of the control plane's ADS (gRPC) server", required=True),
+    "tls": Field(XDS_TLS, "TLS to the control plane: {ca, cert, key, sni}; absent: plaintext"),
     "node": Field(XDS_NODE, "who this proxy is: {id, cluster, metadata}"),
     "mode": Field(Enum(*XDS_MODES), "sotw: state of the world (Envoy's GRPC); delta: incremental (DELTA_GRPC)"),
     "initial_fetch_timeout": Field(Mapped(Duration(), float), "how long to wait for the first resources "

@@ -79,7 +79,10 @@ def convert(config: Config, resources: dict[str, dict[str, Any]], stem: str = "e
     elif config.admin is not None:
         out.notes.append("the admin API listens on port 0 (any free port), which mosnx.yaml cannot say; "
                          "admin: left out")
-    if config.xds is not None and config.xds.unix_path is not None:
+    if config.xds is not None and not config.xds.ads:
+        out.notes.append("the listeners' secrets come over an SDS stream of their own, which mosnx.yaml "
+                         "cannot say; xds: left out (mosnx runs the bootstrap as it is)")
+    elif config.xds is not None and config.xds.unix_path is not None:
         out.notes.append(f"the ADS server is the Unix socket {config.xds.unix_path}, which mosnx.yaml's "
                          "xds.address (host:port) cannot say; xds: left out (mosnx runs the bootstrap as it is)")
     elif config.xds is not None:
