@@ -9,7 +9,10 @@ from typing import Any
 import grpc.aio
 from envoy.service.secret.v3 import sds_pb2_grpc
 
-from ads_server import AdsServer
+try:
+    from .ads_server import AdsServer
+except ImportError:         # imported by path from the e2e tests
+    from ads_server import AdsServer  # type: ignore[no-redef]
 
 
 class SdsServer(AdsServer, sds_pb2_grpc.SecretDiscoveryServiceServicer):
