@@ -42,6 +42,11 @@ class Endpoint:
     # this endpoint's metadata chose, by index; None: the cluster's own options["tls"]
     tls_match: int | None = None
     priority: int = 0                         # Envoy's EDS priority: 0 first, the others as it fails
+    # Envoy's LocalityLbEndpoints: the locality ("region/zone/sub_zone") and its
+    # load_balancing_weight (0: none), used when the cluster balances by locality
+    # (options["locality_weighted"], proxy.upstream.locality)
+    locality: str = ""
+    locality_weight: int = 0
 
     def __post_init__(self) -> None:
         if not 0 < self.port < 65536:
@@ -50,6 +55,8 @@ class Endpoint:
             raise ValueError("endpoint weight must be >= 1")
         if self.priority < 0:
             raise ValueError("endpoint priority must be >= 0")
+        if self.locality_weight < 0:
+            raise ValueError("endpoint locality_weight must be >= 0")
 
     @property
     def address(self) -> str:

@@ -34,6 +34,13 @@ def _host_port(kwargs: dict) -> dict:
     return kwargs
 
 
+def _locality_weighted(kwargs: dict) -> dict:
+    # an endpoint's locality_weight turns locality-weighted balancing on for its cluster
+    if any(isinstance(e, Endpoint) and e.locality_weight for e in kwargs.get("endpoints") or ()):
+        kwargs["locality_weighted"] = True
+    return kwargs
+
+
 def _route_filters(kwargs: dict) -> dict:
     route = kwargs.get("route")
     if isinstance(route, RouteWithFilters):
@@ -72,8 +79,13 @@ ENDPOINT = Either(
     Obj({"address": Field(Address(), "host:port of the endpoint", required=True),
          "weight": Field(Int(1), "share of requests under weighted load balancing"),
          "priority": Field(Int(0), "priority level: level 0 takes the traffic while enough of it is healthy, "
-                           "then the next levels (Envoy's EDS priority, overprovisioning factor 1.4)")},
-        build=Endpoint, adapt=_host_port, label="a mapping {address, weight, priority}"),
+                           "then the next levels (Envoy's EDS priority, overprovisioning factor 1.4)"),
+         "locality": Field(Str(), "the endpoint's locality (region/zone/sub_zone), for locality-weighted "
+                           "load balancing"),
+         "locality_weight": Field(Int(0), "the weight of the endpoint's locality; set on any endpoint, the "
+                                  "cluster picks a locality by weight and health first (Envoy's locality "
+                                  "weighted load balancing); 0: its locality takes no traffic")},
+        build=Endpoint, adapt=_host_port, label="a mapping {address, weight, priority, locality, locality_weight}"),
 )
 
 CIRCUIT_BREAKERS = Obj({
@@ -97,7 +109,7 @@ CLUSTER = Obj({
     **CLUSTER_GOVERNANCE,
     **CLUSTER_PROTOCOL,
     **CLUSTER_RPC,
-}, build=ClusterConfig, extras="options", checks=CLUSTER_GOVERNANCE_CHECKS)
+}, build=ClusterConfig, extras="options", checks=CLUSTER_GOVERNANCE_CHECKS, adapt=_locality_weighted)
 
 TIMEOUTS = Obj({
     "request_headers": Field(Duration(positive=True), "time allowed for the request headers to arrive"),
