@@ -51,8 +51,8 @@ def is_eds(c: Any) -> bool:
 
 
 def locality_name(loc: Any) -> str:
-    """An envoy.config.core.v3.Locality as one name: region/zone/sub_zone."""
-    return f"{loc.region}/{loc.zone}/{loc.sub_zone}"
+    """An envoy.config.core.v3.Locality as one name: region/zone/sub_zone ("" for none)."""
+    return f"{loc.region}/{loc.zone}/{loc.sub_zone}" if loc.region or loc.zone or loc.sub_zone else ""
 
 
 def endpoints_of(cla: Any, f: Findings, matches: Matches = ()) -> tuple[Endpoint, ...]:

@@ -32,7 +32,7 @@ def eds_cluster(**extra):
 def test_endpoints_carry_their_locality_and_its_weight():
     eps = eds.check("web", assignment())
     assert [(e.port, e.locality, e.locality_weight, e.priority) for e in eps] == [
-        (9001, "eu/a/", 1, 0), (9002, "eu/b/r1", 3, 1), (9003, "//", 0, 0)]
+        (9001, "eu/a/", 1, 0), (9002, "eu/b/r1", 3, 1), (9003, "", 0, 0)]
 
 
 def test_locality_weighted_lb_config_turns_it_on():
