@@ -7,7 +7,8 @@ brings (dynamic.DynamicConfig), and how they reach the workers.
 - The ADS channel is plaintext, or TLS when XdsConfig.tls is set (`credentials`):
   the CA the server's certificate must chain to (the system's roots without one), a
   client certificate for mutual TLS, and the name checked (and sent as SNI). Files
-  are read when the stream starts: one that cannot be read is an error then.
+  are read when the stream is made: one that cannot be read then (the config's check
+  found it) is logged, and no ADS stream is opened.
 - An accepted update that changed only endpoints (dynamic.DynamicConfig.reassigned)
   asks the supervisor to change those clusters' endpoints in place
   (Supervisor.reassign: no build, no reload), counted as `eds.update_in_place`;
@@ -99,8 +100,15 @@ class XdsControl:
         self.dynamic.initial_fetch_timeout = x.initial_fetch_timeout
         node = make_node(x.node.id, x.node.cluster, x.node.metadata)
         self.ads: AdsClient | None = None
-        if x.ads:
-            creds, opts = credentials(x.tls) if x.tls is not None else (None, ())
+        creds: grpc.ChannelCredentials | None = None
+        opts: tuple[tuple[str, Any], ...] = ()
+        try:
+            if x.tls is not None:
+                creds, opts = credentials(x.tls)
+        except ValueError as e:
+            # the files were there when the config was read: say so, serve the file's config
+            log.error("xds: %s; the ADS stream is not opened (/ready answers 503)", e)
+        if x.ads and (x.tls is None or creds is not None):
             self.ads = AdsClient(target(x), node, self.dynamic, stats,
                                  mode=x.mode,  # type: ignore[arg-type]  # XdsConfig checks it is sotw or delta
                                  set_node_on_first_message_only=x.set_node_on_first_message_only,
@@ -155,7 +163,7 @@ class XdsControl:
 
     def ready(self) -> bool:
         # without ADS no listeners or clusters are awaited: what waits for a secret warms
-        return self.dynamic.ready() if self.ads is not None else True
+        return self.dynamic.ready() if self.x.ads else True
 
     def dump(self) -> dict[str, Any]:
         return self.dynamic.dump()

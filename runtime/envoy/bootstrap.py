@@ -403,11 +403,16 @@ def _pem_of(v: str | Pem | None) -> str | bytes | None:
     return v.data if isinstance(v, Pem) else v
 
 
-def _xds_tls(cluster: Any) -> XdsTls | None:
+def _xds_tls(cluster: Any, f: Findings) -> XdsTls | None:
     """The ADS cluster's UpstreamTlsContext as TLS to the control plane."""
     t = cluster.options.get("tls") if cluster is not None else None
     if not isinstance(t, ClientTls):
         return None
+    for what in ("ca", "cert", "key"):
+        v = getattr(t, what)
+        if isinstance(v, str) and not os.path.isfile(v):
+            f.reject(f'the ADS cluster "{cluster.name}" names a TLS {what} file "{v}" that is not there',
+                     "grpc_services")
     return XdsTls(ca=_pem_of(t.ca), cert=_pem_of(t.cert), key=_pem_of(t.key), sni=t.sni or "")
 
 
@@ -449,7 +454,7 @@ def _xds(msg: Any, f: Findings, config: Config, pipes: dict[str, str], targets: 
                      set_node_on_first_message_only=ads.set_node_on_first_message_only,
                      lds=dr.lds_config.WhichOneof("config_source_specifier") == "ads",
                      cds=dr.cds_config.WhichOneof("config_source_specifier") == "ads", cluster=name,
-                     tls=_xds_tls(cluster) if name not in pipes else None, grpc_targets=targets)
+                     tls=_xds_tls(cluster, fa) if name not in pipes else None, grpc_targets=targets)
 
 
 def _struct(s: Any) -> dict[str, Any]:

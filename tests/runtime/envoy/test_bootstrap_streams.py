@@ -117,3 +117,26 @@ def test_with_ads_a_static_listener_waits_for_its_secret_instead_of_failing():
     cfg, warnings = load_bootstrap_text(text, "<b>")
     assert cfg.listeners == () and cfg.xds.ads and "sds-grpc" in cfg.xds.grpc_targets
     assert any("serves once Secret" in d.message for d in warnings)
+
+
+def test_a_tls_file_of_the_ads_cluster_that_is_not_there_is_an_error():
+    text = textwrap.dedent("""\
+        dynamic_resources:
+          ads_config: {api_type: GRPC, grpc_services: [{envoy_grpc: {cluster_name: xds}}]}
+        static_resources:
+          clusters:
+          - name: xds
+            type: STATIC
+            transport_socket:
+              name: tls
+              typed_config:
+                "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext
+                common_tls_context:
+                  validation_context: {trusted_ca: {filename: /nonexistent/ca.pem}}
+            load_assignment:
+              cluster_name: xds
+              endpoints: [{lb_endpoints: [{endpoint: {address: {socket_address: {address: 127.0.0.1, port_value: 15012}}}}]}]
+        """)
+    with pytest.raises(ConfigError) as e:
+        load_bootstrap_text(text, "<b>")
+    assert "/nonexistent/ca.pem" in str(e.value) and "not there" in str(e.value)
