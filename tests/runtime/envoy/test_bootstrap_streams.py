@@ -78,9 +78,7 @@ def test_a_static_tcp_cluster_is_a_target_too():
     assert cfg.xds is not None and cfg.xds.grpc_targets["app"] == "127.0.0.1:18080" and cfg.listeners == ()
 
 
-def test_the_ads_clusters_tls_becomes_tls_to_the_control_plane():
-    ca = base64.b64encode(CA).decode()
-    text = textwrap.dedent(f"""\
+_TLS_ADS = textwrap.dedent("""\
         node: {{id: n1}}
         dynamic_resources:
           ads_config: {{api_type: GRPC, grpc_services: [{{envoy_grpc: {{cluster_name: xds}}}}]}}
@@ -104,7 +102,12 @@ def test_the_ads_clusters_tls_becomes_tls_to_the_control_plane():
             load_assignment:
               cluster_name: xds
               endpoints: [{{lb_endpoints: [{{endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: 15012}}}}}}}}]}}]
-        """)
+    """)
+
+
+def test_the_ads_clusters_tls_becomes_tls_to_the_control_plane():
+    ca = base64.b64encode(CA).decode()
+    text = _TLS_ADS.format(ca=ca)
     cfg, _ = load_bootstrap_text(text, "<b>")
     t = cfg.xds.tls
     assert t is not None and t.ca == CA and t.sni == "istiod.istio-system.svc" and t.cert is None
@@ -140,3 +143,12 @@ def test_a_tls_file_of_the_ads_cluster_that_is_not_there_is_an_error():
     with pytest.raises(ConfigError) as e:
         load_bootstrap_text(text, "<b>")
     assert "/nonexistent/ca.pem" in str(e.value) and "not there" in str(e.value)
+
+
+def test_convert_says_inline_tls_to_the_control_plane_cannot_be_written():
+    from mosnx.runtime.envoy.bootstrap import load_bootstrap_resources
+    from mosnx.runtime.envoy.convert import convert
+    ca = base64.b64encode(CA).decode()
+    cfg, _msg, resources = load_bootstrap_resources(_TLS_ADS.format(ca=ca), "<b>")
+    out = convert(cfg, resources)
+    assert "tls" not in out.yaml["xds"] and any("xds.tls: left out" in n for n in out.notes)
