@@ -43,6 +43,11 @@ class Endpoint:
     # this endpoint's metadata chose, by index; None: the cluster's own options["tls"]
     tls_match: int | None = None
     priority: int = 0                         # Envoy's EDS priority: 0 first, the others as it fails
+    # Envoy's LocalityLbEndpoints: the locality ("region/zone/sub_zone") and its
+    # load_balancing_weight (0: none), used when the cluster balances by locality
+    # (options["locality_weighted"], proxy.upstream.locality)
+    locality: str = ""
+    locality_weight: int = 0
 
     def __post_init__(self) -> None:
         if not 0 < self.port < 65536:
@@ -51,6 +56,8 @@ class Endpoint:
             raise ValueError("endpoint weight must be >= 1")
         if self.priority < 0:
             raise ValueError("endpoint priority must be >= 0")
+        if self.locality_weight < 0:
+            raise ValueError("endpoint locality_weight must be >= 0")
 
     @property
     def address(self) -> str:
@@ -351,6 +358,27 @@ class XdsNode:
 
 
 @dataclass(frozen=True, slots=True)
+class XdsTls:
+    """TLS to the control plane: each of `ca`, `cert`, `key` a file path (str) or PEM
+    in memory (bytes, a bootstrap's inline DataSource). `ca` None: the system's roots;
+    `cert` and `key` come together (mutual TLS) or not at all; `sni`: the name the
+    server's certificate is checked against (and sent as SNI), "" for the host."""
+    ca: str | bytes | None = None
+    cert: str | bytes | None = None
+    key: str | bytes | None = None
+    sni: str = ""
+    span: Span | None = field(default=None, compare=False)
+
+    def __post_init__(self) -> None:
+        if (self.cert is None) != (self.key is None):
+            raise ValueError("a client certificate needs both cert and key")
+        for what in ("ca", "cert", "key"):
+            v = getattr(self, what)
+            if v is not None and not v:
+                raise ValueError(f"tls {what} cannot be empty")
+
+
+@dataclass(frozen=True, slots=True)
 class XdsConfig:
     """One aggregated (ADS) stream to a control plane: where, how, and as whom.
     From mosnx.yaml's `xds:` or an Envoy bootstrap's dynamic_resources.ads_config."""
@@ -370,11 +398,20 @@ class XdsConfig:
     # ADS): decoded Envoy messages by type URL and name, translated by runtime.envoy.apply
     static_resources: dict[str, dict[str, Any]] = field(default_factory=dict, compare=False, repr=False)
     span: Span | None = field(default=None, compare=False)
+    tls: XdsTls | None = None                 # None: plaintext to the control plane
+    # False: no ADS stream (a bootstrap without ads_config whose secrets come by SDS):
+    # host and port are not used
+    ads: bool = True
+    # static clusters an SDS config source may name, as gRPC targets (host:port or
+    # unix:<path>): the separate SDS stream (proxy.xds.sds_stream) connects to one
+    grpc_targets: dict[str, str] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
         if self.mode not in XDS_MODES:
             raise ValueError(f"xds mode must be one of {', '.join(XDS_MODES)}, not {self.mode!r}")
-        if self.unix_path is not None:
+        if not self.ads:
+            pass
+        elif self.unix_path is not None:
             if not self.unix_path:
                 raise ValueError("a Unix socket path cannot be empty")
         elif not 0 < self.port < 65536:

@@ -338,6 +338,11 @@ SECTIONS: tuple[Section, ...] = (
         Stat("control_plane.rate_limit_enforced", COUNTER, "NACKs held back because the control plane "
              "sent the refused version again"),
         Stat("control_plane.pending_requests", GAUGE, "answers waiting to be sent on the stream"),
+        Stat("sds_stream.connected_state", GAUGE, "1 while the separate SDS stream (to the cluster an "
+             "sds_config's api_config_source names, Istio's sds-grpc) is up"),
+        Stat("sds_stream.rate_limit_enforced", COUNTER, "SDS-stream NACKs held back because the server "
+             "sent the refused version again"),
+        Stat("sds_stream.pending_requests", GAUGE, "answers waiting to be sent on the SDS stream"),
         Stat("<xds>.update_attempt", COUNTER, "responses of that type received"),
         Stat("<xds>.update_success", COUNTER, "responses accepted (ACKed)"),
         Stat("<xds>.update_rejected", COUNTER, "responses refused, in whole or in part (NACKed)"),

@@ -32,7 +32,7 @@ from mosnx.runtime import shared as sh
 from mosnx.runtime.model import CircuitBreakers, ClusterConfig, Endpoint
 from mosnx.runtime.stats import ACCUMULATE, PER_PROXY, Store
 
-from . import lb as lbs
+from . import lb as lbs, locality
 from .http2 import H2Pool
 from .pool import Pool
 
@@ -331,7 +331,7 @@ class Cluster:
             from .original_dst import Balancer
             self.lb = Balancer(self)  # type: ignore[assignment]  # a balancer of its own kind
         else:
-            self.lb = lbs.make(self.config.lb, hosts, self.config.options)
+            self.lb = locality.make(self.config.lb, hosts, self.config.options)
         self.levels = None
         if self.config.lb != "cluster_provided" and len({h.endpoint.priority for h in hosts}) > 1:
             from .priority import Levels
@@ -356,6 +356,8 @@ class Cluster:
         self.panic = bool(hosts) and ok * 100.0 < self.panic_threshold * len(hosts)
         for h in hosts:
             h.healthy = self.panic or not (h.hc_failed or h.ejected)
+        if isinstance(self.lb, locality.Localities):
+            self.lb.refresh()
         # out of panic a pick is the balancer's alone: streams call it without the
         # frame of pick() below, which only adds the panic count
         if self.panic:

@@ -12,14 +12,15 @@ total health, every host is in rotation again, as the single-level panic does, a
 the levels' health is counted as if all were up (so level 0 takes the traffic).
 
 Built by the cluster when its endpoints name more than one level; a cluster of one
-level never comes here, and its picks cost what they did.
+level never comes here, and its picks cost what they did. A cluster balancing by
+locality has a locality.Localities per level, refreshed with the levels' health.
 """
 from __future__ import annotations
 
 import random
 from typing import Any, Sequence
 
-from . import lb as lbs
+from . import locality
 
 OVERPROVISIONING = 1.4
 
@@ -32,7 +33,7 @@ class Levels:
         for h in hosts:
             by.setdefault(h.endpoint.priority, []).append(h)
         # (priority, its hosts, its balancer), lowest priority first
-        self.levels = [(p, by[p], lbs.make(kind, by[p], options)) for p in sorted(by)]
+        self.levels = [(p, by[p], locality.make(kind, by[p], options)) for p in sorted(by)]
         self.loads: list[float] = [100.0] + [0.0] * (len(self.levels) - 1)
         self.panic = False
 
@@ -48,6 +49,9 @@ class Levels:
         for _, hosts, _ in self.levels:
             for h in hosts:
                 h.healthy = self.panic or not (h.hc_failed or h.ejected)
+        for _, _, balancer in self.levels:
+            if isinstance(balancer, locality.Localities):
+                balancer.refresh()
         if self.panic:
             health = [100.0] * len(self.levels)
             total = 100.0

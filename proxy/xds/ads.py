@@ -152,7 +152,10 @@ class AdsClient:
                  mode: Mode = "sotw", set_node_on_first_message_only: bool = True,
                  channel_options: Sequence[tuple[str, Any]] = (),
                  backoff: Backoff | None = None, nack_backoff: Backoff | None = None,
-                 types: Sequence[str] = ORDER) -> None:
+                 types: Sequence[str] = ORDER, credentials: grpc.ChannelCredentials | None = None,
+                 scope: str = "control_plane") -> None:
+        """`credentials`: TLS to the control plane (None: plaintext); `scope`: the
+        prefix of the stream's own stats (connected_state, pending_requests, ...)."""
         if not target or target.startswith(":") or ":" not in target:
             raise ValueError(f"xDS target must be host:port (or a gRPC target such as unix:/path), not {target!r}")
         if mode not in ("sotw", "delta"):
@@ -177,11 +180,12 @@ class AdsClient:
         }
         opts.update(dict(channel_options))
         self.channel_options = tuple(opts.items())
+        self.credentials = credentials
         self.types: dict[str, TypeState] = {
             t: TypeState(TYPES[t], _TypeStats.of(stats, TYPES[t].stat_prefix)) for t in types}
-        self._connected = stats.gauge("control_plane.connected_state", PER_PROXY)
-        self._rate_limited = stats.counter("control_plane.rate_limit_enforced")
-        stats.gauge_reading("control_plane.pending_requests",
+        self._connected = stats.gauge(f"{scope}.connected_state", PER_PROXY)
+        self._rate_limited = stats.counter(f"{scope}.rate_limit_enforced")
+        stats.gauge_reading(f"{scope}.pending_requests",
                             lambda: sum(len(s.queue) for s in self.types.values()) + len(self._stray),
                             PER_PROXY)
         self._stray: deque[discovery_pb2.DiscoveryRequest | discovery_pb2.DeltaDiscoveryRequest] = \
@@ -200,7 +204,10 @@ class AdsClient:
     def start(self) -> None:
         if self._task is not None:
             raise RuntimeError("AdsClient already started")
-        self._channel = grpc.aio.insecure_channel(self.target, options=self.channel_options)
+        if self.credentials is not None:
+            self._channel = grpc.aio.secure_channel(self.target, self.credentials, options=self.channel_options)
+        else:
+            self._channel = grpc.aio.insecure_channel(self.target, options=self.channel_options)
         self._task = asyncio.get_running_loop().create_task(self._run(), name="xds-ads")
 
     async def close(self) -> None:
@@ -268,10 +275,7 @@ class AdsClient:
             await asyncio.sleep(delay)
 
     async def _one_stream(self) -> None:
-        assert self._channel is not None
-        stub = ads_pb2_grpc.AggregatedDiscoveryServiceStub(self._channel)
-        call: Any = (stub.StreamAggregatedResources() if self.mode == "sotw"
-                     else stub.DeltaAggregatedResources())
+        call = self._open()
         self.streams += 1
         self._node_sent = False
         self._got_response = False
@@ -300,6 +304,12 @@ class AdsClient:
                 if st.started:
                     st.stats.attempt.inc()
                     st.stats.failure.inc()
+
+    def _open(self) -> Any:
+        """A new stream's call (another service's stream of the same messages opens its own)."""
+        assert self._channel is not None
+        stub = ads_pb2_grpc.AggregatedDiscoveryServiceStub(self._channel)
+        return stub.StreamAggregatedResources() if self.mode == "sotw" else stub.DeltaAggregatedResources()
 
     async def _watch_ready(self) -> None:
         # connected as Envoy means it: the stream's transport is up, whether or not the

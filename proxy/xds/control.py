@@ -2,6 +2,13 @@
 brings (dynamic.DynamicConfig), and how they reach the workers.
 
 - One stream per proxy, opened once the workers are live; closed before they drain.
+  Beside it, the SDS stream (sds_stream.SdsStream), opened once a needed secret
+  names its cluster; a config with no ADS (XdsConfig.ads False) has that one alone.
+- The ADS channel is plaintext, or TLS when XdsConfig.tls is set (`credentials`):
+  the CA the server's certificate must chain to (the system's roots without one), a
+  client certificate for mutual TLS, and the name checked (and sent as SNI). Files
+  are read when the stream is made: one that cannot be read then (the config's check
+  found it) is logged, and no ADS stream is opened.
 - An accepted update that changed only endpoints (dynamic.DynamicConfig.reassigned)
   asks the supervisor to change those clusters' endpoints in place
   (Supervisor.reassign: no build, no reload), counted as `eds.update_in_place`;
@@ -29,14 +36,18 @@ import shutil
 import tempfile
 from typing import Any, Awaitable, Callable
 
+import grpc
+
 from mosnx.runtime.envoy.apply import apply
-from mosnx.runtime.model import ClusterConfig, Config, Endpoint, XdsConfig
+from mosnx.runtime.envoy.protos import SECRET
+from mosnx.runtime.model import ClusterConfig, Config, Endpoint, XdsConfig, XdsTls
 from mosnx.runtime.snapshot import build_snapshot
 from mosnx.runtime.stats import Store
 
 from .. import sockets
 from .ads import AdsClient, make_node
 from .dynamic import DynamicConfig, FileConfig, Payload
+from .sds_stream import SdsStream
 
 Endpoints = dict[str, tuple[Endpoint, ...]]
 
@@ -47,6 +58,25 @@ def target(x: XdsConfig) -> str:
     """The gRPC target of the control plane: host:port, or unix:<path> (grpcio's form
     for a Unix socket, as Envoy's pipe address)."""
     return f"unix:{x.unix_path}" if x.unix_path is not None else sockets.show(x.host, x.port)
+
+
+def _pem(v: str | bytes | None, what: str) -> bytes | None:
+    if v is None or isinstance(v, bytes):
+        return v
+    try:
+        with open(v, "rb") as f:
+            return f.read()
+    except OSError as e:
+        raise ValueError(f"xds tls {what}: cannot read {v!r}: {e.strerror or e}") from None
+
+
+def credentials(t: XdsTls) -> tuple[grpc.ChannelCredentials, tuple[tuple[str, Any], ...]]:
+    """grpc channel credentials for TLS to the control plane, and the channel options
+    that go with them (the name the server's certificate is checked against)."""
+    creds = grpc.ssl_channel_credentials(root_certificates=_pem(t.ca, "ca"), private_key=_pem(t.key, "key"),
+                                         certificate_chain=_pem(t.cert, "cert"))
+    opts: tuple[tuple[str, Any], ...] = (("grpc.ssl_target_name_override", t.sni),) if t.sni else ()
+    return creds, opts
 
 
 class XdsControl:
@@ -69,10 +99,25 @@ class XdsControl:
         self.in_place = stats.counter("eds.update_in_place")
         self.dynamic.initial_fetch_timeout = x.initial_fetch_timeout
         node = make_node(x.node.id, x.node.cluster, x.node.metadata)
-        self.ads = AdsClient(target(x), node, self.dynamic, stats,
-                             mode=x.mode,  # type: ignore[arg-type]  # XdsConfig checks it is sotw or delta
+        self.ads: AdsClient | None = None
+        creds: grpc.ChannelCredentials | None = None
+        opts: tuple[tuple[str, Any], ...] = ()
+        try:
+            if x.tls is not None:
+                creds, opts = credentials(x.tls)
+        except ValueError as e:
+            # the files were there when the config was read: say so, serve the file's config
+            log.error("xds: %s; the ADS stream is not opened (/ready answers 503)", e)
+        if x.ads and (x.tls is None or creds is not None):
+            self.ads = AdsClient(target(x), node, self.dynamic, stats,
+                                 mode=x.mode,  # type: ignore[arg-type]  # XdsConfig checks it is sotw or delta
+                                 set_node_on_first_message_only=x.set_node_on_first_message_only,
+                                 credentials=creds, channel_options=opts)
+        self.sds = SdsStream(self.dynamic, x.grpc_targets, node, stats,
                              set_node_on_first_message_only=x.set_node_on_first_message_only)
-        self.dynamic.resubscribe = self.ads.resubscribe
+        self.sds.on_open = lambda _client: self._resubscribe_ads(SECRET)
+        self.dynamic.stream_secrets = self.sds.names
+        self.dynamic.resubscribe = self._resubscribe
         self._push: asyncio.Task | None = None
         self._dirty = False
         self._endpoints: Endpoints = {}      # accepted in place, not yet pushed
@@ -80,12 +125,26 @@ class XdsControl:
         self._spilled: dict[str, str] = {}   # kind -> the file written last
 
     def start(self) -> None:
-        self.ads.start()
         x = self.x
-        log.info("xds: %s stream to %s as node %r", x.mode, target(x), x.node.id)
+        if self.ads is not None:
+            self.ads.start()
+            log.info("xds: %s stream to %s%s as node %r", x.mode, target(x), " over TLS" if x.tls else "",
+                     x.node.id)
+        self.sds.check()
 
     async def close(self) -> None:
-        await self.ads.close()
+        if self.ads is not None:
+            await self.ads.close()
+        await self.sds.close()
+
+    def _resubscribe(self, type_url: str) -> None:
+        if type_url == SECRET:
+            self.sds.resubscribe()
+        self._resubscribe_ads(type_url)
+
+    def _resubscribe_ads(self, type_url: str) -> None:
+        if self.ads is not None:
+            self.ads.resubscribe(type_url)
 
     def release(self) -> None:
         """Whatever way the proxy ends: the spilled files go."""
@@ -103,7 +162,8 @@ class XdsControl:
         return apply(self.file_config(), d.resources, cache=d.translations)[0]
 
     def ready(self) -> bool:
-        return self.dynamic.ready()
+        # without ADS no listeners or clusters are awaited: what waits for a secret warms
+        return self.dynamic.ready() if self.x.ads else True
 
     def dump(self) -> dict[str, Any]:
         return self.dynamic.dump()

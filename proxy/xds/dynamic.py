@@ -13,7 +13,8 @@ DynamicConfig is the ADS client's sink (resources.XdsSink), kept by the supervis
   and what their TLS names the SDS (Secret) subscription; when that changes, the
   client asks again. Those names are worked out again only when the listeners, the
   clusters or the file changed. A listener or cluster whose secret has not come
-  warms. Secrets hold private keys: they stay in memory here, and cross to the
+  warms. Secrets the SDS stream brings (`stream_secrets`, sds_stream) are not asked
+  for on ADS; the stream gives them to `apply` all the same. Secrets hold private keys: they stay in memory here, and cross to the
   workers only in the payload (control.spill's private file).
 - An update that changes only ClusterLoadAssignments (a state-of-the-world response
   repeats them all: only those whose content changed count) is taken in place when
@@ -134,6 +135,8 @@ class DynamicConfig:
         self.translations = Translations()      # what apply() made of the resources held
         self.received: set[str] = set()     # types that had a first response
         self.resubscribe: Callable[[str], None] | None = None
+        # the secrets a separate SDS stream asks for (sds_stream.SdsStream.names)
+        self.stream_secrets: Callable[[], frozenset[str]] | None = None
         self.started = time.monotonic()
         self.initial_fetch_timeout = 15.0
         self.last_errors: list[str] = []
@@ -165,7 +168,12 @@ class DynamicConfig:
     def subscriptions(self, type_url: str) -> frozenset[str] | None:
         if type_url in (LISTENER, CLUSTER):
             return None
-        return self.needed().get(type_url, frozenset())
+        names = self.needed().get(type_url, frozenset())
+        if type_url == SECRET and self.stream_secrets is not None and names:
+            elsewhere = self.stream_secrets()
+            if elsewhere:
+                names = names - elsewhere
+        return names
 
     def apply(self, type_url: str, version: str, resources: dict[str, Message],
               removed: set[str]) -> list[Rejection]:

@@ -7,7 +7,7 @@ walks DOCUMENT and builds Config from what it returns.
 from __future__ import annotations
 
 from ..model import (ESCAPED_SLASH_ACTIONS, XDS_MODES, AdminConfig, CircuitBreakers, ClusterConfig, Endpoint,
-                     Limits, ListenerConfig, PathNormalization, Timeouts, XdsConfig, XdsNode)
+                     Limits, ListenerConfig, PathNormalization, Timeouts, XdsConfig, XdsNode, XdsTls)
 from .admin import TokenFile
 from .cluster import CHECKS as CLUSTER_GOVERNANCE_CHECKS, FIELDS as CLUSTER_GOVERNANCE
 from .protocols import CLUSTER_FIELDS as CLUSTER_PROTOCOL, LISTENER_FIELDS as LISTENER_PROTOCOL
@@ -31,6 +31,13 @@ LISTENER_PROTOCOLS = ("http", "tcp") + RPC_PROTOCOLS
 
 def _host_port(kwargs: dict) -> dict:
     kwargs["host"], kwargs["port"] = kwargs.pop("address")
+    return kwargs
+
+
+def _locality_weighted(kwargs: dict) -> dict:
+    # an endpoint's locality_weight turns locality-weighted balancing on for its cluster
+    if any(isinstance(e, Endpoint) and e.locality_weight for e in kwargs.get("endpoints") or ()):
+        kwargs["locality_weighted"] = True
     return kwargs
 
 
@@ -72,8 +79,13 @@ ENDPOINT = Either(
     Obj({"address": Field(Address(), "host:port of the endpoint", required=True),
          "weight": Field(Int(1), "share of requests under weighted load balancing"),
          "priority": Field(Int(0), "priority level: level 0 takes the traffic while enough of it is healthy, "
-                           "then the next levels (Envoy's EDS priority, overprovisioning factor 1.4)")},
-        build=Endpoint, adapt=_host_port, label="a mapping {address, weight, priority}"),
+                           "then the next levels (Envoy's EDS priority, overprovisioning factor 1.4)"),
+         "locality": Field(Str(), "the endpoint's locality (region/zone/sub_zone), for locality-weighted "
+                           "load balancing"),
+         "locality_weight": Field(Int(0), "the weight of the endpoint's locality; set on any endpoint, the "
+                                  "cluster picks a locality by weight and health first (Envoy's locality "
+                                  "weighted load balancing); 0: its locality takes no traffic")},
+        build=Endpoint, adapt=_host_port, label="a mapping {address, weight, priority, locality, locality_weight}"),
 )
 
 CIRCUIT_BREAKERS = Obj({
@@ -97,7 +109,7 @@ CLUSTER = Obj({
     **CLUSTER_GOVERNANCE,
     **CLUSTER_PROTOCOL,
     **CLUSTER_RPC,
-}, build=ClusterConfig, extras="options", checks=CLUSTER_GOVERNANCE_CHECKS)
+}, build=ClusterConfig, extras="options", checks=CLUSTER_GOVERNANCE_CHECKS, adapt=_locality_weighted)
 
 TIMEOUTS = Obj({
     "request_headers": Field(Duration(positive=True), "time allowed for the request headers to arrive"),
@@ -156,8 +168,18 @@ XDS_NODE = Obj({
     "metadata": Field(MapOf(Data()), "free-form metadata sent to the control plane (Envoy's node.metadata)"),
 }, build=XdsNode)
 
+XDS_TLS = Obj({
+    "ca": Field(FilePath(must_exist=True), "CA bundle the control plane's certificate must chain to; "
+                "default: the system's"),
+    "cert": Field(FilePath(must_exist=True), "client certificate chain, for mutual TLS (with key)"),
+    "key": Field(FilePath(must_exist=True), "PEM private key of cert"),
+    "sni": Field(Str(), "the name the server's certificate is checked against and sent as SNI; "
+                 "default: the address's host"),
+}, build=XdsTls)
+
 XDS = Obj({
     "address": Field(Address(), "host:port of the control plane's ADS (gRPC) server", required=True),
+    "tls": Field(XDS_TLS, "TLS to the control plane: {ca, cert, key, sni}; absent: plaintext"),
     "node": Field(XDS_NODE, "who this proxy is: {id, cluster, metadata}"),
     "mode": Field(Enum(*XDS_MODES), "sotw: state of the world (Envoy's GRPC); delta: incremental (DELTA_GRPC)"),
     "initial_fetch_timeout": Field(Mapped(Duration(), float), "how long to wait for the first resources "

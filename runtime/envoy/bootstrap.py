@@ -13,10 +13,17 @@ becomes Config.xds. Reads only the files the bootstrap names.
 
 Two things Istio's agent writes into every bootstrap are taken here, before translation,
 and said in a warning each: a static cluster whose endpoints are all Unix sockets
-(`pipe`) is left out, since mosnx's clusters connect over TCP only; the ADS cluster
-among them becomes XdsConfig.unix_path, a socket the gRPC client does reach. A response
-compressor HTTP filter in a static listener is skipped as if it were is_optional: it
-changes only the encoding of what is sent, never what.
+(`pipe`) is left out of the clusters routes may name, since mosnx's clusters connect
+over TCP only; the ADS cluster among them becomes XdsConfig.unix_path, a socket the
+gRPC client does reach, and every one of them (with the static TCP clusters) is a
+gRPC target an SDS config source may name (XdsConfig.grpc_targets: Istio's `sds-grpc`,
+served by proxy.xds.sds_stream). A static listener whose secrets come over a stream
+(ADS, or an SDS config source naming such a target) waits for them, as one waiting for
+its routes does; a bootstrap without ADS whose listeners need the SDS stream gets an
+XdsConfig with `ads` False. The ADS cluster's UpstreamTlsContext becomes XdsConfig.tls
+(TLS to the control plane). A response compressor HTTP filter in a static listener is
+skipped as if it were is_optional: it changes only the encoding of what is sent, never
+what.
 """
 from __future__ import annotations
 
@@ -25,14 +32,16 @@ import os
 from typing import Any
 
 from ..diagnostics import ConfigError, Diagnostic, Span
-from ..model import AdminConfig, Config, XdsConfig, XdsNode
+from ..config.protocols import ClientTls, Pem
+from ..model import AdminConfig, Config, XdsConfig, XdsNode, XdsTls
 from .apply import apply
 from .clusters import eds_name, is_eds
 from .common import seconds
 from .decode import Path, Positions, parse, read
 from .findings import INVALID, REJECTED, UNSUPPORTED, WAITING, Findings, Rejected, Sink
 from .protos import CLUSTER, ENDPOINT, HCM, LISTENER, RESOURCE_TYPES, ROUTE, SECRET, Bootstrap, HttpConnectionManager
-from .secrets import redact_document
+from .secrets import redact_document, stream_sources
+from .tls import secret_names
 
 ENVOY_KEYS = frozenset({"static_resources", "dynamic_resources", "node", "admin", "layered_runtime",
                         "cluster_manager", "stats_sinks", "stats_config", "overload_manager", "tracing",
@@ -192,7 +201,8 @@ def _load(data: Any, positions: Positions | None,
     base = Config(path=os.path.abspath(path) if not path.startswith("<") else path, admin=admin,
                   listeners=(), clusters=(), raw=redact_document(data) if isinstance(data, dict) else {})
     sink = Sink()          # apply()'s warnings, placed by the resource they name (_placed)
-    waiting = _waiting(ld, dr.HasField("ads_config"))
+    targets = _grpc_targets(pipes, sr.clusters)
+    waiting = _waiting(ld, dr.HasField("ads_config"), targets)
     resources = {t: {n: m for n, m in rs.items() if n not in waiting.get(t, {}) or t == CLUSTER}
                  for t, rs in ld.resources.items() if t != SECRET}
     config, rejections = apply(base, resources, sink, static_secrets=ld.resources[SECRET])
@@ -207,8 +217,8 @@ def _load(data: Any, positions: Positions | None,
     for rj in sink.waiting:
         span = ld.locate(rj.type_url, rj.name, rj.field_path)
         if rj.type_url == CLUSTER and rj.message.startswith('Secret "'):
-            warnings_.append(Diagnostic(span, UNSUPPORTED, f"{rj}: mosnx takes secrets from the bootstrap and "
-                                        "the ADS stream only, so this cluster is left out", "warning", _line(span)))
+            warnings_.append(Diagnostic(span, UNSUPPORTED, f"{rj}: a static cluster does not wait for its "
+                                        "secrets in mosnx, so this cluster is left out", "warning", _line(span)))
             continue
         errors.append(Diagnostic(span, REJECTED, str(rj), source_line=_line(span)))
     warnings = [_placed(d, ld) for d in ld.sink.warnings + [d for d in sink.warnings if d.code != WAITING]]
@@ -217,12 +227,12 @@ def _load(data: Any, positions: Positions | None,
     for name, pipe in pipes.items():
         span = ld.locate(CLUSTER, name, "load_assignment")
         what = (f"the ADS stream connects to unix:{pipe}" if name == ads_cluster
-                else "routes cannot name it")
+                else f"routes cannot name it; an SDS config source can: the SDS stream connects to unix:{pipe}")
         warnings.append(Diagnostic(span, UNSUPPORTED, f'Cluster "{name}" load_assignment: its endpoints are Unix '
                                    f"sockets (pipe), which mosnx's clusters do not connect to: left out ({what})",
                                    "warning", _line(span)))
     try:
-        xds = _xds(msg, f, config, pipes)
+        xds = _xds(msg, f, config, pipes, targets, bool(waiting.get(LISTENER)))
     except Rejected as e:
         errors.append(Diagnostic(positions.locate(e.rejection.field_path) if positions else None, REJECTED,
                                  e.rejection.message))
@@ -235,12 +245,57 @@ def _load(data: Any, positions: Positions | None,
             ld.resources)
 
 
-def _waiting(ld: _Load, ads: bool) -> dict[str, dict[str, Any]]:
+def _grpc_targets(pipes: dict[str, str], clusters: Any) -> dict[str, str]:
+    """Static clusters a gRPC config source may name, as gRPC targets."""
+    out = {name: f"unix:{path}" for name, path in pipes.items()}
+    for c in clusters:
+        if c.name in out or c.WhichOneof("cluster_discovery_type") != "type" or c.type not in (0, 1, 2):
+            continue            # STATIC, STRICT_DNS, LOGICAL_DNS: an address to dial
+        for loc in c.load_assignment.endpoints:
+            for lbe in loc.lb_endpoints:
+                sa = lbe.endpoint.address.socket_address
+                if sa.address and sa.port_value:
+                    host = f"[{sa.address}]" if ":" in sa.address else sa.address
+                    out.setdefault(c.name, f"{host}:{sa.port_value}")
+    return out
+
+
+def _stream_listeners(ld: _Load, ads: bool, targets: dict[str, str]) -> dict[str, Any]:
+    """The static listeners whose TLS secrets all come over a stream: over ADS (with
+    one), or the SDS stream to a known target. Said in a warning at each."""
+    out: dict[str, Any] = {}
+    for name, lst in ld.resources[LISTENER].items():
+        chains = [*lst.filter_chains]
+        if lst.HasField("default_filter_chain"):
+            chains.append(lst.default_filter_chain)
+        names: set[str] = set()
+        for fc in chains:
+            if fc.HasField("transport_socket"):
+                names |= secret_names(fc.transport_socket)
+        if not names:
+            continue
+        sources = stream_sources([lst], [])
+        if all(sources.get(n) in targets or (ads and n not in sources) for n in names):
+            out[name] = lst
+            how = {f"the SDS stream to {sources[n]}" if n in sources else "the ADS stream" for n in names}
+            ld.sink.warnings.append(Diagnostic(
+                ld.locate(LISTENER, name, "name"), WAITING,
+                f'listener "{name}" serves once Secret{"s" if len(names) > 1 else ""} '
+                f'{", ".join(repr(n) for n in sorted(names))} come{"" if len(names) > 1 else "s"} over '
+                f'{" and ".join(sorted(how))}', "warning"))
+    return out
+
+
+def _waiting(ld: _Load, ads: bool, targets: dict[str, str]) -> dict[str, dict[str, Any]]:
     """The listeners whose routes and the EDS clusters whose endpoints come over the
     ADS stream: a listener waits for its RouteConfiguration (left out until apply()
-    has it), a cluster starts with no endpoints. Said in a warning at each."""
+    has it), a cluster starts with no endpoints; and the listeners whose secrets come
+    over a stream wait for them. Said in a warning at each."""
     out: dict[str, dict[str, Any]] = {LISTENER: {}, CLUSTER: {}}
+    out[LISTENER].update(_stream_listeners(ld, ads, targets))
     if not ads:
+        if out[LISTENER]:
+            out[SECRET] = dict(ld.resources[SECRET])
         return out
     # what the control plane's TLS contexts may name without an sds_config
     out[SECRET] = dict(ld.resources[SECRET])
@@ -250,7 +305,7 @@ def _waiting(ld: _Load, ads: bool) -> dict[str, dict[str, Any]]:
                 hcm = HttpConnectionManager()
                 if (nf.typed_config.Unpack(hcm) and hcm.WhichOneof("route_specifier") == "rds"
                         and hcm.rds.config_source.WhichOneof("config_source_specifier") == "ads"
-                        and hcm.rds.route_config_name not in ld.resources[ROUTE]):
+                        and hcm.rds.route_config_name not in ld.resources[ROUTE] and name not in out[LISTENER]):
                     out[LISTENER][name] = lst
                     ld.sink.warnings.append(Diagnostic(
                         ld.locate(LISTENER, name, "name"), WAITING,
@@ -334,10 +389,42 @@ def _ads_cluster(msg: Any) -> str | None:
     return str(ads.grpc_services[0].envoy_grpc.cluster_name)
 
 
-def _xds(msg: Any, f: Findings, config: Config, pipes: dict[str, str]) -> XdsConfig | None:
+def _node(msg: Any, f: Findings) -> XdsNode:
+    try:
+        metadata = _struct(msg.node.metadata)
+    except ValueError:
+        # YAML's .nan and .inf parse into a Struct, but have no JSON (nor control plane) form
+        f.at("node").reject("numbers in metadata must be finite (NaN and infinity have no JSON form)", "metadata")
+        metadata = {}
+    return XdsNode(id=msg.node.id, cluster=msg.node.cluster, metadata=metadata)
+
+
+def _pem_of(v: str | Pem | None) -> str | bytes | None:
+    return v.data if isinstance(v, Pem) else v
+
+
+def _xds_tls(cluster: Any, f: Findings) -> XdsTls | None:
+    """The ADS cluster's UpstreamTlsContext as TLS to the control plane."""
+    t = cluster.options.get("tls") if cluster is not None else None
+    if not isinstance(t, ClientTls):
+        return None
+    for what in ("ca", "cert", "key"):
+        v = getattr(t, what)
+        if isinstance(v, str) and not os.path.isfile(v):
+            f.reject(f'the ADS cluster "{cluster.name}" names a TLS {what} file "{v}" that is not there',
+                     "grpc_services")
+    return XdsTls(ca=_pem_of(t.ca), cert=_pem_of(t.cert), key=_pem_of(t.key), sni=t.sni or "")
+
+
+def _xds(msg: Any, f: Findings, config: Config, pipes: dict[str, str], targets: dict[str, str],
+         streamed: bool) -> XdsConfig | None:
     dr = msg.dynamic_resources
     if not dr.HasField("ads_config"):
-        return None
+        if not streamed:
+            return None
+        # no ADS: the SDS stream alone brings what the static listeners wait for
+        return XdsConfig(host="", port=0, ads=False, node=_node(msg, f), lds=False, cds=False,
+                         initial_fetch_timeout=0.0, grpc_targets=targets)
     ads = dr.ads_config
     fa = f.at("dynamic_resources").at("ads_config")
     fa.only(ads, {"api_type", "transport_api_version", "grpc_services", "set_node_on_first_message_only"})
@@ -356,13 +443,7 @@ def _xds(msg: Any, f: Findings, config: Config, pipes: dict[str, str]) -> XdsCon
         fg.at("envoy_grpc").reject(f'cluster_name "{name}" names no static cluster with an endpoint',
                                    "cluster_name")
     host, port = (cluster.endpoints[0].host, cluster.endpoints[0].port) if cluster is not None else ("", 0)
-    try:
-        metadata = _struct(msg.node.metadata)
-    except ValueError:
-        # YAML's .nan and .inf parse into a Struct, but have no JSON (nor control plane) form
-        f.at("node").reject("numbers in metadata must be finite (NaN and infinity have no JSON form)", "metadata")
-        metadata = {}
-    node = XdsNode(id=msg.node.id, cluster=msg.node.cluster, metadata=metadata)
+    node = _node(msg, f)
     timeout = 15.0
     for key in ("lds_config", "cds_config"):
         cs = getattr(dr, key)
@@ -372,7 +453,8 @@ def _xds(msg: Any, f: Findings, config: Config, pipes: dict[str, str]) -> XdsCon
                      initial_fetch_timeout=timeout,
                      set_node_on_first_message_only=ads.set_node_on_first_message_only,
                      lds=dr.lds_config.WhichOneof("config_source_specifier") == "ads",
-                     cds=dr.cds_config.WhichOneof("config_source_specifier") == "ads", cluster=name)
+                     cds=dr.cds_config.WhichOneof("config_source_specifier") == "ads", cluster=name,
+                     tls=_xds_tls(cluster, fa) if name not in pipes else None, grpc_targets=targets)
 
 
 def _struct(s: Any) -> dict[str, Any]:

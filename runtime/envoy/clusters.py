@@ -50,12 +50,19 @@ def is_eds(c: Any) -> bool:
     return c.WhichOneof("cluster_discovery_type") == "type" and c.type == 3
 
 
+def locality_name(loc: Any) -> str:
+    """An envoy.config.core.v3.Locality as one name: region/zone/sub_zone ("" for none)."""
+    return f"{loc.region}/{loc.zone}/{loc.sub_zone}" if loc.region or loc.zone or loc.sub_zone else ""
+
+
 def endpoints_of(cla: Any, f: Findings, matches: Matches = ()) -> tuple[Endpoint, ...]:
     """`matches`: the cluster's options["tls_matches"], which each endpoint's metadata picks from."""
     out: list[Endpoint] = []
     for i, loc in enumerate(cla.endpoints):
         fl = f.at("endpoints").at(i)
         fl.only(loc, {"lb_endpoints", "priority", "locality", "load_balancing_weight"})
+        locality = locality_name(loc.locality)
+        locality_weight = loc.load_balancing_weight.value if loc.HasField("load_balancing_weight") else 0
         for j, lbe in enumerate(loc.lb_endpoints):
             fe = fl.at("lb_endpoints").at(j)
             if lbe.WhichOneof("host_identifier") != "endpoint":
@@ -67,7 +74,7 @@ def endpoints_of(cla: Any, f: Findings, matches: Matches = ()) -> tuple[Endpoint
                 continue
             w = lbe.load_balancing_weight.value if lbe.HasField("load_balancing_weight") else 1
             out.append(Endpoint(host, port, max(1, w), match_index(matches, lbe) if matches else None,
-                                loc.priority))
+                                loc.priority, locality, locality_weight))
     return tuple(out)
 
 
@@ -138,9 +145,12 @@ def translate_cluster(c: Any, f: Findings, assignment: Any | None = None,
             f.warn("only the first health check is run", "health_checks")
     if c.HasField("common_lb_config"):
         cl = c.common_lb_config
-        f.at("common_lb_config").only(cl, {"healthy_panic_threshold"})
+        f.at("common_lb_config").only(cl, {"healthy_panic_threshold", "locality_weighted_lb_config"})
         if cl.HasField("healthy_panic_threshold"):
             options["common_lb_config"] = {"healthy_panic_threshold": cl.healthy_panic_threshold.value}
+        if cl.HasField("locality_weighted_lb_config"):
+            # a locality by weight and health first, then a host in it (proxy.upstream.locality)
+            options["locality_weighted"] = True
     if c.HasField("per_connection_buffer_limit_bytes"):
         f.warn("per_connection_buffer_limit_bytes is not supported; mosnx's write watermarks apply",
                "per_connection_buffer_limit_bytes")

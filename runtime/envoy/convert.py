@@ -79,7 +79,10 @@ def convert(config: Config, resources: dict[str, dict[str, Any]], stem: str = "e
     elif config.admin is not None:
         out.notes.append("the admin API listens on port 0 (any free port), which mosnx.yaml cannot say; "
                          "admin: left out")
-    if config.xds is not None and config.xds.unix_path is not None:
+    if config.xds is not None and not config.xds.ads:
+        out.notes.append("the listeners' secrets come over an SDS stream of their own, which mosnx.yaml "
+                         "cannot say; xds: left out (mosnx runs the bootstrap as it is)")
+    elif config.xds is not None and config.xds.unix_path is not None:
         out.notes.append(f"the ADS server is the Unix socket {config.xds.unix_path}, which mosnx.yaml's "
                          "xds.address (host:port) cannot say; xds: left out (mosnx runs the bootstrap as it is)")
     elif config.xds is not None:
@@ -87,6 +90,13 @@ def convert(config: Config, resources: dict[str, dict[str, Any]], stem: str = "e
         out.yaml["xds"] = {"address": _addr(x.host, x.port), "mode": x.mode,
                            "initial_fetch_timeout": _dur(x.initial_fetch_timeout),
                            "node": {"id": x.node.id, "cluster": x.node.cluster, "metadata": dict(x.node.metadata)}}
+        t = x.tls
+        if t is not None and any(isinstance(v, bytes) for v in (t.ca, t.cert, t.key)):
+            out.notes.append("the ADS cluster's TLS material is inline, which mosnx.yaml's xds.tls (file paths) "
+                             "cannot say; xds.tls: left out, so the converted stream is plaintext")
+        elif t is not None:
+            out.yaml["xds"]["tls"] = {k: v for k, v in (("ca", t.ca), ("cert", t.cert), ("key", t.key),
+                                                         ("sni", t.sni)) if v}
     listeners: list[dict[str, Any]] = []
     for lc in config.listeners:
         if lc.protocol == "chains":

@@ -11,9 +11,11 @@ mosnx's TLS settings hold, and the lookup a TLS context's SDS references go thro
   refused too.
 - `SecretStore.get(SdsSecretConfig)`: a reference without `sds_config` names a
   static secret (missing: a Rejection); one with an sds_config names a secret from
-  the control plane, asked for on the ADS stream whatever the config source says (a
-  warning when it names another); missing, it raises Waiting (the listener or
-  cluster warms, nothing is NACKed).
+  the control plane: over ADS, or, when the config source is a GRPC api_config_source
+  naming a static cluster (Istio's `sds-grpc`), over the SDS stream to that cluster
+  (`stream_sources` says which names); missing, it raises Waiting (the listener or
+  cluster warms, nothing is NACKed). Another config source gets a warning and is
+  asked for on the ADS stream.
 - Material is checked to be PEM (a certificate block, a private key block) here;
   whether key and certificate belong together is OpenSSL's to say at the first
   handshake (proxy/tls.py).
@@ -29,7 +31,7 @@ from typing import Any
 from ..config.protocols import Pem, SanMatcher
 from .common import regex_of
 from .findings import Findings, Rejection, Waiting
-from .protos import SECRET
+from .protos import DOWNSTREAM_TLS, SECRET, UPSTREAM_TLS, DownstreamTlsContext, UpstreamTlsContext
 
 SAN_TYPES = {1: "EMAIL", 2: "DNS", 3: "URI", 4: "IP"}
 _PEM_BLOCK = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----\s*([A-Za-z0-9+/=\s]+?)-----END \1-----")
@@ -180,14 +182,81 @@ class SecretStore:
             got = self.dynamic.get(name)
             if got is None:
                 kind = ref.sds_config.WhichOneof("config_source_specifier")
-                if kind != "ads":
-                    f.at("sds_config").warn(f"secrets come over the ADS stream; this {kind} is not used")
+                if kind != "ads" and stream_cluster(ref) is None:
+                    f.at("sds_config").warn(f"secrets come over the ADS stream or a GRPC api_config_source's "
+                                            f"SDS stream; this {kind} is not used")
                 fr = f.at("name")
                 raise Waiting(Rejection(fr.type_url, fr.name, fr.path, f'Secret "{name}" has not been received'))
         if isinstance(got, Rejection):
             f.reject(f'Secret "{name}" was refused: {got.message}', "name")
         return got
 
+
+GRPC = 2                        # ApiConfigSource.ApiType: state of the world over gRPC
+
+
+def stream_cluster(ref: Any) -> str | None:
+    """The static cluster an SdsSecretConfig's secret comes from over an SDS stream of
+    its own (api_config_source, GRPC, envoy_grpc), or None (ADS, or unsupported)."""
+    if ref.sds_config.WhichOneof("config_source_specifier") != "api_config_source":
+        return None
+    acs = ref.sds_config.api_config_source
+    if acs.api_type != GRPC or not acs.grpc_services:
+        return None
+    gs = acs.grpc_services[0]
+    if gs.WhichOneof("target_specifier") != "envoy_grpc" or not gs.envoy_grpc.cluster_name:
+        return None
+    return str(gs.envoy_grpc.cluster_name)
+
+
+_sources_memo: dict[tuple[str, bytes], dict[str, str]] = {}
+
+
+def _socket_sources(ts: Any) -> dict[str, str]:
+    """Secret name -> cluster, for the references of a TLS transport socket that come
+    over an SDS stream (memoised by the context's bytes, as tls.secret_names is)."""
+    url = ts.typed_config.type_url
+    if url not in (UPSTREAM_TLS, DOWNSTREAM_TLS):
+        return {}
+    key = (url, ts.typed_config.value)
+    got = _sources_memo.get(key)
+    if got is not None:
+        return got
+    msg = UpstreamTlsContext() if url == UPSTREAM_TLS else DownstreamTlsContext()
+    try:
+        ts.typed_config.Unpack(msg)
+    except Exception:           # a context that does not parse names nothing; its translation says why
+        return {}
+    c = msg.common_tls_context
+    refs = [*c.tls_certificate_sds_secret_configs]
+    if c.HasField("validation_context_sds_secret_config"):
+        refs.append(c.validation_context_sds_secret_config)
+    if c.HasField("combined_validation_context"):
+        refs.append(c.combined_validation_context.validation_context_sds_secret_config)
+    got = {r.name: cl for r in refs if r.name and r.HasField("sds_config") and (cl := stream_cluster(r))}
+    if len(_sources_memo) > 10000:
+        _sources_memo.clear()
+    _sources_memo[key] = got
+    return got
+
+
+def stream_sources(listeners: Any, clusters: Any) -> dict[str, str]:
+    """The secrets the listeners' filter chains and the clusters' transport sockets
+    ask of an SDS stream: name -> the static cluster named as its source."""
+    out: dict[str, str] = {}
+    for lst in listeners:
+        chains = [*lst.filter_chains]
+        if lst.HasField("default_filter_chain"):
+            chains.append(lst.default_filter_chain)
+        for fc in chains:
+            if fc.HasField("transport_socket"):
+                out.update(_socket_sources(fc.transport_socket))
+    for c in clusters:
+        if c.HasField("transport_socket"):
+            out.update(_socket_sources(c.transport_socket))
+        for m in c.transport_socket_matches:
+            out.update(_socket_sources(m.transport_socket))
+    return out
 
 
 # the fields Envoy's API marks (udpa.annotations.sensitive) where a document spells them:
