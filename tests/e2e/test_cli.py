@@ -261,13 +261,17 @@ def test_run_warns_on_a_config_that_serves_nothing(tmp_path, free_port):
     try:
         line = proc.stderr.readline()          # the first line it says
         assert "WARNING" in line and "empty.yaml:1:1: C205" in line and "serves nothing" in line, line
-        deadline = time.monotonic() + 40       # it still runs (admin API up), so SIGTERM drains it
+        # it still runs (admin API up, then /ready once its workers started), so SIGTERM drains it;
+        # a signal while starting would stop the start instead
+        deadline = time.monotonic() + 40
         while time.monotonic() < deadline:
             try:
-                socket.create_connection(("127.0.0.1", admin), timeout=1).close()
-                break
+                with urllib.request.urlopen(f"http://127.0.0.1:{admin}/ready", timeout=1) as r:
+                    if r.status == 200:
+                        break
             except OSError:
-                time.sleep(0.2)
+                pass
+            time.sleep(0.2)
     finally:
         proc.send_signal(signal.SIGTERM)
         rest = proc.communicate(timeout=30)[1]
