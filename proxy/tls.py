@@ -54,17 +54,21 @@ class SanMismatch(ssl.SSLCertVerificationError):
 
 class TlsInfo:
     """What one TLS connection negotiated, as the stream context wants it (runtime's
-    TlsFacts): the peer certificate's URI and DNS SANs name its principal, as Envoy."""
-    __slots__ = ("sni", "mtls", "subject", "alpn", "uri_sans", "dns_sans")
+    TlsFacts): the peer certificate's URI and DNS SANs name its principal, as Envoy;
+    `local_uri_sans` are those of the certificate this side presented (Istio's
+    destination_principal on an inbound connection, source_principal on an outbound one)."""
+    __slots__ = ("sni", "mtls", "subject", "alpn", "uri_sans", "dns_sans", "local_uri_sans")
 
     def __init__(self, sni: str = "", mtls: bool = False, subject: str = "", alpn: str | None = None,
-                 uri_sans: tuple[str, ...] = (), dns_sans: tuple[str, ...] = ()):
+                 uri_sans: tuple[str, ...] = (), dns_sans: tuple[str, ...] = (),
+                 local_uri_sans: tuple[str, ...] = ()):
         self.sni = sni
         self.mtls = mtls
         self.subject = subject
         self.alpn = alpn
         self.uri_sans = uri_sans
         self.dns_sans = dns_sans
+        self.local_uri_sans = local_uri_sans
 
 
 def _mtimes(*paths: Any) -> tuple:
@@ -123,6 +127,29 @@ def _path_of(material: str | Pem) -> Iterator[str]:
 def _load_chain(ctx: ssl.SSLContext, cert: str | Pem, key: str | Pem) -> None:
     with _path_of(cert) as c, _path_of(key) as k:
         ctx.load_cert_chain(c, k)
+    # the identity this side presents, read once per context: ssl has no accessor for
+    # the local certificate of a connection
+    setattr(ctx, LOCAL_URIS, local_uri_sans(cert))
+
+
+LOCAL_URIS = "mosnx_local_uri_sans"
+
+
+def local_uri_sans(cert: str | Pem) -> tuple[str, ...]:
+    """The URI SANs (a SPIFFE id) of the first certificate of a PEM chain; () when it
+    has none or cannot be read (the handshake itself reports a bad certificate)."""
+    try:
+        if isinstance(cert, Pem):
+            data = cert.data
+        else:
+            with open(cert, "rb") as fh:
+                data = fh.read()
+        from cryptography import x509
+        c = x509.load_pem_x509_certificate(data)
+        ext = c.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+    except Exception:       # no SAN extension, not PEM, unreadable: no URI to report
+        return ()
+    return tuple(str(u) for u in ext.value.get_values_for_type(x509.UniformResourceIdentifier))
 
 
 def _load_ca(ctx: ssl.SSLContext, ca: str | Pem) -> None:
@@ -329,4 +356,14 @@ def info_from(transport: Any, sni: str = "") -> TlsInfo:
     sans = cert.get("subjectAltName", ()) if cert else ()
     return TlsInfo(sni or getattr(obj, "mosnx_sni", "") or "", bool(cert),
                    _subject(cert) if cert else "", obj.selected_alpn_protocol(),
-                   tuple(v for k, v in sans if k == "URI"), tuple(v for k, v in sans if k == "DNS"))
+                   tuple(v for k, v in sans if k == "URI"), tuple(v for k, v in sans if k == "DNS"),
+                   getattr(obj.context, LOCAL_URIS, ()))
+
+
+def upstream_info(transport: Any) -> TlsInfo | None:
+    """What an upstream connection's handshake told (the peer is the server: its
+    certificate names the destination's principal); None in cleartext. Read once per
+    connection, when it is made."""
+    if transport is None or transport.get_extra_info("ssl_object") is None:
+        return None
+    return info_from(transport)

@@ -50,6 +50,48 @@ STATS_PLUGIN = "envoy.wasm.stats"
 # the istio_stats settings mosnx takes from a PluginConfig; the rest are warned
 STATS_KEYS = frozenset({"disable_host_header_fallback"})
 UPSTREAM_PROTOCOLS = ("HTTP10", "HTTP11", "HTTP2")
+# Istio's messages this module describes to the protobuf pool (_describe): they are
+# not opaque, yet they are Istio's to decide
+DESCRIBED = frozenset({ALPN, MX})
+
+
+def _describe() -> None:
+    """Describe two of Istio's messages to the protobuf pool, so that one from a
+    control plane (an Any of bytes) decodes: istio.alpn's FilterConfig (its overrides
+    are applied) and the TCP metadata exchange's config (its ALPN protocol is read).
+    Field numbers are Istio's; a message the pool already has is left as it is."""
+    from google.protobuf import descriptor_pb2, descriptor_pool
+    fd = descriptor_pb2.FieldDescriptorProto
+    pool = descriptor_pool.Default()
+
+    def add(package: str, build: Any) -> None:
+        f = descriptor_pb2.FileDescriptorProto(name=f"mosnx/istio/{package}.proto", package=package,
+                                               syntax="proto3")
+        build(f)
+        try:
+            pool.FindMessageTypeByName(f"{package}.{f.message_type[0].name}")
+        except KeyError:
+            pool.Add(f)
+
+    def alpn(f: Any) -> None:
+        m = f.message_type.add(name="FilterConfig")
+        e = m.enum_type.add(name="Protocol")
+        for i, n in enumerate(UPSTREAM_PROTOCOLS):
+            e.value.add(name=n, number=i)
+        o = m.nested_type.add(name="AlpnOverride")
+        o.field.add(name="upstream_protocol", number=1, type=fd.TYPE_ENUM, label=fd.LABEL_OPTIONAL,
+                    type_name=f".{ALPN}.Protocol", json_name="upstreamProtocol")
+        o.field.add(name="alpn_override", number=2, type=fd.TYPE_STRING, label=fd.LABEL_REPEATED,
+                    json_name="alpnOverride")
+        m.field.add(name="alpn_override", number=1, type=fd.TYPE_MESSAGE, label=fd.LABEL_REPEATED,
+                    type_name=f".{ALPN}.AlpnOverride", json_name="alpnOverride")
+
+    def mx(f: Any) -> None:
+        m = f.message_type.add(name="MetadataExchange")
+        m.field.add(name="protocol", number=1, type=fd.TYPE_STRING, label=fd.LABEL_OPTIONAL, json_name="protocol")
+
+    add(ALPN.rpartition(".")[0], alpn)
+    add(MX.rpartition(".")[0], mx)
 
 
 def short(type_url: str) -> str:
@@ -122,7 +164,7 @@ def http_filter(hf: Any, f: Findings, skipped: set[str]) -> tuple[bool, FilterSp
         _, value = opaque_config(a)
         return True, FilterSpec("grpc_stats", hf.name or "grpc_stats", grpc_stats_config(value or {}, ft),
                                 disabled=hf.disabled)
-    if not is_opaque(a):
+    if not is_opaque(a) and short(a.type_url) not in DESCRIBED:
         return False, None
     kind, value = opaque_config(a)
     if kind == STATS:
@@ -235,3 +277,6 @@ def converted_settings(kind: str, listener: Any, config: Any) -> dict[str, Any]:
         else:
             out["reporter"] = "destination" if direction == "INBOUND" else "source"
     return out
+
+
+_describe()

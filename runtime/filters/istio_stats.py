@@ -123,13 +123,27 @@ def _sides(reporter: str, own: Workload, peer: Workload, ctx: StreamContext, ser
     side, the peer on the other."""
     if reporter == "source":
         src, dst = own, peer
-        src_principal = UNKNOWN
+        # the upstream connection: this side's certificate and the destination's
+        src_principal, dst_principal = principals(ctx.upstream_tls, local_first=True)
     else:
         src, dst = peer, own
-        src_principal = _clean(ctx.peer_subject) if ctx.connection_mtls and ctx.peer_subject else UNKNOWN
+        dst_principal, src_principal = principals(ctx.tls, local_first=True)
     svc_name, svc_ns = service_parts(service, dst[1])
     return (reporter, src[0], src[1], src_principal, src[2], src[3], src[4], src[5], src[6],
-            dst[0], dst[1], UNKNOWN, dst[2], dst[3], service, svc_name, svc_ns, dst[4], dst[5], dst[6])
+            dst[0], dst[1], dst_principal, dst[2], dst[3], service, svc_name, svc_ns, dst[4], dst[5], dst[6])
+
+
+def principals(tls: Any, local_first: bool = False) -> tuple[str, str]:
+    """(peer, local) principals of a connection as Istio names them: the first URI SAN
+    (a SPIFFE id) of the peer's certificate and of this side's; unknown without one.
+    local_first: (local, peer)."""
+    peer = local = UNKNOWN
+    if tls is not None:
+        if tls.uri_sans:
+            peer = _clean(tls.uri_sans[0])
+        if tls.local_uri_sans:
+            local = _clean(tls.local_uri_sans[0])
+    return (local, peer) if local_first else (peer, local)
 
 
 def _policy(reporter: str, ctx: StreamContext) -> str:
