@@ -305,16 +305,39 @@ def endpoint_tls(cluster_config: Any, endpoint: Any = None) -> ClientTls | None:
     return cluster_config.options.get("tls")
 
 
-def client_connect_args(cluster_config: Any, host: str, endpoint: Any = None) -> dict:
+def client_connect_args(cluster_config: Any, host: str, endpoint: Any = None,
+                        alpn_override: tuple[str, ...] | None = None) -> dict:
     """Keyword arguments for loop.create_connection to one endpoint of the cluster: its
     TLS settings, offering h2 by ALPN when an HTTP/2 cluster names no protocols (an
-    endpoint must be told the connection speaks h2)."""
+    endpoint must be told the connection speaks h2). `alpn_override` (istio.alpn's,
+    istio_alpn()) replaces the protocols offered to an Istio mTLS peer."""
     tls = endpoint_tls(cluster_config, endpoint)
     if tls is None:
         return {}
-    if cluster_config.protocol == "http2" and not tls.alpn:
+    if alpn_override and ISTIO_ALPN in tls.alpn:
+        tls = dataclasses.replace(tls, alpn=alpn_override)
+    elif cluster_config.protocol == "http2" and not tls.alpn:
         tls = dataclasses.replace(tls, alpn=("h2",))
     return {"ssl": client_context(tls), "server_hostname": tls.sni or host}
+
+
+# the ALPN protocol that says "Istio mTLS" in what istiod gives an ISTIO_MUTUAL
+# transport socket to offer: only such an endpoint is an Istio peer, whose
+# protocols istio.alpn rewrites (istiod turns the override off for other TLS)
+ISTIO_ALPN = "istio"
+
+
+def istio_alpn(listener_options: dict, cluster_config: Any, downstream_protocol: str) -> tuple[str, ...] | None:
+    """What istio.alpn offers upstream for a stream of a listener that has it (its
+    `istio_alpn` option: upstream protocol -> protocols), by the protocol the cluster
+    speaks upstream (HTTP/1.0 when the client spoke it to an HTTP/1.1 cluster, as
+    Envoy's upstream protocol); None when the listener has no overrides."""
+    by_protocol = listener_options.get("istio_alpn")
+    if not by_protocol:
+        return None
+    if cluster_config.protocol == "http2":
+        return by_protocol.get("HTTP2")
+    return by_protocol.get("HTTP10" if downstream_protocol == "HTTP/1.0" else "HTTP11")
 
 
 _logged: dict[tuple[str, str], float] = {}

@@ -100,7 +100,9 @@ class H2Pool(PoolBase):
     async def _open(self) -> None:
         cluster = self.host.cluster
         loop = asyncio.get_running_loop()
-        kw = connect_args(cluster.config, self.host.host, self.host.endpoint)
+        # the stream waiting longest asked for it (its listener's istio.alpn overrides)
+        kw = connect_args(cluster.config, self.host.host, self.host.endpoint,
+                          self.waiters[0] if self.waiters else None)
         conn = None
         try:
             async with asyncio.timeout(cluster.config.connect_timeout):

@@ -179,12 +179,9 @@ def http_filter(hf: Any, f: Findings, skipped: set[str]) -> tuple[bool, FilterSp
                     "Istio's standard metrics are served")
         return True, FilterSpec("istio_stats", hf.name or "istio.stats", cfg, disabled=hf.disabled)
     if kind == ALPN:
-        overrides = alpn_overrides(value)
-        ft.warn("istio.alpn is recognised; its ALPN overrides " + (
-            "(" + "; ".join(f"{p}: {','.join(v)}" for p, v in overrides.items()) + ") "
-            if overrides else "") + "are kept but not applied: the upstream TLS layer takes no per-cluster "
-            "ALPN override yet")
-        skipped.add(hf.name)
+        # applied by the listener (alpn_of: its `istio_alpn` option), not as a filter
+        if value is None:
+            ft.warn("istio.alpn's config could not be read; the upstream ALPN protocols are not rewritten")
         return True, None
     return _lacking(hf, f, skipped, f"type {kind}", value is not None or short(a.type_url) in TYPED_STRUCTS)
 
@@ -224,6 +221,17 @@ def alpn_overrides(value: dict[str, Any] | None) -> dict[str, tuple[str, ...]]:
         if proto in UPSTREAM_PROTOCOLS and isinstance(names, list):
             out[proto] = tuple(str(n) for n in names)
     return out
+
+
+def alpn_of(hcm: Any) -> dict[str, tuple[str, ...]]:
+    """istio.alpn's overrides on an http_connection_manager (upstream protocol ->
+    the ALPN protocols offered to an Istio mTLS peer), {} without the filter. A
+    disabled filter overrides nothing."""
+    for hf in hcm.http_filters:
+        if hf.disabled or not hf.HasField("typed_config") or short(hf.typed_config.type_url) != ALPN:
+            continue
+        return alpn_overrides(opaque_config(hf.typed_config)[1])
+    return {}
 
 
 def network_kind(nf: Any) -> str | None:

@@ -197,6 +197,9 @@ def _http(hcm: Any, f: Findings, base: dict[str, Any], routes: dict[str, RouteTa
         f.reject("http_connection_manager needs route_config or rds" + (f" ({kind} is not supported)" if kind else ""))
     filters, skipped = http_filters(hcm, f)
     check_route_filters(table, filters, skipped, f)
+    alpn = istio.alpn_of(hcm)
+    if alpn:        # istio.alpn: what the upstream TLS offers an Istio peer (proxy.tls.istio_alpn)
+        base = {**base, "options": {**base.get("options", {}), "istio_alpn": alpn}}
     pn = PathNormalization(normalize=hcm.normalize_path.value if hcm.HasField("normalize_path") else False,
                            merge_slashes=hcm.merge_slashes,
                            escaped_slashes=ESCAPED.get(hcm.path_with_escaped_slashes_action, "keep"))

@@ -203,15 +203,26 @@ def inbound_hcm(log: Path, rbac: dict | None) -> dict:
         "http_filters": filters}}
 
 
+def inbound_tcp(log: Path) -> list[dict]:
+    """The network filters of an inbound TCP chain: Istio's TCP metrics, then tcp_proxy."""
+    return [AUTHN, MX_TCP, STATS, {"name": "envoy.filters.network.tcp_proxy", "typed_config": {
+        "@type": TCP_PROXY, "stat_prefix": INBOUND, "cluster": INBOUND, "access_log": access_log(log)}}]
+
+
 def virtual_inbound(port: int, log: Path, mode: str, rbac: dict | None = None) -> Any:
-    """B's inbound listener, shaped as istiod's virtualInbound: a tls_inspector picks the
-    mTLS chain (Istio's ALPN protocols) or, PERMISSIVE only, the plaintext one."""
-    chains: list[dict] = [{
-        "name": "0.0.0.0_9080",
-        "filter_chain_match": {"transport_protocol": "tls", "application_protocols": [
-            "istio-peer-exchange", "istio", "istio-http/1.0", "istio-http/1.1", "istio-h2"]},
-        "filters": [AUTHN, MX_TCP, inbound_hcm(log, rbac)],
-        "transport_socket": inbound_tls(["h2", "http/1.1"])}]
+    """B's inbound listener, shaped as istiod's virtualInbound: a tls_inspector picks by
+    the client's ALPN the HTTP mTLS chain (istio.alpn's `istio-http/*`) or the TCP one
+    (`istio-peer-exchange`, `istio`); PERMISSIVE adds the plaintext chain."""
+    chains: list[dict] = [
+        {"name": "0.0.0.0_9080",
+         "filter_chain_match": {"transport_protocol": "tls", "application_protocols": [
+             "istio-http/1.0", "istio-http/1.1", "istio-h2"]},
+         "filters": [AUTHN, MX_TCP, inbound_hcm(log, rbac)],
+         "transport_socket": inbound_tls(["h2", "http/1.1"])},
+        {"name": "0.0.0.0_9080",
+         "filter_chain_match": {"transport_protocol": "tls", "application_protocols": ISTIO_ALPN},
+         "filters": inbound_tcp(log),
+         "transport_socket": inbound_tls(["istio-peer-exchange", "h2", "http/1.1"])}]
     if mode == "PERMISSIVE":
         chains.append({"name": "0.0.0.0_9080", "filter_chain_match": {"transport_protocol": "raw_buffer"},
                        "filters": [AUTHN, MX_TCP, inbound_hcm(log, rbac)]})

@@ -194,3 +194,30 @@ def test_convert_keeps_the_node_and_direction_of_istios_filters():
     assert "&id" not in text                     # each filter has its own copy, no YAML anchors
     again = load_config_text(text)               # the converted file loads as mosnx.yaml
     assert [f.kind for f in again.listeners[0].filters] == ["peer_metadata", "istio_stats"]
+
+
+ALPN = {"name": "istio.alpn", "typed_config": {
+    "@type": T + "istio.envoy.config.filter.http.alpn.v2alpha1.FilterConfig",
+    "alpn_override": [{"upstream_protocol": "HTTP10", "alpn_override": ["istio-http/1.0", "istio", "http/1.0"]},
+                      {"upstream_protocol": "HTTP11", "alpn_override": ["istio-http/1.1", "istio", "http/1.1"]},
+                      {"upstream_protocol": "HTTP2", "alpn_override": ["istio-h2", "istio", "h2"]}]}}
+WANT_ALPN = {"HTTP10": ("istio-http/1.0", "istio", "http/1.0"), "HTTP11": ("istio-http/1.1", "istio", "http/1.1"),
+             "HTTP2": ("istio-h2", "istio", "h2")}
+
+
+def test_istio_alpn_becomes_the_listeners_upstream_alpn_overrides():
+    lc, warnings = translate(listener([ALPN], direction="OUTBOUND"))
+    assert lc.filters == () and lc.options["istio_alpn"] == WANT_ALPN
+    assert not any("alpn" in w for w in warnings)
+
+
+def test_istio_alpn_from_a_control_plane_decodes_from_its_bytes():
+    """mosnx describes istio.alpn's FilterConfig, so binary config from istiod is read too
+    (HTTP10, the enum's zero, is absent on the wire and still read)."""
+    msg, _ = parse(listener([ALPN]), protos.RESOURCE_TYPES[protos.LISTENER], None)
+    wire = type(msg).FromString(msg.SerializeToString())
+    lc = translate_listener(wire, Findings(protos.LISTENER, "l", "", Sink()))
+    assert lc.options["istio_alpn"] == WANT_ALPN
+    disabled = dict(ALPN, disabled=True)
+    lc, _ = translate(listener([disabled]))
+    assert "istio_alpn" not in lc.options

@@ -148,4 +148,6 @@ def test_the_outbound_http_listener_runs_peer_metadata_and_istio_stats():
     assert stats.config == {}          # istiod's empty PluginConfig: the standard metrics
     assert stack.options["traffic_direction"] == "OUTBOUND"
     text = "\n".join(d.message for d in sink.warnings)
-    assert "istio.alpn is recognised" in text and "HTTP11: istio-http/1.1,istio,http/1.1" in text
+    assert "istio.alpn" not in text
+    # istio.alpn's overrides, for the upstream TLS to an Istio peer (proxy.tls.istio_alpn)
+    assert stack.options["istio_alpn"]["HTTP11"] == ("istio-http/1.1", "istio", "http/1.1")
