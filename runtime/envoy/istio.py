@@ -251,20 +251,47 @@ def network_filter(nf: Any, f: Findings) -> dict[str, Any] | None:
     (network_kind() None) rejects the listener."""
     a = nf.typed_config
     ft = f.at("typed_config")
-    kind, value = opaque_config(a) if a.type_url and is_opaque(a) else (short(a.type_url), None)
+    kind, value = (opaque_config(a) if a.type_url and (is_opaque(a) or short(a.type_url) in DESCRIBED)
+                   else (short(a.type_url), None))
     if kind == STATS:
         for k in value or {}:
             ft.warn(f"stats.PluginConfig {k} is not served (Istio's standard TCP metrics are); ignored")
         return {"istio_stats": {}}
     if kind == MX:
-        ft.warn("istio.metadata_exchange for TCP is recognised but not served (it needs the "
-                "istio-peer-exchange ALPN protocol); TCP peers stay unknown")
-        return None
+        # served on the connections of a tcp_proxy chain that negotiate its protocol
+        # (proxy.tcp.proxy); on an HTTP chain the HTTP exchange's headers say it
+        return {"istio_mx": mx_protocol(value)}
     if kind == AUTHN:
         ft.warn("istio_authn is recognised: the mTLS peer is what mosnx's TLS layer records; nothing else to do")
         return None
     f.reject(f"network filter {nf.name or kind} ({kind}) is not available in mosnx "
              "(Envoy has no optional network filters: a listener with one it lacks is refused)")
+
+
+def mx_protocol(value: dict[str, Any] | None) -> str:
+    """The ALPN protocol a MetadataExchange config names (istio-peer-exchange when unset
+    or unreadable)."""
+    got = (value or {}).get("protocol")
+    return str(got) if got else "istio-peer-exchange"
+
+
+def cluster_filters(filters: Any, f: Findings) -> dict[str, Any]:
+    """A cluster's upstream network filters (Envoy's Cluster.filters) as its options:
+    istiod gives an outbound cluster Istio's metadata exchange (`istio_mx`: the ALPN
+    protocol it runs on); any other filter rejects the cluster, as Envoy would a
+    filter it lacks."""
+    out: dict[str, Any] = {}
+    for i, nf in enumerate(filters):
+        fi = f.at("filters").at(i)
+        a = nf.typed_config
+        kind, value = (opaque_config(a) if a.type_url and (is_opaque(a) or short(a.type_url) in DESCRIBED)
+                       else (short(a.type_url), None))
+        if kind == MX:
+            out["istio_mx"] = mx_protocol(value)
+        else:
+            fi.reject(f"upstream network filter {nf.name or kind} ({kind}) is not available in mosnx "
+                      "(it takes Istio's metadata exchange only)")
+    return out
 
 
 def converted_settings(kind: str, listener: Any, config: Any) -> dict[str, Any]:

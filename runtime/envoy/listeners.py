@@ -135,6 +135,8 @@ def _stack(fc: Any, ff: Findings, base: dict[str, Any], routes: dict[str, RouteT
     if last.WhichOneof("config_type") != "typed_config":
         fl.reject("a network filter needs a typed_config")
     url = last.typed_config.type_url
+    if url == HCM:      # the TCP metadata exchange serves tcp_proxy; HTTP has the header one
+        extra.pop("istio_mx", None)
     if extra:       # a copy: the chains of one listener share `base`
         base = {**base, "options": {**base.get("options", {}), **extra}}
     if url == HCM:

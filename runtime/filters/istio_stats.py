@@ -23,8 +23,9 @@ TCP (IstioTcpStats, which the TCP proxy holds for a listener whose Envoy chain h
 istio.stats before tcp_proxy: ListenerConfig.options["istio_stats"]): a connection
 counts as opened when its upstream connects (or, when it never does, as it closes),
 and its bytes and its close are counted when it closes (Istio also reports open
-connections every tcp_reporting_duration; mosnx does not). The peer side is unknown:
-the TCP metadata exchange is not served.
+connections every tcp_reporting_duration; mosnx does not). The peer side is the one
+Istio's TCP metadata exchange read (proxy.tcp.proxy), else unknown; the principals
+come from the connections' certificates as for HTTP.
 """
 from __future__ import annotations
 
@@ -253,7 +254,11 @@ class IstioTcpStats:
         self._series: dict[tuple[str, ...], tuple[Counter, Counter, Counter, Counter]] = {}
 
     def labels(self, ctx: StreamContext) -> tuple[str, ...]:
-        sides = _sides(self.reporter, self.own, UNKNOWN_WORKLOAD, ctx, service_of(ctx.cluster_name, "", False))
+        # the peer the TCP metadata exchange read, if it ran (proxy.tcp.proxy)
+        st = ctx.filter_state
+        md = st.get(UPSTREAM_PEER if self.reporter == "source" else DOWNSTREAM_PEER) if st else None
+        peer = workload_of(md) if md is not None else UNKNOWN_WORKLOAD
+        sides = _sides(self.reporter, self.own, peer, ctx, service_of(ctx.cluster_name, "", False))
         return sides + ("tcp", _flag(ctx.error_detail), _policy(self.reporter, ctx))
 
     def _of(self, key: tuple[str, ...]) -> tuple[Counter, Counter, Counter, Counter] | None:

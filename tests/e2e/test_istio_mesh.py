@@ -61,6 +61,9 @@ OTHER_SA = f"spiffe://{TRUST}/ns/default/sa/bookinfo-ratings"
 SERVICE = "reviews.default.svc.cluster.local"
 OUTBOUND = f"outbound|9080||{SERVICE}"
 INBOUND = "inbound|9080||"
+TCP_SERVICE = "tcp-echo.default.svc.cluster.local"
+OUTBOUND_TCP = f"outbound|9090||{TCP_SERVICE}"
+INBOUND_TCP = "inbound|9090||"
 ISTIO_ALPN = ["istio-peer-exchange", "istio"]
 
 PRODUCTPAGE_NODE = {
@@ -206,7 +209,7 @@ def inbound_hcm(log: Path, rbac: dict | None) -> dict:
 def inbound_tcp(log: Path) -> list[dict]:
     """The network filters of an inbound TCP chain: Istio's TCP metrics, then tcp_proxy."""
     return [AUTHN, MX_TCP, STATS, {"name": "envoy.filters.network.tcp_proxy", "typed_config": {
-        "@type": TCP_PROXY, "stat_prefix": INBOUND, "cluster": INBOUND, "access_log": access_log(log)}}]
+        "@type": TCP_PROXY, "stat_prefix": INBOUND_TCP, "cluster": INBOUND_TCP, "access_log": access_log(log)}}]
 
 
 def virtual_inbound(port: int, log: Path, mode: str, rbac: dict | None = None) -> Any:
@@ -245,6 +248,15 @@ def outbound_listener(port: int, log: Path) -> Any:
             "http_filters": [MX_WASM, ALPN, STATS, ROUTER]}}]}]})
 
 
+def outbound_tcp_listener(port: int) -> Any:
+    """An outbound TCP service as istiod writes it: istio.stats, then tcp_proxy."""
+    return res(LISTENER, {
+        "name": "0.0.0.0_9090", "traffic_direction": "OUTBOUND",
+        "address": {"socket_address": {"address": HOST, "port_value": port}},
+        "filter_chains": [{"filters": [STATS, {"name": "envoy.filters.network.tcp_proxy", "typed_config": {
+            "@type": TCP_PROXY, "stat_prefix": OUTBOUND_TCP, "cluster": OUTBOUND_TCP}}]}]})
+
+
 def outbound_route() -> Any:
     return res(ROUTE, {"name": "9080", "validate_clusters": False, "virtual_hosts": [
         {"name": f"{SERVICE}:9080", "domains": [f"{SERVICE}", "reviews", "reviews:9080", f"{SERVICE}:9080"],
@@ -252,26 +264,29 @@ def outbound_route() -> Any:
                      "route": {"cluster": OUTBOUND, "timeout": "0s"}}]}]})
 
 
-def outbound_cluster(san: str = REVIEWS_SA) -> Any:
+def outbound_cluster(san: str = REVIEWS_SA, name: str = OUTBOUND) -> Any:
+    """An outbound cluster: Istio's mTLS for `tlsMode: istio` endpoints, plaintext for
+    the others, and the TCP metadata exchange as its upstream network filter."""
     return res(CLUSTER, {
-        "name": OUTBOUND, "type": "EDS", "connect_timeout": "2s",
-        "eds_cluster_config": {"service_name": OUTBOUND, "eds_config": SDS},
+        "name": name, "type": "EDS", "connect_timeout": "2s",
+        "eds_cluster_config": {"service_name": name, "eds_config": SDS},
+        "filters": [MX_TCP],
         "transport_socket_matches": [
             {"name": "tlsMode-istio", "match": {"tlsMode": "istio"}, "transport_socket": istio_mutual(san)},
             {"name": "tlsMode-disabled", "match": {}, "transport_socket": RAW}]})
 
 
-def outbound_endpoints(port: int, tls_mode: str = "istio") -> Any:
-    return res(ENDPOINT, {"cluster_name": OUTBOUND, "endpoints": [{"lb_endpoints": [{
+def outbound_endpoints(port: int, tls_mode: str = "istio", name: str = OUTBOUND) -> Any:
+    return res(ENDPOINT, {"cluster_name": name, "endpoints": [{"lb_endpoints": [{
         "endpoint": {"address": {"socket_address": {"address": HOST, "port_value": port}}},
         "metadata": {"filter_metadata": {"envoy.transport_socket_match": {"tlsMode": tls_mode},
                                          "istio": {"workload": "reviews-v2;default;reviews;v2;Kubernetes"}}}}]}]})
 
 
-def inbound_cluster(app_port: int) -> Any:
+def inbound_cluster(app_port: int, name: str = INBOUND) -> Any:
     return res(CLUSTER, {
-        "name": INBOUND, "type": "STATIC", "connect_timeout": "2s",
-        "load_assignment": {"cluster_name": INBOUND, "endpoints": [{"lb_endpoints": [
+        "name": name, "type": "STATIC", "connect_timeout": "2s",
+        "load_assignment": {"cluster_name": name, "endpoints": [{"lb_endpoints": [
             {"endpoint": {"address": {"socket_address": {"address": HOST, "port_value": app_port}}}}]}]}})
 
 
@@ -321,6 +336,36 @@ def mesh_client(ca: PemCA, spiffe: str, tmp: Path, alpn: list[str]) -> ssl.SSLCo
 _istio_types()
 
 
+def framed_echo_server() -> socket.socket:
+    """A TCP application that reads a 4-byte length and that many bytes, sends them
+    back and closes (it closes first: over TLS a client's half-close does not travel)."""
+    import struct
+    import threading
+    lsock = socket.socket()
+    lsock.bind((HOST, 0))
+    lsock.listen(8)
+
+    def serve(s: socket.socket) -> None:
+        with s:
+            buf = b""
+            while len(buf) < 4 or len(buf) < 4 + struct.unpack_from("!I", buf)[0]:
+                d = s.recv(65536)
+                if not d:
+                    return
+                buf += d
+            s.sendall(buf[4:])
+
+    def accept() -> None:
+        while True:
+            try:
+                s, _ = lsock.accept()
+            except OSError:
+                return
+            threading.Thread(target=serve, args=(s,), daemon=True).start()
+    threading.Thread(target=accept, daemon=True).start()
+    return lsock
+
+
 class Mesh:
     """The two sidecars, their control planes, the application and the logs."""
 
@@ -328,20 +373,23 @@ class Mesh:
         self.ca = PemCA("cluster.local root")
         self.tmp = tmp
         self.app = upstream()
+        self.echo = framed_echo_server()
+        self.port_tcp = free_port()
         self.cp_a, self.cp_b = Control(), Control()
         self.port_a, self.port_b = free_port(), free_port()
         self.log_a, self.log_b = tmp / "productpage.log", tmp / "reviews.log"
         b = self.cp_b
         b.push(SECRET, "1", secrets(self.ca, REVIEWS_SA, "reviews"))
-        b.push(CLUSTER, "1", [inbound_cluster(self.app.port)])
+        b.push(CLUSTER, "1", [inbound_cluster(self.app.port),
+                              inbound_cluster(self.echo.getsockname()[1], INBOUND_TCP)])
         b.push(LISTENER, "1", [virtual_inbound(self.port_b, self.log_b, mode,
                                                rbac_allow(PRODUCTPAGE_SA) if rbac else None)])
         a = self.cp_a
         a.push(SECRET, "1", secrets(self.ca, PRODUCTPAGE_SA, "productpage"))
-        a.push(CLUSTER, "1", [outbound_cluster()])
-        a.push(ENDPOINT, "1", [outbound_endpoints(self.port_b)])
+        a.push(CLUSTER, "1", [outbound_cluster(), outbound_cluster(name=OUTBOUND_TCP)])
+        a.push(ENDPOINT, "1", [outbound_endpoints(self.port_b), outbound_endpoints(self.port_b, name=OUTBOUND_TCP)])
         a.push(ROUTE, "1", [outbound_route()])
-        a.push(LISTENER, "1", [outbound_listener(self.port_a, self.log_a)])
+        a.push(LISTENER, "1", [outbound_listener(self.port_a, self.log_a), outbound_tcp_listener(self.port_tcp)])
         self.b = mosnx(config=_xds_config(b, REVIEWS_NODE))
         self.a = mosnx(config=_xds_config(a, PRODUCTPAGE_NODE))
         last: list[Any] = []
@@ -357,6 +405,7 @@ class Mesh:
                                  f"listeners: A {self.a.admin('/listeners')[2]!r}, B {self.b.admin('/listeners')[2]!r}")
 
     def stop(self) -> None:
+        self.echo.close()
         self.cp_a.stop()
         self.cp_b.stop()
 
@@ -447,7 +496,10 @@ def test_bookinfo_through_two_sidecars_over_mtls(mesh_factory, tmp_path):
     by_path = {mm["path"]: mm for mm in map(ISTIO_LINE.match, b_lines) if mm is not None}
     assert (by_path["/reviews/2"]["code"], by_path["/reviews/2"]["cluster"]) == ("200", INBOUND)
     assert (by_path["/reviews/9"]["code"], by_path["/reviews/9"]["details"]) == ("403", "rbac_access_denied_matched_policy[none]")
-    assert not m.cp_a.nacks(LISTENER) and not m.cp_b.nacks(LISTENER) and not m.cp_a.nacks(CLUSTER)
+    assert not m.cp_b.nacks(LISTENER) and not m.cp_a.nacks(CLUSTER)
+    # A's listeners may be NACKed once while the TCP service's EDS cluster still waits for
+    # its endpoints (its tcp_proxy names a cluster not yet built); they serve once it has them
+    assert all("unknown cluster" in r.error.message for r in m.cp_a.nacks(LISTENER))
 
 
 def _plain_get(port: int) -> int:
@@ -479,3 +531,75 @@ def test_strict_refuses_plaintext(mesh_factory):
     wait_until(lambda: m.b.stats().get("listener.virtualInbound.no_filter_chain_match", 0) >= 2
                or any(k.endswith("no_filter_chain_match") and v >= 2 for k, v in m.b.stats().items()),
                what="the refused connections counted", timeout=10)
+
+
+def echo_once(port: int, payload: bytes) -> bytes:
+    """Send `payload` through the TCP service and read back all it answers, to its close."""
+    import struct
+    with socket.create_connection((HOST, port), timeout=10) as s:
+        s.sendall(struct.pack("!I", len(payload)) + payload)
+        got = b""
+        while True:
+            d = s.recv(65536)
+            if not d:
+                return got
+            got += d
+
+
+def _closed(proxy, n: int) -> list[dict[str, str]]:
+    def ready() -> list[dict[str, str]] | None:
+        got = series(proxy.admin("/stats/prometheus")[2].decode(), "istio_tcp_connections_closed_total")
+        return got if sum(int(float(g["value"])) for g in got) >= n else None
+    try:
+        return wait_until(ready, what=f"{n} closed TCP connections counted", timeout=20)
+    except TimeoutError:
+        text = proxy.admin("/stats/prometheus")[2].decode()
+        raise AssertionError(f"{n} closed TCP connections not counted: "
+                             f"{[ln for ln in text.splitlines() if 'istio_tcp' in ln and not ln.startswith('#')]}")
+
+
+def test_tcp_metadata_exchange_between_two_sidecars(mesh_factory, tmp_path):
+    """A TCP service through both sidecars: their TLS negotiates istio-peer-exchange, each
+    writes its preamble first and strips the other's, so the application sees only the
+    client's bytes and both sides' TCP metrics name both workloads."""
+    m = mesh_factory(rbac=False)
+    for payload in (b"hello", b"x" * 70000):
+        assert echo_once(m.port_tcp, payload) == payload
+    [src] = _closed(m.a, 2)
+    assert (src["reporter"], src["source_workload"], src["destination_workload"], src["destination_app"],
+            src["destination_version"]) == ("source", "productpage-v1", "reviews-v2", "reviews", "v2")
+    assert (src["source_principal"], src["destination_principal"]) == (PRODUCTPAGE_SA, REVIEWS_SA)
+    assert (src["destination_service"], src["request_protocol"], src["connection_security_policy"]) == \
+        (TCP_SERVICE, "tcp", "unknown")
+    opened = series(m.prometheus(m.a), "istio_tcp_connections_opened_total")
+    assert [o["destination_workload"] for o in opened] == ["reviews-v2"] and opened[0]["value"] == "2"
+    [dst] = _closed(m.b, 2)
+    assert (dst["reporter"], dst["source_workload"], dst["source_app"], dst["destination_workload"]) == \
+        ("destination", "productpage-v1", "productpage", "reviews-v2")
+    assert (dst["source_principal"], dst["destination_principal"], dst["connection_security_policy"]) == \
+        (PRODUCTPAGE_SA, REVIEWS_SA, "mutual_tls")
+    # the application got exactly the client's bytes: both ends took their peer's preamble off
+    text = m.prometheus(m.b)
+    assert series(text, "istio_tcp_received_bytes_total")[0]["value"] != "0"
+
+    # a client that negotiates istio-peer-exchange but sends no preamble: its bytes pass
+    # on untouched (it reads B's preamble first), and the peer stays unknown
+    from mosnx.runtime.filters.tcp_metadata_exchange import HEADER, MAGIC
+    plain = mesh_client(m.ca, OTHER_SA, tmp_path, ISTIO_ALPN)
+    with socket.create_connection((HOST, m.port_b), timeout=10) as raw, \
+            plain.wrap_socket(raw, server_hostname="reviews") as s:
+        assert s.selected_alpn_protocol() == "istio-peer-exchange"
+        s.sendall(b"\x00\x00\x00\x10no preamble here")
+        got = b""
+        while len(got) < HEADER.size:
+            got += s.recv(65536)
+        magic, size = HEADER.unpack_from(got)
+        assert magic == MAGIC
+        while True:
+            d = s.recv(65536)
+            if not d:
+                break
+            got += d
+        assert got[HEADER.size + size:] == b"no preamble here"
+    closed = {d["source_workload"]: d for d in _closed(m.b, 3)}
+    assert closed["unknown"]["source_principal"] == OTHER_SA
