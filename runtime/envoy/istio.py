@@ -6,16 +6,20 @@ know (stats.PluginConfig, the metadata exchange config, istio.alpn's FilterConfi
 or wraps in a TypedStruct (io.istio.network.authn.Config). decode.opaque() keeps a
 JSON one as a TypedStruct; one from a control plane arrives as an Any whose bytes
 cannot be read without the type. opaque_config() gives both back as (type URL,
-fields or None).
+fields or None). The two whose settings matter here (istio.alpn's FilterConfig and
+MetadataExchange) are described to the protobuf pool at import (_describe), so they
+decode from a control plane's bytes too.
 
 What each becomes, as Envoy would decide (a filter Envoy lacks fails the listener):
 - istio.stats (HTTP) -> the istio_stats filter; on a TCP chain, the listener option
   `istio_stats` the TCP proxy records Istio's TCP metrics by.
 - istio.metadata_exchange: the HTTP one (Envoy's Wasm filter with the null VM's
-  envoy.wasm.metadata_exchange) -> the peer_metadata filter; the network one is
-  recognised and warned (it needs the istio-peer-exchange ALPN protocol).
-- istio.alpn -> its ALPN overrides are read and kept in the warning: the upstream TLS
-  layer has no per-cluster ALPN override to hand them to yet.
+  envoy.wasm.metadata_exchange) -> the peer_metadata filter; the network one -> the
+  option `istio_mx` (its ALPN protocol) of a tcp_proxy chain, and, as a cluster's
+  upstream network filter (cluster_filters), of the cluster: proxy.tcp.proxy runs
+  the exchange on connections that negotiate that protocol.
+- istio.alpn -> the listener option `istio_alpn` (alpn_of: upstream protocol -> the
+  ALPN protocols offered to an Istio mTLS peer, proxy.tls.istio_alpn).
 - grpc_stats (HTTP) -> the grpc_stats filter.
 - istio_authn (network): recognised, warned. It does not change what the application
   or the peer sees (it only records the mTLS peer, which mosnx's TLS layer keeps), so

@@ -185,13 +185,15 @@ def inbound_tls(alpn: list[str]) -> dict:
 
 
 def rbac_allow(*principals: str) -> dict:
-    """An AuthorizationPolicy ALLOW for these service accounts, as istiod writes it."""
+    """An AuthorizationPolicy ALLOW for these service accounts, as istiod writes it (the
+    peer's principal from istio_authn's filter state)."""
     return {"name": "envoy.filters.http.rbac", "typed_config": {
         "@type": T + "envoy.extensions.filters.http.rbac.v3.RBAC",
         "rules": {"policies": {"ns[default]-policy[reviews-viewer]-rule[0]": {
             "permissions": [{"and_rules": {"rules": [{"any": True}]}}],
             "principals": [{"and_ids": {"ids": [{"or_ids": {"ids": [
-                {"authenticated": {"principal_name": {"exact": p}}} for p in principals]}}]}}]}}},
+                {"filter_state": {"key": "io.istio.peer_principal", "string_match": {"exact": p}}}
+                for p in principals]}}]}}]}}},
         "shadow_rules_stat_prefix": "istio_dry_run_allow_"}}
 
 
