@@ -222,3 +222,41 @@ def test_istio_alpn_from_a_control_plane_decodes_from_its_bytes():
     disabled = dict(ALPN, disabled=True)
     lc, _ = translate(listener([disabled]))
     assert "istio_alpn" not in lc.options
+
+
+MX_TCP = {"name": "istio.metadata_exchange", "typed_config": {
+    "@type": T + "envoy.tcp.metadataexchange.config.MetadataExchange", "protocol": "istio-peer-exchange"}}
+
+
+def _cluster(filters: list) -> dict:
+    return {"name": "outbound|9090||db.default.svc.cluster.local", "type": "STATIC", "filters": filters,
+            "load_assignment": {"cluster_name": "db", "endpoints": [{"lb_endpoints": [
+                {"endpoint": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 18703}}}}]}]}}
+
+
+def test_a_clusters_metadata_exchange_filter_is_its_istio_mx_option_and_others_reject():
+    from mosnx.runtime.envoy.clusters import translate_cluster
+    msg, _ = parse(_cluster([MX_TCP]), protos.RESOURCE_TYPES[protos.CLUSTER], None)
+    wire = type(msg).FromString(msg.SerializeToString())           # as from a control plane
+    cc = translate_cluster(wire, Findings(protos.CLUSTER, "c", "", Sink()))
+    assert cc.options["istio_mx"] == "istio-peer-exchange"
+    other = {"name": "x", "typed_config": {"@type": T + "acme.network.Magic"}}
+    msg, _ = parse(_cluster([other]), protos.RESOURCE_TYPES[protos.CLUSTER], None)
+    with pytest.raises(Rejected, match="upstream network filter x"):
+        translate_cluster(msg, Findings(protos.CLUSTER, "c", "", Sink()))
+
+
+def test_convert_says_what_istios_connection_options_become():
+    import json
+
+    from mosnx.runtime.envoy.bootstrap import load_bootstrap_resources
+    from mosnx.runtime.envoy.convert import convert
+    lst = listener([ALPN], direction="OUTBOUND")
+    a = {"name": "a", "type": "STATIC", "load_assignment": {"cluster_name": "a", "endpoints": [{"lb_endpoints": [
+        {"endpoint": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 18702}}}}]}]}}
+    boot = {"static_resources": {"listeners": [lst], "clusters": [a, _cluster([MX_TCP])]}}
+    config, _, resources = load_bootstrap_resources(json.dumps(boot), "<envoy>")
+    out = convert(config, resources)
+    assert all("istio_mx" not in c for c in out.yaml["clusters"])
+    assert any("TCP metadata exchange has no mosnx.yaml form" in n for n in out.notes)
+    assert any("istio.alpn's ALPN overrides have no mosnx.yaml form" in n for n in out.notes)
