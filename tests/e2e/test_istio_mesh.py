@@ -60,6 +60,7 @@ REVIEWS_SA = f"spiffe://{TRUST}/ns/default/sa/bookinfo-reviews"
 OTHER_SA = f"spiffe://{TRUST}/ns/default/sa/bookinfo-ratings"
 SERVICE = "reviews.default.svc.cluster.local"
 OUTBOUND = f"outbound|9080||{SERVICE}"
+OUTBOUND_H2 = f"outbound|9080|h2|{SERVICE}"       # the same endpoint, spoken to in HTTP/2
 INBOUND = "inbound|9080||"
 TCP_SERVICE = "tcp-echo.default.svc.cluster.local"
 OUTBOUND_TCP = f"outbound|9090||{TCP_SERVICE}"
@@ -262,15 +263,19 @@ def outbound_tcp_listener(port: int) -> Any:
 def outbound_route() -> Any:
     return res(ROUTE, {"name": "9080", "validate_clusters": False, "virtual_hosts": [
         {"name": f"{SERVICE}:9080", "domains": [f"{SERVICE}", "reviews", "reviews:9080", f"{SERVICE}:9080"],
-         "routes": [{"name": "default", "match": {"prefix": "/"},
+         "routes": [{"name": "h2", "match": {"prefix": "/h2/"}, "route": {"cluster": OUTBOUND_H2, "timeout": "0s"}},
+                    {"name": "default", "match": {"prefix": "/"},
                      "route": {"cluster": OUTBOUND, "timeout": "0s"}}]}]})
 
 
-def outbound_cluster(san: str = REVIEWS_SA, name: str = OUTBOUND) -> Any:
+def outbound_cluster(san: str = REVIEWS_SA, name: str = OUTBOUND, h2: bool = False) -> Any:
     """An outbound cluster: Istio's mTLS for `tlsMode: istio` endpoints, plaintext for
     the others, and the TCP metadata exchange as its upstream network filter."""
+    more: dict = {"typed_extension_protocol_options": {"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+        "@type": T + "envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+        "explicit_http_config": {"http2_protocol_options": {}}}}} if h2 else {}
     return res(CLUSTER, {
-        "name": name, "type": "EDS", "connect_timeout": "2s",
+        "name": name, "type": "EDS", "connect_timeout": "2s", **more,
         "eds_cluster_config": {"service_name": name, "eds_config": SDS},
         "filters": [MX_TCP],
         "transport_socket_matches": [
@@ -388,8 +393,10 @@ class Mesh:
                                                rbac_allow(PRODUCTPAGE_SA) if rbac else None)])
         a = self.cp_a
         a.push(SECRET, "1", secrets(self.ca, PRODUCTPAGE_SA, "productpage"))
-        a.push(CLUSTER, "1", [outbound_cluster(), outbound_cluster(name=OUTBOUND_TCP)])
-        a.push(ENDPOINT, "1", [outbound_endpoints(self.port_b), outbound_endpoints(self.port_b, name=OUTBOUND_TCP)])
+        a.push(CLUSTER, "1", [outbound_cluster(), outbound_cluster(name=OUTBOUND_H2, h2=True),
+                              outbound_cluster(name=OUTBOUND_TCP)])
+        a.push(ENDPOINT, "1", [outbound_endpoints(self.port_b), outbound_endpoints(self.port_b, name=OUTBOUND_H2),
+                               outbound_endpoints(self.port_b, name=OUTBOUND_TCP)])
         a.push(ROUTE, "1", [outbound_route()])
         a.push(LISTENER, "1", [outbound_listener(self.port_a, self.log_a), outbound_tcp_listener(self.port_tcp)])
         self.b = mosnx(config=_xds_config(b, REVIEWS_NODE))
@@ -435,7 +442,8 @@ def _log_lines(path: Path, need: int) -> list[str]:
 
 
 ISTIO_LINE = re.compile(
-    r'^\[\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z\] "GET (?P<path>\S+) HTTP/1\.1" (?P<code>\d{3}) (?P<flags>\S+) '
+    r'^\[\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z\] "GET (?P<path>\S+) (?P<protocol>HTTP/[12](?:\.[01])?)" '
+    r'(?P<code>\d{3}) (?P<flags>\S+) '
     r'(?P<details>\S+) (?P<term>\S+) "(?P<tfr>[^"]*)" (?P<rx>\d+) (?P<tx>\d+) (?P<dur>\d+) \S+ '
     r'"(?P<xff>[^"]*)" "(?P<ua>[^"]*)" "(?P<rid>[^"]*)" "(?P<authority>[^"]*)" "(?P<uphost>[^"]*)" '
     r'(?P<cluster>\S+) (?P<uplocal>\S+) (?P<local>\S+) (?P<remote>\S+) (?P<sni>\S+) (?P<route>\S+)$')
@@ -605,3 +613,16 @@ def test_tcp_metadata_exchange_between_two_sidecars(mesh_factory, tmp_path):
         assert got[HEADER.size + size:] == b"no preamble here"
     closed = {d["source_workload"]: d for d in _closed(m.b, 3)}
     assert closed["unknown"]["source_principal"] == OTHER_SA
+
+
+def test_istio_alpn_takes_an_http2_cluster_to_the_peers_http_chain_in_h2(mesh_factory):
+    """An HTTP/2 cluster to an Istio peer offers istio-h2, istio, h2 (istio.alpn): the
+    peer's tls_inspector picks its HTTP chain and the two sidecars speak HTTP/2."""
+    m = mesh_factory(rbac=False)
+    status, body, _ = get(m.port_a, "/h2/reviews/1")
+    assert status == 200, body
+    lines = {mm["path"]: mm for mm in map(ISTIO_LINE.match, _log_lines(m.log_b, 2)) if mm is not None}
+    assert lines["/h2/reviews/1"]["protocol"] == "HTTP/2"
+    assert lines["/reviews/0"]["protocol"] == "HTTP/1.1"
+    dst = series(m.prometheus(m.b), "istio_requests_total")
+    assert sum(int(d["value"]) for d in dst if d["source_workload"] == "productpage-v1") == 2
