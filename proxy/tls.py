@@ -54,17 +54,21 @@ class SanMismatch(ssl.SSLCertVerificationError):
 
 class TlsInfo:
     """What one TLS connection negotiated, as the stream context wants it (runtime's
-    TlsFacts): the peer certificate's URI and DNS SANs name its principal, as Envoy."""
-    __slots__ = ("sni", "mtls", "subject", "alpn", "uri_sans", "dns_sans")
+    TlsFacts): the peer certificate's URI and DNS SANs name its principal, as Envoy;
+    `local_uri_sans` are those of the certificate this side presented (Istio's
+    destination_principal on an inbound connection, source_principal on an outbound one)."""
+    __slots__ = ("sni", "mtls", "subject", "alpn", "uri_sans", "dns_sans", "local_uri_sans")
 
     def __init__(self, sni: str = "", mtls: bool = False, subject: str = "", alpn: str | None = None,
-                 uri_sans: tuple[str, ...] = (), dns_sans: tuple[str, ...] = ()):
+                 uri_sans: tuple[str, ...] = (), dns_sans: tuple[str, ...] = (),
+                 local_uri_sans: tuple[str, ...] = ()):
         self.sni = sni
         self.mtls = mtls
         self.subject = subject
         self.alpn = alpn
         self.uri_sans = uri_sans
         self.dns_sans = dns_sans
+        self.local_uri_sans = local_uri_sans
 
 
 def _mtimes(*paths: Any) -> tuple:
@@ -123,6 +127,29 @@ def _path_of(material: str | Pem) -> Iterator[str]:
 def _load_chain(ctx: ssl.SSLContext, cert: str | Pem, key: str | Pem) -> None:
     with _path_of(cert) as c, _path_of(key) as k:
         ctx.load_cert_chain(c, k)
+    # the identity this side presents, read once per context: ssl has no accessor for
+    # the local certificate of a connection
+    setattr(ctx, LOCAL_URIS, local_uri_sans(cert))
+
+
+LOCAL_URIS = "mosnx_local_uri_sans"
+
+
+def local_uri_sans(cert: str | Pem) -> tuple[str, ...]:
+    """The URI SANs (a SPIFFE id) of the first certificate of a PEM chain; () when it
+    has none or cannot be read (the handshake itself reports a bad certificate)."""
+    try:
+        if isinstance(cert, Pem):
+            data = cert.data
+        else:
+            with open(cert, "rb") as fh:
+                data = fh.read()
+        from cryptography import x509
+        c = x509.load_pem_x509_certificate(data)
+        ext = c.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+    except Exception:       # no SAN extension, not PEM, unreadable: no URI to report
+        return ()
+    return tuple(str(u) for u in ext.value.get_values_for_type(x509.UniformResourceIdentifier))
 
 
 def _load_ca(ctx: ssl.SSLContext, ca: str | Pem) -> None:
@@ -278,16 +305,39 @@ def endpoint_tls(cluster_config: Any, endpoint: Any = None) -> ClientTls | None:
     return cluster_config.options.get("tls")
 
 
-def client_connect_args(cluster_config: Any, host: str, endpoint: Any = None) -> dict:
+def client_connect_args(cluster_config: Any, host: str, endpoint: Any = None,
+                        alpn_override: tuple[str, ...] | None = None) -> dict:
     """Keyword arguments for loop.create_connection to one endpoint of the cluster: its
     TLS settings, offering h2 by ALPN when an HTTP/2 cluster names no protocols (an
-    endpoint must be told the connection speaks h2)."""
+    endpoint must be told the connection speaks h2). `alpn_override` (istio.alpn's,
+    istio_alpn()) replaces the protocols offered to an Istio mTLS peer."""
     tls = endpoint_tls(cluster_config, endpoint)
     if tls is None:
         return {}
-    if cluster_config.protocol == "http2" and not tls.alpn:
+    if alpn_override and ISTIO_ALPN in tls.alpn:
+        tls = dataclasses.replace(tls, alpn=alpn_override)
+    elif cluster_config.protocol == "http2" and not tls.alpn:
         tls = dataclasses.replace(tls, alpn=("h2",))
     return {"ssl": client_context(tls), "server_hostname": tls.sni or host}
+
+
+# the ALPN protocol that says "Istio mTLS" in what istiod gives an ISTIO_MUTUAL
+# transport socket to offer: only such an endpoint is an Istio peer, whose
+# protocols istio.alpn rewrites (istiod turns the override off for other TLS)
+ISTIO_ALPN = "istio"
+
+
+def istio_alpn(listener_options: dict, cluster_config: Any, downstream_protocol: str) -> tuple[str, ...] | None:
+    """What istio.alpn offers upstream for a stream of a listener that has it (its
+    `istio_alpn` option: upstream protocol -> protocols), by the protocol the cluster
+    speaks upstream (HTTP/1.0 when the client spoke it to an HTTP/1.1 cluster, as
+    Envoy's upstream protocol); None when the listener has no overrides."""
+    by_protocol = listener_options.get("istio_alpn")
+    if not by_protocol:
+        return None
+    if cluster_config.protocol == "http2":
+        return by_protocol.get("HTTP2")
+    return by_protocol.get("HTTP10" if downstream_protocol == "HTTP/1.0" else "HTTP11")
 
 
 _logged: dict[tuple[str, str], float] = {}
@@ -329,4 +379,14 @@ def info_from(transport: Any, sni: str = "") -> TlsInfo:
     sans = cert.get("subjectAltName", ()) if cert else ()
     return TlsInfo(sni or getattr(obj, "mosnx_sni", "") or "", bool(cert),
                    _subject(cert) if cert else "", obj.selected_alpn_protocol(),
-                   tuple(v for k, v in sans if k == "URI"), tuple(v for k, v in sans if k == "DNS"))
+                   tuple(v for k, v in sans if k == "URI"), tuple(v for k, v in sans if k == "DNS"),
+                   getattr(obj.context, LOCAL_URIS, ()))
+
+
+def upstream_info(transport: Any) -> TlsInfo | None:
+    """What an upstream connection's handshake told (the peer is the server: its
+    certificate names the destination's principal); None in cleartext. Read once per
+    connection, when it is made."""
+    if transport is None or transport.get_extra_info("ssl_object") is None:
+        return None
+    return info_from(transport)

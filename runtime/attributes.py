@@ -67,6 +67,30 @@ def _uri_san(ctx: StreamContext) -> str:
     return t.uri_sans[0] if t is not None and t.uri_sans else ""
 
 
+def _local_uri_san(ctx: StreamContext) -> str:
+    t = ctx.tls
+    return t.local_uri_sans[0] if t is not None and t.local_uri_sans else ""
+
+
+def _upstream_uri_san(ctx: StreamContext) -> str:
+    t = ctx.upstream_tls
+    return t.uri_sans[0] if t is not None and t.uri_sans else ""
+
+
+def _upstream_local_uri_san(ctx: StreamContext) -> str:
+    t = ctx.upstream_tls
+    return t.local_uri_sans[0] if t is not None and t.local_uri_sans else ""
+
+
+def _destination_principal(ctx: StreamContext) -> str:
+    # the stream went on over TLS: the server's identity; else this proxy's own, as
+    # the destination the client reached
+    t = ctx.upstream_tls
+    if t is not None:
+        return t.uri_sans[0] if t.uri_sans else ""
+    return _local_uri_san(ctx)
+
+
 def _dns_san(ctx: StreamContext) -> str:
     t = ctx.tls
     return t.dns_sans[0] if t is not None and t.dns_sans else ""
@@ -120,6 +144,18 @@ _ATTRS = [
     Attribute("connection.dns_san_peer_certificate", STRING, "the peer certificate's first DNS SAN", _dns_san),
     Attribute("source.principal", STRING, "the peer's identity: its certificate's first URI SAN "
               "(a SPIFFE id under Istio); '' without one", _uri_san),
+    Attribute("connection.uri_san_local_certificate", STRING,
+              "the first URI SAN of the certificate this proxy presented to the client", _local_uri_san),
+    Attribute("upstream.uri_san_peer_certificate", STRING,
+              "the upstream server certificate's first URI SAN; '' in cleartext", _upstream_uri_san,
+              phase="response"),
+    Attribute("upstream.uri_san_local_certificate", STRING,
+              "the first URI SAN of the certificate this proxy presented upstream", _upstream_local_uri_san,
+              phase="response"),
+    Attribute("destination.principal", STRING, "the destination's identity: the upstream server "
+              "certificate's first URI SAN when the stream went upstream over TLS, else that of the "
+              "certificate this proxy presented to the client; '' without one", _destination_principal,
+              phase="response"),
     Attribute("listener.name", STRING, "listener that accepted the stream", lambda c: c.listener),
     Attribute("response.code", INT, "response status (0 before the response)",
               lambda c: c.response.status if c.response is not None else 0, phase="response"),

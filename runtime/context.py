@@ -28,6 +28,7 @@ class TlsFacts(Protocol):
     subject: str
     uri_sans: tuple[str, ...]
     dns_sans: tuple[str, ...]
+    local_uri_sans: tuple[str, ...]
 
 
 class RequestHead:
@@ -69,7 +70,7 @@ class StreamContext:
         "request", "response", "listener", "protocol",
         "source_address", "source_port", "destination_address", "destination_port",
         "connection_sni", "connection_mtls", "peer_subject", "tls",
-        "vhost", "route", "cluster_name", "upstream_address",
+        "vhost", "route", "cluster_name", "upstream_address", "upstream_tls",
         "metadata", "filter_state", "start", "start_wall", "request_id",
         "error_detail", "bytes_received", "bytes_sent",
         "attempt_count", "timeout_override", "request_bodyless", "trace",
@@ -92,6 +93,9 @@ class StreamContext:
         self.route: Route | None = None
         self.cluster_name = ""
         self.upstream_address = ""
+        # the TLS facts of the upstream connection the stream went out on (its peer is
+        # the server); None in cleartext or before one was taken
+        self.upstream_tls: TlsFacts | None = None
         self.metadata: dict[str, Any] | None = None
         self.filter_state: dict[object, Any] | None = None   # keyed by the filter (or a key it owns)
         self.start = _monotonic()

@@ -89,6 +89,7 @@ class AttemptMixin(StreamFields):
         self.up = conn
         conn.stream = self
         self.reused = conn.reused
+        self.ctx.upstream_tls = conn.tls
         host = self.host
         host.rq_active += 1
         host.rq_total += 1

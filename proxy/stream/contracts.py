@@ -64,6 +64,10 @@ class Upstream(Protocol):
     paused: bool           # its reading is paused
     reused: bool           # the connection served requests before (a keep-alive race is possible)
 
+    @property
+    def tls(self) -> Any:
+        """The connection's TlsInfo (what its handshake told), None in cleartext."""
+
     def send_request(self, req: RequestHead, source: str, body: int | None, upgrade: bool,
                      chunks: list[bytes] | None, ended: bool, trailers: Headers | None,
                      decoded: Any = None) -> None:

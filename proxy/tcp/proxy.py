@@ -11,6 +11,12 @@ Invariants:
   peer never makes the proxy hold more than the buffer (plus one read).
 - A half-close is passed on (write_eof); the pair closes when both directions ended,
   when either side closes or resets, or when the connection is idle too long.
+- Istio's TCP metadata exchange runs on a side whose TLS negotiated its ALPN protocol
+  (the listener's, or the cluster's, `istio_mx` option): this node's preamble is the
+  first thing written to that side, and the peer's is read off the front of what it
+  sends, never passed on (runtime.filters.tcp_metadata_exchange). Istio's TCP
+  metrics count the connection opened once every exchange under way has read its
+  peer (or found none), or as it closes.
 """
 from __future__ import annotations
 
@@ -22,12 +28,14 @@ from typing import TYPE_CHECKING
 from mosnx.runtime.config.protocols import TcpOptions
 from mosnx.runtime.context import RequestHead, StreamContext
 from mosnx.runtime.filters.istio_stats import IstioTcpStats, tcp_stats
+from mosnx.runtime.filters.peer_metadata import DOWNSTREAM_PEER, UPSTREAM_PEER
+from mosnx.runtime.filters.tcp_metadata_exchange import NEED_MORE as MX_MORE, Reader, local_preamble
 from mosnx.runtime.headers import Headers
 
 from ..stream.decide import pick_weighted
 from .sni import NEED_MORE, match_route, parse_sni
 from ..sockets import set_nodelay
-from ..tls import client_connect_args, connect_failed
+from ..tls import client_connect_args, connect_failed, info_from, upstream_info
 from ..upstream.pool_base import count_cx_closed, count_cx_open
 
 if TYPE_CHECKING:
@@ -101,6 +109,8 @@ class TcpDownstream(asyncio.Protocol):
         self.istio: IstioTcpStats | None = None     # Istio's TCP metrics, when the listener asks
         self.istio_key: tuple[str, ...] | None = None
         self.dst: tuple[str, int] | None = None   # an original destination (filter_chain sets it)
+        self.mx_down: Reader | None = None     # the client's metadata exchange preamble, when under way
+        self.mx_up: Reader | None = None       # the upstream's
 
     # ---------------------------------------------------------------- client side
     def connection_made(self, transport) -> None:
@@ -125,6 +135,14 @@ class TcpDownstream(asyncio.Protocol):
         w.connections.add(self)
         self.last = w.loop.time()
         set_nodelay(transport)
+        ssl_obj = transport.get_extra_info("ssl_object")
+        if ssl_obj is not None:             # a TLS chain: the stream knows its peer
+            ctx.tls = t = info_from(transport)
+            ctx.connection_sni, ctx.connection_mtls, ctx.peer_subject = t.sni, t.mtls, t.subject
+            mx = cfg.options.get("istio_mx")
+            if mx and t.alpn == mx:
+                self.mx_down = Reader()
+                transport.write(local_preamble(w.snapshot.config))
         if opts.original_dst and sock is not None:
             dst = original_dst(sock)
             if dst is not None and dst != tuple(local[:2]):
@@ -140,6 +158,16 @@ class TcpDownstream(asyncio.Protocol):
         self.last = self.worker.loop.time()
         self.stats.rx.value += len(data)
         self.ctx.bytes_received += len(data)
+        mx = self.mx_down
+        if mx is not None and mx.state == MX_MORE:
+            data = mx.feed(data)
+            if mx.state != MX_MORE:
+                self._mx_read(mx, DOWNSTREAM_PEER)
+            if not data:
+                return
+        self._from_client(data)
+
+    def _from_client(self, data: bytes) -> None:
         up = self.up
         if up is not None and up.connected:
             up.transport.write(data)
@@ -166,6 +194,12 @@ class TcpDownstream(asyncio.Protocol):
 
     def eof_received(self):
         self.down_eof = True
+        mx = self.mx_down
+        if mx is not None and mx.state == MX_MORE:
+            rest = mx.eof()
+            self._mx_read(mx, DOWNSTREAM_PEER)
+            if rest:
+                self._from_client(rest)
         up = self.up
         if up is not None and up.connected:
             if up.transport.can_write_eof():
@@ -288,13 +322,43 @@ class TcpDownstream(asyncio.Protocol):
         if pending:
             up.transport.write(b"".join(pending))
         up.connected = True          # from here on client bytes go straight through, in order
-        if self.istio is not None:
-            self.istio_key = self.istio.opened(self.ctx)
+        self._count_opened()
         if not self.reading:
             self.reading = True
             self.transport.resume_reading()
         if self.down_eof and up.transport.can_write_eof():
             up.transport.write_eof()
+
+    def upstream_made(self, transport: asyncio.Transport) -> None:
+        """The upstream connection is up (its handshake done): its TLS facts, and the
+        metadata exchange when it negotiated the cluster's protocol. Here, not after
+        create_connection returns: the peer's preamble may arrive before that."""
+        self.ctx.upstream_tls = t = upstream_info(transport)
+        mx = self.cluster.config.options.get("istio_mx") if self.cluster is not None else None
+        if mx and t is not None and t.alpn == mx:
+            # the preamble goes before any byte of the client's
+            self.mx_up = Reader()
+            transport.write(local_preamble(self.worker.snapshot.config))
+
+    def _mx_read(self, mx: Reader, key: str) -> None:
+        """An exchange is over: the peer it read (if any) goes where Istio's TCP metrics
+        and the access log find it."""
+        if mx.peer is not None:
+            st = self.ctx.state()
+            st[key] = mx.peer
+            if mx.peer_id:
+                st[key + "_id"] = mx.peer_id
+        self._count_opened()
+
+    def _count_opened(self) -> None:
+        """Istio's connection opened: once the upstream is connected and no exchange
+        still waits for its peer."""
+        if self.istio is None or self.istio_key is not None or self.up is None or not self.up.connected:
+            return
+        for mx in (self.mx_down, self.mx_up):
+            if mx is not None and mx.state == MX_MORE:
+                return
+        self.istio_key = self.istio.opened(self.ctx)
 
     def _release_host(self) -> None:
         if self.cluster is not None:
@@ -307,12 +371,31 @@ class TcpDownstream(asyncio.Protocol):
         self.last = self.worker.loop.time()
         self.stats.tx.value += len(data)
         self.ctx.bytes_sent += len(data)
+        mx = self.mx_up
+        if mx is not None and mx.state == MX_MORE:
+            data = mx.feed(data)
+            if mx.state != MX_MORE:
+                self._mx_read(mx, UPSTREAM_PEER)
+            if not data:
+                return
         self.transport.write(data)
 
     def on_upstream_eof(self) -> bool:
         self.up_eof = True
-        if self.transport.can_write_eof() and not self.closing:
-            self.transport.write_eof()
+        mx = self.mx_up
+        if mx is not None and mx.state == MX_MORE:
+            rest = mx.eof()
+            self._mx_read(mx, UPSTREAM_PEER)
+            if rest and not self.closing:
+                self.transport.write(rest)
+        if not self.closing:
+            if self.transport.can_write_eof():
+                self.transport.write_eof()
+            elif self.transport.get_extra_info("ssl_object") is not None:
+                # TLS to the client has no half-close to pass on: the upstream sent all
+                # it will, so the pair ends once that is flushed (else both stay open)
+                self.close()
+                return False
         if self.down_eof:
             self.close()
             return False
@@ -370,6 +453,7 @@ class TcpUpstream(asyncio.Protocol):
         d = self.down
         transport.set_write_buffer_limits(d.opts.buffer, d.opts.buffer // 4)
         set_nodelay(transport)
+        d.upstream_made(transport)
 
     def data_received(self, data: bytes) -> None:
         self.down.on_upstream_data(data)

@@ -13,12 +13,13 @@ from typing import Any
 from .. import write_batch
 from ..codec.http1 import ParseError, ResponseDecoder, encode_chunk, encode_last_chunk
 from ..sockets import set_nodelay
+from ..tls import TlsInfo, upstream_info
 from .http1_head import bodiless_request_head, request_head
 
 
 class UpstreamConnection(asyncio.Protocol):
     __slots__ = ("pool", "transport", "decoder", "stream", "closed", "requests", "reused",
-                 "idle_since", "tunnel", "paused", "_resp_framing_close", "got_bytes", "chunked")
+                 "idle_since", "tunnel", "paused", "_resp_framing_close", "got_bytes", "chunked", "tls")
 
     def __init__(self, pool):
         self.pool = pool
@@ -34,6 +35,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.paused = False
         self._resp_framing_close = False
         self.got_bytes = False     # any response byte for the current request
+        self.tls: TlsInfo | None = None   # what its handshake told, None in cleartext
 
     # -- pool side --
     def take(self) -> None:
@@ -98,6 +100,7 @@ class UpstreamConnection(asyncio.Protocol):
     # -- asyncio.Protocol --
     def connection_made(self, transport) -> None:
         self.transport = transport
+        self.tls = upstream_info(transport)
         set_nodelay(transport)
 
     def data_received(self, data: bytes) -> None:

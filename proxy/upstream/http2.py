@@ -26,7 +26,7 @@ from ..codec.http2_connection import (CANCEL, ENABLE_PUSH, INITIAL_WINDOW_SIZE, 
                                       REFUSED_STREAM, H2Connection, H2ConnectionError, StreamGone)
 from ..codec.http2_pending import WindowedStream, WindowedStreams
 from ..sockets import set_nodelay
-from ..tls import connect_failed, endpoint_tls
+from ..tls import TlsInfo, connect_failed, endpoint_tls, upstream_info
 from .pool import connect_args
 from .pool_base import PoolBase
 
@@ -100,7 +100,9 @@ class H2Pool(PoolBase):
     async def _open(self) -> None:
         cluster = self.host.cluster
         loop = asyncio.get_running_loop()
-        kw = connect_args(cluster.config, self.host.host, self.host.endpoint)
+        # the stream waiting longest asked for it (its listener's istio.alpn overrides)
+        kw = connect_args(cluster.config, self.host.host, self.host.endpoint,
+                          self.waiters[0] if self.waiters else None)
         conn = None
         try:
             async with asyncio.timeout(cluster.config.connect_timeout):
@@ -176,6 +178,7 @@ class H2UpstreamConnection(WindowedStreams, asyncio.Protocol):
         self.settled = asyncio.get_running_loop().create_future()
         self.opened = False          # the pool counts it among its connections
         self.touched: set = set()    # downstreams that got something in this read
+        self.tls: TlsInfo | None = None   # what its handshake told, None in cleartext
 
     # -- pool side --
     def has_room(self) -> bool:
@@ -249,6 +252,7 @@ class H2UpstreamConnection(WindowedStreams, asyncio.Protocol):
     # -- asyncio.Protocol --
     def connection_made(self, transport) -> None:
         self.transport = transport
+        self.tls = upstream_info(transport)
         set_nodelay(transport)
         c = self.h2
         c.initiate()
@@ -405,6 +409,10 @@ class H2UpStream(WindowedStream):
     __slots__ = ("conn", "pool", "stream", "sid", "paused", "closed",
                  "body_len", "local_closed", "remote_closed", "pending", "end_pending",
                  "trailers_pending", "unacked", "trailers", "got_head", "counted", "pressure")
+
+    @property
+    def tls(self) -> TlsInfo | None:
+        return self.conn.tls
 
     def __init__(self, conn: H2UpstreamConnection, stream):
         # fields like H2Down's and HttpStream's only in looks: each is this handle's own state

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from ..tls import client_connect_args, connect_failed
+from ..tls import client_connect_args, connect_failed, istio_alpn
 from .pool_base import OVERFLOW, PoolBase
 
 __all__ = ("OVERFLOW", "Pool")
@@ -22,10 +22,17 @@ __all__ = ("OVERFLOW", "Pool")
 _now = time.monotonic
 
 
-def connect_args(config, host: str, endpoint) -> dict:
-    """loop.create_connection's keywords for one endpoint: its TLS, and the local
-    address of the cluster's upstream_bind_config (options["source_address"])."""
-    kw = client_connect_args(config, host, endpoint)
+def connect_args(config, host: str, endpoint, stream=None) -> dict:
+    """loop.create_connection's keywords for one endpoint: its TLS (with the ALPN
+    overrides of istio.alpn when the stream that asked for the connection came by a
+    listener that has them), and the local address of the cluster's
+    upstream_bind_config (options["source_address"])."""
+    alpn = None
+    if stream is not None:
+        lst = getattr(stream, "listener", None)
+        if lst is not None:
+            alpn = istio_alpn(lst.config.options, config, stream.ctx.protocol)
+    kw = client_connect_args(config, host, endpoint, alpn)
     source = config.options.get("source_address")
     if source is not None:
         kw["local_addr"] = source
@@ -96,7 +103,7 @@ class Pool(PoolBase):
                 _, conn = await loop.create_connection(lambda: UpstreamConnection(self),
                                                        self.host.host, self.host.port,
                                                        **connect_args(cluster.config, self.host.host,
-                                                                             self.host.endpoint))
+                                                                      self.host.endpoint, stream))
         except (TimeoutError, asyncio.TimeoutError):
             self._failed(stream, "upstream_connect_timeout")
             cluster.c["upstream_cx_connect_timeout"].value += 1

@@ -15,6 +15,8 @@ ORIGINAL_DST (with lb_policy CLUSTER_PROVIDED, as Envoy insists) has no endpoint
 options["original_dst"] says how proxy.upstream.original_dst finds the host (header,
 port override, cleanup_interval). upstream_bind_config's source_address becomes
 options["source_address"], the local address of every upstream connection.
+`filters` (upstream network filters) may hold Istio's TCP metadata exchange only:
+options["istio_mx"], the ALPN protocol it runs on (runtime.envoy.istio.cluster_filters).
 """
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ from typing import Any
 from ..config.cluster import GrpcHealthCheck, HealthCheck, HttpHealthCheck, OutlierDetection
 from ..model import CircuitBreakers, ClusterConfig, Endpoint
 from .common import seconds, socket_address
+from . import istio
 from .findings import Findings
 from .protos import HTTP_PROTOCOL_OPTIONS, http_protocol_options_pb2
 from .secrets import SecretStore
@@ -38,7 +41,7 @@ SUPPORTED = frozenset({"name", "type", "connect_timeout", "lb_policy", "load_ass
                        "http2_protocol_options", "dns_refresh_rate", "dns_lookup_family", "common_lb_config",
                        "alt_stat_name", "per_connection_buffer_limit_bytes", "max_requests_per_connection",
                        "transport_socket", "transport_socket_matches", "original_dst_lb_config", "cleanup_interval",
-                       "upstream_bind_config"})
+                       "upstream_bind_config", "filters"})
 
 
 def eds_name(c: Any) -> str:
@@ -99,6 +102,8 @@ def translate_cluster(c: Any, f: Findings, assignment: Any | None = None,
                "original_dst_lb_config" if c.HasField("original_dst_lb_config") else "cleanup_interval")
     if c.HasField("upstream_bind_config"):
         options["source_address"] = _bind(c.upstream_bind_config, f.at("upstream_bind_config"))
+    if c.filters:       # upstream network filters: Istio's TCP metadata exchange only
+        options.update(istio.cluster_filters(c.filters, f))
     if c.HasField("transport_socket"):
         tls = upstream_tls(c.transport_socket, f.at("transport_socket"), secrets, c.name)
         if tls is not None:

@@ -127,6 +127,9 @@ def _listener(lc: ListenerConfig, resources: dict[str, dict[str, Any]], out: Con
             d["tls"] = got
     if lc.access_log is not None:
         d["access_log"] = _access_log(lc, out.notes)
+    for key, what in (("istio_alpn", "istio.alpn's ALPN overrides"), ("istio_mx", "Istio's TCP metadata exchange")):
+        if lc.options.get(key):
+            out.notes.append(f'listener "{lc.name}": {what} have no mosnx.yaml form; left out')
     if lc.protocol == "tcp" and lc.route is not None:
         r = lc.route
         d["route"] = ({"cluster": clusters(r.cluster)} if r.cluster else
@@ -521,6 +524,8 @@ def _cluster(c: ClusterConfig, names: _Names, notes: list[str]) -> dict[str, Any
                 d[key] = got
         elif key == "tls_matches":
             notes.append(f'cluster "{c.name}": transport_socket_matches have no mosnx.yaml form; left out')
+        elif key == "istio_mx":
+            notes.append(f'cluster "{c.name}": Istio\'s TCP metadata exchange has no mosnx.yaml form; left out')
         else:
             d[key] = value
     return d

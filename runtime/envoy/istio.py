@@ -6,16 +6,20 @@ know (stats.PluginConfig, the metadata exchange config, istio.alpn's FilterConfi
 or wraps in a TypedStruct (io.istio.network.authn.Config). decode.opaque() keeps a
 JSON one as a TypedStruct; one from a control plane arrives as an Any whose bytes
 cannot be read without the type. opaque_config() gives both back as (type URL,
-fields or None).
+fields or None). The two whose settings matter here (istio.alpn's FilterConfig and
+MetadataExchange) are described to the protobuf pool at import (_describe), so they
+decode from a control plane's bytes too.
 
 What each becomes, as Envoy would decide (a filter Envoy lacks fails the listener):
 - istio.stats (HTTP) -> the istio_stats filter; on a TCP chain, the listener option
   `istio_stats` the TCP proxy records Istio's TCP metrics by.
 - istio.metadata_exchange: the HTTP one (Envoy's Wasm filter with the null VM's
-  envoy.wasm.metadata_exchange) -> the peer_metadata filter; the network one is
-  recognised and warned (it needs the istio-peer-exchange ALPN protocol).
-- istio.alpn -> its ALPN overrides are read and kept in the warning: the upstream TLS
-  layer has no per-cluster ALPN override to hand them to yet.
+  envoy.wasm.metadata_exchange) -> the peer_metadata filter; the network one -> the
+  option `istio_mx` (its ALPN protocol) of a tcp_proxy chain, and, as a cluster's
+  upstream network filter (cluster_filters), of the cluster: proxy.tcp.proxy runs
+  the exchange on connections that negotiate that protocol.
+- istio.alpn -> the listener option `istio_alpn` (alpn_of: upstream protocol -> the
+  ALPN protocols offered to an Istio mTLS peer, proxy.tls.istio_alpn).
 - grpc_stats (HTTP) -> the grpc_stats filter.
 - istio_authn (network): recognised, warned. It does not change what the application
   or the peer sees (it only records the mTLS peer, which mosnx's TLS layer keeps), so
@@ -50,6 +54,48 @@ STATS_PLUGIN = "envoy.wasm.stats"
 # the istio_stats settings mosnx takes from a PluginConfig; the rest are warned
 STATS_KEYS = frozenset({"disable_host_header_fallback"})
 UPSTREAM_PROTOCOLS = ("HTTP10", "HTTP11", "HTTP2")
+# Istio's messages this module describes to the protobuf pool (_describe): they are
+# not opaque, yet they are Istio's to decide
+DESCRIBED = frozenset({ALPN, MX})
+
+
+def _describe() -> None:
+    """Describe two of Istio's messages to the protobuf pool, so that one from a
+    control plane (an Any of bytes) decodes: istio.alpn's FilterConfig (its overrides
+    are applied) and the TCP metadata exchange's config (its ALPN protocol is read).
+    Field numbers are Istio's; a message the pool already has is left as it is."""
+    from google.protobuf import descriptor_pb2, descriptor_pool
+    fd = descriptor_pb2.FieldDescriptorProto
+    pool = descriptor_pool.Default()
+
+    def add(package: str, build: Any) -> None:
+        f = descriptor_pb2.FileDescriptorProto(name=f"mosnx/istio/{package}.proto", package=package,
+                                               syntax="proto3")
+        build(f)
+        try:
+            pool.FindMessageTypeByName(f"{package}.{f.message_type[0].name}")
+        except KeyError:
+            pool.Add(f)
+
+    def alpn(f: Any) -> None:
+        m = f.message_type.add(name="FilterConfig")
+        e = m.enum_type.add(name="Protocol")
+        for i, n in enumerate(UPSTREAM_PROTOCOLS):
+            e.value.add(name=n, number=i)
+        o = m.nested_type.add(name="AlpnOverride")
+        o.field.add(name="upstream_protocol", number=1, type=fd.TYPE_ENUM, label=fd.LABEL_OPTIONAL,
+                    type_name=f".{ALPN}.Protocol", json_name="upstreamProtocol")
+        o.field.add(name="alpn_override", number=2, type=fd.TYPE_STRING, label=fd.LABEL_REPEATED,
+                    json_name="alpnOverride")
+        m.field.add(name="alpn_override", number=1, type=fd.TYPE_MESSAGE, label=fd.LABEL_REPEATED,
+                    type_name=f".{ALPN}.AlpnOverride", json_name="alpnOverride")
+
+    def mx(f: Any) -> None:
+        m = f.message_type.add(name="MetadataExchange")
+        m.field.add(name="protocol", number=1, type=fd.TYPE_STRING, label=fd.LABEL_OPTIONAL, json_name="protocol")
+
+    add(ALPN.rpartition(".")[0], alpn)
+    add(MX.rpartition(".")[0], mx)
 
 
 def short(type_url: str) -> str:
@@ -122,7 +168,7 @@ def http_filter(hf: Any, f: Findings, skipped: set[str]) -> tuple[bool, FilterSp
         _, value = opaque_config(a)
         return True, FilterSpec("grpc_stats", hf.name or "grpc_stats", grpc_stats_config(value or {}, ft),
                                 disabled=hf.disabled)
-    if not is_opaque(a):
+    if not is_opaque(a) and short(a.type_url) not in DESCRIBED:
         return False, None
     kind, value = opaque_config(a)
     if kind == STATS:
@@ -137,12 +183,9 @@ def http_filter(hf: Any, f: Findings, skipped: set[str]) -> tuple[bool, FilterSp
                     "Istio's standard metrics are served")
         return True, FilterSpec("istio_stats", hf.name or "istio.stats", cfg, disabled=hf.disabled)
     if kind == ALPN:
-        overrides = alpn_overrides(value)
-        ft.warn("istio.alpn is recognised; its ALPN overrides " + (
-            "(" + "; ".join(f"{p}: {','.join(v)}" for p, v in overrides.items()) + ") "
-            if overrides else "") + "are kept but not applied: the upstream TLS layer takes no per-cluster "
-            "ALPN override yet")
-        skipped.add(hf.name)
+        # applied by the listener (alpn_of: its `istio_alpn` option), not as a filter
+        if value is None:
+            ft.warn("istio.alpn's config could not be read; the upstream ALPN protocols are not rewritten")
         return True, None
     return _lacking(hf, f, skipped, f"type {kind}", value is not None or short(a.type_url) in TYPED_STRUCTS)
 
@@ -184,6 +227,17 @@ def alpn_overrides(value: dict[str, Any] | None) -> dict[str, tuple[str, ...]]:
     return out
 
 
+def alpn_of(hcm: Any) -> dict[str, tuple[str, ...]]:
+    """istio.alpn's overrides on an http_connection_manager (upstream protocol ->
+    the ALPN protocols offered to an Istio mTLS peer), {} without the filter. A
+    disabled filter overrides nothing."""
+    for hf in hcm.http_filters:
+        if hf.disabled or not hf.HasField("typed_config") or short(hf.typed_config.type_url) != ALPN:
+            continue
+        return alpn_overrides(opaque_config(hf.typed_config)[1])
+    return {}
+
+
 def network_kind(nf: Any) -> str | None:
     """The Istio extension a network filter entry is (istio.stats, metadata exchange,
     istio_authn), or None for any other."""
@@ -201,20 +255,47 @@ def network_filter(nf: Any, f: Findings) -> dict[str, Any] | None:
     (network_kind() None) rejects the listener."""
     a = nf.typed_config
     ft = f.at("typed_config")
-    kind, value = opaque_config(a) if a.type_url and is_opaque(a) else (short(a.type_url), None)
+    kind, value = (opaque_config(a) if a.type_url and (is_opaque(a) or short(a.type_url) in DESCRIBED)
+                   else (short(a.type_url), None))
     if kind == STATS:
         for k in value or {}:
             ft.warn(f"stats.PluginConfig {k} is not served (Istio's standard TCP metrics are); ignored")
         return {"istio_stats": {}}
     if kind == MX:
-        ft.warn("istio.metadata_exchange for TCP is recognised but not served (it needs the "
-                "istio-peer-exchange ALPN protocol); TCP peers stay unknown")
-        return None
+        # served on the connections of a tcp_proxy chain that negotiate its protocol
+        # (proxy.tcp.proxy); on an HTTP chain the HTTP exchange's headers say it
+        return {"istio_mx": mx_protocol(value)}
     if kind == AUTHN:
         ft.warn("istio_authn is recognised: the mTLS peer is what mosnx's TLS layer records; nothing else to do")
         return None
     f.reject(f"network filter {nf.name or kind} ({kind}) is not available in mosnx "
              "(Envoy has no optional network filters: a listener with one it lacks is refused)")
+
+
+def mx_protocol(value: dict[str, Any] | None) -> str:
+    """The ALPN protocol a MetadataExchange config names (istio-peer-exchange when unset
+    or unreadable)."""
+    got = (value or {}).get("protocol")
+    return str(got) if got else "istio-peer-exchange"
+
+
+def cluster_filters(filters: Any, f: Findings) -> dict[str, Any]:
+    """A cluster's upstream network filters (Envoy's Cluster.filters) as its options:
+    istiod gives an outbound cluster Istio's metadata exchange (`istio_mx`: the ALPN
+    protocol it runs on); any other filter rejects the cluster, as Envoy would a
+    filter it lacks."""
+    out: dict[str, Any] = {}
+    for i, nf in enumerate(filters):
+        fi = f.at("filters").at(i)
+        a = nf.typed_config
+        kind, value = (opaque_config(a) if a.type_url and (is_opaque(a) or short(a.type_url) in DESCRIBED)
+                       else (short(a.type_url), None))
+        if kind == MX:
+            out["istio_mx"] = mx_protocol(value)
+        else:
+            fi.reject(f"upstream network filter {nf.name or kind} ({kind}) is not available in mosnx "
+                      "(it takes Istio's metadata exchange only)")
+    return out
 
 
 def converted_settings(kind: str, listener: Any, config: Any) -> dict[str, Any]:
@@ -235,3 +316,6 @@ def converted_settings(kind: str, listener: Any, config: Any) -> dict[str, Any]:
         else:
             out["reporter"] = "destination" if direction == "INBOUND" else "source"
     return out
+
+
+_describe()

@@ -135,6 +135,8 @@ def _stack(fc: Any, ff: Findings, base: dict[str, Any], routes: dict[str, RouteT
     if last.WhichOneof("config_type") != "typed_config":
         fl.reject("a network filter needs a typed_config")
     url = last.typed_config.type_url
+    if url == HCM:      # the TCP metadata exchange serves tcp_proxy; HTTP has the header one
+        extra.pop("istio_mx", None)
     if extra:       # a copy: the chains of one listener share `base`
         base = {**base, "options": {**base.get("options", {}), **extra}}
     if url == HCM:
@@ -197,6 +199,9 @@ def _http(hcm: Any, f: Findings, base: dict[str, Any], routes: dict[str, RouteTa
         f.reject("http_connection_manager needs route_config or rds" + (f" ({kind} is not supported)" if kind else ""))
     filters, skipped = http_filters(hcm, f)
     check_route_filters(table, filters, skipped, f)
+    alpn = istio.alpn_of(hcm)
+    if alpn:        # istio.alpn: what the upstream TLS offers an Istio peer (proxy.tls.istio_alpn)
+        base = {**base, "options": {**base.get("options", {}), "istio_alpn": alpn}}
     pn = PathNormalization(normalize=hcm.normalize_path.value if hcm.HasField("normalize_path") else False,
                            merge_slashes=hcm.merge_slashes,
                            escaped_slashes=ESCAPED.get(hcm.path_with_escaped_slashes_action, "keep"))

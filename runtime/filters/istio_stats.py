@@ -23,8 +23,9 @@ TCP (IstioTcpStats, which the TCP proxy holds for a listener whose Envoy chain h
 istio.stats before tcp_proxy: ListenerConfig.options["istio_stats"]): a connection
 counts as opened when its upstream connects (or, when it never does, as it closes),
 and its bytes and its close are counted when it closes (Istio also reports open
-connections every tcp_reporting_duration; mosnx does not). The peer side is unknown:
-the TCP metadata exchange is not served.
+connections every tcp_reporting_duration; mosnx does not). The peer side is the one
+Istio's TCP metadata exchange read (proxy.tcp.proxy), else unknown; the principals
+come from the connections' certificates as for HTTP.
 """
 from __future__ import annotations
 
@@ -123,13 +124,27 @@ def _sides(reporter: str, own: Workload, peer: Workload, ctx: StreamContext, ser
     side, the peer on the other."""
     if reporter == "source":
         src, dst = own, peer
-        src_principal = UNKNOWN
+        # the upstream connection: this side's certificate and the destination's
+        src_principal, dst_principal = principals(ctx.upstream_tls, local_first=True)
     else:
         src, dst = peer, own
-        src_principal = _clean(ctx.peer_subject) if ctx.connection_mtls and ctx.peer_subject else UNKNOWN
+        dst_principal, src_principal = principals(ctx.tls, local_first=True)
     svc_name, svc_ns = service_parts(service, dst[1])
     return (reporter, src[0], src[1], src_principal, src[2], src[3], src[4], src[5], src[6],
-            dst[0], dst[1], UNKNOWN, dst[2], dst[3], service, svc_name, svc_ns, dst[4], dst[5], dst[6])
+            dst[0], dst[1], dst_principal, dst[2], dst[3], service, svc_name, svc_ns, dst[4], dst[5], dst[6])
+
+
+def principals(tls: Any, local_first: bool = False) -> tuple[str, str]:
+    """(peer, local) principals of a connection as Istio names them: the first URI SAN
+    (a SPIFFE id) of the peer's certificate and of this side's; unknown without one.
+    local_first: (local, peer)."""
+    peer = local = UNKNOWN
+    if tls is not None:
+        if tls.uri_sans:
+            peer = _clean(tls.uri_sans[0])
+        if tls.local_uri_sans:
+            local = _clean(tls.local_uri_sans[0])
+    return (local, peer) if local_first else (peer, local)
 
 
 def _policy(reporter: str, ctx: StreamContext) -> str:
@@ -239,7 +254,11 @@ class IstioTcpStats:
         self._series: dict[tuple[str, ...], tuple[Counter, Counter, Counter, Counter]] = {}
 
     def labels(self, ctx: StreamContext) -> tuple[str, ...]:
-        sides = _sides(self.reporter, self.own, UNKNOWN_WORKLOAD, ctx, service_of(ctx.cluster_name, "", False))
+        # the peer the TCP metadata exchange read, if it ran (proxy.tcp.proxy)
+        st = ctx.filter_state
+        md = st.get(UPSTREAM_PEER if self.reporter == "source" else DOWNSTREAM_PEER) if st else None
+        peer = workload_of(md) if md is not None else UNKNOWN_WORKLOAD
+        sides = _sides(self.reporter, self.own, peer, ctx, service_of(ctx.cluster_name, "", False))
         return sides + ("tcp", _flag(ctx.error_detail), _policy(self.reporter, ctx))
 
     def _of(self, key: tuple[str, ...]) -> tuple[Counter, Counter, Counter, Counter] | None:

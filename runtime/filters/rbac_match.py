@@ -31,7 +31,10 @@ What a matcher reads of the stream (runtime.context.StreamContext):
 - requested_server_name: connection_sni.
 - metadata / sourced_metadata (DYNAMIC): ctx.metadata[filter] as nested mappings,
   walked by the path's keys (what Envoy calls dynamic metadata).
-- filter_state: ctx.filter_state[key] when it is a string.
+- filter_state: ctx.filter_state[key] when it is a string. Istio's istio_authn keys
+  (io.istio.peer_principal, io.istio.local_principal: what istiod's
+  AuthorizationPolicies match on) read, when not set, the first URI SAN of the
+  connection's peer and local certificates, which is what istio_authn records.
 """
 from __future__ import annotations
 
@@ -494,12 +497,30 @@ def filter_state(value: Any, path: str) -> Pred:
     if "string_match" not in m:
         raise RbacError(path, "a filter_state matcher needs string_match")
     sm = string_matcher(m["string_match"], at(path, "string_match"))
+    connection = ISTIO_AUTHN.get(key)
 
     def pred(ctx: StreamContext) -> bool:
         fs = ctx.filter_state
         v = fs.get(key) if fs else None
+        if v is None and connection is not None:
+            v = connection(ctx)
         return isinstance(v, str) and sm(v)
     return pred
+
+
+def _peer_uri(ctx: StreamContext) -> str | None:
+    t = ctx.tls
+    return t.uri_sans[0] if t is not None and t.uri_sans else None
+
+
+def _local_uri(ctx: StreamContext) -> str | None:
+    t = ctx.tls
+    return t.local_uri_sans[0] if t is not None and t.local_uri_sans else None
+
+
+# the connection filter state Istio's istio_authn network filter sets, from the handshake
+ISTIO_AUTHN: dict[str, Callable[[StreamContext], str | None]] = {
+    "io.istio.peer_principal": _peer_uri, "io.istio.local_principal": _local_uri}
 
 
 # ---------------------------------------------------------------- permissions and principals

@@ -12,7 +12,7 @@ from types import SimpleNamespace
 import pytest
 
 from mosnx.proxy import tls
-from mosnx.runtime.config.protocols import ClientTls, ServerTls, SniCertificate
+from mosnx.runtime.config.protocols import ClientTls, Pem, ServerTls, SniCertificate
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "e2e"))
 from h2kit import CA  # noqa: E402
@@ -127,3 +127,51 @@ def test_a_client_certificate_names_its_principal_by_uri_san(ca):
     assert (info.uri_sans, info.dns_sans, info.subject) == ((spiffe,), ("sleep.foo",), "CN=sleep")
     anonymous = tls.info_from(SimpleNamespace(get_extra_info=lambda k: None))
     assert (anonymous.uri_sans, anonymous.dns_sans) == ((), ())
+
+
+def test_both_ends_know_the_spiffe_id_each_presented(ca):
+    """Istio's principals: the server side reads the client's URI SAN and its own; the
+    client side (upstream_info) the server's and its own. Material in memory, as from SDS."""
+    from pemkit import PemCA
+    mesh = PemCA()
+    pp, rv = "spiffe://cluster.local/ns/default/sa/productpage", "spiffe://cluster.local/ns/default/sa/reviews"
+    root = Pem(mesh.pem, "ROOTCA")
+    server = tls.build_server_context(ServerTls(*(Pem(b, "default") for b in mesh.issue("reviews", uris=(rv,))),
+                                                client_ca=root, require_client_cert=True))
+    cert, key = (Pem(b, "default") for b in mesh.issue("productpage", uris=(pp,)))
+    client = tls.build_client_context(ClientTls(ca=root, verify_hostname=False, cert=cert, key=key))
+    s, c = handshake(server, client, "reviews")
+    down = tls.info_from(SimpleNamespace(get_extra_info=lambda k: s if k == "ssl_object" else None))
+    assert (down.uri_sans, down.local_uri_sans) == ((pp,), (rv,))
+    up = tls.upstream_info(SimpleNamespace(get_extra_info=lambda k: c if k == "ssl_object" else None))
+    assert up is not None and (up.uri_sans, up.local_uri_sans) == ((rv,), (pp,))
+    assert tls.upstream_info(SimpleNamespace(get_extra_info=lambda k: None)) is None       # cleartext
+    assert tls.local_uri_sans(str(ca.path)) == ()              # the CA names no workload
+    assert tls.local_uri_sans(Pem(b"not PEM")) == ()
+
+
+def test_istio_alpn_rewrites_what_an_istio_peer_is_offered(ca):
+    overrides = {"HTTP10": ("istio-http/1.0", "istio", "http/1.0"), "HTTP11": ("istio-http/1.1", "istio", "http/1.1"),
+                 "HTTP2": ("istio-h2", "istio", "h2")}
+    h1 = SimpleNamespace(protocol="http1", options={})
+    h2 = SimpleNamespace(protocol="http2", options={})
+    assert tls.istio_alpn({"istio_alpn": overrides}, h1, "HTTP/1.1") == overrides["HTTP11"]
+    assert tls.istio_alpn({"istio_alpn": overrides}, h1, "HTTP/1.0") == overrides["HTTP10"]
+    assert tls.istio_alpn({"istio_alpn": overrides}, h2, "HTTP/1.1") == overrides["HTTP2"]
+    assert tls.istio_alpn({}, h1, "HTTP/1.1") is None
+    server = tls.build_server_context(ServerTls(*ca.issue("reviews"), alpn=("h2", "http/1.1")))
+    mesh = SimpleNamespace(protocol="http1", options={"tls": ClientTls(
+        ca=str(ca.path), verify_hostname=False, alpn=("istio-peer-exchange", "istio"))})
+    # an Istio mTLS peer (its transport socket offers "istio") is offered the override ...
+    args = tls.client_connect_args(mesh, "reviews", None, overrides["HTTP11"])
+    _, c = handshake(server, args["ssl"], "reviews")
+    assert c.selected_alpn_protocol() == "http/1.1"
+    # ... and without one, what the cluster names (no protocol in common here)
+    _, c = handshake(server, tls.client_connect_args(mesh, "reviews")["ssl"], "reviews")
+    assert c.selected_alpn_protocol() is None
+    # TLS that is not Istio's keeps its own protocols
+    other = SimpleNamespace(protocol="http1", options={"tls": ClientTls(ca=str(ca.path), verify_hostname=False,
+                                                                         alpn=("http/1.1",))})
+    args = tls.client_connect_args(other, "reviews", None, ("istio-http/1.1",))
+    _, c = handshake(server, args["ssl"], "reviews")
+    assert c.selected_alpn_protocol() == "http/1.1"

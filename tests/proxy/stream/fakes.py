@@ -89,6 +89,7 @@ class FakeUp:
         self.stream = None
         self.paused = False
         self.reused = reused
+        self.tls = None            # cleartext
         self.sent: list[tuple] = []
         self.closed = False
 

@@ -102,8 +102,9 @@ def test_istio_network_filters_warn_and_another_network_filter_rejects():
         "@type": T + "envoy.tcp.metadataexchange.config.MetadataExchange", "protocol": "istio-peer-exchange"}}
     stats = {"name": "istio.stats", "typed_config": {"@type": T + "stats.PluginConfig"}}
     lc, warnings = translate(listener([], network=[authn, mx, stats], direction="INBOUND"))
+    # the metadata exchange serves tcp_proxy chains only (an HTTP one has the header exchange)
     assert lc.protocol == "http" and lc.options == {"traffic_direction": "INBOUND", "istio_stats": {}}
-    assert sum("is recognised" in w for w in warnings) == 2
+    assert sum("is recognised" in w for w in warnings) == 1
     magic = {"name": "acme.magic", "typed_config": {"@type": T + "acme.network.Magic"}}
     with pytest.raises(Rejected, match="Envoy has no optional network filters"):
         translate(listener([], network=[magic]))
@@ -194,3 +195,68 @@ def test_convert_keeps_the_node_and_direction_of_istios_filters():
     assert "&id" not in text                     # each filter has its own copy, no YAML anchors
     again = load_config_text(text)               # the converted file loads as mosnx.yaml
     assert [f.kind for f in again.listeners[0].filters] == ["peer_metadata", "istio_stats"]
+
+
+ALPN = {"name": "istio.alpn", "typed_config": {
+    "@type": T + "istio.envoy.config.filter.http.alpn.v2alpha1.FilterConfig",
+    "alpn_override": [{"upstream_protocol": "HTTP10", "alpn_override": ["istio-http/1.0", "istio", "http/1.0"]},
+                      {"upstream_protocol": "HTTP11", "alpn_override": ["istio-http/1.1", "istio", "http/1.1"]},
+                      {"upstream_protocol": "HTTP2", "alpn_override": ["istio-h2", "istio", "h2"]}]}}
+WANT_ALPN = {"HTTP10": ("istio-http/1.0", "istio", "http/1.0"), "HTTP11": ("istio-http/1.1", "istio", "http/1.1"),
+             "HTTP2": ("istio-h2", "istio", "h2")}
+
+
+def test_istio_alpn_becomes_the_listeners_upstream_alpn_overrides():
+    lc, warnings = translate(listener([ALPN], direction="OUTBOUND"))
+    assert lc.filters == () and lc.options["istio_alpn"] == WANT_ALPN
+    assert not any("alpn" in w for w in warnings)
+
+
+def test_istio_alpn_from_a_control_plane_decodes_from_its_bytes():
+    """mosnx describes istio.alpn's FilterConfig, so binary config from istiod is read too
+    (HTTP10, the enum's zero, is absent on the wire and still read)."""
+    msg, _ = parse(listener([ALPN]), protos.RESOURCE_TYPES[protos.LISTENER], None)
+    wire = type(msg).FromString(msg.SerializeToString())
+    lc = translate_listener(wire, Findings(protos.LISTENER, "l", "", Sink()))
+    assert lc.options["istio_alpn"] == WANT_ALPN
+    disabled = dict(ALPN, disabled=True)
+    lc, _ = translate(listener([disabled]))
+    assert "istio_alpn" not in lc.options
+
+
+MX_TCP = {"name": "istio.metadata_exchange", "typed_config": {
+    "@type": T + "envoy.tcp.metadataexchange.config.MetadataExchange", "protocol": "istio-peer-exchange"}}
+
+
+def _cluster(filters: list) -> dict:
+    return {"name": "outbound|9090||db.default.svc.cluster.local", "type": "STATIC", "filters": filters,
+            "load_assignment": {"cluster_name": "db", "endpoints": [{"lb_endpoints": [
+                {"endpoint": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 18703}}}}]}]}}
+
+
+def test_a_clusters_metadata_exchange_filter_is_its_istio_mx_option_and_others_reject():
+    from mosnx.runtime.envoy.clusters import translate_cluster
+    msg, _ = parse(_cluster([MX_TCP]), protos.RESOURCE_TYPES[protos.CLUSTER], None)
+    wire = type(msg).FromString(msg.SerializeToString())           # as from a control plane
+    cc = translate_cluster(wire, Findings(protos.CLUSTER, "c", "", Sink()))
+    assert cc.options["istio_mx"] == "istio-peer-exchange"
+    other = {"name": "x", "typed_config": {"@type": T + "acme.network.Magic"}}
+    msg, _ = parse(_cluster([other]), protos.RESOURCE_TYPES[protos.CLUSTER], None)
+    with pytest.raises(Rejected, match="upstream network filter x"):
+        translate_cluster(msg, Findings(protos.CLUSTER, "c", "", Sink()))
+
+
+def test_convert_says_what_istios_connection_options_become():
+    import json
+
+    from mosnx.runtime.envoy.bootstrap import load_bootstrap_resources
+    from mosnx.runtime.envoy.convert import convert
+    lst = listener([ALPN], direction="OUTBOUND")
+    a = {"name": "a", "type": "STATIC", "load_assignment": {"cluster_name": "a", "endpoints": [{"lb_endpoints": [
+        {"endpoint": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 18702}}}}]}]}}
+    boot = {"static_resources": {"listeners": [lst], "clusters": [a, _cluster([MX_TCP])]}}
+    config, _, resources = load_bootstrap_resources(json.dumps(boot), "<envoy>")
+    out = convert(config, resources)
+    assert all("istio_mx" not in c for c in out.yaml["clusters"])
+    assert any("TCP metadata exchange has no mosnx.yaml form" in n for n in out.notes)
+    assert any("istio.alpn's ALPN overrides have no mosnx.yaml form" in n for n in out.notes)

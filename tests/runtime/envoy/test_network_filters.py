@@ -45,8 +45,9 @@ def test_istio_network_extensions_are_recognised_and_istio_stats_served():
         "value": {"protocol": "istio-peer-exchange"}}}
     lc, sink = listener([authn, mx, stats])
     assert lc.network_filters == ()
-    assert [w.code for w in sink.warnings] == ["X001"] * 2        # istio_authn, metadata exchange
+    assert [w.code for w in sink.warnings] == ["X001"]            # istio_authn
     assert lc.options["istio_stats"] == {}                        # Istio's TCP metrics (runtime.envoy.istio)
+    assert lc.options["istio_mx"] == "istio-peer-exchange"        # the TCP metadata exchange, on its ALPN
 
 
 def test_an_unknown_network_filter_rejects_the_listener():
