@@ -6,6 +6,10 @@ that brought it and when; a resource refused by the last update carries its
 error_state (the refused message, when, and why) beside the version still serving,
 as Envoy's does.
 
+A typed config whose type this process does not know (an extension kept as opaque
+config, such as Istio's stats plugin) cannot be written as JSON; it is shown as an
+xds.type.v3.TypedStruct naming the type, its bytes in base64 under `value.opaque`.
+
 Secrets never leave in the clear: every field the API marks
 `(udpa.annotations.sensitive)` (a private key, a password, session ticket keys) has
 its strings and bytes replaced by "[redacted]", as Envoy's MessageUtil::redact does,
@@ -16,9 +20,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from google.protobuf import any_pb2, descriptor, json_format, timestamp_pb2
+import base64
+
+from google.protobuf import any_pb2, descriptor, descriptor_pool, json_format, message_factory, timestamp_pb2
 from google.protobuf.message import Message
 from udpa.annotations import sensitive_pb2
+from xds.type.v3 import typed_struct_pb2
 
 from envoy.admin.v3 import config_dump_pb2, config_dump_shared_pb2 as shared
 
@@ -163,4 +170,49 @@ def config_dump(resources: dict[str, dict[str, Message]], versions: dict[str, st
         parts.append(sds)
     for part in parts:
         dump.configs.add().Pack(part)
+    _opaque_as_typed_struct(dump)
     return json_format.MessageToDict(dump)
+
+
+def _message_class(type_url: str) -> Any:
+    """The class of an Any's type, or None when this process does not know it."""
+    try:
+        d = descriptor_pool.Default().FindMessageTypeByName(type_url.rsplit("/", 1)[-1])
+    except KeyError:
+        return None
+    return message_factory.GetMessageClass(d)
+
+
+def _opaque_as_typed_struct(msg: Message) -> bool:
+    """Replace, in place, every Any of an unknown type within `msg` (within known Anys
+    too) by a TypedStruct naming it; True when something changed."""
+    changed = False
+    for fd, value in msg.ListFields():
+        if fd.message_type is None:
+            continue
+        items: Any
+        if fd.message_type.GetOptions().map_entry:
+            items = list(value.values()) if fd.message_type.fields_by_name["value"].message_type else ()
+        else:
+            items = value if fd.is_repeated else (value,)
+        for m in items:
+            if m.DESCRIPTOR.full_name == "google.protobuf.Any":
+                changed |= _fix_any(m)
+            elif _opaque_as_typed_struct(m):
+                changed = True
+    return changed
+
+
+def _fix_any(a: Any) -> bool:
+    cls = _message_class(a.type_url)
+    if cls is None:
+        ts = typed_struct_pb2.TypedStruct(type_url=a.type_url)
+        ts.value.update({"opaque": base64.b64encode(a.value).decode("ascii")})
+        a.Pack(ts)
+        return True
+    inner = cls()
+    inner.ParseFromString(a.value)
+    if _opaque_as_typed_struct(inner):
+        a.Pack(inner)
+        return True
+    return False

@@ -64,3 +64,36 @@ def test_secrets_are_dumped_with_their_private_keys_redacted():
     assert back.tls_certificate.private_key.inline_bytes == b"[redacted]"
     assert back.tls_certificate.certificate_chain.filename == "/etc/edge.crt"
     assert [w.name for w in sds.dynamic_warming_secrets] == ["ROOTCA"]
+
+
+def test_an_opaque_extension_is_shown_as_a_typed_struct():
+    """A typed config of a type this process does not know (Istio's stats plugin kept
+    as opaque config), nested in a listener's HCM and in a route's per-filter config,
+    is dumped as a TypedStruct naming it, and the dump still parses."""
+    import base64
+
+    from envoy.extensions.filters.network.http_connection_manager.v3 import http_connection_manager_pb2 as hcm_pb2
+    from google.protobuf import any_pb2
+    from xds.type.v3 import typed_struct_pb2
+
+    opaque = any_pb2.Any(type_url="type.googleapis.com/stats.PluginConfig", value=b"\x0a\x03abc")
+    hcm = hcm_pb2.HttpConnectionManager(stat_prefix="in")
+    hcm.http_filters.add(name="istio.stats").typed_config.CopyFrom(opaque)
+    rc = hcm.route_config
+    vh = rc.virtual_hosts.add(name="vh", domains=["*"])
+    vh.typed_per_filter_config["istio.stats"].CopyFrom(opaque)
+    lst = RESOURCE_TYPES[LISTENER](name="in")
+    lst.filter_chains.add().filters.add(name="envoy.filters.network.http_connection_manager").typed_config.Pack(hcm)
+    dump = config_dump({LISTENER: {"in": lst}}, {LISTENER: "1"}, {LISTENER: 1700000000.0}, {})
+    parsed = json_format.ParseDict(dump, config_dump_pb2.ConfigDump())
+    lds = shared.ListenersConfigDump()
+    parsed.configs[1].Unpack(lds)
+    back = RESOURCE_TYPES[LISTENER]()
+    lds.dynamic_listeners[0].active_state.listener.Unpack(back)
+    got = hcm_pb2.HttpConnectionManager()
+    back.filter_chains[0].filters[0].typed_config.Unpack(got)
+    for a in (got.http_filters[0].typed_config, got.route_config.virtual_hosts[0].typed_per_filter_config["istio.stats"]):
+        ts = typed_struct_pb2.TypedStruct()
+        assert a.Unpack(ts)
+        assert ts.type_url == "type.googleapis.com/stats.PluginConfig"
+        assert base64.b64decode(ts.value["opaque"]) == b"\x0a\x03abc"
