@@ -76,7 +76,9 @@ def _header(buf: bytes | bytearray, m: int, end: int) -> tuple[int, int, int, in
             raise FrameError(f"thrift: compact protocol version {b1 & 0x1F} is not 1")
         mtype = b1 >> 5
         ss = m + 2
-        _, se = w.read_varint(buf, ss, end, 5)
+        seqid, se = w.read_varint(buf, ss, end, 5)
+        if seqid > 0xFFFFFFFF:
+            raise FrameError("thrift: a seqid above 32 bits")
         n, ns = w.read_varint(buf, se, end, 5)
         ne = ns + n
         need(buf, ne, end)

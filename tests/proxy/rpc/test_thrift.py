@@ -114,6 +114,14 @@ def test_seqid_rewrite_changes_only_the_seqid(proto, framed, new_id):
     assert t.CODEC.with_id(h, 7) == raw
 
 
+def test_compact_seqid_written_longer_than_needed_is_read_and_rewritten_shortest():
+    raw = t.encode_message("m", w.CALL, 1, b"\x00", protocol=w.COMPACT)
+    long = raw[:6] + b"\x81\x80\x00" + raw[7:]
+    long = struct.pack(">i", len(long) - 4) + long[4:]
+    f = t.CODEC.decode(long, 0, LIMIT)
+    assert f.request_id == 1 and t.CODEC.with_id(f, 1) == raw
+
+
 def test_negative_seqid_kept():
     # thriftpy2's compact writer loops forever on a negative seqid: that one is written here
     msgs = [message(p, framed, seqid=-5) for p, framed in CASES if p != "compact"]
@@ -177,6 +185,7 @@ def test_non_utf8_name_is_a_frame_error_when_routing_reads_it():
     (t.encode_message("m", w.CALL, 1, b"\x16" + b"\xff" * 11, protocol=w.COMPACT, framed=False),
      "varint longer than 10"),
     (b"\x82\x21" + b"\xff" * 6, "varint longer than 5"),
+    (b"\x82\x21\xff\xff\xff\xff\x2f\x01x\x00", "seqid above 32 bits"),
     (t.encode_message("m", w.CALL, 1, b"\x0c\x00\x01" * 70 + b"\x00" * 71, framed=False), "nested deeper"),
     (t.encode_message("m", w.CALL, 1, b"\x1c" * 70 + b"\x00" * 71, protocol=w.COMPACT, framed=False),
      "nested deeper"),
