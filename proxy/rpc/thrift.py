@@ -224,5 +224,6 @@ def encode_message(name: str, mtype: int, seqid: int, body: bytes, *, protocol: 
     return _I32.pack(len(msg)) + msg if framed else msg
 
 
-CODEC = register(ThriftCodec())
+CODEC = ThriftCodec()
+register(CODEC)
 _PINNED["auto", "auto"] = CODEC

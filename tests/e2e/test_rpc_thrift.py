@@ -209,3 +209,52 @@ def test_200_concurrent_calls_over_two_upstream_connections(mosnx, providers):
         for c in clients:
             c.close()
     assert proxy.stats()["thrift.thrift_in.response_success"] == n + 1
+
+
+# -- examples/rpc ----------------------------------------------------------------------
+EXAMPLE = os.path.join(os.path.dirname(os.path.dirname(HERE)), "examples", "rpc")
+
+
+def _start(argv: list[str]) -> subprocess.Popen:
+    p = subprocess.Popen([sys.executable, *argv], stdout=subprocess.PIPE, text=True, cwd=EXAMPLE)
+    assert "provider on" in p.stdout.readline()
+    return p
+
+
+def test_rpc_example_checks_and_its_thrift_and_dubbo_parts_run(mosnx, free_port):
+    import yaml
+    mosnx_bin = os.path.join(os.path.dirname(sys.executable), "mosnx")
+    chk = subprocess.run([mosnx_bin, "check", os.path.join(EXAMPLE, "mosnx.yaml")], capture_output=True,
+                         text=True, timeout=60)
+    assert chk.returncode == 0, chk.stdout + chk.stderr
+    with open(os.path.join(EXAMPLE, "mosnx.yaml")) as f:
+        cfg = yaml.safe_load(f)
+    # the example's fixed ports, moved to free ones
+    thrift_up, dubbo_up = free_port(), free_port()
+    cfg.pop("admin")
+    for lst in cfg["listeners"]:
+        lst.pop("address")
+    ups = {"thrift_greeters": thrift_up, "dubbo_greeters": dubbo_up}
+    for c in cfg["clusters"]:
+        if c["name"] in ups:
+            c["endpoints"] = [f"127.0.0.1:{ups[c['name']]}"]
+    procs = [_start(["thrift_provider.py", str(thrift_up)])]
+    try:
+        pytest.importorskip("pyhessian")
+        procs.append(_start(["dubbo_provider.py", str(dubbo_up)]))
+        proxy = mosnx(config=cfg)
+        ports = {lst["name"]: int(lst["address"].rsplit(":", 1)[1]) for lst in proxy.config["listeners"]}
+        out = subprocess.run([sys.executable, "thrift_consumer.py", str(ports["thrift_in"])], cwd=EXAMPLE,
+                             capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stdout + out.stderr
+        assert out.stdout.splitlines() == [
+            "hello, mosnx",
+            f"slow: TApplicationException type={TApplicationException.INTERNAL_ERROR} "
+            "message='mosnx: cluster thrift_greeters: upstream timeout'"]
+        out = subprocess.run([sys.executable, "dubbo_consumer.py", str(ports["dubbo_in"])], cwd=EXAMPLE,
+                             capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0 and out.stdout.strip() == "hello, mosnx", out.stdout + out.stderr
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait(10)
