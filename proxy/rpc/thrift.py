@@ -9,7 +9,11 @@ the method name routing needs, and the seqid the proxy rewrites to multiplex
 upstream (and restores on the answer). The body passes through untouched. A framed
 message's end is its length word; an unframed one has none, so its struct is
 skipped field by field without a schema (thrift_wire.skip_*), never past the
-listener's rpc.max_frame_size. A method name `Service:method` (Thrift's
+listener's rpc.max_frame_size. A long unframed message arriving in many reads is not
+walked again on each: a walk that runs out of bytes tells how far the message reaches
+at least (a string's length, a collection's items at their least size), and until the
+buffer, its seen bytes unchanged (CRC-32), reaches that far, the answer is "need more"
+without a walk. A method name `Service:method` (Thrift's
 TMultiplexedProtocol) routes as service and method.
 
 Encoding, per message, as Envoy's thrift_proxy auto-detects it: a first byte 0x80 is
@@ -32,6 +36,7 @@ Invariants:
 from __future__ import annotations
 
 import struct
+import zlib
 from typing import Any, Mapping
 
 from . import thrift_wire as w
@@ -42,6 +47,9 @@ from .thrift_wire import BINARY, BINARY_LAX, COMPACT, NeedMore
 _I32 = struct.Struct(">i")
 _U32 = struct.Struct(">I")
 
+# an unframed message this long that is still incomplete is remembered (see _waiting)
+_REMEMBER = 64 * 1024
+_WAITING_MAX = 4096
 TRANSPORTS = ("auto", "framed", "unframed")
 PROTOCOLS = ("auto", "binary", "compact")
 _KIND = {w.CALL: REQUEST, w.ONEWAY: ONEWAY, w.REPLY: RESPONSE, w.EXCEPTION: RESPONSE}
@@ -97,6 +105,16 @@ def _header(buf: bytes | bytearray, m: int, end: int) -> tuple[int, int, int, in
     return proto, _type(mtype), ns, ne, ss, se, se
 
 
+def _still_short(buf: bytes | bytearray, pos: int, waiting: tuple[int, int, int, int]) -> bool:
+    """Whether the buffer is the one remembered (same start, same bytes as far as seen)
+    and still ends before the offset its message was found to reach at least."""
+    wpos, seen, crc, at_least = waiting
+    if wpos != pos or not pos + seen <= len(buf) < at_least:
+        return False
+    with memoryview(buf) as view, view[pos:pos + seen] as part:
+        return zlib.crc32(part) == crc
+
+
 def _type(mtype: int) -> int:
     if mtype not in _KIND:
         raise FrameError(f"thrift: unknown message type {mtype}")
@@ -110,6 +128,15 @@ class ThriftCodec(Codec):
     def __init__(self, transport: str = "auto", protocol: str = "auto"):
         self.transport = transport
         self.protocol = protocol
+        # id(buffer) -> (pos, bytes seen, their CRC-32, offset the message reaches at least):
+        # an unframed message still too short is not walked again until it can be whole
+        self._waiting: dict[int, tuple[int, int, int, int]] = {}
+
+    def _remember(self, buf: bytes | bytearray, pos: int, n: int, at_least: int) -> None:
+        if len(self._waiting) >= _WAITING_MAX:
+            self._waiting.clear()       # buffers of connections gone: forgetting costs one walk
+        with memoryview(buf) as view, view[pos:pos + n] as seen:
+            self._waiting[id(buf)] = (pos, n, zlib.crc32(seen), at_least)
 
     def for_listener(self, options: Mapping[str, Any]) -> "ThriftCodec":
         opts = options.get("thrift")
@@ -146,6 +173,9 @@ class ThriftCodec(Codec):
                     return None
                 proto, mtype, ns, ne, ss, se, _ = _header(buf, pos + 4, pos + total)
             else:
+                waiting = self._waiting.get(id(buf))
+                if waiting is not None and _still_short(buf, pos, waiting):
+                    return None
                 end = pos + limit
                 proto, mtype, ns, ne, ss, se, body = _header(buf, pos, end)
                 if proto == COMPACT:
@@ -153,12 +183,18 @@ class ThriftCodec(Codec):
                 else:
                     stop = w.skip_binary_struct(buf, body, end)
                 total = stop - pos
-        except NeedMore:
+                if waiting is not None:
+                    del self._waiting[id(buf)]
+        except NeedMore as e:
+            if not framed and n >= _REMEMBER:
+                self._remember(buf, pos, n, e.at_least)
             return None
-        except FrameError:
-            raise
         except (struct.error, IndexError):      # a reader's bounds check missed: still only a FrameError
+            self._waiting.pop(id(buf), None)
             raise FrameError("thrift: a message ends inside a value") from None
+        except FrameError:
+            self._waiting.pop(id(buf), None)
+            raise
         kind = _KIND[mtype]
         if kind != RESPONSE and (self.transport != "auto" or self.protocol != "auto"):
             self._check_pinned(framed, proto)

@@ -11,8 +11,9 @@ All integers of the binary protocol are big-endian; the compact protocol writes
 integers as (zigzag) varints and a field's id as a delta from the previous one.
 
 Invariants:
-- skip_binary_struct and skip_compact_struct return the offset just past a struct's STOP, or raises NeedMore
-  when the buffer ends first, or FrameError when the bytes cannot be a struct: an
+- skip_binary_struct and skip_compact_struct return the offset just past a struct's STOP, or raise NeedMore
+  when the buffer ends first (its `at_least`: an offset the message certainly reaches,
+  counting what the collection being read still needs at its items' least size), or FrameError when the bytes cannot be a struct: an
   unknown type, a negative length, a collection whose least size already passes
   `end_limit`, a value running past `end_limit`, nesting deeper than MAX_DEPTH. It
   never reads past `end_limit`, so its work is bounded by the frame size limit.
@@ -52,7 +53,11 @@ _U32 = struct.Struct(">I")
 
 
 class NeedMore(Exception):
-    """The buffer ends before the message does."""
+    """The buffer ends before the message does, which reaches at least `at_least`."""
+
+    def __init__(self, at_least: int):
+        super().__init__(at_least)
+        self.at_least = at_least
 
 
 # ----------------------------------------------------------------- binary
@@ -111,11 +116,14 @@ def _b_items(buf: bytes | bytearray, pos: int, types: tuple[int, ...], n: int, e
     if len(types) == 1 and types[0] in _B_FIXED:
         pos += n * _B_FIXED[types[0]]
         if pos > len(buf):
-            raise NeedMore
+            raise NeedMore(pos)
         return pos
-    for _ in range(n):
-        for t in types:
-            pos = _b_value(buf, pos, t, end, depth + 1)
+    for i in range(n):
+        try:
+            for t in types:
+                pos = _b_value(buf, pos, t, end, depth + 1)
+        except NeedMore as e:
+            raise NeedMore(e.at_least + (n - i - 1) * least) from None
     return pos
 
 
@@ -206,9 +214,12 @@ def _c_items(buf: bytes | bytearray, pos: int, types: tuple[int, ...], n: int, e
         raise FrameError(f"thrift: a collection of {n} items cannot fit in the frame size limit")
     if depth >= MAX_DEPTH:
         raise FrameError(f"thrift: values nested deeper than {MAX_DEPTH}")
-    for _ in range(n):
-        for t in types:
-            pos = _c_value(buf, pos, t, end, depth + 1, True)
+    for i in range(n):
+        try:
+            for t in types:
+                pos = _c_value(buf, pos, t, end, depth + 1, True)
+        except NeedMore as e:
+            raise NeedMore(e.at_least + (n - i - 1) * least) from None
     return pos
 
 
@@ -232,14 +243,14 @@ def _need(buf: bytes | bytearray, pos: int, end: int) -> None:
     if pos > end:
         raise FrameError("thrift: a message runs past the frame size limit")
     if pos > len(buf):
-        raise NeedMore
+        raise NeedMore(pos)
 
 
 def _past(pos: int, buf: bytes | bytearray, end: int) -> Exception:
     """The error for needing buf[:pos]: past the limit is malformed, past the buffer is early."""
     if pos > end:
         return FrameError("thrift: a message runs past the frame size limit")
-    return NeedMore()
+    return NeedMore(pos)
 
 
 # ----------------------------------------------------------------- writing

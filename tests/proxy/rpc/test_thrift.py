@@ -269,3 +269,57 @@ def test_mutated_messages_are_a_frame_need_more_or_a_frame_error(case, data):
         raw[i] = data.draw(st.integers(0, 255))
     cut = data.draw(st.integers(0, len(raw)))
     _check(bytes(raw[:cut]), data.draw(st.sampled_from([64, 256, LIMIT])))
+
+
+def _counting(monkeypatch) -> list[int]:
+    walks: list[int] = []
+    real = w.skip_binary_struct
+
+    def counted(buf, pos, end, depth=0):
+        walks.append(len(buf))
+        return real(buf, pos, end, depth)
+    monkeypatch.setattr(w, "skip_binary_struct", counted)
+    return walks
+
+
+def _trickle(codec: t.ThriftCodec, data: bytes, step: int) -> rc.Frame:
+    buf = bytearray()
+    for i in range(0, len(data), step):
+        buf += data[i:i + step]
+        f = codec.decode(buf, 0, 8 << 20)
+        if f is not None:
+            assert i + step >= len(data)
+            return f
+    raise AssertionError("never decoded")
+
+
+def test_trickled_unframed_message_is_not_walked_on_every_read(monkeypatch):
+    codec = t.ThriftCodec()
+    walks = _counting(monkeypatch)
+    blob = t.encode_message("m", w.CALL, 3, b"\x0b\x00\x01" + struct.pack(">i", 2 << 20) + b"x" * (2 << 20) + b"\x00",
+                            framed=False)
+    f = _trickle(codec, blob, 65536)
+    assert f.raw == blob and f.request_id == 3
+    assert len(walks) <= 3, walks          # the string's length says how far to wait: not 33 walks
+    walks.clear()
+    items = b"".join(struct.pack(">i", 10) + b"y" * 10 for _ in range(60000))
+    many = t.encode_message("m", w.CALL, 4, b"\x0f\x00\x01\x0b" + struct.pack(">i", 60000) + items + b"\x00",
+                            framed=False)
+    f = _trickle(codec, many, 16384)
+    assert f.raw == many and f.request_id == 4
+    assert len(walks) < 20, (len(walks), len(many) // 16384)
+    assert not codec._waiting
+
+
+def test_remembered_shortfall_is_dropped_when_the_bytes_change():
+    codec = t.ThriftCodec()
+    big = t.encode_message("m", w.CALL, 5, b"\x0b\x00\x01" + struct.pack(">i", 200000) + b"z" * 200000 + b"\x00",
+                           framed=False)
+    buf = bytearray(big[:100000])
+    assert codec.decode(buf, 0, 8 << 20) is None and codec._waiting
+    # the same buffer object, now holding another, complete message at the same offset
+    small = t.encode_message("m", w.CALL, 6, b"\x0b\x00\x01" + struct.pack(">i", 100) + b"q" * 100 + b"\x00",
+                             framed=False)
+    buf[:] = small + b"q" * 100000
+    f = codec.decode(buf, 0, 8 << 20)
+    assert f is not None and f.raw == small and f.request_id == 6 and not codec._waiting
