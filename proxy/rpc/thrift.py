@@ -50,8 +50,6 @@ _U32 = struct.Struct(">I")
 # an unframed message this long that is still incomplete is remembered (see _waiting)
 _REMEMBER = 64 * 1024
 _WAITING_MAX = 4096
-TRANSPORTS = ("auto", "framed", "unframed")
-PROTOCOLS = ("auto", "binary", "compact")
 _KIND = {w.CALL: REQUEST, w.ONEWAY: ONEWAY, w.REPLY: RESPONSE, w.EXCEPTION: RESPONSE}
 
 # TApplicationException type per local-reply reason (as Envoy's thrift_proxy answers:
@@ -172,12 +170,14 @@ class ThriftCodec(Codec):
                 if n < total:
                     return None
                 proto, mtype, ns, ne, ss, se, _ = _header(buf, pos + 4, pos + total)
+                self._check_pinned(framed, proto, mtype)
             else:
                 waiting = self._waiting.get(id(buf))
                 if waiting is not None and _still_short(buf, pos, waiting):
                     return None
                 end = pos + limit
                 proto, mtype, ns, ne, ss, se, body = _header(buf, pos, end)
+                self._check_pinned(framed, proto, mtype)      # before a walk, not after
                 if proto == COMPACT:
                     stop = w.skip_compact_struct(buf, body, end)
                 else:
@@ -196,8 +196,6 @@ class ThriftCodec(Codec):
             self._waiting.pop(id(buf), None)
             raise
         kind = _KIND[mtype]
-        if kind != RESPONSE and (self.transport != "auto" or self.protocol != "auto"):
-            self._check_pinned(framed, proto)
         raw = bytes(buf[pos:pos + total])
         if proto == COMPACT:
             seqid, _ = w.read_varint(raw, ss - pos, se - pos, 5)
@@ -207,7 +205,11 @@ class ThriftCodec(Codec):
             (seqid,) = _I32.unpack_from(raw, ss - pos)
         return Frame(self, kind, seqid, raw, mtype, (framed, proto, mtype, ns - pos, ne - pos, ss - pos, se - pos))
 
-    def _check_pinned(self, framed: bool, proto: int) -> None:
+    def _check_pinned(self, framed: bool, proto: int, mtype: int) -> None:
+        """A call in another encoding than the listener's pinned one is refused (a
+        response is read as it comes: it answers a call sent in the caller's own)."""
+        if (self.transport == "auto" and self.protocol == "auto") or mtype == w.REPLY or mtype == w.EXCEPTION:
+            return
         t = "framed" if framed else "unframed"
         p = w.PROTOCOL_NAMES[proto]
         if self.transport not in ("auto", t) or self.protocol not in ("auto", p):

@@ -230,6 +230,8 @@ def test_pinned_listener_codec_refuses_other_calls_not_responses():
     for proto, framed in (("compact", True), ("binary", False)):
         with pytest.raises(rc.FrameError, match="on a listener of thrift: {transport: framed, protocol: binary}"):
             pinned.decode(message(proto, framed), 0, LIMIT)
+    with pytest.raises(rc.FrameError, match="unframed binary call"):
+        pinned.decode(message("binary", False)[:20], 0, LIMIT)       # refused from its header, not walked
     reply = message("compact", False, mtype=TMessageType.REPLY, args=g.Greeter.hello_result(success="hi"))
     assert pinned.decode(reply, 0, LIMIT).kind == rc.RESPONSE
 
