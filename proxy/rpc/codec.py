@@ -19,7 +19,7 @@ Invariants every codec keeps (tests/proxy/rpc check them for each registered one
 """
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar, Mapping
 
 # Frame kinds
 REQUEST = 1          # a call that expects a response
@@ -88,6 +88,12 @@ class Codec:
 
     name: ClassVar[str] = ""
     max_id: ClassVar[int] = 2 ** 31 - 1       # request ids the proxy assigns upstream: 1..max_id
+
+    def for_listener(self, options: Mapping[str, Any]) -> "Codec":
+        """The codec a listener with these settings (its config's options) decodes calls
+        with: this one, or a stricter one (Thrift's pinned encoding). Upstream pools use
+        whichever a listener gave them, so a variant may differ only on calls."""
+        return self
 
     def decode(self, buf: bytes | bytearray, pos: int, limit: int) -> Frame | None:
         raise NotImplementedError

@@ -152,6 +152,7 @@ class RpcServer(asyncio.Protocol):
             return
         cfg = listener.config
         self.opts = cfg.options.get("rpc") or _DEFAULT
+        self.codec = self.codec.for_listener(cfg.options)
         self.default_route = cfg.route
         self.steps = listener.pipeline.request
         self.rules = listener.rpc_rules

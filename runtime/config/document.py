@@ -136,7 +136,7 @@ PATH_NORMALIZATION = Obj({
 # a listener's protocol stack: its own, or each of its filter chains' (config.chains)
 STACK = {
     "protocol": Field(Enum(*LISTENER_PROTOCOLS), "http: HTTP/1.1 and HTTP/2 (h2c, prior knowledge, or ALPN with tls); tcp: L4 proxying to the route's cluster; "
-                     "bolt, dubbo: multiplexed RPC (docs/rpc.md)"),
+                     "bolt, dubbo, thrift: multiplexed RPC (docs/rpc.md)"),
     "route": Field(ROUTE, "the default route every request takes (Envoy's names); give either route: or rules:"),
     "rules": Field(ListOf(FilePath(must_exist=True), min_items=1, single=True),
                    ".mdsl rule files or folders, relative to this file, declaring the routes (docs/mdsl.md); reloaded on change"),

@@ -1,4 +1,4 @@
-"""Settings of multiplexed RPC listeners and clusters (`protocol: bolt | dubbo`).
+"""Settings of multiplexed RPC listeners and clusters (`protocol: bolt | dubbo | thrift`).
 
 A listener of an RPC protocol takes the same default `route:` as an HTTP listener
 (cluster or weighted split, timeout, retry) and, under `rpc:`, routes matched in
@@ -14,6 +14,10 @@ connection failing or a per-try timeout.
 A cluster of an RPC protocol multiplexes: `rpc.connections` connections per
 endpoint carry up to `rpc.max_requests_per_connection` calls in flight each.
 
+A Thrift listener reads each message's transport and protocol as it comes;
+`thrift: {transport, protocol}` pins them, so a caller in another encoding is refused
+at the proxy rather than passed on to providers that cannot read it.
+
 The protocol names are declared here (RPC_PROTOCOLS) because the schema must know
 them before any proxy code is imported; the proxy's codec registry serves them.
 """
@@ -24,18 +28,20 @@ from dataclasses import dataclass
 from ..routes import RouteAction
 from .compound import ListOf, Mapped, MapOf
 from .route import ROUTE, RouteWithFilters
-from .scalars import Int, Size, Str
+from .scalars import Enum, Int, Size, Str
 from .reader import KeyPath, Reader
 from .schema import Check, Field, Obj
 
-RPC_PROTOCOLS = ("bolt", "dubbo")
+RPC_PROTOCOLS = ("bolt", "dubbo", "thrift")
 MiB = 1024 * 1024
 
 # The pseudo-keys of a call's header map (proxy.rpc.codec): match keys -> header key
 MATCH_KEYS = {"service": ":service", "method": ":method", "version": ":version", "group": ":group"}
 # What each protocol's header map carries (Dubbo's attachments come after the
 # arguments and are not decoded): a route asking for more could never match.
-UNSUPPORTED = {"dubbo": frozenset({"group", "headers"})}
+UNSUPPORTED = {"dubbo": frozenset({"group", "headers"}),
+               # a Thrift call is a method name ("Service:method" when multiplexed) and a struct
+               "thrift": frozenset({"version", "group", "headers"})}
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +76,12 @@ class RpcOptions:
 class RpcClusterOptions:
     connections: int = 1
     max_requests_per_connection: int = 1024
+
+
+@dataclass(frozen=True, slots=True)
+class ThriftOptions:
+    transport: str = "auto"
+    protocol: str = "auto"
 
 
 def _plain_route(action: object) -> RouteAction:
@@ -112,13 +124,21 @@ CLUSTER = Obj({
                                          "waits (as a pending request) for room"),
 }, build=RpcClusterOptions)
 
+THRIFT = Obj({
+    "transport": Field(Enum("auto", "framed", "unframed"), "the transport callers must use; auto: "
+                       "either, told apart per message"),
+    "protocol": Field(Enum("auto", "binary", "compact"), "the protocol callers must use; auto: any, "
+                      "told apart per message (binary strict or lax, compact)"),
+}, build=ThriftOptions)
+
 # Merged into document.LISTENER's (STACK's) and document.CLUSTER's fields.
 LISTENER_FIELDS = {
-    "rpc": Field(LISTENER, "settings of a protocol: bolt or dubbo listener: {routes, max_frame_size, "
-                 "idempotent_methods}"),
+    "rpc": Field(LISTENER, "settings of a protocol: bolt, dubbo or thrift listener: {routes, "
+                 "max_frame_size, idempotent_methods}"),
+    "thrift": Field(THRIFT, "a protocol: thrift listener's encoding: {transport, protocol}"),
 }
 CLUSTER_FIELDS = {
-    "rpc": Field(CLUSTER, "protocol: bolt or dubbo: {connections, max_requests_per_connection}"),
+    "rpc": Field(CLUSTER, "protocol: bolt, dubbo or thrift: {connections, max_requests_per_connection}"),
 }
 
 
@@ -141,6 +161,9 @@ def check_listener(kwargs: dict) -> dict:
     if proto not in RPC_PROTOCOLS:
         if opts is not None:
             raise ValueError(f"rpc: settings need protocol: {' or '.join(RPC_PROTOCOLS)}")
+    if proto != "thrift" and kwargs.get("thrift") is not None:
+        raise ValueError("thrift: settings need protocol: thrift")
+    if proto not in RPC_PROTOCOLS:
         return kwargs
     action = kwargs.get("route")
     if action is not None and getattr(action, "cluster_header", None) is not None:

@@ -25,7 +25,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 WORK = os.path.join(ROOT, "build", "fuzz")
-TARGETS = ("http1", "http2", "hpack", "rpc", "mdsl", "config", "wasm_abi")
+TARGETS = ("http1", "http2", "hpack", "rpc", "thrift", "mdsl", "config", "wasm_abi")
 DONE = re.compile(r"#(\d+)\s+DONE\s+cov: (\d+) ft: (\d+) corp: (\d+)/(\S+).*?exec/s: (\d+)")
 
 

@@ -142,6 +142,24 @@ def rpc() -> None:
         _save("rpc", b"\x01\x08" + data)
 
 
+def thrift() -> None:
+    from mosnx.proxy.rpc import thrift as t, thrift_wire as w
+    # hello(1: string name, 2: struct {1: list<i64>, 2: map<string, bool>, 3: set<double>}) as each protocol writes it
+    binary = (b"\x0b\x00\x01\x00\x00\x00\x03bob\x0c\x00\x02\x0f\x00\x01\x0a\x00\x00\x00\x01" + b"\x00" * 7
+              + b"\x05\x0d\x00\x02\x0b\x02\x00\x00\x00\x01\x00\x00\x00\x01k\x01\x0e\x00\x03\x04\x00\x00\x00\x00"
+              + b"\x00\x00")
+    compact = (b"\x18\x03bob\x1c\x19\x16\x0a\x1b\x01\x81\x01k\x01\x1a\x07\x00\x11\x00")
+    for framed in (True, False):
+        for proto, body in ((w.BINARY, binary), (w.BINARY_LAX, binary), (w.COMPACT, compact)):
+            call = t.encode_message("Greeter:hello", w.CALL, 1, body, protocol=proto, framed=framed)
+            one = t.encode_message("ping", w.ONEWAY, 2, b"\x00", protocol=proto, framed=framed)
+            reply = t.encode_message("hello", w.REPLY, 1, b"\x0b\x00\x00\x00\x00\x00\x02ok\x00"
+                                     if proto != w.COMPACT else b"\x08\x02ok\x00", protocol=proto, framed=framed)
+            _save("thrift", b"\x03\x10" + call + one)
+            _save("thrift", b"\x07\x05" + call)
+            _save("thrift", b"\x02\x00" + reply)
+
+
 def mdsl() -> None:
     for p in sorted(glob.glob(os.path.join(ROOT, "examples", "**", "*.mdsl"), recursive=True)):
         _save("mdsl", open(p, "rb").read())
@@ -190,5 +208,5 @@ def dictionaries() -> None:
 
 
 if __name__ == "__main__":
-    for step in (http1, http2, hpack, rpc, mdsl, config, wasm_abi, dictionaries):
+    for step in (http1, http2, hpack, rpc, thrift, mdsl, config, wasm_abi, dictionaries):
         step()

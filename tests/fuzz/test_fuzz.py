@@ -21,7 +21,7 @@ import pytest
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-TARGETS = ("http1", "http2", "hpack", "rpc", "mdsl", "config", "wasm_abi")
+TARGETS = ("http1", "http2", "hpack", "rpc", "thrift", "mdsl", "config", "wasm_abi")
 SMOKE_SECONDS = 3
 
 

@@ -120,14 +120,14 @@ clusters:
 listeners:
   - name: r
     address: 127.0.0.1:12200
-    protocol: thrift
+    protocol: triple
     route: {cluster: a}
 clusters:
   - name: a
     endpoints: [127.0.0.1:2]
 """)
     assert [(code, msg) for code, _, _, msg in errs] == [
-        ("C004", 'listeners[0].protocol: unknown value "thrift"; expected one of http, tcp, bolt, dubbo')]
+        ("C004", 'listeners[0].protocol: unknown value "triple"; expected one of http, tcp, bolt, dubbo, thrift')]
 
 
 def test_tls_not_silently_dropped(tmp_path):
@@ -167,3 +167,28 @@ clusters:
     assert lc.rules == (str(rules),)
     errs = findings(doc % "    rpc: {routes: [{match: {}, route: {cluster: a}}]}")
     assert len(errs) == 1 and "rpc.routes and rules: both route the calls" in errs[0][3]
+
+
+def test_thrift_listener_pins_its_encoding_and_routes_by_method_only():
+    from mosnx.runtime.config.rpc import ThriftOptions
+    doc = """
+listeners:
+  - name: t
+    address: 127.0.0.1:12200
+    protocol: thrift
+    route: {cluster: a}
+    thrift: {transport: framed, protocol: compact}
+    rpc: {routes: [{match: {service: Greeter, method: hello%s}, route: {cluster: a}}]}
+clusters:
+  - name: a
+    protocol: thrift
+    endpoints: [127.0.0.1:2]
+"""
+    (lc,) = load(doc % "").listeners
+    assert lc.options["thrift"] == ThriftOptions("framed", "compact")
+    errs = findings(doc % ", version: '1'")
+    assert len(errs) == 1 and "a thrift call is not routed by version" in errs[0][3]
+    errs = findings(doc.replace("protocol: compact", "protocol: json"))
+    assert len(errs) == 1 and 'unknown value "json"' in errs[0][3]
+    errs = findings(doc.replace("protocol: thrift\n    route", "protocol: dubbo\n    route") % "")
+    assert any("thrift: settings need protocol: thrift" in e[3] for e in errs)
