@@ -2,12 +2,17 @@
 per listener and worker so the hot path never builds a stat name."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from mosnx.runtime.stats import ACCUMULATE, Counter, Store
+
+if TYPE_CHECKING:
+    from .stream.detail import DetailStats
 
 
 class ListenerStats:
     __slots__ = ("rq_total", "rq_active", "by_class", "class_counters", "rq_time", "local", "timeout",
-                 "cx_total", "cx_active", "rx_reset", "rq_retry_ok", "prefix", "local_replies")
+                 "cx_total", "cx_active", "rx_reset", "rq_retry_ok", "prefix", "local_replies", "detail")
 
     def __init__(self, store: Store, listener: str):
         p = f"http.{listener}."
@@ -25,6 +30,8 @@ class ListenerStats:
         self.rx_reset = store.counter(p + "downstream_rq_rx_reset")
         self.rq_retry_ok = store.counter(p + "downstream_rq_retry_success")
         self.local_replies: dict[str, Counter] = {}      # cause -> its local_reply.<cause> counter
+        # per-route and per-host series, when the listener's stats: asks (stream.detail)
+        self.detail: DetailStats | None = None
 
     def local_reply(self, cause: str) -> None:
         """Count a local reply under local_reply.<cause>, the cause its x-mosnx-error names."""
