@@ -228,9 +228,9 @@ Families = dict[str, list[tuple[Labels, Any]]]
 def _grouping(section: dict[str, Any], families: Families, naming: StatNaming) -> Pieces:
     """Group stats into metric families (after tag extraction many stats share one
     name), each family's series sorted by labels; yields a pause point per stat."""
-    series = naming.series
+    name_of = naming.series
     for stat, value in section.items():
-        name, labels = series(stat)
+        name, labels = name_of(stat)
         families.setdefault(name, []).append((labels, value))
         yield ""
     for series in families.values():

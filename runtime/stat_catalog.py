@@ -208,6 +208,23 @@ SECTIONS: tuple[Section, ...] = (
         Stat(_C + "update_success", COUNTER, "strict_dns resolutions that succeeded"),
         Stat(_C + "update_failure", COUNTER, "strict_dns resolutions that failed (the last endpoints are kept)"),
     )),
+    Section("Per route and per endpoint", "For a listener with `stats: {per_route: true}` (routes) or "
+            "`{per_host: true}` (endpoints): the upstream response that stands, as the cluster's "
+            "upstream_rq_time and upstream_rq_<class> count it. A dot or colon in a vhost or route name is "
+            "written `_`; an address as `127.0.0.1_9000`. They multiply series, so they are opt-in.", (
+        Stat("vhost.<vhost>.route.<route>.upstream_rq_completed", COUNTER, "upstream responses to requests "
+             "this route sent"),
+        Stat("vhost.<vhost>.route.<route>.upstream_rq_<class>", COUNTER, "of which by status class: `2xx`, "
+             "`3xx`, `4xx`, `5xx`"),
+        Stat("vhost.<vhost>.route.<route>.upstream_rq_time", HISTOGRAM, "time from sending a request "
+             "upstream to its response headers, in ms"),
+        Stat("cluster.<cluster>.host.<address>.upstream_rq_completed", COUNTER, "upstream responses from "
+             "this endpoint (Envoy keeps per-host counts in /clusters only)", NONE),
+        Stat("cluster.<cluster>.host.<address>.upstream_rq_<class>", COUNTER, "of which by status class",
+             NONE),
+        Stat("cluster.<cluster>.host.<address>.upstream_rq_time", HISTOGRAM, "time from sending a request "
+             "to this endpoint to its response headers, in ms", NONE),
+    )),
     Section("Endpoints (/clusters)", "Per endpoint, on the admin's `/clusters` (text, as "
             "`<cluster>::<address>::<stat>`, or `?format=json`), not in /stats; Envoy's per-host stats.", (
         Stat(_E + "cx_active", GAUGE, "connections open to the endpoint"),

@@ -55,6 +55,18 @@ def sanitize(name: str) -> str:
 Match = tuple[str, int, int]        # (value, start, end of the part removed)
 
 
+# POSIX classes inside brackets, which Envoy's regex engines take and Python's does not
+# (Istio's bootstraps write `[_.[:digit:]]*`)
+_POSIX = {"[:digit:]": r"\d", "[:alpha:]": "a-zA-Z", "[:alnum:]": "a-zA-Z0-9", "[:upper:]": "A-Z",
+          "[:lower:]": "a-z", "[:space:]": r"\s", "[:xdigit:]": "0-9a-fA-F", "[:punct:]": r"!-/:-@\[-`{-~"}
+_POSIX_CLASS = re.compile("|".join(re.escape(k) for k in _POSIX))
+
+
+def compile_tag_regex(pattern: str) -> Pattern[str]:
+    """A stats tag's regex as Python compiles it, POSIX bracket classes spelled out."""
+    return re.compile(_POSIX_CLASS.sub(lambda m: _POSIX[m.group(0)], pattern))
+
+
 class RegexTag:
     """A tag a regular expression finds: group 1 is removed from the name, group 2
     (when it lies within group 1; else group 1 itself) is the value. `unless` is a value that does not count
@@ -63,7 +75,7 @@ class RegexTag:
 
     def __init__(self, name: str, pattern: str | Pattern[str], unless: str | None = None):
         self.name = name
-        self.pattern = re.compile(pattern) if isinstance(pattern, str) else pattern
+        self.pattern = compile_tag_regex(pattern) if isinstance(pattern, str) else pattern
         if self.pattern.groups < 1:
             raise ValueError(f"the regex of tag {name!r} has no group: group 1 is what the tag takes "
                              "out of the name")
