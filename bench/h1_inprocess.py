@@ -14,7 +14,9 @@ which shows what the generic pipeline costs over the short path; `--filter
 rate_limit` a token bucket that admits everything. `--tracing PCT` traces the
 listener (W3C, B3 and sw8 written upstream) sampling PCT percent, its records
 handed to an in-memory sink (the export queue's offer; encoding and sending are
-the export task's, off the request path). `--shared N` runs as worker
+the export task's, off the request path). `--detail-stats` turns on the listener's
+per-route and per-host upstream stats (`stats: {per_route: true, per_host: true}`).
+`--shared N` runs as worker
 0 of N, with circuit breakers and rate limits in the shared segment
 (runtime.shared), as a worker of `mosnx run --workers N` does. Opcode and
 instruction counts are deterministic, so they compare changes on a busy machine
@@ -114,7 +116,7 @@ class Transport:
 RATE_LIMIT = "{rate_limit: {token_bucket: {max_tokens: 1000000, tokens_per_fill: 1000000, fill_interval: 1s}}}"
 
 
-async def setup(filters: str, workers: int = 1, tracing: float | None = None):
+async def setup(filters: str, workers: int = 1, tracing: float | None = None, detail: bool = False):
     plugins.load()
     if workers > 1:
         seg = shared.Segment.create(workers)
@@ -122,6 +124,8 @@ async def setup(filters: str, workers: int = 1, tracing: float | None = None):
     register_filter("nop", lambda name, cfg, ctx: Nop())
     path = Path(tempfile.mkdtemp(prefix="mosnx-h1-inproc-")) / "mosnx.yaml"
     traced = "" if tracing is None else f"\n    tracing: {{random_sampling: {tracing}%}}"
+    if detail:
+        traced += "\n    stats: {per_route: true, per_host: true}"
     path.write_text(CONFIG.format(filters=filters, tracing=traced))
     w = Worker(str(path))
     w.loop = asyncio.get_running_loop()
@@ -194,9 +198,10 @@ async def main() -> None:
     ap.add_argument("--count", type=int, help="run this many requests and stop (for callgrind)")
     ap.add_argument("--requests", type=int, default=20000, help="requests per timed round")
     ap.add_argument("--tracing", type=float, metavar="PCT", help="trace the listener, sampling PCT percent")
+    ap.add_argument("--detail-stats", action="store_true", help="per-route and per-host upstream stats on")
     args = ap.parse_args()
     filters = {"nop": "{nop: {}}", "rate_limit": RATE_LIMIT}.get(args.filter, "")
-    one, dt, ut = await setup(filters, args.shared, args.tracing)
+    one, dt, ut = await setup(filters, args.shared, args.tracing, args.detail_stats)
     if args.count is not None:
         for _ in range(args.count):
             one()

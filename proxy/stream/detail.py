@@ -51,13 +51,15 @@ class Series:
     def __init__(self, store: Store, prefix: str):
         self.completed: Counter = store.counter(prefix + "upstream_rq_completed")
         classes = {c: store.counter(prefix + "upstream_rq_" + c) for c in _CLASSES}
-        # by status // 100, capped at 5 as the cluster's are (1xx: not counted)
-        self.by_class: tuple[Counter | None, ...] = (None, None) + tuple(classes[c] for c in _CLASSES)
+        # by status // 100 (a status is three digits), above 5 counted as 5xx as the
+        # cluster's are; 1xx not counted
+        self.by_class: tuple[Counter | None, ...] = ((None, None) + tuple(classes[c] for c in _CLASSES)
+                                                     + (classes["5xx"],) * 4)
         self.time: Histogram = store.histogram(prefix + "upstream_rq_time")
 
     def record(self, status: int, elapsed: float) -> None:
         self.completed.value += 1
-        c = self.by_class[min(status // 100, 5)]
+        c = self.by_class[status // 100]
         if c is not None:
             c.value += 1
         self.time.add(elapsed)

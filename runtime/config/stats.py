@@ -28,7 +28,7 @@ STATS = Obj({
 }, build=StatsConfig)
 
 LISTENER_STATS = Obj({
-    "per_route": Field(Bool(), "upstream_rq_total, upstream_rq_<class> and upstream_rq_time per route, as "
+    "per_route": Field(Bool(), "upstream_rq_completed, upstream_rq_<class> and upstream_rq_time per route, as "
                        "vhost.<vhost>.route.<route>.*", default=False),
     "per_host": Field(Bool(), "the same per upstream endpoint, as cluster.<cluster>.host.<host>_<port>.*",
                       default=False),
