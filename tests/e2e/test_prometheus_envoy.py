@@ -98,6 +98,23 @@ def test_without_the_switches_a_listener_keeps_no_route_or_host_series(upstream,
     assert not [k for k in proxy.stats() if k.startswith("vhost.") or ".host." in k]
 
 
+def test_a_reload_turns_per_route_series_on_and_envoy_names_with_them(upstream, mosnx):
+    web = upstream()
+    proxy = mosnx(web)
+    with proxy.connect() as c:              # one kept-alive connection across the reload
+        assert c.request("GET", "/").status == 200
+        config = proxy.config_with(web, listener={"stats": {"per_route": True}})
+        config["stats"] = {"prometheus_names": "envoy"}
+        proxy.write_config(config)          # the watcher reloads it
+        proxy.wait_until(lambda: proxy.admin_json("/config_dump")["worker_versions"] == [2],
+                         what="the worker serving the new config")
+        assert c.request("GET", "/").status == 200
+    got = series(proxy.admin("/stats/prometheus")[2].decode())
+    assert value(got, "envoy_cluster_upstream_rq_total", envoy_cluster_name="web") == 2
+    [route] = [dict(ls) for n, ls in got if n == "envoy_vhost_route_upstream_rq_time_count"]
+    assert got[("envoy_vhost_route_upstream_rq_time_count", frozenset(route.items()))] == 1
+
+
 BOOTSTRAP = """\
 admin:
   address: {{socket_address: {{address: 127.0.0.1, port_value: {admin}}}}}
