@@ -33,6 +33,20 @@ class ListenerStats:
         # per-route and per-host series, when the listener's stats: asks (stream.detail)
         self.detail: DetailStats | None = None
 
+    def by_address(self, host: str, port: int) -> None:
+        """Envoy's listener.<address>.downstream_cx_total and downstream_cx_active
+        (`127.0.0.1_8080`, `[__1]_8080`), read from this listener's own counts, so a
+        connection is counted once. Not for an address whose stats a filter-chain
+        listener keeps itself."""
+        address = (f"[{host}]" if ":" in host else host).replace(":", "_")
+        p = f"listener.{address}_{port}."
+        store = self.local
+        if p + "downstream_cx_total" in store.counters:
+            return
+        cx_total, cx_active = self.cx_total, self.cx_active
+        store.counter_reading(p + "downstream_cx_total", lambda: cx_total.value)
+        store.gauge_reading(p + "downstream_cx_active", lambda: cx_active.value, ACCUMULATE)
+
     def local_reply(self, cause: str) -> None:
         """Count a local reply under local_reply.<cause>, the cause its x-mosnx-error names."""
         c = self.local_replies.get(cause)

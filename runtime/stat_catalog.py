@@ -116,10 +116,13 @@ SECTIONS: tuple[Section, ...] = (
              "chain does not verify"),
         Stat(_C + "ssl.connection_error", COUNTER, "TLS connections that failed otherwise"),
     )),
-    Section("Listeners with filter chains", "Per listener with several filter chains, by its address "
-            "(`<host>_<port>`), as Envoy's `listener.<address>.`; the chain serving a connection counts it "
-            "again under its own stack's stats.", (
+    Section("Listeners with filter chains", "By a listener's address (`<host>_<port>`, `[<ipv6>]_<port>` with "
+            "`_` for `:`), as Envoy's `listener.<address>.`: every HTTP listener's connections "
+            "(downstream_cx_total and downstream_cx_active, read from its `http.<listener>.` counts), and a "
+            "listener with several filter chains (the chain serving a connection counts it again under its own "
+            "stack's stats).", (
         Stat("listener.<host>_<port>.downstream_cx_total", COUNTER, "connections accepted"),
+        Stat("listener.<host>_<port>.downstream_cx_active", GAUGE, "connections open (HTTP listeners)"),
         Stat("listener.<host>_<port>.no_filter_chain_match", COUNTER, "connections closed because no filter "
              "chain matched and there is no default chain"),
         Stat("listener.<host>_<port>.downstream_pre_cx_timeout", COUNTER, "connections whose listener filters "

