@@ -233,8 +233,29 @@ def _grouping(section: dict[str, Any], families: Families, naming: StatNaming) -
         name, labels = name_of(stat)
         families.setdefault(name, []).append((labels, value))
         yield ""
-    for series in families.values():
+    for name, series in families.items():
         series.sort(key=lambda s: s[0])
+        if any(a[0] == b[0] for a, b in zip(series, series[1:])):
+            families[name] = _merged(series)
+
+
+def _merged(series: list[tuple[Labels, Any]]) -> list[tuple[Labels, Any]]:
+    """Sorted series with those of equal labels made one, their values added: two stats
+    a config's tags name alike must not make a series twice (Prometheus would refuse
+    the whole scrape)."""
+    out: list[tuple[Labels, Any]] = []
+    for labels, v in series:
+        if not out or out[-1][0] != labels:
+            out.append((labels, v))
+            continue
+        prev = out[-1][1]
+        if isinstance(prev, dict):      # a histogram: the same bounds, counts added
+            v = {"bounds": prev["bounds"], "counts": [a + b for a, b in zip(prev["counts"], v["counts"])],
+                 "sum": prev["sum"] + v["sum"], "count": prev["count"] + v["count"]}
+        else:
+            v = prev + v
+        out[-1] = (labels, v)
+    return out
 
 
 def _histogram_series(name: str, labels: Labels, h: dict[str, Any]) -> str:

@@ -175,3 +175,23 @@ def test_any_name_gets_a_valid_family(stat):
     name, labels = ENVOY_NAMING.series(stat)
     assert name == sanitize(name) and name.startswith("envoy_")
     assert all(k == sanitize(k) for k, _ in labels)
+
+
+def test_stats_a_config_names_alike_make_one_series():
+    from mosnx.proxy.admin_format import prometheus
+    from mosnx.runtime.stats import Store
+
+    store = Store()
+    store.inc("custom.a.hits", 2)
+    store.inc("custom.b.hits", 3)
+    store.histogram("custom.a.time").record(1.0)
+    store.histogram("custom.b.time").record(700.0)
+    # the tag takes `a.` or `b.` out of the name and gives both the same (empty) value
+    naming = StatNaming(StatsConfig(ENVOY, (StatTag("kind", regex=r"^custom\.([ab]\.)()"),),
+                                    use_all_default_tags=False))
+    assert naming.series("custom.a.hits") == naming.series("custom.b.hits") == ("envoy_custom_hits", (("kind", ""),))
+    lines = prometheus(store.dump(), naming).splitlines()
+    assert [ln for ln in lines if ln.startswith("envoy_custom_hits")] == ['envoy_custom_hits{kind=""} 5']
+    assert 'envoy_custom_time_count{kind=""} 2' in lines
+    assert 'envoy_custom_time_bucket{kind="",le="1"} 1' in lines
+    assert 'envoy_custom_time_bucket{kind="",le="1000"} 2' in lines
