@@ -23,6 +23,9 @@ class ListenerStats:
         # the same counters by status // 100 (none for statuses out of range)
         self.class_counters = (None,) + tuple(self.by_class.values()) + (None,) * 4
         self.rq_time = store.histogram(p + "downstream_rq_time")
+        # Envoy's downstream_rq_completed: the responses the class counters count, added when read
+        classes = tuple(self.by_class.values())
+        store.counter_reading(p + "downstream_rq_completed", lambda: sum(k.value for k in classes))
         self.local = store
         self.timeout = store.counter(p + "downstream_rq_timeout")
         self.cx_total = store.counter(p + "downstream_cx_total")

@@ -49,6 +49,8 @@ SECTIONS: tuple[Section, ...] = (
         Stat(_H + "downstream_rq_active", GAUGE, "requests in flight"),
         Stat(_H + "downstream_rq_<class>", COUNTER, "responses sent by status class: `1xx`, `2xx`, `3xx`, "
              "`4xx`, `5xx`", "downstream_rq_1xx … downstream_rq_5xx"),
+        Stat(_H + "downstream_rq_completed", COUNTER, "responses sent (the sum of downstream_rq_<class>, "
+             "added when read)"),
         Stat(_H + "downstream_rq_time", HISTOGRAM, "request duration in ms, from the request's start to the end of the stream"),
         Stat(_H + "downstream_rq_timeout", COUNTER, "requests whose route timeout fired (504)"),
         Stat(_H + "downstream_rq_idle_timeout", COUNTER, "streams reset after timeouts.stream_idle or the "
@@ -181,6 +183,8 @@ SECTIONS: tuple[Section, ...] = (
         Stat(_C + "upstream_rq_<class>", COUNTER, "upstream responses by status class: `2xx`, `3xx`, `4xx`, "
              "`5xx` (a status outside 100..599 counts as 5xx)", "upstream_rq_2xx … upstream_rq_5xx"),
         Stat(_C + "upstream_rq_active", GAUGE, "requests in flight (the circuit breaker's count)"),
+        Stat(_C + "upstream_rq_completed", COUNTER, "upstream responses (the sum of upstream_rq_<class>, "
+             "added when read)"),
         Stat(_C + "upstream_rq_time", HISTOGRAM, "time from sending a request upstream to its response headers, in ms"),
         Stat(_C + "upstream_rq_timeout", COUNTER, "requests whose route timeout fired while waiting on "
              "the upstream"),

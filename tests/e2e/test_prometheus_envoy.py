@@ -170,6 +170,8 @@ CORE = (
     ("envoy_http_downstream_rq_xx", {"envoy_http_conn_manager_prefix": "ingress", "envoy_response_code_class": "2"}),
     ("envoy_http_downstream_rq_xx", {"envoy_http_conn_manager_prefix": "ingress", "envoy_response_code_class": "4"}),
     ("envoy_http_downstream_cx_total", {"envoy_http_conn_manager_prefix": "ingress"}),
+    ("envoy_http_downstream_rq_completed", {"envoy_http_conn_manager_prefix": "ingress"}),
+    ("envoy_cluster_upstream_rq_completed", {"envoy_cluster_name": "web"}),
     ("envoy_cluster_membership_total", {"envoy_cluster_name": "web"}),
     ("envoy_cluster_membership_healthy", {"envoy_cluster_name": "web"}),
 )
