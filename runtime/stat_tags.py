@@ -67,11 +67,15 @@ def compile_tag_regex(pattern: str) -> Pattern[str]:
     return re.compile(_POSIX_CLASS.sub(lambda m: _POSIX[m.group(0)], pattern))
 
 
+# a regex that anchors a literal first token: `^cluster\.`
+_FIRST = re.compile(r"\^(\w+)\\\.")
+
+
 class RegexTag:
     """A tag a regular expression finds: group 1 is removed from the name, group 2
     (when it lies within group 1; else group 1 itself) is the value. `unless` is a value that does not count
     as a match (Envoy's negative match: `listener.admin.` is not an address)."""
-    __slots__ = ("name", "pattern", "unless")
+    __slots__ = ("name", "pattern", "unless", "first")
 
     def __init__(self, name: str, pattern: str | Pattern[str], unless: str | None = None):
         self.name = name
@@ -80,6 +84,9 @@ class RegexTag:
             raise ValueError(f"the regex of tag {name!r} has no group: group 1 is what the tag takes "
                              "out of the name")
         self.unless = unless
+        # the first token a name must have for this to match (`^cluster\.`), or None
+        m = _FIRST.match(self.pattern.pattern)
+        self.first: str | None = m.group(1) if m else None
 
     def find(self, stat: str) -> Match | None:
         m = self.pattern.search(stat)
@@ -103,13 +110,14 @@ class TokenTag:
     """A tag a dotted token pattern finds: `$` is the value, `*` any one token, `**`
     any number of tokens (none too); other tokens must be equal. The value's token is
     removed with the dot after it (before it, when it is last)."""
-    __slots__ = ("name", "tokens")
+    __slots__ = ("name", "tokens", "first")
 
     def __init__(self, name: str, pattern: str):
         self.name = name
         self.tokens = tuple(pattern.split("."))
         if self.tokens.count("$") != 1:
             raise ValueError(f"token pattern {pattern!r} needs exactly one $")
+        self.first: str | None = None if self.tokens[0] in ("$", "*", "**") else self.tokens[0]
 
     def find(self, stat: str) -> Match | None:
         parts = stat.split(".")
@@ -292,7 +300,7 @@ MOSNX_STATS = StatsConfig(MOSNX)
 
 class StatNaming:
     """Stat name -> (Prometheus family, labels), by one StatsConfig, remembered."""
-    __slots__ = ("config", "prefix", "fixed", "fixed_names", "extractors", "rules", "_known")
+    __slots__ = ("config", "prefix", "fixed", "fixed_names", "extractors", "rules", "_known", "_by_first")
 
     def __init__(self, config: StatsConfig = MOSNX_STATS):
         self.config = config
@@ -315,6 +323,9 @@ class StatNaming:
             self.extractors = tuple(custom)
             self.rules = MOSNX_RULES if defaults else ()
         self._known: dict[str, tuple[str, Labels]] = {}
+        # the extractors that may match a name, by its first token (as Envoy groups them
+        # by prefix): most names meet a handful of patterns, not all of them
+        self._by_first: dict[str, tuple[Extractor, ...]] = {}
 
     def series(self, stat: str) -> tuple[str, Labels]:
         """The family name and labels of `stat`, worked out once."""
@@ -341,7 +352,14 @@ class StatNaming:
                 stat = stat[:start] + stat[end:]
         # Envoy's: every extractor on the whole name, the parts they span removed at the end
         removed: list[tuple[int, int]] = []
-        for ex in self.extractors:
+        first = stat.partition(".")[0]
+        candidates = self._by_first.get(first)
+        if candidates is None:
+            if len(self._by_first) >= MAX_REMEMBERED:
+                self._by_first.clear()
+            candidates = self._by_first[first] = tuple(
+                e for e in self.extractors if e.first is None or e.first == first)
+        for ex in candidates:
             if ex.name in taken:
                 continue
             found = ex.find(stat)
