@@ -5,8 +5,6 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from mosnx.runtime.config.loader import load_config_text
-from mosnx.runtime.diagnostics import ConfigError
 from mosnx.runtime.stat_tags import (ENVOY, ENVOY_STATS, MOSNX_STATS, StatNaming, StatsConfig, StatTag, TokenTag,
                                      sanitize)
 
@@ -143,30 +141,6 @@ def test_names_are_worked_out_once():
     naming = StatNaming(ENVOY_STATS)
     first = naming.series("cluster.web.upstream_rq_total")
     assert naming.series("cluster.web.upstream_rq_total") is first
-
-
-def test_mosnx_yaml_stats_block():
-    config = load_config_text("""
-stats:
-  prometheus_names: envoy
-  stats_tags: [{tag_name: zone, fixed_value: z1}]
-listeners:
-  - name: ingress
-    address: 127.0.0.1:8080
-    route: {cluster: web}
-    stats: {per_route: true}
-clusters: [{name: web, endpoints: ["127.0.0.1:9000"]}]
-""")
-    assert config.stats == StatsConfig(ENVOY, (StatTag("zone", fixed_value="z1"),))
-    assert config.listeners[0].options["stats"] == {"per_route": True, "per_host": False}
-    assert load_config_text("listeners: []\n").stats is None
-
-
-def test_mosnx_yaml_bad_stats_block_is_a_positioned_error():
-    with pytest.raises(ConfigError) as e:
-        load_config_text("stats:\n  prometheus_names: envoy\n  stats_tags: [{tag_name: t, regex: '(('}]\n")
-    text = str(e.value)
-    assert "<string>:3:" in text and "does not compile" in text
 
 
 @settings(max_examples=300, deadline=None)
