@@ -15,7 +15,9 @@ rate_limit` a token bucket that admits everything. `--tracing PCT` traces the
 listener (W3C, B3 and sw8 written upstream, or the formats `--propagation` names)
 sampling PCT percent, its records
 handed to an in-memory sink (the export queue's offer; encoding and sending are
-the export task's, off the request path). `--shared N` runs as worker
+the export task's, off the request path). `--detail-stats` turns on the listener's
+per-route and per-host upstream stats (`stats: {per_route: true, per_host: true}`).
+`--shared N` runs as worker
 0 of N, with circuit breakers and rate limits in the shared segment
 (runtime.shared), as a worker of `mosnx run --workers N` does. Opcode and
 instruction counts are deterministic, so they compare changes on a busy machine
@@ -116,7 +118,7 @@ RATE_LIMIT = "{rate_limit: {token_bucket: {max_tokens: 1000000, tokens_per_fill:
 
 
 async def setup(filters: str, workers: int = 1, tracing: float | None = None,
-                propagation: str = "w3c,b3,sw8"):
+                propagation: str = "w3c,b3,sw8", detail: bool = False):
     plugins.load()
     if workers > 1:
         seg = shared.Segment.create(workers)
@@ -125,6 +127,8 @@ async def setup(filters: str, workers: int = 1, tracing: float | None = None,
     path = Path(tempfile.mkdtemp(prefix="mosnx-h1-inproc-")) / "mosnx.yaml"
     traced = ("" if tracing is None else
               f"\n    tracing: {{random_sampling: {tracing}%, propagation: [{propagation}]}}")
+    if detail:
+        traced += "\n    stats: {per_route: true, per_host: true}"
     path.write_text(CONFIG.format(filters=filters, tracing=traced))
     w = Worker(str(path))
     w.loop = asyncio.get_running_loop()
@@ -198,9 +202,10 @@ async def main() -> None:
     ap.add_argument("--requests", type=int, default=20000, help="requests per timed round")
     ap.add_argument("--tracing", type=float, metavar="PCT", help="trace the listener, sampling PCT percent")
     ap.add_argument("--propagation", default="w3c,b3,sw8", help="the formats a traced listener reads and writes")
+    ap.add_argument("--detail-stats", action="store_true", help="per-route and per-host upstream stats on")
     args = ap.parse_args()
     filters = {"nop": "{nop: {}}", "rate_limit": RATE_LIMIT}.get(args.filter, "")
-    one, dt, ut = await setup(filters, args.shared, args.tracing, args.propagation)
+    one, dt, ut = await setup(filters, args.shared, args.tracing, args.propagation, args.detail_stats)
     if args.count is not None:
         for _ in range(args.count):
             one()

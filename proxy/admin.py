@@ -30,6 +30,8 @@ from urllib.parse import parse_qs
 
 import httptools
 
+from mosnx.runtime.stat_tags import StatNaming
+
 from . import admin_format as fmt
 from .admin_access import HEADERS, Access, Refusal
 
@@ -69,6 +71,7 @@ class AdminBackend(Protocol):
     async def drain_listeners(self, inbound_only: bool, graceful: bool) -> list[str]: ...
     async def set_log_levels(self, levels: dict[str, str]) -> dict[str, str]: ...
     def log_levels(self) -> dict[str, str]: ...
+    def stat_naming(self) -> StatNaming: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,12 +169,14 @@ async def _stats(backend: AdminBackend, query: Query) -> Response:
     if form not in _STATS_TYPES:
         raise BadRequest(f"unknown format {form!r}: use text, json or prometheus")
     pattern, used_only = _stats_selection(query)
-    return await render(fmt.stats_pieces(await backend.stats(), pattern, used_only, form), _STATS_TYPES[form])
+    return await render(fmt.stats_pieces(await backend.stats(), pattern, used_only, form, backend.stat_naming()),
+                        _STATS_TYPES[form])
 
 
 async def _prometheus(backend: AdminBackend, query: Query) -> Response:
     pattern, used_only = _stats_selection(query)
-    return await render(fmt.stats_pieces(await backend.stats(), pattern, used_only, "prometheus"), PROMETHEUS)
+    return await render(fmt.stats_pieces(await backend.stats(), pattern, used_only, "prometheus",
+                                         backend.stat_naming()), PROMETHEUS)
 
 
 async def _reload(backend: AdminBackend, query: Query) -> Response:

@@ -21,6 +21,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from mosnx import __version__
+from mosnx.runtime.stat_tags import MOSNX_STATS, StatNaming
 from mosnx.runtime.stats import PER_PROXY, merge, merge_into
 
 if TYPE_CHECKING:
@@ -34,6 +35,7 @@ class AdminBackend:
     def __init__(self, sup: Supervisor):
         self.sup = sup
         self.health_check_failed = False
+        self._naming: StatNaming | None = None      # by the serving config's `stats` (stat_naming)
         st = sup.stats
         st.gauge_reading("server.state", lambda: STATES[self.state()], PER_PROXY)
         st.gauge_reading("server.live", lambda: int(self.state() == "LIVE"), PER_PROXY)
@@ -56,6 +58,17 @@ class AdminBackend:
             return merge_into(dumps[0], self.sup.stats.dump())
         dumps.append(self.sup.stats.dump())
         return merge(dumps)
+
+    def stat_naming(self) -> StatNaming:
+        """How /stats/prometheus names series: the serving config's `stats` (an Envoy
+        bootstrap's stats_config), made again only when that changes, so what it
+        worked out of each stat name is kept from one scrape to the next."""
+        snap = self.sup.snapshot
+        config = (snap.config.stats if snap is not None else None) or MOSNX_STATS
+        naming = self._naming
+        if naming is None or naming.config != config:
+            naming = self._naming = StatNaming(config)
+        return naming
 
     async def clusters(self) -> dict:
         replies = [r["clusters"] for r in await self.sup.gather("clusters") if "clusters" in r]

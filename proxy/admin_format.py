@@ -19,11 +19,11 @@ program memory.
 from __future__ import annotations
 
 import json
-import re
 from typing import Any, Callable, Iterator, Protocol
 
 import re2
 
+from mosnx.runtime.stat_tags import Labels, StatNaming
 from mosnx.runtime.stats import quantile
 
 MAX_FILTER = 1024          # characters in a ?filter= pattern
@@ -47,23 +47,12 @@ def compile_filter(pattern: str) -> Pattern:
         why = e.args[0] if e.args else "invalid pattern"
         raise ValueError(why.decode("utf-8", "replace") if isinstance(why, bytes) else str(why)) from None
 
+# mosnx's own naming, for callers that name no other (runtime.stat_tags)
+MOSNX_NAMING = StatNaming()
+
 # Envoy's supported quantiles, in percent: the P0 ... P100 of its summaries.
 PERCENTS = (0, 25, 50, 75, 90, 95, 99, 99.5, 99.9, 100)
 
-PROM_PREFIX = "mosnx_"
-
-# Envoy-style tag extraction: each rule, in order, lifts the segment its first group
-# spans out of the name into a label. A segment ends at the next dot, so a cluster or
-# listener whose name contains a dot is split there (Envoy's default rules do the same).
-# Applied in sequence, `listener.<l>.http.<p>.x` yields both listener and prefix labels.
-TAG_RULES = (
-    ("cluster_name", re.compile(r"^cluster\.(([^.]+)\.)")),
-    ("listener_name", re.compile(r"^listener\.(([^.]+)\.)")),
-    ("http_conn_manager_prefix", re.compile(r"^(?:listener\.)?http\.(([^.]+)\.)")),
-    ("plugin_name", re.compile(r"^wasm\.(([^.]+)\.)")),
-)
-
-_INVALID = re.compile(r"[^a-zA-Z0-9_]")
 
 
 def num(v: Any) -> str:
@@ -180,14 +169,16 @@ def stats_json_pieces(dump: dict[str, Any]) -> Pieces:
     return _built_pieces(_building_stats_json, dump)
 
 
-def stats_pieces(stats: dict[str, Any], pattern: Pattern | None, used_only: bool, form: str | None) -> Pieces:
-    """/stats in `form` (text, json or prometheus) for the stats `select` keeps."""
+def stats_pieces(stats: dict[str, Any], pattern: Pattern | None, used_only: bool, form: str | None,
+                 naming: StatNaming = MOSNX_NAMING) -> Pieces:
+    """/stats in `form` (text, json or prometheus, its series named by `naming`) for the
+    stats `select` keeps."""
     dump: dict[str, Any] = {}
     yield from selecting(stats, pattern, used_only, dump)
     if form == "json":
         yield from stats_json_pieces(dump)
     elif form == "prometheus":
-        yield from prometheus_pieces(dump)
+        yield from prometheus_pieces(dump, naming)
     else:
         yield from stats_text_pieces(dump)
 
@@ -212,51 +203,62 @@ def _hostport(host: str, port: int) -> str:
 
 # --- /stats/prometheus ------------------------------------------------------------
 
-def prometheus_name(stat: str) -> tuple[str, tuple[tuple[str, str], ...]]:
-    """`cluster.web.upstream_rq_total` -> (`mosnx_cluster_upstream_rq_total`, (("cluster_name", "web"),)).
-    A stat that carries its labels as Istio's do (`reporter=.=source;.;...;.;istio_requests_total`)
-    keeps its own name, unprefixed, and those labels in their order."""
-    if _ISTIO_SEP in stat and _ISTIO_EQ in stat:
-        *pairs, metric = stat.split(_ISTIO_SEP)
-        return _INVALID.sub("_", metric), tuple(
-            (k, v) for k, _, v in (p.partition(_ISTIO_EQ) for p in pairs))
-    labels = []
-    for tag, rule in TAG_RULES:
-        m = rule.match(stat)
-        if m:
-            labels.append((tag, m.group(2)))
-            stat = stat[:m.start(1)] + stat[m.end(1):]
-    return PROM_PREFIX + _INVALID.sub("_", stat), tuple(labels)
-
-
-_ISTIO_SEP, _ISTIO_EQ = ";.;", "=.="      # Istio's tag delimiters (runtime.filters.istio_stats)
+def prometheus_name(stat: str, naming: StatNaming = MOSNX_NAMING) -> tuple[str, Labels]:
+    """`cluster.web.upstream_rq_total` -> (`mosnx_cluster_upstream_rq_total`, (("cluster_name", "web"),))
+    by mosnx's naming; by Envoy's (runtime.stat_tags), (`envoy_cluster_upstream_rq_total`,
+    (("envoy_cluster_name", "web"),)). A stat that carries its labels as Istio's do
+    (`reporter=.=source;.;...;.;istio_requests_total`) keeps its own name, unprefixed,
+    and those labels in their order."""
+    return naming.series(stat)
 
 
 def _escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
-def _labels(labels: tuple[tuple[str, str], ...]) -> str:
+def _labels(labels: Labels) -> str:
     if not labels:
         return ""
     return "{" + ",".join(f'{k}="{_escape(v)}"' for k, v in labels) + "}"
 
 
-Families = dict[str, list[tuple[tuple[tuple[str, str], ...], Any]]]
+Families = dict[str, list[tuple[Labels, Any]]]
 
 
-def _grouping(section: dict[str, Any], families: Families) -> Pieces:
+def _grouping(section: dict[str, Any], families: Families, naming: StatNaming) -> Pieces:
     """Group stats into metric families (after tag extraction many stats share one
     name), each family's series sorted by labels; yields a pause point per stat."""
+    name_of = naming.series
     for stat, value in section.items():
-        name, labels = prometheus_name(stat)
+        name, labels = name_of(stat)
         families.setdefault(name, []).append((labels, value))
         yield ""
-    for series in families.values():
+    for name, series in families.items():
         series.sort(key=lambda s: s[0])
+        if any(a[0] == b[0] for a, b in zip(series, series[1:])):
+            families[name] = _merged(series)
 
 
-def _histogram_series(name: str, labels: tuple[tuple[str, str], ...], h: dict[str, Any]) -> str:
+def _merged(series: list[tuple[Labels, Any]]) -> list[tuple[Labels, Any]]:
+    """Sorted series with those of equal labels made one, their values added: two stats
+    a config's tags name alike must not make a series twice (Prometheus would refuse
+    the whole scrape)."""
+    out: list[tuple[Labels, Any]] = []
+    for labels, v in series:
+        if not out or out[-1][0] != labels:
+            out.append((labels, v))
+            continue
+        prev = out[-1][1]
+        if isinstance(prev, dict):      # a histogram: the same bounds, counts added
+            v = {"bounds": prev["bounds"], "counts": [a + b for a, b in zip(prev["counts"], v["counts"])],
+                 "sum": prev["sum"] + v["sum"], "count": prev["count"] + v["count"]}
+        else:
+            v = prev + v
+        out[-1] = (labels, v)
+    return out
+
+
+def _histogram_series(name: str, labels: Labels, h: dict[str, Any]) -> str:
     out = []
     cumulative = 0
     for bound, count in zip(h["bounds"], h["counts"]):
@@ -268,11 +270,12 @@ def _histogram_series(name: str, labels: tuple[tuple[str, str], ...], h: dict[st
     return "".join(out)
 
 
-def prometheus_pieces(dump: dict[str, Any]) -> Pieces:
-    """One `# TYPE` line per family; counters, then gauges, then histograms, as Envoy emits."""
+def prometheus_pieces(dump: dict[str, Any], naming: StatNaming = MOSNX_NAMING) -> Pieces:
+    """One `# TYPE` line per family; counters, then gauges, then histograms, as Envoy emits.
+    `naming` turns stat names into families and labels (runtime.stat_tags)."""
     for kind in ("counter", "gauge", "histogram"):
         families: Families = {}
-        yield from _grouping(dump[kind + "s"], families)
+        yield from _grouping(dump[kind + "s"], families, naming)
         for name in sorted(families):
             yield f"# TYPE {name} {kind}\n"
             for labels, v in families[name]:
@@ -280,8 +283,8 @@ def prometheus_pieces(dump: dict[str, Any]) -> Pieces:
                        else f"{name}{_labels(labels)} {num(v)}\n")
 
 
-def prometheus(dump: dict[str, Any]) -> str:
-    return "".join(prometheus_pieces(dump))
+def prometheus(dump: dict[str, Any], naming: StatNaming = MOSNX_NAMING) -> str:
+    return "".join(prometheus_pieces(dump, naming))
 
 
 # --- /clusters --------------------------------------------------------------------

@@ -194,6 +194,9 @@ class Worker:
         s = self._lstats.get(name)
         if s is None:
             s = self._lstats[name] = ListenerStats(self.stats, name)
+            lst = self.snapshot.listeners.get(name) if self.snapshot is not None else None
+            if lst is not None and lst.config.chain_of is None and lst.config.protocol != "chains":
+                s.by_address(lst.config.host, lst.config.port)      # Envoy's listener.<address>.
         return s
 
     # ------------------------------------------------------------- services

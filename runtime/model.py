@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from .diagnostics import Span
 from .pipeline import Pipeline
 from .routes import RouteAction, RouteTable
+from .stat_tags import StatsConfig
 
 if TYPE_CHECKING:
     from .logformat import JsonFormat, LogFormat
@@ -433,6 +434,7 @@ class Config:
     xds: XdsConfig | None = None              # a control plane to take resources from
     sources: tuple[str, ...] = ()             # other files read with it (an Envoy bootstrap's xDS files)
     tracing: TracingConfig | None = None      # span export (listeners choose to trace)
+    stats: StatsConfig | None = None          # /stats/prometheus naming (None: mosnx's)
 
 
 @dataclass(frozen=True, slots=True)

@@ -49,6 +49,8 @@ SECTIONS: tuple[Section, ...] = (
         Stat(_H + "downstream_rq_active", GAUGE, "requests in flight"),
         Stat(_H + "downstream_rq_<class>", COUNTER, "responses sent by status class: `1xx`, `2xx`, `3xx`, "
              "`4xx`, `5xx`", "downstream_rq_1xx … downstream_rq_5xx"),
+        Stat(_H + "downstream_rq_completed", COUNTER, "responses sent (the sum of downstream_rq_<class>, "
+             "added when read)"),
         Stat(_H + "downstream_rq_time", HISTOGRAM, "request duration in ms, from the request's start to the end of the stream"),
         Stat(_H + "downstream_rq_timeout", COUNTER, "requests whose route timeout fired (504)"),
         Stat(_H + "downstream_rq_idle_timeout", COUNTER, "streams reset after timeouts.stream_idle or the "
@@ -116,10 +118,13 @@ SECTIONS: tuple[Section, ...] = (
              "chain does not verify"),
         Stat(_C + "ssl.connection_error", COUNTER, "TLS connections that failed otherwise"),
     )),
-    Section("Listeners with filter chains", "Per listener with several filter chains, by its address "
-            "(`<host>_<port>`), as Envoy's `listener.<address>.`; the chain serving a connection counts it "
-            "again under its own stack's stats.", (
+    Section("Listeners with filter chains", "By a listener's address (`<host>_<port>`, `[<ipv6>]_<port>` with "
+            "`_` for `:`), as Envoy's `listener.<address>.`: every HTTP listener's connections "
+            "(downstream_cx_total and downstream_cx_active, read from its `http.<listener>.` counts), and a "
+            "listener with several filter chains (the chain serving a connection counts it again under its own "
+            "stack's stats).", (
         Stat("listener.<host>_<port>.downstream_cx_total", COUNTER, "connections accepted"),
+        Stat("listener.<host>_<port>.downstream_cx_active", GAUGE, "connections open (HTTP listeners)"),
         Stat("listener.<host>_<port>.no_filter_chain_match", COUNTER, "connections closed because no filter "
              "chain matched and there is no default chain"),
         Stat("listener.<host>_<port>.downstream_pre_cx_timeout", COUNTER, "connections whose listener filters "
@@ -178,6 +183,8 @@ SECTIONS: tuple[Section, ...] = (
         Stat(_C + "upstream_rq_<class>", COUNTER, "upstream responses by status class: `2xx`, `3xx`, `4xx`, "
              "`5xx` (a status outside 100..599 counts as 5xx)", "upstream_rq_2xx … upstream_rq_5xx"),
         Stat(_C + "upstream_rq_active", GAUGE, "requests in flight (the circuit breaker's count)"),
+        Stat(_C + "upstream_rq_completed", COUNTER, "upstream responses (the sum of upstream_rq_<class>, "
+             "added when read)"),
         Stat(_C + "upstream_rq_time", HISTOGRAM, "time from sending a request upstream to its response headers, in ms"),
         Stat(_C + "upstream_rq_timeout", COUNTER, "requests whose route timeout fired while waiting on "
              "the upstream"),
@@ -207,6 +214,23 @@ SECTIONS: tuple[Section, ...] = (
         Stat(_C + "membership_healthy", GAUGE, "endpoints passing health checks and not ejected"),
         Stat(_C + "update_success", COUNTER, "strict_dns resolutions that succeeded"),
         Stat(_C + "update_failure", COUNTER, "strict_dns resolutions that failed (the last endpoints are kept)"),
+    )),
+    Section("Per route and per endpoint", "For a listener with `stats: {per_route: true}` (routes) or "
+            "`{per_host: true}` (endpoints): the upstream response that stands, as the cluster's "
+            "upstream_rq_time and upstream_rq_<class> count it. A dot or colon in a vhost or route name is "
+            "written `_`; an address as `127.0.0.1_9000`. They multiply series, so they are opt-in.", (
+        Stat("vhost.<vhost>.route.<route>.upstream_rq_completed", COUNTER, "upstream responses to requests "
+             "this route sent"),
+        Stat("vhost.<vhost>.route.<route>.upstream_rq_<class>", COUNTER, "of which by status class: `2xx`, "
+             "`3xx`, `4xx`, `5xx`"),
+        Stat("vhost.<vhost>.route.<route>.upstream_rq_time", HISTOGRAM, "time from sending a request "
+             "upstream to its response headers, in ms"),
+        Stat("cluster.<cluster>.host.<address>.upstream_rq_completed", COUNTER, "upstream responses from "
+             "this endpoint (Envoy keeps per-host counts in /clusters only)", NONE),
+        Stat("cluster.<cluster>.host.<address>.upstream_rq_<class>", COUNTER, "of which by status class",
+             NONE),
+        Stat("cluster.<cluster>.host.<address>.upstream_rq_time", HISTOGRAM, "time from sending a request "
+             "to this endpoint to its response headers, in ms", NONE),
     )),
     Section("Endpoints (/clusters)", "Per endpoint, on the admin's `/clusters` (text, as "
             "`<cluster>::<address>::<stat>`, or `?format=json`), not in /stats; Envoy's per-host stats.", (

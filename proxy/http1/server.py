@@ -24,6 +24,7 @@ from ..fastpath.memo import remember
 from ..fastpath.eligibility import listener_express
 from ..sockets import set_nodelay
 from ..stream import HttpStream
+from ..stream.detail import stream_class
 from ..stream.state import PENDING
 
 if TYPE_CHECKING:
@@ -47,7 +48,7 @@ BROKEN = 8          # a request broke the protocol: nothing after it is read
 
 
 class Http1Server(asyncio.Protocol):
-    __slots__ = ("worker", "listener_name", "listener", "express_ok", "lstats", "transport", "decoder", "peer", "local",
+    __slots__ = ("worker", "listener_name", "listener", "express_ok", "stream_cls", "lstats", "transport", "decoder", "peer", "local",
                  "addrs", "queue", "parsing", "deferred", "paused_reasons", "write_paused", "chunked",
                  "keep", "closing", "deadline", "deadline_kind", "tunnel", "error_after",
                  "scheme", "version", "head_method", "out")
@@ -58,6 +59,7 @@ class Http1Server(asyncio.Protocol):
         # set in connection_made, before any other callback
         self.listener: Listener = None  # type: ignore[assignment]
         self.express_ok = False     # its requests may take the express path (fastpath.eligibility)
+        self.stream_cls: type[HttpStream] = HttpStream    # with per-route/host stats or not (stream.detail)
         self.lstats: ListenerStats = None  # type: ignore[assignment]
         self.transport: asyncio.Transport = None  # type: ignore[assignment]
         self.decoder: RequestDecoder = None  # type: ignore[assignment]
@@ -88,6 +90,7 @@ class Http1Server(asyncio.Protocol):
         self.listener = listener
         self.express_ok = listener_express(listener)
         self.lstats = w.listener_stats(self.listener_name)
+        self.stream_cls = stream_class(listener, self.lstats)
         self.lstats.cx_total.value += 1
         self.lstats.cx_active.value += 1
         cfg = listener.config
@@ -167,6 +170,7 @@ class Http1Server(asyncio.Protocol):
         if listener is not self.listener:
             self.listener = listener
             self.express_ok = listener_express(listener)
+            self.stream_cls = stream_class(listener, self.lstats)
         req = RequestHead(method, target, headers, version, self.scheme)
         ctx = StreamContext(req, self.listener_name, "HTTP/1.0" if version == "1.0" else "HTTP/1.1",
                             self.addrs[0], self.addrs[1])
@@ -180,8 +184,8 @@ class Http1Server(asyncio.Protocol):
         # a request with no body on a listener with no request step may take the
         # express path (fastpath.eligibility)
         bodiless = body == 0 and not is_upgrade and not expect
-        stream = HttpStream(self, w, listener, self.lstats, ctx, body, keep_alive, is_upgrade, expect,
-                            bodiless and self.express_ok)
+        stream = self.stream_cls(self, w, listener, self.lstats, ctx, body, keep_alive, is_upgrade, expect,
+                                 bodiless and self.express_ok)
         self.parsing = stream
         q = self.queue
         if q or not bodiless:

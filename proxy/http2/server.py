@@ -48,6 +48,7 @@ from ..codec.http2_pending import WindowedStreams
 from ..codec.path import PathError, PathNormalizer
 from ..fastpath.eligibility import listener_express
 from ..stream import HttpStream
+from ..stream.detail import stream_class
 from ..sockets import set_nodelay
 from .downstream import H2Down
 
@@ -98,6 +99,7 @@ class Http2Server(WindowedStreams, asyncio.Protocol):
         self.listener: Listener = None  # type: ignore[assignment]
         self.paths: PathNormalizer = None  # type: ignore[assignment]  # the listener's, kept with it
         self.express_ok = False     # its requests may take the express path (fastpath.eligibility)
+        self.stream_cls: type[HttpStream] = HttpStream    # with per-route/host stats or not (stream.detail)
         self.lstats: ListenerStats = None  # type: ignore[assignment]
         self.transport: asyncio.Transport = None  # type: ignore[assignment]
         self.h2: H2Connection = None  # type: ignore[assignment]
@@ -138,6 +140,7 @@ class Http2Server(WindowedStreams, asyncio.Protocol):
         self.paths = PathNormalizer.of(listener.config.path_normalization)
         self.express_ok = listener_express(listener)
         self.lstats = w.listener_stats(self.listener_name)
+        self.stream_cls = stream_class(listener, self.lstats)
         self.lstats.cx_total.value += 1
         self.lstats.cx_active.value += 1
         w.stats.counter(f"http.{self.listener_name}.downstream_cx_http2_total").value += 1
@@ -388,6 +391,7 @@ class Http2Server(WindowedStreams, asyncio.Protocol):
             self.listener = listener
             self.paths = PathNormalizer.of(listener.config.path_normalization)
             self.express_ok = listener_express(listener)
+            self.stream_cls = stream_class(listener, self.lstats)
         try:        # the one canonical path every later stage sees (codec.path)
             path = self.paths.path(method, path)
         except PathError as e:
@@ -410,7 +414,7 @@ class Http2Server(WindowedStreams, asyncio.Protocol):
         d = H2Down(self, sid, method == "HEAD", ended)
         # a request with no body on a listener with no request step may take the
         # express path (fastpath.eligibility)
-        http = HttpStream(d, w, listener, self.lstats, ctx, body, True, False, False, ended and self.express_ok)
+        http = self.stream_cls(d, w, listener, self.lstats, ctx, body, True, False, False, ended and self.express_ok)
         d.http = http
         self.streams[sid] = d
         self.deadline = 0.0

@@ -103,9 +103,10 @@ class ResponseMixin(StreamFields):
         self._response_complete(None)
         return True
 
-    def _head_arrived(self, status: int, headers: Headers) -> None:
+    def _head_arrived(self, status: int, headers: Headers) -> float:
         """The attempt that stands has its answer: the route timeout stops (the body
-        streams), the cluster and host count it, and it becomes the response."""
+        streams), the cluster and host count it, and it becomes the response. Returns
+        the attempt's time to the head, in ms (stream.detail records it again)."""
         self.timeout_at = 0.0
         if self.timer is not None:
             self._disarm_timeout()
@@ -117,6 +118,7 @@ class ResponseMixin(StreamFields):
         cluster.rq_time.add(elapsed)
         self.host.observe(status, elapsed)
         self.ctx.response = ResponseHead(status, headers)
+        return elapsed
 
     def _hold_response(self, fut: Future[Any], resume_at: int, _data: Any, _end: bool) -> None:
         # the head waits for the step's I/O; body bytes already read wait with it, and

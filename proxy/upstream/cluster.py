@@ -283,6 +283,9 @@ class Cluster:
         self.membership_gauge = stats.gauge(prefix + "membership_total", PER_PROXY)
         self.healthy_gauge = stats.gauge(prefix + "membership_healthy", PER_PROXY)
         self.rq_time = stats.histogram(prefix + "upstream_rq_time")
+        # Envoy's upstream_rq_completed: the responses the class counters count, added when read
+        classes = (c["upstream_rq_2xx"], c["upstream_rq_3xx"], c["upstream_rq_4xx"], c["upstream_rq_5xx"])
+        stats.counter_reading(prefix + "upstream_rq_completed", lambda: sum(k.value for k in classes))
         # circuit-breaker accounting across all hosts, shared with the cluster's earlier
         # versions: streams and pools still holding one of those settle their counts here
         self.res: Resources | SharedResources = res if res is not None else old.res if old else Resources()

@@ -18,6 +18,7 @@ from .route import ROUTE, RouteWithFilters
 from .access_log import ACCESS_LOG
 from .chains import chain_objects, finish, listener_fields as chain_fields, stack_or_chains
 from .tracing import LISTENER_TRACING, TRACING
+from .stats import LISTENER_STATS, STATS
 from .compound import Data, Either, ListOf, MapOf, Mapped, Unique
 from .names import Distinct, Name
 from .scalars import Address, Bool, Duration, Enum, FilePath, Int, Size, Str
@@ -149,6 +150,8 @@ STACK = {
                                 "see: {normalize, merge_slashes, escaped_slashes}"),
     "tracing": Field(LISTENER_TRACING, "read, continue and write trace context, and record spans: "
                      "{propagation, random_sampling, client_sampling, overall_sampling}"),
+    "stats": Field(LISTENER_STATS, "detailed upstream stats this listener keeps (they multiply series): "
+                   "{per_route, per_host}"),
     **LISTENER_PROTOCOL,
     **LISTENER_RPC,
 }
@@ -198,4 +201,6 @@ DOCUMENT = Obj({
                  "stream (Envoy's xDS); the file's own listeners and clusters stay", default=None),
     "tracing": Field(TRACING, "span export: {service_name, exporters: [{otlp|zipkin|skywalking: {endpoint}}]}; "
                      "listeners choose to trace with their own tracing:", default=None),
+    "stats": Field(STATS, "how /stats/prometheus names series: {prometheus_names: envoy | mosnx, "
+                   "stats_tags, use_all_default_tags}", default=None),
 })

@@ -56,7 +56,7 @@ def load_config_text(text: str, path: str = "<string>") -> Config:
                   listeners=values.get("listeners", ()), clusters=values.get("clusters", ()),
                   workers=values.get("workers"), raw=raw if isinstance(raw, dict) else {},
                   demo_upstream=values.get("demo_upstream", ()), fast_path=values.get("fast_path", True),
-                  xds=values.get("xds"), tracing=values.get("tracing"))
+                  xds=values.get("xds"), tracing=values.get("tracing"), stats=values.get("stats"))
 
 
 def _is_envoy(data: object) -> bool:

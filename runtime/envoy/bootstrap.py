@@ -34,6 +34,7 @@ from typing import Any
 from ..diagnostics import ConfigError, Diagnostic, Span
 from ..config.protocols import ClientTls, Pem
 from ..model import AdminConfig, Config, XdsConfig, XdsNode, XdsTls
+from ..stat_tags import ENVOY, ENVOY_STATS, StatsConfig, StatTag
 from .apply import apply
 from .clusters import eds_name, is_eds
 from .common import seconds
@@ -49,7 +50,7 @@ ENVOY_KEYS = frozenset({"static_resources", "dynamic_resources", "node", "admin"
                         "default_regex_engine", "stats_flush_interval", "fatal_actions", "header_prefix"})
 # keys only mosnx.yaml has: a document with any of them is mosnx's own
 MOSNX_KEYS = frozenset({"listeners", "clusters", "workers", "demo_upstream", "fast_path", "xds"})
-SUPPORTED = frozenset({"static_resources", "dynamic_resources", "node", "admin"})
+SUPPORTED = frozenset({"static_resources", "dynamic_resources", "node", "admin", "stats_config"})
 ADS_MODES = {2: "sotw", 3: "delta"}
 # HTTP filters that only re-encode a response: skipped, with a warning, when mosnx lacks them
 COMPRESSOR = "type.googleapis.com/envoy.extensions.filters.http.compressor.v3.Compressor"
@@ -197,9 +198,16 @@ def _load(data: Any, positions: Positions | None,
             elif kind != "ads":
                 fd.at(key).warn(f"{kind} config sources are not supported (ads and path_config_source are)")
     admin = _admin(msg, f)
+    try:
+        stats = _stats(msg, f)
+    except Rejected as e:
+        ld.errors.append(Diagnostic(positions.locate(e.rejection.field_path) if positions else None, REJECTED,
+                                    e.rejection.message))
+        stats = ENVOY_STATS
     # what /config_dump shows of the document: private keys written inline are not shown
     base = Config(path=os.path.abspath(path) if not path.startswith("<") else path, admin=admin,
-                  listeners=(), clusters=(), raw=redact_document(data) if isinstance(data, dict) else {})
+                  listeners=(), clusters=(), raw=redact_document(data) if isinstance(data, dict) else {},
+                  stats=stats)
     sink = Sink()          # apply()'s warnings, placed by the resource they name (_placed)
     targets = _grpc_targets(pipes, sr.clusters)
     waiting = _waiting(ld, dr.HasField("ads_config"), targets)
@@ -335,6 +343,28 @@ def _placed(d: Diagnostic, ld: _Load) -> Diagnostic:
             span = positions.locate(field, base)
             return Diagnostic(span, d.code, d.message, d.severity, _line(span))
     return d
+
+
+def _stats(msg: Any, f: Findings) -> StatsConfig:
+    """How /stats/prometheus names series: Envoy's names, with stats_config's tags."""
+    if not msg.HasField("stats_config"):
+        return ENVOY_STATS
+    sc = msg.stats_config
+    fs = f.at("stats_config")
+    fs.only(sc, {"stats_tags", "use_all_default_tags"})
+    tags = []
+    for i, spec in enumerate(sc.stats_tags):
+        kind = spec.WhichOneof("tag_value")
+        try:
+            tags.append(StatTag(spec.tag_name, spec.regex if kind == "regex" else None,
+                                spec.fixed_value if kind == "fixed_value" else None))
+        except ValueError as e:
+            fs.at("stats_tags").at(i).reject(str(e))
+    use_all = sc.use_all_default_tags.value if sc.HasField("use_all_default_tags") else True
+    try:
+        return StatsConfig(ENVOY, tuple(tags), use_all)
+    except ValueError as e:
+        fs.reject(str(e), "stats_tags")
 
 
 def _admin(msg: Any, f: Findings) -> AdminConfig | None:

@@ -210,7 +210,7 @@ def test_the_agents_calls_on_its_own_bootstrap(tmp_path, short_dir, upstream, co
         assert call(health, "GET", "/healthz/ready")[0] == 200
         assert agent.requests and agent.requests[-1].target == "/healthz/ready"
         status, body = call(prom, "GET", "/stats/prometheus")
-        assert status == 200 and "mosnx_server_state 0" in body
+        assert status == 200 and "envoy_server_state 0" in body
         # the control plane's inbound listener serves the workload
         assert call(inbound, "GET", "/app")[0] == 200 and app.requests[-1].target == "/app"
 

@@ -91,7 +91,9 @@ ALPN = {"name": "istio.alpn", "typed_config": {
     "alpn_override": [{"upstream_protocol": "HTTP10", "alpn_override": ["istio-http/1.0", "istio", "http/1.0"]},
                       {"upstream_protocol": "HTTP11", "alpn_override": ["istio-http/1.1", "istio", "http/1.1"]},
                       {"upstream_protocol": "HTTP2", "alpn_override": ["istio-h2", "istio", "h2"]}]}}
-STATS = {"name": "istio.stats", "typed_config": {"@type": T + "stats.PluginConfig"}}
+# as istiod sends it when the proxy does not know the type: a TypedStruct naming it
+STATS = {"name": "istio.stats", "typed_config": {"@type": T + "udpa.type.v1.TypedStruct",
+                                                 "type_url": T + "stats.PluginConfig", "value": {}}}
 ROUTER = {"name": "envoy.filters.http.router",
           "typed_config": {"@type": T + "envoy.extensions.filters.http.router.v3.Router"}}
 AUTHN = {"name": "istio_authn", "typed_config": {"@type": T + "udpa.type.v1.TypedStruct",
@@ -104,11 +106,12 @@ def _istio_types() -> None:
     """Messages of Istio's own extensions, for the control plane's side of the test:
     xds-protos lacks them, and an Any of an unknown type cannot be written. Only
     those mosnx does not describe itself are added (field numbers as in Istio's
-    protos; only the fields used here)."""
+    protos; only the fields used here). Istio's stats plugin config is not one: other
+    tests read real dumps holding it as an opaque Any, which a registered type would
+    change."""
     from google.protobuf import descriptor_pb2, descriptor_pool
     pool = descriptor_pool.Default()
-    wanted = {"stats": ("PluginConfig", []),
-              "envoy.tcp.metadataexchange.config": ("MetadataExchange", [("protocol", 1)])}
+    wanted = {"envoy.tcp.metadataexchange.config": ("MetadataExchange", [("protocol", 1)])}
     for package, (name, fields) in wanted.items():
         try:
             pool.FindMessageTypeByName(f"{package}.{name}")

@@ -16,6 +16,7 @@ import uvloop
 from mosnx.proxy import admin, admin_format
 from mosnx.proxy.admin import start_admin
 from mosnx.proxy.admin_access import Access, Refusal
+from mosnx.runtime.stat_tags import StatNaming
 from mosnx.runtime.stats import Store, merge
 
 HIST = "cluster.web.upstream_rq_time"
@@ -63,6 +64,7 @@ class FakeBackend:
         self.reload_result: tuple[bool, dict] = (True, {"version": 4})
         self.reloads = 0
         self.fail_stats = False
+        self.naming = StatNaming()
 
     async def stats(self) -> dict:
         if self.fail_stats:
@@ -71,6 +73,9 @@ class FakeBackend:
 
     async def clusters(self) -> dict:
         return CLUSTERS
+
+    def stat_naming(self) -> StatNaming:
+        return self.naming
 
     async def config_dump(self) -> dict:
         return {"version": 3, "listeners": [{"name": "main", "port": 8080}]}

@@ -97,6 +97,7 @@ def test_a_reply_the_connection_writes_itself_is_a_request_and_a_local_reply():
     c = {k: v.value for k, v in store.counters.items() if v.value}
     assert c == {
         "http.ingress.downstream_rq_total": 3,
+        "http.ingress.downstream_rq_completed": 3,          # Envoy's: the classes, added when read
         "http.ingress.downstream_rq_4xx": 2,
         "http.ingress.downstream_rq_3xx": 1,
         "http.ingress.local_reply.request_headers_too_large": 1,

@@ -39,12 +39,12 @@ BEYOND_SCHEMA = [
     # text parsed by code: attribute references, access-log formats, regexes,
     # networks, header names, server-name wildcards, a port inside host:port
     r"unknown attribute|attribute reference|command operator|is never closed|bad key syntax",
-    r"bad regular expression", r"does not appear to be an IPv4 or IPv6 network", r"is not a header name",
+    r"bad regular expression", r"the regex does not compile", r"does not appear to be an IPv4 or IPv6 network", r"is not a header name",
     r"a wildcard is only allowed", r"port \d+ is outside", r"must start with \"/\"", r"not a prime number",
     # a file's contents
     r"token_file: ",
     # two keys (or two parts of the document) compared
-    r"must be below", r"must add up to", r"needs protocol: http2", r"needs client_ca", r"needs an HTTP listener",
+    r"must be below", r"must add up to", r"is given twice", r"needs protocol: http2", r"needs client_ca", r"needs an HTTP listener",
     r"give format or json_format, not both",
     r"call is not routed by", r"settings need protocol:", r"not per-route policies on an RPC listener",
     r"is not served on a protocol:", r"both route the calls",
