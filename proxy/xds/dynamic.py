@@ -11,8 +11,10 @@ DynamicConfig is the ADS client's sink (resources.XdsSink), kept by the supervis
   comes (as Envoy's listener warming), and the update is ACKed.
 - What the listeners and EDS clusters name decides the RDS and EDS subscriptions,
   and what their TLS names the SDS (Secret) subscription; when that changes, the
-  client asks again. Those names are worked out again only when the listeners, the
-  clusters or the file changed. A listener or cluster whose secret has not come
+  client asks again. A listener over scoped_rds subscribes to SRDS (wildcard), and
+  the scopes held name RouteConfigurations too (runtime.envoy.scoped_routes). Those
+  names are worked out again only when the listeners, the clusters, the scopes or the
+  file changed. A listener or cluster whose secret has not come
   warms. Secrets hold private keys: they stay in memory here, and cross to the
   workers only in the payload (control.spill's private file).
 - An update that changes only ClusterLoadAssignments (a state-of-the-world response
@@ -43,7 +45,9 @@ from mosnx.runtime.config import load_config
 from mosnx.runtime.diagnostics import ConfigError
 from mosnx.runtime.envoy import eds
 from mosnx.runtime.envoy.apply import Translations, apply, needed_names
-from mosnx.runtime.envoy.protos import CLUSTER, ENDPOINT, LISTENER, RESOURCE_TYPES, ROUTE, SECRET
+from mosnx.runtime.envoy.protos import CLUSTER, ENDPOINT, LISTENER, RESOURCE_TYPES, ROUTE, RUNTIME, \
+    SCOPED_ROUTE, SECRET, VIRTUAL_HOST
+from mosnx.runtime.envoy.scoped_routes import WILDCARD
 from mosnx.runtime.model import ClusterConfig, Config, Endpoint
 
 from .resources import Rejection
@@ -145,8 +149,8 @@ class DynamicConfig:
         # EDS in place: given the clusters whose endpoints changed (and nothing else did);
         # None: every update goes by changed()
         self.reassigned: Callable[[dict[str, ClusterConfig]], None] | None = None
-        # (listeners, clusters, base) -> what they make: kept while those objects stay
-        self._needed: tuple[Any, Any, Any, dict[str, frozenset[str]]] | None = None
+        # (listeners, clusters, base, scopes) -> what they make: kept while those objects stay
+        self._needed: tuple[Any, Any, Any, Any, dict[str, frozenset[str]]] | None = None
         self._users: tuple[Any, Any, eds.Users] | None = None
         self._wire: dict[tuple[str, str], tuple[Message, bytes]] = {}
 
@@ -155,17 +159,21 @@ class DynamicConfig:
         clusters or the file's config changed (every accepted update of those replaces
         their dicts)."""
         lst, cl, base = self.resources[LISTENER], self.resources[CLUSTER], self.base()
+        sr = self.resources[SCOPED_ROUTE]
         n = self._needed
-        if n is None or n[0] is not lst or n[1] is not cl or n[2] is not base:
+        if n is None or n[0] is not lst or n[1] is not cl or n[2] is not base or n[3] is not sr:
             names = {t: frozenset(v) for t, v in needed_names(self.resources, base).items()}
-            n = self._needed = (lst, cl, base, names)
-        return n[3]
+            n = self._needed = (lst, cl, base, sr, names)
+        return n[4]
 
     # -- resources.XdsSink --
     def subscriptions(self, type_url: str) -> frozenset[str] | None:
         if type_url in (LISTENER, CLUSTER):
             return None
-        return self.needed().get(type_url, frozenset())
+        names = self.needed().get(type_url, frozenset())
+        if WILDCARD in names:
+            return None         # SRDS: every scope, once a listener uses scoped_rds
+        return names
 
     def apply(self, type_url: str, version: str, resources: dict[str, Message],
               removed: set[str]) -> list[Rejection]:
@@ -230,7 +238,7 @@ class DynamicConfig:
                 log.info("xds: %s", r)
         after = self.needed()
         if self.resubscribe is not None:
-            for t in (ROUTE, ENDPOINT, SECRET):
+            for t in (ROUTE, ENDPOINT, SECRET, SCOPED_ROUTE, VIRTUAL_HOST, RUNTIME):
                 if before.get(t) != after.get(t):
                     asyncio.get_running_loop().call_soon(self.resubscribe, t)
         self.changed()

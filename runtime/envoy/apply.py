@@ -8,7 +8,9 @@ bad resource never keeps the others out). A dynamic resource named like a static
 one is rejected: the file's own resources win, as in Envoy. A listener whose
 RouteConfiguration has not arrived (or was rejected) is left out without a Rejection:
 it waits, as Envoy warms a listener, with a warning (X004) in the sink; needed_names()
-names what it waits for. A listener whose routes name a cluster that is not there is
+names what it waits for (scoped routes: its SRDS scopes and their RouteConfigurations,
+runtime.envoy.scoped_routes; every ScopedRouteConfiguration held serves every
+listener over scoped_rds). A listener whose routes name a cluster that is not there is
 rejected (mosnx cannot build it). An EDS cluster with no ClusterLoadAssignment yet
 has no endpoints.
 
@@ -29,7 +31,8 @@ from ..model import ClusterConfig, Config, ListenerConfig
 from ..routes import RouteTable
 from ..diagnostics import Diagnostic
 from .findings import WAITING, Findings, Rejected, Rejection, Sink, Waiting
-from .protos import CLUSTER, ENDPOINT, LISTENER, ROUTE, SECRET
+from . import scoped_routes
+from .protos import CLUSTER, ENDPOINT, LISTENER, ROUTE, SCOPED_ROUTE, SECRET
 from .secrets import Secret, SecretStore, translate_secret
 from .tls import cluster_secret_names, needed_secrets
 from .translate import eds_name, is_eds, rds_names, translate_cluster, translate_listener, translate_route_config
@@ -47,7 +50,11 @@ def needed_names(resources: Resources, base: Config | None = None) -> dict[str, 
     clusters = [*resources.get(CLUSTER, {}).values(), *waiting.get(CLUSTER, {}).values()]
     routes = {n for lst in listeners for n in rds_names(lst)}
     eds = {eds_name(c) for c in clusters if is_eds(c)}
-    return {ROUTE: routes, ENDPOINT: eds, SECRET: needed_secrets(listeners, clusters)}
+    scoped = scoped_routes.needed(listeners, resources.get(SCOPED_ROUTE, {}))
+    out = {ROUTE: routes | scoped[ROUTE], ENDPOINT: eds, SECRET: needed_secrets(listeners, clusters)}
+    if scoped[SCOPED_ROUTE]:        # only when a listener uses scoped_rds
+        out[SCOPED_ROUTE] = scoped[SCOPED_ROUTE]
+    return out
 
 
 class Translations:
@@ -63,6 +70,7 @@ class Translations:
         # name -> (cluster, assignment, translation, the secrets it names as translated)
         self.clusters: dict[str, tuple[Any, Any, Any, tuple]] = {}
         self.secrets: dict[str, tuple[Any, Secret | Rejection]] = {}
+        self.scopes = scoped_routes.ScopeCache()
 
 
 def _secrets(msgs: dict[str, Any], sink: Sink, kept: dict[str, tuple[Any, Secret | Rejection]] | None,
@@ -92,6 +100,7 @@ def apply(base: Config, resources: Resources, sink: Sink | None = None,
     if cache is not None and cache.base is not base:
         # another file config (its static names decide some rejections): start again
         cache.base, cache.routes, cache.clusters, cache.secrets = base, {}, {}, {}
+        cache.scopes = scoped_routes.ScopeCache()
     rejected: list[Rejection] = []
     waiting = base.xds.static_resources if base.xds is not None else {}
     seen_secrets: dict[str, tuple[Any, Secret | Rejection]] = {}
@@ -120,6 +129,10 @@ def apply(base: Config, resources: Resources, sink: Sink | None = None,
             tables[name] = got
     if cache is not None:
         cache.routes = seen_routes
+    # SRDS: every scope held serves every listener over scoped_rds
+    scopes, bad_scopes = scoped_routes.scopes(resources.get(SCOPED_ROUTE, {}), sink,
+                                              cache.scopes if cache is not None else None)
+    rejected.extend(bad_scopes)
     static_clusters = {c.name for c in base.clusters}
     assignments = resources.get(ENDPOINT, {})
     clusters: list[ClusterConfig] = list(base.clusters)
@@ -173,7 +186,7 @@ def apply(base: Config, resources: Resources, sink: Sink | None = None,
         try:
             if name in static_listeners and not own:
                 f.reject("a static listener of the same name is in the bootstrap", "name")
-            lc = translate_listener(lst, f, tables, store)
+            lc = translate_listener(lst, f, tables, store, scopes)
             if (lc.host, lc.port) in ports:
                 f.reject(f"another listener is at {lc.host}:{lc.port}", "address")
             ports.add((lc.host, lc.port))
