@@ -195,17 +195,25 @@ def apply(base: Config, resources: Resources, sink: Sink | None = None,
             _wait(sink, e.rejection, "listener")
         except Rejected as e:
             rejected.append(e.rejection)
-    # a route naming a cluster that is not there is not served: its listener waits
+    # a route naming a cluster that is not there is not served: its listener waits (a
+    # tcp_proxy's cluster too: a CDS update that removes it waits for the new listener)
     known = {c.name for c in clusters}
     kept = []
     for lc in listeners:
-        missing = sorted(set().union(*(st.route_table.clusters() for st in lc.stacks()
-                                       if st.route_table is not None)) - known)
+        missing = sorted(set().union(*(_stack_clusters(st) for st in lc.stacks())) - known)
         if missing and lc.name not in base_listeners:
             rejected.append(Rejection(LISTENER, lc.name, "", f'its routes name unknown cluster "{missing[0]}"'))
             continue
         kept.append(lc)
     return dataclasses.replace(base, listeners=tuple(kept), clusters=tuple(clusters)), rejected
+
+
+def _stack_clusters(st: ListenerConfig) -> set[str]:
+    if st.route_table is not None:
+        return st.route_table.clusters()
+    if st.protocol == "tcp" and st.route is not None:
+        return set(st.route.clusters())
+    return set()
 
 
 def _wait(sink: Sink, rj: Rejection, what: str) -> None:
