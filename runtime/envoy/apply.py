@@ -31,8 +31,8 @@ from ..model import ClusterConfig, Config, ListenerConfig
 from ..routes import RouteTable
 from ..diagnostics import Diagnostic
 from .findings import WAITING, Findings, Rejected, Rejection, Sink, Waiting
-from . import scoped_routes
-from .protos import CLUSTER, ENDPOINT, LISTENER, ROUTE, SCOPED_ROUTE, SECRET
+from . import runtime_layers, scoped_routes
+from .protos import CLUSTER, ENDPOINT, LISTENER, ROUTE, RUNTIME, SCOPED_ROUTE, SECRET
 from .secrets import Secret, SecretStore, translate_secret
 from .tls import cluster_secret_names, needed_secrets
 from .translate import eds_name, is_eds, rds_names, translate_cluster, translate_listener, translate_route_config
@@ -54,7 +54,18 @@ def needed_names(resources: Resources, base: Config | None = None) -> dict[str, 
     out = {ROUTE: routes | scoped[ROUTE], ENDPOINT: eds, SECRET: needed_secrets(listeners, clusters)}
     if scoped[SCOPED_ROUTE]:        # only when a listener uses scoped_rds
         out[SCOPED_ROUTE] = scoped[SCOPED_ROUTE]
+    rtds = runtime_layers.rtds_names(_layers(base))
+    if rtds:
+        out[RUNTIME] = rtds
     return out
+
+
+def _layers(base: Config | None) -> tuple[runtime_layers.Layer, ...]:
+    """The bootstrap's runtime layers (kept with its waiting resources), if any."""
+    if base is None or base.xds is None:
+        return ()
+    lr = base.xds.static_resources.get(runtime_layers.LAYERED_RUNTIME, {}).get("layered_runtime")
+    return runtime_layers.layers_of(lr) if lr is not None else ()
 
 
 class Translations:
@@ -71,6 +82,7 @@ class Translations:
         self.clusters: dict[str, tuple[Any, Any, Any, tuple]] = {}
         self.secrets: dict[str, tuple[Any, Secret | Rejection]] = {}
         self.scopes = scoped_routes.ScopeCache()
+        self.runtime: dict[str, Any] | None = None      # the runtime values the routes were translated with
 
 
 def _secrets(msgs: dict[str, Any], sink: Sink, kept: dict[str, tuple[Any, Secret | Rejection]] | None,
@@ -103,6 +115,12 @@ def apply(base: Config, resources: Resources, sink: Sink | None = None,
         cache.scopes = scoped_routes.ScopeCache()
     rejected: list[Rejection] = []
     waiting = base.xds.static_resources if base.xds is not None else {}
+    layers = _layers(base)
+    if layers:
+        # RTDS and static layers: what runtime keys read while translating
+        sink.runtime = runtime_layers.merged(layers, resources.get(RUNTIME, {}))
+    if cache is not None and cache.runtime != sink.runtime:
+        cache.routes, cache.runtime = {}, dict(sink.runtime)     # routes read runtime keys
     seen_secrets: dict[str, tuple[Any, Secret | Rejection]] = {}
     dynamic = _secrets(resources.get(SECRET, {}), sink, cache.secrets if cache is not None else None, seen_secrets)
     rejected.extend(r for r in dynamic.values() if isinstance(r, Rejection))
