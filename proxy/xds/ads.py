@@ -377,7 +377,7 @@ class AdsClient:
             req.resource_names.extend(sorted(names))
             if names is not st.sent_names and names != st.sent_names:
                 # what is held was asked for: it changes only with the names
-                st.held = {n: v for n, v in st.held.items() if n in names}
+                st.held = {n: v for n, v in st.held.items() if st.rtype.wants(n, names)}
             st.sent_names = names
         if a.error is not None:
             req.error_detail.CopyFrom(a.error)
@@ -399,12 +399,12 @@ class AdsClient:
                                                   resource_names_unsubscribe=drop,
                                                   response_nonce=a.nonce or "")
         if first:
-            held = st.held if names is None else {n: v for n, v in st.held.items() if n in names}
+            held = st.held if names is None else {n: v for n, v in st.held.items() if st.rtype.wants(n, names)}
             req.initial_resource_versions.update(held)
         if names is not None:
             if names is not st.sent_names and names != st.sent_names:
                 # what is held was asked for: it changes only with the names
-                st.held = {n: v for n, v in st.held.items() if n in names}
+                st.held = {n: v for n, v in st.held.items() if st.rtype.wants(n, names)}
             st.sent_names = names
         if a.error is not None:
             req.error_detail.CopyFrom(a.error)
@@ -450,7 +450,7 @@ class AdsClient:
         st.stats.attempt.inc()
         names = self._names(st)
         if names is not None and not good.keys() <= names:     # what was not asked for is not passed on
-            good = {n: m for n, m in good.items() if n in names}
+            good = {n: m for n, m in good.items() if st.rtype.wants(n, names)}
         try:
             rejected = list(self.sink.apply(type_url, version, good, removed))
         except Exception as e:          # a sink's bug costs a NACK, not the stream

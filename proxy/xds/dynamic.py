@@ -149,7 +149,7 @@ class DynamicConfig:
         # EDS in place: given the clusters whose endpoints changed (and nothing else did);
         # None: every update goes by changed()
         self.reassigned: Callable[[dict[str, ClusterConfig]], None] | None = None
-        # (listeners, clusters, base, scopes) -> what they make: kept while those objects stay
+        # (listeners, clusters, base, (scopes, routes)) -> what they make: kept while those objects stay
         self._needed: tuple[Any, Any, Any, Any, dict[str, frozenset[str]]] | None = None
         self._users: tuple[Any, Any, eds.Users] | None = None
         self._wire: dict[tuple[str, str], tuple[Message, bytes]] = {}
@@ -159,9 +159,10 @@ class DynamicConfig:
         clusters or the file's config changed (every accepted update of those replaces
         their dicts)."""
         lst, cl, base = self.resources[LISTENER], self.resources[CLUSTER], self.base()
-        sr = self.resources[SCOPED_ROUTE]
+        sr = (self.resources[SCOPED_ROUTE], self.resources[ROUTE])     # scopes name routes, routes VHDS
         n = self._needed
-        if n is None or n[0] is not lst or n[1] is not cl or n[2] is not base or n[3] is not sr:
+        if n is None or n[0] is not lst or n[1] is not cl or n[2] is not base or any(
+                a is not b for a, b in zip(n[3], sr)):
             names = {t: frozenset(v) for t, v in needed_names(self.resources, base).items()}
             n = self._needed = (lst, cl, base, sr, names)
         return n[4]

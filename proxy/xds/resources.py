@@ -46,6 +46,13 @@ class ResourceType:
     name_field: str
     wildcard: bool
     stat_prefix: str
+    # names are namespaces (VHDS, as Envoy's use_namespace_matching): a name subscribes
+    # to itself and to every "<name>/<anything>"
+    namespaced: bool = False
+
+    def wants(self, name: str, names: AbstractSet[str]) -> bool:
+        """Whether a resource of this type named `name` is one of those `names` ask for."""
+        return name in names or (self.namespaced and "/" in name and name.rsplit("/", 1)[0] in names)
 
 
 TYPES: dict[str, ResourceType] = {t.type_url: t for t in (
@@ -55,7 +62,7 @@ TYPES: dict[str, ResourceType] = {t.type_url: t for t in (
     ResourceType(RDS, route_pb2.RouteConfiguration, "name", False, "rds"),
     ResourceType(SDS, secret_pb2.Secret, "name", False, "sds"),
     ResourceType(SRDS, scoped_route_pb2.ScopedRouteConfiguration, "name", True, "scoped_rds"),
-    ResourceType(VHDS, route_components_pb2.VirtualHost, "name", False, "vhds"),
+    ResourceType(VHDS, route_components_pb2.VirtualHost, "name", False, "vhds", namespaced=True),
     ResourceType(RTDS, rtds_pb2.Runtime, "name", False, "rtds"),
 )}
 

@@ -31,8 +31,8 @@ from ..model import ClusterConfig, Config, ListenerConfig
 from ..routes import RouteTable
 from ..diagnostics import Diagnostic
 from .findings import WAITING, Findings, Rejected, Rejection, Sink, Waiting
-from . import runtime_layers, scoped_routes
-from .protos import CLUSTER, ENDPOINT, LISTENER, ROUTE, RUNTIME, SCOPED_ROUTE, SECRET
+from . import runtime_layers, scoped_routes, vhds
+from .protos import CLUSTER, ENDPOINT, LISTENER, ROUTE, RUNTIME, SCOPED_ROUTE, SECRET, VIRTUAL_HOST
 from .secrets import Secret, SecretStore, translate_secret
 from .tls import cluster_secret_names, needed_secrets
 from .translate import eds_name, is_eds, rds_names, translate_cluster, translate_listener, translate_route_config
@@ -57,7 +57,15 @@ def needed_names(resources: Resources, base: Config | None = None) -> dict[str, 
     rtds = runtime_layers.rtds_names(_layers(base))
     if rtds:
         out[RUNTIME] = rtds
+    if _delta(base):        # VHDS: by namespace, the RouteConfigurations' names
+        names = vhds.vhds_names(resources.get(ROUTE, {}).values())
+        if names:
+            out[VIRTUAL_HOST] = names
     return out
+
+
+def _delta(base: Config | None) -> bool:
+    return base is not None and base.xds is not None and base.xds.mode == "delta"
 
 
 def _layers(base: Config | None) -> tuple[runtime_layers.Layer, ...]:
@@ -83,6 +91,7 @@ class Translations:
         self.secrets: dict[str, tuple[Any, Secret | Rejection]] = {}
         self.scopes = scoped_routes.ScopeCache()
         self.runtime: dict[str, Any] | None = None      # the runtime values the routes were translated with
+        self.vhds = vhds.Merged()
 
 
 def _secrets(msgs: dict[str, Any], sink: Sink, kept: dict[str, tuple[Any, Secret | Rejection]] | None,
@@ -131,15 +140,22 @@ def apply(base: Config, resources: Resources, sink: Sink | None = None,
         cache.secrets = seen_secrets
     tables: dict[str, RouteTable] = {}
     seen_routes: dict[str, tuple[Any, Any]] = {}
-    for name, rc in resources.get(ROUTE, {}).items():
+    merged = cache.vhds if cache is not None else vhds.Merged()
+    delta = _delta(base)
+    for name, rc in vhds.merged(resources.get(ROUTE, {}), resources.get(VIRTUAL_HOST, {}), merged).items():
         hit = cache.routes.get(name) if cache is not None else None
         if hit is not None and hit[0] is rc:
             got = hit[1]
         else:
+            f = Findings(ROUTE, name, "", sink)
             try:
-                got = translate_route_config(rc, Findings(ROUTE, name, "", sink))
+                why = vhds.sotw_refusal(rc)
+                if why is not None and not delta:
+                    f.reject(why, "vhds")
+                got = translate_route_config(rc, f)
             except Rejected as e:
-                got = e
+                o = merged.origin(name, e.rejection.field_path)      # a virtual host VHDS brought
+                got = e if o is None else Rejected(Rejection(VIRTUAL_HOST, o[0], o[1], e.rejection.message))
         seen_routes[name] = (rc, got)
         if isinstance(got, Rejected):
             rejected.append(got.rejection)

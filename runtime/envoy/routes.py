@@ -43,7 +43,7 @@ random_source: Callable[[], float] = random.random
 def translate_route_config(rc: Any, f: Findings) -> RouteTable:
     f.only(rc, {"name", "virtual_hosts", "request_headers_to_add", "request_headers_to_remove",
                 "response_headers_to_add", "response_headers_to_remove", "validate_clusters",
-                "typed_per_filter_config"})
+                "typed_per_filter_config", "vhds"})     # vhds: runtime.envoy.vhds merges its hosts in
     top_req = header_edits(list(rc.request_headers_to_add), list(rc.request_headers_to_remove), f,
                            "request_headers_to_add")
     top_resp = header_edits(list(rc.response_headers_to_add), list(rc.response_headers_to_remove), f,
