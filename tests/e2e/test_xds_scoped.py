@@ -2,7 +2,8 @@
 scoped_routes from SRDS serves two scopes, each with its RouteConfiguration from RDS
 and its own upstream, chosen per request by a header; a request whose key no scope
 has gets 404, and a scope the control plane removes stops serving. State of the
-world and delta, against the in-repo ADS server."""
+world and delta, against the in-repo ADS server. And VHDS over delta: a
+RouteConfiguration's virtual hosts come as VirtualHost resources of its namespace."""
 from __future__ import annotations
 
 import http.client
@@ -95,3 +96,43 @@ def test_a_scoped_listener_serves_two_scopes_chosen_by_a_header(mosnx, control, 
     proxy.wait_until(lambda: _get(port, "/g2", "green") == 404, what="the removed scope gone")
     assert _get(port, "/b2", "blue") == 200
     assert proxy.stats()["scoped_rds.update_success"] >= 2
+
+
+def test_vhds_virtual_hosts_serve_a_route_configuration_over_delta(mosnx, control, upstream):  # noqa: F811
+    from envoy.config.route.v3 import route_components_pb2, route_pb2
+    from mosnx.runtime.envoy.protos import VIRTUAL_HOST
+    from .test_xds_e2e import listener
+    up = upstream()
+    port = free_port()
+
+    def vhost(domain: str, cluster_name: str):
+        return json_format.ParseDict({"name": f"rc/{domain}", "domains": [domain], "routes": [
+            {"match": {"prefix": "/"}, "route": {"cluster": cluster_name}}]}, route_components_pb2.VirtualHost())
+    control.push(CLUSTER, "1", [cluster("xds-up", up.port)])
+    control.push(ROUTE, "1", [json_format.ParseDict({"name": "rc", "vhds": {"config_source": {"ads": {}}}},
+                                                    route_pb2.RouteConfiguration())])
+    control.push(VIRTUAL_HOST, "1", [vhost("one.test", "xds-up"), vhost("two.test", "xds-up")])
+    control.push(LISTENER, "1", [listener("dyn", port, "rc")])
+    proxy = mosnx(config={
+        "listeners": [{"name": "static", "address": f"{HOST}:{free_port()}", "route": {"cluster": "web"}}],
+        "clusters": [{"name": "web", "endpoints": [up.address]}],
+        "xds": {"address": f"{HOST}:{control.port}", "node": {"id": "vhds"}, "mode": "delta",
+                "initial_fetch_timeout": "20s"}})
+
+    def get(host: str, path: str) -> int:
+        conn = http.client.HTTPConnection(HOST, port, timeout=5)
+        try:
+            conn.request("GET", path, headers={"host": host})
+            return conn.getresponse().status
+        except OSError:
+            return 0
+        finally:
+            conn.close()
+    proxy.wait_until(lambda: get("one.test", "/1") == 200, what="a VHDS virtual host serving")
+    assert get("two.test", "/2") == 200 and get("three.test", "/3") == 404
+    assert up.requests_for("/1") and up.requests_for("/2")
+    # subscribed by the route configuration's name, as a namespace
+    assert any("rc" in r.subscribe for r in control.server.of(VIRTUAL_HOST))
+    # a virtual host removed over delta stops serving
+    control.push(VIRTUAL_HOST, "2", [vhost("one.test", "xds-up")])
+    proxy.wait_until(lambda: get("two.test", "/2b") == 404, what="the removed virtual host gone")
