@@ -339,6 +339,17 @@ def _hcms(listener: Any) -> Iterator[Any]:
                     yield hcm.scoped_routes
 
 
+def srds_names(listeners: Iterable[Any]) -> list[str]:
+    """The names of the scoped route configurations (ScopedRoutes.name) that come over
+    SRDS, in order, once each: what Envoy's ScopedRoutesConfigDump lists."""
+    out: list[str] = []
+    for lst in listeners:
+        for sr in _hcms(lst):
+            if sr.WhichOneof("config_specifier") == "scoped_rds" and sr.name not in out:
+                out.append(sr.name)
+    return out
+
+
 def needed(listeners: Iterable[Any], srds: Mapping[str, Any]) -> dict[str, set[str]]:
     """What scoped listeners need next, by type URL: SRDS by wildcard ({WILDCARD}) when
     one uses scoped_rds, and RDS the RouteConfigurations their scopes name (the held

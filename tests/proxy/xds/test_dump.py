@@ -64,3 +64,17 @@ def test_secrets_are_dumped_with_their_private_keys_redacted():
     assert back.tls_certificate.private_key.inline_bytes == b"[redacted]"
     assert back.tls_certificate.certificate_chain.filename == "/etc/edge.crt"
     assert [w.name for w in sds.dynamic_warming_secrets] == ["ROOTCA"]
+
+
+def test_a_route_configuration_with_vhds_shows_the_virtual_hosts_it_took():
+    from envoy.config.route.v3 import route_pb2
+    from mosnx.runtime.envoy.protos import ROUTE, VIRTUAL_HOST
+    rc = json_format.ParseDict({"name": "rc", "vhds": {"config_source": {"ads": {}}}}, RESOURCE_TYPES[ROUTE]())
+    vh = json_format.ParseDict({"name": "rc/one.test", "domains": ["one.test"]}, RESOURCE_TYPES[VIRTUAL_HOST]())
+    dump = config_dump({ROUTE: {"rc": rc}, VIRTUAL_HOST: {"rc/one.test": vh}}, {ROUTE: "1"}, {}, {})
+    parsed = json_format.ParseDict(dump, config_dump_pb2.ConfigDump())
+    rds = shared.RoutesConfigDump()
+    parsed.configs[2].Unpack(rds)
+    shown = route_pb2.RouteConfiguration()
+    rds.dynamic_route_configs[0].route_config.Unpack(shown)
+    assert [v.name for v in shown.virtual_hosts] == ["rc/one.test"] and len(rc.virtual_hosts) == 0

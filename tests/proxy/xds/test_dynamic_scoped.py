@@ -53,3 +53,19 @@ def test_a_bad_scope_is_nacked_by_name_and_the_others_kept():
     rejected = run(lambda: h.d.apply(SCOPED_ROUTE, "1", {"a": scope("a", "ra", "1"), "bad": bad}, set()))
     assert [r.name for r in rejected] == ["bad"] and "key" in rejected[0].detail
     assert set(h.d.resources[SCOPED_ROUTE]) == {"a"}
+
+
+def test_config_dump_lists_the_scopes_as_envoys_scoped_routes_dump():
+    from envoy.admin.v3 import config_dump_pb2, config_dump_shared_pb2
+    from google.protobuf import json_format
+    h = Harness()
+    run(lambda: h.d.apply(LISTENER, "1", {"l": scoped_listener("l", 18632)}, set()))
+    run(lambda: h.d.apply(SCOPED_ROUTE, "7", {"a": scope("a", "ra", "1"), "b": scope("b", "rb", "2")}, set()))
+    dump = json_format.ParseDict(h.d.dump(), config_dump_pb2.ConfigDump())
+    kinds = [c.type_url.rsplit(".", 1)[-1] for c in dump.configs]
+    assert kinds == ["ClustersConfigDump", "ListenersConfigDump", "ScopedRoutesConfigDump", "RoutesConfigDump",
+                     "EndpointsConfigDump"]
+    srds = config_dump_shared_pb2.ScopedRoutesConfigDump()
+    dump.configs[2].Unpack(srds)
+    [d] = srds.dynamic_scoped_route_configs
+    assert d.name == "s" and d.version_info == "7" and len(d.scoped_route_configs) == 2
