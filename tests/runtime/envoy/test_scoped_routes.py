@@ -150,3 +150,50 @@ def test_removing_a_scope_takes_its_key_away():
     routes = build_snapshot(config).listeners["scoped"].routes
     assert routes.vhost_of(ctx("/", x_tenant="t2").request) is None
     assert pick(routes, ctx("/", x_tenant="t1")).action.cluster == "a"
+
+
+# -- generated input: mutated scoped listeners, scopes and VHDS resources ---------------
+from hypothesis import given, strategies as st  # noqa: E402
+from test_decode_generated import SETTINGS, _mutate, _paths, values  # noqa: E402
+from mosnx.runtime.envoy import protos  # noqa: E402
+from mosnx.runtime.envoy.decode import parse  # noqa: E402
+from mosnx.runtime.model import XdsConfig  # noqa: E402
+
+GEN = {protos.LISTENER: _scoped({**SRDS, "scope_key_builder": {"fragments": [
+           {"header_value_extractor": {"name": "x", "element_separator": ";", "element": {"key": "k", "separator": "="}}},
+           {"header_value_extractor": {"name": "host", "index": 0}}]}}),
+       protos.SCOPED_ROUTE: _scope("one", "ra", "t1", "h"),
+       protos.ROUTE: {"name": "ra", "vhds": {"config_source": {"ads": {}}}, **_route("ra", "a")},
+       protos.VIRTUAL_HOST: {"name": "ra/x.test", "domains": ["x.test"], "routes": [
+           {"match": {"prefix": "/"}, "route": {"cluster": "b"}}]}}
+GPATHS = [(t, p) for t, d in GEN.items() for p in _paths(d)[1:]]
+
+
+@SETTINGS
+@given(st.lists(st.tuples(st.sampled_from(GPATHS), st.sampled_from(["replace", "drop", "add"]), values,
+                          st.text(min_size=1, max_size=8)), min_size=1, max_size=3),
+       st.sampled_from(["sotw", "delta"]))
+def test_mutated_scoped_resources_are_applied_or_rejected(mutations, mode):
+    import dataclasses
+    docs = dict(GEN)
+    for (t, path), how, value, key in mutations:
+        try:
+            docs[t] = _mutate(docs[t], path, how, value, key)
+        except (KeyError, IndexError, TypeError):
+            continue
+    resources: dict = {}
+    for t, d in docs.items():
+        m, errors = parse(d, protos.RESOURCE_TYPES[t], None)
+        if m is None:
+            assert errors
+            continue
+        resources.setdefault(t, {})[m.name] = m
+    base = dataclasses.replace(_base(), xds=XdsConfig(host="127.0.0.1", port=18000, mode=mode))
+    needed_names(resources, base)
+    config, rejected = apply(base, resources)
+    for r in rejected:
+        assert r.type_url in protos.RESOURCE_TYPES and r.message
+    for lc in config.listeners:
+        t = lc.route_table
+        if t is not None:
+            t.vhost_of(ctx("/", x="a;k=v").request)
