@@ -16,7 +16,8 @@ Invariants (the xDS protocol as Envoy speaks it):
   twice; what it rejects, together with what did not unpack, makes the answer a NACK.
   For a wildcard type in SotW, the names the sink holds that a response leaves out
   are `removed`; for named types an absent resource means nothing; delta says what
-  is removed. Resources of a named type the sink did not ask for are not passed on.
+  is removed. Resources of a named type the sink did not ask for are not passed on
+  (VHDS names are namespaces: "rc" asks for every "rc/<host>", ResourceType.wants).
 - A NACK of the same version with the same rejected names as the last NACK (a control
   plane resending what was refused, as go-control-plane does) is held back for a
   growing delay (`nack_backoff.held`), so a refused config never becomes a storm of
