@@ -11,12 +11,13 @@ and the RTDS layer `runtime-0`.
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
-from xdsharness import (Procs, bootstrap, free_port, free_port_block, port_open, proxy_argv, wait_until,
-                        write_json, xds_bin)
+from xdsharness import (Procs, bootstrap, free_port, free_port_block, http_get, port_open, proxy_argv,
+                        wait_until, write_json, xds_bin)
 
 LISTENERS = 8      # -http 2, -scopedhttp 2, -tcp 2 and (delta only) -vhdshttp 2, from -base upward
 
@@ -53,3 +54,10 @@ def test_gcp_test_server_rounds_pass(procs: Procs, proxy_kind: str, mode: str, p
                     timeout=180, interval=0.2, alive=(proxy,))
     assert server.popen.returncode == 0, f"gcp-test-server exited {server.popen.returncode}:\n{server.output()[-3000:]}"
     assert f"Test for {mode} passed" in server.output()
+    if proxy_kind == "mosnx":
+        # the RTDS layer came and was taken, and in the full mix the scopes too
+        status, body = http_get(admin, "/stats?format=json", timeout=20)
+        stats = {s["name"]: s["value"] for s in json.loads(body)["stats"] if "name" in s} if status == 200 else {}
+        assert stats.get("rtds.update_success", 0) >= 1, body[:500]
+        if profile == "full":
+            assert stats.get("scoped_rds.update_success", 0) >= 1 and not stats.get("scoped_rds.update_rejected")
