@@ -71,6 +71,8 @@ def _fragment(name: str, separator: str, index: int | None, elem_key: str | None
             v = rq.headers.getb(bname)
             return v.decode("latin-1") if v is not None else None
 
+    if index is not None and not separator:
+        return raw                  # the whole value (index 0, as Envoy requires then)
     if index is not None:
         i = index
 
@@ -99,12 +101,14 @@ def _fragment(name: str, separator: str, index: int | None, elem_key: str | None
 
 class KeyBuilder:
     """A scope_key_builder, compiled: key_of(request) is the request's key, or None when
-    a fragment finds nothing (then no scope matches)."""
-    __slots__ = ("fragments", "_extract")
+    a fragment finds nothing (then no scope matches). `single`: the one fragment's
+    extractor when there is one (the common case), so a table can key by its string."""
+    __slots__ = ("fragments", "_extract", "single")
 
     def __init__(self, fragments: Iterable[Extract], described: Iterable[str] = ()) -> None:
         self._extract = tuple(fragments)
         self.fragments = tuple(described)
+        self.single: Extract | None = self._extract[0] if len(self._extract) == 1 else None
 
     def key_of(self, request: RequestHead) -> Key | None:
         out = []
@@ -120,11 +124,12 @@ class ScopedRouteTable(RouteTable):
     """A route table per scope, picked by the request's key. `vhosts` holds every
     scope's vhosts (what a walk over a table's routes sees: clusters, filter settings,
     the admin's description); matching goes through vhost_of only."""
-    __slots__ = ("name", "builder", "scopes", "_by_key")
+    __slots__ = ("name", "builder", "scopes", "_by_key", "_by_one")
     name: str
     builder: KeyBuilder
     scopes: tuple[tuple[Scope, RouteTable], ...]
     _by_key: dict[Key, RouteTable]
+    _by_one: dict[str, RouteTable]          # one-fragment keys by their string: no tuple per request
 
     def __init__(self, name: str, builder: KeyBuilder, scopes: Iterable[tuple[Scope, RouteTable]]) -> None:
         scopes = tuple(scopes)
@@ -142,8 +147,13 @@ class ScopedRouteTable(RouteTable):
         set_(self, "builder", builder)
         set_(self, "scopes", scopes)
         set_(self, "_by_key", {s.key: t for s, t in scopes})
+        set_(self, "_by_one", {s.key[0]: t for s, t in scopes if len(s.key) == 1})
 
     def scope_of(self, request: RequestHead) -> RouteTable | None:
+        one = self.builder.single
+        if one is not None:
+            v = one(request)
+            return self._by_one.get(v) if v is not None else None
         key = self.builder.key_of(request)
         return self._by_key.get(key) if key is not None else None
 
