@@ -4,10 +4,10 @@ ScopedRoutesConfigDump, RoutesConfigDump, EndpointsConfigDump, SecretsConfigDump
 so tools written for Envoy's /config_dump read mosnx's. Scoped routes (SRDS) are
 listed once per ScopedRoutes name a listener takes over scoped_rds, each with every
 scope held (all belong to every such listener), and only when there are some; a
-RouteConfiguration with VHDS shows with the virtual hosts VHDS brought, as Envoy's. Each resource carries the version of the update
-that brought it and when; a resource refused by the last update carries its
-error_state (the refused message, when, and why) beside the version still serving,
-as Envoy's does.
+RouteConfiguration with VHDS shows with the virtual hosts VHDS brought, as Envoy's.
+Each resource carries the version of the update that brought it and when; a
+resource refused by the last update carries its error_state (the refused message,
+when, and why) beside the version still serving, as Envoy's does.
 
 Secrets never leave in the clear: every field the API marks
 `(udpa.annotations.sensitive)` (a private key, a password, session ticket keys) has
