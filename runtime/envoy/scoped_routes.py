@@ -253,14 +253,17 @@ class ScopeCache:
 def scopes(msgs: Mapping[str, Any], sink: Sink, cache: ScopeCache | None = None
            ) -> tuple[dict[str, Scope], list[Rejection]]:
     """The SRDS resources held -> their scopes by name, and the rejected ones. A scope
-    whose key another (earlier by name) already has is rejected: a key picks one scope."""
+    whose key another already has is rejected: a key picks one scope. The scopes
+    translated before (the same messages, in `cache`) keep their keys against new
+    ones, then the earlier by name wins."""
     out: dict[str, Scope] = {}
     rejected: list[Rejection] = []
     keys: dict[Key, str] = {}
     seen: dict[str, tuple[Any, Scope | Rejected]] = {}
-    for name in sorted(msgs):
+    held = cache.held if cache is not None else {}
+    for name in sorted(msgs, key=lambda n: (not (n in held and held[n][0] is msgs[n]), n)):
         msg = msgs[name]
-        hit = cache.held.get(name) if cache is not None else None
+        hit = held.get(name)
         got: Scope | Rejected
         if hit is not None and hit[0] is msg:
             got = hit[1]

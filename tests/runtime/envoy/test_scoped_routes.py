@@ -197,3 +197,18 @@ def test_mutated_scoped_resources_are_applied_or_rejected(mutations, mode):
         t = lc.route_table
         if t is not None:
             t.vhost_of(ctx("/", x="a;k=v").request)
+
+
+def test_a_new_scope_with_a_held_scopes_key_is_the_one_rejected():
+    from mosnx.runtime.envoy.apply import Translations
+    cache = Translations()
+    lst = {"scoped": msg(L, _scoped(SRDS))}
+    rs = {"ra": msg(R, _route("ra", "a")), "rb": msg(R, _route("rb", "b"))}
+    held = {"z": msg(SR, _scope("z", "rb", "t1"))}
+    base = _base()
+    apply(base, {L: lst, SR: held, R: rs}, cache=cache)
+    # "a" sorts first but comes later: the scope already serving keeps its key
+    config, rejected = apply(base, {L: lst, SR: {**held, "a": msg(SR, _scope("a", "ra", "t1"))}, R: rs},
+                             cache=cache)
+    assert [(r.name, r.field_path) for r in rejected] == [("a", "key")]
+    assert pick(build_snapshot(config).listeners["scoped"].routes, ctx("/", x_tenant="t1")).action.cluster == "b"
