@@ -19,8 +19,8 @@ Warming, as Envoy's: a listener waits (Waiting, not a rejection) until the scope
 uses have come and each one's RouteConfiguration has. One difference, said here: a
 listener over SRDS also waits while no scope at all is held (Envoy serves it,
 answering every request 404), so it does not open before its first scopes arrive.
-Two scopes with the same key: the second (by name) is rejected, as Envoy refuses a
-scope key conflict. Nothing here reads a clock or does I/O; messages are only read.
+Two scopes with the same key: the newer one is rejected (between two new ones, the
+second by name), as Envoy refuses a scope key conflict. Nothing here reads a clock or does I/O; messages are only read.
 """
 from __future__ import annotations
 
