@@ -357,7 +357,7 @@ SECTIONS: tuple[Section, ...] = (
     )),
     Section("xDS", "With an `xds:` block or an Envoy bootstrap's ADS (docs/xds.md); Envoy's names. "
             "`<xds>` is the type's prefix: `listener_manager.lds`, `cluster_manager.cds` (as Envoy's), "
-            "or `rds`, `eds`, `sds` (Envoy keeps these per resource).", (
+            "or `rds`, `eds`, `sds`, `scoped_rds`, `vhds`, `rtds` (Envoy keeps these per resource).", (
         Stat("control_plane.connected_state", GAUGE, "1 while the ADS stream to the control plane is up"),
         Stat("control_plane.rate_limit_enforced", COUNTER, "NACKs held back because the control plane "
              "sent the refused version again"),

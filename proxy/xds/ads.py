@@ -16,7 +16,8 @@ Invariants (the xDS protocol as Envoy speaks it):
   twice; what it rejects, together with what did not unpack, makes the answer a NACK.
   For a wildcard type in SotW, the names the sink holds that a response leaves out
   are `removed`; for named types an absent resource means nothing; delta says what
-  is removed. Resources of a named type the sink did not ask for are not passed on.
+  is removed. Resources of a named type the sink did not ask for are not passed on
+  (VHDS names are namespaces: "rc" asks for every "rc/<host>", ResourceType.wants).
 - A NACK of the same version with the same rejected names as the last NACK (a control
   plane resending what was refused, as go-control-plane does) is held back for a
   growing delay (`nack_backoff.held`), so a refused config never becomes a storm of
@@ -387,7 +388,7 @@ class AdsClient:
             req.resource_names.extend(sorted(names))
             if names is not st.sent_names and names != st.sent_names:
                 # what is held was asked for: it changes only with the names
-                st.held = {n: v for n, v in st.held.items() if n in names}
+                st.held = {n: v for n, v in st.held.items() if st.rtype.wants(n, names)}
             st.sent_names = names
         if a.error is not None:
             req.error_detail.CopyFrom(a.error)
@@ -409,12 +410,12 @@ class AdsClient:
                                                   resource_names_unsubscribe=drop,
                                                   response_nonce=a.nonce or "")
         if first:
-            held = st.held if names is None else {n: v for n, v in st.held.items() if n in names}
+            held = st.held if names is None else {n: v for n, v in st.held.items() if st.rtype.wants(n, names)}
             req.initial_resource_versions.update(held)
         if names is not None:
             if names is not st.sent_names and names != st.sent_names:
                 # what is held was asked for: it changes only with the names
-                st.held = {n: v for n, v in st.held.items() if n in names}
+                st.held = {n: v for n, v in st.held.items() if st.rtype.wants(n, names)}
             st.sent_names = names
         if a.error is not None:
             req.error_detail.CopyFrom(a.error)
@@ -460,7 +461,7 @@ class AdsClient:
         st.stats.attempt.inc()
         names = self._names(st)
         if names is not None and not good.keys() <= names:     # what was not asked for is not passed on
-            good = {n: m for n, m in good.items() if n in names}
+            good = {n: m for n, m in good.items() if st.rtype.wants(n, names)}
         try:
             rejected = list(self.sink.apply(type_url, version, good, removed))
         except Exception as e:          # a sink's bug costs a NACK, not the stream

@@ -1,10 +1,13 @@
 """The control plane's resources as Envoy's admin shows them: `configs` of an
 envoy.admin.v3.ConfigDump (ListenersConfigDump, ClustersConfigDump,
-RoutesConfigDump, EndpointsConfigDump, SecretsConfigDump), so tools written for
-Envoy's /config_dump read mosnx's. Each resource carries the version of the update
-that brought it and when; a resource refused by the last update carries its
-error_state (the refused message, when, and why) beside the version still serving,
-as Envoy's does.
+ScopedRoutesConfigDump, RoutesConfigDump, EndpointsConfigDump, SecretsConfigDump),
+so tools written for Envoy's /config_dump read mosnx's. Scoped routes (SRDS) are
+listed once per ScopedRoutes name a listener takes over scoped_rds, each with every
+scope held (all belong to every such listener), and only when there are some; a
+RouteConfiguration with VHDS shows with the virtual hosts VHDS brought, as Envoy's.
+Each resource carries the version of the update that brought it and when; a
+resource refused by the last update carries its error_state (the refused message,
+when, and why) beside the version still serving, as Envoy's does.
 
 A typed config whose type this process does not know (an extension kept as opaque
 config, such as Istio's stats plugin) cannot be written as JSON; it is shown as an
@@ -29,7 +32,9 @@ from xds.type.v3 import typed_struct_pb2
 
 from envoy.admin.v3 import config_dump_pb2, config_dump_shared_pb2 as shared
 
-from mosnx.runtime.envoy.protos import CLUSTER, ENDPOINT, LISTENER, ROUTE, SECRET
+from mosnx.runtime.envoy import vhds
+from mosnx.runtime.envoy.protos import CLUSTER, ENDPOINT, LISTENER, ROUTE, SCOPED_ROUTE, SECRET, VIRTUAL_HOST
+from mosnx.runtime.envoy.scoped_routes import srds_names
 
 REDACTED = "[redacted]"
 _FD = descriptor.FieldDescriptor
@@ -124,8 +129,16 @@ def config_dump(resources: dict[str, dict[str, Message]], versions: dict[str, st
         err = failure(CLUSTER, name)
         if err is not None:
             e.error_state.CopyFrom(err)
+    srds = shared.ScopedRoutesConfigDump()
+    scopes = resources.get(SCOPED_ROUTE, {})
+    for set_name in srds_names(resources.get(LISTENER, {}).values()) if scopes else ():
+        d = srds.dynamic_scoped_route_configs.add(name=set_name, version_info=versions.get(SCOPED_ROUTE, ""),
+                                                  last_updated=_when(updated.get(SCOPED_ROUTE)))
+        for _, sc in sorted(scopes.items()):
+            d.scoped_route_configs.add().CopyFrom(_any(sc))
     rds = shared.RoutesConfigDump()
-    for name, rc in sorted(resources.get(ROUTE, {}).items()):
+    routes = vhds.merged(resources.get(ROUTE, {}), resources.get(VIRTUAL_HOST, {}))
+    for name, rc in sorted(routes.items()):
         r = rds.dynamic_route_configs.add(version_info=versions.get(ROUTE, ""), route_config=_any(rc),
                                           last_updated=_when(updated.get(ROUTE)))
         err = failure(ROUTE, name)
@@ -165,7 +178,8 @@ def config_dump(resources: dict[str, dict[str, Message]], versions: dict[str, st
         elif t == SECRET:
             sds.dynamic_active_secrets.add(name=name, error_state=err)
     dump = config_dump_pb2.ConfigDump()
-    parts: list[Message] = [cds, lds, rds, eds]     # Envoy's order: clusters before listeners
+    # Envoy's order: clusters before listeners, scoped routes before routes
+    parts: list[Message] = [cds, lds, *([srds] if srds.dynamic_scoped_route_configs else []), rds, eds]
     if sds.ListFields():
         parts.append(sds)
     for part in parts:

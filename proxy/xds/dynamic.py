@@ -11,8 +11,10 @@ DynamicConfig is the ADS client's sink (resources.XdsSink), kept by the supervis
   comes (as Envoy's listener warming), and the update is ACKed.
 - What the listeners and EDS clusters name decides the RDS and EDS subscriptions,
   and what their TLS names the SDS (Secret) subscription; when that changes, the
-  client asks again. Those names are worked out again only when the listeners, the
-  clusters or the file changed. A listener or cluster whose secret has not come
+  client asks again. A listener over scoped_rds subscribes to SRDS (wildcard), and
+  the scopes held name RouteConfigurations too (runtime.envoy.scoped_routes). Those
+  names are worked out again only when the listeners, the clusters, the scopes or the
+  file changed. A listener or cluster whose secret has not come
   warms. Secrets the SDS stream brings (`stream_secrets`, sds_stream) are not asked
   for on ADS; the stream gives them to `apply` all the same. Secrets hold private keys: they stay in memory here, and cross to the
   workers only in the payload (control.spill's private file).
@@ -44,7 +46,9 @@ from mosnx.runtime.config import load_config
 from mosnx.runtime.diagnostics import ConfigError
 from mosnx.runtime.envoy import eds
 from mosnx.runtime.envoy.apply import Translations, apply, needed_names
-from mosnx.runtime.envoy.protos import CLUSTER, ENDPOINT, LISTENER, RESOURCE_TYPES, ROUTE, SECRET
+from mosnx.runtime.envoy.protos import CLUSTER, ENDPOINT, LISTENER, RESOURCE_TYPES, ROUTE, RUNTIME, \
+    SCOPED_ROUTE, SECRET, VIRTUAL_HOST
+from mosnx.runtime.envoy.scoped_routes import WILDCARD
 from mosnx.runtime.model import ClusterConfig, Config, Endpoint
 
 from .resources import Rejection
@@ -148,8 +152,8 @@ class DynamicConfig:
         # EDS in place: given the clusters whose endpoints changed (and nothing else did);
         # None: every update goes by changed()
         self.reassigned: Callable[[dict[str, ClusterConfig]], None] | None = None
-        # (listeners, clusters, base) -> what they make: kept while those objects stay
-        self._needed: tuple[Any, Any, Any, dict[str, frozenset[str]]] | None = None
+        # (listeners, clusters, base, (scopes, routes)) -> what they make: kept while those objects stay
+        self._needed: tuple[Any, Any, Any, Any, dict[str, frozenset[str]]] | None = None
         self._users: tuple[Any, Any, eds.Users] | None = None
         self._wire: dict[tuple[str, str], tuple[Message, bytes]] = {}
 
@@ -158,17 +162,21 @@ class DynamicConfig:
         clusters or the file's config changed (every accepted update of those replaces
         their dicts)."""
         lst, cl, base = self.resources[LISTENER], self.resources[CLUSTER], self.base()
+        sr = (self.resources[SCOPED_ROUTE], self.resources[ROUTE])     # scopes name routes, routes VHDS
         n = self._needed
-        if n is None or n[0] is not lst or n[1] is not cl or n[2] is not base:
+        if n is None or n[0] is not lst or n[1] is not cl or n[2] is not base or any(
+                a is not b for a, b in zip(n[3], sr)):
             names = {t: frozenset(v) for t, v in needed_names(self.resources, base).items()}
-            n = self._needed = (lst, cl, base, names)
-        return n[3]
+            n = self._needed = (lst, cl, base, sr, names)
+        return n[4]
 
     # -- resources.XdsSink --
     def subscriptions(self, type_url: str) -> frozenset[str] | None:
         if type_url in (LISTENER, CLUSTER):
             return None
         names = self.needed().get(type_url, frozenset())
+        if WILDCARD in names:
+            return None         # SRDS: every scope, once a listener uses scoped_rds
         if type_url == SECRET and self.stream_secrets is not None and names:
             elsewhere = self.stream_secrets()
             if elsewhere:
@@ -238,7 +246,7 @@ class DynamicConfig:
                 log.info("xds: %s", r)
         after = self.needed()
         if self.resubscribe is not None:
-            for t in (ROUTE, ENDPOINT, SECRET):
+            for t in (ROUTE, ENDPOINT, SECRET, SCOPED_ROUTE, VIRTUAL_HOST, RUNTIME):
                 if before.get(t) != after.get(t):
                     asyncio.get_running_loop().call_soon(self.resubscribe, t)
         self.changed()

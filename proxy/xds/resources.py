@@ -2,9 +2,11 @@
 
 One table, `TYPES`, maps each type URL to its generated message class, the field
 holding a resource's name, whether it is subscribed by wildcard (LDS and CDS, as
-Envoy does) and the prefix of its stats (Envoy's names where Envoy has one stream
-per type: listener_manager.lds, cluster_manager.cds; Envoy keeps RDS, EDS and SDS
-stats per resource, here they are one prefix each: rds, eds, sds).
+Envoy does; SRDS too, but only while a listener uses scoped_rds: the sink says so)
+and the prefix of its stats (Envoy's names where Envoy has one stream per type:
+listener_manager.lds, cluster_manager.cds; Envoy keeps RDS, EDS, SDS, SRDS, VHDS and
+RTDS stats per resource or per listener, here they are one prefix each: rds, eds,
+sds, scoped_rds, vhds, rtds).
 
 `unpack` turns the resources of one response into `{name: message}` plus the
 rejections it found itself: an Any of another type than the response's, one that
@@ -24,12 +26,13 @@ from google.protobuf.message import DecodeError, Message
 from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.endpoint.v3 import endpoint_pb2
 from envoy.config.listener.v3 import listener_pb2
-from envoy.config.route.v3 import route_pb2
+from envoy.config.route.v3 import route_components_pb2, route_pb2, scoped_route_pb2
 from envoy.extensions.transport_sockets.tls.v3 import secret_pb2
 from envoy.service.discovery.v3 import discovery_pb2
+from envoy.service.runtime.v3 import rtds_pb2
 
 from mosnx.runtime.envoy.protos import CLUSTER as CDS, ENDPOINT as EDS, LISTENER as LDS, PREFIX as _PREFIX, \
-    ROUTE as RDS
+    ROUTE as RDS, RUNTIME as RTDS, SCOPED_ROUTE as SRDS, VIRTUAL_HOST as VHDS
 
 # the type URLs are the translator's (runtime.envoy.protos), under the xDS names
 SDS = _PREFIX + "envoy.extensions.transport_sockets.tls.v3.Secret"
@@ -43,6 +46,13 @@ class ResourceType:
     name_field: str
     wildcard: bool
     stat_prefix: str
+    # names are namespaces (VHDS, as Envoy's use_namespace_matching): a name subscribes
+    # to itself and to every "<name>/<anything>"
+    namespaced: bool = False
+
+    def wants(self, name: str, names: AbstractSet[str]) -> bool:
+        """Whether a resource of this type named `name` is one of those `names` ask for."""
+        return name in names or (self.namespaced and "/" in name and name.rsplit("/", 1)[0] in names)
 
 
 TYPES: dict[str, ResourceType] = {t.type_url: t for t in (
@@ -51,11 +61,15 @@ TYPES: dict[str, ResourceType] = {t.type_url: t for t in (
     ResourceType(LDS, listener_pb2.Listener, "name", True, "listener_manager.lds"),
     ResourceType(RDS, route_pb2.RouteConfiguration, "name", False, "rds"),
     ResourceType(SDS, secret_pb2.Secret, "name", False, "sds"),
+    ResourceType(SRDS, scoped_route_pb2.ScopedRouteConfiguration, "name", True, "scoped_rds"),
+    ResourceType(VHDS, route_components_pb2.VirtualHost, "name", False, "vhds", namespaced=True),
+    ResourceType(RTDS, rtds_pb2.Runtime, "name", False, "rtds"),
 )}
 
-# The order of first requests on a new stream: clusters before listeners, each before
-# what it names (ADS's make-before-break order: CDS, EDS, LDS, RDS, then SDS).
-ORDER: tuple[str, ...] = (CDS, EDS, LDS, RDS, SDS)
+# The order of first requests on a new stream: the runtime first (as Envoy loads it
+# before the rest), clusters before listeners, each before what it names (ADS's
+# make-before-break order: CDS, EDS, LDS, SRDS, RDS, VHDS, then SDS).
+ORDER: tuple[str, ...] = (RTDS, CDS, EDS, LDS, SRDS, RDS, VHDS, SDS)
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,7 +8,9 @@ bad resource never keeps the others out). A dynamic resource named like a static
 one is rejected: the file's own resources win, as in Envoy. A listener whose
 RouteConfiguration has not arrived (or was rejected) is left out without a Rejection:
 it waits, as Envoy warms a listener, with a warning (X004) in the sink; needed_names()
-names what it waits for. A listener whose routes name a cluster that is not there is
+names what it waits for (scoped routes: its SRDS scopes and their RouteConfigurations,
+runtime.envoy.scoped_routes; every ScopedRouteConfiguration held serves every
+listener over scoped_rds). A listener whose routes name a cluster that is not there is
 rejected (mosnx cannot build it). An EDS cluster with no ClusterLoadAssignment yet
 has no endpoints.
 
@@ -29,7 +31,8 @@ from ..model import ClusterConfig, Config, ListenerConfig
 from ..routes import RouteTable
 from ..diagnostics import Diagnostic
 from .findings import WAITING, Findings, Rejected, Rejection, Sink, Waiting
-from .protos import CLUSTER, ENDPOINT, LISTENER, ROUTE, SECRET
+from . import runtime_layers, scoped_routes, vhds
+from .protos import CLUSTER, ENDPOINT, LISTENER, ROUTE, RUNTIME, SCOPED_ROUTE, SECRET, VIRTUAL_HOST
 from .secrets import Secret, SecretStore, translate_secret
 from .tls import cluster_secret_names, needed_secrets
 from .translate import eds_name, is_eds, rds_names, translate_cluster, translate_listener, translate_route_config
@@ -47,7 +50,30 @@ def needed_names(resources: Resources, base: Config | None = None) -> dict[str, 
     clusters = [*resources.get(CLUSTER, {}).values(), *waiting.get(CLUSTER, {}).values()]
     routes = {n for lst in listeners for n in rds_names(lst)}
     eds = {eds_name(c) for c in clusters if is_eds(c)}
-    return {ROUTE: routes, ENDPOINT: eds, SECRET: needed_secrets(listeners, clusters)}
+    scoped = scoped_routes.needed(listeners, resources.get(SCOPED_ROUTE, {}))
+    out = {ROUTE: routes | scoped[ROUTE], ENDPOINT: eds, SECRET: needed_secrets(listeners, clusters)}
+    if scoped[SCOPED_ROUTE]:        # only when a listener uses scoped_rds
+        out[SCOPED_ROUTE] = scoped[SCOPED_ROUTE]
+    rtds = runtime_layers.rtds_names(_layers(base))
+    if rtds:
+        out[RUNTIME] = rtds
+    if _delta(base):        # VHDS: by namespace, the RouteConfigurations' names
+        names = vhds.vhds_names(resources.get(ROUTE, {}).values())
+        if names:
+            out[VIRTUAL_HOST] = names
+    return out
+
+
+def _delta(base: Config | None) -> bool:
+    return base is not None and base.xds is not None and base.xds.mode == "delta"
+
+
+def _layers(base: Config | None) -> tuple[runtime_layers.Layer, ...]:
+    """The bootstrap's runtime layers (kept with its waiting resources), if any."""
+    if base is None or base.xds is None:
+        return ()
+    lr = base.xds.static_resources.get(runtime_layers.LAYERED_RUNTIME, {}).get("layered_runtime")
+    return runtime_layers.layers_of(lr) if lr is not None else ()
 
 
 class Translations:
@@ -63,6 +89,9 @@ class Translations:
         # name -> (cluster, assignment, translation, the secrets it names as translated)
         self.clusters: dict[str, tuple[Any, Any, Any, tuple]] = {}
         self.secrets: dict[str, tuple[Any, Secret | Rejection]] = {}
+        self.scopes = scoped_routes.ScopeCache()
+        self.runtime: dict[str, Any] | None = None      # the runtime values the routes were translated with
+        self.vhds = vhds.Merged()
 
 
 def _secrets(msgs: dict[str, Any], sink: Sink, kept: dict[str, tuple[Any, Secret | Rejection]] | None,
@@ -92,8 +121,15 @@ def apply(base: Config, resources: Resources, sink: Sink | None = None,
     if cache is not None and cache.base is not base:
         # another file config (its static names decide some rejections): start again
         cache.base, cache.routes, cache.clusters, cache.secrets = base, {}, {}, {}
+        cache.scopes = scoped_routes.ScopeCache()
     rejected: list[Rejection] = []
     waiting = base.xds.static_resources if base.xds is not None else {}
+    layers = _layers(base)
+    if layers:
+        # RTDS and static layers: what runtime keys read while translating
+        sink.runtime = runtime_layers.merged(layers, resources.get(RUNTIME, {}))
+    if cache is not None and cache.runtime != sink.runtime:
+        cache.routes, cache.runtime = {}, dict(sink.runtime)     # routes read runtime keys
     seen_secrets: dict[str, tuple[Any, Secret | Rejection]] = {}
     dynamic = _secrets(resources.get(SECRET, {}), sink, cache.secrets if cache is not None else None, seen_secrets)
     rejected.extend(r for r in dynamic.values() if isinstance(r, Rejection))
@@ -104,15 +140,22 @@ def apply(base: Config, resources: Resources, sink: Sink | None = None,
         cache.secrets = seen_secrets
     tables: dict[str, RouteTable] = {}
     seen_routes: dict[str, tuple[Any, Any]] = {}
-    for name, rc in resources.get(ROUTE, {}).items():
+    merged = cache.vhds if cache is not None else vhds.Merged()
+    delta = _delta(base)
+    for name, rc in vhds.merged(resources.get(ROUTE, {}), resources.get(VIRTUAL_HOST, {}), merged).items():
         hit = cache.routes.get(name) if cache is not None else None
         if hit is not None and hit[0] is rc:
             got = hit[1]
         else:
+            f = Findings(ROUTE, name, "", sink)
             try:
-                got = translate_route_config(rc, Findings(ROUTE, name, "", sink))
+                why = vhds.sotw_refusal(rc)
+                if why is not None and not delta:
+                    f.reject(why, "vhds")
+                got = translate_route_config(rc, f)
             except Rejected as e:
-                got = e
+                o = merged.origin(name, e.rejection.field_path)      # a virtual host VHDS brought
+                got = e if o is None else Rejected(Rejection(VIRTUAL_HOST, o[0], o[1], e.rejection.message))
         seen_routes[name] = (rc, got)
         if isinstance(got, Rejected):
             rejected.append(got.rejection)
@@ -120,6 +163,10 @@ def apply(base: Config, resources: Resources, sink: Sink | None = None,
             tables[name] = got
     if cache is not None:
         cache.routes = seen_routes
+    # SRDS: every scope held serves every listener over scoped_rds
+    scopes, bad_scopes = scoped_routes.scopes(resources.get(SCOPED_ROUTE, {}), sink,
+                                              cache.scopes if cache is not None else None)
+    rejected.extend(bad_scopes)
     static_clusters = {c.name for c in base.clusters}
     assignments = resources.get(ENDPOINT, {})
     clusters: list[ClusterConfig] = list(base.clusters)
@@ -173,7 +220,7 @@ def apply(base: Config, resources: Resources, sink: Sink | None = None,
         try:
             if name in static_listeners and not own:
                 f.reject("a static listener of the same name is in the bootstrap", "name")
-            lc = translate_listener(lst, f, tables, store)
+            lc = translate_listener(lst, f, tables, store, scopes)
             if (lc.host, lc.port) in ports:
                 f.reject(f"another listener is at {lc.host}:{lc.port}", "address")
             ports.add((lc.host, lc.port))
@@ -182,17 +229,25 @@ def apply(base: Config, resources: Resources, sink: Sink | None = None,
             _wait(sink, e.rejection, "listener")
         except Rejected as e:
             rejected.append(e.rejection)
-    # a route naming a cluster that is not there is not served: its listener waits
+    # a route naming a cluster that is not there is not served: its listener waits (a
+    # tcp_proxy's cluster too: a CDS update that removes it waits for the new listener)
     known = {c.name for c in clusters}
     kept = []
     for lc in listeners:
-        missing = sorted(set().union(*(st.route_table.clusters() for st in lc.stacks()
-                                       if st.route_table is not None)) - known)
+        missing = sorted(set().union(*(_stack_clusters(st) for st in lc.stacks())) - known)
         if missing and lc.name not in base_listeners:
             rejected.append(Rejection(LISTENER, lc.name, "", f'its routes name unknown cluster "{missing[0]}"'))
             continue
         kept.append(lc)
     return dataclasses.replace(base, listeners=tuple(kept), clusters=tuple(clusters)), rejected
+
+
+def _stack_clusters(st: ListenerConfig) -> set[str]:
+    if st.route_table is not None:
+        return st.route_table.clusters()
+    if st.protocol == "tcp" and st.route is not None:
+        return set(st.route.clusters())
+    return set()
 
 
 def _wait(sink: Sink, rj: Rejection, what: str) -> None:

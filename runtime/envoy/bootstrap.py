@@ -9,7 +9,9 @@ back through the document's positions, and a translation Rejection through its
 field path. Static listeners and clusters come from static_resources; resources in
 files (lds_config / cds_config / rds / eds `path_config_source`) are read and
 translated the same way, as Envoy's file-based xDS does; dynamic_resources.ads_config
-becomes Config.xds. Reads only the files the bootstrap names.
+becomes Config.xds. Reads only the files the bootstrap names. layered_runtime's static
+layers are the runtime values translation reads; its rtds_layers come over the stream
+(runtime.envoy.runtime_layers; the message is kept in XdsConfig.static_resources).
 
 Two things Istio's agent writes into every bootstrap are taken here, before translation,
 and said in a warning each: a static cluster whose endpoints are all Unix sockets
@@ -40,6 +42,7 @@ from .clusters import eds_name, is_eds
 from .common import seconds
 from .decode import Path, Positions, parse, read
 from .findings import INVALID, REJECTED, UNSUPPORTED, WAITING, Findings, Rejected, Sink
+from . import runtime_layers
 from .protos import CLUSTER, ENDPOINT, HCM, LISTENER, RESOURCE_TYPES, ROUTE, SECRET, Bootstrap, HttpConnectionManager
 from .secrets import redact_document, stream_sources
 from .tls import secret_names
@@ -50,7 +53,8 @@ ENVOY_KEYS = frozenset({"static_resources", "dynamic_resources", "node", "admin"
                         "default_regex_engine", "stats_flush_interval", "fatal_actions", "header_prefix"})
 # keys only mosnx.yaml has: a document with any of them is mosnx's own
 MOSNX_KEYS = frozenset({"listeners", "clusters", "workers", "demo_upstream", "fast_path", "xds"})
-SUPPORTED = frozenset({"static_resources", "dynamic_resources", "node", "admin", "stats_config"})
+SUPPORTED = frozenset({"static_resources", "dynamic_resources", "node", "admin", "stats_config",
+                       "layered_runtime"})
 ADS_MODES = {2: "sotw", 3: "delta"}
 # HTTP filters that only re-encode a response: skipped, with a warning, when mosnx lacks them
 COMPRESSOR = "type.googleapis.com/envoy.extensions.filters.http.compressor.v3.Compressor"
@@ -210,6 +214,8 @@ def _load(data: Any, positions: Positions | None,
                   stats=stats)
     sink = Sink()          # apply()'s warnings, placed by the resource they name (_placed)
     targets = _grpc_targets(pipes, sr.clusters)
+    layers = runtime_layers.layers_of(msg.layered_runtime, f.at("layered_runtime"))  # type: ignore[attr-defined]
+    sink.runtime = runtime_layers.merged(layers, {})     # the static layers; RTDS ones come later
     waiting = _waiting(ld, dr.HasField("ads_config"), targets)
     resources = {t: {n: m for n, m in rs.items() if n not in waiting.get(t, {}) or t == CLUSTER}
                  for t, rs in ld.resources.items() if t != SECRET}
@@ -248,6 +254,8 @@ def _load(data: Any, positions: Positions | None,
     if errors:
         raise ConfigError(errors + warnings)
     if xds is not None:
+        if layers:      # RTDS layers come over the stream, and apply() merges them with these
+            waiting[runtime_layers.LAYERED_RUNTIME] = {"layered_runtime": msg.layered_runtime}  # type: ignore[attr-defined]
         xds = dataclasses.replace(xds, static_resources=waiting)
     return (dataclasses.replace(config, xds=xds, sources=tuple(sorted(ld.files))), warnings, msg,
             ld.resources)

@@ -53,6 +53,8 @@ class Sink:
     warnings: list[Diagnostic] = field(default_factory=list)
     locate: Locate | None = None
     waiting: list[Rejection] = field(default_factory=list)    # what apply() held back, and why
+    # the runtime values (runtime_layers: static and RTDS layers) that runtime keys read
+    runtime: dict[str, Any] = field(default_factory=dict)
 
 
 class Findings:

@@ -7,7 +7,8 @@ one with several chains (or a match, or a default chain) is a "chains" listener,
 translated by listener_chains. HTTP routes come inline (route_config) or by RDS
 name: `routes` maps names to the tables already translated, and a name not in it
 raises Waiting (a Rejected that is not an error: the caller holds the listener back
-until it arrives, as Envoy warms it). HTTP filters and their per-route settings are
+until it arrives, as Envoy warms it). Scoped routes (scoped_routes) are
+runtime.envoy.scoped_routes' table, from the SRDS scopes held (`scopes`). HTTP filters and their per-route settings are
 runtime.envoy.http_filters' business.
 Envoy's defaults win where they differ from mosnx's (no path normalisation).
 The chain's transport_socket (a DownstreamTlsContext) becomes options["tls"]
@@ -22,7 +23,7 @@ chains' stacks.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, Mapping
 
 from ..model import Limits, ListenerConfig, NetworkFilter, PathNormalization, SocketOption, Timeouts
 from ..routes import RouteAction, RouteTable
@@ -35,6 +36,7 @@ from .protos import HCM, TCP_PROXY, HttpConnectionManager, tcp_proxy_pb2
 from .listener_chains import CHAIN_FIELDS, has_original_dst, one_chain, translate_chains
 from .network_filters import network_filter
 from .routes import translate_route_config
+from .scoped_routes import Scope, scoped_table
 from .secrets import SecretStore
 from .tls import downstream_tls
 
@@ -65,7 +67,8 @@ def rds_names(listener: Any) -> list[str]:
 
 
 def translate_listener(lst: Any, f: Findings, routes: dict[str, RouteTable] | None = None,
-                       secrets: SecretStore | None = None) -> ListenerConfig:
+                       secrets: SecretStore | None = None, scopes: Mapping[str, Scope] | None = None
+                       ) -> ListenerConfig:
     if not lst.name:
         f.reject("a listener needs a name", "name")
     f.only(lst, {"name", "address", "filter_chains", "stat_prefix", "traffic_direction", "use_original_dst",
@@ -80,7 +83,7 @@ def translate_listener(lst: Any, f: Findings, routes: dict[str, RouteTable] | No
         base["options"] = {"traffic_direction": DIRECTIONS[lst.traffic_direction]}
 
     def stack(fc: Any, ff: Findings, b: dict[str, Any], r: dict[str, RouteTable]) -> ListenerConfig:
-        return _stack(fc, ff, b, r, secrets, lst.name)
+        return _stack(fc, ff, b, r, secrets, lst.name, scopes)
     if not one_chain(lst):
         lc = translate_chains(lst, f, base, routes or {}, stack)
     else:
@@ -114,7 +117,7 @@ def _interception(lst: Any, f: Findings) -> dict[str, Any]:
 
 
 def _stack(fc: Any, ff: Findings, base: dict[str, Any], routes: dict[str, RouteTable],
-           secrets: SecretStore | None, listener: str) -> ListenerConfig:
+           secrets: SecretStore | None, listener: str, scopes: Mapping[str, Scope] | None = None) -> ListenerConfig:
     """One filter chain's protocol stack: its last network filter (and its TLS; a secret
     it names that has not come raises Waiting)."""
     ff.only(fc, {"filters", "name", "filter_chain_match", "transport_socket"})
@@ -142,7 +145,7 @@ def _stack(fc: Any, ff: Findings, base: dict[str, Any], routes: dict[str, RouteT
     if url == HCM:
         hcm = HttpConnectionManager()
         last.typed_config.Unpack(hcm)
-        lc = _http(hcm, fl.at("typed_config"), base, routes)
+        lc = _http(hcm, fl.at("typed_config"), base, routes, scopes)
     elif url == TCP_PROXY:
         tp = tcp_proxy_pb2.TcpProxy()
         last.typed_config.Unpack(tp)
@@ -177,8 +180,10 @@ def _tcp(tp: Any, f: Findings, base: dict[str, Any]) -> ListenerConfig:
     return ListenerConfig(protocol="tcp", route=action, timeouts=timeouts, **base)
 
 
-def _http(hcm: Any, f: Findings, base: dict[str, Any], routes: dict[str, RouteTable]) -> ListenerConfig:
-    f.only(hcm, {"stat_prefix", "codec_type", "route_config", "rds", "http_filters", "normalize_path",
+def _http(hcm: Any, f: Findings, base: dict[str, Any], routes: dict[str, RouteTable],
+          scopes: Mapping[str, Scope] | None = None) -> ListenerConfig:
+    f.only(hcm, {"stat_prefix", "codec_type", "route_config", "rds", "scoped_routes", "http_filters",
+                 "normalize_path",
                  "merge_slashes", "path_with_escaped_slashes_action", "request_headers_timeout",
                  "stream_idle_timeout", "drain_timeout", "common_http_protocol_options",
                  "max_request_headers_kb", "use_remote_address", "generate_request_id", "access_log"})
@@ -195,8 +200,12 @@ def _http(hcm: Any, f: Findings, base: dict[str, Any], routes: dict[str, RouteTa
             fr = f.at("rds").at("route_config_name")
             raise Waiting(Rejection(fr.type_url, fr.name, fr.path, f'RouteConfiguration "{name}" has not been received'))
         table = got
+    elif kind == "scoped_routes":
+        name = hcm.scoped_routes.name
+        table = scoped_table(hcm.scoped_routes, f.at("scoped_routes"), routes, scopes)
     else:
-        f.reject("http_connection_manager needs route_config or rds" + (f" ({kind} is not supported)" if kind else ""))
+        f.reject("http_connection_manager needs route_config, rds or scoped_routes"
+                 + (f" ({kind} is not supported)" if kind else ""))
     filters, skipped = http_filters(hcm, f)
     check_route_filters(table, filters, skipped, f)
     alpn = istio.alpn_of(hcm)

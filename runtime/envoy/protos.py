@@ -19,7 +19,7 @@ from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.core.v3 import address_pb2, base_pb2, health_check_pb2  # noqa: F401
 from envoy.config.endpoint.v3 import endpoint_pb2
 from envoy.config.listener.v3 import listener_pb2
-from envoy.config.route.v3 import route_pb2
+from envoy.config.route.v3 import route_components_pb2, route_pb2, scoped_route_pb2
 from envoy.extensions.access_loggers.file.v3 import file_pb2  # noqa: F401
 from envoy.extensions.filters.http.fault.v3 import fault_pb2  # noqa: F401
 from envoy.extensions.filters.http.local_ratelimit.v3 import local_rate_limit_pb2  # noqa: F401
@@ -30,6 +30,7 @@ from envoy.extensions.filters.network.tcp_proxy.v3 import tcp_proxy_pb2  # noqa:
 from envoy.extensions.transport_sockets.raw_buffer.v3 import raw_buffer_pb2  # noqa: F401
 from envoy.extensions.transport_sockets.tls.v3 import secret_pb2, tls_pb2
 from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2
+from envoy.service.runtime.v3 import rtds_pb2
 from xds.type.v3 import typed_struct_pb2  # noqa: F401
 
 PREFIX = "type.googleapis.com/"
@@ -40,6 +41,9 @@ ENDPOINT = PREFIX + "envoy.config.endpoint.v3.ClusterLoadAssignment"
 HCM = PREFIX + "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
 TCP_PROXY = PREFIX + "envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy"
 SECRET = PREFIX + "envoy.extensions.transport_sockets.tls.v3.Secret"
+SCOPED_ROUTE = PREFIX + "envoy.config.route.v3.ScopedRouteConfiguration"     # SRDS
+VIRTUAL_HOST = PREFIX + "envoy.config.route.v3.VirtualHost"                  # VHDS
+RUNTIME = PREFIX + "envoy.service.runtime.v3.Runtime"                         # RTDS
 HTTP_PROTOCOL_OPTIONS = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
 UPSTREAM_TLS = PREFIX + "envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext"
 DOWNSTREAM_TLS = PREFIX + "envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext"
@@ -52,6 +56,9 @@ RESOURCE_TYPES: dict[str, type[Message]] = {
     CLUSTER: cluster_pb2.Cluster,
     ENDPOINT: endpoint_pb2.ClusterLoadAssignment,
     SECRET: secret_pb2.Secret,
+    SCOPED_ROUTE: scoped_route_pb2.ScopedRouteConfiguration,
+    VIRTUAL_HOST: route_components_pb2.VirtualHost,
+    RUNTIME: rtds_pb2.Runtime,
 }
 UpstreamTlsContext = tls_pb2.UpstreamTlsContext
 DownstreamTlsContext = tls_pb2.DownstreamTlsContext

@@ -26,6 +26,7 @@ from ..routes import (CORS_POLICY, RETRY_ON, DirectResponse, FilterOverride, Mir
                       RetryPolicy, Route, RouteAction, RouteTable, VirtualHost)
 from .common import StrPred, header_edits, header_pipeline, regex_of, seconds, string_matcher
 from .findings import Findings
+from .runtime_layers import fraction
 from .http_filters import cors_policy, per_filter_configs
 
 Pred = Callable[[StreamContext], bool]
@@ -42,7 +43,7 @@ random_source: Callable[[], float] = random.random
 def translate_route_config(rc: Any, f: Findings) -> RouteTable:
     f.only(rc, {"name", "virtual_hosts", "request_headers_to_add", "request_headers_to_remove",
                 "response_headers_to_add", "response_headers_to_remove", "validate_clusters",
-                "typed_per_filter_config"})
+                "typed_per_filter_config", "vhds"})     # vhds: runtime.envoy.vhds merges its hosts in
     top_req = header_edits(list(rc.request_headers_to_add), list(rc.request_headers_to_remove), f,
                            "request_headers_to_add")
     top_resp = header_edits(list(rc.response_headers_to_add), list(rc.response_headers_to_remove), f,
@@ -180,11 +181,8 @@ def _match(m: Any, f: Findings) -> tuple[str | None, str | None, Pred | None, st
         preds.append(lambda ctx: (ctx.request.headers.get("content-type") or "").startswith("application/grpc"))
     if m.HasField("runtime_fraction"):
         rf = m.runtime_fraction
-        if rf.runtime_key:
-            f.at("runtime_fraction").warn("runtime_key is not served (no runtime): default_value applies",
-                                          "runtime_key")
-        d = rf.default_value
-        share = min(1.0, d.numerator / DENOMINATOR.get(d.denominator, 100))
+        # the runtime's value for the key (static and RTDS layers), else the default
+        share = fraction(f.sink.runtime, rf.runtime_key, rf.default_value)
         # first among the guards when it decides alone (0 or all); otherwise last, so
         # a request the other conditions refuse draws nothing
         if share <= 0.0:

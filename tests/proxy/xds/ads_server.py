@@ -12,6 +12,7 @@ control plane does to it:
 - Delta: the server keeps, per stream and type, the resource versions the client has
   (its initial_resource_versions, then whatever was sent), and sends what differs
   and what was removed, after each request and each push; a NACK changes nothing.
+  VirtualHost (VHDS) names are namespaces, as Envoy subscribes: "rc" takes "rc/<host>".
 Every request and response is recorded. `stop()` then `start()` serves again on the
 same port, with the same resources, as a control plane restarting. Test code only:
 never imported by the package.
@@ -33,6 +34,7 @@ from envoy.config.core.v3 import base_pb2
 from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
 
 NAME_FIELD = {"ClusterLoadAssignment": "cluster_name"}
+VIRTUAL_HOST = "type.googleapis.com/envoy.config.route.v3.VirtualHost"
 
 
 def name_of(msg: Message) -> str:
@@ -138,7 +140,13 @@ class _Delta:
         version, resources = cur
         current = {name_of(r): r for r in resources}
         vers = self.server.resource_versions.get(t, {})
-        wants = (lambda n: True) if self.wildcard[t] else (lambda n: n in self.subscribed[t])
+        subscribed = self.subscribed[t]
+        if self.wildcard[t]:
+            wants: Callable[[str], bool] = lambda n: True  # noqa: E731
+        elif t == VIRTUAL_HOST:     # VHDS names are namespaces: "<route config>" takes "<route config>/<host>"
+            wants = lambda n: n in subscribed or n.rsplit("/", 1)[0] in subscribed  # noqa: E731
+        else:
+            wants = lambda n: n in subscribed  # noqa: E731
         known = self.known[t]
         send = [n for n in current if wants(n) and known.get(n) != vers.get(n)]
         removed = [n for n in known if n not in current and wants(n)]

@@ -97,3 +97,17 @@ def test_an_opaque_extension_is_shown_as_a_typed_struct():
         assert a.Unpack(ts)
         assert ts.type_url == "type.googleapis.com/stats.PluginConfig"
         assert base64.b64decode(ts.value["opaque"]) == b"\x0a\x03abc"
+
+
+def test_a_route_configuration_with_vhds_shows_the_virtual_hosts_it_took():
+    from envoy.config.route.v3 import route_pb2
+    from mosnx.runtime.envoy.protos import ROUTE, VIRTUAL_HOST
+    rc = json_format.ParseDict({"name": "rc", "vhds": {"config_source": {"ads": {}}}}, RESOURCE_TYPES[ROUTE]())
+    vh = json_format.ParseDict({"name": "rc/one.test", "domains": ["one.test"]}, RESOURCE_TYPES[VIRTUAL_HOST]())
+    dump = config_dump({ROUTE: {"rc": rc}, VIRTUAL_HOST: {"rc/one.test": vh}}, {ROUTE: "1"}, {}, {})
+    parsed = json_format.ParseDict(dump, config_dump_pb2.ConfigDump())
+    rds = shared.RoutesConfigDump()
+    parsed.configs[2].Unpack(rds)
+    shown = route_pb2.RouteConfiguration()
+    rds.dynamic_route_configs[0].route_config.Unpack(shown)
+    assert [v.name for v in shown.virtual_hosts] == ["rc/one.test"] and len(rc.virtual_hosts) == 0

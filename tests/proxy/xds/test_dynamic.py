@@ -123,7 +123,7 @@ def test_removal_and_unknown_types():
     run(lambda: h.d.apply(CLUSTER, "1", {"a": cluster("a"), "b": cluster("b")}, set()))
     run(lambda: h.d.apply(CLUSTER, "2", {}, {"a"}))
     assert set(h.d.resources[CLUSTER]) == {"b"}
-    rejected = h.d.apply("type.googleapis.com/envoy.service.runtime.v3.Runtime", "1",
+    rejected = h.d.apply("type.googleapis.com/envoy.config.core.v3.TypedExtensionConfig", "1",
                          {"s": cluster("s")}, set())
     assert [r.name for r in rejected] == ["s"]
 

@@ -118,3 +118,16 @@ def test_translations_are_kept_for_the_messages_that_did_not_change():
     other_base = _base()
     fresh, _ = apply(other_base, resources, cache=cache)
     assert next(c for c in fresh.clusters if c.name == "app") is not new
+
+
+def test_a_tcp_listener_whose_cluster_went_waits_and_the_clusters_are_taken():
+    # a CDS update that replaces every cluster arrives before the listeners naming the
+    # new ones: the old tcp_proxy listener is held back, not the clusters refused
+    tcp = {"name": "t", "address": {"socket_address": {"address": "127.0.0.1", "port_value": 18610}},
+           "filter_chains": [{"filters": [{"name": "tcp", "typed_config": {
+               "@type": "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy",
+               "stat_prefix": "t", "cluster": "old"}}]}]}
+    config, rejected = apply(_base(), {L: {"t": msg(L, tcp)}})
+    assert config.listeners == ()
+    assert [(r.type_url, r.name) for r in rejected] == [(L, "t")] and 'unknown cluster "old"' in rejected[0].message
+    build_snapshot(config)          # what is left builds

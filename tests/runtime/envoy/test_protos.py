@@ -10,4 +10,4 @@ def test_ensure_type_imports_the_named_package():
     assert not ensure_type("type.googleapis.com/envoy.no.such.v3.Thing")
     assert not ensure_type("type.googleapis.com/os.path.Thing")        # only the API's own packages
     assert not ensure_type("type.googleapis.com/not a name")
-    assert len(RESOURCE_TYPES) == 5
+    assert len(RESOURCE_TYPES) == 8

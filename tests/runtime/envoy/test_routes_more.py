@@ -57,12 +57,12 @@ def test_cluster_not_found_response_code_other_than_503_is_a_warning():
     assert "answered 503" in w.message
 
 
-def fractional(monkeypatch, seed: int, *shares: int, key: str = ""):
+def fractional(monkeypatch, seed: int, *shares: int, key: str = "", runtime: dict | None = None):
     monkeypatch.setattr(envoy_routes, "random_source", random.Random(seed).random)
     routes = [{"match": {"prefix": "/", "runtime_fraction": {
         "default_value": {"numerator": n, "denominator": "HUNDRED"}, **({"runtime_key": key} if key else {})}},
         "route": {"cluster": f"c{n}"}} for n in shares]
-    sink = Sink()
+    sink = Sink(runtime=runtime or {})
     t = translate(config(routes + [{"match": {"prefix": "/"}, "route": {"cluster": "rest"}}]), sink)
     return t, sink
 
@@ -80,10 +80,18 @@ def test_runtime_fraction_matches_its_share_of_requests(monkeypatch):
     t, sink = fractional(monkeypatch, 11, 30, key="routing.canary")
     got = picks(t, 2000)
     assert 500 <= got["c30"] <= 700 and got["c30"] + got["rest"] == 2000     # 30% of 2,000 is 600
-    [w] = sink.warnings
-    assert w.severity == "warning" and w.message.endswith(
-        "virtual_hosts[0].routes[0].match.runtime_fraction.runtime_key: runtime_key is not served (no runtime): "
-        "default_value applies")
+    assert sink.warnings == []      # a key the runtime does not set: its default, as in Envoy
+
+
+def test_a_runtime_value_overrides_the_default_share(monkeypatch):
+    # the runtime (static or RTDS layers) sets the key: its number is the numerator
+    t, _ = fractional(monkeypatch, 5, 30, key="routing.canary", runtime={"routing.canary": 100})
+    assert picks(t, 50) == {"c30": 50}
+    t, _ = fractional(monkeypatch, 5, 30, key="routing.canary", runtime={"routing.canary": 0})
+    assert picks(t, 50) == {"rest": 50}
+    t, _ = fractional(monkeypatch, 5, 30, key="routing.canary",
+                      runtime={"routing.canary": {"numerator": 1, "denominator": "TEN_THOUSAND"}})
+    assert picks(t, 50).get("c30", 0) <= 5
 
 
 def test_one_draw_per_request_as_envoy(monkeypatch):
