@@ -33,9 +33,10 @@ MiB = 1024 * 1024
 
 # The pseudo-keys of a call's header map (proxy.rpc.codec): match keys -> header key
 MATCH_KEYS = {"service": ":service", "method": ":method", "version": ":version", "group": ":group"}
-# What each protocol's header map carries (Dubbo's attachments come after the
-# arguments and are not decoded): a route asking for more could never match.
-UNSUPPORTED = {"dubbo": frozenset({"group", "headers"})}
+# Match keys a protocol's header map cannot carry, by protocol: a route asking for
+# one could never match, so it is a config error. (Dubbo's attachments are read
+# when a route asks for them, so Bolt and Dubbo both carry every key.)
+UNSUPPORTED: dict[str, frozenset[str]] = {}
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,8 +89,9 @@ MATCH = Obj({
     "service": Field(Str(), "the service (Dubbo's interface path, SOFA's interface name)"),
     "method": Field(Str(), "the method called (Bolt: known when the client sends sofa_head_method_name)"),
     "version": Field(Str(), "the service version"),
-    "group": Field(Str(), "the service group (Bolt: the unique id)"),
-    "headers": Field(MapOf(Str(empty=True)), "attachments (Bolt header map) that must have these values"),
+    "group": Field(Str(), "the service group (Bolt: the unique id; Dubbo: the `group` attachment)"),
+    "headers": Field(MapOf(Str(empty=True)), "attachments (Bolt's header map, Dubbo's attachments) that must "
+                     "have these values"),
 }, build=RpcMatch, adapt=_match)
 
 RPC_ROUTE = Obj({
@@ -159,5 +161,5 @@ def check_listener(kwargs: dict) -> dict:
             for k in sorted(bad):
                 if getattr(m, k):
                     raise ValueError(f"rpc.routes[{i}].match.{k}: a {proto} call is not routed by {k} "
-                                     "(its attachments are not decoded)")
+                                     "(its header map does not carry it)")
     return kwargs

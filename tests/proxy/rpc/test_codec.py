@@ -11,7 +11,8 @@ from mosnx.proxy.rpc import bolt, codec as rc, dubbo
 
 REQUESTS = {
     "bolt": bolt.encode_request(7, {"service": "com.example.A:1.0", "sofa_head_method_name": "get"}, b"\x01body"),
-    "dubbo": dubbo.encode_request(7, dubbo.request_body("com.example.A", "get", "1.0", b"\x05hello")),
+    "dubbo": dubbo.encode_request(7, dubbo.request_body("com.example.A", "get", "1.0", b"\x05hello",
+                                                        "Ljava/lang/String;", b"H\x04zone\x02gzZ")),
 }
 HEARTBEATS = {"bolt": bolt.encode_heartbeat(9), "dubbo": dubbo.encode_heartbeat(9)}
 CODECS = sorted(REQUESTS)
