@@ -178,6 +178,20 @@ class BoltCodec(Codec):
         raw = frame.raw
         return raw[:5] + _ID.pack(request_id) + raw[9:]
 
+    def with_headers(self, frame: Frame, extra: dict[str, str]) -> Frame:
+        """The request with `extra` set in its header map (replacing entries of the same
+        key); the class name and content are untouched."""
+        head, cl, hl = frame.meta
+        if head != REQUEST_HEADER:
+            raise FrameError("bolt: only a request carries headers the proxy adds to")
+        raw = frame.raw
+        start = head + cl
+        entries: dict[str, str | None] = dict(parse_header_map(raw, start, start + hl))
+        entries.update(extra)
+        hb = header_bytes(entries)
+        out = raw[:16] + len(hb).to_bytes(2, "big") + raw[18:start] + hb + raw[start + hl:]
+        return Frame(self, frame.kind, frame.request_id, out, frame.status, (head, cl, len(hb)))
+
     def is_success(self, frame: Frame) -> bool:
         return frame.status == SUCCESS
 

@@ -7,6 +7,10 @@ order on what a call is: its service, method, version, group and attachments
 no route takes follows the default route; with no default route it is answered
 "no route" in the protocol's own error format.
 
+`method_stats: true` counts calls per service and method as well; a listener's
+access_log logs one line per call, and its `tracing:` continues the trace a call
+carries in its attachments and passes it on upstream.
+
 A retry (route `retry:`) is made only for a method listed in `idempotent_methods`
 (a call that is not idempotent could run twice), on the upstream resetting, the
 connection failing or a per-try timeout.
@@ -24,7 +28,7 @@ from dataclasses import dataclass
 from ..routes import RouteAction
 from .compound import ListOf, Mapped, MapOf
 from .route import ROUTE, RouteWithFilters
-from .scalars import Int, Size, Str
+from .scalars import Bool, Int, Size, Str
 from .reader import KeyPath, Reader
 from .schema import Check, Field, Obj
 
@@ -65,6 +69,7 @@ class RpcOptions:
     routes: tuple[RpcRoute, ...] = ()
     max_frame_size: int = 8 * MiB
     idempotent_methods: frozenset[str] = frozenset()
+    method_stats: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +111,8 @@ LISTENER = Obj({
     "max_frame_size": Field(Size(positive=True), "largest frame accepted; a larger one closes the connection"),
     "idempotent_methods": Field(Mapped(ListOf(Str(), single=True), frozenset),
                                 "methods safe to call twice: only these are retried under a route's retry"),
+    "method_stats": Field(Bool(), "count calls per service and method too (`<proto>.<listener>.method."
+                          "<service>.<method>.*`); off by default, since every method is a series of its own"),
 }, build=RpcOptions)
 
 CLUSTER = Obj({
@@ -117,7 +124,7 @@ CLUSTER = Obj({
 # Merged into document.LISTENER's (STACK's) and document.CLUSTER's fields.
 LISTENER_FIELDS = {
     "rpc": Field(LISTENER, "settings of a protocol: bolt or dubbo listener: {routes, max_frame_size, "
-                 "idempotent_methods}"),
+                 "idempotent_methods, method_stats}"),
 }
 CLUSTER_FIELDS = {
     "rpc": Field(CLUSTER, "protocol: bolt or dubbo: {connections, max_requests_per_connection}"),
