@@ -23,11 +23,15 @@ Hessian string body, which is how a Dubbo provider reports an error status.
 from __future__ import annotations
 
 import struct
+from typing import TYPE_CHECKING, Any, Iterator
 
 from .codec import (CODEC_ERROR, GROUP, HEARTBEAT, HEARTBEAT_ACK, METHOD, NO_ROUTE, ONEWAY, OVERFLOW,
                     RATE_LIMITED, REQUEST, RESET, RESPONSE, SERVICE, TIMEOUT, UNAVAILABLE, VERSION, Codec,
                     Frame, FrameError, register)
 from .hessian import HessianError, Skipper, arg_count, read_string, write_string
+
+if TYPE_CHECKING:
+    from _collections_abc import dict_items, dict_keys, dict_values
 
 MAGIC = b"\xda\xbb"
 HEADER = 16
@@ -161,11 +165,11 @@ class DubboCodec(Codec):
         return encode(heartbeat.request_id, FLAG_EVENT | (heartbeat.meta[0] & SERIALIZATION_MASK), OK, b"N")
 
 
-class DubboHeaders(dict):
+class DubboHeaders(dict[str, str]):
     """A request's header map: the leading strings at once, the attachments on the first
     look-up of a key the strings did not give (or on a look at the whole map)."""
 
-    __slots__ = ("raw", "rest", "loaded", "map_end")
+    __slots__ = ("raw", "rest", "loaded", "map_end", "error")
 
     def __init__(self, raw: bytes):
         super().__init__()
@@ -173,11 +177,14 @@ class DubboHeaders(dict):
         self.rest = HEADER          # where the parameter types start
         self.loaded = False
         self.map_end = 0            # the attachments' closing 'Z' (or their 'N'), once loaded
+        self.error = ""             # why the attachments could not be read: every later look fails too
 
     put = dict.__setitem__
 
     def load(self) -> None:
         if self.loaded:
+            if self.error:
+                raise FrameError(self.error)
             return
         self.loaded = True
         raw = self.raw
@@ -188,7 +195,8 @@ class DubboHeaders(dict):
                 pos = sk.skip(pos)
             attachments, self.map_end, _ = sk.string_map(pos)
         except HessianError as e:
-            raise FrameError(f"dubbo: request attachments: {e}") from None
+            self.error = f"dubbo: request attachments: {e}"
+            raise FrameError(self.error) from None
         for k, v in attachments.items():
             dict.setdefault(self, k, v)
         if GROUP not in self and attachments.get("group"):
@@ -196,34 +204,34 @@ class DubboHeaders(dict):
         if VERSION not in self and attachments.get("version") not in (None, "", "0.0.0"):
             dict.__setitem__(self, VERSION, attachments["version"])
 
-    def get(self, key, default=None):  # type: ignore[override]
+    def get(self, key: str, default: Any = None) -> Any:
         if not dict.__contains__(self, key):
             self.load()
         return dict.get(self, key, default)
 
-    def __getitem__(self, key):  # type: ignore[override]
+    def __getitem__(self, key: str) -> str:
         if not dict.__contains__(self, key):
             self.load()
         return dict.__getitem__(self, key)
 
-    def __contains__(self, key) -> bool:  # type: ignore[override]
+    def __contains__(self, key: object) -> bool:
         if not dict.__contains__(self, key):
             self.load()
         return dict.__contains__(self, key)
 
-    def items(self):  # type: ignore[override]
+    def items(self) -> dict_items[str, str]:
         self.load()
         return dict.items(self)
 
-    def keys(self):  # type: ignore[override]
+    def keys(self) -> dict_keys[str, str]:
         self.load()
         return dict.keys(self)
 
-    def values(self):  # type: ignore[override]
+    def values(self) -> dict_values[str, str]:
         self.load()
         return dict.values(self)
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[str]:
         self.load()
         return dict.__iter__(self)
 
@@ -237,9 +245,7 @@ class DubboHeaders(dict):
             other.load()
         return dict.__eq__(self, other)
 
-    __hash__ = None  # type: ignore[assignment]
-
-    def copy(self) -> dict[str, str]:  # type: ignore[override]
+    def copy(self) -> dict[str, str]:
         self.load()
         return dict(dict.items(self))
 

@@ -183,12 +183,16 @@ def call_context(down: "RpcServer", frame: Frame) -> StreamContext:
     request.path "/<service>/<method>", request.headers the attachments, request.protocol
     the codec's name. Made only when a filter or a hashing balancer needs it."""
     h = frame.headers
-    items = [(k.encode(), v.encode()) for k, v in h.items() if not k.startswith(":")]
-    method = h.get(rc.METHOD) or ""
-    service = h.get(rc.SERVICE) or ""
+    try:
+        d = dict(h.items())
+    except FrameError:
+        d = dict(dict.items(h))     # the attachments are unreadable: what was read (Dubbo's leading strings)
+    items = [(k.encode(), v.encode()) for k, v in d.items() if not k.startswith(":")]
+    method = d.get(rc.METHOD) or ""
+    service = d.get(rc.SERVICE) or ""
     ctx = StreamContext(RequestHead(method, f"/{service}/{method}", Headers(items), down.codec.name),
                         down.name, down.codec.name, down.peer, down.local)
-    ctx.rpc = RpcInfo(down.codec.name, service, method, h.get(rc.VERSION) or "", h.get(rc.GROUP) or "",
+    ctx.rpc = RpcInfo(down.codec.name, service, method, d.get(rc.VERSION) or "", d.get(rc.GROUP) or "",
                       frame.request_id)
     ctx.request_id = str(frame.request_id)
     ctx.bytes_received = len(frame.raw)

@@ -106,3 +106,12 @@ def test_with_headers_on_a_consumer_request_is_read_by_python_hessian():
     values = [p.read_object() for _ in range(7)]
     assert values[:6] == ["2.7.23", "com.example.Users", "1.0.0", "save", "Ljava/lang/String;", "u1"]
     assert values[6]["sw8"] == "1-abc" and values[6]["group"] == "g2"
+
+
+def test_unreadable_attachments_fail_every_look_not_only_the_first():
+    body = dubbo.request_body("com.x.S", "find", "1.0", b"\x91", "I", attachments=b"\x91")
+    h = C.decode(dubbo.encode_request(1, body), 0, 1 << 20).headers
+    for _ in range(2):
+        with pytest.raises(rc.FrameError):
+            h.get(rc.GROUP)
+    assert h.get(rc.SERVICE) == "com.x.S"      # what was read still answers
