@@ -291,3 +291,18 @@ def test_trace_context_from_attachments_reaches_the_provider(mosnx, providers, t
     st = proxy.stats()
     assert st[f"dubbo.dubbo_in.method.{svc}.get.request"] == 1
     assert st[f"dubbo.dubbo_in.method.{svc}.get.response_success"] == 1
+
+
+def test_ring_hash_on_an_attachment_keeps_a_user_on_one_provider(mosnx, providers):
+    ps = [providers(f"P{i}") for i in range(3)]
+    cfg = dubbo_config({"users": [p.address for p in ps]}, route={"cluster": "users"})
+    cfg["clusters"][0].update({"lb": "ring_hash", "hash_key": 'request.headers["user"]'})
+    proxy = mosnx(config=cfg)
+    c = consumer(proxy.port, "com.example.UserService")
+    where: dict[str, set[str]] = {}
+    for i in range(60):
+        user = f"u{i % 12}"
+        got = c.call("get", [user], context={"user": user}, timeout=10).split(":")[0]
+        where.setdefault(user, set()).add(got)
+    assert all(len(v) == 1 for v in where.values()), where      # each user always met the same provider
+    assert len({next(iter(v)) for v in where.values()}) >= 2     # and 12 users are spread over more than one
