@@ -14,7 +14,8 @@ Targets: `direct` (the client straight at the provider: the ceiling of this
 process), `mosnx` (a default route, nothing else), `observed` (the same with
 rpc.method_stats, an access log to a file and tracing at 100% with W3C context
 written upstream and an in-process Zipkin collector that drops what it gets;
-`--observe stats,log` picks some of them).
+`--observe stats,log` picks some of them, `--sampling 0%` carries the context
+without recording spans).
 The provider answers each call with the request's own body, so no encoding cost
 is added on either side. Bounded: every round ends after `--calls` calls or 60 s.
 """
@@ -151,7 +152,8 @@ async def zipkin_sink(port: int) -> asyncio.Server:
     return await asyncio.start_server(handle, "127.0.0.1", port)
 
 
-def config(proto: str, port: int, admin: int, provider: int, observed: set[str], tmp: Path, zipkin: int) -> dict:
+def config(proto: str, port: int, admin: int, provider: int, observed: set[str], tmp: Path, zipkin: int,
+           sampling: str = "100%") -> dict:
     lst: dict = {"name": "rpc_in", "address": f"127.0.0.1:{port}", "protocol": proto,
                  "route": {"cluster": "greeters", "timeout": "10s"}}
     cfg: dict = {"admin": {"address": f"127.0.0.1:{admin}"}, "listeners": [lst],
@@ -162,7 +164,7 @@ def config(proto: str, port: int, admin: int, provider: int, observed: set[str],
         lst["access_log"] = {"path": str(tmp / "rpc.log"),
                              "format": "%rpc.service% %rpc.method% %rpc.request_id% %rpc.status% %duration_ms%\n"}
     if "trace" in observed:
-        lst["tracing"] = {"propagation": ["w3c"], "random_sampling": "100%"}
+        lst["tracing"] = {"propagation": ["w3c"], "random_sampling": sampling}
         cfg["tracing"] = {"service_name": "bench", "batch_delay": "200ms",
                           "exporters": [{"zipkin": {"endpoint": f"http://127.0.0.1:{zipkin}/api/v2/spans"}}]}
     return cfg
@@ -203,7 +205,8 @@ async def main(args: argparse.Namespace) -> None:
             if target != "direct":
                 port, admin = free_port(), free_port()
                 seen = set(args.observe.split(",")) if target == "observed" else set()
-                proc = start_mosnx(config(proto, port, admin, pport, seen, tmp, zport), tmp, port, target)
+                proc = start_mosnx(config(proto, port, admin, pport, seen, tmp, zport, args.sampling), tmp, port,
+                                   target)
             try:
                 await run_round(proto, codec, port, min(args.calls, 500), args.concurrency)   # warm up
                 best: tuple[float, list[float]] | None = None
@@ -237,6 +240,8 @@ if __name__ == "__main__":
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--observe", default="stats,log,trace",
                     help="what the `observed` target turns on: stats (rpc.method_stats), log, trace")
+    ap.add_argument("--sampling", default="100%", help="the traced share of calls (0%%: context carried, "
+                    "no span recorded)")
     a = ap.parse_args()
     if os.environ.get("MOSNX_BENCH_NO_UVLOOP"):
         asyncio.run(main(a))
