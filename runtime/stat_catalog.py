@@ -171,6 +171,10 @@ SECTIONS: tuple[Section, ...] = (
              "answered with an error status", NONE),
         Stat("<proto>.<listener>.method.<service>.<method>.local_reply", COUNTER, "of which the proxy answered "
              "itself", NONE),
+        Stat("<proto>.<listener>.method.<service>.<method>.local_reply_timeout", COUNTER, "of which because "
+             "the route's timeout passed", NONE),
+        Stat("<proto>.<listener>.method.<service>.<method>.request_retry", COUNTER, "retries made for calls of "
+             "the method", NONE),
         Stat("<proto>.<listener>.method.<service>.<method>.request_time_ms", HISTOGRAM, "time from a call "
              "decoded to its answer, in ms", NONE),
         Stat("<proto>.<listener>.method_stats_overflow", COUNTER, "calls of methods beyond the 512 a listener "

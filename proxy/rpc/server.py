@@ -97,13 +97,15 @@ _UNSAFE = str.maketrans({c: "_" for c in " \t\n\r:/\\{}\"'=,"})
 class MethodStats:
     """`<proto>.<listener>.method.<service>.<method>.<stat>`: the listener's call stats
     for one method (opt-in: rpc.method_stats, since each method is a series of its own)."""
-    __slots__ = ("request", "success", "error", "local", "time")
+    __slots__ = ("request", "success", "error", "local", "timeout", "retry", "time")
 
     def __init__(self, store: Store, prefix: str):
         self.request = store.counter(prefix + "request")
         self.success = store.counter(prefix + "response_success")
         self.error = store.counter(prefix + "response_error")
         self.local = store.counter(prefix + "local_reply")
+        self.timeout = store.counter(prefix + "local_reply_timeout")
+        self.retry = store.counter(prefix + "request_retry")
         self.time = store.histogram(prefix + "request_time_ms")
 
 
@@ -379,8 +381,12 @@ class RpcServer(asyncio.Protocol):
                         (ms.success if self.codec.is_success(answer) else ms.error).value += 1
                 elif reason != "gone":
                     ms.local.value += 1
+                    if reason == rc.TIMEOUT:
+                        ms.timeout.value += 1
                 if call is not None:
                     ms.time.record(elapsed_ms)
+                    if call.attempts > 1:
+                        ms.retry.value += call.attempts - 1
         if ctx is None:
             return
         if isinstance(answer, Frame):
@@ -535,6 +541,10 @@ class RpcCall:
         """The attempt's client span, and its context in the upstream request's attachments."""
         trace = ctx.trace
         trace.attempt_start(ctx, self.cluster.name, host.address, self.attempts)
+        span = trace.current
+        if span is not None and ctx.rpc is not None:      # sampled: the call's names, as OpenTelemetry's
+            r = ctx.rpc
+            span.attributes.update({"rpc.system": r.protocol, "rpc.service": r.service, "rpc.method": r.method})
         names = _written(trace.tracer.formats)
         extra = {k.decode("latin-1"): v.decode("latin-1") for k, v in ctx.request.headers.items if k in names}
         try:

@@ -302,6 +302,8 @@ def test_trace_context_carried_to_the_provider_and_spans_exported(mosnx, provide
         by_id = {s["id"]: s for s in zipkin.spans}
         client = by_id[sid2]
         assert client["traceId"] == TID and client["kind"] == "CLIENT"
+        assert client["tags"]["rpc.system"] == "bolt" and client["tags"]["rpc.method"] == "headers"
+        assert client["tags"]["rpc.service"] == "com.example.Greeter"
         server = by_id[client["parentId"]]
         assert server["kind"] == "SERVER" and server["parentId"] == PID and server["name"].startswith("headers")
     finally:
@@ -325,6 +327,7 @@ def test_access_log_and_method_stats(mosnx, providers, tmp_path):
     assert st[m + "hello.request"] == 2 and st[m + "hello.response_success"] == 2
     assert st[m + "bye.request"] == 1 and st[m + "bye.response_success"] == 1
     assert st[m + "sleep.request"] == 1 and st[m + "sleep.local_reply"] == 1
+    assert st[m + "sleep.local_reply_timeout"] == 1 and st[m + "hello.local_reply_timeout"] == 0
     assert st["cluster.greeters.upstream_rq_total"] == 4
     wait_until(lambda: log.exists() and len(log.read_text().splitlines()) == 4, what="4 access-log lines")
     lines = sorted(log.read_text().splitlines(), key=lambda ln: int(ln.split()[3]))
