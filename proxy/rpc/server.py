@@ -183,7 +183,8 @@ _REASON_OF_STATUS = {429: rc.RATE_LIMITED, 503: rc.OVERFLOW, 504: rc.TIMEOUT, 40
 def call_context(down: "RpcServer", frame: Frame) -> StreamContext:
     """A call as filters and balancers read a request: request.method is the RPC method,
     request.path "/<service>/<method>", request.headers the attachments, request.protocol
-    the codec's name. Made only when a filter or a hashing balancer needs it."""
+    the codec's name, ctx.rpc what the call is (the rpc.* attributes). Made only when a
+    filter, a hashing balancer, an access log or tracing needs it."""
     h = frame.headers
     try:
         d = dict(h.items())
