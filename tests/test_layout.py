@@ -36,7 +36,6 @@ EXEMPT: dict[str, str] = {
     "proxy/tcp/__init__.py": "package marker",
     "proxy/rpc/__init__.py": "package marker: registers the shipped codecs (tests/proxy/rpc/test_codec.py)",
     "proxy/rpc/pool.py": "the multiplexed upstream, end to end against scripted peers: tests/e2e/test_rpc_upstream.py",
-    "proxy/rpc/server.py": "the RPC listener, end to end against real peers: tests/e2e/test_rpc_bolt.py",
     "proxy/upstream/__init__.py": "package marker: re-exports the cluster manager",
     "proxy/stream/__init__.py": "package marker: HttpStream, loaded when first asked for",
     "proxy/fastpath/__init__.py": "package marker",
