@@ -120,6 +120,16 @@ def _trace_sampled(ctx: StreamContext) -> bool:
     return t is not None and t.sampled
 
 
+def _rpc(field: str, empty: Any) -> Getter:
+    def get(ctx: StreamContext) -> Any:
+        r = ctx.rpc
+        if r is None:
+            return empty
+        v = getattr(r, field)
+        return empty if v is None else v
+    return get
+
+
 _ATTRS = [
     Attribute("request.method", STRING, "HTTP method, e.g. GET", lambda c: c.request.method),
     Attribute("request.path", STRING, "request target: path and query", lambda c: c.request.path),
@@ -171,6 +181,15 @@ _ATTRS = [
     Attribute("trace.span_id", STRING, "the proxy's server span id, 16 hex digits ('' untraced)", _span_id),
     Attribute("trace.sampled", BOOL, "whether the stream's spans are recorded", _trace_sampled),
     Attribute("upstream.attempt_count", INT, "upstream attempts made", lambda c: c.attempt_count, phase="response"),
+    Attribute("rpc.protocol", STRING, "an RPC call's protocol (bolt, dubbo); '' on HTTP", _rpc("protocol", "")),
+    Attribute("rpc.service", STRING, "an RPC call's service (Dubbo's interface, SOFA's interface name)",
+              _rpc("service", "")),
+    Attribute("rpc.method", STRING, "an RPC call's method", _rpc("method", "")),
+    Attribute("rpc.version", STRING, "an RPC call's service version", _rpc("version", "")),
+    Attribute("rpc.group", STRING, "an RPC call's service group", _rpc("group", "")),
+    Attribute("rpc.request_id", INT, "an RPC call's request id as the client sent it", _rpc("request_id", 0)),
+    Attribute("rpc.status", INT, "an RPC response's status in its protocol's numbers (Dubbo 20, Bolt 0: "
+              "success); -1 without a response", _rpc("status", -1), phase="response"),
 ]
 
 ATTRIBUTES: dict[str, Attribute] = {a.name: a for a in _ATTRS}

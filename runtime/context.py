@@ -65,6 +65,20 @@ class ResponseHead:
         self.trailers: Headers | None = None   # set by the core before response_trailers steps
 
 
+class RpcInfo:
+    """A call on an RPC listener, as access logs and rules name it (`rpc.*`)."""
+    __slots__ = ("protocol", "service", "method", "version", "group", "request_id", "status")
+
+    def __init__(self, protocol: str, service: str, method: str, version: str, group: str, request_id: int):
+        self.protocol = protocol
+        self.service = service
+        self.method = method
+        self.version = version
+        self.group = group
+        self.request_id = request_id
+        self.status: int | None = None      # the response's status in the protocol's numbers
+
+
 class StreamContext:
     __slots__ = (
         "request", "response", "listener", "protocol",
@@ -73,7 +87,7 @@ class StreamContext:
         "vhost", "route", "cluster_name", "upstream_address", "upstream_tls",
         "metadata", "filter_state", "start", "start_wall", "request_id",
         "error_detail", "bytes_received", "bytes_sent",
-        "attempt_count", "timeout_override", "request_bodyless", "trace",
+        "attempt_count", "timeout_override", "request_bodyless", "trace", "rpc",
         "_url_path", "_query", "_cookies",
     )
 
@@ -111,6 +125,8 @@ class StreamContext:
         self.request_bodyless: bool | None = None
         # the stream's trace (runtime.tracing.tracer.StreamTrace) when its listener traces
         self.trace: Any = None
+        # what an RPC call is (RpcInfo), on the stream of a call on an RPC listener
+        self.rpc: RpcInfo | None = None
         self._url_path: str | None = None
         self._query: dict[str, str] | None = None
         self._cookies: dict[str, str] | None = None

@@ -99,6 +99,7 @@ FLAGS: dict[str, tuple[str, str]] = {
     "too_many_request_headers": ("DPE", "http1.too_many_headers"),
     "header_overflow": ("DPE", "http2.too_many_headers"),
     "rx_messaging_error": ("DPE", "http2.violation.of.messaging.rule"),
+    "rpc_codec_error": ("DPE", "rpc.codec_error"),
 }
 # an upstream failure after more than one attempt: the retries ran out (URX)
 _RETRIED = frozenset({"UF", "UC", "UR", "UPE"})

@@ -168,6 +168,22 @@ SECTIONS: tuple[Section, ...] = (
         Stat("<proto>.<listener>.cx_destroy_remote_with_active_rq", COUNTER, "connections closed with "
              "requests in flight (those are not answered)"),
         Stat("<proto>.<listener>.request_time_ms", HISTOGRAM, "time from a request decoded to its answer, in ms"),
+        Stat("<proto>.<listener>.method.<service>.<method>.request", COUNTER, "calls of one method, counted at "
+             "their end (only with rpc.method_stats)", NONE),
+        Stat("<proto>.<listener>.method.<service>.<method>.response_success", COUNTER, "of which the provider "
+             "answered normally", NONE),
+        Stat("<proto>.<listener>.method.<service>.<method>.response_error", COUNTER, "of which the provider "
+             "answered with an error status", NONE),
+        Stat("<proto>.<listener>.method.<service>.<method>.local_reply", COUNTER, "of which the proxy answered "
+             "itself", NONE),
+        Stat("<proto>.<listener>.method.<service>.<method>.local_reply_timeout", COUNTER, "of which because "
+             "the route's timeout passed", NONE),
+        Stat("<proto>.<listener>.method.<service>.<method>.request_retry", COUNTER, "retries made for calls of "
+             "the method", NONE),
+        Stat("<proto>.<listener>.method.<service>.<method>.request_time_ms", HISTOGRAM, "time from a call "
+             "decoded to its answer, in ms", NONE),
+        Stat("<proto>.<listener>.method_stats_overflow", COUNTER, "calls of methods beyond the 512 a listener "
+             "counts per worker: not counted per method", NONE),
         Stat("cluster.<cluster>.<proto>.response_late", COUNTER, "responses after their request gave up "
              "(timeout, client gone): dropped", NONE),
         Stat("cluster.<cluster>.<proto>.response_unknown", COUNTER, "responses with a request id never "

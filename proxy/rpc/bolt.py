@@ -23,6 +23,7 @@ Java client raises is chosen by it), and needs no serialized exception object.
 from __future__ import annotations
 
 import struct
+from typing import Mapping
 
 from .hessian import HessianError, read_class_def, read_string
 from .codec import (CODEC_ERROR, HEARTBEAT, HEARTBEAT_ACK, NO_ROUTE, ONEWAY, OVERFLOW, RATE_LIMITED, REQUEST,
@@ -62,7 +63,7 @@ _ID = struct.Struct(">I")
 _I32 = struct.Struct(">i")
 
 
-def header_bytes(headers: dict[str, str | None]) -> bytes:
+def header_bytes(headers: Mapping[str, str | None]) -> bytes:
     out = bytearray()
     for k, v in headers.items():
         kb = k.encode()
@@ -177,6 +178,31 @@ class BoltCodec(Codec):
     def with_id(self, frame: Frame, request_id: int) -> bytes:
         raw = frame.raw
         return raw[:5] + _ID.pack(request_id) + raw[9:]
+
+    def with_headers(self, frame: Frame, extra: dict[str, str]) -> Frame:
+        """The request with `extra` set in its header map (replacing entries of the same
+        key); the class name and content are untouched."""
+        head, cl, hl = frame.meta
+        if head != REQUEST_HEADER:
+            raise FrameError("bolt: only a request carries headers the proxy adds to")
+        raw = frame.raw
+        start = head + cl
+        have = frame.headers
+        if any(k in have for k in extra):
+            # an entry replaced: the map written again from what was read (pseudo-keys left out)
+            merged: dict[str, str | None] = {k: v for k, v in have.items() if k[:1] != ":"}
+            merged.update(extra)
+            hb = header_bytes(merged)
+            new_hl = len(hb)
+            out = raw[:16] + new_hl.to_bytes(2, "big") + raw[18:start] + hb + raw[start + hl:]
+        else:
+            # the usual case (no context came in): the new entries follow the old ones
+            hb = header_bytes(extra)
+            new_hl = hl + len(hb)
+            out = raw[:16] + new_hl.to_bytes(2, "big") + raw[18:start + hl] + hb + raw[start + hl:]
+        if new_hl >= 0x8000:
+            raise FrameError("bolt: the header map would be above 32 KiB")
+        return Frame(self, frame.kind, frame.request_id, out, frame.status, (head, cl, new_hl))
 
     def is_success(self, frame: Frame) -> bool:
         return frame.status == SUCCESS

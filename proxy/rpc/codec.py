@@ -119,6 +119,11 @@ class Codec:
     def heartbeat_reply(self, heartbeat: Frame) -> bytes:
         raise NotImplementedError
 
+    def with_headers(self, frame: Frame, extra: dict[str, str]) -> Frame | None:
+        """The request with `extra` set in its attachments (trace context for the upstream),
+        or None when the protocol carries none the proxy can add to."""
+        return None
+
 
 CODECS: dict[str, Codec] = {}
 

@@ -5,11 +5,15 @@
 flag: 0x80 request, 0x40 two-way, 0x20 event (a heartbeat), low 5 bits the
 serialization (2: Hessian 2). status is a response's (20 OK). A request body is
 the dubbo version, service path, service version and method name as Hessian
-strings, then the parameter types, the arguments and the attachments. Routing
-reads only those four strings, on first use, and only from the frame's own bytes:
-the body passes through untouched. The attachments (after the arguments) are not
-decoded, so a Dubbo call is routed by service, version and method, not by group
-or attachment.
+strings, then the parameter types, the arguments and the attachments (a map).
+Routing reads those four strings on first use, from the frame's own bytes; the
+attachments only when something asks for a key the strings do not give (`:group`,
+an attachment by name, the whole map): the parameter types tell how many
+arguments to step over (hessian.Skipper, which builds none of them), then the
+map's string entries are read. So a route on service, version or method never
+pays for the arguments, and the body passes through untouched unless the proxy
+adds attachments (trace context): then the new entries go in just before the
+map's end and the body length is rewritten, nothing else moves.
 
 A heartbeat request is answered here, with a heartbeat response of status OK. A
 local reply is a response with Dubbo's status for the reason (SERVER_TIMEOUT,
@@ -19,11 +23,15 @@ Hessian string body, which is how a Dubbo provider reports an error status.
 from __future__ import annotations
 
 import struct
+from typing import TYPE_CHECKING, Any, Iterator
 
-from .codec import (CODEC_ERROR, HEARTBEAT, HEARTBEAT_ACK, METHOD, NO_ROUTE, ONEWAY, OVERFLOW,
+from .codec import (CODEC_ERROR, GROUP, HEARTBEAT, HEARTBEAT_ACK, METHOD, NO_ROUTE, ONEWAY, OVERFLOW,
                     RATE_LIMITED, REQUEST, RESET, RESPONSE, SERVICE, TIMEOUT, UNAVAILABLE, VERSION, Codec,
                     Frame, FrameError, register)
-from .hessian import HessianError, read_string, write_string
+from .hessian import HessianError, Skipper, arg_count, read_string, write_string
+
+if TYPE_CHECKING:
+    from _collections_abc import dict_items, dict_keys, dict_values
 
 MAGIC = b"\xda\xbb"
 HEADER = 16
@@ -94,7 +102,7 @@ class DubboCodec(Codec):
         if frame.meta[0] & SERIALIZATION_MASK != HESSIAN2:
             raise FrameError(f"dubbo: serialization {frame.meta[0] & SERIALIZATION_MASK} is not Hessian 2")
         raw = frame.raw
-        h: dict[str, str] = {}
+        h = DubboHeaders(raw)
         try:
             pos = HEADER
             dubbo_version, pos = read_string(raw, pos)
@@ -104,14 +112,39 @@ class DubboCodec(Codec):
         except HessianError as e:
             raise FrameError(f"dubbo: request body: {e}") from None
         if dubbo_version:
-            h["dubbo"] = dubbo_version
+            h.put("dubbo", dubbo_version)
         if path:
-            h[SERVICE] = h["path"] = path
+            h.put(SERVICE, path)
+            h.put("path", path)
         if version and version != "0.0.0":
-            h[VERSION] = version
+            h.put(VERSION, version)
         if method:
-            h[METHOD] = method
+            h.put(METHOD, method)
+        h.rest = pos
         return h
+
+    def with_headers(self, frame: Frame, extra: dict[str, str]) -> Frame:
+        """The request with `extra` added to its attachments (a later entry wins over an
+        earlier one of the same key, in Dubbo's HashMap as in any reader)."""
+        h = frame.headers
+        if not isinstance(h, DubboHeaders):
+            raise FrameError("dubbo: only a request carries attachments")
+        h.load()
+        raw = frame.raw
+        entries = b"".join(write_string(k) + write_string(v) for k, v in extra.items())
+        at = h.map_end
+        if raw[at] == 0x4E:                     # a null map becomes one
+            body = raw[HEADER:at] + b"H" + entries + b"Z" + raw[at + 1:]
+        else:
+            body = raw[HEADER:at] + entries + raw[at:]
+        out = Frame(self, frame.kind, frame.request_id, raw[:12] + len(body).to_bytes(4, "big") + body,
+                    frame.status, frame.meta)
+        merged = DubboHeaders(out.raw)
+        merged.update(h)
+        merged.update(extra)
+        merged.loaded = True
+        out._headers = merged
+        return out
 
     def with_id(self, frame: Frame, request_id: int) -> bytes:
         raw = frame.raw
@@ -130,6 +163,91 @@ class DubboCodec(Codec):
 
     def heartbeat_reply(self, heartbeat: Frame) -> bytes:
         return encode(heartbeat.request_id, FLAG_EVENT | (heartbeat.meta[0] & SERIALIZATION_MASK), OK, b"N")
+
+
+class DubboHeaders(dict[str, str]):
+    """A request's header map: the leading strings at once, the attachments on the first
+    look-up of a key the strings did not give (or on a look at the whole map)."""
+
+    __slots__ = ("raw", "rest", "loaded", "map_end", "error")
+
+    def __init__(self, raw: bytes):
+        super().__init__()
+        self.raw = raw
+        self.rest = HEADER          # where the parameter types start
+        self.loaded = False
+        self.map_end = 0            # the attachments' closing 'Z' (or their 'N'), once loaded
+        self.error = ""             # why the attachments could not be read: every later look fails too
+
+    put = dict.__setitem__
+
+    def load(self) -> None:
+        if self.loaded:
+            if self.error:
+                raise FrameError(self.error)
+            return
+        self.loaded = True
+        raw = self.raw
+        try:
+            desc, pos = read_string(raw, self.rest)
+            sk = Skipper(raw)
+            for _ in range(arg_count(desc or "")):
+                pos = sk.skip(pos)
+            attachments, self.map_end, _ = sk.string_map(pos)
+        except HessianError as e:
+            self.error = f"dubbo: request attachments: {e}"
+            raise FrameError(self.error) from None
+        for k, v in attachments.items():
+            dict.setdefault(self, k, v)
+        if GROUP not in self and attachments.get("group"):
+            dict.__setitem__(self, GROUP, attachments["group"])
+        if VERSION not in self and attachments.get("version") not in (None, "", "0.0.0"):
+            dict.__setitem__(self, VERSION, attachments["version"])
+
+    def get(self, key: str, default: Any = None) -> Any:
+        if not dict.__contains__(self, key):
+            self.load()
+        return dict.get(self, key, default)
+
+    def __getitem__(self, key: str) -> str:
+        if not dict.__contains__(self, key):
+            self.load()
+        return dict.__getitem__(self, key)
+
+    def __contains__(self, key: object) -> bool:
+        if not dict.__contains__(self, key):
+            self.load()
+        return dict.__contains__(self, key)
+
+    def items(self) -> dict_items[str, str]:
+        self.load()
+        return dict.items(self)
+
+    def keys(self) -> dict_keys[str, str]:
+        self.load()
+        return dict.keys(self)
+
+    def values(self) -> dict_values[str, str]:
+        self.load()
+        return dict.values(self)
+
+    def __iter__(self) -> Iterator[str]:
+        self.load()
+        return dict.__iter__(self)
+
+    def __len__(self) -> int:
+        self.load()
+        return dict.__len__(self)
+
+    def __eq__(self, other: object) -> bool:
+        self.load()
+        if isinstance(other, DubboHeaders):
+            other.load()
+        return dict.__eq__(self, other)
+
+    def copy(self) -> dict[str, str]:
+        self.load()
+        return dict(dict.items(self))
 
 
 def encode(request_id: int, flag: int, status: int, body: bytes) -> bytes:

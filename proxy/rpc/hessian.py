@@ -160,3 +160,204 @@ def write_string(s: str) -> bytes:
         out += b"S" + rest.to_bytes(2, "big")
     out += text
     return bytes(out)
+
+
+# ---------------------------------------------------------------- skipping whole values
+# A Dubbo request's attachments come after its arguments, which may be any Hessian
+# value: to reach them the reader steps over values without building them. Only
+# their extent is computed; class definitions are remembered by field count, since
+# an object's length depends on the definition it refers to.
+
+MAX_DEPTH = 64          # nesting deeper than this is refused, not recursed into
+
+# bytes that follow a one-byte code: the value's fixed extent, by code
+_FIXED: dict[int, int] = {0x44: 8, 0x46: 0, 0x49: 4, 0x4A: 8, 0x4B: 4, 0x4C: 8, 0x4E: 0, 0x54: 0,
+                          0x59: 4, 0x5B: 0, 0x5C: 0, 0x5D: 1, 0x5E: 2, 0x5F: 4}
+for _c in range(0x38, 0x40):    # 3-byte long
+    _FIXED[_c] = 2
+for _c in range(0x80, 0xC0):    # 1-byte int
+    _FIXED[_c] = 0
+for _c in range(0xC0, 0xD0):    # 2-byte int
+    _FIXED[_c] = 1
+for _c in range(0xD0, 0xD8):    # 3-byte int
+    _FIXED[_c] = 2
+for _c in range(0xD8, 0xF0):    # 1-byte long
+    _FIXED[_c] = 0
+for _c in range(0xF0, 0x100):   # 2-byte long
+    _FIXED[_c] = 1
+del _c
+
+
+class Skipper:
+    """Steps over Hessian 2 values in one buffer, keeping the class definitions met
+    (their field counts) so that objects after them can be stepped over too."""
+
+    __slots__ = ("buf", "classes")
+
+    def __init__(self, buf: bytes | bytearray):
+        self.buf = buf
+        self.classes: list[int] = []
+
+    def skip(self, pos: int, depth: int = 0) -> int:
+        """The position after the value at pos."""
+        buf = self.buf
+        n = len(buf)
+        if depth > MAX_DEPTH:
+            raise HessianError(f"values nested deeper than {MAX_DEPTH}")
+        while True:
+            if pos >= n:
+                raise HessianError("body ends where a value was expected")
+            code = buf[pos]
+            if code != 0x43:                    # a class definition precedes the value it serves
+                break
+            name, pos = read_string(buf, pos + 1)
+            count, pos = read_int(buf, pos)
+            if not 0 <= count <= 4096:
+                raise HessianError(f"a class of {count} fields")
+            for _ in range(count):
+                _, pos = read_string(buf, pos)
+            self.classes.append(count)
+        fixed = _FIXED.get(code)
+        if fixed is not None:
+            end = pos + 1 + fixed
+        elif code <= 0x1F or 0x30 <= code <= 0x33 or code in (0x52, 0x53):
+            return read_string(buf, pos)[1]
+        elif code <= 0x2F:                      # compact binary
+            end = pos + 1 + (code - 0x20)
+        elif code <= 0x37:                      # medium binary
+            if pos + 1 >= n:
+                raise HessianError("body ends inside a binary length")
+            end = pos + 2 + (((code - 0x34) << 8) | buf[pos + 1])
+        elif code in (0x41, 0x42):              # binary chunks: 'A' more follow, 'B' the last
+            while True:
+                if pos + 3 > n:
+                    raise HessianError("body ends inside a binary length")
+                end = pos + 3 + ((buf[pos + 1] << 8) | buf[pos + 2])
+                if buf[pos] == 0x42:
+                    break
+                pos = end
+                if pos >= n or buf[pos] not in (0x41, 0x42):
+                    raise HessianError("a binary chunk is not followed by another")
+        elif code == 0x48:                      # untyped map until 'Z'
+            return self._pairs(pos + 1, depth)
+        elif code == 0x4D:                      # typed map: type, then pairs until 'Z'
+            return self._pairs(self._type(pos + 1), depth)
+        elif code == 0x4F or 0x60 <= code <= 0x6F:   # object: a class ref, then its fields
+            if code == 0x4F:
+                ref, pos = read_int(buf, pos + 1)
+            else:
+                ref, pos = code - 0x60, pos + 1
+            if not 0 <= ref < len(self.classes):
+                raise HessianError(f"an object of undefined class {ref}")
+            return self._values(pos, self.classes[ref], depth)
+        elif code == 0x51:                      # a reference to an earlier value
+            return read_int(buf, pos + 1)[1]
+        elif code == 0x55:                      # typed list until 'Z'
+            return self._until_end(self._type(pos + 1), depth)
+        elif code == 0x56:                      # typed list of a given length
+            count, pos = read_int(buf, self._type(pos + 1))
+            return self._values(pos, count, depth)
+        elif code == 0x57:                      # untyped list until 'Z'
+            return self._until_end(pos + 1, depth)
+        elif code == 0x58:                      # untyped list of a given length
+            count, pos = read_int(buf, pos + 1)
+            return self._values(pos, count, depth)
+        elif 0x70 <= code <= 0x77:              # compact typed list
+            return self._values(self._type(pos + 1), code - 0x70, depth)
+        elif 0x78 <= code <= 0x7F:              # compact untyped list
+            return self._values(pos + 1, code - 0x78, depth)
+        else:
+            raise HessianError(f"byte 0x{code:02x} does not start a value")
+        if end > n:
+            raise HessianError("body ends inside a value")
+        return end
+
+    def _type(self, pos: int) -> int:
+        """After a list's or map's type: a string, or an int referring to an earlier type."""
+        if pos < len(self.buf) and (self.buf[pos] <= 0x1F or 0x30 <= self.buf[pos] <= 0x33
+                                    or self.buf[pos] in (0x52, 0x53)):
+            return read_string(self.buf, pos)[1]
+        return read_int(self.buf, pos)[1]
+
+    def _values(self, pos: int, count: int, depth: int) -> int:
+        if count < 0:
+            raise HessianError("a negative length")
+        for _ in range(count):
+            pos = self.skip(pos, depth + 1)
+        return pos
+
+    def _until_end(self, pos: int, depth: int) -> int:
+        buf = self.buf
+        while True:
+            if pos >= len(buf):
+                raise HessianError("body ends inside a list")
+            if buf[pos] == 0x5A:
+                return pos + 1
+            pos = self.skip(pos, depth + 1)
+
+    def _pairs(self, pos: int, depth: int) -> int:
+        buf = self.buf
+        while True:
+            if pos >= len(buf):
+                raise HessianError("body ends inside a map")
+            if buf[pos] == 0x5A:
+                return pos + 1
+            pos = self.skip(self.skip(pos, depth + 1), depth + 1)
+
+    def string_map(self, pos: int) -> tuple[dict[str, str], int, int]:
+        """The map at pos (untyped 'H', typed 'M', or null 'N' as empty): its entries whose
+        key and value are both strings, the position of its closing 'Z' (of the 'N'
+        for null), and the position after it. Entries of other kinds are stepped over."""
+        buf = self.buf
+        if pos >= len(buf):
+            raise HessianError("body ends where a map was expected")
+        code = buf[pos]
+        if code == 0x4E:
+            return {}, pos, pos + 1
+        if code == 0x48:
+            pos += 1
+        elif code == 0x4D:
+            pos = self._type(pos + 1)
+        else:
+            raise HessianError(f"expected a map, found byte 0x{code:02x}")
+        out: dict[str, str] = {}
+        while True:
+            if pos >= len(buf):
+                raise HessianError("body ends inside a map")
+            if buf[pos] == 0x5A:
+                return out, pos, pos + 1
+            key: str | None = None
+            if _is_string(buf[pos]):
+                key, pos = read_string(buf, pos)
+            else:
+                pos = self.skip(pos, 1)
+            if pos < len(buf) and _is_string(buf[pos]) and key is not None:
+                value, pos = read_string(buf, pos)
+                out[key] = value or ""
+            else:
+                pos = self.skip(pos, 1)
+
+
+def _is_string(code: int) -> bool:
+    return code <= 0x1F or 0x30 <= code <= 0x33 or code in (0x52, 0x53)
+
+
+def arg_count(desc: str) -> int:
+    """Arguments in a JVM parameter descriptor ("Ljava/lang/String;I[J" is 3)."""
+    n, i, size = 0, 0, len(desc)
+    while i < size:
+        while i < size and desc[i] == "[":
+            i += 1
+        if i >= size:
+            raise HessianError(f"a parameter descriptor ends inside an array type: {desc!r}")
+        if desc[i] == "L":
+            j = desc.find(";", i)
+            if j < 0:
+                raise HessianError(f"a parameter descriptor's class name has no ';': {desc!r}")
+            i = j + 1
+        elif desc[i] in "ZBCSIJFDV":
+            i += 1
+        else:
+            raise HessianError(f"not a parameter descriptor: {desc!r}")
+        n += 1
+    return n

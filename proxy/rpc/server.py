@@ -23,6 +23,12 @@ Invariants:
   protocol's error format, its HTTP status choosing the reason (429: rate limited).
 - Routing is the listener's .mdsl rpc blocks when it has rules (dsl.rpc: a `respond`
   answers with the protocol's error its status picks), else rpc.routes; then route:.
+- Every request's end is told once to RpcServer.ended: the per-method stats (when
+  rpc.method_stats), and, when the call has a StreamContext (filters, an access
+  log or tracing on the listener), its access-log line and its trace. A listener
+  that traces reads the context the call carries in its attachments (traceparent,
+  b3, sw8), and each attempt carries its client span's context upstream in the
+  request's attachments (codec.with_headers); the client's frame is kept as it came.
 - A client whose answers pile up unread (the transport's write buffer above its
   high-water mark) is not read until they drain, so it cannot queue more calls.
 """
@@ -35,12 +41,13 @@ from typing import TYPE_CHECKING, Any
 
 from mosnx.runtime.actions import LocalReply, Pause
 from mosnx.runtime.config.rpc import RpcOptions
-from mosnx.runtime.context import RequestHead, StreamContext
+from mosnx.runtime.context import RequestHead, ResponseHead, RpcInfo, StreamContext
 from mosnx.runtime.headers import Headers
 from mosnx.runtime.model import ListenerConfig
 from mosnx.runtime.pipeline import Step
 from mosnx.runtime.routes import RouteAction
 from mosnx.runtime.stats import Store
+from mosnx.runtime.tracing.propagation import WRITTEN
 
 from ..sockets import set_nodelay
 from ..stream.decide import pick_weighted
@@ -85,6 +92,70 @@ class RpcStats:
 
 _stats: dict = {}
 
+MAX_METHODS = 512          # distinct service.method series per listener and worker; the rest go uncounted
+_UNSAFE = str.maketrans({c: "_" for c in " \t\n\r:/\\{}\"'=,"})
+
+
+class MethodStats:
+    """`<proto>.<listener>.method.<service>.<method>.<stat>`: the listener's call stats
+    for one method (opt-in: rpc.method_stats, since each method is a series of its own)."""
+    __slots__ = ("request", "success", "error", "local", "timeout", "retry", "time")
+
+    def __init__(self, store: Store, prefix: str):
+        self.request = store.counter(prefix + "request")
+        self.success = store.counter(prefix + "response_success")
+        self.error = store.counter(prefix + "response_error")
+        self.local = store.counter(prefix + "local_reply")
+        self.timeout = store.counter(prefix + "local_reply_timeout")
+        self.retry = store.counter(prefix + "request_retry")
+        self.time = store.histogram(prefix + "request_time_ms")
+
+
+class MethodTable:
+    """A listener's MethodStats by (service, method), at most MAX_METHODS of them."""
+    __slots__ = ("store", "prefix", "by", "overflow")
+
+    def __init__(self, store: Store, proto: str, name: str):
+        self.store = store
+        self.prefix = f"{proto}.{name}.method."
+        self.by: dict[tuple[str, str], MethodStats] = {}
+        self.overflow = store.counter(f"{proto}.{name}.method_stats_overflow")
+
+    def of(self, frame: Frame) -> MethodStats | None:
+        try:
+            h = frame.headers
+            key = (h.get(rc.SERVICE) or "", h.get(rc.METHOD) or "")
+        except FrameError:
+            key = ("", "")
+        m = self.by.get(key)
+        if m is None:
+            if len(self.by) >= MAX_METHODS:
+                self.overflow.value += 1
+                return None
+            svc, meth = (k.translate(_UNSAFE) or "unknown" for k in key)
+            m = self.by[key] = MethodStats(self.store, f"{self.prefix}{svc}.{meth}.")
+        return m
+
+
+_methods: dict = {}
+
+
+def method_table(worker: Any, proto: str, name: str) -> MethodTable:
+    key = (id(worker.stats), proto, name)
+    t = _methods.get(key)
+    if t is None:
+        t = _methods[key] = MethodTable(worker.stats, proto, name)
+    return t
+
+
+# an RPC local reply's reason as the error detail HTTP streams log (Envoy's response flags)
+DETAIL = {rc.NO_ROUTE: "route_not_found", rc.TIMEOUT: "upstream_response_timeout",
+          rc.OVERFLOW: "upstream_overflow", rc.UNAVAILABLE: "no_healthy_upstream",
+          rc.RESET: "upstream_reset_before_response_started", rc.RATE_LIMITED: "rate_limited",
+          rc.CODEC_ERROR: "rpc_codec_error", "connect_failure": "upstream_connect_failure",
+          "gone": "downstream_remote_disconnect"}
+_EMPTY = Headers([])
+
 
 def rpc_stats(worker: Any, proto: str, name: str) -> RpcStats:
     key = (id(worker.stats), proto, name)
@@ -114,12 +185,23 @@ _REASON_OF_STATUS = {429: rc.RATE_LIMITED, 503: rc.OVERFLOW, 504: rc.TIMEOUT, 40
 def call_context(down: "RpcServer", frame: Frame) -> StreamContext:
     """A call as filters and balancers read a request: request.method is the RPC method,
     request.path "/<service>/<method>", request.headers the attachments, request.protocol
-    the codec's name. Made only when a filter or a hashing balancer needs it."""
+    the codec's name, ctx.rpc what the call is (the rpc.* attributes). Made only when a
+    filter, a hashing balancer, an access log or tracing needs it."""
     h = frame.headers
-    items = [(k.encode(), v.encode()) for k, v in h.items() if not k.startswith(":")]
-    method = h.get(rc.METHOD, "")
-    return StreamContext(RequestHead(method, f"/{h.get(rc.SERVICE, '')}/{method}", Headers(items), down.codec.name),
-                         down.name, down.codec.name, down.peer, down.local)
+    try:
+        d = dict(h.items())
+    except FrameError:
+        d = dict(dict.items(h))     # the attachments are unreadable: what was read (Dubbo's leading strings)
+    items = [(k.encode(), v.encode()) for k, v in d.items() if not k.startswith(":")]
+    method = d.get(rc.METHOD) or ""
+    service = d.get(rc.SERVICE) or ""
+    ctx = StreamContext(RequestHead(method, f"/{service}/{method}", Headers(items), down.codec.name),
+                        down.name, down.codec.name, down.peer, down.local)
+    ctx.rpc = RpcInfo(down.codec.name, service, method, d.get(rc.VERSION) or "", d.get(rc.GROUP) or "",
+                      frame.request_id)
+    ctx.request_id = str(frame.request_id)
+    ctx.bytes_received = len(frame.raw)
+    return ctx
 
 
 class RpcServer(asyncio.Protocol):
@@ -133,6 +215,9 @@ class RpcServer(asyncio.Protocol):
         self.stats: RpcStats = None  # type: ignore[assignment]  # set in connection_made
         self.steps: tuple[Step, ...] = ()     # the listener's request-phase filters
         self.rules: Any = None                # the listener's .mdsl rpc blocks (dsl.rpc.RpcRouter)
+        self.tracer: Any = None               # runtime.tracing.Tracer when the listener traces
+        self.want_ctx = False                 # filters, an access log or tracing: each call gets a context
+        self.methods: MethodTable | None = None
         self.buf = bytearray()
         self.calls: set[RpcCall] = set()
         self.closing = False
@@ -156,8 +241,12 @@ class RpcServer(asyncio.Protocol):
         self.default_route = cfg.route
         self.steps = listener.pipeline.request
         self.rules = listener.rpc_rules
+        self.tracer = listener.tracer
+        self.want_ctx = bool(self.steps) or self.tracer is not None or cfg.access_log is not None
         self.idle = cfg.timeouts.idle
         self.stats = st = rpc_stats(w, self.codec.name, self.name)
+        if self.opts.method_stats:
+            self.methods = method_table(w, self.codec.name, self.name)
         st.cx_total.value += 1
         st.cx_active.value += 1
         peer = transport.get_extra_info("peername") or ("", 0)
@@ -207,13 +296,17 @@ class RpcServer(asyncio.Protocol):
         # a response or heartbeat ack from a client answers nothing the proxy asked: dropped
 
     def _dispatch(self, frame: Frame) -> None:
-        if self.steps:
+        if self.want_ctx:
             try:
                 ctx = call_context(self, frame)
             except FrameError:
                 self.stats.decode_error.value += 1
                 return self.local_reply(frame, rc.CODEC_ERROR, "the request could not be read")
-            return self._filter(frame, ctx, 0)
+            if self.tracer is not None:
+                self.tracer.begin(ctx)      # the trace the call continues or starts (ctx.trace)
+            if self.steps:
+                return self._filter(frame, ctx, 0)
+            return self._route(frame, ctx)
         self._route(frame, None)
 
     def _filter(self, frame: Frame, ctx: StreamContext, i: int) -> None:
@@ -232,7 +325,7 @@ class RpcServer(asyncio.Protocol):
                 return
             if isinstance(action, LocalReply):
                 reason = _REASON_OF_STATUS.get(action.status, rc.UNAVAILABLE)
-                return self.local_reply(frame, reason, action.detail or f"local reply {action.status}")
+                return self.local_reply(frame, reason, action.detail or f"local reply {action.status}", ctx)
         self._route(frame, ctx)
 
     def _resume(self, frame: Frame, ctx: StreamContext, i: int, task: asyncio.Future) -> None:
@@ -241,7 +334,7 @@ class RpcServer(asyncio.Protocol):
         action = None if task.cancelled() or task.exception() is not None else task.result()
         if isinstance(action, LocalReply):
             reason = _REASON_OF_STATUS.get(action.status, rc.UNAVAILABLE)
-            return self.local_reply(frame, reason, action.detail or f"local reply {action.status}")
+            return self.local_reply(frame, reason, action.detail or f"local reply {action.status}", ctx)
         self._filter(frame, ctx, i)
 
     def _route(self, frame: Frame, ctx: StreamContext | None) -> None:
@@ -257,26 +350,80 @@ class RpcServer(asyncio.Protocol):
                 action = match_route(self.opts, frame) if self.opts.routes else None
         except FrameError:
             self.stats.decode_error.value += 1
-            return self.local_reply(frame, rc.CODEC_ERROR, "the request could not be read")
+            return self.local_reply(frame, rc.CODEC_ERROR, "the request could not be read", ctx)
         if action is None:
             action = self.default_route
         if action is None:
-            return self.local_reply(frame, rc.NO_ROUTE, "no route for the call")
+            return self.local_reply(frame, rc.NO_ROUTE, "no route for the call", ctx)
         cname = action.cluster or pick_weighted(action.weighted_clusters)
         cluster = self.worker.clusters.get(cname)
+        if ctx is not None:
+            ctx.cluster_name = cname or ""
         if cluster is None or cluster.config.protocol != self.codec.name:
-            return self.local_reply(frame, rc.NO_ROUTE, f"no {self.codec.name} cluster {cname}")
+            return self.local_reply(frame, rc.NO_ROUTE, f"no {self.codec.name} cluster {cname}", ctx)
         call = RpcCall(self, frame, action, cluster, oneway)
         call.ctx = ctx
         call.start()
 
-    def local_reply(self, frame: Frame, reason: str, message: str) -> None:
+    def local_reply(self, frame: Frame, reason: str, message: str, ctx: StreamContext | None = None) -> None:
+        """A call ended before it became an RpcCall (no route, a filter's answer, unreadable)."""
+        self.ended(frame, ctx, None, self.write_local(frame, reason, message), reason)
+
+    def write_local(self, frame: Frame, reason: str, message: str) -> bytes:
         st = self.stats
         st.local.value += 1
         st.local_by[reason].value += 1
         if frame.kind == rc.ONEWAY or self.closing:
+            return b""
+        data = self.codec.local_reply(frame, reason, f"mosnx: {message}")
+        self.transport.write(data)
+        return data
+
+    def ended(self, frame: Frame, ctx: StreamContext | None, call: "RpcCall | None", answer: bytes | Frame,
+              reason: str | None, elapsed_ms: float = 0.0, detail: str | None = None) -> None:
+        """A request's end, told once: per-method stats, its access-log line and its trace.
+        answer: the provider's response, or the bytes of the proxy's own (b"" for none);
+        reason: a local reply's (codec.ERRORS), "gone" for a client gone, None otherwise."""
+        m = self.methods
+        if m is not None:
+            ms = m.of(frame)
+            if ms is not None:
+                ms.request.value += 1
+                if reason is None:
+                    if isinstance(answer, Frame):
+                        (ms.success if self.codec.is_success(answer) else ms.error).value += 1
+                elif reason != "gone":
+                    ms.local.value += 1
+                    if reason == rc.TIMEOUT:
+                        ms.timeout.value += 1
+                if call is not None:
+                    ms.time.record(elapsed_ms)
+                    if call.attempts > 1:
+                        ms.retry.value += call.attempts - 1
+        if ctx is None:
             return
-        self.transport.write(self.codec.local_reply(frame, reason, f"mosnx: {message}"))
+        if isinstance(answer, Frame):
+            ctx.response = ResponseHead(self.codec.http_status(answer), _EMPTY)
+            ctx.bytes_sent = len(answer.raw)
+            if ctx.rpc is not None:
+                ctx.rpc.status = answer.status
+        elif answer:
+            ctx.response = ResponseHead(rc.HTTP_STATUS.get(reason or "", 500), _EMPTY)
+            ctx.bytes_sent = len(answer)
+            try:
+                if ctx.rpc is not None:
+                    ctx.rpc.status = self.codec.decode(answer, 0, len(answer)).status  # type: ignore[union-attr]
+            except (FrameError, AttributeError):
+                pass
+        if reason is not None:
+            ctx.error_detail = DETAIL.get(detail or reason, reason)
+        if call is not None:
+            ctx.attempt_count = call.attempts
+        al = self.worker.access_logs.get(self.name)
+        if al is not None:
+            al.write(ctx)
+        if ctx.trace is not None:
+            ctx.trace.finish(ctx)       # the server span ends; its record goes to export
 
     def respond(self, data: bytes) -> None:
         if not self.closing:
@@ -327,12 +474,14 @@ class RpcServer(asyncio.Protocol):
 class RpcCall:
     """One request, from routing to its answer; its attempts go through the pool."""
 
-    __slots__ = ("down", "frame", "route", "cluster", "oneway", "host", "conn", "up_id", "pool",
-                 "attempts", "timer", "try_timer", "started", "try_started", "done", "ctx", "retrying")
+    __slots__ = ("down", "frame", "orig", "route", "cluster", "oneway", "host", "conn", "up_id", "pool",
+                 "attempts", "timer", "try_timer", "started", "try_started", "done", "ctx", "retrying",
+                 "answer", "reason", "detail")
 
     def __init__(self, down: RpcServer, frame: Frame, route: RouteAction, cluster: "Cluster", oneway: bool):
         self.down = down
-        self.frame = frame
+        self.frame = frame          # what goes upstream: the client's frame, or it with trace context added
+        self.orig = frame           # the client's frame, as it came
         self.route = route
         self.cluster = cluster
         self.oneway = oneway
@@ -348,6 +497,9 @@ class RpcCall:
         self.done = False
         self.ctx: StreamContext | None = None
         self.retrying = False
+        self.answer: Frame | bytes = b""    # the provider's response, or the proxy's own reply
+        self.reason: str | None = None      # a local reply's reason; "gone": the client went away
+        self.detail: str | None = None      # what the access log's flags say, where the reason is not enough
 
     def start(self) -> None:
         cluster = self.cluster
@@ -355,7 +507,7 @@ class RpcCall:
         if cluster.rq_active >= cluster.cb.max_requests:
             cluster.c["upstream_rq_pending_overflow"].value += 1
             self.done = True
-            return down.local_reply(self.frame, rc.OVERFLOW, f"cluster {cluster.name}: too many requests")
+            return down.local_reply(self.frame, rc.OVERFLOW, f"cluster {cluster.name}: too many requests", self.ctx)
         if cluster.config.lb in _HASHING and self.ctx is None:
             try:
                 self.ctx = call_context(down, self.frame)
@@ -378,6 +530,11 @@ class RpcCall:
         self.attempts += 1
         cluster.rq_total_counter.value += 1
         host.rq_total += 1
+        ctx = self.ctx
+        if ctx is not None:
+            ctx.upstream_address = host.address
+            if ctx.trace is not None:
+                self._carry_trace(ctx, host)
         self.pool = pool = pool_for(host, self.down.codec, self.down.opts.max_frame_size)
         if self.oneway:
             ok = pool.send_oneway(self.frame)
@@ -392,6 +549,22 @@ class RpcCall:
             host.rq_active -= 1
             self.host = None
             self._local(rc.OVERFLOW, f"cluster {cluster.name}: too many pending requests")
+
+    def _carry_trace(self, ctx: StreamContext, host: "Host") -> None:
+        """The attempt's client span, and its context in the upstream request's attachments."""
+        trace = ctx.trace
+        trace.attempt_start(ctx, self.cluster.name, host.address, self.attempts)
+        span = trace.current
+        if span is not None and ctx.rpc is not None:      # sampled: the call's names, as OpenTelemetry's
+            r = ctx.rpc
+            span.attributes.update({"rpc.system": r.protocol, "rpc.service": r.service, "rpc.method": r.method})
+        names = _written(trace.tracer.formats)
+        extra = {k.decode("latin-1"): v.decode("latin-1") for k, v in ctx.request.headers.items if k in names}
+        try:
+            up = self.down.codec.with_headers(self.orig, extra)
+        except FrameError:
+            up = None           # a body the proxy cannot add to goes as it came
+        self.frame = up if up is not None else self.orig
 
     def _idempotent(self) -> bool:
         try:
@@ -415,6 +588,10 @@ class RpcCall:
         klass = c.rq_class_counters[min(status // 100, 5)]
         if klass is not None:
             klass.value += 1
+        c.rq_time.add((_monotonic() - self.try_started) * 1000.0)
+        ctx = self.ctx
+        if ctx is not None and ctx.trace is not None:
+            ctx.trace.attempt_status(status)
         st = self.down.stats
         st.response.value += 1
         if codec.is_success(frame):
@@ -423,7 +600,8 @@ class RpcCall:
             st.error.value += 1
         if self.attempts > 1:
             c.c["upstream_rq_retry_success"].value += 1
-        self.down.respond(codec.with_id(frame, self.frame.request_id))
+        self.answer = frame
+        self.down.respond(codec.with_id(frame, self.orig.request_id))
         self._finish()
 
     def on_upstream_failure(self, kind: str) -> None:
@@ -453,6 +631,9 @@ class RpcCall:
             host.rq_active -= 1
             host.observe_failure(kind)
             self.host = None
+        ctx = self.ctx
+        if ctx is not None and ctx.trace is not None:
+            ctx.trace.attempt_end(_ATTEMPT_DETAIL.get(kind, kind))
         if kind == "reset":
             self.cluster.c["upstream_rq_rx_reset"].value += 1
         if self._may_retry():
@@ -467,6 +648,7 @@ class RpcCall:
             return self._timed_out()
         reason = rc.RESET if kind == "reset" else rc.UNAVAILABLE
         what = "upstream connection reset" if kind == "reset" else "upstream connect failure"
+        self.detail = None if kind == "reset" else "connect_failure"
         self._local(reason, f"cluster {self.cluster.name}: {what}")
 
     def _may_retry(self) -> bool:
@@ -512,7 +694,8 @@ class RpcCall:
         klass = c.rq_class_counters[min(rc.HTTP_STATUS[reason] // 100, 5)]
         if klass is not None and reason != rc.NO_ROUTE:
             klass.value += 1
-        self.down.local_reply(self.frame, reason, message)
+        self.reason = reason
+        self.answer = self.down.write_local(self.orig, reason, message)
         self._finish()
 
     def abandon(self) -> None:
@@ -524,6 +707,7 @@ class RpcCall:
         if host is not None:
             host.rq_active -= 1
             self.host = None
+        self.reason = "gone"
         self._finish()
 
     def _finish(self) -> None:
@@ -537,11 +721,26 @@ class RpcCall:
         if self.retrying:
             self.cluster.retries_active -= 1
         down = self.down
+        elapsed = (_monotonic() - self.started) * 1000.0
         if self in down.calls:
             down.calls.discard(self)
             down.stats.active.value -= 1
             self.cluster.rq_active -= 1
-            down.stats.time.record((_monotonic() - self.started) * 1000.0)
+            down.stats.time.record(elapsed)
+        down.ended(self.orig, self.ctx, self, self.answer, self.reason, elapsed, self.detail)
+
+
+_ATTEMPT_DETAIL = {"reset": "upstream_reset_before_response_started", "connect_failure": "upstream_connect_failure",
+                   "timeout": "upstream_per_try_timeout"}
+_WRITTEN: dict[tuple[str, ...], frozenset[bytes]] = {}
+
+
+def _written(formats: tuple[str, ...]) -> frozenset[bytes]:
+    """The header names a tracer of these formats writes on an upstream request."""
+    names = _WRITTEN.get(formats)
+    if names is None:
+        names = _WRITTEN[formats] = frozenset(n for f in formats for n in WRITTEN[f])
+    return names
 
 
 async def listen(worker: Any, name: str, cfg: ListenerConfig) -> asyncio.Server:

@@ -51,8 +51,9 @@ def _route_filters(kwargs: dict) -> dict:
     action = kwargs.get("route")
     if kwargs.get("protocol") == "tcp" and action is not None and action.cluster_header is not None:
         raise ValueError("route.cluster_header needs an HTTP listener (a TCP connection has no headers)")
-    if kwargs.get("protocol", "http") != "http" and kwargs.get("tracing") is not None:
-        raise ValueError("tracing needs an HTTP listener (trace context is read from HTTP headers)")
+    if kwargs.get("protocol", "http") not in ("http",) + RPC_PROTOCOLS and kwargs.get("tracing") is not None:
+        raise ValueError("tracing needs an HTTP or RPC listener (trace context is read from HTTP headers "
+                         "or RPC attachments)")
     return check_rpc_listener(kwargs)
 
 

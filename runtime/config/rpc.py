@@ -7,6 +7,10 @@ order on what a call is: its service, method, version, group and attachments
 no route takes follows the default route; with no default route it is answered
 "no route" in the protocol's own error format.
 
+`method_stats: true` counts calls per service and method as well; a listener's
+access_log logs one line per call, and its `tracing:` continues the trace a call
+carries in its attachments and passes it on upstream.
+
 A retry (route `retry:`) is made only for a method listed in `idempotent_methods`
 (a call that is not idempotent could run twice), on the upstream resetting, the
 connection failing or a per-try timeout.
@@ -28,7 +32,7 @@ from dataclasses import dataclass
 from ..routes import RouteAction
 from .compound import ListOf, Mapped, MapOf
 from .route import ROUTE, RouteWithFilters
-from .scalars import Enum, Int, Size, Str
+from .scalars import Bool, Enum, Int, Size, Str
 from .reader import KeyPath, Reader
 from .schema import Check, Field, Obj
 
@@ -37,11 +41,12 @@ MiB = 1024 * 1024
 
 # The pseudo-keys of a call's header map (proxy.rpc.codec): match keys -> header key
 MATCH_KEYS = {"service": ":service", "method": ":method", "version": ":version", "group": ":group"}
-# What each protocol's header map carries (Dubbo's attachments come after the
-# arguments and are not decoded): a route asking for more could never match.
-UNSUPPORTED = {"dubbo": frozenset({"group", "headers"}),
-               # a Thrift call is a method name ("Service:method" when multiplexed) and a struct
-               "thrift": frozenset({"version", "group", "headers"})}
+# Match keys a protocol's header map cannot carry, by protocol: a route asking for
+# one could never match, so it is a config error. (Dubbo's attachments are read
+# when a route asks for them, so Bolt and Dubbo both carry every key.)
+UNSUPPORTED: dict[str, frozenset[str]] = {
+    # a Thrift call is a method name ("Service:method" when multiplexed) and a struct
+    "thrift": frozenset({"version", "group", "headers"})}
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +75,7 @@ class RpcOptions:
     routes: tuple[RpcRoute, ...] = ()
     max_frame_size: int = 8 * MiB
     idempotent_methods: frozenset[str] = frozenset()
+    method_stats: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,8 +106,9 @@ MATCH = Obj({
     "service": Field(Str(), "the service (Dubbo's interface path, SOFA's interface name)"),
     "method": Field(Str(), "the method called (Bolt: known when the client sends sofa_head_method_name)"),
     "version": Field(Str(), "the service version"),
-    "group": Field(Str(), "the service group (Bolt: the unique id)"),
-    "headers": Field(MapOf(Str(empty=True)), "attachments (Bolt header map) that must have these values"),
+    "group": Field(Str(), "the service group (Bolt: the unique id; Dubbo: the `group` attachment)"),
+    "headers": Field(MapOf(Str(empty=True)), "attachments (Bolt's header map, Dubbo's attachments) that must "
+                     "have these values"),
 }, build=RpcMatch, adapt=_match)
 
 RPC_ROUTE = Obj({
@@ -116,6 +123,8 @@ LISTENER = Obj({
     "max_frame_size": Field(Size(positive=True), "largest frame accepted; a larger one closes the connection"),
     "idempotent_methods": Field(Mapped(ListOf(Str(), single=True), frozenset),
                                 "methods safe to call twice: only these are retried under a route's retry"),
+    "method_stats": Field(Bool(), "count calls per service and method too (`<proto>.<listener>.method."
+                          "<service>.<method>.*`); off by default, since every method is a series of its own"),
 }, build=RpcOptions)
 
 CLUSTER = Obj({
@@ -134,7 +143,7 @@ THRIFT = Obj({
 # Merged into document.LISTENER's (STACK's) and document.CLUSTER's fields.
 LISTENER_FIELDS = {
     "rpc": Field(LISTENER, "settings of a protocol: bolt, dubbo or thrift listener: {routes, "
-                 "max_frame_size, idempotent_methods}"),
+                 "max_frame_size, idempotent_methods, method_stats}"),
     "thrift": Field(THRIFT, "a protocol: thrift listener's encoding: {transport, protocol}"),
 }
 CLUSTER_FIELDS = {
@@ -181,5 +190,5 @@ def check_listener(kwargs: dict) -> dict:
             for k in sorted(bad):
                 if getattr(m, k):
                     raise ValueError(f"rpc.routes[{i}].match.{k}: a {proto} call is not routed by {k} "
-                                     "(its attachments are not decoded)")
+                                     "(its header map does not carry it)")
     return kwargs

@@ -225,3 +225,128 @@ def test_rate_limit_and_fault_answer_in_bolt_format(mosnx, providers):
         route={"cluster": "greeters", "timeout": "5s",
                "fault": {"delay": {"fixed_delay": "200ms", "percentage": 100}}}))
     assert call(proxy2.port, [greet("d")]) == [{"ok": f"A:{SVC_A}:hello:d", "status": SUCCESS}]
+
+
+class SpanReceiver:
+    """A Zipkin v2 collector on loopback: the spans POSTed to it."""
+
+    def __init__(self) -> None:
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        import threading
+        self.spans: list[dict] = []
+        recv = self
+
+        class H(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("content-length", "0")))
+                recv.spans.extend(json.loads(body))
+                self.send_response(202)
+                self.send_header("content-length", "0")
+                self.end_headers()
+
+            def log_message(self, *a) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", free_port()), H)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def raw_call(port: int, frame: bytes) -> bytes:
+    """One Bolt frame sent as it is; the response frame's bytes."""
+    import socket
+    from mosnx.proxy.rpc import bolt
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(frame)
+        buf = b""
+        while (f := bolt.CODEC.decode(buf, 0, 1 << 20)) is None:
+            d = s.recv(65536)
+            assert d, "the proxy closed the connection"
+            buf += d
+    return f.raw
+
+
+def test_trace_context_carried_to_the_provider_and_spans_exported(mosnx, providers, tmp_path):
+    from mosnx.proxy.rpc import bolt
+    a = providers("A")
+    zipkin = SpanReceiver()
+    try:
+        cfg = bolt_config({"greeters": [a.address]}, route={"cluster": "greeters"})
+        cfg["listeners"][0]["tracing"] = {"propagation": ["w3c", "b3"], "random_sampling": "100%"}
+        cfg["tracing"] = {"service_name": "rpc-edge", "batch_delay": "50ms", "exporters": [
+            {"zipkin": {"endpoint": f"http://127.0.0.1:{zipkin.port}/api/v2/spans"}}]}
+        proxy = mosnx(config=cfg)
+        # SOFARPC's Node client sends no context: the proxy starts the trace and passes it on
+        (res,) = call(proxy.port, [greet("x", method="headers")])
+        seen = json.loads(res["ok"])
+        version, tid, sid, flags = seen["traceparent"].split("-")
+        assert version == "00" and flags == "01" and len(tid) == 32 and len(sid) == 16
+        assert seen["b3"].startswith(f"{tid}-{sid}-1-") and seen["service"] == SVC_A
+        # a client that carries a context: the provider's request continues the same trace,
+        # its parent the proxy's client span (not the caller's span)
+        TID, PID = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+        node = bytes.fromhex(NODE_HELLO)
+        content = node[22 + 44 + 32:].replace(b"\x05hello", b"\x07headers")
+        frame = bolt.encode_request(41, {"service": SVC_A, "traceparent": f"00-{TID}-{PID}-01"}, content)
+        resp = bolt.CODEC.decode(raw_call(proxy.port, frame), 0, 1 << 20)
+        assert resp.request_id == 41 and resp.status == SUCCESS
+        seen = json.loads(resp.raw[resp.raw.index(b"{"):resp.raw.rindex(b"}") + 1])
+        _, tid2, sid2, _ = seen["traceparent"].split("-")
+        assert tid2 == TID and sid2 != PID
+        # both calls' server and client spans reach the collector, the client span the provider's parent
+        wait_until(lambda: len(zipkin.spans) >= 4, what="4 spans exported")
+        by_id = {s["id"]: s for s in zipkin.spans}
+        client = by_id[sid2]
+        assert client["traceId"] == TID and client["kind"] == "CLIENT"
+        assert client["tags"]["rpc.system"] == "bolt" and client["tags"]["rpc.method"] == "headers"
+        assert client["tags"]["rpc.service"] == "com.example.Greeter"
+        server = by_id[client["parentId"]]
+        assert server["kind"] == "SERVER" and server["parentId"] == PID and server["name"].startswith("headers")
+    finally:
+        zipkin.stop()
+
+
+def test_access_log_and_method_stats(mosnx, providers, tmp_path):
+    a = providers("A")
+    log = tmp_path / "rpc.log"
+    cfg = bolt_config({"greeters": [a.address]}, route={"cluster": "greeters", "timeout": "300ms"},
+                      rpc={"method_stats": True})
+    cfg["listeners"][0]["access_log"] = {
+        "path": str(log),
+        "format": "%rpc.protocol% %rpc.service% %rpc.method% %rpc.request_id% %response.code% %rpc.status% "
+                  "%cluster.name% %upstream.address% %RESPONSE_FLAGS% %duration_ms%\n"}
+    proxy = mosnx(config=cfg)
+    res = call(proxy.port, [greet("x"), greet("y", method="bye"), greet("2000", method="sleep"), greet("z")])
+    assert [r["status"] for r in res] == [SUCCESS, SUCCESS, TIMEOUT, SUCCESS]
+    st = proxy.stats()
+    m = "bolt.rpc_in.method.com.example.Greeter."
+    assert st[m + "hello.request"] == 2 and st[m + "hello.response_success"] == 2
+    assert st[m + "bye.request"] == 1 and st[m + "bye.response_success"] == 1
+    assert st[m + "sleep.request"] == 1 and st[m + "sleep.local_reply"] == 1
+    assert st[m + "sleep.local_reply_timeout"] == 1 and st[m + "hello.local_reply_timeout"] == 0
+    assert st["cluster.greeters.upstream_rq_total"] == 4
+    wait_until(lambda: log.exists() and len(log.read_text().splitlines()) == 4, what="4 access-log lines")
+    lines = sorted(log.read_text().splitlines(), key=lambda ln: int(ln.split()[3]))
+    for line, (rid, method) in zip(lines, [(1, "hello"), (2, "bye"), (3, "sleep"), (4, "hello")]):
+        f = line.split()
+        assert f[:4] == ["bolt", "com.example.Greeter", method, str(rid)], line
+        assert f[6:8] == ["greeters", a.address], line
+        if method == "sleep":
+            assert f[4:6] == ["504", str(TIMEOUT)] and f[8] == "UT", line
+        else:
+            assert f[4:6] == ["200", "0"] and f[8] == "-", line
+        assert int(f[9]) >= 0
+
+
+# test_bolt.NODE_REQUEST: a SofaRequest for com.example.A:1.0 hello("x") as sofa-bolt-node writes it
+NODE_HELLO = (
+    "0101000101000000010100007530002c0020000000c2636f6d2e616c697061792e736f66612e7270632e636f72652e72657175"
+    "6573742e536f666152657175657374000000077365727669636500000011636f6d2e6578616d706c652e413a312e304fbc636f"
+    "6d2e616c697061792e736f66612e7270632e636f72652e726571756573742e536f666152657175657374950a6d6574686f644e"
+    "616d650d6d6574686f64417267536967731774617267657453657276696365556e697175654e616d650d7461726765744170704e"
+    "616d650c7265717565737450726f70736f900568656c6c6f567400115b6a6176612e6c616e672e537472696e676e01106a6176"
+    "612e6c616e672e537472696e677a11636f6d2e6578616d706c652e413a312e304e4e0178")

@@ -1,8 +1,10 @@
 """`protocol: dubbo` end to end: a real Dubbo consumer from PyPI (dubbo-ssl-python, its
 own Hessian 2 codec) calls through mosnx a Dubbo 2 provider built here on
 python-hessian. Covered: calls answered with the body passed through, routing by
-service and version to two providers, heartbeats answered, and the proxy's own
-answers (no route, timeout) as Dubbo error statuses the consumer raises."""
+service and version to two providers, by group and by any attachment, a weighted
+split between two provider versions, heartbeats answered, the proxy's own answers
+(no route, timeout) as Dubbo error statuses the consumer raises, and trace context
+read from the consumer's attachments and carried to the provider in its own."""
 from __future__ import annotations
 
 import io
@@ -14,6 +16,7 @@ import time
 
 import pytest
 
+from .conftest import wait_until
 
 pyhessian = pytest.importorskip("pyhessian", reason="python-hessian is a test dependency (pip install .[test])")
 dubbo_client = pytest.importorskip("dubbo_ssl.client", reason="dubbo-ssl-python is a test dependency")
@@ -46,11 +49,13 @@ def _arg_count(desc: str) -> int:
 
 class DubboProvider:
     """A Dubbo 2 provider: answers "<name>:<path>:<version>:<method>:<first arg>"; method
-    "sleep" answers after <first arg> ms; heartbeats are answered. Counts requests."""
+    "sleep" answers after <first arg> ms; heartbeats are answered. Counts requests and
+    keeps each request's attachments."""
 
     def __init__(self, name: str):
         self.name = name
         self.requests = 0
+        self.attachments: list[dict] = []
         self.lsock = socket.socket()
         self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.lsock.bind(("127.0.0.1", 0))
@@ -93,6 +98,7 @@ class DubboProvider:
         p = _parser(body)
         _dubbo_version, path, version, method, desc = (p.read_object() for _ in range(5))
         args = [p.read_object() for _ in range(_arg_count(desc or ""))]
+        self.attachments.append(dict(p.read_object() or {}))
         text = f"{self.name}:{path}:{version}:{method}:{args[0] if args else ''}"
         enc = Encoder()
         out = enc.encode(1) + enc.encode(text)          # RESPONSE_VALUE, then the value
@@ -122,8 +128,8 @@ def providers():
         p.stop()
 
 
-def consumer(port: int, interface: str, version: str = "1.0.0"):
-    return dubbo_client.DubboClient(interface=interface, group="", version=version, dubbo_version="2.7.23",
+def consumer(port: int, interface: str, version: str = "1.0.0", group: str = ""):
+    return dubbo_client.DubboClient(interface=interface, group=group, version=version, dubbo_version="2.7.23",
                                     host=f"127.0.0.1:{port}")
 
 
@@ -223,3 +229,80 @@ def test_malformed_or_oversized_frame_closes_only_that_connection(mosnx, provide
     assert p.requests == 0
     assert consumer(proxy.port, "com.example.OrderService").call("get", ["ok"], timeout=10) \
         == "P:com.example.OrderService:1.0.0:get:ok"
+
+
+def test_calls_routed_by_group_and_by_attachment(mosnx, providers):
+    blue, gz, rest = providers("BLUE"), providers("GZ"), providers("REST")
+    proxy = mosnx(config=dubbo_config(
+        {"blue": [blue.address], "gz": [gz.address], "rest": [rest.address]}, route={"cluster": "rest"},
+        rpc={"routes": [
+            {"match": {"service": "com.example.UserService", "group": "blue"}, "route": {"cluster": "blue"}},
+            {"match": {"headers": {"zone": "gz"}}, "route": {"cluster": "gz"}},
+        ]}))
+    svc = "com.example.UserService"
+    assert consumer(proxy.port, svc, group="blue").call("get", ["a"], timeout=10) == f"BLUE:{svc}:1.0.0:get:a"
+    assert consumer(proxy.port, svc).call("get", ["b"], context={"zone": "gz"}, timeout=10) \
+        == f"GZ:{svc}:1.0.0:get:b"
+    assert consumer(proxy.port, svc, group="green").call("get", ["c"], context={"zone": "sh"}, timeout=10) \
+        == f"REST:{svc}:1.0.0:get:c"
+    # the attachments reach the provider as the consumer wrote them
+    assert blue.attachments[0]["group"] == "blue" and gz.attachments[0]["zone"] == "gz"
+    assert (blue.requests, gz.requests, rest.requests) == (1, 1, 1)
+
+
+def test_weighted_split_between_two_provider_versions(mosnx, providers):
+    v1, v2 = providers("V1"), providers("V2")
+    proxy = mosnx(config=dubbo_config(
+        {"users_v1": [v1.address], "users_v2": [v2.address]},
+        rpc={"routes": [{"match": {"service": "com.example.UserService"},
+                         "route": {"weighted_clusters": {"users_v1": 3, "users_v2": 1}}}]}))
+    c = consumer(proxy.port, "com.example.UserService")
+    n = 200
+    got = [c.call("get", [str(i)], timeout=10).split(":")[0] for i in range(n)]
+    assert got.count("V1") + got.count("V2") == n
+    # 3:1 expects 150:50; a wide band keeps a fair split from failing by chance
+    assert 110 <= got.count("V1") <= 185, got.count("V1")
+    assert v1.requests + v2.requests == n
+
+
+def test_trace_context_from_attachments_reaches_the_provider(mosnx, providers, tmp_path):
+    p = providers("P")
+    log = tmp_path / "dubbo.log"
+    cfg = dubbo_config({"orders": [p.address]}, route={"cluster": "orders"}, rpc={"method_stats": True})
+    cfg["listeners"][0]["tracing"] = {"propagation": ["w3c", "sw8"], "random_sampling": "100%"}
+    cfg["listeners"][0]["access_log"] = {"path": str(log), "json_format": {
+        "service": "%rpc.service%", "method": "%rpc.method%", "group": "%rpc.group%", "status": "%rpc.status%",
+        "code": "%response.code%", "trace": "%trace.id%", "protocol": "%rpc.protocol%"}}
+    proxy = mosnx(config=cfg)
+    TID, PID = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+    svc = "com.example.OrderService"
+    assert consumer(proxy.port, svc, group="g1").call(
+        "get", ["o1"], context={"traceparent": f"00-{TID}-{PID}-01", "zone": "gz"}, timeout=10) \
+        == f"P:{svc}:1.0.0:get:o1"
+    seen = p.attachments[0]
+    version, tid, sid, flags = seen["traceparent"].split("-")
+    assert (version, tid, flags) == ("00", TID, "01") and sid != PID
+    assert seen["sw8"].startswith("1-") and seen["zone"] == "gz" and seen["group"] == "g1"
+    import json
+    wait_until(lambda: log.exists() and log.read_text().strip(), what="an access-log line")
+    (line,) = log.read_text().splitlines()
+    assert json.loads(line) == {"service": svc, "method": "get", "group": "g1", "status": OK, "code": 200,
+                                "trace": TID, "protocol": "dubbo"}
+    st = proxy.stats()
+    assert st[f"dubbo.dubbo_in.method.{svc}.get.request"] == 1
+    assert st[f"dubbo.dubbo_in.method.{svc}.get.response_success"] == 1
+
+
+def test_ring_hash_on_an_attachment_keeps_a_user_on_one_provider(mosnx, providers):
+    ps = [providers(f"P{i}") for i in range(3)]
+    cfg = dubbo_config({"users": [p.address for p in ps]}, route={"cluster": "users"})
+    cfg["clusters"][0].update({"lb": "ring_hash", "hash_key": 'request.headers["user"]'})
+    proxy = mosnx(config=cfg)
+    c = consumer(proxy.port, "com.example.UserService")
+    where: dict[str, set[str]] = {}
+    for i in range(60):
+        user = f"u{i % 12}"
+        got = c.call("get", [user], context={"user": user}, timeout=10).split(":")[0]
+        where.setdefault(user, set()).add(got)
+    assert all(len(v) == 1 for v in where.values()), where      # each user always met the same provider
+    assert len({next(iter(v)) for v in where.values()}) >= 2     # and 12 users are spread over more than one

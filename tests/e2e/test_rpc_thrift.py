@@ -224,9 +224,10 @@ def _start(argv: list[str]) -> subprocess.Popen:
 def test_rpc_example_checks_and_its_thrift_and_dubbo_parts_run(mosnx, free_port):
     import yaml
     mosnx_bin = os.path.join(os.path.dirname(sys.executable), "mosnx")
-    chk = subprocess.run([mosnx_bin, "check", os.path.join(EXAMPLE, "mosnx.yaml")], capture_output=True,
-                         text=True, timeout=60)
-    assert chk.returncode == 0, chk.stdout + chk.stderr
+    for name in ("mosnx.yaml", "governance.yaml"):
+        chk = subprocess.run([mosnx_bin, "check", os.path.join(EXAMPLE, name)], capture_output=True,
+                             text=True, timeout=60)
+        assert chk.returncode == 0, name + ": " + chk.stdout + chk.stderr
     with open(os.path.join(EXAMPLE, "mosnx.yaml")) as f:
         cfg = yaml.safe_load(f)
     # the example's fixed ports, moved to free ones

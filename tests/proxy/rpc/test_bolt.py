@@ -65,3 +65,18 @@ def test_not_bolt_v1():
     for bad in (b"\x02", b"\x01\x07" + bytes(20), b"\x01\x01\x00\x09" + bytes(18)):
         with pytest.raises(rc.FrameError):
             C.decode(bad, 0, 1 << 20)
+
+
+def test_with_headers_sets_entries_and_keeps_class_and_content():
+    c = bolt.CODEC
+    raw = bolt.encode_request(3, {"service": "com.x.S:1.0", "traceparent": "old"}, b"\x01content")
+    f = c.decode(raw, 0, 1 << 20)
+    g = c.with_headers(f, {"traceparent": "00-aa-bb-01", "sw8": "1-x"})
+    again = c.decode(g.raw, 0, 1 << 20)
+    assert again.request_id == 3 and again.kind == rc.REQUEST and len(again.raw) == len(g.raw)
+    assert again.headers["traceparent"] == "00-aa-bb-01" and again.headers["sw8"] == "1-x"
+    assert again.headers[":service"] == "com.x.S" and g.headers == again.headers
+    assert again.raw.endswith(b"\x01content") and b"SofaRequest" in again.raw
+    resp = c.decode(bolt.encode_response(3, bolt.SUCCESS, b""), 0, 1 << 20)
+    with pytest.raises(rc.FrameError):
+        c.with_headers(resp, {"a": "b"})

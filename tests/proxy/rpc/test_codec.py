@@ -11,7 +11,8 @@ from mosnx.proxy.rpc import bolt, codec as rc, dubbo
 
 REQUESTS = {
     "bolt": bolt.encode_request(7, {"service": "com.example.A:1.0", "sofa_head_method_name": "get"}, b"\x01body"),
-    "dubbo": dubbo.encode_request(7, dubbo.request_body("com.example.A", "get", "1.0", b"\x05hello")),
+    "dubbo": dubbo.encode_request(7, dubbo.request_body("com.example.A", "get", "1.0", b"\x05hello",
+                                                        "Ljava/lang/String;", b"H\x04zone\x02gzZ")),
 }
 HEARTBEATS = {"bolt": bolt.encode_heartbeat(9), "dubbo": dubbo.encode_heartbeat(9)}
 CODECS = sorted(REQUESTS)
@@ -60,6 +61,18 @@ def test_local_reply_is_an_error_response_to_the_request(name, reason):
 
 
 @pytest.mark.parametrize("name", CODECS)
+def test_with_headers_adds_what_the_header_view_then_shows(name):
+    c = rc.CODECS[name]
+    f = c.decode(REQUESTS[name], 0, 1 << 20)
+    g = c.with_headers(f, {"traceparent": "00-ab-cd-01", "zone": "sh"})
+    assert g is not None and g.request_id == f.request_id and g.kind == f.kind
+    h = c.decode(g.raw, 0, 1 << 20).headers
+    assert h["traceparent"] == "00-ab-cd-01" and h["zone"] == "sh"
+    assert {k: v for k, v in h.items() if k not in ("traceparent", "zone")} == \
+        {k: v for k, v in f.headers.items() if k != "zone"}
+
+
+@pytest.mark.parametrize("name", CODECS)
 def test_heartbeat_answered_with_its_id(name):
     c = rc.CODECS[name]
     hb = c.decode(HEARTBEATS[name], 0, 1 << 20)
@@ -91,6 +104,12 @@ def test_any_bytes_are_a_frame_need_more_or_a_frame_error(name, data):
         assert f.raw == bytes(buf[:len(f.raw)])
         try:
             assert isinstance(f.headers, dict)
+            dict(f.headers.items())                # every attachment, read
+        except rc.FrameError:
+            pass
+        try:
+            g = c.with_headers(f, {"traceparent": "00-1-2-01"})
+            assert g is None or c.decode(g.raw, 0, 1 << 20).request_id == f.request_id
         except rc.FrameError:
             pass
         c.with_id(f, 1)

@@ -7,7 +7,8 @@ import os
 import pytest
 from hypothesis import given, strategies as st
 
-from mosnx.proxy.rpc.hessian import HessianError, read_class_def, read_int, read_string, write_string
+from mosnx.proxy.rpc.hessian import (HessianError, Skipper, arg_count, read_class_def, read_int, read_string,
+                                     write_string)
 
 
 @pytest.mark.parametrize("s", ["", "a", "x" * 31, "x" * 32, "é" * 1023, "y" * 1024, "z" * 70000,
@@ -107,3 +108,70 @@ def test_hessian_js_int_fixtures():
     for name in os.listdir(d):
         data = open(os.path.join(d, name), "rb").read()
         assert read_int(data, 0) == (int(name[:-4]), len(data)), name
+
+
+# ---------------------------------------------------------------- stepping over values
+
+def _dubbo_ssl_values(values: list) -> bytes:
+    """The values as dubbo-ssl-python's own Hessian 2 encoder writes a call's arguments."""
+    enc = pytest.importorskip("dubbo_ssl.codec.encoder")
+    req = enc.Request({})
+    return bytes(b & 0xFF for v in values for b in req._encode_single_value(v))
+
+
+def test_skipper_steps_over_what_a_real_encoder_writes():
+    enc = pytest.importorskip("dubbo_ssl.codec.encoder")
+    user = enc.Object("com.example.User", {"name": "u1", "age": 30, "tags": ["a", "b"]})
+    other = enc.Object("com.example.User", {"name": "u2", "age": -5, "tags": ["c"] * 9})
+    values = [True, False, None, 0, -16, 47, 2000, -70000, 1 << 40, 1.5, 0.0, 1.0, "x" * 40, "é" * 1100,
+              [1, 2, 3], ["s"] * 8, [1.25] * 3, user, other, [user, other]]
+    data = _dubbo_ssl_values(values) + b"\x05after"
+    sk = Skipper(data)
+    pos = 0
+    for _ in values:
+        pos = sk.skip(pos)
+    assert read_string(data, pos) == ("after", len(data))
+    assert sk.classes == [3]                # one definition, used by both objects
+
+
+@pytest.mark.parametrize("data", [
+    b"H\x01a\x01bZ", b"M\x04type\x01a\x91Z", b"W\x91\x92Z", b"X\x92\x91\x92", b"\x7a\x91\x92", b"Q\x90",
+    b"D" + bytes(8), b"L" + bytes(8), b"J" + bytes(8), b"K" + bytes(4), b"Y" + bytes(4), b"\x5d\x01", b"\x5e\x00\x01",
+    b"\x5f" + bytes(4), b"\x23abc", b"\x34\x02" + bytes(2), b"A\x00\x01xB\x00\x02yz", b"\x3a\x00\x01",
+    b"U\x04type\x91Z", b"V\x90\x92\x91\x92", b"\x71\x90\x91",
+    b"C\x01P\x92\x01a\x01b\x60\x91\x92",
+])
+def test_skipper_each_form(data):
+    assert Skipper(data + b"!").skip(0) == len(data)
+
+
+@pytest.mark.parametrize("data", [b"", b"H\x01a", b"\x60", b"O\x91", b"\x40", b"Z", b"D\x00", b"A\x00\x01x",
+                                  b"W" * 200, b"\x79", b"X\x80"])
+def test_skipper_refuses_what_is_not_a_value(data):
+    with pytest.raises(HessianError):
+        Skipper(data).skip(0)
+
+
+@given(st.binary(max_size=64))
+def test_skipper_never_raises_another_error(data):
+    try:
+        Skipper(data).skip(0)
+    except HessianError:
+        pass
+
+
+def test_string_map_keeps_string_entries():
+    data = b"H\x01a\x01b\x91\x01c\x01d\x91Z"
+    out, close, end = Skipper(data).string_map(0)
+    assert out == {"a": "b"} and close == len(data) - 1 and end == len(data)
+    assert Skipper(b"N").string_map(0) == ({}, 0, 1)
+    with pytest.raises(HessianError):
+        Skipper(b"\x91").string_map(0)
+
+
+def test_arg_count():
+    assert arg_count("") == 0
+    assert arg_count("Ljava/lang/String;I[J[[Lcom/x/Y;Z") == 5
+    for bad in ("Ljava/lang/String", "[", "Q"):
+        with pytest.raises(HessianError):
+            arg_count(bad)

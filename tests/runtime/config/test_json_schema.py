@@ -44,7 +44,7 @@ BEYOND_SCHEMA = [
     # a file's contents
     r"token_file: ",
     # two keys (or two parts of the document) compared
-    r"must be below", r"must add up to", r"is given twice", r"needs protocol: http2", r"needs client_ca", r"needs an HTTP listener",
+    r"must be below", r"must add up to", r"is given twice", r"needs protocol: http2", r"needs client_ca", r"needs an HTTP (or RPC )?listener",
     r"give format or json_format, not both",
     r"call is not routed by", r"settings need protocol:", r"not per-route policies on an RPC listener",
     r"is not served on a protocol:", r"both route the calls",

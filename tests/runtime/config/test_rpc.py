@@ -46,11 +46,11 @@ def test_bolt_listener_and_cluster_load():
     assert "rpc" not in b.options
 
 
-def test_dubbo_routes_only_on_what_dubbo_carries():
-    cfg = load(DOC % {"proto": "dubbo", "extra": ""})
+def test_dubbo_routes_on_group_and_attachments():
+    cfg = load(DOC % {"proto": "dubbo", "extra": ", group: g1, headers: {zone: gz}"})
     assert cfg.listeners[0].protocol == "dubbo"
-    errs = findings(DOC % {"proto": "dubbo", "extra": ", headers: {zone: gz}"})
-    assert len(errs) == 1 and "a dubbo call is not routed by headers" in errs[0][3]
+    (r,) = cfg.listeners[0].options["rpc"].routes
+    assert (":group", "g1") in r.match.pairs() and ("zone", "gz") in r.match.pairs()
 
 
 def test_rpc_routes_alone_are_enough():

@@ -66,7 +66,7 @@ def test_a_tcp_listener_cannot_trace() -> None:
     doc = DOC.replace("    route:", "    protocol: tcp\n    route:")
     with pytest.raises(ConfigError) as e:
         load_config_text(doc.format(top="", listener="{propagation: w3c}"))
-    assert any("tracing needs an HTTP listener" in d.message for d in e.value.diagnostics)
+    assert any("tracing needs an HTTP or RPC listener" in d.message for d in e.value.diagnostics)
 
 
 @pytest.mark.parametrize("kw, needle, line", [
