@@ -19,6 +19,15 @@ bootstrap's static_resources.secrets) come as `static_secrets`, or with the base
 xds.static_resources; a TLS context names them without an sds_config. A cluster's
 translation is kept while the secrets it names are the same messages. Pure: the
 messages are only read.
+
+With a Translations cache an update costs what changed, not what is held: a
+resource whose message is the very object translated before (and whose
+dependencies are too: a cluster's assignment and secrets, a listener's route
+tables and secrets) is taken as translated, with what was read of it to find those
+dependencies (a cluster's EDS and secret names, a listener's RDS names and the
+clusters its routes name). The translations are then the same objects from one
+Config to the next, which runtime.snapshot.build_snapshot(previous=...) relies on
+to keep what was built of them.
 """
 from __future__ import annotations
 
@@ -31,23 +40,61 @@ from ..diagnostics import Diagnostic
 from .findings import WAITING, Findings, Rejected, Rejection, Sink, Waiting
 from .protos import CLUSTER, ENDPOINT, LISTENER, ROUTE, SECRET
 from .secrets import Secret, SecretStore, translate_secret
-from .tls import cluster_secret_names, needed_secrets
+from .tls import cluster_secret_names, listener_secret_names, needed_secrets
 from .translate import eds_name, is_eds, rds_names, translate_cluster, translate_listener, translate_route_config
 
 Resources = dict[str, dict[str, Any]]
 
 
-def needed_names(resources: Resources, base: Config | None = None) -> dict[str, set[str]]:
+def needed_names(resources: Resources, base: Config | None = None,
+                 cache: Translations | None = None) -> dict[str, set[str]]:
     """The RouteConfigurations the listeners use, the ClusterLoadAssignments the EDS
     clusters use and the Secrets (SDS) the TLS of both names, by type URL: what the
     client should subscribe to next. With `base`, its bootstrap's waiting listeners
-    and EDS clusters count too."""
+    and EDS clusters count too. With `cache` (the Translations of an apply() of these
+    resources), what was read of a resource then is not read again."""
     waiting = base.xds.static_resources if base is not None and base.xds is not None else {}
-    listeners = [*resources.get(LISTENER, {}).values(), *waiting.get(LISTENER, {}).values()]
-    clusters = [*resources.get(CLUSTER, {}).values(), *waiting.get(CLUSTER, {}).values()]
-    routes = {n for lst in listeners for n in rds_names(lst)}
-    eds = {eds_name(c) for c in clusters if is_eds(c)}
-    return {ROUTE: routes, ENDPOINT: eds, SECRET: needed_secrets(listeners, clusters)}
+    if cache is None:
+        listeners = [*resources.get(LISTENER, {}).values(), *waiting.get(LISTENER, {}).values()]
+        clusters = [*resources.get(CLUSTER, {}).values(), *waiting.get(CLUSTER, {}).values()]
+        return {ROUTE: {n for lst in listeners for n in rds_names(lst)},
+                ENDPOINT: {eds_name(c) for c in clusters if is_eds(c)},
+                SECRET: needed_secrets(listeners, clusters)}
+    routes: set[str] = set()
+    eds: set[str] = set()
+    secrets: set[str] = set()
+    for name, lst in resources.get(LISTENER, {}).items():
+        t = cache.listeners.get(name)
+        if t is not None and t.msg is lst:
+            routes.update(t.rds)
+            secrets.update(t.secrets)
+        else:
+            routes.update(rds_names(lst))
+            secrets |= listener_secret_names(lst)
+    for lst in waiting.get(LISTENER, {}).values():
+        routes.update(rds_names(lst))
+        secrets |= listener_secret_names(lst)
+    reads = cache.cluster_reads
+    for name, c in resources.get(CLUSTER, {}).items():
+        r = reads.get(name)
+        if r is None or r[0] is not c:
+            r = _reads(c)
+        if r[1] is not None:
+            eds.add(r[1])
+        if r[2]:
+            secrets |= r[2]
+    for c in waiting.get(CLUSTER, {}).values():
+        r = _reads(c)
+        if r[1] is not None:
+            eds.add(r[1])
+        secrets |= r[2]
+    return {ROUTE: routes, ENDPOINT: eds, SECRET: secrets}
+
+
+def _reads(c: Any) -> tuple[Any, str | None, frozenset[str]]:
+    """What apply() reads of a cluster to find what it depends on: (the cluster, its
+    EDS service name or None, the secrets it names)."""
+    return c, eds_name(c) if is_eds(c) else None, frozenset(cluster_secret_names(c))
 
 
 class Translations:
@@ -62,7 +109,28 @@ class Translations:
         self.routes: dict[str, tuple[Any, Any]] = {}
         # name -> (cluster, assignment, translation, the secrets it names as translated)
         self.clusters: dict[str, tuple[Any, Any, Any, tuple]] = {}
+        # name -> (cluster, its EDS service name or None, the secrets it names)
+        self.cluster_reads: dict[str, tuple[Any, str | None, frozenset[str]]] = {}
         self.secrets: dict[str, tuple[Any, Secret | Rejection]] = {}
+        self.static_secrets: dict[str, tuple[Any, Secret | Rejection]] = {}
+        self.listeners: dict[str, _Listener] = {}
+
+    def reset(self, base: Config | None) -> None:
+        self.base, self.routes, self.clusters, self.cluster_reads = base, {}, {}, {}
+        self.secrets, self.static_secrets, self.listeners = {}, {}, {}
+
+
+class _Listener:
+    """A listener's translation and what it was made of."""
+    __slots__ = ("msg", "rds", "secrets", "deps", "got", "uses")
+
+    def __init__(self, msg: Any, rds: tuple[str, ...], secrets: tuple[str, ...], deps: tuple,
+                 got: ListenerConfig | Rejected) -> None:
+        self.msg, self.rds, self.secrets, self.deps, self.got = msg, rds, secrets, deps, got
+        # the clusters its routes name (a cluster_header's are known per request only)
+        self.uses: frozenset[str] = frozenset().union(
+            *(st.route_table.clusters() for st in got.stacks() if st.route_table is not None)) \
+            if isinstance(got, ListenerConfig) else frozenset()
 
 
 def _secrets(msgs: dict[str, Any], sink: Sink, kept: dict[str, tuple[Any, Secret | Rejection]] | None,
@@ -91,17 +159,19 @@ def apply(base: Config, resources: Resources, sink: Sink | None = None,
     sink = sink if sink is not None else Sink()
     if cache is not None and cache.base is not base:
         # another file config (its static names decide some rejections): start again
-        cache.base, cache.routes, cache.clusters, cache.secrets = base, {}, {}, {}
+        cache.reset(base)
     rejected: list[Rejection] = []
     waiting = base.xds.static_resources if base.xds is not None else {}
     seen_secrets: dict[str, tuple[Any, Secret | Rejection]] = {}
     dynamic = _secrets(resources.get(SECRET, {}), sink, cache.secrets if cache is not None else None, seen_secrets)
     rejected.extend(r for r in dynamic.values() if isinstance(r, Rejection))
-    static = _secrets({**waiting.get(SECRET, {}), **(static_secrets or {})}, sink, None, {})
+    seen_static: dict[str, tuple[Any, Secret | Rejection]] = {}
+    static = _secrets({**waiting.get(SECRET, {}), **(static_secrets or {})}, sink,
+                      cache.static_secrets if cache is not None else None, seen_static)
     rejected.extend(r for r in static.values() if isinstance(r, Rejection) and static_secrets is not None)
     store = SecretStore(static, dynamic)
     if cache is not None:
-        cache.secrets = seen_secrets
+        cache.secrets, cache.static_secrets = seen_secrets, seen_static
     tables: dict[str, RouteTable] = {}
     seen_routes: dict[str, tuple[Any, Any]] = {}
     for name, rc in resources.get(ROUTE, {}).items():
@@ -135,13 +205,20 @@ def apply(base: Config, resources: Resources, sink: Sink | None = None,
             except Rejected as e:
                 rejected.append(e.rejection)
     seen_clusters: dict[str, tuple[Any, Any, Any, tuple]] = {}
+    reads = cache.cluster_reads if cache is not None else {}
+    seen_reads: dict[str, tuple[Any, str | None, frozenset[str]]] = {}
     for name, c in resources.get(CLUSTER, {}).items():
-        cla = assignments.get(eds_name(c)) if is_eds(c) else None
+        r = reads.get(name)
+        if r is None or r[0] is not c:
+            r = _reads(c)
+        seen_reads[name] = r
+        cla = assignments.get(r[1]) if r[1] is not None else None
         was = cache.clusters.get(name) if cache is not None else None
-        names = cluster_secret_names(c)
+        names = r[2]
         deps = tuple(dynamic.get(n) for n in sorted(names)) if names else ()
-        if (was is not None and was[0] is c and was[1] is cla and len(was[3]) == len(deps)
-                and all(a is b for a, b in zip(was[3], deps))):
+        if (was is not None and was[0] is c and was[1] is cla
+                and (was[3] == () if not deps else
+                     len(was[3]) == len(deps) and all(a is b for a, b in zip(was[3], deps)))):
             got = was[2]
         else:
             f = Findings(CLUSTER, name, "", sink)
@@ -161,34 +238,54 @@ def apply(base: Config, resources: Resources, sink: Sink | None = None,
         else:
             clusters.append(got)
     if cache is not None:
-        cache.clusters = seen_clusters
+        cache.clusters, cache.cluster_reads = seen_clusters, seen_reads
     base_listeners = {lc.name for lc in base.listeners}
     static_listeners = base_listeners | set(waiting.get(LISTENER, {}))
     ports = {(lc.host, lc.port) for lc in base.listeners}
-    listeners: list[ListenerConfig] = list(base.listeners)
+    listeners: list[tuple[ListenerConfig, frozenset[str]]] = [(lc, frozenset()) for lc in base.listeners]
     offered = [(n, m, True) for n, m in waiting.get(LISTENER, {}).items()]
     offered += [(n, m, False) for n, m in resources.get(LISTENER, {}).items()]
+    kept_listeners = cache.listeners if cache is not None else {}
+    seen_listeners: dict[str, _Listener] = {}
     for name, lst, own in offered:
-        f = Findings(LISTENER, name, "", sink)
-        try:
-            if name in static_listeners and not own:
-                f.reject("a static listener of the same name is in the bootstrap", "name")
-            lc = translate_listener(lst, f, tables, store)
-            if (lc.host, lc.port) in ports:
-                f.reject(f"another listener is at {lc.host}:{lc.port}", "address")
-            ports.add((lc.host, lc.port))
-            listeners.append(lc)
-        except Waiting as e:
-            _wait(sink, e.rejection, "listener")
-        except Rejected as e:
-            rejected.append(e.rejection)
+        was_l = kept_listeners.get(name)
+        if was_l is not None and was_l.msg is lst:
+            rds, names_l = was_l.rds, was_l.secrets
+        else:
+            rds, names_l = tuple(rds_names(lst)), tuple(sorted(listener_secret_names(lst)))
+        deps_l = (*(tables.get(n) for n in rds), *(x for n in names_l for x in (dynamic.get(n), static.get(n))))
+        if (was_l is not None and was_l.msg is lst and len(was_l.deps) == len(deps_l)
+                and all(a is b for a, b in zip(was_l.deps, deps_l))):
+            t = was_l
+        else:
+            f = Findings(LISTENER, name, "", sink)
+            got_l: ListenerConfig | Rejected
+            try:
+                if name in static_listeners and not own:
+                    f.reject("a static listener of the same name is in the bootstrap", "name")
+                got_l = translate_listener(lst, f, tables, store)
+            except Rejected as e:
+                got_l = e
+            t = _Listener(lst, rds, names_l, deps_l, got_l)
+        seen_listeners[name] = t
+        got = t.got
+        if isinstance(got, Waiting):
+            _wait(sink, got.rejection, "listener")
+        elif isinstance(got, Rejected):
+            rejected.append(got.rejection)
+        elif (got.host, got.port) in ports:
+            rejected.append(Rejection(LISTENER, name, "address", f"another listener is at {got.host}:{got.port}"))
+        else:
+            ports.add((got.host, got.port))
+            listeners.append((got, t.uses))
+    if cache is not None:
+        cache.listeners = seen_listeners
     # a route naming a cluster that is not there is not served: its listener waits
     known = {c.name for c in clusters}
     kept = []
-    for lc in listeners:
-        missing = sorted(set().union(*(st.route_table.clusters() for st in lc.stacks()
-                                       if st.route_table is not None)) - known)
-        if missing and lc.name not in base_listeners:
+    for lc, uses in listeners:
+        if lc.name not in base_listeners and not uses <= known:
+            missing = sorted(uses - known)
             rejected.append(Rejection(LISTENER, lc.name, "", f'its routes name unknown cluster "{missing[0]}"'))
             continue
         kept.append(lc)
