@@ -518,34 +518,39 @@ class Supervisor:
                 return self._rejected([str(d) for d in e.diagnostics])
             except Exception as e:
                 return self._rejected([self._crashed(why, e)])
-            replies = []
             # the workers are given what changed; one that does not hold the generation
             # it changed from (new, or it missed one), every resource, as they are now
-            delta = whole = None
+            delta: dict | None = None
+            whole = None
             if self.xds is not None:
                 delta = self.xds.delta()
                 if any(h.generation != delta["base"] for h in self.workers):
                     whole = self.xds.payload()
-            for h in self.workers:
+
+            async def one(h: WorkerHandle | LocalWorker, **kw: Any) -> dict:
                 try:
-                    if delta is None:
-                        r = await h.ask("reload", timeout=30.0, version=version)
-                    elif h.generation == delta["base"]:
-                        r = await h.ask("reload", timeout=30.0, version=version, delta=delta)
-                    else:
-                        r = await h.ask("reload", timeout=30.0, version=version, dynamic=whole,
-                                        generation=delta["gen"])
-                    held = delta["gen"] if delta is not None else None
-                    if r.get("stale") and self.xds is not None:
-                        held = self.xds.generation()
-                        r = await h.ask("reload", timeout=30.0, version=version, dynamic=self.xds.payload(),
-                                        generation=held)
-                    h.generation = held if r.get("ok") else None
-                    replies.append(r)
+                    r = await h.ask("reload", timeout=30.0, version=version, **kw)
                 except (ConnectionError, TimeoutError, OSError) as e:
-                    replies.append({"ok": False, "errors": [f"worker {h.idx}: {e}"]})
+                    r = {"ok": False, "errors": [f"worker {h.idx}: {e}"]}
                 except Exception as e:
-                    replies.append({"ok": False, "errors": [self._crashed(why, e, f"worker {h.idx}")]})
+                    r = {"ok": False, "errors": [self._crashed(why, e, f"worker {h.idx}")]}
+                held = kw.get("generation", delta["gen"] if delta is not None else None)
+                h.generation = held if r.get("ok") else None
+                return r
+
+            def given(h: WorkerHandle | LocalWorker) -> dict:
+                if delta is None:
+                    return {}
+                if h.generation == delta["base"]:
+                    return {"delta": delta}
+                return {"dynamic": whole, "generation": delta["gen"]}
+            # all at once: each worker translates and builds on its own core
+            replies = list(await asyncio.gather(*(one(h, **given(h)) for h in self.workers)))
+            for i, h in enumerate(self.workers):
+                if replies[i].get("stale") and self.xds is not None:
+                    # it lost track (a build of its failed): everything, one at a time, as
+                    # the file of the resources is replaced when they change
+                    replies[i] = await one(h, dynamic=self.xds.payload(), generation=self.xds.generation())
             errors = [e for r in replies if not r.get("ok") for e in r.get("errors", [])]
             if errors:
                 log.error("reload (%s) failed in a worker: %s", why, "; ".join(errors))

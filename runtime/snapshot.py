@@ -19,8 +19,8 @@ else it was built with changed: every other field of the Config is the same obje
 no cluster went away (a listener's build reads only the cluster names, to find the
 ones it names), and its first build gave no diagnostics, read no file and built no
 filter holding shared state (runtime.shared numbers those by build order, which a
-reused filter would not follow). Such listeners are Snapshot.reusable. The
-extensions dict of `previous` is carried on, as its filters' state lives there.
+reused filter would not follow). Such listeners are Snapshot.reusable. What the
+extensions dict of `previous` holds is carried on, as its filters' state lives there.
 A config read from a file makes new objects throughout: a file reload builds all.
 """
 from __future__ import annotations
@@ -69,7 +69,7 @@ def build_snapshot(config: Config | str, version: int = 1,
     old = _reuse(previous, config, clusters)
     if old:
         assert previous is not None     # _reuse() found some
-        extensions = previous.extensions
+        extensions = dict(previous.extensions)     # the kept filters' state, under the names they gave it
         sources.extend(previous.sources)
     for top in config.listeners:
         was = old.get(top.name)
