@@ -4,30 +4,43 @@
 For each N (500 and 5,000 by default; 20,000 on request) it writes one resources file:
 a listener with an RDS route table of M routes (`/rI/` -> cluster cI mod N; M = N unless
 --routes), N EDS clusters of 10 endpoints each (closed loopback ports: nothing connects
-to them, no health checks), and one `probe` cluster, the last route (`/`), whose 10
-endpoints are live upstreams in this process answering with their port. Then it starts
-xds-fileserver (ADS-mode snapshot cache, `-poll 10ms`) and the proxy, and measures
+to them, no health checks), and three probes, the last routes, whose endpoints are live
+upstreams in this process answering with their port:
+
+* `/` -> EDS cluster `probe`, 10 endpoints;
+* `/rds/` -> weighted clusters `probe` and `probe2` (EDS, one endpoint), weights 100/0;
+* `/cds/` -> STATIC cluster `probe_static`, its one endpoint inline (load_assignment).
+
+Then it starts xds-fileserver (ADS-mode snapshot cache, `-poll 10ms`) and the proxy, and
+measures
 
 * ready: from starting the proxy to the first 200 through the listener's probe route
   (all N clusters warmed: Envoy opens its listener only after CDS/EDS initialisation);
-* RSS of the proxy (its whole process tree) once ready, and after the changes;
+* RSS of the proxy (its whole process tree: supervisor and workers) once ready, and
+  after the changes;
 * settle: from ready until the proxy's process tree uses no CPU for a while (under
   SETTLE_CPU over SETTLE_WINDOW): what it still does after its first answer (the
   first responses come in several, and each may be applied on its own). The changes
   are timed from then on, so none of them waits for start-up work;
-* one EDS change, K times (--changes, 20): the probe cluster's first endpoint moves to
-  another live port (weight 50 against 1 for the other nine, so almost every request
-  goes to it) and the file is replaced; polled with one request every ~2 ms on a
-  kept-alive connection until an answer comes from the new port. Two figures per change:
-  from replacing the file (includes the control plane reading N clusters and pushing
-  them), and from the fileserver's EDS response line in its log (the proxy's share,
-  as near as a polled log allows). p50 and p99 over K.
+* K changes of each kind (--kinds, --changes), the file replaced each time and polled
+  with one request every ~2 ms on a kept-alive connection until an answer comes from
+  the new port:
+  - eds: the probe cluster's first endpoint moves to another live port (weight 50
+    against 1 for the other nine, so almost every request goes to it);
+  - cds: `probe_static` changes (one cluster of N+3): its endpoint moves to another
+    live port and its lb_policy flips between ROUND_ROBIN and LEAST_REQUEST;
+  - rds: one route's weights flip (`/rds/`: probe 100/probe2 0 <-> 0/100), so the
+    route table of M+3 routes changes in one of its routes.
+  Two figures per change: from replacing the file (includes the control plane reading
+  N clusters and pushing them), and from the fileserver's response line of that type
+  in its log (the proxy's share, as near as a polled log allows). p50 and p99 over K.
 
 The fileserver keeps one version for the whole snapshot, so every change re-sends all
 types (SotW: every resource; delta: only what changed). Every wait is bounded
-(--timeout per step). Only 127.0.0.1 is used. Results print as a table (and --json).
+(--timeout per step). Only 127.0.0.1 is used. Results print as a table (and --json),
+one row per size and change kind.
 
-  bench/xds_scale.py [--proxy envoy|mosnx] [--sizes 500,5000] [--changes 20] [--delta] [--keep DIR]
+  bench/xds_scale.py [--proxy envoy|mosnx] [--sizes 500,5000] [--changes 30] [--kinds eds,cds,rds] [--delta] [--keep DIR]
 """
 from __future__ import annotations
 
@@ -82,12 +95,38 @@ def start_upstreams(n: int) -> list[ThreadingHTTPServer]:
     return servers
 
 
-def resources(version: str, n: int, m: int, listener: int, probe_ports: list[int]) -> dict[str, Any]:
+T = "type.googleapis.com/envoy."
+RESPONSE_TYPE = {"eds": T + "config.endpoint.v3.ClusterLoadAssignment", "cds": T + "config.cluster.v3.Cluster",
+                 "rds": T + "config.route.v3.RouteConfiguration"}
+PATHS = {"eds": "/", "cds": "/cds/", "rds": "/rds/"}
+
+
+class State:
+    """What the probes are now: every change moves one of them."""
+
+    def __init__(self, probe: list[int], probe2: int, static: int) -> None:
+        self.probe, self.probe2, self.static = list(probe), probe2, static
+        self.rds_to_probe2 = False
+        self.static_lb = "ROUND_ROBIN"
+
+
+def resources(version: str, n: int, m: int, listener: int, st: State) -> dict[str, Any]:
     res: list[dict[str, Any]] = [http_listener("scale", listener, "scale_routes")]
-    routes = [(f"/r{i}/", f"c{i % n}") for i in range(m)] + [("/", "probe")]
-    res.append(route_config("scale_routes", routes))
+    routes = [(f"/r{i}/", f"c{i % n}") for i in range(m)] + [("/cds/", "probe_static"), ("/rds/", ""), ("/", "probe")]
+    rc = route_config("scale_routes", routes)
+    w = (0, 100) if st.rds_to_probe2 else (100, 0)
+    rc["virtual_hosts"][0]["routes"][-2]["route"] = {"weighted_clusters": {"clusters": [
+        {"name": "probe", "weight": w[0]}, {"name": "probe2", "weight": w[1]}]}}
+    res.append(rc)
     res.append(eds_cluster("probe"))
-    res.append(endpoints("probe", probe_ports, [50] + [1] * (len(probe_ports) - 1)))
+    res.append(endpoints("probe", st.probe, [50] + [1] * (len(st.probe) - 1)))
+    res.append(eds_cluster("probe2"))
+    res.append(endpoints("probe2", [st.probe2]))
+    static = eds_cluster("probe_static")
+    del static["eds_cluster_config"]
+    static.update(type="STATIC", lb_policy=st.static_lb, load_assignment={
+        k: v for k, v in endpoints("probe_static", [st.static]).items() if k != "@type"})
+    res.append(static)
     for i in range(n):
         res.append(eds_cluster(f"c{i}"))
         # closed ports above the range tests draw from; never connected to (no request goes there)
@@ -95,15 +134,29 @@ def resources(version: str, n: int, m: int, listener: int, probe_ports: list[int
     return {"version": version, "resources": res}
 
 
+def change(kind: str, k: int, st: State, spare: dict[str, int], first: dict[str, int]) -> set[str]:
+    """Make change `k` of `kind` in `st`; the ports an answer may come from once it is seen."""
+    if kind == "eds":
+        st.probe[0] = spare["eds"] if k % 2 else first["eds"]   # the new port is never in the set before
+        return {str(st.probe[0])}
+    if kind == "cds":
+        st.static = spare["cds"] if k % 2 else first["cds"]
+        st.static_lb = "LEAST_REQUEST" if k % 2 else "ROUND_ROBIN"
+        return {str(st.static)}
+    st.rds_to_probe2 = not st.rds_to_probe2
+    return {str(st.probe2)} if st.rds_to_probe2 else {str(p) for p in st.probe}
+
+
 class Poller:
     """GET / over one kept-alive connection; the body is the upstream's port."""
 
-    def __init__(self, port: int) -> None:
-        self.port, self.conn = port, http.client.HTTPConnection(HOST, port, timeout=2)
+    def __init__(self, port: int, path: str = "/") -> None:
+        self.port, self.path = port, path
+        self.conn = http.client.HTTPConnection(HOST, port, timeout=2)
 
     def get(self) -> str:
         try:
-            self.conn.request("GET", "/")
+            self.conn.request("GET", self.path)
             r = self.conn.getresponse()
             body = r.read().decode()
             return body if r.status == 200 else f"<{r.status}>"
@@ -130,16 +183,19 @@ def pct(values: list[float], q: float) -> float:
     return s[min(len(s) - 1, int(round(q * (len(s) - 1))))]
 
 
-def run_size(args: argparse.Namespace, n: int, work: Path) -> dict[str, Any]:
+def run_size(args: argparse.Namespace, n: int, work: Path) -> list[dict[str, Any]]:
     m = args.routes or n
     procs = Procs(work)
-    ups = start_upstreams(ENDPOINTS + 1)
+    ups = start_upstreams(ENDPOINTS + 4)
     try:
         ports = [s.server_address[1] for s in ups]
-        probe, spare = ports[:ENDPOINTS], ports[ENDPOINTS]
+        probe = ports[:ENDPOINTS]
+        st = State(probe, ports[ENDPOINTS + 1], ports[ENDPOINTS + 2])
+        first = {"eds": probe[0], "cds": st.static}
+        spare = {"eds": ports[ENDPOINTS], "cds": ports[ENDPOINTS + 3]}
         xds, listener, admin = free_port(), free_port(), free_port()
         t0 = time.monotonic()
-        res_path = write_json(work / "resources.json", resources("v0", n, m, listener, probe))
+        res_path = write_json(work / "resources.json", resources("v0", n, m, listener, st))
         file_mb = res_path.stat().st_size / 1e6
         fs = procs.start("xds-fileserver", [str(xds_bin("xds-fileserver")), "-addr", f"{HOST}:{xds}",
                                             "-config", str(res_path), "-ads=true", "-poll", "10ms", "-v=true"])
@@ -159,53 +215,59 @@ def run_size(args: argparse.Namespace, n: int, work: Path) -> dict[str, Any]:
                    alive=(proxy,))
         settle = time.monotonic() - t2
 
-        poller, tail = Poller(listener), LogTail(fs.log)
+        tail = LogTail(fs.log)
         tail.read()
-        total, proxy_share = [], []
-        eds_resp = "ClusterLoadAssignment"
-        for k in range(1, args.changes + 1):
-            moved = list(probe)
-            moved[0] = spare if k % 2 else probe[0]     # alternate: the new port is never in the set before
-            target = str(moved[0])
-            version = f"v{k}"
-            doc = resources(version, n, m, listener, moved)
-            tmp = res_path.with_name("next.json")
-            tmp.write_text(json.dumps(doc))
-            pushed = time.monotonic()
-            tmp.replace(res_path)
-            resp_at = None
-            seen = False
-            deadline = pushed + args.timeout
-            for _ in range(int(args.timeout / 0.002) + 1):
-                if resp_at is None:
-                    for line in tail.read().splitlines():
-                        if "RESP type=" in line and eds_resp in line and f'"{version}"' in line:
-                            resp_at = time.monotonic()
-                if poller.get() == target:
-                    seen = True
-                    break
-                if time.monotonic() > deadline or not proxy.alive():
-                    break
-                time.sleep(0.002)
-            if not seen:
-                raise AssertionError(f"change {k}: no request reached port {target} within {args.timeout:.0f} s")
-            done = time.monotonic()
-            total.append(done - pushed)
-            if resp_at is not None:
-                proxy_share.append(done - resp_at)
-        rss_after = proc_tree_rss_kib(proxy.pid)
-        return {
-            "proxy": args.proxy, "mode": "delta" if args.delta else "sotw", "clusters": n, "routes": m,
-            "endpoints": n * ENDPOINTS + ENDPOINTS, "file_mb": round(file_mb, 1),
-            "fileserver_load_s": round(plane_ready, 2), "ready_s": round(ready, 2),
-            "settle_s": round(settle, 2),
-            "rss_ready_mib": round(rss_ready / 1024, 1), "rss_after_mib": round(rss_after / 1024, 1),
-            "changes": len(total),
-            "change_p50_ms": round(statistics.median(total) * 1000, 1),
-            "change_p99_ms": round(pct(total, 0.99) * 1000, 1),
-            "after_resp_p50_ms": round(statistics.median(proxy_share) * 1000, 1) if proxy_share else None,
-            "after_resp_p99_ms": round(pct(proxy_share, 0.99) * 1000, 1) if proxy_share else None,
-        }
+        rows = []
+        version = 0
+        for kind in args.kinds.split(","):
+            poller = Poller(listener, PATHS[kind])
+            total, proxy_share = [], []
+            resp = f"RESP type={RESPONSE_TYPE[kind]} "
+            for k in range(1, args.changes + 1):
+                target = change(kind, k, st, spare, first)
+                version += 1
+                tag = f'"v{version}"'
+                tmp = res_path.with_name("next.json")
+                tmp.write_text(json.dumps(resources(f"v{version}", n, m, listener, st)))
+                pushed = time.monotonic()
+                tmp.replace(res_path)
+                resp_at = None
+                seen = False
+                deadline = pushed + args.timeout
+                for _ in range(int(args.timeout / 0.002) + 1):
+                    if resp_at is None:
+                        for line in tail.read().splitlines():
+                            if resp in line and tag in line:
+                                resp_at = time.monotonic()
+                    if poller.get() in target:
+                        seen = True
+                        break
+                    if time.monotonic() > deadline or not proxy.alive():
+                        break
+                    time.sleep(0.002)
+                if not seen:
+                    raise AssertionError(f"{kind} change {k}: no request reached {sorted(target)} "
+                                         f"within {args.timeout:.0f} s")
+                done = time.monotonic()
+                total.append(done - pushed)
+                if resp_at is not None:
+                    proxy_share.append(done - resp_at)
+            poller.conn.close()
+            rows.append({
+                "proxy": args.proxy, "mode": "delta" if args.delta else "sotw", "clusters": n, "routes": m,
+                "endpoints": n * ENDPOINTS + ENDPOINTS + 2, "file_mb": round(file_mb, 1),
+                "fileserver_load_s": round(plane_ready, 2), "ready_s": round(ready, 2),
+                "settle_s": round(settle, 2), "rss_ready_mib": round(rss_ready / 1024, 1),
+                "kind": kind, "changes": len(total),
+                "change_p50_ms": round(statistics.median(total) * 1000, 1),
+                "change_p99_ms": round(pct(total, 0.99) * 1000, 1),
+                "after_resp_p50_ms": round(statistics.median(proxy_share) * 1000, 1) if proxy_share else None,
+                "after_resp_p99_ms": round(pct(proxy_share, 0.99) * 1000, 1) if proxy_share else None,
+            })
+        rss_after = round(proc_tree_rss_kib(proxy.pid) / 1024, 1)
+        for r in rows:
+            r["rss_after_mib"] = rss_after
+        return rows
     except AssertionError:
         print(procs.logs(tail=2000), file=sys.stderr)
         raise
@@ -261,7 +323,8 @@ def main() -> int:
     ap.add_argument("--proxy", default="envoy", choices=["envoy", "mosnx"])
     ap.add_argument("--sizes", default="500,5000", help="cluster counts, comma-separated (20000 is optional)")
     ap.add_argument("--routes", type=int, default=0, help="route count (default: as many as clusters)")
-    ap.add_argument("--changes", type=int, default=20, help="EDS changes timed per size")
+    ap.add_argument("--changes", type=int, default=30, help="changes timed per size and kind")
+    ap.add_argument("--kinds", default="eds,cds,rds", help="change kinds, comma-separated: eds, cds, rds")
     ap.add_argument("--delta", action="store_true", help="delta ADS instead of SotW")
     ap.add_argument("--timeout", type=float, default=120.0, help="bound on each wait, in s")
     ap.add_argument("--json", help="also write the rows to this file")
@@ -274,14 +337,15 @@ def main() -> int:
         if args.keep:
             work = Path(args.keep) / f"{args.proxy}-{'delta' if args.delta else 'sotw'}-{n}"
             work.mkdir(parents=True, exist_ok=True)
-            row = run_size(args, n, work)
+            got = run_size(args, n, work)
         else:
             with tempfile.TemporaryDirectory(prefix=f"xds-scale-{n}-") as tmp:
-                row = run_size(args, n, Path(tmp))
-        rows.append(row)
-        print(json.dumps(row), flush=True)
+                got = run_size(args, n, Path(tmp))
+        rows.extend(got)
+        for row in got:
+            print(json.dumps(row), flush=True)
     cols = ["proxy", "mode", "clusters", "routes", "endpoints", "file_mb", "fileserver_load_s", "ready_s", "settle_s",
-            "rss_ready_mib", "rss_after_mib", "changes", "change_p50_ms", "change_p99_ms",
+            "rss_ready_mib", "rss_after_mib", "kind", "changes", "change_p50_ms", "change_p99_ms",
             "after_resp_p50_ms", "after_resp_p99_ms"]
     print("| " + " | ".join(cols) + " |\n|" + "---|" * len(cols))
     for r in rows:

@@ -428,7 +428,10 @@ class Supervisor:
                 # it started from the file alone: the control plane's resources follow
                 reply = await h.ready
                 if reply.get("ok"):
-                    await h.ask("reload", timeout=30.0, version=self.version, dynamic=self.xds.payload())
+                    gen = self.xds.generation()
+                    r = await h.ask("reload", timeout=30.0, version=self.version, dynamic=self.xds.payload(),
+                                    generation=gen)
+                    h.generation = gen if r.get("ok") else None
 
     # ----------------------------------------------------------- reload
     def _remember_mtimes(self) -> None:
@@ -451,7 +454,8 @@ class Supervisor:
         resources; ConfigError if it is invalid."""
         if self.xds is None:
             return build_snapshot(self.config_path, version)
-        return build_snapshot(self.xds.config(), version)
+        # what validated the resources held was built last: only what changed since is built
+        return build_snapshot(self.xds.config(), version, previous=self.xds.checked)
 
     def _start_xds(self) -> None:
         """With an xds: config (or an Envoy bootstrap's ADS), one stream for the whole
@@ -514,15 +518,39 @@ class Supervisor:
                 return self._rejected([str(d) for d in e.diagnostics])
             except Exception as e:
                 return self._rejected([self._crashed(why, e)])
-            replies = []
-            dynamic = self.xds.payload() if self.xds is not None else None
-            for h in self.workers:
+            # the workers are given what changed; one that does not hold the generation
+            # it changed from (new, or it missed one), every resource, as they are now
+            delta: dict | None = None
+            whole = None
+            if self.xds is not None:
+                delta = self.xds.delta()
+                if any(h.generation != delta["base"] for h in self.workers):
+                    whole = self.xds.payload()
+
+            async def one(h: WorkerHandle | LocalWorker, **kw: Any) -> dict:
                 try:
-                    replies.append(await h.ask("reload", timeout=30.0, version=version, dynamic=dynamic))
+                    r = await h.ask("reload", timeout=30.0, version=version, **kw)
                 except (ConnectionError, TimeoutError, OSError) as e:
-                    replies.append({"ok": False, "errors": [f"worker {h.idx}: {e}"]})
+                    r = {"ok": False, "errors": [f"worker {h.idx}: {e}"]}
                 except Exception as e:
-                    replies.append({"ok": False, "errors": [self._crashed(why, e, f"worker {h.idx}")]})
+                    r = {"ok": False, "errors": [self._crashed(why, e, f"worker {h.idx}")]}
+                held = kw.get("generation", delta["gen"] if delta is not None else None)
+                h.generation = held if r.get("ok") else None
+                return r
+
+            def given(h: WorkerHandle | LocalWorker) -> dict:
+                if delta is None:
+                    return {}
+                if h.generation == delta["base"]:
+                    return {"delta": delta}
+                return {"dynamic": whole, "generation": delta["gen"]}
+            # all at once: each worker translates and builds on its own core
+            replies = list(await asyncio.gather(*(one(h, **given(h)) for h in self.workers)))
+            for i, h in enumerate(self.workers):
+                if replies[i].get("stale") and self.xds is not None:
+                    # it lost track (a build of its failed): everything, one at a time, as
+                    # the file of the resources is replaced when they change
+                    replies[i] = await one(h, dynamic=self.xds.payload(), generation=self.xds.generation())
             errors = [e for r in replies if not r.get("ok") for e in r.get("errors", [])]
             if errors:
                 log.error("reload (%s) failed in a worker: %s", why, "; ".join(errors))
@@ -531,7 +559,7 @@ class Supervisor:
             self.version = version
             self.last_error = []
             self.reloads_ok.value += 1
-            _freeze(again=True)
+            _freeze(again=True, whole=why != "xds")     # an xDS update built only what changed
             self._remember_mtimes()
             self._refresh_admin(snap.config.admin)
             log.info("reloaded (%s): version %d live", why, version)
@@ -587,9 +615,9 @@ def _sigint_ignored():
         signal.signal(signal.SIGINT, old)
 
 
-def _freeze(again: bool = False) -> None:
+def _freeze(again: bool = False, whole: bool = True) -> None:
     from .worker import freeze          # the same as a worker process does; see there
-    freeze(again)
+    freeze(again, whole)
 
 
 def _watched(snapshot) -> list[str]:

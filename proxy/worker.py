@@ -9,6 +9,12 @@ they started with, connections stay open. An endpoints message (EDS in place) bu
 nothing: the named clusters' membership changes where it is (ClusterManager.reassign)
 and the snapshot reference is swapped for one with those clusters' configs replaced.
 Reloads and endpoint changes are applied one at a time, in the order they came.
+A reload with the control plane's resources brings either all of them or what
+changed since the generation the worker holds (xds.dynamic.Decoded.take: a delta
+that starts elsewhere is answered "stale", and the supervisor sends all); the
+build is given the live snapshot, so listeners that did not change are kept as
+they are (runtime.snapshot). A build that fails leaves the worker holding no
+generation: the next reload brings every resource again.
 """
 from __future__ import annotations
 
@@ -55,9 +61,9 @@ class Worker:
         self.channel = channel
         self.version = version
         self.stats = Store()
-        self.dynamic: dict | None = None     # the control plane's resources (serialized), when any
-        # (xds.dynamic.FileConfig, xds.dynamic.Decoded): the file, and what was decoded
-        # and translated of the resources, kept from one reload to the next
+        self.dynamic = False                # the control plane's resources are part of the config
+        # (xds.dynamic.FileConfig, xds.dynamic.Decoded): the file, and the resources held,
+        # decoded and translated, kept from one reload to the next
         self._decoded: Any = None
         fastpath_memo.register_stats(self.stats)
         # with N workers, circuit breakers and rate limits are held in the segment
@@ -85,14 +91,18 @@ class Worker:
 
     def build(self, version: int):
         shared.begin_build(version)     # rate limits find their shared buckets by build order
-        if self.dynamic is None:
+        if not self.dynamic:
             return build_snapshot(self.config_path, version, self.services())
-        from .xds.dynamic import Decoded, FileConfig, effective
+        from .xds.dynamic import held_config
+        file_config, decoded = self.decoded()
+        return build_snapshot(held_config(file_config(), decoded), version, self.services(), previous=self.snapshot)
+
+    def decoded(self) -> Any:
+        """(xds.dynamic.FileConfig, xds.dynamic.Decoded), made on first use."""
         if self._decoded is None:
+            from .xds.dynamic import Decoded, FileConfig
             self._decoded = (FileConfig(self.config_path), Decoded())
-        file_config, decoded = self._decoded
-        config = effective(file_config(), self.dynamic, decoded)
-        return build_snapshot(config, version, self.services())
+        return self._decoded
 
     async def sweep(self) -> None:
         """Idle and header timeouts for every connection, and long route timeouts,
@@ -288,33 +298,51 @@ class Worker:
                 self.snapshot = with_clusters(snap, changed)
             return {"ok": True, "changed": len(changed)}
 
-    async def reload(self, version: int, dynamic: dict | None = None) -> dict:
+    async def reload(self, version: int, dynamic: dict | None = None, delta: dict | None = None,
+                     generation: int | None = None) -> dict:
         """Build `version` (the file, plus the control plane's resources when it sends
-        them: serialized, by type URL and name) and swap it in."""
+        them: `dynamic`, all of them, serialized by type URL and name, of `generation`;
+        or `delta`, what changed of them) and swap it in."""
         async with self._changing:
-            return await self._reload(version, dynamic)
+            return await self._reload(version, dynamic, delta, generation)
 
-    async def _reload(self, version: int, dynamic: dict | None) -> dict:
+    async def _reload(self, version: int, dynamic: dict | None, delta: dict | None = None,
+                      generation: int | None = None) -> dict:
         if dynamic is not None:
-            self.dynamic = dynamic
+            self.decoded()[1].load(dynamic, generation)
+            self.dynamic = True
+        elif delta is not None:
+            if not self.decoded()[1].take(delta):
+                return {"ok": False, "stale": True, "errors": ["the resources changed from a generation "
+                                                               "this worker does not hold"]}
+            self.dynamic = True
         try:
             snap = self.build(version)
         except ConfigError as e:
+            self._forget()
             self.reload_fail.value += 1
             return {"ok": False, "errors": [str(d) for d in e.diagnostics]}
         except Exception as e:
+            self._forget()
             self.reload_fail.value += 1
             return {"ok": False, "errors": [_bug(e, "reload")]}
         try:
             await self.apply(snap)
         except OSError as e:
+            self._forget()
             self.reload_fail.value += 1
             return {"ok": False, "errors": [f"listen: {e}"]}
         except Exception as e:
+            self._forget()
             self.reload_fail.value += 1
             return {"ok": False, "errors": [_bug(e, "reload")]}
         self.reload_ok.value += 1
         return {"ok": True, "version": version}
+
+    def _forget(self) -> None:
+        """What is held is not what serves: the next delta is answered stale."""
+        if self._decoded is not None:
+            self._decoded[1].generation = None
 
     async def drain(self, timeout: float) -> None:
         self.draining = True
@@ -340,15 +368,47 @@ class Worker:
         return max(l.config.timeouts.drain for l in self.snapshot.listeners.values())
 
 
-def freeze(again: bool = False) -> None:
+# after this many reloads that thawed nothing (see freeze()), a whole collection, a
+# little later than the last of them
+WHOLE_EVERY = 16
+WHOLE_AFTER = 2.0       # s
+_partial: list[Any] = [0, None]     # reloads since the last whole collection; its timer
+
+
+def freeze(again: bool = False, whole: bool = True) -> None:
     """Keep the snapshot just swapped in (and all else alive now) out of every later
     full collection, which would otherwise walk it all, as a pause of every request in
     flight. `again` (after a reload) first thaws what the last call froze, so the
-    replaced snapshot can be collected. MOSNX_GC_FREEZE=0 switches it off."""
+    replaced snapshot can be collected. After a reload that built only what changed
+    (`whole` False) only what is new is collected and frozen: a thaw and a collection
+    of the whole heap would cost more than the update. What it replaced is freed as
+    its references go; only a reference cycle in it waits, frozen, for the next whole
+    collection, made WHOLE_AFTER s after the WHOLE_EVERY-th such reload since the
+    last one (out of the update's way). MOSNX_GC_FREEZE=0 switches it off."""
     if os.environ.get("MOSNX_GC_FREEZE") == "0":
         return
+    if again and not whole:
+        gc.collect()
+        gc.freeze()
+        _partial[0] += 1
+        if _partial[0] >= WHOLE_EVERY and _partial[1] is None:
+            try:
+                _partial[1] = asyncio.get_running_loop().call_later(WHOLE_AFTER, _thaw_and_freeze)
+            except RuntimeError:
+                _thaw_and_freeze()
+        return
     if again:
-        gc.unfreeze()
+        _thaw_and_freeze()
+        return
+    gc.collect()
+    gc.freeze()
+
+
+def _thaw_and_freeze() -> None:
+    if _partial[1] is not None:
+        _partial[1].cancel()
+    _partial[0], _partial[1] = 0, None
+    gc.unfreeze()
     gc.collect()
     gc.freeze()
 
@@ -426,14 +486,17 @@ async def _serve(config_path: str, worker_id: int, conn, version: int) -> None:
         op = msg.get("op")
         if op == "reload":
             async def do():
-                dynamic = None
+                dynamic, delta = None, msg.get("delta")
                 if msg.get("dynamic_file"):
                     with open(msg["dynamic_file"], "rb") as f:
                         # written by this proxy's own supervisor, in its private folder
                         dynamic = pickle.load(f)
-                reply = await w.reload(msg["version"], dynamic)
+                if msg.get("delta_file"):
+                    with open(msg["delta_file"], "rb") as f:
+                        delta = pickle.load(f)      # the supervisor's, as dynamic_file
+                reply = await w.reload(msg["version"], dynamic, delta, msg.get("generation"))
                 if reply.get("ok"):
-                    freeze(again=True)
+                    freeze(again=True, whole=delta is None)
                 reply["id"] = msg.get("id")
                 conn.send(reply)
             loop.create_task(do())

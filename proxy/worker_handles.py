@@ -4,11 +4,14 @@ supervisor's own process and loop (LocalWorker).
 
 Both answer `start(version)`, `ready` (a future: the worker's first answer),
 `ask(op, ...)` (a reply), `tell(op, ...)` (no reply) and `stop(timeout)`. The ops
-that change what a worker serves: "reload" (version, dynamic: the control plane's
-resources) and "endpoints" (endpoints: cluster name -> its new endpoints, EDS in
-place). A message too large for the pipe (the control plane's resources, a large
-endpoint change) goes to a worker process by a private file the supervisor writes
-(xds.control.XdsControl.spill): `dynamic_file`, `endpoints_file`.
+that change what a worker serves: "reload" (version, and with a control plane
+either delta: what changed of its resources since the generation the worker holds,
+or dynamic and generation: every resource; a worker that cannot apply a delta
+answers {"ok": False, "stale": True}) and "endpoints" (endpoints: cluster name ->
+its new endpoints, EDS in place). A message too large for the pipe (the control
+plane's resources, a large delta or endpoint change) goes to a worker process by a
+private file the supervisor writes (xds.control.XdsControl.spill): `dynamic_file`,
+`delta_file`, `endpoints_file`.
 """
 from __future__ import annotations
 
@@ -17,6 +20,9 @@ import multiprocessing
 import os
 import time
 from typing import TYPE_CHECKING
+
+# a delta of at most this many bytes of resources goes in the message itself
+INLINE_DELTA = 32 * 1024
 
 if TYPE_CHECKING:
     from multiprocessing.connection import Connection
@@ -36,8 +42,10 @@ class WorkerHandle:
         self.ready: asyncio.Future = None  # type: ignore[assignment]
         self.final_stats: dict | None = None
         self.stopping = False
+        self.generation: int | None = None      # of the control plane's resources it holds
 
     def start(self, version: int) -> None:
+        self.generation = None
         ctx = multiprocessing.get_context("spawn")
         parent, child = ctx.Pipe()
         self.proc = ctx.Process(target=self.sup.entry, args=(self.sup.config_path, self.idx, child, version),
@@ -84,6 +92,12 @@ class WorkerHandle:
             # the control plane's resources can be megabytes: more than the pipe takes
             # at once, and the loop's pipe does not block. They go by a private file.
             kw["dynamic_file"] = self.sup.xds.spill(dynamic)
+        delta = kw.pop("delta", None)
+        if delta is not None:
+            if sum(len(b) for named in delta["set"].values() for b in named.values()) > INLINE_DELTA:
+                kw["delta_file"] = self.sup.xds.spill(delta, "delta")
+            else:
+                kw["delta"] = delta
         self.conn.send({"op": op, "id": rid, **kw})
         async with asyncio.timeout(timeout):
             return await fut
@@ -121,6 +135,7 @@ class LocalWorker:
         self.worker = Worker(sup.config_path, 0, None, sup.version)
         self.ready: asyncio.Future = None  # type: ignore[assignment]  # made by start()
         self.stopping = False
+        self.generation: int | None = None      # of the control plane's resources it holds
         self._sweeper: asyncio.Task | None = None
         self._starting: asyncio.Task | None = None
 
@@ -155,7 +170,7 @@ class LocalWorker:
 
     async def ask(self, op: str, timeout: float = 10.0, **kw) -> dict:
         if op == "reload":
-            return await self.worker.reload(kw["version"], kw.get("dynamic"))
+            return await self.worker.reload(kw["version"], kw.get("dynamic"), kw.get("delta"), kw.get("generation"))
         if op == "endpoints":
             return await self.worker.reassign(kw["endpoints"])
         return self.worker.handle({"op": op, **kw})

@@ -459,6 +459,8 @@ class Snapshot:
     sources: tuple[str, ...]                  # files whose change triggers a reload
     built_at: float = field(default_factory=time.time)
     extensions: dict[str, Any] = field(default_factory=dict)  # per-snapshot shared state of filters
+    # the listeners a later build_snapshot(previous=this) may take as they are (see there)
+    reusable: frozenset[str] = frozenset()
 
     def dump(self) -> dict[str, Any]:
         """Plain data for /config_dump, the caller's to change: the YAML is a copy."""

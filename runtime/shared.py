@@ -359,6 +359,12 @@ def begin_build(version: int) -> None:
     _build["next"] = 0
 
 
+def filter_ids_taken() -> int:
+    """How many filters took an id since begin_build() (build_snapshot() does not
+    reuse a listener whose filters hold shared state)."""
+    return _build["next"]
+
+
 def next_filter_id() -> tuple[int, int]:
     """(snapshot version, ordinal) of the filter being built."""
     n = _build["next"]

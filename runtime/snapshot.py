@@ -11,6 +11,17 @@ with what it did, so a large config does not look like a hang.
 with_clusters() is the one change made without a build: clusters replaced by
 configs of the same names (an EDS update changes endpoints, on which no listener,
 route or pipeline depends).
+
+An update built with `previous` (the snapshot serving now) costs what changed: a
+listener whose ListenerConfig is the very object `previous` was built from is taken
+as it is (its Listener objects, pipelines and finalized route tables), when nothing
+else it was built with changed: every other field of the Config is the same object,
+no cluster went away (a listener's build reads only the cluster names, to find the
+ones it names), and its first build gave no diagnostics, read no file and built no
+filter holding shared state (runtime.shared numbers those by build order, which a
+reused filter would not follow). Such listeners are Snapshot.reusable. What the
+extensions dict of `previous` holds is carried on, as its filters' state lives there.
+A config read from a file makes new objects throughout: a file reload builds all.
 """
 from __future__ import annotations
 
@@ -19,7 +30,7 @@ import logging
 import time
 from typing import Iterable
 
-from . import registry, route_filters
+from . import registry, route_filters, shared
 from .diagnostics import ConfigError, Diagnostic, did_you_mean
 from .model import ClusterConfig, Config, Listener, ListenerConfig, Snapshot
 from .pipeline import Pipeline
@@ -42,7 +53,8 @@ def default_route_table(action: RouteAction) -> RouteTable:
 
 
 def build_snapshot(config: Config | str, version: int = 1,
-                   services: registry.Services | None = None) -> Snapshot:
+                   services: registry.Services | None = None,
+                   previous: Snapshot | None = None) -> Snapshot:
     if isinstance(config, str):
         from .config import load_config
         start = time.perf_counter()
@@ -53,22 +65,63 @@ def build_snapshot(config: Config | str, version: int = 1,
     listeners: dict[str, Listener] = {}
     sources: list[str] = [config.path, *config.sources]
     extensions: dict = {}
+    reusable: set[str] = set()
+    old = _reuse(previous, config, clusters)
+    if old:
+        assert previous is not None     # _reuse() found some
+        extensions = dict(previous.extensions)     # the kept filters' state, under the names they gave it
+        sources.extend(previous.sources)
     for top in config.listeners:
+        was = old.get(top.name)
+        if was is not None and was.config is top:
+            got = [(lc.name, old.get(lc.name)) for lc in top.stacks()]
+            if all(lst is not None and lst.config is lc for (_, lst), lc in zip(got, top.stacks())):
+                listeners[top.name] = was
+                listeners.update(got)   # type: ignore[arg-type]  # all checked not None
+                reusable.update(name for name, _ in got)
+                reusable.add(top.name)
+                continue
         if top.protocol == "chains":
             # the listener itself runs nothing: its chains' stacks serve its connections
             listeners[top.name] = Listener(top, Pipeline.of([]), RouteTable([]))
+        quiet = True
         for lc in top.stacks():
             if lc.chain_of is not None and lc.name in listeners:
                 diags.append(Diagnostic(lc.span, "C006", f'filter chain "{lc.name}": a listener has that name'))
                 continue
+            marks = len(diags), len(sources), shared.filter_ids_taken()
             built = _build_listener(lc, config, clusters, extensions, services, diags, sources)
             if built is not None:
                 listeners[lc.name] = built
+            quiet = quiet and built is not None and marks == (len(diags), len(sources), shared.filter_ids_taken())
+        if quiet:
+            reusable.add(top.name)
+            reusable.update(lc.name for lc in top.stacks())
     errors = [d for d in diags if d.severity == "error"]
     if errors:
         raise ConfigError(errors)
     return Snapshot(version=version, config=config, listeners=listeners, clusters=clusters,
-                    sources=tuple(dict.fromkeys(sources)), extensions=extensions)
+                    sources=tuple(dict.fromkeys(sources)), extensions=extensions, reusable=frozenset(reusable))
+
+
+_OWN = ("listeners", "clusters")
+
+
+def _reuse(previous: Snapshot | None, config: Config, clusters: dict[str, ClusterConfig]) -> dict[str, Listener]:
+    """The listeners of `previous` that a build of `config` may take as they are (by
+    name; each still to be matched by its ListenerConfig's identity): none unless
+    every other field of the config is the same object and no cluster went away."""
+    if previous is None or not previous.reusable:
+        return {}
+    before = previous.config
+    if before is not config:
+        for f in dataclasses.fields(Config):
+            if f.name not in _OWN and getattr(before, f.name) is not getattr(config, f.name):
+                return {}
+        if not previous.clusters.keys() <= clusters.keys():
+            return {}
+    keep = previous.reusable
+    return {n: lst for n, lst in previous.listeners.items() if n in keep}
 
 
 def with_clusters(snap: Snapshot, changed: dict[str, ClusterConfig]) -> Snapshot:

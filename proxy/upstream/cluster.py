@@ -487,7 +487,7 @@ class ClusterManager:
         new: dict[str, Cluster] = {}
         for name, cfg in configs.items():
             old = self.clusters.get(name)
-            if old is not None and old.config == cfg:
+            if old is not None and (old.config is cfg or old.config == cfg):
                 new[name] = old
             else:
                 if old is not None:

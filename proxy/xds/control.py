@@ -20,6 +20,11 @@ brings (dynamic.DynamicConfig), and how they reach the workers.
 - The file's config is read again only when it changed on disk; the supervisor's
   reload translates with the translations the sink keeps, so only what changed is
   translated again.
+- Workers are given what changed since they were last given resources (delta());
+  a worker that does not hold the generation a delta starts from is given every
+  resource (payload()). The snapshot that validated an update is kept, so the next
+  validation and the reload build only the listeners that changed
+  (runtime.snapshot.build_snapshot's `previous`).
 - A worker process gets the resources by a private file (spill): megabytes of them
   are more than the loop's non-blocking pipe takes at once. One file per content
   and kind, in a folder only this user can read, removed when the proxy stops.
@@ -40,13 +45,13 @@ import grpc
 
 from mosnx.runtime.envoy.apply import apply
 from mosnx.runtime.envoy.protos import SECRET
-from mosnx.runtime.model import ClusterConfig, Config, Endpoint, XdsConfig, XdsTls
+from mosnx.runtime.model import ClusterConfig, Config, Endpoint, Snapshot, XdsConfig, XdsTls
 from mosnx.runtime.snapshot import build_snapshot
 from mosnx.runtime.stats import Store
 
 from .. import sockets
 from .ads import AdsClient, make_node
-from .dynamic import DynamicConfig, FileConfig, Payload
+from .dynamic import Delta, DynamicConfig, FileConfig, Payload
 from .sds_stream import SdsStream
 
 Endpoints = dict[str, tuple[Endpoint, ...]]
@@ -123,6 +128,8 @@ class XdsControl:
         self._endpoints: Endpoints = {}      # accepted in place, not yet pushed
         self._spill_dir: str | None = None
         self._spilled: dict[str, str] = {}   # kind -> the file written last
+        self._given = 0                      # the generation of resources the workers were given last
+        self.checked: Snapshot | None = None     # the snapshot of the last update validated
 
     def start(self) -> None:
         x = self.x
@@ -155,6 +162,16 @@ class XdsControl:
     def payload(self) -> Payload:
         return self.dynamic.payload()
 
+    def generation(self) -> int:
+        """The generation of what payload() gives."""
+        return self.dynamic.generation
+
+    def delta(self) -> Delta:
+        """What changed since the workers were last given resources."""
+        d = self.dynamic.delta(self._given)
+        self._given = d["gen"]
+        return d
+
     def config(self) -> Config:
         """The file's config with the resources held now (what a reload builds),
         translated with the sink's translations: only what none holds is translated."""
@@ -168,7 +185,7 @@ class XdsControl:
     def dump(self) -> dict[str, Any]:
         return self.dynamic.dump()
 
-    def spill(self, payload: Payload | Endpoints, kind: str = "resources") -> str:
+    def spill(self, payload: Payload | Endpoints | Delta, kind: str = "resources") -> str:
         """`payload` in a file only this user can read, for a worker to load; it
         replaces the last file of its `kind` (every worker has read that one: pushes
         wait for every worker's answer)."""
@@ -191,7 +208,7 @@ class XdsControl:
 
     # -- DynamicConfig's callbacks --
     def _validate(self, config: Config) -> None:
-        build_snapshot(config, self._next_version())
+        self.checked = build_snapshot(config, self._next_version(), previous=self.checked)
 
     def _changed(self) -> None:
         self._dirty = True

@@ -26,9 +26,14 @@ DynamicConfig is the ADS client's sink (resources.XdsSink), kept by the supervis
   hands just those on, with no translation, build or reload of the rest. Held
   resources and translations are updated as a full update would, so the next full
   one starts from them.
-- Every other accepted update reaches the workers as serialized resources
-  (payload()); each worker translates them itself, so nothing but bytes crosses the
-  pipe. A message's bytes are made once.
+- Every other accepted update reaches the workers as serialized resources; each
+  worker translates them itself, so nothing but bytes crosses the pipe. A message's
+  bytes are made once. What crosses is what changed: every accepted change (in
+  place or not) bumps `generation` and marks its resources, and delta() hands over
+  the marked ones (a Delta: from which generation to which, the resources set and
+  the names removed). A worker that holds the delta's `base` generation applies it
+  to what it holds (Decoded.take); one that does not (it is new, or missed one)
+  says so and is sent payload(), every resource held, with its generation.
 - `ready` once the first listeners and clusters came (or `initial_fetch_timeout`
   passed): /ready answers 503 until then.
 """
@@ -60,6 +65,9 @@ log = logging.getLogger("mosnx.xds")
 
 Resources = dict[str, dict[str, Message]]
 Payload = dict[str, dict[str, bytes]]
+# what changed from one generation to the next: {"base": int, "gen": int,
+# "set": Payload, "removed": {type_url: [name, ...]}} (plain data: it is pickled)
+Delta = dict[str, Any]
 
 # a dependency not yet received: the resource waits (is not part of the config) but
 # is not refused
@@ -91,11 +99,47 @@ class FileConfig:
 
 class Decoded:
     """A worker's memory of the resources it decoded: a resource whose bytes did not
-    change keeps its message object, so the translation of it is kept too."""
+    change keeps its message object, so the translation of it is kept too.
+    `resources` and `generation`: what it holds now (a whole payload, then deltas);
+    `generation` None when it holds nothing a delta could apply to."""
 
     def __init__(self) -> None:
         self.messages: dict[tuple[str, str], tuple[bytes, Message]] = {}
         self.translations = Translations()
+        self.resources: Resources = {}
+        self.generation: int | None = None
+
+    def load(self, payload: Payload, generation: int | None) -> Resources:
+        """Every resource: what is held is replaced."""
+        self.resources = decode(payload, self)
+        self.generation = generation
+        return self.resources
+
+    def take(self, delta: Delta) -> bool:
+        """Apply `delta` to what is held: False (nothing changed) unless it starts from
+        the generation held. Only the resources it sets are decoded."""
+        if self.generation is None or delta.get("base") != self.generation:
+            return False
+        held, messages = self.resources, self.messages
+        for type_url, named in delta.get("set", {}).items():
+            cls = RESOURCE_TYPES[type_url]
+            mine = held.setdefault(type_url, {})
+            for name, data in named.items():
+                hit = messages.get((type_url, name))
+                if hit is not None and hit[0] == data:
+                    m = hit[1]
+                else:
+                    m = cls()
+                    m.ParseFromString(data)
+                    messages[(type_url, name)] = (data, m)
+                mine[name] = m
+        for type_url, names in delta.get("removed", {}).items():
+            mine = held.get(type_url, {})
+            for name in names:
+                mine.pop(name, None)
+                messages.pop((type_url, name), None)
+        self.generation = delta["gen"]
+        return True
 
 
 def decode(payload: Payload, memory: Decoded | None = None) -> Resources:
@@ -127,6 +171,13 @@ def effective(base: Config, payload: Payload | None, memory: Decoded | None = No
     return apply(base, decode(payload, memory), cache=memory.translations if memory is not None else None)[0]
 
 
+def held_config(base: Config, memory: Decoded) -> Config:
+    """The file's config with the resources `memory` holds (after load() or take())."""
+    if not any(memory.resources.values()):
+        return base
+    return apply(base, memory.resources, cache=memory.translations)[0]
+
+
 class DynamicConfig:
     def __init__(self, base: Callable[[], Config], validate: Callable[[Config], None],
                  changed: Callable[[], None]) -> None:
@@ -156,6 +207,8 @@ class DynamicConfig:
         self._needed: tuple[Any, Any, Any, Any, dict[str, frozenset[str]]] | None = None
         self._users: tuple[Any, Any, eds.Users] | None = None
         self._wire: dict[tuple[str, str], tuple[Message, bytes]] = {}
+        self.generation = 0         # bumped by every accepted change
+        self._touched: set[tuple[str, str]] = set()     # (type_url, name) changed since delta()
 
     def needed(self) -> dict[str, frozenset[str]]:
         """needed_names() of what is held: worked out again only when the listeners, the
@@ -166,7 +219,7 @@ class DynamicConfig:
         n = self._needed
         if n is None or n[0] is not lst or n[1] is not cl or n[2] is not base or any(
                 a is not b for a, b in zip(n[3], sr)):
-            names = {t: frozenset(v) for t, v in needed_names(self.resources, base).items()}
+            names = {t: frozenset(v) for t, v in needed_names(self.resources, base, self.translations).items()}
             n = self._needed = (lst, cl, base, sr, names)
         return n[4]
 
@@ -235,6 +288,7 @@ class DynamicConfig:
             self.failed[(type_url, name)] = (resources[name], now, str(r), version)
         before = self.needed()
         self.resources = candidate
+        self._touch(type_url, fresh, removed)
         self._clear_failed(type_url, resources, bad)
         self._clear_failed(type_url, removed)
         self.received.add(type_url)
@@ -295,6 +349,7 @@ class DynamicConfig:
                 held.pop(name, None)
             else:
                 held[name] = cla
+        self._touch(ENDPOINT, changed, ())
         self._clear_failed(ENDPOINT, resources, refused)
         self._clear_failed(ENDPOINT, removed)
         self.received.add(ENDPOINT)
@@ -304,6 +359,11 @@ class DynamicConfig:
         if configs:
             self.reassigned(configs)  # type: ignore[misc]  # apply() checked it is set
         return [Rejection(name, str(r)) for name, r in refused.items()]
+
+    def _touch(self, type_url: str, names: Iterable[str], removed: Iterable[str]) -> None:
+        self.generation += 1
+        self._touched.update((type_url, n) for n in names)
+        self._touched.update((type_url, n) for n in removed)
 
     # -- for the supervisor --
     def payload(self) -> Payload:
@@ -322,6 +382,29 @@ class DynamicConfig:
                 kept[(t, n)] = (m, data)
         self._wire = kept
         return out
+
+    def delta(self, base: int) -> Delta:
+        """What changed since generation `base` (the one the workers were last given,
+        all changes since marked): the resources set, serialized, and the names
+        removed. The marks are cleared."""
+        touched, self._touched = self._touched, set()
+        wire = self._wire
+        put: Payload = {}
+        gone: dict[str, list[str]] = {}
+        for t, n in touched:
+            m = self.resources.get(t, {}).get(n)
+            if m is None:
+                gone.setdefault(t, []).append(n)
+                wire.pop((t, n), None)
+                continue
+            hit = wire.get((t, n))
+            if hit is not None and hit[0] is m:
+                data = hit[1]
+            else:
+                data = m.SerializeToString()
+                wire[(t, n)] = (m, data)
+            put.setdefault(t, {})[n] = data
+        return {"base": base, "gen": self.generation, "set": put, "removed": gone}
 
     def ready(self) -> bool:
         """The first listeners and clusters came, or waiting for them timed out."""

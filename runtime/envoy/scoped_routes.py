@@ -352,6 +352,11 @@ def _hcms(listener: Any) -> Iterator[Any]:
                     yield hcm.scoped_routes
 
 
+def uses_scopes(listener: Any) -> bool:
+    """Whether one of the listener's HCMs takes scoped routes."""
+    return next(_hcms(listener), None) is not None
+
+
 def srds_names(listeners: Iterable[Any]) -> list[str]:
     """The names of the scoped route configurations (ScopedRoutes.name) that come over
     SRDS, in order, once each: what Envoy's ScopedRoutesConfigDump lists."""

@@ -294,6 +294,11 @@ def needed_secrets(listeners: Any, clusters: Any) -> set[str]:
     return out
 
 
+def listener_secret_names(lst: Any) -> frozenset[str]:
+    """The SDS secrets a Listener's filter chains name."""
+    return _listener_names(lst)
+
+
 def cluster_secret_names(c: Any) -> frozenset[str]:
     """The SDS secrets a Cluster's transport sockets name."""
     hit = _last.get(id(c))

@@ -294,3 +294,54 @@ def test_a_dump_is_the_callers_to_change(tmp_path):
     assert snap.config.raw["listeners"][0]["name"] == "ingress"
     assert snap.config.raw["clusters"][0]["name"] == "web"
     assert snap.dump()["config"] == snap.config.raw
+
+
+TWO = """\
+listeners:
+  - name: ingress
+    address: 127.0.0.1:8080
+    route: {cluster: web}
+  - name: other
+    address: 127.0.0.1:8081
+    route: {cluster: api}
+clusters:
+  - name: web
+    endpoints: ["127.0.0.1:9000"]
+  - name: api
+    endpoints: ["127.0.0.1:9001"]
+"""
+
+
+def test_a_build_given_the_last_keeps_the_listeners_whose_config_is_the_same_object(tmp_path):
+    import dataclasses
+    from mosnx.runtime.config import load_config
+    config = load_config(write(tmp_path, TWO))
+    first = build_snapshot(config, 1)
+    assert first.reusable == {"ingress", "other"}
+    # one listener's config replaced, a cluster added: the other listener is kept as built
+    ingress = dataclasses.replace(config.listeners[0], port=8090)
+    extra = dataclasses.replace(config.clusters[0], name="more")
+    changed = dataclasses.replace(config, listeners=(ingress, config.listeners[1]),
+                                  clusters=(*config.clusters, extra))
+    second = build_snapshot(changed, 2, previous=first)
+    assert second.listeners["other"] is first.listeners["other"]
+    assert second.listeners["ingress"] is not first.listeners["ingress"]
+    assert second.listeners["ingress"].config.port == 8090 and second.version == 2
+    # read from the file again, every object is new: all is built
+    again = build_snapshot(str(tmp_path / "mosnx.yaml"), 3, previous=second)
+    assert all(again.listeners[n] is not second.listeners[n] for n in again.listeners)
+
+
+def test_a_kept_listener_is_checked_again_when_a_cluster_goes(tmp_path):
+    import dataclasses
+    from mosnx.runtime.config import load_config
+    config = load_config(write(tmp_path, TWO))
+    first = build_snapshot(config, 1)
+    gone = dataclasses.replace(config, clusters=config.clusters[:1])
+    with pytest.raises(ConfigError) as e:
+        build_snapshot(gone, 2, previous=first)
+    assert 'unknown cluster "api"' in str(e.value.diagnostics[0])
+    # another field of the config changed (not listeners or clusters): all is built
+    other = dataclasses.replace(config, fast_path=not config.fast_path)
+    third = build_snapshot(other, 3, previous=first)
+    assert third.listeners["ingress"] is not first.listeners["ingress"]
