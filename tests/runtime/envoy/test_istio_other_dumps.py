@@ -83,8 +83,8 @@ _NO_ADDRESS = "a listener needs an address"          # an internal listener (int
 _CONNECT = "a route match needs prefix, path, safe_regex or path_separated_prefix (connect_matcher is not supported)"
 # istiod's waypoint and gateway routes: retry policy, tracing decorator, gRPC timeout
 _ISTIO_ROUTE = ("virtual_hosts[0].routes[0].decorator", "virtual_hosts[0].routes[0].route.max_stream_duration")
-_GATEWAY_ROUTE = ("max_direct_response_body_size_bytes", "ignore_port_in_host_matching",
-                  "virtual_hosts[0].include_request_attempt_count", "virtual_hosts[0].routes[0].metadata",
+# (their max_direct_response_body_size_bytes and ignore_port_in_host_matching are served)
+_GATEWAY_ROUTE = ("virtual_hosts[0].include_request_attempt_count", "virtual_hosts[0].routes[0].metadata",
                   "virtual_hosts[0].routes[0].decorator", "virtual_hosts[0].routes[0].route.max_grpc_timeout",
                   "virtual_hosts[0].routes[0].route.retry_policy.retry_host_predicate",
                   "virtual_hosts[0].routes[0].route.retry_policy.host_selection_retry_max_attempts",
@@ -132,8 +132,8 @@ EXPECTED.update({
     ("gateway-k8s", "RouteConfiguration", "static[0]"): (OK, ()),
     ("gateway-k8s", "RouteConfiguration", "static[1]"): (OK, ()),
     ("gateway-k8s", "RouteConfiguration", "http.80"):
-        (OK, _GATEWAY_ROUTE[:6] + ("virtual_hosts[0].routes[0].route.cluster_not_found_response_code",)
-         + _GATEWAY_ROUTE[6:]),
+        (OK, _GATEWAY_ROUTE[:4] + ("virtual_hosts[0].routes[0].route.cluster_not_found_response_code",)
+         + _GATEWAY_ROUTE[4:]),
 })
 # the agent's static clusters on Unix sockets (sds-grpc, xds-grpc): a bootstrap leaves them
 # out of the clusters and connects its streams there itself; as EDS they are refused
