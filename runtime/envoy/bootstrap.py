@@ -6,7 +6,8 @@ node, admin, ... and none of mosnx's own). load_bootstrap_text() returns the Con
 and the warnings (valid Envoy that mosnx ignores), or raises ConfigError whose
 diagnostics name file:line:col of the offending key: a json_format error is mapped
 back through the document's positions, and a translation Rejection through its
-field path. Static listeners and clusters come from static_resources; resources in
+field path. Static listeners and clusters come from static_resources (a static listener
+may go unnamed, as in Envoy: static_listener_name() names it); resources in
 files (lds_config / cds_config / rds / eds `path_config_source`) are read and
 translated the same way, as Envoy's file-based xDS does; dynamic_resources.ads_config
 becomes Config.xds. Reads only the files the bootstrap names. layered_runtime's static
@@ -185,8 +186,11 @@ def _load(data: Any, positions: Positions | None,
             continue
         ld.add(CLUSTER, c, positions, ("static_resources", "clusters", i))
         ld.follow(CLUSTER, c, positions, ("static_resources", "clusters", i))
+    taken = {lst.name for lst in sr.listeners if lst.name}
     for i, lst in enumerate(sr.listeners):
         lst = _compressors_optional(lst)
+        if not lst.name:
+            lst = _named(lst, static_listener_name(lst, i, taken))
         ld.add(LISTENER, lst, positions, ("static_resources", "listeners", i))
         ld.follow(LISTENER, lst, positions, ("static_resources", "listeners", i))
     dr = msg.dynamic_resources  # type: ignore[attr-defined]  # a Bootstrap
@@ -395,6 +399,26 @@ def _pipe_only(c: Any) -> str | None:
     if not addrs or any(a.WhichOneof("address") != "pipe" for a in addrs):
         return None
     return str(addrs[0].pipe.path)
+
+
+def static_listener_name(lst: Any, index: int, taken: set[str]) -> str:
+    """The name of a static listener that has none (Envoy gives it a UUID; istioctl's
+    dumps show Istio's 15021 and 15090 listeners so): `<address>_<port>`, as Istio names
+    its listeners, so stats and reloads keep it; `static_resources.listeners[i]` when the
+    listener has no socket address or another listener has that name. Adds it to `taken`."""
+    sa = lst.address.socket_address
+    name = f"{sa.address}_{sa.port_value}" if lst.address.HasField("socket_address") else ""
+    if not name or name in taken:
+        name = f"static_resources.listeners[{index}]"
+    taken.add(name)
+    return name
+
+
+def _named(lst: Any, name: str) -> Any:
+    out = type(lst)()
+    out.CopyFrom(lst)
+    out.name = name
+    return out
 
 
 def _compressors_optional(lst: Any) -> Any:

@@ -43,7 +43,12 @@ random_source: Callable[[], float] = random.random
 def translate_route_config(rc: Any, f: Findings) -> RouteTable:
     f.only(rc, {"name", "virtual_hosts", "request_headers_to_add", "request_headers_to_remove",
                 "response_headers_to_add", "response_headers_to_remove", "validate_clusters",
-                "typed_per_filter_config", "vhds"})     # vhds: runtime.envoy.vhds merges its hosts in
+                "typed_per_filter_config", "vhds",      # vhds: runtime.envoy.vhds merges its hosts in
+                "ignore_port_in_host_matching", "max_direct_response_body_size_bytes"})
+    if rc.ignore_port_in_host_matching:
+        _ports_ignored(rc, f)
+    if rc.HasField("max_direct_response_body_size_bytes"):
+        _body_limit(rc, rc.max_direct_response_body_size_bytes.value, f)
     top_req = header_edits(list(rc.request_headers_to_add), list(rc.request_headers_to_remove), f,
                            "request_headers_to_add")
     top_resp = header_edits(list(rc.response_headers_to_add), list(rc.response_headers_to_remove), f,
@@ -52,6 +57,31 @@ def translate_route_config(rc: Any, f: Findings) -> RouteTable:
     vhosts = [_vhost(vh, f.at("virtual_hosts").at(i), top_req, top_resp, top_filters)
               for i, vh in enumerate(rc.virtual_hosts)]
     return RouteTable(vhosts)
+
+
+def _ports_ignored(rc: Any, f: Findings) -> None:
+    """ignore_port_in_host_matching: mosnx's vhost lookup already tries the Host without
+    its port (RouteTable.vhost_for), so it matches as Envoy's does; only a domain with a
+    port, which Envoy then never matches, is matched still."""
+    for i, vh in enumerate(rc.virtual_hosts):
+        for j, d in enumerate(vh.domains):
+            if re.search(r":(\d+|\*)$", d) and not d.endswith("]"):
+                f.at("virtual_hosts").at(i).at("domains").at(j).warn(
+                    f'with ignore_port_in_host_matching Envoy matches no domain with a port; mosnx matches "{d}"')
+
+
+def _body_limit(rc: Any, limit: int, f: Findings) -> None:
+    """max_direct_response_body_size_bytes: a direct response body larger is refused, as
+    Envoy refuses it (without the field mosnx sets no limit; Envoy's is 4096 bytes)."""
+    for i, vh in enumerate(rc.virtual_hosts):
+        for j, r in enumerate(vh.routes):
+            if r.WhichOneof("action") != "direct_response":
+                continue
+            b = r.direct_response.body
+            size = len(b.inline_string.encode() if b.WhichOneof("specifier") == "inline_string" else b.inline_bytes)
+            if size > limit:
+                f.at("virtual_hosts").at(i).at("routes").at(j).at("direct_response").reject(
+                    f"the body is {size} bytes, more than max_direct_response_body_size_bytes ({limit})", "body")
 
 
 def _vhost(vh: Any, f: Findings, top_req: list, top_resp: list, top_filters: Overrides) -> VirtualHost:

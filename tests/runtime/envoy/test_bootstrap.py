@@ -243,3 +243,49 @@ def test_node_metadata_that_has_no_json_form_is_an_error_at_it():
         """)
     msgs = _error(text)
     assert len(msgs) == 1 and msgs[0].startswith("<envoy>:1:27: X002") and "finite" in msgs[0]
+
+
+def test_an_unnamed_static_listener_is_named_for_its_address():
+    # Envoy accepts a static listener without a name (istioctl's dumps show Istio's
+    # health listener so); mosnx names it <address>_<port>, or by its index when taken
+    text = textwrap.dedent("""\
+        static_resources:
+          listeners:
+          - address: {socket_address: {address: 127.0.0.1, port_value: 18021}}
+            filter_chains:
+            - filters:
+              - name: envoy.filters.network.tcp_proxy
+                typed_config:
+                  "@type": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy
+                  stat_prefix: t
+                  cluster: app
+          - name: 127.0.0.1_18022
+            address: {socket_address: {address: 127.0.0.1, port_value: 18023}}
+            filter_chains:
+            - filters:
+              - name: envoy.filters.network.tcp_proxy
+                typed_config:
+                  "@type": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy
+                  stat_prefix: t
+                  cluster: app
+          - address: {socket_address: {address: 127.0.0.1, port_value: 18022}}
+            filter_chains:
+            - filters:
+              - name: envoy.filters.network.tcp_proxy
+                typed_config:
+                  "@type": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy
+                  stat_prefix: t
+                  cluster: app
+          clusters:
+          - name: app
+            load_assignment:
+              cluster_name: app
+              endpoints:
+              - lb_endpoints:
+                - endpoint: {address: {socket_address: {address: 127.0.0.1, port_value: 18080}}}
+        """)
+    cfg, warnings = load_bootstrap_text(text, "<envoy>")
+    assert [lc.name for lc in cfg.listeners] == ["127.0.0.1_18021", "127.0.0.1_18022",
+                                                 "static_resources.listeners[2]"]
+    assert [lc.port for lc in cfg.listeners] == [18021, 18023, 18022]
+    assert warnings == []

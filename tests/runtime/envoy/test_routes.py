@@ -68,3 +68,37 @@ def test_bad_regex_is_a_rejection_naming_the_field():
     rj = e.value.rejection
     assert (rj.type_url, rj.name) == (R, "r")
     assert rj.field_path == "virtual_hosts[0].routes[0].match.safe_regex.regex"
+
+
+def _gateway(domains: list[str], **top: object) -> dict:
+    return {"name": "http.8080", **top, "virtual_hosts": [{"name": "v", "domains": domains, "routes": [
+        {"match": {"prefix": "/get"}, "route": {"cluster": "httpbin"}},
+        {"match": {"prefix": "/"}, "direct_response": {"status": 200, "body": {"inline_string": "x" * 10}}}]}]}
+
+
+def test_ignore_port_in_host_matching_is_served():
+    # Istio's gateways set it: a Host with a port finds the vhost of the name alone
+    sink = Sink()
+    t = translate_route_config(msg(R, _gateway(["httpbin.example.com"], ignore_port_in_host_matching=True)),
+                               Findings(R, "http.8080", "", sink))
+    assert sink.warnings == []
+    assert pick(t, ctx("/get", "httpbin.example.com:8080")).action.cluster == "httpbin"
+    assert pick(t, ctx("/get", "httpbin.example.com")).action.cluster == "httpbin"
+    # a domain with a port: Envoy then matches it never, mosnx still does; said
+    sink = Sink()
+    translate_route_config(msg(R, _gateway(["a.example.com:8080", "[::1]"], ignore_port_in_host_matching=True)),
+                           Findings(R, "http.8080", "", sink))
+    [w] = sink.warnings
+    assert "virtual_hosts[0].domains[0]" in w.message and '"a.example.com:8080"' in w.message
+
+
+def test_max_direct_response_body_size_bytes_bounds_the_bodies():
+    sink = Sink()
+    translate_route_config(msg(R, _gateway(["*"], max_direct_response_body_size_bytes=10)),
+                           Findings(R, "http.8080", "", sink))
+    assert sink.warnings == []
+    with pytest.raises(Rejected) as e:
+        translate_route_config(msg(R, _gateway(["*"], max_direct_response_body_size_bytes=9)), Findings(R, "r"))
+    rj = e.value.rejection
+    assert rj.field_path == "virtual_hosts[0].routes[1].direct_response.body"
+    assert rj.message == "the body is 10 bytes, more than max_direct_response_body_size_bytes (9)"
