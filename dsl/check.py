@@ -151,15 +151,7 @@ class _Checker(TypeChecker):
         self.routes_lint(list(b.routes), [self.scope] * len(b.routes))
 
     def rpc_route(self, r: A.RouteDecl) -> None:
-        if r.cond is not None:
-            self.condition(r.cond, "request")
-        actions = [s for s in r.body if isinstance(s, ROUTE_ACTIONS)]
-        if not actions:
-            self.err(r.name_span, "R205", f'route "{r.name}" has no action: add to, split or respond')
-        for extra in actions[1:]:
-            self.err(extra.span, "R206", f'route "{r.name}" already has an action ("{KEYWORD[type(actions[0])]}" '
-                                         f'at line {actions[0].span.line}); a route has exactly one')
-        forwards = bool(actions) and isinstance(actions[0], (A.To, A.Split))
+        actions, forwards = self.route_head(r, "to, split or respond")
         seen: dict[type, A.Stmt] = {}
         for s in r.body:
             if not isinstance(s, RPC_STMTS):
@@ -245,16 +237,20 @@ class _Checker(TypeChecker):
         return inline(e, scope, self.prog.scopes)
 
     # ---- routes and statements ----
-    def route(self, r: A.RouteDecl) -> None:
+    def route_head(self, r: A.RouteDecl, kinds: str) -> tuple[list[A.Stmt], bool]:
+        """A route's condition and its one action (R205, R206): its actions, and whether it forwards."""
         if r.cond is not None:
             self.condition(r.cond, "request")
-        actions = [s for s in r.body if isinstance(s, ROUTE_ACTIONS)]
+        actions: list[A.Stmt] = [s for s in r.body if isinstance(s, ROUTE_ACTIONS)]
         if not actions:
-            self.err(r.name_span, "R205", f'route "{r.name}" has no action: add to, split, respond or redirect')
+            self.err(r.name_span, "R205", f'route "{r.name}" has no action: add {kinds}')
         for extra in actions[1:]:
             self.err(extra.span, "R206", f'route "{r.name}" already has an action ("{KEYWORD[type(actions[0])]}" '
                                          f'at line {actions[0].span.line}); a route has exactly one')
-        forwards = bool(actions) and isinstance(actions[0], (A.To, A.Split))
+        return actions, bool(actions) and isinstance(actions[0], (A.To, A.Split))
+
+    def route(self, r: A.RouteDecl) -> None:
+        actions, forwards = self.route_head(r, "to, split, respond or redirect")
         seen: dict[type, A.Stmt] = {}
         for s in r.body:
             if isinstance(s, FORWARD_ONLY):

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import Any
 from types import SimpleNamespace
 
 EXIT_FAIL, EXIT_USAGE = 1, 2
@@ -46,10 +47,8 @@ def snapshot(path: str):
 
 
 def _explain(argv: list[str]) -> int:
-    from mosnx.dsl import lint
     from mosnx.dsl.explain import (Explainer, RequestError, UpstreamResponse, parse_header, parse_request,
                                    render_text)
-    from mosnx.runtime.diagnostics import ConfigError
     ap = argparse.ArgumentParser(prog="mosnx explain", description="Show what the compiled config does with "
                                  "one request: no sockets, no upstream.")
     ap.add_argument("-c", "--config", required=True, help="mosnx YAML or an Envoy bootstrap")
@@ -81,13 +80,9 @@ def _explain(argv: list[str]) -> int:
     except RequestError as e:
         print(f"mosnx explain: {e}", file=sys.stderr)
         return EXIT_USAGE
-    try:
-        snap = snapshot(a.config)
-    except ConfigError as e:
-        sys.stderr.write(lint.render(e.diagnostics, "text"))
-        return EXIT_USAGE
-    except Exception as e:
-        return _bug("explain", a.config, e)
+    snap, failed = _explain_snapshot(a)
+    if snap is None:
+        return failed
     try:
         ex = Explainer(snap, core()).explain(req, a.listener, resp, a.cluster)
     except RequestError as e:
@@ -99,23 +94,31 @@ def _explain(argv: list[str]) -> int:
     return 0
 
 
-def _explain_rpc(a: argparse.Namespace) -> int:
+def _explain_snapshot(a: argparse.Namespace) -> tuple[Any, int]:
+    """The snapshot of the config explain reads, or None and the exit status (a config
+    error shown as `mosnx check` shows it; a bug in one line)."""
     from mosnx.dsl import lint
+    from mosnx.runtime.diagnostics import ConfigError
+    try:
+        return snapshot(a.config), 0
+    except ConfigError as e:
+        sys.stderr.write(lint.render(e.diagnostics, "text"))
+        return None, EXIT_USAGE
+    except Exception as e:
+        return None, _bug("explain", a.config, e)
+
+
+def _explain_rpc(a: argparse.Namespace) -> int:
     from mosnx.dsl.explain_rpc import call_headers, explain_call, render_call
     from mosnx.dsl.request import RequestError
-    from mosnx.runtime.diagnostics import ConfigError
     try:
         headers = call_headers(a.request, a.header)
     except RequestError as e:
         print(f"mosnx explain: {e}", file=sys.stderr)
         return EXIT_USAGE
-    try:
-        snap = snapshot(a.config)
-    except ConfigError as e:
-        sys.stderr.write(lint.render(e.diagnostics, "text"))
-        return EXIT_USAGE
-    except Exception as e:
-        return _bug("explain", a.config, e)
+    snap, failed = _explain_snapshot(a)
+    if snap is None:
+        return failed
     try:
         ex = explain_call(snap, a.listener, headers)
     except RequestError as e:

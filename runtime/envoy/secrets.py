@@ -209,35 +209,43 @@ def stream_cluster(ref: Any) -> str | None:
     return str(gs.envoy_grpc.cluster_name)
 
 
-_sources_memo: dict[tuple[str, bytes], dict[str, str]] = {}
+# a transport socket's SDS references, by its context's bytes: read once per distinct context
+_refs_memo: dict[tuple[str, bytes], tuple[Any, ...]] = {}
 
 
-def _socket_sources(ts: Any) -> dict[str, str]:
-    """Secret name -> cluster, for the references of a TLS transport socket that come
-    over an SDS stream (memoised by the context's bytes, as tls.secret_names is)."""
+def sds_references(ts: Any) -> tuple[Any, ...]:
+    """The SdsSecretConfigs (those with a name and an sds_config) a TransportSocket's
+    TLS context refers to; none for another socket, or a context that does not parse
+    (its translation says why)."""
     url = ts.typed_config.type_url
     if url not in (UPSTREAM_TLS, DOWNSTREAM_TLS):
-        return {}
+        return ()
     key = (url, ts.typed_config.value)
-    got = _sources_memo.get(key)
+    got = _refs_memo.get(key)
     if got is not None:
         return got
     msg = UpstreamTlsContext() if url == UPSTREAM_TLS else DownstreamTlsContext()
     try:
         ts.typed_config.Unpack(msg)
-    except Exception:           # a context that does not parse names nothing; its translation says why
-        return {}
+    except Exception:
+        return ()
     c = msg.common_tls_context
     refs = [*c.tls_certificate_sds_secret_configs]
     if c.HasField("validation_context_sds_secret_config"):
         refs.append(c.validation_context_sds_secret_config)
     if c.HasField("combined_validation_context"):
         refs.append(c.combined_validation_context.validation_context_sds_secret_config)
-    got = {r.name: cl for r in refs if r.name and r.HasField("sds_config") and (cl := stream_cluster(r))}
-    if len(_sources_memo) > 10000:
-        _sources_memo.clear()
-    _sources_memo[key] = got
+    got = tuple(r for r in refs if r.name and r.HasField("sds_config"))
+    if len(_refs_memo) > 10000:
+        _refs_memo.clear()
+    _refs_memo[key] = got
     return got
+
+
+def _socket_sources(ts: Any) -> dict[str, str]:
+    """Secret name -> cluster, for the references of a TLS transport socket that come
+    over an SDS stream."""
+    return {r.name: cl for r in sds_references(ts) if (cl := stream_cluster(r))}
 
 
 def stream_sources(listeners: Any, clusters: Any) -> dict[str, str]:

@@ -31,7 +31,8 @@ from google.protobuf import json_format
 from ..config.protocols import ClientTls, Pem, SanMatcher, ServerTls
 from .findings import Findings
 from .protos import DOWNSTREAM_TLS, RAW_BUFFER, UPSTREAM_TLS, DownstreamTlsContext, UpstreamTlsContext
-from .secrets import CertificateSecret, SecretStore, ValidationSecret, tls_certificate, validation_context
+from .secrets import (CertificateSecret, SecretStore, ValidationSecret, sds_references, tls_certificate,
+                      validation_context)
 
 MATCH_KEY = "envoy.transport_socket_match"
 VERSIONS = {1: "1.0", 2: "1.1", 3: "1.2", 4: "1.3"}       # TlsParameters.TlsProtocol; 0 is TLS_AUTO
@@ -224,34 +225,9 @@ def match_index(matches: Matches, lbe: Any) -> int | None:
 
 # ---- SDS names ----
 
-_names_memo: dict[tuple[str, bytes], frozenset[str]] = {}
-
-
 def secret_names(ts: Any) -> frozenset[str]:
     """The names of the SDS secrets (those with an sds_config) a TransportSocket asks for."""
-    url = ts.typed_config.type_url
-    if url not in (UPSTREAM_TLS, DOWNSTREAM_TLS):
-        return frozenset()
-    key = (url, ts.typed_config.value)
-    got = _names_memo.get(key)
-    if got is not None:
-        return got
-    msg = UpstreamTlsContext() if url == UPSTREAM_TLS else DownstreamTlsContext()
-    try:
-        ts.typed_config.Unpack(msg)
-    except Exception:           # a resource that does not parse asks for nothing; its translation says why
-        return frozenset()
-    c = msg.common_tls_context
-    refs = [*c.tls_certificate_sds_secret_configs]
-    if c.HasField("validation_context_sds_secret_config"):
-        refs.append(c.validation_context_sds_secret_config)
-    if c.HasField("combined_validation_context"):
-        refs.append(c.combined_validation_context.validation_context_sds_secret_config)
-    got = frozenset(r.name for r in refs if r.name and r.HasField("sds_config"))
-    if len(_names_memo) > 10000:
-        _names_memo.clear()
-    _names_memo[key] = got
-    return got
+    return frozenset(r.name for r in sds_references(ts))
 
 
 def _cluster_names(c: Any) -> frozenset[str]:
