@@ -13,9 +13,11 @@ warm-up of 300). Reported per path: calls/s, p50 and p99 latency, and the proxy'
 per call (user + system time of its process tree over the run, divided by calls).
 Every loop is bounded in count and time; nothing runs in parallel with another path.
 
-The client is Python too (uvloop): on a small machine it takes a large share of the
-CPU, so read calls/s as relative between paths, and CPU per call as the proxy's own
-cost. The requests are the codecs' own encodings (bolt.encode_request, dubbo's
+The client is Python too (uvloop). Pinning as bench/run.py: on two or more cores the
+client and the provider share one CPU (`--load-cpu`, 0) and the proxy has another to
+itself (`--proxy-cpu`, 1), so every path gives the client and provider the same CPU and
+"via a proxy" adds only the proxy's own work and hop; `--no-pin` runs unpinned. Read
+calls/s between paths of one run, and CPU per call as the proxy's own cost. The requests are the codecs' own encodings (bolt.encode_request, dubbo's
 request_body, a framed binary Thrift CALL), bodies a few dozen bytes.
 """
 from __future__ import annotations
@@ -210,7 +212,10 @@ def tree_cpu(pid: int) -> float:
 
 
 # ------------------------------------------------------------------ proxies
-def start(argv: list[str], ready_port: int, log: Path, timeout: float = 30.0) -> subprocess.Popen:
+def start(argv: list[str], ready_port: int, log: Path, timeout: float = 30.0,
+          cpu: int | None = None) -> subprocess.Popen:
+    # taskset execs the program: the pid is the program's own
+    argv = (["taskset", "-c", str(cpu)] if cpu is not None else []) + argv
     p = subprocess.Popen(argv, stdout=open(log, "wb"), stderr=subprocess.STDOUT)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -294,7 +299,8 @@ def bench(args: argparse.Namespace) -> list[tuple[str, str, dict[str, float]]]:
     work = Path(tempfile.mkdtemp(prefix="bench-rpc-"))
     for proto in args.protocols:
         up = free_port()
-        provider = start([sys.executable, __file__, "--provider", proto, str(up)], up, work / f"{proto}-provider.log")
+        provider = start([sys.executable, __file__, "--provider", proto, str(up)], up, work / f"{proto}-provider.log",
+                         cpu=args.load_cpu)
         try:
             paths: list[tuple[str, int, subprocess.Popen | None]] = [("direct", up, None)]
             port = free_port()
@@ -305,7 +311,7 @@ def bench(args: argparse.Namespace) -> list[tuple[str, str, dict[str, float]]]:
                 proc = None
                 if name == "mosnx":
                     proc = start([mosnx_bin, "run", "-c", str(cfg), "--workers", "1", "-l", "warning"], port_,
-                                 work / f"{proto}-mosnx.log")
+                                 work / f"{proto}-mosnx.log", cpu=args.proxy_cpu)
                 rows.append((proto, name, _measure(port_, proto, args, proc)))
                 _stop(proc)
             if envoy and proto in has:
@@ -313,7 +319,8 @@ def bench(args: argparse.Namespace) -> list[tuple[str, str, dict[str, float]]]:
                 ecfg = work / f"{proto}-envoy.yaml"
                 ecfg.write_text(envoy_config(proto, port, up) or "")
                 proc = start([envoy, "-c", str(ecfg), "--concurrency", "1", "-l", "error",
-                              "--base-id", str(os.getpid() % 1000 + 100)], port, work / f"{proto}-envoy.log")
+                              "--base-id", str(os.getpid() % 1000 + 100)], port, work / f"{proto}-envoy.log",
+                             cpu=args.proxy_cpu)
                 rows.append((proto, "envoy", _measure(port, proto, args, proc)))
                 _stop(proc)
         finally:
@@ -354,8 +361,16 @@ def main() -> None:
     ap.add_argument("--callers", type=int, default=32, help="concurrent callers (connections)")
     ap.add_argument("--envoy", help="an Envoy binary for dubbo_proxy and thrift_proxy")
     ap.add_argument("--protocols", nargs="+", default=list(PROTOS), choices=PROTOS)
+    ap.add_argument("--load-cpu", type=int, default=0, help="the CPU of the client and the provider")
+    ap.add_argument("--proxy-cpu", type=int, default=1, help="the CPU of the proxy")
+    ap.add_argument("--no-pin", action="store_true", help="run every process on any CPU")
     args = ap.parse_args()
-    print(f"{args.callers} callers, {args.calls} calls or {args.seconds:.0f} s per path, cores: {os.cpu_count()}",
+    if args.no_pin or (os.cpu_count() or 1) < 2 or not shutil.which("taskset"):
+        args.load_cpu = args.proxy_cpu = None
+    else:
+        os.sched_setaffinity(0, {args.load_cpu})        # the client: this process
+    print(f"{args.callers} callers, {args.calls} calls or {args.seconds:.0f} s per path, cores: {os.cpu_count()}, "
+          f"pinned: {'no' if args.load_cpu is None else f'client+provider CPU {args.load_cpu}, proxy CPU {args.proxy_cpu}'}",
           flush=True)
     rows = bench(args)
     print("\n| protocol | path | calls/s | p50 ms | p99 ms | proxy CPU us/call |\n|---|---|---|---|---|---|")
