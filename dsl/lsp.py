@@ -162,11 +162,11 @@ def route_summary(a: Analysis, route: A.RouteDecl) -> str:
 
 def attribute_hover(name: str) -> str | None:
     base = name.split("[", 1)[0]
+    if base in RPC_FIELDS:
+        keyed = ' (keyed: `' + base + '["…"]`)' if RPC_FIELDS[base] is None else ""
+        return f"**{base}**: `string`{keyed}, read in an rpc block's routes\n\n{RPC_FIELD_DOCS[base]}"
     attr = ATTRIBUTES.get(base)
     if attr is None:
-        if base in RPC_FIELD_DOCS:
-            keyed = ' (keyed: `' + base + '["…"]`)' if RPC_FIELDS[base] is None else ""
-            return f"**{base}**: `string`{keyed}, read in an rpc block's routes\n\n{RPC_FIELD_DOCS[base]}"
         return None
     keyed = ' (keyed: `' + base + '["…"]`)' if attr.keyed is not None else ""
     return f"**{base}**: `{attr.type}`{keyed}, known from the {attr.phase} phase\n\n{attr.doc}"

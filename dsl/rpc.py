@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from mosnx.runtime.actions import LocalReply
+from mosnx.runtime.attributes import ATTRIBUTES
 from mosnx.runtime.routes import RouteAction
 
 from . import scheme as S
@@ -26,13 +27,8 @@ RPC_FIELDS: dict[str, str | None] = {
     "rpc.service": ":service", "rpc.method": ":method", "rpc.version": ":version",
     "rpc.group": ":group", "rpc.headers": None,
 }
-RPC_FIELD_DOCS = {
-    "rpc.service": "the service called (Dubbo's interface path, SOFA's interface name)",
-    "rpc.method": "the method called",
-    "rpc.version": "the service version",
-    "rpc.group": "the service group (Bolt: the unique id)",
-    "rpc.headers": "an attachment (Bolt header-map entry); '' when absent",
-}
+# what each field is: the attribute table's words (runtime.attributes holds the one table)
+RPC_FIELD_DOCS = {name: ATTRIBUTES[name].doc for name in RPC_FIELDS}
 RPC_TYPE = S.STRING
 # `respond STATUS "message"` in an RPC route: the status picks the protocol's error
 # (proxy.rpc.server maps it as it maps a filter's local reply)

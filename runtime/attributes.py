@@ -181,12 +181,16 @@ _ATTRS = [
     Attribute("trace.span_id", STRING, "the proxy's server span id, 16 hex digits ('' untraced)", _span_id),
     Attribute("trace.sampled", BOOL, "whether the stream's spans are recorded", _trace_sampled),
     Attribute("upstream.attempt_count", INT, "upstream attempts made", lambda c: c.attempt_count, phase="response"),
-    Attribute("rpc.protocol", STRING, "an RPC call's protocol (bolt, dubbo); '' on HTTP", _rpc("protocol", "")),
+    Attribute("rpc.protocol", STRING, "an RPC call's protocol (bolt, dubbo, thrift); '' on HTTP",
+              _rpc("protocol", "")),
     Attribute("rpc.service", STRING, "an RPC call's service (Dubbo's interface, SOFA's interface name)",
               _rpc("service", "")),
     Attribute("rpc.method", STRING, "an RPC call's method", _rpc("method", "")),
     Attribute("rpc.version", STRING, "an RPC call's service version", _rpc("version", "")),
-    Attribute("rpc.group", STRING, "an RPC call's service group", _rpc("group", "")),
+    Attribute("rpc.group", STRING, "an RPC call's service group (Bolt: the unique id)", _rpc("group", "")),
+    # a call's attachments are its request headers (proxy.rpc: one header view for every codec)
+    Attribute("rpc.headers", STRING, "an RPC call's attachment (a Bolt header-map entry, a Dubbo attachment); "
+              "'' when absent", keyed=_req_header),
     Attribute("rpc.request_id", INT, "an RPC call's request id as the client sent it", _rpc("request_id", 0)),
     Attribute("rpc.status", INT, "an RPC response's status in its protocol's numbers (Dubbo 20, Bolt 0: "
               "success); -1 without a response", _rpc("status", -1), phase="response"),
