@@ -297,6 +297,10 @@ class VirtualHost(_Frozen):
         if merge:
             set_(self, "_exact", {p: tuple(rs) for p, rs in exact.items()})
             set_(self, "_prefix", tuple((p, tuple(rs), tuple(rs)) for p, rs in prefix.items()))
+        elif not always:
+            # each list is in declared order already (routes are walked in order)
+            set_(self, "_exact", {p: tuple(rs) for p, rs in exact.items()})
+            set_(self, "_prefix", tuple((p, t, t) for p, rs in prefix.items() for t in (tuple(rs),)))
         else:
             set_(self, "_exact", {p: tuple(sorted(rs + always, key=_by_index)) for p, rs in exact.items()})
             set_(self, "_prefix", tuple((p, tuple(rs), tuple(sorted(rs + always, key=_by_index)))
