@@ -1,6 +1,6 @@
 """The export side of tracing: one bounded queue per exporter, drained by a task.
 
-A finished stream's record (runtime.tracing.span.TraceRecord) is offered to every
+A finished stream's record (runtime.tracing.span.Record) is offered to every
 exporter's queue; offering never blocks and never fails the request: when a queue
 already holds max_queue spans, the record is dropped and counted
 (tracing.<exporter>.spans_dropped). The task sends a batch when batch_size spans
@@ -18,12 +18,12 @@ from typing import Awaitable, Callable
 
 from mosnx.runtime.model import TraceExporter, TracingConfig
 from mosnx.runtime.stats import Store
-from mosnx.runtime.tracing.span import TraceRecord
+from mosnx.runtime.tracing.span import Record
 
 log = logging.getLogger("mosnx.tracing")
 
 LOG_EVERY = 60.0            # s between two log lines about one exporter's failures
-Send = Callable[[list[TraceRecord]], Awaitable[None]]
+Send = Callable[[list[Record]], Awaitable[None]]
 
 
 class ExportQueue:
@@ -31,7 +31,7 @@ class ExportQueue:
                  batch_delay: float) -> None:
         self.name = name
         self.send = send
-        self.records: collections.deque[TraceRecord] = collections.deque()
+        self.records: collections.deque[Record] = collections.deque()
         self.queued = 0                 # spans in records
         self.max_queue = max_queue
         self.batch_size = batch_size
@@ -44,8 +44,8 @@ class ExportQueue:
         self.last_log = -LOG_EVERY
         self.task: asyncio.Task[None] | None = None
 
-    def offer(self, record: TraceRecord) -> None:
-        n = len(record.spans)
+    def offer(self, record: Record) -> None:
+        n = record.size
         if self.queued + n > self.max_queue:
             self.dropped.value += n
             return
@@ -75,13 +75,13 @@ class ExportQueue:
             await self.wake.wait()
             self.wake.clear()
 
-    def take(self) -> list[TraceRecord]:
-        batch: list[TraceRecord] = []
+    def take(self) -> list[Record]:
+        batch: list[Record] = []
         n = 0
         while self.records and n < self.batch_size:
             r = self.records.popleft()
             batch.append(r)
-            n += len(r.spans)
+            n += r.size
         self.queued -= n
         return batch
 
@@ -89,7 +89,7 @@ class ExportQueue:
         batch = self.take()
         if not batch:
             return
-        n = sum(len(r.spans) for r in batch)
+        n = sum(r.size for r in batch)
         try:
             await self.send(batch)
         except asyncio.CancelledError:
@@ -158,10 +158,11 @@ class TraceExport:
                                            config.batch_delay))
         queues = tuple(self.queues)
 
-        def offer(record: TraceRecord) -> None:
+        def offer(record: Record) -> None:
             for q in queues:
                 q.offer(record)
-        self.offer = offer
+        # one exporter (the usual case): the tracers call its queue with no loop between
+        self.offer: Callable[[Record], None] = queues[0].offer if len(queues) == 1 else offer
 
     def start(self) -> None:
         for q in self.queues:
