@@ -4,7 +4,8 @@ A finished stream's record (runtime.tracing.span.Record) is offered to every
 exporter's queue; offering never blocks and never fails the request: when a queue
 already holds max_queue spans, the record is dropped and counted
 (tracing.<exporter>.spans_dropped). The task sends a batch when batch_size spans
-wait, or batch_delay after the first of them came. A failed export costs
+wait, or batch_delay after the first of them came (or after the last export ended,
+for spans that came while it was under way). A failed export costs
 tracing.<exporter>.export_failed and its spans, and a log line at most once a
 minute per exporter; the task goes on. On stop, what is queued gets one last try.
 """
@@ -22,6 +23,7 @@ from mosnx.runtime.tracing.span import Record
 
 log = logging.getLogger("mosnx.tracing")
 
+_monotonic = time.monotonic
 LOG_EVERY = 60.0            # s between two log lines about one exporter's failures
 Send = Callable[[list[Record]], Awaitable[None]]
 
@@ -61,14 +63,21 @@ class ExportQueue:
         while True:
             await self.wake.wait()
             self.wake.clear()
-            if self.queued < self.batch_size:
-                try:
-                    # the first span of a batch waits at most batch_delay for the rest
-                    await asyncio.wait_for(self._full(), self.batch_delay)
-                except asyncio.TimeoutError:
-                    pass
+            deadline = _monotonic() + self.batch_delay
             while self.records:
+                if self.queued < self.batch_size:
+                    # a batch not yet full waits for the rest until its deadline; what came
+                    # while an export was under way waits too, rather than go as a small
+                    # batch each time a collector is slow to answer (a call costs the
+                    # same for 10 spans as for 500)
+                    left = deadline - _monotonic()
+                    if left > 0:
+                        try:
+                            await asyncio.wait_for(self._full(), left)
+                        except asyncio.TimeoutError:
+                            pass
                 await self.flush_one()
+                deadline = _monotonic() + self.batch_delay
 
     async def _full(self) -> None:
         while self.queued < self.batch_size:

@@ -10,7 +10,7 @@ import pytest
 from mosnx.proxy.tracing.export import ExportQueue, TraceExport
 from mosnx.runtime.model import TraceExporter, TracingConfig
 from mosnx.runtime.stats import Store
-from mosnx.runtime.tracing.span import TraceRecord
+from mosnx.runtime.tracing.span import Record, TraceRecord
 
 from .spans_data import record
 
@@ -58,6 +58,36 @@ def test_batches_by_size_then_by_delay() -> None:
         q.offer(record())               # below the batch size: goes after the delay
         await asyncio.wait_for(got.wait(), 10)
         assert sent == [4, 2]
+        await q.stop(1)
+    run(main())
+
+
+def test_spans_that_come_during_an_export_wait_for_a_full_batch() -> None:
+    """A slow collector does not turn the stream of spans into many small exports."""
+    async def main() -> None:
+        store = Store()
+        sent: list[int] = []
+        release = asyncio.Event()
+        got = asyncio.Event()
+
+        async def send(batch: list[Record]) -> None:
+            sent.append(sum(r.size for r in batch))
+            got.set()
+            await release.wait()
+        q = ExportQueue("otlp", send, store, max_queue=100, batch_size=4, batch_delay=30.0)
+        q.start()
+        q.offer(record())
+        q.offer(record())               # a full batch: its export starts and hangs
+        await asyncio.wait_for(got.wait(), 10)
+        got.clear()
+        q.offer(record())               # comes while the export is under way
+        release.set()
+        for _ in range(20):
+            await asyncio.sleep(0.01)
+        assert sent == [4] and q.queued == 2
+        q.offer(record())               # the batch fills: it goes
+        await asyncio.wait_for(got.wait(), 10)
+        assert sent == [4, 4] and q.queued == 0
         await q.stop(1)
     run(main())
 
