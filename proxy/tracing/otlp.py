@@ -22,18 +22,12 @@ The gRPC call sends these bytes as they are (no serializer).
 from __future__ import annotations
 
 import struct
-from typing import TYPE_CHECKING, Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable
 
 import grpc
 
-if TYPE_CHECKING:
-    from mosnx.runtime.context import RequestHead
-
 from mosnx import __version__
-from mosnx.runtime.tracing.span import (A_ATTEMPT, A_CLUSTER, A_END, A_EXTRA, A_HOST, A_MESSAGE, A_SPAN,
-                                        A_START, A_STATUS, F_ATTEMPTS, F_CLUSTER, F_DETAIL, F_END, F_PATH,
-                                        F_PEER_ADDRESS, F_REQUEST, F_REQUEST_ID, F_ROUTE, F_STATUS,
-                                        F_UPSTREAM, NO_RESPONSE, SERVER, Record, Span, StreamRecord)
+from mosnx.runtime.tracing.span import NO_RESPONSE, SERVER, Record, Span, StreamRecord
 
 from .http_post import post
 
@@ -180,11 +174,9 @@ def _client_block(key: tuple[Any, ...]) -> bytes:
 
 
 def _path(path: str) -> bytes:
-    b = _PATHS.get(path)
-    if b is None:
-        if len(_PATHS) >= MEMO_SIZE:
-            _PATHS.clear()
-        b = _PATHS[path] = attribute("url.path", path)
+    if len(_PATHS) >= MEMO_SIZE:
+        _PATHS.clear()
+    b = _PATHS[path] = attribute("url.path", path)
     return b
 
 
@@ -198,75 +190,74 @@ def _failed(message: str) -> bytes:
 
 
 _RID_HEADS: dict[int, bytes] = {}
+_SPAN_HEADS = [b"\x12" + varint(n) for n in range(1024)]     # ScopeSpans.spans (2) of n bytes
 
 
 def _request_id(rid: str) -> bytes:
     """The mosnx.request_id attribute: its head depends only on the id's length."""
-    b = _utf8(rid)
-    head = _RID_HEADS.get(len(b))
-    if head is None:
-        whole = attribute("mosnx.request_id", rid)
-        _RID_HEADS[len(b)] = whole[:len(whole) - len(b)]
-        return whole
-    return head + b
-
-
-def _host_ua(req: RequestHead) -> tuple[bytes | str | None, bytes | None]:
-    """The request's host (its :authority, or the first Host header) and first
-    User-Agent, in one pass over the headers, undecoded."""
-    host: bytes | str | None = req.authority
-    ua = None
-    for k, v in req.headers.items:
-        if k == b"host":
-            if host is None:
-                host = v
-        elif k == b"user-agent" and ua is None:
-            ua = v
-    return host, ua
+    whole = attribute("mosnx.request_id", rid)
+    n = len(_utf8(rid))
+    _RID_HEADS[n] = whole[:len(whole) - n]
+    return whole
 
 
 def stream_spans(r: StreamRecord, out: list[bytes]) -> None:
     """Append the record's spans, each as a ScopeSpans.spans (2) field, to `out`."""
-    t, f = r.trace, r.facts
+    t = r.trace
+    end, req, peer, _, route, cluster, upstream, attempts, rid, status, detail = r.facts
     tid = t.trace_id
     hi, lo = tid >> 64, tid & _M64
     sid = t.span_id
-    req = f[F_REQUEST]
-    method, status, detail = req.method, f[F_STATUS], f[F_DETAIL]
-    path = f[F_PATH]
+    method = req.method
+    path = req.path
+    q = path.find("?")
+    if q >= 0:
+        path = path[:q]
     path_attr = _PATHS.get(path) or _path(path)
     if t.tags:
         # the rules' attributes may replace the proxy's own: the Span object says which stay
         body = span_bytes(r.spans[0])
     else:
-        host, ua = _host_ua(req)
-        key = (method, f[F_ROUTE], req.scheme, host, f[F_PEER_ADDRESS], req.version, ua, f[F_CLUSTER],
-               f[F_UPSTREAM], f[F_ATTEMPTS], status)
+        # the host (:authority, or the first Host header) and the first User-Agent, in
+        # one pass over the headers, undecoded: the memo key, decoded only on a miss
+        host = req.authority
+        ua = None
+        for k, v in req.headers.items:
+            if k == b"host":
+                if host is None:
+                    host = v
+            elif k == b"user-agent" and ua is None:
+                ua = v
+        key = (method, route, req.scheme, host, peer, req.version, ua, cluster, upstream, attempts, status)
         pid = t.parent_id
+        try:
+            rb = rid.encode()
+        except UnicodeEncodeError:
+            rb = _utf8(rid)
+        rhead = _RID_HEADS.get(len(rb))
         body = b"".join((_IDS_PARENT.pack(0x0A, 16, hi, lo, 0x12, 8, sid, 0x22, 8, pid) if pid
                          else _IDS.pack(0x0A, 16, hi, lo, 0x12, 8, sid),
-                         _TIMES.pack(0x39, t.start_ns, 0x41, f[F_END]),
+                         _TIMES.pack(0x39, t.start_ns, 0x41, end),
                          _SERVER_BLOCKS.get(key) or _server_block(key), path_attr,
-                         _request_id(f[F_REQUEST_ID]),
+                         rhead + rb if rhead is not None else _request_id(rid),
                          (_STATUSES.get(detail) or _failed(detail)) if detail or status >= 500 else b""))
-    out.append(b"\x12" + varint(len(body)) + body)
+    n = len(body)
+    out.append((_SPAN_HEADS[n] if n < 1024 else b"\x12" + varint(n)) + body)
     clients = t.clients
     last = len(clients) - 1
     i = 0
-    for c in clients:
-        cstatus = c[A_STATUS]
-        message = c[A_MESSAGE]
+    for span_id, start, cend, ccluster, chost, attempt, cstatus, message, extra in clients:
         if not message and not cstatus:
             # it ended without an answer: the stream's cause names the last one's
             message = (detail if i == last else "") or NO_RESPONSE
-        ckey = (method, c[A_CLUSTER], c[A_HOST], c[A_ATTEMPT], cstatus)
-        start = c[A_START]
-        body = b"".join((_IDS_PARENT.pack(0x0A, 16, hi, lo, 0x12, 8, c[A_SPAN], 0x22, 8, sid),
-                         _TIMES.pack(0x39, start, 0x41, c[A_END] or start),
+        ckey = (method, ccluster, chost, attempt, cstatus)
+        body = b"".join((_IDS_PARENT.pack(0x0A, 16, hi, lo, 0x12, 8, span_id, 0x22, 8, sid),
+                         _TIMES.pack(0x39, start, 0x41, cend or start),
                          _CLIENT_BLOCKS.get(ckey) or _client_block(ckey), path_attr,
-                         _attributes(c[A_EXTRA]) if c[A_EXTRA] else b"",
+                         _attributes(extra) if extra else b"",
                          (_STATUSES.get(message) or _failed(message)) if message or cstatus >= 500 else b""))
-        out.append(b"\x12" + varint(len(body)) + body)
+        n = len(body)
+        out.append((_SPAN_HEADS[n] if n < 1024 else b"\x12" + varint(n)) + body)
         i += 1
 
 

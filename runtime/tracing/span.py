@@ -73,11 +73,12 @@ Attempt = list                  # [span_id, start_ns, end_ns (0: open), cluster,
                                 #  status (0: no answer), failure detail, extra attributes or None]
 
 # The request facts a stream's end leaves (StreamTrace.finish), by index.
-(F_END, F_REQUEST, F_PATH, F_PEER_ADDRESS, F_PEER_PORT, F_ROUTE, F_CLUSTER, F_UPSTREAM,
- F_ATTEMPTS, F_REQUEST_ID, F_STATUS, F_DETAIL) = range(12)
-Facts = tuple                   # (end_ns, RequestHead, url path, source address, source port, route name,
-                                #  cluster name, upstream address, attempts, request id, response status
-                                #  (0: none), error detail)
+(F_END, F_REQUEST, F_PEER_ADDRESS, F_PEER_PORT, F_ROUTE, F_CLUSTER, F_UPSTREAM,
+ F_ATTEMPTS, F_REQUEST_ID, F_STATUS, F_DETAIL) = range(11)
+Facts = tuple                   # (end_ns, RequestHead, source address, source port, route name, cluster
+                                #  name, upstream address, attempts, request id, response status (0: none),
+                                #  error detail); the url path is the request's path less its query, as
+                                #  StreamContext.url_path reads it
 
 NO_RESPONSE = "upstream_no_response"
 
@@ -124,14 +125,14 @@ class StreamRecord:
     def _derive(self) -> list[Span]:
         t, f = self.trace, self.facts
         req: RequestHead = f[F_REQUEST]
-        method, route = req.method, f[F_ROUTE]
+        method, route, path = req.method, f[F_ROUTE], url_path(req.path)
         s = Span(f"{method} {route}" if route else method, SERVER, t.trace_id, t.span_id, t.parent_id,
                  t.start_ns)
         s.end_ns = f[F_END]
         s.peer = f"{f[F_PEER_ADDRESS]}:{f[F_PEER_PORT]}"
         a = s.attributes
         a["http.request.method"] = method
-        a["url.path"] = f[F_PATH]
+        a["url.path"] = path
         a["url.scheme"] = req.scheme
         a["server.address"] = req.host
         a["network.peer.address"] = f[F_PEER_ADDRESS]
@@ -160,9 +161,14 @@ class StreamRecord:
         clients = t.clients
         last = len(clients) - 1
         for i, c in enumerate(clients):
-            spans.append(client_span(t.trace_id, t.span_id, method, f[F_PATH], c,
+            spans.append(client_span(t.trace_id, t.span_id, method, path, c,
                                      attempt_message(c, detail, i == last)))
         return spans
+
+
+def url_path(target: str) -> str:
+    i = target.find("?")
+    return target if i < 0 else target[:i]
 
 
 def user_agent(req: RequestHead) -> str | None:

@@ -235,7 +235,7 @@ class StreamTrace:
         # this); turned into span attributes only by an exporter (span.StreamRecord)
         route = ctx.route
         resp = ctx.response
-        sink(StreamRecord(self, (_time_ns(), ctx.request, ctx.url_path, ctx.source_address, ctx.source_port,
+        sink(StreamRecord(self, (_time_ns(), ctx.request, ctx.source_address, ctx.source_port,
                                  route.name if route is not None else "", ctx.cluster_name,
                                  ctx.upstream_address, ctx.attempt_count, ctx.request_id,
                                  resp.status if resp is not None else 0, ctx.error_detail)))
