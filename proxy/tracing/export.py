@@ -4,8 +4,8 @@ A finished stream's record (runtime.tracing.span.Record) is offered to every
 exporter's queue; offering never blocks and never fails the request: when a queue
 already holds max_queue spans, the record is dropped and counted
 (tracing.<exporter>.spans_dropped). The task sends a batch when batch_size spans
-wait, or batch_delay after the first of them came (or after the last export ended,
-for spans that came while it was under way). A failed export costs
+wait, or batch_delay after the first of them came (spans that come while an export
+is under way wait for a full batch too, rather than go in small ones). A failed export costs
 tracing.<exporter>.export_failed and its spans, and a log line at most once a
 minute per exporter; the task goes on. On stop, what is queued gets one last try.
 """
@@ -76,8 +76,12 @@ class ExportQueue:
                             await asyncio.wait_for(self._full(), left)
                         except asyncio.TimeoutError:
                             pass
+                started = _monotonic()
+                behind = self.queued > self.batch_size
                 await self.flush_one()
-                deadline = _monotonic() + self.batch_delay
+                if not behind:
+                    # all that waits now came after this export started
+                    deadline = started + self.batch_delay
 
     async def _full(self) -> None:
         while self.queued < self.batch_size:
