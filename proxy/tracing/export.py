@@ -88,21 +88,22 @@ class ExportQueue:
             await self.wake.wait()
             self.wake.clear()
 
-    def take(self) -> list[Record]:
+    def take(self) -> tuple[list[Record], int]:
+        """The next batch, and its spans."""
         batch: list[Record] = []
         n = 0
-        while self.records and n < self.batch_size:
-            r = self.records.popleft()
+        records, size = self.records, self.batch_size
+        while records and n < size:
+            r = records.popleft()
             batch.append(r)
             n += r.size
         self.queued -= n
-        return batch
+        return batch, n
 
     async def flush_one(self) -> None:
-        batch = self.take()
+        batch, n = self.take()
         if not batch:
             return
-        n = sum(r.size for r in batch)
         try:
             await self.send(batch)
         except asyncio.CancelledError:
