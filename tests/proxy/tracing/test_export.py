@@ -12,7 +12,7 @@ from mosnx.runtime.model import TraceExporter, TracingConfig
 from mosnx.runtime.stats import Store
 from mosnx.runtime.tracing.span import Record, TraceRecord
 
-from .spans_data import record
+from .spans_data import record, stream_record
 
 
 def run(coro):
@@ -35,6 +35,23 @@ def test_overflow_is_dropped_and_counted() -> None:
         assert store.counters["tracing.otlp.spans_exported"].value == 4
         q.offer(record())               # after stop: nothing is kept
         assert q.queued == 0 and store.counters["tracing.otlp.spans_dropped"].value == 4
+    run(main())
+
+
+def test_a_stream_record_counts_its_spans_when_dropped() -> None:
+    async def main() -> None:
+        store = Store()
+
+        async def send(batch: list[Record]) -> None:
+            pass
+        q = ExportQueue("otlp", send, store, max_queue=5, batch_size=100, batch_delay=10.0)
+        retried = stream_record(attempts=((503, ""), (200, "")))
+        assert retried.size == 3 and len(retried.spans) == 3
+        q.offer(retried)
+        q.offer(retried)                # 3 more do not fit in 5
+        assert q.queued == 3 and store.counters["tracing.otlp.spans_dropped"].value == 3
+        await q.stop(5)
+        assert store.counters["tracing.otlp.spans_exported"].value == 3
     run(main())
 
 
