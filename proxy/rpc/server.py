@@ -554,10 +554,9 @@ class RpcCall:
         """The attempt's client span, and its context in the upstream request's attachments."""
         trace = ctx.trace
         trace.attempt_start(ctx, self.cluster.name, host.address, self.attempts)
-        span = trace.current
-        if span is not None and ctx.rpc is not None:      # sampled: the call's names, as OpenTelemetry's
+        if trace.current is not None and ctx.rpc is not None:     # sampled: the call's names, as OpenTelemetry's
             r = ctx.rpc
-            span.attributes.update({"rpc.system": r.protocol, "rpc.service": r.service, "rpc.method": r.method})
+            trace.attempt_attributes({"rpc.system": r.protocol, "rpc.service": r.service, "rpc.method": r.method})
         names = _written(trace.tracer.formats)
         extra = {k.decode("latin-1"): v.decode("latin-1") for k, v in ctx.request.headers.items if k in names}
         try:

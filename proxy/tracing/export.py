@@ -1,10 +1,11 @@
 """The export side of tracing: one bounded queue per exporter, drained by a task.
 
-A finished stream's record (runtime.tracing.span.TraceRecord) is offered to every
+A finished stream's record (runtime.tracing.span.Record) is offered to every
 exporter's queue; offering never blocks and never fails the request: when a queue
 already holds max_queue spans, the record is dropped and counted
 (tracing.<exporter>.spans_dropped). The task sends a batch when batch_size spans
-wait, or batch_delay after the first of them came. A failed export costs
+wait, or batch_delay after the first of them came (spans that come while an export
+is under way wait for a full batch too, rather than go in small ones). A failed export costs
 tracing.<exporter>.export_failed and its spans, and a log line at most once a
 minute per exporter; the task goes on. On stop, what is queued gets one last try.
 """
@@ -18,12 +19,13 @@ from typing import Awaitable, Callable
 
 from mosnx.runtime.model import TraceExporter, TracingConfig
 from mosnx.runtime.stats import Store
-from mosnx.runtime.tracing.span import TraceRecord
+from mosnx.runtime.tracing.span import Record
 
 log = logging.getLogger("mosnx.tracing")
 
+_monotonic = time.monotonic
 LOG_EVERY = 60.0            # s between two log lines about one exporter's failures
-Send = Callable[[list[TraceRecord]], Awaitable[None]]
+Send = Callable[[list[Record]], Awaitable[None]]
 
 
 class ExportQueue:
@@ -31,7 +33,7 @@ class ExportQueue:
                  batch_delay: float) -> None:
         self.name = name
         self.send = send
-        self.records: collections.deque[TraceRecord] = collections.deque()
+        self.records: collections.deque[Record] = collections.deque()
         self.queued = 0                 # spans in records
         self.max_queue = max_queue
         self.batch_size = batch_size
@@ -44,8 +46,8 @@ class ExportQueue:
         self.last_log = -LOG_EVERY
         self.task: asyncio.Task[None] | None = None
 
-    def offer(self, record: TraceRecord) -> None:
-        n = len(record.spans)
+    def offer(self, record: Record) -> None:
+        n = record.size
         if self.queued + n > self.max_queue:
             self.dropped.value += n
             return
@@ -61,35 +63,47 @@ class ExportQueue:
         while True:
             await self.wake.wait()
             self.wake.clear()
-            if self.queued < self.batch_size:
-                try:
-                    # the first span of a batch waits at most batch_delay for the rest
-                    await asyncio.wait_for(self._full(), self.batch_delay)
-                except asyncio.TimeoutError:
-                    pass
+            deadline = _monotonic() + self.batch_delay
             while self.records:
+                if self.queued < self.batch_size:
+                    # a batch not yet full waits for the rest until its deadline; what came
+                    # while an export was under way waits too, rather than go as a small
+                    # batch each time a collector is slow to answer (a call costs the
+                    # same for 10 spans as for 500)
+                    left = deadline - _monotonic()
+                    if left > 0:
+                        try:
+                            await asyncio.wait_for(self._full(), left)
+                        except asyncio.TimeoutError:
+                            pass
+                started = _monotonic()
+                behind = self.queued > self.batch_size
                 await self.flush_one()
+                if not behind:
+                    # all that waits now came after this export started
+                    deadline = started + self.batch_delay
 
     async def _full(self) -> None:
         while self.queued < self.batch_size:
             await self.wake.wait()
             self.wake.clear()
 
-    def take(self) -> list[TraceRecord]:
-        batch: list[TraceRecord] = []
+    def take(self) -> tuple[list[Record], int]:
+        """The next batch, and its spans."""
+        batch: list[Record] = []
         n = 0
-        while self.records and n < self.batch_size:
-            r = self.records.popleft()
+        records, size = self.records, self.batch_size
+        while records and n < size:
+            r = records.popleft()
             batch.append(r)
-            n += len(r.spans)
+            n += r.size
         self.queued -= n
-        return batch
+        return batch, n
 
     async def flush_one(self) -> None:
-        batch = self.take()
+        batch, n = self.take()
         if not batch:
             return
-        n = sum(len(r.spans) for r in batch)
         try:
             await self.send(batch)
         except asyncio.CancelledError:
@@ -158,10 +172,11 @@ class TraceExport:
                                            config.batch_delay))
         queues = tuple(self.queues)
 
-        def offer(record: TraceRecord) -> None:
+        def offer(record: Record) -> None:
             for q in queues:
                 q.offer(record)
-        self.offer = offer
+        # one exporter (the usual case): the tracers call its queue with no loop between
+        self.offer: Callable[[Record], None] = queues[0].offer if len(queues) == 1 else offer
 
     def start(self) -> None:
         for q in self.queues:

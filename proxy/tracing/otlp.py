@@ -5,103 +5,319 @@ as http://127.0.0.1:4318/v1/traces).
 Records are grouped by (service.name, service.instance.id), one ResourceSpans each,
 with the proxy as the instrumentation scope. Span and trace ids are the 8 and 16
 big-endian bytes of the ids the proxy wrote in its headers.
+
+The message is written here as protobuf bytes, not built from the generated
+classes: a span would otherwise cost a message object per attribute. Only the
+wire format of the few messages above is spelled out (field numbers as in
+opentelemetry/proto/trace/v1/trace.proto); the tests decode what this writes with
+opentelemetry-proto's own classes. What never changes is encoded once: the
+resource and scope of a service, each attribute key. A stream's record
+(span.StreamRecord) is encoded from its facts: the attributes that repeat from
+request to request (method, route, host, cluster, status, ...) are one memo
+lookup for the whole block, encoded the first time that combination is seen;
+only ids, times, the path and the request id are written per span. The memos
+are bounded (cleared when full), so hostile variety costs encoding, not memory.
+The gRPC call sends these bytes as they are (no serializer).
 """
 from __future__ import annotations
 
+import struct
 from typing import Any, Awaitable, Callable
 
 import grpc
-from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
-from opentelemetry.proto.common.v1 import common_pb2
-from opentelemetry.proto.trace.v1 import trace_pb2
 
 from mosnx import __version__
-from mosnx.runtime.tracing.span import SERVER, Span, TraceRecord
+from mosnx.runtime.tracing.span import NO_RESPONSE, SERVER, Record, Span, StreamRecord
 
 from .http_post import post
 
-_KIND = {SERVER: trace_pb2.Span.SPAN_KIND_SERVER}
-_CLIENT = trace_pb2.Span.SPAN_KIND_CLIENT
-_ERROR = trace_pb2.Status.STATUS_CODE_ERROR
+EXPORT_METHOD = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
+MEMO_SIZE = 1024                # entries per memo before it starts afresh
 
-# xds-protos ships an older copy of these modules under the same names, and which copy
-# an install keeps depends on the order pip wrote them. On the wire the two are one:
-# ScopeSpans (field 2 of ResourceSpans) was InstrumentationLibrarySpans, its scope
-# (field 1) the InstrumentationLibrary {name, version}; so either copy serves.
-# (getattr: the type stubs describe one copy only)
-if hasattr(trace_pb2, "ScopeSpans"):
-    _SCOPE: Any = getattr(common_pb2, "InstrumentationScope")(name="mosnx", version=__version__)
+_M64 = (1 << 64) - 1
+_V1 = [bytes((i,)) for i in range(128)]
+_IDS = struct.Struct(">BBQQBBQ")        # trace_id (1), span_id (2): 16 and 8 big-endian bytes
+_IDS_PARENT = struct.Struct(">BBQQBBQBBQ")     # the same and parent_span_id (4)
+_PARENT = struct.Struct(">BBQ")
+_TIMES = struct.Struct("<BQBQ")         # start (7) and end (8) time, fixed64
+_DOUBLE = struct.Struct("<d")
+_KIND_SERVER, _KIND_CLIENT = b"\x30\x02", b"\x30\x03"       # kind (6): SPAN_KIND_SERVER, _CLIENT
+_ERROR = b"\x18\x02"                    # Status.code (3): STATUS_CODE_ERROR
 
-    def _scope_group(rs: Any) -> Any:
-        g = rs.scope_spans.add()
-        g.scope.CopyFrom(_SCOPE)
-        return g
-else:                                   # the older copy
-    _SCOPE = getattr(common_pb2, "InstrumentationLibrary")(name="mosnx", version=__version__)
 
-    def _scope_group(rs: Any) -> Any:
-        g = rs.instrumentation_library_spans.add()
-        g.instrumentation_library.CopyFrom(_SCOPE)
-        return g
+def varint(n: int) -> bytes:
+    if n < 0x80:
+        return _V1[n]
+    if n < 0x4000:                      # a span's length, usually
+        return bytes(((n & 0x7F) | 0x80, n >> 7))
+    out = bytearray()
+    while n >= 0x80:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def _ld(tag: bytes, payload: bytes) -> bytes:
+    """A length-delimited field."""
+    return tag + varint(len(payload)) + payload
+
+
+def _utf8(s: str) -> bytes:
+    try:
+        return s.encode()
+    except UnicodeEncodeError:          # a lone surrogate: protobuf strings are valid UTF-8
+        return s.encode("utf-8", "replace")
+
+
+def _any(v: Any) -> bytes:
+    """An AnyValue: string (1), bool (2), int (3), double (4)."""
+    if isinstance(v, str):
+        return _ld(b"\x0a", _utf8(v))
+    if isinstance(v, bool):
+        return b"\x10\x01" if v else b"\x10\x00"
+    if isinstance(v, int):
+        return b"\x18" + varint(v & _M64)       # int64, two's complement
+    if isinstance(v, float):
+        return b"\x21" + _DOUBLE.pack(v)
+    return _ld(b"\x0a", _utf8(str(v)))
+
+
+_KEYS: dict[str, bytes] = {}
+
+
+def attribute(key: str, v: Any, tag: bytes = b"\x4a") -> bytes:
+    """A KeyValue as the field `tag` (Span.attributes (9) by default)."""
+    k = _KEYS.get(key)
+    if k is None:
+        if len(_KEYS) >= MEMO_SIZE:
+            _KEYS.clear()
+        k = _KEYS[key] = _ld(b"\x0a", _utf8(key)) + b"\x12"
+    a = _any(v)
+    return _ld(tag, k + varint(len(a)) + a)
+
+
+def _attributes(attrs: dict[str, Any]) -> bytes:
+    return b"".join([attribute(k, v) for k, v in attrs.items()])
+
+
+def _status(message: str) -> bytes:
+    """Status (15) of a failed span."""
+    return _ld(b"\x7a", (_ld(b"\x12", _utf8(message)) if message else b"") + _ERROR)
+
+
+def span_bytes(s: Span) -> bytes:
+    """A Span message, from a Span object."""
+    parts = [_IDS.pack(0x0A, 16, s.trace_id >> 64, s.trace_id & _M64, 0x12, 8, s.span_id)]
+    if s.parent_id:
+        parts.append(_PARENT.pack(0x22, 8, s.parent_id))
+    parts.append(_ld(b"\x2a", _utf8(s.name)))
+    parts.append(_KIND_SERVER if s.kind == SERVER else _KIND_CLIENT)
+    parts.append(_TIMES.pack(0x39, s.start_ns, 0x41, s.end_ns or s.start_ns))
+    parts.append(_attributes(s.attributes))
+    if s.error:
+        parts.append(_status(s.message))
+    return b"".join(parts)
+
+
+# -- a stream's record, from its facts --------------------------------------------------
+
+_SERVER_BLOCKS: dict[tuple[Any, ...], bytes] = {}
+_CLIENT_BLOCKS: dict[tuple[Any, ...], bytes] = {}
+_PATHS: dict[str, bytes] = {}
+_STATUSES: dict[str, bytes] = {}
+
+
+def _server_block(key: tuple[Any, ...]) -> bytes:
+    method, route, scheme, host, peer, version, ua, cluster, upstream, attempts, status = key
+    if isinstance(host, bytes):
+        host = host.decode("latin-1")
+    elif host is None:
+        host = ""
+    if ua is not None:
+        ua = ua.decode("latin-1")
+    parts = [_ld(b"\x2a", _utf8(f"{method} {route}" if route else method)), _KIND_SERVER,
+             attribute("http.request.method", method), attribute("url.scheme", scheme),
+             attribute("server.address", host), attribute("network.peer.address", peer),
+             attribute("network.protocol.version", version)]
+    if ua is not None:
+        parts.append(attribute("user_agent.original", ua))
+    if route:
+        parts.append(attribute("http.route", route))
+    if cluster:
+        parts.append(attribute("mosnx.cluster", cluster))
+    if upstream:
+        parts.append(attribute("mosnx.upstream_host", upstream))
+    parts.append(attribute("mosnx.attempts", attempts))
+    if status:
+        parts.append(attribute("http.response.status_code", status))
+    if len(_SERVER_BLOCKS) >= MEMO_SIZE:
+        _SERVER_BLOCKS.clear()
+    b = _SERVER_BLOCKS[key] = b"".join(parts)
+    return b
+
+
+def _client_block(key: tuple[Any, ...]) -> bytes:
+    method, cluster, host, attempt, status = key
+    parts = [_ld(b"\x2a", _utf8(f"{method} {cluster}")), _KIND_CLIENT,
+             attribute("http.request.method", method), attribute("server.address", host),
+             attribute("mosnx.cluster", cluster), attribute("mosnx.upstream_host", host),
+             attribute("mosnx.attempt", attempt)]
+    if attempt > 1:
+        parts.append(attribute("http.request.resend_count", attempt - 1))
+    if status:
+        parts.append(attribute("http.response.status_code", status))
+    if len(_CLIENT_BLOCKS) >= MEMO_SIZE:
+        _CLIENT_BLOCKS.clear()
+    b = _CLIENT_BLOCKS[key] = b"".join(parts)
+    return b
+
+
+def _path(path: str) -> bytes:
+    if len(_PATHS) >= MEMO_SIZE:
+        _PATHS.clear()
+    b = _PATHS[path] = attribute("url.path", path)
+    return b
+
+
+def _failed(message: str) -> bytes:
+    b = _STATUSES.get(message)
+    if b is None:
+        if len(_STATUSES) >= MEMO_SIZE:
+            _STATUSES.clear()
+        b = _STATUSES[message] = _status(message)
+    return b
+
+
+_RID_HEADS: dict[int, bytes] = {}
+_SPAN_HEADS = [b"\x12" + varint(n) for n in range(1024)]     # ScopeSpans.spans (2) of n bytes
+
+
+def _request_id(rid: str) -> bytes:
+    """The mosnx.request_id attribute: its head depends only on the id's length."""
+    whole = attribute("mosnx.request_id", rid)
+    n = len(_utf8(rid))
+    _RID_HEADS[n] = whole[:len(whole) - n]
+    return whole
+
+
+def stream_spans(r: StreamRecord, out: list[bytes]) -> None:
+    """Append the record's spans, each as a ScopeSpans.spans (2) field, to `out`."""
+    t = r.trace
+    end, req, peer, _, route, cluster, upstream, attempts, rid, status, detail = r.facts
+    tid = t.trace_id
+    hi, lo = tid >> 64, tid & _M64
+    sid = t.span_id
+    method = req.method
+    path = req.path
+    q = path.find("?")
+    if q >= 0:
+        path = path[:q]
+    path_attr = _PATHS.get(path) or _path(path)
+    if t.tags:
+        # the rules' attributes may replace the proxy's own: the Span object says which stay
+        body = span_bytes(r.spans[0])
+    else:
+        # the host (:authority, or the first Host header) and the first User-Agent, in
+        # one pass over the headers, undecoded: the memo key, decoded only on a miss
+        host = req.authority
+        ua = None
+        for k, v in req.headers.items:
+            if k == b"host":
+                if host is None:
+                    host = v
+            elif k == b"user-agent" and ua is None:
+                ua = v
+        key = (method, route, req.scheme, host, peer, req.version, ua, cluster, upstream, attempts, status)
+        pid = t.parent_id
+        try:
+            rb = rid.encode()
+        except UnicodeEncodeError:
+            rb = _utf8(rid)
+        rhead = _RID_HEADS.get(len(rb))
+        body = b"".join((_IDS_PARENT.pack(0x0A, 16, hi, lo, 0x12, 8, sid, 0x22, 8, pid) if pid
+                         else _IDS.pack(0x0A, 16, hi, lo, 0x12, 8, sid),
+                         _TIMES.pack(0x39, t.start_ns, 0x41, end),
+                         _SERVER_BLOCKS.get(key) or _server_block(key), path_attr,
+                         rhead + rb if rhead is not None else _request_id(rid),
+                         (_STATUSES.get(detail) or _failed(detail)) if detail or status >= 500 else b""))
+    n = len(body)
+    out.append((_SPAN_HEADS[n] if n < 1024 else b"\x12" + varint(n)) + body)
+    clients = t.clients
+    last = len(clients) - 1
+    i = 0
+    for span_id, start, cend, ccluster, chost, attempt, cstatus, message, extra in clients:
+        if not message and not cstatus:
+            # it ended without an answer: the stream's cause names the last one's
+            message = (detail if i == last else "") or NO_RESPONSE
+        ckey = (method, ccluster, chost, attempt, cstatus)
+        body = b"".join((_IDS_PARENT.pack(0x0A, 16, hi, lo, 0x12, 8, span_id, 0x22, 8, sid),
+                         _TIMES.pack(0x39, start, 0x41, cend or start),
+                         _CLIENT_BLOCKS.get(ckey) or _client_block(ckey), path_attr,
+                         _attributes(extra) if extra else b"",
+                         (_STATUSES.get(message) or _failed(message)) if message or cstatus >= 500 else b""))
+        n = len(body)
+        out.append((_SPAN_HEADS[n] if n < 1024 else b"\x12" + varint(n)) + body)
+        i += 1
+
+
+# -- the request ------------------------------------------------------------------------
+
+_SCOPE = _ld(b"\x0a", _ld(b"\x0a", b"mosnx") + _ld(b"\x12", __version__.encode()))    # ScopeSpans.scope (1)
+_RESOURCES: dict[tuple[str, str], bytes] = {}
+
+
+def _resource(service: str, instance: str) -> bytes:
+    """ResourceSpans.resource (1) of one service instance."""
+    b = _RESOURCES.get((service, instance))
+    if b is None:
+        if len(_RESOURCES) >= MEMO_SIZE:
+            _RESOURCES.clear()
+        attrs = (attribute("service.name", service, b"\x0a") + attribute("service.instance.id", instance, b"\x0a")
+                 + attribute("telemetry.sdk.name", "mosnx", b"\x0a"))
+        b = _RESOURCES[(service, instance)] = _ld(b"\x0a", attrs)
+    return b
+
+
+def encode(records: list[Record]) -> bytes:
+    """An ExportTraceServiceRequest holding every span of `records`."""
+    groups: dict[tuple[str, str], list[bytes]] = {}
+    by: Any = None              # the tracer (or record) whose group `out` is
+    out: list[bytes] = []
+    for r in records:
+        if type(r) is StreamRecord:
+            tracer = r.trace.tracer
+            if tracer is not by:
+                by, out = tracer, _group(groups, tracer.service, tracer.instance)
+            stream_spans(r, out)
+        else:
+            by, out = r, _group(groups, r.service, r.instance)
+            for s in r.spans:
+                body = span_bytes(s)
+                out.append(b"\x12" + varint(len(body)) + body)
+    msg = []
+    for (service, instance), spans in groups.items():
+        rs = _resource(service, instance) + _ld(b"\x12", b"".join(spans))   # scope_spans (2)
+        msg.append(_ld(b"\x0a", rs))                                         # resource_spans (1)
+    return b"".join(msg)
+
+
+def _group(groups: dict[tuple[str, str], list[bytes]], service: str, instance: str) -> list[bytes]:
+    out = groups.get((service, instance))
+    if out is None:
+        out = groups[(service, instance)] = [_SCOPE]
+    return out
 
 
 def scope_spans(rs: Any) -> list[Any]:
-    """A ResourceSpans' scope spans, as either copy of the classes names them."""
+    """A decoded ResourceSpans' scope spans, as either copy of the opentelemetry-proto
+    classes names them (xds-protos ships an older one under the same module names:
+    ScopeSpans was InstrumentationLibrarySpans, on the wire the same field)."""
     return list(rs.scope_spans if hasattr(rs, "scope_spans") else rs.instrumentation_library_spans)
 
 
 def scope_name(ss: Any) -> str:
     return str(ss.scope.name if hasattr(ss, "scope") else ss.instrumentation_library.name)
-
-
-# Messages are filled where they stand (add(), then field by field): building them
-# apart and handing them to a constructor copies each one again.
-def _set_attrs(repeated: Any, attrs: dict[str, Any]) -> None:
-    add = repeated.add
-    for k, v in attrs.items():
-        kv = add()
-        kv.key = k
-        if isinstance(v, str):
-            kv.value.string_value = v
-        elif isinstance(v, bool):
-            kv.value.bool_value = v
-        elif isinstance(v, int):
-            kv.value.int_value = v
-        elif isinstance(v, float):
-            kv.value.double_value = v
-        else:
-            kv.value.string_value = str(v)
-
-
-def _fill(p: Any, s: Span) -> None:
-    p.trace_id = s.trace_id.to_bytes(16, "big")
-    p.span_id = s.span_id.to_bytes(8, "big")
-    if s.parent_id:
-        p.parent_span_id = s.parent_id.to_bytes(8, "big")
-    p.name = s.name
-    p.kind = _KIND.get(s.kind, _CLIENT)
-    p.start_time_unix_nano = s.start_ns
-    p.end_time_unix_nano = s.end_ns or s.start_ns
-    _set_attrs(p.attributes, s.attributes)
-    if s.error:
-        p.status.code = _ERROR
-        p.status.message = s.message
-
-
-def build_request(records: list[TraceRecord]) -> trace_service_pb2.ExportTraceServiceRequest:
-    groups: dict[tuple[str, str], list[TraceRecord]] = {}
-    for r in records:
-        groups.setdefault((r.service, r.instance), []).append(r)
-    req = trace_service_pb2.ExportTraceServiceRequest()
-    for (service, instance), recs in groups.items():
-        rs = req.resource_spans.add()
-        _set_attrs(rs.resource.attributes, {"service.name": service, "service.instance.id": instance,
-                                            "telemetry.sdk.name": "mosnx"})
-        add = _scope_group(rs).spans.add
-        for r in recs:
-            for s in r.spans:
-                _fill(add(), s)
-    return req
 
 
 class OtlpGrpc:
@@ -111,13 +327,15 @@ class OtlpGrpc:
         self.endpoint = endpoint
         self.timeout = timeout
         self.channel: grpc.aio.Channel | None = None
-        self.stub: Any = None
+        self.export: Any = None
 
-    async def send(self, records: list[TraceRecord]) -> None:
+    async def send(self, records: list[Record]) -> None:
         if self.channel is None:
             self.channel = grpc.aio.insecure_channel(self.endpoint)
-            self.stub = trace_service_pb2_grpc.TraceServiceStub(self.channel)
-        await self.stub.Export(build_request(records), timeout=self.timeout)
+            # no serializers: the request goes as the bytes encode() wrote, the answer
+            # (an ExportTraceServiceResponse, its partial_success unused) is not decoded
+            self.export = self.channel.unary_unary(EXPORT_METHOD)
+        await self.export(encode(records), timeout=self.timeout)
 
     async def close(self) -> None:
         if self.channel is not None:
@@ -125,7 +343,7 @@ class OtlpGrpc:
             self.channel = None
 
 
-def otlp_http(url: str) -> Callable[[list[TraceRecord]], Awaitable[None]]:
-    async def send(records: list[TraceRecord]) -> None:
-        await post(url, build_request(records).SerializeToString(), "application/x-protobuf")
+def otlp_http(url: str) -> Callable[[list[Record]], Awaitable[None]]:
+    async def send(records: list[Record]) -> None:
+        await post(url, encode(records), "application/x-protobuf")
     return send

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from typing import Any, Awaitable, Callable
 
-from mosnx.runtime.tracing.span import SERVER, TraceRecord
+from mosnx.runtime.tracing.span import SERVER, Record
 
 from .http_post import post
 
@@ -20,7 +20,7 @@ from .http_post import post
 COMPONENT_ID = 7000
 
 
-def segment(r: TraceRecord) -> dict[str, Any]:
+def segment(r: Record) -> dict[str, Any]:
     spans: list[dict[str, Any]] = []
     exit_id = 0
     for s in r.spans:
@@ -64,13 +64,13 @@ def segment(r: TraceRecord) -> dict[str, Any]:
             "serviceInstance": r.instance, "spans": spans, "isSizeLimited": False}
 
 
-def encode(records: list[TraceRecord]) -> bytes:
+def encode(records: list[Record]) -> bytes:
     return json.dumps([segment(r) for r in records], separators=(",", ":")).encode("utf-8")
 
 
-def skywalking_http(base: str) -> Callable[[list[TraceRecord]], Awaitable[None]]:
+def skywalking_http(base: str) -> Callable[[list[Record]], Awaitable[None]]:
     url = base.rstrip("/") + "/v3/segments"
 
-    async def send(records: list[TraceRecord]) -> None:
+    async def send(records: list[Record]) -> None:
         await post(url, encode(records), "application/json")
     return send

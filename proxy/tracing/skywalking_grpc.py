@@ -16,7 +16,7 @@ from typing import Any, Iterator
 import grpc
 from google.protobuf import json_format
 
-from mosnx.runtime.tracing.span import TraceRecord
+from mosnx.runtime.tracing.span import Record
 
 from .skywalking import segment
 
@@ -42,7 +42,7 @@ def available() -> bool:
     return True
 
 
-def segments(pb2: Any, records: list[TraceRecord]) -> list[Any]:
+def segments(pb2: Any, records: list[Record]) -> list[Any]:
     return [json_format.ParseDict(segment(r), pb2.SegmentObject()) for r in records]
 
 
@@ -56,7 +56,7 @@ class SkyWalkingGrpc:
         self.channel: grpc.aio.Channel | None = None
         self.stub: Any = None
 
-    async def send(self, records: list[TraceRecord]) -> None:
+    async def send(self, records: list[Record]) -> None:
         if self.channel is None:
             self.channel = grpc.aio.insecure_channel(self.endpoint)
             self.stub = self.pb2_grpc.TraceSegmentReportServiceStub(self.channel)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from typing import Any, Awaitable, Callable
 
-from mosnx.runtime.tracing.span import SERVER, Span, TraceRecord
+from mosnx.runtime.tracing.span import SERVER, Record, Span
 
 from .http_post import post
 
@@ -45,12 +45,12 @@ def zipkin_span(s: Span, service: str) -> dict[str, Any]:
     return d
 
 
-def encode(records: list[TraceRecord]) -> bytes:
+def encode(records: list[Record]) -> bytes:
     return json.dumps([zipkin_span(s, r.service) for r in records for s in r.spans],
                       separators=(",", ":")).encode("utf-8")
 
 
-def zipkin_http(url: str) -> Callable[[list[TraceRecord]], Awaitable[None]]:
-    async def send(records: list[TraceRecord]) -> None:
+def zipkin_http(url: str) -> Callable[[list[Record]], Awaitable[None]]:
+    async def send(records: list[Record]) -> None:
         await post(url, encode(records), "application/json")
     return send

@@ -31,7 +31,7 @@ import time
 from typing import TYPE_CHECKING, Any, Callable
 
 from . import propagation
-from .span import CLIENT, SERVER, Span, TraceRecord
+from .span import A_END, A_EXTRA, A_MESSAGE, A_STATUS, Attempt, Record, StreamRecord
 from .sw8 import Sw8, b64e
 
 if TYPE_CHECKING:
@@ -42,7 +42,7 @@ _getrandbits = random.getrandbits
 _random = random.random
 _time_ns = time.time_ns
 
-Sink = Callable[[TraceRecord], None]
+Sink = Callable[[Record], None]
 
 
 class _Count:
@@ -142,14 +142,14 @@ class StreamTrace:
         self.tracestate = tracestate
         self.sw_parent = sw_parent
         self.start_ns = start_ns
-        self.clients: list[Span] = []
-        self.current: Span | None = None    # the client span of the attempt in flight
+        self.clients: list[Attempt] = []
+        self.current: Attempt | None = None     # the client span of the attempt in flight
         self.replaced = False               # the last attempt's context replaced one the request had
         self.clean = False                  # the request holds no trace header (none to remove)
         self.tags: dict[str, Any] | None = None   # rules' span attributes (trace tag), if any
         # SkyWalking's names for the same things (its trace id kept as it came), made
         # only when an sw8 header or a record needs them
-        if sampled or tracer.sw8:
+        if tracer.sw8:
             self._sw_names()
         else:
             self.sw_trace = self.segment_id = self.sw_ids = ""
@@ -196,40 +196,31 @@ class StreamTrace:
         self.clean = False                  # what was written now is there for the next attempt
         if not self.sampled:
             return
-        req = ctx.request
-        s = Span(f"{req.method} {cluster}", CLIENT, self.trace_id, span_id, self.span_id, _time_ns())
-        s.peer = host
-        s.attributes.update({
-            "http.request.method": req.method,
-            "url.path": ctx.url_path,
-            "server.address": host,
-            "mosnx.cluster": cluster,
-            "mosnx.upstream_host": host,
-            "mosnx.attempt": attempt,
-        })
-        if attempt > 1:
-            s.attributes["http.request.resend_count"] = attempt - 1
-        self.current = s
-        self.clients.append(s)
+        # the client span as facts (span.Attempt); its name and attributes are derived at export
+        self.current = c = [span_id, _time_ns(), 0, cluster, host, attempt, 0, "", None]
+        self.clients.append(c)
+
+    def attempt_attributes(self, attributes: dict[str, Any]) -> None:
+        """More attributes of the client span of the attempt in flight (an RPC call's names)."""
+        c = self.current
+        if c is not None:
+            c[A_EXTRA] = attributes
 
     def attempt_status(self, status: int) -> None:
-        s = self.current
-        if s is not None:
-            s.attributes["http.response.status_code"] = status
-            if status >= 500:
-                s.error = True
+        c = self.current
+        if c is not None:
+            c[A_STATUS] = status
 
     def attempt_end(self, detail: str) -> None:
         """The attempt is over (answered, reset, failed, or given up); `detail` names
         a failure, as x-mosnx-error does."""
-        s = self.current
-        if s is None:
+        c = self.current
+        if c is None:
             return
         self.current = None
-        s.end_ns = _time_ns()
+        c[A_END] = _time_ns()
         if detail:
-            s.error = True
-            s.message = detail
+            c[A_MESSAGE] = detail
 
     def finish(self, ctx: StreamContext) -> None:
         """The stream is logged: the server span ends and the record is handed over."""
@@ -237,52 +228,17 @@ class StreamTrace:
             self.attempt_end(ctx.error_detail)
         if not self.sampled:
             return
-        clients = self.clients
-        for i, c in enumerate(clients):
-            if not c.message and "http.response.status_code" not in c.attributes:
-                # it ended without an answer (a reset, a timeout, a client gone): the
-                # stream's cause names the last one's
-                c.error = True
-                c.message = (ctx.error_detail if i == len(clients) - 1 else "") or "upstream_no_response"
-        tracer = self.tracer
-        sink = tracer.sink
+        sink = self.tracer.sink
         if sink is None:
             return
-        req = ctx.request
-        route = ctx.route.name if ctx.route is not None else ""
-        s = Span(f"{req.method} {route}" if route else req.method, SERVER, self.trace_id, self.span_id,
-                 self.parent_id, self.start_ns)
-        s.end_ns = _time_ns()
-        s.peer = f"{ctx.source_address}:{ctx.source_port}"
-        a = s.attributes
-        a["http.request.method"] = req.method
-        a["url.path"] = ctx.url_path
-        a["url.scheme"] = req.scheme
-        a["server.address"] = req.host
-        a["network.peer.address"] = ctx.source_address
-        a["network.protocol.version"] = req.version
-        ua = req.headers.getb(b"user-agent")
-        if ua is not None:
-            a["user_agent.original"] = ua.decode("latin-1")
-        if route:
-            a["http.route"] = route
-        if ctx.cluster_name:
-            a["mosnx.cluster"] = ctx.cluster_name
-        if ctx.upstream_address:
-            a["mosnx.upstream_host"] = ctx.upstream_address
-        a["mosnx.attempts"] = ctx.attempt_count
-        a["mosnx.request_id"] = ctx.request_id
+        # what the server span needs, read now (the stream's objects are done after
+        # this); turned into span attributes only by an exporter (span.StreamRecord)
+        route = ctx.route
         resp = ctx.response
-        if resp is not None:
-            a["http.response.status_code"] = resp.status
-            s.error = resp.status >= 500
-        if ctx.error_detail:
-            s.error = True
-            s.message = ctx.error_detail
-        if self.tags:
-            a.update(self.tags)
-        sink(TraceRecord(tracer.service, tracer.instance, [s] + self.clients, self.sw_parent,
-                         self.sw_trace, self.segment_id))
+        sink(StreamRecord(self, (_time_ns(), ctx.request, ctx.source_address, ctx.source_port,
+                                 route.name if route is not None else "", ctx.cluster_name,
+                                 ctx.upstream_address, ctx.attempt_count, ctx.request_id,
+                                 resp.status if resp is not None else 0, ctx.error_detail)))
 
 
 def make_tracer(listener: Any, tracing: Any) -> Tracer | None:

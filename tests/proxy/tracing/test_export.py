@@ -10,9 +10,9 @@ import pytest
 from mosnx.proxy.tracing.export import ExportQueue, TraceExport
 from mosnx.runtime.model import TraceExporter, TracingConfig
 from mosnx.runtime.stats import Store
-from mosnx.runtime.tracing.span import TraceRecord
+from mosnx.runtime.tracing.span import Record, TraceRecord
 
-from .spans_data import record
+from .spans_data import record, stream_record
 
 
 def run(coro):
@@ -38,6 +38,23 @@ def test_overflow_is_dropped_and_counted() -> None:
     run(main())
 
 
+def test_a_stream_record_counts_its_spans_when_dropped() -> None:
+    async def main() -> None:
+        store = Store()
+
+        async def send(batch: list[Record]) -> None:
+            pass
+        q = ExportQueue("otlp", send, store, max_queue=5, batch_size=100, batch_delay=10.0)
+        retried = stream_record(attempts=((503, ""), (200, "")))
+        assert retried.size == 3 and len(retried.spans) == 3
+        q.offer(retried)
+        q.offer(retried)                # 3 more do not fit in 5
+        assert q.queued == 3 and store.counters["tracing.otlp.spans_dropped"].value == 3
+        await q.stop(5)
+        assert store.counters["tracing.otlp.spans_exported"].value == 3
+    run(main())
+
+
 def test_batches_by_size_then_by_delay() -> None:
     async def main() -> None:
         store = Store()
@@ -58,6 +75,36 @@ def test_batches_by_size_then_by_delay() -> None:
         q.offer(record())               # below the batch size: goes after the delay
         await asyncio.wait_for(got.wait(), 10)
         assert sent == [4, 2]
+        await q.stop(1)
+    run(main())
+
+
+def test_spans_that_come_during_an_export_wait_for_a_full_batch() -> None:
+    """A slow collector does not turn the stream of spans into many small exports."""
+    async def main() -> None:
+        store = Store()
+        sent: list[int] = []
+        release = asyncio.Event()
+        got = asyncio.Event()
+
+        async def send(batch: list[Record]) -> None:
+            sent.append(sum(r.size for r in batch))
+            got.set()
+            await release.wait()
+        q = ExportQueue("otlp", send, store, max_queue=100, batch_size=4, batch_delay=30.0)
+        q.start()
+        q.offer(record())
+        q.offer(record())               # a full batch: its export starts and hangs
+        await asyncio.wait_for(got.wait(), 10)
+        got.clear()
+        q.offer(record())               # comes while the export is under way
+        release.set()
+        for _ in range(20):
+            await asyncio.sleep(0.01)
+        assert sent == [4] and q.queued == 2
+        q.offer(record())               # the batch fills: it goes
+        await asyncio.wait_for(got.wait(), 10)
+        assert sent == [4, 4] and q.queued == 0
         await q.stop(1)
     run(main())
 

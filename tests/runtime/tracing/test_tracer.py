@@ -9,7 +9,7 @@ import pytest
 from mosnx.runtime.context import RequestHead, ResponseHead, StreamContext
 from mosnx.runtime.headers import Headers
 from mosnx.runtime.stats import Store
-from mosnx.runtime.tracing.span import CLIENT, SERVER, TraceRecord
+from mosnx.runtime.tracing.span import A_SPAN, CLIENT, SERVER, Record
 from mosnx.runtime.tracing.tracer import Tracer
 from mosnx.runtime.tracing import sw8
 
@@ -22,9 +22,9 @@ def ctx_with(*pairs: tuple[str, str], path: str = "/a/b?q=1") -> StreamContext:
     return StreamContext(RequestHead("GET", path, hd), "ingress", source=("10.1.2.3", 5555))
 
 
-def bound(**kw: float) -> tuple[Tracer, list[TraceRecord], Store]:
+def bound(**kw: float) -> tuple[Tracer, list[Record], Store]:
     t = Tracer("ingress", ("w3c", "b3", "sw8"), service="shop", instance="i-1", **kw)
-    out: list[TraceRecord] = []
+    out: list[Record] = []
     store = Store()
     t.bind(out.append, store)
     return t, out, store
@@ -38,7 +38,7 @@ def test_continues_an_incoming_trace_and_records_server_and_client_spans() -> No
     assert tr.sampled and tr.trace_id_hex == TID and tr.parent_id == int(PID, 16)
     ctx.cluster_name = "web"
     tr.attempt_start(ctx, "web", "127.0.0.1:9000", 1)
-    client_id = tr.current.span_id
+    client_id = tr.current[A_SPAN]
     sent = ctx.request.headers.get("traceparent")
     assert sent == f"00-{TID}-{client_id:016x}-01"
     tr.attempt_status(200)
