@@ -26,6 +26,8 @@ from typing import Any, Callable
 # Envoy's default histogram bucket bounds, in ms.
 BUCKETS = (0.5, 1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000,
            60000, 300000, 600000, 1800000, 3600000)
+# the same as floats, made once: every cluster has a histogram of these bounds
+_BUCKETS_FLOAT = tuple(float(b) for b in BUCKETS)
 
 
 class Counter:
@@ -103,7 +105,7 @@ class Histogram:
         self.bounds = bounds                    # as given: dumps show them so
         # the same bounds as floats: bisecting floats against floats is about twice
         # as fast as against a mix of ints and floats
-        self._search = tuple(float(b) for b in bounds)
+        self._search = _BUCKETS_FLOAT if bounds is BUCKETS else tuple(float(b) for b in bounds)
         self._counts = [0] * (len(bounds) + 1)  # last slot: above the top bound
         self._sum = 0.0
         self._held: list[float] = []
