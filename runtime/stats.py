@@ -17,6 +17,11 @@ never by its name:
 
 A dump carries the mode of every gauge not declared ACCUMULATE, so merging needs no
 knowledge of which gauge is which.
+
+A group of counters most of which stay at zero (a cluster's two dozen: overflows,
+timeouts, retries...) can be named without being made (`family`): each is made in
+the store when first bumped, and a dump lists the others at 0, so /stats shows every
+name Envoy shows while 20,000 clusters do not hold half a million idle counters.
 """
 from __future__ import annotations
 
@@ -153,11 +158,26 @@ class Histogram:
         self._sum += v
 
 
+class CounterFamily:
+    """Counters `prefix + name` by short name, each made in its store on first use."""
+
+    __slots__ = ("store", "prefix")
+
+    def __init__(self, store: "Store", prefix: str) -> None:
+        self.store = store
+        self.prefix = prefix
+
+    def __getitem__(self, name: str) -> Counter:
+        return self.store.counter(self.prefix + name)
+
+
 class Store:
     def __init__(self) -> None:
         self.counters: dict[str, Counter] = {}
         self.gauges: dict[str, Gauge] = {}
         self.histograms: dict[str, Histogram] = {}
+        # counters named by family() and not made yet: prefix -> names (dumped at 0)
+        self.named: dict[str, tuple[str, ...]] = {}
 
     def counter(self, name: str) -> Counter:
         c = self.counters.get(name)
@@ -189,6 +209,12 @@ class Store:
         c = self.counters[name] = ReadCounter(read)
         return c
 
+    def family(self, prefix: str, names: tuple[str, ...]) -> CounterFamily:
+        """The counters `prefix + name` for each of `names`, made when first used and
+        dumped at 0 until then. `names` is kept, not copied: pass one shared tuple."""
+        self.named[prefix] = names
+        return CounterFamily(self, prefix)
+
     def histogram(self, name: str) -> Histogram:
         h = self.histograms.get(name)
         if h is None:
@@ -205,8 +231,12 @@ class Store:
     def dump(self) -> dict[str, Any]:
         """Plain data, picklable and JSON-able, for merging across workers.
         `gauge_modes` names the mode of each gauge that is not ACCUMULATE."""
+        counters = {k: c.value for k, c in self.counters.items()}
+        for prefix, names in self.named.items():
+            for n in names:
+                counters.setdefault(prefix + n, 0)
         return {
-            "counters": {k: c.value for k, c in self.counters.items()},
+            "counters": counters,
             "gauges": {k: g.value for k, g in self.gauges.items()},
             "gauge_modes": {k: g.mode for k, g in self.gauges.items() if g.mode != ACCUMULATE},
             "histograms": {k: {"bounds": list(h.bounds), "counts": list(h.counts),
