@@ -22,6 +22,10 @@ OVERFLOW = object()   # acquire() result: the cluster's breakers refused the req
 # hosts never queue (200,000 endpoints under xDS: 120 MiB a worker). Only _queue adds
 # to the queue; every other use reads it, or takes from it once it is not empty.
 NO_WAITERS = cast(deque, ())
+# a pool's idle list until its first connection opens (an empty list is 56 bytes): a
+# connection is idle only once opened, so every use that adds to the list or takes a
+# connection from it comes after _cx_opening made it
+NO_IDLE = cast(list, ())
 
 
 def count_cx_open(cluster: Any) -> None:
@@ -45,7 +49,7 @@ class PoolBase:
 
     def __init__(self, host):
         self.host = host
-        self.idle: list = []             # LIFO: the warmest connection first
+        self.idle: list = NO_IDLE        # LIFO: the warmest connection first; made by _cx_opening
         self.cx_active = 0               # open or opening connections, idle or busy
         self.connecting = 0
         self.waiters: deque = NO_WAITERS   # made by _queue, the first time a stream waits
@@ -53,6 +57,8 @@ class PoolBase:
 
     # -- connections --
     def _cx_opening(self) -> None:
+        if self.idle is NO_IDLE:
+            self.idle = []
         count_cx_open(self.host.cluster)
         self.cx_active += 1
 

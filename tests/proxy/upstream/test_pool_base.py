@@ -8,7 +8,7 @@ import pytest
 from mosnx.proxy.upstream.cluster import ClusterManager
 from mosnx.proxy.upstream.http2 import H2Pool
 from mosnx.proxy.upstream.pool import Pool
-from mosnx.proxy.upstream.pool_base import NO_WAITERS, OVERFLOW, PoolBase, count_cx_closed, count_cx_open
+from mosnx.proxy.upstream.pool_base import NO_IDLE, NO_WAITERS, OVERFLOW, PoolBase, count_cx_closed, count_cx_open
 from mosnx.runtime.model import CircuitBreakers, ClusterConfig, Endpoint
 from mosnx.runtime.stats import Store
 
@@ -159,3 +159,14 @@ def test_a_pool_makes_its_queue_when_a_stream_first_waits(kind):
     assert not pool.waiters and c.rq_pending == 0
     pool.retire()                           # fails what waits: nothing
     assert s.failed is None
+
+
+@pytest.mark.parametrize("kind", POOLS)
+def test_a_pool_makes_its_idle_list_when_its_first_connection_opens(kind):
+    c = cluster()
+    pool = kind(c.hosts[0])
+    assert pool.idle is NO_IDLE and not pool.idle
+    pool.retire()                           # nothing opened: nothing to close
+    pool = kind(c.hosts[0])
+    pool._cx_opening()
+    assert pool.idle == [] and pool.idle is not NO_IDLE and NO_IDLE == ()
