@@ -99,7 +99,7 @@ class Pipeline:
     def then(self, inner: "Pipeline") -> "Pipeline":
         """Nest `inner` inside self: request-side steps of self run first,
         response-side steps of inner run first (an encoder chain unwinds)."""
-        if not inner:
+        if inner is EMPTY or not inner:
             return self         # frozen: sharing it changes nothing
         if not self:
             return inner
@@ -111,6 +111,8 @@ class Pipeline:
 
     def __bool__(self) -> bool:
         # (a snapshot build asks this of every vhost and route: PHASES, not fields())
+        if self is EMPTY:
+            return False
         for name in PHASES:
             if getattr(self, name):
                 return True

@@ -242,7 +242,7 @@ class VirtualHost(_Frozen):
     here and never changes. `chain` is the vhost's own pipeline, or, in a finalized
     table, listener ⊃ vhost."""
     __slots__ = ("name", "domains", "routes", "pipeline", "chain", "span",
-                 "_exact", "_prefix", "_always", "_linear", "_merge")
+                 "_exact", "_prefix", "_always", "_linear", "_merge", "_by_len")
     name: str
     domains: tuple[str, ...]
     routes: tuple[Route, ...]
@@ -255,6 +255,10 @@ class VirtualHost(_Frozen):
     _always: tuple[Route, ...]
     _linear: bool
     _merge: bool
+    # with many prefixes, _prefix's entries by prefix length then prefix: a request
+    # looks up its path's first n characters for each length n there is, instead of
+    # testing every prefix (a control plane's table of thousands of routes)
+    _by_len: tuple[tuple[int, dict[str, tuple[str, tuple[Route, ...], tuple[Route, ...]]]], ...] | None
 
     def __init__(self, name: str, domains: Iterable[str], routes: Iterable[Route],
                  pipeline: Pipeline = EMPTY, span: Span | None = None, *,
@@ -297,11 +301,20 @@ class VirtualHost(_Frozen):
         if merge:
             set_(self, "_exact", {p: tuple(rs) for p, rs in exact.items()})
             set_(self, "_prefix", tuple((p, tuple(rs), tuple(rs)) for p, rs in prefix.items()))
+        elif not always:
+            # each list is in declared order already (routes are walked in order)
+            set_(self, "_exact", {p: tuple(rs) for p, rs in exact.items()})
+            set_(self, "_prefix", tuple((p, t, t) for p, rs in prefix.items() for t in (tuple(rs),)))
         else:
             set_(self, "_exact", {p: tuple(sorted(rs + always, key=_by_index)) for p, rs in exact.items()})
             set_(self, "_prefix", tuple((p, tuple(rs), tuple(sorted(rs + always, key=_by_index)))
                                         for p, rs in prefix.items()))
         set_(self, "_always", tuple(always))
+        by_len: dict[int, dict[str, tuple[str, tuple[Route, ...], tuple[Route, ...]]]] = {}
+        if len(self._prefix) > _SCAN_PREFIXES:
+            for e in self._prefix:
+                by_len.setdefault(len(e[0]), {})[e[0]] = e
+        set_(self, "_by_len", tuple(sorted(by_len.items())) if by_len else None)
         # small tables: a straight scan is faster than merging candidate lists
         set_(self, "_linear", len(self.routes) <= 8)
 
@@ -326,7 +339,9 @@ class VirtualHost(_Frozen):
         path = ctx.url_path
         exact = self._exact.get(path)
         cands: Sequence[Route] | None = None
-        for p, rs, merged in self._prefix:
+        by_len = self._by_len
+        for p, rs, merged in (self._prefix if by_len is None else
+                              [e for n, d in by_len if (e := d.get(path[:n])) is not None]):
             if path.startswith(p):
                 if cands is None:
                     cands = merged if exact is None else sorted(exact + rs, key=_by_index)
@@ -367,6 +382,8 @@ def _first_of(a: Sequence[Route], b: Sequence[Route], ctx: StreamContext) -> Rou
 
 # more unconditional routes than this in a vhost are merged in at match time
 _MERGE_ABOVE = 64
+# more path prefixes than this in a vhost are looked up by length, not each tested
+_SCAN_PREFIXES = 16
 
 
 def _plain(chain: Pipeline, action: object) -> bool:

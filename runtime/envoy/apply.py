@@ -38,6 +38,7 @@ from typing import Any
 
 from ..model import ClusterConfig, Config, ListenerConfig
 from ..routes import RouteTable
+from .routes import RouteMemo
 from ..diagnostics import Diagnostic
 from .findings import WAITING, Findings, Rejected, Rejection, Sink, Waiting
 from . import runtime_layers, scoped_routes, vhds
@@ -145,6 +146,8 @@ class Translations:
     def __init__(self) -> None:
         self.base: Config | None = None     # what they were translated beside
         self.routes: dict[str, tuple[Any, Any]] = {}
+        # name -> the routes its last translation made, by what each was made of (routes.RouteMemo)
+        self.route_memos: dict[str, RouteMemo] = {}
         # name -> (cluster, assignment, translation, the secrets it names as translated)
         self.clusters: dict[str, tuple[Any, Any, Any, tuple]] = {}
         # name -> (cluster, its EDS service name or None, the secrets it names)
@@ -158,6 +161,7 @@ class Translations:
 
     def reset(self, base: Config | None) -> None:
         self.base, self.routes, self.clusters, self.cluster_reads = base, {}, {}, {}
+        self.route_memos = {}
         self.secrets, self.static_secrets, self.listeners = {}, {}, {}
         self.scopes = scoped_routes.ScopeCache()
 
@@ -211,6 +215,7 @@ def apply(base: Config, resources: Resources, sink: Sink | None = None,
         sink.runtime = runtime_layers.merged(layers, resources.get(RUNTIME, {}))
     if cache is not None and cache.runtime != sink.runtime:
         cache.routes, cache.runtime = {}, dict(sink.runtime)     # routes read runtime keys
+        cache.route_memos = {}
     seen_secrets: dict[str, tuple[Any, Secret | Rejection]] = {}
     dynamic = _secrets(resources.get(SECRET, {}), sink, cache.secrets if cache is not None else None, seen_secrets)
     rejected.extend(r for r in dynamic.values() if isinstance(r, Rejection))
@@ -223,6 +228,7 @@ def apply(base: Config, resources: Resources, sink: Sink | None = None,
         cache.secrets, cache.static_secrets = seen_secrets, seen_static
     tables: dict[str, RouteTable] = {}
     seen_routes: dict[str, tuple[Any, Any]] = {}
+    memos: dict[str, RouteMemo] = {}
     merged = cache.vhds if cache is not None else vhds.Merged()
     delta = _delta(base)
     for name, rc in vhds.merged(resources.get(ROUTE, {}), resources.get(VIRTUAL_HOST, {}), merged).items():
@@ -235,7 +241,11 @@ def apply(base: Config, resources: Resources, sink: Sink | None = None,
                 why = vhds.sotw_refusal(rc)
                 if why is not None and not delta:
                     f.reject(why, "vhds")
-                got = translate_route_config(rc, f)
+                keep: RouteMemo | None = {} if cache is not None else None
+                got = translate_route_config(rc, f, cache.route_memos.get(name) if cache is not None else None,
+                                             keep)
+                if keep is not None:
+                    memos[name] = keep
             except Rejected as e:
                 o = merged.origin(name, e.rejection.field_path)      # a virtual host VHDS brought
                 got = e if o is None else Rejected(Rejection(VIRTUAL_HOST, o[0], o[1], e.rejection.message))
@@ -246,6 +256,8 @@ def apply(base: Config, resources: Resources, sink: Sink | None = None,
             tables[name] = got
     if cache is not None:
         cache.routes = seen_routes
+        # a table taken as it was keeps its memo; one gone takes its memo with it
+        cache.route_memos = {name: memos.get(name) or cache.route_memos.get(name) or {} for name in seen_routes}
     # SRDS: every scope held serves every listener over scoped_rds
     scopes, bad_scopes = scoped_routes.scopes(resources.get(SCOPED_ROUTE, {}), sink,
                                               cache.scopes if cache is not None else None)

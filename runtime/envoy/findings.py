@@ -58,21 +58,41 @@ class Sink:
 
 
 class Findings:
-    """The findings of one resource at one field path; at() goes deeper."""
-    __slots__ = ("type_url", "name", "path", "sink")
+    """The findings of one resource at one field path; at() goes deeper. The path is
+    spelled only when asked for (a warning, a rejection, an unnamed route's name):
+    translating a table of thousands of routes makes tens of thousands of these."""
+    __slots__ = ("type_url", "name", "_path", "_parent", "_key", "sink")
 
     def __init__(self, type_url: str, name: str, path: str = "", sink: Sink | None = None):
         self.type_url = type_url
         self.name = name
-        self.path = path
+        self._path: str | None = path
+        self._parent: Findings | None = None
+        self._key: str | int = ""
         self.sink = sink if sink is not None else Sink()
 
+    @property
+    def path(self) -> str:
+        path = self._path
+        if path is None:
+            assert self._parent is not None
+            base, key = self._parent.path, self._key
+            if isinstance(key, int):
+                path = f"{base}[{key}]"
+            else:
+                path = f"{base}.{key}" if base else key
+            self._path = path
+        return path
+
     def at(self, key: str | int) -> "Findings":
-        if isinstance(key, int):
-            sub = f"{self.path}[{key}]"
-        else:
-            sub = f"{self.path}.{key}" if self.path else key
-        return Findings(self.type_url, self.name, sub, self.sink)
+        sub = object.__new__(Findings)
+        sub.type_url = self.type_url
+        sub.name = self.name
+        sub._path = None
+        sub._parent = self
+        sub._key = key
+        sub.sink = self.sink
+        return sub
 
     def span(self, path: str | None = None) -> Span | None:
         locate = self.sink.locate

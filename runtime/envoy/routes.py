@@ -13,6 +13,14 @@ specific level winning per filter; runtime.route_filters runs them. A
 runtime_fraction match draws one number per request (kept in its filter state),
 as Envoy takes one random value per stream, so routes with growing fractions split
 traffic as they do in Envoy; `random_source` is what draws it.
+
+A control plane re-sends a whole RouteConfiguration when one of its routes changes.
+With a RouteMemo (what the last translation of that configuration made, by route
+and by what the route's translation reads: its place, its message's bytes, its
+virtual host's fields but the routes, the configuration's typed_per_filter_config)
+an unchanged route is the Route made last time, so the update costs the routes
+that changed plus a byte comparison per route. Warnings are given when a route is
+first translated, as apply() gives them per resource.
 """
 from __future__ import annotations
 
@@ -34,13 +42,17 @@ Pred = Callable[[StreamContext], bool]
 REDIRECT_CODES = {0: 301, 1: 302, 2: 303, 3: 307, 4: 308}
 DENOMINATOR = {0: 100, 1: 10_000, 2: 1_000_000}
 Overrides = Mapping[str, FilterOverride]
+# (vhost key, route's place, route's bytes) -> its translation; see the docstring
+RouteMemo = dict[tuple[Any, int, bytes], Route]
 
 # draws the number a runtime_fraction match compares, in [0, 1): read when a route
 # is translated, so a test may put a seeded one here first
 random_source: Callable[[], float] = random.random
 
 
-def translate_route_config(rc: Any, f: Findings) -> RouteTable:
+def translate_route_config(rc: Any, f: Findings, memo: RouteMemo | None = None,
+                           keep: RouteMemo | None = None) -> RouteTable:
+    """`memo`: what the last translation of this configuration put in its `keep`."""
     f.only(rc, {"name", "virtual_hosts", "request_headers_to_add", "request_headers_to_remove",
                 "response_headers_to_add", "response_headers_to_remove", "validate_clusters",
                 "typed_per_filter_config", "vhds",      # vhds: runtime.envoy.vhds merges its hosts in
@@ -54,7 +66,12 @@ def translate_route_config(rc: Any, f: Findings) -> RouteTable:
     top_resp = header_edits(list(rc.response_headers_to_add), list(rc.response_headers_to_remove), f,
                             "response_headers_to_add")
     top_filters = per_filter_configs(rc.typed_per_filter_config, f.at("typed_per_filter_config"))
-    vhosts = [_vhost(vh, f.at("virtual_hosts").at(i), top_req, top_resp, top_filters)
+    at = f.at("virtual_hosts").at
+    top = rc.typed_per_filter_config
+    # what every route's translation reads beside its own message (the guards' source of numbers too)
+    common = (random_source, _map_bytes(top) if top else b"")
+    vhosts = [_vhost(vh, at(i), top_req, top_resp, top_filters,
+                     None if keep is None else (memo or {}, keep, (common, i)))
               for i, vh in enumerate(rc.virtual_hosts)]
     return RouteTable(vhosts)
 
@@ -84,7 +101,19 @@ def _body_limit(rc: Any, limit: int, f: Findings) -> None:
                     f"the body is {size} bytes, more than max_direct_response_body_size_bytes ({limit})", "body")
 
 
-def _vhost(vh: Any, f: Findings, top_req: list, top_resp: list, top_filters: Overrides) -> VirtualHost:
+def _map_bytes(m: Any) -> bytes:
+    return b"".join(k.encode() + b"\0" + m[k].SerializeToString() for k in sorted(m))
+
+
+def _without_routes(vh: Any) -> bytes:
+    bare = type(vh)()
+    bare.CopyFrom(vh)
+    bare.ClearField("routes")
+    return bare.SerializeToString()
+
+
+def _vhost(vh: Any, f: Findings, top_req: list, top_resp: list, top_filters: Overrides,
+           memos: tuple[RouteMemo, RouteMemo, Any] | None = None) -> VirtualHost:
     f.only(vh, {"name", "domains", "routes", "request_headers_to_add", "request_headers_to_remove",
                 "response_headers_to_add", "response_headers_to_remove", "retry_policy",
                 "typed_per_filter_config", "cors"})
@@ -98,13 +127,26 @@ def _vhost(vh: Any, f: Findings, top_req: list, top_resp: list, top_filters: Ove
     default_retry = _retry(vh.retry_policy, f.at("retry_policy")) if vh.HasField("retry_policy") else None
     filters = {**top_filters, **per_filter_configs(vh.typed_per_filter_config, f.at("typed_per_filter_config"))}
     cors = cors_policy(vh.cors, f.at("cors")) if vh.HasField("cors") else None
-    routes = [_route(r, f.at("routes").at(i), default_retry, filters, cors) for i, r in enumerate(vh.routes)]
+    at = f.at("routes").at
+    if memos is None:
+        routes = [_route(r, at(i), default_retry, filters, cors, i) for i, r in enumerate(vh.routes)]
+    else:
+        memo, keep, top = memos
+        vkey = (top, _without_routes(vh))
+        routes = []
+        for i, r in enumerate(vh.routes):
+            key = (vkey, i, r.SerializeToString())
+            got = memo.get(key)
+            if got is None:
+                got = _route(r, at(i), default_retry, filters, cors, i)
+            keep[key] = got
+            routes.append(got)
     pipeline = header_pipeline(req, resp) if (req or resp) else EMPTY
     return VirtualHost(vh.name or "default", list(vh.domains), routes, pipeline)
 
 
 def _route(r: Any, f: Findings, default_retry: RetryPolicy | None, vh_filters: Overrides,
-           vh_cors: dict[str, Any] | None) -> Route:
+           vh_cors: dict[str, Any] | None, index: int = 0) -> Route:
     f.only(r, {"name", "match", "route", "redirect", "direct_response", "request_headers_to_add",
                "request_headers_to_remove", "response_headers_to_add", "response_headers_to_remove",
                "typed_per_filter_config"})
@@ -143,7 +185,7 @@ def _route(r: Any, f: Findings, default_retry: RetryPolicy | None, vh_filters: O
         filters[CORS_POLICY] = FilterOverride("cors", cors)
     return Route(r.name or f.path, action, guard, exact, prefix,
                  header_pipeline(req, resp) if (req or resp) else EMPTY,
-                 filters=filters, cluster_filters=cluster_filters)
+                 index=index, filters=filters, cluster_filters=cluster_filters)
 
 
 def _cluster_filters(wc: Any, f: Findings) -> dict[str, Overrides]:

@@ -113,12 +113,15 @@ def test_clusters_lists_every_reference():
     assert table.clusters() == {"v1", "v2", "shadow"}
 
 
+@pytest.mark.parametrize("scan_prefixes", [16, 0], ids=["prefixes-tested", "prefixes-by-length"])
 @pytest.mark.parametrize("merge_above", [64, 0], ids=["merged-at-build", "merged-at-match"])
-def test_indexed_matching_agrees_with_a_plain_first_match_scan(monkeypatch, merge_above):
+def test_indexed_matching_agrees_with_a_plain_first_match_scan(monkeypatch, merge_above, scan_prefixes):
     """Also with the unconditional routes merged in at match time, as a vhost with
-    many of them does (no entry copies them all)."""
+    many of them does (no entry copies them all), and with the prefixes looked up by
+    length, as a vhost with many of them does."""
     import random
     monkeypatch.setattr(routes_module, "_MERGE_ABOVE", merge_above)
+    monkeypatch.setattr(routes_module, "_SCAN_PREFIXES", scan_prefixes)
     rnd = random.Random(7)
     paths = ["/", "/a", "/a/b", "/a/bc", "/b", "/b/c/d", "/c"]
     for _ in range(300):
@@ -142,6 +145,18 @@ def test_indexed_matching_agrees_with_a_plain_first_match_scan(monkeypatch, merg
                                and (r.path_prefix is None or c.url_path.startswith(r.path_prefix))
                                and (r.match is None or r.match(c))), None)
                 assert vh.match(c) is expect
+
+
+def test_thousands_of_prefixes_match_first_in_declared_order():
+    routes = [Route(f"r{i}", fwd(f"c{i}"), path_prefix=f"/r{i}/") for i in range(3000)]
+    routes[1500:1500] = [Route("deep", fwd("deep"), path_prefix="/r2000/deep/")]
+    routes.append(Route("all", fwd("all"), path_prefix="/"))
+    vh = VirtualHost("v", ["*"], routes)
+    assert vh._by_len is not None
+    assert vh.match(ctx("/r2999/x")).name == "r2999"
+    assert vh.match(ctx("/r2000/deep/x")).name == "deep"      # declared before /r2000/
+    assert vh.match(ctx("/r1000/deep/x")).name == "r1000"
+    assert vh.match(ctx("/r30000/")).name == "all" and vh.match(ctx("/")).name == "all"
 
 
 def test_finalize_returns_new_objects_and_leaves_the_declared_table_alone():

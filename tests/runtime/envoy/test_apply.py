@@ -120,6 +120,34 @@ def test_translations_are_kept_for_the_messages_that_did_not_change():
     assert next(c for c in fresh.clusters if c.name == "app") is not new
 
 
+def test_a_changed_route_configuration_translates_only_its_changed_routes():
+    from mosnx.runtime.envoy.apply import Translations
+    base = load_config_text("clusters:\n- {name: a, endpoints: [127.0.0.1:9100]}\n"
+                            "- {name: b, endpoints: [127.0.0.1:9101]}\n", "<base>")
+
+    def rc(flip: int) -> object:
+        return msg(R, {"name": "main", "virtual_hosts": [{"name": "all", "domains": ["*"], "routes": [
+            {"match": {"prefix": f"/r{i}/"}, "route": {"cluster": "b" if i == flip else "a"}}
+            for i in range(20)]}]})
+
+    listener = msg(L, LISTENER)
+    cache = Translations()
+    first, rejected = apply(base, {L: {"edge": listener}, R: {"main": rc(3)}}, cache=cache)
+    assert rejected == []
+    again, _ = apply(base, {L: {"edge": listener}, R: {"main": rc(4)}}, cache=cache)
+
+    def routes(config: object) -> list:
+        return list(next(iter(config.listeners)).route_table.vhosts[0].routes)   # type: ignore[attr-defined]
+    before, after = routes(first), routes(again)
+    assert [i for i, (x, y) in enumerate(zip(before, after)) if x is not y] == [3, 4]
+    assert (after[3].action.cluster, after[4].action.cluster) == ("a", "b")
+    # another file config: every route is translated afresh
+    fresh, _ = apply(load_config_text("clusters:\n- {name: a, endpoints: [127.0.0.1:9100]}\n"
+                                      "- {name: b, endpoints: [127.0.0.1:9101]}\n", "<base>"),
+                     {L: {"edge": listener}, R: {"main": rc(4)}}, cache=cache)
+    assert not set(map(id, routes(fresh))) & set(map(id, after))
+
+
 def test_a_tcp_listener_whose_cluster_went_waits_and_the_clusters_are_taken():
     # a CDS update that replaces every cluster arrives before the listeners naming the
     # new ones: the old tcp_proxy listener is held back, not the clusters refused

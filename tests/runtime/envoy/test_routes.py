@@ -102,3 +102,49 @@ def test_max_direct_response_body_size_bytes_bounds_the_bodies():
     rj = e.value.rejection
     assert rj.field_path == "virtual_hosts[0].routes[1].direct_response.body"
     assert rj.message == "the body is 10 bytes, more than max_direct_response_body_size_bytes (9)"
+
+
+def _many(n: int, retry: int | None = None, flip: int = -1) -> dict:
+    vh: dict = {"name": "all", "domains": ["*"], "routes": [
+        {"match": {"prefix": f"/r{i}/"}, "route": {"cluster": "b" if i == flip else "a"}} for i in range(n)]}
+    if retry is not None:
+        vh["retry_policy"] = {"retry_on": "5xx", "num_retries": retry}
+    return {"name": "many", "virtual_hosts": [vh]}
+
+
+def _translate(doc: dict, memo: dict | None, keep: dict) -> object:
+    return translate_route_config(msg(R, doc), Findings(R, "many"), memo, keep)
+
+
+def test_a_resent_configuration_keeps_the_routes_that_did_not_change():
+    first: dict = {}
+    t1 = _translate(_many(50), None, first)
+    second: dict = {}
+    t2 = _translate(_many(50, flip=7), first, second)
+    r1, r2 = t1.vhosts[0].routes, t2.vhosts[0].routes
+    assert [r.index for r in r2] == list(range(50))
+    assert all(r2[i] is r1[i] for i in range(50) if i != 7)
+    assert r2[7] is not r1[7] and r2[7].action.cluster == "b" and r1[7].action.cluster == "a"
+    assert r2[7].name == r1[7].name == "virtual_hosts[0].routes[7]"
+    # the memo holds what this translation made, no more: the old route 7 is gone from it
+    assert len(second) == 50 and r1[7] not in second.values()
+    assert pick(t2, ctx("/r7/x", "h")).action.cluster == "b"
+
+
+def test_what_the_virtual_host_gives_its_routes_is_part_of_the_memo():
+    first: dict = {}
+    t1 = _translate(_many(5, retry=1), None, first)
+    t2 = _translate(_many(5, retry=3), first, {})
+    assert all(a is not b for a, b in zip(t1.vhosts[0].routes, t2.vhosts[0].routes))
+    assert t2.vhosts[0].routes[0].action.retry.num_retries == 3
+
+
+def test_a_moved_route_is_translated_at_its_new_place():
+    doc = _many(3)
+    first: dict = {}
+    t1 = _translate(doc, None, first)
+    moved = {"name": "many", "virtual_hosts": [dict(doc["virtual_hosts"][0], routes=doc["virtual_hosts"][0]["routes"][::-1])]}
+    t2 = _translate(moved, first, {})
+    assert [r.name for r in t2.vhosts[0].routes] == [f"virtual_hosts[0].routes[{i}]" for i in range(3)]
+    assert [r.path_prefix for r in t2.vhosts[0].routes] == ["/r2/", "/r1/", "/r0/"]
+    assert t2.vhosts[0].routes[1] is t1.vhosts[0].routes[1]      # the one that kept its place
