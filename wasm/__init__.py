@@ -22,6 +22,9 @@ def _factory(name: str, config: dict, build_ctx: "BuildContext") -> "WasmFilter"
     return factory(name, config, build_ctx)
 
 
+# the factory it stands for, as functools.wraps would say: what documents the filter
+# (its module's docstring and config parser, read by runtime.config.reference)
+_factory.__module__ = "mosnx.wasm.filter"
 register_filter("wasm", _factory)
 
 
