@@ -16,8 +16,12 @@ measures
 
 * ready: from starting the proxy to the first 200 through the listener's probe route
   (all N clusters warmed: Envoy opens its listener only after CDS/EDS initialisation);
-* RSS of the proxy (its whole process tree: supervisor and workers) once ready, and
-  after the changes;
+* memory of the proxy (its whole process tree: supervisor and workers) once ready, and
+  after the changes, three ways (from /proc/<pid>/smaps_rollup): RSS summed over the
+  processes (pages a forked worker shares copy-on-write with its parent count once per
+  process), PSS (each shared page split among the processes mapping it: the tree's
+  real use, shared pages counted once in all) and USS (pages private to one process:
+  what stopping it would free); and the RSS of each process;
 * settle: from ready until the proxy's process tree uses no CPU for a while (under
   SETTLE_CPU over SETTLE_WINDOW): what it still does after its first answer (the
   first responses come in several, and each may be applied on its own). The changes
@@ -59,7 +63,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "interop"))
 from xdsharness import (HOST, Procs, bootstrap, eds_cluster, endpoints, envoy_binary,  # noqa: E402
-                        free_port, http_listener, port_open, proc_tree_rss_kib, proxy_argv, route_config,
+                        free_port, http_listener, port_open, proxy_argv, route_config,
                         wait_until, write_json, xds_bin)
 
 ENDPOINTS = 10
@@ -209,7 +213,7 @@ def run_size(args: argparse.Namespace, n: int, work: Path) -> list[dict[str, Any
         wait_until("the listener to answer through the probe route", lambda: _answers(listener),
                    timeout=args.timeout, interval=0.02, alive=(proxy,))
         ready = time.monotonic() - t1
-        rss_ready = proc_tree_rss_kib(proxy.pid)
+        mem_ready = tree_memory(proxy.pid)
         t2 = time.monotonic()
         wait_until("the proxy to settle", lambda: _idle(proxy.pid), timeout=args.timeout, interval=SETTLE_WINDOW,
                    alive=(proxy,))
@@ -257,16 +261,16 @@ def run_size(args: argparse.Namespace, n: int, work: Path) -> list[dict[str, Any
                 "proxy": args.proxy, "mode": "delta" if args.delta else "sotw", "clusters": n, "routes": m,
                 "endpoints": n * ENDPOINTS + ENDPOINTS + 2, "file_mb": round(file_mb, 1),
                 "fileserver_load_s": round(plane_ready, 2), "ready_s": round(ready, 2),
-                "settle_s": round(settle, 2), "rss_ready_mib": round(rss_ready / 1024, 1),
+                "settle_s": round(settle, 2), **{f"{k}_ready_mib": v for k, v in mem_ready.items()},
                 "kind": kind, "changes": len(total),
                 "change_p50_ms": round(statistics.median(total) * 1000, 1),
                 "change_p99_ms": round(pct(total, 0.99) * 1000, 1),
                 "after_resp_p50_ms": round(statistics.median(proxy_share) * 1000, 1) if proxy_share else None,
                 "after_resp_p99_ms": round(pct(proxy_share, 0.99) * 1000, 1) if proxy_share else None,
             })
-        rss_after = round(proc_tree_rss_kib(proxy.pid) / 1024, 1)
+        mem_after = tree_memory(proxy.pid)
         for r in rows:
-            r["rss_after_mib"] = rss_after
+            r.update({f"{k}_after_mib": v for k, v in mem_after.items()})
         return rows
     except AssertionError:
         print(procs.logs(tail=2000), file=sys.stderr)
@@ -276,6 +280,47 @@ def run_size(args: argparse.Namespace, n: int, work: Path) -> list[dict[str, Any
         for s in ups:
             s.shutdown()
             s.server_close()
+
+
+def _tree(pid: int) -> list[int]:
+    """`pid` and all its descendants."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            children.setdefault(int(fields[1]), []).append(int(entry))
+    out, todo = [], [pid]
+    for _ in range(10000):
+        if not todo:
+            break
+        p = todo.pop()
+        out.append(p)
+        todo.extend(children.get(p, []))
+    return out
+
+
+def tree_memory(pid: int) -> dict[str, Any]:
+    """RSS, PSS and USS of a process tree in MiB (summed over its processes), and each
+    process's RSS (`procs_rss`: the root first). PSS summed over the tree counts a page
+    shared by the tree's processes once; RSS summed counts it once per process."""
+    tot = {"rss": 0, "pss": 0, "uss": 0}
+    per: list[float] = []
+    for p in _tree(pid):
+        try:
+            text = Path(f"/proc/{p}/smaps_rollup").read_text()
+        except OSError:
+            continue
+        f = {k: int(v.split()[0]) for k, v in (ln.split(":", 1) for ln in text.splitlines()[1:] if ":" in ln)}
+        tot["rss"] += f.get("Rss", 0)
+        tot["pss"] += f.get("Pss", 0)
+        tot["uss"] += f.get("Private_Clean", 0) + f.get("Private_Dirty", 0)
+        per.append(round(f.get("Rss", 0) / 1024, 1))
+    out: dict[str, Any] = {k: round(v / 1024, 1) for k, v in tot.items()}
+    out["procs_rss"] = "/".join(str(x) for x in per)
+    return out
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -345,7 +390,8 @@ def main() -> int:
         for row in got:
             print(json.dumps(row), flush=True)
     cols = ["proxy", "mode", "clusters", "routes", "endpoints", "file_mb", "fileserver_load_s", "ready_s", "settle_s",
-            "rss_ready_mib", "rss_after_mib", "kind", "changes", "change_p50_ms", "change_p99_ms",
+            "rss_ready_mib", "pss_ready_mib", "uss_ready_mib", "procs_rss_ready_mib", "rss_after_mib",
+            "pss_after_mib", "kind", "changes", "change_p50_ms", "change_p99_ms",
             "after_resp_p50_ms", "after_resp_p99_ms"]
     print("| " + " | ".join(cols) + " |\n|" + "---|" * len(cols))
     for r in rows:

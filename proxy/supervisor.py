@@ -616,7 +616,7 @@ def _sigint_ignored():
 
 
 def _freeze(again: bool = False, whole: bool = True) -> None:
-    from .worker import freeze          # the same as a worker process does; see there
+    from .gc_freeze import freeze       # the same as a worker process does; see there
     freeze(again, whole)
 
 

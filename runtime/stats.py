@@ -17,6 +17,11 @@ never by its name:
 
 A dump carries the mode of every gauge not declared ACCUMULATE, so merging needs no
 knowledge of which gauge is which.
+
+A group of counters most of which stay at zero (a cluster's two dozen: overflows,
+timeouts, retries...) can be named without being made (`family`): each is made in
+the store when first bumped, and a dump lists the others at 0, so /stats shows every
+name Envoy shows while 20,000 clusters do not hold half a million idle counters.
 """
 from __future__ import annotations
 
@@ -26,6 +31,8 @@ from typing import Any, Callable
 # Envoy's default histogram bucket bounds, in ms.
 BUCKETS = (0.5, 1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000,
            60000, 300000, 600000, 1800000, 3600000)
+# the same as floats, made once: every cluster has a histogram of these bounds
+_BUCKETS_FLOAT = tuple(float(b) for b in BUCKETS)
 
 
 class Counter:
@@ -103,7 +110,7 @@ class Histogram:
         self.bounds = bounds                    # as given: dumps show them so
         # the same bounds as floats: bisecting floats against floats is about twice
         # as fast as against a mix of ints and floats
-        self._search = tuple(float(b) for b in bounds)
+        self._search = _BUCKETS_FLOAT if bounds is BUCKETS else tuple(float(b) for b in bounds)
         self._counts = [0] * (len(bounds) + 1)  # last slot: above the top bound
         self._sum = 0.0
         self._held: list[float] = []
@@ -151,11 +158,26 @@ class Histogram:
         self._sum += v
 
 
+class CounterFamily:
+    """Counters `prefix + name` by short name, each made in its store on first use."""
+
+    __slots__ = ("store", "prefix")
+
+    def __init__(self, store: "Store", prefix: str) -> None:
+        self.store = store
+        self.prefix = prefix
+
+    def __getitem__(self, name: str) -> Counter:
+        return self.store.counter(self.prefix + name)
+
+
 class Store:
     def __init__(self) -> None:
         self.counters: dict[str, Counter] = {}
         self.gauges: dict[str, Gauge] = {}
         self.histograms: dict[str, Histogram] = {}
+        # counters named by family() and not made yet: prefix -> names (dumped at 0)
+        self.named: dict[str, tuple[str, ...]] = {}
         # each histogram beside the list its `add` appends to: a fold (every 20 ms while
         # samples come) skips the idle ones without a call each, and there is one per
         # cluster and route
@@ -191,6 +213,12 @@ class Store:
         c = self.counters[name] = ReadCounter(read)
         return c
 
+    def family(self, prefix: str, names: tuple[str, ...]) -> CounterFamily:
+        """The counters `prefix + name` for each of `names`, made when first used and
+        dumped at 0 until then. `names` is kept, not copied: pass one shared tuple."""
+        self.named[prefix] = names
+        return CounterFamily(self, prefix)
+
     def histogram(self, name: str) -> Histogram:
         h = self.histograms.get(name)
         if h is None:
@@ -210,8 +238,12 @@ class Store:
     def dump(self) -> dict[str, Any]:
         """Plain data, picklable and JSON-able, for merging across workers.
         `gauge_modes` names the mode of each gauge that is not ACCUMULATE."""
+        counters = {k: c.value for k, c in self.counters.items()}
+        for prefix, names in self.named.items():
+            for n in names:
+                counters.setdefault(prefix + n, 0)
         return {
-            "counters": {k: c.value for k, c in self.counters.items()},
+            "counters": counters,
             "gauges": {k: g.value for k, g in self.gauges.items()},
             "gauge_modes": {k: g.mode for k, g in self.gauges.items() if g.mode != ACCUMULATE},
             "histograms": {k: {"bounds": list(h.bounds), "counts": list(h.counts),

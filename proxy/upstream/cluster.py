@@ -270,7 +270,8 @@ class Cluster:
         self.cb = config.circuit_breakers if res is None else SharedBreakers(config.circuit_breakers, res)
         self.stats = stats
         prefix = f"cluster.{config.name}."
-        self.c = c = {s: stats.counter(prefix + s) for s in CLUSTER_STATS}
+        # made on first use (most stay at zero), listed in /stats all the same
+        self.c = c = stats.family(prefix, CLUSTER_STATS)
         # the counters every request bumps, without a name lookup
         self.rq_total_counter = c["upstream_rq_total"]
         # upstream_rq_<class> by min(status // 100, 5): none for 1xx, 5xx for what is out of range

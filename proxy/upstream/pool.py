@@ -134,6 +134,7 @@ class Pool(PoolBase):
 
     def _retire_connections(self) -> None:
         """Idle connections close now, busy ones on release (retired)."""
-        for conn in list(self.idle):
-            conn.close()
-        self.idle.clear()
+        if self.idle:
+            for conn in list(self.idle):
+                conn.close()
+            self.idle.clear()

@@ -15,8 +15,8 @@ itself imports none of them.)
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import re
-import sys
 from typing import Any, Callable, Iterator
 
 from .. import registry
@@ -279,7 +279,9 @@ def render_filters(kinds: list[str]) -> list[str]:
               "each factory accepts. The kinds registered:", ""]
     for kind in kinds:
         factory = registry.filter_factory(kind)
-        module = sys.modules.get(getattr(factory, "__module__", ""), None)
+        # imported here if not yet: a filter may load its module when first built
+        name = getattr(factory, "__module__", "")
+        module = importlib.import_module(name) if name else None
         lines += [f"### `{kind}`", "", _doc_paragraph(getattr(module, "__doc__", None)), ""]
         settings = filter_settings(kind)
         if settings:

@@ -7,6 +7,9 @@ failure follow Envoy's jwt_verify library, so a client sees the bodies Envoy
 sends (`Jwt is expired`, `Jwt verification fails`, ...). `alg: none` and any
 algorithm outside ALGORITHMS are refused; HMAC keys are honoured only from a
 local JWKS (a key set loaded with `allow_hmac`).
+
+PyJWT (and the cryptography it loads, some 15 MiB a process) is imported by the two
+functions that use it, so a proxy with no jwt_authn filter never loads it.
 """
 from __future__ import annotations
 
@@ -15,9 +18,6 @@ import binascii
 import json
 from dataclasses import dataclass
 from typing import Any
-
-import jwt
-from jwt.exceptions import InvalidKeyError, PyJWKError, PyJWTError
 
 MISSING = "Jwt is missing"
 NOT_YET_VALID = "Jwt not yet valid"
@@ -188,6 +188,8 @@ def verify_signature(token: Token, keys: KeySet) -> Failure | None:
     candidates = keys.candidates(kid, token.alg)
     if not candidates:
         return Failure(KID_ALG_MISMATCH)
+    import jwt
+    from jwt.exceptions import PyJWTError
     algo = jwt.get_algorithm_by_name(token.alg)
     for k in candidates:
         try:
@@ -209,6 +211,8 @@ def load_jwks(text: str | bytes, allow_hmac: bool) -> KeySet | Failure:
         doc = {"keys": [doc]}
     if not isinstance(doc, dict) or not isinstance(doc.get("keys"), list):
         return Failure(JWKS_NO_KEYS)
+    import jwt
+    from jwt.exceptions import InvalidKeyError, PyJWKError
     keys: list[Key] = []
     for jwk in doc["keys"]:
         if not isinstance(jwk, dict):

@@ -20,8 +20,16 @@ def ctx(clusters=("web", "api"), filters=None) -> BuildContext:
                         filters=dict(filters or {}))
 
 
-def test_loader_is_registered():
-    assert rules_loader("mdsl") is load_rules
+def test_loader_is_registered(rules):
+    # the registered loader is load_rules, imported when first called (the parser and
+    # compiler are not loaded by a proxy without rules)
+    loader = rules_loader("mdsl")
+    assert loader is not None
+    main = rules.write('route b { to web }', "main.mdsl")
+    c = ctx()
+    result = loader((main,), c)
+    assert result is not None and c.diagnostics == [] and c.sources == [main]
+    assert [r.name for r in result.routes.vhosts[0].routes] == ["b"]
 
 
 def test_load_rules_compiles_and_records_sources(rules):

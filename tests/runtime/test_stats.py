@@ -132,3 +132,22 @@ def test_histogram_samples_kept_by_add_count_once_read_or_folded():
     h.add(2)                                    # add still feeds the same histogram
     assert h.counts[2] == now.histogram("h").counts[2] + 2
     assert abs(h.sum - (sum(samples) + 4)) < 1e-6 * h.sum
+
+
+def test_a_family_makes_counters_on_first_use_and_dumps_the_rest_at_zero():
+    s = Store()
+    names = ("upstream_rq_retry", "upstream_cx_overflow", "upstream_rq_timeout")
+    f = s.family("cluster.web.", names)
+    assert not s.counters                           # nothing made yet
+    assert s.dump()["counters"] == {"cluster.web.upstream_rq_retry": 0, "cluster.web.upstream_cx_overflow": 0,
+                                    "cluster.web.upstream_rq_timeout": 0}
+    f["upstream_cx_overflow"].value += 2
+    assert f["upstream_cx_overflow"] is s.counters["cluster.web.upstream_cx_overflow"]
+    assert list(s.counters) == ["cluster.web.upstream_cx_overflow"]
+    d = s.dump()["counters"]
+    assert d["cluster.web.upstream_cx_overflow"] == 2 and d["cluster.web.upstream_rq_retry"] == 0
+    # merged across workers as any counter: one worker made it, the other did not
+    other = Store()
+    other.family("cluster.web.", names)["upstream_cx_overflow"].value += 1
+    assert merge([s.dump(), other.dump()])["counters"]["cluster.web.upstream_cx_overflow"] == 3
+

@@ -138,3 +138,16 @@ def test_a_full_shared_file_is_found_out_once(caplog):
         m.close()
         view.close()
         seg.close()
+
+
+def test_a_cluster_lists_every_envoy_counter_before_any_is_bumped():
+    # its counters are made on first use (most stay at zero), and /stats shows them all
+    from mosnx.proxy.upstream.cluster import CLUSTER_STATS
+    s = Store()
+    m = ClusterManager(s)
+    m.update({"web": ClusterConfig(name="web", endpoints=(Endpoint("127.0.0.1", 9),))})
+    counters = s.dump()["counters"]
+    assert all(counters[f"cluster.web.{n}"] == 0 for n in CLUSTER_STATS)
+    assert len([k for k in s.counters if k.startswith("cluster.web.")]) < len(CLUSTER_STATS)
+    m.get("web").c["upstream_rq_retry"].value += 1
+    assert s.dump()["counters"]["cluster.web.upstream_rq_retry"] == 1

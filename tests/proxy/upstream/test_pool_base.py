@@ -8,7 +8,7 @@ import pytest
 from mosnx.proxy.upstream.cluster import ClusterManager
 from mosnx.proxy.upstream.http2 import H2Pool
 from mosnx.proxy.upstream.pool import Pool
-from mosnx.proxy.upstream.pool_base import OVERFLOW, PoolBase, count_cx_closed, count_cx_open
+from mosnx.proxy.upstream.pool_base import NO_IDLE, NO_WAITERS, OVERFLOW, PoolBase, count_cx_closed, count_cx_open
 from mosnx.runtime.model import CircuitBreakers, ClusterConfig, Endpoint
 from mosnx.runtime.stats import Store
 
@@ -141,3 +141,32 @@ def test_cluster_has_room_follows_max_connections():
     assert not pool.cluster_has_room()
     pool._cx_gone()
     assert pool.cluster_has_room()
+
+
+
+@pytest.mark.parametrize("kind", POOLS)
+def test_a_pool_makes_its_queue_when_a_stream_first_waits(kind):
+    # an empty deque is some 600 bytes: a host that never queues keeps none
+    c = cluster(max_pending_requests=2)
+    pool, other = kind(c.hosts[0]), kind(c.hosts[0])
+    assert pool.waiters is NO_WAITERS and other.waiters is NO_WAITERS
+    pool.cancel(Waiting())                  # nothing queued: nothing to cancel, nothing counted
+    assert c.rq_pending == 0
+    s = Waiting()
+    assert pool._wait(s) is None
+    assert list(pool.waiters) == [s] and other.waiters is NO_WAITERS and not NO_WAITERS
+    pool.cancel(s)
+    assert not pool.waiters and c.rq_pending == 0
+    pool.retire()                           # fails what waits: nothing
+    assert s.failed is None
+
+
+@pytest.mark.parametrize("kind", POOLS)
+def test_a_pool_makes_its_idle_list_when_its_first_connection_opens(kind):
+    c = cluster()
+    pool = kind(c.hosts[0])
+    assert pool.idle is NO_IDLE and not pool.idle
+    pool.retire()                           # nothing opened: nothing to close
+    pool = kind(c.hosts[0])
+    pool._cx_opening()
+    assert pool.idle == [] and pool.idle is not NO_IDLE and NO_IDLE == ()
