@@ -23,6 +23,8 @@ _NAMES = {
     b"x-b3-sampled": "b3", b"x-b3-flags": "b3",
     b"sw8": "sw8",
 }
+# every header name read() or the sampling decision looks at
+READ_NAMES = frozenset((*_NAMES, b"x-client-trace-id"))
 # the headers each format writes (and so removes before writing)
 WRITTEN = {
     "w3c": (b"traceparent", b"tracestate"),
@@ -176,3 +178,42 @@ def write(headers: Headers, formats: tuple[str, ...], trace_id: int, span_id: in
             items.append((b"sw8", (sw if isinstance(sw, str) else sw8.format_sw8(sw)).encode()))
     headers.items = items
     return replaced
+
+
+class Fresh:
+    """What an unsampled stream that started its own trace writes on its first
+    attempt, as one bytes format: `fmt % ((trace_id, span_id) * pairs)` is the
+    encoded fields ("name: value\r\n" each, in write()'s order and bytes), and
+    `names` and `slices` the fields' names and their values' places in it (ids are
+    fixed width, so the places are too). None (of()) when a format needs more than
+    the two ids (sw8 names the request's path and peer)."""
+    __slots__ = ("fmt", "pairs", "names", "slices")
+
+    def __init__(self, parts: list[tuple[bytes, bytes, int]]) -> None:
+        fmt = b""
+        slices = []
+        pairs = 0
+        for name, value, ids in parts:
+            fmt += name + b": "
+            # the value's width once formatted: %032x is 32 bytes, %016x 16
+            width = len(value.replace(b"%032x", b"t" * 32).replace(b"%016x", b"s" * 16))
+            slices.append(slice(len(fmt), len(fmt) + width))
+            fmt += value + b"\r\n"
+            pairs += ids
+        self.fmt = fmt
+        self.names = tuple(name for name, _, _ in parts)
+        self.slices = tuple(slices)
+        self.pairs = pairs // 2
+
+    @classmethod
+    def of(cls, formats: tuple[str, ...]) -> "Fresh | None":
+        if "sw8" in formats:
+            return None
+        parts: list[tuple[bytes, bytes, int]] = []
+        for fmt in formats:
+            if fmt == "w3c":
+                parts.append((b"traceparent", b"00-%032x-%016x-00", 2))
+            elif fmt == "b3":
+                parts += [(b"b3", b"%032x-%016x-0", 2), (b"x-b3-traceid", b"%032x", 1),
+                          (b"x-b3-spanid", b"%016x", 1), (b"x-b3-sampled", b"0", 0)]
+        return cls(parts)
