@@ -182,38 +182,48 @@ def write(headers: Headers, formats: tuple[str, ...], trace_id: int, span_id: in
 
 class Fresh:
     """What an unsampled stream that started its own trace writes on its first
-    attempt, as one bytes format: `fmt % ((trace_id, span_id) * pairs)` is the
-    encoded fields ("name: value\r\n" each, in write()'s order and bytes), and
-    `names` and `slices` the fields' names and their values' places in it (ids are
-    fixed width, so the places are too). None (of()) when a format needs more than
-    the two ids (sw8 names the request's path and peer)."""
-    __slots__ = ("fmt", "pairs", "names", "slices")
+    attempt, as one bytes format over its ids written "<trace id>-<span id>" in hex
+    (`ids`, 49 bytes): `fmt % ids` when `one` names the only field (W3C alone),
+    else `fmt % tuple(ids[s] for s in args)`, is the encoded fields ("name:
+    value\r\n" each, in write()'s order and bytes); `names` and `slices` say where
+    each value is in it (`one` and `at` when there is one field). Ids are fixed
+    width, so the places are too. None (of()) when a format needs more than the ids
+    (sw8 names the request's path and peer)."""
+    __slots__ = ("fmt", "args", "names", "slices", "one", "at")
 
-    def __init__(self, parts: list[tuple[bytes, bytes, int]]) -> None:
+    def __init__(self, parts: list[tuple[bytes, bytes, tuple[slice, ...]]]) -> None:
         fmt = b""
+        at = 0                  # where the formatted bytes are
+        args: list[slice] = []
         slices = []
-        pairs = 0
-        for name, value, ids in parts:
-            fmt += name + b": "
-            # the value's width once formatted: %032x is 32 bytes, %016x 16
-            width = len(value.replace(b"%032x", b"t" * 32).replace(b"%016x", b"s" * 16))
-            slices.append(slice(len(fmt), len(fmt) + width))
-            fmt += value + b"\r\n"
-            pairs += ids
+        for name, value, used in parts:
+            fmt += name + b": " + value + b"\r\n"
+            at += len(name) + 2
+            width = len(value) - 2 * len(used) + sum(len(_IDS[s]) for s in used)
+            slices.append(slice(at, at + width))
+            at += width + 2
+            args += used
         self.fmt = fmt
+        self.args = tuple(args)
         self.names = tuple(name for name, _, _ in parts)
         self.slices = tuple(slices)
-        self.pairs = pairs // 2
+        self.one = self.names[0] if len(parts) == 1 and len(args) == 1 else None
+        self.at = self.slices[0] if self.one is not None else None
 
     @classmethod
     def of(cls, formats: tuple[str, ...]) -> "Fresh | None":
         if "sw8" in formats:
             return None
-        parts: list[tuple[bytes, bytes, int]] = []
+        parts: list[tuple[bytes, bytes, tuple[slice, ...]]] = []
         for fmt in formats:
             if fmt == "w3c":
-                parts.append((b"traceparent", b"00-%032x-%016x-00", 2))
+                parts.append((b"traceparent", b"00-%s-00", (_BOTH,)))
             elif fmt == "b3":
-                parts += [(b"b3", b"%032x-%016x-0", 2), (b"x-b3-traceid", b"%032x", 1),
-                          (b"x-b3-spanid", b"%016x", 1), (b"x-b3-sampled", b"0", 0)]
+                parts += [(b"b3", b"%s-0", (_BOTH,)), (b"x-b3-traceid", b"%s", (_TRACE,)),
+                          (b"x-b3-spanid", b"%s", (_SPAN,)), (b"x-b3-sampled", b"0", ())]
         return cls(parts)
+
+
+# the parts of "<trace id>-<span id>" in hex
+_BOTH, _TRACE, _SPAN = slice(None), slice(0, 32), slice(33, None)
+_IDS = b"t" * 32 + b"-" + b"s" * 16

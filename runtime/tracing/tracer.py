@@ -22,7 +22,7 @@ A request that carries no trace header (nor x-client-trace-id) and that sampling
 leaves out is the common case at low sampling rates, and the cheap one: begin()
 sees that in one C-level pass over the header names, draws its ids and its decision
 with one getrandbits() (the decision is the trace id's low 64 bits against a
-threshold, OpenTelemetry's TraceIdRatioBased), and makes an UnsampledTrace: no span
+threshold, as OpenTelemetry's TraceIdRatioBased has it), and makes an UnsampledTrace: no span
 list, no clock read, and on its first attempt the context goes upstream as one
 formatted bytes value (`wire`, which an HTTP/1.1 upstream head appends as it is).
 Anything else asked of it (a retry, a rule's tag or forced decision) first turns it
@@ -34,6 +34,7 @@ serves the snapshot (proxy.tracing); it must not block.
 """
 from __future__ import annotations
 
+import binascii
 import os
 import random
 import socket
@@ -71,7 +72,8 @@ def _id64() -> int:
     return _getrandbits(64) or 1
 
 
-_M128 = (1 << 128) - 1
+_M64 = (1 << 64) - 1
+_hexlify = binascii.hexlify
 _first = itemgetter(0)
 _new = object.__new__
 
@@ -132,9 +134,10 @@ class Tracer:
         if self.untouched(map(_first, headers.items)):
             # no context to continue and no x-client-trace-id: a trace of its own,
             # its ids and its decision from one draw
-            bits = _getrandbits(192)
-            # the trace id is the low 128 bits: the decision reads its low 64 bits
-            if bits & 0xFFFFFFFFFFFFFFFF >= self.random_below:
+            # the trace id is the high 128 bits, the server span id the low 64 (odd,
+            # so never 0); the decision reads the trace id's low 64 bits
+            bits = _getrandbits(192) | 1
+            if bits >> 64 & 0xFFFFFFFFFFFFFFFF >= self.random_below:
                 t = _new(UnsampledTrace)
                 t.tracer = self
                 t.bits = bits
@@ -142,7 +145,7 @@ class Tracer:
                 ctx.trace = t
                 return
             self.sampled_total.value += 1
-            tr = ctx.trace = StreamTrace(self, bits & _M128 or 1, bits >> 128 or 1, 0, True, (), None,
+            tr = ctx.trace = StreamTrace(self, bits >> 64 or 1, bits & _M64, 0, True, (), None,
                                          int(ctx.start_wall * 1e9))
             tr.clean = True
             return
@@ -336,7 +339,7 @@ class StreamTrace:
 
 class UnsampledTrace(StreamTrace):
     """An unsampled stream that started its own trace, before anything asks more of
-    it: only tracer, bits (trace id: the low 128 bits; server span id: the 64 above)
+    it: only tracer, bits (trace id: the high 128 bits; server span id: the low 64)
     and start_wall are set (begin() sets them without an __init__), then wire by the
     first attempt; the rest reads from the class. It records nothing, and
     its first attempt writes the context with the server span's id as the parent,
@@ -357,11 +360,11 @@ class UnsampledTrace(StreamTrace):
 
     @property
     def trace_id(self) -> int:  # type: ignore[override]
-        return self.bits & _M128 or 1
+        return self.bits >> 64 or 1
 
     @property
     def span_id(self) -> int:  # type: ignore[override]
-        return self.bits >> 128 or 1
+        return self.bits & _M64
 
     def _full(self, sampled: bool) -> None:
         """Become the StreamTrace begin() would have made (`sampled` its decision)."""
@@ -406,9 +409,15 @@ class UnsampledTrace(StreamTrace):
             self._full(False)
             self.attempt_start(ctx, cluster, host, attempt)
             return
-        bits = self.bits
-        wire = self.wire = fresh.fmt % ((bits & _M128 or 1, bits >> 128 or 1) * fresh.pairs)
-        ctx.request.headers.items += zip(fresh.names, map(wire.__getitem__, fresh.slices))
+        # "<trace id>-<span id>" in hex, with no str made on the way
+        ids = _hexlify(self.bits.to_bytes(24, "big"), b"-", -16)
+        one = fresh.one
+        if one is not None:
+            wire = self.wire = fresh.fmt % ids
+            ctx.request.headers.items.append((one, wire[fresh.at]))
+        else:
+            wire = self.wire = fresh.fmt % tuple([ids[s] for s in fresh.args])
+            ctx.request.headers.items += zip(fresh.names, map(wire.__getitem__, fresh.slices))
 
     def attempt_status(self, status: int) -> None:
         return None
