@@ -98,9 +98,8 @@ class ExpressMixin(StreamFields):
         # what on_upstream_head, on_upstream_data and on_upstream_end do, in one call
         conn.stream = None
         self.up_keep_alive = keep_alive
-        tr = self.ctx.trace
-        if tr is not None and tr.sampled:       # an unsampled attempt records nothing
-            tr.attempt_status(status)
+        if self.ctx.trace is not None and self.ctx.trace.sampled:     # an unsampled attempt records nothing
+            self.ctx.trace.attempt_status(status)
         self._head_arrived(status, headers)
         self.ctx.bytes_sent += body_len
         self.resp = DONE

@@ -61,9 +61,8 @@ class DecideMixin(StreamFields):
         else:
             rid_s = rid.decode("latin-1")
         ctx.request_id = rid_s
-        tracer = self.listener.tracer
-        if tracer is not None:
-            tracer.begin(ctx)           # the trace it continues or starts (ctx.trace)
+        if self.listener.tracer is not None:
+            self.listener.tracer.begin(ctx)     # the trace it continues or starts (ctx.trace)
         if ctype is not None and is_grpc_type(ctype):
             t = parse_grpc_timeout(ctx.request.headers.getb(b"grpc-timeout"))
             if t is not None:

@@ -151,9 +151,8 @@ class HttpStream(DecideMixin, StepsMixin, AttemptMixin, RequestBodyMixin, Respon
         al = self.worker.access_logs.get(self.listener.config.name)
         if al is not None:
             al.write(ctx)
-        tr = ctx.trace
-        if tr is not None and tr.sampled:
-            tr.finish(ctx)              # the server span ends; its record goes to export
+        if ctx.trace is not None and ctx.trace.sampled:
+            ctx.trace.finish(ctx)       # the server span ends; its record goes to export
 
     def reset(self) -> None:
         """The client went away mid-stream: release everything, log once."""

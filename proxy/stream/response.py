@@ -30,9 +30,8 @@ class ResponseMixin(StreamFields):
 
     def on_upstream_head(self, status: int, headers: Headers, keep_alive: bool, body: int | None) -> None:
         self.up_keep_alive = keep_alive
-        tr = self.ctx.trace
-        if tr is not None and tr.sampled:       # an unsampled attempt records nothing
-            tr.attempt_status(status)
+        if self.ctx.trace is not None and self.ctx.trace.sampled:     # an unsampled attempt records nothing
+            self.ctx.trace.attempt_status(status)
         if self.try_timer is not None:
             self.try_timer.cancel()
             self.try_timer = None
@@ -69,9 +68,8 @@ class ResponseMixin(StreamFields):
         if (self.wants_retry_5xx or self.retrying or self.try_timer is not None or self.upgrade
                 or self.held is not None or self.resp >= HEAD_SENT):
             return False
-        tr = self.ctx.trace
-        if tr is not None and tr.sampled:       # an unsampled attempt records nothing
-            tr.attempt_status(status)
+        if self.ctx.trace is not None and self.ctx.trace.sampled:     # an unsampled attempt records nothing
+            self.ctx.trace.attempt_status(status)
         self.up_keep_alive = keep_alive
         self._head_arrived(status, headers)
         self.body_buf = None

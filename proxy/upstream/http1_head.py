@@ -11,6 +11,8 @@ encoded already, its bytes go there as they are).
 """
 from __future__ import annotations
 
+from typing import Any
+
 from mosnx.runtime.context import RequestHead
 
 from ..codec.http1 import encode_request_head
@@ -50,13 +52,12 @@ def bodiless_request_head(req: RequestHead, source: str, decoded: object = None,
     it encoded already; it is the last `wire_n` fields."""
     items = req.headers.items
     at = last = len(items) - 1
-    tail = None
-    if wire is not None:
-        at = last = last - wire_n
-        while at >= 0 and items[at][0] != b"x-request-id":
-            at -= 1
-    elif at >= 0 and items[at][0] != b"x-request-id":
-        if items[at][0] in _PER_ATTEMPT:
+    tail: Any = None        # the trace context last: its fields, or `wire`
+    if at >= 0 and items[at][0] != b"x-request-id":
+        if wire is not None:
+            tail = wire
+            at = last = last - wire_n
+        elif items[at][0] in _PER_ATTEMPT:
             while at > 0 and items[at - 1][0] in _PER_ATTEMPT:
                 at -= 1
             tail = items[at:]
@@ -96,10 +97,10 @@ def bodiless_request_head(req: RequestHead, source: str, decoded: object = None,
     addr = source.encode()
     return b"".join((before,
                      b"x-request-id: " + items[at][1] + b"\r\n" + after if after is not None else b"",
-                     (b"x-forwarded-for: " if wire is None else
-                      wire + b"x-forwarded-for: " if hop is None else
-                      _fields(req.headers.items[last + 1:], hop) + b"x-forwarded-for: ")
-                     if tail is None else _fields(tail, hop) + b"x-forwarded-for: ",
+                     b"x-forwarded-for: " if tail is None else
+                     tail + b"x-forwarded-for: " if hop is None and wire is not None else
+                     _fields(tail if wire is None else req.headers.items[last + 1:], hop)
+                     + b"x-forwarded-for: ",
                      xff + b", " + addr if xff else addr,
                      b"\r\nx-forwarded-proto: https\r\n\r\n" if req.scheme == "https"
                      else b"\r\nx-forwarded-proto: http\r\n\r\n"))

@@ -186,7 +186,7 @@ class Fresh:
     (`ids`, 49 bytes): `fmt % ids` when `one` names the only field (W3C alone),
     else `fmt % tuple(ids[s] for s in args)`, is the encoded fields ("name:
     value\r\n" each, in write()'s order and bytes); `names` and `slices` say where
-    each value is in it (`one` and `at` when there is one field). Ids are fixed
+    each value is in it (`at` the first's). Ids are fixed
     width, so the places are too. None (of()) when a format needs more than the ids
     (sw8 names the request's path and peer)."""
     __slots__ = ("fmt", "args", "names", "slices", "one", "at")
@@ -208,7 +208,7 @@ class Fresh:
         self.names = tuple(name for name, _, _ in parts)
         self.slices = tuple(slices)
         self.one = self.names[0] if len(parts) == 1 and len(args) == 1 else None
-        self.at = self.slices[0] if self.one is not None else None
+        self.at = self.slices[0]
 
     @classmethod
     def of(cls, formats: tuple[str, ...]) -> "Fresh | None":
