@@ -90,7 +90,8 @@ def _below(*percents: float) -> int:
 class Tracer:
     __slots__ = ("formats", "random_sampling", "client_sampling", "overall_sampling", "service",
                  "instance", "sink", "invalid", "sampled_total", "listener", "sw8", "sw_who",
-                 "random_below", "client_below", "untouched", "fresh", "wire_n")
+                 "random_below", "client_below", "untouched", "fresh", "wire_n",
+                 "unsampled")
 
     def __init__(self, listener: str, formats: tuple[str, ...], random_sampling: float = 100.0,
                  client_sampling: float = 100.0, overall_sampling: float = 100.0,
@@ -115,6 +116,7 @@ class Tracer:
         self.untouched = propagation.READ_NAMES.isdisjoint
         self.fresh = propagation.Fresh.of(formats)
         self.wire_n = len(self.fresh.names) if self.fresh is not None else 0
+        self.unsampled = UnsampledW3C if formats == ("w3c",) else UnsampledTrace
 
     def bind(self, sink: Sink | None, store: Store | None) -> None:
         """Where finished records go, and the store counting what this tracer sees."""
@@ -130,15 +132,14 @@ class Tracer:
 
     def begin(self, ctx: StreamContext) -> None:
         """The request is admitted: its trace (continued or new) goes on ctx.trace."""
-        headers = ctx.request.headers
-        if self.untouched(map(_first, headers.items)):
+        if self.untouched(map(_first, ctx.request.headers.items)):
             # no context to continue and no x-client-trace-id: a trace of its own,
             # its ids and its decision from one draw
             # the trace id is the high 128 bits, the server span id the low 64 (odd,
             # so never 0); the decision reads the trace id's low 64 bits
             bits = _getrandbits(192) | 1
             if bits >> 64 & 0xFFFFFFFFFFFFFFFF >= self.random_below:
-                t = _new(UnsampledTrace)
+                t = _new(self.unsampled)
                 t.tracer = self
                 t.bits = bits
                 t.start_wall = ctx.start_wall
@@ -149,6 +150,7 @@ class Tracer:
                                          int(ctx.start_wall * 1e9))
             tr.clean = True
             return
+        headers = ctx.request.headers
         parent, bad = propagation.read(headers, self.formats)
         for fmt in bad:
             self.invalid[fmt].value += 1
@@ -427,6 +429,19 @@ class UnsampledTrace(StreamTrace):
 
     def finish(self, ctx: StreamContext) -> None:
         return None
+
+
+class UnsampledW3C(UnsampledTrace):
+    """UnsampledTrace when the listener writes W3C alone: its one field, with the
+    format and places of propagation.Fresh.of(("w3c",)) as constants."""
+    __slots__ = ()
+
+    def attempt_start(self, ctx: StreamContext, cluster: str, host: str, attempt: int) -> None:
+        if attempt != 1:
+            UnsampledTrace.attempt_start(self, ctx, cluster, host, attempt)
+            return
+        wire = self.wire = b"traceparent: 00-%s-00\r\n" % _hexlify(self.bits.to_bytes(24, "big"), b"-", -16)
+        ctx.request.headers.items.append((b"traceparent", wire[13:68]))
 
 
 def make_tracer(listener: Any, tracing: Any) -> Tracer | None:
