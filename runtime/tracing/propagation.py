@@ -186,12 +186,14 @@ class Fresh:
     (`ids`, 49 bytes): `fmt % ids` when `one` names the only field (W3C alone),
     else `fmt % tuple(ids[s] for s in args)`, is the encoded fields ("name:
     value\r\n" each, in write()'s order and bytes); `names` and `slices` say where
-    each value is in it (`at` the first's). Ids are fixed
-    width, so the places are too. None (of()) when a format needs more than the ids
-    (sw8 names the request's path and peer)."""
-    __slots__ = ("fmt", "args", "names", "slices", "one", "at")
+    each value is in it (`at` the first's). Ids are fixed width, so the places are
+    too. An sw8 value also names the request's path and peer: when sw8 is written
+    last, its value stands from `sw8_at` to the last CRLF and four more arguments
+    (base64 of the trace id, the segment id, the path, the peer) follow the ids';
+    written elsewhere, of() gives None."""
+    __slots__ = ("fmt", "args", "names", "slices", "one", "at", "sw8_at")
 
-    def __init__(self, parts: list[tuple[bytes, bytes, tuple[slice, ...]]]) -> None:
+    def __init__(self, parts: list[tuple[bytes, bytes, tuple[slice, ...]]], sw_who: bytes | None = None) -> None:
         fmt = b""
         at = 0                  # where the formatted bytes are
         args: list[slice] = []
@@ -203,16 +205,23 @@ class Fresh:
             slices.append(slice(at, at + width))
             at += width + 2
             args += used
+        self.sw8_at = 0
+        if sw_who is not None:
+            # sample-trace-segment-span(the exit span: attempt 1)-service-instance-endpoint-peer
+            self.sw8_at = at + 5
+            fmt += b"sw8: 0-%s-%s-1-" + sw_who + b"%s-%s\r\n"
         self.fmt = fmt
         self.args = tuple(args)
         self.names = tuple(name for name, _, _ in parts)
         self.slices = tuple(slices)
-        self.one = self.names[0] if len(parts) == 1 and len(args) == 1 else None
-        self.at = self.slices[0]
+        self.one = self.names[0] if len(parts) == 1 and len(args) == 1 and sw_who is None else None
+        self.at = self.slices[0] if slices else slice(0)
 
     @classmethod
-    def of(cls, formats: tuple[str, ...]) -> "Fresh | None":
-        if "sw8" in formats:
+    def of(cls, formats: tuple[str, ...], sw_who: str = "") -> "Fresh | None":
+        """`sw_who`: the fixed part of an sw8 value, "<service>-<instance>-" in base64."""
+        sw8 = "sw8" in formats
+        if sw8 and (formats[-1] != "sw8" or formats.count("sw8") > 1 or "%" in sw_who):
             return None
         parts: list[tuple[bytes, bytes, tuple[slice, ...]]] = []
         for fmt in formats:
@@ -221,7 +230,7 @@ class Fresh:
             elif fmt == "b3":
                 parts += [(b"b3", b"%s-0", (_BOTH,)), (b"x-b3-traceid", b"%s", (_TRACE,)),
                           (b"x-b3-spanid", b"%s", (_SPAN,)), (b"x-b3-sampled", b"0", ())]
-        return cls(parts)
+        return cls(parts, sw_who.encode("ascii") if sw8 else None)
 
 
 # the parts of "<trace id>-<span id>" in hex

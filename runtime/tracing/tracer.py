@@ -74,6 +74,7 @@ def _id64() -> int:
 
 _M64 = (1 << 64) - 1
 _hexlify = binascii.hexlify
+_b64 = binascii.b2a_base64
 _first = itemgetter(0)
 _new = object.__new__
 
@@ -114,8 +115,8 @@ class Tracer:
         self.client_below = _below(client_sampling, overall_sampling)
         # whether a request's header names hold none that begin() reads
         self.untouched = propagation.READ_NAMES.isdisjoint
-        self.fresh = propagation.Fresh.of(formats)
-        self.wire_n = len(self.fresh.names) if self.fresh is not None else 0
+        self.fresh = propagation.Fresh.of(formats, self.sw_who)
+        self.wire_n = len(self.fresh.names) + (self.fresh.sw8_at > 0) if self.fresh is not None else 0
         self.unsampled = UnsampledW3C if formats == ("w3c",) else UnsampledTrace
 
     def bind(self, sink: Sink | None, store: Store | None) -> None:
@@ -412,14 +413,24 @@ class UnsampledTrace(StreamTrace):
             self.attempt_start(ctx, cluster, host, attempt)
             return
         # "<trace id>-<span id>" in hex, with no str made on the way
-        ids = _hexlify(self.bits.to_bytes(24, "big"), b"-", -16)
+        raw = self.bits.to_bytes(24, "big")
+        ids = _hexlify(raw, b"-", -16)
         one = fresh.one
         if one is not None:
             wire = self.wire = fresh.fmt % ids
             ctx.request.headers.items.append((one, wire[fresh.at]))
-        else:
-            wire = self.wire = fresh.fmt % tuple([ids[s] for s in fresh.args])
-            ctx.request.headers.items += zip(fresh.names, map(wire.__getitem__, fresh.slices))
+            return
+        args = [ids[s] for s in fresh.args]
+        at = fresh.sw8_at
+        if at:
+            # SkyWalking's names: the trace id as it is, the segment "<trace id>.<span id>"
+            args += (_b64(ids[:32], newline=False), _b64(_hexlify(raw, b".", -16), newline=False),
+                     _b64(ctx.url_path.encode(), newline=False), _b64(host.encode(), newline=False))
+        wire = self.wire = fresh.fmt % tuple(args)
+        items = ctx.request.headers.items
+        items += zip(fresh.names, map(wire.__getitem__, fresh.slices))
+        if at:
+            items.append((b"sw8", wire[at:-2]))
 
     def attempt_status(self, status: int) -> None:
         return None

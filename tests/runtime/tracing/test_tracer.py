@@ -189,10 +189,11 @@ def test_rules_force_the_decision_and_tag_the_server_span() -> None:
 
 # -- an unsampled request that starts its own trace (the cheap path) --
 
-def unsampled(formats: tuple[str, ...] = ("w3c",), *pairs: tuple[str, str]) -> tuple[Tracer, StreamContext]:
-    t = Tracer("ingress", formats, random_sampling=0.0)
+def unsampled(formats: tuple[str, ...] = ("w3c",), *pairs: tuple[str, str],
+              path: str = "/a/b?q=1") -> tuple[Tracer, StreamContext]:
+    t = Tracer("ingress", formats, random_sampling=0.0, service="shop", instance="i-1")
     t.bind(None, Store())
-    ctx = ctx_with(*pairs)
+    ctx = ctx_with(*pairs, path=path)
     t.begin(ctx)
     return t, ctx
 
@@ -215,20 +216,27 @@ def test_an_unsampled_request_carries_a_well_formed_context_with_the_flag_off() 
     assert tr.current is None and not tr.replaced
 
 
-@pytest.mark.parametrize("formats", [("w3c",), ("b3",), ("w3c", "b3"), ("b3", "w3c")])
+@pytest.mark.parametrize("formats", [("w3c",), ("b3",), ("w3c", "b3"), ("b3", "w3c"), ("sw8",),
+                                     ("w3c", "b3", "sw8"), ("b3", "sw8")])
 def test_the_unsampled_fields_are_what_the_general_writer_writes(formats: tuple[str, ...]) -> None:
-    _, ctx = unsampled(formats)
+    t, ctx = unsampled(formats, path="/shop/ü?x=%41")
     tr = ctx.trace
     tr.attempt_start(ctx, "web", "h:80", 1)
+    assert type(tr) is not StreamTrace and t.wire_n == len(propagation.Fresh.of(formats, t.sw_who).names) + ("sw8" in formats)
+    tid, sid = f"{tr.trace_id:032x}", f"{tr.span_id:016x}"
+    sw = f"0-{sw8.b64e(tid)}-{sw8.b64e(tid + '.' + sid)}-1-{t.sw_who}{sw8.b64e('/shop/ü')}-{sw8.b64e('h:80')}"
     general = Headers([])
-    propagation.write(general, formats, tr.trace_id, tr.span_id, 0, False, (), None, True)
+    propagation.write(general, formats, tr.trace_id, tr.span_id, 0, False, (), sw, True)
     n = len(general.items)
-    assert ctx.request.headers.items[-n:] == general.items
+    assert ctx.request.headers.items[-n:] == general.items and t.wire_n == n
     assert tr.wire == b"".join(k + b": " + v + b"\r\n" for k, v in general.items)
+    if "sw8" in formats:
+        down = sw8.parse_sw8(ctx.request.headers.get("sw8") or "")
+        assert down is not None and not down.sampled and down.trace_id == tid and down.endpoint == "/shop/ü"
 
 
-def test_sw8_takes_the_general_writer_unsampled() -> None:
-    _, ctx = unsampled(("w3c", "b3", "sw8"))
+def test_sw8_not_written_last_takes_the_general_writer_unsampled() -> None:
+    _, ctx = unsampled(("w3c", "sw8", "b3"))
     tr = ctx.trace
     tr.attempt_start(ctx, "web", "h:80", 1)
     assert type(tr) is StreamTrace and not tr.sampled and tr.wire is None
