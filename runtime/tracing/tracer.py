@@ -18,15 +18,18 @@ Rules may change two things per stream (dsl `trace` statements): force() replace
 the sampling decision while no attempt has started, and tag() adds attributes to
 the server span; a stream that uses neither pays one None slot.
 
-A request that carries no trace header (nor x-client-trace-id) and that sampling
-leaves out is the common case at low sampling rates, and the cheap one: begin()
-sees that in one C-level pass over the header names, draws its ids and its decision
-with one getrandbits() (the decision is the trace id's low 64 bits against a
-threshold, as OpenTelemetry's TraceIdRatioBased has it), and makes an UnsampledTrace: no span
-list, no clock read, and on its first attempt the context goes upstream as one
-formatted bytes value (`wire`, which an HTTP/1.1 upstream head appends as it is).
-Anything else asked of it (a retry, a rule's tag or forced decision) first turns it
-into the StreamTrace it stands for, in place, so ctx.trace never changes identity.
+Each percentage is a threshold for a uniform 64-bit draw, computed once (the
+random and overall percentages multiply into one). A request that carries no trace
+header (nor x-client-trace-id) and that sampling leaves out is the common case at
+low rates, and the cheap one: begin() sees that in one C-level pass over the header
+names, takes its ids and its decision from one getrandbits() (the decision reads
+the trace id's low 64 bits, as OpenTelemetry's TraceIdRatioBased does), and makes
+an UnsampledTrace: no span list, no clock read, no attempt_status or finish call
+(the stream skips both for an unsampled trace), and on its first attempt the
+context goes upstream as one formatted bytes value (`wire`, which an HTTP/1.1
+upstream head appends as it is). Anything else asked of it (a retry, a rule's tag
+or forced decision) first turns it into the StreamTrace it stands for, in place,
+so ctx.trace never changes identity.
 
 Malformed incoming headers are counted (tracing.<format>.invalid) and start a
 fresh trace; they never fail the request. The sink is bound by the worker that
@@ -135,9 +138,9 @@ class Tracer:
         """The request is admitted: its trace (continued or new) goes on ctx.trace."""
         if self.untouched(map(_first, ctx.request.headers.items)):
             # no context to continue and no x-client-trace-id: a trace of its own,
-            # its ids and its decision from one draw
-            # the trace id is the high 128 bits, the server span id the low 64 (odd,
-            # so never 0); the decision reads the trace id's low 64 bits
+            # its ids and its decision from one draw. The trace id is the high 128
+            # bits, the server span id the low 64 (odd, so never 0); the decision
+            # reads the trace id's low 64 bits
             bits = _getrandbits(192) | 1
             if bits >> 64 & 0xFFFFFFFFFFFFFFFF >= self.random_below:
                 t = _new(self.unsampled)
