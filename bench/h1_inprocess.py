@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import random
 import sys
 import tempfile
 import time
@@ -203,6 +204,7 @@ async def main() -> None:
     ap.add_argument("--tracing", type=float, metavar="PCT", help="trace the listener, sampling PCT percent")
     ap.add_argument("--propagation", default="w3c,b3,sw8", help="the formats a traced listener reads and writes")
     ap.add_argument("--detail-stats", action="store_true", help="per-route and per-host upstream stats on")
+    ap.add_argument("--top", type=int, default=40, help="functions listed by --opcodes")
     args = ap.parse_args()
     filters = {"nop": "{nop: {}}", "rate_limit": RATE_LIMIT}.get(args.filter, "")
     one, dt, ut = await setup(filters, args.shared, args.tracing, args.propagation, args.detail_stats)
@@ -211,7 +213,8 @@ async def main() -> None:
             one()
         return
     if args.opcodes:
-        opcodes(one, 200)
+        random.seed(1)              # the same requests sampled each time (--tracing below 100)
+        opcodes(one, 200, top=args.top)
         return
     best = float("inf")
     for _ in range(5):

@@ -86,15 +86,19 @@ class ExpressMixin(StreamFields):
             # changed it
             ctx = self.ctx
             tr = ctx.trace
-            conn.send_request(ctx.request, ctx.source_address, 0, False, None, True, None,
-                              self.decoded if tr is None or not tr.replaced else None)
+            if tr is None:
+                conn.send_request(ctx.request, ctx.source_address, 0, False, None, True, None, self.decoded)
+            else:
+                # an unsampled trace of the request's own hands its context over encoded
+                conn.send_request(ctx.request, ctx.source_address, 0, False, None, True, None,
+                                  None if tr.replaced else self.decoded, tr.wire, tr.tracer.wire_n)
 
     def _express_whole(self, conn: Upstream, status: int, headers: Headers, keep_alive: bool,
                        body_len: int, body: bytes, decoded: object) -> bool:
         # what on_upstream_head, on_upstream_data and on_upstream_end do, in one call
         conn.stream = None
         self.up_keep_alive = keep_alive
-        if self.ctx.trace is not None:
+        if self.ctx.trace is not None and self.ctx.trace.sampled:     # an unsampled attempt records nothing
             self.ctx.trace.attempt_status(status)
         self._head_arrived(status, headers)
         self.ctx.bytes_sent += body_len

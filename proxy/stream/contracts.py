@@ -70,11 +70,13 @@ class Upstream(Protocol):
 
     def send_request(self, req: RequestHead, source: str, body: int | None, upgrade: bool,
                      chunks: list[bytes] | None, ended: bool, trailers: Headers | None,
-                     decoded: Any = None) -> None:
+                     decoded: Any = None, wire: bytes | None = None, wire_n: int = 0) -> None:
         """The request so far: its head (`body`: the Content-Length, 0 for none, None
         for a length unknown), the body chunks read so far, and its end if it came.
         `decoded`: the decoder's memo entry the head came from, when nothing but the
-        request id was added since."""
+        request id (and last, the trace context) was added since. `wire`: that trace
+        context encoded as HTTP/1.1 fields, the last `wire_n` fields of the head (an
+        HTTP/1.1 upstream writes it as it is; others read the fields)."""
 
     def send_body(self, data: bytes) -> None: ...
 

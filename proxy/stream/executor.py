@@ -151,7 +151,7 @@ class HttpStream(DecideMixin, StepsMixin, AttemptMixin, RequestBodyMixin, Respon
         al = self.worker.access_logs.get(self.listener.config.name)
         if al is not None:
             al.write(ctx)
-        if ctx.trace is not None:
+        if ctx.trace is not None and ctx.trace.sampled:
             ctx.trace.finish(ctx)       # the server span ends; its record goes to export
 
     def reset(self) -> None:

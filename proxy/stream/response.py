@@ -30,7 +30,7 @@ class ResponseMixin(StreamFields):
 
     def on_upstream_head(self, status: int, headers: Headers, keep_alive: bool, body: int | None) -> None:
         self.up_keep_alive = keep_alive
-        if self.ctx.trace is not None:
+        if self.ctx.trace is not None and self.ctx.trace.sampled:     # an unsampled attempt records nothing
             self.ctx.trace.attempt_status(status)
         if self.try_timer is not None:
             self.try_timer.cancel()
@@ -68,7 +68,7 @@ class ResponseMixin(StreamFields):
         if (self.wants_retry_5xx or self.retrying or self.try_timer is not None or self.upgrade
                 or self.held is not None or self.resp >= HEAD_SENT):
             return False
-        if self.ctx.trace is not None:
+        if self.ctx.trace is not None and self.ctx.trace.sampled:     # an unsampled attempt records nothing
             self.ctx.trace.attempt_status(status)
         self.up_keep_alive = keep_alive
         self._head_arrived(status, headers)

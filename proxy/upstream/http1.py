@@ -58,15 +58,16 @@ class UpstreamConnection(asyncio.Protocol):
 
     # -- stream side (contracts.Upstream) --
     def send_request(self, req, source: str, body: int | None, upgrade: bool, chunks,
-                     ended: bool, trailers, decoded=None) -> None:
+                     ended: bool, trailers, decoded=None, wire: bytes | None = None, wire_n: int = 0) -> None:
         """The request so far, in one write: its head (`body`: the Content-Length, 0
         for none, None for a length unknown, framed chunked), the body `chunks` read
-        so far, and its end when `ended`. `decoded`: as for bodiless_request_head."""
+        so far, and its end when `ended`. `decoded`, `wire`, `wire_n`: as for
+        bodiless_request_head (given only for a request without body or upgrade)."""
         if req.method == "HEAD":
             self.decoder.head_only = True      # no body in the answer, whatever its framing says
         if body == 0 and not upgrade:
             self.chunked = False
-            data = bodiless_request_head(req, source, decoded)
+            data = bodiless_request_head(req, source, decoded, wire, wire_n)
         else:
             chunked = self.chunked = body is None
             data = request_head(req, source, upgrade, chunked)

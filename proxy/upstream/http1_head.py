@@ -6,9 +6,12 @@ once and remembered with the id's place in it (bounded memos, below); the result
 byte for byte what the general encoder makes (tests/proxy/upstream/test_http1_head.py).
 The trace context a tracer writes on each attempt (runtime.tracing.propagation) is
 per request too: it stands last, so a memo entry stops before it and it is encoded
-afresh, in its place before the forwarding fields.
+afresh, in its place before the forwarding fields (or, when the tracer hands it over
+encoded already, its bytes go there as they are).
 """
 from __future__ import annotations
+
+from typing import Any
 
 from mosnx.runtime.context import RequestHead
 
@@ -35,7 +38,8 @@ def request_head(req: RequestHead, source: str, upgrade: bool, chunked: bool) ->
     return encode_request_head(req.method, req.path, out)
 
 
-def bodiless_request_head(req: RequestHead, source: str, decoded: object = None) -> bytes:
+def bodiless_request_head(req: RequestHead, source: str, decoded: object = None, wire: bytes | None = None,
+                          wire_n: int = 0) -> bytes:
     """request_head for a request without a body or upgrade. Clients repeat their
     requests but for the request id: the rest is encoded once and remembered, with
     the id's place in it. The id is most often the last field (the proxy appends its
@@ -44,12 +48,16 @@ def bodiless_request_head(req: RequestHead, source: str, decoded: object = None)
     memo entry for the head `req` was decoded from, given only when nothing but the
     request id was added to it since; what it encodes to is then also found by that
     entry's identity (the trace context written last aside: `decoded` is then given only
-    when writing it removed nothing)."""
+    when writing it removed nothing). `wire`: the trace context, when the tracer gives
+    it encoded already; it is the last `wire_n` fields."""
     items = req.headers.items
     at = last = len(items) - 1
-    tail = None
+    tail: Any = None        # the trace context last: its fields, or `wire`
     if at >= 0 and items[at][0] != b"x-request-id":
-        if items[at][0] in _PER_ATTEMPT:
+        if wire is not None:
+            tail = wire
+            at = last = last - wire_n
+        elif items[at][0] in _PER_ATTEMPT:
             while at > 0 and items[at - 1][0] in _PER_ATTEMPT:
                 at -= 1
             tail = items[at:]
@@ -64,6 +72,8 @@ def bodiless_request_head(req: RequestHead, source: str, decoded: object = None)
             BY_DECODED.hits += 1
             hit = m[1]
     if hit is None:
+        if wire is not None:
+            items = items[:last + 1]
         try:
             if at == last:
                 key = (req.method, req.path, at, *items[:at])
@@ -87,7 +97,10 @@ def bodiless_request_head(req: RequestHead, source: str, decoded: object = None)
     addr = source.encode()
     return b"".join((before,
                      b"x-request-id: " + items[at][1] + b"\r\n" + after if after is not None else b"",
-                     b"x-forwarded-for: " if tail is None else _fields(tail, hop) + b"x-forwarded-for: ",
+                     b"x-forwarded-for: " if tail is None else
+                     tail + b"x-forwarded-for: " if hop is None and wire is not None else
+                     _fields(tail if wire is None else req.headers.items[last + 1:], hop)
+                     + b"x-forwarded-for: ",
                      xff + b", " + addr if xff else addr,
                      b"\r\nx-forwarded-proto: https\r\n\r\n" if req.scheme == "https"
                      else b"\r\nx-forwarded-proto: http\r\n\r\n"))

@@ -436,7 +436,7 @@ class H2UpStream(WindowedStream):
 
     # -- what the stream calls (contracts.Upstream) --
     def send_request(self, req, source: str, body: int | None, upgrade: bool, chunks,
-                     ended: bool, trailers, decoded=None) -> None:
+                     ended: bool, trailers, decoded=None, wire: bytes | None = None, wire_n: int = 0) -> None:
         """The request so far: its head (`body`: the Content-Length, 0 for none, None
         for a length unknown), the body `chunks` read so far, and its end when `ended`.
         An Upgrade has no HTTP/2 form (its fields are hop-by-hop and dropped). HEAD

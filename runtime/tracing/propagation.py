@@ -23,6 +23,8 @@ _NAMES = {
     b"x-b3-sampled": "b3", b"x-b3-flags": "b3",
     b"sw8": "sw8",
 }
+# every header name read() or the sampling decision looks at
+READ_NAMES = frozenset((*_NAMES, b"x-client-trace-id"))
 # the headers each format writes (and so removes before writing)
 WRITTEN = {
     "w3c": (b"traceparent", b"tracestate"),
@@ -176,3 +178,61 @@ def write(headers: Headers, formats: tuple[str, ...], trace_id: int, span_id: in
             items.append((b"sw8", (sw if isinstance(sw, str) else sw8.format_sw8(sw)).encode()))
     headers.items = items
     return replaced
+
+
+class Fresh:
+    """What an unsampled stream that started its own trace writes on its first
+    attempt, as one bytes format over its ids written "<trace id>-<span id>" in hex
+    (`ids`, 49 bytes): `fmt % ids` when `one` names the only field (W3C alone),
+    else `fmt % tuple(ids[s] for s in args)`, is the encoded fields ("name:
+    value\r\n" each, in write()'s order and bytes); `names` and `slices` say where
+    each value is in it (`at` the first's). Ids are fixed width, so the places are
+    too. An sw8 value also names the request's path and peer: when sw8 is written
+    last, its value stands from `sw8_at` to the last CRLF and four more arguments
+    (base64 of the trace id, the segment id, the path, the peer) follow the ids';
+    written elsewhere, of() gives None."""
+    __slots__ = ("fmt", "args", "names", "slices", "one", "at", "sw8_at")
+
+    def __init__(self, parts: list[tuple[bytes, bytes, tuple[slice, ...]]], sw_who: bytes | None = None) -> None:
+        fmt = b""
+        at = 0                  # where the formatted bytes are
+        args: list[slice] = []
+        slices = []
+        for name, value, used in parts:
+            fmt += name + b": " + value + b"\r\n"
+            at += len(name) + 2
+            width = len(value) - 2 * len(used) + sum(len(_IDS[s]) for s in used)
+            slices.append(slice(at, at + width))
+            at += width + 2
+            args += used
+        self.sw8_at = 0
+        if sw_who is not None:
+            # sample-trace-segment-span(the exit span: attempt 1)-service-instance-endpoint-peer
+            self.sw8_at = at + 5
+            fmt += b"sw8: 0-%s-%s-1-" + sw_who + b"%s-%s\r\n"
+        self.fmt = fmt
+        self.args = tuple(args)
+        self.names = tuple(name for name, _, _ in parts)
+        self.slices = tuple(slices)
+        self.one = self.names[0] if len(parts) == 1 and len(args) == 1 and sw_who is None else None
+        self.at = self.slices[0] if slices else slice(0)
+
+    @classmethod
+    def of(cls, formats: tuple[str, ...], sw_who: str = "") -> "Fresh | None":
+        """`sw_who`: the fixed part of an sw8 value, "<service>-<instance>-" in base64."""
+        sw8 = "sw8" in formats
+        if sw8 and (formats[-1] != "sw8" or formats.count("sw8") > 1 or "%" in sw_who):
+            return None
+        parts: list[tuple[bytes, bytes, tuple[slice, ...]]] = []
+        for fmt in formats:
+            if fmt == "w3c":
+                parts.append((b"traceparent", b"00-%s-00", (_BOTH,)))
+            elif fmt == "b3":
+                parts += [(b"b3", b"%s-0", (_BOTH,)), (b"x-b3-traceid", b"%s", (_TRACE,)),
+                          (b"x-b3-spanid", b"%s", (_SPAN,)), (b"x-b3-sampled", b"0", ())]
+        return cls(parts, sw_who.encode("ascii") if sw8 else None)
+
+
+# the parts of "<trace id>-<span id>" in hex
+_BOTH, _TRACE, _SPAN = slice(None), slice(0, 32), slice(33, None)
+_IDS = b"t" * 32 + b"-" + b"s" * 16

@@ -18,16 +18,31 @@ Rules may change two things per stream (dsl `trace` statements): force() replace
 the sampling decision while no attempt has started, and tag() adds attributes to
 the server span; a stream that uses neither pays one None slot.
 
+Each percentage is a threshold for a uniform 64-bit draw, computed once (the
+random and overall percentages multiply into one). A request that carries no trace
+header (nor x-client-trace-id) and that sampling leaves out is the common case at
+low rates, and the cheap one: begin() sees that in one C-level pass over the header
+names, takes its ids and its decision from one getrandbits() (the decision reads
+the trace id's low 64 bits, as OpenTelemetry's TraceIdRatioBased does), and makes
+an UnsampledTrace: no span list, no clock read, no attempt_status or finish call
+(the stream skips both for an unsampled trace), and on its first attempt the
+context goes upstream as one formatted bytes value (`wire`, which an HTTP/1.1
+upstream head appends as it is). Anything else asked of it (a retry, a rule's tag
+or forced decision) first turns it into the StreamTrace it stands for, in place,
+so ctx.trace never changes identity.
+
 Malformed incoming headers are counted (tracing.<format>.invalid) and start a
 fresh trace; they never fail the request. The sink is bound by the worker that
 serves the snapshot (proxy.tracing); it must not block.
 """
 from __future__ import annotations
 
+import binascii
 import os
 import random
 import socket
 import time
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any, Callable
 
 from . import propagation
@@ -39,7 +54,6 @@ if TYPE_CHECKING:
     from ..stats import Store
 
 _getrandbits = random.getrandbits
-_random = random.random
 _time_ns = time.time_ns
 
 Sink = Callable[[Record], None]
@@ -61,9 +75,27 @@ def _id64() -> int:
     return _getrandbits(64) or 1
 
 
+_M64 = (1 << 64) - 1
+_hexlify = binascii.hexlify
+_b64 = binascii.b2a_base64
+_first = itemgetter(0)
+_new = object.__new__
+
+
+def _below(*percents: float) -> int:
+    """The threshold a uniform 64-bit draw is compared with to pass each of
+    `percents` in turn (independent draws multiply): 2**64 at 100 %, 0 at 0 %."""
+    p = 1.0
+    for pct in percents:
+        p *= min(max(pct, 0.0), 100.0) / 100.0
+    return 1 << 64 if p >= 1.0 else int(p * (1 << 64))
+
+
 class Tracer:
     __slots__ = ("formats", "random_sampling", "client_sampling", "overall_sampling", "service",
-                 "instance", "sink", "invalid", "sampled_total", "listener", "sw8", "sw_who")
+                 "instance", "sink", "invalid", "sampled_total", "listener", "sw8", "sw_who",
+                 "random_below", "client_below", "untouched", "fresh", "wire_n",
+                 "unsampled")
 
     def __init__(self, listener: str, formats: tuple[str, ...], random_sampling: float = 100.0,
                  client_sampling: float = 100.0, overall_sampling: float = 100.0,
@@ -81,6 +113,14 @@ class Tracer:
         self.sink: Sink | None = None
         self.invalid: dict[str, Any] = {f: _Count() for f in propagation.FORMATS}
         self.sampled_total: Any = _Count()
+        # the sampling decision as one compare with a uniform 64-bit draw
+        self.random_below = _below(random_sampling, overall_sampling)
+        self.client_below = _below(client_sampling, overall_sampling)
+        # whether a request's header names hold none that begin() reads
+        self.untouched = propagation.READ_NAMES.isdisjoint
+        self.fresh = propagation.Fresh.of(formats, self.sw_who)
+        self.wire_n = len(self.fresh.names) + (self.fresh.sw8_at > 0) if self.fresh is not None else 0
+        self.unsampled = UnsampledW3C if formats == ("w3c",) else UnsampledTrace
 
     def bind(self, sink: Sink | None, store: Store | None) -> None:
         """Where finished records go, and the store counting what this tracer sees."""
@@ -92,13 +132,28 @@ class Tracer:
     def decide(self, carried: bool | None, client_trace: bool) -> bool:
         if carried is not None:
             return carried
-        pct = self.client_sampling if client_trace else self.random_sampling
-        if pct < 100.0 and _random() * 100.0 >= pct:
-            return False
-        return self.overall_sampling >= 100.0 or _random() * 100.0 < self.overall_sampling
+        return _getrandbits(64) < (self.client_below if client_trace else self.random_below)
 
     def begin(self, ctx: StreamContext) -> None:
         """The request is admitted: its trace (continued or new) goes on ctx.trace."""
+        if self.untouched(map(_first, ctx.request.headers.items)):
+            # no context to continue and no x-client-trace-id: a trace of its own,
+            # its ids and its decision from one draw. The trace id is the high 128
+            # bits, the server span id the low 64 (odd, so never 0); the decision
+            # reads the trace id's low 64 bits
+            bits = _getrandbits(192) | 1
+            if bits >> 64 & 0xFFFFFFFFFFFFFFFF >= self.random_below:
+                t = _new(self.unsampled)
+                t.tracer = self
+                t.bits = bits
+                t.start_wall = ctx.start_wall
+                ctx.trace = t
+                return
+            self.sampled_total.value += 1
+            tr = ctx.trace = StreamTrace(self, bits >> 64 or 1, bits & _M64, 0, True, (), None,
+                                         int(ctx.start_wall * 1e9))
+            tr.clean = True
+            return
         headers = ctx.request.headers
         parent, bad = propagation.read(headers, self.formats)
         for fmt in bad:
@@ -128,9 +183,10 @@ class Tracer:
 
 class StreamTrace:
     """One stream's place in its trace, and the spans it records while sampled."""
+    bits: int               # UnsampledTrace's ids, drawn at once (unused here)
     __slots__ = ("tracer", "trace_id", "span_id", "parent_id", "sampled", "tracestate", "sw_parent",
                  "start_ns", "clients", "current", "segment_id", "sw_trace", "sw_ids", "replaced", "clean",
-                 "tags")
+                 "tags", "wire", "start_wall", "bits")
 
     def __init__(self, tracer: Tracer, trace_id: int, span_id: int, parent_id: int, sampled: bool,
                  tracestate: tuple[tuple[str, str], ...], sw_parent: Sw8 | None, start_ns: int) -> None:
@@ -147,6 +203,8 @@ class StreamTrace:
         self.replaced = False               # the last attempt's context replaced one the request had
         self.clean = False                  # the request holds no trace header (none to remove)
         self.tags: dict[str, Any] | None = None   # rules' span attributes (trace tag), if any
+        self.wire: bytes | None = None      # what UnsampledTrace wrote, encoded (None here)
+        self.start_wall = 0.0               # UnsampledTrace's start, until it becomes this
         # SkyWalking's names for the same things (its trace id kept as it came), made
         # only when an sw8 header or a record needs them
         if tracer.sw8:
@@ -239,6 +297,121 @@ class StreamTrace:
                                  route.name if route is not None else "", ctx.cluster_name,
                                  ctx.upstream_address, ctx.attempt_count, ctx.request_id,
                                  resp.status if resp is not None else 0, ctx.error_detail)))
+
+
+class UnsampledTrace(StreamTrace):
+    """An unsampled stream that started its own trace, before anything asks more of
+    it: only tracer, bits (trace id: the high 128 bits; server span id: the low 64)
+    and start_wall are set (begin() sets them without an __init__), then wire by the
+    first attempt; the rest reads from the class. It records nothing, and
+    its first attempt writes the context with the server span's id as the parent,
+    as Envoy does for an unsampled request. A retry, a tag or a forced decision
+    first makes it the StreamTrace it stands for (_full): the same slots, so the
+    object changes class in place and whoever holds it keeps it."""
+    __slots__ = ()
+    # what StreamTrace holds in slots, constant here (these names shadow the slots
+    # until _full() fills them and changes the class)
+    sampled = False
+    parent_id = 0
+    tracestate: tuple[tuple[str, str], ...] = ()
+    sw_parent = None
+    current = None
+    replaced = False
+    tags = None
+    segment_id = sw_trace = sw_ids = ""
+
+    @property
+    def trace_id(self) -> int:  # type: ignore[override]
+        return self.bits >> 64 or 1
+
+    @property
+    def span_id(self) -> int:  # type: ignore[override]
+        return self.bits & _M64
+
+    def _full(self, sampled: bool) -> None:
+        """Become the StreamTrace begin() would have made (`sampled` its decision)."""
+        try:
+            wire = self.wire        # set by the first attempt
+        except AttributeError:
+            wire = None
+        trace_id, span_id = self.trace_id, self.span_id
+        me: StreamTrace = self
+        me.__class__ = StreamTrace      # the slots StreamTrace reads are all filled below
+        me.trace_id = trace_id
+        me.span_id = span_id
+        me.sampled = sampled
+        me.parent_id = 0
+        me.tracestate = ()
+        me.sw_parent = None
+        me.start_ns = int(me.start_wall * 1e9)
+        me.clients = []
+        me.current = None
+        me.replaced = False
+        # what the first attempt wrote must go before the next one writes
+        me.clean = wire is None
+        me.tags = None
+        me.wire = None
+        if sampled or me.tracer.sw8:
+            me._sw_names()
+        else:
+            me.sw_trace = me.segment_id = me.sw_ids = ""
+
+    def tag(self, key: str, value: Any) -> None:
+        self._full(False)
+        self.tag(key, value)
+
+    def force(self, sampled: bool) -> None:
+        if sampled:
+            self._full(False)
+            self.force(True)
+
+    def attempt_start(self, ctx: StreamContext, cluster: str, host: str, attempt: int) -> None:
+        fresh = self.tracer.fresh
+        if attempt != 1 or fresh is None:
+            self._full(False)
+            self.attempt_start(ctx, cluster, host, attempt)
+            return
+        # "<trace id>-<span id>" in hex, with no str made on the way
+        raw = self.bits.to_bytes(24, "big")
+        ids = _hexlify(raw, b"-", -16)
+        one = fresh.one
+        if one is not None:
+            wire = self.wire = fresh.fmt % ids
+            ctx.request.headers.items.append((one, wire[fresh.at]))
+            return
+        args = [ids[s] for s in fresh.args]
+        at = fresh.sw8_at
+        if at:
+            # SkyWalking's names: the trace id as it is, the segment "<trace id>.<span id>"
+            args += (_b64(ids[:32], newline=False), _b64(_hexlify(raw, b".", -16), newline=False),
+                     _b64(ctx.url_path.encode(), newline=False), _b64(host.encode(), newline=False))
+        wire = self.wire = fresh.fmt % tuple(args)
+        items = ctx.request.headers.items
+        items += zip(fresh.names, map(wire.__getitem__, fresh.slices))
+        if at:
+            items.append((b"sw8", wire[at:-2]))
+
+    def attempt_status(self, status: int) -> None:
+        return None
+
+    def attempt_end(self, detail: str) -> None:
+        return None
+
+    def finish(self, ctx: StreamContext) -> None:
+        return None
+
+
+class UnsampledW3C(UnsampledTrace):
+    """UnsampledTrace when the listener writes W3C alone: its one field, with the
+    format and places of propagation.Fresh.of(("w3c",)) as constants."""
+    __slots__ = ()
+
+    def attempt_start(self, ctx: StreamContext, cluster: str, host: str, attempt: int) -> None:
+        if attempt != 1:
+            UnsampledTrace.attempt_start(self, ctx, cluster, host, attempt)
+            return
+        wire = self.wire = b"traceparent: 00-%s-00\r\n" % _hexlify(self.bits.to_bytes(24, "big"), b"-", -16)
+        ctx.request.headers.items.append((b"traceparent", wire[13:68]))
 
 
 def make_tracer(listener: Any, tracing: Any) -> Tracer | None:

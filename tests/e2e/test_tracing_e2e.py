@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import threading
 from concurrent import futures
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -306,3 +307,20 @@ def test_instrumented_client_and_upstream_make_one_trace(upstream, mosnx, collec
     assert m_server.parent_span_id.hex() == f"{client.context.span_id:016x}"
     assert m_client.parent_span_id == m_server.span_id
     assert f"{served.parent.span_id:016x}" == m_client.span_id.hex()
+
+
+def test_unsampled_requests_carry_their_context_and_log_their_trace_id(upstream, mosnx, tmp_path):
+    """At 0% sampling nothing is recorded, yet every request goes upstream with a
+    well-formed context, the flag off: a trace of its own (the id the access log
+    shows), or the caller's trace id, kept."""
+    log = tmp_path / "access.log"
+    up = upstream()
+    proxy = mosnx(up, listener={"tracing": {"propagation": ["w3c"], "random_sampling": "0%"},
+                                "access_log": {"path": str(log), "format": "%trace.id% %trace.sampled%"}})
+    assert proxy.request("GET", "/a").status == 200
+    assert proxy.request("GET", "/b", headers=[("traceparent", f"00-{TID}-{PID}-00")]).status == 200
+    own, continued = (m.header("traceparent") for m in up.requests)
+    assert re.fullmatch(r"00-[0-9a-f]{32}-[0-9a-f]{16}-00", own) and int(own.split("-")[1], 16)
+    assert continued.startswith(f"00-{TID}-") and continued.endswith("-00") and continued.split("-")[2] != PID
+    proxy.wait_until(lambda: log.exists() and log.read_text().count("\n") == 2, what="two access log lines")
+    assert log.read_text().splitlines() == [f"{own.split('-')[1]} False", f"{TID} False"]

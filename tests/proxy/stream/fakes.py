@@ -93,7 +93,8 @@ class FakeUp:
         self.sent: list[tuple] = []
         self.closed = False
 
-    def send_request(self, req, source, body, upgrade, chunks, ended, trailers, decoded=None) -> None:
+    def send_request(self, req, source, body, upgrade, chunks, ended, trailers, decoded=None, wire=None,
+                     wire_n=0) -> None:
         self.sent.append(("request", req.method, req.path, body, upgrade, list(chunks or ()), ended))
 
     def send_body(self, data) -> None:

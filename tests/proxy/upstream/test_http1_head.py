@@ -84,3 +84,33 @@ def test_a_trace_context_is_not_remembered():
         got = bodiless_request_head(RequestHead("GET", "/", Headers(list(items)), "1.1"), "127.0.0.1")
         assert b"traceparent: 00-" + b"a" * 32 + b"-" + span + b"-01\r\n" in got
     assert len(heads._UPSTREAM_HEADS) == 1
+
+
+WIRED = [
+    [(b"host", b"a"), (b"x-request-id", b"id-20"), (b"traceparent", b"00-" + b"1" * 32 + b"-" + b"2" * 16 + b"-00")],
+    [(b"host", b"a"), (b"x-request-id", b"id-21"), (b"traceparent", b"t"), (b"b3", b"b"),
+     (b"x-b3-traceid", b"t"), (b"x-b3-spanid", b"s"), (b"x-b3-sampled", b"0")],
+    # the client's Connection names it: hop-by-hop, it stays behind even when handed over encoded
+    [(b"host", b"a"), (b"connection", b"traceparent"), (b"x-request-id", b"id-22"), (b"traceparent", b"t")],
+    [(b"x-request-id", b"client-id"), (b"host", b"a"), (b"traceparent", b"t")],
+    [(b"host", b"a"), (b"traceparent", b"t")],          # no request id at all
+    [(b"traceparent", b"t")],
+]
+
+
+@pytest.mark.parametrize("items", WIRED)
+@pytest.mark.parametrize("decoded", [False, True])
+def test_a_trace_context_handed_over_encoded_gives_the_general_head(items, decoded):
+    """An unsampled trace hands its fields over encoded (`wire`, the last `wire_n`
+    fields): the head is byte for byte the general one, from memory or not."""
+    heads._UPSTREAM_HEADS.clear()
+    heads._BY_DECODED.clear()
+    n = sum(1 for k, _ in items if k in (b"traceparent", b"b3", b"x-b3-traceid", b"x-b3-spanid", b"x-b3-sampled"))
+    entry = ("the decoder's memo entry of", tuple(items[:-n]))
+    for span in (b"3" * 16, b"4" * 16, b"5" * 16):
+        fields = [(k, v + span if k == b"traceparent" else v) for k, v in items]
+        wire = b"".join(k + b": " + v + b"\r\n" for k, v in fields[-n:])
+        want = request_head(RequestHead("GET", "/p", Headers(list(fields)), "1.1"), "127.0.0.9", False, False)
+        got = bodiless_request_head(RequestHead("GET", "/p", Headers(fields), "1.1"), "127.0.0.9",
+                                    entry if decoded else None, wire, n)
+        assert got == want

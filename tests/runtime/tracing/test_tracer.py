@@ -9,9 +9,9 @@ import pytest
 from mosnx.runtime.context import RequestHead, ResponseHead, StreamContext
 from mosnx.runtime.headers import Headers
 from mosnx.runtime.stats import Store
-from mosnx.runtime.tracing.span import A_SPAN, CLIENT, SERVER, Record
-from mosnx.runtime.tracing.tracer import Tracer
-from mosnx.runtime.tracing import sw8
+from mosnx.runtime.tracing.span import A_SPAN, CLIENT, SERVER, Record, TraceRecord
+from mosnx.runtime.tracing.tracer import StreamTrace, Tracer, UnsampledTrace
+from mosnx.runtime.tracing import propagation, sw8, w3c
 
 TID = "4bf92f3577b34da6a3ce929d0e0e4736"
 PID = "00f067aa0ba902b7"
@@ -185,3 +185,142 @@ def test_rules_force_the_decision_and_tag_the_server_span() -> None:
     assert store.counter("tracing.sampled").value == 1
     ctx.trace.finish(ctx)
     assert len(out) == 1
+
+
+# -- an unsampled request that starts its own trace (the cheap path) --
+
+def unsampled(formats: tuple[str, ...] = ("w3c",), *pairs: tuple[str, str],
+              path: str = "/a/b?q=1") -> tuple[Tracer, StreamContext]:
+    t = Tracer("ingress", formats, random_sampling=0.0, service="shop", instance="i-1")
+    t.bind(None, Store())
+    ctx = ctx_with(*pairs, path=path)
+    t.begin(ctx)
+    return t, ctx
+
+
+def test_an_unsampled_request_carries_a_well_formed_context_with_the_flag_off() -> None:
+    t, ctx = unsampled()
+    tr = ctx.trace
+    assert isinstance(tr, UnsampledTrace) and not tr.sampled and tr.tags is None
+    before = len(ctx.request.headers.items)
+    tr.attempt_start(ctx, "web", "h:80", 1)
+    (tp,) = ctx.request.headers.get_all("traceparent")
+    assert w3c.parse_traceparent(tp) == (tr.trace_id, tr.span_id, 0)      # parent: the server span, as Envoy
+    assert tp == f"00-{tr.trace_id_hex}-{tr.span_id:016x}-00"
+    assert len(ctx.request.headers.items) == before + 1
+    # what an HTTP/1.1 head appends as it is: the fields just written, encoded
+    assert tr.wire == f"traceparent: {tp}\r\n".encode() and t.wire_n == 1
+    tr.attempt_status(200)
+    tr.attempt_end("")
+    tr.finish(ctx)
+    assert tr.current is None and not tr.replaced
+
+
+@pytest.mark.parametrize("formats", [("w3c",), ("b3",), ("w3c", "b3"), ("b3", "w3c"), ("sw8",),
+                                     ("w3c", "b3", "sw8"), ("b3", "sw8")])
+def test_the_unsampled_fields_are_what_the_general_writer_writes(formats: tuple[str, ...]) -> None:
+    t, ctx = unsampled(formats, path="/shop/ü?x=%41")
+    tr = ctx.trace
+    tr.attempt_start(ctx, "web", "h:80", 1)
+    assert type(tr) is not StreamTrace and t.wire_n == len(propagation.Fresh.of(formats, t.sw_who).names) + ("sw8" in formats)
+    tid, sid = f"{tr.trace_id:032x}", f"{tr.span_id:016x}"
+    sw = f"0-{sw8.b64e(tid)}-{sw8.b64e(tid + '.' + sid)}-1-{t.sw_who}{sw8.b64e('/shop/ü')}-{sw8.b64e('h:80')}"
+    general = Headers([])
+    propagation.write(general, formats, tr.trace_id, tr.span_id, 0, False, (), sw, True)
+    n = len(general.items)
+    assert ctx.request.headers.items[-n:] == general.items and t.wire_n == n
+    assert tr.wire == b"".join(k + b": " + v + b"\r\n" for k, v in general.items)
+    if "sw8" in formats:
+        down = sw8.parse_sw8(ctx.request.headers.get("sw8") or "")
+        assert down is not None and not down.sampled and down.trace_id == tid and down.endpoint == "/shop/ü"
+
+
+def test_sw8_not_written_last_takes_the_general_writer_unsampled() -> None:
+    _, ctx = unsampled(("w3c", "sw8", "b3"))
+    tr = ctx.trace
+    tr.attempt_start(ctx, "web", "h:80", 1)
+    assert type(tr) is StreamTrace and not tr.sampled and tr.wire is None
+    down = sw8.parse_sw8(ctx.request.headers.get("sw8") or "")
+    assert down is not None and not down.sampled and down.trace_id == tr.trace_id_hex
+    assert ctx.request.headers.get("traceparent").endswith("-00")          # type: ignore[union-attr]
+
+
+def test_an_unsampled_retry_replaces_the_context_it_wrote() -> None:
+    _, ctx = unsampled(("w3c", "b3"))
+    tr = ctx.trace
+    tr.attempt_start(ctx, "web", "h:80", 1)
+    tr.attempt_start(ctx, "web", "h:81", 2)
+    assert type(tr) is StreamTrace and not tr.sampled and tr.replaced
+    (tp,) = ctx.request.headers.get_all("traceparent")
+    assert tp.startswith(f"00-{tr.trace_id_hex}-") and tp.endswith("-00")
+    assert len(ctx.request.headers.get_all("b3")) == 1 and len(ctx.request.headers.get_all("x-b3-traceid")) == 1
+
+
+def test_an_unsampled_request_keeps_an_incoming_trace_id() -> None:
+    _, ctx = unsampled(("w3c",), ("traceparent", f"00-{TID}-{PID}-00"))
+    tr = ctx.trace
+    assert not tr.sampled and tr.trace_id_hex == TID and tr.parent_id == int(PID, 16)
+    tr.attempt_start(ctx, "web", "h:80", 1)
+    (tp,) = ctx.request.headers.get_all("traceparent")
+    assert tp.startswith(f"00-{TID}-") and tp.endswith("-00") and tp.split("-")[2] != PID
+
+
+def test_a_forced_sample_of_an_unsampled_request_records_its_spans() -> None:
+    t = Tracer("ingress", ("w3c",), random_sampling=0.0)
+    out: list[TraceRecord] = []
+    store = Store()
+    t.bind(out.append, store)
+    ctx = ctx_with()
+    ctx.start_wall = 1700000000.25
+    t.begin(ctx)
+    tr = ctx.trace
+    trace_id, span_id = tr.trace_id, tr.span_id
+    tr.tag("tenant", "acme")
+    tr.force(True)
+    assert type(tr) is StreamTrace and tr.sampled and store.counter("tracing.sampled").value == 1
+    assert (tr.trace_id, tr.span_id) == (trace_id, span_id)
+    assert tr is ctx.trace
+    tr.attempt_start(ctx, "web", "h:80", 1)
+    client = tr.current
+    assert ctx.request.headers.get("traceparent") == f"00-{trace_id:032x}-{client.span_id:016x}-01"
+    tr.attempt_status(200)
+    ctx.response = ResponseHead(200, Headers())
+    tr.finish(ctx)
+    (rec,) = out
+    server, client_span = rec.spans
+    assert server.span_id == span_id and server.trace_id == trace_id and server.parent_id == 0
+    assert server.start_ns == int(1700000000.25 * 1e9)       # as begin() takes it for a sampled one
+    assert server.attributes["tenant"] == "acme" and client_span.parent_id == span_id
+
+
+def test_a_request_with_x_client_trace_id_is_sampled_at_client_sampling() -> None:
+    t = Tracer("ingress", ("w3c",), random_sampling=0.0, client_sampling=100.0)
+    ctx = ctx_with(("x-client-trace-id", "abc"))
+    t.begin(ctx)
+    assert ctx.trace.sampled
+    ctx = ctx_with()
+    t.begin(ctx)
+    assert not ctx.trace.sampled
+
+
+@pytest.mark.parametrize("pct", [1.0, 30.0])
+def test_a_fresh_trace_is_sampled_at_the_random_percentage(pct: float) -> None:
+    random.seed(11)
+    t = Tracer("ingress", ("w3c",), random_sampling=pct, overall_sampling=50.0)
+    n = 20000
+    sampled = 0
+    for _ in range(n):
+        ctx = ctx_with()
+        t.begin(ctx)
+        sampled += ctx.trace.sampled
+    want = n * pct / 100 * 0.5
+    assert 0.6 * want < sampled < 1.4 * want            # a generous margin around pct x overall
+
+
+def test_the_sampling_threshold_is_exact_at_the_ends() -> None:
+    t = Tracer("ingress", ("w3c",), random_sampling=100.0)
+    assert t.random_below == 1 << 64
+    assert all(t.decide(None, False) for _ in range(100))
+    t = Tracer("ingress", ("w3c",), random_sampling=0.0, client_sampling=100.0, overall_sampling=0.0)
+    assert t.random_below == 0 == t.client_below
+    assert not any(t.decide(None, True) for _ in range(100))
