@@ -282,7 +282,7 @@ def test_a_forced_sample_of_an_unsampled_request_records_its_spans() -> None:
     assert tr is ctx.trace
     tr.attempt_start(ctx, "web", "h:80", 1)
     client = tr.current
-    assert ctx.request.headers.get("traceparent") == f"00-{trace_id:032x}-{client.span_id:016x}-01"
+    assert ctx.request.headers.get("traceparent") == f"00-{trace_id:032x}-{client[A_SPAN]:016x}-01"
     tr.attempt_status(200)
     ctx.response = ResponseHead(200, Headers())
     tr.finish(ctx)
