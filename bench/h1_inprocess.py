@@ -146,7 +146,7 @@ async def setup(filters: str, workers: int = 1, tracing: float | None = None,
     conn.connection_made(ut)
     host.pool.cx_active += 1
     host.cluster.cx_active += 1
-    host.pool.idle.append(conn)
+    host.pool.idle = [*host.pool.idle, conn]     # the list a first opened connection makes
 
     served = 0
 

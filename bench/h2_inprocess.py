@@ -151,7 +151,7 @@ class Upstream(Transport):
 async def setup(streams: int):
     plugins.load()
     path = Path(tempfile.mkdtemp(prefix="mosnx-h2-inproc-")) / "mosnx.yaml"
-    path.write_text(CONFIG.format(filters=""))
+    path.write_text(CONFIG.format(filters="", tracing=""))
     w = Worker(str(path))
     w.loop = loop = Loop(asyncio.get_running_loop())
     await w.apply(w.build(1))
@@ -164,7 +164,7 @@ async def setup(streams: int):
         conn.connection_made(ut)
         host.pool.cx_active += 1
         host.cluster.cx_active += 1
-        host.pool.idle.append(conn)
+        host.pool.idle = [*host.pool.idle, conn]     # the list a first opened connection makes
 
     conns = []
     for _ in range(IN_FLIGHT // streams):
