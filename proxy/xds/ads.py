@@ -501,7 +501,8 @@ class AdsClient:
         for n in removed:
             st.held.pop(n, None)
         if versions is None and not refused:
-            st.held.update(dict.fromkeys(good, ""))      # state of the world: one C loop
+            if st.held.keys() != good.keys():       # state of the world: C loops
+                st.held.update(dict.fromkeys(good, ""))
         else:
             for n in good:
                 if n not in refused:

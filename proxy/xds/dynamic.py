@@ -44,6 +44,7 @@ import logging
 import operator
 import os
 import time
+from itertools import compress
 from typing import TYPE_CHECKING, Any, Callable, Container, Iterable
 
 from google.protobuf.message import Message
@@ -82,20 +83,9 @@ def waiting(r: Rejected) -> bool:
 def _fresh(held: dict[str, Message], resources: dict[str, Message]) -> dict[str, Message]:
     """The resources that are not the message held under their name nor equal to it.
     Which are the very message held is found in C (a lookup and an identity test
-    each), so thousands resent unchanged cost no Python loop over them."""
-    names = list(resources)
-    same = list(map(operator.is_, map(held.get, names), resources.values()))
-    fresh: dict[str, Message] = {}
-    i = -1
-    while True:
-        try:
-            i = same.index(False, i + 1)
-        except ValueError:
-            return fresh
-        name = names[i]
-        msg = resources[name]
-        if held.get(name) != msg:
-            fresh[name] = msg
+    each, itertools.compress), so thousands resent unchanged cost no Python loop."""
+    other = compress(resources.items(), map(operator.is_not, map(held.get, resources), resources.values()))
+    return {name: msg for name, msg in other if held.get(name) != msg}
 
 
 class FileConfig:
