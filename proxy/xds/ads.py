@@ -38,10 +38,10 @@ Invariants (the xDS protocol as Envoy speaks it):
   subscribed (a failure); control_plane.pending_requests counts answers waiting.
 - A state-of-the-world response costs what changed in it, plus one lookup per
   resource: the ADS stream reads it as resources.RawDiscoveryResponse (each
-  resource the bytes of its Any), a resource whose bytes the last response had is
-  the message taken then (resources.unpack_raw; `TypeState.parsed` counts the ones
-  parsed), and what the sink holds, the ACK's sorted names and the sink's own
-  comparison are worked out in C loops when nothing else changed.
+  resource the bytes of its Any), and a resource whose bytes the last response had
+  is the message taken then (resources.unpack_raw; `TypeState.parsed` counts the
+  ones parsed). The names the client holds are updated in C loops, and an ACK's
+  names are sorted once per set of names.
 """
 from __future__ import annotations
 
