@@ -36,6 +36,12 @@ Invariants (the xDS protocol as Envoy speaks it):
   is a hash) and `<prefix>.update_time` (ms since the epoch of the last success).
   An attempt is a response taken (ACK or NACK) or a stream lost with the type
   subscribed (a failure); control_plane.pending_requests counts answers waiting.
+- A state-of-the-world response costs what changed in it, plus one lookup per
+  resource: the ADS stream reads it as resources.RawDiscoveryResponse (each
+  resource the bytes of its Any), and a resource whose bytes the last response had
+  is the message taken then (resources.unpack_raw; `TypeState.parsed` counts the
+  ones parsed). The names the client holds are updated in C loops, and an ACK's
+  names are sorted once per set of names.
 """
 from __future__ import annotations
 
@@ -46,7 +52,7 @@ import logging
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Literal, Mapping, Sequence
+from typing import AbstractSet, Any, Literal, Mapping, Sequence
 
 import grpc
 import grpc.aio
@@ -59,12 +65,14 @@ from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
 from mosnx.runtime.stats import PER_PROXY, Counter, Gauge, Store
 
 from .backoff import Backoff
-from .resources import ORDER, TYPES, Rejection, ResourceType, XdsSink, unpack
+from .resources import ORDER, TYPES, RawDiscoveryResponse, Rejection, ResourceType, XdsSink, unpack_counted, \
+    unpack_raw
 
 log = logging.getLogger("mosnx.xds")
 
 Mode = Literal["sotw", "delta"]
 INVALID_ARGUMENT = 3            # google.rpc.Code
+_ADS_SOTW = "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources"
 MAX_QUEUED = 16                 # answers waiting per type
 MAX_STRAY = 8                   # answers to responses of types the client does not know
 MAX_ERROR_DETAIL = 4096         # characters of error_detail.message
@@ -144,6 +152,9 @@ class TypeState:
     nack_repeats: int = 0
     # the last response's resources by their bytes (resources.unpack): not parsed again
     known: dict[bytes, tuple[str, Message]] = field(default_factory=dict)
+    parsed: int = 0             # resources parsed from their bytes, all responses
+    # the names an ACK lists, sorted once per set of names (20,000 EDS names take ms to sort)
+    sorted_names: tuple[frozenset[str], list[str]] | None = None
 
 
 class AdsClient:
@@ -309,8 +320,12 @@ class AdsClient:
     def _open(self) -> Any:
         """A new stream's call (another service's stream of the same messages opens its own)."""
         assert self._channel is not None
-        stub = ads_pb2_grpc.AggregatedDiscoveryServiceStub(self._channel)
-        return stub.StreamAggregatedResources() if self.mode == "sotw" else stub.DeltaAggregatedResources()
+        if self.mode == "sotw":
+            # the stub's own method, with each resource kept as the bytes of its Any
+            return self._channel.stream_stream(
+                _ADS_SOTW, request_serializer=discovery_pb2.DiscoveryRequest.SerializeToString,
+                response_deserializer=RawDiscoveryResponse.FromString)()
+        return ads_pb2_grpc.AggregatedDiscoveryServiceStub(self._channel).DeltaAggregatedResources()
 
     async def _watch_ready(self) -> None:
         # connected as Envoy means it: the stream's transport is up, whether or not the
@@ -385,7 +400,10 @@ class AdsClient:
         req = discovery_pb2.DiscoveryRequest(version_info=version, type_url=st.rtype.type_url,
                                              response_nonce=nonce)
         if names is not None:
-            req.resource_names.extend(sorted(names))
+            s = st.sorted_names
+            if s is None or s[0] is not names:
+                s = st.sorted_names = (names, sorted(names))
+            req.resource_names.extend(s[1])
             if names is not st.sent_names and names != st.sent_names:
                 # what is held was asked for: it changes only with the names
                 st.held = {n: v for n, v in st.held.items() if st.rtype.wants(n, names)}
@@ -433,14 +451,23 @@ class AdsClient:
             self._stray.append(discovery_pb2.DeltaDiscoveryRequest(
                 type_url=type_url, response_nonce=nonce, error_detail=err))
 
-    def _on_sotw(self, resp: discovery_pb2.DiscoveryResponse) -> None:
+    def _on_sotw(self, resp: Any) -> None:
+        """A DiscoveryResponse, or the same read as a RawDiscoveryResponse (_open):
+        either has type_url, nonce, version_info and resources."""
         st = self.types.get(resp.type_url)
         if st is None:
             self._stray_answer(resp.type_url, resp.nonce)
             return
-        good, bad, seen = unpack(st.rtype, (("", r) for r in resp.resources), st.known)
+        seen: AbstractSet[str]
+        if isinstance(resp, RawDiscoveryResponse):
+            good, bad, seen, parsed = unpack_raw(st.rtype, resp.resources, st.known)
+            st.parsed += parsed
+        else:
+            assert isinstance(resp, discovery_pb2.DiscoveryResponse)
+            good, bad, seen, parsed = unpack_counted(st.rtype, (("", r) for r in resp.resources), st.known)
+            st.parsed += parsed
         names = self._names(st)
-        removed: set[str] = set(st.held) - seen if names is None else set()
+        removed: set[str] = st.held.keys() - seen if names is None else set()
         self._update(st, resp.nonce, resp.version_info, good, bad, removed, None)
 
     def _on_delta(self, resp: discovery_pb2.DeltaDiscoveryResponse) -> None:
@@ -448,7 +475,8 @@ class AdsClient:
         if st is None:
             self._stray_answer(resp.type_url, resp.nonce)
             return
-        good, bad, seen = unpack(st.rtype, ((r.name, r.resource) for r in resp.resources), st.known)
+        good, bad, seen, parsed = unpack_counted(st.rtype, ((r.name, r.resource) for r in resp.resources), st.known)
+        st.parsed += parsed
         versions = {r.name: r.version for r in resp.resources}
         removed = set(resp.removed_resources) - seen
         self._update(st, resp.nonce, resp.system_version_info, good, bad, removed, versions)
@@ -472,9 +500,13 @@ class AdsClient:
         refused = {r.name for r in rejected}
         for n in removed:
             st.held.pop(n, None)
-        for n in good:
-            if n not in refused:
-                st.held[n] = versions.get(n, "") if versions is not None else ""
+        if versions is None and not refused:
+            if st.held.keys() != good.keys():       # state of the world: C loops
+                st.held.update(dict.fromkeys(good, ""))
+        else:
+            for n in good:
+                if n not in refused:
+                    st.held[n] = versions.get(n, "") if versions is not None else ""
         self._check_initial()
         loop = asyncio.get_running_loop()
         if not rejected:

@@ -41,8 +41,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import operator
 import os
 import time
+from itertools import compress
 from typing import TYPE_CHECKING, Any, Callable, Container, Iterable
 
 from google.protobuf.message import Message
@@ -76,6 +78,14 @@ _WAITING = ("has not been received", "name unknown cluster")
 
 def waiting(r: Rejected) -> bool:
     return any(w in r.message for w in _WAITING)
+
+
+def _fresh(held: dict[str, Message], resources: dict[str, Message]) -> dict[str, Message]:
+    """The resources that are not the message held under their name nor equal to it.
+    Which are the very message held is found in C (a lookup and an identity test
+    each, itertools.compress), so thousands resent unchanged cost no Python loop."""
+    other = compress(resources.items(), map(operator.is_not, map(held.get, resources), resources.values()))
+    return {name: msg for name, msg in other if held.get(name) != msg}
 
 
 class FileConfig:
@@ -242,8 +252,9 @@ class DynamicConfig:
             return [Rejection(name, f"mosnx does not take {type_url} resources") for name in resources]
         held = self.resources[type_url]
         # a state-of-the-world response repeats every resource of its type, each one
-        # unchanged the very message held (resources.unpack keeps them by their bytes)
-        fresh = {name: msg for name, msg in resources.items() if (h := held.get(name)) is not msg and h != msg}
+        # unchanged the very message held (resources.unpack keeps them by their bytes):
+        # which are, is asked in one C loop, and only those that are not are compared
+        fresh = _fresh(held, resources)
         if not removed and not fresh:
             # nothing new: taken as it is (no translation, build or push)
             self.received.add(type_url)

@@ -194,6 +194,38 @@ def test_no_request_storm_after_nack_and_a_fixed_version_is_taken() -> None:
     run(main())
 
 
+def test_a_state_of_the_world_resend_parses_only_what_changed() -> None:
+    """Every assignment comes again on each change; the unchanged ones reach the sink
+    as the messages it was given before, and only the changed one is parsed."""
+    async def main() -> None:
+        async with rig() as (server, client, sink, stats):
+            names = [f"c{i}" for i in range(40)]
+            sink.subs[EDS] = set(names)
+            server.push(EDS, "1", [endpoint_pb2.ClusterLoadAssignment(cluster_name=n) for n in names])
+            await server.wait(lambda: [r for r in server.of(EDS) if r.version == "1"], "EDS ACK 1")
+            st = client.types[EDS]
+            assert st.parsed == 40
+            first = sink.applied[-1][2]
+            changed = endpoint_pb2.ClusterLoadAssignment(cluster_name="c5")
+            changed.endpoints.add().priority = 1
+            server.push(EDS, "2", [changed if n == "c5" else endpoint_pb2.ClusterLoadAssignment(cluster_name=n)
+                                   for n in names])
+            await server.wait(lambda: [r for r in server.of(EDS) if r.version == "2"], "EDS ACK 2")
+            assert st.parsed == 41
+            second = sink.applied[-1][2]
+            assert second["c5"] == changed and second["c5"] is not first["c5"]
+            assert all(second[n] is first[n] for n in names if n != "c5")
+            assert server.of(EDS)[-1].names == tuple(sorted(names))
+            # refused, then sent again unchanged: refused again (as any resend of it), not parsed again
+            sink.bad = {"c9"}
+            server.push(EDS, "3", [changed if n == "c5" else endpoint_pb2.ClusterLoadAssignment(cluster_name=n)
+                                   for n in names])
+            nack = (await server.wait(lambda: [r for r in server.of(EDS) if r.nack], "NACK"))[0]
+            assert nack.version == "2" and "c9: port 0 is not allowed" in nack.error.message
+            assert st.parsed == 41 and sink.applied[-1][2]["c9"] is first["c9"]
+    run(main())
+
+
 def test_a_name_given_twice_is_rejected_for_that_name() -> None:
     async def main() -> None:
         async with rig() as (server, client, sink, stats):

@@ -103,6 +103,12 @@ def test_a_state_of_the_world_resend_counts_only_what_changed():
     # the same response once more: nothing new, nothing handed on
     assert h.apply(ENDPOINT, "3", dict(h.d.resources[ENDPOINT])) == []
     assert len(h.reassigned) == 1 and h.reloads == 0 and h.d.versions[ENDPOINT] == "3"
+    # an equal message that is not the one held (parsed again from other bytes) is no change
+    # either; beside it, one that changed is the only one handed on
+    again = {**h.d.resources[ENDPOINT], "c0": cla("c0", 9000), "c3": cla("c3", 9303)}
+    assert again["c0"] is not h.d.resources[ENDPOINT]["c0"]
+    assert h.apply(ENDPOINT, "4", again) == []
+    assert [list(r) for r in h.reassigned] == [["c2"], ["c3"]] and h.reloads == 0
 
 
 def test_the_translator_rules_hold_in_place():
