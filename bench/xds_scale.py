@@ -325,20 +325,8 @@ def tree_memory(pid: int) -> dict[str, Any]:
 
 def _cpu_seconds(pid: int) -> float:
     """User + system CPU time of a process and all its descendants."""
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            children.setdefault(int(fields[1]), []).append(int(entry))
-    total, todo = 0, [pid]
-    for _ in range(10000):
-        if not todo:
-            break
-        p = todo.pop()
-        todo.extend(children.get(p, []))
+    total = 0
+    for p in _tree(pid):
         try:
             fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
             total += int(fields[11]) + int(fields[12])      # utime, stime (fields 14 and 15)

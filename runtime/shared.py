@@ -74,6 +74,10 @@ class Segment:
         self.q = memoryview(mm).cast("q")     # int64 words
         self.d = memoryview(mm).cast("d")     # float64 words, same bytes
         self._regions: dict[tuple, int] = {}
+        # the owners (Lease.user) of the leases this process was ever granted: all
+        # that a periodic settle needs to visit (with thousands of clusters, most never
+        # take a lease in a given worker); the owner's user of the set takes them out
+        self.in_use: set = set()
 
     @classmethod
     def create(cls, workers: int, size: int = DEFAULT_SIZE, directory: str | None = None) -> "Segment":
@@ -176,10 +180,11 @@ class Lease:
     lease. room(used) is the limit as this worker may compare `used` with it.
     """
 
-    __slots__ = ("seg", "base", "slot", "workers", "limit", "chunk", "hold", "lease")
+    __slots__ = ("seg", "base", "slot", "workers", "limit", "chunk", "hold", "lease", "user")
 
-    def __init__(self, seg: Segment, name: str, limit: int):
+    def __init__(self, seg: Segment, name: str, limit: int, user: object = None):
         self.seg = seg
+        self.user = user                # joins seg.in_use when this lease grows
         self.workers = seg.workers
         self.base = seg.region(name, LEASES, 8 * seg.workers) // 8
         self.slot = self.base + seg.worker
@@ -210,6 +215,8 @@ class Lease:
                 q[self.slot] = self.lease
         finally:
             seg.unlock()
+        if self.user is not None:
+            seg.in_use.add(self.user)
         return self.lease
 
     def cover(self, used: int) -> None:
@@ -217,6 +224,8 @@ class Lease:
         host): record it, so the other workers see the whole count."""
         self.lease = used
         self.seg.q[self.slot] = used
+        if self.user is not None:
+            self.seg.in_use.add(self.user)
 
     def settle(self, used: int) -> None:
         """After the count went down: give back unused lease beyond the hold.

@@ -188,7 +188,8 @@ class SharedResources:
     """Resources whose limits hold across worker processes: each count is local,
     each has a Lease on the proxy-wide limit (runtime.shared)."""
     __slots__ = ("_cx_active", "_rq_pending", "_rq_active", "_retries_active",
-                 "cx_active_lease", "rq_pending_lease", "rq_active_lease", "retries_active_lease", "starved")
+                 "cx_active_lease", "rq_pending_lease", "rq_active_lease", "retries_active_lease", "starved",
+                 "name")
     # set by name in __init__, one per LIMITED count
     _cx_active: int
     _rq_pending: int
@@ -204,9 +205,10 @@ class SharedResources:
     retries_active = _counted("retries_active")
 
     def __init__(self, seg: "sh.Segment", name: str, cb: CircuitBreakers):
+        self.name = name
         for setting, count in LIMITED:
             setattr(self, "_" + count, 0)
-            setattr(self, count + "_lease", sh.Lease(seg, f"cluster/{name}/{count}", getattr(cb, setting)))
+            setattr(self, count + "_lease", sh.Lease(seg, f"cluster/{name}/{count}", getattr(cb, setting), self))
         # requests of each worker that wait for a connection their pool may not open
         self.starved = sh.Board(seg, f"cluster/{name}/starved")
 
@@ -223,6 +225,12 @@ class SharedResources:
         self.rq_pending_lease.settle(self._rq_pending)
         self.rq_active_lease.settle(self._rq_active)
         self.retries_active_lease.settle(self._retries_active)
+
+    def unused(self) -> bool:
+        """Nothing leased and nothing reported: the sweep may pass it by until a lease
+        grows again (runtime.shared.Segment.in_use)."""
+        return not (self.cx_active_lease.lease or self.rq_pending_lease.lease or self.rq_active_lease.lease
+                    or self.retries_active_lease.lease or self.starved.value)
 
 
 def _room(count: str) -> property:
@@ -523,23 +531,41 @@ class ClusterManager:
         connections shared out. Four times a second, so a cluster in which this
         worker has no connection open and no request waiting costs one check: with
         thousands of clusters, most are idle in any one worker."""
-        if self.shared is not None:
-            for share in self.resources.values():
-                share.settle()
-        for c in self.clusters.values():
-            res = c.res
-            if not (res.cx_active or res.rq_pending):
-                # nothing to time out, close or wake here; nothing starved to report
-                if isinstance(res, SharedResources):
-                    res.starved.publish(0)
-                continue
-            for h in c.hosts:
-                pool = h.pool
-                # HTTP/2 pools time their idle connections themselves and have no sweep
-                if pool.idle and hasattr(pool, "sweep"):
-                    pool.sweep(now)
-            if c.shared:
-                self._share_connections(c)
+        if self.shared is None:
+            for c in self.clusters.values():
+                self._sweep(c, now)
+            return
+        # with N workers only the clusters whose shares this worker ever leased: a
+        # cluster with nothing leased has no connection, no request and nothing to give
+        # back here (its counts never pass its lease: runtime.shared.Lease)
+        clusters = self.clusters
+        in_use = self.shared.in_use
+        for share in list(in_use):
+            share.settle()
+            held = clusters.get(share.name)
+            if held is not None and held.res is share:
+                self._sweep(held, now)
+            if share.unused():
+                in_use.discard(share)
+        if self.full:           # clusters past the shared file's room count per worker
+            for c in clusters.values():
+                if not c.shared:
+                    self._sweep(c, now)
+
+    def _sweep(self, c: Cluster, now: float) -> None:
+        res = c.res
+        if not (res.cx_active or res.rq_pending):
+            # nothing to time out, close or wake here; nothing starved to report
+            if isinstance(res, SharedResources):
+                res.starved.publish(0)
+            return
+        for h in c.hosts:
+            pool = h.pool
+            # HTTP/2 pools time their idle connections themselves and have no sweep
+            if pool.idle and hasattr(pool, "sweep"):
+                pool.sweep(now)
+        if c.shared:
+            self._share_connections(c)
 
     @staticmethod
     def _share_connections(c: Cluster) -> None:

@@ -122,6 +122,18 @@ def test_a_count_past_the_lease_is_shown_to_the_others(segment):
     assert lb.room(0) == 0
 
 
+def test_a_lease_that_grows_puts_its_user_in_the_process_in_use_set(segment):
+    _, (a, b) = segment()
+    owner, other = object(), object()
+    la, lb = sh.Lease(a, "r", 4, owner), sh.Lease(b, "s", 4, other)
+    assert a.in_use == set() and la.room(0) == 1
+    assert a.in_use == {owner} and b.in_use == set()      # per process: the other worker's is its own
+    lb.cover(2)
+    assert b.in_use == {other}
+    sh.Lease(a, "t", 4).room(0)                            # no user: nothing to visit
+    assert a.in_use == {owner}
+
+
 def test_a_lower_limit_after_a_reload_refuses_until_counts_come_down(segment):
     _, (a, b) = segment()
     la, lb = sh.Lease(a, "r", 4), sh.Lease(b, "r", 4)

@@ -110,6 +110,23 @@ def test_the_sweep_gives_back_a_share_no_count_followed(workers):
     assert admit(b.get("web"))
 
 
+def test_the_sweep_visits_only_the_clusters_this_worker_leased(workers):
+    _, (a, b) = workers
+    names = [f"c{i}" for i in range(200)]
+    for m in (a, b):
+        m.update({n: config(max_requests=1) for n in names})
+    assert a.shared.in_use == set()
+    c7 = a.get("c7")
+    assert admit(c7)
+    assert a.shared.in_use == {c7.res} and b.shared.in_use == set()
+    assert not admit(b.get("c7"))
+    c7.res.rq_active -= 1
+    a.sweep(0.0)
+    # an exact limit: the lease went back with the count, so nothing is left to visit
+    assert a.shared.in_use == set()
+    assert admit(b.get("c7"))
+
+
 def test_a_dead_workers_counts_are_freed(workers):
     seg, (a, b) = workers
     for m in (a, b):
