@@ -31,6 +31,12 @@ class TlsFacts(Protocol):
     local_uri_sans: tuple[str, ...]
 
 
+def path_of(target: str) -> str:
+    """A request target's path: what stands before its query."""
+    i = target.find("?")
+    return target if i < 0 else target[:i]
+
+
 class RequestHead:
     __slots__ = ("method", "path", "version", "headers", "scheme", "authority", "trailers")
 
@@ -135,9 +141,7 @@ class StreamContext:
     @property
     def url_path(self) -> str:
         if self._url_path is None:
-            p = self.request.path
-            i = p.find("?")
-            self._url_path = p if i < 0 else p[:i]
+            self._url_path = path_of(self.request.path)
         return self._url_path
 
     @property

@@ -27,6 +27,7 @@ from typing import Any, Awaitable, Callable
 import grpc
 
 from mosnx import __version__
+from mosnx.runtime.context import path_of
 from mosnx.runtime.tracing.span import NO_RESPONSE, SERVER, Record, Span, StreamRecord
 
 from .http_post import post
@@ -209,10 +210,7 @@ def stream_spans(r: StreamRecord, out: list[bytes]) -> None:
     hi, lo = tid >> 64, tid & _M64
     sid = t.span_id
     method = req.method
-    path = req.path
-    q = path.find("?")
-    if q >= 0:
-        path = path[:q]
+    path = path_of(req.path)
     path_attr = _PATHS.get(path) or _path(path)
     if t.tags:
         # the rules' attributes may replace the proxy's own: the Span object says which stay

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Union
 
+from ..context import path_of
 from .sw8 import Sw8
 
 if TYPE_CHECKING:
@@ -77,7 +78,7 @@ Attempt = list                  # [span_id, start_ns, end_ns (0: open), cluster,
  F_ATTEMPTS, F_REQUEST_ID, F_STATUS, F_DETAIL) = range(11)
 Facts = tuple                   # (end_ns, RequestHead, source address, source port, route name, cluster
                                 #  name, upstream address, attempts, request id, response status (0: none),
-                                #  error detail); the url path is the request's path less its query, as
+                                #  error detail); the url path is context.path_of(the request's path), as
                                 #  StreamContext.url_path reads it
 
 NO_RESPONSE = "upstream_no_response"
@@ -125,7 +126,7 @@ class StreamRecord:
     def _derive(self) -> list[Span]:
         t, f = self.trace, self.facts
         req: RequestHead = f[F_REQUEST]
-        method, route, path = req.method, f[F_ROUTE], url_path(req.path)
+        method, route, path = req.method, f[F_ROUTE], path_of(req.path)
         s = Span(f"{method} {route}" if route else method, SERVER, t.trace_id, t.span_id, t.parent_id,
                  t.start_ns)
         s.end_ns = f[F_END]
@@ -164,11 +165,6 @@ class StreamRecord:
             spans.append(client_span(t.trace_id, t.span_id, method, path, c,
                                      attempt_message(c, detail, i == last)))
         return spans
-
-
-def url_path(target: str) -> str:
-    i = target.find("?")
-    return target if i < 0 else target[:i]
 
 
 def user_agent(req: RequestHead) -> str | None:

@@ -142,7 +142,7 @@ class Tracer:
             # bits, the server span id the low 64 (odd, so never 0); the decision
             # reads the trace id's low 64 bits
             bits = _getrandbits(192) | 1
-            if bits >> 64 & 0xFFFFFFFFFFFFFFFF >= self.random_below:
+            if bits >> 64 & _M64 >= self.random_below:
                 t = _new(self.unsampled)
                 t.tracer = self
                 t.bits = bits
