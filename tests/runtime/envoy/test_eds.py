@@ -48,6 +48,24 @@ def test_the_clusters_using_an_assignment():
     assert u.dynamic == {"a": ("a",), "shared": ("b", "c")} and u.static == {}
 
 
+def test_the_index_memo_follows_changed_and_removed_clusters():
+    memo: dict = {}
+    resources = held()
+    assert eds.users(resources, BASE, memo) == eds.users(resources, BASE)
+    assert set(memo) == {"a", "b", "c"}
+    # b now names an assignment of its own, c is gone, d is new; a is the same message
+    a = resources[CLUSTER]["a"]
+    resources[CLUSTER] = {"a": a, "b": cluster("b"), "d": cluster("d", "shared")}
+    u = eds.users(resources, BASE, memo)
+    assert u.dynamic == {"a": ("a",), "b": ("b",), "shared": ("d",)}
+    assert set(memo) == {"a", "b", "d"} and memo["a"][0] is a
+    # a cluster that stops being EDS leaves the index but stays in the memo
+    static = cluster("a")
+    static.type = 0
+    resources[CLUSTER]["a"] = static
+    assert "a" not in eds.users(resources, BASE, memo).dynamic and memo["a"] == (static, None)
+
+
 def test_new_configs_are_what_apply_makes_and_are_kept_for_it():
     resources = held(a=cla("a", 9000), shared=cla("shared", 9100))
     cache = Translations()
