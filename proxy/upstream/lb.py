@@ -42,17 +42,40 @@ class LoadBalancer:
 
 
 class RoundRobin(LoadBalancer):
-    """Weighted round robin by expansion: a host of weight w appears w times, interleaved."""
+    """Round robin over a ring of picks, each host in it as often as its weight.
+    Equal weights: the hosts in order. Unequal: each host's w places spread evenly
+    over the ring, and hosts of one weight staggered, so light hosts do not come in a
+    run (wherever a worker's ring starts, as after every membership change) and a
+    heavy one takes its share throughout, as Envoy's weighted round robin does. A ring longer than
+    RING_MAX (weights summing past it) would cost memory and build time per host
+    change: those clusters pick by a live EDF schedule instead (WeightedRoundRobin)."""
     name = "round_robin"
+    RING_MAX = 4096
 
     def __init__(self, hosts, options=None):
         super().__init__(hosts, options)
+        hs = self.hosts
+        self.edf: WeightedRoundRobin | None = None
         ring: list = []
-        top = max((h.weight for h in self.hosts), default=1)
-        for round_ in range(top):
-            ring.extend(h for h in self.hosts if h.weight > round_)
+        if hs and any(h.weight != hs[0].weight for h in hs):
+            total = sum(h.weight for h in hs)
+            if total > self.RING_MAX:
+                self.edf = WeightedRoundRobin(hs, options)
+            else:
+                # the j-th of m hosts of weight w takes the places (k + (j + 1/2) / m) / w:
+                # hosts of one weight take turns, and every host's places are evenly spaced
+                by_weight: dict[int, list[int]] = {}
+                for i, h in enumerate(hs):
+                    by_weight.setdefault(h.weight, []).append(i)
+                places = sorted(((k + (j + 0.5) / len(group)) / w, i)
+                                for w, group in by_weight.items() for j, i in enumerate(group) for k in range(w))
+                ring = [hs[i] for _, i in places]
+        else:
+            ring = list(hs)
         self.ring = ring
         self.i = random.randrange(len(ring)) if ring else 0   # workers should not all start on host 0
+        if self.edf is not None:
+            self.pick = self.edf.pick       # type: ignore[method-assign]
 
     def pick(self, ctx, exclude=None):
         ring = self.ring

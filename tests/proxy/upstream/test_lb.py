@@ -42,6 +42,27 @@ def test_round_robin_spreads_evenly_and_by_weight():
     assert spread(c, 400) == {"10.0.0.1:8080": 100, "10.0.0.2:8080": 300}
 
 
+def test_weighted_round_robin_ring_is_smooth_from_any_start():
+    # one heavy host among nine light ones (a canary's inverse): wherever a worker's
+    # ring starts, light hosts never come twice in a row and the heavy one keeps its share
+    c = cluster("round_robin", (50,) + (1,) * 9)
+    heavy = c.hosts[0]
+    for start in range(59):
+        c.lb.i = start
+        picks = [c.pick(None) for _ in range(59)]
+        assert picks.count(heavy) == 50
+        assert all(a is heavy or b is heavy for a, b in zip(picks, picks[1:]))
+    assert len(c.lb.ring) == 59
+
+
+def test_weights_too_large_for_a_ring_are_picked_by_schedule():
+    # a control plane may send any uint32 weight: no ring of billions of places
+    c = cluster("round_robin", (1, 3_000_000_000))
+    assert c.lb.ring == [] and c.lb.edf is not None
+    picks = collections.Counter(c.pick(None).address for _ in range(1000))
+    assert picks["10.0.0.2:8080"] >= 999
+
+
 def test_round_robin_skips_unhealthy_and_a_retry_avoids_the_last_host():
     c = cluster("round_robin")
     c.hosts[1].healthy = False
