@@ -66,6 +66,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -385,7 +386,6 @@ class Load:
 
     def stop(self) -> float | None:
         """Stop it; its requests per second over the run (None if it printed none)."""
-        import signal
         self.proc.send_signal(signal.SIGINT)     # wrk prints its summary on SIGINT
         try:
             self.proc.wait(timeout=10)

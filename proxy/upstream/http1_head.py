@@ -94,13 +94,18 @@ def bodiless_request_head(req: RequestHead, source: str, decoded: object = None,
         if decoded is not None:
             remember(_BY_DECODED, BY_DECODED, id(decoded), (decoded, hit))
     before, after, xff, hop = hit
+    if tail is None:
+        trace = b""
+    elif wire is None:
+        trace = _fields(tail, hop)
+    elif hop is None:
+        trace = wire
+    else:       # the Connection header names fields: one of the context's may stay behind
+        trace = _fields(req.headers.items[last + 1:], hop)
     addr = source.encode()
     return b"".join((before,
                      b"x-request-id: " + items[at][1] + b"\r\n" + after if after is not None else b"",
-                     b"x-forwarded-for: " if tail is None else
-                     tail + b"x-forwarded-for: " if hop is None and wire is not None else
-                     _fields(tail if wire is None else req.headers.items[last + 1:], hop)
-                     + b"x-forwarded-for: ",
+                     trace, b"x-forwarded-for: ",
                      xff + b", " + addr if xff else addr,
                      b"\r\nx-forwarded-proto: https\r\n\r\n" if req.scheme == "https"
                      else b"\r\nx-forwarded-proto: http\r\n\r\n"))

@@ -46,9 +46,10 @@ class RoundRobin(LoadBalancer):
     Equal weights: the hosts in order. Unequal: each host's w places spread evenly
     over the ring, and hosts of one weight staggered, so light hosts do not come in a
     run (wherever a worker's ring starts, as after every membership change) and a
-    heavy one takes its share throughout, as Envoy's weighted round robin does. A ring longer than
-    RING_MAX (weights summing past it) would cost memory and build time per host
-    change: those clusters pick by a live EDF schedule instead (WeightedRoundRobin)."""
+    heavy one takes its share throughout, as Envoy's weighted round robin does. A
+    ring longer than RING_MAX (weights summing past it) would cost memory and build
+    time per host change: those clusters pick by a live EDF schedule instead
+    (WeightedRoundRobin, whose pick becomes this balancer's)."""
     name = "round_robin"
     RING_MAX = 4096
 
