@@ -15,7 +15,9 @@ rate_limit` a token bucket that admits everything. `--tracing PCT` traces the
 listener (W3C, B3 and sw8 written upstream, or the formats `--propagation` names)
 sampling PCT percent, its records
 handed to an in-memory sink (the export queue's offer; encoding and sending are
-the export task's, off the request path). `--detail-stats` turns on the listener's
+the export task's, off the request path); with `--export` they are also encoded
+as OTLP in batches of 512 spans, as the export task does on the same core (the
+gRPC send aside), so the figure is all the CPU tracing takes. `--detail-stats` turns on the listener's
 per-route and per-host upstream stats (`stats: {per_route: true, per_host: true}`).
 `--shared N` runs as worker
 0 of N, with circuit breakers and rate limits in the shared segment
@@ -39,6 +41,7 @@ import uvloop
 from mosnx import plugins
 from mosnx.proxy import write_batch
 from mosnx.proxy.http1.server import Http1Server
+from mosnx.proxy.tracing import otlp
 from mosnx.proxy.upstream.http1 import UpstreamConnection
 from mosnx.proxy.worker import Worker
 from mosnx.runtime import HttpFilter, register_filter
@@ -115,11 +118,12 @@ class Transport:
         self.closing = True
 
 
+BATCH_SPANS = 512           # an OTLP exporter's default batch_size
 RATE_LIMIT = "{rate_limit: {token_bucket: {max_tokens: 1000000, tokens_per_fill: 1000000, fill_interval: 1s}}}"
 
 
 async def setup(filters: str, workers: int = 1, tracing: float | None = None,
-                propagation: str = "w3c,b3,sw8", detail: bool = False):
+                propagation: str = "w3c,b3,sw8", detail: bool = False, export: bool = False):
     plugins.load()
     if workers > 1:
         seg = shared.Segment.create(workers)
@@ -135,8 +139,23 @@ async def setup(filters: str, workers: int = 1, tracing: float | None = None,
     w.loop = asyncio.get_running_loop()
     await w.apply(w.build(1))
     if tracing is not None:
-        sink: collections.deque = collections.deque(maxlen=4096)
-        w.snapshot.listeners["bench"].tracer.bind(sink.append, w.stats)
+        if export:
+            # an OTLP exporter's batches, encoded when full as its task would (sending aside)
+            batch: list = []
+            spans = 0
+
+            def sink(record) -> None:
+                nonlocal spans
+                batch.append(record)
+                spans += record.size
+                if spans >= BATCH_SPANS:
+                    otlp.encode(batch)
+                    batch.clear()
+                    spans = 0
+            w.snapshot.listeners["bench"].tracer.bind(sink, w.stats)
+        else:
+            kept: collections.deque = collections.deque(maxlen=4096)
+            w.snapshot.listeners["bench"].tracer.bind(kept.append, w.stats)
     down = Http1Server(w, "bench")
     dt = Transport()
     down.connection_made(dt)
@@ -203,11 +222,14 @@ async def main() -> None:
     ap.add_argument("--requests", type=int, default=20000, help="requests per timed round")
     ap.add_argument("--tracing", type=float, metavar="PCT", help="trace the listener, sampling PCT percent")
     ap.add_argument("--propagation", default="w3c,b3,sw8", help="the formats a traced listener reads and writes")
+    ap.add_argument("--export", action="store_true",
+                    help="with --tracing: encode the records as OTLP in batches of BATCH_SPANS spans, as an exporter does (no send)")
     ap.add_argument("--detail-stats", action="store_true", help="per-route and per-host upstream stats on")
     ap.add_argument("--top", type=int, default=40, help="functions listed by --opcodes")
     args = ap.parse_args()
     filters = {"nop": "{nop: {}}", "rate_limit": RATE_LIMIT}.get(args.filter, "")
-    one, dt, ut = await setup(filters, args.shared, args.tracing, args.propagation, args.detail_stats)
+    one, dt, ut = await setup(filters, args.shared, args.tracing, args.propagation, args.detail_stats,
+                              args.export)
     if args.count is not None:
         for _ in range(args.count):
             one()

@@ -19,10 +19,15 @@ from mosnx.runtime.routes import DirectResponse, RedirectAction, RouteAction
 
 from ..codec.http2 import is_grpc, is_grpc_type, parse_grpc_timeout
 from ..request_id import new_request_id
+from mosnx.runtime.tracing.propagation import READ_NAMES
 from .retry import STATUS_CONDITIONS
 from .state import COMPLETE, ENDED, RECEIVING
 from .steps import REQUEST
 from .fields import StreamFields
+
+
+# the header names _admit() looks for: its own two, and every one the tracer reads
+_ADMIT_NAMES = frozenset((b"x-request-id", b"content-type", *READ_NAMES))
 
 
 class DecideMixin(StreamFields):
@@ -46,23 +51,33 @@ class DecideMixin(StreamFields):
         ls.rq_active.value += 1
         self.req = COMPLETE if self.request_body == 0 else RECEIVING
         ctx = self.ctx
-        # one pass for both facts, the first of each as getb would find it
+        # one pass for the three facts: the first request id and content type, as getb
+        # would find them, and whether a header the tracer reads is there at all
         rid = ctype = None
+        carried = False
         for k, v in ctx.request.headers.items:
-            if k == b"x-request-id":
-                if rid is None:
-                    rid = v
-            elif k == b"content-type":
-                if ctype is None:
-                    ctype = v
+            if k in _ADMIT_NAMES:
+                if k == b"x-request-id":
+                    if rid is None:
+                        rid = v
+                elif k == b"content-type":
+                    if ctype is None:
+                        ctype = v
+                else:
+                    carried = True
         if rid is None:
             rid_s = new_request_id()
             ctx.request.headers.items.append((b"x-request-id", rid_s.encode()))
         else:
             rid_s = rid.decode("latin-1")
         ctx.request_id = rid_s
-        if self.listener.tracer is not None:
-            self.listener.tracer.begin(ctx)     # the trace it continues or starts (ctx.trace)
+        tracer = self.listener.tracer
+        if tracer is not None:
+            # the trace it continues or starts (ctx.trace); one of its own, most often
+            if carried:
+                tracer.begin(ctx)
+            else:
+                tracer.begin_fresh(ctx)
         if ctype is not None and is_grpc_type(ctype):
             t = parse_grpc_timeout(ctx.request.headers.getb(b"grpc-timeout"))
             if t is not None:

@@ -10,7 +10,11 @@ through as they came.
 """
 from __future__ import annotations
 
+import binascii
 import hashlib
+import os
+import weakref
+from typing import Any
 
 from ..headers import Headers
 from . import b3, sw8, w3c
@@ -190,8 +194,14 @@ class Fresh:
     too. An sw8 value also names the request's path and peer: when sw8 is written
     last, its value stands from `sw8_at` to the last CRLF and four more arguments
     (base64 of the trace id, the segment id, the path, the peer) follow the ids';
-    written elsewhere, of() gives None."""
-    __slots__ = ("fmt", "args", "names", "slices", "one", "at", "sw8_at")
+    written elsewhere, of() gives None.
+
+    Without sw8 the fields depend on the ids alone, so they are drawn ahead: `pool`
+    holds encoded fields for fresh random ids, made POOL at a time by refill(), and
+    a request takes one with a list pop. Where the trace and span ids stand in them is `trace_at` and `span_at`.
+    A forked child starts with every pool empty, so no two processes share ids."""
+    __slots__ = ("fmt", "args", "names", "slices", "one", "at", "sw8_at", "pool", "trace_at", "span_at",
+                 "batch", "__weakref__")
 
     def __init__(self, parts: list[tuple[bytes, bytes, tuple[slice, ...]]], sw_who: bytes | None = None) -> None:
         fmt = b""
@@ -216,23 +226,95 @@ class Fresh:
         self.slices = tuple(slices)
         self.one = self.names[0] if len(parts) == 1 and len(args) == 1 and sw_who is None else None
         self.at = self.slices[0] if slices else slice(0)
+        self.pool: list[bytes] | None = None
+        self.trace_at = self.span_at = 0
+        self.batch: Any = None          # what refill() needs, worked out on its first call
+        if sw_who is None and args:
+            self.pool = []
+            probe = self.format(_IDS)
+            self.trace_at, self.span_at = probe.index(_IDS[_TRACE]), probe.index(_IDS[_SPAN])
+            _POOLED.add(self)
+
+    def format(self, ids: bytes) -> bytes:
+        """The encoded fields for `ids` ("<trace id>-<span id>" in hex; no sw8)."""
+        return self.fmt % (ids if self.one is not None else tuple(ids[s] for s in self.args))
+
+    def refill(self) -> bytes:
+        """Fill the pool with POOL fresh contexts and take one. The batch is made by C
+        calls, not a Python step per context: os.urandom's bytes in hex, as many digits
+        as the contexts' fields have bytes, laid out a context after the other; then
+        each place of the fields that is not an id's digit is set, for all contexts at
+        once (a slice with a step), and each digit the fields repeat (b3 writes the ids
+        twice) copied from its first place the same way. An id of all zeros, which the
+        formats forbid, is as likely as guessing an id, and is not checked for."""
+        size, fixed, copies, slices = self.batch or self._set_batch()
+        buf = bytearray(_hexlify(os.urandom(size * POOL // 2)))
+        for at, value in fixed:
+            buf[at::size] = value
+        for at, first in copies:
+            buf[at::size] = buf[first::size]
+        pool = list(map(bytes(buf).__getitem__, slices))
+        wire = pool.pop()
+        assert self.pool is not None
+        self.pool += pool
+        return wire
+
+    def _set_batch(self) -> tuple[int, list[tuple[int, bytes]], list[tuple[int, int]], list[slice]]:
+        """What refill() needs, worked out once: the size of one context's fields (even,
+        so that each context's digits start a byte of the random bytes), the places set
+        to a fixed byte and the bytes for all contexts, the places that repeat a digit
+        and where it is first, and the slice of each context."""
+        # the fields over ids whose every digit is a byte no field's text holds
+        probe = self.format(bytes(range(128, 160)) + b"-" + bytes(range(160, 176)))
+        size = len(probe) + len(probe) % 2
+        probe = probe.ljust(size, b" ")        # an odd size's spare byte: cut off by the slices
+        fixed: list[tuple[int, bytes]] = []
+        copies: list[tuple[int, int]] = []
+        first: dict[int, int] = {}
+        for at, b in enumerate(probe):
+            if b < 128:
+                fixed.append((at, bytes((b,)) * POOL))
+            elif b in first:
+                copies.append((at, first[b]))
+            else:
+                first[b] = at
+        n = len(self.format(_IDS))
+        self.batch = (size, fixed, copies, [slice(i * size, i * size + n) for i in range(POOL)])
+        return self.batch
 
     @classmethod
-    def of(cls, formats: tuple[str, ...], sw_who: str = "") -> "Fresh | None":
-        """`sw_who`: the fixed part of an sw8 value, "<service>-<instance>-" in base64."""
+    def of(cls, formats: tuple[str, ...], sw_who: str = "", sampled: bool = False) -> "Fresh | None":
+        """`sw_who`: the fixed part of an sw8 value, "<service>-<instance>-" in base64.
+        `sampled`: the fields of a sampled fresh trace (no sw8: None), as write() spells
+        its flag; their span id is then the first attempt's, the parent the upstream sees."""
         sw8 = "sw8" in formats
-        if sw8 and (formats[-1] != "sw8" or formats.count("sw8") > 1 or "%" in sw_who):
+        if sw8 and (sampled or formats[-1] != "sw8" or formats.count("sw8") > 1 or "%" in sw_who):
             return None
         parts: list[tuple[bytes, bytes, tuple[slice, ...]]] = []
         for fmt in formats:
             if fmt == "w3c":
-                parts.append((b"traceparent", b"00-%s-00", (_BOTH,)))
+                parts.append((b"traceparent", b"00-%s-01" if sampled else b"00-%s-00", (_BOTH,)))
             elif fmt == "b3":
-                parts += [(b"b3", b"%s-0", (_BOTH,)), (b"x-b3-traceid", b"%s", (_TRACE,)),
-                          (b"x-b3-spanid", b"%s", (_SPAN,)), (b"x-b3-sampled", b"0", ())]
+                flag = b"1" if sampled else b"0"
+                parts += [(b"b3", b"%s-" + flag, (_BOTH,)), (b"x-b3-traceid", b"%s", (_TRACE,)),
+                          (b"x-b3-spanid", b"%s", (_SPAN,)), (b"x-b3-sampled", flag, ())]
         return cls(parts, sw_who.encode("ascii") if sw8 else None)
 
 
 # the parts of "<trace id>-<span id>" in hex
 _BOTH, _TRACE, _SPAN = slice(None), slice(0, 32), slice(33, None)
 _IDS = b"t" * 32 + b"-" + b"s" * 16
+
+# contexts drawn per refill
+POOL = 128
+_hexlify = binascii.hexlify
+_POOLED: "weakref.WeakSet[Fresh]" = weakref.WeakSet()
+
+
+def _forget_pools() -> None:
+    for f in _POOLED:
+        if f.pool is not None:
+            f.pool.clear()
+
+
+os.register_at_fork(after_in_child=_forget_pools)

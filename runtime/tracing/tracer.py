@@ -21,15 +21,19 @@ the server span; a stream that uses neither pays one None slot.
 Each percentage is a threshold for a uniform 64-bit draw, computed once (the
 random and overall percentages multiply into one). A request that carries no trace
 header (nor x-client-trace-id) and that sampling leaves out is the common case at
-low rates, and the cheap one: begin() sees that in one C-level pass over the header
-names, takes its ids and its decision from one getrandbits() (the decision reads
-the trace id's low 64 bits, as OpenTelemetry's TraceIdRatioBased does), and makes
-an UnsampledTrace: no span list, no clock read, no attempt_status or finish call
-(the stream skips both for an unsampled trace), and on its first attempt the
-context goes upstream as one formatted bytes value (`wire`, which an HTTP/1.1
-upstream head appends as it is). Anything else asked of it (a retry, a rule's tag
-or forced decision) first turns it into the StreamTrace it stands for, in place,
-so ctx.trace never changes identity.
+low rates, and the cheap one. begin() sees that in one C-level pass over the header
+names; whether sampling takes it is a countdown: the number of such requests until
+the next one sampled is drawn at the random percentage (geometric, so each request
+is still taken independently with that probability), and a request between two
+only decrements it. It gets an UnsampledTrace: no span list, no clock read, no
+attempt_status or finish call (the stream skips both for an unsampled trace). Its
+ids were drawn ahead: where the written fields depend on the ids alone (no sw8),
+the encoded fields of a fresh context come from a pool (propagation.Fresh), and the
+first attempt appends them as they are and hands the bytes (`wire`) to an HTTP/1.1
+upstream head; with sw8 (which names the path and the peer) one getrandbits() gives
+the ids and the first attempt formats them. Anything else asked of it (a retry, a
+rule's tag or forced decision) first turns it into the StreamTrace it stands for,
+in place, so ctx.trace never changes identity.
 
 Malformed incoming headers are counted (tracing.<format>.invalid) and start a
 fresh trace; they never fail the request. The sink is bound by the worker that
@@ -38,6 +42,7 @@ serves the snapshot (proxy.tracing); it must not block.
 from __future__ import annotations
 
 import binascii
+import math
 import os
 import random
 import socket
@@ -54,6 +59,7 @@ if TYPE_CHECKING:
     from ..stats import Store
 
 _getrandbits = random.getrandbits
+_random = random.random
 _time_ns = time.time_ns
 
 Sink = Callable[[Record], None]
@@ -95,7 +101,7 @@ class Tracer:
     __slots__ = ("formats", "random_sampling", "client_sampling", "overall_sampling", "service",
                  "instance", "sink", "invalid", "sampled_total", "listener", "sw8", "sw_who",
                  "random_below", "client_below", "untouched", "fresh", "wire_n",
-                 "unsampled")
+                 "unsampled", "pool", "countdown", "log_keep", "fresh_sampled")
 
     def __init__(self, listener: str, formats: tuple[str, ...], random_sampling: float = 100.0,
                  client_sampling: float = 100.0, overall_sampling: float = 100.0,
@@ -120,7 +126,26 @@ class Tracer:
         self.untouched = propagation.READ_NAMES.isdisjoint
         self.fresh = propagation.Fresh.of(formats, self.sw_who)
         self.wire_n = len(self.fresh.names) + (self.fresh.sw8_at > 0) if self.fresh is not None else 0
-        self.unsampled = UnsampledW3C if formats == ("w3c",) else UnsampledTrace
+        fresh = self.fresh
+        self.pool = fresh.pool if fresh is not None else None
+        # a sampled fresh trace's first context, drawn ahead the same way (no sw8)
+        self.fresh_sampled = propagation.Fresh.of(formats, self.sw_who, True) if self.pool is not None else None
+        self.unsampled = (UnsampledW3C if formats == ("w3c",) else UnsampledPooled if self.pool is not None
+                          else UnsampledTrace)
+        # the countdown to the next fresh trace sampled: log(1 - p) of the random percentage
+        p = self.random_below / (1 << 64)
+        self.log_keep = math.log1p(-p) if 0.0 < p < 1.0 else (0.0 if p >= 1.0 else -math.inf)
+        self.countdown = self._gap()
+
+    def _gap(self) -> int:
+        """How many fresh traces from this one to the next one sampled (1: this one),
+        drawn so that each is sampled independently at the random percentage."""
+        k = self.log_keep
+        if k == 0.0:
+            return 1
+        if k == -math.inf:
+            return 1 << 62          # never (a request a nanosecond for a century and more)
+        return int(math.log(1.0 - _random()) / k) + 1
 
     def bind(self, sink: Sink | None, store: Store | None) -> None:
         """Where finished records go, and the store counting what this tracer sees."""
@@ -128,6 +153,7 @@ class Tracer:
         if store is not None:
             self.invalid = {f: store.counter(f"tracing.{f}.invalid") for f in propagation.FORMATS}
             self.sampled_total = store.counter("tracing.sampled")
+        self.countdown = self._gap()        # drawn afresh in each process that serves
 
     def decide(self, carried: bool | None, client_trace: bool) -> bool:
         if carried is not None:
@@ -137,23 +163,45 @@ class Tracer:
     def begin(self, ctx: StreamContext) -> None:
         """The request is admitted: its trace (continued or new) goes on ctx.trace."""
         if self.untouched(map(_first, ctx.request.headers.items)):
-            # no context to continue and no x-client-trace-id: a trace of its own,
-            # its ids and its decision from one draw. The trace id is the high 128
-            # bits, the server span id the low 64 (odd, so never 0); the decision
-            # reads the trace id's low 64 bits
+            self.begin_fresh(ctx)
+        else:
+            self._begin_read(ctx)
+
+    def begin_fresh(self, ctx: StreamContext) -> None:
+        """begin() for a request the caller knows holds none of propagation.READ_NAMES:
+        no context to continue and no x-client-trace-id, so a trace of its own."""
+        c = self.countdown - 1
+        if c:
+            self.countdown = c
+            t = _new(self.unsampled)
+            t.tracer = self
+            pool = self.pool
+            if pool is not None:
+                t.drawn = pool.pop() if pool else self.fresh.refill()   # type: ignore[union-attr]
+            else:
+                # the trace id is the high 128 bits, the server span id the low 64 (odd)
+                t.drawn = _getrandbits(192) | 1
+            t.start_wall = ctx.start_wall
+            ctx.trace = t
+            return
+        self.countdown = self._gap()
+        self.sampled_total.value += 1
+        fs = self.fresh_sampled
+        if fs is not None:
+            # the first attempt's context drawn ahead: its trace id is the trace's, its
+            # span id the first client span's; the server span's id is drawn here
+            wire = fs.pool.pop() if fs.pool else fs.refill()      # type: ignore[union-attr]
+            at = fs.trace_at
+            tr = ctx.trace = StreamTrace(self, int(wire[at:at + 32], 16) or 1, _id64(), 0, True, (), None,
+                                         int(ctx.start_wall * 1e9))
+            tr.drawn = wire
+        else:
             bits = _getrandbits(192) | 1
-            if bits >> 64 & _M64 >= self.random_below:
-                t = _new(self.unsampled)
-                t.tracer = self
-                t.bits = bits
-                t.start_wall = ctx.start_wall
-                ctx.trace = t
-                return
-            self.sampled_total.value += 1
             tr = ctx.trace = StreamTrace(self, bits >> 64 or 1, bits & _M64, 0, True, (), None,
                                          int(ctx.start_wall * 1e9))
-            tr.clean = True
-            return
+        tr.clean = True
+
+    def _begin_read(self, ctx: StreamContext) -> None:
         headers = ctx.request.headers
         parent, bad = propagation.read(headers, self.formats)
         for fmt in bad:
@@ -183,10 +231,10 @@ class Tracer:
 
 class StreamTrace:
     """One stream's place in its trace, and the spans it records while sampled."""
-    bits: int               # UnsampledTrace's ids, drawn at once (unused here)
+    drawn: Any             # UnsampledTrace's ids, drawn at begin() (unused here)
     __slots__ = ("tracer", "trace_id", "span_id", "parent_id", "sampled", "tracestate", "sw_parent",
                  "start_ns", "clients", "current", "segment_id", "sw_trace", "sw_ids", "replaced", "clean",
-                 "tags", "wire", "start_wall", "bits")
+                 "tags", "wire", "start_wall", "drawn")
 
     def __init__(self, tracer: Tracer, trace_id: int, span_id: int, parent_id: int, sampled: bool,
                  tracestate: tuple[tuple[str, str], ...], sw_parent: Sw8 | None, start_ns: int) -> None:
@@ -203,7 +251,12 @@ class StreamTrace:
         self.replaced = False               # the last attempt's context replaced one the request had
         self.clean = False                  # the request holds no trace header (none to remove)
         self.tags: dict[str, Any] | None = None   # rules' span attributes (trace tag), if any
-        self.wire: bytes | None = None      # what UnsampledTrace wrote, encoded (None here)
+        # the encoded fields the last attempt wrote, when they were written as one
+        # value drawn ahead (an HTTP/1.1 head appends them as they are); else None
+        self.wire: bytes | None = None
+        # a sampled fresh trace's first context, drawn ahead (Tracer.fresh_sampled)
+        # until its first attempt writes it; else None
+        self.drawn = None
         self.start_wall = 0.0               # UnsampledTrace's start, until it becomes this
         # SkyWalking's names for the same things (its trace id kept as it came), made
         # only when an sw8 header or a record needs them
@@ -230,6 +283,7 @@ class StreamTrace:
         attempt: it replaces the one begin() made, the carried flag included."""
         if sampled != self.sampled:
             self.sampled = sampled
+            self.drawn = None               # its flag says otherwise now
             self.tracer.sampled_total.value += 1 if sampled else -1
             if sampled and not self.segment_id:
                 self._sw_names()
@@ -242,8 +296,22 @@ class StreamTrace:
         """An upstream attempt: its client span, and the context on the upstream request."""
         if self.current is not None:
             self.attempt_end("")
-        span_id = _id64()
         tracer = self.tracer
+        drawn = self.drawn
+        if drawn is not None:
+            # the first attempt of a sampled fresh trace: its context was drawn ahead
+            self.drawn = None
+            fresh = tracer.fresh_sampled
+            at = fresh.span_at      # type: ignore[union-attr]
+            span_id = int(drawn[at:at + 16], 16)
+            self.wire = drawn
+            ctx.request.headers.items += zip(fresh.names, map(drawn.__getitem__, fresh.slices))  # type: ignore[union-attr]
+            self.clean = False
+            self.current = c = [span_id, _time_ns(), 0, cluster, host, attempt, 0, "", None]
+            self.clients.append(c)
+            return
+        self.wire = None
+        span_id = _id64()
         sw = None
         if tracer.sw8:
             # sample-trace-segment-span(the exit span: the attempt)-service-instance-endpoint-peer
@@ -301,9 +369,10 @@ class StreamTrace:
 
 class UnsampledTrace(StreamTrace):
     """An unsampled stream that started its own trace, before anything asks more of
-    it: only tracer, bits (trace id: the high 128 bits; server span id: the low 64)
-    and start_wall are set (begin() sets them without an __init__), then wire by the
-    first attempt; the rest reads from the class. It records nothing, and
+    it: only tracer, drawn (its ids: here one number, the trace id its high 128 bits
+    and the server span id its low 64) and start_wall are set (begin() sets them
+    without an __init__), then wire by the first attempt; the rest reads from the
+    class. It records nothing, and
     its first attempt writes the context with the server span's id as the parent,
     as Envoy does for an unsampled request. A retry, a tag or a forced decision
     first makes it the StreamTrace it stands for (_full): the same slots, so the
@@ -322,11 +391,11 @@ class UnsampledTrace(StreamTrace):
 
     @property
     def trace_id(self) -> int:  # type: ignore[override]
-        return self.bits >> 64 or 1
+        return self.drawn >> 64 or 1
 
     @property
     def span_id(self) -> int:  # type: ignore[override]
-        return self.bits & _M64
+        return self.drawn & _M64
 
     def _full(self, sampled: bool) -> None:
         """Become the StreamTrace begin() would have made (`sampled` its decision)."""
@@ -351,6 +420,7 @@ class UnsampledTrace(StreamTrace):
         me.clean = wire is None
         me.tags = None
         me.wire = None
+        me.drawn = None
         if sampled or me.tracer.sw8:
             me._sw_names()
         else:
@@ -372,7 +442,7 @@ class UnsampledTrace(StreamTrace):
             self.attempt_start(ctx, cluster, host, attempt)
             return
         # "<trace id>-<span id>" in hex, with no str made on the way
-        raw = self.bits.to_bytes(24, "big")
+        raw = self.drawn.to_bytes(24, "big")
         ids = _hexlify(raw, b"-", -16)
         one = fresh.one
         if one is not None:
@@ -401,16 +471,43 @@ class UnsampledTrace(StreamTrace):
         return None
 
 
-class UnsampledW3C(UnsampledTrace):
-    """UnsampledTrace when the listener writes W3C alone: its one field, with the
-    format and places of propagation.Fresh.of(("w3c",)) as constants."""
+class UnsampledPooled(UnsampledTrace):
+    """UnsampledTrace when the listener writes no sw8: `drawn` is its context
+    already encoded, from the pool of propagation.Fresh, and its ids are read back
+    from there when asked for."""
+    __slots__ = ()
+
+    @property
+    def trace_id(self) -> int:  # type: ignore[override]
+        at = self.tracer.fresh.trace_at      # type: ignore[union-attr]
+        return int(self.drawn[at:at + 32], 16) or 1
+
+    @property
+    def span_id(self) -> int:  # type: ignore[override]
+        at = self.tracer.fresh.span_at      # type: ignore[union-attr]
+        return int(self.drawn[at:at + 16], 16)
+
+    def attempt_start(self, ctx: StreamContext, cluster: str, host: str, attempt: int) -> None:
+        if attempt != 1:
+            self._full(False)
+            self.attempt_start(ctx, cluster, host, attempt)
+            return
+        fresh = self.tracer.fresh
+        wire = self.wire = self.drawn
+        ctx.request.headers.items += zip(fresh.names, map(wire.__getitem__, fresh.slices))  # type: ignore[union-attr]
+
+
+class UnsampledW3C(UnsampledPooled):
+    """UnsampledPooled when the listener writes W3C alone: its one field, at the
+    place propagation.Fresh.of(("w3c",)) gives it, as a constant."""
     __slots__ = ()
 
     def attempt_start(self, ctx: StreamContext, cluster: str, host: str, attempt: int) -> None:
         if attempt != 1:
-            UnsampledTrace.attempt_start(self, ctx, cluster, host, attempt)
+            self._full(False)
+            self.attempt_start(ctx, cluster, host, attempt)
             return
-        wire = self.wire = b"traceparent: 00-%s-00\r\n" % _hexlify(self.bits.to_bytes(24, "big"), b"-", -16)
+        wire = self.wire = self.drawn
         ctx.request.headers.items.append((b"traceparent", wire[13:68]))
 
 

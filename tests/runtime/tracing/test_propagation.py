@@ -109,3 +109,53 @@ def test_any_header_values_read_without_raising(pairs: list[tuple[str, str]], or
     if p is not None:
         assert p.fmt in ALL and p.trace_id >= 0 and p.span_id >= 0
         assert len(p.tracestate) <= 32
+
+
+# -- fresh contexts drawn ahead (Fresh's pool) --
+
+import os  # noqa: E402
+
+import pytest  # noqa: E402
+
+
+@pytest.mark.parametrize("formats", [("w3c",), ("b3",), ("w3c", "b3"), ("b3", "w3c")])
+@pytest.mark.parametrize("sampled", [False, True])
+def test_a_pool_of_fresh_contexts_is_what_write_writes(formats: tuple[str, ...], sampled: bool) -> None:
+    fresh = propagation.Fresh.of(formats, "", sampled)
+    assert fresh is not None and fresh.pool == []
+    drawn = [fresh.refill(), *fresh.pool]
+    assert len(drawn) == propagation.POOL == len(set(drawn))
+    for wire in drawn:
+        tid = int(wire[fresh.trace_at:fresh.trace_at + 32], 16)
+        sid = int(wire[fresh.span_at:fresh.span_at + 16], 16)
+        general = h()
+        propagation.write(general, formats, tid, sid, 0, sampled, (), None, True)
+        assert wire == b"".join(k + b": " + v + b"\r\n" for k, v in general.items)
+        # the header values stand where the slices say
+        assert [wire[s] for s in fresh.slices] == [v for _, v in general.items]
+    # the ids are random digits, not a pattern: 128 contexts use every hex digit at each place
+    assert all(len({w[fresh.trace_at + i] for w in drawn}) > 8 for i in range(32))
+
+
+def test_a_sampled_pool_needs_no_sw8() -> None:
+    assert propagation.Fresh.of(("w3c", "sw8"), "c2hvcA==-aS0x-", True) is None
+    unsampled = propagation.Fresh.of(("w3c", "sw8"), "c2hvcA==-aS0x-")
+    assert unsampled is not None and unsampled.pool is None       # its sw8 names the path and peer
+
+
+def test_a_forked_child_starts_with_empty_pools() -> None:
+    fresh = propagation.Fresh.of(("w3c",))
+    assert fresh is not None
+    fresh.refill()
+    assert fresh.pool
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(r)
+        os.write(w, b"%d" % len(fresh.pool or ()))
+        os._exit(0)
+    os.close(w)
+    got = os.read(r, 16)
+    os.close(r)
+    os.waitpid(pid, 0)
+    assert got == b"0" and fresh.pool

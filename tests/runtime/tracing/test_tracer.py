@@ -324,3 +324,68 @@ def test_the_sampling_threshold_is_exact_at_the_ends() -> None:
     t = Tracer("ingress", ("w3c",), random_sampling=0.0, client_sampling=100.0, overall_sampling=0.0)
     assert t.random_below == 0 == t.client_below
     assert not any(t.decide(None, True) for _ in range(100))
+
+
+# -- a fresh trace's sampling decision, and a sampled one's first context drawn ahead --
+
+def test_the_countdown_samples_each_fresh_trace_independently() -> None:
+    random.seed(5)
+    t = Tracer("ingress", ("w3c",), random_sampling=10.0)
+    t.bind(None, Store())
+    picks = []
+    for _ in range(30000):
+        ctx = ctx_with()
+        t.begin_fresh(ctx)
+        picks.append(ctx.trace.sampled)
+    n = sum(picks)
+    assert 2700 < n < 3300
+    # gaps between sampled requests are geometric: as many gaps of 1 as a Bernoulli
+    # process gives (p = 0.1 of the gaps), not a fixed stride
+    at = [i for i, s in enumerate(picks) if s]
+    gaps = [b - a for a, b in zip(at, at[1:])]
+    assert 0.06 < gaps.count(1) / len(gaps) < 0.14 and max(gaps) > 40
+
+
+def test_a_sampled_fresh_trace_writes_its_drawn_context_with_the_client_span_as_parent() -> None:
+    t = Tracer("ingress", ("w3c", "b3"), random_sampling=100.0, service="shop", instance="i-1")
+    out: list[Record] = []
+    t.bind(out.append, Store())
+    ctx = ctx_with()
+    t.begin_fresh(ctx)
+    tr = ctx.trace
+    assert type(tr) is StreamTrace and tr.sampled and tr.drawn is not None
+    tr.attempt_start(ctx, "web", "h:80", 1)
+    client = tr.clients[0][A_SPAN]
+    tp = ctx.request.headers.get("traceparent")
+    assert tp == f"00-{tr.trace_id_hex}-{client:016x}-01" and client != tr.span_id
+    assert ctx.request.headers.get("x-b3-sampled") == "1" and ctx.request.headers.get("x-b3-spanid") == f"{client:016x}"
+    assert tr.wire == b"".join(k + b": " + v + b"\r\n" for k, v in ctx.request.headers.items[-5:])
+    # a retry writes a new client span in place of the first
+    tr.attempt_start(ctx, "web", "h:81", 2)
+    (tp2,) = ctx.request.headers.get_all("traceparent")
+    assert tp2 == f"00-{tr.trace_id_hex}-{tr.clients[1][A_SPAN]:016x}-01" and tr.wire is None
+    tr.finish(ctx)
+    (rec,) = out
+    assert [s.parent_id for s in rec.spans] == [0, tr.span_id, tr.span_id]
+
+
+def test_a_sampled_fresh_trace_forced_out_writes_the_flag_off() -> None:
+    t = Tracer("ingress", ("w3c",), random_sampling=100.0)
+    t.bind(None, Store())
+    ctx = ctx_with()
+    t.begin_fresh(ctx)
+    tr = ctx.trace
+    tr.force(False)
+    tr.attempt_start(ctx, "web", "h:80", 1)
+    assert ctx.request.headers.get("traceparent").endswith("-00") and not tr.clients
+
+
+def test_begin_takes_the_fresh_path_only_without_a_header_it_reads() -> None:
+    t = Tracer("ingress", ("w3c",), random_sampling=0.0, client_sampling=100.0)
+    t.bind(None, Store())
+    ctx = ctx_with(("x-client-trace-id", "abc"))
+    t.begin(ctx)
+    assert ctx.trace.sampled                    # client_sampling, not the countdown
+    ctx = ctx_with()
+    t.begin(ctx)
+    assert not ctx.trace.sampled and isinstance(ctx.trace, UnsampledTrace)
