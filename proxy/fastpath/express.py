@@ -58,6 +58,11 @@ class ExpressMixin(StreamFields):
         if route is None or action is None:
             # no route (the vhost's steps may still answer) or one with steps
             self.express = False
+            if self.trace_wire is not None:
+                # steps may ask the trace for more: it becomes an object, its context
+                # unwritten again, to be written after what the steps add
+                self.listener.tracer.adopt(ctx, self.trace_wire, False)
+                self.trace_wire = None
             return self._decide()
         EXPRESS_RQ.value += 1
         ctx.vhost = vh
@@ -87,7 +92,13 @@ class ExpressMixin(StreamFields):
             ctx = self.ctx
             tr = ctx.trace
             if tr is None:
-                conn.send_request(ctx.request, ctx.source_address, 0, False, None, True, None, self.decoded)
+                w = self.trace_wire
+                if w is None:
+                    conn.send_request(ctx.request, ctx.source_address, 0, False, None, True, None, self.decoded)
+                else:
+                    # an unsampled trace's context, appended at admission (the last fields)
+                    conn.send_request(ctx.request, ctx.source_address, 0, False, None, True, None,
+                                      self.decoded, w, self.listener.tracer.wire_n)
             else:
                 # an unsampled trace of the request's own hands its context over encoded
                 conn.send_request(ctx.request, ctx.source_address, 0, False, None, True, None,

@@ -71,14 +71,18 @@ class DecideMixin(StreamFields):
         else:
             rid_s = rid.decode("latin-1")
         ctx.request_id = rid_s
+        grpc = ctype is not None and is_grpc_type(ctype)
         tracer = self.listener.tracer
         if tracer is not None:
-            # the trace it continues or starts (ctx.trace); one of its own, most often
+            # the trace it continues or starts (ctx.trace); one of its own, most often,
+            # which on the express path is only its context until more is asked of it
             if carried:
                 tracer.begin(ctx)
+            elif self.express and tracer.pool is not None and not grpc:
+                self.trace_wire = tracer.begin_express(ctx)
             else:
                 tracer.begin_fresh(ctx)
-        if ctype is not None and is_grpc_type(ctype):
+        if grpc:
             t = parse_grpc_timeout(ctx.request.headers.getb(b"grpc-timeout"))
             if t is not None:
                 ctx.timeout_override = t      # the caller's deadline bounds the whole call

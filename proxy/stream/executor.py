@@ -100,6 +100,9 @@ class HttpStream(DecideMixin, StepsMixin, AttemptMixin, RequestBodyMixin, Respon
         self.req_held = None     # request body events kept while a request body step is paused
         self.decoded = None      # the decoder's memo entry of the request head, when it came from one
         self.refused = False     # an attempt the upstream never processed was made again
+        # an express stream's unsampled fresh trace context, appended and encoded at
+        # admission, while it has no trace object (Tracer.begin_express)
+        self.trace_wire: bytes | None = None
 
     # -- what the servers, pools and mirrors read (contracts.Stream) --
     @property
@@ -150,6 +153,10 @@ class HttpStream(DecideMixin, StepsMixin, AttemptMixin, RequestBodyMixin, Respon
             self._steps(LOG, steps, 0, True)
         al = self.worker.access_logs.get(self.listener.config.name)
         if al is not None:
+            if self.trace_wire is not None:
+                # the trace the log may name (its id, its span's): as a trace object now
+                self.listener.tracer.adopt(ctx, self.trace_wire, True)
+                self.trace_wire = None
             al.write(ctx)
         if ctx.trace is not None and ctx.trace.sampled:
             ctx.trace.finish(ctx)       # the server span ends; its record goes to export

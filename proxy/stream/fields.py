@@ -40,7 +40,7 @@ class StreamFields:
         "upgrade", "tunnel_up", "up_keep_alive", "upstream_start", "retrying",
         "client_keep_alive", "paused_down", "wants_retry_5xx", "reused", "express",
         "idle_mark", "idle_since", "route_timeout", "resp_left", "held", "held_body", "mirror_body",
-        "timeout_at", "req_held", "decoded", "refused",
+        "timeout_at", "req_held", "decoded", "refused", "trace_wire",
     )
 
     ctx: StreamContext
@@ -90,6 +90,7 @@ class StreamFields:
     req_held: list[tuple[Any, Headers | None, bool]] | None
     decoded: object
     refused: bool
+    trace_wire: bytes | None
 
     if TYPE_CHECKING:
         # what one part of the lifecycle calls on another (each is defined in its module)

@@ -53,11 +53,13 @@ def bodiless_request_head(req: RequestHead, source: str, decoded: object = None,
     items = req.headers.items
     at = last = len(items) - 1
     tail: Any = None        # the trace context last: its fields, or `wire`
-    if at >= 0 and items[at][0] != b"x-request-id":
-        if wire is not None:
-            tail = wire
-            at = last = last - wire_n
-        elif items[at][0] in _PER_ATTEMPT:
+    if wire is not None:
+        tail = wire
+        at = last = last - wire_n
+        while at >= 0 and items[at][0] != b"x-request-id":
+            at -= 1
+    elif at >= 0 and items[at][0] != b"x-request-id":
+        if items[at][0] in _PER_ATTEMPT:
             while at > 0 and items[at - 1][0] in _PER_ATTEMPT:
                 at -= 1
             tail = items[at:]

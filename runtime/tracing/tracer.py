@@ -171,19 +171,58 @@ class Tracer:
         """begin() for a request the caller knows holds none of propagation.READ_NAMES:
         no context to continue and no x-client-trace-id, so a trace of its own."""
         c = self.countdown - 1
-        if c:
-            self.countdown = c
-            t = _new(self.unsampled)
-            t.tracer = self
-            pool = self.pool
-            if pool is not None:
-                t.drawn = pool.pop() if pool else self.fresh.refill()   # type: ignore[union-attr]
-            else:
-                # the trace id is the high 128 bits, the server span id the low 64 (odd)
-                t.drawn = _getrandbits(192) | 1
-            t.start_wall = ctx.start_wall
-            ctx.trace = t
-            return
+        if not c:
+            return self._begin_sampled(ctx)
+        self.countdown = c
+        t = _new(self.unsampled)
+        t.tracer = self
+        pool = self.pool
+        if pool is not None:
+            t.drawn = pool.pop() if pool else self.fresh.refill()   # type: ignore[union-attr]
+        else:
+            # the trace id is the high 128 bits, the server span id the low 64 (odd)
+            t.drawn = _getrandbits(192) | 1
+        t.start_wall = ctx.start_wall
+        ctx.trace = t
+
+    def begin_express(self, ctx: StreamContext) -> bytes | None:
+        """begin_fresh() for a stream on the express path (fastpath.express), when the
+        context is drawn ahead (`pool`): an unsampled trace is only its context, its
+        fields appended now (last, after the request id) and returned encoded, with
+        ctx.trace left None, so the stream runs as an untraced one and hands the bytes
+        to its upstream head. Whoever needs more of it first makes it the trace
+        object (adopt). A sampled trace is made as begin_fresh() makes it (None)."""
+        c = self.countdown - 1
+        if not c:
+            self._begin_sampled(ctx)
+            return None
+        self.countdown = c
+        pool = self.pool
+        wire = pool.pop() if pool else self.fresh.refill()     # type: ignore[union-attr]
+        fresh = self.fresh
+        one = fresh.one     # type: ignore[union-attr]
+        if one is not None:
+            ctx.request.headers.items.append((one, wire[fresh.at]))     # type: ignore[union-attr]
+        else:
+            ctx.request.headers.items += zip(fresh.names, map(wire.__getitem__, fresh.slices))  # type: ignore[union-attr]
+        return wire
+
+    def adopt(self, ctx: StreamContext, wire: bytes, written: bool) -> None:
+        """The trace object of a context begin_express() returned, on ctx.trace.
+        `written`: its fields went upstream (the object says so); else they are taken
+        off the request again (still the last ones), for its first attempt to write."""
+        t = _new(self.unsampled)
+        t.tracer = self
+        t.drawn = wire
+        t.start_wall = ctx.start_wall
+        if written:
+            t.wire = wire
+        else:
+            del ctx.request.headers.items[-self.wire_n:]
+        ctx.trace = t
+
+    def _begin_sampled(self, ctx: StreamContext) -> None:
+        """A fresh trace the random percentage samples (the countdown reached it)."""
         self.countdown = self._gap()
         self.sampled_total.value += 1
         fs = self.fresh_sampled

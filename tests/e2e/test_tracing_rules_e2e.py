@@ -55,6 +55,11 @@ def test_forced_sampling_exports_the_tagged_span_at_random_sampling_0(upstream, 
     assert plain.status == forced.status == 200
     sent = {m.target: m.header("traceparent") for m in up.requests}
     assert sent["/plain"].endswith("-00") and sent["/debug"].endswith("-01")
+    # the route's steps took both off the express path: the context an unsampled one
+    # drew at admission is written once, last, as a sampled one's is
+    for m in up.requests:
+        names = [k for k, _ in m.headers]
+        assert names.count("traceparent") == 1 and names[names.index("traceparent") + 1] == "x-forwarded-for", m
 
     spans = wait_until(lambda: [s for _, s in otlp.spans() if s.kind == 2] or None, WAIT, "a server span")
     time.sleep(0.3)                        # one more batch: the plain request must not follow

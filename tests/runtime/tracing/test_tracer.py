@@ -389,3 +389,48 @@ def test_begin_takes_the_fresh_path_only_without_a_header_it_reads() -> None:
     ctx = ctx_with()
     t.begin(ctx)
     assert not ctx.trace.sampled and isinstance(ctx.trace, UnsampledTrace)
+
+
+# -- an express stream's unsampled trace: its context alone until more is asked --
+
+@pytest.mark.parametrize("formats", [("w3c",), ("w3c", "b3")])
+def test_begin_express_appends_the_context_and_makes_no_trace(formats: tuple[str, ...]) -> None:
+    t = Tracer("ingress", formats, random_sampling=0.0)
+    t.bind(None, Store())
+    ctx = ctx_with()
+    before = list(ctx.request.headers.items)
+    wire = t.begin_express(ctx)
+    assert ctx.trace is None and wire is not None
+    added = ctx.request.headers.items[len(before):]
+    assert len(added) == t.wire_n and wire == b"".join(k + b": " + v + b"\r\n" for k, v in added)
+    assert w3c.parse_traceparent(ctx.request.headers.get("traceparent"))[2] == 0     # flag off
+    # the access log asks for its ids: the trace object of what went upstream
+    t.adopt(ctx, wire, True)
+    tr = ctx.trace
+    assert isinstance(tr, UnsampledTrace) and not tr.sampled
+    assert ctx.request.headers.get("traceparent") == f"00-{tr.trace_id_hex}-{tr.span_id:016x}-00"
+    assert ctx.request.headers.items[len(before):] == added          # nothing written twice
+
+
+def test_an_express_trace_taken_off_the_express_path_is_written_after_the_steps() -> None:
+    t = Tracer("ingress", ("w3c", "b3"), random_sampling=0.0)
+    t.bind(None, Store())
+    ctx = ctx_with()
+    before = list(ctx.request.headers.items)
+    wire = t.begin_express(ctx)
+    assert wire is not None
+    t.adopt(ctx, wire, False)
+    assert ctx.request.headers.items == before                       # its fields are taken off again
+    ctx.request.headers.add("x-step", "1")                           # what a route step adds
+    tr = ctx.trace
+    tr.attempt_start(ctx, "web", "h:80", 1)
+    names = [k for k, _ in ctx.request.headers.items]
+    assert names[len(before)] == b"x-step" and names.count(b"traceparent") == 1
+    assert tr.wire == wire and ctx.request.headers.get("x-b3-traceid") == tr.trace_id_hex
+
+
+def test_begin_express_samples_at_the_same_rate() -> None:
+    t = Tracer("ingress", ("w3c",), random_sampling=100.0)
+    t.bind(None, Store())
+    ctx = ctx_with()
+    assert t.begin_express(ctx) is None and ctx.trace.sampled
