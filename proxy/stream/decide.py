@@ -53,9 +53,10 @@ class DecideMixin(StreamFields):
         ctx = self.ctx
         # one pass for the three facts: the first request id and content type, as getb
         # would find them, and whether a header the tracer reads is there at all
+        items = ctx.request.headers.items
         rid = ctype = None
         carried = False
-        for k, v in ctx.request.headers.items:
+        for k, v in items:
             if k in _ADMIT_NAMES:
                 if k == b"x-request-id":
                     if rid is None:
@@ -67,7 +68,7 @@ class DecideMixin(StreamFields):
                     carried = True
         if rid is None:
             rid_s = new_request_id()
-            ctx.request.headers.items.append((b"x-request-id", rid_s.encode()))
+            items.append((b"x-request-id", rid_s.encode()))
         else:
             rid_s = rid.decode("latin-1")
         ctx.request_id = rid_s
@@ -79,7 +80,7 @@ class DecideMixin(StreamFields):
             if carried:
                 tracer.begin(ctx)
             elif self.express and tracer.pool is not None and not grpc:
-                self.trace_wire = tracer.begin_express(ctx)
+                self.trace_wire = tracer.begin_express(ctx, items)
             else:
                 tracer.begin_fresh(ctx)
         if grpc:

@@ -101,7 +101,7 @@ class Tracer:
     __slots__ = ("formats", "random_sampling", "client_sampling", "overall_sampling", "service",
                  "instance", "sink", "invalid", "sampled_total", "listener", "sw8", "sw_who",
                  "random_below", "client_below", "untouched", "fresh", "wire_n",
-                 "unsampled", "pool", "countdown", "log_keep", "fresh_sampled")
+                 "unsampled", "pool", "countdown", "log_keep", "fresh_sampled", "one", "one_at")
 
     def __init__(self, listener: str, formats: tuple[str, ...], random_sampling: float = 100.0,
                  client_sampling: float = 100.0, overall_sampling: float = 100.0,
@@ -128,6 +128,9 @@ class Tracer:
         self.wire_n = len(self.fresh.names) + (self.fresh.sw8_at > 0) if self.fresh is not None else 0
         fresh = self.fresh
         self.pool = fresh.pool if fresh is not None else None
+        # the one field a fresh context is, when it is one (W3C alone), and its value's place
+        self.one = fresh.one if fresh is not None else None
+        self.one_at = fresh.at if fresh is not None else slice(0)
         # a sampled fresh trace's first context, drawn ahead the same way (no sw8)
         self.fresh_sampled = propagation.Fresh.of(formats, self.sw_who, True) if self.pool is not None else None
         self.unsampled = (UnsampledW3C if formats == ("w3c",) else UnsampledPooled if self.pool is not None
@@ -185,13 +188,14 @@ class Tracer:
         t.start_wall = ctx.start_wall
         ctx.trace = t
 
-    def begin_express(self, ctx: StreamContext) -> bytes | None:
+    def begin_express(self, ctx: StreamContext, items: list[tuple[bytes, bytes]]) -> bytes | None:
         """begin_fresh() for a stream on the express path (fastpath.express), when the
         context is drawn ahead (`pool`): an unsampled trace is only its context, its
         fields appended now (last, after the request id) and returned encoded, with
         ctx.trace left None, so the stream runs as an untraced one and hands the bytes
         to its upstream head. Whoever needs more of it first makes it the trace
-        object (adopt). A sampled trace is made as begin_fresh() makes it (None)."""
+        object (adopt). A sampled trace is made as begin_fresh() makes it (None).
+        `items`: the request's header fields (ctx.request.headers.items)."""
         c = self.countdown - 1
         if not c:
             self._begin_sampled(ctx)
@@ -199,12 +203,12 @@ class Tracer:
         self.countdown = c
         pool = self.pool
         wire = pool.pop() if pool else self.fresh.refill()     # type: ignore[union-attr]
-        fresh = self.fresh
-        one = fresh.one     # type: ignore[union-attr]
+        one = self.one
         if one is not None:
-            ctx.request.headers.items.append((one, wire[fresh.at]))     # type: ignore[union-attr]
+            items.append((one, wire[self.one_at]))
         else:
-            ctx.request.headers.items += zip(fresh.names, map(wire.__getitem__, fresh.slices))  # type: ignore[union-attr]
+            fresh = self.fresh
+            items += zip(fresh.names, map(wire.__getitem__, fresh.slices))  # type: ignore[union-attr]
         return wire
 
     def adopt(self, ctx: StreamContext, wire: bytes, written: bool) -> None:

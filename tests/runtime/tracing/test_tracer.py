@@ -399,7 +399,7 @@ def test_begin_express_appends_the_context_and_makes_no_trace(formats: tuple[str
     t.bind(None, Store())
     ctx = ctx_with()
     before = list(ctx.request.headers.items)
-    wire = t.begin_express(ctx)
+    wire = t.begin_express(ctx, ctx.request.headers.items)
     assert ctx.trace is None and wire is not None
     added = ctx.request.headers.items[len(before):]
     assert len(added) == t.wire_n and wire == b"".join(k + b": " + v + b"\r\n" for k, v in added)
@@ -417,7 +417,7 @@ def test_an_express_trace_taken_off_the_express_path_is_written_after_the_steps(
     t.bind(None, Store())
     ctx = ctx_with()
     before = list(ctx.request.headers.items)
-    wire = t.begin_express(ctx)
+    wire = t.begin_express(ctx, ctx.request.headers.items)
     assert wire is not None
     t.adopt(ctx, wire, False)
     assert ctx.request.headers.items == before                       # its fields are taken off again
@@ -433,4 +433,4 @@ def test_begin_express_samples_at_the_same_rate() -> None:
     t = Tracer("ingress", ("w3c",), random_sampling=100.0)
     t.bind(None, Store())
     ctx = ctx_with()
-    assert t.begin_express(ctx) is None and ctx.trace.sampled
+    assert t.begin_express(ctx, ctx.request.headers.items) is None and ctx.trace.sampled
