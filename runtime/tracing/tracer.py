@@ -235,8 +235,8 @@ class Tracer:
             # span id the first client span's; the server span's id is drawn here
             wire = fs.pool.pop() if fs.pool else fs.refill()      # type: ignore[union-attr]
             at = fs.trace_at
-            tr = ctx.trace = StreamTrace(self, int(wire[at:at + 32], 16) or 1, _id64(), 0, True, (), None,
-                                         int(ctx.start_wall * 1e9))
+            tr = ctx.trace = StreamTrace(self, int(wire[at:at + 32], 16) or 1, _getrandbits(64) | 1, 0, True,
+                                         (), None, int(ctx.start_wall * 1e9))
             tr.drawn = wire
         else:
             bits = _getrandbits(192) | 1
@@ -348,7 +348,11 @@ class StreamTrace:
             at = fresh.span_at      # type: ignore[union-attr]
             span_id = int(drawn[at:at + 16], 16)
             self.wire = drawn
-            ctx.request.headers.items += zip(fresh.names, map(drawn.__getitem__, fresh.slices))  # type: ignore[union-attr]
+            one = fresh.one     # type: ignore[union-attr]
+            if one is not None:
+                ctx.request.headers.items.append((one, drawn[fresh.at]))     # type: ignore[union-attr]
+            else:
+                ctx.request.headers.items += zip(fresh.names, map(drawn.__getitem__, fresh.slices))  # type: ignore[union-attr]
             self.clean = False
             self.current = c = [span_id, _time_ns(), 0, cluster, host, attempt, 0, "", None]
             self.clients.append(c)
@@ -393,10 +397,19 @@ class StreamTrace:
 
     def finish(self, ctx: StreamContext) -> None:
         """The stream is logged: the server span ends and the record is handed over."""
-        if self.current is not None:
-            self.attempt_end(ctx.error_detail)
+        c = self.current
         if not self.sampled:
+            if c is not None:
+                self.attempt_end(ctx.error_detail)
             return
+        end = _time_ns()
+        if c is not None:
+            # the attempt still open ends with the stream, at the same time
+            self.current = None
+            c[A_END] = end
+            detail = ctx.error_detail
+            if detail:
+                c[A_MESSAGE] = detail
         sink = self.tracer.sink
         if sink is None:
             return
@@ -404,7 +417,7 @@ class StreamTrace:
         # this); turned into span attributes only by an exporter (span.StreamRecord)
         route = ctx.route
         resp = ctx.response
-        sink(StreamRecord(self, (_time_ns(), ctx.request, ctx.source_address, ctx.source_port,
+        sink(StreamRecord(self, (end, ctx.request, ctx.source_address, ctx.source_port,
                                  route.name if route is not None else "", ctx.cluster_name,
                                  ctx.upstream_address, ctx.attempt_count, ctx.request_id,
                                  resp.status if resp is not None else 0, ctx.error_detail)))
