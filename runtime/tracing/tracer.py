@@ -20,20 +20,28 @@ the server span; a stream that uses neither pays one None slot.
 
 Each percentage is a threshold for a uniform 64-bit draw, computed once (the
 random and overall percentages multiply into one). A request that carries no trace
-header (nor x-client-trace-id) and that sampling leaves out is the common case at
-low rates, and the cheap one. begin() sees that in one C-level pass over the header
-names; whether sampling takes it is a countdown: the number of such requests until
-the next one sampled is drawn at the random percentage (geometric, so each request
-is still taken independently with that probability), and a request between two
-only decrements it. It gets an UnsampledTrace: no span list, no clock read, no
+header (nor x-client-trace-id) is the common case, and at low rates one that
+sampling leaves out: the cheap one. Whether a header begin() reads is there comes
+from the stream's own pass over the header names (begin_fresh when none is), or
+one C-level pass (begin). Whether random sampling takes such a fresh trace is a
+countdown: the number of fresh traces to the next one sampled is drawn at the
+random percentage (geometric, so each is still taken independently with that
+probability), and one between two only decrements it.
+
+An unsampled fresh trace records nothing: no span list, no clock read, no
 attempt_status or finish call (the stream skips both for an unsampled trace). Its
-ids were drawn ahead: where the written fields depend on the ids alone (no sw8),
-the encoded fields of a fresh context come from a pool (propagation.Fresh), and the
-first attempt appends them as they are and hands the bytes (`wire`) to an HTTP/1.1
-upstream head; with sw8 (which names the path and the peer) one getrandbits() gives
-the ids and the first attempt formats them. Anything else asked of it (a retry, a
-rule's tag or forced decision) first turns it into the StreamTrace it stands for,
-in place, so ctx.trace never changes identity.
+ids are drawn ahead: where the written fields depend on the ids alone (no sw8),
+its context comes encoded from a pool (propagation.Fresh, a list pop), and the
+bytes (`wire`) are what an HTTP/1.1 upstream head appends as they are; with sw8
+(which names the path and the peer) one getrandbits() gives the ids and the first
+attempt formats them. On the express path (fastpath.express) such a trace is only
+its context: begin_express() appends the fields at admission and the stream keeps
+the bytes, with no trace object. Elsewhere it is an UnsampledTrace, whose first
+attempt writes the fields. Anything else asked of it (a retry, a rule's tag or
+forced decision, an access log naming its ids) first makes it the trace object it
+stands for (adopt, then _full), in place, so ctx.trace never changes identity once
+set. A sampled fresh trace draws its first context ahead the same way, with the
+flag on and its first client span's id.
 
 Malformed incoming headers are counted (tracing.<format>.invalid) and start a
 fresh trace; they never fail the request. The sink is bound by the worker that
