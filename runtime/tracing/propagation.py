@@ -14,7 +14,7 @@ import binascii
 import hashlib
 import os
 import weakref
-from typing import Any
+from typing import Any, cast
 
 from ..headers import Headers
 from . import b3, sw8, w3c
@@ -253,7 +253,7 @@ class Fresh:
             buf[at::size] = value
         for at, first in copies:
             buf[at::size] = buf[first::size]
-        pool = list(map(bytes(buf).__getitem__, slices))
+        pool = cast("list[bytes]", list(map(bytes(buf).__getitem__, slices)))
         wire = pool.pop()
         assert self.pool is not None
         self.pool += pool

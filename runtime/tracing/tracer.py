@@ -241,7 +241,7 @@ class Tracer:
         if fs is not None:
             # the first attempt's context drawn ahead: its trace id is the trace's, its
             # span id the first client span's; the server span's id is drawn here
-            wire = fs.pool.pop() if fs.pool else fs.refill()      # type: ignore[union-attr]
+            wire = fs.pool.pop() if fs.pool else fs.refill()
             at = fs.trace_at
             tr = ctx.trace = StreamTrace(self, int(wire[at:at + 32], 16) or 1, _getrandbits(64) | 1, 0, True,
                                          (), None, int(ctx.start_wall * 1e9))
