@@ -285,19 +285,22 @@ class Fresh:
     @classmethod
     def of(cls, formats: tuple[str, ...], sw_who: str = "", sampled: bool = False) -> "Fresh | None":
         """`sw_who`: the fixed part of an sw8 value, "<service>-<instance>-" in base64.
-        `sampled`: the fields of a sampled fresh trace (no sw8: None), as write() spells
-        its flag; their span id is then the first attempt's, the parent the upstream sees."""
+        `sampled`: the fields of a sampled fresh trace, W3C's alone (None for any other
+        formats: B3 also names the parent of the span it carries, the server span, and
+        sw8 the path and peer), with the flag on; their span id is then the first
+        attempt's, the parent the upstream sees."""
         sw8 = "sw8" in formats
-        if sw8 and (sampled or formats[-1] != "sw8" or formats.count("sw8") > 1 or "%" in sw_who):
+        if sampled and formats != ("w3c",):
+            return None
+        if sw8 and (formats[-1] != "sw8" or formats.count("sw8") > 1 or "%" in sw_who):
             return None
         parts: list[tuple[bytes, bytes, tuple[slice, ...]]] = []
         for fmt in formats:
             if fmt == "w3c":
                 parts.append((b"traceparent", b"00-%s-01" if sampled else b"00-%s-00", (_BOTH,)))
             elif fmt == "b3":
-                flag = b"1" if sampled else b"0"
-                parts += [(b"b3", b"%s-" + flag, (_BOTH,)), (b"x-b3-traceid", b"%s", (_TRACE,)),
-                          (b"x-b3-spanid", b"%s", (_SPAN,)), (b"x-b3-sampled", flag, ())]
+                parts += [(b"b3", b"%s-0", (_BOTH,)), (b"x-b3-traceid", b"%s", (_TRACE,)),
+                          (b"x-b3-spanid", b"%s", (_SPAN,)), (b"x-b3-sampled", b"0", ())]
         return cls(parts, sw_who.encode("ascii") if sw8 else None)
 
 

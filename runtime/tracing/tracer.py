@@ -40,8 +40,8 @@ the bytes, with no trace object. Elsewhere it is an UnsampledTrace, whose first
 attempt writes the fields. Anything else asked of it (a retry, a rule's tag or
 forced decision, an access log naming its ids) first makes it the trace object it
 stands for (adopt, then _full), in place, so ctx.trace never changes identity once
-set. A sampled fresh trace draws its first context ahead the same way, with the
-flag on and its first client span's id.
+set. A sampled fresh trace of a listener writing W3C alone draws its first context
+ahead the same way, with the flag on and its first client span's id.
 
 Malformed incoming headers are counted (tracing.<format>.invalid) and start a
 fresh trace; they never fail the request. The sink is bound by the worker that
@@ -139,7 +139,7 @@ class Tracer:
         # the one field a fresh context is, when it is one (W3C alone), and its value's place
         self.one = fresh.one if fresh is not None else None
         self.one_at = fresh.at if fresh is not None else slice(0)
-        # a sampled fresh trace's first context, drawn ahead the same way (no sw8)
+        # a sampled fresh trace's first context, drawn ahead the same way (W3C alone)
         self.fresh_sampled = propagation.Fresh.of(formats, self.sw_who, True) if self.pool is not None else None
         self.unsampled = (UnsampledW3C if formats == ("w3c",) else UnsampledPooled if self.pool is not None
                           else UnsampledTrace)

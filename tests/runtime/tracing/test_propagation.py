@@ -118,8 +118,8 @@ import os  # noqa: E402
 import pytest  # noqa: E402
 
 
-@pytest.mark.parametrize("formats", [("w3c",), ("b3",), ("w3c", "b3"), ("b3", "w3c")])
-@pytest.mark.parametrize("sampled", [False, True])
+@pytest.mark.parametrize("formats, sampled", [(("w3c",), False), (("b3",), False), (("w3c", "b3"), False),
+                                              (("b3", "w3c"), False), (("w3c",), True)])
 def test_a_pool_of_fresh_contexts_is_what_write_writes(formats: tuple[str, ...], sampled: bool) -> None:
     fresh = propagation.Fresh.of(formats, "", sampled)
     assert fresh is not None and fresh.pool == []
@@ -137,8 +137,10 @@ def test_a_pool_of_fresh_contexts_is_what_write_writes(formats: tuple[str, ...],
     assert all(len({w[fresh.trace_at + i] for w in drawn}) > 8 for i in range(32))
 
 
-def test_a_sampled_pool_needs_no_sw8() -> None:
-    assert propagation.Fresh.of(("w3c", "sw8"), "c2hvcA==-aS0x-", True) is None
+def test_a_sampled_pool_is_w3c_alone() -> None:
+    # B3 names the parent of the span it carries (the server span), sw8 the path and peer
+    for formats in (("w3c", "sw8"), ("b3",), ("w3c", "b3")):
+        assert propagation.Fresh.of(formats, "c2hvcA==-aS0x-", True) is None
     unsampled = propagation.Fresh.of(("w3c", "sw8"), "c2hvcA==-aS0x-")
     assert unsampled is not None and unsampled.pool is None       # its sw8 names the path and peer
 
