@@ -235,6 +235,13 @@ class Fresh:
             self.trace_at, self.span_at = probe.index(_IDS[_TRACE]), probe.index(_IDS[_SPAN])
             _POOLED.add(self)
 
+    def put(self, items: list[tuple[bytes, bytes]], wire: bytes) -> None:
+        """Append the fields `wire` (one of the pool's) encodes to a request's `items`."""
+        if self.one is not None:
+            items.append((self.one, wire[self.at]))
+        else:
+            items += zip(self.names, map(wire.__getitem__, self.slices))
+
     def format(self, ids: bytes) -> bytes:
         """The encoded fields for `ids` ("<trace id>-<span id>" in hex; no sw8)."""
         return self.fmt % (ids if self.one is not None else tuple(ids[s] for s in self.args))
@@ -260,14 +267,12 @@ class Fresh:
         return wire
 
     def _set_batch(self) -> tuple[int, list[tuple[int, bytes]], list[tuple[int, int]], list[slice]]:
-        """What refill() needs, worked out once: the size of one context's fields (even,
-        so that each context's digits start a byte of the random bytes), the places set
-        to a fixed byte and the bytes for all contexts, the places that repeat a digit
-        and where it is first, and the slice of each context."""
+        """What refill() needs, worked out once: the size of one context's fields, the
+        places set to a fixed byte and the bytes for all contexts, the places that
+        repeat a digit and where it is first, and the slice of each context."""
         # the fields over ids whose every digit is a byte no field's text holds
         probe = self.format(bytes(range(128, 160)) + b"-" + bytes(range(160, 176)))
-        size = len(probe) + len(probe) % 2
-        probe = probe.ljust(size, b" ")        # an odd size's spare byte: cut off by the slices
+        size = len(probe)
         fixed: list[tuple[int, bytes]] = []
         copies: list[tuple[int, int]] = []
         first: dict[int, int] = {}
@@ -278,8 +283,7 @@ class Fresh:
                 copies.append((at, first[b]))
             else:
                 first[b] = at
-        n = len(self.format(_IDS))
-        self.batch = (size, fixed, copies, [slice(i * size, i * size + n) for i in range(POOL)])
+        self.batch = (size, fixed, copies, [slice(i * size, (i + 1) * size) for i in range(POOL)])
         return self.batch
 
     @classmethod
@@ -308,7 +312,7 @@ class Fresh:
 _BOTH, _TRACE, _SPAN = slice(None), slice(0, 32), slice(33, None)
 _IDS = b"t" * 32 + b"-" + b"s" * 16
 
-# contexts drawn per refill
+# contexts drawn per refill (even: the batch's hex digits are whole random bytes)
 POOL = 128
 _hexlify = binascii.hexlify
 _POOLED: "weakref.WeakSet[Fresh]" = weakref.WeakSet()

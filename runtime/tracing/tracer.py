@@ -136,13 +136,13 @@ class Tracer:
         self.wire_n = len(self.fresh.names) + (self.fresh.sw8_at > 0) if self.fresh is not None else 0
         fresh = self.fresh
         self.pool = fresh.pool if fresh is not None else None
-        # the one field a fresh context is, when it is one (W3C alone), and its value's place
+        # the one field a fresh context is, when it is one (W3C alone), and its value's
+        # place: Fresh.put's, read here without a call (begin_express, per request)
         self.one = fresh.one if fresh is not None else None
         self.one_at = fresh.at if fresh is not None else slice(0)
         # a sampled fresh trace's first context, drawn ahead the same way (W3C alone)
         self.fresh_sampled = propagation.Fresh.of(formats, self.sw_who, True) if self.pool is not None else None
-        self.unsampled = (UnsampledW3C if formats == ("w3c",) else UnsampledPooled if self.pool is not None
-                          else UnsampledTrace)
+        self.unsampled = UnsampledPooled if self.pool is not None else UnsampledTrace
         # the countdown to the next fresh trace sampled: log(1 - p) of the random percentage
         p = self.random_below / (1 << 64)
         self.log_keep = math.log1p(-p) if 0.0 < p < 1.0 else (0.0 if p >= 1.0 else -math.inf)
@@ -215,8 +215,7 @@ class Tracer:
         if one is not None:
             items.append((one, wire[self.one_at]))
         else:
-            fresh = self.fresh
-            items += zip(fresh.names, map(wire.__getitem__, fresh.slices))  # type: ignore[union-attr]
+            self.fresh.put(items, wire)     # type: ignore[union-attr]
         return wire
 
     def adopt(self, ctx: StreamContext, wire: bytes, written: bool) -> None:
@@ -282,7 +281,7 @@ class Tracer:
 
 class StreamTrace:
     """One stream's place in its trace, and the spans it records while sampled."""
-    drawn: Any             # UnsampledTrace's ids, drawn at begin() (unused here)
+    drawn: Any              # the ids or the context drawn at begin() (see __init__ and UnsampledTrace)
     __slots__ = ("tracer", "trace_id", "span_id", "parent_id", "sampled", "tracestate", "sw_parent",
                  "start_ns", "clients", "current", "segment_id", "sw_trace", "sw_ids", "replaced", "clean",
                  "tags", "wire", "start_wall", "drawn")
@@ -356,11 +355,7 @@ class StreamTrace:
             at = fresh.span_at      # type: ignore[union-attr]
             span_id = int(drawn[at:at + 16], 16)
             self.wire = drawn
-            one = fresh.one     # type: ignore[union-attr]
-            if one is not None:
-                ctx.request.headers.items.append((one, drawn[fresh.at]))     # type: ignore[union-attr]
-            else:
-                ctx.request.headers.items += zip(fresh.names, map(drawn.__getitem__, fresh.slices))  # type: ignore[union-attr]
+            fresh.put(ctx.request.headers.items, drawn)       # type: ignore[union-attr]
             self.clean = False
             self.current = c = [span_id, _time_ns(), 0, cluster, host, attempt, 0, "", None]
             self.clients.append(c)
@@ -556,23 +551,8 @@ class UnsampledPooled(UnsampledTrace):
             self._full(False)
             self.attempt_start(ctx, cluster, host, attempt)
             return
-        fresh = self.tracer.fresh
-        wire = self.wire = self.drawn
-        ctx.request.headers.items += zip(fresh.names, map(wire.__getitem__, fresh.slices))  # type: ignore[union-attr]
-
-
-class UnsampledW3C(UnsampledPooled):
-    """UnsampledPooled when the listener writes W3C alone: its one field, at the
-    place propagation.Fresh.of(("w3c",)) gives it, as a constant."""
-    __slots__ = ()
-
-    def attempt_start(self, ctx: StreamContext, cluster: str, host: str, attempt: int) -> None:
-        if attempt != 1:
-            self._full(False)
-            self.attempt_start(ctx, cluster, host, attempt)
-            return
-        wire = self.wire = self.drawn
-        ctx.request.headers.items.append((b"traceparent", wire[13:68]))
+        self.wire = self.drawn
+        self.tracer.fresh.put(ctx.request.headers.items, self.drawn)     # type: ignore[union-attr]
 
 
 def make_tracer(listener: Any, tracing: Any) -> Tracer | None:
