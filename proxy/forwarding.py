@@ -42,10 +42,11 @@ def request_fields(items: Iterable[tuple[bytes, bytes]]) -> tuple[list, bytes | 
     return out, xff, conn_tokens
 
 
-def upstream_fields(req: RequestHead, source: str) -> list:
-    """The fields `req` carries upstream, framing aside: its end-to-end fields, then
-    X-Forwarded-For (with `source`) and X-Forwarded-Proto."""
-    out, xff, _ = request_fields(req.headers.items)
+def upstream_fields(req: RequestHead, source: str, extra: list | tuple = ()) -> list:
+    """The fields `req` carries upstream, framing aside: its end-to-end fields (with
+    `extra` after its own, as if it held them), then X-Forwarded-For (with `source`)
+    and X-Forwarded-Proto."""
+    out, xff, _ = request_fields([*req.headers.items, *extra] if extra else req.headers.items)
     addr = source.encode()
     out.append((b"x-forwarded-for", xff + b", " + addr if xff else addr))
     out.append((b"x-forwarded-proto", b"https" if req.scheme == "https" else b"http"))

@@ -60,7 +60,7 @@ class ExpressMixin(StreamFields):
             self.express = False
             if self.trace_wire is not None:
                 # steps may ask the trace for more: it becomes an object, its context
-                # unwritten again, to be written after what the steps add
+                # written by its first attempt, after what the steps add
                 self.listener.tracer.adopt(ctx, self.trace_wire, False)
                 self.trace_wire = None
             return self._decide()
@@ -86,9 +86,9 @@ class ExpressMixin(StreamFields):
 
     def _express_ready(self, conn: Upstream) -> None:
         if self._attach(conn):
-            # with no step, nothing but the request id (and last, the trace context) was
-            # added since the decode; a trace context that replaced the request's own
-            # changed it
+            # with no step, nothing but the request id (and last, the context a trace's
+            # attempt wrote) was added since the decode; a trace context that replaced
+            # the request's own changed it
             ctx = self.ctx
             tr = ctx.trace
             if tr is None:
@@ -96,9 +96,9 @@ class ExpressMixin(StreamFields):
                 if w is None:
                     conn.send_request(ctx.request, ctx.source_address, 0, False, None, True, None, self.decoded)
                 else:
-                    # an unsampled trace's context, appended at admission (the last fields)
+                    # an unsampled fresh trace's context, which the request does not hold
                     conn.send_request(ctx.request, ctx.source_address, 0, False, None, True, None,
-                                      self.decoded, w, self.listener.tracer.wire_n)
+                                      self.decoded, w)
             else:
                 # an unsampled trace of the request's own hands its context over encoded
                 conn.send_request(ctx.request, ctx.source_address, 0, False, None, True, None,

@@ -74,9 +74,10 @@ class Upstream(Protocol):
         """The request so far: its head (`body`: the Content-Length, 0 for none, None
         for a length unknown), the body chunks read so far, and its end if it came.
         `decoded`: the decoder's memo entry the head came from, when nothing but the
-        request id (and last, the trace context) was added since. `wire`: that trace
-        context encoded as HTTP/1.1 fields, the last `wire_n` fields of the head (an
-        HTTP/1.1 upstream writes it as it is; others read the fields)."""
+        request id (and last, the trace context) was added since. `wire`: the trace
+        context encoded as HTTP/1.1 fields, written last: the last `wire_n` fields of
+        the head, or with 0, fields the head does not hold (an HTTP/1.1 upstream
+        writes it as it is; others read the fields)."""
 
     def send_body(self, data: bytes) -> None: ...
 

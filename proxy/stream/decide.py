@@ -79,8 +79,8 @@ class DecideMixin(StreamFields):
             # which on the express path is only its context until more is asked of it
             if carried:
                 tracer.begin(ctx)
-            elif self.express and tracer.pool is not None and not grpc:
-                self.trace_wire = tracer.begin_express(ctx, items)
+            elif self.express and not grpc:
+                self.trace_wire = tracer.begin_express(ctx)
             else:
                 tracer.begin_fresh(ctx)
         if grpc:

@@ -100,8 +100,8 @@ class HttpStream(DecideMixin, StepsMixin, AttemptMixin, RequestBodyMixin, Respon
         self.req_held = None     # request body events kept while a request body step is paused
         self.decoded = None      # the decoder's memo entry of the request head, when it came from one
         self.refused = False     # an attempt the upstream never processed was made again
-        # an express stream's unsampled fresh trace context, appended and encoded at
-        # admission, while it has no trace object (Tracer.begin_express)
+        # an express stream's unsampled fresh trace context, encoded, for its upstream
+        # connection to write, while it has no trace object (Tracer.begin_express)
         self.trace_wire: bytes | None = None
 
     # -- what the servers, pools and mirrors read (contracts.Stream) --

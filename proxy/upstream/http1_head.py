@@ -7,7 +7,8 @@ byte for byte what the general encoder makes (tests/proxy/upstream/test_http1_he
 The trace context a tracer writes on each attempt (runtime.tracing.propagation) is
 per request too: it stands last, so a memo entry stops before it and it is encoded
 afresh, in its place before the forwarding fields (or, when the tracer hands it over
-encoded already, its bytes go there as they are).
+encoded already, its bytes go there as they are, whether the request's fields hold
+it or not).
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from ..codec.http1 import encode_request_head
 from ..fastpath import memo
 from ..fastpath.memo import remember
 from ..forwarding import request_fields, upstream_fields
-from mosnx.runtime.tracing.propagation import WRITTEN
+from mosnx.runtime.tracing.propagation import WRITTEN, fields_of
 
 # the fields a tracer writes last on each attempt
 _PER_ATTEMPT = frozenset(n for names in WRITTEN.values() for n in names)
@@ -49,11 +50,12 @@ def bodiless_request_head(req: RequestHead, source: str, decoded: object = None,
     request id was added to it since; what it encodes to is then also found by that
     entry's identity (the trace context written last aside: `decoded` is then given only
     when writing it removed nothing). `wire`: the trace context, when the tracer gives
-    it encoded already; it is the last `wire_n` fields."""
+    it encoded already: the last `wire_n` fields, or with 0, fields `req` does not
+    hold, written after the rest."""
     items = req.headers.items
     at = last = len(items) - 1
     tail: Any = None        # the trace context last: its fields, or `wire`
-    if wire is not None:
+    if wire_n and wire is not None:
         tail = wire
         at = last = last - wire_n
         while at >= 0 and items[at][0] != b"x-request-id":
@@ -74,7 +76,7 @@ def bodiless_request_head(req: RequestHead, source: str, decoded: object = None,
             BY_DECODED.hits += 1
             hit = m[1]
     if hit is None:
-        if wire is not None:
+        if tail is wire and wire is not None:
             items = items[:last + 1]
         try:
             if at == last:
@@ -96,14 +98,20 @@ def bodiless_request_head(req: RequestHead, source: str, decoded: object = None,
         if decoded is not None:
             remember(_BY_DECODED, BY_DECODED, id(decoded), (decoded, hit))
     before, after, xff, hop = hit
+    # (with a Connection header naming fields, one of the context's may stay behind)
     if tail is None:
-        trace = b""
-    elif wire is None:
+        if wire is None:
+            trace = b""
+        elif hop is None:       # fields the request does not hold (wire_n 0)
+            trace = wire
+        else:
+            trace = _fields(fields_of(wire), hop)
+    elif tail is wire:
+        trace = wire if hop is None else _fields(req.headers.items[last + 1:], hop)
+    else:
         trace = _fields(tail, hop)
-    elif hop is None:
-        trace = wire
-    else:       # the Connection header names fields: one of the context's may stay behind
-        trace = _fields(req.headers.items[last + 1:], hop)
+        if wire is not None:    # (a context a request holding per-attempt fields never gets)
+            trace += _fields(fields_of(wire), hop)
     addr = source.encode()
     return b"".join((before,
                      b"x-request-id: " + items[at][1] + b"\r\n" + after if after is not None else b"",

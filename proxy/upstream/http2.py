@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 
 from mosnx.runtime.headers import Headers
+from mosnx.runtime.tracing.propagation import fields_of
 
 from ..codec.http2 import H2HeadError, request_block, response_from_block, trailer_block, trailers_from_block
 from ..forwarding import upstream_fields
@@ -440,8 +441,11 @@ class H2UpStream(WindowedStream):
         """The request so far: its head (`body`: the Content-Length, 0 for none, None
         for a length unknown), the body `chunks` read so far, and its end when `ended`.
         An Upgrade has no HTTP/2 form (its fields are hop-by-hop and dropped). HEAD
-        needs nothing: HTTP/2 ends a bodiless answer with END_STREAM."""
-        self._framed(self._head, req, upstream_fields(req, source), body)
+        needs nothing: HTTP/2 ends a bodiless answer with END_STREAM. `wire`,
+        `wire_n`: a trace context the request's fields hold (the last wire_n), or with
+        0 do not, so its fields are read from it."""
+        self._framed(self._head, req, upstream_fields(req, source, fields_of(wire) if wire is not None and not wire_n
+                                                      else ()), body)
         if self.closed:
             return
         for c in chunks or ():

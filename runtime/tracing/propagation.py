@@ -13,8 +13,9 @@ from __future__ import annotations
 import binascii
 import hashlib
 import os
+import ssl
 import weakref
-from typing import Any, cast
+from typing import Any
 
 from ..headers import Headers
 from . import b3, sw8, w3c
@@ -198,8 +199,9 @@ class Fresh:
 
     Without sw8 the fields depend on the ids alone, so they are drawn ahead: `pool`
     holds encoded fields for fresh random ids, made POOL at a time by refill(), and
-    a request takes one with a list pop. Where the trace and span ids stand in them is `trace_at` and `span_at`.
-    A forked child starts with every pool empty, so no two processes share ids."""
+    a request takes one with a list pop. Where the trace and span ids stand in them
+    is `trace_at` and `span_at`. A forked child starts with every pool empty, so no
+    two processes share ids."""
     __slots__ = ("fmt", "args", "names", "slices", "one", "at", "sw8_at", "pool", "trace_at", "span_at",
                  "batch", "__weakref__")
 
@@ -248,30 +250,33 @@ class Fresh:
 
     def refill(self) -> bytes:
         """Fill the pool with POOL fresh contexts and take one. The batch is made by C
-        calls, not a Python step per context: os.urandom's bytes in hex, as many digits
-        as the contexts' fields have bytes, laid out a context after the other; then
-        each place of the fields that is not an id's digit is set, for all contexts at
-        once (a slice with a step), and each digit the fields repeat (b3 writes the ids
-        twice) copied from its first place the same way. An id of all zeros, which the
-        formats forbid, is as likely as guessing an id, and is not checked for."""
-        size, fixed, copies, slices = self.batch or self._set_batch()
-        buf = bytearray(_hexlify(os.urandom(size * POOL // 2)))
+        calls, not a Python step per context: random bytes in hex (OpenSSL's generator:
+        a kernel call costs several times more), as many digits as the contexts' fields
+        have bytes and one more each, laid out a context after the other; then each
+        place that is not an id's digit is set, for all contexts at once (a slice with
+        a step), each digit the fields repeat (b3 writes the ids twice) copied from its
+        first place the same way, and the byte after each context set to NUL, which
+        split() cuts the batch at. An id of all zeros, which the formats forbid, is as
+        likely as guessing an id, and is not checked for."""
+        size, fixed, copies = self.batch or self._set_batch()
+        buf = bytearray(_hexlify(_random_bytes(size * POOL // 2)))
         for at, value in fixed:
             buf[at::size] = value
         for at, first in copies:
             buf[at::size] = buf[first::size]
-        pool = cast("list[bytes]", list(map(bytes(buf).__getitem__, slices)))
-        wire = pool.pop()
+        drawn = bytes(buf).split(b"\0")
+        drawn.pop()             # what follows the last NUL: nothing
+        wire = drawn.pop()
         assert self.pool is not None
-        self.pool += pool
+        self.pool += drawn
         return wire
 
-    def _set_batch(self) -> tuple[int, list[tuple[int, bytes]], list[tuple[int, int]], list[slice]]:
-        """What refill() needs, worked out once: the size of one context's fields, the
-        places set to a fixed byte and the bytes for all contexts, the places that
-        repeat a digit and where it is first, and the slice of each context."""
+    def _set_batch(self) -> tuple[int, list[tuple[int, bytes]], list[tuple[int, int]]]:
+        """What refill() needs, worked out once: the size of one context's fields and
+        its NUL, the places set to a fixed byte and the bytes for all contexts, and the
+        places that repeat a digit and where it is first."""
         # the fields over ids whose every digit is a byte no field's text holds
-        probe = self.format(bytes(range(128, 160)) + b"-" + bytes(range(160, 176)))
+        probe = self.format(bytes(range(128, 160)) + b"-" + bytes(range(160, 176))) + b"\0"
         size = len(probe)
         fixed: list[tuple[int, bytes]] = []
         copies: list[tuple[int, int]] = []
@@ -283,7 +288,7 @@ class Fresh:
                 copies.append((at, first[b]))
             else:
                 first[b] = at
-        self.batch = (size, fixed, copies, [slice(i * size, (i + 1) * size) for i in range(POOL)])
+        self.batch = (size, fixed, copies)
         return self.batch
 
     @classmethod
@@ -308,6 +313,11 @@ class Fresh:
         return cls(parts, sw_who.encode("ascii") if sw8 else None)
 
 
+def fields_of(wire: bytes) -> list[tuple[bytes, bytes]]:
+    """The header fields a drawn context encodes ("name: value\r\n" each)."""
+    return [(k, v) for k, _, v in (f.partition(b": ") for f in wire[:-2].split(b"\r\n"))]
+
+
 # the parts of "<trace id>-<span id>" in hex
 _BOTH, _TRACE, _SPAN = slice(None), slice(0, 32), slice(33, None)
 _IDS = b"t" * 32 + b"-" + b"s" * 16
@@ -315,6 +325,7 @@ _IDS = b"t" * 32 + b"-" + b"s" * 16
 # contexts drawn per refill (even: the batch's hex digits are whole random bytes)
 POOL = 128
 _hexlify = binascii.hexlify
+_random_bytes = ssl.RAND_bytes
 _POOLED: "weakref.WeakSet[Fresh]" = weakref.WeakSet()
 
 

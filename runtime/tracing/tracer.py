@@ -26,7 +26,10 @@ from the stream's own pass over the header names (begin_fresh when none is), or
 one C-level pass (begin). Whether random sampling takes such a fresh trace is a
 countdown: the number of fresh traces to the next one sampled is drawn at the
 random percentage (geometric, so each is still taken independently with that
-probability), and one between two only decrements it.
+probability). Where contexts are drawn ahead (below), the countdown marks the
+sampled ones' places in the pool when it is filled (None), so a fresh trace costs
+one list pop, its sampling included; elsewhere one between two sampled only
+decrements it.
 
 An unsampled fresh trace records nothing: no span list, no clock read, no
 attempt_status or finish call (the stream skips both for an unsampled trace). Its
@@ -35,8 +38,9 @@ its context comes encoded from a pool (propagation.Fresh, a list pop), and the
 bytes (`wire`) are what an HTTP/1.1 upstream head appends as they are; with sw8
 (which names the path and the peer) one getrandbits() gives the ids and the first
 attempt formats them. On the express path (fastpath.express) such a trace is only
-its context: begin_express() appends the fields at admission and the stream keeps
-the bytes, with no trace object. Elsewhere it is an UnsampledTrace, whose first
+its context: the stream keeps the bytes begin_express() took for its upstream
+connection to write, with no trace object and no field added to the request.
+Elsewhere it is an UnsampledTrace, whose first
 attempt writes the fields. Anything else asked of it (a retry, a rule's tag or
 forced decision, an access log naming its ids) first makes it the trace object it
 stands for (adopt, then _full), in place, so ctx.trace never changes identity once
@@ -56,7 +60,7 @@ import random
 import socket
 import time
 from operator import itemgetter
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, cast
 
 from . import propagation
 from .span import A_END, A_EXTRA, A_MESSAGE, A_STATUS, Attempt, Record, StreamRecord
@@ -109,7 +113,7 @@ class Tracer:
     __slots__ = ("formats", "random_sampling", "client_sampling", "overall_sampling", "service",
                  "instance", "sink", "invalid", "sampled_total", "listener", "sw8", "sw_who",
                  "random_below", "client_below", "untouched", "fresh", "wire_n",
-                 "unsampled", "pool", "countdown", "log_keep", "fresh_sampled", "one", "one_at")
+                 "unsampled", "pool", "countdown", "log_keep", "fresh_sampled")
 
     def __init__(self, listener: str, formats: tuple[str, ...], random_sampling: float = 100.0,
                  client_sampling: float = 100.0, overall_sampling: float = 100.0,
@@ -135,11 +139,9 @@ class Tracer:
         self.fresh = propagation.Fresh.of(formats, self.sw_who)
         self.wire_n = len(self.fresh.names) + (self.fresh.sw8_at > 0) if self.fresh is not None else 0
         fresh = self.fresh
-        self.pool = fresh.pool if fresh is not None else None
-        # the one field a fresh context is, when it is one (W3C alone), and its value's
-        # place: Fresh.put's, read here without a call (begin_express, per request)
-        self.one = fresh.one if fresh is not None else None
-        self.one_at = fresh.at if fresh is not None else slice(0)
+        # the fresh contexts drawn ahead, None in the place of each that random
+        # sampling takes (_draw)
+        self.pool = cast("list[bytes | None] | None", fresh.pool if fresh is not None else None)
         # a sampled fresh trace's first context, drawn ahead the same way (W3C alone)
         self.fresh_sampled = propagation.Fresh.of(formats, self.sw_who, True) if self.pool is not None else None
         self.unsampled = UnsampledPooled if self.pool is not None else UnsampledTrace
@@ -165,6 +167,8 @@ class Tracer:
             self.invalid = {f: store.counter(f"tracing.{f}.invalid") for f in propagation.FORMATS}
             self.sampled_total = store.counter("tracing.sampled")
         self.countdown = self._gap()        # drawn afresh in each process that serves
+        if self.pool:
+            self.pool.clear()               # its places of sampled traces were the old countdown's
 
     def decide(self, carried: bool | None, client_trace: bool) -> bool:
         if carried is not None:
@@ -181,60 +185,82 @@ class Tracer:
     def begin_fresh(self, ctx: StreamContext) -> None:
         """begin() for a request the caller knows holds none of propagation.READ_NAMES:
         no context to continue and no x-client-trace-id, so a trace of its own."""
-        c = self.countdown - 1
-        if not c:
-            return self._begin_sampled(ctx)
-        self.countdown = c
+        pool = self.pool
+        drawn: Any
+        if pool is not None:
+            drawn = pool.pop() if pool else self._draw()
+            if drawn is None:
+                return self._begin_sampled(ctx)
+        else:
+            c = self.countdown - 1
+            if not c:
+                self.countdown = self._gap()
+                return self._begin_sampled(ctx)
+            self.countdown = c
+            # the trace id is the high 128 bits, the server span id the low 64 (odd)
+            drawn = _getrandbits(192) | 1
         t = _new(self.unsampled)
         t.tracer = self
-        pool = self.pool
-        if pool is not None:
-            t.drawn = pool.pop() if pool else self.fresh.refill()   # type: ignore[union-attr]
-        else:
-            # the trace id is the high 128 bits, the server span id the low 64 (odd)
-            t.drawn = _getrandbits(192) | 1
+        t.drawn = drawn
         t.start_wall = ctx.start_wall
         ctx.trace = t
 
-    def begin_express(self, ctx: StreamContext, items: list[tuple[bytes, bytes]]) -> bytes | None:
-        """begin_fresh() for a stream on the express path (fastpath.express), when the
-        context is drawn ahead (`pool`): an unsampled trace is only its context, its
-        fields appended now (last, after the request id) and returned encoded, with
-        ctx.trace left None, so the stream runs as an untraced one and hands the bytes
-        to its upstream head. Whoever needs more of it first makes it the trace
-        object (adopt). A sampled trace is made as begin_fresh() makes it (None).
-        `items`: the request's header fields (ctx.request.headers.items)."""
-        c = self.countdown - 1
-        if not c:
+    def begin_express(self, ctx: StreamContext) -> bytes | None:
+        """begin_fresh() for a stream on the express path (fastpath.express). Where the
+        context is drawn ahead (`pool`), an unsampled trace is only its context: the
+        encoded fields are returned, with ctx.trace left None, so the stream runs as
+        an untraced one and hands the bytes to its upstream connection, which writes
+        them last. The request's own fields never hold them: nothing between here
+        and the upstream reads them (as Envoy's router writes the context when it
+        forwards). Whoever needs more of it first makes it the trace object (adopt).
+        Any other trace is made as begin_fresh() makes it (None)."""
+        pool = self.pool
+        if pool:
+            drawn = pool.pop()
+            if drawn is not None:
+                return drawn
             self._begin_sampled(ctx)
             return None
-        self.countdown = c
+        if pool is None:
+            self.begin_fresh(ctx)
+            return None
+        drawn = self._draw()
+        if drawn is None:
+            self._begin_sampled(ctx)
+        return drawn
+
+    def _draw(self) -> bytes | None:
+        """The pool is empty: fill it, put None in the place of each fresh trace random
+        sampling takes (the countdown: fresh traces to the next one sampled, 1 the
+        next), and take the first. At 100 % every place would be None: none is drawn."""
+        if self.log_keep == 0.0:
+            return None
         pool = self.pool
-        wire = pool.pop() if pool else self.fresh.refill()     # type: ignore[union-attr]
-        one = self.one
-        if one is not None:
-            items.append((one, wire[self.one_at]))
-        else:
-            self.fresh.put(items, wire)     # type: ignore[union-attr]
-        return wire
+        assert pool is not None
+        pool.append(self.fresh.refill())     # type: ignore[union-attr]
+        n = len(pool)           # the k-th taken is pool[n - k]
+        c = self.countdown
+        while c <= n:
+            pool[n - c] = None
+            c += self._gap()
+        self.countdown = c - n
+        return pool.pop()
 
     def adopt(self, ctx: StreamContext, wire: bytes, written: bool) -> None:
         """The trace object of a context begin_express() returned, on ctx.trace.
-        `written`: its fields went upstream (the object says so); else they are taken
-        off the request again (still the last ones), for its first attempt to write."""
+        `written`: it went upstream (the object says so), and its fields now go on the
+        request too, as the request written; else its first attempt writes them."""
         t = _new(self.unsampled)
         t.tracer = self
         t.drawn = wire
         t.start_wall = ctx.start_wall
         if written:
             t.wire = wire
-        else:
-            del ctx.request.headers.items[-self.wire_n:]
+            self.fresh.put(ctx.request.headers.items, wire)     # type: ignore[union-attr]
         ctx.trace = t
 
     def _begin_sampled(self, ctx: StreamContext) -> None:
-        """A fresh trace the random percentage samples (the countdown reached it)."""
-        self.countdown = self._gap()
+        """A fresh trace random sampling takes."""
         self.sampled_total.value += 1
         fs = self.fresh_sampled
         if fs is not None:

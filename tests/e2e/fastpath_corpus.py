@@ -181,6 +181,9 @@ LISTENERS: dict[str, dict] = {
     # client's sampled context asks for): express streams write the context last
     "traced": {"route": {"cluster": "web", "timeout": "10s"},
                "tracing": {"propagation": ["w3c", "b3"], "random_sampling": "0%"}},
+    # the same to an HTTP/2 upstream, which reads the express stream's context as fields
+    "traced_h2": {"route": {"cluster": "h2web", "timeout": "10s"},
+                  "tracing": {"propagation": ["w3c", "b3"], "random_sampling": "0%"}},
 }
 
 # cluster -> endpoints: "up" is the recording upstream, "dead" a port nothing listens on
@@ -671,6 +674,12 @@ CONVERSATIONS: tuple = (
         Send(req("GET", "/t/4", headers=(("x-request-id", "client-traced-1"), ("x-b3-sampled", "0")))), Read(),
         Send(req("POST", "/t/5", body=b"traced body")), Read(),
     ), (200,) * 7),
+    H1("traced-h2", "traced_h2", (
+        Send(req("GET", "/h2up/a")), Read(),
+        Send(req("GET", "/h2up/a")), Read(),
+        Send(req("GET", "/h2up/a", headers=(("connection", "traceparent"),))), Read(),
+        Send(req("GET", "/h2up/a", headers=(("x-request-id", "client-traced-2"),))), Read(),
+    ), (200,) * 4),
     # --- last, since it changes the rules: a reload on a connection kept open across
     # it. The express vhost gets a response step and the split turns around: nothing
     # remembered may answer as before

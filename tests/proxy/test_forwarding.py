@@ -23,6 +23,15 @@ def test_upstream_fields_append_the_forwarding_headers():
                                                 (b"x-forwarded-proto", b"http")]
 
 
+def test_extra_fields_go_upstream_as_if_the_request_held_them():
+    req = RequestHead("GET", "/", Headers([(b"host", b"h"), (b"connection", b"b3")]), "1.1", "http")
+    extra = [(b"traceparent", b"00-t-s-00"), (b"b3", b"t-s-0")]
+    assert upstream_fields(req, "10.0.0.1", extra) == [(b"host", b"h"), (b"traceparent", b"00-t-s-00"),
+                                                       (b"x-forwarded-for", b"10.0.0.1"),
+                                                       (b"x-forwarded-proto", b"http")]
+    assert req.headers.items == [(b"host", b"h"), (b"connection", b"b3")]      # untouched
+
+
 def test_response_fields_end_to_end():
     items = [(b"connection", b"close, x-private"), (b"x-private", b"1"), (b"keep-alive", b"5"),
              (b"transfer-encoding", b"chunked"), (b"content-length", b"3"), (b"server", b"s")]

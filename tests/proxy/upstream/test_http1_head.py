@@ -100,9 +100,12 @@ WIRED = [
 
 @pytest.mark.parametrize("items", WIRED)
 @pytest.mark.parametrize("decoded", [False, True])
-def test_a_trace_context_handed_over_encoded_gives_the_general_head(items, decoded):
-    """An unsampled trace hands its fields over encoded (`wire`, the last `wire_n`
-    fields): the head is byte for byte the general one, from memory or not."""
+@pytest.mark.parametrize("held", [True, False])
+def test_a_trace_context_handed_over_encoded_gives_the_general_head(items, decoded, held):
+    """An unsampled trace hands its fields over encoded (`wire`): the last `wire_n`
+    fields of the request, or (express, wire_n 0) fields the request does not hold.
+    The head is byte for byte the general one of the request with them, from memory
+    or not."""
     heads._UPSTREAM_HEADS.clear()
     heads._BY_DECODED.clear()
     n = sum(1 for k, _ in items if k in (b"traceparent", b"b3", b"x-b3-traceid", b"x-b3-spanid", b"x-b3-sampled"))
@@ -111,6 +114,16 @@ def test_a_trace_context_handed_over_encoded_gives_the_general_head(items, decod
         fields = [(k, v + span if k == b"traceparent" else v) for k, v in items]
         wire = b"".join(k + b": " + v + b"\r\n" for k, v in fields[-n:])
         want = request_head(RequestHead("GET", "/p", Headers(list(fields)), "1.1"), "127.0.0.9", False, False)
-        got = bodiless_request_head(RequestHead("GET", "/p", Headers(fields), "1.1"), "127.0.0.9",
-                                    entry if decoded else None, wire, n)
+        got = bodiless_request_head(RequestHead("GET", "/p", Headers(fields if held else fields[:-n]), "1.1"),
+                                    "127.0.0.9", entry if decoded else None, wire, n if held else 0)
         assert got == want
+
+
+def test_a_wire_count_without_a_wire_is_no_trace_context():
+    """A trace whose attempt wrote no encoded context gives None with its count: the
+    fields it wrote are the request's own, last."""
+    heads._UPSTREAM_HEADS.clear()
+    items = [(b"host", b"a"), (b"x-request-id", b"id"), (b"traceparent", b"00-" + b"a" * 32 + b"-" + b"1" * 16 + b"-01"),
+             (b"b3", b"x")]
+    want = request_head(RequestHead("GET", "/", Headers(list(items)), "1.1"), "127.0.0.1", False, False)
+    assert bodiless_request_head(RequestHead("GET", "/", Headers(list(items)), "1.1"), "127.0.0.1", None, None, 2) == want

@@ -131,8 +131,9 @@ def test_a_pool_of_fresh_contexts_is_what_write_writes(formats: tuple[str, ...],
         general = h()
         propagation.write(general, formats, tid, sid, 0, sampled, (), None, True)
         assert wire == b"".join(k + b": " + v + b"\r\n" for k, v in general.items)
-        # the header values stand where the slices say
+        # the header values stand where the slices say, and read back as the fields
         assert [wire[s] for s in fresh.slices] == [v for _, v in general.items]
+        assert propagation.fields_of(wire) == general.items
     # the ids are random digits, not a pattern: 128 contexts use every hex digit at each place
     assert all(len({w[fresh.trace_at + i] for w in drawn}) > 8 for i in range(32))
 

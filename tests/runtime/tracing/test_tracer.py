@@ -328,13 +328,21 @@ def test_the_sampling_threshold_is_exact_at_the_ends() -> None:
 
 # -- a fresh trace's sampling decision, and a sampled one's first context drawn ahead --
 
-def test_the_countdown_samples_each_fresh_trace_independently() -> None:
+@pytest.mark.parametrize("formats", [("w3c",), ("w3c", "sw8")])
+def test_the_countdown_samples_each_fresh_trace_independently(formats: tuple[str, ...]) -> None:
+    # with W3C alone the sampled ones' places are marked in the pool of contexts drawn
+    # ahead (many refills here); with sw8 nothing is drawn ahead and it counts down
     random.seed(5)
-    t = Tracer("ingress", ("w3c",), random_sampling=10.0)
+    t = Tracer("ingress", formats, random_sampling=10.0)
     t.bind(None, Store())
+    assert (t.pool is not None) == (formats == ("w3c",))
     picks = []
-    for _ in range(30000):
+    for i in range(30000):
         ctx = ctx_with()
+        if i % 2 and t.pool is not None:
+            picks.append(t.begin_express(ctx) is None)      # both ways take from one pool
+            assert ctx.trace is None or ctx.trace.sampled
+            continue
         t.begin_fresh(ctx)
         picks.append(ctx.trace.sampled)
     n = sum(picks)
@@ -401,22 +409,24 @@ def test_begin_takes_the_fresh_path_only_without_a_header_it_reads() -> None:
 # -- an express stream's unsampled trace: its context alone until more is asked --
 
 @pytest.mark.parametrize("formats", [("w3c",), ("w3c", "b3")])
-def test_begin_express_appends_the_context_and_makes_no_trace(formats: tuple[str, ...]) -> None:
+def test_begin_express_gives_the_context_and_makes_no_trace(formats: tuple[str, ...]) -> None:
     t = Tracer("ingress", formats, random_sampling=0.0)
     t.bind(None, Store())
     ctx = ctx_with()
     before = list(ctx.request.headers.items)
-    wire = t.begin_express(ctx, ctx.request.headers.items)
+    wire = t.begin_express(ctx)
     assert ctx.trace is None and wire is not None
-    added = ctx.request.headers.items[len(before):]
-    assert len(added) == t.wire_n and wire == b"".join(k + b": " + v + b"\r\n" for k, v in added)
-    assert w3c.parse_traceparent(ctx.request.headers.get("traceparent"))[2] == 0     # flag off
-    # the access log asks for its ids: the trace object of what went upstream
+    assert ctx.request.headers.items == before               # the upstream connection writes it
+    fields = propagation.fields_of(wire)
+    assert len(fields) == t.wire_n and wire == b"".join(k + b": " + v + b"\r\n" for k, v in fields)
+    assert w3c.parse_traceparent(dict(fields)[b"traceparent"].decode())[2] == 0     # flag off
+    # the access log asks for its ids: the trace object of what went upstream, whose
+    # fields the request now holds as it was written
     t.adopt(ctx, wire, True)
     tr = ctx.trace
-    assert isinstance(tr, UnsampledTrace) and not tr.sampled
+    assert isinstance(tr, UnsampledTrace) and not tr.sampled and tr.wire == wire
+    assert ctx.request.headers.items[len(before):] == fields
     assert ctx.request.headers.get("traceparent") == f"00-{tr.trace_id_hex}-{tr.span_id:016x}-00"
-    assert ctx.request.headers.items[len(before):] == added          # nothing written twice
 
 
 def test_an_express_trace_taken_off_the_express_path_is_written_after_the_steps() -> None:
@@ -424,10 +434,10 @@ def test_an_express_trace_taken_off_the_express_path_is_written_after_the_steps(
     t.bind(None, Store())
     ctx = ctx_with()
     before = list(ctx.request.headers.items)
-    wire = t.begin_express(ctx, ctx.request.headers.items)
+    wire = t.begin_express(ctx)
     assert wire is not None
     t.adopt(ctx, wire, False)
-    assert ctx.request.headers.items == before                       # its fields are taken off again
+    assert ctx.request.headers.items == before
     ctx.request.headers.add("x-step", "1")                           # what a route step adds
     tr = ctx.trace
     tr.attempt_start(ctx, "web", "h:80", 1)
@@ -440,4 +450,5 @@ def test_begin_express_samples_at_the_same_rate() -> None:
     t = Tracer("ingress", ("w3c",), random_sampling=100.0)
     t.bind(None, Store())
     ctx = ctx_with()
-    assert t.begin_express(ctx, ctx.request.headers.items) is None and ctx.trace.sampled
+    assert t.begin_express(ctx) is None and ctx.trace.sampled
+    assert t.pool == []                 # every fresh trace sampled: no context drawn for nothing
