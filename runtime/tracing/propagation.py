@@ -14,6 +14,7 @@ import binascii
 import hashlib
 import os
 import ssl
+import struct
 import weakref
 from typing import Any
 
@@ -252,31 +253,29 @@ class Fresh:
         """Fill the pool with POOL fresh contexts and take one. The batch is made by C
         calls, not a Python step per context: random bytes in hex (OpenSSL's generator:
         a kernel call costs several times more), as many digits as the contexts' fields
-        have bytes and one more each, laid out a context after the other; then each
-        place that is not an id's digit is set, for all contexts at once (a slice with
-        a step), each digit the fields repeat (b3 writes the ids twice) copied from its
-        first place the same way, and the byte after each context set to NUL, which
-        split() cuts the batch at. An id of all zeros, which the formats forbid, is as
-        likely as guessing an id, and is not checked for."""
-        size, fixed, copies = self.batch or self._set_batch()
+        have bytes, laid out a context after the other; then each place that is not an
+        id's digit is set, for all contexts at once (a slice with a step), and each
+        digit the fields repeat (b3 writes the ids twice) copied from its first place
+        the same way; one struct unpack cuts the contexts apart. An id of all zeros,
+        which the formats forbid, is as likely as guessing an id, and is not checked
+        for."""
+        size, fixed, copies, cut = self.batch or self._set_batch()
         buf = bytearray(_hexlify(_random_bytes(size * POOL // 2)))
         for at, value in fixed:
             buf[at::size] = value
         for at, first in copies:
             buf[at::size] = buf[first::size]
-        drawn = bytes(buf).split(b"\0")
-        drawn.pop()             # what follows the last NUL: nothing
-        wire = drawn.pop()
-        assert self.pool is not None
-        self.pool += drawn
-        return wire
+        pool = self.pool
+        assert pool is not None
+        pool += cut(buf)
+        return pool.pop()
 
-    def _set_batch(self) -> tuple[int, list[tuple[int, bytes]], list[tuple[int, int]]]:
-        """What refill() needs, worked out once: the size of one context's fields and
-        its NUL, the places set to a fixed byte and the bytes for all contexts, and the
-        places that repeat a digit and where it is first."""
+    def _set_batch(self) -> tuple[int, list[tuple[int, bytes]], list[tuple[int, int]], Any]:
+        """What refill() needs, worked out once: the size of one context's fields, the
+        places set to a fixed byte and the bytes for all contexts, the places that
+        repeat a digit and where it is first, and what cuts a batch into contexts."""
         # the fields over ids whose every digit is a byte no field's text holds
-        probe = self.format(bytes(range(128, 160)) + b"-" + bytes(range(160, 176))) + b"\0"
+        probe = self.format(bytes(range(128, 160)) + b"-" + bytes(range(160, 176)))
         size = len(probe)
         fixed: list[tuple[int, bytes]] = []
         copies: list[tuple[int, int]] = []
@@ -288,7 +287,7 @@ class Fresh:
                 copies.append((at, first[b]))
             else:
                 first[b] = at
-        self.batch = (size, fixed, copies)
+        self.batch = (size, fixed, copies, struct.Struct(f"{size}s" * POOL).unpack)
         return self.batch
 
     @classmethod
