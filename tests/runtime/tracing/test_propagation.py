@@ -134,7 +134,7 @@ def test_a_pool_of_fresh_contexts_is_what_write_writes(formats: tuple[str, ...],
         # the header values stand where the slices say, and read back as the fields
         assert [wire[s] for s in fresh.slices] == [v for _, v in general.items]
         assert propagation.fields_of(wire) == general.items
-    # the ids are random digits, not a pattern: 128 contexts use every hex digit at each place
+    # the ids are random digits, not a pattern: a batch uses every hex digit at each place
     assert all(len({w[fresh.trace_at + i] for w in drawn}) > 8 for i in range(32))
 
 
