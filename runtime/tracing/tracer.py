@@ -215,16 +215,10 @@ class Tracer:
         forwards). Whoever needs more of it first makes it the trace object (adopt).
         Any other trace is made as begin_fresh() makes it (None)."""
         pool = self.pool
-        if pool:
-            drawn = pool.pop()
-            if drawn is not None:
-                return drawn
-            self._begin_sampled(ctx)
-            return None
         if pool is None:
             self.begin_fresh(ctx)
             return None
-        drawn = self._draw()
+        drawn = pool.pop() if pool else self._draw()
         if drawn is None:
             self._begin_sampled(ctx)
         return drawn
