@@ -77,7 +77,8 @@ def test_caller_mosnx_and_agent_segments_chain(mosnx, oap, reviews):
     assert up_ref.parentTraceSegmentId == edge.traceSegmentId
     assert up_ref.parentSpanId == exit_.spanId
     assert up_ref.parentService == "mosnx-edge" and up_ref.parentServiceInstance == "edge-1"
-    assert proxy.stat("tracing.skywalking.spans_exported") >= 2
+    # the collector holds the segment before the export call returns and is counted
+    assert proxy.wait_stat("tracing.skywalking.spans_exported", 2) >= 2
 
 
 def test_unreachable_oap_costs_a_counter(mosnx, reviews):
