@@ -38,6 +38,11 @@ class DecideMixin(StreamFields):
             if self._admit() or not self.express:
                 # a gRPC call's deadline and trailers-only errors take the general path
                 self.express = False
+                if self.trace_wire is not None:
+                    # steps may ask the trace for more: an object, whose first attempt
+                    # writes its context
+                    self.listener.tracer.adopt(self.ctx, self.trace_wire, False)
+                    self.trace_wire = None
                 self._decide()
             else:
                 self._express()
@@ -79,10 +84,19 @@ class DecideMixin(StreamFields):
             # which on the express path is only its context until more is asked of it
             if carried:
                 tracer.begin(ctx)
-            elif self.express and not grpc:
-                self.trace_wire = tracer.begin_express(ctx)
             else:
-                tracer.begin_fresh(ctx)
+                # Tracer.begin_express, its usual case inline: an unsampled trace's
+                # context drawn ahead, which the stream keeps (start() makes it a trace
+                # object off the express path); None in its place, a sampled trace
+                pool = tracer.pool
+                if pool:
+                    w = pool.pop()
+                    if w:
+                        self.trace_wire = w
+                    else:
+                        tracer.begin_sampled(ctx)
+                else:
+                    self.trace_wire = tracer.begin_express(ctx)
         if grpc:
             t = parse_grpc_timeout(ctx.request.headers.getb(b"grpc-timeout"))
             if t is not None:

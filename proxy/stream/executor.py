@@ -101,7 +101,8 @@ class HttpStream(DecideMixin, StepsMixin, AttemptMixin, RequestBodyMixin, Respon
         self.decoded = None      # the decoder's memo entry of the request head, when it came from one
         self.refused = False     # an attempt the upstream never processed was made again
         # an express stream's unsampled fresh trace context, encoded, for its upstream
-        # connection to write, while it has no trace object (Tracer.begin_express)
+        # connection to write, while it has no trace object (Tracer.begin_express; a
+        # stream off the express path makes it one at once, in start())
         self.trace_wire: bytes | None = None
 
     # -- what the servers, pools and mirrors read (contracts.Stream) --

@@ -140,7 +140,9 @@ class Tracer:
         self.wire_n = len(self.fresh.names) + (self.fresh.sw8_at > 0) if self.fresh is not None else 0
         fresh = self.fresh
         # the fresh contexts drawn ahead, None in the place of each that random
-        # sampling takes (_draw)
+        # sampling takes (_draw). A caller on the hot path may take the last itself
+        # (begin_express's usual case): a context is what begin_express returns, None
+        # calls for begin_sampled(); an empty pool is begin_express's to refill
         self.pool = cast("list[bytes | None] | None", fresh.pool if fresh is not None else None)
         # a sampled fresh trace's first context, drawn ahead the same way (W3C alone)
         self.fresh_sampled = propagation.Fresh.of(formats, self.sw_who, True) if self.pool is not None else None
@@ -190,12 +192,12 @@ class Tracer:
         if pool is not None:
             drawn = pool.pop() if pool else self._draw()
             if drawn is None:
-                return self._begin_sampled(ctx)
+                return self.begin_sampled(ctx)
         else:
             c = self.countdown - 1
             if not c:
                 self.countdown = self._gap()
-                return self._begin_sampled(ctx)
+                return self.begin_sampled(ctx)
             self.countdown = c
             # the trace id is the high 128 bits, the server span id the low 64 (odd)
             drawn = _getrandbits(192) | 1
@@ -206,13 +208,14 @@ class Tracer:
         ctx.trace = t
 
     def begin_express(self, ctx: StreamContext) -> bytes | None:
-        """begin_fresh() for a stream on the express path (fastpath.express). Where the
-        context is drawn ahead (`pool`), an unsampled trace is only its context: the
-        encoded fields are returned, with ctx.trace left None, so the stream runs as
-        an untraced one and hands the bytes to its upstream connection, which writes
-        them last. The request's own fields never hold them: nothing between here
-        and the upstream reads them (as Envoy's router writes the context when it
-        forwards). Whoever needs more of it first makes it the trace object (adopt).
+        """begin_fresh() for a stream that can keep the context itself (an HTTP stream,
+        proxy.stream.decide: on the express path it keeps it; off it, it adopts it at
+        once). Where the context is drawn ahead (`pool`), an unsampled trace is only its
+        context: the encoded fields are returned, with ctx.trace left None, so the
+        stream runs as an untraced one and hands the bytes to its upstream connection,
+        which writes them last. The request's own fields never hold them: nothing
+        between here and the upstream reads them (as Envoy's router writes the context
+        when it forwards). Whoever needs more of it first makes it the trace object (adopt).
         Any other trace is made as begin_fresh() makes it (None)."""
         pool = self.pool
         if pool is None:
@@ -220,7 +223,7 @@ class Tracer:
             return None
         drawn = pool.pop() if pool else self._draw()
         if drawn is None:
-            self._begin_sampled(ctx)
+            self.begin_sampled(ctx)
         return drawn
 
     def _draw(self) -> bytes | None:
@@ -253,8 +256,9 @@ class Tracer:
             self.fresh.put(ctx.request.headers.items, wire)     # type: ignore[union-attr]
         ctx.trace = t
 
-    def _begin_sampled(self, ctx: StreamContext) -> None:
-        """A fresh trace random sampling takes."""
+    def begin_sampled(self, ctx: StreamContext) -> None:
+        """A fresh trace random sampling takes (also the trace of a None taken from
+        `pool`)."""
         self.sampled_total.value += 1
         fs = self.fresh_sampled
         if fs is not None:

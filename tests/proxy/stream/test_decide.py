@@ -73,3 +73,40 @@ def test_a_weighted_pick_follows_the_weights():
     picks = [pick_weighted((("a", 1), ("b", 3))) for _ in range(4000)]
     assert 0.2 < picks.count("a") / 4000 < 0.3
     assert pick_weighted((("only", 0), ("last", 0))) == "last"
+
+
+def test_a_traced_express_request_takes_a_context_drawn_ahead(tmp_path):
+    # the usual case inline (Tracer.begin_express): a context from the tracer's pool and
+    # no trace object; a place random sampling marked gives a sampled trace instead, at
+    # the listener's rate over many refills of the pool
+    rig = Rig(tmp_path, """
+    listeners:
+      - name: l
+        address: 127.0.0.1:18080
+        route: {cluster: up}
+        tracing: {propagation: [w3c], random_sampling: 10%}
+    clusters:
+      - {name: up, endpoints: ["127.0.0.1:10001"]}
+    """)
+    wires = set()
+    sampled = 0
+    for _ in range(3000):
+        s, _ = rig.stream(path="/x", express=True)
+        s.start()
+        if s.ctx.trace is None:
+            name, _, value = s.trace_wire.partition(b": ")
+            assert name == b"traceparent" and value.startswith(b"00-") and value.endswith(b"-00\r\n")
+            wires.add(s.trace_wire)
+        else:
+            assert s.ctx.trace.sampled and s.trace_wire is None
+            sampled += 1
+    assert len(wires) == 3000 - sampled and 200 < sampled < 400
+    # a request that carries a context continues it; a gRPC call leaves the express path
+    s, _ = rig.stream(path="/x", express=True,
+                      headers=[("traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")])
+    s.start()
+    assert s.ctx.trace.trace_id == 0x0af7651916cd43dd8448eb211c80319c and s.trace_wire is None
+    s, _ = rig.stream(method="POST", path="/x", body=None, express=True,
+                      headers=[("content-type", "application/grpc")])
+    s.start()
+    assert s.ctx.trace is not None and s.trace_wire is None
