@@ -10,16 +10,26 @@ a trace (wrk sends no context) and sampled spans go over OTLP/gRPC to a sink
 * Envoy: HCM `tracing: {random_sampling: P, provider: envoy.tracers.opentelemetry}` with a
   gRPC service on an HTTP/2 cluster to the same sink.
 
-Pinning as bench/run.py: wrk, the upstream and the sink on CPU 0 (`--load-cpu`), the proxy
-alone on CPU 1 (`--proxy-cpu`), one worker (`--workers 1`, `--concurrency 1`). Each run
-starts the proxy afresh, warms up, waits for a quiet machine, then runs `wrk -t1 -c N -d D`.
-Modes alternate within each run (off, 1%, 100%, per proxy) so drift on a shared machine hits
-all alike. Reported per proxy and mode: the median req/s and CPU µs per request (the
-proxy's process tree, the figure a busy machine disturbs least) of `--runs` runs, each as a
-cost relative to that proxy's tracing-off figure, and the spans the sink received. Every
-wrk run is bounded (duration + 20 s); every server is stopped at the end. Only 127.0.0.1.
+Pinning as bench/run.py: wrk, the upstream and the sinks on CPU 0 (`--load-cpu`), the
+proxies on CPU 1 (`--proxy-cpu`), one worker each (`--workers 1`, `--concurrency 1`).
 
-  bench/tracing.py [--targets mosnx,envoy] [--runs 3] [--duration 5] [--connections 32] [--json]
+The figures are differences of a few per cent on a machine shared with others, whose load
+comes and goes by the second, so the modes are measured in short interleaved slices
+rather than one long run each. A run starts every proxy and mode afresh (each with its
+own sink), warms each up, waits for a quiet machine, then runs `--rounds` rounds; a round
+gives each proxy and mode one `wrk -t1 -c N -d D` slice, in an order rotated from round
+to round, with a pause (`--gap`) after each slice so that spans still being exported do
+not fall into the next one. CPU is each proxy's process tree's (every thread, from
+/proc's schedstat). Reported per proxy and mode, over every slice of `--runs` runs: the
+median req/s and CPU µs per request, and the cost of tracing as the ratio of those
+medians to the same proxy's with tracing off; beside it, each slice against the same
+round's slice with tracing off, as the median and quartiles over the rounds, which
+shows how far the machine's own noise reaches.
+Also the spans each sink received in the last run. Every wrk slice is bounded
+(duration + 20 s); every server is stopped at the end. Only 127.0.0.1.
+
+  bench/tracing.py [--targets mosnx,envoy] [--modes off,1%,100%] [--runs 3] [--rounds 10]
+                   [--duration 2] [--gap 0.5] [--connections 32] [--json]
 """
 from __future__ import annotations
 
@@ -31,6 +41,7 @@ import signal
 import statistics
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
@@ -94,11 +105,22 @@ def proxy_server(target: str, mode: str, workdir: Path, tools: dict, upstream: i
     return wrkbench.Server(f"{target}-{mode.rstrip('%')}", argv, port, cpu, sub)
 
 
+def quartiles(values: list[float]) -> tuple[float, float, float]:
+    if len(values) < 2:
+        v = values[0] if values else 0.0
+        return v, v, v
+    q = statistics.quantiles(values, n=4, method="inclusive")
+    return q[0], q[1], q[2]
+
+
 def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--targets", default="mosnx,envoy")
-    ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--duration", type=int, default=5, help="seconds per wrk run")
+    ap.add_argument("--modes", default=",".join(MODES), help="of off, 1%%, 100%% (off among them)")
+    ap.add_argument("--runs", type=int, default=3, help="times every proxy is started afresh")
+    ap.add_argument("--rounds", type=int, default=10, help="slices per proxy and mode in a run")
+    ap.add_argument("--duration", type=int, default=2, help="seconds per wrk slice")
+    ap.add_argument("--gap", type=float, default=0.5, help="seconds of pause after each slice")
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--connections", type=int, default=32)
     ap.add_argument("--mosnx", default=str(REPO / ".venv" / "bin" / "mosnx"))
@@ -113,8 +135,13 @@ def main(argv: list[str]) -> int:
     targets = [t for t in args.targets.split(",") if t]
     if not set(targets) <= {"mosnx", "envoy"} or not targets:
         ap.error("--targets takes mosnx and/or envoy")
-    if not 1 <= args.runs <= 20 or not 1 <= args.duration <= 60:
-        ap.error("--runs must be 1-20 and --duration 1-60 s")
+    modes = [m for m in args.modes.split(",") if m]
+    if not set(modes) <= set(MODES) or "off" not in modes:
+        ap.error("--modes takes off, 1% and 100%, off among them")
+    if not 1 <= args.runs <= 20 or not 1 <= args.rounds <= 500 or not 1 <= args.duration <= 60:
+        ap.error("--runs must be 1-20, --rounds 1-500 and --duration 1-60 s")
+    if not 0 <= args.gap <= 10:
+        ap.error("--gap must be 0-10 s")
     pin = (os.cpu_count() or 1) >= 2
     load_cpu, proxy_cpu = (args.load_cpu, args.proxy_cpu) if pin else (None, None)
 
@@ -131,56 +158,79 @@ def main(argv: list[str]) -> int:
                                             "-p", str(workdir)], up_port, load_cpu, workdir)
     upstream.start(args.ready_timeout)
     python = Path(tools["mosnx"]).resolve().parent / "python"
+    sink_python = str(python if python.exists() else sys.executable)
 
-    keys = [(t, m) for t in targets for m in MODES]
-    rps: dict[str, list[float]] = {f"{t} {m}": [] for t, m in keys}
-    cpu_us: dict[str, list[float]] = {k: [] for k in rps}
-    spans: dict[str, list[int]] = {k: [] for k in rps}
-    errors: dict[str, int] = {k: 0 for k in rps}
+    keys = [f"{t} {m}" for t in targets for m in MODES if m in modes]
+    rps: dict[str, list[float]] = {k: [] for k in keys}
+    cpu_us: dict[str, list[float]] = {k: [] for k in keys}
+    spans: dict[str, int] = {k: -1 for k in keys}
+    errors: dict[str, int] = {k: 0 for k in keys}
     for i in range(args.runs):
-        for target, mode in keys:
-            key = f"{target} {mode}"
-            sink_port = wrkbench.free_port()
-            count = workdir / f"spans-{target}-{mode.rstrip('%')}-{i}"
-            sink = wrkbench.Server("otlp-sink", [str(python if python.exists() else sys.executable),
-                                                 str(BENCH / "otlp_sink.py"), str(sink_port), str(count)],
-                                   sink_port, load_cpu, workdir)
-            sink.start_listening(args.ready_timeout)
-            proxy = proxy_server(target, mode, workdir, tools, up_port, sink_port, proxy_cpu)
-            try:
+        servers: dict[str, tuple[wrkbench.Server, wrkbench.Server, Path]] = {}
+        try:
+            for key in keys:
+                target, mode = key.split()
+                sink_port = wrkbench.free_port()
+                count = workdir / f"spans-{target}-{mode.rstrip('%')}-{i}"
+                sink = wrkbench.Server(f"otlp-sink-{target}-{mode.rstrip('%')}",
+                                       [sink_python, str(BENCH / "otlp_sink.py"), str(sink_port), str(count)],
+                                       sink_port, load_cpu, workdir)
+                sink.start_listening(args.ready_timeout)
+                proxy = proxy_server(target, mode, workdir, tools, up_port, sink_port, proxy_cpu)
+                servers[key] = (proxy, sink, count)
                 proxy.start(args.ready_timeout)
                 wrkbench.run_wrk(wrk, proxy.port, args.connections, args.warmup, load_cpu)
-                wrkbench.wait_quiet(args.quiet_timeout, args.quiet_threshold)
-                cpu0 = wrkbench.tree_cpu_s(proxy.pid)
-                res, _ = wrkbench.run_wrk(wrk, proxy.port, args.connections, args.duration, load_cpu)
-                cpu1 = wrkbench.tree_cpu_s(proxy.pid)
-            finally:
+            wrkbench.wait_quiet(args.quiet_timeout, args.quiet_threshold)
+            for rnd in range(args.rounds):
+                at = rnd % len(keys)
+                for key in keys[at:] + keys[:at]:
+                    proxy = servers[key][0]
+                    cpu0 = wrkbench.tree_cpu_ns(proxy.pid)
+                    res, _ = wrkbench.run_wrk(wrk, proxy.port, args.connections, args.duration, load_cpu)
+                    cpu1 = wrkbench.tree_cpu_ns(proxy.pid)
+                    rps[key].append(res["rps"])
+                    cpu_us[key].append((cpu1 - cpu0) / 1e3 / max(res["requests"], 1))
+                    errors[key] += res["socket_errors"] + res["non_2xx"]
+                    time.sleep(args.gap)
+                print(f"run {i + 1}/{args.runs} round {rnd + 1}/{args.rounds}: " +
+                      "  ".join(f"{k} {rps[k][-1]:.0f} req/s {cpu_us[k][-1]:.1f} µs" for k in keys), flush=True)
+        finally:
+            for proxy, _, _ in servers.values():
                 proxy.stop()        # first: a proxy flushes its spans on SIGTERM
+            for _, sink, _ in servers.values():
                 sink.stop()         # SIGTERM: the sink writes its count
-            n = max(res["requests"], 1)
-            rps[key].append(res["rps"])
-            cpu_us[key].append(1e6 * (cpu1 - cpu0) / n)
-            spans[key].append(int(count.read_text()) if count.exists() else -1)
-            errors[key] += res["socket_errors"] + res["non_2xx"]
-            print(f"run {i + 1}/{args.runs} {key:12s}: {res['rps']:9.0f} req/s  {cpu_us[key][-1]:6.1f} CPU us/req  "
-                  f"p50 {res['p50_s'] * 1e3:.2f} ms  p99 {res['p99_s'] * 1e3:.2f} ms  "
-                  f"spans {spans[key][-1]}  errors {res['socket_errors'] + res['non_2xx']}", flush=True)
+        for key, (_, _, count) in servers.items():
+            spans[key] = int(count.read_text()) if count.exists() else -1
 
-    med = {k: statistics.median(v) for k, v in rps.items()}
-    med_cpu = {k: statistics.median(v) for k, v in cpu_us.items()}
+    n = len(rps[keys[0]])
     print()
-    print(f"| proxy | tracing | req/s, median of {args.runs} | throughput cost | CPU µs/req | CPU cost | "
-          "spans exported (last run) | errors |")
-    print("|---|---|---|---|---|---|---|---|")
-    for target, mode in keys:
-        k, off = f"{target} {mode}", f"{target} off"
-        cost = 1 - med[k] / med[off] if med[off] else 0.0
-        cpu_cost = med_cpu[k] / med_cpu[off] - 1 if med_cpu[off] else 0.0
-        print(f"| {target} | {mode} | {med[k]:.0f} | {100 * cost:+.1f} % | {med_cpu[k]:.1f} | {100 * cpu_cost:+.1f} % | "
-              f"{spans[k][-1]} | {errors[k]} |")
+    print(f"| proxy | tracing | req/s, median of {n} slices | throughput cost | per round: median (quartiles) | "
+          "CPU µs/req | CPU cost | per round: median (quartiles) | spans exported (last run) | errors |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    summary: dict[str, dict] = {}
+    for key in keys:
+        target, mode = key.split()
+        off = f"{target} off"
+        med, med_cpu = statistics.median(rps[key]), statistics.median(cpu_us[key])
+        cost, cpu_cost = 1 - med / statistics.median(rps[off]), med_cpu / statistics.median(cpu_us[off]) - 1
+        paired = quartiles([1 - a / b for a, b in zip(rps[key], rps[off])])
+        paired_cpu = quartiles([a / b - 1 for a, b in zip(cpu_us[key], cpu_us[off])])
+        summary[key] = {"rps": med, "cpu_us": med_cpu, "cost": cost, "cpu_cost": cpu_cost,
+                        "paired_cost": paired, "paired_cpu_cost": paired_cpu}
+
+        def pct(v: float) -> str:
+            return f"{100 * v:+.1f} %"
+
+        def quart(q: tuple[float, float, float]) -> str:
+            return f"{pct(q[1])} ({pct(q[0])} to {pct(q[2])})"
+        off_mode = mode == "off"
+        print(f"| {target} | {mode} | {med:.0f} | {'' if off_mode else pct(cost)} | {'' if off_mode else quart(paired)} | "
+              f"{med_cpu:.1f} | {'' if off_mode else pct(cpu_cost)} | {'' if off_mode else quart(paired_cpu)} | "
+              f"{spans[key]} | {errors[key]} |")
     if args.json:
         print(json.dumps({"rps": rps, "cpu_us_per_request": cpu_us, "spans": spans, "errors": errors,
-                          "connections": args.connections, "duration": args.duration}))
+                          "summary": summary, "connections": args.connections, "duration": args.duration,
+                          "rounds": args.rounds, "runs": args.runs}))
     return 0 if not any(errors.values()) else 1
 
 
