@@ -59,10 +59,7 @@ class ExpressMixin(StreamFields):
             # no route (the vhost's steps may still answer) or one with steps
             self.express = False
             if self.trace_wire is not None:
-                # steps may ask the trace for more: it becomes an object, its context
-                # written by its first attempt, after what the steps add
-                self.listener.tracer.adopt(ctx, self.trace_wire, False)
-                self.trace_wire = None
+                self._trace_object(False)       # steps may ask the trace for more
             return self._decide()
         EXPRESS_RQ.value += 1
         ctx.vhost = vh

@@ -39,15 +39,19 @@ class DecideMixin(StreamFields):
                 # a gRPC call's deadline and trailers-only errors take the general path
                 self.express = False
                 if self.trace_wire is not None:
-                    # steps may ask the trace for more: an object, whose first attempt
-                    # writes its context
-                    self.listener.tracer.adopt(self.ctx, self.trace_wire, False)
-                    self.trace_wire = None
+                    self._trace_object(False)       # steps may ask the trace for more
                 self._decide()
             else:
                 self._express()
         except Exception:
             self._decision_failed()
+
+    def _trace_object(self, written: bool) -> None:
+        """Make the context the stream kept (trace_wire) its trace object (Tracer.adopt):
+        `written`, the context went upstream already; else its first attempt writes it,
+        after whatever the steps add."""
+        self.listener.tracer.adopt(self.ctx, self.trace_wire, written)
+        self.trace_wire = None
 
     def _admit(self) -> bool:
         """Count the request and give it its id; True when it is a gRPC call."""

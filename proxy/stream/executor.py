@@ -155,9 +155,7 @@ class HttpStream(DecideMixin, StepsMixin, AttemptMixin, RequestBodyMixin, Respon
         al = self.worker.access_logs.get(self.listener.config.name)
         if al is not None:
             if self.trace_wire is not None:
-                # the trace the log may name (its id, its span's): as a trace object now
-                self.listener.tracer.adopt(ctx, self.trace_wire, True)
-                self.trace_wire = None
+                self._trace_object(True)        # the log may name its ids
             al.write(ctx)
         if ctx.trace is not None and ctx.trace.sampled:
             ctx.trace.finish(ctx)       # the server span ends; its record goes to export

@@ -444,8 +444,8 @@ class H2UpStream(WindowedStream):
         needs nothing: HTTP/2 ends a bodiless answer with END_STREAM. `wire`,
         `wire_n`: a trace context the request's fields hold (the last wire_n), or with
         0 do not, so its fields are read from it."""
-        self._framed(self._head, req, upstream_fields(req, source, fields_of(wire) if wire is not None and not wire_n
-                                                      else ()), body)
+        extra = fields_of(wire) if wire is not None and not wire_n else ()
+        self._framed(self._head, req, upstream_fields(req, source, extra), body)
         if self.closed:
             return
         for c in chunks or ():

@@ -187,23 +187,20 @@ class Tracer:
     def begin_fresh(self, ctx: StreamContext) -> None:
         """begin() for a request the caller knows holds none of propagation.READ_NAMES:
         no context to continue and no x-client-trace-id, so a trace of its own."""
-        pool = self.pool
-        drawn: Any
-        if pool is not None:
-            drawn = pool.pop() if pool else self._draw()
-            if drawn is None:
-                return self.begin_sampled(ctx)
-        else:
-            c = self.countdown - 1
-            if not c:
-                self.countdown = self._gap()
-                return self.begin_sampled(ctx)
-            self.countdown = c
-            # the trace id is the high 128 bits, the server span id the low 64 (odd)
-            drawn = _getrandbits(192) | 1
+        if self.pool is not None:
+            wire = self.begin_express(ctx)
+            if wire is not None:
+                self.adopt(ctx, wire, False)
+            return
+        c = self.countdown - 1
+        if not c:
+            self.countdown = self._gap()
+            return self.begin_sampled(ctx)
+        self.countdown = c
         t = _new(self.unsampled)
         t.tracer = self
-        t.drawn = drawn
+        # the trace id is the high 128 bits, the server span id the low 64 (odd)
+        t.drawn = _getrandbits(192) | 1
         t.start_wall = ctx.start_wall
         ctx.trace = t
 
