@@ -13,11 +13,10 @@ kernel and no other process takes part. Three ways to read it:
 which shows what the generic pipeline costs over the short path; `--filter
 rate_limit` a token bucket that admits everything. `--tracing PCT` traces the
 listener (W3C, B3 and sw8 written upstream, or the formats `--propagation` names)
-sampling PCT percent, its records
-handed to an in-memory sink (the export queue's offer; encoding and sending are
-the export task's, off the request path); with `--export` they are also encoded
-as OTLP in batches of 512 spans, as the export task does on the same core (the
-gRPC send aside), so the figure is all the CPU tracing takes. `--detail-stats` turns on the listener's
+sampling PCT percent, its records handed to a sink that drops them; with `--export`
+the sink is an OTLP exporter's queue: each record encoded when offered, as
+otlp.item, and the batch framed every 512 spans, as the export task does on the
+same core (the gRPC send aside), so the figure is all the CPU tracing takes. `--detail-stats` turns on the listener's
 per-route and per-host upstream stats (`stats: {per_route: true, per_host: true}`).
 `--shared N` runs as worker
 0 of N, with circuit breakers and rate limits in the shared segment
@@ -142,22 +141,22 @@ async def setup(filters: str, workers: int = 1, tracing: float | None = None,
     await w.apply(w.build(1))
     if tracing is not None:
         if export:
-            # an OTLP exporter's batches, encoded when full as its task would (sending aside)
-            batch: list = []
+            # an OTLP exporter's queue: each record encoded when offered, the batch framed
+            # when it holds BATCH_SPANS spans (sending aside)
+            kept: list = []
             spans = 0
 
             def sink(record) -> None:
                 nonlocal spans
-                batch.append(record)
+                kept.append(otlp.item(record))
                 spans += record.size
                 if spans >= BATCH_SPANS:
-                    otlp.encode(batch)
-                    batch.clear()
+                    otlp.encode_items(kept)
+                    kept.clear()
                     spans = 0
             w.snapshot.listeners["bench"].tracer.bind(sink, w.stats)
         else:
-            kept: collections.deque = collections.deque(maxlen=4096)
-            w.snapshot.listeners["bench"].tracer.bind(kept.append, w.stats)
+            w.snapshot.listeners["bench"].tracer.bind(lambda record: None, w.stats)
     down = Http1Server(w, "bench")
     dt = Transport()
     down.connection_made(dt)

@@ -28,8 +28,18 @@ shows how far the machine's own noise reaches.
 Also the spans each sink received in the last run. Every wrk slice is bounded
 (duration + 20 s); every server is stopped at the end. Only 127.0.0.1.
 
+`--together` measures the same proxy's modes at the same time instead: a slice runs
+one wrk per mode at once, every mode's proxy on the proxy CPU, so whatever the
+machine's other tenants take from that CPU in a slice they take from every mode
+alike, and each mode's CPU per request is read against off's in the same slice
+(the proxies of one target share the CPU; the targets take turns). Each mode then
+has a share of the CPU, so what a proxy spends per second rather than per request
+(threads waking, timers) weighs more than in a slice of its own: the figure bounds
+the cost from above. Slice against slice, this varies by well under 1 % where the
+interleaved slices vary by 10 % and more.
+
   bench/tracing.py [--targets mosnx,envoy] [--modes off,1%,100%] [--runs 3] [--rounds 10]
-                   [--duration 2] [--gap 0.5] [--connections 32] [--json]
+                   [--duration 2] [--gap 0.5] [--connections 32] [--together] [--json]
 """
 from __future__ import annotations
 
@@ -39,6 +49,7 @@ import json
 import os
 import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -105,6 +116,29 @@ def proxy_server(target: str, mode: str, workdir: Path, tools: dict, upstream: i
     return wrkbench.Server(f"{target}-{mode.rstrip('%')}", argv, port, cpu, sub)
 
 
+def run_wrk_together(wrk: str, ports: list[int], conns: int, duration: int, cpu: int | None) -> list[dict]:
+    """One wrk per port, all at once; their parsed results, in order."""
+    pin = ["taskset", "-c", str(cpu)] if cpu is not None else []
+    procs = [subprocess.Popen(pin + [wrk, "-t1", f"-c{conns}", f"-d{duration}s", "--latency", "--timeout", "5s",
+                                     f"http://127.0.0.1:{port}/"],
+                              stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              text=True, start_new_session=True) for port in ports]
+    deadline = time.monotonic() + duration + wrkbench.WRK_GRACE_S
+    out = []
+    try:
+        for proc in procs:
+            text, _ = proc.communicate(timeout=max(deadline - time.monotonic(), 0.1))
+            if proc.returncode != 0:
+                raise RuntimeError(f"wrk exited with {proc.returncode}:\n{text}")
+            out.append(wrkbench.parse_wrk(text))
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+    return out
+
+
 def quartiles(values: list[float]) -> tuple[float, float, float]:
     if len(values) < 2:
         v = values[0] if values else 0.0
@@ -130,6 +164,8 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--quiet-threshold", type=float, default=15)
     ap.add_argument("--quiet-timeout", type=float, default=20)
     ap.add_argument("--ready-timeout", type=float, default=30)
+    ap.add_argument("--together", action="store_true",
+                    help="run a proxy's modes at the same time, each with its own wrk (see above)")
     ap.add_argument("--json", action="store_true", help="print the raw figures as JSON too")
     args = ap.parse_args(argv)
     targets = [t for t in args.targets.split(",") if t]
@@ -182,6 +218,21 @@ def main(argv: list[str]) -> int:
                 wrkbench.run_wrk(wrk, proxy.port, args.connections, args.warmup, load_cpu)
             wrkbench.wait_quiet(args.quiet_timeout, args.quiet_threshold)
             for rnd in range(args.rounds):
+                if args.together:
+                    for target in targets:
+                        group = [k for k in keys if k.split()[0] == target]
+                        procs = [servers[k][0] for k in group]
+                        cpu0 = [wrkbench.tree_cpu_ns(p.pid) for p in procs]
+                        results = run_wrk_together(wrk, [p.port for p in procs], args.connections,
+                                                   args.duration, load_cpu)
+                        for key, p, c0, res in zip(group, procs, cpu0, results):
+                            rps[key].append(res["rps"])
+                            cpu_us[key].append((wrkbench.tree_cpu_ns(p.pid) - c0) / 1e3 / max(res["requests"], 1))
+                            errors[key] += res["socket_errors"] + res["non_2xx"]
+                        time.sleep(args.gap)
+                    print(f"run {i + 1}/{args.runs} round {rnd + 1}/{args.rounds}: " +
+                          "  ".join(f"{k} {rps[k][-1]:.0f} req/s {cpu_us[k][-1]:.1f} µs" for k in keys), flush=True)
+                    continue
                 at = rnd % len(keys)
                 for key in keys[at:] + keys[:at]:
                     proxy = servers[key][0]

@@ -270,8 +270,10 @@ class TraceExporter:
             raise ValueError(f"skywalking endpoint {self.endpoint!r}: SkyWalking's gRPC reporter needs its "
                              "protocol classes: pip install 'mosnx[skywalking]' (or give the OAP's HTTP API, "
                              "http://host:12800)")
-        if not http and ":" not in self.endpoint:
-            raise ValueError(f"{self.kind} endpoint {self.endpoint!r}: expected host:port or an http:// URL")
+        if not http:
+            host, _, port = self.endpoint.rpartition(":")
+            if not host.strip("[]") or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError(f"{self.kind} endpoint {self.endpoint!r}: expected host:port or an http:// URL")
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,19 +17,20 @@ request to request (method, route, host, cluster, status, ...) are one memo
 lookup for the whole block, encoded the first time that combination is seen;
 only ids, times, the path and the request id are written per span. The memos
 are bounded (cleared when full), so hostile variety costs encoding, not memory.
-The gRPC call sends these bytes as they are (no serializer).
+A record is encoded when it is offered to the export queue (item), so what waits
+for its batch is bytes, not the stream's objects; the batch only frames them
+(encode_items). The gRPC call (grpc_call) sends these bytes as they are.
 """
 from __future__ import annotations
 
 import struct
 from typing import Any, Awaitable, Callable
 
-import grpc
-
 from mosnx import __version__
 from mosnx.runtime.context import path_of
 from mosnx.runtime.tracing.span import NO_RESPONSE, SERVER, Record, Span, StreamRecord
 
+from .grpc_call import GrpcChannel
 from .http_post import post
 
 EXPORT_METHOD = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
@@ -278,34 +279,40 @@ def _resource(service: str, instance: str) -> bytes:
     return b
 
 
+Item = tuple[bytes, bytes]
+
+
+def item(r: Record) -> Item:
+    """A record as the export queue keeps it until its batch goes: (the
+    ResourceSpans.resource of who recorded it, its spans as ScopeSpans.spans fields),
+    bytes only, so a waiting record holds none of the stream's objects."""
+    out: list[bytes] = []
+    if type(r) is StreamRecord:
+        tracer = r.trace.tracer
+        stream_spans(r, out)
+        return _resource(tracer.service, tracer.instance), b"".join(out)
+    for s in r.spans:
+        body = span_bytes(s)
+        out.append(b"\x12" + varint(len(body)) + body)
+    return _resource(r.service, r.instance), b"".join(out)
+
+
+def encode_items(items: list[Item]) -> bytes:
+    """An ExportTraceServiceRequest holding the spans of `items`, one ResourceSpans per
+    resource."""
+    groups: dict[bytes, list[bytes]] = {}
+    for resource, spans in items:
+        g = groups.get(resource)
+        if g is None:
+            g = groups[resource] = [_SCOPE]
+        g.append(spans)
+    return b"".join([_ld(b"\x0a", resource + _ld(b"\x12", b"".join(g)))      # resource_spans (1)
+                     for resource, g in groups.items()])
+
+
 def encode(records: list[Record]) -> bytes:
     """An ExportTraceServiceRequest holding every span of `records`."""
-    groups: dict[tuple[str, str], list[bytes]] = {}
-    by: Any = None              # the tracer (or record) whose group `out` is
-    out: list[bytes] = []
-    for r in records:
-        if type(r) is StreamRecord:
-            tracer = r.trace.tracer
-            if tracer is not by:
-                by, out = tracer, _group(groups, tracer.service, tracer.instance)
-            stream_spans(r, out)
-        else:
-            by, out = r, _group(groups, r.service, r.instance)
-            for s in r.spans:
-                body = span_bytes(s)
-                out.append(b"\x12" + varint(len(body)) + body)
-    msg = []
-    for (service, instance), spans in groups.items():
-        rs = _resource(service, instance) + _ld(b"\x12", b"".join(spans))   # scope_spans (2)
-        msg.append(_ld(b"\x0a", rs))                                         # resource_spans (1)
-    return b"".join(msg)
-
-
-def _group(groups: dict[tuple[str, str], list[bytes]], service: str, instance: str) -> list[bytes]:
-    out = groups.get((service, instance))
-    if out is None:
-        out = groups[(service, instance)] = [_SCOPE]
-    return out
+    return encode_items([item(r) for r in records])
 
 
 def scope_spans(rs: Any) -> list[Any]:
@@ -320,29 +327,20 @@ def scope_name(ss: Any) -> str:
 
 
 class OtlpGrpc:
-    """One channel to the collector, opened on the first export."""
+    """Export calls on one connection to the collector (grpc_call), opened by the first."""
 
     def __init__(self, endpoint: str, timeout: float = 10.0) -> None:
-        self.endpoint = endpoint
-        self.timeout = timeout
-        self.channel: grpc.aio.Channel | None = None
-        self.export: Any = None
+        self.channel = GrpcChannel(endpoint, timeout)
 
-    async def send(self, records: list[Record]) -> None:
-        if self.channel is None:
-            self.channel = grpc.aio.insecure_channel(self.endpoint)
-            # no serializers: the request goes as the bytes encode() wrote, the answer
-            # (an ExportTraceServiceResponse, its partial_success unused) is not decoded
-            self.export = self.channel.unary_unary(EXPORT_METHOD)
-        await self.export(encode(records), timeout=self.timeout)
+    async def send(self, items: list[Item]) -> None:
+        # the answer (an ExportTraceServiceResponse, its partial_success unused) is not decoded
+        await self.channel.call(EXPORT_METHOD, [encode_items(items)])
 
     async def close(self) -> None:
-        if self.channel is not None:
-            await self.channel.close()
-            self.channel = None
+        await self.channel.close()
 
 
-def otlp_http(url: str) -> Callable[[list[Record]], Awaitable[None]]:
-    async def send(records: list[Record]) -> None:
-        await post(url, encode(records), "application/x-protobuf")
+def otlp_http(url: str) -> Callable[[list[Item]], Awaitable[None]]:
+    async def send(items: list[Item]) -> None:
+        await post(url, encode_items(items), "application/x-protobuf")
     return send

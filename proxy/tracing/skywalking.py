@@ -64,13 +64,22 @@ def segment(r: Record) -> dict[str, Any]:
             "serviceInstance": r.instance, "spans": spans, "isSizeLimited": False}
 
 
+def item(r: Record) -> bytes:
+    """A record as the export queue keeps it: its segment's JSON."""
+    return json.dumps(segment(r), separators=(",", ":")).encode("utf-8")
+
+
+def encode_items(items: list[bytes]) -> bytes:
+    return b"[" + b",".join(items) + b"]"
+
+
 def encode(records: list[Record]) -> bytes:
-    return json.dumps([segment(r) for r in records], separators=(",", ":")).encode("utf-8")
+    return encode_items([item(r) for r in records])
 
 
-def skywalking_http(base: str) -> Callable[[list[Record]], Awaitable[None]]:
+def skywalking_http(base: str) -> Callable[[list[bytes]], Awaitable[None]]:
     url = base.rstrip("/") + "/v3/segments"
 
-    async def send(records: list[Record]) -> None:
-        await post(url, encode(records), "application/json")
+    async def send(items: list[bytes]) -> None:
+        await post(url, encode_items(items), "application/json")
     return send

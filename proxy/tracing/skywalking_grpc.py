@@ -11,13 +11,13 @@ cannot drift apart.
 from __future__ import annotations
 
 import importlib
-from typing import Any, Iterator
+from typing import Any
 
-import grpc
 from google.protobuf import json_format
 
 from mosnx.runtime.tracing.span import Record
 
+from .grpc_call import GrpcChannel
 from .skywalking import segment
 
 PROTOCOL = "skywalking.protocol.language_agent.Tracing_pb2"
@@ -42,6 +42,9 @@ def available() -> bool:
     return True
 
 
+COLLECT_METHOD = "/skywalking.v3.TraceSegmentReportService/collect"
+
+
 def segments(pb2: Any, records: list[Record]) -> list[Any]:
     return [json_format.ParseDict(segment(r), pb2.SegmentObject()) for r in records]
 
@@ -52,21 +55,16 @@ class SkyWalkingGrpc:
     def __init__(self, endpoint: str, timeout: float = 10.0) -> None:
         self.endpoint = endpoint
         self.timeout = timeout
-        self.pb2, self.pb2_grpc = protocol()
-        self.channel: grpc.aio.Channel | None = None
-        self.stub: Any = None
+        self.pb2 = protocol()[0]
+        self.channel = GrpcChannel(endpoint, timeout)
 
-    async def send(self, records: list[Record]) -> None:
-        if self.channel is None:
-            self.channel = grpc.aio.insecure_channel(self.endpoint)
-            self.stub = self.pb2_grpc.TraceSegmentReportServiceStub(self.channel)
-        batch = segments(self.pb2, records)
+    def item(self, r: Record) -> bytes:
+        """A record as the export queue keeps it: its SegmentObject, serialized."""
+        return bytes(json_format.ParseDict(segment(r), self.pb2.SegmentObject()).SerializeToString())
 
-        def stream() -> Iterator[Any]:
-            yield from batch
-        await self.stub.collect(stream(), timeout=self.timeout)
+    async def send(self, items: list[bytes]) -> None:
+        # one client stream of the segments as item() wrote them; the answer (Commands) unread
+        await self.channel.call(COLLECT_METHOD, items)
 
     async def close(self) -> None:
-        if self.channel is not None:
-            await self.channel.close()
-            self.channel = None
+        await self.channel.close()

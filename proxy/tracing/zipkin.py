@@ -45,12 +45,21 @@ def zipkin_span(s: Span, service: str) -> dict[str, Any]:
     return d
 
 
+def item(r: Record) -> bytes:
+    """A record as the export queue keeps it: its spans' JSON objects, comma-separated
+    (a record has its server span at least)."""
+    return json.dumps([zipkin_span(s, r.service) for s in r.spans], separators=(",", ":")).encode("utf-8")[1:-1]
+
+
+def encode_items(items: list[bytes]) -> bytes:
+    return b"[" + b",".join(items) + b"]"
+
+
 def encode(records: list[Record]) -> bytes:
-    return json.dumps([zipkin_span(s, r.service) for r in records for s in r.spans],
-                      separators=(",", ":")).encode("utf-8")
+    return encode_items([item(r) for r in records])
 
 
-def zipkin_http(url: str) -> Callable[[list[Record]], Awaitable[None]]:
-    async def send(records: list[Record]) -> None:
-        await post(url, encode(records), "application/json")
+def zipkin_http(url: str) -> Callable[[list[bytes]], Awaitable[None]]:
+    async def send(items: list[bytes]) -> None:
+        await post(url, encode_items(items), "application/json")
     return send

@@ -140,3 +140,49 @@ def test_trace_export_fans_out_and_names_duplicates() -> None:
             q.queued = 0
         await te.stop(1)
     run(main())
+
+
+@pytest.mark.parametrize("kind, endpoint", [("otlp", "127.0.0.1:4317"), ("otlp", "http://127.0.0.1:4318/v1/traces"),
+                                            ("zipkin", "http://127.0.0.1:9411/api/v2/spans"),
+                                            ("skywalking", "http://127.0.0.1:12800")])
+def test_a_queue_keeps_records_encoded_and_a_batch_frames_them(kind: str, endpoint: str) -> None:
+    """What waits for its batch is bytes, not the stream's objects; the batch sent is
+    what the exporter's encode() makes of the records."""
+    from mosnx.proxy.tracing import otlp, skywalking, zipkin
+    encode = {"otlp": otlp.encode, "zipkin": zipkin.encode, "skywalking": skywalking.encode}[kind]
+    encode_items = {"otlp": otlp.encode_items, "zipkin": zipkin.encode_items,
+                    "skywalking": skywalking.encode_items}[kind]
+
+    async def main() -> None:
+        te = TraceExport(TracingConfig(exporters=(TraceExporter(kind, endpoint),)), Store())
+        (q,) = te.queues
+        records = [stream_record(), record(), stream_record(attempts=((503, ""), (200, "")))]
+        for r in records:
+            te.offer(r)
+        assert q.queued == 2 + 2 + 3
+        kept = [item for _, item in q.records]
+        assert all(isinstance(b, bytes) for k in kept for b in (k if isinstance(k, tuple) else (k,)))
+        assert encode_items(kept) == encode(records)
+        batch, n = q.take()
+        assert n == 7 and batch == kept
+        await te.stop(0.1)
+    run(main())
+
+
+def test_a_record_that_cannot_be_encoded_is_dropped_counted_and_logged(caplog: pytest.LogCaptureFixture) -> None:
+    def item(r: Record) -> bytes:
+        raise ValueError("no")
+
+    async def main() -> None:
+        store = Store()
+
+        async def send(batch: list[bytes]) -> None:
+            raise AssertionError("nothing to send")
+        q = ExportQueue("otlp", send, store, max_queue=100, batch_size=1, batch_delay=0.01, item=item)
+        for _ in range(3):
+            q.offer(record())           # the stream's end goes on
+        assert q.queued == 0 and not q.records
+        assert store.counters["tracing.otlp.spans_dropped"].value == 6
+    with caplog.at_level(logging.WARNING, logger="mosnx.tracing"):
+        run(main())
+    assert sum("could not encode" in r.getMessage() for r in caplog.records) == 1

@@ -185,8 +185,8 @@ def test_grpc_export_reaches_a_trace_service() -> None:
     try:
         async def main() -> None:
             g = OtlpGrpc(f"127.0.0.1:{port}")
-            await g.send([record()])
-            await g.send([stream_record()])
+            await g.send([otlp.item(record())])
+            await g.send([otlp.item(stream_record())])
             await g.close()
         asyncio.run(asyncio.wait_for(main(), 30))
     finally:
@@ -209,7 +209,7 @@ def test_http_export_posts_protobuf() -> None:
             writer.close()
         srv = await asyncio.start_server(handle, "127.0.0.1", 0)
         port = srv.sockets[0].getsockname()[1]
-        await otlp_http(f"http://127.0.0.1:{port}/v1/traces")([record()])
+        await otlp_http(f"http://127.0.0.1:{port}/v1/traces")([otlp.item(record())])
         srv.close()
     asyncio.run(asyncio.wait_for(main(), 30))
     req = trace_service_pb2.ExportTraceServiceRequest.FromString(got[0])

@@ -43,7 +43,7 @@ def test_an_unreachable_oap_fails_the_send() -> None:
         reporter = SkyWalkingGrpc(f"127.0.0.1:{port}", timeout=2.0)
         try:
             with pytest.raises(Exception):
-                await reporter.send([record()])
+                await reporter.send([reporter.item(record())])
         finally:
             await reporter.close()
     asyncio.run(go())
