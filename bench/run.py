@@ -608,6 +608,14 @@ def parse_wrk(out: str) -> dict:
     return res
 
 
+def wrk_argv(wrk: str, port: int, conns: int, duration: int, cpu: int | None) -> list[str]:
+    """One wrk thread, `conns` connections, for `duration` s, pinned to `cpu` if given."""
+    return (["taskset", "-c", str(cpu)] if cpu is not None else []) + [
+        wrk, "-t1", f"-c{conns}", f"-d{duration}s", "--latency", "--timeout", "5s",
+        f"http://127.0.0.1:{port}/",
+    ]
+
+
 def run_wrk(wrk: str, port: int, conns: int, duration: int, cpu: int | None,
             on_tick=None) -> tuple[dict, float]:
     """Run wrk once; return its parsed result and the CPU seconds it used.
@@ -615,10 +623,7 @@ def run_wrk(wrk: str, port: int, conns: int, duration: int, cpu: int | None,
     wrk is waited for by this process, so its CPU time is the growth of
     RUSAGE_CHILDREN over the run (no other child is reaped meanwhile).
     """
-    argv = (["taskset", "-c", str(cpu)] if cpu is not None else []) + [
-        wrk, "-t1", f"-c{conns}", f"-d{duration}s", "--latency", "--timeout", "5s",
-        f"http://127.0.0.1:{port}/",
-    ]
+    argv = wrk_argv(wrk, port, conns, duration, cpu)
     before = children_cpu_s()
     with tempfile.TemporaryFile() as out:
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out,

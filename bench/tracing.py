@@ -118,9 +118,7 @@ def proxy_server(target: str, mode: str, workdir: Path, tools: dict, upstream: i
 
 def run_wrk_together(wrk: str, ports: list[int], conns: int, duration: int, cpu: int | None) -> list[dict]:
     """One wrk per port, all at once; their parsed results, in order."""
-    pin = ["taskset", "-c", str(cpu)] if cpu is not None else []
-    procs = [subprocess.Popen(pin + [wrk, "-t1", f"-c{conns}", f"-d{duration}s", "--latency", "--timeout", "5s",
-                                     f"http://127.0.0.1:{port}/"],
+    procs = [subprocess.Popen(wrkbench.wrk_argv(wrk, port, conns, duration, cpu),
                               stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                               text=True, start_new_session=True) for port in ports]
     deadline = time.monotonic() + duration + wrkbench.WRK_GRACE_S

@@ -271,9 +271,12 @@ class TraceExporter:
                              "protocol classes: pip install 'mosnx[skywalking]' (or give the OAP's HTTP API, "
                              "http://host:12800)")
         if not http:
-            host, _, port = self.endpoint.rpartition(":")
-            if not host.strip("[]") or not port.isdigit() or not 0 < int(port) < 65536:
-                raise ValueError(f"{self.kind} endpoint {self.endpoint!r}: expected host:port or an http:// URL")
+            from .config.units import parse_address     # (runtime.config builds this model: no cycle at import)
+            try:
+                parse_address(self.endpoint)
+            except ValueError as e:
+                raise ValueError(f"{self.kind} endpoint {self.endpoint!r}: expected host:port or an http:// URL "
+                                 f"({e})") from None
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,6 +16,8 @@ import asyncio
 import struct
 from typing import Sequence
 
+from mosnx.runtime.config.units import parse_address
+
 from ..codec.http2_connection import CANCEL, H2Connection, H2ConnectionError, StreamGone
 
 _PREFIX = struct.Struct(">BI").pack      # uncompressed, length
@@ -23,14 +25,6 @@ _PREFIX = struct.Struct(">BI").pack      # uncompressed, length
 
 class GrpcError(Exception):
     """The call failed; the text says where and why."""
-
-
-def split_endpoint(endpoint: str) -> tuple[str, int]:
-    """host:port, [v6]:port."""
-    host, sep, port = endpoint.rpartition(":")
-    if not sep or not port.isdigit() or not host:
-        raise ValueError(f"expected host:port, got {endpoint!r}")
-    return host.strip("[]"), int(port)
 
 
 class _Call:
@@ -180,7 +174,7 @@ class GrpcChannel:
     """Calls to one host:port, one at a time or several at once, on a kept connection."""
 
     def __init__(self, endpoint: str, timeout: float = 10.0) -> None:
-        self.host, self.port = split_endpoint(endpoint)
+        self.host, self.port = parse_address(endpoint)
         self.authority = endpoint.encode("ascii", "replace")
         self.timeout = timeout
         self.conn: _Connection | None = None

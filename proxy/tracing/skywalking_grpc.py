@@ -45,16 +45,10 @@ def available() -> bool:
 COLLECT_METHOD = "/skywalking.v3.TraceSegmentReportService/collect"
 
 
-def segments(pb2: Any, records: list[Record]) -> list[Any]:
-    return [json_format.ParseDict(segment(r), pb2.SegmentObject()) for r in records]
-
-
 class SkyWalkingGrpc:
     """One channel to the OAP, opened on the first export."""
 
     def __init__(self, endpoint: str, timeout: float = 10.0) -> None:
-        self.endpoint = endpoint
-        self.timeout = timeout
         self.pb2 = protocol()[0]
         self.channel = GrpcChannel(endpoint, timeout)
 

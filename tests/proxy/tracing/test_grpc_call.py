@@ -10,7 +10,7 @@ from concurrent import futures
 import grpc
 import pytest
 
-from mosnx.proxy.tracing.grpc_call import GrpcChannel, GrpcError, split_endpoint
+from mosnx.proxy.tracing.grpc_call import GrpcChannel, GrpcError
 
 UNARY = "/test.Sink/Put"
 STREAM = "/test.Sink/PutMany"
@@ -140,16 +140,3 @@ def test_a_connection_the_server_closed_is_opened_again() -> None:
     finally:
         server.stop(0)
     assert sink.got == [b"before", b"after"]
-
-
-@pytest.mark.parametrize("endpoint, expected", [("127.0.0.1:4317", ("127.0.0.1", 4317)),
-                                                ("[::1]:11800", ("::1", 11800)),
-                                                ("otel.local:4317", ("otel.local", 4317))])
-def test_endpoints(endpoint: str, expected: tuple[str, int]) -> None:
-    assert split_endpoint(endpoint) == expected
-
-
-@pytest.mark.parametrize("endpoint", ["127.0.0.1", ":4317", "host:port", ""])
-def test_bad_endpoints(endpoint: str) -> None:
-    with pytest.raises(ValueError, match="expected host:port"):
-        split_endpoint(endpoint)

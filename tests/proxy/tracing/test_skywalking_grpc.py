@@ -10,7 +10,7 @@ import pytest
 from google.protobuf import json_format
 
 from mosnx.proxy.tracing.skywalking import segment
-from mosnx.proxy.tracing.skywalking_grpc import SkyWalkingGrpc, protocol, segments
+from mosnx.proxy.tracing.skywalking_grpc import SkyWalkingGrpc, protocol
 from mosnx.runtime.tracing.sw8 import Sw8
 
 from .spans_data import record
@@ -22,7 +22,7 @@ def test_segment_object_holds_what_the_json_segment_holds() -> None:
     parent = Sw8(True, "sw.trace", "sw.seg", 3, "caller", "c-1", "/buy", "mosnx:80")
     r = record(attempts=2, sw_parent=parent)
     pb2, _ = protocol()
-    (seg,) = segments(pb2, [r])
+    seg = pb2.SegmentObject.FromString(SkyWalkingGrpc("127.0.0.1:11800").item(r))
     assert seg.traceId == "sw.trace" and seg.service == "edge"
     entry, exit1, exit2 = seg.spans
     assert entry.spanType == pb2.Entry and exit1.spanType == pb2.Exit and entry.spanLayer == pb2.Http

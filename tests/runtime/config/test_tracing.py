@@ -79,6 +79,9 @@ def test_a_tcp_listener_cannot_trace() -> None:
     ({"top": "{exporters: [{zipkin: {endpoint: '127.0.0.1:9411'}}]}"}, "Zipkin takes an http:// URL", 1),
     ({"top": "{exporters: [{skywalking: {endpoint: oap}}]}"}, "expected host:port", 1),
     ({"top": "{exporters: [{otlp: {endpoint: collector}}]}"}, "expected host:port", 1),
+    ({"top": "{exporters: [{otlp: {endpoint: 'collector:grpc'}}]}"}, 'the port "grpc" is not a number', 1),
+    ({"top": "{exporters: [{otlp: {endpoint: 'collector:0'}}]}"}, "port 0 is outside 1..65535", 1),
+    ({"top": "{exporters: [{otlp: {endpoint: ':4317'}}]}"}, "expected host:port", 1),
     ({"top": "{exporters: [{otlp: {}}]}"}, 'missing required key "endpoint"', 1),
 ])
 def test_bad_values_are_positioned_errors(kw: dict, needle: str, line: int) -> None:
