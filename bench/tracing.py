@@ -40,6 +40,10 @@ interleaved slices vary by 10 % and more.
 
   bench/tracing.py [--targets mosnx,envoy] [--modes off,1%,100%] [--runs 3] [--rounds 10]
                    [--duration 2] [--gap 0.5] [--connections 32] [--together] [--json]
+
+A mode is off or any sampling percentage: `--modes off,0%,1%` splits the 1 % cost into
+what every request pays (0 %: a context started and written, none sampled) and what
+the sampled ones add.
 """
 from __future__ import annotations
 
@@ -62,6 +66,19 @@ sys.path.insert(0, str(BENCH))
 import run as wrkbench  # noqa: E402  (bench/run.py: servers, wrk, quiet machine, Envoy)
 
 MODES = {"off": None, "1%": 1.0, "100%": 100.0}
+
+
+def percent_of(mode: str) -> float | None:
+    """A mode's sampling percentage: None for off, else "P%" with 0 <= P <= 100."""
+    if mode == "off":
+        return None
+    try:
+        p = float(mode[:-1]) if mode.endswith("%") else -1.0
+    except ValueError:
+        p = -1.0
+    if not 0.0 <= p <= 100.0:
+        raise ValueError(mode)
+    return p
 
 
 def mosnx_config(workdir: Path, port: int, upstream: int, sink: int, percent: float | None) -> Path:
@@ -107,10 +124,10 @@ def proxy_server(target: str, mode: str, workdir: Path, tools: dict, upstream: i
     sub = workdir / f"{target}-{mode.rstrip('%')}"
     sub.mkdir(exist_ok=True)
     if target == "mosnx":
-        conf = mosnx_config(sub, port, upstream, sink, MODES[mode])
+        conf = mosnx_config(sub, port, upstream, sink, percent_of(mode))
         argv = [tools["mosnx"], "run", "-c", str(conf), "--workers", "1"]
     else:
-        conf = envoy_config(sub, port, upstream, admin, sink, MODES[mode])
+        conf = envoy_config(sub, port, upstream, admin, sink, percent_of(mode))
         argv = [str(tools["envoy"]), "-c", str(conf), "--concurrency", "1", "--disable-hot-restart",
                 "--log-level", "warn"]
     return wrkbench.Server(f"{target}-{mode.rstrip('%')}", argv, port, cpu, sub)
@@ -148,7 +165,8 @@ def quartiles(values: list[float]) -> tuple[float, float, float]:
 def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--targets", default="mosnx,envoy")
-    ap.add_argument("--modes", default=",".join(MODES), help="of off, 1%%, 100%% (off among them)")
+    ap.add_argument("--modes", default=",".join(MODES),
+                    help="off and sampling percentages such as 1%%, 100%% or 0%% (off among them)")
     ap.add_argument("--runs", type=int, default=3, help="times every proxy is started afresh")
     ap.add_argument("--rounds", type=int, default=10, help="slices per proxy and mode in a run")
     ap.add_argument("--duration", type=int, default=2, help="seconds per wrk slice")
@@ -170,8 +188,13 @@ def main(argv: list[str]) -> int:
     if not set(targets) <= {"mosnx", "envoy"} or not targets:
         ap.error("--targets takes mosnx and/or envoy")
     modes = [m for m in args.modes.split(",") if m]
-    if not set(modes) <= set(MODES) or "off" not in modes:
-        ap.error("--modes takes off, 1% and 100%, off among them")
+    try:
+        for m in modes:
+            percent_of(m)
+    except ValueError as e:
+        ap.error(f"--modes: {e} is neither off nor a percentage 0%-100%")
+    if "off" not in modes or len(set(modes)) != len(modes):
+        ap.error("--modes must name off, and each mode once")
     if not 1 <= args.runs <= 20 or not 1 <= args.rounds <= 500 or not 1 <= args.duration <= 60:
         ap.error("--runs must be 1-20, --rounds 1-500 and --duration 1-60 s")
     if not 0 <= args.gap <= 10:
@@ -194,7 +217,7 @@ def main(argv: list[str]) -> int:
     python = Path(tools["mosnx"]).resolve().parent / "python"
     sink_python = str(python if python.exists() else sys.executable)
 
-    keys = [f"{t} {m}" for t in targets for m in MODES if m in modes]
+    keys = [f"{t} {m}" for t in targets for m in sorted(modes, key=lambda m: -1.0 if m == "off" else percent_of(m))]
     rps: dict[str, list[float]] = {k: [] for k in keys}
     cpu_us: dict[str, list[float]] = {k: [] for k in keys}
     spans: dict[str, int] = {k: -1 for k in keys}

@@ -6,7 +6,11 @@ hot path never decodes what nobody reads.
 """
 from __future__ import annotations
 
+import re
 from typing import Iterable, Iterator
+
+# an HTTP field name (RFC 9110 token), as a config may spell one
+TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 
 
 def _b(s: str | bytes) -> bytes:

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from .attributes import ATTRIBUTES, DURATION, INT
 from .diagnostics import did_you_mean
+from .headers import TOKEN
 from .log_operators import OperatorError, operator, start_time
 
 if TYPE_CHECKING:
@@ -36,8 +37,6 @@ DEFAULT_FORMAT = ('[%start_time%] "%request.method% %request.path% %request.prot
 SPECIAL = ("start_time",)
 # a reference: a dotted name, then optionally ["key"] or ['key']
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*")
-# an HTTP header name (RFC 9110 token)
-_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _HEADER_MAPS = ("request.headers", "response.headers")
 # Envoy's command operator: NAME, NAME(arg) and either with :length; the argument may
 # hold percent signs (START_TIME's time format), never a closing parenthesis
@@ -158,7 +157,7 @@ def _reference(ref: str, at: int) -> tuple[Ref | None, FormatError | None]:
         return None, FormatError(at, end, f'{name} needs a key, as {name}["..."]')
     if not key:
         return None, FormatError(at + len(name), end, f"{name} needs a key, not an empty one")
-    if name in _HEADER_MAPS and not _TOKEN.fullmatch(key):
+    if name in _HEADER_MAPS and not TOKEN.fullmatch(key):
         return None, FormatError(at + len(name), end, f'"{key}" is not a header name')
     return Ref(attr.keyed(key), numeric), None
 

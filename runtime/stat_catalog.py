@@ -197,7 +197,11 @@ SECTIONS: tuple[Section, ...] = (
     Section("Clusters", "Per cluster, Envoy's names under `cluster.<name>.`.", (
         Stat(_C + "upstream_rq_total", COUNTER, "requests sent to the cluster (each attempt)"),
         Stat(_C + "upstream_rq_<class>", COUNTER, "upstream responses by status class: `2xx`, `3xx`, `4xx`, "
-             "`5xx` (a status outside 100..599 counts as 5xx)", "upstream_rq_2xx … upstream_rq_5xx"),
+             "`5xx` (a status outside 100..599 counts as 5xx); the sum of upstream_rq_<code> by class",
+             "upstream_rq_2xx … upstream_rq_5xx"),
+        Stat(_C + "upstream_rq_<code>", COUNTER, "upstream responses by exact status, 100..599, each made at "
+             "its first response (`upstream_rq_200`, `upstream_rq_503`; in Prometheus "
+             "`envoy_cluster_upstream_rq{envoy_response_code=\"200\"}`)", "upstream_rq_200 …"),
         Stat(_C + "upstream_rq_active", GAUGE, "requests in flight (the circuit breaker's count)"),
         Stat(_C + "upstream_rq_completed", COUNTER, "upstream responses (the sum of upstream_rq_<class>, "
              "added when read)"),

@@ -178,6 +178,8 @@ class Store:
         self.histograms: dict[str, Histogram] = {}
         # counters named by family() and not made yet: prefix -> names (dumped at 0)
         self.named: dict[str, tuple[str, ...]] = {}
+        # counters by HTTP status (statuses()): prefix -> status -> counter
+        self.by_status: dict[str, dict[int, Counter]] = {}
         # each histogram beside the list its `add` appends to: a fold (every 20 ms while
         # samples come) skips the idle ones without a call each, and there is one per
         # cluster and route
@@ -218,6 +220,15 @@ class Store:
         dumped at 0 until then. `names` is kept, not copied: pass one shared tuple."""
         self.named[prefix] = names
         return CounterFamily(self, prefix)
+
+    def statuses(self, prefix: str) -> dict[int, Counter]:
+        """A dict for the counters `prefix + <status>` its owner makes as statuses come,
+        kept here so that whoever counts them next (a cluster's next version) finds
+        them all."""
+        d = self.by_status.get(prefix)
+        if d is None:
+            d = self.by_status[prefix] = {}
+        return d
 
     def histogram(self, name: str) -> Histogram:
         h = self.histograms.get(name)

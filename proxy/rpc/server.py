@@ -584,9 +584,7 @@ class RpcCall:
             host.observe(status, (_monotonic() - self.try_started) * 1000.0)
             self.host = None
         c = self.cluster
-        klass = c.rq_class_counters[min(status // 100, 5)]
-        if klass is not None:
-            klass.value += 1
+        c.count_status(status)
         c.rq_time.add((_monotonic() - self.try_started) * 1000.0)
         ctx = self.ctx
         if ctx is not None and ctx.trace is not None:
@@ -690,9 +688,8 @@ class RpcCall:
         if self.done:
             return
         c = self.cluster
-        klass = c.rq_class_counters[min(rc.HTTP_STATUS[reason] // 100, 5)]
-        if klass is not None and reason != rc.NO_ROUTE:
-            klass.value += 1
+        if reason != rc.NO_ROUTE:
+            c.count_status(rc.HTTP_STATUS[reason])
         self.reason = reason
         self.answer = self.down.write_local(self.orig, reason, message)
         self._finish()

@@ -39,9 +39,7 @@ class ResponseMixin(StreamFields):
         if self.wants_retry_5xx and retriable_status(status, retry) and self._can_retry():
             self.host.observe(status, (_monotonic() - self.upstream_start) * 1000.0)
             self._release_upstream(False)
-            c = self.cluster.rq_class_counters[min(status // 100, 5)]
-            if c is not None:
-                c.value += 1
+            self.cluster.count_status(status)
             return self._retry()
         if self.retrying and not (self.wants_retry_5xx and retriable_status(status, retry)):
             self.cluster.c["upstream_rq_retry_success"].value += 1
@@ -111,9 +109,10 @@ class ResponseMixin(StreamFields):
         if self.timer is not None:
             self._disarm_timeout()
         cluster = self.cluster
-        c = cluster.rq_class_counters[min(status // 100, 5)]
-        if c is not None:
-            c.value += 1
+        c = cluster.rq_codes.get(status)        # cluster.count_status, inline
+        if c is None:
+            c = cluster.code_counter(status)
+        c.value += 1
         elapsed = (_monotonic() - self.upstream_start) * 1000.0
         cluster.rq_time.add(elapsed)
         self.host.observe(status, elapsed)

@@ -113,9 +113,7 @@ class ShadowStats:
     def answered(self, status: int) -> None:
         c = self.cluster
         c.cx_active_gauge.value -= 1
-        counter = c.rq_class_counters[min(status // 100, 5)]
-        if counter is not None:
-            counter.value += 1
+        c.count_status(status)
         c.rq_time.add((time.monotonic() - self.started) * 1000.0)
 
     def failed(self, e: BaseException) -> None:

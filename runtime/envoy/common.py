@@ -12,7 +12,7 @@ from typing import Any, Callable
 
 from ..actions import Action
 from ..context import StreamContext
-from ..headers import Headers
+from ..headers import TOKEN, Headers
 from ..pipeline import Pipeline
 from .findings import Findings
 
@@ -78,13 +78,24 @@ _APPEND, _ADD_IF_ABSENT, _OVERWRITE_OR_ADD, _OVERWRITE_IF_EXISTS = 0, 1, 2, 3
 
 
 def header_edits(adds: list, removes: list, f: Findings, add_key: str) -> list[tuple[str, str, int]]:
-    """HeaderValueOptions as (lowered name, value, append_action); removals as action -1."""
+    """HeaderValueOptions as (lowered name, value, append_action); removals as action -1.
+    A value is kept as the bytes it goes out as (its UTF-8, or raw_value as given),
+    each byte one character, as Headers encodes str (latin-1)."""
+    for n in removes:
+        if not TOKEN.fullmatch(n):
+            f.reject(f"{n!r} is not a header name")
     out: list[tuple[str, str, int]] = [(n.lower(), "", -1) for n in removes]
     for i, hv in enumerate(adds):
         fi = f.at(add_key).at(i)
-        name, value = hv.header.key, hv.header.value or hv.header.raw_value.decode("utf-8", "replace")
+        name = hv.header.key
+        value = hv.header.value.encode("utf-8").decode("latin-1") if hv.header.value \
+            else hv.header.raw_value.decode("latin-1")
         if not name:
             fi.reject("a header needs a key", "header")
+        if not TOKEN.fullmatch(name):
+            fi.reject(f"{name!r} is not a header name", "header")
+        if "\r" in value or "\n" in value or "\0" in value:
+            fi.reject("a header value may not hold CR, LF or NUL", "header")
         if "%" in value and re.search(r"%[A-Z_]+(\(.*?\))?%", value):
             fi.warn("command operators (%...%) in header values are not expanded; sent as written", "header")
         action = hv.append_action

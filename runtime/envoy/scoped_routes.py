@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
 from ..context import RequestHead
-from ..headers import Headers
+from ..headers import TOKEN, Headers
 from ..pipeline import Pipeline
 from ..routes import Route, RouteTable, VirtualHost
 from .findings import Findings, Rejected, Rejection, Sink, Waiting
@@ -199,6 +199,8 @@ def key_builder(kb: Any, f: Findings) -> KeyBuilder:
         fh = ff.at("header_value_extractor")
         if not hv.name:
             fh.reject("header_value_extractor needs a name", "name")
+        if hv.name.lower() != ":authority" and not TOKEN.fullmatch(hv.name):
+            fh.reject(f"{hv.name!r} is not a header name", "name")
         kind = hv.WhichOneof("extract_type")
         if kind == "index":
             if not hv.element_separator and hv.index != 0:

@@ -166,6 +166,7 @@ stats_config:
 CORE = (
     ("envoy_cluster_upstream_rq_total", {"envoy_cluster_name": "web"}),
     ("envoy_cluster_upstream_rq_xx", {"envoy_cluster_name": "web", "envoy_response_code_class": "2"}),
+    ("envoy_cluster_upstream_rq", {"envoy_cluster_name": "web", "envoy_response_code": "200"}),
     ("envoy_http_downstream_rq_total", {"envoy_http_conn_manager_prefix": "ingress"}),
     ("envoy_http_downstream_rq_xx", {"envoy_http_conn_manager_prefix": "ingress", "envoy_response_code_class": "2"}),
     ("envoy_http_downstream_rq_xx", {"envoy_http_conn_manager_prefix": "ingress", "envoy_response_code_class": "4"}),
@@ -218,6 +219,7 @@ def test_bootstrap_stats_tags_replace_the_defaults(tmp_path: Path, upstream):
     # only the given tags: the class stays in the name, the prefix too
     assert value(got, "envoy_cluster_upstream_rq_total", service="web", zone="z1") == 3
     assert value(got, "envoy_cluster_upstream_rq_2xx", service="web", zone="z1") == 3
+    assert value(got, "envoy_cluster_upstream_rq_200", service="web", zone="z1") == 3
     assert value(got, "envoy_http_ingress_downstream_rq_4xx", zone="z1") == 1
 
 

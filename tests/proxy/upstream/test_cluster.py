@@ -168,3 +168,29 @@ def test_a_cluster_lists_every_envoy_counter_before_any_is_bumped():
     assert len([k for k in s.counters if k.startswith("cluster.web.")]) < len(CLUSTER_STATS)
     m.get("web").c["upstream_rq_retry"].value += 1
     assert s.dump()["counters"]["cluster.web.upstream_rq_retry"] == 1
+
+
+def test_responses_count_by_exact_status_and_the_classes_are_their_sums():
+    s = Store()
+    m = ClusterManager(s)
+    cfg = ClusterConfig(name="web", endpoints=(Endpoint("127.0.0.1", 9),))
+    m.update({"web": cfg})
+    web = m.get("web")
+    for status in (200, 200, 204, 302, 404, 503, 101, 999, 0):
+        web.count_status(status)
+    c = s.dump()["counters"]
+    assert (c["cluster.web.upstream_rq_200"], c["cluster.web.upstream_rq_204"], c["cluster.web.upstream_rq_302"],
+            c["cluster.web.upstream_rq_404"], c["cluster.web.upstream_rq_503"], c["cluster.web.upstream_rq_101"]) == (
+        2, 1, 1, 1, 1, 1)
+    # a status outside 100..599 has no counter of its own and counts as 5xx; 1xx has no class
+    assert not [k for k in c if k.startswith("cluster.web.upstream_rq_") and k[-3:] in ("999", "_0")]
+    assert (c["cluster.web.upstream_rq_2xx"], c["cluster.web.upstream_rq_3xx"], c["cluster.web.upstream_rq_4xx"],
+            c["cluster.web.upstream_rq_5xx"], c["cluster.web.upstream_rq_completed"]) == (3, 1, 1, 3, 8)
+    # the cluster's next version counts on, and sums, the same counters
+    m.update({"web": ClusterConfig(name="web", endpoints=(Endpoint("127.0.0.1", 10),))})
+    assert m.get("web") is not web
+    m.get("web").count_status(200)
+    m.get("web").count_status(500)
+    c = s.dump()["counters"]
+    assert (c["cluster.web.upstream_rq_200"], c["cluster.web.upstream_rq_2xx"], c["cluster.web.upstream_rq_5xx"],
+            c["cluster.web.upstream_rq_completed"]) == (3, 4, 4, 10)

@@ -67,3 +67,27 @@ def test_header_edits_by_append_action():
     for step in p.response:
         step(c)
     assert c.response.headers.get("x-served") == "mosnx"
+
+
+def test_header_values_go_out_as_their_utf8_and_raw_values_as_given():
+    f = Findings(ROUTE, "r")
+    raw = base_pb2.HeaderValueOption()
+    raw.header.key, raw.header.raw_value = "x-raw", b"\xff\x01ok"
+    req = header_edits([_opt("x-jp", "日本"), raw], [], f, "request_headers_to_add")
+    c = StreamContext(RequestHead("GET", "/", Headers()))
+    for step in header_pipeline(req, []).upstream_request:
+        step(c)
+    assert c.request.headers.getb(b"x-jp") == "日本".encode() and c.request.headers.getb(b"x-raw") == b"\xff\x01ok"
+
+
+@pytest.mark.parametrize("adds, removes, why", [
+    ([("x k", "1")], [], "not a header name"),
+    ([("\u0100", "1")], [], "not a header name"),
+    ([("x-ok", "a\r\nx-injected: 1")], [], "CR, LF or NUL"),
+    ([("x-ok", "a\0")], [], "CR, LF or NUL"),
+    ([], ["x gone"], "not a header name"),
+])
+def test_a_header_edit_no_request_could_carry_is_rejected(adds, removes, why):
+    with pytest.raises(Rejected) as e:
+        header_edits([_opt(k, v) for k, v in adds], removes, Findings(ROUTE, "r"), "request_headers_to_add")
+    assert why in e.value.rejection.message

@@ -126,6 +126,8 @@ def test_header_value_extractor_as_envoy_reads_it():
 @pytest.mark.parametrize("frag, field", [
     ({"name": "x", "index": 2}, "index"),                      # no separator: index must be 0
     ({"name": "", "index": 0}, "name"),
+    ({"name": "\u0100", "index": 0}, "name"),                 # not a header name
+    ({"name": "x k", "index": 0}, "name"),
     ({"name": "x"}, ""),
     ({"name": "x", "element": {"key": "", "separator": "="}}, "key"),
 ])
