@@ -14,8 +14,8 @@ which shows what the generic pipeline costs over the short path; `--filter
 rate_limit` a token bucket that admits everything. `--tracing PCT` traces the
 listener (W3C, B3 and sw8 written upstream, or the formats `--propagation` names)
 sampling PCT percent, its records handed to a sink that drops them; with `--export`
-the sink is an OTLP exporter's queue: each record encoded when offered, as
-otlp.item, and the batch framed every 512 spans, as the export task does on the
+the sink is an OTLP exporter's queue: each record kept as otlp.item makes it, and
+the batch encoded every 512 spans, as the export task does on the
 same core (the gRPC send aside), so the figure is all the CPU tracing takes. `--detail-stats` turns on the listener's
 per-route and per-host upstream stats (`stats: {per_route: true, per_host: true}`).
 `--shared N` runs as worker
@@ -141,8 +141,8 @@ async def setup(filters: str, workers: int = 1, tracing: float | None = None,
     await w.apply(w.build(1))
     if tracing is not None:
         if export:
-            # an OTLP exporter's queue: each record encoded when offered, the batch framed
-            # when it holds BATCH_SPANS spans (sending aside)
+            # an OTLP exporter's queue: each record kept as otlp.item makes it, the batch
+            # encoded when it holds BATCH_SPANS spans (sending aside)
             kept: list = []
             spans = 0
 
@@ -183,7 +183,7 @@ async def setup(filters: str, workers: int = 1, tracing: float | None = None,
         one()
     if not (dt.out and dt.out[-1].startswith(b"HTTP/1.1 200") and ut.out):
         raise SystemExit(f"the path did not answer: {dt.out[-1:]!r}")
-    return one, dt, ut
+    return one, dt, ut, w
 
 
 def count_calls(one, n: int) -> dict[str, float]:
@@ -229,7 +229,7 @@ async def main() -> None:
     ap.add_argument("--top", type=int, default=40, help="functions listed by --opcodes")
     args = ap.parse_args()
     filters = {"nop": "{nop: {}}", "rate_limit": RATE_LIMIT}.get(args.filter, "")
-    one, dt, ut = await setup(filters, args.shared, args.tracing, args.propagation, args.detail_stats,
+    one, dt, ut, _ = await setup(filters, args.shared, args.tracing, args.propagation, args.detail_stats,
                               args.export)
     if args.count is not None:
         for _ in range(args.count):

@@ -42,7 +42,7 @@ async def records(n: int, propagation: str) -> list[Any]:
         bind(self, sink.append, store)      # every record, where setup keeps the last 4096
     Tracer.bind = to_sink                   # type: ignore[method-assign]
     try:
-        one, _, _ = await h1_inprocess.setup("", 1, 100.0, propagation)
+        one, _, _, _ = await h1_inprocess.setup("", 1, 100.0, propagation)
     finally:
         Tracer.bind = bind                  # type: ignore[method-assign]
     del sink[:]                             # the warm-up's

@@ -3,11 +3,12 @@
 A finished stream's record (runtime.tracing.span.Record) is offered to every
 exporter's queue; offering never blocks and never fails the request: when a queue
 already holds max_queue spans, the record is dropped and counted
-(tracing.<exporter>.spans_dropped). The queue keeps the record in the exporter's
-wire format already (its `item`, bytes): kept as it is, a record would hold the
+(tracing.<exporter>.spans_dropped). The queue keeps what the exporter's `item`
+makes of the record: its wire format, or (OTLP, a stream's record) its facts as
+one flat tuple that the batch encodes. Kept as it is, a record would hold the
 stream's request, trace and attempts, container objects that every garbage
 collection pass walks until the batch goes (at 10 % sampling, some 2 % of a busy
-proxy's CPU); encoded at once, it leaves nothing behind but its bytes. The task
+proxy's CPU); bytes, numbers and strings leave nothing for it to walk. The task
 sends a batch when batch_size spans wait, or batch_delay after the first of them
 came (spans that come while an export is under way wait for a full batch too,
 rather than go in small ones). A failed export costs

@@ -17,9 +17,9 @@ request to request (method, route, host, cluster, status, ...) are one memo
 lookup for the whole block, encoded the first time that combination is seen;
 only ids, times, the path and the request id are written per span. The memos
 are bounded (cleared when full), so hostile variety costs encoding, not memory.
-A record is encoded when it is offered to the export queue (item), so what waits
-for its batch is bytes, not the stream's objects; the batch only frames them
-(encode_items). The gRPC call (grpc_call) sends these bytes as they are.
+What waits in the export queue for its batch is a stream's facts as one flat tuple
+(item), not the stream's objects; the batch encodes them (encode_items). The gRPC
+call (grpc_call) sends these bytes as they are.
 """
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ from typing import Any, Awaitable, Callable
 
 from mosnx import __version__
 from mosnx.runtime.context import path_of
-from mosnx.runtime.tracing.span import NO_RESPONSE, SERVER, Record, Span, StreamRecord
+from mosnx.runtime.tracing.span import A_EXTRA, NO_RESPONSE, SERVER, Record, Span, StreamRecord
 
 from .grpc_call import GrpcChannel
 from .http_post import post
@@ -203,33 +203,56 @@ def _request_id(rid: str) -> bytes:
     return whole
 
 
-def stream_spans(r: StreamRecord, out: list[bytes]) -> None:
-    """Append the record's spans, each as a ScopeSpans.spans (2) field, to `out`
-    (its head and its body, two items: `out` is joined, a span's bytes not copied twice)."""
+# A stream's record as the export queue keeps it (facts()): its facts in one flat tuple
+# of numbers, strings and bytes, which the garbage collector stops tracking at its first
+# pass (a tuple in it would keep it tracked until a later one): the server span's
+# (R_CLIENTS of them, in the order facts() lists them), then each attempt's,
+# ATTEMPT_FIELDS each, as in span.Attempt. The rules' span attributes (trace tag) and
+# an attempt's extra attributes are encoded already: the server span whole (else None
+# in its place), the extra as attribute fields.
+R_CLIENTS = 20
+ATTEMPT_FIELDS = A_EXTRA + 1
+
+
+def facts(r: StreamRecord) -> tuple:
+    """The record's facts, flat: what stream_spans() encodes, holding no object of
+    the stream's. The host (:authority, or the first Host header) and the first
+    User-Agent are found in one pass over the headers, left undecoded."""
     t = r.trace
     end, req, peer, _, route, cluster, upstream, attempts, rid, status, detail = r.facts
-    tid = t.trace_id
+    host = req.authority
+    ua = None
+    for k, v in req.headers.items:
+        if k == b"host":
+            if host is None:
+                host = v
+        elif k == b"user-agent" and ua is None:
+            ua = v
+    f = [t.trace_id, t.span_id, t.parent_id, t.start_ns, end, req.method, path_of(req.path), route,
+         req.scheme, host, peer, req.version, ua, cluster, upstream, attempts, status, rid, detail,
+         span_bytes(r.spans[0]) if t.tags else None]
+    for c in t.clients:
+        extra = c[A_EXTRA]
+        if extra:
+            f += c[:A_EXTRA]
+            f.append(_attributes(extra))
+        else:
+            f += c
+    return tuple(f)
+
+
+def stream_spans(f: tuple, out: list[bytes]) -> None:
+    """Append a record's spans (its facts()), each as a ScopeSpans.spans (2) field, to
+    `out` (its head and its body, two items: `out` is joined, a span's bytes not
+    copied twice)."""
+    (tid, sid, pid, start, end, method, path, route, scheme, host, peer, version, ua, cluster, upstream,
+     attempts, status, rid, detail, server) = f[:R_CLIENTS]
     hi, lo = tid >> 64, tid & _M64
-    sid = t.span_id
-    method = req.method
-    path = path_of(req.path)
     path_attr = _PATHS.get(path) or _path(path)
-    if t.tags:
-        # the rules' attributes may replace the proxy's own: the Span object says which stay
-        body = span_bytes(r.spans[0])
+    if server is not None:
+        body = server           # the rules' attributes may replace the proxy's own: encoded whole
     else:
-        # the host (:authority, or the first Host header) and the first User-Agent, in
-        # one pass over the headers, undecoded: the memo key, decoded only on a miss
-        host = req.authority
-        ua = None
-        for k, v in req.headers.items:
-            if k == b"host":
-                if host is None:
-                    host = v
-            elif k == b"user-agent" and ua is None:
-                ua = v
-        key = (method, route, req.scheme, host, peer, req.version, ua, cluster, upstream, attempts, status)
-        pid = t.parent_id
+        key = (method, route, scheme, host, peer, version, ua, cluster, upstream, attempts, status)
         try:
             rb = rid.encode()
         except UnicodeEncodeError:
@@ -237,28 +260,25 @@ def stream_spans(r: StreamRecord, out: list[bytes]) -> None:
         rhead = _RID_HEADS.get(len(rb))
         body = b"".join((_IDS_PARENT.pack(0x0A, 16, hi, lo, 0x12, 8, sid, 0x22, 8, pid) if pid
                          else _IDS.pack(0x0A, 16, hi, lo, 0x12, 8, sid),
-                         _TIMES.pack(0x39, t.start_ns, 0x41, end),
+                         _TIMES.pack(0x39, start, 0x41, end),
                          _SERVER_BLOCKS.get(key) or _server_block(key), path_attr,
                          rhead + rb if rhead is not None else _request_id(rid),
                          (_STATUSES.get(detail) or _failed(detail)) if detail or status >= 500 else b""))
     n = len(body)
     out += (_SPAN_HEADS[n] if n < 1024 else b"\x12" + varint(n)), body
-    clients = t.clients
-    last = len(clients) - 1
-    i = 0
-    for span_id, start, cend, ccluster, chost, attempt, cstatus, message, extra in clients:
+    last = len(f) - ATTEMPT_FIELDS
+    for at in range(R_CLIENTS, len(f), ATTEMPT_FIELDS):
+        span_id, cstart, cend, ccluster, chost, attempt, cstatus, message, extra = f[at:at + ATTEMPT_FIELDS]
         if not message and not cstatus:
             # it ended without an answer: the stream's cause names the last one's
-            message = (detail if i == last else "") or NO_RESPONSE
+            message = (detail if at == last else "") or NO_RESPONSE
         ckey = (method, ccluster, chost, attempt, cstatus)
         body = b"".join((_IDS_PARENT.pack(0x0A, 16, hi, lo, 0x12, 8, span_id, 0x22, 8, sid),
-                         _TIMES.pack(0x39, start, 0x41, cend or start),
-                         _CLIENT_BLOCKS.get(ckey) or _client_block(ckey), path_attr,
-                         _attributes(extra) if extra else b"",
+                         _TIMES.pack(0x39, cstart, 0x41, cend or cstart),
+                         _CLIENT_BLOCKS.get(ckey) or _client_block(ckey), path_attr, extra or b"",
                          (_STATUSES.get(message) or _failed(message)) if message or cstatus >= 500 else b""))
         n = len(body)
         out += (_SPAN_HEADS[n] if n < 1024 else b"\x12" + varint(n)), body
-        i += 1
 
 
 # -- the request ------------------------------------------------------------------------
@@ -279,18 +299,22 @@ def _resource(service: str, instance: str) -> bytes:
     return b
 
 
-Item = tuple[bytes, bytes]
+Item = tuple[bytes, Any]
 
 
 def item(r: Record) -> Item:
     """A record as the export queue keeps it until its batch goes: (the
-    ResourceSpans.resource of who recorded it, its spans as ScopeSpans.spans fields),
-    bytes only, so a waiting record holds none of the stream's objects."""
-    out: list[bytes] = []
+    ResourceSpans.resource of who recorded it, its spans), holding none of the
+    stream's objects. A stream's record keeps its facts (facts()), encoded with the
+    rest of its batch (encode_items): run as each sampled stream ends, one in a
+    hundred at 1 %, the encoder's code would displace the request path's from the
+    processor's caches and predictors every time, and the requests after it pay to
+    bring them back (bench/tracing_inprocess.py --after); run for a batch, it does
+    so once. Any other record keeps its spans encoded, as ScopeSpans.spans fields."""
     if type(r) is StreamRecord:
         tracer = r.trace.tracer
-        stream_spans(r, out)
-        return _resource(tracer.service, tracer.instance), b"".join(out)
+        return _resource(tracer.service, tracer.instance), facts(r)
+    out: list[bytes] = []
     for s in r.spans:
         body = span_bytes(s)
         out.append(b"\x12" + varint(len(body)) + body)
@@ -305,7 +329,10 @@ def encode_items(items: list[Item]) -> bytes:
         g = groups.get(resource)
         if g is None:
             g = groups[resource] = [_SCOPE]
-        g.append(spans)
+        if type(spans) is tuple:
+            stream_spans(spans, g)
+        else:
+            g.append(spans)
     return b"".join([_ld(b"\x0a", resource + _ld(b"\x12", b"".join(g)))      # resource_spans (1)
                      for resource, g in groups.items()])
 

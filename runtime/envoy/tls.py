@@ -196,8 +196,13 @@ def downstream_tls(ts: Any, f: Findings, secrets: SecretStore | None = None, sou
 
 # ---- transport_socket_matches ----
 
-def _plain(v: Any) -> str:
-    return json.dumps(json_format.MessageToDict(v), sort_keys=True)
+def _plain(v: Any) -> str | None:
+    """A metadata value as comparable text; None for one JSON cannot hold (a NaN or
+    infinite number), which is equal to nothing."""
+    try:
+        return json.dumps(json_format.MessageToDict(v), sort_keys=True)
+    except ValueError:
+        return None
 
 
 def socket_matches(c: Any, f: Findings, secrets: SecretStore | None = None) -> Matches:
@@ -206,8 +211,14 @@ def socket_matches(c: Any, f: Findings, secrets: SecretStore | None = None) -> M
     for i, m in enumerate(c.transport_socket_matches):
         fm = f.at("transport_socket_matches").at(i)
         fm.only(m, {"name", "match", "transport_socket"})
-        criteria = tuple(sorted((k, _plain(v)) for k, v in m.match.fields.items()))
-        out.append((criteria, upstream_tls(m.transport_socket, fm.at("transport_socket"), secrets, c.name)))
+        criteria = []
+        for k, v in m.match.fields.items():
+            plain = _plain(v)
+            if plain is None:
+                fm.at("match").reject(f"{k!r}: a NaN or infinite number can match no endpoint", k)
+            criteria.append((k, plain))
+        criteria.sort()
+        out.append((tuple(criteria), upstream_tls(m.transport_socket, fm.at("transport_socket"), secrets, c.name)))
     return tuple(out)
 
 

@@ -3,6 +3,7 @@ delay, failures counted and logged at most once a minute, the rest sent on stop.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 
 import pytest
@@ -145,9 +146,12 @@ def test_trace_export_fans_out_and_names_duplicates() -> None:
 @pytest.mark.parametrize("kind, endpoint", [("otlp", "127.0.0.1:4317"), ("otlp", "http://127.0.0.1:4318/v1/traces"),
                                             ("zipkin", "http://127.0.0.1:9411/api/v2/spans"),
                                             ("skywalking", "http://127.0.0.1:12800")])
-def test_a_queue_keeps_records_encoded_and_a_batch_frames_them(kind: str, endpoint: str) -> None:
-    """What waits for its batch is bytes, not the stream's objects; the batch sent is
-    what the exporter's encode() makes of the records."""
+def test_a_queue_holds_nothing_the_collector_tracks_and_a_batch_is_the_records_encoded(
+        kind: str, endpoint: str) -> None:
+    """What waits for its batch holds none of the stream's objects: bytes, or for OTLP a
+    stream's facts as flat tuples, which the garbage collector stops tracking (rules'
+    tags and RPC attributes included); the batch sent is what the exporter's encode()
+    makes of the records."""
     from mosnx.proxy.tracing import otlp, skywalking, zipkin
     encode = {"otlp": otlp.encode, "zipkin": zipkin.encode, "skywalking": skywalking.encode}[kind]
     encode_items = {"otlp": otlp.encode_items, "zipkin": zipkin.encode_items,
@@ -156,15 +160,23 @@ def test_a_queue_keeps_records_encoded_and_a_batch_frames_them(kind: str, endpoi
     async def main() -> None:
         te = TraceExport(TracingConfig(exporters=(TraceExporter(kind, endpoint),)), Store())
         (q,) = te.queues
-        records = [stream_record(), record(), stream_record(attempts=((503, ""), (200, "")))]
+        records = [stream_record(), record(), stream_record(attempts=((503, ""), (200, ""))),
+                   stream_record(tags={"tenant": "acme"}, rpc={"rpc.system": "dubbo"})]
         for r in records:
             te.offer(r)
-        assert q.queued == 2 + 2 + 3
+        assert q.queued == 2 + 2 + 3 + 2
         kept = [item for _, item in q.records]
-        assert all(isinstance(b, bytes) for k in kept for b in (k if isinstance(k, tuple) else (k,)))
+        gc.collect()
+        # a stream's facts at the first pass; a pass stops tracking a tuple once what it
+        # holds is untracked, so the (resource, facts) pair and the queue's entry holding
+        # it may each take one more
+        assert not any(gc.is_tracked(item[1]) for item in kept if isinstance(item, tuple))
+        gc.collect()
+        gc.collect()
+        assert not any(gc.is_tracked(entry) for entry in q.records)
         assert encode_items(kept) == encode(records)
         batch, n = q.take()
-        assert n == 7 and batch == kept
+        assert n == 9 and batch == kept
         await te.stop(0.1)
     run(main())
 

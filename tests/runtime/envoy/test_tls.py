@@ -97,6 +97,20 @@ def test_transport_socket_matches_pick_per_endpoint_by_metadata(ca):
     assert "tls" not in c.options                                 # no transport_socket of its own
 
 
+def test_a_match_on_a_nan_or_infinite_number_is_refused_and_such_metadata_matches_nothing(ca):
+    for bad in (float("nan"), float("inf")):
+        d = _cluster(transport_socket_matches=[{"name": "m", "match": {"tlsMode": bad},
+                                                "transport_socket": _upstream(ca)}])
+        m = _reject_message(lambda: translate_cluster(msg(C, d), Findings(C, "reviews")))
+        assert "NaN or infinite" in m
+    d = _cluster(transport_socket_matches=[{"name": "m", "match": {"tlsMode": "istio"},
+                                            "transport_socket": _upstream(ca)}])
+    d["load_assignment"]["endpoints"][0]["lb_endpoints"] = [_ep(9080, {"tlsMode": float("nan")}),
+                                                            _ep(9081, {"tlsMode": "istio"})]
+    c = translate_cluster(msg(C, d), Findings(C, "reviews"))
+    assert [e.tls_match for e in c.endpoints] == [None, 0]
+
+
 def test_an_eds_endpoint_picks_its_socket_when_it_comes(ca):
     d = {"name": "reviews", "type": "EDS", "eds_cluster_config": {"eds_config": {"ads": {}}},
          "transport_socket_matches": [{"name": "m", "match": {"tlsMode": "istio"},
