@@ -68,17 +68,32 @@ import run as wrkbench  # noqa: E402  (bench/run.py: servers, wrk, quiet machine
 MODES = {"off": None, "1%": 1.0, "100%": 100.0}
 
 
-def percent_of(mode: str) -> float | None:
-    """A mode's sampling percentage: None for off, else "P%" with 0 <= P <= 100."""
+def percent_of(mode: str, suffixes: tuple[str, ...] = ("",)) -> float | None:
+    """A mode's sampling percentage: None for off, else "P%" (followed by one of
+    `suffixes`) with 0 <= P <= 100."""
     if mode == "off":
         return None
+    pct, sign, rest = mode.partition("%")
     try:
-        p = float(mode[:-1]) if mode.endswith("%") else -1.0
+        p = float(pct) if sign and rest in suffixes else -1.0
     except ValueError:
         p = -1.0
     if not 0.0 <= p <= 100.0:
         raise ValueError(mode)
     return p
+
+
+def parse_modes(text: str, suffixes: tuple[str, ...] = ("",)) -> list[str]:
+    """The modes of a --modes value; ValueError says what is wrong with it."""
+    modes = [m for m in text.split(",") if m]
+    for m in modes:
+        try:
+            percent_of(m, suffixes)
+        except ValueError:
+            raise ValueError(f"{m} is neither off nor a percentage 0%-100%") from None
+    if "off" not in modes or len(set(modes)) != len(modes):
+        raise ValueError("the modes must name off, and each mode once")
+    return modes
 
 
 def mosnx_config(workdir: Path, port: int, upstream: int, sink: int, percent: float | None) -> Path:
@@ -187,14 +202,10 @@ def main(argv: list[str]) -> int:
     targets = [t for t in args.targets.split(",") if t]
     if not set(targets) <= {"mosnx", "envoy"} or not targets:
         ap.error("--targets takes mosnx and/or envoy")
-    modes = [m for m in args.modes.split(",") if m]
     try:
-        for m in modes:
-            percent_of(m)
+        modes = parse_modes(args.modes)
     except ValueError as e:
-        ap.error(f"--modes: {e} is neither off nor a percentage 0%-100%")
-    if "off" not in modes or len(set(modes)) != len(modes):
-        ap.error("--modes must name off, and each mode once")
+        ap.error(f"--modes: {e}")
     if not 1 <= args.runs <= 20 or not 1 <= args.rounds <= 500 or not 1 <= args.duration <= 60:
         ap.error("--runs must be 1-20, --rounds 1-500 and --duration 1-60 s")
     if not 0 <= args.gap <= 10:

@@ -44,23 +44,18 @@ import uvloop
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import h1_inprocess  # noqa: E402  (the in-process request path)
+from tracing import parse_modes, percent_of  # noqa: E402  (bench/tracing.py's modes)
 
 from mosnx.runtime.tracing.tracer import Tracer  # noqa: E402
 
 WARMUP = 300
 
 
+SUFFIXES = ("", "drop")        # P%drop: the records dropped as they come
+
+
 def percent(mode: str) -> float | None:
-    """None for off; else the percentage of "P%" or "P%drop" (its records dropped)."""
-    if mode == "off":
-        return None
-    pct, sign, rest = mode.partition("%")
-    if not sign or rest not in ("", "drop"):
-        raise ValueError(mode)
-    p = float(pct)
-    if not 0.0 <= p <= 100.0:
-        raise ValueError(mode)
-    return p
+    return percent_of(mode, SUFFIXES)
 
 
 def tracers(listener, modes: list[str], stats) -> dict[str, Tracer | None]:
@@ -166,21 +161,17 @@ async def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--modes", default="off,0%,1%",
                     help="off and sampling percentages (P%%, or P%%drop: records dropped), off among them")
-    ap.add_argument("--rounds", type=int, default=30, help="rounds of paired runs (1-1000)")
+    ap.add_argument("--rounds", type=int, default=30, help="rounds of paired runs (2-1000)")
     ap.add_argument("--requests", type=int, default=4000, help="requests per mode and round (100-1000000)")
     ap.add_argument("--after", type=float, metavar="PCT", help="time requests one by one at PCT %% (0-100)")
     ap.add_argument("--count", type=int, default=100_000, help="requests --after times (1000-10000000)")
     args = ap.parse_args()
-    modes = [m for m in args.modes.split(",") if m]
     try:
-        for m in modes:
-            percent(m)
+        modes = parse_modes(args.modes, SUFFIXES)
     except ValueError as e:
-        ap.error(f"--modes: {e} is neither off nor a percentage 0%-100% (P% or P%drop)")
-    if "off" not in modes or len(set(modes)) != len(modes):
-        ap.error("--modes must name off, and each mode once")
-    if not 1 <= args.rounds <= 1000 or not 100 <= args.requests <= 1_000_000 or not 1000 <= args.count <= 10_000_000:
-        ap.error("--rounds 1-1000, --requests 100-1000000, --count 1000-10000000")
+        ap.error(f"--modes: {e}")
+    if not 2 <= args.rounds <= 1000 or not 100 <= args.requests <= 1_000_000 or not 1000 <= args.count <= 10_000_000:
+        ap.error("--rounds 2-1000, --requests 100-1000000, --count 1000-10000000")
     if args.after is not None and not 0.0 <= args.after <= 100.0:
         ap.error("--after takes a percentage, 0-100")
     one, _, _, worker = await h1_inprocess.setup("", 1, 1.0, "w3c", False, True)
