@@ -203,10 +203,11 @@ def _request_id(rid: str) -> bytes:
     return whole
 
 
-# A stream's record as the export queue keeps it (facts()): its facts in one flat tuple
-# of numbers, strings and bytes, which the garbage collector stops tracking at its first
-# pass (a tuple in it would keep it tracked until a later one): the server span's
-# (R_CLIENTS of them, in the order facts() lists them), then each attempt's,
+# A stream's record as the export queue keeps it (facts()): its facts in one tuple of
+# numbers, strings and bytes (and the request's header fields, a tuple of pairs), which
+# the garbage collector stops tracking within a pass or three (a tuple once what it
+# holds is untracked): the server span's (R_CLIENTS of them, in the order facts()
+# lists them), then each attempt's,
 # ATTEMPT_FIELDS each, as in span.Attempt. The rules' span attributes (trace tag) and
 # an attempt's extra attributes are encoded already: the server span whole (else None
 # in its place), the extra as attribute fields.
@@ -216,21 +217,13 @@ ATTEMPT_FIELDS = A_EXTRA + 1
 
 def facts(r: StreamRecord) -> tuple:
     """The record's facts, flat: what stream_spans() encodes, holding no object of
-    the stream's. The host (:authority, or the first Host header) and the first
-    User-Agent are found in one pass over the headers, left undecoded."""
+    the stream's (the request's header fields as a tuple of their pairs). What can
+    wait for the batch does: finding the host and user agent, cutting the path."""
     t = r.trace
     end, req, peer, _, route, cluster, upstream, attempts, rid, status, detail = r.facts
-    host = req.authority
-    ua = None
-    for k, v in req.headers.items:
-        if k == b"host":
-            if host is None:
-                host = v
-        elif k == b"user-agent" and ua is None:
-            ua = v
-    f = [t.trace_id, t.span_id, t.parent_id, t.start_ns, end, req.method, path_of(req.path), route,
-         req.scheme, host, peer, req.version, ua, cluster, upstream, attempts, status, rid, detail,
-         span_bytes(r.spans[0]) if t.tags else None]
+    f = [t.trace_id, t.span_id, t.parent_id, t.start_ns, end, req.method, req.path, route, req.scheme,
+         req.authority, peer, req.version, tuple(req.headers.items), cluster, upstream, attempts, status, rid,
+         detail, span_bytes(r.spans[0]) if t.tags else None]
     for c in t.clients:
         extra = c[A_EXTRA]
         if extra:
@@ -245,13 +238,23 @@ def stream_spans(f: tuple, out: list[bytes]) -> None:
     """Append a record's spans (its facts()), each as a ScopeSpans.spans (2) field, to
     `out` (its head and its body, two items: `out` is joined, a span's bytes not
     copied twice)."""
-    (tid, sid, pid, start, end, method, path, route, scheme, host, peer, version, ua, cluster, upstream,
+    (tid, sid, pid, start, end, method, path, route, scheme, host, peer, version, fields, cluster, upstream,
      attempts, status, rid, detail, server) = f[:R_CLIENTS]
+    path = path_of(path)
     hi, lo = tid >> 64, tid & _M64
     path_attr = _PATHS.get(path) or _path(path)
     if server is not None:
         body = server           # the rules' attributes may replace the proxy's own: encoded whole
     else:
+        # the host (:authority, or the first Host header) and the first User-Agent, in
+        # one pass over the fields, undecoded: the memo key, decoded only on a miss
+        ua = None
+        for k, v in fields:
+            if k == b"host":
+                if host is None:
+                    host = v
+            elif k == b"user-agent" and ua is None:
+                ua = v
         key = (method, route, scheme, host, peer, version, ua, cluster, upstream, attempts, status)
         try:
             rb = rid.encode()
