@@ -65,7 +65,7 @@ sys.path.insert(0, str(BENCH))
 
 import run as wrkbench  # noqa: E402  (bench/run.py: servers, wrk, quiet machine, Envoy)
 
-MODES = {"off": None, "1%": 1.0, "100%": 100.0}
+DEFAULT_MODES = "off,1%,100%"
 
 
 def percent_of(mode: str, suffixes: tuple[str, ...] = ("",)) -> float | None:
@@ -180,7 +180,7 @@ def quartiles(values: list[float]) -> tuple[float, float, float]:
 def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--targets", default="mosnx,envoy")
-    ap.add_argument("--modes", default=",".join(MODES),
+    ap.add_argument("--modes", default=DEFAULT_MODES,
                     help="off and sampling percentages such as 1%%, 100%% or 0%% (off among them)")
     ap.add_argument("--runs", type=int, default=3, help="times every proxy is started afresh")
     ap.add_argument("--rounds", type=int, default=10, help="slices per proxy and mode in a run")

@@ -54,16 +54,12 @@ WARMUP = 300
 SUFFIXES = ("", "drop")        # P%drop: the records dropped as they come
 
 
-def percent(mode: str) -> float | None:
-    return percent_of(mode, SUFFIXES)
-
-
 def tracers(listener, modes: list[str], stats) -> dict[str, Tracer | None]:
     """A tracer per mode, each sending its records where the listener's does."""
     sink = listener.tracer.sink
     out: dict[str, Tracer | None] = {}
     for m in modes:
-        p = percent(m)
+        p = percent_of(m, SUFFIXES)
         if p is None:
             out[m] = None
             continue
@@ -103,7 +99,7 @@ def paired(one, listener, stats, modes: list[str], rounds: int, requests: int) -
             continue
         d = [100.0 * (a / b - 1.0) for a, b in zip(v, off)]
         q = statistics.quantiles(d, n=4)
-        p = percent(m) or 0.0
+        p = percent_of(m, SUFFIXES) or 0.0
         per = f"{(med - zero) / (p / 100.0):.1f} µs over 0 %" if zero is not None and p > 0 else ""
         print(f"| {m} | {med:.3f} | {statistics.median(d):+.2f} % ({q[0]:+.2f} to {q[2]:+.2f} %) | {per} |")
 
@@ -138,8 +134,14 @@ def after(one, listener, stats, p: float, n: int) -> None:
     if not at:
         print(f"no request was {what}")
         return
-    base = statistics.median([times[i] for i in range(n) if all(not marks[j] for j in range(max(0, i - 100), i + 1))]
-                             or times) / 1e3
+    far = []
+    last = -10**9           # the last marked request
+    for i, m in enumerate(marks):
+        if m:
+            last = i
+        elif i - last > 100:
+            far.append(times[i])
+    base = statistics.median(far or times) / 1e3
     print(f"{n} requests at {p:g} %: {len(at)} {what}; a request far from any: {base:.2f} µs (median)")
     print("| requests after it | median µs | over the far ones, µs each | in all, µs |")
     print("|---|---|---|---|")

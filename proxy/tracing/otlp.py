@@ -207,10 +207,10 @@ def _request_id(rid: str) -> bytes:
 # numbers, strings and bytes (and the request's header fields, a tuple of pairs), which
 # the garbage collector stops tracking within a pass or three (a tuple once what it
 # holds is untracked): the server span's (R_CLIENTS of them, in the order facts()
-# lists them), then each attempt's,
-# ATTEMPT_FIELDS each, as in span.Attempt. The rules' span attributes (trace tag) and
-# an attempt's extra attributes are encoded already: the server span whole (else None
-# in its place), the extra as attribute fields.
+# lists them), then each attempt's, ATTEMPT_FIELDS each, as in span.Attempt. The
+# rules' span attributes (trace tag) and an attempt's extra attributes are encoded
+# already: the server span whole (else None in its place), the extra as attribute
+# fields.
 R_CLIENTS = 20
 ATTEMPT_FIELDS = A_EXTRA + 1
 
