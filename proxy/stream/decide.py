@@ -95,7 +95,7 @@ class DecideMixin(StreamFields):
                 pool = tracer.pool
                 if pool:
                     w = pool.pop()
-                    if w:
+                    if w is not None:
                         self.trace_wire = w
                     else:
                         tracer.begin_sampled(ctx)

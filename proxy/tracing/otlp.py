@@ -28,7 +28,8 @@ from typing import Any, Awaitable, Callable
 
 from mosnx import __version__
 from mosnx.runtime.context import path_of
-from mosnx.runtime.tracing.span import A_EXTRA, NO_RESPONSE, SERVER, Record, Span, StreamRecord
+from mosnx.runtime.tracing.span import (ATTEMPT_FIELDS, NO_RESPONSE, R_CLIENTS, SERVER, Record, Span,
+                                         StreamRecord, host_and_agent, server_span)
 
 from .grpc_call import GrpcChannel
 from .http_post import post
@@ -203,58 +204,20 @@ def _request_id(rid: str) -> bytes:
     return whole
 
 
-# A stream's record as the export queue keeps it (facts()): its facts in one tuple of
-# numbers, strings and bytes (and the request's header fields, a tuple of pairs), which
-# the garbage collector stops tracking within a pass or three (a tuple once what it
-# holds is untracked): the server span's (R_CLIENTS of them, in the order facts()
-# lists them), then each attempt's, ATTEMPT_FIELDS each, as in span.Attempt. The
-# rules' span attributes (trace tag) and an attempt's extra attributes are encoded
-# already: the server span whole (else None in its place), the extra as attribute
-# fields.
-R_CLIENTS = 20
-ATTEMPT_FIELDS = A_EXTRA + 1
-
-
-def facts(r: StreamRecord) -> tuple:
-    """The record's facts, flat: what stream_spans() encodes, holding no object of
-    the stream's (the request's header fields as a tuple of their pairs). What can
-    wait for the batch does: finding the host and user agent, cutting the path."""
-    t = r.trace
-    end, req, peer, _, route, cluster, upstream, attempts, rid, status, detail = r.facts
-    f = [t.trace_id, t.span_id, t.parent_id, t.start_ns, end, req.method, req.path, route, req.scheme,
-         req.authority, peer, req.version, tuple(req.headers.items), cluster, upstream, attempts, status, rid,
-         detail, span_bytes(r.spans[0]) if t.tags else None]
-    for c in t.clients:
-        extra = c[A_EXTRA]
-        if extra:
-            f += c[:A_EXTRA]
-            f.append(_attributes(extra))
-        else:
-            f += c
-    return tuple(f)
-
-
 def stream_spans(f: tuple, out: list[bytes]) -> None:
-    """Append a record's spans (its facts()), each as a ScopeSpans.spans (2) field, to
-    `out` (its head and its body, two items: `out` is joined, a span's bytes not
-    copied twice)."""
-    (tid, sid, pid, start, end, method, path, route, scheme, host, peer, version, fields, cluster, upstream,
-     attempts, status, rid, detail, server) = f[:R_CLIENTS]
+    """Append a stream's spans (its facts, span.Facts), each as a ScopeSpans.spans (2)
+    field, to `out` (its head and its body, two items: `out` is joined, a span's
+    bytes not copied twice)."""
+    (tid, sid, pid, start, end, method, path, route, scheme, host, peer, _, version, fields, cluster, upstream,
+     attempts, status, rid, detail, tags) = f[:R_CLIENTS]
     path = path_of(path)
     hi, lo = tid >> 64, tid & _M64
     path_attr = _PATHS.get(path) or _path(path)
-    if server is not None:
-        body = server           # the rules' attributes may replace the proxy's own: encoded whole
+    if tags is not None:
+        body = span_bytes(server_span(f))     # the rules' attributes may replace the proxy's own
     else:
-        # the host (:authority, or the first Host header) and the first User-Agent, in
-        # one pass over the fields, undecoded: the memo key, decoded only on a miss
-        ua = None
-        for k, v in fields:
-            if k == b"host":
-                if host is None:
-                    host = v
-            elif k == b"user-agent" and ua is None:
-                ua = v
+        # the host and user agent undecoded: the memo key, decoded only on a miss
+        host, ua = host_and_agent(host, fields)
         key = (method, route, scheme, host, peer, version, ua, cluster, upstream, attempts, status)
         try:
             rb = rid.encode()
@@ -278,7 +241,8 @@ def stream_spans(f: tuple, out: list[bytes]) -> None:
         ckey = (method, ccluster, chost, attempt, cstatus)
         body = b"".join((_IDS_PARENT.pack(0x0A, 16, hi, lo, 0x12, 8, span_id, 0x22, 8, sid),
                          _TIMES.pack(0x39, cstart, 0x41, cend or cstart),
-                         _CLIENT_BLOCKS.get(ckey) or _client_block(ckey), path_attr, extra or b"",
+                         _CLIENT_BLOCKS.get(ckey) or _client_block(ckey), path_attr,
+                         _attributes(dict(extra)) if extra else b"",
                          (_STATUSES.get(message) or _failed(message)) if message or cstatus >= 500 else b""))
         n = len(body)
         out += (_SPAN_HEADS[n] if n < 1024 else b"\x12" + varint(n)), body
@@ -308,15 +272,15 @@ Item = tuple[bytes, Any]
 def item(r: Record) -> Item:
     """A record as the export queue keeps it until its batch goes: (the
     ResourceSpans.resource of who recorded it, its spans), holding none of the
-    stream's objects. A stream's record keeps its facts (facts()), encoded with the
-    rest of its batch (encode_items): run as each sampled stream ends, one in a
-    hundred at 1 %, the encoder's code would displace the request path's from the
-    processor's caches and predictors every time, and the requests after it pay to
-    bring them back (bench/tracing_inprocess.py --after); run for a batch, it does
-    so once. Any other record keeps its spans encoded, as ScopeSpans.spans fields."""
+    stream's objects. A stream's record keeps its facts, encoded with the rest of
+    its batch (encode_items): run as each sampled stream ends, one in a hundred at
+    1 %, the encoder's code would displace the request path's from the processor's
+    caches and predictors every time, and the requests after it pay to bring them
+    back (bench/tracing_inprocess.py --after); run for a batch, it does so once.
+    Any other record keeps its spans encoded, as ScopeSpans.spans fields."""
     if type(r) is StreamRecord:
         tracer = r.trace.tracer
-        return _resource(tracer.service, tracer.instance), facts(r)
+        return _resource(tracer.service, tracer.instance), r.facts
     out: list[bytes] = []
     for s in r.spans:
         body = span_bytes(s)

@@ -9,23 +9,19 @@ Records come in two shapes with the same reading (service, instance, spans, size
 sw_parent, sw_trace, segment_id):
 * TraceRecord holds Span objects, as anything may build them;
 * StreamRecord is what a sampled stream hands its sink: the facts the stream
-  already held when it ended (its StreamTrace, one tuple of request facts, an
-  Attempt list per upstream attempt), nothing converted. The Span objects and
-  their OpenTelemetry attributes are derived only when an exporter asks (`spans`),
-  and the OTLP exporter encodes the facts directly (proxy.tracing.otlp), so a
-  request pays for no attribute dict, no Span and no string it would not have
-  made anyway. The facts are read once the stream is over: nothing writes them
-  after finish().
+  already held when it ended, as one flat tuple (Facts), nothing converted. The
+  Span objects and their OpenTelemetry attributes are derived only when an
+  exporter asks (`spans`), and the OTLP exporter encodes the facts directly
+  (proxy.tracing.otlp), so a request pays for no attribute dict, no Span and no
+  string it would not have made anyway, and its export queue keeps the tuple as
+  it is.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Union
+from typing import Any, Sequence, Union
 
 from ..context import path_of
 from .sw8 import Sw8
-
-if TYPE_CHECKING:
-    from ..context import RequestHead
 
 SERVER, CLIENT = "server", "client"
 
@@ -73,13 +69,20 @@ A_SPAN, A_START, A_END, A_CLUSTER, A_HOST, A_ATTEMPT, A_STATUS, A_MESSAGE, A_EXT
 Attempt = list                  # [span_id, start_ns, end_ns (0: open), cluster, host, attempt number,
                                 #  status (0: no answer), failure detail, extra attributes or None]
 
-# The request facts a stream's end leaves (StreamTrace.finish), by index.
-(F_END, F_REQUEST, F_PEER_ADDRESS, F_PEER_PORT, F_ROUTE, F_CLUSTER, F_UPSTREAM,
- F_ATTEMPTS, F_REQUEST_ID, F_STATUS, F_DETAIL) = range(11)
-Facts = tuple                   # (end_ns, RequestHead, source address, source port, route name, cluster
-                                #  name, upstream address, attempts, request id, response status (0: none),
-                                #  error detail); the url path is context.path_of(the request's path), as
-                                #  StreamContext.url_path reads it
+# A stream's facts as its end leaves them (StreamTrace.finish): one flat tuple, the
+# server span's first (by these indices), then each attempt's ATTEMPT_FIELDS, as in
+# Attempt (its extra attributes as a tuple of pairs, or None). Numbers, strings and
+# bytes only (the request's header fields a tuple of their pairs, the rules' span
+# attributes too): waiting in an export queue for its batch, such a tuple stops being
+# tracked by the garbage collector within a pass or three, where a list or an object
+# would be walked by every pass. The url path is context.path_of(the request's path),
+# as StreamContext.url_path reads it.
+(F_TRACE, F_SPAN, F_PARENT, F_START, F_END, F_METHOD, F_PATH, F_ROUTE, F_SCHEME, F_AUTHORITY,
+ F_PEER_ADDRESS, F_PEER_PORT, F_VERSION, F_FIELDS, F_CLUSTER, F_UPSTREAM, F_ATTEMPTS, F_STATUS,
+ F_REQUEST_ID, F_DETAIL, F_TAGS) = range(21)
+R_CLIENTS = F_TAGS + 1          # where the first attempt's fields start
+ATTEMPT_FIELDS = A_EXTRA + 1
+Facts = tuple
 
 NO_RESPONSE = "upstream_no_response"
 
@@ -89,9 +92,9 @@ class StreamRecord:
     __slots__ = ("trace", "facts", "size", "_spans")
 
     def __init__(self, trace: Any, facts: Facts) -> None:
-        self.trace = trace                  # the StreamTrace: ids, start, tracer, attempts, tags
+        self.trace = trace                  # the StreamTrace: its tracer, and SkyWalking's names
         self.facts = facts
-        self.size = 1 + len(trace.clients)
+        self.size = 1 + (len(facts) - R_CLIENTS) // ATTEMPT_FIELDS
         self._spans: list[Span] | None = None
 
     @property
@@ -109,13 +112,13 @@ class StreamRecord:
 
     @property
     def sw_trace(self) -> str:
-        t = self.trace
-        return t.sw_parent.trace_id if t.sw_parent is not None else f"{t.trace_id:032x}"
+        p = self.trace.sw_parent
+        return p.trace_id if p is not None else f"{self.facts[F_TRACE]:032x}"
 
     @property
     def segment_id(self) -> str:
-        t = self.trace
-        return f"{t.trace_id:032x}.{t.span_id:016x}"
+        f = self.facts
+        return f"{f[F_TRACE]:032x}.{f[F_SPAN]:016x}"
 
     @property
     def spans(self) -> list[Span]:
@@ -124,55 +127,72 @@ class StreamRecord:
         return self._spans
 
     def _derive(self) -> list[Span]:
-        t, f = self.trace, self.facts
-        req: RequestHead = f[F_REQUEST]
-        method, route, path = req.method, f[F_ROUTE], path_of(req.path)
-        s = Span(f"{method} {route}" if route else method, SERVER, t.trace_id, t.span_id, t.parent_id,
-                 t.start_ns)
-        s.end_ns = f[F_END]
-        s.peer = f"{f[F_PEER_ADDRESS]}:{f[F_PEER_PORT]}"
-        a = s.attributes
-        a["http.request.method"] = method
-        a["url.path"] = path
-        a["url.scheme"] = req.scheme
-        a["server.address"] = req.host
-        a["network.peer.address"] = f[F_PEER_ADDRESS]
-        a["network.protocol.version"] = req.version
-        ua = user_agent(req)
-        if ua is not None:
-            a["user_agent.original"] = ua
-        if route:
-            a["http.route"] = route
-        if f[F_CLUSTER]:
-            a["mosnx.cluster"] = f[F_CLUSTER]
-        if f[F_UPSTREAM]:
-            a["mosnx.upstream_host"] = f[F_UPSTREAM]
-        a["mosnx.attempts"] = f[F_ATTEMPTS]
-        a["mosnx.request_id"] = f[F_REQUEST_ID]
-        status, detail = f[F_STATUS], f[F_DETAIL]
-        if status:
-            a["http.response.status_code"] = status
-            s.error = status >= 500
-        if detail:
-            s.error = True
-            s.message = detail
-        if t.tags:
-            a.update(t.tags)
+        f = self.facts
+        trace_id, span_id, method, detail = f[F_TRACE], f[F_SPAN], f[F_METHOD], f[F_DETAIL]
+        path = path_of(f[F_PATH])
+        s = server_span(f)
         spans = [s]
-        clients = t.clients
-        last = len(clients) - 1
-        for i, c in enumerate(clients):
-            spans.append(client_span(t.trace_id, t.span_id, method, path, c,
-                                     attempt_message(c, detail, i == last)))
+        last = len(f) - ATTEMPT_FIELDS
+        for at in range(R_CLIENTS, len(f), ATTEMPT_FIELDS):
+            c = f[at:at + ATTEMPT_FIELDS]
+            spans.append(client_span(trace_id, span_id, method, path, c, attempt_message(c, detail, at == last)))
         return spans
 
 
-def user_agent(req: RequestHead) -> str | None:
-    ua = req.headers.getb(b"user-agent")
-    return ua.decode("latin-1") if ua is not None else None
+def server_span(f: Facts) -> Span:
+    """The server span of a stream's facts."""
+    method, route, path = f[F_METHOD], f[F_ROUTE], path_of(f[F_PATH])
+    s = Span(f"{method} {route}" if route else method, SERVER, f[F_TRACE], f[F_SPAN], f[F_PARENT], f[F_START])
+    s.end_ns = f[F_END]
+    peer = f[F_PEER_ADDRESS]
+    s.peer = f"{peer}:{f[F_PEER_PORT]}"
+    host, ua = host_and_agent(f[F_AUTHORITY], f[F_FIELDS])
+    a = s.attributes
+    a["http.request.method"] = method
+    a["url.path"] = path
+    a["url.scheme"] = f[F_SCHEME]
+    a["server.address"] = host.decode("latin-1") if isinstance(host, bytes) else host or ""
+    a["network.peer.address"] = peer
+    a["network.protocol.version"] = f[F_VERSION]
+    if ua is not None:
+        a["user_agent.original"] = ua.decode("latin-1")
+    if route:
+        a["http.route"] = route
+    if f[F_CLUSTER]:
+        a["mosnx.cluster"] = f[F_CLUSTER]
+    if f[F_UPSTREAM]:
+        a["mosnx.upstream_host"] = f[F_UPSTREAM]
+    a["mosnx.attempts"] = f[F_ATTEMPTS]
+    a["mosnx.request_id"] = f[F_REQUEST_ID]
+    status, detail = f[F_STATUS], f[F_DETAIL]
+    if status:
+        a["http.response.status_code"] = status
+        s.error = status >= 500
+    if detail:
+        s.error = True
+        s.message = detail
+    if f[F_TAGS]:
+        a.update(f[F_TAGS])
+    return s
 
 
-def attempt_message(c: Attempt, detail: str, last: bool) -> str:
+def host_and_agent(authority: str | None, fields: tuple[tuple[bytes, bytes], ...]
+                   ) -> tuple[str | bytes | None, bytes | None]:
+    """The request's host (its :authority, else its first Host field, undecoded) and
+    its first User-Agent field (undecoded, None without one): RequestHead.host and
+    user_agent() of the request the fields were."""
+    host: str | bytes | None = authority
+    ua = None
+    for k, v in fields:
+        if k == b"host":
+            if host is None:
+                host = v
+        elif k == b"user-agent" and ua is None:
+            ua = v
+    return host, ua
+
+
+def attempt_message(c: Sequence[Any], detail: str, last: bool) -> str:
     """The failure an attempt's span reports ("" for none): its own, or, when it ended
     without an answer (a reset, a timeout, a client gone), the stream's for the last
     attempt and upstream_no_response for any other."""
@@ -181,7 +201,7 @@ def attempt_message(c: Attempt, detail: str, last: bool) -> str:
     return (detail if last else "") or NO_RESPONSE
 
 
-def client_span(trace_id: int, parent_id: int, method: str, path: str, c: Attempt, message: str) -> Span:
+def client_span(trace_id: int, parent_id: int, method: str, path: str, c: Sequence[Any], message: str) -> Span:
     cluster, host, attempt, status = c[A_CLUSTER], c[A_HOST], c[A_ATTEMPT], c[A_STATUS]
     s = Span(f"{method} {cluster}", CLIENT, trace_id, c[A_SPAN], parent_id, c[A_START])
     s.end_ns = c[A_END]
@@ -196,7 +216,7 @@ def client_span(trace_id: int, parent_id: int, method: str, path: str, c: Attemp
     if attempt > 1:
         a["http.request.resend_count"] = attempt - 1
     if c[A_EXTRA]:
-        a.update(c[A_EXTRA])
+        a.update(c[A_EXTRA])            # a dict as the stream set it, or its pairs
     if status:
         a["http.response.status_code"] = status
         s.error = status >= 500

@@ -45,7 +45,8 @@ attempt writes the fields. Anything else asked of it (a retry, a rule's tag or
 forced decision, an access log naming its ids) first makes it the trace object it
 stands for (adopt, then _full), in place, so ctx.trace never changes identity once
 set. A sampled fresh trace of a listener writing W3C alone draws its first context
-ahead the same way, with the flag on and its first client span's id.
+ahead the same way, with the flag on and its first client span's id, and is a
+SampledPooled until anything but its one attempt is asked of it.
 
 Malformed incoming headers are counted (tracing.<format>.invalid) and start a
 fresh trace; they never fail the request. The sink is bound by the worker that
@@ -261,15 +262,20 @@ class Tracer:
         if fs is not None:
             # the first attempt's context drawn ahead: its trace id is the trace's, its
             # span id the first client span's; the server span's id is drawn here
-            wire = fs.pool.pop() if fs.pool else fs.refill()
+            t = _new(SampledPooled)
+            t.tracer = self
+            t.drawn = w = fs.pool.pop() if fs.pool else fs.refill()
             at = fs.trace_at
-            tr = ctx.trace = StreamTrace(self, int(wire[at:at + 32], 16) or 1, _getrandbits(64) | 1, 0, True,
-                                         (), None, int(ctx.start_wall * 1e9))
-            tr.drawn = wire
-        else:
-            bits = _getrandbits(192) | 1
-            tr = ctx.trace = StreamTrace(self, bits >> 64 or 1, bits & _M64, 0, True, (), None,
-                                         int(ctx.start_wall * 1e9))
+            t.trace_id = int(w[at:at + 32], 16) or 1
+            t.span_id = _getrandbits(64) | 1
+            t.start_ns = int(ctx.start_wall * 1e9)
+            t.clients = ()      # type: ignore[assignment]  # its one attempt makes it a list
+            t.current = t.wire = None
+            ctx.trace = t
+            return
+        bits = _getrandbits(192) | 1
+        tr = ctx.trace = StreamTrace(self, bits >> 64 or 1, bits & _M64, 0, True, (), None,
+                                     int(ctx.start_wall * 1e9))
         tr.clean = True
 
     def _begin_read(self, ctx: StreamContext) -> None:
@@ -437,14 +443,25 @@ class StreamTrace:
         sink = self.tracer.sink
         if sink is None:
             return
-        # what the server span needs, read now (the stream's objects are done after
-        # this); turned into span attributes only by an exporter (span.StreamRecord)
+        # what the spans need, read now (the stream's objects are done after this);
+        # turned into span attributes only by an exporter (span.StreamRecord)
+        req = ctx.request
         route = ctx.route
         resp = ctx.response
-        sink(StreamRecord(self, (end, ctx.request, ctx.source_address, ctx.source_port,
-                                 route.name if route is not None else "", ctx.cluster_name,
-                                 ctx.upstream_address, ctx.attempt_count, ctx.request_id,
-                                 resp.status if resp is not None else 0, ctx.error_detail)))
+        tags = self.tags
+        f = [self.trace_id, self.span_id, self.parent_id, self.start_ns, end, req.method, req.path,
+             route.name if route is not None else "", req.scheme, req.authority, ctx.source_address,
+             ctx.source_port, req.version, tuple(req.headers.items), ctx.cluster_name, ctx.upstream_address,
+             ctx.attempt_count, resp.status if resp is not None else 0, ctx.request_id, ctx.error_detail,
+             tuple(tags.items()) if tags else None]
+        for c in self.clients:
+            extra = c[A_EXTRA]
+            if extra:
+                f += c[:A_EXTRA]
+                f.append(tuple(extra.items()))
+            else:
+                f += c
+        sink(StreamRecord(self, tuple(f)))
 
 
 class UnsampledTrace(StreamTrace):
@@ -574,6 +591,67 @@ class UnsampledPooled(UnsampledTrace):
             return
         self.wire = self.drawn
         self.tracer.fresh.put(ctx.request.headers.items, self.drawn)     # type: ignore[union-attr]
+
+
+class SampledPooled(StreamTrace):
+    """A sampled fresh trace of a listener writing W3C alone, while it is what most
+    are (Tracer.begin_sampled): one upstream attempt, whose context was drawn ahead
+    (`drawn`, from Tracer.fresh_sampled: the trace id and the client span's id), no
+    rule's tag or decision. Only tracer, drawn, trace_id, span_id (the server
+    span's), start_ns, clients, current and wire are set; the rest reads from the
+    class. A retry, a tag or a decision first makes it the
+    StreamTrace it stands for (_full), in place, as UnsampledTrace does. It records
+    what StreamTrace records, in fewer calls (no __init__, no format's writer): at
+    1 % sampling a sampled stream's code runs cold, and the requests after it pay to
+    bring the request path's back into the processor's caches
+    (bench/tracing_inprocess.py --after)."""
+    __slots__ = ()
+    sampled = True
+    parent_id = 0
+    tracestate: tuple[tuple[str, str], ...] = ()
+    sw_parent = None
+    replaced = False
+    clean = True
+    tags = None
+    segment_id = sw_trace = sw_ids = ""
+
+    def _full(self) -> None:
+        """Become the StreamTrace begin_sampled() would otherwise have made."""
+        written = self.wire is not None
+        me: StreamTrace = self
+        me.__class__ = StreamTrace      # the slots StreamTrace reads are all filled below
+        me.sampled = True
+        me.parent_id = 0
+        me.tracestate = ()
+        me.sw_parent = None
+        me.clients = list(me.clients)
+        me.replaced = False
+        me.clean = not written          # what the first attempt wrote must go before the next one writes
+        me.tags = None
+        if written:
+            me.drawn = None
+        me.sw_trace = me.segment_id = me.sw_ids = ""       # no sw8: W3C alone
+
+    def tag(self, key: str, value: Any) -> None:
+        self._full()
+        self.tag(key, value)
+
+    def force(self, sampled: bool) -> None:
+        if not sampled:
+            self._full()
+            self.force(False)
+
+    def attempt_start(self, ctx: StreamContext, cluster: str, host: str, attempt: int) -> None:
+        if attempt != 1 or self.wire is not None:
+            self._full()
+            self.attempt_start(ctx, cluster, host, attempt)
+            return
+        fresh = self.tracer.fresh_sampled
+        w = self.wire = self.drawn
+        at = fresh.span_at      # type: ignore[union-attr]
+        self.current = c = [int(w[at:at + 16], 16), _time_ns(), 0, cluster, host, 1, 0, "", None]
+        self.clients = [c]
+        ctx.request.headers.items.append((b"traceparent", w[fresh.at]))     # type: ignore[union-attr]
 
 
 def make_tracer(listener: Any, tracing: Any) -> Tracer | None:

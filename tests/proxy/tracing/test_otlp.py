@@ -16,7 +16,7 @@ from opentelemetry.proto.trace.v1 import trace_pb2
 from mosnx import __version__
 from mosnx.proxy.tracing import otlp
 from mosnx.proxy.tracing.otlp import OtlpGrpc, encode, otlp_http, scope_name, scope_spans
-from mosnx.runtime.tracing.span import Span, StreamRecord, TraceRecord
+from mosnx.runtime.tracing.span import F_END, Span, StreamRecord, TraceRecord
 
 from .spans_data import TRACE, record, stream_record
 
@@ -107,7 +107,7 @@ def test_a_stream_record_says_everything_the_stream_did() -> None:
         "mosnx.cluster": "web", "mosnx.upstream_host": "127.0.0.1:9001", "mosnx.attempt": 1,
         "http.response.status_code": 200}
     assert server.status.code == client.status.code == UNSET
-    assert server.start_time_unix_nano == t.start_ns and server.end_time_unix_nano == rec.facts[0]
+    assert server.start_time_unix_nano == t.start_ns and server.end_time_unix_nano == rec.facts[F_END]
     assert server.start_time_unix_nano <= client.start_time_unix_nano <= client.end_time_unix_nano
     assert client.end_time_unix_nano <= server.end_time_unix_nano
 

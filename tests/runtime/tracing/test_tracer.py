@@ -10,7 +10,7 @@ from mosnx.runtime.context import RequestHead, ResponseHead, StreamContext
 from mosnx.runtime.headers import Headers
 from mosnx.runtime.stats import Store
 from mosnx.runtime.tracing.span import A_SPAN, CLIENT, SERVER, Record, TraceRecord
-from mosnx.runtime.tracing.tracer import StreamTrace, Tracer, UnsampledTrace
+from mosnx.runtime.tracing.tracer import SampledPooled, StreamTrace, Tracer, UnsampledTrace
 from mosnx.runtime.tracing import propagation, sw8, w3c
 
 TID = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -363,7 +363,8 @@ def test_a_sampled_fresh_trace_writes_its_context_with_the_client_span_as_parent
     t.begin_fresh(ctx)
     tr = ctx.trace
     # drawn ahead for W3C alone: B3 names the server span as the parent, written per attempt
-    assert type(tr) is StreamTrace and tr.sampled and (tr.drawn is not None) == (formats == ("w3c",))
+    assert type(tr) is (SampledPooled if formats == ("w3c",) else StreamTrace) and tr.sampled
+    assert (tr.drawn is not None) == (formats == ("w3c",))
     tr.attempt_start(ctx, "web", "h:80", 1)
     client = tr.clients[0][A_SPAN]
     tp = ctx.request.headers.get("traceparent")
@@ -379,9 +380,88 @@ def test_a_sampled_fresh_trace_writes_its_context_with_the_client_span_as_parent
     tr.attempt_start(ctx, "web", "h:81", 2)
     (tp2,) = ctx.request.headers.get_all("traceparent")
     assert tp2 == f"00-{tr.trace_id_hex}-{tr.clients[1][A_SPAN]:016x}-01" and tr.wire is None
+    assert type(tr) is StreamTrace
     tr.finish(ctx)
     (rec,) = out
     assert [s.parent_id for s in rec.spans] == [0, tr.span_id, tr.span_id]
+    assert [s.span_id for s in rec.spans[1:]] == [client, tr.clients[1][A_SPAN]]
+
+
+def _lean_and_full(moments) -> tuple[Record, Record]:
+    """The record of one stream's `moments` (a function of the trace and the context)
+    from a SampledPooled trace, and from the StreamTrace it stands for."""
+    t = Tracer("ingress", ("w3c",), random_sampling=100.0, service="shop", instance="i-1")
+    out: list[Record] = []
+    t.bind(out.append, Store())
+    ctx = ctx_with()
+    ctx.request_id = "r-1"
+    t.begin_fresh(ctx)
+    lean = ctx.trace
+    assert type(lean) is SampledPooled
+    full_ctx = ctx_with()
+    full_ctx.request_id = "r-1"
+    full_ctx.trace = full = StreamTrace(t, lean.trace_id, lean.span_id, 0, True, (), None, lean.start_ns)
+    full.drawn, full.clean = lean.drawn, True
+    for c, tr in ((ctx, lean), (full_ctx, full)):
+        moments(tr, c)
+        tr.finish(c)
+    return out[0], out[1]
+
+
+@pytest.mark.parametrize("name", ["one", "local_reply", "retry", "tag", "forced_out", "refused_twice", "rpc"])
+def test_a_lean_sampled_trace_records_what_the_full_one_does(name: str) -> None:
+    def moments(tr, ctx) -> None:
+        if name == "tag":
+            tr.tag("tenant", "acme")
+        if name == "forced_out":
+            tr.force(False)
+        if name == "local_reply":
+            ctx.response = ResponseHead(404, Headers())
+            ctx.error_detail = "route_not_found"
+            return
+        ctx.cluster_name = "web"
+        for i in range(1, 3 if name in ("retry", "refused_twice") else 2):
+            ctx.upstream_address = f"h:{80 + i}"
+            ctx.attempt_count = 1 if name == "refused_twice" else i
+            tr.attempt_start(ctx, "web", ctx.upstream_address, ctx.attempt_count)
+            if name == "rpc":
+                tr.attempt_attributes({"rpc.system": "dubbo"})
+            tr.attempt_status(503 if i == 1 and name == "retry" else 200)
+            tr.attempt_end("")
+        ctx.response = ResponseHead(200, Headers())
+    if name == "forced_out":
+        t = Tracer("ingress", ("w3c",), random_sampling=100.0)
+        out: list[Record] = []
+        t.bind(out.append, Store())
+        ctx = ctx_with()
+        t.begin_fresh(ctx)
+        moments(ctx.trace, ctx)
+        ctx.trace.finish(ctx)
+        assert not out and ctx.request.headers.get("traceparent").endswith("-00")
+        return
+    lean, full = _lean_and_full(moments)
+    assert lean.size == full.size and lean.facts[:4] == full.facts[:4]
+    for a, b in zip(lean.spans, full.spans):
+        assert (a.name, a.kind, a.trace_id, a.parent_id, a.attributes, a.error, a.message) == \
+            (b.name, b.kind, b.trace_id, b.parent_id, b.attributes, b.error, b.message)
+    clients = [s.span_id for s in lean.spans[1:]]
+    assert len(set(clients)) == len(clients)
+    if name == "tag":
+        assert lean.spans[0].attributes["tenant"] == "acme"
+
+
+def test_a_lean_sampled_trace_answers_for_its_ids_before_and_after_it_becomes_full() -> None:
+    t = Tracer("ingress", ("w3c",), random_sampling=100.0)
+    t.bind(None, Store())
+    ctx = ctx_with()
+    t.begin_fresh(ctx)
+    tr = ctx.trace
+    ids = (tr.trace_id_hex, tr.span_id, tr.start_ns)
+    tr.attempt_start(ctx, "web", "h:80", 1)
+    assert ctx.request.headers.get("traceparent") == f"00-{ids[0]}-{tr.current[A_SPAN]:016x}-01"
+    tr.tag("k", "v")
+    assert type(tr) is StreamTrace and (tr.trace_id_hex, tr.span_id, tr.start_ns) == ids
+    assert tr.drawn is None and not tr.clean and tr.tags == {"k": "v"}
 
 
 def test_a_sampled_fresh_trace_forced_out_writes_the_flag_off() -> None:
