@@ -164,13 +164,7 @@ def server_span(f: Facts) -> Span:
         a["mosnx.upstream_host"] = f[F_UPSTREAM]
     a["mosnx.attempts"] = f[F_ATTEMPTS]
     a["mosnx.request_id"] = f[F_REQUEST_ID]
-    status, detail = f[F_STATUS], f[F_DETAIL]
-    if status:
-        a["http.response.status_code"] = status
-        s.error = status >= 500
-    if detail:
-        s.error = True
-        s.message = detail
+    _outcome(s, f[F_STATUS], f[F_DETAIL])
     if f[F_TAGS]:
         a.update(f[F_TAGS])
     return s
@@ -217,13 +211,18 @@ def client_span(trace_id: int, parent_id: int, method: str, path: str, c: Sequen
         a["http.request.resend_count"] = attempt - 1
     if c[A_EXTRA]:
         a.update(c[A_EXTRA])            # a dict as the stream set it, or its pairs
+    _outcome(s, status, message)
+    return s
+
+
+def _outcome(s: Span, status: int, message: str) -> None:
+    """A span's answer (its status, 0 for none) and failure (the x-mosnx-error cause)."""
     if status:
-        a["http.response.status_code"] = status
+        s.attributes["http.response.status_code"] = status
         s.error = status >= 500
     if message:
         s.error = True
         s.message = message
-    return s
 
 
 Record = Union[TraceRecord, StreamRecord]

@@ -464,7 +464,20 @@ class StreamTrace:
         sink(StreamRecord(self, tuple(f)))
 
 
-class UnsampledTrace(StreamTrace):
+class _Fresh(StreamTrace):
+    """What StreamTrace holds in slots, constant for a trace the proxy started, until
+    more is asked of it (UnsampledTrace, SampledPooled): these names shadow the slots
+    until the subclass's _full() fills them and changes the class."""
+    __slots__ = ()
+    parent_id = 0
+    tracestate: tuple[tuple[str, str], ...] = ()
+    sw_parent = None
+    replaced = False
+    tags = None
+    segment_id = sw_trace = sw_ids = ""
+
+
+class UnsampledTrace(_Fresh):
     """An unsampled stream that started its own trace, before anything asks more of
     it: only tracer, drawn (its ids: here one number, the trace id its high 128 bits
     and the server span id its low 64) and start_wall are set (begin() sets them
@@ -475,16 +488,8 @@ class UnsampledTrace(StreamTrace):
     first makes it the StreamTrace it stands for (_full): the same slots, so the
     object changes class in place and whoever holds it keeps it."""
     __slots__ = ()
-    # what StreamTrace holds in slots, constant here (these names shadow the slots
-    # until _full() fills them and changes the class)
     sampled = False
-    parent_id = 0
-    tracestate: tuple[tuple[str, str], ...] = ()
-    sw_parent = None
     current = None
-    replaced = False
-    tags = None
-    segment_id = sw_trace = sw_ids = ""
 
     @property
     def trace_id(self) -> int:  # type: ignore[override]
@@ -593,7 +598,7 @@ class UnsampledPooled(UnsampledTrace):
         self.tracer.fresh.put(ctx.request.headers.items, self.drawn)     # type: ignore[union-attr]
 
 
-class SampledPooled(StreamTrace):
+class SampledPooled(_Fresh):
     """A sampled fresh trace of a listener writing W3C alone, while it is what most
     are (Tracer.begin_sampled): one upstream attempt, whose context was drawn ahead
     (`drawn`, from Tracer.fresh_sampled: the trace id and the client span's id), no
@@ -607,13 +612,7 @@ class SampledPooled(StreamTrace):
     (bench/tracing_inprocess.py --after)."""
     __slots__ = ()
     sampled = True
-    parent_id = 0
-    tracestate: tuple[tuple[str, str], ...] = ()
-    sw_parent = None
-    replaced = False
     clean = True
-    tags = None
-    segment_id = sw_trace = sw_ids = ""
 
     def _full(self) -> None:
         """Become the StreamTrace begin_sampled() would otherwise have made."""
