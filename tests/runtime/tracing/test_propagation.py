@@ -136,6 +136,10 @@ def test_a_pool_of_fresh_contexts_is_what_write_writes(formats: tuple[str, ...],
         assert propagation.fields_of(wire) == general.items
     # the ids are random digits, not a pattern: a batch uses every hex digit at each place
     assert all(len({w[fresh.trace_at + i] for w in drawn}) > 8 for i in range(32))
+    assert all(len({w[fresh.span_at + i] for w in drawn}) > 8 for i in range(16))
+    # and a refill draws new ones
+    fresh.pool.clear()
+    assert not set(drawn) & {fresh.refill(), *fresh.pool}
 
 
 def test_a_sampled_pool_is_w3c_alone() -> None:
