@@ -129,7 +129,7 @@ class StreamContext:
         # set by the core: True when the request head ended the request (no body
         # follows), False when a body follows, None when not known
         self.request_bodyless: bool | None = None
-        # the stream's trace (runtime.tracing.tracer.StreamTrace) when its listener traces
+        # the stream's trace (runtime.tracing.trace.StreamTrace) when its listener traces
         self.trace: Any = None
         # what an RPC call is (RpcInfo), on the stream of a call on an RPC listener
         self.rpc: RpcInfo | None = None

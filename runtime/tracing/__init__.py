@@ -4,5 +4,6 @@ spans of one stream.
 
 Nothing here does I/O or imports beyond the standard library: the proxy core
 (proxy.tracing) exports what this package records, and the stream calls the
-Tracer (tracer.py) at the few moments a span starts or ends.
+Tracer (tracer.py) and its trace (trace.py) at the few moments a span starts or
+ends.
 """
