@@ -28,8 +28,8 @@ from typing import Any, Awaitable, Callable
 
 from mosnx import __version__
 from mosnx.runtime.context import path_of
-from mosnx.runtime.tracing.span import (ATTEMPT_FIELDS, NO_RESPONSE, R_CLIENTS, SERVER, Record, Span,
-                                         StreamRecord, host_and_agent, server_span)
+from mosnx.runtime.tracing.span import (ATTEMPT_FIELDS, R_CLIENTS, SERVER, Record, Span, StreamRecord,
+                                         attempt_message, host_and_agent, server_span)
 
 from .grpc_call import GrpcChannel
 from .http_post import post
@@ -234,10 +234,9 @@ def stream_spans(f: tuple, out: list[bytes]) -> None:
     out += (_SPAN_HEADS[n] if n < 1024 else b"\x12" + varint(n)), body
     last = len(f) - ATTEMPT_FIELDS
     for at in range(R_CLIENTS, len(f), ATTEMPT_FIELDS):
-        span_id, cstart, cend, ccluster, chost, attempt, cstatus, message, extra = f[at:at + ATTEMPT_FIELDS]
-        if not message and not cstatus:
-            # it ended without an answer: the stream's cause names the last one's
-            message = (detail if at == last else "") or NO_RESPONSE
+        c = f[at:at + ATTEMPT_FIELDS]
+        span_id, cstart, cend, ccluster, chost, attempt, cstatus, _, extra = c
+        message = attempt_message(c, detail, at == last)
         ckey = (method, ccluster, chost, attempt, cstatus)
         body = b"".join((_IDS_PARENT.pack(0x0A, 16, hi, lo, 0x12, 8, span_id, 0x22, 8, sid),
                          _TIMES.pack(0x39, cstart, 0x41, cend or cstart),

@@ -210,7 +210,7 @@ def client_span(trace_id: int, parent_id: int, method: str, path: str, c: Sequen
     if attempt > 1:
         a["http.request.resend_count"] = attempt - 1
     if c[A_EXTRA]:
-        a.update(c[A_EXTRA])            # a dict as the stream set it, or its pairs
+        a.update(c[A_EXTRA])            # the pairs of the attributes the stream set
     _outcome(s, status, message)
     return s
 

@@ -329,32 +329,27 @@ class SampledPooled(_Fresh):
     are (Tracer.begin_sampled): one upstream attempt, whose context was drawn ahead
     (`drawn`, from Tracer.fresh_sampled: the trace id and the client span's id), no
     rule's tag or decision. Only tracer, drawn, trace_id, span_id (the server
-    span's), start_ns, clients, current and wire are set; the rest reads from the
-    class. A retry, a tag or a decision first makes it the
-    StreamTrace it stands for (_full), in place, as UnsampledTrace does. It records
-    what StreamTrace records, in fewer calls (no __init__, no format's writer): at
+    span's), start_ns, clients, current, wire and clean are set; the rest reads from
+    the class. Its attempt is StreamTrace's first attempt of a context drawn ahead;
+    a retry, a tag or a decision first makes it the StreamTrace it stands for
+    (_full), in place, as UnsampledTrace does. It records what StreamTrace records,
+    in fewer calls (no __init__, no format's writer): at
     1 % sampling a sampled stream's code runs cold, and the requests after it pay to
     bring the request path's back into the processor's caches
     (bench/tracing_inprocess.py --after)."""
     __slots__ = ()
     sampled = True
-    clean = True
 
     def _full(self) -> None:
         """Become the StreamTrace begin_sampled() would otherwise have made."""
-        written = self.wire is not None
         me: StreamTrace = self
         me.__class__ = StreamTrace      # the slots StreamTrace reads are all filled below
         me.sampled = True
         me.parent_id = 0
         me.tracestate = ()
         me.sw_parent = None
-        me.clients = list(me.clients)
         me.replaced = False
-        me.clean = not written          # what the first attempt wrote must go before the next one writes
         me.tags = None
-        if written:
-            me.drawn = None
         me.sw_trace = me.segment_id = me.sw_ids = ""       # no sw8: W3C alone
 
     def tag(self, key: str, value: Any) -> None:
@@ -367,13 +362,6 @@ class SampledPooled(_Fresh):
             self.force(False)
 
     def attempt_start(self, ctx: StreamContext, cluster: str, host: str, attempt: int) -> None:
-        if attempt != 1 or self.wire is not None:
-            self._full()
-            self.attempt_start(ctx, cluster, host, attempt)
-            return
-        fresh = self.tracer.fresh_sampled
-        w = self.wire = self.drawn
-        at = fresh.span_at      # type: ignore[union-attr]
-        self.current = c = [int(w[at:at + 16], 16), _time_ns(), 0, cluster, host, 1, 0, "", None]
-        self.clients = [c]
-        ctx.request.headers.items.append((b"traceparent", w[fresh.at]))     # type: ignore[union-attr]
+        if attempt != 1 or self.drawn is None:
+            self._full()        # a retry, or attempt 1 made again (an HTTP/2 refused stream)
+        StreamTrace.attempt_start(self, ctx, cluster, host, attempt)

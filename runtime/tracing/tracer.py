@@ -260,8 +260,9 @@ class Tracer:
             t.trace_id = int(w[at:at + 32], 16) or 1
             t.span_id = _getrandbits(64) | 1
             t.start_ns = int(ctx.start_wall * 1e9)
-            t.clients = ()      # type: ignore[assignment]  # its one attempt makes it a list
+            t.clients = []
             t.current = t.wire = None
+            t.clean = True
             ctx.trace = t
             return
         bits = _getrandbits(192) | 1
