@@ -243,11 +243,15 @@ SECTIONS: tuple[Section, ...] = (
              "this route sent"),
         Stat("vhost.<vhost>.route.<route>.upstream_rq_<class>", COUNTER, "of which by status class: `2xx`, "
              "`3xx`, `4xx`, `5xx`"),
+        Stat("vhost.<vhost>.route.<route>.upstream_rq_<code>", COUNTER, "of which by exact status (`200`, "
+             "`503`), made at its first response"),
         Stat("vhost.<vhost>.route.<route>.upstream_rq_time", HISTOGRAM, "time from sending a request "
              "upstream to its response headers, in ms"),
         Stat("cluster.<cluster>.host.<address>.upstream_rq_completed", COUNTER, "upstream responses from "
              "this endpoint (Envoy keeps per-host counts in /clusters only)", NONE),
         Stat("cluster.<cluster>.host.<address>.upstream_rq_<class>", COUNTER, "of which by status class",
+             NONE),
+        Stat("cluster.<cluster>.host.<address>.upstream_rq_<code>", COUNTER, "of which by exact status",
              NONE),
         Stat("cluster.<cluster>.host.<address>.upstream_rq_time", HISTOGRAM, "time from sending a request "
              "to this endpoint to its response headers, in ms", NONE),

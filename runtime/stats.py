@@ -58,6 +58,38 @@ class ReadCounter(Counter):
         return self.read()
 
 
+RESPONSE_CLASSES = ("2xx", "3xx", "4xx", "5xx")
+
+
+def class_sum(codes: dict[int, Counter], k: int) -> Callable[[], int]:
+    """The count of class k (2 for 2xx) read from counts by exact status (Responses):
+    5xx with the statuses outside 100..599 (under 0)."""
+    lo, hi = k * 100, k * 100 + 100
+    if k == 5:
+        return lambda: sum([c.value for s, c in codes.items() if lo <= s < hi or s == 0])
+    return lambda: sum([c.value for s, c in codes.items() if lo <= s < hi])
+
+
+class Responses(dict[int, Counter]):
+    """Counters of responses by exact status, as Envoy counts upstream_rq_200
+    (Store.responses): `prefix + <status>`, each made at its status's first response
+    (made), and under 0 one for the statuses outside 100..599, which no stat names."""
+    __slots__ = ("store", "prefix")
+
+    def __init__(self, store: "Store", prefix: str) -> None:
+        super().__init__()
+        self.store = store
+        self.prefix = prefix
+        self[0] = Counter()
+
+    def made(self, status: int) -> Counter:
+        """The counter of `status`, made now (get() found none)."""
+        if not 100 <= status < 600:
+            return self[0]
+        c = self[status] = self.store.counter(self.prefix + str(status))
+        return c
+
+
 ACCUMULATE = "accumulate"
 PER_PROXY = "per_proxy"
 GAUGE_MODES = (ACCUMULATE, PER_PROXY)
@@ -178,8 +210,8 @@ class Store:
         self.histograms: dict[str, Histogram] = {}
         # counters named by family() and not made yet: prefix -> names (dumped at 0)
         self.named: dict[str, tuple[str, ...]] = {}
-        # counters by HTTP status (statuses()): prefix -> status -> counter
-        self.by_status: dict[str, dict[int, Counter]] = {}
+        # counters by HTTP status (responses()), by prefix
+        self.by_status: dict[str, Responses] = {}
         # each histogram beside the list its `add` appends to: a fold (every 20 ms while
         # samples come) skips the idle ones without a call each, and there is one per
         # cluster and route
@@ -221,14 +253,18 @@ class Store:
         self.named[prefix] = names
         return CounterFamily(self, prefix)
 
-    def statuses(self, prefix: str) -> dict[int, Counter]:
-        """A dict for the counters `prefix + <status>` its owner makes as statuses come,
-        kept here so that whoever counts them next (a cluster's next version) finds
-        them all."""
-        d = self.by_status.get(prefix)
-        if d is None:
-            d = self.by_status[prefix] = {}
-        return d
+    def responses(self, prefix: str) -> Responses:
+        """Responses counted by exact status (Responses: `prefix + <status>`), and
+        `prefix + <class>` (2xx ... 5xx) read as their sums: one count a response, the
+        classes added when read. Kept here by prefix, so that whoever counts them next
+        (a cluster's next version, a route's series made again) counts into, and sums,
+        the same counters."""
+        r = self.by_status.get(prefix)
+        if r is None:
+            r = self.by_status[prefix] = Responses(self, prefix)
+        for cls in RESPONSE_CLASSES:
+            self.counter_reading(prefix + cls, class_sum(r, int(cls[0])))
+        return r
 
     def histogram(self, name: str) -> Histogram:
         h = self.histograms.get(name)

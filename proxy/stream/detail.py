@@ -5,11 +5,15 @@ For each upstream response that stands (the one the client gets; what the cluste
 upstream_rq_time and upstream_rq_<class> count), a listener that asks records:
 
 - per route, Envoy's route-level names: `vhost.<vhost>.route.<route>.upstream_rq_completed`,
+  `.upstream_rq_<status>` (200, 503: made at a status's first response),
   `.upstream_rq_<class>` (2xx … 5xx) and `.upstream_rq_time` (ms, from the request
   sent upstream to the response head);
 - per endpoint (Envoy has these only in /clusters, not as stats):
-  `cluster.<cluster>.host.<host>_<port>.upstream_rq_completed`, `.upstream_rq_<class>`,
-  `.upstream_rq_time`.
+  `cluster.<cluster>.host.<host>_<port>.upstream_rq_completed`, `.upstream_rq_<status>`,
+  `.upstream_rq_<class>`, `.upstream_rq_time`.
+
+As the cluster's, a status outside 100..599 counts as 5xx, with no counter of its own;
+a 1xx (a 101 switching protocols) is completed, in no class.
 
 A dot or colon in a vhost or route name becomes `_`, so each stays one segment for tag
 extraction (runtime.stat_tags: envoy_virtual_host, envoy_route); an address is written
@@ -26,7 +30,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from mosnx.runtime.headers import Headers
-from mosnx.runtime.stats import Counter, Histogram, Store
+from mosnx.runtime.stats import Histogram, Store
 
 from .executor import HttpStream
 
@@ -37,31 +41,28 @@ if TYPE_CHECKING:
 
 MAX_KEYS = 4096        # routes or hosts remembered by identity; then the table starts again
 
-_CLASSES = ("2xx", "3xx", "4xx", "5xx")
-
 
 def _segment(name: str) -> str:
     return name.replace(".", "_").replace(":", "_")
 
 
 class Series:
-    """The three stats of one route or endpoint."""
-    __slots__ = ("completed", "by_class", "time")
+    """The stats of one route or endpoint: responses by exact status, and the time to
+    their heads."""
+    __slots__ = ("codes", "time")
 
     def __init__(self, store: Store, prefix: str):
-        self.completed: Counter = store.counter(prefix + "upstream_rq_completed")
-        classes = {c: store.counter(prefix + "upstream_rq_" + c) for c in _CLASSES}
-        # by status // 100 (a status is three digits), above 5 counted as 5xx as the
-        # cluster's are; 1xx not counted
-        self.by_class: tuple[Counter | None, ...] = ((None, None) + tuple(classes[c] for c in _CLASSES)
-                                                     + (classes["5xx"],) * 4)
+        # upstream_rq_<status> as the cluster's (Store.responses), upstream_rq_<class>
+        # and upstream_rq_completed their sums when read: one count a response
+        self.codes = codes = store.responses(prefix + "upstream_rq_")
+        store.counter_reading(prefix + "upstream_rq_completed", lambda: sum([c.value for c in codes.values()]))
         self.time: Histogram = store.histogram(prefix + "upstream_rq_time")
 
     def record(self, status: int, elapsed: float) -> None:
-        self.completed.value += 1
-        c = self.by_class[status // 100]
-        if c is not None:
-            c.value += 1
+        c = self.codes.get(status)
+        if c is None:
+            c = self.codes.made(status)
+        c.value += 1
         self.time.add(elapsed)
 
 

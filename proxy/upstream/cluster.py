@@ -26,11 +26,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from operator import attrgetter
-from typing import TYPE_CHECKING, Callable, Iterable
+from typing import TYPE_CHECKING, Iterable
 
 from mosnx.runtime import shared as sh
 from mosnx.runtime.model import CircuitBreakers, ClusterConfig, Endpoint
-from mosnx.runtime.stats import ACCUMULATE, PER_PROXY, Counter, Store
+from mosnx.runtime.stats import ACCUMULATE, PER_PROXY, RESPONSE_CLASSES, Counter, Store
 
 from . import lb as lbs, locality
 from .http2 import H2Pool
@@ -265,17 +265,6 @@ def _resource(name: str) -> property:
     return property(attrgetter("res." + name), set_)
 
 
-_CLASSES = ("2xx", "3xx", "4xx", "5xx")
-
-
-def _class_sum(codes: dict[int, Counter], k: int) -> Callable[[], int]:
-    """upstream_rq_<k>xx read from the exact codes (5xx with the out-of-range ones, 0)."""
-    lo, hi = k * 100, k * 100 + 100
-    if k == 5:
-        return lambda: sum([c.value for s, c in codes.items() if lo <= s < hi or s == 0])
-    return lambda: sum([c.value for s, c in codes.items() if lo <= s < hi])
-
-
 class Cluster:
     cx_active = _resource("cx_active")
     rq_pending = _resource("rq_pending")
@@ -298,13 +287,7 @@ class Cluster:
         # is their sum, added when read. A status outside 100..599 has no counter of its
         # own and counts as 5xx (under 0). The store keeps the codes met per prefix, so
         # every version of the cluster counts into, and sums, the same counters.
-        self.rq_codes = codes = stats.statuses(prefix + "upstream_rq_")
-        odd = codes.get(0)
-        if odd is None:
-            odd = codes[0] = Counter()
-        self.rq_odd = odd
-        for cls in _CLASSES:
-            stats.counter_reading(f"{prefix}upstream_rq_{cls}", _class_sum(codes, int(cls[0])))
+        self.rq_codes = stats.responses(prefix + "upstream_rq_")
         self.cx_active_gauge = stats.gauge(prefix + "upstream_cx_active", ACCUMULATE)
         # the circuit breaker's own count (shared across versions, see res below)
         stats.gauge_reading(prefix + "upstream_rq_active", lambda: self.res.rq_active, ACCUMULATE)
@@ -313,7 +296,7 @@ class Cluster:
         self.healthy_gauge = stats.gauge(prefix + "membership_healthy", PER_PROXY)
         self.rq_time = stats.histogram(prefix + "upstream_rq_time")
         # Envoy's upstream_rq_completed: the responses the class counters count, added when read
-        classes = tuple(stats.counters[f"{prefix}upstream_rq_{cls}"] for cls in _CLASSES)
+        classes = tuple(stats.counters[f"{prefix}upstream_rq_{cls}"] for cls in RESPONSE_CLASSES)
         stats.counter_reading(prefix + "upstream_rq_completed", lambda: sum(k.value for k in classes))
         # circuit-breaker accounting across all hosts, shared with the cluster's earlier
         # versions: streams and pools still holding one of those settle their counts here
@@ -378,11 +361,8 @@ class Cluster:
         c.value += 1
 
     def code_counter(self, status: int) -> Counter:
-        """upstream_rq_<status>, made at its first response (rq_odd out of 100..599)."""
-        if not 100 <= status < 600:
-            return self.rq_odd
-        c = self.rq_codes[status] = self.stats.counter(f"cluster.{self.name}.upstream_rq_{status}")
-        return c
+        """upstream_rq_<status>, made at its first response (Responses.made)."""
+        return self.rq_codes.made(status)
 
     def rotation(self) -> None:
         """Set each host's `healthy` (in rotation) from its checks and ejection. Below

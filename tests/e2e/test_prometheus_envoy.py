@@ -76,14 +76,17 @@ def test_mosnx_yaml_with_envoy_names_and_per_route_and_host_series(upstream, mos
     assert value(got, "envoy_vhost_route_upstream_rq_time_count", **r, **m) == 3
     assert value(got, "envoy_vhost_route_upstream_rq_completed", **r, **m) == 3
     assert value(got, "envoy_vhost_route_upstream_rq_xx", envoy_response_code_class="2", **r, **m) == 3
+    assert value(got, "envoy_vhost_route_upstream_rq", envoy_response_code="200", **r, **m) == 3
     # per host: the endpoint as upstream_host, beside the cluster
     host = web.address.replace(":", "_")
     h = {"envoy_cluster_name": "web", "upstream_host": host, **m}
     assert value(got, "envoy_cluster_host_upstream_rq_time_count", **h) == 3
     assert value(got, "envoy_cluster_host_upstream_rq_xx", envoy_response_code_class="2", **h) == 3
+    assert value(got, "envoy_cluster_host_upstream_rq", envoy_response_code="200", **h) == 3
     # /stats keeps the dotted names the series come from
     stats = proxy.stats()
     assert stats[f"cluster.web.host.{host}.upstream_rq_completed"] == 3
+    assert stats[f"cluster.web.host.{host}.upstream_rq_200"] == 3
     assert any(k.startswith("vhost.") and k.endswith(".upstream_rq_completed") for k in stats)
 
 

@@ -21,6 +21,8 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs" / "metrics.md"
 SOURCES = ("runtime", "dsl", "proxy", "wasm", "mosnx")
 MAKERS = {"counter", "gauge", "histogram", "gauge_reading", "counter_reading"}
+# the makers of a family, by its prefix (Store.responses: `prefix + <status>` and `<class>`)
+PREFIX_MAKERS = {"responses"}
 HOW = "add one Stat line for it in runtime/stat_catalog.py, then run `mosnx docs metrics > docs/metrics.md`"
 
 # file -> (module, list attribute, prefix): the names the file makes from a declared list
@@ -101,9 +103,10 @@ def stat_sites() -> list[tuple[str, int, list]]:
                         continue
                     f = node.func
                     name = f.attr if isinstance(f, ast.Attribute) else f.id if isinstance(f, ast.Name) else None
-                    if name in MAKERS:
+                    if name in MAKERS or name in PREFIX_MAKERS:
                         seen.add(id(node))
-                        sites.append((rel, node.lineno, _pieces(node.args[0], names)))
+                        pieces = _pieces(node.args[0], names)
+                        sites.append((rel, node.lineno, pieces + [ANY] if name in PREFIX_MAKERS else pieces))
     return sites
 
 

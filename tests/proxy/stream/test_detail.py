@@ -34,6 +34,32 @@ def test_a_series_counts_by_class_and_times():
     assert store.dump()["histograms"]["vhost.v.route.r.upstream_rq_time"]["count"] == 6
 
 
+def test_a_series_counts_each_exact_status_as_the_cluster_does():
+    store = Store()
+    s = Series(store, "cluster.web.host.10.0.0.7_9000.")
+    for status in (200, 200, 503, 404, 200, 999, 42):
+        s.record(status, 3.0)
+    c = store.dump()["counters"]
+    p = "cluster.web.host.10.0.0.7_9000.upstream_rq_"
+    assert {k[len(p):]: v for k, v in c.items() if k.startswith(p) and k[len(p):].isdigit()} == {
+        "200": 3, "404": 1, "503": 1}
+    # out of 100..599: no counter of its own, counted as 5xx and completed
+    assert (c[p + "2xx"], c[p + "4xx"], c[p + "5xx"], c[p + "completed"]) == (3, 1, 3, 7)
+
+
+def test_a_series_made_again_by_name_keeps_counting_the_same_statuses():
+    """A new snapshot's route finds its name's series (DetailStats._named); a Series
+    made afresh over the same store (another table) sums the same counters."""
+    store = Store()
+    Series(store, "vhost.v.route.r.").record(200, 1.0)
+    again = Series(store, "vhost.v.route.r.")
+    again.record(200, 1.0)
+    again.record(500, 1.0)
+    c = store.dump()["counters"]
+    assert (c["vhost.v.route.r.upstream_rq_200"], c["vhost.v.route.r.upstream_rq_500"]) == (2, 1)
+    assert (c["vhost.v.route.r.upstream_rq_2xx"], c["vhost.v.route.r.upstream_rq_completed"]) == (2, 3)
+
+
 def test_routes_and_hosts_are_named_once_and_kept_by_name():
     store = Store()
     d = DetailStats(store)
