@@ -199,8 +199,9 @@ def test_the_agents_calls_on_its_own_bootstrap(tmp_path, short_dir, upstream, co
                 return False
         wait_until(ready, START_WAIT, "/ready 200 LIVE")
 
-        # the agent's readiness probe of envoy
-        assert stats(admin, READY_STATS) == {"server.state": 0, "listener_manager.workers_started": 1}
+        # the agent's readiness probe of envoy (the workers' stats are merged as they report)
+        wait_until(lambda: stats(admin, READY_STATS) == {"server.state": 0, "listener_manager.workers_started": 1},
+                   10, "server.state 0 and workers_started 1")
         updates = stats(admin, UPDATE_STATS)
         assert updates["cluster_manager.cds.update_success"] >= 1
         assert updates["listener_manager.lds.update_success"] >= 1
@@ -216,7 +217,7 @@ def test_the_agents_calls_on_its_own_bootstrap(tmp_path, short_dir, upstream, co
 
         assert call(admin, "POST", "/healthcheck/fail") == (200, "OK\n")
         assert call(admin, "GET", "/ready") == (503, "DRAINING\n")
-        assert stats(admin, r"^server\.state$") == {"server.state": 1}
+        wait_until(lambda: stats(admin, r"^server\.state$") == {"server.state": 1}, 10, "server.state 1")
         assert call(inbound, "GET", "/app")[0] == 200        # traffic is served as before
         assert call(admin, "POST", "/healthcheck/ok") == (200, "OK\n")
         assert call(admin, "GET", "/ready") == (200, "LIVE\n")

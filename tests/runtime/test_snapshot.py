@@ -197,12 +197,14 @@ def test_serving_traffic_changes_nothing_in_the_snapshot(tmp_path):
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
 
-    async def free_port() -> int:
-        probe = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
-        port = probe.sockets[0].getsockname()[1]
-        probe.close()
-        await probe.wait_closed()
-        return port
+    async def free_ports(n: int) -> list[int]:
+        # every probe held open until all are drawn: one closed first could be drawn again
+        probes = [await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0) for _ in range(n)]
+        ports = [p.sockets[0].getsockname()[1] for p in probes]
+        for probe in probes:
+            probe.close()
+            await probe.wait_closed()
+        return ports
 
     async def exchange(port: int, requests: list[tuple[str, str, dict]]) -> list[tuple[int, bytes]]:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
@@ -220,7 +222,7 @@ def test_serving_traffic_changes_nothing_in_the_snapshot(tmp_path):
 
     async def run():
         up = await asyncio.start_server(upstream, "127.0.0.1", 0)
-        ports = [await free_port() for _ in range(3)]
+        ports = await free_ports(3)
         (tmp_path / "rules.mdsl").write_text(RULES)
         cfg = tmp_path / "mosnx.yaml"
         cfg.write_text(SERVING.format(p0=ports[0], p1=ports[1], p2=ports[2], up=up.sockets[0].getsockname()[1]))
