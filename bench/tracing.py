@@ -18,9 +18,11 @@ comes and goes by the second, so the modes are measured in short interleaved sli
 rather than one long run each. A run starts every proxy and mode afresh (each with its
 own sink), warms each up, waits for a quiet machine, then runs `--rounds` rounds; a round
 gives each proxy and mode one `wrk -t1 -c N -d D` slice, in an order rotated from round
-to round, with a pause (`--gap`) after each slice so that spans still being exported do
-not fall into the next one. CPU is each proxy's process tree's (every thread, from
-/proc's schedstat). Reported per proxy and mode, over every slice of `--runs` runs: the
+to round, with a pause (`--gap`, 1.2 s: longer than the 1 s a span waits at most for
+its batch) after each slice, so that the spans a slice recorded are exported before the
+next slice starts. CPU is each proxy's process tree's (every thread, from /proc's
+schedstat), from the slice's start to its pause's end: the export a slice causes is
+counted to it. Reported per proxy and mode, over every slice of `--runs` runs: the
 median req/s and CPU µs per request, and the cost of tracing as the ratio of those
 medians to the same proxy's with tracing off; beside it, each slice against the same
 round's slice with tracing off, as the median and quartiles over the rounds, which
@@ -39,7 +41,7 @@ the cost from above. Slice against slice, this varies by well under 1 % where th
 interleaved slices vary by 10 % and more.
 
   bench/tracing.py [--targets mosnx,envoy] [--modes off,1%,100%] [--runs 3] [--rounds 10]
-                   [--duration 2] [--gap 0.5] [--connections 32] [--together] [--json]
+                   [--duration 2] [--gap 1.2] [--connections 32] [--together] [--json]
 
 A mode is off or any sampling percentage: `--modes off,0%,1%` splits the 1 % cost into
 what every request pays (0 %: a context started and written, none sampled) and what
@@ -50,6 +52,7 @@ from __future__ import annotations
 import argparse
 import atexit
 import json
+import math
 import os
 import signal
 import statistics
@@ -66,6 +69,10 @@ sys.path.insert(0, str(BENCH))
 import run as wrkbench  # noqa: E402  (bench/run.py: servers, wrk, quiet machine, Envoy)
 
 DEFAULT_MODES = "off,1%,100%"
+# the pause after a slice: longer than mosnx's default batch_delay (1 s), the longest a
+# recorded span waits before its batch goes, so that a slice's spans are exported in
+# its pause, whose CPU counts to the slice, and not during another proxy's slice
+GAP_S = 1.2
 
 
 def percent_of(mode: str, suffixes: tuple[str, ...] = ("",)) -> float | None:
@@ -169,6 +176,25 @@ def run_wrk_together(wrk: str, ports: list[int], conns: int, duration: int, cpu:
     return out
 
 
+def median_interval(values: list[float], level: float = 0.95) -> tuple[float, float]:
+    """A distribution-free confidence interval of the median of `values`: the order
+    statistics x(j) and x(n+1-j) for the largest j with P(Binomial(n, 1/2) < j) at
+    most (1 - level) / 2, so that the interval misses the median that often at most
+    whatever the values' distribution (the whole range when n is too small for that)."""
+    xs = sorted(values)
+    n = len(xs)
+    if n == 0:
+        return 0.0, 0.0
+    tail, below, j = (1.0 - level) / 2, 0.0, 0
+    while j < n // 2:
+        below += math.comb(n, j) / 2 ** n       # P(Binomial(n, 1/2) = j)
+        if below > tail:
+            break
+        j += 1
+    j = max(j, 1)
+    return xs[j - 1], xs[n - j]
+
+
 def quartiles(values: list[float]) -> tuple[float, float, float]:
     if len(values) < 2:
         v = values[0] if values else 0.0
@@ -185,7 +211,8 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--runs", type=int, default=3, help="times every proxy is started afresh")
     ap.add_argument("--rounds", type=int, default=10, help="slices per proxy and mode in a run")
     ap.add_argument("--duration", type=int, default=2, help="seconds per wrk slice")
-    ap.add_argument("--gap", type=float, default=0.5, help="seconds of pause after each slice")
+    ap.add_argument("--gap", type=float, default=GAP_S,
+                    help="seconds of pause after each slice, counted in its CPU (above the batch delay)")
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--connections", type=int, default=32)
     ap.add_argument("--mosnx", default=str(REPO / ".venv" / "bin" / "mosnx"))
@@ -257,11 +284,11 @@ def main(argv: list[str]) -> int:
                         cpu0 = [wrkbench.tree_cpu_ns(p.pid) for p in procs]
                         results = run_wrk_together(wrk, [p.port for p in procs], args.connections,
                                                    args.duration, load_cpu)
+                        time.sleep(args.gap)        # the slice's last spans exported, and counted
                         for key, p, c0, res in zip(group, procs, cpu0, results):
                             rps[key].append(res["rps"])
                             cpu_us[key].append((wrkbench.tree_cpu_ns(p.pid) - c0) / 1e3 / max(res["requests"], 1))
                             errors[key] += res["socket_errors"] + res["non_2xx"]
-                        time.sleep(args.gap)
                     print(f"run {i + 1}/{args.runs} round {rnd + 1}/{args.rounds}: " +
                           "  ".join(f"{k} {rps[k][-1]:.0f} req/s {cpu_us[k][-1]:.1f} µs" for k in keys), flush=True)
                     continue
@@ -270,11 +297,11 @@ def main(argv: list[str]) -> int:
                     proxy = servers[key][0]
                     cpu0 = wrkbench.tree_cpu_ns(proxy.pid)
                     res, _ = wrkbench.run_wrk(wrk, proxy.port, args.connections, args.duration, load_cpu)
+                    time.sleep(args.gap)            # the slice's last spans exported, and counted
                     cpu1 = wrkbench.tree_cpu_ns(proxy.pid)
                     rps[key].append(res["rps"])
                     cpu_us[key].append((cpu1 - cpu0) / 1e3 / max(res["requests"], 1))
                     errors[key] += res["socket_errors"] + res["non_2xx"]
-                    time.sleep(args.gap)
                 print(f"run {i + 1}/{args.runs} round {rnd + 1}/{args.rounds}: " +
                       "  ".join(f"{k} {rps[k][-1]:.0f} req/s {cpu_us[k][-1]:.1f} µs" for k in keys), flush=True)
         finally:
@@ -287,8 +314,8 @@ def main(argv: list[str]) -> int:
 
     n = len(rps[keys[0]])
     print()
-    print(f"| proxy | tracing | req/s, median of {n} slices | throughput cost | per round: median (quartiles) | "
-          "CPU µs/req | CPU cost | per round: median (quartiles) | spans exported (last run) | errors |")
+    print(f"| proxy | tracing | req/s, median of {n} slices | throughput cost | per round: median [95 % CI] (quartiles) | "
+          "CPU µs/req | CPU cost | per round: median [95 % CI] (quartiles) | spans exported (last run) | errors |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     summary: dict[str, dict] = {}
     for key in keys:
@@ -296,19 +323,22 @@ def main(argv: list[str]) -> int:
         off = f"{target} off"
         med, med_cpu = statistics.median(rps[key]), statistics.median(cpu_us[key])
         cost, cpu_cost = 1 - med / statistics.median(rps[off]), med_cpu / statistics.median(cpu_us[off]) - 1
-        paired = quartiles([1 - a / b for a, b in zip(rps[key], rps[off])])
-        paired_cpu = quartiles([a / b - 1 for a, b in zip(cpu_us[key], cpu_us[off])])
+        ratios = [1 - a / b for a, b in zip(rps[key], rps[off])]
+        cpu_ratios = [a / b - 1 for a, b in zip(cpu_us[key], cpu_us[off])]
+        paired, paired_cpu = quartiles(ratios), quartiles(cpu_ratios)
+        ci, ci_cpu = median_interval(ratios), median_interval(cpu_ratios)
         summary[key] = {"rps": med, "cpu_us": med_cpu, "cost": cost, "cpu_cost": cpu_cost,
-                        "paired_cost": paired, "paired_cpu_cost": paired_cpu}
+                        "paired_cost": paired, "paired_cpu_cost": paired_cpu,
+                        "paired_cost_ci95": ci, "paired_cpu_cost_ci95": ci_cpu}
 
         def pct(v: float) -> str:
             return f"{100 * v:+.1f} %"
 
-        def quart(q: tuple[float, float, float]) -> str:
-            return f"{pct(q[1])} ({pct(q[0])} to {pct(q[2])})"
+        def quart(q: tuple[float, float, float], ci: tuple[float, float]) -> str:
+            return f"{pct(q[1])} [{pct(ci[0])}, {pct(ci[1])}] ({pct(q[0])} to {pct(q[2])})"
         off_mode = mode == "off"
-        print(f"| {target} | {mode} | {med:.0f} | {'' if off_mode else pct(cost)} | {'' if off_mode else quart(paired)} | "
-              f"{med_cpu:.1f} | {'' if off_mode else pct(cpu_cost)} | {'' if off_mode else quart(paired_cpu)} | "
+        print(f"| {target} | {mode} | {med:.0f} | {'' if off_mode else pct(cost)} | {'' if off_mode else quart(paired, ci)} | "
+              f"{med_cpu:.1f} | {'' if off_mode else pct(cpu_cost)} | {'' if off_mode else quart(paired_cpu, ci_cpu)} | "
               f"{spans[key]} | {errors[key]} |")
     if args.json:
         print(json.dumps({"rps": rps, "cpu_us_per_request": cpu_us, "spans": spans, "errors": errors,
