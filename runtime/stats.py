@@ -70,23 +70,23 @@ def class_sum(codes: dict[int, Counter], k: int) -> Callable[[], int]:
     return lambda: sum([c.value for s, c in codes.items() if lo <= s < hi])
 
 
-class Responses(dict[int, Counter]):
+class Responses:
     """Counters of responses by exact status, as Envoy counts upstream_rq_200
-    (Store.responses): `prefix + <status>`, each made at its status's first response
-    (made), and under 0 one for the statuses outside 100..599, which no stat names."""
-    __slots__ = ("store", "prefix")
+    (Store.responses): in `codes`, `prefix + <status>`, each made at its status's first
+    response (made), and under 0 one for the statuses outside 100..599, which no stat
+    names. `codes` is a plain dict: its get() is the one look-up a response costs."""
+    __slots__ = ("store", "prefix", "codes")
 
     def __init__(self, store: "Store", prefix: str) -> None:
-        super().__init__()
         self.store = store
         self.prefix = prefix
-        self[0] = Counter()
+        self.codes: dict[int, Counter] = {0: Counter()}
 
     def made(self, status: int) -> Counter:
-        """The counter of `status`, made now (get() found none)."""
+        """The counter of `status`, made now (codes.get() found none)."""
         if not 100 <= status < 600:
-            return self[0]
-        c = self[status] = self.store.counter(self.prefix + str(status))
+            return self.codes[0]
+        c = self.codes[status] = self.store.counter(self.prefix + str(status))
         return c
 
 
@@ -263,7 +263,7 @@ class Store:
         if r is None:
             r = self.by_status[prefix] = Responses(self, prefix)
         for cls in RESPONSE_CLASSES:
-            self.counter_reading(prefix + cls, class_sum(r, int(cls[0])))
+            self.counter_reading(prefix + cls, class_sum(r.codes, int(cls[0])))
         return r
 
     def histogram(self, name: str) -> Histogram:

@@ -49,19 +49,21 @@ def _segment(name: str) -> str:
 class Series:
     """The stats of one route or endpoint: responses by exact status, and the time to
     their heads."""
-    __slots__ = ("codes", "time")
+    __slots__ = ("codes", "made", "time")
 
     def __init__(self, store: Store, prefix: str):
         # upstream_rq_<status> as the cluster's (Store.responses), upstream_rq_<class>
         # and upstream_rq_completed their sums when read: one count a response
-        self.codes = codes = store.responses(prefix + "upstream_rq_")
+        r = store.responses(prefix + "upstream_rq_")
+        self.codes = codes = r.codes
+        self.made = r.made
         store.counter_reading(prefix + "upstream_rq_completed", lambda: sum([c.value for c in codes.values()]))
         self.time: Histogram = store.histogram(prefix + "upstream_rq_time")
 
     def record(self, status: int, elapsed: float) -> None:
         c = self.codes.get(status)
         if c is None:
-            c = self.codes.made(status)
+            c = self.made(status)
         c.value += 1
         self.time.add(elapsed)
 

@@ -287,7 +287,8 @@ class Cluster:
         # is their sum, added when read. A status outside 100..599 has no counter of its
         # own and counts as 5xx (under 0). The store keeps the codes met per prefix, so
         # every version of the cluster counts into, and sums, the same counters.
-        self.rq_codes = stats.responses(prefix + "upstream_rq_")
+        self.responses = stats.responses(prefix + "upstream_rq_")
+        self.rq_codes = self.responses.codes
         self.cx_active_gauge = stats.gauge(prefix + "upstream_cx_active", ACCUMULATE)
         # the circuit breaker's own count (shared across versions, see res below)
         stats.gauge_reading(prefix + "upstream_rq_active", lambda: self.res.rq_active, ACCUMULATE)
@@ -362,7 +363,7 @@ class Cluster:
 
     def code_counter(self, status: int) -> Counter:
         """upstream_rq_<status>, made at its first response (Responses.made)."""
-        return self.rq_codes.made(status)
+        return self.responses.made(status)
 
     def rotation(self) -> None:
         """Set each host's `healthy` (in rotation) from its checks and ejection. Below
