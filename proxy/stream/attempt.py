@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import time
 
+from mosnx.runtime.tracing.trace import SampledWire
+
 from ..upstream.pool import OVERFLOW
 from .state import A_ACTIVE, A_IDLE, A_WAITING, ENDED, HEAD_SENT, COMPLETE
 from .contracts import Upstream
@@ -114,6 +116,11 @@ class AttemptMixin(StreamFields):
 
     def on_upstream_reset(self, detail: str, status: int) -> None:
         self.up = None
+        if self.trace_wire.__class__ is SampledWire:
+            # the attempt ends on its own, and a refused stream is made again as a
+            # second client span: the sampled trace the stream kept as its context
+            # becomes its trace object
+            self._trace_object(True)
         if self.ctx.trace is not None:
             self.ctx.trace.attempt_end(detail)
         if (detail == "upstream_refused_stream" and not self.refused and self.resp < HEAD_SENT

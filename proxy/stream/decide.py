@@ -89,9 +89,11 @@ class DecideMixin(StreamFields):
             if carried:
                 tracer.begin(ctx)
             else:
-                # Tracer.begin_express, its usual case inline: an unsampled trace's
-                # context drawn ahead, which the stream keeps (start() makes it a trace
-                # object off the express path); None in its place, a sampled trace
+                # Tracer.begin_express, its usual case inline: a fresh trace's context
+                # drawn ahead, which the stream keeps (start() makes it a trace object
+                # off the express path; a sampled one, SampledWire, is recorded at the
+                # stream's end); None in its place, a sampled trace with no context
+                # drawn ahead
                 pool = tracer.pool
                 if pool:
                     w = pool.pop()

@@ -23,6 +23,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from mosnx.runtime.context import StreamContext
+from mosnx.runtime.tracing.trace import SampledWire
 
 from ..fastpath.express import ExpressMixin
 from .attempt import AttemptMixin
@@ -100,9 +101,10 @@ class HttpStream(DecideMixin, StepsMixin, AttemptMixin, RequestBodyMixin, Respon
         self.req_held = None     # request body events kept while a request body step is paused
         self.decoded = None      # the decoder's memo entry of the request head, when it came from one
         self.refused = False     # an attempt the upstream never processed was made again
-        # an express stream's unsampled fresh trace context, encoded, for its upstream
-        # connection to write, while it has no trace object (Tracer.begin_express; a
-        # stream off the express path makes it one at once, in start())
+        # an express stream's fresh trace context, encoded, for its upstream connection
+        # to write, while it has no trace object (Tracer.begin_express; a stream off
+        # the express path makes it one at once, in start()); a sampled one
+        # (SampledWire) is recorded when the stream is logged
         self.trace_wire: bytes | None = None
 
     # -- what the servers, pools and mirrors read (contracts.Stream) --
@@ -157,8 +159,13 @@ class HttpStream(DecideMixin, StepsMixin, AttemptMixin, RequestBodyMixin, Respon
             if self.trace_wire is not None:
                 self._trace_object(True)        # the log may name its ids
             al.write(ctx)
-        if ctx.trace is not None and ctx.trace.sampled:
-            ctx.trace.finish(ctx)       # the server span ends; its record goes to export
+        tr = ctx.trace
+        if tr is not None:
+            if tr.sampled:
+                tr.finish(ctx)          # the server span ends; its record goes to export
+        elif self.trace_wire.__class__ is SampledWire:
+            # an express stream's sampled trace, only its context until now
+            self.listener.tracer.finish_express(ctx, self.trace_wire)
 
     def reset(self) -> None:
         """The client went away mid-stream: release everything, log once."""

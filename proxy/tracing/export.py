@@ -4,8 +4,8 @@ A finished stream's record (runtime.tracing.span.Record) is offered to every
 exporter's queue; offering never blocks and never fails the request: when a queue
 already holds max_queue spans, the record is dropped and counted
 (tracing.<exporter>.spans_dropped). The queue keeps what the exporter's `item`
-makes of the record: its wire format, or (OTLP, a stream's record) its facts as
-one flat tuple that the batch encodes. Kept as it is, a record would hold the
+makes of the record: its wire format, or (OTLP, a stream's record) its facts, or
+what an express stream's are made from, as one flat tuple that the batch encodes. Kept as it is, a record would hold the
 stream's request, trace and attempts, container objects that every garbage
 collection pass walks until the batch goes (at 10 % sampling, some 2 % of a busy
 proxy's CPU); bytes, numbers and strings leave nothing for it to walk. The task

@@ -28,8 +28,8 @@ from typing import Any, Awaitable, Callable
 
 from mosnx import __version__
 from mosnx.runtime.context import path_of
-from mosnx.runtime.tracing.span import (ATTEMPT_FIELDS, R_CLIENTS, SERVER, Record, Span, StreamRecord,
-                                         attempt_message, host_and_agent, server_span)
+from mosnx.runtime.tracing.span import (ATTEMPT_FIELDS, R_CLIENTS, SERVER, ExpressRecord, Record, Span, StreamRecord,
+                                         attempt_message, facts_of, host_and_agent, server_span)
 
 from .grpc_call import GrpcChannel
 from .http_post import post
@@ -271,15 +271,19 @@ Item = tuple[bytes, Any]
 def item(r: Record) -> Item:
     """A record as the export queue keeps it until its batch goes: (the
     ResourceSpans.resource of who recorded it, its spans), holding none of the
-    stream's objects. A stream's record keeps its facts, encoded with the rest of
-    its batch (encode_items): run as each sampled stream ends, one in a hundred at
+    stream's objects. A stream's record keeps its facts (an express stream's, what
+    they are made from: span.Raw), encoded with the rest of its batch
+    (encode_items): run as each sampled stream ends, one in a hundred at
     1 %, the encoder's code would displace the request path's from the processor's
     caches and predictors every time, and the requests after it pay to bring them
     back (bench/tracing_inprocess.py --after); run for a batch, it does so once.
     Any other record keeps its spans encoded, as ScopeSpans.spans fields."""
     if type(r) is StreamRecord:
-        tracer = r.trace.tracer
+        tracer = r.tracer
         return _resource(tracer.service, tracer.instance), r.facts
+    if type(r) is ExpressRecord:
+        tracer = r.tracer
+        return _resource(tracer.service, tracer.instance), r.raw      # its facts made with its batch
     out: list[bytes] = []
     for s in r.spans:
         body = span_bytes(s)
@@ -296,7 +300,7 @@ def encode_items(items: list[Item]) -> bytes:
         if g is None:
             g = groups[resource] = [_SCOPE]
         if type(spans) is tuple:
-            stream_spans(spans, g)
+            stream_spans(facts_of(spans), g)
         else:
             g.append(spans)
     return b"".join([_ld(b"\x0a", resource + _ld(b"\x12", b"".join(g)))      # resource_spans (1)

@@ -231,7 +231,7 @@ class Fresh:
         self.at = self.slices[0] if slices else slice(0)
         self.pool: list[bytes] | None = None
         self.trace_at = self.span_at = 0
-        self.batch: Any = None          # what refill() needs, worked out on its first call
+        self.batch: Any = None          # what draw() needs, worked out on its first call
         if sw_who is None and args:
             self.pool = []
             probe = self.format(_IDS)
@@ -250,30 +250,39 @@ class Fresh:
         return self.fmt % (ids if self.one is not None else tuple(ids[s] for s in self.args))
 
     def refill(self) -> bytes:
-        """Fill the pool with POOL fresh contexts and take one. The batch is made by C
-        calls, not a Python step per context: random bytes in hex (OpenSSL's generator:
-        a kernel call costs several times more), as many digits as the contexts' fields
-        have bytes, laid out a context after the other; then each place that is not an
-        id's digit is set, for all contexts at once (a slice with a step), and each
-        digit the fields repeat (b3 writes the ids twice) copied from its first place
-        the same way; one struct unpack cuts the contexts apart. An id of all zeros,
-        which the formats forbid, is as likely as guessing an id, and is not checked
-        for."""
+        """Fill the pool with POOL fresh contexts (draw()) and take one."""
+        pool = self.pool
+        assert pool is not None
+        pool += self.draw()
+        return pool.pop()
+
+    def take(self) -> bytes:
+        """One fresh context, from the pool (refilled when empty)."""
+        pool = self.pool
+        assert pool is not None
+        return pool.pop() if pool else self.refill()
+
+    def draw(self) -> tuple[bytes, ...]:
+        """POOL fresh contexts, the pool untouched. The batch is made by C calls, not
+        a Python step per context: random bytes in hex (OpenSSL's generator: a kernel
+        call costs several times more), as many digits as the contexts' fields have
+        bytes, laid out a context after the other; then each place that is not an id's
+        digit is set, for all contexts at once (a slice with a step), and each digit
+        the fields repeat (b3 writes the ids twice) copied from its first place the
+        same way; one struct unpack cuts the contexts apart. An id of all zeros, which
+        the formats forbid, is as likely as guessing an id, and is not checked for."""
         if self.one is not None:
-            return self._refill_one()
+            return self._draw_one()
         size, fixed, copies, cut = self.batch or self._set_batch()
         buf = bytearray(_hexlify(_random_bytes(size * POOL // 2)))
         for at, value in fixed:
             buf[at::size] = value
         for at, first in copies:
             buf[at::size] = buf[first::size]
-        pool = self.pool
-        assert pool is not None
-        pool += cut(buf)
-        return pool.pop()
+        return cut(buf)
 
-    def _refill_one(self) -> bytes:
-        """refill() for one field over both ids (W3C alone: "...00-<trace id>-<span
+    def _draw_one(self) -> tuple[bytes, ...]:
+        """draw() for one field over both ids (W3C alone: "...00-<trace id>-<span
         id>-00\r\n"), with two places set rather than every fixed byte. 25 random
         bytes a context give 50 digits, "<trace id>x<span id>y", and hexlify puts a
         newline after each context's; replacing those newlines with the text between
@@ -286,13 +295,10 @@ class Fresh:
         buf += joint[:len(joint) - len(lead)]
         for at in dash_at:
             buf[at::size] = _DASHES
-        pool = self.pool
-        assert pool is not None
-        pool += cut(buf)
-        return pool.pop()
+        return cut(buf)
 
     def _set_one(self) -> tuple[bytes, bytes, int, tuple[int, int], Any]:
-        """What _refill_one() needs: the field's text before the ids, the text between
+        """What _draw_one() needs: the field's text before the ids, the text between
         one context's digits and the next one's (from the dash after the span id),
         the size of a context's field and where its two dashes are."""
         lead, _, end = self.fmt.partition(b"%s")
@@ -303,7 +309,7 @@ class Fresh:
         return self.batch
 
     def _set_batch(self) -> tuple[int, list[tuple[int, bytes]], list[tuple[int, int]], Any]:
-        """What refill() needs, worked out once: the size of one context's fields, the
+        """What draw() needs, worked out once: the size of one context's fields, the
         places set to a fixed byte and the bytes for all contexts, the places that
         repeat a digit and where it is first, and what cuts a batch into contexts."""
         # the fields over ids whose every digit is a byte no field's text holds

@@ -5,7 +5,7 @@ SkyWalking segments). A record is one stream's spans (the server span first, the
 a client span per upstream attempt) with who recorded them and, when the request
 came with sw8, the SkyWalking reference its segment points back to.
 
-Records come in two shapes with the same reading (service, instance, spans, size,
+Records come in three shapes with the same reading (service, instance, spans, size,
 sw_parent, sw_trace, segment_id):
 * TraceRecord holds Span objects, as anything may build them;
 * StreamRecord is what a sampled stream hands its sink: the facts the stream
@@ -14,14 +14,20 @@ sw_parent, sw_trace, segment_id):
   exporter asks (`spans`), and the OTLP exporter encodes the facts directly
   (proxy.tracing.otlp), so a request pays for no attribute dict, no Span and no
   string it would not have made anyway, and its export queue keeps the tuple as
-  it is.
+  it is;
+* ExpressRecord is what an express stream whose sampled trace was only its context
+  hands over: what it held at its end, made into a StreamRecord's facts (its ids
+  read, its server span's drawn) only at export.
 """
 from __future__ import annotations
 
+import random
 from typing import Any, Sequence, Union
 
 from ..context import path_of
 from .sw8 import Sw8
+
+_getrandbits = random.getrandbits
 
 SERVER, CLIENT = "server", "client"
 
@@ -87,32 +93,34 @@ Facts = tuple
 NO_RESPONSE = "upstream_no_response"
 
 
-class StreamRecord:
-    """A sampled stream's spans as facts; `spans` derives the Span objects once."""
-    __slots__ = ("trace", "facts", "size", "_spans")
+class _Recorded:
+    """Who recorded a stream's record: its tracer's service and instance."""
+    __slots__ = ()
+    tracer: Any                         # runtime.tracing.tracer.Tracer
 
-    def __init__(self, trace: Any, facts: Facts) -> None:
-        self.trace = trace                  # the StreamTrace: its tracer, and SkyWalking's names
+    @property
+    def service(self) -> str:
+        return str(self.tracer.service)
+
+    @property
+    def instance(self) -> str:
+        return str(self.tracer.instance)
+
+
+class StreamRecord(_Recorded):
+    """A sampled stream's spans as facts; `spans` derives the Span objects once."""
+    __slots__ = ("tracer", "sw_parent", "facts", "size", "_spans")
+
+    def __init__(self, tracer: Any, sw_parent: Sw8 | None, facts: Facts) -> None:
+        self.tracer = tracer                # who recorded it (runtime.tracing.tracer.Tracer)
+        self.sw_parent = sw_parent          # the sw8 the request came with, if any
         self.facts = facts
         self.size = 1 + (len(facts) - R_CLIENTS) // ATTEMPT_FIELDS
         self._spans: list[Span] | None = None
 
     @property
-    def service(self) -> str:
-        return str(self.trace.tracer.service)
-
-    @property
-    def instance(self) -> str:
-        return str(self.trace.tracer.instance)
-
-    @property
-    def sw_parent(self) -> Sw8 | None:
-        p: Sw8 | None = self.trace.sw_parent
-        return p
-
-    @property
     def sw_trace(self) -> str:
-        p = self.trace.sw_parent
+        p = self.sw_parent
         return p.trace_id if p is not None else f"{self.facts[F_TRACE]:032x}"
 
     @property
@@ -137,6 +145,74 @@ class StreamRecord:
             c = f[at:at + ATTEMPT_FIELDS]
             spans.append(client_span(trace_id, span_id, method, path, c, attempt_message(c, detail, at == last)))
         return spans
+
+
+# What an express stream's sampled trace leaves at its end (Tracer.finish_express), as
+# the stream held it: the ids of the context it sent ("<trace id>-<client span id>"
+# in hex, as W3C writes them), its start (time.time()) and end (ns), then what the
+# facts hold from F_METHOD to F_DETAIL. Bytes, numbers and strings only: kept in an
+# export queue, the tuple stops being walked by the garbage collector, as Facts do.
+(X_IDS, X_START, X_END, X_METHOD) = range(4)
+Raw = tuple
+
+
+class ExpressRecord(_Recorded):
+    """The record of a sampled trace that an express stream kept as its context alone
+    (Tracer.finish_express): what the stream held at its end, as it held it (`raw`),
+    made into a StreamRecord of its facts when first read, at export: its ids read
+    from the context, its server span's drawn then. Its stream hands it over with one
+    call, the sink's: at 1 % a sampled stream's code runs cold, and each call and
+    conversion on its way costs the fetch of its code and data again. It reads as
+    StreamRecord does."""
+    __slots__ = ("tracer", "raw", "size", "made")
+    raw: Raw                            # X_* above
+    size: int
+    made: StreamRecord | None
+    sw_parent = None
+
+    def record(self) -> StreamRecord:
+        """The StreamRecord of this stream's facts, made once."""
+        r: StreamRecord | None = self.made
+        if r is None:
+            r = self.made = StreamRecord(self.tracer, None, express_facts(self.raw))
+        return r
+
+    @property
+    def facts(self) -> Facts:
+        return self.record().facts
+
+    @property
+    def spans(self) -> list[Span]:
+        return self.record().spans
+
+    @property
+    def sw_trace(self) -> str:
+        return self.record().sw_trace
+
+    @property
+    def segment_id(self) -> str:
+        return self.record().segment_id
+
+
+def express_facts(raw: Raw) -> Facts:
+    """An express stream's facts (Facts) from what its end left (Raw): the trace and
+    client span ids its context carried, the server span's id drawn, one attempt
+    begun with the stream and ended with it (when it made one), answered unless the
+    proxy failed the stream."""
+    ids = raw[X_IDS]
+    start, end = int(raw[X_START] * 1e9), raw[X_END]
+    f = (int(ids[:32], 16) or 1, _getrandbits(64) | 1, 0, start, end, *raw[X_METHOD:], None)
+    if f[F_ATTEMPTS]:
+        detail = f[F_DETAIL]
+        f += (int(ids[33:], 16), start, end, f[F_CLUSTER], f[F_UPSTREAM], f[F_ATTEMPTS],
+              0 if detail else f[F_STATUS], detail, None)
+    return f
+
+
+def facts_of(kept: Facts | Raw) -> Facts:
+    """The facts of what an export queue keeps of a stream's record: its Facts, or
+    the Raw of an ExpressRecord (bytes where Facts have the trace id)."""
+    return kept if type(kept[0]) is int else express_facts(kept)
 
 
 def server_span(f: Facts) -> Span:
@@ -225,4 +301,4 @@ def _outcome(s: Span, status: int, message: str) -> None:
         s.message = message
 
 
-Record = Union[TraceRecord, StreamRecord]
+Record = Union[TraceRecord, StreamRecord, ExpressRecord]

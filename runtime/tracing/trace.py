@@ -32,6 +32,15 @@ def id64() -> int:
     return _getrandbits(64) or 1
 
 
+class SampledWire(bytes):
+    """A sampled fresh trace's first context drawn ahead (Tracer.fresh_sampled), as a
+    place of the tracer's pool holds it: an express stream keeps it and its upstream
+    connection writes it as they do an unsampled one's, and its class alone says that
+    the stream's end must be recorded (Tracer.finish_express), or, when more is asked
+    of the trace first, that its trace object is a sampled one (Tracer.adopt)."""
+    __slots__ = ()
+
+
 class StreamTrace:
     """One stream's place in its trace, and the spans it records while sampled."""
     drawn: Any              # the ids or the context drawn at begin() (see __init__ and UnsampledTrace)
@@ -187,7 +196,7 @@ class StreamTrace:
                 f.append(tuple(extra.items()))
             else:
                 f += c
-        sink(StreamRecord(self, tuple(f)))
+        sink(StreamRecord(self.tracer, self.sw_parent, tuple(f)))
 
 
 class _Fresh(StreamTrace):
@@ -325,8 +334,9 @@ class UnsampledPooled(UnsampledTrace):
 
 
 class SampledPooled(_Fresh):
-    """A sampled fresh trace of a listener writing W3C alone, while it is what most
-    are (Tracer.begin_sampled): one upstream attempt, whose context was drawn ahead
+    """A sampled fresh trace of a listener writing W3C alone, as a trace object
+    (Tracer.begin_sampled, Tracer.adopt of a SampledWire; on the express path such a
+    trace most often never becomes one): one upstream attempt, whose context was drawn ahead
     (`drawn`, from Tracer.fresh_sampled: the trace id and the client span's id), no
     rule's tag or decision. Only tracer, drawn, trace_id, span_id (the server
     span's), start_ns, clients, current, wire and clean are set; the rest reads from

@@ -45,8 +45,15 @@ attempt writes the fields. Anything else asked of it (a retry, a rule's tag or
 forced decision, an access log naming its ids) first makes it the trace object it
 stands for (adopt, then _full), in place, so ctx.trace never changes identity once
 set. A sampled fresh trace of a listener writing W3C alone draws its first context
-ahead the same way, with the flag on and its first client span's id, and is a
-SampledPooled until anything but its one attempt is asked of it.
+ahead the same way, with the flag on and its first client span's id, and its place
+in the pool holds that context as a SampledWire. On the express path the stream
+keeps it as it keeps an unsampled one's, and its end alone differs: the record is
+made in one call from what the stream holds then (finish_express; span.ExpressRecord,
+its facts made at export). At 1 % such a stream's code runs cold, and each call on
+its way costs the fetch of its code and data again (bench/tracing_inprocess.py
+--after), many times what its instructions cost. Elsewhere, or once more is asked
+of it (a retry, a refused stream made again, a rule, an access log), it is a
+SampledPooled (adopt), until anything but its one attempt is asked of that.
 
 Malformed incoming headers are counted (tracing.<format>.invalid) and start a
 fresh trace; they never fail the request. The sink is bound by the worker that
@@ -58,19 +65,21 @@ import math
 import os
 import random
 import socket
+import time
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any, Callable, cast
 
 from . import propagation
-from .span import Record
+from .span import ExpressRecord, Record
 from .sw8 import b64e
-from .trace import M64, SampledPooled, StreamTrace, UnsampledPooled, UnsampledTrace, id64
+from .trace import M64, SampledPooled, SampledWire, StreamTrace, UnsampledPooled, UnsampledTrace, id64
 
 if TYPE_CHECKING:
     from ..context import StreamContext
     from ..stats import Store
 
 _getrandbits = random.getrandbits
+_time_ns = time.time_ns
 _random = random.random
 
 Sink = Callable[[Record], None]
@@ -105,7 +114,7 @@ class Tracer:
     __slots__ = ("formats", "random_sampling", "client_sampling", "overall_sampling", "service",
                  "instance", "sink", "invalid", "sampled_total", "listener", "sw8", "sw_who",
                  "random_below", "client_below", "untouched", "fresh", "wire_n",
-                 "unsampled", "pool", "countdown", "log_keep", "fresh_sampled")
+                 "unsampled", "pool", "countdown", "log_keep", "fresh_sampled", "sampled_ids")
 
     def __init__(self, listener: str, formats: tuple[str, ...], random_sampling: float = 100.0,
                  client_sampling: float = 100.0, overall_sampling: float = 100.0,
@@ -131,14 +140,19 @@ class Tracer:
         self.fresh = propagation.Fresh.of(formats, self.sw_who)
         self.wire_n = len(self.fresh.names) + (self.fresh.sw8_at > 0) if self.fresh is not None else 0
         fresh = self.fresh
-        # the fresh contexts drawn ahead, None in the place of each that random
-        # sampling takes (_draw). A caller on the hot path may take the last itself
-        # (begin_express's usual case): a context is what begin_express returns, None
-        # calls for begin_sampled(); an empty pool is begin_express's to refill
+        # the fresh contexts drawn ahead, in the place of each that random sampling
+        # takes a sampled one (SampledWire), or None where none is drawn ahead (_draw).
+        # A caller on the hot path may take the last itself (begin_express's usual
+        # case): a context is what begin_express returns, None calls for
+        # begin_sampled(); an empty pool is begin_express's to refill
         self.pool = cast("list[bytes | None] | None", fresh.pool if fresh is not None else None)
         # a sampled fresh trace's first context, drawn ahead the same way (W3C alone)
         self.fresh_sampled = propagation.Fresh.of(formats, self.sw_who, True) if self.pool is not None else None
         self.unsampled = UnsampledPooled if self.pool is not None else UnsampledTrace
+        # where a sampled context drawn ahead has its ids, "<trace id>-<span id>"
+        fs = self.fresh_sampled
+        self.sampled_ids = slice(fs.trace_at, fs.trace_at + 49) if fs is not None else slice(0)
+        assert fs is None or fs.span_at == fs.trace_at + 33
         # the countdown to the next fresh trace sampled: log(1 - p) of the random percentage
         p = self.random_below / (1 << 64)
         self.log_keep = math.log1p(-p) if 0.0 < p < 1.0 else (0.0 if p >= 1.0 else -math.inf)
@@ -205,7 +219,9 @@ class Tracer:
         which writes them last. The request's own fields never hold them: nothing
         between here and the upstream reads them (as Envoy's router writes the context
         when it forwards). Whoever needs more of it first makes it the trace object (adopt).
-        Any other trace is made as begin_fresh() makes it (None)."""
+        A sampled one drawn ahead is returned the same way (SampledWire): the stream
+        ends it with finish_express(). Any other trace is made as begin_fresh() makes
+        it (None)."""
         pool = self.pool
         if pool is None:
             self.begin_fresh(ctx)
@@ -216,18 +232,24 @@ class Tracer:
         return drawn
 
     def _draw(self) -> bytes | None:
-        """The pool is empty: fill it, put None in the place of each fresh trace random
-        sampling takes (the countdown: fresh traces to the next one sampled, 1 the
-        next), and take the first. At 100 % every place would be None: none is drawn."""
-        if self.log_keep == 0.0:
-            return None
+        """The pool is empty: fill it, put a sampled context (SampledWire, W3C alone;
+        None for any other formats) in the place of each fresh trace random sampling
+        takes (the countdown: fresh traces to the next one sampled, 1 the next), and
+        take the first. At 100 % every place is a sampled one: only those are drawn,
+        or with formats that have none, nothing (None)."""
         pool = self.pool
         assert pool is not None
+        fs = self.fresh_sampled
+        if self.log_keep == 0.0:
+            if fs is None:
+                return None
+            pool += map(SampledWire, fs.draw())
+            return pool.pop()
         pool.append(self.fresh.refill())     # type: ignore[union-attr]
         n = len(pool)           # the k-th taken is pool[n - k]
         c = self.countdown
         while c <= n:
-            pool[n - c] = None
+            pool[n - c] = SampledWire(fs.take()) if fs is not None else None
             c += self._gap()
         self.countdown = c - n
         return pool.pop()
@@ -235,7 +257,10 @@ class Tracer:
     def adopt(self, ctx: StreamContext, wire: bytes, written: bool) -> None:
         """The trace object of a context begin_express() returned, on ctx.trace.
         `written`: it went upstream (the object says so), and its fields now go on the
-        request too, as the request written; else its first attempt writes them."""
+        request too, as the request written; else its first attempt writes them. A
+        sampled one (SampledWire) makes a SampledPooled (_adopt_sampled)."""
+        if wire.__class__ is SampledWire:
+            return self._adopt_sampled(ctx, wire, written)
         t = _new(self.unsampled)
         t.tracer = self
         t.drawn = wire
@@ -246,29 +271,75 @@ class Tracer:
         ctx.trace = t
 
     def begin_sampled(self, ctx: StreamContext) -> None:
-        """A fresh trace random sampling takes (also the trace of a None taken from
-        `pool`)."""
-        self.sampled_total.value += 1
+        """A fresh trace random sampling takes, as a trace object (also the trace of a
+        None taken from `pool`)."""
         fs = self.fresh_sampled
         if fs is not None:
-            # the first attempt's context drawn ahead: its trace id is the trace's, its
-            # span id the first client span's; the server span's id is drawn here
-            t = _new(SampledPooled)
-            t.tracer = self
-            t.drawn = w = fs.pool.pop() if fs.pool else fs.refill()
-            at = fs.trace_at
-            t.trace_id = int(w[at:at + 32], 16) or 1
-            t.span_id = _getrandbits(64) | 1
-            t.start_ns = int(ctx.start_wall * 1e9)
-            t.clients = []
-            t.current = t.wire = None
-            t.clean = True
-            ctx.trace = t
+            self._adopt_sampled(ctx, fs.take(), False)
             return
+        self.sampled_total.value += 1
         bits = _getrandbits(192) | 1
         tr = ctx.trace = StreamTrace(self, bits >> 64 or 1, bits & M64, 0, True, (), None,
                                      int(ctx.start_wall * 1e9))
         tr.clean = True
+
+    def _adopt_sampled(self, ctx: StreamContext, w: bytes, written: bool) -> None:
+        """The trace object of a sampled fresh trace whose first attempt's context is
+        `w` (drawn ahead: its trace id is the trace's, its span id the first client
+        span's; the server span's id is drawn here). `written`: the stream sent it
+        already (SampledWire, on the express path), so its attempt is recorded as the
+        attempt would have: begun with the stream, to the cluster and host the context
+        names, answered with the response it has unless the proxy failed the stream
+        (finish_express records the same)."""
+        self.sampled_total.value += 1
+        fs = self.fresh_sampled
+        assert fs is not None
+        t = _new(SampledPooled)
+        t.tracer = self
+        at = fs.trace_at
+        t.trace_id = int(w[at:at + 32], 16) or 1
+        t.span_id = _getrandbits(64) | 1
+        t.start_ns = start = int(ctx.start_wall * 1e9)
+        ctx.trace = t
+        if not written or not ctx.attempt_count:
+            t.drawn = w
+            t.clients = []
+            t.current = t.wire = None
+            t.clean = True
+            return
+        at = fs.span_at
+        resp = ctx.response
+        t.drawn = None
+        t.wire = w
+        fs.put(ctx.request.headers.items, w)
+        t.clean = False
+        t.current = c = [int(w[at:at + 16], 16), start, 0, ctx.cluster_name, ctx.upstream_address,
+                         ctx.attempt_count, resp.status if resp is not None and not ctx.error_detail else 0,
+                         "", None]
+        t.clients = [c]
+
+    def finish_express(self, ctx: StreamContext, w: bytes) -> None:
+        """The end of an express stream that kept a sampled context (SampledWire) and
+        nothing else of its trace: its record, as the trace object _adopt_sampled()
+        would make of it hands over at its end (StreamTrace.finish), as what the stream
+        holds now (span.ExpressRecord), its facts made at export."""
+        self.sampled_total.value += 1
+        sink = self.sink
+        if sink is None:
+            return
+        req = ctx.request
+        route = ctx.route
+        resp = ctx.response
+        r = _new(ExpressRecord)
+        r.tracer = self
+        r.size = 2 if ctx.attempt_count else 1
+        r.made = None
+        r.raw = (w[self.sampled_ids], ctx.start_wall, _time_ns(), req.method, req.path,
+                 route.name if route is not None else "", req.scheme, req.authority, ctx.source_address,
+                 ctx.source_port, req.version, tuple(req.headers.items), ctx.cluster_name, ctx.upstream_address,
+                 ctx.attempt_count,
+                 resp.status if resp is not None else 0, ctx.request_id, ctx.error_detail)
+        sink(r)
 
     def _begin_read(self, ctx: StreamContext) -> None:
         headers = ctx.request.headers

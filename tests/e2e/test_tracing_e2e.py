@@ -324,3 +324,98 @@ def test_unsampled_requests_carry_their_context_and_log_their_trace_id(upstream,
     assert continued.startswith(f"00-{TID}-") and continued.endswith("-00") and continued.split("-")[2] != PID
     proxy.wait_until(lambda: log.exists() and log.read_text().count("\n") == 2, what="two access log lines")
     assert log.read_text().splitlines() == [f"{own.split('-')[1]} False", f"{TID} False"]
+
+
+def _w3c_alone(mosnx, ups, collectors, rate="100%", **listener):
+    """A listener writing W3C alone: a fresh sampled trace's context is drawn ahead and
+    an express stream keeps it as it keeps an unsampled one's."""
+    otlp, _, _ = collectors
+    cfg = build_config(free_port(), free_port(), ups)
+    cfg["listeners"][0]["tracing"] = {"propagation": ["w3c"], "random_sampling": rate}
+    cfg["listeners"][0].update(listener)
+    cfg["tracing"] = {"service_name": "edge", "batch_delay": "50ms",
+                      "exporters": [{"otlp": {"endpoint": f"{HOST}:{otlp.port}"}}]}
+    return mosnx(config=cfg)
+
+
+def _by_trace(spans) -> dict[str, dict[int, list]]:
+    out: dict[str, dict[int, list]] = {}
+    for _, s in spans:
+        out.setdefault(s.trace_id.hex(), {}).setdefault(s.kind, []).append(s)
+    return out
+
+
+@pytest.mark.parametrize("logged", [False, True])
+def test_a_fresh_sampled_trace_on_the_express_path(upstream, mosnx, collectors, tmp_path, logged):
+    # with an access log the trace becomes its object at the stream's end (the log may
+    # name its ids); without, the stream records its spans from the context it kept:
+    # the same spans either way
+    otlp = collectors[0]
+    up = upstream()
+    log = tmp_path / "access.log"
+    extra = {"access_log": {"path": str(log), "format": "%trace.id% %trace.sampled%"}} if logged else {}
+    proxy = _w3c_alone(mosnx, [up], collectors, **extra)
+    for _ in range(3):
+        assert proxy.request("GET", "/fresh?q=1", headers=[("user-agent", "fresh/1")]).status == 200
+    sent = [m.header("traceparent") for m in up.requests]
+    assert all(re.fullmatch(r"00-[0-9a-f]{32}-[0-9a-f]{16}-01", tp) for tp in sent)
+    spans = wait_until(lambda: len(otlp.spans()) >= 6 and otlp.spans(), WAIT, "six OTLP spans")
+    traces = _by_trace(spans)
+    assert sorted(traces) == sorted(tp.split("-")[1] for tp in sent)
+    for tp in sent:
+        t = traces[tp.split("-")[1]]
+        (server,), (client,) = t[2], t[3]
+        assert server.parent_span_id == b"" and client.parent_span_id == server.span_id
+        assert client.span_id.hex() == tp.split("-")[2] != server.span_id.hex()
+        assert server.start_time_unix_nano <= client.start_time_unix_nano <= client.end_time_unix_nano
+        assert client.end_time_unix_nano <= server.end_time_unix_nano
+        sa = {kv.key: kv.value for kv in server.attributes}
+        ca = {kv.key: kv.value for kv in client.attributes}
+        assert sa["http.response.status_code"].int_value == 200 == ca["http.response.status_code"].int_value
+        assert sa["url.path"].string_value == "/fresh" == ca["url.path"].string_value
+        assert sa["user_agent.original"].string_value == "fresh/1"
+        assert sa["mosnx.attempts"].int_value == 1 == ca["mosnx.attempt"].int_value
+        assert ca["server.address"].string_value == f"{HOST}:{up.port}" and ca["mosnx.cluster"].string_value == "web"
+        assert (server.name, client.name) == ("GET default", "GET web")
+        assert server.status.code == client.status.code == 0
+    assert proxy.stat("tracing.sampled") == 3
+    if logged:
+        proxy.wait_until(lambda: log.exists() and log.read_text().count("\n") == 3, what="three log lines")
+        assert log.read_text().splitlines() == [f"{tp.split('-')[1]} True" for tp in sent]
+
+
+def test_a_fresh_sampled_trace_whose_upstream_refuses(mosnx, collectors):
+    # the attempt fails on the express path: a client span with the failure, and the
+    # server span with the proxy's reply
+    otlp = collectors[0]
+    proxy = _w3c_alone(mosnx, [free_port()], collectors)      # nothing listens there
+    r = proxy.request("GET", "/down")
+    assert r.status == 503
+    detail = r.header("x-mosnx-error")
+    spans = wait_until(lambda: len(otlp.spans()) >= 2 and otlp.spans(), WAIT, "two OTLP spans")
+    ((server,), (client,)), = [(t[2], t[3]) for t in _by_trace(spans).values()]
+    assert client.parent_span_id == server.span_id
+    assert server.status.code == 2 == client.status.code
+    assert server.status.message == detail == client.status.message
+    sa = {kv.key: kv.value for kv in server.attributes}
+    ca = {kv.key for kv in client.attributes}
+    assert sa["http.response.status_code"].int_value == 503 and "http.response.status_code" not in ca
+
+
+def test_sampled_and_unsampled_fresh_traces_interleave(upstream, mosnx, collectors):
+    # at 50 % the places random sampling takes in the pool of contexts drawn ahead hold
+    # sampled ones: exactly the traces whose context went upstream with the flag on
+    # are exported, each with both its spans
+    otlp = collectors[0]
+    up = upstream()
+    proxy = _w3c_alone(mosnx, [up], collectors, rate="50%")
+    for _ in range(40):
+        assert proxy.request("GET", "/half").status == 200
+    sent = [m.header("traceparent").split("-") for m in up.requests]
+    on = {tp[1]: tp[2] for tp in sent if tp[3] == "01"}
+    assert {tp[3] for tp in sent} == {"00", "01"} and len({tp[1] for tp in sent}) == 40
+    proxy.wait_stat("tracing.otlp.spans_exported", 2 * len(on))
+    traces = _by_trace(otlp.spans())
+    assert set(traces) == set(on)
+    assert all(t[3][0].span_id.hex() == on[tid] for tid, t in traces.items())
+    assert proxy.stat("tracing.sampled") == len(on)

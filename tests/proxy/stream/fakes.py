@@ -18,6 +18,7 @@ from mosnx.proxy.upstream.pool import OVERFLOW
 from mosnx.runtime.context import RequestHead, StreamContext
 from mosnx.runtime.headers import Headers
 from mosnx.runtime.snapshot import build_snapshot
+from mosnx.runtime.tracing.propagation import fields_of
 from mosnx.runtime.stats import Store
 
 
@@ -91,11 +92,16 @@ class FakeUp:
         self.reused = reused
         self.tls = None            # cleartext
         self.sent: list[tuple] = []
+        self.traceparent: bytes | None = None     # the trace context the request went with
         self.closed = False
 
     def send_request(self, req, source, body, upgrade, chunks, ended, trailers, decoded=None, wire=None,
                      wire_n=0) -> None:
         self.sent.append(("request", req.method, req.path, body, upgrade, list(chunks or ()), ended))
+        if wire is not None and not wire_n:
+            self.traceparent = dict(fields_of(wire)).get(b"traceparent")
+        else:
+            self.traceparent = req.headers.getb(b"traceparent")
 
     def send_body(self, data) -> None:
         self.sent.append(("body", data))
@@ -264,6 +270,20 @@ class Rig:
 
     def counter(self, name: str) -> int:
         return self.worker.stats.dump()["counters"].get(name, 0)
+
+
+def traced_yaml(rate: str) -> str:
+    """A listener `l` writing W3C alone, sampling `rate` (fresh sampled contexts are
+    drawn ahead), routing to cluster `up`."""
+    return f"""
+    listeners:
+      - name: l
+        address: 127.0.0.1:18080
+        route: {{cluster: up}}
+        tracing: {{propagation: [w3c], random_sampling: {rate}}}
+    clusters:
+      - {{name: up, endpoints: ["127.0.0.1:10001"]}}
+    """
 
 
 def cluster_yaml(route: str = "{cluster: up}", filters: str = "", extra: str = "", endpoints: int = 1) -> str:

@@ -1,12 +1,13 @@
 """One upstream attempt: counted on its host and the circuit breaker exactly once
 however it ends, refused when the breaker is full (also as it takes a connection
 that was waited for), and made once more when a pooled connection raced its close
-or an HTTP/2 endpoint refused the stream."""
+or an HTTP/2 endpoint refused the stream; an express stream's sampled trace, kept
+as its context alone, records its attempt, and each attempt made again."""
 from __future__ import annotations
 
 from mosnx.proxy.stream.state import A_ACTIVE, A_IDLE, A_WAITING
 
-from .fakes import Rig, cluster_yaml
+from .fakes import Rig, cluster_yaml, traced_yaml
 
 
 def counts(rig):
@@ -81,3 +82,52 @@ def test_no_healthy_host_answers_503(tmp_path):
     s.start()
     assert down.status() == 503
     assert down.head()[b"x-mosnx-error"] in (b"no_healthy_upstream", b"upstream_overflow")
+
+
+def traced_rig(tmp_path):
+    rig = Rig(tmp_path, traced_yaml("100%"))
+    records: list = []
+    rig.listener.tracer.bind(records.append, rig.worker.stats)
+    return rig, records
+
+
+def test_an_express_stream_records_the_sampled_context_it_kept(tmp_path):
+    # no trace object on the way: the context went upstream as drawn, and the stream's
+    # end records a server span and the attempt's client span under it
+    rig, records = traced_rig(tmp_path)
+    s, down = rig.stream(express=True)
+    s.start()
+    assert s.ctx.trace is None
+    up = rig.made[-1]
+    _, tid, parent, flags = up.traceparent.decode().split("-")
+    up.answer(200)
+    assert down.status() == 200
+    (rec,) = records
+    server, client = rec.spans
+    assert (f"{server.trace_id:032x}", f"{client.span_id:016x}", flags) == (tid, parent, "01")
+    assert server.parent_id == 0 and client.parent_id == server.span_id
+    assert client.attributes["http.response.status_code"] == 200 and client.peer == "127.0.0.1:10001"
+
+
+def test_a_refused_stream_of_an_express_sampled_trace_is_a_second_client_span(tmp_path):
+    # refused and made again: the kept context becomes the trace object as the first
+    # attempt ends, and the second attempt writes a context of its own
+    rig, records = traced_rig(tmp_path)
+    s, down = rig.stream(express=True)
+    s.start()
+    first = rig.made[-1]
+    first.stream = None
+    s.on_upstream_reset("upstream_refused_stream", 503)
+    assert s.ctx.trace is not None and s.trace_wire is None
+    rig.worker.loop.advance(0)
+    second = rig.made[-1]
+    assert second is not first
+    second.answer(200)
+    assert down.status() == 200
+    (rec,) = records
+    server, one, two = rec.spans
+    parents = [up.traceparent.decode().split("-")[2] for up in (first, second)]
+    assert [f"{c.span_id:016x}" for c in (one, two)] == parents and parents[0] != parents[1]
+    assert one.parent_id == two.parent_id == server.span_id
+    assert one.error and one.message == "upstream_refused_stream" and "http.response.status_code" not in one.attributes
+    assert two.attributes["http.response.status_code"] == 200 and not two.error

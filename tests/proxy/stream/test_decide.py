@@ -6,8 +6,9 @@ from __future__ import annotations
 import pytest
 
 from mosnx.proxy.stream.decide import pick_weighted
+from mosnx.runtime.tracing.trace import SampledWire
 
-from .fakes import Rig
+from .fakes import Rig, traced_yaml
 
 RULES = '''
 vhost all domains "*" {
@@ -77,30 +78,22 @@ def test_a_weighted_pick_follows_the_weights():
 
 def test_a_traced_express_request_takes_a_context_drawn_ahead(tmp_path):
     # the usual case inline (Tracer.begin_express): a context from the tracer's pool and
-    # no trace object; a place random sampling marked gives a sampled trace instead, at
-    # the listener's rate over many refills of the pool
-    rig = Rig(tmp_path, """
-    listeners:
-      - name: l
-        address: 127.0.0.1:18080
-        route: {cluster: up}
-        tracing: {propagation: [w3c], random_sampling: 10%}
-    clusters:
-      - {name: up, endpoints: ["127.0.0.1:10001"]}
-    """)
+    # no trace object; a place random sampling marked holds a sampled context (its flag
+    # on, its class SampledWire), kept the same way, at the listener's rate over many
+    # refills of the pool
+    rig = Rig(tmp_path, traced_yaml("10%"))
     wires = set()
     sampled = 0
     for _ in range(3000):
         s, _ = rig.stream(path="/x", express=True)
         s.start()
-        if s.ctx.trace is None:
-            name, _, value = s.trace_wire.partition(b": ")
-            assert name == b"traceparent" and value.startswith(b"00-") and value.endswith(b"-00\r\n")
-            wires.add(s.trace_wire)
-        else:
-            assert s.ctx.trace.sampled and s.trace_wire is None
-            sampled += 1
-    assert len(wires) == 3000 - sampled and 200 < sampled < 400
+        assert s.ctx.trace is None
+        name, _, value = s.trace_wire.partition(b": ")
+        flag = b"-01\r\n" if type(s.trace_wire) is SampledWire else b"-00\r\n"
+        assert name == b"traceparent" and value.startswith(b"00-") and value.endswith(flag)
+        wires.add(s.trace_wire)
+        sampled += flag == b"-01\r\n"
+    assert len(wires) == 3000 and 200 < sampled < 400
     # a request that carries a context continues it; a gRPC call leaves the express path
     s, _ = rig.stream(path="/x", express=True,
                       headers=[("traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")])

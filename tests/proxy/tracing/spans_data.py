@@ -1,12 +1,14 @@
-"""Records of one traced stream for the exporter tests: built from Span objects (record), and
-as the Tracer leaves them at a stream's end (stream_record)."""
+"""Records of one traced stream for the exporter tests: built from Span objects (record), as
+the Tracer leaves them at a stream's end (stream_record), and as an express stream leaves
+a sampled trace that was only its context (express_record)."""
 from __future__ import annotations
 
 from mosnx.runtime.context import RequestHead, ResponseHead, StreamContext
 from mosnx.runtime.headers import Headers
 from mosnx.runtime.routes import Route, RouteAction
-from mosnx.runtime.tracing.span import CLIENT, SERVER, Span, StreamRecord, TraceRecord
+from mosnx.runtime.tracing.span import CLIENT, SERVER, ExpressRecord, Span, StreamRecord, TraceRecord
 from mosnx.runtime.tracing.sw8 import Sw8
+from mosnx.runtime.tracing.trace import SampledWire
 from mosnx.runtime.tracing.tracer import Tracer
 
 TRACE = 0x4BF92F3577B34DA6A3CE929D0E0E4736
@@ -65,3 +67,26 @@ def stream_record(*, attempts: tuple[tuple[int, str], ...] = ((200, ""),), statu
     (rec,) = out
     assert isinstance(rec, StreamRecord)
     return rec
+
+
+def express_record(status: int = 200, detail: str = "") -> tuple[ExpressRecord, bytes]:
+    """A record as an express stream leaves it when its sampled trace was only the
+    context it sent (a fresh trace of a W3C listener, Tracer.finish_express), and
+    that context."""
+    ctx = StreamContext(RequestHead("GET", "/cart?x=1", Headers.from_pairs([("host", "shop.local"),
+                                                                           ("user-agent", "curl/8")])),
+                        "ingress", source=("10.0.0.9", 4000))
+    t = Tracer("ingress", ("w3c",), service="edge", instance="1@host")
+    out: list = []
+    t.bind(out.append, None)
+    w = t.begin_express(ctx)
+    assert type(w) is SampledWire and ctx.trace is None
+    ctx.route = Route("shop", RouteAction(cluster="web"))
+    ctx.cluster_name, ctx.upstream_address, ctx.attempt_count = "web", "127.0.0.1:9001", 1
+    ctx.request_id = "6f1c0a52-6a3f-4b6a-9d0e-5b1f8e0c2a11"
+    ctx.error_detail = detail
+    ctx.response = ResponseHead(status, Headers())
+    t.finish_express(ctx, w)
+    (rec,) = out
+    assert isinstance(rec, ExpressRecord)
+    return rec, w

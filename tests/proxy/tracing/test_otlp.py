@@ -16,9 +16,9 @@ from opentelemetry.proto.trace.v1 import trace_pb2
 from mosnx import __version__
 from mosnx.proxy.tracing import otlp
 from mosnx.proxy.tracing.otlp import OtlpGrpc, encode, otlp_http, scope_name, scope_spans
-from mosnx.runtime.tracing.span import F_END, Span, StreamRecord, TraceRecord
+from mosnx.runtime.tracing.span import F_END, F_SPAN, F_START, R_CLIENTS, Span, StreamRecord, TraceRecord
 
-from .spans_data import TRACE, record, stream_record
+from .spans_data import TRACE, express_record, record, stream_record
 
 SERVER, CLIENT = trace_pb2.Span.SPAN_KIND_SERVER, trace_pb2.Span.SPAN_KIND_CLIENT
 ERROR, UNSET = trace_pb2.Status.STATUS_CODE_ERROR, trace_pb2.Status.STATUS_CODE_UNSET
@@ -91,10 +91,10 @@ def test_a_stream_record_says_everything_the_stream_did() -> None:
     (rs,) = req.resource_spans
     assert {kv.key: kv.value.string_value for kv in rs.resource.attributes}["service.name"] == "edge"
     server, client = spans_of(req)
-    t = rec.trace
+    f = rec.facts
     assert server.trace_id == TRACE.to_bytes(16, "big") == client.trace_id
-    assert server.span_id == t.span_id.to_bytes(8, "big") and server.parent_span_id == (0xB2).to_bytes(8, "big")
-    assert client.span_id == t.clients[0][0].to_bytes(8, "big") and client.parent_span_id == server.span_id
+    assert server.span_id == f[F_SPAN].to_bytes(8, "big") and server.parent_span_id == (0xB2).to_bytes(8, "big")
+    assert client.span_id == f[R_CLIENTS].to_bytes(8, "big") and client.parent_span_id == server.span_id
     assert (server.kind, client.kind) == (SERVER, CLIENT)
     assert (server.name, client.name) == ("GET shop", "GET web")
     assert attrs(server) == {
@@ -107,7 +107,7 @@ def test_a_stream_record_says_everything_the_stream_did() -> None:
         "mosnx.cluster": "web", "mosnx.upstream_host": "127.0.0.1:9001", "mosnx.attempt": 1,
         "http.response.status_code": 200}
     assert server.status.code == client.status.code == UNSET
-    assert server.start_time_unix_nano == t.start_ns and server.end_time_unix_nano == rec.facts[F_END]
+    assert server.start_time_unix_nano == f[F_START] and server.end_time_unix_nano == rec.facts[F_END]
     assert server.start_time_unix_nano <= client.start_time_unix_nano <= client.end_time_unix_nano
     assert client.end_time_unix_nano <= server.end_time_unix_nano
 
@@ -214,3 +214,30 @@ def test_http_export_posts_protobuf() -> None:
     asyncio.run(asyncio.wait_for(main(), 30))
     req = trace_service_pb2.ExportTraceServiceRequest.FromString(got[0])
     assert len(scope_spans(req.resource_spans[0])[0].spans) == 2
+
+
+def only_atoms(x: Any) -> bool:
+    return type(x) in (bytes, str, int, float, type(None)) or type(x) is tuple and all(map(only_atoms, x))
+
+
+@pytest.mark.parametrize("status,detail", [(200, ""), (503, "upstream_connect_failure")])
+def test_an_express_record_encodes_as_the_record_of_its_facts(status: int, detail: str) -> None:
+    # kept as it came (its facts made with its batch; bytes, numbers and strings,
+    # nothing the garbage collector walks for long), it encodes to the spans its
+    # StreamRecord does, but for the server span's id, drawn as the facts are made;
+    # its ids are those of the context that went upstream
+    rec, wire = express_record(status, detail)
+    kept = otlp.item(rec)
+    assert kept[1] is rec.raw and rec.made is None
+    assert only_atoms(kept)
+    batch = trace_service_pb2.ExportTraceServiceRequest.FromString(otlp.encode_items([kept]))
+    one, other = spans_of(batch), spans_of(decode([rec.record()]))
+    for server, client in (one, other):
+        assert client.parent_span_id == server.span_id
+        server.span_id = client.parent_span_id = b"-"
+    assert one == other
+    server, client = spans_of(decode([rec]))
+    tp = wire[len(b"traceparent: "):-2].decode().split("-")
+    assert server.trace_id.hex() == tp[1] == client.trace_id.hex() and tp[3] == "01"
+    assert client.span_id.hex() == tp[2] and client.parent_span_id == server.span_id
+    assert (server.status.code, client.status.code) == ((ERROR, ERROR) if detail else (UNSET, UNSET))

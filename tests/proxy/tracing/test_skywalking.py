@@ -7,7 +7,7 @@ import json
 from mosnx.proxy.tracing.skywalking import COMPONENT_ID, encode, segment
 from mosnx.runtime.tracing.sw8 import Sw8
 
-from .spans_data import TRACE, record
+from .spans_data import TRACE, express_record, record
 
 
 def test_segment_without_a_skywalking_parent() -> None:
@@ -31,3 +31,9 @@ def test_segment_refers_to_the_sw8_parent() -> None:
     assert ref == {"refType": "CrossProcess", "traceId": "sw.trace", "parentTraceSegmentId": "sw.seg",
                    "parentSpanId": 3, "parentService": "caller", "parentServiceInstance": "c-1",
                    "parentEndpoint": "/buy", "networkAddressUsedAtPeer": "mosnx:80"}
+
+
+def test_an_express_record_reads_as_the_record_of_its_facts() -> None:
+    rec, _ = express_record()
+    assert encode([rec]) == encode([rec.record()])
+    assert segment(rec)["traceId"] == rec.record().sw_trace == f"{rec.facts[0]:032x}"

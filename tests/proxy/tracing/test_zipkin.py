@@ -5,7 +5,7 @@ import json
 
 from mosnx.proxy.tracing.zipkin import encode
 
-from .spans_data import TRACE, record
+from .spans_data import TRACE, express_record, record
 
 
 def test_spans_in_zipkin_v2_json() -> None:
@@ -22,3 +22,10 @@ def test_spans_in_zipkin_v2_json() -> None:
 def test_failed_attempt_has_the_error_tag() -> None:
     _, failed, ok = json.loads(encode([record(attempts=2)]))
     assert failed["tags"]["error"] == "upstream_reset" and "error" not in ok["tags"]
+
+
+def test_an_express_record_reads_as_the_record_of_its_facts() -> None:
+    rec, _ = express_record()
+    assert encode([rec]) == encode([rec.record()])
+    server, client = json.loads(encode([rec]))
+    assert client["parentId"] == server["id"] and client["traceId"] == server["traceId"]

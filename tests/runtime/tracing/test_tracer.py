@@ -10,6 +10,7 @@ from mosnx.runtime.context import RequestHead, ResponseHead, StreamContext
 from mosnx.runtime.headers import Headers
 from mosnx.runtime.stats import Store
 from mosnx.runtime.tracing.span import A_SPAN, CLIENT, SERVER, Record, TraceRecord
+from mosnx.runtime.tracing.trace import SampledWire
 from mosnx.runtime.tracing.tracer import SampledPooled, StreamTrace, Tracer, UnsampledTrace
 from mosnx.runtime.tracing import propagation, sw8, w3c
 
@@ -340,8 +341,11 @@ def test_the_countdown_samples_each_fresh_trace_independently(formats: tuple[str
     for i in range(30000):
         ctx = ctx_with()
         if i % 2 and t.pool is not None:
-            picks.append(t.begin_express(ctx) is None)      # both ways take from one pool
-            assert ctx.trace is None or ctx.trace.sampled
+            # both ways take from one pool; an express stream keeps a sampled context
+            # as it keeps any other, its class telling them apart
+            w = t.begin_express(ctx)
+            assert ctx.trace is None and w is not None
+            picks.append(type(w) is SampledWire)
             continue
         t.begin_fresh(ctx)
         picks.append(ctx.trace.sampled)
@@ -530,5 +534,72 @@ def test_begin_express_samples_at_the_same_rate() -> None:
     t = Tracer("ingress", ("w3c",), random_sampling=100.0)
     t.bind(None, Store())
     ctx = ctx_with()
-    assert t.begin_express(ctx) is None and ctx.trace.sampled
-    assert t.pool == []                 # every fresh trace sampled: no context drawn for nothing
+    # every fresh trace sampled: only sampled contexts are drawn
+    w = t.begin_express(ctx)
+    assert type(w) is SampledWire and ctx.trace is None
+    assert t.pool and all(type(p) is SampledWire for p in t.pool)
+
+
+# -- a sampled context an express stream kept (SampledWire), recorded at its end --
+
+def _express_ends(case: str) -> list[StreamContext]:
+    """Three contexts of one stream's end, in `case`: answered, failed by the proxy
+    after its attempt, or failed before any attempt."""
+    out = []
+    for _ in range(3):
+        ctx = ctx_with()
+        ctx.request_id = "r-1"
+        if case != "no_attempt":
+            ctx.cluster_name, ctx.upstream_address, ctx.attempt_count = "web", "127.0.0.1:9001", 1
+        if case == "answered":
+            ctx.response = ResponseHead(200, Headers())
+        else:
+            ctx.response = ResponseHead(503, Headers())
+            ctx.error_detail = "upstream_connect_failure" if case == "failed" else "cluster_not_found"
+        out.append(ctx)
+    return out
+
+
+def _shape(rec: Record) -> list[tuple]:
+    """What a record's spans say, their ids as relations."""
+    spans = rec.spans
+    server = spans[0]
+    return [(s.name, s.kind, s.trace_id, s.span_id if s.kind == CLIENT else None,
+             "root" if s.parent_id == 0 else ("server" if s.parent_id == server.span_id else s.parent_id),
+             s.start_ns if s.kind == SERVER else None, sorted(s.attributes.items()), s.error, s.message, s.peer)
+            for s in spans]
+
+
+@pytest.mark.parametrize("case", ["answered", "failed", "no_attempt"])
+def test_an_express_sampled_context_records_what_its_trace_object_does(case: str) -> None:
+    # finish_express (no access log), the trace object made at the end (an access log
+    # asked for its ids), and the one made at the start as a stream off the express
+    # path has it: the same spans
+    t = Tracer("ingress", ("w3c",), random_sampling=100.0, service="shop", instance="i-1")
+    out: list[Record] = []
+    t.bind(out.append, Store())
+    fast, late, early = _express_ends(case)
+    w = t.begin_express(fast)
+    assert type(w) is SampledWire and fast.trace is None
+    for c in (late, early):
+        c.start_wall = fast.start_wall
+    t.finish_express(fast, w)
+    t.adopt(late, w, True)
+    assert type(late.trace) is SampledPooled
+    late.trace.finish(late)
+    t.adopt(early, w, False)
+    tr = early.trace
+    if case != "no_attempt":
+        tr.attempt_start(early, "web", "127.0.0.1:9001", 1)
+        tr.clients[0][1] = tr.start_ns        # the kept context's attempt begins with the stream
+        if case == "answered":
+            tr.attempt_status(200)
+    tr.finish(early)
+    a, b, c = map(_shape, out)
+    assert a == b == c
+    assert len(a) == (1 if case == "no_attempt" else 2)
+    tp = w[len(b"traceparent: "):-2].decode().split("-")
+    assert f"{out[0].spans[0].trace_id:032x}" == tp[1]
+    if case != "no_attempt":
+        assert f"{out[0].spans[1].span_id:016x}" == tp[2] and tp[3] == "01"
+    assert t.sampled_total.value == 3
