@@ -184,6 +184,12 @@ LISTENERS: dict[str, dict] = {
     # the same to an HTTP/2 upstream, which reads the express stream's context as fields
     "traced_h2": {"route": {"cluster": "h2web", "timeout": "10s"},
                   "tracing": {"propagation": ["w3c", "b3"], "random_sampling": "0%"}},
+    # W3C alone, every trace sampled: an express stream keeps its sampled context as
+    # it keeps an unsampled one's (a SampledWire), to either upstream
+    "traced_sampled": {"route": {"cluster": "web", "timeout": "10s"},
+                       "tracing": {"propagation": ["w3c"], "random_sampling": "100%"}},
+    "traced_sampled_h2": {"route": {"cluster": "h2web", "timeout": "10s"},
+                          "tracing": {"propagation": ["w3c"], "random_sampling": "100%"}},
 }
 
 # cluster -> endpoints: "up" is the recording upstream, "dead" a port nothing listens on
@@ -680,6 +686,16 @@ CONVERSATIONS: tuple = (
         Send(req("GET", "/h2up/a", headers=(("connection", "traceparent"),))), Read(),
         Send(req("GET", "/h2up/a", headers=(("x-request-id", "client-traced-2"),))), Read(),
     ), (200,) * 4),
+    H1("traced-sampled", "traced_sampled", (
+        Send(req("GET", "/s/1")), Read(),
+        Send(req("GET", "/s/1")), Read(),
+        Send(req("GET", "/s/2", headers=(("connection", "traceparent"),))), Read(),
+        Send(req("GET", "/s/3", headers=(("x-request-id", "client-sampled-1"),))), Read(),
+    ), (200,) * 4),
+    H1("traced-sampled-h2", "traced_sampled_h2", (
+        Send(req("GET", "/h2up/s")), Read(),
+        Send(req("GET", "/h2up/s")), Read(),
+    ), (200,) * 2),
     # --- last, since it changes the rules: a reload on a connection kept open across
     # it. The express vhost gets a response step and the split turns around: nothing
     # remembered may answer as before

@@ -40,8 +40,8 @@ The only normalisation: request ids the proxy generates (UUID-shaped) become
 everything a run produced, in one fixed order, so an id that should travel from one
 place to another still must.
 
-Corpus (fastpath_corpus.summary(), checked below): 48 conversations, 416 exchanges
-(379 over HTTP/1.1 in 31,271 request bytes, 37 over HTTP/2), on 13 listeners. The
+Corpus (fastpath_corpus.summary(), checked below): 50 conversations, 422 exchanges
+(385 over HTTP/1.1 in 31,532 request bytes, 37 over HTTP/2), on 15 listeners. The
 three runs take about 4 s together.
 """
 from __future__ import annotations
